@@ -54,7 +54,7 @@ def vmlinux(T, tmp_path_factory):
     return path
 
 
-# --- a minimal kernel core (VMCOREINFO only) so drgn takes its real Linux-kernel path --------------------
+# --- a minimal kernel core (VMCOREINFO only) so drgn takes its real Linux-kernel path ----------------------
 def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
     n = name + b"\0"
     pad = lambda b: b + b"\0" * (-len(b) % 4)  # noqa: E731
@@ -100,7 +100,8 @@ def _written(T: TypeDB) -> list:
     """The types that get a DIE, in the writer's (id) order."""
     return [
         t for t in T.types[1:]
-        if t.kind not in ("void", "typedef_transparent") and not (t.kind == "typedef" and t.name == "freelist_idx_t")
+        if t.kind not in ("void", "typedef_transparent")
+        and not (t.kind == "typedef" and t.name == "freelist_idx_t")
     ]
 
 
@@ -137,7 +138,9 @@ def test_pyelftools_layouts_equal_type_data(T, vmlinux):
         by_offset[die.offset - cu.cu_offset] = t
 
     def resolve(t):
-        while t is not None and (t.kind == "typedef_transparent" or (t.kind == "typedef" and t.name == "freelist_idx_t")):
+        while t is not None and (
+            t.kind == "typedef_transparent" or (t.kind == "typedef" and t.name == "freelist_idx_t")
+        ):
             t = t.target
         return None if t is None or t.kind == "void" else t
 
@@ -201,7 +204,8 @@ def test_pyelftools_layouts_equal_type_data(T, vmlinux):
             if t.nelems:
                 assert sub.attributes["DW_AT_count"].value == t.nelems, where
             else:  # flexible array: no bound at all
-                assert "DW_AT_count" not in sub.attributes and "DW_AT_upper_bound" not in sub.attributes, where
+                assert "DW_AT_count" not in sub.attributes, where
+                assert "DW_AT_upper_bound" not in sub.attributes, where
         elif t.kind == "func_proto":
             assert same_type(die, t.target), where
             params = list(die.iter_children())
@@ -238,7 +242,8 @@ def test_elf_symtab_sections_and_build_id(T, vmlinux):
         assert set(syms) == {s.name for s in make_symbols(T)}
         text = elf.get_section_by_name(".text")
         assert text["sh_type"] == "SHT_NOBITS"
-        assert text["sh_addr"] <= VMEMMAP_POPULATE < KMALLOC_CALLER + 0x100 <= text["sh_addr"] + text["sh_size"]
+        assert text["sh_addr"] <= VMEMMAP_POPULATE
+        assert KMALLOC_CALLER + 0x100 <= text["sh_addr"] + text["sh_size"]
         s = syms["vmemmap_populate"]
         assert s["st_info"]["type"] == "STT_FUNC" and s["st_info"]["bind"] == "STB_GLOBAL"
         assert s["st_value"] == VMEMMAP_POPULATE and s["st_size"] == 0x200
@@ -271,7 +276,7 @@ def test_read_build_id_errors(tmp_path, T):
         read_build_id(p)
 
 
-# --- 2. llvm-dwarfdump --verify ------------------------------------------------------------------------------
+# --- 2. llvm-dwarfdump --verify ----------------------------------------------------------------------------
 def test_llvm_dwarfdump_verify(vmlinux):
     exe = shutil.which("llvm-dwarfdump") or pytest.skip("llvm-dwarfdump not installed")
     r = subprocess.run([exe, "--verify", str(vmlinux)], capture_output=True, text=True, timeout=60)
@@ -279,7 +284,7 @@ def test_llvm_dwarfdump_verify(vmlinux):
     assert "No errors." in r.stdout, r.stdout
 
 
-# --- 3. GDB -----------------------------------------------------------------------------------------------------
+# --- 3. GDB ------------------------------------------------------------------------------------------------
 def test_gdb_reads_types_and_variables(T, vmlinux):
     exe = shutil.which("gdb") or pytest.skip("gdb not installed")
     cmds = [
@@ -319,7 +324,7 @@ def test_gdb_reads_types_and_variables(T, vmlinux):
     assert "kmalloc_caller_example + 16 in section .text" in out, out
 
 
-# --- 4. drgn ------------------------------------------------------------------------------------------------------
+# --- 4. drgn -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def prog(vmlinux):
     drgn = pytest.importorskip("drgn")
@@ -390,7 +395,7 @@ def test_drgn_variables_and_symbols(T, prog):
         prog.variable("runqueues")  # symtab-only symbol: no DW_TAG_variable
 
 
-# --- 5. determinism, edge cases -----------------------------------------------------------------------------
+# --- 5. determinism, edge cases ----------------------------------------------------------------------------
 def test_deterministic(T, vmlinux, tmp_path):
     other = tmp_path / "again.vmlinux"
     write_vmlinux(other, T, make_symbols(T), BUILD_ID, {".mmintro.types": dump_types_section(T)})
@@ -406,8 +411,11 @@ def test_freelist_idx_t_skipped_and_big_enum_values(T, tmp_path):
     ulong = T.lookup("unsigned long").id
     n = len(doc["types"])
     doc["types"].append({"kind": "typedef", "name": "freelist_idx_t", "type": uint})
-    doc["types"].append({"kind": "struct", "name": "mmintro_test_s", "size": 4,
-                         "members": [["idx", n, 0, 0]]})
+    doc["types"].append({"kind": "typedef_transparent", "type": uint})  # n + 1: a BTF type tag
+    doc["types"].append({"kind": "struct", "name": "mmintro_test_s", "size": 8,
+                         "members": [["idx", n, 0, 0], ["tagged", n + 1, 32, 0]]})
+    doc["types"].append({"kind": "func_proto", "type": uint, "params": [["a", ulong], ["", 0]]})  # variadic
+    doc["types"].append({"kind": "typedef", "name": "mmintro_test_fn", "type": n + 3})
     doc["types"].append({"kind": "enum", "name": "mmintro_test_big", "size": 8, "signed": False,
                          "values": [["BIG_A", 1], ["BIG_B", 2**63 + 5], ["BIG_C", 2**64 - 1]]})
     T2 = TypeDB(doc)
@@ -419,10 +427,15 @@ def test_freelist_idx_t_skipped_and_big_enum_values(T, tmp_path):
         cu = next(elf.get_dwarf_info().iter_CUs())
         dies = {(_name(d), d.tag): d for d in cu.get_top_DIE().iter_children()}
         s = dies[("mmintro_test_s", "DW_TAG_structure_type")]
-        (m,) = list(s.iter_children())
-        # the member refers straight to unsigned int
-        target = cu.get_DIE_from_refaddr(m.attributes["DW_AT_type"].value + cu.cu_offset)
-        assert _name(target) == "unsigned int"
+        # both members refer straight to unsigned int (skipped typedef, transparent type tag)
+        for m in s.iter_children():
+            target = cu.get_DIE_from_refaddr(m.attributes["DW_AT_type"].value + cu.cu_offset)
+            assert _name(target) == "unsigned int"
+        fn = dies[("mmintro_test_fn", "DW_TAG_typedef")]
+        proto = cu.get_DIE_from_refaddr(fn.attributes["DW_AT_type"].value + cu.cu_offset)
+        assert proto.tag == "DW_TAG_subroutine_type"
+        tags = [c.tag for c in proto.iter_children()]
+        assert tags == ["DW_TAG_formal_parameter", "DW_TAG_unspecified_parameters"]
         e = dies[("mmintro_test_big", "DW_TAG_enumeration_type")]
         vals = [c.attributes["DW_AT_const_value"].value for c in e.iter_children()]
         assert vals == [1, 2**63 + 5, 2**64 - 1]

@@ -361,7 +361,8 @@ class _TypeWriter:
             dw.die(DW_TAG_pointer_type, False, a, key)
         elif k in ("const", "volatile", "restrict"):
             self.type_attr(a, t.target)
-            tag = {"const": DW_TAG_const_type, "volatile": DW_TAG_volatile_type, "restrict": DW_TAG_restrict_type}[k]
+            tag = {"const": DW_TAG_const_type, "volatile": DW_TAG_volatile_type,
+                   "restrict": DW_TAG_restrict_type}[k]
             dw.die(tag, False, a, key)
         elif k == "typedef":
             if t.name in SKIPPED_TYPEDEFS:
@@ -423,7 +424,8 @@ class _TypeWriter:
                         form = DW_FORM_sdata
                     else:
                         form = DW_FORM_udata
-                    dw.die(DW_TAG_enumerator, False, [(DW_AT_name, DW_FORM_strp, n), (DW_AT_const_value, form, v)])
+                    dw.die(DW_TAG_enumerator, False,
+                           [(DW_AT_name, DW_FORM_strp, n), (DW_AT_const_value, form, v)])
                 dw.end_children()
         elif k == "func_proto":
             a.append((DW_AT_prototyped, DW_FORM_flag_present, None))
@@ -560,8 +562,10 @@ def write_vmlinux(
     abbrev, info, strs = _build_dwarf(types, symbols, cu_name)
 
     # -- address sections: .text (functions), .data (kernel objects), .data..percpu (per-CPU offsets)
-    funcs = [s for s in symbols if s.kind == "func"]
-    kobjs = [s for s in symbols if s.kind == "object" and s.address >= KERNEL_SPACE]
+    # Symbols outside the kernel image mapping (other than per-CPU offsets) get SHN_ABS, so that no
+    # section or PT_LOAD spans e.g. the direct map.
+    funcs = [s for s in symbols if s.kind == "func" and s.address >= START_KERNEL_MAP]
+    kobjs = [s for s in symbols if s.kind == "object" and s.address >= START_KERNEL_MAP]
     pobjs = [s for s in symbols if s.kind == "object" and s.address < KERNEL_SPACE]
     ranges: list[tuple[str, int, int, int, list[Symbol]]] = []  # name, flags, start, end, symbols
     if funcs:
@@ -579,7 +583,7 @@ def write_vmlinux(
     load_ranges = sorted(ranges, key=lambda r: r[2])
     if pobjs:
         hi = max(s.address + s.size for s in pobjs)
-        ranges.append([".data..percpu", SHF_ALLOC | SHF_WRITE, 0, max(hi, 1), pobjs])  # type: ignore[arg-type]
+        ranges.append([".data..percpu", SHF_ALLOC | SHF_WRITE, 0, max(hi, 1), pobjs])  # type: ignore
 
     secs: list[_Section] = [_Section("", 0)]
     note = _note(b"GNU", NT_GNU_BUILD_ID, bytes(build_id))
@@ -602,9 +606,11 @@ def write_vmlinux(
     for s in sorted(symbols, key=lambda s: (s.address, s.name)):
         st_type = STT_FUNC if s.kind == "func" else STT_OBJECT
         shndx = sym_shndx.get(id(s), SHN_ABS)
-        symtab += struct.pack("<IBBHQQ", strtab.add(s.name), (STB_GLOBAL << 4) | st_type, 0, shndx, s.address, s.size)
+        symtab += struct.pack("<IBBHQQ", strtab.add(s.name), (STB_GLOBAL << 4) | st_type, 0, shndx,
+                              s.address, s.size)
     symtab_idx = len(secs)
-    secs.append(_Section(".symtab", SHT_SYMTAB, data=bytes(symtab), align=8, link=symtab_idx + 1, info=1, entsize=24))
+    secs.append(_Section(".symtab", SHT_SYMTAB, data=bytes(symtab), align=8, link=symtab_idx + 1, info=1,
+                         entsize=24))
     secs.append(_Section(".strtab", SHT_STRTAB, data=bytes(strtab.data)))
     shstr = _StrTab()
     shstrtab_sec = _Section(".shstrtab", SHT_STRTAB)
