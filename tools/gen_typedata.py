@@ -141,10 +141,10 @@ def main() -> None:
         variables.append({"name": m.group(3), "type": tid, "percpu": False})
 
     datasec = next(t for t in btf[1:] if t.kind == "datasec" and t.name == ".data..percpu")
-    pcpu = {btf[vt].name: btf[vt].type for (_n, vt, _o, _s) in datasec.members}
+    pcpu = {btf[vt].name: (btf[vt].type, off) for (_n, vt, off, _s) in datasec.members}
     for n in PERCPU_VARS:
         if n in pcpu:
-            variables.append({"name": n, "type": pcpu[n], "percpu": True})
+            variables.append({"name": n, "type": pcpu[n][0], "percpu": True, "offset": pcpu[n][1]})
         else:
             print(f"warning: percpu var {n} not in BTF", file=sys.stderr)
 
@@ -261,6 +261,9 @@ def main() -> None:
         "source": btf_path.name,
         "types": types,
         "variables": variables,
+        # Size of the static per-CPU section (.data..percpu) and where its variables sit:
+        # x86-64 links per-CPU variables at offsets from 0.
+        "percpu_static_size": datasec.size,
     }
     raw = json.dumps(doc, separators=(",", ":")).encode()
     OUT.write_bytes(gzip.compress(raw, mtime=0))

@@ -52,7 +52,6 @@ int page_group_by_mobility_disabled;
 unsigned int pageblock_order;
 unsigned long nr_kernel_pages;
 unsigned long nr_all_pages;
-struct memblock memblock;
 struct e820_table *e820_table;
 struct task_struct init_task;
 union thread_union init_thread_union;

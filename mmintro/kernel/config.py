@@ -1,0 +1,66 @@
+"""Kconfig and boot-parameter facts of the simulated kernel (the reference 6.18 build).
+
+These are configuration choices, not layouts (which always come from the type data); each
+is as measured in ../shared/reference/config.txt of the reference kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+NR_CPUS = 256
+NODES_SHIFT = 10
+MAX_NUMNODES = 1 << NODES_SHIFT
+MAX_PAGE_ORDER = 10
+NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
+PAGEBLOCK_ORDER = 9
+NR_PAGEBLOCK_BITS = 8
+PAGE_ALLOC_COSTLY_ORDER = 3
+THREAD_SIZE = 16384
+HZ = 250
+OSRELEASE = "6.18.0-mmintro"
+UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
+# page->flags layout (include/linux/page-flags-layout.h): SECTIONS_WIDTH = 0 with VMEMMAP,
+# NODES_SHIFT 10, ZONES_SHIFT 3 (5 zones), LAST_CPUPID = LAST__PID_SHIFT 8 + NR_CPUS_BITS 8.
+ZONES_SHIFT = 3
+LAST_CPUPID_SHIFT = 16
+NODES_PGOFF = 64 - NODES_SHIFT
+ZONES_PGOFF = NODES_PGOFF - ZONES_SHIFT
+LAST_CPUPID_PGOFF = ZONES_PGOFF - LAST_CPUPID_SHIFT
+# sysctl vm.* defaults (procfs/sys/proc_sys_vm.txt)
+WATERMARK_SCALE_FACTOR = 10
+WATERMARK_BOOST_FACTOR = 15000
+LOWMEM_RESERVE_RATIO = [256, 256, 32, 0, 0]
+OVERCOMMIT_RATIO = 50
+SWAP_CLUSTER_MAX = 32
+
+
+def parse_size(s: str | int) -> int:
+    """'4G', '512M', '65536K' or a byte count."""
+    if isinstance(s, int):
+        return s
+    t = s.strip().upper().rstrip("B").rstrip("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if t and t[-1] in mult:
+        return int(float(t[:-1]) * mult[t[-1]])
+    return int(t)
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """What the simulated PC has: RAM, NUMA nodes, CPUs, and the seed of its randomness."""
+
+    ram: int = 4 << 30
+    nodes: int = 1
+    cpus: int = 2
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.ram % (128 << 20) or not (256 << 20) <= self.ram <= (64 << 30):
+            raise ValueError("ram must be a multiple of 128M between 256M and 64G")
+        if not 1 <= self.nodes <= 4:
+            raise ValueError("nodes must be 1..4")
+        if self.ram // self.nodes < (256 << 20):
+            raise ValueError("each node needs at least 256M of RAM")
+        if not 1 <= self.cpus <= 64:
+            raise ValueError("cpus must be 1..64")

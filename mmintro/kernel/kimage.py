@@ -1,0 +1,124 @@
+"""The simulated kernel image: where vmlinux's sections and globals live.
+
+The image sits where an x86-64 kernel without KASLR sits: linked at __START_KERNEL_map +
+CONFIG_PHYSICAL_START (``_text`` = 0xffffffff81000000), loaded at physical 16 MiB.  Section
+sizes follow the reference kernel's /proc/iomem (Kernel code/rodata/data/bss).  Globals are
+placed in .data/.bss with their types' sizes; function symbols (for call sites and for
+drgn's feature detection) in .text; strings in .rodata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmintro.arch.x86 import PAGE_SIZE, PHYSICAL_START, __START_KERNEL_map
+from mmintro.types import Type, TypeDB
+
+# Physical extents of the sections, from the reference kernel's /proc/iomem.
+SECTIONS = {
+    "text": (0x01000000, 0x0220BB08),
+    "rodata": (0x02400000, 0x02E0A000),
+    "data": (0x03000000, 0x0327C140),
+    "bss": (0x03B34000, 0x03C58000),
+}
+
+# Functions the simulated kernel "has": drgn keys SPARSEMEM_VMEMMAP on vmemmap_populate;
+# later subsystems name their allocation call sites after real functions.
+FUNCTIONS = [
+    ("start_kernel", 0x6C0), ("setup_arch", 0x1200), ("memblock_alloc_try_nid", 0xE0),
+    ("sparse_init", 0x3A0), ("vmemmap_populate", 0x1A0), ("free_area_init", 0x5C0),
+    ("memblock_free_all", 0x140), ("mem_init", 0x80), ("kernel_clone", 0x3E0),
+]
+
+
+@dataclass
+class KSymbol:
+    name: str
+    address: int
+    size: int
+    kind: str  # "object" or "func"
+    type: Type | None = None
+    section: str = "data"
+
+
+class KernelImage:
+    def __init__(self, types: TypeDB, phys_base: int = 0) -> None:
+        self.T = types
+        self.phys_base = phys_base
+        self.symbols: dict[str, KSymbol] = {}
+        self._cursor = {name: self.virt(start) for name, (start, _end) in SECTIONS.items()}
+        self._strings: dict[str, int] = {}
+        for name, (start, end) in SECTIONS.items():
+            if name in ("text", "rodata", "data", "bss"):
+                pass
+        self.add("_text", self.virt(SECTIONS["text"][0]), 0, "func", section="text")
+        self.add("_stext", self.virt(SECTIONS["text"][0]), 0, "func", section="text")
+        self._cursor["text"] += 0x1000  # head code
+        for fname, size in FUNCTIONS:
+            self.func(fname, size)
+
+    # -- addresses ----------------------------------------------------------------------
+    def virt(self, paddr: int) -> int:
+        return paddr - self.phys_base + __START_KERNEL_map
+
+    def pa(self, vaddr: int) -> int:
+        return vaddr - __START_KERNEL_map + self.phys_base
+
+    def contains(self, vaddr: int) -> bool:
+        return self.virt(SECTIONS["text"][0]) <= vaddr < self.virt(SECTIONS["bss"][1])
+
+    @property
+    def start(self) -> int:
+        return SECTIONS["text"][0]
+
+    @property
+    def end(self) -> int:
+        return SECTIONS["bss"][1]
+
+    # -- placement ----------------------------------------------------------------------
+    def add(self, name: str, address: int, size: int, kind: str, type_: Type | None = None, section: str = "data") -> KSymbol:
+        if name in self.symbols:
+            raise ValueError(f"symbol {name} defined twice")
+        s = KSymbol(name, address, size, kind, type_, section)
+        self.symbols[name] = s
+        return s
+
+    def _place(self, section: str, size: int, align: int) -> int:
+        addr = -(-self._cursor[section] // align) * align
+        limit = self.virt(SECTIONS[section][1])
+        if addr + size > limit:
+            raise MemoryError(f"kernel .{section} is full")
+        self._cursor[section] = addr + size
+        return addr
+
+    def var(self, name: str, section: str = "data", align: int | None = None) -> int:
+        """Place the global ``name`` (declared in the type data) and return its address."""
+        t = self.T.var_type(name)
+        r = t.resolved()
+        size = t.size if not (r.kind == "array" and r.nelems == 0) else 0
+        if align is None:
+            align = PAGE_SIZE if size >= PAGE_SIZE else min(64, max(8, 1 << max(size - 1, 0).bit_length()))
+        addr = self._place(section, size, align)
+        self.add(name, addr, size, "object", t, section)
+        return addr
+
+    def marker(self, name: str, section: str, at_end: bool = False) -> int:
+        """A linker-script symbol such as _etext (no type, zero size)."""
+        addr = self.virt(SECTIONS[section][1]) if at_end else self._cursor[section]
+        t = self.T.variables.get(name)
+        self.add(name, addr, 0, "object", t[0] if t else None, section)
+        return addr
+
+    def func(self, name: str, size: int) -> int:
+        addr = self._place("text", size, 16)
+        self.add(name, addr, size, "func", section="text")
+        return addr
+
+    def string(self, s: str) -> int:
+        """A NUL-terminated string in .rodata (deduplicated), e.g. a resource name."""
+        if s not in self._strings:
+            self._strings[s] = self._place("rodata", len(s.encode()) + 1, 1)
+        return self._strings[s]
+
+    def strings(self) -> dict[str, int]:
+        return dict(self._strings)

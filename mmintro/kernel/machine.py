@@ -1,0 +1,309 @@
+"""A simulated x86-64 PC booting Linux 6.18's memory manager (init/main.c, arch/x86/kernel/setup.c).
+
+``boot(config)`` runs the early-boot sequence on simulated physical memory:
+
+    setup_arch      e820 map, memblock, kernel image, NUMA node ranges
+    init_mem_mapping  the direct map in swapper_pg_dir
+    setup_per_cpu_areas   the embedded first per-CPU chunk
+    alloc_node_data  a pglist_data per node
+    sparse_init      mem_section, usage maps, memory maps in the vmemmap
+    free_area_init   zones, memmap_init (every struct page)
+    mem_init         memblock_free_all: free memory to the buddy lists
+    init_per_zone_wmark_min, pagesets, e820__reserve_resources (/proc/iomem)
+
+and leaves a :class:`Kernel` whose memory a snapshot writer can store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable
+
+import numpy as np
+
+from mmintro.arch import x86
+from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE, __START_KERNEL_map
+from mmintro.kernel import config as kc
+from mmintro.kernel.config import MachineConfig
+from mmintro.kernel.e820 import E820_NAMES, E820_TYPE_ACPI, E820_TYPE_RAM, build_e820
+from mmintro.kernel.init_64 import (
+    PG_LEVEL_4K, PageTables, adjust_range_page_size, kernel_physical_mapping_init, map_kernel_image,
+    split_mem_range,
+)
+from mmintro.kernel.kimage import KernelImage
+from mmintro.kernel.kobj import KMem
+from mmintro.kernel.memblock import Memblock
+from mmintro.kernel.physmem import PhysMem
+from mmintro.types import TypeDB, get_types
+
+Progress = Callable[[str, float], None]
+
+ZONE_NAMES = ["DMA", "DMA32", "Normal", "Movable", "Device"]
+MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT
+MAX_DMA32_PFN = (4 << 30) >> PAGE_SHIFT
+
+
+class Kernel:
+    """The state of a booted simulated kernel: memory, symbols and the allocator's books."""
+
+    x86 = x86
+
+    def __init__(self, config: MachineConfig, types: TypeDB | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.T = types or get_types()
+        self.mem = PhysMem()
+        self.memblock = Memblock()
+        self.phys_base = 0
+        self.page_offset_base = x86.PAGE_OFFSET_BASE_L4
+        self.vmalloc_base = x86.VMALLOC_BASE_L4
+        self.vmemmap_base = x86.VMEMMAP_BASE_L4
+        self.image = KernelImage(self.T, self.phys_base)
+        self.kmem = KMem(self.T, self.mem, self.pa)
+        self.struct_page_size = self.T.sizeof("struct page")
+        self.pageblock_nr_pages = 1 << kc.PAGEBLOCK_ORDER
+        self.NR_PAGEBLOCK_BITS = kc.NR_PAGEBLOCK_BITS
+        self.memmap_buffers: list[tuple[int, list[int], np.ndarray]] = []
+        self.section_usage: dict[int, int] = {}
+        self.present_sections: dict[int, int] = {}
+        self.zones: list[list] = []  # [nid][zone_idx] -> ZoneState
+        self.pgdat: list[int] = []
+        self.log: list[str] = []
+        self.rng = np.random.default_rng(config.seed)
+
+    # -- address translation (the simulator knows its own mappings) ---------------------
+    def pa(self, vaddr: int) -> int:
+        if vaddr >= __START_KERNEL_map:
+            return vaddr - __START_KERNEL_map + self.phys_base
+        if self.vmemmap_base <= vaddr < self.vmemmap_base + (1 << 40):
+            off = vaddr - self.vmemmap_base
+            pfn = off // self.struct_page_size
+            nr = pfn >> (27 - PAGE_SHIFT)
+            return self.section_memmap[nr] + off - (nr << (27 - PAGE_SHIFT)) * self.struct_page_size
+        if self.page_offset_base <= vaddr < self.page_offset_base + (1 << 46):
+            return vaddr - self.page_offset_base
+        raise ValueError(f"simulator: no mapping for {vaddr:#x}")
+
+    def phys_to_virt(self, paddr: int) -> int:
+        return paddr + self.page_offset_base
+
+    def sym(self, name: str) -> int:
+        return self.image.symbols[name].address
+
+    def pfn_to_page(self, pfn: int) -> int:
+        return self.vmemmap_base + pfn * self.struct_page_size
+
+    # -- boot ------------------------------------------------------------------------------
+    def boot(self, progress: Progress | None = None) -> "Kernel":
+        from mmintro.kernel import mm_init, page_alloc, resource, sparse, vmstat
+
+        step = progress or (lambda _msg, _frac: None)
+        step("setup_arch: e820, memblock, kernel image", 0.0)
+        self.setup_arch()
+        step("init_mem_mapping: direct map", 0.1)
+        self.init_mem_mapping()
+        step("setup_per_cpu_areas", 0.15)
+        self.setup_per_cpu_areas()
+        step("alloc_node_data", 0.2)
+        self.alloc_node_data()
+        step("sparse_init: mem_section and the vmemmap", 0.25)
+        sparse.sparse_init(self)
+        step("free_area_init: zones and struct pages", 0.35)
+        mm_init.free_area_init(self)
+        step("mem_init: memblock_free_all to the buddy allocator", 0.6)
+        page_alloc.memblock_free_all(self)
+        step("watermarks, lowmem_reserve, pagesets", 0.8)
+        page_alloc.init_per_zone_wmark_min(self)
+        page_alloc.setup_zone_pagesets(self)
+        step("e820__reserve_resources: /proc/iomem", 0.85)
+        resource.e820_reserve_resources(self)
+        step("vmstat", 0.9)
+        self.sync()
+        vmstat.refresh(self)
+        step("booted", 1.0)
+        return self
+
+    def sync(self) -> None:
+        """Write the allocator's books (free lists, counters) into simulated memory."""
+        from mmintro.kernel import page_alloc, vmstat
+
+        page_alloc.write_free_lists(self)
+        vmstat.refresh(self)
+
+    def setup_arch(self) -> None:
+        cfg = self.config
+        self.e820 = build_e820(cfg.ram)
+        # NUMA: RAM split evenly between nodes on section (128 MiB) boundaries.
+        ram = [(e.addr, e.end) for e in self.e820 if e.type == E820_TYPE_RAM]
+        total = sum(b - a for a, b in ram)
+        per_node = total // cfg.nodes
+        bounds = []
+        acc = 0
+        for a, b in ram:
+            bounds.append((a, b, acc))
+            acc += b - a
+        for a, b, before in bounds:
+            cut = a
+            while cut < b:
+                nid = min((before + cut - a) // per_node, cfg.nodes - 1)
+                node_end_off = (nid + 1) * per_node
+                nxt = b if nid == cfg.nodes - 1 else min(b, a + (node_end_off - before))
+                nxt = min(b, -(-nxt // (128 << 20)) * (128 << 20)) if nxt < b else b
+                self.memblock.add(cut, nxt - cut, nid)
+                cut = nxt
+        # Early reservations (arch/x86/kernel/setup.c): the first 1 MiB (BIOS, trampoline),
+        # then the kernel image itself.
+        self.memblock.reserve(0, 1 << 20)
+        self.memblock.reserve(self.image.start, self.image.end - self.image.start)
+        self.max_pfn = max(r.end for r in self.memblock.memory) >> PAGE_SHIFT
+        self.place_globals()
+
+    def place_globals(self) -> None:
+        img = self.image
+        for name in ("swapper_pg_dir", "level3_kernel_pgt", "level2_kernel_pgt"):
+            img.var(name, "data", PAGE_SIZE)
+        img.add("init_top_pgt", img.symbols["swapper_pg_dir"].address, PAGE_SIZE, "object", section="data")
+        for name in ("page_offset_base", "vmalloc_base", "vmemmap_base", "phys_base", "max_pfn", "max_low_pfn",
+                     "min_low_pfn", "_totalram_pages", "node_data", "node_states", "nr_node_ids", "nr_cpu_ids",
+                     "__cpu_online_mask", "__cpu_possible_mask", "__cpu_present_mask", "__cpu_active_mask",
+                     "__per_cpu_offset", "init_mm", "iomem_resource", "ioport_resource", "min_free_kbytes",
+                     "user_min_free_kbytes", "watermark_scale_factor", "watermark_boost_factor",
+                     "sysctl_lowmem_reserve_ratio", "sysctl_overcommit_memory", "sysctl_overcommit_ratio",
+                     "sysctl_overcommit_kbytes", "pageblock_order", "e820_table", "init_task", "panic_cpu",
+                     "crashing_cpu", "hstates", "hugetlb_max_hstate", "swap_info", "nr_swapfiles",
+                     "total_swap_pages", "nr_swap_pages", "slab_caches", "vmap_nodes", "nr_vmap_nodes",
+                     "vmap_zone_size", "init_pid_ns", "blockdev_superblock"):
+            img.var(name, "data")
+        img.var("init_thread_union", "data", x86.PAGE_SIZE * 4)
+        for name in ("mem_section", "__highest_present_section_nr", "vm_zone_stat", "vm_node_stat",
+                     "vm_numa_event", "totalreserve_pages", "totalcma_pages", "nr_kernel_pages", "nr_all_pages",
+                     "vm_committed_as", "vm_committed_as_batch", "page_group_by_mobility_disabled", "mem_map"):
+            img.var(name, "bss")
+        for marker, section, at_end in (("_etext", "text", True), ("__start_rodata", "rodata", False),
+                                        ("__end_rodata", "rodata", True), ("_sdata", "data", False),
+                                        ("_edata", "data", True), ("__bss_start", "bss", False),
+                                        ("__bss_stop", "bss", True), ("_end", "bss", True)):
+            if marker == "__start_rodata":
+                img.add(marker, img.virt(img.start), 0, "object", section=section)
+                img.symbols[marker].address = img.virt(0x02400000)
+            elif marker == "_sdata":
+                img.add(marker, img.virt(0x03000000), 0, "object", section=section)
+            elif marker == "__bss_start":
+                img.add(marker, img.virt(0x03B34000), 0, "object", section=section)
+            else:
+                img.marker(marker, section, at_end)
+        k = self.kmem
+        k.write_u64(self.sym("page_offset_base"), self.page_offset_base)
+        k.write_u64(self.sym("vmalloc_base"), self.vmalloc_base)
+        k.write_u64(self.sym("vmemmap_base"), self.vmemmap_base)
+        k.write_u64(self.sym("phys_base"), self.phys_base)
+        k.write_u64(self.sym("max_pfn"), self.max_pfn)
+        k.write_u64(self.sym("max_low_pfn"), min(self.max_pfn, MAX_DMA32_PFN))
+        self.write_int("pageblock_order", kc.PAGEBLOCK_ORDER)
+        self.write_int("nr_node_ids", self.config.nodes)
+        self.write_int("nr_cpu_ids", self.config.cpus)
+        self.write_int("watermark_scale_factor", kc.WATERMARK_SCALE_FACTOR)
+        self.write_int("watermark_boost_factor", kc.WATERMARK_BOOST_FACTOR)
+        self.write_int("sysctl_overcommit_ratio", kc.OVERCOMMIT_RATIO)
+        self.write_int("panic_cpu", 0)  # the snapshot is taken as CPU 0 panics
+        self.write_int("crashing_cpu", 0)
+        ratio = self.sym("sysctl_lowmem_reserve_ratio")
+        for i, r in enumerate(kc.LOWMEM_RESERVE_RATIO):
+            self.mem.write(self.pa(ratio + 4 * i), r.to_bytes(4, "little"))
+        for name in ("__cpu_online_mask", "__cpu_possible_mask", "__cpu_present_mask", "__cpu_active_mask"):
+            self.kmem.write_u64(self.sym(name), (1 << self.config.cpus) - 1)
+        k.init_list_head(self.sym("slab_caches"))
+
+    def write_int(self, name: str, value: int) -> None:
+        s = self.image.symbols[name]
+        t = s.type.resolved() if s.type else None
+        size = t.size if t is not None else 8
+        self.mem.write(self.pa(s.address), (value & ((1 << 8 * size) - 1)).to_bytes(size, "little"))
+
+    def init_mem_mapping(self) -> None:
+        """The kernel page tables: static ones in the image, the rest from memblock."""
+        pgd = self.pa(self.sym("swapper_pg_dir"))
+
+        def alloc_table(nid: int) -> int:
+            # alloc_low_pages(): page-table pages come from memblock (top-down), zeroed.
+            return self.memblock.alloc(PAGE_SIZE, PAGE_SIZE, nid=nid)
+
+        self.pt = PageTables(self.mem, pgd, alloc_table)
+        map_kernel_image(self.pt, self.pa(self.sym("level3_kernel_pgt")), self.pa(self.sym("level2_kernel_pgt")),
+                         __START_KERNEL_map, self.phys_base, self.image.start, self.image.end)
+        e820_mapped = [(e.addr, e.end) for e in self.e820 if e.type in (E820_TYPE_RAM, E820_TYPE_ACPI)]
+
+        def mapped_4k(p: int) -> bool:
+            return any(a < p + PAGE_SIZE and p < b for a, b in e820_mapped)
+
+        ranges = [(0, 1 << 20)] + [(max(r.base, 1 << 20), r.end) for r in self.memblock.memory if r.end > 1 << 20]
+        # init_memory_mapping(0, ISA_END_ADDRESS) first, with 4 KiB pages, then each RAM range.
+        kernel_physical_mapping_init(self.pt, self.page_offset_base, 0, 1 << 20, PG_LEVEL_4K, mapped_4k, 0)
+        for start, end in ranges[1:]:
+            nid = self.memblock.node_of(start)
+            for s, e, lv in adjust_range_page_size(split_mem_range(start, end), self.memblock.is_memory):
+                kernel_physical_mapping_init(self.pt, self.page_offset_base, s, e, lv, mapped_4k, nid)
+        # init_mm uses swapper_pg_dir.
+        self.kmem.set(self.sym("init_mm"), "mm_struct", "pgd", self.sym("swapper_pg_dir"))
+
+    def setup_per_cpu_areas(self) -> None:
+        """pcpu_embed_first_chunk(): one unit per CPU from memblock, on the CPU's node;
+        __per_cpu_offset[cpu] = the unit's address (per-CPU symbols are linked at 0)."""
+        self.pcpu_static_size = self.T.doc.get("percpu_static_size", 0)
+        self.pcpu_unit_size = 1 << 20
+        self.pcpu_reserved = 8192
+        self.pcpu_dyn_next = -(-(self.pcpu_static_size + self.pcpu_reserved) // 64) * 64
+        self.per_cpu_offset = []
+        nr = self.config.cpus
+        base = self.memblock.alloc(self.pcpu_unit_size * nr, 2 << 20, nid=0)
+        for cpu in range(nr):
+            off = self.phys_to_virt(base + cpu * self.pcpu_unit_size)
+            self.per_cpu_offset.append(off)
+            self.kmem.write_u64(self.sym("__per_cpu_offset") + 8 * cpu, off)
+        for name, (t, percpu) in self.T.variables.items():
+            if percpu:
+                v = next(v for v in self.T.doc["variables"] if v["name"] == name)
+                self.image.add(name, v["offset"], t.size, "object", t, section="percpu")
+        self.pcpu_base = base
+
+    def alloc_percpu(self, size: int, align: int = 8) -> int:
+        """pcpu_alloc() from the first chunk's dynamic area; returns the __percpu pointer."""
+        ptr = -(-self.pcpu_dyn_next // align) * align
+        if ptr + size > self.pcpu_unit_size:
+            raise MemoryError("per-CPU first chunk is full")
+        self.pcpu_dyn_next = ptr + size
+        return ptr
+
+    def per_cpu_ptr(self, ptr: int, cpu: int) -> int:
+        return ptr + self.per_cpu_offset[cpu]
+
+    def alloc_node_data(self) -> None:
+        size = self.T.sizeof("struct pglist_data")
+        node_data = self.sym("node_data")
+        states = self.sym("node_states")
+        nm = self.T.sizeof("nodemask_t")
+        for nid in range(self.config.nodes):
+            p = self.memblock.alloc(-(-size // 64) * 64, 64, nid=nid)
+            va = self.phys_to_virt(p)
+            self.pgdat.append(va)
+            self.kmem.write_u64(node_data + 8 * nid, va)
+            self.kmem.set(va, "pglist_data", "node_id", nid)
+        mask = (1 << self.config.nodes) - 1
+        for st in ("N_POSSIBLE", "N_ONLINE", "N_NORMAL_MEMORY", "N_MEMORY"):
+            self.kmem.write_u64(states + nm * self.T.const(st), mask)
+        self.kmem.write_u64(states + nm * self.T.const("N_CPU"), 1)
+
+    # -- identity ---------------------------------------------------------------------------
+    def build_id(self) -> bytes:
+        h = hashlib.sha1()
+        h.update(repr((self.config, kc.OSRELEASE)).encode())
+        h.update(repr(sorted((s.name, s.address, s.size) for s in self.image.symbols.values())).encode())
+        return h.digest()
+
+    def e820_name(self, t: int) -> str:
+        return E820_NAMES.get(t, "Unknown E820 type")
+
+
+def boot(config: MachineConfig | None = None, progress: Progress | None = None) -> Kernel:
+    """Boot a simulated machine and return its kernel."""
+    return Kernel(config or MachineConfig()).boot(progress)
