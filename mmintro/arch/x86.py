@@ -76,3 +76,9 @@ __PAGE_KERNEL_LARGE_EXEC = __PAGE_KERNEL_EXEC | _PAGE_PSE
 
 # Paging levels as data (volatility3's style): name, shift of the address bits it indexes.
 LEVELS_4 = [("PGD", PGDIR_SHIFT), ("PUD", PUD_SHIFT), ("PMD", PMD_SHIFT), ("PTE", PAGE_SHIFT)]
+
+# Spellings without leading double underscores (Python mangles those inside classes).
+START_KERNEL_MAP = __START_KERNEL_map
+PAGE_KERNEL = __PAGE_KERNEL
+PAGE_KERNEL_LARGE = __PAGE_KERNEL_LARGE
+PAGE_KERNEL_LARGE_EXEC = __PAGE_KERNEL_LARGE_EXEC

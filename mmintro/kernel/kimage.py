@@ -1,6 +1,6 @@
 """The simulated kernel image: where vmlinux's sections and globals live.
 
-The image sits where an x86-64 kernel without KASLR sits: linked at __START_KERNEL_map +
+The image sits where an x86-64 kernel without KASLR sits: linked at START_KERNEL_MAP +
 CONFIG_PHYSICAL_START (``_text`` = 0xffffffff81000000), loaded at physical 16 MiB.  Section
 sizes follow the reference kernel's /proc/iomem (Kernel code/rodata/data/bss).  Globals are
 placed in .data/.bss with their types' sizes; function symbols (for call sites and for
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmintro.arch.x86 import PAGE_SIZE, PHYSICAL_START, __START_KERNEL_map
+from mmintro.arch.x86 import PAGE_SIZE, START_KERNEL_MAP
 from mmintro.types import Type, TypeDB
 
 # Physical extents of the sections, from the reference kernel's /proc/iomem.
@@ -59,10 +59,10 @@ class KernelImage:
 
     # -- addresses ----------------------------------------------------------------------
     def virt(self, paddr: int) -> int:
-        return paddr - self.phys_base + __START_KERNEL_map
+        return paddr - self.phys_base + START_KERNEL_MAP
 
     def pa(self, vaddr: int) -> int:
-        return vaddr - __START_KERNEL_map + self.phys_base
+        return vaddr - START_KERNEL_MAP + self.phys_base
 
     def contains(self, vaddr: int) -> bool:
         return self.virt(SECTIONS["text"][0]) <= vaddr < self.virt(SECTIONS["bss"][1])

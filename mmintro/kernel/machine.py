@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from mmintro.arch import x86
-from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE, __START_KERNEL_map
+from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE, START_KERNEL_MAP
 from mmintro.kernel import config as kc
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.e820 import E820_NAMES, E820_TYPE_ACPI, E820_TYPE_RAM, build_e820
@@ -73,8 +73,8 @@ class Kernel:
 
     # -- address translation (the simulator knows its own mappings) ---------------------
     def pa(self, vaddr: int) -> int:
-        if vaddr >= __START_KERNEL_map:
-            return vaddr - __START_KERNEL_map + self.phys_base
+        if vaddr >= START_KERNEL_MAP:
+            return vaddr - START_KERNEL_MAP + self.phys_base
         if self.vmemmap_base <= vaddr < self.vmemmap_base + (1 << 40):
             off = vaddr - self.vmemmap_base
             pfn = off // self.struct_page_size
@@ -127,6 +127,8 @@ class Kernel:
         """Write the allocator's books (free lists, counters) into simulated memory."""
         from mmintro.kernel import page_alloc, vmstat
 
+        for text, addr in self.image.strings().items():
+            self.kmem.write_bytes(addr, text.encode() + b"\0")
         page_alloc.write_free_lists(self)
         vmstat.refresh(self)
 
@@ -230,7 +232,7 @@ class Kernel:
 
         self.pt = PageTables(self.mem, pgd, alloc_table)
         map_kernel_image(self.pt, self.pa(self.sym("level3_kernel_pgt")), self.pa(self.sym("level2_kernel_pgt")),
-                         __START_KERNEL_map, self.phys_base, self.image.start, self.image.end)
+                         START_KERNEL_MAP, self.phys_base, self.image.start, self.image.end)
         e820_mapped = [(e.addr, e.end) for e in self.e820 if e.type in (E820_TYPE_RAM, E820_TYPE_ACPI)]
 
         def mapped_4k(p: int) -> bool:

@@ -98,5 +98,5 @@ def sparse_init(k: "Kernel") -> None:
             k.kmem.set(sa, "mem_section", "usage", usage)
             # vmemmap_populate(): one 2 MiB leaf per section map.
             k.pt.map(k.vmemmap_base + base * k.struct_page_size, k.section_memmap[nr], PG_LEVEL_2M,
-                     k.x86.__PAGE_KERNEL_LARGE, nid)
+                     k.x86.PAGE_KERNEL_LARGE, nid)
     k.kmem.write_u64(k.sym("__highest_present_section_nr"), max(k.present_sections))

@@ -219,6 +219,9 @@ class TypeDB:
         self._names: dict[str, Type] = {}
         self.enumerators: dict[str, int] = {}
         for t in self.types[1:]:
+            if t.kind == "enum":
+                for n, v in t.values:
+                    self.enumerators.setdefault(n, v)
             if not t.name:
                 continue
             if t.kind in ("struct", "union", "enum"):
@@ -228,9 +231,6 @@ class TypeDB:
                     self._names[key] = t
             elif t.kind in ("typedef", "int", "float"):
                 self._names.setdefault(t.name, t)
-            if t.kind == "enum":
-                for n, v in t.values:
-                    self.enumerators.setdefault(n, v)
         self.variables: dict[str, tuple[Type, bool]] = {
             v["name"]: (self.types[v["type"]], v["percpu"]) for v in doc["variables"]
         }

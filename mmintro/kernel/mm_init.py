@@ -1,0 +1,204 @@
+"""Zones, nodes and the memory map (mm/mm_init.c: free_area_init, memmap_init).
+
+Every struct page of every present section is initialised as __init_single_page does:
+zone and node in the flags word, last_cpupid reset, _refcount 1, _mapcount -1, lru pointing
+at itself.  Pages that are not RAM (holes inside a section) are PG_reserved and carry the
+zone memmap_init gives them.  Every pageblock starts MIGRATE_MOVABLE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmintro.arch.x86 import PAGE_SHIFT
+from mmintro.kernel import config as kc
+from mmintro.kernel.sparse import PAGES_PER_SECTION, section_nr_to_pfn
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+ZONE_NAMES = ["DMA", "DMA32", "Normal", "Movable", "Device"]
+
+
+@dataclass
+class ZoneState:
+    """The simulator's book of one struct zone."""
+
+    nid: int
+    idx: int
+    addr: int  # kernel virtual address of the struct zone
+    start_pfn: int = 0
+    spanned: int = 0
+    present: int = 0
+    managed: int = 0
+    watermark: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    lowmem_reserve: list[int] = field(default_factory=lambda: [0] * 5)
+    # free lists: free[order][migratetype] = {pfn: None} in list order (head first)
+    free: list[list[dict]] = field(default_factory=list)
+    nr_free: list[int] = field(default_factory=list)
+    free_order: dict[int, int] = field(default_factory=dict)  # head pfn -> order
+    pageset: int = 0  # __percpu pointers
+    zonestats: int = 0
+    pcp_batch: int = 1
+    pcp_high_min: int = 0
+    pcp_high_max: int = 0
+    stat_threshold: int = 0
+    vm_stat: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return ZONE_NAMES[self.idx]
+
+    @property
+    def end_pfn(self) -> int:
+        return self.start_pfn + self.spanned
+
+    @property
+    def populated(self) -> bool:
+        return self.present > 0
+
+
+def page_dtype(k: "Kernel") -> np.dtype:
+    return k.T.dtype("page", {
+        "flags": "flags.f", "lru_next": "lru.next", "lru_prev": "lru.prev", "mapping": "mapping",
+        "index": "__folio_index", "private": "private", "page_type": "page_type",
+        "refcount": "_refcount", "memcg_data": "memcg_data",
+    })
+
+
+def section_pages(k: "Kernel", nr: int) -> np.ndarray:
+    """The struct pages of one present section as a structured numpy view of memory."""
+    for buf, secs, arr in k.memmap_buffers:
+        if nr in secs:
+            i = secs.index(nr)
+            size = PAGES_PER_SECTION * k.struct_page_size
+            return arr[i * size:(i + 1) * size].view(k.page_dtype)
+    raise KeyError(nr)
+
+
+def free_area_init(k: "Kernel") -> None:
+    T = k.T
+    k.page_dtype = page_dtype(k)
+    zone_size = T.sizeof("struct zone")
+    zones_off = T.struct("pglist_data").offsetof("node_zones")
+    limits = [(0, 16 << 20 >> PAGE_SHIFT), (16 << 20 >> PAGE_SHIFT, 4 << 30 >> PAGE_SHIFT),
+              (4 << 30 >> PAGE_SHIFT, k.max_pfn), (0, 0), (0, 0)]
+    pageset_boot = k.image.symbols["boot_pageset"].address
+    zonestats_boot = k.image.symbols["boot_zonestats"].address
+    km = k.kmem
+    for nid in range(k.config.nodes):
+        regions = [r for r in k.memblock.memory if r.nid == nid]
+        node_start = min(r.base for r in regions) >> PAGE_SHIFT
+        node_end = max(r.end for r in regions) >> PAGE_SHIFT
+        pg = k.pgdat[nid]
+        zs_list = []
+        nr_zones = 0
+        for idx, (lo, hi) in enumerate(limits):
+            za = pg + zones_off + idx * zone_size
+            z = ZoneState(nid, idx, za)
+            z.free = [[{} for _ in range(T.const("MIGRATE_TYPES"))] for _ in range(kc.NR_PAGE_ORDERS)]
+            z.nr_free = [0] * kc.NR_PAGE_ORDERS
+            if hi > lo:
+                s, e = min(max(node_start, lo), hi), min(max(node_end, lo), hi)
+                if e > s:
+                    z.start_pfn, z.spanned = s, e - s
+                    z.present = sum(max(0, min(e, r.end >> PAGE_SHIFT) - max(s, r.base >> PAGE_SHIFT)) for r in regions)
+            if z.present:
+                nr_zones = idx + 1
+            zs_list.append(z)
+            # zone_init_internals()
+            km.set(za, "zone", "node", nid)
+            km.set(za, "zone", "name", k.image.string(ZONE_NAMES[idx]))
+            km.set(za, "zone", "zone_pgdat", pg)
+            km.set(za, "zone", "per_cpu_pageset", pageset_boot)
+            km.set(za, "zone", "per_cpu_zonestats", zonestats_boot)
+            km.set(za, "zone", "pageset_batch", 1)  # BOOT_PAGESET_BATCH
+            km.set(za, "zone", "zone_start_pfn", z.start_pfn)
+            km.set(za, "zone", "spanned_pages", z.spanned)
+            km.set(za, "zone", "present_pages", z.present)
+            km.set(za, "zone", "present_early_pages", z.present)
+            if z.spanned:
+                # init_currently_empty_zone(): the free lists exist only for spanned zones.
+                km.set(za, "zone", "initialized", 1)
+                fa = T.struct("zone").offsetof("free_area")
+                fa_size = T.sizeof("struct free_area")
+                lh = T.sizeof("struct list_head")
+                for o in range(kc.NR_PAGE_ORDERS):
+                    for mt in range(T.const("MIGRATE_TYPES")):
+                        km.init_list_head(za + fa + o * fa_size + mt * lh)
+        k.zones.append(zs_list)
+        km.set(pg, "pglist_data", "nr_zones", nr_zones)
+        km.set(pg, "pglist_data", "node_start_pfn", node_start)
+        km.set(pg, "pglist_data", "node_spanned_pages", node_end - node_start)
+        km.set(pg, "pglist_data", "node_present_pages", sum(z.present for z in zs_list))
+        for wq in ("kswapd_wait", "pfmemalloc_wait", "kcompactd_wait"):
+            km.init_list_head(km.addr(pg, "pglist_data", f"{wq}.head"))
+        lru_off = T.struct("pglist_data").offsetof("__lruvec.lists")
+        for i in range(T.const("NR_LRU_LISTS")):
+            km.init_list_head(pg + lru_off + 16 * i)
+        km.set(pg, "pglist_data", "__lruvec.pgdat", pg)
+    build_zonelists(k)
+    memmap_init(k)
+
+
+def build_zonelists(k: "Kernel") -> None:
+    """build_zonelists(): the fallback list orders nodes by distance (local first, then the
+    others in increasing node id, as node_distance is uniform here) and within a node zones
+    from highest to lowest; the no-fallback list holds only the local node."""
+    T = k.T
+    zl_off = T.struct("pglist_data").offsetof("node_zonelists")
+    zl_size = T.sizeof("struct zonelist")
+    zr_size = T.sizeof("struct zoneref")
+    for nid, pg in enumerate(k.pgdat):
+        order = [nid] + [n for n in range(k.config.nodes) if n != nid]
+        k.node_order = getattr(k, "node_order", {})
+        k.node_order[nid] = order
+        for li, nodes in enumerate((order, [nid])):
+            base = pg + zl_off + li * zl_size
+            i = 0
+            for n in nodes:
+                for z in reversed(k.zones[n]):
+                    if z.populated:
+                        k.kmem.set(base + i * zr_size, "zoneref", "zone", z.addr)
+                        k.kmem.set(base + i * zr_size, "zoneref", "zone_idx", z.idx)
+                        i += 1
+            # terminator: zone NULL, zone_idx 0
+
+
+def memmap_init(k: "Kernel") -> None:
+    T = k.T
+    lru_off = T.struct("page").offsetof("lru")
+    reserved_bit = 1 << T.const("PG_reserved")
+    cpupid = ((1 << kc.LAST_CPUPID_SHIFT) - 1) << kc.LAST_CPUPID_PGOFF
+    ram = [(r.base >> PAGE_SHIFT, r.end >> PAGE_SHIFT) for r in k.memblock.memory]
+    for nr, nid in k.present_sections.items():
+        pages = section_pages(k, nr)
+        base = section_nr_to_pfn(nr)
+        pfn = np.arange(base, base + PAGES_PER_SECTION, dtype=np.uint64)
+        zs = [z for z in k.zones[nid] if z.spanned]
+        # memmap_init's hole rule: a pfn outside every zone gets the next zone, else the last.
+        zone_id = np.full(PAGES_PER_SECTION, zs[-1].idx, dtype=np.uint64)
+        for z in reversed(zs):
+            zone_id[pfn < z.end_pfn] = z.idx
+        is_ram = np.zeros(PAGES_PER_SECTION, dtype=bool)
+        for a, b in ram:
+            lo, hi = max(a, base), min(b, base + PAGES_PER_SECTION)
+            if lo < hi:
+                is_ram[lo - base:hi - base] = True
+        flags = (np.uint64(nid) << np.uint64(kc.NODES_PGOFF)) | (zone_id << np.uint64(kc.ZONES_PGOFF)) | np.uint64(cpupid)
+        flags[~is_ram] |= np.uint64(reserved_bit)
+        pages["flags"] = flags
+        lru = np.uint64(k.vmemmap_base) + pfn * np.uint64(k.struct_page_size) + np.uint64(lru_off)
+        pages["lru_next"] = lru
+        pages["lru_prev"] = lru
+        pages["page_type"] = 0xFFFFFFFF  # _mapcount -1
+        pages["refcount"] = 1
+        # init_pageblock_migratetype(MIGRATE_MOVABLE) for every pageblock of the section.
+        usage = k.section_usage[nr]
+        nblocks = PAGES_PER_SECTION // k.pageblock_nr_pages
+        movable = T.const("MIGRATE_MOVABLE")
+        flags_bytes = bytes([movable]) * nblocks  # NR_PAGEBLOCK_BITS = 8: one byte a pageblock
+        k.kmem.write_bytes(usage + k.usemap_offset, flags_bytes)

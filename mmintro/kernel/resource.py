@@ -1,0 +1,100 @@
+"""The iomem resource tree behind /proc/iomem (kernel/resource.c, arch/x86/kernel/e820.c).
+
+e820__reserve_resources() inserts one ``struct resource`` per e820 entry under
+iomem_resource; the kernel image's code/rodata/data/bss become children of the System RAM
+entry that holds them; the chipset's PCI window and APICs sit in the hole below 4 GiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mmintro.kernel.e820 import E820_TYPE_RAM
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+# include/linux/ioport.h (#defines, not in BTF)
+IORESOURCE_MEM = 0x00000200
+IORESOURCE_SYSRAM = 0x01000000
+IORESOURCE_BUSY = 0x80000000
+IORESOURCE_SYSTEM_RAM = IORESOURCE_MEM | IORESOURCE_SYSRAM
+# enum { IORES_DESC_* } (include/linux/ioport.h)
+IORES_DESC_NONE = 0
+IORES_DESC_ACPI_TABLES = 3
+IORES_DESC_ACPI_NV_STORAGE = 4
+IORES_DESC_RESERVED = 7
+
+
+@dataclass
+class Res:
+    name: str
+    start: int
+    end: int  # inclusive
+    flags: int
+    desc: int = IORES_DESC_NONE
+    children: list["Res"] = field(default_factory=list)
+
+    def insert(self, r: "Res") -> None:
+        for c in self.children:
+            if c.start <= r.start and r.end <= c.end:
+                c.insert(r)
+                return
+        self.children.append(r)
+        self.children.sort(key=lambda x: x.start)
+
+
+def build_tree(k: "Kernel") -> Res:
+    root = Res("PCI mem", 0, (1 << 46) - 1, IORESOURCE_MEM)
+    desc = {1: IORES_DESC_NONE, 2: IORES_DESC_RESERVED, 3: IORES_DESC_ACPI_TABLES, 4: IORES_DESC_ACPI_NV_STORAGE}
+    for e in k.e820:
+        flags = IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY if e.type == E820_TYPE_RAM else IORESOURCE_MEM | IORESOURCE_BUSY
+        root.insert(Res(k.e820_name(e.type), e.addr, e.end - 1, flags, desc.get(e.type, 0)))
+    low_top = max(e.end for e in k.e820 if e.type != E820_TYPE_RAM and e.end <= 3 << 30)
+    root.insert(Res("PCI Bus 0000:00", -(-low_top // (1 << 20)) * (1 << 20), 0xFEBFFFFF, IORESOURCE_MEM))
+    root.insert(Res("IOAPIC 0", 0xFEC00000, 0xFEC003FF, IORESOURCE_MEM | IORESOURCE_BUSY))
+    root.insert(Res("Local APIC", 0xFEE00000, 0xFEE00FFF, IORESOURCE_MEM | IORESOURCE_BUSY))
+    root.insert(Res("System ROM", 0xF0000, 0xFFFFF, IORESOURCE_MEM | IORESOURCE_BUSY))
+    img = k.image
+    for name, (s, e) in (("Kernel code", ("_text", "_etext")), ("Kernel rodata", ("__start_rodata", "__end_rodata")),
+                         ("Kernel data", ("_sdata", "_edata")), ("Kernel bss", ("__bss_start", "__bss_stop"))):
+        root.insert(Res(name, img.pa(k.sym(s)), img.pa(k.sym(e)) - 1, IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY))
+    return root
+
+
+def e820_reserve_resources(k: "Kernel") -> None:
+    root = build_tree(k)
+    km = k.kmem
+    size = k.T.sizeof("struct resource")
+    nodes: list[Res] = []
+
+    def collect(r: Res) -> None:
+        for c in r.children:
+            nodes.append(c)
+            collect(c)
+
+    collect(root)
+    base = k.phys_to_virt(k.memblock.alloc(size * len(nodes), 64))
+    addr = {id(r): base + i * size for i, r in enumerate(nodes)}
+    addr[id(root)] = k.sym("iomem_resource")
+
+    def write(r: Res, parent: Res | None) -> None:
+        a = addr[id(r)]
+        km.set(a, "resource", "start", r.start)
+        km.set(a, "resource", "end", r.end)
+        km.set(a, "resource", "name", k.image.string(r.name))
+        km.set(a, "resource", "flags", r.flags)
+        km.set(a, "resource", "desc", r.desc)
+        km.set(a, "resource", "parent", addr[id(parent)] if parent else 0)
+        km.set(a, "resource", "child", addr[id(r.children[0])] if r.children else 0)
+        for i, c in enumerate(r.children):
+            km.set(addr[id(c)], "resource", "sibling", addr[id(r.children[i + 1])] if i + 1 < len(r.children) else 0)
+            write(c, r)
+
+    write(root, None)
+    io = k.sym("ioport_resource")
+    km.set(io, "resource", "name", k.image.string("PCI IO"))
+    km.set(io, "resource", "end", 0xFFFF)
+    km.set(io, "resource", "flags", 0x100)  # IORESOURCE_IO
+    k.iomem = root

@@ -1,0 +1,47 @@
+"""Write a booted simulated kernel as a snapshot pair: NAME.vmcore + NAME.vmlinux."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mmintro.kernel.vmcoreinfo import vmcoreinfo
+from mmintro.snapshot.vmcore import write_vmcore
+from mmintro.snapshot.vmlinux import Symbol, dump_types_section, write_vmlinux
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+
+def snapshot_paths(name: str | os.PathLike) -> tuple[Path, Path]:
+    p = Path(name)
+    if p.suffix in (".vmcore", ".vmlinux"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".vmcore"), p.with_name(p.name + ".vmlinux")
+
+
+def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False) -> tuple[Path, Path]:
+    """Store ``k`` as NAME.vmcore and NAME.vmlinux; returns both paths.
+
+    ``gdb_aliases`` adds PT_LOADs with virtual addresses for the kernel image, the direct
+    map and the vmemmap, so that GDB (which cannot walk page tables) can print globals.
+    drgn then uses those instead of the page tables, so they are off by default.
+    """
+    core_path, vmlinux_path = snapshot_paths(name)
+    core_path.parent.mkdir(parents=True, exist_ok=True)
+    k.sync()
+    build_id = k.build_id()
+    symbols = [Symbol(s.name, s.address, s.size, s.kind, s.type) for s in k.image.symbols.values()]
+    symbols.sort(key=lambda s: (s.address, s.name))
+    write_vmlinux(vmlinux_path, k.T, symbols, build_id, sections={".mmintro.types": dump_types_section(k.T)})
+    ram = [(r.base, r.end) for r in k.memblock.memory]
+    aliases = []
+    if gdb_aliases:
+        aliases.append((k.image.virt(k.image.start), k.image.start, k.image.end - k.image.start))
+        for a, b in ram:
+            aliases.append((k.phys_to_virt(a), a, b - a))
+        for nr, phys in k.section_memmap.items():
+            aliases.append((k.pfn_to_page(nr << 15), phys, 2 << 20))
+    write_vmcore(core_path, k.mem.nonzero_runs(), vmcoreinfo(k, build_id), ram_ranges=ram, aliases=aliases)
+    return core_path, vmlinux_path
