@@ -1,0 +1,155 @@
+"""The crash dump (NAME.vmcore): an mmap'd ELF core read as physical memory.
+
+Only physical segments (``p_vaddr == 0``) describe memory for the reader; "GDB alias"
+segments with a virtual address re-describe the same bytes and are ignored, so that every
+virtual read goes through the snapshot's own page tables.  Bytes past ``p_filesz`` (up to
+``p_memsz``) read as zeros.  Physical addresses outside every segment are not RAM.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from mmintro.reader.elf import ET_CORE, PHDR, PT_LOAD, PT_NOTE, iter_notes, map_file, parse_header
+from mmintro.reader.errors import FaultError, SnapshotError
+
+__all__ = ["Segment", "CoreFile", "parse_vmcoreinfo"]
+
+
+class Segment(NamedTuple):
+    """A physical PT_LOAD segment."""
+
+    paddr: int
+    offset: int
+    filesz: int
+    memsz: int
+
+    @property
+    def end(self) -> int:
+        return self.paddr + self.memsz
+
+
+def parse_vmcoreinfo(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines into a dict (values kept as text; the first ``=`` splits)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+class CoreFile:
+    """Physical memory and notes of an ELF core file."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        what = f"vmcore {self.path!r}"
+        self.buf = map_file(path, "vmcore")
+        self._np = np.frombuffer(self.buf, dtype=np.uint8)
+        size = len(self.buf)
+        h = parse_header(self.buf, what, (ET_CORE,))
+        segs: list[Segment] = []
+        self.aliases: list[tuple[int, int, int, int, int]] = []  # vaddr, paddr, offset, filesz, memsz
+        self.notes: list[tuple[str, int, bytes]] = []
+        for i in range(h.e_phnum):
+            p_type, _flags, off, vaddr, paddr, filesz, memsz, _align = PHDR.unpack_from(
+                self.buf, h.e_phoff + i * PHDR.size
+            )
+            if p_type not in (PT_LOAD, PT_NOTE):
+                continue
+            if off + filesz > size:
+                raise SnapshotError(
+                    f"{what} is truncated: program header {i} needs bytes up to {off + filesz:#x}, "
+                    f"the file has {size:#x}"
+                )
+            if p_type == PT_NOTE:
+                self.notes.extend(iter_notes(self.buf, off, off + filesz, what))
+                continue
+            if filesz > memsz:
+                raise SnapshotError(f"{what}: program header {i} has p_filesz {filesz:#x} > p_memsz {memsz:#x}")
+            if vaddr:
+                self.aliases.append((vaddr, paddr, off, filesz, memsz))
+            elif memsz:
+                segs.append(Segment(paddr, off, filesz, memsz))
+        segs.sort()
+        for a, b in zip(segs, segs[1:]):
+            if b.paddr < a.end:
+                raise SnapshotError(
+                    f"{what}: segments overlap in physical memory ({a.paddr:#x}-{a.end:#x} and "
+                    f"{b.paddr:#x}-{b.end:#x})"
+                )
+        self.segments = segs
+        self._starts = [s.paddr for s in segs]
+        info = [desc for name, ntype, desc in self.notes if name == "VMCOREINFO"]
+        if not info:
+            raise SnapshotError(f"{what} has no VMCOREINFO note")
+        self.vmcoreinfo_text = info[0].rstrip(b"\0").decode("utf-8", "replace")
+        self.vmcoreinfo = parse_vmcoreinfo(self.vmcoreinfo_text)
+
+    def close(self) -> None:
+        del self._np
+        self.buf.close()
+
+    # -- physical reads -----------------------------------------------------------
+    def segment_at(self, paddr: int) -> Segment:
+        i = bisect.bisect_right(self._starts, paddr) - 1
+        if i >= 0:
+            s = self.segments[i]
+            if paddr < s.end:
+                return s
+        raise FaultError(paddr, "physical address is not in the core (not RAM)")
+
+    def is_ram(self, paddr: int) -> bool:
+        try:
+            self.segment_at(paddr)
+            return True
+        except FaultError:
+            return False
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        """``size`` bytes of physical memory at ``paddr``; FaultError outside RAM."""
+        s = self.segment_at(paddr)
+        rel = paddr - s.paddr
+        if rel + size <= s.filesz:  # the common case: one segment, stored bytes
+            return self.buf[s.offset + rel : s.offset + rel + size]
+        return self.read_phys_array(paddr, size).tobytes()
+
+    def read_phys_into(self, out: np.ndarray, paddr: int) -> None:
+        """Fill the uint8 array ``out`` from physical memory at ``paddr``."""
+        pos, n = 0, len(out)
+        while pos < n:
+            s = self.segment_at(paddr + pos)
+            rel = paddr + pos - s.paddr
+            take = min(n - pos, s.memsz - rel)
+            stored = max(0, min(take, s.filesz - rel))
+            if stored:
+                out[pos : pos + stored] = self._np[s.offset + rel : s.offset + rel + stored]
+            if take > stored:
+                out[pos + stored : pos + take] = 0
+            pos += take
+
+    def read_phys_array(self, paddr: int, size: int) -> np.ndarray:
+        """Physical memory as a uint8 numpy array (a zero-copy view when possible)."""
+        s = self.segment_at(paddr)
+        rel = paddr - s.paddr
+        if rel + size <= s.filesz:
+            return self._np[s.offset + rel : s.offset + rel + size]
+        out = np.empty(size, dtype=np.uint8)
+        self.read_phys_into(out, paddr)
+        return out
+
+    @property
+    def ram_ranges(self) -> list[tuple[int, int]]:
+        """Physical ranges covered by segments, adjacent segments merged."""
+        out: list[tuple[int, int]] = []
+        for s in self.segments:
+            if out and out[-1][1] == s.paddr:
+                out[-1] = (out[-1][0], s.end)
+            else:
+                out.append((s.paddr, s.end))
+        return out

@@ -1,0 +1,306 @@
+"""Opening a snapshot (NAME.vmcore + NAME.vmlinux) as a :class:`Program`.
+
+The program knows nothing of the simulator: it reads the core's physical memory, the
+vmlinux's symbols and type data, and translates every virtual address through the
+snapshot's own page tables (``swapper_pg_dir`` for kernel addresses), caching one
+translation per leaf (4 KiB, 2 MiB or 1 GiB).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+from typing import Any, Iterator
+
+from mmintro.reader.core import CoreFile
+from mmintro.reader.elf import ElfFile, Symbol, SymbolTable
+from mmintro.reader.errors import FaultError, SnapshotError
+from mmintro.reader.object import Object
+from mmintro.reader.x86_pgtable import LEVELS_4, START_KERNEL_MAP, PageWalk, walk
+from mmintro.types.typedata import Type, TypeDB, TypeError_, get_types, load_types
+
+__all__ = ["Program", "open_snapshot"]
+
+_TYPES_CACHE: dict[bytes, TypeDB] = {}
+_U64 = struct.Struct("<Q")
+
+
+def _load_types_section(blob: bytes | None, what: str) -> TypeDB:
+    if blob is None:
+        return get_types()
+    key = hashlib.sha256(blob).digest()
+    db = _TYPES_CACHE.get(key)
+    if db is None:
+        try:
+            db = load_types(blob)
+        except (OSError, EOFError, ValueError, KeyError, gzip.BadGzipFile) as e:
+            raise SnapshotError(f"{what}: corrupt .mmintro.types section ({e})") from None
+        _TYPES_CACHE[key] = db
+    return db
+
+
+class Program:
+    """A kernel snapshot: memory, symbols and types (drgn's ``Program`` for mmintro)."""
+
+    def __init__(self, core: CoreFile, vmlinux: ElfFile, types: TypeDB) -> None:
+        self.core = core
+        self.vmlinux = vmlinux
+        self.types = types
+        self.vmcoreinfo = core.vmcoreinfo
+        self.cache: dict[str, Any] = {}  # for helpers, like drgn's prog.cache
+        info = self.vmcoreinfo
+        self.page_size = self.vmcoreinfo_number("PAGESIZE", 4096)
+        if self.page_size != 4096:
+            raise SnapshotError(f"{core.path!r}: PAGESIZE {self.page_size} is not supported (only 4096)")
+        self.kernel_offset = int(info.get("KERNELOFFSET", "0"), 16)
+        self.phys_base = self.vmcoreinfo_number("NUMBER(phys_base)", 0)
+        self.symbols = SymbolTable(vmlinux.symbols, self.kernel_offset)
+        if "SYMBOL(swapper_pg_dir)" in info:
+            pgd = int(info["SYMBOL(swapper_pg_dir)"], 16)
+        elif "swapper_pg_dir" in self.symbols:
+            pgd = self.symbols.lookup("swapper_pg_dir").address
+        else:
+            raise SnapshotError(f"{core.path!r}: VMCOREINFO has no SYMBOL(swapper_pg_dir)")
+        self.levels = LEVELS_4
+        self.pgd_phys = self.kernel_image_phys(pgd)
+        self._tlb: dict[int, tuple[dict, dict, dict]] = {}
+        self._enum_types: dict[str, Type] | None = None
+
+    def close(self) -> None:
+        self.core.close()
+
+    def __enter__(self) -> "Program":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Program {self.core.path!r} ({self.vmcoreinfo.get('OSRELEASE', '?')})>"
+
+    # -- VMCOREINFO -------------------------------------------------------------------------
+    def vmcoreinfo_number(self, key: str, default: int | None = None) -> int:
+        """A decimal VMCOREINFO value (``PAGESIZE``, ``NUMBER(x)``, ``LENGTH(x)``, ``SIZE(x)``)."""
+        v = self.vmcoreinfo.get(key)
+        if v is None:
+            if default is None:
+                raise KeyError(f"VMCOREINFO has no {key}")
+            return default
+        return int(v, 0) if v.startswith(("0x", "-0x")) else int(v)
+
+    # -- address translation ----------------------------------------------------------------
+    def kernel_image_phys(self, vaddr: int) -> int:
+        """Physical address of a kernel-image virtual address (no page-table walk)."""
+        return vaddr - START_KERNEL_MAP - self.kernel_offset + self.phys_base
+
+    def walk(self, vaddr: int, pgd_phys: int | None = None) -> PageWalk:
+        """Every level of the walk for ``vaddr`` (crash's ``vtop``); FaultError if unmapped."""
+        root = self.pgd_phys if pgd_phys is None else pgd_phys
+        return walk(vaddr & 0xFFFFFFFFFFFFFFFF, root, self._read_entry, self.levels)
+
+    def _read_entry(self, paddr: int) -> int:
+        return _U64.unpack(self.core.read_phys(paddr, 8))[0]
+
+    def translate(self, vaddr: int, pgd_phys: int | None = None) -> int:
+        """Physical address of ``vaddr``; cached per leaf mapping."""
+        return self._translate(vaddr, pgd_phys)[0]
+
+    def _translate(self, vaddr: int, pgd_phys: int | None = None) -> tuple[int, int]:
+        """(physical address, bytes left in the leaf)."""
+        root = self.pgd_phys if pgd_phys is None else pgd_phys
+        tlb = self._tlb.get(root)
+        if tlb is None:
+            tlb = self._tlb[root] = ({}, {}, {})
+        d4k, d2m, d1g = tlb
+        p = d4k.get(vaddr >> 12)
+        if p is not None:
+            return p | (vaddr & 0xFFF), 0x1000 - (vaddr & 0xFFF)
+        p = d2m.get(vaddr >> 21)
+        if p is not None:
+            return p | (vaddr & 0x1FFFFF), 0x200000 - (vaddr & 0x1FFFFF)
+        p = d1g.get(vaddr >> 30)
+        if p is not None:
+            return p | (vaddr & 0x3FFFFFFF), 0x40000000 - (vaddr & 0x3FFFFFFF)
+        w = self.walk(vaddr, root)
+        size = w.page_size
+        base = w.phys & ~(size - 1)
+        {0x1000: d4k, 0x200000: d2m, 0x40000000: d1g}[size][(vaddr & 0xFFFFFFFFFFFFFFFF) // size] = base
+        return w.phys, size - (w.phys & (size - 1))
+
+    def translate_range(self, vaddr: int, size: int, pgd_phys: int | None = None) -> Iterator[tuple[int, int, int]]:
+        """(vaddr, paddr, length) runs covering ``[vaddr, vaddr+size)``, physically contiguous
+        leaves merged.  Raises FaultError at the first unmapped byte."""
+        pos, end = vaddr, vaddr + size
+        run: list[int] | None = None
+        while pos < end:
+            phys, left = self._translate(pos, pgd_phys)
+            n = min(left, end - pos)
+            if run is not None and run[1] + run[2] == phys:
+                run[2] += n
+            else:
+                if run is not None:
+                    yield run[0], run[1], run[2]
+                run = [pos, phys, n]
+            pos += n
+        if run is not None:
+            yield run[0], run[1], run[2]
+
+    # -- memory -------------------------------------------------------------------------------
+    def read(self, vaddr: int, size: int, physical: bool = False, pgd_phys: int | None = None) -> bytes:
+        """Bytes at a virtual address (or physical with ``physical=True``)."""
+        if physical:
+            return self.core.read_phys(vaddr, size)
+        phys, left = self._translate(vaddr, pgd_phys)
+        if size <= left:
+            try:
+                return self.core.read_phys(phys, size)
+            except FaultError as e:
+                raise FaultError(vaddr, f"{e.message} (physical {phys:#x})") from None
+        return b"".join(
+            self.core.read_phys(p, n) for _, p, n in self.translate_range(vaddr, size, pgd_phys)
+        )
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        return self.core.read_phys(paddr, size)
+
+    def _read_int(self, addr: int, size: int, signed: bool, physical: bool) -> int:
+        return int.from_bytes(self.read(addr, size, physical), "little", signed=signed)
+
+    def read_u8(self, addr: int, physical: bool = False) -> int:
+        return self._read_int(addr, 1, False, physical)
+
+    def read_u16(self, addr: int, physical: bool = False) -> int:
+        return self._read_int(addr, 2, False, physical)
+
+    def read_u32(self, addr: int, physical: bool = False) -> int:
+        return self._read_int(addr, 4, False, physical)
+
+    def read_u64(self, addr: int, physical: bool = False) -> int:
+        return self._read_int(addr, 8, False, physical)
+
+    def read_s32(self, addr: int, physical: bool = False) -> int:
+        return self._read_int(addr, 4, True, physical)
+
+    def read_s64(self, addr: int, physical: bool = False) -> int:
+        return self._read_int(addr, 8, True, physical)
+
+    read_word = read_u64
+
+    # -- symbols, types, objects ------------------------------------------------------------------
+    def type(self, name: str | Type) -> Type:
+        """A type by C name (``struct page``, ``struct page *``, ``unsigned long``)."""
+        if isinstance(name, Type):
+            return name
+        try:
+            return self.types.lookup(name)
+        except TypeError_ as e:
+            raise LookupError(str(e)) from None
+
+    def symbol(self, name_or_addr: str | int) -> Symbol:
+        """A symbol by name, or the symbol containing an address (LookupError if none)."""
+        if isinstance(name_or_addr, str):
+            return self.symbols.lookup(name_or_addr)
+        return self.symbols.symbol_at(int(name_or_addr))
+
+    def object(self, type: Type | str, address: int | None = None, value: Any = None) -> Object:
+        """An object of a type at an address (a reference) or with a value."""
+        if address is not None:
+            return Object(self, type, address=int(address))
+        return Object(self, type, value)
+
+    def variable(self, name: str) -> Object:
+        """A global variable as a reference object (LookupError if unknown)."""
+        sym = self.symbols.by_name.get(name)
+        if sym is None:
+            raise LookupError(f"could not find variable {name!r}")
+        try:
+            t = self.types.var_type(name)
+        except TypeError_:
+            raise LookupError(f"variable {name!r} has no type in the type data") from None
+        return Object(self, t, address=sym.address)
+
+    def constant(self, name: str) -> Object:
+        """An enumerator (``PG_head``, ``NR_FREE_PAGES``) or a page-size constant."""
+        if name == "PAGE_SIZE":
+            return Object(self, "unsigned long", self.page_size)
+        if name == "PAGE_SHIFT":
+            return Object(self, "int", self.page_size.bit_length() - 1)
+        if name == "PAGE_MASK":
+            return Object(self, "unsigned long", ~(self.page_size - 1))
+        if self._enum_types is None:
+            self._enum_types = {}
+            for t in self.types.iter_types():
+                if t.kind == "enum":
+                    for n, _ in t.values:
+                        self._enum_types.setdefault(n, t)
+        t = self._enum_types.get(name)
+        if t is None:
+            raise LookupError(f"could not find constant {name!r}")
+        return Object(self, t, dict(t.values)[name])
+
+    def __getitem__(self, name: str) -> Object:
+        """``prog['init_mm']``, ``prog['PG_head']``: a variable, else a constant (KeyError)."""
+        try:
+            return self.variable(name)
+        except LookupError:
+            pass
+        try:
+            return self.constant(name)
+        except LookupError:
+            raise KeyError(name) from None
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self[name]
+            return True
+        except KeyError:
+            return False
+
+
+def _paths(path: Any, vmlinux: Any) -> tuple[str, str]:
+    if isinstance(path, (tuple, list)):
+        if len(path) != 2:
+            raise SnapshotError("give a snapshot as NAME, NAME.vmcore, or (vmcore, vmlinux)")
+        return os.fspath(path[0]), os.fspath(path[1])
+    p = os.fspath(path)
+    if vmlinux is not None:
+        return p, os.fspath(vmlinux)
+    for ext in (".vmcore", ".vmlinux"):
+        if p.endswith(ext):
+            stem = p[: -len(ext)]
+            return stem + ".vmcore", stem + ".vmlinux"
+    return p + ".vmcore", p + ".vmlinux"
+
+
+def open_snapshot(path: Any, vmlinux: Any = None) -> Program:
+    """Open ``NAME`` / ``NAME.vmcore`` (with ``NAME.vmlinux`` beside it) or ``(vmcore, vmlinux)``.
+
+    Raises :class:`SnapshotError` with one line naming the problem: a missing file, a vmcore
+    without its vmlinux, a file of the wrong ELF type, truncation, corrupt headers, or a
+    vmcore and vmlinux whose build IDs differ.
+    """
+    core_path, vml_path = _paths(path, vmlinux)
+    if not os.path.exists(core_path):
+        raise SnapshotError(f"vmcore {core_path!r} does not exist")
+    if not os.path.exists(vml_path):
+        raise SnapshotError(f"vmcore {core_path!r} has no vmlinux: {vml_path!r} does not exist")
+    core = CoreFile(core_path)
+    try:
+        elf = ElfFile(vml_path)
+        want = core.vmcoreinfo.get("BUILD-ID")
+        have = elf.build_id
+        if want is not None:
+            if have is None:
+                raise SnapshotError(f"vmlinux {vml_path!r} has no build ID; the vmcore expects {want}")
+            if have.hex() != want.lower():
+                raise SnapshotError(
+                    f"mismatched snapshot: vmcore {core_path!r} has BUILD-ID {want}, "
+                    f"vmlinux {vml_path!r} has {have.hex()}"
+                )
+        types = _load_types_section(elf.section(".mmintro.types"), f"vmlinux {vml_path!r}")
+        return Program(core, elf, types)
+    except BaseException:
+        core.close()
+        raise
