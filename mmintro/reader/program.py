@@ -193,6 +193,12 @@ class Program:
         """A type by C name (``struct page``, ``struct page *``, ``unsigned long``)."""
         if isinstance(name, Type):
             return name
+        base = name.replace("*", " ").split()
+        if base in (["void"], ["const", "void"]):  # the type data has no name for void
+            t = self.types.types[0]
+            for _ in range(name.count("*")):
+                t = self.types.pointer_to(t)
+            return t
         try:
             return self.types.lookup(name)
         except TypeError_ as e:
