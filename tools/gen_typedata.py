@@ -46,6 +46,7 @@ swap_cluster_info blk_plug backing_dev_info bdi_writeback wb_domain
 dirty_throttle_control fprop_global page_counter mem_cgroup obj_cgroup
 shrinker list_lru list_lru_node list_lru_one callback_head llist_node
 vm_fault vm_operations_struct hugetlbfs_sb_info hugepage_subpool resv_map
+elf_prstatus elf_prstatus_common
 """.split()
 
 THREAD_SIZE = 16384

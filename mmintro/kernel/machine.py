@@ -110,13 +110,17 @@ class Kernel:
         sparse.sparse_init(self)
         step("free_area_init: zones and struct pages", 0.35)
         mm_init.free_area_init(self)
+        step("init_task and the idle tasks", 0.5)
+        from mmintro.kernel import init_task
+
+        init_task.init_tasks(self)
+        step("e820__reserve_resources: /proc/iomem", 0.55)
+        resource.e820_reserve_resources(self)
         step("mem_init: memblock_free_all to the buddy allocator", 0.6)
         page_alloc.memblock_free_all(self)
         step("watermarks, lowmem_reserve, pagesets", 0.8)
         page_alloc.init_per_zone_wmark_min(self)
         page_alloc.setup_zone_pagesets(self)
-        step("e820__reserve_resources: /proc/iomem", 0.85)
-        resource.e820_reserve_resources(self)
         step("vmstat", 0.9)
         self.sync()
         vmstat.refresh(self)
@@ -207,7 +211,7 @@ class Kernel:
         self.write_int("watermark_scale_factor", kc.WATERMARK_SCALE_FACTOR)
         self.write_int("watermark_boost_factor", kc.WATERMARK_BOOST_FACTOR)
         self.write_int("sysctl_overcommit_ratio", kc.OVERCOMMIT_RATIO)
-        self.write_int("panic_cpu", 0)  # the snapshot is taken as CPU 0 panics
+        self.kmem.set(self.sym("panic_cpu"), "atomic_t", "counter", 0)  # the snapshot is taken as CPU 0 panics
         self.write_int("crashing_cpu", 0)
         ratio = self.sym("sysctl_lowmem_reserve_ratio")
         for i, r in enumerate(kc.LOWMEM_RESERVE_RATIO):

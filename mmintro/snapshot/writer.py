@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmintro.kernel.init_task import prstatus_notes
 from mmintro.kernel.vmcoreinfo import vmcoreinfo
 from mmintro.snapshot.vmcore import write_vmcore
 from mmintro.snapshot.vmlinux import Symbol, dump_types_section, write_vmlinux
@@ -43,5 +44,6 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False) -> tup
             aliases.append((k.phys_to_virt(a), a, b - a))
         for nr, phys in k.section_memmap.items():
             aliases.append((k.pfn_to_page(nr << 15), phys, 2 << 20))
-    write_vmcore(core_path, k.mem.nonzero_runs(), vmcoreinfo(k, build_id), ram_ranges=ram, aliases=aliases)
+    write_vmcore(core_path, k.mem.nonzero_runs(), vmcoreinfo(k, build_id), ram_ranges=ram, aliases=aliases,
+                 prstatus=prstatus_notes(k))
     return core_path, vmlinux_path

@@ -256,6 +256,9 @@ class TypeDB:
             t = self._names.get(f"{kind} {name}")
             if t is not None:
                 return t
+        t = self._names.get(name)
+        if t is not None and t.kind == "typedef" and t.resolved().kind in ("struct", "union"):
+            return t.resolved()
         raise TypeError_(f"no struct or union {name!r}")
 
     def pointer_to(self, t: Type) -> Type:

@@ -56,7 +56,7 @@ struct e820_table *e820_table;
 struct task_struct init_task;
 union thread_union init_thread_union;
 struct pid_namespace init_pid_ns;
-int panic_cpu;
+atomic_t panic_cpu;
 int crashing_cpu;
 struct list_head slab_caches;
 struct hstate hstates[2];
