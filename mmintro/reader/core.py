@@ -19,6 +19,8 @@ from mmintro.reader.errors import FaultError, SnapshotError
 
 __all__ = ["Segment", "CoreFile", "parse_vmcoreinfo"]
 
+_BULK = 256 << 10  # copies at least this large use preadv instead of the mapping
+
 
 class Segment(NamedTuple):
     """A physical PT_LOAD segment."""
@@ -50,6 +52,7 @@ class CoreFile:
         self.path = os.fspath(path)
         what = f"vmcore {self.path!r}"
         self.buf = map_file(path, "vmcore")
+        self._fd = os.open(self.path, os.O_RDONLY)  # bulk copies: preadv beats mmap page faults
         self._np = np.frombuffer(self.buf, dtype=np.uint8)
         size = len(self.buf)
         h = parse_header(self.buf, what, (ET_CORE,))
@@ -94,6 +97,9 @@ class CoreFile:
     def close(self) -> None:
         del self._np
         self.buf.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     # -- physical reads -----------------------------------------------------------
     def segment_at(self, paddr: int) -> Segment:
@@ -127,7 +133,11 @@ class CoreFile:
             rel = paddr + pos - s.paddr
             take = min(n - pos, s.memsz - rel)
             stored = max(0, min(take, s.filesz - rel))
-            if stored:
+            if stored >= _BULK and hasattr(os, "preadv"):
+                got = os.preadv(self._fd, [memoryview(out[pos : pos + stored])], s.offset + rel)
+                if got != stored:
+                    raise SnapshotError(f"vmcore {self.path!r}: short read at {s.offset + rel:#x}")
+            elif stored:
                 out[pos : pos + stored] = self._np[s.offset + rel : s.offset + rel + stored]
             if take > stored:
                 out[pos + stored : pos + take] = 0
