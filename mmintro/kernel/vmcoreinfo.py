@@ -34,6 +34,11 @@ def vmcoreinfo(k: "Kernel", build_id: bytes, crashtime: int = 0) -> str:
     def number(name: str, v: int) -> None:
         add(f"NUMBER({name})={v}")
 
+    def int_number(name: str, v: int) -> None:
+        # (PGTY_x << 24) is an int expression: it wraps negative before %ld prints it.
+        v &= 0xFFFFFFFF
+        number(name, v - (1 << 32) if v >> 31 else v)
+
     add(f"OSRELEASE={kc.OSRELEASE}")
     add(f"BUILD-ID={build_id.hex()}")
     add(f"PAGESIZE={x86.PAGE_SIZE}")
@@ -65,11 +70,11 @@ def vmcoreinfo(k: "Kernel", build_id: bytes, crashtime: int = 0) -> str:
     number("NR_FREE_PAGES", T.const("NR_FREE_PAGES"))
     for f in ("PG_lru", "PG_private", "PG_swapcache", "PG_swapbacked"):
         number(f, T.const(f))
-    number("PAGE_SLAB_MAPCOUNT_VALUE", T.const("PGTY_slab") << 24)
+    int_number("PAGE_SLAB_MAPCOUNT_VALUE", T.const("PGTY_slab") << 24)
     number("PG_head_mask", 1 << T.const("PG_head"))
-    number("PAGE_BUDDY_MAPCOUNT_VALUE", T.const("PGTY_buddy") << 24)
-    number("PAGE_HUGETLB_MAPCOUNT_VALUE", T.const("PGTY_hugetlb") << 24)
-    number("PAGE_OFFLINE_MAPCOUNT_VALUE", T.const("PGTY_offline") << 24)
+    int_number("PAGE_BUDDY_MAPCOUNT_VALUE", T.const("PGTY_buddy") << 24)
+    int_number("PAGE_HUGETLB_MAPCOUNT_VALUE", T.const("PGTY_hugetlb") << 24)
+    int_number("PAGE_OFFLINE_MAPCOUNT_VALUE", T.const("PGTY_offline") << 24)
     # arch_crash_save_vmcoreinfo()
     number("phys_base", k.phys_base)
     symbol("init_top_pgt")
