@@ -1,0 +1,1 @@
+"""The ``mmintro`` command line (entry point :func:`mmintro.cli.main.main`)."""

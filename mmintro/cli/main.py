@@ -1,0 +1,73 @@
+"""The ``mmintro`` command: a click group of subcommands, and :func:`main`, which turns
+expected errors into ``mmintro: error: <one line>`` and exit status 1.
+
+Commands are listed in :data:`COMMAND_MODULES`; a module listed in
+:data:`OPTIONAL_COMMAND_MODULES` (``mmintro/cli/crosscheck.py``) is added when it exists.  A
+command module exposes ``command`` (one click command) or ``COMMANDS`` (a list).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from mmintro.cli.errors import EXPECTED_ERRORS, MmintroError, one_line
+
+__all__ = ["cli", "main"]
+
+COMMAND_MODULES = ("simulate", "reports", "script")
+OPTIONAL_COMMAND_MODULES = ("crosscheck",)
+
+
+class MmintroGroup(click.Group):
+    """A group whose subcommands report expected errors in one line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EXPECTED_ERRORS as e:
+            raise MmintroError(one_line(e)) from None
+
+
+@click.group(cls=MmintroGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mmintro", prog_name="mmintro")
+def cli() -> None:
+    """mmintro: a simulated Linux 6.18 x86-64 memory manager and its crash-dump snapshots.
+
+    Report commands read SNAPSHOT (NAME, NAME.vmcore or NAME.vmlinux); without it they read
+    the built-in default machine (4 GiB, 1 node, 2 CPUs), booted once and cached.
+    """
+
+
+def _add(module: Any) -> None:
+    cmds = getattr(module, "COMMANDS", None) or [module.command]
+    for c in cmds:
+        cli.add_command(c)
+
+
+for _name in COMMAND_MODULES:
+    _add(importlib.import_module(f"mmintro.cli.{_name}"))
+for _name in OPTIONAL_COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(f"mmintro.cli.{_name}")
+    except ModuleNotFoundError as _e:
+        if _e.name != f"mmintro.cli.{_name}":
+            raise
+    else:
+        _add(_mod)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``mmintro`` script."""
+    try:
+        return cli.main(args=argv, prog_name="mmintro")
+    except EXPECTED_ERRORS as e:  # raised outside a subcommand (e.g. while parsing)
+        click.echo(f"mmintro: error: {one_line(e)}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

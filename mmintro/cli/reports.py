@@ -1,0 +1,106 @@
+"""Report commands: each reads one snapshot (or the default machine's) through the reader,
+computes rows with a view (mmintro.views) and renders them as /proc-like text or JSON."""
+
+from __future__ import annotations
+
+import click
+
+from mmintro.reader.errors import FaultError
+from mmintro.cli.output import emit, json_option
+from mmintro.cli.snapshot import load, snapshot_argument
+from mmintro.views import buddyinfo as buddyinfo_view
+from mmintro.views import iomem as iomem_view
+from mmintro.views import page as page_view
+from mmintro.views import page_types as page_types_view
+from mmintro.views import vtop as vtop_view
+from mmintro.views import zoneinfo as zoneinfo_view
+
+__all__ = ["COMMANDS"]
+
+
+def _int(text: str, what: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a number (decimal, or 0x... hex)", param_hint=what) from None
+
+
+def _snapshot_and(args: tuple[str, ...], what: str) -> tuple[str | None, str]:
+    """``[SNAPSHOT] VALUE`` for commands whose last argument is required."""
+    if len(args) == 1:
+        return None, args[0]
+    if len(args) == 2:
+        return args[0], args[1]
+    raise click.UsageError(f"expected [SNAPSHOT] {what}, got {len(args)} arguments")
+
+
+@click.command("iomem")
+@snapshot_argument
+@json_option
+def iomem(snapshot: str | None, as_json: bool) -> None:
+    """/proc/iomem: the iomem_resource tree."""
+    with load(snapshot) as prog:
+        rows, width = iomem_view.iomem(prog)
+        emit(iomem_view.render(rows, width), [r._asdict() for r in rows], as_json)
+
+
+@click.command("zoneinfo")
+@snapshot_argument
+@json_option
+def zoneinfo(snapshot: str | None, as_json: bool) -> None:
+    """/proc/zoneinfo: watermarks, counters and pagesets of every zone."""
+    with load(snapshot) as prog:
+        zones = zoneinfo_view.zoneinfo(prog)
+        emit(zoneinfo_view.render(zones), zoneinfo_view.to_json(zones), as_json)
+
+
+@click.command("buddyinfo")
+@snapshot_argument
+@json_option
+def buddyinfo(snapshot: str | None, as_json: bool) -> None:
+    """/proc/buddyinfo: free blocks per order in each populated zone."""
+    with load(snapshot) as prog:
+        rows = buddyinfo_view.buddyinfo(prog)
+        emit(buddyinfo_view.render(rows), [r._asdict() for r in rows], as_json)
+
+
+@click.command("page")
+@click.argument("args", nargs=-1, metavar="[SNAPSHOT] PFN")
+@json_option
+def page(args: tuple[str, ...], as_json: bool) -> None:
+    """Decode the struct page of PFN (decimal or 0x hex)."""
+    snapshot, value = _snapshot_and(args, "PFN")
+    pfn = _int(value, "PFN")
+    with load(snapshot) as prog:
+        info = page_view.page_info(prog, pfn)
+        emit(page_view.render(info), info, as_json)
+
+
+@click.command("page-types")
+@snapshot_argument
+@json_option
+def page_types(snapshot: str | None, as_json: bool) -> None:
+    """Pages per combination of flags and page type (like tools/mm/page-types)."""
+    with load(snapshot) as prog:
+        rows = page_types_view.page_types(prog)
+        data = [{col: getattr(r, field) for col, field in page_types_view.COLUMNS.items()} | {"tail": r.tail}
+                for r in rows]
+        emit(page_types_view.render(rows), data, as_json)
+
+
+@click.command("vtop")
+@click.argument("args", nargs=-1, metavar="[SNAPSHOT] ADDR")
+@json_option
+def vtop(args: tuple[str, ...], as_json: bool) -> None:
+    """Translate the kernel virtual address ADDR level by level (like crash's vtop)."""
+    snapshot, value = _snapshot_and(args, "ADDR")
+    addr = _int(value, "ADDR")
+    with load(snapshot) as prog:
+        try:
+            v = vtop_view.vtop(prog, addr)
+        except FaultError as e:
+            raise FaultError(addr, f"vtop: not mapped, {e.message}") from None
+        emit(vtop_view.render(v), v, as_json)
+
+
+COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop]

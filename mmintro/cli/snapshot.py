@@ -1,0 +1,111 @@
+"""Finding the snapshot a report reads: the one named on the command line, or the built-in
+default machine, booted once and cached on disk.
+
+The cache lives in ``$MMINTRO_CACHE`` (else ``$XDG_CACHE_HOME/mmintro``, else
+``~/.cache/mmintro``) as ``default-<key>.vmcore``/``.vmlinux``, where the key hashes the
+package version, the default MachineConfig and the source of everything that shapes the
+snapshot's bytes (simulator, snapshot writer, type data), so a changed simulator boots anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from mmintro.reader import Program, open_snapshot
+
+__all__ = ["boot_and_save", "cache_dir", "default_snapshot", "load", "snapshot_argument"]
+
+_SHAPING_PACKAGES = ("kernel", "snapshot", "types", "arch")
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("MMINTRO_CACHE")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "mmintro"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("mmintro")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _cache_key(config: Any) -> str:
+    h = hashlib.sha256()
+    h.update(_version().encode())
+    h.update(repr(config).encode())
+    root = Path(__file__).resolve().parent.parent
+    for pkg in _SHAPING_PACKAGES:
+        for f in sorted((root / pkg).rglob("*")):
+            if f.is_file() and f.suffix in (".py", ".gz", ".h", ".json"):
+                h.update(str(f.relative_to(root)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def boot_and_save(config: Any, name: str | os.PathLike, scenario: Callable[..., Any] | None = None,
+                  gdb_aliases: bool = False, console: Console | None = None) -> tuple[Path, Path]:
+    """Boot (or run ``scenario(config, progress)``) with a progress bar on stderr and save the
+    snapshot as NAME.vmcore + NAME.vmlinux."""
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+
+    run = scenario or (lambda cfg, progress: boot(cfg, progress=progress))
+    console = console or Console(stderr=True)
+    with Progress(TextColumn("{task.description:<52}"), BarColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("boot", total=1.0)
+
+        def progress(msg: str, fraction: float) -> None:
+            bar.update(task, description=msg, completed=0.8 * fraction)
+
+        kernel = run(config, progress)
+        bar.update(task, description=f"save {os.fspath(name)}.vmcore/.vmlinux", completed=0.8)
+        paths = save(kernel, name, gdb_aliases=gdb_aliases)
+        bar.update(task, completed=1.0)
+    return paths
+
+
+def default_snapshot() -> Path:
+    """The default machine's snapshot stem (boots and saves it on first use)."""
+    from mmintro.kernel.config import MachineConfig
+
+    config = MachineConfig()
+    d = cache_dir()
+    stem = d / f"default-{_cache_key(config)}"
+    core, vml = stem.with_name(stem.name + ".vmcore"), stem.with_name(stem.name + ".vmlinux")
+    if core.exists() and vml.exists():
+        return stem
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="tmp-", dir=d))
+    try:
+        click.echo(f"mmintro: booting the default machine into {stem} (once)", err=True)
+        tcore, tvml = boot_and_save(config, tmp / "default")
+        os.replace(tvml, vml)  # vmlinux first: a vmcore is never visible without its partner
+        os.replace(tcore, core)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return stem
+
+
+def load(snapshot: str | None) -> Program:
+    """Open the named snapshot, or the default machine's."""
+    return open_snapshot(snapshot if snapshot else default_snapshot())
+
+
+def snapshot_argument(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``[SNAPSHOT]``: NAME, NAME.vmcore or NAME.vmlinux; the default machine if omitted."""
+    return click.argument("snapshot", required=False, metavar="[SNAPSHOT]")(f)
