@@ -1,0 +1,43 @@
+"""``mmintro crosscheck``: the snapshot in real drgn vs mmintro's reader, as a table."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mmintro.cli.output import emit, json_option
+from mmintro.cli.snapshot import default_snapshot, snapshot_argument
+
+
+@click.command("crosscheck")
+@snapshot_argument
+@click.option("--only", multiple=True, help="run only checks whose name contains this text")
+@json_option
+def command(snapshot: str | None, only: tuple[str, ...], as_json: bool) -> None:
+    """Open SNAPSHOT in real drgn, run drgn's stock helpers and crash commands, and compare
+    each answer with mmintro's reader. Exits 1 if any check disagrees."""
+    try:
+        import drgn  # noqa: F401
+    except ImportError:
+        raise click.ClickException("crosscheck needs drgn: pip install 'mmintro[drgn]'") from None
+    from mmintro.crosscheck import run_crosscheck
+
+    path = snapshot or str(default_snapshot())
+    rows = run_crosscheck(path, list(only) or None)
+    if as_json:
+        emit(data=[dataclasses.asdict(r) for r in rows], as_json=True)
+    else:
+        t = Table(title=f"mmintro vs drgn on {path}")
+        for col in ("check", "mmintro", "drgn", "agree"):
+            t.add_column(col, overflow="fold")
+        for r in rows:
+            t.add_row(r.name, r.mmintro, r.drgn, "[green]yes[/]" if r.ok else f"[red]NO[/] {r.detail}")
+        Console(width=160).print(t)
+        n_ok = sum(r.ok for r in rows)
+        click.echo(f"crosscheck: {n_ok} passed, {len(rows) - n_ok} failed")
+    if not all(r.ok for r in rows):
+        sys.exit(1)
