@@ -37,3 +37,9 @@ def gdb_snapshot(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session", params=["default", "numa2"])
 def any_snapshot(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(f"{request.param}_snapshot")
+
+
+@pytest.fixture(scope="session")
+def cli_snapshot(default_snapshot: str) -> str:
+    """The snapshot the CLI tests read: the default machine's (booted once per session)."""
+    return default_snapshot

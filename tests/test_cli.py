@@ -1,0 +1,303 @@
+"""The mmintro command line: reports read from a snapshot, compared with the reader's own
+objects and with real 6.18 /proc files (reference/procfs), plus one-line error handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mmintro.cli.main import cli
+from mmintro.reader import open_snapshot
+from mmintro.reader.helpers.list import list_for_each_entry
+from mmintro.reader.helpers.mm import page_to_pfn
+from mmintro.reader.helpers.mmzone import (
+    for_each_populated_zone, for_each_present_section, for_each_zone, section_geometry,
+)
+from mmintro.views import zoneinfo as zoneinfo_view
+
+REFERENCE = Path(os.environ.get("MMINTRO_REFERENCE", "/work/shared/reference")) / "procfs"
+needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference /proc captures not available")
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(cli, list(args))
+    if ok:
+        assert result.exit_code == 0, (result.output, result.stderr, result.exception)
+    return result
+
+
+def run_json(*args: str):
+    return json.loads(run(*args, "--json").stdout)
+
+
+# -- zoneinfo -----------------------------------------------------------------------------------
+def test_zoneinfo_page_counts_equal_the_zone_objects(cli_snapshot):
+    zones = run_json("zoneinfo", cli_snapshot)
+    with open_snapshot(cli_snapshot) as prog:
+        want = [(z.name.string_().decode(), z.spanned_pages.value_(), z.present_pages.value_(),
+                 z.managed_pages.counter.value_(), z.zone_start_pfn.value_()) for z in for_each_zone(prog)]
+    got = [(z["zone"], z["pages"]["spanned"], z["pages"]["present"], z["pages"]["managed"],
+            z["start_pfn"] if z["populated"] else want[i][4]) for i, z in enumerate(zones)]
+    assert got == want
+    # the text agrees with the JSON
+    text = zoneinfo_view.parse(run("zoneinfo", cli_snapshot).stdout)
+    assert [(z["zone"], z["pages"]["managed"]) for z in text] == [(w[0], w[3]) for w in want]
+
+
+def _key_structure(zones: list[dict]) -> dict[str, dict]:
+    out = {}
+    for z in zones:
+        s = {}
+        for k, v in z.items():
+            if k == "pagesets":
+                s[k] = {cpu: frozenset(d) for cpu, d in v.items()}
+            elif isinstance(v, dict):
+                s[k] = frozenset(v)
+            else:
+                s[k] = None
+        out[z["zone"]] = s
+    return out
+
+
+@needs_reference
+def test_zoneinfo_has_the_keys_of_a_real_6_18_zoneinfo(cli_snapshot):
+    ours = zoneinfo_view.parse(run("zoneinfo", cli_snapshot).stdout)
+    ref = zoneinfo_view.parse((REFERENCE / "zoneinfo").read_text())
+    assert _key_structure(ours) == _key_structure(ref)
+
+
+@needs_reference
+def test_zoneinfo_lines_have_the_reference_spacing(cli_snapshot):
+    """Every line, digits replaced by N, is a line shape the real kernel prints (and vice versa)."""
+
+    def shapes(text: str) -> set[str]:
+        return {re.sub(r"\d+", "N", line) for line in text.splitlines()}
+
+    assert shapes(run("zoneinfo", cli_snapshot).stdout) == shapes((REFERENCE / "zoneinfo").read_text())
+
+
+# -- iomem --------------------------------------------------------------------------------------
+_IOMEM_LINE = re.compile(r"^((?:  )*)([0-9a-f]{8,})-([0-9a-f]{8,}) : (.+)$")
+
+
+@needs_reference
+def test_iomem_looks_like_the_reference(cli_snapshot):
+    lines = run("iomem", cli_snapshot).stdout.splitlines()
+    ref = (REFERENCE / "iomem").read_text().splitlines()
+    assert lines[:2] == ref[:2]  # 00000000-00000fff : Reserved / 00001000-0009fbff : System RAM
+    stack: list[tuple[int, int]] = []
+    for line in lines:
+        m = _IOMEM_LINE.match(line)
+        assert m, line
+        depth, start, end = len(m.group(1)) // 2, int(m.group(2), 16), int(m.group(3), 16)
+        assert start <= end
+        del stack[depth:]
+        assert len(stack) == depth, f"{line!r} is indented deeper than its parent"
+        if stack:
+            assert stack[-1][0] <= start and end <= stack[-1][1], f"{line!r} is outside its parent"
+        stack.append((start, end))
+    i = next(i for i, s in enumerate(lines) if s.endswith(": Kernel code"))
+    assert lines[i].startswith("  ")
+    parent = next(s for s in reversed(lines[:i]) if not s.startswith(" "))
+    assert parent.endswith(": System RAM")
+    assert [s.split(" : ")[1] for s in lines[i:i + 4]] == ["Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"]
+
+
+def _patch_u64(snapshot: str, vaddr: int, value: int, out_dir: Path) -> str:
+    """A copy of the snapshot with the 8 bytes at kernel address ``vaddr`` replaced."""
+    dst = out_dir / "patched"
+    shutil.copy(snapshot + ".vmlinux", str(dst) + ".vmlinux")
+    shutil.copy(snapshot + ".vmcore", str(dst) + ".vmcore")
+    with open_snapshot(snapshot) as prog:
+        phys = prog.translate(vaddr)
+        seg = prog.core.segment_at(phys)
+        offset = seg.offset + phys - seg.paddr
+        assert phys - seg.paddr + 8 <= seg.filesz
+    with open(str(dst) + ".vmcore", "r+b") as f:
+        f.seek(offset)
+        f.write(value.to_bytes(8, "little"))
+    return str(dst)
+
+
+def test_iomem_reports_a_cycle_instead_of_hanging(cli_snapshot, tmp_path):
+    with open_snapshot(cli_snapshot) as prog:
+        first = prog["iomem_resource"].child
+        second = first.sibling
+        where = int(second) + prog.types.struct("resource").offsetof("sibling")
+        target = int(first)
+    bad = _patch_u64(cli_snapshot, where, target, tmp_path)  # second->sibling = first
+    r = run("iomem", bad, ok=False)
+    assert r.exit_code == 1
+    assert r.stderr.startswith("mmintro: error: ") and "cycle" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+# -- page-types, buddyinfo, page ------------------------------------------------------------------
+def test_page_types_counts_every_struct_page_and_every_free_block(cli_snapshot):
+    rows = run_json("page-types", cli_snapshot)
+    with open_snapshot(cli_snapshot) as prog:
+        g = section_geometry(prog)
+        nr_pages = sum(g.pages_per_section for _ in for_each_present_section(prog))
+        nr_free_blocks = sum(z.free_area[o].nr_free.value_() for z in for_each_zone(prog)
+                             for o in range(len(z.free_area)))
+    assert sum(r["page-count"] for r in rows) == nr_pages
+    assert sum(r["page-count"] for r in rows if r["page-type"] == "buddy") == nr_free_blocks
+    assert {"flags", "page-count", "MB", "symbolic-flags"} <= set(rows[0])
+    text = run("page-types", cli_snapshot).stdout.splitlines()
+    assert text[0].split() == ["flags", "page-count", "MB", "symbolic-flags"]
+    assert text[-1].split()[:2] == ["total", str(nr_pages)]
+
+
+def test_buddyinfo_blocks_are_the_buddy_heads(cli_snapshot):
+    zones = run_json("buddyinfo", cli_snapshot)
+    rows = run_json("page-types", cli_snapshot)
+    assert sum(map(sum, (z["nr_free"] for z in zones))) == sum(
+        r["page-count"] for r in rows if r["page-type"] == "buddy")
+    line = run("buddyinfo", cli_snapshot).stdout.splitlines()[0]
+    assert re.fullmatch(r"Node 0, zone      DMA (?:[ \d]{6} ){11}", line)
+
+
+def test_page_decodes_zone_node_and_type(cli_snapshot):
+    with open_snapshot(cli_snapshot) as prog:
+        zones = [(i, z.zone_start_pfn.value_(), z.spanned_pages.value_()) for i, z in enumerate(for_each_zone(prog))
+                 if z.present_pages.value_()]
+        # a free block head in each populated zone: first entry of its highest non-empty order
+        heads = []
+        for z in for_each_populated_zone(prog):  # empty zones never get their free lists initialised
+            for o in reversed(range(len(z.free_area))):
+                fl = z.free_area[o].free_list
+                pages = [p for m in range(len(fl))
+                         for p in list_for_each_entry("struct page", fl[m].address_of_(), "buddy_list")]
+                if pages:
+                    heads.append((page_to_pfn(pages[0]).value_(), o))
+                    break
+    for pfn, order in heads:
+        info = run_json("page", cli_snapshot, hex(pfn))
+        assert info["page_type_name"] == "buddy" and info["private"] == order and info["refcount"] == 0
+        assert info["node"] == 0
+        zid = next(i for i, start, span in zones if start <= pfn < start + span)
+        assert info["zone"] == zid
+    text = run("page", cli_snapshot, str(heads[0][0])).stdout
+    assert "(buddy)" in text and "zone" in text
+
+
+# -- vtop ----------------------------------------------------------------------------------------
+def test_vtop_of_a_direct_map_address(cli_snapshot):
+    with open_snapshot(cli_snapshot) as prog:
+        base = prog["page_offset_base"].value_()
+    addr = base + 0x12345678
+    v = run_json("vtop", cli_snapshot, hex(addr))
+    assert v["phys"] == addr - base
+    assert [lv["level"] for lv in v["levels"]][0] == "pgd"
+    assert v["page"]["pfn"] == (addr - base) >> 12
+    text = run("vtop", cli_snapshot, hex(addr)).stdout
+    assert f"{addr:x}  {addr - base:x}" in text.replace(" " * 3, "  ")
+
+
+# -- run ---------------------------------------------------------------------------------------------
+def test_run_executes_a_script_with_prog(cli_snapshot, tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("print('ram', totalram_pages(prog), len(list(for_each_online_pgdat(prog))))\n")
+    out = run("run", str(script), cli_snapshot).stdout
+    with open_snapshot(cli_snapshot) as prog:
+        total = prog["_totalram_pages"].counter.value_()
+    assert out == f"ram {total} 1\n"
+
+
+def test_run_shows_the_scripts_traceback(cli_snapshot, tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text("prog['no_such_symbol_anywhere']\n")
+    r = run("run", str(script), cli_snapshot, ok=False)
+    assert r.exit_code == 1 and "KeyError" in r.stderr and "bad.py" in r.stderr
+
+
+# -- errors: one line on stderr, exit 1 ---------------------------------------------------------------
+def _assert_one_line_error(r, *words: str) -> None:
+    assert r.exit_code == 1, (r.stdout, r.stderr, r.exception)
+    assert r.stderr.startswith("mmintro: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in r.stderr
+
+
+def test_error_missing_file(tmp_path):
+    _assert_one_line_error(run("iomem", str(tmp_path / "nothing"), ok=False), "does not exist")
+
+
+def test_error_vmcore_without_vmlinux(cli_snapshot, tmp_path):
+    shutil.copy(cli_snapshot + ".vmcore", tmp_path / "lonely.vmcore")
+    _assert_one_line_error(run("zoneinfo", str(tmp_path / "lonely.vmcore"), ok=False), "vmlinux")
+
+
+def test_error_truncated_vmcore(cli_snapshot, tmp_path):
+    src = Path(cli_snapshot + ".vmcore")
+    with open(src, "rb") as f:
+        data = f.read(src.stat().st_size // 2)
+    (tmp_path / "half.vmcore").write_bytes(data)
+    shutil.copy(cli_snapshot + ".vmlinux", tmp_path / "half.vmlinux")
+    _assert_one_line_error(run("iomem", str(tmp_path / "half"), ok=False), "truncated")
+
+
+def test_error_vmlinux_given_as_the_core(cli_snapshot, tmp_path):
+    shutil.copy(cli_snapshot + ".vmlinux", tmp_path / "x.vmcore")
+    shutil.copy(cli_snapshot + ".vmlinux", tmp_path / "x.vmlinux")
+    _assert_one_line_error(run("iomem", str(tmp_path / "x"), ok=False))
+
+
+def test_error_unmapped_vtop_address(cli_snapshot):
+    _assert_one_line_error(run("vtop", cli_snapshot, "0x1000", ok=False), "not mapped", "0x1000")
+
+
+def test_error_out_of_range_and_absent_pfn(cli_snapshot):
+    _assert_one_line_error(run("page", cli_snapshot, str(1 << 40), ok=False), "out of range")
+    with open_snapshot(cli_snapshot) as prog:
+        g = section_geometry(prog)
+        present = {s.nr for s in for_each_present_section(prog)}
+    hole = next(nr for nr in range(max(present)) if nr not in present)
+    _assert_one_line_error(run("page", cli_snapshot, str(hole * g.pages_per_section), ok=False), "not present")
+
+
+def test_error_through_the_installed_entry_point(tmp_path):
+    """main() itself (not only the click group) gives one line and status 1."""
+    p = subprocess.run([sys.executable, "-c", "from mmintro.cli.main import main; main()", "iomem",
+                        str(tmp_path / "missing")], capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.startswith("mmintro: error: ") and "Traceback" not in p.stderr
+
+
+def test_usage_errors_are_clicks(cli_snapshot):
+    r = run("page", cli_snapshot, "zzz", ok=False)
+    assert r.exit_code == 2 and "Usage:" in r.stderr
+
+
+# -- simulate and the default machine -------------------------------------------------------------
+def test_simulate_writes_a_snapshot_the_reader_opens(tmp_path):
+    r = run("simulate", "boot", "--output", str(tmp_path / "small"), "--ram", "512M", "--cpus", "1")
+    assert r.stdout.split() == [str(tmp_path / "small.vmcore"), str(tmp_path / "small.vmlinux")]
+    with open_snapshot(tmp_path / "small") as prog:
+        assert prog["nr_cpu_ids"].value_() == 1
+    zones = run_json("zoneinfo", str(tmp_path / "small"))
+    assert len(zones[0]["pagesets"]) == 1
+
+
+def test_simulate_unknown_scenario_and_bad_size(tmp_path):
+    _assert_one_line_error(run("simulate", "nope", "-o", str(tmp_path / "x"), ok=False), "unknown scenario", "boot")
+    assert run("simulate", "-o", str(tmp_path / "x"), "--ram", "lots", ok=False).exit_code == 2
+    _assert_one_line_error(run("simulate", "-o", str(tmp_path / "x"), "--ram", "100M", ok=False), "ram")
+
+
+def test_default_machine_is_booted_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMINTRO_CACHE", str(tmp_path))
+    first = run("buddyinfo").stdout
+    files = sorted(tmp_path.iterdir())
+    assert [f.suffix for f in files] == [".vmcore", ".vmlinux"]
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    assert run("buddyinfo").stdout == first
+    assert [f.stat().st_mtime_ns for f in sorted(tmp_path.iterdir())] == mtimes
