@@ -301,3 +301,26 @@ def test_default_machine_is_booted_once_and_cached(tmp_path, monkeypatch):
     mtimes = [f.stat().st_mtime_ns for f in files]
     assert run("buddyinfo").stdout == first
     assert [f.stat().st_mtime_ns for f in sorted(tmp_path.iterdir())] == mtimes
+
+
+def test_shell_reads_python_from_stdin(cli_snapshot):
+    r = CliRunner().invoke(cli, ["shell", cli_snapshot], input="print('zones', len(list(for_each_zone(prog))))\n")
+    assert r.exit_code == 0 and "zones 5" in r.stdout
+
+
+def test_two_nodes_per_node_stats_and_page_node(numa2_snapshot):
+    zones = run_json("zoneinfo", numa2_snapshot)
+    with open_snapshot(numa2_snapshot) as prog:
+        spans = [(z.zone_pgdat.node_id.value_(), z.zone_start_pfn.value_(), z.spanned_pages.value_())
+                 for z in for_each_populated_zone(prog)]
+        shift = section_geometry(prog).pfn_section_shift
+        present = {s.nr for s in for_each_present_section(prog)}
+    for nid in (0, 1):
+        node_zones = [z for z in zones if z["node"] == nid]
+        with_stats = [z["zone"] for z in node_zones if z["per_node_stats"] is not None]
+        assert with_stats == [next(z["zone"] for z in node_zones if z["populated"])]
+    for nid, start, span in spans:
+        pfns = [p for p in (start, start + span // 2, start + span - 1) if p >> shift in present]
+        assert pfns
+        for pfn in pfns:
+            assert run_json("page", numa2_snapshot, str(pfn))["node"] == nid
