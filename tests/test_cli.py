@@ -19,7 +19,10 @@ from mmintro.reader import open_snapshot
 from mmintro.reader.helpers.list import list_for_each_entry
 from mmintro.reader.helpers.mm import page_to_pfn
 from mmintro.reader.helpers.mmzone import (
-    for_each_populated_zone, for_each_present_section, for_each_zone, section_geometry,
+    for_each_populated_zone,
+    for_each_present_section,
+    for_each_zone,
+    section_geometry,
 )
 from mmintro.views import zoneinfo as zoneinfo_view
 
@@ -108,7 +111,8 @@ def test_iomem_looks_like_the_reference(cli_snapshot):
     assert lines[i].startswith("  ")
     parent = next(s for s in reversed(lines[:i]) if not s.startswith(" "))
     assert parent.endswith(": System RAM")
-    assert [s.split(" : ")[1] for s in lines[i:i + 4]] == ["Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"]
+    names = [s.split(" : ")[1] for s in lines[i:i + 4]]
+    assert names == ["Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"]
 
 
 def _patch_u64(snapshot: str, vaddr: int, value: int, out_dir: Path) -> str:
@@ -167,8 +171,8 @@ def test_buddyinfo_blocks_are_the_buddy_heads(cli_snapshot):
 
 def test_page_decodes_zone_node_and_type(cli_snapshot):
     with open_snapshot(cli_snapshot) as prog:
-        zones = [(i, z.zone_start_pfn.value_(), z.spanned_pages.value_()) for i, z in enumerate(for_each_zone(prog))
-                 if z.present_pages.value_()]
+        zones = [(i, z.zone_start_pfn.value_(), z.spanned_pages.value_())
+                 for i, z in enumerate(for_each_zone(prog)) if z.present_pages.value_()]
         # a free block head in each populated zone: first entry of its highest non-empty order
         heads = []
         for z in for_each_populated_zone(prog):  # empty zones never get their free lists initialised
@@ -196,7 +200,7 @@ def test_vtop_of_a_direct_map_address(cli_snapshot):
     addr = base + 0x12345678
     v = run_json("vtop", cli_snapshot, hex(addr))
     assert v["phys"] == addr - base
-    assert [lv["level"] for lv in v["levels"]][0] == "pgd"
+    assert v["levels"][0]["level"] == "pgd"
     assert v["page"]["pfn"] == (addr - base) >> 12
     text = run("vtop", cli_snapshot, hex(addr)).stdout
     assert f"{addr:x}  {addr - base:x}" in text.replace(" " * 3, "  ")
@@ -262,13 +266,14 @@ def test_error_out_of_range_and_absent_pfn(cli_snapshot):
         g = section_geometry(prog)
         present = {s.nr for s in for_each_present_section(prog)}
     hole = next(nr for nr in range(max(present)) if nr not in present)
-    _assert_one_line_error(run("page", cli_snapshot, str(hole * g.pages_per_section), ok=False), "not present")
+    r = run("page", cli_snapshot, str(hole * g.pages_per_section), ok=False)
+    _assert_one_line_error(r, "not present")
 
 
 def test_error_through_the_installed_entry_point(tmp_path):
     """main() itself (not only the click group) gives one line and status 1."""
     p = subprocess.run([sys.executable, "-c", "from mmintro.cli.main import main; main()", "iomem",
-                        str(tmp_path / "missing")], capture_output=True, text=True)
+                        str(tmp_path / "missing")], capture_output=True, text=True, check=False)
     assert p.returncode == 1 and p.stderr.startswith("mmintro: error: ") and "Traceback" not in p.stderr
 
 
@@ -288,7 +293,8 @@ def test_simulate_writes_a_snapshot_the_reader_opens(tmp_path):
 
 
 def test_simulate_unknown_scenario_and_bad_size(tmp_path):
-    _assert_one_line_error(run("simulate", "nope", "-o", str(tmp_path / "x"), ok=False), "unknown scenario", "boot")
+    r = run("simulate", "nope", "-o", str(tmp_path / "x"), ok=False)
+    _assert_one_line_error(r, "unknown scenario", "boot")
     assert run("simulate", "-o", str(tmp_path / "x"), "--ram", "lots", ok=False).exit_code == 2
     _assert_one_line_error(run("simulate", "-o", str(tmp_path / "x"), "--ram", "100M", ok=False), "ram")
 
@@ -304,7 +310,8 @@ def test_default_machine_is_booted_once_and_cached(tmp_path, monkeypatch):
 
 
 def test_shell_reads_python_from_stdin(cli_snapshot):
-    r = CliRunner().invoke(cli, ["shell", cli_snapshot], input="print('zones', len(list(for_each_zone(prog))))\n")
+    code = "print('zones', len(list(for_each_zone(prog))))\n"
+    r = CliRunner().invoke(cli, ["shell", cli_snapshot], input=code)
     assert r.exit_code == 0 and "zones 5" in r.stdout
 
 

@@ -11,7 +11,9 @@ from mmintro.reader.errors import FaultError, SnapshotError, ValidationError
 __all__ = ["EXPECTED_ERRORS", "MmintroError", "one_line"]
 
 # Errors that describe the input (files, addresses, arguments), not a bug in mmintro.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (SnapshotError, FaultError, ValidationError, ValueError, OSError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    SnapshotError, FaultError, ValidationError, ValueError, OSError,
+)
 
 
 def one_line(e: BaseException) -> str:

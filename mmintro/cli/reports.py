@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import click
 
-from mmintro.reader.errors import FaultError
 from mmintro.cli.output import emit, json_option
 from mmintro.cli.snapshot import load, snapshot_argument
+from mmintro.reader.errors import FaultError
 from mmintro.views import buddyinfo as buddyinfo_view
 from mmintro.views import iomem as iomem_view
 from mmintro.views import page as page_view
@@ -22,7 +22,8 @@ def _int(text: str, what: str) -> int:
     try:
         return int(text, 0)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a number (decimal, or 0x... hex)", param_hint=what) from None
+        msg = f"{text!r} is not a number (decimal, or 0x... hex)"
+        raise click.BadParameter(msg, param_hint=what) from None
 
 
 def _snapshot_and(args: tuple[str, ...], what: str) -> tuple[str | None, str]:

@@ -21,7 +21,7 @@ def namespace(prog: Program) -> dict[str, Any]:
     """``prog`` plus every public name of the reader, its helpers and the views' percpu helpers."""
     import numpy as np
 
-    import mmintro.reader as reader
+    from mmintro import reader
     from mmintro.reader import columns
     from mmintro.reader.helpers import list as list_helpers
     from mmintro.reader.helpers import mm, mmzone
@@ -48,10 +48,10 @@ def run(script: str, snapshot: str | None, script_args: tuple[str, ...]) -> None
         old_argv = sys.argv
         sys.argv = [script, *script_args]
         try:
-            exec(compile(source, script, "exec"), ns)
+            exec(compile(source, script, "exec"), ns)  # noqa: S102 -- running the user's script is the point
         except SystemExit:
             raise
-        except Exception:  # the script's own error: show its traceback, without our frames
+        except Exception:  # noqa: BLE001 -- the script's error: show its traceback
             etype, value, tb = sys.exc_info()
             tb = tb.tb_next if tb is not None else None  # drop this exec() frame
             traceback.print_exception(etype, value, tb)

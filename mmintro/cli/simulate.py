@@ -6,13 +6,14 @@ Scenarios are registered by name in :data:`SCENARIOS`; a scenario is a function
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import click
 
 from mmintro.cli.snapshot import boot_and_save
 
-__all__ = ["SCENARIOS", "Scenario", "register_scenario", "command"]
+__all__ = ["SCENARIOS", "Scenario", "command", "register_scenario"]
 
 
 class Scenario(NamedTuple):
@@ -53,7 +54,9 @@ def _scenario_help() -> str:
 @click.option("--cpus", default=2, show_default=True, type=int, help="CPUs")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed of the simulation's randomness")
 @click.option("--gdb-aliases", is_flag=True, help="add virtual-address PT_LOADs so GDB can read globals")
-def command(scenario: str, output: str, ram: str, nodes: int, cpus: int, seed: int, gdb_aliases: bool) -> None:
+def command(
+    scenario: str, output: str, ram: str, nodes: int, cpus: int, seed: int, gdb_aliases: bool
+) -> None:
     """Run SCENARIO (default: boot) on a simulated machine and save the snapshot."""
     from mmintro.kernel.config import MachineConfig, parse_size
 

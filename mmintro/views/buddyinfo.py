@@ -29,7 +29,8 @@ def buddyinfo(prog: Program) -> list[BuddyInfoRow]:
             if not z.present_pages.value_():  # walk_zones_in_node(assert_populated=true)
                 continue
             fa = z.free_area
-            rows.append(BuddyInfoRow(nid, z.name.string_().decode(), [fa[o].nr_free.value_() for o in range(len(fa))]))
+            nr_free = [fa[o].nr_free.value_() for o in range(len(fa))]
+            rows.append(BuddyInfoRow(nid, z.name.string_().decode(), nr_free))
     return rows
 
 

@@ -14,7 +14,7 @@ from mmintro.reader.errors import ValidationError
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 
-__all__ = ["IomemRow", "MAX_IORES_LEVEL", "MAX_RESOURCES", "iomem", "render"]
+__all__ = ["MAX_IORES_LEVEL", "MAX_RESOURCES", "IomemRow", "iomem", "render"]
 
 # kernel/resource.c: r_show() indents at most this many levels.
 MAX_IORES_LEVEL = 5
@@ -56,7 +56,7 @@ def iomem(prog: Program, root_name: str = "iomem_resource") -> tuple[list[IomemR
     while p.value_():
         addr = int(p)
         if addr in seen:
-            raise ValidationError(f"{root_name}: resource {addr:#x} reached twice (cycle in the resource tree)")
+            raise ValidationError(f"{root_name}: resource {addr:#x} reached twice (a cycle in the tree)")
         seen.add(addr)
         if len(seen) > MAX_RESOURCES:
             raise ValidationError(f"{root_name}: more than {MAX_RESOURCES} resources")

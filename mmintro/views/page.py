@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmintro.reader.errors import FaultError
-from mmintro.reader.helpers.mm import pfn_to_page, vmemmap
-from mmintro.reader.errors import FaultError
+from mmintro.reader.helpers.mm import get_page_flags, pfn_to_page, vmemmap
 from mmintro.reader.helpers.mmzone import NODE_DATA, nr_to_section, section_geometry
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
@@ -42,7 +41,7 @@ def page_info(prog: Program, pfn: int) -> dict[str, Any]:
     check_pfn(prog, pfn)
     page = pfn_to_page(prog, pfn)
     lay = flags_layout(prog)
-    flags = page.flags.f.value_() if page.flags.type_.resolved().kind in ("struct", "union") else page.flags.value_()
+    flags = get_page_flags(page)
     zid, nid = lay.zone(flags), lay.node(flags)
     try:
         zone_name = NODE_DATA(prog, nid).node_zones[zid].name.string_().decode()

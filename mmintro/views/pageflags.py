@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from mmintro.reader.program import Program
 
-__all__ = ["FlagsLayout", "flags_layout", "flag_names", "page_type_name", "PAGE_TYPE_LIMIT"]
+__all__ = ["PAGE_TYPE_LIMIT", "FlagsLayout", "flag_names", "flags_layout", "page_type_name"]
 
 # include/linux/page-flags.h: a page has a type iff (int)page_type < (int)PGTY_mapcount_underflow << 24,
 # i.e. the top byte is below 0xff (0xff is reserved to catch _mapcount underflow).
@@ -60,7 +60,8 @@ def flags_layout(prog: Program) -> FlagsLayout:
     nodes_shift = max_numnodes.bit_length() - 1
     word_bits = 8 * types.sizeof("unsigned long")
     nodes_pgoff = word_bits - _SECTIONS_WIDTH - nodes_shift
-    lay = FlagsLayout(types.const("__NR_PAGEFLAGS"), nodes_pgoff - zones_shift, zones_shift, nodes_pgoff, nodes_shift)
+    lay = FlagsLayout(types.const("__NR_PAGEFLAGS"), nodes_pgoff - zones_shift, zones_shift, nodes_pgoff,
+                      nodes_shift)
     prog.cache["views.flags_layout"] = lay
     return lay
 

@@ -6,7 +6,7 @@ to the reader's helpers once that package settles.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program

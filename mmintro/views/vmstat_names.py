@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mmintro.types.typedata import TypeDB
 
-__all__ = ["VMSTAT_TEXT", "THP_PRINTED_ITEMS", "stat_names"]
+__all__ = ["THP_PRINTED_ITEMS", "VMSTAT_TEXT", "stat_names"]
 
 VMSTAT_TEXT: dict[str, str] = {
     # enum zone_stat_item

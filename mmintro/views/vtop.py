@@ -7,7 +7,7 @@ from typing import Any
 from mmintro.reader.program import Program
 from mmintro.views.page import page_info
 
-__all__ = ["vtop", "render"]
+__all__ = ["render", "vtop"]
 
 
 def vtop(prog: Program, vaddr: int, pgd_phys: int | None = None) -> dict[str, Any]:
@@ -34,8 +34,8 @@ def render(v: dict[str, Any]) -> str:
     lines = [f"{'VIRTUAL':<18}{'PHYSICAL'}", f"{v['vaddr']:<18x}{v['phys']:x}", ""]
     lines.append(f"{'LEVEL':<6}{'TABLE':>18}{'INDEX':>6}  {'ENTRY ADDR':<16}    {'ENTRY':<16}  FLAGS")
     for lv in v["levels"]:
-        lines.append(f"{lv['level'].upper():<6}{lv['table']:>18x}{lv['index']:>6}  {lv['entry_addr']:016x} => "
-                     f"{lv['entry']:016x}  ({'|'.join(lv['flags'])})")
+        lines.append(f"{lv['level'].upper():<6}{lv['table']:>18x}{lv['index']:>6}  "
+                     f"{lv['entry_addr']:016x} => {lv['entry']:016x}  ({'|'.join(lv['flags'])})")
     lines.append(f"{'PAGE':<6}{v['phys'] & ~(v['page_size'] - 1):>18x}  ({size})")
     lines.append("")
     p = v["page"]

@@ -19,7 +19,7 @@ from mmintro.reader.x86_pgtable import LEVELS_4
 from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.views.vmstat_names import THP_PRINTED_ITEMS, stat_names
 
-__all__ = ["PageSet", "ZoneInfo", "zoneinfo", "render", "parse", "to_json"]
+__all__ = ["PageSet", "ZoneInfo", "parse", "render", "to_json", "zoneinfo"]
 
 # mm/internal.h: kswapd gives up on a node after this many reclaim failures; zoneinfo prints
 # node_unreclaimable = (pgdat->kswapd_failures >= MAX_RECLAIM_RETRIES).
@@ -68,7 +68,7 @@ def _atomic(obj: Object) -> int:
 
 def _nonneg(v: int) -> int:
     # zone_page_state()/node_page_state_pages(): CONFIG_SMP clamps transient negatives to 0.
-    return v if v > 0 else 0
+    return max(0, v)
 
 
 def _node_stats(prog: Program, pgdat: Object) -> dict[str, int]:
@@ -93,10 +93,7 @@ def _zone(prog: Program, pgdat: Object, zone: Object, first_populated: bool, cpu
     except AttributeError:  # !CONFIG_CMA: zone_cma_pages() is 0
         cma = 0
     zone_items = stat_names(types, "zone_stat_item", "NR_VM_ZONE_STAT_ITEMS")
-    nr_free = zone_items[0][0]
     free_idx = types.const("NR_FREE_PAGES")
-    if free_idx != nr_free:
-        nr_free = free_idx
     present = zone.present_pages.value_()
     info = ZoneInfo(
         node=pgdat.node_id.value_(),
@@ -125,7 +122,8 @@ def _zone(prog: Program, pgdat: Object, zone: Object, first_populated: bool, cpu
     numa = stat_names(types, "numa_stat_item", "NR_VM_NUMA_EVENT_ITEMS")
     zonestats = [per_cpu_ptr(zone.per_cpu_zonestats, cpu) for cpu in cpus]
     for i, _e, name in numa:
-        info.stats[name] = _atomic(zone.vm_numa_event[i]) + sum(z.vm_numa_event[i].value_() for z in zonestats)
+        per_cpu = sum(z.vm_numa_event[i].value_() for z in zonestats)
+        info.stats[name] = _atomic(zone.vm_numa_event[i]) + per_cpu
     for cpu, pzstats in zip(cpus, zonestats):
         pcp = per_cpu_ptr(zone.per_cpu_pageset, cpu)
         info.pagesets.append(
