@@ -279,7 +279,7 @@ def setup_zone_pagesets(k: "Kernel") -> None:
                 continue
             z.pageset = k.alloc_percpu(pcp_size, 64)
             z.zonestats = k.alloc_percpu(zst_size, 64)
-            z.pcp_batch = zone_batchsize(z)
+            z.pcp_batch = max(1, zone_batchsize(z))  # zone_set_pageset_high_and_batch()
             z.pcp_high_min = zone_highsize(k, z, z.pcp_batch, 0)
             z.pcp_high_max = zone_highsize(k, z, z.pcp_batch, 8)  # MIN_PERCPU_PAGELIST_HIGH_FRACTION
             z.stat_threshold = calculate_normal_threshold(k, z)
