@@ -27,34 +27,36 @@ __all__ = [
     "walk",
 ]
 
-# arch/x86/include/asm/page_64_types.h
-START_KERNEL_MAP = 0xFFFFFFFF80000000  # __START_KERNEL_map
-# arch/x86/include/asm/page_types.h: __PHYSICAL_MASK_SHIFT 52; PTE_PFN_MASK = PHYSICAL_PAGE_MASK
-PHYSICAL_MASK = (1 << 52) - 1
-PTE_PFN_MASK = PHYSICAL_MASK & ~0xFFF
+# The #defines of arch/x86/include/asm/page*_types.h and pgtable_types.h live once, in
+# mmintro.arch.x86 (shared by the simulator and the reader); here they become the table
+# of entry bits, with the names crash prints.
+from mmintro.arch import x86 as _x86  # noqa: E402
 
-# arch/x86/include/asm/pgtable_types.h: _PAGE_BIT_* (bit number, name as crash prints it).
+START_KERNEL_MAP = _x86.START_KERNEL_MAP
+PHYSICAL_MASK = (1 << 52) - 1
+PTE_PFN_MASK = _x86.PTE_PFN_MASK
+
 PTE_BITS: tuple[tuple[int, str], ...] = (
-    (0, "PRESENT"),  # _PAGE_BIT_PRESENT
-    (1, "RW"),  # _PAGE_BIT_RW
-    (2, "USER"),  # _PAGE_BIT_USER
-    (3, "PWT"),  # _PAGE_BIT_PWT
-    (4, "PCD"),  # _PAGE_BIT_PCD
-    (5, "ACCESSED"),  # _PAGE_BIT_ACCESSED
-    (6, "DIRTY"),  # _PAGE_BIT_DIRTY
-    (7, "PSE"),  # _PAGE_BIT_PSE (PAT on 4 KiB PTEs)
-    (8, "GLOBAL"),  # _PAGE_BIT_GLOBAL (PROTNONE when not present)
-    (9, "SPECIAL"),  # _PAGE_BIT_SOFTW1 = _PAGE_BIT_SPECIAL
-    (10, "UFFD_WP"),  # _PAGE_BIT_SOFTW2 = _PAGE_BIT_UFFD_WP
-    (11, "SOFT_DIRTY"),  # _PAGE_BIT_SOFTW3 = _PAGE_BIT_SOFT_DIRTY
-    (12, "PAT_LARGE"),  # _PAGE_BIT_PAT_LARGE (2 MiB / 1 GiB leaves only)
-    (58, "SAVED_DIRTY"),  # _PAGE_BIT_SOFTW5 = _PAGE_BIT_SAVED_DIRTY
-    (63, "NX"),  # _PAGE_BIT_NX
+    (_x86._PAGE_BIT_PRESENT, "PRESENT"),
+    (_x86._PAGE_BIT_RW, "RW"),
+    (_x86._PAGE_BIT_USER, "USER"),
+    (_x86._PAGE_BIT_PWT, "PWT"),
+    (_x86._PAGE_BIT_PCD, "PCD"),
+    (_x86._PAGE_BIT_ACCESSED, "ACCESSED"),
+    (_x86._PAGE_BIT_DIRTY, "DIRTY"),
+    (_x86._PAGE_BIT_PSE, "PSE"),  # PAT on 4 KiB PTEs
+    (_x86._PAGE_BIT_GLOBAL, "GLOBAL"),  # PROTNONE when not present
+    (_x86._PAGE_BIT_SOFTW1, "SPECIAL"),
+    (_x86._PAGE_BIT_SOFTW2, "UFFD_WP"),
+    (_x86._PAGE_BIT_SOFTW3, "SOFT_DIRTY"),
+    (_x86._PAGE_BIT_PAT_LARGE, "PAT_LARGE"),  # 2 MiB / 1 GiB leaves only
+    (_x86._PAGE_BIT_SOFTW5, "SAVED_DIRTY"),
+    (_x86._PAGE_BIT_NX, "NX"),
 )
-_PAGE_PRESENT = 1 << 0
-_PAGE_PSE = 1 << 7
-_PAGE_BIT_PAT = 7
-_PAGE_BIT_PAT_LARGE = 12
+_PAGE_PRESENT = _x86._PAGE_PRESENT
+_PAGE_PSE = _x86._PAGE_PSE
+_PAGE_BIT_PAT = _x86._PAGE_BIT_PAT
+_PAGE_BIT_PAT_LARGE = _x86._PAGE_BIT_PAT_LARGE
 
 
 @dataclass(frozen=True)
