@@ -4,7 +4,6 @@ lists, page helpers and the columnar struct page array."""
 from __future__ import annotations
 
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +13,13 @@ from mmintro.reader.columns import page_array, present_pfn_mask
 from mmintro.reader.helpers import list as lh
 from mmintro.reader.helpers import mm, mmzone
 from mmintro.reader.synthetic import (
-    IMAGE_PHYS, IMAGE_VIRT, MEM_SIZE, PAGE_OFFSET, VMEMMAP_PHYS, VMEMMAP_START, build_synthetic,
+    IMAGE_PHYS,
+    IMAGE_VIRT,
+    MEM_SIZE,
+    PAGE_OFFSET,
+    VMEMMAP_PHYS,
+    VMEMMAP_START,
+    build_synthetic,
 )
 
 
@@ -276,15 +281,3 @@ def test_page_array_matches_object_reads(prog, syn):
     buddy = (arr["page_type"] >> 24) == prog.types.const("PGTY_buddy")
     assert np.flatnonzero(buddy).tolist() == [syn.values["buddy_pfn"]]
     assert (arr["refcount"][MEM_SIZE >> 12 :] == 0).all()  # beyond RAM: zero rows
-
-
-def test_page_array_throughput(prog, capsys):
-    page_array(prog)
-    t = time.perf_counter()
-    n = 0
-    for _ in range(5):
-        n += len(page_array(prog))
-    rate = n / (time.perf_counter() - t)
-    with capsys.disabled():
-        print(f"\npage_array: {rate / 1e6:.1f} M pages/s")
-    assert rate > 1e6
