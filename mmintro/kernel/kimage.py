@@ -48,9 +48,6 @@ class KernelImage:
         self.symbols: dict[str, KSymbol] = {}
         self._cursor = {name: self.virt(start) for name, (start, _end) in SECTIONS.items()}
         self._strings: dict[str, int] = {}
-        for name, (start, end) in SECTIONS.items():
-            if name in ("text", "rodata", "data", "bss"):
-                pass
         self.add("_text", self.virt(SECTIONS["text"][0]), 0, "func", section="text")
         self.add("_stext", self.virt(SECTIONS["text"][0]), 0, "func", section="text")
         self._cursor["text"] += 0x1000  # head code
@@ -103,8 +100,9 @@ class KernelImage:
         return addr
 
     def marker(self, name: str, section: str, at_end: bool = False) -> int:
-        """A linker-script symbol such as _etext (no type, zero size)."""
-        addr = self.virt(SECTIONS[section][1]) if at_end else self._cursor[section]
+        """A linker-script symbol marking a section's start or end, such as _sdata or _etext
+        (no type, zero size)."""
+        addr = self.virt(SECTIONS[section][1] if at_end else SECTIONS[section][0])
         t = self.T.variables.get(name)
         self.add(name, addr, 0, "object", t[0] if t else None, section)
         return addr

@@ -189,15 +189,7 @@ class Kernel:
                                         ("__end_rodata", "rodata", True), ("_sdata", "data", False),
                                         ("_edata", "data", True), ("__bss_start", "bss", False),
                                         ("__bss_stop", "bss", True), ("_end", "bss", True)):
-            if marker == "__start_rodata":
-                img.add(marker, img.virt(img.start), 0, "object", section=section)
-                img.symbols[marker].address = img.virt(0x02400000)
-            elif marker == "_sdata":
-                img.add(marker, img.virt(0x03000000), 0, "object", section=section)
-            elif marker == "__bss_start":
-                img.add(marker, img.virt(0x03B34000), 0, "object", section=section)
-            else:
-                img.marker(marker, section, at_end)
+            img.marker(marker, section, at_end)
         k = self.kmem
         k.write_u64(self.sym("page_offset_base"), self.page_offset_base)
         k.write_u64(self.sym("vmalloc_base"), self.vmalloc_base)
