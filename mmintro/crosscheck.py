@@ -87,8 +87,8 @@ def c_zones(p: Program, d: Any) -> tuple:
 
     mine = []
     for pg in mz.for_each_online_pgdat(p):
-        for z in mz.for_each_zone_of(pg) if hasattr(mz, "for_each_zone_of") else _zones(pg):
-            mine.append((int(pg.node_id.value_()), z.name.string_().decode() if hasattr(z.name, "string_") else "",
+        for z in _zones(pg):
+            mine.append((int(pg.node_id.value_()), z.name.string_().decode(),
                          *[int(z.member_(f).value_()) for f in ZONE_FIELDS],
                          int(z.managed_pages.counter.value_())))
     theirs = []

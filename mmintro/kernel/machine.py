@@ -68,6 +68,8 @@ class Kernel:
         self.present_sections: dict[int, int] = {}
         self.zones: list[list] = []  # [nid][zone_idx] -> ZoneState
         self.pgdat: list[int] = []
+        self.node_order: dict[int, list[int]] = {}  # nid -> fallback node order
+        self.node_stats_ptr: dict[int, int] = {}  # nid -> __percpu per_cpu_nodestat
         self.log: list[str] = []
         self.rng = np.random.default_rng(config.seed)
 
@@ -95,7 +97,7 @@ class Kernel:
 
     # -- boot ------------------------------------------------------------------------------
     def boot(self, progress: Progress | None = None) -> "Kernel":
-        from mmintro.kernel import mm_init, page_alloc, resource, sparse, vmstat
+        from mmintro.kernel import mm_init, page_alloc, resource, sparse
 
         step = progress or (lambda _msg, _frac: None)
         step("setup_arch: e820, memblock, kernel image", 0.0)
@@ -123,7 +125,6 @@ class Kernel:
         page_alloc.setup_zone_pagesets(self)
         step("vmstat", 0.9)
         self.sync()
-        vmstat.refresh(self)
         step("booted", 1.0)
         return self
 

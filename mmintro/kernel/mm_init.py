@@ -154,7 +154,6 @@ def build_zonelists(k: "Kernel") -> None:
     zr_size = T.sizeof("struct zoneref")
     for nid, pg in enumerate(k.pgdat):
         order = [nid] + [n for n in range(k.config.nodes) if n != nid]
-        k.node_order = getattr(k, "node_order", {})
         k.node_order[nid] = order
         for li, nodes in enumerate((order, [nid])):
             base = pg + zl_off + li * zl_size

@@ -299,7 +299,6 @@ def setup_zone_pagesets(k: "Kernel") -> None:
                 for i in range(nr_lists):
                     k.kmem.init_list_head(pcp + lists_off + 16 * i)
                 k.kmem.set(k.per_cpu_ptr(z.zonestats, cpu), "per_cpu_zonestat", "stat_threshold", z.stat_threshold)
-        k.node_stats_ptr = getattr(k, "node_stats_ptr", {})
         ptr = k.alloc_percpu(nst_size, 64)
         k.node_stats_ptr[nid] = ptr
         k.kmem.set(k.pgdat[nid], "pglist_data", "per_cpu_nodestats", ptr)
