@@ -104,6 +104,8 @@ def main() -> None:
 
     def base_type(spec: str) -> int:
         spec = spec.strip()
+        if spec == "void":
+            return 0  # BTF type id 0 is void
         m = re.fullmatch(r"(struct|union|enum)\s+(\w+)", spec)
         if m:
             return find(m.group(1), m.group(2))

@@ -69,6 +69,7 @@ class Kernel:
         self.zones: list[list] = []  # [nid][zone_idx] -> ZoneState
         self.pgdat: list[int] = []
         self.node_order: dict[int, list[int]] = {}  # nid -> fallback node order
+        self.zonelist: dict[int, list[list]] = {}  # nid -> [ZONELIST_FALLBACK, ZONELIST_NOFALLBACK] zones
         self.node_stats_ptr: dict[int, int] = {}  # nid -> __percpu per_cpu_nodestat
         self.log: list[str] = []
         self.rng = np.random.default_rng(config.seed)
@@ -179,12 +180,15 @@ class Kernel:
                      "sysctl_overcommit_kbytes", "pageblock_order", "e820_table", "init_task", "panic_cpu",
                      "crashing_cpu", "hstates", "hugetlb_max_hstate", "swap_info", "nr_swapfiles",
                      "total_swap_pages", "nr_swap_pages", "slab_caches", "vmap_nodes", "nr_vmap_nodes",
-                     "vmap_zone_size", "init_pid_ns", "blockdev_superblock"):
+                     "vmap_zone_size", "init_pid_ns", "blockdev_superblock", "high_memory", "numa_distance",
+                     "numa_distance_cnt", "vm_dirty_ratio", "dirty_background_ratio", "vm_dirty_bytes",
+                     "dirty_background_bytes", "sysctl_stat_interval", "pcpu_nr_units"):
             img.var(name, "data")
         img.var("init_thread_union", "data", x86.PAGE_SIZE * 4)
         for name in ("mem_section", "__highest_present_section_nr", "vm_zone_stat", "vm_node_stat",
                      "vm_numa_event", "totalreserve_pages", "totalcma_pages", "nr_kernel_pages", "nr_all_pages",
-                     "vm_committed_as", "vm_committed_as_batch", "page_group_by_mobility_disabled", "mem_map"):
+                     "vm_committed_as", "vm_committed_as_batch", "page_group_by_mobility_disabled", "mem_map",
+                     "direct_pages_count", "pcpu_nr_populated"):
             img.var(name, "bss")
         for marker, section, at_end in (("_etext", "text", True), ("__start_rodata", "rodata", False),
                                         ("__end_rodata", "rodata", True), ("_sdata", "data", False),
@@ -204,6 +208,10 @@ class Kernel:
         self.write_int("watermark_scale_factor", kc.WATERMARK_SCALE_FACTOR)
         self.write_int("watermark_boost_factor", kc.WATERMARK_BOOST_FACTOR)
         self.write_int("sysctl_overcommit_ratio", kc.OVERCOMMIT_RATIO)
+        self.write_int("vm_dirty_ratio", kc.DIRTY_RATIO)
+        self.write_int("dirty_background_ratio", kc.DIRTY_BACKGROUND_RATIO)
+        self.write_int("sysctl_stat_interval", kc.HZ)  # vm.stat_interval = 1 s, in jiffies
+        k.write_u64(self.sym("high_memory"), self.phys_to_virt(self.max_pfn << PAGE_SHIFT))
         self.kmem.set(self.sym("panic_cpu"), "atomic_t", "counter", 0)  # the snapshot is taken as CPU 0 panics
         self.write_int("crashing_cpu", 0)
         ratio = self.sym("sysctl_lowmem_reserve_ratio")
@@ -242,6 +250,9 @@ class Kernel:
             nid = self.memblock.node_of(start)
             for s, e, lv in adjust_range_page_size(split_mem_range(start, end), self.memblock.is_memory):
                 kernel_physical_mapping_init(self.pt, self.page_offset_base, s, e, lv, mapped_4k, nid)
+        # arch_report_meminfo()'s DirectMap lines read direct_pages_count[PG_LEVEL_*].
+        for level, n in self.pt.direct_pages_count.items():
+            self.kmem.write_u64(self.sym("direct_pages_count") + 8 * level, n)
         # init_mm uses swapper_pg_dir.
         self.kmem.set(self.sym("init_mm"), "mm_struct", "pgd", self.sym("swapper_pg_dir"))
 
@@ -264,6 +275,10 @@ class Kernel:
                 v = next(v for v in self.T.doc["variables"] if v["name"] == name)
                 self.image.add(name, v["offset"], t.size, "object", t, section="percpu")
         self.pcpu_base = base
+        # pcpu_setup_first_chunk(): every page of the first chunk is populated, counted once
+        # per unit; Percpu in /proc/meminfo is pcpu_nr_populated * pcpu_nr_units pages.
+        self.write_int("pcpu_nr_units", nr)
+        self.kmem.write_u64(self.sym("pcpu_nr_populated"), self.pcpu_unit_size >> PAGE_SHIFT)
 
     def alloc_percpu(self, size: int, align: int = 8) -> int:
         """pcpu_alloc() from the first chunk's dynamic area; returns the __percpu pointer."""
@@ -272,6 +287,10 @@ class Kernel:
             raise MemoryError("per-CPU first chunk is full")
         self.pcpu_dyn_next = ptr + size
         return ptr
+
+    def cpu_to_node(self, cpu: int) -> int:
+        """CPUs are spread over nodes in blocks: cpu * nodes // cpus."""
+        return cpu * self.config.nodes // self.config.cpus
 
     def per_cpu_ptr(self, ptr: int, cpu: int) -> int:
         return ptr + self.per_cpu_offset[cpu]
@@ -290,7 +309,19 @@ class Kernel:
         mask = (1 << self.config.nodes) - 1
         for st in ("N_POSSIBLE", "N_ONLINE", "N_NORMAL_MEMORY", "N_MEMORY"):
             self.kmem.write_u64(states + nm * self.T.const(st), mask)
-        self.kmem.write_u64(states + nm * self.T.const("N_CPU"), 1)
+        cpu_nodes = 0
+        for cpu in range(self.config.cpus):
+            cpu_nodes |= 1 << self.cpu_to_node(cpu)
+        self.kmem.write_u64(states + nm * self.T.const("N_CPU"), cpu_nodes)
+        # numa_alloc_distance()/numa_set_distance(): a SLIT-less machine has LOCAL_DISTANCE 10
+        # to itself and REMOTE_DISTANCE 20 elsewhere; a single node keeps no table.
+        n = self.config.nodes
+        self.numa_distance = [[10 if a == b else 20 for b in range(n)] for a in range(n)]
+        if n > 1:
+            table = self.phys_to_virt(self.memblock.alloc(n * n, PAGE_SIZE))
+            self.kmem.write_bytes(table, bytes(d for row in self.numa_distance for d in row))
+            self.kmem.write_u64(self.sym("numa_distance"), table)
+            self.write_int("numa_distance_cnt", n)
 
     # -- identity ---------------------------------------------------------------------------
     def build_id(self) -> bytes:

@@ -144,26 +144,52 @@ def free_area_init(k: "Kernel") -> None:
     memmap_init(k)
 
 
+def find_next_best_node(k: "Kernel", node: int, used: set[int], node_load: list[int]) -> int:
+    """mm/page_alloc.c find_next_best_node(): the local node first, then the nearest by
+    node_distance, nodes below ``node`` and nodes with CPUs slightly penalised, ties broken
+    by node_load and then by the lowest node id."""
+    if node not in used:
+        return node
+    best, min_val = -1, None
+    cpu_nodes = {k.cpu_to_node(c) for c in range(k.config.cpus)}
+    for n in range(k.config.nodes):
+        if n in used:
+            continue
+        val = k.numa_distance[node][n] + (n < node) + (1 if n in cpu_nodes else 0)  # PENALTY_FOR_NODE_WITH_CPUS
+        val = val * kc.MAX_NUMNODES + node_load[n]
+        if min_val is None or val < min_val:
+            best, min_val = n, val
+    return best
+
+
 def build_zonelists(k: "Kernel") -> None:
-    """build_zonelists(): the fallback list orders nodes by distance (local first, then the
-    others in increasing node id, as node_distance is uniform here) and within a node zones
-    from highest to lowest; the no-fallback list holds only the local node."""
+    """__build_all_zonelists(): per node, the fallback list orders nodes as
+    find_next_best_node picks them and, within a node, zones from highest to lowest; the
+    no-fallback list (__GFP_THISNODE) holds only the local node's zones."""
     T = k.T
     zl_off = T.struct("pglist_data").offsetof("node_zonelists")
     zl_size = T.sizeof("struct zonelist")
     zr_size = T.sizeof("struct zoneref")
+    node_load = [0] * k.config.nodes
     for nid, pg in enumerate(k.pgdat):
-        order = [nid] + [n for n in range(k.config.nodes) if n != nid]
+        used: set[int] = set()
+        order: list[int] = []
+        prev = nid
+        while len(order) < k.config.nodes:
+            n = find_next_best_node(k, nid, used, node_load)
+            used.add(n)
+            if k.numa_distance[nid][n] != k.numa_distance[nid][prev]:
+                node_load[n] += 1
+            order.append(n)
+            prev = n
         k.node_order[nid] = order
-        for li, nodes in enumerate((order, [nid])):
+        k.zonelist[nid] = [[z for n in order for z in reversed(k.zones[n]) if z.populated],
+                           [z for z in reversed(k.zones[nid]) if z.populated]]
+        for li, zl in enumerate(k.zonelist[nid]):
             base = pg + zl_off + li * zl_size
-            i = 0
-            for n in nodes:
-                for z in reversed(k.zones[n]):
-                    if z.populated:
-                        k.kmem.set(base + i * zr_size, "zoneref", "zone", z.addr)
-                        k.kmem.set(base + i * zr_size, "zoneref", "zone_idx", z.idx)
-                        i += 1
+            for i, z in enumerate(zl):
+                k.kmem.set(base + i * zr_size, "zoneref", "zone", z.addr)
+                k.kmem.set(base + i * zr_size, "zoneref", "zone_idx", z.idx)
             # terminator: zone NULL, zone_idx 0
 
 

@@ -253,8 +253,7 @@ def zone_highsize(k: "Kernel", z: ZoneState, batch: int, high_fraction: int) -> 
 
 
 def cpu_to_node(k: "Kernel", cpu: int) -> int:
-    """CPUs are spread over nodes round-robin by block: cpu * nodes // cpus."""
-    return cpu * k.config.nodes // k.config.cpus
+    return k.cpu_to_node(cpu)
 
 
 def calculate_normal_threshold(k: "Kernel", z: ZoneState) -> int:
