@@ -9,9 +9,13 @@ from mmintro.cli.output import emit, json_option
 from mmintro.cli.snapshot import load, snapshot_argument
 from mmintro.reader.errors import FaultError
 from mmintro.views import buddyinfo as buddyinfo_view
+from mmintro.views import fragmentation as fragmentation_view
 from mmintro.views import iomem as iomem_view
+from mmintro.views import meminfo as meminfo_view
 from mmintro.views import page as page_view
 from mmintro.views import page_types as page_types_view
+from mmintro.views import pagetypeinfo as pagetypeinfo_view
+from mmintro.views import vmstat as vmstat_view
 from mmintro.views import vtop as vtop_view
 from mmintro.views import zoneinfo as zoneinfo_view
 
@@ -104,4 +108,47 @@ def vtop(args: tuple[str, ...], as_json: bool) -> None:
         emit(vtop_view.render(v), v, as_json)
 
 
-COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop]
+@click.command("pagetypeinfo")
+@snapshot_argument
+@json_option
+def pagetypeinfo(snapshot: str | None, as_json: bool) -> None:
+    """/proc/pagetypeinfo: free blocks per migratetype and order, pageblocks per migratetype."""
+    with load(snapshot) as prog:
+        nodes = pagetypeinfo_view.pagetypeinfo(prog)
+        emit(pagetypeinfo_view.render(nodes), pagetypeinfo_view.to_json(nodes), as_json)
+
+
+@click.command("vmstat")
+@snapshot_argument
+@json_option
+def vmstat(snapshot: str | None, as_json: bool) -> None:
+    """/proc/vmstat: global counters, dirty thresholds and vm events."""
+    with load(snapshot) as prog:
+        stats = vmstat_view.vmstat(prog)
+        emit(vmstat_view.render(stats), stats, as_json)
+
+
+@click.command("meminfo")
+@snapshot_argument
+@json_option
+def meminfo(snapshot: str | None, as_json: bool) -> None:
+    """/proc/meminfo: memory totals in kB (HugePages_* as counts)."""
+    with load(snapshot) as prog:
+        lines = meminfo_view.meminfo(prog)
+        emit(meminfo_view.render(lines), {ln.name: ln.value for ln in lines}, as_json)
+
+
+@click.command("fragmentation")
+@snapshot_argument
+@click.option("--index", "which", type=click.Choice(["unusable", "extfrag"]), default=None,
+              help="print only this debugfs file (default: both, each after a '# path' line)")
+@json_option
+def fragmentation(snapshot: str | None, which: str | None, as_json: bool) -> None:
+    """debugfs extfrag/unusable_index and extfrag/extfrag_index per zone and order."""
+    name = f"{which}_index" if which else None
+    with load(snapshot) as prog:
+        rows = fragmentation_view.fragmentation(prog)
+        emit(fragmentation_view.render(rows, name), fragmentation_view.to_json(rows, name), as_json)
+
+
+COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop, pagetypeinfo, vmstat, meminfo, fragmentation]

@@ -24,6 +24,8 @@ import numpy as np
 from mmintro.arch import x86
 from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE, START_KERNEL_MAP
 from mmintro.kernel import config as kc
+from mmintro.kernel import gfp as G
+from mmintro.kernel import page_alloc
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.e820 import E820_NAMES, E820_TYPE_ACPI, E820_TYPE_RAM, build_e820
 from mmintro.kernel.init_64 import (
@@ -39,6 +41,9 @@ from mmintro.types import TypeDB, get_types
 Progress = Callable[[str, float], None]
 
 ZONE_NAMES = ["DMA", "DMA32", "Normal", "Movable", "Device"]
+# getattr: a dunder name written inside a class body would be name-mangled.
+_ALLOC_PAGES = getattr(page_alloc, "__alloc_pages")
+_FREE_PAGES = getattr(page_alloc, "__free_pages")
 MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT
 MAX_DMA32_PFN = (4 << 30) >> PAGE_SHIFT
 
@@ -71,7 +76,15 @@ class Kernel:
         self.node_order: dict[int, list[int]] = {}  # nid -> fallback node order
         self.zonelist: dict[int, list[list]] = {}  # nid -> [ZONELIST_FALLBACK, ZONELIST_NOFALLBACK] zones
         self.node_stats_ptr: dict[int, int] = {}  # nid -> __percpu per_cpu_nodestat
-        self.log: list[str] = []
+        self.log: list[str] = []  # the kernel log (warn_alloc reports ...)
+        # The page allocator's run-time books (mmintro.kernel.page_alloc).
+        self.current_cpu = 0
+        self.vm_events = [[0] * self.T.const("NR_VM_EVENT_ITEMS") for _ in range(config.cpus)]
+        self.allocations: dict[int, int] = {}  # first pfn -> order of every block handed out
+        self.alloc_failures: list = []  # page_alloc.AllocFailure, in order
+        self.alloc_context_cache: dict = {}
+        self.il_prev: dict[int, int] = {}  # mempolicy interleave position, per CPU's task
+        self.extfrag_events = 0  # fallbacks into another migratetype's block (mm_page_alloc_extfrag)
         self.rng = np.random.default_rng(config.seed)
 
     # -- address translation (the simulator knows its own mappings) ---------------------
@@ -95,6 +108,45 @@ class Kernel:
 
     def pfn_to_page(self, pfn: int) -> int:
         return self.vmemmap_base + pfn * self.struct_page_size
+
+    # -- the running kernel ---------------------------------------------------------------
+    def numa_node_id(self) -> int:
+        return self.cpu_to_node(self.current_cpu)
+
+    def current_comm(self) -> str:
+        """The comm of the task on the current CPU: its idle task until tasks exist."""
+        return f"swapper/{self.current_cpu}"
+
+    def on_cpu(self, cpu: int) -> None:
+        """Run what follows on ``cpu`` (its pagesets, its node, its vm events)."""
+        if not 0 <= cpu < self.config.cpus:
+            raise ValueError(f"cpu {cpu} is not online (the machine has {self.config.cpus})")
+        self.current_cpu = cpu
+
+    def alloc_pages(self, gfp: int | str, order: int = 0, nid: int | None = None,
+                    nodemask: "frozenset[int] | None" = None) -> int | None:
+        """__alloc_pages(gfp, order, nid or numa_node_id(), nodemask): the first pfn, or
+        None after a warn_alloc report in ``self.alloc_failures`` (and the log)."""
+        mask = gfp if type(gfp) is int else G.parse_gfp(gfp)
+        if not 0 <= order <= page_alloc.MAX_PAGE_ORDER:
+            raise ValueError(f"order {order} is outside 0..{page_alloc.MAX_PAGE_ORDER}")
+        if nid is not None and not 0 <= nid < self.config.nodes:
+            raise ValueError(f"node {nid} does not exist (the machine has {self.config.nodes})")
+        return _ALLOC_PAGES(self, mask, order, nid, nodemask)
+
+    def alloc_pages_interleave(self, gfp: int | str, order: int = 0, nodes: "tuple[int, ...] | None" = None) -> int | None:
+        """alloc_pages_mpol() under MPOL_INTERLEAVE over ``nodes`` (default: every node)."""
+        from mmintro.kernel import mempolicy
+
+        mask = gfp if type(gfp) is int else G.parse_gfp(gfp)
+        nodes = tuple(range(self.config.nodes)) if nodes is None else tuple(nodes)
+        if not nodes or any(not 0 <= n < self.config.nodes for n in nodes):
+            raise ValueError(f"interleave nodes {nodes} are not all nodes of this machine")
+        return mempolicy.alloc_pages_interleave(self, mask, order, nodes)
+
+    def free_pages(self, pfn: int, order: int = 0) -> None:
+        """__free_pages(pfn_to_page(pfn), order)."""
+        _FREE_PAGES(self, pfn, order)
 
     # -- boot ------------------------------------------------------------------------------
     def boot(self, progress: Progress | None = None) -> "Kernel":

@@ -25,7 +25,14 @@ ZONE_NAMES = ["DMA", "DMA32", "Normal", "Movable", "Device"]
 
 @dataclass
 class ZoneState:
-    """The simulator's book of one struct zone."""
+    """The simulator's book of one struct zone.
+
+    The free lists and the per-CPU lists are circular doubly linked lists kept in two dicts,
+    ``nxt`` and ``prv``, keyed by pfn; each list's head is a negative sentinel key
+    (:func:`mmintro.kernel.page_alloc.free_list_head`, ``pcp_list_head``).  They are written
+    into the zone's ``free_area[].free_list[]``, the pagesets' ``lists[]`` and the pages'
+    ``lru`` at sync.
+    """
 
     nid: int
     idx: int
@@ -35,17 +42,24 @@ class ZoneState:
     present: int = 0
     managed: int = 0
     watermark: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    watermark_boost: int = 0
     lowmem_reserve: list[int] = field(default_factory=lambda: [0] * 5)
-    # free lists: free[order][migratetype] = {pfn: None} in list order (head first)
-    free: list[list[dict]] = field(default_factory=list)
+    nxt: dict[int, int] = field(default_factory=dict)
+    prv: dict[int, int] = field(default_factory=dict)
     nr_free: list[int] = field(default_factory=list)
-    free_order: dict[int, int] = field(default_factory=dict)  # head pfn -> order
+    free_order: dict[int, int] = field(default_factory=dict)  # PageBuddy head pfn -> buddy_order
+    free_pages: int = 0  # NR_FREE_PAGES (account_freepages)
+    nr_free_highatomic: int = 0
+    nr_reserved_highatomic: int = 0
+    flags: int = 0  # enum zone_flags bits
     pageset: int = 0  # __percpu pointers
     zonestats: int = 0
+    pcp: list = field(default_factory=list)  # per CPU: mmintro.kernel.page_alloc.PerCpuPages
     pcp_batch: int = 1
     pcp_high_min: int = 0
     pcp_high_max: int = 0
     stat_threshold: int = 0
+    numa_events: list[int] = field(default_factory=lambda: [0] * 6)
     vm_stat: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -71,17 +85,36 @@ def page_dtype(k: "Kernel") -> np.dtype:
 
 def section_pages(k: "Kernel", nr: int) -> np.ndarray:
     """The struct pages of one present section as a structured numpy view of memory."""
-    for buf, secs, arr in k.memmap_buffers:
-        if nr in secs:
-            i = secs.index(nr)
-            size = PAGES_PER_SECTION * k.struct_page_size
-            return arr[i * size:(i + 1) * size].view(k.page_dtype)
-    raise KeyError(nr)
+    mv64, _mv32, base, arr = k.memmap_words[nr]
+    start = (base + section_nr_to_pfn(nr) * PAGE_WORDS) * 8
+    return arr[start:start + PAGES_PER_SECTION * k.struct_page_size].view(k.page_dtype)
+
+
+PAGE_WORDS = 8  # sizeof(struct page) / 8, checked against the type data in build_memmap_index
+
+
+def build_memmap_index(k: "Kernel") -> None:
+    """Word-level access to the memory map for the allocator's hot paths.
+
+    ``k.memmap_words[section] = (u64 view, u32 view, base, array)`` where the struct page of
+    pfn starts at 64-bit word ``base + pfn * 8`` of the view (its u32 words at twice that).
+    """
+    if k.struct_page_size != PAGE_WORDS * 8:
+        raise AssertionError(f"struct page is {k.struct_page_size} bytes, the word index assumes 64")
+    k.memmap_words = {}
+    map_size = PAGES_PER_SECTION * k.struct_page_size
+    for _buf, secs, arr in k.memmap_buffers:
+        mv64 = memoryview(arr).cast("Q")
+        mv32 = memoryview(arr).cast("I")
+        for i, nr in enumerate(secs):
+            base = (i * map_size) // 8 - section_nr_to_pfn(nr) * PAGE_WORDS
+            k.memmap_words[nr] = (mv64, mv32, base, arr)
 
 
 def free_area_init(k: "Kernel") -> None:
     T = k.T
     k.page_dtype = page_dtype(k)
+    build_memmap_index(k)
     zone_size = T.sizeof("struct zone")
     zones_off = T.struct("pglist_data").offsetof("node_zones")
     limits = [(0, 16 << 20 >> PAGE_SHIFT), (16 << 20 >> PAGE_SHIFT, 4 << 30 >> PAGE_SHIFT),
@@ -99,8 +132,12 @@ def free_area_init(k: "Kernel") -> None:
         for idx, (lo, hi) in enumerate(limits):
             za = pg + zones_off + idx * zone_size
             z = ZoneState(nid, idx, za)
-            z.free = [[{} for _ in range(T.const("MIGRATE_TYPES"))] for _ in range(kc.NR_PAGE_ORDERS)]
             z.nr_free = [0] * kc.NR_PAGE_ORDERS
+            z.numa_events = [0] * T.const("NR_VM_NUMA_EVENT_ITEMS")
+            for o in range(kc.NR_PAGE_ORDERS):
+                for mt in range(T.const("MIGRATE_TYPES")):
+                    h = -(1 + o * T.const("MIGRATE_TYPES") + mt)  # page_alloc.free_list_head
+                    z.nxt[h] = z.prv[h] = h
             if hi > lo:
                 s, e = min(max(node_start, lo), hi), min(max(node_end, lo), hi)
                 if e > s:
@@ -195,6 +232,7 @@ def build_zonelists(k: "Kernel") -> None:
 
 def memmap_init(k: "Kernel") -> None:
     T = k.T
+    k.pageblock_flags = bytearray((max(k.present_sections) + 1) * (PAGES_PER_SECTION >> kc.PAGEBLOCK_ORDER))
     lru_off = T.struct("page").offsetof("lru")
     reserved_bit = 1 << T.const("PG_reserved")
     cpupid = ((1 << kc.LAST_CPUPID_SHIFT) - 1) << kc.LAST_CPUPID_PGOFF
@@ -221,9 +259,9 @@ def memmap_init(k: "Kernel") -> None:
         pages["lru_prev"] = lru
         pages["page_type"] = 0xFFFFFFFF  # _mapcount -1
         pages["refcount"] = 1
-        # init_pageblock_migratetype(MIGRATE_MOVABLE) for every pageblock of the section.
-        usage = k.section_usage[nr]
+        # init_pageblock_migratetype(MIGRATE_MOVABLE) for every pageblock of the section; the
+        # allocator keeps the pageblock bits in k.pageblock_flags (one byte a pageblock,
+        # NR_PAGEBLOCK_BITS = 8) and writes them to mem_section_usage at sync.
         nblocks = PAGES_PER_SECTION // k.pageblock_nr_pages
-        movable = T.const("MIGRATE_MOVABLE")
-        flags_bytes = bytes([movable]) * nblocks  # NR_PAGEBLOCK_BITS = 8: one byte a pageblock
-        k.kmem.write_bytes(usage + k.usemap_offset, flags_bytes)
+        first = base >> kc.PAGEBLOCK_ORDER
+        k.pageblock_flags[first:first + nblocks] = bytes([T.const("MIGRATE_MOVABLE")]) * nblocks

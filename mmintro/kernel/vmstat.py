@@ -1,8 +1,9 @@
-"""Memory counters (mm/vmstat.c): zone, node and global vm_stat arrays.
+"""Memory counters (mm/vmstat.c): zone, node, NUMA and event counters.
 
-The simulator keeps its books in Python; refresh() folds them into the zone/node
-``vm_stat`` atomics and the global ``vm_zone_stat``/``vm_node_stat`` sums, as if every
-per-CPU delta had been folded (refresh_vm_stats).
+The simulator keeps its books in Python; refresh() writes them as a quiescent kernel holds
+them after vmstat_update has run everywhere: every per-CPU zone/node/NUMA delta folded
+into the zone and node atomics and the global vm_zone_stat / vm_node_stat / vm_numa_event
+sums, and each CPU's vm events (which are never folded) in its ``vm_event_states``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ if TYPE_CHECKING:
 
 
 def zone_counters(k: "Kernel", z) -> dict[str, int]:
-    free = sum(n << o for o, n in enumerate(z.nr_free))
     blocks = sum(n << o for o, n in enumerate(z.nr_free) if o >= kc.PAGEBLOCK_ORDER)
-    c = {"NR_FREE_PAGES": free, "NR_FREE_PAGES_BLOCKS": blocks}
+    c = {"NR_FREE_PAGES": z.free_pages, "NR_FREE_PAGES_BLOCKS": blocks}
     c.update(z.vm_stat)
     return c
 
@@ -27,17 +27,21 @@ def refresh(k: "Kernel") -> None:
     T = k.T
     zone_items = T.enum("zone_stat_item")
     node_items = T.enum("node_stat_item")
-    glob_zone = {n: 0 for n in zone_items}
+    glob_zone = {n: 0 for n in zone_items if not n.startswith("NR_VM_")}
+    glob_numa = [0] * T.const("NR_VM_NUMA_EVENT_ITEMS")
     for zs in k.zones:
         for z in zs:
             k.kmem.set(z.addr, "zone", "managed_pages", z.managed)
             for name, v in zone_counters(k, z).items():
                 k.kmem.set(z.addr, "zone", f"vm_stat[{zone_items[name]}]", v)
                 glob_zone[name] += v
+            for i, v in enumerate(z.numa_events):
+                k.kmem.set(z.addr, "zone", f"vm_numa_event[{i}]", v)
+                glob_numa[i] += v
     for name, v in glob_zone.items():
-        if name.startswith("NR_VM_ZONE_STAT_ITEMS"):
-            continue
         k.kmem.write_u64(k.sym("vm_zone_stat") + 8 * zone_items[name], v)
+    for i, v in enumerate(glob_numa):
+        k.kmem.write_u64(k.sym("vm_numa_event") + 8 * i, v)
     node_stats = getattr(k, "node_vm_stat", None) or [{} for _ in k.pgdat]
     glob_node: dict[str, int] = {}
     for nid, pg in enumerate(k.pgdat):
@@ -46,4 +50,8 @@ def refresh(k: "Kernel") -> None:
             glob_node[name] = glob_node.get(name, 0) + v
     for name, v in glob_node.items():
         k.kmem.write_u64(k.sym("vm_node_stat") + 8 * node_items[name], v)
+    events = k.sym("vm_event_states")
+    for cpu, counts in enumerate(k.vm_events):
+        base = k.per_cpu_ptr(events, cpu)
+        k.kmem.write_bytes(base, b"".join(v.to_bytes(8, "little") for v in counts))
     k.kmem.write_u64(k.sym("_totalram_pages"), sum(z.managed for zs in k.zones for z in zs))
