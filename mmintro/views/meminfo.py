@@ -13,7 +13,8 @@ present but unreadable raises, as any other read fault does.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from mmintro.arch.x86 import VMALLOC_SIZE_TB_L4
 from mmintro.reader.helpers.list import list_for_each_entry

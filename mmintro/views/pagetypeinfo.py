@@ -21,7 +21,12 @@ import numpy as np
 
 from mmintro.reader.errors import ValidationError
 from mmintro.reader.helpers.mm import get_page_flags, pfn_to_page
-from mmintro.reader.helpers.mmzone import NODE_DATA, for_each_node_state, for_each_present_section, section_geometry
+from mmintro.reader.helpers.mmzone import (
+    NODE_DATA,
+    for_each_node_state,
+    for_each_present_section,
+    section_geometry,
+)
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 from mmintro.reader.x86_pgtable import LEVELS_4

@@ -2,9 +2,12 @@
 ``vmstat_text[]``).
 
 The text is a string table in the kernel, not part of the type data, and the enum names do not
-lowercase to it (``NR_FILE_MAPPED`` prints as ``nr_mapped``).  The table below is keyed by
-enumerator name (aliases included) and was taken from the reference 6.18 /proc/vmstat line
-mapping (reference/enums.txt).  Enumerator *values* always come from the snapshot's type data.
+lowercase to it (``NR_FILE_MAPPED`` prints as ``nr_mapped``, ``COMPACTSTALL`` as
+``compact_stall``).  The table below is keyed by enumerator name (aliases included) for the
+zone, NUMA, node, global-only (``enum vm_stat_item``) and event items, and was taken from the
+reference 6.18 /proc/vmstat line mapping (reference/enums.txt), plus the events of configs the
+reference lacks, from mm/vmstat.c.  Enumerator *values* always come from the snapshot's type
+data; an enumerator missing from the table prints lowercased.
 """
 
 from __future__ import annotations
