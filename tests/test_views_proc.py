@@ -328,6 +328,26 @@ def test_pagetypeinfo_reads_changed_pageblock_types(cli_snapshot, tmp_path):
     assert {(0, z): c for z, c in after.items()} == _drgn_block_counts(bad, len(types))
 
 
+
+def test_pagetypeinfo_counts_only_the_zones_own_pageblocks_where_spans_overlap(numa2_snapshot, tmp_path):
+    """Node 1's DMA32 made to start where node 0's does (interleaved nodes): the pageblocks of
+    node 0 inside its span are skipped (page_zone(page) != zone), so its row stays the same."""
+    before = {(b["node"], b["zone"]): b["counts"] for nd in run_json("pagetypeinfo", numa2_snapshot)
+              for b in nd["blocks"]}
+    with open_snapshot(numa2_snapshot) as prog:
+        dma32 = prog.types.const("ZONE_DMA32")
+        zone0, zone1 = (prog["node_data"][n].node_zones[dma32] for n in (0, 1))
+        start0 = zone0.zone_start_pfn.value_()
+        end1 = zone1.zone_start_pfn.value_() + zone1.spanned_pages.value_()
+        assert zone0.zone_start_pfn.value_() + zone0.spanned_pages.value_() <= zone1.zone_start_pfn.value_()
+        edits = [(int(zone1.zone_start_pfn.address_of_()), s64(start0)),
+                 (int(zone1.spanned_pages.address_of_()), s64(end1 - start0))]
+    bad = patched_copy(numa2_snapshot, tmp_path / "overlap", edits)
+    after = {(b["node"], b["zone"]): b["counts"] for nd in run_json("pagetypeinfo", bad) for b in nd["blocks"]}
+    assert after == before
+    # (the same walk without the page_zone() check would count node 0's pageblocks too)
+    assert sum(_drgn_block_counts(bad, 5)[(1, "DMA32")]) == sum(before[(1, "DMA32")]) + sum(before[(0, "DMA32")])
+
 def test_pagetypeinfo_broken_free_list_is_a_one_line_error(cli_snapshot, tmp_path):
     with open_snapshot(cli_snapshot) as prog:
         zone = prog["node_data"][0].node_zones[prog.types.const("ZONE_DMA32")]
