@@ -33,6 +33,7 @@ __all__ = [
     "si_mem_available",
     "vm_commit_limit",
     "vm_memory_committed",
+    "vmalloc_nr_pages",
 ]
 
 # include/linux/sizes.h
@@ -131,6 +132,20 @@ def vm_memory_committed(prog: Program) -> int:
         for cpu in for_each_online_cpu(prog):
             total += per_cpu_ptr(fbc.counters, cpu)[0].value_()
     return max(0, total)
+
+
+def vmalloc_nr_pages(prog: Program) -> int:
+    """mm/vmalloc.c ``vmalloc_nr_pages()``: ``atomic_long_read(&nr_vmalloc_pages)``, pages
+    backing vmalloc areas; 0 when the snapshot has no such variable (a ``vmalloc_nr_pages``
+    variable is accepted too, a function of that name is not data)."""
+    for name in ("nr_vmalloc_pages", "vmalloc_nr_pages"):
+        if name in prog.symbols.by_name:
+            try:
+                prog.types.var_type(name)
+            except LookupError:
+                continue
+            return _optional_long(prog, name)
+    return 0
 
 
 def pcpu_nr_pages(prog: Program) -> int:
@@ -270,7 +285,7 @@ def meminfo(prog: Program) -> list[MeminfoLine]:
     pages("CommitLimit", vm_commit_limit(prog))
     pages("Committed_AS", vm_memory_committed(prog))
     kbytes("VmallocTotal", _vmalloc_total_kb(prog))
-    pages("VmallocUsed", _optional_long(prog, "nr_vmalloc_pages"))  # vmalloc_nr_pages()
+    pages("VmallocUsed", vmalloc_nr_pages(prog))
     pages("VmallocChunk", 0)
     pages("Percpu", pcpu_nr_pages(prog))
     if _has_const(prog, "PG_hwpoison"):  # CONFIG_MEMORY_FAILURE: "HardwareCorrupted: %5lu kB"
