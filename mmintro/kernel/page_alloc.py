@@ -9,7 +9,7 @@ prepare_alloc_pages / get_page_from_freelist (zonelists, zone_watermark_fast,
 ALLOC_NOFRAGMENT) / rmqueue (rmqueue_pcplist with nr_pcp_alloc, rmqueue_buddy) / __rmqueue
 (__rmqueue_smallest, __rmqueue_claim with try_to_claim_block, __rmqueue_steal) / expand /
 prep_new_page (post_alloc_hook, prep_compound_page); a slow path with gfp_to_alloc_flags,
-the highatomic reserve, drain_all_pages and warn_alloc; and on free free_pages_prepare,
+the highatomic reserve and warn_alloc; and on free free_pages_prepare,
 free_frozen_page_commit (nr_pcp_high, nr_pcp_free, free_pcppages_bulk) and
 __free_one_page with buddy merging.  Reclaim, compaction, kswapd and the OOM killer are not
 modelled: where the kernel would reclaim, the simulator finds nothing to reclaim.
@@ -1018,10 +1018,13 @@ def gfp_to_alloc_flags(gfp: int, order: int) -> int:
 
 
 def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) -> tuple[int | None, int]:
-    """The slow path without reclaim, compaction or the OOM killer: retry at the min
-    watermark with the caller's reserves, use __GFP_MEMALLOC's no-watermark access, and for
-    callers that may reclaim, unreserve highatomic blocks and drain the per-CPU lists (what
-    __alloc_pages_direct_reclaim does when reclaim frees nothing) before failing."""
+    """The slow path with nothing to reclaim: retry at the min watermark with the caller's
+    reserves (gfp_to_alloc_flags), then with __GFP_MEMALLOC's no-watermark access.  For a
+    caller that may reclaim, direct reclaim makes no progress here (there is no page cache
+    or anonymous memory to reclaim yet), so __alloc_pages_direct_reclaim returns before its
+    drain; after MAX_RECLAIM_RETRIES such rounds should_reclaim_retry() unreserves the
+    highatomic pageblocks (force) and retries; then the kernel would run the OOM killer
+    (order <= PAGE_ALLOC_COSTLY_ORDER) or give up: here the request fails."""
     alloc_flags = gfp_to_alloc_flags(gfp, order)
     if ac.preferred is None:
         return None, alloc_flags
@@ -1033,12 +1036,13 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
         pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
         if pfn is not None:
             return pfn, alloc_flags
-    if not gfp & G.__GFP_DIRECT_RECLAIM:
+    if not gfp & G.__GFP_DIRECT_RECLAIM or gfp & G.__GFP_NORETRY:
         return None, alloc_flags
-    unreserve_highatomic_pageblock(k, ac, False)
-    drain_all_pages(k)
-    pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
-    return pfn, alloc_flags
+    while unreserve_highatomic_pageblock(k, ac, True):
+        pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
+        if pfn is not None:
+            return pfn, alloc_flags
+    return None, alloc_flags
 
 
 def __alloc_pages(k: "Kernel", gfp: int, order: int, preferred_nid: int | None = None,
