@@ -62,6 +62,7 @@ assert NR_PCP_LISTS == NR_LOWORDER_PCP_LISTS + 2, "CONFIG_TRANSPARENT_HUGEPAGE p
 PCP_BATCH_SCALE_MAX = 5  # CONFIG_PCP_BATCH_SCALE_MAX (config.txt)
 NR_ZONE_IDX = {name: _T.const(f"ZONE_{name.upper()}") for name in ("DMA", "DMA32", "Normal", "Movable")}
 ZONE_MOVABLE = _T.const("ZONE_MOVABLE")
+ZONES_MASK = (1 << kc.ZONES_SHIFT) - 1
 
 ZONE_BOOSTED_WATERMARK = 1 << _T.const("ZONE_BOOSTED_WATERMARK")
 ZONE_RECLAIM_ACTIVE = 1 << _T.const("ZONE_RECLAIM_ACTIVE")
@@ -225,7 +226,7 @@ def page_words(k: "Kernel", pfn: int):
 def page_zone(k: "Kernel", pfn: int) -> ZoneState:
     mv64, _mv32, w = page_words(k, pfn)
     f = mv64[w + W_FLAGS]
-    return k.zones[f >> kc.NODES_PGOFF][(f >> kc.ZONES_PGOFF) & ((1 << kc.ZONES_SHIFT) - 1)]
+    return k.zones[f >> kc.NODES_PGOFF][(f >> kc.ZONES_PGOFF) & ZONES_MASK]
 
 
 def zone_of_pfn(k: "Kernel", pfn: int) -> ZoneState:
@@ -810,10 +811,26 @@ def rmqueue_pcplist(k: "Kernel", preferred: ZoneState, z: ZoneState, order: int,
     pcp = z.pcp[k.current_cpu]
     pcp.free_count >>= 1
     pindex = MIGRATE_PCPTYPES * order + mt if order <= PAGE_ALLOC_COSTLY_ORDER else order_to_pindex(mt, order)
-    pfn = __rmqueue_pcplist(k, z, order, mt, alloc_flags, pcp, pcp.heads[pindex])
-    if pfn is not None:
-        k.vm_events[k.current_cpu][PGALLOC_BASE + z.idx] += 1 << order
-        zone_statistics(k, preferred, z, 1)
+    head = pcp.heads[pindex]
+    nxt = z.nxt
+    pfn = nxt[head]
+    if pfn == head:
+        pfn = __rmqueue_pcplist(k, z, order, mt, alloc_flags, pcp, head)
+        if pfn is None:
+            return None
+    else:  # the list has pages: list_first_entry + list_del, inline
+        prv = z.prv
+        n = nxt.pop(pfn)
+        del prv[pfn]
+        nxt[head] = n
+        prv[n] = head
+        mv64, _mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
+        w = base + pfn * 8
+        mv64[w + W_LRU_NEXT] = LIST_POISON1
+        mv64[w + W_LRU_PREV] = LIST_POISON2
+        pcp.count -= 1 << order
+    k.vm_events[pcp.cpu][PGALLOC_BASE + z.idx] += 1 << order
+    zone_statistics(k, preferred, z, 1)
     return pfn
 
 
@@ -886,12 +903,15 @@ def prep_compound_page(k: "Kernel", pfn: int, order: int) -> None:
 
 
 def prep_new_page(k: "Kernel", pfn: int, order: int, gfp: int, alloc_flags: int) -> None:
-    post_alloc_hook(k, pfn, order, gfp)
-    if order and gfp & G.__GFP_COMP:
-        prep_compound_page(k, pfn, order)
+    if gfp & G.__GFP_ZERO or order:
+        post_alloc_hook(k, pfn, order, gfp)
+        if order and gfp & G.__GFP_COMP:
+            prep_compound_page(k, pfn, order)
     mv64, _mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
+    w = base + pfn * 8
+    mv64[w + W_PRIVATE] = 0  # post_alloc_hook's set_page_private(page, 0)
     # set_page_pfmemalloc / clear_page_pfmemalloc: lru.next = BIT(1) or NULL
-    mv64[base + pfn * 8 + W_LRU_NEXT] = 2 if alloc_flags & ALLOC_NO_WATERMARKS else 0
+    mv64[w + W_LRU_NEXT] = 2 if alloc_flags & ALLOC_NO_WATERMARKS else 0
 
 
 def reserve_highatomic_pageblock(k: "Kernel", pfn: int, order: int, z: ZoneState) -> None:
@@ -1126,7 +1146,9 @@ def __free_frozen_pages(k: "Kernel", pfn: int, order: int, fpi: int = FPI_NONE) 
         __free_pages_ok(k, pfn, order, fpi)
         return
     free_pages_prepare(k, pfn, order)
-    z = page_zone(k, pfn)
+    mv64, _mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
+    f = mv64[base + pfn * 8 + W_FLAGS]
+    z = k.zones[f >> kc.NODES_PGOFF][(f >> kc.ZONES_PGOFF) & ZONES_MASK]  # page_zone()
     mt = k.pageblock_flags[pfn >> PAGEBLOCK_ORDER] & MIGRATETYPE_MASK
     if mt >= MIGRATE_PCPTYPES:
         if mt == MIGRATE_ISOLATE:
