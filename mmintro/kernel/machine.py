@@ -76,6 +76,7 @@ class Kernel:
         self.node_order: dict[int, list[int]] = {}  # nid -> fallback node order
         self.zonelist: dict[int, list[list]] = {}  # nid -> [ZONELIST_FALLBACK, ZONELIST_NOFALLBACK] zones
         self.node_stats_ptr: dict[int, int] = {}  # nid -> __percpu per_cpu_nodestat
+        self.node_vm_stat: list[dict[str, int]] = [{} for _ in range(config.nodes)]  # node_stat_item books
         self.log: list[str] = []  # the kernel log (warn_alloc reports ...)
         # The page allocator's run-time books (mmintro.kernel.page_alloc).
         self.current_cpu = 0
@@ -116,6 +117,17 @@ class Kernel:
     def current_comm(self) -> str:
         """The comm of the task on the current CPU: its idle task until tasks exist."""
         return f"swapper/{self.current_cpu}"
+
+    def mod_node_page_state(self, nid: int, item: str, delta: int) -> None:
+        """mod_node_page_state(NODE_DATA(nid), item, delta): ``item`` a node_stat_item name
+        (e.g. "NR_SLAB_UNRECLAIMABLE_B", in bytes for the _B items, else pages)."""
+        d = self.node_vm_stat[nid]
+        d[item] = d.get(item, 0) + delta
+
+    def mod_zone_page_state(self, zone, item: str, delta: int) -> None:
+        """mod_zone_page_state(zone, item, delta) for the zone_stat_items the allocator does
+        not keep itself (NR_FREE_PAGES is kept by page_alloc)."""
+        zone.vm_stat[item] = zone.vm_stat.get(item, 0) + delta
 
     def on_cpu(self, cpu: int) -> None:
         """Run what follows on ``cpu`` (its pagesets, its node, its vm events)."""

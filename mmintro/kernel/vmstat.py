@@ -42,7 +42,7 @@ def refresh(k: "Kernel") -> None:
         k.kmem.write_u64(k.sym("vm_zone_stat") + 8 * zone_items[name], v)
     for i, v in enumerate(glob_numa):
         k.kmem.write_u64(k.sym("vm_numa_event") + 8 * i, v)
-    node_stats = getattr(k, "node_vm_stat", None) or [{} for _ in k.pgdat]
+    node_stats = k.node_vm_stat
     glob_node: dict[str, int] = {}
     for nid, pg in enumerate(k.pgdat):
         for name, v in node_stats[nid].items():
