@@ -84,6 +84,7 @@ class Kernel:
         self.allocations: dict[int, int] = {}  # first pfn -> order of every block handed out
         self.alloc_failures: list = []  # page_alloc.AllocFailure, in order
         self.alloc_context_cache: dict = {}
+        self.sync_hooks: list[Callable[["Kernel"], None]] = []  # subsystems' book writers, run by sync()
         self.il_prev: dict[int, int] = {}  # mempolicy interleave position, per CPU's task
         self.extfrag_events = 0  # fallbacks into another migratetype's block (mm_page_alloc_extfrag)
         self.rng = np.random.default_rng(config.seed)
@@ -188,6 +189,12 @@ class Kernel:
         step("watermarks, lowmem_reserve, pagesets", 0.8)
         page_alloc.init_per_zone_wmark_min(self)
         page_alloc.setup_zone_pagesets(self)
+        step("kmem_cache_init: SLUB and the kmalloc caches", 0.85)
+        from mmintro.kernel import slub, vmalloc
+
+        slub.kmem_cache_init(self)
+        step("vmalloc_init", 0.88)
+        vmalloc.vmalloc_init(self)
         step("vmstat", 0.9)
         self.sync()
         step("booted", 1.0)
@@ -199,6 +206,8 @@ class Kernel:
 
         for text, addr in self.image.strings().items():
             self.kmem.write_bytes(addr, text.encode() + b"\0")
+        for hook in self.sync_hooks:
+            hook(self)
         page_alloc.write_free_lists(self)
         vmstat.refresh(self)
 
