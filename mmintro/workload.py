@@ -1,0 +1,998 @@
+"""Workloads: drive the simulated page allocator through events, deterministically by seed.
+
+Two layers, one above the other:
+
+* :class:`Workload` — a Python API over a booted :class:`~mmintro.kernel.machine.Kernel`:
+  ``alloc`` blocks under a tag (a count, or *until* the allocator refuses / a zone reaches a
+  watermark / a block lands off its preferred node), ``free`` all, every n-th or a random
+  fraction of a tag, ``on_cpu``, ``drain``, and ``expect_alloc`` / ``expect`` checks that raise
+  :class:`ExpectationFailed` when the kernel does not behave as claimed.  Every random choice
+  comes from ``kernel.rng`` (seeded from ``MachineConfig.seed``).
+* Scenario files (TOML, read with :mod:`tomllib`): a ``[machine]`` table and an ordered list
+  of ``[[step]]`` tables, each naming one action with its arguments::
+
+      [machine]
+      ram = "4G"
+
+      [[step]]
+      alloc = "slabs"            # the tag
+      order = 3
+      flags = "GFP_KERNEL"
+      until = "exhausted"
+
+      [[step]]
+      free = "slabs"
+      every = 2
+
+      [[step]]
+      expect_alloc = "fails"
+      order = 4
+      reason = "fragmentation"
+      zone = "Normal"
+
+  :func:`load_scenario` checks the whole file before anything runs, and every error is one
+  line naming the file, the line and the step: ``fragmented.toml:41: step 3 (alloc): order
+  11 is outside 0..10``.  :func:`run_scenario` boots the machine and runs the steps.
+
+Step reference (every step may also have ``note = "..."``, shown in the run's log):
+
+=================  ==================================================================
+``alloc = TAG``    ``order`` (0), ``flags`` ("GFP_KERNEL"), ``count`` (1) or ``until`` =
+                   "exhausted" | "miss" | "min"/"low"/"high" (with ``zone``); ``node``
+                   (preferred node), ``nodemask`` ([0, 1]), ``interleave`` (true or
+                   [nodes]), ``cpu``.  A ``count`` without ``until`` must all succeed.
+``free = TAG``     all blocks; or ``every`` (+ ``offset``) in allocation order; or a
+                   random ``fraction`` / ``count`` (seeded); ``cpu``.
+``on_cpu = N``     run the following steps on CPU N.
+``drain = true``   drain_all_pages(): every pcp list back to the buddy lists.
+``expect_alloc``   "fails" | "succeeds", with the ``alloc`` request keys; ``reason`` =
+                   "watermark" | "fragmentation" and ``zone`` (whose verdict, or where
+                   the block must come from); ``tag`` keeps a block ("expect").
+``expect = EXPR``  an expression on ``zone`` (+ ``node``): comparisons, and/or/not,
+                   + - * / // %, and the names free_pages managed present spanned min
+                   low high boost nr_free[o] lowmem_reserve[z] nr_reserved_highatomic
+                   nr_free_highatomic pcp_count numa_hit numa_miss numa_foreign
+                   numa_interleave_hit numa_local numa_other failures, free_blocks(o)
+                   (free blocks of order >= o), blocks('tag') pages('tag')
+                   blocks_here('tag') pages_here('tag') missed('tag') (blocks off
+                   their preferred node).
+=================  ==================================================================
+
+A zone is ``"Normal"`` (on the step's ``node``, else the current CPU's node) or
+``"Node 1 Normal"``.  Watermarks read as /proc/zoneinfo prints them (boost included).
+
+This module is a driver above the kernel model (like a test module loaded into a running
+kernel), not a mechanism of mm/, so it lives beside ``mmintro/kernel`` rather than in it (whose
+source also keys the default machine's snapshot cache, which a workload does not shape); it
+uses only the allocator's entry points (``alloc_pages``, ``alloc_pages_interleave``,
+``free_pages``, ``drain_all_pages``) and reads the zones' books.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mmintro.kernel import gfp as G
+from mmintro.kernel import page_alloc
+from mmintro.kernel.config import MachineConfig, parse_size
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+    from mmintro.kernel.mm_init import ZoneState
+
+__all__ = [
+    "SCENARIO_DIR",
+    "AllocResult",
+    "Block",
+    "ExpectationFailed",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioFailed",
+    "ScenarioRun",
+    "Step",
+    "StepReport",
+    "Workload",
+    "WorkloadError",
+    "load_scenario",
+    "parse_scenario",
+    "run_scenario",
+    "shipped_scenarios",
+]
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+
+ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable", "Device")
+WATERMARKS = {"min": 0, "low": 1, "high": 2}
+UNTIL = ("exhausted", "miss", *WATERMARKS)
+REASONS = ("watermark", "fragmentation")
+NUMA_EVENTS = {
+    "numa_hit": page_alloc.NUMA_HIT, "numa_miss": page_alloc.NUMA_MISS, "numa_foreign": page_alloc.NUMA_FOREIGN,
+    "numa_interleave_hit": page_alloc.NUMA_INTERLEAVE_HIT, "numa_local": page_alloc.NUMA_LOCAL,
+    "numa_other": page_alloc.NUMA_OTHER,
+}
+
+
+# -- errors --------------------------------------------------------------------------------
+class WorkloadError(ValueError):
+    """A request the workload cannot carry out: an unknown tag or zone, a bad argument."""
+
+
+class ExpectationFailed(WorkloadError):
+    """The simulated kernel did not behave as an expectation claims."""
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be read or run; its message is one line,
+    ``FILE[:LINE]: step N (action): what is wrong``."""
+
+
+class ScenarioFailed(ScenarioError):
+    """A scenario whose expectation did not hold (or whose counted allocation failed)."""
+
+
+# -- results -------------------------------------------------------------------------------
+class Block(NamedTuple):
+    """One live block the workload allocated."""
+
+    pfn: int
+    """First page frame number of the block (``page_to_pfn()`` of the head)."""
+    order: int
+    """Its order: the block is ``1 << order`` pages."""
+    nid: int
+    """Node of the zone the block came from."""
+    zone: str
+    """Name of that zone (``DMA``, ``DMA32``, ``Normal``)."""
+    preferred: int
+    """The node the request preferred (for an interleaved one, the node interleave chose)."""
+
+
+class AllocResult(NamedTuple):
+    """What one :meth:`Workload.alloc` call did."""
+
+    blocks: list[Block]
+    """The blocks allocated, in allocation order."""
+    stop: str
+    """Why it stopped: ``count`` (all allocated), ``failed`` (the allocator refused),
+    ``min``/``low``/``high`` (the zone reached that watermark), ``miss`` (a block landed off
+    its preferred node) or ``bound`` (the loop's bound was reached first)."""
+    failure: page_alloc.AllocFailure | None
+    """The allocator's report of the refused request, when ``stop == 'failed'``."""
+
+
+class StepReport(NamedTuple):
+    """One line of a scenario run's log."""
+
+    index: int
+    """1-based step number."""
+    action: str
+    """The step's action (``alloc``, ``free``, ...)."""
+    text: str
+    """What happened, with the numbers measured."""
+
+
+# -- zone naming ---------------------------------------------------------------------------
+_ZONE_RE = re.compile(r"^(?:node\s*(\d+)\s*,?\s*(?:zone\s+)?)?(\w+)$", re.IGNORECASE)
+
+
+def _parse_zone(spec: str) -> tuple[int | None, str]:
+    """``"Normal"`` or ``"Node 1 Normal"`` (also zoneinfo's ``"Node 1, zone Normal"``) ->
+    (node or None, canonical zone name)."""
+    m = _ZONE_RE.match(spec.strip())
+    names = {n.lower(): n for n in ZONE_NAMES}
+    if not m or m.group(2).lower() not in names:
+        raise WorkloadError(f"unknown zone {spec!r} (zones: {', '.join(ZONE_NAMES)}; a node as 'Node 1 Normal')")
+    return (int(m.group(1)) if m.group(1) is not None else None), names[m.group(2).lower()]
+
+
+def zone_label(z: ZoneState) -> str:
+    """``Node 0 Normal``, as warn_alloc and show_free_areas() name a zone."""
+    return f"Node {z.nid} {z.name}"
+
+
+# -- expressions of expect steps -----------------------------------------------------------
+# Names an expect expression may use, evaluated on one zone (``zone``) of the running kernel.
+_ZONE_VALUES: dict[str, Callable[[Workload, ZoneState], Any]] = {
+    "free_pages": lambda w, z: z.free_pages,
+    "managed": lambda w, z: z.managed,
+    "present": lambda w, z: z.present,
+    "spanned": lambda w, z: z.spanned,
+    "min": lambda w, z: page_alloc.wmark_pages(z, 0),
+    "low": lambda w, z: page_alloc.wmark_pages(z, 1),
+    "high": lambda w, z: page_alloc.wmark_pages(z, 2),
+    "boost": lambda w, z: z.watermark_boost,
+    "nr_free": lambda w, z: list(z.nr_free),
+    "lowmem_reserve": lambda w, z: list(z.lowmem_reserve),
+    "nr_reserved_highatomic": lambda w, z: z.nr_reserved_highatomic,
+    "nr_free_highatomic": lambda w, z: z.nr_free_highatomic,
+    "pcp_count": lambda w, z: sum(p.count for p in z.pcp),
+    **{name: functools.partial(lambda i, w, z: z.numa_events[i], i) for name, i in NUMA_EVENTS.items()},
+}
+# Functions: (number of arguments, needs a zone, implementation).
+_FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
+    "free_blocks": (1, True, lambda w, z, order: sum(z.nr_free[order:])),
+    "blocks": (1, False, lambda w, z, tag: len(w.blocks(tag))),
+    "pages": (1, False, lambda w, z, tag: sum(1 << b.order for b in w.blocks(tag))),
+    "blocks_here": (1, True, lambda w, z, tag: sum(1 for b in w.blocks(tag) if (b.nid, b.zone) == (z.nid, z.name))),
+    "pages_here": (1, True, lambda w, z, tag: sum(1 << b.order for b in w.blocks(tag)
+                                                  if (b.nid, b.zone) == (z.nid, z.name))),
+    "missed": (1, False, lambda w, z, tag: sum(1 for b in w.blocks(tag) if b.nid != b.preferred)),
+}
+_GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
+    "failures": lambda w: len(w.k.alloc_failures),
+}
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+}
+_CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
+}
+
+
+class Condition:
+    """An expect expression (``free_pages > managed / 4``, ``numa_miss == blocks("spill")``):
+    comparisons, ``and``/``or``/``not``, arithmetic, ``nr_free[4]``, and the functions of
+    :data:`_FUNCS`; parsed once, checked for unknown names, evaluated without ``eval``."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        try:
+            self.tree = ast.parse(text.strip(), mode="eval").body
+        except SyntaxError as e:
+            raise WorkloadError(f"expect {text!r} is not an expression: {e.msg}") from None
+        self.needs_zone = False
+        self.tags: list[str] = []
+        self.names: list[str] = []
+        self._check(self.tree)
+
+    def _check(self, n: ast.AST) -> None:
+        if isinstance(n, ast.Constant):
+            if type(n.value) not in (int, float, str):
+                raise WorkloadError(f"expect {self.text!r}: constant {n.value!r} is not a number")
+        elif isinstance(n, ast.Name):
+            if n.id in _ZONE_VALUES:
+                self.needs_zone = True
+            elif n.id not in _GLOBAL_VALUES:
+                known = ", ".join(sorted([*_ZONE_VALUES, *_GLOBAL_VALUES]))
+                raise WorkloadError(f"expect {self.text!r}: unknown name {n.id!r} (known: {known})")
+            if n.id not in self.names:
+                self.names.append(n.id)
+        elif isinstance(n, ast.Call):
+            name = n.func.id if isinstance(n.func, ast.Name) else None
+            if name not in _FUNCS:
+                raise WorkloadError(f"expect {self.text!r}: unknown function (known: {', '.join(sorted(_FUNCS))})")
+            nargs, needs_zone, _f = _FUNCS[name]
+            if len(n.args) != nargs or n.keywords:
+                raise WorkloadError(f"expect {self.text!r}: {name}() takes {nargs} argument")
+            self.needs_zone |= needs_zone
+            arg = n.args[0]
+            if name == "free_blocks":
+                if not (isinstance(arg, ast.Constant) and type(arg.value) is int):
+                    raise WorkloadError(f"expect {self.text!r}: free_blocks() takes an order")
+            elif not (isinstance(arg, ast.Constant) and type(arg.value) is str):
+                raise WorkloadError(f"expect {self.text!r}: {name}() takes a tag in quotes")
+            else:
+                self.tags.append(arg.value)
+        elif isinstance(n, ast.Compare):
+            for op in n.ops:
+                if type(op) not in _CMPOPS:
+                    raise WorkloadError(f"expect {self.text!r}: comparison {type(op).__name__} is not supported")
+            for c in (n.left, *n.comparators):
+                self._check(c)
+        elif isinstance(n, ast.BoolOp):
+            for v in n.values:
+                self._check(v)
+        elif isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.Not, ast.USub)):
+            self._check(n.operand)
+        elif isinstance(n, ast.BinOp) and type(n.op) in _BINOPS:
+            self._check(n.left)
+            self._check(n.right)
+        elif isinstance(n, ast.Subscript):
+            self._check(n.value)
+            self._check(n.slice)
+        else:
+            raise WorkloadError(f"expect {self.text!r}: {type(n).__name__} is not allowed in an expectation")
+
+    def evaluate(self, w: Workload, z: ZoneState | None) -> tuple[Any, dict[str, Any]]:
+        """(value, {name: value} of every name it read) on zone ``z``."""
+        seen: dict[str, Any] = {}
+
+        def ev(n: ast.AST) -> Any:
+            if isinstance(n, ast.Constant):
+                return n.value
+            if isinstance(n, ast.Name):
+                v = _GLOBAL_VALUES[n.id](w) if n.id in _GLOBAL_VALUES else _ZONE_VALUES[n.id](w, z)
+                seen[n.id] = v
+                return v
+            if isinstance(n, ast.Call):
+                name = n.func.id  # type: ignore[attr-defined]
+                arg = ev(n.args[0])
+                v = _FUNCS[name][2](w, z, arg)
+                seen[f"{name}({arg!r})"] = v
+                return v
+            if isinstance(n, ast.Compare):
+                left = ev(n.left)
+                for op, c in zip(n.ops, n.comparators):
+                    right = ev(c)
+                    if not _CMPOPS[type(op)](left, right):
+                        return False
+                    left = right
+                return True
+            if isinstance(n, ast.BoolOp):
+                vals = (ev(v) for v in n.values)
+                return all(vals) if isinstance(n.op, ast.And) else any(vals)
+            if isinstance(n, ast.UnaryOp):
+                v = ev(n.operand)
+                return (not v) if isinstance(n.op, ast.Not) else -v
+            if isinstance(n, ast.BinOp):
+                return _BINOPS[type(n.op)](ev(n.left), ev(n.right))
+            if isinstance(n, ast.Subscript):
+                seq, i = ev(n.value), ev(n.slice)
+                if type(i) is not int or not -len(seq) <= i < len(seq):
+                    raise WorkloadError(f"expect {self.text!r}: index {i!r} is out of range")
+                return seq[i]
+            raise AssertionError(n)  # _check refused every other node
+
+        return ev(self.tree), seen
+
+
+# -- the Python API ------------------------------------------------------------------------
+class Workload:
+    """Events on a booted kernel: ``alloc``/``free`` under tags, CPU switches, pcp drains,
+    and expectations.  ``Workload(boot(MachineConfig(ram=2 << 30))).alloc("x", order=3,
+    count=10)``; blocks stay in ``tags[tag]`` (allocation order) until freed."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.k = kernel
+        self.rng = kernel.rng
+        self.tags: dict[str, list[Block]] = {}
+
+    # -- where ---------------------------------------------------------------------------
+    def zone(self, spec: str, node: int | None = None) -> ZoneState:
+        """The populated zone named ``spec`` (``"Normal"``, ``"Node 1 DMA32"``); a bare name is
+        on ``node``, else on the current CPU's node."""
+        nid, name = _parse_zone(spec)
+        nid = nid if nid is not None else (node if node is not None else self.k.numa_node_id())
+        if not 0 <= nid < len(self.k.zones):
+            raise WorkloadError(f"zone {spec!r}: node {nid} does not exist (the machine has {len(self.k.zones)})")
+        z = self.k.zones[nid][ZONE_NAMES.index(name)]
+        if not z.populated:
+            raise WorkloadError(f"{zone_label(z)} has no memory on this machine "
+                                f"(ram {self.k.config.ram >> 20}M, {self.k.config.nodes} node(s))")
+        return z
+
+    def blocks(self, tag: str) -> list[Block]:
+        """The live blocks of ``tag``."""
+        try:
+            return self.tags[tag]
+        except KeyError:
+            raise WorkloadError(f"unknown tag {tag!r} (tags so far: {', '.join(self.tags) or 'none'})") from None
+
+    @contextmanager
+    def _cpu(self, cpu: int | None) -> Iterator[None]:
+        if cpu is None:
+            yield
+            return
+        old = self.k.current_cpu
+        self.on_cpu(cpu)
+        try:
+            yield
+        finally:
+            self.k.on_cpu(old)
+
+    # -- events --------------------------------------------------------------------------
+    def on_cpu(self, cpu: int) -> None:
+        """Run what follows on ``cpu`` (its pcp lists, its node)."""
+        try:
+            self.k.on_cpu(cpu)
+        except ValueError as e:
+            raise WorkloadError(str(e)) from None
+
+    def drain(self) -> None:
+        """drain_all_pages(NULL): every CPU's pcp pages back to the buddy lists."""
+        page_alloc.drain_all_pages(self.k)
+
+    def try_alloc(self, order: int = 0, gfp: int | str = "GFP_KERNEL", node: int | None = None,
+                  nodemask: Sequence[int] | None = None,
+                  interleave: bool | Sequence[int] | None = None) -> tuple[Block | None, page_alloc.AllocFailure | None]:
+        """One ``alloc_pages`` (or MPOL_INTERLEAVE ``alloc_pages_mpol``) request: the block, or
+        None and the allocator's failure report."""
+        k = self.k
+        mask = _gfp(gfp)
+        _check_order(order)
+        n_failures = len(k.alloc_failures)
+        try:
+            if interleave is not None and interleave is not False:
+                if node is not None or nodemask is not None:
+                    raise WorkloadError("interleave chooses the node itself: no node or nodemask with it")
+                nodes = None if interleave is True else tuple(interleave)  # type: ignore[arg-type]
+                pfn = k.alloc_pages_interleave(mask, order, nodes)
+                preferred = k.il_prev.get(k.current_cpu, -1)
+            else:
+                nm = frozenset(nodemask) if nodemask is not None else None
+                pfn = k.alloc_pages(mask, order, nid=node, nodemask=nm)
+                preferred = node if node is not None else k.numa_node_id()
+        except G.GfpError as e:
+            raise WorkloadError(str(e)) from None
+        if pfn is None:
+            failure = k.alloc_failures[-1] if len(k.alloc_failures) > n_failures else None
+            return None, failure
+        z = page_alloc.page_zone(k, pfn)
+        return Block(pfn, order, z.nid, z.name, preferred), None
+
+    def alloc(self, tag: str, order: int = 0, gfp: int | str = "GFP_KERNEL", count: int | None = None,
+              until: str | None = None, zone: str | None = None, node: int | None = None,
+              nodemask: Sequence[int] | None = None, interleave: bool | Sequence[int] | None = None,
+              cpu: int | None = None) -> AllocResult:
+        """Allocate blocks of ``order`` with ``gfp`` and keep them under ``tag``.
+
+        Without ``until``: exactly ``count`` blocks (default 1); a refusal raises
+        :class:`ExpectationFailed`.  With ``until``, allocate while the condition does not
+        hold, at most ``count`` blocks (default: as many as could exist):
+
+        * ``"exhausted"``: until the allocator refuses a request;
+        * ``"min"``/``"low"``/``"high"``: until ``zone`` has no more free pages than that
+          watermark (or the allocator refuses);
+        * ``"miss"``: until a block comes from a node other than the preferred one (that block
+          is kept: it is the first of the spill).
+
+        The refused request that ends an ``until`` loop is a real failure: warn_alloc records it
+        in ``kernel.alloc_failures`` and, without ``__GFP_NOWARN``, in ``kernel.log``.
+        """
+        mask = _gfp(gfp)
+        _check_order(order)
+        if until is not None and until not in UNTIL:
+            raise WorkloadError(f"until {until!r} is not one of {', '.join(UNTIL)}")
+        if count is not None and (type(count) is not int or count < 1):
+            raise WorkloadError(f"count {count!r} is not a positive integer")
+        target = None
+        if until in WATERMARKS:
+            if zone is None:
+                raise WorkloadError(f"until {until!r} needs the zone whose watermark it means (zone = \"Normal\")")
+            target = self.zone(zone, node)
+        elif zone is not None:
+            raise WorkloadError("zone is only meaningful with until = \"min\", \"low\" or \"high\"")
+        # No loop can allocate more blocks of this order than the machine manages.
+        most = sum(z.managed for zs in self.k.zones for z in zs) >> order
+        bound = count if count is not None else (1 if until is None else most + 1)
+        out: list[Block] = []
+        stop, failure = "bound", None
+        with self._cpu(cpu):
+            for _ in range(bound):
+                if target is not None and target.free_pages <= page_alloc.wmark_pages(target, WATERMARKS[until]):
+                    stop = until  # type: ignore[assignment]
+                    break
+                b, failure = self.try_alloc(order, mask, node, nodemask, interleave)
+                if b is None:
+                    stop = "failed"
+                    break
+                out.append(b)
+                if until == "miss" and b.nid != b.preferred:
+                    stop = "miss"
+                    break
+            else:
+                if until is None:
+                    stop = "count"
+        self.tags.setdefault(tag, []).extend(out)
+        if until is None and stop == "failed":
+            raise ExpectationFailed(f"block {len(out) + 1} of {bound} (order {order}, {G.format_gfp(mask)}) "
+                                    f"was refused: {_reasons(failure)}")
+        return AllocResult(out, stop, failure)
+
+    def free(self, tag: str, every: int | None = None, offset: int = 0, fraction: float | None = None,
+             count: int | None = None, cpu: int | None = None) -> list[Block]:
+        """``__free_pages`` blocks of ``tag``: all of them; or ``every`` n-th in allocation
+        order starting at index ``offset``; or a random ``fraction`` / ``count`` of them (in a
+        random order drawn from the kernel's seeded rng).  Returns the freed blocks."""
+        blocks = self.blocks(tag)
+        if sum(x is not None for x in (every, fraction, count)) > 1:
+            raise WorkloadError("free takes one of every, fraction, count")
+        n = len(blocks)
+        if every is not None:
+            if type(every) is not int or every < 1 or not 0 <= offset < every:
+                raise WorkloadError(f"every = {every!r}, offset = {offset!r}: need every >= 1 and 0 <= offset < every")
+            chosen = list(range(offset, n, every))
+        elif fraction is not None or count is not None:
+            if fraction is not None:
+                if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction <= 1:
+                    raise WorkloadError(f"fraction {fraction!r} is not in (0, 1]")
+                want = round(fraction * n)
+            else:
+                if type(count) is not int or count < 1:
+                    raise WorkloadError(f"count {count!r} is not a positive integer")
+                want = min(count, n)
+            chosen = [int(i) for i in self.rng.permutation(n)[:want]]
+        else:
+            chosen = list(range(n))
+        with self._cpu(cpu):
+            for i in chosen:
+                b = blocks[i]
+                self.k.free_pages(b.pfn, b.order)
+        gone = set(chosen)
+        self.tags[tag] = [b for i, b in enumerate(blocks) if i not in gone]
+        return [blocks[i] for i in chosen]
+
+    # -- expectations ----------------------------------------------------------------------
+    def expect_alloc(self, succeeds: bool, order: int = 0, gfp: int | str = "GFP_KERNEL", node: int | None = None,
+                     nodemask: Sequence[int] | None = None, interleave: bool | Sequence[int] | None = None,
+                     reason: str | None = None, zone: str | None = None, tag: str = "expect",
+                     cpu: int | None = None) -> Block | page_alloc.AllocFailure:
+        """Make one request and check its outcome.  ``succeeds``: the block (kept under
+        ``tag``) must come from ``zone`` if given.  Otherwise the request must fail, and if
+        ``reason`` is given, ``zone`` (default: the first zone tried) must have refused for
+        that reason ('watermark': below the watermark even for order 0; 'fragmentation':
+        enough free pages, but no free block of the order)."""
+        if reason is not None and reason not in REASONS:
+            raise WorkloadError(f"reason {reason!r} is not one of {', '.join(REASONS)}")
+        if reason is not None and succeeds:
+            raise WorkloadError("reason is only meaningful for an allocation expected to fail")
+        mask = _gfp(gfp)
+        want = self.zone(zone, node) if zone is not None else None
+        with self._cpu(cpu):
+            b, failure = self.try_alloc(order, mask, node, nodemask, interleave)
+        what = f"order-{order} {G.format_gfp(mask)} allocation"
+        if b is not None:
+            self.tags.setdefault(tag, []).append(b)
+            if not succeeds:
+                raise ExpectationFailed(f"{what} succeeded (pfn {b.pfn:#x} from Node {b.nid} {b.zone}), "
+                                        f"expected it to fail")
+            if want is not None and (b.nid, b.zone) != (want.nid, want.name):
+                raise ExpectationFailed(f"{what} came from Node {b.nid} {b.zone}, expected {zone_label(want)}")
+            return b
+        if succeeds:
+            raise ExpectationFailed(f"{what} failed: {_reasons(failure)}")
+        if failure is None:
+            raise ExpectationFailed(f"{what} failed without a warn_alloc report")
+        if reason is not None:
+            verdicts = dict(failure.zones)
+            label = zone_label(want) if want is not None else (failure.zones[0][0] if failure.zones else None)
+            if label is None or label not in verdicts:
+                raise ExpectationFailed(f"{what} failed but {label or 'no zone'} was not tried ({_reasons(failure)})")
+            if verdicts[label] != reason:
+                raise ExpectationFailed(f"{what} failed, but {label} refused for {verdicts[label]}, "
+                                        f"not {reason} ({_reasons(failure)})")
+        return failure
+
+    def expect(self, condition: str | Condition, zone: str | None = None,
+               node: int | None = None) -> dict[str, Any]:
+        """Check an expression on ``zone`` (see :class:`Condition`); returns the values it
+        read, or raises :class:`ExpectationFailed` showing them."""
+        cond = condition if isinstance(condition, Condition) else Condition(condition)
+        if cond.needs_zone and zone is None:
+            raise WorkloadError(f"expect {cond.text!r} reads a zone: say which (zone = \"Normal\")")
+        z = self.zone(zone, node) if zone is not None else None
+        for t in cond.tags:
+            self.blocks(t)
+        value, seen = cond.evaluate(self, z)
+        if not value:
+            where = f" on {zone_label(z)}" if z is not None else ""
+            raise ExpectationFailed(f"expect {cond.text}{where} does not hold: {_show(seen)}")
+        return seen
+
+
+def _gfp(gfp: int | str) -> int:
+    try:
+        mask = G.parse_gfp(gfp)
+        G.gfp_zone(mask)
+        G.gfp_migratetype(mask)
+    except G.GfpError as e:
+        raise WorkloadError(str(e)) from None
+    return mask
+
+
+def _check_order(order: Any) -> None:
+    if type(order) is not int or not 0 <= order <= page_alloc.MAX_PAGE_ORDER:
+        raise WorkloadError(f"order {order!r} is outside 0..{page_alloc.MAX_PAGE_ORDER} (MAX_PAGE_ORDER)")
+
+
+def _reasons(failure: page_alloc.AllocFailure | None) -> str:
+    if failure is None:
+        return "no report"
+    if not failure.zones:
+        return "no zone was eligible"
+    return ", ".join(f"{z} {why}" for z, why in failure.zones)
+
+
+def _show(seen: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in seen.items()) or "(no values)"
+
+
+# -- scenario files ------------------------------------------------------------------------
+_COMMON = {"note", "cpu"}
+ACTIONS: dict[str, set[str]] = {
+    "alloc": {"order", "flags", "count", "until", "zone", "node", "nodemask", "interleave"} | _COMMON,
+    "free": {"every", "offset", "fraction", "count"} | _COMMON,
+    "on_cpu": {"note"},
+    "drain": {"note"},
+    "expect_alloc": {"order", "flags", "node", "nodemask", "interleave", "reason", "zone", "tag"} | _COMMON,
+    "expect": {"zone", "node", "note"},
+}
+MACHINE_KEYS = ("ram", "nodes", "cpus", "seed")
+SECTIONS = ("scenario", "machine", "step")
+
+
+class Step(NamedTuple):
+    """One ``[[step]]`` of a scenario file."""
+
+    index: int
+    """1-based position in the file."""
+    action: str
+    """The action key (``alloc``, ``free``, ``on_cpu``, ``drain``, ``expect_alloc``, ``expect``)."""
+    args: dict[str, Any]
+    """Every key of the step (the action key holds its tag, CPU, outcome or expression)."""
+    line: int | None
+    """Line of the step's ``[[step]]`` header, if it could be found."""
+    key_lines: dict[str, int]
+    """Line of each key, where it could be found."""
+    condition: Condition | None = None
+    """An expect step's parsed expression."""
+
+
+class Scenario(NamedTuple):
+    """A parsed, checked scenario file."""
+
+    name: str
+    """The file's stem: the name ``mmintro simulate`` knows it by."""
+    help: str
+    """One-line description (``[scenario] help``)."""
+    path: str
+    """The file, as named when loaded (error messages start with it)."""
+    machine: dict[str, int]
+    """``[machine]`` values given (``ram`` in bytes, ``nodes``, ``cpus``, ``seed``)."""
+    steps: list[Step]
+    """The steps in order."""
+
+    def config(self, **overrides: Any) -> MachineConfig:
+        """MachineConfig defaults, then the file's ``[machine]``, then ``overrides`` not None."""
+        values = {**self.machine, **{k: v for k, v in overrides.items() if v is not None}}
+        return MachineConfig(**values)
+
+    def where(self, step: Step, key: str | None = None) -> str:
+        line = (step.key_lines.get(key) if key else None) or step.line
+        return f"{_at(self.path, line)}: step {step.index} ({step.action})"
+
+    def check(self, config: MachineConfig) -> None:
+        """Refuse nodes and CPUs the machine does not have, before booting it."""
+        for s in self.steps:
+            a = s.args
+            cpus = [a["cpu"]] if "cpu" in a else []
+            if s.action == "on_cpu":
+                cpus.append(a["on_cpu"])
+            for cpu in cpus:
+                if not 0 <= cpu < config.cpus:
+                    key = "on_cpu" if s.action == "on_cpu" else "cpu"
+                    raise ScenarioError(f"{self.where(s, key)}: cpu {cpu} is not online "
+                                        f"(the machine has {config.cpus} CPUs)")
+            for key in ("node", "nodemask", "interleave", "zone"):
+                if key not in a:
+                    continue
+                v = a[key]
+                if key == "zone":
+                    nid = _parse_zone(v)[0]
+                    nodes = [] if nid is None else [nid]
+                else:
+                    nodes = [v] if type(v) is int else (list(v) if isinstance(v, list) else [])
+                for nid in nodes:
+                    if not 0 <= nid < config.nodes:
+                        raise ScenarioError(f"{self.where(s, key)}: node {nid} does not exist "
+                                            f"(the machine has {config.nodes} node{'s' if config.nodes > 1 else ''})")
+
+
+def _tomllib() -> Any:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ScenarioError("reading scenario files needs Python >= 3.11 (tomllib) or the tomli package") from None
+    return tomllib
+
+
+def _step_lines(text: str) -> list[tuple[int, dict[str, int]]]:
+    """(header line, {key: line}) of every ``[[step]]`` table, by scanning the text."""
+    out: list[tuple[int, dict[str, int]]] = []
+    section = None
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("["):
+            section = "step" if re.match(r"^\[\[\s*step\s*\]\]", line) else "other"
+            if section == "step":
+                out.append((no, {}))
+            continue
+        m = re.match(r'^"?([A-Za-z_][\w-]*)"?\s*=', line)
+        if m and section == "step" and m.group(1) not in out[-1][1]:
+            out[-1][1][m.group(1)] = no
+    return out
+
+
+def _at(path: str, line: int | None) -> str:
+    """``FILE:LINE``, or ``FILE`` when the line is unknown."""
+    return f"{path}:{line}" if line else path
+
+
+def _section_line(text: str, name: str, key: str | None = None) -> int | None:
+    inside = False
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("["):
+            if inside and key:
+                return None
+            inside = bool(re.match(rf"^\[\s*{name}\s*\]", line))
+            if inside and not key:
+                return no
+            continue
+        if inside and key and re.match(rf'^"?{re.escape(key)}"?\s*=', line):
+            return no
+    return None
+
+
+def parse_scenario(text: str, path: str | os.PathLike = "<scenario>", name: str | None = None) -> Scenario:
+    """Parse and check scenario text; every problem is a one-line :class:`ScenarioError`."""
+    path = os.fspath(path)
+    name = name or Path(path).stem
+    try:
+        doc = _tomllib().loads(text)
+    except ValueError as e:  # tomllib.TOMLDecodeError: "... (at line 3, column 5)"
+        m = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        raise ScenarioError(f"{_at(path, int(m.group(1)) if m else None)}: not valid TOML: {e}") from None
+    for key in doc:
+        if key not in SECTIONS:
+            hint = " (each step is a [[step]] table)" if key in ("steps", "stage") else ""
+            raise ScenarioError(f"{path}: unknown table or key {key!r}{hint} (known: {', '.join(SECTIONS)})")
+    meta = doc.get("scenario", {})
+    if not isinstance(meta, dict) or set(meta) - {"help"}:
+        bad = sorted(set(meta) - {"help"}) if isinstance(meta, dict) else meta
+        raise ScenarioError(f"{_at(path, _section_line(text, 'scenario'))}: [scenario] takes only help, not {bad}")
+    machine: dict[str, int] = {}
+    mt = doc.get("machine", {})
+    if not isinstance(mt, dict):
+        raise ScenarioError(f"{path}: machine must be a table ([machine])")
+    for key, v in mt.items():
+        at = _at(path, _section_line(text, "machine", key))
+        if key not in MACHINE_KEYS:
+            raise ScenarioError(f"{at}: [machine]: unknown key {key!r} (known: {', '.join(MACHINE_KEYS)})")
+        try:
+            if key == "ram":
+                machine[key] = parse_size(v) if type(v) in (str, int) else _raise(v)
+            elif type(v) is not int:
+                _raise(v)
+            else:
+                machine[key] = v
+        except ValueError:
+            raise ScenarioError(f"{at}: [machine]: {key} = {v!r} is not "
+                                f"{'a size (e.g. 4G)' if key == 'ram' else 'an integer'}") from None
+    try:
+        MachineConfig(**machine).validate()
+    except ValueError as e:
+        raise ScenarioError(f"{_at(path, _section_line(text, 'machine'))}: [machine]: {e}") from None
+    raw_steps = doc.get("step", [])
+    if not isinstance(raw_steps, list) or not all(isinstance(s, dict) for s in raw_steps):
+        raise ScenarioError(f"{path}: steps must be [[step]] tables")
+    lines = _step_lines(text)
+    if len(lines) != len(raw_steps):
+        lines = [(0, {})] * len(raw_steps)  # written some other way: no line numbers
+    sc = Scenario(name, str(meta.get("help", "")), path, machine, [])
+    defined: set[str] = set()
+    for i, (raw, (line, key_lines)) in enumerate(zip(raw_steps, lines), 1):
+        actions = [k for k in raw if k in ACTIONS]
+        step = Step(i, actions[0] if actions else "?", dict(raw), line or None, key_lines)
+        where = sc.where(step)
+        if len(actions) != 1:
+            what = "no action" if not actions else f"{len(actions)} actions ({', '.join(actions)})"
+            raise ScenarioError(f"{where}: the step has {what}; it needs exactly one of {', '.join(ACTIONS)}")
+        sc.steps.append(step._replace(condition=_check_step(sc, step, defined)))
+    return sc
+
+
+def _raise(v: Any) -> Any:
+    raise ValueError(v)
+
+
+def _check_step(sc: Scenario, s: Step, defined: set[str]) -> Condition | None:
+    """Check one step's keys and values statically (tags known so far in ``defined``);
+    returns an expect step's parsed expression."""
+    a = s.args
+
+    def fail(key: str | None, msg: str) -> None:
+        raise ScenarioError(f"{sc.where(s, key)}: {msg}")
+
+    allowed = ACTIONS[s.action]
+    for key in a:
+        if key != s.action and key not in allowed:
+            fail(key, f"unknown key {key!r} for {s.action} (known: {', '.join(sorted(allowed))})")
+
+    def want(key: str, ok: Callable[[Any], bool], what: str) -> None:
+        if key in a and not ok(a[key]):
+            fail(key, f"{key} = {a[key]!r} is not {what}")
+
+    def is_int(v: Any) -> bool:
+        return type(v) is int
+
+    want("note", lambda v: isinstance(v, str), "a string")
+    want("cpu", lambda v: is_int(v) and v >= 0, "a CPU number")
+    want("node", lambda v: is_int(v) and v >= 0, "a node number")
+    want("nodemask", lambda v: isinstance(v, list) and v and all(is_int(n) and n >= 0 for n in v),
+         "a list of node numbers")
+    want("interleave", lambda v: v is True or (isinstance(v, list) and v and all(is_int(n) and n >= 0 for n in v)),
+         "true or a list of node numbers")
+    want("count", lambda v: is_int(v) and v >= 1, "a positive integer")
+    want("order", is_int, "an integer")
+    if "order" in a and not 0 <= a["order"] <= page_alloc.MAX_PAGE_ORDER:
+        fail("order", f"order {a['order']} is outside 0..{page_alloc.MAX_PAGE_ORDER} (MAX_PAGE_ORDER)")
+    want("flags", lambda v: isinstance(v, str), "a string of GFP flags (\"GFP_KERNEL|__GFP_ZERO\")")
+    if "flags" in a:
+        try:
+            _gfp(a["flags"])
+        except WorkloadError as e:
+            fail("flags", str(e))
+    if "zone" in a:
+        want("zone", lambda v: isinstance(v, str), "a zone name")
+        try:
+            _parse_zone(a["zone"])
+        except WorkloadError as e:
+            fail("zone", str(e))
+    if "interleave" in a and ("node" in a or "nodemask" in a):
+        fail("interleave", "interleave chooses the node itself: no node or nodemask with it")
+    tag = a[s.action] if s.action in ("alloc", "free") else a.get("tag")
+    if (s.action in ("alloc", "free") or "tag" in a) and (not isinstance(tag, str) or not tag):
+        fail(s.action if s.action in ("alloc", "free") else "tag", f"the tag must be a non-empty string, not {tag!r}")
+
+    if s.action == "alloc":
+        want("until", lambda v: v in UNTIL, f"one of {', '.join(map(repr, UNTIL))}")
+        until = a.get("until")
+        if until in WATERMARKS and "zone" not in a:
+            fail("until", f"until = {until!r} needs the zone whose watermark it means (zone = \"Normal\")")
+        if "zone" in a and until not in WATERMARKS:
+            fail("zone", "zone is only meaningful with until = \"min\", \"low\" or \"high\"")
+        defined.add(tag)
+    elif s.action == "free":
+        if tag not in defined:
+            fail("free", f"unknown tag {tag!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})")
+        if sum(k in a for k in ("every", "fraction", "count")) > 1:
+            fail(None, "free takes one of every, fraction, count (none frees every block)")
+        want("every", lambda v: is_int(v) and v >= 1, "a positive integer")
+        want("offset", lambda v: is_int(v) and 0 <= v < a.get("every", 1), "an index below every")
+        if "offset" in a and "every" not in a:
+            fail("offset", "offset goes with every")
+        want("fraction", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+             "a fraction in (0, 1]")
+    elif s.action == "on_cpu":
+        want("on_cpu", lambda v: is_int(v) and v >= 0, "a CPU number")
+    elif s.action == "drain":
+        want("drain", lambda v: v is True, "true")
+    elif s.action == "expect_alloc":
+        want("expect_alloc", lambda v: v in ("fails", "succeeds"), "\"fails\" or \"succeeds\"")
+        want("reason", lambda v: v in REASONS, f"one of {', '.join(map(repr, REASONS))}")
+        if "reason" in a and a["expect_alloc"] != "fails":
+            fail("reason", "reason is only meaningful with expect_alloc = \"fails\"")
+        if tag is not None:
+            defined.add(tag)
+        elif a["expect_alloc"] == "succeeds":
+            defined.add("expect")
+    elif s.action == "expect":
+        want("expect", lambda v: isinstance(v, str), "an expression in quotes")
+        try:
+            cond = Condition(a["expect"])
+        except WorkloadError as e:
+            fail("expect", str(e))
+        if cond.needs_zone and "zone" not in a:
+            fail("expect", f"{a['expect']!r} reads a zone: say which (zone = \"Normal\")")
+        for t in cond.tags:
+            if t not in defined:
+                fail("expect", f"unknown tag {t!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})")
+        return cond
+    return None
+
+
+def load_scenario(path: str | os.PathLike) -> Scenario:
+    """Read and check a scenario file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ScenarioError(f"{os.fspath(path)}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"{os.fspath(path)}: not UTF-8 text ({e.reason})") from None
+    return parse_scenario(text, path)
+
+
+def shipped_scenarios() -> dict[str, Path]:
+    """The scenario files that come with mmintro (``mmintro/scenarios/*.toml``), by name."""
+    return {p.stem: p for p in sorted(SCENARIO_DIR.glob("*.toml"))}
+
+
+# -- running -------------------------------------------------------------------------------
+class ScenarioRun(NamedTuple):
+    """A finished scenario run."""
+
+    kernel: Kernel
+    """The simulated kernel, ready for :func:`mmintro.snapshot.writer.save`."""
+    workload: Workload
+    """The workload, with its live tagged blocks."""
+    reports: list[StepReport]
+    """One line per step, with what it measured."""
+
+
+def _run_step(w: Workload, s: Step) -> str:
+    a = s.args
+    flags = a.get("flags", "GFP_KERNEL")
+    order = a.get("order", 0)
+    common = {"node": a.get("node"), "nodemask": a.get("nodemask"), "interleave": a.get("interleave"),
+              "cpu": a.get("cpu")}
+    if s.action == "alloc":
+        r = w.alloc(a["alloc"], order, flags, count=a.get("count"), until=a.get("until"), zone=a.get("zone"),
+                    **common)
+        where: dict[str, int] = {}
+        for b in r.blocks:
+            key = f"Node {b.nid} {b.zone}"
+            where[key] = where.get(key, 0) + 1
+        spread = ", ".join(f"{k} {n}" for k, n in where.items()) or "none"
+        stop = "" if r.stop == "count" else f"; stopped: {r.stop}"
+        if r.stop == "failed":
+            stop += f" ({_reasons(r.failure)})"
+        if r.stop in WATERMARKS:
+            z = w.zone(a["zone"], a.get("node"))
+            stop += f" ({zone_label(z)} free {z.free_pages} <= {r.stop} {page_alloc.wmark_pages(z, WATERMARKS[r.stop])})"
+        return f"alloc {a['alloc']}: {len(r.blocks)} blocks of order {order} {flags} ({spread}){stop}"
+    if s.action == "free":
+        freed = w.free(a["free"], every=a.get("every"), offset=a.get("offset", 0), fraction=a.get("fraction"),
+                       count=a.get("count"), cpu=a.get("cpu"))
+        return f"free {a['free']}: {len(freed)} blocks ({sum(1 << b.order for b in freed)} pages), " \
+               f"{len(w.tags[a['free']])} left"
+    if s.action == "on_cpu":
+        w.on_cpu(a["on_cpu"])
+        return f"on_cpu {a['on_cpu']} (node {w.k.numa_node_id()})"
+    if s.action == "drain":
+        before = sum(p.count for zs in w.k.zones for z in zs for p in z.pcp)
+        w.drain()
+        return f"drain: {before} pages from the pcp lists to the buddy lists"
+    if s.action == "expect_alloc":
+        succeeds = a["expect_alloc"] == "succeeds"
+        res = w.expect_alloc(succeeds, order, flags, reason=a.get("reason"), zone=a.get("zone"),
+                             tag=a.get("tag", "expect"), **common)
+        if isinstance(res, Block):
+            return f"expect order-{order} {flags} succeeds: pfn {res.pfn:#x} from Node {res.nid} {res.zone}: ok"
+        return f"expect order-{order} {flags} fails: {_reasons(res)}: ok"
+    if s.action == "expect":
+        seen = w.expect(s.condition or a["expect"], zone=a.get("zone"), node=a.get("node"))
+        where = f" on {zone_label(w.zone(a['zone'], a.get('node')))}" if "zone" in a else ""
+        return f"expect {a['expect']}{where}: {_show(seen)}: ok"
+    raise AssertionError(s.action)
+
+
+def run_scenario(sc: Scenario, config: MachineConfig | None = None,
+                 progress: Callable[[str, float], None] | None = None) -> ScenarioRun:
+    """Boot ``config`` (default: the scenario's machine) and run every step.  Raises
+    :class:`ScenarioFailed` when an expectation does not hold, :class:`ScenarioError` when a
+    step cannot run; both name the file, line and step."""
+    from mmintro.kernel.machine import boot
+
+    step_progress = progress or (lambda _m, _f: None)
+    config = config or sc.config()
+    config.validate()
+    sc.check(config)
+    k = boot(config, progress=lambda m, f: step_progress(m, 0.5 * f))
+    w = Workload(k)
+    reports = []
+    n = max(1, len(sc.steps))
+    for s in sc.steps:
+        step_progress(f"{sc.name}: step {s.index}/{len(sc.steps)} {s.action}", 0.5 + 0.5 * (s.index - 1) / n)
+        try:
+            text = _run_step(w, s)
+            if s.args.get("note"):
+                text += f"  -- {s.args['note']}"
+        except ExpectationFailed as e:
+            raise ScenarioFailed(f"{sc.where(s, s.action)}: {e}") from None
+        except WorkloadError as e:
+            raise ScenarioError(f"{sc.where(s, s.action)}: {e}") from None
+        reports.append(StepReport(s.index, s.action, text))
+    step_progress(f"{sc.name}: done", 1.0)
+    return ScenarioRun(k, w, reports)
