@@ -2,12 +2,19 @@
 
 Scenarios are registered by name in :data:`SCENARIOS`; a scenario is a function
 ``(MachineConfig, progress) -> Kernel`` where ``progress(msg, fraction)`` reports 0..1.
+The scenario files shipped in ``mmintro/scenarios/*.toml`` are registered by file name
+(see :mod:`mmintro.workload`), and ``SCENARIO`` may also be the path of a scenario file.
+A file's ``[machine]`` values apply unless ``--ram``/``--nodes``/``--cpus``/``--seed`` say
+otherwise.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import click
 
@@ -15,11 +22,16 @@ from mmintro.cli.snapshot import boot_and_save
 
 __all__ = ["SCENARIOS", "Scenario", "command", "register_scenario"]
 
+# Where the shipped scenario files live (mmintro.workload.SCENARIO_DIR, without importing it:
+# that module loads the type data, which every mmintro command would then pay for).
+_SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+
 
 class Scenario(NamedTuple):
     name: str
     help: str
     run: Callable  # (MachineConfig, progress) -> Kernel
+    path: Path | None = None  # the scenario file, for file scenarios
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -35,6 +47,24 @@ def register_scenario(name: str, help: str) -> Callable[[Callable], Callable]:
     return deco
 
 
+def _run_file(path: Path, config: Any, progress: Callable[[str, float], None]) -> Any:
+    """Run a scenario file on ``config`` as given; returns the kernel."""
+    from mmintro.workload import load_scenario, run_scenario
+
+    return run_scenario(load_scenario(path), config, progress).kernel
+
+
+def register_scenario_file(path: Path) -> None:
+    """Register a scenario file under its stem, with its ``[scenario] help``."""
+    import tomllib
+
+    try:
+        help_text = str(tomllib.loads(path.read_text(encoding="utf-8")).get("scenario", {}).get("help", ""))
+    except (OSError, ValueError, AttributeError) as e:  # reported in full when it is run
+        help_text = f"(unreadable: {type(e).__name__})"
+    SCENARIOS[path.stem] = Scenario(path.stem, help_text, functools.partial(_run_file, path), path)
+
+
 @register_scenario("boot", "boot the machine to the buddy allocator (no user activity)")
 def _boot(config, progress):
     from mmintro.kernel.machine import boot
@@ -42,34 +72,78 @@ def _boot(config, progress):
     return boot(config, progress=progress)
 
 
+for _path in sorted(_SCENARIO_DIR.glob("*.toml")):
+    register_scenario_file(_path)
+
+
+def _console() -> Any:
+    """stderr for the progress bar; quiet when stderr is not a terminal, where a transient
+    bar would leave an empty line before any error message."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return console if console.is_terminal else Console(stderr=True, quiet=True)
+
+
 def _scenario_help() -> str:
-    return "\n".join(f"  {s.name:<12} {s.help}" for s in SCENARIOS.values())
+    return "\n".join(f"  {s.name:<15} {s.help}" for s in SCENARIOS.values())
 
 
 @click.command("simulate")
 @click.argument("scenario", required=False, default="boot")
 @click.option("-o", "--output", required=True, metavar="NAME", help="write NAME.vmcore and NAME.vmlinux")
-@click.option("--ram", default="4G", show_default=True, help="RAM size (e.g. 512M, 4G)")
-@click.option("--nodes", default=1, show_default=True, type=int, help="NUMA nodes")
-@click.option("--cpus", default=2, show_default=True, type=int, help="CPUs")
-@click.option("--seed", default=0, show_default=True, type=int, help="seed of the simulation's randomness")
+@click.option("--ram", default=None, help="RAM size (e.g. 512M, 4G)  [default: the scenario's, else 4G]")
+@click.option("--nodes", default=None, type=int, help="NUMA nodes  [default: the scenario's, else 1]")
+@click.option("--cpus", default=None, type=int, help="CPUs  [default: the scenario's, else 2]")
+@click.option("--seed", default=None, type=int, help="seed of the simulation's randomness  [default: the scenario's, else 0]")
 @click.option("--gdb-aliases", is_flag=True, help="add virtual-address PT_LOADs so GDB can read globals")
 def command(
-    scenario: str, output: str, ram: str, nodes: int, cpus: int, seed: int, gdb_aliases: bool
+    scenario: str, output: str, ram: str | None, nodes: int | None, cpus: int | None, seed: int | None,
+    gdb_aliases: bool
 ) -> None:
-    """Run SCENARIO (default: boot) on a simulated machine and save the snapshot."""
-    from mmintro.kernel.config import MachineConfig, parse_size
+    """Run SCENARIO (default: boot) on a simulated machine and save the snapshot.
+
+    SCENARIO is a name below or the path of a scenario file (TOML, see mmintro/scenarios/).
+    A scenario whose expectation does not hold exits 1 with one line naming the step, and
+    writes no snapshot."""
+    from mmintro.kernel.config import parse_size
 
     sc = SCENARIOS.get(scenario)
+    path = sc.path if sc is not None else None
     if sc is None:
-        raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(sorted(SCENARIOS))}")
+        if not (scenario.endswith(".toml") or os.sep in scenario or os.path.exists(scenario)):
+            raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(sorted(SCENARIOS))} "
+                             f"(or the path of a scenario file)")
+        path = Path(scenario)
     try:
-        ram_bytes = parse_size(ram)
+        ram_bytes = parse_size(ram) if ram is not None else None
     except ValueError:
         raise click.BadParameter(f"{ram!r} is not a size (e.g. 512M, 4G)", param_hint="--ram") from None
-    config = MachineConfig(ram=ram_bytes, nodes=nodes, cpus=cpus, seed=seed)
+    overrides = {"ram": ram_bytes, "nodes": nodes, "cpus": cpus, "seed": seed}
+    if path is None:  # a Python scenario
+        from mmintro.kernel.config import MachineConfig
+
+        config = MachineConfig(**{k: v for k, v in overrides.items() if v is not None})
+        config.validate()
+        core, vml = boot_and_save(config, output, scenario=sc.run, gdb_aliases=gdb_aliases, console=_console())
+        click.echo(f"{core}\n{vml}")
+        return
+    from mmintro.workload import load_scenario, run_scenario
+
+    wsc = load_scenario(path)
+    config = wsc.config(**overrides)
     config.validate()
-    core, vml = boot_and_save(config, output, scenario=sc.run, gdb_aliases=gdb_aliases)
+    wsc.check(config)
+    reports = []
+
+    def run(cfg: Any, progress: Callable[[str, float], None]) -> Any:
+        r = run_scenario(wsc, cfg, progress)
+        reports.extend(r.reports)
+        return r.kernel
+
+    core, vml = boot_and_save(config, output, scenario=run, gdb_aliases=gdb_aliases, console=_console())
+    for rep in reports:
+        click.echo(f"{wsc.name}: {rep.index:>2} {rep.text}", err=True)
     click.echo(f"{core}\n{vml}")
 
 
