@@ -88,6 +88,7 @@ class CoreFile:
                 )
         self.segments = segs
         self._starts = [s.paddr for s in segs]
+        self._seg_arrays: tuple[np.ndarray, ...] | None = None
         info = [desc for name, ntype, desc in self.notes if name == "VMCOREINFO"]
         if not info:
             raise SnapshotError(f"{what} has no VMCOREINFO note")
@@ -151,6 +152,34 @@ class CoreFile:
             return self._np[s.offset + rel : s.offset + rel + size]
         out = np.empty(size, dtype=np.uint8)
         self.read_phys_into(out, paddr)
+        return out
+
+    def gather_u64(self, paddrs: np.ndarray) -> np.ndarray:
+        """The 64-bit words at many physical addresses at once (numpy gather).
+
+        Addresses inside a segment but past its stored bytes read 0 (as zero pages do);
+        an address outside every segment raises FaultError naming the first such address.
+        """
+        paddrs = np.asarray(paddrs, dtype=np.uint64)
+        if not len(paddrs):
+            return np.zeros(0, dtype=np.uint64)
+        if self._seg_arrays is None:
+            self._seg_arrays = (np.array([s.paddr for s in self.segments], dtype=np.uint64),
+                                np.array([s.end for s in self.segments], dtype=np.uint64),
+                                np.array([s.offset for s in self.segments], dtype=np.uint64),
+                                np.array([s.filesz for s in self.segments], dtype=np.uint64))
+        starts, ends, offs, fsz = self._seg_arrays
+        i = np.searchsorted(starts, paddrs, side="right").astype(np.int64) - 1
+        bad = (i < 0) | (paddrs + np.uint64(8) > ends[np.maximum(i, 0)])
+        if bad.any():
+            raise FaultError(int(paddrs[np.argmax(bad)]), "physical address is not in the core (not RAM)")
+        rel = paddrs - starts[i]
+        stored = rel + np.uint64(8) <= fsz[i]
+        out = np.zeros(len(paddrs), dtype=np.uint64)
+        fo = (offs[i] + rel)[stored].astype(np.int64)
+        if len(fo):
+            idx = fo[:, None] + np.arange(8, dtype=np.int64)
+            out[stored] = self._np[idx].view(np.uint64).reshape(-1)
         return out
 
     @property
