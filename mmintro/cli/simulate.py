@@ -56,10 +56,16 @@ def _run_file(path: Path, config: Any, progress: Callable[[str, float], None]) -
 
 def register_scenario_file(path: Path) -> None:
     """Register a scenario file under its stem, with its ``[scenario] help``."""
-    import tomllib
-
     try:
-        help_text = str(tomllib.loads(path.read_text(encoding="utf-8")).get("scenario", {}).get("help", ""))
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: tomli, else no help text (running it says why)
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            tomllib = None  # type: ignore[assignment]
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8")) if tomllib else {}
+        help_text = str(doc.get("scenario", {}).get("help", ""))
     except (OSError, ValueError, AttributeError) as e:  # reported in full when it is run
         help_text = f"(unreadable: {type(e).__name__})"
     SCENARIOS[path.stem] = Scenario(path.stem, help_text, functools.partial(_run_file, path), path)
