@@ -1183,13 +1183,15 @@ _MT_LETTERS = {MIGRATE_UNMOVABLE: "U", MIGRATE_MOVABLE: "M", MIGRATE_RECLAIMABLE
 
 
 def why_refused(z: ZoneState, order: int, alloc_flags: int, highest: int) -> str:
-    """'watermark' if the zone is below the watermark the final attempt used even for an
-    order-0 request, else 'fragmentation' (no free block of the order or larger that the
-    request may take)."""
-    mark = wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK)
+    """Which test of __zone_watermark_ok() the zone failed on the final attempt:
+    'watermark' if the free pages the request may use (free - (2^order - 1) - reserves it
+    may not touch) are at or below the watermark plus lowmem_reserve, else 'fragmentation'
+    (enough free pages, but no free block of the order or larger on a list it may take)."""
     if alloc_flags & ALLOC_NO_WATERMARKS:
         return "fragmentation"
-    if not __zone_watermark_ok(z, 0, mark, highest, alloc_flags, z.free_pages):
+    mark = wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK)
+    if not __zone_watermark_ok(z, 0, mark, highest, alloc_flags,
+                               z.free_pages - ((1 << order) - 1)):
         return "watermark"
     return "fragmentation"
 
