@@ -10,6 +10,21 @@ from mmintro import crosscheck as xc  # noqa: E402
 from mmintro.reader import open_snapshot  # noqa: E402
 from mmintro.snapshot.writer import snapshot_paths  # noqa: E402
 
+# Rows that cannot pass on any mmintro snapshot yet, with the reason.  Their tests are
+# strict xfails: once the cause is fixed they fail until the entry is removed.
+KNOWN_GAPS = {
+    "crash kmem -i TOTAL MEM/FREE/USED = meminfo": (
+        "simulator gap, not a reader disagreement: the snapshot's blockdev_superblock is NULL (a booted "
+        "6.18 kernel always has it, set by bdev_cache_init), and drgn's kmem -i calls nr_blockdev_pages(), "
+        "which walks blockdev_superblock->s_inodes: FaultError at 0xffffffffffffff18"),
+}
+
+
+def row_params(checks) -> list:
+    """pytest params for crosscheck rows, the known gaps marked as strict xfails."""
+    return [pytest.param(n, f, id=n, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[n])] if n in KNOWN_GAPS
+                         else []) for n, f in checks]
+
 
 @pytest.fixture(scope="module")
 def progs(request: pytest.FixtureRequest):
@@ -24,7 +39,7 @@ def progs(request: pytest.FixtureRequest):
     return get
 
 
-@pytest.mark.parametrize("name,check", xc.CHECKS, ids=[n for n, _ in xc.CHECKS])
+@pytest.mark.parametrize("name,check", row_params(xc.CHECKS))
 def test_crosscheck_row_agrees_with_drgn(any_snapshot: str, progs, name: str, check) -> None:
     prog, dprog = progs(any_snapshot)
     mine, theirs = check(prog, dprog)
@@ -70,4 +85,15 @@ def test_crosscheck_detects_a_wrong_answer(default_snapshot: str, progs, monkeyp
 def test_run_crosscheck_reports_every_row(numa2_snapshot: str) -> None:
     rows = xc.run_crosscheck(numa2_snapshot)
     assert [r.name for r in rows] == [n for n, _ in xc.CHECKS]
-    assert all(r.ok for r in rows), [(r.name, r.detail) for r in rows if not r.ok]
+    assert all(r.ok for r in rows if r.name not in KNOWN_GAPS), [(r.name, r.detail) for r in rows if not r.ok]
+    assert not any(r.ok for r in rows if r.name in KNOWN_GAPS), "a known gap passes: remove it from KNOWN_GAPS"
+
+
+def test_slow_checks_run_only_when_named(default_snapshot: str, monkeypatch) -> None:
+    """SLOW_CHECKS (a drgn loop over every struct page) stay out of the default run and run
+    when ``only`` names them."""
+    monkeypatch.setattr(xc, "SLOW_CHECKS", [("slow census stand-in", lambda p, d: (1, 1))])
+    assert "slow census stand-in" not in [r.name for r in xc.run_crosscheck(default_snapshot, ["totalram"])]
+    rows = xc.run_crosscheck(default_snapshot, ["census"])
+    assert [(r.name, r.ok) for r in rows] == [("slow census stand-in", True)]
+
