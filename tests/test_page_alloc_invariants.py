@@ -407,6 +407,14 @@ gfps = st.builds(lambda base, mods: G.parse_gfp("|".join([base, *mods])), st.sam
                  st.lists(st.sampled_from(GFP_MODIFIERS), max_size=3, unique=True)).filter(_valid)
 orders = st.one_of(st.integers(0, COSTLY_ORDER), st.integers(0, MAX_ORDER), st.just(PAGEBLOCK_ORDER))
 where = st.one_of(st.none(), st.tuples(st.sampled_from(["nid", "mask", "interleave"]), st.integers(0, 1)))
+
+
+def _no_known_bug(op) -> bool:
+    """GFP_ATOMIC under a one-node nodemask is left out until page_alloc drops the nodemask
+    as 6.18 does (test_gfp_atomic_ignores_the_nodemask_before_failing, a strict xfail)."""
+    return not (op[0] in ("alloc", "burst") and op[4] and op[4][0] == "mask" and ignores_nodemask(op[2]))
+
+
 ops = st.one_of(
     st.tuples(st.just("alloc"), st.integers(0, 1), gfps, orders, where, st.integers(1, 8)),
     # Bursts of large blocks drive zones below their watermarks (fallbacks, highatomic
@@ -417,7 +425,7 @@ ops = st.one_of(
     st.tuples(st.just("squeeze"), st.integers(0, 1), st.integers(0, 1), st.integers(1, COSTLY_ORDER),
               st.integers(1, 30)),
     st.tuples(st.just("drain")),
-)
+).filter(_no_known_bug)
 
 
 PGALLOC = {idx: T.enum("vm_event_item")[f"PGALLOC_{n}"] for idx, n in enumerate(["DMA", "DMA32", "NORMAL", "MOVABLE"])}
@@ -474,18 +482,37 @@ def check_counters(r: Run) -> None:
     assert len(k.alloc_failures) == r.failed
 
 
+def ignores_nodemask(gfp: int) -> bool:
+    """gfp_to_alloc_flags() drops ALLOC_CPUSET for __GFP_HIGH requests that cannot reclaim
+    (GFP_ATOMIC), and __alloc_pages_slowpath() then retries with ``ac->nodemask = NULL``
+    ("memory policies can be ignored"); __GFP_MEMALLOC's reserve_flags do the same."""
+    return bool(gfp & G.__GFP_HIGH and not gfp & G.__GFP_DIRECT_RECLAIM
+                or gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC)
+
+
+def bound_to_node(gfp: int, where) -> bool:
+    """Whether the request may only use the preferred node's zones."""
+    return bool(gfp & G.__GFP_THISNODE or (where and where[0] == "mask" and not ignores_nodemask(gfp)))
+
+
 def check_failure_is_justified(k: Kernel, gfp: int, order: int, preferred: int, where) -> None:
     """A request failed: no zone it may use can have been able to serve it.  A zone could
     if it has a free block of the order or larger on a normal (unmovable, movable,
     reclaimable) list -- __rmqueue takes it by claim or steal when its own list is empty --
     and its free pages minus the block and the highatomic reserve clear the min watermark
-    (plus boost) and lowmem_reserve: the final attempt's mark is never higher than that."""
+    (plus boost) and lowmem_reserve: the final attempt's mark is never higher than that.
+    A caller that may reclaim fails only after should_reclaim_retry() has unreserved every
+    highatomic block it could use ("Before OOM, exhaust highatomic_reserve")."""
     highest = G.gfp_zone(gfp)
-    only = preferred if gfp & G.__GFP_THISNODE or (where and where[0] == "mask") else None
+    only = preferred if bound_to_node(gfp, where) else None
     for zs in k.zones:
         for z in zs:
             if not z.present or z.idx > highest or (only is not None and z.nid != only):
                 continue
+            if gfp & G.__GFP_DIRECT_RECLAIM and not gfp & G.__GFP_NORETRY:
+                assert z.nr_free_highatomic == 0, (
+                    f"{G.format_gfp(gfp)} order {order} failed with {z.nr_free_highatomic} free highatomic pages "
+                    f"left in node {z.nid} {z.name}")
             has_block = any(z.nxt[page_alloc.free_list_head(o, m)] != page_alloc.free_list_head(o, m)
                             for o in range(order, NR_ORDERS) for m in range(MIGRATE_PCPTYPES))
             room = z.free_pages - (1 << order) - z.nr_free_highatomic
@@ -520,7 +547,7 @@ def alloc(r: Run, cpu: int, gfp: int, order: int, where, dirty: bool = True) -> 
     # __GFP_THISNODE or a one-node nodemask.
     z = zone_of(k, pfn)
     assert z.idx <= G.gfp_zone(gfp), f"{G.format_gfp(gfp)} got a page of zone {z.name}"
-    if gfp & G.__GFP_THISNODE or (where and where[0] == "mask"):
+    if bound_to_node(gfp, where):
         assert z.nid == preferred, f"{G.format_gfp(gfp)} {where} for node {preferred} got node {z.nid}"
     r.count(r.events, (cpu, PGALLOC[z.idx]), 1 << order)
     # zone_statistics() compares with the preferred *zone*: the first zone of the preferred
@@ -700,3 +727,19 @@ def test_movable_requests_steal_from_fragmented_unmovable_pageblocks() -> None:
     check_counters(r)
     free_all(r)
     check_back_to_boot(r.k)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "page_alloc bug: __alloc_pages_slowpath never drops ac->nodemask.  6.18 clears ALLOC_CPUSET for "
+    "__GFP_HIGH requests that cannot reclaim (gfp_to_alloc_flags) and, at retry:, sets ac->nodemask = NULL "
+    "('memory policies can be ignored') before its second get_page_from_freelist.  Reproduction: "
+    "boot(MachineConfig(ram=1 << 30, nodes=2, cpus=2)); on_cpu(1); alloc_pages('GFP_HIGHUSER_MOVABLE|"
+    "__GFP_THISNODE|__GFP_COMP', 9, nid=1) until None; then alloc_pages('GFP_ATOMIC', 0, nid=1, "
+    "nodemask=frozenset({1})) fails (warn_alloc, nodemask=1) after ~1954 pages although node 0's DMA32 "
+    "has 145271 free pages (min 7263); 6.18 would take them from node 0 through node 1's fallback zonelist"))
+def test_gfp_atomic_ignores_the_nodemask_before_failing() -> None:
+    r = Run(boot(CONFIGS[0]))
+    run_ops(r, [("squeeze", 1, 1, 1, 0)])
+    got = [alloc(r, 1, G.GFP_ATOMIC, 0, ("mask", 1), dirty=False) for _ in range(5000)]
+    assert None not in got
+    assert any(zone_of(r.k, p).nid == 0 for p in got)
