@@ -101,6 +101,28 @@ def test_drgn_free_lists_are_the_simulators(workload: Workload, progs) -> None:
     assert orders == [(z.nid, z.name, z.nr_free) for z in _zones(workload.k)]
 
 
+def test_free_blocks_sit_in_pageblocks_of_their_list_type(workload: Workload, progs) -> None:
+    """Every free block drgn finds on free_list[mt] lies in a pageblock whose migratetype
+    bits (drgn reading ``mem_section->usage->pageblock_flags``: 8 bits a pageblock, low 3 the
+    type, reference/semantics.md §4) are mt -- and those bits are the simulator's and the
+    reader's (pagetypeinfo)."""
+    from drgn.helpers.linux.mmzone import nr_to_section
+
+    from mmintro.views.pagetypeinfo import pageblock_migratetypes
+
+    prog, d = progs
+    _mine, (entries, _verdict) = xc.c_free_lists(prog, d)
+    reader = pageblock_migratetypes(prog).migratetype
+    pb_order = d["pageblock_order"].value_()
+    per_section = (1 << 15) >> pb_order  # 128 MiB sections of 4 KiB pages
+    for _nid, _i, order, mt, pfn, _t, _p in entries:
+        for pb in range(pfn >> pb_order, ((pfn + (1 << order) - 1) >> pb_order) + 1):
+            nr, i = divmod(pb, per_section)
+            word = nr_to_section(d, nr).usage.pageblock_flags[i * 8 // 64].value_()
+            assert (word >> (i * 8 % 64)) & 7 == mt == workload.k.pageblock_flags[pb] & 7 == reader[nr, i]
+    assert len({e[3] for e in entries}) > 1, "the workload left free blocks of one migratetype only"
+
+
 def test_drgn_counters_and_watermarks_are_the_simulators(workload: Workload, progs) -> None:
     from drgn.helpers.linux.mmzone import high_wmark_pages, low_wmark_pages, min_wmark_pages
     from drgn.helpers.linux.vmstat import nr_free_pages, zone_page_state
