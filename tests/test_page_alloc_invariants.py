@@ -411,7 +411,7 @@ where = st.one_of(st.none(), st.tuples(st.sampled_from(["nid", "mask", "interlea
 
 def _no_known_bug(op) -> bool:
     """GFP_ATOMIC under a one-node nodemask is left out until page_alloc drops the nodemask
-    as 6.18 does (test_gfp_atomic_ignores_the_nodemask_before_failing, a strict xfail)."""
+    as 6.18 does (test_gfp_atomic_ignores_the_nodemask_before_failing)."""
     return not (op[0] in ("alloc", "burst") and op[4] and op[4][0] == "mask" and ignores_nodemask(op[2]))
 
 
@@ -729,14 +729,6 @@ def test_movable_requests_steal_from_fragmented_unmovable_pageblocks() -> None:
     check_back_to_boot(r.k)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "page_alloc bug: __alloc_pages_slowpath never drops ac->nodemask.  6.18 clears ALLOC_CPUSET for "
-    "__GFP_HIGH requests that cannot reclaim (gfp_to_alloc_flags) and, at retry:, sets ac->nodemask = NULL "
-    "('memory policies can be ignored') before its second get_page_from_freelist.  Reproduction: "
-    "boot(MachineConfig(ram=1 << 30, nodes=2, cpus=2)); on_cpu(1); alloc_pages('GFP_HIGHUSER_MOVABLE|"
-    "__GFP_THISNODE|__GFP_COMP', 9, nid=1) until None; then alloc_pages('GFP_ATOMIC', 0, nid=1, "
-    "nodemask=frozenset({1})) fails (warn_alloc, nodemask=1) after ~1954 pages although node 0's DMA32 "
-    "has 145271 free pages (min 7263); 6.18 would take them from node 0 through node 1's fallback zonelist"))
 def test_gfp_atomic_ignores_the_nodemask_before_failing() -> None:
     r = Run(boot(CONFIGS[0]))
     run_ops(r, [("squeeze", 1, 1, 1, 0)])

@@ -1037,7 +1037,7 @@ def gfp_to_alloc_flags(gfp: int, order: int) -> int:
     return alloc_flags
 
 
-def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) -> tuple[int | None, int]:
+def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) -> tuple[int | None, int, AllocContext]:
     """The slow path with nothing to reclaim: retry at the min watermark with the caller's
     reserves (gfp_to_alloc_flags), then with __GFP_MEMALLOC's no-watermark access.  For a
     caller that may reclaim, direct reclaim makes no progress here (there is no page cache
@@ -1047,22 +1047,28 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
     (order <= PAGE_ALLOC_COSTLY_ORDER) or give up: here the request fails."""
     alloc_flags = gfp_to_alloc_flags(gfp, order)
     if ac.preferred is None:
-        return None, alloc_flags
+        return None, alloc_flags, ac
     pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
     if pfn is not None:
-        return pfn, alloc_flags
-    if gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC:
-        alloc_flags = ALLOC_NO_WATERMARKS | (alloc_flags & ALLOC_KSWAPD)
-        pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
-        if pfn is not None:
-            return pfn, alloc_flags
+        return pfn, alloc_flags, ac
+    # retry: __GFP_MEMALLOC may dip into every reserve (__gfp_pfmemalloc_flags) ...
+    reserve_flags = ALLOC_NO_WATERMARKS if gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC else 0
+    if reserve_flags:
+        alloc_flags = reserve_flags | (alloc_flags & ALLOC_KSWAPD)
+    # ... and high-priority requests that ignore cpusets also ignore the memory policy's
+    # nodemask ("these allocations are high priority and system rather than user oriented").
+    if not alloc_flags & ALLOC_CPUSET or reserve_flags:
+        ac = prepare_alloc_pages(k, gfp, ac.preferred_nid, None)
+    pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac) if ac.preferred is not None else None
+    if pfn is not None:
+        return pfn, alloc_flags, ac
     if not gfp & G.__GFP_DIRECT_RECLAIM or gfp & G.__GFP_NORETRY:
-        return None, alloc_flags
+        return None, alloc_flags, ac
     while unreserve_highatomic_pageblock(k, ac, True):
         pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
         if pfn is not None:
-            return pfn, alloc_flags
-    return None, alloc_flags
+            return pfn, alloc_flags, ac
+    return None, alloc_flags, ac
 
 
 def __alloc_pages(k: "Kernel", gfp: int, order: int, preferred_nid: int | None = None,
@@ -1076,7 +1082,7 @@ def __alloc_pages(k: "Kernel", gfp: int, order: int, preferred_nid: int | None =
     alloc_flags = ALLOC_WMARK_LOW | alloc_flags_nofragment(k, ac.preferred, gfp)
     pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac) if ac.preferred is not None else None
     if pfn is None:
-        pfn, alloc_flags = __alloc_pages_slowpath(k, gfp, order, ac)
+        pfn, alloc_flags, ac = __alloc_pages_slowpath(k, gfp, order, ac)
         if pfn is None:
             warn_alloc(k, gfp, order, ac, alloc_flags)
             return None
