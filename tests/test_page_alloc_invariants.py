@@ -518,6 +518,8 @@ def check_failure_is_justified(k: Kernel, gfp: int, order: int, preferred: int, 
     A caller that may reclaim fails only after should_reclaim_retry() has unreserved every
     highatomic block it could use ("Before OOM, exhaust highatomic_reserve")."""
     highest = G.gfp_zone(gfp)
+    if where and where[0] == "mask" and not any(z.present and z.idx <= highest for z in k.zones[preferred]):
+        return  # the nodemask leaves no zone: the slow path gives up before it could drop it
     only = preferred if bound_to_node(gfp, where) else None
     for zs in k.zones:
         for z in zs:
