@@ -105,3 +105,31 @@ def test_unaligned_or_unsorted_runs_are_rejected(tmp_path):
         write_vmcore(tmp_path / "b", [(0x2000, _page(1)), (0x1000, _page(1))], INFO)
     with pytest.raises(ValueError):
         write_vmcore(tmp_path / "c", [(0x5000, _page(1))], INFO, ram_ranges=[(0, 0x1000)])
+
+
+def test_ram_segments_carry_direct_map_addresses_and_null_faults(tmp_path) -> None:
+    """kdump's RAM PT_LOADs have p_vaddr = __va(paddr); none maps virtual address 0, so a
+    NULL dereference faults in drgn as on a real vmcore.  Data written across a node
+    boundary (touching memblock regions) is saved."""
+    import drgn
+
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.reader.elf import PHDR, PT_LOAD
+    from mmintro.snapshot.writer import save
+
+    k = boot(MachineConfig(ram=1 << 30, nodes=2, cpus=2))
+    boundary = min(r.base for r in k.memblock.memory if r.nid == 1)
+    k.mem.write(boundary - 4096, b"\x11" * 8192)
+    core, vml = save(k, tmp_path / "n2")
+    data = core.read_bytes()
+    phoff, phnum = int.from_bytes(data[32:40], "little"), int.from_bytes(data[56:58], "little")
+    loads = [PHDR.unpack_from(data, phoff + i * PHDR.size) for i in range(phnum)]
+    loads = [p for p in loads if p[0] == PT_LOAD]
+    assert loads and all(p[3] == k.page_offset_base + p[4] for p in loads)
+    prog = drgn.Program()
+    prog.set_core_dump(str(core))
+    prog.load_debug_info([str(vml)])
+    with pytest.raises(drgn.FaultError):
+        prog.read(0x1000, 8)
+    assert prog.read(k.phys_to_virt(boundary - 8), 16) == b"\x11" * 16

@@ -1,7 +1,8 @@
 """The crash dump (NAME.vmcore): an mmap'd ELF core read as physical memory.
 
-Only physical segments (``p_vaddr == 0``) describe memory for the reader; "GDB alias"
-segments with a virtual address re-describe the same bytes and are ignored, so that every
+RAM segments (``p_paddr`` with ``p_vaddr`` 0 or its direct-map address, as kdump writes
+them) describe memory for the reader; segments with another virtual address (a kernel
+text segment, GDB aliases) re-describe the same bytes and are ignored, so that every
 virtual read goes through the snapshot's own page tables.  Bytes past ``p_filesz`` (up to
 ``p_memsz``) read as zeros.  Physical addresses outside every segment are not RAM.
 """
@@ -14,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mmintro.arch.x86 import PAGE_OFFSET_BASE_L4, VMALLOC_BASE_L4
 from mmintro.reader.elf import ET_CORE, PHDR, PT_LOAD, PT_NOTE, iter_notes, map_file, parse_header
 from mmintro.reader.errors import FaultError, SnapshotError
 
@@ -43,6 +45,13 @@ def parse_vmcoreinfo(text: str) -> dict[str, str]:
         if sep:
             out[key.strip()] = value.strip()
     return out
+
+
+def _is_direct_map(vaddr: int) -> bool:
+    """kdump's RAM segments carry their direct-map address (``p_vaddr = __va(paddr)``, as
+    crash_prepare_elf64_headers writes them); other virtual segments (the kernel text
+    segment, GDB aliases) re-describe memory some RAM segment already holds."""
+    return PAGE_OFFSET_BASE_L4 <= vaddr < VMALLOC_BASE_L4
 
 
 class CoreFile:
@@ -75,7 +84,7 @@ class CoreFile:
                 continue
             if filesz > memsz:
                 raise SnapshotError(f"{what}: program header {i} has p_filesz {filesz:#x} > p_memsz {memsz:#x}")
-            if vaddr:
+            if vaddr and not _is_direct_map(vaddr):
                 self.aliases.append((vaddr, paddr, off, filesz, memsz))
             elif memsz:
                 segs.append(Segment(paddr, off, filesz, memsz))

@@ -133,6 +133,7 @@ def write_vmcore(
     aliases: Iterable[tuple[int, int, int]] = (),
     prstatus: Iterable[bytes] = (),
     max_segments: int = MAX_SEGMENTS,
+    direct_map: int | None = None,
 ) -> int:
     """Write an ELF core of physical memory; returns the file size.
 
@@ -142,6 +143,8 @@ def write_vmcore(
         where no run covers it).  Default: the runs themselves are the RAM.
     :param aliases: ``(vaddr, paddr, size)`` virtual re-descriptions of RAM for GDB.
     :param prstatus: ``struct elf_prstatus`` descriptors, one NT_PRSTATUS note each.
+    :param direct_map: PAGE_OFFSET: RAM segments then carry ``p_vaddr = PAGE_OFFSET + paddr``
+        as kdump's crash_prepare_elf64_headers writes them (default: ``p_vaddr`` 0).
     """
     run_list = [(int(p), _as_bytes(d)) for p, d in runs]
     for p, d in run_list:
@@ -188,7 +191,8 @@ def write_vmcore(
 
     phdrs = [PHDR.pack(PT_NOTE, 0, note_off, 0, 0, len(notes), len(notes), 4)]
     for s, o in zip(segs, offsets):
-        phdrs.append(PHDR.pack(PT_LOAD, PF_R | PF_W | PF_X, o, 0, s.paddr, s.filesz, s.memsz, PAGE_SIZE))
+        vaddr = direct_map + s.paddr if direct_map is not None else 0
+        phdrs.append(PHDR.pack(PT_LOAD, PF_R | PF_W | PF_X, o, vaddr, s.paddr, s.filesz, s.memsz, PAGE_SIZE))
     for vaddr, paddr, size, si in alias_pieces:
         s = segs[si]
         rel = paddr - s.paddr

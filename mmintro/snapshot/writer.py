@@ -25,9 +25,10 @@ def snapshot_paths(name: str | os.PathLike) -> tuple[Path, Path]:
 def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False) -> tuple[Path, Path]:
     """Store ``k`` as NAME.vmcore and NAME.vmlinux; returns both paths.
 
-    ``gdb_aliases`` adds PT_LOADs with virtual addresses for the kernel image, the direct
-    map and the vmemmap, so that GDB (which cannot walk page tables) can print globals.
-    drgn then uses those instead of the page tables, so they are off by default.
+    RAM segments carry their direct-map address in ``p_vaddr``, as kdump's do.
+    ``gdb_aliases`` adds PT_LOADs with virtual addresses for the kernel image and the
+    vmemmap, so that GDB (which cannot walk page tables) can print globals; drgn then uses
+    those instead of the page tables, so they are off by default.
     """
     core_path, vmlinux_path = snapshot_paths(name)
     core_path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,14 +37,17 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False) -> tup
     symbols = [Symbol(s.name, s.address, s.size, s.kind, s.type) for s in k.image.symbols.values()]
     symbols.sort(key=lambda s: (s.address, s.name))
     write_vmlinux(vmlinux_path, k.T, symbols, build_id, sections={".mmintro.types": dump_types_section(k.T)})
-    ram = [(r.base, r.end) for r in k.memblock.memory]
+    ram: list[tuple[int, int]] = []  # memblock.memory, touching regions (node boundaries) merged
+    for r in k.memblock.memory:
+        if ram and ram[-1][1] == r.base:
+            ram[-1] = (ram[-1][0], r.end)
+        else:
+            ram.append((r.base, r.end))
     aliases = []
     if gdb_aliases:
         aliases.append((k.image.virt(k.image.start), k.image.start, k.image.end - k.image.start))
-        for a, b in ram:
-            aliases.append((k.phys_to_virt(a), a, b - a))
         for nr, phys in k.section_memmap.items():
             aliases.append((k.pfn_to_page(nr << 15), phys, 2 << 20))
     write_vmcore(core_path, k.mem.nonzero_runs(), vmcoreinfo(k, build_id), ram_ranges=ram, aliases=aliases,
-                 prstatus=prstatus_notes(k))
+                 prstatus=prstatus_notes(k), direct_map=k.page_offset_base)
     return core_path, vmlinux_path
