@@ -4,22 +4,46 @@ Builds swapper_pg_dir (init_top_pgt): the direct map of RAM at page_offset_base 
 page sizes ``split_mem_range`` and ``adjust_range_page_size_mask`` choose, the vmemmap with
 2 MiB leaves (``vmemmap_populate_hugepages``), and the kernel image's static
 level3/level2_kernel_pgt with 2 MiB pages.
+
+Table pages come from memblock until mem_init() sets ``after_bootmem``, unaccounted (as
+alloc_low_pages() hands them out).  From then on init_mm's tables are allocated the way
+the generic p?d_alloc_one() helpers do it for init_mm (include/asm-generic/pgalloc.h):
+``pagetable_alloc(GFP_PGTABLE_KERNEL)`` from the page allocator, then the ptdesc
+constructor (__pagetable_ctor: page_type PGTY_table, NR_PAGETABLE + 1 on the page's node;
+kernel page tables are accounted like any other) and ptdesc_set_kernel (PT_kernel).
+mem_init() also runs preallocate_vmalloc_pages(): one PUD page under every PGD slot of the
+vmalloc range, so that no PGD entry ever needs syncing between page tables.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mmintro.arch.x86 import (
-    PAGE_SIZE, PMD_SHIFT, PUD_SHIFT, PGDIR_SHIFT, PTE_PFN_MASK, _PAGE_TABLE, _KERNPG_TABLE,
-    __PAGE_KERNEL, __PAGE_KERNEL_LARGE, __PAGE_KERNEL_LARGE_EXEC, _PAGE_PRESENT, _PAGE_PSE,
+    __PAGE_KERNEL, __PAGE_KERNEL_LARGE, __PAGE_KERNEL_LARGE_EXEC, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE, _PAGE_TABLE,
+    PAGE_SHIFT, PAGE_SIZE, PGDIR_SHIFT, PMD_SHIFT, PTE_PFN_MASK, PUD_SHIFT, VMALLOC_SIZE_TB_L4,
 )
+from mmintro.kernel import config as kc
+from mmintro.kernel import gfp as G
 from mmintro.kernel.physmem import PhysMem
+from mmintro.types import get_types
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+_T = get_types()
 
 PMD_SIZE = 1 << PMD_SHIFT
 PUD_SIZE = 1 << PUD_SHIFT
 SHIFTS = [PGDIR_SHIFT, PUD_SHIFT, PMD_SHIFT, 12]
 PG_LEVEL_4K, PG_LEVEL_2M, PG_LEVEL_1G = 1, 2, 3
+PTRS_PER_TABLE = 512
+# include/linux/gfp.h: GFP_PGTABLE_KERNEL = GFP_KERNEL | __GFP_ZERO; pagetable_alloc() adds
+# __GFP_COMP and the p?d_alloc_one() helpers clear __GFP_HIGHMEM.
+GFP_PGTABLE_KERNEL = G.GFP_KERNEL | G.__GFP_ZERO
+PGTY_TABLE = _T.const("PGTY_table") << 24
+PT_KERNEL = _T.const("PT_kernel")
 
 
 def _idx(vaddr: int, level: int) -> int:
@@ -52,6 +76,40 @@ class PageTables:
         self.table_pages.append(t)
         self.set_entry(table, index, t | table_prot)
         return t
+
+    def populate(self, table: int, index: int, nid: int, table_prot: int = _PAGE_TABLE) -> tuple[int, bool]:
+        """pud_alloc() / pmd_alloc() / pte_alloc_kernel() on entry ``index`` of ``table``: the
+        next-level table (physical) and whether it was allocated now (p?d_populate with
+        ``_PAGE_TABLE``, as x86's pud_populate/pmd_populate_kernel write it)."""
+        e = self.entry(table, index)
+        if e & _PAGE_PRESENT:
+            if e & _PAGE_PSE:
+                raise ValueError("mapping over a large page")
+            return e & PTE_PFN_MASK, False
+        return self._next(table, index, nid, table_prot), True
+
+    def lookup_address(self, vaddr: int) -> tuple[int, int, int] | None:
+        """arch/x86/mm/pat/set_memory.c lookup_address(): (entry, its physical address, level)
+        of the leaf mapping ``vaddr``, or None where the walk finds no present entry."""
+        table = self.pgd
+        for depth, level in ((0, None), (1, PG_LEVEL_1G), (2, PG_LEVEL_2M), (3, PG_LEVEL_4K)):
+            at = table + 8 * _idx(vaddr, depth)
+            e = self.mem.read_u64(at)
+            if not e & _PAGE_PRESENT:
+                return None
+            if level is not None and (level == PG_LEVEL_4K or e & _PAGE_PSE):
+                return e, at, level
+            table = e & PTE_PFN_MASK
+        return None
+
+    def virt_to_phys(self, vaddr: int) -> int:
+        """slow_virt_to_phys(): the physical address behind any mapped kernel address."""
+        hit = self.lookup_address(vaddr)
+        if hit is None:
+            raise ValueError(f"page tables: {vaddr:#x} is not mapped")
+        e, _at, level = hit
+        size = {PG_LEVEL_4K: PAGE_SIZE, PG_LEVEL_2M: PMD_SIZE, PG_LEVEL_1G: PUD_SIZE}[level]
+        return (e & PTE_PFN_MASK & ~(size - 1)) | (vaddr & (size - 1))
 
     def map(self, vaddr: int, paddr: int, level: int, prot: int, nid: int = 0, table_prot: int = _PAGE_TABLE) -> None:
         """Map one page of the size of ``level`` (3 = 1 GiB PUD leaf, 2 = 2 MiB, 1 = 4 KiB)."""
@@ -137,3 +195,73 @@ def map_kernel_image(pt: PageTables, level3_kernel_pgt: int, level2_kernel_pgt: 
     for p in range(image_start // PMD_SIZE * PMD_SIZE, image_end, PMD_SIZE):
         v = start_kernel_map + p - phys_base
         pt.set_entry(level2_kernel_pgt, _idx(v, 2), (p + phys_base) | __PAGE_KERNEL_LARGE_EXEC)
+
+
+# -- init_mm's page tables after boot -----------------------------------------------------
+class PgtableAllocError(MemoryError):
+    """pagetable_alloc() found no page: the caller's -ENOMEM."""
+
+
+def pagetable_alloc_kernel(k: "Kernel") -> int:
+    """__pte/__pmd/__pud_alloc_one() for init_mm: pagetable_alloc(GFP_PGTABLE_KERNEL &
+    ~__GFP_HIGHMEM, 0), __pagetable_ctor() and ptdesc_set_kernel(); returns the page's
+    physical address."""
+    pfn = k.alloc_pages((GFP_PGTABLE_KERNEL | G.__GFP_COMP) & ~G.__GFP_HIGHMEM, 0)
+    if pfn is None:
+        raise PgtableAllocError("pagetable_alloc: out of memory")
+    page = k.pfn_to_page(pfn)
+    km = k.kmem
+    # __pagetable_ctor(): __SetPageTable() stores PGTY_table << 24 over the untyped
+    # UINT_MAX, and NR_PAGETABLE counts the page on its node (memdesc_nid()).
+    km.set(page, "ptdesc", "__page_type", PGTY_TABLE)
+    nid = km.get(page, "page", "flags") >> kc.NODES_PGOFF
+    k.mod_node_page_state(nid, "NR_PAGETABLE", 1)
+    # ptdesc_set_kernel(): set_bit(PT_kernel, &ptdesc->pt_flags.f).
+    km.set(page, "page", "flags", km.get(page, "page", "flags") | 1 << PT_KERNEL)
+    return pfn << PAGE_SHIFT
+
+
+def mm_inc_nr_tables(k: "Kernel") -> None:
+    """mm_inc_nr_puds()/mm_inc_nr_pmds() on init_mm: pgtables_bytes += PTRS_PER_P?D * 8, as
+    __pud_alloc()/__pmd_alloc() do when they populate a new table (__pte_alloc_kernel() does
+    not count)."""
+    mm = k.sym("init_mm")
+    k.kmem.set(mm, "mm_struct", "pgtables_bytes", k.kmem.get(mm, "mm_struct", "pgtables_bytes") + PTRS_PER_TABLE * 8)
+
+
+def preallocate_vmalloc_pages(k: "Kernel") -> int:
+    """arch/x86/mm/init_64.c: for every PGD slot of [VMALLOC_START, VMEMORY_END] (= VMALLOC_END
+    without KMSAN), p4d_alloc() (folded on 4-level) then pud_alloc(), so the top hardware
+    level never changes again.  Returns the number of PUD pages allocated."""
+    end = k.vmalloc_base + (VMALLOC_SIZE_TB_L4 << 40) - 1
+    addr = k.vmalloc_base
+    n = 0
+    while addr <= end:
+        _pud, new = k.pt.populate(k.pt.pgd, _idx(addr, 0), k.numa_node_id())
+        if new:
+            mm_inc_nr_tables(k)
+            n += 1
+        addr = (addr + (1 << PGDIR_SHIFT)) & ~((1 << PGDIR_SHIFT) - 1)
+    return n
+
+
+def mem_init(k: "Kernel") -> None:
+    """arch/x86/mm/init_64.c mem_init() after memblock_free_all(): after_bootmem = 1 (page
+    tables now come from the page allocator), then preallocate_vmalloc_pages()."""
+    k.after_bootmem = True
+    preallocate_vmalloc_pages(k)
+
+
+def pagetable_dtor_free(k: "Kernel", phys: int) -> None:
+    """pagetable_dtor_free() of an init_mm table: pagetable_dtor() (__ClearPageTable,
+    NR_PAGETABLE - 1; kernel tables have no split lock) and pagetable_free(), which clears
+    PT_kernel and frees the page (the kernel may defer that to a work item; here it is
+    immediate)."""
+    pfn = phys >> PAGE_SHIFT
+    page = k.pfn_to_page(pfn)
+    km = k.kmem
+    flags = km.get(page, "page", "flags")
+    km.set(page, "ptdesc", "__page_type", 0xFFFFFFFF)
+    k.mod_node_page_state(flags >> kc.NODES_PGOFF, "NR_PAGETABLE", -1)
+    km.set(page, "page", "flags", flags & ~(1 << PT_KERNEL))
+    k.free_pages(pfn, 0)

@@ -30,7 +30,7 @@ from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.e820 import E820_NAMES, E820_TYPE_ACPI, E820_TYPE_RAM, build_e820
 from mmintro.kernel.init_64 import (
     PG_LEVEL_4K, PageTables, adjust_range_page_size, kernel_physical_mapping_init, map_kernel_image,
-    split_mem_range,
+    pagetable_alloc_kernel, split_mem_range,
 )
 from mmintro.kernel.kimage import KernelImage
 from mmintro.kernel.kobj import KMem
@@ -305,7 +305,11 @@ class Kernel:
         pgd = self.pa(self.sym("swapper_pg_dir"))
 
         def alloc_table(nid: int) -> int:
-            # alloc_low_pages(): page-table pages come from memblock (top-down), zeroed.
+            # alloc_low_pages(): until mem_init() sets after_bootmem, page-table pages come
+            # from memblock (top-down), zeroed and unaccounted; after it, from the page
+            # allocator with the ptdesc constructor (PGTY_table, NR_PAGETABLE).
+            if getattr(self, "after_bootmem", False):
+                return pagetable_alloc_kernel(self)
             return self.memblock.alloc(PAGE_SIZE, PAGE_SIZE, nid=nid)
 
         self.pt = PageTables(self.mem, pgd, alloc_table)
