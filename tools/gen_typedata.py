@@ -47,6 +47,8 @@ dirty_throttle_control fprop_global page_counter mem_cgroup obj_cgroup
 shrinker list_lru list_lru_node list_lru_one callback_head llist_node
 vm_fault vm_operations_struct hugetlbfs_sb_info hugepage_subpool resv_map
 elf_prstatus elf_prstatus_common
+sighand_struct buffer_head fpu fpregs_state backing_file msg_msg
+printk_ringbuffer prb_desc printk_info dev_printk_info prb_data_blk_lpos
 """.split()
 
 THREAD_SIZE = 16384
@@ -58,7 +60,8 @@ C_ALIASES = {
 
 PERCPU_VARS = """
 runqueues vm_event_states boot_pageset boot_zonestats boot_nodestats this_cpu_off
-current_task cpu_number
+current_task cpu_number irq_stack_backing_store hardirq_stack_ptr ne_fit_preload_node
+vmap_block_queue cached_stacks
 """.split()
 
 

@@ -77,7 +77,9 @@ class Kernel:
         self.zonelist: dict[int, list[list]] = {}  # nid -> [ZONELIST_FALLBACK, ZONELIST_NOFALLBACK] zones
         self.node_stats_ptr: dict[int, int] = {}  # nid -> __percpu per_cpu_nodestat
         self.node_vm_stat: list[dict[str, int]] = [{} for _ in range(config.nodes)]  # node_stat_item books
-        self.log: list[str] = []  # the kernel log (warn_alloc reports ...)
+        self.log: list[str] = []  # the kernel log's text, line by line (printk)
+        self.printk_records: list = []  # printk.Record: written into the printk ring buffer at sync
+        self.clock_ns = 0  # the simulated clock (local_clock), advanced by each printk
         # The page allocator's run-time books (mmintro.kernel.page_alloc).
         self.current_cpu = 0
         self.vm_events = [[0] * self.T.const("NR_VM_EVENT_ITEMS") for _ in range(config.cpus)]
@@ -130,6 +132,18 @@ class Kernel:
         not keep itself (NR_FREE_PAGES is kept by page_alloc)."""
         zone.vm_stat[item] = zone.vm_stat.get(item, 0) + delta
 
+    def current_pid(self) -> int:
+        """The pid of the task on the current CPU (its idle task: 0)."""
+        return 0
+
+    def printk(self, level: int, text: str) -> None:
+        """printk() at ``level`` (KERN_WARNING = 4, KERN_INFO = 6): into the log and, at
+        sync, the snapshot's printk ring buffer (drgn's get_dmesg, crash's log)."""
+        from mmintro.kernel import printk
+
+        printk.printk(self, level, text)
+        self.log.extend(text.splitlines())
+
     def on_cpu(self, cpu: int) -> None:
         """Run what follows on ``cpu`` (its pagesets, its node, its vm events)."""
         if not 0 <= cpu < self.config.cpus:
@@ -168,6 +182,7 @@ class Kernel:
         step = progress or (lambda _msg, _frac: None)
         step("setup_arch: e820, memblock, kernel image", 0.0)
         self.setup_arch()
+        self.boot_messages_setup_arch()
         step("init_mem_mapping: direct map", 0.1)
         self.init_mem_mapping()
         step("setup_per_cpu_areas", 0.15)
@@ -186,6 +201,7 @@ class Kernel:
         resource.e820_reserve_resources(self)
         step("mem_init: memblock_free_all to the buddy allocator", 0.6)
         page_alloc.memblock_free_all(self)
+        self.boot_messages_mem_init()
         step("watermarks, lowmem_reserve, pagesets", 0.8)
         page_alloc.init_per_zone_wmark_min(self)
         page_alloc.setup_zone_pagesets(self)
@@ -210,6 +226,25 @@ class Kernel:
             hook(self)
         page_alloc.write_free_lists(self)
         vmstat.refresh(self)
+
+    def boot_messages_setup_arch(self) -> None:
+        """The first lines of a boot log: the banner and the firmware memory map
+        (init/main.c linux_banner, arch/x86/kernel/e820.c e820__print_table)."""
+        self.printk(5, f"Linux version {kc.OSRELEASE} (mmintro@simulator) {kc.UTS_VERSION}")
+        lines = ["BIOS-provided physical RAM map:"]
+        names = {1: "usable", 2: "reserved", 3: "ACPI data", 4: "ACPI NVS"}
+        for e in self.e820:
+            lines.append(f"BIOS-e820: [mem {e.addr:#018x}-{e.end - 1:#018x}] {names.get(e.type, 'type ' + str(e.type))}")
+        self.printk(6, "\n".join(lines))
+
+    def boot_messages_mem_init(self) -> None:
+        """build_all_zonelists()'s and mem_init_print_info()'s lines."""
+        total = sum(z.present for zs in self.zones for z in zs)
+        self.printk(6, f"Built {self.config.nodes} zonelists, mobility grouping on.  Total pages: {total}")
+        free = sum(z.free_pages for zs in self.zones for z in zs)
+        kb = lambda pages: pages << (PAGE_SHIFT - 10)  # noqa: E731
+        self.printk(6, f"Memory: {kb(free)}K/{kb(total)}K available ({(self.image.end - self.image.start) >> 10}K "
+                       f"kernel image, {kb(total - free)}K reserved, 0K cma-reserved)")
 
     def setup_arch(self) -> None:
         cfg = self.config
@@ -293,6 +328,9 @@ class Kernel:
         for name in ("__cpu_online_mask", "__cpu_possible_mask", "__cpu_present_mask", "__cpu_active_mask"):
             self.kmem.write_u64(self.sym(name), (1 << self.config.cpus) - 1)
         k.init_list_head(self.sym("slab_caches"))
+        from mmintro.kernel import printk
+
+        printk.place_globals(self)
 
     def write_int(self, name: str, value: int) -> None:
         s = self.image.symbols[name]

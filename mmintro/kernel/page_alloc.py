@@ -1252,7 +1252,7 @@ def warn_alloc(k: "Kernel", gfp: int, order: int, ac: AllocContext, alloc_flags:
                            [(f"Node {z.nid} {z.name}", why) for z, why in verdicts], text)
     k.alloc_failures.append(failure)
     if not gfp & G.__GFP_NOWARN:
-        k.log.extend(lines)
+        k.printk(4, "\n".join(lines))  # pr_warn
 
 
 def _nodelist(nodes) -> str:
