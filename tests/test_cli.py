@@ -26,7 +26,7 @@ from mmintro.reader.helpers.mmzone import (
 )
 from mmintro.views import zoneinfo as zoneinfo_view
 
-REFERENCE = Path(os.environ.get("MMINTRO_REFERENCE", "/work/shared/reference")) / "procfs"
+REFERENCE = Path(__file__).parent / "data" / "reference" / "procfs"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference /proc captures not available")
 
 

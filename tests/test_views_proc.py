@@ -46,7 +46,7 @@ from drgn.helpers.linux.vmstat import (
     zone_page_state,
 )
 
-REFERENCE = Path(os.environ.get("MMINTRO_REFERENCE", "/work/shared/reference")) / "procfs"
+REFERENCE = Path(__file__).parent / "data" / "reference" / "procfs"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference /proc captures not available")
 
 

@@ -210,7 +210,8 @@ class Kernel:
 
         slub.kmem_cache_init(self)
         step("vmalloc_init", 0.88)
-        vmalloc.vmalloc_init(self)
+        with slub.boot_pagesets(self):  # mm_core_init() runs before setup_per_cpu_pageset()
+            vmalloc.vmalloc_init(self)
         step("vmstat", 0.9)
         self.sync()
         step("booted", 1.0)

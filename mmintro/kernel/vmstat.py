@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mmintro.arch.x86 import PAGE_SHIFT
 from mmintro.kernel import config as kc
 
 if TYPE_CHECKING:
@@ -46,6 +47,10 @@ def refresh(k: "Kernel") -> None:
     glob_node: dict[str, int] = {}
     for nid, pg in enumerate(k.pgdat):
         for name, v in node_stats[nid].items():
+            if name.endswith("_B"):
+                # vmstat_item_in_bytes(): the books count bytes, the counters pages
+                # (__mod_node_page_state shifts the delta by PAGE_SHIFT).
+                v >>= PAGE_SHIFT
             k.kmem.set(pg, "pglist_data", f"vm_stat[{node_items[name]}]", v)
             glob_node[name] = glob_node.get(name, 0) + v
     for name, v in glob_node.items():
