@@ -12,12 +12,7 @@ from mmintro.snapshot.writer import snapshot_paths  # noqa: E402
 
 # Rows that cannot pass on any mmintro snapshot yet, with the reason.  Their tests are
 # strict xfails: once the cause is fixed they fail until the entry is removed.
-KNOWN_GAPS = {
-    "crash kmem -i TOTAL MEM/FREE/USED = meminfo": (
-        "simulator gap, not a reader disagreement: the snapshot's blockdev_superblock is NULL (a booted "
-        "6.18 kernel always has it, set by bdev_cache_init), and drgn's kmem -i calls nr_blockdev_pages(), "
-        "which walks blockdev_superblock->s_inodes: FaultError at 0xffffffffffffff18"),
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 def row_params(checks) -> list:

@@ -212,6 +212,9 @@ class Kernel:
         step("vmalloc_init", 0.88)
         with slub.boot_pagesets(self):  # mm_core_init() runs before setup_per_cpu_pageset()
             vmalloc.vmalloc_init(self)
+        from mmintro.kernel import bdev
+
+        bdev.bdev_cache_init(self)  # vfs_caches_init()
         step("vmstat", 0.9)
         self.sync()
         step("booted", 1.0)
