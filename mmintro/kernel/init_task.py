@@ -6,11 +6,20 @@ idle task of CPU 0, running on ``init_thread_union``'s stack with ``active_mm =
 &init_mm``) and one idle task per other CPU.  Each CPU's runqueue has ``curr`` and
 ``idle`` pointing at its idle task, and ``current_task`` says the same; the snapshot is
 taken as CPU 0 panics, so crash's and drgn's panic context is swapper/0.
+
+Kernel stacks are virtually mapped (CONFIG_VMAP_STACK): the idle tasks of CPUs >= 1 get
+theirs when fork_idle() runs, once vmalloc is up (:func:`fork_idle_stacks`), from
+kernel/fork.c's :func:`alloc_thread_stack_node` — a THREAD_SIZE vmalloc area aligned to
+THREAD_SIZE, plus its guard page — which the process model will share.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from mmintro.arch.x86 import PAGE_SIZE
+from mmintro.kernel import config as kc
+from mmintro.kernel import gfp as G
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
@@ -21,6 +30,13 @@ PF_KTHREAD = 0x00200000
 TASK_RUNNING = 0
 # include/linux/maple_tree.h: MM_MT_FLAGS = ALLOC_RANGE | USE_RCU | LOCK_EXTERN
 MM_MT_FLAGS = 0x01 | 0x02 | 0x300
+# include/uapi/linux/magic.h
+STACK_END_MAGIC = 0x57AC6E9D
+# include/linux/thread_info.h: THREAD_ALIGN defaults to THREAD_SIZE (x86 does not override it).
+THREAD_SIZE = kc.THREAD_SIZE
+THREAD_ALIGN = THREAD_SIZE
+# include/linux/sched/task.h (#define): THREADINFO_GFP = GFP_KERNEL_ACCOUNT | __GFP_ZERO.
+THREADINFO_GFP = G.GFP_KERNEL_ACCOUNT | G.__GFP_ZERO
 
 
 def init_tasks(k: "Kernel") -> None:
@@ -64,6 +80,8 @@ def init_tasks(k: "Kernel") -> None:
     # init_task.stack is init_thread_union; the tasks list holds only init_task (idle
     # tasks of other CPUs are not on it, as in the kernel).
     km.set(init_task, "task_struct", "stack", k.sym("init_thread_union"))
+    km.set(init_task, "task_struct", "stack_refcount.refs.counter", 1)  # REFCOUNT_INIT(1)
+    set_task_stack_end_magic(k, init_task)  # start_kernel()
     km.write_list(init_task + tasks_off, [])
     for t in tasks[1:]:
         km.set(t, "task_struct", "stack", 0)
@@ -74,6 +92,88 @@ def init_tasks(k: "Kernel") -> None:
     km.set(init_mm, "mm_struct", "mm_count.counter", 1)
     km.set(init_mm, "mm_struct", "mm_mt.ma_flags", MM_MT_FLAGS)
     k.idle_tasks = tasks
+
+
+def set_task_stack_end_magic(k: "Kernel", tsk: int) -> None:
+    """STACK_END_MAGIC in the lowest word of the stack (end_of_stack(): the stack grows down)."""
+    from mmintro.kernel import vmalloc
+
+    stack = k.kmem.get(tsk, "task_struct", "stack")
+    magic = STACK_END_MAGIC.to_bytes(8, "little")
+    if vmalloc.is_vmalloc_addr(k, stack):
+        vmalloc.vmalloc_write(k, stack, magic)
+    else:
+        k.kmem.write_bytes(stack, magic)
+
+
+def account_kernel_stack(k: "Kernel", tsk: int, account: int) -> None:
+    """NR_KERNEL_STACK_KB += account * PAGE_SIZE / 1024 for each page of a vmapped stack, on
+    the page's node."""
+    from mmintro.kernel import vmalloc
+
+    vm = k.kmem.get(tsk, "task_struct", "stack_vm_area")
+    pages = k.kmem.get(vm, "vm_struct", "pages")
+    for pfn in vmalloc._read_pfns(k, pages, THREAD_SIZE // PAGE_SIZE):
+        nid = k.kmem.get(k.pfn_to_page(pfn), "page", "flags") >> kc.NODES_PGOFF
+        k.mod_node_page_state(nid, "NR_KERNEL_STACK_KB", account * (PAGE_SIZE // 1024))
+
+
+def alloc_thread_stack_node(k: "Kernel", tsk: int, node: int, caller: "str | int") -> int:
+    """kernel/fork.c (CONFIG_VMAP_STACK): reuse one of this CPU's cached stacks (zeroed), else
+    __vmalloc_node(THREAD_SIZE, THREAD_ALIGN, THREADINFO_GFP & ~__GFP_ACCOUNT, node); sets
+    ``tsk->stack_vm_area`` and ``tsk->stack``.  ``caller`` is the function copy_process() was
+    inlined into (kernel_clone, fork_idle): __builtin_return_address(0).  0 or -ENOMEM."""
+    from mmintro.kernel import vmalloc
+
+    km = k.kmem
+    cache = k.per_cpu_ptr(k.sym("cached_stacks"), k.current_cpu)
+    for i in range(k.T.variables["cached_stacks"][0].resolved().nelems):
+        s = km.mem.read_u64(k.pa(cache + 8 * i))
+        if not s:
+            continue
+        km.write_u64(cache + 8 * i, 0)  # this_cpu_xchg(cached_stacks[i], NULL)
+        stack = km.get(s, "vm_struct", "addr")
+        vmalloc.vmalloc_write(k, stack, bytes(THREAD_SIZE))  # clear stale pointers
+        km.set(tsk, "task_struct", "stack_vm_area", s)
+        km.set(tsk, "task_struct", "stack", stack)
+        return 0
+    stack = vmalloc.__vmalloc_node(k, THREAD_SIZE, THREAD_ALIGN, THREADINFO_GFP & ~G.__GFP_ACCOUNT, node, caller)
+    if not stack:
+        return -12
+    km.set(tsk, "task_struct", "stack_vm_area", vmalloc.find_vm_area(k, stack))
+    km.set(tsk, "task_struct", "stack", stack)
+    return 0
+
+
+def free_thread_stack(k: "Kernel", tsk: int) -> None:
+    """Keep the stack in a free slot of this CPU's cached_stacks, else vfree it (the kernel
+    defers that vfree past an RCU grace period)."""
+    from mmintro.kernel import vmalloc
+
+    km = k.kmem
+    vm = km.get(tsk, "task_struct", "stack_vm_area")
+    cache = k.per_cpu_ptr(k.sym("cached_stacks"), k.current_cpu)
+    for i in range(k.T.variables["cached_stacks"][0].resolved().nelems):
+        if not km.mem.read_u64(k.pa(cache + 8 * i)):
+            km.write_u64(cache + 8 * i, vm)
+            break
+    else:
+        vmalloc.vfree(k, km.get(vm, "vm_struct", "addr"))
+    km.set(tsk, "task_struct", "stack", 0)
+    km.set(tsk, "task_struct", "stack_vm_area", 0)
+
+
+def fork_idle_stacks(k: "Kernel") -> None:
+    """idle_threads_init() -> fork_idle(cpu) for every CPU but the boot one: copy_process()
+    -> dup_task_struct() gives each idle task its stack on cpu_to_node(cpu)
+    (alloc_thread_stack_node, stack_refcount 1, account_kernel_stack, the end magic)."""
+    for cpu in range(1, k.config.cpus):
+        t = k.idle_tasks[cpu]
+        if alloc_thread_stack_node(k, t, k.cpu_to_node(cpu), "fork_idle"):
+            raise MemoryError(f"fork_idle: no stack for CPU {cpu}")
+        k.kmem.set(t, "task_struct", "stack_refcount.refs.counter", 1)
+        account_kernel_stack(k, t, 1)
+        set_task_stack_end_magic(k, t)
 
 
 def prstatus_notes(k: "Kernel") -> list[bytes]:
