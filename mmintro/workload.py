@@ -223,7 +223,20 @@ _FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
     "pages_here": (1, True, lambda w, z, tag: sum(1 << b.order for b in w.blocks(tag)
                                                   if (b.nid, b.zone) == (z.nid, z.name))),
     "missed": (1, False, lambda w, z, tag: sum(1 for b in w.blocks(tag) if b.nid != b.preferred)),
+    "objects": (1, False, lambda w, z, tag: len(w.object_list(tag))),
+    "cache_objects": (1, False, lambda w, z, name: _cache_objects(w, name)),
 }
+
+
+def _cache_objects(w: "Workload", name: str) -> int:
+    """Allocated objects in the slab cache ``name`` (every caller, boot's included)."""
+    from mmintro.kernel import slub
+
+    try:
+        s = slub.find_cache(w.k, name)
+    except Exception:
+        raise WorkloadError(f"no slab cache named {name!r}") from None
+    return len(slub.live_objects(w.k, s))
 _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     "failures": lambda w: len(w.k.alloc_failures),
 }
@@ -279,7 +292,7 @@ class Condition:
                     raise WorkloadError(f"expect {self.text!r}: free_blocks() takes an order")
             elif not (isinstance(arg, ast.Constant) and type(arg.value) is str):
                 raise WorkloadError(f"expect {self.text!r}: {name}() takes a tag in quotes")
-            else:
+            elif name != "cache_objects":  # its argument names a slab cache, not a tag
                 self.tags.append(arg.value)
         elif isinstance(n, ast.Compare):
             for op in n.ops:
@@ -354,6 +367,7 @@ class Workload:
         self.k = kernel
         self.rng = kernel.rng
         self.tags: dict[str, list[Block]] = {}
+        self.objects: dict[str, list[tuple[int, str]]] = {}  # tag -> [(address, "kmalloc"|"cache:NAME"|"vmalloc")]
 
     # -- where ---------------------------------------------------------------------------
     def zone(self, spec: str, node: int | None = None) -> ZoneState:
@@ -520,6 +534,112 @@ class Workload:
         self.tags[tag] = [b for i, b in enumerate(blocks) if i not in gone]
         return [blocks[i] for i in chosen]
 
+    # -- slab and vmalloc objects ------------------------------------------------------
+    def _choose(self, n: int, every: int | None, offset: int, fraction: float | None, count: int | None) -> list[int]:
+        if sum(x is not None for x in (every, fraction, count)) > 1:
+            raise WorkloadError("free takes one of every, fraction, count")
+        if every is not None:
+            if type(every) is not int or every < 1 or not 0 <= offset < every:
+                raise WorkloadError(f"every = {every!r}, offset = {offset!r}: need every >= 1 and 0 <= offset < every")
+            return list(range(offset, n, every))
+        if fraction is not None or count is not None:
+            want = round(fraction * n) if fraction is not None else min(count, n)
+            return [int(i) for i in self.rng.permutation(n)[:want]]
+        return list(range(n))
+
+    def object_list(self, tag: str) -> list[tuple[int, str]]:
+        try:
+            return self.objects[tag]
+        except KeyError:
+            raise WorkloadError(f"unknown object tag {tag!r} (tags so far: {', '.join(self.objects) or 'none'})") from None
+
+    def kmalloc(self, tag: str, size: int | None = None, gfp: int | str = "GFP_KERNEL", count: int = 1,
+                cache: str | None = None, node: int | None = None, cpu: int | None = None,
+                caller: str = "mmintro_workload_kmalloc") -> list[int]:
+        """``count`` kmalloc(size, gfp) (or kmem_cache_alloc from the named ``cache``),
+        from the call site ``caller`` (a function symbol in the snapshot)."""
+        from mmintro.kernel import slub
+
+        mask = _gfp(gfp)
+        if (size is None) == (cache is None):
+            raise WorkloadError("kmalloc takes a size or a cache")
+        s = None
+        if cache is not None:
+            try:
+                s = slub.find_cache(self.k, cache)
+            except Exception:
+                raise WorkloadError(f"no slab cache named {cache!r}") from None
+        out = []
+        with self._cpu(cpu):
+            for _ in range(count):
+                if s is not None:
+                    a = (slub.kmem_cache_alloc_node(self.k, s, mask, node, caller=caller) if node is not None
+                         else slub.kmem_cache_alloc(self.k, s, mask, caller=caller))
+                else:
+                    a = (slub.kmalloc_node(self.k, size, mask, node, caller=caller) if node is not None
+                         else slub.kmalloc(self.k, size, mask, caller=caller))
+                if not a:
+                    raise ExpectationFailed(f"kmalloc {tag}: allocation {len(out) + 1} of {count} failed")
+                out.append(a)
+        kind = f"cache:{cache}" if cache is not None else "kmalloc"
+        self.objects.setdefault(tag, []).extend((a, kind) for a in out)
+        return out
+
+    def kfree(self, tag: str, every: int | None = None, offset: int = 0, fraction: float | None = None,
+              count: int | None = None, cpu: int | None = None) -> int:
+        """kfree()/kmem_cache_free() objects of ``tag`` (all, every n-th, or a seeded random
+        fraction/count); returns how many."""
+        from mmintro.kernel import slub
+
+        objs = self.object_list(tag)
+        chosen = self._choose(len(objs), every, offset, fraction, count)
+        with self._cpu(cpu):
+            for i in chosen:
+                a, kind = objs[i]
+                if kind == "vmalloc":
+                    raise WorkloadError(f"tag {tag!r} holds vmalloc areas: use vfree")
+                if kind.startswith("cache:"):
+                    slub.kmem_cache_free(self.k, slub.find_cache(self.k, kind[6:]), a)
+                else:
+                    slub.kfree(self.k, a)
+        gone = set(chosen)
+        self.objects[tag] = [o for i, o in enumerate(objs) if i not in gone]
+        return len(chosen)
+
+    def vmalloc(self, tag: str, size: int, count: int = 1, node: int | None = None, zero: bool = False,
+                cpu: int | None = None, caller: str = "mmintro_workload_vmalloc") -> list[int]:
+        """``count`` vmalloc(size) (vzalloc with ``zero``; _node variants with ``node``)."""
+        from mmintro.kernel import vmalloc as vm
+
+        out = []
+        with self._cpu(cpu):
+            for _ in range(count):
+                if node is not None:
+                    a = (vm.vzalloc_node if zero else vm.vmalloc_node)(self.k, size, node, caller)
+                else:
+                    a = (vm.vzalloc if zero else vm.vmalloc)(self.k, size, caller)
+                if not a:
+                    raise ExpectationFailed(f"vmalloc {tag}: allocation {len(out) + 1} of {count} failed")
+                out.append(a)
+        self.objects.setdefault(tag, []).extend((a, "vmalloc") for a in out)
+        return out
+
+    def vfree(self, tag: str, every: int | None = None, offset: int = 0, fraction: float | None = None,
+              count: int | None = None, cpu: int | None = None) -> int:
+        from mmintro.kernel import vmalloc as vm
+
+        objs = self.object_list(tag)
+        chosen = self._choose(len(objs), every, offset, fraction, count)
+        with self._cpu(cpu):
+            for i in chosen:
+                a, kind = objs[i]
+                if kind != "vmalloc":
+                    raise WorkloadError(f"tag {tag!r} holds slab objects: use kfree")
+                vm.vfree(self.k, a)
+        gone = set(chosen)
+        self.objects[tag] = [o for i, o in enumerate(objs) if i not in gone]
+        return len(chosen)
+
     # -- expectations ----------------------------------------------------------------------
     def expect_alloc(self, succeeds: bool, order: int = 0, gfp: int | str = "GFP_KERNEL", node: int | None = None,
                      nodemask: Sequence[int] | None = None, interleave: bool | Sequence[int] | None = None,
@@ -570,7 +690,8 @@ class Workload:
             raise WorkloadError(f"expect {cond.text!r} reads a zone: say which (zone = \"Normal\")")
         z = self.zone(zone, node) if zone is not None else None
         for t in cond.tags:
-            self.blocks(t)
+            if t not in self.objects:
+                self.blocks(t)
         value, seen = cond.evaluate(self, z)
         if not value:
             where = f" on {zone_label(z)}" if z is not None else ""
@@ -614,6 +735,10 @@ ACTIONS: dict[str, set[str]] = {
     "drain": {"note"},
     "expect_alloc": {"order", "flags", "node", "nodemask", "interleave", "reason", "zone", "tag"} | _COMMON,
     "expect": {"zone", "node", "note"},
+    "kmalloc": {"size", "cache", "flags", "count", "node", "caller"} | _COMMON,
+    "kfree": {"every", "offset", "fraction", "count"} | _COMMON,
+    "vmalloc": {"size", "count", "node", "zero", "caller"} | _COMMON,
+    "vfree": {"every", "offset", "fraction", "count"} | _COMMON,
 }
 MACHINE_KEYS = ("ram", "nodes", "cpus", "seed")
 SECTIONS = ("scenario", "machine", "step")
@@ -842,9 +967,30 @@ def _check_step(sc: Scenario, s: Step, defined: set[str]) -> Condition | None:
             fail("zone", str(e))
     if "interleave" in a and ("node" in a or "nodemask" in a):
         fail("interleave", "interleave chooses the node itself: no node or nodemask with it")
-    tag = a[s.action] if s.action in ("alloc", "free") else a.get("tag")
-    if (s.action in ("alloc", "free") or "tag" in a) and (not isinstance(tag, str) or not tag):
-        fail(s.action if s.action in ("alloc", "free") else "tag", f"the tag must be a non-empty string, not {tag!r}")
+    tagged = ("alloc", "free", "kmalloc", "kfree", "vmalloc", "vfree")
+    tag = a[s.action] if s.action in tagged else a.get("tag")
+    if (s.action in tagged or "tag" in a) and (not isinstance(tag, str) or not tag):
+        fail(s.action if s.action in tagged else "tag", f"the tag must be a non-empty string, not {tag!r}")
+    if s.action in ("kmalloc", "vmalloc"):
+        want("size", lambda v: is_int(v) and v >= 1, "a size in bytes")
+        want("caller", lambda v: isinstance(v, str) and v.isidentifier(), "a function name")
+        if s.action == "kmalloc":
+            want("cache", lambda v: isinstance(v, str) and v, "a slab cache name")
+            if ("size" in a) == ("cache" in a):
+                fail(None, "kmalloc takes a size (kmalloc) or a cache (kmem_cache_alloc)")
+        else:
+            want("zero", lambda v: isinstance(v, bool), "true or false")
+            if "size" not in a:
+                fail(None, "vmalloc needs a size")
+        defined.add(tag)
+    elif s.action in ("kfree", "vfree"):
+        if tag not in defined:
+            fail(s.action, f"unknown tag {tag!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})")
+        if sum(k in a for k in ("every", "fraction", "count")) > 1:
+            fail(None, f"{s.action} takes one of every, fraction, count (none frees every object)")
+        want("every", lambda v: is_int(v) and v >= 1, "a positive integer")
+        want("fraction", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+             "a fraction in (0, 1]")
 
     if s.action == "alloc":
         want("until", lambda v: v in UNTIL, f"one of {', '.join(map(repr, UNTIL))}")
@@ -947,6 +1093,20 @@ def _run_step(w: Workload, s: Step) -> str:
                        count=a.get("count"), cpu=a.get("cpu"))
         return f"free {a['free']}: {len(freed)} blocks ({sum(1 << b.order for b in freed)} pages), " \
                f"{len(w.tags[a['free']])} left"
+    if s.action == "kmalloc":
+        what = f"kmem_cache_alloc({a['cache']})" if "cache" in a else f"kmalloc({a['size']})"
+        got = w.kmalloc(a["kmalloc"], size=a.get("size"), cache=a.get("cache"), gfp=flags, count=a.get("count", 1),
+                        node=a.get("node"), cpu=a.get("cpu"), caller=a.get("caller", "mmintro_workload_kmalloc"))
+        return f"kmalloc {a['kmalloc']}: {len(got)} x {what} {flags}, {len(w.objects[a['kmalloc']])} live"
+    if s.action == "vmalloc":
+        got = w.vmalloc(a["vmalloc"], a["size"], count=a.get("count", 1), node=a.get("node"), zero=a.get("zero", False),
+                        cpu=a.get("cpu"), caller=a.get("caller", "mmintro_workload_vmalloc"))
+        return f"vmalloc {a['vmalloc']}: {len(got)} areas of {a['size']} bytes, {len(w.objects[a['vmalloc']])} live"
+    if s.action in ("kfree", "vfree"):
+        fn = w.kfree if s.action == "kfree" else w.vfree
+        n = fn(a[s.action], every=a.get("every"), offset=a.get("offset", 0), fraction=a.get("fraction"),
+               count=a.get("count"), cpu=a.get("cpu"))
+        return f"{s.action} {a[s.action]}: {n} freed, {len(w.objects[a[s.action]])} left"
     if s.action == "on_cpu":
         w.on_cpu(a["on_cpu"])
         return f"on_cpu {a['on_cpu']} (node {w.k.numa_node_id()})"
