@@ -36,3 +36,18 @@ def test_an_unknown_cache_fails_the_run() -> None:
     sc = parse_scenario('[machine]\nram = "512M"\n[[step]]\nkmalloc = "x"\ncache = "no_such_cache"\n', "c.toml")
     with pytest.raises(ScenarioError, match="no slab cache named 'no_such_cache'"):
         run_scenario(sc)
+
+
+def test_vmalloc_heavy_scenario_fragments_the_vmalloc_space() -> None:
+    run = run_scenario(load_scenario(shipped_scenarios()["vmalloc-heavy"]))
+    from mmintro.kernel import vmalloc as vm
+
+    k = run.kernel
+    sizes = {"small": 4096, "medium": 65536, "large": 2 << 20, "small2": 12288}
+    live = sorted((a, sizes[tag]) for tag, objs in run.workload.objects.items() for a, _kind in objs)
+    assert len(live) == 150 + 133 + 20 + 200
+    for a, _size in live[:50]:
+        assert vm.find_vmap_area(k, a)  # every live area is in a busy tree
+    # Freed areas left holes: some neighbours are further apart than the area plus its guard.
+    holes = sum(1 for (a, size), (b, _) in zip(live, live[1:]) if b > a + size + 4096)
+    assert holes > 10

@@ -102,6 +102,8 @@ class Kernel:
             return self.section_memmap[nr] + off - (nr << (27 - PAGE_SHIFT)) * self.struct_page_size
         if self.page_offset_base <= vaddr < self.page_offset_base + (1 << 46):
             return vaddr - self.page_offset_base
+        if self.vmalloc_base <= vaddr < self.vmalloc_base + (32 << 40) and getattr(self, "after_bootmem", False):
+            return self.pt.virt_to_phys(vaddr)  # vmalloc/ioremap space: through init_mm's tables
         raise ValueError(f"simulator: no mapping for {vaddr:#x}")
 
     def phys_to_virt(self, paddr: int) -> int:
@@ -206,8 +208,10 @@ class Kernel:
         page_alloc.init_per_zone_wmark_min(self)
         page_alloc.setup_zone_pagesets(self)
         step("kmem_cache_init: SLUB and the kmalloc caches", 0.85)
-        from mmintro.kernel import slub, vmalloc
+        from mmintro.kernel import init_64, slub, vmalloc
 
+        with slub.boot_pagesets(self):  # x86 mem_init() right after memblock_free_all()
+            init_64.mem_init(self)
         slub.kmem_cache_init(self)
         step("vmalloc_init", 0.88)
         with slub.boot_pagesets(self):  # mm_core_init() runs before setup_per_cpu_pageset()
