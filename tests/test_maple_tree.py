@@ -134,6 +134,14 @@ def built(tmp_path_factory) -> tuple[Built, str]:
     t = time.perf_counter()
     b.place("big", _ascending(30000, 6))
     b.times["big"] = time.perf_counter() - t
+    # fork: the child's tree is the parent's, node for node, with the child's VMAs stored over
+    # the parent's (dup_mmap: __mt_dup, then an exact-fit store per VMA)
+    parent = b.trees["hundreds"][1]
+    dup_addr = b.k.phys_to_virt(b.k.alloc_pages("GFP_KERNEL|__GFP_ZERO", 0) << 12) + 0x100
+    dup = M.__mt_dup(parent, dup_addr, b.pool.alloc, b.pool.release)
+    for i, (f, l_, _e) in enumerate(list(dup.mt_for_each())):
+        dup.mtree_store_range(f, l_, _vma(50000 + i))
+    b.trees["dup"] = (dup_addr, dup, list(dup.mt_for_each()))
     mixed = b.place("mixed", _ascending(1500, 7))
     _random_ops(mixed, 8, 300, 1 << 33)
     addr = b.trees["mixed"][0]
@@ -153,7 +161,7 @@ def progs(built):
 
 
 TREES = ["self_maps", "empty", "one_at_0", "one_range", "few", "adjacent", "hundreds", "range64", "not_rcu",
-         "big", "mixed"]
+         "big", "mixed", "dup"]
 
 
 def _d(dprog, addr: int):
@@ -260,6 +268,16 @@ def _nodes(root):
         yield n
         if n.type != M.maple_leaf_64:
             stack.extend(n.slot)
+
+
+def test_a_forked_tree_has_the_parents_shape_and_its_own_entries(built):
+    b, _ = built
+    parent, child = b.trees["hundreds"][1], b.trees["dup"][1]
+    shape = [(n.type, n.piv, n.gap) for n in _nodes(parent.root)]
+    assert [(n.type, n.piv, n.gap) for n in _nodes(child.root)] == shape
+    assert {n.addr for n in _nodes(parent.root)}.isdisjoint(n.addr for n in _nodes(child.root))
+    assert child.ma_flags == parent.ma_flags
+    assert [e for _f, _l, e in child.mt_for_each()] == [_vma(50000 + i) for i in range(len(b.trees["dup"][2]))]
 
 
 def test_nodes_live_in_the_pool_and_replaced_ones_are_freed(built):

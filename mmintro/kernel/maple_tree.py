@@ -1134,6 +1134,30 @@ def mt_init_flags(k: Kernel, addr: int, flags: int, alloc_node: Callable[[], int
     return mt
 
 
+def __mt_dup(src: MapleTree, addr: int, alloc_node: Callable[[], int],
+             free_node: Callable[[int], None] | None = None) -> MapleTree:
+    """A copy of ``src`` at ``addr``, node for node (``mas_dup_build``: each node copied whole,
+    child pointers and parents redone; the new tree takes ``src``'s ``ma_flags``).  This is how
+    dup_mmap() gives a child its parent's VMA tree at fork, before it stores each new VMA over
+    its parent's (exact fits: the shape stays the parent's)."""
+    new = MapleTree(src.k, addr, alloc_node, free_node, src.ma_flags)
+    new.height = src.height
+    new.root_ptr = src.root_ptr
+
+    def copy(n: MapleNode) -> MapleNode:
+        leaf = ma_is_leaf(n.type)
+        c = MapleNode(n.type, list(n.piv), list(n.slot) if leaf else [copy(x) for x in n.slot],
+                      list(n.gap) if n.gap is not None else None)
+        new._touch(c)
+        new._adopt(c)
+        return c
+
+    if src.root is not None:
+        new.root = copy(src.root)
+    new.flush()
+    return new
+
+
 def mt_build(k: Kernel, addr: int, ranges: list[tuple[int, int, int]] | Iterator[tuple[int, int, int]],
              alloc_node: Callable[[], int], free_node: Callable[[int], None] | None = None,
              flags: int = MM_MT_FLAGS) -> MapleTree:
