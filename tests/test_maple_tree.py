@@ -311,6 +311,13 @@ def test_store_paths_on_a_small_tree(built):
     assert mt.root is None and mt.height == 0 and mt.root_ptr == 0
     assert k.kmem.get(addr, "maple_tree", "ma_root") == 0
     assert k.kmem.get(addr, "maple_tree", "ma_flags") == M.MM_MT_FLAGS
+    with mt.batch():
+        for i in range(1, 40):
+            mt.mtree_store_range(i << 12, (i << 12) + 0xFFF, _vma(i))
+        assert k.kmem.get(addr, "maple_tree", "ma_root") == 0  # nothing written inside the batch
+    assert k.kmem.get(addr, "maple_tree", "ma_root") == mt.mt_mk_node(mt.root) | 2
+    mt.mtree_destroy()
+    assert k.kmem.get(addr, "maple_tree", "ma_root") == 0
 
 
 def test_empty_area_search(built):

@@ -40,6 +40,7 @@ through ``mas_push_data``'s push-left).  Allocation failure (``-ENOMEM``) is not
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -977,6 +978,17 @@ class MapleTree:
             if id(n) not in seen:
                 seen.add(id(n))
                 self._free(n)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[MapleTree]:
+        """Write the bytes once, when the block ends (many stores in a row, as exec or mmap of
+        many areas would make them); nodes replaced inside the block never reach memory."""
+        self.defer += 1
+        try:
+            yield self
+        finally:
+            self.defer -= 1
+            self._flush()
 
     # -- writing the bytes -------------------------------------------------------------------------------------
     def _flush(self) -> None:
