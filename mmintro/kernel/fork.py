@@ -1,0 +1,254 @@
+"""Creating user processes (kernel/fork.c, kernel/pid.c, arch/x86/mm/pgtable.c).
+
+:func:`copy_process` makes what a fork + exec leaves behind, in simulated memory:
+
+* a ``task_struct`` from the ``task_struct`` cache (``dup_task_struct``) with a vmapped kernel
+  stack (``alloc_thread_stack_node``, the end magic, NR_KERNEL_STACK_KB), ``comm``, ``pid`` /
+  ``tgid``, ``__state``, ``flags``, ``prio``, ``real_parent`` / ``parent`` / ``group_leader``,
+  linked on the parent's ``children`` (``sibling``) and on ``init_task.tasks``
+  (``list_add_tail_rcu``);
+* a ``signal_struct`` from ``signal_cache`` whose ``thread_head`` holds the task's
+  ``thread_node`` (what drgn's ``for_each_task_in_group`` walks);
+* a ``struct pid`` from the ``pid`` cache (``alloc_pid``): ``numbers[0] = {nr, &init_pid_ns}``,
+  stored in ``init_pid_ns.idr`` (an IDR: an XArray with ``IDR_RT_MARKER`` = XA_FLAGS_ALLOC,
+  nodes from ``radix_tree_node``), and ``attach_pid`` for PIDTYPE_PID and PIDTYPE_TGID
+  (``pid->tasks[type]`` hlist holding ``task->pid_links[type]``, ``task->thread_pid``) — what
+  drgn's ``find_pid`` / ``find_task`` / ``for_each_task`` (idr_for_each + pid_task) read;
+* an ``mm_struct`` from ``mm_struct`` (``mm_alloc`` -> ``mm_init``): ``mm_users`` = ``mm_count``
+  = 1, ``mm_mt`` with MM_MT_FLAGS, ``mmlist`` empty, ``owner``, per-CPU ``rss_stat`` counters
+  (one percpu block for the NR_MM_COUNTERS counters, all 0), and ``pgd`` from ``pgd_alloc``:
+  a page-table page whose kernel half (entries 256-511, KERNEL_PGD_BOUNDARY on) is
+  swapper_pg_dir's (``pgd_ctor`` -> ``clone_pgd_range``); then the exec'd layout of
+  :func:`mmintro.kernel.mmap.setup_new_exec_layout`.
+
+Not yet (the next slice): page faults, so the pgd's user half is empty and RSS is 0; no
+credentials, files, fs, sighand, namespaces (nsproxy), pgid/sid pids, cgroups; the pgd is
+not on ``pgd_list``.  ``init_pid_ns.pid_allocated`` and ``idr_next`` are kept as alloc_pid
+keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mmintro.arch.x86 import PAGE_SIZE, PTRS_PER_TABLE
+from mmintro.kernel import gfp as G
+from mmintro.kernel import init_task as it
+from mmintro.kernel import mmap, slub
+from mmintro.kernel.init_64 import GFP_PGTABLE_KERNEL, PGTY_TABLE
+from mmintro.kernel.xarray import XA_FLAGS_ALLOC, XArray
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+__all__ = ["Process", "copy_process", "spawn_process", "pgd_alloc", "mm_alloc", "alloc_pid", "PIDNS_ADDING"]
+
+# include/linux/pid_namespace.h (#define)
+PIDNS_ADDING = 1 << 31
+# arch/x86/include/asm/pgtable_64_types.h / pgtable.h: KERNEL_PGD_BOUNDARY = pgd_index(PAGE_OFFSET)
+# for the 4-level map = 256 (the kernel half of the PGD).
+KERNEL_PGD_BOUNDARY = PTRS_PER_TABLE // 2
+# include/linux/sched.h (#define)
+PF_FORKNOEXEC = 0x00000040
+PF_RANDOMIZE = 0x00400000
+TASK_INTERRUPTIBLE = 0x00000001
+# include/asm-generic/pgalloc.h: GFP_PGTABLE_USER = GFP_PGTABLE_KERNEL | __GFP_ACCOUNT
+GFP_PGTABLE_USER = GFP_PGTABLE_KERNEL | G.FLAGS["__GFP_ACCOUNT"]
+
+
+@dataclass
+class Process:
+    """A process the simulator created (addresses in simulated memory)."""
+
+    pid: int
+    comm: str
+    task: int
+    mm: int
+    pid_struct: int
+    layout: mmap.ExecLayout
+
+
+def _pid_idr(k: "Kernel") -> XArray:
+    """init_pid_ns.idr.idr_rt: IDR_INIT(init_pid_ns.idr), flags IDR_RT_MARKER (= XA_FLAGS_ALLOC)."""
+    xa = k.__dict__.get("pid_idr")
+    if xa is None:
+        cache = slub.find_cache(k, "radix_tree_node")
+        size = k.T.sizeof("struct xa_node")
+
+        def alloc() -> int:
+            a = slub.kmem_cache_alloc(k, cache, "GFP_KERNEL", caller="xas_alloc")
+            k.kmem.write_bytes(a, bytes(size))
+            return a
+
+        addr = k.kmem.addr(k.sym("init_pid_ns"), "pid_namespace", "idr.idr_rt")
+        xa = XArray(k, addr, alloc, lambda a: slub.kmem_cache_free(k, cache, a), flags=XA_FLAGS_ALLOC)
+        k.kmem.set(addr, "xarray", "xa_flags", XA_FLAGS_ALLOC)
+        k.pid_idr = xa
+        ns = k.sym("init_pid_ns")
+        if not k.kmem.get(ns, "pid_namespace", "pid_allocated"):
+            k.kmem.set(ns, "pid_namespace", "pid_allocated", PIDNS_ADDING)  # pid_idr_init()
+    return xa
+
+
+def alloc_pid(k: "Kernel", nr: int | None = None) -> tuple[int, int]:
+    """kernel/pid.c alloc_pid() in init_pid_ns: the next free number from idr_next upwards
+    (idr_alloc_cyclic, pids start at 1), a ``struct pid`` from ns->pid_cachep (the ``pid``
+    cache), count 1, level 0, empty task lists; returns (struct pid *, nr)."""
+    km = k.kmem
+    ns = k.sym("init_pid_ns")
+    xa = _pid_idr(k)
+    if nr is None:
+        nr = max(1, km.get(ns, "pid_namespace", "idr.idr_next"))
+        while xa.xa_load(nr) is not None:
+            nr += 1
+    pid = slub.kmem_cache_alloc(k, slub.find_cache(k, "pid"), "GFP_KERNEL", caller="alloc_pid")
+    km.write_bytes(pid, bytes(k.T.sizeof("struct pid") + k.T.sizeof("struct upid")))
+    km.set(pid, "pid", "count.refs.counter", 1)
+    km.set(pid, "pid", "level", 0)
+    upid = pid + k.T.struct("pid").offsetof("numbers")
+    km.set(upid, "upid", "nr", nr)
+    km.set(upid, "upid", "ns", ns)
+    km.init_list_head(km.addr(pid, "pid", "wait_pidfd.head"))
+    xa.xa_store(nr, pid)  # idr_replace(&ns->idr, pid, nr)
+    km.set(ns, "pid_namespace", "idr.idr_next", nr + 1)
+    km.set(ns, "pid_namespace", "pid_allocated", km.get(ns, "pid_namespace", "pid_allocated") + 1)
+    return pid, nr
+
+
+def attach_pid(k: "Kernel", task: int, pid: int, type_: str) -> None:
+    """kernel/pid.c attach_pid(): hlist_add_head_rcu(&task->pid_links[type], &pid->tasks[type])."""
+    km = k.kmem
+    t = k.T.const(type_)
+    head = km.addr(pid, "pid", f"tasks[{t}]")
+    node = km.addr(task, "task_struct", f"pid_links[{t}]")
+    first = km.get(head, "hlist_head", "first")
+    km.set(node, "hlist_node", "next", first)
+    if first:
+        km.set(first, "hlist_node", "pprev", node)
+    km.set(head, "hlist_head", "first", node)
+    km.set(node, "hlist_node", "pprev", head)
+
+
+def pgd_alloc(k: "Kernel", mm: int) -> int:
+    """arch/x86/mm/pgtable.c pgd_alloc(): _pgd_alloc() = pagetable_alloc(GFP_PGTABLE_USER, 0)
+    (no PTI), the table ctor (PGTY_table, NR_PAGETABLE), then pgd_ctor(): clone_pgd_range() of
+    swapper_pg_dir's kernel half.  Returns the pgd's kernel virtual address."""
+    pfn = k.alloc_pages((GFP_PGTABLE_USER | G.FLAGS["__GFP_COMP"]) & ~G.FLAGS["__GFP_HIGHMEM"], 0)
+    if pfn is None:
+        raise MemoryError("pgd_alloc: out of memory")
+    km = k.kmem
+    page = k.pfn_to_page(pfn)
+    km.set(page, "ptdesc", "__page_type", PGTY_TABLE)
+    k.mod_node_page_state(km.get(page, "page", "flags") >> it.kc.NODES_PGOFF, "NR_PAGETABLE", 1)
+    pgd = k.phys_to_virt(pfn << 12)
+    km.write_bytes(pgd, bytes(PAGE_SIZE))
+    swapper = k.pa(k.sym("swapper_pg_dir"))
+    half = k.mem.read(swapper + KERNEL_PGD_BOUNDARY * 8, (PTRS_PER_TABLE - KERNEL_PGD_BOUNDARY) * 8)
+    km.write_bytes(pgd + KERNEL_PGD_BOUNDARY * 8, half)
+    return pgd
+
+
+def mm_alloc(k: "Kernel", owner: int) -> int:
+    """kernel/fork.c mm_alloc() -> mm_init(): an mm_struct from mm_cachep, zeroed."""
+    km = k.kmem
+    mm = slub.kmem_cache_alloc(k, slub.find_cache(k, "mm_struct"), "GFP_KERNEL", caller="mm_alloc")
+    km.write_bytes(mm, bytes(k.T.sizeof("struct mm_struct")))
+    km.set(mm, "mm_struct", "mm_mt.ma_flags", it.MM_MT_FLAGS)  # mt_init_flags(&mm->mm_mt, MM_MT_FLAGS)
+    km.set(mm, "mm_struct", "mm_users.counter", 1)
+    km.set(mm, "mm_struct", "mm_count.counter", 1)
+    km.init_list_head(km.addr(mm, "mm_struct", "mmlist"))
+    if k.T.struct("mm_struct").has_member("owner"):
+        km.set(mm, "mm_struct", "owner", owner)  # mm_init_owner()
+    # percpu_counter_init_many(mm->rss_stat, 0, GFP_KERNEL_ACCOUNT, NR_MM_COUNTERS): one block
+    n = k.T.const("NR_MM_COUNTERS")
+    block = k.alloc_percpu(4 * n, 4)
+    psz = k.T.sizeof("struct percpu_counter")
+    for i in range(n):
+        c = km.addr(mm, "mm_struct", "rss_stat") + i * psz
+        km.set(c, "percpu_counter", "counters", block + 4 * i)
+        km.init_list_head(km.addr(c, "percpu_counter", "list")) if k.T.struct("percpu_counter").has_member(
+            "list") else None
+    km.set(mm, "mm_struct", "pgd", pgd_alloc(k, mm))
+    mmap.mm_tree(k, mm)
+    return mm
+
+
+def _list_add_tail(k: "Kernel", new: int, head: int) -> None:
+    km = k.kmem
+    prev = km.get(head, "list_head", "prev")
+    km.set(new, "list_head", "next", head)
+    km.set(new, "list_head", "prev", prev)
+    km.set(prev, "list_head", "next", new)
+    km.set(head, "list_head", "prev", new)
+
+
+def copy_process(k: "Kernel", comm: str, parent: int | None = None, pid: int | None = None,
+                 cpu: int = 0, state: int = TASK_INTERRUPTIBLE, **layout: int) -> Process:
+    """A new user process (fork + exec of a program called ``comm``), child of ``parent``
+    (default init_task).  ``layout`` is passed to setup_new_exec_layout."""
+    km = k.kmem
+    T = k.T
+    parent = parent or k.sym("init_task")
+    # dup_task_struct(): the task and its stack on the current node
+    tsk = slub.kmem_cache_alloc(k, slub.find_cache(k, "task_struct"), "GFP_KERNEL", caller="dup_task_struct")
+    km.write_bytes(tsk, bytes(T.sizeof("struct task_struct")))
+    if it.alloc_thread_stack_node(k, tsk, k.cpu_to_node(cpu), "kernel_clone"):
+        raise MemoryError("copy_process: no kernel stack")
+    km.set(tsk, "task_struct", "stack_refcount.refs.counter", 1)
+    it.account_kernel_stack(k, tsk, 1)
+    it.set_task_stack_end_magic(k, tsk)
+    km.set(tsk, "task_struct", "usage.refs.counter", 1)
+    km.write_bytes(km.addr(tsk, "task_struct", "comm"), comm.encode()[:15].ljust(16, b"\0"))  # __set_task_comm
+    km.set(tsk, "task_struct", "__state", state)
+    km.set(tsk, "task_struct", "flags", PF_RANDOMIZE)  # exec cleared PF_FORKNOEXEC
+    for f in ("prio", "static_prio", "normal_prio"):
+        km.set(tsk, "task_struct", f, 120)
+    if T.struct("task_struct").has_member("cpu"):
+        km.set(tsk, "task_struct", "cpu", cpu)
+    for lst in ("children", "sibling", "thread_node", "ptraced", "ptrace_entry", "tasks"):
+        if T.struct("task_struct").has_member(lst):
+            km.init_list_head(km.addr(tsk, "task_struct", lst))
+    # alloc_pid + the task's numbers
+    pid_struct, nr = alloc_pid(k, pid)
+    km.set(tsk, "task_struct", "pid", nr)
+    km.set(tsk, "task_struct", "tgid", nr)
+    km.set(tsk, "task_struct", "real_parent", parent)
+    km.set(tsk, "task_struct", "parent", parent)
+    km.set(tsk, "task_struct", "group_leader", tsk)
+    km.set(tsk, "task_struct", "exit_signal", 17)  # SIGCHLD
+    # copy_signal(): a signal_struct whose thread_head holds this thread
+    sig = slub.kmem_cache_alloc(k, slub.find_cache(k, "signal_cache"), "GFP_KERNEL", caller="copy_process")
+    km.write_bytes(sig, bytes(T.sizeof("struct signal_struct")))
+    km.set(sig, "signal_struct", "nr_threads", 1)
+    km.set(sig, "signal_struct", "sigcnt.refs.counter", 1)
+    km.set(sig, "signal_struct", "live.counter", 1)
+    km.write_list(km.addr(sig, "signal_struct", "thread_head"), [km.addr(tsk, "task_struct", "thread_node")])
+    km.set(tsk, "task_struct", "signal", sig)
+    # the mm (exec's mm_alloc + setup_new_exec)
+    mm = mm_alloc(k, tsk)
+    km.set(tsk, "task_struct", "mm", mm)
+    km.set(tsk, "task_struct", "active_mm", mm)
+    lay = mmap.setup_new_exec_layout(k, mm, **layout)
+    # the links copy_process() makes under tasklist_lock
+    km.set(tsk, "task_struct", "thread_pid", pid_struct)
+    attach_pid(k, tsk, pid_struct, "PIDTYPE_PID")
+    attach_pid(k, tsk, pid_struct, "PIDTYPE_TGID")
+    _list_add_tail(k, km.addr(tsk, "task_struct", "sibling"), km.addr(parent, "task_struct", "children"))
+    _list_add_tail(k, km.addr(tsk, "task_struct", "tasks"), km.addr(k.sym("init_task"), "task_struct", "tasks"))
+    proc = Process(nr, comm[:15], tsk, mm, pid_struct, lay)
+    k.__dict__.setdefault("processes", []).append(proc)
+    return proc
+
+
+def spawn_process(k: "Kernel", comm: str, mmaps: "list[tuple[int, int]] | None" = None,
+                  brk_grow: int = 0, parent: int | None = None, **kw: int) -> Process:
+    """The workload hook: fork+exec ``comm``, then its anonymous mmaps ``(length, VM_READ|...)``
+    top-down and a heap grown by ``brk_grow`` bytes.  No pages are touched (RSS stays 0)."""
+    p = copy_process(k, comm, parent=parent, **kw)
+    for length, prot in mmaps or ():
+        if not mmap.do_mmap(k, p.mm, length, prot):
+            raise MemoryError(f"{comm}: mmap of {length:#x} failed")
+    if brk_grow:
+        mmap.do_brk_flags(k, p.mm, k.kmem.get(p.mm, "mm_struct", "brk") + brk_grow)
+    return p

@@ -1,0 +1,369 @@
+"""User address spaces: VMAs (mm/mmap.c, mm/vma.c, mm/util.c, arch/x86/mm/mmap.c, fs/exec.c).
+
+A ``struct vm_area_struct`` comes from the ``vm_area_struct`` slab cache (``vm_area_alloc``)
+with ``vm_start``/``vm_end``/``vm_mm``/``vm_flags``/``vm_page_prot``/``vm_pgoff`` and an empty
+``anon_vma_chain``, and is stored in ``mm->mm_mt`` over ``[vm_start, vm_end - 1]``
+(``vma_iter_store``) through the 6.18 maple-tree write path (:mod:`mmintro.kernel.maple_tree`,
+nodes from the ``maple_node`` cache).
+
+What this slice models:
+
+* ``vm_get_page_prot`` (arch/x86/mm/pgprot.c): ``protection_map[vm_flags & (READ|WRITE|EXEC|SHARED)]``;
+* ``do_mmap`` of anonymous private memory: ``get_unmapped_area`` ->
+  ``vm_unmapped_area`` top-down (``unmapped_area_topdown``: the highest gap below
+  ``mm->mmap_base`` that also leaves ``stack_guard_gap`` below a VM_GROWSDOWN neighbour, as
+  ``vm_start_gap`` does), ``pgoff = addr >> PAGE_SHIFT`` (MAP_PRIVATE), then
+  ``__mmap_region`` with ``vma_merge_new_range``'s merge of compatible anonymous neighbours
+  (same flags, no file, no anon_vma yet, contiguous pgoff);
+* ``do_brk_flags`` (the heap: extends the brk VMA when it can, else a new VMA);
+* an exec'd layout (:func:`setup_new_exec_layout`): arch_pick_mmap_layout's ``mmap_base``,
+  the program's segments at ``0x400000`` (anonymous for now: file mappings and the page cache
+  come later), bss, a randomised brk, the stack (``setup_arg_pages``: VM_STACK_FLAGS,
+  randomised top) and vvar/vvar_vclock/vdso special mappings (``map_vdso``).
+
+Not yet: page faults, user page-table entries, RSS (the pgd's user half stays empty; rss
+counters stay 0), anon_vma, munmap/mprotect, file-backed VMAs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mmintro.arch.x86 import (PAGE_SIZE, _PAGE_ACCESSED, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW,
+                              _PAGE_USER)
+from mmintro.kernel import slub
+from mmintro.kernel.maple_tree import MapleTree
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+__all__ = [
+    "VM_READ", "VM_WRITE", "VM_EXEC", "VM_SHARED", "VM_MAYREAD", "VM_MAYWRITE", "VM_MAYEXEC", "VM_MAYSHARE",
+    "VM_GROWSDOWN", "VM_PFNMAP", "VM_IO", "VM_DONTEXPAND", "VM_ACCOUNT", "VM_DONTDUMP", "VM_SPECIAL",
+    "VM_STACK_FLAGS", "VM_DATA_DEFAULT_FLAGS", "protection_map", "vm_get_page_prot", "vm_area_alloc",
+    "mm_tree", "vma_store", "find_vma", "unmapped_area_topdown", "do_mmap", "do_brk_flags",
+    "setup_new_exec_layout", "ExecLayout",
+]
+
+PAGE_SHIFT = 12
+
+# include/linux/mm.h (#defines; not in the type data)
+VM_READ = 0x00000001
+VM_WRITE = 0x00000002
+VM_EXEC = 0x00000004
+VM_SHARED = 0x00000008
+VM_MAYREAD = 0x00000010
+VM_MAYWRITE = 0x00000020
+VM_MAYEXEC = 0x00000040
+VM_MAYSHARE = 0x00000080
+VM_GROWSDOWN = 0x00000100
+VM_PFNMAP = 0x00000400
+VM_LOCKED = 0x00002000
+VM_IO = 0x00004000
+VM_DONTEXPAND = 0x00040000
+VM_ACCOUNT = 0x00100000
+VM_NORESERVE = 0x00200000
+VM_DONTDUMP = 0x04000000
+VM_MIXEDMAP = 0x10000000
+VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP
+# arch/x86/include/asm/page_types.h: VM_DATA_DEFAULT_FLAGS = VM_DATA_FLAGS_TSK_EXEC, which for a
+# task without READ_IMPLIES_EXEC is VM_DATA_FLAGS_NON_EXEC (include/linux/mm.h).
+VM_DATA_DEFAULT_FLAGS = VM_READ | VM_WRITE | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+VM_STACK_DEFAULT_FLAGS = VM_DATA_DEFAULT_FLAGS
+VM_STACK = VM_GROWSDOWN
+VM_STACK_FLAGS = VM_STACK | VM_STACK_DEFAULT_FLAGS | VM_ACCOUNT  # include/linux/mm.h
+VM_STACK_INCOMPLETE_SETUP = 0  # cleared by setup_arg_pages(); nothing to clear here
+
+# arch/x86/include/asm/pgtable_types.h: the PAGE_* protections (__PP, __RW, _USR, ___A, __NX, ___G)
+PAGE_NONE = _PAGE_ACCESSED | _PAGE_GLOBAL
+PAGE_SHARED = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_NX
+PAGE_SHARED_EXEC = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED
+PAGE_COPY = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED | _PAGE_NX  # PAGE_COPY_NOEXEC
+PAGE_COPY_EXEC = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED
+PAGE_READONLY = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED | _PAGE_NX
+PAGE_READONLY_EXEC = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED
+
+# arch/x86/mm/pgprot.c protection_map[16], indexed by VM_READ|VM_WRITE|VM_EXEC|VM_SHARED
+protection_map = (
+    PAGE_NONE, PAGE_READONLY, PAGE_COPY, PAGE_COPY, PAGE_READONLY_EXEC, PAGE_READONLY_EXEC, PAGE_COPY_EXEC,
+    PAGE_COPY_EXEC, PAGE_NONE, PAGE_READONLY, PAGE_SHARED, PAGE_SHARED, PAGE_READONLY_EXEC, PAGE_READONLY_EXEC,
+    PAGE_SHARED_EXEC, PAGE_SHARED_EXEC,
+)
+
+# arch/x86/include/asm/page_64_types.h / processor.h (4-level paging)
+TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE
+STACK_RND_MASK = 0x3FFFFF  # 64-bit tasks
+STACK_GUARD_GAP = 256 << PAGE_SHIFT  # mm/mmap.c stack_guard_gap default
+MMAP_RND_BITS = 28  # CONFIG_ARCH_MMAP_RND_BITS default on x86-64
+SIZE_128M = 128 << 20
+RLIMIT_STACK_CUR = 8 << 20  # _STK_LIM
+
+
+def vm_get_page_prot(vm_flags: int) -> int:
+    """arch/x86/mm/pgprot.c (no protection keys on this CPU)."""
+    return protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)]
+
+
+def _node_alloc(k: "Kernel") -> int:
+    s = slub.find_cache(k, "maple_node")
+    a = slub.kmem_cache_alloc(k, s, "GFP_KERNEL", caller="mas_alloc_nodes")
+    k.kmem.write_bytes(a, bytes(256))
+    return a
+
+
+def _node_free(k: "Kernel", addr: int) -> None:
+    slub.kmem_cache_free(k, slub.find_cache(k, "maple_node"), addr)
+
+
+def mm_tree(k: "Kernel", mm: int) -> MapleTree:
+    """The maple-tree model of ``mm->mm_mt`` (created empty, MM_MT_FLAGS, on first use)."""
+    trees = k.__dict__.setdefault("mm_trees", {})
+    if mm not in trees:
+        addr = k.kmem.addr(mm, "mm_struct", "mm_mt")
+        trees[mm] = MapleTree(k, addr, lambda: _node_alloc(k), lambda a: _node_free(k, a))
+        k.kmem.set(mm, "mm_struct", "mm_mt.ma_flags", trees[mm].ma_flags)
+    return trees[mm]
+
+
+def vm_area_alloc(k: "Kernel", mm: int) -> int:
+    """mm/vma_init.c vm_area_alloc(): an object from vm_area_cachep, vma_init() (vm_mm, an empty
+    anon_vma_chain)."""
+    vma = slub.kmem_cache_alloc(k, slub.find_cache(k, "vm_area_struct"), "GFP_KERNEL", caller="vm_area_alloc")
+    km = k.kmem
+    km.write_bytes(vma, bytes(k.T.sizeof("struct vm_area_struct")))
+    km.set(vma, "vm_area_struct", "vm_mm", mm)
+    km.init_list_head(km.addr(vma, "vm_area_struct", "anon_vma_chain"))
+    return vma
+
+
+def _vma_range(k: "Kernel", vma: int) -> tuple[int, int]:
+    return k.kmem.get(vma, "vm_area_struct", "vm_start"), k.kmem.get(vma, "vm_area_struct", "vm_end")
+
+
+def _mm_add(k: "Kernel", mm: int, field: str, delta: int) -> None:
+    k.kmem.set(mm, "mm_struct", field, k.kmem.get(mm, "mm_struct", field) + delta)
+
+
+def vm_stat_account(k: "Kernel", mm: int, flags: int, npages: int) -> None:
+    """mm/mmap.c vm_stat_account() with is_exec_mapping/is_stack_mapping/is_data_mapping."""
+    _mm_add(k, mm, "total_vm", npages)
+    if flags & (VM_EXEC | VM_WRITE | VM_STACK) == VM_EXEC:
+        _mm_add(k, mm, "exec_vm", npages)
+    elif flags & VM_STACK:
+        _mm_add(k, mm, "stack_vm", npages)
+    elif flags & (VM_WRITE | VM_SHARED | VM_STACK) == VM_WRITE:
+        _mm_add(k, mm, "data_vm", npages)
+
+
+def vma_store(k: "Kernel", mm: int, start: int, end: int, flags: int, pgoff: int | None = None) -> int:
+    """A new VMA over [start, end) in ``mm`` (vm_area_alloc + vma_iter_store + vma_link's
+    map_count), accounted with vm_stat_account.  ``pgoff`` defaults to the anonymous
+    ``start >> PAGE_SHIFT``."""
+    km = k.kmem
+    vma = vm_area_alloc(k, mm)
+    km.set(vma, "vm_area_struct", "vm_start", start)
+    km.set(vma, "vm_area_struct", "vm_end", end)
+    km.set(vma, "vm_area_struct", "vm_flags", flags)
+    km.set(vma, "vm_area_struct", "vm_page_prot", vm_get_page_prot(flags))
+    km.set(vma, "vm_area_struct", "vm_pgoff", start >> PAGE_SHIFT if pgoff is None else pgoff)
+    t = mm_tree(k, mm)
+    t.mtree_store_range(start, end - 1, vma)
+    km.set(mm, "mm_struct", "mm_mt.ma_flags", t.ma_flags)
+    _mm_add(k, mm, "map_count", 1)
+    vm_stat_account(k, mm, flags, (end - start) >> PAGE_SHIFT)
+    return vma
+
+
+def _vma_extend(k: "Kernel", mm: int, vma: int, start: int, end: int) -> None:
+    """vma_expand(): the VMA now covers [start, end) (one store over the merged range)."""
+    km = k.kmem
+    old_start, old_end = _vma_range(k, vma)
+    km.set(vma, "vm_area_struct", "vm_start", start)
+    km.set(vma, "vm_area_struct", "vm_end", end)
+    if start < old_start:
+        km.set(vma, "vm_area_struct", "vm_pgoff", km.get(vma, "vm_area_struct", "vm_pgoff")
+               - ((old_start - start) >> PAGE_SHIFT))
+    t = mm_tree(k, mm)
+    t.mtree_store_range(start, end - 1, vma)
+    km.set(mm, "mm_struct", "mm_mt.ma_flags", t.ma_flags)
+    flags = km.get(vma, "vm_area_struct", "vm_flags")
+    vm_stat_account(k, mm, flags, ((end - start) - (old_end - old_start)) >> PAGE_SHIFT)
+
+
+def find_vma(k: "Kernel", mm: int, addr: int) -> int:
+    """The VMA containing addr, else 0 (vma_lookup)."""
+    return mm_tree(k, mm).mtree_load(addr) or 0
+
+
+def _vma_at_or_after(k: "Kernel", mm: int, addr: int) -> int:
+    for _f, _l, e in mm_tree(k, mm).mt_for_each(addr):
+        return e
+    return 0
+
+
+def _vm_start_gap(k: "Kernel", vma: int) -> int:
+    start = k.kmem.get(vma, "vm_area_struct", "vm_start")
+    if k.kmem.get(vma, "vm_area_struct", "vm_flags") & VM_GROWSDOWN:
+        start = max(start - STACK_GUARD_GAP, 0)
+    return start
+
+
+def unmapped_area_topdown(k: "Kernel", mm: int, length: int, low_limit: int, high_limit: int) -> int:
+    """mm/vma.c unmapped_area_topdown() (align_mask 0): the highest gap of ``length`` in
+    [low_limit, high_limit) whose next VMA's vm_start_gap leaves room; -ENOMEM as 0."""
+    t = mm_tree(k, mm)
+    high = high_limit
+    while high - low_limit >= length:
+        gap = t.mas_empty_area_rev(low_limit, high - 1, length)  # the highest fitting start
+        if gap is None:
+            return 0
+        nxt = _vma_at_or_after(k, mm, gap + length)
+        if nxt and _vm_start_gap(k, nxt) < gap + length:
+            high = _vm_start_gap(k, nxt)  # the neighbour's guard gap: retry below it
+            continue
+        return gap
+    return 0
+
+
+def _mergeable(k: "Kernel", vma: int, flags: int) -> bool:
+    km = k.kmem
+    return (km.get(vma, "vm_area_struct", "vm_flags") == flags and not km.get(vma, "vm_area_struct", "vm_file")
+            and not km.get(vma, "vm_area_struct", "anon_vma") and not flags & VM_SPECIAL)
+
+
+def do_mmap(k: "Kernel", mm: int, length: int, prot_flags: int, addr: int = 0) -> int:
+    """An anonymous MAP_PRIVATE mmap: ``prot_flags`` are the VM_READ/WRITE/EXEC bits; the VMA
+    gets them plus VM_MAYREAD|VM_MAYWRITE|VM_MAYEXEC (calc_vm_prot_bits + mm->def_flags) and
+    VM_ACCOUNT for writable private memory (accountable_mapping).  ``addr`` 0 lets
+    get_unmapped_area choose top-down below mmap_base.  Returns the address (0 = -ENOMEM)."""
+    km = k.kmem
+    length = -(-length // PAGE_SIZE) * PAGE_SIZE
+    flags = prot_flags | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    if flags & VM_WRITE:
+        flags |= VM_ACCOUNT
+    if not addr:
+        addr = unmapped_area_topdown(k, mm, length, PAGE_SIZE, km.get(mm, "mm_struct", "mmap_base"))
+        if not addr:
+            return 0
+    end = addr + length
+    pgoff = addr >> PAGE_SHIFT
+    # vma_merge_new_range(): extend a compatible neighbour instead of adding a VMA
+    prev = find_vma(k, mm, addr - 1) if addr else 0
+    nxt = find_vma(k, mm, end)
+    if prev and _vma_range(k, prev)[1] == addr and _mergeable(k, prev, flags) and \
+            km.get(prev, "vm_area_struct", "vm_pgoff") + ((addr - _vma_range(k, prev)[0]) >> PAGE_SHIFT) == pgoff:
+        _vma_extend(k, mm, prev, _vma_range(k, prev)[0], end)
+        return addr
+    if nxt and _vma_range(k, nxt)[0] == end and _mergeable(k, nxt, flags) and \
+            km.get(nxt, "vm_area_struct", "vm_pgoff") == pgoff + (length >> PAGE_SHIFT):
+        _vma_extend(k, mm, nxt, addr, _vma_range(k, nxt)[1])
+        return addr
+    vma_store(k, mm, addr, end, flags, pgoff)
+    return addr
+
+
+def do_brk_flags(k: "Kernel", mm: int, newbrk: int) -> int:
+    """sys_brk() growing the heap to ``newbrk``: do_brk_flags() extends the brk VMA (the one
+    ending at the old page-aligned brk, with the same flags) or adds one; mm->brk = newbrk."""
+    km = k.kmem
+    oldbrk = km.get(mm, "mm_struct", "brk")
+    start = -(-oldbrk // PAGE_SIZE) * PAGE_SIZE
+    end = -(-newbrk // PAGE_SIZE) * PAGE_SIZE
+    flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT  # do_brk_flags: | VM_ACCOUNT | mm->def_flags
+    if end > start:
+        prev = find_vma(k, mm, start - 1)
+        if prev and _vma_range(k, prev)[1] == start and _mergeable(k, prev, flags):
+            _vma_extend(k, mm, prev, _vma_range(k, prev)[0], end)
+        else:
+            vma_store(k, mm, start, end, flags)
+    km.set(mm, "mm_struct", "brk", newbrk)
+    return newbrk
+
+
+@dataclass
+class ExecLayout:
+    """Where an exec'd program sits (what load_elf_binary and setup_arg_pages decided)."""
+
+    start_code: int
+    end_code: int
+    start_data: int
+    end_data: int
+    start_brk: int
+    start_stack: int
+    mmap_base: int
+    vdso: int
+
+
+def _rand_pages(k: "Kernel", bits_mask: int) -> int:
+    return int(k.rng.integers(0, bits_mask + 1)) << PAGE_SHIFT
+
+
+def arch_pick_mmap_layout(k: "Kernel", mm: int) -> int:
+    """arch/x86/mm/mmap.c: mmap_base() for a 64-bit task (top-down): the stack rlimit plus the
+    stack randomisation range and guard gap, clamped to [128M, 5/6 of TASK_SIZE], below
+    TASK_SIZE minus a random mmap_rnd_bits page offset; mm->mmap_legacy_base is
+    TASK_UNMAPPED_BASE + the same random offset."""
+    task_size = TASK_SIZE_MAX
+    rnd = _rand_pages(k, (1 << MMAP_RND_BITS) - 1)
+    gap = RLIMIT_STACK_CUR + (STACK_RND_MASK << PAGE_SHIFT) + STACK_GUARD_GAP
+    gap = min(max(gap, SIZE_128M), task_size // 6 * 5)
+    base = (task_size - gap - rnd) & ~(PAGE_SIZE - 1)
+    km = k.kmem
+    km.set(mm, "mm_struct", "mmap_base", base)
+    km.set(mm, "mm_struct", "mmap_legacy_base", -(-(task_size // 3) // PAGE_SIZE) * PAGE_SIZE + rnd)
+    km.set(mm, "mm_struct", "task_size", task_size)
+    return base
+
+
+def setup_new_exec_layout(k: "Kernel", mm: int, text_pages: int = 0x2B3, data_pages: int = 0x140,
+                          bss_pages: int = 0x45, heap_pages: int = 0x12A,
+                          stack_pages: int = 0x21) -> ExecLayout:
+    """The address space exec leaves: a non-PIE program at 0x400000 as four segments (r--,
+    r-x, r--, rw-: anonymous for now, they will be file mappings), its bss, the heap after a
+    randomised brk gap (arch_randomize_brk: up to 32 MiB), the stack below a randomised
+    STACK_TOP (setup_arg_pages: VM_STACK_FLAGS), and the vDSO (map_vdso: [vvar] 4 pages,
+    [vvar_vclock] 2, [vdso] 2, placed by get_unmapped_area; mm->context.vdso = the text)."""
+    km = k.kmem
+    base = arch_pick_mmap_layout(k, mm)
+    mayx = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    a = 0x400000
+    hdr = 0x1F << PAGE_SHIFT
+    vma_store(k, mm, a, a + hdr, VM_READ | mayx)
+    start_code = a + hdr
+    end_code = start_code + (text_pages << PAGE_SHIFT)
+    vma_store(k, mm, start_code, end_code, VM_READ | VM_EXEC | mayx)
+    ro_end = end_code + (0x73 << PAGE_SHIFT)
+    vma_store(k, mm, end_code, ro_end, VM_READ | mayx)
+    start_data = ro_end
+    end_data = start_data + (data_pages << PAGE_SHIFT)
+    vma_store(k, mm, start_data, end_data, VM_READ | VM_WRITE | mayx | VM_ACCOUNT)
+    bss_end = end_data + (bss_pages << PAGE_SHIFT)
+    # set_brk(): the bss is a brk-style anonymous VMA (vm_brk_flags)
+    vma_store(k, mm, end_data, bss_end, VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT)
+    start_brk = bss_end + _rand_pages(k, (0x02000000 >> PAGE_SHIFT) - 1)
+    km.set(mm, "mm_struct", "start_brk", start_brk)
+    km.set(mm, "mm_struct", "brk", start_brk)
+    do_brk_flags(k, mm, start_brk + (heap_pages << PAGE_SHIFT))
+    # setup_arg_pages(): STACK_TOP randomised (randomize_stack_top), the stack VMA below it
+    stack_top = (TASK_SIZE_MAX - _rand_pages(k, STACK_RND_MASK)) & ~(PAGE_SIZE - 1)
+    stack_start = stack_top - (stack_pages << PAGE_SHIFT)
+    vma_store(k, mm, stack_start, stack_top, VM_STACK_FLAGS)
+    start_stack = stack_top - 0x1000 + 0x2F0  # argv/envp/auxv sit in the top page
+    km.set(mm, "mm_struct", "start_stack", start_stack)
+    km.set(mm, "mm_struct", "arg_start", start_stack + 0x8)
+    km.set(mm, "mm_struct", "arg_end", start_stack + 0x40)
+    km.set(mm, "mm_struct", "env_start", start_stack + 0x40)
+    km.set(mm, "mm_struct", "env_end", stack_top - 0x20)
+    # map_vdso(): one get_unmapped_area for vvar + vvar_vclock + vdso text
+    vv = unmapped_area_topdown(k, mm, 8 << PAGE_SHIFT, PAGE_SIZE, base)
+    special = VM_READ | VM_MAYREAD | VM_IO | VM_DONTDUMP | VM_PFNMAP | VM_DONTEXPAND
+    vma_store(k, mm, vv, vv + (4 << PAGE_SHIFT), special, 0)
+    vma_store(k, mm, vv + (4 << PAGE_SHIFT), vv + (6 << PAGE_SHIFT), special, 0)
+    vdso = vv + (6 << PAGE_SHIFT)
+    vma_store(k, mm, vdso, vdso + (2 << PAGE_SHIFT), VM_READ | VM_EXEC | mayx | VM_DONTEXPAND, 0)
+    km.set(mm, "mm_struct", "context.vdso", vdso)
+    for f, v in (("start_code", start_code), ("end_code", end_code), ("start_data", start_data),
+                 ("end_data", end_data)):
+        km.set(mm, "mm_struct", f, v)
+    return ExecLayout(start_code, end_code, start_data, end_data, start_brk, start_stack, base, vdso)
