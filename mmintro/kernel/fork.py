@@ -204,8 +204,8 @@ def copy_process(k: "Kernel", comm: str, parent: int | None = None, pid: int | N
     km.set(tsk, "task_struct", "flags", PF_RANDOMIZE)  # exec cleared PF_FORKNOEXEC
     for f in ("prio", "static_prio", "normal_prio"):
         km.set(tsk, "task_struct", f, 120)
-    if T.struct("task_struct").has_member("cpu"):
-        km.set(tsk, "task_struct", "cpu", cpu)
+    km.set(tsk, "task_struct", "thread_info.cpu", cpu)  # task_cpu(): thread_info.cpu in 6.18
+    km.set(tsk, "task_struct", "wake_cpu", cpu)
     for lst in ("children", "sibling", "thread_node", "ptraced", "ptrace_entry", "tasks"):
         if T.struct("task_struct").has_member(lst):
             km.init_list_head(km.addr(tsk, "task_struct", lst))
