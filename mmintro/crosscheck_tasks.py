@@ -1,0 +1,87 @@
+"""Crosscheck rows for processes (kernel/fork.c, mm/mmap.c): mmintro's reader and views
+against real drgn's stock helpers and crash commands.  :mod:`mmintro.crosscheck` appends
+:data:`TASK_CHECKS` to its CHECKS."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from mmintro.reader.helpers.maple_tree import mt_for_each
+from mmintro.reader.object import cast
+from mmintro.reader.program import Program
+from mmintro.views import ps as ps_view
+
+__all__ = ["TASK_CHECKS", "c_crash_ps_p", "c_find_task", "c_for_each_task", "c_for_each_vma"]
+
+
+def _my_tasks(p: Program) -> list[tuple[int, str, int]]:
+    return sorted((int(t.pid.value_()), t.comm.string_().decode(), int(t.value_()))
+                  for t in ps_view.for_each_task(p, idle=False) if int(t.pid.value_()))
+
+
+def c_for_each_task(p: Program, d: Any) -> tuple:
+    """drgn's for_each_task (init_pid_ns.idr + pid_task) = the tasks on init_task.tasks."""
+    from drgn.helpers.linux.pid import for_each_task
+
+    return _my_tasks(p), sorted((t.pid.value_(), t.comm.string_().decode(), t.value_()) for t in for_each_task(d))
+
+
+def c_find_task(p: Program, d: Any) -> tuple:
+    """drgn's find_task(pid) (find_pid in the idr, pid_task) for every pid we list."""
+    from drgn.helpers.linux.pid import find_task
+
+    mine = _my_tasks(p)
+    return [(pid, task) for pid, _c, task in mine], [(pid, find_task(d, pid).value_()) for pid, _c, _t in mine]
+
+
+def c_for_each_vma(p: Program, d: Any) -> tuple:
+    """drgn.helpers.linux.mm.for_each_vma(mm) = our maple-tree walk of mm->mm_mt, per process."""
+    from drgn.helpers.linux.mm import for_each_vma
+    from drgn.helpers.linux.pid import find_task
+
+    mine, theirs = [], []
+    for pid, _c, _t in _my_tasks(p):
+        t = next(x for x in ps_view.for_each_task(p, idle=False) if int(x.pid.value_()) == pid)
+        mine.append((pid, [(int(v.vm_start.value_()), int(v.vm_end.value_()), int(v.vm_flags.value_()))
+                           for v in (cast("struct vm_area_struct *", e)
+                                     for _f, _l, e in mt_for_each(t.mm.mm_mt.address_of_()))]
+                     if t.mm.value_() else []))
+        dt = find_task(d, pid)
+        theirs.append((pid, [(v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_())
+                             for v in for_each_vma(dt.mm)] if dt.mm else []))
+    return mine, theirs
+
+
+_PS_P = re.compile(r'PID:\s+(\d+)\s+TASK:\s+([0-9a-f]+)\s+CPU:\s+(\d+)\s+COMMAND:\s+"(.*)"')
+
+
+def c_crash_ps_p(p: Program, d: Any) -> tuple:
+    """``crash ps -p PID`` (the parent chain down from swapper/0) = the chain mmintro's ps
+    rows give by following PPID, for every process.  (Plain ``crash ps`` needs
+    ``task_state_array``, which the image does not have yet.)"""
+    from mmintro.crosscheck import crash
+
+    rows = {r.pid: r for r in ps_view.ps(p) if r.pid}
+    boot = next(r for r in ps_view.ps(p) if r.pid == 0)
+    mine, theirs = [], []
+    for pid in sorted(rows):
+        chain, r = [], rows[pid]
+        while True:
+            chain.append((r.pid, r.task, r.cpu, r.comm.strip("[]")))
+            if r.pid == 0:
+                break
+            r = rows.get(r.ppid, boot)
+        mine.append(chain[::-1])
+        theirs.append([(int(m[1]), int(m[2], 16), int(m[3]), m[4])
+                       for m in (_PS_P.search(line) for line in crash(d, f"ps -p {pid}").splitlines()) if m])
+    return mine, theirs
+
+
+TASK_CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
+    ("for_each_task: pids, comms, tasks", c_for_each_task),
+    ("find_task on every pid", c_find_task),
+    ("for_each_vma per mm: start/end/flags", c_for_each_vma),
+    ("crash ps -p = ps parent chains", c_crash_ps_p),
+]
