@@ -42,7 +42,7 @@ from mmintro.kernel.xarray import XA_FLAGS_ALLOC, XArray
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-__all__ = ["Process", "copy_process", "spawn_process", "pgd_alloc", "mm_alloc", "alloc_pid", "PIDNS_ADDING"]
+__all__ = ["PIDNS_ADDING", "Process", "alloc_pid", "copy_process", "mm_alloc", "pgd_alloc", "spawn_process"]
 
 # include/linux/pid_namespace.h (#define)
 PIDNS_ADDING = 1 << 31
@@ -69,7 +69,7 @@ class Process:
     layout: mmap.ExecLayout
 
 
-def _pid_idr(k: "Kernel") -> XArray:
+def _pid_idr(k: Kernel) -> XArray:
     """init_pid_ns.idr.idr_rt: IDR_INIT(init_pid_ns.idr), flags IDR_RT_MARKER (= XA_FLAGS_ALLOC)."""
     xa = k.__dict__.get("pid_idr")
     if xa is None:
@@ -91,7 +91,7 @@ def _pid_idr(k: "Kernel") -> XArray:
     return xa
 
 
-def alloc_pid(k: "Kernel", nr: int | None = None) -> tuple[int, int]:
+def alloc_pid(k: Kernel, nr: int | None = None) -> tuple[int, int]:
     """kernel/pid.c alloc_pid() in init_pid_ns: the next free number from idr_next upwards
     (idr_alloc_cyclic, pids start at 1), a ``struct pid`` from ns->pid_cachep (the ``pid``
     cache), count 1, level 0, empty task lists; returns (struct pid *, nr)."""
@@ -116,7 +116,7 @@ def alloc_pid(k: "Kernel", nr: int | None = None) -> tuple[int, int]:
     return pid, nr
 
 
-def attach_pid(k: "Kernel", task: int, pid: int, type_: str) -> None:
+def attach_pid(k: Kernel, task: int, pid: int, type_: str) -> None:
     """kernel/pid.c attach_pid(): hlist_add_head_rcu(&task->pid_links[type], &pid->tasks[type])."""
     km = k.kmem
     t = k.T.const(type_)
@@ -130,7 +130,7 @@ def attach_pid(k: "Kernel", task: int, pid: int, type_: str) -> None:
     km.set(node, "hlist_node", "pprev", head)
 
 
-def pgd_alloc(k: "Kernel", mm: int) -> int:
+def pgd_alloc(k: Kernel, mm: int) -> int:
     """arch/x86/mm/pgtable.c pgd_alloc(): _pgd_alloc() = pagetable_alloc(GFP_PGTABLE_USER, 0)
     (no PTI), the table ctor (PGTY_table, NR_PAGETABLE), then pgd_ctor(): clone_pgd_range() of
     swapper_pg_dir's kernel half.  Returns the pgd's kernel virtual address."""
@@ -149,7 +149,7 @@ def pgd_alloc(k: "Kernel", mm: int) -> int:
     return pgd
 
 
-def mm_alloc(k: "Kernel", owner: int) -> int:
+def mm_alloc(k: Kernel, owner: int) -> int:
     """kernel/fork.c mm_alloc() -> mm_init(): an mm_struct from mm_cachep, zeroed."""
     km = k.kmem
     mm = slub.kmem_cache_alloc(k, slub.find_cache(k, "mm_struct"), "GFP_KERNEL", caller="mm_alloc")
@@ -167,14 +167,14 @@ def mm_alloc(k: "Kernel", owner: int) -> int:
     for i in range(n):
         c = km.addr(mm, "mm_struct", "rss_stat") + i * psz
         km.set(c, "percpu_counter", "counters", block + 4 * i)
-        km.init_list_head(km.addr(c, "percpu_counter", "list")) if k.T.struct("percpu_counter").has_member(
-            "list") else None
+        if k.T.struct("percpu_counter").has_member("list"):  # CONFIG_HOTPLUG_CPU: percpu_counters list
+            km.init_list_head(km.addr(c, "percpu_counter", "list"))
     km.set(mm, "mm_struct", "pgd", pgd_alloc(k, mm))
     mmap.mm_tree(k, mm)
     return mm
 
 
-def _list_add_tail(k: "Kernel", new: int, head: int) -> None:
+def _list_add_tail(k: Kernel, new: int, head: int) -> None:
     km = k.kmem
     prev = km.get(head, "list_head", "prev")
     km.set(new, "list_head", "next", head)
@@ -183,7 +183,7 @@ def _list_add_tail(k: "Kernel", new: int, head: int) -> None:
     km.set(head, "list_head", "prev", new)
 
 
-def copy_process(k: "Kernel", comm: str, parent: int | None = None, pid: int | None = None,
+def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | None = None,
                  cpu: int = 0, state: int = TASK_INTERRUPTIBLE, **layout: int) -> Process:
     """A new user process (fork + exec of a program called ``comm``), child of ``parent``
     (default init_task).  ``layout`` is passed to setup_new_exec_layout."""
@@ -241,7 +241,7 @@ def copy_process(k: "Kernel", comm: str, parent: int | None = None, pid: int | N
     return proc
 
 
-def spawn_process(k: "Kernel", comm: str, mmaps: "list[tuple[int, int]] | None" = None,
+def spawn_process(k: Kernel, comm: str, mmaps: list[tuple[int, int]] | None = None,
                   brk_grow: int = 0, parent: int | None = None, **kw: int) -> Process:
     """The workload hook: fork+exec ``comm``, then its anonymous mmaps ``(length, VM_READ|...)``
     top-down and a heap grown by ``brk_grow`` bytes.  No pages are touched (RSS stays 0)."""

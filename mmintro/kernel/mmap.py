@@ -30,8 +30,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mmintro.arch.x86 import (PAGE_SIZE, _PAGE_ACCESSED, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW,
-                              _PAGE_USER)
+from mmintro.arch.x86 import (
+    _PAGE_ACCESSED,
+    _PAGE_GLOBAL,
+    _PAGE_NX,
+    _PAGE_PRESENT,
+    _PAGE_RW,
+    _PAGE_USER,
+    PAGE_SIZE,
+)
 from mmintro.kernel import slub
 from mmintro.kernel.maple_tree import MapleTree
 
@@ -39,11 +46,34 @@ if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
 __all__ = [
-    "VM_READ", "VM_WRITE", "VM_EXEC", "VM_SHARED", "VM_MAYREAD", "VM_MAYWRITE", "VM_MAYEXEC", "VM_MAYSHARE",
-    "VM_GROWSDOWN", "VM_PFNMAP", "VM_IO", "VM_DONTEXPAND", "VM_ACCOUNT", "VM_DONTDUMP", "VM_SPECIAL",
-    "VM_STACK_FLAGS", "VM_DATA_DEFAULT_FLAGS", "protection_map", "vm_get_page_prot", "vm_area_alloc",
-    "mm_tree", "vma_store", "find_vma", "unmapped_area_topdown", "do_mmap", "do_brk_flags",
-    "setup_new_exec_layout", "ExecLayout",
+    "VM_ACCOUNT",
+    "VM_DATA_DEFAULT_FLAGS",
+    "VM_DONTDUMP",
+    "VM_DONTEXPAND",
+    "VM_EXEC",
+    "VM_GROWSDOWN",
+    "VM_IO",
+    "VM_MAYEXEC",
+    "VM_MAYREAD",
+    "VM_MAYSHARE",
+    "VM_MAYWRITE",
+    "VM_PFNMAP",
+    "VM_READ",
+    "VM_SHARED",
+    "VM_SPECIAL",
+    "VM_STACK_FLAGS",
+    "VM_WRITE",
+    "ExecLayout",
+    "do_brk_flags",
+    "do_mmap",
+    "find_vma",
+    "mm_tree",
+    "protection_map",
+    "setup_new_exec_layout",
+    "unmapped_area_topdown",
+    "vm_area_alloc",
+    "vm_get_page_prot",
+    "vma_store",
 ]
 
 PAGE_SHIFT = 12
@@ -105,18 +135,18 @@ def vm_get_page_prot(vm_flags: int) -> int:
     return protection_map[vm_flags & (VM_READ | VM_WRITE | VM_EXEC | VM_SHARED)]
 
 
-def _node_alloc(k: "Kernel") -> int:
+def _node_alloc(k: Kernel) -> int:
     s = slub.find_cache(k, "maple_node")
     a = slub.kmem_cache_alloc(k, s, "GFP_KERNEL", caller="mas_alloc_nodes")
     k.kmem.write_bytes(a, bytes(256))
     return a
 
 
-def _node_free(k: "Kernel", addr: int) -> None:
+def _node_free(k: Kernel, addr: int) -> None:
     slub.kmem_cache_free(k, slub.find_cache(k, "maple_node"), addr)
 
 
-def mm_tree(k: "Kernel", mm: int) -> MapleTree:
+def mm_tree(k: Kernel, mm: int) -> MapleTree:
     """The maple-tree model of ``mm->mm_mt`` (created empty, MM_MT_FLAGS, on first use)."""
     trees = k.__dict__.setdefault("mm_trees", {})
     if mm not in trees:
@@ -126,7 +156,7 @@ def mm_tree(k: "Kernel", mm: int) -> MapleTree:
     return trees[mm]
 
 
-def vm_area_alloc(k: "Kernel", mm: int) -> int:
+def vm_area_alloc(k: Kernel, mm: int) -> int:
     """mm/vma_init.c vm_area_alloc(): an object from vm_area_cachep, vma_init() (vm_mm, an empty
     anon_vma_chain)."""
     vma = slub.kmem_cache_alloc(k, slub.find_cache(k, "vm_area_struct"), "GFP_KERNEL", caller="vm_area_alloc")
@@ -137,15 +167,15 @@ def vm_area_alloc(k: "Kernel", mm: int) -> int:
     return vma
 
 
-def _vma_range(k: "Kernel", vma: int) -> tuple[int, int]:
+def _vma_range(k: Kernel, vma: int) -> tuple[int, int]:
     return k.kmem.get(vma, "vm_area_struct", "vm_start"), k.kmem.get(vma, "vm_area_struct", "vm_end")
 
 
-def _mm_add(k: "Kernel", mm: int, field: str, delta: int) -> None:
+def _mm_add(k: Kernel, mm: int, field: str, delta: int) -> None:
     k.kmem.set(mm, "mm_struct", field, k.kmem.get(mm, "mm_struct", field) + delta)
 
 
-def vm_stat_account(k: "Kernel", mm: int, flags: int, npages: int) -> None:
+def vm_stat_account(k: Kernel, mm: int, flags: int, npages: int) -> None:
     """mm/mmap.c vm_stat_account() with is_exec_mapping/is_stack_mapping/is_data_mapping."""
     _mm_add(k, mm, "total_vm", npages)
     if flags & (VM_EXEC | VM_WRITE | VM_STACK) == VM_EXEC:
@@ -156,7 +186,7 @@ def vm_stat_account(k: "Kernel", mm: int, flags: int, npages: int) -> None:
         _mm_add(k, mm, "data_vm", npages)
 
 
-def vma_store(k: "Kernel", mm: int, start: int, end: int, flags: int, pgoff: int | None = None) -> int:
+def vma_store(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int | None = None) -> int:
     """A new VMA over [start, end) in ``mm`` (vm_area_alloc + vma_iter_store + vma_link's
     map_count), accounted with vm_stat_account.  ``pgoff`` defaults to the anonymous
     ``start >> PAGE_SHIFT``."""
@@ -175,7 +205,7 @@ def vma_store(k: "Kernel", mm: int, start: int, end: int, flags: int, pgoff: int
     return vma
 
 
-def _vma_extend(k: "Kernel", mm: int, vma: int, start: int, end: int) -> None:
+def _vma_extend(k: Kernel, mm: int, vma: int, start: int, end: int) -> None:
     """vma_expand(): the VMA now covers [start, end) (one store over the merged range)."""
     km = k.kmem
     old_start, old_end = _vma_range(k, vma)
@@ -191,25 +221,25 @@ def _vma_extend(k: "Kernel", mm: int, vma: int, start: int, end: int) -> None:
     vm_stat_account(k, mm, flags, ((end - start) - (old_end - old_start)) >> PAGE_SHIFT)
 
 
-def find_vma(k: "Kernel", mm: int, addr: int) -> int:
+def find_vma(k: Kernel, mm: int, addr: int) -> int:
     """The VMA containing addr, else 0 (vma_lookup)."""
     return mm_tree(k, mm).mtree_load(addr) or 0
 
 
-def _vma_at_or_after(k: "Kernel", mm: int, addr: int) -> int:
+def _vma_at_or_after(k: Kernel, mm: int, addr: int) -> int:
     for _f, _l, e in mm_tree(k, mm).mt_for_each(addr):
         return e
     return 0
 
 
-def _vm_start_gap(k: "Kernel", vma: int) -> int:
+def _vm_start_gap(k: Kernel, vma: int) -> int:
     start = k.kmem.get(vma, "vm_area_struct", "vm_start")
     if k.kmem.get(vma, "vm_area_struct", "vm_flags") & VM_GROWSDOWN:
         start = max(start - STACK_GUARD_GAP, 0)
     return start
 
 
-def unmapped_area_topdown(k: "Kernel", mm: int, length: int, low_limit: int, high_limit: int) -> int:
+def unmapped_area_topdown(k: Kernel, mm: int, length: int, low_limit: int, high_limit: int) -> int:
     """mm/vma.c unmapped_area_topdown() (align_mask 0): the highest gap of ``length`` in
     [low_limit, high_limit) whose next VMA's vm_start_gap leaves room; -ENOMEM as 0."""
     t = mm_tree(k, mm)
@@ -226,13 +256,13 @@ def unmapped_area_topdown(k: "Kernel", mm: int, length: int, low_limit: int, hig
     return 0
 
 
-def _mergeable(k: "Kernel", vma: int, flags: int) -> bool:
+def _mergeable(k: Kernel, vma: int, flags: int) -> bool:
     km = k.kmem
     return (km.get(vma, "vm_area_struct", "vm_flags") == flags and not km.get(vma, "vm_area_struct", "vm_file")
             and not km.get(vma, "vm_area_struct", "anon_vma") and not flags & VM_SPECIAL)
 
 
-def do_mmap(k: "Kernel", mm: int, length: int, prot_flags: int, addr: int = 0) -> int:
+def do_mmap(k: Kernel, mm: int, length: int, prot_flags: int, addr: int = 0) -> int:
     """An anonymous MAP_PRIVATE mmap: ``prot_flags`` are the VM_READ/WRITE/EXEC bits; the VMA
     gets them plus VM_MAYREAD|VM_MAYWRITE|VM_MAYEXEC (calc_vm_prot_bits + mm->def_flags) and
     VM_ACCOUNT for writable private memory (accountable_mapping).  ``addr`` 0 lets
@@ -263,7 +293,7 @@ def do_mmap(k: "Kernel", mm: int, length: int, prot_flags: int, addr: int = 0) -
     return addr
 
 
-def do_brk_flags(k: "Kernel", mm: int, newbrk: int) -> int:
+def do_brk_flags(k: Kernel, mm: int, newbrk: int) -> int:
     """sys_brk() growing the heap to ``newbrk``: do_brk_flags() extends the brk VMA (the one
     ending at the old page-aligned brk, with the same flags) or adds one; mm->brk = newbrk."""
     km = k.kmem
@@ -295,11 +325,11 @@ class ExecLayout:
     vdso: int
 
 
-def _rand_pages(k: "Kernel", bits_mask: int) -> int:
+def _rand_pages(k: Kernel, bits_mask: int) -> int:
     return int(k.rng.integers(0, bits_mask + 1)) << PAGE_SHIFT
 
 
-def arch_pick_mmap_layout(k: "Kernel", mm: int) -> int:
+def arch_pick_mmap_layout(k: Kernel, mm: int) -> int:
     """arch/x86/mm/mmap.c: mmap_base() for a 64-bit task (top-down): the stack rlimit plus the
     stack randomisation range and guard gap, clamped to [128M, 5/6 of TASK_SIZE], below
     TASK_SIZE minus a random mmap_rnd_bits page offset; mm->mmap_legacy_base is
@@ -316,7 +346,7 @@ def arch_pick_mmap_layout(k: "Kernel", mm: int) -> int:
     return base
 
 
-def setup_new_exec_layout(k: "Kernel", mm: int, text_pages: int = 0x2B3, data_pages: int = 0x140,
+def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_pages: int = 0x140,
                           bss_pages: int = 0x45, heap_pages: int = 0x12A,
                           stack_pages: int = 0x21) -> ExecLayout:
     """The address space exec leaves: a non-PIE program at 0x400000 as four segments (r--,

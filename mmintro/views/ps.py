@@ -66,8 +66,7 @@ def for_each_task(prog: Program, idle: bool = True) -> Iterator[Object]:
             yield per_cpu_ptr(prog["runqueues"].address_of_(), cpu).idle
     else:
         yield init
-    for t in list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks"):
-        yield t
+    yield from list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks")
 
 
 def task_state(task: Object) -> str:
