@@ -22,18 +22,21 @@ def _my_tasks(p: Program) -> list[tuple[int, str, int]]:
 
 
 def c_for_each_task(p: Program, d: Any) -> tuple:
-    """drgn's for_each_task (init_pid_ns.idr + pid_task) = the tasks on init_task.tasks."""
+    """drgn's for_each_task(idle=True) (the idle tasks, then init_pid_ns.idr + pid_task) =
+    mmintro's idle tasks then init_task.tasks."""
     from drgn.helpers.linux.pid import for_each_task
 
-    return _my_tasks(p), sorted((t.pid.value_(), t.comm.string_().decode(), t.value_()) for t in for_each_task(d))
+    return ([(int(t.pid.value_()), t.comm.string_().decode(), int(t.value_())) for t in ps_view.for_each_task(p)],
+            [(t.pid.value_(), t.comm.string_().decode(), t.value_()) for t in for_each_task(d, idle=True)])
 
 
 def c_find_task(p: Program, d: Any) -> tuple:
     """drgn's find_task(pid) (find_pid in the idr, pid_task) for every pid we list."""
     from drgn.helpers.linux.pid import find_task
 
-    mine = _my_tasks(p)
-    return [(pid, task) for pid, _c, task in mine], [(pid, find_task(d, pid).value_()) for pid, _c, _t in mine]
+    mine = [(pid, task) for pid, _c, task in _my_tasks(p)]
+    mine.append((max([0] + [pid for pid, _t in mine]) + 1, 0))  # an unused pid: NULL
+    return mine, [(pid, find_task(d, pid).value_()) for pid, _t in mine]
 
 
 def c_for_each_vma(p: Program, d: Any) -> tuple:
@@ -41,7 +44,8 @@ def c_for_each_vma(p: Program, d: Any) -> tuple:
     from drgn.helpers.linux.mm import for_each_vma
     from drgn.helpers.linux.pid import find_task
 
-    mine, theirs = [], []
+    mine: list = [("init_mm", [int(e.value_()) for _f, _l, e in mt_for_each(p["init_mm"].mm_mt.address_of_())])]
+    theirs: list = [("init_mm", [v.value_() for v in for_each_vma(d["init_mm"].address_of_())])]
     for pid, _c, _t in _my_tasks(p):
         t = next(x for x in ps_view.for_each_task(p, idle=False) if int(x.pid.value_()) == pid)
         mine.append((pid, [(int(v.vm_start.value_()), int(v.vm_end.value_()), int(v.vm_flags.value_()))
@@ -63,19 +67,23 @@ def c_crash_ps_p(p: Program, d: Any) -> tuple:
     ``task_state_array``, which the image does not have yet.)"""
     from mmintro.crosscheck import crash
 
-    rows = {r.pid: r for r in ps_view.ps(p) if r.pid}
-    boot = next(r for r in ps_view.ps(p) if r.pid == 0)
-    mine, theirs = [], []
-    for pid in sorted(rows):
-        chain, r = [], rows[pid]
+    rows = ps_view.ps(p)
+    boot = rows[0]  # swapper/0, init_task
+    by_pid = {r.pid: r for r in rows if r.pid}
+
+    def chain(r: ps_view.PsRow) -> list[tuple[int, int, int, str]]:
+        out = []
         while True:
-            chain.append((r.pid, r.task, r.cpu, r.comm.strip("[]")))
-            if r.pid == 0:
-                break
-            r = rows.get(r.ppid, boot)
-        mine.append(chain[::-1])
-        theirs.append([(int(m[1]), int(m[2], 16), int(m[3]), m[4])
-                       for m in (_PS_P.search(line) for line in crash(d, f"ps -p {pid}").splitlines()) if m])
+            out.append((r.pid, r.task, r.cpu, r.comm.strip("[]")))
+            if r.task == boot.task:
+                return out[::-1]
+            r = by_pid.get(r.ppid, boot) if r.pid else boot
+
+    # ps -p 0 gives one chain per idle task (init_task's, then init_task -> each other idle task)
+    mine = [[t for r in rows if not r.pid for t in chain(r)]] + [chain(by_pid[pid]) for pid in sorted(by_pid)]
+    theirs = [[(int(m[1]), int(m[2], 16), int(m[3]), m[4])
+               for m in (_PS_P.search(line) for line in crash(d, f"ps -p {pid}").splitlines()) if m]
+              for pid in [0] + sorted(by_pid)]
     return mine, theirs
 
 
