@@ -158,6 +158,7 @@ def mm_alloc(k: Kernel, owner: int) -> int:
     km.set(mm, "mm_struct", "mm_users.counter", 1)
     km.set(mm, "mm_struct", "mm_count.counter", 1)
     km.init_list_head(km.addr(mm, "mm_struct", "mmlist"))
+    km.init_list_head(km.addr(mm, "mm_struct", "mmap_lock.wait_list"))  # mmap_init_lock(): init_rwsem
     if k.T.struct("mm_struct").has_member("owner"):
         km.set(mm, "mm_struct", "owner", owner)  # mm_init_owner()
     # percpu_counter_init_many(mm->rss_stat, 0, GFP_KERNEL_ACCOUNT, NR_MM_COUNTERS): one block

@@ -164,6 +164,7 @@ def vm_area_alloc(k: Kernel, mm: int) -> int:
     km.write_bytes(vma, bytes(k.T.sizeof("struct vm_area_struct")))
     km.set(vma, "vm_area_struct", "vm_mm", mm)
     km.init_list_head(km.addr(vma, "vm_area_struct", "anon_vma_chain"))
+    km.set(vma, "vm_area_struct", "vm_lock_seq", 0xFFFFFFFF)  # vma_lock_init(): UINT_MAX, unlocked
     return vma
 
 
@@ -200,6 +201,7 @@ def vma_store(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int |
     t = mm_tree(k, mm)
     t.mtree_store_range(start, end - 1, vma)
     km.set(mm, "mm_struct", "mm_mt.ma_flags", t.ma_flags)
+    km.set(vma, "vm_area_struct", "vm_refcnt.refs.counter", 1)  # vma_mark_attached()
     _mm_add(k, mm, "map_count", 1)
     vm_stat_account(k, mm, flags, (end - start) >> PAGE_SHIFT)
     return vma
