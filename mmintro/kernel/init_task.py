@@ -62,8 +62,9 @@ def init_tasks(k: "Kernel") -> None:
         km.set(t, "task_struct", "prio", 120)
         km.set(t, "task_struct", "static_prio", 120)
         km.set(t, "task_struct", "normal_prio", 120)
-        if T.struct("task_struct").has_member("cpu"):
-            km.set(t, "task_struct", "cpu", cpu)
+        # task_cpu(): x86 has THREAD_INFO_IN_TASK, so 6.18 keeps the CPU in thread_info.cpu.
+        km.set(t, "task_struct", "thread_info.cpu" if T.struct("task_struct").has_member("thread_info")
+               and not T.struct("task_struct").has_member("cpu") else "cpu", cpu)
         km.set(t, "task_struct", "real_parent", init_task)
         km.set(t, "task_struct", "parent", init_task)
         km.set(t, "task_struct", "group_leader", t)
