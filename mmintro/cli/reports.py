@@ -3,6 +3,8 @@ computes rows with a view (mmintro.views) and renders them as /proc-like text or
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from mmintro.cli.output import emit, json_option
@@ -11,12 +13,16 @@ from mmintro.reader.errors import FaultError
 from mmintro.views import buddyinfo as buddyinfo_view
 from mmintro.views import fragmentation as fragmentation_view
 from mmintro.views import iomem as iomem_view
+from mmintro.views import kmem_s as kmem_s_view
 from mmintro.views import meminfo as meminfo_view
 from mmintro.views import page as page_view
 from mmintro.views import page_types as page_types_view
 from mmintro.views import pagetypeinfo as pagetypeinfo_view
+from mmintro.views import slabinfo as slabinfo_view
+from mmintro.views import vmallocinfo as vmallocinfo_view
 from mmintro.views import vmstat as vmstat_view
 from mmintro.views import vtop as vtop_view
+from mmintro.views import whatis as whatis_view
 from mmintro.views import zoneinfo as zoneinfo_view
 
 __all__ = ["COMMANDS"]
@@ -152,3 +158,63 @@ def fragmentation(snapshot: str | None, which: str | None, as_json: bool) -> Non
 
 
 COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop, pagetypeinfo, vmstat, meminfo, fragmentation]
+
+
+@click.command("slabinfo")
+@snapshot_argument
+@json_option
+def slabinfo(snapshot: str | None, as_json: bool) -> None:
+    """/proc/slabinfo (version 2.1): every slab cache, newest first, from SLUB's counters."""
+    with load(snapshot) as prog:
+        rows = slabinfo_view.slabinfo(prog)
+        emit(slabinfo_view.render(rows), slabinfo_view.to_json(rows), as_json)
+
+
+def _is_snapshot(arg: str) -> bool:
+    return any(os.path.exists(arg + ext) for ext in ("", ".vmcore")) and not os.path.isdir(arg)
+
+
+@click.command("kmem-s")
+@click.argument("args", nargs=-1, metavar="[SNAPSHOT] [CACHE]")
+@json_option
+def kmem_s(args: tuple[str, ...], as_json: bool) -> None:
+    """Slab caches like crash's kmem -s; with CACHE, its CPU slabs, freelists and partial
+    lists like kmem -S (ALLOCATED counts come from an exact census of every freelist)."""
+    if len(args) > 2:
+        raise click.UsageError(f"expected [SNAPSHOT] [CACHE], got {len(args)} arguments")
+    snapshot, cache = (args + (None, None))[:2] if len(args) != 1 else (
+        (args[0], None) if _is_snapshot(args[0]) else (None, args[0]))
+    with load(snapshot) as prog:
+        if cache is None:
+            rows = kmem_s_view.kmem_s(prog)
+            emit(kmem_s_view.render(rows), [r._asdict() for r in rows], as_json)
+        else:
+            detail = kmem_s_view.cache_detail(prog, cache)
+            emit(kmem_s_view.render_detail(detail), detail, as_json)
+
+
+@click.command("vmallocinfo")
+@snapshot_argument
+@json_option
+def vmallocinfo(snapshot: str | None, as_json: bool) -> None:
+    """/proc/vmallocinfo: busy vmap areas node by node, then unpurged ones (raw addresses)."""
+    with load(snapshot) as prog:
+        rows = vmallocinfo_view.vmallocinfo(prog)
+        emit(vmallocinfo_view.render(rows), vmallocinfo_view.to_json(rows), as_json)
+
+
+@click.command("whatis")
+@click.argument("args", nargs=-1, metavar="[SNAPSHOT] ADDR")
+@json_option
+def whatis(args: tuple[str, ...], as_json: bool) -> None:
+    """What the kernel address ADDR is, like crash's kmem ADDR: a slab object, a free or
+    per-CPU-list page, a vmalloc area, a direct-map page, a struct page, a page table, a
+    symbol, a per-CPU variable, or unmapped."""
+    snapshot, value = _snapshot_and(args, "ADDR")
+    addr = _int(value, "ADDR")
+    with load(snapshot) as prog:
+        w = whatis_view.whatis(prog, addr)
+        emit(whatis_view.render(w), w, as_json)
+
+
+COMMANDS += [slabinfo, kmem_s, vmallocinfo, whatis]
