@@ -487,6 +487,343 @@ def c_page_census(p: Program, d: Any) -> tuple:
     return mine, theirs
 
 
+# -- SLUB and vmalloc ---------------------------------------------------------------------------
+def c_slab_caches(p: Program, d: Any) -> tuple:
+    """``for_each_slab_cache``: the same caches (address, name) in the same order."""
+    from drgn.helpers.linux.slab import for_each_slab_cache
+
+    from mmintro.reader.helpers import slab as sh
+
+    return ([(int(c.value_()), sh.slab_cache_name(c)) for c in sh.for_each_slab_cache(p)],
+            [(c.value_(), c.name.string_().decode()) for c in for_each_slab_cache(d)])
+
+
+def _d_slabinfo(d: Any, cache: Any) -> tuple:
+    """6.18 get_slabinfo() computed with drgn's objects and list walk (count_partial_free_approx
+    below MAX_PARTIAL_TO_SCAN partial slabs): (active_objs, num_objs, num_slabs, objperslab,
+    pagesperslab)."""
+    from drgn.helpers.linux.list import validate_list_for_each_entry
+    from drgn.helpers.linux.slab import slab_cache_objects_per_slab, slab_cache_pages_per_slab
+
+    slabs = objs = free = 0
+    for nid in range(d["nr_node_ids"].value_()):
+        n = cache.node[nid]
+        if not n:
+            continue
+        slabs += n.nr_slabs.counter.value_()
+        objs += n.total_objects.counter.value_()
+        for sl in validate_list_for_each_entry("struct slab", n.partial.address_of_(), "slab_list"):
+            free += sl.objects.value_() - sl.inuse.value_()
+    return objs - free, objs, slabs, slab_cache_objects_per_slab(cache), slab_cache_pages_per_slab(cache)
+
+
+def c_slab_usage(p: Program, d: Any) -> tuple:
+    """Per cache: ``slab_cache_usage`` (num_slabs, num_objs, free_objs) = drgn's, and the
+    /proc/slabinfo numbers (active_objs, num_objs, num_slabs, objperslab, pagesperslab) = 6.18's
+    get_slabinfo() recomputed from drgn's objects."""
+    from drgn.helpers.linux.slab import for_each_slab_cache, slab_cache_usage
+
+    from mmintro.reader.helpers import slab as sh
+    from mmintro.views.slabinfo import slabinfo
+
+    info = {r.cache: r for r in slabinfo(p)}
+    mine = []
+    for c in sh.for_each_slab_cache(p):
+        u, r = sh.slab_cache_usage(c), info[c.value_()]
+        mine.append((r.name, tuple(u), (r.active_objs, r.num_objs, r.num_slabs, r.objperslab, r.pagesperslab)))
+    theirs = [(c.name.string_().decode(), tuple(slab_cache_usage(c)), _d_slabinfo(d, c)) for c in for_each_slab_cache(d)]
+    return mine, theirs
+
+
+def _d_slab_pages(d: Any) -> dict[int, list]:
+    """drgn's for_each_page census of PageSlab pages by ``slab->slab_cache`` (once per program)."""
+    got = d.cache.get("mmintro.slab_pages")
+    if got is None:
+        from drgn import cast
+        from drgn.helpers.linux.mm import PageSlab, for_each_page
+
+        got = {}
+        for page in for_each_page(d):
+            if PageSlab(page):
+                got.setdefault(cast("struct slab *", page).slab_cache.value_(), []).append(page)
+        d.cache["mmintro.slab_pages"] = got
+    return got
+
+
+def c_slab_objects(p: Program, d: Any) -> tuple:
+    """The allocated objects of every cache: mmintro's columnar census = drgn's
+    slab_cache_for_each_allocated_object().  drgn's helper scans every struct page once per
+    cache (~1 s per GiB each); here its for_each_page census runs once and its per-slab object
+    walk (``_page_objects``: freelist decoding, per-CPU freelists, sheaves) runs on each cache's
+    slabs, exactly as the helper does.  Each side is (name, count, first objects only it has)."""
+    from drgn import cast
+    from drgn.helpers.linux.slab import _get_slab_cache_helper, for_each_slab_cache
+
+    from mmintro.reader.helpers.slab import slab_census
+
+    census = slab_census(p)
+    pages = _d_slab_pages(d)
+    ptr = d.pointer_type(d.type("void"))
+    mine, theirs = [], []
+    for c in for_each_slab_cache(d):
+        h = _get_slab_cache_helper(c)
+        h._cache_free_objects = h._sheaves_full_objects() | h._per_cpu_info().free_objects
+        got: set[int] = set()
+        for page in pages.get(c.value_(), []):
+            got.update(o.value_() for o in h._page_objects(page, cast("struct slab *", page), ptr))
+        co = census[c.value_()]
+        have = set(co.objects[co.allocated].tolist())
+        mine.append((co.name, len(have), sorted(have - got)[:3]))
+        theirs.append((c.name.string_().decode(), len(got), sorted(got - have)[:3]))
+    return mine, theirs
+
+
+def _slab_samples(p: Program, n: int = 40) -> list[int]:
+    """Object addresses (allocated and free, some inside the object) from many caches, and a
+    few addresses that are not in slab pages."""
+    from mmintro.reader.helpers.slab import slab_census
+
+    rng = random.Random(1)
+    out = []
+    census = [c for c in slab_census(p).values() if len(c.objects)]
+    for c in rng.sample(census, min(len(census), n)):
+        for sel in (c.allocated, ~c.allocated):
+            objs = c.objects[sel]
+            if len(objs):
+                out.append(int(objs[rng.randrange(len(objs))]) + rng.choice([0, 8, c.object_size - 1]))
+    pob = int(p["page_offset_base"].value_())
+    out += [pob + (1 << 20), int(p.symbol("init_mm").address), int(p["vmalloc_base"].value_())]
+    return out
+
+
+def _d_direct_map_end(d: Any) -> int:
+    """Where drgn's in_direct_map() ends: ``__va(max_low_pfn + 1)``.  On x86-64 the kernel's
+    init_mem_mapping() sets max_low_pfn = max_pfn, so this is the end of RAM; where a snapshot
+    has a smaller max_low_pfn, drgn's slab helpers see no slab above it and the slab samples
+    stay below it."""
+    return d["page_offset_base"].value_() + ((d["max_low_pfn"].value_() + 1) << 12)
+
+
+def c_slab_object_info(p: Program, d: Any) -> tuple:
+    """``slab_object_info`` (cache, object start, allocated) and ``find_containing_slab_cache``
+    on allocated and free objects of many caches and on non-slab addresses."""
+    from drgn.helpers.linux.slab import find_containing_slab_cache, slab_object_info
+
+    from mmintro.reader.helpers import slab as sh
+
+    def mine_one(a: int) -> tuple:
+        i = sh.slab_object_info(p, a)
+        info = None if i is None else (int(i.slab_cache.value_()), int(i.slab.value_()), i.address, i.allocated)
+        return hex(a), info, int(sh.find_containing_slab_cache(p, a).value_())
+
+    def theirs_one(a: int) -> tuple:
+        i = slab_object_info(d, a)
+        info = None if i is None else (i.slab_cache.value_(), i.slab.value_(), i.address, i.allocated)
+        return hex(a), info, find_containing_slab_cache(d, a).value_()
+
+    addrs = [a for a in _slab_samples(p) if a < _d_direct_map_end(d)]
+    return [mine_one(a) for a in addrs], [theirs_one(a) for a in addrs]
+
+
+def c_vmap_areas(p: Program, d: Any) -> tuple:
+    """``for_each_vmap_area``: the same areas in the same order, with their vm_struct's size,
+    flags, nr_pages and caller (``symbol+0xoff``)."""
+    from drgn.helpers.linux.mm import for_each_vmap_area
+
+    from mmintro.reader.helpers import vmalloc as vh
+
+    def caller(prog: Any, addr: int) -> str | None:
+        try:
+            s = prog.symbol(addr)
+        except LookupError:
+            return None if not addr else hex(addr)
+        return f"{s.name}+{addr - s.address:#x}"
+
+    def row(prog: Any, va: Any) -> tuple:
+        vm = va.vm
+        if not vm.value_():
+            return va.value_(), va.va_start.value_(), va.va_end.value_(), 0
+        return (va.value_(), va.va_start.value_(), va.va_end.value_(), vm.value_(), vm.size.value_(),
+                vm.flags.value_(), vm.nr_pages.value_(), caller(prog, vm.caller.value_()))
+
+    return [row(p, va) for va in vh.for_each_vmap_area(p)], [row(d, va) for va in for_each_vmap_area(d)]
+
+
+def _vmalloc_samples(p: Program) -> list[int]:
+    from mmintro.reader.helpers import vmalloc as vh
+
+    rng = random.Random(2)
+    areas = [(va.va_start.value_(), va.va_end.value_()) for va in vh.for_each_vmap_area(p)]
+    out = [rng.randrange(a, b) for a, b in rng.sample(areas, min(40, len(areas)))]
+    out += [b - 1 for a, b in areas[:5]]  # guard pages
+    out += [va.va_start.value_() for _i, va in zip(range(5), vh.for_each_lazy_vmap_area(p))]
+    base = vh.VMALLOC_START(p)
+    out += [base + rng.randrange(1 << 40) for _ in range(10)]  # mostly holes
+    return out
+
+
+def c_find_vmap_area(p: Program, d: Any) -> tuple:
+    """``find_vmap_area`` and ``vmalloc_to_page`` on addresses in areas, guard pages, lazily
+    freed areas and holes (None where the address is unmapped)."""
+    import drgn
+    from drgn.helpers.linux.mm import find_vmap_area, vmalloc_to_page
+
+    from mmintro.reader.errors import FaultError
+    from mmintro.reader.helpers import vmalloc as vh
+
+    mine, theirs = [], []
+    for a in _vmalloc_samples(p):
+        va = int(vh.find_vmap_area(p, a).value_())
+        try:
+            page = int(vh.vmalloc_to_page(p, a).value_()) if va else None
+        except FaultError:
+            page = None
+        mine.append((hex(a), va, page))
+        dva = find_vmap_area(d, a).value_()
+        try:
+            dpage = vmalloc_to_page(d, a).value_() if dva else None
+        except drgn.FaultError:
+            dpage = None
+        theirs.append((hex(a), dva, dpage))
+    return mine, theirs
+
+
+def c_kmem_s_slabinfo(p: Program, d: Any) -> tuple:
+    """``crash kmem -s``: per cache CACHE, OBJSIZE, TOTAL, SLABS and SSIZE = mmintro's
+    /proc/slabinfo (num_objs, num_slabs, pagesperslab) and ``object_size``; ALLOCATED =
+    mmintro's slab_cache_usage() active objects (crash counts from SLUB's inuse counters)."""
+    from mmintro.reader.helpers import slab as sh
+    from mmintro.views.slabinfo import slabinfo
+
+    caches = {c.value_(): c for c in sh.for_each_slab_cache(p)}
+    mine = []
+    for r in slabinfo(p):
+        c = caches[r.cache]
+        mine.append((f"{r.cache:x}", str(c.object_size.value_()), str(sh.slab_cache_usage(c).active_objs),
+                     str(r.num_objs), str(r.num_slabs), f"{r.pagesperslab * p.page_size // 1024}k", r.name))
+    theirs = [tuple(line.split()) for line in crash(d, "kmem -s").splitlines()[1:] if line.strip()]
+    return mine, theirs
+
+
+def c_kmem_v_vmallocinfo(p: Program, d: Any) -> tuple:
+    """``crash kmem -v`` (VMAP_AREA, VM_STRUCT, range, size) = the busy areas of mmintro's
+    /proc/vmallocinfo, and their callers = drgn's identify_address() of each area."""
+    from drgn.helpers.common.memory import identify_address_all
+    from drgn.helpers.linux.common import IdentifiedVmap
+
+    from mmintro.views.vmallocinfo import vmallocinfo
+
+    rows = [r for r in vmallocinfo(p) if r.words != ["unpurged vm_area"]]
+    mine = [(r.vmap_area, r.vm_struct, r.start, r.end, r.size,
+             r.caller.rsplit("/", 1)[0] if r.caller and "+" in r.caller else r.caller) for r in rows]
+    theirs = []
+    for line in crash(d, "kmem -v").splitlines()[1:]:
+        f = line.split()
+        if len(f) != 6 or f[3] != "-":
+            continue
+        va, vm, start, end, size = int(f[0], 16), int(f[1], 16), int(f[2], 16), int(f[4], 16), int(f[5])
+        caller = None
+        for ident in identify_address_all(d, start):
+            if isinstance(ident, IdentifiedVmap):
+                m = re.search(r" caller (\S+)$", str(ident))
+                caller = m.group(1) if m else None
+        theirs.append((va, vm, start, end, size, caller))
+    return mine, theirs
+
+
+def _whatis_samples(p: Program, d: Any) -> list[int]:
+    """Addresses of every kind whatis knows that a snapshot has (slab objects allocated and
+    free, buddy and per-CPU-list pages, vmalloc pages and guard pages, plain and page-table
+    pages, struct pages, symbols, per-CPU variables, holes)."""
+    from mmintro.reader.columns import page_array
+    from mmintro.reader.helpers import vmalloc as vh
+    from mmintro.reader.helpers.slab import slab_census
+    from mmintro.views import whatis as wv
+    from mmintro.views.percpu import for_each_online_cpu
+
+    rng = random.Random(3)
+    pob = int(p["page_offset_base"].value_())
+    out: list[int] = []
+    end = _d_direct_map_end(d)
+    census = [c for c in slab_census(p).values() if c.nr_allocated and c.nr_free]
+    for c in rng.sample(census, min(6, len(census))):
+        out += [int(a) + 8 for a in c.objects[c.allocated][:1] if a < end]
+        out += [int(a) for a in c.objects[~c.allocated][-1:] if a < end]
+    for _nid, _i, _name, z in _populated(p):
+        for o in range(len(z.free_area) - 1, -1, -1):
+            fl = z.free_area[o].free_list
+            heads = [int(fl[mt].next.value_()) for mt in range(len(fl)) if int(fl[mt].next.value_()) != int(fl[mt].address_of_().value_())]
+            if heads:
+                pfn = (heads[0] - int(mmh.vmemmap(p).value_())) // 64
+                out.append(pob + ((pfn + (1 << o) - 1) << 12) + 16)
+                break
+    pcp = sorted(wv._pcp_blocks(p))
+    out += [pob + (pfn << 12) + 64 for pfn in pcp[:2]]
+    areas = [(va.va_start.value_(), va.va_end.value_()) for va in vh.for_each_vmap_area(p)]
+    for a, b in areas[:: max(1, len(areas) // 4)]:
+        out += [a + 0x10, b - 8]
+    types = page_array(p, {"page_type": "page_type"})["page_type"] >> np.uint32(24)
+    tables = np.flatnonzero((types == p.types.const("PGTY_table")) & present_pfn_mask(p))
+    out += [pob + (int(t) << 12) + 0x100 for t in tables[:2]]
+    out += [int(mmh.vmemmap(p).value_()) + pfn * 64 + 8 for pfn in (0x1000, 0x12345)]
+    out += [int(p.symbol(n).address) + 8 for n in ("node_data", "init_mm", "slab_caches")]
+    out += [int(p["__per_cpu_offset"][cpu].value_()) + int(p.symbol("hardirq_stack_ptr").address)
+            for cpu in for_each_online_cpu(p)]
+    out += [pob + 0x3000000, vh.VMALLOC_START(p) + (1 << 40), 0xFFFF800000000000]
+    return out
+
+
+def _kmem_addr_facts(out: str) -> list[tuple]:
+    """The comparable facts in drgn's ``crash kmem ADDR`` output: the symbol, the slab object
+    (cache, object, allocated), the vmap area, the struct page."""
+    facts = []
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        f = line.split()
+        if not f:
+            continue
+        if len(f) >= 3 and f[1] == "(?)":
+            name, _, off = f[2].partition("+")
+            facts.append(("symbol", name, int(off or 0)))
+        elif f[0] == "CACHE" and i + 1 < len(lines):
+            cache = int(lines[i + 1].split()[0], 16)
+            j = next(k for k in range(i, len(lines)) if "FREE / [ALLOCATED]" in lines[k])
+            obj = lines[j + 1].strip()
+            facts.append(("slab", cache, int(obj.strip("[]"), 16), obj.startswith("[")))
+        elif f[0] == "VMAP_AREA" and i + 1 < len(lines):
+            g = lines[i + 1].split()
+            facts.append(("vmap", int(g[0], 16), int(g[1], 16), int(g[2], 16), int(g[4], 16)))
+        elif f[0] == "PAGE" and i + 1 < len(lines):
+            facts.append(("page", int(lines[i + 1].split()[0], 16)))
+    return facts
+
+
+def _whatis_facts(w: dict) -> list[tuple]:
+    k = w["kind"]
+    facts: list[tuple] = []
+    if k == "symbol" and w.get("symbol"):
+        facts.append(("symbol", w["symbol"], w["offset"]))
+    elif k == "slab":
+        facts.append(("slab", w["cache"], w["object"], w["allocated"]))
+    elif k == "vmalloc":
+        facts.append(("vmap", w["vmap_area"], w["vm_struct"], w["start"], w["end"]))
+    if "page" in w and k not in ("vmalloc_lazy", "vmalloc_hole", "unmapped") and (k != "vmalloc" or w.get("mapped")):
+        facts.append(("page", w["page"]))
+    return facts
+
+
+def c_kmem_addr_whatis(p: Program, d: Any) -> tuple:
+    """``crash kmem ADDR`` on sample addresses of every kind = mmintro's whatis: the same
+    symbol, slab object (cache, object start, allocated), vmap area, and struct page behind
+    the address (nothing for unmapped ones).  Each row is labelled with whatis's kind."""
+    from mmintro.views.whatis import whatis
+
+    addrs = _whatis_samples(p, d)
+    mine = [(hex(a), w["kind"], _whatis_facts(w)) for a, w in ((a, whatis(p, a)) for a in addrs)]
+    theirs = [(hex(a), m[1], _kmem_addr_facts(crash(d, f"kmem {a:x}"))) for a, m in zip(addrs, mine)]
+    return mine, theirs
+
+
 CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
     ("for_each_online_pgdat", c_pgdats),
     ("zones: start/spanned/present/managed", c_zones),
@@ -506,6 +843,15 @@ CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
     ("free_area lists: entries, PageBuddy, order", c_free_lists),
     ("per-CPU lists: pages walked = per_cpu_pages.count", c_pcp_lists),
     ("compound pages: compound_order/compound_nr/compound_head", c_compound),
+    ("for_each_slab_cache: caches in order", c_slab_caches),
+    ("slab_cache_usage and slabinfo numbers per cache", c_slab_usage),
+    ("allocated objects of every cache: columnar walk = drgn", c_slab_objects),
+    ("slab_object_info/find_containing_slab_cache on samples", c_slab_object_info),
+    ("for_each_vmap_area: areas, vm_structs, callers", c_vmap_areas),
+    ("find_vmap_area/vmalloc_to_page on samples", c_find_vmap_area),
+    ("crash kmem -s = slabinfo", c_kmem_s_slabinfo),
+    ("crash kmem -v areas/callers = vmallocinfo", c_kmem_v_vmallocinfo),
+    ("crash kmem ADDR = whatis on every kind", c_kmem_addr_whatis),
 ]
 
 # Checks too slow for every run (a drgn loop over every struct page): run_crosscheck runs
