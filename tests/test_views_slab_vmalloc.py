@@ -6,7 +6,6 @@ snapshot with a corrupted freelist pointer (found, named, reported in one line).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -34,7 +33,7 @@ drgn = pytest.importorskip("drgn")
 
 from mmintro import crosscheck as xc
 
-REFERENCE = Path(os.environ.get("MMINTRO_REFERENCE", "/work/shared/reference")) / "procfs"
+REFERENCE = Path(__file__).parent / "data" / "reference" / "procfs"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference /proc captures not available")
 PAGE = 4096
 SLAB_ROWS = ["for_each_slab_cache: caches in order", "slab_cache_usage and slabinfo numbers per cache",
