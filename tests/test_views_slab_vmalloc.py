@@ -300,9 +300,6 @@ def test_kmem_addr_row_samples_every_kind(snap: Snap) -> None:
             "vmalloc_hole", "unmapped"} <= kinds
 
 
-@pytest.mark.xfail(strict=True, reason="simulator bug: max_low_pfn is min(max_pfn, 4G); x86-64 "
-                   "init_mem_mapping() sets max_low_pfn = max_pfn, and drgn's in_direct_map() (slab_object_info, "
-                   "identify_address) stops at max_low_pfn")
 def test_max_low_pfn_is_max_pfn_on_a_machine_above_4g(tmp_path: Path) -> None:
     k = boot(MachineConfig(ram=4 << 30))
     assert _u64(k, k.sym("max_pfn")) == 0x140000  # RAM above the PCI hole ends at 5 GiB

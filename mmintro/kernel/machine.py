@@ -317,7 +317,8 @@ class Kernel:
         k.write_u64(self.sym("vmemmap_base"), self.vmemmap_base)
         k.write_u64(self.sym("phys_base"), self.phys_base)
         k.write_u64(self.sym("max_pfn"), self.max_pfn)
-        k.write_u64(self.sym("max_low_pfn"), min(self.max_pfn, MAX_DMA32_PFN))
+        # x86-64 init_mem_mapping(): "can we preserve max_low_pfn?" -- max_low_pfn = max_pfn.
+        k.write_u64(self.sym("max_low_pfn"), self.max_pfn)
         self.write_int("pageblock_order", kc.PAGEBLOCK_ORDER)
         self.write_int("nr_node_ids", self.config.nodes)
         self.write_int("nr_cpu_ids", self.config.cpus)
