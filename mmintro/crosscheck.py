@@ -878,3 +878,9 @@ def run_crosscheck(path: str, only: list[str] | None = None) -> list[CheckResult
         except Exception as e:  # a check that cannot run is a failed check, not a crash
             results.append(CheckResult(name, "error", "error", False, f"{type(e).__name__}: {e}"))
     return results
+
+
+# processes (mmintro.crosscheck_tasks)
+from mmintro.crosscheck_tasks import TASK_CHECKS  # noqa: E402
+
+CHECKS += TASK_CHECKS

@@ -218,3 +218,37 @@ def whatis(args: tuple[str, ...], as_json: bool) -> None:
 
 
 COMMANDS += [slabinfo, kmem_s, vmallocinfo, whatis]
+
+
+# -- processes (mmintro.views.ps, mmintro.views.maps) ---------------------------------------------
+from mmintro.views import maps as maps_view  # noqa: E402
+from mmintro.views import ps as ps_view  # noqa: E402
+
+
+@click.command("ps")
+@snapshot_argument
+@json_option
+def ps(snapshot: str | None, as_json: bool) -> None:
+    """Processes like crash's ps: idle tasks, then init_task.tasks (PID, PPID, CPU, TASK, ST,
+    %MEM, VSZ, RSS, COMM)."""
+    with load(snapshot) as prog:
+        rows = ps_view.ps(prog)
+        emit(ps_view.render(rows), [r._asdict() for r in rows], as_json)
+
+
+@click.command("maps")
+@click.argument("args", nargs=-1, metavar="[SNAPSHOT] PID")
+@json_option
+def maps(args: tuple[str, ...], as_json: bool) -> None:
+    """/proc/PID/maps of the process PID, from its mm->mm_mt."""
+    snapshot, value = _snapshot_and(args, "PID")
+    pid = _int(value, "PID")
+    with load(snapshot) as prog:
+        try:
+            rows = maps_view.maps(prog, pid)
+        except LookupError as e:
+            raise click.ClickException(str(e)) from None
+        emit(maps_view.render(rows), [r._asdict() for r in rows], as_json)
+
+
+COMMANDS += [ps, maps]
