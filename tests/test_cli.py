@@ -3,15 +3,13 @@ objects and with real 6.18 /proc files (reference/procfs), plus one-line error h
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from cli_helpers import REFERENCE, needs_reference, run, run_json
 from click.testing import CliRunner
 
 from mmintro.cli.main import cli
@@ -25,20 +23,6 @@ from mmintro.reader.helpers.mmzone import (
     section_geometry,
 )
 from mmintro.views import zoneinfo as zoneinfo_view
-
-REFERENCE = Path(__file__).parent / "data" / "reference" / "procfs"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference /proc captures not available")
-
-
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(cli, list(args))
-    if ok:
-        assert result.exit_code == 0, (result.output, result.stderr, result.exception)
-    return result
-
-
-def run_json(*args: str):
-    return json.loads(run(*args, "--json").stdout)
 
 
 # -- zoneinfo -----------------------------------------------------------------------------------

@@ -5,17 +5,13 @@ hand-edited counters and lists (so that each check is seen to fail when the data
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from mmintro.cli.main import cli
 from mmintro.reader import open_snapshot
 from mmintro.reader.helpers.mmzone import for_each_present_section, nr_to_section, section_geometry
 from mmintro.snapshot.vmcore import write_vmcore
@@ -26,6 +22,7 @@ from mmintro.views import vmstat as vmstat_view
 from mmintro.views import zoneinfo as zoneinfo_view
 
 drgn = pytest.importorskip("drgn")
+from cli_helpers import REFERENCE, needs_reference, run, run_json
 from drgn.helpers.linux.cpumask import for_each_online_cpu
 from drgn.helpers.linux.list import list_for_each
 from drgn.helpers.linux.mm import totalram_pages, vm_commit_limit, vm_memory_committed
@@ -46,20 +43,7 @@ from drgn.helpers.linux.vmstat import (
     zone_page_state,
 )
 
-REFERENCE = Path(__file__).parent / "data" / "reference" / "procfs"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference /proc captures not available")
-
-
 # -- helpers ------------------------------------------------------------------------------------
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(cli, list(args))
-    if ok:
-        assert result.exit_code == 0, (result.output, result.stderr, result.exception)
-    return result
-
-
-def run_json(*args: str):
-    return json.loads(run(*args, "--json").stdout)
 
 
 def reference(name: str) -> str:
