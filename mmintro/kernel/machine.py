@@ -340,6 +340,12 @@ class Kernel:
         from mmintro.kernel import printk
 
         printk.place_globals(self)
+        # fs/proc/array.c task_state_array[]: the state letters /proc/PID/status, ps and
+        # drgn's task_state_to_char() read.
+        img.var("task_state_array", "rodata")
+        for i, name in enumerate(("R (running)", "S (sleeping)", "D (disk sleep)", "T (stopped)", "t (tracing stop)",
+                                  "X (dead)", "Z (zombie)", "P (parked)", "I (idle)")):
+            k.write_u64(self.sym("task_state_array") + 8 * i, img.string(name))
 
     def write_int(self, name: str, value: int) -> None:
         s = self.image.symbols[name]

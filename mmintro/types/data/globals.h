@@ -89,6 +89,7 @@ struct prb_desc _printk_rb_static_descs[4096];
 struct printk_info _printk_rb_static_infos[4096];
 struct printk_ringbuffer printk_rb_static;
 struct printk_ringbuffer *prb;
+char *task_state_array[9];
 struct hstate hstates[2];
 int hugetlb_max_hstate;
 struct swap_info_struct *swap_info[32];
