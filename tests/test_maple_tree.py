@@ -30,6 +30,7 @@ from mmintro.types import get_types
 drgn = pytest.importorskip("drgn")
 from drgn.helpers.linux.mapletree import mt_for_each as drgn_mt_for_each
 from drgn.helpers.linux.mapletree import mtree_load as drgn_mtree_load
+from nomem import NoMem as _NoMem
 
 T = get_types()
 ULONG_MAX = M.ULONG_MAX
@@ -448,21 +449,6 @@ def test_a_chain_deeper_than_maple_height_max_raises(built, progs):
 
 
 # -- the model against a plain list ------------------------------------------------------------------
-class _NoMem:
-    """A kernel stand-in whose memory writes go nowhere: the model alone."""
-
-    class kmem:
-        @staticmethod
-        def write_bytes(addr: int, data: bytes) -> None:
-            pass
-
-        @staticmethod
-        def write_u64(addr: int, value: int) -> None:
-            pass
-
-        @staticmethod
-        def set(*args) -> None:
-            pass
 
 
 def _ref_store(ref: list, first: int, last: int, entry: int | None) -> list:

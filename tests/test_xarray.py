@@ -27,6 +27,7 @@ from mmintro.types import get_types
 
 drgn = pytest.importorskip("drgn")
 import drgn.helpers.linux.xarray as DX
+from nomem import NoMem as _NoMem
 
 T = get_types()
 PAGECACHE = X.XA_FLAGS_LOCK_IRQ | X.XA_FLAGS_ACCOUNT  # mapping->i_pages (include/linux/fs.h)
@@ -401,19 +402,6 @@ def test_a_stray_mark_raises(built, progs, copy):
 
 
 # -- the model against a plain dict -------------------------------------------------------------------
-class _NoMem:
-    class kmem:
-        @staticmethod
-        def write_bytes(addr: int, data: bytes) -> None:
-            pass
-
-        @staticmethod
-        def write_u64(addr: int, value: int) -> None:
-            pass
-
-        @staticmethod
-        def set(*args) -> None:
-            pass
 
 
 @pytest.mark.parametrize("seed,space", [(1, 70), (2, 1 << 14), (3, 1 << 36)])
