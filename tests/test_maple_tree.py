@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mmintro.crosscheck import open_drgn
 from mmintro.kernel import maple_tree as M
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.machine import boot
@@ -155,10 +156,7 @@ def built(tmp_path_factory) -> tuple[Built, str]:
 @pytest.fixture(scope="module")
 def progs(built):
     _b, path = built
-    dprog = drgn.Program()
-    dprog.set_core_dump(path + ".vmcore")
-    dprog.load_debug_info([path + ".vmlinux"])
-    return dprog, open_snapshot(path)
+    return open_drgn(path + ".vmcore", path + ".vmlinux"), open_snapshot(path)
 
 
 TREES = ["self_maps", "empty", "one_at_0", "one_range", "few", "adjacent", "hundreds", "range64", "not_rcu",
@@ -371,10 +369,7 @@ def _leaf_and_parent(mt: M.MapleTree):
 
 
 def _open_both(path: str):
-    d = drgn.Program()
-    d.set_core_dump(path + ".vmcore")
-    d.load_debug_info([path + ".vmlinux"])
-    return d, open_snapshot(path)
+    return open_drgn(path + ".vmcore", path + ".vmlinux"), open_snapshot(path)
 
 
 def test_bad_type_bits_raise_naming_the_node(built, progs, copy):

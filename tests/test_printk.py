@@ -5,20 +5,18 @@ from __future__ import annotations
 import pytest
 
 drgn = pytest.importorskip("drgn")
-from drgn.helpers.linux.printk import get_printk_records  # noqa: E402
+from drgn.helpers.linux.printk import get_printk_records
 
-from mmintro.kernel import printk  # noqa: E402
-from mmintro.kernel.config import MachineConfig  # noqa: E402
-from mmintro.kernel.machine import boot  # noqa: E402
-from mmintro.snapshot.writer import save  # noqa: E402
+from mmintro.crosscheck import open_drgn
+from mmintro.kernel import printk
+from mmintro.kernel.config import MachineConfig
+from mmintro.kernel.machine import boot
+from mmintro.snapshot.writer import save
 
 
 def _records(k, tmp_path):
     core, vml = save(k, tmp_path / "log")
-    prog = drgn.Program()
-    prog.set_core_dump(str(core))
-    prog.load_debug_info([str(vml)])
-    return get_printk_records(prog)
+    return get_printk_records(open_drgn(str(core), str(vml)))
 
 
 def test_boot_log_and_an_allocation_failure_reach_dmesg(tmp_path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from mmintro.crosscheck import open_drgn as xc_open_drgn
 from mmintro.reader import open_snapshot
 from mmintro.reader.helpers.mmzone import for_each_present_section, nr_to_section, section_geometry
 from mmintro.snapshot.vmcore import write_vmcore
@@ -62,10 +63,7 @@ def column_shapes(text: str) -> list[str]:
 
 
 def open_drgn(path: str):
-    prog = drgn.Program()
-    prog.set_core_dump(path + ".vmcore")
-    prog.load_debug_info([path + ".vmlinux"])
-    return prog
+    return xc_open_drgn(path + ".vmcore", path + ".vmlinux")
 
 
 def patched_copy(snapshot: str, out: Path, edits: list[tuple[int, bytes]]) -> str:

@@ -113,6 +113,7 @@ def test_ram_segments_carry_direct_map_addresses_and_null_faults(tmp_path) -> No
     boundary (touching memblock regions) is saved."""
     import drgn
 
+    from mmintro.crosscheck import open_drgn
     from mmintro.kernel.config import MachineConfig
     from mmintro.kernel.machine import boot
     from mmintro.reader.elf import PHDR, PT_LOAD
@@ -127,9 +128,7 @@ def test_ram_segments_carry_direct_map_addresses_and_null_faults(tmp_path) -> No
     loads = [PHDR.unpack_from(data, phoff + i * PHDR.size) for i in range(phnum)]
     loads = [p for p in loads if p[0] == PT_LOAD]
     assert loads and all(p[3] == k.page_offset_base + p[4] for p in loads)
-    prog = drgn.Program()
-    prog.set_core_dump(str(core))
-    prog.load_debug_info([str(vml)])
+    prog = open_drgn(str(core), str(vml))
     with pytest.raises(drgn.FaultError):
         prog.read(0x1000, 8)
     assert prog.read(k.phys_to_virt(boundary - 8), 16) == b"\x11" * 16

@@ -46,12 +46,11 @@ def shipped_runs(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _drgn(stem: str):
-    drgn = pytest.importorskip("drgn")
+    pytest.importorskip("drgn")
+    from mmintro.crosscheck import open_drgn
+
     core, vmlinux = snapshot_paths(stem)
-    prog = drgn.Program()
-    prog.set_core_dump(str(core))
-    prog.load_debug_info([str(vmlinux)])
-    return prog
+    return open_drgn(str(core), str(vmlinux))
 
 
 def _drgn_zone(prog, nid: int, idx: int):

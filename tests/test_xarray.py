@@ -16,6 +16,7 @@ import struct
 
 import pytest
 
+from mmintro.crosscheck import open_drgn
 from mmintro.kernel import xarray as X
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.machine import boot
@@ -143,10 +144,7 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def progs(built):
     _, path = built
-    dprog = drgn.Program()
-    dprog.set_core_dump(path + ".vmcore")
-    dprog.load_debug_info([path + ".vmlinux"])
-    return dprog, open_snapshot(path)
+    return open_drgn(path + ".vmcore", path + ".vmlinux"), open_snapshot(path)
 
 
 NAMES = ["empty", "zero_only", "one_at_5", "five_pages", "dense", "sparse", "values", "large_folios", "marked",
@@ -326,10 +324,7 @@ def copy(built, tmp_path):
 
 
 def _open_both(path: str):
-    d = drgn.Program()
-    d.set_core_dump(path + ".vmcore")
-    d.load_debug_info([path + ".vmlinux"])
-    return d, open_snapshot(path)
+    return open_drgn(path + ".vmcore", path + ".vmlinux"), open_snapshot(path)
 
 
 def _leaf(xa: X.XArray) -> X.XaNode:
