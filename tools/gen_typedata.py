@@ -49,6 +49,9 @@ vm_fault vm_operations_struct hugetlbfs_sb_info hugepage_subpool resv_map
 elf_prstatus elf_prstatus_common
 sighand_struct buffer_head fpu fpregs_state backing_file msg_msg
 printk_ringbuffer prb_desc printk_info dev_printk_info prb_data_blk_lpos
+deferred_split shmem_inode_info hugetlbfs_inode_info writeback_control file_system_type
+shared_policy sp_node vm_special_mapping huge_bootmem_page file_ra_state fown_struct
+anon_vma_name wb_completion wb_writeback_work
 """.split()
 
 THREAD_SIZE = 16384
