@@ -4,6 +4,7 @@ against real drgn's stock helpers and crash commands.  :mod:`mmintro.crosscheck`
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,8 @@ from mmintro.reader.object import cast
 from mmintro.reader.program import Program
 from mmintro.views import ps as ps_view
 
-__all__ = ["TASK_CHECKS", "c_crash_ps_p", "c_find_task", "c_for_each_task", "c_for_each_vma"]
+__all__ = ["TASK_CHECKS", "c_crash_ps_p", "c_crash_vm", "c_crash_vtop_c", "c_find_task", "c_follow_user",
+           "c_for_each_task", "c_for_each_vma", "c_hugetlb_usage", "c_task_rss", "present_user_leaves"]
 
 
 def _my_tasks(p: Program) -> list[tuple[int, str, int]]:
@@ -87,9 +89,231 @@ def c_crash_ps_p(p: Program, d: Any) -> tuple:
     return mine, theirs
 
 
+
+
+# -- user address spaces: translation, RSS, crash vm / vtop -c, page cache, hugetlb -------------
+_PTE_PRESENT, _PTE_PSE = 0x1, 0x80
+_PFN_MASK = 0x000FFFFFFFFFF000
+# (shift, large leaf possible) of the four x86-64 levels under the pgd: pgd, pud, pmd, pte
+_LEVELS = ((39, False), (30, True), (21, True), (12, False))
+
+
+def _tasks_with_mm(p: Program) -> list[tuple[int, Any]]:
+    return sorted(((int(t.pid.value_()), t) for t in ps_view.for_each_task(p, idle=False)
+                   if int(t.pid.value_()) and t.mm.value_()), key=lambda x: x[0])
+
+
+def _pgd_phys(p: Program, mm: Any) -> int:
+    return p.translate(int(mm.pgd.value_()))
+
+
+def present_user_leaves(p: Program, pgd_phys: int, limit: int = 4096) -> list[tuple[int, int]]:
+    """(user virtual address, leaf size) of present leaf entries in the user half of a pgd,
+    in address order, at most ``limit`` (a bounded walk: tables read whole; an entry whose
+    table is not in the dump stops that branch)."""
+    import numpy as np
+
+    out: list[tuple[int, int]] = []
+
+    def table(pa: int) -> Any:
+        try:
+            return np.frombuffer(p.read_phys(pa, 4096), dtype="<u8")
+        except Exception:
+            return None
+
+    def walk(pa: int, level: int, base: int) -> None:
+        shift, large = _LEVELS[level]
+        t = table(pa)
+        if t is None:
+            return
+        n = 256 if level == 0 else 512  # the pgd's lower half is the user half
+        for i in np.nonzero(t[:n] & _PTE_PRESENT)[0]:
+            if len(out) >= limit:
+                return
+            e = int(t[i])
+            va = base + (int(i) << shift)
+            if level == 3 or (large and e & _PTE_PSE):
+                out.append((va, 1 << shift))
+            else:
+                walk(e & _PFN_MASK, level + 1, va)
+
+    walk(pgd_phys, 0, 0)
+    return out
+
+
+def _sample_user_addrs(p: Program, pid: int, mm: Any, n: int = 24) -> list[int]:
+    """A seeded sample of user addresses of one mm: half inside present leaves (when there
+    are any), half anywhere inside its VMAs (mapped or not), plus one below the first VMA."""
+    rng = random.Random(pid)
+    vmas = [(int(v.vm_start.value_()), int(v.vm_end.value_()))
+            for v in (cast("struct vm_area_struct *", e) for _f, _l, e in mt_for_each(mm.mm_mt.address_of_()))]
+    leaves = present_user_leaves(p, _pgd_phys(p, mm))
+    out = []
+    for _ in range(n // 2 if leaves else 0):
+        va, size = leaves[rng.randrange(len(leaves))]
+        out.append(va + (rng.randrange(size) & ~7))
+    for _ in range(n - len(out)):
+        s, e = vmas[rng.randrange(len(vmas))]
+        out.append(s + (rng.randrange(e - s) & ~7))
+    if vmas and vmas[0][0] > 0x1000:
+        out.append(vmas[0][0] - 0x1000)
+    return out
+
+
+def c_follow_user(p: Program, d: Any) -> tuple:
+    """drgn's follow_phys(mm, addr) and follow_page(mm, addr) (its own page-table walk from
+    mm->pgd) = mmintro's on a seeded sample of user addresses of every process: the same
+    physical address and struct page, or the same fault."""
+    from drgn import FaultError
+    from drgn.helpers.linux.mm import follow_page, follow_phys
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.reader.errors import FaultError as MyFault
+    from mmintro.reader.helpers import mm as mmh
+
+    mine: list = []
+    theirs: list = []
+    for pid, t in _tasks_with_mm(p):
+        dmm = find_task(d, pid).mm
+        for a in _sample_user_addrs(p, pid, t.mm):
+            try:
+                mine.append((pid, hex(a), int(mmh.follow_phys(t.mm, a).value_()),
+                             int(mmh.follow_page(t.mm, a).value_())))
+            except MyFault:
+                mine.append((pid, hex(a), None, None))
+            try:
+                theirs.append((pid, hex(a), follow_phys(dmm, a).value_(), follow_page(dmm, a).value_()))
+            except FaultError:
+                theirs.append((pid, hex(a), None, None))
+    return mine, theirs
+
+
+def _rss_counters(mm: Any) -> tuple[int, int, int, int]:
+    """(file, anon, shmem, swap) pages: percpu_counter_sum() of mm->rss_stat[] (count plus
+    every possible CPU's delta), read with mmintro's reader."""
+    from mmintro.views.percpu import per_cpu_ptr
+
+    prog = mm.prog_
+    nr = prog["nr_cpu_ids"].value_()
+    out = []
+    for name in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES", "MM_SWAPENTS"):
+        c = mm.rss_stat[prog.constant(name).value_()]
+        total = c.count.value_()
+        counters = c.counters.value_()
+        if counters:
+            for cpu in range(nr):
+                total += prog.read_s32(per_cpu_ptr(c.counters, cpu).value_())
+        out.append(total)
+    return tuple(out)  # type: ignore[return-value]
+
+
+def _status(p: Program, pid: int) -> dict | None:
+    """mmintro's /proc/PID/status numbers, when the status view exists."""
+    try:
+        from mmintro.views import status as status_view  # VIEW's
+    except ImportError:
+        return None
+    for fn in ("status_fields", "status"):
+        f = getattr(status_view, fn, None)
+        if f is not None:
+            try:
+                r = f(p, pid)
+            except Exception:
+                return None
+            return r if isinstance(r, dict) else getattr(r, "_asdict", lambda: None)()
+    return None
+
+
+def c_task_rss(p: Program, d: Any) -> tuple:
+    """drgn's task_rss(task) (percpu_counter_sum of each rss_stat counter) and task_vsize
+    (mm->total_vm * PAGE_SIZE) = mmintro's reading of the same books, per process."""
+    from drgn.helpers.linux.mm import task_rss, task_vsize
+    from drgn.helpers.linux.pid import find_task
+
+    mine, theirs = [], []
+    for pid, t in _tasks_with_mm(p):
+        mine.append((pid, *_rss_counters(t.mm), int(t.mm.total_vm.value_()) * p.page_size))
+        dt = find_task(d, pid)
+        r = task_rss(dt)
+        theirs.append((pid, r.file, r.anon, r.shmem, r.swap, task_vsize(dt)))
+    return mine, theirs
+
+
+def c_crash_vm(p: Program, d: Any) -> tuple:
+    """``crash vm PID`` (drgn's: MM, PGD, RSS from task_rss, TOTAL_VM, then VMA, START, END,
+    FLAGS and vma_name per VMA) = mmintro's mm, pgd, RSS (rss_stat), total_vm and VMAs with
+    the maps view's names, for every process."""
+    from mmintro.crosscheck import crash
+    from mmintro.views import maps as maps_view
+
+    mine, theirs = [], []
+    for pid, t in _tasks_with_mm(p):
+        mm = t.mm
+        file, anon, shmem, _swap = _rss_counters(mm)
+        rows = maps_view.maps(p, pid)
+        mine.append((pid, "mm", int(mm.value_()), int(mm.pgd.value_()), (file + anon + shmem) * p.page_size // 1024,
+                     int(mm.total_vm.value_()) * p.page_size // 1024))
+        mine += [(pid, hex(r.vma), r.start, r.end,
+                  int(p.object("struct vm_area_struct *", value=r.vma).vm_flags.value_()), r.name) for r in rows]
+        out = crash(d, f"vm {pid}").splitlines()
+        head = next((i for i, line in enumerate(out) if line.split()[:4] == ["MM", "PGD", "RSS", "TOTAL_VM"]), None)
+        if head is None:
+            theirs.append((pid, "mm", " | ".join(out[:3])))
+            continue
+        h = out[head + 1].split()
+        theirs.append((pid, "mm", int(h[0], 16), int(h[1], 16), int(h[2].rstrip("k")), int(h[3].rstrip("k"))))
+        for line in out[head + 3:]:
+            f = line.split(None, 4)
+            if len(f) >= 4:
+                theirs.append((pid, hex(int(f[0], 16)), int(f[1], 16), int(f[2], 16), int(f[3], 16),
+                               f[4].strip() if len(f) > 4 else ""))
+    return mine, theirs
+
+
+def c_crash_vtop_c(p: Program, d: Any) -> tuple:
+    """``crash vtop -c PID ADDR`` (drgn's follow_phys through the task's mm) = mmintro's vtop
+    through the task's pgd (the views' walk), on a few sampled addresses per process."""
+    from mmintro.crosscheck import crash
+    from mmintro.reader.errors import FaultError as MyFault
+    from mmintro.views import vtop as vtop_view
+
+    mine, theirs = [], []
+    for pid, t in _tasks_with_mm(p):
+        pgd = _pgd_phys(p, t.mm)
+        addrs = _sample_user_addrs(p, pid, t.mm, n=6)
+        for a in addrs:
+            try:
+                mine.append((pid, a, vtop_view.vtop(p, a, pgd)["phys"]))
+            except MyFault:
+                mine.append((pid, a, None))
+        out = crash(d, f"vtop -c {pid} " + " ".join(f"{a:x}" for a in addrs))
+        got = re.findall(r"^([0-9a-f]+)\s+(\(not accessible\)|[0-9a-f]+)\s*$", out, re.M)
+        theirs += [(pid, int(v, 16), None if ph.startswith("(") else int(ph, 16)) for v, ph in got]
+    return mine, theirs
+
+
+def c_hugetlb_usage(p: Program, d: Any) -> tuple:
+    """drgn's hugetlb_total_usage() (pages of every hstate's pool, free ones) = meminfo's
+    Hugetlb (kB) and the free pages of the hstates, read by mmintro."""
+    from drgn.helpers.linux.hugetlb import hugetlb_total_usage
+
+    from mmintro.views import meminfo as mi
+
+    lines = {line.name: line.value for line in mi.meminfo(p)}
+    hs = mi._hstates(p) if "hstates" in p.symbols.by_name else []
+    free = sum(int(h.free_huge_pages.value_()) << int(h.order.value_()) for h in hs)
+    u = hugetlb_total_usage(d)
+    return (lines.get("Hugetlb", 0) * 1024 // p.page_size, free), (u.pages, u.free_pages)
+
+
 TASK_CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
     ("for_each_task: pids, comms, tasks", c_for_each_task),
     ("find_task on every pid", c_find_task),
     ("for_each_vma per mm: start/end/flags", c_for_each_vma),
     ("crash ps -p = ps parent chains", c_crash_ps_p),
+    ("follow_phys/follow_page on user addresses of every task", c_follow_user),
+    ("task_rss/task_vsize = rss_stat, total_vm", c_task_rss),
+    ("crash vm PID = mm, pgd, RSS, TOTAL_VM, VMAs", c_crash_vm),
+    ("crash vtop -c PID ADDR = vtop --pid", c_crash_vtop_c),
+    ("hugetlb_total_usage = meminfo Hugetlb", c_hugetlb_usage),
 ]
