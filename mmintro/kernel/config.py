@@ -56,6 +56,12 @@ class MachineConfig:
     nodes: int = 1
     cpus: int = 2
     seed: int = 0
+    # Huge pages (HUGE): the THP mode as transparent_hugepage= sets it (CONFIG_TRANSPARENT_HUGEPAGE_MADVISE
+    # default), and the hugetlb pools reserved at boot as hugepagesz=2M hugepages=N and
+    # hugepagesz=1G hugepages=N would (1 GiB pages from memblock, 2 MiB pages from the buddy).
+    thp: str = "madvise"
+    hugepages_2m: int = 0
+    hugepages_1g: int = 0
 
     def validate(self) -> None:
         if self.ram % (128 << 20) or not (256 << 20) <= self.ram <= (64 << 30):
@@ -66,3 +72,7 @@ class MachineConfig:
             raise ValueError("each node needs at least 256M of RAM")
         if not 1 <= self.cpus <= 64:
             raise ValueError("cpus must be 1..64")
+        if self.thp not in ("always", "madvise", "never"):
+            raise ValueError("thp must be always, madvise or never")
+        if self.hugepages_2m < 0 or self.hugepages_1g < 0:
+            raise ValueError("hugepages counts must be >= 0")
