@@ -346,6 +346,11 @@ class Kernel:
         for i, name in enumerate(("R (running)", "S (sleeping)", "D (disk sleep)", "T (stopped)", "t (tracing stop)",
                                   "X (dead)", "Z (zombie)", "P (parked)", "I (idle)")):
             k.write_u64(self.sym("task_state_array") + 8 * i, img.string(name))
+        # head_64.S: empty_zero_page in .bss..page_aligned; mm/memory.c init_zero_pfn():
+        # zero_pfn = page_to_pfn(ZERO_PAGE(0)), the pfn read faults map (do_anonymous_page).
+        img.var("empty_zero_page", "bss")
+        k.write_u64(img.var("zero_pfn", "data"), self.pa(self.sym("empty_zero_page")) >> PAGE_SHIFT)
+        self.zero_pfn = self.pa(self.sym("empty_zero_page")) >> PAGE_SHIFT
 
     def write_int(self, name: str, value: int) -> None:
         s = self.image.symbols[name]
