@@ -572,6 +572,11 @@ INIT_CACHES: list[tuple[str, str, Callable[["Kernel"], "KmemCache"]]] = [
     ("radix_tree_node_cachep", "radix_tree_init", lambda k: kmem_cache_create(
         k, "radix_tree_node", _T.sizeof("struct xa_node"), flags=SLAB_PANIC | SLAB_RECLAIM_ACCOUNT,
         **_ctor("radix_tree_node_ctor"))),
+    # mm/mempolicy.c numa_policy_init(): kmem_cache_create(name, size, 0, SLAB_PANIC, NULL)
+    ("policy_cache", "numa_policy_init", lambda k: kmem_cache_create(
+        k, "numa_policy", _T.sizeof("struct mempolicy"), flags=SLAB_PANIC)),
+    ("sn_cache", "numa_policy_init", lambda k: kmem_cache_create(
+        k, "shared_policy_node", _T.sizeof("struct sp_node"), flags=SLAB_PANIC)),
     ("pid_cachep", "pid_idr_init", lambda k: kmem_cache_create(
         k, "pid", _T.sizeof("struct pid") + _T.sizeof("struct upid"), align=alignof(_T.struct("pid")),
         flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT)),
