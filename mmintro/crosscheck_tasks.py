@@ -113,12 +113,14 @@ def present_user_leaves(p: Program, pgd_phys: int, limit: int = 4096) -> list[tu
     table is not in the dump stops that branch)."""
     import numpy as np
 
+    from mmintro.reader.errors import FaultError as MyFault
+
     out: list[tuple[int, int]] = []
 
     def table(pa: int) -> Any:
         try:
             return np.frombuffer(p.read_phys(pa, 4096), dtype="<u8")
-        except Exception:
+        except MyFault:
             return None
 
     def walk(pa: int, level: int, base: int) -> None:
@@ -218,7 +220,7 @@ def _status(p: Program, pid: int) -> dict | None:
         if f is not None:
             try:
                 r = f(p, pid)
-            except Exception:
+            except (LookupError, ValueError):
                 return None
             return r if isinstance(r, dict) else getattr(r, "_asdict", lambda: None)()
     return None
@@ -287,7 +289,7 @@ def c_crash_vtop_c(p: Program, d: Any) -> tuple:
             except MyFault:
                 mine.append((pid, a, None))
         out = crash(d, f"vtop -c {pid} " + " ".join(f"{a:x}" for a in addrs))
-        got = re.findall(r"^([0-9a-f]+)\s+(\(not accessible\)|[0-9a-f]+)\s*$", out, re.M)
+        got = re.findall(r"^([0-9a-f]+)\s+(\(not accessible\)|[0-9a-f]+)\s*$", out, re.MULTILINE)
         theirs += [(pid, int(v, 16), None if ph.startswith("(") else int(ph, 16)) for v, ph in got]
     return mine, theirs
 

@@ -58,6 +58,41 @@ Step reference (every step may also have ``note = "..."``, shown in the run's lo
                    their preferred node).
 =================  ==================================================================
 
+Processes, mappings and files (sizes are bytes or strings such as ``"16M"``; a step that
+names a mapping takes ``process = NAME`` unless only one process exists):
+
+===================  ================================================================
+``spawn = NAME``     fork+exec a process: ``comm`` (NAME), ``parent`` (a process, else
+                     init), ``heap`` (brk growth), ``cpu``.  Mappings ``heap`` (when
+                     grown) and ``stack`` are tagged.
+``mmap = TAG``       ``size``, ``prot`` ("rw"), ``kind`` = "anon" | "private" |
+                     "shared" (a ``file`` mapping, at ``offset``) | "hugetlb"
+                     (``page_size`` "2M"/"1G"); ``hugepage = true`` madvises
+                     MADV_HUGEPAGE.
+``touch = TAG``      page faults on the mapping: ``access`` = "read" | "write";
+                     [``start``, ``start+size``) of it, all pages, ``every`` n-th
+                     (+ ``offset``), or a seeded ``fraction`` / ``count``.
+``fork = NAME``      ``parent`` forks; the child inherits the mapping tags.
+``exit = NAME``      the process exits (its mm is torn down).
+``munmap = TAG``     ``start``/``size`` (default: all of it); ``mprotect = TAG`` with
+                     ``prot``; ``mbind = TAG`` with ``policy`` and ``nodes``.
+``set_mempolicy``    ``= NAME`` with ``policy`` (default, bind, preferred, interleave,
+                     local) and ``nodes``.
+``create_file``      ``= TAG`` with ``path`` ("/data/log") and ``size``.
+``read``/``write``   ``= TAG`` (a file): ``start``, ``size`` (default: to i_size).
+``writeback``        "all" | "background": the flusher writes dirty pages back.
+``sysctl = NAME``    ``value``: vm.nr_hugepages, hugepages-1048576kB, vm.dirty_ratio,
+                     vm.dirty_background_ratio, vm.dirty_bytes,
+                     vm.dirty_background_bytes, transparent_hugepage ("always" ...).
+===================  ================================================================
+
+Expectations on processes and files (pages unless said): rss('p') rss_anon('p')
+rss_file('p') rss_shmem('p') (get_mm_counter), total_vm('p') map_count('p')
+pgtables_bytes('p') faults('p') (the fault log), file_pages('f') (mapping->nrpages),
+node_stat('NR_...') (summed over nodes), nr_dirty nr_writeback nr_file_pages dirty_thresh
+bg_thresh throttled hugepages_total hugepages_free hugepages_rsvd hugepages_surp
+hugepages_1g_total hugepages_1g_free anon_thp.
+
 A zone is ``"Normal"`` (on the step's ``node``, else the current CPU's node) or
 ``"Node 1 Normal"``.  Watermarks read as /proc/zoneinfo prints them (boost included).
 
@@ -225,10 +260,27 @@ _FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
     "missed": (1, False, lambda w, z, tag: sum(1 for b in w.blocks(tag) if b.nid != b.preferred)),
     "objects": (1, False, lambda w, z, tag: len(w.object_list(tag))),
     "cache_objects": (1, False, lambda w, z, name: _cache_objects(w, name)),
+    # processes (pages, from the mm's books: get_mm_counter, total_vm, map_count)
+    "rss": (1, False, lambda w, z, p: sum(_mm_counter(w, p, m) for m in ("MM_FILEPAGES", "MM_ANONPAGES",
+                                                                          "MM_SHMEMPAGES"))),
+    "rss_anon": (1, False, lambda w, z, p: _mm_counter(w, p, "MM_ANONPAGES")),
+    "rss_file": (1, False, lambda w, z, p: _mm_counter(w, p, "MM_FILEPAGES")),
+    "rss_shmem": (1, False, lambda w, z, p: _mm_counter(w, p, "MM_SHMEMPAGES")),
+    "total_vm": (1, False, lambda w, z, p: w.k.kmem.get(w.proc(p).mm, "mm_struct", "total_vm")),
+    "map_count": (1, False, lambda w, z, p: w.k.kmem.get(w.proc(p).mm, "mm_struct", "map_count")),
+    "pgtables_bytes": (1, False, lambda w, z, p: w.k.kmem.get(w.proc(p).mm, "mm_struct", "pgtables_bytes.counter")),
+    "faults": (1, False, lambda w, z, p: _faults(w, p)),
+    # files and the node counters
+    "file_pages": (1, False, lambda w, z, f: _file_pages(w, f)),
+    "node_stat": (1, False, lambda w, z, item: _node_stat(w, item)),
 }
+# What a function's quoted argument names (default: a block or object tag).
+_ARG_KINDS = {"cache_objects": "cache", "node_stat": "item", "file_pages": "file",
+              **{f: "process" for f in ("rss", "rss_anon", "rss_file", "rss_shmem", "total_vm", "map_count",
+                                        "pgtables_bytes", "faults")}}
 
 
-def _cache_objects(w: "Workload", name: str) -> int:
+def _cache_objects(w: Workload, name: str) -> int:
     """Allocated objects in the slab cache ``name`` (every caller, boot's included)."""
     from mmintro.kernel import slub
 
@@ -239,6 +291,21 @@ def _cache_objects(w: "Workload", name: str) -> int:
     return len(slub.live_objects(w.k, s))
 _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     "failures": lambda w: len(w.k.alloc_failures),
+    # the page cache and writeback (pages)
+    "nr_dirty": lambda w: _node_stat(w, "NR_FILE_DIRTY"),
+    "nr_writeback": lambda w: _node_stat(w, "NR_WRITEBACK"),
+    "nr_file_pages": lambda w: _node_stat(w, "NR_FILE_PAGES"),
+    "dirty_thresh": lambda w: _dirty_limits(w)[1],
+    "bg_thresh": lambda w: _dirty_limits(w)[0],
+    "throttled": lambda w: _throttled(w),
+    # hugetlb pools (the default 2 MiB hstate; hugepages_1g_* for 1 GiB) and THP
+    "hugepages_total": lambda w: _hstate_value(w, "nr_huge_pages"),
+    "hugepages_free": lambda w: _hstate_value(w, "free_huge_pages"),
+    "hugepages_rsvd": lambda w: _hstate_value(w, "resv_huge_pages"),
+    "hugepages_surp": lambda w: _hstate_value(w, "surplus_huge_pages"),
+    "hugepages_1g_total": lambda w: _hstate_value(w, "nr_huge_pages", 1 << 30),
+    "hugepages_1g_free": lambda w: _hstate_value(w, "free_huge_pages", 1 << 30),
+    "anon_thp": lambda w: _node_stat(w, "NR_ANON_THPS"),
 }
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
@@ -263,6 +330,8 @@ class Condition:
             raise WorkloadError(f"expect {text!r} is not an expression: {e.msg}") from None
         self.needs_zone = False
         self.tags: list[str] = []
+        self.processes: list[str] = []
+        self.files: list[str] = []
         self.names: list[str] = []
         self._check(self.tree)
 
@@ -292,8 +361,9 @@ class Condition:
                     raise WorkloadError(f"expect {self.text!r}: free_blocks() takes an order")
             elif not (isinstance(arg, ast.Constant) and type(arg.value) is str):
                 raise WorkloadError(f"expect {self.text!r}: {name}() takes a tag in quotes")
-            elif name != "cache_objects":  # its argument names a slab cache, not a tag
-                self.tags.append(arg.value)
+            else:
+                kind = _ARG_KINDS.get(name, "tag")  # a slab cache or a node_stat_item is no tag
+                {"tag": self.tags, "process": self.processes, "file": self.files}.get(kind, []).append(arg.value)
         elif isinstance(n, ast.Compare):
             for op in n.ops:
                 if type(op) not in _CMPOPS:
@@ -368,6 +438,9 @@ class Workload:
         self.rng = kernel.rng
         self.tags: dict[str, list[Block]] = {}
         self.objects: dict[str, list[tuple[int, str]]] = {}  # tag -> [(address, "kmalloc"|"cache:NAME"|"vmalloc")]
+        self.procs: dict[str, Any] = {}  # name -> fork.Process
+        self.mappings: dict[str, dict[str, Mapping]] = {}  # process name -> tag -> Mapping
+        self.files: dict[str, int] = {}  # tag -> struct file *
 
     # -- where ---------------------------------------------------------------------------
     def zone(self, spec: str, node: int | None = None) -> ZoneState:
@@ -640,6 +713,262 @@ class Workload:
         self.objects[tag] = [o for i, o in enumerate(objs) if i not in gone]
         return len(chosen)
 
+    # -- processes, mappings, files (mm/memory.c, kernel/fork.c, mm/filemap.c ...) ------------
+    def proc(self, name: str) -> Any:
+        """The live process the workload named ``name`` (a :class:`mmintro.kernel.fork.Process`)."""
+        try:
+            return self.procs[name]
+        except KeyError:
+            raise WorkloadError(f"unknown process {name!r} (processes so far: "
+                                f"{', '.join(self.procs) or 'none'})") from None
+
+    def mapping(self, proc: str, tag: str) -> Mapping:
+        """The mapping ``tag`` of process ``proc`` (its own or inherited through fork)."""
+        self.proc(proc)
+        try:
+            return self.mappings[proc][tag]
+        except KeyError:
+            raise WorkloadError(f"process {proc!r} has no mapping {tag!r} (its mappings: "
+                                f"{', '.join(self.mappings[proc]) or 'none'})") from None
+
+    def file(self, tag: str) -> int:
+        """The ``struct file *`` the workload created under ``tag``."""
+        try:
+            return self.files[tag]
+        except KeyError:
+            raise WorkloadError(f"unknown file {tag!r} (files so far: {', '.join(self.files) or 'none'})") from None
+
+    def spawn(self, name: str, comm: str | None = None, parent: str | None = None, heap: int = 0,
+              cpu: int | None = None) -> Any:
+        """fork + exec of a program: a process ``name`` (``comm`` defaults to the name) with
+        the exec'd layout, its heap grown by ``heap`` bytes (brk), child of ``parent`` (a
+        workload process) or of init_task.  Its mappings ``heap`` (when grown) and ``stack``
+        are tagged."""
+        from mmintro.kernel import fork
+
+        if name in self.procs:
+            raise WorkloadError(f"process {name!r} already exists")
+        with self._cpu(cpu):
+            try:
+                p = fork.spawn_process(self.k, comm or name, brk_grow=heap,
+                                       parent=self.proc(parent).task if parent else None,
+                                       cpu=self.k.current_cpu)
+            except MemoryError as e:
+                raise ExpectationFailed(f"spawn {name}: {e}") from None
+        self.procs[name] = p
+        km = self.k.kmem
+        maps: dict[str, Mapping] = {}
+        start_brk, brk = km.get(p.mm, "mm_struct", "start_brk"), km.get(p.mm, "mm_struct", "brk")
+        if brk > start_brk:
+            maps["heap"] = Mapping(start_brk, _page_up(brk) - start_brk, "anon")
+        from mmintro.kernel import mmap as M
+
+        stack = M.find_vma(self.k, p.mm, p.layout.start_stack)
+        if stack:
+            s, e = km.get(stack, "vm_area_struct", "vm_start"), km.get(stack, "vm_area_struct", "vm_end")
+            maps["stack"] = Mapping(s, e - s, "anon")
+        self.mappings[name] = maps
+        return p
+
+    def mmap(self, proc: str, tag: str, size: int, prot: str = "rw", kind: str = "anon", file: str | None = None,
+             offset: int = 0, hugepage: bool = False, page_size: int | None = None) -> int:
+        """mmap(2) in process ``proc``, kept as mapping ``tag``: ``kind`` "anon" (MAP_PRIVATE |
+        MAP_ANONYMOUS), "shared" (MAP_SHARED of ``file``; "private" maps it MAP_PRIVATE), or
+        "hugetlb" (MAP_HUGETLB from the ``page_size`` pool); ``hugepage`` then
+        madvise(MADV_HUGEPAGE).  Returns the address."""
+        p = self.proc(proc)
+        if tag in self.mappings[proc]:
+            raise WorkloadError(f"process {proc!r} already has a mapping {tag!r}")
+        if kind not in MAP_KINDS:
+            raise WorkloadError(f"kind {kind!r} is not one of {', '.join(MAP_KINDS)}")
+        flags = _prot(prot)
+        size = _page_up(size)
+        if kind == "anon":
+            from mmintro.kernel import mmap as M
+
+            addr = M.do_mmap(self.k, p.mm, size, flags)
+        elif kind == "hugetlb":
+            hugetlb = _kmod("hugetlb", "HUGE")
+            addr = hugetlb.hugetlb_mmap(self.k, p.mm, size, page_size or 2 << 20, flags)
+        else:
+            filemap = _kmod("filemap", "FILE")
+            if file is None:
+                raise WorkloadError(f"a {kind} file mapping needs file = TAG")
+            addr = filemap.mmap_file(self.k, p.mm, self.file(file), size, flags, kind == "shared", offset)
+        if not addr:
+            raise ExpectationFailed(f"mmap {tag} of {size:#x} bytes in {proc} failed (-ENOMEM)")
+        if hugepage:
+            _kmod("huge_memory", "HUGE").madvise_hugepage(self.k, p.mm, addr, size)
+        self.mappings[proc][tag] = Mapping(addr, size, kind, file, page_size or (2 << 20 if kind == "hugetlb" else 4096))
+        return addr
+
+    def _range(self, proc: str, tag: str, start: int, size: int | None) -> tuple[Mapping, int, int]:
+        m = self.mapping(proc, tag)
+        size = m.length - start if size is None else size
+        if start % PAGE_SIZE or size % PAGE_SIZE or start < 0 or size <= 0 or start + size > m.length:
+            raise WorkloadError(f"range start={start:#x} size={size:#x} is not a page-aligned part of "
+                                f"{proc}'s {tag} ({m.length:#x} bytes)")
+        return m, m.start + start, size
+
+    def touch(self, proc: str, tag: str, write: bool = False, start: int = 0, size: int | None = None,
+              every: int | None = None, offset: int = 0, fraction: float | None = None, count: int | None = None,
+              cpu: int | None = None) -> list[Any]:
+        """Access pages of a mapping as the process would: a page fault
+        (``memory.handle_mm_fault``) for each chosen page of [start, start+size) — all, every
+        n-th from ``offset``, or a seeded random ``fraction``/``count`` — a read or a
+        ``write``.  A page already mapped as needed faults no more (the kernel takes no fault);
+        a 2 MiB or 1 GiB mapping is touched once per huge page.  Returns the faults taken."""
+        p = self.proc(proc)
+        m, addr, size = self._range(proc, tag, start, size)
+        memory = _kmod("memory", "MEM", "handle_mm_fault")
+        step = m.page_size if m.kind == "hugetlb" else PAGE_SIZE
+        n = size // step
+        chosen = sorted(self._choose(n, every, offset, fraction, count))
+        faults = []
+        done_pmd: set[int] = set()
+        with self._cpu(cpu):
+            for i in chosen:
+                a = addr + i * step
+                if a >> 21 in done_pmd:
+                    continue
+                f = memory.handle_mm_fault(self.k, p.mm, a, write, task=p.task)
+                if f is None:
+                    continue
+                if getattr(f, "kind", None) == "oom" or getattr(f, "pfn", 0) is None:
+                    raise ExpectationFailed(f"touch {tag} in {proc}: the fault at {a:#x} failed ({f})")
+                faults.append(f)
+                if "pmd" in str(getattr(f, "kind", "")) or "thp" in str(getattr(f, "kind", "")):
+                    done_pmd.add(a >> 21)
+        return faults
+
+    def fork(self, child: str, parent: str, cpu: int | None = None) -> Any:
+        """fork(2) of ``parent`` (``fork.do_fork``: dup_mmap copies the VMAs, anon_vma_fork,
+        copy_page_range write-protects private pages on both sides); the child is ``child``
+        and inherits the parent's mapping tags."""
+        fork = _kmod("fork", "VMA", "do_fork")
+        if child in self.procs:
+            raise WorkloadError(f"process {child!r} already exists")
+        pp = self.proc(parent)
+        with self._cpu(cpu):
+            try:
+                c = fork.do_fork(self.k, pp)
+            except MemoryError as e:
+                raise ExpectationFailed(f"fork of {parent}: {e}") from None
+        self.procs[child] = c
+        self.mappings[child] = dict(self.mappings[parent])
+        return c
+
+    def exit(self, proc: str) -> None:
+        """exit(2): ``exit.do_exit`` (exit_mmap zaps the pages and frees the page tables and
+        VMAs, the task is released)."""
+        exit_ = _kmod("exit", "VMA", "do_exit")
+        exit_.do_exit(self.k, self.proc(proc))
+        del self.procs[proc]
+        del self.mappings[proc]
+
+    def munmap(self, proc: str, tag: str, start: int = 0, size: int | None = None) -> None:
+        """munmap(2) of [start, start+size) of a mapping (all of it by default)."""
+        mmap = _kmod("mmap", "VMA", "do_munmap")
+        m, addr, size = self._range(proc, tag, start, size)
+        if mmap.do_munmap(self.k, self.proc(proc).mm, addr, size):
+            raise ExpectationFailed(f"munmap of {proc}'s {tag} failed")
+        if size == m.length:
+            del self.mappings[proc][tag]
+
+    def mprotect(self, proc: str, tag: str, prot: str, start: int = 0, size: int | None = None) -> None:
+        """mprotect(2) of [start, start+size) of a mapping to ``prot`` ("r", "rw", "rx", "" ...)."""
+        mprotect = _kmod("mprotect", "VMA", "do_mprotect")
+        _m, addr, size = self._range(proc, tag, start, size)
+        if mprotect.do_mprotect(self.k, self.proc(proc).mm, addr, size, _prot(prot)):
+            raise ExpectationFailed(f"mprotect of {proc}'s {tag} failed")
+
+    def mbind(self, proc: str, tag: str, policy: str, nodes: Sequence[int], start: int = 0,
+              size: int | None = None) -> None:
+        """mbind(2): a VMA policy (``default``, ``bind``, ``preferred``, ``interleave``) on
+        [start, start+size) of a mapping."""
+        mempolicy = _kmod("mempolicy", "MEM", "do_mbind")
+        _m, addr, size = self._range(proc, tag, start, size)
+        self._check_nodes(nodes)
+        mempolicy.do_mbind(self.k, self.proc(proc).mm, addr, size, _mpol(policy), list(nodes))
+
+    def set_mempolicy(self, proc: str, policy: str, nodes: Sequence[int]) -> None:
+        """set_mempolicy(2): the task policy of ``proc``."""
+        mempolicy = _kmod("mempolicy", "MEM", "do_set_mempolicy")
+        self._check_nodes(nodes)
+        mempolicy.do_set_mempolicy(self.k, self.proc(proc).task, _mpol(policy), list(nodes))
+
+    def _check_nodes(self, nodes: Sequence[int]) -> None:
+        for nid in nodes:
+            if not 0 <= nid < len(self.k.zones):
+                raise WorkloadError(f"node {nid} does not exist (the machine has {len(self.k.zones)})")
+
+    def create_file(self, tag: str, path: str, size: int = 0) -> int:
+        """A regular file ``path`` of ``size`` bytes (``inode.create_file``: inode, dentry,
+        struct file; no page cached yet)."""
+        inode = _kmod("inode", "FILE", "create_file")
+        if tag in self.files:
+            raise WorkloadError(f"file {tag!r} already exists")
+        self.files[tag] = inode.create_file(self.k, path, size)
+        return self.files[tag]
+
+    def read(self, tag: str, start: int = 0, size: int | None = None) -> Any:
+        """read(2) of [start, start+size) of a file (``filemap.filemap_read``: the page cache
+        fills on a miss)."""
+        filemap = _kmod("filemap", "FILE", "filemap_read")
+        f = self.file(tag)
+        return filemap.filemap_read(self.k, f, start, self._file_len(f, start, size))
+
+    def write(self, tag: str, start: int = 0, size: int | None = None) -> Any:
+        """write(2) of [start, start+size) of a file (``filemap.filemap_write``:
+        generic_perform_write dirties the folios; balance_dirty_pages may throttle)."""
+        filemap = _kmod("filemap", "FILE", "filemap_write")
+        f = self.file(tag)
+        return filemap.filemap_write(self.k, f, start, self._file_len(f, start, size))
+
+    def _file_len(self, f: int, start: int, size: int | None) -> int:
+        if size is not None:
+            return size
+        isize = self.k.kmem.get(self.k.kmem.get(f, "file", "f_inode"), "inode", "i_size")
+        if isize <= start:
+            raise WorkloadError(f"the file is {isize} bytes: nothing to read or write from {start}")
+        return isize - start
+
+    def writeback(self, everything: bool = True) -> Any:
+        """The flusher (``page_writeback``'s wb_workfn): write back dirty pages — all of them,
+        or only down to the background threshold."""
+        pw = _kmod("page_writeback", "FILE")
+        for name in ("flush", "wb_workfn"):
+            fn = getattr(pw, name, None)
+            if fn is not None:
+                return fn(self.k) if everything else fn(self.k, background=True)
+        raise WorkloadError("mmintro.kernel.page_writeback has no flusher (flush / wb_workfn) yet")
+
+    def sysctl(self, name: str, value: int | str) -> None:
+        """Set a tunable: ``vm.nr_hugepages`` (the default 2 MiB pool),
+        ``hugepages-1048576kB`` (the 1 GiB pool), ``vm.dirty_ratio``,
+        ``vm.dirty_background_ratio``, ``vm.dirty_bytes``, ``vm.dirty_background_bytes``,
+        ``transparent_hugepage`` ("always" | "madvise" | "never")."""
+        if name not in SYSCTLS:
+            raise WorkloadError(f"unknown tunable {name!r} (known: {', '.join(SYSCTLS)})")
+        if name in ("vm.nr_hugepages", "hugepages-1048576kB"):
+            hugetlb = _kmod("hugetlb", "HUGE", "set_nr_hugepages")
+            hugetlb.set_nr_hugepages(self.k, 2 << 20 if name == "vm.nr_hugepages" else 1 << 30, int(value))
+        elif name == "transparent_hugepage":
+            hm = _kmod("huge_memory", "HUGE")
+            fn = getattr(hm, "set_thp_mode", None) or getattr(hm, "enabled_store", None)
+            if fn is None:
+                raise WorkloadError("mmintro.kernel.huge_memory has no set_thp_mode yet")
+            fn(self.k, str(value))
+        else:
+            pw = _kmod("page_writeback", "FILE")
+            fn = getattr(pw, "set_sysctl", None)
+            glob = {"vm.dirty_ratio": "vm_dirty_ratio", "vm.dirty_background_ratio": "dirty_background_ratio",
+                    "vm.dirty_bytes": "vm_dirty_bytes", "vm.dirty_background_bytes": "dirty_background_bytes"}[name]
+            if fn is not None:
+                fn(self.k, glob, int(value))
+            else:
+                self.k.write_int(glob, int(value))
+
     # -- expectations ----------------------------------------------------------------------
     def expect_alloc(self, succeeds: bool, order: int = 0, gfp: int | str = "GFP_KERNEL", node: int | None = None,
                      nodemask: Sequence[int] | None = None, interleave: bool | Sequence[int] | None = None,
@@ -726,6 +1055,145 @@ def _show(seen: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in seen.items()) or "(no values)"
 
 
+# -- processes: names and values -----------------------------------------------------------
+PAGE_SIZE = 4096
+MAP_KINDS = ("anon", "private", "shared", "hugetlb")
+# mempolicy modes a step may name (include/uapi/linux/mempolicy.h enum, values from the BTF)
+MPOL_MODES = {"default": "MPOL_DEFAULT", "preferred": "MPOL_PREFERRED", "bind": "MPOL_BIND",
+              "interleave": "MPOL_INTERLEAVE", "local": "MPOL_LOCAL", "preferred_many": "MPOL_PREFERRED_MANY",
+              "weighted_interleave": "MPOL_WEIGHTED_INTERLEAVE"}
+SYSCTLS = ("vm.nr_hugepages", "hugepages-1048576kB", "vm.dirty_ratio", "vm.dirty_background_ratio",
+           "vm.dirty_bytes", "vm.dirty_background_bytes", "transparent_hugepage")
+THP_MODES = ("always", "madvise", "never")
+
+
+class Mapping(NamedTuple):
+    """A mapping a workload process made (or inherited), by tag."""
+
+    start: int
+    """First address."""
+    length: int
+    """Bytes (whole pages)."""
+    kind: str
+    """``anon``, ``private`` / ``shared`` (a file mapping), ``hugetlb``."""
+    file: str | None = None
+    """The file tag of a file mapping."""
+    page_size: int = PAGE_SIZE
+    """Its page size: 4096, or the hugetlb page size."""
+
+
+def _page_up(n: int) -> int:
+    return -(-n // PAGE_SIZE) * PAGE_SIZE
+
+
+def _prot(prot: str) -> int:
+    """``"rw"`` -> VM_READ | VM_WRITE (the r/w/x letters of PROT_*, in any order; "" = PROT_NONE)."""
+    from mmintro.kernel import mmap as M
+
+    if not isinstance(prot, str) or set(prot) - set("rwx") or len(set(prot)) != len(prot):
+        raise WorkloadError(f"prot {prot!r} is not made of the letters r, w, x (e.g. \"rw\")")
+    return (M.VM_READ if "r" in prot else 0) | (M.VM_WRITE if "w" in prot else 0) | (M.VM_EXEC if "x" in prot else 0)
+
+
+def _mpol(policy: str) -> str:
+    if policy not in MPOL_MODES:
+        raise WorkloadError(f"policy {policy!r} is not one of {', '.join(MPOL_MODES)}")
+    return MPOL_MODES[policy]
+
+
+def _kmod(name: str, owner: str, func: str | None = None) -> Any:
+    """``mmintro.kernel.NAME`` (a mechanism another part of the simulator provides), or a
+    one-line WorkloadError saying it is not there yet."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"mmintro.kernel.{name}")
+    except ModuleNotFoundError:
+        raise WorkloadError(f"this step needs mmintro.kernel.{name}, which the simulator does not have yet") from None
+    except ImportError as e:
+        raise WorkloadError(f"this step needs mmintro.kernel.{name}, which cannot be imported ({e})") from None
+    if func is not None and not hasattr(mod, func):
+        raise WorkloadError(f"this step needs mmintro.kernel.{name}.{func}, which the simulator does not have yet")
+    return mod
+
+
+def _mm_counter(w: Workload, proc: str, member: str) -> int:
+    """get_mm_counter(mm, member): the percpu counter's sum (count plus every CPU's delta)."""
+    p = w.proc(proc)
+    try:
+        from mmintro.kernel import memory
+
+        return int(memory.get_mm_counter(w.k, p.mm, member))
+    except ImportError:
+        pass
+    k = w.k
+    km = k.kmem
+    idx = k.T.const(member)
+    base = km.addr(p.mm, "mm_struct", f"rss_stat[{idx}]")
+    total = km.get(base, "percpu_counter", "count")
+    counters = km.get(base, "percpu_counter", "counters")
+    if counters:
+        for cpu in range(k.config.cpus):
+            total += int.from_bytes(km.mem.read(k.pa(k.per_cpu_ptr(counters, cpu)), 4), "little", signed=True)
+    return total
+
+
+def _node_stat(w: Workload, item: str) -> int:
+    """global_node_page_state(item): the sum over nodes of the simulator's node counters."""
+    if not re.fullmatch(r"NR_[A-Z0-9_]+", item):
+        raise WorkloadError(f"node_stat({item!r}): not a node_stat_item name (e.g. 'NR_FILE_DIRTY')")
+    try:
+        w.k.T.const(item)
+    except LookupError:
+        raise WorkloadError(f"node_stat({item!r}): the kernel has no node_stat_item {item}") from None
+    return sum(d.get(item, 0) for d in w.k.node_vm_stat)
+
+
+def _dirty_limits(w: Workload) -> tuple[int, int]:
+    """(background threshold, dirty threshold) in pages, as global_dirty_limits() computes them."""
+    pw = _kmod("page_writeback", "FILE")
+    fn = getattr(pw, "global_dirty_limits", None)
+    if fn is None:
+        raise WorkloadError("mmintro.kernel.page_writeback has no global_dirty_limits yet")
+    bg, thresh = fn(w.k)
+    return int(bg), int(thresh)
+
+
+def _hstate_value(w: Workload, field: str, page_size: int = 2 << 20) -> int:
+    """A field of the hstate of ``page_size`` (nr_huge_pages, free_huge_pages, resv_huge_pages,
+    surplus_huge_pages), read from the kernel's struct hstate."""
+    k = w.k
+    km = k.kmem
+    order = (page_size // PAGE_SIZE).bit_length() - 1
+    n = k.T.sizeof("struct hstate")
+    hs = k.sym("hstates")
+    for i in range(2):
+        h = hs + i * n
+        if km.get(h, "hstate", "order") == order:
+            return km.get(h, "hstate", field)
+    return 0
+
+
+def _faults(w: Workload, proc: str) -> int:
+    p = w.proc(proc)
+    return sum(1 for f in getattr(w.k, "fault_log", ()) if getattr(f, "pid", None) == p.pid)
+
+
+def _file_pages(w: Workload, tag: str) -> int:
+    """mapping->nrpages of the file's address_space (its pages in the page cache)."""
+    km = w.k.kmem
+    inode = km.get(w.file(tag), "file", "f_inode")
+    return km.get(km.get(inode, "inode", "i_mapping"), "address_space", "nrpages")
+
+
+def _throttled(w: Workload) -> int:
+    """balance_dirty_pages() throttling events recorded by the simulator."""
+    log = getattr(w.k, "dirty_throttle_log", None)
+    if log is None:
+        log = getattr(w.k, "throttle_log", [])
+    return len(log)
+
+
 # -- scenario files ------------------------------------------------------------------------
 _COMMON = {"note", "cpu"}
 ACTIONS: dict[str, set[str]] = {
@@ -739,7 +1207,25 @@ ACTIONS: dict[str, set[str]] = {
     "kfree": {"every", "offset", "fraction", "count"} | _COMMON,
     "vmalloc": {"size", "count", "node", "zero", "caller"} | _COMMON,
     "vfree": {"every", "offset", "fraction", "count"} | _COMMON,
+    # processes, mappings, files
+    "spawn": {"comm", "parent", "heap"} | _COMMON,
+    "fork": {"parent"} | _COMMON,
+    "exit": {"note"},
+    "mmap": {"process", "size", "prot", "kind", "file", "offset", "hugepage", "page_size", "note"},
+    "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count"} | _COMMON,
+    "munmap": {"process", "start", "size", "note"},
+    "mprotect": {"process", "prot", "start", "size", "note"},
+    "mbind": {"process", "policy", "nodes", "start", "size", "note"},
+    "set_mempolicy": {"policy", "nodes", "note"},
+    "create_file": {"path", "size", "note"},
+    "read": {"start", "size", "note"},
+    "write": {"start", "size", "note"},
+    "writeback": {"note"},
+    "sysctl": {"value", "note"},
 }
+PROC_ACTIONS = ("spawn", "fork", "exit", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
+                "read", "write", "writeback", "sysctl")
+MAPPING_ACTIONS = ("mmap", "touch", "munmap", "mprotect", "mbind")
 MACHINE_KEYS = ("ram", "nodes", "cpus", "seed")
 SECTIONS = ("scenario", "machine", "step")
 
@@ -796,7 +1282,7 @@ class Scenario(NamedTuple):
                     key = "on_cpu" if s.action == "on_cpu" else "cpu"
                     raise ScenarioError(f"{self.where(s, key)}: cpu {cpu} is not online "
                                         f"(the machine has {config.cpus} CPUs)")
-            for key in ("node", "nodemask", "interleave", "zone"):
+            for key in ("node", "nodemask", "interleave", "zone", "nodes"):
                 if key not in a:
                     continue
                 v = a[key]
@@ -906,7 +1392,7 @@ def parse_scenario(text: str, path: str | os.PathLike = "<scenario>", name: str 
     if len(lines) != len(raw_steps):
         lines = [(0, {})] * len(raw_steps)  # written some other way: no line numbers
     sc = Scenario(name, str(meta.get("help", "")), path, machine, [])
-    defined: set[str] = set()
+    defined = _Defined()
     for i, (raw, (line, key_lines)) in enumerate(zip(raw_steps, lines), 1):
         actions = [k for k in raw if k in ACTIONS]
         step = Step(i, actions[0] if actions else "?", dict(raw), line or None, key_lines)
@@ -967,6 +1453,9 @@ def _check_step(sc: Scenario, s: Step, defined: set[str]) -> Condition | None:
             fail("zone", str(e))
     if "interleave" in a and ("node" in a or "nodemask" in a):
         fail("interleave", "interleave chooses the node itself: no node or nodemask with it")
+    if s.action in PROC_ACTIONS:
+        _check_proc_step(sc, s, defined)  # type: ignore[arg-type]
+        return None
     tagged = ("alloc", "free", "kmalloc", "kfree", "vmalloc", "vfree")
     tag = a[s.action] if s.action in tagged else a.get("tag")
     if (s.action in tagged or "tag" in a) and (not isinstance(tag, str) or not tag):
@@ -1035,8 +1524,262 @@ def _check_step(sc: Scenario, s: Step, defined: set[str]) -> Condition | None:
         for t in cond.tags:
             if t not in defined:
                 fail("expect", f"unknown tag {t!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})")
+        procs = getattr(defined, "procs", {})
+        for p in cond.processes:
+            if p not in procs:
+                fail("expect", f"unknown process {p!r} (processes at this step: {', '.join(procs) or 'none'})")
+        files = getattr(defined, "files", set())
+        for f in cond.files:
+            if f not in files:
+                fail("expect", f"unknown file {f!r} (files so far: {', '.join(sorted(files)) or 'none'})")
         return cond
     return None
+
+
+# -- process steps: checking and running ---------------------------------------------------
+class _Defined(set):
+    """The tags a scenario has defined before a step: blocks and objects (the set itself),
+    processes with their mapping tags, and files."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.procs: dict[str, set[str]] = {}
+        self.files: set[str] = set()
+
+
+def _size(v: Any) -> int | None:
+    """A size in bytes: an integer or a string such as "16M"; None if it is neither."""
+    if type(v) is int and v >= 0:
+        return v
+    if isinstance(v, str):
+        try:
+            return parse_size(v)
+        except ValueError:
+            return None
+    return None
+
+
+def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
+    """Static checks of the process, mapping and file steps."""
+    a = s.args
+    act = s.action
+
+    def fail(key: str | None, msg: str) -> None:
+        raise ScenarioError(f"{sc.where(s, key)}: {msg}")
+
+    def name_of(key: str) -> str:
+        v = a[key]
+        if not isinstance(v, str) or not v:
+            fail(key, f"{key} must be a non-empty string, not {v!r}")
+        return v
+
+    def known_proc(key: str) -> str:
+        if key not in a:
+            if len(defined.procs) == 1:
+                return next(iter(defined.procs))
+            fail(None, f"{act} needs process = NAME (processes so far: {', '.join(defined.procs) or 'none'})")
+        p = name_of(key)
+        if p not in defined.procs:
+            fail(key, f"unknown process {p!r} (processes so far: {', '.join(defined.procs) or 'none'})")
+        return p
+
+    def known_file(key: str) -> str:
+        f = name_of(key)
+        if f not in defined.files:
+            fail(key, f"unknown file {f!r} (files so far: {', '.join(sorted(defined.files)) or 'none'})")
+        return f
+
+    for key in ("size", "start", "heap", "offset" if act == "mmap" else "", "page_size"):
+        if key and key in a and _size(a[key]) is None:
+            fail(key, f"{key} = {a[key]!r} is not a size (bytes, or a string such as \"16M\")")
+    for key in ("size", "start", "offset" if act == "mmap" else ""):
+        if act in MAPPING_ACTIONS and key and key in a and _size(a[key]) % PAGE_SIZE:  # type: ignore[operator]
+            fail(key, f"{key} = {a[key]!r} is not a multiple of the page size (4K)")
+    if "prot" in a:
+        try:
+            _prot(a["prot"])
+        except WorkloadError as e:
+            fail("prot", str(e))
+    if "policy" in a:
+        try:
+            _mpol(a["policy"])
+        except WorkloadError as e:
+            fail("policy", str(e))
+    if "nodes" in a and not (isinstance(a["nodes"], list) and all(type(n) is int and n >= 0 for n in a["nodes"])):
+        fail("nodes", f"nodes = {a['nodes']!r} is not a list of node numbers")
+    if act in ("mbind", "set_mempolicy"):
+        if "policy" not in a:
+            fail(None, f"{act} needs a policy ({', '.join(MPOL_MODES)})")
+        if a["policy"] not in ("default", "local") and not a.get("nodes"):
+            fail(None, f"policy {a['policy']!r} needs nodes = [...]")
+    if act in ("touch",):
+        if sum(k in a for k in ("every", "fraction", "count")) > 1:
+            fail(None, "touch takes one of every, fraction, count (none touches every page)")
+        for key in ("every", "count"):
+            if key in a and not (type(a[key]) is int and a[key] >= 1):
+                fail(key, f"{key} = {a[key]!r} is not a positive integer")
+        if "offset" in a and not (type(a["offset"]) is int and 0 <= a["offset"] < a.get("every", 1)):
+            fail("offset", "offset goes with every and is an index below it")
+        if "fraction" in a and not (isinstance(a["fraction"], (int, float)) and not isinstance(a["fraction"], bool)
+                                    and 0 < a["fraction"] <= 1):
+            fail("fraction", f"fraction = {a['fraction']!r} is not a fraction in (0, 1]")
+        if "access" in a and a["access"] not in ("read", "write"):
+            fail("access", f"access = {a['access']!r} is not \"read\" or \"write\"")
+
+    if act == "spawn":
+        p = name_of("spawn")
+        if p in defined.procs:
+            fail("spawn", f"process {p!r} already exists")
+        if "parent" in a:
+            known_proc("parent")
+        if "comm" in a and not (isinstance(a["comm"], str) and a["comm"]):
+            fail("comm", "comm must be a non-empty string")
+        defined.procs[p] = {"stack"} | ({"heap"} if _size(a.get("heap", 0)) else set())
+    elif act == "fork":
+        c = name_of("fork")
+        if c in defined.procs:
+            fail("fork", f"process {c!r} already exists")
+        if "parent" not in a:
+            fail(None, "fork needs parent = NAME (the process that forks)")
+        defined.procs[c] = set(defined.procs[known_proc("parent")])
+    elif act == "exit":
+        defined.procs.pop(known_proc("exit"))
+    elif act == "set_mempolicy":
+        known_proc("set_mempolicy")
+    elif act == "mmap":
+        tag = name_of("mmap")
+        p = known_proc("process")
+        if tag in defined.procs[p]:
+            fail("mmap", f"process {p!r} already has a mapping {tag!r}")
+        if "size" not in a:
+            fail(None, "mmap needs a size")
+        kind = a.get("kind", "anon")
+        if kind not in MAP_KINDS:
+            fail("kind", f"kind = {kind!r} is not one of {', '.join(MAP_KINDS)}")
+        if kind in ("private", "shared"):
+            if "file" not in a:
+                fail(None, f"a {kind} mapping maps a file: file = TAG")
+            known_file("file")
+        elif "file" in a or "offset" in a:
+            fail("file" if "file" in a else "offset", "file and offset go with kind = \"private\" or \"shared\"")
+        if "page_size" in a:
+            if kind != "hugetlb":
+                fail("page_size", "page_size goes with kind = \"hugetlb\"")
+            if _size(a["page_size"]) not in (2 << 20, 1 << 30):
+                fail("page_size", f"page_size = {a['page_size']!r} is not a huge page size (\"2M\" or \"1G\")")
+        if "hugepage" in a and not isinstance(a["hugepage"], bool):
+            fail("hugepage", "hugepage is true or false (madvise(MADV_HUGEPAGE))")
+        if kind == "hugetlb" and _size(a["size"]) % _size(a.get("page_size", "2M")):  # type: ignore[operator]
+            fail("size", f"a hugetlb mapping is a multiple of its page size ({a.get('page_size', '2M')})")
+        defined.procs[p].add(tag)
+    elif act in ("touch", "munmap", "mprotect", "mbind"):
+        tag = name_of(act)
+        p = known_proc("process")
+        if tag not in defined.procs[p]:
+            fail(act, f"process {p!r} has no mapping {tag!r} (its mappings: {', '.join(sorted(defined.procs[p]))})")
+        if act == "mprotect" and "prot" not in a:
+            fail(None, "mprotect needs prot (\"r\", \"rw\", ...)")
+        if act == "munmap" and "start" not in a and "size" not in a:
+            defined.procs[p].discard(tag)
+    elif act == "create_file":
+        tag = name_of("create_file")
+        if tag in defined.files:
+            fail("create_file", f"file {tag!r} already exists")
+        if "path" not in a or not (isinstance(a["path"], str) and a["path"].startswith("/")):
+            fail("path" if "path" in a else None, "file needs an absolute path = \"/dir/name\"")
+        defined.files.add(tag)
+    elif act in ("read", "write"):
+        known_file(act)
+    elif act == "writeback":
+        if a["writeback"] not in ("all", "background"):
+            fail("writeback", "writeback = \"all\" (every dirty page) or \"background\" (down to the background threshold)")
+    elif act == "sysctl":
+        if a["sysctl"] not in SYSCTLS:
+            fail("sysctl", f"unknown tunable {a['sysctl']!r} (known: {', '.join(SYSCTLS)})")
+        if "value" not in a:
+            fail(None, "sysctl needs a value")
+        v = a["value"]
+        if a["sysctl"] == "transparent_hugepage":
+            if v not in THP_MODES:
+                fail("value", f"transparent_hugepage is one of {', '.join(THP_MODES)}, not {v!r}")
+        elif not (type(v) is int and v >= 0):
+            fail("value", f"{a['sysctl']} takes a non-negative integer, not {v!r}")
+
+
+def _proc_of(w: Workload, a: dict[str, Any]) -> str:
+    if "process" in a:
+        return a["process"]
+    if len(w.procs) == 1:
+        return next(iter(w.procs))
+    raise WorkloadError(f"say which process (processes: {', '.join(w.procs) or 'none'})")
+
+
+def _human(n: int) -> str:
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return f"{n}"
+
+
+def _run_proc_step(w: Workload, s: Step) -> str:
+    a = s.args
+    act = s.action
+    sz = {k: _size(a[k]) for k in ("size", "start", "heap", "offset", "page_size") if k in a}
+    if act == "spawn":
+        p = w.spawn(a["spawn"], comm=a.get("comm"), parent=a.get("parent"), heap=sz.get("heap", 0), cpu=a.get("cpu"))
+        return f"spawn {a['spawn']}: pid {p.pid} comm {p.comm!r}, heap {_human(sz.get('heap', 0))}"
+    if act == "fork":
+        c = w.fork(a["fork"], a["parent"], cpu=a.get("cpu"))
+        return f"fork {a['parent']} -> {a['fork']}: pid {c.pid}"
+    if act == "exit":
+        pid = w.proc(a["exit"]).pid
+        w.exit(a["exit"])
+        return f"exit {a['exit']} (pid {pid})"
+    if act == "mmap":
+        p = _proc_of(w, a)
+        addr = w.mmap(p, a["mmap"], sz["size"], a.get("prot", "rw"), a.get("kind", "anon"), a.get("file"),
+                      sz.get("offset", 0), a.get("hugepage", False), sz.get("page_size"))
+        extra = " MADV_HUGEPAGE" if a.get("hugepage") else ""
+        return f"mmap {a['mmap']} in {p}: {a.get('kind', 'anon')} {_human(sz['size'])} {a.get('prot', 'rw')} at {addr:#x}{extra}"
+    if act == "touch":
+        p = _proc_of(w, a)
+        faults = w.touch(p, a["touch"], a.get("access") == "write", sz.get("start", 0), sz.get("size"), a.get("every"),
+                         a.get("offset", 0), a.get("fraction"), a.get("count"), cpu=a.get("cpu"))
+        kinds: dict[str, int] = {}
+        for f in faults:
+            kinds[str(getattr(f, "kind", "?"))] = kinds.get(str(getattr(f, "kind", "?")), 0) + 1
+        how = ", ".join(f"{k} {n}" for k, n in kinds.items()) or "none"
+        return f"touch {a['touch']} in {p} ({a.get('access', 'read')}): {len(faults)} faults ({how})"
+    if act == "munmap":
+        p = _proc_of(w, a)
+        w.munmap(p, a["munmap"], sz.get("start", 0), sz.get("size"))
+        return f"munmap {a['munmap']} in {p}"
+    if act == "mprotect":
+        p = _proc_of(w, a)
+        w.mprotect(p, a["mprotect"], a["prot"], sz.get("start", 0), sz.get("size"))
+        return f"mprotect {a['mprotect']} in {p}: {a['prot'] or 'none'}"
+    if act == "mbind":
+        p = _proc_of(w, a)
+        w.mbind(p, a["mbind"], a["policy"], a.get("nodes", []), sz.get("start", 0), sz.get("size"))
+        return f"mbind {a['mbind']} in {p}: {a['policy']} {a.get('nodes', [])}"
+    if act == "set_mempolicy":
+        w.set_mempolicy(a["set_mempolicy"], a["policy"], a.get("nodes", []))
+        return f"set_mempolicy {a['set_mempolicy']}: {a['policy']} {a.get('nodes', [])}"
+    if act == "create_file":
+        w.create_file(a["create_file"], a["path"], sz.get("size", 0))
+        return f"create_file {a['create_file']}: {a['path']} ({_human(sz.get('size', 0))})"
+    if act in ("read", "write"):
+        fn = w.read if act == "read" else w.write
+        fn(a[act], sz.get("start", 0), sz.get("size"))
+        return f"{act} {a[act]}: {_file_pages(w, a[act])} pages cached, nr_dirty {_node_stat(w, 'NR_FILE_DIRTY')}"
+    if act == "writeback":
+        before = _node_stat(w, "NR_FILE_DIRTY")
+        w.writeback(a["writeback"] == "all")
+        return f"writeback ({a['writeback']}): nr_dirty {before} -> {_node_stat(w, 'NR_FILE_DIRTY')}"
+    if act == "sysctl":
+        w.sysctl(a["sysctl"], a["value"])
+        return f"sysctl {a['sysctl']} = {a['value']}"
+    raise AssertionError(act)
 
 
 def load_scenario(path: str | os.PathLike) -> Scenario:
@@ -1069,6 +1812,8 @@ class ScenarioRun(NamedTuple):
 
 def _run_step(w: Workload, s: Step) -> str:
     a = s.args
+    if s.action in PROC_ACTIONS:
+        return _run_proc_step(w, s)
     flags = a.get("flags", "GFP_KERNEL")
     order = a.get("order", 0)
     common = {"node": a.get("node"), "nodemask": a.get("nodemask"), "interleave": a.get("interleave"),
