@@ -1226,7 +1226,7 @@ ACTIONS: dict[str, set[str]] = {
 PROC_ACTIONS = ("spawn", "fork", "exit", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
                 "read", "write", "writeback", "sysctl")
 MAPPING_ACTIONS = ("mmap", "touch", "munmap", "mprotect", "mbind")
-MACHINE_KEYS = ("ram", "nodes", "cpus", "seed")
+MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g")
 SECTIONS = ("scenario", "machine", "step")
 
 
@@ -1363,7 +1363,7 @@ def parse_scenario(text: str, path: str | os.PathLike = "<scenario>", name: str 
     if not isinstance(meta, dict) or set(meta) - {"help"}:
         bad = sorted(set(meta) - {"help"}) if isinstance(meta, dict) else meta
         raise ScenarioError(f"{_at(path, _section_line(text, 'scenario'))}: [scenario] takes only help, not {bad}")
-    machine: dict[str, int] = {}
+    machine: dict[str, Any] = {}
     mt = doc.get("machine", {})
     if not isinstance(mt, dict):
         raise ScenarioError(f"{path}: machine must be a table ([machine])")
@@ -1374,13 +1374,15 @@ def parse_scenario(text: str, path: str | os.PathLike = "<scenario>", name: str 
         try:
             if key == "ram":
                 machine[key] = parse_size(v) if type(v) in (str, int) else _raise(v)
+            elif key == "thp":
+                machine[key] = v if v in THP_MODES else _raise(v)
             elif type(v) is not int:
                 _raise(v)
             else:
                 machine[key] = v
         except ValueError:
             raise ScenarioError(f"{at}: [machine]: {key} = {v!r} is not "
-                                f"{'a size (e.g. 4G)' if key == 'ram' else 'an integer'}") from None
+                                f"{'a size (e.g. 4G)' if key == 'ram' else 'one of always, madvise, never' if key == 'thp' else 'an integer'}") from None
     try:
         MachineConfig(**machine).validate()
     except ValueError as e:

@@ -87,3 +87,11 @@ def test_api_errors_are_workload_errors() -> None:
         w.touch("a", "m")
     with pytest.raises(WorkloadError, match="kind 'weird'"):
         w.mmap("a", "m", 4096, kind="weird")
+
+
+def test_machine_table_takes_thp_and_hugetlb_pools() -> None:
+    sc = parse_scenario('[machine]\nram = "1G"\nthp = "always"\nhugepages_2m = 8\nhugepages_1g = 0\n', "m.toml")
+    cfg = sc.config()
+    assert (cfg.thp, cfg.hugepages_2m, cfg.hugepages_1g) == ("always", 8, 0)
+    with pytest.raises(ScenarioError, match=r"^m\.toml:2: \[machine\]: thp = 'sometimes' is not one of always"):
+        parse_scenario('[machine]\nthp = "sometimes"\n', "m.toml")
