@@ -90,7 +90,7 @@ Expectations on processes and files (pages unless said): rss('p') rss_anon('p')
 rss_file('p') rss_shmem('p') (get_mm_counter), total_vm('p') map_count('p')
 pgtables_bytes('p') faults('p') (the fault log), file_pages('f') (mapping->nrpages),
 node_stat('NR_...') (summed over nodes), nr_dirty nr_writeback nr_file_pages dirty_thresh
-bg_thresh throttled hugepages_total hugepages_free hugepages_rsvd hugepages_surp
+bg_thresh throttled flusher_wakeups hugepages_total hugepages_free hugepages_rsvd hugepages_surp
 hugepages_1g_total hugepages_1g_free anon_thp.
 
 A zone is ``"Normal"`` (on the step's ``node``, else the current CPU's node) or
@@ -298,6 +298,7 @@ _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     "dirty_thresh": lambda w: _dirty_limits(w)[1],
     "bg_thresh": lambda w: _dirty_limits(w)[0],
     "throttled": lambda w: _throttled(w),
+    "flusher_wakeups": lambda w: len(getattr(w.k, "flusher_wakeups", ())),
     # hugetlb pools (the default 2 MiB hstate; hugepages_1g_* for 1 GiB) and THP
     "hugepages_total": lambda w: _hstate_value(w, "nr_huge_pages"),
     "hugepages_free": lambda w: _hstate_value(w, "free_huge_pages"),
@@ -831,10 +832,16 @@ class Workload:
                 a = addr + i * step
                 if a >> 21 in done_pmd:
                     continue
-                f = memory.handle_mm_fault(self.k, p.mm, a, write, task=p.task)
+                try:
+                    f = memory.handle_mm_fault(self.k, p.mm, a, write, task=p.task)
+                except (memory.SegmentationFault, memory.BusError) as e:
+                    sig = "SIGSEGV" if isinstance(e, memory.SegmentationFault) else "SIGBUS"
+                    raise ExpectationFailed(f"touch {tag} in {proc}: {sig} at {a:#x}: {e}") from None
+                except MemoryError as e:
+                    raise ExpectationFailed(f"touch {tag} in {proc}: out of memory at {a:#x}: {e}") from None
                 if f is None:
                     continue
-                if getattr(f, "kind", None) == "oom" or getattr(f, "pfn", 0) is None:
+                if getattr(f, "pfn", 0) is None:
                     raise ExpectationFailed(f"touch {tag} in {proc}: the fault at {a:#x} failed ({f})")
                 faults.append(f)
                 if "pmd" in str(getattr(f, "kind", "")) or "thp" in str(getattr(f, "kind", "")):
@@ -933,15 +940,16 @@ class Workload:
             raise WorkloadError(f"the file is {isize} bytes: nothing to read or write from {start}")
         return isize - start
 
-    def writeback(self, everything: bool = True) -> Any:
-        """The flusher (``page_writeback``'s wb_workfn): write back dirty pages — all of them,
-        or only down to the background threshold."""
-        pw = _kmod("page_writeback", "FILE")
-        for name in ("flush", "wb_workfn"):
-            fn = getattr(pw, name, None)
-            if fn is not None:
-                return fn(self.k) if everything else fn(self.k, background=True)
-        raise WorkloadError("mmintro.kernel.page_writeback has no flusher (flush / wb_workfn) yet")
+    def writeback(self, everything: bool = True, complete: float = 1.0) -> int:
+        """The flusher: ``wb_writeback`` for WB_REASON_SYNC (every dirty page), or
+        ``wb_workfn`` (background writeback down to the background threshold, then the
+        periodic flush of expired inodes).  ``complete``: the share of the folios whose I/O
+        completes (the rest stay under writeback in the snapshot).  Returns pages written."""
+        pw = _kmod("page_writeback", "FILE", "wb_writeback")
+        done: bool | float = True if complete >= 1 else (False if complete <= 0 else complete)
+        if everything:
+            return pw.wb_writeback(self.k, "sync", None, done)
+        return pw.wb_workfn(self.k, done)
 
     def sysctl(self, name: str, value: int | str) -> None:
         """Set a tunable: ``vm.nr_hugepages`` (the default 2 MiB pool),
@@ -960,14 +968,19 @@ class Workload:
                 raise WorkloadError("mmintro.kernel.huge_memory has no set_thp_mode yet")
             fn(self.k, str(value))
         else:
-            pw = _kmod("page_writeback", "FILE")
-            fn = getattr(pw, "set_sysctl", None)
-            glob = {"vm.dirty_ratio": "vm_dirty_ratio", "vm.dirty_background_ratio": "dirty_background_ratio",
-                    "vm.dirty_bytes": "vm_dirty_bytes", "vm.dirty_background_bytes": "dirty_background_bytes"}[name]
-            if fn is not None:
-                fn(self.k, glob, int(value))
-            else:
-                self.k.write_int(glob, int(value))
+            # mm/page-writeback.c dirty_ratio_handler / dirty_bytes_handler and the background
+            # pair: writing one of a ratio/bytes pair zeroes the other, then
+            # writeback_set_ratelimit() (for the foreground pair).
+            pw = _kmod("page_writeback", "FILE", "writeback_set_ratelimit")
+            pw.page_writeback_init(self.k)
+            glob, other = {"vm.dirty_ratio": ("vm_dirty_ratio", "vm_dirty_bytes"),
+                           "vm.dirty_bytes": ("vm_dirty_bytes", "vm_dirty_ratio"),
+                           "vm.dirty_background_ratio": ("dirty_background_ratio", "dirty_background_bytes"),
+                           "vm.dirty_background_bytes": ("dirty_background_bytes", "dirty_background_ratio")}[name]
+            self.k.write_int(glob, int(value))
+            self.k.write_int(other, 0)
+            if glob in ("vm_dirty_ratio", "vm_dirty_bytes"):
+                pw.writeback_set_ratelimit(self.k)
 
     # -- expectations ----------------------------------------------------------------------
     def expect_alloc(self, succeeds: bool, order: int = 0, gfp: int | str = "GFP_KERNEL", node: int | None = None,
@@ -1220,7 +1233,7 @@ ACTIONS: dict[str, set[str]] = {
     "create_file": {"path", "size", "note"},
     "read": {"start", "size", "note"},
     "write": {"start", "size", "note"},
-    "writeback": {"note"},
+    "writeback": {"complete", "note"},
     "sysctl": {"value", "note"},
 }
 PROC_ACTIONS = ("spawn", "fork", "exit", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
@@ -1695,6 +1708,9 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
     elif act == "writeback":
         if a["writeback"] not in ("all", "background"):
             fail("writeback", "writeback = \"all\" (every dirty page) or \"background\" (down to the background threshold)")
+        if "complete" in a and not (isinstance(a["complete"], (int, float)) and not isinstance(a["complete"], bool)
+                                    and 0 <= a["complete"] <= 1):
+            fail("complete", f"complete = {a['complete']!r} is not a fraction in [0, 1] (of the I/O that completes)")
     elif act == "sysctl":
         if a["sysctl"] not in SYSCTLS:
             fail("sysctl", f"unknown tunable {a['sysctl']!r} (known: {', '.join(SYSCTLS)})")
@@ -1776,8 +1792,9 @@ def _run_proc_step(w: Workload, s: Step) -> str:
         return f"{act} {a[act]}: {_file_pages(w, a[act])} pages cached, nr_dirty {_node_stat(w, 'NR_FILE_DIRTY')}"
     if act == "writeback":
         before = _node_stat(w, "NR_FILE_DIRTY")
-        w.writeback(a["writeback"] == "all")
-        return f"writeback ({a['writeback']}): nr_dirty {before} -> {_node_stat(w, 'NR_FILE_DIRTY')}"
+        n = w.writeback(a["writeback"] == "all", a.get("complete", 1.0))
+        return (f"writeback ({a['writeback']}): {n} pages written, nr_dirty {before} -> "
+                f"{_node_stat(w, 'NR_FILE_DIRTY')}, nr_writeback {_node_stat(w, 'NR_WRITEBACK')}")
     if act == "sysctl":
         w.sysctl(a["sysctl"], a["value"])
         return f"sysctl {a['sysctl']} = {a['value']}"
