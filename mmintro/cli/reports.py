@@ -101,11 +101,23 @@ def page_types(snapshot: str | None, as_json: bool) -> None:
 
 @click.command("vtop")
 @click.argument("args", nargs=-1, metavar="[SNAPSHOT] ADDR")
+@click.option("--pid", "pid", default=None, help="translate through this process's page tables (crash vtop -c PID)")
 @json_option
-def vtop(args: tuple[str, ...], as_json: bool) -> None:
-    """Translate the kernel virtual address ADDR level by level (like crash's vtop)."""
+def vtop(args: tuple[str, ...], pid: str | None, as_json: bool) -> None:
+    """Translate the virtual address ADDR level by level (like crash's vtop); with --pid, a
+    user address through that task's pgd (PUD and PMD leaves included)."""
     snapshot, value = _snapshot_and(args, "ADDR")
     addr = _int(value, "ADDR")
+    if pid is not None:
+        from mmintro.views import vm as vm_view
+
+        with load(snapshot) as prog:
+            try:
+                v = vm_view.vtop_pid(prog, _int(pid, "--pid"), addr)
+            except LookupError as e:
+                raise click.ClickException(str(e)) from None
+            emit(vm_view.render_vtop(v), v, as_json)
+        return
     with load(snapshot) as prog:
         try:
             v = vtop_view.vtop(prog, addr)
@@ -221,8 +233,8 @@ COMMANDS += [slabinfo, kmem_s, vmallocinfo, whatis]
 
 
 # -- processes (mmintro.views.ps, mmintro.views.maps) ---------------------------------------------
-from mmintro.views import maps as maps_view  # noqa: E402
-from mmintro.views import ps as ps_view  # noqa: E402
+from mmintro.views import maps as maps_view
+from mmintro.views import ps as ps_view
 
 
 @click.command("ps")
@@ -252,3 +264,70 @@ def maps(args: tuple[str, ...], as_json: bool) -> None:
 
 
 COMMANDS += [ps, maps]
+
+
+# -- per-process memory views (mmintro.views.smaps, status, numa_maps, vm) -------------------------
+from mmintro.views import numa_maps as numa_maps_view
+from mmintro.views import smaps as smaps_view
+from mmintro.views import status as status_view
+from mmintro.views import vm as vm_view
+
+
+def _pid_command(name: str, doc: str):  # type: ignore[no-untyped-def]
+    def deco(fn):  # type: ignore[no-untyped-def]
+        @click.command(name, help=doc)
+        @click.argument("args", nargs=-1, metavar="[SNAPSHOT] PID")
+        @json_option
+        def cmd(args: tuple[str, ...], as_json: bool) -> None:
+            snapshot, value = _snapshot_and(args, "PID")
+            pid = _int(value, "PID")
+            with load(snapshot) as prog:
+                try:
+                    text, data, findings = fn(prog, pid)
+                except LookupError as e:
+                    raise click.ClickException(str(e)) from None
+                for f in findings:
+                    click.echo(f"mmintro: warning: pid {pid}: {f}", err=True)
+                emit(text, data, as_json)
+
+        return cmd
+
+    return deco
+
+
+@_pid_command("smaps", "/proc/PID/smaps (6.18 format): every VMA with Rss, Pss, ... VmFlags, from one columnar "
+              "page-table scan.")
+def smaps(prog, pid):  # type: ignore[no-untyped-def]
+    rep = smaps_view.smaps(prog, pid)
+    return smaps_view.render(rep), [v.to_json() for v in rep.vmas], rep.findings
+
+
+@_pid_command("smaps-rollup", "/proc/PID/smaps_rollup: the smaps fields summed over every VMA.")
+def smaps_rollup(prog, pid):  # type: ignore[no-untyped-def]
+    start, end, st, findings = smaps_view.smaps_rollup(prog, pid)
+    data = {"start": start, "end": end} | {k: v for k, v in st.fields_kb(rollup=True)}
+    return smaps_view.render_rollup(start, end, st), data, findings
+
+
+@_pid_command("status", "/proc/PID/status: Name, State, ids, the Vm*/Rss* lines of task_mem(), HugetlbPages, "
+              "Threads, cpus and mems allowed (lines the snapshot does not model are left out).")
+def status(prog, pid):  # type: ignore[no-untyped-def]
+    lines = status_view.status(prog, pid)
+    return status_view.render(lines), {ln.name: (ln.kb if ln.kb is not None else ln.value) for ln in lines}, []
+
+
+@_pid_command("numa-maps", "/proc/PID/numa_maps: policy, file/heap/stack, anon/dirty/mapped/mapmax/active and "
+              "pages per node of every VMA.")
+def numa_maps(prog, pid):  # type: ignore[no-untyped-def]
+    rows = numa_maps_view.numa_maps(prog, pid)
+    return numa_maps_view.render(rows), numa_maps_view.to_json(rows), []
+
+
+@_pid_command("vm", "crash's vm PID: the mm, pgd, RSS and TOTAL_VM, then every VMA (address, start, end, "
+              "flags, file).")
+def vm(prog, pid):  # type: ignore[no-untyped-def]
+    v = vm_view.vm(prog, pid)
+    return vm_view.render(v), v, []
+
+
+COMMANDS += [smaps, smaps_rollup, status, numa_maps, vm]

@@ -8,19 +8,22 @@ spaces up to column 74 and the name.  Names as get_vma_name() gives them for ano
 the vDSO pages by ``mm->context.vdso`` (arch_vma_name / the special mappings' names:
 ``[vdso]`` at it, ``[vvar_vclock]`` and ``[vvar]`` the special VMAs just below it),
 ``[heap]`` for a VMA over [start_brk, brk], ``[stack]`` for the one holding start_stack.
-File-backed VMAs (paths) come with the page-cache slice: here ``vm_file`` is NULL.
+File-backed VMAs show ``file_inode(vm_file)->i_sb->s_dev`` (major:minor), ``i_ino`` and the
+path (``d_path``: dentry names up through the mounts, `` (deleted)`` when unhashed).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+from mmintro.reader.errors import FaultError, ValidationError
 from mmintro.reader.helpers.maple_tree import mt_for_each
+from mmintro.reader.helpers.task import d_path, file_dev_ino
 from mmintro.reader.object import Object, cast
 from mmintro.reader.program import Program
 from mmintro.views.ps import for_each_task
 
-__all__ = ["MapsRow", "maps", "render", "vma_name"]
+__all__ = ["MapsRow", "maps", "render", "render_line", "task_vmas", "vma_name"]
 
 PAGE_SHIFT = 12
 # include/linux/mm.h (#defines)
@@ -45,6 +48,11 @@ class MapsRow(NamedTuple):
 
 
 def vma_name(vma: Object, mm: Object, special: dict[int, str]) -> str:
+    if vma.vm_file.value_():
+        try:
+            return d_path(vma.vm_file)
+        except (FaultError, ValidationError, LookupError, AttributeError):
+            return "?"
     start, end = vma.vm_start.value_(), vma.vm_end.value_()
     if start in special:
         return special[start]
@@ -63,15 +71,15 @@ def _find_task(prog: Program, pid: int) -> Object:
     raise LookupError(f"no task with pid {pid}")
 
 
-def maps(prog: Program, pid: int) -> list[MapsRow]:
-    """The maps lines of the process ``pid`` (empty for a task without an mm).
+def task_vmas(prog: Program, pid: int) -> tuple[Object, Object | None, list[tuple[MapsRow, Object]]]:
+    """(task, mm or None, [(maps row, ``struct vm_area_struct *``)]) of the process ``pid``.
 
     :raises LookupError: no such pid on the task list
     """
     task = _find_task(prog, pid)
     mm = task.mm
     if not mm.value_():
-        return []
+        return task, None, []
     vmas = [cast("struct vm_area_struct *", v) for _f, _l, v in mt_for_each(mm.mm_mt.address_of_())]
     special: dict[int, str] = {}
     vdso = mm.context.vdso.value_()
@@ -91,17 +99,33 @@ def maps(prog: Program, pid: int) -> list[MapsRow]:
         perms = ("r" if f & VM_READ else "-") + ("w" if f & VM_WRITE else "-") + ("x" if f & VM_EXEC else "-") + \
             ("s" if f & VM_MAYSHARE else "p")
         has_file = bool(v.vm_file.value_())
-        rows.append(MapsRow(v.vm_start.value_(), v.vm_end.value_(), perms,
-                            v.vm_pgoff.value_() << PAGE_SHIFT if has_file else 0, 0, 0, 0,
-                            vma_name(v, mm, special), v.value_()))
-    return rows
+        major = minor = ino = 0
+        if has_file:
+            try:
+                major, minor, ino = file_dev_ino(v.vm_file)
+            except (FaultError, LookupError, AttributeError):
+                pass
+        rows.append((MapsRow(v.vm_start.value_(), v.vm_end.value_(), perms,
+                             v.vm_pgoff.value_() << PAGE_SHIFT if has_file else 0, major, minor, ino,
+                             vma_name(v, mm, special), v.value_()), v))
+    return task, mm, rows
+
+
+def maps(prog: Program, pid: int) -> list[MapsRow]:
+    """The maps lines of the process ``pid`` (empty for a task without an mm).
+
+    :raises LookupError: no such pid on the task list
+    """
+    return [r for r, _v in task_vmas(prog, pid)[2]]
+
+
+def render_line(r: MapsRow) -> str:
+    """``show_map_vma``: the header line of one VMA (no newline)."""
+    line = f"{r.start:08x}-{r.end:08x} {r.perms} {r.offset:08x} {r.dev_major:02x}:{r.dev_minor:02x} {r.inode} "
+    if r.name:
+        line = line.ljust(73) + r.name
+    return line
 
 
 def render(rows: list[MapsRow]) -> str:
-    out = []
-    for r in rows:
-        line = f"{r.start:08x}-{r.end:08x} {r.perms} {r.offset:08x} {r.dev_major:02x}:{r.dev_minor:02x} {r.inode} "
-        if r.name:
-            line = line.ljust(73) + r.name
-        out.append(line)
-    return "".join(s + "\n" for s in out)
+    return "".join(render_line(r) + "\n" for r in rows)

@@ -1,0 +1,201 @@
+"""Task and address-space helpers named after drgn's (``drgn.helpers.linux.pid``, ``.mm``,
+``.fs``): find_task, for_each_vma, vma_find, vma_name, task_rss, task_vsize, get_mm_counter,
+d_path.  Every walk is bounded; a corrupt structure raises a reader error in one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from mmintro.reader.errors import FaultError, ValidationError
+from mmintro.reader.helpers.maple_tree import mt_for_each
+from mmintro.reader.object import Object, cast
+from mmintro.reader.program import Program
+
+__all__ = [
+    "TaskRss",
+    "d_path",
+    "file_dev_ino",
+    "find_task",
+    "for_each_vma",
+    "get_mm_counter",
+    "get_task_policy",
+    "task_rss",
+    "task_vsize",
+    "vma_find",
+    "vma_is_anonymous",
+    "vma_name",
+]
+
+# include/linux/mm.h (#defines)
+VM_MAYSHARE = 0x80
+VM_PFNMAP, VM_IO, VM_DONTEXPAND = 0x400, 0x4000, 0x40000
+# include/linux/kdev_t.h: the kernel's dev_t is MAJOR << 20 | MINOR
+MINORBITS = 20
+_PATH_MAX_DEPTH = 256
+
+
+def find_task(prog: Program, pid: int) -> Object | None:
+    """The ``struct task_struct *`` of ``pid`` on init_task's list (None if there is none).
+
+    Like drgn's ``find_task`` but walking ``init_task.tasks`` (thread-group leaders).
+    """
+    from mmintro.views.ps import for_each_task
+
+    for t in for_each_task(prog, idle=False):
+        if t.pid.value_() == pid:
+            return t
+    return None
+
+
+def for_each_vma(mm: Object) -> Iterator[Object]:
+    """The VMAs of ``mm`` in address order (``mm->mm_mt``; checked maple-tree walk).
+
+    :param mm: ``struct mm_struct *``
+    :return: Iterator of ``struct vm_area_struct *``
+    """
+    for _first, _last, v in mt_for_each(mm.mm_mt.address_of_()):
+        yield cast("struct vm_area_struct *", v)
+
+
+def vma_find(mm: Object, addr: int) -> Object | None:
+    """The VMA containing ``addr`` (None if none)."""
+    for v in for_each_vma(mm):
+        if v.vm_start.value_() <= addr < v.vm_end.value_():
+            return v
+    return None
+
+
+def get_mm_counter(mm: Object, member: str) -> int:
+    """``get_mm_counter()``: ``percpu_counter_read_positive(&mm->rss_stat[member])``, i.e. the
+    counter's ``count`` with negatives read as 0 (the per-CPU deltas are not folded in).
+
+    :param member: ``"MM_FILEPAGES"``, ``"MM_ANONPAGES"``, ``"MM_SWAPENTS"``, ``"MM_SHMEMPAGES"``
+    """
+    return max(0, mm.rss_stat[mm.prog_.constant(member).value_()].count.value_())
+
+
+class TaskRss(NamedTuple):
+    """Resident pages of a task, like drgn's ``TaskRss``."""
+
+    file: int
+    anon: int
+    shmem: int
+    swap: int
+
+    @property
+    def total(self) -> int:
+        return self.file + self.anon + self.shmem
+
+
+def task_rss(task: Object) -> TaskRss:
+    """The task's rss counters (``get_mm_counter`` of each; 0 for kernel threads).
+
+    :param task: ``struct task_struct *``
+    """
+    mm = task.mm
+    if not mm.value_():
+        return TaskRss(0, 0, 0, 0)
+    return TaskRss(get_mm_counter(mm, "MM_FILEPAGES"), get_mm_counter(mm, "MM_ANONPAGES"),
+                   get_mm_counter(mm, "MM_SHMEMPAGES"), get_mm_counter(mm, "MM_SWAPENTS"))
+
+
+def task_vsize(task: Object) -> int:
+    """``task_vsize()``: ``PAGE_SIZE * mm->total_vm`` (0 without an mm)."""
+    mm = task.mm
+    return mm.total_vm.value_() * 4096 if mm.value_() else 0
+
+
+def vma_is_anonymous(vma: Object) -> bool:
+    """``vma_is_anonymous()``: no ``vm_ops``.  The simulator may leave ``vm_ops`` NULL on file
+    mappings, so a VMA with a ``vm_file`` is never anonymous here."""
+    return not vma.vm_ops.value_() and not vma.vm_file.value_()
+
+
+def d_path(file_or_dentry: Object) -> str:
+    """The path of a ``struct file *`` (or ``struct dentry *``): the dentry names up to the
+    root of its file system, then up through the mounts (``real_mount(mnt)->mnt_mountpoint``),
+    with `` (deleted)`` for an unhashed dentry, as ``d_path()`` prints it.  Bounded depth."""
+    prog = file_or_dentry.prog_
+    name = file_or_dentry.type_.resolved().target.resolved().name if file_or_dentry.type_.resolved().kind == "ptr" \
+        else ""
+    if name == "file":
+        dentry = file_or_dentry.f_path.dentry
+        mnt = file_or_dentry.f_path.mnt
+    else:
+        dentry, mnt = file_or_dentry, None
+    parts: list[bytes] = []
+    deleted = False
+    d = dentry
+    first = True
+    mount = None
+    if mnt is not None and mnt.value_():
+        try:
+            mount = Object(prog, prog.type("struct mount *"), mnt.value_() - prog.types.struct("mount").offsetof("mnt"))
+        except LookupError:
+            mount = None
+    for _ in range(_PATH_MAX_DEPTH):
+        if not d.value_():
+            break
+        parent = d.d_parent
+        if first:
+            deleted = not d.d_hash.pprev.value_() and parent.value_() != d.value_()
+            first = False
+        if parent.value_() == d.value_():  # the root of this file system: cross the mount
+            if mount is None or not mount.value_() or mount.mnt_parent.value_() == mount.value_():
+                break
+            d = mount.mnt_mountpoint
+            mount = mount.mnt_parent
+            continue
+        parts.append(d.d_name.name.string_(limit=4096))
+        d = parent
+    else:
+        raise ValidationError(f"dentry {dentry.value_():#x}: path deeper than {_PATH_MAX_DEPTH} (a d_parent loop?)")
+    path = "/" + "/".join(p.decode(errors="replace") for p in reversed(parts))
+    return path + (" (deleted)" if deleted else "")
+
+
+def file_dev_ino(file: Object) -> tuple[int, int, int]:
+    """(major, minor, inode number) of ``file_inode(file)`` (``i_sb->s_dev``, ``i_ino``)."""
+    inode = file.f_inode
+    dev = inode.i_sb.s_dev.value_()
+    return dev >> MINORBITS, dev & ((1 << MINORBITS) - 1), inode.i_ino.value_()
+
+
+def vma_name(vma: Object, special: dict[int, str] | None = None) -> str:
+    """The name /proc/PID/maps shows for ``vma`` (``show_map_vma`` / ``get_vma_name``): the file
+    path, ``[vdso]``/``[vvar]``/``[vvar_vclock]`` (``special``: start → name), ``[heap]``,
+    ``[stack]``, or ``""``."""
+    f = vma.vm_file
+    if f.value_():
+        try:
+            return d_path(f)
+        except (FaultError, ValidationError, LookupError):
+            return "?"
+    start, end = vma.vm_start.value_(), vma.vm_end.value_()
+    if special and start in special:
+        return special[start]
+    mm = vma.vm_mm
+    if start <= mm.brk.value_() and end >= mm.start_brk.value_():
+        return "[heap]"
+    ss = mm.start_stack.value_()
+    if start <= ss <= end:
+        return "[stack]"
+    return ""
+
+
+def get_task_policy(task: Object) -> Object:
+    """``get_task_policy()``: ``task->mempolicy``, else the node's ``preferred_node_policy``
+    when its mode is set, else ``&default_policy``.
+
+    :return: ``struct mempolicy *``
+    """
+    prog = task.prog_
+    pol = task.mempolicy
+    if pol.value_():
+        return pol
+    try:
+        return prog["default_policy"].address_of_()
+    except KeyError:
+        return Object(prog, "struct mempolicy *", 0)

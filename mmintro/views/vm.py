@@ -1,0 +1,235 @@
+"""crash's ``vm PID`` (memory.c vm_area_dump) and ``vtop -c PID ADDR`` (memory.c do_vtop,
+x86_64.c x86_64_uvtop_level4), from the snapshot.
+
+``vm``: the task header (``PID: %-7ld  TASK: %lx  CPU: %-3s  COMMAND: "%s"``), the
+PRINT_VM_DATA table — MM and PGD centred in 16 columns, RSS (``get_mm_rss`` pages, in k)
+centred in 6, TOTAL_VM (k) centred in 8, each pair separated by two spaces — and then one
+line per VMA as PRINT_VMA_DATA prints it: the vm_area_struct address centred in 16, START and
+END right-justified in UVADDR_PRLEN (10 on x86-64), ``vm_flags`` as ``%6llx`` and the file's
+path (anonymous VMAs have an empty FILE column, like crash; [heap] etc. are not printed).
+
+``vtop -c PID ADDR``: the VIRTUAL/PHYSICAL line, then each level as crash prints it
+(``   PGD: <physical slot> => <entry>`` .. ``   PTE: ...``; a PUD or PMD leaf ends the walk
+with ``  PAGE: <base>  (1GB)`` / ``(2MB)``), the PTE/PHYSICAL/FLAGS table of the leaf entry,
+the VMA holding the address, and the page line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from mmintro.reader.errors import FaultError
+from mmintro.reader.helpers.pgtable import mm_pgd_phys
+from mmintro.reader.helpers.task import d_path, find_task
+from mmintro.reader.object import Object
+from mmintro.reader.program import Program
+from mmintro.views.page import page_info
+from mmintro.views.ps import get_mm_rss
+
+__all__ = ["VmRow", "crash_task_header", "mkstring", "render", "render_vtop", "vm", "vtop_pid"]
+
+PAGE_SIZE = 4096
+VADDR_PRLEN = 16
+UVADDR_PRLEN = 10  # crash defs.h, X86_64
+# arch/x86/include/asm/pgtable_types.h (#defines), in crash's x86_64_translate_pte order
+_FLAG_BITS = ((0x1, "PRESENT"), (0x2, "RW"), (0x4, "USER"), (0x8, "PWT"), (0x10, "PCD"), (0x20, "ACCESSED"),
+              (0x40, "DIRTY"))
+_PSE, _PROTNONE, _GLOBAL, _NX = 0x80, 0x100, 0x100, 1 << 63
+PTE_PFN_MASK = ((1 << 52) - 1) & ~0xFFF
+
+
+def mkstring(s: str, size: int, center: bool = False, rjust: bool = False) -> str:
+    """crash's tools.c mkstring(): CENTER puts the odd space on the right (LJUST) or the left
+    (RJUST); otherwise LJUST/RJUST pad to ``size``."""
+    extra = size - len(s)
+    if extra <= 0:
+        return s
+    if center:
+        if extra % 2:
+            left, right = (extra // 2 + 1, extra // 2) if rjust else (extra // 2, extra // 2 + 1)
+        else:
+            left = right = extra // 2
+        return " " * left + s + " " * right
+    return " " * extra + s if rjust else s + " " * extra
+
+
+def crash_task_header(task: Object) -> str:
+    """crash's print_task_header() (task.c): ``PID: %-7ld  TASK: %s  CPU: %-3s  COMMAND: "%s"``
+    with the task address left-justified in 16 columns."""
+    return (f"PID: {task.pid.value_():<7}  TASK: {task.value_():<16x}  CPU: {task.thread_info.cpu.value_():<3}  "
+            f"COMMAND: \"{task.comm.string_().decode(errors='replace')}\"")
+
+
+class VmRow(NamedTuple):
+    vma: int
+    start: int
+    end: int
+    flags: int
+    file: str
+
+
+def vm(prog: Program, pid: int) -> dict[str, Any]:
+    """The data of crash's ``vm PID`` (LookupError if there is no such task)."""
+    task = find_task(prog, pid)
+    if task is None:
+        raise LookupError(f"no task with pid {pid}")
+    mm = task.mm
+    out: dict[str, Any] = {"header": crash_task_header(task), "pid": pid, "task": task.value_(), "mm": mm.value_(),
+                           "pgd": 0, "rss_k": 0, "total_vm_k": 0, "vmas": []}
+    if not mm.value_():
+        return out
+    from mmintro.reader.helpers.task import for_each_vma
+
+    out["pgd"] = mm.pgd.value_()
+    out["rss_k"] = get_mm_rss(mm) * PAGE_SIZE // 1024
+    out["total_vm_k"] = mm.total_vm.value_() * PAGE_SIZE // 1024
+    rows = []
+    for v in for_each_vma(mm):
+        f = v.vm_file
+        name = ""
+        if f.value_():
+            try:
+                name = d_path(f)
+            except (FaultError, LookupError):
+                name = "?"
+        rows.append(VmRow(v.value_(), v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_(), name)._asdict())
+    out["vmas"] = rows
+    return out
+
+
+def _vm_data(mm: int, pgd: int, rss_k: int, total_k: int) -> list[str]:
+    head = (mkstring("MM", VADDR_PRLEN, center=True) + "  " + mkstring("PGD", VADDR_PRLEN, center=True) + "  "
+            + mkstring("RSS", 6, center=True) + "  " + mkstring("TOTAL_VM", 8, center=True))
+    vals = (mkstring(f"{mm:x}", VADDR_PRLEN, center=True) + "  " + mkstring(f"{pgd:x}", VADDR_PRLEN, center=True)
+            + "  " + mkstring(f"{rss_k}k", 6, center=True) + "  " + mkstring(f"{total_k}k", 8, center=True))
+    return [head, vals]
+
+
+def _vma_header() -> str:
+    return (mkstring("VMA", VADDR_PRLEN, center=True) + " " + mkstring("START", UVADDR_PRLEN, center=True, rjust=True)
+            + " " + mkstring("END", UVADDR_PRLEN, center=True, rjust=True) + " " + " FLAGS FILE")
+
+
+def _vma_line(r: dict[str, Any]) -> str:
+    return (mkstring(f"{r['vma']:x}", VADDR_PRLEN, center=True) + " "
+            + mkstring(f"{r['start']:x}", UVADDR_PRLEN, rjust=True) + " "
+            + mkstring(f"{r['end']:x}", UVADDR_PRLEN, rjust=True) + f" {r['flags']:6x} {r['file']}")
+
+
+def render(v: dict[str, Any]) -> str:
+    lines = [v["header"]]
+    lines += _vm_data(v["mm"], v["pgd"], v["rss_k"], v["total_vm_k"])
+    if v["mm"]:
+        lines.append(_vma_header())
+        lines += [_vma_line(r) for r in v["vmas"]]
+    return "\n".join(lines) + "\n"
+
+
+# -- vtop -c PID ADDR ---------------------------------------------------------------------------
+def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
+    """Walk ``vaddr`` through the page tables of ``pid``'s mm (crash ``vtop -c PID ADDR``).
+
+    :raises LookupError: no such task, or a kernel thread (no mm)
+    :return: levels (name, physical slot, entry), phys (None if not mapped), page size, the
+        VMA holding the address (or None) and the page (``mmintro page`` fields)
+    """
+    task = find_task(prog, pid)
+    if task is None:
+        raise LookupError(f"no task with pid {pid}")
+    mm = task.mm
+    if not mm.value_():
+        raise LookupError(f"pid {pid} is a kernel thread (no mm)")
+    pgd = mm_pgd_phys(mm)
+    levels = []
+    phys = None
+    size = PAGE_SIZE
+    table = pgd
+    names = (("PGD", 39), ("PUD", 30), ("PMD", 21), ("PTE", 12))
+    leaf_entry = 0
+    for i, (name, shift) in enumerate(names):
+        slot = table + 8 * ((vaddr >> shift) & 511)
+        try:
+            entry = int.from_bytes(prog.read_phys(slot, 8), "little")
+        except FaultError as e:
+            levels.append({"level": name, "slot": slot, "entry": None, "error": e.message})
+            break
+        levels.append({"level": name, "slot": slot, "entry": entry})
+        leaf_entry = entry
+        present = entry & 1 if name in ("PGD", "PUD") else entry & (1 | _PROTNONE)
+        if not present:
+            break
+        if name == "PTE" or (name in ("PUD", "PMD") and entry & _PSE):
+            size = 1 << shift
+            phys = (entry & PTE_PFN_MASK & ~(size - 1)) | (vaddr & (size - 1))
+            break
+        table = entry & PTE_PFN_MASK
+    vma = None
+    from mmintro.reader.helpers.task import for_each_vma
+
+    for v in for_each_vma(mm):
+        if v.vm_start.value_() <= vaddr < v.vm_end.value_():
+            f = v.vm_file
+            vma = VmRow(v.value_(), v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_(),
+                        d_path(f) if f.value_() else "")._asdict()
+            break
+    page = None
+    if phys is not None:
+        try:
+            page = page_info(prog, phys >> 12)
+        except ValueError:
+            page = None
+    return {"pid": pid, "vaddr": vaddr, "phys": phys, "page_size": size, "levels": levels, "leaf_entry": leaf_entry,
+            "vma": vma, "page": page}
+
+
+def _pte_flags(pte: int) -> str:
+    names = [n for bit, n in _FLAG_BITS if pte & bit]
+    if pte & _PSE and pte & 1:
+        names.append("PSE")
+    if pte & _PROTNONE and not pte & 1:
+        names.append("PROTNONE")
+    if pte & _GLOBAL and pte & 1:
+        names.append("GLOBAL")
+    if pte & _NX:
+        names.append("NX")
+    return "(" + ("|".join(names) if pte & (1 | _PROTNONE) else "no mapping") + ")"
+
+
+def render_vtop(v: dict[str, Any]) -> str:
+    lines = [mkstring("VIRTUAL", UVADDR_PRLEN) + "  " + mkstring("PHYSICAL", VADDR_PRLEN)]
+    if v["vma"] is None:
+        lines.append(mkstring(f"{v['vaddr']:x}", UVADDR_PRLEN) + "  (not accessible)")
+        return "\n".join(lines) + "\n\n"
+    if v["phys"] is None:
+        lines.append(mkstring(f"{v['vaddr']:x}", UVADDR_PRLEN) + "  (not mapped)")
+    else:
+        lines.append(mkstring(f"{v['vaddr']:x}", UVADDR_PRLEN) + "  " + mkstring(f"{v['phys']:x}", VADDR_PRLEN))
+    lines.append("")
+    for lv in v["levels"]:
+        if lv["entry"] is None:
+            lines.append(f"   {lv['level']}: {lv['slot']:x} => ({lv.get('error', 'unreadable')})")
+            continue
+        lines.append(f"   {lv['level']}: {lv['slot']:x} => {lv['entry']:x}")
+    if v["phys"] is not None:
+        size = v["page_size"]
+        base = v["phys"] & ~(size - 1)
+        suffix = {1 << 30: "  (1GB)", 1 << 21: "  (2MB)"}.get(size, "  ")
+        lines.append(f"  PAGE: {base:x}{suffix}")
+        lines.append("")
+        pte = v["leaf_entry"]
+        ptebuf, physbuf = f"{pte:x}", f"{pte & PTE_PFN_MASK & ~(size - 1):x}"
+        l1, l2 = max(len(ptebuf), 3), max(len(physbuf), 8)
+        lines.append(mkstring("PTE", l1, center=True) + "  " + mkstring("PHYSICAL", l2, center=True) + "  FLAGS")
+        lines.append(mkstring(ptebuf, l1, center=True, rjust=True) + "  "
+                     + mkstring(physbuf, l2, center=True, rjust=True) + "  " + _pte_flags(pte))
+    lines.append("")
+    lines.append(_vma_header())
+    lines.append(_vma_line(v["vma"]))
+    p = v["page"]
+    if p is not None:
+        lines.append("")
+        lines.append(f"{'PAGE':^16}  {'PHYSICAL':>10}  {'MAPPING':^16}  {'INDEX':>8} {'CNT':>3}  FLAGS")
+        names = ",".join(n.removeprefix("PG_") for n in p.get("flag_names", []))
+        lines.append(f"{p['page']:016x}  {p['phys']:>10x}  {p['mapping']:016x}  {p['index']:>8x} {p['refcount']:>3}  "
+                     f"{p['flags']:x} {names}")
+    return "\n".join(lines) + "\n"
