@@ -114,6 +114,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from mmintro.arch.x86 import _PAGE_PRESENT, _PAGE_RW
 from mmintro.kernel import gfp as G
 from mmintro.kernel import page_alloc
 from mmintro.kernel.config import MachineConfig, parse_size
@@ -814,11 +815,12 @@ class Workload:
     def touch(self, proc: str, tag: str, write: bool = False, start: int = 0, size: int | None = None,
               every: int | None = None, offset: int = 0, fraction: float | None = None, count: int | None = None,
               cpu: int | None = None) -> list[Any]:
-        """Access pages of a mapping as the process would: a page fault
-        (``memory.handle_mm_fault``) for each chosen page of [start, start+size) — all, every
-        n-th from ``offset``, or a seeded random ``fraction``/``count`` — a read or a
-        ``write``.  A page already mapped as needed faults no more (the kernel takes no fault);
-        a 2 MiB or 1 GiB mapping is touched once per huge page.  Returns the faults taken."""
+        """Access pages of a mapping as the process would: each chosen page of [start,
+        start+size) — all, every n-th from ``offset``, or a seeded random ``fraction``/``count``
+        — is read or written.  As the MMU does, an access faults (``memory.handle_mm_fault``)
+        only when the page-table walk (``memory.walk``) ends at a non-present entry, or at a
+        read-only one for a write; otherwise it takes no fault.  A hugetlb mapping is touched
+        once per huge page.  Returns the faults taken."""
         p = self.proc(proc)
         m, addr, size = self._range(proc, tag, start, size)
         memory = _kmod("memory", "MEM", "handle_mm_fault")
@@ -826,12 +828,12 @@ class Workload:
         n = size // step
         chosen = sorted(self._choose(n, every, offset, fraction, count))
         faults = []
-        done_pmd: set[int] = set()
         with self._cpu(cpu):
             for i in chosen:
                 a = addr + i * step
-                if a >> 21 in done_pmd:
-                    continue
+                _level, _slot, entry = memory.walk(self.k, p.mm, a)
+                if entry & _PAGE_PRESENT and (not write or entry & _PAGE_RW):
+                    continue  # the access goes through: no fault
                 try:
                     f = memory.handle_mm_fault(self.k, p.mm, a, write, task=p.task)
                 except (memory.SegmentationFault, memory.BusError) as e:
@@ -844,8 +846,6 @@ class Workload:
                 if getattr(f, "pfn", 0) is None:
                     raise ExpectationFailed(f"touch {tag} in {proc}: the fault at {a:#x} failed ({f})")
                 faults.append(f)
-                if "pmd" in str(getattr(f, "kind", "")) or "thp" in str(getattr(f, "kind", "")):
-                    done_pmd.add(a >> 21)
         return faults
 
     def fork(self, child: str, parent: str, cpu: int | None = None) -> Any:
