@@ -130,6 +130,7 @@ def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
     """Walk ``vaddr`` through the page tables of ``pid``'s mm (crash ``vtop -c PID ADDR``).
 
     :raises LookupError: no such task, or a kernel thread (no mm)
+    :raises FaultError: a table on the walk is not RAM (a corrupt entry: one line)
     :return: levels (name, physical slot, entry), phys (None if not mapped), page size, the
         VMA holding the address (or None) and the page (``mmintro page`` fields)
     """
@@ -150,9 +151,10 @@ def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
         slot = table + 8 * ((vaddr >> shift) & 511)
         try:
             entry = int.from_bytes(prog.read_phys(slot, 8), "little")
-        except FaultError as e:
-            levels.append({"level": name, "slot": slot, "entry": None, "error": e.message})
-            break
+        except FaultError:
+            above = levels[-1]["level"] if levels else "mm->pgd"
+            raise FaultError(vaddr, f"pid {pid}: the {name} table at physical {table:#x} (from the {above} entry) "
+                             f"is not RAM") from None
         levels.append({"level": name, "slot": slot, "entry": entry})
         leaf_entry = entry
         present = entry & 1 if name in ("PGD", "PUD") else entry & (1 | _PROTNONE)
