@@ -93,7 +93,7 @@ def test_smaps_rollup_round_trips() -> None:
 @needs_reference
 def test_status_memory_lines_round_trip() -> None:
     text = (PID / "self_status").read_text()
-    ref = dict(re.findall(r"^(\w+):\t(.*)$", text, re.M))
+    ref = dict(re.findall(r"^(\w+):\t(.*)$", text, re.MULTILINE))
     names = ["VmPeak", "VmSize", "VmLck", "VmPin", "VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmData",
              "VmStk", "VmExe", "VmLib", "VmPTE", "VmSwap", "HugetlbPages"]
     lines = [ST.StatusLine(n, f"{int(ref[n].split()[0]):>8} kB") for n in names]
@@ -117,9 +117,7 @@ def test_numa_maps_round_trip() -> None:
         start, policy = int(parts[0], 16), parts[1]
         name, kv, nodes, huge = "", {}, {}, False
         for p in parts[2:]:
-            if p.startswith("file="):
-                name = " " + p
-            elif p in ("heap", "stack"):
+            if p.startswith("file=") or p in ("heap", "stack"):
                 name = " " + p
             elif p == "huge":
                 huge = True
