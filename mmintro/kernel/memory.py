@@ -1,0 +1,988 @@
+"""User page tables and page faults (mm/memory.c, include/linux/pgtable.h, arch/x86 of 6.18).
+
+User page tables.  ``mm->pgd`` comes from fork.pgd_alloc (kernel half shared with
+swapper_pg_dir); the lower levels are allocated on demand as ``__pud_alloc`` /
+``__pmd_alloc`` / ``__pte_alloc`` do: ``pagetable_alloc(GFP_PGTABLE_USER & ~__GFP_HIGHMEM, 0)``
+from the page allocator, the ptdesc constructor (``pagetable_pud_ctor`` /
+``pagetable_pmd_ctor`` / ``pagetable_pte_ctor``: ``__page_type`` PGTY_table, NR_PAGETABLE on
+the page's node, the split lock ``ptdesc->ptl`` initialised unlocked (ALLOC_SPLIT_PTLOCKS is
+off: the spinlock lives in the ptdesc), ``pmd_huge_pte`` NULL for PMD tables), then
+``mm_inc_nr_puds/pmds/ptes`` (``mm->pgtables_bytes`` += 4096) and ``p4d_populate`` /
+``pud_populate`` / ``pmd_populate`` writing ``_PAGE_TABLE | __pa(table)`` (the P4D level is
+folded at run time on this 4-level machine: the PGD entry points at the PUD table).
+
+RSS.  ``add_mm_counter`` is ``percpu_counter_add(&mm->rss_stat[member], value)`` on the
+current CPU with ``percpu_counter_batch`` = max(32, 2 * nr_online_cpus) folding into
+``fbc->count`` as lib/percpu_counter.c does; ``get_mm_counter`` reads ``fbc->count``
+(percpu_counter_read_positive) like the kernel, ``get_mm_counter_sum`` adds the per-CPU
+deltas (percpu_counter_sum_positive: what /proc/PID/status prints since 6.16 and what
+drgn's task_rss sums).
+
+Faults.  :func:`handle_mm_fault` is x86's do_user_addr_fault access checks + mm/memory.c
+handle_mm_fault -> __handle_mm_fault -> handle_pte_fault, with do_anonymous_page (the
+shared zero page for reads), do_fault (do_read_fault / do_cow_fault / do_shared_fault +
+finish_fault / set_pte_range), do_wp_page (wp_page_reuse / wp_page_copy /
+wp_page_shared), and the THP / hugetlb entries of the HUGE helper's modules.  Every fault
+is recorded in ``k.fault_log``.  :func:`copy_page_range` (fork), :func:`zap_page_range`
+and :func:`free_pgtables` complete the life cycle.
+
+Not modelled: fault-around (do_fault_around maps page-cache neighbours of a read fault),
+swap entries (do_swap_page), NUMA hinting faults, userfaultfd, KSM, mlock population,
+TLB flushing (there is no TLB), the page-table locks' contention (locks are always free
+when a snapshot is taken).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mmintro.arch.x86 import (
+    _PAGE_ACCESSED,
+    _PAGE_DIRTY,
+    _PAGE_PRESENT,
+    _PAGE_PSE,
+    _PAGE_RW,
+    _PAGE_SPECIAL,
+    _PAGE_TABLE,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PGDIR_SHIFT,
+    PMD_SHIFT,
+    PTE_PFN_MASK,
+    PUD_SHIFT,
+)
+from mmintro.kernel import config as kc
+from mmintro.kernel import gfp as G
+from mmintro.kernel import mmap, rmap
+from mmintro.kernel import page_alloc as pa
+from mmintro.kernel.init_64 import GFP_PGTABLE_KERNEL, PGTY_TABLE
+from mmintro.types import get_types
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+__all__ = [
+    "Fault", "FaultRecord", "SegmentationFault", "add_mm_counter", "copy_page_range", "do_anonymous_page",
+    "do_wp_page", "finish_fault", "free_pgtables", "get_mm_counter", "get_mm_counter_sum", "handle_mm_fault",
+    "mm_populate", "pgd_offset", "pmd_alloc", "pte_offset_alloc", "pud_alloc", "walk", "zap_page_range",
+]
+
+_T = get_types()
+
+# include/asm-generic/pgalloc.h: GFP_PGTABLE_USER = GFP_PGTABLE_KERNEL | __GFP_ACCOUNT;
+# pagetable_alloc() adds __GFP_COMP, the p?d_alloc_one() helpers clear __GFP_HIGHMEM.
+GFP_PGTABLE_USER = GFP_PGTABLE_KERNEL | G.FLAGS["__GFP_ACCOUNT"]
+_PT_GFP = (GFP_PGTABLE_USER | G.FLAGS["__GFP_COMP"]) & ~G.FLAGS["__GFP_HIGHMEM"]
+PTRS_PER_TABLE = 512
+TABLE_BYTES = PTRS_PER_TABLE * 8  # PTRS_PER_P?D * sizeof(p?d_t): what mm_inc_nr_* add
+PMD_SIZE = 1 << PMD_SHIFT
+PUD_SIZE = 1 << PUD_SHIFT
+PGDIR_SIZE = 1 << PGDIR_SHIFT
+USER_PGD_PTRS = PTRS_PER_TABLE // 2  # KERNEL_PGD_BOUNDARY: the user half of the PGD
+TASK_SIZE_MAX = mmap.TASK_SIZE_MAX
+
+# include/linux/mm_types.h enum fault_flag (#define-style, not in the type data)
+FAULT_FLAG_WRITE = 1 << 0
+
+MM_COUNTERS = {m: _T.const(m) for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SWAPENTS", "MM_SHMEMPAGES")}
+_EV = _T.enum("vm_event_item")
+PGFAULT = _EV["PGFAULT"]
+PGREUSE = _EV["PGREUSE"]
+
+_PCPU_SIZE = _T.sizeof("struct percpu_counter")
+_RSS_OFF = _T.struct("mm_struct").offsetof("rss_stat")
+_PCPU_COUNT = _T.struct("percpu_counter").offsetof("count")
+_PCPU_COUNTERS = _T.struct("percpu_counter").offsetof("counters")
+
+PG_anon_exclusive = _T.const("PG_anon_exclusive")
+PG_swapbacked = _T.const("PG_swapbacked")
+PG_uptodate = _T.const("PG_uptodate")
+PG_dirty = _T.const("PG_dirty")
+PG_head = _T.const("PG_head")
+
+
+class SegmentationFault(Exception):
+    """The access is not allowed (x86 do_user_addr_fault -> bad_area_access_error /
+    bad_area_nosemaphore): the task would get SIGSEGV."""
+
+
+class BusError(Exception):
+    """VM_FAULT_SIGBUS (e.g. an anonymous fault in a VM_SHARED VMA without a file)."""
+
+
+@dataclass
+class Fault:
+    kind: str
+    pfn: int
+
+
+@dataclass
+class FaultRecord:
+    pid: int
+    comm: str
+    addr: int
+    pfn: int
+    kind: str
+
+
+# -- entries (arch/x86/include/asm/pgtable.h) ---------------------------------------------
+def pte_pfn(e: int) -> int:
+    return (e & PTE_PFN_MASK) >> PAGE_SHIFT
+
+
+def pfn_pte(pfn: int, prot: int) -> int:
+    """pfn_pte(): the pfn with the protection bits (__supported_pte_mask keeps NX)."""
+    return (pfn << PAGE_SHIFT) | prot
+
+
+def pte_present(e: int) -> bool:
+    return bool(e & _PAGE_PRESENT)
+
+
+def pte_write(e: int) -> bool:
+    return bool(e & _PAGE_RW)
+
+
+def pmd_leaf(e: int) -> bool:
+    return bool(e & _PAGE_PRESENT and e & _PAGE_PSE)
+
+
+def maybe_mkwrite(e: int, vm_flags: int) -> int:
+    """include/linux/mm.h maybe_mkwrite(): pte_mkwrite() only in a VM_WRITE VMA."""
+    return e | _PAGE_RW if vm_flags & mmap.VM_WRITE else e
+
+
+# -- page-table pages ---------------------------------------------------------------------
+def _read(k: Kernel, kva: int) -> int:
+    return k.mem.read_u64(kva - k.page_offset_base)
+
+
+def _write(k: Kernel, kva: int, v: int) -> None:
+    k.mem.write_u64(kva - k.page_offset_base, v)
+
+
+def _nid(k: Kernel, pfn: int) -> int:
+    mv64, _mv32, w = pa.page_words(k, pfn)
+    return int(mv64[w + pa.W_FLAGS]) >> kc.NODES_PGOFF
+
+
+def pagetable_alloc(k: Kernel, level: str) -> int:
+    """p?d_alloc_one(mm) for a user mm: pagetable_alloc(GFP_PGTABLE_USER) and the level's
+    ctor.  Returns the table's pfn (MemoryError = VM_FAULT_OOM)."""
+    pfn = k.alloc_pages(_PT_GFP, 0)
+    if pfn is None:
+        raise MemoryError("pagetable_alloc: out of memory (VM_FAULT_OOM)")
+    page = k.pfn_to_page(pfn)
+    km = k.kmem
+    if level in ("pte", "pmd"):
+        # ptlock_init(): spin_lock_init(ptlock_ptr(ptdesc)) -- the lock word in the ptdesc
+        km.set(page, "ptdesc", "ptl.rlock.raw_lock.val.counter", 0)
+    if level == "pmd":
+        km.set(page, "ptdesc", "pmd_huge_pte", 0)  # pmd_ptlock_init()
+        km.set(page, "ptdesc", "pt_share_count.counter", 0)  # ptdesc_pmd_pts_init()
+    # __pagetable_ctor(): __SetPageTable + NR_PAGETABLE on memdesc_nid(ptdesc->pt_flags)
+    km.set(page, "ptdesc", "__page_type", PGTY_TABLE)
+    k.mod_node_page_state(_nid(k, pfn), "NR_PAGETABLE", 1)
+    return pfn
+
+
+def pagetable_free(k: Kernel, pfn: int) -> None:
+    """pagetable_dtor_free(): __ClearPageTable, NR_PAGETABLE - 1, free the page."""
+    page = k.pfn_to_page(pfn)
+    k.kmem.set(page, "ptdesc", "__page_type", 0xFFFFFFFF)
+    k.mod_node_page_state(_nid(k, pfn), "NR_PAGETABLE", -1)
+    k.free_pages(pfn, 0)
+
+
+def _mm_add_pgtables(k: Kernel, mm: int, delta: int) -> None:
+    km = k.kmem
+    km.set(mm, "mm_struct", "pgtables_bytes.counter", km.get(mm, "mm_struct", "pgtables_bytes.counter") + delta)
+
+
+def pgd_offset(k: Kernel, mm: int, addr: int) -> int:
+    """pgd_offset(mm, addr): the kernel virtual address of the PGD slot."""
+    return k.kmem.get(mm, "mm_struct", "pgd") + 8 * ((addr >> PGDIR_SHIFT) & 511)
+
+
+def _table_of(k: Kernel, entry: int) -> int:
+    return k.phys_to_virt(entry & PTE_PFN_MASK)
+
+
+def _populate(k: Kernel, mm: int, slot: int, level: str) -> tuple[int, bool]:
+    """__pud_alloc/__pmd_alloc/__pte_alloc on a none slot: a new table and p?d_populate.
+    Returns (table kvaddr, allocated now)."""
+    e = _read(k, slot)
+    if e & _PAGE_PRESENT:
+        return _table_of(k, e), False
+    pfn = pagetable_alloc(k, level)
+    _mm_add_pgtables(k, mm, TABLE_BYTES)  # mm_inc_nr_puds / mm_inc_nr_pmds / mm_inc_nr_ptes
+    _write(k, slot, _PAGE_TABLE | (pfn << PAGE_SHIFT))
+    return k.phys_to_virt(pfn << PAGE_SHIFT), True
+
+
+def pud_alloc(k: Kernel, mm: int, addr: int) -> int:
+    """p4d_alloc (folded) + pud_alloc(): the PUD slot for ``addr``, allocating the PUD table."""
+    table, _ = _populate(k, mm, pgd_offset(k, mm, addr), "pud")
+    return table + 8 * ((addr >> PUD_SHIFT) & 511)
+
+
+def pmd_alloc(k: Kernel, mm: int, addr: int) -> int:
+    """pmd_alloc(): the PMD slot, allocating the PUD and PMD tables as needed."""
+    pud = pud_alloc(k, mm, addr)
+    if pmd_leaf(_read(k, pud)):
+        raise ValueError(f"pmd_alloc: {addr:#x} is inside a PUD leaf")
+    table, _ = _populate(k, mm, pud, "pmd")
+    return table + 8 * ((addr >> PMD_SHIFT) & 511)
+
+
+def pte_alloc(k: Kernel, mm: int, pmd: int) -> int:
+    """pte_alloc(mm, pmd): __pte_alloc -> pmd_install when the PMD is none; the table."""
+    e = _read(k, pmd)
+    if pmd_leaf(e):
+        raise ValueError("pte_alloc over a PMD leaf")
+    table, _ = _populate(k, mm, pmd, "pte")
+    return table
+
+
+def pte_offset_alloc(k: Kernel, mm: int, addr: int) -> int:
+    """The PTE slot for ``addr`` (pte_alloc_map), allocating every missing level."""
+    return pte_alloc(k, mm, pmd_alloc(k, mm, addr)) + 8 * ((addr >> PAGE_SHIFT) & 511)
+
+
+def walk(k: Kernel, mm: int, addr: int) -> tuple[str, int, int]:
+    """(level, slot kvaddr, entry) of the leaf mapping ``addr`` or of the first non-present
+    entry on the way down ("PGD", "PUD", "PMD" or "PTE")."""
+    slot = pgd_offset(k, mm, addr)
+    for name, shift in (("PGD", None), ("PUD", PUD_SHIFT), ("PMD", PMD_SHIFT), ("PTE", PAGE_SHIFT)):
+        e = _read(k, slot)
+        if not e & _PAGE_PRESENT or name == "PTE" or (name in ("PUD", "PMD") and e & _PAGE_PSE):
+            return name, slot, e
+        nxt = {"PGD": PUD_SHIFT, "PUD": PMD_SHIFT, "PMD": PAGE_SHIFT}[name]
+        slot = _table_of(k, e) + 8 * ((addr >> nxt) & 511)
+    raise AssertionError("unreachable")
+
+
+def _pmd_slot(k: Kernel, mm: int, addr: int) -> int | None:
+    """The PMD slot if the PGD and PUD levels are present (no allocation)."""
+    e = _read(k, pgd_offset(k, mm, addr))
+    if not e & _PAGE_PRESENT:
+        return None
+    pud = _table_of(k, e) + 8 * ((addr >> PUD_SHIFT) & 511)
+    e = _read(k, pud)
+    if not e & _PAGE_PRESENT or e & _PAGE_PSE:
+        return None
+    return _table_of(k, e) + 8 * ((addr >> PMD_SHIFT) & 511)
+
+
+# -- RSS (include/linux/mm.h add_mm_counter, lib/percpu_counter.c) --------------------------
+def percpu_counter_batch(k: Kernel) -> int:
+    """lib/percpu_counter.c compute_batch_value(): max(32, 2 * num_online_cpus())."""
+    return max(32, 2 * k.config.cpus)
+
+
+def percpu_counter_add_batch(k: Kernel, fbc: int, amount: int, batch: int) -> None:
+    """lib/percpu_counter.c percpu_counter_add_batch() (the this_cpu_try_cmpxchg variant):
+    the CPU's s32 delta absorbs ``amount`` unless |delta + amount| reaches ``batch``; then
+    fbc->count += delta + amount and the delta is reset."""
+    km = k.kmem
+    ctr = k.per_cpu_ptr(km.get(fbc, "percpu_counter", "counters"), k.current_cpu)
+    p = k.pa(ctr)
+    count = int.from_bytes(k.mem.read(p, 4), "little", signed=True)
+    if abs(count + amount) >= batch:
+        km.set(fbc, "percpu_counter", "count", km.get(fbc, "percpu_counter", "count") + count + amount)
+        k.mem.write(p, (0).to_bytes(4, "little"))
+    else:
+        k.mem.write(p, (count + amount).to_bytes(4, "little", signed=True))
+
+
+def _rss_fbc(k: Kernel, mm: int, member: str) -> int:
+    return mm + _RSS_OFF + MM_COUNTERS[member] * _PCPU_SIZE
+
+
+def add_mm_counter(k: Kernel, mm: int, member: str, delta: int) -> None:
+    """add_mm_counter(mm, member, value): percpu_counter_add(&mm->rss_stat[member], value)."""
+    if delta:
+        percpu_counter_add_batch(k, _rss_fbc(k, mm, member), delta, percpu_counter_batch(k))
+
+
+def get_mm_counter(k: Kernel, mm: int, member: str) -> int:
+    """get_mm_counter(): percpu_counter_read_positive(&mm->rss_stat[member]) (fbc->count)."""
+    return max(0, k.kmem.get(_rss_fbc(k, mm, member), "percpu_counter", "count"))
+
+
+def get_mm_counter_sum(k: Kernel, mm: int, member: str) -> int:
+    """get_mm_counter_sum(): percpu_counter_sum_positive() -- fbc->count plus every CPU's
+    delta (fs/proc/task_mmu.c task_mem() uses it since 6.16; drgn's task_rss sums too)."""
+    fbc = _rss_fbc(k, mm, member)
+    total = k.kmem.get(fbc, "percpu_counter", "count")
+    ptr = k.kmem.get(fbc, "percpu_counter", "counters")
+    for cpu in range(k.config.cpus):
+        total += int.from_bytes(k.mem.read(k.pa(k.per_cpu_ptr(ptr, cpu)), 4), "little", signed=True)
+    return max(0, total)
+
+
+def mm_counter_file(k: Kernel, pfn: int) -> str:
+    """include/linux/mm.h mm_counter_file(): MM_SHMEMPAGES for swap-backed (shmem) folios."""
+    return "MM_SHMEMPAGES" if rmap.folio_test(k, pfn, PG_swapbacked) else "MM_FILEPAGES"
+
+
+def mm_counter(k: Kernel, pfn: int) -> str:
+    return "MM_ANONPAGES" if rmap.folio_test_anon(k, pfn) else mm_counter_file(k, pfn)
+
+
+# -- fault bookkeeping --------------------------------------------------------------------
+def _log(k: Kernel, mm: int, task: int | None, addr: int, pfn: int, kind: str) -> Fault:
+    task = task or k.kmem.get(mm, "mm_struct", "owner")
+    pid = k.kmem.get(task, "task_struct", "pid") if task else 0
+    comm = k.mem.read(k.pa(k.kmem.addr(task, "task_struct", "comm")), 16).split(b"\0")[0].decode() if task else ""
+    k.__dict__.setdefault("fault_log", []).append(FaultRecord(pid, comm, addr, pfn, kind))
+    return Fault(kind, pfn)
+
+
+def _vma_get(k: Kernel, vma: int, field: str) -> int:
+    return k.kmem.get(vma, "vm_area_struct", field)
+
+
+def vma_is_anonymous(k: Kernel, vma: int) -> bool:
+    """vma_is_anonymous(): no vm_ops.  File VMAs of this model may leave vm_ops NULL, so a
+    VMA is anonymous when it has neither vm_ops nor vm_file."""
+    return not _vma_get(k, vma, "vm_ops") and not _vma_get(k, vma, "vm_file")
+
+
+def is_zero_pfn(k: Kernel, pfn: int) -> bool:
+    return pfn == k.zero_pfn
+
+
+def vm_normal_page(k: Kernel, vma: int, addr: int, e: int) -> int | None:
+    """mm/memory.c vm_normal_page(): the pfn of a "normal" page, None for special mappings
+    (the zero page, VM_PFNMAP/VM_MIXEDMAP pfns)."""
+    if e & _PAGE_SPECIAL:
+        return None
+    pfn = pte_pfn(e)
+    if is_zero_pfn(k, pfn):
+        return None
+    if _vma_get(k, vma, "vm_flags") & (mmap.VM_PFNMAP | mmap.VM_MIXEDMAP):
+        return None
+    return pfn
+
+
+def _optional(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(f"mmintro.kernel.{module}")
+    except ImportError:
+        return None
+
+
+def _access_error(vm_flags: int, write: bool) -> bool:
+    """arch/x86/mm/fault.c access_error() for a user access without protection keys."""
+    if write:
+        return not vm_flags & mmap.VM_WRITE
+    return not vm_flags & (mmap.VM_READ | mmap.VM_WRITE | mmap.VM_EXEC)  # !vma_is_accessible()
+
+
+def handle_mm_fault(k: Kernel, mm: int, addr: int, write: bool, task: int | None = None) -> Fault:
+    """A user page fault at ``addr``: do_user_addr_fault's VMA lookup and access_error,
+    then handle_mm_fault (PGFAULT, hugetlb_fault or __handle_mm_fault) and
+    mm_account_fault (task->min_flt).  Raises SegmentationFault for SIGSEGV."""
+    if addr >= TASK_SIZE_MAX:
+        raise SegmentationFault(f"{addr:#x}: not a user address")
+    vma = mmap.find_vma(k, mm, addr)
+    if not vma:
+        raise SegmentationFault(f"{addr:#x}: no VMA (SEGV_MAPERR)")
+    flags = _vma_get(k, vma, "vm_flags")
+    if _access_error(flags, write):
+        raise SegmentationFault(f"{addr:#x}: {'write' if write else 'read'} not allowed by the VMA (SEGV_ACCERR)")
+    task = task or k.kmem.get(mm, "mm_struct", "owner")
+    k.vm_events[k.current_cpu][PGFAULT] += 1  # count_vm_event(PGFAULT)
+    if flags & VM_HUGETLB:
+        hugetlb = _optional("hugetlb")
+        if hugetlb is None:
+            raise NotImplementedError("hugetlb VMAs need mmintro.kernel.hugetlb")
+        pfn = hugetlb.hugetlb_fault(k, mm, vma, addr, write)
+        fault = _log(k, mm, task, addr, pfn, "hugetlb")
+    else:
+        fault = __handle_mm_fault(k, mm, vma, addr, write, task)
+    if task and fault.kind != "spurious":
+        # mm_account_fault(): a minor fault unless the page had to be read (VM_FAULT_MAJOR)
+        field = "maj_flt" if fault.kind.endswith("-major") else "min_flt"
+        k.kmem.set(task, "task_struct", field, k.kmem.get(task, "task_struct", field) + 1)
+    return fault
+
+
+VM_HUGETLB = 0x00400000  # include/linux/mm.h
+VM_HUGEPAGE = 0x20000000
+VM_NOHUGEPAGE = 0x40000000
+
+
+def __handle_mm_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None) -> Fault:
+    """mm/memory.c __handle_mm_fault(): allocate the PUD and PMD levels, try a huge PMD
+    (create_huge_pmd for anonymous VMAs when thp_vma_allowable), handle an existing PMD
+    leaf, else handle_pte_fault."""
+    pmd = pmd_alloc(k, mm, addr)
+    e = _read(k, pmd)
+    huge = _optional("huge_memory")
+    if not e & _PAGE_PRESENT and huge is not None and vma_is_anonymous(k, vma) and huge.thp_vma_allowable(k, vma):
+        pfn = huge.do_huge_pmd_anonymous_page(k, mm, vma, addr, write)
+        if pfn is not None:
+            return _log(k, mm, task, addr, pfn, "thp")
+        e = _read(k, pmd)  # VM_FAULT_FALLBACK
+    if pmd_leaf(e):
+        if write and not e & _PAGE_RW:
+            if huge is None or not hasattr(huge, "do_huge_pmd_wp_page"):
+                raise NotImplementedError("write fault on a read-only PMD leaf needs huge_memory.do_huge_pmd_wp_page")
+            pfn = huge.do_huge_pmd_wp_page(k, mm, vma, addr)
+            if pfn is not None:
+                return _log(k, mm, task, addr, pfn, "thp")
+            e = _read(k, pmd)  # split: fall through to the PTE level
+        else:
+            # huge_pmd_set_accessed(): a spurious fault, the hardware bits
+            _write(k, pmd, e | _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0))
+            return Fault("spurious", pte_pfn(e))
+    return handle_pte_fault(k, mm, vma, addr, write, task, pmd)
+
+
+def handle_pte_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None, pmd: int) -> Fault:
+    """mm/memory.c handle_pte_fault()."""
+    e = _read(k, pmd)
+    pte = None
+    orig = 0
+    if e & _PAGE_PRESENT:
+        pte = _table_of(k, e) + 8 * ((addr >> PAGE_SHIFT) & 511)
+        orig = _read(k, pte)
+        if not orig:
+            pte = None
+    if pte is None:
+        # do_pte_missing()
+        if vma_is_anonymous(k, vma):
+            return do_anonymous_page(k, mm, vma, addr, write, task, pmd)
+        return do_fault(k, mm, vma, addr, write, task, pmd)
+    if not pte_present(orig):
+        raise NotImplementedError(f"{addr:#x}: swap/migration entries are not modelled (do_swap_page)")
+    if write:
+        if not pte_write(orig):
+            return do_wp_page(k, mm, vma, addr, task, pte, orig)
+        orig |= _PAGE_DIRTY  # pte_mkdirty
+    _write(k, pte, orig | _PAGE_ACCESSED)  # pte_mkyoung + ptep_set_access_flags
+    return Fault("spurious", pte_pfn(orig))
+
+
+# -- anonymous memory -----------------------------------------------------------------------
+def _mk_anon_pte(pfn: int, prot: int, vm_flags: int) -> int:
+    """do_anonymous_page's entry: folio_mk_pte(), pte_sw_mkyoung() (a no-op on x86, whose
+    hardware sets Accessed; PAGE_* protections carry _PAGE_ACCESSED already) and for VM_WRITE
+    pte_mkwrite(pte_mkdirty()) (no soft-dirty: CONFIG_MEM_SOFT_DIRTY is off)."""
+    e = pfn_pte(pfn, prot)
+    if vm_flags & mmap.VM_WRITE:
+        e |= _PAGE_DIRTY | _PAGE_RW
+    return e
+
+
+def folio_prealloc(k: Kernel, vma: int, addr: int, need_zero: bool) -> int:
+    """mm/memory.c folio_prealloc(): vma_alloc_zeroed_movable_folio() or
+    vma_alloc_folio(GFP_HIGHUSER_MOVABLE, 0, vma, addr)."""
+    from mmintro.kernel import mempolicy
+
+    gfp = G.GFP_HIGHUSER_MOVABLE | (G.FLAGS["__GFP_ZERO"] if need_zero else 0)
+    pfn = mempolicy.vma_alloc_folio(k, gfp, 0, vma, addr)
+    if pfn is None:
+        raise MemoryError(f"{addr:#x}: no page for the fault (VM_FAULT_OOM)")
+    return pfn
+
+
+def _lru_add_vma(k: Kernel, pfn: int, vma: int) -> None:
+    swap = _optional("swap")
+    if swap is not None:
+        swap.folio_add_lru_vma(k, pfn, vma)
+
+
+def do_anonymous_page(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None,
+                      pmd: int) -> Fault:
+    """mm/memory.c do_anonymous_page() for an order-0 folio (alloc_anon_folio falls back to
+    order 0 unless mTHP orders are enabled): the zero page for reads, else
+    vmf_anon_prepare (anon_vma_prepare), a zeroed folio from vma_alloc_folio,
+    __folio_mark_uptodate, MM_ANONPAGES, folio_add_new_anon_rmap(RMAP_EXCLUSIVE),
+    folio_add_lru_vma, set_ptes."""
+    flags = _vma_get(k, vma, "vm_flags")
+    if flags & mmap.VM_SHARED:
+        raise BusError(f"{addr:#x}: anonymous fault in a shared VMA without a file (VM_FAULT_SIGBUS)")
+    table = pte_alloc(k, mm, pmd)
+    pte = table + 8 * ((addr >> PAGE_SHIFT) & 511)
+    prot = _vma_get(k, vma, "vm_page_prot")
+    if not write:
+        # pte_mkspecial(pfn_pte(my_zero_pfn(addr), vma->vm_page_prot))
+        _write(k, pte, pfn_pte(k.zero_pfn, prot) | _PAGE_SPECIAL)
+        return _log(k, mm, task, addr, k.zero_pfn, "anon-zero")
+    rmap.anon_vma_prepare(k, vma)
+    pfn = folio_prealloc(k, vma, addr, True)
+    rmap.folio_set_flag(k, pfn, PG_uptodate)  # __folio_mark_uptodate
+    add_mm_counter(k, mm, "MM_ANONPAGES", 1)
+    rmap.folio_add_new_anon_rmap(k, pfn, vma, addr & ~(PAGE_SIZE - 1))
+    _lru_add_vma(k, pfn, vma)
+    _write(k, pte, _mk_anon_pte(pfn, prot, flags))
+    return _log(k, mm, task, addr, pfn, "anon")
+
+
+# -- file-backed faults (do_fault) --------------------------------------------------------------
+def _filemap():
+    fm = _optional("filemap")
+    if fm is None or not hasattr(fm, "filemap_fault"):
+        raise NotImplementedError("file-backed faults need mmintro.kernel.filemap.filemap_fault")
+    return fm
+
+
+def _vma_mapping(k: Kernel, vma: int) -> int:
+    f = _vma_get(k, vma, "vm_file")
+    return k.kmem.get(f, "file", "f_mapping") if f else 0
+
+
+def _mark_dirty(k: Kernel, pfn: int) -> bool:
+    """folio_mark_dirty() through FILE's page_writeback (PG_dirty + the i_pages mark);
+    returns whether the folio became dirty now."""
+    was = rmap.folio_test(k, rmap.page_folio(k, pfn), PG_dirty)
+    pw = _optional("page_writeback")
+    if pw is not None and hasattr(pw, "folio_mark_dirty"):
+        pw.folio_mark_dirty(k, rmap.page_folio(k, pfn))
+    else:
+        rmap.folio_set_flag(k, rmap.page_folio(k, pfn), PG_dirty)
+    return not was
+
+
+def fault_dirty_shared_page(k: Kernel, vma: int, pfn: int) -> None:
+    """mm/memory.c fault_dirty_shared_page(): folio_mark_dirty, then
+    balance_dirty_pages_ratelimited(mapping) (filemap's page_mkwrite is assumed, as
+    generic filesystems have it)."""
+    _mark_dirty(k, pfn)
+    mapping = _vma_mapping(k, vma)
+    pw = _optional("page_writeback")
+    if mapping and pw is not None and hasattr(pw, "balance_dirty_pages_ratelimited"):
+        pw.balance_dirty_pages_ratelimited(k, mapping)
+
+
+def do_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None, pmd: int) -> Fault:
+    """mm/memory.c do_fault(): do_read_fault (no fault-around), do_cow_fault for a write
+    to a private mapping, do_shared_fault for a write to a shared one."""
+    flags = _vma_get(k, vma, "vm_flags")
+    pgoff = rmap.linear_page_index(k, vma, addr)
+    fm = _filemap()
+    if write and not flags & mmap.VM_SHARED:
+        # do_cow_fault(): anon_vma_prepare, the CoW folio, __do_fault, copy, finish_fault
+        rmap.anon_vma_prepare(k, vma)
+        cow = folio_prealloc(k, vma, addr, False)
+        page = fm.filemap_fault(k, vma, pgoff, False)
+        k.mem.write(cow << PAGE_SHIFT, k.mem.read(page << PAGE_SHIFT, PAGE_SIZE))  # copy_mc_user_highpage
+        rmap.folio_set_flag(k, cow, PG_uptodate)
+        finish_fault(k, mm, vma, addr, write, pmd, cow, is_cow=True)
+        rmap.folio_put(k, page)  # put_page(vmf->page): filemap_fault's reference
+        return _log(k, mm, task, addr, cow, "cow-copy")
+    page = fm.filemap_fault(k, vma, pgoff, write)
+    finish_fault(k, mm, vma, addr, write, pmd, page, is_cow=False)
+    if write:
+        fault_dirty_shared_page(k, vma, page)  # do_shared_fault()
+        return _log(k, mm, task, addr, page, "file-shared")
+    return _log(k, mm, task, addr, page, "file")
+
+
+def finish_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, pmd: int, pfn: int, is_cow: bool) -> None:
+    """mm/memory.c finish_fault() for one page: pte_alloc, set_pte_range (mk_pte,
+    pte_sw_mkyoung, maybe_mkwrite(pte_mkdirty) for writes, pte_mkdirty for a writable
+    entry of a dirty folio; folio_add_new_anon_rmap + folio_add_lru_vma for a CoW page,
+    else folio_add_file_rmap_ptes), then MM_ANONPAGES or mm_counter_file.  The reference
+    the fault took becomes the mapping's."""
+    table = pte_alloc(k, mm, pmd)
+    pte = table + 8 * ((addr >> PAGE_SHIFT) & 511)
+    flags = _vma_get(k, vma, "vm_flags")
+    e = pfn_pte(pfn, _vma_get(k, vma, "vm_page_prot"))
+    if write:
+        e = maybe_mkwrite(e | _PAGE_DIRTY, flags)
+    elif pte_write(e) and rmap.folio_test(k, rmap.page_folio(k, pfn), PG_dirty):
+        e |= _PAGE_DIRTY
+    if write and not flags & mmap.VM_SHARED:
+        rmap.folio_add_new_anon_rmap(k, pfn, vma, addr & ~(PAGE_SIZE - 1))
+        _lru_add_vma(k, pfn, vma)
+        member = "MM_ANONPAGES"
+    else:
+        rmap.folio_add_file_rmap_ptes(k, pfn, 1, vma)
+        member = mm_counter_file(k, pfn)
+    _write(k, pte, e)
+    add_mm_counter(k, mm, member, 1)
+
+
+# -- write-protect faults (do_wp_page) ----------------------------------------------------------
+def wp_can_reuse_anon_folio(k: Kernel, f: int, vma: int) -> bool:
+    """mm/memory.c wp_can_reuse_anon_folio() (and __wp_can_reuse_large_anon_folio): only
+    our mapping holds the folio (refcount 1; no swap cache, no KSM), then
+    folio_move_anon_rmap."""
+    if rmap.folio_test_large(k, f):
+        lm = rmap.folio_mapcount(k, f)
+        if lm <= 1 or rmap.folio_maybe_mapped_shared(k, f):
+            return False
+        return rmap.folio_ref_count(k, f) == lm
+    if rmap.folio_ref_count(k, f) > 3:
+        return False
+    if rmap.folio_ref_count(k, f) != 1:
+        return False
+    rmap.folio_move_anon_rmap(k, f, vma)
+    return True
+
+
+def wp_page_reuse(k: Kernel, vma: int, pte: int, orig: int) -> None:
+    """mm/memory.c wp_page_reuse(): pte_mkyoung + maybe_mkwrite(pte_mkdirty); PGREUSE."""
+    _write(k, pte, maybe_mkwrite(orig | _PAGE_ACCESSED | _PAGE_DIRTY, _vma_get(k, vma, "vm_flags")))
+    k.vm_events[k.current_cpu][PGREUSE] += 1
+
+
+def do_wp_page(k: Kernel, mm: int, vma: int, addr: int, task: int | None, pte: int, orig: int) -> Fault:
+    """mm/memory.c do_wp_page(): a write to a present read-only PTE.  Shared mappings:
+    wp_page_shared (reuse + dirty).  Private: reuse an exclusive anonymous folio
+    (PageAnonExclusive or wp_can_reuse_anon_folio), else wp_page_copy."""
+    flags = _vma_get(k, vma, "vm_flags")
+    page = vm_normal_page(k, vma, addr, orig)
+    if flags & (mmap.VM_SHARED | mmap.VM_MAYSHARE):
+        if page is None:
+            wp_page_reuse(k, vma, pte, orig)  # wp_pfn_shared
+            return _log(k, mm, task, addr, pte_pfn(orig), "file-shared")
+        rmap.folio_get(k, page)
+        wp_page_reuse(k, vma, pte, orig)  # do_page_mkwrite + finish_mkwrite_fault
+        fault_dirty_shared_page(k, vma, page)
+        rmap.folio_put(k, page)
+        return _log(k, mm, task, addr, page, "file-shared")
+    if page is not None and rmap.folio_test_anon(k, page):
+        f = rmap.page_folio(k, page)
+        if rmap.folio_test(k, page, PG_anon_exclusive) or wp_can_reuse_anon_folio(k, f, vma):
+            if not rmap.folio_test(k, page, PG_anon_exclusive):
+                rmap.folio_set_flag(k, page, PG_anon_exclusive)
+            wp_page_reuse(k, vma, pte, orig)
+            return _log(k, mm, task, addr, page, "cow-reuse")
+    if page is not None:
+        rmap.folio_get(k, page)
+    return wp_page_copy(k, mm, vma, addr, task, pte, orig, page)
+
+
+def wp_page_copy(k: Kernel, mm: int, vma: int, addr: int, task: int | None, pte: int, orig: int,
+                 old: int | None) -> Fault:
+    """mm/memory.c wp_page_copy(): a new anonymous page (zeroed for the zero page, else a
+    copy of the old one), rss moved from file to anon for a file page, the new PTE
+    (folio_mk_pte + maybe_mkwrite(pte_mkdirty)), folio_add_new_anon_rmap +
+    folio_add_lru_vma, the old page's rmap removed and both references dropped."""
+    rmap.anon_vma_prepare(k, vma)
+    zero = is_zero_pfn(k, pte_pfn(orig))
+    new = folio_prealloc(k, vma, addr, zero)
+    if not zero:
+        src = pte_pfn(orig) << PAGE_SHIFT
+        k.mem.write(new << PAGE_SHIFT, k.mem.read(src, PAGE_SIZE))  # __wp_page_copy_user
+    rmap.folio_set_flag(k, new, PG_uptodate)
+    if old is not None:
+        if not rmap.folio_test_anon(k, old):
+            add_mm_counter(k, mm, mm_counter_file(k, old), -1)
+            add_mm_counter(k, mm, "MM_ANONPAGES", 1)
+    else:
+        add_mm_counter(k, mm, "MM_ANONPAGES", 1)
+    flags = _vma_get(k, vma, "vm_flags")
+    e = maybe_mkwrite(pfn_pte(new, _vma_get(k, vma, "vm_page_prot")) | _PAGE_DIRTY, flags)
+    _write(k, pte, 0)  # ptep_clear_flush
+    rmap.folio_add_new_anon_rmap(k, new, vma, addr & ~(PAGE_SIZE - 1))
+    _lru_add_vma(k, new, vma)
+    _write(k, pte, e)
+    if old is not None:
+        rmap.folio_remove_rmap_ptes(k, old, 1, vma)
+        rmap.folio_put(k, old)  # the reference do_wp_page took
+        rmap.folio_put(k, old)  # the old PTE's reference
+    return _log(k, mm, task, addr, new, "anon" if zero else "cow-copy")
+
+
+# -- fork: copy_page_range -------------------------------------------------------------------------
+def is_cow_mapping(flags: int) -> bool:
+    return flags & (mmap.VM_SHARED | mmap.VM_MAYWRITE) == mmap.VM_MAYWRITE
+
+
+def vma_needs_copy(k: Kernel, dst_vma: int, src_vma: int) -> bool:
+    """mm/memory.c vma_needs_copy(): PFN/mixed maps and VMAs with an anon_vma; everything
+    else is refilled by faults in the child (no uffd-wp here)."""
+    if _vma_get(k, src_vma, "vm_flags") & (mmap.VM_PFNMAP | mmap.VM_MIXEDMAP):
+        return True
+    return bool(_vma_get(k, src_vma, "anon_vma"))
+
+
+def _table_entries(k: Kernel, table_kva: int) -> np.ndarray:
+    return np.frombuffer(k.mem.read(table_kva - k.page_offset_base, PAGE_SIZE), dtype=np.uint64)
+
+
+def copy_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
+    """mm/memory.c copy_page_range() for fork: when vma_needs_copy, walk the parent's
+    tables over the VMA; PMD leaves go to huge_memory.copy_huge_pmd, PTE tables to
+    copy_pte_range (copy_present_ptes: folio_try_dup_anon_rmap_ptes or
+    folio_dup_file_rmap_ptes, a reference per PTE, __copy_present_ptes write-protecting
+    both sides of a CoW mapping, pte_mkclean for shared, pte_mkold in the child); the
+    child's rss (add_mm_rss_vec)."""
+    if not vma_needs_copy(k, dst_vma, src_vma):
+        return 0
+    flags = _vma_get(k, src_vma, "vm_flags")
+    if flags & VM_HUGETLB:
+        hugetlb = _optional("hugetlb")
+        if hugetlb is None or not hasattr(hugetlb, "copy_hugetlb_page_range"):
+            raise NotImplementedError("fork of a hugetlb VMA needs hugetlb.copy_hugetlb_page_range")
+        return hugetlb.copy_hugetlb_page_range(k, dst_vma, src_vma) or 0
+    src_mm = _vma_get(k, src_vma, "vm_mm")
+    dst_mm = _vma_get(k, dst_vma, "vm_mm")
+    start, end = _vma_get(k, src_vma, "vm_start"), _vma_get(k, src_vma, "vm_end")
+    cow = is_cow_mapping(flags)
+    rss = dict.fromkeys(MM_COUNTERS, 0)
+    addr = start
+    while addr < end:
+        nxt = min((addr + PMD_SIZE) & ~(PMD_SIZE - 1), end)
+        spmd = _pmd_slot(k, src_mm, addr)
+        if spmd is None:
+            addr = nxt
+            continue
+        e = _read(k, spmd)
+        if not e & _PAGE_PRESENT:
+            addr = nxt
+            continue
+        if e & _PAGE_PSE:
+            huge = _optional("huge_memory")
+            if huge is None or not hasattr(huge, "copy_huge_pmd"):
+                raise NotImplementedError("fork of a PMD-mapped THP needs huge_memory.copy_huge_pmd")
+            pmd_alloc(k, dst_mm, addr)
+            huge.copy_huge_pmd(k, dst_vma, src_vma, addr)
+            addr = nxt
+            continue
+        dpmd = pmd_alloc(k, dst_mm, addr)
+        dtable = pte_alloc(k, dst_mm, dpmd)
+        stable = _table_of(k, e)
+        ents = _table_entries(k, stable)
+        i0 = (addr >> PAGE_SHIFT) & 511
+        i1 = i0 + ((nxt - addr) >> PAGE_SHIFT)
+        for i in np.flatnonzero(ents[i0:i1]) + i0:
+            pte = int(ents[i])
+            a = (addr & ~(PMD_SIZE - 1)) | (int(i) << PAGE_SHIFT)
+            if not pte & _PAGE_PRESENT:
+                raise NotImplementedError(f"{a:#x}: fork of swap entries is not modelled")
+            page = vm_normal_page(k, src_vma, a, pte)
+            if page is not None:
+                rmap.folio_get(k, page)
+                if rmap.folio_test_anon(k, page):
+                    rmap.folio_try_dup_anon_rmap_ptes(k, page, 1, dst_vma, src_vma)
+                    rss["MM_ANONPAGES"] += 1
+                else:
+                    rmap.folio_dup_file_rmap_ptes(k, page, 1, dst_vma)
+                    rss[mm_counter_file(k, page)] += 1
+            # __copy_present_ptes()
+            if cow and pte & _PAGE_RW:
+                _write(k, stable + 8 * int(i), pte & ~_PAGE_RW)  # wrprotect_ptes (ptep_set_wrprotect)
+                pte &= ~_PAGE_RW
+            if flags & mmap.VM_SHARED:
+                pte &= ~_PAGE_DIRTY  # pte_mkclean
+            pte &= ~_PAGE_ACCESSED  # pte_mkold
+            _write(k, dtable + 8 * int(i), pte)
+        addr = nxt
+    for member, n in rss.items():
+        add_mm_counter(k, dst_mm, member, n)
+    return 0
+
+
+# -- unmapping: zap_page_range and free_pgtables --------------------------------------------------
+def zap_page_range(k: Kernel, vma: int, start: int, end: int) -> None:
+    """mm/memory.c unmap_single_vma() -> zap_pte_range/zap_pmd_range over [start, end):
+    hugetlb VMAs through hugetlb.unmap_hugepage_range, PMD leaves through
+    huge_memory.zap_huge_pmd (a partial range splits the PMD first), present PTEs cleared
+    with zap_present_folio_ptes (file folios: PG_dirty from a dirty PTE, folio_mark_accessed
+    from a young one), folio_remove_rmap_ptes, the PTE's reference put, rss down."""
+    flags = _vma_get(k, vma, "vm_flags")
+    mm = _vma_get(k, vma, "vm_mm")
+    start = max(start, _vma_get(k, vma, "vm_start"))
+    end = min(end, _vma_get(k, vma, "vm_end"))
+    if start >= end:
+        return
+    if flags & VM_HUGETLB:
+        hugetlb = _optional("hugetlb")
+        if hugetlb is not None and hasattr(hugetlb, "unmap_hugepage_range"):
+            hugetlb.unmap_hugepage_range(k, vma, start, end)
+            return
+        raise NotImplementedError("unmapping a hugetlb VMA needs hugetlb.unmap_hugepage_range")
+    rss = dict.fromkeys(MM_COUNTERS, 0)
+    swap = _optional("swap")
+    addr = start
+    while addr < end:
+        nxt = min((addr + PMD_SIZE) & ~(PMD_SIZE - 1), end)
+        pmd = _pmd_slot(k, mm, addr)
+        if pmd is None:
+            addr = nxt
+            continue
+        e = _read(k, pmd)
+        if not e & _PAGE_PRESENT:
+            addr = nxt
+            continue
+        if e & _PAGE_PSE:
+            huge = _optional("huge_memory")
+            if nxt - addr == PMD_SIZE:
+                if huge is None or not hasattr(huge, "zap_huge_pmd"):
+                    raise NotImplementedError("unmapping a PMD leaf needs huge_memory.zap_huge_pmd")
+                huge.zap_huge_pmd(k, vma, addr)
+                addr = nxt
+                continue
+            if huge is None or not hasattr(huge, "split_huge_pmd"):
+                raise NotImplementedError("a partial unmap of a PMD leaf needs huge_memory.split_huge_pmd")
+            huge.split_huge_pmd(k, vma, addr)
+            e = _read(k, pmd)
+        table = _table_of(k, e)
+        ents = _table_entries(k, table)
+        i0 = (addr >> PAGE_SHIFT) & 511
+        i1 = i0 + ((nxt - addr) >> PAGE_SHIFT)
+        for i in np.flatnonzero(ents[i0:i1]) + i0:
+            pte = int(ents[i])
+            a = (addr & ~(PMD_SIZE - 1)) | (int(i) << PAGE_SHIFT)
+            _write(k, table + 8 * int(i), 0)  # ptep_get_and_clear_full
+            if not pte & _PAGE_PRESENT:
+                continue  # swap entries are not modelled
+            page = vm_normal_page(k, vma, a, pte)
+            if page is None:
+                continue
+            if not rmap.folio_test_anon(k, page):
+                if pte & _PAGE_DIRTY:
+                    _mark_dirty(k, page)
+                if pte & _PAGE_ACCESSED and swap is not None:
+                    swap.folio_mark_accessed(k, rmap.page_folio(k, page))
+                rss[mm_counter(k, page)] -= 1
+            else:
+                rss["MM_ANONPAGES"] -= 1
+            rmap.folio_remove_rmap_ptes(k, page, 1, vma)
+            rmap.folio_put(k, page)  # tlb_flush_mmu -> free_pages_and_swap_cache
+        addr = nxt
+    for member, n in rss.items():
+        add_mm_counter(k, mm, member, n)
+
+
+_M64 = (1 << 64) - 1
+
+
+def free_pgtables(k: Kernel, mm: int, start: int, end: int, floor: int | None = None,
+                  ceiling: int | None = None) -> None:
+    """mm/memory.c free_pgd_range(tlb, start, end, floor, ceiling): free the PTE, PMD and
+    PUD tables that map only [start, end) within [floor, ceiling) (ceiling 0 = the top),
+    clearing their entries, pagetable_dtor_free and mm_dec_nr_ptes/pmds/puds.  Without
+    floor/ceiling only tables wholly inside [start, end) go.  The callers (unmap_region,
+    exit_mmap) unlink anon_vmas and i_mmap first."""
+    floor = start if floor is None else floor
+    ceiling = end if ceiling is None else ceiling
+    addr = start & ~(PMD_SIZE - 1)
+    if addr < floor:
+        addr += PMD_SIZE
+        if not addr:
+            return
+    if ceiling:
+        ceiling &= ~(PMD_SIZE - 1)
+        if not ceiling:
+            return
+    if (end - 1) & _M64 > (ceiling - 1) & _M64:
+        end -= PMD_SIZE
+    if addr > (end - 1) & _M64:
+        return
+    pgd = k.kmem.get(mm, "mm_struct", "pgd")
+    a = addr
+    while a != end:
+        nxt = min((a + PGDIR_SIZE) & ~(PGDIR_SIZE - 1), end)
+        slot = pgd + 8 * ((a >> PGDIR_SHIFT) & 511)
+        if _read(k, slot) & _PAGE_PRESENT:
+            _free_pud_range(k, mm, slot, a, nxt, floor, ceiling)
+        a = nxt
+
+
+def _clear_and_free(k: Kernel, mm: int, slot: int) -> None:
+    e = _read(k, slot)
+    _write(k, slot, 0)  # p?d_clear
+    pagetable_free(k, pte_pfn(e))
+    _mm_add_pgtables(k, mm, -TABLE_BYTES)  # mm_dec_nr_ptes / pmds / puds
+
+
+def _upper_ok(start: int, end: int, mask: int, floor: int, ceiling: int) -> bool:
+    """The floor/ceiling test closing free_pmd_range / free_pud_range / free_p4d_range."""
+    start &= mask
+    if start < floor:
+        return False
+    if ceiling:
+        ceiling &= mask
+        if not ceiling:
+            return False
+    return not (end - 1) & _M64 > (ceiling - 1) & _M64
+
+
+def _free_pud_range(k: Kernel, mm: int, pgd_slot: int, addr: int, end: int, floor: int, ceiling: int) -> None:
+    start = addr
+    pud_table = _table_of(k, _read(k, pgd_slot))
+    while addr != end:
+        nxt = min((addr + PUD_SIZE) & ~(PUD_SIZE - 1), end)
+        slot = pud_table + 8 * ((addr >> PUD_SHIFT) & 511)
+        e = _read(k, slot)
+        if e & _PAGE_PRESENT and not e & _PAGE_PSE:
+            _free_pmd_range(k, mm, slot, addr, nxt, floor, ceiling)
+        addr = nxt
+    if _upper_ok(start, end, ~(PGDIR_SIZE - 1) & _M64, floor, ceiling):
+        _clear_and_free(k, mm, pgd_slot)  # p4d_clear on the folded P4D = the PGD entry
+
+
+def _free_pmd_range(k: Kernel, mm: int, pud_slot: int, addr: int, end: int, floor: int, ceiling: int) -> None:
+    start = addr
+    pmd_table = _table_of(k, _read(k, pud_slot))
+    while addr != end:
+        nxt = min((addr + PMD_SIZE) & ~(PMD_SIZE - 1), end)
+        slot = pmd_table + 8 * ((addr >> PMD_SHIFT) & 511)
+        e = _read(k, slot)
+        if e & _PAGE_PRESENT and not e & _PAGE_PSE:
+            _clear_and_free(k, mm, slot)  # free_pte_range
+        addr = nxt
+    if _upper_ok(start, end, ~(PUD_SIZE - 1) & _M64, floor, ceiling):
+        _clear_and_free(k, mm, pud_slot)
+
+
+# -- populating a range (mm/gup.c populate_vma_page_range -> faultin_page) --------------------------
+def mm_populate(k: Kernel, mm: int, start: int, length: int, write: bool, task: int | None = None) -> int:
+    """Fault in every page of [start, start+length) as MAP_POPULATE / mlock's
+    populate_vma_page_range does (__get_user_pages: a fault where follow_page finds no
+    suitable entry).  Anonymous private VMAs take a batched path that performs the same
+    writes as one do_anonymous_page per page; other VMAs fault page by page.  Returns the
+    number of faults."""
+    start &= ~(PAGE_SIZE - 1)
+    end = (start + length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+    n = 0
+    addr = start
+    while addr < end:
+        vma = mmap.find_vma(k, mm, addr)
+        if not vma:
+            raise SegmentationFault(f"{addr:#x}: no VMA (mm_populate: -EFAULT)")
+        vend = min(end, _vma_get(k, vma, "vm_end"))
+        n += _populate_vma(k, mm, vma, addr, vend, write, task)
+        addr = vend
+    return n
+
+
+def _populate_vma(k: Kernel, mm: int, vma: int, start: int, end: int, write: bool, task: int | None) -> int:
+    n = 0
+    addr = start
+    while addr < end:
+        nxt = min((addr + PMD_SIZE) & ~(PMD_SIZE - 1), end)
+        n += _populate_pmd(k, mm, vma, addr, nxt, write, task)
+        addr = nxt
+    return n
+
+
+def _populate_pmd(k: Kernel, mm: int, vma: int, start: int, end: int, write: bool, task: int | None) -> int:
+    """One PMD's worth of pages: fault each page whose PTE would make GUP fault."""
+    n = 0
+    a = start
+    while a < end:
+        name, _slot, e = walk(k, mm, a)
+        if name != "PTE" and e & _PAGE_PRESENT:  # a huge leaf covers the rest of the PMD
+            if write and not e & _PAGE_RW:
+                handle_mm_fault(k, mm, a, write, task)
+                n += 1
+            return n
+        if not (e & _PAGE_PRESENT) or (write and not e & _PAGE_RW):
+            handle_mm_fault(k, mm, a, write, task)
+            n += 1
+        a += PAGE_SIZE
+    return n
