@@ -15,7 +15,7 @@ from mmintro.reader.program import Program
 from mmintro.views import ps as ps_view
 
 __all__ = ["TASK_CHECKS", "c_crash_ps_p", "c_crash_vm", "c_crash_vtop_c", "c_find_task", "c_follow_user",
-           "c_for_each_task", "c_for_each_vma", "c_hugetlb_usage", "c_task_rss", "present_user_leaves"]
+           "c_for_each_task", "c_for_each_vma", "c_hugetlb_usage", "c_status_vm", "c_task_rss", "present_user_leaves"]
 
 
 def _my_tasks(p: Program) -> list[tuple[int, str, int]]:
@@ -201,62 +201,87 @@ def _rss_counters(mm: Any) -> tuple[int, int, int, int]:
     for name in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES", "MM_SWAPENTS"):
         c = mm.rss_stat[prog.constant(name).value_()]
         total = c.count.value_()
-        counters = c.counters.value_()
-        if counters:
+        if c.counters.value_():
             for cpu in range(nr):
                 total += prog.read_s32(per_cpu_ptr(c.counters, cpu).value_())
         out.append(total)
     return tuple(out)  # type: ignore[return-value]
 
 
-def _status(p: Program, pid: int) -> dict | None:
-    """mmintro's /proc/PID/status numbers, when the status view exists."""
-    try:
-        from mmintro.views import status as status_view  # VIEW's
-    except ImportError:
-        return None
-    for fn in ("status_fields", "status"):
-        f = getattr(status_view, fn, None)
-        if f is not None:
-            try:
-                r = f(p, pid)
-            except (LookupError, ValueError):
-                return None
-            return r if isinstance(r, dict) else getattr(r, "_asdict", lambda: None)()
-    return None
-
-
 def c_task_rss(p: Program, d: Any) -> tuple:
     """drgn's task_rss(task) (percpu_counter_sum of each rss_stat counter) and task_vsize
-    (mm->total_vm * PAGE_SIZE) = mmintro's reading of the same books, per process."""
+    (mm->total_vm * PAGE_SIZE) = mmintro's reader helpers task_rss/task_vsize, per process."""
     from drgn.helpers.linux.mm import task_rss, task_vsize
     from drgn.helpers.linux.pid import find_task
 
+    from mmintro.reader.helpers import task as th
+
     mine, theirs = [], []
     for pid, t in _tasks_with_mm(p):
-        mine.append((pid, *_rss_counters(t.mm), int(t.mm.total_vm.value_()) * p.page_size))
+        r = th.task_rss(t)
+        mine.append((pid, r.file, r.anon, r.shmem, r.swap, th.task_vsize(t)))
         dt = find_task(d, pid)
         r = task_rss(dt)
         theirs.append((pid, r.file, r.anon, r.shmem, r.swap, task_vsize(dt)))
     return mine, theirs
 
 
-def c_crash_vm(p: Program, d: Any) -> tuple:
-    """``crash vm PID`` (drgn's: MM, PGD, RSS from task_rss, TOTAL_VM, then VMA, START, END,
-    FLAGS and vma_name per VMA) = mmintro's mm, pgd, RSS (rss_stat), total_vm and VMAs with
-    the maps view's names, for every process."""
-    from mmintro.crosscheck import crash
-    from mmintro.views import maps as maps_view
+_STATUS_FIELDS = ("VmSize", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmPTE", "VmSwap", "HugetlbPages")
+
+
+def c_status_vm(p: Program, d: Any) -> tuple:
+    """mmintro's /proc/PID/status Vm*/Rss* lines = 6.18's task_mem() computed drgn-side from the
+    raw mm fields drgn reads (get_mm_counter is percpu_counter_read_positive: the count, not
+    the per-CPU deltas; total_vm, pgtables_bytes, hugetlb_usage), per process."""
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.views import status as status_view
 
     mine, theirs = [], []
-    for pid, t in _tasks_with_mm(p):
-        mm = t.mm
-        file, anon, shmem, _swap = _rss_counters(mm)
-        rows = maps_view.maps(p, pid)
-        mine.append((pid, "mm", int(mm.value_()), int(mm.pgd.value_()), (file + anon + shmem) * p.page_size // 1024,
-                     int(mm.total_vm.value_()) * p.page_size // 1024))
-        mine += [(pid, hex(r.vma), r.start, r.end,
-                  int(p.object("struct vm_area_struct *", value=r.vma).vm_flags.value_()), r.name) for r in rows]
+    for pid, _t in _tasks_with_mm(p):
+        lines = {line.name: line for line in status_view.status(p, pid)}
+        mine.append((pid, *[_kb_value(lines.get(f)) for f in _STATUS_FIELDS]))
+        mm = find_task(d, pid).mm
+
+        def cnt(name: str, mm: Any = mm) -> int:
+            return max(0, mm.rss_stat[d.constant(name).value_()].count.value_())
+
+        anon, file, shmem = cnt("MM_ANONPAGES"), cnt("MM_FILEPAGES"), cnt("MM_SHMEMPAGES")
+        try:
+            huge = mm.hugetlb_usage.counter.value_()
+        except AttributeError:
+            huge = 0
+        theirs.append((pid, mm.total_vm.value_() * 4, (anon + file + shmem) * 4, anon * 4, file * 4, shmem * 4,
+                       mm.pgtables_bytes.counter.value_() >> 10, cnt("MM_SWAPENTS") * 4, huge * 4))
+    return mine, theirs
+
+
+def _kb_value(line: Any) -> int | None:
+    """The number of a status line (``VmRSS:     1234 kB`` -> 1234); None if absent."""
+    if line is None:
+        return None
+    if getattr(line, "kb", None) is not None:
+        return line.kb
+    v = getattr(line, "value", None)
+    if isinstance(v, int):
+        return v
+    m = re.search(r"(\d+)", str(v if v is not None else line))
+    return int(m.group(1)) if m else None
+
+
+def c_crash_vm(p: Program, d: Any) -> tuple:
+    """``crash vm PID`` (drgn's: MM, PGD, RSS from task_rss, TOTAL_VM, then VMA, START, END,
+    FLAGS and vma_name per VMA) = mmintro's ``vm PID`` view, for every process.  drgn's FILE
+    column also names anonymous VMAs ([heap], [stack], [vdso]); real crash prints only file
+    paths there, as mmintro does, so drgn's bracketed names are compared as empty."""
+    from mmintro.crosscheck import crash
+    from mmintro.views import vm as vm_view
+
+    mine, theirs = [], []
+    for pid, _t in _tasks_with_mm(p):
+        v = vm_view.vm(p, pid)
+        mine.append((pid, "mm", v["mm"], v["pgd"], v["rss_k"], v["total_vm_k"]))
+        mine += [(pid, hex(r["vma"]), r["start"], r["end"], r["flags"], r["file"]) for r in v["vmas"]]
         out = crash(d, f"vm {pid}").splitlines()
         head = next((i for i, line in enumerate(out) if line.split()[:4] == ["MM", "PGD", "RSS", "TOTAL_VM"]), None)
         if head is None:
@@ -267,27 +292,22 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
         for line in out[head + 3:]:
             f = line.split(None, 4)
             if len(f) >= 4:
+                name = f[4].strip() if len(f) > 4 else ""
                 theirs.append((pid, hex(int(f[0], 16)), int(f[1], 16), int(f[2], 16), int(f[3], 16),
-                               f[4].strip() if len(f) > 4 else ""))
+                               "" if name.startswith("[") else name))
     return mine, theirs
 
 
 def c_crash_vtop_c(p: Program, d: Any) -> tuple:
-    """``crash vtop -c PID ADDR`` (drgn's follow_phys through the task's mm) = mmintro's vtop
-    through the task's pgd (the views' walk), on a few sampled addresses per process."""
+    """``crash vtop -c PID ADDR`` (drgn's follow_phys through the task's mm) = mmintro's
+    ``vtop --pid PID ADDR`` view, on a few sampled addresses per process."""
     from mmintro.crosscheck import crash
-    from mmintro.reader.errors import FaultError as MyFault
-    from mmintro.views import vtop as vtop_view
+    from mmintro.views import vm as vm_view
 
     mine, theirs = [], []
     for pid, t in _tasks_with_mm(p):
-        pgd = _pgd_phys(p, t.mm)
         addrs = _sample_user_addrs(p, pid, t.mm, n=6)
-        for a in addrs:
-            try:
-                mine.append((pid, a, vtop_view.vtop(p, a, pgd)["phys"]))
-            except MyFault:
-                mine.append((pid, a, None))
+        mine += [(pid, a, vm_view.vtop_pid(p, pid, a)["phys"]) for a in addrs]
         out = crash(d, f"vtop -c {pid} " + " ".join(f"{a:x}" for a in addrs))
         got = re.findall(r"^([0-9a-f]+)\s+(\(not accessible\)|[0-9a-f]+)\s*$", out, re.MULTILINE)
         theirs += [(pid, int(v, 16), None if ph.startswith("(") else int(ph, 16)) for v, ph in got]
@@ -314,7 +334,8 @@ TASK_CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
     ("for_each_vma per mm: start/end/flags", c_for_each_vma),
     ("crash ps -p = ps parent chains", c_crash_ps_p),
     ("follow_phys/follow_page on user addresses of every task", c_follow_user),
-    ("task_rss/task_vsize = rss_stat, total_vm", c_task_rss),
+    ("task_rss/task_vsize = reader's task_rss/task_vsize", c_task_rss),
+    ("status Vm*/Rss* = task_mem from drgn's mm fields", c_status_vm),
     ("crash vm PID = mm, pgd, RSS, TOTAL_VM, VMAs", c_crash_vm),
     ("crash vtop -c PID ADDR = vtop --pid", c_crash_vtop_c),
     ("hugetlb_total_usage = meminfo Hugetlb", c_hugetlb_usage),
