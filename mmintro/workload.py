@@ -87,7 +87,7 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 ===================  ================================================================
 
 Expectations on processes and files (pages unless said): rss('p') rss_anon('p')
-rss_file('p') rss_shmem('p') (get_mm_counter), total_vm('p') map_count('p')
+rss_file('p') rss_shmem('p') (the exact sum of the percpu rss counters), total_vm('p') map_count('p')
 pgtables_bytes('p') faults('p') (the fault log), file_pages('f') (mapping->nrpages),
 node_stat('NR_...') (summed over nodes), nr_dirty nr_writeback nr_file_pages dirty_thresh
 bg_thresh throttled flusher_wakeups hugepages_total hugepages_free hugepages_rsvd hugepages_surp
@@ -1131,13 +1131,14 @@ def _kmod(name: str, owner: str, func: str | None = None) -> Any:
 
 
 def _mm_counter(w: Workload, proc: str, member: str) -> int:
-    """get_mm_counter(mm, member): the percpu counter's sum (count plus every CPU's delta)."""
+    """get_mm_counter_sum(mm, member): the percpu counter's exact sum (count plus every CPU's
+    delta, as drgn's task_rss adds them; /proc/PID/status shows only the count)."""
     p = w.proc(proc)
     try:
         from mmintro.kernel import memory
 
-        return int(memory.get_mm_counter(w.k, p.mm, member))
-    except ImportError:
+        return int(memory.get_mm_counter_sum(w.k, p.mm, member))
+    except (ImportError, AttributeError):
         pass
     k = w.k
     km = k.kmem
