@@ -15,7 +15,7 @@ from mmintro.kernel.machine import boot
 from mmintro.snapshot.writer import save
 
 drgn = pytest.importorskip("drgn")
-from drgn.helpers.linux.list import list_for_each_entry  # noqa: E402
+from drgn.helpers.linux.list import list_for_each_entry
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def _expected_list(k, pfn):
 
 
 def test_drgn_walks_the_lru_lists(lru_snapshot):
-    path, k, made, pfns, _ev = lru_snapshot
+    path, _k, made, _pfns, _ev = lru_snapshot
     prog = open_drgn(path + ".vmcore", path + ".vmlinux")
     vmemmap = prog["vmemmap_base"].value_()
     size = prog.type("struct page").size
@@ -85,9 +85,9 @@ def test_drgn_walks_the_lru_lists(lru_snapshot):
 
 
 def test_promotion_follows_folio_mark_accessed(lru_snapshot):
-    path, k, made, pfns, events = lru_snapshot
+    path, _k, made, pfns, events = lru_snapshot
     prog = open_drgn(path + ".vmcore", path + ".vmlinux")
-    page = lambda p: prog.read_u64(prog["vmemmap_base"].value_() + p * 64)  # noqa: E731
+    page = lambda p: prog.read_u64(prog["vmemmap_base"].value_() + p * 64)
     ref, act = 1 << prog.constant("PG_referenced").value_(), 1 << prog.constant("PG_active").value_()
     for p in pfns[1:6]:
         assert page(p) & (ref | act) == ref

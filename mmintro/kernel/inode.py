@@ -1,0 +1,363 @@
+"""Files: one mounted filesystem with inodes, dentries, a mount and open files (fs/inode.c,
+fs/dcache.c, fs/file_table.c, fs/super.c, fs/namespace.c).
+
+What is modelled.  A single block-device filesystem is mounted at "/" on first use
+(:func:`vfs_root`): the disk is a virtio disk ``vda`` (dev_t 253:0) with its own
+``backing_dev_info`` (:mod:`mmintro.kernel.page_writeback`), and the filesystem type is named
+``"mmintrofs"`` -- honestly not ext4: it stands for any disk filesystem whose inodes come
+straight from the generic ``inode_cache`` (``alloc_inode`` without ``->alloc_inode``: a real
+ext4 would use ``ext4_inode_cache`` and ``struct ext4_inode_info``), whose data sits in the
+page cache (``address_space`` = ``inode->i_data``) and is written back through its disk's bdi.
+Blocks, journals and on-disk layouts are not modelled: a file's content is a function of its
+path and offset (:func:`file_bytes`), what the "disk" returns on a read.
+
+* ``alloc_super``: the ``super_block`` (kzalloc) on ``super_blocks`` and its type's
+  ``fs_supers``, ``s_type``, ``s_dev``, ``s_blocksize``, ``s_magic``, ``s_root``, ``s_bdi``,
+  ``s_id``, ``s_inodes``, ``s_mounts`` (6.18's singly linked ``mnt_next_for_sb`` list);
+* the ``struct mount`` of the root mount (``mnt_parent`` = itself, ``mnt_mountpoint`` = the
+  root dentry, ``mnt.mnt_root``/``mnt_sb``, ``mnt_devname`` "/dev/vda"), so drgn's
+  ``d_path(file.f_path)`` and ``super_block_for_each_mount`` work.  No mount namespace
+  (``struct mnt_namespace`` is not in the type data), so ``for_each_mount`` finds nothing;
+* ``new_inode``/``inode_init_always``: an object of ``inode_cache`` (its ``init_once``
+  constructor has run), ``i_ino`` (2 for the root, as on ext2/3/4; then 12, 13, ...),
+  ``i_mode``, ``i_nlink``, ``i_count``, ``i_size``, ``i_blkbits``, ``i_sb``,
+  ``i_mapping = &i_data``, ``mapping->host``, ``mapping->gfp_mask`` (GFP_HIGHUSER_MOVABLE),
+  ``i_state`` 0 after ``unlock_new_inode``, linked on ``sb->s_inodes``; the mapping's
+  ``i_pages`` XArray model is kept in :func:`mapping_xa` (nodes from ``radix_tree_node``);
+* ``d_alloc``/``d_instantiate``: ``dentry`` objects with ``d_name`` (the name in
+  ``d_shortname`` when it fits, else kmalloc'd), ``d_parent``, ``d_sb``, ``d_inode``, the
+  entry type in ``d_flags``, ``d_lockref.count``, ``d_sib``/``d_children`` and the alias on
+  ``inode->i_dentry``.  ``d_name.hash`` stays 0 (the salted full_name_hash is not modelled)
+  and the dentry hash table is not built;
+* ``alloc_empty_file``/``do_dentry_open``: a ``struct file`` from ``filp`` with ``f_path``
+  (mount + dentry, each referenced), ``f_inode``, ``f_mapping``, ``f_mode``, ``f_flags``,
+  ``f_ref`` (file_ref_t: one reference is 0) and ``f_ra`` (``file_ra_state_init``: ra_pages
+  from the bdi, prev_pos -1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mmintro.kernel import gfp as G
+from mmintro.kernel import slub
+from mmintro.kernel.xarray import XA_FLAGS_ACCOUNT, XA_FLAGS_LOCK_IRQ, XArray
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+__all__ = [
+    "FS_NAME",
+    "Vfs",
+    "create_file",
+    "file_bytes",
+    "get_file",
+    "mapping_xa",
+    "vfs_root",
+]
+
+FS_NAME = "mmintrofs"
+DISK = "vda"
+DISK_MAJOR, DISK_MINOR = 253, 0  # virtio_blk's dynamic major on the reference host class
+MINORBITS = 20  # include/linux/kdev_t.h MKDEV
+FS_MAGIC = 0x6D6D6673  # "mmfs": a magic of our own (not EXT4_SUPER_MAGIC: this is not ext4)
+MAX_LFS_FILESIZE = 0x7FFFFFFFFFFFFFFF  # include/linux/fs.h (64-bit)
+# include/uapi/linux/stat.h
+S_IFDIR = 0o040000
+S_IFREG = 0o100000
+# include/linux/fs.h fmode_t bits (#defines, not in the type data)
+FMODE_READ = 1 << 0
+FMODE_WRITE = 1 << 1
+FMODE_LSEEK = 1 << 2
+FMODE_PREAD = 1 << 3
+FMODE_PWRITE = 1 << 4
+FMODE_CAN_READ = 1 << 17
+FMODE_CAN_WRITE = 1 << 18
+FMODE_OPENED = 1 << 19
+# include/uapi/asm-generic/fcntl.h
+O_RDWR = 0o2
+O_LARGEFILE = 0o100000
+DNAME_INLINE_LEN = 40  # include/linux/dcache.h, 64-bit: sizeof(d_shortname.string)
+ROOT_INO = 2  # EXT2_ROOT_INO; the first regular inode number after the reserved ones is 11
+FIRST_INO = 12
+
+
+@dataclass
+class Vfs:
+    """The simulator's books of the mounted filesystem (the kernel's are in memory)."""
+
+    fs_type: int
+    sb: int
+    mount: int
+    root: int  # root dentry
+    bdi: int
+    dentries: dict[str, int] = field(default_factory=dict)  # path -> dentry
+    inodes: dict[int, int] = field(default_factory=dict)  # inode -> i_ino
+    paths: dict[int, str] = field(default_factory=dict)  # inode -> path
+    xas: dict[int, XArray] = field(default_factory=dict)  # address_space -> i_pages model
+    next_ino: int = FIRST_INO
+    next_mnt_id: int = 1
+
+
+def _zalloc_obj(k: Kernel, cache: str, caller: str) -> int:
+    s = slub.find_cache(k, cache)
+    a = slub.kmem_cache_alloc(k, s, "GFP_KERNEL", caller=caller)
+    if not a:
+        raise MemoryError(f"{caller}: no memory for a {cache} object")
+    return a
+
+
+def _ensure_global(k: Kernel, name: str) -> int:
+    """A global list head (``super_blocks``, ``bdi_list``): placed in .data on first use and
+    initialised empty (LIST_HEAD())."""
+    if name not in k.image.symbols:
+        k.image.var(name, "data")
+        k.kmem.init_list_head(k.sym(name))
+    return k.sym(name)
+
+
+def _list_add_tail(k: Kernel, new: int, head: int) -> None:
+    km = k.kmem
+    prev = km.get(head, "list_head", "prev")
+    km.set(new, "list_head", "next", head)
+    km.set(new, "list_head", "prev", prev)
+    km.set(prev, "list_head", "next", new)
+    km.set(head, "list_head", "prev", new)
+
+
+def _hlist_add_head(k: Kernel, node: int, head: int) -> None:
+    km = k.kmem
+    first = km.get(head, "hlist_head", "first")
+    km.set(node, "hlist_node", "next", first)
+    if first:
+        km.set(first, "hlist_node", "pprev", node)  # first->pprev = &n->next (next is at 0)
+    km.set(head, "hlist_head", "first", node)
+    km.set(node, "hlist_node", "pprev", head)
+
+
+def vfs_root(k: Kernel) -> Vfs:
+    """The root filesystem, mounted on first use (mount_root: the disk's super_block, its
+    root inode and dentry, the mount)."""
+    v = k.__dict__.get("vfs")
+    if v is not None:
+        return v
+    from mmintro.kernel import page_writeback as pw
+
+    km, T = k.kmem, k.T
+    bdi = pw.bdi_register_disk(k, f"{DISK_MAJOR}:{DISK_MINOR}")
+    # the filesystem type: a module's static struct in a real kernel, here kzalloc'd
+    fst = slub.kzalloc(k, T.sizeof("struct file_system_type"), "GFP_KERNEL", caller="register_filesystem")
+    km.set(fst, "file_system_type", "name", k.image.string(FS_NAME))
+    km.set(fst, "file_system_type", "fs_flags", 1)  # FS_REQUIRES_DEV
+    # fs/super.c alloc_super() + sget_fc(): on super_blocks and the type's fs_supers
+    sb = slub.kzalloc(k, T.sizeof("struct super_block"), "GFP_KERNEL", caller="alloc_super")
+    for p in ("s_inodes", "s_inodes_wb"):
+        km.init_list_head(km.addr(sb, "super_block", p))
+    _list_add_tail(k, km.addr(sb, "super_block", "s_list"), _ensure_global(k, "super_blocks"))
+    _hlist_add_head(k, km.addr(sb, "super_block", "s_instances"), km.addr(fst, "file_system_type", "fs_supers"))
+    km.set(sb, "super_block", "s_type", fst)
+    km.set(sb, "super_block", "s_dev", DISK_MAJOR << MINORBITS | DISK_MINOR)
+    km.set(sb, "super_block", "s_blocksize", 4096)
+    km.set(sb, "super_block", "s_blocksize_bits", 12)
+    km.set(sb, "super_block", "s_maxbytes", MAX_LFS_FILESIZE)
+    km.set(sb, "super_block", "s_magic", FS_MAGIC)
+    km.set(sb, "super_block", "s_count", 1)
+    km.set(sb, "super_block", "s_active.counter", 1)
+    km.set(sb, "super_block", "s_bdi", bdi)
+    km.write_bytes(km.addr(sb, "super_block", "s_id"), DISK.encode() + b"\0")
+    v = Vfs(fst, sb, 0, 0, bdi)
+    k.vfs = v
+    root_inode = _new_inode(k, v, S_IFDIR | 0o755, 0, ino=ROOT_INO, nlink=2)
+    root = _d_alloc(k, v, 0, "/")
+    _d_instantiate(k, root, root_inode, S_IFDIR)
+    km.set(sb, "super_block", "s_root", root)
+    v.root = root
+    v.dentries["/"] = root
+    v.paths[root_inode] = "/"
+    # fs/namespace.c alloc_vfsmnt() (mnt_cache: here kzalloc) + vfs_create_mount()
+    mnt = slub.kzalloc(k, T.sizeof("struct mount"), "GFP_KERNEL", caller="alloc_vfsmnt")
+    km.set(mnt, "mount", "mnt.mnt_root", root)
+    km.set(mnt, "mount", "mnt.mnt_sb", sb)
+    km.set(mnt, "mount", "mnt_parent", mnt)
+    km.set(mnt, "mount", "mnt_mountpoint", root)
+    km.set(mnt, "mount", "mnt_devname", k.image.string(f"/dev/{DISK}"))
+    km.set(mnt, "mount", "mnt_id", v.next_mnt_id)
+    for p in ("mnt_mounts", "mnt_child", "mnt_list", "mnt_expire", "mnt_share", "mnt_slave_list", "mnt_slave"):
+        km.init_list_head(km.addr(mnt, "mount", p))
+    # 6.18: sb->s_mounts is a singly linked list through mnt_next_for_sb / mnt_pprev_for_sb
+    km.set(sb, "super_block", "s_mounts", mnt)
+    km.set(mnt, "mount", "mnt_pprev_for_sb", km.addr(sb, "super_block", "s_mounts"))
+    v.mount = mnt
+    _d_get(k, root)  # the mount's reference to its root
+    return v
+
+
+def _new_inode(k: Kernel, v: Vfs, mode: int, size: int, ino: int | None = None, nlink: int = 1) -> int:
+    """fs/inode.c new_inode(): alloc_inode (inode_cache, init_once ran) + inode_init_always
+    + inode_sb_list_add; then the filesystem's i_ino/i_mode/i_size and unlock_new_inode."""
+    km = k.kmem
+    inode = _zalloc_obj(k, "inode_cache", "alloc_inode")
+    if ino is None:
+        ino, v.next_ino = v.next_ino, v.next_ino + 1
+    km.set(inode, "inode", "i_sb", v.sb)
+    km.set(inode, "inode", "i_blkbits", 12)
+    km.set(inode, "inode", "i_count.counter", 1)
+    km.set(inode, "inode", "i_nlink", nlink)
+    km.set(inode, "inode", "i_mode", mode)
+    km.set(inode, "inode", "i_ino", ino)
+    km.set(inode, "inode", "i_size", size)
+    km.set(inode, "inode", "i_blocks", -(-size // 512) if mode & S_IFREG else 8)
+    mapping = km.addr(inode, "inode", "i_data")
+    km.set(inode, "inode", "i_mapping", mapping)
+    km.set(mapping, "address_space", "host", inode)
+    km.set(mapping, "address_space", "gfp_mask", G.parse_gfp("GFP_HIGHUSER_MOVABLE"))
+    km.set(mapping, "address_space", "i_pages.xa_flags", XA_FLAGS_LOCK_IRQ | XA_FLAGS_ACCOUNT)
+    _list_add_tail(k, km.addr(inode, "inode", "i_sb_list"), km.addr(v.sb, "super_block", "s_inodes"))
+    v.inodes[inode] = ino
+    return inode
+
+
+def mapping_xa(k: Kernel, mapping: int) -> XArray:
+    """The model of ``mapping->i_pages`` (created on first use; nodes from radix_tree_node)."""
+    v = vfs_root(k)
+    xa = v.xas.get(mapping)
+    if xa is None:
+        cache = slub.find_cache(k, "radix_tree_node")
+        size = k.T.sizeof("struct xa_node")
+
+        def alloc() -> int:
+            a = slub.kmem_cache_alloc(k, cache, "GFP_KERNEL", caller="xas_alloc")
+            k.kmem.write_bytes(a, bytes(size))
+            return a
+
+        addr = k.kmem.addr(mapping, "address_space", "i_pages")
+        xa = XArray(k, addr, alloc, lambda a: slub.kmem_cache_free(k, cache, a),
+                    flags=XA_FLAGS_LOCK_IRQ | XA_FLAGS_ACCOUNT)
+        v.xas[mapping] = xa
+    return xa
+
+
+def _d_get(k: Kernel, dentry: int) -> None:
+    km = k.kmem
+    km.set(dentry, "dentry", "d_lockref.count", km.get(dentry, "dentry", "d_lockref.count") + 1)
+
+
+def _d_alloc(k: Kernel, v: Vfs, parent: int, name: str) -> int:
+    """fs/dcache.c __d_alloc() (+ d_alloc's parent link): the name inline when it fits."""
+    km = k.kmem
+    d = _zalloc_obj(k, "dentry", "__d_alloc")
+    km.write_bytes(d, bytes(k.T.sizeof("struct dentry")))
+    raw = name.encode()
+    if len(raw) < DNAME_INLINE_LEN:
+        nm = km.addr(d, "dentry", "d_shortname.string")
+    else:
+        nm = slub.kmalloc(k, len(raw) + 1 + 8, "GFP_KERNEL", caller="__d_alloc")  # external_name
+        nm += 8
+    km.write_bytes(nm, raw + b"\0")
+    km.set(d, "dentry", "d_name.name", nm)
+    km.set(d, "dentry", "d_name.len", len(raw))
+    km.set(d, "dentry", "d_lockref.count", 1)
+    km.set(d, "dentry", "d_sb", v.sb)
+    km.set(d, "dentry", "d_parent", parent or d)
+    if parent:
+        _d_get(k, parent)
+        _hlist_add_head(k, km.addr(d, "dentry", "d_sib"), km.addr(parent, "dentry", "d_children"))
+    return d
+
+
+def _d_instantiate(k: Kernel, d: int, inode: int, mode: int) -> None:
+    """d_instantiate(): d_inode, the entry type (d_flags_for_inode), the alias on i_dentry."""
+    km = k.kmem
+    t = k.T.const("DCACHE_DIRECTORY_TYPE") if mode == S_IFDIR else k.T.const("DCACHE_REGULAR_TYPE")
+    km.set(d, "dentry", "d_flags", km.get(d, "dentry", "d_flags") | t)
+    km.set(d, "dentry", "d_inode", inode)
+    _hlist_add_head(k, km.addr(d, "dentry", "d_u.d_alias"), km.addr(inode, "inode", "i_dentry"))
+
+
+def _lookup_create(k: Kernel, v: Vfs, path: str, mode: int, size: int) -> tuple[int, int]:
+    parts = [p for p in path.split("/") if p]
+    if not parts:
+        raise ValueError(f"create_file: {path!r} names the root directory")
+    parent = v.root
+    cur = ""
+    for i, name in enumerate(parts):
+        cur += "/" + name
+        last = i == len(parts) - 1
+        d = v.dentries.get(cur)
+        if d is None:
+            m = mode if last else S_IFDIR
+            inode = _new_inode(k, v, m | (0o644 if last else 0o755), size if last else 4096,
+                               nlink=1 if last else 2)
+            d = _d_alloc(k, v, parent, name)
+            _d_instantiate(k, d, inode, m)
+            v.dentries[cur] = d
+            v.paths[inode] = cur
+            if not last:  # the new directory's ".." link
+                pi = k.kmem.get(parent, "dentry", "d_inode")
+                k.kmem.set(pi, "inode", "i_nlink", k.kmem.get(pi, "inode", "i_nlink") + 1)
+        elif last:
+            raise FileExistsError(f"create_file: {cur} exists")
+        parent = d
+    return parent, k.kmem.get(parent, "dentry", "d_inode")
+
+
+def get_file(k: Kernel, file: int) -> int:
+    """get_file(): one more reference (file_ref_inc)."""
+    km = k.kmem
+    km.set(file, "file", "f_ref.refcnt.counter", km.get(file, "file", "f_ref.refcnt.counter") + 1)
+    return file
+
+
+def open_dentry(k: Kernel, dentry: int) -> int:
+    """alloc_empty_file() (filp) + do_dentry_open() for O_RDWR|O_LARGEFILE."""
+    km = k.kmem
+    v = vfs_root(k)
+    inode = km.get(dentry, "dentry", "d_inode")
+    f = _zalloc_obj(k, "filp", "alloc_empty_file")
+    km.write_bytes(f, bytes(k.T.sizeof("struct file")))
+    km.set(f, "file", "f_ref.refcnt.counter", 0)  # file_ref_init(&f->f_ref, 1): one reference = 0
+    km.set(f, "file", "f_flags", O_RDWR | O_LARGEFILE)
+    km.set(f, "file", "f_mode", FMODE_READ | FMODE_WRITE | FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE
+           | FMODE_CAN_READ | FMODE_CAN_WRITE | FMODE_OPENED)
+    km.set(f, "file", "f_path.mnt", km.addr(v.mount, "mount", "mnt"))
+    km.set(f, "file", "f_path.dentry", dentry)
+    _d_get(k, dentry)
+    km.set(f, "file", "f_inode", inode)
+    km.set(f, "file", "f_mapping", km.get(inode, "inode", "i_mapping"))
+    km.set(inode, "inode", "i_count.counter", km.get(inode, "inode", "i_count.counter") + 1)
+    # file_ra_state_init(): ra_pages from the bdi, prev_pos -1
+    km.set(f, "file", "f_ra.ra_pages", km.get(v.bdi, "backing_dev_info", "ra_pages"))
+    km.set(f, "file", "f_ra.prev_pos", -1)
+    return f
+
+
+def create_file(k: Kernel, path: str, size: int, sb: int | None = None) -> int:
+    """Create the regular file ``path`` (its missing directories too) of ``size`` bytes on the
+    root filesystem and open it read-write; returns the ``struct file *``.  ``sb`` must be
+    None or the root filesystem's super_block (one filesystem is modelled)."""
+    v = vfs_root(k)
+    if sb not in (None, v.sb):
+        raise ValueError("create_file: only the root filesystem is modelled")
+    d, _inode = _lookup_create(k, v, path, S_IFREG, size)
+    return open_dentry(k, d)
+
+
+def file_path(k: Kernel, file: int) -> str:
+    inode = k.kmem.get(file, "file", "f_inode")
+    return vfs_root(k).paths[inode]
+
+
+def file_bytes(path: str, pos: int, length: int) -> bytes:
+    """What the disk holds for ``path`` at [pos, pos+length): one 64-byte record per 64
+    bytes, ``"<path> @<offset hex>"`` padded with a checksum-derived fill, so a dump reader
+    recognises a file's pages and their offsets."""
+    out = bytearray()
+    start = pos - pos % 64
+    for off in range(start, pos + length, 64):
+        head = f"{path} @{off:#x} ".encode()[:48]
+        fill = hashlib.blake2b(f"{path}:{off}".encode(), digest_size=8).hexdigest().encode()
+        rec = (head + fill * 8)[:63] + b"\n"
+        out += rec
+    return bytes(out[pos - start:pos - start + length])

@@ -1,0 +1,733 @@
+"""Dirty pages and writeback (mm/page-writeback.c, fs/fs-writeback.c, mm/backing-dev.c).
+
+* The disk's ``backing_dev_info`` (``bdi_alloc`` + ``bdi_init`` + ``bdi_register``): on
+  ``bdi_list``, with its embedded ``bdi_writeback`` (``wb_init``: ``b_dirty``/``b_io``/
+  ``b_more_io``/``b_dirty_time`` lists, ``WB_registered``, INIT_BW bandwidths and dirty
+  ratelimit, the four ``stat`` percpu_counters), ``ra_pages`` = VM_READAHEAD_PAGES,
+  ``capabilities`` BDI_CAP_WRITEBACK|BDI_CAP_WRITEBACK_ACCT, ``max_ratio`` 100 %.
+* Dirtying (``filemap_dirty_folio`` -> ``__folio_mark_dirty`` -> ``folio_account_dirtied``,
+  then ``__mark_inode_dirty(I_DIRTY_PAGES)``): PG_dirty, PAGECACHE_TAG_DIRTY, NR_FILE_DIRTY,
+  NR_ZONE_WRITE_PENDING, NR_DIRTIED, WB_RECLAIMABLE, WB_DIRTIED, ``current->nr_dirtied``,
+  ``bdp_ratelimits``; the inode gets ``i_wb`` (``inode_attach_wb``: the bdi's root wb, no
+  cgroup writeback), I_DIRTY_PAGES, ``dirtied_when`` and moves to the head of ``wb->b_dirty``
+  (``inode_io_list_move_locked``; WB_has_dirty_io).  No buffer heads: the filesystem's
+  ``dirty_folio`` is ``filemap_dirty_folio``.
+* Limits exactly as 6.18: ``global_dirtyable_memory`` (free - totalreserve + file LRU, +1),
+  ``domain_dirty_limits`` (ratios scaled per PAGE_SIZE, or the _bytes sysctls; bg >= thresh
+  halves), ``global_dirty_limits``, ``dirty_freerun_ceiling``, ``hard_dirty_limit`` /
+  ``update_dirty_limit`` of ``global_wb_domain``, ``writeback_set_ratelimit``.
+* ``balance_dirty_pages_ratelimited`` -> ``balance_dirty_pages`` (one pass of its loop):
+  above ``bg_thresh`` the flusher is woken (``wb_start_background_writeback``); at or below
+  the freerun ceiling the task runs free (``nr_dirtied_pause = dirty_poll_interval``);
+  above it a throttle event is logged in ``k.dirty_throttle_log`` with the kernel's
+  position-ratio control: ``wb_position_ratio`` (global ``pos_ratio_polynom`` and the wb
+  control line, one wb holding the whole domain: wb_thresh = thresh), ``task_ratelimit =
+  dirty_ratelimit * pos_ratio >> RATELIMIT_CALC_SHIFT``, ``period = HZ * pages_dirtied /
+  task_ratelimit`` capped by ``wb_max_pause``.  Simplifications: no ``wb_min_pause`` (pauses
+  below it are still logged), no ``dirty_paused_when`` credit, the bandwidth estimates stay at
+  INIT_BW, and nothing sleeps (the simulator records the pause and goes on).
+* The flusher (``wb_writeback`` for one work item): ``queue_io`` moves inodes dirtied before
+  the cutoff (now for background/sync, ``now - dirty_expire_interval`` for periodic) from
+  ``b_dirty`` to ``b_io``; ``writeback_sb_inodes`` -> ``do_writepages`` -> ``writeback_iter``
+  over PAGECACHE_TAG_DIRTY (PAGECACHE_TAG_TOWRITE after ``tag_pages_for_writeback`` for
+  WB_REASON_SYNC): ``folio_clear_dirty_for_io`` then ``__folio_start_writeback``
+  (PG_writeback, TAG_WRITEBACK set, TAG_DIRTY/TOWRITE cleared, NR_WRITEBACK, WB_WRITEBACK,
+  ``s_inodes_wb``), and ``folio_end_writeback`` when the "I/O" completes (NR_WRITTEN,
+  WB_WRITTEN, marks cleared) -- ``complete`` lets a caller leave folios under writeback for a
+  snapshot.  ``requeue_inode``: clean inodes leave the io lists.  The fprop completion
+  fractions and bandwidth updates are not modelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE
+from mmintro.kernel import config as kc
+from mmintro.kernel import page_alloc as pa
+from mmintro.kernel import slub, swap
+from mmintro.kernel.xarray import PAGECACHE_TAG_DIRTY, PAGECACHE_TAG_TOWRITE, PAGECACHE_TAG_WRITEBACK
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+__all__ = [
+    "DirtyThrottle",
+    "balance_dirty_pages",
+    "balance_dirty_pages_ratelimited",
+    "bdi_register_disk",
+    "domain_dirty_limits",
+    "folio_clear_dirty_for_io",
+    "folio_end_writeback",
+    "folio_mark_dirty",
+    "folio_start_writeback",
+    "global_dirty_limits",
+    "global_dirtyable_memory",
+    "jiffies",
+    "tick",
+    "wb_workfn",
+    "wb_writeback",
+]
+
+HZ = kc.HZ
+INITIAL_JIFFIES = (-300 * HZ) & 0xFFFFFFFF  # include/linux/jiffies.h (unsigned int)(-300*HZ)
+BOOT_UPTIME_S = 60  # the simulated machine has been up a minute when the workload starts
+# include/linux/backing-dev-defs.h / backing-dev.h (#defines)
+BDI_CAP_WRITEBACK = 1 << 0
+BDI_CAP_WRITEBACK_ACCT = 1 << 1
+BDI_CAP_STRICTLIMIT = 1 << 2
+BDI_RATIO_SCALE = 10000
+FPROP_FRAC_BASE = 1 << 10  # include/linux/flex_proportions.h FPROP_FRAC_SHIFT 10
+VM_READAHEAD_PAGES = (128 * 1024) // PAGE_SIZE  # include/linux/mm.h SZ_128K / PAGE_SIZE
+INIT_BW = 100 << (20 - PAGE_SHIFT)  # mm/backing-dev.c: 100 MB/s in pages
+RATELIMIT_CALC_SHIFT = 10  # mm/page-writeback.c
+MAX_PAUSE = max(HZ // 5, 1)  # mm/page-writeback.c: 200 ms
+DIRTY_WRITEBACK_CENTISECS = 5 * 100  # mm/page-writeback.c defaults
+DIRTY_EXPIRE_CENTISECS = 30 * 100
+UINT_MAX = 0xFFFFFFFF
+
+_T = swap._T
+WB_RECLAIMABLE = _T.const("WB_RECLAIMABLE")
+WB_WRITEBACK = _T.const("WB_WRITEBACK")
+WB_DIRTIED = _T.const("WB_DIRTIED")
+WB_WRITTEN = _T.const("WB_WRITTEN")
+WB_registered = _T.const("WB_registered")
+WB_writeback_running = _T.const("WB_writeback_running")
+WB_has_dirty_io = _T.const("WB_has_dirty_io")
+I_DIRTY_SYNC = _T.const("I_DIRTY_SYNC")
+I_DIRTY_DATASYNC = _T.const("I_DIRTY_DATASYNC")
+I_DIRTY_PAGES = _T.const("I_DIRTY_PAGES")
+I_DIRTY_INODE = I_DIRTY_SYNC | I_DIRTY_DATASYNC
+I_DIRTY = I_DIRTY_INODE | I_DIRTY_PAGES
+WB_REASONS = {n[len("WB_REASON_"):].lower(): v for n, v in _T.enum("wb_reason").items() if n != "WB_REASON_MAX"}
+PCPU_COUNTER_SIZE = 4  # s32 per CPU
+
+
+@dataclass
+class DirtyThrottle:
+    """One balance_dirty_pages() decision above the freerun ceiling (what the
+    ``balance_dirty_pages`` tracepoint reports)."""
+
+    pid: int
+    comm: str
+    jiffies: int
+    nr_dirty: int  # NR_FILE_DIRTY + NR_WRITEBACK (dtc->dirty)
+    thresh: int
+    bg_thresh: int
+    limit: int  # hard_dirty_limit
+    setpoint: int
+    pos_ratio: int  # << RATELIMIT_CALC_SHIFT
+    task_ratelimit: int  # pages per second
+    pages_dirtied: int
+    period: int  # jiffies
+    pause: int  # jiffies (period capped by wb_max_pause)
+
+
+@dataclass
+class _TaskDirty:
+    nr_dirtied: int = 0
+    nr_dirtied_pause: int = 128 >> (PAGE_SHIFT - 10)  # kernel/fork.c dup_task_struct
+    dirty_paused_when: int = 0
+
+
+# -- time -----------------------------------------------------------------------------------------
+def jiffies(k: Kernel) -> int:
+    """The simulated jiffies: INITIAL_JIFFIES + the machine's uptime in ticks."""
+    return (INITIAL_JIFFIES + k.__dict__.setdefault("uptime_jiffies", BOOT_UPTIME_S * HZ)) & ((1 << 64) - 1)
+
+
+def tick(k: Kernel, seconds: float) -> int:
+    """Let ``seconds`` of simulated time pass; returns jiffies."""
+    k.uptime_jiffies = k.__dict__.setdefault("uptime_jiffies", BOOT_UPTIME_S * HZ) + int(seconds * HZ)
+    return jiffies(k)
+
+
+# -- the disk's backing_dev_info ----------------------------------------------------------------
+def _list_add(k: Kernel, new: int, head: int) -> None:
+    swap._list_add(k, new, head)
+
+
+def _list_add_tail(k: Kernel, new: int, head: int) -> None:
+    from mmintro.kernel.inode import _list_add_tail
+
+    _list_add_tail(k, new, head)
+
+
+def _list_del_init(k: Kernel, entry: int) -> None:
+    km = k.kmem
+    nxt = km.get(entry, "list_head", "next")
+    prv = km.get(entry, "list_head", "prev")
+    km.set(nxt, "list_head", "prev", prv)
+    km.set(prv, "list_head", "next", nxt)
+    km.init_list_head(entry)
+
+
+def _list_empty(k: Kernel, head: int) -> bool:
+    return k.kmem.get(head, "list_head", "next") == head
+
+
+def _write_int_global(k: Kernel, name: str, value: int) -> None:
+    if name not in k.image.symbols:
+        k.image.var(name, "data")
+    k.write_int(name, value)
+
+
+def page_writeback_init(k: Kernel) -> None:
+    """mm/page-writeback.c page_writeback_init() and the sysctl defaults: dirty_ratio and
+    dirty_background_ratio (already written at boot), the writeback/expire intervals in
+    centiseconds, global_wb_domain (wb_domain_init) and writeback_set_ratelimit()."""
+    if k.__dict__.get("wb_inited"):
+        return
+    k.wb_inited = True
+    _write_int_global(k, "dirty_writeback_interval", DIRTY_WRITEBACK_CENTISECS)
+    _write_int_global(k, "dirty_expire_interval", DIRTY_EXPIRE_CENTISECS)
+    if "global_wb_domain" not in k.image.symbols:
+        k.image.var("global_wb_domain", "data")
+    dom = k.sym("global_wb_domain")
+    k.kmem.write_bytes(dom, bytes(k.T.sizeof("struct wb_domain")))
+    k.kmem.set(dom, "wb_domain", "dirty_limit_tstamp", jiffies(k))
+    k.dirty_throttle_log = k.__dict__.get("dirty_throttle_log", [])
+    k.flusher_wakeups = k.__dict__.get("flusher_wakeups", [])
+    k.bdp_ratelimits = [0] * k.config.cpus
+    k.task_dirty = {}
+    writeback_set_ratelimit(k)
+
+
+def writeback_set_ratelimit(k: Kernel) -> None:
+    """mm/page-writeback.c writeback_set_ratelimit()."""
+    _bg, thresh = global_dirty_limits(k)
+    k.kmem.set(k.sym("global_wb_domain"), "wb_domain", "dirty_limit", thresh)
+    k.ratelimit_pages = max(thresh // (k.config.cpus * 32), 16)
+
+
+def bdi_register_disk(k: Kernel, name: str) -> int:
+    """A disk's backing_dev_info (bdi_alloc/bdi_init/bdi_register), on bdi_list."""
+    from mmintro.kernel.inode import _ensure_global
+
+    page_writeback_init(k)
+    km, T = k.kmem, k.T
+    bdi = slub.kzalloc(k, T.sizeof("struct backing_dev_info"), "GFP_KERNEL", caller="bdi_alloc")
+    ids = k.__dict__.setdefault("bdi_ids", [1])
+    km.set(bdi, "backing_dev_info", "id", ids[0])
+    ids[0] += 1
+    km.set(bdi, "backing_dev_info", "ra_pages", VM_READAHEAD_PAGES)
+    km.set(bdi, "backing_dev_info", "io_pages", VM_READAHEAD_PAGES)
+    km.set(bdi, "backing_dev_info", "refcnt.refcount.refs.counter", 1)
+    km.set(bdi, "backing_dev_info", "capabilities", BDI_CAP_WRITEBACK | BDI_CAP_WRITEBACK_ACCT)
+    km.set(bdi, "backing_dev_info", "min_ratio", 0)
+    km.set(bdi, "backing_dev_info", "max_ratio", 100 * BDI_RATIO_SCALE)
+    km.set(bdi, "backing_dev_info", "max_prop_frac", FPROP_FRAC_BASE)
+    km.set(bdi, "backing_dev_info", "tot_write_bandwidth.counter", 0)
+    km.write_bytes(km.addr(bdi, "backing_dev_info", "dev_name"), name.encode() + b"\0")
+    km.init_list_head(km.addr(bdi, "backing_dev_info", "wb_list"))
+    km.init_list_head(km.addr(bdi, "backing_dev_info", "wb_waitq.head"))
+    # wb_init(&bdi->wb, bdi): lists, bandwidths, the stat counters
+    wb = km.addr(bdi, "backing_dev_info", "wb")
+    km.set(wb, "bdi_writeback", "bdi", bdi)
+    km.set(wb, "bdi_writeback", "last_old_flush", jiffies(k))
+    for p in ("b_dirty", "b_io", "b_more_io", "b_dirty_time", "work_list", "b_attached"):
+        km.init_list_head(km.addr(wb, "bdi_writeback", p))
+    km.set(wb, "bdi_writeback", "bw_time_stamp", jiffies(k))
+    for p in ("write_bandwidth", "avg_write_bandwidth", "dirty_ratelimit", "balanced_dirty_ratelimit"):
+        km.set(wb, "bdi_writeback", p, INIT_BW)
+    for i in range(T.const("NR_WB_STAT_ITEMS")):
+        c = km.addr(wb, "bdi_writeback", f"stat[{i}]")
+        km.init_list_head(km.addr(c, "percpu_counter", "list"))
+        km.set(c, "percpu_counter", "counters", k.alloc_percpu(PCPU_COUNTER_SIZE, 4))
+    km.set(wb, "bdi_writeback", "state", 1 << WB_registered)  # bdi_register: WB_registered
+    _list_add_tail(k, km.addr(wb, "bdi_writeback", "bdi_node"), km.addr(bdi, "backing_dev_info", "wb_list"))
+    _list_add_tail(k, km.addr(bdi, "backing_dev_info", "bdi_list"), _ensure_global(k, "bdi_list"))
+    return bdi
+
+
+def _wb_stat_mod(k: Kernel, wb: int, item: int, nr: int) -> None:
+    """wb_stat_mod(): the percpu_counter, held folded in ``count``."""
+    c = k.kmem.addr(wb, "bdi_writeback", f"stat[{item}]")
+    k.kmem.set(c, "percpu_counter", "count", k.kmem.get(c, "percpu_counter", "count") + nr)
+
+
+def wb_stat(k: Kernel, wb: int, item: int) -> int:
+    return k.kmem.get(k.kmem.addr(wb, "bdi_writeback", f"stat[{item}]"), "percpu_counter", "count")
+
+
+def _inode_bdi(k: Kernel, inode: int) -> int:
+    return k.kmem.get(k.kmem.get(inode, "inode", "i_sb"), "super_block", "s_bdi")
+
+
+def inode_to_wb(k: Kernel, inode: int) -> int:
+    """inode_attach_wb() + inode_to_wb(): the bdi's root wb (no cgroup writeback)."""
+    wb = k.kmem.get(inode, "inode", "i_wb")
+    if not wb:
+        wb = k.kmem.addr(_inode_bdi(k, inode), "backing_dev_info", "wb")
+        k.kmem.set(inode, "inode", "i_wb", wb)
+    return wb
+
+
+def _task(k: Kernel) -> _TaskDirty:
+    page_writeback_init(k)
+    return k.task_dirty.setdefault(k.current_pid(), _TaskDirty())
+
+
+def _node_stat(k: Kernel, pfn: int, item: str, nr: int) -> None:
+    k.mod_node_page_state(swap.folio_nid(k, pfn), item, nr)
+
+
+def _zone_stat(k: Kernel, pfn: int, item: str, nr: int) -> None:
+    k.mod_zone_page_state(pa.page_zone(k, pfn), item, nr)
+
+
+# -- dirtying -------------------------------------------------------------------------------------
+def folio_account_dirtied(k: Kernel, pfn: int, mapping: int) -> None:
+    """mm/page-writeback.c folio_account_dirtied()."""
+    inode = k.kmem.get(mapping, "address_space", "host")
+    nr = swap.folio_nr_pages(k, pfn)
+    wb = inode_to_wb(k, inode)
+    _node_stat(k, pfn, "NR_FILE_DIRTY", nr)
+    _zone_stat(k, pfn, "NR_ZONE_WRITE_PENDING", nr)
+    _node_stat(k, pfn, "NR_DIRTIED", nr)
+    _wb_stat_mod(k, wb, WB_RECLAIMABLE, nr)
+    _wb_stat_mod(k, wb, WB_DIRTIED, nr)
+    _task(k).nr_dirtied += nr
+    k.bdp_ratelimits[k.current_cpu] += nr
+
+
+def __mark_inode_dirty(k: Kernel, inode: int, flags: int) -> None:
+    """fs/fs-writeback.c __mark_inode_dirty() for I_DIRTY_PAGES: a newly dirty inode gets
+    dirtied_when and moves to the head of wb->b_dirty (inode_io_list_move_locked;
+    wb_io_lists_populated sets WB_has_dirty_io and adds the wb's bandwidth to the bdi's)."""
+    km = k.kmem
+    state = km.get(inode, "inode", "i_state")
+    if state & flags == flags:
+        return
+    wb = inode_to_wb(k, inode)
+    was_dirty = state & I_DIRTY
+    km.set(inode, "inode", "i_state", state | flags)
+    if not was_dirty:
+        km.set(inode, "inode", "dirtied_when", jiffies(k))
+        io = km.addr(inode, "inode", "i_io_list")
+        _list_del_init(k, io)
+        _list_add(k, io, km.addr(wb, "bdi_writeback", "b_dirty"))
+        st = km.get(wb, "bdi_writeback", "state")
+        if not st & (1 << WB_has_dirty_io):
+            km.set(wb, "bdi_writeback", "state", st | 1 << WB_has_dirty_io)
+            bdi = km.get(wb, "bdi_writeback", "bdi")
+            km.set(bdi, "backing_dev_info", "tot_write_bandwidth.counter",
+                   km.get(bdi, "backing_dev_info", "tot_write_bandwidth.counter")
+                   + km.get(wb, "bdi_writeback", "avg_write_bandwidth"))
+            k.flusher_wakeups.append((jiffies(k), "wb_wakeup_delayed"))
+
+
+def folio_mark_dirty(k: Kernel, pfn: int) -> bool:
+    """mm/page-writeback.c folio_mark_dirty() -> filemap_dirty_folio(): False when the folio
+    was already dirty."""
+    from mmintro.kernel.inode import mapping_xa
+
+    mapping = k.kmem.get(k.pfn_to_page(pfn), "page", "mapping")
+    if not mapping or mapping & 1:
+        raise ValueError(f"folio_mark_dirty: pfn {pfn:#x} is not a page-cache folio")
+    if swap.folio_test(k, pfn, swap.PG_dirty):
+        return False
+    swap.folio_set_flag(k, pfn, swap.PG_dirty)
+    folio_account_dirtied(k, pfn, mapping)
+    index = k.kmem.get(k.pfn_to_page(pfn), "page", "__folio_index")
+    mapping_xa(k, mapping).xa_set_mark(index, PAGECACHE_TAG_DIRTY)
+    __mark_inode_dirty(k, k.kmem.get(mapping, "address_space", "host"), I_DIRTY_PAGES)
+    return True
+
+
+# -- limits ---------------------------------------------------------------------------------------
+def _global_node(k: Kernel, item: str) -> int:
+    return sum(d.get(item, 0) for d in k.node_vm_stat)
+
+
+def global_dirtyable_memory(k: Kernel) -> int:
+    """mm/page-writeback.c global_dirtyable_memory() (no highmem on x86-64)."""
+    x = sum(z.free_pages for zs in k.zones for z in zs)  # global_zone_page_state(NR_FREE_PAGES)
+    x -= min(x, k.totalreserve_pages)
+    x += _global_node(k, "NR_INACTIVE_FILE")
+    x += _global_node(k, "NR_ACTIVE_FILE")
+    return x + 1
+
+
+def _read_global(k: Kernel, name: str) -> int:
+    s = k.image.symbols[name]
+    size = s.type.resolved().size if s.type else 8
+    v = int.from_bytes(k.mem.read(k.pa(s.address), size), "little")
+    if name in ("vm_dirty_ratio", "dirty_background_ratio") and v >> (8 * size - 1):
+        v -= 1 << (8 * size)
+    return v
+
+
+def domain_dirty_limits(k: Kernel, avail: int) -> tuple[int, int]:
+    """mm/page-writeback.c domain_dirty_limits() for the global domain and a normal (not
+    rt/dl) task: (thresh, bg_thresh)."""
+    page_writeback_init(k)
+    nbytes = _read_global(k, "vm_dirty_bytes")
+    bg_bytes = _read_global(k, "dirty_background_bytes")
+    ratio = (_read_global(k, "vm_dirty_ratio") * PAGE_SIZE) // 100
+    bg_ratio = (_read_global(k, "dirty_background_ratio") * PAGE_SIZE) // 100
+    thresh = -(-nbytes // PAGE_SIZE) if nbytes else (ratio * avail) // PAGE_SIZE
+    bg_thresh = -(-bg_bytes // PAGE_SIZE) if bg_bytes else (bg_ratio * avail) // PAGE_SIZE
+    thresh = min(thresh, UINT_MAX)
+    if bg_thresh >= thresh:
+        bg_thresh = thresh // 2
+    return thresh, bg_thresh
+
+
+def global_dirty_limits(k: Kernel) -> tuple[int, int]:
+    """global_dirty_limits(&background, &dirty): returns (background, dirty) in pages."""
+    thresh, bg = domain_dirty_limits(k, global_dirtyable_memory(k))
+    return bg, thresh
+
+
+def dirty_freerun_ceiling(thresh: int, bg_thresh: int) -> int:
+    return (thresh + bg_thresh) // 2
+
+
+def dirty_poll_interval(dirty: int, thresh: int) -> int:
+    if thresh > dirty:
+        return 1 << ((thresh - dirty).bit_length() - 1 >> 1)
+    return 1
+
+
+def update_dirty_limit(k: Kernel, thresh: int, dirty: int) -> int:
+    """mm/page-writeback.c update_dirty_limit() (the 200 ms interval check aside): follow a
+    rising thresh at once, decay towards a falling one by 1/32 of the gap."""
+    dom = k.sym("global_wb_domain")
+    limit = k.kmem.get(dom, "wb_domain", "dirty_limit")
+    if limit < thresh:
+        limit = thresh
+    else:
+        thresh = max(thresh, dirty)
+        if limit > thresh:
+            limit -= (limit - thresh) >> 5
+    k.kmem.set(dom, "wb_domain", "dirty_limit", limit)
+    k.kmem.set(dom, "wb_domain", "dirty_limit_tstamp", jiffies(k))
+    return limit
+
+
+def pos_ratio_polynom(setpoint: int, dirty: int, limit: int) -> int:
+    """mm/page-writeback.c pos_ratio_polynom(): 1 + ((setpoint - dirty)/(limit - setpoint))^3."""
+    num = (setpoint - dirty) << RATELIMIT_CALC_SHIFT
+    den = (limit - setpoint) | 1
+    x = abs(num) // den * (1 if num >= 0 else -1)  # div64_s64 truncates towards zero
+    pos = x
+    pos = pos * x >> RATELIMIT_CALC_SHIFT
+    pos = pos * x >> RATELIMIT_CALC_SHIFT
+    pos += 1 << RATELIMIT_CALC_SHIFT
+    return min(max(pos, 0), 2 << RATELIMIT_CALC_SHIFT)
+
+
+def wb_position_ratio(thresh: int, bg_thresh: int, dirty: int, limit: int, wb_thresh: int, wb_dirty: int,
+                      write_bw: int) -> tuple[int, int]:
+    """mm/page-writeback.c wb_position_ratio() (no strictlimit): (pos_ratio, setpoint)."""
+    freerun = dirty_freerun_ceiling(thresh, bg_thresh)
+    if dirty >= limit:
+        return 0, (freerun + limit) // 2
+    setpoint = (freerun + limit) // 2
+    pos_ratio = pos_ratio_polynom(setpoint, dirty, limit)
+    wb_thresh = min(wb_thresh, thresh)
+    wb_thresh = max(wb_thresh, (limit - dirty) // 8)
+    x = (wb_thresh << 16) // (thresh | 1)
+    wb_setpoint = setpoint * x >> 16
+    span = (thresh - wb_thresh + 8 * write_bw) * x >> 16
+    x_intercept = wb_setpoint + span
+    if wb_dirty < x_intercept - span // 4:
+        pos_ratio = pos_ratio * (x_intercept - wb_dirty) // ((x_intercept - wb_setpoint) | 1)
+    else:
+        pos_ratio //= 4
+    x_intercept = wb_thresh // 2
+    if wb_dirty < x_intercept:
+        if wb_dirty > x_intercept // 8:
+            pos_ratio = pos_ratio * x_intercept // wb_dirty
+        else:
+            pos_ratio *= 8
+    return pos_ratio, setpoint
+
+
+def wb_max_pause(wb_dirty: int, bw: int) -> int:
+    """mm/page-writeback.c wb_max_pause()."""
+    t = wb_dirty // (1 + bw // (1 << (HZ // 8).bit_length()))  # roundup_pow_of_two(1 + HZ/8)
+    return min(t + 1, MAX_PAUSE)
+
+
+def writeback_in_progress(k: Kernel, wb: int) -> bool:
+    return bool(k.kmem.get(wb, "bdi_writeback", "state") >> WB_writeback_running & 1)
+
+
+def wb_start_background_writeback(k: Kernel, wb: int) -> None:
+    """wb_start_background_writeback() -> wb_wakeup(): the flusher is due (recorded; a
+    workload runs it with :func:`wb_workfn`)."""
+    k.flusher_wakeups.append((jiffies(k), "background"))
+
+
+def balance_dirty_pages(k: Kernel, wb: int, pages_dirtied: int) -> DirtyThrottle | None:
+    """One pass of mm/page-writeback.c balance_dirty_pages() for the global domain."""
+    km = k.kmem
+    t = _task(k)
+    now = jiffies(k)
+    nr_dirty = _global_node(k, "NR_FILE_DIRTY")
+    dirty = nr_dirty + _global_node(k, "NR_WRITEBACK")  # domain_dirty_avail(): dirty + writeback
+    avail = global_dirtyable_memory(k)
+    thresh, bg_thresh = domain_dirty_limits(k, avail)
+    if nr_dirty > bg_thresh and not writeback_in_progress(k, wb):
+        wb_start_background_writeback(k, wb)
+    if dirty <= dirty_freerun_ceiling(thresh, bg_thresh):  # domain_dirty_freerun()
+        t.dirty_paused_when = now
+        t.nr_dirtied = 0
+        t.nr_dirtied_pause = dirty_poll_interval(dirty, thresh)
+        return None
+    limit = update_dirty_limit(k, thresh, dirty)  # hard_dirty_limit(): max(thresh, dom->dirty_limit)
+    limit = max(thresh, limit)
+    # wb_dirty_limits(): one wb owns every completion -> wb_thresh = thresh (min 0 %, max 100 %)
+    wb_thresh = thresh
+    wb_dirty = wb_stat(k, wb, WB_RECLAIMABLE) + wb_stat(k, wb, WB_WRITEBACK)
+    write_bw = km.get(wb, "bdi_writeback", "avg_write_bandwidth")
+    pos_ratio, setpoint = wb_position_ratio(thresh, bg_thresh, dirty, limit, wb_thresh, wb_dirty, write_bw)
+    dirty_ratelimit = km.get(wb, "bdi_writeback", "dirty_ratelimit")
+    task_ratelimit = dirty_ratelimit * pos_ratio >> RATELIMIT_CALC_SHIFT
+    max_pause = wb_max_pause(wb_dirty, write_bw)
+    if task_ratelimit == 0:
+        period = pause = max_pause
+    else:
+        period = HZ * pages_dirtied // task_ratelimit
+        pause = min(period, max_pause)
+    km.set(wb, "bdi_writeback", "dirty_exceeded", 1 if dirty > thresh else 0)
+    bdi = km.get(wb, "bdi_writeback", "bdi")
+    km.set(bdi, "backing_dev_info", "last_bdp_sleep", now)
+    ev = DirtyThrottle(k.current_pid(), k.current_comm(), now, dirty, thresh, bg_thresh, limit, setpoint,
+                       pos_ratio, task_ratelimit, pages_dirtied, period, pause)
+    k.dirty_throttle_log.append(ev)
+    t.dirty_paused_when = now + pause
+    t.nr_dirtied = 0
+    t.nr_dirtied_pause = dirty_poll_interval(dirty, thresh)
+    return ev
+
+
+def balance_dirty_pages_ratelimited(k: Kernel, mapping: int) -> DirtyThrottle | None:
+    """mm/page-writeback.c balance_dirty_pages_ratelimited_flags(): call balance_dirty_pages
+    when the task dirtied nr_dirtied_pause pages or this CPU's bdp_ratelimits passed
+    ratelimit_pages."""
+    km = k.kmem
+    inode = km.get(mapping, "address_space", "host")
+    bdi = _inode_bdi(k, inode)
+    if not km.get(bdi, "backing_dev_info", "capabilities") & BDI_CAP_WRITEBACK:
+        return None
+    wb = inode_to_wb(k, inode)
+    t = _task(k)
+    ratelimit = t.nr_dirtied_pause
+    if km.get(wb, "bdi_writeback", "dirty_exceeded"):
+        ratelimit = min(ratelimit, 32 >> (PAGE_SHIFT - 10))
+    cpu = k.current_cpu
+    if t.nr_dirtied >= ratelimit:
+        k.bdp_ratelimits[cpu] = 0
+    elif k.bdp_ratelimits[cpu] >= k.ratelimit_pages:
+        k.bdp_ratelimits[cpu] = 0
+        ratelimit = 0
+    if t.nr_dirtied >= ratelimit:
+        return balance_dirty_pages(k, wb, t.nr_dirtied)
+    return None
+
+
+# -- writeback ------------------------------------------------------------------------------------
+def folio_clear_dirty_for_io(k: Kernel, pfn: int, wb: int) -> bool:
+    """mm/page-writeback.c folio_clear_dirty_for_io() (folio_mkclean of the PTEs is MEM's:
+    not done here)."""
+    if not swap.folio_clear_flag(k, pfn, swap.PG_dirty):
+        return False
+    nr = swap.folio_nr_pages(k, pfn)
+    _node_stat(k, pfn, "NR_FILE_DIRTY", -nr)
+    _zone_stat(k, pfn, "NR_ZONE_WRITE_PENDING", -nr)
+    _wb_stat_mod(k, wb, WB_RECLAIMABLE, -nr)
+    return True
+
+
+def _folio_index(k: Kernel, pfn: int) -> int:
+    return k.kmem.get(k.pfn_to_page(pfn), "page", "__folio_index")
+
+
+def folio_start_writeback(k: Kernel, pfn: int, mapping: int, wb: int, keep_write: bool = False) -> None:
+    """mm/page-writeback.c __folio_start_writeback()."""
+    from mmintro.kernel.inode import mapping_xa
+
+    km = k.kmem
+    xa = mapping_xa(k, mapping)
+    idx = _folio_index(k, pfn)
+    nr = swap.folio_nr_pages(k, pfn)
+    inode = km.get(mapping, "address_space", "host")
+    swap.folio_set_flag(k, pfn, swap.PG_writeback)
+    on_wblist = xa.xa_marked(PAGECACHE_TAG_WRITEBACK)
+    xa.xa_set_mark(idx, PAGECACHE_TAG_WRITEBACK)
+    _wb_stat_mod(k, wb, WB_WRITEBACK, nr)
+    if not on_wblist:
+        km.set(wb, "bdi_writeback", "writeback_inodes.counter", km.get(wb, "bdi_writeback", "writeback_inodes.counter") + 1)
+        wbl = km.addr(inode, "inode", "i_wb_list")
+        if _list_empty(k, wbl):  # sb_mark_inode_writeback()
+            _list_add_tail(k, wbl, km.addr(km.get(inode, "inode", "i_sb"), "super_block", "s_inodes_wb"))
+    if not swap.folio_test(k, pfn, swap.PG_dirty):
+        xa.xa_clear_mark(idx, PAGECACHE_TAG_DIRTY)
+    if not keep_write:
+        xa.xa_clear_mark(idx, PAGECACHE_TAG_TOWRITE)
+    _node_stat(k, pfn, "NR_WRITEBACK", nr)
+    _zone_stat(k, pfn, "NR_ZONE_WRITE_PENDING", nr)
+    k.vm_events[k.current_cpu][_T.const("PGPGOUT")] += nr << (PAGE_SHIFT - 9)  # submit_bio: sectors
+
+
+def folio_end_writeback(k: Kernel, pfn: int) -> None:
+    """mm/filemap.c folio_end_writeback() -> __folio_end_writeback()."""
+    from mmintro.kernel.inode import mapping_xa
+
+    km = k.kmem
+    if not swap.folio_test(k, pfn, swap.PG_writeback):
+        raise ValueError(f"folio_end_writeback: pfn {pfn:#x} is not under writeback")
+    mapping = km.get(k.pfn_to_page(pfn), "page", "mapping")
+    inode = km.get(mapping, "address_space", "host")
+    wb = inode_to_wb(k, inode)
+    xa = mapping_xa(k, mapping)
+    nr = swap.folio_nr_pages(k, pfn)
+    swap.folio_clear_flag(k, pfn, swap.PG_writeback)
+    xa.xa_clear_mark(_folio_index(k, pfn), PAGECACHE_TAG_WRITEBACK)
+    _wb_stat_mod(k, wb, WB_WRITEBACK, -nr)
+    _wb_stat_mod(k, wb, WB_WRITTEN, nr)  # __wb_writeout_add (the fprop fractions are not modelled)
+    if not xa.xa_marked(PAGECACHE_TAG_WRITEBACK):
+        km.set(wb, "bdi_writeback", "writeback_inodes.counter", km.get(wb, "bdi_writeback", "writeback_inodes.counter") - 1)
+        wbl = km.addr(inode, "inode", "i_wb_list")
+        if not _list_empty(k, wbl):  # sb_clear_inode_writeback()
+            _list_del_init(k, wbl)
+    _node_stat(k, pfn, "NR_WRITEBACK", -nr)
+    _zone_stat(k, pfn, "NR_ZONE_WRITE_PENDING", -nr)
+    _node_stat(k, pfn, "NR_WRITTEN", nr)
+    k.__dict__.setdefault("under_writeback", set()).discard(pfn)
+
+
+def wb_over_bg_thresh(k: Kernel, wb: int) -> bool:
+    """fs/fs-writeback.c wb_over_bg_thresh() (global domain; one wb: wb_calc_thresh = bg):
+    checked before each folio here (the kernel checks between writeback chunks)."""
+    bg, _thresh = global_dirty_limits(k)
+    return _global_node(k, "NR_FILE_DIRTY") > bg or wb_stat(k, wb, WB_RECLAIMABLE) > bg
+
+
+def _io_list(k: Kernel, wb: int, name: str) -> list[int]:
+    """The inodes on wb->``name`` (head to tail)."""
+    km = k.kmem
+    head = km.addr(wb, "bdi_writeback", name)
+    off = k.T.offsetof("inode", "i_io_list")
+    out = []
+    pos = km.get(head, "list_head", "next")
+    while pos != head:
+        out.append(pos - off)
+        pos = km.get(pos, "list_head", "next")
+    return out
+
+
+def _time_before(a: int, b: int) -> bool:
+    return ((a - b) & (1 << 63)) != 0
+
+
+def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = None,
+                 complete: bool | float = True, wb: int | None = None) -> int:
+    """fs/fs-writeback.c wb_writeback() for one work item on the disk's wb: ``reason`` one of
+    "background" (only while NR_FILE_DIRTY + NR_WRITEBACK is above bg_thresh:
+    wb_over_bg_thresh), "periodic" (inodes dirtied more than dirty_expire_interval ago),
+    "sync" (tagged: TOWRITE first) ...; ``nr_pages`` the budget (LONG_MAX when None).
+    ``complete``: True ends every folio's writeback (the I/O completed), False leaves them
+    all under writeback, a fraction f completes that share (seeded).  Returns pages written."""
+    from mmintro.kernel.inode import mapping_xa, vfs_root
+
+    km = k.kmem
+    if wb is None:
+        wb = km.addr(vfs_root(k).bdi, "backing_dev_info", "wb")
+    if reason not in WB_REASONS:
+        raise ValueError(f"wb_writeback: unknown reason {reason!r} (one of {sorted(WB_REASONS)})")
+    now = jiffies(k)
+    km.set(wb, "bdi_writeback", "state", km.get(wb, "bdi_writeback", "state") | 1 << WB_writeback_running)
+    budget = nr_pages if nr_pages is not None else 1 << 62
+    tagged = reason == "sync"
+    if reason == "periodic":
+        cutoff = now - DIRTY_EXPIRE_CENTISECS * HZ // 100
+        km.set(wb, "bdi_writeback", "last_old_flush", now)
+    else:
+        cutoff = now
+    # queue_io(): move_expired_inodes from the tail of b_dirty (oldest first) to b_io
+    for inode in reversed(_io_list(k, wb, "b_dirty")):
+        if not _time_before(km.get(inode, "inode", "dirtied_when"), cutoff + (0 if reason == "periodic" else 1)):
+            break
+        io = km.addr(inode, "inode", "i_io_list")
+        _list_del_init(k, io)
+        _list_add(k, io, km.addr(wb, "bdi_writeback", "b_io"))
+    written = 0
+    frac = 1.0 if complete is True else 0.0 if complete is False else float(complete)
+    started: list[int] = []
+    for inode in reversed(_io_list(k, wb, "b_io")):
+        if written >= budget:
+            break
+        mapping = km.get(inode, "inode", "i_mapping")
+        xa = mapping_xa(k, mapping)
+        # __writeback_single_inode(): the inode's dirty state is taken for this pass
+        state = km.get(inode, "inode", "i_state")
+        km.set(inode, "inode", "i_state", state & ~I_DIRTY_PAGES)
+        if tagged:  # tag_pages_for_writeback()
+            for idx, _e in list(xa.xa_for_each(PAGECACHE_TAG_DIRTY)):
+                xa.xa_set_mark(idx, PAGECACHE_TAG_TOWRITE)
+        tag = PAGECACHE_TAG_TOWRITE if tagged else PAGECACHE_TAG_DIRTY
+        start = km.get(mapping, "address_space", "writeback_index")
+        entries = sorted(xa.xa_for_each(tag))
+        entries = [e for e in entries if e[0] >= start] + [e for e in entries if e[0] < start]  # range_cyclic
+        last = start
+        for idx, entry in entries:
+            if written >= budget or reason == "background" and not wb_over_bg_thresh(k, wb):
+                break
+            pfn = (entry - k.vmemmap_base) // k.struct_page_size
+            if swap.folio_test(k, pfn, swap.PG_writeback) or not folio_clear_dirty_for_io(k, pfn, wb):
+                continue
+            folio_start_writeback(k, pfn, mapping, wb)
+            started.append(pfn)
+            nr = swap.folio_nr_pages(k, pfn)
+            written += nr
+            last = idx + nr
+        km.set(mapping, "address_space", "writeback_index", last)
+        # requeue_inode(): still dirty -> back on b_dirty (redirty_tail), else off the lists
+        io = km.addr(inode, "inode", "i_io_list")
+        if xa.xa_marked(PAGECACHE_TAG_DIRTY) and any(True for _ in xa.xa_for_each(PAGECACHE_TAG_DIRTY)):
+            km.set(inode, "inode", "i_state", km.get(inode, "inode", "i_state") | I_DIRTY_PAGES)
+            _list_del_init(k, io)
+            _list_add(k, io, km.addr(wb, "bdi_writeback", "b_dirty"))
+        else:
+            _list_del_init(k, io)
+    # the block layer completes the I/O
+    n_done = len(started) if frac >= 1 else int(len(started) * frac)
+    done = set(started) if frac >= 1 else {
+        int(p) for p in k.rng.choice(started, size=n_done, replace=False)} if n_done else set()
+    for pfn in started:
+        if pfn in done:
+            folio_end_writeback(k, pfn)
+        else:
+            k.__dict__.setdefault("under_writeback", set()).add(pfn)
+    if not _io_list(k, wb, "b_dirty") and not _io_list(k, wb, "b_io") and not _io_list(k, wb, "b_more_io"):
+        st = km.get(wb, "bdi_writeback", "state")
+        if st & (1 << WB_has_dirty_io):  # wb_io_lists_depopulated()
+            km.set(wb, "bdi_writeback", "state", st & ~(1 << WB_has_dirty_io))
+            bdi = km.get(wb, "bdi_writeback", "bdi")
+            km.set(bdi, "backing_dev_info", "tot_write_bandwidth.counter",
+                   km.get(bdi, "backing_dev_info", "tot_write_bandwidth.counter")
+                   - km.get(wb, "bdi_writeback", "avg_write_bandwidth"))
+    km.set(wb, "bdi_writeback", "state", km.get(wb, "bdi_writeback", "state") & ~(1 << WB_writeback_running))
+    return written
+
+
+def wb_workfn(k: Kernel, complete: bool | float = True) -> int:
+    """fs/fs-writeback.c wb_workfn() -> wb_do_writeback() with no queued works:
+    wb_check_background_flush() then wb_check_old_data_flush() (when dirty_writeback_interval
+    has passed since last_old_flush).  Returns pages written."""
+    from mmintro.kernel.inode import vfs_root
+
+    wb = k.kmem.addr(vfs_root(k).bdi, "backing_dev_info", "wb")
+    n = wb_writeback(k, "background", None, complete, wb)
+    last = k.kmem.get(wb, "bdi_writeback", "last_old_flush")
+    if not _time_before(jiffies(k), last + DIRTY_WRITEBACK_CENTISECS * HZ // 100):
+        n += wb_writeback(k, "periodic", None, complete, wb)
+    return n
+
+
+flush = wb_workfn
