@@ -191,6 +191,9 @@ class Kernel:
         self.setup_per_cpu_areas()
         step("alloc_node_data", 0.2)
         self.alloc_node_data()
+        from mmintro.kernel import hugetlb
+
+        hugetlb.hugetlb_bootmem_alloc(self)  # setup_arch(): 1 GiB hugetlb pages from memblock
         step("sparse_init: mem_section and the vmemmap", 0.25)
         sparse.sparse_init(self)
         step("free_area_init: zones and struct pages", 0.35)
@@ -219,6 +222,10 @@ class Kernel:
         from mmintro.kernel import bdev
 
         bdev.bdev_cache_init(self)  # vfs_caches_init()
+        from mmintro.kernel import huge_memory
+
+        hugetlb.hugetlb_init(self)  # subsys_initcall(hugetlb_init), fs_initcall(init_hugetlbfs_fs)
+        huge_memory.hugepage_init(self)  # subsys_initcall(hugepage_init)
         step("vmstat", 0.9)
         self.sync()
         step("booted", 1.0)

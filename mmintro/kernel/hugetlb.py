@@ -1,0 +1,1253 @@
+"""HugeTLB pages (mm/hugetlb.c, arch/x86/mm/hugetlbpage.c, fs/hugetlbfs/inode.c) of Linux 6.18.
+
+The hstates
+    x86's gigantic_pages_init() (arch_initcall, or ``hugepagesz=1G`` on the command line, both
+    before hugetlb_init) registers the 1 GiB hstate first; hugetlb_init() (subsys_initcall) adds
+    HUGETLB_PAGE_ORDER (2 MiB) and makes it the default.  So ``hstates[0]`` is
+    ``hugepages-1048576kB``, ``hstates[1]`` is ``hugepages-2048kB``, ``hugetlb_max_hstate`` 2 and
+    ``default_hstate_idx`` 1, as drgn's for_each_hstate() docstring shows on a real x86 kernel.
+    hugetlb_add_hstate() initialises the resize mutex, order, mask, the per-node free lists and
+    the active list, and the name; hugetlb_init_hstates() sets demote_order (1 GiB -> 2 MiB:
+    gigantic pages can be demoted at run time with CONTIG_ALLOC).
+
+The pools
+    * 1 GiB pages come from memblock before the buddy allocator exists (x86 setup_arch() ->
+      hugetlb_bootmem_alloc() -> hugetlb_hstate_alloc_pages() -> alloc_bootmem_huge_page():
+      memblock_alloc_try_nid_raw(1G, 1G, ...), interleaved over the nodes with
+      h->next_nid_to_alloc); each page holds its ``struct huge_bootmem_page`` on the
+      per-node ``huge_boot_pages`` list until hugetlb_init()'s gather_bootmem_prealloc() turns
+      it into a folio (hugetlb_folio_init_vmemmap: PG_reserved cleared, compound head and
+      tails, refcount frozen at 0), gives its pages back to totalram / zone managed pages
+      (adjust_managed_page_count) and enqueues it.
+    * 2 MiB pages come from the buddy allocator: alloc_pool_huge_folio() interleaves over the
+      nodes (hstate_next_node_to_alloc) asking for ``htlb_alloc_mask(h) | __GFP_THISNODE`` =
+      GFP_HIGHUSER_MOVABLE | __GFP_COMP | __GFP_NOWARN | __GFP_THISNODE, plus
+      __GFP_RETRY_MAYFAIL (alloc_buddy_hugetlb_folio trying hard) -- at boot in
+      hugetlb_init_hstates() (``hugepagesz=2M hugepages=N``, split in padata chunks as
+      hugetlb_pages_alloc_boot() does) and at run time by :func:`set_nr_hugepages` (the
+      nr_hugepages sysctl: set_max_huge_pages()).  The folio is frozen (refcount 0),
+      init_new_hugetlb_folio() makes it PGTY_hugetlb, and account_new_hugetlb_folio() /
+      enqueue_hugetlb_folio() put it on ``h->hugepage_freelists[nid]`` (folio->lru, list head
+      first) with HPG_freed in folio->private.
+    * Shrinking (set_max_huge_pages() -> remove_pool_hugetlb_folio() with
+      h->next_nid_to_free, update_and_free_hugetlb_folio()) gives free folios back to the buddy
+      allocator (1 GiB ones as free_contig_range() would, in MAX_PAGE_ORDER blocks).
+
+Counters live in Python (:class:`Hstate`) and are written into ``hstates[]`` with the lists
+by a sync hook.  Faults and hugetlbfs are further down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE
+from mmintro.kernel import gfp as G
+from mmintro.kernel import page_alloc
+from mmintro.kernel.mm_init import section_pages
+from mmintro.kernel.sparse import PAGES_PER_SECTION, PFN_SECTION_SHIFT
+from mmintro.types import get_types
+
+if TYPE_CHECKING:
+    from mmintro.kernel.machine import Kernel
+
+__all__ = [
+    "HUGETLB_PAGE_ORDER",
+    "PUD_ORDER",
+    "Hstate",
+    "gather_bootmem_prealloc",
+    "hstate_for_size",
+    "hugetlb_add_hstate",
+    "hugetlb_bootmem_alloc",
+    "hugetlb_fault",
+    "hugetlb_init",
+    "hugetlb_mmap",
+    "set_nr_hugepages",
+]
+
+_T = get_types()
+
+# arch/x86/include/asm/page_types.h: HPAGE_SHIFT = PMD_SHIFT (21); HUGETLB_PAGE_ORDER =
+# HPAGE_SHIFT - PAGE_SHIFT.  PUD_SHIFT = 30 (arch/x86/include/asm/pgtable_64_types.h).
+HUGETLB_PAGE_ORDER = 21 - PAGE_SHIFT
+PUD_ORDER = 30 - PAGE_SHIFT
+HUGE_MAX_HSTATE = _T.var_type("hstates").resolved().nelems
+MAX_NUMNODES = _T.struct("hstate").walk("hugepage_freelists")[2].resolved().nelems
+# enum hugetlb_page_flags (include/linux/hugetlb.h): bits of the head page's folio->private.
+HPG_restore_reserve = _T.const("HPG_restore_reserve")
+HPG_migratable = _T.const("HPG_migratable")
+HPG_freed = _T.const("HPG_freed")
+PGTY_HUGETLB = _T.const("PGTY_hugetlb") << 24
+HTLB_BUDDY_PGALLOC = _T.const("HTLB_BUDDY_PGALLOC")
+HTLB_BUDDY_PGALLOC_FAIL = _T.const("HTLB_BUDDY_PGALLOC_FAIL")
+
+_W = page_alloc
+
+
+def htlb_alloc_mask(h: "Hstate") -> int:
+    """include/linux/hugetlb.h htlb_alloc_mask(): __GFP_COMP | __GFP_NOWARN, and
+    GFP_HIGHUSER_MOVABLE when hugepage_movable_supported() (not for gigantic pages)."""
+    gfp = G.FLAGS["__GFP_COMP"] | G.FLAGS["__GFP_NOWARN"]
+    return gfp | (G.GFP_HIGHUSER if h.gigantic else G.GFP_HIGHUSER_MOVABLE)
+
+
+@dataclass
+class Hstate:
+    """The books of one ``struct hstate`` (written into ``hstates[idx]`` at sync)."""
+
+    idx: int
+    addr: int
+    order: int
+    nodes: int
+    demote_order: int = 0
+    max_huge_pages: int = 0
+    nr_huge_pages: int = 0
+    free_huge_pages: int = 0
+    resv_huge_pages: int = 0
+    surplus_huge_pages: int = 0
+    nr_overcommit_huge_pages: int = 0
+    next_nid_to_alloc: int = 0
+    next_nid_to_free: int = 0
+    nr_huge_pages_node: list[int] = field(default_factory=list)
+    free_huge_pages_node: list[int] = field(default_factory=list)
+    surplus_huge_pages_node: list[int] = field(default_factory=list)
+    freelists: list[list[int]] = field(default_factory=list)  # per node, pfns from the list head
+    activelist: list[int] = field(default_factory=list)  # pfns from the list head
+
+    def __post_init__(self) -> None:
+        n = self.nodes
+        self.nr_huge_pages_node = [0] * n
+        self.free_huge_pages_node = [0] * n
+        self.surplus_huge_pages_node = [0] * n
+        self.freelists = [[] for _ in range(n)]
+
+    @property
+    def size(self) -> int:
+        return PAGE_SIZE << self.order
+
+    @property
+    def nr_pages(self) -> int:
+        return 1 << self.order
+
+    @property
+    def gigantic(self) -> bool:
+        """hstate_is_gigantic(): order > MAX_PAGE_ORDER (the buddy cannot give it)."""
+        return self.order > page_alloc.MAX_PAGE_ORDER
+
+    @property
+    def name(self) -> str:
+        return f"hugepages-{self.size >> 10}kB"
+
+    def persistent_huge_pages(self) -> int:
+        return self.nr_huge_pages - self.surplus_huge_pages
+
+
+# -- struct page words of a folio -------------------------------------------------------------
+def _words(k: "Kernel", pfn: int):
+    mv64, mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
+    return mv64, mv32, base + pfn * 8
+
+
+def folio_nid(k: "Kernel", pfn: int) -> int:
+    mv64, _mv32, w = _words(k, pfn)
+    return mv64[w + _W.W_FLAGS] >> _W.kc.NODES_PGOFF
+
+
+def folio_test_hugetlb(k: "Kernel", pfn: int) -> bool:
+    _mv64, mv32, w = _words(k, pfn)
+    return mv32[2 * w + _W.D_PAGE_TYPE] >> 24 == PGTY_HUGETLB >> 24
+
+
+def _set_private_bit(k: "Kernel", pfn: int, bit: int, on: bool) -> None:
+    mv64, _mv32, w = _words(k, pfn)
+    if on:
+        mv64[w + _W.W_PRIVATE] |= 1 << bit
+    else:
+        mv64[w + _W.W_PRIVATE] &= ~(1 << bit)
+
+
+def folio_ref_count(k: "Kernel", pfn: int) -> int:
+    _mv64, mv32, w = _words(k, pfn)
+    return mv32[2 * w + _W.D_REFCOUNT]
+
+
+def _set_refcount(k: "Kernel", pfn: int, v: int) -> None:
+    _mv64, mv32, w = _words(k, pfn)
+    mv32[2 * w + _W.D_REFCOUNT] = v
+
+
+def init_new_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
+    """init_new_hugetlb_folio(): __folio_set_hugetlb (page_type = PGTY_hugetlb << 24 on the
+    head), INIT_LIST_HEAD(&folio->lru), no subpool, no hugetlb cgroups."""
+    mv64, mv32, w = _words(k, pfn)
+    mv32[2 * w + _W.D_PAGE_TYPE] = PGTY_HUGETLB
+    head = k.pfn_to_page(pfn)
+    mv64[w + _W.W_LRU_NEXT] = head + _W.LRU_OFF
+    mv64[w + _W.W_LRU_PREV] = head + _W.LRU_OFF
+    for f in ("_hugetlb_subpool", "_hugetlb_cgroup", "_hugetlb_cgroup_rsvd"):
+        k.kmem.set(head, "folio", f, 0)
+
+
+def prep_compound_gigantic(k: "Kernel", pfn: int, order: int) -> None:
+    """hugetlb_folio_init_vmemmap() / prep_compound_page() over a range that spans several
+    memory sections: PG_reserved cleared, tails pointing at the head (compound_head | 1,
+    mapping TAIL_MAPPING), refcounts 0, then prep_compound_head() on the head."""
+    n = 1 << order
+    head_addr = k.pfn_to_page(pfn)
+    reserved = ~(1 << _W.PG_reserved) & 0xFFFFFFFFFFFFFFFF
+    p = pfn
+    import numpy as np
+
+    while p < pfn + n:
+        nr = p >> PFN_SECTION_SHIFT
+        lo = p & (PAGES_PER_SECTION - 1)
+        hi = min(PAGES_PER_SECTION, lo + (pfn + n - p))
+        pages = section_pages(k, nr)[lo:hi]
+        pages["flags"] &= np.uint64(reserved)
+        pages["refcount"] = 0
+        t0 = 1 if p == pfn else 0
+        pages["mapping"][t0:] = _W.TAIL_MAPPING
+        pages["lru_next"][t0:] = head_addr | 1
+        pages["private"][t0:] = 0
+        p += hi - lo
+    mv64, mv32, w = _words(k, pfn)
+    mv64[w + _W.W_FLAGS] |= 1 << _W.PG_head
+    mv64[w + _W.FW_FLAGS_1] = (mv64[w + _W.FW_FLAGS_1] & ~0xFF) | order
+    mv32[2 * w + _W.FD_NR_PAGES] = n
+    mv32[2 * w + _W.FD_LARGE_MAPCOUNT] = 0xFFFFFFFF
+    mv32[2 * w + _W.FD_NR_PAGES_MAPPED] = 0
+    mv64[w + _W.FW_MM_IDS] = 0
+    mv32[2 * w + _W.FD_MM_ID_MAPCOUNT] = 0xFFFFFFFF
+    mv32[2 * w + _W.FD_MM_ID_MAPCOUNT + 1] = 0xFFFFFFFF
+    mv32[2 * w + _W.FD_PINCOUNT] = 0
+    mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] = 0xFFFFFFFF
+    dl = head_addr + _T.struct("folio").offsetof("_deferred_list")
+    mv64[w + _W.FW_DEFERRED_LIST] = dl
+    mv64[w + _W.FW_DEFERRED_LIST + 1] = dl
+
+
+def destroy_compound_gigantic(k: "Kernel", pfn: int, order: int) -> None:
+    """What free_contig_range() needs of a dissolved gigantic folio: no compound head or
+    tails, no type, refcount 1 on every page (each is then freed)."""
+    import numpy as np
+
+    n = 1 << order
+    mv64, mv32, w = _words(k, pfn)
+    mv64[w + _W.FW_FLAGS_1] &= ~_W.PAGE_FLAGS_SECOND
+    mv32[2 * w + _W.FD_NR_PAGES] = 0
+    p = pfn
+    while p < pfn + n:
+        nr = p >> PFN_SECTION_SHIFT
+        lo = p & (PAGES_PER_SECTION - 1)
+        hi = min(PAGES_PER_SECTION, lo + (pfn + n - p))
+        pages = section_pages(k, nr)[lo:hi]
+        pages["mapping"] = 0
+        pages["lru_next"] = 0
+        pages["lru_prev"] = 0
+        pages["private"] = 0
+        pages["flags"] &= np.uint64(~(1 << _W.PG_head) & 0xFFFFFFFFFFFFFFFF)
+        pages["page_type"] = _W.PAGE_TYPE_NONE
+        p += hi - lo
+
+
+# -- the hstates ------------------------------------------------------------------------------
+def _state(k: "Kernel") -> list[Hstate]:
+    return k.__dict__.setdefault("hstates", [])
+
+
+def hugetlb_add_hstate(k: "Kernel", order: int) -> Hstate:
+    """mm/hugetlb.c hugetlb_add_hstate(): ``hstates[hugetlb_max_hstate++]`` with its resize
+    mutex, order, mask, empty free lists (all MAX_NUMNODES of them) and active list, and
+    its name ``hugepages-<size>kB``.  A size registered twice is kept once."""
+    hs = _state(k)
+    for h in hs:
+        if h.order == order:
+            return h
+    if len(hs) >= HUGE_MAX_HSTATE:
+        raise ValueError("hugetlb_add_hstate: HUGE_MAX_HSTATE reached")
+    km = k.kmem
+    stride = k.T.sizeof("struct hstate")
+    addr = k.sym("hstates") + stride * len(hs)
+    h = Hstate(len(hs), addr, order, k.config.nodes)
+    hs.append(h)
+    # __mutex_init(): owner 0, wait_lock unlocked, wait_list empty
+    km.init_list_head(km.addr(addr, "hstate", "resize_lock.wait_list"))
+    km.set(addr, "hstate", "order", order)
+    km.set(addr, "hstate", "mask", ~(h.size - 1) & 0xFFFFFFFFFFFFFFFF)
+    lh = k.T.sizeof("struct list_head")
+    base = km.addr(addr, "hstate", "hugepage_freelists")
+    for i in range(MAX_NUMNODES):
+        km.init_list_head(base + i * lh)
+    km.init_list_head(km.addr(addr, "hstate", "hugepage_activelist"))
+    km.write_bytes(km.addr(addr, "hstate", "name"), h.name.encode() + b"\0")
+    k.write_int("hugetlb_max_hstate", len(hs))
+    return h
+
+
+def hstate_for_size(k: "Kernel", size: int) -> Hstate:
+    """size_to_hstate(): the hstate of ``size`` bytes (2M or 1G)."""
+    for h in _state(k):
+        if h.size == size:
+            return h
+    raise ValueError(f"no hstate for huge page size {size:#x} (hstates: 2M, 1G)")
+
+
+def _next_node(cur: int, nodes: list[int]) -> int:
+    """next_node_allowed(): the next node of the mask after ``cur``, wrapping."""
+    after = [n for n in nodes if n > cur]
+    return after[0] if after else nodes[0]
+
+
+def hstate_next_node_to_alloc(h: Hstate, nodes: list[int], attr: str = "next_nid_to_alloc") -> int:
+    """hstate_next_node_to_alloc() (get_valid_node_allowed + next_node_allowed) on
+    ``h.<attr>`` (or on a caller's cursor when ``attr`` names one of a dict)."""
+    cur = getattr(h, attr)
+    nid = cur if cur in nodes else _next_node(cur, nodes)
+    setattr(h, attr, _next_node(nid, nodes))
+    return nid
+
+
+# -- boot: gigantic pages from memblock -------------------------------------------------------
+def hugetlb_bootmem_alloc(k: "Kernel") -> None:
+    """x86 setup_arch() -> hugetlb_bootmem_alloc() (after the NUMA nodes are known, before
+    paging_init/sparse_init): the 1 GiB hstate (``hugepagesz=1G``/gigantic_pages_init) and
+    ``hugepages=`` of it from memblock (hugetlb_hstate_alloc_pages -> hugetlb_gigantic_pages_alloc_boot
+    -> alloc_bootmem_huge_page, interleaved from h->next_nid_to_alloc)."""
+    h = hugetlb_add_hstate(k, PUD_ORDER)
+    want = k.config.hugepages_1g
+    h.max_huge_pages = want
+    boot = k.__dict__.setdefault("huge_boot_pages", {})  # nid -> [paddr of huge_bootmem_page, list head first]
+    nodes = list(range(k.config.nodes))
+    got = 0
+    from mmintro.kernel.memblock import MemblockError
+
+    for _ in range(want):
+        nid = hstate_next_node_to_alloc(h, nodes)
+        try:
+            # alloc_bootmem(): memblock_alloc_try_nid_raw(size, size, 0, ACCESSIBLE, nid)
+            m = k.memblock.alloc(h.size, h.size, nid=nid)
+        except MemblockError:
+            break
+        listnode = k.memblock.node_of(m)
+        boot.setdefault(listnode, []).insert(0, (m, h.idx))  # list_add(&m->list, &huge_boot_pages[node])
+        got += 1
+    if got < want:
+        # hugetlb_hstate_alloc_pages_errcheck()
+        k.printk(4, f"HugeTLB: allocating {want} of page size 1.00 GiB failed.  Only allocated {got} hugepages.")
+        h.max_huge_pages = got
+
+
+def _write_bootmem_pages(k: "Kernel") -> None:
+    """The huge_bootmem_page structs at the start of each boot page, linked on their node's
+    list (they are there until gather_bootmem_prealloc reads them; the bytes stay behind)."""
+    boot = k.__dict__.get("huge_boot_pages", {})
+    km = k.kmem
+    heads = {}
+    for nid, entries in boot.items():
+        head = heads[nid] = k.__dict__.setdefault("_hbp_heads", {}).get(nid)
+        vas = [k.phys_to_virt(m) for m, _ in entries]
+        for va, (_m, idx) in zip(vas, entries):
+            km.set(va, "huge_bootmem_page", "hstate", _state(k)[idx].addr)
+            km.set(va, "huge_bootmem_page", "flags", 0)
+            km.set(va, "huge_bootmem_page", "cma", 0)
+        # the list head is __initdata (freed with init memory): link the entries among
+        # themselves as they were, circular through a head that no longer exists
+        for i, va in enumerate(vas):
+            km.set(va, "list_head", "next", vas[(i + 1) % len(vas)])
+            km.set(va, "list_head", "prev", vas[(i - 1) % len(vas)])
+        del head
+
+
+def gather_bootmem_prealloc(k: "Kernel") -> None:
+    """gather_bootmem_prealloc() -> gather_bootmem_prealloc_node() for each node's list:
+    hugetlb_folio_init_vmemmap() + init_new_hugetlb_folio(), adjust_managed_page_count()
+    (the pages go back into totalram and the zone's managed pages), then
+    prep_and_add_bootmem_folios(): account_new_hugetlb_folio() and enqueue_hugetlb_folio()."""
+    _write_bootmem_pages(k)
+    hs = _state(k)
+    for nid in sorted(k.__dict__.get("huge_boot_pages", {})):
+        folio_list: list[tuple[int, Hstate]] = []
+        for m, idx in k.huge_boot_pages[nid]:  # list_for_each_entry(m, &huge_boot_pages[nid], list)
+            h = hs[idx]
+            pfn = m >> PAGE_SHIFT
+            prep_compound_gigantic(k, pfn, h.order)
+            init_new_hugetlb_folio(k, h, pfn)
+            folio_list.insert(0, (pfn, h))  # list_add(&folio->lru, &folio_list)
+            z = page_alloc.page_zone(k, pfn)
+            z.managed += h.nr_pages  # adjust_managed_page_count()
+            k.totalram_pages += h.nr_pages
+        for pfn, h in folio_list:
+            account_new_hugetlb_folio(k, h, pfn)
+            enqueue_hugetlb_folio(k, h, pfn)
+    k.kmem.write_u64(k.sym("_totalram_pages"), k.totalram_pages)
+
+
+# -- the pools ----------------------------------------------------------------------------------
+def account_new_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
+    h.nr_huge_pages += 1
+    h.nr_huge_pages_node[folio_nid(k, pfn)] += 1
+
+
+def enqueue_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
+    """enqueue_hugetlb_folio(): list_move(&folio->lru, &h->hugepage_freelists[nid]), the free
+    counters, folio_set_hugetlb_freed()."""
+    nid = folio_nid(k, pfn)
+    if pfn in h.activelist:
+        h.activelist.remove(pfn)
+    h.freelists[nid].insert(0, pfn)
+    h.free_huge_pages += 1
+    h.free_huge_pages_node[nid] += 1
+    _set_private_bit(k, pfn, HPG_freed, True)
+
+
+def dequeue_hugetlb_folio_node_exact(k: "Kernel", h: Hstate, nid: int) -> int | None:
+    """The first folio of the node's free list: onto the active list, refcount unfrozen to 1,
+    HPG_freed cleared, the free counters."""
+    if not h.freelists[nid]:
+        return None
+    pfn = h.freelists[nid].pop(0)
+    h.activelist.insert(0, pfn)
+    _set_refcount(k, pfn, 1)
+    _set_private_bit(k, pfn, HPG_freed, False)
+    h.free_huge_pages -= 1
+    h.free_huge_pages_node[nid] -= 1
+    return pfn
+
+
+def alloc_buddy_hugetlb_folio(k: "Kernel", order: int, gfp: int, nid: int, nodemask,
+                              noretry: set[int] | None) -> int | None:
+    """alloc_buddy_hugetlb_folio(): __GFP_RETRY_MAYFAIL unless the node already failed,
+    __alloc_frozen_pages(), HTLB_BUDDY_PGALLOC(_FAIL)."""
+    try_hard = not (noretry is not None and nid in noretry)
+    if try_hard:
+        gfp |= G.FLAGS["__GFP_RETRY_MAYFAIL"]
+    pfn = k.alloc_pages(gfp, order, nid, nodemask)
+    if noretry is not None and pfn is None and try_hard:
+        noretry.add(nid)
+    if pfn is None:
+        k.vm_events[k.current_cpu][HTLB_BUDDY_PGALLOC_FAIL] += 1
+        return None
+    _set_refcount(k, pfn, 0)  # a frozen allocation
+    k.vm_events[k.current_cpu][HTLB_BUDDY_PGALLOC] += 1
+    return pfn
+
+
+def alloc_contig_pages(k: "Kernel", order: int, nid: int) -> int | None:
+    """folio_alloc_gigantic() -> alloc_contig_pages() without migration: the first naturally
+    aligned range of the node's zones (zonelist order, highest zone first) whose pages are all
+    free buddy pages; drain the per-CPU lists first, take the blocks off the free lists."""
+    page_alloc.drain_all_pages(k)
+    n = 1 << order
+    for z in k.zonelist[nid][1]:
+        if not z.spanned:
+            continue
+        start = -(-z.start_pfn // n) * n
+        while start + n <= z.end_pfn:
+            blocks = []
+            p = start
+            while p < start + n:
+                mv64, mv32, w = _words(k, p) if (p >> PFN_SECTION_SHIFT) in k.memmap_words else (None, None, 0)
+                if mv32 is None or mv32[2 * w + _W.D_PAGE_TYPE] != _W.PGTY_BUDDY:
+                    break
+                o = mv64[w + _W.W_PRIVATE]
+                blocks.append((p, o))
+                p += 1 << o
+            if p >= start + n:
+                for bp, o in blocks:
+                    page_alloc._del_page_from_free_list(k, z, bp, o)
+                    mt = page_alloc.get_pfnblock_migratetype(k, bp)
+                    page_alloc.account_freepages(z, -(1 << o), mt)
+                    mv64, mv32, w = _words(k, bp)
+                    mv32[2 * w + _W.D_PAGE_TYPE] = _W.PAGE_TYPE_NONE
+                    mv64[w + _W.W_PRIVATE] = 0
+                k.allocations[start] = order
+                return start
+            start += n
+    return None
+
+
+def only_alloc_fresh_hugetlb_folio(k: "Kernel", h: Hstate, gfp: int, nid: int, nodemask,
+                                   noretry: set[int] | None) -> int | None:
+    if h.gigantic:
+        pfn = alloc_contig_pages(k, h.order, nid)
+        if pfn is not None:
+            prep_compound_gigantic(k, pfn, h.order)
+    else:
+        pfn = alloc_buddy_hugetlb_folio(k, h.order, gfp, nid, nodemask, noretry)
+    if pfn is not None:
+        init_new_hugetlb_folio(k, h, pfn)
+    return pfn
+
+
+def alloc_pool_huge_folio(k: "Kernel", h: Hstate, nodes: list[int], noretry: set[int] | None,
+                          cursor: dict | None = None) -> int | None:
+    """alloc_pool_huge_folio(): for_each_node_mask_to_alloc over ``nodes`` from the cursor
+    (h->next_nid_to_alloc, or the boot thread's own next_node), gfp htlb_alloc_mask(h) |
+    __GFP_THISNODE."""
+    gfp = htlb_alloc_mask(h) | G.FLAGS["__GFP_THISNODE"]
+    for _ in range(len(nodes)):
+        if cursor is None:
+            nid = hstate_next_node_to_alloc(h, nodes)
+        else:
+            cur = cursor["next"]
+            nid = cur if cur in nodes else _next_node(cur, nodes)
+            cursor["next"] = _next_node(nid, nodes)
+        pfn = only_alloc_fresh_hugetlb_folio(k, h, gfp, nid, frozenset(nodes), noretry)
+        if pfn is not None:
+            return pfn
+    return None
+
+
+def prep_and_add_allocated_folios(k: "Kernel", h: Hstate, folios: list[int]) -> None:
+    """account + enqueue each folio of the list (list order: head first)."""
+    for pfn in folios:
+        account_new_hugetlb_folio(k, h, pfn)
+        enqueue_hugetlb_folio(k, h, pfn)
+
+
+def hugetlb_pages_alloc_boot(k: "Kernel", h: Hstate) -> int:
+    """hugetlb_pages_alloc_boot(): padata_do_multithreaded() over [0, max_huge_pages) with
+    min_chunk = max/nodes/2 and max_threads = 2 * nodes; each chunk runs
+    hugetlb_pages_alloc_boot_node() (its own next_node from the first online node, folios
+    collected with list_move then added).  Chunks run here one after the other."""
+    size = h.max_huge_pages
+    nodes = list(range(k.config.nodes))
+    min_chunk = size // len(nodes) // 2
+    max_threads = len(nodes) * 2
+    nworks = min(max(size // max(min_chunk, 1), 1), max_threads)
+    if nworks == 1:
+        chunks = [(0, size)]
+    else:
+        chunk = max(size // (nworks * 4), min_chunk, 1)
+        chunks = [(s, min(s + chunk, size)) for s in range(0, size, chunk)]
+    allocated = 0
+    for start, end in chunks:
+        cursor = {"next": nodes[0]}
+        noretry: set[int] = set()
+        folio_list: list[int] = []
+        for _ in range(end - start):
+            pfn = alloc_pool_huge_folio(k, h, nodes, noretry, cursor)
+            if pfn is None:
+                break
+            folio_list.insert(0, pfn)  # list_move(&folio->lru, &folio_list)
+        prep_and_add_allocated_folios(k, h, folio_list)
+        allocated += len(folio_list)
+    return allocated
+
+
+def _string_get_size(nbytes: int) -> str:
+    """lib/string_helpers.c string_get_size(size, 1, STRING_UNITS_2) for powers of two."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    i = 0
+    while nbytes >= 1024 and i < len(units) - 1:
+        nbytes /= 1024
+        i += 1
+    return f"{nbytes:.2f} {units[i]}"
+
+
+def hugetlb_vmemmap_optimizable_size(k: "Kernel", h: Hstate) -> int:
+    """mm/hugetlb_vmemmap.h: the vmemmap of a huge page minus the one page HVO keeps
+    (HUGETLB_VMEMMAP_RESERVE_SIZE), when struct page is a power of two in size."""
+    size = h.nr_pages * k.struct_page_size - PAGE_SIZE
+    return max(size, 0)
+
+
+def report_hugepages(k: "Kernel") -> None:
+    for h in _state(k):
+        buf = _string_get_size(h.size)
+        k.printk(6, f"HugeTLB: registered {buf} page size, pre-allocated {h.free_huge_pages} pages")
+        k.printk(6, f"HugeTLB: {hugetlb_vmemmap_optimizable_size(k, h) >> 10} KiB vmemmap can be freed for a {buf} page")
+
+
+def hugetlb_init(k: "Kernel") -> None:
+    """subsys_initcall(hugetlb_init): the 2 MiB hstate and default_hstate_idx,
+    hugetlb_init_hstates() (the 2 MiB boot pool, next-nid cursors, demote orders),
+    gather_bootmem_prealloc(), report_hugepages(); then fs_initcall(init_hugetlbfs_fs)."""
+    k.image.var("default_hstate_idx", "data")
+    if not _state(k):
+        hugetlb_add_hstate(k, PUD_ORDER)  # gigantic_pages_init() (arch_initcall)
+    h2m = hugetlb_add_hstate(k, HUGETLB_PAGE_ORDER)
+    k.write_int("default_hstate_idx", h2m.idx)
+    h2m.max_huge_pages = k.config.hugepages_2m
+    hs = _state(k)
+    for h in hs:  # hugetlb_init_hstates()
+        h.next_nid_to_alloc = h.next_nid_to_free = 0  # first_memory_node
+        if not h.gigantic and h.max_huge_pages:
+            got = hugetlb_pages_alloc_boot(k, h)
+            if got < h.max_huge_pages:
+                k.printk(4, f"HugeTLB: allocating {h.max_huge_pages} of page size {_string_get_size(h.size)} "
+                            f"failed.  Only allocated {got} hugepages.")
+                h.max_huge_pages = got
+        for h2 in hs:
+            if h2 is not h and h.demote_order < h2.order < h.order:
+                h.demote_order = h2.order
+    gather_bootmem_prealloc(k)
+    report_hugepages(k)
+    k.sync_hooks.append(write_hstates)
+    init_hugetlbfs_fs(k)
+
+
+# -- the sysctl -------------------------------------------------------------------------------
+def update_and_free_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
+    """__update_and_free_hugetlb_folio(): clear the hugetlb type and give the pages back to
+    the buddy allocator (gigantic: free_contig_range, page by page; here in MAX_PAGE_ORDER
+    blocks, which is what the buddy merges them into)."""
+    mv64, mv32, w = _words(k, pfn)
+    mv32[2 * w + _W.D_PAGE_TYPE] = _W.PAGE_TYPE_NONE
+    mv64[w + _W.W_PRIVATE] = 0
+    for f in ("_hugetlb_subpool", "_hugetlb_cgroup", "_hugetlb_cgroup_rsvd"):
+        k.kmem.set(k.pfn_to_page(pfn), "folio", f, 0)
+    if h.gigantic:
+        destroy_compound_gigantic(k, pfn, h.order)
+        k.allocations.pop(pfn, None)
+        step = 1 << page_alloc.MAX_PAGE_ORDER
+        for p in range(pfn, pfn + h.nr_pages, step):
+            page_alloc.__free_pages_ok(k, p, page_alloc.MAX_PAGE_ORDER, page_alloc.FPI_NONE)
+    else:
+        _set_refcount(k, pfn, 1)  # folio_ref_unfreeze(folio, 1) then __free_pages()
+        k.free_pages(pfn, h.order)
+
+
+def remove_pool_hugetlb_folio(k: "Kernel", h: Hstate, nodes: list[int]) -> int | None:
+    """remove_pool_hugetlb_folio(): for_each_node_mask_to_free from h->next_nid_to_free, the
+    first free folio of that node's list; remove_hugetlb_folio() takes it off the lists and
+    counters."""
+    for _ in range(len(nodes)):
+        nid = hstate_next_node_to_alloc(h, nodes, "next_nid_to_free")
+        if h.freelists[nid]:
+            pfn = h.freelists[nid].pop(0)
+            h.free_huge_pages -= 1
+            h.free_huge_pages_node[nid] -= 1
+            h.nr_huge_pages -= 1
+            h.nr_huge_pages_node[nid] -= 1
+            _set_private_bit(k, pfn, HPG_freed, False)
+            return pfn
+    return None
+
+
+def set_nr_hugepages(k: "Kernel", page_size: int, n: int) -> int:
+    """``echo n > /proc/sys/vm/nr_hugepages`` (or hugepages-<size>kB/nr_hugepages):
+    set_max_huge_pages() on all nodes.  Grows with alloc_pool_huge_folio() until ``n`` or
+    failure, shrinks by freeing free folios (never below the reserved and in-use ones).
+    Returns the resulting persistent pool size (max_huge_pages)."""
+    h = hstate_for_size(k, page_size)
+    nodes = list(range(k.config.nodes))
+    # convert surplus pages to persistent first (adjust_pool_surplus), none modelled
+    noretry: set[int] = set()
+    folio_list: list[int] = []
+    while n > h.persistent_huge_pages() + len(folio_list):
+        pfn = alloc_pool_huge_folio(k, h, nodes, noretry)
+        if pfn is None:
+            break
+        folio_list.insert(0, pfn)
+    prep_and_add_allocated_folios(k, h, folio_list)
+    # min_count = resv_huge_pages + nr_huge_pages - free_huge_pages
+    min_count = max(n, h.resv_huge_pages + h.nr_huge_pages - h.free_huge_pages)
+    page_list = []
+    while min_count < h.persistent_huge_pages():
+        pfn = remove_pool_hugetlb_folio(k, h, nodes)
+        if pfn is None:
+            break
+        page_list.insert(0, pfn)
+    for pfn in page_list:
+        update_and_free_hugetlb_folio(k, h, pfn)
+    h.max_huge_pages = h.persistent_huge_pages()
+    return h.max_huge_pages
+
+
+# -- the books into memory --------------------------------------------------------------------
+def write_hstates(k: "Kernel") -> None:
+    """Sync hook: every hstate's counters, its free lists and active list (folio->lru)."""
+    km = k.kmem
+    lh = k.T.sizeof("struct list_head")
+    for h in _state(k):
+        a = h.addr
+        for f in ("next_nid_to_alloc", "next_nid_to_free", "demote_order", "max_huge_pages", "nr_huge_pages",
+                  "free_huge_pages", "resv_huge_pages", "surplus_huge_pages", "nr_overcommit_huge_pages"):
+            km.set(a, "hstate", f, getattr(h, f))
+        for nid in range(h.nodes):
+            for f in ("nr_huge_pages_node", "free_huge_pages_node", "surplus_huge_pages_node"):
+                km.set(a, "hstate", f"{f}[{nid}]", getattr(h, f)[nid])
+            km.set(a, "hstate", f"max_huge_pages_node[{nid}]", 0)
+            km.write_list(km.addr(a, "hstate", "hugepage_freelists") + nid * lh,
+                          [k.pfn_to_page(p) + _W.LRU_OFF for p in h.freelists[nid]])
+        km.write_list(km.addr(a, "hstate", "hugepage_activelist"),
+                      [k.pfn_to_page(p) + _W.LRU_OFF for p in h.activelist])
+
+
+# -- hugetlbfs (fs/hugetlbfs/inode.c) -----------------------------------------------------------
+# include/uapi/linux/stat.h, include/uapi/asm-generic/fcntl.h, include/uapi/linux/magic.h
+S_IFDIR = 0o040000
+S_IFREG = 0o100000
+S_IRWXUGO = 0o777
+HUGETLBFS_MAGIC = 0x958458F6
+O_RDWR = 0o2
+# include/uapi/linux/fcntl.h
+F_SEAL_SEAL = 0x0001
+# mm/hugetlb.c: the low bits of a private mapping's vm_private_data
+HPAGE_RESV_OWNER = 1 << 0
+HUGETLB_ANON_FILE = "anon_hugepage"
+# include/linux/mm.h
+VM_WRITE = 0x00000002
+VM_SHARED = 0x00000008
+VM_MAYREAD = 0x00000010
+VM_MAYWRITE = 0x00000020
+VM_MAYEXEC = 0x00000040
+VM_MAYSHARE = 0x00000080
+VM_DONTEXPAND = 0x00040000
+VM_HUGETLB = 0x00400000
+FMODE_READ = 1 << 0
+FMODE_WRITE = 1 << 1
+
+
+@dataclass
+class HugetlbfsMount:
+    """One internal hugetlbfs mount (mount_one_hugetlbfs) of an hstate."""
+
+    hstate: Hstate
+    sb: int
+    sbinfo: int
+    mount: int
+    root: int  # dentry
+    next_ino: int = 1
+
+
+def _list_add_tail(k: "Kernel", new: int, head: int) -> None:
+    km = k.kmem
+    prev = km.get(head, "list_head", "prev")
+    km.set(new, "list_head", "next", head)
+    km.set(new, "list_head", "prev", prev)
+    km.set(prev, "list_head", "next", new)
+    km.set(head, "list_head", "prev", new)
+
+
+def _kzalloc(k: "Kernel", size: int, caller: str) -> int:
+    from mmintro.kernel import slub
+
+    a = slub.kzalloc(k, size, "GFP_KERNEL", caller=caller)
+    if not a:
+        raise MemoryError(f"{caller}: out of memory")
+    return a
+
+
+def hugetlbfs_alloc_inode(k: "Kernel", sb: int) -> int:
+    """hugetlbfs_alloc_inode() via new_inode(): a hugetlbfs_inode_info from
+    hugetlbfs_inode_cachep (init_once ran), inode_init_always (i_sb, i_count, i_nlink,
+    i_mapping = &i_data, mapping->host) and inode_sb_list_add."""
+    from mmintro.kernel import slub
+
+    km = k.kmem
+    cache = slub.find_cache(k, "hugetlbfs_inode_cache")
+    inode = slub.kmem_cache_alloc(k, cache, "GFP_KERNEL", caller="hugetlbfs_alloc_inode")
+    if not inode:
+        raise MemoryError("hugetlbfs_alloc_inode: out of memory")
+    km.set(inode, "inode", "i_sb", sb)
+    km.set(inode, "inode", "i_blkbits", km.get(sb, "super_block", "s_blocksize_bits"))
+    km.set(inode, "inode", "i_count.counter", 1)
+    km.set(inode, "inode", "i_nlink", 1)
+    mapping = km.addr(inode, "inode", "i_data")
+    km.set(inode, "inode", "i_mapping", mapping)
+    km.set(mapping, "address_space", "host", inode)
+    km.set(mapping, "address_space", "gfp_mask", G.GFP_HIGHUSER_MOVABLE)
+    km.set(inode, "hugetlbfs_inode_info", "seals", F_SEAL_SEAL)
+    _list_add_tail(k, km.addr(inode, "inode", "i_sb_list"), km.addr(sb, "super_block", "s_inodes"))
+    return inode
+
+
+def resv_map_alloc(k: "Kernel") -> int:
+    """mm/hugetlb.c resv_map_alloc(): kmalloc'd, refs 1, empty region lists, the rw_sema.
+    (The file_region placeholder it pre-allocates is not modelled: struct file_region is
+    not in the type data, so region_cache stays empty with region_cache_count 0.)"""
+    km = k.kmem
+    rm = _kzalloc(k, k.T.sizeof("struct resv_map"), "resv_map_alloc")
+    km.set(rm, "resv_map", "refs.refcount.refs.counter", 1)
+    km.init_list_head(km.addr(rm, "resv_map", "regions"))
+    km.init_list_head(km.addr(rm, "resv_map", "region_cache"))
+    km.init_list_head(km.addr(rm, "resv_map", "rw_sema.wait_list"))
+    return rm
+
+
+def hugetlbfs_get_inode(k: "Kernel", m: HugetlbfsMount, mode: int) -> int:
+    """hugetlbfs_get_inode(): a new inode with i_ino, i_mode, a resv_map in
+    i_mapping->i_private_data for regular files, an empty directory otherwise."""
+    km = k.kmem
+    inode = hugetlbfs_alloc_inode(k, m.sb)
+    km.set(inode, "inode", "i_ino", m.next_ino)  # get_next_ino()
+    m.next_ino += 1
+    km.set(inode, "inode", "i_mode", mode)
+    mapping = km.get(inode, "inode", "i_mapping")
+    if mode & S_IFREG == S_IFREG and not mode & S_IFDIR:
+        km.set(mapping, "address_space", "i_private_data", resv_map_alloc(k))
+    else:
+        km.set(inode, "inode", "i_nlink", 2)  # inc_nlink for "."
+    return inode
+
+
+def mount_one_hugetlbfs(k: "Kernel", h: Hstate, fst: int) -> HugetlbfsMount:
+    """mount_one_hugetlbfs() -> hugetlbfs_fill_super(): a super_block (alloc_super, on
+    super_blocks and the type's fs_supers) with s_magic HUGETLBFS_MAGIC, the huge page
+    size as block size, the hugetlbfs_sb_info (hstate, no subpool: no size= option), the root
+    inode and dentry, and the struct mount."""
+    km, T = k.kmem, k.T
+    sb = _kzalloc(k, T.sizeof("struct super_block"), "alloc_super")
+    for p in ("s_inodes", "s_inodes_wb"):
+        km.init_list_head(km.addr(sb, "super_block", p))
+    if "super_blocks" not in k.image.symbols:
+        k.image.var("super_blocks", "data")
+        km.init_list_head(k.sym("super_blocks"))
+    _list_add_tail(k, km.addr(sb, "super_block", "s_list"), k.sym("super_blocks"))
+    fs_supers = km.addr(fst, "file_system_type", "fs_supers")
+    node = km.addr(sb, "super_block", "s_instances")
+    first = km.get(fs_supers, "hlist_head", "first")
+    km.set(node, "hlist_node", "next", first)
+    if first:
+        km.set(first, "hlist_node", "pprev", node)
+    km.set(fs_supers, "hlist_head", "first", node)
+    km.set(node, "hlist_node", "pprev", fs_supers)
+    km.set(sb, "super_block", "s_type", fst)
+    km.set(sb, "super_block", "s_blocksize", h.size)
+    km.set(sb, "super_block", "s_blocksize_bits", h.order + PAGE_SHIFT)
+    km.set(sb, "super_block", "s_magic", HUGETLBFS_MAGIC)
+    km.set(sb, "super_block", "s_maxbytes", 0x7FFFFFFFFFFFFFFF)
+    km.set(sb, "super_block", "s_count", 1)
+    km.set(sb, "super_block", "s_active.counter", 1)
+    km.write_bytes(km.addr(sb, "super_block", "s_id"), b"hugetlbfs\0")
+    sbinfo = _kzalloc(k, T.sizeof("struct hugetlbfs_sb_info"), "hugetlbfs_fill_super")
+    km.set(sbinfo, "hugetlbfs_sb_info", "hstate", h.addr)
+    km.set(sbinfo, "hugetlbfs_sb_info", "max_inodes", -1)
+    km.set(sbinfo, "hugetlbfs_sb_info", "free_inodes", -1)
+    km.set(sbinfo, "hugetlbfs_sb_info", "mode", 0o1777)
+    km.set(sb, "super_block", "s_fs_info", sbinfo)
+    m = HugetlbfsMount(h, sb, sbinfo, 0, 0)
+    root_inode = hugetlbfs_get_inode(k, m, S_IFDIR | 0o1777)
+    root = _d_alloc(k, sb, 0, "/")
+    _d_instantiate(k, root, root_inode)
+    km.set(sb, "super_block", "s_root", root)
+    m.root = root
+    mnt = _kzalloc(k, T.sizeof("struct mount"), "alloc_vfsmnt")
+    km.set(mnt, "mount", "mnt.mnt_root", root)
+    km.set(mnt, "mount", "mnt.mnt_sb", sb)
+    km.set(mnt, "mount", "mnt_parent", mnt)
+    km.set(mnt, "mount", "mnt_mountpoint", root)
+    km.set(mnt, "mount", "mnt_devname", k.image.string("none"))
+    for p in ("mnt_mounts", "mnt_child", "mnt_list", "mnt_expire", "mnt_share", "mnt_slave_list", "mnt_slave"):
+        km.init_list_head(km.addr(mnt, "mount", p))
+    km.set(sb, "super_block", "s_mounts", mnt)
+    km.set(mnt, "mount", "mnt_pprev_for_sb", km.addr(sb, "super_block", "s_mounts"))
+    km.set(root, "dentry", "d_lockref.count", km.get(root, "dentry", "d_lockref.count") + 1)
+    m.mount = mnt
+    return m
+
+
+def _d_alloc(k: "Kernel", sb: int, parent: int, name: str) -> int:
+    """__d_alloc() (d_alloc_pseudo when there is no parent: the dentry is its own parent)."""
+    from mmintro.kernel import slub
+
+    km = k.kmem
+    d = slub.kmem_cache_alloc(k, slub.find_cache(k, "dentry"), "GFP_KERNEL", caller="__d_alloc")
+    if not d:
+        raise MemoryError("__d_alloc: out of memory")
+    km.write_bytes(d, bytes(k.T.sizeof("struct dentry")))
+    raw = name.encode()
+    nm = km.addr(d, "dentry", "d_shortname.string")
+    km.write_bytes(nm, raw + b"\0")
+    km.set(d, "dentry", "d_name.name", nm)
+    km.set(d, "dentry", "d_name.len", len(raw))
+    km.set(d, "dentry", "d_lockref.count", 1)
+    km.set(d, "dentry", "d_sb", sb)
+    km.set(d, "dentry", "d_parent", parent or d)
+    return d
+
+
+def _d_instantiate(k: "Kernel", d: int, inode: int) -> None:
+    km = k.kmem
+    mode = km.get(inode, "inode", "i_mode")
+    t = k.T.const("DCACHE_DIRECTORY_TYPE") if mode & S_IFDIR else k.T.const("DCACHE_REGULAR_TYPE")
+    km.set(d, "dentry", "d_flags", km.get(d, "dentry", "d_flags") | t)
+    km.set(d, "dentry", "d_inode", inode)
+    alias = km.addr(d, "dentry", "d_u.d_alias")
+    head = km.addr(inode, "inode", "i_dentry")
+    first = km.get(head, "hlist_head", "first")
+    km.set(alias, "hlist_node", "next", first)
+    if first:
+        km.set(first, "hlist_node", "pprev", alias)
+    km.set(head, "hlist_head", "first", alias)
+    km.set(alias, "hlist_node", "pprev", head)
+
+
+def init_hugetlbfs_fs(k: "Kernel") -> None:
+    """fs_initcall(init_hugetlbfs_fs): hugetlbfs_inode_cachep ("hugetlbfs_inode_cache",
+    sizeof(struct hugetlbfs_inode_info), SLAB_ACCOUNT, init_once), register_filesystem,
+    then one internal mount per hstate (the default hstate's first)."""
+    from mmintro.kernel import slab_common as sc
+
+    km = k.kmem
+    cache = sc.kmem_cache_create(k, "hugetlbfs_inode_cache", k.T.sizeof("struct hugetlbfs_inode_info"),
+                                 flags=sc.SLAB_ACCOUNT, ctor="init_once", ctor_fn=sc.inode_init_once)
+    km.write_u64(k.image.var("hugetlbfs_inode_cachep", "data") if "hugetlbfs_inode_cachep" not in k.image.symbols
+                 else k.sym("hugetlbfs_inode_cachep"), cache.addr)
+    fst = _kzalloc(k, k.T.sizeof("struct file_system_type"), "register_filesystem")
+    km.set(fst, "file_system_type", "name", k.image.string("hugetlbfs"))
+    k.image.string("none")
+    hs = _state(k)
+    mounts: dict[int, HugetlbfsMount] = {}
+    didx = next(h.idx for h in hs if h.order == HUGETLB_PAGE_ORDER)
+    for h in [hs[didx]] + [h for h in hs if h.idx != didx]:
+        mounts[h.idx] = mount_one_hugetlbfs(k, h, fst)
+    k.hugetlbfs_mounts = mounts
+    k.hugetlbfs_fs_type = fst
+
+
+# -- MAP_HUGETLB mmap --------------------------------------------------------------------------
+def alloc_file_pseudo(k: "Kernel", inode: int, m: HugetlbfsMount, name: str) -> int:
+    """fs/file_table.c alloc_file_pseudo(): a pseudo dentry named ``name`` on the mount's
+    super_block (d_alloc_pseudo), instantiated, and an O_RDWR struct file from filp."""
+    from mmintro.kernel import slub
+
+    km = k.kmem
+    d = _d_alloc(k, m.sb, 0, name)
+    _d_instantiate(k, d, inode)
+    f = slub.kmem_cache_alloc(k, slub.find_cache(k, "filp"), "GFP_KERNEL", caller="alloc_empty_file")
+    if not f:
+        raise MemoryError("alloc_file_pseudo: out of memory")
+    km.write_bytes(f, bytes(k.T.sizeof("struct file")))
+    km.set(f, "file", "f_ref.refcnt.counter", 0)  # one reference
+    km.set(f, "file", "f_flags", O_RDWR)
+    km.set(f, "file", "f_mode", FMODE_READ | FMODE_WRITE)
+    km.set(f, "file", "f_path.mnt", km.addr(m.mount, "mount", "mnt"))
+    km.set(f, "file", "f_path.dentry", d)
+    km.set(f, "file", "f_inode", inode)
+    km.set(f, "file", "f_mapping", km.get(inode, "inode", "i_mapping"))
+    return f
+
+
+def hugetlb_file_setup(k: "Kernel", h: Hstate, size: int) -> int:
+    """hugetlb_file_setup(HUGETLB_ANON_FILE, size, VM_NORESERVE, HUGETLB_ANONHUGE_INODE, ...):
+    an unlinked (i_nlink 0) regular inode of ``size`` on the hstate's internal mount and its
+    pseudo file; VM_NORESERVE: the reservation is taken by the mmap instead."""
+    km = k.kmem
+    m = k.hugetlbfs_mounts[h.idx]
+    inode = hugetlbfs_get_inode(k, m, S_IFREG | S_IRWXUGO)
+    km.set(inode, "inode", "i_size", size)
+    km.set(inode, "inode", "i_nlink", 0)  # clear_nlink()
+    return alloc_file_pseudo(k, inode, m, HUGETLB_ANON_FILE)
+
+
+def hugetlb_get_unmapped_area(k: "Kernel", mm: int, h: Hstate, length: int) -> int:
+    """hugetlb_get_unmapped_area() -> the top-down search with align_mask = the huge page
+    mask (vm_unmapped_area: a gap of length + align_mask, the start aligned down from its
+    top)."""
+    from mmintro.kernel import mmap
+
+    mask = h.size - 1
+    top = k.kmem.get(mm, "mm_struct", "mmap_base")
+    gap = mmap.unmapped_area_topdown(k, mm, length + mask - (PAGE_SIZE - 1), PAGE_SIZE, top)
+    if not gap:
+        return 0
+    gap_end = gap + length + mask - (PAGE_SIZE - 1)
+    return (gap_end - length) & ~mask
+
+
+def hugetlb_acct_memory(k: "Kernel", h: Hstate, delta: int) -> bool:
+    """hugetlb_acct_memory(): for delta > 0, gather_surplus_pages() -- enough free pages for
+    the reservations, else surplus pages within nr_overcommit_hugepages (0: -ENOMEM) -- and
+    resv_huge_pages += delta; for delta < 0, return_unused_surplus_pages()."""
+    if delta > 0:
+        needed = h.resv_huge_pages + delta - h.free_huge_pages
+        if needed > 0 and h.surplus_huge_pages + needed > h.nr_overcommit_huge_pages:
+            return False
+        h.resv_huge_pages += delta
+    else:
+        h.resv_huge_pages += delta
+    return True
+
+
+def hugetlb_reserve_pages(k: "Kernel", h: Hstate, vma: int, start: int, end: int) -> bool:
+    """hugetlb_reserve_pages() for a private mapping: a resv_map of the VMA's own
+    (set_vma_resv_map + HPAGE_RESV_OWNER in vm_private_data), chg = to - from, the global
+    reservation (hugetlb_acct_memory)."""
+    rm = resv_map_alloc(k)
+    chg = end - start
+    if not hugetlb_acct_memory(k, h, chg):
+        k.kmem.set(rm, "resv_map", "refs.refcount.refs.counter", 0)
+        from mmintro.kernel import slub
+
+        slub.kfree(k, rm)
+        return False
+    k.kmem.set(vma, "vm_area_struct", "vm_private_data", rm | HPAGE_RESV_OWNER)
+    k.__dict__.setdefault("hugetlb_vmas", {})[vma] = {"h": h.idx, "resv": chg, "faulted": set()}
+    return True
+
+
+def hugetlb_mmap(k: "Kernel", mm: int, length: int, page_size: int, prot: int) -> int:
+    """mmap(NULL, length, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB [| MAP_HUGE_1GB]):
+    ksys_mmap_pgoff's hugetlb_file_setup ("anon_hugepage", length aligned to the huge page),
+    do_mmap: hugetlb_get_unmapped_area, the VMA (prot bits | VM_MAYREAD | VM_MAYWRITE |
+    VM_MAYEXEC, no VM_ACCOUNT for hugetlb files), vm_file, then hugetlbfs_file_mmap:
+    VM_HUGETLB | VM_DONTEXPAND and hugetlb_reserve_pages().  ``prot`` is VM_READ/WRITE/EXEC.
+    Returns the address, 0 for -ENOMEM (no address range, or not enough huge pages to
+    reserve)."""
+    from mmintro.kernel import mmap
+
+    h = hstate_for_size(k, page_size)
+    km = k.kmem
+    length = -(-length // h.size) * h.size
+    addr = hugetlb_get_unmapped_area(k, mm, h, length)
+    if not addr:
+        return 0
+    if h.resv_huge_pages + (length >> (h.order + PAGE_SHIFT)) - h.free_huge_pages > \
+            h.nr_overcommit_huge_pages - h.surplus_huge_pages:
+        return 0  # hugetlb_reserve_pages() would fail: -ENOMEM before the VMA is linked
+    f = hugetlb_file_setup(k, h, length)
+    flags = (prot & 0x7) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_HUGETLB | VM_DONTEXPAND
+    vma = mmap.vma_store(k, mm, addr, addr + length, flags, 0)
+    km.set(vma, "vm_area_struct", "vm_file", f)
+    try:
+        from mmintro.kernel import rmap
+
+        rmap.vma_interval_tree_insert(k, vma, km.get(f, "file", "f_mapping"))
+    except (ImportError, AttributeError):
+        pass
+    if not hugetlb_reserve_pages(k, h, vma, 0, length >> (h.order + PAGE_SHIFT)):
+        raise MemoryError("hugetlb_reserve_pages failed after the check")
+    return addr
+
+
+# -- faults --------------------------------------------------------------------------------------
+def hstate_vma(k: "Kernel", vma: int) -> Hstate:
+    f = k.kmem.get(vma, "vm_area_struct", "vm_file")
+    inode = k.kmem.get(f, "file", "f_inode")
+    sb = k.kmem.get(inode, "inode", "i_sb")
+    for m in k.hugetlbfs_mounts.values():
+        if m.sb == sb:
+            return m.hstate
+    raise ValueError(f"vma {vma:#x} is not a hugetlbfs mapping")
+
+
+def _huge_node(k: "Kernel", vma: int, addr: int, h: Hstate) -> tuple[int, frozenset | None]:
+    """huge_node(): the node and nodemask of the VMA/task policy (interleave by huge page
+    index; bind's nodemask; preferred's node; default: the local node)."""
+    from mmintro.kernel import mempolicy as mp
+
+    pol, ilx = mp.get_vma_policy(k, vma, addr, h.order)
+    mode, nodes = mp.policy_info(k, pol)
+    nid = k.numa_node_id()
+    if mode == getattr(mp, "MPOL_PREFERRED", -1):
+        return nodes[0], None
+    if mode == getattr(mp, "MPOL_BIND", -1) or mode == getattr(mp, "MPOL_PREFERRED_MANY", -1):
+        return nid, frozenset(nodes)
+    if mode in (getattr(mp, "MPOL_INTERLEAVE", -1), getattr(mp, "MPOL_WEIGHTED_INTERLEAVE", -1)):
+        return mp.interleave_nid(nodes, ilx, nid), None
+    return nid, None
+
+
+def dequeue_hugetlb_folio_vma(k: "Kernel", h: Hstate, vma: int, addr: int) -> int | None:
+    """dequeue_hugetlb_folio_vma() -> dequeue_hugetlb_folio_nodemask(): the preferred node's
+    free list, then the zonelist's other nodes in fallback order, within the nodemask."""
+    nid, nodemask = _huge_node(k, vma, addr, h)
+    seen = []
+    for z in k.zonelist[nid][0]:
+        if z.nid in seen or (nodemask is not None and z.nid not in nodemask):
+            continue
+        seen.append(z.nid)
+        pfn = dequeue_hugetlb_folio_node_exact(k, h, z.nid)
+        if pfn is not None:
+            return pfn
+    return None
+
+
+def alloc_hugetlb_folio(k: "Kernel", h: Hstate, vma: int, addr: int) -> int | None:
+    """alloc_hugetlb_folio(): a private owner's page not yet faulted consumes one of the
+    VMA's reservations (vma_needs_reservation = 0: resv_huge_pages--, HPG_restore_reserve),
+    the folio dequeued (refcount 1, on the active list), NR_HUGETLB; the reservation
+    committed (region_add of the page's index)."""
+    info = k.__dict__.get("hugetlb_vmas", {}).get(vma)
+    idx = (addr - k.kmem.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)
+    has_resv = info is not None and idx not in info["faulted"]
+    if not has_resv and h.free_huge_pages - h.resv_huge_pages <= 0:
+        return None  # available_huge_pages() == 0, no surplus (nr_overcommit_hugepages 0)
+    pfn = dequeue_hugetlb_folio_vma(k, h, vma, addr)
+    if pfn is None:
+        return None
+    if has_resv:
+        _set_private_bit(k, pfn, HPG_restore_reserve, True)
+        h.resv_huge_pages -= 1
+        info["faulted"].add(idx)
+    k.mod_node_page_state(folio_nid(k, pfn), "NR_HUGETLB", h.nr_pages)
+    return pfn
+
+
+def _hugetlb_count(k: "Kernel", mm: int, n: int) -> None:
+    km = k.kmem
+    km.set(mm, "mm_struct", "hugetlb_usage.counter", km.get(mm, "mm_struct", "hugetlb_usage.counter") + n)
+
+
+def make_huge_pte(k: "Kernel", vma: int, pfn: int, try_mkwrite: bool) -> int:
+    """make_huge_pte(): folio_mk_pte(folio, vm_page_prot), writable+dirty when try_mkwrite
+    in a VM_WRITE VMA else write-protected and clean, pte_mkyoung, arch_make_huge_pte
+    (pte_mkhuge: _PAGE_PSE)."""
+    from mmintro.arch.x86 import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE, _PAGE_RW
+
+    e = (pfn << PAGE_SHIFT) | k.kmem.get(vma, "vm_area_struct", "vm_page_prot")
+    if try_mkwrite and k.kmem.get(vma, "vm_area_struct", "vm_flags") & VM_WRITE:
+        e |= _PAGE_RW | _PAGE_DIRTY
+    else:
+        e &= ~(_PAGE_RW | _PAGE_DIRTY)
+    return e | _PAGE_ACCESSED | _PAGE_PSE
+
+
+def huge_pte_alloc(k: "Kernel", mm: int, addr: int, h: Hstate) -> int:
+    """huge_pte_alloc(): the PUD slot for a 1 GiB page, the PMD slot for 2 MiB (no PMD
+    sharing: private mappings never share)."""
+    from mmintro.kernel import memory
+
+    if h.order == PUD_ORDER:
+        return memory.pud_alloc(k, mm, addr)
+    return memory.pmd_alloc(k, mm, addr)
+
+
+def hugetlb_add_new_anon_rmap(k: "Kernel", pfn: int, vma: int, haddr: int) -> None:
+    """hugetlb_add_new_anon_rmap(): _entire_mapcount and _large_mapcount 0 (one mapping),
+    HPG_restore_reserve cleared, __folio_set_anon (exclusive), PageAnonExclusive."""
+    from mmintro.kernel import rmap
+
+    mv64, mv32, w = _words(k, pfn)
+    mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] = 0
+    mv32[2 * w + _W.FD_LARGE_MAPCOUNT] = 0
+    _set_private_bit(k, pfn, HPG_restore_reserve, False)
+    rmap.__folio_set_anon(k, pfn, vma, haddr, True)
+    mv64[w + _W.W_FLAGS] |= 1 << _T.const("PG_anon_exclusive")
+
+
+def hugetlb_fault(k: "Kernel", mm: int, vma: int, addr: int, write: bool) -> int:
+    """mm/hugetlb.c hugetlb_fault(): huge_pte_alloc, then hugetlb_no_page() for a none entry
+    (private mappings: alloc_hugetlb_folio, folio_zero_user, uptodate, vmf_anon_prepare,
+    hugetlb_add_new_anon_rmap, make_huge_pte(try_mkwrite = VM_SHARED), set_huge_pte_at,
+    hugetlb_count_add -> mm->hugetlb_usage, HPG_migratable; a write then runs hugetlb_wp,
+    which reuses the exclusive folio: writable + dirty), or the existing entry (write to a
+    read-only one: hugetlb_wp's reuse).  Returns the head pfn; MemoryError is VM_FAULT_OOM."""
+    from mmintro.arch.x86 import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, PTE_PFN_MASK
+    from mmintro.kernel import rmap
+
+    km = k.kmem
+    h = hstate_vma(k, vma)
+    if km.get(vma, "vm_area_struct", "vm_flags") & VM_MAYSHARE:
+        raise NotImplementedError("shared hugetlb mappings (the hugetlbfs page cache) are not modelled")
+    haddr = addr & ~(h.size - 1)
+    slot = huge_pte_alloc(k, mm, haddr, h)
+    e = k.mem.read_u64(slot - k.page_offset_base)
+    if e & _PAGE_PRESENT:
+        pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+        if write and not e & _PAGE_RW:
+            # hugetlb_wp(): the mapping's only user reuses the folio
+            if rmap.folio_mapcount(k, pfn) != 1:
+                raise NotImplementedError("hugetlb CoW copy of a shared private page is not modelled")
+            e |= _PAGE_RW | _PAGE_DIRTY
+        k.mem.write_u64(slot - k.page_offset_base, e | _PAGE_ACCESSED)
+        return pfn
+    # hugetlb_no_page()
+    f = km.get(vma, "vm_area_struct", "vm_file")
+    size = km.get(km.get(f, "file", "f_inode"), "inode", "i_size") >> (h.order + PAGE_SHIFT)
+    pgoff = ((haddr - km.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)) + \
+        (km.get(vma, "vm_area_struct", "vm_pgoff") >> h.order)
+    if pgoff >= size:
+        from mmintro.kernel.memory import BusError
+
+        raise BusError(f"{addr:#x}: beyond the hugetlbfs file (VM_FAULT_SIGBUS)")
+    pfn = alloc_hugetlb_folio(k, h, vma, haddr)
+    if pfn is None:
+        raise MemoryError(f"{addr:#x}: no free {h.name} page (VM_FAULT_OOM)")
+    k.mem.fill(pfn << PAGE_SHIFT, h.size, 0)  # folio_zero_user
+    mv64, _mv32, w = _words(k, pfn)
+    mv64[w + _W.W_FLAGS] |= 1 << _T.const("PG_uptodate")
+    rmap.anon_vma_prepare(k, vma)
+    hugetlb_add_new_anon_rmap(k, pfn, vma, haddr)
+    e = make_huge_pte(k, vma, pfn, False)
+    _hugetlb_count(k, mm, h.nr_pages)
+    if write:
+        e |= _PAGE_RW | _PAGE_DIRTY  # hugetlb_wp(): reuse of the exclusive folio
+    k.mem.write_u64(slot - k.page_offset_base, e)
+    _set_private_bit(k, pfn, HPG_migratable, True)
+    return pfn
+
+
+def free_huge_folio(k: "Kernel", pfn: int) -> None:
+    """free_huge_folio() (the last reference dropped): no subpool, PageAnonExclusive and
+    mapping cleared, a consumed reservation restored (HPG_restore_reserve), HPG_migratable
+    cleared, NR_HUGETLB; a surplus page leaves the pool, others are enqueued again with
+    refcount 0."""
+    h = next(h for h in _state(k) if h.order == _folio_order(k, pfn))
+    nid = folio_nid(k, pfn)
+    mv64, mv32, w = _words(k, pfn)
+    mv64[w + _W.W_FLAGS] &= ~(1 << _T.const("PG_anon_exclusive"))
+    mv64[w + _W.W_MAPPING] = 0
+    restore = bool(mv64[w + _W.W_PRIVATE] >> HPG_restore_reserve & 1)
+    _set_private_bit(k, pfn, HPG_restore_reserve, False)
+    _set_private_bit(k, pfn, HPG_migratable, False)
+    k.mod_node_page_state(nid, "NR_HUGETLB", -h.nr_pages)
+    if restore:
+        h.resv_huge_pages += 1
+    mv32[2 * w + _W.D_REFCOUNT] = 0
+    if h.surplus_huge_pages_node[nid]:
+        if pfn in h.activelist:
+            h.activelist.remove(pfn)
+        h.nr_huge_pages -= 1
+        h.nr_huge_pages_node[nid] -= 1
+        h.surplus_huge_pages -= 1
+        h.surplus_huge_pages_node[nid] -= 1
+        update_and_free_hugetlb_folio(k, h, pfn)
+    else:
+        enqueue_hugetlb_folio(k, h, pfn)
+
+
+def _folio_order(k: "Kernel", pfn: int) -> int:
+    mv64, _mv32, w = _words(k, pfn)
+    return mv64[w + _W.FW_FLAGS_1] & 0xFF
+
+
+def unmap_hugepage_range(k: "Kernel", vma: int, start: int, end: int) -> None:
+    """__unmap_hugepage_range(): each present huge entry cleared, hugetlb_count_sub,
+    hugetlb_remove_rmap (_entire_mapcount and _large_mapcount down), the mapping's
+    reference put (free_huge_folio on the last)."""
+    from mmintro.arch.x86 import _PAGE_PRESENT, PTE_PFN_MASK
+    from mmintro.kernel import memory
+
+    km = k.kmem
+    h = hstate_vma(k, vma)
+    mm = km.get(vma, "vm_area_struct", "vm_mm")
+    for a in range(start & ~(h.size - 1), end, h.size):
+        slot = huge_pte_alloc(k, mm, a, h) if memory.walk(k, mm, a)[0] in ("PMD", "PTE", "PUD") else None
+        if slot is None:
+            continue
+        e = k.mem.read_u64(slot - k.page_offset_base)
+        if not e & _PAGE_PRESENT:
+            continue
+        k.mem.write_u64(slot - k.page_offset_base, 0)
+        pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+        _hugetlb_count(k, mm, -h.nr_pages)
+        _mv64, mv32, w = _words(k, pfn)
+        mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] = (mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] - 1) & 0xFFFFFFFF
+        mv32[2 * w + _W.FD_LARGE_MAPCOUNT] = (mv32[2 * w + _W.FD_LARGE_MAPCOUNT] - 1) & 0xFFFFFFFF
+        ref = mv32[2 * w + _W.D_REFCOUNT]
+        if ref <= 1:
+            free_huge_folio(k, pfn)
+        else:
+            mv32[2 * w + _W.D_REFCOUNT] = ref - 1
+
+
+def hugetlb_vm_op_close(k: "Kernel", vma: int) -> None:
+    """hugetlb_vm_op_close(): a private owner gives back the reservations it never used
+    (hugetlb_acct_memory(h, -(pages - consumed))) and drops its resv_map."""
+    info = k.__dict__.get("hugetlb_vmas", {}).pop(vma, None)
+    if info is None:
+        return
+    h = _state(k)[info["h"]]
+    unused = info["resv"] - len(info["faulted"])
+    hugetlb_acct_memory(k, h, -unused)
+    rm = k.kmem.get(vma, "vm_area_struct", "vm_private_data") & ~HPAGE_RESV_OWNER
+    if rm:
+        from mmintro.kernel import slub
+
+        slub.kfree(k, rm)
+        k.kmem.set(vma, "vm_area_struct", "vm_private_data", 0)
