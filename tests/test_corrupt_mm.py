@@ -135,6 +135,7 @@ def test_maple_root_pointing_outside_ram(copy):
     _poke_virt(copy, where, outside | (root & 0xFF))
     msg = _finding("maps", copy, str(PID), words=("maple tree",))
     assert "cannot be read" in msg or "not in the core" in msg
+    _finding(*_smaps(copy), words=("maple tree",))
 
 
 def test_maple_child_pointing_back_at_the_root_is_a_cycle(copy):
@@ -144,7 +145,8 @@ def test_maple_child_pointing_back_at_the_root_is_a_cycle(copy):
         child = prog.read_u64(slot0)
         assert child and (child >> 3) & 0xF == 1  # a maple_range_64 leaf
     _poke_virt(copy, slot0, root)  # the first child is the root itself
-    _finding("maps", copy, str(PID), words=("maple tree",))
+    _finding("maps", copy, str(PID), words=("maple tree", "cycle"))
+    _finding(*_smaps(copy), words=("maple tree", "cycle"))
 
 
 def test_maple_child_pointing_at_its_sibling_is_found(copy):
@@ -154,6 +156,7 @@ def test_maple_child_pointing_at_its_sibling_is_found(copy):
         sibling = prog.read_u64(slot0 + 8)
     _poke_virt(copy, slot0, sibling)  # two slots share one node: its parent word cannot match both
     _finding("maps", copy, str(PID), words=("maple tree",))
+    _finding(*_smaps(copy), words=("maple tree",))
 
 
 def test_vma_pointer_outside_ram(copy):
@@ -164,6 +167,7 @@ def test_vma_pointer_outside_ram(copy):
         outside = int(prog["page_offset_base"].value_()) + (64 << 30)
     _poke_virt(copy, vma_slot, outside)
     _finding("maps", copy, str(PID))
+    _finding(*_smaps(copy))
 
 
 def test_task_mm_pointing_outside_ram(copy):
@@ -172,6 +176,7 @@ def test_task_mm_pointing_outside_ram(copy):
         outside = int(prog["page_offset_base"].value_()) + (64 << 30)
     _poke_virt(copy, where, outside)
     _finding("maps", copy, str(PID))
+    _finding(*_smaps(copy))
 
 
 # -- page tables ----------------------------------------------------------------------------
@@ -188,6 +193,15 @@ def _user_leaf(prog):
     va = leaves[0][0]
     w = prog.walk(va, pgd)
     return va, pgd, [(s.level, s.table + 8 * s.index, s.entry) for s in w.steps]
+
+
+def _smaps(copy: str) -> list[str]:
+    """``smaps SNAP PID`` when the CLI has it."""
+    from mmintro.cli.main import cli
+
+    if "smaps" not in cli.commands:
+        pytest.skip("the CLI has no smaps yet")
+    return ["smaps", copy, str(PID)]
 
 
 def _vtop_args(copy: str, va: int) -> list[str]:
@@ -224,12 +238,36 @@ def test_page_table_entry_pointing_outside_ram(copy, level):
             with pytest.raises((FaultError, ValidationError)):
                 follow_phys(mm, va)
     if level != "pte":
-        _finding(*_vtop_args(copy, va))
+        _finding(*_vtop_args(copy, va), words=(f"pid {PID}", "not RAM"))
+        _smaps_finding(copy, f"pid {PID}", "not RAM")
+
+
+def _smaps_finding(copy: str, *words: str) -> None:
+    """smaps of an mm whose page tables are partly unreadable prints what it can read and one
+    line per finding on stderr (``mmintro: warning: pid N: ...``), never a traceback."""
+    with _deadline(20):
+        r = run(*_smaps(copy), ok=False)
+    assert "Traceback" not in r.stderr and r.exception is None or isinstance(r.exception, SystemExit)
+    found = [line for line in r.stderr.splitlines() if all(w in line for w in words)]
+    assert len(found) == 1 and found[0].startswith("mmintro: "), r.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="VIEW: smaps reports page-table findings as warnings and exits 0; the "
+                                       "acceptance asks for a non-zero exit status")
+def test_smaps_with_a_page_table_finding_exits_non_zero(copy):
+    with open_snapshot(copy) as prog:
+        _va, _pgd, steps = _user_leaf(prog)
+        addr, entry = {name: (a, e) for name, a, e in steps}["pmd"]
+        _poke_phys_in(prog, copy, addr, (entry & 0xFFF) | 0x40_0000_0000)
+    with _deadline(20):
+        r = run(*_smaps(copy), ok=False)
+    assert r.exit_code != 0
 
 
 def test_page_table_entry_pointing_at_its_own_table(copy):
-    """A PMD entry pointing back at the PMD table: the walk reads the PMD table as a PTE
-    table.  It must end (four levels at most) with an answer or a one-line finding."""
+    """A PMD entry pointing back at the PMD table: a walk reads the PMD table as a PTE table.
+    vtop --pid ends (four levels at most) and shows the walk; smaps' columnar scan names the
+    loop in one line."""
     with open_snapshot(copy) as prog:
         va, _pgd, steps = _user_leaf(prog)
         lv = {name: (addr, entry) for name, addr, entry in steps}
@@ -241,7 +279,12 @@ def test_page_table_entry_pointing_at_its_own_table(copy):
     args = _vtop_args(copy, va)
     with _deadline(20):
         r = run(*args, ok=False)
-    assert "Traceback" not in r.stderr
-    assert r.exit_code in (0, 1)
+    assert "Traceback" not in r.stderr and r.exit_code in (0, 1)
     if r.exit_code:
         assert r.stderr.count("\n") == 1
+    else:  # the walk is shown: its PTE slot is in the PMD table again
+        import re
+
+        pte = re.search(r"PTE: ([0-9a-f]+) =>", r.stdout)
+        assert pte and int(pte.group(1), 16) & ~0xFFF == table, r.stdout
+    _smaps_finding(copy, f"pid {PID}", "loop")
