@@ -119,7 +119,7 @@ class Fault:
     pfn: int
 
 
-@dataclass
+@dataclass(slots=True)
 class FaultRecord:
     pid: int
     comm: str
@@ -369,13 +369,19 @@ def vm_normal_page(k: Kernel, vma: int, addr: int, e: int) -> int | None:
     return pfn
 
 
+_OPTIONAL: dict[str, object] = {}
+
+
 def _optional(module: str):
+    """Another helper's module if it exists (looked up once per process)."""
     import importlib
 
-    try:
-        return importlib.import_module(f"mmintro.kernel.{module}")
-    except ImportError:
-        return None
+    if module not in _OPTIONAL:
+        try:
+            _OPTIONAL[module] = importlib.import_module(f"mmintro.kernel.{module}")
+        except ImportError:
+            return None
+    return _OPTIONAL[module]
 
 
 def _access_error(vm_flags: int, write: bool) -> bool:
@@ -961,6 +967,12 @@ def mm_populate(k: Kernel, mm: int, start: int, length: int, write: bool, task: 
 
 
 def _populate_vma(k: Kernel, mm: int, vma: int, start: int, end: int, write: bool, task: int | None) -> int:
+    flags = _vma_get(k, vma, "vm_flags")
+    if (vma_is_anonymous(k, vma) and not flags & (mmap.VM_SHARED | VM_HUGETLB | mmap.VM_LOCKED)
+            and not _access_error(flags, write)):
+        huge = _optional("huge_memory")
+        if huge is None or not huge.thp_vma_allowable(k, vma):
+            return _populate_anon(k, mm, vma, start, end, write, task)
     n = 0
     addr = start
     while addr < end:
@@ -986,3 +998,152 @@ def _populate_pmd(k: Kernel, mm: int, vma: int, start: int, end: int, write: boo
             n += 1
         a += PAGE_SIZE
     return n
+
+
+_W_INDEX = _T.struct("folio").offsetof("index") // 8
+_D_MAPCOUNT = _T.struct("page").offsetof("_mapcount") // 4
+_ANON_NEW_FLAGS = (1 << PG_uptodate) | (1 << PG_swapbacked) | (1 << PG_anon_exclusive)
+
+
+def _rss_add_ones(k: Kernel, mm: int, member: str, n: int) -> None:
+    """n calls of add_mm_counter(mm, member, 1) on this CPU, folded arithmetically: the
+    per-CPU delta reaching percpu_counter_batch moves into fbc->count."""
+    if n <= 0:
+        return
+    fbc = _rss_fbc(k, mm, member)
+    batch = percpu_counter_batch(k)
+    p = k.pa(k.per_cpu_ptr(k.kmem.get(fbc, "percpu_counter", "counters"), k.current_cpu))
+    d = int.from_bytes(k.mem.read(p, 4), "little", signed=True)
+    while d < 0 and n:  # a negative delta: one add at a time until it is non-negative
+        add_mm_counter(k, mm, member, 1)
+        n -= 1
+        d = int.from_bytes(k.mem.read(p, 4), "little", signed=True)
+    if not n:
+        return
+    total = d + n
+    folded = total - total % batch
+    if folded:
+        k.kmem.set(fbc, "percpu_counter", "count", k.kmem.get(fbc, "percpu_counter", "count") + folded)
+    k.mem.write(p, (total % batch).to_bytes(4, "little", signed=True))
+
+
+def _lru_add_inactive_anon(k: Kernel, pfns: list[int]) -> None:
+    """swap.folio_add_lru() for each new anonymous folio in order, batched: each is linked at
+    the head of its node's LRU_INACTIVE_ANON (list_add), PG_lru set, NR_INACTIVE_ANON and
+    NR_ZONE_INACTIVE_ANON counted."""
+    swap = _optional("swap")
+    if swap is None or not pfns:
+        return
+    by_node: dict[int, list[int]] = {}
+    for p in pfns:
+        by_node.setdefault(_nid(k, p), []).append(p)
+    km = k.kmem
+    lru = swap.LRU_INACTIVE_ANON
+    for nid, ps in by_node.items():
+        head = swap.lru_list_head(k, nid, lru)
+        first = km.get(head, "list_head", "next")
+        addrs = [k.pfn_to_page(p) + swap.LRU_OFF for p in ps]
+        for i, p in enumerate(ps):
+            mv64, _mv32, w = pa.page_words(k, p)
+            mv64[w + pa.W_LRU_NEXT] = addrs[i - 1] if i else first
+            mv64[w + pa.W_LRU_PREV] = addrs[i + 1] if i + 1 < len(ps) else head
+            mv64[w + pa.W_FLAGS] |= 1 << swap.PG_lru
+        km.set(first, "list_head", "prev", addrs[0])
+        km.set(head, "list_head", "next", addrs[-1])
+        k.mod_node_page_state(nid, swap.NODE_LRU_ITEM[lru], len(ps))
+        zones: dict[int, list] = {}
+        for p in ps:
+            z = pa.page_zone(k, p)
+            zones.setdefault(id(z), [z, 0])[1] += 1
+        for z, c in zones.values():
+            k.mod_zone_page_state(z, swap.ZONE_LRU_ITEM[lru], c)
+
+
+def _populate_anon(k: Kernel, mm: int, vma: int, start: int, end: int, write: bool, task: int | None) -> int:
+    """The batched do_anonymous_page (and do_wp_page for zero-page PTEs on writes) over an
+    anonymous private VMA without THP: the same PTEs, struct page words, rmap, LRU, rss,
+    counters and fault records as one handle_mm_fault per page, written a PMD at a time."""
+    from mmintro.kernel import mempolicy
+
+    km = k.kmem
+    flags = _vma_get(k, vma, "vm_flags")
+    prot = _vma_get(k, vma, "vm_page_prot")
+    vstart, pgoff = _vma_get(k, vma, "vm_start"), _vma_get(k, vma, "vm_pgoff")
+    task = task or km.get(mm, "mm_struct", "owner")
+    pid = km.get(task, "task_struct", "pid") if task else 0
+    comm = k.mem.read(k.pa(km.addr(task, "task_struct", "comm")), 16).split(b"\0")[0].decode() if task else ""
+    log = k.__dict__.setdefault("fault_log", [])
+    alloc = None
+    av = 0
+    n = 0
+    addr = start
+    while addr < end:
+        nxt = min((addr + PMD_SIZE) & ~(PMD_SIZE - 1), end)
+        pmd = pmd_alloc(k, mm, addr)
+        if pmd_leaf(_read(k, pmd)):
+            n += _populate_pmd(k, mm, vma, addr, nxt, write, task)
+            addr = nxt
+            continue
+        table = pte_alloc(k, mm, pmd)
+        ents = k.mem.view(table - k.page_offset_base, PAGE_SIZE).view(np.uint64)
+        i0 = (addr >> PAGE_SHIFT) & 511
+        i1 = i0 + ((nxt - addr) >> PAGE_SHIFT)
+        base = addr & ~(PMD_SIZE - 1)
+        cur = ents[i0:i1]
+        missing = np.flatnonzero(cur == 0) + i0
+        if write:
+            # zero-page (read-only) PTEs take the real write fault one by one
+            for i in np.flatnonzero((cur != 0) & ((cur & np.uint64(_PAGE_RW)) == 0)) + i0:
+                handle_mm_fault(k, mm, base | (int(i) << PAGE_SHIFT), True, task)
+                n += 1
+        if not len(missing):
+            addr = nxt
+            continue
+        nm = len(missing)
+        if not write:
+            ents[missing] = np.uint64(pfn_pte(k.zero_pfn, prot) | _PAGE_SPECIAL)
+            log.extend(FaultRecord(pid, comm, base | (int(i) << PAGE_SHIFT), k.zero_pfn, "anon-zero") for i in missing)
+        else:
+            if alloc is None:
+                rmap.anon_vma_prepare(k, vma)
+                av = _vma_get(k, vma, "anon_vma")
+                alloc = mempolicy.vma_folio_allocator(k, vma, G.GFP_HIGHUSER_MOVABLE | G.FLAGS["__GFP_ZERO"])
+            pfns = []
+            for i in missing:
+                pfn = alloc(base | (int(i) << PAGE_SHIFT))
+                if pfn is None:
+                    break
+                pfns.append(pfn)
+            got = len(pfns)
+            per_node: dict[int, int] = {}
+            for j, pfn in enumerate(pfns):
+                mv64, mv32, w = pa.page_words(k, pfn)
+                mv64[w + pa.W_FLAGS] |= _ANON_NEW_FLAGS
+                mv64[w + pa.W_MAPPING] = av | rmap.FOLIO_MAPPING_ANON
+                a = base | (int(missing[j]) << PAGE_SHIFT)
+                mv64[w + _W_INDEX] = ((a - vstart) >> PAGE_SHIFT) + pgoff
+                mv32[2 * w + _D_MAPCOUNT] = 0
+                nid = int(mv64[w + pa.W_FLAGS]) >> kc.NODES_PGOFF
+                per_node[nid] = per_node.get(nid, 0) + 1
+            for nid, c in per_node.items():
+                k.mod_node_page_state(nid, "NR_ANON_MAPPED", c)
+            _rss_add_ones(k, mm, "MM_ANONPAGES", got)
+            _lru_add_inactive_anon(k, pfns)
+            extra = _PAGE_DIRTY | _PAGE_RW if flags & mmap.VM_WRITE else 0
+            ents[missing[:got]] = (np.array(pfns, dtype=np.uint64) << np.uint64(PAGE_SHIFT)) | np.uint64(prot | extra)
+            log.extend(FaultRecord(pid, comm, base | (int(missing[j]) << PAGE_SHIFT), pfns[j], "anon")
+                       for j in range(got))
+            if got < nm:
+                k.vm_events[k.current_cpu][PGFAULT] += got + 1
+                _account(k, task, got + 1)
+                raise MemoryError(f"{base | (int(missing[got]) << PAGE_SHIFT):#x}: no page (VM_FAULT_OOM)")
+        k.vm_events[k.current_cpu][PGFAULT] += nm
+        _account(k, task, nm)
+        n += nm
+        addr = nxt
+    return n
+
+
+def _account(k: Kernel, task: int | None, n: int) -> None:
+    if task:
+        k.kmem.set(task, "task_struct", "min_flt", k.kmem.get(task, "task_struct", "min_flt") + n)

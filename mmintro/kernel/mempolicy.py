@@ -301,3 +301,29 @@ def vma_alloc_folio(k: Kernel, gfp: int, order: int, vma: int, addr: int) -> int
         mv64, _mv32, w = page_alloc.page_words(k, pfn)
         mv64[w + page_alloc.FW_FLAGS_1] |= 1 << page_alloc.PG_large_rmappable
     return pfn
+
+
+def vma_folio_allocator(k: Kernel, vma: int, gfp: int):
+    """vma_alloc_folio(gfp, 0, vma, addr) as a function of ``addr`` with the policy looked
+    up once (for populating a range: the policy cannot change during the call)."""
+    km = k.kmem
+    pol, _ilx = get_vma_policy(k, vma, km.get(vma, "vm_area_struct", "vm_start"), 0)
+    mode, nodes = policy_info(k, pol)
+    local = k.numa_node_id()
+    pgoff = km.get(vma, "vm_area_struct", "vm_pgoff")
+    vstart = km.get(vma, "vm_area_struct", "vm_start")
+    if mode in (MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE):
+        def alloc(addr: int) -> int | None:
+            nid = interleave_nid(nodes, pgoff + ((addr - vstart) >> PAGE_SHIFT), local)
+            pfn = _alloc(k, gfp, 0, nid, None)
+            if pfn is not None:
+                z = page_alloc.page_zone(k, pfn)
+                if z.nid == nid:
+                    z.numa_events[page_alloc.NUMA_INTERLEAVE_HIT] += 1
+            return pfn
+        return alloc
+    if mode == MPOL_PREFERRED_MANY:
+        return lambda addr: alloc_pages_mpol(k, gfp, 0, pol, NO_INTERLEAVE_INDEX, local)
+    nid = nodes[0] if mode == MPOL_PREFERRED else local
+    mask = frozenset(nodes) if mode == MPOL_BIND else None
+    return lambda addr: _alloc(k, gfp, 0, nid, mask)
