@@ -1175,7 +1175,16 @@ def _dirty_limits(w: Workload) -> tuple[int, int]:
 
 def _hstate_value(w: Workload, field: str, page_size: int = 2 << 20) -> int:
     """A field of the hstate of ``page_size`` (nr_huge_pages, free_huge_pages, resv_huge_pages,
-    surplus_huge_pages), read from the kernel's struct hstate."""
+    surplus_huge_pages): the hugetlb books (mm/hugetlb.c's struct hstate, which the simulator
+    writes into ``hstates[]`` at sync), 0 for a size without an hstate."""
+    try:
+        from mmintro.kernel import hugetlb
+
+        return int(getattr(hugetlb.hstate_for_size(w.k, page_size), field))
+    except ImportError:
+        pass
+    except (LookupError, ValueError):
+        return 0
     k = w.k
     km = k.kmem
     order = (page_size // PAGE_SIZE).bit_length() - 1
