@@ -4,8 +4,8 @@ the snapshot.
 
 Columns as crash prints them: PID, PPID (``task->parent->pid``), CPU (``task_cpu()`` = ``task->thread_info.cpu``), TASK,
 ST (crash's two-letter state of ``__state``/``exit_state``), %MEM (RSS of total RAM), VSZ
-(``mm->total_vm`` in KiB) and RSS (``get_mm_counter`` = ``percpu_counter_read_positive`` of
-``mm->rss_stat[MM_FILEPAGES..MM_SHMEMPAGES]``, in KiB); kernel threads (no mm) show
+(``mm->total_vm`` in KiB) and RSS (crash's get_task_mem_usage: ``percpu_counter_sum_positive``
+of ``mm->rss_stat[MM_FILEPAGES..MM_SHMEMPAGES]``, in KiB); kernel threads (no mm) show
 ``[comm]``.  ``>`` marks a task that is ``rq->curr`` on its CPU.
 """
 
@@ -19,7 +19,7 @@ from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
 
-__all__ = ["PsRow", "for_each_task", "get_mm_rss", "ps", "render", "task_state"]
+__all__ = ["PsRow", "crash_task_rss", "for_each_task", "get_mm_rss", "ps", "render", "task_state"]
 
 PAGE_SIZE = 4096
 # include/linux/sched.h (#defines): the state bits crash's task_state_string() decodes
@@ -97,6 +97,16 @@ def get_mm_rss(mm: Object) -> int:
     return rss
 
 
+def crash_task_rss(mm: Object) -> int:
+    """crash's get_task_mem_usage() on 6.2+: ``percpu_counter_sum_positive`` of the file, anon
+    and shmem rss counters (per-CPU deltas folded in), in pages."""
+    from mmintro.reader.helpers.task import percpu_counter_sum
+
+    prog = mm.prog_
+    return sum(percpu_counter_sum(mm.rss_stat[prog.constant(m).value_()].address_of_(), positive=True)
+               for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"))
+
+
 def ps(prog: Program) -> list[PsRow]:
     total = prog["_totalram_pages"].counter.value_()
     curr = {per_cpu_ptr(prog["runqueues"].address_of_(), c).curr.value_() for c in for_each_online_cpu(prog)}
@@ -107,7 +117,7 @@ def ps(prog: Program) -> list[PsRow]:
         if not mm.value_() or t.flags.value_() & PF_KTHREAD:
             comm, vsz, rss = f"[{comm}]", 0, 0
         else:
-            vsz, rss = mm.total_vm.value_() * PAGE_SIZE // 1024, get_mm_rss(mm)
+            vsz, rss = mm.total_vm.value_() * PAGE_SIZE // 1024, crash_task_rss(mm)
         rows.append(PsRow(t.value_() in curr, t.pid.value_(), t.parent.pid.value_(), t.thread_info.cpu.value_(), t.value_(),
                           task_state(t), rss * 100 / total if total else 0.0, vsz, rss * PAGE_SIZE // 1024, comm))
     return rows

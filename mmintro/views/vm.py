@@ -2,8 +2,9 @@
 x86_64.c x86_64_uvtop_level4), from the snapshot.
 
 ``vm``: the task header (``PID: %-7ld  TASK: %lx  CPU: %-3s  COMMAND: "%s"``), the
-PRINT_VM_DATA table — MM and PGD centred in 16 columns, RSS (``get_mm_rss`` pages, in k)
-centred in 6, TOTAL_VM (k) centred in 8, each pair separated by two spaces — and then one
+PRINT_VM_DATA table — MM and PGD centred in 16 columns, RSS (get_task_mem_usage:
+``percpu_counter_sum_positive`` of the file, anon and shmem counters, in k) centred in 6,
+TOTAL_VM (k) centred in 8, each pair separated by two spaces — and then one
 line per VMA as PRINT_VMA_DATA prints it: the vm_area_struct address centred in 16, START and
 END right-justified in UVADDR_PRLEN (10 on x86-64), ``vm_flags`` as ``%6llx`` and the file's
 path (anonymous VMAs have an empty FILE column, like crash; [heap] etc. are not printed).
@@ -20,11 +21,10 @@ from typing import Any, NamedTuple
 
 from mmintro.reader.errors import FaultError
 from mmintro.reader.helpers.pgtable import mm_pgd_phys
-from mmintro.reader.helpers.task import d_path, find_task
+from mmintro.reader.helpers.task import d_path, find_task, percpu_counter_sum
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 from mmintro.views.page import page_info
-from mmintro.views.ps import get_mm_rss
 
 __all__ = ["VmRow", "crash_task_header", "mkstring", "render", "render_vtop", "vm", "vtop_pid"]
 
@@ -81,7 +81,10 @@ def vm(prog: Program, pid: int) -> dict[str, Any]:
     from mmintro.reader.helpers.task import for_each_vma
 
     out["pgd"] = mm.pgd.value_()
-    out["rss_k"] = get_mm_rss(mm) * PAGE_SIZE // 1024
+    prog_ = mm.prog_
+    rss = sum(percpu_counter_sum(mm.rss_stat[prog_.constant(m).value_()].address_of_(), positive=True)
+              for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"))
+    out["rss_k"] = rss * PAGE_SIZE // 1024
     out["total_vm_k"] = mm.total_vm.value_() * PAGE_SIZE // 1024
     rows = []
     for v in for_each_vma(mm):

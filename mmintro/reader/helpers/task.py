@@ -21,6 +21,7 @@ __all__ = [
     "for_each_vma",
     "get_mm_counter",
     "get_task_policy",
+    "percpu_counter_sum",
     "task_rss",
     "task_vsize",
     "vma_find",
@@ -74,6 +75,23 @@ def get_mm_counter(mm: Object, member: str) -> int:
     :param member: ``"MM_FILEPAGES"``, ``"MM_ANONPAGES"``, ``"MM_SWAPENTS"``, ``"MM_SHMEMPAGES"``
     """
     return max(0, mm.rss_stat[mm.prog_.constant(member).value_()].count.value_())
+
+
+def percpu_counter_sum(fbc: Object, positive: bool = False) -> int:
+    """``__percpu_counter_sum()``: ``count`` plus every online CPU's delta in ``counters``
+    (``percpu_counter_sum_positive`` with ``positive``: negatives as 0).
+
+    :param fbc: ``struct percpu_counter *``
+    """
+    from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
+
+    prog = fbc.prog_
+    total = fbc.count.value_()
+    counters = fbc.counters
+    if counters.value_():
+        for cpu in for_each_online_cpu(prog):
+            total += per_cpu_ptr(counters, cpu)[0].value_()
+    return max(0, total) if positive else total
 
 
 class TaskRss(NamedTuple):

@@ -1,0 +1,303 @@
+"""The per-process views against real drgn on a faulted, forked process.
+
+A process writes half of a 4 MiB anonymous mapping, reads a quarter (the shared zero page),
+maps a file and reads/writes it, then forks; the child writes an eighth (copy-on-write).  Then:
+
+* the columnar page-table scan finds exactly the present user pages drgn's ``follow_page``
+  finds, with the same pfns (and on the kernel's own tables, ``follow_phys`` through PMD and
+  PUD leaves);
+* smaps' Rss of every VMA is drgn's count of ``follow_page`` hits outside the zero page
+  (smaps_pte_entry's vm_normal_page skips it), and Pss / Shared / Private / Anonymous follow
+  6.18's rules computed independently from drgn's struct pages;
+* status' Vm/Rss lines are the mm fields and ``percpu_counter_read_positive`` of drgn's
+  rss_stat, and smaps_rollup's Rss is drgn's ``task_rss`` (the counters agree with the
+  page tables);
+* ``vtop --pid`` gives drgn's ``follow_phys``; ``vm`` gives the VMAs and header of drgn's crash
+  ``vm``; a page-table entry pointing outside RAM or at its own table is a finding.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import struct
+
+import numpy as np
+import pytest
+from cli_helpers import run
+
+from mmintro.reader import open_snapshot
+from mmintro.reader.helpers import pgtable as pt
+from mmintro.reader.helpers.task import find_task as my_find_task
+from mmintro.views import numa_maps as N
+from mmintro.views import smaps as S
+from mmintro.views import status as ST
+from mmintro.views import vm as V
+
+drgn = pytest.importorskip("drgn")
+memory = pytest.importorskip("mmintro.kernel.memory")
+
+MB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def snap(tmp_path_factory):
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    w = Workload(boot(MachineConfig(ram=1 << 30, cpus=2, seed=5)))
+    w.spawn("p", heap=0x10000)
+    w.mmap("p", "a", 4 * MB)
+    w.touch("p", "a", write=True, size=2 * MB)
+    w.touch("p", "a", write=False, start=2 * MB, size=1 * MB)  # the shared zero page
+    try:
+        w.create_file("f", "/data/log", 0x10000)
+        w.mmap("p", "fm", 0x10000, kind="shared", file="f")
+        w.touch("p", "fm", write=False)
+        w.touch("p", "fm", write=True, size=0x4000)
+    except Exception as e:  # noqa: BLE001 - the page cache may not be there yet
+        print(f"no file mapping: {e}")
+    w.fork("c", "p")
+    w.touch("c", "a", write=True, size=MB // 2)
+    d = tmp_path_factory.mktemp("views_task")
+    save(w.k, d / "t")
+    return str(d / "t"), w.proc("p").pid, w.proc("c").pid
+
+
+@pytest.fixture(scope="module")
+def progs(snap):
+    from mmintro.crosscheck import open_drgn
+
+    path = snap[0]
+    return open_snapshot(path), open_drgn(path + ".vmcore", path + ".vmlinux")
+
+
+def _drgn_pages(d, pid):
+    """{vaddr: pfn} of every present user page of ``pid`` by drgn's follow_page per address."""
+    from drgn import FaultError
+    from drgn.helpers.linux.mm import follow_pfn, for_each_vma
+    from drgn.helpers.linux.pid import find_task
+
+    mm = find_task(d, pid).mm
+    out = {}
+    for v in for_each_vma(mm):
+        for a in range(v.vm_start.value_(), v.vm_end.value_(), 4096):
+            try:
+                out[a] = follow_pfn(mm, a).value_()
+            except FaultError:
+                pass
+    return out
+
+
+def test_kernel_tables_scan_equals_drgn_follow_phys(progs) -> None:
+    from drgn.helpers.linux.mm import follow_phys
+
+    p, d = progs
+    scan = pt.scan_page_tables(p, p.pgd_phys, 256, 511)
+    assert not scan.findings
+    levels = set(scan.level.tolist())
+    assert pt.LEVEL_PMD in levels and pt.LEVEL_PTE in levels  # direct map / vmemmap leaves and 4 KiB ones
+    init_mm = d["init_mm"].address_of_()
+    rng = np.random.default_rng(1)
+    for i in rng.choice(len(scan), 300, replace=False).tolist():
+        if not scan.present[i]:
+            continue
+        off = int(rng.integers(0, int(scan.size[i])))
+        va = int(scan.vaddr[i]) + off
+        assert follow_phys(init_mm, va).value_() == (int(scan.pfn[i]) << 12) + off, hex(va)
+
+
+@pytest.mark.parametrize("who", [1, 2])
+def test_user_scan_finds_drgns_pages(snap, progs, who) -> None:
+    p, d = progs
+    pid = snap[who]
+    scan = pt.scan_mm(my_find_task(p, pid).mm)
+    assert not scan.findings
+    s = scan.select(scan.present)
+    assert set(s.level.tolist()) <= {pt.LEVEL_PTE, pt.LEVEL_PMD, pt.LEVEL_PUD}
+    mine = {}
+    for va, pfn, lvl in zip(s.vaddr.tolist(), s.pfn.tolist(), s.level.tolist()):
+        for j in range(pt.LEAF_SIZE[lvl] // 4096):
+            mine[va + 4096 * j] = pfn + j
+    assert mine == _drgn_pages(d, pid)
+
+
+def _zero_pfn(d) -> int:
+    return d["zero_pfn"].value_()
+
+
+@pytest.mark.parametrize("who", [1, 2])
+def test_smaps_equals_6_18_rules_on_drgns_struct_pages(snap, progs, who) -> None:
+    """Per VMA: Rss = drgn's follow_page hits minus the zero page; Pss, Shared and Private
+    from each page's _mapcount and the folio's _refcount read by drgn (order-0 folios)."""
+    from drgn.helpers.linux.mm import for_each_vma, pfn_to_page
+    from drgn.helpers.linux.pid import find_task
+
+    p, d = progs
+    pid = snap[who]
+    rep = S.smaps(p, pid)
+    assert not rep.findings
+    zero = _zero_pfn(d)
+    pages = _drgn_pages(d, pid)
+    vmas = list(for_each_vma(find_task(d, pid).mm))
+    assert [v.maps.start for v in rep.vmas] == [v.vm_start.value_() for v in vmas]
+    total_rss = 0
+    for v in rep.vmas:
+        hits = [pfn for a, pfn in pages.items() if v.maps.start <= a < v.maps.end and pfn != zero]
+        st = v.stats
+        assert st.resident == 4096 * len(hits), hex(v.maps.start)
+        pss = shared = private = anon = 0
+        for pfn in hits:
+            page = pfn_to_page(d, pfn)
+            mapcount = page._mapcount.counter.value_() + 1
+            ref = page._refcount.counter.value_()
+            mapping = page.mapping.value_()
+            assert not page.compound_head.value_() & 1 and not page.flags.f.value_() & (1 << d["PG_head"].value_())
+            if ref == 1 or mapcount < 2:
+                pss += 4096 << S.PSS_SHIFT
+                private += 4096
+            else:
+                pss += (4096 << S.PSS_SHIFT) // mapcount
+                shared += 4096
+            anon += 4096 if mapping & 1 else 0
+        assert (st.pss, st.shared_clean + st.shared_dirty, st.private_clean + st.private_dirty, st.anonymous) == \
+            (pss, shared, private, anon), hex(v.maps.start)
+        total_rss += st.resident
+    assert total_rss > 0
+
+
+def test_cow_pss_after_fork(snap, progs) -> None:
+    """The parent wrote 512 pages and forked; the child rewrote 128: the parent's anonymous
+    VMA has 384 pages shared by two (Pss 384 * 2 KiB) and 128 private again."""
+    p, _d = progs
+    parent = S.smaps(p, snap[1])
+    child = S.smaps(p, snap[2])
+    big = next(v for v in parent.vmas if v.maps.end - v.maps.start == 4 * MB)
+    cbig = next(v for v in child.vmas if v.maps.start == big.maps.start)
+    assert big.stats.resident == 2 * MB and cbig.stats.resident == 2 * MB
+    assert big.stats.pss >> S.PSS_SHIFT == 384 * 2048 + 128 * 4096
+    assert cbig.stats.pss >> S.PSS_SHIFT == 384 * 2048 + 128 * 4096
+    assert big.stats.shared_dirty == cbig.stats.shared_dirty == 384 * 4096
+    # the child's copied PTEs are old (copy_present_pte: pte_mkold); its own writes are young
+    assert cbig.stats.referenced == 128 * 4096 < big.stats.referenced
+
+
+@pytest.mark.parametrize("who", [1, 2])
+def test_status_equals_drgns_mm_fields_and_counters(snap, progs, who) -> None:
+    from drgn.helpers.linux.mm import task_rss, task_vsize
+    from drgn.helpers.linux.pid import find_task
+
+    p, d = progs
+    pid = snap[who]
+    t = find_task(d, pid)
+    lines = {ln.name: ln for ln in ST.status(p, pid)}
+    assert lines["VmSize"].kb * 1024 == task_vsize(t)
+    read = {m: max(0, t.mm.rss_stat[d.constant(m).value_()].count.value_())
+            for m in ("MM_ANONPAGES", "MM_FILEPAGES", "MM_SHMEMPAGES")}
+    assert lines["RssAnon"].kb == 4 * read["MM_ANONPAGES"] and lines["RssFile"].kb == 4 * read["MM_FILEPAGES"]
+    assert lines["VmRSS"].kb == 4 * sum(read.values())
+    assert lines["VmPTE"].kb == t.mm.pgtables_bytes.counter.value_() >> 10 > 0
+    assert lines["Pid"].value == str(pid) and lines["Name"].value == t.comm.string_().decode()
+    # the counters (summed with their per-CPU deltas, as drgn's task_rss does) agree with the
+    # page tables: smaps_rollup's Rss
+    _s, _e, roll, findings = S.smaps_rollup(p, pid)
+    assert not findings
+    assert roll.resident == 4096 * task_rss(d, t).total
+
+
+@pytest.mark.parametrize("who", [1, 2])
+def test_vtop_pid_equals_drgn_follow_phys(snap, progs, who) -> None:
+    from drgn.helpers.linux.mm import follow_phys
+    from drgn.helpers.linux.pid import find_task
+
+    p, d = progs
+    pid = snap[who]
+    mm = find_task(d, pid).mm
+    pages = sorted(_drgn_pages(d, pid))
+    for a in pages[:: max(1, len(pages) // 25)]:
+        va = a + 0x123
+        v = V.vtop_pid(p, pid, va)
+        assert v["phys"] == follow_phys(mm, va).value_()
+        assert [lv["level"] for lv in v["levels"]][-1] in ("PTE", "PMD", "PUD")
+    text = run("vtop", snap[0], "--pid", str(pid), hex(pages[0])).stdout
+    assert text.splitlines()[1].split()[1] == f"{follow_phys(mm, pages[0]).value_():x}"
+    assert re.search(r"^   PGD: [0-9a-f]+ => [0-9a-f]+$", text, re.MULTILINE)
+
+
+def test_vm_equals_drgns_crash_vm(snap, progs) -> None:
+    from mmintro.crosscheck import crash
+
+    p, d = progs
+    for pid in snap[1:]:
+        out = crash(d, f"vm {pid}").splitlines()
+        mine = V.vm(p, pid)
+        mm, pgd, rss, total = out[2].split()
+        assert (int(mm, 16), int(pgd, 16), rss, total) == (mine["mm"], mine["pgd"], f"{mine['rss_k']}k",
+                                                           f"{mine['total_vm_k']}k")
+        rows = [ln.split() for ln in out[4:] if ln.strip()]
+        assert [(int(r[0], 16), int(r[1], 16), int(r[2], 16), int(r[3], 16)) for r in rows] == \
+            [(r["vma"], r["start"], r["end"], r["flags"]) for r in mine["vmas"]]
+        text = V.render(mine)
+        assert text.splitlines()[2].split() == out[2].split()
+
+
+def test_numa_maps_counts(snap, progs) -> None:
+    p, d = progs
+    rows = N.numa_maps(p, snap[1])
+    zero = _zero_pfn(d)
+    pages = _drgn_pages(d, snap[1])
+    for r in rows:
+        end = next(v.maps.end for v in S.smaps(p, snap[1]).vmas if v.maps.start == r.start)
+        n = sum(1 for a, pfn in pages.items() if r.start <= a < end and pfn != zero)
+        assert r.pages == n and sum(r.nodes.values()) == n
+        assert r.policy == "default"
+    big = next(r for r in rows if r.anon)
+    assert big.mapcount_max == 2 and big.anon == big.dirty == 512
+    assert "N0=512" in N.render_row(big)
+
+
+def test_cli_commands_print_the_6_18_formats(snap) -> None:
+    path, pid, _c = snap
+    sm = run("smaps", path, str(pid)).stdout
+    assert sm.count("VmFlags: ") == sm.count("THPeligible:") == len(run("maps", path, str(pid)).stdout.splitlines())
+    assert re.search(r"^Pss_Dirty: +\d+ kB$", sm, re.MULTILINE) and re.search(r"^Private_Hugetlb: +\d+ kB$", sm, re.MULTILINE)
+    roll = run("smaps-rollup", path, str(pid)).stdout
+    assert roll.splitlines()[0].endswith("[rollup]") and "Pss_Anon:" in roll
+    st = run("status", path, str(pid)).stdout
+    assert re.search(r"^VmRSS:\t +\d+ kB$", st, re.MULTILINE)
+    assert run("numa-maps", path, str(pid)).stdout.startswith("00400000 default")
+    assert run("vm", path, str(pid)).stdout.startswith(f"PID: {pid:<7}  TASK: ")
+    assert run("smaps", path, "9999", ok=False).exit_code == 1
+
+
+# -- corrupted page tables ---------------------------------------------------------------------------
+def _poke(prog, name: str, pa: int, value: int) -> None:
+    seg = prog.core.segment_at(pa)
+    with open(name + ".vmcore", "r+b") as f:
+        f.seek(seg.offset + pa - seg.paddr)
+        f.write(struct.pack("<Q", value))
+
+
+@pytest.mark.parametrize("how", ["outside-ram", "own-table"])
+def test_corrupt_page_tables_are_findings(snap, tmp_path, how) -> None:
+    path, pid, _c = snap
+    bad = str(tmp_path / "bad")
+    shutil.copy(path + ".vmcore", bad + ".vmcore")
+    shutil.copy(path + ".vmlinux", bad + ".vmlinux")
+    with open_snapshot(path) as p:
+        scan = pt.scan_mm(my_find_task(p, pid).mm)
+        leaf = int(np.nonzero(scan.present & (scan.level == pt.LEVEL_PTE))[0][0])
+        va = int(scan.vaddr[leaf])
+        w = p.walk(va, pt.mm_pgd_phys(my_find_task(p, pid).mm))
+        pmd = w.steps[2]
+        slot = pmd.table + 8 * pmd.index
+        new = (pmd.entry & 0xFFF) | (0x40_0000_0000 if how == "outside-ram" else pmd.table)
+        _poke(p, bad, slot, new)
+    with open_snapshot(bad) as p:
+        rep = S.smaps(p, pid)
+        assert len(rep.findings) == 1
+        assert ("not RAM" if how == "outside-ram" else "table") in rep.findings[0]
+    r = run("smaps", bad, str(pid), ok=False)
+    assert r.exit_code == 0 and "mmintro: warning: pid" in r.stderr and "Traceback" not in r.stderr
