@@ -667,7 +667,7 @@ def deferred_split_folio(k: "Kernel", pfn: int, partially_mapped: bool = True) -
         q.append(pfn)
 
 
-def folio_undo_large_rmappable(k: "Kernel", pfn: int) -> None:
+def folio_unqueue_deferred_split(k: "Kernel", pfn: int) -> None:
     """__folio_unqueue_deferred_split() as a freed THP leaves its queue."""
     for q in k.__dict__.get("deferred_split", {}).values():
         if pfn in q:

@@ -1,0 +1,179 @@
+"""hugetlb: hstates, pools, free lists and MAP_HUGETLB faults against real drgn.
+
+The expected numbers come from the scenario itself (pages asked for, mapped and faulted) and
+the kernel's formulas (meminfo's HugePages_* and Hugetlb, hugetlb_total_usage), never from the
+simulator's books; drgn reads the snapshot's memory.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mmintro.crosscheck import open_drgn
+from mmintro.kernel import fork, hugetlb, memory
+from mmintro.kernel.config import MachineConfig
+from mmintro.kernel.machine import boot
+from mmintro.snapshot.writer import save
+
+SZ_2M, SZ_1G = 2 << 20, 1 << 30
+PMD_PAGES, PUD_PAGES = 512, 262144
+
+
+@pytest.fixture(scope="module")
+def numa(tmp_path_factory):
+    """2 nodes; the 2 MiB pool grown to 9 then shrunk to 7 with the sysctl; a process maps 3
+    huge pages MAP_PRIVATE|MAP_HUGETLB and faults two of them (one write, one read)."""
+    k = boot(MachineConfig(ram=4 << 30, nodes=2, cpus=2, seed=3))
+    assert hugetlb.set_nr_hugepages(k, SZ_2M, 9) == 9
+    assert hugetlb.set_nr_hugepages(k, SZ_2M, 7) == 7
+    p = fork.spawn_process(k, "huge")
+    addr = hugetlb.hugetlb_mmap(k, p.mm, 3 * SZ_2M, SZ_2M, 0x3)
+    assert addr and addr % SZ_2M == 0
+    w = memory.handle_mm_fault(k, p.mm, addr + 0x1234, True)
+    r = memory.handle_mm_fault(k, p.mm, addr + SZ_2M + 8, False)
+    path = tmp_path_factory.mktemp("hugetlb") / "numa"
+    save(k, path)
+    prog = open_drgn(f"{path}.vmcore", f"{path}.vmlinux")
+    return k, prog, p, addr, w.pfn, r.pfn
+
+
+@pytest.fixture(scope="module")
+def boot_pools(tmp_path_factory):
+    """1 node, hugepagesz=1G hugepages=1 and hugepagesz=2M hugepages=6 on the command line."""
+    k = boot(MachineConfig(ram=4 << 30, hugepages_2m=6, hugepages_1g=1))
+    path = tmp_path_factory.mktemp("hugetlb") / "boot"
+    save(k, path)
+    return k, open_drgn(f"{path}.vmcore", f"{path}.vmlinux"), str(path)
+
+
+def test_hstates_as_x86_registers_them(numa):
+    from drgn.helpers.linux.hugetlb import for_each_hstate, huge_page_size
+
+    _k, prog, *_ = numa
+    hs = list(for_each_hstate(prog))
+    # gigantic_pages_init (arch_initcall) before hugetlb_init (subsys_initcall)
+    assert [h.name.string_() for h in hs] == [b"hugepages-1048576kB", b"hugepages-2048kB"]
+    assert [h.order.value_() for h in hs] == [18, 9]
+    assert [huge_page_size(h).value_() for h in hs] == [SZ_1G, SZ_2M]
+    assert [h.mask.value_() for h in hs] == [(1 << 64) - SZ_1G, (1 << 64) - SZ_2M]
+    assert prog["hugetlb_max_hstate"].value_() == 2
+    assert prog["default_hstate_idx"].value_() == 1
+    assert hs[0].demote_order.value_() == 9 and hs[1].demote_order.value_() == 0
+
+
+def test_pool_counters_after_sysctl_and_faults(numa):
+    from drgn.helpers.linux.hugetlb import hugetlb_total_usage
+
+    _k, prog, *_ = numa
+    h = prog["hstates"][1]
+    # 7 pages; 3 reserved by the mmap, 2 of them consumed by faults; 2 in use
+    assert (h.nr_huge_pages.value_(), h.free_huge_pages.value_(), h.resv_huge_pages.value_(),
+            h.surplus_huge_pages.value_(), h.max_huge_pages.value_()) == (7, 5, 1, 0, 7)
+    # alloc_pool_huge_folio interleaves from node 0 (0,1,0,1,...: 5+4), the shrink frees
+    # from next_nid_to_free = 0 (node 0, then node 1): 4+3
+    assert [h.nr_huge_pages_node[n].value_() for n in range(2)] == [4, 3]
+    assert sum(h.free_huge_pages_node[n].value_() for n in range(2)) == 5
+    u = hugetlb_total_usage(prog)
+    assert (u.pages, u.free_pages) == (7 * PMD_PAGES, 5 * PMD_PAGES)
+
+
+def test_free_lists_walked_by_drgn(numa):
+    from drgn.helpers.linux.list import list_count_nodes, list_for_each_entry
+    from drgn.helpers.linux.mm import compound_head, compound_order, page_to_pfn, pfn_to_page
+
+    k, prog, *_ = numa
+    h = prog["hstates"][1]
+    pgty_hugetlb = prog.constant("PGTY_hugetlb").value_()
+    hpg_freed = prog.constant("HPG_freed").value_()
+    seen = 0
+    for nid in range(2):
+        folios = list(list_for_each_entry("struct folio", h.hugepage_freelists[nid].address_of_(), "lru"))
+        assert len(folios) == h.free_huge_pages_node[nid].value_()
+        for f in folios:
+            pfn = page_to_pfn(f.page.address_of_()).value_()
+            assert pfn % PMD_PAGES == 0
+            assert f.page.page_type.value_() >> 24 == pgty_hugetlb
+            assert compound_order(f.page.address_of_()).value_() == 9
+            assert f.page._refcount.counter.value_() == 0  # frozen while free
+            assert f.page.private.value_() >> hpg_freed & 1
+            assert (k.memblock.node_of(pfn << 12)) == nid
+            tail = pfn_to_page(prog, pfn + 511)
+            assert compound_head(tail).value_() == pfn_to_page(prog, pfn).value_()
+        seen += len(folios)
+    assert seen == 5
+    # the two faulted folios sit on the active list
+    assert list_count_nodes(h.hugepage_activelist.address_of_()) == 2
+
+
+def test_mapped_hugetlb_pages(numa):
+    from drgn import cast
+    from drgn.helpers.linux.mm import follow_phys, pfn_to_page
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.arch.x86 import _PAGE_DIRTY, _PAGE_PSE, _PAGE_RW, _PAGE_USER
+
+    k, prog, p, addr, wpfn, rpfn = numa
+    task = find_task(prog, p.pid)
+    mm = task.mm
+    assert follow_phys(mm, addr + 0x1234).value_() == (wpfn << 12) + 0x1234
+    assert follow_phys(mm, addr + SZ_2M + 8).value_() == (rpfn << 12) + 8
+    assert mm.hugetlb_usage.counter.value_() == 2 * PMD_PAGES  # HugetlbPages: 4096 kB
+    for pfn in (wpfn, rpfn):
+        f = cast("struct folio *", pfn_to_page(prog, pfn))
+        assert f._entire_mapcount.counter.value_() == 0  # mapped once (starts at -1)
+        assert f._large_mapcount.counter.value_() == 0
+        assert f.mapping.value_() & 1  # anonymous (private hugetlb mapping)
+        assert f.page._refcount.counter.value_() == 1
+    wl, _, we = memory.walk(k, p.mm, addr)
+    rl, _, re_ = memory.walk(k, p.mm, addr + SZ_2M)
+    assert wl == rl == "PMD"
+    assert we & (_PAGE_PSE | _PAGE_RW | _PAGE_DIRTY | _PAGE_USER) == _PAGE_PSE | _PAGE_RW | _PAGE_DIRTY | _PAGE_USER
+    assert re_ & _PAGE_PSE and not re_ & (_PAGE_RW | _PAGE_DIRTY)  # make_huge_pte: private = read-only, clean
+
+
+def test_boot_pools_and_meminfo(boot_pools):
+    from drgn.helpers.linux.hugetlb import hugetlb_total_usage
+    from drgn.helpers.linux.mm import totalram_pages
+
+    k, prog, path = boot_pools
+    h1g, h2m = prog["hstates"][0], prog["hstates"][1]
+    assert (h1g.nr_huge_pages.value_(), h1g.free_huge_pages.value_()) == (1, 1)
+    assert (h2m.nr_huge_pages.value_(), h2m.free_huge_pages.value_()) == (6, 6)
+    u = hugetlb_total_usage(prog)
+    assert u.pages == PUD_PAGES + 6 * PMD_PAGES
+    # the gigantic page from memblock is given back to totalram (adjust_managed_page_count):
+    # the same machine without pools has the same totalram
+    plain = boot(MachineConfig(ram=4 << 30))
+    assert totalram_pages(prog) == plain.totalram_pages
+    # its struct pages: head not PG_reserved, order 18, hugetlb type, tails -> head
+    pfn = k.hstates[0].freelists[0][0]
+    assert pfn % PUD_PAGES == 0
+    from drgn.helpers.linux.mm import PageReserved, compound_head, compound_order, pfn_to_page
+
+    head = pfn_to_page(prog, pfn)
+    assert not PageReserved(head) and compound_order(head).value_() == 18
+    assert compound_head(pfn_to_page(prog, pfn + PUD_PAGES - 1)).value_() == head.value_()
+    assert head.page_type.value_() >> 24 == prog.constant("PGTY_hugetlb").value_()
+    # /proc/meminfo: the default hstate's counts and Hugetlb over both hstates
+    from mmintro.reader import open_snapshot
+    from mmintro.views.meminfo import meminfo
+
+    mi = {line.name: line.value for line in meminfo(open_snapshot(path))}
+    assert (mi["HugePages_Total"], mi["HugePages_Free"], mi["HugePages_Rsvd"], mi["HugePages_Surp"]) == (6, 6, 0, 0)
+    assert mi["Hugepagesize"] == 2048
+    assert mi["Hugetlb"] == 1048576 + 6 * 2048
+    log = "\n".join(k.log)
+    assert "HugeTLB: registered 1.00 GiB page size, pre-allocated 1 pages" in log
+    assert "HugeTLB: 28 KiB vmemmap can be freed for a 2.00 MiB page" in log
+
+
+def test_reservation_refused_without_free_pages():
+    k = boot(MachineConfig(ram=1 << 30))
+    hugetlb.set_nr_hugepages(k, SZ_2M, 2)
+    p = fork.spawn_process(k, "huge")
+    assert hugetlb.hugetlb_mmap(k, p.mm, 3 * SZ_2M, SZ_2M, 0x3) == 0  # -ENOMEM: 3 > 2 free
+    addr = hugetlb.hugetlb_mmap(k, p.mm, 2 * SZ_2M, SZ_2M, 0x3)
+    assert addr and k.hstates[1].resv_huge_pages == 2
+    assert hugetlb.hugetlb_mmap(k, p.mm, SZ_2M, SZ_2M, 0x3) == 0  # all free pages reserved
+    # the sysctl cannot shrink below reserved + in-use pages
+    assert hugetlb.set_nr_hugepages(k, SZ_2M, 0) == 2
