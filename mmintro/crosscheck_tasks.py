@@ -14,8 +14,23 @@ from mmintro.reader.object import cast
 from mmintro.reader.program import Program
 from mmintro.views import ps as ps_view
 
-__all__ = ["TASK_CHECKS", "c_crash_ps_p", "c_crash_vm", "c_crash_vtop_c", "c_find_task", "c_follow_user",
-           "c_for_each_task", "c_for_each_vma", "c_hugetlb_usage", "c_status_vm", "c_task_rss", "present_user_leaves"]
+__all__ = [
+    "TASK_CHECKS",
+    "c_crash_ps_p",
+    "c_crash_vm",
+    "c_crash_vtop_c",
+    "c_file_mappings",
+    "c_find_task",
+    "c_follow_user",
+    "c_for_each_task",
+    "c_for_each_vma",
+    "c_hugetlb_usage",
+    "c_page_cache",
+    "c_page_cache_marks",
+    "c_status_vm",
+    "c_task_rss",
+    "present_user_leaves",
+]
 
 
 def _my_tasks(p: Program) -> list[tuple[int, str, int]]:
@@ -314,6 +329,122 @@ def c_crash_vtop_c(p: Program, d: Any) -> tuple:
     return mine, theirs
 
 
+# -- the page cache ------------------------------------------------------------------------------
+PAGECACHE_TAG_DIRTY, PAGECACHE_TAG_WRITEBACK = 0, 1  # include/linux/fs.h (XA_MARK_0, XA_MARK_1)
+
+
+def _my_inodes(p: Program) -> list[Any]:
+    """Every inode of every super block (super_blocks -> s_list, sb->s_inodes -> i_sb_list),
+    read with mmintro's checked list walks."""
+    from mmintro.reader.helpers.list import list_for_each_entry
+
+    if "super_blocks" not in p.symbols.by_name:
+        return []
+    return [i for sb in list_for_each_entry("struct super_block", p["super_blocks"].address_of_(), "s_list")
+            for i in list_for_each_entry("struct inode", sb.s_inodes.address_of_(), "i_sb_list")]
+
+
+def _d_inodes(d: Any) -> list[Any]:
+    from drgn.helpers.linux.list import list_for_each_entry
+
+    try:
+        head = d["super_blocks"].address_of_()
+    except KeyError:
+        return []
+    return [i for sb in list_for_each_entry("struct super_block", head, "s_list")
+            for i in list_for_each_entry("struct inode", sb.s_inodes.address_of_(), "i_sb_list")]
+
+
+def c_page_cache(p: Program, d: Any) -> tuple:
+    """drgn's xa_for_each over every inode's i_pages (inodes from super_blocks and each
+    sb->s_inodes) = mmintro's XArray walk: the same indices and folio pointers (multi-index
+    entries once per folio), and nrpages = the pages those folios hold."""
+    from drgn.helpers.linux.mm import compound_nr
+    from drgn.helpers.linux.xarray import xa_for_each as d_xa_for_each
+
+    from mmintro.reader.helpers.xarray import xa_for_each
+
+    mine = []
+    for inode in _my_inodes(p):
+        m = inode.i_mapping
+        mine.append((int(inode.value_()), int(inode.i_ino.value_()), int(m.nrpages.value_()),
+                     [(int(i), int(e.value_())) for i, e in xa_for_each(m.i_pages.address_of_())]))
+    theirs = []
+    for inode in _d_inodes(d):
+        m = inode.i_mapping
+        entries = [(i, e.value_()) for i, e in d_xa_for_each(m.i_pages.address_of_())]
+        pages = sum(compound_nr(d_page(d, e)) for _i, e in entries if not e & 1)
+        theirs.append((inode.value_(), inode.i_ino.value_(), pages, entries))
+    return mine, theirs
+
+
+def d_page(d: Any, addr: int) -> Any:
+    from drgn import Object
+
+    return Object(d, "struct page *", addr)
+
+
+def c_page_cache_marks(p: Program, d: Any) -> tuple:
+    """The i_pages DIRTY and WRITEBACK marks mmintro reads = drgn's PageDirty/PageWriteback of
+    each cached folio (the kernel sets and clears the mark with the flag)."""
+    from drgn.helpers.linux.fs import address_space_for_each_page
+    from drgn.helpers.linux.mm import PageDirty, PageWriteback
+
+    from mmintro.reader.helpers.xarray import xa_for_each, xa_get_mark
+
+    mine = []
+    for inode in _my_inodes(p):
+        xa = inode.i_mapping.i_pages.address_of_()
+        mine += [(int(inode.i_ino.value_()), int(i), xa_get_mark(xa, i, PAGECACHE_TAG_DIRTY),
+                  xa_get_mark(xa, i, PAGECACHE_TAG_WRITEBACK)) for i, _e in xa_for_each(xa)]
+    theirs = [(inode.i_ino.value_(), i, PageDirty(pg), PageWriteback(pg))
+              for inode in _d_inodes(d) for i, pg in address_space_for_each_page(inode.i_mapping)]
+    return mine, theirs
+
+
+def c_file_mappings(p: Program, d: Any) -> tuple:
+    """Every present page of every file VMA: drgn's follow_page(mm, addr) is the folio drgn's
+    xa_load finds in the file's i_pages at the page's index (vm_pgoff + offset) -- read(),
+    write() and mmap share one set of folios -- and mmintro's page-table scan and XArray
+    lookup give the same pair.  Pages whose index has no cache entry (hugetlb mappings of
+    anonymous hugetlbfs files) are left out; a private mapping's CoW copy is an anonymous
+    page, so its pair differs from the cache entry on both sides."""
+    from drgn import FaultError
+    from drgn.helpers.linux.mm import compound_head, follow_page, vma_find
+    from drgn.helpers.linux.pid import find_task
+    from drgn.helpers.linux.xarray import xa_load as d_xa_load
+
+    from mmintro.reader.helpers import mm as mmh
+    from mmintro.reader.helpers.xarray import xa_load
+
+    mine: list = []
+    theirs: list = []
+    for pid, t in _tasks_with_mm(p):
+        leaves = present_user_leaves(p, _pgd_phys(p, t.mm), limit=1 << 16)
+        dmm = find_task(d, pid).mm
+        for v in (cast("struct vm_area_struct *", e) for _f, _l, e in mt_for_each(t.mm.mm_mt.address_of_())):
+            if not v.vm_file.value_():
+                continue
+            s, e_ = int(v.vm_start.value_()), int(v.vm_end.value_())
+            xa = v.vm_file.f_mapping.i_pages.address_of_()
+            for va, _size in leaves:
+                if not s <= va < e_:
+                    continue
+                index = int(v.vm_pgoff.value_()) + ((va - s) >> 12)
+                page = int(mmh.compound_head(mmh.follow_page(t.mm, va)).value_())
+                cached = int(xa_load(xa, index).value_())
+                if not cached:
+                    continue
+                mine.append((pid, hex(va), page, cached))
+                dv = vma_find(dmm, va)
+                try:
+                    dpage = compound_head(follow_page(dmm, va)).value_()
+                except FaultError:
+                    dpage = None
+                theirs.append((pid, hex(va), dpage, d_xa_load(dv.vm_file.f_mapping.i_pages.address_of_(), index).value_()))
+    return mine, theirs
+
+
 def c_hugetlb_usage(p: Program, d: Any) -> tuple:
     """drgn's hugetlb_total_usage() (pages of every hstate's pool, free ones) = meminfo's
     Hugetlb (kB) and the free pages of the hstates, read by mmintro."""
@@ -339,4 +470,7 @@ TASK_CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
     ("crash vm PID = mm, pgd, RSS, TOTAL_VM, VMAs", c_crash_vm),
     ("crash vtop -c PID ADDR = vtop --pid", c_crash_vtop_c),
     ("hugetlb_total_usage = meminfo Hugetlb", c_hugetlb_usage),
+    ("xa_for_each over every inode's i_pages: indices, folios, nrpages", c_page_cache),
+    ("i_pages DIRTY/WRITEBACK marks = PageDirty/PageWriteback", c_page_cache_marks),
+    ("file VMAs: follow_page = the i_pages folio at the page's index", c_file_mappings),
 ]
