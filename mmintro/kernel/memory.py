@@ -1063,18 +1063,7 @@ def _populate_anon(k: Kernel, mm: int, vma: int, start: int, end: int, write: bo
     """The batched do_anonymous_page (and do_wp_page for zero-page PTEs on writes) over an
     anonymous private VMA without THP: the same PTEs, struct page words, rmap, LRU, rss,
     counters and fault records as one handle_mm_fault per page, written a PMD at a time."""
-    from mmintro.kernel import mempolicy
-
-    km = k.kmem
-    flags = _vma_get(k, vma, "vm_flags")
-    prot = _vma_get(k, vma, "vm_page_prot")
-    vstart, pgoff = _vma_get(k, vma, "vm_start"), _vma_get(k, vma, "vm_pgoff")
-    task = task or km.get(mm, "mm_struct", "owner")
-    pid = km.get(task, "task_struct", "pid") if task else 0
-    comm = k.mem.read(k.pa(km.addr(task, "task_struct", "comm")), 16).split(b"\0")[0].decode() if task else ""
-    log = k.__dict__.setdefault("fault_log", [])
-    alloc = None
-    av = 0
+    state = _AnonBatch(k, mm, vma, write, task)
     n = 0
     addr = start
     while addr < end:
@@ -1090,27 +1079,62 @@ def _populate_anon(k: Kernel, mm: int, vma: int, start: int, end: int, write: bo
         i1 = i0 + ((nxt - addr) >> PAGE_SHIFT)
         base = addr & ~(PMD_SIZE - 1)
         cur = ents[i0:i1]
-        missing = np.flatnonzero(cur == 0) + i0
-        if write:
-            # zero-page (read-only) PTEs take the real write fault one by one
-            for i in np.flatnonzero((cur != 0) & ((cur & np.uint64(_PAGE_RW)) == 0)) + i0:
-                handle_mm_fault(k, mm, base | (int(i) << PAGE_SHIFT), True, task)
-                n += 1
-        if not len(missing):
-            addr = nxt
-            continue
-        nm = len(missing)
-        if not write:
-            ents[missing] = np.uint64(pfn_pte(k.zero_pfn, prot) | _PAGE_SPECIAL)
-            log.extend(FaultRecord(pid, comm, base | (int(i) << PAGE_SHIFT), k.zero_pfn, "anon-zero") for i in missing)
+        # GUP faults in address order: runs of none PTEs are batched; a read-only (zero
+        # page) PTE met by a write takes the real write fault where it is
+        todo = (cur == 0) | ((cur & np.uint64(_PAGE_RW)) == 0) if write else (cur == 0)
+        idx = np.flatnonzero(todo) + i0
+        run: list[int] = []
+        for i in idx:
+            i = int(i)
+            if ents[i] == 0:
+                run.append(i)
+                continue
+            n += state.batch(ents, base, run)
+            run = []
+            handle_mm_fault(k, mm, base | (i << PAGE_SHIFT), True, task)
+            n += 1
+        n += state.batch(ents, base, run)
+        addr = nxt
+    return n
+
+
+class _AnonBatch:
+    """do_anonymous_page for a run of none PTEs of one table."""
+
+    def __init__(self, k: Kernel, mm: int, vma: int, write: bool, task: int | None) -> None:
+        km = k.kmem
+        self.k, self.mm, self.vma, self.write = k, mm, vma, write
+        self.flags = _vma_get(k, vma, "vm_flags")
+        self.prot = _vma_get(k, vma, "vm_page_prot")
+        self.vstart, self.pgoff = _vma_get(k, vma, "vm_start"), _vma_get(k, vma, "vm_pgoff")
+        self.task = task = task or km.get(mm, "mm_struct", "owner")
+        self.pid = km.get(task, "task_struct", "pid") if task else 0
+        self.comm = k.mem.read(k.pa(km.addr(task, "task_struct", "comm")), 16).split(b"\0")[0].decode() if task else ""
+        self.log = k.__dict__.setdefault("fault_log", [])
+        self.alloc = None
+        self.av = 0
+
+    def batch(self, ents: np.ndarray, base: int, run: list[int]) -> int:
+        from mmintro.kernel import mempolicy
+
+        k, mm, vma = self.k, self.mm, self.vma
+        nm = len(run)
+        if not nm:
+            return 0
+        pid, comm, log = self.pid, self.comm, self.log
+        missing = np.array(run, dtype=np.int64)
+        if not self.write:
+            ents[missing] = np.uint64(pfn_pte(k.zero_pfn, self.prot) | _PAGE_SPECIAL)
+            log.extend(FaultRecord(pid, comm, base | (i << PAGE_SHIFT), k.zero_pfn, "anon-zero") for i in run)
         else:
-            if alloc is None:
+            if self.alloc is None:
                 rmap.anon_vma_prepare(k, vma)
-                av = _vma_get(k, vma, "anon_vma")
-                alloc = mempolicy.vma_folio_allocator(k, vma, G.GFP_HIGHUSER_MOVABLE | G.FLAGS["__GFP_ZERO"])
+                self.av = _vma_get(k, vma, "anon_vma")
+                self.alloc = mempolicy.vma_folio_allocator(k, vma, G.GFP_HIGHUSER_MOVABLE | G.FLAGS["__GFP_ZERO"])
+            alloc, av, vstart, pgoff = self.alloc, self.av, self.vstart, self.pgoff
             pfns = []
-            for i in missing:
-                pfn = alloc(base | (int(i) << PAGE_SHIFT))
+            for i in run:
+                pfn = alloc(base | (i << PAGE_SHIFT))
                 if pfn is None:
                     break
                 pfns.append(pfn)
@@ -1120,7 +1144,7 @@ def _populate_anon(k: Kernel, mm: int, vma: int, start: int, end: int, write: bo
                 mv64, mv32, w = pa.page_words(k, pfn)
                 mv64[w + pa.W_FLAGS] |= _ANON_NEW_FLAGS
                 mv64[w + pa.W_MAPPING] = av | rmap.FOLIO_MAPPING_ANON
-                a = base | (int(missing[j]) << PAGE_SHIFT)
+                a = base | (run[j] << PAGE_SHIFT)
                 mv64[w + _W_INDEX] = ((a - vstart) >> PAGE_SHIFT) + pgoff
                 mv32[2 * w + _D_MAPCOUNT] = 0
                 nid = int(mv64[w + pa.W_FLAGS]) >> kc.NODES_PGOFF
@@ -1129,19 +1153,16 @@ def _populate_anon(k: Kernel, mm: int, vma: int, start: int, end: int, write: bo
                 k.mod_node_page_state(nid, "NR_ANON_MAPPED", c)
             _rss_add_ones(k, mm, "MM_ANONPAGES", got)
             _lru_add_inactive_anon(k, pfns)
-            extra = _PAGE_DIRTY | _PAGE_RW if flags & mmap.VM_WRITE else 0
-            ents[missing[:got]] = (np.array(pfns, dtype=np.uint64) << np.uint64(PAGE_SHIFT)) | np.uint64(prot | extra)
-            log.extend(FaultRecord(pid, comm, base | (int(missing[j]) << PAGE_SHIFT), pfns[j], "anon")
-                       for j in range(got))
+            extra = _PAGE_DIRTY | _PAGE_RW if self.flags & mmap.VM_WRITE else 0
+            ents[missing[:got]] = (np.array(pfns, dtype=np.uint64) << np.uint64(PAGE_SHIFT)) | np.uint64(self.prot | extra)
+            log.extend(FaultRecord(pid, comm, base | (run[j] << PAGE_SHIFT), pfns[j], "anon") for j in range(got))
             if got < nm:
                 k.vm_events[k.current_cpu][PGFAULT] += got + 1
-                _account(k, task, got + 1)
-                raise MemoryError(f"{base | (int(missing[got]) << PAGE_SHIFT):#x}: no page (VM_FAULT_OOM)")
+                _account(k, self.task, got + 1)
+                raise MemoryError(f"{base | (run[got] << PAGE_SHIFT):#x}: no page (VM_FAULT_OOM)")
         k.vm_events[k.current_cpu][PGFAULT] += nm
-        _account(k, task, nm)
-        n += nm
-        addr = nxt
-    return n
+        _account(k, self.task, nm)
+        return nm
 
 
 def _account(k: Kernel, task: int | None, n: int) -> None:

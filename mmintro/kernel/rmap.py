@@ -844,6 +844,7 @@ def anon_vma_prepare(k: Kernel, vma: int) -> int:
     av = find_mergeable_anon_vma(k, vma)
     if not av:
         av = anon_vma_alloc(k)
+        km.set(av, "anon_vma", "num_children", 1)  # self-parent link for the new root
     km.set(vma, "vm_area_struct", "anon_vma", av)
     anon_vma_chain_link(k, vma, avc, av)
     km.set(av, "anon_vma", "num_active_vmas", km.get(av, "anon_vma", "num_active_vmas") + 1)

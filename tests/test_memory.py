@@ -1,0 +1,240 @@
+"""User page tables, faults, CoW, rmap and mempolicy (mmintro.kernel.memory / rmap / mempolicy).
+
+Expected values come from the 6.18 rules (x86 PAGE_* protections, do_anonymous_page's
+pte_mkwrite(pte_mkdirty()), __copy_present_ptes' wrprotect + pte_mkold, lib/percpu_counter.c
+batching, interleave_nid's modulo) and, for the snapshot, from real drgn reading the pair.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mmintro.kernel import fork, memory, mempolicy, mmap, rmap
+from mmintro.kernel.config import MachineConfig
+from mmintro.kernel.machine import boot
+
+RW = mmap.VM_READ | mmap.VM_WRITE
+# arch/x86/include/asm/pgtable_types.h bits, spelled out here on purpose (the test's oracle)
+P, W, U, A, D, SPECIAL, NX = 1 << 0, 1 << 1, 1 << 2, 1 << 5, 1 << 6, 1 << 9, 1 << 63
+PAGE_TABLE = P | W | U | A | D  # _PAGE_TABLE
+PGTY_TABLE = 0xF2000000
+
+
+def _vma_of_len(k, mm, length):
+    for _f, _l, v in mmap.mm_tree(k, mm).mt_for_each(0):
+        if k.kmem.get(v, "vm_area_struct", "vm_end") - k.kmem.get(v, "vm_area_struct", "vm_start") == length:
+            return v
+    raise LookupError(length)
+
+
+def _start(k, vma):
+    return k.kmem.get(vma, "vm_area_struct", "vm_start")
+
+
+@pytest.fixture()
+def k():
+    return boot(MachineConfig(ram=1 << 30, seed=3))
+
+
+def _proc(k, length=4 << 20, prot=RW, comm="t"):
+    p = fork.spawn_process(k, comm, mmaps=[(length, prot)])
+    vma = _vma_of_len(k, p.mm, length)
+    return p, vma, _start(k, vma)
+
+
+def test_read_fault_maps_the_zero_page_write_fault_a_new_page(k) -> None:
+    p, vma, a = _proc(k)
+    nr_pt = k.node_vm_stat[0].get("NR_PAGETABLE", 0)
+    f = memory.handle_mm_fault(k, p.mm, a, False)
+    assert f.kind == "anon-zero" and f.pfn == k.pa(k.sym("empty_zero_page")) >> 12
+    level, _slot, e = memory.walk(k, p.mm, a)
+    # PAGE_COPY (P|U|A|NX) of a private writable VMA + _PAGE_SPECIAL, read-only
+    assert level == "PTE" and e == (f.pfn << 12) | P | U | A | NX | SPECIAL
+    # a fresh region: PUD, PMD and PTE tables, each 4 KiB in pgtables_bytes and NR_PAGETABLE
+    assert k.kmem.get(p.mm, "mm_struct", "pgtables_bytes.counter") == 3 * 4096
+    assert k.node_vm_stat[0]["NR_PAGETABLE"] == nr_pt + 3
+    g = memory.handle_mm_fault(k, p.mm, a + 0x1000, True)
+    assert g.kind == "anon"
+    assert memory.walk(k, p.mm, a + 0x1000)[2] == (g.pfn << 12) | P | W | U | A | D | NX
+    # the zero page's own PTE: a write goes through do_wp_page -> wp_page_copy (a new page)
+    h = memory.handle_mm_fault(k, p.mm, a, True)
+    assert h.kind == "anon" and h.pfn != f.pfn
+    assert memory.walk(k, p.mm, a)[2] == (h.pfn << 12) | P | W | U | A | D | NX
+    # every upper entry is _PAGE_TABLE | the table's physical address
+    pgd = k.kmem.get(p.mm, "mm_struct", "pgd")
+    e = k.mem.read_u64(k.pa(pgd + 8 * ((a >> 39) & 511)))
+    assert e & 0xFFF == PAGE_TABLE
+    for level in ("pud", "pmd", "pte"):
+        table_pfn = (e & ((1 << 52) - 1)) >> 12
+        page = k.pfn_to_page(table_pfn)
+        assert k.kmem.get(page, "ptdesc", "__page_type") == PGTY_TABLE
+        assert k.kmem.get(page, "page", "_refcount.counter") == 1
+        assert k.kmem.get(page, "ptdesc", "ptl.rlock.raw_lock.val.counter") == 0
+        if level != "pte":
+            shift = 30 if level == "pud" else 21
+            e = k.mem.read_u64((table_pfn << 12) + 8 * ((a >> shift) & 511))
+            assert e & 0xFFF == PAGE_TABLE
+    assert [r.kind for r in k.fault_log] == ["anon-zero", "anon", "anon"]
+    assert k.kmem.get(p.task, "task_struct", "min_flt") == 3
+
+
+def test_new_anon_page_struct_page_words(k) -> None:
+    p, vma, a = _proc(k)
+    f = memory.handle_mm_fault(k, p.mm, a + 5 * 4096, True)
+    av = k.kmem.get(vma, "vm_area_struct", "anon_vma")
+    assert av and k.kmem.get(av, "anon_vma", "root") == av and k.kmem.get(av, "anon_vma", "refcount.counter") == 1
+    page = k.pfn_to_page(f.pfn)
+    assert k.kmem.get(page, "page", "mapping") == av | 1  # FOLIO_MAPPING_ANON
+    assert k.kmem.get(page, "folio", "index") == (a >> 12) + 5  # linear_page_index, vm_pgoff = start >> 12
+    assert k.kmem.get(page, "page", "_mapcount.counter") == 0
+    assert k.kmem.get(page, "page", "_refcount.counter") == 1
+    flags = k.kmem.get(page, "page", "flags")
+    for bit in ("PG_uptodate", "PG_swapbacked", "PG_anon_exclusive", "PG_lru"):
+        assert flags >> k.T.const(bit) & 1, bit
+    # the anon_vma's interval tree holds the VMA's one chain
+    assert rmap.anon_vma_interval_tree_vmas(k, av) == [vma]
+    assert k.kmem.get(av, "anon_vma", "num_active_vmas") == 1
+
+
+def test_rss_percpu_counter_batching(k) -> None:
+    p, vma, a = _proc(k)
+    batch = max(32, 2 * k.config.cpus)  # lib/percpu_counter.c compute_batch_value
+    n = 3 * batch + 5
+    for i in range(n):
+        memory.handle_mm_fault(k, p.mm, a + i * 4096, True)
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_ANONPAGES") == n
+    # fbc->count got the deltas each time the CPU's s32 reached the batch
+    assert memory.get_mm_counter(k, p.mm, "MM_ANONPAGES") == n - n % batch
+    k.on_cpu(1)
+    memory.handle_mm_fault(k, p.mm, a + n * 4096, True)
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_ANONPAGES") == n + 1
+    assert memory.get_mm_counter(k, p.mm, "MM_ANONPAGES") == n - n % batch
+
+
+def test_access_errors_are_sigsegv(k) -> None:
+    p, vma, a = _proc(k, prot=mmap.VM_READ)
+    with pytest.raises(memory.SegmentationFault):
+        memory.handle_mm_fault(k, p.mm, a, True)
+    with pytest.raises(memory.SegmentationFault):
+        memory.handle_mm_fault(k, p.mm, 0x1000, False)  # no VMA below the program
+    memory.handle_mm_fault(k, p.mm, a, False)
+
+
+def test_populate_equals_fault_by_fault() -> None:
+    """mm_populate's batched path leaves exactly the memory one handle_mm_fault per page leaves."""
+    mems, logs = [], []
+    for batched in (True, False):
+        k = boot(MachineConfig(ram=1 << 30, seed=5))
+        p, vma, a = _proc(k, length=8 << 20)
+        start = ((a + (4 << 20)) & ~((1 << 21) - 1)) - 40 * 4096  # straddles a PMD boundary
+        memory.handle_mm_fault(k, p.mm, start + 7 * 4096, False)  # a zero page inside the range
+        if batched:
+            n = memory.mm_populate(k, p.mm, start, 700 * 4096, True)
+            assert n == 700
+        else:
+            for i in range(700):
+                e = memory.walk(k, p.mm, start + i * 4096)[2]
+                if not e & P or not e & W:
+                    memory.handle_mm_fault(k, p.mm, start + i * 4096, True)
+        k.sync()
+        mems.append({a: bytes(b) for a, b in k.mem.nonzero_runs()})
+        logs.append([(r.addr, r.pfn, r.kind) for r in k.fault_log])
+    assert logs[0] == logs[1]
+    assert mems[0].keys() == mems[1].keys()
+    assert all(mems[0][a] == mems[1][a] for a in mems[0])
+
+
+def _require_fork():
+    if not hasattr(fork, "do_fork"):
+        pytest.skip("fork.do_fork (VMA helper) not available")
+
+
+def test_fork_cow_then_copy_and_reuse(k) -> None:
+    _require_fork()
+    p, vma, a = _proc(k)
+    f = memory.handle_mm_fault(k, p.mm, a, True)
+    z = memory.handle_mm_fault(k, p.mm, a + 4096, False)
+    child = fork.do_fork(k, p)
+    cvma = mmap.find_vma(k, child.mm, a)
+    pe = memory.walk(k, p.mm, a)[2]
+    ce = memory.walk(k, child.mm, a)[2]
+    # __copy_present_ptes: both write-protected; the child's entry old (no Accessed)
+    assert pe == (f.pfn << 12) | P | U | A | D | NX
+    assert ce == (f.pfn << 12) | P | U | D | NX
+    # the zero page PTE is copied as is (special, already read-only), made old in the child
+    assert memory.walk(k, child.mm, a + 4096)[2] == (z.pfn << 12) | P | U | NX | SPECIAL
+    page = k.pfn_to_page(f.pfn)
+    assert k.kmem.get(page, "page", "_mapcount.counter") == 1  # two PTE mappings
+    assert k.kmem.get(page, "page", "_refcount.counter") == 2
+    assert not k.kmem.get(page, "page", "flags") >> k.T.const("PG_anon_exclusive") & 1
+    assert memory.get_mm_counter_sum(k, child.mm, "MM_ANONPAGES") == 1
+    # anon_vma_fork: the child's own anon_vma, child of the parent's, same root
+    pav = k.kmem.get(vma, "vm_area_struct", "anon_vma")
+    cav = k.kmem.get(cvma, "vm_area_struct", "anon_vma")
+    assert cav != pav and k.kmem.get(cav, "anon_vma", "parent") == pav and k.kmem.get(cav, "anon_vma", "root") == pav
+    assert k.kmem.get(pav, "anon_vma", "num_children") == 2  # itself (root) + the child's
+    assert sorted(rmap.anon_vma_interval_tree_vmas(k, pav)) == sorted([vma, cvma])
+    # the child writes: wp_page_copy, the parent's page back to one mapping
+    c = memory.handle_mm_fault(k, child.mm, a, True, task=child.task)
+    assert c.kind == "cow-copy" and c.pfn != f.pfn
+    assert memory.walk(k, child.mm, a)[2] == (c.pfn << 12) | P | W | U | A | D | NX
+    assert k.kmem.get(k.pfn_to_page(c.pfn), "page", "mapping") == cav | 1
+    assert k.kmem.get(page, "page", "_mapcount.counter") == 0
+    assert k.kmem.get(page, "page", "_refcount.counter") == 1
+    # the parent writes: its page is no longer shared -> reused in place
+    r = memory.handle_mm_fault(k, p.mm, a, True)
+    assert r.kind == "cow-reuse" and r.pfn == f.pfn
+    assert memory.walk(k, p.mm, a)[2] == (f.pfn << 12) | P | W | U | A | D | NX
+    assert k.kmem.get(page, "page", "flags") >> k.T.const("PG_anon_exclusive") & 1
+
+
+def test_fork_skips_vmas_without_anon_vma(k) -> None:
+    _require_fork()
+    p, vma, a = _proc(k)
+    memory.handle_mm_fault(k, p.mm, a, False)  # zero page only: no anon_vma
+    child = fork.do_fork(k, p)
+    assert memory.walk(k, child.mm, a)[0] != "PTE" or not memory.walk(k, child.mm, a)[2]
+
+
+def test_zap_and_free_pgtables_return_everything(k) -> None:
+    p, vma, a = _proc(k)
+    before_pt = k.node_vm_stat[0].get("NR_PAGETABLE", 0)
+    before_anon = k.node_vm_stat[0].get("NR_ANON_MAPPED", 0)
+    memory.mm_populate(k, p.mm, a, 600 * 4096, True)
+    pfns = [memory.walk(k, p.mm, a + i * 4096)[2] >> 12 & ((1 << 40) - 1) for i in range(600)]
+    assert k.node_vm_stat[0]["NR_ANON_MAPPED"] == before_anon + 600
+    end = _start(k, vma) + (4 << 20)
+    memory.zap_page_range(k, vma, a, end)
+    memory.free_pgtables(k, p.mm, a, end, 0, 0)
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_ANONPAGES") == 0
+    assert k.node_vm_stat[0]["NR_ANON_MAPPED"] == before_anon
+    assert k.node_vm_stat[0]["NR_PAGETABLE"] == before_pt
+    assert k.kmem.get(p.mm, "mm_struct", "pgtables_bytes.counter") == 0
+    assert all(k.kmem.get(k.pfn_to_page(pf), "page", "_refcount.counter") == 0 for pf in pfns)
+    assert not any(pf in k.allocations for pf in pfns)  # back in the page allocator
+    assert memory.walk(k, p.mm, a)[0] == "PGD"
+
+
+def test_mempolicy_interleave_bind_preferred() -> None:
+    k = boot(MachineConfig(ram=2 << 30, nodes=2, cpus=2, seed=2))
+    p, vma, a = _proc(k, length=64 * 4096)
+    mempolicy.do_mbind(k, p.mm, a, 64 * 4096, "MPOL_INTERLEAVE", [0, 1])
+    pol = k.kmem.get(vma, "vm_area_struct", "vm_policy")
+    assert pol and k.kmem.get(pol, "mempolicy", "mode") == k.T.const("MPOL_INTERLEAVE")
+    assert k.kmem.get(pol, "mempolicy", "refcnt.counter") == 1
+    pgoff = k.kmem.get(vma, "vm_area_struct", "vm_pgoff")
+    for i in range(8):
+        f = memory.handle_mm_fault(k, p.mm, a + i * 4096, True)
+        assert rmap.folio_nid(k, f.pfn) == (pgoff + i) % 2  # interleave_nid: ilx % nnodes
+    memory.mm_populate(k, p.mm, a + 8 * 4096, 8 * 4096, True)
+    for i in range(8, 16):
+        pfn = memory.walk(k, p.mm, a + i * 4096)[2] >> 12 & ((1 << 40) - 1)
+        assert rmap.folio_nid(k, pfn) == (pgoff + i) % 2
+    q, qvma, b = _proc(k, length=16 * 4096, comm="b")
+    mempolicy.do_set_mempolicy(k, q.task, "MPOL_BIND", [1])
+    assert all(rmap.folio_nid(k, memory.handle_mm_fault(k, q.mm, b + i * 4096, True).pfn) == 1 for i in range(4))
+    mempolicy.do_set_mempolicy(k, q.task, "MPOL_PREFERRED", [1])
+    assert rmap.folio_nid(k, memory.handle_mm_fault(k, q.mm, b + 8 * 4096, True).pfn) == 1
+    mempolicy.do_set_mempolicy(k, q.task, "MPOL_DEFAULT", [])
+    assert k.kmem.get(q.task, "task_struct", "mempolicy") == 0
+    assert rmap.folio_nid(k, memory.handle_mm_fault(k, q.mm, b + 9 * 4096, True).pfn) == 0  # local
