@@ -98,6 +98,7 @@ class CoreFile:
         self.segments = segs
         self._starts = [s.paddr for s in segs]
         self._seg_arrays: tuple[np.ndarray, ...] | None = None
+        self._u64: np.ndarray | None = None
         info = [desc for name, ntype, desc in self.notes if name == "VMCOREINFO"]
         if not info:
             raise SnapshotError(f"{what} has no VMCOREINFO note")
@@ -105,6 +106,7 @@ class CoreFile:
         self.vmcoreinfo = parse_vmcoreinfo(self.vmcoreinfo_text)
 
     def close(self) -> None:
+        self._u64 = None
         del self._np
         self.buf.close()
         if self._fd >= 0:
@@ -187,8 +189,13 @@ class CoreFile:
         out = np.zeros(len(paddrs), dtype=np.uint64)
         fo = (offs[i] + rel)[stored].astype(np.int64)
         if len(fo):
-            idx = fo[:, None] + np.arange(8, dtype=np.int64)
-            out[stored] = self._np[idx].view(np.uint64).reshape(-1)
+            if not (fo & 7).any():  # aligned words (the common case): index the file as u64
+                if self._u64 is None:
+                    self._u64 = self._np[: len(self._np) // 8 * 8].view(np.uint64)
+                out[stored] = self._u64[fo >> 3]
+            else:
+                idx = fo[:, None] + np.arange(8, dtype=np.int64)
+                out[stored] = self._np[idx].view(np.uint64).reshape(-1)
         return out
 
     @property

@@ -309,6 +309,29 @@ def _gather_words(prog: Program, phys: np.ndarray, chunk: int = 1 << 20) -> np.n
     return out
 
 
+_DENSE_MIN = 1 << 15
+
+
+def _dense_rows(prog: Program, pfns: np.ndarray, base: np.uint64, size: np.uint64) -> np.ndarray | None:
+    """(n, size/8) u64: the struct pages of many pfns read as one contiguous stretch of the
+    vmemmap (sequential reads, physically contiguous runs merged) when the pfns are dense
+    enough; None when they are sparse or a part of the stretch is unmapped."""
+    lo, hi = int(pfns.min()), int(pfns.max())
+    span = hi - lo + 1
+    if span > 4 * len(pfns):
+        return None
+    words = int(size) // 8
+    buf = np.empty(span * words, dtype=np.uint64)
+    raw = buf.view(np.uint8)
+    start = int(base) + lo * int(size)
+    try:
+        for v, p, length in prog.translate_range(start, span * int(size)):
+            prog.core.read_phys_into(raw[v - start : v - start + length], p)
+    except FaultError:
+        return None
+    return buf.reshape(span, words)[(pfns - np.uint64(lo)).astype(np.int64)]
+
+
 def page_columns(prog: Program, pfns: np.ndarray) -> PageColumns:
     """Struct page and folio columns for ``pfns``, gathered in bulk (numpy, no per-page objects).
 
@@ -325,7 +348,11 @@ def page_columns(prog: Program, pfns: np.ndarray) -> PageColumns:
     phys, ok = tr(base + pfns * size)
     ok &= _is_ram_many(prog, phys, int(size))
 
+    dense = _dense_rows(prog, pfns, base, size) if len(pfns) >= _DENSE_MIN else None
+
     def word(ph: np.ndarray, off: int) -> np.ndarray:
+        if dense is not None and ph is phys:
+            return dense[:, off >> 3].copy()
         o = np.uint64(off & ~7)
         w = np.zeros(len(ph), dtype=np.uint64)
         if ok.any():
