@@ -71,7 +71,8 @@ names a mapping takes ``process = NAME`` unless only one process exists):
                      MADV_HUGEPAGE.
 ``touch = TAG``      page faults on the mapping: ``access`` = "read" | "write";
                      [``start``, ``start+size``) of it, all pages, ``every`` n-th
-                     (+ ``offset``), or a seeded ``fraction`` / ``count``.
+                     (+ ``offset``), or a seeded ``fraction`` / ``count``;
+                     ``populate = true``: the whole range by mm_populate.
 ``fork = NAME``      ``parent`` forks; the child inherits the mapping tags.
 ``exit = NAME``      the process exits (its mm is torn down).
 ``munmap = TAG``     ``start``/``size`` (default: all of it); ``mprotect = TAG`` with
@@ -814,16 +815,33 @@ class Workload:
 
     def touch(self, proc: str, tag: str, write: bool = False, start: int = 0, size: int | None = None,
               every: int | None = None, offset: int = 0, fraction: float | None = None, count: int | None = None,
-              cpu: int | None = None) -> list[Any]:
+              cpu: int | None = None, populate: bool = False) -> list[Any]:
         """Access pages of a mapping as the process would: each chosen page of [start,
         start+size) — all, every n-th from ``offset``, or a seeded random ``fraction``/``count``
         — is read or written.  As the MMU does, an access faults (``memory.handle_mm_fault``)
         only when the page-table walk (``memory.walk``) ends at a non-present entry, or at a
         read-only one for a write; otherwise it takes no fault.  A hugetlb mapping is touched
-        once per huge page.  Returns the faults taken."""
+        once per huge page.  ``populate``: the whole range through ``memory.mm_populate``
+        (MAP_POPULATE / MADV_POPULATE_*: __get_user_pages faults where follow_page finds no
+        suitable entry; anonymous VMAs take MEM's batched path).  Returns the faults taken
+        (the fault log's records for ``populate``)."""
         p = self.proc(proc)
         m, addr, size = self._range(proc, tag, start, size)
         memory = _kmod("memory", "MEM", "handle_mm_fault")
+        if populate:
+            if every is not None or fraction is not None or count is not None:
+                raise WorkloadError("populate faults in the whole range: no every, fraction or count with it")
+            log = getattr(self.k, "fault_log", [])
+            before = len(log)
+            with self._cpu(cpu):
+                try:
+                    n = memory.mm_populate(self.k, p.mm, addr, size, write, task=p.task)
+                except (memory.SegmentationFault, memory.BusError) as e:
+                    raise ExpectationFailed(f"touch {tag} in {proc}: populate failed: {e}") from None
+                except MemoryError as e:
+                    raise ExpectationFailed(f"touch {tag} in {proc}: out of memory: {e}") from None
+            log = getattr(self.k, "fault_log", [])
+            return list(log[before:]) if len(log) - before == n else [None] * n
         step = m.page_size if m.kind == "hugetlb" else PAGE_SIZE
         n = size // step
         chosen = sorted(self._choose(n, every, offset, fraction, count))
@@ -1235,7 +1253,7 @@ ACTIONS: dict[str, set[str]] = {
     "fork": {"parent"} | _COMMON,
     "exit": {"note"},
     "mmap": {"process", "size", "prot", "kind", "file", "offset", "hugepage", "page_size", "note"},
-    "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count"} | _COMMON,
+    "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count", "populate"} | _COMMON,
     "munmap": {"process", "start", "size", "note"},
     "mprotect": {"process", "prot", "start", "size", "note"},
     "mbind": {"process", "policy", "nodes", "start", "size", "note"},
@@ -1648,6 +1666,10 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         if "fraction" in a and not (isinstance(a["fraction"], (int, float)) and not isinstance(a["fraction"], bool)
                                     and 0 < a["fraction"] <= 1):
             fail("fraction", f"fraction = {a['fraction']!r} is not a fraction in (0, 1]")
+        if "populate" in a and not isinstance(a["populate"], bool):
+            fail("populate", "populate is true or false")
+        if a.get("populate") and any(k in a for k in ("every", "fraction", "count")):
+            fail("populate", "populate faults in the whole range: no every, fraction or count with it")
         if "access" in a and a["access"] not in ("read", "write"):
             fail("access", f"access = {a['access']!r} is not \"read\" or \"write\"")
 
@@ -1772,10 +1794,12 @@ def _run_proc_step(w: Workload, s: Step) -> str:
     if act == "touch":
         p = _proc_of(w, a)
         faults = w.touch(p, a["touch"], a.get("access") == "write", sz.get("start", 0), sz.get("size"), a.get("every"),
-                         a.get("offset", 0), a.get("fraction"), a.get("count"), cpu=a.get("cpu"))
+                         a.get("offset", 0), a.get("fraction"), a.get("count"), cpu=a.get("cpu"),
+                         populate=a.get("populate", False))
         kinds: dict[str, int] = {}
         for f in faults:
-            kinds[str(getattr(f, "kind", "?"))] = kinds.get(str(getattr(f, "kind", "?")), 0) + 1
+            kind = str(getattr(f, "kind", "populate"))
+            kinds[kind] = kinds.get(kind, 0) + 1
         how = ", ".join(f"{k} {n}" for k, n in kinds.items()) or "none"
         return f"touch {a['touch']} in {p} ({a.get('access', 'read')}): {len(faults)} faults ({how})"
     if act == "munmap":
