@@ -43,7 +43,7 @@ def _proc(k, length=4 << 20, prot=RW, comm="t"):
 
 
 def test_read_fault_maps_the_zero_page_write_fault_a_new_page(k) -> None:
-    p, vma, a = _proc(k)
+    p, _vma, a = _proc(k)
     nr_pt = k.node_vm_stat[0].get("NR_PAGETABLE", 0)
     f = memory.handle_mm_fault(k, p.mm, a, False)
     assert f.kind == "anon-zero" and f.pfn == k.pa(k.sym("empty_zero_page")) >> 12
@@ -97,7 +97,7 @@ def test_new_anon_page_struct_page_words(k) -> None:
 
 
 def test_rss_percpu_counter_batching(k) -> None:
-    p, vma, a = _proc(k)
+    p, _vma, a = _proc(k)
     batch = max(32, 2 * k.config.cpus)  # lib/percpu_counter.c compute_batch_value
     n = 3 * batch + 5
     for i in range(n):
@@ -112,7 +112,7 @@ def test_rss_percpu_counter_batching(k) -> None:
 
 
 def test_access_errors_are_sigsegv(k) -> None:
-    p, vma, a = _proc(k, prot=mmap.VM_READ)
+    p, _vma, a = _proc(k, prot=mmap.VM_READ)
     with pytest.raises(memory.SegmentationFault):
         memory.handle_mm_fault(k, p.mm, a, True)
     with pytest.raises(memory.SegmentationFault):
@@ -125,7 +125,7 @@ def test_populate_equals_fault_by_fault() -> None:
     mems, logs = [], []
     for batched in (True, False):
         k = boot(MachineConfig(ram=1 << 30, seed=5))
-        p, vma, a = _proc(k, length=8 << 20)
+        p, _vma, a = _proc(k, length=8 << 20)
         start = ((a + (4 << 20)) & ~((1 << 21) - 1)) - 40 * 4096  # straddles a PMD boundary
         memory.handle_mm_fault(k, p.mm, start + 7 * 4096, False)  # a zero page inside the range
         if batched:
@@ -190,7 +190,7 @@ def test_fork_cow_then_copy_and_reuse(k) -> None:
 
 def test_fork_skips_vmas_without_anon_vma(k) -> None:
     _require_fork()
-    p, vma, a = _proc(k)
+    p, _vma, a = _proc(k)
     memory.handle_mm_fault(k, p.mm, a, False)  # zero page only: no anon_vma
     child = fork.do_fork(k, p)
     assert memory.walk(k, child.mm, a)[0] != "PTE" or not memory.walk(k, child.mm, a)[2]
@@ -230,7 +230,7 @@ def test_mempolicy_interleave_bind_preferred() -> None:
     for i in range(8, 16):
         pfn = memory.walk(k, p.mm, a + i * 4096)[2] >> 12 & ((1 << 40) - 1)
         assert rmap.folio_nid(k, pfn) == (pgoff + i) % 2
-    q, qvma, b = _proc(k, length=16 * 4096, comm="b")
+    q, _qvma, b = _proc(k, length=16 * 4096, comm="b")
     mempolicy.do_set_mempolicy(k, q.task, "MPOL_BIND", [1])
     assert all(rmap.folio_nid(k, memory.handle_mm_fault(k, q.mm, b + i * 4096, True).pfn) == 1 for i in range(4))
     mempolicy.do_set_mempolicy(k, q.task, "MPOL_PREFERRED", [1])
