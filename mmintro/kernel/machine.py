@@ -311,7 +311,7 @@ class Kernel:
         for name in ("mem_section", "__highest_present_section_nr", "vm_zone_stat", "vm_node_stat",
                      "vm_numa_event", "totalreserve_pages", "totalcma_pages", "nr_kernel_pages", "nr_all_pages",
                      "vm_committed_as", "vm_committed_as_batch", "page_group_by_mobility_disabled", "mem_map",
-                     "direct_pages_count", "pcpu_nr_populated"):
+                     "direct_pages_count", "pcpu_nr_populated", "nr_threads", "total_forks"):
             img.var(name, "bss")
         for marker, section, at_end in (("_etext", "text", True), ("__start_rodata", "rodata", False),
                                         ("__end_rodata", "rodata", True), ("_sdata", "data", False),
