@@ -69,6 +69,7 @@ __all__ = [
     "HPAGE_PMD_NR",
     "HPAGE_PMD_ORDER",
     "__split_huge_pmd",
+    "change_huge_pmd",
     "copy_huge_pmd",
     "deferred_split_folio",
     "do_huge_pmd_anonymous_page",
@@ -76,7 +77,9 @@ __all__ = [
     "hugepage_init",
     "is_huge_zero_pmd",
     "madvise_hugepage",
+    "mm_put_huge_zero_folio",
     "set_thp_mode",
+    "split_huge_pmd",
     "thp_vma_allowable",
     "vma_thp_gfp_mask",
     "zap_huge_pmd",
@@ -118,11 +121,11 @@ THP_MIN_RAM_PAGES = (512 << 20) >> PAGE_SHIFT
 PTRS_PER_PTE = 512
 
 
-def _flags(k: "Kernel") -> int:
+def _flags(k: Kernel) -> int:
     return k.__dict__.get("thp_flags", 0)
 
 
-def _set_flags(k: "Kernel", v: int) -> None:
+def _set_flags(k: Kernel, v: int) -> None:
     k.thp_flags = v
     k.kmem.write_u64(k.sym("transparent_hugepage_flags"), v)
 
@@ -131,19 +134,19 @@ def _bit(name: str) -> int:
     return 1 << _F[name]
 
 
-def hugepage_global_enabled(k: "Kernel") -> bool:
+def hugepage_global_enabled(k: Kernel) -> bool:
     return bool(_flags(k) & (_bit("TRANSPARENT_HUGEPAGE_FLAG") | _bit("TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG")))
 
 
-def hugepage_global_always(k: "Kernel") -> bool:
+def hugepage_global_always(k: Kernel) -> bool:
     return bool(_flags(k) & _bit("TRANSPARENT_HUGEPAGE_FLAG"))
 
 
-def transparent_hugepage_use_zero_page(k: "Kernel") -> bool:
+def transparent_hugepage_use_zero_page(k: Kernel) -> bool:
     return bool(_flags(k) & _bit("TRANSPARENT_HUGEPAGE_USE_ZERO_PAGE_FLAG"))
 
 
-def set_thp_mode(k: "Kernel", mode: str) -> None:
+def set_thp_mode(k: Kernel, mode: str) -> None:
     """``/sys/kernel/mm/transparent_hugepage/enabled`` (enabled_store) and the
     ``transparent_hugepage=`` boot parameter: always sets TRANSPARENT_HUGEPAGE_FLAG, madvise
     REQ_MADV, never clears both."""
@@ -160,7 +163,7 @@ def set_thp_mode(k: "Kernel", mode: str) -> None:
 enabled_store = set_thp_mode
 
 
-def hugepage_init(k: "Kernel") -> None:
+def hugepage_init(k: Kernel) -> None:
     """The statically initialised globals, ``transparent_hugepage=`` and subsys_initcall(hugepage_init)."""
     img = k.image
     for name in ("transparent_hugepage_flags", "huge_anon_orders_always", "huge_anon_orders_madvise",
@@ -189,31 +192,30 @@ def hugepage_init(k: "Kernel") -> None:
 
 
 # -- eligibility ----------------------------------------------------------------------------------
-def _vget(k: "Kernel", vma: int, f: str) -> int:
+def _vget(k: Kernel, vma: int, f: str) -> int:
     return k.kmem.get(vma, "vm_area_struct", f)
 
 
-def _vma_is_anonymous(k: "Kernel", vma: int) -> bool:
+def _vma_is_anonymous(k: Kernel, vma: int) -> bool:
     return not _vget(k, vma, "vm_ops") and not _vget(k, vma, "vm_file")
 
 
-def _mm_flags(k: "Kernel", mm: int) -> int:
+def _mm_flags(k: Kernel, mm: int) -> int:
     return k.kmem.get(mm, "mm_struct", "flags.__mm_flags[0]")
 
 
-def thp_vma_suitable_order(k: "Kernel", vma: int, addr: int, order: int = HPAGE_PMD_ORDER) -> bool:
+def thp_vma_suitable_order(k: Kernel, vma: int, addr: int, order: int = HPAGE_PMD_ORDER) -> bool:
     """include/linux/huge_mm.h thp_vma_suitable_order(): the aligned range around ``addr`` lies
     inside the VMA and (anonymous: pgoff = vm_start >> PAGE_SHIFT) is aligned the same way."""
     hpage_size = PAGE_SIZE << order
     start, end = _vget(k, vma, "vm_start"), _vget(k, vma, "vm_end")
-    if not _vma_is_anonymous(k, vma):
-        if (start >> PAGE_SHIFT) - _vget(k, vma, "vm_pgoff") & ((1 << order) - 1):
-            return False
+    if not _vma_is_anonymous(k, vma) and (start >> PAGE_SHIFT) - _vget(k, vma, "vm_pgoff") & ((1 << order) - 1):
+        return False
     haddr = addr & ~(hpage_size - 1)
     return not (haddr < start or haddr + hpage_size > end)
 
 
-def thp_vma_allowable(k: "Kernel", vma: int) -> bool:
+def thp_vma_allowable(k: Kernel, vma: int) -> bool:
     """thp_vma_allowable_order(vma, vma->vm_flags, TVA_PAGEFAULT, PMD_ORDER) for anonymous
     VMAs (thp_vma_allowable_orders' sysfs masks, then __thp_vma_allowable_orders:
     vma_thp_disabled, no temporary stack, size checks left to the fault handler)."""
@@ -231,12 +233,10 @@ def thp_vma_allowable(k: "Kernel", vma: int) -> bool:
     if _flags(k) & _bit("TRANSPARENT_HUGEPAGE_UNSUPPORTED"):
         return False
     mm = _vget(k, vma, "vm_mm")
-    if not mm or vm_flags & VM_NOHUGEPAGE or _mm_flags(k, mm) >> MMF_DISABLE_THP & 1:
-        return False
-    return True
+    return not (not mm or vm_flags & VM_NOHUGEPAGE or _mm_flags(k, mm) >> MMF_DISABLE_THP & 1)
 
 
-def vma_thp_gfp_mask(k: "Kernel", vma: int) -> int:
+def vma_thp_gfp_mask(k: Kernel, vma: int) -> int:
     """mm/huge_memory.c vma_thp_gfp_mask(): the defrag setting against VM_HUGEPAGE."""
     madvised = bool(vma and _vget(k, vma, "vm_flags") & VM_HUGEPAGE)
     f = _flags(k)
@@ -252,7 +252,7 @@ def vma_thp_gfp_mask(k: "Kernel", vma: int) -> int:
 
 
 # -- madvise --------------------------------------------------------------------------------------
-def madvise_hugepage(k: "Kernel", mm: int, start: int, length: int) -> None:
+def madvise_hugepage(k: Kernel, mm: int, start: int, length: int) -> None:
     """madvise(start, length, MADV_HUGEPAGE) -> hugepage_madvise(): VM_HUGEPAGE set and
     VM_NOHUGEPAGE cleared on every VMA in the range (madvise_update_vma splits VMAs the range
     cuts when the VMA helper provides vma.split_vma; otherwise whole VMAs change).  VMAs
@@ -304,20 +304,20 @@ def _rmap():
     return rmap
 
 
-def _read(k: "Kernel", kva: int) -> int:
+def _read(k: Kernel, kva: int) -> int:
     return k.mem.read_u64(kva - k.page_offset_base)
 
 
-def _write(k: "Kernel", kva: int, v: int) -> None:
+def _write(k: Kernel, kva: int, v: int) -> None:
     k.mem.write_u64(kva - k.page_offset_base, v)
 
 
-def _table_page(k: "Kernel", slot: int) -> int:
+def _table_page(k: Kernel, slot: int) -> int:
     """virt_to_page() of the table holding ``slot``: its struct page (ptdesc) address."""
     return k.pfn_to_page((slot - k.page_offset_base) >> PAGE_SHIFT)
 
 
-def pgtable_trans_huge_deposit(k: "Kernel", pmd: int, pgtable_pfn: int) -> None:
+def pgtable_trans_huge_deposit(k: Kernel, pmd: int, pgtable_pfn: int) -> None:
     """mm/pgtable-generic.c pgtable_trans_huge_deposit(): FIFO through pgtable->lru with the
     head in the PMD table's ptdesc->pmd_huge_pte."""
     km = k.kmem
@@ -337,7 +337,7 @@ def pgtable_trans_huge_deposit(k: "Kernel", pmd: int, pgtable_pfn: int) -> None:
     km.set(ptdesc, "ptdesc", "pmd_huge_pte", page)
 
 
-def pgtable_trans_huge_withdraw(k: "Kernel", pmd: int) -> int:
+def pgtable_trans_huge_withdraw(k: Kernel, pmd: int) -> int:
     """pgtable_trans_huge_withdraw(): the deposited table (FIFO), its pfn."""
     km = k.kmem
     ptdesc = _table_page(k, pmd)
@@ -359,12 +359,12 @@ def pgtable_trans_huge_withdraw(k: "Kernel", pmd: int) -> int:
     return (page - k.vmemmap_base) // k.struct_page_size
 
 
-def _pte_alloc_one(k: "Kernel") -> int:
+def _pte_alloc_one(k: Kernel) -> int:
     """pte_alloc_one(mm): a PTE table page with its ctor (MEM's pagetable_alloc)."""
     return _mem().pagetable_alloc(k, "pte")
 
 
-def _mm_inc_nr_ptes(k: "Kernel", mm: int, n: int = 1) -> None:
+def _mm_inc_nr_ptes(k: Kernel, mm: int, n: int = 1) -> None:
     km = k.kmem
     km.set(mm, "mm_struct", "pgtables_bytes.counter",
            km.get(mm, "mm_struct", "pgtables_bytes.counter") + n * PTRS_PER_PTE * 8)
@@ -375,13 +375,13 @@ def folio_mk_pmd(pfn: int, prot: int) -> int:
     return (pfn << PAGE_SHIFT) | prot | _PAGE_PSE
 
 
-def is_huge_zero_pmd(k: "Kernel", e: int) -> bool:
+def is_huge_zero_pmd(k: Kernel, e: int) -> bool:
     hz = k.__dict__.get("huge_zero_pfn")
     return hz is not None and e & _PAGE_PRESENT and (e & PTE_PFN_MASK) >> PAGE_SHIFT == hz
 
 
 # -- the huge zero folio ------------------------------------------------------------------------
-def get_huge_zero_folio(k: "Kernel") -> int | None:
+def get_huge_zero_folio(k: Kernel) -> int | None:
     """get_huge_zero_folio(): on first use folio_alloc((GFP_TRANSHUGE | __GFP_ZERO) &
     ~__GFP_MOVABLE, HPAGE_PMD_ORDER) (large_rmappable cleared again), huge_zero_folio and
     huge_zero_pfn set, THP_ZERO_PAGE_ALLOC; the refcount the shrinker will put (2)."""
@@ -395,13 +395,13 @@ def get_huge_zero_folio(k: "Kernel") -> int | None:
     k.huge_zero_pfn = pfn
     k.kmem.write_u64(k.sym("huge_zero_folio"), k.pfn_to_page(pfn))
     k.kmem.write_u64(k.sym("huge_zero_pfn"), pfn)
-    mv64, mv32, base, _a = k.memmap_words[pfn >> page_alloc.PFN_SECTION_SHIFT]
+    _mv64, mv32, base, _a = k.memmap_words[pfn >> page_alloc.PFN_SECTION_SHIFT]
     mv32[2 * (base + pfn * 8) + page_alloc.D_REFCOUNT] = 2
     k.vm_events[k.current_cpu][THP_ZERO_PAGE_ALLOC] += 1
     return pfn
 
 
-def mm_get_huge_zero_folio(k: "Kernel", mm: int) -> int | None:
+def mm_get_huge_zero_folio(k: Kernel, mm: int) -> int | None:
     """mm_get_huge_zero_folio(): one reference per mm, noted by MMF_HUGE_ZERO_FOLIO."""
     km = k.kmem
     f = _mm_flags(k, mm)
@@ -411,15 +411,16 @@ def mm_get_huge_zero_folio(k: "Kernel", mm: int) -> int | None:
     if pfn is None:
         return None
     km.set(mm, "mm_struct", "flags.__mm_flags[0]", f | 1 << MMF_HUGE_ZERO_FOLIO)
+    k.huge_zero_mm_refs = k.__dict__.get("huge_zero_mm_refs", 0) + 1
     return pfn
 
 
 # -- the anonymous THP fault ------------------------------------------------------------------
-def _count(k: "Kernel", ev: int, n: int = 1) -> None:
+def _count(k: Kernel, ev: int, n: int = 1) -> None:
     k.vm_events[k.current_cpu][ev] += n
 
 
-def vma_alloc_anon_folio_pmd(k: "Kernel", vma: int, addr: int) -> int | None:
+def vma_alloc_anon_folio_pmd(k: Kernel, vma: int, addr: int) -> int | None:
     """vma_alloc_anon_folio_pmd(): vma_alloc_folio(vma_thp_gfp_mask(vma), HPAGE_PMD_ORDER, vma,
     addr & HPAGE_PMD_MASK), THP_FAULT_FALLBACK on failure, folio_zero_user, uptodate."""
     from mmintro.kernel import mempolicy
@@ -435,7 +436,7 @@ def vma_alloc_anon_folio_pmd(k: "Kernel", vma: int, addr: int) -> int | None:
     return pfn
 
 
-def map_anon_folio_pmd_pf(k: "Kernel", mm: int, vma: int, pmd: int, haddr: int, pfn: int) -> None:
+def map_anon_folio_pmd_pf(k: Kernel, mm: int, vma: int, pmd: int, haddr: int, pfn: int) -> None:
     """map_anon_folio_pmd_pf(): map_anon_folio_pmd_nopf() (the entry, the anon rmap, the LRU,
     set_pmd_at, deferred_split_folio(folio, false)), MM_ANONPAGES += HPAGE_PMD_NR,
     THP_FAULT_ALLOC."""
@@ -462,7 +463,7 @@ def _optional(name: str):
         return None
 
 
-def do_huge_pmd_anonymous_page(k: "Kernel", mm: int, vma: int, addr: int, write: bool) -> int | None:
+def do_huge_pmd_anonymous_page(k: Kernel, mm: int, vma: int, addr: int, write: bool) -> int | None:
     """mm/huge_memory.c do_huge_pmd_anonymous_page(); returns the pfn mapped at the 2 MiB
     range (the huge zero folio's for a read), or None for VM_FAULT_FALLBACK."""
     haddr = addr & HPAGE_PMD_MASK
@@ -502,14 +503,14 @@ def do_huge_pmd_anonymous_page(k: "Kernel", mm: int, vma: int, addr: int, write:
     return pfn
 
 
-def _page_anon_exclusive(k: "Kernel", pfn: int) -> bool:
+def _page_anon_exclusive(k: Kernel, pfn: int) -> bool:
     if PG_anon_exclusive is None:
         return False
     mv64, _mv32, base, _a = k.memmap_words[pfn >> page_alloc.PFN_SECTION_SHIFT]
     return bool(mv64[base + pfn * 8 + page_alloc.W_FLAGS] >> PG_anon_exclusive & 1)
 
 
-def do_huge_pmd_wp_page(k: "Kernel", mm: int, vma: int, addr: int) -> int | None:
+def do_huge_pmd_wp_page(k: Kernel, mm: int, vma: int, addr: int) -> int | None:
     """mm/huge_memory.c do_huge_pmd_wp_page(): a write to a write-protected PMD leaf."""
     mem = _mem()
     pmd = mem.pmd_alloc(k, mm, addr)
@@ -547,7 +548,7 @@ def do_huge_pmd_wp_page(k: "Kernel", mm: int, vma: int, addr: int) -> int | None
 
 
 # -- fork, unmap ---------------------------------------------------------------------------------
-def copy_huge_pmd(k: "Kernel", dst_vma: int, src_vma: int, addr: int) -> None:
+def copy_huge_pmd(k: Kernel, dst_vma: int, src_vma: int, addr: int) -> None:
     """mm/huge_memory.c copy_huge_pmd() for fork: a PTE table deposited in the child
     (pte_alloc_one, mm_inc_nr_ptes); the huge zero PMD is copied as is (mm_get_huge_zero_folio
     for the child); an anonymous THP gets folio_try_dup_anon_rmap_pmd, MM_ANONPAGES in the child,
@@ -578,14 +579,14 @@ def copy_huge_pmd(k: "Kernel", dst_vma: int, src_vma: int, addr: int) -> None:
     _write(k, dst_pmd, e & ~_PAGE_ACCESSED)  # pmd_mkold(pmd_wrprotect(pmd))
 
 
-def zap_deposited_table(k: "Kernel", mm: int, pmd: int) -> None:
+def zap_deposited_table(k: Kernel, mm: int, pmd: int) -> None:
     """zap_deposited_table(): withdraw, pte_free, mm_dec_nr_ptes."""
     pfn = pgtable_trans_huge_withdraw(k, pmd)
     _mem().pagetable_free(k, pfn)
     _mm_inc_nr_ptes(k, mm, -1)
 
 
-def zap_huge_pmd(k: "Kernel", vma: int, addr: int) -> None:
+def zap_huge_pmd(k: Kernel, vma: int, addr: int) -> None:
     """mm/huge_memory.c zap_huge_pmd(): clear the PMD; the huge zero PMD only drops its
     deposit; an anonymous THP: folio_remove_rmap_pmd, the deposit, MM_ANONPAGES -=
     HPAGE_PMD_NR, then the mapping's reference (tlb_remove_page_size -> folio_put)."""
@@ -608,15 +609,13 @@ def zap_huge_pmd(k: "Kernel", vma: int, addr: int) -> None:
 
 
 # -- splitting -------------------------------------------------------------------------------------
-def __split_huge_pmd(k: "Kernel", vma: int, pmd: int, addr: int) -> None:
+def __split_huge_pmd(k: Kernel, vma: int, pmd: int, addr: int) -> None:
     """__split_huge_pmd() -> __split_huge_pmd_locked(): the deposited PTE table withdrawn and
     filled with 512 entries (the huge zero PMD: zero-page PTEs; a THP: its subpages with the
     PMD's bits, PG_anon_exclusive kept), the folio's PMD mapping replaced by 512 PTE mappings
     (folio_add_anon_rmap_ptes + folio_remove_rmap_pmd), pmd_populate, THP_SPLIT_PMD."""
     from mmintro.arch.x86 import _PAGE_TABLE
 
-    mem = _mem()
-    mm = _vget(k, vma, "vm_mm")
     e = _read(k, pmd)
     if not e & _PAGE_PRESENT or not e & _PAGE_PSE:
         return
@@ -639,14 +638,14 @@ def __split_huge_pmd(k: "Kernel", vma: int, pmd: int, addr: int) -> None:
         rm.folio_add_anon_rmap_ptes(k, pfn, PTRS_PER_PTE, vma)
         rm.folio_remove_rmap_pmd(k, pfn, vma)
     _write(k, pmd, _PAGE_TABLE | (table_pfn << PAGE_SHIFT))  # pmd_populate
-    del haddr, mem
+    del haddr
 
 
-def _split_queue(k: "Kernel", nid: int) -> list[int]:
+def _split_queue(k: Kernel, nid: int) -> list[int]:
     return k.__dict__.setdefault("deferred_split", {}).setdefault(nid, [])
 
 
-def deferred_split_folio(k: "Kernel", pfn: int, partially_mapped: bool = True) -> None:
+def deferred_split_folio(k: Kernel, pfn: int, partially_mapped: bool = True) -> None:
     """mm/huge_memory.c deferred_split_folio(): order > 1 folios; with partially_mapped the
     folio gets PG_partially_mapped (THP_DEFERRED_SPLIT_PAGE for PMD-sized ones); a folio not
     yet queued goes to the tail of its node's deferred_split_queue (cgroup_disable=memory)
@@ -656,18 +655,17 @@ def deferred_split_folio(k: "Kernel", pfn: int, partially_mapped: bool = True) -
     order = mv64[w + page_alloc.FW_FLAGS_1] & 0xFF
     if order <= 1:
         return
-    if partially_mapped:
-        if not mv64[w + page_alloc.FW_FLAGS_1] >> PG_partially_mapped & 1:
-            mv64[w + page_alloc.FW_FLAGS_1] |= 1 << PG_partially_mapped
-            if order >= HPAGE_PMD_ORDER:
-                _count(k, THP_DEFERRED_SPLIT_PAGE)
+    if partially_mapped and not mv64[w + page_alloc.FW_FLAGS_1] >> PG_partially_mapped & 1:
+        mv64[w + page_alloc.FW_FLAGS_1] |= 1 << PG_partially_mapped
+        if order >= HPAGE_PMD_ORDER:
+            _count(k, THP_DEFERRED_SPLIT_PAGE)
     nid = mv64[w + page_alloc.W_FLAGS] >> page_alloc.kc.NODES_PGOFF
     q = _split_queue(k, nid)
     if pfn not in q:
         q.append(pfn)
 
 
-def folio_unqueue_deferred_split(k: "Kernel", pfn: int) -> None:
+def folio_unqueue_deferred_split(k: Kernel, pfn: int) -> None:
     """__folio_unqueue_deferred_split() as a freed THP leaves its queue."""
     for q in k.__dict__.get("deferred_split", {}).values():
         if pfn in q:
@@ -676,7 +674,7 @@ def folio_unqueue_deferred_split(k: "Kernel", pfn: int) -> None:
             k.kmem.init_list_head(dl)
 
 
-def write_deferred_split(k: "Kernel") -> None:
+def write_deferred_split(k: Kernel) -> None:
     """Sync hook: each node's pglist_data.deferred_split_queue (split_queue through
     folio->_deferred_list, split_queue_len)."""
     km = k.kmem
@@ -689,7 +687,45 @@ def write_deferred_split(k: "Kernel") -> None:
         km.set(pg, "pglist_data", "deferred_split_queue.split_queue_len", len(q))
 
 
-def _still_thp(k: "Kernel", pfn: int) -> bool:
+def _still_thp(k: Kernel, pfn: int) -> bool:
     mv64, mv32, base, _a = k.memmap_words[pfn >> page_alloc.PFN_SECTION_SHIFT]
     w = base + pfn * 8
     return bool(mv64[w + page_alloc.W_FLAGS] >> page_alloc.PG_head & 1) and mv32[2 * w + page_alloc.D_REFCOUNT] > 0
+
+
+def split_huge_pmd(k: Kernel, vma: int, addr: int) -> None:
+    """split_huge_pmd(vma, pmd, address) (include/linux/huge_mm.h): split the PMD leaf that
+    maps ``addr`` (a partial munmap or mprotect of a THP)."""
+    mm = _vget(k, vma, "vm_mm")
+    pmd = _mem()._pmd_slot(k, mm, addr)
+    if pmd is not None:
+        __split_huge_pmd(k, vma, pmd, addr)
+
+
+def change_huge_pmd(k: Kernel, vma: int, pmd: int, addr: int, newprot: int, try_writable: bool) -> None:
+    """mm/huge_memory.c change_huge_pmd() (no NUMA hinting, no uffd-wp): pmd_modify, then
+    pmd_mkwrite when the caller may make it writable and can_change_pmd_writable (VM_WRITE and,
+    for a private VMA, an anonymous exclusive folio -- never the huge zero folio)."""
+    from mmintro.kernel import mprotect
+
+    e = _read(k, pmd)
+    if not e & _PAGE_PRESENT:
+        return
+    entry = mprotect.pte_modify(e, newprot, mprotect._HPAGE_CHG_MASK) | _PAGE_PSE
+    if try_writable and not entry & _PAGE_RW and _vget(k, vma, "vm_flags") & VM_WRITE:
+        if _vget(k, vma, "vm_flags") & VM_SHARED:
+            ok = bool(entry & _PAGE_DIRTY)
+        else:
+            pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+            ok = not is_huge_zero_pmd(k, e) and _page_anon_exclusive(k, pfn)
+        if ok:
+            entry |= _PAGE_RW
+    _write(k, pmd, entry)
+
+
+def mm_put_huge_zero_folio(k: Kernel, mm: int) -> None:
+    """mm_put_huge_zero_folio() at __mmput(): the mm's reference to the huge zero folio
+    (huge_zero_refcount, a static the shrinker drops to free the folio: the folio stays)."""
+    k.__dict__.setdefault("huge_zero_mm_refs", 0)
+    if _mm_flags(k, mm) >> MMF_HUGE_ZERO_FOLIO & 1:
+        k.huge_zero_mm_refs -= 1

@@ -56,6 +56,8 @@ __all__ = [
     "HUGETLB_PAGE_ORDER",
     "PUD_ORDER",
     "Hstate",
+    "copy_hugetlb_page_range",
+    "free_huge_folio",
     "gather_bootmem_prealloc",
     "hstate_for_size",
     "hugetlb_add_hstate",
@@ -63,7 +65,9 @@ __all__ = [
     "hugetlb_fault",
     "hugetlb_init",
     "hugetlb_mmap",
+    "hugetlb_vm_op_close",
     "set_nr_hugepages",
+    "unmap_hugepage_range",
 ]
 
 _T = get_types()
@@ -85,7 +89,7 @@ HTLB_BUDDY_PGALLOC_FAIL = _T.const("HTLB_BUDDY_PGALLOC_FAIL")
 _W = page_alloc
 
 
-def htlb_alloc_mask(h: "Hstate") -> int:
+def htlb_alloc_mask(h: Hstate) -> int:
     """include/linux/hugetlb.h htlb_alloc_mask(): __GFP_COMP | __GFP_NOWARN, and
     GFP_HIGHUSER_MOVABLE when hugepage_movable_supported() (not for gigantic pages)."""
     gfp = G.FLAGS["__GFP_COMP"] | G.FLAGS["__GFP_NOWARN"]
@@ -144,22 +148,22 @@ class Hstate:
 
 
 # -- struct page words of a folio -------------------------------------------------------------
-def _words(k: "Kernel", pfn: int):
+def _words(k: Kernel, pfn: int):
     mv64, mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
     return mv64, mv32, base + pfn * 8
 
 
-def folio_nid(k: "Kernel", pfn: int) -> int:
+def folio_nid(k: Kernel, pfn: int) -> int:
     mv64, _mv32, w = _words(k, pfn)
     return mv64[w + _W.W_FLAGS] >> _W.kc.NODES_PGOFF
 
 
-def folio_test_hugetlb(k: "Kernel", pfn: int) -> bool:
+def folio_test_hugetlb(k: Kernel, pfn: int) -> bool:
     _mv64, mv32, w = _words(k, pfn)
     return mv32[2 * w + _W.D_PAGE_TYPE] >> 24 == PGTY_HUGETLB >> 24
 
 
-def _set_private_bit(k: "Kernel", pfn: int, bit: int, on: bool) -> None:
+def _set_private_bit(k: Kernel, pfn: int, bit: int, on: bool) -> None:
     mv64, _mv32, w = _words(k, pfn)
     if on:
         mv64[w + _W.W_PRIVATE] |= 1 << bit
@@ -167,17 +171,17 @@ def _set_private_bit(k: "Kernel", pfn: int, bit: int, on: bool) -> None:
         mv64[w + _W.W_PRIVATE] &= ~(1 << bit)
 
 
-def folio_ref_count(k: "Kernel", pfn: int) -> int:
+def folio_ref_count(k: Kernel, pfn: int) -> int:
     _mv64, mv32, w = _words(k, pfn)
     return mv32[2 * w + _W.D_REFCOUNT]
 
 
-def _set_refcount(k: "Kernel", pfn: int, v: int) -> None:
+def _set_refcount(k: Kernel, pfn: int, v: int) -> None:
     _mv64, mv32, w = _words(k, pfn)
     mv32[2 * w + _W.D_REFCOUNT] = v
 
 
-def init_new_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
+def init_new_hugetlb_folio(k: Kernel, h: Hstate, pfn: int) -> None:
     """init_new_hugetlb_folio(): __folio_set_hugetlb (page_type = PGTY_hugetlb << 24 on the
     head), INIT_LIST_HEAD(&folio->lru), no subpool, no hugetlb cgroups."""
     mv64, mv32, w = _words(k, pfn)
@@ -189,7 +193,7 @@ def init_new_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
         k.kmem.set(head, "folio", f, 0)
 
 
-def prep_compound_gigantic(k: "Kernel", pfn: int, order: int) -> None:
+def prep_compound_gigantic(k: Kernel, pfn: int, order: int) -> None:
     """hugetlb_folio_init_vmemmap() / prep_compound_page() over a range that spans several
     memory sections: PG_reserved cleared, tails pointing at the head (compound_head | 1,
     mapping TAIL_MAPPING), refcounts 0, then prep_compound_head() on the head."""
@@ -227,7 +231,7 @@ def prep_compound_gigantic(k: "Kernel", pfn: int, order: int) -> None:
     mv64[w + _W.FW_DEFERRED_LIST + 1] = dl
 
 
-def destroy_compound_gigantic(k: "Kernel", pfn: int, order: int) -> None:
+def destroy_compound_gigantic(k: Kernel, pfn: int, order: int) -> None:
     """What free_contig_range() needs of a dissolved gigantic folio: no compound head or
     tails, no type, refcount 1 on every page (each is then freed)."""
     import numpy as np
@@ -252,11 +256,11 @@ def destroy_compound_gigantic(k: "Kernel", pfn: int, order: int) -> None:
 
 
 # -- the hstates ------------------------------------------------------------------------------
-def _state(k: "Kernel") -> list[Hstate]:
+def _state(k: Kernel) -> list[Hstate]:
     return k.__dict__.setdefault("hstates", [])
 
 
-def hugetlb_add_hstate(k: "Kernel", order: int) -> Hstate:
+def hugetlb_add_hstate(k: Kernel, order: int) -> Hstate:
     """mm/hugetlb.c hugetlb_add_hstate(): ``hstates[hugetlb_max_hstate++]`` with its resize
     mutex, order, mask, empty free lists (all MAX_NUMNODES of them) and active list, and
     its name ``hugepages-<size>kB``.  A size registered twice is kept once."""
@@ -285,7 +289,7 @@ def hugetlb_add_hstate(k: "Kernel", order: int) -> Hstate:
     return h
 
 
-def hstate_for_size(k: "Kernel", size: int) -> Hstate:
+def hstate_for_size(k: Kernel, size: int) -> Hstate:
     """size_to_hstate(): the hstate of ``size`` bytes (2M or 1G)."""
     for h in _state(k):
         if h.size == size:
@@ -309,7 +313,7 @@ def hstate_next_node_to_alloc(h: Hstate, nodes: list[int], attr: str = "next_nid
 
 
 # -- boot: gigantic pages from memblock -------------------------------------------------------
-def hugetlb_bootmem_alloc(k: "Kernel") -> None:
+def hugetlb_bootmem_alloc(k: Kernel) -> None:
     """x86 setup_arch() -> hugetlb_bootmem_alloc() (after the NUMA nodes are known, before
     paging_init/sparse_init): the 1 GiB hstate (``hugepagesz=1G``/gigantic_pages_init) and
     ``hugepages=`` of it from memblock (hugetlb_hstate_alloc_pages -> hugetlb_gigantic_pages_alloc_boot
@@ -338,7 +342,7 @@ def hugetlb_bootmem_alloc(k: "Kernel") -> None:
         h.max_huge_pages = got
 
 
-def _write_bootmem_pages(k: "Kernel") -> None:
+def _write_bootmem_pages(k: Kernel) -> None:
     """The huge_bootmem_page structs at the start of each boot page, linked on their node's
     list (they are there until gather_bootmem_prealloc reads them; the bytes stay behind)."""
     boot = k.__dict__.get("huge_boot_pages", {})
@@ -359,7 +363,7 @@ def _write_bootmem_pages(k: "Kernel") -> None:
         del head
 
 
-def gather_bootmem_prealloc(k: "Kernel") -> None:
+def gather_bootmem_prealloc(k: Kernel) -> None:
     """gather_bootmem_prealloc() -> gather_bootmem_prealloc_node() for each node's list:
     hugetlb_folio_init_vmemmap() + init_new_hugetlb_folio(), adjust_managed_page_count()
     (the pages go back into totalram and the zone's managed pages), then
@@ -384,12 +388,12 @@ def gather_bootmem_prealloc(k: "Kernel") -> None:
 
 
 # -- the pools ----------------------------------------------------------------------------------
-def account_new_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
+def account_new_hugetlb_folio(k: Kernel, h: Hstate, pfn: int) -> None:
     h.nr_huge_pages += 1
     h.nr_huge_pages_node[folio_nid(k, pfn)] += 1
 
 
-def enqueue_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
+def enqueue_hugetlb_folio(k: Kernel, h: Hstate, pfn: int) -> None:
     """enqueue_hugetlb_folio(): list_move(&folio->lru, &h->hugepage_freelists[nid]), the free
     counters, folio_set_hugetlb_freed()."""
     nid = folio_nid(k, pfn)
@@ -401,7 +405,7 @@ def enqueue_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
     _set_private_bit(k, pfn, HPG_freed, True)
 
 
-def dequeue_hugetlb_folio_node_exact(k: "Kernel", h: Hstate, nid: int) -> int | None:
+def dequeue_hugetlb_folio_node_exact(k: Kernel, h: Hstate, nid: int) -> int | None:
     """The first folio of the node's free list: onto the active list, refcount unfrozen to 1,
     HPG_freed cleared, the free counters."""
     if not h.freelists[nid]:
@@ -415,7 +419,7 @@ def dequeue_hugetlb_folio_node_exact(k: "Kernel", h: Hstate, nid: int) -> int | 
     return pfn
 
 
-def alloc_buddy_hugetlb_folio(k: "Kernel", order: int, gfp: int, nid: int, nodemask,
+def alloc_buddy_hugetlb_folio(k: Kernel, order: int, gfp: int, nid: int, nodemask,
                               noretry: set[int] | None) -> int | None:
     """alloc_buddy_hugetlb_folio(): __GFP_RETRY_MAYFAIL unless the node already failed,
     __alloc_frozen_pages(), HTLB_BUDDY_PGALLOC(_FAIL)."""
@@ -433,7 +437,7 @@ def alloc_buddy_hugetlb_folio(k: "Kernel", order: int, gfp: int, nid: int, nodem
     return pfn
 
 
-def alloc_contig_pages(k: "Kernel", order: int, nid: int) -> int | None:
+def alloc_contig_pages(k: Kernel, order: int, nid: int) -> int | None:
     """folio_alloc_gigantic() -> alloc_contig_pages() without migration: the first naturally
     aligned range of the node's zones (zonelist order, highest zone first) whose pages are all
     free buddy pages; drain the per-CPU lists first, take the blocks off the free lists."""
@@ -467,7 +471,7 @@ def alloc_contig_pages(k: "Kernel", order: int, nid: int) -> int | None:
     return None
 
 
-def only_alloc_fresh_hugetlb_folio(k: "Kernel", h: Hstate, gfp: int, nid: int, nodemask,
+def only_alloc_fresh_hugetlb_folio(k: Kernel, h: Hstate, gfp: int, nid: int, nodemask,
                                    noretry: set[int] | None) -> int | None:
     if h.gigantic:
         pfn = alloc_contig_pages(k, h.order, nid)
@@ -480,7 +484,7 @@ def only_alloc_fresh_hugetlb_folio(k: "Kernel", h: Hstate, gfp: int, nid: int, n
     return pfn
 
 
-def alloc_pool_huge_folio(k: "Kernel", h: Hstate, nodes: list[int], noretry: set[int] | None,
+def alloc_pool_huge_folio(k: Kernel, h: Hstate, nodes: list[int], noretry: set[int] | None,
                           cursor: dict | None = None) -> int | None:
     """alloc_pool_huge_folio(): for_each_node_mask_to_alloc over ``nodes`` from the cursor
     (h->next_nid_to_alloc, or the boot thread's own next_node), gfp htlb_alloc_mask(h) |
@@ -499,14 +503,14 @@ def alloc_pool_huge_folio(k: "Kernel", h: Hstate, nodes: list[int], noretry: set
     return None
 
 
-def prep_and_add_allocated_folios(k: "Kernel", h: Hstate, folios: list[int]) -> None:
+def prep_and_add_allocated_folios(k: Kernel, h: Hstate, folios: list[int]) -> None:
     """account + enqueue each folio of the list (list order: head first)."""
     for pfn in folios:
         account_new_hugetlb_folio(k, h, pfn)
         enqueue_hugetlb_folio(k, h, pfn)
 
 
-def hugetlb_pages_alloc_boot(k: "Kernel", h: Hstate) -> int:
+def hugetlb_pages_alloc_boot(k: Kernel, h: Hstate) -> int:
     """hugetlb_pages_alloc_boot(): padata_do_multithreaded() over [0, max_huge_pages) with
     min_chunk = max/nodes/2 and max_threads = 2 * nodes; each chunk runs
     hugetlb_pages_alloc_boot_node() (its own next_node from the first online node, folios
@@ -546,21 +550,21 @@ def _string_get_size(nbytes: int) -> str:
     return f"{nbytes:.2f} {units[i]}"
 
 
-def hugetlb_vmemmap_optimizable_size(k: "Kernel", h: Hstate) -> int:
+def hugetlb_vmemmap_optimizable_size(k: Kernel, h: Hstate) -> int:
     """mm/hugetlb_vmemmap.h: the vmemmap of a huge page minus the one page HVO keeps
     (HUGETLB_VMEMMAP_RESERVE_SIZE), when struct page is a power of two in size."""
     size = h.nr_pages * k.struct_page_size - PAGE_SIZE
     return max(size, 0)
 
 
-def report_hugepages(k: "Kernel") -> None:
+def report_hugepages(k: Kernel) -> None:
     for h in _state(k):
         buf = _string_get_size(h.size)
         k.printk(6, f"HugeTLB: registered {buf} page size, pre-allocated {h.free_huge_pages} pages")
         k.printk(6, f"HugeTLB: {hugetlb_vmemmap_optimizable_size(k, h) >> 10} KiB vmemmap can be freed for a {buf} page")
 
 
-def hugetlb_init(k: "Kernel") -> None:
+def hugetlb_init(k: Kernel) -> None:
     """subsys_initcall(hugetlb_init): the 2 MiB hstate and default_hstate_idx,
     hugetlb_init_hstates() (the 2 MiB boot pool, next-nid cursors, demote orders),
     gather_bootmem_prealloc(), report_hugepages(); then fs_initcall(init_hugetlbfs_fs)."""
@@ -589,7 +593,7 @@ def hugetlb_init(k: "Kernel") -> None:
 
 
 # -- the sysctl -------------------------------------------------------------------------------
-def update_and_free_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
+def update_and_free_hugetlb_folio(k: Kernel, h: Hstate, pfn: int) -> None:
     """__update_and_free_hugetlb_folio(): clear the hugetlb type and give the pages back to
     the buddy allocator (gigantic: free_contig_range, page by page; here in MAX_PAGE_ORDER
     blocks, which is what the buddy merges them into)."""
@@ -609,7 +613,7 @@ def update_and_free_hugetlb_folio(k: "Kernel", h: Hstate, pfn: int) -> None:
         k.free_pages(pfn, h.order)
 
 
-def remove_pool_hugetlb_folio(k: "Kernel", h: Hstate, nodes: list[int]) -> int | None:
+def remove_pool_hugetlb_folio(k: Kernel, h: Hstate, nodes: list[int]) -> int | None:
     """remove_pool_hugetlb_folio(): for_each_node_mask_to_free from h->next_nid_to_free, the
     first free folio of that node's list; remove_hugetlb_folio() takes it off the lists and
     counters."""
@@ -626,7 +630,7 @@ def remove_pool_hugetlb_folio(k: "Kernel", h: Hstate, nodes: list[int]) -> int |
     return None
 
 
-def set_nr_hugepages(k: "Kernel", page_size: int, n: int) -> int:
+def set_nr_hugepages(k: Kernel, page_size: int, n: int) -> int:
     """``echo n > /proc/sys/vm/nr_hugepages`` (or hugepages-<size>kB/nr_hugepages):
     set_max_huge_pages() on all nodes.  Grows with alloc_pool_huge_folio() until ``n`` or
     failure, shrinks by freeing free folios (never below the reserved and in-use ones).
@@ -657,7 +661,7 @@ def set_nr_hugepages(k: "Kernel", page_size: int, n: int) -> int:
 
 
 # -- the books into memory --------------------------------------------------------------------
-def write_hstates(k: "Kernel") -> None:
+def write_hstates(k: Kernel) -> None:
     """Sync hook: every hstate's counters, its free lists and active list (folio->lru)."""
     km = k.kmem
     lh = k.T.sizeof("struct list_head")
@@ -713,7 +717,7 @@ class HugetlbfsMount:
     next_ino: int = 1
 
 
-def _list_add_tail(k: "Kernel", new: int, head: int) -> None:
+def _list_add_tail(k: Kernel, new: int, head: int) -> None:
     km = k.kmem
     prev = km.get(head, "list_head", "prev")
     km.set(new, "list_head", "next", head)
@@ -722,7 +726,7 @@ def _list_add_tail(k: "Kernel", new: int, head: int) -> None:
     km.set(head, "list_head", "prev", new)
 
 
-def _kzalloc(k: "Kernel", size: int, caller: str) -> int:
+def _kzalloc(k: Kernel, size: int, caller: str) -> int:
     from mmintro.kernel import slub
 
     a = slub.kzalloc(k, size, "GFP_KERNEL", caller=caller)
@@ -731,7 +735,7 @@ def _kzalloc(k: "Kernel", size: int, caller: str) -> int:
     return a
 
 
-def hugetlbfs_alloc_inode(k: "Kernel", sb: int) -> int:
+def hugetlbfs_alloc_inode(k: Kernel, sb: int) -> int:
     """hugetlbfs_alloc_inode() via new_inode(): a hugetlbfs_inode_info from
     hugetlbfs_inode_cachep (init_once ran), inode_init_always (i_sb, i_count, i_nlink,
     i_mapping = &i_data, mapping->host) and inode_sb_list_add."""
@@ -755,7 +759,7 @@ def hugetlbfs_alloc_inode(k: "Kernel", sb: int) -> int:
     return inode
 
 
-def resv_map_alloc(k: "Kernel") -> int:
+def resv_map_alloc(k: Kernel) -> int:
     """mm/hugetlb.c resv_map_alloc(): kmalloc'd, refs 1, empty region lists, the rw_sema.
     (The file_region placeholder it pre-allocates is not modelled: struct file_region is
     not in the type data, so region_cache stays empty with region_cache_count 0.)"""
@@ -768,7 +772,7 @@ def resv_map_alloc(k: "Kernel") -> int:
     return rm
 
 
-def hugetlbfs_get_inode(k: "Kernel", m: HugetlbfsMount, mode: int) -> int:
+def hugetlbfs_get_inode(k: Kernel, m: HugetlbfsMount, mode: int) -> int:
     """hugetlbfs_get_inode(): a new inode with i_ino, i_mode, a resv_map in
     i_mapping->i_private_data for regular files, an empty directory otherwise."""
     km = k.kmem
@@ -784,7 +788,7 @@ def hugetlbfs_get_inode(k: "Kernel", m: HugetlbfsMount, mode: int) -> int:
     return inode
 
 
-def mount_one_hugetlbfs(k: "Kernel", h: Hstate, fst: int) -> HugetlbfsMount:
+def mount_one_hugetlbfs(k: Kernel, h: Hstate, fst: int) -> HugetlbfsMount:
     """mount_one_hugetlbfs() -> hugetlbfs_fill_super(): a super_block (alloc_super, on
     super_blocks and the type's fs_supers) with s_magic HUGETLBFS_MAGIC, the huge page
     size as block size, the hugetlbfs_sb_info (hstate, no subpool: no size= option), the root
@@ -840,7 +844,7 @@ def mount_one_hugetlbfs(k: "Kernel", h: Hstate, fst: int) -> HugetlbfsMount:
     return m
 
 
-def _d_alloc(k: "Kernel", sb: int, parent: int, name: str) -> int:
+def _d_alloc(k: Kernel, sb: int, parent: int, name: str) -> int:
     """__d_alloc() (d_alloc_pseudo when there is no parent: the dentry is its own parent)."""
     from mmintro.kernel import slub
 
@@ -860,7 +864,7 @@ def _d_alloc(k: "Kernel", sb: int, parent: int, name: str) -> int:
     return d
 
 
-def _d_instantiate(k: "Kernel", d: int, inode: int) -> None:
+def _d_instantiate(k: Kernel, d: int, inode: int) -> None:
     km = k.kmem
     mode = km.get(inode, "inode", "i_mode")
     t = k.T.const("DCACHE_DIRECTORY_TYPE") if mode & S_IFDIR else k.T.const("DCACHE_REGULAR_TYPE")
@@ -876,7 +880,7 @@ def _d_instantiate(k: "Kernel", d: int, inode: int) -> None:
     km.set(alias, "hlist_node", "pprev", head)
 
 
-def init_hugetlbfs_fs(k: "Kernel") -> None:
+def init_hugetlbfs_fs(k: Kernel) -> None:
     """fs_initcall(init_hugetlbfs_fs): hugetlbfs_inode_cachep ("hugetlbfs_inode_cache",
     sizeof(struct hugetlbfs_inode_info), SLAB_ACCOUNT, init_once), register_filesystem,
     then one internal mount per hstate (the default hstate's first)."""
@@ -900,7 +904,7 @@ def init_hugetlbfs_fs(k: "Kernel") -> None:
 
 
 # -- MAP_HUGETLB mmap --------------------------------------------------------------------------
-def alloc_file_pseudo(k: "Kernel", inode: int, m: HugetlbfsMount, name: str) -> int:
+def alloc_file_pseudo(k: Kernel, inode: int, m: HugetlbfsMount, name: str) -> int:
     """fs/file_table.c alloc_file_pseudo(): a pseudo dentry named ``name`` on the mount's
     super_block (d_alloc_pseudo), instantiated, and an O_RDWR struct file from filp."""
     from mmintro.kernel import slub
@@ -922,7 +926,7 @@ def alloc_file_pseudo(k: "Kernel", inode: int, m: HugetlbfsMount, name: str) -> 
     return f
 
 
-def hugetlb_file_setup(k: "Kernel", h: Hstate, size: int) -> int:
+def hugetlb_file_setup(k: Kernel, h: Hstate, size: int) -> int:
     """hugetlb_file_setup(HUGETLB_ANON_FILE, size, VM_NORESERVE, HUGETLB_ANONHUGE_INODE, ...):
     an unlinked (i_nlink 0) regular inode of ``size`` on the hstate's internal mount and its
     pseudo file; VM_NORESERVE: the reservation is taken by the mmap instead."""
@@ -934,7 +938,7 @@ def hugetlb_file_setup(k: "Kernel", h: Hstate, size: int) -> int:
     return alloc_file_pseudo(k, inode, m, HUGETLB_ANON_FILE)
 
 
-def hugetlb_get_unmapped_area(k: "Kernel", mm: int, h: Hstate, length: int) -> int:
+def hugetlb_get_unmapped_area(k: Kernel, mm: int, h: Hstate, length: int) -> int:
     """hugetlb_get_unmapped_area() -> the top-down search with align_mask = the huge page
     mask (vm_unmapped_area: a gap of length + align_mask, the start aligned down from its
     top)."""
@@ -949,7 +953,7 @@ def hugetlb_get_unmapped_area(k: "Kernel", mm: int, h: Hstate, length: int) -> i
     return (gap_end - length) & ~mask
 
 
-def hugetlb_acct_memory(k: "Kernel", h: Hstate, delta: int) -> bool:
+def hugetlb_acct_memory(k: Kernel, h: Hstate, delta: int) -> bool:
     """hugetlb_acct_memory(): for delta > 0, gather_surplus_pages() -- enough free pages for
     the reservations, else surplus pages within nr_overcommit_hugepages (0: -ENOMEM) -- and
     resv_huge_pages += delta; for delta < 0, return_unused_surplus_pages()."""
@@ -963,7 +967,7 @@ def hugetlb_acct_memory(k: "Kernel", h: Hstate, delta: int) -> bool:
     return True
 
 
-def hugetlb_reserve_pages(k: "Kernel", h: Hstate, vma: int, start: int, end: int) -> bool:
+def hugetlb_reserve_pages(k: Kernel, h: Hstate, vma: int, start: int, end: int) -> bool:
     """hugetlb_reserve_pages() for a private mapping: a resv_map of the VMA's own
     (set_vma_resv_map + HPAGE_RESV_OWNER in vm_private_data), chg = to - from, the global
     reservation (hugetlb_acct_memory)."""
@@ -980,7 +984,7 @@ def hugetlb_reserve_pages(k: "Kernel", h: Hstate, vma: int, start: int, end: int
     return True
 
 
-def hugetlb_mmap(k: "Kernel", mm: int, length: int, page_size: int, prot: int) -> int:
+def hugetlb_mmap(k: Kernel, mm: int, length: int, page_size: int, prot: int) -> int:
     """mmap(NULL, length, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB [| MAP_HUGE_1GB]):
     ksys_mmap_pgoff's hugetlb_file_setup ("anon_hugepage", length aligned to the huge page),
     do_mmap: hugetlb_get_unmapped_area, the VMA (prot bits | VM_MAYREAD | VM_MAYWRITE |
@@ -1015,7 +1019,7 @@ def hugetlb_mmap(k: "Kernel", mm: int, length: int, page_size: int, prot: int) -
 
 
 # -- faults --------------------------------------------------------------------------------------
-def hstate_vma(k: "Kernel", vma: int) -> Hstate:
+def hstate_vma(k: Kernel, vma: int) -> Hstate:
     f = k.kmem.get(vma, "vm_area_struct", "vm_file")
     inode = k.kmem.get(f, "file", "f_inode")
     sb = k.kmem.get(inode, "inode", "i_sb")
@@ -1025,7 +1029,7 @@ def hstate_vma(k: "Kernel", vma: int) -> Hstate:
     raise ValueError(f"vma {vma:#x} is not a hugetlbfs mapping")
 
 
-def _huge_node(k: "Kernel", vma: int, addr: int, h: Hstate) -> tuple[int, frozenset | None]:
+def _huge_node(k: Kernel, vma: int, addr: int, h: Hstate) -> tuple[int, frozenset | None]:
     """huge_node(): the node and nodemask of the VMA/task policy (interleave by huge page
     index; bind's nodemask; preferred's node; default: the local node)."""
     from mmintro.kernel import mempolicy as mp
@@ -1042,7 +1046,7 @@ def _huge_node(k: "Kernel", vma: int, addr: int, h: Hstate) -> tuple[int, frozen
     return nid, None
 
 
-def dequeue_hugetlb_folio_vma(k: "Kernel", h: Hstate, vma: int, addr: int) -> int | None:
+def dequeue_hugetlb_folio_vma(k: Kernel, h: Hstate, vma: int, addr: int) -> int | None:
     """dequeue_hugetlb_folio_vma() -> dequeue_hugetlb_folio_nodemask(): the preferred node's
     free list, then the zonelist's other nodes in fallback order, within the nodemask."""
     nid, nodemask = _huge_node(k, vma, addr, h)
@@ -1057,7 +1061,7 @@ def dequeue_hugetlb_folio_vma(k: "Kernel", h: Hstate, vma: int, addr: int) -> in
     return None
 
 
-def alloc_hugetlb_folio(k: "Kernel", h: Hstate, vma: int, addr: int) -> int | None:
+def alloc_hugetlb_folio(k: Kernel, h: Hstate, vma: int, addr: int) -> int | None:
     """alloc_hugetlb_folio(): a private owner's page not yet faulted consumes one of the
     VMA's reservations (vma_needs_reservation = 0: resv_huge_pages--, HPG_restore_reserve),
     the folio dequeued (refcount 1, on the active list), NR_HUGETLB; the reservation
@@ -1078,12 +1082,12 @@ def alloc_hugetlb_folio(k: "Kernel", h: Hstate, vma: int, addr: int) -> int | No
     return pfn
 
 
-def _hugetlb_count(k: "Kernel", mm: int, n: int) -> None:
+def _hugetlb_count(k: Kernel, mm: int, n: int) -> None:
     km = k.kmem
     km.set(mm, "mm_struct", "hugetlb_usage.counter", km.get(mm, "mm_struct", "hugetlb_usage.counter") + n)
 
 
-def make_huge_pte(k: "Kernel", vma: int, pfn: int, try_mkwrite: bool) -> int:
+def make_huge_pte(k: Kernel, vma: int, pfn: int, try_mkwrite: bool) -> int:
     """make_huge_pte(): folio_mk_pte(folio, vm_page_prot), writable+dirty when try_mkwrite
     in a VM_WRITE VMA else write-protected and clean, pte_mkyoung, arch_make_huge_pte
     (pte_mkhuge: _PAGE_PSE)."""
@@ -1097,7 +1101,7 @@ def make_huge_pte(k: "Kernel", vma: int, pfn: int, try_mkwrite: bool) -> int:
     return e | _PAGE_ACCESSED | _PAGE_PSE
 
 
-def huge_pte_alloc(k: "Kernel", mm: int, addr: int, h: Hstate) -> int:
+def huge_pte_alloc(k: Kernel, mm: int, addr: int, h: Hstate) -> int:
     """huge_pte_alloc(): the PUD slot for a 1 GiB page, the PMD slot for 2 MiB (no PMD
     sharing: private mappings never share)."""
     from mmintro.kernel import memory
@@ -1107,7 +1111,7 @@ def huge_pte_alloc(k: "Kernel", mm: int, addr: int, h: Hstate) -> int:
     return memory.pmd_alloc(k, mm, addr)
 
 
-def hugetlb_add_new_anon_rmap(k: "Kernel", pfn: int, vma: int, haddr: int) -> None:
+def hugetlb_add_new_anon_rmap(k: Kernel, pfn: int, vma: int, haddr: int) -> None:
     """hugetlb_add_new_anon_rmap(): _entire_mapcount and _large_mapcount 0 (one mapping),
     HPG_restore_reserve cleared, __folio_set_anon (exclusive), PageAnonExclusive."""
     from mmintro.kernel import rmap
@@ -1120,7 +1124,7 @@ def hugetlb_add_new_anon_rmap(k: "Kernel", pfn: int, vma: int, haddr: int) -> No
     mv64[w + _W.W_FLAGS] |= 1 << _T.const("PG_anon_exclusive")
 
 
-def hugetlb_fault(k: "Kernel", mm: int, vma: int, addr: int, write: bool) -> int:
+def hugetlb_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool) -> int:
     """mm/hugetlb.c hugetlb_fault(): huge_pte_alloc, then hugetlb_no_page() for a none entry
     (private mappings: alloc_hugetlb_folio, folio_zero_user, uptodate, vmf_anon_prepare,
     hugetlb_add_new_anon_rmap, make_huge_pte(try_mkwrite = VM_SHARED), set_huge_pte_at,
@@ -1140,9 +1144,12 @@ def hugetlb_fault(k: "Kernel", mm: int, vma: int, addr: int, write: bool) -> int
     if e & _PAGE_PRESENT:
         pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
         if write and not e & _PAGE_RW:
-            # hugetlb_wp(): the mapping's only user reuses the folio
-            if rmap.folio_mapcount(k, pfn) != 1:
-                raise NotImplementedError("hugetlb CoW copy of a shared private page is not modelled")
+            # hugetlb_wp(): the mapping's only user reuses the folio, else a copy
+            _mv64, mv32, w = _words(k, pfn)
+            if mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] != 0:
+                return hugetlb_wp_copy(k, mm, vma, h, slot, haddr, pfn)
+            mv64 = _mv64
+            mv64[w + _W.W_FLAGS] |= 1 << _T.const("PG_anon_exclusive")
             e |= _PAGE_RW | _PAGE_DIRTY
         k.mem.write_u64(slot - k.page_offset_base, e | _PAGE_ACCESSED)
         return pfn
@@ -1172,7 +1179,7 @@ def hugetlb_fault(k: "Kernel", mm: int, vma: int, addr: int, write: bool) -> int
     return pfn
 
 
-def free_huge_folio(k: "Kernel", pfn: int) -> None:
+def free_huge_folio(k: Kernel, pfn: int) -> None:
     """free_huge_folio() (the last reference dropped): no subpool, PageAnonExclusive and
     mapping cleared, a consumed reservation restored (HPG_restore_reserve), HPG_migratable
     cleared, NR_HUGETLB; a surplus page leaves the pool, others are enqueued again with
@@ -1201,12 +1208,12 @@ def free_huge_folio(k: "Kernel", pfn: int) -> None:
         enqueue_hugetlb_folio(k, h, pfn)
 
 
-def _folio_order(k: "Kernel", pfn: int) -> int:
+def _folio_order(k: Kernel, pfn: int) -> int:
     mv64, _mv32, w = _words(k, pfn)
     return mv64[w + _W.FW_FLAGS_1] & 0xFF
 
 
-def unmap_hugepage_range(k: "Kernel", vma: int, start: int, end: int) -> None:
+def unmap_hugepage_range(k: Kernel, vma: int, start: int, end: int) -> None:
     """__unmap_hugepage_range(): each present huge entry cleared, hugetlb_count_sub,
     hugetlb_remove_rmap (_entire_mapcount and _large_mapcount down), the mapping's
     reference put (free_huge_folio on the last)."""
@@ -1236,7 +1243,7 @@ def unmap_hugepage_range(k: "Kernel", vma: int, start: int, end: int) -> None:
             mv32[2 * w + _W.D_REFCOUNT] = ref - 1
 
 
-def hugetlb_vm_op_close(k: "Kernel", vma: int) -> None:
+def hugetlb_vm_op_close(k: Kernel, vma: int) -> None:
     """hugetlb_vm_op_close(): a private owner gives back the reservations it never used
     (hugetlb_acct_memory(h, -(pages - consumed))) and drops its resv_map."""
     info = k.__dict__.get("hugetlb_vmas", {}).pop(vma, None)
@@ -1251,3 +1258,68 @@ def hugetlb_vm_op_close(k: "Kernel", vma: int) -> None:
 
         slub.kfree(k, rm)
         k.kmem.set(vma, "vm_area_struct", "vm_private_data", 0)
+
+
+def copy_hugetlb_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
+    """fork of a private hugetlb VMA: dup_mmap's hugetlb_dup_vma_private() (the child owns
+    no reservation: vm_private_data cleared), then copy_hugetlb_page_range(): each present
+    entry shared -- hugetlb_try_dup_anon_rmap (PageAnonExclusive cleared, _entire_mapcount and
+    _large_mapcount up), a reference, both entries write-protected (huge_ptep_set_wrprotect),
+    hugetlb_count_add in the child."""
+    from mmintro.arch.x86 import _PAGE_PRESENT, _PAGE_RW, PTE_PFN_MASK
+    from mmintro.kernel import memory
+
+    km = k.kmem
+    km.set(dst_vma, "vm_area_struct", "vm_private_data", 0)
+    h = hstate_vma(k, src_vma)
+    src_mm, dst_mm = km.get(src_vma, "vm_area_struct", "vm_mm"), km.get(dst_vma, "vm_area_struct", "vm_mm")
+    start, end = km.get(src_vma, "vm_area_struct", "vm_start"), km.get(src_vma, "vm_area_struct", "vm_end")
+    cow = not km.get(src_vma, "vm_area_struct", "vm_flags") & VM_SHARED
+    for a in range(start, end, h.size):
+        level, slot, e = memory.walk(k, src_mm, a)
+        if not e & _PAGE_PRESENT or level not in ("PMD", "PUD"):
+            continue
+        pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+        mv64, mv32, w = _words(k, pfn)
+        mv64[w + _W.W_FLAGS] &= ~(1 << _T.const("PG_anon_exclusive"))
+        mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] = (mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] + 1) & 0xFFFFFFFF
+        mv32[2 * w + _W.FD_LARGE_MAPCOUNT] = (mv32[2 * w + _W.FD_LARGE_MAPCOUNT] + 1) & 0xFFFFFFFF
+        mv32[2 * w + _W.D_REFCOUNT] += 1
+        if cow:
+            e &= ~_PAGE_RW
+            k.mem.write_u64(slot - k.page_offset_base, e)
+        dslot = huge_pte_alloc(k, dst_mm, a, h)
+        k.mem.write_u64(dslot - k.page_offset_base, e)
+        _hugetlb_count(k, dst_mm, h.nr_pages)
+    return 0
+
+
+def hugetlb_wp_copy(k: Kernel, mm: int, vma: int, h: Hstate, slot: int, haddr: int, old: int) -> int:
+    """hugetlb_wp()'s copy: a new folio (alloc_hugetlb_folio: the owner's reservation or a
+    free unreserved page), copy_user_large_folio, hugetlb_add_new_anon_rmap on it, the old
+    one's mapping removed (hugetlb_remove_rmap) and its reference put, the entry writable."""
+    from mmintro.arch.x86 import _PAGE_DIRTY, _PAGE_RW
+
+    info = k.__dict__.get("hugetlb_vmas", {}).get(vma)
+    idx = (haddr - k.kmem.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)
+    if info is not None:
+        info["faulted"].discard(idx)  # the owner's reservation for this index was consumed by ``old``
+    new = alloc_hugetlb_folio(k, h, vma, haddr)
+    if new is None:
+        raise MemoryError(f"{haddr:#x}: no huge page for the copy on write (VM_FAULT_OOM)")
+    k.mem.write(new << PAGE_SHIFT, k.mem.read(old << PAGE_SHIFT, h.size))
+    mv64, _mv32, w = _words(k, new)
+    mv64[w + _W.W_FLAGS] |= 1 << _T.const("PG_uptodate")
+    hugetlb_add_new_anon_rmap(k, new, vma, haddr)
+    _set_private_bit(k, new, HPG_migratable, True)
+    _omv64, omv32, ow = _words(k, old)
+    omv32[2 * ow + _W.FD_ENTIRE_MAPCOUNT] = (omv32[2 * ow + _W.FD_ENTIRE_MAPCOUNT] - 1) & 0xFFFFFFFF
+    omv32[2 * ow + _W.FD_LARGE_MAPCOUNT] = (omv32[2 * ow + _W.FD_LARGE_MAPCOUNT] - 1) & 0xFFFFFFFF
+    ref = omv32[2 * ow + _W.D_REFCOUNT]
+    if ref <= 1:
+        free_huge_folio(k, old)
+    else:
+        omv32[2 * ow + _W.D_REFCOUNT] = ref - 1
+    e = make_huge_pte(k, vma, new, False) | _PAGE_RW | _PAGE_DIRTY
+    k.mem.write_u64(slot - k.page_offset_base, e)
+    return new
