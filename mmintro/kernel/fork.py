@@ -42,7 +42,8 @@ from mmintro.kernel.xarray import XA_FLAGS_ALLOC, XArray
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-__all__ = ["PIDNS_ADDING", "Process", "alloc_pid", "copy_process", "mm_alloc", "pgd_alloc", "spawn_process"]
+__all__ = ["PIDNS_ADDING", "Process", "alloc_pid", "copy_process", "do_fork", "dup_mm", "dup_mmap", "mm_alloc",
+           "mm_init", "pgd_alloc", "spawn_process"]
 
 # include/linux/pid_namespace.h (#define)
 PIDNS_ADDING = 1 << 31
@@ -50,9 +51,17 @@ PIDNS_ADDING = 1 << 31
 # for the 4-level map = 256 (the kernel half of the PGD).
 KERNEL_PGD_BOUNDARY = PTRS_PER_TABLE // 2
 # include/linux/sched.h (#define)
+PF_IDLE = 0x00000002
 PF_FORKNOEXEC = 0x00000040
+PF_SUPERPRIV = 0x00000100
+PF_WQ_WORKER = 0x00000020
+PF_NO_SETAFFINITY = 0x04000000
 PF_RANDOMIZE = 0x00400000
 TASK_INTERRUPTIBLE = 0x00000001
+# include/linux/mm.h (#defines)
+VM_DONTCOPY = 0x00020000
+VM_WIPEONFORK = 0x02000000
+VM_LOCKED_MASK = 0x00002000 | 0x00080000  # VM_LOCKED | VM_LOCKONFAULT
 # include/asm-generic/pgalloc.h: GFP_PGTABLE_USER = GFP_PGTABLE_KERNEL | __GFP_ACCOUNT
 GFP_PGTABLE_USER = GFP_PGTABLE_KERNEL | G.FLAGS["__GFP_ACCOUNT"]
 
@@ -149,28 +158,46 @@ def pgd_alloc(k: Kernel, mm: int) -> int:
     return pgd
 
 
-def mm_alloc(k: Kernel, owner: int) -> int:
-    """kernel/fork.c mm_alloc() -> mm_init(): an mm_struct from mm_cachep, zeroed."""
+def mm_init(k: Kernel, mm: int, owner: int) -> int:
+    """kernel/fork.c mm_init(): mt_init_flags(&mm->mm_mt, MM_MT_FLAGS), mm_users = mm_count = 1,
+    mmap_init_lock, an empty mmlist, pgtables_bytes/map_count/locked_vm/pinned_vm 0, rss_stat
+    cleared, the owner, exe_file NULL, mm_alloc_pgd (pgd_alloc), and percpu_counter_init_many
+    of rss_stat (one per-CPU block for the NR_MM_COUNTERS counters).  The fields dup_mm()'s
+    memcpy brought from the parent and mm_init() does not reset stay (total_vm, mmap_base,
+    start_code, ..., hiwater marks until dup_mm sets them)."""
     km = k.kmem
-    mm = slub.kmem_cache_alloc(k, slub.find_cache(k, "mm_struct"), "GFP_KERNEL", caller="mm_alloc")
-    km.write_bytes(mm, bytes(k.T.sizeof("struct mm_struct")))
+    km.set(mm, "mm_struct", "mm_mt.ma_root", 0)
     km.set(mm, "mm_struct", "mm_mt.ma_flags", it.MM_MT_FLAGS)  # mt_init_flags(&mm->mm_mt, MM_MT_FLAGS)
     km.set(mm, "mm_struct", "mm_users.counter", 1)
     km.set(mm, "mm_struct", "mm_count.counter", 1)
+    km.write_bytes(km.addr(mm, "mm_struct", "mmap_lock"), bytes(k.T.sizeof("struct rw_semaphore")))
     km.init_list_head(km.addr(mm, "mm_struct", "mmlist"))
     km.init_list_head(km.addr(mm, "mm_struct", "mmap_lock.wait_list"))  # mmap_init_lock(): init_rwsem
+    for f in ("pgtables_bytes.counter", "map_count", "locked_vm", "pinned_vm.counter", "exe_file"):
+        km.set(mm, "mm_struct", f, 0)
     if k.T.struct("mm_struct").has_member("owner"):
         km.set(mm, "mm_struct", "owner", owner)  # mm_init_owner()
-    # percpu_counter_init_many(mm->rss_stat, 0, GFP_KERNEL_ACCOUNT, NR_MM_COUNTERS): one block
     n = k.T.const("NR_MM_COUNTERS")
-    block = k.alloc_percpu(4 * n, 4)
     psz = k.T.sizeof("struct percpu_counter")
+    km.write_bytes(km.addr(mm, "mm_struct", "rss_stat"), bytes(n * psz))  # memset(&mm->rss_stat, 0, ...)
+    km.set(mm, "mm_struct", "pgd", pgd_alloc(k, mm))
+    # percpu_counter_init_many(mm->rss_stat, 0, GFP_KERNEL_ACCOUNT, NR_MM_COUNTERS): one block
+    block = k.alloc_percpu(4 * n, 4)
     for i in range(n):
         c = km.addr(mm, "mm_struct", "rss_stat") + i * psz
         km.set(c, "percpu_counter", "counters", block + 4 * i)
         if k.T.struct("percpu_counter").has_member("list"):  # CONFIG_HOTPLUG_CPU: percpu_counters list
             km.init_list_head(km.addr(c, "percpu_counter", "list"))
-    km.set(mm, "mm_struct", "pgd", pgd_alloc(k, mm))
+    k.__dict__.setdefault("mm_trees", {}).pop(mm, None)
+    return mm
+
+
+def mm_alloc(k: Kernel, owner: int) -> int:
+    """kernel/fork.c mm_alloc() -> mm_init(): an mm_struct from mm_cachep, zeroed."""
+    km = k.kmem
+    mm = slub.kmem_cache_alloc(k, slub.find_cache(k, "mm_struct"), "GFP_KERNEL", caller="mm_alloc")
+    km.write_bytes(mm, bytes(k.T.sizeof("struct mm_struct")))
+    mm_init(k, mm, owner)
     mmap.mm_tree(k, mm)
     return mm
 
@@ -184,16 +211,17 @@ def _list_add_tail(k: Kernel, new: int, head: int) -> None:
     km.set(head, "list_head", "prev", new)
 
 
-def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | None = None,
-                 cpu: int = 0, state: int = TASK_INTERRUPTIBLE, **layout: int) -> Process:
-    """A new user process (fork + exec of a program called ``comm``), child of ``parent``
-    (default init_task).  ``layout`` is passed to setup_new_exec_layout."""
+def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: int, state: int,
+                     src: int = 0) -> tuple[int, int, int]:
+    """The task half of copy_process(): dup_task_struct() (a task_struct from its cache, a copy
+    of ``src`` when given — arch_dup_task_struct's memcpy — and a vmapped kernel stack on the
+    CPU's node), comm, state, flags, prio, alloc_pid, parent links and copy_signal.  Returns
+    (task, struct pid *, nr); the caller gives it an mm and links it."""
     km = k.kmem
     T = k.T
-    parent = parent or k.sym("init_task")
-    # dup_task_struct(): the task and its stack on the current node
     tsk = slub.kmem_cache_alloc(k, slub.find_cache(k, "task_struct"), "GFP_KERNEL", caller="dup_task_struct")
-    km.write_bytes(tsk, bytes(T.sizeof("struct task_struct")))
+    size = T.sizeof("struct task_struct")
+    km.write_bytes(tsk, k.mem.read(k.pa(src), size) if src else bytes(size))
     if it.alloc_thread_stack_node(k, tsk, k.cpu_to_node(cpu), "kernel_clone"):
         raise MemoryError("copy_process: no kernel stack")
     km.set(tsk, "task_struct", "stack_refcount.refs.counter", 1)
@@ -202,7 +230,12 @@ def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | Non
     km.set(tsk, "task_struct", "usage.refs.counter", 1)
     km.write_bytes(km.addr(tsk, "task_struct", "comm"), comm.encode()[:15].ljust(16, b"\0"))  # __set_task_comm
     km.set(tsk, "task_struct", "__state", state)
-    km.set(tsk, "task_struct", "flags", PF_RANDOMIZE)  # exec cleared PF_FORKNOEXEC
+    if src:  # copy_process(): p->flags &= ~(PF_SUPERPRIV | PF_WQ_WORKER | PF_IDLE | PF_NO_SETAFFINITY)
+        km.set(tsk, "task_struct", "flags",
+               (km.get(src, "task_struct", "flags") & ~(PF_SUPERPRIV | PF_WQ_WORKER | PF_IDLE | PF_NO_SETAFFINITY))
+               | PF_FORKNOEXEC)
+    else:
+        km.set(tsk, "task_struct", "flags", PF_RANDOMIZE)  # exec cleared PF_FORKNOEXEC
     for f in ("prio", "static_prio", "normal_prio"):
         km.set(tsk, "task_struct", f, 120)
     km.set(tsk, "task_struct", "thread_info.cpu", cpu)  # task_cpu(): thread_info.cpu in 6.18
@@ -210,6 +243,16 @@ def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | Non
     for lst in ("children", "sibling", "thread_node", "ptraced", "ptrace_entry", "tasks"):
         if T.struct("task_struct").has_member(lst):
             km.init_list_head(km.addr(tsk, "task_struct", lst))
+    for t in ("PIDTYPE_PID", "PIDTYPE_TGID", "PIDTYPE_PGID", "PIDTYPE_SID"):
+        node = km.addr(tsk, "task_struct", f"pid_links[{T.const(t)}]")
+        km.set(node, "hlist_node", "next", 0)
+        km.set(node, "hlist_node", "pprev", 0)
+    if src and T.struct("task_struct").has_member("mempolicy") and km.get(tsk, "task_struct", "mempolicy"):
+        from mmintro.kernel.vma import _opt
+
+        dup = _opt("mempolicy", "mpol_dup")  # p->mempolicy = mpol_dup(p->mempolicy)
+        if dup is not None:
+            km.set(tsk, "task_struct", "mempolicy", dup(k, km.get(tsk, "task_struct", "mempolicy")) or 0)
     # alloc_pid + the task's numbers
     pid_struct, nr = alloc_pid(k, pid)
     km.set(tsk, "task_struct", "pid", nr)
@@ -218,6 +261,7 @@ def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | Non
     km.set(tsk, "task_struct", "parent", parent)
     km.set(tsk, "task_struct", "group_leader", tsk)
     km.set(tsk, "task_struct", "exit_signal", 17)  # SIGCHLD
+    km.set(tsk, "task_struct", "exit_state", 0)
     # copy_signal(): a signal_struct whose thread_head holds this thread
     sig = slub.kmem_cache_alloc(k, slub.find_cache(k, "signal_cache"), "GFP_KERNEL", caller="copy_process")
     km.write_bytes(sig, bytes(T.sizeof("struct signal_struct")))
@@ -226,18 +270,144 @@ def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | Non
     km.set(sig, "signal_struct", "live.counter", 1)
     km.write_list(km.addr(sig, "signal_struct", "thread_head"), [km.addr(tsk, "task_struct", "thread_node")])
     km.set(tsk, "task_struct", "signal", sig)
-    # the mm (exec's mm_alloc + setup_new_exec)
-    mm = mm_alloc(k, tsk)
-    km.set(tsk, "task_struct", "mm", mm)
-    km.set(tsk, "task_struct", "active_mm", mm)
-    lay = mmap.setup_new_exec_layout(k, mm, **layout)
-    # the links copy_process() makes under tasklist_lock
+    return tsk, pid_struct, nr
+
+
+def _link_task(k: Kernel, tsk: int, pid_struct: int, parent: int) -> None:
+    """The links copy_process() makes under tasklist_lock (init_task_pid, attach_pid for
+    PIDTYPE_PID/TGID, the parent's children, init_task.tasks), nr_threads++ and total_forks++."""
+    km = k.kmem
     km.set(tsk, "task_struct", "thread_pid", pid_struct)
     attach_pid(k, tsk, pid_struct, "PIDTYPE_PID")
     attach_pid(k, tsk, pid_struct, "PIDTYPE_TGID")
     _list_add_tail(k, km.addr(tsk, "task_struct", "sibling"), km.addr(parent, "task_struct", "children"))
     _list_add_tail(k, km.addr(tsk, "task_struct", "tasks"), km.addr(k.sym("init_task"), "task_struct", "tasks"))
+    _add_global(k, "nr_threads", 1, 4)
+    _add_global(k, "total_forks", 1, 8)
+
+
+def _add_global(k: Kernel, name: str, delta: int, size: int) -> None:
+    try:
+        addr = k.sym(name)
+    except KeyError:
+        return  # the image does not place it
+    v = int.from_bytes(k.mem.read(k.pa(addr), size), "little", signed=True) + delta
+    k.kmem.write_bytes(addr, (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
+
+
+def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | None = None,
+                 cpu: int = 0, state: int = TASK_INTERRUPTIBLE, **layout: int) -> Process:
+    """A new user process (fork + exec of a program called ``comm``), child of ``parent``
+    (default init_task).  ``layout`` is passed to setup_new_exec_layout."""
+    km = k.kmem
+    parent = parent or k.sym("init_task")
+    tsk, pid_struct, nr = _dup_task_struct(k, comm, parent, pid, cpu, state)
+    # the mm (exec's mm_alloc + setup_new_exec)
+    mm = mm_alloc(k, tsk)
+    km.set(tsk, "task_struct", "mm", mm)
+    km.set(tsk, "task_struct", "active_mm", mm)
+    lay = mmap.setup_new_exec_layout(k, mm, **layout)
+    _link_task(k, tsk, pid_struct, parent)
     proc = Process(nr, comm[:15], tsk, mm, pid_struct, lay)
+    k.__dict__.setdefault("processes", []).append(proc)
+    return proc
+
+
+def vma_needs_copy(k: Kernel, dst_vma: int, src_vma: int) -> bool:
+    """mm/memory.c vma_needs_copy(): page tables are copied for VM_PFNMAP/VM_MIXEDMAP and for
+    VMAs with an anon_vma (no uffd-wp modelled); the rest refill by faulting."""
+    km = k.kmem
+    if km.get(src_vma, "vm_area_struct", "vm_flags") & (mmap.VM_PFNMAP | mmap.VM_MIXEDMAP):
+        return True
+    return bool(km.get(src_vma, "vm_area_struct", "anon_vma"))
+
+
+def dup_mmap(k: Kernel, mm: int, oldmm: int) -> int:
+    """mm/mmap.c dup_mmap(): the counters total_vm/data_vm/exec_vm/stack_vm, the parent's tree
+    copied node for node (__mt_dup), then, out of RCU mode, each VMA of the copy replaced by a
+    vm_area_dup of the parent's (VM_DONTCOPY ones cleared out and unaccounted): its commitment
+    charged (VM_ACCOUNT), vma_dup_policy, vm_mm, anon_vma_fork (none for VM_WIPEONFORK),
+    VM_LOCKED_MASK cleared, vma_iter_bulk_store (an exact fit), map_count++, the file's
+    reference and i_mmap link right after the parent's VMA, and copy_page_range when
+    vma_needs_copy.  Returns 0."""
+    from mmintro.kernel import maple_tree as MT
+    from mmintro.kernel import vma as V
+
+    km = k.kmem
+    for f in ("total_vm", "data_vm", "exec_vm", "stack_vm"):
+        km.set(mm, "mm_struct", f, km.get(oldmm, "mm_struct", f))
+    src = mmap.mm_tree(k, oldmm)
+    tree = MT.__mt_dup(src, km.addr(mm, "mm_struct", "mm_mt"), lambda: mmap._node_alloc(k),
+                       lambda a: mmap._node_free(k, a))
+    k.__dict__.setdefault("mm_trees", {})[mm] = tree
+    anon_vma_fork = V._opt("rmap", "anon_vma_fork")
+    insert_after = V._opt("rmap", "vma_interval_tree_insert_after")
+    insert = V._opt("rmap", "vma_interval_tree_insert")
+    copy_page_range = V._opt("memory", "copy_page_range")
+    tree.mt_clear_in_rcu()
+    with tree.batch():
+        for start, last, mpnt in list(src.mt_for_each()):
+            flags = km.get(mpnt, "vm_area_struct", "vm_flags")
+            if flags & VM_DONTCOPY:
+                tree.mtree_store_range(start, last, None)  # vma_iter_clear_gfp
+                mmap.vm_stat_account(k, mm, flags, -((last + 1 - start) >> mmap.PAGE_SHIFT))
+                continue
+            if flags & mmap.VM_ACCOUNT:
+                V.vm_acct_memory(k, (last + 1 - start) >> mmap.PAGE_SHIFT)  # security_vm_enough_memory_mm
+            tmp = V.vm_area_dup(k, mpnt)
+            V._vma_dup_policy(k, mpnt, tmp)
+            km.set(tmp, "vm_area_struct", "vm_mm", mm)
+            if flags & VM_WIPEONFORK:
+                km.set(tmp, "vm_area_struct", "anon_vma", 0)
+            elif anon_vma_fork is not None and anon_vma_fork(k, tmp, mpnt):
+                raise MemoryError("dup_mmap: anon_vma_fork failed")
+            km.set(tmp, "vm_area_struct", "vm_flags", flags & ~VM_LOCKED_MASK)
+            tree.mtree_store_range(start, last, tmp)  # vma_iter_bulk_store
+            V.vma_mark_attached(k, tmp)
+            km.set(mm, "mm_struct", "map_count", km.get(mm, "mm_struct", "map_count") + 1)
+            file = km.get(tmp, "vm_area_struct", "vm_file")
+            if file:
+                V.get_file(k, file)
+                mapping = km.get(file, "file", "f_mapping")
+                if insert_after is not None:
+                    insert_after(k, tmp, mpnt, mapping)
+                elif insert is not None:
+                    insert(k, tmp, mapping)
+            if not flags & VM_WIPEONFORK and copy_page_range is not None and vma_needs_copy(k, tmp, mpnt):
+                copy_page_range(k, tmp, mpnt)
+    tree.mt_set_in_rcu()
+    return 0
+
+
+def dup_mm(k: Kernel, tsk: int, oldmm: int) -> int:
+    """kernel/fork.c dup_mm(): allocate_mm, memcpy(mm, oldmm, sizeof(*mm)), mm_init, dup_mmap,
+    then hiwater_rss = get_mm_rss(mm) and hiwater_vm = total_vm."""
+    from mmintro.kernel import vma as V
+
+    km = k.kmem
+    mm = slub.kmem_cache_alloc(k, slub.find_cache(k, "mm_struct"), "GFP_KERNEL", caller="dup_mm")
+    km.write_bytes(mm, k.mem.read(k.pa(oldmm), k.T.sizeof("struct mm_struct")))
+    mm_init(k, mm, tsk)
+    dup_mmap(k, mm, oldmm)
+    km.set(mm, "mm_struct", "hiwater_rss", V.get_mm_rss(k, mm))
+    km.set(mm, "mm_struct", "hiwater_vm", km.get(mm, "mm_struct", "total_vm"))
+    return mm
+
+
+def do_fork(k: Kernel, parent: Process, cpu: int | None = None, state: int = TASK_INTERRUPTIBLE) -> Process:
+    """kernel/fork.c kernel_clone() -> copy_process() for fork(2) by ``parent``: a task copied
+    from the parent's (same comm, PF_FORKNOEXEC), a new pid, a child on the parent's children,
+    its own signal_struct, and copy_mm -> dup_mm (the address space duplicated, private pages
+    shared copy-on-write by MEM's copy_page_range).  Returns the child."""
+    km = k.kmem
+    if cpu is None:
+        cpu = km.get(parent.task, "task_struct", "thread_info.cpu")
+    tsk, pid_struct, nr = _dup_task_struct(k, parent.comm, parent.task, None, cpu, state, src=parent.task)
+    mm = dup_mm(k, tsk, parent.mm)
+    km.set(tsk, "task_struct", "mm", mm)
+    km.set(tsk, "task_struct", "active_mm", mm)
+    _link_task(k, tsk, pid_struct, parent.task)
+    proc = Process(nr, parent.comm, tsk, mm, pid_struct, parent.layout)
     k.__dict__.setdefault("processes", []).append(proc)
     return proc
 

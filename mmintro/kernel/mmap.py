@@ -66,6 +66,7 @@ __all__ = [
     "ExecLayout",
     "do_brk_flags",
     "do_mmap",
+    "do_munmap",
     "find_vma",
     "mm_tree",
     "protection_map",
@@ -187,10 +188,14 @@ def vm_stat_account(k: Kernel, mm: int, flags: int, npages: int) -> None:
         _mm_add(k, mm, "data_vm", npages)
 
 
-def vma_store(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int | None = None) -> int:
-    """A new VMA over [start, end) in ``mm`` (vm_area_alloc + vma_iter_store + vma_link's
-    map_count), accounted with vm_stat_account.  ``pgoff`` defaults to the anonymous
-    ``start >> PAGE_SHIFT``."""
+def vma_store(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int | None = None,
+              file: int = 0) -> int:
+    """A new VMA over [start, end) in ``mm`` (vm_area_alloc + vma_iter_store_new + vma_link's
+    map_count), accounted with vm_stat_account and, for VM_ACCOUNT, vm_acct_memory (what
+    security_vm_enough_memory_mm charged).  ``pgoff`` defaults to the anonymous
+    ``start >> PAGE_SHIFT``; ``file`` becomes vm_file (the caller holds the reference)."""
+    from mmintro.kernel import vma as V
+
     km = k.kmem
     vma = vm_area_alloc(k, mm)
     km.set(vma, "vm_area_struct", "vm_start", start)
@@ -198,29 +203,16 @@ def vma_store(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int |
     km.set(vma, "vm_area_struct", "vm_flags", flags)
     km.set(vma, "vm_area_struct", "vm_page_prot", vm_get_page_prot(flags))
     km.set(vma, "vm_area_struct", "vm_pgoff", start >> PAGE_SHIFT if pgoff is None else pgoff)
+    if file:
+        km.set(vma, "vm_area_struct", "vm_file", file)
     t = mm_tree(k, mm)
     t.mtree_store_range(start, end - 1, vma)
-    km.set(mm, "mm_struct", "mm_mt.ma_flags", t.ma_flags)
-    km.set(vma, "vm_area_struct", "vm_refcnt.refs.counter", 1)  # vma_mark_attached()
+    V.vma_mark_attached(k, vma)
     _mm_add(k, mm, "map_count", 1)
     vm_stat_account(k, mm, flags, (end - start) >> PAGE_SHIFT)
+    if flags & VM_ACCOUNT:
+        V.vm_acct_memory(k, (end - start) >> PAGE_SHIFT)
     return vma
-
-
-def _vma_extend(k: Kernel, mm: int, vma: int, start: int, end: int) -> None:
-    """vma_expand(): the VMA now covers [start, end) (one store over the merged range)."""
-    km = k.kmem
-    old_start, old_end = _vma_range(k, vma)
-    km.set(vma, "vm_area_struct", "vm_start", start)
-    km.set(vma, "vm_area_struct", "vm_end", end)
-    if start < old_start:
-        km.set(vma, "vm_area_struct", "vm_pgoff", km.get(vma, "vm_area_struct", "vm_pgoff")
-               - ((old_start - start) >> PAGE_SHIFT))
-    t = mm_tree(k, mm)
-    t.mtree_store_range(start, end - 1, vma)
-    km.set(mm, "mm_struct", "mm_mt.ma_flags", t.ma_flags)
-    flags = km.get(vma, "vm_area_struct", "vm_flags")
-    vm_stat_account(k, mm, flags, ((end - start) - (old_end - old_start)) >> PAGE_SHIFT)
 
 
 def find_vma(k: Kernel, mm: int, addr: int) -> int:
@@ -258,17 +250,29 @@ def unmapped_area_topdown(k: Kernel, mm: int, length: int, low_limit: int, high_
     return 0
 
 
-def _mergeable(k: Kernel, vma: int, flags: int) -> bool:
-    km = k.kmem
-    return (km.get(vma, "vm_area_struct", "vm_flags") == flags and not km.get(vma, "vm_area_struct", "vm_file")
-            and not km.get(vma, "vm_area_struct", "anon_vma") and not flags & VM_SPECIAL)
+def _merge_new(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int, file: int = 0,
+               just_expand: bool = False, prev: int | None = None) -> int:
+    """vma_merge_new_range() for a new range [start, end) (VMG_MMAP_STATE / VMG_STATE: no
+    anon_vma, no policy), with prev/next the VMAs around the gap; the merged VMA or 0."""
+    from mmintro.kernel import vma as V
+
+    if prev is None:
+        prev = find_vma(k, mm, start - 1) if start else 0
+    nxt = 0 if just_expand else _vma_at_or_after(k, mm, end)
+    vmg = V.VmaMergeStruct(mm=mm, start=start, end=end, pgoff=pgoff, flags=flags, prev=prev, next=nxt,
+                           file=file, just_expand=just_expand)
+    return V.vma_merge_new_range(k, vmg)
 
 
 def do_mmap(k: Kernel, mm: int, length: int, prot_flags: int, addr: int = 0) -> int:
     """An anonymous MAP_PRIVATE mmap: ``prot_flags`` are the VM_READ/WRITE/EXEC bits; the VMA
     gets them plus VM_MAYREAD|VM_MAYWRITE|VM_MAYEXEC (calc_vm_prot_bits + mm->def_flags) and
     VM_ACCOUNT for writable private memory (accountable_mapping).  ``addr`` 0 lets
-    get_unmapped_area choose top-down below mmap_base.  Returns the address (0 = -ENOMEM)."""
+    get_unmapped_area choose top-down below mmap_base; a given ``addr`` is MAP_FIXED (what is
+    mapped there is unmapped first).  __mmap_region: vma_merge_new_range with the neighbours,
+    else a new VMA; __mmap_complete: vm_stat_account.  Returns the address (0 = -ENOMEM)."""
+    from mmintro.kernel import vma as V
+
     km = k.kmem
     length = -(-length // PAGE_SIZE) * PAGE_SIZE
     flags = prot_flags | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
@@ -278,37 +282,67 @@ def do_mmap(k: Kernel, mm: int, length: int, prot_flags: int, addr: int = 0) -> 
         addr = unmapped_area_topdown(k, mm, length, PAGE_SIZE, km.get(mm, "mm_struct", "mmap_base"))
         if not addr:
             return 0
+    elif V.vma_find(k, mm, addr, addr + length):
+        do_munmap(k, mm, addr, length)  # MAP_FIXED: vms_gather_munmap_vmas + complete
     end = addr + length
     pgoff = addr >> PAGE_SHIFT
-    # vma_merge_new_range(): extend a compatible neighbour instead of adding a VMA
-    prev = find_vma(k, mm, addr - 1) if addr else 0
-    nxt = find_vma(k, mm, end)
-    if prev and _vma_range(k, prev)[1] == addr and _mergeable(k, prev, flags) and \
-            km.get(prev, "vm_area_struct", "vm_pgoff") + ((addr - _vma_range(k, prev)[0]) >> PAGE_SHIFT) == pgoff:
-        _vma_extend(k, mm, prev, _vma_range(k, prev)[0], end)
-        return addr
-    if nxt and _vma_range(k, nxt)[0] == end and _mergeable(k, nxt, flags) and \
-            km.get(nxt, "vm_area_struct", "vm_pgoff") == pgoff + (length >> PAGE_SHIFT):
-        _vma_extend(k, mm, nxt, addr, _vma_range(k, nxt)[1])
+    if _merge_new(k, mm, addr, end, flags, pgoff):
+        vm_stat_account(k, mm, flags, length >> PAGE_SHIFT)
+        if flags & VM_ACCOUNT:
+            V.vm_acct_memory(k, length >> PAGE_SHIFT)
         return addr
     vma_store(k, mm, addr, end, flags, pgoff)
     return addr
 
 
+def do_munmap(k: Kernel, mm: int, start: int, length: int) -> int:
+    """mm/vma.c do_vmi_munmap(): -EINVAL (-22) for an unaligned or empty range, 0 when nothing
+    is mapped there, else do_vmi_align_munmap from the first overlapping VMA."""
+    from mmintro.kernel import vma as V
+
+    if start & (PAGE_SIZE - 1) or start > TASK_SIZE_MAX or length > TASK_SIZE_MAX - start:
+        return -22
+    end = start + (-(-length // PAGE_SIZE) * PAGE_SIZE)
+    if end == start:
+        return -22
+    vma = V.vma_find(k, mm, start, end)
+    if not vma:
+        return 0
+    return V.do_vmi_align_munmap(k, mm, vma, start, end)
+
+
 def do_brk_flags(k: Kernel, mm: int, newbrk: int) -> int:
-    """sys_brk() growing the heap to ``newbrk``: do_brk_flags() extends the brk VMA (the one
-    ending at the old page-aligned brk, with the same flags) or adds one; mm->brk = newbrk."""
+    """sys_brk() to ``newbrk``: shrinking unmaps [PAGE_ALIGN(newbrk), PAGE_ALIGN(brk)) with
+    do_vmi_align_munmap; growing runs do_brk_flags(): the brk VMA (vma_prev_limit: the last
+    VMA at or above start_brk, ending at the old brk) expands through vma_merge_new_range in
+    just_expand mode when it can, else a new anonymous VMA; total_vm/data_vm and the
+    commitment grow.  mm->brk = newbrk."""
+    from mmintro.kernel import vma as V
+
     km = k.kmem
-    oldbrk = km.get(mm, "mm_struct", "brk")
-    start = -(-oldbrk // PAGE_SIZE) * PAGE_SIZE
+    oldbrk_raw = km.get(mm, "mm_struct", "brk")
+    start = -(-oldbrk_raw // PAGE_SIZE) * PAGE_SIZE
     end = -(-newbrk // PAGE_SIZE) * PAGE_SIZE
     flags = VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT  # do_brk_flags: | VM_ACCOUNT | mm->def_flags
-    if end > start:
-        prev = find_vma(k, mm, start - 1)
-        if prev and _vma_range(k, prev)[1] == start and _mergeable(k, prev, flags):
-            _vma_extend(k, mm, prev, _vma_range(k, prev)[0], end)
-        else:
-            vma_store(k, mm, start, end, flags)
+    if end == start:
+        km.set(mm, "mm_struct", "brk", newbrk)
+        return newbrk
+    if newbrk <= oldbrk_raw:
+        brkvma = V.vma_find(k, mm, end, start)
+        if not brkvma or km.get(brkvma, "vm_area_struct", "vm_start") >= start:
+            return oldbrk_raw
+        km.set(mm, "mm_struct", "brk", newbrk)
+        V.do_vmi_align_munmap(k, mm, brkvma, end, start)
+        return newbrk
+    prev = find_vma(k, mm, start - 1)
+    if prev and km.get(prev, "vm_area_struct", "vm_start") < km.get(mm, "mm_struct", "start_brk"):
+        prev = 0  # vma_prev_limit(&vmi, mm->start_brk)
+    if prev and _vma_range(k, prev)[1] == start and \
+            _merge_new(k, mm, start, end, flags, start >> PAGE_SHIFT, just_expand=True, prev=prev):
+        vm_stat_account(k, mm, flags, (end - start) >> PAGE_SHIFT)
+        V.vm_acct_memory(k, (end - start) >> PAGE_SHIFT)
+    else:
+        vma_store(k, mm, start, end, flags)
     km.set(mm, "mm_struct", "brk", newbrk)
     return newbrk
 

@@ -1,0 +1,303 @@
+"""munmap / mprotect / fork / exit (mmintro/kernel/vma.py, mmap.py, mprotect.py, fork.py,
+exit.py) checked with real drgn on the snapshots they leave.
+
+One machine: a parent with a populated anonymous mapping and heap; a hole punched with
+munmap, part made read-only then partly writable again with mprotect (splits, merges,
+PTE permissions); a child forked from it, then a last mprotect in the parent (which merges
+its three VMAs back into one); a grandchild forked from the child that writes three heap
+pages (copy-on-write), snapshotted, then exits and the machine is snapshotted again.
+
+Expectations come from the kernel's rules, not from the model: the VMA lists are written
+out by hand, PTEs are read by walking the page tables with drgn's memory reads, slab counts
+are drgn's slab_cache_usage, the commitment is recomputed from the VMAs drgn sees.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mmintro.kernel import exit as E
+from mmintro.kernel import fork, memory
+from mmintro.kernel import mmap as M
+from mmintro.kernel import mprotect as P
+from mmintro.kernel.config import MachineConfig
+from mmintro.kernel.machine import boot
+from mmintro.snapshot.writer import save
+
+drgn = pytest.importorskip("drgn")
+
+R, W = M.VM_READ, M.VM_WRITE
+PG = 0x1000
+LEN = 0x40 * PG  # the anonymous mapping: 64 pages
+HOLE = (0x10 * PG, 0x18 * PG)  # munmap'd: pages 16..23
+HEAP_PAGES = 0x10
+COW_PAGES = 3
+CACHES = ("vm_area_struct", "mm_struct", "task_struct", "signal_cache", "pid", "maple_node", "anon_vma",
+          "anon_vma_chain")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from mmintro.crosscheck import open_drgn
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=11))
+    par = fork.spawn_process(k, "forker", brk_grow=HEAP_PAGES * PG)
+    a = M.do_mmap(k, par.mm, LEN, R | W)
+    memory.mm_populate(k, par.mm, a, LEN, True)
+    heap = k.kmem.get(par.mm, "mm_struct", "start_brk")
+    memory.mm_populate(k, par.mm, heap, HEAP_PAGES * PG, True)
+    rc = [M.do_munmap(k, par.mm, a + HOLE[0], HOLE[1] - HOLE[0]),
+          P.do_mprotect(k, par.mm, a, 4 * PG, R),  # pages 0-3 read-only: a split
+          P.do_mprotect(k, par.mm, a, 2 * PG, R | W)]  # pages 0-1 writable again: split + merge left
+    child = fork.do_fork(k, par)
+    rc.append(P.do_mprotect(k, par.mm, a + 2 * PG, 2 * PG, R | W))  # merge prev and next: one VMA
+    gchild = fork.do_fork(k, child)
+    for i in range(COW_PAGES):
+        memory.handle_mm_fault(k, gchild.mm, heap + i * PG, True)
+    gchild_tree_nodes = _model_nodes(M.mm_tree(k, gchild.mm))
+    d = tmp_path_factory.mktemp("vmaops")
+    save(k, d / "before")
+    E.do_exit(k, gchild)
+    save(k, d / "after")
+    before = open_drgn(str(d / "before.vmcore"), str(d / "before.vmlinux"))
+    after = open_drgn(str(d / "after.vmcore"), str(d / "after.vmlinux"))
+    return {"k": k, "par": par, "child": child, "gchild": gchild, "a": a, "heap": heap, "rc": rc, "before": before, "after": after,
+                "gchild_nodes": gchild_tree_nodes}
+
+
+def _model_nodes(t) -> int:
+    n = 0
+    stack = [t.root] if t.root is not None else []
+    while stack:
+        node = stack.pop()
+        n += 1
+        if node.type in (2, 3):  # maple_range_64 / maple_arange_64 (internal)
+            stack.extend(node.slot)
+    return n
+
+
+def _vmas(prog, pid):
+    from drgn.helpers.linux.mm import for_each_vma
+    from drgn.helpers.linux.pid import find_task
+
+    return [(v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_() & 0xF, v.vm_pgoff.value_(), v)
+            for v in for_each_vma(find_task(prog, pid).mm)]
+
+
+def _region(prog, pid, a):
+    return [(s - a, e - a, f, pg) for s, e, f, pg, _v in _vmas(prog, pid) if a <= s < a + LEN]
+
+
+def _pte(prog, mm, addr) -> int:
+    """The PTE mapping ``addr``, read through drgn (4-level walk, physical reads); 0 if absent."""
+    table = mm.pgd.value_()
+    entry = prog.read_u64(table + 8 * ((addr >> 39) & 511))
+    for shift in (30, 21, 12):
+        if not entry & 1:
+            return 0
+        entry = prog.read_u64((entry & 0x000FFFFFFFFFF000) + 8 * ((addr >> shift) & 511), True)
+    return entry
+
+
+def test_calls_succeed(world) -> None:
+    assert world["rc"] == [0, 0, 0, 0]
+
+
+def test_munmap_mprotect_split_and_merge_exact_vmas(world) -> None:
+    d, a = world["before"], world["a"]
+    pg0 = a >> 12
+    # the parent: mprotect R|W over pages 2-3 merged prev [0,2) and next [4,16) into one VMA
+    assert _region(d, world["par"].pid, a) == [(0, HOLE[0], R | W, pg0), (HOLE[1], LEN, R | W, pg0 + 0x18)]
+    # the child was forked between the two mprotects: the split state, pgoffs kept
+    assert _region(d, world["child"].pid, a) == [
+        (0, 2 * PG, R | W, pg0), (2 * PG, 4 * PG, R, pg0 + 2), (4 * PG, HOLE[0], R | W, pg0 + 4),
+        (HOLE[1], LEN, R | W, pg0 + 0x18)]
+
+
+def test_drgn_walks_every_mm_and_accounts_match(world) -> None:
+    from drgn.helpers.linux.pid import find_task
+
+    k = world["k"]
+    for prog, procs in ((world["before"], ("par", "child", "gchild")), (world["after"], ("par", "child"))):
+        for name in procs:
+            proc = world[name]
+            mine = [(f, l_ + 1, e) for f, l_, e in M.mm_tree(k, proc.mm).mt_for_each()] if prog is world["after"] \
+                else None
+            vmas = _vmas(prog, proc.pid)
+            mm = find_task(prog, proc.pid).mm
+            if mine is not None:
+                assert [(s, e, v.value_()) for s, e, _f, _p, v in vmas] == mine
+            assert mm.map_count.value_() == len(vmas)
+            pages = {"total_vm": 0, "data_vm": 0, "exec_vm": 0, "stack_vm": 0}
+            for s, e, _f, _p, v in vmas:
+                fl = v.vm_flags.value_()
+                n = (e - s) >> 12
+                pages["total_vm"] += n
+                if fl & (M.VM_EXEC | W | M.VM_GROWSDOWN) == M.VM_EXEC:
+                    pages["exec_vm"] += n
+                elif fl & M.VM_GROWSDOWN:
+                    pages["stack_vm"] += n
+                elif fl & (W | M.VM_SHARED) == W:
+                    pages["data_vm"] += n
+                assert v.vm_page_prot.pgprot.value_() == M.protection_map[fl & 0xF]
+            assert {f: getattr(mm, f).value_() for f in pages} == pages
+
+
+def test_maple_trees_validate_in_the_reader(world, tmp_path) -> None:
+    from mmintro.reader import open_snapshot
+    from mmintro.reader.helpers.maple_tree import mt_validate
+
+    k = world["k"]
+    save(k, tmp_path / "again")
+    p = open_snapshot(str(tmp_path / "again"))
+    for name in ("par", "child"):
+        proc = world[name]
+        n = mt_validate(p.object("struct mm_struct", proc.mm).mm_mt.address_of_())
+        assert n == k.kmem.get(proc.mm, "mm_struct", "map_count")
+
+
+def test_ptes_after_mprotect_and_fork(world) -> None:
+    """Pages 0-1 were made read-only then writable again while exclusive: mprotect's
+    can_change_pte_writable put RW back.  After fork every private PTE is write-protected on
+    both sides, and the parent's later mprotect(R|W) over pages 2-3 cannot make them writable
+    (the pages are no longer PageAnonExclusive)."""
+    d, a = world["before"], world["a"]
+    from drgn.helpers.linux.pid import find_task
+
+    par, child = find_task(d, world["par"].pid).mm, find_task(d, world["child"].pid).mm
+    for i in list(range(HOLE[0] // PG)) + list(range(HOLE[1] // PG, LEN // PG)):
+        pp, pc = _pte(d, par, a + i * PG), _pte(d, child, a + i * PG)
+        assert pp & 1 and pc & 1, i
+        assert pp >> 12 == pc >> 12, i  # the same page
+        assert not pp & 2 and not pc & 2, i  # both write-protected
+        assert pp & (1 << 63) and pc & (1 << 63), i  # NX kept by pte_modify
+    for i in range(HOLE[0] // PG, HOLE[1] // PG):
+        assert _pte(d, par, a + i * PG) == 0 and _pte(d, child, a + i * PG) == 0
+
+
+def test_mprotect_restores_write_on_exclusive_pages(tmp_path) -> None:
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=12))
+    p = fork.spawn_process(k, "mp")
+    a = M.do_mmap(k, p.mm, 8 * PG, R | W)
+    memory.mm_populate(k, p.mm, a, 8 * PG, True)
+    assert P.do_mprotect(k, p.mm, a, 8 * PG, R) == 0
+    assert P.do_mprotect(k, p.mm, a + 2 * PG, 2 * PG, R | W) == 0
+    assert P.do_mprotect(k, p.mm, a - PG, 2 * PG, R) == -12  # starts in the hole below: -ENOMEM
+    assert P.do_mprotect(k, p.mm, a + 1, PG, R) == -22
+    save(k, tmp_path / "mp")
+    d = open_drgn(str(tmp_path / "mp.vmcore"), str(tmp_path / "mp.vmlinux"))
+    mm = find_task(d, p.pid).mm
+    assert [_pte(d, mm, a + i * PG) & 2 for i in range(8)] == [0, 0, 2, 2, 0, 0, 0, 0]
+    assert [(s - a, e - a, f) for s, e, f, _p, _v in _vmas(d, p.pid) if a <= s < a + 8 * PG] == \
+        [(0, 2 * PG, R), (2 * PG, 4 * PG, R | W), (4 * PG, 8 * PG, R)]
+
+
+def test_fork_shares_pfns_drgn_follow_phys(world) -> None:
+    from drgn.helpers.linux.mm import follow_phys, task_rss
+    from drgn.helpers.linux.pid import find_task
+
+    d, a, heap = world["before"], world["a"], world["heap"]
+    tp, tc = find_task(d, world["par"].pid), find_task(d, world["child"].pid)
+    addrs = [a + i * PG for i in range(LEN // PG) if not HOLE[0] <= i * PG < HOLE[1]]
+    addrs += [heap + i * PG for i in range(HEAP_PAGES)]
+    for x in addrs:
+        assert follow_phys(tp.mm, x).value_() == follow_phys(tc.mm, x).value_()
+    # the child's rss is what copy_page_range copied: every anonymous page of the parent
+    assert task_rss(d, tc).anon == len(addrs) == task_rss(d, tp).anon
+    assert tc.real_parent.value_() == tp.value_()
+    assert tc.comm.string_() == tp.comm.string_()
+    # hiwater marks as dup_mm sets them
+    assert tc.mm.hiwater_rss.value_() == len(addrs)
+    assert tc.mm.hiwater_vm.value_() == tc.mm.total_vm.value_()
+
+
+def test_cow_in_grandchild(world) -> None:
+    from drgn.helpers.linux.mm import follow_phys
+    from drgn.helpers.linux.pid import find_task
+
+    d, heap = world["before"], world["heap"]
+    tc, tg = find_task(d, world["child"].pid), find_task(d, world["gchild"].pid)
+    for i in range(HEAP_PAGES):
+        same = follow_phys(tc.mm, heap + i * PG).value_() == follow_phys(tg.mm, heap + i * PG).value_()
+        assert same == (i >= COW_PAGES), i
+        assert bool(_pte(d, tg.mm, heap + i * PG) & 2) == (i < COW_PAGES), i
+
+
+def _usage(prog, name):
+    from drgn.helpers.linux.slab import find_slab_cache, slab_cache_usage
+
+    return slab_cache_usage(find_slab_cache(prog, name)).num_objs - slab_cache_usage(find_slab_cache(prog, name)).free_objs
+
+
+def test_exit_frees_everything_back(world) -> None:
+    from drgn.helpers.linux.mm import for_each_vma
+    from drgn.helpers.linux.pid import find_pid, find_task, for_each_task
+
+    b, a_ = world["before"], world["after"]
+    g = world["gchild"]
+    tg = find_task(b, g.pid)
+    nvma = len(list(for_each_vma(tg.mm)))
+    n_avc = 0
+    for v in for_each_vma(tg.mm):
+        head = v.anon_vma_chain.address_of_()
+        p = head.next
+        while p.value_() != head.value_():
+            n_avc += 1
+            p = p.next
+    # page tables of the grandchild: its pgd and every table below the user half
+    tables = 1
+    pgd = tg.mm.pgd.value_()
+    for i in range(256):
+        e = b.read_u64(pgd + 8 * i)
+        if not e & 1:
+            continue
+        tables += 1
+        for j in range(512):
+            e2 = b.read_u64((e & 0xFFFFFFFFFF000) + 8 * j, True)
+            if not e2 & 1 or e2 & 0x80:
+                continue
+            tables += 1
+            for m in range(512):
+                e3 = b.read_u64((e2 & 0xFFFFFFFFFF000) + 8 * m, True)
+                if e3 & 1 and not e3 & 0x80:
+                    tables += 1
+    assert not find_task(a_, g.pid) and not find_pid(a_, g.pid)
+    assert g.pid not in [t.pid.value_() for t in for_each_task(a_)]
+    ub, ua = ({c: _usage(p, c) for c in CACHES} for p in (b, a_))
+    drop = {c: ub[c] - ua[c] for c in CACHES}
+    assert drop["vm_area_struct"] == nvma
+    assert drop["anon_vma_chain"] == n_avc
+    assert drop["mm_struct"] == drop["task_struct"] == drop["signal_cache"] == drop["pid"] == 1
+    assert drop["maple_node"] == world["gchild_nodes"]
+
+    def node_stat(p, item):
+        return p["vm_node_stat"][p.constant(item).value_()].counter.value_()
+
+    assert node_stat(b, "NR_PAGETABLE") - node_stat(a_, "NR_PAGETABLE") == tables
+    assert node_stat(b, "NR_KERNEL_STACK_KB") - node_stat(a_, "NR_KERNEL_STACK_KB") == 16
+    assert node_stat(b, "NR_ANON_MAPPED") - node_stat(a_, "NR_ANON_MAPPED") == COW_PAGES
+    ns = "init_pid_ns"
+    assert b[ns].pid_allocated.value_() - a_[ns].pid_allocated.value_() == 1
+    assert b["nr_threads"].value_() - a_["nr_threads"].value_() == 1
+    assert b["total_forks"].value_() == a_["total_forks"].value_() >= 3
+
+
+def test_committed_as_is_the_accounted_vmas(world) -> None:
+    """vm_committed_as = the VM_ACCOUNT pages of every mm (mmap/brk/stack/fork charge them,
+    munmap/mprotect/exit give them back)."""
+    from drgn.helpers.linux.mm import for_each_vma, vm_memory_committed
+    from drgn.helpers.linux.pid import for_each_task
+
+    for prog in (world["before"], world["after"]):
+        want = 0
+        for t in for_each_task(prog):
+            if not t.mm:
+                continue
+            for v in for_each_vma(t.mm):
+                if v.vm_flags.value_() & M.VM_ACCOUNT:
+                    want += (v.vm_end.value_() - v.vm_start.value_()) >> 12
+        assert vm_memory_committed(prog) == want
