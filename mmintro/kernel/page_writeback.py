@@ -23,12 +23,16 @@
   position-ratio control: ``wb_position_ratio`` (global ``pos_ratio_polynom`` and the wb
   control line, one wb holding the whole domain: wb_thresh = thresh), ``task_ratelimit =
   dirty_ratelimit * pos_ratio >> RATELIMIT_CALC_SHIFT``, ``period = HZ * pages_dirtied /
-  task_ratelimit`` capped by ``wb_max_pause``.  Simplifications: no ``wb_min_pause`` (pauses
-  below it are still logged), no ``dirty_paused_when`` credit, the bandwidth estimates stay at
-  INIT_BW, and nothing sleeps (the simulator records the pause and goes on).
-* The flusher (``wb_writeback`` for one work item): ``queue_io`` moves inodes dirtied before
-  the cutoff (now for background/sync, ``now - dirty_expire_interval`` for periodic) from
-  ``b_dirty`` to ``b_io``; ``writeback_sb_inodes`` -> ``do_writepages`` -> ``writeback_iter``
+  task_ratelimit`` less the think time since ``dirty_paused_when``; below ``wb_min_pause`` no
+  sleep (the time is credited or nr_dirtied_pause grows), above ``wb_max_pause`` capped; a
+  sleep advances the simulated jiffies by the pause.  Simplifications: the bandwidth estimates
+  (write_bandwidth, dirty_ratelimit) stay at INIT_BW (no wb_update_bandwidth), the
+  BANDWIDTH_INTERVAL of update_dirty_limit is not waited for, one pass of the loop.
+* The flusher (``wb_writeback`` for one work item): ``queue_io`` splices ``b_more_io`` and
+  moves inodes dirtied before the cutoff (now for background/sync, ``now -
+  dirty_expire_interval`` for periodic) from ``b_dirty`` to ``b_io``; each inode writes up
+  to ``writeback_chunk_size`` (so background writeback overshoots bg_thresh by up to a
+  chunk, as the kernel does) and ``requeue_inode`` puts it on b_more_io / b_dirty / nowhere; ``writeback_sb_inodes`` -> ``do_writepages`` -> ``writeback_iter``
   over PAGECACHE_TAG_DIRTY (PAGECACHE_TAG_TOWRITE after ``tag_pages_for_writeback`` for
   WB_REASON_SYNC): ``folio_clear_dirty_for_io`` then ``__folio_start_writeback``
   (PG_writeback, TAG_WRITEBACK set, TAG_DIRTY/TOWRITE cleared, NR_WRITEBACK, WB_WRITEBACK,
@@ -82,6 +86,7 @@ FPROP_FRAC_BASE = 1 << 10  # include/linux/flex_proportions.h FPROP_FRAC_SHIFT 1
 VM_READAHEAD_PAGES = (128 * 1024) // PAGE_SIZE  # include/linux/mm.h SZ_128K / PAGE_SIZE
 INIT_BW = 100 << (20 - PAGE_SHIFT)  # mm/backing-dev.c: 100 MB/s in pages
 RATELIMIT_CALC_SHIFT = 10  # mm/page-writeback.c
+DIRTY_POLL_THRESH = 128 >> (PAGE_SHIFT - 10)
 MAX_PAUSE = max(HZ // 5, 1)  # mm/page-writeback.c: 200 ms
 DIRTY_WRITEBACK_CENTISECS = 5 * 100  # mm/page-writeback.c defaults
 DIRTY_EXPIRE_CENTISECS = 30 * 100
@@ -488,21 +493,68 @@ def balance_dirty_pages(k: Kernel, wb: int, pages_dirtied: int) -> DirtyThrottle
     dirty_ratelimit = km.get(wb, "bdi_writeback", "dirty_ratelimit")
     task_ratelimit = dirty_ratelimit * pos_ratio >> RATELIMIT_CALC_SHIFT
     max_pause = wb_max_pause(wb_dirty, write_bw)
+    min_pause, nr_dirtied_pause = wb_min_pause(max_pause, task_ratelimit, dirty_ratelimit, write_bw)
+    # wb->dirty_exceeded: (wb_dirty > wb_thresh) && (dirty > thresh)
+    km.set(wb, "bdi_writeback", "dirty_exceeded", 1 if wb_dirty > wb_thresh and dirty > thresh else 0)
+
+    def record(period: int, pause: int) -> DirtyThrottle:  # trace_balance_dirty_pages
+        ev = DirtyThrottle(k.current_pid(), k.current_comm(), now, dirty, thresh, bg_thresh, limit, setpoint,
+                           pos_ratio, task_ratelimit, pages_dirtied, period, pause)
+        k.dirty_throttle_log.append(ev)
+        return ev
+
     if task_ratelimit == 0:
         period = pause = max_pause
     else:
         period = HZ * pages_dirtied // task_ratelimit
-        pause = min(period, max_pause)
-    km.set(wb, "bdi_writeback", "dirty_exceeded", 1 if dirty > thresh else 0)
+        pause = period
+        if t.dirty_paused_when:
+            pause -= now - t.dirty_paused_when
+        if pause < min_pause:  # no sleep: credit the time, or batch more pages
+            ev = record(period, min(pause, 0))
+            if pause < -HZ:
+                t.dirty_paused_when = now
+                t.nr_dirtied = 0
+            elif period:
+                t.dirty_paused_when += period
+                t.nr_dirtied = 0
+            elif t.nr_dirtied_pause <= pages_dirtied:
+                t.nr_dirtied_pause += pages_dirtied
+            return ev
+        if pause > max_pause:
+            now += min(pause - max_pause, max_pause)
+            pause = max_pause
+    ev = record(period, pause)
     bdi = km.get(wb, "bdi_writeback", "bdi")
-    km.set(bdi, "backing_dev_info", "last_bdp_sleep", now)
-    ev = DirtyThrottle(k.current_pid(), k.current_comm(), now, dirty, thresh, bg_thresh, limit, setpoint,
-                       pos_ratio, task_ratelimit, pages_dirtied, period, pause)
-    k.dirty_throttle_log.append(ev)
+    km.set(bdi, "backing_dev_info", "last_bdp_sleep", jiffies(k))
+    tick(k, pause / HZ)  # io_schedule_timeout(pause): the writer sleeps, time passes
     t.dirty_paused_when = now + pause
     t.nr_dirtied = 0
-    t.nr_dirtied_pause = dirty_poll_interval(dirty, thresh)
+    t.nr_dirtied_pause = nr_dirtied_pause
     return ev
+
+
+def wb_min_pause(max_pause: int, task_ratelimit: int, dirty_ratelimit: int, write_bw: int) -> tuple[int, int]:
+    """mm/page-writeback.c wb_min_pause(): (min_pause, nr_dirtied_pause)."""
+    hi = write_bw.bit_length() - 1  # ilog2
+    lo = dirty_ratelimit.bit_length() - 1
+    t = max(1, HZ // 100)
+    if hi > lo:
+        t += (hi - lo) * (10 * HZ) // 1024
+    t = min(t, 1 + max_pause // 2)
+    hz_pow2 = 1 << (HZ - 1).bit_length()  # roundup_pow_of_two(HZ)
+    pages = dirty_ratelimit * t // hz_pow2
+    if pages < DIRTY_POLL_THRESH:
+        t = max_pause
+        pages = dirty_ratelimit * t // hz_pow2
+        if pages > DIRTY_POLL_THRESH:
+            pages = DIRTY_POLL_THRESH
+            t = HZ * DIRTY_POLL_THRESH // dirty_ratelimit
+    pause = HZ * pages // (task_ratelimit + 1)
+    if pause > max_pause:
+        t = max_pause
+        pages = task_ratelimit * t // hz_pow2
+    return (1 + t // 2 if pages >= DIRTY_POLL_THRESH else t), pages
 
 
 def balance_dirty_pages_ratelimited(k: Kernel, mapping: int) -> DirtyThrottle | None:
@@ -625,15 +677,101 @@ def _time_before(a: int, b: int) -> bool:
     return ((a - b) & (1 << 63)) != 0
 
 
+LONG_MAX = (1 << 63) - 1
+MIN_WRITEBACK_PAGES = 4096 >> (PAGE_SHIFT - 10)  # fs/fs-writeback.c
+DIRTY_SCOPE = 8  # mm/page-writeback.c / include/linux/writeback.h
+
+
+def writeback_chunk_size(k: Kernel, wb: int, sync_all: bool, nr_pages: int) -> int:
+    """fs/fs-writeback.c writeback_chunk_size(): the pages one inode may write per turn."""
+    if sync_all:
+        return LONG_MAX
+    pages = min(k.kmem.get(wb, "bdi_writeback", "avg_write_bandwidth") // 2,
+                k.kmem.get(k.sym("global_wb_domain"), "wb_domain", "dirty_limit") // DIRTY_SCOPE)
+    pages = min(pages, nr_pages)
+    return (pages + MIN_WRITEBACK_PAGES) // MIN_WRITEBACK_PAGES * MIN_WRITEBACK_PAGES
+
+
+def _move_to(k: Kernel, inode: int, wb: int, lst: str) -> None:
+    io = k.kmem.addr(inode, "inode", "i_io_list")
+    _list_del_init(k, io)
+    _list_add(k, io, k.kmem.addr(wb, "bdi_writeback", lst))
+
+
+def redirty_tail(k: Kernel, inode: int, wb: int) -> None:
+    """fs/fs-writeback.c redirty_tail_locked(): back to b_dirty's head, dirtied_when no older
+    than the newest dirty inode's."""
+    dirty = _io_list(k, wb, "b_dirty")
+    if dirty:
+        tail = dirty[0]
+        if _time_before(k.kmem.get(inode, "inode", "dirtied_when"), k.kmem.get(tail, "inode", "dirtied_when")):
+            k.kmem.set(inode, "inode", "dirtied_when", jiffies(k))
+    _move_to(k, inode, wb, "b_dirty")
+
+
+def queue_io(k: Kernel, wb: int, dirtied_before: int) -> None:
+    """fs/fs-writeback.c queue_io(): b_more_io spliced onto b_io, then move_expired_inodes
+    from b_dirty's tail (oldest first) while dirtied_when is before the cutoff."""
+    km = k.kmem
+    for inode in reversed(_io_list(k, wb, "b_more_io")):
+        _move_to(k, inode, wb, "b_io")
+    for inode in reversed(_io_list(k, wb, "b_dirty")):
+        if _time_before(dirtied_before, km.get(inode, "inode", "dirtied_when")):  # inode_dirtied_after
+            break
+        _move_to(k, inode, wb, "b_io")
+
+
+def writeback_single_inode_pages(k: Kernel, inode: int, wb: int, tagged: bool, chunk: int) -> tuple[list[int], int]:
+    """__writeback_single_inode() -> do_writepages() -> writeback_iter(): the folios started
+    and the chunk left (wbc->nr_to_write)."""
+    from mmintro.kernel.inode import mapping_xa
+
+    km = k.kmem
+    mapping = km.get(inode, "inode", "i_mapping")
+    xa = mapping_xa(k, mapping)
+    if tagged:  # tag_pages_for_writeback()
+        for idx, _e in list(xa.xa_for_each(PAGECACHE_TAG_DIRTY)):
+            xa.xa_set_mark(idx, PAGECACHE_TAG_TOWRITE)
+    tag = PAGECACHE_TAG_TOWRITE if tagged else PAGECACHE_TAG_DIRTY
+    start = 0 if tagged else km.get(mapping, "address_space", "writeback_index")  # range_cyclic
+    entries = sorted(xa.xa_for_each(tag))
+    entries = [e for e in entries if e[0] >= start] + [e for e in entries if e[0] < start]
+    started = []
+    last = start
+    for idx, entry in entries:
+        if chunk <= 0:
+            break
+        pfn = (entry - k.vmemmap_base) // k.struct_page_size
+        if swap.folio_test(k, pfn, swap.PG_writeback) or not folio_clear_dirty_for_io(k, pfn, wb):
+            continue
+        folio_start_writeback(k, pfn, mapping, wb)
+        started.append(pfn)
+        nr = swap.folio_nr_pages(k, pfn)
+        chunk -= nr
+        last = idx + nr
+    if not tagged:
+        km.set(mapping, "address_space", "writeback_index", last)
+    # the inode's dirty state: cleared, I_DIRTY_PAGES again while pages are tagged dirty
+    state = km.get(inode, "inode", "i_state") & ~I_DIRTY
+    if xa.xa_marked(PAGECACHE_TAG_DIRTY) and any(True for _ in xa.xa_for_each(PAGECACHE_TAG_DIRTY)):
+        state |= I_DIRTY_PAGES
+    km.set(inode, "inode", "i_state", state)
+    return started, chunk
+
+
 def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = None,
                  complete: bool | float = True, wb: int | None = None) -> int:
-    """fs/fs-writeback.c wb_writeback() for one work item on the disk's wb: ``reason`` one of
-    "background" (only while NR_FILE_DIRTY + NR_WRITEBACK is above bg_thresh:
-    wb_over_bg_thresh), "periodic" (inodes dirtied more than dirty_expire_interval ago),
-    "sync" (tagged: TOWRITE first) ...; ``nr_pages`` the budget (LONG_MAX when None).
-    ``complete``: True ends every folio's writeback (the I/O completed), False leaves them
-    all under writeback, a fraction f completes that share (seeded).  Returns pages written."""
-    from mmintro.kernel.inode import mapping_xa, vfs_root
+    """fs/fs-writeback.c wb_writeback() for one work item on the disk's wb.  ``reason``:
+    "background" (for_background: while wb_over_bg_thresh, every dirty inode), "periodic"
+    (for_kupdate: inodes dirtied more than dirty_expire_interval ago), "sync"
+    (sync_inodes_sb: WB_SYNC_ALL, tagged TOWRITE first, no chunk limit), or another
+    WB_REASON_* name (WB_SYNC_NONE, inodes dirtied before now).  ``nr_pages``: the work's
+    budget (LONG_MAX when None), checked between inodes as writeback_sb_inodes does; each
+    inode writes up to writeback_chunk_size and is requeued on b_more_io when it used its
+    chunk.  ``complete``: True ends every folio's writeback (the I/O completed), False leaves
+    them all under writeback, a fraction f completes that share (seeded).  Returns the pages
+    written."""
+    from mmintro.kernel.inode import vfs_root
 
     km = k.kmem
     if wb is None:
@@ -642,65 +780,53 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
         raise ValueError(f"wb_writeback: unknown reason {reason!r} (one of {sorted(WB_REASONS)})")
     now = jiffies(k)
     km.set(wb, "bdi_writeback", "state", km.get(wb, "bdi_writeback", "state") | 1 << WB_writeback_running)
-    budget = nr_pages if nr_pages is not None else 1 << 62
-    tagged = reason == "sync"
+    work = LONG_MAX if nr_pages is None else nr_pages
+    sync_all = tagged = reason == "sync"
+    dirtied_before = now
     if reason == "periodic":
-        cutoff = now - DIRTY_EXPIRE_CENTISECS * HZ // 100
+        dirtied_before = now - DIRTY_EXPIRE_CENTISECS * HZ // 100
         km.set(wb, "bdi_writeback", "last_old_flush", now)
-    else:
-        cutoff = now
-    # queue_io(): move_expired_inodes from the tail of b_dirty (oldest first) to b_io
-    for inode in reversed(_io_list(k, wb, "b_dirty")):
-        if not _time_before(km.get(inode, "inode", "dirtied_when"), cutoff + (0 if reason == "periodic" else 1)):
-            break
-        io = km.addr(inode, "inode", "i_io_list")
-        _list_del_init(k, io)
-        _list_add(k, io, km.addr(wb, "bdi_writeback", "b_io"))
-    written = 0
-    frac = 1.0 if complete is True else 0.0 if complete is False else float(complete)
     started: list[int] = []
-    for inode in reversed(_io_list(k, wb, "b_io")):
-        if written >= budget:
+    while work > 0:
+        if reason == "background" and not wb_over_bg_thresh(k, wb):
             break
-        mapping = km.get(inode, "inode", "i_mapping")
-        xa = mapping_xa(k, mapping)
-        # __writeback_single_inode(): the inode's dirty state is taken for this pass
-        state = km.get(inode, "inode", "i_state")
-        km.set(inode, "inode", "i_state", state & ~I_DIRTY_PAGES)
-        if tagged:  # tag_pages_for_writeback()
-            for idx, _e in list(xa.xa_for_each(PAGECACHE_TAG_DIRTY)):
-                xa.xa_set_mark(idx, PAGECACHE_TAG_TOWRITE)
-        tag = PAGECACHE_TAG_TOWRITE if tagged else PAGECACHE_TAG_DIRTY
-        start = km.get(mapping, "address_space", "writeback_index")
-        entries = sorted(xa.xa_for_each(tag))
-        entries = [e for e in entries if e[0] >= start] + [e for e in entries if e[0] < start]  # range_cyclic
-        last = start
-        for idx, entry in entries:
-            if written >= budget or reason == "background" and not wb_over_bg_thresh(k, wb):
+        if not _io_list(k, wb, "b_io"):
+            queue_io(k, wb, dirtied_before)
+        progress = 0
+        # __writeback_inodes_wb -> writeback_sb_inodes: inodes from b_io's tail
+        while _io_list(k, wb, "b_io"):
+            inode = _io_list(k, wb, "b_io")[-1]
+            chunk = writeback_chunk_size(k, wb, sync_all, work)
+            done, left = writeback_single_inode_pages(k, inode, wb, tagged, chunk)
+            started += done
+            wrote = chunk - left
+            work -= wrote
+            progress += wrote
+            # requeue_inode()
+            state = km.get(inode, "inode", "i_state")
+            if state & I_DIRTY and sync_all:
+                km.set(inode, "inode", "dirtied_when", jiffies(k))
+            if state & I_DIRTY_PAGES:
+                if left <= 0 and _time_before(km.get(inode, "inode", "dirtied_when"), dirtied_before + 1):
+                    _move_to(k, inode, wb, "b_more_io")  # requeue_io: slice used up
+                else:
+                    redirty_tail(k, inode, wb)
+            elif state & I_DIRTY:
+                redirty_tail(k, inode, wb)
+            else:
+                _list_del_init(k, km.addr(inode, "inode", "i_io_list"))  # clean: off the lists
+            if wrote and work <= 0:
                 break
-            pfn = (entry - k.vmemmap_base) // k.struct_page_size
-            if swap.folio_test(k, pfn, swap.PG_writeback) or not folio_clear_dirty_for_io(k, pfn, wb):
-                continue
-            folio_start_writeback(k, pfn, mapping, wb)
-            started.append(pfn)
-            nr = swap.folio_nr_pages(k, pfn)
-            written += nr
-            last = idx + nr
-        km.set(mapping, "address_space", "writeback_index", last)
-        # requeue_inode(): still dirty -> back on b_dirty (redirty_tail), else off the lists
-        io = km.addr(inode, "inode", "i_io_list")
-        if xa.xa_marked(PAGECACHE_TAG_DIRTY) and any(True for _ in xa.xa_for_each(PAGECACHE_TAG_DIRTY)):
-            km.set(inode, "inode", "i_state", km.get(inode, "inode", "i_state") | I_DIRTY_PAGES)
-            _list_del_init(k, io)
-            _list_add(k, io, km.addr(wb, "bdi_writeback", "b_dirty"))
-        else:
-            _list_del_init(k, io)
+        if progress:
+            continue
+        break
     # the block layer completes the I/O
+    frac = 1.0 if complete is True else 0.0 if complete is False else float(complete)
     n_done = len(started) if frac >= 1 else int(len(started) * frac)
-    done = set(started) if frac >= 1 else {
+    done_set = set(started) if frac >= 1 else {
         int(p) for p in k.rng.choice(started, size=n_done, replace=False)} if n_done else set()
     for pfn in started:
-        if pfn in done:
+        if pfn in done_set:
             folio_end_writeback(k, pfn)
         else:
             k.__dict__.setdefault("under_writeback", set()).add(pfn)
@@ -713,7 +839,7 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
                    km.get(bdi, "backing_dev_info", "tot_write_bandwidth.counter")
                    - km.get(wb, "bdi_writeback", "avg_write_bandwidth"))
     km.set(wb, "bdi_writeback", "state", km.get(wb, "bdi_writeback", "state") & ~(1 << WB_writeback_running))
-    return written
+    return sum(swap.folio_nr_pages(k, p) for p in started)
 
 
 def wb_workfn(k: Kernel, complete: bool | float = True) -> int:
