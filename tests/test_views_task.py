@@ -301,3 +301,118 @@ def test_corrupt_page_tables_are_findings(snap, tmp_path, how) -> None:
         assert ("not RAM" if how == "outside-ram" else "table") in rep.findings[0]
     r = run("smaps", bad, str(pid), ok=False)
     assert r.exit_code == 0 and "mmintro: warning: pid" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- THP and hugetlb ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def huge(tmp_path_factory):
+    """A process with a MADV_HUGEPAGE mapping written through (PMD-mapped THPs where 2 MiB
+    fits, PTEs elsewhere) and a MAP_HUGETLB mapping of two 2 MiB pages, both written."""
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    try:
+        w = Workload(boot(MachineConfig(ram=1 << 30, cpus=2, seed=3, thp="madvise", hugepages_2m=4)))
+        w.spawn("p", heap=0x10000)
+        w.mmap("p", "t", 6 * MB, hugepage=True)
+        w.touch("p", "t", write=True)
+        w.mmap("p", "h", 4 * MB, kind="hugetlb", page_size=2 * MB)
+        w.touch("p", "h", write=True)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"THP/hugetlb faults not available: {type(e).__name__}: {e}")
+    d = tmp_path_factory.mktemp("views_huge")
+    save(w.k, d / "h")
+    return str(d / "h"), w.proc("p").pid, w.mapping("p", "t").start, w.mapping("p", "h").start
+
+
+def _drgn_leaves(d, pid):
+    """{vaddr: (level, entry)} of every present leaf, walked with drgn reading the physical
+    entries itself (no mmintro code): an independent PMD/PUD-aware walk."""
+    from drgn.helpers.linux.mm import for_each_vma, virt_to_phys
+    from drgn.helpers.linux.pid import find_task
+
+    mm = find_task(d, pid).mm
+    mask = ((1 << 52) - 1) & ~0xFFF
+    out = {}
+
+    def rd(pa):
+        return int.from_bytes(d.read(pa, 8, True), "little")
+
+    pgd = virt_to_phys(mm.pgd).value_()
+    for v in for_each_vma(mm):
+        a, end = v.vm_start.value_(), v.vm_end.value_()
+        while a < end:
+            table, step = pgd, None
+            for lvl, shift in ((4, 39), (3, 30), (2, 21), (1, 12)):
+                e = rd(table + 8 * ((a >> shift) & 511))
+                if not e & 1:
+                    step = 1 << shift
+                    break
+                if lvl == 1 or (lvl in (2, 3) and e & 0x80):
+                    out[a & ~((1 << shift) - 1)] = (lvl, e)
+                    step = 1 << shift
+                    break
+                table = e & mask
+            a = (a & ~(step - 1)) + step
+    return out
+
+
+def test_thp_and_hugetlb_leaves_equal_an_independent_drgn_walk(huge) -> None:
+    from mmintro.crosscheck import open_drgn
+
+    path, pid, _t, _h = huge
+    d = open_drgn(path + ".vmcore", path + ".vmlinux")
+    with open_snapshot(path) as p:
+        scan = pt.scan_mm(my_find_task(p, pid).mm)
+        s = scan.select(scan.present)
+        mine = {va: (lvl, e) for va, lvl, e in zip(s.vaddr.tolist(), s.level.tolist(), s.entry.tolist())}
+    assert mine == _drgn_leaves(d, pid)
+    assert sum(1 for lvl, _e in mine.values() if lvl == pt.LEVEL_PMD) >= 3  # THPs and hugetlb pages
+
+
+def test_smaps_of_thp_and_hugetlb(huge) -> None:
+    from drgn.helpers.linux.mm import compound_order, pfn_to_page
+
+    from mmintro.crosscheck import open_drgn
+
+    path, pid, t_addr, h_addr = huge
+    d = open_drgn(path + ".vmcore", path + ".vmlinux")
+    leaves = _drgn_leaves(d, pid)
+    with open_snapshot(path) as p:
+        rep = S.smaps(p, pid)
+        numa = {r.start: r for r in N.numa_maps(p, pid)}
+        status = {ln.name: ln for ln in ST.status(p, pid)}
+    thp = next(v for v in rep.vmas if v.maps.start <= t_addr < v.maps.end)
+    hug = next(v for v in rep.vmas if v.maps.start == h_addr)
+    in_thp = {va: le for va, le in leaves.items() if thp.maps.start <= va < thp.maps.end}
+    pmds = [va for va, (lvl, _e) in in_thp.items() if lvl == 2]
+    ptes = [va for va, (lvl, _e) in in_thp.items() if lvl == 1]
+    for va in pmds:  # each PMD leaf maps the head of an order-9 folio
+        assert compound_order(pfn_to_page(d, (in_thp[va][1] & ((1 << 52) - 1)) >> 12)).value_() == 9
+    assert thp.stats.anonymous_thp == len(pmds) * 2 * MB
+    assert thp.stats.resident == len(pmds) * 2 * MB + len(ptes) * 4096 == thp.stats.anonymous
+    assert thp.stats.pss >> S.PSS_SHIFT == thp.stats.resident == thp.stats.private_dirty  # refcount 1: private
+    assert thp.kernel_page_size == 4096 and thp.thp_eligible == 1 and "hg" in S.vm_flags_string(thp.vm_flags)
+    # hugetlb: no Rss, the huge pages are Private_Hugetlb; KernelPageSize is the hstate's
+    in_h = [va for va, (lvl, _e) in leaves.items() if hug.maps.start <= va < hug.maps.end]
+    assert hug.kernel_page_size == hug.mmu_page_size == 2 * MB
+    assert hug.stats.resident == 0 and hug.stats.private_hugetlb == len(in_h) * 2 * MB > 0
+    assert "ht" in S.vm_flags_string(hug.vm_flags) and hug.thp_eligible == 0
+    # numa_maps: a THP counts 512 pages, a hugetlb page 1; status: HugetlbPages = hugetlb_usage
+    assert numa[thp.maps.start].anon == len(pmds) * 512 + len(ptes)
+    assert numa[h_addr].hugetlb and numa[h_addr].pages == len(in_h) and numa[h_addr].kernelpagesize_kb == 2048
+    from drgn.helpers.linux.pid import find_task as drgn_find_task
+
+    usage = drgn_find_task(d, pid).mm.hugetlb_usage.counter.value_()
+    assert status["HugetlbPages"].kb == 4 * usage == len(in_h) * 2048
+    # vtop --pid through a PMD leaf
+    from drgn.helpers.linux.mm import follow_phys
+
+    va = pmds[0] + 0x1234
+    with open_snapshot(path) as p:
+        vt = V.vtop_pid(p, pid, va)
+    assert vt["levels"][-1]["level"] == "PMD" and vt["page_size"] == 2 * MB
+    assert vt["phys"] == follow_phys(drgn_find_task(d, pid).mm, va).value_()
+    assert "(2MB)" in V.render_vtop(vt)
