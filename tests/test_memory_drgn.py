@@ -79,7 +79,7 @@ def test_zero_page_is_empty_zero_page(world) -> None:
     from drgn import Object
     from drgn.helpers.linux.mm import follow_phys
 
-    k, prog, p, _c, _vma, a = world
+    _k, prog, p, _c, _vma, a = world
     sym = prog.symbol("empty_zero_page")
     kernel_pfn = follow_phys(prog["init_mm"].address_of_(), sym.address).value_() >> 12
     assert prog["zero_pfn"].value_() == kernel_pfn
@@ -177,7 +177,7 @@ def test_anon_vma_interval_tree_in_drgn(world) -> None:
     from drgn import Object
     from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry, validate_rbtree
 
-    k, prog, p, c, vma, a = world
+    k, prog, _p, c, vma, a = world
     av = Object(prog, "struct anon_vma *", k.kmem.get(vma, "vm_area_struct", "anon_vma"))
     cvma = mmap.find_vma(k, c.mm, a)
     avcs = list(rbtree_inorder_for_each_entry("struct anon_vma_chain", av.rb_root.rb_root.address_of_(), "rb"))
