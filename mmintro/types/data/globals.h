@@ -153,3 +153,5 @@ int vm_highmem_is_dirtyable;
 int nr_threads;
 unsigned long total_forks;
 int sysctl_max_map_count;
+struct fs_struct init_fs;
+unsigned long jiffies;
