@@ -238,3 +238,51 @@ def test_mempolicy_interleave_bind_preferred() -> None:
     mempolicy.do_set_mempolicy(k, q.task, "MPOL_DEFAULT", [])
     assert k.kmem.get(q.task, "task_struct", "mempolicy") == 0
     assert rmap.folio_nid(k, memory.handle_mm_fault(k, q.mm, b + 9 * 4096, True).pfn) == 0  # local
+
+
+def _file_api():
+    try:
+        from mmintro.kernel import filemap, inode
+    except ImportError:
+        pytest.skip("FILE helper's inode/filemap not available")
+    return inode, filemap
+
+
+def test_file_faults_private_read_cow_and_shared_write(k) -> None:
+    inode, filemap = _file_api()
+    p = fork.spawn_process(k, "f")
+    f = inode.create_file(k, "/data/m", 16 * 4096)
+    priv = filemap.mmap_file(k, p.mm, f, 16 * 4096, RW, False)
+    shared = filemap.mmap_file(k, p.mm, f, 16 * 4096, RW, True)
+    mapped0 = k.node_vm_stat[0].get("NR_FILE_MAPPED", 0)
+    r = memory.handle_mm_fault(k, p.mm, priv, False)
+    # a private file page read: read-only PAGE_COPY entry; one mapping + the page cache's reference
+    assert r.kind == "file" and memory.walk(k, p.mm, priv)[2] == (r.pfn << 12) | P | U | A | NX
+    assert rmap.page_mapcount(k, r.pfn) == 1 and rmap.folio_ref_count(k, r.pfn) == 2
+    assert k.node_vm_stat[0]["NR_FILE_MAPPED"] == mapped0 + 1
+    # a write fault on a shared page never faulted: do_shared_fault, dirty writable entry, PG_dirty
+    s = memory.handle_mm_fault(k, p.mm, shared + 4096, True)
+    assert s.kind == "file-shared"
+    assert memory.walk(k, p.mm, shared + 4096)[2] == (s.pfn << 12) | P | W | U | A | D | NX
+    assert k.kmem.get(k.pfn_to_page(s.pfn), "page", "flags") >> k.T.const("PG_dirty") & 1
+    # the same file page through the shared mapping: two mappings, three references
+    t = memory.handle_mm_fault(k, p.mm, shared, False)
+    assert t.pfn == r.pfn and rmap.page_mapcount(k, r.pfn) == 2 and rmap.folio_ref_count(k, r.pfn) == 3
+    assert k.node_vm_stat[0]["NR_FILE_MAPPED"] == mapped0 + 2  # counted once per page
+    # a private write on the cached page: wp_page_copy into an anonymous page, rss moves
+    c = memory.handle_mm_fault(k, p.mm, priv, True)
+    assert c.kind == "cow-copy" and c.pfn != r.pfn
+    assert memory.walk(k, p.mm, priv)[2] == (c.pfn << 12) | P | W | U | A | D | NX
+    assert rmap.page_mapcount(k, r.pfn) == 1 and rmap.folio_ref_count(k, r.pfn) == 2
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_ANONPAGES") == 1
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_FILEPAGES") == 2
+    # both VMAs sit in the file's i_mmap interval tree, ordered by pgoff (both 0: insertion order)
+    mapping = k.kmem.get(f, "file", "f_mapping")
+    vmas = rmap.vma_interval_tree_vmas(k, mapping)
+    assert sorted(vmas) == sorted([mmap.find_vma(k, p.mm, priv), mmap.find_vma(k, p.mm, shared)])
+    # unmapping the shared VMA: the dirty PTE's page stays dirty in the cache, rss and mapcounts drop
+    svma = mmap.find_vma(k, p.mm, shared)
+    memory.zap_page_range(k, svma, shared, shared + 16 * 4096)
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_FILEPAGES") == 0
+    assert rmap.page_mapcount(k, s.pfn) == 0 and rmap.folio_ref_count(k, s.pfn) == 1
+    assert k.node_vm_stat[0]["NR_FILE_MAPPED"] == mapped0
