@@ -29,6 +29,7 @@ from cli_helpers import run
 from mmintro.reader import open_snapshot
 from mmintro.reader.helpers import pgtable as pt
 from mmintro.reader.helpers.task import find_task as my_find_task
+from mmintro.reader.helpers.task import for_each_vma as my_for_each_vma
 from mmintro.views import numa_maps as N
 from mmintro.views import smaps as S
 from mmintro.views import status as ST
@@ -416,3 +417,46 @@ def test_smaps_of_thp_and_hugetlb(huge) -> None:
     assert vt["levels"][-1]["level"] == "PMD" and vt["page_size"] == 2 * MB
     assert vt["phys"] == follow_phys(drgn_find_task(d, pid).mm, va).value_()
     assert "(2MB)" in V.render_vtop(vt)
+
+
+def _census(p):
+    """Distinct pfns mapped by every process, from the columnar scans: (anon 4 KiB pfns incl.
+    THP subpages, file pfns, anon PMD-mapped THP heads)."""
+    from mmintro.views.ps import for_each_task
+
+    anon, file, thp = set(), set(), set()
+    zero = p["zero_pfn"].value_()
+    for t in for_each_task(p, idle=False):
+        if not t.mm.value_():
+            continue
+        scan = pt.scan_mm(t.mm)
+        s = scan.select(scan.present & (scan.level != pt.LEVEL_PUD))
+        huge_vmas = [(v.vm_start.value_(), v.vm_end.value_()) for v in my_for_each_vma(t.mm)
+                     if v.vm_flags.value_() & S.VM_HUGETLB]
+        keep = np.array([not any(a <= va < b for a, b in huge_vmas) for va in s.vaddr.tolist()], dtype=bool)
+        s = s.select(keep & (s.pfn != np.uint64(zero)))
+        cols = pt.page_columns(p, s.pfn)
+        for pfn, lvl, mapping in zip(s.pfn.tolist(), s.level.tolist(), cols.head_mapping.tolist()):
+            pfns = range(pfn, pfn + (512 if lvl == pt.LEVEL_PMD else 1))
+            if mapping & 1:
+                anon.update(pfns)
+                if lvl == pt.LEVEL_PMD:
+                    thp.add(pfn)
+            else:
+                file.update(pfns)
+    return anon, file, thp
+
+
+@pytest.mark.parametrize("which", ["snap", "huge"])
+def test_meminfo_counters_equal_the_page_table_census(which, request) -> None:
+    """AnonPages (NR_ANON_MAPPED), Mapped (NR_FILE_MAPPED) and AnonHugePages (NR_ANON_THPS)
+    equal the distinct pages the page tables of all processes map."""
+    from mmintro.views import meminfo as M
+
+    path = request.getfixturevalue(which)[0]
+    with open_snapshot(path) as p:
+        anon, file, thp = _census(p)
+        mi = {ln.name: ln.value for ln in M.meminfo(p)}
+    assert anon and mi["AnonPages"] == 4 * len(anon)
+    assert mi["Mapped"] == 4 * len(file)
+    assert mi["AnonHugePages"] == 2048 * len(thp)
