@@ -19,7 +19,7 @@ from mmintro.kernel.machine import boot
 from mmintro.snapshot.writer import save
 
 drgn = pytest.importorskip("drgn")
-from drgn.helpers.linux.fs import d_path, inode_for_each_page
+from drgn.helpers.linux.fs import d_path, inode_for_each_page, path_lookup
 from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.xarray import xa_for_each, xa_load
 
@@ -68,6 +68,16 @@ def test_d_path_of_each_file(cache, prog):
         assert d_path(fobj.f_path).decode() == PATHS[tag]
         assert fobj.f_inode.i_sb.s_type.name.string_() == inode.FS_NAME.encode()
         assert fobj.f_mapping == fobj.f_inode.i_mapping == fobj.f_inode.i_data.address_of_()
+
+
+def test_path_lookup_from_init_task(cache, prog):
+    """drgn's path_lookup walks init_task.fs->root and the dentries' d_children lists."""
+    for tag, f in cache["files"].items():
+        found = path_lookup(prog, PATHS[tag])
+        assert found.dentry.value_() == drgn.Object(prog, "struct file *", f).f_path.dentry.value_()
+        assert d_path(found).decode() == PATHS[tag]
+    with pytest.raises(Exception, match="could not find"):
+        path_lookup(prog, "/var/log/missing")
 
 
 def test_xarray_matches_the_simulator(cache, prog):

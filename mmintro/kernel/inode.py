@@ -189,8 +189,20 @@ def vfs_root(k: Kernel) -> Vfs:
     # 6.18: sb->s_mounts is a singly linked list through mnt_next_for_sb / mnt_pprev_for_sb
     km.set(sb, "super_block", "s_mounts", mnt)
     km.set(mnt, "mount", "mnt_pprev_for_sb", km.addr(sb, "super_block", "s_mounts"))
+    km.set(mnt, "mount", "mnt.mnt_flags", k.T.const("MNT_RELATIME"))
     v.mount = mnt
     _d_get(k, root)  # the mount's reference to its root
+    # init_mount_tree(): set_fs_root/set_fs_pwd of init_task's fs (the static init_fs)
+    if "init_fs" not in k.image.symbols:
+        k.image.var("init_fs", "data")
+    fs = k.sym("init_fs")
+    km.set(fs, "fs_struct", "users", 1)
+    km.set(fs, "fs_struct", "umask", 0o022)
+    for p in ("root", "pwd"):
+        km.set(fs, "fs_struct", f"{p}.mnt", km.addr(mnt, "mount", "mnt"))
+        km.set(fs, "fs_struct", f"{p}.dentry", root)
+        _d_get(k, root)
+    km.set(k.sym("init_task"), "task_struct", "fs", fs)
     return v
 
 

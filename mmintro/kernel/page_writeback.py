@@ -197,6 +197,9 @@ def page_writeback_init(k: Kernel) -> None:
     k.bdp_ratelimits = [0] * k.config.cpus
     k.task_dirty = {}
     writeback_set_ratelimit(k)
+    if "jiffies" not in k.image.symbols:
+        k.image.var("jiffies", "data")
+    k.sync_hooks.append(lambda kk: kk.kmem.write_u64(kk.sym("jiffies"), jiffies(kk)))
 
 
 def writeback_set_ratelimit(k: Kernel) -> None:
