@@ -222,6 +222,10 @@ def test_vtop_pid_equals_drgn_follow_phys(snap, progs, who) -> None:
         v = V.vtop_pid(p, pid, va)
         assert v["phys"] == follow_phys(mm, va).value_()
         assert [lv["level"] for lv in v["levels"]][-1] in ("PTE", "PMD", "PUD")
+    from mmintro.crosscheck import crash
+
+    out = crash(d, f"vtop -c {pid} {pages[-1] + 8:x}").split()
+    assert out[:2] == ["VIRTUAL", "PHYSICAL"] and int(out[3], 16) == V.vtop_pid(p, pid, pages[-1] + 8)["phys"]
     text = run("vtop", snap[0], "--pid", str(pid), hex(pages[0])).stdout
     assert text.splitlines()[1].split()[1] == f"{follow_phys(mm, pages[0]).value_():x}"
     assert re.search(r"^   PGD: [0-9a-f]+ => [0-9a-f]+$", text, re.MULTILINE)
@@ -460,3 +464,20 @@ def test_meminfo_counters_equal_the_page_table_census(which, request) -> None:
     assert anon and mi["AnonPages"] == 4 * len(anon)
     assert mi["Mapped"] == 4 * len(file)
     assert mi["AnonHugePages"] == 2048 * len(thp)
+
+
+def test_page_columns_dense_and_gathered_agree_with_drgn(snap, progs, monkeypatch) -> None:
+    from drgn.helpers.linux.mm import pfn_to_page
+
+    p, d = progs
+    pfns = np.arange(0x1000, 0x1000 + 40000, dtype=np.uint64)
+    dense = pt.page_columns(p, pfns)
+    monkeypatch.setattr(pt, "_DENSE_MIN", 1 << 40)
+    gathered = pt.page_columns(p, pfns)
+    for name in pt.PageColumns._fields:
+        assert (getattr(dense, name) == getattr(gathered, name)).all(), name
+    for i in range(0, len(pfns), 997):
+        page = pfn_to_page(d, int(pfns[i]))
+        assert (int(dense.flags[i]), int(dense.refcount[i]), int(dense.mapcount[i]), int(dense.mapping[i])) == \
+            (page.flags.f.value_(), page._refcount.counter.value_(), page._mapcount.counter.value_(),
+             page.mapping.value_())
