@@ -25,7 +25,9 @@
   dirty_ratelimit * pos_ratio >> RATELIMIT_CALC_SHIFT``, ``period = HZ * pages_dirtied /
   task_ratelimit`` less the think time since ``dirty_paused_when``; below ``wb_min_pause`` no
   sleep (the time is credited or nr_dirtied_pause grows), above ``wb_max_pause`` capped; a
-  sleep advances the simulated jiffies by the pause.  Simplifications: the bandwidth estimates
+  sleep advances the simulated jiffies by the pause.  The flusher runs only when a workload
+  calls it (no concurrent writeback during a write), so a writer past the hard limit is paused
+  max_pause per page, as the kernel's would be until writeback caught up.  Simplifications: the bandwidth estimates
   (write_bandwidth, dirty_ratelimit) stay at INIT_BW (no wb_update_bandwidth), the
   BANDWIDTH_INTERVAL of update_dirty_limit is not waited for, one pass of the loop.
 * The flusher (``wb_writeback`` for one work item): ``queue_io`` splices ``b_more_io`` and
@@ -323,7 +325,7 @@ def __mark_inode_dirty(k: Kernel, inode: int, flags: int) -> None:
             km.set(bdi, "backing_dev_info", "tot_write_bandwidth.counter",
                    km.get(bdi, "backing_dev_info", "tot_write_bandwidth.counter")
                    + km.get(wb, "bdi_writeback", "avg_write_bandwidth"))
-            k.flusher_wakeups.append((jiffies(k), "wb_wakeup_delayed"))
+            _wb_wakeup(k, "wb_wakeup_delayed")
 
 
 def folio_mark_dirty(k: Kernel, pfn: int) -> bool:
@@ -466,8 +468,15 @@ def writeback_in_progress(k: Kernel, wb: int) -> bool:
 
 def wb_start_background_writeback(k: Kernel, wb: int) -> None:
     """wb_start_background_writeback() -> wb_wakeup(): the flusher is due (recorded; a
-    workload runs it with :func:`wb_workfn`)."""
-    k.flusher_wakeups.append((jiffies(k), "background"))
+    workload runs it with :func:`wb_workfn`).  Like mod_delayed_work on an already queued
+    dwork, a wakeup while one is pending adds nothing."""
+    _wb_wakeup(k, "background")
+
+
+def _wb_wakeup(k: Kernel, why: str) -> None:
+    if not k.__dict__.get("flusher_pending"):
+        k.flusher_pending = True
+        k.flusher_wakeups.append((jiffies(k), why))
 
 
 def balance_dirty_pages(k: Kernel, wb: int, pages_dirtied: int) -> DirtyThrottle | None:
@@ -783,6 +792,7 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
         raise ValueError(f"wb_writeback: unknown reason {reason!r} (one of {sorted(WB_REASONS)})")
     now = jiffies(k)
     km.set(wb, "bdi_writeback", "state", km.get(wb, "bdi_writeback", "state") | 1 << WB_writeback_running)
+    k.flusher_pending = False  # the queued work runs
     work = LONG_MAX if nr_pages is None else nr_pages
     sync_all = tagged = reason == "sync"
     dirtied_before = now
