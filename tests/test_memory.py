@@ -265,19 +265,45 @@ def test_file_faults_private_read_cow_and_shared_write(k) -> None:
     assert s.kind == "file-shared"
     assert memory.walk(k, p.mm, shared + 4096)[2] == (s.pfn << 12) | P | W | U | A | D | NX
     assert k.kmem.get(k.pfn_to_page(s.pfn), "page", "flags") >> k.T.const("PG_dirty") & 1
-    # the same file page through the shared mapping: two mappings, three references
+    # the same file page through the shared mapping: two mappings, three references; the
+    # read fault maps its 64 KiB fault-around window (do_fault_around -> filemap_map_pages):
+    # every cached, uptodate, unlocked, non-readahead page into a none PTE, read-only, young
+    mapping = k.kmem.get(f, "file", "f_mapping")
+    pf = k.T.enum("pageflags")
+    eligible = {}
+    for idx in range(16):
+        pfn = filemap._lookup(k, mapping, idx)
+        if pfn is not None:
+            fl = k.kmem.get(k.pfn_to_page(pfn), "page", "flags")
+            if fl >> pf["PG_uptodate"] & 1 and not fl >> pf["PG_locked"] & 1 and not fl >> pf["PG_reclaim"] & 1:
+                eligible[idx] = pfn
+    assert 1 < len(eligible) < 16  # readahead marked one page PG_readahead
     t = memory.handle_mm_fault(k, p.mm, shared, False)
     assert t.pfn == r.pfn and rmap.page_mapcount(k, r.pfn) == 2 and rmap.folio_ref_count(k, r.pfn) == 3
-    assert k.node_vm_stat[0]["NR_FILE_MAPPED"] == mapped0 + 2  # counted once per page
+    for idx in range(16):
+        e = memory.walk(k, p.mm, shared + idx * 4096)[2]
+        if idx == 1:
+            continue
+        if idx in eligible:
+            # mk_pte(page, vm_page_prot) (read-only with writenotify; PAGE_SHARED without it,
+            # then pte_mkdirty for a dirty folio)
+            prot = k.kmem.get(mmap.find_vma(k, p.mm, shared), "vm_area_struct", "vm_page_prot")
+            fl = k.kmem.get(k.pfn_to_page(eligible[idx]), "page", "flags")
+            want = (eligible[idx] << 12) | prot | (D if prot & W and fl >> pf["PG_dirty"] & 1 else 0)
+            assert prot & (P | U | A | NX) == P | U | A | NX and e == want, idx
+        else:
+            assert not e & P, idx
+    files = set(eligible.values()) | {s.pfn}
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_FILEPAGES") == 1 + len(files)
+    assert k.node_vm_stat[0]["NR_FILE_MAPPED"] == mapped0 + len(files)  # counted once per page
     # a private write on the cached page: wp_page_copy into an anonymous page, rss moves
     c = memory.handle_mm_fault(k, p.mm, priv, True)
     assert c.kind == "cow-copy" and c.pfn != r.pfn
     assert memory.walk(k, p.mm, priv)[2] == (c.pfn << 12) | P | W | U | A | D | NX
     assert rmap.page_mapcount(k, r.pfn) == 1 and rmap.folio_ref_count(k, r.pfn) == 2
     assert memory.get_mm_counter_sum(k, p.mm, "MM_ANONPAGES") == 1
-    assert memory.get_mm_counter_sum(k, p.mm, "MM_FILEPAGES") == 2
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_FILEPAGES") == len(files)
     # both VMAs sit in the file's i_mmap interval tree, ordered by pgoff (both 0: insertion order)
-    mapping = k.kmem.get(f, "file", "f_mapping")
     vmas = rmap.vma_interval_tree_vmas(k, mapping)
     assert sorted(vmas) == sorted([mmap.find_vma(k, p.mm, priv), mmap.find_vma(k, p.mm, shared)])
     # unmapping the shared VMA: the dirty PTE's page stays dirty in the cache, rss and mapcounts drop

@@ -117,6 +117,7 @@ class BusError(Exception):
 class Fault:
     kind: str
     pfn: int
+    major: bool = False  # VM_FAULT_MAJOR: the page had to be read (task->maj_flt)
 
 
 @dataclass(slots=True)
@@ -415,7 +416,7 @@ def handle_mm_fault(k: Kernel, mm: int, addr: int, write: bool, task: int | None
         fault = __handle_mm_fault(k, mm, vma, addr, write, task)
     if task and fault.kind != "spurious":
         # mm_account_fault(): a minor fault unless the page had to be read (VM_FAULT_MAJOR)
-        field = "maj_flt" if fault.kind.endswith("-major") else "min_flt"
+        field = "maj_flt" if fault.major else "min_flt"
         k.kmem.set(task, "task_struct", field, k.kmem.get(task, "task_struct", field) + 1)
     return fault
 
@@ -585,12 +586,93 @@ def do_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | N
         finish_fault(k, mm, vma, addr, write, pmd, cow, is_cow=True)
         rmap.folio_put(k, page)  # put_page(vmf->page): filemap_fault's reference
         return _log(k, mm, task, addr, cow, "cow-copy")
+    if not write:
+        # do_read_fault(): should_fault_around() (fault_around_bytes 64 KiB > 1 page)
+        page = do_fault_around(k, mm, vma, addr, pmd)
+        if page is not None:
+            return _log(k, mm, task, addr, page, "file")
     page = fm.filemap_fault(k, vma, pgoff, write)
+    major = bool(k.__dict__.get("last_fault_major", False))
     finish_fault(k, mm, vma, addr, write, pmd, page, is_cow=False)
     if write:
         fault_dirty_shared_page(k, vma, page)  # do_shared_fault()
-        return _log(k, mm, task, addr, page, "file-shared")
-    return _log(k, mm, task, addr, page, "file")
+        f = _log(k, mm, task, addr, page, "file-shared")
+    else:
+        f = _log(k, mm, task, addr, page, "file")
+    f.major = major
+    return f
+
+
+FAULT_AROUND_PAGES = 65536 >> PAGE_SHIFT  # mm/memory.c fault_around_pages (fault_around_bytes 64 KiB)
+_PF_ALL = _T.enum("pageflags")
+
+
+def do_fault_around(k: Kernel, mm: int, vma: int, addr: int, pmd: int) -> int | None:
+    """mm/memory.c do_fault_around() -> filemap_map_pages(): map the page-cache folios of
+    the fault_around_pages window (aligned, clamped to the VMA and the PTE table) that are
+    uptodate, unlocked and not PG_readahead, into none PTEs (set_pte_range: young on x86,
+    read-only here), a reference and MM_FILEPAGES each, NR_FILE_MAPPED via the rmap;
+    file->f_ra.mmap_miss drops by the non-workingset folios seen.  Returns the pfn mapped
+    at ``addr`` (VM_FAULT_NOPAGE) or None when the fault must read the page."""
+    fm = _optional("filemap")
+    if fm is None or not hasattr(fm, "_lookup"):
+        return None
+    km = k.kmem
+    file = _vma_get(k, vma, "vm_file")
+    mapping = km.get(file, "file", "f_mapping")
+    vm_pgoff = _vma_get(k, vma, "vm_pgoff")
+    pgoff = rmap.linear_page_index(k, vma, addr)
+    pte_off = (addr >> PAGE_SHIFT) & 511
+    vma_off = pgoff - vm_pgoff
+    from_pte = max(pte_off & ~(FAULT_AROUND_PAGES - 1), pte_off - min(pte_off, vma_off))
+    to_pte = min(from_pte + FAULT_AROUND_PAGES, PTRS_PER_TABLE,
+                 pte_off + ((_vma_get(k, vma, "vm_end") - _vma_get(k, vma, "vm_start")) >> PAGE_SHIFT) - vma_off) - 1
+    start_pgoff = pgoff + from_pte - pte_off
+    end_pgoff = pgoff + to_pte - pte_off
+    max_idx = -(-km.get(km.get(mapping, "address_space", "host"), "inode", "i_size") // PAGE_SIZE)
+    found = []
+    for idx in range(start_pgoff, min(end_pgoff + 1, max_idx)):
+        pfn = fm._lookup(k, mapping, idx)
+        if pfn is None:
+            continue
+        flags = _get_flags(k, pfn)
+        if flags >> _PF_ALL["PG_locked"] & 1 or not flags >> PG_uptodate & 1 or flags >> _PF_ALL["PG_reclaim"] & 1:
+            continue  # next_uptodate_folio(): locked, !uptodate or PG_readahead
+        found.append((idx, pfn, flags))
+    if not found:
+        return None
+    table = pte_alloc(k, mm, pmd)  # filemap_map_pmd -> pmd_install(prealloc_pte)
+    prot = _vma_get(k, vma, "vm_page_prot")
+    base = addr & ~(PMD_SIZE - 1)
+    hit = None
+    rss = mmap_miss = 0
+    member = "MM_FILEPAGES"
+    for idx, pfn, flags in found:
+        if not flags >> _PF_ALL["PG_workingset"] & 1:
+            mmap_miss += 1
+        a = base | ((pte_off + idx - pgoff) << PAGE_SHIFT)
+        slot = table + 8 * (((a >> PAGE_SHIFT)) & 511)
+        if _read(k, slot):
+            continue
+        if a == addr & ~(PAGE_SIZE - 1):
+            hit = pfn
+        e = pfn_pte(pfn, prot)  # set_pte_range(): mk_pte, pte_sw_mkyoung (a no-op)
+        if pte_write(e) and flags >> PG_dirty & 1:
+            e |= _PAGE_DIRTY
+        rmap.folio_add_file_rmap_ptes(k, pfn, 1, vma)
+        _write(k, slot, e)
+        rmap.folio_get(k, pfn)
+        member = mm_counter_file(k, pfn)
+        rss += 1
+    add_mm_counter(k, mm, member, rss)
+    saved = km.get(file, "file", "f_ra.mmap_miss")
+    km.set(file, "file", "f_ra.mmap_miss", 0 if mmap_miss >= saved else saved - mmap_miss)
+    return hit
+
+
+def _get_flags(k: Kernel, pfn: int) -> int:
+    mv64, _mv32, w = pa.page_words(k, pfn)
+    return int(mv64[w + pa.W_FLAGS])
 
 
 def finish_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, pmd: int, pfn: int, is_cow: bool) -> None:
