@@ -131,10 +131,29 @@ def vma_is_anonymous(vma: Object) -> bool:
     return not vma.vm_ops.value_() and not vma.vm_file.value_()
 
 
+def _d_unlinked(dentry: Object) -> bool:
+    """``d_unlinked()``: unhashed and not a root.  When the snapshot has no dcache hash table
+    (``dentry_hashtable``), d_hash is not modelled and an inode without links
+    (``i_nlink == 0``: unlinked files, and the pseudo files of shmem and hugetlb mappings,
+    which clear_nlink) is what says the dentry is gone."""
+    prog = dentry.prog_
+    if dentry.d_parent.value_() == dentry.value_():
+        return False
+    if "dentry_hashtable" in prog.symbols.by_name:
+        return not dentry.d_hash.pprev.value_()
+    inode = dentry.d_inode
+    if not inode.value_():
+        return True
+    try:
+        return inode.__i_nlink.value_() == 0
+    except AttributeError:
+        return inode.i_nlink.value_() == 0
+
+
 def d_path(file_or_dentry: Object) -> str:
     """The path of a ``struct file *`` (or ``struct dentry *``): the dentry names up to the
     root of its file system, then up through the mounts (``real_mount(mnt)->mnt_mountpoint``),
-    with `` (deleted)`` for an unhashed dentry, as ``d_path()`` prints it.  Bounded depth."""
+    with `` (deleted)`` when :func:`_d_unlinked`, as ``d_path()`` prints it.  Bounded depth."""
     prog = file_or_dentry.prog_
     name = file_or_dentry.type_.resolved().target.resolved().name if file_or_dentry.type_.resolved().kind == "ptr" \
         else ""
@@ -158,7 +177,7 @@ def d_path(file_or_dentry: Object) -> str:
             break
         parent = d.d_parent
         if first:
-            deleted = not d.d_hash.pprev.value_() and parent.value_() != d.value_()
+            deleted = _d_unlinked(d)
             first = False
         if parent.value_() == d.value_():  # the root of this file system: cross the mount
             if mount is None or not mount.value_() or mount.mnt_parent.value_() == mount.value_():
