@@ -80,6 +80,7 @@ __all__ = [
     "mm_put_huge_zero_folio",
     "set_thp_mode",
     "split_huge_pmd",
+    "thp_get_unmapped_area",
     "thp_vma_allowable",
     "vma_thp_gfp_mask",
     "zap_huge_pmd",
@@ -253,42 +254,59 @@ def vma_thp_gfp_mask(k: Kernel, vma: int) -> int:
 
 # -- madvise --------------------------------------------------------------------------------------
 def madvise_hugepage(k: Kernel, mm: int, start: int, length: int) -> None:
-    """madvise(start, length, MADV_HUGEPAGE) -> hugepage_madvise(): VM_HUGEPAGE set and
-    VM_NOHUGEPAGE cleared on every VMA in the range (madvise_update_vma splits VMAs the range
-    cuts when the VMA helper provides vma.split_vma; otherwise whole VMAs change).  VMAs
-    with VM_SPECIAL/VM_HUGETLB stay as they are (hugepage_madvise ignores them: -EINVAL not
-    returned for them in 6.18, they are skipped by madvise_walk_vmas' behaviour check)."""
+    """madvise(start, length, MADV_HUGEPAGE): madvise_walk_vmas() over the range,
+    hugepage_madvise() (VM_HUGEPAGE set, VM_NOHUGEPAGE cleared; VM_SPECIAL and hugetlb VMAs
+    keep their flags) and madvise_update_vma(): vma_modify_flags() splits a VMA the range cuts
+    and merges with compatible neighbours (the VMA helper's vma.vma_modify_flags), then
+    vm_flags_reset.  Without that helper whole VMAs change."""
     from mmintro.kernel import mmap
 
     end = start + (-(-length // PAGE_SIZE) * PAGE_SIZE)
-    t = mmap.mm_tree(k, mm)
-    vmas = [e for _f, last, e in t.mt_for_each(start) if _f < end]
-    split = None
     try:
         from mmintro.kernel import vma as V
 
-        split = getattr(V, "split_vma", None)
+        modify = getattr(V, "vma_modify_flags", None)
     except ImportError:
-        pass
-    for v in vmas:
+        modify = None
+    addr = start
+    while addr < end:
+        allv = [e for _f, _l, e in mmap.mm_tree(k, mm).mt_for_each(0)]
+        v = next((x for x in allv if _vget(k, x, "vm_end") > addr), 0)
+        if not v or _vget(k, v, "vm_start") >= end:
+            break
         vs, ve = _vget(k, v, "vm_start"), _vget(k, v, "vm_end")
+        s, e = max(vs, addr), min(ve, end)
         flags = _vget(k, v, "vm_flags")
-        if flags & VM_HUGETLB or flags & mmap.VM_SPECIAL:
-            continue
         new = (flags | VM_HUGEPAGE) & ~VM_NOHUGEPAGE
-        if new == flags:
+        if flags & VM_HUGETLB or flags & mmap.VM_SPECIAL or new == flags:
+            addr = e
             continue
-        if split is not None:
-            if vs < start:
-                split(k, mm, v, start, 1)  # the new VMA is the upper part
-                v = mmap.find_vma(k, mm, start)
-                vs = start
-            if ve > end:
-                split(k, mm, v, end, 0)
-                v = mmap.find_vma(k, mm, vs)
-        k.kmem.set(v, "vm_area_struct", "vm_flags", new)
-        if hasattr(mmap, "vma_try_merge"):
-            mmap.vma_try_merge(k, mm, v)
+        if modify is not None:
+            i = allv.index(v)
+            prev = v if s > vs else (allv[i - 1] if i else 0)
+            ret, new = modify(k, prev, v, s, e, new)
+            if ret:
+                v = ret
+        k.kmem.set(v, "vm_area_struct", "vm_flags", new)  # vm_flags_reset()
+        addr = e
+
+
+def thp_get_unmapped_area(k: Kernel, mm: int, length: int) -> int:
+    """mm/huge_memory.c thp_get_unmapped_area_vmflags() -> __thp_get_unmapped_area() for an
+    anonymous mmap whose length is a multiple of PMD_SIZE with no hint (what 6.18's
+    __get_unmapped_area does when THP is built in): search len + PMD_SIZE top-down, then
+    align -- top-down with off_sub 0 gives ret + PMD_SIZE, else ret + off_sub.  Returns 0
+    when the padded search fails (the caller retries without padding)."""
+    from mmintro.kernel import mmap
+
+    size = HPAGE_PMD_SIZE
+    if length < size:
+        return 0
+    ret = mmap.unmapped_area_topdown(k, mm, length + size, PAGE_SIZE, k.kmem.get(mm, "mm_struct", "mmap_base"))
+    if not ret:
+        return 0
+    off_sub = (0 - ret) & (size - 1)
+    return ret + size if not off_sub else ret + off_sub
 
 
 # -- page-table helpers (MEM's memory.py does the tables) --------------------------------------
@@ -630,12 +648,24 @@ def __split_huge_pmd(k: Kernel, vma: int, pmd: int, addr: int) -> None:
         for i in range(PTRS_PER_PTE):
             _write(k, table + 8 * i, entry)
     else:
+        # the PMD's write/young/dirty bits over vm_page_prot (mk_pte, pte_mkwrite, pte_mkold,
+        # pte_mkdirty), the folio dirtied, a reference per PTE (folio_ref_add(HPAGE_PMD_NR - 1)),
+        # the PTE mappings (RMAP_EXCLUSIVE when the head was PageAnonExclusive), then the PMD
+        # mapping removed
         pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
-        bits = e & ~PTE_PFN_MASK & ~_PAGE_PSE & ~_PAGE_SPECIAL
+        prot = _vget(k, vma, "vm_page_prot")
+        bits = prot | (e & _PAGE_RW) | (e & _PAGE_DIRTY)
+        if not e & _PAGE_ACCESSED:
+            bits &= ~_PAGE_ACCESSED
+        mv64, _mv32, base, _a = k.memmap_words[pfn >> page_alloc.PFN_SECTION_SHIFT]
+        if e & _PAGE_DIRTY:
+            mv64[base + pfn * 8 + page_alloc.W_FLAGS] |= 1 << _T.const("PG_dirty")
         for i in range(PTRS_PER_PTE):
             _write(k, table + 8 * i, ((pfn + i) << PAGE_SHIFT) | bits)
         rm = _rmap()
-        rm.folio_add_anon_rmap_ptes(k, pfn, PTRS_PER_PTE, vma)
+        exclusive = _page_anon_exclusive(k, pfn)
+        rm.folio_get(k, pfn, HPAGE_PMD_NR - 1)
+        rm.folio_add_anon_rmap_ptes(k, pfn, PTRS_PER_PTE, vma, haddr, exclusive=exclusive)
         rm.folio_remove_rmap_pmd(k, pfn, vma)
     _write(k, pmd, _PAGE_TABLE | (table_pfn << PAGE_SHIFT))  # pmd_populate
     del haddr
