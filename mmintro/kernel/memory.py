@@ -26,8 +26,8 @@ wp_page_shared), and the THP / hugetlb entries of the HUGE helper's modules.  Ev
 is recorded in ``k.fault_log``.  :func:`copy_page_range` (fork), :func:`zap_page_range`
 and :func:`free_pgtables` complete the life cycle.
 
-Not modelled: fault-around (do_fault_around maps page-cache neighbours of a read fault),
-swap entries (do_swap_page), NUMA hinting faults, userfaultfd, KSM, mlock population,
+A file read fault first tries fault-around (do_fault_around -> filemap_map_pages over the
+64 KiB window).  Not modelled: swap entries (do_swap_page), NUMA hinting faults, userfaultfd, KSM, mlock population,
 TLB flushing (there is no TLB), the page-table locks' contention (locks are always free
 when a snapshot is taken).
 """
@@ -323,6 +323,20 @@ def get_mm_counter_sum(k: Kernel, mm: int, member: str) -> int:
     for cpu in range(k.config.cpus):
         total += int.from_bytes(k.mem.read(k.pa(k.per_cpu_ptr(ptr, cpu)), 4), "little", signed=True)
     return max(0, total)
+
+
+def get_mm_rss(k: Kernel, mm: int) -> int:
+    """include/linux/mm.h get_mm_rss(): file + anon + shmem through get_mm_counter
+    (fbc->count): what VmHWM's update and the OOM killer read."""
+    return sum(get_mm_counter(k, mm, m) for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"))
+
+
+def update_hiwater_rss(k: Kernel, mm: int) -> None:
+    """include/linux/mm.h update_hiwater_rss(): mm->hiwater_rss = max(hiwater_rss, rss)
+    (vms_clear_ptes / exit_mmap call it before tearing mappings down)."""
+    rss = get_mm_rss(k, mm)
+    if k.kmem.get(mm, "mm_struct", "hiwater_rss") < rss:
+        k.kmem.set(mm, "mm_struct", "hiwater_rss", rss)
 
 
 def mm_counter_file(k: Kernel, pfn: int) -> str:
