@@ -312,3 +312,17 @@ def test_file_faults_private_read_cow_and_shared_write(k) -> None:
     assert memory.get_mm_counter_sum(k, p.mm, "MM_FILEPAGES") == 0
     assert rmap.page_mapcount(k, s.pfn) == 0 and rmap.folio_ref_count(k, s.pfn) == 1
     assert k.node_vm_stat[0]["NR_FILE_MAPPED"] == mapped0
+
+
+def test_mbind_of_part_of_a_vma_splits_it() -> None:
+    k = boot(MachineConfig(ram=2 << 30, nodes=2, cpus=2, seed=4))
+    p, vma, a = _proc(k, length=12 * 4096)
+    mempolicy.do_mbind(k, p.mm, a + 4 * 4096, 4 * 4096, "MPOL_BIND", [1])
+    vmas = [mmap.find_vma(k, p.mm, a + i * 4096) for i in (0, 4, 8)]
+    assert len(set(vmas)) == 3
+    assert [(_start(k, v) - a) // 4096 for v in vmas] == [0, 4, 8]
+    pols = [k.kmem.get(v, "vm_area_struct", "vm_policy") for v in vmas]
+    assert pols[0] == 0 and pols[2] == 0 and pols[1]
+    assert mempolicy.policy_info(k, pols[1]) == (k.T.const("MPOL_BIND"), [1])
+    assert rmap.folio_nid(k, memory.handle_mm_fault(k, p.mm, a + 5 * 4096, True).pfn) == 1
+    assert rmap.folio_nid(k, memory.handle_mm_fault(k, p.mm, a + 9 * 4096, True).pfn) == 0
