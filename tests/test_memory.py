@@ -316,7 +316,7 @@ def test_file_faults_private_read_cow_and_shared_write(k) -> None:
 
 def test_mbind_of_part_of_a_vma_splits_it() -> None:
     k = boot(MachineConfig(ram=2 << 30, nodes=2, cpus=2, seed=4))
-    p, vma, a = _proc(k, length=12 * 4096)
+    p, _vma, a = _proc(k, length=12 * 4096)
     mempolicy.do_mbind(k, p.mm, a + 4 * 4096, 4 * 4096, "MPOL_BIND", [1])
     vmas = [mmap.find_vma(k, p.mm, a + i * 4096) for i in (0, 4, 8)]
     assert len(set(vmas)) == 3
