@@ -20,10 +20,9 @@ its fallback, ``do_page_cache_ra``.
   (``get_next_ra_size`` ramp-up), ``folio_mark_accessed`` on each batch's first folio unless
   the read continues in the same folio; ``file->f_ra`` (start, size, async_size, prev_pos)
   holds the state as the kernel leaves it.  ``last_pos`` starts at ``ra->prev_pos``.
-* ``filemap_write`` = ``generic_perform_write`` (per page: balance_dirty_pages_ratelimited,
-  write_begin = ``__filemap_get_folio(FGP_WRITEBEGIN)`` reading the page first when the write
+* ``filemap_write`` = ``generic_perform_write`` (per page: write_begin = ``__filemap_get_folio(FGP_WRITEBEGIN)`` reading the page first when the write
   covers part of an uncached page inside i_size, the copy, write_end = mark uptodate,
-  i_size update, ``folio_mark_dirty``, unlock, put).
+  i_size update, ``folio_mark_dirty``, unlock, put; then balance_dirty_pages_ratelimited).
 * ``filemap_fault``: ``filemap_get_folio`` (+ ``do_async_mmap_readahead``) or, on a miss,
   PGMAJFAULT and ``do_sync_mmap_readahead`` (mmap_miss accounting, the read-around window
   ``ra_pages`` centred on the fault) then ``__filemap_get_folio(FGP_CREAT|FGP_FOR_MMAP)``;
@@ -400,7 +399,6 @@ def filemap_write(k: Kernel, file: int, pos: int, length: int) -> int:
     while written < length:
         offset = pos & (PAGE_SIZE - 1)
         n = min(PAGE_SIZE - offset, length - written)
-        pw.balance_dirty_pages_ratelimited(k, mapping)
         index = pos >> PAGE_SHIFT
         # write_begin: __filemap_get_folio(FGP_WRITEBEGIN) -- FGP_LOCK|FGP_WRITE|FGP_CREAT|FGP_STABLE
         pfn = _lookup(k, mapping, index)
@@ -429,6 +427,7 @@ def filemap_write(k: Kernel, file: int, pos: int, length: int) -> int:
         _folio_put(k, pfn)
         pos += n
         written += n
+        pw.balance_dirty_pages_ratelimited(k, mapping)  # at the end of each iteration
     k.kmem.set(file, "file", "f_pos", pos)
     return written
 

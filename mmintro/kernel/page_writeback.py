@@ -329,13 +329,18 @@ def __mark_inode_dirty(k: Kernel, inode: int, flags: int) -> None:
 
 
 def folio_mark_dirty(k: Kernel, pfn: int) -> bool:
-    """mm/page-writeback.c folio_mark_dirty() -> filemap_dirty_folio(): False when the folio
-    was already dirty."""
+    """mm/page-writeback.c folio_mark_dirty() -> filemap_dirty_folio() (PG_reclaim, which is
+    also PG_readahead, cleared first); an anonymous folio just gets PG_dirty
+    (noop_dirty_folio).  False when the folio was already dirty."""
     from mmintro.kernel.inode import mapping_xa
 
     mapping = k.kmem.get(k.pfn_to_page(pfn), "page", "mapping")
-    if not mapping or mapping & 1:
-        raise ValueError(f"folio_mark_dirty: pfn {pfn:#x} is not a page-cache folio")
+    if not mapping or mapping & 1:  # folio_mapping() NULL (anon, no swap cache): noop_dirty_folio
+        if swap.folio_test(k, pfn, swap.PG_dirty):
+            return False
+        swap.folio_set_flag(k, pfn, swap.PG_dirty)
+        return True
+    swap.folio_clear_flag(k, pfn, swap.PG_reclaim)  # PG_reclaim/PG_readahead reset on redirty
     if swap.folio_test(k, pfn, swap.PG_dirty):
         return False
     swap.folio_set_flag(k, pfn, swap.PG_dirty)
