@@ -40,7 +40,19 @@ def world(tmp_path_factory):
     a = k.kmem.get(vma, "vm_area_struct", "vm_start")
     memory.mm_populate(k, p.mm, a, 300 * 4096, True)
     memory.mm_populate(k, p.mm, a + 300 * 4096, 20 * 4096, False)
+    fa = None
+    try:
+        from mmintro.kernel import filemap, inode
+    except ImportError:
+        filemap = None
+    if filemap is not None:  # a shared file mapping, faulted before the fork
+        f = inode.create_file(k, "/data/shared", 32 * 4096)
+        fa = filemap.mmap_file(k, p.mm, f, 32 * 4096, mmap.VM_READ | mmap.VM_WRITE, True)
+        for i in (0, 1, 20):
+            memory.handle_mm_fault(k, p.mm, fa + i * 4096, i == 20, task=p.task)
     c = fork.do_fork(k, p)
+    if fa is not None:
+        memory.handle_mm_fault(k, c.mm, fa + 3 * 4096, False, task=c.task)
     for i in range(10):
         memory.handle_mm_fault(k, c.mm, a + i * 4096, True, task=c.task)
     for i in range(5, 15):
@@ -53,6 +65,7 @@ def world(tmp_path_factory):
     from mmintro.crosscheck import open_drgn
 
     prog = open_drgn(str(d / "mem.vmcore"), str(d / "mem.vmlinux"))
+    k.file_addr = fa
     return k, prog, p, c, vma, a
 
 
@@ -197,3 +210,40 @@ def test_anon_vma_interval_tree_in_drgn(world) -> None:
                                 .rb_subtree_last.value_() for kid in kids if kid])
         assert x.rb_subtree_last.value_() == want
     assert rmap.anon_vma_interval_tree_vmas(k, av.value_())
+
+
+def test_file_pages_and_i_mmap_in_drgn(world) -> None:
+    from drgn import Object
+    from drgn.helpers.linux.mm import follow_phys, page_to_pfn
+    from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
+    from drgn.helpers.linux.xarray import xa_load
+
+    k, prog, p, c, _vma, _a = world
+    fa = k.file_addr
+    if fa is None:
+        pytest.skip("no file mappings (FILE helper)")
+    pvma, cvma = mmap.find_vma(k, p.mm, fa), mmap.find_vma(k, c.mm, fa)
+    file = Object(prog, "struct vm_area_struct *", pvma).vm_file
+    mapping = file.f_mapping
+    # i_mmap holds the parent's VMA and the child's copy (dup_mmap links it after the parent's)
+    vmas = [v.value_() for v in rbtree_inorder_for_each_entry(
+        "struct vm_area_struct", mapping.i_mmap.rb_root.address_of_(), "shared.rb")]
+    assert sorted(vmas) == sorted([pvma, cvma])
+    # every file PTE of both processes maps the page-cache folio at its index (drgn's xa_load)
+    counts: dict[int, int] = {}
+    for proc in (p, c):
+        mm = Object(prog, "struct mm_struct *", proc.mm)
+        for addr, pfn in _present(k, proc.mm, fa, fa + 32 * 4096).items():
+            idx = (addr - fa) >> 12
+            folio = xa_load(mapping.i_pages.address_of_(), idx)
+            assert folio, idx
+            cache_pfn = page_to_pfn(Object(prog, "struct page *", folio.value_())).value_()
+            assert follow_phys(mm, addr).value_() >> 12 == cache_pfn == pfn
+            counts[pfn] = counts.get(pfn, 0) + 1
+    assert counts
+    # fork did not copy the shared file VMA's PTEs (no anon_vma: vma_needs_copy is false); the
+    # child faulted its own, so each page's _mapcount + 1 is the number of PTEs found above
+    for pfn, n in counts.items():
+        page = Object(prog, "struct page *", prog["vmemmap_base"].value_() + 64 * pfn)
+        assert page._mapcount.counter.value_() + 1 == n
+        assert page._refcount.counter.value_() == n + 1  # + the page cache's reference
