@@ -911,6 +911,9 @@ def alloc_file_pseudo(k: Kernel, inode: int, m: HugetlbfsMount, name: str) -> in
 
     km = k.kmem
     d = _d_alloc(k, m.sb, 0, name)
+    # d_alloc_pseudo(): DCACHE_NORCU, d_op = &anon_ops (simple_dname: "/<name> (deleted)";
+    # anon_ops is a static of fs/dcache.c, not in the image: d_op stays NULL)
+    k.kmem.set(d, "dentry", "d_flags", k.kmem.get(d, "dentry", "d_flags") | k.T.const("DCACHE_NORCU"))
     _d_instantiate(k, d, inode)
     f = slub.kmem_cache_alloc(k, slub.find_cache(k, "filp"), "GFP_KERNEL", caller="alloc_empty_file")
     if not f:
