@@ -173,3 +173,23 @@ def test_counters_and_file_lru(cache, prog):
     assert active == 0
     assert swap.folio_test(k, filemap._lookup(k, k.kmem.get(cache["files"]["log"], "file", "f_mapping"), 0),
                            swap.PG_referenced)
+
+
+def test_second_read_activates_every_folio_of_the_range():
+    """filemap_read marks the first folio of a batch (unless the read continues in it) and
+    every later one: one read leaves 0..3 referenced, a second one promotes them to the
+    active file list (folio_mark_accessed -> folio_activate), counted in PGACTIVATE."""
+    k = boot(MachineConfig(ram=1 << 30, seed=8))
+    f = inode.create_file(k, "/tmp/twice", 16 * 4096)
+    m = k.kmem.get(f, "file", "f_mapping")
+    filemap.filemap_read(k, f, 0, 4 * 4096)
+    pfns = [filemap._lookup(k, m, i) for i in range(4)]
+    assert all(swap.folio_test(k, p, swap.PG_referenced) and not swap.folio_test(k, p, swap.PG_active)
+               for p in pfns)
+    before = sum(c[k.T.const("PGACTIVATE")] for c in k.vm_events)
+    filemap.filemap_read(k, f, 0, 4 * 4096)
+    assert all(swap.folio_test(k, p, swap.PG_active) and not swap.folio_test(k, p, swap.PG_referenced)
+               for p in pfns)
+    assert sum(c[k.T.const("PGACTIVATE")] for c in k.vm_events) - before == 4
+    assert set(swap.lru_pfns(k, 0, swap.LRU_ACTIVE_FILE)) == set(pfns)
+    assert k.node_vm_stat[0]["NR_ACTIVE_FILE"] == 4

@@ -18,7 +18,8 @@ its fallback, ``do_page_cache_ra``.
   ``page_cache_sync_ra`` (initial window ``get_init_ra_size``, the sequential-miss and
   ``page_cache_prev_miss`` history cases), ``page_cache_async_ra`` on a PG_readahead folio
   (``get_next_ra_size`` ramp-up), ``folio_mark_accessed`` on each batch's first folio unless
-  the read continues in the same folio; ``file->f_ra`` (start, size, async_size, prev_pos)
+  the read continues in the folio the last one ended in, and on every other folio of the
+  batch; ``file->f_ra`` (start, size, async_size, prev_pos)
   holds the state as the kernel leaves it.  ``last_pos`` starts at ``ra->prev_pos``.
 * ``filemap_write`` = ``generic_perform_write`` (per page: write_begin = ``__filemap_get_folio(FGP_WRITEBEGIN)`` reading the page first when the write
   covers part of an uncached page inside i_size, the copy, write_end = mark uptodate,
@@ -362,21 +363,20 @@ def filemap_read(k: Kernel, file: int, pos: int, length: int) -> int:
         if not batch:
             break
         end_offset = min(isize, end)
-        first_idx = k.kmem.get(_page(k, batch[0]), "page", "__folio_index")
-        # pos_same_folio(ki_pos, last_pos - 1, folio): the read continues in that folio
-        if not (last_pos >= 1 and (last_pos - 1) >> PAGE_SHIFT == first_idx and pos >> PAGE_SHIFT == first_idx):
+        # pos_same_folio(ki_pos, last_pos - 1, folios[0]): only the first access marks it
+        if pos >> PAGE_SHIFT != (last_pos - 1) >> PAGE_SHIFT:
             swap.folio_mark_accessed(k, batch[0])
-        for pfn in batch:
+        for i, pfn in enumerate(batch):
             idx = k.kmem.get(_page(k, pfn), "page", "__folio_index")
-            fend = (idx + swap.folio_nr_pages(k, pfn)) << PAGE_SHIFT
-            n = min(fend, end_offset) - pos
-            if n <= 0:
+            if end_offset < idx << PAGE_SHIFT:
                 break
+            if i > 0:
+                swap.folio_mark_accessed(k, pfn)
+            fend = (idx + swap.folio_nr_pages(k, pfn)) << PAGE_SHIFT
+            n = min(end_offset - pos, fend - pos)
             pos += n
             done += n
             last_pos = pos
-            if pos >= end_offset:
-                break
         if pos >= isize:
             break
     _ra_set(k, file, "prev_pos", last_pos)
