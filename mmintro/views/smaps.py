@@ -385,46 +385,47 @@ def account_mm(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[
                     private, swapbacked, locked_v[v])
 
     # -- PMD leaves: smaps_pmd_entry -> smaps_account(compound=true) ----------------------------
+    # every subpage of every PMD-mapped folio is expanded into one row (the folio's values
+    # repeated), so the per-page mapcount loop of smaps_account is one numpy pass
     if pmd.any():
         heads = pfn[pmd]
         hcols = page_columns(prog, heads)
-        for k, (i, e) in enumerate(zip(vi[pmd].tolist(), entry[pmd].tolist())):
-            if not hcols.valid[k]:
-                continue
-            order = int(hcols.order[k]) if hcols.order[k] else PMD_ORDER
-            nr = 1 << order
-            hf, hm = int(hcols.head_flags[k]), int(hcols.head_mapping[k])
-            is_anon = bool(hm & FOLIO_MAPPING_ANON)
-            swapbacked = bool(hf & int(bit["PG_swapbacked"]))
-            if is_anon:
-                stats[i].anonymous_thp += HPAGE_PMD_SIZE
-            elif swapbacked:
-                stats[i].shmem_thp += HPAGE_PMD_SIZE
-            else:
-                stats[i].file_thp += HPAGE_PMD_SIZE
-            sub = page_columns(prog, np.arange(int(heads[k]), int(heads[k]) + nr, dtype=np.uint64))
-            mapcount = sub.mapcount.astype(np.int64) + 1
-            mapcount = np.where(mapcount - 1 < PAGE_MAPCOUNT_RESERVE, 0, mapcount)
-            mapcount += int(hcols.entire_mapcount[k]) + 1
-            ref1 = int(hcols.head_refcount[k]) == 1
-            private = np.full(nr, True) if ref1 else mapcount < 2
-            full = np.int64(PAGE_SIZE << PSS_SHIFT)
-            pss = np.where(private, full, full // np.maximum(mapcount, 1))
-            young = bool(e & int(young_bit)) or bool(hf & int(bit["PG_young"])) or bool(hf & int(bit["PG_referenced"]))
-            dirty = bool(e & int(dirty_bit)) or bool(hf & int(bit["PG_dirty"]))
-            lazy = is_anon and not swapbacked and not dirty
-            ksm = (hm & FOLIO_MAPPING_KSM) == FOLIO_MAPPING_KSM
-            one = np.zeros(nr, dtype=np.int64)
-            _accumulate(stats, one, 1, np.full(nr, PAGE_SIZE, np.int64), pss, np.full(nr, is_anon),
-                        np.full(nr, ksm), np.full(nr, lazy), np.full(nr, young), np.full(nr, dirty), private,
-                        np.full(nr, swapbacked), np.full(nr, bool(locked_v[i])), target=stats[i])
+        ok = hcols.valid
+        heads, hv, he = heads[ok], vi[pmd][ok], entry[pmd][ok]
+        order = np.where(hcols.order[ok] > 0, hcols.order[ok], PMD_ORDER).astype(np.int64)
+        nr = np.int64(1) << order
+        hf, hm = hcols.head_flags[ok], hcols.head_mapping[ok]
+        is_anon = (hm & np.uint64(FOLIO_MAPPING_ANON)) != 0
+        swapbacked = (hf & bit["PG_swapbacked"]) != 0
+        thp = np.int64(HPAGE_PMD_SIZE)
+        for name, sel in (("anonymous_thp", is_anon), ("shmem_thp", ~is_anon & swapbacked),
+                          ("file_thp", ~is_anon & ~swapbacked)):
+            tot = _reduce(hv, np.where(sel, thp, 0), n)
+            for i in np.nonzero(tot)[0].tolist():
+                setattr(stats[i], name, getattr(stats[i], name) + int(tot[i]))
+        rep = np.repeat(np.arange(len(heads)), nr)  # row -> its folio
+        first = np.repeat(np.cumsum(nr) - nr, nr)
+        sub_pfn = heads[rep] + (np.arange(len(rep)) - first).astype(np.uint64)
+        sub = page_columns(prog, sub_pfn)
+        mapcount = sub.mapcount.astype(np.int64) + 1
+        mapcount = np.where(mapcount - 1 < PAGE_MAPCOUNT_RESERVE, 0, mapcount)
+        mapcount += hcols.entire_mapcount[ok].astype(np.int64)[rep] + 1
+        ref1 = (hcols.head_refcount[ok] == 1)[rep]
+        private = ref1 | (mapcount < 2)
+        full = np.int64(PAGE_SIZE << PSS_SHIFT)
+        pss = np.where(private, full, full // np.maximum(mapcount, 1))
+        young = ((he & young_bit) != 0) | ((hf & bit["PG_young"]) != 0) | ((hf & bit["PG_referenced"]) != 0)
+        dirty = ((he & dirty_bit) != 0) | ((hf & bit["PG_dirty"]) != 0)
+        lazy = is_anon & ~swapbacked & ~dirty
+        ksm = (hm & np.uint64(FOLIO_MAPPING_KSM)) == FOLIO_MAPPING_KSM
+        _accumulate(stats, hv[rep], n, np.full(len(rep), PAGE_SIZE, np.int64), pss, is_anon[rep], ksm[rep],
+                    lazy[rep], young[rep], dirty[rep], private, swapbacked[rep], locked_v[hv][rep])
     return stats, findings
 
 
 def _accumulate(stats: list[MemSizeStats], v: np.ndarray, n: int, size: np.ndarray, pss: np.ndarray,
                 anon: np.ndarray, ksm: np.ndarray, lazy: np.ndarray, referenced: np.ndarray, dirty: np.ndarray,
-                private: np.ndarray, swapbacked: np.ndarray, locked: np.ndarray,
-                target: MemSizeStats | None = None) -> None:
+                private: np.ndarray, swapbacked: np.ndarray, locked: np.ndarray) -> None:
     """``smaps_account`` + ``smaps_page_accumulate`` for many pages at once, summed per VMA."""
     sums = {
         "resident": size,
@@ -445,11 +446,8 @@ def _accumulate(stats: list[MemSizeStats], v: np.ndarray, n: int, size: np.ndarr
     }
     for name, vals in sums.items():
         tot = _reduce(v, vals, n)
-        if target is not None:
-            setattr(target, name, getattr(target, name) + int(tot[0]))
-        else:
-            for i in np.nonzero(tot)[0].tolist():
-                setattr(stats[i], name, getattr(stats[i], name) + int(tot[i]))
+        for i in np.nonzero(tot)[0].tolist():
+            setattr(stats[i], name, getattr(stats[i], name) + int(tot[i]))
 
 
 # -- the views ----------------------------------------------------------------------------------
