@@ -97,3 +97,39 @@ def test_promotion_follows_folio_mark_accessed(lru_snapshot):
     # PGACTIVATE counts pages: six promoted folios + one folio_activate, large ones by their size
     want = sum(1 << made[p][2] for p in pfns[6:12] + [pfns[14]])
     assert events == want
+
+
+def test_mlocked_vma_folios_are_counted_unevictable_not_linked(tmp_path):
+    """folio_add_lru_vma in a VM_LOCKED VMA: mlock_new_folio -> PG_mlocked|PG_unevictable,
+    mlock_count 1, NR_UNEVICTABLE / NR_MLOCK counted, and (6.18) no link on LRU_UNEVICTABLE."""
+    from mmintro.kernel import fork
+    from mmintro.kernel import mmap as M
+
+    k = boot(MachineConfig(ram=1 << 30, seed=5))
+    proc = fork.spawn_process(k, "locker")
+    addr = M.do_mmap(k, proc.mm, 4 << 12, M.VM_READ | M.VM_WRITE)
+    vma = M.find_vma(k, proc.mm, addr)
+    k.kmem.set(vma, "vm_area_struct", "vm_flags", k.kmem.get(vma, "vm_area_struct", "vm_flags") | swap.VM_LOCKED)
+    pfns = [k.alloc_pages("GFP_HIGHUSER_MOVABLE", 0) for _ in range(3)]
+    for p in pfns:
+        swap.folio_set_flag(k, p, swap.PG_swapbacked)
+        swap.folio_add_lru_vma(k, p, vma)
+    swap.folio_mark_accessed(k, pfns[0])
+    swap.folio_mark_accessed(k, pfns[0])  # the unevictable list is never rotated: no promotion
+    save(k, tmp_path / "ml")
+    prog = open_drgn(str(tmp_path / "ml.vmcore"), str(tmp_path / "ml.vmlinux"))
+    lruvec = prog["node_data"][0].__lruvec
+    unev = prog.constant("LRU_UNEVICTABLE")
+    assert list(list_for_each_entry("struct folio", lruvec.lists[unev].address_of_(), "lru")) == []
+    stat = prog["node_data"][0].vm_stat
+    assert stat[prog.constant("NR_UNEVICTABLE")].counter.value_() == 3
+    assert stat[prog.constant("NR_INACTIVE_ANON")].counter.value_() == 0
+    mlock = sum(z.vm_stat[prog.constant("NR_MLOCK")].counter.value_() for z in prog["node_data"][0].node_zones)
+    assert mlock == 3
+    for p in pfns:
+        folio = drgn.Object(prog, "struct folio *", prog["vmemmap_base"].value_() + 64 * p)
+        f = folio.flags.f.value_()
+        for bit in ("PG_lru", "PG_unevictable", "PG_mlocked", "PG_swapbacked"):
+            assert f >> prog.constant(bit).value_() & 1, bit
+        assert not f >> prog.constant("PG_active").value_() & 1
+        assert folio.mlock_count.value_() == 1

@@ -197,3 +197,29 @@ def test_lru_counts_the_written_file(throttle):
     total = sum(d.get("NR_FILE_PAGES", 0) for d in k.node_vm_stat)
     assert total == 2400
     assert len(swap.lru_pfns(k, 0, swap.LRU_INACTIVE_FILE)) == 2400
+
+
+def test_sync_writeback_tags_towrite_and_starts_every_dirty_folio(tmp_path):
+    """sync_inodes_sb-style work (WB_SYNC_ALL): tag_pages_for_writeback puts TOWRITE on every
+    dirty folio, each is started (TOWRITE and DIRTY cleared, WRITEBACK set); with no I/O
+    completed every folio is still PG_writeback in the snapshot."""
+    k = boot(MachineConfig(ram=1 << 30, seed=13))
+    f = inode.create_file(k, "/home/u/notes.txt", 0)
+    filemap.filemap_write(k, f, 0, 40 * PAGE)
+    n = pw.wb_writeback(k, "sync", None, complete=False)
+    assert n == 40
+    save(k, tmp_path / "sync")
+    prog = _drgn(str(tmp_path / "sync"))
+    xa = drgn.Object(prog, "struct file *", f).f_mapping.i_pages
+    wbit = 1 << prog.constant("PG_writeback").value_()
+    entries = list(xa_for_each(xa.address_of_()))
+    assert len(entries) == 40
+    for idx, e in entries:
+        assert drgn.Object(prog, "struct page *", e.value_()).flags.f.value_() & wbit
+        assert [xa_get_mark(xa, idx, m) for m in (0, 1, 2)] == [False, True, False]
+    stat = prog["node_data"][0].vm_stat
+    assert stat[prog.constant("NR_WRITEBACK")].counter.value_() == 40
+    assert stat[prog.constant("NR_FILE_DIRTY")].counter.value_() == 0
+    sb_wb = list(list_for_each_entry("struct inode", drgn.Object(prog, "struct file *", f).f_inode.i_sb.s_inodes_wb
+                                     .address_of_(), "i_wb_list"))
+    assert [i.value_() for i in sb_wb] == [drgn.Object(prog, "struct file *", f).f_inode.value_()]
