@@ -326,3 +326,27 @@ def test_mbind_of_part_of_a_vma_splits_it() -> None:
     assert mempolicy.policy_info(k, pols[1]) == (k.T.const("MPOL_BIND"), [1])
     assert rmap.folio_nid(k, memory.handle_mm_fault(k, p.mm, a + 5 * 4096, True).pfn) == 1
     assert rmap.folio_nid(k, memory.handle_mm_fault(k, p.mm, a + 9 * 4096, True).pfn) == 0
+
+
+def test_thp_shared_by_fork_tracks_both_mm_ids() -> None:
+    _require_fork()
+    k = boot(MachineConfig(ram=1 << 30, seed=6, thp="always"))
+    p, _vma, a = _proc(k, length=8 << 20)
+    b = (a + (2 << 20)) & ~((2 << 20) - 1)
+    f = memory.handle_mm_fault(k, p.mm, b, True)
+    if f.kind != "thp":
+        pytest.skip("THP faults not available (HUGE helper)")
+    c = fork.do_fork(k, p)
+    pid_, cid = rmap.mm_id(k, p.mm), rmap.mm_id(k, c.mm)
+    assert pid_ != cid and {pid_, cid} <= {1, 2, 3, 4}
+    page = k.pfn_to_page(f.pfn)
+    # folio_add_large_mapcount (CONFIG_MM_ID): slot 0 the parent (0 = one mapping), slot 1 the
+    # child, bit 63 "maybe mapped shared"; two PMD mappings: _entire_mapcount 1, _large_mapcount 1
+    assert k.kmem.get(page, "folio", "_mm_ids") == (1 << 63) | (cid << 32) | pid_
+    assert k.kmem.get(page, "folio", "_entire_mapcount.counter") == 1
+    assert k.kmem.get(page, "folio", "_large_mapcount.counter") == 1
+    # the child's write splits its PMD and copies one page: the folio stays shared
+    x = memory.handle_mm_fault(k, c.mm, b + 2 * 4096, True, task=c.task)
+    assert x.kind == "cow-copy" and x.pfn != f.pfn + 2
+    assert k.kmem.get(page, "folio", "_large_mapcount.counter") == 1 + 511 - 1  # PMD + 511 PTEs, -1 based
+    assert k.kmem.get(page, "folio", "_mm_id_mapcount[1]") == 510

@@ -223,27 +223,36 @@ def folio_put(k: Kernel, pfn: int, nr: int = 1) -> None:
 
 # -- mm ids (kernel/fork.c mm_alloc_id, CONFIG_MM_ID) -------------------------------------------
 def mm_id(k: Kernel, mm: int) -> int:
-    """mm->mm_id; an mm made before fork.mm_alloc assigned one gets the lowest free id now
-    (ida_alloc_range(&mm_ida, MM_ID_MIN, MM_ID_MAX))."""
+    """mm->mm_id.  kernel/fork.c mm_init() -> mm_alloc_id() gives every mm its own id; an mm
+    that did not get one (made before the VMA helper calls mm_alloc_id, or a dup_mm copy
+    still holding its parent's id) gets the lowest free id now."""
     v = k.kmem.get(mm, "mm_struct", "mm_id")
-    if v == MM_ID_DUMMY:
+    if v == MM_ID_DUMMY or _mm_id_owner(k).get(v) != mm:
         v = mm_alloc_id(k, mm)
     return v
 
 
+def _mm_id_owner(k: Kernel) -> dict[int, int]:
+    return k.__dict__.setdefault("mm_id_owner", {})
+
+
 def mm_alloc_id(k: Kernel, mm: int) -> int:
-    used = k.__dict__.setdefault("mm_ids", set())
+    """kernel/fork.c mm_alloc_id(): ida_alloc_range(&mm_ida, MM_ID_MIN, MM_ID_MAX)."""
+    owner = _mm_id_owner(k)
     v = MM_ID_MIN
-    while v in used:
+    while v in owner:
         v += 1
-    used.add(v)
+    owner[v] = mm
     k.kmem.set(mm, "mm_struct", "mm_id", v)
     return v
 
 
 def mm_free_id(k: Kernel, mm: int) -> None:
+    """kernel/fork.c mm_free_id() (__mmdrop)."""
     v = k.kmem.get(mm, "mm_struct", "mm_id")
-    k.__dict__.setdefault("mm_ids", set()).discard(v)
+    owner = _mm_id_owner(k)
+    if owner.get(v) == mm:
+        del owner[v]
     k.kmem.set(mm, "mm_struct", "mm_id", MM_ID_DUMMY)
 
 
