@@ -177,3 +177,33 @@ def test_reservation_refused_without_free_pages():
     assert hugetlb.hugetlb_mmap(k, p.mm, SZ_2M, SZ_2M, 0x3) == 0  # all free pages reserved
     # the sysctl cannot shrink below reserved + in-use pages
     assert hugetlb.set_nr_hugepages(k, SZ_2M, 0) == 2
+
+
+def test_fork_shares_then_copies_on_write_and_exit_frees():
+    from mmintro.kernel import exit as ex
+    from mmintro.kernel import rmap
+
+    k = boot(MachineConfig(ram=1 << 30, hugepages_2m=4))
+    h = k.hstates[1]
+    p = fork.spawn_process(k, "parent")
+    a = hugetlb.hugetlb_mmap(k, p.mm, 2 * SZ_2M, SZ_2M, 0x3)
+    t = memory.handle_mm_fault(k, p.mm, a, True).pfn
+    assert (h.free_huge_pages, h.resv_huge_pages) == (3, 1)
+    c = fork.do_fork(k, p)
+    # copy_hugetlb_page_range: shared and write-protected in both, two mappings, two references
+    for mm in (p.mm, c.mm):
+        level, _s, e = memory.walk(k, mm, a)
+        assert level == "PMD" and e >> 12 & ((1 << 40) - 1) == t and not e & 0x2
+    assert rmap.folio_mapcount(k, t) == 2 and rmap.folio_ref_count(k, t) == 2
+    # the child (no reservation) writes: hugetlb_wp copies into an unreserved free page
+    n = memory.handle_mm_fault(k, c.mm, a + 5, True).pfn
+    assert n != t and (h.free_huge_pages, h.resv_huge_pages) == (2, 1)
+    assert rmap.folio_mapcount(k, t) == 1 and k.mem.read(n << 12, 16) == k.mem.read(t << 12, 16)
+    # the parent is the only user again: reuse, writable
+    assert memory.handle_mm_fault(k, p.mm, a + 5, True).pfn == t
+    assert memory.walk(k, p.mm, a)[2] & 0x2
+    ex.do_exit(k, c)
+    assert h.free_huge_pages == 3
+    ex.do_exit(k, p)
+    assert (h.nr_huge_pages, h.free_huge_pages) == (4, 4) and not h.activelist
+    assert k.node_vm_stat[0].get("NR_HUGETLB", 0) == 0

@@ -1303,10 +1303,8 @@ def hugetlb_wp_copy(k: Kernel, mm: int, vma: int, h: Hstate, slot: int, haddr: i
     one's mapping removed (hugetlb_remove_rmap) and its reference put, the entry writable."""
     from mmintro.arch.x86 import _PAGE_DIRTY, _PAGE_RW
 
-    info = k.__dict__.get("hugetlb_vmas", {}).get(vma)
-    idx = (haddr - k.kmem.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)
-    if info is not None:
-        info["faulted"].discard(idx)  # the owner's reservation for this index was consumed by ``old``
+    # the owner's reservation for this index went to ``old``: the copy needs an unreserved
+    # free page (cow_from_owner; unmap_ref_private's stealing from children is not modelled)
     new = alloc_hugetlb_folio(k, h, vma, haddr)
     if new is None:
         raise MemoryError(f"{haddr:#x}: no huge page for the copy on write (VM_FAULT_OOM)")
