@@ -481,3 +481,44 @@ def test_page_columns_dense_and_gathered_agree_with_drgn(snap, progs, monkeypatc
         assert (int(dense.flags[i]), int(dense.refcount[i]), int(dense.mapcount[i]), int(dense.mapping[i])) == \
             (page.flags.f.value_(), page._refcount.counter.value_(), page._mapcount.counter.value_(),
              page.mapping.value_())
+
+
+def test_numa_maps_policies_and_nodes_on_two_nodes(tmp_path) -> None:
+    """mbind policies print as mpol_to_str does; N<nid>= counts equal the nodes whose pfn
+    span (drgn's pglist_data) holds each page drgn's follow_pfn finds."""
+    from drgn.helpers.linux.mm import follow_pfn
+    from drgn.helpers.linux.mmzone import for_each_online_pgdat
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    w = Workload(boot(MachineConfig(ram=2 << 30, cpus=2, nodes=2, seed=3)))
+    w.spawn("p", heap=0x10000)
+    want = {}
+    for tag, mode, nodes, text in (("a", "interleave", [0, 1], "interleave:0-1"), ("b", "bind", [1], "bind:1"),
+                                   ("c", "preferred", [0], "prefer:0")):
+        w.mmap("p", tag, MB)
+        w.mbind("p", tag, mode, nodes)
+        w.touch("p", tag, write=True)
+        want[w.mapping("p", tag).start] = text
+    save(w.k, tmp_path / "n")
+    d = open_drgn(str(tmp_path / "n.vmcore"), str(tmp_path / "n.vmlinux"))
+    mm = find_task(d, 1).mm
+    spans = [(pg.node_id.value_(), pg.node_start_pfn.value_(), pg.node_start_pfn.value_() + pg.node_spanned_pages.value_())
+             for pg in for_each_online_pgdat(d)]
+    with open_snapshot(tmp_path / "n") as p:
+        rows = {r.start: r for r in N.numa_maps(p, 1)}
+    for start, text in want.items():
+        r = rows[start]
+        assert r.policy == text
+        nodes: dict[int, int] = {}
+        for a in range(start, start + MB, 4096):
+            pfn = follow_pfn(mm, a).value_()
+            nid = next(n for n, lo, hi in spans if lo <= pfn < hi)
+            nodes[nid] = nodes.get(nid, 0) + 1
+        assert r.nodes == nodes and r.anon == 256
+    assert rows[next(s for s, t in want.items() if t == "interleave:0-1")].nodes == {0: 128, 1: 128}

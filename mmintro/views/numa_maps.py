@@ -164,7 +164,7 @@ def numa_maps(prog: Program, pid: int) -> list[NumaMapsRow]:
                 tpol = mpol_to_str(get_task_policy(task))
             policy = tpol
         if v.vm_file.value_():
-            name = " file=" + row.name.replace(" ", "\\040").replace("\n", "\\012").replace("\t", "\\011")
+            name = " file=" + row.name.replace(" ", "\\040").replace("\n", "\\012").replace("\t", "\\011").replace("=", "\\075")
         elif row.name == "[heap]":
             name = " heap"
         elif row.name == "[stack]":
