@@ -1,4 +1,9 @@
-"""Virtual-to-physical translation shown level by level (crash's ``vtop``)."""
+"""Virtual-to-physical translation shown level by level (crash's ``vtop``).
+
+:func:`vtop` walks a kernel address through swapper_pg_dir (or any pgd); for a user address
+through a task's pgd, crash's ``vtop -c PID ADDR``, see :func:`vtop_pid` (in
+:mod:`mmintro.views.vm`, with crash's layout: PUD and PMD leaves, the VMA, the page).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,10 @@ from typing import Any
 
 from mmintro.reader.program import Program
 from mmintro.views.page import page_info
+from mmintro.views.vm import render_vtop as render_pid
+from mmintro.views.vm import vtop_pid
 
-__all__ = ["render", "vtop"]
+__all__ = ["render", "render_pid", "vtop", "vtop_pid"]
 
 
 def vtop(prog: Program, vaddr: int, pgd_phys: int | None = None) -> dict[str, Any]:
