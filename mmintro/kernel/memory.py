@@ -631,6 +631,10 @@ def do_fault_around(k: Kernel, mm: int, vma: int, addr: int, pmd: int) -> int | 
     fm = _optional("filemap")
     if fm is None or not hasattr(fm, "_lookup"):
         return None
+    # vmf->prealloc_pte = pte_alloc_one() when the PMD is none: the table page is allocated
+    # before any page the fault reads (installed here at once; the kernel installs it in
+    # filemap_map_pmd or finish_fault -- the same page, the same accounting)
+    pte_alloc(k, mm, pmd)
     km = k.kmem
     file = _vma_get(k, vma, "vm_file")
     mapping = km.get(file, "file", "f_mapping")
