@@ -207,3 +207,31 @@ def test_fork_shares_then_copies_on_write_and_exit_frees():
     ex.do_exit(k, p)
     assert (h.nr_huge_pages, h.free_huge_pages) == (4, 4) and not h.activelist
     assert k.node_vm_stat[0].get("NR_HUGETLB", 0) == 0
+
+
+def test_gigantic_pages_at_run_time_and_back_to_the_buddy(tmp_path):
+    from drgn.helpers.linux.mm import follow_phys
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import crash
+
+    k = boot(MachineConfig(ram=8 << 30, hugepages_1g=1))
+    h = k.hstates[0]
+    free0 = sum(z.free_pages for zs in k.zones for z in zs)
+    # alloc_contig_pages: the lowest free 1 GiB-aligned ranges of ZONE_NORMAL
+    assert hugetlb.set_nr_hugepages(k, SZ_1G, 3) == 3
+    assert all(p % PUD_PAGES == 0 for p in h.freelists[0])
+    assert free0 - sum(z.free_pages for zs in k.zones for z in zs) >= 2 * PUD_PAGES - 1024  # pcp drained too
+    p = fork.spawn_process(k, "g")
+    a = hugetlb.hugetlb_mmap(k, p.mm, SZ_1G, SZ_1G, 0x3)
+    assert a % SZ_1G == 0
+    f = memory.handle_mm_fault(k, p.mm, a + 12345, True)
+    level, _slot, e = memory.walk(k, p.mm, a)
+    assert level == "PUD" and e & 0x80 and e >> 12 & ((1 << 40) - 1) == f.pfn  # a PUD leaf
+    # the sysctl frees the two unused pages; the mapped one stays
+    assert hugetlb.set_nr_hugepages(k, SZ_1G, 0) == 1
+    save(k, tmp_path / "g")
+    prog = open_drgn(f"{tmp_path}/g.vmcore", f"{tmp_path}/g.vmlinux")
+    assert follow_phys(find_task(prog, p.pid).mm, a + 12345).value_() == (f.pfn << 12) + 12345
+    assert "(verified)" in crash(prog, "kmem -f")  # the freed gigantic pages are on the free lists
+    assert prog["hstates"][0].nr_huge_pages.value_() == 1
