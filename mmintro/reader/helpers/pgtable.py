@@ -296,10 +296,12 @@ class PageColumns(NamedTuple):
     order: np.ndarray
     """uint8: folio order (``_flags_1 & 0xff`` when the head has PG_head, else 0)."""
     entire_mapcount: np.ndarray
-    """int32: ``folio->_entire_mapcount`` (raw; -1 = none); 0-based raw for order-0 folios is -1."""
+    """int32: ``folio->_entire_mapcount`` of a large folio (raw: -1 = not PMD-mapped); -1 for
+    order-0 folios."""
     large_mapcount: np.ndarray
-    """int32: ``folio->_large_mapcount`` (raw)."""
+    """int32: ``folio->_large_mapcount`` of a large folio (raw), -1 otherwise."""
     pincount: np.ndarray
+    """int32: ``folio->_pincount`` of a large folio, 0 otherwise."""
 
 
 def _gather_words(prog: Program, phys: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
