@@ -19,7 +19,7 @@ import itertools
 import pytest
 
 from mmintro.crosscheck import open_drgn
-from mmintro.kernel import filemap, inode, swap
+from mmintro.kernel import filemap, fork, inode, swap
 from mmintro.kernel import page_writeback as pw
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.machine import boot
@@ -148,15 +148,15 @@ def throttle(tmp_path_factory):
     k.write_int("dirty_background_bytes", 4 << 20)
     pw.writeback_set_ratelimit(k)
     f = inode.create_file(k, "/var/tmp/stream", 0)
-    ceilings = []
+    writer = fork.spawn_process(k, "streamer")
     for _ in range(24):
-        filemap.filemap_write(k, f, k.kmem.get(f, "file", "f_pos"), 100 * PAGE)
-        ceilings.append(len(k.dirty_throttle_log))
+        filemap.filemap_write(k, f, k.kmem.get(f, "file", "f_pos"), 100 * PAGE, task=writer.task)
     before = sum(d.get("NR_FILE_DIRTY", 0) for d in k.node_vm_stat)
     n = pw.wb_workfn(k, complete=1.0)
     after = sum(d.get("NR_FILE_DIRTY", 0) for d in k.node_vm_stat)
     d = tmp_path_factory.mktemp("thr")
     save(k, d / "thr")
+    k.writer = writer.task
     return k, before, n, after, str(d / "thr")
 
 
@@ -223,3 +223,17 @@ def test_sync_writeback_tags_towrite_and_starts_every_dirty_folio(tmp_path):
     sb_wb = list(list_for_each_entry("struct inode", drgn.Object(prog, "struct file *", f).f_inode.i_sb.s_inodes_wb
                                      .address_of_(), "i_wb_list"))
     assert [i.value_() for i in sb_wb] == [drgn.Object(prog, "struct file *", f).f_inode.value_()]
+
+
+def test_the_throttled_task_is_named_and_its_books_written(throttle):
+    k, _before, _n, _after, path = throttle
+    prog = _drgn(path)
+    task = drgn.Object(prog, "struct task_struct *", k.writer)
+    assert {(ev.pid, ev.comm) for ev in k.dirty_throttle_log} == {(task.pid.value_(), "streamer")}
+    assert task.ioac.write_bytes.value_() == 2400 * PAGE  # task_io_account_write
+    t = k.task_dirty[k.writer]
+    assert (task.nr_dirtied.value_(), task.nr_dirtied_pause.value_()) == (t.nr_dirtied, t.nr_dirtied_pause)
+    # the pauses it slept moved the clock: jiffies in the snapshot = boot + the sum of pauses
+    slept = sum(ev.pause for ev in k.dirty_throttle_log if ev.pause > 0)
+    assert prog["jiffies"].value_() == pw.jiffies(k) and slept > 0
+    assert pw.jiffies(k) - ((-300 * 250) & 0xFFFFFFFF) == 60 * 250 + slept

@@ -349,8 +349,29 @@ def filemap_get_pages(k: Kernel, file: int, pos: int, count: int) -> list[int]:
     return batch
 
 
-def filemap_read(k: Kernel, file: int, pos: int, length: int) -> int:
-    """mm/filemap.c filemap_read() of [pos, pos+length): returns the bytes read."""
+class _Current:
+    """Run as ``task`` (a task_struct address) for the duration (``current``)."""
+
+    def __init__(self, k: Kernel, task: int | None) -> None:
+        self.k, self.task = k, task
+
+    def __enter__(self) -> None:
+        self.old = self.k.__dict__.get("current_task")
+        if self.task:
+            self.k.current_task = self.task
+
+    def __exit__(self, *exc: object) -> None:
+        self.k.current_task = self.old
+
+
+def filemap_read(k: Kernel, file: int, pos: int, length: int, task: int | None = None) -> int:
+    """mm/filemap.c filemap_read() of [pos, pos+length) (by ``task`` when given): returns
+    the bytes read."""
+    with _Current(k, task):
+        return _filemap_read(k, file, pos, length)
+
+
+def _filemap_read(k: Kernel, file: int, pos: int, length: int) -> int:
     mapping = _mapping(k, file)
     end = pos + length
     last_pos = _ra_get(k, file, "prev_pos")
@@ -389,9 +410,14 @@ def _written_bytes(path: str, pos: int, n: int) -> bytes:
     return I.file_bytes(path + " (written)", pos, n)
 
 
-def filemap_write(k: Kernel, file: int, pos: int, length: int) -> int:
-    """mm/filemap.c generic_perform_write() of ``length`` bytes at ``pos``; returns bytes
-    written."""
+def filemap_write(k: Kernel, file: int, pos: int, length: int, task: int | None = None) -> int:
+    """mm/filemap.c generic_perform_write() of ``length`` bytes at ``pos`` (by ``task`` when
+    given: its nr_dirtied, ioac.write_bytes and throttle records); returns bytes written."""
+    with _Current(k, task):
+        return _generic_perform_write(k, file, pos, length)
+
+
+def _generic_perform_write(k: Kernel, file: int, pos: int, length: int) -> int:
     mapping = _mapping(k, file)
     inode = _host(k, mapping)
     path = I.vfs_root(k).paths.get(inode, "?")

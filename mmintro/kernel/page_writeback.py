@@ -202,6 +202,7 @@ def page_writeback_init(k: Kernel) -> None:
     if "jiffies" not in k.image.symbols:
         k.image.var("jiffies", "data")
     k.sync_hooks.append(lambda kk: kk.kmem.write_u64(kk.sym("jiffies"), jiffies(kk)))
+    k.sync_hooks.append(_write_task_dirty)
 
 
 def writeback_set_ratelimit(k: Kernel) -> None:
@@ -274,9 +275,32 @@ def inode_to_wb(k: Kernel, inode: int) -> int:
     return wb
 
 
+def current_task(k: Kernel) -> int:
+    """The task_struct the simulated code runs for: ``k.current_task`` when a workload set it
+    (filemap_read/filemap_write take ``task=``), else 0 (a kernel thread / the idle task)."""
+    return k.__dict__.get("current_task") or 0
+
+
+def task_pid_comm(k: Kernel, task: int) -> tuple[int, str]:
+    if not task:
+        return k.current_pid(), k.current_comm()
+    comm = k.mem.read(k.pa(k.kmem.addr(task, "task_struct", "comm")), 16).split(b"\0")[0].decode()
+    return k.kmem.get(task, "task_struct", "pid"), comm
+
+
+def _write_task_dirty(k: Kernel) -> None:
+    """The tasks' dirty-throttling state into their task_structs (nr_dirtied,
+    nr_dirtied_pause, dirty_paused_when)."""
+    for task, t in k.__dict__.get("task_dirty", {}).items():
+        if task:
+            k.kmem.set(task, "task_struct", "nr_dirtied", t.nr_dirtied)
+            k.kmem.set(task, "task_struct", "nr_dirtied_pause", t.nr_dirtied_pause)
+            k.kmem.set(task, "task_struct", "dirty_paused_when", t.dirty_paused_when)
+
+
 def _task(k: Kernel) -> _TaskDirty:
     page_writeback_init(k)
-    return k.task_dirty.setdefault(k.current_pid(), _TaskDirty())
+    return k.task_dirty.setdefault(current_task(k), _TaskDirty())
 
 
 def _node_stat(k: Kernel, pfn: int, item: str, nr: int) -> None:
@@ -299,6 +323,10 @@ def folio_account_dirtied(k: Kernel, pfn: int, mapping: int) -> None:
     _wb_stat_mod(k, wb, WB_RECLAIMABLE, nr)
     _wb_stat_mod(k, wb, WB_DIRTIED, nr)
     _task(k).nr_dirtied += nr
+    task = current_task(k)
+    if task:  # task_io_account_write()
+        k.kmem.set(task, "task_struct", "ioac.write_bytes",
+                   k.kmem.get(task, "task_struct", "ioac.write_bytes") + nr * PAGE_SIZE)
     k.bdp_ratelimits[k.current_cpu] += nr
 
 
@@ -515,7 +543,7 @@ def balance_dirty_pages(k: Kernel, wb: int, pages_dirtied: int) -> DirtyThrottle
     km.set(wb, "bdi_writeback", "dirty_exceeded", 1 if wb_dirty > wb_thresh and dirty > thresh else 0)
 
     def record(period: int, pause: int) -> DirtyThrottle:  # trace_balance_dirty_pages
-        ev = DirtyThrottle(k.current_pid(), k.current_comm(), now, dirty, thresh, bg_thresh, limit, setpoint,
+        ev = DirtyThrottle(*task_pid_comm(k, current_task(k)), now, dirty, thresh, bg_thresh, limit, setpoint,
                            pos_ratio, task_ratelimit, pages_dirtied, period, pause)
         k.dirty_throttle_log.append(ev)
         return ev
