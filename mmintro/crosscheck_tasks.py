@@ -225,16 +225,14 @@ def _rss_counters(mm: Any) -> tuple[int, int, int, int]:
 
 def c_task_rss(p: Program, d: Any) -> tuple:
     """drgn's task_rss(task) (percpu_counter_sum of each rss_stat counter) and task_vsize
-    (mm->total_vm * PAGE_SIZE) = mmintro's reader helpers task_rss/task_vsize, per process."""
+    (mm->total_vm * PAGE_SIZE) = the same sums read by mmintro (the count plus every CPU's
+    s32 delta through __per_cpu_offset), per process."""
     from drgn.helpers.linux.mm import task_rss, task_vsize
     from drgn.helpers.linux.pid import find_task
 
-    from mmintro.reader.helpers import task as th
-
     mine, theirs = [], []
     for pid, t in _tasks_with_mm(p):
-        r = th.task_rss(t)
-        mine.append((pid, r.file, r.anon, r.shmem, r.swap, th.task_vsize(t)))
+        mine.append((pid, *_rss_counters(t.mm), int(t.mm.total_vm.value_()) * p.page_size))
         dt = find_task(d, pid)
         r = task_rss(dt)
         theirs.append((pid, r.file, r.anon, r.shmem, r.swap, task_vsize(dt)))
@@ -465,7 +463,7 @@ TASK_CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
     ("for_each_vma per mm: start/end/flags", c_for_each_vma),
     ("crash ps -p = ps parent chains", c_crash_ps_p),
     ("follow_phys/follow_page on user addresses of every task", c_follow_user),
-    ("task_rss/task_vsize = reader's task_rss/task_vsize", c_task_rss),
+    ("task_rss/task_vsize = rss_stat percpu sums, total_vm", c_task_rss),
     ("status Vm*/Rss* = task_mem from drgn's mm fields", c_status_vm),
     ("crash vm PID = mm, pgd, RSS, TOTAL_VM, VMAs", c_crash_vm),
     ("crash vtop -c PID ADDR = vtop --pid", c_crash_vtop_c),
