@@ -190,3 +190,19 @@ def test_fork_shares_the_thp_write_protected_and_partial_unmap_splits():
     assert k.deferred_split[0].count(t) == 1
     assert k.node_vm_stat[0].get("NR_ANON_THPS") == 0
     assert rmap.folio_mapcount(k, t) == 256 and rmap.folio_ref_count(k, t) == 256
+
+
+def test_no_pmd_order_block_falls_back_to_4k():
+    """vma_alloc_anon_folio_pmd() fails (no order-9 block left): THP_FAULT_FALLBACK, then
+    the PTE path maps a 4 KiB page."""
+    k = boot(MachineConfig(ram=1 << 30, thp="always"))
+    while k.alloc_pages("GFP_KERNEL|__GFP_NOWARN", 9) is not None:
+        pass
+    p = fork.spawn_process(k, "t")
+    a = mmap.do_mmap(k, p.mm, 4 << 20, RW)
+    f = memory.handle_mm_fault(k, p.mm, _round_up(a, SZ_2M), True)
+    ev = k.T.enum("vm_event_item")
+    assert f.kind == "anon"
+    assert sum(c[ev["THP_FAULT_FALLBACK"]] for c in k.vm_events) == 1
+    assert sum(c[ev["THP_FAULT_ALLOC"]] for c in k.vm_events) == 0
+    assert memory.walk(k, p.mm, _round_up(a, SZ_2M))[0] == "PTE"
