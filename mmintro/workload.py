@@ -80,7 +80,8 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 ``set_mempolicy``    ``= NAME`` with ``policy`` (default, bind, preferred, interleave,
                      local) and ``nodes``.
 ``create_file``      ``= TAG`` with ``path`` ("/data/log") and ``size``.
-``read``/``write``   ``= TAG`` (a file): ``start``, ``size`` (default: to i_size).
+``read``/``write``   ``= TAG`` (a file): ``start``, ``size`` (default: to i_size),
+                     ``process`` (the task doing it; default the idle task).
 ``writeback``        "all" | "background": the flusher writes dirty pages back.
 ``sysctl = NAME``    ``value``: vm.nr_hugepages, hugepages-1048576kB, vm.dirty_ratio,
                      vm.dirty_background_ratio, vm.dirty_bytes,
@@ -936,19 +937,22 @@ class Workload:
         self.files[tag] = inode.create_file(self.k, path, size)
         return self.files[tag]
 
-    def read(self, tag: str, start: int = 0, size: int | None = None) -> Any:
+    def read(self, tag: str, start: int = 0, size: int | None = None, proc: str | None = None) -> Any:
         """read(2) of [start, start+size) of a file (``filemap.filemap_read``: the page cache
-        fills on a miss)."""
+        fills on a miss), by process ``proc`` when given (else by the idle task)."""
         filemap = _kmod("filemap", "FILE", "filemap_read")
         f = self.file(tag)
-        return filemap.filemap_read(self.k, f, start, self._file_len(f, start, size))
+        task = self.proc(proc).task if proc else None
+        return filemap.filemap_read(self.k, f, start, self._file_len(f, start, size), task=task)
 
-    def write(self, tag: str, start: int = 0, size: int | None = None) -> Any:
+    def write(self, tag: str, start: int = 0, size: int | None = None, proc: str | None = None) -> Any:
         """write(2) of [start, start+size) of a file (``filemap.filemap_write``:
-        generic_perform_write dirties the folios; balance_dirty_pages may throttle)."""
+        generic_perform_write dirties the folios; balance_dirty_pages may throttle ``proc``,
+        whose nr_dirtied and throttle records it is)."""
         filemap = _kmod("filemap", "FILE", "filemap_write")
         f = self.file(tag)
-        return filemap.filemap_write(self.k, f, start, self._file_len(f, start, size))
+        task = self.proc(proc).task if proc else None
+        return filemap.filemap_write(self.k, f, start, self._file_len(f, start, size), task=task)
 
     def _file_len(self, f: int, start: int, size: int | None) -> int:
         if size is not None:
@@ -1259,8 +1263,8 @@ ACTIONS: dict[str, set[str]] = {
     "mbind": {"process", "policy", "nodes", "start", "size", "note"},
     "set_mempolicy": {"policy", "nodes", "note"},
     "create_file": {"path", "size", "note"},
-    "read": {"start", "size", "note"},
-    "write": {"start", "size", "note"},
+    "read": {"process", "start", "size", "note"},
+    "write": {"process", "start", "size", "note"},
     "writeback": {"complete", "note"},
     "sysctl": {"value", "note"},
 }
@@ -1737,6 +1741,8 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         defined.files.add(tag)
     elif act in ("read", "write"):
         known_file(act)
+        if "process" in a:
+            known_proc("process")
     elif act == "writeback":
         if a["writeback"] not in ("all", "background"):
             fail("writeback", "writeback = \"all\" (every dirty page) or \"background\" (down to the background threshold)")
@@ -1822,7 +1828,7 @@ def _run_proc_step(w: Workload, s: Step) -> str:
         return f"create_file {a['create_file']}: {a['path']} ({_human(sz.get('size', 0))})"
     if act in ("read", "write"):
         fn = w.read if act == "read" else w.write
-        fn(a[act], sz.get("start", 0), sz.get("size"))
+        fn(a[act], sz.get("start", 0), sz.get("size"), proc=a.get("process"))
         return f"{act} {a[act]}: {_file_pages(w, a[act])} pages cached, nr_dirty {_node_stat(w, 'NR_FILE_DIRTY')}"
     if act == "writeback":
         before = _node_stat(w, "NR_FILE_DIRTY")

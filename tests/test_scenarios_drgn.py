@@ -166,6 +166,11 @@ def test_dirty_throttle_leaves_dirty_and_writeback_folios(built) -> None:
     log = run.kernel.dirty_throttle_log
     assert log and all(ev.nr_dirty > (ev.thresh + ev.bg_thresh) // 2 for ev in log)  # above the freerun ceiling
     assert {(ev.thresh, ev.bg_thresh) for ev in log} == {(4096, 2048)}
+    logger = run.workload.procs["logger"]
+    assert {ev.pid for ev in log} == {logger.pid}
+    from drgn.helpers.linux.pid import find_task
+
+    assert find_task(d, logger.pid).ioac.write_bytes.value_() == 24 << 20  # task_io_account_write
 
 
 def test_thp_and_hugetlb_pages_as_drgn_sees_them(built) -> None:
