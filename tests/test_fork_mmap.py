@@ -105,10 +105,14 @@ def test_top_down_mmaps_and_merge(machine) -> None:
     py = procs[2]
     vmas = _vmas(k, py.mm)
     vdso = km.get(py.mm, "mm_struct", "context.vdso")
-    below = [(s, e) for s, e, _v in vmas if e <= vdso - 0x6000 and s >= 0x7F0000000000]
-    # the r-x mmap went in last, lowest; the two rw- mmaps merged into one 8 MiB VMA above it
-    assert [e - s for s, e in below] == [0x100000, 0x800000]
-    assert below[0][1] == below[1][0] and below[1][1] == vdso - 0x6000
+    below = [(s, e) for s, e, v in vmas if e <= vdso - 0x6000 and s >= 0x7F0000000000
+             and not km.get(v, "vm_area_struct", "vm_file")]
+    # under the vDSO: libc (file VMAs, skipped) and its anonymous bss (0xd pages), then the
+    # program's mmaps: the r-x mmap went in last, lowest; the two rw- mmaps merged into one
+    # 8 MiB VMA above it
+    assert [e - s for s, e in below] == [0x100000, 0x800000, 0xD000]
+    libc = min(s for s, _e, v in vmas if km.get(v, "vm_area_struct", "vm_file") and s > below[0][0])
+    assert below[0][1] == below[1][0] and below[1][1] == libc
     assert all(e <= km.get(py.mm, "mm_struct", "mmap_base") for s, e, _v in vmas if s < (1 << 47) - (1 << 35))
 
 
@@ -163,7 +167,11 @@ def test_maps_view_equals_the_vmas_and_parses_like_the_reference(machine, progs)
             if m.group(8):
                 assert line.index(m.group(8)) == 73, line
         names = [r.name for r in rows if r.name]
-        assert names == ["[heap]", "[vvar]", "[vvar_vclock]", "[vdso]", "[stack]"]
+        full = {"a-very-long-com": "a-very-long-command-name"}.get(proc.comm, proc.comm)
+        exe, libc, ld = f"/usr/bin/{full}", M.LIBC_PATH, M.INTERP_PATH
+        # the program's four segments, libc's five (relro split off), ld.so's five
+        assert names == [exe] * 4 + ["[heap]"] + [libc] * 5 + ["[vvar]", "[vvar_vclock]", "[vdso]"] + \
+            [ld] * 5 + ["[stack]"], names
         heap = next(r for r in rows if r.name == "[heap]")
         assert heap.start >= k.kmem.get(proc.mm, "mm_struct", "start_brk")
         assert next(r for r in rows if r.name == "[vdso]").perms == "r-xp"

@@ -306,7 +306,7 @@ def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | Non
     mm = mm_alloc(k, tsk)
     km.set(tsk, "task_struct", "mm", mm)
     km.set(tsk, "task_struct", "active_mm", mm)
-    lay = mmap.setup_new_exec_layout(k, mm, **layout)
+    lay = mmap.setup_new_exec_layout(k, mm, comm=comm, **layout)
     _link_task(k, tsk, pid_struct, parent)
     proc = Process(nr, comm[:15], tsk, mm, pid_struct, lay)
     k.__dict__.setdefault("processes", []).append(proc)
@@ -334,6 +334,10 @@ def dup_mmap(k: Kernel, mm: int, oldmm: int) -> int:
     from mmintro.kernel import vma as V
 
     km = k.kmem
+    exe = km.get(oldmm, "mm_struct", "exe_file")  # dup_mm_exe_file(): get_mm_exe_file(oldmm)
+    if exe:
+        V.get_file(k, exe)
+    km.set(mm, "mm_struct", "exe_file", exe)
     for f in ("total_vm", "data_vm", "exec_vm", "stack_vm"):
         km.set(mm, "mm_struct", f, km.get(oldmm, "mm_struct", f))
     src = mmap.mm_tree(k, oldmm)

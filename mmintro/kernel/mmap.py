@@ -382,11 +382,93 @@ def arch_pick_mmap_layout(k: Kernel, mm: int) -> int:
     return base
 
 
+# The files exec and the dynamic loader map: ELF PT_LOAD segments as (pages, prot, relro) in file
+# order, offsets contiguous; shapes from the reference capture (procfs/pid/self_maps) of
+# ld-linux-x86-64.so.2 and libc.so.6 (relro: mapped rw with the data, then mprotect'ed
+# read-only by ld.so's _dl_protect_relro, which splits the VMA and keeps VM_ACCOUNT).
+EXEC_FILES = True  # exec maps /usr/bin/<comm>, the interpreter and libc when FILE's inode.py exists
+INTERP_PATH = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+INTERP_SEGMENTS = ((0x1, VM_READ, False), (0x26, VM_READ | VM_EXEC, False), (0xA, VM_READ, False),
+                   (0x2, VM_READ | VM_WRITE, True), (0x2, VM_READ | VM_WRITE, False))
+LIBC_PATH = "/usr/lib/x86_64-linux-gnu/libc.so.6"
+LIBC_SEGMENTS = ((0x26, VM_READ, False), (0x156, VM_READ | VM_EXEC, False), (0x53, VM_READ, False),
+                 (0x4, VM_READ | VM_WRITE, True), (0x2, VM_READ | VM_WRITE, False))
+LIBC_BSS_PAGES = 0xD
+
+
+def _open_file(k: Kernel, path: str, size: int) -> int:
+    """open(path): a new ``struct file`` of the file at ``path`` on the root filesystem (created
+    with ``size`` bytes the first time); 0 when FILE's inode.py is not there."""
+    try:
+        from mmintro.kernel import inode as I
+    except ImportError:
+        return 0
+    d = I.vfs_root(k).dentries.get(path)
+    return I.open_dentry(k, d) if d else I.create_file(k, path, size)
+
+
+def _mmap_file_fixed(k: Kernel, mm: int, file: int, addr: int, length: int, prot: int, offset: int) -> int:
+    from mmintro.kernel import filemap
+
+    return filemap.mmap_file(k, mm, file, length, prot, False, offset=offset, addr=addr)
+
+
+def map_elf_segments(k: Kernel, mm: int, file: int, base: int, segments, bss_pages: int = 0) -> int:
+    """elf_map()/ld.so of a shared object at ``base``: each PT_LOAD segment mmap'ed MAP_PRIVATE
+    from ``file`` at its offset (the relro part together with the data that follows it, then
+    mprotect(PROT_READ) over the relro pages: a split), then the anonymous bss (MAP_FIXED).
+    Returns the end address."""
+    from mmintro.kernel import mprotect
+
+    addr, off = base, 0
+    i = 0
+    while i < len(segments):
+        pages, prot, relro = segments[i]
+        if relro and i + 1 < len(segments):
+            total = pages + segments[i + 1][0]
+            _mmap_file_fixed(k, mm, file, addr, total << PAGE_SHIFT, VM_READ | VM_WRITE, off)
+            mprotect.do_mprotect(k, mm, addr, pages << PAGE_SHIFT, VM_READ)
+            addr += total << PAGE_SHIFT
+            off += total << PAGE_SHIFT
+            i += 2
+            continue
+        _mmap_file_fixed(k, mm, file, addr, pages << PAGE_SHIFT, prot, off)
+        addr += pages << PAGE_SHIFT
+        off += pages << PAGE_SHIFT
+        i += 1
+    if bss_pages:
+        do_mmap(k, mm, bss_pages << PAGE_SHIFT, VM_READ | VM_WRITE, addr)
+        addr += bss_pages << PAGE_SHIFT
+    return addr
+
+
+def map_library(k: Kernel, mm: int, path: str, segments, bss_pages: int = 0, base: int = 0) -> int:
+    """What ld.so does for one library (or load_elf_interp for the interpreter): open it, one
+    top-down get_unmapped_area for the whole image, its segments (:func:`map_elf_segments`),
+    close (fput: the VMAs keep their references).  Returns the load address (0: no FILE)."""
+    from mmintro.kernel import vma as V
+
+    pages = sum(p for p, _pr, _r in segments)
+    file = _open_file(k, path, pages << PAGE_SHIFT)
+    if not file:
+        return 0
+    total = (pages + bss_pages) << PAGE_SHIFT
+    if not base:
+        base = unmapped_area_topdown(k, mm, total, PAGE_SIZE, k.kmem.get(mm, "mm_struct", "mmap_base"))
+    map_elf_segments(k, mm, file, base, segments, bss_pages)
+    V.fput(k, file)
+    return base
+
+
 def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_pages: int = 0x140,
                           bss_pages: int = 0x45, heap_pages: int = 0x12A,
-                          stack_pages: int = 0x21) -> ExecLayout:
+                          stack_pages: int = 0x21, comm: str = "") -> ExecLayout:
     """The address space exec leaves: a non-PIE program at 0x400000 as four segments (r--,
-    r-x, r--, rw-: anonymous for now, they will be file mappings), its bss, the heap after a
+    r-x, r--, rw-) mapped MAP_PRIVATE from ``/usr/bin/<comm>`` at their file offsets
+    (mm->exe_file = that file), the interpreter ld-linux-x86-64.so.2 top-down below
+    mmap_base (load_elf_interp) and libc.so.6 below the vDSO (what ld.so maps), each with
+    its relro split off read-only — when FILE's inode/filemap exist and ``comm`` is given
+    (else anonymous segments and no libraries); its bss, the heap after a
     randomised brk gap (arch_randomize_brk: up to 32 MiB), the stack below a randomised
     STACK_TOP (setup_arg_pages: VM_STACK_FLAGS), and the vDSO (map_vdso: [vvar] 4 pages,
     [vvar_vclock] 2, [vdso] 2, placed by get_unmapped_area; mm->context.vdso = the text)."""
@@ -395,15 +477,23 @@ def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_page
     mayx = VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
     a = 0x400000
     hdr = 0x1F << PAGE_SHIFT
-    vma_store(k, mm, a, a + hdr, VM_READ | mayx)
     start_code = a + hdr
     end_code = start_code + (text_pages << PAGE_SHIFT)
-    vma_store(k, mm, start_code, end_code, VM_READ | VM_EXEC | mayx)
     ro_end = end_code + (0x73 << PAGE_SHIFT)
-    vma_store(k, mm, end_code, ro_end, VM_READ | mayx)
     start_data = ro_end
     end_data = start_data + (data_pages << PAGE_SHIFT)
-    vma_store(k, mm, start_data, end_data, VM_READ | VM_WRITE | mayx | VM_ACCOUNT)
+    exe = _open_file(k, f"/usr/bin/{comm}", end_data - a) if EXEC_FILES and comm else 0
+    if exe:
+        # load_elf_binary(): elf_map() of each PT_LOAD from bprm->file; set_mm_exe_file()
+        map_elf_segments(k, mm, exe, a, ((hdr >> PAGE_SHIFT, VM_READ, False),
+                                          (text_pages, VM_READ | VM_EXEC, False), (0x73, VM_READ, False),
+                                          (data_pages, VM_READ | VM_WRITE, False)))
+        km.set(mm, "mm_struct", "exe_file", exe)  # get_file + free_bprm's fput of bprm->file
+    else:
+        vma_store(k, mm, a, a + hdr, VM_READ | mayx)
+        vma_store(k, mm, start_code, end_code, VM_READ | VM_EXEC | mayx)
+        vma_store(k, mm, end_code, ro_end, VM_READ | mayx)
+        vma_store(k, mm, start_data, end_data, VM_READ | VM_WRITE | mayx | VM_ACCOUNT)
     bss_end = end_data + (bss_pages << PAGE_SHIFT)
     # set_brk(): the bss is a brk-style anonymous VMA (vm_brk_flags)
     vma_store(k, mm, end_data, bss_end, VM_DATA_DEFAULT_FLAGS | VM_ACCOUNT)
@@ -421,6 +511,8 @@ def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_page
     km.set(mm, "mm_struct", "arg_end", start_stack + 0x40)
     km.set(mm, "mm_struct", "env_start", start_stack + 0x40)
     km.set(mm, "mm_struct", "env_end", stack_top - 0x20)
+    if exe:  # load_elf_interp(): the interpreter, top-down below mmap_base, before the vDSO
+        map_library(k, mm, INTERP_PATH, INTERP_SEGMENTS)
     # map_vdso(): one get_unmapped_area for vvar + vvar_vclock + vdso text
     vv = unmapped_area_topdown(k, mm, 8 << PAGE_SHIFT, PAGE_SIZE, base)
     special = VM_READ | VM_MAYREAD | VM_IO | VM_DONTDUMP | VM_PFNMAP | VM_DONTEXPAND
@@ -432,4 +524,6 @@ def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_page
     for f, v in (("start_code", start_code), ("end_code", end_code), ("start_data", start_data),
                  ("end_data", end_data)):
         km.set(mm, "mm_struct", f, v)
+    if exe:  # the dynamic loader maps libc (top-down, below the vDSO)
+        map_library(k, mm, LIBC_PATH, LIBC_SEGMENTS, LIBC_BSS_PAGES)
     return ExecLayout(start_code, end_code, start_data, end_data, start_brk, start_stack, base, vdso)
