@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from mmintro.crosscheck import open_drgn
-from mmintro.kernel import fork, hugetlb, memory
+from mmintro.kernel import fork, hugetlb, memory, mmap
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.machine import boot
 from mmintro.snapshot.writer import save
@@ -235,3 +235,46 @@ def test_gigantic_pages_at_run_time_and_back_to_the_buddy(tmp_path):
     assert follow_phys(find_task(prog, p.pid).mm, a + 12345).value_() == (f.pfn << 12) + 12345
     assert "(verified)" in crash(prog, "kmem -f")  # the freed gigantic pages are on the free lists
     assert prog["hstates"][0].nr_huge_pages.value_() == 1
+
+
+def test_shared_hugetlb_mapping_uses_the_inode_page_cache(tmp_path):
+    from drgn.helpers.linux.mm import follow_phys
+    from drgn.helpers.linux.pid import find_task
+    from drgn.helpers.linux.xarray import xa_for_each
+
+    k = boot(MachineConfig(ram=1 << 30, hugepages_2m=4))
+    h = k.hstates[1]
+    p = fork.spawn_process(k, "postgres")
+    a = hugetlb.hugetlb_mmap(k, p.mm, 2 * SZ_2M, SZ_2M, 0x3, shared=True)
+    assert (h.resv_huge_pages, h.free_huge_pages) == (2, 4)  # the inode's reservation
+    t0 = memory.handle_mm_fault(k, p.mm, a, False).pfn  # a read fault: still writable (VM_SHARED)
+    _l, _s, e = memory.walk(k, p.mm, a)
+    assert e & 0x2 and e & 0x40
+    c = fork.do_fork(k, p)
+    # vma_needs_copy(): no anon_vma in a shared mapping, so fork copies no entries
+    assert not memory.walk(k, c.mm, a)[2] & 1
+    assert memory.handle_mm_fault(k, c.mm, a + 3, False).pfn == t0  # from the page cache
+    t1 = memory.handle_mm_fault(k, c.mm, a + SZ_2M, True).pfn  # the child instantiates page 1
+    assert memory.handle_mm_fault(k, p.mm, a + SZ_2M + 9, True).pfn == t1  # the parent finds it cached
+    assert (h.resv_huge_pages, h.free_huge_pages) == (0, 2)
+    save(k, tmp_path / "s")
+    prog = open_drgn(f"{tmp_path}/s.vmcore", f"{tmp_path}/s.vmlinux")
+    pm, cm = find_task(prog, p.pid).mm, find_task(prog, c.pid).mm
+    for mm in (pm, cm):
+        assert follow_phys(mm, a + 77).value_() == (t0 << 12) + 77
+        assert follow_phys(mm, a + SZ_2M + 77).value_() == (t1 << 12) + 77
+    from drgn import Object
+
+    f = k.kmem.get(mmap.find_vma(k, p.mm, a), "vm_area_struct", "vm_file")
+
+    mapping = Object(prog, "struct address_space *", k.kmem.get(f, "file", "f_mapping"))
+    ents = [(i, e.value_()) for i, e in xa_for_each(mapping.i_pages.address_of_())]
+    # one multi-index entry per huge page at its base-page index (idx << huge_page_order)
+    assert [i for i, _ in ents][:1] == [0] and 512 in [i for i, _ in ents]
+    assert mapping.nrpages.value_() == 1024
+    from drgn.helpers.linux.mm import pfn_to_page
+
+    for pfn in (t0, t1):
+        page = pfn_to_page(prog, pfn)
+        assert page._refcount.counter.value_() == 512 + 2  # the cache's 512 + two mappings
+        assert page.mapping.value_() == mapping.value_()

@@ -987,12 +987,14 @@ def hugetlb_reserve_pages(k: Kernel, h: Hstate, vma: int, start: int, end: int) 
     return True
 
 
-def hugetlb_mmap(k: Kernel, mm: int, length: int, page_size: int, prot: int) -> int:
+def hugetlb_mmap(k: Kernel, mm: int, length: int, page_size: int, prot: int, shared: bool = False) -> int:
     """mmap(NULL, length, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB [| MAP_HUGE_1GB]):
     ksys_mmap_pgoff's hugetlb_file_setup ("anon_hugepage", length aligned to the huge page),
     do_mmap: hugetlb_get_unmapped_area, the VMA (prot bits | VM_MAYREAD | VM_MAYWRITE |
     VM_MAYEXEC, no VM_ACCOUNT for hugetlb files), vm_file, then hugetlbfs_file_mmap:
     VM_HUGETLB | VM_DONTEXPAND and hugetlb_reserve_pages().  ``prot`` is VM_READ/WRITE/EXEC.
+    ``shared`` is MAP_SHARED (VM_SHARED | VM_MAYSHARE): the reservation then belongs to the
+    inode (region_chg/region_add over [0, n)) and faults go through its page cache.
     Returns the address, 0 for -ENOMEM (no address range, or not enough huge pages to
     reserve)."""
     from mmintro.kernel import mmap
@@ -1008,6 +1010,8 @@ def hugetlb_mmap(k: Kernel, mm: int, length: int, page_size: int, prot: int) -> 
         return 0  # hugetlb_reserve_pages() would fail: -ENOMEM before the VMA is linked
     f = hugetlb_file_setup(k, h, length)
     flags = (prot & 0x7) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_HUGETLB | VM_DONTEXPAND
+    if shared:
+        flags |= VM_SHARED | VM_MAYSHARE
     vma = mmap.vma_store(k, mm, addr, addr + length, flags, 0)
     km.set(vma, "vm_area_struct", "vm_file", f)
     try:
@@ -1016,7 +1020,15 @@ def hugetlb_mmap(k: Kernel, mm: int, length: int, page_size: int, prot: int) -> 
         rmap.vma_interval_tree_insert(k, vma, km.get(f, "file", "f_mapping"))
     except (ImportError, AttributeError):
         pass
-    if not hugetlb_reserve_pages(k, h, vma, 0, length >> (h.order + PAGE_SHIFT)):
+    n = length >> (h.order + PAGE_SHIFT)
+    if shared:
+        # hugetlb_reserve_pages() for VM_MAYSHARE: the inode's resv_map gets [0, n) (region_chg
+        # + region_add; the file_region entries are not in the type data) and the global
+        # reservation; the hugetlb_vma_lock (vm_private_data) is not in the type data either
+        inode = km.get(f, "file", "f_inode")
+        k.__dict__.setdefault("hugetlb_inode_resv", {})[inode] = {"h": h.idx, "resv": set(range(n))}
+        hugetlb_acct_memory(k, h, n)
+    elif not hugetlb_reserve_pages(k, h, vma, 0, n):
         raise MemoryError("hugetlb_reserve_pages failed after the check")
     return addr
 
@@ -1072,6 +1084,11 @@ def alloc_hugetlb_folio(k: Kernel, h: Hstate, vma: int, addr: int) -> int | None
     info = k.__dict__.get("hugetlb_vmas", {}).get(vma)
     idx = (addr - k.kmem.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)
     has_resv = info is not None and idx not in info["faulted"]
+    f = k.kmem.get(vma, "vm_area_struct", "vm_file")
+    iresv = k.__dict__.get("hugetlb_inode_resv", {}).get(k.kmem.get(f, "file", "f_inode") if f else 0)
+    if iresv is not None:  # VM_MAYSHARE: the inode's reservation map
+        idx += k.kmem.get(vma, "vm_area_struct", "vm_pgoff") >> h.order
+        has_resv = idx in iresv["resv"]
     if not has_resv and h.free_huge_pages - h.resv_huge_pages <= 0:
         return None  # available_huge_pages() == 0, no surplus (nr_overcommit_hugepages 0)
     pfn = dequeue_hugetlb_folio_vma(k, h, vma, addr)
@@ -1080,7 +1097,10 @@ def alloc_hugetlb_folio(k: Kernel, h: Hstate, vma: int, addr: int) -> int | None
     if has_resv:
         _set_private_bit(k, pfn, HPG_restore_reserve, True)
         h.resv_huge_pages -= 1
-        info["faulted"].add(idx)
+        if iresv is not None:
+            iresv["resv"].discard(idx)
+        else:
+            info["faulted"].add(idx)
     k.mod_node_page_state(folio_nid(k, pfn), "NR_HUGETLB", h.nr_pages)
     return pfn
 
@@ -1139,8 +1159,7 @@ def hugetlb_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool) -> int:
 
     km = k.kmem
     h = hstate_vma(k, vma)
-    if km.get(vma, "vm_area_struct", "vm_flags") & VM_MAYSHARE:
-        raise NotImplementedError("shared hugetlb mappings (the hugetlbfs page cache) are not modelled")
+    shared = bool(km.get(vma, "vm_area_struct", "vm_flags") & VM_MAYSHARE)
     haddr = addr & ~(h.size - 1)
     slot = huge_pte_alloc(k, mm, haddr, h)
     e = k.mem.read_u64(slot - k.page_offset_base)
@@ -1165,6 +1184,8 @@ def hugetlb_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool) -> int:
         from mmintro.kernel.memory import BusError
 
         raise BusError(f"{addr:#x}: beyond the hugetlbfs file (VM_FAULT_SIGBUS)")
+    if shared:
+        return hugetlb_no_page_shared(k, mm, vma, h, slot, haddr, pgoff)
     pfn = alloc_hugetlb_folio(k, h, vma, haddr)
     if pfn is None:
         raise MemoryError(f"{addr:#x}: no free {h.name} page (VM_FAULT_OOM)")
@@ -1324,3 +1345,57 @@ def hugetlb_wp_copy(k: Kernel, mm: int, vma: int, h: Hstate, slot: int, haddr: i
     e = make_huge_pte(k, vma, new, False) | _PAGE_RW | _PAGE_DIRTY
     k.mem.write_u64(slot - k.page_offset_base, e)
     return new
+
+
+def hugetlb_add_to_page_cache(k: Kernel, pfn: int, mapping: int, idx: int, h: Hstate) -> None:
+    """mm/hugetlb.c hugetlb_add_to_page_cache(): __filemap_add_folio at the base-page index
+    ``idx << huge_page_order`` (one multi-index XArray entry; nrpages, mapping, index, the
+    cache's folio_nr_pages references; hugetlb folios are not NR_FILE_PAGES and not on the
+    LRU), HPG_restore_reserve cleared, folio_mark_dirty (noop_dirty_folio: PG_dirty only),
+    inode->i_blocks += blocks_per_huge_page."""
+    from mmintro.kernel.inode import mapping_xa
+
+    km = k.kmem
+    mv64, mv32, w = _words(k, pfn)
+    index = idx << h.order
+    mv64[w + _W.W_MAPPING] = mapping
+    km.set(k.pfn_to_page(pfn), "page", "__folio_index", index)
+    mv32[2 * w + _W.D_REFCOUNT] += h.nr_pages
+    mapping_xa(k, mapping).xa_store_order(index, h.order, k.pfn_to_page(pfn))
+    km.set(mapping, "address_space", "nrpages", km.get(mapping, "address_space", "nrpages") + h.nr_pages)
+    _set_private_bit(k, pfn, HPG_restore_reserve, False)
+    mv64[w + _W.W_FLAGS] |= 1 << _T.const("PG_dirty")
+    inode = km.get(mapping, "address_space", "host")
+    km.set(inode, "inode", "i_blocks", km.get(inode, "inode", "i_blocks") + (h.size >> 9))
+
+
+def hugetlb_no_page_shared(k: Kernel, mm: int, vma: int, h: Hstate, slot: int, haddr: int, pgoff: int) -> int:
+    """hugetlb_no_page() for a VM_MAYSHARE mapping: filemap_lock_hugetlb_folio() finds the
+    folio in the inode's page cache (a reference for the mapping) or alloc_hugetlb_folio()
+    (the inode's reservation), folio_zero_user and hugetlb_add_to_page_cache; then
+    hugetlb_add_file_rmap (_entire_mapcount, _large_mapcount), make_huge_pte(try_mkwrite):
+    writable and dirty in a VM_WRITE VMA, hugetlb_count_add."""
+    from mmintro.kernel.inode import mapping_xa
+
+    km = k.kmem
+    mapping = km.get(km.get(vma, "vm_area_struct", "vm_file"), "file", "f_mapping")
+    cached = mapping_xa(k, mapping).xa_load(pgoff << h.order)
+    if cached:
+        pfn = (cached - k.vmemmap_base) // k.struct_page_size
+        _mv64, mv32, w = _words(k, pfn)
+        mv32[2 * w + _W.D_REFCOUNT] += 1
+    else:
+        pfn = alloc_hugetlb_folio(k, h, vma, haddr)
+        if pfn is None:
+            raise MemoryError(f"{haddr:#x}: no free {h.name} page (VM_FAULT_OOM)")
+        k.mem.fill(pfn << PAGE_SHIFT, h.size, 0)
+        mv64, _mv32, w = _words(k, pfn)
+        mv64[w + _W.W_FLAGS] |= 1 << _T.const("PG_uptodate")
+        hugetlb_add_to_page_cache(k, pfn, mapping, pgoff, h)
+        _set_private_bit(k, pfn, HPG_migratable, True)
+    _mv64, mv32, w = _words(k, pfn)
+    mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] = (mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] + 1) & 0xFFFFFFFF
+    mv32[2 * w + _W.FD_LARGE_MAPCOUNT] = (mv32[2 * w + _W.FD_LARGE_MAPCOUNT] + 1) & 0xFFFFFFFF
+    k.mem.write_u64(slot - k.page_offset_base, make_huge_pte(k, vma, pfn, True))
+    _hugetlb_count(k, mm, h.nr_pages)
+    return pfn
