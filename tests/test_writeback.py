@@ -127,6 +127,10 @@ def test_marks_flags_and_counters_agree(ratio_snap):
     stat_n = {n: wb.stat[prog.constant(n)].count.value_() for n in
               ("WB_RECLAIMABLE", "WB_WRITEBACK", "WB_DIRTIED", "WB_WRITTEN")}
     assert stat_n == {"WB_RECLAIMABLE": n_dirty, "WB_WRITEBACK": n_wb, "WB_DIRTIED": 51, "WB_WRITTEN": 20 - n_wb}
+    # __wb_writeout_add: each completed folio counts in the wb's and the domain's completions
+    # (the fprop fraction that gives the wb its share of the dirty threshold)
+    assert wb.completions.events.count.value_() == 20 - n_wb
+    assert prog["global_wb_domain"].completions.events.count.value_() == 20 - n_wb
     # a is clean: off the io lists; b was queued (queue_io) and waits on b_io for the next work
     inode_of = {t: drgn.Object(prog, "struct file *", f).f_inode for t, f in files.items()}
     io = {n: [i.value_() for i in list_for_each_entry("struct inode", getattr(wb, n).address_of_(), "i_io_list")]
@@ -237,3 +241,16 @@ def test_the_throttled_task_is_named_and_its_books_written(throttle):
     slept = sum(ev.pause for ev in k.dirty_throttle_log if ev.pause > 0)
     assert prog["jiffies"].value_() == pw.jiffies(k) and slept > 0
     assert pw.jiffies(k) - ((-300 * 250) & 0xFFFFFFFF) == 60 * 250 + slept
+
+
+def test_wb_thresh_is_zero_until_the_disk_completes_writeback():
+    """__wb_calc_thresh: a bdi that never completed writeback has no share of the threshold
+    (fprop fraction 0/1); after its first completions it holds the whole domain's."""
+    k = boot(MachineConfig(ram=1 << 30, seed=14))
+    f = inode.create_file(k, "/opt/x", 0)
+    filemap.filemap_write(k, f, 0, 8 * PAGE)
+    wb = k.kmem.addr(inode.vfs_root(k).bdi, "backing_dev_info", "wb")
+    bg, thresh = pw.global_dirty_limits(k)
+    assert pw.wb_calc_thresh(k, wb, thresh) == 0
+    pw.wb_writeback(k, "sync", None, complete=True)
+    assert pw.wb_calc_thresh(k, wb, thresh) == thresh and pw.wb_calc_thresh(k, wb, bg) == bg

@@ -21,7 +21,10 @@
   the freerun ceiling the task runs free (``nr_dirtied_pause = dirty_poll_interval``);
   above it a throttle event is logged in ``k.dirty_throttle_log`` with the kernel's
   position-ratio control: ``wb_position_ratio`` (global ``pos_ratio_polynom`` and the wb
-  control line, one wb holding the whole domain: wb_thresh = thresh), ``task_ratelimit =
+  control line; ``wb_thresh`` = ``__wb_calc_thresh``: thresh times the wb's fraction of the
+  domain's writeback completions -- 0 until the disk completed writeback, then all of it,
+  the fprop period decay aside), ``hard_dirty_limit`` with ``update_dirty_limit`` once per
+  BANDWIDTH_INTERVAL, ``task_ratelimit =
   dirty_ratelimit * pos_ratio >> RATELIMIT_CALC_SHIFT``, ``period = HZ * pages_dirtied /
   task_ratelimit`` less the think time since ``dirty_paused_when``; below ``wb_min_pause`` no
   sleep (the time is credited or nr_dirtied_pause grows), above ``wb_max_pause`` capped; a
@@ -88,6 +91,7 @@ FPROP_FRAC_BASE = 1 << 10  # include/linux/flex_proportions.h FPROP_FRAC_SHIFT 1
 VM_READAHEAD_PAGES = (128 * 1024) // PAGE_SIZE  # include/linux/mm.h SZ_128K / PAGE_SIZE
 INIT_BW = 100 << (20 - PAGE_SHIFT)  # mm/backing-dev.c: 100 MB/s in pages
 RATELIMIT_CALC_SHIFT = 10  # mm/page-writeback.c
+BANDWIDTH_INTERVAL = max(HZ // 5, 1)
 DIRTY_POLL_THRESH = 128 >> (PAGE_SHIFT - 10)
 MAX_PAUSE = max(HZ // 5, 1)  # mm/page-writeback.c: 200 ms
 DIRTY_WRITEBACK_CENTISECS = 5 * 100  # mm/page-writeback.c defaults
@@ -194,6 +198,10 @@ def page_writeback_init(k: Kernel) -> None:
     dom = k.sym("global_wb_domain")
     k.kmem.write_bytes(dom, bytes(k.T.sizeof("struct wb_domain")))
     k.kmem.set(dom, "wb_domain", "dirty_limit_tstamp", jiffies(k))
+    c = k.kmem.addr(dom, "wb_domain", "completions.events")  # fprop_global_init
+    k.kmem.init_list_head(k.kmem.addr(c, "percpu_counter", "list"))
+    k.kmem.set(c, "percpu_counter", "counters", k.alloc_percpu(PCPU_COUNTER_SIZE, 4))
+    k.kmem.set(dom, "wb_domain", "completions.period", 0)
     k.dirty_throttle_log = k.__dict__.get("dirty_throttle_log", [])
     k.flusher_wakeups = k.__dict__.get("flusher_wakeups", [])
     k.bdp_ratelimits = [0] * k.config.cpus
@@ -246,6 +254,9 @@ def bdi_register_disk(k: Kernel, name: str) -> int:
         c = km.addr(wb, "bdi_writeback", f"stat[{i}]")
         km.init_list_head(km.addr(c, "percpu_counter", "list"))
         km.set(c, "percpu_counter", "counters", k.alloc_percpu(PCPU_COUNTER_SIZE, 4))
+    c = km.addr(wb, "bdi_writeback", "completions.events")  # fprop_local_init_percpu
+    km.init_list_head(km.addr(c, "percpu_counter", "list"))
+    km.set(c, "percpu_counter", "counters", k.alloc_percpu(PCPU_COUNTER_SIZE, 4))
     km.set(wb, "bdi_writeback", "state", 1 << WB_registered)  # bdi_register: WB_registered
     _list_add_tail(k, km.addr(wb, "bdi_writeback", "bdi_node"), km.addr(bdi, "backing_dev_info", "wb_list"))
     _list_add_tail(k, km.addr(bdi, "backing_dev_info", "bdi_list"), _ensure_global(k, "bdi_list"))
@@ -434,20 +445,64 @@ def dirty_poll_interval(dirty: int, thresh: int) -> int:
     return 1
 
 
-def update_dirty_limit(k: Kernel, thresh: int, dirty: int) -> int:
-    """mm/page-writeback.c update_dirty_limit() (the 200 ms interval check aside): follow a
-    rising thresh at once, decay towards a falling one by 1/32 of the gap."""
+def update_dirty_limit(k: Kernel, thresh: int, dirty: int) -> None:
+    """mm/page-writeback.c update_dirty_limit(): follow a rising thresh at once, decay
+    towards a falling one (or the dirty count) by 1/32 of the gap."""
     dom = k.sym("global_wb_domain")
     limit = k.kmem.get(dom, "wb_domain", "dirty_limit")
     if limit < thresh:
         limit = thresh
     else:
         thresh = max(thresh, dirty)
-        if limit > thresh:
-            limit -= (limit - thresh) >> 5
+        if limit <= thresh:
+            return
+        limit -= (limit - thresh) >> 5
     k.kmem.set(dom, "wb_domain", "dirty_limit", limit)
-    k.kmem.set(dom, "wb_domain", "dirty_limit_tstamp", jiffies(k))
-    return limit
+
+
+def wb_update_bandwidth_stamps(k: Kernel, wb: int, thresh: int, dirty: int) -> None:
+    """The part of __wb_update_bandwidth() that runs when BANDWIDTH_INTERVAL passed since
+    wb->bw_time_stamp: domain_update_dirty_limit() (itself once per interval) and the new
+    stamps.  The bandwidth and dirty-ratelimit estimates are not modelled (INIT_BW)."""
+    km = k.kmem
+    now = jiffies(k)
+    if not _time_before(km.get(wb, "bdi_writeback", "bw_time_stamp") + BANDWIDTH_INTERVAL, now):
+        return
+    dom = k.sym("global_wb_domain")
+    if not _time_before(now, km.get(dom, "wb_domain", "dirty_limit_tstamp") + BANDWIDTH_INTERVAL):
+        update_dirty_limit(k, thresh, dirty)
+        km.set(dom, "wb_domain", "dirty_limit_tstamp", now)
+    km.set(wb, "bdi_writeback", "dirtied_stamp", wb_stat(k, wb, WB_DIRTIED))
+    km.set(wb, "bdi_writeback", "written_stamp", wb_stat(k, wb, WB_WRITTEN))
+    km.set(wb, "bdi_writeback", "bw_time_stamp", now)
+
+
+def hard_dirty_limit(k: Kernel, thresh: int) -> int:
+    return max(thresh, k.kmem.get(k.sym("global_wb_domain"), "wb_domain", "dirty_limit"))
+
+
+def fprop_fraction(k: Kernel, wb: int) -> tuple[int, int]:
+    """lib/flex_proportions.c fprop_fraction_percpu() of wb->completions in
+    global_wb_domain.completions (period decay aside: with one wb both decay alike)."""
+    num = k.kmem.get(k.kmem.addr(wb, "bdi_writeback", "completions.events"), "percpu_counter", "count")
+    den = k.kmem.get(k.kmem.addr(k.sym("global_wb_domain"), "wb_domain", "completions.events"),
+                     "percpu_counter", "count")
+    if den <= num:
+        den = num if num else 1
+    return num, den
+
+
+def wb_calc_thresh(k: Kernel, wb: int, thresh: int) -> int:
+    """mm/page-writeback.c __wb_calc_thresh(): the wb's share of ``thresh`` by its fraction of
+    the domain's writeback completions (0 for a disk that never completed any), bounded by
+    the bdi's min/max ratio (bdi_min_ratio = 0)."""
+    num, den = fprop_fraction(k, wb)
+    wb_thresh = thresh * (100 * BDI_RATIO_SCALE) // (100 * BDI_RATIO_SCALE)
+    wb_thresh = wb_thresh * num // den
+    bdi = k.kmem.get(wb, "bdi_writeback", "bdi")
+    wb_thresh += thresh * k.kmem.get(bdi, "backing_dev_info", "min_ratio") // (100 * BDI_RATIO_SCALE)
+    cap = thresh * k.kmem.get(bdi, "backing_dev_info", "max_ratio") // (100 * BDI_RATIO_SCALE)
+    return min(wb_thresh, cap)
 
 
 def pos_ratio_polynom(setpoint: int, dirty: int, limit: int) -> int:
@@ -528,11 +583,10 @@ def balance_dirty_pages(k: Kernel, wb: int, pages_dirtied: int) -> DirtyThrottle
         t.nr_dirtied = 0
         t.nr_dirtied_pause = dirty_poll_interval(dirty, thresh)
         return None
-    limit = update_dirty_limit(k, thresh, dirty)  # hard_dirty_limit(): max(thresh, dom->dirty_limit)
-    limit = max(thresh, limit)
-    # wb_dirty_limits(): one wb owns every completion -> wb_thresh = thresh (min 0 %, max 100 %)
-    wb_thresh = thresh
+    wb_thresh = wb_calc_thresh(k, wb, thresh)  # wb_dirty_limits()
     wb_dirty = wb_stat(k, wb, WB_RECLAIMABLE) + wb_stat(k, wb, WB_WRITEBACK)
+    wb_update_bandwidth_stamps(k, wb, thresh, dirty)
+    limit = hard_dirty_limit(k, thresh)
     write_bw = km.get(wb, "bdi_writeback", "avg_write_bandwidth")
     pos_ratio, setpoint = wb_position_ratio(thresh, bg_thresh, dirty, limit, wb_thresh, wb_dirty, write_bw)
     dirty_ratelimit = km.get(wb, "bdi_writeback", "dirty_ratelimit")
@@ -686,7 +740,10 @@ def folio_end_writeback(k: Kernel, pfn: int) -> None:
     swap.folio_clear_flag(k, pfn, swap.PG_writeback)
     xa.xa_clear_mark(_folio_index(k, pfn), PAGECACHE_TAG_WRITEBACK)
     _wb_stat_mod(k, wb, WB_WRITEBACK, -nr)
-    _wb_stat_mod(k, wb, WB_WRITTEN, nr)  # __wb_writeout_add (the fprop fractions are not modelled)
+    _wb_stat_mod(k, wb, WB_WRITTEN, nr)  # __wb_writeout_add(): WB_WRITTEN, then the completions
+    for c in (km.addr(wb, "bdi_writeback", "completions.events"),
+              km.addr(k.sym("global_wb_domain"), "wb_domain", "completions.events")):
+        km.set(c, "percpu_counter", "count", km.get(c, "percpu_counter", "count") + nr)
     if not xa.xa_marked(PAGECACHE_TAG_WRITEBACK):
         km.set(wb, "bdi_writeback", "writeback_inodes.counter", km.get(wb, "bdi_writeback", "writeback_inodes.counter") - 1)
         wbl = km.addr(inode, "inode", "i_wb_list")
@@ -699,10 +756,10 @@ def folio_end_writeback(k: Kernel, pfn: int) -> None:
 
 
 def wb_over_bg_thresh(k: Kernel, wb: int) -> bool:
-    """fs/fs-writeback.c wb_over_bg_thresh() (global domain; one wb: wb_calc_thresh = bg):
-    checked before each folio here (the kernel checks between writeback chunks)."""
+    """mm/page-writeback.c wb_over_bg_thresh() for the global domain: NR_FILE_DIRTY above
+    bg_thresh, or the wb's reclaimable pages above its share of it (wb_calc_thresh)."""
     bg, _thresh = global_dirty_limits(k)
-    return _global_node(k, "NR_FILE_DIRTY") > bg or wb_stat(k, wb, WB_RECLAIMABLE) > bg
+    return _global_node(k, "NR_FILE_DIRTY") > bg or wb_stat(k, wb, WB_RECLAIMABLE) > wb_calc_thresh(k, wb, bg)
 
 
 def _io_list(k: Kernel, wb: int, name: str) -> list[int]:
@@ -804,6 +861,24 @@ def writeback_single_inode_pages(k: Kernel, inode: int, wb: int, tagged: bool, c
     return started, chunk
 
 
+def _complete_io(k: Kernel, started: list[int], complete: bool | float) -> None:
+    """End the writeback of ``started`` folios: all (True), none (False), or a seeded
+    fraction; the others stay PG_writeback (I/O in flight at the snapshot)."""
+    frac = 1.0 if complete is True else 0.0 if complete is False else float(complete)
+    n_done = len(started) if frac >= 1 else round(len(started) * frac)
+    if n_done >= len(started):
+        done_set = set(started)
+    elif n_done:
+        done_set = {int(p) for p in k.rng.choice(started, size=n_done, replace=False)}
+    else:
+        done_set = set()
+    for pfn in started:
+        if pfn in done_set:
+            folio_end_writeback(k, pfn)
+        else:
+            k.__dict__.setdefault("under_writeback", set()).add(pfn)
+
+
 def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = None,
                  complete: bool | float = True, wb: int | None = None) -> int:
     """fs/fs-writeback.c wb_writeback() for one work item on the disk's wb.  ``reason``:
@@ -845,6 +920,7 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
             chunk = writeback_chunk_size(k, wb, sync_all, work)
             done, left = writeback_single_inode_pages(k, inode, wb, tagged, chunk)
             started += done
+            _complete_io(k, done, complete)  # the block layer completes (part of) the chunk
             wrote = chunk - left
             work -= wrote
             progress += wrote
@@ -866,16 +942,6 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
         if progress:
             continue
         break
-    # the block layer completes the I/O
-    frac = 1.0 if complete is True else 0.0 if complete is False else float(complete)
-    n_done = len(started) if frac >= 1 else int(len(started) * frac)
-    done_set = set(started) if frac >= 1 else {
-        int(p) for p in k.rng.choice(started, size=n_done, replace=False)} if n_done else set()
-    for pfn in started:
-        if pfn in done_set:
-            folio_end_writeback(k, pfn)
-        else:
-            k.__dict__.setdefault("under_writeback", set()).add(pfn)
     if not _io_list(k, wb, "b_dirty") and not _io_list(k, wb, "b_io") and not _io_list(k, wb, "b_more_io"):
         st = km.get(wb, "bdi_writeback", "state")
         if st & (1 << WB_has_dirty_io):  # wb_io_lists_depopulated()
