@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from mmintro.arch.x86 import VMALLOC_SIZE_TB_L4
+from mmintro.reader.errors import ValidationError
 from mmintro.reader.helpers.list import list_for_each_entry
 from mmintro.reader.helpers.mmzone import for_each_zone
 from mmintro.reader.program import Program
@@ -197,10 +198,15 @@ def _default_hstate(prog: Program, hstates: list) -> tuple[int, int, int, int, i
     if not hstates:
         return 0, 0, 0, 0, pmd_order
     if "default_hstate_idx" in prog.symbols.by_name:
+        # default_hstate is hstates[default_hstate_idx] (include/linux/hugetlb.h), whatever
+        # hugetlb_max_hstate says
+        arr = prog["hstates"]
         idx = prog["default_hstate_idx"].value_()
+        if idx >= len(arr):
+            raise ValidationError(f"default_hstate_idx {idx} is beyond hstates[{len(arr)}]")
+        h = arr[idx]
     else:  # the hstate hugetlb_init() would have made the default
-        idx = next((i for i, h in enumerate(hstates) if h.order.value_() == pmd_order), 0)
-    h = hstates[idx]
+        h = hstates[next((i for i, h in enumerate(hstates) if h.order.value_() == pmd_order), 0)]
     return (h.nr_huge_pages.value_(), h.free_huge_pages.value_(), h.resv_huge_pages.value_(),
             h.surplus_huge_pages.value_(), h.order.value_())
 
