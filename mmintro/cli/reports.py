@@ -286,9 +286,10 @@ def _pid_command(name: str, doc: str):  # type: ignore[no-untyped-def]
                     text, data, findings = fn(prog, pid)
                 except LookupError as e:
                     raise click.ClickException(str(e)) from None
-                for f in findings:
-                    click.echo(f"mmintro: warning: pid {pid}: {f}", err=True)
                 emit(text, data, as_json)
+                if findings:  # a corrupt page table: the report as far as it goes, one line, exit 1
+                    click.echo(f"mmintro: error: pid {pid}: {'; '.join(findings)}", err=True)
+                    raise click.exceptions.Exit(1)
 
         return cmd
 
