@@ -5,6 +5,8 @@ rss_stat) — checked here against real drgn on the saved snapshot where it matt
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from mmintro.kernel.config import MachineConfig
@@ -95,3 +97,185 @@ def test_machine_table_takes_thp_and_hugetlb_pools() -> None:
     assert (cfg.thp, cfg.hugepages_2m, cfg.hugepages_1g) == ("always", 8, 0)
     with pytest.raises(ScenarioError, match=r"^m\.toml:2: \[machine\]: thp = 'sometimes' is not one of always"):
         parse_scenario('[machine]\nthp = "sometimes"\n', "m.toml")
+
+
+# -- every process step on a running kernel, checked with real drgn --------------------------
+EVERY_STEP = '''
+[machine]
+ram = "2G"
+nodes = 2
+cpus = 2
+
+[[step]]
+spawn = "app"
+heap = "4M"
+
+[[step]]
+mmap = "buf"
+size = "4M"
+
+[[step]]
+touch = "buf"
+access = "write"
+
+[[step]]
+munmap = "buf"
+start = "1M"
+size = "1M"
+
+[[step]]
+mprotect = "buf"
+prot = "r"
+start = "3M"
+size = "1M"
+
+[[step]]
+mmap = "local1"
+size = "1M"
+
+[[step]]
+mbind = "local1"
+policy = "bind"
+nodes = [1]
+
+[[step]]
+touch = "local1"
+access = "write"
+
+[[step]]
+set_mempolicy = "app"
+policy = "interleave"
+nodes = [0, 1]
+
+[[step]]
+mmap = "spread"
+size = "64K"
+
+[[step]]
+touch = "spread"
+access = "write"
+
+[[step]]
+fork = "child"
+parent = "app"
+
+[[step]]
+spawn = "victim"
+heap = "2M"
+
+[[step]]
+touch = "heap"
+process = "victim"
+access = "write"
+
+[[step]]
+exit = "victim"
+
+[[step]]
+sysctl = "vm.nr_hugepages"
+value = 6
+
+[[step]]
+sysctl = "transparent_hugepage"
+value = "never"
+
+[[step]]
+expect = "hugepages_total == 6 and hugepages_free == 6 and rss_anon('child') == rss_anon('app')"
+'''
+
+
+@pytest.fixture(scope="module")
+def every_step(tmp_path_factory):
+    pytest.importorskip("drgn")
+    from mmintro.crosscheck import open_drgn
+    from mmintro.snapshot.writer import save
+
+    run = run_scenario(parse_scenario(EVERY_STEP, "every.toml"))
+    path = tmp_path_factory.mktemp("every") / "every"
+    save(run.kernel, path)
+    return run, open_drgn(f"{path}.vmcore", f"{path}.vmlinux")
+
+
+def _nid(d, page) -> int:
+    from drgn.helpers.linux.mm import page_to_pfn
+    from drgn.helpers.linux.mmzone import for_each_online_pgdat
+
+    pfn = page_to_pfn(page).value_()
+    for pg in for_each_online_pgdat(d):
+        if pg.node_start_pfn.value_() <= pfn < pg.node_start_pfn.value_() + pg.node_spanned_pages.value_():
+            return pg.node_id.value_()
+    raise AssertionError(pfn)
+
+
+def test_munmap_and_mprotect_steps_split_the_vma(every_step):
+    """drgn's for_each_vma: the 4M buffer is two VMAs around the 1M hole, the last 1M of it a
+    separate read-only VMA (VM_WRITE clear), the rest read-write."""
+    from drgn.helpers.linux.mm import for_each_vma
+    from drgn.helpers.linux.pid import find_task
+
+    run, d = every_step
+    start = run.workload.mappings["app"]["buf"].start
+    mb = 1 << 20
+    vmas = {(v.vm_start.value_(), v.vm_end.value_()): v.vm_flags.value_()
+            for v in for_each_vma(find_task(d, run.workload.procs["app"].pid).mm)}
+    local1 = run.workload.mappings["app"]["local1"]
+    # the hole holds no part of buf (the next 1M mmap, top-down, may fill it)
+    assert all((s, e) == (local1.start, local1.start + local1.length) for s, e in vmas
+               if s < start + 2 * mb and e > start + mb)
+
+    def at(a: int) -> tuple[int, int, int]:
+        return next((s, e, f) for (s, e), f in vmas.items() if s <= a < e)
+
+    # mprotect split [3M, 4M) off: VM_READ without VM_WRITE; [2M, 3M) stays read-write
+    assert at(start + 3 * mb) == (start + 3 * mb, start + 4 * mb, at(start + 3 * mb)[2])
+    assert at(start + 3 * mb)[2] & 0x3 == 0x1
+    assert at(start + 2 * mb)[:2] == (start + 2 * mb, start + 3 * mb) and at(start + 2 * mb)[2] & 0x3 == 0x3
+    assert at(start)[1] == start + mb and at(start)[2] & 0x3 == 0x3  # (a later mmap may merge below it)
+
+
+def test_mempolicy_steps_place_pages(every_step):
+    """mbind(MPOL_BIND, node 1) puts every page of that range on node 1; the task's
+    MPOL_INTERLEAVE over nodes 0 and 1 alternates the next mapping's pages between them."""
+    from drgn import FaultError
+    from drgn.helpers.linux.mm import follow_page
+    from drgn.helpers.linux.pid import find_task
+
+    run, d = every_step
+    mm = find_task(d, run.workload.procs["app"].pid).mm
+
+    def nids(tag: str) -> list[int]:
+        m = run.workload.mappings["app"][tag]
+        out = []
+        for a in range(m.start, m.start + m.length, 4096):
+            try:
+                out.append(_nid(d, follow_page(mm, a)))
+            except FaultError:
+                out.append(-1)
+        return out
+
+    assert set(nids("local1")) == {1}
+    spread = nids("spread")
+    assert sorted(set(spread)) == [0, 1] and all(a != b for a, b in itertools.pairwise(spread))
+
+
+def test_exit_fork_and_sysctl_steps(every_step):
+    """The exited process is gone from drgn's task list (and its pid from the idr); the forked
+    child has the parent's VMAs; the hugetlb pool is the 6 pages asked for; THP is "never"
+    in transparent_hugepage_flags (neither the ALWAYS nor the MADVISE bit)."""
+    from drgn.helpers.linux.hugetlb import hugetlb_total_usage
+    from drgn.helpers.linux.mm import for_each_vma
+    from drgn.helpers.linux.pid import find_task, for_each_task
+
+    run, d = every_step
+    pids = {t.pid.value_() for t in for_each_task(d)}
+    assert run.workload.procs["app"].pid in pids and run.workload.procs["child"].pid in pids
+    assert "victim" not in run.workload.procs and len(pids - {0}) == 2
+    parent = [(v.vm_start.value_(), v.vm_end.value_()) for v in for_each_vma(find_task(d, run.workload.procs["app"].pid).mm)]
+    child = [(v.vm_start.value_(), v.vm_end.value_()) for v in for_each_vma(find_task(d, run.workload.procs["child"].pid).mm)]
+    assert parent == child
+    u = hugetlb_total_usage(d)
+    assert (u.pages, u.free_pages) == (6 * 512, 6 * 512)
+    flags = d["transparent_hugepage_flags"].value_()
+    always, madvise = (d.constant(c).value_() for c in ("TRANSPARENT_HUGEPAGE_FLAG",
+                                                          "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"))
+    assert not flags >> always & 1 and not flags >> madvise & 1
