@@ -301,3 +301,50 @@ def test_committed_as_is_the_accounted_vmas(world) -> None:
                 if v.vm_flags.value_() & M.VM_ACCOUNT:
                     want += (v.vm_end.value_() - v.vm_start.value_()) >> 12
         assert vm_memory_committed(prog) == want
+
+
+def _i_mmap_vmas(prog, mapping):
+    from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
+
+    return sorted(v.value_() for v in rbtree_inorder_for_each_entry(
+        "struct vm_area_struct", mapping.i_mmap.rb_root.address_of_(), "shared.rb"))
+
+
+def test_file_vmas_i_mmap_and_exit_of_an_execd_process(tmp_path) -> None:
+    """Exec maps /usr/bin/<comm>, ld.so and libc privately: every file VMA of every process
+    is on its file's i_mmap tree (fork adds the child's, munmap of part of libc's text splits
+    it: one more), and the exit of an exec'd process frees its three struct files (the
+    program's exe_file and the two libraries' VMA references) and every VMA leaves i_mmap."""
+    from drgn.helpers.linux.mm import for_each_vma
+    from drgn.helpers.linux.pid import for_each_task
+
+    from mmintro.crosscheck import open_drgn
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=13))
+    a = fork.spawn_process(k, "svc")
+    b = fork.spawn_process(k, "short")
+    fork.do_fork(k, a)
+    libc = [(f, l_) for f, l_, v in M.mm_tree(k, a.mm).mt_for_each()
+            if k.kmem.get(v, "vm_area_struct", "vm_flags") & M.VM_EXEC and k.kmem.get(v, "vm_area_struct", "vm_file")]
+    text = libc[1]  # the program's text, then libc's, then ld.so's
+    assert M.do_munmap(k, a.mm, text[0] + 0x10 * PG, 0x10 * PG) == 0
+    save(k, tmp_path / "b")
+    E.do_exit(k, b)
+    save(k, tmp_path / "a")
+    for name in ("b", "a"):
+        d = open_drgn(str(tmp_path / f"{name}.vmcore"), str(tmp_path / f"{name}.vmlinux"))
+        by_mapping: dict[int, list[int]] = {}
+        for t in for_each_task(d):
+            if t.mm:
+                for v in for_each_vma(t.mm):
+                    if v.vm_file:
+                        by_mapping.setdefault(v.vm_file.f_mapping.value_(), []).append(v.value_())
+        assert len(by_mapping) == (4 if name == "b" else 3)  # svc, short, ld.so, libc
+        for m, vmas in by_mapping.items():
+            assert _i_mmap_vmas(d, drgn.Object(d, "struct address_space", address=m)) == sorted(vmas)
+        if name == "b":
+            before = _usage(d, "filp")
+            short_files = {v.vm_file.value_() for t in for_each_task(d) if t.pid.value_() == b.pid
+                           for v in for_each_vma(t.mm) if v.vm_file}
+    assert len(short_files) == 3
+    assert before - _usage(d, "filp") == 3

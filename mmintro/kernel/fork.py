@@ -373,6 +373,7 @@ def dup_mmap(k: Kernel, mm: int, oldmm: int) -> int:
             if file:
                 V.get_file(k, file)
                 mapping = km.get(file, "file", "f_mapping")
+                V._i_mmap_writable(k, tmp, 1)  # mapping_allow_writable for a shared writable VMA
                 if insert_after is not None:
                     insert_after(k, tmp, mpnt, mapping)
                 elif insert is not None:

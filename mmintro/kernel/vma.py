@@ -162,32 +162,76 @@ def get_file(k: Kernel, file: int) -> None:
 
 
 def fput(k: Kernel, file: int) -> None:
-    """fs/file_table.c fput(): file_ref_put (FILE's helper when it has one; the last put's
-    __fput is FILE's business)."""
+    """fs/file_table.c fput(): file_ref_put(&file->f_ref) (``refcnt`` holds the count minus
+    one); the last put (-1, FILE_REF_NOREF) runs __fput.  FILE's helper when it has one."""
     for mod in ("inode", "filemap"):
         fn = _opt(mod, "fput")
         if fn is not None:
             fn(k, file)
             return
-    cnt = k.kmem.get(file, "file", "f_ref.refcnt.counter")
-    k.kmem.set(file, "file", "f_ref.refcnt.counter", (cnt - 1) & ((1 << 64) - 1))
+    km = k.kmem
+    cnt = km.get(file, "file", "f_ref.refcnt.counter")
+    cnt = (cnt - 1) & ((1 << 64) - 1)
+    km.set(file, "file", "f_ref.refcnt.counter", cnt)
+    if cnt == (1 << 64) - 1:
+        __fput(k, file)
+
+
+def __fput(k: Kernel, file: int) -> None:
+    """fs/file_table.c __fput() undoing what FILE's open_dentry did: the inode reference it
+    took, dput(f_path.dentry), then file_free(): the object back to ``filp``."""
+    km = k.kmem
+    inode = km.get(file, "file", "f_inode")
+    if inode:
+        km.set(inode, "inode", "i_count.counter", km.get(inode, "inode", "i_count.counter") - 1)
+    dentry = km.get(file, "file", "f_path.dentry")
+    if dentry:
+        km.set(dentry, "dentry", "d_lockref.count", km.get(dentry, "dentry", "d_lockref.count") - 1)
+    km.set(file, "file", "f_ref.refcnt.counter", (1 << 64) - 1)
+    slub.kmem_cache_free(k, slub.find_cache(k, "filp"), file)
 
 
 def _f_mapping(k: Kernel, file: int) -> int:
     return k.kmem.get(file, "file", "f_mapping")
 
 
-def _i_mmap_insert(k: Kernel, vma: int) -> None:
+def _shared_maywrite(k: Kernel, vma: int) -> bool:
+    from mmintro.kernel.mmap import VM_MAYWRITE, VM_SHARED
+
+    return _g(k, vma, "vm_flags") & (VM_SHARED | VM_MAYWRITE) == VM_SHARED | VM_MAYWRITE
+
+
+def _i_mmap_writable(k: Kernel, vma: int, delta: int) -> None:
+    """mapping_allow_writable / mapping_unmap_writable for a shared writable VMA."""
+    if _shared_maywrite(k, vma):
+        m = _f_mapping(k, _g(k, vma, "vm_file"))
+        k.kmem.set(m, "address_space", "i_mmap_writable.counter",
+                   k.kmem.get(m, "address_space", "i_mmap_writable.counter") + delta)
+
+
+def _i_mmap_insert(k: Kernel, vma: int, link: bool = False) -> None:
+    """vma_interval_tree_insert into vm_file's i_mmap (MEM's rmap); with ``link`` it is
+    __vma_link_file, which also counts a shared writable mapping (mapping_allow_writable)."""
     fn = _opt("rmap", "vma_interval_tree_insert")
     file = _g(k, vma, "vm_file")
-    if fn is not None and file:
+    if not file:
+        return
+    if link:
+        _i_mmap_writable(k, vma, 1)
+    if fn is not None:
         fn(k, vma, _f_mapping(k, file))
 
 
-def _i_mmap_remove(k: Kernel, vma: int) -> None:
+def _i_mmap_remove(k: Kernel, vma: int, unlink: bool = False) -> None:
+    """vma_interval_tree_remove; with ``unlink`` it is __remove_shared_vm_struct
+    (unlink_file_vma), which also drops a shared writable mapping's count."""
     fn = _opt("rmap", "vma_interval_tree_remove")
     file = _g(k, vma, "vm_file")
-    if fn is not None and file:
+    if not file:
+        return
+    if unlink:
+        _i_mmap_writable(k, vma, -1)
+    if fn is not None:
         fn(k, vma, _f_mapping(k, file))
 
 
@@ -393,7 +437,7 @@ def __split_vma(k: Kernel, vma: int, addr: int, new_below: int) -> int:
         get_file(k, file)
     # vma_prepare(): the new VMA into i_mmap, vma out of the anon_vma and i_mmap trees
     if file:
-        _i_mmap_insert(k, new)
+        _i_mmap_insert(k, new, link=True)
     _anon_pre(k, vma)
     if file:
         _i_mmap_remove(k, vma)
@@ -583,7 +627,7 @@ def commit_merge(k: Kernel, vmg: VmaMergeStruct) -> int:
             _i_mmap_insert(k, adjust)
         _i_mmap_insert(k, vma)
         for r in remove:
-            _i_mmap_remove(k, r)
+            _i_mmap_remove(k, r, unlink=True)
     _anon_post(k, vma)
     if adjust:
         _anon_post(k, adjust)
@@ -778,12 +822,12 @@ def free_pgtables(k: Kernel, mm: int, vmas: list[int], floor: int, ceiling: int)
         vma = vmas[i]
         addr = _g(k, vma, "vm_start")
         unlink_anon_vmas(k, vma)
-        _i_mmap_remove(k, vma)
+        _i_mmap_remove(k, vma, unlink=True)
         i += 1
         while i < len(vmas) and _g(k, vmas[i], "vm_start") <= _g(k, vma, "vm_end") + PMD_SIZE:
             vma = vmas[i]
             unlink_anon_vmas(k, vma)
-            _i_mmap_remove(k, vma)
+            _i_mmap_remove(k, vma, unlink=True)
             i += 1
         nxt_start = _g(k, vmas[i], "vm_start") if i < len(vmas) else ceiling
         if fpt is not None:
