@@ -83,8 +83,9 @@ FOLIO_MAPPING_KSM = 0x3
 # type in the top SWP_TYPE_BITS of the pte (arch/x86/include/asm/pgtable_64.h).
 MAX_SWAPFILES = (1 << 5) - 3 - 1
 SWP_TYPE_SHIFT = 64 - 5
-# include/linux/page-flags.h: page_mapcount_is_type(): _mapcount + 1 values below this are page types
-PAGE_MAPCOUNT_RESERVE = -(1 << 24) + 1
+# include/linux/page-flags.h: page_mapcount_is_type(mapcount) = page_type_has_type(mapcount - 1), i.e.
+# (int)(mapcount - 1) < PGTY_mapcount_underflow << 24: a page type, not a mapcount
+PAGE_MAPCOUNT_RESERVE = -(1 << 24)
 # include/linux/huge_mm.h: THP_ORDERS_ALL_ANON (orders 2..PMD_ORDER)
 PMD_ORDER = 9
 THP_ORDERS_ALL_ANON = ((1 << (PMD_ORDER + 1)) - 1) & ~0b11
