@@ -243,17 +243,15 @@ def test_page_table_entry_pointing_outside_ram(copy, level):
 
 
 def _smaps_finding(copy: str, *words: str) -> None:
-    """smaps of an mm whose page tables are partly unreadable prints what it can read and one
-    line per finding on stderr (``mmintro: warning: pid N: ...``), never a traceback."""
+    """smaps of an mm whose page tables are partly unreadable prints what it can read, then
+    the findings in one ``mmintro: error:`` line, and exits 1; never a traceback."""
     with _deadline(20):
         r = run(*_smaps(copy), ok=False)
-    assert "Traceback" not in r.stderr and r.exception is None or isinstance(r.exception, SystemExit)
-    found = [line for line in r.stderr.splitlines() if all(w in line for w in words)]
-    assert len(found) == 1 and found[0].startswith("mmintro: "), r.stderr
+    assert r.exit_code == 1 and "Traceback" not in r.stderr, (r.stderr, r.exception)
+    assert r.stderr.startswith("mmintro: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert all(w in r.stderr for w in words), r.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="VIEW: smaps reports page-table findings as warnings and exits 0; the "
-                                       "acceptance asks for a non-zero exit status")
 def test_smaps_with_a_page_table_finding_exits_non_zero(copy):
     with open_snapshot(copy) as prog:
         _va, _pgd, steps = _user_leaf(prog)
