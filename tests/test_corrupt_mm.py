@@ -147,6 +147,11 @@ def test_maple_child_pointing_back_at_the_root_is_a_cycle(copy):
     _poke_virt(copy, slot0, root)  # the first child is the root itself
     _finding("maps", copy, str(PID), words=("maple tree", "cycle"))
     _finding(*_smaps(copy), words=("maple tree", "cycle"))
+    from mmintro.cli.main import cli
+
+    for cmd in ("smaps-rollup", "numa-maps", "vm"):  # every other command that walks the VMAs
+        if cmd in cli.commands:
+            _finding(cmd, copy, str(PID), words=("maple tree", "cycle"))
 
 
 def test_maple_child_pointing_at_its_sibling_is_found(copy):
