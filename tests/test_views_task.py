@@ -244,6 +244,9 @@ def test_vm_equals_drgns_crash_vm(snap, progs) -> None:
         rows = [ln.split() for ln in out[4:] if ln.strip()]
         assert [(int(r[0], 16), int(r[1], 16), int(r[2], 16), int(r[3], 16)) for r in rows] == \
             [(r["vma"], r["start"], r["end"], r["flags"]) for r in mine["vmas"]]
+        # FILE: crash prints the file's path (drgn's vma_name also names [heap] and [stack])
+        files = [(r["file"], row[4] if len(row) > 4 else "") for r, row in zip(mine["vmas"], rows) if r["file"]]
+        assert files and all(a == b for a, b in files), files
         text = V.render(mine)
         assert text.splitlines()[2].split() == out[2].split()
 
