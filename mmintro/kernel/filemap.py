@@ -194,6 +194,16 @@ def page_cache_ra_unbounded(k: Kernel, mapping: int, index: int, nr_to_read: int
     gfp = k.kmem.get(mapping, "address_space", "gfp_mask") | G.parse_gfp("__GFP_NORETRY|__GFP_NOWARN")
     mark = nr_to_read - lookahead_size
     added = []
+    with I.mapping_xa(k, mapping).batch():  # the xa_nodes' bytes written once
+        _ra_alloc_range(k, mapping, index, nr_to_read, mark, gfp, added)
+    for pfn, idx in added:
+        _fill_from_disk(k, mapping, pfn, idx)
+        _folio_put(k, pfn)  # readahead_folio(): the caller's reference goes
+    return len(added)
+
+
+def _ra_alloc_range(k: Kernel, mapping: int, index: int, nr_to_read: int, mark: int, gfp: int,
+                    added: list[tuple[int, int]]) -> None:
     for i in range(nr_to_read):
         if _lookup(k, mapping, index + i) is not None:
             continue  # already cached: read_pages() what we have, skip it
@@ -204,10 +214,6 @@ def page_cache_ra_unbounded(k: Kernel, mapping: int, index: int, nr_to_read: int
         if i == mark:
             swap.folio_set_flag(k, pfn, swap.PG_reclaim)  # PG_readahead
         added.append((pfn, index + i))
-    for pfn, idx in added:
-        _fill_from_disk(k, mapping, pfn, idx)
-        _folio_put(k, pfn)  # readahead_folio(): the caller's reference goes
-    return len(added)
 
 
 def do_page_cache_ra(k: Kernel, mapping: int, index: int, nr_to_read: int, lookahead_size: int) -> int:
@@ -413,7 +419,7 @@ def _written_bytes(path: str, pos: int, n: int) -> bytes:
 def filemap_write(k: Kernel, file: int, pos: int, length: int, task: int | None = None) -> int:
     """mm/filemap.c generic_perform_write() of ``length`` bytes at ``pos`` (by ``task`` when
     given: its nr_dirtied, ioac.write_bytes and throttle records); returns bytes written."""
-    with _Current(k, task):
+    with _Current(k, task), I.mapping_xa(k, _mapping(k, file)).batch():
         return _generic_perform_write(k, file, pos, length)
 
 

@@ -363,13 +363,17 @@ def file_path(k: Kernel, file: int) -> str:
 
 def file_bytes(path: str, pos: int, length: int) -> bytes:
     """What the disk holds for ``path`` at [pos, pos+length): one 64-byte record per 64
-    bytes, ``"<path> @<offset hex>"`` padded with a checksum-derived fill, so a dump reader
-    recognises a file's pages and their offsets."""
+    bytes, ``"<path> @<offset hex> "`` then a fill of hex digits from a digest of the path and
+    the page offset, ending in a newline, so a dump reader recognises a file's pages and
+    their offsets."""
     out = bytearray()
     start = pos - pos % 64
+    page = -1
+    fill = b""
     for off in range(start, pos + length, 64):
+        if off >> 12 != page:
+            page = off >> 12
+            fill = hashlib.blake2b(f"{path}:{page}".encode(), digest_size=32).hexdigest().encode()
         head = f"{path} @{off:#x} ".encode()[:48]
-        fill = hashlib.blake2b(f"{path}:{off}".encode(), digest_size=8).hexdigest().encode()
-        rec = (head + fill * 8)[:63] + b"\n"
-        out += rec
+        out += (head + fill)[:63] + b"\n"
     return bytes(out[pos - start:pos - start + length])

@@ -891,7 +891,7 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
     chunk.  ``complete``: True ends every folio's writeback (the I/O completed), False leaves
     them all under writeback, a fraction f completes that share (seeded).  Returns the pages
     written."""
-    from mmintro.kernel.inode import vfs_root
+    from mmintro.kernel.inode import mapping_xa, vfs_root
 
     km = k.kmem
     if wb is None:
@@ -918,9 +918,10 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
         while _io_list(k, wb, "b_io"):
             inode = _io_list(k, wb, "b_io")[-1]
             chunk = writeback_chunk_size(k, wb, sync_all, work)
-            done, left = writeback_single_inode_pages(k, inode, wb, tagged, chunk)
-            started += done
-            _complete_io(k, done, complete)  # the block layer completes (part of) the chunk
+            with mapping_xa(k, km.get(inode, "inode", "i_mapping")).batch():
+                done, left = writeback_single_inode_pages(k, inode, wb, tagged, chunk)
+                started += done
+                _complete_io(k, done, complete)  # the block layer completes (part of) the chunk
             wrote = chunk - left
             work -= wrote
             progress += wrote
