@@ -254,3 +254,28 @@ def test_wb_thresh_is_zero_until_the_disk_completes_writeback():
     assert pw.wb_calc_thresh(k, wb, thresh) == 0
     pw.wb_writeback(k, "sync", None, complete=True)
     assert pw.wb_calc_thresh(k, wb, thresh) == thresh and pw.wb_calc_thresh(k, wb, bg) == bg
+
+
+def test_meminfo_cached_dirty_writeback_from_the_page_cache(ratio_snap):
+    """`mmintro meminfo` on the snapshot: Cached = the pages drgn finds in every inode's
+    i_pages on super_blocks (no swap cache, no block-device Buffers), Dirty / Writeback = the
+    folios with PG_dirty / PG_writeback among them, Inactive(file) + Active(file) = Cached."""
+    from mmintro.views.meminfo import parse
+    from tests.cli_helpers import run
+
+    _k, _files, _written, path = ratio_snap
+    prog = _drgn(path)
+    cached = dirty = wb = 0
+    PG = {n: 1 << prog.constant(n).value_() for n in ("PG_dirty", "PG_writeback")}
+    for sb in list_for_each_entry("struct super_block", prog["super_blocks"].address_of_(), "s_list"):
+        for ino in list_for_each_entry("struct inode", sb.s_inodes.address_of_(), "i_sb_list"):
+            for _i, e in xa_for_each(ino.i_mapping.i_pages.address_of_()):
+                flags = drgn.Object(prog, "struct page *", e.value_()).flags.f.value_()
+                cached += 1
+                dirty += bool(flags & PG["PG_dirty"])
+                wb += bool(flags & PG["PG_writeback"])
+    m = parse(run("meminfo", path).stdout)
+    assert m["Buffers"] == 0 and m["SwapCached"] == 0
+    assert m["Cached"] == cached * 4 and cached == 64 + 31
+    assert m["Dirty"] == dirty * 4 and m["Writeback"] == wb * 4
+    assert m["Inactive(file)"] + m["Active(file)"] == cached * 4
