@@ -350,3 +350,25 @@ def test_thp_shared_by_fork_tracks_both_mm_ids() -> None:
     assert x.kind == "cow-copy" and x.pfn != f.pfn + 2
     assert k.kmem.get(page, "folio", "_large_mapcount.counter") == 1 + 511 - 1  # PMD + 511 PTEs, -1 based
     assert k.kmem.get(page, "folio", "_mm_id_mapcount[1]") == 510
+
+
+def test_fork_then_child_unmaps_leaves_the_parent_whole(k) -> None:
+    _require_fork()
+    p, vma, a = _proc(k)
+    memory.mm_populate(k, p.mm, a, 600 * 4096, True)
+    anon0 = k.node_vm_stat[0]["NR_ANON_MAPPED"]
+    c = fork.do_fork(k, p)
+    assert k.node_vm_stat[0]["NR_ANON_MAPPED"] == anon0  # shared pages count once
+    copies = [memory.handle_mm_fault(k, c.mm, a + i * 4096, True, task=c.task).pfn for i in range(0, 600, 7)]
+    assert k.node_vm_stat[0]["NR_ANON_MAPPED"] == anon0 + len(copies)
+    cvma = mmap.find_vma(k, c.mm, a)
+    memory.zap_page_range(k, cvma, a, a + (4 << 20))
+    assert memory.get_mm_counter_sum(k, c.mm, "MM_ANONPAGES") == 0
+    assert k.node_vm_stat[0]["NR_ANON_MAPPED"] == anon0
+    assert not any(pf in k.allocations for pf in copies)
+    for i in range(600):
+        pfn = memory.walk(k, p.mm, a + i * 4096)[2] >> 12 & ((1 << 40) - 1)
+        page = k.pfn_to_page(pfn)
+        assert k.kmem.get(page, "page", "_mapcount.counter") == 0
+        assert k.kmem.get(page, "page", "_refcount.counter") == 1
+    _ = vma

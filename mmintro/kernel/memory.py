@@ -860,35 +860,102 @@ def copy_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
         dpmd = pmd_alloc(k, dst_mm, addr)
         dtable = pte_alloc(k, dst_mm, dpmd)
         stable = _table_of(k, e)
-        ents = _table_entries(k, stable)
+        sents = _table_view(k, stable)
+        dents = _table_view(k, dtable)
         i0 = (addr >> PAGE_SHIFT) & 511
         i1 = i0 + ((nxt - addr) >> PAGE_SHIFT)
-        for i in np.flatnonzero(ents[i0:i1]) + i0:
-            pte = int(ents[i])
-            a = (addr & ~(PMD_SIZE - 1)) | (int(i) << PAGE_SHIFT)
-            if not pte & _PAGE_PRESENT:
-                raise NotImplementedError(f"{a:#x}: fork of swap entries is not modelled")
-            page = vm_normal_page(k, src_vma, a, pte)
-            if page is not None:
-                rmap.folio_get(k, page)
-                if rmap.folio_test_anon(k, page):
-                    rmap.folio_try_dup_anon_rmap_ptes(k, page, 1, dst_vma, src_vma)
-                    rss["MM_ANONPAGES"] += 1
-                else:
-                    rmap.folio_dup_file_rmap_ptes(k, page, 1, dst_vma)
-                    rss[mm_counter_file(k, page)] += 1
-            # __copy_present_ptes()
-            if cow and pte & _PAGE_RW:
-                _write(k, stable + 8 * int(i), pte & ~_PAGE_RW)  # wrprotect_ptes (ptep_set_wrprotect)
-                pte &= ~_PAGE_RW
-            if flags & mmap.VM_SHARED:
-                pte &= ~_PAGE_DIRTY  # pte_mkclean
-            pte &= ~_PAGE_ACCESSED  # pte_mkold
-            _write(k, dtable + 8 * int(i), pte)
+        idx = np.flatnonzero(sents[i0:i1]) + i0
+        if not len(idx):
+            addr = nxt
+            continue
+        vals = sents[idx]
+        if not np.all(vals & np.uint64(_PAGE_PRESENT)):
+            raise NotImplementedError(f"{addr:#x}: fork of swap entries is not modelled")
+        base = addr & ~(PMD_SIZE - 1)
+        # copy_present_ptes(): references and rmap for the normal pages -- small folios a
+        # table at a time (folio_get + folio_try_dup_anon_rmap_pte / folio_dup_file_rmap_pte),
+        # large folios one PTE at a time
+        for i, pfn, is_anon, swapbacked in _dup_small_folios(k, vals, idx, flags, rss):
+            a = base | (int(i) << PAGE_SHIFT)
+            page = vm_normal_page(k, src_vma, a, int(sents[i]))
+            if page is None:
+                continue
+            rmap.folio_get(k, page)
+            if rmap.folio_test_anon(k, page):
+                rmap.folio_try_dup_anon_rmap_ptes(k, page, 1, dst_vma, src_vma)
+                rss["MM_ANONPAGES"] += 1
+            else:
+                rmap.folio_dup_file_rmap_ptes(k, page, 1, dst_vma)
+                rss[mm_counter_file(k, page)] += 1
+        # __copy_present_ptes(): write-protect both sides of a CoW mapping, pte_mkclean for a
+        # shared one, pte_mkold in the child
+        if cow:
+            sents[idx] = vals & np.uint64(~_PAGE_RW & _M64)  # wrprotect_ptes
+            vals = vals & np.uint64(~_PAGE_RW & _M64)
+        if flags & mmap.VM_SHARED:
+            vals = vals & np.uint64(~_PAGE_DIRTY & _M64)
+        dents[idx] = vals & np.uint64(~_PAGE_ACCESSED & _M64)
         addr = nxt
     for member, n in rss.items():
         add_mm_counter(k, dst_mm, member, n)
     return 0
+
+
+def _table_view(k: Kernel, table_kva: int) -> np.ndarray:
+    """The 512 entries of a table page as a writable uint64 view of simulated memory."""
+    return k.mem.view(table_kva - k.page_offset_base, PAGE_SIZE).view(np.uint64)
+
+
+def _page_groups(k: Kernel, pfns: np.ndarray):
+    """(positions, u64 words, u32 words, word index array) per memory section of ``pfns``."""
+    from mmintro.kernel.sparse import PFN_SECTION_SHIFT
+
+    secs = pfns >> np.uint64(PFN_SECTION_SHIFT)
+    for sec in np.unique(secs):
+        pos = np.flatnonzero(secs == sec)
+        _mv64, _mv32, base, arr = k.memmap_words[int(sec)]
+        cache = k.__dict__.setdefault("_memmap_np", {})
+        views = cache.get(id(arr))
+        if views is None:
+            views = cache[id(arr)] = (arr, arr.view(np.uint64), arr.view(np.uint32))
+        yield pos, views[1], views[2], base + pfns[pos].astype(np.int64) * 8
+
+
+_EXCL = np.uint64(1 << PG_anon_exclusive)
+
+
+def _dup_small_folios(k: Kernel, vals: np.ndarray, idx: np.ndarray, vm_flags: int, rss: dict):
+    """copy_present_ptes() for the PTEs of one table that map small folios, vectorised:
+    _refcount + 1 (folio_get), _mapcount + 1, PG_anon_exclusive cleared for anonymous ones
+    (folio_try_dup_anon_rmap_pte; no page is pinned here), rss counted.  Yields
+    (index, pfn, anon, swapbacked) for the entries left to the per-PTE path: large folios."""
+    pfns = (vals & np.uint64(PTE_PFN_MASK)) >> np.uint64(PAGE_SHIFT)
+    normal = ((vals & np.uint64(_PAGE_SPECIAL)) == 0) & (pfns != np.uint64(k.zero_pfn))
+    if vm_flags & (mmap.VM_PFNMAP | mmap.VM_MIXEDMAP):
+        normal[:] = False
+    npos = np.flatnonzero(normal)
+    if not len(npos):
+        return
+    for pos, mv64, mv32, w in _page_groups(k, pfns[npos]):
+        sel = npos[pos]
+        flags = mv64[w + pa.W_FLAGS]
+        small = ((flags >> np.uint64(PG_head)) & np.uint64(1)) == 0
+        small &= (mv64[w + pa.W_COMPOUND_HEAD] & np.uint64(1)) == 0
+        for j in np.flatnonzero(~small):
+            yield int(idx[sel[j]]), int(pfns[sel[j]]), None, None
+        ws = w[small]
+        if not len(ws):
+            continue
+        anon = (mv64[ws + pa.W_MAPPING] & np.uint64(1)) == 1
+        mv32[2 * ws + pa.D_REFCOUNT] += np.uint32(1)
+        mv32[2 * ws + _D_MAPCOUNT] += np.uint32(1)
+        wa = ws[anon]
+        mv64[wa + pa.W_FLAGS] &= ~_EXCL
+        rss["MM_ANONPAGES"] += int(anon.sum())
+        fl = mv64[ws[~anon] + pa.W_FLAGS]
+        shmem = int((((fl >> np.uint64(PG_swapbacked)) & np.uint64(1)) == 1).sum())
+        rss["MM_SHMEMPAGES"] += shmem
+        rss["MM_FILEPAGES"] += int((~anon).sum()) - shmem
 
 
 # -- unmapping: zap_page_range and free_pgtables --------------------------------------------------
@@ -936,13 +1003,15 @@ def zap_page_range(k: Kernel, vma: int, start: int, end: int) -> None:
             huge.split_huge_pmd(k, vma, addr)
             e = _read(k, pmd)
         table = _table_of(k, e)
-        ents = _table_entries(k, table)
+        view = _table_view(k, table)
         i0 = (addr >> PAGE_SHIFT) & 511
         i1 = i0 + ((nxt - addr) >> PAGE_SHIFT)
-        for i in np.flatnonzero(ents[i0:i1]) + i0:
-            pte = int(ents[i])
-            a = (addr & ~(PMD_SIZE - 1)) | (int(i) << PAGE_SHIFT)
-            _write(k, table + 8 * int(i), 0)  # ptep_get_and_clear_full
+        idx = np.flatnonzero(view[i0:i1]) + i0
+        vals = view[idx].copy()
+        view[idx] = 0  # ptep_get_and_clear_full
+        for j in _zap_shared_small_anon(k, vals, rss):
+            i, pte = int(idx[j]), int(vals[j])
+            a = (addr & ~(PMD_SIZE - 1)) | (i << PAGE_SHIFT)
             if not pte & _PAGE_PRESENT:
                 continue  # swap entries are not modelled
             page = vm_normal_page(k, vma, a, pte)
@@ -964,6 +1033,41 @@ def zap_page_range(k: Kernel, vma: int, start: int, end: int) -> None:
 
 
 _M64 = (1 << 64) - 1
+
+
+def _zap_shared_small_anon(k: Kernel, vals: np.ndarray, rss: dict) -> list[int]:
+    """zap_present_folio_ptes() for the small anonymous folios some other reference keeps
+    (refcount > 1: a forked mm's pages), vectorised: _mapcount - 1 (NR_ANON_MAPPED down where
+    it reaches -1), the PTE's reference dropped, rss down.  Returns the positions left to the
+    per-PTE path (last references, file and large folios, special entries), in order."""
+    n = len(vals)
+    if not n:
+        return []
+    present = (vals & np.uint64(_PAGE_PRESENT)) != 0
+    pfns = (vals & np.uint64(PTE_PFN_MASK)) >> np.uint64(PAGE_SHIFT)
+    cand = present & ((vals & np.uint64(_PAGE_SPECIAL)) == 0) & (pfns != np.uint64(k.zero_pfn))
+    fast = np.zeros(n, dtype=bool)
+    cpos = np.flatnonzero(cand)
+    for pos, mv64, mv32, w in _page_groups(k, pfns[cpos]):
+        sel = cpos[pos]
+        flags = mv64[w + pa.W_FLAGS]
+        ok = ((flags >> np.uint64(PG_head)) & np.uint64(1)) == 0
+        ok &= (mv64[w + pa.W_COMPOUND_HEAD] & np.uint64(1)) == 0
+        ok &= (mv64[w + pa.W_MAPPING] & np.uint64(1)) == 1
+        ok &= mv32[2 * w + pa.D_REFCOUNT] > 1
+        ws = w[ok]
+        if not len(ws):
+            continue
+        fast[sel[ok]] = True
+        mv32[2 * ws + pa.D_REFCOUNT] -= np.uint32(1)
+        mv32[2 * ws + _D_MAPCOUNT] -= np.uint32(1)
+        gone = mv32[2 * ws + _D_MAPCOUNT] == np.uint32(0xFFFFFFFF)
+        if gone.any():
+            nids = mv64[ws[gone] + pa.W_FLAGS] >> np.uint64(kc.NODES_PGOFF)
+            for nid, c in zip(*np.unique(nids, return_counts=True)):
+                k.mod_node_page_state(int(nid), "NR_ANON_MAPPED", -int(c))
+        rss["MM_ANONPAGES"] -= len(ws)
+    return [int(j) for j in np.flatnonzero(~fast)]
 
 
 def free_pgtables(k: Kernel, mm: int, start: int, end: int, floor: int | None = None,
