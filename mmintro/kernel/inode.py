@@ -114,6 +114,7 @@ def _ensure_global(k: Kernel, name: str) -> int:
     initialised empty (LIST_HEAD())."""
     if name not in k.image.symbols:
         k.image.var(name, "data")
+    if not k.kmem.get(k.sym(name), "list_head", "next"):
         k.kmem.init_list_head(k.sym(name))
     return k.sym(name)
 
@@ -132,7 +133,7 @@ def _hlist_add_head(k: Kernel, node: int, head: int) -> None:
     first = km.get(head, "hlist_head", "first")
     km.set(node, "hlist_node", "next", first)
     if first:
-        km.set(first, "hlist_node", "pprev", node)  # first->pprev = &n->next (next is at 0)
+        km.set(first, "hlist_node", "pprev", km.addr(node, "hlist_node", "next"))  # first->pprev = &n->next
     km.set(head, "hlist_head", "first", node)
     km.set(node, "hlist_node", "pprev", head)
 
