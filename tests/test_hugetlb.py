@@ -175,8 +175,34 @@ def test_reservation_refused_without_free_pages():
     addr = hugetlb.hugetlb_mmap(k, p.mm, 2 * SZ_2M, SZ_2M, 0x3)
     assert addr and k.hstates[1].resv_huge_pages == 2
     assert hugetlb.hugetlb_mmap(k, p.mm, SZ_2M, SZ_2M, 0x3) == 0  # all free pages reserved
-    # the sysctl cannot shrink below reserved + in-use pages
-    assert hugetlb.set_nr_hugepages(k, SZ_2M, 0) == 2
+    # the sysctl cannot free reserved pages: set_max_huge_pages keeps them and makes them
+    # surplus (adjust_pool_surplus), so the persistent pool is 0 with 2 surplus pages
+    assert hugetlb.set_nr_hugepages(k, SZ_2M, 0) == 0
+    h = k.hstates[1]
+    assert (h.nr_huge_pages, h.surplus_huge_pages, h.free_huge_pages, h.resv_huge_pages) == (2, 2, 2, 2)
+    # growing again takes them out of surplus first
+    assert hugetlb.set_nr_hugepages(k, SZ_2M, 2) == 2 and h.surplus_huge_pages == 0 and h.nr_huge_pages == 2
+
+
+def test_overcommit_surplus_pages():
+    from mmintro.kernel import exit as ex
+
+    k = boot(MachineConfig(ram=1 << 30))
+    h = k.hstates[1]
+    hugetlb.set_nr_hugepages(k, SZ_2M, 1)
+    p = fork.spawn_process(k, "huge")
+    assert hugetlb.hugetlb_mmap(k, p.mm, 3 * SZ_2M, SZ_2M, 0x3) == 0  # no overcommit allowed
+    assert h.nr_huge_pages == 1 and h.resv_huge_pages == 0
+    hugetlb.set_nr_overcommit_hugepages(k, SZ_2M, 2)
+    a = hugetlb.hugetlb_mmap(k, p.mm, 3 * SZ_2M, SZ_2M, 0x3)
+    # gather_surplus_pages: 2 surplus pages from the buddy back the 3 reservations
+    assert a and (h.nr_huge_pages, h.surplus_huge_pages, h.free_huge_pages, h.resv_huge_pages) == (3, 2, 3, 3)
+    for i in range(3):
+        memory.handle_mm_fault(k, p.mm, a + i * SZ_2M, True)
+    assert (h.free_huge_pages, h.resv_huge_pages) == (0, 0)
+    ex.do_exit(k, p)
+    # free_huge_folio of pages while surplus_huge_pages_node is set: they leave the pool
+    assert (h.nr_huge_pages, h.surplus_huge_pages, h.free_huge_pages) == (1, 0, 1)
 
 
 def test_fork_shares_then_copies_on_write_and_exit_frees():
@@ -228,13 +254,15 @@ def test_gigantic_pages_at_run_time_and_back_to_the_buddy(tmp_path):
     f = memory.handle_mm_fault(k, p.mm, a + 12345, True)
     level, _slot, e = memory.walk(k, p.mm, a)
     assert level == "PUD" and e & 0x80 and e >> 12 & ((1 << 40) - 1) == f.pfn  # a PUD leaf
-    # the sysctl frees the two unused pages; the mapped one stays
-    assert hugetlb.set_nr_hugepages(k, SZ_1G, 0) == 1
+    # the sysctl frees the two unused pages; the mapped one stays, as a surplus page
+    assert hugetlb.set_nr_hugepages(k, SZ_1G, 0) == 0
+    assert (h.nr_huge_pages, h.surplus_huge_pages) == (1, 1)
     save(k, tmp_path / "g")
     prog = open_drgn(f"{tmp_path}/g.vmcore", f"{tmp_path}/g.vmlinux")
     assert follow_phys(find_task(prog, p.pid).mm, a + 12345).value_() == (f.pfn << 12) + 12345
     assert "(verified)" in crash(prog, "kmem -f")  # the freed gigantic pages are on the free lists
     assert prog["hstates"][0].nr_huge_pages.value_() == 1
+    assert prog["hstates"][0].surplus_huge_pages.value_() == 1
 
 
 def test_shared_hugetlb_mapping_uses_the_inode_page_cache(tmp_path):

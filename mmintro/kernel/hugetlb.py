@@ -67,6 +67,7 @@ __all__ = [
     "hugetlb_mmap",
     "hugetlb_vm_op_close",
     "set_nr_hugepages",
+    "set_nr_overcommit_hugepages",
     "unmap_hugepage_range",
 ]
 
@@ -613,41 +614,87 @@ def update_and_free_hugetlb_folio(k: Kernel, h: Hstate, pfn: int) -> None:
         k.free_pages(pfn, h.order)
 
 
-def remove_pool_hugetlb_folio(k: Kernel, h: Hstate, nodes: list[int]) -> int | None:
+def remove_pool_hugetlb_folio(k: Kernel, h: Hstate, nodes: list[int], acct_surplus: bool = False) -> int | None:
     """remove_pool_hugetlb_folio(): for_each_node_mask_to_free from h->next_nid_to_free, the
-    first free folio of that node's list; remove_hugetlb_folio() takes it off the lists and
-    counters."""
+    first free folio of a node's list (with ``acct_surplus`` only on nodes with surplus
+    pages); remove_hugetlb_folio() takes it off the lists and counters."""
     for _ in range(len(nodes)):
         nid = hstate_next_node_to_alloc(h, nodes, "next_nid_to_free")
-        if h.freelists[nid]:
+        if (not acct_surplus or h.surplus_huge_pages_node[nid]) and h.freelists[nid]:
             pfn = h.freelists[nid].pop(0)
             h.free_huge_pages -= 1
             h.free_huge_pages_node[nid] -= 1
             h.nr_huge_pages -= 1
             h.nr_huge_pages_node[nid] -= 1
+            if acct_surplus:
+                h.surplus_huge_pages -= 1
+                h.surplus_huge_pages_node[nid] -= 1
             _set_private_bit(k, pfn, HPG_freed, False)
             return pfn
     return None
 
 
-def set_nr_hugepages(k: Kernel, page_size: int, n: int) -> int:
-    """``echo n > /proc/sys/vm/nr_hugepages`` (or hugepages-<size>kB/nr_hugepages):
-    set_max_huge_pages() on all nodes.  Grows with alloc_pool_huge_folio() until ``n`` or
-    failure, shrinks by freeing free folios (never below the reserved and in-use ones).
-    Returns the resulting persistent pool size (max_huge_pages)."""
+def adjust_pool_surplus(h: Hstate, nodes: list[int], delta: int) -> bool:
+    """adjust_pool_surplus(): turn one surplus page persistent (delta -1, from
+    next_nid_to_alloc) or one persistent page surplus (delta +1, from next_nid_to_free)."""
+    for _ in range(len(nodes)):
+        if delta < 0:
+            nid = hstate_next_node_to_alloc(h, nodes)
+            ok = h.surplus_huge_pages_node[nid] > 0
+        else:
+            nid = hstate_next_node_to_alloc(h, nodes, "next_nid_to_free")
+            ok = h.surplus_huge_pages_node[nid] < h.nr_huge_pages_node[nid]
+        if ok:
+            h.surplus_huge_pages += delta
+            h.surplus_huge_pages_node[nid] += delta
+            return True
+    return False
+
+
+def alloc_surplus_hugetlb_folio(k: Kernel, h: Hstate, nid: int, nodemask=None) -> int | None:
+    """alloc_surplus_hugetlb_folio(): a fresh (frozen) folio beyond the persistent pool while
+    surplus_huge_pages < nr_overcommit_hugepages (never gigantic), accounted as surplus."""
+    if h.gigantic or h.surplus_huge_pages >= h.nr_overcommit_huge_pages:
+        return None
+    pfn = only_alloc_fresh_hugetlb_folio(k, h, htlb_alloc_mask(h), nid, nodemask, None)
+    if pfn is None:
+        return None
+    account_new_hugetlb_folio(k, h, pfn)
+    h.surplus_huge_pages += 1
+    h.surplus_huge_pages_node[folio_nid(k, pfn)] += 1
+    return pfn
+
+
+def set_nr_overcommit_hugepages(k: Kernel, page_size: int, n: int) -> None:
+    """``/proc/sys/vm/nr_overcommit_hugepages``: how many surplus pages may exist."""
+    hstate_for_size(k, page_size).nr_overcommit_huge_pages = n
+
+
+def set_nr_hugepages(k: Kernel, page_size: int, n: int, nid: int | None = None) -> int:
+    """``echo n > /proc/sys/vm/nr_hugepages`` (hugepages-<size>kB/nr_hugepages), or with ``nid``
+    the node's /sys/devices/system/node/nodeN/hugepages/.../nr_hugepages
+    (__nr_hugepages_store_common: the count becomes n plus the other nodes' persistent pages):
+    set_max_huge_pages().  Surplus pages turn persistent first (adjust_pool_surplus), then
+    alloc_pool_huge_folio() grows the pool until the count or a failure; shrinking frees free
+    folios (never below the reserved and in-use ones, remove_pool_hugetlb_folio from
+    next_nid_to_free) and turns the rest surplus.  Returns max_huge_pages."""
     h = hstate_for_size(k, page_size)
-    nodes = list(range(k.config.nodes))
-    # convert surplus pages to persistent first (adjust_pool_surplus), none modelled
+    nodes = list(range(k.config.nodes)) if nid is None else [nid]
+    count = n
+    if nid is not None:
+        count += h.persistent_huge_pages() - (h.nr_huge_pages_node[nid] - h.surplus_huge_pages_node[nid])
+    while h.surplus_huge_pages and count > h.persistent_huge_pages():
+        if not adjust_pool_surplus(h, nodes, -1):
+            break
     noretry: set[int] = set()
     folio_list: list[int] = []
-    while n > h.persistent_huge_pages() + len(folio_list):
+    while count > h.persistent_huge_pages() + len(folio_list):
         pfn = alloc_pool_huge_folio(k, h, nodes, noretry)
         if pfn is None:
             break
         folio_list.insert(0, pfn)
     prep_and_add_allocated_folios(k, h, folio_list)
-    # min_count = resv_huge_pages + nr_huge_pages - free_huge_pages
-    min_count = max(n, h.resv_huge_pages + h.nr_huge_pages - h.free_huge_pages)
+    min_count = max(count, h.resv_huge_pages + h.nr_huge_pages - h.free_huge_pages)
     page_list = []
     while min_count < h.persistent_huge_pages():
         pfn = remove_pool_hugetlb_folio(k, h, nodes)
@@ -656,6 +703,9 @@ def set_nr_hugepages(k: Kernel, page_size: int, n: int) -> int:
         page_list.insert(0, pfn)
     for pfn in page_list:
         update_and_free_hugetlb_folio(k, h, pfn)
+    while count < h.persistent_huge_pages():
+        if not adjust_pool_surplus(h, nodes, 1):
+            break
     h.max_huge_pages = h.persistent_huge_pages()
     return h.max_huge_pages
 
@@ -957,34 +1007,58 @@ def hugetlb_get_unmapped_area(k: Kernel, mm: int, h: Hstate, length: int) -> int
 
 
 def hugetlb_acct_memory(k: Kernel, h: Hstate, delta: int) -> bool:
-    """hugetlb_acct_memory(): for delta > 0, gather_surplus_pages() -- enough free pages for
-    the reservations, else surplus pages within nr_overcommit_hugepages (0: -ENOMEM) -- and
-    resv_huge_pages += delta; for delta < 0, return_unused_surplus_pages()."""
-    if delta > 0:
-        needed = h.resv_huge_pages + delta - h.free_huge_pages
-        if needed > 0 and h.surplus_huge_pages + needed > h.nr_overcommit_huge_pages:
-            return False
+    """hugetlb_acct_memory(): delta > 0 is gather_surplus_pages() -- the free pages cover the
+    reservations, or surplus pages are allocated (alloc_surplus_hugetlb_folio, the current
+    nodes in order, within nr_overcommit_hugepages) and enqueued; -ENOMEM (False) frees them
+    again -- then resv_huge_pages += delta; delta < 0 is return_unused_surplus_pages()."""
+    if delta <= 0:
+        unused = -delta
+        h.resv_huge_pages -= unused
+        page_list = []
+        for _ in range(min(unused, h.surplus_huge_pages)):
+            pfn = remove_pool_hugetlb_folio(k, h, list(range(k.config.nodes)), acct_surplus=True)
+            if pfn is None:
+                break
+            page_list.insert(0, pfn)
+        for pfn in page_list:
+            update_and_free_hugetlb_folio(k, h, pfn)
+        return True
+    needed = h.resv_huge_pages + delta - h.free_huge_pages
+    if needed <= 0:
         h.resv_huge_pages += delta
-    else:
-        h.resv_huge_pages += delta
-    return True
-
-
-def hugetlb_reserve_pages(k: Kernel, h: Hstate, vma: int, start: int, end: int) -> bool:
-    """hugetlb_reserve_pages() for a private mapping: a resv_map of the VMA's own
-    (set_vma_resv_map + HPAGE_RESV_OWNER in vm_private_data), chg = to - from, the global
-    reservation (hugetlb_acct_memory)."""
-    rm = resv_map_alloc(k)
-    chg = end - start
-    if not hugetlb_acct_memory(k, h, chg):
-        k.kmem.set(rm, "resv_map", "refs.refcount.refs.counter", 0)
-        from mmintro.kernel import slub
-
-        slub.kfree(k, rm)
+        return True
+    surplus_list: list[int] = []
+    for _ in range(needed):
+        pfn = None
+        for node in range(k.config.nodes):  # for_each_node_mask(node, cpuset_current_mems_allowed)
+            pfn = alloc_surplus_hugetlb_folio(k, h, node)
+            if pfn is not None:
+                break
+        if pfn is None:
+            break
+        surplus_list.insert(0, pfn)  # list_add
+    if h.resv_huge_pages + delta - (h.free_huge_pages + len(surplus_list)) > 0:
+        for pfn in surplus_list:  # free: back to the buddy (free_huge_folio of surplus pages)
+            nid = folio_nid(k, pfn)
+            h.nr_huge_pages -= 1
+            h.nr_huge_pages_node[nid] -= 1
+            h.surplus_huge_pages -= 1
+            h.surplus_huge_pages_node[nid] -= 1
+            update_and_free_hugetlb_folio(k, h, pfn)
         return False
-    k.kmem.set(vma, "vm_area_struct", "vm_private_data", rm | HPAGE_RESV_OWNER)
-    k.__dict__.setdefault("hugetlb_vmas", {})[vma] = {"h": h.idx, "resv": chg, "faulted": set()}
+    h.resv_huge_pages += delta
+    for pfn in surplus_list:
+        enqueue_hugetlb_folio(k, h, pfn)
     return True
+
+
+def hugetlb_reserve_pages(k: Kernel, h: Hstate, vma: int, start: int, end: int) -> None:
+    """hugetlb_reserve_pages() for a private mapping: a resv_map of the VMA's own
+    (set_vma_resv_map + HPAGE_RESV_OWNER in vm_private_data), chg = to - from (the global
+    reservation itself is hugetlb_acct_memory's, taken by the caller first)."""
+    rm = resv_map_alloc(k)
+    k.kmem.set(vma, "vm_area_struct", "vm_private_data", rm | HPAGE_RESV_OWNER)
+    k.__dict__.setdefault("hugetlb_vmas", {})[vma] = {"h": h.idx, "resv": end - start, "faulted": set()}
 
 
 def hugetlb_mmap(k: Kernel, mm: int, length: int, page_size: int, prot: int, shared: bool = False) -> int:
@@ -1005,9 +1079,9 @@ def hugetlb_mmap(k: Kernel, mm: int, length: int, page_size: int, prot: int, sha
     addr = hugetlb_get_unmapped_area(k, mm, h, length)
     if not addr:
         return 0
-    if h.resv_huge_pages + (length >> (h.order + PAGE_SHIFT)) - h.free_huge_pages > \
-            h.nr_overcommit_huge_pages - h.surplus_huge_pages:
-        return 0  # hugetlb_reserve_pages() would fail: -ENOMEM before the VMA is linked
+    n = length >> (h.order + PAGE_SHIFT)
+    if not hugetlb_acct_memory(k, h, n):
+        return 0  # hugetlb_reserve_pages() -> -ENOMEM: mmap_region unwinds the VMA
     f = hugetlb_file_setup(k, h, length)
     flags = (prot & 0x7) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_HUGETLB | VM_DONTEXPAND
     if shared:
@@ -1020,16 +1094,15 @@ def hugetlb_mmap(k: Kernel, mm: int, length: int, page_size: int, prot: int, sha
         rmap.vma_interval_tree_insert(k, vma, km.get(f, "file", "f_mapping"))
     except (ImportError, AttributeError):
         pass
-    n = length >> (h.order + PAGE_SHIFT)
     if shared:
         # hugetlb_reserve_pages() for VM_MAYSHARE: the inode's resv_map gets [0, n) (region_chg
         # + region_add; the file_region entries are not in the type data) and the global
-        # reservation; the hugetlb_vma_lock (vm_private_data) is not in the type data either
+        # reservation (taken above); the hugetlb_vma_lock (vm_private_data) is not in the
+        # type data either
         inode = km.get(f, "file", "f_inode")
         k.__dict__.setdefault("hugetlb_inode_resv", {})[inode] = {"h": h.idx, "resv": set(range(n))}
-        hugetlb_acct_memory(k, h, n)
-    elif not hugetlb_reserve_pages(k, h, vma, 0, n):
-        raise MemoryError("hugetlb_reserve_pages failed after the check")
+    else:
+        hugetlb_reserve_pages(k, h, vma, 0, n)
     return addr
 
 
@@ -1089,11 +1162,17 @@ def alloc_hugetlb_folio(k: Kernel, h: Hstate, vma: int, addr: int) -> int | None
     if iresv is not None:  # VM_MAYSHARE: the inode's reservation map
         idx += k.kmem.get(vma, "vm_area_struct", "vm_pgoff") >> h.order
         has_resv = idx in iresv["resv"]
-    if not has_resv and h.free_huge_pages - h.resv_huge_pages <= 0:
-        return None  # available_huge_pages() == 0, no surplus (nr_overcommit_hugepages 0)
-    pfn = dequeue_hugetlb_folio_vma(k, h, vma, addr)
+    pfn = None
+    if has_resv or h.free_huge_pages - h.resv_huge_pages > 0:  # vma_has_reserves / available_huge_pages
+        pfn = dequeue_hugetlb_folio_vma(k, h, vma, addr)
     if pfn is None:
-        return None
+        # alloc_buddy_hugetlb_folio_with_mpol(): a surplus page within nr_overcommit_hugepages
+        nid, nodemask = _huge_node(k, vma, addr, h)
+        pfn = alloc_surplus_hugetlb_folio(k, h, nid, nodemask)
+        if pfn is None:
+            return None
+        h.activelist.insert(0, pfn)
+        _set_refcount(k, pfn, 1)
     if has_resv:
         _set_private_bit(k, pfn, HPG_restore_reserve, True)
         h.resv_huge_pages -= 1
