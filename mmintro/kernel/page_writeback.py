@@ -373,8 +373,12 @@ def folio_mark_dirty(k: Kernel, pfn: int) -> bool:
     (noop_dirty_folio).  False when the folio was already dirty."""
     from mmintro.kernel.inode import mapping_xa
 
+    from mmintro.kernel.inode import vfs_root
+
     mapping = k.kmem.get(k.pfn_to_page(pfn), "page", "mapping")
-    if not mapping or mapping & 1:  # folio_mapping() NULL (anon, no swap cache): noop_dirty_folio
+    # folio_mapping() NULL (anon, no swap cache), or a mapping of another filesystem
+    # (hugetlbfs: noop_dirty_folio, no writeback): only PG_dirty
+    if not mapping or mapping & 1 or k.kmem.get(mapping, "address_space", "host") not in vfs_root(k).inodes:
         if swap.folio_test(k, pfn, swap.PG_dirty):
             return False
         swap.folio_set_flag(k, pfn, swap.PG_dirty)
@@ -663,7 +667,7 @@ def balance_dirty_pages_ratelimited(k: Kernel, mapping: int) -> DirtyThrottle | 
     km = k.kmem
     inode = km.get(mapping, "address_space", "host")
     bdi = _inode_bdi(k, inode)
-    if not km.get(bdi, "backing_dev_info", "capabilities") & BDI_CAP_WRITEBACK:
+    if not bdi or not km.get(bdi, "backing_dev_info", "capabilities") & BDI_CAP_WRITEBACK:
         return None
     wb = inode_to_wb(k, inode)
     t = _task(k)
