@@ -382,9 +382,15 @@ def d_page(d: Any, addr: int) -> Any:
     return Object(d, "struct page *", addr)
 
 
+HUGETLBFS_MAGIC = 0x958458F6  # include/uapi/linux/magic.h
+
+
 def c_page_cache_marks(p: Program, d: Any) -> tuple:
     """The i_pages DIRTY and WRITEBACK marks mmintro reads = drgn's PageDirty/PageWriteback of
-    each cached folio (the kernel sets and clears the mark with the flag)."""
+    each cached folio (filemap_dirty_folio tags the folio as it sets PG_dirty;
+    __folio_start_writeback / folio_end_writeback keep TAG_WRITEBACK with PG_writeback).
+    hugetlbfs folios are dirty untagged (hugetlb_add_to_page_cache -> folio_mark_dirty ->
+    hugetlbfs' noop_dirty_folio): for them the DIRTY mark must be clear."""
     from drgn.helpers.linux.fs import address_space_for_each_page
     from drgn.helpers.linux.mm import PageDirty, PageWriteback
 
@@ -395,8 +401,11 @@ def c_page_cache_marks(p: Program, d: Any) -> tuple:
         xa = inode.i_mapping.i_pages.address_of_()
         mine += [(int(inode.i_ino.value_()), int(i), xa_get_mark(xa, i, PAGECACHE_TAG_DIRTY),
                   xa_get_mark(xa, i, PAGECACHE_TAG_WRITEBACK)) for i, _e in xa_for_each(xa)]
-    theirs = [(inode.i_ino.value_(), i, PageDirty(pg), PageWriteback(pg))
-              for inode in _d_inodes(d) for i, pg in address_space_for_each_page(inode.i_mapping)]
+    theirs = []
+    for inode in _d_inodes(d):
+        untagged = inode.i_sb.s_magic.value_() == HUGETLBFS_MAGIC
+        theirs += [(inode.i_ino.value_(), i, PageDirty(pg) and not untagged, PageWriteback(pg))
+                   for i, pg in address_space_for_each_page(inode.i_mapping)]
     return mine, theirs
 
 

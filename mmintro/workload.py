@@ -67,8 +67,8 @@ names a mapping takes ``process = NAME`` unless only one process exists):
                      grown) and ``stack`` are tagged.
 ``mmap = TAG``       ``size``, ``prot`` ("rw"), ``kind`` = "anon" | "private" |
                      "shared" (a ``file`` mapping, at ``offset``) | "hugetlb"
-                     (``page_size`` "2M"/"1G"); ``hugepage = true`` madvises
-                     MADV_HUGEPAGE.
+                     (``page_size`` "2M"/"1G", ``shared = true`` for MAP_SHARED);
+                     ``hugepage = true`` madvises MADV_HUGEPAGE.
 ``touch = TAG``      page faults on the mapping: ``access`` = "read" | "write";
                      [``start``, ``start+size``) of it, all pages, ``every`` n-th
                      (+ ``offset``), or a seeded ``fraction`` / ``count``;
@@ -775,11 +775,12 @@ class Workload:
         return p
 
     def mmap(self, proc: str, tag: str, size: int, prot: str = "rw", kind: str = "anon", file: str | None = None,
-             offset: int = 0, hugepage: bool = False, page_size: int | None = None) -> int:
+             offset: int = 0, hugepage: bool = False, page_size: int | None = None, shared: bool = False) -> int:
         """mmap(2) in process ``proc``, kept as mapping ``tag``: ``kind`` "anon" (MAP_PRIVATE |
         MAP_ANONYMOUS), "shared" (MAP_SHARED of ``file``; "private" maps it MAP_PRIVATE), or
-        "hugetlb" (MAP_HUGETLB from the ``page_size`` pool); ``hugepage`` then
-        madvise(MADV_HUGEPAGE).  Returns the address."""
+        "hugetlb" (MAP_HUGETLB from the ``page_size`` pool; MAP_SHARED with ``shared``, as a
+        database's shared buffers are); ``hugepage`` then madvise(MADV_HUGEPAGE).  Returns
+        the address."""
         p = self.proc(proc)
         if tag in self.mappings[proc]:
             raise WorkloadError(f"process {proc!r} already has a mapping {tag!r}")
@@ -793,7 +794,10 @@ class Workload:
             addr = M.do_mmap(self.k, p.mm, size, flags)
         elif kind == "hugetlb":
             hugetlb = _kmod("hugetlb", "HUGE")
-            addr = hugetlb.hugetlb_mmap(self.k, p.mm, size, page_size or 2 << 20, flags)
+            if shared:
+                addr = hugetlb.hugetlb_mmap(self.k, p.mm, size, page_size or 2 << 20, flags, shared=True)
+            else:
+                addr = hugetlb.hugetlb_mmap(self.k, p.mm, size, page_size or 2 << 20, flags)
         else:
             filemap = _kmod("filemap", "FILE")
             if file is None:
@@ -1256,7 +1260,7 @@ ACTIONS: dict[str, set[str]] = {
     "spawn": {"comm", "parent", "heap"} | _COMMON,
     "fork": {"parent"} | _COMMON,
     "exit": {"note"},
-    "mmap": {"process", "size", "prot", "kind", "file", "offset", "hugepage", "page_size", "note"},
+    "mmap": {"process", "size", "prot", "kind", "file", "offset", "hugepage", "page_size", "shared", "note"},
     "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count", "populate"} | _COMMON,
     "munmap": {"process", "start", "size", "note"},
     "mprotect": {"process", "prot", "start", "size", "note"},
@@ -1718,6 +1722,9 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
                 fail("page_size", "page_size goes with kind = \"hugetlb\"")
             if _size(a["page_size"]) not in (2 << 20, 1 << 30):
                 fail("page_size", f"page_size = {a['page_size']!r} is not a huge page size (\"2M\" or \"1G\")")
+        if "shared" in a and (kind != "hugetlb" or not isinstance(a["shared"], bool)):
+            fail("shared", "shared = true goes with kind = \"hugetlb\" (MAP_SHARED|MAP_HUGETLB); a shared file "
+                           "mapping is kind = \"shared\"")
         if "hugepage" in a and not isinstance(a["hugepage"], bool):
             fail("hugepage", "hugepage is true or false (madvise(MADV_HUGEPAGE))")
         if kind == "hugetlb" and _size(a["size"]) % _size(a.get("page_size", "2M")):  # type: ignore[operator]
@@ -1794,7 +1801,7 @@ def _run_proc_step(w: Workload, s: Step) -> str:
     if act == "mmap":
         p = _proc_of(w, a)
         addr = w.mmap(p, a["mmap"], sz["size"], a.get("prot", "rw"), a.get("kind", "anon"), a.get("file"),
-                      sz.get("offset", 0), a.get("hugepage", False), sz.get("page_size"))
+                      sz.get("offset", 0), a.get("hugepage", False), sz.get("page_size"), a.get("shared", False))
         extra = " MADV_HUGEPAGE" if a.get("hugepage") else ""
         return f"mmap {a['mmap']} in {p}: {a.get('kind', 'anon')} {_human(sz['size'])} {a.get('prot', 'rw')} at {addr:#x}{extra}"
     if act == "touch":
