@@ -371,9 +371,7 @@ def folio_mark_dirty(k: Kernel, pfn: int) -> bool:
     """mm/page-writeback.c folio_mark_dirty() -> filemap_dirty_folio() (PG_reclaim, which is
     also PG_readahead, cleared first); an anonymous folio just gets PG_dirty
     (noop_dirty_folio).  False when the folio was already dirty."""
-    from mmintro.kernel.inode import mapping_xa
-
-    from mmintro.kernel.inode import vfs_root
+    from mmintro.kernel.inode import mapping_xa, vfs_root
 
     mapping = k.kmem.get(k.pfn_to_page(pfn), "page", "mapping")
     # folio_mapping() NULL (anon, no swap cache), or a mapping of another filesystem
