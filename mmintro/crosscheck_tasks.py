@@ -29,6 +29,7 @@ __all__ = [
     "c_page_cache_marks",
     "c_status_vm",
     "c_task_rss",
+    "c_vma_find",
     "present_user_leaves",
 ]
 
@@ -202,6 +203,30 @@ def c_follow_user(p: Program, d: Any) -> tuple:
                 theirs.append((pid, hex(a), follow_phys(dmm, a).value_(), follow_page(dmm, a).value_()))
             except FaultError:
                 theirs.append((pid, hex(a), None, None))
+    return mine, theirs
+
+
+def c_vma_find(p: Program, d: Any) -> tuple:
+    """drgn's vma_find(mm, addr) (mtree_load on mm->mm_mt) = mmintro's vma_find at every VMA's
+    first and last byte, the byte after it (a gap or the next VMA) and sampled addresses."""
+    from drgn.helpers.linux.mm import vma_find
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.reader.helpers import task as th
+
+    mine, theirs = [], []
+    for pid, t in _tasks_with_mm(p):
+        addrs = []
+        for _f, _l, e in mt_for_each(t.mm.mm_mt.address_of_()):
+            v = cast("struct vm_area_struct *", e)
+            s, end = int(v.vm_start.value_()), int(v.vm_end.value_())
+            addrs += [s, end - 1, end]
+        addrs += _sample_user_addrs(p, pid, t.mm, n=8)
+        dmm = find_task(d, pid).mm
+        for a in addrs:
+            v = th.vma_find(t.mm, a)
+            mine.append((pid, hex(a), int(v.value_()) if v is not None else 0))
+            theirs.append((pid, hex(a), vma_find(dmm, a).value_()))
     return mine, theirs
 
 
@@ -471,6 +496,7 @@ TASK_CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
     ("find_task on every pid", c_find_task),
     ("for_each_vma per mm: start/end/flags", c_for_each_vma),
     ("crash ps -p = ps parent chains", c_crash_ps_p),
+    ("vma_find at VMA edges and sampled addresses", c_vma_find),
     ("follow_phys/follow_page on user addresses of every task", c_follow_user),
     ("task_rss/task_vsize = rss_stat percpu sums, total_vm", c_task_rss),
     ("status Vm*/Rss* = task_mem from drgn's mm fields", c_status_vm),
