@@ -460,6 +460,40 @@ def map_library(k: Kernel, mm: int, path: str, segments, bss_pages: int = 0, bas
     return base
 
 
+# mm/vma.c special_mapping_vmops and the x86 vDSO's vm_special_mapping objects (lib/vdso/datastore.c
+# vdso_vvar_mapping, arch/x86/entry/vdso/vma.c vvar_vclock_mapping and vdso_mapping): their names,
+# and the functions the ops point at (drgn's vma_name compares vm_ops->name with
+# special_mapping_name and then reads the vm_special_mapping's name).
+SPECIAL_MAPPINGS = {"vdso_vvar_mapping": "[vvar]", "vvar_vclock_mapping": "[vvar_vclock]", "vdso_mapping": "[vdso]"}
+_SPECIAL_OPS = (("close", "special_mapping_close"), ("fault", "special_mapping_fault"),
+                ("mremap", "special_mapping_mremap"), ("name", "special_mapping_name"),
+                ("may_split", "special_mapping_split"))
+
+
+def _special_mapping_object(k: Kernel, var: str) -> int:
+    """The vm_special_mapping ``var`` in .rodata (placed with special_mapping_vmops on first use)."""
+    img, km = k.image, k.kmem
+    if "special_mapping_vmops" not in img.symbols:
+        ops = img.var("special_mapping_vmops", "rodata")
+        for field, fn in _SPECIAL_OPS:
+            km.set(ops, "vm_operations_struct", field, img.func(fn, 0x40))
+    if var not in img.symbols:
+        obj = img.var(var, "rodata")
+        km.set(obj, "vm_special_mapping", "name", img.string(SPECIAL_MAPPINGS[var]))
+    return k.sym(var)
+
+
+def install_special_mapping(k: Kernel, mm: int, addr: int, length: int, flags: int, var: str) -> int:
+    """mm/vma.c _install_special_mapping() -> __install_special_mapping(): a VMA with
+    vm_flags | mm->def_flags | VM_DONTEXPAND | VM_SOFTDIRTY (0 here), vm_ops =
+    &special_mapping_vmops, vm_private_data = the vm_special_mapping, insert_vm_struct,
+    vm_stat_account.  Returns the VMA."""
+    vma = vma_store(k, mm, addr, addr + length, flags | VM_DONTEXPAND, 0)
+    k.kmem.set(vma, "vm_area_struct", "vm_private_data", _special_mapping_object(k, var))
+    k.kmem.set(vma, "vm_area_struct", "vm_ops", k.sym("special_mapping_vmops"))
+    return vma
+
+
 def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_pages: int = 0x140,
                           bss_pages: int = 0x45, heap_pages: int = 0x12A,
                           stack_pages: int = 0x21, comm: str = "") -> ExecLayout:
@@ -513,13 +547,14 @@ def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_page
     km.set(mm, "mm_struct", "env_end", stack_top - 0x20)
     if exe:  # load_elf_interp(): the interpreter, top-down below mmap_base, before the vDSO
         map_library(k, mm, INTERP_PATH, INTERP_SEGMENTS)
-    # map_vdso(): one get_unmapped_area for vvar + vvar_vclock + vdso text
+    # map_vdso(): one get_unmapped_area for vvar + vvar_vclock + vdso text, each an
+    # _install_special_mapping() (vm_ops = &special_mapping_vmops, vm_private_data = the mapping)
     vv = unmapped_area_topdown(k, mm, 8 << PAGE_SHIFT, PAGE_SIZE, base)
     special = VM_READ | VM_MAYREAD | VM_IO | VM_DONTDUMP | VM_PFNMAP | VM_DONTEXPAND
-    vma_store(k, mm, vv, vv + (4 << PAGE_SHIFT), special, 0)
-    vma_store(k, mm, vv + (4 << PAGE_SHIFT), vv + (6 << PAGE_SHIFT), special, 0)
+    install_special_mapping(k, mm, vv, 4 << PAGE_SHIFT, special, "vdso_vvar_mapping")
+    install_special_mapping(k, mm, vv + (4 << PAGE_SHIFT), 2 << PAGE_SHIFT, special, "vvar_vclock_mapping")
     vdso = vv + (6 << PAGE_SHIFT)
-    vma_store(k, mm, vdso, vdso + (2 << PAGE_SHIFT), VM_READ | VM_EXEC | mayx | VM_DONTEXPAND, 0)
+    install_special_mapping(k, mm, vdso, 2 << PAGE_SHIFT, VM_READ | VM_EXEC | mayx | VM_DONTEXPAND, "vdso_mapping")
     km.set(mm, "mm_struct", "context.vdso", vdso)
     for f, v in (("start_code", start_code), ("end_code", end_code), ("start_data", start_data),
                  ("end_data", end_data)):

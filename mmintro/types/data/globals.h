@@ -155,3 +155,7 @@ unsigned long total_forks;
 int sysctl_max_map_count;
 struct fs_struct init_fs;
 unsigned long jiffies;
+struct vm_operations_struct special_mapping_vmops;
+struct vm_special_mapping vdso_mapping;
+struct vm_special_mapping vdso_vvar_mapping;
+struct vm_special_mapping vvar_vclock_mapping;
