@@ -306,3 +306,25 @@ def test_shared_hugetlb_mapping_uses_the_inode_page_cache(tmp_path):
         page = pfn_to_page(prog, pfn)
         assert page._refcount.counter.value_() == 512 + 2  # the cache's 512 + two mappings
         assert page.mapping.value_() == mapping.value_()
+
+
+def test_evicting_an_anon_hugetlb_inode_empties_its_cache_and_reservations():
+    from mmintro.kernel.inode import mapping_xa
+
+    k = boot(MachineConfig(ram=1 << 30, hugepages_2m=4))
+    h = k.hstates[1]
+    p = fork.spawn_process(k, "pg")
+    a = hugetlb.hugetlb_mmap(k, p.mm, 3 * SZ_2M, SZ_2M, 0x3, shared=True)
+    for i in range(2):
+        memory.handle_mm_fault(k, p.mm, a + i * SZ_2M, True)
+    f = k.kmem.get(mmap.find_vma(k, p.mm, a), "vm_area_struct", "vm_file")
+    inode = k.kmem.get(f, "file", "f_inode")
+    mapping = k.kmem.get(inode, "inode", "i_mapping")
+    assert [i for i, _e in mapping_xa(k, mapping).xa_for_each()] == [0, 512]
+    mmap.do_munmap(k, p.mm, a, 3 * SZ_2M)
+    # unmapped, the pages stay in the page cache; one reservation is still unused
+    assert (h.free_huge_pages, h.resv_huge_pages, len(h.activelist)) == (2, 1, 2)
+    hugetlb.hugetlbfs_evict_inode(k, inode)
+    assert (h.free_huge_pages, h.resv_huge_pages, h.activelist) == (4, 0, [])
+    assert k.kmem.get(mapping, "address_space", "nrpages") == 0
+    assert k.node_vm_stat[0].get("NR_HUGETLB", 0) == 0

@@ -1478,3 +1478,45 @@ def hugetlb_no_page_shared(k: Kernel, mm: int, vma: int, h: Hstate, slot: int, h
     k.mem.write_u64(slot - k.page_offset_base, make_huge_pte(k, vma, pfn, True))
     _hugetlb_count(k, mm, h.nr_pages)
     return pfn
+
+
+def hugetlbfs_evict_inode(k: Kernel, inode: int) -> None:
+    """hugetlbfs_evict_inode() when the last reference to a hugetlbfs inode goes (the anon
+    hugetlb file's last fput -> dput -> iput): remove_inode_hugepages() takes every folio out
+    of the page cache (the multi-index entry erased, nrpages, mapping cleared) and puts the
+    cache's references (free_huge_folio on the last: back on the free list);
+    hugetlb_unreserve_pages() gives back the reservations never instantiated; the resv_map
+    is freed, the inode leaves its super_block's s_inodes and returns to
+    hugetlbfs_inode_cache."""
+    from mmintro.kernel import slub
+    from mmintro.kernel.inode import mapping_xa
+
+    km = k.kmem
+    mapping = km.get(inode, "inode", "i_mapping")
+    if km.get(mapping, "address_space", "nrpages"):
+        xa = mapping_xa(k, mapping)
+        for index, entry in list(xa.xa_for_each()):
+            pfn = (entry - k.vmemmap_base) // k.struct_page_size
+            order = _folio_order(k, pfn)
+            xa.xa_erase(index)
+            km.set(mapping, "address_space", "nrpages", km.get(mapping, "address_space", "nrpages") - (1 << order))
+            mv64, mv32, w = _words(k, pfn)
+            mv64[w + _W.W_MAPPING] = 0
+            mv64[w + _W.W_FLAGS] &= ~(1 << _T.const("PG_dirty"))
+            ref = mv32[2 * w + _W.D_REFCOUNT] - (1 << order)
+            mv32[2 * w + _W.D_REFCOUNT] = max(ref, 0)
+            if ref <= 0:
+                free_huge_folio(k, pfn)
+    info = k.__dict__.get("hugetlb_inode_resv", {}).pop(inode, None)
+    if info is not None:
+        hugetlb_acct_memory(k, _state(k)[info["h"]], -len(info["resv"]))
+    rm = km.get(mapping, "address_space", "i_private_data")
+    if rm:
+        slub.kfree(k, rm)
+        km.set(mapping, "address_space", "i_private_data", 0)
+    sl = km.addr(inode, "inode", "i_sb_list")  # inode_sb_list_del
+    nxt, prev = km.get(sl, "list_head", "next"), km.get(sl, "list_head", "prev")
+    km.set(prev, "list_head", "next", nxt)
+    km.set(nxt, "list_head", "prev", prev)
+    km.init_list_head(sl)
+    slub.kmem_cache_free(k, slub.find_cache(k, "hugetlbfs_inode_cache"), inode)
