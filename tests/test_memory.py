@@ -372,3 +372,14 @@ def test_fork_then_child_unmaps_leaves_the_parent_whole(k) -> None:
         assert k.kmem.get(page, "page", "_mapcount.counter") == 0
         assert k.kmem.get(page, "page", "_refcount.counter") == 1
     _ = vma
+
+
+def test_task_interleave_outside_vmas_walks_il_prev() -> None:
+    k = boot(MachineConfig(ram=2 << 30, nodes=2, cpus=2, seed=8))
+    p = fork.spawn_process(k, "il")
+    mempolicy.do_set_mempolicy(k, p.task, "MPOL_INTERLEAVE", [0, 1])
+    assert k.kmem.get(p.task, "task_struct", "il_prev") == 1023  # MAX_NUMNODES - 1
+    # interleave_nodes(): next_node_in(il_prev, {0, 1}) wraps to 0, then 1, 0, ...
+    nids = [rmap.folio_nid(k, mempolicy.alloc_pages_task(k, p.task, 0xCC0)) for _ in range(5)]
+    assert nids == [0, 1, 0, 1, 0]
+    assert k.kmem.get(p.task, "task_struct", "il_prev") == 0

@@ -264,7 +264,27 @@ def get_vma_policy(k: Kernel, vma: int, addr: int, order: int) -> tuple[int, int
     return pol, ilx
 
 
-def alloc_pages_mpol(k: Kernel, gfp: int, order: int, pol: int, ilx: int, nid: int) -> int | None:
+def task_interleave_node(k: Kernel, task: int, nodes: list[int]) -> int:
+    """mm/mempolicy.c interleave_nodes(): next_node_in(current->il_prev, pol->nodes), stored
+    back in task->il_prev."""
+    km = k.kmem
+    prev = km.get(task, "task_struct", "il_prev")
+    nxt = next((n for n in nodes if n > prev), nodes[0])
+    km.set(task, "task_struct", "il_prev", nxt)
+    return nxt
+
+
+def alloc_pages_task(k: Kernel, task: int, gfp: int, order: int = 0) -> int | None:
+    """mm/mempolicy.c alloc_frozen_pages_noprof() / alloc_pages_noprof() for an allocation
+    made by ``task`` outside a VMA (the page cache's folio_alloc, for one): the task's policy
+    (get_task_policy: task->mempolicy, else local), interleaving through task->il_prev."""
+    thisnode = gfp & page_alloc.G.FLAGS["__GFP_THISNODE"]
+    pol = k.kmem.get(task, "task_struct", "mempolicy") if task and not thisnode else 0
+    return alloc_pages_mpol(k, gfp, order, pol, NO_INTERLEAVE_INDEX, k.numa_node_id(), task=task)
+
+
+def alloc_pages_mpol(k: Kernel, gfp: int, order: int, pol: int, ilx: int, nid: int,
+                     task: int = 0) -> int | None:
     """mm/mempolicy.c alloc_pages_mpol() with policy_nodemask()."""
     mode, nodes = policy_info(k, pol)
     nodemask = None
@@ -278,7 +298,7 @@ def alloc_pages_mpol(k: Kernel, gfp: int, order: int, pol: int, ilx: int, nid: i
         return pfn if pfn is not None else _alloc(k, gfp, order, nid, None)
     elif mode in (MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE):
         if ilx == NO_INTERLEAVE_INDEX:
-            nid = interleave_nodes(k, tuple(nodes))
+            nid = task_interleave_node(k, task, nodes) if task else interleave_nodes(k, tuple(nodes))
         else:
             nid = interleave_nid(nodes, ilx, nid)
     pfn = _alloc(k, gfp, order, nid, nodemask)
