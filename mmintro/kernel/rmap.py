@@ -361,8 +361,8 @@ def __folio_set_anon(k: Kernel, f: int, vma: int, addr: int, exclusive: bool) ->
 def folio_add_new_anon_rmap(k: Kernel, pfn: int, vma: int, addr: int, level: str = "pte",
                             exclusive: bool = True) -> None:
     """mm/rmap.c folio_add_new_anon_rmap(folio, vma, address, RMAP_EXCLUSIVE): a brand-new
-    anonymous folio mapped once (entirely: by one PMD when PMD-mappable and level "pmd",
-    else by PTEs)."""
+    anonymous folio mapped once, entirely: a PMD-mappable folio by one PMD, a smaller large
+    folio by PTEs (as 6.18, the branch follows the folio's size; ``level`` is informative)."""
     f = page_folio(k, pfn)
     if not folio_test(k, f, PG_swapbacked):
         folio_set_flag(k, f, PG_swapbacked)  # VM_DROPPABLE is not modelled
@@ -372,7 +372,7 @@ def folio_add_new_anon_rmap(k: Kernel, pfn: int, vma: int, addr: int, level: str
         _set32(k, f, D_MAPCOUNT, 0)
         if exclusive:
             folio_set_flag(k, f, PG_anon_exclusive)
-    elif folio_order(k, f) < HPAGE_PMD_ORDER or level == "pte":
+    elif folio_order(k, f) < HPAGE_PMD_ORDER:  # !folio_test_pmd_mappable()
         nr = folio_nr_pages(k, f)
         for i in range(nr):
             _set32(k, f + i, D_MAPCOUNT, 0)
