@@ -7,8 +7,9 @@ Boot
     (setup_transparent_hugepage); ``huge_zero_pfn`` is statically ~0UL.  hugepage_init()
     (subsys_initcall): hugepage_init_sysfs() sets ``huge_anon_orders_inherit = BIT(PMD_ORDER)``
     (the 2048kB size "inherit", the mTHP sizes "never", as the reference sysfs shows),
-    khugepaged_init() creates the ``mm_slot`` cache, and a machine with less than 512 MiB of
-    RAM gets ``transparent_hugepage_flags = 0``.
+    khugepaged_init() would create the ``mm_slot`` cache (struct mm_slot is not in the pinned
+    type data: not created), and a machine with less than 512 MiB of RAM gets
+    ``transparent_hugepage_flags = 0``.  khugepaged itself (mm slots, collapse) is not modelled.
 
 Faults
     * :func:`thp_vma_allowable` is thp_vma_allowable_order(vma, vm_flags, TVA_PAGEFAULT,
@@ -182,8 +183,8 @@ def hugepage_init(k: Kernel) -> None:
     k.huge_anon_orders = {"always": 0, "madvise": 0, "inherit": 1 << HPAGE_PMD_ORDER}
     from mmintro.kernel import slab_common
 
-    try:  # khugepaged_init(): mm_slot_cache = KMEM_CACHE(mm_slot, 0)
-        slab_common.KMEM_CACHE(k, "mm_slot", 0)
+    try:  # khugepaged_init(): mm_slot_cache = KMEM_CACHE(mm_slot, 0) -- struct mm_slot is not
+        slab_common.KMEM_CACHE(k, "mm_slot", 0)  # in the pinned type data yet, so no cache
     except LookupError:
         pass
     # free_area_init_core() -> pgdat_init_split_queue(): each node's queue starts empty
