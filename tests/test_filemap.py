@@ -23,7 +23,8 @@ from drgn.helpers.linux.fs import d_path, inode_for_each_page, path_lookup
 from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.xarray import xa_for_each, xa_load
 
-PATHS = {"log": "/var/log/app.log", "db": "/data/db/table-with-a-rather-long-name-0001.ibd", "small": "/etc/conf"}
+PATHS = {"log": "/var/log/app.log", "db": "/data/db/table-with-a-name-longer-than-forty-bytes-0001.ibd",
+         "small": "/etc/conf"}
 
 
 @pytest.fixture(scope="module")

@@ -266,8 +266,11 @@ def _d_alloc(k: Kernel, v: Vfs, parent: int, name: str) -> int:
     if len(raw) < DNAME_INLINE_LEN:
         nm = km.addr(d, "dentry", "d_shortname.string")
     else:
-        nm = slub.kmalloc(k, len(raw) + 1 + 8, "GFP_KERNEL", caller="__d_alloc")  # external_name
-        nm += 8
+        # struct external_name (kmalloc'd, count 1): the name after its count and rcu_head
+        ext = slub.kmalloc(k, k.T.offsetof("external_name", "name") + len(raw) + 1, "GFP_KERNEL",
+                           caller="__d_alloc")
+        km.set(ext, "external_name", "count.counter", 1)
+        nm = km.addr(ext, "external_name", "name")
     km.write_bytes(nm, raw + b"\0")
     km.set(d, "dentry", "d_name.name", nm)
     km.set(d, "dentry", "d_name.len", len(raw))
