@@ -480,7 +480,13 @@ def handle_pte_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task:
     if pte is None:
         # do_pte_missing()
         if vma_is_anonymous(k, vma):
+            if _vma_get(k, vma, "vm_flags") & (mmap.VM_PFNMAP | mmap.VM_IO):
+                # [vvar]-style PFN maps fault through their vm_ops (vvar_fault ->
+                # vmf_insert_pfn); without ops there is nothing to insert
+                raise BusError(f"{addr:#x}: a VM_PFNMAP/VM_IO mapping without a fault handler (VM_FAULT_SIGBUS)")
             return do_anonymous_page(k, mm, vma, addr, write, task, pmd)
+        if not _vma_get(k, vma, "vm_file"):
+            raise NotImplementedError(f"{addr:#x}: faults in special mappings (vdso/vvar vm_ops) are not modelled")
         return do_fault(k, mm, vma, addr, write, task, pmd)
     if not pte_present(orig):
         raise NotImplementedError(f"{addr:#x}: swap/migration entries are not modelled (do_swap_page)")
