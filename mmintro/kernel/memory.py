@@ -1178,7 +1178,8 @@ def mm_populate(k: Kernel, mm: int, start: int, length: int, write: bool, task: 
 
 def _populate_vma(k: Kernel, mm: int, vma: int, start: int, end: int, write: bool, task: int | None) -> int:
     flags = _vma_get(k, vma, "vm_flags")
-    if (vma_is_anonymous(k, vma) and not flags & (mmap.VM_SHARED | VM_HUGETLB | mmap.VM_LOCKED)
+    if (vma_is_anonymous(k, vma)
+            and not flags & (mmap.VM_SHARED | VM_HUGETLB | mmap.VM_LOCKED | mmap.VM_PFNMAP | mmap.VM_IO)
             and not _access_error(flags, write)):
         huge = _optional("huge_memory")
         if huge is None or not huge.thp_vma_allowable(k, vma):
