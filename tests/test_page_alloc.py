@@ -49,17 +49,21 @@ def _page(k, pfn):
 def test_order0_comes_from_the_pcp_list_which_is_refilled_in_batches(k) -> None:
     z = k.zones[0][1]  # DMA32: the only zone above DMA on a 1 GiB machine
     pcp = z.pcp[0]
+    pa.drain_all_pages(k)  # boot's allocations left pages on the list: start from an empty one
+    af = pcp.alloc_factor  # boot's refills may have scaled it already
     pfn = k.alloc_pages(GFP_KERNEL | G.GFP_DMA32, 0)
     assert pa.zone_of_pfn(k, pfn) is z
-    # rmqueue_bulk moved nr_pcp_alloc() pages onto the list; one of them was handed out.
-    assert pcp.count == pcp.batch - 1 and pcp.alloc_factor == 1
+    # rmqueue_bulk moved nr_pcp_alloc() pages onto the list; one of them was handed out:
+    # batch << alloc_factor, capped at max(high - count - batch, batch), alloc_factor + 1.
+    want = min(pcp.batch << af, max(pcp.high - pcp.batch, pcp.batch))
+    assert pcp.count == want - 1 and pcp.alloc_factor == af + 1
     mv64, mv32, w = _page(k, pfn)
     assert mv32[2 * w + pa.D_REFCOUNT] == 1 and mv32[2 * w + pa.D_PAGE_TYPE] == 0xFFFFFFFF
     assert mv64[w + pa.W_LRU_NEXT] == 0 and mv64[w + pa.W_LRU_PREV] == pa.LIST_POISON2
     free_before = z.free_pages
     k.free_pages(pfn, 0)
     # Freed to the pcp list: not counted in NR_FREE_PAGES, refcount 0.
-    assert z.free_pages == free_before and pcp.count == pcp.batch
+    assert z.free_pages == free_before and pcp.count == want
     assert mv32[2 * w + pa.D_REFCOUNT] == 0
 
 

@@ -287,6 +287,12 @@ def test_pagetypeinfo_block_counts_equal_drgn_and_the_pageblocks(which, request)
             assert sum(counts) == sum(1 for p in pfns if p >> shift in present), name
 
 
+def _pageblock_byte(prog, g, pfn: int) -> int:
+    usage = nr_to_section(prog, pfn >> g.pfn_section_shift).usage.value_()
+    where = usage + prog.types.offsetof("mem_section_usage", "pageblock_flags")
+    return prog.read(where + ((pfn & (g.pages_per_section - 1)) >> 9), 1)[0]
+
+
 def test_pagetypeinfo_reads_changed_pageblock_types(cli_snapshot, tmp_path):
     """Two Movable pageblocks rewritten (one Unmovable, one Movable+isolated) move the counts."""
     with open_snapshot(cli_snapshot) as prog:
@@ -294,7 +300,10 @@ def test_pagetypeinfo_reads_changed_pageblock_types(cli_snapshot, tmp_path):
         g = section_geometry(prog)
         start = zone.zone_start_pfn.value_()
         edits = []
-        for pfn, value in ((start + 512 * 3, 0x00), (start + 512 * 70, 0x11)):
+        # two pageblocks that boot left Movable (MIGRATE_MOVABLE = 1 in the low bits)
+        movable = [pfn for pfn in range(start + 512 * 3, start + 512 * 200, 512)
+                   if _pageblock_byte(prog, g, pfn) & 0x7 == 1][:2]
+        for pfn, value in zip(movable, (0x00, 0x11)):
             usage = nr_to_section(prog, pfn >> g.pfn_section_shift).usage.value_()
             where = usage + prog.types.offsetof("mem_section_usage", "pageblock_flags")
             edits.append((where + ((pfn & (g.pages_per_section - 1)) >> 9), bytes([value])))
@@ -429,9 +438,8 @@ def busy_snapshot(default_snapshot, tmp_path_factory):
         edits += [(ev[prog["PGPGIN"]].address_, s64(pgpgin)), (ev[prog["PGFREE"]].address_, s64(pgfree))]
     edits.append((prog["vm_committed_as"].count.address_, s64(777)))
     edits += [(prog["total_swap_pages"].address_, s64(1000)), (prog["nr_swap_pages"].address_, s64(400))]
-    h = prog["hstates"][0]
-    edits += [(prog["hugetlb_max_hstate"].address_, (1).to_bytes(4, "little")),
-              (h.order.address_, (9).to_bytes(4, "little"))]
+    h = prog["hstates"][prog["default_hstate_idx"]]  # the 2 MiB hstate hugetlb_init made the default
+    assert h.order.value_() == 9
     edits += [(getattr(h, f).address_, s64(v)) for f, v in
               (("nr_huge_pages", 3), ("free_huge_pages", 2), ("resv_huge_pages", 1), ("surplus_huge_pages", 0))]
     return patched_copy(default_snapshot, tmp_path_factory.mktemp("busy") / "busy", edits)
