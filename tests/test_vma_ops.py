@@ -348,3 +348,46 @@ def test_file_vmas_i_mmap_and_exit_of_an_execd_process(tmp_path) -> None:
                            for v in for_each_vma(t.mm) if v.vm_file}
     assert len(short_files) == 3
     assert before - _usage(d, "filp") == 3
+
+
+def test_mprotect_of_half_a_thp_splits_the_pmd(tmp_path) -> None:
+    """vma_modify splits the VMA at a 1 MiB boundary inside a PMD-mapped THP:
+    vma_adjust_trans_huge splits the PMD first, then change_protection write-protects the
+    first half's PTEs only; the pages stay the THP's 512 subpages, in order."""
+    from drgn.helpers.linux.mm import follow_phys
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=14, thp="always"))
+    p = fork.spawn_process(k, "thp")
+    a = M.do_mmap(k, p.mm, 8 << 20, R | W)
+    base = -(-a // (2 << 20)) * (2 << 20)
+    t = memory.handle_mm_fault(k, p.mm, base, True).pfn
+    assert memory.walk(k, p.mm, base)[0] == "PMD"
+    assert P.do_mprotect(k, p.mm, base, 1 << 20, R) == 0
+    save(k, tmp_path / "thp")
+    d = open_drgn(str(tmp_path / "thp.vmcore"), str(tmp_path / "thp.vmlinux"))
+    mm = find_task(d, p.pid).mm
+    ptes = [_pte(d, mm, base + i * PG) for i in range(512)]
+    assert all(e & 1 and not e & 0x80 for e in ptes)  # 4 KiB entries now
+    assert [bool(e & 2) for e in ptes] == [False] * 256 + [True] * 256
+    assert [follow_phys(mm, base + i * PG).value_() >> 12 for i in range(0, 512, 37)] == \
+        [t + i for i in range(0, 512, 37)]
+    want = [(a, base, R | W), (base, base + (1 << 20), R), (base + (1 << 20), a + (8 << 20), R | W)]
+    assert [(s, e, f) for s, e, f, _p, _v in _vmas(d, p.pid) if a <= s < a + (8 << 20)] == \
+        [w for w in want if w[0] < w[1]]
+
+
+def test_hugetlb_vma_splits_only_at_huge_page_boundaries() -> None:
+    from mmintro.kernel import hugetlb
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=15, hugepages_2m=4))
+    p = fork.spawn_process(k, "h")
+    a = hugetlb.hugetlb_mmap(k, p.mm, 8 << 20, 2 << 20, R | W)
+    n = k.kmem.get(p.mm, "mm_struct", "map_count")
+    assert M.do_munmap(k, p.mm, a + PG, PG) == -22  # hugetlb_vm_op_split: -EINVAL
+    assert P.do_mprotect(k, p.mm, a, 1 << 20, R) == -22
+    assert k.kmem.get(p.mm, "mm_struct", "map_count") == n
+    assert M.do_munmap(k, p.mm, a + (2 << 20), 2 << 20) == 0
+    assert k.kmem.get(p.mm, "mm_struct", "map_count") == n + 1

@@ -157,8 +157,18 @@ def change_protection(k: Kernel, vma: int, start: int, end: int, try_writable: b
     newprot = km.get(vma, "vm_area_struct", "vm_page_prot")
     pages = 0
     addr = start
+    hugetlb = bool(km.get(vma, "vm_area_struct", "vm_flags") & VM_HUGETLB)
     while addr < end:
         level, slot, entry = walk(k, mm, addr)
+        if hugetlb:  # hugetlb_change_protection(): huge_pte_modify, never made writable here
+            span = _SPAN.get(level, PAGE_SIZE)
+            if level in ("PMD", "PUD") and entry & _PAGE_PRESENT and entry & _PAGE_PSE:
+                new = pte_modify(entry, newprot, _HPAGE_CHG_MASK) | _PAGE_PSE
+                if new != entry:
+                    km.write_u64(slot, new)
+                pages += span >> PAGE_SHIFT
+            addr = min((addr & ~(span - 1)) + span, end)
+            continue
         span = _SPAN.get(level, PAGE_SIZE)
         nxt = min((addr & ~(span - 1)) + span, end)
         if not entry & _PAGE_PRESENT and not entry & _PAGE_PROTNONE:
@@ -202,9 +212,9 @@ def mprotect_fixup(k: Kernel, vma: int, prev: int, start: int, end: int, newflag
             not km.get(vma, "vm_area_struct", "vm_ops") and not km.get(vma, "vm_area_struct", "anon_vma"):
         newflags &= ~M.VM_ACCOUNT  # vma_is_anonymous(vma) && !vma->anon_vma
     res, newflags = V.vma_modify_flags(k, prev, vma, start, end, newflags)
-    if not res:
+    if res <= 0:
         V.vm_unacct_memory(k, charged)
-        return -12, prev
+        return res or -12, prev
     km.set(res, "vm_area_struct", "vm_flags", newflags)  # vm_flags_reset_once
     try_writable = vma_wants_manual_pte_write_upgrade(k, res)
     km.set(res, "vm_area_struct", "vm_page_prot", M.vm_get_page_prot(newflags))  # vma_set_page_prot

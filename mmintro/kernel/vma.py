@@ -76,6 +76,7 @@ PMD_SIZE = 1 << 21
 VM_SOFTDIRTY = 0
 VM_LOCKED = 0x00002000
 VM_ACCOUNT = 0x00100000
+VM_HUGETLB = 0x00400000
 # mm/mmap.c: sysctl_max_map_count = DEFAULT_MAX_MAP_COUNT (USHRT_MAX - MAPCOUNT_ELF_CORE_MARGIN)
 DEFAULT_MAX_MAP_COUNT = 65535 - 5
 # include/linux/pgtable.h: FIRST_USER_ADDRESS 0, USER_PGTABLES_CEILING 0 on x86
@@ -267,6 +268,28 @@ def _anon_post(k: Kernel, vma: int) -> None:
     _avc_retree(k, vma, True)
 
 
+def split_huge_pmd_if_needed(k: Kernel, vma: int, address: int) -> None:
+    """mm/huge_memory.c split_huge_pmd_if_needed(): a VMA boundary moving to an address that
+    is not 2 MiB aligned splits the PMD leaf (THP) mapping it (HUGE's split_huge_pmd)."""
+    if not address & (PMD_SIZE - 1):
+        return
+    lo, hi = address & ~(PMD_SIZE - 1), (address & ~(PMD_SIZE - 1)) + PMD_SIZE
+    if lo < _g(k, vma, "vm_start") or hi > _g(k, vma, "vm_end"):
+        return  # range_in_vma(): no PMD mapping can straddle the boundary
+    fn = _opt("huge_memory", "split_huge_pmd")
+    if fn is not None:
+        fn(k, vma, address)
+
+
+def vma_adjust_trans_huge(k: Kernel, vma: int, start: int, end: int, nxt: int = 0) -> None:
+    """mm/huge_memory.c vma_adjust_trans_huge(): split PMD mappings at start, end, and at
+    end in the VMA whose start moves (``nxt``)."""
+    split_huge_pmd_if_needed(k, vma, start)
+    split_huge_pmd_if_needed(k, vma, end)
+    if nxt:
+        split_huge_pmd_if_needed(k, nxt, end)
+
+
 def anon_vma_clone(k: Kernel, dst: int, src: int) -> int:
     """mm/rmap.c anon_vma_clone() (MEM's); 0 when src has no anon_vma chain to copy."""
     fn = _opt("rmap", "anon_vma_clone")
@@ -417,11 +440,16 @@ def vm_unacct_memory(k: Kernel, pages: int) -> None:
 # -- split ---------------------------------------------------------------------------------------------------
 def __split_vma(k: Kernel, vma: int, addr: int, new_below: int) -> int:
     """mm/vma.c __split_vma(): returns the new VMA (the part below ``addr`` with new_below,
-    the part from ``addr`` up otherwise); ``vma`` keeps the other part."""
+    the part from ``addr`` up otherwise; a negative errno: -EINVAL when a hugetlb VMA is cut
+    off its huge page size, -ENOMEM); ``vma`` keeps the other part."""
     mm = _g(k, vma, "vm_mm")
     start, end = _g(k, vma, "vm_start"), _g(k, vma, "vm_end")
     if not start < addr < end:
         raise ValueError(f"__split_vma: {addr:#x} not inside [{start:#x}, {end:#x})")
+    if _g(k, vma, "vm_flags") & VM_HUGETLB:  # vm_ops->may_split = hugetlb_vm_op_split
+        hstate_vma = _opt("hugetlb", "hstate_vma")
+        if hstate_vma is not None and addr & (hstate_vma(k, vma).size - 1):
+            return -22
     new = vm_area_dup(k, vma)
     if new_below:
         _s(k, new, "vm_end", addr)
@@ -431,7 +459,7 @@ def __split_vma(k: Kernel, vma: int, addr: int, new_below: int) -> int:
     _vma_dup_policy(k, vma, new)
     if anon_vma_clone(k, new, vma):
         vm_area_free(k, new)
-        return 0
+        return -12
     file = _g(k, new, "vm_file")
     if file:
         get_file(k, file)
@@ -441,6 +469,7 @@ def __split_vma(k: Kernel, vma: int, addr: int, new_below: int) -> int:
     _anon_pre(k, vma)
     if file:
         _i_mmap_remove(k, vma)
+    vma_adjust_trans_huge(k, vma, start, addr)
     if new_below:
         _s(k, vma, "vm_start", addr)
         _s(k, vma, "vm_pgoff", _g(k, vma, "vm_pgoff") + ((addr - start) >> PAGE_SHIFT))
@@ -458,9 +487,10 @@ def __split_vma(k: Kernel, vma: int, addr: int, new_below: int) -> int:
 
 def split_vma(k: Kernel, mm: int, vma: int, addr: int, new_below: int) -> int:
     """mm/vma.c split_vma(vmi, vma, addr, new_below) (``mm`` stands for the iterator): the new
-    VMA from __split_vma, or 0 (-ENOMEM) when map_count has reached sysctl_max_map_count."""
+    VMA from __split_vma, or -ENOMEM when map_count has reached sysctl_max_map_count (or
+    __split_vma's errno)."""
     if k.kmem.get(mm, "mm_struct", "map_count") >= _max_map_count(k):
-        return 0
+        return -12
     return __split_vma(k, vma, addr, new_below)
 
 
@@ -610,6 +640,7 @@ def commit_merge(k: Kernel, vmg: VmaMergeStruct) -> int:
         _i_mmap_remove(k, vma)
         if adjust:
             _i_mmap_remove(k, adjust)
+    vma_adjust_trans_huge(k, vma, vmg.start, vmg.end, vmg.middle if vmg.adjust_middle_start else 0)
     _vma_set_range(k, vma, vmg.start, vmg.end, vmg.pgoff)
     # vmg_adjust_set_range()
     if vmg.adjust_middle_start:
@@ -747,16 +778,20 @@ def vma_merge_existing_range(k: Kernel, vmg: VmaMergeStruct) -> int:
 
 def vma_modify(k: Kernel, vmg: VmaMergeStruct) -> int:
     """mm/vma.c vma_modify(): merge, else split off the parts of middle outside [start, end)
-    (split_vma new_below at start, then at end).  Returns the VMA covering [start, end) or 0
-    (-ENOMEM)."""
+    (split_vma new_below at start, then at end).  Returns the VMA covering [start, end) or a
+    negative errno."""
     merged = vma_merge_existing_range(k, vmg)
     if merged:
         return merged
     vma = vmg.middle
-    if _g(k, vma, "vm_start") < vmg.start and not split_vma(k, vmg.mm, vma, vmg.start, 1):
-        return 0
-    if _g(k, vma, "vm_end") > vmg.end and not split_vma(k, vmg.mm, vma, vmg.end, 0):
-        return 0
+    if _g(k, vma, "vm_start") < vmg.start:
+        r = split_vma(k, vmg.mm, vma, vmg.start, 1)
+        if r <= 0:
+            return r or -12
+    if _g(k, vma, "vm_end") > vmg.end:
+        r = split_vma(k, vmg.mm, vma, vmg.end, 0)
+        if r <= 0:
+            return r or -12
     return vma
 
 
@@ -770,11 +805,11 @@ def _vmg_vma_state(k: Kernel, prev: int, vma: int, start: int, end: int) -> VmaM
 
 def vma_modify_flags(k: Kernel, prev: int, vma: int, start: int, end: int, new_flags: int) -> tuple[int, int]:
     """mm/vma.c vma_modify_flags(): the VMA that holds [start, end) with ``new_flags`` once
-    merged or split (0 on failure), and the flags to set (a merge's target's)."""
+    merged or split (a negative errno on failure), and the flags to set (a merge's target's)."""
     vmg = _vmg_vma_state(k, prev, vma, start, end)
     vmg.flags = new_flags
     ret = vma_modify(k, vmg)
-    if ret and vmg.state == "VMA_MERGE_SUCCESS":
+    if ret > 0 and vmg.state == "VMA_MERGE_SUCCESS":
         new_flags = _g(k, ret, "vm_flags")
     return ret, new_flags
 
@@ -856,15 +891,18 @@ def do_vmi_align_munmap(k: Kernel, mm: int, vma: int, start: int, end: int) -> i
     if start > _g(k, vma, "vm_start"):
         if end < _g(k, vma, "vm_end") and km.get(mm, "mm_struct", "map_count") >= _max_map_count(k):
             return -12
-        if not __split_vma(k, vma, start, 1):
-            return -12
+        r = __split_vma(k, vma, start, 1)
+        if r <= 0:
+            return r or -12
     prev = vma_prev(k, mm, vma)
     detached: list[int] = []
     nr_pages = locked = accounted = exec_vm = stack_vm = data_vm = 0
     nxt = vma
     while nxt and _g(k, nxt, "vm_start") < end:
-        if _g(k, nxt, "vm_end") > end and not __split_vma(k, nxt, end, 0):
-            return -12
+        if _g(k, nxt, "vm_end") > end:
+            r = __split_vma(k, nxt, end, 0)
+            if r <= 0:
+                return r or -12
         detached.append(nxt)
         n = vma_pages(k, nxt)
         f = _g(k, nxt, "vm_flags")
