@@ -328,3 +328,13 @@ def test_evicting_an_anon_hugetlb_inode_empties_its_cache_and_reservations():
     assert (h.free_huge_pages, h.resv_huge_pages, h.activelist) == (4, 0, [])
     assert k.kmem.get(mapping, "address_space", "nrpages") == 0
     assert k.node_vm_stat[0].get("NR_HUGETLB", 0) == 0
+
+
+@pytest.mark.parametrize("cpus,per_node", [(2, [3, 3]), (8, [4, 2])])
+def test_boot_pool_chunks_interleave_from_the_first_node(cpus, per_node):
+    """hugetlb_pages_alloc_boot(): max(cpus / 4, 1) padata threads; with 8 CPUs two chunks of 3
+    pages each restart at the first node (0, 1, 0 twice), with 2 CPUs one chunk alternates."""
+    k = boot(MachineConfig(ram=4 << 30, nodes=2, cpus=cpus, hugepages_2m=6))
+    h = k.hstates[1]
+    assert h.nr_huge_pages_node == per_node and h.free_huge_pages == 6
+    assert f"HugeTLB: allocation took 0ms with hugepage_allocation_threads={max(cpus // 4, 1)}" in k.log

@@ -23,8 +23,8 @@ The pools
       nodes (hstate_next_node_to_alloc) asking for ``htlb_alloc_mask(h) | __GFP_THISNODE`` =
       GFP_HIGHUSER_MOVABLE | __GFP_COMP | __GFP_NOWARN | __GFP_THISNODE, plus
       __GFP_RETRY_MAYFAIL (alloc_buddy_hugetlb_folio trying hard) -- at boot in
-      hugetlb_init_hstates() (``hugepagesz=2M hugepages=N``, split in padata chunks as
-      hugetlb_pages_alloc_boot() does) and at run time by :func:`set_nr_hugepages` (the
+      hugetlb_init_hstates() (``hugepagesz=2M hugepages=N``, in the padata chunks of
+      hugetlb_pages_alloc_boot(), each interleaving from the first node) and at run time by :func:`set_nr_hugepages` (the
       nr_hugepages sysctl: set_max_huge_pages()).  The folio is frozen (refcount 0),
       init_new_hugetlb_folio() makes it PGTY_hugetlb, and account_new_hugetlb_folio() /
       enqueue_hugetlb_folio() put it on ``h->hugepage_freelists[nid]`` (folio->lru, list head
@@ -513,14 +513,17 @@ def prep_and_add_allocated_folios(k: Kernel, h: Hstate, folios: list[int]) -> No
 
 def hugetlb_pages_alloc_boot(k: Kernel, h: Hstate) -> int:
     """hugetlb_pages_alloc_boot(): padata_do_multithreaded() over [0, max_huge_pages) with
-    min_chunk = max/nodes/2 and max_threads = 2 * nodes; each chunk runs
+    hugepage_allocation_threads = max(num_online_cpus() / 4, 1) threads (no
+    ``hugepage_alloc_threads=``) and min_chunk = max_huge_pages / threads; each chunk runs
     hugetlb_pages_alloc_boot_node() (its own next_node from the first online node, folios
-    collected with list_move then added).  Chunks run here one after the other."""
+    collected with list_move then added).  Chunks run here one after the other; the
+    "allocation took" line reports 0 ms of simulated time."""
     size = h.max_huge_pages
     nodes = list(range(k.config.nodes))
-    min_chunk = size // len(nodes) // 2
-    max_threads = len(nodes) * 2
-    nworks = min(max(size // max(min_chunk, 1), 1), max_threads)
+    threads = max(k.config.cpus // 4, 1)
+    min_chunk = size // threads
+    # padata_do_multithreaded(): nworks, then chunks of size / (nworks * load_balance_factor 4)
+    nworks = min(max(size // max(min_chunk, 1), 1), threads)
     if nworks == 1:
         chunks = [(0, size)]
     else:
@@ -538,6 +541,7 @@ def hugetlb_pages_alloc_boot(k: Kernel, h: Hstate) -> int:
             folio_list.insert(0, pfn)  # list_move(&folio->lru, &folio_list)
         prep_and_add_allocated_folios(k, h, folio_list)
         allocated += len(folio_list)
+    k.printk(6, f"HugeTLB: allocation took 0ms with hugepage_allocation_threads={threads}")
     return allocated
 
 
