@@ -30,7 +30,7 @@ path and offset (:func:`file_bytes`), what the "disk" returns on a read.
   ``inode->i_dentry``.  ``d_name.hash`` stays 0 (the salted full_name_hash is not modelled)
   and the dentry hash table is not built;
 * ``alloc_empty_file``/``do_dentry_open``: a ``struct file`` from ``filp`` with ``f_path``
-  (mount + dentry, each referenced), ``f_inode``, ``f_mapping``, ``f_mode``, ``f_flags``,
+  (``path_get``: the dentry referenced; the mount's per-CPU count is not modelled), ``f_inode``, ``f_mapping``, ``f_mode``, ``f_flags``,
   ``f_ref`` (file_ref_t: one reference is 0) and ``f_ra`` (``file_ra_state_init``: ra_pages
   from the bdi, prev_pos -1).
 """
@@ -53,6 +53,7 @@ __all__ = [
     "Vfs",
     "create_file",
     "file_bytes",
+    "fput",
     "get_file",
     "mapping_xa",
     "vfs_root",
@@ -76,6 +77,7 @@ FMODE_PWRITE = 1 << 4
 FMODE_CAN_READ = 1 << 17
 FMODE_CAN_WRITE = 1 << 18
 FMODE_OPENED = 1 << 19
+FILE_REF_DEAD = 0xE000000000000000  # include/linux/file_ref.h
 # include/uapi/asm-generic/fcntl.h
 O_RDWR = 0o2
 O_LARGEFILE = 0o100000
@@ -326,6 +328,21 @@ def get_file(k: Kernel, file: int) -> int:
     return file
 
 
+def fput(k: Kernel, file: int) -> None:
+    """fs/file_table.c fput(): file_ref_put (``refcnt`` is the count minus one); the last
+    reference runs __fput: dput(f_path.dentry) (the mount's count is not modelled) and
+    file_free() back to ``filp``.  The inode keeps its dentry's reference (i_count)."""
+    km = k.kmem
+    cnt = km.get(file, "file", "f_ref.refcnt.counter") - 1
+    km.set(file, "file", "f_ref.refcnt.counter", cnt)
+    if cnt >= 0:
+        return
+    dentry = km.get(file, "file", "f_path.dentry")
+    km.set(dentry, "dentry", "d_lockref.count", km.get(dentry, "dentry", "d_lockref.count") - 1)
+    km.set(file, "file", "f_ref.refcnt.counter", FILE_REF_DEAD - (1 << 64))  # __file_ref_put's cmpxchg
+    slub.kmem_cache_free(k, slub.find_cache(k, "filp"), file)
+
+
 def open_dentry(k: Kernel, dentry: int) -> int:
     """alloc_empty_file() (filp) + do_dentry_open() for O_RDWR|O_LARGEFILE."""
     km = k.kmem
@@ -341,8 +358,7 @@ def open_dentry(k: Kernel, dentry: int) -> int:
     km.set(f, "file", "f_path.dentry", dentry)
     _d_get(k, dentry)
     km.set(f, "file", "f_inode", inode)
-    km.set(f, "file", "f_mapping", km.get(inode, "inode", "i_mapping"))
-    km.set(inode, "inode", "i_count.counter", km.get(inode, "inode", "i_count.counter") + 1)
+    km.set(f, "file", "f_mapping", km.get(inode, "inode", "i_mapping"))  # path_get: no inode reference
     # file_ra_state_init(): ra_pages from the bdi, prev_pos -1
     km.set(f, "file", "f_ra.ra_pages", km.get(v.bdi, "backing_dev_info", "ra_pages"))
     km.set(f, "file", "f_ra.prev_pos", -1)
