@@ -79,6 +79,10 @@ def test_drgn_walks_the_lru_lists(lru_snapshot):
         names = ["NR_INACTIVE_ANON", "NR_ACTIVE_ANON", "NR_INACTIVE_FILE", "NR_ACTIVE_FILE"]
         for lru, name in enumerate(names):
             assert prog["node_data"][nid].vm_stat[prog.constant(name)].counter.value_() == counted[lru]
+            # __update_lru_size: the zones' NR_ZONE_* twins sum to the node's
+            zsum = sum(z.vm_stat[prog.constant("NR_ZONE_" + name[3:])].counter.value_()
+                       for z in prog["node_data"][nid].node_zones)
+            assert zsum == counted[lru]
     assert set(seen) == set(made)
     for pfn, (nid, anon, _order) in made.items():
         assert seen[pfn][0] == nid and (seen[pfn][1] < 2) == anon
