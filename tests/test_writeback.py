@@ -235,6 +235,8 @@ def test_the_throttled_task_is_named_and_its_books_written(throttle):
     task = drgn.Object(prog, "struct task_struct *", k.writer)
     assert {(ev.pid, ev.comm) for ev in k.dirty_throttle_log} == {(task.pid.value_(), "streamer")}
     assert task.ioac.write_bytes.value_() == 2400 * PAGE  # task_io_account_write
+    assert (task.ioac.wchar.value_(), task.ioac.syscw.value_()) == (2400 * PAGE, 24)  # 24 write(2)s
+    assert task.ioac.read_bytes.value_() == 0  # whole-page writes read nothing
     t = k.task_dirty[k.writer]
     assert (task.nr_dirtied.value_(), task.nr_dirtied_pause.value_()) == (t.nr_dirtied, t.nr_dirtied_pause)
     # the pauses it slept moved the clock: jiffies in the snapshot = boot + the sum of pauses

@@ -146,7 +146,8 @@ def _fill_from_disk(k: Kernel, mapping: int, pfn: int, index: int) -> None:
     n = max(0, min(PAGE_SIZE, isize - pos))
     data = I.file_bytes(path, pos, n) + bytes(PAGE_SIZE - n)  # beyond EOF: zeroes
     k.mem.write(pfn << PAGE_SHIFT, data)
-    k.vm_events[k.current_cpu][k.T.const("PGPGIN")] += PAGE_SIZE >> 9
+    k.vm_events[k.current_cpu][k.T.const("PGPGIN")] += PAGE_SIZE >> 9  # submit_bio(): sectors
+    _ioac_add(k, {"read_bytes": PAGE_SIZE})  # submit_bio(): task_io_account_read
     swap.folio_set_flag(k, pfn, swap.PG_uptodate)
     swap.folio_clear_flag(k, pfn, swap.PG_locked)
 
@@ -374,7 +375,9 @@ def filemap_read(k: Kernel, file: int, pos: int, length: int, task: int | None =
     """mm/filemap.c filemap_read() of [pos, pos+length) (by ``task`` when given): returns
     the bytes read."""
     with _Current(k, task):
-        return _filemap_read(k, file, pos, length)
+        n = _filemap_read(k, file, pos, length)
+        _ioac_add(k, {"rchar": n, "syscr": 1})  # vfs_read(): add_rchar, inc_syscr
+        return n
 
 
 def _filemap_read(k: Kernel, file: int, pos: int, length: int) -> int:
@@ -420,7 +423,17 @@ def filemap_write(k: Kernel, file: int, pos: int, length: int, task: int | None 
     """mm/filemap.c generic_perform_write() of ``length`` bytes at ``pos`` (by ``task`` when
     given: its nr_dirtied, ioac.write_bytes and throttle records); returns bytes written."""
     with _Current(k, task), I.mapping_xa(k, _mapping(k, file)).batch():
-        return _generic_perform_write(k, file, pos, length)
+        n = _generic_perform_write(k, file, pos, length)
+        _ioac_add(k, {"wchar": n, "syscw": 1})  # vfs_write(): add_wchar, inc_syscw
+        return n
+
+
+def _ioac_add(k: Kernel, fields: dict[str, int]) -> None:
+    """include/linux/task_io_accounting_ops.h: the current task's ioac counters."""
+    task = pw.current_task(k)
+    if task:
+        for f, v in fields.items():
+            k.kmem.set(task, "task_struct", f"ioac.{f}", k.kmem.get(task, "task_struct", f"ioac.{f}") + v)
 
 
 def _generic_perform_write(k: Kernel, file: int, pos: int, length: int) -> int:
