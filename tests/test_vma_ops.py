@@ -391,3 +391,68 @@ def test_hugetlb_vma_splits_only_at_huge_page_boundaries() -> None:
     assert k.kmem.get(p.mm, "mm_struct", "map_count") == n
     assert M.do_munmap(k, p.mm, a + (2 << 20), 2 << 20) == 0
     assert k.kmem.get(p.mm, "mm_struct", "map_count") == n + 1
+
+
+def test_new_ranges_merge_unless_the_neighbour_is_a_fork_child() -> None:
+    """6.18's is_mergeable_anon_vma(): a new anonymous range next to a VMA with an anon_vma
+    merges only when that VMA is not a fork child (its anon_vma_chain is singular).  So
+    filling a munmap hole with MAP_FIXED rejoins the parent's three pieces but not the
+    child's, and brk growth extends the parent's faulted heap but gives the child a new VMA
+    (do_brk_flags: "singular lists do not occur after forking")."""
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=16))
+    p = fork.spawn_process(k, "m")
+    a = M.do_mmap(k, p.mm, 16 * PG, R | W)
+    memory.mm_populate(k, p.mm, a, 16 * PG, True)
+    heap_end = k.kmem.get(p.mm, "mm_struct", "brk")
+    memory.mm_populate(k, p.mm, k.kmem.get(p.mm, "mm_struct", "start_brk"), PG, True)
+    assert M.do_munmap(k, p.mm, a + 4 * PG, 4 * PG) == 0
+    c = fork.do_fork(k, p)
+
+    def region(proc):
+        return [(s - a, e - a) for s, e, _v in
+                ((f, l_ + 1, v) for f, l_, v in M.mm_tree(k, proc.mm).mt_for_each()) if a <= s < a + 16 * PG]
+
+    assert region(p) == region(c) == [(0, 4 * PG), (8 * PG, 16 * PG)]
+    n_p, n_c = (k.kmem.get(x.mm, "mm_struct", "map_count") for x in (p, c))
+    for proc in (p, c):
+        assert M.do_mmap(k, proc.mm, 4 * PG, R | W, a + 4 * PG) == a + 4 * PG
+    assert region(p) == [(0, 16 * PG)]
+    assert region(c) == [(0, 4 * PG), (4 * PG, 8 * PG), (8 * PG, 16 * PG)]
+    assert k.kmem.get(p.mm, "mm_struct", "map_count") == n_p - 1
+    assert k.kmem.get(c.mm, "mm_struct", "map_count") == n_c + 1
+    for proc in (p, c):
+        M.do_brk_flags(k, proc.mm, heap_end + 4 * PG)
+    heaps = [[(f, l_ + 1) for f, l_, _v in M.mm_tree(k, x.mm).mt_for_each()
+              if k.kmem.get(x.mm, "mm_struct", "start_brk") <= f < heap_end + 4 * PG] for x in (p, c)]
+    start = -(-heap_end // PG) * PG
+    assert heaps[0] == [(k.kmem.get(p.mm, "mm_struct", "start_brk"), start + 4 * PG)]
+    assert heaps[1] == [(k.kmem.get(c.mm, "mm_struct", "start_brk"), start), (start, start + 4 * PG)]
+    # brk shrinking unmaps: back to the old break in both
+    for proc in (p, c):
+        M.do_brk_flags(k, proc.mm, heap_end)
+        assert k.kmem.get(proc.mm, "mm_struct", "brk") == heap_end
+    assert [(f, l_ + 1) for f, l_, _v in M.mm_tree(k, c.mm).mt_for_each()
+            if k.kmem.get(c.mm, "mm_struct", "start_brk") <= f < heap_end + 4 * PG] == \
+        [(k.kmem.get(c.mm, "mm_struct", "start_brk"), start)]
+
+
+def test_exit_reparents_children_to_init(tmp_path) -> None:
+    from drgn.helpers.linux.list import list_for_each_entry
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=17))
+    init = fork.spawn_process(k, "init")
+    a = fork.do_fork(k, init)
+    b = fork.do_fork(k, a)
+    c = fork.do_fork(k, a)
+    E.do_exit(k, a)
+    save(k, tmp_path / "r")
+    d = open_drgn(str(tmp_path / "r.vmcore"), str(tmp_path / "r.vmlinux"))
+    t = find_task(d, init.pid)
+    assert d["init_pid_ns"].child_reaper.value_() == t.value_()
+    kids = [x.pid.value_() for x in list_for_each_entry("struct task_struct", t.children.address_of_(), "sibling")]
+    assert kids == [b.pid, c.pid]  # a is gone; its children moved in order to the reaper
+    assert all(find_task(d, x.pid).real_parent.value_() == t.value_() for x in (b, c))
+    assert not find_task(d, a.pid)

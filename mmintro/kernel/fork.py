@@ -58,6 +58,7 @@ PF_WQ_WORKER = 0x00000020
 PF_NO_SETAFFINITY = 0x04000000
 PF_RANDOMIZE = 0x00400000
 TASK_INTERRUPTIBLE = 0x00000001
+SIGNAL_UNKILLABLE = 0x00000040  # include/linux/sched/signal.h
 # include/linux/mm.h (#defines)
 VM_DONTCOPY = 0x00020000
 VM_WIPEONFORK = 0x02000000
@@ -275,7 +276,8 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
 
 def _link_task(k: Kernel, tsk: int, pid_struct: int, parent: int) -> None:
     """The links copy_process() makes under tasklist_lock (init_task_pid, attach_pid for
-    PIDTYPE_PID/TGID, the parent's children, init_task.tasks), nr_threads++ and total_forks++."""
+    PIDTYPE_PID/TGID, the parent's children, init_task.tasks), nr_threads++ and total_forks++;
+    pid 1 becomes init_pid_ns.child_reaper (SIGNAL_UNKILLABLE)."""
     km = k.kmem
     km.set(tsk, "task_struct", "thread_pid", pid_struct)
     attach_pid(k, tsk, pid_struct, "PIDTYPE_PID")
@@ -284,6 +286,11 @@ def _link_task(k: Kernel, tsk: int, pid_struct: int, parent: int) -> None:
     _list_add_tail(k, km.addr(tsk, "task_struct", "tasks"), km.addr(k.sym("init_task"), "task_struct", "tasks"))
     _add_global(k, "nr_threads", 1, 4)
     _add_global(k, "total_forks", 1, 8)
+    upid = pid_struct + k.T.struct("pid").offsetof("numbers")
+    if km.get(upid, "upid", "nr") == 1:  # is_child_reaper(pid): the namespace's init
+        km.set(k.sym("init_pid_ns"), "pid_namespace", "child_reaper", tsk)
+        sig = km.get(tsk, "task_struct", "signal")
+        km.set(sig, "signal_struct", "flags", km.get(sig, "signal_struct", "flags") | SIGNAL_UNKILLABLE)
 
 
 def _add_global(k: Kernel, name: str, delta: int, size: int) -> None:
