@@ -194,3 +194,21 @@ def test_second_read_activates_every_folio_of_the_range():
     assert sum(c[k.T.const("PGACTIVATE")] for c in k.vm_events) - before == 4
     assert set(swap.lru_pfns(k, 0, swap.LRU_ACTIVE_FILE)) == set(pfns)
     assert k.node_vm_stat[0]["NR_ACTIVE_FILE"] == 4
+
+
+def test_a_second_open_shares_the_page_cache():
+    """open_file gives a second struct file on the same dentry/inode: its reads hit the
+    folios the first file's reads cached (same mapping), with its own readahead state."""
+    k = boot(MachineConfig(ram=1 << 30, seed=9))
+    f = inode.create_file(k, "/srv/shared.bin", 8 * 4096)
+    filemap.filemap_read(k, f, 0, 8 * 4096)
+    m = k.kmem.get(f, "file", "f_mapping")
+    before = {i: e for i, e in inode.mapping_xa(k, m).xa_for_each()}
+    g = inode.open_file(k, "/srv/shared.bin")
+    assert g != f and k.kmem.get(g, "file", "f_mapping") == m
+    assert k.kmem.get(g, "file", "f_path.dentry") == k.kmem.get(f, "file", "f_path.dentry")
+    filemap.filemap_read(k, g, 0, 8 * 4096)
+    assert {i: e for i, e in inode.mapping_xa(k, m).xa_for_each()} == before
+    assert k.kmem.get(g, "file", "f_ra.size") == 0  # all hits: no readahead window opened
+    with pytest.raises(FileNotFoundError):
+        inode.open_file(k, "/srv/missing")

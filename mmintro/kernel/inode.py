@@ -56,6 +56,7 @@ __all__ = [
     "fput",
     "get_file",
     "mapping_xa",
+    "open_file",
     "vfs_root",
 ]
 
@@ -373,6 +374,16 @@ def create_file(k: Kernel, path: str, size: int, sb: int | None = None) -> int:
     if sb not in (None, v.sb):
         raise ValueError("create_file: only the root filesystem is modelled")
     d, _inode = _lookup_create(k, v, path, S_IFREG, size)
+    return open_dentry(k, d)
+
+
+def open_file(k: Kernel, path: str) -> int:
+    """open(2) of an existing file of the root filesystem: a new ``struct file``
+    (FileNotFoundError when the path was never created)."""
+    v = vfs_root(k)
+    d = v.dentries.get("/" + "/".join(p for p in path.split("/") if p))
+    if d is None or d == v.root:
+        raise FileNotFoundError(f"open_file: {path} does not exist")
     return open_dentry(k, d)
 
 
