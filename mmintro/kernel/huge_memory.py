@@ -191,6 +191,47 @@ def hugepage_init(k: Kernel) -> None:
     k.sync_hooks.append(write_deferred_split)
     if k.totalram_pages < THP_MIN_RAM_PAGES:
         _set_flags(k, 0)
+        return
+    start_stop_khugepaged(k)
+
+
+def _nr_free_buffer_pages(k: Kernel) -> int:
+    """nr_free_buffer_pages(): managed minus the high watermark over the zones GFP_USER may use
+    (up to ZONE_NORMAL) of the local node's zonelist (every node's)."""
+    normal = page_alloc.NR_ZONE_IDX["Normal"]
+    return sum(max(z.managed - z.watermark[2], 0) for zs in k.zones for z in zs if z.idx <= normal and z.spanned)
+
+
+def start_stop_khugepaged(k: Kernel) -> None:
+    """start_stop_khugepaged() (khugepaged itself is not modelled) ->
+    set_recommended_min_free_kbytes(): with THP enabled, min_free_kbytes raised to 2 + 3*3
+    pageblocks per zone up to ZONE_NORMAL (at most 5 % of nr_free_buffer_pages()); with THP
+    "never", calculate_min_free_kbytes(); then setup_per_zone_wmarks() -- over the managed
+    pages of now, which include boot gigantic pages given back by hugetlb_init --
+    and calculate_totalreserve_pages()."""
+    import math
+
+    normal = page_alloc.NR_ZONE_IDX["Normal"]
+    if hugepage_global_enabled(k):
+        nr_zones = sum(1 for zs in k.zones for z in zs if z.populated and z.idx <= normal)
+        pb = k.pageblock_nr_pages
+        recommended = pb * nr_zones * 2 + pb * nr_zones * page_alloc.MIGRATE_PCPTYPES ** 2
+        recommended = min(recommended, _nr_free_buffer_pages(k) // 20) << (PAGE_SHIFT - 10)
+        k.min_free_kbytes = max(k.min_free_kbytes, recommended)
+    else:
+        # calculate_min_free_kbytes(): int_sqrt(lowmem_kbytes * 16) within [128, 262144]
+        lowmem_kbytes = _nr_free_buffer_pages(k) * (PAGE_SIZE >> 10)
+        k.min_free_kbytes = max(128, min(262144, math.isqrt(lowmem_kbytes * 16)))
+    k.write_int("min_free_kbytes", k.min_free_kbytes)
+    page_alloc.setup_per_zone_wmarks(k)
+    # calculate_totalreserve_pages() (__setup_per_zone_wmarks ends with it)
+    total = 0
+    for nid, zs in enumerate(k.zones):
+        node_total = sum(min(max(z.lowmem_reserve) + z.watermark[2], z.managed) for z in zs)
+        k.kmem.set(k.pgdat[nid], "pglist_data", "totalreserve_pages", node_total)
+        total += node_total
+    k.totalreserve_pages = total
+    k.kmem.write_u64(k.sym("totalreserve_pages"), total)
 
 
 # -- eligibility ----------------------------------------------------------------------------------
