@@ -206,3 +206,27 @@ def test_no_pmd_order_block_falls_back_to_4k():
     assert sum(c[ev["THP_FAULT_FALLBACK"]] for c in k.vm_events) == 1
     assert sum(c[ev["THP_FAULT_ALLOC"]] for c in k.vm_events) == 0
     assert memory.walk(k, p.mm, _round_up(a, SZ_2M))[0] == "PTE"
+
+
+def test_madvise_splits_the_vma_and_the_sysfs_mode_moves_watermarks():
+    k = boot(MachineConfig(ram=1 << 30))
+    p = fork.spawn_process(k, "t")
+    a = mmap.do_mmap(k, p.mm, 8 << 20, RW)
+    before = k.kmem.get(p.mm, "mm_struct", "map_count")
+    huge_memory.madvise_hugepage(k, p.mm, a + (2 << 20), 4 << 20)
+    # madvise_update_vma -> vma_modify_flags: [a, a+2M) [a+2M, a+6M) hg [a+6M, a+8M)
+    assert k.kmem.get(p.mm, "mm_struct", "map_count") == before + 2
+    mid = mmap.find_vma(k, p.mm, a + (3 << 20))
+    assert k.kmem.get(mid, "vm_area_struct", "vm_start") == a + (2 << 20)
+    assert k.kmem.get(mid, "vm_area_struct", "vm_end") == a + (6 << 20)
+    assert k.kmem.get(mid, "vm_area_struct", "vm_flags") & huge_memory.VM_HUGEPAGE
+    assert not k.kmem.get(mmap.find_vma(k, p.mm, a), "vm_area_struct", "vm_flags") & huge_memory.VM_HUGEPAGE
+    huge_memory.madvise_nohugepage(k, p.mm, a + (2 << 20), 4 << 20)
+    f = k.kmem.get(mmap.find_vma(k, p.mm, a + (3 << 20)), "vm_area_struct", "vm_flags")
+    assert f & huge_memory.VM_NOHUGEPAGE and not f & huge_memory.VM_HUGEPAGE
+    # echo never > enabled: start_stop_khugepaged -> calculate_min_free_kbytes (no raise)
+    raised = k.min_free_kbytes
+    huge_memory.set_thp_mode(k, "never")
+    assert k.min_free_kbytes < raised
+    huge_memory.set_thp_mode(k, "madvise")
+    assert k.min_free_kbytes == raised

@@ -78,6 +78,7 @@ __all__ = [
     "hugepage_init",
     "is_huge_zero_pmd",
     "madvise_hugepage",
+    "madvise_nohugepage",
     "mm_put_huge_zero_folio",
     "set_thp_mode",
     "split_huge_pmd",
@@ -160,6 +161,8 @@ def set_thp_mode(k: Kernel, mode: str) -> None:
     elif mode != "never":
         raise ValueError(f"THP mode {mode!r} is not always, madvise or never")
     _set_flags(k, f)
+    if k.__dict__.get("thp_initialised"):
+        start_stop_khugepaged(k)  # enabled_store() after a successful write
 
 
 enabled_store = set_thp_mode
@@ -193,6 +196,7 @@ def hugepage_init(k: Kernel) -> None:
         _set_flags(k, 0)
         return
     start_stop_khugepaged(k)
+    k.thp_initialised = True
 
 
 def _nr_free_buffer_pages(k: Kernel) -> int:
@@ -296,6 +300,11 @@ def vma_thp_gfp_mask(k: Kernel, vma: int) -> int:
 
 # -- madvise --------------------------------------------------------------------------------------
 def madvise_hugepage(k: Kernel, mm: int, start: int, length: int) -> None:
+    """madvise(start, length, MADV_HUGEPAGE): VM_HUGEPAGE set, VM_NOHUGEPAGE cleared."""
+    _madvise_flags(k, mm, start, length, VM_HUGEPAGE, VM_NOHUGEPAGE)
+
+
+def _madvise_flags(k: Kernel, mm: int, start: int, length: int, set_: int, clear: int) -> None:
     """madvise(start, length, MADV_HUGEPAGE): madvise_walk_vmas() over the range,
     hugepage_madvise() (VM_HUGEPAGE set, VM_NOHUGEPAGE cleared; VM_SPECIAL and hugetlb VMAs
     keep their flags) and madvise_update_vma(): vma_modify_flags() splits a VMA the range cuts
@@ -319,7 +328,7 @@ def madvise_hugepage(k: Kernel, mm: int, start: int, length: int) -> None:
         vs, ve = _vget(k, v, "vm_start"), _vget(k, v, "vm_end")
         s, e = max(vs, addr), min(ve, end)
         flags = _vget(k, v, "vm_flags")
-        new = (flags | VM_HUGEPAGE) & ~VM_NOHUGEPAGE
+        new = (flags | set_) & ~clear
         if flags & VM_HUGETLB or flags & mmap.VM_SPECIAL or new == flags:
             addr = e
             continue
@@ -331,6 +340,12 @@ def madvise_hugepage(k: Kernel, mm: int, start: int, length: int) -> None:
                 v = ret
         k.kmem.set(v, "vm_area_struct", "vm_flags", new)  # vm_flags_reset()
         addr = e
+
+
+def madvise_nohugepage(k: Kernel, mm: int, start: int, length: int) -> None:
+    """madvise(MADV_NOHUGEPAGE): hugepage_madvise() sets VM_NOHUGEPAGE and clears VM_HUGEPAGE
+    (same VMA walk and split/merge as :func:`madvise_hugepage`)."""
+    _madvise_flags(k, mm, start, length, VM_NOHUGEPAGE, VM_HUGEPAGE)
 
 
 def thp_get_unmapped_area(k: Kernel, mm: int, length: int) -> int:
