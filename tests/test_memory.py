@@ -383,3 +383,28 @@ def test_task_interleave_outside_vmas_walks_il_prev() -> None:
     nids = [rmap.folio_nid(k, mempolicy.alloc_pages_task(k, p.task, 0xCC0)) for _ in range(5)]
     assert nids == [0, 1, 0, 1, 0]
     assert k.kmem.get(p.task, "task_struct", "il_prev") == 0
+
+
+def test_prot_none_entries_are_present_for_fork_and_unmap(k) -> None:
+    _require_fork()
+    try:
+        from mmintro.kernel import mprotect
+    except ImportError:
+        pytest.skip("mprotect (VMA helper) not available")
+    p, _vma, a = _proc(k)
+    pfns = [memory.handle_mm_fault(k, p.mm, a + i * 4096, True).pfn for i in range(8)]
+    anon0 = k.node_vm_stat[0]["NR_ANON_MAPPED"]
+    assert mprotect.do_mprotect(k, p.mm, a, 8 * 4096, 0) == 0
+    e = memory.walk(k, p.mm, a)[2]
+    if e & P:
+        pytest.skip("mprotect left the entries present")
+    assert e & (1 << 8) and memory.pte_present(e)  # _PAGE_PROTNONE
+    with pytest.raises(memory.SegmentationFault):
+        memory.handle_mm_fault(k, p.mm, a, False)
+    c = fork.do_fork(k, p)
+    assert all(k.kmem.get(k.pfn_to_page(pf), "page", "_mapcount.counter") == 1 for pf in pfns)
+    assert memory.get_mm_counter_sum(k, c.mm, "MM_ANONPAGES") == 8
+    for proc in (c, p):
+        memory.zap_page_range(k, mmap.find_vma(k, proc.mm, a), a, a + 8 * 4096)
+    assert not any(pf in k.allocations for pf in pfns)
+    assert k.node_vm_stat[0]["NR_ANON_MAPPED"] == anon0 - 8

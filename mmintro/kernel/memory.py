@@ -139,8 +139,19 @@ def pfn_pte(pfn: int, prot: int) -> int:
     return (pfn << PAGE_SHIFT) | prot
 
 
+# arch/x86/include/asm/pgtable_types.h: _PAGE_PROTNONE = _PAGE_GLOBAL (bit 8) on a non-present
+# entry: PROT_NONE / NUMA-hinting entries, which the kernel still counts as present.
+_PAGE_PROTNONE = 1 << 8
+
+
 def pte_present(e: int) -> bool:
-    return bool(e & _PAGE_PRESENT)
+    """x86 pte_present(): _PAGE_PRESENT or _PAGE_PROTNONE."""
+    return bool(e & (_PAGE_PRESENT | _PAGE_PROTNONE))
+
+
+def pmd_present(e: int) -> bool:
+    """x86 pmd_present(): _PAGE_PRESENT, _PAGE_PROTNONE or _PAGE_PSE."""
+    return bool(e & (_PAGE_PRESENT | _PAGE_PROTNONE | _PAGE_PSE))
 
 
 def pte_write(e: int) -> bool:
@@ -148,7 +159,7 @@ def pte_write(e: int) -> bool:
 
 
 def pmd_leaf(e: int) -> bool:
-    return bool(e & _PAGE_PRESENT and e & _PAGE_PSE)
+    return bool(pmd_present(e) and e & _PAGE_PSE)
 
 
 def maybe_mkwrite(e: int, vm_flags: int) -> int:
@@ -447,7 +458,7 @@ def __handle_mm_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task
     pmd = pmd_alloc(k, mm, addr)
     e = _read(k, pmd)
     huge = _optional("huge_memory")
-    if not e & _PAGE_PRESENT and huge is not None and vma_is_anonymous(k, vma) and huge.thp_vma_allowable(k, vma):
+    if not e and huge is not None and vma_is_anonymous(k, vma) and huge.thp_vma_allowable(k, vma):
         pfn = huge.do_huge_pmd_anonymous_page(k, mm, vma, addr, write)
         if pfn is not None:
             return _log(k, mm, task, addr, pfn, "thp")
@@ -490,6 +501,8 @@ def handle_pte_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task:
         return do_fault(k, mm, vma, addr, write, task, pmd)
     if not pte_present(orig):
         raise NotImplementedError(f"{addr:#x}: swap/migration entries are not modelled (do_swap_page)")
+    if not orig & _PAGE_PRESENT:
+        raise NotImplementedError(f"{addr:#x}: NUMA hinting faults (do_numa_page) are not modelled")
     if write:
         if not pte_write(orig):
             return do_wp_page(k, mm, vma, addr, task, pte, orig)
@@ -852,7 +865,7 @@ def copy_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
             addr = nxt
             continue
         e = _read(k, spmd)
-        if not e & _PAGE_PRESENT:
+        if not pmd_present(e):
             addr = nxt
             continue
         if e & _PAGE_PSE:
@@ -875,7 +888,7 @@ def copy_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
             addr = nxt
             continue
         vals = sents[idx]
-        if not np.all(vals & np.uint64(_PAGE_PRESENT)):
+        if not np.all(vals & np.uint64(_PAGE_PRESENT | _PAGE_PROTNONE)):
             raise NotImplementedError(f"{addr:#x}: fork of swap entries is not modelled")
         base = addr & ~(PMD_SIZE - 1)
         # copy_present_ptes(): references and rmap for the normal pages -- small folios a
@@ -993,7 +1006,7 @@ def zap_page_range(k: Kernel, vma: int, start: int, end: int) -> None:
             addr = nxt
             continue
         e = _read(k, pmd)
-        if not e & _PAGE_PRESENT:
+        if not pmd_present(e):
             addr = nxt
             continue
         if e & _PAGE_PSE:
@@ -1018,7 +1031,7 @@ def zap_page_range(k: Kernel, vma: int, start: int, end: int) -> None:
         for j in _zap_shared_small_anon(k, vals, rss):
             i, pte = int(idx[j]), int(vals[j])
             a = (addr & ~(PMD_SIZE - 1)) | (i << PAGE_SHIFT)
-            if not pte & _PAGE_PRESENT:
+            if not pte_present(pte):
                 continue  # swap entries are not modelled
             page = vm_normal_page(k, vma, a, pte)
             if page is None:
@@ -1049,7 +1062,7 @@ def _zap_shared_small_anon(k: Kernel, vals: np.ndarray, rss: dict) -> list[int]:
     n = len(vals)
     if not n:
         return []
-    present = (vals & np.uint64(_PAGE_PRESENT)) != 0
+    present = (vals & np.uint64(_PAGE_PRESENT | _PAGE_PROTNONE)) != 0
     pfns = (vals & np.uint64(PTE_PFN_MASK)) >> np.uint64(PAGE_SHIFT)
     cand = present & ((vals & np.uint64(_PAGE_SPECIAL)) == 0) & (pfns != np.uint64(k.zero_pfn))
     fast = np.zeros(n, dtype=bool)
