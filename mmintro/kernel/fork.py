@@ -21,10 +21,16 @@
   swapper_pg_dir's (``pgd_ctor`` -> ``clone_pgd_range``); then the exec'd layout of
   :func:`mmintro.kernel.mmap.setup_new_exec_layout`.
 
-Not yet (the next slice): page faults, so the pgd's user half is empty and RSS is 0; no
-credentials, files, fs, sighand, namespaces (nsproxy), pgid/sid pids, cgroups; the pgd is
-not on ``pgd_list``.  ``init_pid_ns.pid_allocated`` and ``idr_next`` are kept as alloc_pid
-keeps them.
+:func:`do_fork` is fork(2) of a live process: ``dup_task_struct`` copies the parent's task
+(PF_FORKNOEXEC), a new pid and signal_struct, and ``copy_mm`` -> :func:`dup_mm` (memcpy of
+the parent's mm_struct, :func:`mm_init`, :func:`dup_mmap`: ``__mt_dup`` of the VMA tree,
+``vm_area_dup`` + ``anon_vma_fork`` + i_mmap ``insert_after`` + ``copy_page_range`` per VMA,
+the commitment charged, hiwater marks set).  Every copy_process counts ``nr_threads`` and
+``total_forks``; pid 1 becomes ``init_pid_ns.child_reaper``.  Exit is :mod:`mmintro.kernel.exit`.
+
+Not modelled: threads (CLONE_VM/CLONE_THREAD), credentials, files, fs, sighand, namespaces
+(nsproxy), pgid/sid pids, cgroups; the pgd is not on ``pgd_list``.  ``init_pid_ns.pid_allocated``
+and ``idr_next`` are kept as alloc_pid and free_pid keep them.
 """
 
 from __future__ import annotations

@@ -12,17 +12,22 @@ What this slice models:
 * ``do_mmap`` of anonymous private memory: ``get_unmapped_area`` ->
   ``vm_unmapped_area`` top-down (``unmapped_area_topdown``: the highest gap below
   ``mm->mmap_base`` that also leaves ``stack_guard_gap`` below a VM_GROWSDOWN neighbour, as
-  ``vm_start_gap`` does), ``pgoff = addr >> PAGE_SHIFT`` (MAP_PRIVATE), then
-  ``__mmap_region`` with ``vma_merge_new_range``'s merge of compatible anonymous neighbours
-  (same flags, no file, no anon_vma yet, contiguous pgoff);
-* ``do_brk_flags`` (the heap: extends the brk VMA when it can, else a new VMA);
+  ``vm_start_gap`` does), ``pgoff = addr >> PAGE_SHIFT`` (MAP_PRIVATE), MAP_FIXED replacing
+  what was there, then ``__mmap_region`` with :func:`mmintro.kernel.vma.vma_merge_new_range`
+  (6.18's merge rules, anon_vma compatibility included) and vm_committed_as charged for
+  VM_ACCOUNT;
+* :func:`do_munmap` (``do_vmi_munmap`` -> ``do_vmi_align_munmap`` in :mod:`mmintro.kernel.vma`);
+* ``sys_brk`` / ``do_brk_flags`` (the heap: grows through vma_merge_new_range in just_expand
+  mode or a new VMA, shrinks through do_vmi_align_munmap);
 * an exec'd layout (:func:`setup_new_exec_layout`): arch_pick_mmap_layout's ``mmap_base``,
-  the program's segments at ``0x400000`` (anonymous for now: file mappings and the page cache
-  come later), bss, a randomised brk, the stack (``setup_arg_pages``: VM_STACK_FLAGS,
-  randomised top) and vvar/vvar_vclock/vdso special mappings (``map_vdso``).
+  the program's segments at ``0x400000`` mapped from ``/usr/bin/<comm>`` (FILE's page cache
+  and i_mmap), bss, a randomised brk, the stack (``setup_arg_pages``: VM_STACK_FLAGS,
+  randomised top), the interpreter and libc (relro split off read-only by mprotect), and
+  vvar/vvar_vclock/vdso special mappings (``map_vdso`` -> ``_install_special_mapping``:
+  ``special_mapping_vmops`` and the ``vm_special_mapping`` objects, so drgn names them).
 
-Not yet: page faults, user page-table entries, RSS (the pgd's user half stays empty; rss
-counters stay 0), anon_vma, munmap/mprotect, file-backed VMAs.
+mprotect is :mod:`mmintro.kernel.mprotect`, fork's dup_mmap :mod:`mmintro.kernel.fork`, exit's
+exit_mmap :mod:`mmintro.kernel.exit`; page tables, faults and rmap are MEM's memory.py/rmap.py.
 """
 
 from __future__ import annotations
