@@ -637,10 +637,11 @@ def copy_huge_pmd(k: Kernel, dst_vma: int, src_vma: int, addr: int) -> None:
     dst_pmd = mem.pmd_alloc(k, dst_mm, addr)
     pgtable = _pte_alloc_one(k)
     if is_huge_zero_pmd(k, e):
+        # out_zero_page: deposit, pmdp_set_wrprotect (already read-only), pmd_mkold in the child
         mm_get_huge_zero_folio(k, dst_mm)
         _mm_inc_nr_ptes(k, dst_mm)
         pgtable_trans_huge_deposit(k, dst_pmd, pgtable)
-        _write(k, dst_pmd, e)
+        _write(k, dst_pmd, e & ~_PAGE_RW & ~_PAGE_ACCESSED)
         return
     pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
     rm = _rmap()
