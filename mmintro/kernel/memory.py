@@ -914,9 +914,11 @@ def copy_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
         if flags & mmap.VM_SHARED:
             vals = vals & np.uint64(~_PAGE_DIRTY & _M64)
         dents[idx] = vals & np.uint64(~_PAGE_ACCESSED & _M64)
+        # add_mm_rss_vec() at the end of each table (copy_pte_range / zap_pte_range)
+        for member, n in rss.items():
+            add_mm_counter(k, dst_mm, member, n)
+        rss = dict.fromkeys(MM_COUNTERS, 0)
         addr = nxt
-    for member, n in rss.items():
-        add_mm_counter(k, dst_mm, member, n)
     return 0
 
 
@@ -1046,9 +1048,11 @@ def zap_page_range(k: Kernel, vma: int, start: int, end: int) -> None:
                 rss["MM_ANONPAGES"] -= 1
             rmap.folio_remove_rmap_ptes(k, page, 1, vma)
             rmap.folio_put(k, page)  # tlb_flush_mmu -> free_pages_and_swap_cache
+        # add_mm_rss_vec() at the end of each table (copy_pte_range / zap_pte_range)
+        for member, n in rss.items():
+            add_mm_counter(k, mm, member, n)
+        rss = dict.fromkeys(MM_COUNTERS, 0)
         addr = nxt
-    for member, n in rss.items():
-        add_mm_counter(k, mm, member, n)
 
 
 _M64 = (1 << 64) - 1
