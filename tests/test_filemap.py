@@ -19,7 +19,7 @@ from mmintro.kernel.machine import boot
 from mmintro.snapshot.writer import save
 
 drgn = pytest.importorskip("drgn")
-from drgn.helpers.linux.fs import d_path, inode_for_each_page, path_lookup
+from drgn.helpers.linux.fs import d_path, for_each_file, inode_for_each_page, path_lookup
 from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.xarray import xa_for_each, xa_load
 
@@ -212,3 +212,25 @@ def test_a_second_open_shares_the_page_cache():
     assert k.kmem.get(g, "file", "f_ra.size") == 0  # all hits: no readahead window opened
     with pytest.raises(FileNotFoundError):
         inode.open_file(k, "/srv/missing")
+
+
+def test_fd_table_seen_by_drgn_for_each_file(tmp_path):
+    """create_file(task=...) installs the file in the task's files_struct (alloc_fd +
+    fd_install): drgn's for_each_file and fget find it at the lowest free fds."""
+    k = boot(MachineConfig(ram=1 << 30, seed=10))
+    proc = fork.spawn_process(k, "opener")
+    files = [inode.create_file(k, f"/run/f{i}", 4096, task=proc.task) for i in range(3)]
+    save(k, tmp_path / "fd")
+    prog = open_drgn(str(tmp_path / "fd.vmcore"), str(tmp_path / "fd.vmlinux"))
+    task = drgn.Object(prog, "struct task_struct *", proc.task)
+    got = [(fd, f.value_()) for fd, f in for_each_file(task)]
+    assert got == [(0, files[0]), (1, files[1]), (2, files[2])]
+    assert [d_path(f.f_path).decode() for _fd, f in for_each_file(task)] == ["/run/f0", "/run/f1", "/run/f2"]
+    assert task.files.next_fd.value_() == 3 and task.files.fdt.max_fds.value_() == 64
+    # crash's files command (drgn's) lists them with the task's root and cwd
+    from mmintro.crosscheck import crash
+
+    out = crash(prog, f"files {task.pid.value_()}")
+    assert "ROOT: /" in out and "CWD: /" in out
+    for i in range(3):
+        assert f"/run/f{i}" in out

@@ -52,11 +52,13 @@ __all__ = [
     "FS_NAME",
     "Vfs",
     "create_file",
+    "fd_install",
     "file_bytes",
     "fput",
     "get_file",
     "mapping_xa",
     "open_file",
+    "task_fs",
     "vfs_root",
 ]
 
@@ -366,15 +368,90 @@ def open_dentry(k: Kernel, dentry: int) -> int:
     return f
 
 
-def create_file(k: Kernel, path: str, size: int, sb: int | None = None) -> int:
+def create_file(k: Kernel, path: str, size: int, sb: int | None = None, task: int | None = None) -> int:
     """Create the regular file ``path`` (its missing directories too) of ``size`` bytes on the
     root filesystem and open it read-write; returns the ``struct file *``.  ``sb`` must be
-    None or the root filesystem's super_block (one filesystem is modelled)."""
+    None or the root filesystem's super_block (one filesystem is modelled).  With ``task``
+    the file is installed in that task's fd table (:func:`fd_install`)."""
     v = vfs_root(k)
     if sb not in (None, v.sb):
         raise ValueError("create_file: only the root filesystem is modelled")
     d, _inode = _lookup_create(k, v, path, S_IFREG, size)
-    return open_dentry(k, d)
+    f = open_dentry(k, d)
+    if task:
+        fd_install(k, task, f)
+    return f
+
+
+NR_OPEN_DEFAULT = 64  # include/linux/fdtable.h: BITS_PER_LONG
+
+
+def _files_struct(k: Kernel, task: int) -> int:
+    """task->files, created empty on first use as dup_fd()/init_files lay one out: count 1,
+    fdt = &fdtab with the embedded NR_OPEN_DEFAULT-slot fd_array and the *_init bitmaps."""
+    km = k.kmem
+    files = km.get(task, "task_struct", "files")
+    if files:
+        return files
+    files = _zalloc_obj(k, "files_cache", "dup_fd")
+    km.write_bytes(files, bytes(k.T.sizeof("struct files_struct")))
+    km.set(files, "files_struct", "count.counter", 1)
+    km.init_list_head(km.addr(files, "files_struct", "resize_wait.head"))
+    fdt = km.addr(files, "files_struct", "fdtab")
+    km.set(files, "files_struct", "fdt", fdt)
+    km.set(fdt, "fdtable", "max_fds", NR_OPEN_DEFAULT)
+    km.set(fdt, "fdtable", "fd", km.addr(files, "files_struct", "fd_array"))
+    km.set(fdt, "fdtable", "close_on_exec", km.addr(files, "files_struct", "close_on_exec_init"))
+    km.set(fdt, "fdtable", "open_fds", km.addr(files, "files_struct", "open_fds_init"))
+    km.set(fdt, "fdtable", "full_fds_bits", km.addr(files, "files_struct", "full_fds_bits_init"))
+    km.set(task, "task_struct", "files", files)
+    return files
+
+
+def task_fs(k: Kernel, task: int) -> int:
+    """task->fs, made on first use as copy_fs() -> copy_fs_struct() makes it from the parent's
+    (init_fs: the root mount's root as root and pwd, each path_get)."""
+    km = k.kmem
+    fs = km.get(task, "task_struct", "fs")
+    if fs:
+        return fs
+    vfs_root(k)
+    init_fs = k.sym("init_fs")
+    fs = _zalloc_obj(k, "fs_cache", "copy_fs_struct")
+    km.write_bytes(fs, bytes(k.T.sizeof("struct fs_struct")))
+    km.set(fs, "fs_struct", "users", 1)
+    km.set(fs, "fs_struct", "umask", km.get(init_fs, "fs_struct", "umask"))
+    for p in ("root", "pwd"):
+        d = km.get(init_fs, "fs_struct", f"{p}.dentry")
+        km.set(fs, "fs_struct", f"{p}.mnt", km.get(init_fs, "fs_struct", f"{p}.mnt"))
+        km.set(fs, "fs_struct", f"{p}.dentry", d)
+        _d_get(k, d)
+    km.set(task, "task_struct", "fs", fs)
+    return fs
+
+
+def fd_install(k: Kernel, task: int, file: int) -> int:
+    """fs/file.c alloc_fd(0, ...) + fd_install() in ``task``'s table: the lowest free fd
+    (from files->next_fd), its open_fds bit, fdt->fd[fd] = file.  The table takes over the
+    caller's reference.  Returns the fd (-EMFILE past the embedded table: not modelled)."""
+    km = k.kmem
+    task_fs(k, task)  # a task with files has its fs (copy_fs at fork)
+    files = _files_struct(k, task)
+    fdt = km.get(files, "files_struct", "fdt")
+    open_fds = km.get(fdt, "fdtable", "open_fds")
+    word = int.from_bytes(k.mem.read(k.pa(open_fds), 8), "little")  # open_fds[0] (64 fds a word)
+    start = km.get(files, "files_struct", "next_fd")
+    fd = next((i for i in range(start, NR_OPEN_DEFAULT) if not word >> i & 1), None)
+    if fd is None:
+        raise OSError("fd_install: the embedded fd table is full (expand_files not modelled)")
+    word |= 1 << fd
+    k.kmem.write_u64(open_fds, word)
+    if word == (1 << 64) - 1:  # __set_open_fd: a full word sets its full_fds_bits bit
+        k.kmem.write_u64(km.get(fdt, "fdtable", "full_fds_bits"), 1)
+    km.set(files, "files_struct", "next_fd", fd + 1)
+    slot = k.T.struct("files_struct").walk("fd_array")[2].resolved().size // NR_OPEN_DEFAULT  # sizeof(struct file *)
+    k.kmem.write_u64(km.get(fdt, "fdtable", "fd") + slot * fd, file)
+    return fd
 
 
 def open_file(k: Kernel, path: str) -> int:
