@@ -344,24 +344,17 @@ def hugetlb_bootmem_alloc(k: Kernel) -> None:
 
 
 def _write_bootmem_pages(k: Kernel) -> None:
-    """The huge_bootmem_page structs at the start of each boot page, linked on their node's
-    list (they are there until gather_bootmem_prealloc reads them; the bytes stay behind)."""
-    boot = k.__dict__.get("huge_boot_pages", {})
+    """The struct huge_bootmem_page each boot page holds at its start (alloc_bootmem: m->flags,
+    m->cma, then m->hstate); the bytes stay behind in the free page, which nothing zeroes
+    before a fault.  Its list links pointed into huge_boot_pages[], __initdata freed after
+    boot: not modelled (zero)."""
     km = k.kmem
-    heads = {}
-    for nid, entries in boot.items():
-        head = heads[nid] = k.__dict__.setdefault("_hbp_heads", {}).get(nid)
-        vas = [k.phys_to_virt(m) for m, _ in entries]
-        for va, (_m, idx) in zip(vas, entries):
+    for entries in k.__dict__.get("huge_boot_pages", {}).values():
+        for m, idx in entries:
+            va = k.phys_to_virt(m)
             km.set(va, "huge_bootmem_page", "hstate", _state(k)[idx].addr)
             km.set(va, "huge_bootmem_page", "flags", 0)
             km.set(va, "huge_bootmem_page", "cma", 0)
-        # the list head is __initdata (freed with init memory): link the entries among
-        # themselves as they were, circular through a head that no longer exists
-        for i, va in enumerate(vas):
-            km.set(va, "list_head", "next", vas[(i + 1) % len(vas)])
-            km.set(va, "list_head", "prev", vas[(i - 1) % len(vas)])
-        del head
 
 
 def gather_bootmem_prealloc(k: Kernel) -> None:
