@@ -456,3 +456,36 @@ def test_exit_reparents_children_to_init(tmp_path) -> None:
     assert kids == [b.pid, c.pid]  # a is gone; its children moved in order to the reaper
     assert all(find_task(d, x.pid).real_parent.value_() == t.value_() for x in (b, c))
     assert not find_task(d, a.pid)
+
+
+def test_prot_none_round_trip(tmp_path) -> None:
+    """mprotect(PROT_NONE) turns the PTEs into PROT_NONE entries (_PAGE_PRESENT clear,
+    _PAGE_PROTNONE = _PAGE_GLOBAL set: what pte_modify with PAGE_NONE gives); drgn's
+    follow_phys then faults; mprotect(R|W) makes them present and, the pages being exclusive
+    anonymous ones, writable again, with the same pfns."""
+    from drgn import FaultError
+    from drgn.helpers.linux.mm import follow_phys
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=18))
+    p = fork.spawn_process(k, "pn")
+    a = M.do_mmap(k, p.mm, 4 * PG, R | W)
+    memory.mm_populate(k, p.mm, a, 4 * PG, True)
+    pfns = [memory.walk(k, p.mm, a + i * PG)[2] >> 12 & ((1 << 40) - 1) for i in range(4)]
+    assert P.do_mprotect(k, p.mm, a, 4 * PG, 0) == 0
+    save(k, tmp_path / "n")
+    d = open_drgn(str(tmp_path / "n.vmcore"), str(tmp_path / "n.vmlinux"))
+    mm = find_task(d, p.pid).mm
+    for i in range(4):
+        e = _pte(d, mm, a + i * PG)
+        assert e & 0x1FF == (1 << 8) | (1 << 5) | (e & (1 << 6))  # PROTNONE|ACCESSED (+DIRTY kept)
+        with pytest.raises(FaultError):
+            follow_phys(mm, a + i * PG)
+    assert P.do_mprotect(k, p.mm, a, 4 * PG, R | W) == 0
+    save(k, tmp_path / "y")
+    d = open_drgn(str(tmp_path / "y.vmcore"), str(tmp_path / "y.vmlinux"))
+    mm = find_task(d, p.pid).mm
+    assert [follow_phys(mm, a + i * PG).value_() >> 12 for i in range(4)] == pfns
+    assert all(_pte(d, mm, a + i * PG) & 3 == 3 for i in range(4))

@@ -67,11 +67,38 @@ VM_NORESERVE = 0x00200000
 PAGE_MAPPING_ANON = 0x1  # include/linux/page-flags.h
 
 
+def __pte_needs_invert(val: int) -> bool:
+    """arch/x86/include/asm/pgtable-invert.h: a non-zero entry without _PAGE_PRESENT (PROT_NONE)
+    holds its PFN inverted (L1TF)."""
+    return bool(val) and not val & _PAGE_PRESENT
+
+
+def _invert_pfns() -> bool:
+    """flip_protnone_guard() is applied only when MEM's pte_pfn() undoes it (probed once), so
+    a PROT_NONE entry is never read back as a wrong pfn."""
+    global _INVERT
+    if _INVERT is None:
+        try:
+            from mmintro.kernel import memory
+
+            e = (~(5 << PAGE_SHIFT) & PTE_PFN_MASK) | _PAGE_PROTNONE
+            _INVERT = memory.pte_pfn(e) == 5
+        except (ImportError, AttributeError):
+            _INVERT = False
+    return _INVERT
+
+
+_INVERT: bool | None = None
+
+
 def pte_modify(pte: int, newprot: int, chg_mask: int = _PAGE_CHG_MASK) -> int:
     """arch/x86/include/asm/pgtable.h pte_modify(): keep _PAGE_CHG_MASK, take the rest from
-    newprot; a formerly writable entry's Dirty moves to SavedDirty when it is now read-only
+    newprot, flip_protnone_guard() (the PFN inverted when the entry turns PROT_NONE or back);
+    a formerly writable entry's Dirty moves to SavedDirty when it is now read-only
     (pte_mksaveddirty), else SavedDirty is cleared (pte_clear_saveddirty)."""
     val = (pte & chg_mask) | (newprot & ~chg_mask)
+    if __pte_needs_invert(pte) != __pte_needs_invert(val) and _invert_pfns():
+        val ^= PTE_PFN_MASK
     if pte & _PAGE_RW:
         if not val & _PAGE_RW and val & _PAGE_DIRTY and _shstk(None):
             val = (val | _PAGE_SAVED_DIRTY) & ~_PAGE_DIRTY
