@@ -264,13 +264,15 @@ def c_task_rss(p: Program, d: Any) -> tuple:
     return mine, theirs
 
 
-_STATUS_FIELDS = ("VmSize", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmPTE", "VmSwap", "HugetlbPages")
+_STATUS_FIELDS = ("VmSize", "VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmPTE", "VmSwap", "HugetlbPages")
 
 
 def c_status_vm(p: Program, d: Any) -> tuple:
-    """mmintro's /proc/PID/status Vm*/Rss* lines = 6.18's task_mem() computed drgn-side from the
-    raw mm fields drgn reads (get_mm_counter is percpu_counter_read_positive: the count, not
-    the per-CPU deltas; total_vm, pgtables_bytes, hugetlb_usage), per process."""
+    """mmintro's /proc/PID/status Vm*/Rss* lines = 6.18's task_mem() computed from what drgn
+    reads: since "mm: fix the inaccurate memory statistics issue for users" (6.16) the Rss*
+    and VmSwap lines use get_mm_counter_sum (= drgn's task_rss sums), VmRSS is their total,
+    VmHWM max(total, mm->hiwater_rss); total_vm, pgtables_bytes, hugetlb_usage as read."""
+    from drgn.helpers.linux.mm import task_rss
     from drgn.helpers.linux.pid import find_task
 
     from mmintro.views import status as status_view
@@ -279,18 +281,16 @@ def c_status_vm(p: Program, d: Any) -> tuple:
     for pid, _t in _tasks_with_mm(p):
         lines = {line.name: line for line in status_view.status(p, pid)}
         mine.append((pid, *[_kb_value(lines.get(f)) for f in _STATUS_FIELDS]))
-        mm = find_task(d, pid).mm
-
-        def cnt(name: str, mm: Any = mm) -> int:
-            return max(0, mm.rss_stat[d.constant(name).value_()].count.value_())
-
-        anon, file, shmem = cnt("MM_ANONPAGES"), cnt("MM_FILEPAGES"), cnt("MM_SHMEMPAGES")
+        task = find_task(d, pid)
+        mm = task.mm
+        r = task_rss(task)
+        total = r.anon + r.file + r.shmem
         try:
             huge = mm.hugetlb_usage.counter.value_()
         except AttributeError:
             huge = 0
-        theirs.append((pid, mm.total_vm.value_() * 4, (anon + file + shmem) * 4, anon * 4, file * 4, shmem * 4,
-                       mm.pgtables_bytes.counter.value_() >> 10, cnt("MM_SWAPENTS") * 4, huge * 4))
+        theirs.append((pid, mm.total_vm.value_() * 4, max(total, mm.hiwater_rss.value_()) * 4, total * 4, r.anon * 4,
+                       r.file * 4, r.shmem * 4, mm.pgtables_bytes.counter.value_() >> 10, r.swap * 4, huge * 4))
     return mine, theirs
 
 
@@ -507,7 +507,7 @@ TASK_CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
     ("vma_find at VMA edges and sampled addresses", c_vma_find),
     ("follow_phys/follow_page on user addresses of every task", c_follow_user),
     ("task_rss/task_vsize = rss_stat percpu sums, total_vm", c_task_rss),
-    ("status Vm*/Rss* = task_mem from drgn's mm fields", c_status_vm),
+    ("status Vm*/Rss* = 6.18 task_mem from drgn's task_rss and mm fields", c_status_vm),
     ("crash vm PID = mm, pgd, RSS, TOTAL_VM, VMAs", c_crash_vm),
     ("crash vtop -c PID ADDR = vtop --pid", c_crash_vtop_c),
     ("hugetlb_total_usage = meminfo Hugetlb", c_hugetlb_usage),

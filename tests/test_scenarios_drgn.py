@@ -27,7 +27,11 @@ SCENARIOS = [n for n in shipped_scenarios() if n != "boot"]
 PROCESS_SCENARIOS = ("fork-cow", "page-cache", "dirty-throttle", "thp-vs-hugetlb")
 # Rows that disagree with drgn on a scenario for a reason recorded here (strict: a row that
 # starts to agree must leave this table).
-SCENARIO_GAPS: dict[tuple[str, str], str] = {}
+_STATUS_ROW = "status Vm*/Rss* = 6.18 task_mem from drgn's task_rss and mm fields"
+_STATUS_GAP = "VIEW: status reads get_mm_counter (the count); 6.18 task_mem uses get_mm_counter_sum"
+SCENARIO_GAPS: dict[tuple[str, str], str] = {(s, _STATUS_ROW): _STATUS_GAP for s in PROCESS_SCENARIOS}
+# Gaps that may or may not show on a given scenario (the per-CPU deltas can happen to be 0).
+LOOSE_GAPS = {_STATUS_ROW}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +58,7 @@ def _check_all(path: str, scenario: str = "") -> None:
     gaps = {r for (s, r) in SCENARIO_GAPS if s == scenario}
     bad = [r for r in results if not r.ok and r.name not in KNOWN_GAPS and r.name not in gaps]
     assert not bad, "\n".join(f"{r.name}: {r.detail}" for r in bad)
-    fixed = [r.name for r in results if r.ok and r.name in gaps]
+    fixed = [r.name for r in results if r.ok and r.name in gaps - LOOSE_GAPS]
     assert not fixed, f"rows now agree on {scenario}: remove them from SCENARIO_GAPS: {fixed}"
 
 
