@@ -1323,12 +1323,10 @@ def unmap_hugepage_range(k: Kernel, vma: int, start: int, end: int) -> None:
     km = k.kmem
     h = hstate_vma(k, vma)
     mm = km.get(vma, "vm_area_struct", "vm_mm")
+    want = "PUD" if h.order == PUD_ORDER else "PMD"
     for a in range(start & ~(h.size - 1), end, h.size):
-        slot = huge_pte_alloc(k, mm, a, h) if memory.walk(k, mm, a)[0] in ("PMD", "PTE", "PUD") else None
-        if slot is None:
-            continue
-        e = k.mem.read_u64(slot - k.page_offset_base)
-        if not e & _PAGE_PRESENT:
+        level, slot, e = memory.walk(k, mm, a)  # huge_pte_offset(): no tables allocated
+        if level != want or not e & _PAGE_PRESENT:
             continue
         k.mem.write_u64(slot - k.page_offset_base, 0)
         pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
