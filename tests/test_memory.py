@@ -408,3 +408,23 @@ def test_prot_none_entries_are_present_for_fork_and_unmap(k) -> None:
         memory.zap_page_range(k, mmap.find_vma(k, proc.mm, a), a, a + 8 * 4096)
     assert not any(pf in k.allocations for pf in pfns)
     assert k.node_vm_stat[0]["NR_ANON_MAPPED"] == anon0 - 8
+
+
+def test_unmap_mapping_pages_keeps_private_copies(k) -> None:
+    inode, filemap = _file_api()
+    p = fork.spawn_process(k, "u")
+    f = inode.create_file(k, "/data/u", 16 * 4096)
+    priv = filemap.mmap_file(k, p.mm, f, 16 * 4096, RW, False)
+    shared = filemap.mmap_file(k, p.mm, f, 16 * 4096, RW, True)
+    memory.handle_mm_fault(k, p.mm, priv, False)
+    cow = memory.handle_mm_fault(k, p.mm, priv + 4096, True).pfn
+    memory.handle_mm_fault(k, p.mm, shared + 2 * 4096, False)
+    mapped = {i for i in range(16) if memory.walk(k, p.mm, shared + i * 4096)[2] & P}
+    assert mapped
+    memory.unmap_mapping_pages(k, k.kmem.get(f, "file", "f_mapping"), 0, 16)
+    for i in range(16):
+        assert not memory.walk(k, p.mm, shared + i * 4096)[2] & P
+        e = memory.walk(k, p.mm, priv + i * 4096)[2]
+        assert (e >> 12 & ((1 << 40) - 1)) == cow if i == 1 else not e & P
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_FILEPAGES") == 0
+    assert memory.get_mm_counter_sum(k, p.mm, "MM_ANONPAGES") == 1

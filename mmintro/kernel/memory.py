@@ -67,7 +67,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Fault", "FaultRecord", "SegmentationFault", "add_mm_counter", "copy_page_range", "do_anonymous_page",
     "do_wp_page", "finish_fault", "free_pgtables", "get_mm_counter", "get_mm_counter_sum", "handle_mm_fault",
-    "mm_populate", "pgd_offset", "pmd_alloc", "pte_offset_alloc", "pud_alloc", "walk", "zap_page_range",
+    "mm_populate", "pgd_offset", "pmd_alloc", "pte_offset_alloc", "pud_alloc", "unmap_mapping_pages", "walk",
+    "zap_page_range",
 ]
 
 _T = get_types()
@@ -980,7 +981,7 @@ def _dup_small_folios(k: Kernel, vals: np.ndarray, idx: np.ndarray, vm_flags: in
 
 
 # -- unmapping: zap_page_range and free_pgtables --------------------------------------------------
-def zap_page_range(k: Kernel, vma: int, start: int, end: int) -> None:
+def zap_page_range(k: Kernel, vma: int, start: int, end: int, even_cows: bool = True) -> None:
     """mm/memory.c unmap_single_vma() -> zap_pte_range/zap_pmd_range over [start, end):
     hugetlb VMAs through hugetlb.unmap_hugepage_range, PMD leaves through
     huge_memory.zap_huge_pmd (a partial range splits the PMD first), present PTEs cleared
@@ -1029,13 +1030,21 @@ def zap_page_range(k: Kernel, vma: int, start: int, end: int) -> None:
         i1 = i0 + ((nxt - addr) >> PAGE_SHIFT)
         idx = np.flatnonzero(view[i0:i1]) + i0
         vals = view[idx].copy()
-        view[idx] = 0  # ptep_get_and_clear_full
-        for j in _zap_shared_small_anon(k, vals, rss):
+        if even_cows:
+            view[idx] = 0  # ptep_get_and_clear_full
+            todo = _zap_shared_small_anon(k, vals, rss)
+        else:
+            todo = range(len(idx))
+        for j in todo:
             i, pte = int(idx[j]), int(vals[j])
             a = (addr & ~(PMD_SIZE - 1)) | (i << PAGE_SHIFT)
             if not pte_present(pte):
                 continue  # swap entries are not modelled
             page = vm_normal_page(k, vma, a, pte)
+            if not even_cows:
+                if page is not None and rmap.folio_test_anon(k, page):
+                    continue  # should_zap_folio(): only non-anonymous folios
+                view[i] = 0
             if page is None:
                 continue
             if not rmap.folio_test_anon(k, page):
@@ -1056,6 +1065,23 @@ def zap_page_range(k: Kernel, vma: int, start: int, end: int) -> None:
 
 
 _M64 = (1 << 64) - 1
+
+
+def unmap_mapping_pages(k: Kernel, mapping: int, start: int, nr: int, even_cows: bool = False) -> None:
+    """mm/memory.c unmap_mapping_pages() -> unmap_mapping_range_tree(): for every VMA on
+    mapping->i_mmap overlapping pages [start, start + nr), zap the overlapping addresses
+    (truncate / hole punch; private CoW copies stay unless ``even_cows``)."""
+    last = start + nr - 1
+    km = k.kmem
+    for vma in rmap.vma_interval_tree_vmas(k, mapping):
+        vpg = km.get(vma, "vm_area_struct", "vm_pgoff")
+        vstart, vend = km.get(vma, "vm_area_struct", "vm_start"), km.get(vma, "vm_area_struct", "vm_end")
+        vlast = vpg + ((vend - vstart) >> PAGE_SHIFT) - 1
+        if vlast < start or vpg > last:
+            continue
+        zs = vstart + ((max(start, vpg) - vpg) << PAGE_SHIFT)
+        ze = vstart + ((min(last, vlast) - vpg + 1) << PAGE_SHIFT)
+        zap_page_range(k, vma, zs, ze, even_cows=even_cows)
 
 
 def _zap_shared_small_anon(k: Kernel, vals: np.ndarray, rss: dict) -> list[int]:
