@@ -38,6 +38,7 @@ maple_arange_64 maple_metadata maple_alloc ma_state xarray xa_node address_space
 inode file hstate resource anon_vma anon_vma_chain swap_info_struct zonelist zoneref
 task_struct pid pid_namespace idr upid rq cfs_rq memblock memblock_type
 memblock_region e820_table e820_entry super_block dentry qstr path vfsmount mount external_name
+nsproxy mnt_namespace
 percpu_counter cpumask nodemask_t vm_userfaultfd_ctx mempolicy
 address_space_operations files_struct fs_struct signal_struct mm_cid
 pcpu_chunk pcpu_block_md vm_event_state kernel_stat seqcount raw_spinlock

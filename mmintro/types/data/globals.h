@@ -159,3 +159,4 @@ struct vm_operations_struct special_mapping_vmops;
 struct vm_special_mapping vdso_mapping;
 struct vm_special_mapping vdso_vvar_mapping;
 struct vm_special_mapping vvar_vclock_mapping;
+struct nsproxy init_nsproxy;
