@@ -489,3 +489,31 @@ def test_prot_none_round_trip(tmp_path) -> None:
     mm = find_task(d, p.pid).mm
     assert [follow_phys(mm, a + i * PG).value_() >> 12 for i in range(4)] == pfns
     assert all(_pte(d, mm, a + i * PG) & 3 == 3 for i in range(4))
+
+
+def test_shared_writable_file_mapping_counts_follow_fork_split_and_exit() -> None:
+    """address_space.i_mmap_writable counts the shared writable VMAs of the file
+    (mapping_map_writable at mmap, __vma_link_file on a split, dup_mmap at fork,
+    __remove_shared_vm_struct at munmap/exit); i_mmap holds exactly those VMAs."""
+    from mmintro.kernel import filemap, inode, rmap
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=19))
+    p = fork.spawn_process(k, "db")
+    f = inode.create_file(k, "/data/table", 64 * PG)
+    mapping = k.kmem.get(f, "file", "f_mapping")
+    a = filemap.mmap_file(k, p.mm, f, 64 * PG, R | W, True)
+
+    def writable() -> int:
+        return k.kmem.get(mapping, "address_space", "i_mmap_writable.counter")
+
+    assert writable() == 1
+    c = fork.do_fork(k, p)
+    assert writable() == 2
+    assert P.do_mprotect(k, p.mm, a + 8 * PG, 8 * PG, R) == 0  # a split into three: +2
+    assert writable() == 4
+    assert len(rmap.vma_interval_tree_vmas(k, mapping)) == 4
+    E.do_exit(k, c)
+    assert writable() == 3
+    assert M.do_munmap(k, p.mm, a, 64 * PG) == 0
+    assert writable() == 0
+    assert rmap.vma_interval_tree_vmas(k, mapping) == []
