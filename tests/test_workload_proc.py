@@ -279,3 +279,21 @@ def test_exit_fork_and_sysctl_steps(every_step):
     always, madvise = (d.constant(c).value_() for c in ("TRANSPARENT_HUGEPAGE_FLAG",
                                                           "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"))
     assert not flags >> always & 1 and not flags >> madvise & 1
+
+
+def test_a_fault_the_kernel_refuses_is_a_failed_step() -> None:
+    """A write to a read-only mapping is SIGSEGV (SEGV_ACCERR from the VMA's flags): the step
+    fails with one line naming the file, line and step, and the address."""
+    from mmintro.workload import ScenarioFailed
+
+    sc = parse_scenario(BASE + '[[step]]\nmmap = "ro"\nsize = "64K"\nprot = "r"\n\n'
+                        '[[step]]\ntouch = "ro"\naccess = "write"\n', "x.toml")
+    with pytest.raises(ScenarioFailed) as e:
+        run_scenario(sc)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("x.toml:14: step 3 (touch): touch ro in db: SIGSEGV at 0x"), msg
+
+
+def test_a_whole_munmap_forgets_the_tag() -> None:
+    msg = _err('[[step]]\nmunmap = "heap"\n\n[[step]]\ntouch = "heap"\n')
+    assert "process 'db' has no mapping 'heap' (its mappings: stack)" in msg
