@@ -428,3 +428,16 @@ def test_unmap_mapping_pages_keeps_private_copies(k) -> None:
         assert (e >> 12 & ((1 << 40) - 1)) == cow if i == 1 else not e & P
     assert memory.get_mm_counter_sum(k, p.mm, "MM_FILEPAGES") == 0
     assert memory.get_mm_counter_sum(k, p.mm, "MM_ANONPAGES") == 1
+
+
+def test_access_sets_accessed_dirty_without_faulting(k) -> None:
+    _require_fork()
+    p, _vma, a = _proc(k)
+    f = memory.handle_mm_fault(k, p.mm, a, True)
+    c = fork.do_fork(k, p)
+    assert memory.walk(k, c.mm, a)[2] == (f.pfn << 12) | P | U | D | NX  # old after fork
+    n = len(k.fault_log)
+    assert memory.access(k, c.mm, a, False, task=c.task) is None  # the walker sets Accessed
+    assert memory.walk(k, c.mm, a)[2] == (f.pfn << 12) | P | U | A | D | NX and len(k.fault_log) == n
+    g = memory.access(k, c.mm, a, True, task=c.task)  # read-only: a CoW fault
+    assert g.kind == "cow-copy" and len(k.fault_log) == n + 1

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
 __all__ = [
-    "Fault", "FaultRecord", "SegmentationFault", "add_mm_counter", "copy_page_range", "do_anonymous_page",
+    "Fault", "FaultRecord", "SegmentationFault", "access", "add_mm_counter", "copy_page_range", "do_anonymous_page",
     "do_wp_page", "finish_fault", "free_pgtables", "get_mm_counter", "get_mm_counter_sum", "handle_mm_fault",
     "mm_populate", "pgd_offset", "pmd_alloc", "pte_offset_alloc", "pud_alloc", "unmap_mapping_pages", "walk",
     "zap_page_range",
@@ -445,6 +445,19 @@ def handle_mm_fault(k: Kernel, mm: int, addr: int, write: bool, task: int | None
         field = "maj_flt" if fault.major else "min_flt"
         k.kmem.set(task, "task_struct", field, k.kmem.get(task, "task_struct", field) + 1)
     return fault
+
+
+def access(k: Kernel, mm: int, addr: int, write: bool, task: int | None = None) -> Fault | None:
+    """A user access as the MMU performs it: a present leaf that allows the access gets
+    its Accessed bit (and Dirty for a write) set by the hardware walker, no fault (None);
+    otherwise the page fault (handle_mm_fault)."""
+    level, slot, e = walk(k, mm, addr)
+    if e & _PAGE_PRESENT and (level == "PTE" or e & _PAGE_PSE) and (not write or e & _PAGE_RW):
+        ne = e | _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0)
+        if ne != e:
+            _write(k, slot, ne)
+        return None
+    return handle_mm_fault(k, mm, addr, write, task)
 
 
 VM_HUGETLB = 0x00400000  # include/linux/mm.h
