@@ -19,7 +19,16 @@ from mmintro.kernel.machine import boot
 from mmintro.snapshot.writer import save
 
 drgn = pytest.importorskip("drgn")
-from drgn.helpers.linux.fs import d_path, for_each_file, inode_for_each_page, path_lookup
+from drgn.helpers.linux.fs import (
+    d_path,
+    for_each_file,
+    for_each_mount,
+    inode_for_each_page,
+    mount_dst,
+    mount_fstype,
+    mount_src,
+    path_lookup,
+)
 from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.xarray import xa_for_each, xa_load
 
@@ -69,6 +78,17 @@ def test_d_path_of_each_file(cache, prog):
         assert d_path(fobj.f_path).decode() == PATHS[tag]
         assert fobj.f_inode.i_sb.s_type.name.string_() == inode.FS_NAME.encode()
         assert fobj.f_mapping == fobj.f_inode.i_mapping == fobj.f_inode.i_data.address_of_()
+
+
+def test_mount_namespace_lists_the_root_mount(cache, prog):
+    """drgn's for_each_mount walks init_task.nsproxy->mnt_ns->mounts (an rbtree) to the root
+    mount: /dev/vda on / of type mmintrofs; crash's mount prints the same row."""
+    from mmintro.crosscheck import crash
+
+    rows = [(mount_src(m), mount_dst(m), mount_fstype(m)) for m in for_each_mount(prog)]
+    assert rows == [(b"/dev/vda", b"/", inode.FS_NAME.encode())]
+    out = crash(prog, "mount").split("\n")[1].split()
+    assert out[2:] == [inode.FS_NAME, "/dev/vda", "/"]
 
 
 def test_path_lookup_from_init_task(cache, prog):

@@ -81,6 +81,8 @@ FMODE_CAN_READ = 1 << 17
 FMODE_CAN_WRITE = 1 << 18
 FMODE_OPENED = 1 << 19
 FILE_REF_DEAD = 0xE000000000000000  # include/linux/file_ref.h
+CLONE_NEWNS = 0x00020000  # include/uapi/linux/sched.h (ns_common.ns_type of a mount namespace)
+RB_BLACK = 1  # include/linux/rbtree_augmented.h
 # include/uapi/asm-generic/fcntl.h
 O_RDWR = 0o2
 O_LARGEFILE = 0o100000
@@ -209,7 +211,40 @@ def vfs_root(k: Kernel) -> Vfs:
         km.set(fs, "fs_struct", f"{p}.dentry", root)
         _d_get(k, root)
     km.set(k.sym("init_task"), "task_struct", "fs", fs)
+    _init_mnt_ns(k, mnt)
     return v
+
+
+def _init_mnt_ns(k: Kernel, mnt: int) -> None:
+    """init_mount_tree(): the initial mount namespace (alloc_mnt_ns: kzalloc) holding the root
+    mount in its ``mounts`` rbtree (mnt_add_to_ns: one black node, first = last = it),
+    ``root``, ``nr_mounts`` 1, inum MNT_NS_INIT_INO; init_nsproxy.mnt_ns points at it and
+    init_task.nsproxy at init_nsproxy (count 1, pid_ns_for_children = &init_pid_ns; the
+    uts/ipc/net/time/cgroup namespaces are not modelled)."""
+    km = k.kmem
+    ns = slub.kzalloc(k, k.T.sizeof("struct mnt_namespace"), "GFP_KERNEL", caller="alloc_mnt_ns")
+    km.set(ns, "mnt_namespace", "ns.ns_type", CLONE_NEWNS)
+    km.set(ns, "mnt_namespace", "ns.inum", k.T.const("MNT_NS_INIT_INO"))
+    km.set(ns, "mnt_namespace", "ns.__ns_ref.refs.counter", 1)
+    km.set(ns, "mnt_namespace", "root", mnt)
+    node = km.addr(mnt, "mount", "mnt_node")
+    km.set(node, "rb_node", "__rb_parent_color", RB_BLACK)  # the root: no parent, black
+    km.set(ns, "mnt_namespace", "mounts.rb_node", node)
+    km.set(ns, "mnt_namespace", "mnt_first_node", node)
+    km.set(ns, "mnt_namespace", "mnt_last_node", node)
+    km.set(ns, "mnt_namespace", "nr_mounts", 1)
+    km.set(ns, "mnt_namespace", "passive.refs.counter", 1)
+    km.init_list_head(km.addr(ns, "mnt_namespace", "poll.head"))
+    km.set(mnt, "mount", "mnt_ns", ns)
+    if "init_nsproxy" not in k.image.symbols:
+        k.image.var("init_nsproxy", "data")
+    nsp = k.sym("init_nsproxy")
+    if not km.get(nsp, "nsproxy", "count.refs.counter"):
+        km.set(nsp, "nsproxy", "count.refs.counter", 1)
+        km.set(nsp, "nsproxy", "pid_ns_for_children", k.sym("init_pid_ns"))
+    km.set(nsp, "nsproxy", "mnt_ns", ns)
+    if not km.get(k.sym("init_task"), "task_struct", "nsproxy"):
+        km.set(k.sym("init_task"), "task_struct", "nsproxy", nsp)
 
 
 def _new_inode(k: Kernel, v: Vfs, mode: int, size: int, ino: int | None = None, nlink: int = 1) -> int:
