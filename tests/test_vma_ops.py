@@ -517,3 +517,35 @@ def test_shared_writable_file_mapping_counts_follow_fork_split_and_exit() -> Non
     assert M.do_munmap(k, p.mm, a, 64 * PG) == 0
     assert writable() == 0
     assert rmap.vma_interval_tree_vmas(k, mapping) == []
+
+
+def test_fork_then_exec_replaces_the_child_mm(tmp_path) -> None:
+    """fork + execve: the child's copied address space (sharing the parent's pages) is torn
+    down by exec_mmap's mmput (exit_mmap, __mmdrop) and replaced by the new program's; pid,
+    task and parent stay; the parent's pages are exclusive to it again (mapcount 1)."""
+    from drgn.helpers.linux.mm import for_each_vma, vma_name
+    from drgn.helpers.linux.pid import find_task
+    from drgn.helpers.linux.slab import find_slab_cache, slab_cache_usage
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel import rmap
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=20))
+    sh = fork.spawn_process(k, "bash")
+    a = M.do_mmap(k, sh.mm, 8 * PG, R | W)
+    memory.mm_populate(k, sh.mm, a, 8 * PG, True)
+    child = fork.do_fork(k, sh)
+    pfn = memory.walk(k, sh.mm, a)[2] >> 12 & ((1 << 40) - 1)
+    assert rmap.folio_mapcount(k, pfn) == 2
+    old_mm = child.mm
+    fork.do_execve(k, child, "ls")
+    assert child.mm != old_mm and rmap.folio_mapcount(k, pfn) == 1
+    save(k, tmp_path / "x")
+    d = open_drgn(str(tmp_path / "x.vmcore"), str(tmp_path / "x.vmlinux"))
+    t = find_task(d, child.pid)
+    assert t.comm.string_() == b"ls" and t.real_parent.pid.value_() == sh.pid
+    assert t.mm.value_() == child.mm and t.active_mm.value_() == child.mm
+    names = [vma_name(v).decode() for v in for_each_vma(t.mm)]
+    assert names[:4] == ["/usr/bin/ls"] * 4 and names[-1] == "[stack]"
+    used = slab_cache_usage(find_slab_cache(d, "mm_struct"))
+    assert used.num_objs - used.free_objs == 2  # bash's and ls's: the copied mm is freed

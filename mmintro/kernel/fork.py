@@ -48,8 +48,8 @@ from mmintro.kernel.xarray import XA_FLAGS_ALLOC, XArray
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-__all__ = ["PIDNS_ADDING", "Process", "alloc_pid", "copy_process", "do_fork", "dup_mm", "dup_mmap", "mm_alloc",
-           "mm_init", "pgd_alloc", "spawn_process"]
+__all__ = ["PIDNS_ADDING", "Process", "alloc_pid", "copy_process", "do_execve", "do_fork", "dup_mm", "dup_mmap",
+           "mm_alloc", "mm_init", "pgd_alloc", "spawn_process"]
 
 # include/linux/pid_namespace.h (#define)
 PIDNS_ADDING = 1 << 31
@@ -427,6 +427,29 @@ def do_fork(k: Kernel, parent: Process, cpu: int | None = None, state: int = TAS
     _link_task(k, tsk, pid_struct, parent.task)
     proc = Process(nr, parent.comm, tsk, mm, pid_struct, parent.layout)
     k.__dict__.setdefault("processes", []).append(proc)
+    return proc
+
+
+def do_execve(k: Kernel, proc: Process, comm: str, **layout: int) -> Process:
+    """fs/exec.c execve(2) of program ``comm`` by ``proc``: bprm_mm_init's mm_alloc, the new
+    layout (setup_new_exec_layout: segments from /usr/bin/<comm>, interpreter, libc, stack,
+    vDSO), begin_new_exec -> exec_mmap (tsk->mm = tsk->active_mm = the new mm, then mmput of
+    the old one: exit_mmap and __mmdrop, as at exit), __set_task_comm, PF_FORKNOEXEC cleared.
+    The pid, task and parent stay.  Returns ``proc`` updated."""
+    from mmintro.kernel import exit as E
+
+    km = k.kmem
+    tsk = proc.task
+    old = km.get(tsk, "task_struct", "mm")
+    mm = mm_alloc(k, tsk)
+    lay = mmap.setup_new_exec_layout(k, mm, comm=comm, **layout)
+    km.set(tsk, "task_struct", "mm", mm)
+    km.set(tsk, "task_struct", "active_mm", mm)
+    if old:
+        E.mmput(k, old)  # exec_mmap(): mmput(old_mm) (the lazy active_mm reference is the same mm)
+    km.write_bytes(km.addr(tsk, "task_struct", "comm"), comm.encode()[:15].ljust(16, b"\0"))
+    km.set(tsk, "task_struct", "flags", (km.get(tsk, "task_struct", "flags") & ~PF_FORKNOEXEC) | PF_RANDOMIZE)
+    proc.mm, proc.comm, proc.layout = mm, comm[:15], lay
     return proc
 
 
