@@ -23,13 +23,22 @@ handle_mm_fault -> __handle_mm_fault -> handle_pte_fault, with do_anonymous_page
 shared zero page for reads), do_fault (do_read_fault / do_cow_fault / do_shared_fault +
 finish_fault / set_pte_range), do_wp_page (wp_page_reuse / wp_page_copy /
 wp_page_shared), and the THP / hugetlb entries of the HUGE helper's modules.  Every fault
-is recorded in ``k.fault_log``.  :func:`copy_page_range` (fork), :func:`zap_page_range`
-and :func:`free_pgtables` complete the life cycle.
+is recorded in ``k.fault_log`` (kinds anon-zero, anon, cow-copy, cow-reuse, file,
+file-shared, thp, hugetlb).  A file read fault first tries fault-around (do_fault_around
+-> filemap_map_pages over the 64 KiB window).  :func:`access` is the MMU's side of an
+access: Accessed/Dirty set by the walker when no fault is needed.
 
-A file read fault first tries fault-around (do_fault_around -> filemap_map_pages over the
-64 KiB window).  Not modelled: swap entries (do_swap_page), NUMA hinting faults, userfaultfd, KSM, mlock population,
-TLB flushing (there is no TLB), the page-table locks' contention (locks are always free
-when a snapshot is taken).
+Life cycle: :func:`copy_page_range` (fork), :func:`zap_page_range` (munmap, exit, and
+:func:`unmap_mapping_pages` for truncation), :func:`free_pgtables` (free_pgd_range).
+:func:`mm_populate` faults a range as __get_user_pages does.  Fast paths do the kernel's
+writes for many pages at once (numpy over PTE tables and the memory map): anonymous
+populate (~10 us a page), fork's small folios (~1 us), unmapping shared anonymous pages;
+tests check them byte for byte against the per-page path.
+
+Not modelled: swap entries (do_swap_page), NUMA hinting faults (do_numa_page), userfaultfd,
+KSM, mTHP orders below PMD size, TLB flushing and mmu_gather batching (pages are freed
+as their PTEs are zapped, in the same order), page-table lock contention (the locks are
+always free when a snapshot is taken).
 """
 
 from __future__ import annotations
