@@ -549,3 +549,19 @@ def test_fork_then_exec_replaces_the_child_mm(tmp_path) -> None:
     assert names[:4] == ["/usr/bin/ls"] * 4 and names[-1] == "[stack]"
     used = slab_cache_usage(find_slab_cache(d, "mm_struct"))
     assert used.num_objs - used.free_objs == 2  # bash's and ls's: the copied mm is freed
+
+
+def test_hiwater_marks_as_munmap_leaves_them(world) -> None:
+    """vms_complete_munmap_vmas: update_hiwater_vm before total_vm drops (VmPeak keeps the
+    8 unmapped pages); vms_clear_ptes: update_hiwater_rss before the zap, from get_mm_rss()
+    (percpu_counter_read_positive: the folded count only, so it may trail the exact rss by
+    what the CPUs still hold -- /proc's VmHWM is max(hiwater_rss, rss))."""
+    from drgn.helpers.linux.mm import task_rss
+    from drgn.helpers.linux.pid import find_task
+
+    d = world["before"]
+    t = find_task(d, world["par"].pid)
+    hole = (HOLE[1] - HOLE[0]) // PG
+    assert t.mm.hiwater_vm.value_() == t.mm.total_vm.value_() + hole
+    rss_now = task_rss(d, t).total
+    assert 0 < t.mm.hiwater_rss.value_() <= rss_now + hole
