@@ -16,6 +16,7 @@ from mmintro.views import ps as ps_view
 
 __all__ = [
     "TASK_CHECKS",
+    "c_crash_ps",
     "c_crash_ps_p",
     "c_crash_vm",
     "c_crash_vtop_c",
@@ -227,6 +228,24 @@ def c_vma_find(p: Program, d: Any) -> tuple:
             v = th.vma_find(t.mm, a)
             mine.append((pid, hex(a), int(v.value_()) if v is not None else 0))
             theirs.append((pid, hex(a), vma_find(dmm, a).value_()))
+    return mine, theirs
+
+
+_PS_ROW = re.compile(r"^\s*>?\s*(\d+)\s+(\d+)\s+(\d+)\s+([0-9a-f]+)\s+(\S+)\s+([\d.]+)\s+(\d+)\s+(\d+)\s+(.*?)\s*$")
+# drgn's crash ps prints task_state_to_char(); mmintro's ps prints crash's two-letter states
+_STATE_CHAR = {"RU": "R", "IN": "S", "UN": "D", "ST": "T", "TR": "t", "ZO": "Z", "DE": "X", "ID": "I", "PA": "P"}
+
+
+def c_crash_ps(p: Program, d: Any) -> tuple:
+    """``crash ps`` (drgn's: every task with PID, PPID, CPU, TASK, state letter, %MEM, VSZ and
+    RSS in kB, COMM) = mmintro's ps view, row by row (crash's two-letter state mapped to
+    task_state_to_char's letter)."""
+    from mmintro.crosscheck import crash
+
+    mine = [(r.pid, r.ppid, r.cpu, r.task, _STATE_CHAR.get(r.state, r.state), f"{r.pmem:.1f}", r.vsz, r.rss,
+             r.comm) for r in ps_view.ps(p)]
+    theirs = [(int(m[1]), int(m[2]), int(m[3]), int(m[4], 16), m[5], m[6], int(m[7]), int(m[8]), m[9])
+              for m in (_PS_ROW.match(line) for line in crash(d, "ps").splitlines()[1:]) if m]
     return mine, theirs
 
 
@@ -504,6 +523,7 @@ TASK_CHECKS: list[tuple[str, Callable[[Program, Any], tuple]]] = [
     ("find_task on every pid", c_find_task),
     ("for_each_vma per mm: start/end/flags", c_for_each_vma),
     ("crash ps -p = ps parent chains", c_crash_ps_p),
+    ("crash ps = ps: pid, ppid, cpu, task, state, %MEM, VSZ, RSS, comm", c_crash_ps),
     ("vma_find at VMA edges and sampled addresses", c_vma_find),
     ("follow_phys/follow_page on user addresses of every task", c_follow_user),
     ("task_rss/task_vsize = rss_stat percpu sums, total_vm", c_task_rss),
