@@ -441,3 +441,34 @@ def test_access_sets_accessed_dirty_without_faulting(k) -> None:
     assert memory.walk(k, c.mm, a)[2] == (f.pfn << 12) | P | U | A | D | NX and len(k.fault_log) == n
     g = memory.access(k, c.mm, a, True, task=c.task)  # read-only: a CoW fault
     assert g.kind == "cow-copy" and len(k.fault_log) == n + 1
+
+
+def test_fork_and_zap_fast_paths_equal_the_per_pte_path(monkeypatch) -> None:
+    """copy_page_range / zap_page_range's table-at-a-time handling of small folios leaves the
+    memory the per-PTE path leaves (checked by forcing every entry through the latter)."""
+    _require_fork()
+
+    def every_entry_slow(k, vals, idx, flags, rss):
+        for j in range(len(idx)):
+            yield int(idx[j]), 0, None, None
+
+    mems = []
+    for slow in (False, True):
+        with monkeypatch.context() as m:
+            if slow:
+                m.setattr(memory, "_dup_small_folios", every_entry_slow)
+                m.setattr(memory, "_zap_shared_small_anon", lambda k, vals, rss: list(range(len(vals))))
+            k = boot(MachineConfig(ram=1 << 30, seed=9))
+            p, _vma, a = _proc(k, length=8 << 20)
+            memory.mm_populate(k, p.mm, a, 900 * 4096, True)
+            memory.mm_populate(k, p.mm, a + 900 * 4096, 30 * 4096, False)
+            c = fork.do_fork(k, p)
+            for i in range(0, 900, 5):
+                memory.handle_mm_fault(k, c.mm, a + i * 4096, True, task=c.task)
+            cvma = mmap.find_vma(k, c.mm, a)
+            memory.zap_page_range(k, cvma, a, a + (8 << 20))
+            memory.free_pgtables(k, c.mm, a, a + (8 << 20))
+            k.sync()
+            mems.append({s: bytes(b) for s, b in k.mem.nonzero_runs()})
+    assert mems[0].keys() == mems[1].keys()
+    assert all(mems[0][s] == mems[1][s] for s in mems[0])
