@@ -565,3 +565,49 @@ def test_hiwater_marks_as_munmap_leaves_them(world) -> None:
     assert t.mm.hiwater_vm.value_() == t.mm.total_vm.value_() + hole
     rss_now = task_rss(d, t).total
     assert 0 < t.mm.hiwater_rss.value_() <= rss_now + hole
+
+
+def test_everything_returns_after_the_last_exit(tmp_path) -> None:
+    """A process with a THP, 4K anonymous pages, a hugetlb page and a mapped file forks a
+    child that CoWs part of the THP; both exit.  Against the freshly booted machine (drgn on
+    both snapshots): page tables, anonymous and THP counts, mapped file pages, kernel stacks,
+    the commitment, the hugetlb pool and the per-process slab objects are back exactly."""
+    from drgn.helpers.linux.mm import vm_memory_committed
+    from drgn.helpers.linux.pid import for_each_task
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel import filemap, huge_memory, hugetlb, inode
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=21, hugepages_2m=4))
+    save(k, tmp_path / "boot")
+    p = fork.spawn_process(k, "big")
+    a = M.do_mmap(k, p.mm, 8 << 20, R | W)
+    huge_memory.madvise_hugepage(k, p.mm, a, 8 << 20)
+    base = -(-a // (2 << 20)) * (2 << 20)
+    memory.handle_mm_fault(k, p.mm, base, True)
+    memory.mm_populate(k, p.mm, a, 0x10000, True)
+    h = hugetlb.hugetlb_mmap(k, p.mm, 4 << 20, 2 << 20, R | W)
+    memory.handle_mm_fault(k, p.mm, h, True)
+    f = inode.create_file(k, "/data/f", 1 << 20)
+    fa = filemap.mmap_file(k, p.mm, f, 1 << 20, R, False)
+    memory.mm_populate(k, p.mm, fa, 1 << 20, False)
+    c = fork.do_fork(k, p)
+    memory.handle_mm_fault(k, c.mm, base + PG, True)
+    assert P.do_mprotect(k, c.mm, base, 1 << 20, R) == 0
+    E.do_exit(k, c)
+    E.do_exit(k, p)
+    save(k, tmp_path / "end")
+    b, e = (open_drgn(str(tmp_path / f"{n}.vmcore"), str(tmp_path / f"{n}.vmlinux")) for n in ("boot", "end"))
+    assert [t.pid.value_() for t in for_each_task(e)] == []
+
+    def stat(prog, item):
+        return prog["vm_node_stat"][prog.constant(item).value_()].counter.value_()
+
+    for item in ("NR_PAGETABLE", "NR_ANON_MAPPED", "NR_ANON_THPS", "NR_FILE_MAPPED", "NR_KERNEL_STACK_KB"):
+        assert stat(e, item) == stat(b, item), item
+    assert vm_memory_committed(e) == vm_memory_committed(b) == 0
+    hs = e["hstates"][e["default_hstate_idx"]]
+    assert hs.free_huge_pages.value_() == hs.nr_huge_pages.value_() == 4
+    for cache in ("vm_area_struct", "mm_struct", "task_struct", "signal_cache", "pid", "anon_vma", "anon_vma_chain",
+                  "maple_node"):
+        assert _usage(e, cache) == _usage(b, cache), cache
