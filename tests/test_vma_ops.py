@@ -611,3 +611,34 @@ def test_everything_returns_after_the_last_exit(tmp_path) -> None:
     for cache in ("vm_area_struct", "mm_struct", "task_struct", "signal_cache", "pid", "anon_vma", "anon_vma_chain",
                   "maple_node"):
         assert _usage(e, cache) == _usage(b, cache), cache
+
+
+def test_madvise_dontneed_zaps_and_raises_hiwater(tmp_path) -> None:
+    """MADV_DONTNEED: update_hiwater_rss first (VmHWM keeps the pages), then the range's PTEs
+    are cleared (drgn's follow_phys faults there), rss drops by the pages zapped and the VMA
+    stays."""
+    from drgn import FaultError
+    from drgn.helpers.linux.mm import follow_phys, task_rss
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=22))
+    p = fork.spawn_process(k, "dn")
+    a = M.do_mmap(k, p.mm, 256 * PG, R | W)
+    memory.mm_populate(k, p.mm, a, 256 * PG, True)
+    n = k.kmem.get(p.mm, "mm_struct", "map_count")
+    assert M.madvise_dontneed(k, p.mm, a + 64 * PG, 128 * PG) == 0
+    assert M.madvise_dontneed(k, p.mm, a + 1, PG) == -22
+    save(k, tmp_path / "d")
+    d = open_drgn(str(tmp_path / "d.vmcore"), str(tmp_path / "d.vmlinux"))
+    t = find_task(d, p.pid)
+    assert task_rss(d, t).anon == 128
+    assert t.mm.hiwater_rss.value_() >= 224  # at least what the counter had folded of the 256
+    assert t.mm.map_count.value_() == n
+    for i in (63, 64, 191, 192):
+        if 64 <= i < 192:
+            with pytest.raises(FaultError):
+                follow_phys(t.mm, a + i * PG)
+        else:
+            follow_phys(t.mm, a + i * PG)

@@ -73,6 +73,7 @@ __all__ = [
     "do_mmap",
     "do_munmap",
     "find_vma",
+    "madvise_dontneed",
     "mm_tree",
     "protection_map",
     "setup_new_exec_layout",
@@ -314,6 +315,39 @@ def do_munmap(k: Kernel, mm: int, start: int, length: int) -> int:
     if not vma:
         return 0
     return V.do_vmi_align_munmap(k, mm, vma, start, end)
+
+
+def madvise_dontneed(k: Kernel, mm: int, start: int, length: int) -> int:
+    """mm/madvise.c madvise(start, length, MADV_DONTNEED): madvise_walk_vmas over the range
+    (-ENOMEM (-12) if part of it is unmapped, after doing the mapped parts), each VMA checked by
+    madvise_dontneed_free_valid_vma (VM_LOCKED, VM_PFNMAP and hugetlb VMAs: -EINVAL, -22) and
+    zapped with zap_page_range_single_batched: update_hiwater_rss, then the PTEs of the range
+    cleared through MEM's zap_page_range (anonymous pages freed, file pages dropped from the
+    mapping; the next touch faults).  Page tables stay."""
+    from mmintro.kernel import vma as V
+
+    if start & (PAGE_SIZE - 1):
+        return -22
+    end = start + (-(-length // PAGE_SIZE) * PAGE_SIZE)
+    zap = V._opt("memory", "zap_page_range")
+    unmapped = False
+    addr = start
+    while addr < end:
+        vma = V.vma_find(k, mm, addr, end)
+        if not vma:
+            return -12
+        vs, ve = _vma_range(k, vma)
+        if vs > addr:
+            unmapped = True
+        flags = k.kmem.get(vma, "vm_area_struct", "vm_flags")
+        if flags & (VM_LOCKED | VM_PFNMAP | V.VM_HUGETLB):
+            return -22
+        s, e = max(addr, vs), min(end, ve)
+        V.update_hiwater_rss(k, mm)
+        if zap is not None:
+            zap(k, vma, s, e)
+        addr = e
+    return -12 if unmapped else 0
 
 
 def do_brk_flags(k: Kernel, mm: int, newbrk: int) -> int:
