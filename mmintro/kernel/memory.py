@@ -179,11 +179,21 @@ def maybe_mkwrite(e: int, vm_flags: int) -> int:
 
 # -- page-table pages ---------------------------------------------------------------------
 def _read(k: Kernel, kva: int) -> int:
-    return k.mem.read_u64(kva - k.page_offset_base)
+    """A page-table entry (8-byte aligned, in the direct map)."""
+    p = kva - k.page_offset_base
+    chunk = k.mem._chunks.get(p >> 16)  # PhysMem's lazily backed 64 KiB chunks (never in a region)
+    if chunk is not None:
+        return int(chunk[p & 0xFFF8:(p & 0xFFF8) + 8].view(np.uint64)[0])
+    return k.mem.read_u64(p)
 
 
 def _write(k: Kernel, kva: int, v: int) -> None:
-    k.mem.write_u64(kva - k.page_offset_base, v)
+    p = kva - k.page_offset_base
+    chunk = k.mem._chunks.get(p >> 16)
+    if chunk is not None:
+        chunk[p & 0xFFF8:(p & 0xFFF8) + 8].view(np.uint64)[0] = v
+        return
+    k.mem.write_u64(p, v)
 
 
 def _nid(k: Kernel, pfn: int) -> int:
@@ -637,7 +647,7 @@ def do_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | N
         rmap.anon_vma_prepare(k, vma)
         cow = folio_prealloc(k, vma, addr, False)
         page = fm.filemap_fault(k, vma, pgoff, False)
-        k.mem.write(cow << PAGE_SHIFT, k.mem.read(page << PAGE_SHIFT, PAGE_SIZE))  # copy_mc_user_highpage
+        copy_page(k, cow, page)  # copy_mc_user_highpage
         rmap.folio_set_flag(k, cow, PG_uptodate)
         finish_fault(k, mm, vma, addr, write, pmd, cow, is_cow=True)
         rmap.folio_put(k, page)  # put_page(vmf->page): filemap_fault's reference
@@ -760,6 +770,16 @@ def finish_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, pmd: int,
     add_mm_counter(k, mm, member, 1)
 
 
+def copy_page(k: Kernel, dst_pfn: int, src_pfn: int) -> None:
+    """copy_user_highpage(): the 4 KiB contents (a zero source is a fill, which leaves
+    never-written simulated memory unbacked)."""
+    data = k.mem.read(src_pfn << PAGE_SHIFT, PAGE_SIZE)
+    if data.count(0) == PAGE_SIZE:
+        k.mem.fill(dst_pfn << PAGE_SHIFT, PAGE_SIZE, 0)
+    else:
+        k.mem.write(dst_pfn << PAGE_SHIFT, data)
+
+
 # -- write-protect faults (do_wp_page) ----------------------------------------------------------
 def wp_can_reuse_anon_folio(k: Kernel, f: int, vma: int) -> bool:
     """mm/memory.c wp_can_reuse_anon_folio() (and __wp_can_reuse_large_anon_folio): only
@@ -821,8 +841,7 @@ def wp_page_copy(k: Kernel, mm: int, vma: int, addr: int, task: int | None, pte:
     zero = is_zero_pfn(k, pte_pfn(orig))
     new = folio_prealloc(k, vma, addr, zero)
     if not zero:
-        src = pte_pfn(orig) << PAGE_SHIFT
-        k.mem.write(new << PAGE_SHIFT, k.mem.read(src, PAGE_SIZE))  # __wp_page_copy_user
+        copy_page(k, new, pte_pfn(orig))  # __wp_page_copy_user
     rmap.folio_set_flag(k, new, PG_uptodate)
     if old is not None:
         if not rmap.folio_test_anon(k, old):
