@@ -230,3 +230,19 @@ def test_madvise_splits_the_vma_and_the_sysfs_mode_moves_watermarks():
     assert k.min_free_kbytes < raised
     huge_memory.set_thp_mode(k, "madvise")
     assert k.min_free_kbytes == raised
+
+
+def test_huge_zero_folio_struct_page(thp):
+    """The zero folio is an order-9 compound page with the allocation's one reference, no
+    mapping and no large_rmappable (get_huge_zero_folio clears it); zero PMDs take no
+    references and no map counts."""
+    from drgn import cast
+    from drgn.helpers.linux.mm import compound_order, pfn_to_page
+
+    _k, prog, *_ = thp
+    f = cast("struct folio *", pfn_to_page(prog, prog["huge_zero_pfn"].value_()))
+    assert compound_order(f.page.address_of_()).value_() == 9
+    assert f.page._refcount.counter.value_() == 1
+    assert f.mapping.value_() == 0
+    assert not f._flags_1.value_() >> prog.constant("PG_large_rmappable").value_() & 1
+    assert f._entire_mapcount.counter.value_() == -1

@@ -459,7 +459,7 @@ def is_huge_zero_pmd(k: Kernel, e: int) -> bool:
 def get_huge_zero_folio(k: Kernel) -> int | None:
     """get_huge_zero_folio(): on first use folio_alloc((GFP_TRANSHUGE | __GFP_ZERO) &
     ~__GFP_MOVABLE, HPAGE_PMD_ORDER) (large_rmappable cleared again), huge_zero_folio and
-    huge_zero_pfn set, THP_ZERO_PAGE_ALLOC; the refcount the shrinker will put (2)."""
+    huge_zero_pfn set, THP_ZERO_PAGE_ALLOC, huge_zero_refcount 2."""
     if k.__dict__.get("huge_zero_pfn") is not None:
         return k.huge_zero_pfn
     gfp = (G.GFP_TRANSHUGE | G.FLAGS["__GFP_ZERO"] | G.FLAGS["__GFP_COMP"]) & ~G.FLAGS["__GFP_MOVABLE"]
@@ -470,8 +470,9 @@ def get_huge_zero_folio(k: Kernel) -> int | None:
     k.huge_zero_pfn = pfn
     k.kmem.write_u64(k.sym("huge_zero_folio"), k.pfn_to_page(pfn))
     k.kmem.write_u64(k.sym("huge_zero_pfn"), pfn)
-    _mv64, mv32, base, _a = k.memmap_words[pfn >> page_alloc.PFN_SECTION_SHIFT]
-    mv32[2 * (base + pfn * 8) + page_alloc.D_REFCOUNT] = 2
+    # huge_zero_refcount = 2 (a static: the extra reference the shrinker puts back); the
+    # folio itself keeps the allocation's single reference, zero PMDs take none
+    k.huge_zero_refcount = 2
     k.vm_events[k.current_cpu][THP_ZERO_PAGE_ALLOC] += 1
     return pfn
 
