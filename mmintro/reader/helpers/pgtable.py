@@ -314,24 +314,35 @@ def _gather_words(prog: Program, phys: np.ndarray, chunk: int = 1 << 20) -> np.n
 _DENSE_MIN = 1 << 15
 
 
-def _dense_rows(prog: Program, pfns: np.ndarray, base: np.uint64, size: np.uint64) -> np.ndarray | None:
-    """(n, size/8) u64: the struct pages of many pfns read as one contiguous stretch of the
-    vmemmap (sequential reads, physically contiguous runs merged) when the pfns are dense
-    enough; None when they are sparse or a part of the stretch is unmapped."""
+def _dense_rows(prog: Program, pfns: np.ndarray, base: np.uint64,
+                size: np.uint64) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows, index): the struct pages of ``pfns`` as ``rows[index]`` ((span, size/8) u64 and the
+    row of each pfn), read as one stretch of the vmemmap — a
+    sequential copy per vmemmap leaf (2 MiB each), holes (sections without a memmap) left
+    zero — when the pfns are dense enough; None when they are sparse."""
     lo, hi = int(pfns.min()), int(pfns.max())
     span = hi - lo + 1
     if span > 4 * len(pfns):
         return None
     words = int(size) // 8
-    buf = np.empty(span * words, dtype=np.uint64)
+    buf = np.zeros(span * words, dtype=np.uint64)
     raw = buf.view(np.uint8)
     start = int(base) + lo * int(size)
-    try:
-        for v, p, length in prog.translate_range(start, span * int(size)):
-            prog.core.read_phys_into(raw[v - start : v - start + length], p)
-    except FaultError:
-        return None
-    return buf.reshape(span, words)[(pfns - np.uint64(lo)).astype(np.int64)]
+    end = start + span * int(size)
+    tr = vmemmap_translator(prog)
+    first = max(0, int(np.searchsorted(tr.start, np.uint64(start), side="right")) - 1)
+    for i in range(first, len(tr.start)):
+        v0, sz, p0 = int(tr.start[i]), int(tr.size[i]), int(tr.phys[i])
+        if v0 >= end:
+            break
+        a, b = max(v0, start), min(v0 + sz, end)
+        if a >= b:
+            continue
+        try:
+            prog.core.read_phys_into(raw[a - start : b - start], p0 + (a - v0))
+        except FaultError:
+            continue  # a vmemmap leaf outside RAM: those rows stay zero (and not valid)
+    return buf.reshape(span, words), (pfns - np.uint64(lo)).astype(np.int64)
 
 
 def page_columns(prog: Program, pfns: np.ndarray) -> PageColumns:
@@ -354,7 +365,8 @@ def page_columns(prog: Program, pfns: np.ndarray) -> PageColumns:
 
     def word(ph: np.ndarray, off: int) -> np.ndarray:
         if dense is not None and ph is phys:
-            return dense[:, off >> 3].copy()
+            rows, index = dense
+            return np.where(ok, rows[:, off >> 3][index], np.uint64(0))
         o = np.uint64(off & ~7)
         w = np.zeros(len(ph), dtype=np.uint64)
         if ok.any():
