@@ -868,10 +868,10 @@ def mount_one_hugetlbfs(k: Kernel, h: Hstate, fst: int) -> HugetlbfsMount:
     km.set(sbinfo, "hugetlbfs_sb_info", "hstate", h.addr)
     km.set(sbinfo, "hugetlbfs_sb_info", "max_inodes", -1)
     km.set(sbinfo, "hugetlbfs_sb_info", "free_inodes", -1)
-    km.set(sbinfo, "hugetlbfs_sb_info", "mode", 0o1777)
+    km.set(sbinfo, "hugetlbfs_sb_info", "mode", 0o755)  # hugetlbfs_init_fs_context: ctx->mode = 0755
     km.set(sb, "super_block", "s_fs_info", sbinfo)
     m = HugetlbfsMount(h, sb, sbinfo, 0, 0)
-    root_inode = hugetlbfs_get_inode(k, m, S_IFDIR | 0o1777)
+    root_inode = hugetlbfs_get_inode(k, m, S_IFDIR | 0o755)
     root = _d_alloc(k, sb, 0, "/")
     _d_instantiate(k, root, root_inode)
     km.set(sb, "super_block", "s_root", root)
