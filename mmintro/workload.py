@@ -1,13 +1,16 @@
-"""Workloads: drive the simulated page allocator through events, deterministically by seed.
+"""Workloads: drive the simulated kernel through events, deterministically by seed.
 
 Two layers, one above the other:
 
 * :class:`Workload` — a Python API over a booted :class:`~mmintro.kernel.machine.Kernel`:
   ``alloc`` blocks under a tag (a count, or *until* the allocator refuses / a zone reaches a
   watermark / a block lands off its preferred node), ``free`` all, every n-th or a random
-  fraction of a tag, ``on_cpu``, ``drain``, and ``expect_alloc`` / ``expect`` checks that raise
-  :class:`ExpectationFailed` when the kernel does not behave as claimed.  Every random choice
-  comes from ``kernel.rng`` (seeded from ``MachineConfig.seed``).
+  fraction of a tag, ``on_cpu``, ``drain``, slab and vmalloc objects, processes (``spawn``,
+  ``fork``, ``exit``) with tagged mappings (``mmap``, ``touch``, ``munmap``, ``mprotect``,
+  ``mbind``), files (``create_file``, ``read``, ``write``, ``writeback``), ``sysctl``, and
+  ``expect_alloc`` / ``expect`` checks that raise :class:`ExpectationFailed` when the kernel
+  does not behave as claimed.  Every random choice comes from ``kernel.rng`` (seeded from
+  ``MachineConfig.seed``).
 * Scenario files (TOML, read with :mod:`tomllib`): a ``[machine]`` table and an ordered list
   of ``[[step]]`` tables, each naming one action with its arguments::
 
@@ -101,8 +104,16 @@ A zone is ``"Normal"`` (on the step's ``node``, else the current CPU's node) or
 This module is a driver above the kernel model (like a test module loaded into a running
 kernel), not a mechanism of mm/, so it lives beside ``mmintro/kernel`` rather than in it (whose
 source also keys the default machine's snapshot cache, which a workload does not shape); it
-uses only the allocator's entry points (``alloc_pages``, ``alloc_pages_interleave``,
-``free_pages``, ``drain_all_pages``) and reads the zones' books.
+uses only the kernel model's entry points -- the allocator's (``alloc_pages``,
+``alloc_pages_interleave``, ``free_pages``, ``drain_all_pages``), SLUB's and vmalloc's, and for
+processes ``fork.spawn_process`` / ``do_fork``, ``exit.do_exit``, ``mmap.do_mmap`` /
+``do_munmap``, ``mprotect.do_mprotect``, ``mempolicy.do_mbind`` / ``do_set_mempolicy``,
+``memory.handle_mm_fault`` / ``mm_populate`` (a page is faulted only where ``memory.walk``
+finds no suitable entry, as the MMU would), ``filemap.mmap_file`` / ``filemap_read`` /
+``filemap_write``, ``page_writeback.wb_writeback`` / ``wb_workfn``, ``hugetlb.hugetlb_mmap`` /
+``set_nr_hugepages``, ``huge_memory.madvise_hugepage`` / ``set_thp_mode`` -- and reads the
+kernel's books (zones, mm_struct, rss_stat, node counters, hstates, the fault and throttle
+logs).
 """
 
 from __future__ import annotations
@@ -434,8 +445,12 @@ class Condition:
 # -- the Python API ------------------------------------------------------------------------
 class Workload:
     """Events on a booted kernel: ``alloc``/``free`` under tags, CPU switches, pcp drains,
-    and expectations.  ``Workload(boot(MachineConfig(ram=2 << 30))).alloc("x", order=3,
-    count=10)``; blocks stay in ``tags[tag]`` (allocation order) until freed."""
+    slab/vmalloc objects, processes and their mappings, files, tunables, and expectations.
+    ``Workload(boot(MachineConfig(ram=2 << 30))).alloc("x", order=3, count=10)``; blocks stay
+    in ``tags[tag]`` (allocation order) until freed; processes in ``procs`` (by name), their
+    mappings in ``mappings[name][tag]``, files in ``files[tag]``.
+
+    ``w.spawn("db", heap=32 << 20); w.touch("db", "heap", write=True); w.fork("w1", "db")``"""
 
     def __init__(self, kernel: Kernel) -> None:
         self.k = kernel
