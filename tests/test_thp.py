@@ -246,3 +246,24 @@ def test_huge_zero_folio_struct_page(thp):
     assert f.mapping.value_() == 0
     assert not f._flags_1.value_() >> prog.constant("PG_large_rmappable").value_() & 1
     assert f._entire_mapcount.counter.value_() == -1
+
+
+def test_mprotect_of_a_thp():
+    """change_huge_pmd: read-only drops _PAGE_RW from the PMD leaf; back to read-write the
+    exclusive anonymous folio is made writable at once (can_change_pmd_writable); a partial
+    mprotect splits the PMD first."""
+    from mmintro.kernel import mprotect
+
+    k = boot(MachineConfig(ram=1 << 30, thp="always"))
+    p = fork.spawn_process(k, "t")
+    a = mmap.do_mmap(k, p.mm, 8 << 20, RW)
+    base = _round_up(a, SZ_2M)
+    t = memory.handle_mm_fault(k, p.mm, base, True).pfn
+    assert mprotect.do_mprotect(k, p.mm, base, SZ_2M, mmap.VM_READ) == 0
+    level, _s, e = memory.walk(k, p.mm, base)
+    assert level == "PMD" and not e & 0x2 and e & 0x80 and e >> 12 & ((1 << 40) - 1) == t
+    assert mprotect.do_mprotect(k, p.mm, base, SZ_2M, RW) == 0
+    assert memory.walk(k, p.mm, base)[2] & 0x2
+    assert mprotect.do_mprotect(k, p.mm, base, 1 << 20, mmap.VM_READ) == 0
+    assert memory.walk(k, p.mm, base)[0] == "PTE"
+    assert not memory.walk(k, p.mm, base)[2] & 0x2 and memory.walk(k, p.mm, base + (1 << 20))[2] & 0x2
