@@ -943,3 +943,26 @@ def unlink_anon_vmas(k: Kernel, vma: int) -> None:
         put_anon_vma(k, km.get(avc, "anon_vma_chain", "anon_vma"))
         _list_del(k, km.addr(avc, "anon_vma_chain", "same_vma"))
         anon_vma_chain_free(k, avc)
+
+
+def anon_vma_interval_tree_insert(k: Kernel, avc: int, anon_vma: int) -> None:
+    _avc_tree(k).insert(avc, k.kmem.addr(anon_vma, "anon_vma", "rb_root"))
+
+
+def anon_vma_interval_tree_remove(k: Kernel, avc: int, anon_vma: int) -> None:
+    _avc_tree(k).remove(avc, k.kmem.addr(anon_vma, "anon_vma", "rb_root"))
+
+
+def anon_vma_interval_tree_pre_update_vma(k: Kernel, vma: int) -> None:
+    """mm/vma.c anon_vma_interval_tree_pre_update_vma(): every avc of the VMA out of its
+    anon_vma's tree before vm_start/vm_end/vm_pgoff change."""
+    km = k.kmem
+    for avc in _avcs(k, vma):
+        anon_vma_interval_tree_remove(k, avc, km.get(avc, "anon_vma_chain", "anon_vma"))
+
+
+def anon_vma_interval_tree_post_update_vma(k: Kernel, vma: int) -> None:
+    """mm/vma.c anon_vma_interval_tree_post_update_vma(): back in, under the new keys."""
+    km = k.kmem
+    for avc in _avcs(k, vma):
+        anon_vma_interval_tree_insert(k, avc, km.get(avc, "anon_vma_chain", "anon_vma"))
