@@ -907,7 +907,7 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
     sync_all = tagged = reason == "sync"
     dirtied_before = now
     if reason == "periodic":
-        dirtied_before = now - DIRTY_EXPIRE_CENTISECS * HZ // 100
+        dirtied_before = now - msecs_to_jiffies(_read_global(k, "dirty_expire_interval") * 10)
         km.set(wb, "bdi_writeback", "last_old_flush", now)
     started: list[int] = []
     while work > 0:
@@ -964,11 +964,21 @@ def wb_workfn(k: Kernel, complete: bool | float = True) -> int:
     from mmintro.kernel.inode import vfs_root
 
     wb = k.kmem.addr(vfs_root(k).bdi, "backing_dev_info", "wb")
-    n = wb_writeback(k, "background", None, complete, wb)
+    n = wb_writeback(k, "background", None, complete, wb)  # wb_check_background_flush: LONG_MAX
+    interval = _read_global(k, "dirty_writeback_interval")
     last = k.kmem.get(wb, "bdi_writeback", "last_old_flush")
-    if not _time_before(jiffies(k), last + DIRTY_WRITEBACK_CENTISECS * HZ // 100):
-        n += wb_writeback(k, "periodic", None, complete, wb)
+    if interval and not _time_before(jiffies(k), last + msecs_to_jiffies(interval * 10)):
+        # wb_check_old_data_flush(): get_nr_dirty_pages() = NR_FILE_DIRTY + the inodes in use
+        nr = _global_node(k, "NR_FILE_DIRTY") + len(vfs_root(k).inodes)
+        k.kmem.set(wb, "bdi_writeback", "last_old_flush", jiffies(k))
+        if nr:
+            n += wb_writeback(k, "periodic", nr, complete, wb)
     return n
+
+
+def msecs_to_jiffies(m: int) -> int:
+    """include/linux/jiffies.h msecs_to_jiffies() for HZ dividing 1000: rounded up."""
+    return -(-m * HZ // 1000)
 
 
 flush = wb_workfn
