@@ -566,7 +566,7 @@ def hugetlb_init(k: Kernel) -> None:
     """subsys_initcall(hugetlb_init): the 2 MiB hstate and default_hstate_idx,
     hugetlb_init_hstates() (the 2 MiB boot pool, next-nid cursors, demote orders),
     gather_bootmem_prealloc(), report_hugepages(); then fs_initcall(init_hugetlbfs_fs)."""
-    k.image.var("default_hstate_idx", "data")
+    k.image.var("default_hstate_idx", "bss")  # an uninitialised global of mm/hugetlb.c
     if not _state(k):
         hugetlb_add_hstate(k, PUD_ORDER)  # gigantic_pages_init() (arch_initcall)
     h2m = hugetlb_add_hstate(k, HUGETLB_PAGE_ORDER)
@@ -936,7 +936,7 @@ def init_hugetlbfs_fs(k: Kernel) -> None:
     km = k.kmem
     cache = sc.kmem_cache_create(k, "hugetlbfs_inode_cache", k.T.sizeof("struct hugetlbfs_inode_info"),
                                  flags=sc.SLAB_ACCOUNT, ctor="init_once", ctor_fn=sc.inode_init_once)
-    km.write_u64(k.image.var("hugetlbfs_inode_cachep", "data") if "hugetlbfs_inode_cachep" not in k.image.symbols
+    km.write_u64(k.image.var("hugetlbfs_inode_cachep", "bss") if "hugetlbfs_inode_cachep" not in k.image.symbols
                  else k.sym("hugetlbfs_inode_cachep"), cache.addr)
     fst = _kzalloc(k, k.T.sizeof("struct file_system_type"), "register_filesystem")
     km.set(fst, "file_system_type", "name", k.image.string("hugetlbfs"))
