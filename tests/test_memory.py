@@ -472,3 +472,49 @@ def test_fork_and_zap_fast_paths_equal_the_per_pte_path(monkeypatch) -> None:
             mems.append({s: bytes(b) for s, b in k.mem.nonzero_runs()})
     assert mems[0].keys() == mems[1].keys()
     assert all(mems[0][s] == mems[1][s] for s in mems[0])
+
+
+def _check_avc_tree(k, av):
+    """Every anon_vma_chain node's rb_subtree_last = max(its VMA's last pgoff, its children's)."""
+    from mmintro.kernel import rbtree as rb
+
+    off = k.T.struct("anon_vma_chain").offsetof("rb")
+    root = k.kmem.addr(av, "anon_vma", "rb_root.rb_root")
+    rd = lambda a: k.mem.read_u64(k.pa(a))
+
+    def walk_(node):
+        if not node:
+            return -1
+        avc = node - off
+        v = k.kmem.get(avc, "anon_vma_chain", "vma")
+        last = k.kmem.get(v, "vm_area_struct", "vm_pgoff") + ((k.kmem.get(v, "vm_area_struct", "vm_end")
+                                                                 - k.kmem.get(v, "vm_area_struct", "vm_start")) >> 12) - 1
+        want = max(last, walk_(rd(node + rb.LEFT)), walk_(rd(node + rb.RIGHT)))
+        assert k.kmem.get(avc, "anon_vma_chain", "rb_subtree_last") == want
+        return want
+
+    walk_(rd(root))
+
+
+def test_split_vmas_share_the_anon_vma_with_exact_interval_keys(k) -> None:
+    try:
+        from mmintro.kernel import mprotect
+    except ImportError:
+        pytest.skip("mprotect (VMA helper) not available")
+    p, vma, a = _proc(k, length=64 * 4096)
+    memory.mm_populate(k, p.mm, a, 64 * 4096, True)
+    av = k.kmem.get(vma, "vm_area_struct", "anon_vma")
+    assert mprotect.do_mprotect(k, p.mm, a + 16 * 4096, 16 * 4096, mmap.VM_READ) == 0
+    vmas = sorted({mmap.find_vma(k, p.mm, a + i * 4096) for i in (0, 16, 40)})
+    assert len(vmas) == 3
+    assert all(k.kmem.get(v, "vm_area_struct", "anon_vma") == av for v in vmas)
+    assert sorted(rmap.anon_vma_interval_tree_vmas(k, av)) == vmas
+    _check_avc_tree(k, av)
+    # every page's index still falls inside the VMA that maps it (rmap can find it)
+    for i in range(64):
+        pfn = memory.walk(k, p.mm, a + i * 4096)[2] >> 12 & ((1 << 40) - 1)
+        v = mmap.find_vma(k, p.mm, a + i * 4096)
+        idx = k.kmem.get(k.pfn_to_page(pfn), "folio", "index")
+        vp = k.kmem.get(v, "vm_area_struct", "vm_pgoff")
+        assert vp <= idx < vp + ((k.kmem.get(v, "vm_area_struct", "vm_end") - k.kmem.get(v, "vm_area_struct",
+                                                                                       "vm_start")) >> 12)
