@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from mmintro.arch.x86 import (
     _PAGE_ACCESSED,
     _PAGE_BIT_SOFTW2,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["can_change_pte_writable", "change_protection", "do_mprotect", "mprotect_fixup", "pte_modify"]
 
 PAGE_SHIFT = 12
+PMD_SIZE = 1 << 21
 # arch/x86/include/asm/pgtable_types.h: _PAGE_UFFD_WP = _PAGE_SOFTW2 (HAVE_ARCH_USERFAULTFD_WP),
 # _PAGE_SAVED_DIRTY = _PAGE_SOFTW5 (X86_USER_SHADOW_STACK), _PAGE_SOFT_DIRTY 0 (no MEM_SOFT_DIRTY),
 # _PAGE_CC 0 (no memory encryption); _PAGE_CHG_MASK / _HPAGE_CHG_MASK
@@ -169,6 +172,37 @@ def vma_wants_manual_pte_write_upgrade(k: Kernel, vma: int) -> bool:
 _SPAN = {"PGD": 1 << 39, "P4D": 1 << 39, "PUD": 1 << 30, "PMD": 1 << 21, "PTE": 1 << 12}
 
 
+def _change_pte_table(k: Kernel, vma: int, table: int, start: int, end: int, newprot: int,
+                      try_writable: bool) -> int:
+    """change_pte_range() over [start, end) of one PTE table (kvaddr ``table``), all entries at
+    once: every present (or PROT_NONE) entry becomes pte_modify(entry, newprot); with
+    MM_CP_TRY_CHANGE_WRITABLE the ones can_change_pte_writable allows get _PAGE_RW.  Returns
+    the number of entries changed."""
+    i0 = (start >> PAGE_SHIFT) & 511
+    i1 = i0 + ((end - start) >> PAGE_SHIFT)
+    pa = k.pa(table)
+    raw = bytearray(k.mem.read(pa + 8 * i0, 8 * (i1 - i0)))
+    ents = np.frombuffer(raw, dtype=np.uint64).copy()
+    present = (ents & np.uint64(_PAGE_PRESENT | _PAGE_PROTNONE)) != 0
+    if not present.any():
+        return 0
+    chg = np.uint64(_PAGE_CHG_MASK)
+    new = (ents & chg) | np.uint64(newprot & ~_PAGE_CHG_MASK & ((1 << 64) - 1))
+    if _invert_pfns():
+        old_inv = (ents != 0) & ((ents & np.uint64(_PAGE_PRESENT)) == 0)
+        new_inv = (new != 0) & ((new & np.uint64(_PAGE_PRESENT)) == 0)
+        flip = old_inv != new_inv
+        new[flip] ^= np.uint64(PTE_PFN_MASK)
+    new = np.where(present, new, ents)
+    if try_writable:
+        for i in np.flatnonzero(present & ((new & np.uint64(_PAGE_RW)) == 0)):
+            if can_change_pte_writable(k, vma, start + (int(i) << PAGE_SHIFT), int(new[i])):
+                new[i] |= np.uint64(_PAGE_RW)  # pte_mkwrite (no shadow stack VMA)
+    if not np.array_equal(new, ents):
+        k.mem.write(pa + 8 * i0, new.tobytes())
+    return int(present.sum())
+
+
 def change_protection(k: Kernel, vma: int, start: int, end: int, try_writable: bool) -> int:
     """mm/mprotect.c change_protection() -> change_protection_range() -> change_p*d_range ->
     change_pte_range(): returns the number of entries updated (pages)."""
@@ -198,19 +232,22 @@ def change_protection(k: Kernel, vma: int, start: int, end: int, try_writable: b
             continue
         span = _SPAN.get(level, PAGE_SIZE)
         nxt = min((addr & ~(span - 1)) + span, end)
+        if level == "PTE":  # change_pte_range() over this PTE table's part of the range
+            pages += _change_pte_table(k, vma, slot & ~(PAGE_SIZE - 1), addr, min((addr | (PMD_SIZE - 1)) + 1, end),
+                                       newprot, try_writable)
+            addr = min((addr | (PMD_SIZE - 1)) + 1, end)
+            continue
         if not entry & _PAGE_PRESENT and not entry & _PAGE_PROTNONE:
             addr = nxt
             continue
-        if level == "PTE":
-            ptent = pte_modify(entry, newprot)
-            if try_writable and not ptent & _PAGE_RW and can_change_pte_writable(k, vma, addr, ptent):
-                ptent |= _PAGE_RW  # pte_mkwrite (no shadow stack VMA)
-            if ptent != entry:
-                km.write_u64(slot, ptent)
-            pages += 1
-        elif level == "PMD" and entry & _PAGE_PSE:
+        if level == "PMD" and entry & _PAGE_PSE:
             from mmintro.kernel.vma import _opt
 
+            if (addr & (PMD_SIZE - 1)) or nxt - addr != PMD_SIZE:  # change_pmd_range: a partial THP
+                split = _opt("huge_memory", "split_huge_pmd")
+                if split is not None:
+                    split(k, vma, addr)
+                    continue  # walk again: now a PTE table
             chp = _opt("huge_memory", "change_huge_pmd")
             if chp is not None:
                 chp(k, vma, slot, addr, newprot, try_writable)
