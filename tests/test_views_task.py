@@ -9,9 +9,9 @@ maps a file and reads/writes it, then forks; the child writes an eighth (copy-on
 * smaps' Rss of every VMA is drgn's count of ``follow_page`` hits outside the zero page
   (smaps_pte_entry's vm_normal_page skips it), and Pss / Shared / Private / Anonymous follow
   6.18's rules computed independently from drgn's struct pages;
-* status' Vm/Rss lines are the mm fields and ``percpu_counter_read_positive`` of drgn's
-  rss_stat, and smaps_rollup's Rss is drgn's ``task_rss`` (the counters agree with the
-  page tables);
+* status' Vm/Rss lines are the mm fields and drgn's ``task_rss`` sums (6.18 task_mem uses
+  get_mm_counter_sum), and smaps_rollup's Rss is the same (the counters agree with the page
+  tables);
 * ``vtop --pid`` gives drgn's ``follow_phys``; ``vm`` gives the VMAs and header of drgn's crash
   ``vm``; a page-table entry pointing outside RAM or at its own table is a finding.
 """
@@ -195,10 +195,11 @@ def test_status_equals_drgns_mm_fields_and_counters(snap, progs, who) -> None:
     t = find_task(d, pid)
     lines = {ln.name: ln for ln in ST.status(p, pid)}
     assert lines["VmSize"].kb * 1024 == task_vsize(t)
-    read = {m: max(0, t.mm.rss_stat[d.constant(m).value_()].count.value_())
-            for m in ("MM_ANONPAGES", "MM_FILEPAGES", "MM_SHMEMPAGES")}
-    assert lines["RssAnon"].kb == 4 * read["MM_ANONPAGES"] and lines["RssFile"].kb == 4 * read["MM_FILEPAGES"]
-    assert lines["VmRSS"].kb == 4 * sum(read.values())
+    # 6.18 task_mem: get_mm_counter_sum (percpu_counter_sum_positive) = drgn's task_rss sums
+    rss = task_rss(d, t)
+    assert (lines["RssAnon"].kb, lines["RssFile"].kb, lines["RssShmem"].kb, lines["VmSwap"].kb) == \
+        (4 * rss.anon, 4 * rss.file, 4 * rss.shmem, 4 * rss.swap)
+    assert lines["VmRSS"].kb == 4 * rss.total
     assert lines["VmPTE"].kb == t.mm.pgtables_bytes.counter.value_() >> 10 > 0
     assert lines["Pid"].value == str(pid) and lines["Name"].value == t.comm.string_().decode()
     # the counters (summed with their per-CPU deltas, as drgn's task_rss does) agree with the

@@ -23,7 +23,7 @@ from mmintro.reader.object import Object, cast
 from mmintro.reader.program import Program
 from mmintro.views.ps import for_each_task
 
-__all__ = ["MapsRow", "maps", "render", "render_line", "task_vmas", "vma_name"]
+__all__ = ["MapsRow", "get_gate_vma", "maps", "render", "render_line", "task_vmas", "vma_name"]
 
 PAGE_SHIFT = 12
 # include/linux/mm.h (#defines)
@@ -72,7 +72,8 @@ def _find_task(prog: Program, pid: int) -> Object:
 
 
 def task_vmas(prog: Program, pid: int) -> tuple[Object, Object | None, list[tuple[MapsRow, Object]]]:
-    """(task, mm or None, [(maps row, ``struct vm_area_struct *``)]) of the process ``pid``.
+    """(task, mm or None, [(maps row, ``struct vm_area_struct *``)]) of the process ``pid``:
+    the VMAs of ``mm->mm_mt`` then the gate VMA (``[vsyscall]``) when the snapshot has one.
 
     :raises LookupError: no such pid on the task list
     """
@@ -108,7 +109,27 @@ def task_vmas(prog: Program, pid: int) -> tuple[Object, Object | None, list[tupl
         rows.append((MapsRow(v.vm_start.value_(), v.vm_end.value_(), perms,
                              v.vm_pgoff.value_() << PAGE_SHIFT if has_file else 0, major, minor, ino,
                              vma_name(v, mm, special), v.value_()), v))
+    gate = get_gate_vma(prog)
+    if gate is not None:
+        f = gate.vm_flags.value_()
+        perms = ("r" if f & VM_READ else "-") + ("w" if f & VM_WRITE else "-") + ("x" if f & VM_EXEC else "-") + \
+            ("s" if f & VM_MAYSHARE else "p")
+        rows.append((MapsRow(gate.vm_start.value_(), gate.vm_end.value_(), perms, 0, 0, 0, 0, "[vsyscall]",
+                             gate.value_()), gate))
     return task, mm, rows
+
+
+def get_gate_vma(prog: Program) -> Object | None:
+    """``get_gate_vma()``: ``&gate_vma`` (arch/x86/entry/vsyscall/vsyscall_64.c), the tail VMA
+    m_next() shows after the mm's own (``[vsyscall]``, arch_vma_name), when the snapshot has
+    it set up (vm_start non-zero: vsyscall mode not none); None otherwise."""
+    if "gate_vma" not in prog.symbols.by_name:
+        return None
+    try:
+        gate = prog["gate_vma"].address_of_()
+        return gate if gate.vm_start.value_() else None
+    except (KeyError, LookupError, FaultError):
+        return None
 
 
 def maps(prog: Program, pid: int) -> list[MapsRow]:

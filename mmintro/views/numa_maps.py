@@ -156,6 +156,8 @@ def numa_maps(prog: Program, pid: int) -> list[NumaMapsRow]:
     out = []
     tpol = None
     for k, (row, v) in enumerate(rows):
+        if not v.vm_mm.value_():  # show_numa_map: the gate VMA (no mm) prints nothing
+            continue
         pol = v.vm_policy
         if pol.value_():
             policy = mpol_to_str(pol)

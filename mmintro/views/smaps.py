@@ -480,11 +480,12 @@ def smaps_rollup(prog: Program, pid: int) -> tuple[int, int, MemSizeStats, list[
     """(first vm_start, last vm_end, summed stats, findings) for /proc/PID/smaps_rollup."""
     rep = smaps(prog, pid)
     total = MemSizeStats()
-    for v in rep.vmas:
+    own = [v for v in rep.vmas if v.maps.name != "[vsyscall]"]  # show_smaps_rollup: the mm's VMAs only
+    for v in own:
         total.add(v.stats)
-    if not rep.vmas:
+    if not own:
         return 0, 0, total, rep.findings
-    return rep.vmas[0].maps.start, rep.vmas[-1].maps.end, total, rep.findings
+    return own[0].maps.start, own[-1].maps.end, total, rep.findings
 
 
 def _kb_line(label: str, kb: int, width: int = 8) -> str:

@@ -2,10 +2,11 @@
 
 The memory lines are task_mem()'s: VmPeak = max(total_vm, hiwater_vm), VmSize = total_vm,
 VmLck = locked_vm, VmPin = pinned_vm, VmHWM = max(rss, hiwater_rss), VmRSS = anon + file +
-shmem (``get_mm_counter``: each percpu counter's ``count``), RssAnon/RssFile/RssShmem, VmData =
+shmem (``get_mm_counter_sum``: each percpu counter summed with every CPU's delta, positive —
+since "mm: fix the inaccurate memory statistics issue for users", 6.16), RssAnon/RssFile/RssShmem, VmData =
 data_vm, VmStk = stack_vm, VmExe = min(PAGE_ALIGN(end_code) - (start_code & PAGE_MASK),
 exec_vm << PAGE_SHIFT), VmLib = exec_vm pages minus that, VmPTE = pgtables_bytes >> 10, VmSwap
-= MM_SWAPENTS, then hugetlb_report_usage()'s HugetlbPages (mm->hugetlb_usage), each
+= MM_SWAPENTS (also summed), then hugetlb_report_usage()'s HugetlbPages (mm->hugetlb_usage), each
 ``seq_put_decimal_ull_width(.., 8)`` in kB.
 
 Besides memory, the lines whose data the snapshot holds: Name, State (task_state_array by
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from mmintro.reader.errors import FaultError
-from mmintro.reader.helpers.task import find_task, get_mm_counter
+from mmintro.reader.helpers.task import find_task, get_mm_counter_sum
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 
@@ -55,9 +56,9 @@ def _kb(name: str, kb: int) -> StatusLine:
 
 def task_mem(mm: Object) -> list[StatusLine]:
     """task_mem() and hugetlb_report_usage() for ``struct mm_struct *mm``."""
-    anon = get_mm_counter(mm, "MM_ANONPAGES")
-    file = get_mm_counter(mm, "MM_FILEPAGES")
-    shmem = get_mm_counter(mm, "MM_SHMEMPAGES")
+    anon = get_mm_counter_sum(mm, "MM_ANONPAGES")
+    file = get_mm_counter_sum(mm, "MM_FILEPAGES")
+    shmem = get_mm_counter_sum(mm, "MM_SHMEMPAGES")
     total_vm = mm.total_vm.value_()
     hiwater_vm = max(total_vm, mm.hiwater_vm.value_())
     total_rss = anon + file + shmem
@@ -66,7 +67,7 @@ def task_mem(mm: Object) -> list[StatusLine]:
     exec_vm = mm.exec_vm.value_()
     text = min(text, exec_vm << PAGE_SHIFT)
     lib = (exec_vm << PAGE_SHIFT) - text
-    swap = get_mm_counter(mm, "MM_SWAPENTS")
+    swap = get_mm_counter_sum(mm, "MM_SWAPENTS")
     k = PAGE_SHIFT - 10
     lines = [
         _kb("VmPeak", hiwater_vm << k), _kb("VmSize", total_vm << k), _kb("VmLck", mm.locked_vm.value_() << k),

@@ -20,6 +20,7 @@ __all__ = [
     "find_task",
     "for_each_vma",
     "get_mm_counter",
+    "get_mm_counter_sum",
     "get_task_policy",
     "percpu_counter_sum",
     "task_rss",
@@ -92,6 +93,11 @@ def percpu_counter_sum(fbc: Object, positive: bool = False) -> int:
         for cpu in for_each_online_cpu(prog):
             total += per_cpu_ptr(counters, cpu)[0].value_()
     return max(0, total) if positive else total
+
+
+def get_mm_counter_sum(mm: Object, member: str) -> int:
+    """``get_mm_counter_sum()``: ``percpu_counter_sum_positive(&mm->rss_stat[member])``."""
+    return percpu_counter_sum(mm.rss_stat[mm.prog_.constant(member).value_()].address_of_(), positive=True)
 
 
 class TaskRss(NamedTuple):
