@@ -93,7 +93,7 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 
 Expectations on processes and files (pages unless said): rss('p') rss_anon('p')
 rss_file('p') rss_shmem('p') (the exact sum of the percpu rss counters), total_vm('p') map_count('p')
-pgtables_bytes('p') faults('p') (the fault log), file_pages('f') (mapping->nrpages),
+pgtables_bytes('p') faults('p') (the fault log), pss('p') (kB, as smaps_rollup's Pss), file_pages('f') (mapping->nrpages),
 node_stat('NR_...') (summed over nodes), nr_dirty nr_writeback nr_file_pages dirty_thresh
 bg_thresh throttled flusher_wakeups hugepages_total hugepages_free hugepages_rsvd hugepages_surp
 hugepages_1g_total hugepages_1g_free anon_thp.
@@ -284,6 +284,7 @@ _FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
     "map_count": (1, False, lambda w, z, p: w.k.kmem.get(w.proc(p).mm, "mm_struct", "map_count")),
     "pgtables_bytes": (1, False, lambda w, z, p: w.k.kmem.get(w.proc(p).mm, "mm_struct", "pgtables_bytes.counter")),
     "faults": (1, False, lambda w, z, p: _faults(w, p)),
+    "pss": (1, False, lambda w, z, p: _pss(w, p)),
     # files and the node counters
     "file_pages": (1, False, lambda w, z, f: _file_pages(w, f)),
     "node_stat": (1, False, lambda w, z, item: _node_stat(w, item)),
@@ -291,7 +292,7 @@ _FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
 # What a function's quoted argument names (default: a block or object tag).
 _ARG_KINDS = {"cache_objects": "cache", "node_stat": "item", "file_pages": "file",
               **{f: "process" for f in ("rss", "rss_anon", "rss_file", "rss_shmem", "total_vm", "map_count",
-                                        "pgtables_bytes", "faults")}}
+                                        "pgtables_bytes", "faults", "pss")}}
 
 
 def _cache_objects(w: Workload, name: str) -> int:
@@ -1191,6 +1192,63 @@ def _mm_counter(w: Workload, proc: str, member: str) -> int:
         for cpu in range(k.config.cpus):
             total += int.from_bytes(km.mem.read(k.pa(k.per_cpu_ptr(counters, cpu)), 4), "little", signed=True)
     return total
+
+
+PSS_SHIFT = 12  # fs/proc/task_mmu.c
+
+
+def _pss(w: Workload, proc: str) -> int:
+    """Pss of a process in kB as smaps_rollup adds it (fs/proc/task_mmu.c smaps_account, 6.18
+    with CONFIG_PAGE_MAPCOUNT): every present leaf of the user page tables whose page
+    vm_normal_page() would return (not the zero pages, not hugetlb -- Pss leaves hugetlb out);
+    a folio with one reference counts whole, else each page PAGE_SIZE << PSS_SHIFT divided by
+    its precise mapcount (the page's _mapcount + 1, plus the folio's entire mapcount when
+    large) when that is 2 or more."""
+    import numpy as np
+
+    rmap = _kmod("rmap", "MEM", "page_mapcount")
+    k = w.k
+    km = k.kmem
+    mm = w.proc(proc).mm
+    zero_pfn = getattr(k, "zero_pfn", None)
+    huge_zero = k.__dict__.get("huge_zero_pfn")
+    pfn_mask = 0x000FFFFFFFFFF000
+    total = 0
+
+    def table(pa: int) -> Any:
+        return np.frombuffer(bytes(k.mem.read(pa, PAGE_SIZE)), dtype="<u8")
+
+    def present(t: Any) -> list[int]:
+        return [int(e) for e in t[(t & _PAGE_PRESENT) != 0]]
+
+    def account(pfn: int, nr: int) -> None:
+        nonlocal total
+        head = rmap.page_folio(k, pfn)
+        if rmap.folio_ref_count(k, head) == 1:
+            total += (nr * PAGE_SIZE) << PSS_SHIFT
+            return
+        large = rmap.folio_test_large(k, head)
+        entire = km.get(k.pfn_to_page(head), "folio", "_entire_mapcount.counter") + 1 if large else 0
+        for i in range(nr):
+            mc = rmap.page_mapcount(k, pfn + i) + entire
+            total += (PAGE_SIZE << PSS_SHIFT) // mc if mc >= 2 else PAGE_SIZE << PSS_SHIFT
+
+    pgd = table(k.pa(km.get(mm, "mm_struct", "pgd")))
+    for e1 in present(pgd[:256]):  # the user half
+        for e2 in present(table(e1 & pfn_mask)):
+            if e2 & 0x80:  # _PAGE_PSE: a 1 GiB leaf is hugetlb, which Pss leaves out
+                continue
+            for e3 in present(table(e2 & pfn_mask)):
+                if e3 & 0x80:  # a PMD leaf: a THP, the huge zero folio, or hugetlb
+                    pfn = (e3 & pfn_mask & ~((2 << 20) - 1)) >> 12
+                    if pfn != huge_zero and not rmap.folio_test_hugetlb(k, pfn):
+                        account(pfn, 512)
+                    continue
+                for e4 in present(table(e3 & pfn_mask)):
+                    pfn = (e4 & pfn_mask) >> 12
+                    if pfn != zero_pfn and pfn < k.max_pfn:  # vm_normal_page: no zero page, no PFN map
+                        account(pfn, 1)
+    return total >> PSS_SHIFT >> 10
 
 
 def _node_stat(w: Workload, item: str) -> int:

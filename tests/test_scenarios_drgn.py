@@ -204,6 +204,14 @@ def test_thp_and_hugetlb_pages_as_drgn_sees_them(built) -> None:
     assert task_rss(find_task(d, pid)).anon == 6144
     pg_pid = run.workload.procs["postgres"].pid
     assert task_rss(find_task(d, pg_pid)).total == 0
+    # the workload's pss() (THP PMD leaves included, hugetlb left out) = smaps_rollup's Pss
+    from mmintro.views import smaps as smaps_view
+    from mmintro.workload import _pss
+
+    with open_snapshot(path) as prog:
+        for proc in ("java", "postgres"):
+            rollup = smaps_view.smaps_rollup(prog, run.workload.procs[proc].pid)[2]
+            assert _pss(run.workload, proc) == rollup.pss >> 12 >> 10, proc
 
 
 def test_fork_cow_rss_pss_and_shared_pages(built) -> None:
@@ -241,3 +249,8 @@ def test_fork_cow_rss_pss_and_shared_pages(built) -> None:
             heap = run.workload.mappings[proc]["heap"].start
             v = next(v for v in smaps_view.smaps(prog, run.workload.procs[proc].pid).vmas if v.maps.start == heap)
             assert (v.stats.resident, v.stats.pss) == (n * 4096, want), proc
+            # the workload's pss() expectation (read from the simulator's books) = smaps_rollup's Pss
+            from mmintro.workload import _pss
+
+            rollup = smaps_view.smaps_rollup(prog, run.workload.procs[proc].pid)[2]
+            assert _pss(run.workload, proc) == rollup.pss >> 12 >> 10, proc
