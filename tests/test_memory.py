@@ -518,3 +518,52 @@ def test_split_vmas_share_the_anon_vma_with_exact_interval_keys(k) -> None:
         vp = k.kmem.get(v, "vm_area_struct", "vm_pgoff")
         assert vp <= idx < vp + ((k.kmem.get(v, "vm_area_struct", "vm_end") - k.kmem.get(v, "vm_area_struct",
                                                                                        "vm_start")) >> 12)
+
+
+def test_rmap_walk_finds_exactly_the_mappings(k) -> None:
+    _require_fork()
+    p, vma, a = _proc(k, length=64 * 4096)
+    memory.mm_populate(k, p.mm, a, 32 * 4096, True)
+    c = fork.do_fork(k, p)
+    cvma = mmap.find_vma(k, c.mm, a)
+    copied = memory.handle_mm_fault(k, c.mm, a + 3 * 4096, True, task=c.task).pfn
+    shared = memory.walk(k, p.mm, a + 5 * 4096)[2] >> 12 & ((1 << 40) - 1)
+    old3 = memory.walk(k, p.mm, a + 3 * 4096)[2] >> 12 & ((1 << 40) - 1)
+    assert sorted(rmap.rmap_walk(k, shared)) == sorted([(vma, a + 5 * 4096), (cvma, a + 5 * 4096)])
+    assert rmap.rmap_walk(k, copied) == [(cvma, a + 3 * 4096)]  # on the child's own anon_vma
+    assert rmap.rmap_walk(k, old3) == [(vma, a + 3 * 4096)]  # the child's candidate VMA no longer maps it
+    # after the child unmaps, the shared page is the parent's alone
+    memory.zap_page_range(k, cvma, a, a + 64 * 4096)
+    assert rmap.rmap_walk(k, shared) == [(vma, a + 5 * 4096)]
+    inode, filemap = _file_api()
+    f = inode.create_file(k, "/data/r", 8 * 4096)
+    x = filemap.mmap_file(k, p.mm, f, 8 * 4096, RW, True)
+    y = filemap.mmap_file(k, c.mm, f, 8 * 4096, RW, True)
+    pg = memory.handle_mm_fault(k, p.mm, x + 2 * 4096, False).pfn
+    memory.handle_mm_fault(k, c.mm, y + 2 * 4096, False, task=c.task)
+    assert sorted(rmap.rmap_walk(k, pg)) == sorted([(mmap.find_vma(k, p.mm, x), x + 2 * 4096),
+                                                    (mmap.find_vma(k, c.mm, y), y + 2 * 4096)])
+
+
+def test_interval_tree_queries_match_brute_force(k) -> None:
+    _require_fork()
+    p, vma, a = _proc(k, length=64 * 4096)
+    memory.handle_mm_fault(k, p.mm, a, True)
+    kids = [fork.do_fork(k, p) for _ in range(6)]
+    try:
+        from mmintro.kernel import mprotect
+        for i, c in enumerate(kids):  # split the children's VMAs at different places
+            mprotect.do_mprotect(k, c.mm, a + (4 + 7 * i) * 4096, 4096, mmap.VM_READ)
+    except ImportError:
+        pass
+    av = k.kmem.get(vma, "vm_area_struct", "anon_vma")
+    t = rmap._avc_tree(k)
+    root = k.kmem.addr(av, "anon_vma", "rb_root")
+    avcs = t.objects(root)
+    assert len(avcs) >= 7
+    _check_avc_tree(k, av)
+    pg0 = k.kmem.get(vma, "vm_area_struct", "vm_pgoff")
+    for s in range(0, 70, 3):
+        for ln in (1, 5, 40):
+            want = [x for x in avcs if t.start(x) <= pg0 + s + ln - 1 and pg0 + s <= t.last(x)]
+            assert t.foreach(root, pg0 + s, pg0 + s + ln - 1) == want

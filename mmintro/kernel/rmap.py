@@ -663,6 +663,67 @@ class IntervalTree:
             m.write(root + _LEFTMOST, rb.rb_next(m, node))
         rb.rb_erase_augmented(m, node, root + rb.ROOT_NODE, self)
 
+    # ITPREFIX_iter_first / _iter_next (the overlap queries rmap walks use)
+    def _subtree_search(self, node: int, start: int, last: int) -> int:
+        m = self.m
+        while True:
+            left = m.read(node + rb.LEFT)
+            if left and start <= self._sub(left):
+                node = left
+                continue
+            if self.start(node - self.rb_off) <= last:
+                if start <= self.last(node - self.rb_off):
+                    return node
+                right = m.read(node + rb.RIGHT)
+                if right:
+                    node = right
+                    if start <= self._sub(node):
+                        continue
+            return 0
+
+    def iter_first(self, root: int, start: int, last: int) -> int:
+        m = self.m
+        node = m.read(root + rb.ROOT_NODE)
+        if not node or self._sub(node) < start:
+            return 0
+        leftmost = m.read(root + _LEFTMOST)
+        if self.start(leftmost - self.rb_off) > last:
+            return 0
+        found = self._subtree_search(node, start, last)
+        return found - self.rb_off if found else 0
+
+    def iter_next(self, obj: int, start: int, last: int) -> int:
+        m = self.m
+        node = obj + self.rb_off
+        r = m.read(node + rb.RIGHT)
+        while True:
+            if r and start <= self._sub(r):
+                found = self._subtree_search(r, start, last)
+                return found - self.rb_off if found else 0
+            while True:
+                parent = rb.rb_parent(m, node)
+                if not parent:
+                    return 0
+                prev = node
+                node = parent
+                r = m.read(node + rb.RIGHT)
+                if prev != r:
+                    break
+            if last < self.start(node - self.rb_off):
+                return 0
+            if start <= self.last(node - self.rb_off):
+                return node - self.rb_off
+
+    def foreach(self, root: int, start: int, last: int) -> list[int]:
+        out = []
+        obj = self.iter_first(root, start, last)
+        while obj:
+            out.append(obj)
+            obj = self.iter_next(obj, start, last)
+            if len(out) > 1 << 20:
+                raise RuntimeError("interval tree walk does not end")
+        return out
+
     def objects(self, root: int) -> list[int]:
         return [n - self.rb_off for n in rb.rb_inorder(self.m, root + rb.ROOT_NODE)]
 
@@ -966,3 +1027,59 @@ def anon_vma_interval_tree_post_update_vma(k: Kernel, vma: int) -> None:
     km = k.kmem
     for avc in _avcs(k, vma):
         anon_vma_interval_tree_insert(k, avc, km.get(avc, "anon_vma_chain", "anon_vma"))
+
+
+def vma_address(k: Kernel, vma: int, pgoff: int, nr_pages: int) -> int | None:
+    """mm/internal.h vma_address(): where page ``pgoff`` of the folio sits in the VMA (None
+    for -EFAULT)."""
+    km = k.kmem
+    vp = km.get(vma, "vm_area_struct", "vm_pgoff")
+    vs, ve = km.get(vma, "vm_area_struct", "vm_start"), km.get(vma, "vm_area_struct", "vm_end")
+    if pgoff >= vp:
+        a = vs + ((pgoff - vp) << PAGE_SHIFT)
+        return a if vs <= a < ve else None
+    if pgoff + nr_pages - 1 >= vp:
+        return vs
+    return None
+
+
+def rmap_walk(k: Kernel, pfn: int) -> list[tuple[int, int]]:
+    """mm/rmap.c rmap_walk() -> rmap_walk_anon / rmap_walk_file with a page_vma_mapped_walk
+    check: the (vma, address) pairs whose page tables map a page of the folio, found from
+    the folio alone (anon_vma_interval_tree_foreach over folio_anon_vma's rb_root, or
+    vma_interval_tree_foreach over mapping->i_mmap, for [folio_pgoff, + nr_pages - 1])."""
+    from mmintro.kernel import memory
+
+    km = k.kmem
+    f = page_folio(k, pfn)
+    mapping = _get64(k, f, W_MAPPING)
+    if not mapping:
+        return []
+    nr = folio_nr_pages(k, f)
+    start = _get64(k, f, W_INDEX)
+    last = start + nr - 1
+    if mapping & FOLIO_MAPPING_ANON:
+        if mapping & FOLIO_MAPPING_KSM == FOLIO_MAPPING_KSM:
+            return []  # KSM stable nodes are not modelled
+        av = mapping & ~FOLIO_MAPPING_KSM
+        vmas = [km.get(a, "anon_vma_chain", "vma")
+                for a in _avc_tree(k).foreach(km.addr(av, "anon_vma", "rb_root"), start, last)]
+    else:
+        vmas = _i_mmap_tree(k).foreach(_i_mmap(k, mapping), start, last)
+    out = []
+    for vma in vmas:
+        addr = vma_address(k, vma, start, nr)
+        if addr is None:
+            continue
+        mm = km.get(vma, "vm_area_struct", "vm_mm")
+        vend = km.get(vma, "vm_area_struct", "vm_end")
+        # page_vma_mapped_walk(): any PTE/PMD of the range mapping a page of this folio
+        a = addr
+        while a < vend and a < addr + (nr << PAGE_SHIFT):
+            level, _slot, e = memory.walk(k, mm, a)
+            if memory.pte_present(e) and f <= ((e & ((1 << 52) - 1)) >> PAGE_SHIFT) < f + nr \
+                    and level in ("PTE", "PMD", "PUD"):
+                out.append((vma, addr))
+                break
+            a += 1 << PAGE_SHIFT
+    return out
