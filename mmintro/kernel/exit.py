@@ -258,17 +258,24 @@ def release_task(k: Kernel, tsk: int) -> None:
 
 def do_exit(k: Kernel, proc: fork.Process) -> None:
     """kernel/exit.c do_exit() of a single-threaded process and its reaping by the parent:
-    exit_mm, exit_notify (children to the reaper, EXIT_ZOMBIE), TASK_DEAD, release_task."""
+    exit_mm, exit_notify (children to the reaper, EXIT_ZOMBIE), TASK_DEAD, release_task; all
+    on the task's CPU (thread_info.cpu)."""
     km = k.kmem
     tsk = proc.task
     if tsk in (p.task for p in k.__dict__.get("processes", [])) and proc.pid == 1 and \
             any(p.pid != 1 for p in k.processes):
         raise ValueError("do_exit: init (pid 1) exiting with other processes alive would panic")
-    exit_mm(k, tsk)
-    forget_original_parent(k, tsk)
-    km.set(tsk, "task_struct", "exit_state", EXIT_ZOMBIE)
-    km.set(tsk, "task_struct", "__state", TASK_DEAD)
-    release_task(k, tsk)
+    cpu = km.get(tsk, "task_struct", "thread_info.cpu")
+    old_cpu = k.current_cpu
+    k.on_cpu(cpu)  # the task exits on its own CPU (its pagesets, slab CPU caches, cached stacks)
+    try:
+        exit_mm(k, tsk)
+        forget_original_parent(k, tsk)
+        km.set(tsk, "task_struct", "exit_state", EXIT_ZOMBIE)
+        km.set(tsk, "task_struct", "__state", TASK_DEAD)
+        release_task(k, tsk)
+    finally:
+        k.on_cpu(old_cpu)
     procs = k.__dict__.get("processes", [])
     if proc in procs:
         procs.remove(proc)
