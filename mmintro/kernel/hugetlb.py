@@ -66,6 +66,7 @@ __all__ = [
     "hugetlb_init",
     "hugetlb_mmap",
     "hugetlb_vm_op_close",
+    "hugetlb_vm_op_open",
     "set_nr_hugepages",
     "set_nr_overcommit_hugepages",
     "unmap_hugepage_range",
@@ -1055,7 +1056,9 @@ def hugetlb_reserve_pages(k: Kernel, h: Hstate, vma: int, start: int, end: int) 
     reservation itself is hugetlb_acct_memory's, taken by the caller first)."""
     rm = resv_map_alloc(k)
     k.kmem.set(vma, "vm_area_struct", "vm_private_data", rm | HPAGE_RESV_OWNER)
-    k.__dict__.setdefault("hugetlb_vmas", {})[vma] = {"h": h.idx, "resv": end - start, "faulted": set()}
+    # the map's books, keyed by the resv_map (VMAs split from this one share it): the
+    # reserved file indices [start, end) and those whose reservation a fault consumed
+    k.__dict__.setdefault("hugetlb_vmas", {})[rm] = {"h": h.idx, "range": (start, end), "faulted": set()}
 
 
 def hugetlb_mmap(k: Kernel, mm: int, length: int, page_size: int, prot: int, shared: bool = False) -> int:
@@ -1151,13 +1154,12 @@ def alloc_hugetlb_folio(k: Kernel, h: Hstate, vma: int, addr: int) -> int | None
     VMA's reservations (vma_needs_reservation = 0: resv_huge_pages--, HPG_restore_reserve),
     the folio dequeued (refcount 1, on the active list), NR_HUGETLB; the reservation
     committed (region_add of the page's index)."""
-    info = k.__dict__.get("hugetlb_vmas", {}).get(vma)
-    idx = (addr - k.kmem.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)
-    has_resv = info is not None and idx not in info["faulted"]
+    info = _private_resv(k, vma)
+    idx = vma_hugecache_offset(k, h, vma, addr)
+    has_resv = info is not None and info["range"][0] <= idx < info["range"][1] and idx not in info["faulted"]
     f = k.kmem.get(vma, "vm_area_struct", "vm_file")
     iresv = k.__dict__.get("hugetlb_inode_resv", {}).get(k.kmem.get(f, "file", "f_inode") if f else 0)
     if iresv is not None:  # VM_MAYSHARE: the inode's reservation map
-        idx += k.kmem.get(vma, "vm_area_struct", "vm_pgoff") >> h.order
         has_resv = idx in iresv["resv"]
     pfn = None
     if has_resv or h.free_huge_pages - h.resv_huge_pages > 0:  # vma_has_reserves / available_huge_pages
@@ -1341,21 +1343,56 @@ def unmap_hugepage_range(k: Kernel, vma: int, start: int, end: int) -> None:
             mv32[2 * w + _W.D_REFCOUNT] = ref - 1
 
 
+def vma_hugecache_offset(k: Kernel, h: Hstate, vma: int, addr: int) -> int:
+    """vma_hugecache_offset(): the huge-page index of ``addr`` in the file."""
+    km = k.kmem
+    return ((addr - km.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)) + \
+        (km.get(vma, "vm_area_struct", "vm_pgoff") >> h.order)
+
+
+def _private_resv(k: Kernel, vma: int) -> dict | None:
+    """vma_resv_map() of a private owner (HPAGE_RESV_OWNER in vm_private_data): its books."""
+    pd = k.kmem.get(vma, "vm_area_struct", "vm_private_data")
+    if not pd & HPAGE_RESV_OWNER:
+        return None
+    return k.__dict__.get("hugetlb_vmas", {}).get(pd & ~HPAGE_RESV_OWNER)
+
+
 def hugetlb_vm_op_close(k: Kernel, vma: int) -> None:
-    """hugetlb_vm_op_close(): a private owner gives back the reservations it never used
-    (hugetlb_acct_memory(h, -(pages - consumed))) and drops its resv_map."""
-    info = k.__dict__.get("hugetlb_vmas", {}).pop(vma, None)
+    """hugetlb_vm_op_close(): a private owner gives back the reservations of its range it
+    never used (reserve = pages - region_count: hugetlb_acct_memory(h, -reserve)) and drops
+    its reference to the resv_map (kref_put: freed with the last VMA sharing it)."""
+    km = k.kmem
+    info = _private_resv(k, vma)
     if info is None:
         return
     h = _state(k)[info["h"]]
-    unused = info["resv"] - len(info["faulted"])
+    start = vma_hugecache_offset(k, h, vma, km.get(vma, "vm_area_struct", "vm_start"))
+    end = vma_hugecache_offset(k, h, vma, km.get(vma, "vm_area_struct", "vm_end"))
+    s, e = max(start, info["range"][0]), min(end, info["range"][1])
+    unused = sum(1 for i in range(s, e) if i not in info["faulted"])
     hugetlb_acct_memory(k, h, -unused)
-    rm = k.kmem.get(vma, "vm_area_struct", "vm_private_data") & ~HPAGE_RESV_OWNER
-    if rm:
+    rm = km.get(vma, "vm_area_struct", "vm_private_data") & ~HPAGE_RESV_OWNER
+    km.set(vma, "vm_area_struct", "vm_private_data", 0)
+    refs = km.get(rm, "resv_map", "refs.refcount.refs.counter") - 1
+    km.set(rm, "resv_map", "refs.refcount.refs.counter", refs)
+    if refs <= 0:
         from mmintro.kernel import slub
 
+        k.hugetlb_vmas.pop(rm, None)
         slub.kfree(k, rm)
-        k.kmem.set(vma, "vm_area_struct", "vm_private_data", 0)
+    else:  # the rest of the map belongs to the VMAs still sharing it
+        lo, hi = info["range"]
+        info["range"] = (e, hi) if s <= lo else (lo, s)
+
+
+def hugetlb_vm_op_open(k: Kernel, vma: int) -> None:
+    """hugetlb_vm_op_open() (__split_vma's new VMA): a private owner's copy shares the
+    resv_map (kref_get)."""
+    if _private_resv(k, vma) is not None:
+        rm = k.kmem.get(vma, "vm_area_struct", "vm_private_data") & ~HPAGE_RESV_OWNER
+        k.kmem.set(rm, "resv_map", "refs.refcount.refs.counter",
+                   k.kmem.get(rm, "resv_map", "refs.refcount.refs.counter") + 1)
 
 
 def copy_hugetlb_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
