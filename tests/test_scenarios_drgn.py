@@ -147,6 +147,13 @@ def test_page_cache_read_write_and_mmap_share_one_set_of_folios(built) -> None:
         assert all(cache[(a - start) >> 12] == pg for a, pg in mapped.items())
         r = task_rss(find_task(d, pid))
         assert (r.file, r.anon) == (want, 0)
+    from mmintro.views import smaps as smaps_view
+    from mmintro.workload import _pss
+
+    with open_snapshot(path) as prog:
+        for proc in ("reader", "indexer"):
+            rollup = smaps_view.smaps_rollup(prog, run.workload.procs[proc].pid)[2]
+            assert _pss(run.workload, proc) == rollup.pss >> 12 >> 10, proc
 
 
 def test_dirty_throttle_leaves_dirty_and_writeback_folios(built) -> None:
