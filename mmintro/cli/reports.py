@@ -108,7 +108,7 @@ def vtop(args: tuple[str, ...], pid: str | None, as_json: bool) -> None:
     user address through that task's pgd (PUD and PMD leaves included)."""
     snapshot, value = _snapshot_and(args, "ADDR")
     addr = _int(value, "ADDR")
-    if pid is not None:
+    if pid is not None and addr < 1 << 47:  # a user address (crash: below mm->task_size); kernel ones below
         from mmintro.views import vm as vm_view
 
         with load(snapshot) as prog:
