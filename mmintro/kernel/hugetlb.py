@@ -33,8 +33,21 @@ The pools
       h->next_nid_to_free, update_and_free_hugetlb_folio()) gives free folios back to the buddy
       allocator (1 GiB ones as free_contig_range() would, in MAX_PAGE_ORDER blocks).
 
+hugetlbfs and mappings
+    init_hugetlbfs_fs() creates ``hugetlbfs_inode_cache`` and one internal mount per hstate;
+    :func:`hugetlb_mmap` is MAP_HUGETLB (hugetlb_file_setup's unlinked "anon_hugepage" inode
+    and pseudo file, a huge-page-aligned top-down area, VM_HUGETLB | VM_DONTEXPAND, the
+    reservation: a private owner's resv_map, or the inode's for MAP_SHARED; surplus pages
+    within nr_overcommit_hugepages).  :func:`hugetlb_fault` is hugetlb_no_page / hugetlb_wp
+    (PMD leaf for 2 MiB, PUD leaf for 1 GiB; private pages anonymous, shared ones in the
+    inode's page cache at ``idx << order``), with fork (:func:`copy_hugetlb_page_range`),
+    unmap, free_huge_folio, the vm_ops open/close and inode eviction.
+
 Counters live in Python (:class:`Hstate`) and are written into ``hstates[]`` with the lists
-by a sync hook.  Faults and hugetlbfs are further down.
+by a sync hook.  Not modelled: struct file_region entries and hugetlb_vma_lock (not in the
+type data), subpools (no size= mounts), hugetlb cgroups, PMD sharing, vmemmap optimisation
+(HVO is off by the sysctl), CMA, migration in alloc_contig_pages (only fully free ranges are
+taken), demotion, and unmap_ref_private (an owner's CoW takes an unreserved page or fails).
 """
 
 from __future__ import annotations
