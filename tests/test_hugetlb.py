@@ -338,3 +338,13 @@ def test_boot_pool_chunks_interleave_from_the_first_node(cpus, per_node):
     h = k.hstates[1]
     assert h.nr_huge_pages_node == per_node and h.free_huge_pages == 6
     assert f"HugeTLB: allocation took 0ms with hugepage_allocation_threads={max(cpus // 4, 1)}" in k.log
+
+
+def test_events_and_node_counters_in_drgn(numa):
+    from drgn.helpers.linux.vmstat import global_node_page_state, global_vm_event_state
+
+    _k, prog, *_ = numa
+    # nine buddy allocations by the sysctl (9 pages asked, none failed); two pages in use
+    assert global_vm_event_state(prog, prog.constant("HTLB_BUDDY_PGALLOC")) == 9
+    assert global_vm_event_state(prog, prog.constant("HTLB_BUDDY_PGALLOC_FAIL")) == 0
+    assert int(global_node_page_state(prog, prog.constant("NR_HUGETLB"))) == 2 * PMD_PAGES
