@@ -9,11 +9,11 @@ exec_vm << PAGE_SHIFT), VmLib = exec_vm pages minus that, VmPTE = pgtables_bytes
 = MM_SWAPENTS (also summed), then hugetlb_report_usage()'s HugetlbPages (mm->hugetlb_usage), each
 ``seq_put_decimal_ull_width(.., 8)`` in kB.
 
-Besides memory, the lines whose data the snapshot holds: Name, State (task_state_array by
-__task_state_index), Tgid, Ngid, Pid, PPid, TracerPid, NStgid, NSpid, Kthread, CoreDumping,
+Besides memory, the lines whose data the snapshot holds: Name, Umask (when ``task->fs`` is
+set), State (task_state_array by __task_state_index), Tgid, Ngid, Pid, PPid, TracerPid, NStgid, NSpid, Kthread, CoreDumping,
 THP_enabled, untag_mask, Threads, Cpus_allowed(_list), Mems_allowed(_list) and the context
 switch counts.  Credentials, files, signals, capabilities and seccomp are not modelled, so
-Umask, Uid, Gid, FDSize, Groups, NSpgid, NSsid, Sig*, Cap*, NoNewPrivs, Seccomp and
+Uid, Gid, FDSize, Groups, NSpgid, NSsid, Sig*, Cap*, NoNewPrivs, Seccomp and
 Speculation lines are left out rather than invented.
 """
 
@@ -139,7 +139,13 @@ def status(prog: Program, pid: int) -> list[StatusLine]:
     comm = task.comm.string_().decode(errors="replace")
     tgid = task.tgid.value_()
     ppid = task.real_parent.tgid.value_() if task.real_parent.value_() else 0  # pid_alive -> real_parent's tgid
-    lines = [StatusLine("Name", comm), StatusLine("State", _state(task)), StatusLine("Tgid", str(tgid)),
+    lines = [StatusLine("Name", comm)]
+    try:  # task_state(): "Umask:\t%#04o" only when the task has an fs_struct
+        if task.fs.value_():
+            lines.append(StatusLine("Umask", f"{task.fs.umask.value_():#05o}".replace("0o", "0")))
+    except AttributeError:
+        pass
+    lines += [StatusLine("State", _state(task)), StatusLine("Tgid", str(tgid)),
              StatusLine("Ngid", "0"), StatusLine("Pid", str(task.pid.value_())), StatusLine("PPid", str(ppid)),
              StatusLine("TracerPid", "0"), StatusLine("NStgid", str(tgid)),
              StatusLine("NSpid", str(task.pid.value_())),
