@@ -567,3 +567,31 @@ def test_interval_tree_queries_match_brute_force(k) -> None:
         for ln in (1, 5, 40):
             want = [x for x in avcs if t.start(x) <= pg0 + s + ln - 1 and pg0 + s <= t.last(x)]
             assert t.foreach(root, pg0 + s, pg0 + s + ln - 1) == want
+
+
+def test_check_mm_after_a_mixed_life() -> None:
+    _require_fork()
+    k = boot(MachineConfig(ram=1 << 30, seed=12, thp="always", hugepages_2m=4))
+    p, _vma, a = _proc(k, length=8 << 20)
+    memory.mm_populate(k, p.mm, a, 300 * 4096, True)
+    memory.handle_mm_fault(k, p.mm, a + (6 << 20), True)  # a THP where the VMA allows one
+    memory.handle_mm_fault(k, p.mm, a + 400 * 4096, False)
+    try:
+        from mmintro.kernel import filemap, hugetlb, inode
+        f = inode.create_file(k, "/data/mix", 64 * 4096)
+        x = filemap.mmap_file(k, p.mm, f, 64 * 4096, RW, False)
+        memory.handle_mm_fault(k, p.mm, x, False)
+        memory.handle_mm_fault(k, p.mm, x + 5 * 4096, True)
+        h = hugetlb.hugetlb_mmap(k, p.mm, 4 << 20, 2 << 20, RW)
+        memory.handle_mm_fault(k, p.mm, h, True)
+    except ImportError:
+        pass
+    c = fork.do_fork(k, p)
+    for i in range(0, 300, 11):
+        memory.handle_mm_fault(k, c.mm, a + i * 4096, True, task=c.task)
+    for proc in (p, c):
+        assert memory.check_mm(k, proc.mm) == []
+    # a broken counter is found
+    memory.add_mm_counter(k, c.mm, "MM_ANONPAGES", 1)
+    have = memory.get_mm_counter_sum(k, c.mm, "MM_ANONPAGES")
+    assert memory.check_mm(k, c.mm) == [f"MM_ANONPAGES {have} != {have - 1} mapped"]

@@ -1463,3 +1463,85 @@ class _AnonBatch:
 def _account(k: Kernel, task: int | None, n: int) -> None:
     if task:
         k.kmem.set(task, "task_struct", "min_flt", k.kmem.get(task, "task_struct", "min_flt") + n)
+
+
+# -- consistency census (for tests and scenario checks) --------------------------------------------
+def census(k: Kernel, mm: int) -> dict:
+    """Every user mapping of ``mm`` from its page tables: {"pte": {addr: entry}, "pmd":
+    {addr: entry}, "pud": {addr: entry}, "tables": number of PUD/PMD/PTE table pages}."""
+    out: dict = {"pte": {}, "pmd": {}, "pud": {}, "tables": 0}
+    pgd = k.kmem.get(mm, "mm_struct", "pgd")
+    top = _table_view(k, pgd)
+    for i in np.flatnonzero(top[:USER_PGD_PTRS] & np.uint64(_PAGE_PRESENT)):
+        out["tables"] += 1
+        pud = _table_view(k, _table_of(k, int(top[i])))
+        for j in np.flatnonzero(pud):
+            e = int(pud[j])
+            a1 = (int(i) << PGDIR_SHIFT) | (int(j) << PUD_SHIFT)
+            if e & _PAGE_PSE:
+                out["pud"][a1] = e
+                continue
+            if not e & _PAGE_PRESENT:
+                continue
+            out["tables"] += 1
+            pmd = _table_view(k, _table_of(k, e))
+            for m in np.flatnonzero(pmd):
+                e2 = int(pmd[m])
+                a2 = a1 | (int(m) << PMD_SHIFT)
+                if e2 & _PAGE_PSE:
+                    out["pmd"][a2] = e2
+                    continue
+                if not e2 & _PAGE_PRESENT:
+                    continue
+                out["tables"] += 1
+                pte = _table_view(k, _table_of(k, e2))
+                for n in np.flatnonzero(pte):
+                    out["pte"][a2 | (int(n) << PAGE_SHIFT)] = int(pte[n])
+    return out
+
+
+def check_mm(k: Kernel, mm: int) -> list[str]:
+    """Independent checks of an mm against its page tables: pgtables_bytes = the table pages
+    found (+ deposited THP tables are not visible: HUGE's pmd_huge_pte lists are counted from
+    the PMD leaves), and the rss counters = the normal pages mapped, by kind (anonymous,
+    file, shmem; a PMD leaf counts HPAGE_PMD_NR pages; hugetlb mappings are not in rss).
+    Returns the disagreements (empty when consistent)."""
+    c = census(k, mm)
+    problems = []
+    deposited = sum(1 for e in c["pmd"].values() if not _is_hugetlb_leaf(k, mm, e))
+    want_bytes = (c["tables"] + deposited) * TABLE_BYTES
+    got = k.kmem.get(mm, "mm_struct", "pgtables_bytes.counter")
+    if got != want_bytes:
+        problems.append(f"pgtables_bytes {got} != {want_bytes} ({c['tables']} tables + {deposited} deposited)")
+    rss = dict.fromkeys(MM_COUNTERS, 0)
+    for a, e in c["pte"].items():
+        if not pte_present(e):
+            continue
+        vma = mmap.find_vma(k, mm, a)
+        if not vma:
+            problems.append(f"{a:#x}: a PTE outside every VMA")
+            continue
+        page = vm_normal_page(k, vma, a, e)
+        if page is not None:
+            rss[mm_counter(k, page)] += 1
+    for a, e in c["pmd"].items():
+        vma = mmap.find_vma(k, mm, a)
+        if not vma:
+            problems.append(f"{a:#x}: a PMD leaf outside every VMA")
+            continue
+        if _vma_get(k, vma, "vm_flags") & VM_HUGETLB:
+            continue
+        pfn = pte_pfn(e)
+        huge_zero = k.__dict__.get("huge_zero_pfn")
+        if pfn == huge_zero:
+            continue
+        rss[mm_counter(k, pfn)] += PMD_SIZE >> PAGE_SHIFT
+    for member, n in rss.items():
+        have = get_mm_counter_sum(k, mm, member)
+        if have != n:
+            problems.append(f"{member} {have} != {n} mapped")
+    return problems
+
+
+def _is_hugetlb_leaf(k: Kernel, mm: int, e: int) -> bool:
+    return rmap.folio_test_hugetlb(k, pte_pfn(e))
