@@ -533,3 +533,16 @@ def test_numa_maps_policies_and_nodes_on_two_nodes(tmp_path) -> None:
             nodes[nid] = nodes.get(nid, 0) + 1
         assert r.nodes == nodes and r.anon == 256
     assert rows[next(s for s, t in want.items() if t == "interleave:0-1")].nodes == {0: 128, 1: 128}
+
+
+def test_status_lines_come_in_the_captures_order(snap) -> None:
+    """Every line status prints exists in the real 6.18 capture, in the same order (lines the
+    snapshot does not model are left out, never reordered or invented)."""
+    from cli_helpers import REFERENCE
+
+    ref = [ln.split(":")[0] for ln in (REFERENCE / "pid" / "self_status").read_text().splitlines()]
+    with open_snapshot(snap[0]) as p:
+        ours = [ln.name for ln in ST.status(p, snap[1])]
+    it = iter(ref)
+    assert all(name in it for name in ours), ours  # a subsequence of the capture's names
+    assert {"Name", "State", "Pid", "VmRSS", "RssAnon", "HugetlbPages", "Threads"} <= set(ours)
