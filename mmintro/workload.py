@@ -66,8 +66,9 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 
 ===================  ================================================================
 ``spawn = NAME``     fork+exec a process: ``comm`` (NAME), ``parent`` (a process, else
-                     init), ``heap`` (brk growth), ``cpu``.  Mappings ``heap`` (when
-                     grown) and ``stack`` are tagged.
+                     init), ``heap`` (brk growth), ``cpu``.  Mappings ``heap`` (the
+                     brk area: the exec'd program's initial heap + growth) and
+                     ``stack`` are tagged.
 ``mmap = TAG``       ``size``, ``prot`` ("rw"), ``kind`` = "anon" | "private" |
                      "shared" (a ``file`` mapping, at ``offset``) | "hugetlb"
                      (``page_size`` "2M"/"1G", ``shared = true`` for MAP_SHARED);
@@ -78,6 +79,8 @@ names a mapping takes ``process = NAME`` unless only one process exists):
                      ``populate = true``: the whole range by mm_populate.
 ``fork = NAME``      ``parent`` forks; the child inherits the mapping tags.
 ``exit = NAME``      the process exits (its mm is torn down).
+``exec = NAME``      execve(2) of ``comm`` (``heap`` grown after): a new mm; the
+                     mapping tags start again (``heap``, ``stack``).
 ``munmap = TAG``     ``start``/``size`` (default: all of it); ``mprotect = TAG`` with
                      ``prot``; ``mbind = TAG`` with ``policy`` and ``nodes``.
 ``set_mempolicy``    ``= NAME`` with ``policy`` (default, bind, preferred, interleave,
@@ -776,18 +779,40 @@ class Workload:
             except MemoryError as e:
                 raise ExpectationFailed(f"spawn {name}: {e}") from None
         self.procs[name] = p
+        self.mappings[name] = self._exec_mappings(p)
+        return p
+
+    def _exec_mappings(self, p: Any) -> dict[str, Mapping]:
+        """The tags an exec'd image starts with: ``heap`` (when the brk area is not empty) and
+        ``stack``."""
+        from mmintro.kernel import mmap as M
+
         km = self.k.kmem
         maps: dict[str, Mapping] = {}
         start_brk, brk = km.get(p.mm, "mm_struct", "start_brk"), km.get(p.mm, "mm_struct", "brk")
         if brk > start_brk:
             maps["heap"] = Mapping(start_brk, _page_up(brk) - start_brk, "anon")
-        from mmintro.kernel import mmap as M
-
         stack = M.find_vma(self.k, p.mm, p.layout.start_stack)
         if stack:
             s, e = km.get(stack, "vm_area_struct", "vm_start"), km.get(stack, "vm_area_struct", "vm_end")
             maps["stack"] = Mapping(s, e - s, "anon")
-        self.mappings[name] = maps
+        return maps
+
+    def exec(self, proc: str, comm: str, heap: int = 0) -> Any:
+        """execve(2) of program ``comm`` by ``proc`` (``fork.do_execve``: a new mm with the
+        exec'd layout, the old one torn down; pid and parent stay), its heap then grown by
+        ``heap`` bytes.  The process' mapping tags start again (``heap``, ``stack``)."""
+        fork = _kmod("fork", "VMA", "do_execve")
+        from mmintro.kernel import mmap as M
+
+        p = self.proc(proc)
+        try:
+            fork.do_execve(self.k, p, comm)
+            if heap:
+                M.do_brk_flags(self.k, p.mm, self.k.kmem.get(p.mm, "mm_struct", "brk") + heap)
+        except MemoryError as e:
+            raise ExpectationFailed(f"exec of {comm} by {proc}: {e}") from None
+        self.mappings[proc] = self._exec_mappings(p)
         return p
 
     def mmap(self, proc: str, tag: str, size: int, prot: str = "rw", kind: str = "anon", file: str | None = None,
@@ -1333,6 +1358,7 @@ ACTIONS: dict[str, set[str]] = {
     "spawn": {"comm", "parent", "heap"} | _COMMON,
     "fork": {"parent"} | _COMMON,
     "exit": {"note"},
+    "exec": {"comm", "heap", "note"},
     "mmap": {"process", "size", "prot", "kind", "file", "offset", "hugepage", "page_size", "shared", "note"},
     "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count", "populate"} | _COMMON,
     "munmap": {"process", "start", "size", "note"},
@@ -1345,7 +1371,7 @@ ACTIONS: dict[str, set[str]] = {
     "writeback": {"complete", "note"},
     "sysctl": {"value", "note"},
 }
-PROC_ACTIONS = ("spawn", "fork", "exit", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
+PROC_ACTIONS = ("spawn", "fork", "exit", "exec", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
                 "read", "write", "writeback", "sysctl")
 MAPPING_ACTIONS = ("mmap", "touch", "munmap", "mprotect", "mbind")
 MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g")
@@ -1762,7 +1788,7 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
             known_proc("parent")
         if "comm" in a and not (isinstance(a["comm"], str) and a["comm"]):
             fail("comm", "comm must be a non-empty string")
-        defined.procs[p] = {"stack"} | ({"heap"} if _size(a.get("heap", 0)) else set())
+        defined.procs[p] = {"stack", "heap"}  # the exec layout always has a brk area
     elif act == "fork":
         c = name_of("fork")
         if c in defined.procs:
@@ -1772,6 +1798,11 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         defined.procs[c] = set(defined.procs[known_proc("parent")])
     elif act == "exit":
         defined.procs.pop(known_proc("exit"))
+    elif act == "exec":
+        p = known_proc("exec")
+        if not (isinstance(a.get("comm"), str) and a["comm"]):
+            fail("comm" if "comm" in a else None, "exec needs comm = \"program\" (the program it runs)")
+        defined.procs[p] = {"stack", "heap"}  # the exec layout always has a brk area
     elif act == "set_mempolicy":
         known_proc("set_mempolicy")
     elif act == "mmap":
@@ -1867,6 +1898,9 @@ def _run_proc_step(w: Workload, s: Step) -> str:
     if act == "fork":
         c = w.fork(a["fork"], a["parent"], cpu=a.get("cpu"))
         return f"fork {a['parent']} -> {a['fork']}: pid {c.pid}"
+    if act == "exec":
+        p = w.exec(a["exec"], a["comm"], sz.get("heap", 0))
+        return f"exec {a['comm']} by {a['exec']} (pid {p.pid}): a new mm, heap {_human(sz.get('heap', 0))}"
     if act == "exit":
         pid = w.proc(a["exit"]).pid
         w.exit(a["exit"])

@@ -297,3 +297,30 @@ def test_a_fault_the_kernel_refuses_is_a_failed_step() -> None:
 def test_a_whole_munmap_forgets_the_tag() -> None:
     msg = _err('[[step]]\nmunmap = "heap"\n\n[[step]]\ntouch = "heap"\n')
     assert "process 'db' has no mapping 'heap' (its mappings: stack)" in msg
+
+
+def test_exec_replaces_the_mm_and_the_tags(tmp_path) -> None:
+    """exec: a new mm (the old one torn down: its pages freed), the same pid; the heap tag
+    names the new brk area; real drgn sees the new comm and mm."""
+    pytest.importorskip("drgn")
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.snapshot.writer import save
+
+    sc = parse_scenario(BASE + '[[step]]\ntouch = "heap"\naccess = "write"\n\n'
+                        '[[step]]\nexec = "db"\ncomm = "postgres"\nheap = "1M"\n\n'
+                        '[[step]]\nexpect = "rss(\'db\') == 0"\n', "x.toml")
+    run = run_scenario(sc)
+    w = run.workload
+    p = w.procs["db"]
+    assert p.comm == "postgres" and w.mappings["db"]["heap"].length >= 1 << 20
+    save(run.kernel, tmp_path / "exec")
+    d = open_drgn(str(tmp_path / "exec.vmcore"), str(tmp_path / "exec.vmlinux"))
+    t = find_task(d, p.pid)
+    assert t.comm.string_() == b"postgres" and t.mm.value_() == p.mm
+    assert t.mm.brk.value_() - t.mm.start_brk.value_() >= 1 << 20
+
+
+def test_exec_needs_a_program() -> None:
+    assert "exec needs comm" in _err('[[step]]\nexec = "db"\n')
