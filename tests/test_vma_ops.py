@@ -389,8 +389,11 @@ def test_hugetlb_vma_splits_only_at_huge_page_boundaries() -> None:
     assert M.do_munmap(k, p.mm, a + PG, PG) == -22  # hugetlb_vm_op_split: -EINVAL
     assert P.do_mprotect(k, p.mm, a, 1 << 20, R) == -22
     assert k.kmem.get(p.mm, "mm_struct", "map_count") == n
-    assert M.do_munmap(k, p.mm, a + (2 << 20), 2 << 20) == 0
+    h = hugetlb._state(k)[1]
+    assert (h.free_huge_pages, h.resv_huge_pages) == (4, 4)
+    assert M.do_munmap(k, p.mm, a + (2 << 20), 2 << 20) == 0  # split (vm_ops->open), unmap (->close)
     assert k.kmem.get(p.mm, "mm_struct", "map_count") == n + 1
+    assert (h.free_huge_pages, h.resv_huge_pages) == (4, 3)
 
 
 def test_new_ranges_merge_unless_the_neighbour_is_a_fork_child() -> None:
@@ -608,6 +611,7 @@ def test_everything_returns_after_the_last_exit(tmp_path) -> None:
     assert vm_memory_committed(e) == vm_memory_committed(b) == 0
     hs = e["hstates"][e["default_hstate_idx"]]
     assert hs.free_huge_pages.value_() == hs.nr_huge_pages.value_() == 4
+    assert hs.resv_huge_pages.value_() == 0  # the unused reservation went back at vma_close
     for cache in ("vm_area_struct", "mm_struct", "task_struct", "signal_cache", "pid", "anon_vma", "anon_vma_chain",
                   "maple_node"):
         assert _usage(e, cache) == _usage(b, cache), cache

@@ -379,9 +379,12 @@ def dup_mmap(k: Kernel, mm: int, oldmm: int) -> int:
             elif anon_vma_fork is not None and anon_vma_fork(k, tmp, mpnt):
                 raise MemoryError("dup_mmap: anon_vma_fork failed")
             km.set(tmp, "vm_area_struct", "vm_flags", flags & ~VM_LOCKED_MASK)
+            if flags & V.VM_HUGETLB and not flags & mmap.VM_MAYSHARE:
+                km.set(tmp, "vm_area_struct", "vm_private_data", 0)  # hugetlb_dup_vma_private
             tree.mtree_store_range(start, last, tmp)  # vma_iter_bulk_store
             V.vma_mark_attached(k, tmp)
             km.set(mm, "mm_struct", "map_count", km.get(mm, "mm_struct", "map_count") + 1)
+            V.vma_open(k, tmp)  # tmp->vm_ops->open
             file = km.get(tmp, "vm_area_struct", "vm_file")
             if file:
                 V.get_file(k, file)

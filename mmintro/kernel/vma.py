@@ -376,9 +376,26 @@ def vm_area_free(k: Kernel, vma: int) -> None:
     slub.kmem_cache_free(k, slub.find_cache(k, _V), vma)
 
 
+def vma_close(k: Kernel, vma: int) -> None:
+    """mm/internal.h vma_close(): vm_ops->close -- hugetlb_vm_ops' hugetlb_vm_op_close."""
+    if _g(k, vma, "vm_flags") & VM_HUGETLB:
+        fn = _opt("hugetlb", "hugetlb_vm_op_close")
+        if fn is not None:
+            fn(k, vma)
+
+
+def vma_open(k: Kernel, vma: int) -> None:
+    """vm_ops->open (__split_vma's new VMA, dup_mmap's copy): hugetlb_vm_op_open."""
+    if _g(k, vma, "vm_flags") & VM_HUGETLB:
+        fn = _opt("hugetlb", "hugetlb_vm_op_open")
+        if fn is not None:
+            fn(k, vma)
+
+
 def remove_vma(k: Kernel, vma: int) -> None:
-    """mm/vma.c remove_vma(): vm_ops->close (none modelled), fput(vm_file), mpol_put,
-    vm_area_free."""
+    """mm/vma.c remove_vma(): vma_close (vm_ops->close: hugetlb_vm_op_close for hugetlb VMAs,
+    HUGE's; no other close hook is modelled), fput(vm_file), mpol_put, vm_area_free."""
+    vma_close(k, vma)
     file = _g(k, vma, "vm_file")
     if file:
         fput(k, file)
@@ -463,6 +480,7 @@ def __split_vma(k: Kernel, vma: int, addr: int, new_below: int) -> int:
     file = _g(k, new, "vm_file")
     if file:
         get_file(k, file)
+    vma_open(k, new)
     # vma_prepare(): the new VMA into i_mmap, vma out of the anon_vma and i_mmap trees
     if file:
         _i_mmap_insert(k, new, link=True)
