@@ -646,3 +646,21 @@ def test_madvise_dontneed_zaps_and_raises_hiwater(tmp_path) -> None:
                 follow_phys(t.mm, a + i * PG)
         else:
             follow_phys(t.mm, a + i * PG)
+
+
+def test_drgn_vma_find_after_the_operations(world) -> None:
+    """drgn's vma_find (a maple-tree walk by address) over every page of the operated region
+    and the hole, in parent and child: the VMA whose range holds the address, NULL in the
+    munmap hole."""
+    from drgn.helpers.linux.mm import vma_find
+    from drgn.helpers.linux.pid import find_task
+
+    d, a = world["before"], world["a"]
+    for name in ("par", "child"):
+        mm = find_task(d, world[name].pid).mm
+        vmas = _vmas(d, world[name].pid)
+        for i in range(-1, LEN // PG + 1):
+            x = a + i * PG
+            want = next((v.value_() for s, e, _f, _p, v in vmas if s <= x < e), 0)
+            assert vma_find(mm, x).value_() == want, (name, i)
+        assert not vma_find(mm, a + HOLE[0]).value_()
