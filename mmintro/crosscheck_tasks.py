@@ -4,6 +4,7 @@ against real drgn's stock helpers and crash commands.  :mod:`mmintro.crosscheck`
 
 from __future__ import annotations
 
+import bisect
 import random
 import re
 from collections.abc import Callable
@@ -471,16 +472,16 @@ def c_file_mappings(p: Program, d: Any) -> tuple:
     mine: list = []
     theirs: list = []
     for pid, t in _tasks_with_mm(p):
-        leaves = present_user_leaves(p, _pgd_phys(p, t.mm), limit=1 << 16)
+        leaves = present_user_leaves(p, _pgd_phys(p, t.mm), limit=1 << 16)  # in address order
+        starts = [va for va, _size in leaves]
         dmm = find_task(d, pid).mm
         for v in (cast("struct vm_area_struct *", e) for _f, _l, e in mt_for_each(t.mm.mm_mt.address_of_())):
             if not v.vm_file.value_():
                 continue
             s, e_ = int(v.vm_start.value_()), int(v.vm_end.value_())
             xa = v.vm_file.f_mapping.i_pages.address_of_()
-            for va, _size in leaves:
-                if not s <= va < e_:
-                    continue
+            lo, hi = bisect.bisect_left(starts, s), bisect.bisect_left(starts, e_)
+            for va, _size in leaves[lo:hi]:
                 index = int(v.vm_pgoff.value_()) + ((va - s) >> 12)
                 page = int(mmh.compound_head(mmh.follow_page(t.mm, va)).value_())
                 cached = int(xa_load(xa, index).value_())

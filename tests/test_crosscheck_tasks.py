@@ -87,12 +87,7 @@ def progs(tmp_path_factory):
 ROWS = {name: fn for name, fn in ct.TASK_CHECKS}
 
 
-GAPS = {"status Vm*/Rss* = 6.18 task_mem from drgn's task_rss and mm fields":
-        "VIEW: status reads get_mm_counter (the count); 6.18 task_mem uses get_mm_counter_sum"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.xfail(strict=True, reason=GAPS[n])] if n in GAPS
-                                               else []) for n in ROWS])
+@pytest.mark.parametrize("name", list(ROWS))
 def test_row_agrees(progs, name):
     p, d, _run = progs
     mine, theirs = ROWS[name](p, d)
