@@ -388,8 +388,22 @@ def _log(k: Kernel, mm: int, task: int | None, addr: int, pfn: int, kind: str) -
     return Fault(kind, pfn)
 
 
+def _fast_get(k: Kernel, addr: int, struct: str, field: str) -> int:
+    """kmem.get for an unsigned 8-byte field of a direct-map object (a slab object: VMAs,
+    mm_structs), read straight from PhysMem's chunk when it is backed by one."""
+    f = k.kmem.field(struct, field)
+    if f.size == 8 and not f.bit_size and not f.signed:
+        p = addr + f.offset - k.page_offset_base
+        if 0 <= p < (1 << 46) and not p & 7:
+            chunk = k.mem._chunks.get(p >> 16)
+            if chunk is not None:
+                o = p & 0xFFFF
+                return int(chunk[o:o + 8].view(np.uint64)[0])
+    return k.kmem.get(addr, struct, field)
+
+
 def _vma_get(k: Kernel, vma: int, field: str) -> int:
-    return k.kmem.get(vma, "vm_area_struct", field)
+    return _fast_get(k, vma, "vm_area_struct", field)
 
 
 def vma_is_anonymous(k: Kernel, vma: int) -> bool:
