@@ -546,3 +546,43 @@ def test_status_lines_come_in_the_captures_order(snap) -> None:
     it = iter(ref)
     assert all(name in it for name in ours), ours  # a subsequence of the capture's names
     assert {"Name", "State", "Pid", "VmRSS", "RssAnon", "HugetlbPages", "Threads"} <= set(ours)
+
+
+def test_a_1gib_hugetlb_page_is_a_pud_leaf_everywhere(tmp_path) -> None:
+    """A MAP_HUGETLB mapping from the 1 GiB pool: the scan's PUD leaf, KernelPageSize and
+    Private_Hugetlb of 1048576 kB, numa_maps ``huge`` with one page, vtop --pid ending at the
+    PUD (1GB) = drgn's follow_phys."""
+    from drgn.helpers.linux.mm import follow_phys
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    try:
+        w = Workload(boot(MachineConfig(ram=3 << 30, cpus=2, seed=3, hugepages_1g=1)))
+        w.spawn("p", heap=0x10000)
+        w.mmap("p", "g", 1 << 30, kind="hugetlb", page_size=1 << 30)
+        w.touch("p", "g", write=True)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"no 1 GiB hugetlb pages: {type(e).__name__}: {e}")
+    start = w.mapping("p", "g").start
+    save(w.k, tmp_path / "g")
+    d = open_drgn(str(tmp_path / "g.vmcore"), str(tmp_path / "g.vmlinux"))
+    va = start + 0x12345678
+    with open_snapshot(tmp_path / "g") as p:
+        scan = pt.scan_mm(my_find_task(p, 1).mm)
+        assert [(int(v), int(lv)) for v, lv in zip(scan.vaddr, scan.level) if lv == pt.LEVEL_PUD] == \
+            [(start, pt.LEVEL_PUD)]
+        v = next(v for v in S.smaps(p, 1).vmas if v.maps.start == start)
+        row = next(r for r in N.numa_maps(p, 1) if r.start == start)
+        vt = V.vtop_pid(p, 1, va)
+    assert v.kernel_page_size == v.mmu_page_size == 1 << 30
+    assert v.stats.private_hugetlb == 1 << 30 and v.stats.resident == 0
+    assert "KernelPageSize:  1048576 kB" in S.render(S.SmapsReport(1, [v]))
+    assert row.hugetlb and row.pages == 1 and row.kernelpagesize_kb == 1 << 20
+    assert vt["levels"][-1]["level"] == "PUD" and vt["page_size"] == 1 << 30
+    assert vt["phys"] == follow_phys(find_task(d, 1).mm, va).value_()
+    assert "(1GB)" in V.render_vtop(vt)
