@@ -79,6 +79,7 @@ names a mapping takes ``process = NAME`` unless only one process exists):
                      ``populate = true``: the whole range by mm_populate.
 ``fork = NAME``      ``parent`` forks; the child inherits the mapping tags.
 ``exit = NAME``      the process exits (its mm is torn down).
+``brk = NAME``       ``grow`` or ``shrink`` = SIZE: brk(2) (the ``heap`` tag follows).
 ``exec = NAME``      execve(2) of ``comm`` (``heap`` grown after): a new mm; the
                      mapping tags start again (``heap``, ``stack``).
 ``munmap = TAG``     ``start``/``size`` (default: all of it); ``mprotect = TAG`` with
@@ -798,6 +799,28 @@ class Workload:
             maps["stack"] = Mapping(s, e - s, "anon")
         return maps
 
+    def brk(self, proc: str, delta: int) -> int:
+        """brk(2) moving ``proc``'s break by ``delta`` bytes (``mmap.do_brk_flags``: growing
+        expands the brk VMA, shrinking unmaps the pages above the new break); the ``heap`` tag
+        follows.  Returns the new break."""
+        from mmintro.kernel import mmap as M
+
+        p = self.proc(proc)
+        km = self.k.kmem
+        start_brk, brk = km.get(p.mm, "mm_struct", "start_brk"), km.get(p.mm, "mm_struct", "brk")
+        new = brk + delta
+        if new < start_brk:
+            raise WorkloadError(f"brk of {proc}: {-delta:#x} bytes is more than the heap's {brk - start_brk:#x}")
+        try:
+            M.do_brk_flags(self.k, p.mm, new)
+        except MemoryError as e:
+            raise ExpectationFailed(f"brk of {proc}: {e}") from None
+        if new > start_brk:
+            self.mappings[proc]["heap"] = Mapping(start_brk, _page_up(new) - start_brk, "anon")
+        else:
+            self.mappings[proc].pop("heap", None)
+        return new
+
     def exec(self, proc: str, comm: str, heap: int = 0) -> Any:
         """execve(2) of program ``comm`` by ``proc`` (``fork.do_execve``: a new mm with the
         exec'd layout, the old one torn down; pid and parent stay), its heap then grown by
@@ -1359,6 +1382,7 @@ ACTIONS: dict[str, set[str]] = {
     "fork": {"parent"} | _COMMON,
     "exit": {"note"},
     "exec": {"comm", "heap", "note"},
+    "brk": {"grow", "shrink", "note"},
     "mmap": {"process", "size", "prot", "kind", "file", "offset", "hugepage", "page_size", "shared", "note"},
     "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count", "populate"} | _COMMON,
     "munmap": {"process", "start", "size", "note"},
@@ -1371,7 +1395,7 @@ ACTIONS: dict[str, set[str]] = {
     "writeback": {"complete", "note"},
     "sysctl": {"value", "note"},
 }
-PROC_ACTIONS = ("spawn", "fork", "exit", "exec", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
+PROC_ACTIONS = ("spawn", "fork", "exit", "exec", "brk", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
                 "read", "write", "writeback", "sysctl")
 MAPPING_ACTIONS = ("mmap", "touch", "munmap", "mprotect", "mbind")
 MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g")
@@ -1739,7 +1763,7 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
             fail(key, f"unknown file {f!r} (files so far: {', '.join(sorted(defined.files)) or 'none'})")
         return f
 
-    for key in ("size", "start", "heap", "offset" if act == "mmap" else "", "page_size"):
+    for key in ("size", "start", "heap", "offset" if act == "mmap" else "", "page_size", "grow", "shrink"):
         if key and key in a and _size(a[key]) is None:
             fail(key, f"{key} = {a[key]!r} is not a size (bytes, or a string such as \"16M\")")
     for key in ("size", "start", "offset" if act == "mmap" else ""):
@@ -1798,6 +1822,10 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         defined.procs[c] = set(defined.procs[known_proc("parent")])
     elif act == "exit":
         defined.procs.pop(known_proc("exit"))
+    elif act == "brk":
+        known_proc("brk")
+        if ("grow" in a) == ("shrink" in a):
+            fail(None, "brk takes grow = SIZE or shrink = SIZE")
     elif act == "exec":
         p = known_proc("exec")
         if not (isinstance(a.get("comm"), str) and a["comm"]):
@@ -1891,13 +1919,17 @@ def _human(n: int) -> str:
 def _run_proc_step(w: Workload, s: Step) -> str:
     a = s.args
     act = s.action
-    sz = {k: _size(a[k]) for k in ("size", "start", "heap", "offset", "page_size") if k in a}
+    sz = {k: _size(a[k]) for k in ("size", "start", "heap", "offset", "page_size", "grow", "shrink") if k in a}
     if act == "spawn":
         p = w.spawn(a["spawn"], comm=a.get("comm"), parent=a.get("parent"), heap=sz.get("heap", 0), cpu=a.get("cpu"))
         return f"spawn {a['spawn']}: pid {p.pid} comm {p.comm!r}, heap {_human(sz.get('heap', 0))}"
     if act == "fork":
         c = w.fork(a["fork"], a["parent"], cpu=a.get("cpu"))
         return f"fork {a['parent']} -> {a['fork']}: pid {c.pid}"
+    if act == "brk":
+        new = w.brk(a["brk"], sz["grow"] if "grow" in a else -sz["shrink"])
+        heap = w.mappings[a["brk"]].get("heap")
+        return f"brk {a['brk']}: break at {new:#x}, heap {_human(heap.length) if heap else 'empty'}"
     if act == "exec":
         p = w.exec(a["exec"], a["comm"], sz.get("heap", 0))
         return f"exec {a['comm']} by {a['exec']} (pid {p.pid}): a new mm, heap {_human(sz.get('heap', 0))}"

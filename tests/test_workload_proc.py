@@ -324,3 +324,22 @@ def test_exec_replaces_the_mm_and_the_tags(tmp_path) -> None:
 
 def test_exec_needs_a_program() -> None:
     assert "exec needs comm" in _err('[[step]]\nexec = "db"\n')
+
+
+def test_brk_grows_and_shrinks_the_heap() -> None:
+    """brk shrink unmaps the pages above the new break (their RSS goes), grow extends the
+    VMA again; the heap tag follows the break."""
+    sc = parse_scenario(BASE + '[[step]]\ntouch = "heap"\naccess = "write"\n\n'
+                        '[[step]]\nbrk = "db"\nshrink = "4M"\n\n'
+                        '[[step]]\nbrk = "db"\ngrow = "1M"\n', "x.toml")
+    run = run_scenario(sc)
+    w = run.workload
+    km = run.kernel.kmem
+    mm = w.procs["db"].mm
+    start_brk, brk = km.get(mm, "mm_struct", "start_brk"), km.get(mm, "mm_struct", "brk")
+    assert w.mappings["db"]["heap"].length == -(-(brk - start_brk) // 4096) * 4096
+    from mmintro.workload import _mm_counter
+
+    before = (8 << 20) // 4096 + 0x12A  # the heap touched: exec's initial heap + 8M
+    assert _mm_counter(w, "db", "MM_ANONPAGES") == before - (4 << 20) // 4096
+    assert "brk takes grow = SIZE or shrink = SIZE" in _err('[[step]]\nbrk = "db"\n')
