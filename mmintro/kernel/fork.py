@@ -168,7 +168,8 @@ def pgd_alloc(k: Kernel, mm: int) -> int:
 def mm_init(k: Kernel, mm: int, owner: int) -> int:
     """kernel/fork.c mm_init(): mt_init_flags(&mm->mm_mt, MM_MT_FLAGS), mm_users = mm_count = 1,
     mmap_init_lock, an empty mmlist, pgtables_bytes/map_count/locked_vm/pinned_vm 0, rss_stat
-    cleared, the owner, exe_file NULL, mm_alloc_pgd (pgd_alloc), and percpu_counter_init_many
+    cleared, the owner, exe_file NULL, mm_alloc_pgd (pgd_alloc), mm_alloc_id (CONFIG_MM_ID: MEM's
+    rmap keeps the ids), and percpu_counter_init_many
     of rss_stat (one per-CPU block for the NR_MM_COUNTERS counters).  The fields dup_mm()'s
     memcpy brought from the parent and mm_init() does not reset stay (total_vm, mmap_base,
     start_code, ..., hiwater marks until dup_mm sets them)."""
@@ -188,6 +189,11 @@ def mm_init(k: Kernel, mm: int, owner: int) -> int:
     psz = k.T.sizeof("struct percpu_counter")
     km.write_bytes(km.addr(mm, "mm_struct", "rss_stat"), bytes(n * psz))  # memset(&mm->rss_stat, 0, ...)
     km.set(mm, "mm_struct", "pgd", pgd_alloc(k, mm))
+    from mmintro.kernel.vma import _opt
+
+    alloc_id = _opt("rmap", "mm_alloc_id")  # mm_alloc_id(): ida_alloc_range(&mm_ida, ...)
+    if alloc_id is not None and k.T.struct("mm_struct").has_member("mm_id"):
+        alloc_id(k, mm)
     # percpu_counter_init_many(mm->rss_stat, 0, GFP_KERNEL_ACCOUNT, NR_MM_COUNTERS): one block
     block = k.alloc_percpu(4 * n, 4)
     for i in range(n):
