@@ -586,3 +586,48 @@ def test_a_1gib_hugetlb_page_is_a_pud_leaf_everywhere(tmp_path) -> None:
     assert vt["levels"][-1]["level"] == "PUD" and vt["page_size"] == 1 << 30
     assert vt["phys"] == follow_phys(find_task(d, 1).mm, va).value_()
     assert "(1GB)" in V.render_vtop(vt)
+
+
+def test_pss_of_thps_shared_by_fork_equals_drgns_folio_mapcounts(tmp_path) -> None:
+    """THP=always, a written 8 MiB mapping (PMD-mapped THPs where 2 MiB fits), fork (both map
+    the same folios), the child writes one page: each VMA's Pss is, page by page, PAGE_SIZE <<
+    PSS_SHIFT divided by _mapcount + 1 + (_entire_mapcount + 1 of its large folio), whole when
+    the folio's refcount is 1 — computed here from drgn's follow_page and folio reads."""
+    from drgn import cast
+    from drgn.helpers.linux.mm import compound_head, follow_page
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    try:
+        w = Workload(boot(MachineConfig(ram=1 << 30, cpus=2, seed=3, thp="always")))
+        w.spawn("p", heap=0x10000)
+        w.mmap("p", "t", 8 * MB)
+        w.touch("p", "t", write=True)
+        w.fork("c", "p")
+        w.touch("c", "t", write=True, size=0x1000)
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"THP fork not available: {type(e).__name__}: {e}")
+    start = w.mapping("p", "t").start
+    save(w.k, tmp_path / "f")
+    d = open_drgn(str(tmp_path / "f.vmcore"), str(tmp_path / "f.vmlinux"))
+    pg_head = d["PG_head"].value_()
+    with open_snapshot(tmp_path / "f") as p:
+        for pid in (w.proc("p").pid, w.proc("c").pid):
+            v = next(v for v in S.smaps(p, pid).vmas if v.maps.start == start)
+            mm = find_task(d, pid).mm
+            pss = 0
+            for a in range(start, start + 8 * MB, 4096):
+                page = follow_page(mm, a)
+                head = compound_head(page)
+                mapcount = page._mapcount.counter.value_() + 1
+                if head.value_() != page.value_() or head.flags.f.value_() >> pg_head & 1:
+                    mapcount += cast("struct folio *", head)._entire_mapcount.counter.value_() + 1
+                ref = head._refcount.counter.value_()
+                pss += 4096 << S.PSS_SHIFT if ref == 1 or mapcount < 2 else (4096 << S.PSS_SHIFT) // mapcount
+            assert v.stats.pss == pss and v.stats.resident == 8 * MB
+            assert v.stats.anonymous_thp >= 2 * MB
