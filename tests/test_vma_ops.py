@@ -664,3 +664,31 @@ def test_drgn_vma_find_after_the_operations(world) -> None:
             want = next((v.value_() for s, e, _f, _p, v in vmas if s <= x < e), 0)
             assert vma_find(mm, x).value_() == want, (name, i)
         assert not vma_find(mm, a + HOLE[0]).value_()
+
+
+def test_mprotect_over_several_vmas_merges_them_back() -> None:
+    """One mprotect(R) over [RW][R][RW] pieces of one faulted mapping (same anon_vma): the
+    first piece merges right into the R one, the last merges left: one VMA, VM_ACCOUNT kept
+    (a faulted anonymous VMA keeps its charge when it loses write), the commitment and
+    data_vm follow; a range with a hole fails with -ENOMEM after changing what precedes it."""
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=23))
+    p = fork.spawn_process(k, "m")
+    a = M.do_mmap(k, p.mm, 16 * PG, R | W)
+    memory.mm_populate(k, p.mm, a, 16 * PG, True)
+    assert P.do_mprotect(k, p.mm, a + 2 * PG, 2 * PG, R) == 0
+    data = k.kmem.get(p.mm, "mm_struct", "data_vm")
+
+    def region():
+        return [(f - a, l_ + 1 - a, k.kmem.get(v, "vm_area_struct", "vm_flags"))
+                for f, l_, v in M.mm_tree(k, p.mm).mt_for_each() if a <= f < a + 16 * PG]
+
+    flags_rw = region()[0][2]
+    assert region() == [(0, 2 * PG, flags_rw), (2 * PG, 4 * PG, flags_rw & ~W), (4 * PG, 16 * PG, flags_rw)]
+    n = k.kmem.get(p.mm, "mm_struct", "map_count")
+    assert P.do_mprotect(k, p.mm, a, 16 * PG, R) == 0
+    assert region() == [(0, 16 * PG, flags_rw & ~W)] and flags_rw & M.VM_ACCOUNT
+    assert k.kmem.get(p.mm, "mm_struct", "map_count") == n - 2
+    assert k.kmem.get(p.mm, "mm_struct", "data_vm") == data - 14
+    assert M.do_munmap(k, p.mm, a + 8 * PG, PG) == 0
+    assert P.do_mprotect(k, p.mm, a, 16 * PG, R | W) == -12
+    assert region()[0] == (0, 8 * PG, flags_rw)  # done up to the hole
