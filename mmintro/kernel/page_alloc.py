@@ -1368,21 +1368,14 @@ def write_free_lists(k: "Kernel") -> None:
 
 # -- watermarks and reserves ---------------------------------------------------------------
 def init_per_zone_wmark_min(k: "Kernel") -> None:
-    """calculate_min_free_kbytes(), raised to khugepaged's recommendation
-    (set_recommended_min_free_kbytes), then setup_per_zone_wmarks() and
-    setup_per_zone_lowmem_reserve()."""
+    """postcore_initcall(init_per_zone_wmark_min): calculate_min_free_kbytes(), then
+    setup_per_zone_wmarks() and setup_per_zone_lowmem_reserve().  khugepaged's raise
+    (set_recommended_min_free_kbytes) comes later, from hugepage_init's
+    start_stop_khugepaged (:mod:`mmintro.kernel.huge_memory`)."""
     zones = [z for zs in k.zones for z in zs]
     lowmem_kbytes = sum(z.managed for z in zones if z.idx <= 2) * (PAGE_SIZE >> 10)
     new_min = math.isqrt(lowmem_kbytes * 16)
     min_free_kbytes = max(128, min(262144, new_min))
-    # mm/khugepaged.c: pageblock_nr_pages * nr_zones * (2 + MIGRATE_PCPTYPES^2), capped at 5%.
-    nr_zones = sum(1 for z in zones if z.populated and z.idx != 3)
-    pcptypes = MIGRATE_PCPTYPES
-    recommended = k.pageblock_nr_pages * nr_zones * 2 + k.pageblock_nr_pages * pcptypes * pcptypes * nr_zones
-    recommended = min(recommended, sum(z.managed for z in zones) // 20)
-    recommended_kb = recommended << (PAGE_SHIFT - 10)
-    if recommended_kb > min_free_kbytes:
-        min_free_kbytes = recommended_kb
     k.min_free_kbytes = min_free_kbytes
     k.write_int("min_free_kbytes", min_free_kbytes)
     k.write_int("user_min_free_kbytes", -1)
