@@ -591,7 +591,18 @@ def test_check_mm_after_a_mixed_life() -> None:
         memory.handle_mm_fault(k, c.mm, a + i * 4096, True, task=c.task)
     for proc in (p, c):
         assert memory.check_mm(k, proc.mm) == []
+    assert memory.check_mapcounts(k, [p.mm, c.mm]) == []
     # a broken counter is found
     memory.add_mm_counter(k, c.mm, "MM_ANONPAGES", 1)
     have = memory.get_mm_counter_sum(k, c.mm, "MM_ANONPAGES")
     assert memory.check_mm(k, c.mm) == [f"MM_ANONPAGES {have} != {have - 1} mapped"]
+
+
+
+def test_check_mapcounts_reports_a_skewed_mapcount(k) -> None:
+    p, _vma, a = _proc(k)
+    f = memory.handle_mm_fault(k, p.mm, a, True)
+    assert memory.check_mapcounts(k, [p.mm]) == []
+    page = k.pfn_to_page(f.pfn)
+    k.kmem.set(page, "page", "_mapcount.counter", 1)
+    assert memory.check_mapcounts(k, [p.mm]) == [f"pfn {f.pfn:#x}: _mapcount + 1 = 2, 1 PTEs"]

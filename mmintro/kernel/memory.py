@@ -1559,3 +1559,63 @@ def check_mm(k: Kernel, mm: int) -> list[str]:
 
 def _is_hugetlb_leaf(k: Kernel, mm: int, e: int) -> bool:
     return rmap.folio_test_hugetlb(k, pte_pfn(e))
+
+
+def check_mapcounts(k: Kernel, mms: list[int]) -> list[str]:
+    """Map counts against the page tables of every mm in ``mms`` (all the user address
+    spaces): a page's _mapcount + 1 = the PTEs mapping it, a large folio's _entire_mapcount
+    + 1 = its PMD mappings and _large_mapcount + 1 = all of them, and NR_ANON_MAPPED /
+    NR_FILE_MAPPED = the pages mapped at least once (hugetlb, the zero pages and special
+    mappings excluded, as the kernel counts them)."""
+    ptes: dict[int, int] = {}
+    pmds: dict[int, int] = {}
+    for mm in mms:
+        c = census(k, mm)
+        for a, e in c["pte"].items():
+            if not pte_present(e):
+                continue
+            vma = mmap.find_vma(k, mm, a)
+            page = vm_normal_page(k, vma, a, e) if vma else None
+            if page is not None:
+                ptes[page] = ptes.get(page, 0) + 1
+        for e in c["pmd"].values():
+            pfn = pte_pfn(e)
+            if pfn == k.__dict__.get("huge_zero_pfn") or rmap.folio_test_hugetlb(k, pfn):
+                continue
+            pmds[pfn] = pmds.get(pfn, 0) + 1
+    problems = []
+    folios: dict[int, int] = {}
+    for page in ptes:
+        folios.setdefault(rmap.page_folio(k, page), 0)
+    for head in pmds:
+        folios.setdefault(head, 0)
+    mapped = {"NR_ANON_MAPPED": [0] * k.config.nodes, "NR_FILE_MAPPED": [0] * k.config.nodes}
+    for f in folios:
+        nid = rmap.folio_nid(k, f)
+        item = "NR_ANON_MAPPED" if rmap.folio_test_anon(k, f) else "NR_FILE_MAPPED"
+        if not rmap.folio_test_large(k, f):
+            if rmap.page_mapcount(k, f) != ptes.get(f, 0):
+                problems.append(f"pfn {f:#x}: _mapcount + 1 = {rmap.page_mapcount(k, f)}, {ptes.get(f, 0)} PTEs")
+            mapped[item][nid] += 1
+            continue
+        nr = rmap.folio_nr_pages(k, f)
+        total = pmds.get(f, 0)
+        n_mapped = 0
+        for i in range(nr):
+            n = ptes.get(f + i, 0)
+            total += n
+            n_mapped += n > 0
+            if rmap.page_mapcount(k, f + i) != n:
+                problems.append(f"pfn {f + i:#x} (folio {f:#x}): _mapcount + 1 = {rmap.page_mapcount(k, f + i)}, {n} PTEs")
+        entire = rmap._get32(k, f, rmap.FD_ENTIRE) + 1
+        if entire != pmds.get(f, 0):
+            problems.append(f"folio {f:#x}: _entire_mapcount + 1 = {entire}, {pmds.get(f, 0)} PMDs")
+        if rmap.folio_mapcount(k, f) != total:
+            problems.append(f"folio {f:#x}: _large_mapcount + 1 = {rmap.folio_mapcount(k, f)}, {total} mappings")
+        mapped[item][nid] += nr if pmds.get(f, 0) else n_mapped
+    for item, per_node in mapped.items():
+        for nid, n in enumerate(per_node):
+            have = k.node_vm_stat[nid].get(item, 0)
+            if have != n:
+                problems.append(f"node {nid} {item} {have} != {n} pages mapped")
+    return problems
