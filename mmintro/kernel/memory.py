@@ -661,11 +661,14 @@ def do_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | N
         rmap.anon_vma_prepare(k, vma)
         cow = folio_prealloc(k, vma, addr, False)
         page = fm.filemap_fault(k, vma, pgoff, False)
+        major = bool(k.__dict__.get("last_fault_major", False))
         copy_page(k, cow, page)  # copy_mc_user_highpage
         rmap.folio_set_flag(k, cow, PG_uptodate)
         finish_fault(k, mm, vma, addr, write, pmd, cow, is_cow=True)
         rmap.folio_put(k, page)  # put_page(vmf->page): filemap_fault's reference
-        return _log(k, mm, task, addr, cow, "cow-copy")
+        f = _log(k, mm, task, addr, cow, "cow-copy")
+        f.major = major  # __do_fault's VM_FAULT_MAJOR
+        return f
     if not write:
         # do_read_fault(): should_fault_around() (fault_around_bytes 64 KiB > 1 page)
         page = do_fault_around(k, mm, vma, addr, pmd)
