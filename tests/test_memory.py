@@ -606,3 +606,18 @@ def test_check_mapcounts_reports_a_skewed_mapcount(k) -> None:
     page = k.pfn_to_page(f.pfn)
     k.kmem.set(page, "page", "_mapcount.counter", 1)
     assert memory.check_mapcounts(k, [p.mm]) == [f"pfn {f.pfn:#x}: _mapcount + 1 = 2, 1 PTEs"]
+
+
+def test_major_and_minor_file_faults(k) -> None:
+    inode, filemap = _file_api()
+    p = fork.spawn_process(k, "mj")
+    f = inode.create_file(k, "/data/mj", 64 * 4096)
+    x = filemap.mmap_file(k, p.mm, f, 64 * 4096, mmap.VM_READ, False)
+    r = memory.handle_mm_fault(k, p.mm, x, False)  # not cached: read from disk
+    assert r.major
+    assert k.kmem.get(p.task, "task_struct", "maj_flt") == 1
+    s = memory.handle_mm_fault(k, p.mm, x + 40 * 4096, False)
+    t = memory.handle_mm_fault(k, p.mm, x + 41 * 4096, False)  # cached by now or mapped around
+    assert t is not None and not t.major
+    assert k.kmem.get(p.task, "task_struct", "maj_flt") == 1 + int(s.major)
+    assert k.kmem.get(p.task, "task_struct", "min_flt") == 2 - int(s.major)
