@@ -183,8 +183,12 @@ def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
             page = page_info(prog, phys >> 12)
         except ValueError:
             page = None
+    try:  # crash's PADDR_PRLEN: the width of the highest physical address in hex
+        paddr_prlen = len(f"{prog['max_pfn'].value_() << 12:x}")
+    except KeyError:
+        paddr_prlen = 8
     return {"pid": pid, "vaddr": vaddr, "phys": phys, "page_size": size, "levels": levels, "leaf_entry": leaf_entry,
-            "vma": vma, "page": page}
+            "vma": vma, "page": page, "paddr_prlen": paddr_prlen}
 
 
 def _pte_flags(pte: int) -> str:
@@ -231,10 +235,13 @@ def render_vtop(v: dict[str, Any]) -> str:
     lines.append(_vma_header())
     lines.append(_vma_line(v["vma"]))
     p = v["page"]
-    if p is not None:
+    if p is not None:  # dump_mem_map() for the physical address (memory.c)
+        plen = max(v.get("paddr_prlen", 8), 8)
         lines.append("")
-        lines.append(f"{'PAGE':^16}  {'PHYSICAL':>10}  {'MAPPING':^16}  {'INDEX':>8} {'CNT':>3}  FLAGS")
-        names = ",".join(n.removeprefix("PG_") for n in p.get("flag_names", []))
-        lines.append(f"{p['page']:016x}  {p['phys']:>10x}  {p['mapping']:016x}  {p['index']:>8x} {p['refcount']:>3}  "
-                     f"{p['flags']:x} {names}")
+        lines.append(mkstring("PAGE", VADDR_PRLEN, center=True) + " " + mkstring("PHYSICAL", plen, rjust=True) + " "
+                     + mkstring("MAPPING", VADDR_PRLEN, center=True, rjust=True) + " "
+                     + mkstring("INDEX", 8, center=True, rjust=True) + "CNT FLAGS")
+        names = ",".join(n.removeprefix("PG_") for n in p.get("flag_names", []))  # translate_page_flags
+        lines.append(f"{p['page']:<16x} {p['phys']:>{plen}x} {p['mapping']:<16x} {p['index']:>8x} {p['refcount']:>2} "
+                     f"{p['flags']:x}" + (f" {names}" if names else ""))
     return "\n".join(lines) + "\n"
