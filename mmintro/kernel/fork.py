@@ -174,6 +174,11 @@ def mm_init(k: Kernel, mm: int, owner: int) -> int:
     memcpy brought from the parent and mm_init() does not reset stay (total_vm, mmap_base,
     start_code, ..., hiwater marks until dup_mm sets them)."""
     km = k.kmem
+    # mm->flags: mmf_init_legacy_flags(current->mm's) when dup_mm copied them, else the
+    # default_dump_filter (a fresh exec'd mm: begin_new_exec then sets SUID_DUMP_USER)
+    f = km.get(mm, "mm_struct", "flags.__mm_flags[0]")
+    km.set(mm, "mm_struct", "flags.__mm_flags[0]", f & mmap.MMF_INIT_LEGACY_MASK if f else
+           mmap.MMF_DUMP_FILTER_DEFAULT << mmap.MMF_DUMP_FILTER_SHIFT | mmap.SUID_DUMP_USER)
     km.set(mm, "mm_struct", "mm_mt.ma_root", 0)
     km.set(mm, "mm_struct", "mm_mt.ma_flags", it.MM_MT_FLAGS)  # mt_init_flags(&mm->mm_mt, MM_MT_FLAGS)
     km.set(mm, "mm_struct", "mm_users.counter", 1)

@@ -134,6 +134,14 @@ STACK_RND_MASK = 0x3FFFFF  # 64-bit tasks
 STACK_GUARD_GAP = 256 << PAGE_SHIFT  # mm/mmap.c stack_guard_gap default
 MMAP_RND_BITS = 28  # CONFIG_ARCH_MMAP_RND_BITS default on x86-64
 SIZE_128M = 128 << 20
+# include/linux/mm_types.h MMF_* bits of mm->flags, include/linux/sched/coredump.h
+MMF_DUMPABLE_BITS = 2
+MMF_DUMP_FILTER_SHIFT = MMF_DUMPABLE_BITS
+MMF_DUMP_FILTER_DEFAULT = 0x33  # ANON_PRIVATE|ANON_SHARED|ELF_HEADERS|HUGETLB_PRIVATE (CORE_DUMP_DEFAULT_ELF_HEADERS)
+SUID_DUMP_USER = 1
+MMF_TOPDOWN = 31
+# MMF_INIT_LEGACY_MASK: DUMPABLE | DUMP_FILTER | DISABLE_THP (24) | HAS_MDWE (28) | VM_MERGE_ANY (30) | TOPDOWN
+MMF_INIT_LEGACY_MASK = 0x3 | (0x1FF << 2) | (1 << 24) | (1 << 28) | (1 << 30) | (1 << 31)
 RLIMIT_STACK_CUR = 8 << 20  # _STK_LIM
 
 
@@ -405,7 +413,8 @@ def _rand_pages(k: Kernel, bits_mask: int) -> int:
 
 
 def arch_pick_mmap_layout(k: Kernel, mm: int) -> int:
-    """arch/x86/mm/mmap.c: mmap_base() for a 64-bit task (top-down): the stack rlimit plus the
+    """arch/x86/mm/mmap.c arch_pick_mmap_layout(): MMF_TOPDOWN set (not legacy), then
+    mmap_base() for a 64-bit task (top-down): the stack rlimit plus the
     stack randomisation range and guard gap, clamped to [128M, 5/6 of TASK_SIZE], below
     TASK_SIZE minus a random mmap_rnd_bits page offset; mm->mmap_legacy_base is
     TASK_UNMAPPED_BASE + the same random offset."""
@@ -415,6 +424,7 @@ def arch_pick_mmap_layout(k: Kernel, mm: int) -> int:
     gap = min(max(gap, SIZE_128M), task_size // 6 * 5)
     base = (task_size - gap - rnd) & ~(PAGE_SIZE - 1)
     km = k.kmem
+    km.set(mm, "mm_struct", "flags.__mm_flags[0]", km.get(mm, "mm_struct", "flags.__mm_flags[0]") | 1 << MMF_TOPDOWN)
     km.set(mm, "mm_struct", "mmap_base", base)
     km.set(mm, "mm_struct", "mmap_legacy_base", -(-(task_size // 3) // PAGE_SIZE) * PAGE_SIZE + rnd)
     km.set(mm, "mm_struct", "task_size", task_size)
