@@ -5,7 +5,8 @@ of :mod:`mmintro.kernel.maple_tree`, reached through :func:`mmintro.kernel.mmap.
 function here is the 6.18 function of the same name, operating on simulated memory:
 
 * :func:`vm_area_dup` (``vm_area_init_from`` + ``vma_lock_init(new, true)`` + an empty
-  ``anon_vma_chain``), :func:`vm_area_free`, :func:`remove_vma` (``fput`` of ``vm_file``,
+  ``anon_vma_chain``), :func:`vm_area_free`, :func:`remove_vma` (``vma_close``: hugetlb's
+  close hook, ``fput`` of ``vm_file`` -- the last put frees the ``filp`` object --,
   ``mpol_put``, the object back to its cache);
 * :func:`__split_vma` / :func:`split_vma`: the new VMA over the lower or upper part, pgoff
   adjusted, ``anon_vma_clone``, ``get_file``, ``vma_prepare``/``vma_complete`` (i_mmap and
@@ -23,12 +24,15 @@ function here is the 6.18 function of the same name, operating on simulated memo
   ``vms_complete_munmap_vmas`` (``map_count``, ``vms_clear_ptes`` = ``update_hiwater_rss`` +
   ``unmap_vmas`` + ``free_pgtables`` with its ``unlink_anon_vmas`` / ``unlink_file_vma``,
   ``update_hiwater_vm``, ``total_vm``/``exec_vm``/``stack_vm``/``data_vm`` down,
-  ``remove_vma``, ``vm_unacct_memory``).
+  ``remove_vma``, ``vm_unacct_memory``);
+* the accounting helpers: ``vm_acct_memory``/``vm_unacct_memory`` (vm_committed_as),
+  ``update_hiwater_rss``/``update_hiwater_vm``, ``get_mm_rss``.
 
 Page tables, rmap and files are other modules' (MEM's memory.py/rmap.py/mempolicy.py, FILE's
 filemap.py); they are called when present (:func:`_opt`), so the VMA-level work runs before
 they land.  Not modelled: the detached-VMA side tree (``mas_detach``: its nodes are allocated
-and freed within the call), uprobes, userfaultfd, mmu notifiers, VM_STICKY (6.19).
+and freed within the call), per-VMA lock sequence numbers (``vm_lock_seq`` stays UINT_MAX,
+``mm_lock_seq`` 0), uprobes, userfaultfd, mmu notifiers, anon_vma_name, VM_STICKY (6.19).
 """
 
 from __future__ import annotations
