@@ -251,8 +251,13 @@ def change_protection(k: Kernel, vma: int, start: int, end: int, try_writable: b
             chp = _opt("huge_memory", "change_huge_pmd")
             if chp is not None:
                 chp(k, vma, slot, addr, newprot, try_writable)
-            else:
-                km.write_u64(slot, pte_modify(entry, newprot, _HPAGE_CHG_MASK) | (entry & _PAGE_PSE))
+            if chp is None or (not entry & _PAGE_PRESENT and km.mem.read_u64(k.pa(slot)) == entry):
+                # change_huge_pmd() here: pmd_modify (a PROT_NONE leaf is pmd_present too), then
+                # pmd_mkwrite where can_change_pmd_writable allows it
+                new = pte_modify(entry, newprot, _HPAGE_CHG_MASK) | _PAGE_PSE
+                if try_writable and not new & _PAGE_RW and can_change_pte_writable(k, vma, addr, new):
+                    new |= _PAGE_RW
+                km.write_u64(slot, new)
             pages += 512
         addr = nxt
     return pages
