@@ -131,7 +131,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mmintro.arch.x86 import _PAGE_PRESENT, _PAGE_RW
+from mmintro.arch.x86 import _PAGE_PRESENT
 from mmintro.kernel import gfp as G
 from mmintro.kernel import page_alloc
 from mmintro.kernel.config import MachineConfig, parse_size
@@ -887,16 +887,17 @@ class Workload:
               cpu: int | None = None, populate: bool = False) -> list[Any]:
         """Access pages of a mapping as the process would: each chosen page of [start,
         start+size) — all, every n-th from ``offset``, or a seeded random ``fraction``/``count``
-        — is read or written.  As the MMU does, an access faults (``memory.handle_mm_fault``)
-        only when the page-table walk (``memory.walk``) ends at a non-present entry, or at a
-        read-only one for a write; otherwise it takes no fault.  A hugetlb mapping is touched
+        — is read or written through ``memory.access``, as the MMU does: an access faults
+        (``memory.handle_mm_fault``) only when the page-table walk ends at a non-present entry,
+        or at a read-only one for a write; otherwise it takes no fault and the hardware sets
+        _PAGE_ACCESSED (and _PAGE_DIRTY on a write) in the leaf entry.  A hugetlb mapping is touched
         once per huge page.  ``populate``: the whole range through ``memory.mm_populate``
         (MAP_POPULATE / MADV_POPULATE_*: __get_user_pages faults where follow_page finds no
         suitable entry; anonymous VMAs take MEM's batched path).  Returns the faults taken
         (the fault log's records for ``populate``)."""
         p = self.proc(proc)
         m, addr, size = self._range(proc, tag, start, size)
-        memory = _kmod("memory", "MEM", "handle_mm_fault")
+        memory = _kmod("memory", "MEM", "access")
         if populate:
             if every is not None or fraction is not None or count is not None:
                 raise WorkloadError("populate faults in the whole range: no every, fraction or count with it")
@@ -918,11 +919,10 @@ class Workload:
         with self._cpu(cpu):
             for i in chosen:
                 a = addr + i * step
-                _level, _slot, entry = memory.walk(self.k, p.mm, a)
-                if entry & _PAGE_PRESENT and (not write or entry & _PAGE_RW):
-                    continue  # the access goes through: no fault
                 try:
-                    f = memory.handle_mm_fault(self.k, p.mm, a, write, task=p.task)
+                    # the MMU: a present leaf that allows the access gets Accessed (and
+                    # Dirty on a write) set, no fault (None); else handle_mm_fault
+                    f = memory.access(self.k, p.mm, a, write, task=p.task)
                 except (memory.SegmentationFault, memory.BusError) as e:
                     sig = "SIGSEGV" if isinstance(e, memory.SegmentationFault) else "SIGBUS"
                     raise ExpectationFailed(f"touch {tag} in {proc}: {sig} at {a:#x}: {e}") from None
