@@ -838,3 +838,39 @@ def test_prot_none_thp_is_zapped_at_exit() -> None:
     assert P.do_mprotect(k, p.mm, base, 2 << 20, 0) == 0
     E.do_exit(k, p)
     assert (ns.get("NR_ANON_THPS") or 0, ns.get("NR_PAGETABLE")) == (0, before)
+
+
+def test_fork_copies_the_fd_table_and_fs_and_exit_puts_them(tmp_path) -> None:
+    """copy_files (dup_fd: the open files shared, one more reference each) and copy_fs
+    (copy_fs_struct: root and pwd dentries referenced) at fork; exit_files / exit_fs put them
+    back; fault counters start at 0 in the child (copy_mm)."""
+    from drgn.helpers.linux.fs import for_each_file
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel import inode
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=26))
+    p = fork.spawn_process(k, "srv")
+    files = [inode.create_file(k, f"/srv/{n}", 8 * PG, task=p.task) for n in ("a", "b", "c")]
+    a = M.do_mmap(k, p.mm, 8 * PG, R | W)
+    for i in range(8):
+        memory.handle_mm_fault(k, p.mm, a + i * PG, True, task=p.task)
+    refs = [k.kmem.get(f, "file", "f_ref.refcnt.counter") for f in files]
+    root = k.kmem.get(k.kmem.get(p.task, "task_struct", "fs"), "fs_struct", "root.dentry")
+    droot = k.kmem.get(root, "dentry", "d_lockref.count")
+    fs = k.kmem.get(p.task, "task_struct", "fs")
+    assert k.kmem.get(fs, "fs_struct", "pwd.dentry") == root  # pwd is / too: two path_gets
+    c = fork.do_fork(k, p)
+    assert [k.kmem.get(f, "file", "f_ref.refcnt.counter") for f in files] == [r + 1 for r in refs]
+    assert k.kmem.get(root, "dentry", "d_lockref.count") == droot + 2
+    save(k, tmp_path / "f")
+    d = open_drgn(str(tmp_path / "f.vmcore"), str(tmp_path / "f.vmlinux"))
+    tp, tc = find_task(d, p.pid), find_task(d, c.pid)
+    assert [(fd, f.value_()) for fd, f in for_each_file(tc)] == [(fd, f.value_()) for fd, f in for_each_file(tp)]
+    assert [f.value_() for _fd, f in for_each_file(tc)] == files
+    assert tc.files.value_() != tp.files.value_() and tc.fs.value_() != tp.fs.value_()
+    assert tp.min_flt.value_() == 8 and tc.min_flt.value_() == 0
+    E.do_exit(k, c)
+    assert [k.kmem.get(f, "file", "f_ref.refcnt.counter") for f in files] == refs
+    assert k.kmem.get(root, "dentry", "d_lockref.count") == droot

@@ -23,9 +23,12 @@
   ``put_task_stack`` -> ``release_task_stack`` (``account_kernel_stack(tsk, -1)``: NR_KERNEL_STACK_KB
   down, ``free_thread_stack``: a per-CPU cached stack slot or ``vfree``), ``free_task_struct``.
 
+``exit_files`` (the fd table's last reference: every open file fput, the files_struct freed)
+and ``exit_fs`` (the fs_struct's last user: root/pwd dentries put, freed) run after exit_mm.
+
 Not modelled: threads (each process is one thread), zombies left unreaped, exit codes and
-SIGCHLD, ptrace, credentials, files/fs/sighand (not allocated by fork here), the
-task's ``mempolicy`` (MEM's ``mpol_put`` runs when it exists).
+SIGCHLD, ptrace, credentials, sighand; the task's ``mempolicy`` goes through MEM's
+``mpol_put``.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from mmintro.kernel import vma as V
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-__all__ = ["do_exit", "exit_mm", "exit_mmap", "mmdrop", "mmput", "release_task"]
+__all__ = ["do_exit", "exit_files", "exit_fs", "exit_mm", "exit_mmap", "mmdrop", "mmput", "release_task"]
 
 ULONG_MAX = (1 << 64) - 1
 # include/linux/sched.h
@@ -139,6 +142,51 @@ def exit_mm(k: Kernel, tsk: int) -> None:
     mmput(k, mm)
     km.set(tsk, "task_struct", "active_mm", 0)
     mmdrop(k, mm)  # mmdrop_lazy_tlb_sched() at the switch away from the dead task
+
+
+def exit_files(k: Kernel, tsk: int) -> None:
+    """kernel/exit.c exit_files() -> put_files_struct(): the last reference closes every open
+    file (close_files: fput) and frees the files_struct to files_cache."""
+    km = k.kmem
+    if not k.T.struct("task_struct").has_member("files"):
+        return
+    files = km.get(tsk, "task_struct", "files")
+    if not files:
+        return
+    km.set(tsk, "task_struct", "files", 0)
+    c = km.get(files, "files_struct", "count.counter") - 1
+    km.set(files, "files_struct", "count.counter", c)
+    if c:
+        return
+    fdt = km.get(files, "files_struct", "fdt")
+    fds = km.get(fdt, "fdtable", "fd")
+    for i in range(km.get(fdt, "fdtable", "max_fds")):
+        f = k.mem.read_u64(k.pa(fds + 8 * i))
+        if f:
+            km.write_u64(fds + 8 * i, 0)
+            V.fput(k, f)
+    slub.kmem_cache_free(k, slub.find_cache(k, "files_cache"), files)
+
+
+def exit_fs(k: Kernel, tsk: int) -> None:
+    """fs/fs_struct.c exit_fs(): the last user frees the fs_struct (free_fs_struct: path_put
+    of root and pwd, back to fs_cache)."""
+    km = k.kmem
+    if not k.T.struct("task_struct").has_member("fs"):
+        return
+    fs = km.get(tsk, "task_struct", "fs")
+    if not fs:
+        return
+    km.set(tsk, "task_struct", "fs", 0)
+    users = km.get(fs, "fs_struct", "users") - 1
+    km.set(fs, "fs_struct", "users", users)
+    if users:
+        return
+    for p in ("root", "pwd"):
+        d = km.get(fs, "fs_struct", f"{p}.dentry")
+        if d:
+            km.set(d, "dentry", "d_lockref.count", km.get(d, "dentry", "d_lockref.count") - 1)
+    slub.kmem_cache_free(k, slub.find_cache(k, "fs_cache"), fs)
 
 
 def _list_del(k: Kernel, entry: int, init: bool = False) -> None:
@@ -270,6 +318,8 @@ def do_exit(k: Kernel, proc: fork.Process) -> None:
     k.on_cpu(cpu)  # the task exits on its own CPU (its pagesets, slab CPU caches, cached stacks)
     try:
         exit_mm(k, tsk)
+        exit_files(k, tsk)
+        exit_fs(k, tsk)
         forget_original_parent(k, tsk)
         km.set(tsk, "task_struct", "exit_state", EXIT_ZOMBIE)
         km.set(tsk, "task_struct", "__state", TASK_DEAD)

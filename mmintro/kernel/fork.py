@@ -265,6 +265,11 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
         node = km.addr(tsk, "task_struct", f"pid_links[{T.const(t)}]")
         km.set(node, "hlist_node", "next", 0)
         km.set(node, "hlist_node", "pprev", 0)
+    if src:  # copy_mm(): tsk->min_flt = tsk->maj_flt = 0, tsk->nvcsw = tsk->nivcsw = 0; utime/stime/gtime 0
+        for f in ("min_flt", "maj_flt", "nvcsw", "nivcsw", "utime", "stime", "gtime", "nr_dirtied",
+                  "dirty_paused_when"):
+            km.set(tsk, "task_struct", f, 0)
+    km.set(tsk, "task_struct", "nr_dirtied_pause", 128 >> (12 - 10))  # copy_process(): 128 KiB in pages
     if src and T.struct("task_struct").has_member("mempolicy") and km.get(tsk, "task_struct", "mempolicy"):
         from mmintro.kernel.vma import _opt
 
@@ -335,6 +340,72 @@ def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | Non
     proc = Process(nr, comm[:15], tsk, mm, pid_struct, lay)
     k.__dict__.setdefault("processes", []).append(proc)
     return proc
+
+
+NR_OPEN_DEFAULT = 64  # include/linux/fdtable.h: BITS_PER_LONG
+
+
+def _dget(k: Kernel, dentry: int) -> None:
+    if dentry:
+        k.kmem.set(dentry, "dentry", "d_lockref.count", k.kmem.get(dentry, "dentry", "d_lockref.count") + 1)
+
+
+def dup_fd(k: Kernel, oldf: int) -> int:
+    """fs/file.c dup_fd() for the embedded table: a files_struct from files_cache (count 1,
+    next_fd 0, fdtab over the embedded fd_array and *_init bitmaps), the open_fds /
+    close_on_exec / full_fds_bits words copied, and each open file's reference taken
+    (get_file).  Tables grown past NR_OPEN_DEFAULT are not modelled."""
+    from mmintro.kernel import vma as V
+
+    km = k.kmem
+    newf = slub.kmem_cache_alloc(k, slub.find_cache(k, "files_cache"), "GFP_KERNEL", caller="dup_fd")
+    km.write_bytes(newf, bytes(k.T.sizeof("struct files_struct")))
+    km.set(newf, "files_struct", "count.counter", 1)
+    km.init_list_head(km.addr(newf, "files_struct", "resize_wait.head"))
+    fdt = km.addr(newf, "files_struct", "fdtab")
+    km.set(newf, "files_struct", "fdt", fdt)
+    km.set(fdt, "fdtable", "max_fds", NR_OPEN_DEFAULT)
+    km.set(fdt, "fdtable", "fd", km.addr(newf, "files_struct", "fd_array"))
+    old_fdt = km.get(oldf, "files_struct", "fdt")
+    for field, init in (("close_on_exec", "close_on_exec_init"), ("open_fds", "open_fds_init"),
+                        ("full_fds_bits", "full_fds_bits_init")):
+        dst = km.addr(newf, "files_struct", init)
+        km.set(fdt, "fdtable", field, dst)
+        km.write_u64(dst, k.mem.read_u64(k.pa(km.get(old_fdt, "fdtable", field))))  # copy_fd_bitmaps
+    old_fds, new_fds = km.get(old_fdt, "fdtable", "fd"), km.get(fdt, "fdtable", "fd")
+    for i in range(NR_OPEN_DEFAULT):
+        f = k.mem.read_u64(k.pa(old_fds + 8 * i))
+        if f:
+            V.get_file(k, f)
+            km.write_u64(new_fds + 8 * i, f)
+    return newf
+
+
+def copy_fs_struct(k: Kernel, old: int) -> int:
+    """fs/fs_struct.c copy_fs_struct(): users 1, the umask, root and pwd with path_get (the
+    dentries' references; mount counts are not modelled)."""
+    km = k.kmem
+    fs = slub.kmem_cache_alloc(k, slub.find_cache(k, "fs_cache"), "GFP_KERNEL", caller="copy_fs_struct")
+    km.write_bytes(fs, bytes(k.T.sizeof("struct fs_struct")))
+    km.set(fs, "fs_struct", "users", 1)
+    km.set(fs, "fs_struct", "umask", km.get(old, "fs_struct", "umask"))
+    for p in ("root", "pwd"):
+        km.set(fs, "fs_struct", f"{p}.mnt", km.get(old, "fs_struct", f"{p}.mnt"))
+        d = km.get(old, "fs_struct", f"{p}.dentry")
+        km.set(fs, "fs_struct", f"{p}.dentry", d)
+        _dget(k, d)
+    return fs
+
+
+def copy_files_and_fs(k: Kernel, tsk: int) -> None:
+    """copy_process(): copy_files() (dup_fd of the parent's table, no CLONE_FILES) and
+    copy_fs() (copy_fs_struct, no CLONE_FS) for the child whose task_struct was copied from
+    its parent; a parent without them (FILE makes them on first use) leaves them NULL."""
+    km = k.kmem
+    for field, dup in (("files", dup_fd), ("fs", copy_fs_struct)):
+        if k.T.struct("task_struct").has_member(field):
+            old = km.get(tsk, "task_struct", field)
+            km.set(tsk, "task_struct", field, dup(k, old) if old else 0)
 
 
 def vma_needs_copy(k: Kernel, dst_vma: int, src_vma: int) -> bool:
@@ -435,6 +506,7 @@ def do_fork(k: Kernel, parent: Process, cpu: int | None = None, state: int = TAS
     if cpu is None:
         cpu = km.get(parent.task, "task_struct", "thread_info.cpu")
     tsk, pid_struct, nr = _dup_task_struct(k, parent.comm, parent.task, None, cpu, state, src=parent.task)
+    copy_files_and_fs(k, tsk)
     mm = dup_mm(k, tsk, parent.mm)
     km.set(tsk, "task_struct", "mm", mm)
     km.set(tsk, "task_struct", "active_mm", mm)
