@@ -128,3 +128,67 @@ def test_a_write_to_a_shared_file_page_dirties_the_pte_and_smaps(shared_write) -
     # one mapper, the page cache holds its own reference: shared (refcount 2, mapcount 1 -> private)
     dirty = _smaps_field(text, a, "Private_Dirty") + _smaps_field(text, a, "Shared_Dirty")
     assert dirty == 4 * 4
+
+
+# -- write notification on a shared file mapping (mm/mmap.c vma_wants_writenotify) ----------------
+_PAGE_USER = 1 << 2
+_PAGE_NX = 1 << 63
+PAGE_COPY = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED | _PAGE_NX  # arch/x86 pgtable_types.h
+
+
+@pytest.fixture(scope="module")
+def writenotify(tmp_path_factory):
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    w = Workload(boot(MachineConfig(ram=512 << 20, cpus=2, seed=7)))
+    w.spawn("p", heap=0x10000)
+    w.create_file("f", "/data/db", 8 * PAGE)
+    a = w.mmap("p", "fm", 8 * PAGE, kind="shared", file="f")
+    reads = w.touch("p", "fm", write=False)
+    after_read = [memory.walk(w.k, w.proc("p").mm, a + i * PAGE)[2] for i in range(8)]
+    dirty_after_read = sum(s.get("NR_FILE_DIRTY", 0) for s in w.k.node_vm_stat)
+    writes = w.touch("p", "fm", write=True, size=4 * PAGE)
+    d = tmp_path_factory.mktemp("fix_writenotify")
+    save(w.k, d / "s")
+    path = str(d / "s")
+    return (open_drgn(path + ".vmcore", path + ".vmlinux"), w.proc("p").pid, a, reads, after_read,
+            dirty_after_read, writes, w.files["f"])
+
+
+def test_a_shared_writable_file_vma_is_mapped_read_only_first(writenotify) -> None:
+    from drgn.helpers.linux.mm import vma_find
+    from drgn.helpers.linux.pid import find_task
+
+    d, pid, a, reads, after_read, dirty_after_read, _writes, _f = writenotify
+    vma = vma_find(find_task(d, pid).mm, a)
+    assert vma.vm_page_prot.pgprot.value_() == PAGE_COPY  # vm_flags & ~VM_SHARED
+    assert reads and all(f.kind == "file" for f in reads)  # do_read_fault (with fault-around)
+    assert all(e & _PAGE_PRESENT and not e & _PAGE_RW and not e & _PAGE_DIRTY for e in after_read)
+    assert dirty_after_read == 0
+
+
+def test_the_first_write_faults_and_dirties_the_folio(writenotify) -> None:
+    import drgn as D
+    from drgn.helpers.linux.mm import follow_pfn, pfn_to_page
+    from drgn.helpers.linux.pid import find_task
+    from drgn.helpers.linux.vmstat import global_node_page_state
+    from test_writeback import xa_get_mark  # drgn has no mark helper
+
+    d, pid, a, _reads, _after_read, _dirty, writes, f = writenotify
+    mm = find_task(d, pid).mm
+    assert [(w.kind, w.pfn) for w in writes] == [("file-shared", follow_pfn(mm, a + i * PAGE).value_())
+                                                 for i in range(4)]  # do_wp_page -> wp_page_shared
+    xa = D.Object(d, "struct file *", f).f_mapping.i_pages
+    pg_dirty = d.constant("PG_dirty").value_()
+    for i in range(8):
+        e = _drgn_leaf(d, mm, a + i * PAGE)[1]
+        page = pfn_to_page(d, follow_pfn(mm, a + i * PAGE))
+        written = i < 4
+        assert bool(e & _PAGE_DIRTY) == bool(e & _PAGE_RW) == written, i
+        assert bool(page.flags.f.value_() >> pg_dirty & 1) == written, i
+        assert xa_get_mark(xa, page.__folio_index.value_(), 0) == written, i  # TAG_DIRTY
+    assert global_node_page_state(d.constant("NR_FILE_DIRTY")) == 4

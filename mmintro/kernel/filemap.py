@@ -31,8 +31,10 @@ its fallback, ``do_page_cache_ra``.
   order and fault-around (``filemap_map_pages``) are not modelled.
 * ``mmap_file``: ``do_mmap`` for a file: get_unmapped_area, VM_SHARED|VM_MAYSHARE for
   MAP_SHARED (i_mmap_writable for writable shared), VM_ACCOUNT for writable private,
-  ``vm_file = get_file(file)``, ``vm_pgoff``, then ``vma_interval_tree_insert`` into
-  ``mapping->i_mmap`` (MEM's rmap).
+  ``vm_file = get_file(file)``, ``vm_pgoff``, ``vma_set_page_prot`` (a shared writable
+  mapping of a file whose bdi can write back wants write notification: vm_page_prot without
+  _PAGE_RW, so the first write to each page faults and dirties the folio), then
+  ``vma_interval_tree_insert`` into ``mapping->i_mmap`` (MEM's rmap).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ __all__ = [
     "mmap_file",
     "page_cache_async_ra",
     "page_cache_sync_ra",
+    "vm_pgprot_modify",
+    "vma_set_page_prot",
+    "vma_wants_writenotify",
 ]
 
 PAGEVEC_SIZE = 31  # include/linux/pagevec.h
@@ -554,6 +559,61 @@ def fault_dirty_shared_page(k: Kernel, vma: int, pfn: int) -> None:
     pw.balance_dirty_pages_ratelimited(k, mapping)
 
 
+# -- write notification (mm/mmap.c) ---------------------------------------------------------------
+def vm_pgprot_modify(oldprot: int, vm_flags: int) -> int:
+    """mm/mmap.c vm_pgprot_modify() = arch/x86 pgprot_modify(oldprot, vm_get_page_prot(vm_flags)):
+    the _PAGE_CHG_MASK bits of ``oldprot`` kept, the rest from the new protection."""
+    from mmintro.kernel import mmap as M
+    from mmintro.kernel.mprotect import _PAGE_CHG_MASK
+
+    return (oldprot & _PAGE_CHG_MASK) | (M.vm_get_page_prot(vm_flags) & ~_PAGE_CHG_MASK)
+
+
+def vma_fs_can_writeback(k: Kernel, vma: int) -> bool:
+    """mm/mmap.c vma_fs_can_writeback(): vm_file's mapping_can_writeback (the inode's bdi has
+    BDI_CAP_WRITEBACK: dirty accounting; not tmpfs/hugetlbfs on noop_backing_dev_info)."""
+    km = k.kmem
+    file = km.get(vma, "vm_area_struct", "vm_file")
+    if not file:
+        return False
+    mapping = _mapping(k, file)
+    if not mapping:
+        return False
+    bdi = pw._inode_bdi(k, _host(k, mapping))
+    return bool(bdi) and bool(km.get(bdi, "backing_dev_info", "capabilities") & pw.BDI_CAP_WRITEBACK)
+
+
+def vma_wants_writenotify(k: Kernel, vma: int, vm_page_prot: int) -> bool:
+    """mm/mmap.c vma_wants_writenotify(): a shared writable VMA whose first write to each
+    page must fault.  vm_ops->page_mkwrite is not modelled (vm_ops NULL); the VMA's
+    protection equals vm_pgprot_modify's (no driver changed it); soft-dirty tracking is off
+    for a new VMA (mmap_region sets VM_SOFTDIRTY); no userfaultfd: so it is
+    vma_fs_can_writeback."""
+    from mmintro.kernel import mmap as M
+
+    flags = k.kmem.get(vma, "vm_area_struct", "vm_flags")
+    if flags & (M.VM_WRITE | M.VM_SHARED) != M.VM_WRITE | M.VM_SHARED:  # vma_is_shared_writable
+        return False
+    if vm_page_prot != vm_pgprot_modify(vm_page_prot, flags):
+        return False
+    return vma_fs_can_writeback(k, vma)
+
+
+def vma_set_page_prot(k: Kernel, vma: int) -> None:
+    """mm/mmap.c vma_set_page_prot(): vm_page_prot from vm_flags, without the write bit
+    (vm_flags & ~VM_SHARED: the private protection) when the VMA wants write notification,
+    so a read fault maps the page read-only and the first write takes do_wp_page ->
+    wp_page_shared -> fault_dirty_shared_page (folio_mark_dirty)."""
+    from mmintro.kernel import mmap as M
+
+    km = k.kmem
+    flags = km.get(vma, "vm_area_struct", "vm_flags")
+    prot = vm_pgprot_modify(km.get(vma, "vm_area_struct", "vm_page_prot"), flags)
+    if vma_wants_writenotify(k, vma, prot):
+        prot = vm_pgprot_modify(prot, flags & ~M.VM_SHARED)
+    km.set(vma, "vm_area_struct", "vm_page_prot", prot)
+
+
 def mmap_file(k: Kernel, mm: int, file: int, length: int, prot: int, shared: bool, offset: int = 0,
               addr: int = 0) -> int:
     """do_mmap() of ``file`` (MAP_SHARED when ``shared``, else MAP_PRIVATE) over ``length``
@@ -576,6 +636,7 @@ def mmap_file(k: Kernel, mm: int, file: int, length: int, prot: int, shared: boo
             return 0
     vma = M.vma_store(k, mm, addr, addr + length, flags, offset >> PAGE_SHIFT)
     km.set(vma, "vm_area_struct", "vm_file", I.get_file(k, file))
+    vma_set_page_prot(k, vma)  # __mmap_new_vma -> vma_set_page_prot (vm_file set first)
     mapping = _mapping(k, file)
     if flags & M.VM_SHARED and flags & M.VM_MAYWRITE:  # mapping_map_writable()
         km.set(mapping, "address_space", "i_mmap_writable.counter",
