@@ -331,7 +331,8 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
     """``crash vm PID`` (drgn's: MM, PGD, RSS from task_rss, TOTAL_VM, then VMA, START, END,
     FLAGS and vma_name per VMA) = mmintro's ``vm PID`` view, for every process.  drgn's FILE
     column also names anonymous VMAs ([heap], [stack], [vdso]); real crash prints only file
-    paths there, as mmintro does, so drgn's bracketed names are compared as empty."""
+    paths there, as mmintro does, so drgn's bracketed names are compared as empty, except a
+    pseudo file's "[hugetlbfs]", which is the kernel's simple_dname (:func:`_d_dname_of_vma`)."""
     from mmintro.crosscheck import crash
     from mmintro.views import vm as vm_view
 
@@ -351,9 +352,31 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
             f = line.split(None, 4)
             if len(f) >= 4:
                 name = f[4].strip() if len(f) > 4 else ""
-                theirs.append((pid, hex(int(f[0], 16)), int(f[1], 16), int(f[2], 16), int(f[3], 16),
-                               "" if name.startswith("[") else name))
+                if name.startswith("["):
+                    name = _d_dname_of_vma(d, int(f[0], 16))
+                theirs.append((pid, hex(int(f[0], 16)), int(f[1], 16), int(f[2], 16), int(f[3], 16), name))
     return mine, theirs
+
+
+def _d_dname_of_vma(d: Any, vma: int) -> str:
+    """drgn's d_path names a dentry with d_op->d_dname "[<fs type>]" (and vma_name other VMAs
+    "[heap]" etc.); the kernel's d_path calls d_dname.  For d_alloc_pseudo's simple_dname (the
+    MAP_HUGETLB pseudo file) that is "/<d_name> (deleted)", read from drgn's objects; any other
+    bracketed name compares as empty (crash prints only file paths)."""
+    import drgn
+
+    f = drgn.Object(d, "struct vm_area_struct *", vma).vm_file
+    if not f:
+        return ""
+    dentry = f.f_path.dentry
+    if not dentry.d_op or not dentry.d_op.d_dname:
+        return ""
+    try:
+        if d.symbol(dentry.d_op.d_dname.value_()).name != "simple_dname":
+            return ""
+    except LookupError:
+        return ""
+    return "/" + dentry.d_name.name.string_().decode(errors="replace") + " (deleted)"
 
 
 def c_crash_vtop_c(p: Program, d: Any) -> tuple:

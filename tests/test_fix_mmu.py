@@ -192,3 +192,55 @@ def test_the_first_write_faults_and_dirties_the_folio(writenotify) -> None:
         assert bool(page.flags.f.value_() >> pg_dirty & 1) == written, i
         assert xa_get_mark(xa, page.__folio_index.value_(), 0) == written, i  # TAG_DIRTY
     assert global_node_page_state(d.constant("NR_FILE_DIRTY")) == 4
+
+
+# -- MAP_HUGETLB's pseudo file (fs/dcache.c d_alloc_pseudo, fs/d_path.c d_path) -------------------
+def _kernel_d_path(d, path) -> bytes:
+    """6.18 d_path() on drgn objects, for the dentries this test meets: a d_dname dentry that
+    is not its mount's root names itself through simple_dname; else drgn's walk."""
+    from drgn.helpers.linux.fs import d_path
+
+    dentry, mnt = path.dentry, path.mnt
+    is_root = dentry.d_parent.value_() == dentry.value_()
+    if dentry.d_op and dentry.d_op.d_dname and (not is_root or dentry.value_() != mnt.mnt_root.value_()):
+        assert d.symbol(dentry.d_op.d_dname.value_()).name == "simple_dname"
+        return b"/" + dentry.d_name.name.string_() + b" (deleted)"
+    return d_path(path)
+
+
+def test_map_hugetlb_files_show_as_anon_hugepage_deleted(tmp_path) -> None:
+    from drgn.helpers.linux.fs import d_path
+    from drgn.helpers.linux.mm import vma_find
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel import hugetlb
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    w = Workload(boot(MachineConfig(ram=512 << 20, cpus=2, seed=7)))
+    hugetlb.set_nr_hugepages(w.k, 2 << 20, 4)
+    w.spawn("p", heap=0x10000)
+    priv = w.mmap("p", "h", 4 << 20, kind="hugetlb")
+    shared = w.mmap("p", "hs", 2 << 20, kind="hugetlb", shared=True)
+    w.touch("p", "h", write=True)
+    save(w.k, tmp_path / "s")
+    path = str(tmp_path / "s")
+    d = open_drgn(path + ".vmcore", path + ".vmlinux")
+    mm = find_task(d, w.proc("p").pid).mm
+    maps = run("maps", path, str(w.proc("p").pid)).stdout.splitlines()
+    numa = run("numa-maps", path, str(w.proc("p").pid)).stdout.splitlines()
+    for a in (priv, shared):
+        f = vma_find(mm, a).vm_file
+        dentry = f.f_path.dentry
+        # alloc_file_pseudo: an unlinked inode under a d_alloc_pseudo dentry on hugetlbfs
+        assert dentry.d_name.name.string_() == b"anon_hugepage" and f.f_inode.__i_nlink.value_() == 0
+        assert d_path(f.f_path) == b"[hugetlbfs]"  # drgn's rendering of a d_dname dentry
+        want = _kernel_d_path(d, f.f_path).decode()
+        assert want == "/anon_hugepage (deleted)"
+        line = next(ln for ln in maps if ln.startswith(f"{a:08x}-"))
+        assert line.split(None, 5)[5] == want
+        nl = next(ln for ln in numa if ln.startswith(f"{a:08x} "))
+        assert " file=" + want.replace(" ", "\\040") + " huge" in nl

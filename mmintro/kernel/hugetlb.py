@@ -965,6 +965,19 @@ def init_hugetlbfs_fs(k: Kernel) -> None:
 
 
 # -- MAP_HUGETLB mmap --------------------------------------------------------------------------
+def anon_ops(k: Kernel) -> int:
+    """fs/dcache.c d_alloc_pseudo()'s ``static const struct dentry_operations anon_ops =
+    { .d_dname = simple_dname }`` (in .rodata, placed on first use): d_path() of a pseudo
+    dentry calls simple_dname -> "/<name> (deleted)", what /proc/PID/maps shows for a
+    MAP_HUGETLB mapping ("/anon_hugepage (deleted)")."""
+    img = k.image
+    if "anon_ops" not in img.symbols:
+        ops = img.var("anon_ops", "rodata")
+        fn = k.sym("simple_dname") if "simple_dname" in img.symbols else img.func("simple_dname", 0x60)
+        k.kmem.set(ops, "dentry_operations", "d_dname", fn)
+    return k.sym("anon_ops")
+
+
 def alloc_file_pseudo(k: Kernel, inode: int, m: HugetlbfsMount, name: str) -> int:
     """fs/file_table.c alloc_file_pseudo(): a pseudo dentry named ``name`` on the mount's
     super_block (d_alloc_pseudo), instantiated, and an O_RDWR struct file from filp."""
@@ -972,9 +985,12 @@ def alloc_file_pseudo(k: Kernel, inode: int, m: HugetlbfsMount, name: str) -> in
 
     km = k.kmem
     d = _d_alloc(k, m.sb, 0, name)
-    # d_alloc_pseudo(): DCACHE_NORCU, d_op = &anon_ops (simple_dname: "/<name> (deleted)";
-    # anon_ops is a static of fs/dcache.c, not in the image: d_op stays NULL)
+    # d_alloc_pseudo(): DCACHE_NORCU and, when __d_alloc found no default d_op
+    # (sb->__s_d_op: hugetlbfs sets none), d_op = &anon_ops (d_op_flags(anon_ops) = 0: no
+    # DCACHE_OP_* bit)
     k.kmem.set(d, "dentry", "d_flags", k.kmem.get(d, "dentry", "d_flags") | k.T.const("DCACHE_NORCU"))
+    if not km.get(d, "dentry", "d_op"):
+        km.set(d, "dentry", "d_op", anon_ops(k))
     _d_instantiate(k, d, inode)
     f = slub.kmem_cache_alloc(k, slub.find_cache(k, "filp"), "GFP_KERNEL", caller="alloc_empty_file")
     if not f:

@@ -156,6 +156,30 @@ def _d_unlinked(dentry: Object) -> bool:
         return inode.i_nlink.value_() == 0
 
 
+def _d_dname(dentry: Object, mnt: Object | None) -> str | None:
+    """fs/d_path.c d_path()'s pseudo-file case: a dentry whose ``d_op->d_dname`` is set names
+    itself unless it is the root of the mount it is seen through (``!IS_ROOT(dentry) ||
+    dentry != mnt->mnt_root``).  ``simple_dname`` (d_alloc_pseudo's anon_ops: the files of
+    MAP_HUGETLB and shared anonymous mappings) gives "/<name> (deleted)"; other d_dname
+    functions (pipes, sockets, ...) are not modelled: None, the walk decides."""
+    d_op = dentry.d_op
+    if not d_op.value_():
+        return None
+    fn = d_op.d_dname.value_()
+    if not fn:
+        return None
+    if dentry.d_parent.value_() == dentry.value_() and mnt is not None and mnt.value_() and \
+            dentry.value_() == mnt.mnt_root.value_():
+        return None
+    try:
+        name = dentry.prog_.symbol(fn).name
+    except LookupError:
+        return None
+    if name != "simple_dname":
+        return None
+    return "/" + dentry.d_name.name.string_(limit=4096).decode(errors="replace") + " (deleted)"
+
+
 def d_path(file_or_dentry: Object) -> str:
     """The path of a ``struct file *`` (or ``struct dentry *``): the dentry names up to the
     root of its file system, then up through the mounts (``real_mount(mnt)->mnt_mountpoint``),
@@ -168,6 +192,9 @@ def d_path(file_or_dentry: Object) -> str:
         mnt = file_or_dentry.f_path.mnt
     else:
         dentry, mnt = file_or_dentry, None
+    dname = _d_dname(dentry, mnt)
+    if dname is not None:
+        return dname
     parts: list[bytes] = []
     deleted = False
     d = dentry

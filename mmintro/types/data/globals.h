@@ -160,3 +160,4 @@ struct vm_special_mapping vdso_mapping;
 struct vm_special_mapping vdso_vvar_mapping;
 struct vm_special_mapping vvar_vclock_mapping;
 struct nsproxy init_nsproxy;
+struct dentry_operations anon_ops;
