@@ -26,7 +26,7 @@
 ``exit_files`` (the fd table's last reference: every open file fput, the files_struct freed)
 and ``exit_fs`` (the fs_struct's last user: root/pwd dentries put, freed) run after exit_mm.
 
-Not modelled: threads (each process is one thread), zombies left unreaped, exit codes and
+Not modelled: zombies left unreaped (a leader waits for nobody: its threads go first), exit codes and
 SIGCHLD, ptrace, credentials, sighand; the task's ``mempolicy`` goes through MEM's
 ``mpol_put``.
 """
@@ -304,19 +304,44 @@ def release_task(k: Kernel, tsk: int) -> None:
     slub.kmem_cache_free(k, slub.find_cache(k, "task_struct"), tsk)  # free_task_struct
 
 
+def _thread_group(k: Kernel, tsk: int) -> list[int]:
+    """The tasks on tsk->signal->thread_head (for_each_thread), in order."""
+    km = k.kmem
+    head = km.addr(km.get(tsk, "task_struct", "signal"), "signal_struct", "thread_head")
+    off = k.T.struct("task_struct").offsetof("thread_node")
+    out, p = [], km.get(head, "list_head", "next")
+    while p != head and len(out) < 1 << 16:
+        out.append(p - off)
+        p = km.get(p, "list_head", "next")
+    return out
+
+
 def do_exit(k: Kernel, proc: fork.Process) -> None:
-    """kernel/exit.c do_exit() of a single-threaded process and its reaping by the parent:
-    exit_mm, exit_notify (children to the reaper, EXIT_ZOMBIE), TASK_DEAD, release_task; all
-    on the task's CPU (thread_info.cpu)."""
+    """kernel/exit.c do_exit() and the reaping of the task: exit_mm, exit_files, exit_fs,
+    exit_notify (children to the reaper, EXIT_ZOMBIE), TASK_DEAD, release_task; all on the
+    task's CPU (thread_info.cpu).  A thread group leader with other threads exits as
+    exit_group(2) does: the other threads first (zap_other_threads), then the leader; a
+    thread (CLONE_THREAD) leaves the mm, files and fs to the group and only its own pid,
+    stack and task_struct go."""
     km = k.kmem
     tsk = proc.task
-    if tsk in (p.task for p in k.__dict__.get("processes", [])) and proc.pid == 1 and \
-            any(p.pid != 1 for p in k.processes):
+    procs = k.__dict__.get("processes", [])
+    tgid = km.get(tsk, "task_struct", "tgid")
+    if tgid == 1 and km.get(tsk, "task_struct", "group_leader") == tsk and \
+            any(km.get(p.task, "task_struct", "tgid") != 1 for p in procs):
         raise ValueError("do_exit: init (pid 1) exiting with other processes alive would panic")
+    if km.get(tsk, "task_struct", "group_leader") == tsk:
+        for t in _thread_group(k, tsk):
+            if t != tsk:
+                other = next((p for p in procs if p.task == t), None) or \
+                    fork.Process(km.get(t, "task_struct", "pid"), proc.comm, t, proc.mm, 0, proc.layout)
+                do_exit(k, other)
     cpu = km.get(tsk, "task_struct", "thread_info.cpu")
     old_cpu = k.current_cpu
     k.on_cpu(cpu)  # the task exits on its own CPU (its pagesets, slab CPU caches, cached stacks)
     try:
+        sig = km.get(tsk, "task_struct", "signal")
+        km.set(sig, "signal_struct", "live.counter", km.get(sig, "signal_struct", "live.counter") - 1)
         exit_mm(k, tsk)
         exit_files(k, tsk)
         exit_fs(k, tsk)
@@ -326,6 +351,5 @@ def do_exit(k: Kernel, proc: fork.Process) -> None:
         release_task(k, tsk)
     finally:
         k.on_cpu(old_cpu)
-    procs = k.__dict__.get("processes", [])
     if proc in procs:
         procs.remove(proc)

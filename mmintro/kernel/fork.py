@@ -48,7 +48,7 @@ from mmintro.kernel.xarray import XA_FLAGS_ALLOC, XArray
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-__all__ = ["PIDNS_ADDING", "Process", "alloc_pid", "copy_process", "do_execve", "do_fork", "dup_mm", "dup_mmap",
+__all__ = ["PIDNS_ADDING", "Process", "alloc_pid", "copy_process", "do_clone_thread", "do_execve", "do_fork", "dup_mm", "dup_mmap",
            "mm_alloc", "mm_init", "pgd_alloc", "spawn_process"]
 
 # include/linux/pid_namespace.h (#define)
@@ -230,7 +230,7 @@ def _list_add_tail(k: Kernel, new: int, head: int) -> None:
 
 
 def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: int, state: int,
-                     src: int = 0) -> tuple[int, int, int]:
+                     src: int = 0, leader: int = 0) -> tuple[int, int, int]:
     """The task half of copy_process(): dup_task_struct() (a task_struct from its cache, a copy
     of ``src`` when given — arch_dup_task_struct's memcpy — and a vmapped kernel stack on the
     CPU's node), comm, state, flags, prio, alloc_pid, parent links and copy_signal.  Returns
@@ -279,12 +279,25 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
     # alloc_pid + the task's numbers
     pid_struct, nr = alloc_pid(k, pid)
     km.set(tsk, "task_struct", "pid", nr)
+    km.set(tsk, "task_struct", "exit_state", 0)
+    if leader:  # CLONE_THREAD: the leader's tgid, parent and signal_struct (no copy_signal)
+        km.set(tsk, "task_struct", "tgid", km.get(leader, "task_struct", "tgid"))
+        for f in ("real_parent", "parent"):
+            km.set(tsk, "task_struct", f, km.get(leader, "task_struct", f))
+        km.set(tsk, "task_struct", "group_leader", leader)
+        km.set(tsk, "task_struct", "exit_signal", -1 & 0xFFFFFFFF)
+        sig = km.get(leader, "task_struct", "signal")
+        km.set(sig, "signal_struct", "nr_threads", km.get(sig, "signal_struct", "nr_threads") + 1)
+        km.set(sig, "signal_struct", "live.counter", km.get(sig, "signal_struct", "live.counter") + 1)
+        km.set(sig, "signal_struct", "sigcnt.refs.counter", km.get(sig, "signal_struct", "sigcnt.refs.counter") + 1)
+        _list_add_tail(k, km.addr(tsk, "task_struct", "thread_node"), km.addr(sig, "signal_struct", "thread_head"))
+        km.set(tsk, "task_struct", "signal", sig)
+        return tsk, pid_struct, nr
     km.set(tsk, "task_struct", "tgid", nr)
     km.set(tsk, "task_struct", "real_parent", parent)
     km.set(tsk, "task_struct", "parent", parent)
     km.set(tsk, "task_struct", "group_leader", tsk)
     km.set(tsk, "task_struct", "exit_signal", 17)  # SIGCHLD
-    km.set(tsk, "task_struct", "exit_state", 0)
     # copy_signal(): a signal_struct whose thread_head holds this thread
     sig = slub.kmem_cache_alloc(k, slub.find_cache(k, "signal_cache"), "GFP_KERNEL", caller="copy_process")
     km.write_bytes(sig, bytes(T.sizeof("struct signal_struct")))
@@ -512,6 +525,37 @@ def do_fork(k: Kernel, parent: Process, cpu: int | None = None, state: int = TAS
     km.set(tsk, "task_struct", "active_mm", mm)
     _link_task(k, tsk, pid_struct, parent.task)
     proc = Process(nr, parent.comm, tsk, mm, pid_struct, parent.layout)
+    k.__dict__.setdefault("processes", []).append(proc)
+    return proc
+
+
+def do_clone_thread(k: Kernel, leader: Process, cpu: int | None = None, state: int = TASK_INTERRUPTIBLE) -> Process:
+    """kernel/fork.c copy_process() for pthread_create's clone (CLONE_VM | CLONE_FS |
+    CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM ...): a task copied from the
+    leader with its own pid and kernel stack, the leader's tgid, parent, signal_struct
+    (nr_threads, live, sigcnt up; on its thread_head) and mm (mmget: mm_users up), the files
+    and fs shared (count / users up); attach_pid(PIDTYPE_PID) only -- threads are not on
+    init_task.tasks nor on a children list.  Returns the thread (its ``pid`` is the tid)."""
+    km = k.kmem
+    lt = leader.task
+    if cpu is None:
+        cpu = km.get(lt, "task_struct", "thread_info.cpu")
+    tsk, pid_struct, nr = _dup_task_struct(k, leader.comm, km.get(lt, "task_struct", "real_parent"), None, cpu,
+                                           state, src=lt, leader=lt)
+    for field, count in (("files", "files_struct.count.counter"), ("fs", "fs_struct.users")):
+        obj = km.get(tsk, "task_struct", field) if k.T.struct("task_struct").has_member(field) else 0
+        if obj:
+            st, path = count.split(".", 1)
+            km.set(obj, st, path, km.get(obj, st, path) + 1)
+    mm = leader.mm
+    km.set(mm, "mm_struct", "mm_users.counter", km.get(mm, "mm_struct", "mm_users.counter") + 1)  # mmget
+    km.set(tsk, "task_struct", "mm", mm)
+    km.set(tsk, "task_struct", "active_mm", mm)
+    km.set(tsk, "task_struct", "thread_pid", pid_struct)
+    attach_pid(k, tsk, pid_struct, "PIDTYPE_PID")
+    _add_global(k, "nr_threads", 1, 4)
+    _add_global(k, "total_forks", 1, 8)
+    proc = Process(nr, leader.comm, tsk, mm, pid_struct, leader.layout)
     k.__dict__.setdefault("processes", []).append(proc)
     return proc
 
