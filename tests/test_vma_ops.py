@@ -232,10 +232,11 @@ _USAGE_CACHE: dict = {}
 
 def _usage(prog, name):
     """Objects in use in the cache ``name``, as drgn's slab_cache_for_each_allocated_object
-    finds them (slab_cache_usage disagrees with it on these snapshots once objects are freed
-    on CPU 1 -- reported to the SLUB owner).  One for_each_page pass per program counts every
-    cache at once through the same per-cache helper (drgn internals; the public walk as the
-    fallback)."""
+    finds them.  (slab_cache_usage is approximate here: for a CPU's active, frozen slab it
+    counts only the lockless c->freelist as free, not objects another CPU freed onto the
+    slab's own freelist -- which a task exiting on CPU 1 does.)  One for_each_page pass per
+    program counts every cache at once through the same per-cache helper (drgn internals;
+    the public walk as the fallback)."""
     from drgn.helpers.linux.slab import find_slab_cache, slab_cache_for_each_allocated_object
 
     key = id(prog)
