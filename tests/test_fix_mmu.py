@@ -244,3 +244,54 @@ def test_map_hugetlb_files_show_as_anon_hugepage_deleted(tmp_path) -> None:
         assert line.split(None, 5)[5] == want
         nl = next(ln for ln in numa if ln.startswith(f"{a:08x} "))
         assert " file=" + want.replace(" ", "\\040") + " huge" in nl
+
+
+# -- the vsyscall gate VMA (arch/x86/entry/vsyscall/vsyscall_64.c) --------------------------------
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory):
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    w = Workload(boot(MachineConfig(ram=512 << 20, cpus=2, seed=7)))
+    w.spawn("p", heap=0x10000)
+    d = tmp_path_factory.mktemp("fix_gate")
+    save(w.k, d / "s")
+    path = str(d / "s")
+    return path, open_drgn(path + ".vmcore", path + ".vmlinux"), w.proc("p").pid
+
+
+def test_gate_vma_is_the_static_initialiser_after_map_vsyscall_xonly(gate) -> None:
+    _path, d, _pid = gate
+    g = d["gate_vma"]
+    assert g.vm_start.value_() == 0xFFFFFFFFFF600000 and g.vm_end.value_() == 0xFFFFFFFFFF601000
+    assert g.vm_flags.value_() == 0x4  # vsyscall=xonly: vm_flags_init(&gate_vma, VM_EXEC)
+    assert g.vm_page_prot.pgprot.value_() == _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED  # PAGE_READONLY_EXEC
+    assert not g.vm_mm and not g.vm_file
+    assert g.vm_ops.value_() == d["gate_vma_ops"].address_
+    assert d.symbol(g.vm_ops.name.value_()).name == "gate_vma_name"
+
+
+def _reference(name: str) -> list[str]:
+    from cli_helpers import REFERENCE
+
+    p = REFERENCE / "pid" / name
+    if not p.is_file():
+        pytest.skip("reference /proc captures not available")
+    return p.read_text().splitlines()
+
+
+def test_maps_and_smaps_end_with_the_reference_vsyscall_entry(gate) -> None:
+    path, _d, pid = gate
+    ref_maps = _reference("self_maps")
+    assert run("maps", path, str(pid)).stdout.splitlines()[-1] == ref_maps[-1]
+    assert ref_maps[-1].endswith("[vsyscall]")
+    ref_smaps = _reference("self_smaps")
+    i = next(n for n, ln in enumerate(ref_smaps) if ln.endswith("[vsyscall]"))
+    block = ref_smaps[i:]
+    mine = run("smaps", path, str(pid)).stdout.splitlines()
+    assert mine[-len(block):] == block
+    # smaps_rollup covers the mm's own VMAs only (show_smaps_rollup stops before the gate)
+    assert not run("smaps-rollup", path, str(pid)).stdout.splitlines()[0].startswith("00400000-ffffffffff601000")

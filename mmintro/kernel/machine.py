@@ -194,6 +194,9 @@ class Kernel:
         from mmintro.kernel import hugetlb
 
         hugetlb.hugetlb_bootmem_alloc(self)  # setup_arch(): 1 GiB hugetlb pages from memblock
+        from mmintro.kernel import vsyscall
+
+        vsyscall.map_vsyscall(self)  # setup_arch(): the gate VMA ([vsyscall], vsyscall=xonly)
         step("sparse_init: mem_section and the vmemmap", 0.25)
         sparse.sparse_init(self)
         step("free_area_init: zones and struct pages", 0.35)

@@ -161,3 +161,5 @@ struct vm_special_mapping vdso_vvar_mapping;
 struct vm_special_mapping vvar_vclock_mapping;
 struct nsproxy init_nsproxy;
 struct dentry_operations anon_ops;
+struct vm_operations_struct gate_vma_ops;
+struct vm_area_struct gate_vma;
