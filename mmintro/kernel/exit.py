@@ -214,11 +214,15 @@ def _child_reaper(k: Kernel, exiting: int) -> int:
 
 def forget_original_parent(k: Kernel, tsk: int) -> None:
     """kernel/exit.c forget_original_parent() -> find_new_reaper + reparent: every child
-    moves to the reaper's children list with real_parent = parent = the reaper."""
+    moves to the reaper's children list (another live thread of the group, else the child
+    reaper) with real_parent = parent = the reaper."""
     km = k.kmem
     head = km.addr(tsk, "task_struct", "children")
     off = k.T.struct("task_struct").offsetof("sibling")
-    reaper = _child_reaper(k, tsk)
+    # find_new_reaper(): a live thread of the same group first (find_alive_thread), else the
+    # namespace's child reaper
+    alive = [t for t in _thread_group(k, tsk) if t != tsk and not km.get(t, "task_struct", "exit_state")]
+    reaper = alive[0] if alive else _child_reaper(k, tsk)
     rhead = km.addr(reaper, "task_struct", "children")
     p = km.get(head, "list_head", "next")
     n = 0
