@@ -561,7 +561,8 @@ def do_clone_thread(k: Kernel, leader: Process, cpu: int | None = None, state: i
 
 
 def do_execve(k: Kernel, proc: Process, comm: str, **layout: int) -> Process:
-    """fs/exec.c execve(2) of program ``comm`` by ``proc``: bprm_mm_init's mm_alloc, the new
+    """fs/exec.c execve(2) of program ``comm`` by ``proc`` (a group leader: de_thread reaps
+    its other threads first): bprm_mm_init's mm_alloc, the new
     layout (setup_new_exec_layout: segments from /usr/bin/<comm>, interpreter, libc, stack,
     vDSO), begin_new_exec -> exec_mmap (tsk->mm = tsk->active_mm = the new mm, then mmput of
     the old one: exit_mmap and __mmdrop, as at exit), __set_task_comm, PF_FORKNOEXEC cleared.
@@ -570,6 +571,13 @@ def do_execve(k: Kernel, proc: Process, comm: str, **layout: int) -> Process:
 
     km = k.kmem
     tsk = proc.task
+    if km.get(tsk, "task_struct", "group_leader") != tsk:
+        raise NotImplementedError("execve by a non-leader thread (de_thread taking over the leader's pid)")
+    for t in E._thread_group(k, tsk):  # de_thread(): the other threads are killed and reaped first
+        if t != tsk:
+            other = next((p for p in k.__dict__.get("processes", []) if p.task == t), None) or \
+                Process(km.get(t, "task_struct", "pid"), proc.comm, t, proc.mm, 0, proc.layout)
+            E.do_exit(k, other)
     old = km.get(tsk, "task_struct", "mm")
     mm = mm_alloc(k, tsk)
     lay = mmap.setup_new_exec_layout(k, mm, comm=comm, **layout)
