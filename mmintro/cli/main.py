@@ -18,7 +18,7 @@ from mmintro.cli.errors import EXPECTED_ERRORS, MmintroError, one_line
 
 __all__ = ["cli", "main"]
 
-COMMAND_MODULES = ("simulate", "reports", "script")
+COMMAND_MODULES = ("simulate", "reports", "script", "faults")
 OPTIONAL_COMMAND_MODULES = ("crosscheck",)
 
 

@@ -97,7 +97,8 @@ def _scenario_help() -> str:
 
 @click.command("simulate")
 @click.argument("scenario", required=False, default="boot")
-@click.option("-o", "--output", required=True, metavar="NAME", help="write NAME.vmcore and NAME.vmlinux")
+@click.option("-o", "--output", required=True, metavar="NAME",
+              help="write NAME.vmcore and NAME.vmlinux (and NAME.faults.tsv, the fault trace, when faults happened)")
 @click.option("--ram", default=None, help="RAM size (e.g. 512M, 4G)  [default: the scenario's, else 4G]")
 @click.option("--nodes", default=None, type=int, help="NUMA nodes  [default: the scenario's, else 1]")
 @click.option("--cpus", default=None, type=int, help="CPUs  [default: the scenario's, else 2]")
@@ -111,7 +112,8 @@ def command(
 
     SCENARIO is a name below or the path of a scenario file (TOML, see mmintro/scenarios/).
     A scenario whose expectation does not hold exits 1 with one line naming the step, and
-    writes no snapshot."""
+    writes no snapshot.  When the run took page faults, the simulator's fault log is written
+    beside the snapshot as NAME.faults.tsv (read it with ``mmintro faults NAME``)."""
     from mmintro.kernel.config import parse_size
 
     sc = SCENARIOS.get(scenario)
@@ -131,8 +133,15 @@ def command(
 
         config = MachineConfig(**{k: v for k, v in overrides.items() if v is not None})
         config.validate()
-        core, vml = boot_and_save(config, output, scenario=sc.run, gdb_aliases=gdb_aliases, console=_console())
+        kernels: list[Any] = []
+
+        def run_py(cfg: Any, progress: Callable[[str, float], None]) -> Any:
+            kernels.append(sc.run(cfg, progress))
+            return kernels[-1]
+
+        core, vml = boot_and_save(config, output, scenario=run_py, gdb_aliases=gdb_aliases, console=_console())
         click.echo(f"{core}\n{vml}")
+        _write_trace(kernels, output)
         return
     from mmintro.workload import load_scenario, run_scenario
 
@@ -141,16 +150,32 @@ def command(
     config.validate()
     wsc.check(config)
     reports = []
+    kernels = []
 
     def run(cfg: Any, progress: Callable[[str, float], None]) -> Any:
         r = run_scenario(wsc, cfg, progress)
         reports.extend(r.reports)
+        kernels.append(r.kernel)
         return r.kernel
 
     core, vml = boot_and_save(config, output, scenario=run, gdb_aliases=gdb_aliases, console=_console())
     for rep in reports:
         click.echo(f"{wsc.name}: {rep.index:>2} {rep.text}", err=True)
     click.echo(f"{core}\n{vml}")
+    _write_trace(kernels, output)
+
+
+def _write_trace(kernels: list[Any], output: str) -> None:
+    """NAME.faults.tsv beside the snapshot when the run took page faults (the simulator's
+    fault log, not part of the snapshot; ``mmintro faults NAME`` reads it); a stale trace
+    of an earlier run under the same NAME is removed."""
+    from mmintro.cli.faults import trace_path, write_fault_trace
+
+    path = write_fault_trace(kernels[-1], output) if kernels else None
+    if path is not None:
+        click.echo(str(path))
+    else:
+        trace_path(output).unlink(missing_ok=True)
 
 
 command.help = (command.help or "") + "\n\n\b\nScenarios:\n" + _scenario_help()
