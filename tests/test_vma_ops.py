@@ -955,3 +955,23 @@ def test_threads_share_the_mm_and_exit_group(tmp_path) -> None:
     d3 = open_drgn(str(tmp_path / "v.vmcore"), str(tmp_path / "v.vmlinux"))
     assert [t.pid.value_() for t in for_each_task(d3)] == [init.pid]
     assert {c: used[c] - _usage(d3, c) for c in used} == {"task_struct": 3, "signal_cache": 1, "mm_struct": 1, "pid": 3}
+
+
+def test_max_map_count_refuses_splits(tmp_path) -> None:
+    """vm.max_map_count (sysctl_max_map_count, 65530 in the image as DEFAULT_MAX_MAP_COUNT):
+    at the limit a split is refused -- mprotect inside a VMA and munmap of its middle give
+    -ENOMEM and nothing changes; a whole-VMA change needs no split and goes through."""
+    from mmintro.crosscheck import open_drgn
+
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=28))
+    p = fork.spawn_process(k, "m")
+    a = M.do_mmap(k, p.mm, 16 * PG, R | W)
+    save(k, tmp_path / "m")
+    assert open_drgn(str(tmp_path / "m.vmcore"), str(tmp_path / "m.vmlinux"))["sysctl_max_map_count"].value_() == 65530
+    n = k.kmem.get(p.mm, "mm_struct", "map_count")
+    k.write_int("sysctl_max_map_count", n)
+    assert P.do_mprotect(k, p.mm, a + 4 * PG, 4 * PG, R) == -12
+    assert M.do_munmap(k, p.mm, a + 4 * PG, 4 * PG) == -12
+    assert k.kmem.get(p.mm, "mm_struct", "map_count") == n
+    assert P.do_mprotect(k, p.mm, a, 16 * PG, R) == 0
+    assert M.do_munmap(k, p.mm, a + 12 * PG, 4 * PG) == 0  # the end of the VMA: a split without the check

@@ -517,12 +517,12 @@ def split_vma(k: Kernel, mm: int, vma: int, addr: int, new_below: int) -> int:
 
 
 def _max_map_count(k: Kernel) -> int:
-    """sysctl_max_map_count when the image has it, else its default."""
-    try:
-        addr = k.sym("sysctl_max_map_count")
-    except KeyError:
-        return DEFAULT_MAX_MAP_COUNT
-    return int.from_bytes(k.mem.read(k.pa(addr), 4), "little", signed=True) or DEFAULT_MAX_MAP_COUNT
+    """sysctl_max_map_count (mm/mmap.c: ``int sysctl_max_map_count __read_mostly =
+    DEFAULT_MAX_MAP_COUNT``), placed in .data with its initial value on first use."""
+    if "sysctl_max_map_count" not in k.image.symbols:
+        k.image.var("sysctl_max_map_count", "data")
+        k.write_int("sysctl_max_map_count", DEFAULT_MAX_MAP_COUNT)
+    return int.from_bytes(k.mem.read(k.pa(k.sym("sysctl_max_map_count")), 4), "little", signed=True)
 
 
 # -- merge ---------------------------------------------------------------------------------------------------
