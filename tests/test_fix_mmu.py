@@ -295,3 +295,63 @@ def test_maps_and_smaps_end_with_the_reference_vsyscall_entry(gate) -> None:
     assert mine[-len(block):] == block
     # smaps_rollup covers the mm's own VMAs only (show_smaps_rollup stops before the gate)
     assert not run("smaps-rollup", path, str(pid)).stdout.splitlines()[0].startswith("00400000-ffffffffff601000")
+
+
+# -- CPU / memory-node affinity of tasks (status' Cpus_allowed, Mems_allowed) ----------------------
+@pytest.fixture(scope="module")
+def affinity(tmp_path_factory):
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel import init_task
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    w = Workload(boot(MachineConfig(ram=512 << 20, cpus=2, nodes=1, seed=7)))
+    w.spawn("p", heap=0x10000)
+    w.spawn("q", heap=0x10000)
+    init_task.user_task_affinity(w.k, w.proc("q").task)  # what copy_process should do (VMA)
+    d = tmp_path_factory.mktemp("fix_affinity")
+    save(w.k, d / "s")
+    path = str(d / "s")
+    return path, open_drgn(path + ".vmcore", path + ".vmlinux"), w.proc("p").pid, w.proc("q").pid
+
+
+def test_idle_tasks_are_bound_to_their_cpu_and_allow_every_node(affinity) -> None:
+    from drgn.helpers.linux.cpumask import cpumask_to_cpulist
+    from drgn.helpers.linux.percpu import per_cpu
+
+    _path, d, _p, _q = affinity
+    for cpu in (0, 1):
+        t = per_cpu(d["runqueues"], cpu).idle
+        assert cpumask_to_cpulist(t.cpus_ptr) == str(cpu)  # init_idle: cpumask_of(cpu)
+        assert t.cpus_ptr.value_() == t.cpus_mask.address_ and t.nr_cpus_allowed.value_() == 1
+        assert all(w.value_() == (1 << 64) - 1 for w in t.mems_allowed.bits)  # nodes_setall
+    assert per_cpu(d["runqueues"], 0).idle.value_() == d["init_task"].address_
+
+
+def _status(path: str, pid: int) -> dict[str, str]:
+    lines = run("status", path, str(pid)).stdout.splitlines()
+    return dict(ln.split(":\t", 1) for ln in lines if ":\t" in ln)
+
+
+_AFFINITY = ("Cpus_allowed", "Cpus_allowed_list", "Mems_allowed", "Mems_allowed_list")
+
+
+def test_a_user_task_has_inits_affinity_like_the_reference(affinity) -> None:
+    from drgn.helpers.linux.cpumask import cpumask_to_cpulist
+    from drgn.helpers.linux.pid import find_task
+
+    path, d, _p, q = affinity
+    t = find_task(d, q)
+    assert cpumask_to_cpulist(t.cpus_ptr) == "0-1" and t.nr_cpus_allowed.value_() == 2
+    ref = dict(ln.split(":\t", 1) for ln in _reference("self_status") if ":\t" in ln)  # 2 CPUs, 1 node
+    mine = _status(path, q)
+    assert [mine[f] for f in _AFFINITY] == [ref[f] for f in _AFFINITY]
+
+
+@pytest.mark.xfail(strict=True, reason="VMA: fork.copy_process should call init_task.user_task_affinity(k, tsk) "
+                   "(and _dup_task_struct init_task.dup_task_cpus_ptr); remove this mark when it does")
+def test_a_spawned_task_gets_the_affinity_from_copy_process(affinity) -> None:
+    path, _d, p, _q = affinity
+    assert _status(path, p)["Cpus_allowed_list"] == "0-1"

@@ -67,6 +67,7 @@ def init_tasks(k: "Kernel") -> None:
                and not T.struct("task_struct").has_member("cpu") else "cpu", cpu)
         km.set(t, "task_struct", "real_parent", init_task)
         km.set(t, "task_struct", "parent", init_task)
+        init_idle_affinity(k, t, cpu)
         km.set(t, "task_struct", "group_leader", t)
         for lst in ("children", "sibling", "thread_node", "ptraced", "ptrace_entry"):
             if T.struct("task_struct").has_member(lst):
@@ -93,6 +94,59 @@ def init_tasks(k: "Kernel") -> None:
     km.set(init_mm, "mm_struct", "mm_count.counter", 1)
     km.set(init_mm, "mm_struct", "mm_mt.ma_flags", MM_MT_FLAGS)
     k.idle_tasks = tasks
+
+
+# -- CPU and memory-node affinity (kernel/sched/core.c, kernel/cgroup/cpuset.c, init/main.c) ------
+def _mask_words(k: "Kernel", typ: str) -> int:
+    return k.T.sizeof(typ) // 8
+
+
+def _set_cpus_allowed_common(k: "Kernel", tsk: int, words: list[int]) -> None:
+    """kernel/sched/core.c set_cpus_allowed_common(): cpus_mask = new_mask, nr_cpus_allowed =
+    its weight (and cpus_ptr = &cpus_mask: no migrate_disable in flight)."""
+    km = k.kmem
+    n = _mask_words(k, "struct cpumask")
+    words = (words + [0] * n)[:n]
+    for i, w in enumerate(words):
+        km.set(tsk, "task_struct", f"cpus_mask.bits[{i}]", w)
+    km.set(tsk, "task_struct", "cpus_ptr", km.addr(tsk, "task_struct", "cpus_mask"))
+    km.set(tsk, "task_struct", "nr_cpus_allowed", sum(bin(w).count("1") for w in words))
+
+
+def init_idle_affinity(k: "Kernel", tsk: int, cpu: int) -> None:
+    """The idle task of ``cpu``: mems_allowed all set (build_all_zonelists_init ->
+    cpuset_init_current_mems_allowed: nodes_setall(init_task.mems_allowed); fork_idle copies
+    init_task), and init_idle()'s set_cpus_allowed_common(idle, cpumask_of(cpu))."""
+    km = k.kmem
+    for i in range(_mask_words(k, "nodemask_t")):
+        km.set(tsk, "task_struct", f"mems_allowed.bits[{i}]", (1 << 64) - 1)
+    words = [0] * _mask_words(k, "struct cpumask")
+    words[cpu // 64] = 1 << (cpu % 64)
+    _set_cpus_allowed_common(k, tsk, words)
+
+
+def user_task_affinity(k: "Kernel", tsk: int) -> None:
+    """What every user task inherits from init (pid 1, kernel_init): sched_init_smp()'s
+    set_cpus_allowed_ptr(current, housekeeping_cpumask(HK_TYPE_DOMAIN)) (no isolcpus: the
+    possible CPUs) and kernel_init_freeable()'s set_mems_allowed(node_states[N_MEMORY]).
+    For processes the simulator creates without a parent to copy (copy_process of a new
+    program); fork copies its parent's (dup_task_struct) and then needs
+    :func:`dup_task_cpus_ptr`."""
+    km = k.kmem
+    n = _mask_words(k, "struct cpumask")
+    possible = k.sym("__cpu_possible_mask")
+    _set_cpus_allowed_common(k, tsk, [km.get(possible, "cpumask", f"bits[{i}]") for i in range(n)])
+    mem = k.sym("node_states") + k.T.const("N_MEMORY") * k.T.sizeof("nodemask_t")
+    for i in range(_mask_words(k, "nodemask_t")):
+        km.set(tsk, "task_struct", f"mems_allowed.bits[{i}]", km.get(mem, "nodemask_t", f"bits[{i}]"))
+
+
+def dup_task_cpus_ptr(k: "Kernel", tsk: int, orig: int) -> None:
+    """kernel/fork.c dup_task_struct(): after the memcpy, ``if (orig->cpus_ptr ==
+    &orig->cpus_mask) tsk->cpus_ptr = &tsk->cpus_mask``."""
+    km = k.kmem
+    if km.get(orig, "task_struct", "cpus_ptr") == km.addr(orig, "task_struct", "cpus_mask"):
+        km.set(tsk, "task_struct", "cpus_ptr", km.addr(tsk, "task_struct", "cpus_mask"))
 
 
 def set_task_stack_end_magic(k: "Kernel", tsk: int) -> None:
