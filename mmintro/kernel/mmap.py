@@ -296,8 +296,8 @@ def do_mmap(k: Kernel, mm: int, length: int, prot_flags: int, addr: int = 0) -> 
         addr = unmapped_area_topdown(k, mm, length, PAGE_SIZE, km.get(mm, "mm_struct", "mmap_base"))
         if not addr:
             return 0
-    elif V.vma_find(k, mm, addr, addr + length):
-        do_munmap(k, mm, addr, length)  # MAP_FIXED: vms_gather_munmap_vmas + complete
+    elif V.vma_find(k, mm, addr, addr + length) and do_munmap(k, mm, addr, length):
+        return 0  # MAP_FIXED: vms_gather_munmap_vmas failed (a hugetlb VMA cut off its page size)
     end = addr + length
     pgoff = addr >> PAGE_SHIFT
     if _merge_new(k, mm, addr, end, flags, pgoff):
