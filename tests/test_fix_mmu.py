@@ -355,3 +355,39 @@ def test_a_user_task_has_inits_affinity_like_the_reference(affinity) -> None:
 def test_a_spawned_task_gets_the_affinity_from_copy_process(affinity) -> None:
     path, _d, p, _q = affinity
     assert _status(path, p)["Cpus_allowed_list"] == "0-1"
+
+
+def test_writeback_write_protects_the_shared_ptes_so_the_next_write_redirties(tmp_path) -> None:
+    """folio_clear_dirty_for_io -> folio_mkclean: after writeback the PTEs are clean and
+    read-only again; the next write takes wp_page_shared and dirties the folio (6.18)."""
+    from drgn.helpers.linux.mm import follow_pfn, pfn_to_page
+    from drgn.helpers.linux.pid import find_task
+    from drgn.helpers.linux.vmstat import global_node_page_state
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.snapshot.writer import save
+    from mmintro.workload import Workload
+
+    w = Workload(boot(MachineConfig(ram=512 << 20, cpus=2, seed=7)))
+    w.spawn("p", heap=0x10000)
+    w.create_file("f", "/data/db", 8 * PAGE)
+    a = w.mmap("p", "fm", 8 * PAGE, kind="shared", file="f")
+    assert len(w.touch("p", "fm", write=True, size=4 * PAGE)) == 4
+    w.writeback(everything=True, complete=1.0)
+    mm = w.proc("p").mm
+    after_wb = [memory.walk(w.k, mm, a + i * PAGE)[2] for i in range(4)]
+    assert all(e & _PAGE_PRESENT and not e & (_PAGE_RW | _PAGE_DIRTY) for e in after_wb)
+    assert sum(s.get("NR_FILE_DIRTY", 0) for s in w.k.node_vm_stat) == 0
+    again = w.touch("p", "fm", write=True, size=2 * PAGE)
+    assert [f.kind for f in again] == ["file-shared"] * 2
+    save(w.k, tmp_path / "s")
+    d = open_drgn(str(tmp_path / "s.vmcore"), str(tmp_path / "s.vmlinux"))
+    dmm = find_task(d, w.proc("p").pid).mm
+    pg_dirty = d.constant("PG_dirty").value_()
+    for i in range(4):
+        e = _drgn_leaf(d, dmm, a + i * PAGE)[1]
+        page = pfn_to_page(d, follow_pfn(dmm, a + i * PAGE))
+        assert bool(e & _PAGE_DIRTY) == bool(e & _PAGE_RW) == bool(page.flags.f.value_() >> pg_dirty & 1) == (i < 2)
+    assert global_node_page_state(d.constant("NR_FILE_DIRTY")) == 2

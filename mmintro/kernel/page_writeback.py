@@ -685,8 +685,14 @@ def balance_dirty_pages_ratelimited(k: Kernel, mapping: int) -> DirtyThrottle | 
 
 # -- writeback ------------------------------------------------------------------------------------
 def folio_clear_dirty_for_io(k: Kernel, pfn: int, wb: int) -> bool:
-    """mm/page-writeback.c folio_clear_dirty_for_io() (folio_mkclean of the PTEs is MEM's:
-    not done here)."""
+    """mm/page-writeback.c folio_clear_dirty_for_io() for a mapping that can write back:
+    folio_mkclean (rmap: the shared mappings' PTEs write-protected and cleaned, so the next
+    write faults and dirties the folio again) and folio_mark_dirty when it cleaned any, then
+    folio_test_clear_dirty with NR_FILE_DIRTY, NR_ZONE_WRITE_PENDING and WB_RECLAIMABLE."""
+    from mmintro.kernel import rmap
+
+    if rmap.folio_mkclean(k, pfn):
+        folio_mark_dirty(k, pfn)
     if not swap.folio_clear_flag(k, pfn, swap.PG_dirty):
         return False
     nr = swap.folio_nr_pages(k, pfn)

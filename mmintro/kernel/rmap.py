@@ -1083,3 +1083,39 @@ def rmap_walk(k: Kernel, pfn: int) -> list[tuple[int, int]]:
                 break
             a += 1 << PAGE_SHIFT
     return out
+
+
+def folio_mkclean(k: Kernel, pfn: int) -> int:
+    """mm/rmap.c folio_mkclean(): for every VM_SHARED VMA mapping the folio
+    (invalid_mkclean_vma skips private ones, rmap_walk), page_vma_mkclean_one write-protects
+    and cleans each PTE/PMD that is dirty or writable (ptep_clear_flush + pte_wrprotect +
+    pte_mkclean), so the next write through a writenotify mapping faults and dirties the folio
+    again.  Returns the number of entries cleaned (folio_clear_dirty_for_io re-dirties the
+    folio when it is non-zero)."""
+    from mmintro.arch.x86 import _PAGE_DIRTY, _PAGE_RW
+    from mmintro.kernel import memory
+    from mmintro.kernel import mmap as M
+
+    km = k.kmem
+    f = page_folio(k, pfn)
+    if folio_mapcount(k, f) <= 0:  # !folio_mapped()
+        return 0
+    nr = folio_nr_pages(k, f)
+    cleaned = 0
+    for vma, addr in rmap_walk(k, f):
+        if not km.get(vma, "vm_area_struct", "vm_flags") & M.VM_SHARED:
+            continue
+        mm = km.get(vma, "vm_area_struct", "vm_mm")
+        vend = km.get(vma, "vm_area_struct", "vm_end")
+        a = addr
+        while a < vend and a < addr + (nr << PAGE_SHIFT):
+            level, slot, e = memory.walk(k, mm, a)
+            step = 1 << PAGE_SHIFT
+            if level in ("PTE", "PMD") and memory.pte_present(e) and \
+                    f <= ((e & ((1 << 52) - 1)) >> PAGE_SHIFT) < f + nr and e & (_PAGE_DIRTY | _PAGE_RW):
+                memory._write(k, slot, e & ~(_PAGE_DIRTY | _PAGE_RW))
+                cleaned += 1
+                if level == "PMD":
+                    step = 1 << 21
+            a += step
+    return cleaned
