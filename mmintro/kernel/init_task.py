@@ -110,7 +110,7 @@ def _set_cpus_allowed_common(k: "Kernel", tsk: int, words: list[int]) -> None:
     for i, w in enumerate(words):
         km.set(tsk, "task_struct", f"cpus_mask.bits[{i}]", w)
     km.set(tsk, "task_struct", "cpus_ptr", km.addr(tsk, "task_struct", "cpus_mask"))
-    km.set(tsk, "task_struct", "nr_cpus_allowed", sum(bin(w).count("1") for w in words))
+    km.set(tsk, "task_struct", "nr_cpus_allowed", sum(w.bit_count() for w in words))
 
 
 def init_idle_affinity(k: "Kernel", tsk: int, cpu: int) -> None:
