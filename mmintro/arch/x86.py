@@ -57,6 +57,57 @@ _PAGE_PSE = 1 << _PAGE_BIT_PSE
 _PAGE_GLOBAL = 1 << _PAGE_BIT_GLOBAL
 _PAGE_SPECIAL = 1 << _PAGE_BIT_SOFTW1
 _PAGE_NX = 1 << _PAGE_BIT_NX
+# _PAGE_BIT_PROTNONE = _PAGE_BIT_GLOBAL: only on non-present user entries (PROT_NONE)
+_PAGE_PROTNONE = _PAGE_GLOBAL
+
+# arch/x86/include/asm/page_types.h: PHYSICAL_PMD_PAGE_MASK / PHYSICAL_PUD_PAGE_MASK
+# (PMD_MASK / PUD_MASK & __PHYSICAL_MASK, __PHYSICAL_MASK_SHIFT 52)
+PHYSICAL_PMD_PAGE_MASK = ((1 << 52) - 1) & ~((1 << PMD_SHIFT) - 1)
+PHYSICAL_PUD_PAGE_MASK = ((1 << 52) - 1) & ~((1 << PUD_SHIFT) - 1)
+
+
+# arch/x86/include/asm/pgtable-invert.h (L1TF): a non-zero entry without _PAGE_PRESENT
+# (PROT_NONE, swap, migration) holds its PFN bits inverted.
+def __pte_needs_invert(val: int) -> bool:
+    return bool(val) and not val & _PAGE_PRESENT
+
+
+def protnone_mask(val: int) -> int:
+    """The mask to xor with an entry to get the correct pfn (~0 for an inverted one)."""
+    return (1 << 64) - 1 if __pte_needs_invert(val) else 0
+
+
+def flip_protnone_guard(oldval: int, val: int, mask: int) -> int:
+    """Invert the PFN part (``mask``) when an entry turns PROT_NONE or back."""
+    if __pte_needs_invert(oldval) != __pte_needs_invert(val):
+        val = (val & ~mask) | (~val & mask)
+    return val
+
+
+# arch/x86/include/asm/pgtable.h: pte_pfn / pmd_pfn / pud_pfn undo the inversion;
+# pmd_pfn_mask / pud_pfn_mask (pgtable_types.h) are the PHYSICAL_P?D_PAGE_MASK of a leaf.
+def pte_pfn(e: int) -> int:
+    return ((e ^ protnone_mask(e)) & PTE_PFN_MASK) >> PAGE_SHIFT
+
+
+def pmd_pfn(e: int) -> int:
+    mask = PHYSICAL_PMD_PAGE_MASK if e & _PAGE_PSE else PTE_PFN_MASK
+    return ((e ^ protnone_mask(e)) & mask) >> PAGE_SHIFT
+
+
+def pud_pfn(e: int) -> int:
+    mask = PHYSICAL_PUD_PAGE_MASK if e & _PAGE_PSE else PTE_PFN_MASK
+    return ((e ^ protnone_mask(e)) & mask) >> PAGE_SHIFT
+
+
+def pfn_pte(pfn: int, prot: int) -> int:
+    """pfn_pte(): the pfn inverted when ``prot`` is a PROT_NONE protection."""
+    return (((pfn << PAGE_SHIFT) ^ protnone_mask(prot)) & PTE_PFN_MASK) | prot
+
+
+def pfn_pmd(pfn: int, prot: int) -> int:
+    """pfn_pmd(): as pfn_pte with PHYSICAL_PMD_PAGE_MASK."""
+    return (((pfn << PAGE_SHIFT) ^ protnone_mask(prot)) & PHYSICAL_PMD_PAGE_MASK) | prot
 
 # Names of the entry bits as crash's vtop prints them, lowest bit first.
 PTE_BIT_NAMES = [

@@ -51,13 +51,18 @@ from mmintro.arch.x86 import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
     _PAGE_PRESENT,
+    _PAGE_PROTNONE,
     _PAGE_PSE,
     _PAGE_RW,
     _PAGE_SPECIAL,
     PAGE_SHIFT,
     PAGE_SIZE,
+    PHYSICAL_PMD_PAGE_MASK,
     PMD_SHIFT,
-    PTE_PFN_MASK,
+    flip_protnone_guard,
+    pfn_pmd,
+    pfn_pte,
+    pmd_pfn,
 )
 from mmintro.kernel import gfp as G
 from mmintro.kernel import page_alloc
@@ -447,12 +452,36 @@ def _mm_inc_nr_ptes(k: Kernel, mm: int, n: int = 1) -> None:
 
 def folio_mk_pmd(pfn: int, prot: int) -> int:
     """folio_mk_pmd(): pmd_mkhuge(pfn_pmd(pfn, prot)) (no PAT bit in a user protection)."""
-    return (pfn << PAGE_SHIFT) | prot | _PAGE_PSE
+    return pfn_pmd(pfn, prot) | _PAGE_PSE
+
+
+def pmd_present(e: int) -> bool:
+    """x86 pmd_present(): _PAGE_PRESENT, _PAGE_PROTNONE or _PAGE_PSE (a PROT_NONE leaf
+    is present)."""
+    return bool(e & (_PAGE_PRESENT | _PAGE_PROTNONE | _PAGE_PSE))
+
+
+def pmd_trans_huge(e: int) -> bool:
+    """x86 pmd_trans_huge(): _PAGE_PSE (present or PROT_NONE leaf; no swap PMDs here)."""
+    return bool(e & _PAGE_PSE)
+
+
+def pmd_modify(e: int, newprot: int) -> int:
+    """arch/x86/include/asm/pgtable.h pmd_modify(): keep _HPAGE_CHG_MASK (the pfn, cache
+    bits, A/D, special, PSE, PAT_LARGE), take the rest from newprot, and
+    flip_protnone_guard(PHYSICAL_PMD_PAGE_MASK): the pfn is inverted as the leaf turns
+    PROT_NONE and back (the shadow-stack saved-dirty shuffle is off: no USER_SHSTK)."""
+    from mmintro.kernel import mprotect
+
+    chg = mprotect._HPAGE_CHG_MASK  # includes _PAGE_PAT_LARGE through PTE_PFN_MASK
+    val = (e & chg) | (newprot & ~chg)
+    return flip_protnone_guard(e, val, PHYSICAL_PMD_PAGE_MASK)
 
 
 def is_huge_zero_pmd(k: Kernel, e: int) -> bool:
+    """is_huge_zero_pmd(): pmd_present() and pmd_pfn() == huge_zero_pfn."""
     hz = k.__dict__.get("huge_zero_pfn")
-    return hz is not None and e & _PAGE_PRESENT and (e & PTE_PFN_MASK) >> PAGE_SHIFT == hz
+    return hz is not None and pmd_present(e) and pmd_pfn(e) == hz
 
 
 # -- the huge zero folio ------------------------------------------------------------------------
@@ -601,7 +630,7 @@ def do_huge_pmd_wp_page(k: Kernel, mm: int, vma: int, addr: int) -> int | None:
             return pfn
         __split_huge_pmd(k, vma, pmd, addr)
         return None
-    pfn = (orig & PTE_PFN_MASK) >> PAGE_SHIFT
+    pfn = pmd_pfn(orig)
     mv64, mv32, base, _a = k.memmap_words[pfn >> page_alloc.PFN_SECTION_SHIFT]
     w = base + pfn * 8
     reuse = _page_anon_exclusive(k, pfn)
@@ -633,7 +662,7 @@ def copy_huge_pmd(k: Kernel, dst_vma: int, src_vma: int, addr: int) -> None:
     dst_mm, src_mm = _vget(k, dst_vma, "vm_mm"), _vget(k, src_vma, "vm_mm")
     src_pmd = mem.pmd_alloc(k, src_mm, addr)
     e = _read(k, src_pmd)
-    if not e & _PAGE_PRESENT:
+    if not pmd_trans_huge(e):  # a PROT_NONE leaf is copied too
         return
     dst_pmd = mem.pmd_alloc(k, dst_mm, addr)
     pgtable = _pte_alloc_one(k)
@@ -644,7 +673,7 @@ def copy_huge_pmd(k: Kernel, dst_vma: int, src_vma: int, addr: int) -> None:
         pgtable_trans_huge_deposit(k, dst_pmd, pgtable)
         _write(k, dst_pmd, e & ~_PAGE_RW & ~_PAGE_ACCESSED)
         return
-    pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+    pfn = pmd_pfn(e)
     rm = _rmap()
     rm.folio_get(k, pfn)
     rm.folio_try_dup_anon_rmap_pmd(k, pfn, dst_vma, src_vma)
@@ -671,13 +700,13 @@ def zap_huge_pmd(k: Kernel, vma: int, addr: int) -> None:
     mm = _vget(k, vma, "vm_mm")
     pmd = mem.pmd_alloc(k, mm, addr)
     e = _read(k, pmd)
-    if not e & _PAGE_PRESENT:
+    if not pmd_present(e):  # a PROT_NONE leaf (pmd_present) is zapped like any other
         return
     _write(k, pmd, 0)  # pmdp_huge_get_and_clear_full
     if is_huge_zero_pmd(k, e):
         zap_deposited_table(k, mm, pmd)
         return
-    pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+    pfn = pmd_pfn(e)
     rm = _rmap()
     rm.folio_remove_rmap_pmd(k, pfn, vma)
     zap_deposited_table(k, mm, pmd)
@@ -694,7 +723,7 @@ def __split_huge_pmd(k: Kernel, vma: int, pmd: int, addr: int) -> None:
     from mmintro.arch.x86 import _PAGE_TABLE
 
     e = _read(k, pmd)
-    if not e & _PAGE_PRESENT or not e & _PAGE_PSE:
+    if not pmd_present(e) or not pmd_trans_huge(e):
         return
     _count(k, THP_SPLIT_PMD)
     table_pfn = pgtable_trans_huge_withdraw(k, pmd)
@@ -703,7 +732,7 @@ def __split_huge_pmd(k: Kernel, vma: int, pmd: int, addr: int) -> None:
     if is_huge_zero_pmd(k, e):
         # __split_huge_zero_page_pmd(): the 4 KiB zero page, special, vm_page_prot
         prot = _vget(k, vma, "vm_page_prot")
-        entry = (k.zero_pfn << PAGE_SHIFT) | prot | _PAGE_SPECIAL
+        entry = pfn_pte(k.zero_pfn, prot) | _PAGE_SPECIAL
         for i in range(PTRS_PER_PTE):
             _write(k, table + 8 * i, entry)
     else:
@@ -711,7 +740,7 @@ def __split_huge_pmd(k: Kernel, vma: int, pmd: int, addr: int) -> None:
         # pte_mkdirty), the folio dirtied, a reference per PTE (folio_ref_add(HPAGE_PMD_NR - 1)),
         # the PTE mappings (RMAP_EXCLUSIVE when the head was PageAnonExclusive), then the PMD
         # mapping removed
-        pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+        pfn = pmd_pfn(e)
         prot = _vget(k, vma, "vm_page_prot")
         bits = prot | (e & _PAGE_RW) | (e & _PAGE_DIRTY)
         if not e & _PAGE_ACCESSED:
@@ -720,7 +749,7 @@ def __split_huge_pmd(k: Kernel, vma: int, pmd: int, addr: int) -> None:
         if e & _PAGE_DIRTY:
             mv64[base + pfn * 8 + page_alloc.W_FLAGS] |= 1 << _T.const("PG_dirty")
         for i in range(PTRS_PER_PTE):
-            _write(k, table + 8 * i, ((pfn + i) << PAGE_SHIFT) | bits)
+            _write(k, table + 8 * i, pfn_pte(pfn + i, bits))  # set_ptes: pte_advance_pfn
         rm = _rmap()
         exclusive = _page_anon_exclusive(k, pfn)
         rm.folio_get(k, pfn, HPAGE_PMD_NR - 1)
@@ -795,17 +824,18 @@ def change_huge_pmd(k: Kernel, vma: int, pmd: int, addr: int, newprot: int, try_
     """mm/huge_memory.c change_huge_pmd() (no NUMA hinting, no uffd-wp): pmd_modify, then
     pmd_mkwrite when the caller may make it writable and can_change_pmd_writable (VM_WRITE and,
     for a private VMA, an anonymous exclusive folio -- never the huge zero folio)."""
-    from mmintro.kernel import mprotect
-
     e = _read(k, pmd)
-    if not e & _PAGE_PRESENT:
+    if not pmd_trans_huge(e):  # __pmd_trans_huge_lock: PROT_NONE leaves included
         return
-    entry = mprotect.pte_modify(e, newprot, mprotect._HPAGE_CHG_MASK) | _PAGE_PSE
-    if try_writable and not entry & _PAGE_RW and _vget(k, vma, "vm_flags") & VM_WRITE:
+    entry = pmd_modify(e, newprot)
+    # can_change_pmd_writable(): VM_WRITE, not pmd_protnone, then shared: dirty; private:
+    # an anonymous exclusive page
+    if try_writable and not entry & _PAGE_RW and _vget(k, vma, "vm_flags") & VM_WRITE \
+            and entry & (_PAGE_PROTNONE | _PAGE_PRESENT) != _PAGE_PROTNONE:
         if _vget(k, vma, "vm_flags") & VM_SHARED:
             ok = bool(entry & _PAGE_DIRTY)
         else:
-            pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+            pfn = pmd_pfn(e)
             ok = not is_huge_zero_pmd(k, e) and _page_anon_exclusive(k, pfn)
         if ok:
             entry |= _PAGE_RW

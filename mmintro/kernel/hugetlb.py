@@ -1348,7 +1348,6 @@ def unmap_hugepage_range(k: Kernel, vma: int, start: int, end: int) -> None:
     """__unmap_hugepage_range(): each present huge entry cleared, hugetlb_count_sub,
     hugetlb_remove_rmap (_entire_mapcount and _large_mapcount down), the mapping's
     reference put (free_huge_folio on the last)."""
-    from mmintro.arch.x86 import _PAGE_PRESENT, PTE_PFN_MASK
     from mmintro.kernel import memory
 
     km = k.kmem
@@ -1357,10 +1356,11 @@ def unmap_hugepage_range(k: Kernel, vma: int, start: int, end: int) -> None:
     want = "PUD" if h.order == PUD_ORDER else "PMD"
     for a in range(start & ~(h.size - 1), end, h.size):
         level, slot, e = memory.walk(k, mm, a)  # huge_pte_offset(): no tables allocated
-        if level != want or not e & _PAGE_PRESENT:
+        # huge_pte_none / pte_present(): a PROT_NONE entry maps its page too
+        if level != want or not memory.pte_present(e):
             continue
         k.mem.write_u64(slot - k.page_offset_base, 0)
-        pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+        pfn = memory.pte_pfn(e)  # pte_page(huge_ptep_get()): the inversion undone
         _hugetlb_count(k, mm, -h.nr_pages)
         _mv64, mv32, w = _words(k, pfn)
         mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] = (mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] - 1) & 0xFFFFFFFF
@@ -1430,7 +1430,7 @@ def copy_hugetlb_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
     entry shared -- hugetlb_try_dup_anon_rmap (PageAnonExclusive cleared, _entire_mapcount and
     _large_mapcount up), a reference, both entries write-protected (huge_ptep_set_wrprotect),
     hugetlb_count_add in the child."""
-    from mmintro.arch.x86 import _PAGE_PRESENT, _PAGE_RW, PTE_PFN_MASK
+    from mmintro.arch.x86 import _PAGE_RW
     from mmintro.kernel import memory
 
     km = k.kmem
@@ -1441,9 +1441,9 @@ def copy_hugetlb_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
     cow = not km.get(src_vma, "vm_area_struct", "vm_flags") & VM_SHARED
     for a in range(start, end, h.size):
         level, slot, e = memory.walk(k, src_mm, a)
-        if not e & _PAGE_PRESENT or level not in ("PMD", "PUD"):
-            continue
-        pfn = (e & PTE_PFN_MASK) >> PAGE_SHIFT
+        if not memory.pte_present(e) or level not in ("PMD", "PUD"):
+            continue  # huge_pte_none (swap/migration entries are not modelled)
+        pfn = memory.pte_pfn(e)
         mv64, mv32, w = _words(k, pfn)
         mv64[w + _W.W_FLAGS] &= ~(1 << _T.const("PG_anon_exclusive"))
         mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] = (mv32[2 * w + _W.FD_ENTIRE_MAPCOUNT] + 1) & 0xFFFFFFFF

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmintro.arch import x86 as _x86
 from mmintro.arch.x86 import (
     _PAGE_ACCESSED,
     _PAGE_DIRTY,
@@ -140,18 +141,33 @@ class FaultRecord:
 
 
 # -- entries (arch/x86/include/asm/pgtable.h) ---------------------------------------------
-def pte_pfn(e: int) -> int:
-    return (e & PTE_PFN_MASK) >> PAGE_SHIFT
+# pte_pfn / pmd_pfn / pud_pfn undo the PFN inversion of a PROT_NONE entry (pgtable-invert.h);
+# pfn_pte(pfn, prot) inverts it for a PROT_NONE prot (__supported_pte_mask keeps NX).
+# _PAGE_PROTNONE = _PAGE_GLOBAL (bit 8) on a non-present entry: PROT_NONE / NUMA-hinting
+# entries, which the kernel still counts as present.
+pte_pfn = _x86.pte_pfn
+pmd_pfn = _x86.pmd_pfn
+pud_pfn = _x86.pud_pfn
+pfn_pte = _x86.pfn_pte
+_PAGE_PROTNONE = _x86._PAGE_PROTNONE
+_NP_PRESENT = np.uint64(_PAGE_PRESENT)
+_NP_PFN_MASK = np.uint64(PTE_PFN_MASK)
 
 
-def pfn_pte(pfn: int, prot: int) -> int:
-    """pfn_pte(): the pfn with the protection bits (__supported_pte_mask keeps NX)."""
-    return (pfn << PAGE_SHIFT) | prot
+def pte_pfns(vals: np.ndarray) -> np.ndarray:
+    """pte_pfn() of an array of PTEs: the PFN bits, inverted back where the entry is non-zero
+    and not _PAGE_PRESENT (protnone_mask)."""
+    inv = (vals != 0) & ((vals & _NP_PRESENT) == 0)
+    return (np.where(inv, ~vals, vals) & _NP_PFN_MASK) >> np.uint64(PAGE_SHIFT)
 
 
-# arch/x86/include/asm/pgtable_types.h: _PAGE_PROTNONE = _PAGE_GLOBAL (bit 8) on a non-present
-# entry: PROT_NONE / NUMA-hinting entries, which the kernel still counts as present.
-_PAGE_PROTNONE = 1 << 8
+def leaf_pfn(level: str, e: int) -> int:
+    """The first pfn a leaf of ``level`` ("PTE", "PMD", "PUD", as walk() names them) maps."""
+    if level == "PMD":
+        return pmd_pfn(e)
+    if level == "PUD":
+        return pud_pfn(e)
+    return pte_pfn(e)
 
 
 def pte_present(e: int) -> bool:
@@ -521,7 +537,7 @@ def __handle_mm_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task
         else:
             # huge_pmd_set_accessed(): a spurious fault, the hardware bits
             _write(k, pmd, e | _PAGE_ACCESSED | (_PAGE_DIRTY if write else 0))
-            return Fault("spurious", pte_pfn(e))
+            return Fault("spurious", pmd_pfn(e))
     return handle_pte_fault(k, mm, vma, addr, write, task, pmd)
 
 
@@ -1009,7 +1025,7 @@ def _dup_small_folios(k: Kernel, vals: np.ndarray, idx: np.ndarray, vm_flags: in
     _refcount + 1 (folio_get), _mapcount + 1, PG_anon_exclusive cleared for anonymous ones
     (folio_try_dup_anon_rmap_pte; no page is pinned here), rss counted.  Yields
     (index, pfn, anon, swapbacked) for the entries left to the per-PTE path: large folios."""
-    pfns = (vals & np.uint64(PTE_PFN_MASK)) >> np.uint64(PAGE_SHIFT)
+    pfns = pte_pfns(vals)
     normal = ((vals & np.uint64(_PAGE_SPECIAL)) == 0) & (pfns != np.uint64(k.zero_pfn))
     if vm_flags & (mmap.VM_PFNMAP | mmap.VM_MIXEDMAP):
         normal[:] = False
@@ -1151,7 +1167,7 @@ def _zap_shared_small_anon(k: Kernel, vals: np.ndarray, rss: dict) -> list[int]:
     if not n:
         return []
     present = (vals & np.uint64(_PAGE_PRESENT | _PAGE_PROTNONE)) != 0
-    pfns = (vals & np.uint64(PTE_PFN_MASK)) >> np.uint64(PAGE_SHIFT)
+    pfns = pte_pfns(vals)
     cand = present & ((vals & np.uint64(_PAGE_SPECIAL)) == 0) & (pfns != np.uint64(k.zero_pfn))
     fast = np.zeros(n, dtype=bool)
     cpos = np.flatnonzero(cand)
@@ -1548,7 +1564,7 @@ def check_mm(k: Kernel, mm: int) -> list[str]:
             continue
         if _vma_get(k, vma, "vm_flags") & VM_HUGETLB:
             continue
-        pfn = pte_pfn(e)
+        pfn = pmd_pfn(e)
         huge_zero = k.__dict__.get("huge_zero_pfn")
         if pfn == huge_zero:
             continue
@@ -1561,7 +1577,7 @@ def check_mm(k: Kernel, mm: int) -> list[str]:
 
 
 def _is_hugetlb_leaf(k: Kernel, mm: int, e: int) -> bool:
-    return rmap.folio_test_hugetlb(k, pte_pfn(e))
+    return rmap.folio_test_hugetlb(k, pmd_pfn(e))
 
 
 def check_mapcounts(k: Kernel, mms: list[int]) -> list[str]:
@@ -1582,7 +1598,7 @@ def check_mapcounts(k: Kernel, mms: list[int]) -> list[str]:
             if page is not None:
                 ptes[page] = ptes.get(page, 0) + 1
         for e in c["pmd"].values():
-            pfn = pte_pfn(e)
+            pfn = pmd_pfn(e)
             if pfn == k.__dict__.get("huge_zero_pfn") or rmap.folio_test_hugetlb(k, pfn):
                 continue
             pmds[pfn] = pmds.get(pfn, 0) + 1
