@@ -861,8 +861,6 @@ def test_prot_none_thp_round_trip() -> None:
     assert level == "PMD" and e & 0x83 == 0x83  # present, writable, PSE
 
 
-@pytest.mark.xfail(strict=True, reason="HUGE: zap_huge_pmd tests _PAGE_PRESENT, not pmd_present(): a PROT_NONE "
-                   "THP survives munmap/exit (folio and deposited table leak)")
 def test_prot_none_thp_is_zapped_at_exit() -> None:
     k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=24, thp="always"))
     ns = k.node_vm_stat[0]
