@@ -85,10 +85,15 @@ class PageTableScan:
 
     @property
     def pfn(self) -> np.ndarray:
-        """Frame of each leaf's first page (``entry & PTE_PFN_MASK >> PAGE_SHIFT``, the PAT bit
-        of large leaves masked)."""
+        """Frame of each leaf's first page as ``pte_pfn()`` / ``pmd_pfn()`` / ``pud_pfn()``
+        give it (arch/x86/include/asm/pgtable.h): ``entry & PTE_PFN_MASK >> PAGE_SHIFT``, the PAT
+        bit of large leaves masked, and the PFN of a non-zero entry without _PAGE_PRESENT (a
+        PROT_NONE leaf) inverted back (``protnone_mask``, pgtable-invert.h: x86 stores it
+        inverted against L1TF).  Meaningless for swap entries."""
         size = np.array([0, 1 << 12, 1 << 21, 1 << 30], dtype=np.uint64)[self.level]
-        return (self.entry & PTE_PFN_MASK & ~(size - np.uint64(1))) >> np.uint64(PAGE_SHIFT)
+        inv = (self.entry != 0) & ((self.entry & _PRESENT) == 0)
+        e = np.where(inv, ~self.entry, self.entry)
+        return (e & PTE_PFN_MASK & ~(size - np.uint64(1))) >> np.uint64(PAGE_SHIFT)
 
     @property
     def size(self) -> np.ndarray:
