@@ -134,7 +134,7 @@ def test_smaps_counts_prot_none_pages_with_their_real_pfns(world) -> None:
         rep = {v.maps.start: v for v in S.smaps(mine, pid).vmas}
         st = rep[world["a"]].stats
         assert (st.resident, st.anonymous, st.pss >> S.PSS_SHIFT) == (NPAGES * PG, NPAGES * PG, NPAGES * PG // 2)
-        thp = [v for v in rep.values() if v.maps.start <= world["thp"] < v.maps.end][0].stats
+        thp = next(v for v in rep.values() if v.maps.start <= world["thp"] < v.maps.end).stats
         assert (thp.resident, thp.anonymous_thp) == (2 << 20, 2 << 20)
         assert rep[world["h"]].stats.shared_hugetlb == 2 << 20  # mapped by both: folio_maybe_mapped_shared
         rows = {r.start: r for r in N.numa_maps(mine, pid)}
