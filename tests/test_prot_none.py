@@ -169,3 +169,18 @@ def test_back_to_read_write_restores_the_entries_and_exit_frees_everything(world
             b["vm_node_stat"][b.constant(item).value_()].counter.value_(), item
     hs = e["hstates"][e["default_hstate_idx"]]
     assert (hs.free_huge_pages.value_(), hs.resv_huge_pages.value_()) == (4, 0)
+
+
+@pytest.mark.xfail(strict=True, reason="VMA: mprotect.change_protection's hugetlb branch only changes entries with "
+                   "_PAGE_PRESENT, so a PROT_NONE hugetlb entry stays PROT_NONE after mprotect(R|W) and the next "
+                   "fault maps a second huge page over it (6.18 hugetlb_change_protection: every !huge_pte_none)")
+def test_prot_none_hugetlb_round_trip() -> None:
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=32, hugepages_2m=4))
+    p = fork.spawn_process(k, "h")
+    h = hugetlb.hugetlb_mmap(k, p.mm, 2 << 20, 2 << 20, R | W)
+    memory.handle_mm_fault(k, p.mm, h, True)
+    before = memory.walk(k, p.mm, h)[2]
+    assert P.do_mprotect(k, p.mm, h, 2 << 20, 0) == 0
+    assert P.do_mprotect(k, p.mm, h, 2 << 20, R | W) == 0
+    e = memory.walk(k, p.mm, h)[2]
+    assert e & PRESENT and e & PFN_MASK == before & PFN_MASK, hex(e)
