@@ -350,8 +350,6 @@ def test_a_user_task_has_inits_affinity_like_the_reference(affinity) -> None:
     assert [mine[f] for f in _AFFINITY] == [ref[f] for f in _AFFINITY]
 
 
-@pytest.mark.xfail(strict=True, reason="VMA: fork.copy_process should call init_task.user_task_affinity(k, tsk) "
-                   "(and _dup_task_struct init_task.dup_task_cpus_ptr); remove this mark when it does")
 def test_a_spawned_task_gets_the_affinity_from_copy_process(affinity) -> None:
     path, _d, p, _q = affinity
     assert _status(path, p)["Cpus_allowed_list"] == "0-1"

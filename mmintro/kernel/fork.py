@@ -240,6 +240,10 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
     tsk = slub.kmem_cache_alloc(k, slub.find_cache(k, "task_struct"), "GFP_KERNEL", caller="dup_task_struct")
     size = T.sizeof("struct task_struct")
     km.write_bytes(tsk, k.mem.read(k.pa(src), size) if src else bytes(size))
+    if src:
+        it.dup_task_cpus_ptr(k, tsk, src)  # cpus_ptr back to the copy's own cpus_mask
+    else:  # a new program: the affinity and mems every user task inherits from init
+        it.user_task_affinity(k, tsk)
     if it.alloc_thread_stack_node(k, tsk, k.cpu_to_node(cpu), "kernel_clone"):
         raise MemoryError("copy_process: no kernel stack")
     km.set(tsk, "task_struct", "stack_refcount.refs.counter", 1)
