@@ -389,3 +389,33 @@ def test_writeback_write_protects_the_shared_ptes_so_the_next_write_redirties(tm
         page = pfn_to_page(d, follow_pfn(dmm, a + i * PAGE))
         assert bool(e & _PAGE_DIRTY) == bool(e & _PAGE_RW) == bool(page.flags.f.value_() >> pg_dirty & 1) == (i < 2)
     assert global_node_page_state(d.constant("NR_FILE_DIRTY")) == 2
+
+
+def test_mprotect_keeps_write_notification_on_a_shared_file_mapping() -> None:
+    """mprotect_fixup -> vma_set_page_prot: a shared file mapping made read-only and then
+    writable again keeps vm_page_prot without write and its PTEs read-only, so the next
+    write still faults and dirties the folio (6.18).  No PTE is upgraded, not even the dirty
+    one: mprotect_fixup asks vma_wants_manual_pte_write_upgrade before vma_set_page_prot,
+    and against the old read-only vm_page_prot vma_wants_writenotify says no."""
+    from mmintro.kernel import mprotect
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.kernel.mmap import find_vma
+    from mmintro.workload import Workload
+
+    w = Workload(boot(MachineConfig(ram=512 << 20, cpus=2, seed=8)))
+    w.spawn("p", heap=0x10000)
+    w.create_file("f", "/data/db", 8 * PAGE)
+    a = w.mmap("p", "fm", 8 * PAGE, kind="shared", file="f")
+    mm = w.proc("p").mm
+    w.touch("p", "fm", write=False, size=2 * PAGE)  # two clean, read-only PTEs
+    w.touch("p", "fm", write=True, size=PAGE, start=2 * PAGE)  # one dirty, writable PTE
+    assert mprotect.do_mprotect(w.k, mm, a, 8 * PAGE, 1) == 0  # PROT_READ
+    assert mprotect.do_mprotect(w.k, mm, a, 8 * PAGE, 3) == 0  # PROT_READ | PROT_WRITE
+    vma = find_vma(w.k, mm, a)
+    assert not w.k.kmem.get(vma, "vm_area_struct", "vm_page_prot") & _PAGE_RW
+    ents = [memory.walk(w.k, mm, a + i * PAGE)[2] for i in range(3)]
+    assert [bool(e & _PAGE_RW) for e in ents] == [False, False, False]
+    dirty0 = sum(s.get("NR_FILE_DIRTY", 0) for s in w.k.node_vm_stat)
+    assert [f.kind for f in w.touch("p", "fm", write=True, size=PAGE)] == ["file-shared"]
+    assert sum(s.get("NR_FILE_DIRTY", 0) for s in w.k.node_vm_stat) == dirty0 + 1

@@ -159,12 +159,14 @@ def can_change_pte_writable(k: Kernel, vma: int, addr: int, pte: int) -> bool:
 
 
 def vma_wants_manual_pte_write_upgrade(k: Kernel, vma: int) -> bool:
-    """include/linux/mm.h: a shared VMA when it does not want write notification (no
-    page_mkwrite / dirty accounting modelled: a shared file mapping of a filesystem with dirty
-    accounting wants it, so only shared anonymous ones), a private one when VM_WRITE."""
+    """include/linux/mm.h: a shared VMA when it wants write notification (checked against its
+    current vm_page_prot, as mprotect_fixup calls it before vma_set_page_prot), a private one
+    when VM_WRITE."""
+    from mmintro.kernel import filemap
+
     flags = k.kmem.get(vma, "vm_area_struct", "vm_flags")
     if flags & M.VM_SHARED:
-        return not k.kmem.get(vma, "vm_area_struct", "vm_file")
+        return filemap.vma_wants_writenotify(k, vma, k.kmem.get(vma, "vm_area_struct", "vm_page_prot"))
     return bool(flags & M.VM_WRITE)
 
 
@@ -286,7 +288,9 @@ def mprotect_fixup(k: Kernel, vma: int, prev: int, start: int, end: int, newflag
         return res or -12, prev
     km.set(res, "vm_area_struct", "vm_flags", newflags)  # vm_flags_reset_once
     try_writable = vma_wants_manual_pte_write_upgrade(k, res)
-    km.set(res, "vm_area_struct", "vm_page_prot", M.vm_get_page_prot(newflags))  # vma_set_page_prot
+    from mmintro.kernel import filemap
+
+    filemap.vma_set_page_prot(k, res)  # without write when the shared VMA wants write notification
     change_protection(k, res, start, end, try_writable)
     if oldflags & M.VM_ACCOUNT and not newflags & M.VM_ACCOUNT:
         V.vm_unacct_memory(k, nrpages)
