@@ -14,6 +14,7 @@ from mmintro import crosscheck_tasks as ct
 from mmintro.crosscheck import open_drgn
 from mmintro.reader import open_snapshot
 from mmintro.snapshot.writer import save
+from mmintro.views import ps as ps_view
 from mmintro.workload import parse_scenario, run_scenario
 
 WORKLOAD = '''
@@ -145,3 +146,29 @@ def test_rows_catch_a_wrong_page(progs, monkeypatch):
     monkeypatch.setattr(ct, "PAGECACHE_TAG_DIRTY", ct.PAGECACHE_TAG_WRITEBACK)
     mine, theirs = ct.c_page_cache_marks(p, d)
     assert mine != theirs
+
+
+def test_rows_agree_with_threads(tmp_path):
+    """Threads are not on init_task.tasks (only group leaders are): mmintro's task walk goes
+    through init_pid_ns's IDR as drgn's for_each_task does, so a thread whose pid sorts
+    between two processes is found, in drgn's order, by every row."""
+    from mmintro.kernel import fork, memory
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+
+    k = boot(MachineConfig(ram=512 << 20, cpus=2, seed=3))
+    a = fork.spawn_process(k, "web")
+    b = fork.spawn_process(k, "cron")
+    t = fork.do_clone_thread(k, a, cpu=1)
+    heap = k.kmem.get(a.mm, "mm_struct", "start_brk")
+    memory.handle_mm_fault(k, a.mm, heap, True)
+    path = tmp_path / "thr"
+    save(k, path)
+    p = open_snapshot(str(path))
+    d = open_drgn(f"{path}.vmcore", f"{path}.vmlinux")
+    mine = [int(x.pid.value_()) for x in ps_view.for_each_task(p, idle=False)]
+    assert mine == [0, a.pid, b.pid, t.pid] and t.pid > b.pid
+    for name, fn in ct.TASK_CHECKS:
+        m, th = fn(p, d)
+        assert m == th, name
+    p.close()

@@ -56,7 +56,10 @@ class PsRow(NamedTuple):
 
 
 def for_each_task(prog: Program, idle: bool = True) -> Iterator[Object]:
-    """The idle tasks (``rq->idle`` of each online CPU, pid 0) then ``init_task.tasks``.
+    """Every task, as drgn's ``for_each_task`` orders them: the idle tasks (``rq->idle`` of
+    each online CPU, pid 0) or ``init_task``, then each pid of ``init_pid_ns.idr`` in
+    number order with its PIDTYPE_PID task (``pid_task``) — threads included, which
+    ``init_task.tasks`` (thread-group leaders only) would miss.
 
     :return: Iterator of ``struct task_struct *``
     """
@@ -66,7 +69,24 @@ def for_each_task(prog: Program, idle: bool = True) -> Iterator[Object]:
             yield per_cpu_ptr(prog["runqueues"].address_of_(), cpu).idle
     else:
         yield init
-    yield from list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks")
+    yield from _pid_tasks(prog)
+
+
+def _pid_tasks(prog: Program) -> Iterator[Object]:
+    """``idr_for_each(&init_pid_ns.idr)`` + ``pid_task(pid, PIDTYPE_PID)``."""
+    from mmintro.reader.helpers.xarray import xa_for_each
+    from mmintro.reader.object import cast
+
+    task_ptr = prog.type("struct task_struct *")
+
+    ns = prog["init_pid_ns"]
+    pidtype = prog.types.const("PIDTYPE_PID")
+    links = prog.types.offsetof("task_struct", f"pid_links[{pidtype}]")
+    for _nr, entry in xa_for_each(ns.idr.idr_rt.address_of_()):
+        pid = cast("struct pid *", entry)
+        first = pid.tasks[pidtype].first.value_()
+        if first:
+            yield Object(prog, task_ptr, first - links)
 
 
 def task_state(task: Object) -> str:
