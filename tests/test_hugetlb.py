@@ -309,7 +309,7 @@ def test_shared_hugetlb_mapping_uses_the_inode_page_cache(tmp_path):
 
 
 def test_evicting_an_anon_hugetlb_inode_empties_its_cache_and_reservations():
-    from mmintro.kernel.inode import mapping_xa
+    from mmintro.kernel.inode import fput, get_file, mapping_xa
 
     k = boot(MachineConfig(ram=1 << 30, hugepages_2m=4))
     h = k.hstates[1]
@@ -321,12 +321,13 @@ def test_evicting_an_anon_hugetlb_inode_empties_its_cache_and_reservations():
     inode = k.kmem.get(f, "file", "f_inode")
     mapping = k.kmem.get(inode, "inode", "i_mapping")
     assert [i for i, _e in mapping_xa(k, mapping).xa_for_each()] == [0, 512]
+    get_file(k, f)  # a second reference (as a memfd_create(MFD_HUGETLB) fd would hold)
     mmap.do_munmap(k, p.mm, a, 3 * SZ_2M)
     # unmapped, the pages stay in the page cache; one reservation is still unused
     assert (h.free_huge_pages, h.resv_huge_pages, len(h.activelist)) == (2, 1, 2)
-    hugetlb.hugetlbfs_evict_inode(k, inode)
+    assert k.kmem.get(mapping, "address_space", "nrpages") == 2 * SZ_2M >> 12
+    fput(k, f)  # the last reference: __fput -> dput -> iput -> hugetlbfs_evict_inode
     assert (h.free_huge_pages, h.resv_huge_pages, h.activelist) == (4, 0, [])
-    assert k.kmem.get(mapping, "address_space", "nrpages") == 0
     assert k.node_vm_stat[0].get("NR_HUGETLB", 0) == 0
 
 

@@ -831,8 +831,6 @@ def test_random_vma_operations_keep_the_books_and_leave_nothing_behind(seed, tmp
     assert (hs.free_huge_pages.value_(), hs.resv_huge_pages.value_()) == (16, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="FILE/HUGE: the last fput of a MAP_SHARED hugetlb file does not iput its "
-                   "inode, so hugetlbfs_evict_inode never frees its pages and reservations")
 def test_shared_hugetlb_pages_go_back_after_the_last_exit() -> None:
     from mmintro.kernel import hugetlb
 

@@ -52,10 +52,12 @@ __all__ = [
     "FS_NAME",
     "Vfs",
     "create_file",
+    "dput",
     "fd_install",
     "file_bytes",
     "fput",
     "get_file",
+    "iput",
     "mapping_xa",
     "open_file",
     "task_fs",
@@ -369,16 +371,90 @@ def get_file(k: Kernel, file: int) -> int:
 def fput(k: Kernel, file: int) -> None:
     """fs/file_table.c fput(): file_ref_put (``refcnt`` is the count minus one); the last
     reference runs __fput: dput(f_path.dentry) (the mount's count is not modelled) and
-    file_free() back to ``filp``.  The inode keeps its dentry's reference (i_count)."""
+    file_free() back to ``filp``.  The inode keeps its dentry's reference (i_count) until
+    the dentry itself goes (:func:`dput`)."""
     km = k.kmem
     cnt = km.get(file, "file", "f_ref.refcnt.counter") - 1
     km.set(file, "file", "f_ref.refcnt.counter", cnt)
     if cnt >= 0:
         return
-    dentry = km.get(file, "file", "f_path.dentry")
-    km.set(dentry, "dentry", "d_lockref.count", km.get(dentry, "dentry", "d_lockref.count") - 1)
+    dput(k, km.get(file, "file", "f_path.dentry"))
     km.set(file, "file", "f_ref.refcnt.counter", FILE_REF_DEAD - (1 << 64))  # __file_ref_put's cmpxchg
     slub.kmem_cache_free(k, slub.find_cache(k, "filp"), file)
+
+
+def _is_root(k: Kernel, dentry: int) -> bool:
+    return k.kmem.get(dentry, "dentry", "d_parent") == dentry  # IS_ROOT()
+
+
+def dput(k: Kernel, dentry: int) -> None:
+    """fs/dcache.c dput(): drop a reference; at 0, retain_dentry() decides.  A dentry that
+    can be looked up stays cached with count 0 (this model's disk dentries: hashed in the
+    kernel -- the hash table is not built here -- and the model keeps their creation
+    reference, so they never reach 0; d_lru_add is not modelled).  An unreachable one --
+    d_alloc_pseudo's, IS_ROOT but not its super_block's root (alloc_file_pseudo: MAP_HUGETLB
+    files), never hashed -- is killed (:func:`__dentry_kill`), which iputs its inode."""
+    if not dentry:
+        return
+    km = k.kmem
+    cnt = km.get(dentry, "dentry", "d_lockref.count") - 1
+    km.set(dentry, "dentry", "d_lockref.count", cnt)
+    if cnt > 0:
+        return
+    sb = km.get(dentry, "dentry", "d_sb")
+    unhashed = _is_root(k, dentry) and dentry != km.get(sb, "super_block", "s_root") \
+        and not km.get(dentry, "dentry", "d_hash.pprev")
+    if unhashed:  # retain_dentry(): d_unhashed -> false
+        __dentry_kill(k, dentry)
+
+
+def __dentry_kill(k: Kernel, dentry: int) -> None:
+    """fs/dcache.c __dentry_kill() of a dentry without parent or children (IS_ROOT):
+    dentry_unlink_inode (d_inode and the entry type cleared, the alias off inode->i_dentry,
+    iput) then dentry_free (the inline name needs no free; DCACHE_NORCU: straight back to
+    the dentry cache)."""
+    km = k.kmem
+    inode = km.get(dentry, "dentry", "d_inode")
+    if inode:
+        km.set(dentry, "dentry", "d_flags",
+               km.get(dentry, "dentry", "d_flags") & ~k.T.const("DCACHE_ENTRY_TYPE"))  # __d_clear_type_and_inode
+        km.set(dentry, "dentry", "d_inode", 0)
+        alias = km.addr(dentry, "dentry", "d_u.d_alias")  # hlist_del_init
+        nxt, pprev = km.get(alias, "hlist_node", "next"), km.get(alias, "hlist_node", "pprev")
+        if pprev:
+            km.write_u64(pprev, nxt)
+            if nxt:
+                km.set(nxt, "hlist_node", "pprev", pprev)
+        km.set(alias, "hlist_node", "next", 0)
+        km.set(alias, "hlist_node", "pprev", 0)
+        iput(k, inode)
+    name = km.get(dentry, "dentry", "d_name.name")
+    if name != km.addr(dentry, "dentry", "d_shortname.string"):  # an external_name: its last reference
+        slub.kfree(k, name - k.T.offsetof("external_name", "name"))
+    slub.kmem_cache_free(k, slub.find_cache(k, "dentry"), dentry)
+
+
+def iput(k: Kernel, inode: int) -> None:
+    """fs/inode.c iput(): drop i_count; at 0 iput_final() asks ->drop_inode: hugetlbfs's is
+    generic_delete_inode (always drop: evict -> hugetlbfs_evict_inode frees its page-cache
+    folios back to the pool, the unused reservations, the resv_map and the inode);
+    otherwise inode_generic_drop_inode drops only an unlinked inode -- a linked disk inode
+    stays cached with i_count 0 (inode_add_lru: the inode LRU is not modelled).  Evicting an
+    unlinked disk inode (truncate_inode_pages_final) is not modelled: it stays too."""
+    from mmintro.kernel import hugetlb
+
+    km = k.kmem
+    cnt = km.get(inode, "inode", "i_count.counter") - 1
+    km.set(inode, "inode", "i_count.counter", cnt)
+    if cnt > 0:
+        return
+    sb = km.get(inode, "inode", "i_sb")
+    if sb and km.get(sb, "super_block", "s_magic") == hugetlb.HUGETLBFS_MAGIC:
+        mapping = km.addr(inode, "inode", "i_data")
+        hugetlb.hugetlbfs_evict_inode(k, inode)  # evict(): ->evict_inode, destroy_inode
+        v = k.__dict__.get("vfs")
+        if v is not None:
+            v.xas.pop(mapping, None)  # the freed inode's i_pages model
 
 
 def open_dentry(k: Kernel, dentry: int) -> int:
