@@ -144,6 +144,19 @@ def test_smaps_counts_prot_none_pages_with_their_real_pfns(world) -> None:
         assert pfn_to_page(prog, memory.pte_pfn(before))._mapcount.counter.value_() == 1
 
 
+def test_rmap_walk_finds_prot_none_mappings(world) -> None:
+    """rmap_walk's page_vma_mapped_walk checks pte_present entries by pte_pfn / pmd_pfn: the
+    PROT_NONE PTEs and the PROT_NONE THP of the parent and the child are found."""
+    from mmintro.kernel import rmap
+
+    k, a, thp = world["k"], world["a"], world["thp"]
+    for i in (0, 7, NPAGES - 1):
+        got = rmap.rmap_walk(k, memory.pte_pfn(world["ptes"][i]))
+        assert sorted(addr for _v, addr in got) == [a + i * PG] * 2
+    got = rmap.rmap_walk(k, memory.pmd_pfn(world["pmd"]))
+    assert sorted(addr for _v, addr in got) == [thp] * 2
+
+
 def test_back_to_read_write_restores_the_entries_and_exit_frees_everything(world) -> None:
     """mprotect(R|W) flips the pfns back (the PTEs equal the pre-PROT_NONE ones but for the
     write bit: the pages are shared with the child now), then both exits give back every

@@ -1077,7 +1077,7 @@ def rmap_walk(k: Kernel, pfn: int) -> list[tuple[int, int]]:
         a = addr
         while a < vend and a < addr + (nr << PAGE_SHIFT):
             level, _slot, e = memory.walk(k, mm, a)
-            if memory.pte_present(e) and f <= ((e & ((1 << 52) - 1)) >> PAGE_SHIFT) < f + nr \
+            if memory.pte_present(e) and f <= memory.leaf_pfn(level, e) < f + nr \
                     and level in ("PTE", "PMD", "PUD"):
                 out.append((vma, addr))
                 break
@@ -1112,7 +1112,7 @@ def folio_mkclean(k: Kernel, pfn: int) -> int:
             level, slot, e = memory.walk(k, mm, a)
             step = 1 << PAGE_SHIFT
             if level in ("PTE", "PMD") and memory.pte_present(e) and \
-                    f <= ((e & ((1 << 52) - 1)) >> PAGE_SHIFT) < f + nr and e & (_PAGE_DIRTY | _PAGE_RW):
+                    f <= memory.leaf_pfn(level, e) < f + nr and e & (_PAGE_DIRTY | _PAGE_RW):
                 memory._write(k, slot, e & ~(_PAGE_DIRTY | _PAGE_RW))
                 cleaned += 1
                 if level == "PMD":
