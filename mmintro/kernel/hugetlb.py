@@ -1221,9 +1221,9 @@ def make_huge_pte(k: Kernel, vma: int, pfn: int, try_mkwrite: bool) -> int:
     """make_huge_pte(): folio_mk_pte(folio, vm_page_prot), writable+dirty when try_mkwrite
     in a VM_WRITE VMA else write-protected and clean, pte_mkyoung, arch_make_huge_pte
     (pte_mkhuge: _PAGE_PSE)."""
-    from mmintro.arch.x86 import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE, _PAGE_RW
+    from mmintro.arch.x86 import _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PSE, _PAGE_RW, pfn_pte
 
-    e = (pfn << PAGE_SHIFT) | k.kmem.get(vma, "vm_area_struct", "vm_page_prot")
+    e = pfn_pte(pfn, k.kmem.get(vma, "vm_area_struct", "vm_page_prot"))  # mk_pte: inverted for PAGE_NONE
     if try_mkwrite and k.kmem.get(vma, "vm_area_struct", "vm_flags") & VM_WRITE:
         e |= _PAGE_RW | _PAGE_DIRTY
     else:
