@@ -28,6 +28,12 @@ file-shared, thp, hugetlb).  A file read fault first tries fault-around (do_faul
 -> filemap_map_pages over the 64 KiB window).  :func:`access` is the MMU's side of an
 access: Accessed/Dirty set by the walker when no fault is needed.
 
+PROT_NONE.  As on x86 (arch/x86/include/asm/pgtable-invert.h, L1TF), a non-zero entry
+without _PAGE_PRESENT holds its pfn inverted; :func:`pte_pfn` / :func:`pmd_pfn` /
+:func:`pud_pfn` undo it (the arch helpers in mmintro.arch.x86), so such an entry -- still
+pte_present / pmd_present through _PAGE_PROTNONE -- is copied at fork, zapped, counted and
+found by rmap like any other; every pfn taken from a user leaf goes through them.
+
 Life cycle: :func:`copy_page_range` (fork), :func:`zap_page_range` (munmap, exit, and
 :func:`unmap_mapping_pages` for truncation), :func:`free_pgtables` (free_pgd_range).
 :func:`mm_populate` faults a range as __get_user_pages does.  Fast paths do the kernel's
