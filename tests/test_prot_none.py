@@ -197,3 +197,31 @@ def test_prot_none_hugetlb_round_trip() -> None:
     assert P.do_mprotect(k, p.mm, h, 2 << 20, R | W) == 0
     e = memory.walk(k, p.mm, h)[2]
     assert e & PRESENT and e & PFN_MASK == before & PFN_MASK, hex(e)
+
+
+def test_partial_munmap_of_a_prot_none_thp_splits_it_into_prot_none_ptes() -> None:
+    """munmap of half a PROT_NONE THP: __split_huge_pmd takes the pmd_present leaf and fills
+    the deposited table with mk_pte(page + i, vm_page_prot = PAGE_NONE) entries (pfn_pte:
+    inverted); the other half is zapped; mapcounts and rss stay consistent, and mprotect
+    back to R|W (no write: the folio is exclusive, so writable again) restores the pfns."""
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=33, thp="always"))
+    ns = k.node_vm_stat[0]
+    before = {n: ns.get(n, 0) for n in ("NR_PAGETABLE", "NR_ANON_MAPPED", "NR_ANON_THPS")}
+    p = fork.spawn_process(k, "s")
+    b = M.do_mmap(k, p.mm, 8 << 20, R | W)
+    base = -(-b // (2 << 20)) * (2 << 20)
+    memory.handle_mm_fault(k, p.mm, base, True)
+    head = memory.pmd_pfn(memory.walk(k, p.mm, base)[2])
+    assert P.do_mprotect(k, p.mm, base, 2 << 20, 0) == 0
+    assert M.do_munmap(k, p.mm, base, 1 << 20) == 0
+    for i in range(256, 512, 51):
+        lvl, _s, e = memory.walk(k, p.mm, base + i * PG)
+        assert lvl == "PTE" and e & (PRESENT | PROTNONE) == PROTNONE, hex(e)
+        assert e & PFN_MASK == ~((head + i) << 12) & PFN_MASK, hex(e)
+    assert memory.walk(k, p.mm, base)[2] == 0
+    assert not memory.check_mapcounts(k, [p.mm]) and not memory.check_mm(k, p.mm)
+    assert P.do_mprotect(k, p.mm, base + (1 << 20), 1 << 20, R | W) == 0
+    e = memory.walk(k, p.mm, base + 300 * PG)[2]
+    assert e & PRESENT and e & PFN_MASK == (head + 300) << 12, hex(e)
+    E.do_exit(k, p)
+    assert {n: ns.get(n, 0) for n in before} == before
