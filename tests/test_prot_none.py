@@ -184,9 +184,6 @@ def test_back_to_read_write_restores_the_entries_and_exit_frees_everything(world
     assert (hs.free_huge_pages.value_(), hs.resv_huge_pages.value_()) == (4, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="VMA: mprotect.change_protection's hugetlb branch only changes entries with "
-                   "_PAGE_PRESENT, so a PROT_NONE hugetlb entry stays PROT_NONE after mprotect(R|W) and the next "
-                   "fault maps a second huge page over it (6.18 hugetlb_change_protection: every !huge_pte_none)")
 def test_prot_none_hugetlb_round_trip() -> None:
     k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=32, hugepages_2m=4))
     p = fork.spawn_process(k, "h")

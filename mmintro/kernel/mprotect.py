@@ -126,7 +126,9 @@ def vm_normal_page(k: Kernel, vma: int, addr: int, pte: int) -> int:
     pfns past max_pfn have no struct page; else pfn_to_page."""
     if pte & _PAGE_SPECIAL:
         return 0
-    pfn = (pte & PTE_PFN_MASK) >> PAGE_SHIFT
+    from mmintro.kernel import memory
+
+    pfn = memory.pte_pfn(pte)  # a PROT_NONE entry's pfn is stored inverted
     zero = k.__dict__.get("zero_pfn_value")
     if zero is None:
         zero = int.from_bytes(k.mem.read(k.pa(k.sym("zero_pfn")), 8), "little")
@@ -225,7 +227,8 @@ def change_protection(k: Kernel, vma: int, start: int, end: int, try_writable: b
         level, slot, entry = walk(k, mm, addr)
         if hugetlb:  # hugetlb_change_protection(): huge_pte_modify, never made writable here
             span = _SPAN.get(level, PAGE_SIZE)
-            if level in ("PMD", "PUD") and entry & _PAGE_PRESENT and entry & _PAGE_PSE:
+            # every !huge_pte_none entry: a PROT_NONE huge entry (PROTNONE, PSE kept) comes back too
+            if level in ("PMD", "PUD") and entry & (_PAGE_PRESENT | _PAGE_PROTNONE) and entry & _PAGE_PSE:
                 new = pte_modify(entry, newprot, _HPAGE_CHG_MASK) | _PAGE_PSE
                 if new != entry:
                     km.write_u64(slot, new)
