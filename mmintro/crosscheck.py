@@ -34,6 +34,9 @@ class CheckResult:
     drgn: str  #: drgn's answer (abbreviated)
     ok: bool  #: whether they agree
     detail: str = ""  #: the first difference, if any
+    #: why the row compared nothing (both answers empty on a snapshot without what it needs,
+    #: e.g. "no user processes"); such a row is reported as not applicable, not as passed
+    skipped: str = ""
 
 
 def open_drgn(vmcore: str, vmlinux: str) -> Any:
@@ -874,7 +877,9 @@ def run_crosscheck(path: str, only: list[str] | None = None) -> list[CheckResult
         try:
             a, b = fn(prog, dprog)
             ok = a == b
-            results.append(CheckResult(name, _short(a), _short(b), ok, "" if ok else _diff(a, b)))
+            needs = getattr(fn, "needs", None)
+            skipped = f"no {needs} in the snapshot" if ok and needs and a in ([], ()) else ""
+            results.append(CheckResult(name, _short(a), _short(b), ok, "" if ok else _diff(a, b), skipped))
         except Exception as e:  # a check that cannot run is a failed check, not a crash
             results.append(CheckResult(name, "error", "error", False, f"{type(e).__name__}: {e}"))
     return results

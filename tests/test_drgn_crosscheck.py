@@ -94,3 +94,17 @@ def test_slow_checks_run_only_when_named(default_snapshot: str, monkeypatch) -> 
     rows = xc.run_crosscheck(default_snapshot, ["census"])
     assert [(r.name, r.ok) for r in rows] == [("slow census stand-in", True)]
 
+
+
+def test_rows_with_nothing_to_compare_are_not_counted_as_passed(numa2_snapshot: str) -> None:
+    """On a boot snapshot (no user process, no cached file page) the process rows compare two
+    empty answers: run_crosscheck marks them not applicable, saying what is missing, and the
+    CLI's summary does not count them as passed."""
+    from cli_helpers import run
+
+    rows = xc.run_crosscheck(numa2_snapshot, ["crash vm", "follow_phys/follow_page on user", "for_each_task"])
+    by = {r.name: r for r in rows}
+    assert by["crash vm PID = mm, pgd, RSS, TOTAL_VM, VMAs"].skipped == "no user processes in the snapshot"
+    assert not by["for_each_task: pids, comms, tasks"].skipped  # the idle tasks are something
+    out = run("crosscheck", numa2_snapshot, "--only", "crash vm", "--only", "for_each_task").stdout
+    assert "n/a" in out and out.strip().endswith("crosscheck: 1 passed, 1 not applicable (nothing to compare), 0 failed")

@@ -35,9 +35,13 @@ def command(snapshot: str | None, only: tuple[str, ...], as_json: bool) -> None:
         for col in ("check", "mmintro", "drgn", "agree"):
             t.add_column(col, overflow="fold")
         for r in rows:
-            t.add_row(r.name, r.mmintro, r.drgn, "[green]yes[/]" if r.ok else f"[red]NO[/] {r.detail}")
+            verdict = (f"[yellow]n/a[/] ({r.skipped})" if r.skipped else "[green]yes[/]") if r.ok \
+                else f"[red]NO[/] {r.detail}"
+            t.add_row(r.name, r.mmintro, r.drgn, verdict)
         Console(width=160).print(t)
-        n_ok = sum(r.ok for r in rows)
-        click.echo(f"crosscheck: {n_ok} passed, {len(rows) - n_ok} failed")
+        n_na = sum(bool(r.skipped) for r in rows)
+        n_ok = sum(r.ok for r in rows) - n_na
+        na = f", {n_na} not applicable (nothing to compare)" if n_na else ""
+        click.echo(f"crosscheck: {n_ok} passed{na}, {len(rows) - n_ok - n_na} failed")
     if not all(r.ok for r in rows):
         sys.exit(1)
