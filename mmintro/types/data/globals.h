@@ -163,3 +163,5 @@ struct nsproxy init_nsproxy;
 struct dentry_operations anon_ops;
 struct vm_operations_struct gate_vma_ops;
 struct vm_area_struct gate_vma;
+struct vm_operations_struct shmem_anon_vm_ops;
+struct address_space_operations shmem_aops;
