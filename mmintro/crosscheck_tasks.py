@@ -451,6 +451,7 @@ def d_page(d: Any, addr: int) -> Any:
 
 
 HUGETLBFS_MAGIC = 0x958458F6  # include/uapi/linux/magic.h
+TMPFS_MAGIC = 0x01021994  # include/uapi/linux/magic.h
 
 
 def c_page_cache_marks(p: Program, d: Any) -> tuple:
@@ -458,7 +459,8 @@ def c_page_cache_marks(p: Program, d: Any) -> tuple:
     each cached folio (filemap_dirty_folio tags the folio as it sets PG_dirty;
     __folio_start_writeback / folio_end_writeback keep TAG_WRITEBACK with PG_writeback).
     hugetlbfs folios are dirty untagged (hugetlb_add_to_page_cache -> folio_mark_dirty ->
-    hugetlbfs' noop_dirty_folio): for them the DIRTY mark must be clear."""
+    hugetlbfs' noop_dirty_folio), and so are tmpfs/shmem folios (shmem_aops.dirty_folio =
+    noop_dirty_folio): for them the DIRTY mark must be clear."""
     from drgn.helpers.linux.fs import address_space_for_each_page
     from drgn.helpers.linux.mm import PageDirty, PageWriteback
 
@@ -471,7 +473,7 @@ def c_page_cache_marks(p: Program, d: Any) -> tuple:
                   xa_get_mark(xa, i, PAGECACHE_TAG_WRITEBACK)) for i, _e in xa_for_each(xa)]
     theirs = []
     for inode in _d_inodes(d):
-        untagged = inode.i_sb.s_magic.value_() == HUGETLBFS_MAGIC
+        untagged = inode.i_sb.s_magic.value_() in (HUGETLBFS_MAGIC, TMPFS_MAGIC)
         theirs += [(inode.i_ino.value_(), i, PageDirty(pg) and not untagged, PageWriteback(pg))
                    for i, pg in address_space_for_each_page(inode.i_mapping)]
     return mine, theirs

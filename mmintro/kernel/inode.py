@@ -437,11 +437,12 @@ def __dentry_kill(k: Kernel, dentry: int) -> None:
 def iput(k: Kernel, inode: int) -> None:
     """fs/inode.c iput(): drop i_count; at 0 iput_final() asks ->drop_inode: hugetlbfs's is
     generic_delete_inode (always drop: evict -> hugetlbfs_evict_inode frees its page-cache
-    folios back to the pool, the unused reservations, the resv_map and the inode);
+    folios back to the pool, the unused reservations, the resv_map and the inode), and so
+    is tmpfs's (shmem_evict_inode: the page-cache folios freed, the inode freed);
     otherwise inode_generic_drop_inode drops only an unlinked inode -- a linked disk inode
     stays cached with i_count 0 (inode_add_lru: the inode LRU is not modelled).  Evicting an
     unlinked disk inode (truncate_inode_pages_final) is not modelled: it stays too."""
-    from mmintro.kernel import hugetlb
+    from mmintro.kernel import hugetlb, shmem
 
     km = k.kmem
     cnt = km.get(inode, "inode", "i_count.counter") - 1
@@ -455,6 +456,11 @@ def iput(k: Kernel, inode: int) -> None:
         v = k.__dict__.get("vfs")
         if v is not None:
             v.xas.pop(mapping, None)  # the freed inode's i_pages model
+    elif sb and km.get(sb, "super_block", "s_magic") == shmem.TMPFS_MAGIC:
+        # shmem's ->drop_inode is generic_delete_inode (an unlinked tmpfs file is dropped at
+        # once): evict -> shmem_evict_inode, destroy_inode (the shm_mnt files of shared
+        # anonymous mappings)
+        shmem.shmem_evict_inode(k, inode)
 
 
 def open_dentry(k: Kernel, dentry: int) -> int:

@@ -672,17 +672,27 @@ def fault_dirty_shared_page(k: Kernel, vma: int, pfn: int) -> None:
         pw.balance_dirty_pages_ratelimited(k, mapping)
 
 
+def _vm_ops_fault(k: Kernel, vma: int):
+    """__do_fault()'s ``vma->vm_ops->fault``: shmem_fault for a VMA with shmem_anon_vm_ops
+    (shared anonymous memory), else filemap_fault (this model's file VMAs leave vm_ops
+    NULL: generic_file_vm_ops)."""
+    shmem = _optional("shmem")
+    if shmem is not None and shmem.is_shmem_vma(k, vma):
+        return shmem.shmem_fault
+    return _filemap().filemap_fault
+
+
 def do_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None, pmd: int) -> Fault:
     """mm/memory.c do_fault(): do_read_fault (no fault-around), do_cow_fault for a write
     to a private mapping, do_shared_fault for a write to a shared one."""
     flags = _vma_get(k, vma, "vm_flags")
     pgoff = rmap.linear_page_index(k, vma, addr)
-    fm = _filemap()
+    fault = _vm_ops_fault(k, vma)
     if write and not flags & mmap.VM_SHARED:
         # do_cow_fault(): anon_vma_prepare, the CoW folio, __do_fault, copy, finish_fault
         rmap.anon_vma_prepare(k, vma)
         cow = folio_prealloc(k, vma, addr, False)
-        page = fm.filemap_fault(k, vma, pgoff, False)
+        page = fault(k, vma, pgoff, False)
         major = bool(k.__dict__.get("last_fault_major", False))
         copy_page(k, cow, page)  # copy_mc_user_highpage
         rmap.folio_set_flag(k, cow, PG_uptodate)
@@ -696,7 +706,7 @@ def do_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | N
         page = do_fault_around(k, mm, vma, addr, pmd)
         if page is not None:
             return _log(k, mm, task, addr, page, "file")
-    page = fm.filemap_fault(k, vma, pgoff, write)
+    page = fault(k, vma, pgoff, write)
     major = bool(k.__dict__.get("last_fault_major", False))
     finish_fault(k, mm, vma, addr, write, pmd, page, is_cow=False)
     if write:

@@ -520,6 +520,13 @@ def inode_init_once(k: "Kernel", obj: int) -> None:
     k.kmem.set(obj, "inode", "i_data.i_pages.xa_flags", XA_FLAGS_LOCK_IRQ | XA_FLAGS_ACCOUNT)
 
 
+def shmem_init_inode(k: "Kernel", obj: int) -> None:
+    """mm/shmem.c shmem_init_inode(): inode_init_once(&info->vfs_inode) of a
+    shmem_inode_info (the bytes before vfs_inode are set by __shmem_get_inode)."""
+    k.mem.fill(k.pa(obj), _T.offsetof("shmem_inode_info", "vfs_inode"), 0)
+    inode_init_once(k, obj + _T.offsetof("shmem_inode_info", "vfs_inode"))
+
+
 # include/linux/xarray.h
 XA_FLAGS_LOCK_IRQ = 1
 XA_FLAGS_ACCOUNT = 1 << 5
@@ -539,6 +546,7 @@ CTORS: dict[str, tuple[int, Callable[["Kernel", int], None]]] = {
     "anon_vma_ctor": (0x50, anon_vma_ctor),
     "sighand_ctor": (0x30, sighand_ctor),
     "init_once": (0x10, inode_init_once),
+    "shmem_init_inode": (0x10, shmem_init_inode),
 }
 
 
@@ -617,6 +625,11 @@ INIT_CACHES: list[tuple[str, str, Callable[["Kernel"], "KmemCache"]]] = [
     ("bfilp_cachep", "files_init", lambda k: kmem_cache_create(
         k, "bfilp", _T.sizeof("struct backing_file"), flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT
         | SLAB_TYPESAFE_BY_RCU, freeptr_offset=_T.offsetof("backing_file", "bf_freeptr"))),
+    # mnt_init() -> shmem_init() -> shmem_init_inodecache() (after kernfs_init, before
+    # bdev_cache_init: the reference slabinfo has it between kernfs_node_cache and bdev_cache)
+    ("shmem_inode_cachep", "shmem_init", lambda k: kmem_cache_create(
+        k, "shmem_inode_cache", _T.sizeof("struct shmem_inode_info"), flags=SLAB_PANIC | SLAB_ACCOUNT,
+        **_ctor("shmem_init_inode"))),
     ("bh_cachep", "buffer_init", lambda k: KMEM_CACHE(k, "buffer_head", SLAB_RECLAIM_ACCOUNT | SLAB_PANIC)),
 ]
 
