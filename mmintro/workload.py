@@ -71,13 +71,17 @@ names a mapping takes ``process = NAME`` unless only one process exists):
                      ``stack`` are tagged.
 ``mmap = TAG``       ``size``, ``prot`` ("rw"), ``kind`` = "anon" | "private" |
                      "shared" (a ``file`` mapping, at ``offset``) | "hugetlb"
-                     (``page_size`` "2M"/"1G", ``shared = true`` for MAP_SHARED);
-                     ``hugepage = true`` madvises MADV_HUGEPAGE.
+                     (``page_size`` "2M"/"1G", ``shared = true`` for MAP_SHARED) |
+                     "shmem" (MAP_SHARED|MAP_ANONYMOUS: a "/dev/zero (deleted)"
+                     tmpfs file); ``hugepage = true`` madvises MADV_HUGEPAGE.
 ``touch = TAG``      page faults on the mapping: ``access`` = "read" | "write";
                      [``start``, ``start+size``) of it, all pages, ``every`` n-th
                      (+ ``offset``), or a seeded ``fraction`` / ``count``;
                      ``populate = true``: the whole range by mm_populate.
 ``fork = NAME``      ``parent`` forks; the child inherits the mapping tags.
+``thread = NAME``    ``process`` (the thread group's leader) clones a thread
+                     (pthread_create): it shares the leader's mm and mapping tags;
+                     the leader's exit ends its threads too.
 ``exit = NAME``      the process exits (its mm is torn down).
 ``brk = NAME``       ``grow`` or ``shrink`` = SIZE: brk(2) (the ``heap`` tag follows).
 ``exec = NAME``      execve(2) of ``comm`` (``heap`` grown after): a new mm; the
@@ -465,6 +469,7 @@ class Workload:
         self.procs: dict[str, Any] = {}  # name -> fork.Process
         self.mappings: dict[str, dict[str, Mapping]] = {}  # process name -> tag -> Mapping
         self.files: dict[str, int] = {}  # tag -> struct file *
+        self.threads: dict[str, str] = {}  # thread name -> its leader's name
 
     # -- where ---------------------------------------------------------------------------
     def zone(self, spec: str, node: int | None = None) -> ZoneState:
@@ -841,10 +846,11 @@ class Workload:
     def mmap(self, proc: str, tag: str, size: int, prot: str = "rw", kind: str = "anon", file: str | None = None,
              offset: int = 0, hugepage: bool = False, page_size: int | None = None, shared: bool = False) -> int:
         """mmap(2) in process ``proc``, kept as mapping ``tag``: ``kind`` "anon" (MAP_PRIVATE |
-        MAP_ANONYMOUS), "shared" (MAP_SHARED of ``file``; "private" maps it MAP_PRIVATE), or
+        MAP_ANONYMOUS), "shared" (MAP_SHARED of ``file``; "private" maps it MAP_PRIVATE),
         "hugetlb" (MAP_HUGETLB from the ``page_size`` pool; MAP_SHARED with ``shared``, as a
-        database's shared buffers are); ``hugepage`` then madvise(MADV_HUGEPAGE).  Returns
-        the address."""
+        database's shared buffers are) or "shmem" (MAP_SHARED | MAP_ANONYMOUS:
+        ``shmem.shmem_mmap``); ``hugepage`` then madvise(MADV_HUGEPAGE).  Returns the
+        address."""
         p = self.proc(proc)
         if tag in self.mappings[proc]:
             raise WorkloadError(f"process {proc!r} already has a mapping {tag!r}")
@@ -856,6 +862,8 @@ class Workload:
             from mmintro.kernel import mmap as M
 
             addr = M.do_mmap(self.k, p.mm, size, flags)
+        elif kind == "shmem":
+            addr = _kmod("shmem", "SHMEM", "shmem_mmap").shmem_mmap(self.k, p.mm, size, flags)
         elif kind == "hugetlb":
             hugetlb = _kmod("hugetlb", "HUGE")
             if shared:
@@ -952,13 +960,37 @@ class Workload:
         self.mappings[child] = dict(self.mappings[parent])
         return c
 
+    def thread(self, name: str, leader: str, cpu: int | None = None) -> Any:
+        """pthread_create in ``leader`` (``fork.do_clone_thread``: a task of its own that
+        shares the leader's mm, files and fs); the thread ``name`` shares the leader's mapping
+        tags (one table: a mapping either makes is the other's)."""
+        fork = _kmod("fork", "VMA", "do_clone_thread")
+        if name in self.procs:
+            raise WorkloadError(f"process {name!r} already exists")
+        lp = self.proc(leader)
+        leader = self.threads.get(leader, leader)  # a thread's thread joins the same group
+        lp = self.proc(leader)
+        with self._cpu(cpu):
+            try:
+                t = fork.do_clone_thread(self.k, lp)
+            except MemoryError as e:
+                raise ExpectationFailed(f"thread of {leader}: {e}") from None
+        self.procs[name] = t
+        self.mappings[name] = self.mappings[leader]
+        self.threads[name] = leader
+        return t
+
     def exit(self, proc: str) -> None:
         """exit(2): ``exit.do_exit`` (exit_mmap zaps the pages and frees the page tables and
-        VMAs, the task is released)."""
+        VMAs, the task is released).  A thread exits alone; a leader's exit (exit_group)
+        ends its threads first."""
         exit_ = _kmod("exit", "VMA", "do_exit")
         exit_.do_exit(self.k, self.proc(proc))
-        del self.procs[proc]
-        del self.mappings[proc]
+        gone = [proc] if proc in self.threads else [proc, *(t for t, ld in self.threads.items() if ld == proc)]
+        for name in gone:
+            del self.procs[name]
+            del self.mappings[name]
+            self.threads.pop(name, None)
 
     def munmap(self, proc: str, tag: str, start: int = 0, size: int | None = None) -> None:
         """munmap(2) of [start, start+size) of a mapping (all of it by default)."""
@@ -1160,7 +1192,7 @@ def _show(seen: dict[str, Any]) -> str:
 
 # -- processes: names and values -----------------------------------------------------------
 PAGE_SIZE = 4096
-MAP_KINDS = ("anon", "private", "shared", "hugetlb")
+MAP_KINDS = ("anon", "private", "shared", "hugetlb", "shmem")
 # mempolicy modes a step may name (include/uapi/linux/mempolicy.h enum, values from the BTF)
 MPOL_MODES = {"default": "MPOL_DEFAULT", "preferred": "MPOL_PREFERRED", "bind": "MPOL_BIND",
               "interleave": "MPOL_INTERLEAVE", "local": "MPOL_LOCAL", "preferred_many": "MPOL_PREFERRED_MANY",
@@ -1178,7 +1210,8 @@ class Mapping(NamedTuple):
     length: int
     """Bytes (whole pages)."""
     kind: str
-    """``anon``, ``private`` / ``shared`` (a file mapping), ``hugetlb``."""
+    """``anon``, ``private`` / ``shared`` (a file mapping), ``hugetlb``, ``shmem`` (shared
+    anonymous)."""
     file: str | None = None
     """The file tag of a file mapping."""
     page_size: int = PAGE_SIZE
@@ -1380,6 +1413,7 @@ ACTIONS: dict[str, set[str]] = {
     # processes, mappings, files
     "spawn": {"comm", "parent", "heap"} | _COMMON,
     "fork": {"parent"} | _COMMON,
+    "thread": {"process"} | _COMMON,
     "exit": {"note"},
     "exec": {"comm", "heap", "note"},
     "brk": {"grow", "shrink", "note"},
@@ -1395,7 +1429,7 @@ ACTIONS: dict[str, set[str]] = {
     "writeback": {"complete", "note"},
     "sysctl": {"value", "note"},
 }
-PROC_ACTIONS = ("spawn", "fork", "exit", "exec", "brk", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
+PROC_ACTIONS = ("spawn", "fork", "thread", "exit", "exec", "brk", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
                 "read", "write", "writeback", "sysctl")
 MAPPING_ACTIONS = ("mmap", "touch", "munmap", "mprotect", "mbind")
 MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g")
@@ -1719,6 +1753,7 @@ class _Defined(set):
         super().__init__()
         self.procs: dict[str, set[str]] = {}
         self.files: set[str] = set()
+        self.threads: dict[str, str] = {}  # thread -> leader (they share one set of mapping tags)
 
 
 def _size(v: Any) -> int | None:
@@ -1820,8 +1855,20 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         if "parent" not in a:
             fail(None, "fork needs parent = NAME (the process that forks)")
         defined.procs[c] = set(defined.procs[known_proc("parent")])
+    elif act == "thread":
+        t = name_of("thread")
+        if t in defined.procs:
+            fail("thread", f"process {t!r} already exists")
+        leader = known_proc("process")
+        leader = defined.threads.get(leader, leader)
+        defined.procs[t] = defined.procs[leader]  # one mm: the same mapping tags
+        defined.threads[t] = leader
     elif act == "exit":
-        defined.procs.pop(known_proc("exit"))
+        p = known_proc("exit")
+        gone = [p] if p in defined.threads else [p, *(t for t, ld in defined.threads.items() if ld == p)]
+        for name in gone:
+            defined.procs.pop(name)
+            defined.threads.pop(name, None)
     elif act == "brk":
         known_proc("brk")
         if ("grow" in a) == ("shrink" in a):
@@ -1926,6 +1973,10 @@ def _run_proc_step(w: Workload, s: Step) -> str:
     if act == "fork":
         c = w.fork(a["fork"], a["parent"], cpu=a.get("cpu"))
         return f"fork {a['parent']} -> {a['fork']}: pid {c.pid}"
+    if act == "thread":
+        leader = _proc_of(w, a)
+        t = w.thread(a["thread"], leader, cpu=a.get("cpu"))
+        return f"thread {a['thread']} of {leader}: pid {t.pid}"
     if act == "brk":
         new = w.brk(a["brk"], sz["grow"] if "grow" in a else -sz["shrink"])
         heap = w.mappings[a["brk"]].get("heap")
