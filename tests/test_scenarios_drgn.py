@@ -24,7 +24,7 @@ from mmintro.snapshot.writer import save
 from mmintro.workload import load_scenario, run_scenario, shipped_scenarios
 
 SCENARIOS = [n for n in shipped_scenarios() if n != "boot"]
-PROCESS_SCENARIOS = ("fork-cow", "page-cache", "dirty-throttle", "thp-vs-hugetlb")
+PROCESS_SCENARIOS = ("fork-cow", "page-cache", "dirty-throttle", "thp-vs-hugetlb", "shared-memory")
 # Rows that disagree with drgn on a scenario for a reason recorded here (strict: a row that
 # starts to agree must leave this table).
 SCENARIO_GAPS: dict[tuple[str, str], str] = {}
