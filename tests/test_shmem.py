@@ -352,3 +352,44 @@ def test_static_checks_are_one_line(step, msg) -> None:
     with pytest.raises(ScenarioError) as e:
         parse_scenario(text, "bad.toml")
     assert "\n" not in str(e.value) and str(e.value).startswith("bad.toml:") and msg in str(e.value)
+
+
+def test_partial_munmap_keeps_the_file_and_mbind_interleaves(tmp_path) -> None:
+    """munmap of part of the mapping zaps its PTEs (rss, NR_FILE_MAPPED down) but the pages
+    stay in the file (NR_SHMEM, nrpages): a tmpfs file keeps its data until it is evicted.
+    mbind(MPOL_INTERLEAVE) on a 2-node machine: shmem_alloc_folio's interleave index is
+    i_ino + index, so page i is on node (i_ino + i) % 2 -- drgn's page_to_nid of every
+    cached folio."""
+    from drgn.helpers.linux.mm import page_to_pfn
+    from drgn.helpers.linux.xarray import xa_for_each
+
+    from mmintro.kernel import memory
+
+    k = boot(MachineConfig(ram=1 << 30, nodes=2, cpus=2, seed=5))
+    w = Workload(k)
+    w.spawn("init")
+    w.spawn("a", parent="init")
+    addr = w.mmap("a", "m", 32 << 12, kind="shmem")
+    w.mbind("a", "m", "interleave", [0, 1])
+    w.touch("a", "m", write=True)
+    w.munmap("a", "m", start=8 << 12, size=8 << 12)
+    mm = w.proc("a").mm
+    assert memory.get_mm_counter_sum(k, mm, "MM_SHMEMPAGES") == 24
+    d = _open(k, tmp_path / "part")
+    assert _node_stat(d, "NR_SHMEM") == 32 and _node_stat(d, "NR_FILE_MAPPED") == 24
+    v = _dvma({"d": d, "addr": addr}, w.proc("a").pid)
+    ino = v.vm_file.f_inode.i_ino.value_()
+    mapping = v.vm_file.f_mapping
+    assert mapping.nrpages.value_() == 32
+    spans = [(n.node_start_pfn.value_(), n.node_start_pfn.value_() + n.node_spanned_pages.value_())
+             for n in (d["node_data"][nid] for nid in range(2))]
+
+    def nid_of(e):  # the node whose pfn span holds the page
+        pfn = page_to_pfn(drgn.Object(d, "struct page *", e.value_())).value_()
+        return next(nid for nid, (lo, hi) in enumerate(spans) if lo <= pfn < hi)
+
+    nids = [(i, nid_of(e)) for i, e in xa_for_each(mapping.i_pages.address_of_())]
+    assert nids == [(i, (ino + i) % 2) for i in range(32)]
+    # the two pieces share the file (split_vma's get_file); the right one starts at pgoff 16
+    right = _dvma({"d": d, "addr": addr + (16 << 12)}, w.proc("a").pid)
+    assert right.vm_file.value_() == v.vm_file.value_() and right.vm_pgoff.value_() == 16
