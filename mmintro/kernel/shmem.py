@@ -13,10 +13,11 @@ __mmap_new_vma calls ``shmem_zero_setup(vma)`` for a shared VMA without a file, 
   capture), ``s_flags`` SB_KERNMOUNT | SB_NOUSER | SB_ACTIVE, PAGE_SIZE blocks, ``s_bdi`` =
   &noop_backing_dev_info (no writeback: no dirty accounting, no writenotify), ``s_id``
   "tmpfs", the root directory inode (mode 01777) and dentry, and the ``struct mount``
-  (MNT_INTERNAL, ``mnt_ns`` = MNT_NS_INTERNAL, devname "tmpfs").  The model mounts it on first
-  use (the kernel at boot, in mnt_init): a boot without shared anonymous mappings stays as it
-  was.  ``shmem_inode_cache`` itself is created at boot, at shmem_init's place in the slab
-  bootstrap table (:mod:`mmintro.kernel.slab_common`).  ``struct shmem_sb_info`` is not in the
+  (MNT_INTERNAL, ``mnt_ns`` = MNT_NS_INTERNAL, devname "tmpfs").  Mounted at boot by
+  slab_common.shmem_init, at shmem_init's place in the bootstrap (mnt_init, after
+  kernfs_init: the reference slabinfo's order), right after ``shmem_inode_cache`` is
+  created; the file_system_type and the mount are kzalloc'd (shmem_fs_type is a static
+  struct and mnt_cache is not modelled).  ``struct shmem_sb_info`` is not in the
   type data: ``s_fs_info`` stays NULL (the kernel mount has no limits: max_blocks and
   max_inodes 0), inode numbers come from the per-CPU batches of shmem_reserve_inode (kept
   here in Python).
@@ -146,7 +147,7 @@ def _noop_bdi(k: Kernel) -> int:
 
 def shm_mount(k: Kernel) -> ShmMount:
     """shmem_init(): register_filesystem(&shmem_fs_type), kern_mount -> shmem_fill_super
-    (the root inode and dentry) -> vfs_create_mount; mounted on first use."""
+    (the root inode and dentry) -> vfs_create_mount (at boot; returns the mount after)."""
     from mmintro.kernel import hugetlb
     from mmintro.kernel import inode as I
 

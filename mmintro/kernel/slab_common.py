@@ -527,6 +527,19 @@ def shmem_init_inode(k: "Kernel", obj: int) -> None:
     inode_init_once(k, obj + _T.offsetof("shmem_inode_info", "vfs_inode"))
 
 
+def shmem_init(k: "Kernel") -> "KmemCache":
+    """mm/shmem.c shmem_init(): shmem_init_inodecache() -- kmem_cache_create
+    ("shmem_inode_cache", sizeof(struct shmem_inode_info), 0, SLAB_PANIC | SLAB_ACCOUNT,
+    shmem_init_inode) -- then register_filesystem and shm_mnt = kern_mount(&shmem_fs_type)
+    (:func:`mmintro.kernel.shmem.shm_mount`)."""
+    from mmintro.kernel import shmem
+
+    s = kmem_cache_create(k, "shmem_inode_cache", _T.sizeof("struct shmem_inode_info"),
+                          flags=SLAB_PANIC | SLAB_ACCOUNT, **_ctor("shmem_init_inode"))
+    shmem.shm_mount(k)
+    return s
+
+
 # include/linux/xarray.h
 XA_FLAGS_LOCK_IRQ = 1
 XA_FLAGS_ACCOUNT = 1 << 5
@@ -627,9 +640,7 @@ INIT_CACHES: list[tuple[str, str, Callable[["Kernel"], "KmemCache"]]] = [
         | SLAB_TYPESAFE_BY_RCU, freeptr_offset=_T.offsetof("backing_file", "bf_freeptr"))),
     # mnt_init() -> shmem_init() -> shmem_init_inodecache() (after kernfs_init, before
     # bdev_cache_init: the reference slabinfo has it between kernfs_node_cache and bdev_cache)
-    ("shmem_inode_cachep", "shmem_init", lambda k: kmem_cache_create(
-        k, "shmem_inode_cache", _T.sizeof("struct shmem_inode_info"), flags=SLAB_PANIC | SLAB_ACCOUNT,
-        **_ctor("shmem_init_inode"))),
+    ("shmem_inode_cachep", "shmem_init", lambda k: shmem_init(k)),
     ("bh_cachep", "buffer_init", lambda k: KMEM_CACHE(k, "buffer_head", SLAB_RECLAIM_ACCOUNT | SLAB_PANIC)),
 ]
 
