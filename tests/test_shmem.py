@@ -61,7 +61,7 @@ def world(tmp_path_factory):
     w = Workload(k)
     w.spawn("init")
     w.spawn("app", parent="init")
-    shmem.shm_mount(k)  # the boot's shm_mnt (this model mounts it on first use)
+    shmem.shm_mount(k)  # the boot's shm_mnt (mounted by shmem_init)
     base = _books(k)
     addr = w.mmap("app", "buf", NPAGES << 12, kind="shmem")
     faults = w.touch("app", "buf", write=True)
@@ -258,7 +258,7 @@ def test_exit_and_munmap_free_everything(tmp_path) -> None:
     w = Workload(k)
     w.spawn("init")
     w.spawn("app", parent="init")
-    m = shmem.shm_mount(k)
+    m = shmem.shm_mount(k)  # the boot's
     before = _books(k)
     addr = w.mmap("app", "buf", 64 << 12, kind="shmem")
     assert _books(k)[2] == before[2] + 64  # shmem_acct_size: VM_ACCT(size)
@@ -393,3 +393,31 @@ def test_partial_munmap_keeps_the_file_and_mbind_interleaves(tmp_path) -> None:
     # the two pieces share the file (split_vma's get_file); the right one starts at pgoff 16
     right = _dvma({"d": d, "addr": addr + (16 << 12)}, w.proc("a").pid)
     assert right.vm_file.value_() == v.vm_file.value_() and right.vm_pgoff.value_() == 16
+
+
+def test_boot_mounts_shm_mnt(tmp_path) -> None:
+    """shmem_init at boot: drgn finds on super_blocks a tmpfs super_block (TMPFS_MAGIC, dev
+    0:1, SB_KERNMOUNT) whose only inode is the root directory (mode 01777, an object of
+    shmem_inode_cache), mounted MNT_INTERNAL; in /proc/slabinfo (newest first)
+    shmem_inode_cache comes after buffer_head and before filp, as in the reference."""
+    from drgn.helpers.linux.list import list_for_each_entry
+    from drgn.helpers.linux.slab import slab_object_info
+
+    k = boot(MachineConfig(ram=512 << 20, cpus=2, seed=1))
+    d = _open(k, tmp_path / "boot")
+    sbs = [sb for sb in list_for_each_entry("struct super_block", d["super_blocks"].address_of_(), "s_list")
+           if sb.s_magic.value_() == TMPFS_MAGIC]
+    assert len(sbs) == 1
+    sb = sbs[0]
+    assert sb.s_dev.value_() == 1 and sb.s_flags.value_() & (1 << 22)  # SB_KERNMOUNT
+    assert sb.s_type.name.string_() == b"tmpfs" and sb.s_id.string_() == b"tmpfs"
+    inodes = list(list_for_each_entry("struct inode", sb.s_inodes.address_of_(), "i_sb_list"))
+    assert len(inodes) == 1 and inodes[0].i_mode.value_() == 0o41777
+    assert inodes[0].value_() == sb.s_root.d_inode.value_()
+    assert slab_object_info(d, inodes[0].value_()).slab_cache.name.string_() == b"shmem_inode_cache"
+    mnt = sb.s_mounts  # 6.18: the first struct mount of the super_block
+    assert mnt.mnt.mnt_flags.value_() & 0x4000 and mnt.mnt.mnt_root.value_() == sb.s_root.value_()
+    names = [line.split()[0] for line in run("slabinfo", str(tmp_path / "boot")).stdout.splitlines()[2:]]
+    ref = [line.split()[0] for line in (REF.parent / "slabinfo").read_text().splitlines()[2:]]
+    common = [n for n in ref if n in names and n in ("buffer_head", "shmem_inode_cache", "filp", "inode_cache")]
+    assert [n for n in names if n in common] == common
