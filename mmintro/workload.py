@@ -834,6 +834,8 @@ class Workload:
         from mmintro.kernel import mmap as M
 
         p = self.proc(proc)
+        if proc in self.threads or proc in self.threads.values():
+            raise WorkloadError(f"exec by {proc}: a thread group's exec (de_thread) is not modelled")
         try:
             fork.do_execve(self.k, p, comm)
             if heap:
@@ -1875,6 +1877,8 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
             fail(None, "brk takes grow = SIZE or shrink = SIZE")
     elif act == "exec":
         p = known_proc("exec")
+        if p in defined.threads or p in defined.threads.values():
+            fail("exec", f"{p!r} is in a thread group: exec there (de_thread) is not modelled")
         if not (isinstance(a.get("comm"), str) and a["comm"]):
             fail("comm" if "comm" in a else None, "exec needs comm = \"program\" (the program it runs)")
         defined.procs[p] = {"stack", "heap"}  # the exec layout always has a brk area

@@ -346,6 +346,9 @@ expect = "rss_shmem('db') == 64 and rss_shmem('worker') == 64 and node_stat('NR_
     ('thread = "a"\nprocess = "a"', "process 'a' already exists"),
     ('mmap = "m"\nprocess = "a"\nkind = "shmem"\nsize = "1M"\nfile = "f"', "file and offset go with kind"),
     ('mmap = "m"\nprocess = "a"\nkind = "shmem"\nsize = "1M"\nshared = true', "shared = true goes with kind"),
+    ('thread = "t"\nprocess = "a"\n\n[[step]]\nexec = "a"\ncomm = "x"', "exec there (de_thread) is not modelled"),
+    ('thread = "t"\nprocess = "a"\n\n[[step]]\nexit = "a"\n\n[[step]]\ntouch = "heap"\nprocess = "t"',
+     "unknown process 't'"),
 ])
 def test_static_checks_are_one_line(step, msg) -> None:
     text = f'[[step]]\nspawn = "a"\n\n[[step]]\nspawn = "b"\n\n[[step]]\n{step}\n'
