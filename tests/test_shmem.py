@@ -153,6 +153,11 @@ def test_page_cache_is_what_both_processes_map(world) -> None:
     entries = [(i, e.value_()) for i, e in xa_for_each(mapping.i_pages.address_of_())]
     assert [i for i, _e in entries] == list(range(NPAGES))
     assert mapping.nrpages.value_() == NPAGES
+    # shmem_inode_acct_blocks -> inode_add_bytes: 512-byte blocks of every page; alloced
+    inode = mapping.host
+    assert inode.i_blocks.value_() == NPAGES * 8
+    info = drgn.container_of(inode, "struct shmem_inode_info", "vfs_inode")
+    assert info.alloced.value_() == NPAGES and info.swapped.value_() == 0 and info.seals.value_() == 1  # F_SEAL_SEAL
     for name in ("app", "child"):
         mm = find_task(d, world["w"].proc(name).pid).mm
         assert [follow_page(mm, world["addr"] + (i << 12)).value_() for i in range(NPAGES)] == [e for _i, e in entries]

@@ -34,7 +34,8 @@ __mmap_new_vma calls ``shmem_zero_setup(vma)`` for a shared VMA without a file, 
   ``vm_policy``, which vma_replace_policy sets alongside) else the task's -- with interleave
   index ``i_ino + index``; then shmem_alloc_and_add_folio: PG_locked + PG_swapbacked,
   shmem_add_to_page_cache (a reference, ``mapping``/``index``, i_pages, NR_FILE_PAGES and
-  NR_SHMEM, ``nrpages``), ``info->alloced``, folio_add_lru (swap-backed: the anon LRU); cleared
+  NR_SHMEM, ``nrpages``), shmem_inode_acct_blocks (``i_blocks`` += 8 a page:
+  inode_add_bytes) and ``info->alloced``, folio_add_lru (swap-backed: the anon LRU); cleared
   (clear_highpage) and marked uptodate.  A write fault's folio_mark_dirty is
   noop_dirty_folio: PG_dirty only, no i_pages tag, no NR_FILE_DIRTY.
 * :func:`shmem_evict_inode` -- the last iput of the file's inode (the pseudo dentry's
@@ -407,6 +408,9 @@ def shmem_get_folio_gfp(k: Kernel, inode: int, index: int, gfp: int, vma: int = 
     swap.folio_set_flag(k, pfn, swap.PG_swapbacked)  # __folio_set_swapbacked
     shmem_add_to_page_cache(k, pfn, mapping, index)
     info = _info(k, inode)
+    # shmem_inode_acct_blocks(inode, 1): no limits on the kernel mount; the quota hook
+    # dquot_alloc_block_nodirty without an active quota is inode_add_bytes(pages << i_blkbits)
+    km.set(inode, "inode", "i_blocks", km.get(inode, "inode", "i_blocks") + (PAGE_SIZE >> 9))
     km.set(info, "shmem_inode_info", "alloced", km.get(info, "shmem_inode_info", "alloced") + 1)  # shmem_recalc_inode
     swap.folio_add_lru(k, pfn)
     k.mem.fill(pfn << PAGE_SHIFT, PAGE_SIZE, 0)  # clear_highpage
@@ -457,7 +461,11 @@ def shmem_evict_inode(k: Kernel, inode: int) -> None:
                 k.mod_node_page_state(nid, "NR_FILE_PAGES", -nr)  # filemap_unaccount_folio
                 k.mod_node_page_state(nid, "NR_SHMEM", -nr)
                 rmap.folio_put(k, pfn, nr)  # filemap_free_folio: the cache's references
-        km.set(info, "shmem_inode_info", "alloced", km.get(mapping, "address_space", "nrpages"))  # shmem_recalc_inode
+        # shmem_recalc_inode(inode, 0, 0): the freed pages leave alloced and, through
+        # shmem_inode_unacct_blocks -> dquot_free_block_nodirty, i_blocks (inode_sub_bytes)
+        freed = km.get(info, "shmem_inode_info", "alloced") - km.get(mapping, "address_space", "nrpages")
+        km.set(info, "shmem_inode_info", "alloced", km.get(mapping, "address_space", "nrpages"))
+        km.set(inode, "inode", "i_blocks", km.get(inode, "inode", "i_blocks") - freed * (PAGE_SIZE >> 9))
     sl = km.addr(inode, "inode", "i_sb_list")  # inode_sb_list_del
     nxt, prev = km.get(sl, "list_head", "next"), km.get(sl, "list_head", "prev")
     km.set(prev, "list_head", "next", nxt)
