@@ -429,3 +429,31 @@ def test_boot_mounts_shm_mnt(tmp_path) -> None:
     ref = [line.split()[0] for line in (REF.parent / "slabinfo").read_text().splitlines()[2:]]
     common = [n for n in ref if n in names and n in ("buffer_head", "shmem_inode_cache", "filp", "inode_cache")]
     assert [n for n in names if n in common] == common
+
+
+def test_fork_copies_no_shared_pte(tmp_path) -> None:
+    """copy_page_range skips a shared mapping without an anon_vma (vma_needs_copy false):
+    right after fork the child's VMA (same file, same flags) has no present PTE -- drgn's
+    follow_page faults on every page -- and no shmem rss, while the folios keep one
+    mapping (the parent's) and the cache's reference."""
+    from drgn import FaultError
+    from drgn.helpers.linux.mm import follow_page, task_rss
+    from drgn.helpers.linux.pid import find_task
+
+    k = boot(MachineConfig(ram=512 << 20, cpus=2, seed=3))
+    w = Workload(k)
+    w.spawn("init")
+    w.spawn("p", parent="init")
+    addr = w.mmap("p", "m", 16 << 12, kind="shmem")
+    w.touch("p", "m", write=True)
+    w.fork("c", "p")
+    d = _open(k, tmp_path / "f")
+    tc, tp = find_task(d, w.proc("c").pid), find_task(d, w.proc("p").pid)
+    assert _dvma({"d": d, "addr": addr}, w.proc("c").pid).vm_file.value_() == \
+        _dvma({"d": d, "addr": addr}, w.proc("p").pid).vm_file.value_()
+    for i in range(16):
+        with pytest.raises(FaultError):
+            follow_page(tc.mm, addr + (i << 12))
+        pg = follow_page(tp.mm, addr + (i << 12))
+        assert pg._mapcount.counter.value_() == 0 and pg._refcount.counter.value_() == 2
+    assert task_rss(tc).shmem == 0 and task_rss(tp).shmem == 16
