@@ -371,12 +371,13 @@ def test_partial_munmap_keeps_the_file_and_mbind_interleaves(tmp_path) -> None:
     from drgn.helpers.linux.mm import page_to_pfn
     from drgn.helpers.linux.xarray import xa_for_each
 
-    from mmintro.kernel import memory
+    from mmintro.kernel import memory, slub
 
     k = boot(MachineConfig(ram=1 << 30, nodes=2, cpus=2, seed=5))
     w = Workload(k)
     w.spawn("init")
     w.spawn("a", parent="init")
+    pols = len(slub.live_objects(k, slub.find_cache(k, "numa_policy")))
     addr = w.mmap("a", "m", 32 << 12, kind="shmem")
     w.mbind("a", "m", "interleave", [0, 1])
     w.touch("a", "m", write=True)
@@ -401,6 +402,28 @@ def test_partial_munmap_keeps_the_file_and_mbind_interleaves(tmp_path) -> None:
     # the two pieces share the file (split_vma's get_file); the right one starts at pgoff 16
     right = _dvma({"d": d, "addr": addr + (16 << 12)}, w.proc("a").pid)
     assert right.vm_file.value_() == v.vm_file.value_() and right.vm_pgoff.value_() == 16
+    # the shared policy (shmem_set_policy): one sp_node over the file's pages [0, 32), its
+    # own MPOL_F_SHARED copy of the interleave policy; a second mbind inside it splits it
+    info = drgn.container_of(v.vm_file.f_inode, "struct shmem_inode_info", "vfs_inode")
+    assert _sp_nodes(d, info) == [(0, 32, "MPOL_INTERLEAVE", 1)]
+    w.mbind("a", "m", "bind", [1], start=20 << 12, size=4 << 12)
+    sn = len(slub.live_objects(k, slub.find_cache(k, "shared_policy_node")))
+    d = _open(k, tmp_path / "split")
+    v = _dvma({"d": d, "addr": addr}, w.proc("a").pid)
+    info = drgn.container_of(v.vm_file.f_inode, "struct shmem_inode_info", "vfs_inode")
+    assert _sp_nodes(d, info) == [(0, 20, "MPOL_INTERLEAVE", 1), (20, 24, "MPOL_BIND", 1), (24, 32, "MPOL_INTERLEAVE", 1)]
+    w.exit("a")  # the last mapping: eviction frees the tree (mpol_free_shared_policy)
+    assert len(slub.live_objects(k, slub.find_cache(k, "shared_policy_node"))) == sn - 3
+    assert len(slub.live_objects(k, slub.find_cache(k, "numa_policy"))) == pols  # no policy leaked
+
+
+def _sp_nodes(d, info):
+    """(start, end, mode, MPOL_F_SHARED) of each sp_node of info->policy, in order (drgn)."""
+    from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
+
+    modes = {d.constant(n).value_(): n for n in ("MPOL_INTERLEAVE", "MPOL_BIND", "MPOL_PREFERRED")}
+    return [(n.start.value_(), n.end.value_(), modes.get(n.policy.mode.value_()), n.policy.flags.value_() & 1)
+            for n in rbtree_inorder_for_each_entry("struct sp_node", info.policy.root.address_of_(), "nd")]
 
 
 def test_boot_mounts_shm_mnt(tmp_path) -> None:

@@ -166,9 +166,17 @@ def do_set_mempolicy(k: Kernel, task: int, mode: int | str, nodes) -> int:
 
 
 def vma_replace_policy(k: Kernel, vma: int, pol: int) -> None:
-    """mm/mempolicy.c vma_replace_policy(): vma->vm_policy = mpol_dup(pol), old put."""
+    """mm/mempolicy.c vma_replace_policy(): new = mpol_dup(pol); vm_ops->set_policy(vma, new)
+    when the VMA has one (shmem_set_policy: the file's shared policy); vma->vm_policy = new,
+    old put."""
     km = k.kmem
     new = mpol_dup(k, pol)
+    ops = km.get(vma, "vm_area_struct", "vm_ops")
+    if ops and km.get(ops, "vm_operations_struct", "set_policy"):
+        from mmintro.kernel import shmem
+
+        if shmem.is_shmem_vma(k, vma):
+            shmem.shmem_set_policy(k, vma, new)
     old = km.get(vma, "vm_area_struct", "vm_policy")
     km.set(vma, "vm_area_struct", "vm_policy", new)
     mpol_put(k, old)

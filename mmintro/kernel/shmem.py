@@ -30,8 +30,8 @@ __mmap_new_vma calls ``shmem_zero_setup(vma)`` for a shared VMA without a file, 
   S_IFREG|0777 inode with ``i_size`` = size, ``clear_nlink``, alloc_file_pseudo.
 * :func:`shmem_fault` -> :func:`shmem_get_folio_gfp` (SGP_CACHE): the cached folio, or a new
   order-0 one (shmem_enabled is "never": no huge orders) from shmem_alloc_folio's policy --
-  the shared policy (mbind through shmem_set_policy; this model keeps it as the VMA's
-  ``vm_policy``, which vma_replace_policy sets alongside) else the task's -- with interleave
+  the shared policy (mbind through vm_ops->set_policy = shmem_set_policy: the inode's
+  ``info->policy`` tree of sp_nodes, :func:`shmem_set_policy`) else the task's -- with interleave
   index ``i_ino + index``; then shmem_alloc_and_add_folio: PG_locked + PG_swapbacked,
   shmem_add_to_page_cache (a reference, ``mapping``/``index``, i_pages, NR_FILE_PAGES and
   NR_SHMEM, ``nrpages``), shmem_inode_acct_blocks (``i_blocks`` += 8 a page:
@@ -45,8 +45,8 @@ __mmap_new_vma calls ``shmem_zero_setup(vma)`` for a shared VMA without a file, 
   leaves ``s_inodes`` and goes back to ``shmem_inode_cache``.
 
 Not modelled: swap (shmem_swapin_folio, shmem_writeout), large folios (huge=, shmem THP),
-read(2)/write(2) on tmpfs files, tmpfs mounts other than the kernel's, the shared-policy
-tree (``info->policy`` stays empty), userfaultfd, fallocate, memfd seals, SysV shm.
+read(2)/write(2) on tmpfs files, tmpfs mounts other than the kernel's, userfaultfd,
+fallocate, memfd seals, SysV shm, the shared policy's rwlock and MPOL_MF_MOVE.
 """
 
 from __future__ import annotations
@@ -344,18 +344,165 @@ def is_shmem_vma(k: Kernel, vma: int) -> bool:
         k.kmem.get(vma, "vm_area_struct", "vm_ops") == k.sym("shmem_anon_vm_ops")
 
 
+# -- the shared policy (mm/mempolicy.c, the shmem side of mbind) ----------------------------------
+def _rbm(k: Kernel):
+    from mmintro.kernel import rbtree as rb
+
+    return rb.RbMem(lambda a: int.from_bytes(k.mem.read(k.pa(a), 8), "little"), k.kmem.write_u64)
+
+
+def _sp_root(k: Kernel, inode: int) -> int:
+    """&SHMEM_I(inode)->policy.root."""
+    return k.kmem.addr(_info(k, inode), "shmem_inode_info", "policy.root")
+
+
+def _nd(k: Kernel) -> int:
+    return k.T.offsetof("sp_node", "nd")
+
+
+def _sp(k: Kernel, n: int, f: str) -> int:
+    return k.kmem.get(n - _nd(k), "sp_node", f)
+
+
+def sp_lookup(k: Kernel, inode: int, start: int, end: int) -> int:
+    """mm/mempolicy.c sp_lookup(): the first sp_node (its rb_node address) overlapping
+    [start, end) of the inode's shared policy, or 0."""
+    from mmintro.kernel import rbtree as rb
+
+    m = _rbm(k)
+    n = m.read(_sp_root(k, inode) + rb.ROOT_NODE)
+    while n:
+        if start >= _sp(k, n, "end"):
+            n = m.read(n + rb.RIGHT)
+        elif end <= _sp(k, n, "start"):
+            n = m.read(n + rb.LEFT)
+        else:
+            break
+    if not n:
+        return 0
+    while True:
+        prev = rb.rb_prev(m, n)
+        if not prev or _sp(k, prev, "end") <= start:
+            return n
+        n = prev
+
+
+def _sp_insert(k: Kernel, inode: int, node: int) -> None:
+    """sp_insert(): by start (ranges never overlap), rb_link_node + rb_insert_color."""
+    from mmintro.kernel import rbtree as rb
+
+    m = _rbm(k)
+    root = _sp_root(k, inode)
+    link, parent = root + rb.ROOT_NODE, 0
+    start, end = _sp(k, node, "start"), _sp(k, node, "end")
+    while m.read(link):
+        parent = m.read(link)
+        if start < _sp(k, parent, "start"):
+            link = parent + rb.LEFT
+        elif end > _sp(k, parent, "end"):
+            link = parent + rb.RIGHT
+        else:
+            raise ValueError("sp_insert: overlapping shared policy ranges (BUG)")
+    rb.rb_link_node(m, node, parent, link)
+    rb.rb_insert_color(m, node, root)
+
+
+def _sp_alloc(k: Kernel, start: int, end: int, pol: int) -> int:
+    """sp_alloc(): an sp_node from sn_cache ("shared_policy_node") holding mpol_dup(pol)
+    with MPOL_F_SHARED; returns its rb_node address."""
+    from mmintro.kernel import mempolicy
+
+    km = k.kmem
+    n = slub.kmem_cache_alloc(k, slub.find_cache(k, "shared_policy_node"), "GFP_KERNEL", caller="sp_alloc")
+    if not n:
+        raise MemoryError("sp_alloc: out of memory")
+    km.write_bytes(n, bytes(k.T.sizeof("struct sp_node")))
+    newpol = mempolicy.mpol_dup(k, pol)
+    km.set(newpol, "mempolicy", "flags", km.get(newpol, "mempolicy", "flags") | mempolicy.MPOL_F_SHARED)
+    km.set(n, "sp_node", "start", start)  # sp_node_init
+    km.set(n, "sp_node", "end", end)
+    km.set(n, "sp_node", "policy", newpol)
+    return n + _nd(k)
+
+
+def _sp_delete(k: Kernel, inode: int, node: int) -> None:
+    """sp_delete(): rb_erase, then sp_free (mpol_put of its policy, back to sn_cache)."""
+    from mmintro.kernel import mempolicy
+    from mmintro.kernel import rbtree as rb
+
+    rb.rb_erase(_rbm(k), node, _sp_root(k, inode))
+    mempolicy.mpol_put(k, _sp(k, node, "policy"))
+    slub.kmem_cache_free(k, slub.find_cache(k, "shared_policy_node"), node - _nd(k))
+
+
+def shmem_set_policy(k: Kernel, vma: int, pol: int) -> int:
+    """mm/shmem.c shmem_set_policy() -> mpol_set_shared_policy(&info->policy, vma, pol): the
+    VMA's file range [vm_pgoff, vm_pgoff + pages) gets ``pol`` (none for MPOL_DEFAULT) --
+    shared_policy_replace trims, splits or deletes the old nodes in the range, then inserts
+    the new one.  vma_replace_policy calls it (vm_ops->set_policy) before setting
+    vm_policy."""
+    from mmintro.kernel import rbtree as rb
+
+    km = k.kmem
+    inode = km.get(km.get(vma, "vm_area_struct", "vm_file"), "file", "f_inode")
+    start = km.get(vma, "vm_area_struct", "vm_pgoff")
+    end = start + ((km.get(vma, "vm_area_struct", "vm_end") - km.get(vma, "vm_area_struct", "vm_start")) >> PAGE_SHIFT)
+    new = _sp_alloc(k, start, end, pol) if pol else 0
+    m = _rbm(k)
+    n = sp_lookup(k, inode, start, end)
+    while n and _sp(k, n, "start") < end:  # shared_policy_replace()
+        nxt = rb.rb_next(m, n)
+        ns, ne = _sp(k, n, "start"), _sp(k, n, "end")
+        if ns >= start:
+            if ne <= end:
+                _sp_delete(k, inode, n)
+            else:
+                km.set(n - _nd(k), "sp_node", "start", end)
+        elif ne > end:  # an old policy spanning the whole new range: split it
+            old = _sp(k, n, "policy")
+            split = _sp_alloc(k, end, ne, old)  # *mpol_new = *n->policy, refcnt 1
+            km.set(n - _nd(k), "sp_node", "end", start)
+            _sp_insert(k, inode, split)
+            break
+        else:
+            km.set(n - _nd(k), "sp_node", "end", start)
+        n = nxt
+    if new:
+        _sp_insert(k, inode, new)
+    return 0
+
+
+def mpol_shared_policy_lookup(k: Kernel, inode: int, index: int) -> int:
+    """mm/mempolicy.c mpol_shared_policy_lookup(): the policy of the node holding ``index``
+    (the reference it takes is dropped again by mpol_cond_put: not written), or 0."""
+    n = sp_lookup(k, inode, index, index + 1)
+    return _sp(k, n, "policy") if n else 0
+
+
+def mpol_free_shared_policy(k: Kernel, inode: int) -> None:
+    """mm/mempolicy.c mpol_free_shared_policy(): every node deleted (shmem_destroy_inode)."""
+    from mmintro.kernel import rbtree as rb
+
+    m = _rbm(k)
+    while True:
+        n = rb.rb_first(m, _sp_root(k, inode))
+        if not n:
+            return
+        _sp_delete(k, inode, n)
+
+
 # -- faults ------------------------------------------------------------------------------------
 def _folio_alloc(k: Kernel, vma: int, inode: int, index: int, gfp: int) -> int | None:
     """shmem_alloc_folio(gfp, 0, info, index): shmem_get_pgoff_policy (ilx = i_ino + index;
-    the shared policy, kept as the VMA's vm_policy, else get_task_policy(current)) and
-    folio_alloc_mpol on the local node."""
+    the shared policy at ``index``, else get_task_policy(current)) and folio_alloc_mpol on
+    the local node."""
     from mmintro.kernel import mempolicy
 
     km = k.kmem
     ilx = km.get(inode, "inode", "i_ino") + index
     mm = km.get(vma, "vm_area_struct", "vm_mm") if vma else 0
     task = k.__dict__.get("current_task") or (km.get(mm, "mm_struct", "owner") if mm else 0)
-    pol = km.get(vma, "vm_area_struct", "vm_policy") if vma else 0
+    pol = mpol_shared_policy_lookup(k, inode, index)
     if not pol and task:
         pol = km.get(task, "task_struct", "mempolicy")
     return mempolicy.alloc_pages_mpol(k, gfp, 0, pol, ilx, k.numa_node_id(), task=task)
@@ -466,6 +613,8 @@ def shmem_evict_inode(k: Kernel, inode: int) -> None:
         freed = km.get(info, "shmem_inode_info", "alloced") - km.get(mapping, "address_space", "nrpages")
         km.set(info, "shmem_inode_info", "alloced", km.get(mapping, "address_space", "nrpages"))
         km.set(inode, "inode", "i_blocks", km.get(inode, "inode", "i_blocks") - freed * (PAGE_SIZE >> 9))
+    if km.get(inode, "inode", "i_mode") & S_IFREG:
+        mpol_free_shared_policy(k, inode)  # shmem_destroy_inode
     sl = km.addr(inode, "inode", "i_sb_list")  # inode_sb_list_del
     nxt, prev = km.get(sl, "list_head", "next"), km.get(sl, "list_head", "prev")
     km.set(prev, "list_head", "next", nxt)
