@@ -189,17 +189,6 @@ def exit_fs(k: Kernel, tsk: int) -> None:
     slub.kmem_cache_free(k, slub.find_cache(k, "fs_cache"), fs)
 
 
-def _list_del(k: Kernel, entry: int, init: bool = False) -> None:
-    km = k.kmem
-    prev, nxt = km.get(entry, "list_head", "prev"), km.get(entry, "list_head", "next")
-    km.set(nxt, "list_head", "prev", prev)
-    km.set(prev, "list_head", "next", nxt)
-    if init:
-        km.init_list_head(entry)
-    else:  # list_del_rcu: next kept, prev poisoned (LIST_POISON2)
-        km.set(entry, "list_head", "prev", 0xDEAD000000000122)
-
-
 def _child_reaper(k: Kernel, exiting: int) -> int:
     km = k.kmem
     ns = k.sym("init_pid_ns")
@@ -231,8 +220,8 @@ def forget_original_parent(k: Kernel, tsk: int) -> None:
         child = p - off
         km.set(child, "task_struct", "real_parent", reaper)
         km.set(child, "task_struct", "parent", reaper)
-        _list_del(k, p, init=True)
-        fork._list_add_tail(k, p, rhead)  # list_splice_tail_init(&father->children, &reaper->children)
+        k.kmem.list_del_init(p)
+        k.kmem.list_add_tail(p, rhead)  # list_splice_tail_init(&father->children, &reaper->children)
         p = nxt
         n += 1
         if n > 1 << 22:
@@ -286,9 +275,9 @@ def release_task(k: Kernel, tsk: int) -> None:
     fork._add_global(k, "nr_threads", -1, 4)
     pid = km.get(tsk, "task_struct", "thread_pid")
     pids = [detach_pid(k, tsk, pid, "PIDTYPE_PID"), detach_pid(k, tsk, pid, "PIDTYPE_TGID")]
-    _list_del(k, km.addr(tsk, "task_struct", "tasks"))
-    _list_del(k, km.addr(tsk, "task_struct", "sibling"), init=True)
-    _list_del(k, km.addr(tsk, "task_struct", "thread_node"))
+    k.kmem.list_del_rcu(km.addr(tsk, "task_struct", "tasks"))
+    k.kmem.list_del_init(km.addr(tsk, "task_struct", "sibling"))
+    k.kmem.list_del_rcu(km.addr(tsk, "task_struct", "thread_node"))
     for pid in dict.fromkeys(p for p in pids if p):
         free_pid(k, pid)
     km.set(tsk, "task_struct", "exit_state", EXIT_DEAD)

@@ -220,15 +220,6 @@ def mm_alloc(k: Kernel, owner: int) -> int:
     return mm
 
 
-def _list_add_tail(k: Kernel, new: int, head: int) -> None:
-    km = k.kmem
-    prev = km.get(head, "list_head", "prev")
-    km.set(new, "list_head", "next", head)
-    km.set(new, "list_head", "prev", prev)
-    km.set(prev, "list_head", "next", new)
-    km.set(head, "list_head", "prev", new)
-
-
 def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: int, state: int,
                      src: int = 0, leader: int = 0) -> tuple[int, int, int]:
     """The task half of copy_process(): dup_task_struct() (a task_struct from its cache, a copy
@@ -294,7 +285,7 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
         km.set(sig, "signal_struct", "nr_threads", km.get(sig, "signal_struct", "nr_threads") + 1)
         km.set(sig, "signal_struct", "live.counter", km.get(sig, "signal_struct", "live.counter") + 1)
         km.set(sig, "signal_struct", "sigcnt.refs.counter", km.get(sig, "signal_struct", "sigcnt.refs.counter") + 1)
-        _list_add_tail(k, km.addr(tsk, "task_struct", "thread_node"), km.addr(sig, "signal_struct", "thread_head"))
+        k.kmem.list_add_tail(km.addr(tsk, "task_struct", "thread_node"), km.addr(sig, "signal_struct", "thread_head"))
         km.set(tsk, "task_struct", "signal", sig)
         return tsk, pid_struct, nr
     km.set(tsk, "task_struct", "tgid", nr)
@@ -321,8 +312,8 @@ def _link_task(k: Kernel, tsk: int, pid_struct: int, parent: int) -> None:
     km.set(tsk, "task_struct", "thread_pid", pid_struct)
     attach_pid(k, tsk, pid_struct, "PIDTYPE_PID")
     attach_pid(k, tsk, pid_struct, "PIDTYPE_TGID")
-    _list_add_tail(k, km.addr(tsk, "task_struct", "sibling"), km.addr(parent, "task_struct", "children"))
-    _list_add_tail(k, km.addr(tsk, "task_struct", "tasks"), km.addr(k.sym("init_task"), "task_struct", "tasks"))
+    k.kmem.list_add_tail(km.addr(tsk, "task_struct", "sibling"), km.addr(parent, "task_struct", "children"))
+    k.kmem.list_add_tail(km.addr(tsk, "task_struct", "tasks"), km.addr(k.sym("init_task"), "task_struct", "tasks"))
     _add_global(k, "nr_threads", 1, 4)
     _add_global(k, "total_forks", 1, 8)
     upid = pid_struct + k.T.struct("pid").offsetof("numbers")

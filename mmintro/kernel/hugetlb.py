@@ -778,15 +778,6 @@ class HugetlbfsMount:
     next_ino: int = 1
 
 
-def _list_add_tail(k: Kernel, new: int, head: int) -> None:
-    km = k.kmem
-    prev = km.get(head, "list_head", "prev")
-    km.set(new, "list_head", "next", head)
-    km.set(new, "list_head", "prev", prev)
-    km.set(prev, "list_head", "next", new)
-    km.set(head, "list_head", "prev", new)
-
-
 def _kzalloc(k: Kernel, size: int, caller: str) -> int:
     from mmintro.kernel import slub
 
@@ -816,7 +807,7 @@ def hugetlbfs_alloc_inode(k: Kernel, sb: int) -> int:
     km.set(mapping, "address_space", "host", inode)
     km.set(mapping, "address_space", "gfp_mask", G.GFP_HIGHUSER_MOVABLE)
     km.set(inode, "hugetlbfs_inode_info", "seals", F_SEAL_SEAL)
-    _list_add_tail(k, km.addr(inode, "inode", "i_sb_list"), km.addr(sb, "super_block", "s_inodes"))
+    k.kmem.list_add_tail(km.addr(inode, "inode", "i_sb_list"), km.addr(sb, "super_block", "s_inodes"))
     return inode
 
 
@@ -861,7 +852,7 @@ def mount_one_hugetlbfs(k: Kernel, h: Hstate, fst: int) -> HugetlbfsMount:
     if "super_blocks" not in k.image.symbols:
         k.image.var("super_blocks", "data")
         km.init_list_head(k.sym("super_blocks"))
-    _list_add_tail(k, km.addr(sb, "super_block", "s_list"), k.sym("super_blocks"))
+    k.kmem.list_add_tail(km.addr(sb, "super_block", "s_list"), k.sym("super_blocks"))
     fs_supers = km.addr(fst, "file_system_type", "fs_supers")
     node = km.addr(sb, "super_block", "s_instances")
     first = km.get(fs_supers, "hlist_head", "first")

@@ -128,15 +128,6 @@ def _ensure_global(k: Kernel, name: str) -> int:
     return k.sym(name)
 
 
-def _list_add_tail(k: Kernel, new: int, head: int) -> None:
-    km = k.kmem
-    prev = km.get(head, "list_head", "prev")
-    km.set(new, "list_head", "next", head)
-    km.set(new, "list_head", "prev", prev)
-    km.set(prev, "list_head", "next", new)
-    km.set(head, "list_head", "prev", new)
-
-
 def _hlist_add_head(k: Kernel, node: int, head: int) -> None:
     km = k.kmem
     first = km.get(head, "hlist_head", "first")
@@ -165,7 +156,7 @@ def vfs_root(k: Kernel) -> Vfs:
     sb = slub.kzalloc(k, T.sizeof("struct super_block"), "GFP_KERNEL", caller="alloc_super")
     for p in ("s_inodes", "s_inodes_wb"):
         km.init_list_head(km.addr(sb, "super_block", p))
-    _list_add_tail(k, km.addr(sb, "super_block", "s_list"), _ensure_global(k, "super_blocks"))
+    k.kmem.list_add_tail(km.addr(sb, "super_block", "s_list"), _ensure_global(k, "super_blocks"))
     _hlist_add_head(k, km.addr(sb, "super_block", "s_instances"), km.addr(fst, "file_system_type", "fs_supers"))
     km.set(sb, "super_block", "s_type", fst)
     km.set(sb, "super_block", "s_dev", DISK_MAJOR << MINORBITS | DISK_MINOR)
@@ -269,7 +260,7 @@ def _new_inode(k: Kernel, v: Vfs, mode: int, size: int, ino: int | None = None, 
     km.set(mapping, "address_space", "host", inode)
     km.set(mapping, "address_space", "gfp_mask", G.parse_gfp("GFP_HIGHUSER_MOVABLE"))
     km.set(mapping, "address_space", "i_pages.xa_flags", XA_FLAGS_LOCK_IRQ | XA_FLAGS_ACCOUNT)
-    _list_add_tail(k, km.addr(inode, "inode", "i_sb_list"), km.addr(v.sb, "super_block", "s_inodes"))
+    k.kmem.list_add_tail(km.addr(inode, "inode", "i_sb_list"), km.addr(v.sb, "super_block", "s_inodes"))
     v.inodes[inode] = ino
     return inode
 

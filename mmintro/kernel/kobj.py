@@ -7,15 +7,15 @@ physical address behind the kernel virtual address.  No offset is ever written b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 from mmintro.kernel.physmem import PhysMem
 from mmintro.types import Type, TypeDB
 
 
 class Field:
-    __slots__ = ("offset", "size", "signed", "bit_shift", "bit_size", "type")
+    __slots__ = ("bit_shift", "bit_size", "offset", "signed", "size", "type")
 
     def __init__(self, offset: int, size: int, signed: bool, bit_shift: int, bit_size: int, type_: Type) -> None:
         self.offset = offset
@@ -100,6 +100,53 @@ class KMem:
         """INIT_LIST_HEAD: next = prev = the list_head itself."""
         self.set(vaddr, "list_head", "next", vaddr)
         self.set(vaddr, "list_head", "prev", vaddr)
+
+    # include/linux/list.h on simulated memory (list_del poisons as the kernel does:
+    # include/linux/poison.h LIST_POISON1/2 with CONFIG_ILLEGAL_POINTER_VALUE 0xdead000000000000)
+    LIST_POISON1 = 0xDEAD000000000100
+    LIST_POISON2 = 0xDEAD000000000122
+
+    def list_add(self, new: int, head: int) -> None:
+        """list_add(): ``new`` right after ``head``."""
+        nxt = self.get(head, "list_head", "next")
+        self.set(nxt, "list_head", "prev", new)
+        self.set(new, "list_head", "next", nxt)
+        self.set(new, "list_head", "prev", head)
+        self.set(head, "list_head", "next", new)
+
+    def list_add_tail(self, new: int, head: int) -> None:
+        """list_add_tail(): ``new`` right before ``head`` (at the end of the list)."""
+        prev = self.get(head, "list_head", "prev")
+        self.set(new, "list_head", "next", head)
+        self.set(new, "list_head", "prev", prev)
+        self.set(prev, "list_head", "next", new)
+        self.set(head, "list_head", "prev", new)
+
+    def _list_unlink(self, entry: int) -> None:
+        """__list_del_entry(): the neighbours point at each other."""
+        prev = self.get(entry, "list_head", "prev")
+        nxt = self.get(entry, "list_head", "next")
+        self.set(nxt, "list_head", "prev", prev)
+        self.set(prev, "list_head", "next", nxt)
+
+    def list_del(self, entry: int) -> None:
+        """list_del(): unlinked, both pointers poisoned."""
+        self._list_unlink(entry)
+        self.set(entry, "list_head", "next", self.LIST_POISON1)
+        self.set(entry, "list_head", "prev", self.LIST_POISON2)
+
+    def list_del_rcu(self, entry: int) -> None:
+        """list_del_rcu(): unlinked, ``next`` kept for RCU readers, ``prev`` poisoned."""
+        self._list_unlink(entry)
+        self.set(entry, "list_head", "prev", self.LIST_POISON2)
+
+    def list_del_init(self, entry: int) -> None:
+        """list_del_init(): unlinked and pointing at itself."""
+        self._list_unlink(entry)
+        self.init_list_head(entry)
+
+    def list_empty(self, head: int) -> bool:
+        return self.get(head, "list_head", "next") == head
 
     def write_list(self, head: int, entries: list[int]) -> None:
         """Link the list_heads at ``entries`` into a circular list headed at ``head``."""

@@ -155,29 +155,6 @@ def tick(k: Kernel, seconds: float) -> int:
 
 
 # -- the disk's backing_dev_info ----------------------------------------------------------------
-def _list_add(k: Kernel, new: int, head: int) -> None:
-    swap._list_add(k, new, head)
-
-
-def _list_add_tail(k: Kernel, new: int, head: int) -> None:
-    from mmintro.kernel.inode import _list_add_tail
-
-    _list_add_tail(k, new, head)
-
-
-def _list_del_init(k: Kernel, entry: int) -> None:
-    km = k.kmem
-    nxt = km.get(entry, "list_head", "next")
-    prv = km.get(entry, "list_head", "prev")
-    km.set(nxt, "list_head", "prev", prv)
-    km.set(prv, "list_head", "next", nxt)
-    km.init_list_head(entry)
-
-
-def _list_empty(k: Kernel, head: int) -> bool:
-    return k.kmem.get(head, "list_head", "next") == head
-
-
 def _write_int_global(k: Kernel, name: str, value: int) -> None:
     if name not in k.image.symbols:
         k.image.var(name, "data")
@@ -258,8 +235,8 @@ def bdi_register_disk(k: Kernel, name: str) -> int:
     km.init_list_head(km.addr(c, "percpu_counter", "list"))
     km.set(c, "percpu_counter", "counters", k.alloc_percpu(PCPU_COUNTER_SIZE, 4))
     km.set(wb, "bdi_writeback", "state", 1 << WB_registered)  # bdi_register: WB_registered
-    _list_add_tail(k, km.addr(wb, "bdi_writeback", "bdi_node"), km.addr(bdi, "backing_dev_info", "wb_list"))
-    _list_add_tail(k, km.addr(bdi, "backing_dev_info", "bdi_list"), _ensure_global(k, "bdi_list"))
+    k.kmem.list_add_tail(km.addr(wb, "bdi_writeback", "bdi_node"), km.addr(bdi, "backing_dev_info", "wb_list"))
+    k.kmem.list_add_tail(km.addr(bdi, "backing_dev_info", "bdi_list"), _ensure_global(k, "bdi_list"))
     return bdi
 
 
@@ -355,8 +332,8 @@ def __mark_inode_dirty(k: Kernel, inode: int, flags: int) -> None:
     if not was_dirty:
         km.set(inode, "inode", "dirtied_when", jiffies(k))
         io = km.addr(inode, "inode", "i_io_list")
-        _list_del_init(k, io)
-        _list_add(k, io, km.addr(wb, "bdi_writeback", "b_dirty"))
+        k.kmem.list_del_init(io)
+        k.kmem.list_add(io, km.addr(wb, "bdi_writeback", "b_dirty"))
         st = km.get(wb, "bdi_writeback", "state")
         if not st & (1 << WB_has_dirty_io):
             km.set(wb, "bdi_writeback", "state", st | 1 << WB_has_dirty_io)
@@ -722,8 +699,8 @@ def folio_start_writeback(k: Kernel, pfn: int, mapping: int, wb: int, keep_write
     if not on_wblist:
         km.set(wb, "bdi_writeback", "writeback_inodes.counter", km.get(wb, "bdi_writeback", "writeback_inodes.counter") + 1)
         wbl = km.addr(inode, "inode", "i_wb_list")
-        if _list_empty(k, wbl):  # sb_mark_inode_writeback()
-            _list_add_tail(k, wbl, km.addr(km.get(inode, "inode", "i_sb"), "super_block", "s_inodes_wb"))
+        if k.kmem.list_empty(wbl):  # sb_mark_inode_writeback()
+            k.kmem.list_add_tail(wbl, km.addr(km.get(inode, "inode", "i_sb"), "super_block", "s_inodes_wb"))
     if not swap.folio_test(k, pfn, swap.PG_dirty):
         xa.xa_clear_mark(idx, PAGECACHE_TAG_DIRTY)
     if not keep_write:
@@ -755,8 +732,8 @@ def folio_end_writeback(k: Kernel, pfn: int) -> None:
     if not xa.xa_marked(PAGECACHE_TAG_WRITEBACK):
         km.set(wb, "bdi_writeback", "writeback_inodes.counter", km.get(wb, "bdi_writeback", "writeback_inodes.counter") - 1)
         wbl = km.addr(inode, "inode", "i_wb_list")
-        if not _list_empty(k, wbl):  # sb_clear_inode_writeback()
-            _list_del_init(k, wbl)
+        if not k.kmem.list_empty(wbl):  # sb_clear_inode_writeback()
+            k.kmem.list_del_init(wbl)
     _node_stat(k, pfn, "NR_WRITEBACK", -nr)
     _zone_stat(k, pfn, "NR_ZONE_WRITE_PENDING", -nr)
     _node_stat(k, pfn, "NR_WRITTEN", nr)
@@ -804,8 +781,8 @@ def writeback_chunk_size(k: Kernel, wb: int, sync_all: bool, nr_pages: int) -> i
 
 def _move_to(k: Kernel, inode: int, wb: int, lst: str) -> None:
     io = k.kmem.addr(inode, "inode", "i_io_list")
-    _list_del_init(k, io)
-    _list_add(k, io, k.kmem.addr(wb, "bdi_writeback", lst))
+    k.kmem.list_del_init(io)
+    k.kmem.list_add(io, k.kmem.addr(wb, "bdi_writeback", lst))
 
 
 def redirty_tail(k: Kernel, inode: int, wb: int) -> None:
@@ -945,7 +922,7 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
             elif state & I_DIRTY:
                 redirty_tail(k, inode, wb)
             else:
-                _list_del_init(k, km.addr(inode, "inode", "i_io_list"))  # clean: off the lists
+                k.kmem.list_del_init(km.addr(inode, "inode", "i_io_list"))  # clean: off the lists
             if wrote and work <= 0:
                 break
         if progress:

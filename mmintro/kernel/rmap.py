@@ -793,25 +793,6 @@ def anon_vma_interval_tree_vmas(k: Kernel, anon_vma: int) -> list[int]:
 
 
 # -- anon_vma ----------------------------------------------------------------------------------
-def _list_add(k: Kernel, new: int, head: int) -> None:
-    km = k.kmem
-    nxt = km.get(head, "list_head", "next")
-    km.set(nxt, "list_head", "prev", new)
-    km.set(new, "list_head", "next", nxt)
-    km.set(new, "list_head", "prev", head)
-    km.set(head, "list_head", "next", new)
-
-
-def _list_del(k: Kernel, entry: int) -> None:
-    km = k.kmem
-    prev = km.get(entry, "list_head", "prev")
-    nxt = km.get(entry, "list_head", "next")
-    km.set(nxt, "list_head", "prev", prev)
-    km.set(prev, "list_head", "next", nxt)
-    km.set(entry, "list_head", "next", pa.LIST_POISON1)
-    km.set(entry, "list_head", "prev", pa.LIST_POISON2)
-
-
 def _avcs(k: Kernel, vma: int) -> list[int]:
     """The anon_vma_chains on vma->anon_vma_chain, first to last."""
     km = k.kmem
@@ -861,7 +842,7 @@ def anon_vma_chain_link(k: Kernel, vma: int, avc: int, anon_vma: int) -> None:
     km = k.kmem
     km.set(avc, "anon_vma_chain", "vma", vma)
     km.set(avc, "anon_vma_chain", "anon_vma", anon_vma)
-    _list_add(k, km.addr(avc, "anon_vma_chain", "same_vma"), km.addr(vma, "vm_area_struct", "anon_vma_chain"))
+    k.kmem.list_add(km.addr(avc, "anon_vma_chain", "same_vma"), km.addr(vma, "vm_area_struct", "anon_vma_chain"))
     _avc_tree(k).insert(avc, km.addr(anon_vma, "anon_vma", "rb_root"))
 
 
@@ -994,7 +975,7 @@ def unlink_anon_vmas(k: Kernel, vma: int) -> None:
             km.set(parent, "anon_vma", "num_children", km.get(parent, "anon_vma", "num_children") - 1)
             empty.append(avc)
             continue
-        _list_del(k, km.addr(avc, "anon_vma_chain", "same_vma"))
+        k.kmem.list_del(km.addr(avc, "anon_vma_chain", "same_vma"))
         anon_vma_chain_free(k, avc)
     av = km.get(vma, "vm_area_struct", "anon_vma")
     if av:
@@ -1002,7 +983,7 @@ def unlink_anon_vmas(k: Kernel, vma: int) -> None:
         km.set(vma, "vm_area_struct", "anon_vma", 0)
     for avc in empty:
         put_anon_vma(k, km.get(avc, "anon_vma_chain", "anon_vma"))
-        _list_del(k, km.addr(avc, "anon_vma_chain", "same_vma"))
+        k.kmem.list_del(km.addr(avc, "anon_vma_chain", "same_vma"))
         anon_vma_chain_free(k, avc)
 
 

@@ -162,7 +162,7 @@ def shm_mount(k: Kernel) -> ShmMount:
     sb = _zalloc(k, T.sizeof("struct super_block"), "alloc_super")
     for p in ("s_inodes", "s_inodes_wb"):
         km.init_list_head(km.addr(sb, "super_block", p))
-    I._list_add_tail(k, km.addr(sb, "super_block", "s_list"), I._ensure_global(k, "super_blocks"))
+    k.kmem.list_add_tail(km.addr(sb, "super_block", "s_list"), I._ensure_global(k, "super_blocks"))
     I._hlist_add_head(k, km.addr(sb, "super_block", "s_instances"), km.addr(fst, "file_system_type", "fs_supers"))
     km.set(sb, "super_block", "s_type", fst)
     km.set(sb, "super_block", "s_dev", 0 << MINORBITS | 1)  # set_anon_super: MKDEV(0, 1)
@@ -224,7 +224,6 @@ def shmem_get_inode(k: Kernel, m: ShmMount, mode: int, vm_flags: int) -> int:
     """mm/shmem.c __shmem_get_inode() with new_inode(): the inode (inside its
     shmem_inode_info, from shmem_inode_cache), inode_init_always, the shmem fields, and for a
     regular file ``a_ops = &shmem_aops``."""
-    from mmintro.kernel import inode as I
 
     km = k.kmem
     info = slub.kmem_cache_alloc(k, slub.find_cache(k, "shmem_inode_cache"), "GFP_KERNEL",
@@ -255,7 +254,7 @@ def shmem_get_inode(k: Kernel, m: ShmMount, mode: int, vm_flags: int) -> int:
         km.set(mapping, "address_space", "a_ops", aops)
     else:
         km.set(inode, "inode", "i_nlink", 2)  # inc_nlink: "."
-    I._list_add_tail(k, km.addr(inode, "inode", "i_sb_list"), km.addr(m.sb, "super_block", "s_inodes"))
+    k.kmem.list_add_tail(km.addr(inode, "inode", "i_sb_list"), km.addr(m.sb, "super_block", "s_inodes"))
     return inode
 
 

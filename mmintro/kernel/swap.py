@@ -179,25 +179,6 @@ def _count_vm_events(k: Kernel, item: str, n: int) -> None:
 
 
 # -- list_head primitives on simulated memory ---------------------------------------------------
-def _list_add(k: Kernel, new: int, head: int) -> None:
-    km = k.kmem
-    nxt = km.get(head, "list_head", "next")
-    km.set(nxt, "list_head", "prev", new)
-    km.set(new, "list_head", "next", nxt)
-    km.set(new, "list_head", "prev", head)
-    km.set(head, "list_head", "next", new)
-
-
-def _list_del(k: Kernel, entry: int) -> None:
-    km = k.kmem
-    nxt = km.get(entry, "list_head", "next")
-    prv = km.get(entry, "list_head", "prev")
-    km.set(nxt, "list_head", "prev", prv)
-    km.set(prv, "list_head", "next", nxt)
-    km.set(entry, "list_head", "next", pa.LIST_POISON1)
-    km.set(entry, "list_head", "prev", pa.LIST_POISON2)
-
-
 # -- mm_inline.h --------------------------------------------------------------------------------
 def update_lru_size(k: Kernel, pfn: int, lru: int, nr_pages: int) -> None:
     """update_lru_size() -> __update_lru_size(): the lruvec (= node) counter and the zone's."""
@@ -211,13 +192,13 @@ def lruvec_add_folio(k: Kernel, pfn: int) -> None:
     lru = folio_lru_list(k, pfn)
     update_lru_size(k, pfn, lru, folio_nr_pages(k, pfn))
     if lru != LRU_UNEVICTABLE:
-        _list_add(k, k.pfn_to_page(pfn) + LRU_OFF, lru_list_head(k, folio_nid(k, pfn), lru))
+        k.kmem.list_add(k.pfn_to_page(pfn) + LRU_OFF, lru_list_head(k, folio_nid(k, pfn), lru))
 
 
 def _lruvec_del_folio(k: Kernel, pfn: int) -> None:
     lru = folio_lru_list(k, pfn)
     if lru != LRU_UNEVICTABLE:
-        _list_del(k, k.pfn_to_page(pfn) + LRU_OFF)
+        k.kmem.list_del(k.pfn_to_page(pfn) + LRU_OFF)
     update_lru_size(k, pfn, lru, -folio_nr_pages(k, pfn))
 
 
