@@ -217,14 +217,20 @@ def vmallocinfo(snapshot: str | None, as_json: bool) -> None:
 
 @click.command("whatis")
 @click.argument("args", nargs=-1, metavar="[SNAPSHOT] ADDR")
+@click.option("--pfn", "is_pfn", is_flag=True, help="ADDR is a page frame number (its struct page).")
 @json_option
-def whatis(args: tuple[str, ...], as_json: bool) -> None:
+def whatis(args: tuple[str, ...], is_pfn: bool, as_json: bool) -> None:
     """What the kernel address ADDR is, like crash's kmem ADDR: a slab object, a free or
     per-CPU-list page, a vmalloc area, a direct-map page, a struct page, a page table, a
-    symbol, a per-CPU variable, or unmapped."""
-    snapshot, value = _snapshot_and(args, "ADDR")
-    addr = _int(value, "ADDR")
+    symbol, a per-CPU variable, or unmapped.  For a user page (its direct-map address, its
+    struct page, or --pfn) also who maps it: the rmap walk (anon_vma / i_mmap trees)."""
+    snapshot, value = _snapshot_and(args, "PFN" if is_pfn else "ADDR")
+    addr = _int(value, "PFN" if is_pfn else "ADDR")
     with load(snapshot) as prog:
+        if is_pfn:
+            from mmintro.reader.helpers.mm import pfn_to_page
+
+            addr = pfn_to_page(prog, addr).value_()
         w = whatis_view.whatis(prog, addr)
         emit(whatis_view.render(w), w, as_json)
 

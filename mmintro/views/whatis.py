@@ -21,6 +21,10 @@ kind                meaning
 ``page``            any other direct-map page: its struct page, type and flags
 ``unmapped``        not mapped by the kernel page tables
 ==================  ============================================================================
+
+For a ``page`` or ``struct_page`` of a user folio (``folio->mapping`` set), ``mappers`` lists
+who maps it: the reverse-map walk of mm/rmap.c (``mmintro.reader.helpers.rmap.rmap_walk``);
+a corrupt anon_vma or i_mmap tree raises ValidationError (one line).
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ from mmintro.reader.helpers.mm import (
     vmemmap,
 )
 from mmintro.reader.helpers.mmzone import for_each_populated_zone, section_geometry
+from mmintro.reader.helpers.rmap import rmap_walk
 from mmintro.reader.helpers.slab import slab_address, slab_cache_name, slab_object_info
+from mmintro.reader.helpers.task import vma_name
 from mmintro.reader.program import Program
 from mmintro.views.pageflags import flag_names, flags_layout, page_type_name
 from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
@@ -257,8 +263,31 @@ def _vmalloc(prog: Program, addr: int, out: dict[str, Any]) -> None:
         f" (struct page {out['page']:#x})" if "page" in out else " (not RAM)")
 
 
+def _mappers(prog: Program, out: dict[str, Any]) -> None:
+    """``out["mappers"]``: who maps the user page ``out["pfn"]`` (rmap_walk), if it has a mapping."""
+    if out.get("kind") not in ("page", "struct_page") or "pfn" not in out or not _present(prog, out["pfn"]):
+        return
+    page = pfn_to_page(prog, out["pfn"])
+    head = compound_head(page)
+    if page_type_name(prog, head.page_type.value_()) not in (None, "hugetlb") or not head.mapping.value_():
+        return
+    rows = []
+    for h in rmap_walk(page):
+        v = h.vma
+        rows.append({"pids": list(h.pids), "comms": list(h.comms), "mm": h.mm.value_(), "vma": v.value_(),
+                     "address": h.address, "vm_start": v.vm_start.value_(), "vm_end": v.vm_end.value_(),
+                     "name": vma_name(v)})
+    out["mappers"] = rows
+
+
 def whatis(prog: Program, addr: int) -> dict[str, Any]:
     """What ``addr`` is (JSON-ready dict with ``kind``, ``summary`` and kind-specific fields)."""
+    out = _whatis(prog, addr)
+    _mappers(prog, out)
+    return out
+
+
+def _whatis(prog: Program, addr: int) -> dict[str, Any]:
     addr &= _M64
     out: dict[str, Any] = {"address": addr}
     pob = prog["page_offset_base"].value_()
@@ -314,7 +343,7 @@ def whatis(prog: Program, addr: int) -> dict[str, Any]:
 
 def render(w: dict[str, Any]) -> str:
     lines = [f"{w['address']:016x}: {w['summary']}"]
-    skip = {"address", "summary", "kind", "page_info"}
+    skip = {"address", "summary", "kind", "page_info", "mappers"}
     details = [(k, v) for k, v in w.items() if k not in skip]
     for k, v in details:
         if isinstance(v, int) and not isinstance(v, bool) and k not in ("order", "cpu", "offset", "nr_pages", "index",
@@ -327,4 +356,14 @@ def render(w: dict[str, Any]) -> str:
         lines.append(f"  {'flags':<12} {'|'.join(p['flags']) or '0'}")
         lines.append(f"  {'refcount':<12} {p['refcount']}")
         lines.append(f"  {'node':<12} {p['node']}")
+    if "mappers" in w:
+        if not w["mappers"]:
+            lines.append("  mapped by no process (rmap found no page-table entry)")
+        for m in w["mappers"]:
+            who = ",".join(map(str, m["pids"])) or "no task"
+            comm = ",".join(dict.fromkeys(m["comms"]))
+            name = f" {m['name']}" if m["name"] else ""  # vma_name() brackets [heap] etc. itself
+            comm = f" ({comm})" if comm else ""
+            lines.append(f"  mapped by pid {who}{comm} at {m['address']:#x} in VMA "
+                         f"{m['vm_start']:#x}-{m['vm_end']:#x}{name}")
     return "\n".join(lines) + "\n"
