@@ -1,7 +1,7 @@
 """The reader's reverse-map walk (mmintro/reader/helpers/rmap.py) and ``mmintro whatis``'s
 mappers, against an independent forward scan in real drgn: on a snapshot with a forked
-process (CoW-shared and CoW-broken heap pages), a PMD-mapped THP shared by the fork and a
-shared file mapping, every mapped user page's set of (pid, address) from the anon_vma /
+process (CoW-shared and CoW-broken heap pages), a PMD-mapped THP shared by the fork, private
+and shared hugetlb pages and a shared file mapping, every mapped user page's set of (pid, address) from the anon_vma /
 i_mmap interval trees equals the set drgn finds by following every task's every VMA page
 (follow_pfn), and a page's 6.18 page_mapcount() (read by drgn) is its number of mappers.
 A corrupt anon_vma tree is a one-line finding, exit status 1."""
@@ -34,6 +34,7 @@ from tests.cli_helpers import run, run_json
 WORKLOAD = '''
 [machine]
 ram = "1G"
+hugepages_2m = 4
 
 [[step]]
 spawn = "db"
@@ -72,6 +73,25 @@ size = "256K"
 [[step]]
 touch = "view"
 size = "128K"
+
+[[step]]
+mmap = "huge"
+kind = "hugetlb"
+size = "4M"
+
+[[step]]
+touch = "huge"
+access = "write"
+
+[[step]]
+mmap = "hshared"
+kind = "hugetlb"
+shared = true
+size = "2M"
+
+[[step]]
+touch = "hshared"
+access = "write"
 
 [[step]]
 fork = "child"
@@ -144,7 +164,8 @@ def test_rmap_walk_equals_drgn_forward_scan(snap, forward):
         head = compound_head(pfn_to_page(d, pfn))
         anon = bool(head.mapping.value_() & FOLIO_MAPPING_ANON)
         kinds[(anon, compound_order(head).value_(), len(want))] += 1
-    assert kinds[(True, 9, 2)] == 512  # the 2 MiB THP, PMD-mapped by parent and child
+    assert kinds[(True, 9, 2)] == 3 * 512  # the THP and 2 private hugetlb pages, in parent and child
+    assert kinds[(False, 9, 1)] == 512, kinds  # the MAP_SHARED hugetlb page: only db has faulted it in
     assert kinds[(True, 0, 1)] > 30 and kinds[(True, 0, 2)] > 30  # CoW-broken / still shared heap
     assert kinds[(False, 0, 2)] == 16 and kinds[(False, 0, 1)] >= 16  # data.bin: 64K by both, 128K by db
 
