@@ -43,7 +43,7 @@ from mmintro.kernel import gfp as G
 from mmintro.kernel import init_task as it
 from mmintro.kernel import mmap, slub
 from mmintro.kernel.init_64 import GFP_PGTABLE_KERNEL, PGTY_TABLE
-from mmintro.kernel.xarray import XA_FLAGS_ALLOC, XArray
+from mmintro.kernel.xarray import XA_FLAGS_ALLOC, XArray, radix_tree_node_xarray
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
@@ -89,16 +89,8 @@ def _pid_idr(k: Kernel) -> XArray:
     """init_pid_ns.idr.idr_rt: IDR_INIT(init_pid_ns.idr), flags IDR_RT_MARKER (= XA_FLAGS_ALLOC)."""
     xa = k.__dict__.get("pid_idr")
     if xa is None:
-        cache = slub.find_cache(k, "radix_tree_node")
-        size = k.T.sizeof("struct xa_node")
-
-        def alloc() -> int:
-            a = slub.kmem_cache_alloc(k, cache, "GFP_KERNEL", caller="xas_alloc")
-            k.kmem.write_bytes(a, bytes(size))
-            return a
-
         addr = k.kmem.addr(k.sym("init_pid_ns"), "pid_namespace", "idr.idr_rt")
-        xa = XArray(k, addr, alloc, lambda a: slub.kmem_cache_free(k, cache, a), flags=XA_FLAGS_ALLOC)
+        xa = radix_tree_node_xarray(k, addr, XA_FLAGS_ALLOC)
         k.kmem.set(addr, "xarray", "xa_flags", XA_FLAGS_ALLOC)
         k.pid_idr = xa
         ns = k.sym("init_pid_ns")

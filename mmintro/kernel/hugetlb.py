@@ -881,18 +881,9 @@ def mount_one_hugetlbfs(k: Kernel, h: Hstate, fst: int) -> HugetlbfsMount:
     _d_instantiate(k, root, root_inode)
     km.set(sb, "super_block", "s_root", root)
     m.root = root
-    mnt = _kzalloc(k, T.sizeof("struct mount"), "alloc_vfsmnt")
-    km.set(mnt, "mount", "mnt.mnt_root", root)
-    km.set(mnt, "mount", "mnt.mnt_sb", sb)
-    km.set(mnt, "mount", "mnt_parent", mnt)
-    km.set(mnt, "mount", "mnt_mountpoint", root)
-    km.set(mnt, "mount", "mnt_devname", k.image.string("none"))
-    for p in ("mnt_mounts", "mnt_child", "mnt_list", "mnt_expire", "mnt_share", "mnt_slave_list", "mnt_slave"):
-        km.init_list_head(km.addr(mnt, "mount", p))
-    km.set(sb, "super_block", "s_mounts", mnt)
-    km.set(mnt, "mount", "mnt_pprev_for_sb", km.addr(sb, "super_block", "s_mounts"))
-    km.set(root, "dentry", "d_lockref.count", km.get(root, "dentry", "d_lockref.count") + 1)
-    m.mount = mnt
+    from mmintro.kernel import inode
+
+    m.mount = inode.vfs_create_mount(k, sb, root, "none")
     return m
 
 

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 from mmintro.kernel import gfp as G
 from mmintro.kernel import slub
-from mmintro.kernel.xarray import XA_FLAGS_ACCOUNT, XA_FLAGS_LOCK_IRQ, XArray
+from mmintro.kernel.xarray import XA_FLAGS_ACCOUNT, XA_FLAGS_LOCK_IRQ, XArray, radix_tree_node_xarray
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
@@ -177,22 +177,8 @@ def vfs_root(k: Kernel) -> Vfs:
     v.root = root
     v.dentries["/"] = root
     v.paths[root_inode] = "/"
-    # fs/namespace.c alloc_vfsmnt() (mnt_cache: here kzalloc) + vfs_create_mount()
-    mnt = slub.kzalloc(k, T.sizeof("struct mount"), "GFP_KERNEL", caller="alloc_vfsmnt")
-    km.set(mnt, "mount", "mnt.mnt_root", root)
-    km.set(mnt, "mount", "mnt.mnt_sb", sb)
-    km.set(mnt, "mount", "mnt_parent", mnt)
-    km.set(mnt, "mount", "mnt_mountpoint", root)
-    km.set(mnt, "mount", "mnt_devname", k.image.string(f"/dev/{DISK}"))
-    km.set(mnt, "mount", "mnt_id", v.next_mnt_id)
-    for p in ("mnt_mounts", "mnt_child", "mnt_list", "mnt_expire", "mnt_share", "mnt_slave_list", "mnt_slave"):
-        km.init_list_head(km.addr(mnt, "mount", p))
-    # 6.18: sb->s_mounts is a singly linked list through mnt_next_for_sb / mnt_pprev_for_sb
-    km.set(sb, "super_block", "s_mounts", mnt)
-    km.set(mnt, "mount", "mnt_pprev_for_sb", km.addr(sb, "super_block", "s_mounts"))
-    km.set(mnt, "mount", "mnt.mnt_flags", k.T.const("MNT_RELATIME"))
+    mnt = vfs_create_mount(k, sb, root, f"/dev/{DISK}", k.T.const("MNT_RELATIME"), mnt_id=v.next_mnt_id)
     v.mount = mnt
-    _d_get(k, root)  # the mount's reference to its root
     # init_mount_tree(): set_fs_root/set_fs_pwd of init_task's fs (the static init_fs)
     if "init_fs" not in k.image.symbols:
         k.image.var("init_fs", "data")
@@ -265,22 +251,41 @@ def _new_inode(k: Kernel, v: Vfs, mode: int, size: int, ino: int | None = None, 
     return inode
 
 
+def vfs_create_mount(k: Kernel, sb: int, root: int, devname: str, flags: int = 0,
+                     mnt_id: int | None = None, ns: int | None = None) -> int:
+    """fs/namespace.c alloc_vfsmnt() (mnt_cache: here kzalloc) + vfs_create_mount(): a
+    ``struct mount`` of ``sb`` rooted at ``root`` (its own parent and mountpoint, empty lists),
+    on ``sb->s_mounts`` (6.18: a singly linked list through mnt_next_for_sb /
+    mnt_pprev_for_sb), holding a reference to ``root``."""
+    km = k.kmem
+    mnt = slub.kzalloc(k, k.T.sizeof("struct mount"), "GFP_KERNEL", caller="alloc_vfsmnt")
+    if not mnt:
+        raise MemoryError("alloc_vfsmnt: out of memory")
+    km.set(mnt, "mount", "mnt.mnt_root", root)
+    km.set(mnt, "mount", "mnt.mnt_sb", sb)
+    km.set(mnt, "mount", "mnt.mnt_flags", flags)
+    km.set(mnt, "mount", "mnt_parent", mnt)
+    km.set(mnt, "mount", "mnt_mountpoint", root)
+    km.set(mnt, "mount", "mnt_devname", k.image.string(devname))
+    if mnt_id is not None:
+        km.set(mnt, "mount", "mnt_id", mnt_id)
+    if ns is not None:
+        km.set(mnt, "mount", "mnt_ns", ns)
+    for p in ("mnt_mounts", "mnt_child", "mnt_list", "mnt_expire", "mnt_share", "mnt_slave_list", "mnt_slave"):
+        km.init_list_head(km.addr(mnt, "mount", p))
+    km.set(sb, "super_block", "s_mounts", mnt)
+    km.set(mnt, "mount", "mnt_pprev_for_sb", km.addr(sb, "super_block", "s_mounts"))
+    _d_get(k, root)  # the mount's reference to its root
+    return mnt
+
+
 def mapping_xa(k: Kernel, mapping: int) -> XArray:
     """The model of ``mapping->i_pages`` (created on first use; nodes from radix_tree_node)."""
     v = vfs_root(k)
     xa = v.xas.get(mapping)
     if xa is None:
-        cache = slub.find_cache(k, "radix_tree_node")
-        size = k.T.sizeof("struct xa_node")
-
-        def alloc() -> int:
-            a = slub.kmem_cache_alloc(k, cache, "GFP_KERNEL", caller="xas_alloc")
-            k.kmem.write_bytes(a, bytes(size))
-            return a
-
         addr = k.kmem.addr(mapping, "address_space", "i_pages")
-        xa = XArray(k, addr, alloc, lambda a: slub.kmem_cache_free(k, cache, a),
-                    flags=XA_FLAGS_LOCK_IRQ | XA_FLAGS_ACCOUNT)
+        xa = radix_tree_node_xarray(k, addr, XA_FLAGS_LOCK_IRQ | XA_FLAGS_ACCOUNT)
         v.xas[mapping] = xa
     return xa
 

@@ -184,20 +184,7 @@ def shm_mount(k: Kernel) -> ShmMount:
     km.set(sb, "super_block", "s_root", root)
     m.root = root
     # vfs_create_mount(): MNT_INTERNAL for SB_KERNMOUNT; kern_mount: mnt_ns = MNT_NS_INTERNAL
-    mnt = _zalloc(k, T.sizeof("struct mount"), "alloc_vfsmnt")
-    km.set(mnt, "mount", "mnt.mnt_root", root)
-    km.set(mnt, "mount", "mnt.mnt_sb", sb)
-    km.set(mnt, "mount", "mnt.mnt_flags", MNT_INTERNAL)
-    km.set(mnt, "mount", "mnt_parent", mnt)
-    km.set(mnt, "mount", "mnt_mountpoint", root)
-    km.set(mnt, "mount", "mnt_devname", k.image.string("tmpfs"))
-    km.set(mnt, "mount", "mnt_ns", MNT_NS_INTERNAL)
-    for p in ("mnt_mounts", "mnt_child", "mnt_list", "mnt_expire", "mnt_share", "mnt_slave_list", "mnt_slave"):
-        km.init_list_head(km.addr(mnt, "mount", p))
-    km.set(sb, "super_block", "s_mounts", mnt)
-    km.set(mnt, "mount", "mnt_pprev_for_sb", km.addr(sb, "super_block", "s_mounts"))
-    km.set(root, "dentry", "d_lockref.count", km.get(root, "dentry", "d_lockref.count") + 1)
-    m.mount = mnt
+    m.mount = I.vfs_create_mount(k, sb, root, "tmpfs", MNT_INTERNAL, ns=MNT_NS_INTERNAL)
     return m
 
 

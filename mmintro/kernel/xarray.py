@@ -66,6 +66,7 @@ __all__ = [
     "XArray",
     "XaNode",
     "XaState",
+    "radix_tree_node_xarray",
     "xa_init_flags",
     "xa_is_internal",
     "xa_is_sibling",
@@ -792,3 +793,20 @@ def xa_init_flags(k: Kernel, addr: int, flags: int, alloc_node: Callable[[], int
     xa = XArray(k, addr, alloc_node, free_node, flags)
     xa.flush()
     return xa
+
+
+def radix_tree_node_xarray(k: Kernel, addr: int, flags: int) -> XArray:
+    """The model of the array at ``addr`` whose nodes, as in lib/xarray.c xas_alloc(), come
+    zeroed from the ``radix_tree_node`` slab cache and go back to it (the array in memory is
+    left as it is: ``xa_init_flags`` initialises a new one)."""
+    from mmintro.kernel import slub
+
+    cache = slub.find_cache(k, "radix_tree_node")
+    size = k.T.sizeof("struct xa_node")
+
+    def alloc() -> int:
+        a = slub.kmem_cache_alloc(k, cache, "GFP_KERNEL", caller="xas_alloc")
+        k.kmem.write_bytes(a, bytes(size))
+        return a
+
+    return XArray(k, addr, alloc, lambda a: slub.kmem_cache_free(k, cache, a), flags=flags)
