@@ -43,3 +43,42 @@ def any_snapshot(request: pytest.FixtureRequest) -> str:
 def cli_snapshot(default_snapshot: str) -> str:
     """The snapshot the CLI tests read: the default machine's (booted once per session)."""
     return default_snapshot
+
+
+# -- real kernels -------------------------------------------------------------------------------
+# Dumps of Debian's Linux 6.18 kernel made by the harness (mmintro.realkernel) under QEMU and
+# cached by harness version (~20 s each the first time).  .ci/run installs QEMU, busybox-static
+# and makedumpfile; the kernel package is fetched with apt on first use.  These tests never skip
+# for a missing tool: a missing tool is a failure to set up, reported as such.
+
+REAL_CONFIGS = {
+    # 1 GiB, 1 node, 2 CPUs, KASLR on, 4-level paging; ELF and kdump-compressed (zlib).
+    "real-default": dict(),
+    # 2 GiB over 2 nodes, 4 CPUs, KASLR off, 5-level paging; ELF and kdump-compressed (snappy;
+    # Debian's QEMU 7.2 is built without lzo).
+    "real-numa2-l5": dict(mem_mib=2048, cpus=4, nodes=2, kaslr=False, paging_levels=5,
+                          formats=("elf", "kdump-snappy")),
+}
+
+
+def _real_dump(name: str):
+    from mmintro.realkernel.qemu import GuestConfig, cached_reference_dump
+
+    return cached_reference_dump(GuestConfig(**REAL_CONFIGS[name]), name)
+
+
+@pytest.fixture(scope="session")
+def real_dump():
+    """The default real-kernel dump (:class:`mmintro.realkernel.qemu.ReferenceDump`)."""
+    return _real_dump("real-default")
+
+
+@pytest.fixture(scope="session")
+def real_dump_numa2_l5():
+    """A 2-node, 4-CPU, 5-level-paging, KASLR-off real-kernel dump."""
+    return _real_dump("real-numa2-l5")
+
+
+@pytest.fixture(scope="session", params=sorted(REAL_CONFIGS))
+def any_real_dump(request: pytest.FixtureRequest):
+    return _real_dump(request.param)

@@ -15,10 +15,11 @@ from typing import Any
 import click
 
 from mmintro.cli.errors import EXPECTED_ERRORS, MmintroError, one_line
+from mmintro.cli.snapshot import kernel_options
 
 __all__ = ["cli", "main"]
 
-COMMAND_MODULES = ("simulate", "reports", "script", "faults")
+COMMAND_MODULES = ("simulate", "reports", "script", "faults", "qemu_dump")
 OPTIONAL_COMMAND_MODULES = ("crosscheck",)
 
 
@@ -42,14 +43,20 @@ def cli() -> None:
     """
 
 
-def _add(module: Any) -> None:
+# Commands that read a dump take --kernel/--system-map (a real kernel's dump).
+_READS_A_DUMP = ("reports", "script", "crosscheck")
+
+
+def _add(module: Any, name: str) -> None:
     cmds = getattr(module, "COMMANDS", None) or [module.command]
     for c in cmds:
+        if name in _READS_A_DUMP:
+            kernel_options(c)
         cli.add_command(c)
 
 
 for _name in COMMAND_MODULES:
-    _add(importlib.import_module(f"mmintro.cli.{_name}"))
+    _add(importlib.import_module(f"mmintro.cli.{_name}"), _name)
 for _name in OPTIONAL_COMMAND_MODULES:
     try:
         _mod = importlib.import_module(f"mmintro.cli.{_name}")
@@ -57,7 +64,7 @@ for _name in OPTIONAL_COMMAND_MODULES:
         if _e.name != f"mmintro.cli.{_name}":
             raise
     else:
-        _add(_mod)
+        _add(_mod, _name)
 
 
 def main(argv: list[str] | None = None) -> Any:

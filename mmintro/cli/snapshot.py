@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmintro.reader import Program, open_snapshot
 
-__all__ = ["boot_and_save", "cache_dir", "default_snapshot", "load", "snapshot_argument"]
+__all__ = ["boot_and_save", "cache_dir", "default_snapshot", "kernel_options", "load", "snapshot_argument"]
 
 _SHAPING_PACKAGES = ("kernel", "snapshot", "types", "arch")
 
@@ -102,9 +102,48 @@ def default_snapshot() -> Path:
     return stem
 
 
+_KERNEL_META = "mmintro.kernel"
+_SYSTEM_MAP_META = "mmintro.system_map"
+
+
 def load(snapshot: str | None) -> Program:
-    """Open the named snapshot, or the default machine's."""
-    return open_snapshot(snapshot if snapshot else default_snapshot())
+    """Open the named snapshot, or the default machine's; with ``--kernel`` (see
+    :func:`kernel_options`) SNAPSHOT is a real kernel's dump (ELF or kdump-compressed)."""
+    ctx = click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    kernel = meta.get(_KERNEL_META)
+    system_map = meta.get(_SYSTEM_MAP_META)
+    if kernel is None:
+        if system_map is not None:
+            raise click.UsageError("--system-map goes with --kernel (a real kernel's dump)")
+        return open_snapshot(snapshot if snapshot else default_snapshot())
+    if not snapshot:
+        raise click.UsageError("--kernel needs the dump to read: mmintro COMMAND VMCORE --kernel VMLINUZ")
+    from mmintro.reader.dump import open_dump
+
+    return open_dump(snapshot, kernel, system_map)
+
+
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            ctx.meta[key] = value
+        return value
+
+    return callback
+
+
+def kernel_options(cmd: click.Command) -> click.Command:
+    """Add ``--kernel VMLINUZ`` and ``--system-map FILE`` to a command that reads a dump: with
+    them, its SNAPSHOT argument is a real kernel's vmcore, read with that kernel's types."""
+    cmd.params.append(click.Option(
+        ["--kernel"], metavar="VMLINUZ", expose_value=False, is_eager=True, callback=_remember(_KERNEL_META),
+        help="SNAPSHOT is a real kernel's dump; this is its kernel image (bzImage or vmlinux with .BTF)"))
+    cmd.params.append(click.Option(
+        ["--system-map"], metavar="FILE", expose_value=False, is_eager=True,
+        callback=_remember(_SYSTEM_MAP_META),
+        help="symbols from this System.map instead of the dump's own kallsyms"))
+    return cmd
 
 
 def snapshot_argument(f: Callable[..., Any]) -> Callable[..., Any]:

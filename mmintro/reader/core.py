@@ -1,7 +1,8 @@
 """The crash dump (NAME.vmcore): an mmap'd ELF core read as physical memory.
 
 RAM segments (``p_paddr`` with ``p_vaddr`` 0 or its direct-map address, as kdump writes
-them) describe memory for the reader; segments with another virtual address (a kernel
+them, or ``p_vaddr == p_paddr``, as QEMU's ``dump-guest-memory`` writes them without paging)
+describe memory for the reader; segments with another virtual address (a kernel
 text segment, GDB aliases) re-describe the same bytes and are ignored, so that every
 virtual read goes through the snapshot's own page tables.  Bytes past ``p_filesz`` (up to
 ``p_memsz``) read as zeros.  Physical addresses outside every segment are not RAM.
@@ -84,7 +85,7 @@ class CoreFile:
                 continue
             if filesz > memsz:
                 raise SnapshotError(f"{what}: program header {i} has p_filesz {filesz:#x} > p_memsz {memsz:#x}")
-            if vaddr and not _is_direct_map(vaddr):
+            if vaddr and vaddr != paddr and not _is_direct_map(vaddr):
                 self.aliases.append((vaddr, paddr, off, filesz, memsz))
             elif memsz:
                 segs.append(Segment(paddr, off, filesz, memsz))

@@ -18,7 +18,7 @@ from mmintro.reader.core import CoreFile
 from mmintro.reader.elf import ElfFile, Symbol, SymbolTable
 from mmintro.reader.errors import FaultError, SnapshotError
 from mmintro.reader.object import Object
-from mmintro.reader.x86_pgtable import LEVELS_4, START_KERNEL_MAP, PageWalk, walk
+from mmintro.reader.x86_pgtable import LEVELS_4, LEVELS_5, START_KERNEL_MAP, PageWalk, walk
 from mmintro.types.typedata import Type, TypeDB, TypeError_, get_types, load_types
 
 __all__ = ["Program", "open_snapshot"]
@@ -44,9 +44,11 @@ def _load_types_section(blob: bytes | None, what: str) -> TypeDB:
 class Program:
     """A kernel snapshot: memory, symbols and types (drgn's ``Program`` for mmintro)."""
 
-    def __init__(self, core: CoreFile, vmlinux: ElfFile, types: TypeDB) -> None:
+    def __init__(self, core: CoreFile, vmlinux: ElfFile | None, types: TypeDB,
+                 symbols: SymbolTable | None = None, kernel_image: Any = None) -> None:
         self.core = core
         self.vmlinux = vmlinux
+        self.kernel_image = kernel_image  # a real dump's KernelImage (None for snapshots)
         self.types = types
         self.vmcoreinfo = core.vmcoreinfo
         self.cache: dict[str, Any] = {}  # for helpers, like drgn's prog.cache
@@ -56,14 +58,19 @@ class Program:
             raise SnapshotError(f"{core.path!r}: PAGESIZE {self.page_size} is not supported (only 4096)")
         self.kernel_offset = int(info.get("KERNELOFFSET", "0"), 16)
         self.phys_base = self.vmcoreinfo_number("NUMBER(phys_base)", 0)
-        self.symbols = SymbolTable(vmlinux.symbols, self.kernel_offset)
+        if symbols is None:
+            assert vmlinux is not None
+            symbols = SymbolTable(vmlinux.symbols, self.kernel_offset)
+        self.symbols = symbols
         if "SYMBOL(swapper_pg_dir)" in info:
             pgd = int(info["SYMBOL(swapper_pg_dir)"], 16)
         elif "swapper_pg_dir" in self.symbols:
             pgd = self.symbols.lookup("swapper_pg_dir").address
         else:
             raise SnapshotError(f"{core.path!r}: VMCOREINFO has no SYMBOL(swapper_pg_dir)")
-        self.levels = LEVELS_4
+        # arch/x86/kernel/machine_kexec_64.c: NUMBER(pgtable_l5_enabled) says which paging
+        # mode the dumped kernel ran in.
+        self.levels = LEVELS_5 if self.vmcoreinfo_number("NUMBER(pgtable_l5_enabled)", 0) else LEVELS_4
         self.pgd_phys = self.kernel_image_phys(pgd)
         self._tlb: dict[int, tuple[dict, dict, dict]] = {}
         self._enum_types: dict[str, Type] | None = None
@@ -92,8 +99,10 @@ class Program:
 
     # -- address translation ----------------------------------------------------------------
     def kernel_image_phys(self, vaddr: int) -> int:
-        """Physical address of a kernel-image virtual address (no page-table walk)."""
-        return vaddr - START_KERNEL_MAP - self.kernel_offset + self.phys_base
+        """Physical address of a kernel-image virtual address (no page-table walk):
+        ``__phys_addr_symbol()``.  phys_base already holds the KASLR virtual offset too
+        (head64.c's load_delta is taken against ``_text - __START_KERNEL_map``)."""
+        return vaddr - START_KERNEL_MAP + self.phys_base
 
     def walk(self, vaddr: int, pgd_phys: int | None = None) -> PageWalk:
         """Every level of the walk for ``vaddr`` (crash's ``vtop``); FaultError if unmapped."""
