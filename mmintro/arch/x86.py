@@ -20,6 +20,7 @@ PHYSICAL_START = 0x1000000  # CONFIG_PHYSICAL_START
 PAGE_OFFSET_BASE_L4 = 0xFFFF888000000000
 VMALLOC_BASE_L4 = 0xFFFFC90000000000
 VMALLOC_SIZE_TB_L4 = 32
+VMALLOC_SIZE_TB_L5 = 12800  # 5-level paging (pgtable_64_types.h)
 VMEMMAP_BASE_L4 = 0xFFFFEA0000000000
 MODULES_VADDR = __START_KERNEL_map + KERNEL_IMAGE_SIZE
 MAX_PHYSMEM_BITS = 46  # 4-level (arch/x86/include/asm/sparsemem.h)
@@ -59,6 +60,12 @@ _PAGE_SPECIAL = 1 << _PAGE_BIT_SOFTW1
 _PAGE_NX = 1 << _PAGE_BIT_NX
 # _PAGE_BIT_PROTNONE = _PAGE_BIT_GLOBAL: only on non-present user entries (PROT_NONE)
 _PAGE_PROTNONE = _PAGE_GLOBAL
+# x86-64: _PAGE_BIT_SAVED_DIRTY = _PAGE_BIT_SOFTW5 (since 6.6, for shadow stacks): pte_wrprotect()
+# moves a clear-RW entry's Dirty into SavedDirty (mksaveddirty_shift), and pte_dirty() /
+# pmd_dirty() test both: _PAGE_DIRTY_BITS = _PAGE_DIRTY | _PAGE_SAVED_DIRTY.
+_PAGE_BIT_SAVED_DIRTY = _PAGE_BIT_SOFTW5
+_PAGE_SAVED_DIRTY = 1 << _PAGE_BIT_SAVED_DIRTY
+_PAGE_DIRTY_BITS = _PAGE_DIRTY | _PAGE_SAVED_DIRTY
 
 # arch/x86/include/asm/page_types.h: PHYSICAL_PMD_PAGE_MASK / PHYSICAL_PUD_PAGE_MASK
 # (PMD_MASK / PUD_MASK & __PHYSICAL_MASK, __PHYSICAL_MASK_SHIFT 52)
@@ -133,3 +140,23 @@ START_KERNEL_MAP = __START_KERNEL_map
 PAGE_KERNEL = __PAGE_KERNEL
 PAGE_KERNEL_LARGE = __PAGE_KERNEL_LARGE
 PAGE_KERNEL_LARGE_EXEC = __PAGE_KERNEL_LARGE_EXEC
+
+
+# arch/x86/include/asm/cpufeatures.h: feature bits of boot_cpu_data.x86_capability[]
+# (word * 32 + bit); the X86_BUG_* bits follow the NCAPINTS feature words:
+# X86_BUG(x) = NCAPINTS * 32 + x, NCAPINTS = len(x86_capability) - NBUGINTS.
+X86_FEATURE_OSPKE = 16 * 32 + 4  # "OS Protection Keys Enable" (arch_pkeys_enabled())
+NBUGINTS = 2  # arch/x86/include/asm/cpufeatures.h
+X86_BUG_SPECTRE_V2 = 16  # X86_BUG(16)
+X86_BUG_SPEC_STORE_BYPASS = 17  # X86_BUG(17)
+
+# arch/x86/include/asm/pkeys.h / include/linux/mm.h: the pkey of a VMA is vm_flags'
+# VM_PKEY_BIT0..3 (VM_HIGH_ARCH_0..3, CONFIG_ARCH_PKEY_BITS=4): vma_pkey() = (vm_flags &
+# vma_pkey_mask) >> VM_PKEY_SHIFT.
+VM_PKEY_SHIFT = 32
+ARCH_PKEY_BITS = 4
+VMA_PKEY_MASK = ((1 << ARCH_PKEY_BITS) - 1) << VM_PKEY_SHIFT
+
+# arch/x86/include/uapi/asm/prctl.h: task->thread.features bits (x86_Thread_features)
+ARCH_SHSTK_SHSTK = 1 << 0
+ARCH_SHSTK_WRSS = 1 << 1

@@ -166,6 +166,9 @@ def _parse_capture(raw: bytes, dest: Path) -> list[str]:
         if nl < 0:
             raise HarnessError("the /proc capture ended early (no END marker)")
         header = raw[pos:nl].decode(errors="replace")
+        if header == "==> BEGIN <==":
+            pos = nl + 1
+            continue
         if header == "==> END <==":
             return names
         if not (header.startswith("==> /proc/") and " <== " in header):

@@ -8,6 +8,7 @@ types into the pinned type data the package ships.
 
 from __future__ import annotations
 
+import gc
 import struct
 from dataclasses import dataclass, field
 
@@ -52,6 +53,18 @@ class BtfType:
 
 def parse_btf(data: bytes) -> list[BtfType | None]:
     """Decode a BTF blob into a list indexed by type id (index 0 is None = void)."""
+    # A kernel's BTF makes ~10^6 small objects, none of them cyclic garbage: with the cyclic
+    # collector paused the parse takes half the time.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_btf(data)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_btf(data: bytes) -> list[BtfType | None]:
     if len(data) < 24:
         raise BtfError("BTF blob too short")
     magic, version, _flags, hdr_len = struct.unpack_from("<HBBI", data, 0)

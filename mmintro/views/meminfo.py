@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from mmintro.arch.x86 import VMALLOC_SIZE_TB_L4
 from mmintro.reader.errors import ValidationError
 from mmintro.reader.helpers.list import list_for_each_entry
 from mmintro.reader.helpers.mmzone import for_each_zone
+from mmintro.reader.helpers.vmalloc import VMALLOC_END, VMALLOC_START
 from mmintro.reader.program import Program
 from mmintro.reader.x86_pgtable import LEVELS_4
 from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
@@ -212,9 +212,8 @@ def _default_hstate(prog: Program, hstates: list) -> tuple[int, int, int, int, i
 
 
 def _vmalloc_total_kb(prog: Program) -> int:
-    """``VMALLOC_TOTAL >> 10`` with VMALLOC_END = VMALLOC_START + (VMALLOC_SIZE_TB << 40) - 1
-    (arch/x86/include/asm/pgtable_64_types.h, 4-level paging: 32 TiB)."""
-    return ((VMALLOC_SIZE_TB_L4 << 40) - 1) >> 10
+    """``VMALLOC_TOTAL >> 10`` = (VMALLOC_END - VMALLOC_START) >> 10."""
+    return (VMALLOC_END(prog) - VMALLOC_START(prog)) >> 10
 
 
 # -- the report -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from mmintro.arch.x86 import VMALLOC_SIZE_TB_L4
+from mmintro.arch.x86 import VMALLOC_SIZE_TB_L4, VMALLOC_SIZE_TB_L5
 from mmintro.reader.errors import FaultError, ValidationError
 from mmintro.reader.helpers.list import list_for_each_entry
 from mmintro.reader.helpers.mm import follow_page, page_to_pfn
@@ -72,8 +72,10 @@ def VMALLOC_START(prog: Program) -> int:
 
 
 def VMALLOC_END(prog: Program) -> int:
-    """``VMALLOC_END`` (inclusive, 4-level paging: 32 TiB after VMALLOC_START)."""
-    return VMALLOC_START(prog) + (VMALLOC_SIZE_TB_L4 << 40) - 1
+    """``VMALLOC_END`` (inclusive): 32 TiB after VMALLOC_START with 4-level paging, 12800 TiB
+    with 5-level (arch/x86/include/asm/pgtable_64_types.h VMALLOC_SIZE_TB)."""
+    size_tb = VMALLOC_SIZE_TB_L5 if len(prog.levels) == 5 else VMALLOC_SIZE_TB_L4
+    return VMALLOC_START(prog) + (size_tb << 40) - 1
 
 
 def is_vmalloc_addr(prog: Program, addr: int) -> bool:

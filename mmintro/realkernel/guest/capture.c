@@ -6,7 +6,7 @@
  *
  *   capture OUT_DEVICE FILE...
  *
- * Output: for each file "==> PATH <== LENGTH\n" then LENGTH bytes then "\n"; at the end
+ * Output: "==> BEGIN <==\n", then for each file "==> PATH <== LENGTH\n" then LENGTH bytes then "\n"; at the end
  * "==> END <==\n".  OUT_DEVICE is a serial port put in raw mode (no \n -> \r\n translation).
  * Then it sleeps until the dump: its own memory was counted by the files it read, so it must
  * still be there when the VM stops.
@@ -37,6 +37,14 @@ static void write_all(int fd, const char *p, size_t n)
 	}
 }
 
+/* Fault in the stack the formatting below will use, so no page is faulted after the reads. */
+static void __attribute__((noinline)) prefault_stack(void)
+{
+	volatile char pad[64 * 1024];
+	for (size_t i = 0; i < sizeof(pad); i += 4096)
+		pad[i] = 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t off[MAX_FILES], len[MAX_FILES];
@@ -51,6 +59,7 @@ int main(int argc, char **argv)
 	}
 	memset(buf, 0, sizeof(buf));
 	memset(out, 0, sizeof(out));
+	prefault_stack();
 	int port = open(argv[1], O_WRONLY | O_NOCTTY);
 	if (port < 0) {
 		perror(argv[1]);
@@ -62,8 +71,33 @@ int main(int argc, char **argv)
 		cfsetospeed(&tio, B115200);
 		tcsetattr(port, TCSANOW, &tio);
 	}
+	/* The tty allocates on its first write: do that before the reads too. */
+	static const char begin[] = "==> BEGIN <==\n";
+	write_all(port, begin, sizeof(begin) - 1);
+	tcdrain(port);
 	for (int i = 0; i < nfiles; i++)
 		fds[i] = open(argv[i + 2], O_RDONLY);
+	/*
+	 * A /proc file's seq_file buffer (kmalloc-cg-4k, fs/seq_file.c seq_buf_alloc) is allocated
+	 * at its first read: read one byte of each and rewind, so that the slab and zone counters
+	 * the files print already include every buffer this capture will hold.
+	 */
+	for (int i = 0; i < nfiles; i++) {
+		char c;
+		if (fds[i] >= 0 && read(fds[i], &c, 1) >= 0)
+			lseek(fds[i], 0, SEEK_SET);
+	}
+	/*
+	 * Fold every CPU's vmstat differentials into the zone and global counters now
+	 * (mm/vmstat.c vmstat_refresh), as the kernel otherwise does whenever a CPU goes idle
+	 * (quiet_vmstat) or every stat_interval: the counters the files print then already hold
+	 * what the dump will hold, instead of changing when this CPU idles after the capture.
+	 */
+	int refresh = open("/proc/sys/vm/stat_refresh", O_WRONLY);
+	if (refresh >= 0) {
+		write_all(refresh, "1\n", 2);
+		close(refresh);
+	}
 	for (int i = 0; i < nfiles; i++) {
 		off[i] = used;
 		len[i] = 0;

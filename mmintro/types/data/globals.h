@@ -1,12 +1,20 @@
 /*
  * Kernel global variables mmintro places in its simulated kernel image, declared as in the
  * 6.18 sources (BTF carries only per-CPU variables, so the declarations of ordinary globals
- * are restated here; every type named below comes from the BTF).  Array bounds use the
- * configuration constants of the reference kernel (config.txt): MAX_NUMNODES = 1024,
- * NR_CPUS = 256, NR_SECTION_ROOTS = 2048.
+ * are restated here; every type named below comes from the BTF).
  *
- * Format: one declaration per line, "TYPE [*...] NAME[[N]...];" ; "percpu" prefix marks a
- * per-CPU variable (its type is then taken from the BTF DATASEC when present).
+ * Array bounds that depend on the build are symbolic, resolved by mmintro/types/closure.py
+ * from the BTF of the build at hand: an enumerator of that name (NR_VM_ZONE_STAT_ITEMS,
+ * NR_KMALLOC_TYPES, ...), else a constant derived from the BTF's layouts (NR_CPUS =
+ * 8 * sizeof(struct cpumask), MAX_NUMNODES = 8 * sizeof(nodemask_t), MAX_NR_ZONES =
+ * __MAX_NR_ZONES), else a configuration constant with an x86-64 default (closure.ARCH_DEFAULTS:
+ * __LOG_BUF_LEN and PRB_DESCS_COUNT from CONFIG_LOG_BUF_SHIFT, HUGE_MAX_HSTATE, MAX_SWAPFILES).
+ * Numeric bounds are fixed by the x86-64 architecture (512 entries per page-table page, a
+ * 4 KiB zero page) or by the source (kmalloc_size_index[24], task_state_array[]).
+ *
+ * Format: one declaration per line, "TYPE [*...] NAME[[N]...];" with N a number or a symbol;
+ * a trailing comment on the same line is allowed.  Per-CPU variables are not declared here
+ * (closure.PERCPU_VARS: their types come from the BTF DATASEC).
  */
 unsigned long page_offset_base;
 unsigned long vmalloc_base;
@@ -18,15 +26,15 @@ unsigned long min_low_pfn;
 unsigned long totalreserve_pages;
 unsigned long totalcma_pages;
 atomic_long_t _totalram_pages;
-struct pglist_data *node_data[1024];
-nodemask_t node_states[6];
+struct pglist_data *node_data[MAX_NUMNODES];
+nodemask_t node_states[NR_NODE_STATES];
 unsigned int nr_node_ids;
 unsigned int nr_cpu_ids;
 struct cpumask __cpu_online_mask;
 struct cpumask __cpu_possible_mask;
 struct cpumask __cpu_present_mask;
 struct cpumask __cpu_active_mask;
-unsigned long __per_cpu_offset[256];
+unsigned long __per_cpu_offset[NR_CPUS];
 struct mem_section **mem_section;
 unsigned long __highest_present_section_nr;
 struct mm_struct init_mm;
@@ -35,14 +43,14 @@ pud_t level3_kernel_pgt[512];
 pmd_t level2_kernel_pgt[512];
 struct resource iomem_resource;
 struct resource ioport_resource;
-atomic_long_t vm_zone_stat[11];
-atomic_long_t vm_node_stat[51];
-atomic_long_t vm_numa_event[6];
+atomic_long_t vm_zone_stat[NR_VM_ZONE_STAT_ITEMS];
+atomic_long_t vm_node_stat[NR_VM_NODE_STAT_ITEMS];
+atomic_long_t vm_numa_event[NR_VM_NUMA_EVENT_ITEMS];
 int min_free_kbytes;
 int user_min_free_kbytes;
 int watermark_scale_factor;
 int watermark_boost_factor;
-int sysctl_lowmem_reserve_ratio[5];
+int sysctl_lowmem_reserve_ratio[MAX_NR_ZONES];
 int sysctl_overcommit_memory;
 int sysctl_overcommit_ratio;
 unsigned long sysctl_overcommit_kbytes;
@@ -59,7 +67,7 @@ struct pid_namespace init_pid_ns;
 atomic_t panic_cpu;
 int crashing_cpu;
 struct list_head slab_caches;
-kmem_buckets kmalloc_caches[5];
+kmem_buckets kmalloc_caches[NR_KMALLOC_TYPES];
 u8 kmalloc_size_index[24];
 struct kmem_cache *kmem_cache;
 struct kmem_cache *kmem_cache_node;
@@ -84,15 +92,15 @@ struct kmem_cache *inode_cachep;
 struct kmem_cache *filp_cachep;
 struct kmem_cache *bfilp_cachep;
 struct kmem_cache *bh_cachep;
-char __log_buf[131072];
-struct prb_desc _printk_rb_static_descs[4096];
-struct printk_info _printk_rb_static_infos[4096];
+char __log_buf[__LOG_BUF_LEN];
+struct prb_desc _printk_rb_static_descs[PRB_DESCS_COUNT];
+struct printk_info _printk_rb_static_infos[PRB_DESCS_COUNT];
 struct printk_ringbuffer printk_rb_static;
 struct printk_ringbuffer *prb;
 char *task_state_array[9];
-struct hstate hstates[2];
+struct hstate hstates[HUGE_MAX_HSTATE];
 int hugetlb_max_hstate;
-struct swap_info_struct *swap_info[32];
+struct swap_info_struct *swap_info[MAX_SWAPFILES]; /* upper bound: see closure.ARCH_DEFAULTS */
 unsigned int nr_swapfiles;
 long total_swap_pages;
 atomic_long_t nr_swap_pages;
@@ -119,7 +127,7 @@ char __bss_stop[];
 char _end[];
 struct page *mem_map;
 void *high_memory;
-unsigned long direct_pages_count[5];
+unsigned long direct_pages_count[5]; /* source: [PG_LEVEL_NUM] = 6 in the 6.18 BTF; pinned data keeps 5 (entries 4K..1G are read) */
 int pcpu_nr_units;
 unsigned long pcpu_nr_populated;
 u8 *numa_distance;
@@ -165,3 +173,12 @@ struct vm_operations_struct gate_vma_ops;
 struct vm_area_struct gate_vma;
 struct vm_operations_struct shmem_anon_vm_ops;
 struct address_space_operations shmem_aops;
+struct cpuinfo_x86 boot_cpu_data;  /* arch/x86/kernel/setup.c: x86_capability for boot_cpu_has() */
+struct cred init_cred;  /* kernel/cred.c: brings struct cred (status: Uid, Gid, Groups, SigQ, Cap*) */
+struct group_info init_groups;  /* kernel/cred.c (static): brings struct group_info (status: Groups) */
+struct ucounts init_ucounts;  /* kernel/ucount.c: brings struct ucounts (status: SigQ) */
+int direct_gbpages;
+atomic_long_t nr_memmap_pages;
+atomic_long_t nr_memmap_boot_pages;
+atomic_long_t num_poisoned_pages;
+atomic_long_t zswap_stored_pages;
