@@ -23,7 +23,7 @@ from mmintro.reader.object import Object, cast
 from mmintro.reader.program import Program
 from mmintro.views.ps import for_each_task
 
-__all__ = ["MapsRow", "get_gate_vma", "maps", "render", "render_line", "task_vmas", "vma_name"]
+__all__ = ["MapsRow", "get_gate_vma", "maps", "render", "render_line", "task_vmas", "vma_name", "vsyscall_mode"]
 
 PAGE_SHIFT = 12
 # include/linux/mm.h (#defines)
@@ -119,11 +119,29 @@ def task_vmas(prog: Program, pid: int) -> tuple[Object, Object | None, list[tupl
     return task, mm, rows
 
 
+def vsyscall_mode(prog: Program) -> int | None:
+    """``vsyscall_mode`` (arch/x86/entry/vsyscall/vsyscall_64.c: ``static enum { EMULATE,
+    XONLY, NONE } vsyscall_mode``, 4 bytes, a kallsyms symbol of a real kernel), None when the
+    snapshot has no such symbol."""
+    sym = prog.symbols.by_name.get("vsyscall_mode")
+    if sym is None:
+        return None
+    try:
+        return prog.read_u32(sym.address)
+    except FaultError:
+        return None
+
+
 def get_gate_vma(prog: Program) -> Object | None:
     """``get_gate_vma()``: ``&gate_vma`` (arch/x86/entry/vsyscall/vsyscall_64.c), the tail VMA
-    m_next() shows after the mm's own (``[vsyscall]``, arch_vma_name), when the snapshot has
-    it set up (vm_start non-zero: vsyscall mode not none); None otherwise."""
+    m_next() shows after the mm's own (``[vsyscall]``, arch_vma_name), unless ``vsyscall_mode``
+    is NONE (CONFIG_LEGACY_VSYSCALL_NONE or ``vsyscall=none``: no gate VMA at all).  A snapshot
+    without the ``vsyscall_mode`` symbol (the simulator's) shows the gate when it has it set up
+    (vm_start non-zero); None otherwise."""
     if "gate_vma" not in prog.symbols.by_name:
+        return None
+    mode = vsyscall_mode(prog)
+    if mode is not None and mode == prog.types.const("NONE"):  # the anonymous enum's NONE (BTF)
         return None
     try:
         gate = prog["gate_vma"].address_of_()

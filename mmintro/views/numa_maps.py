@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mmintro.reader.helpers.pgtable import LEVEL_PMD, LEVEL_PTE, page_columns, scan_mm
+from mmintro.reader.helpers.pgtable import LEVEL_PMD, LEVEL_PTE, entry_dirty, page_columns, scan_mm
 from mmintro.reader.helpers.task import get_task_policy
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
@@ -133,7 +133,7 @@ def numa_maps(prog: Program, pid: int) -> list[NumaMapsRow]:
     count = cols.mapcount.astype(np.int64) + 1
     count = np.where(count - 1 < PAGE_MAPCOUNT_RESERVE, 0, count)
     count = count + np.where(cols.order > 0, cols.entire_mapcount.astype(np.int64) + 1, 0)
-    pte_dirty = (s.entry & np.uint64(1 << 6)) != 0
+    pte_dirty = entry_dirty(s.entry)
     dirty = pte_dirty | ((hf & bit["PG_dirty"]) != 0)
     # PG_swapcache aliases PG_owner_priv_1: folio_test_swapcache also needs swapbacked
     swapcache = ((hf & bit["PG_swapcache"]) != 0) & ((hf & bit["PG_swapbacked"]) != 0)

@@ -22,8 +22,13 @@ then 6.18's accounting runs on numpy arrays, one reduction per VMA:
 * ``__show_smap`` / ``show_smap`` print the fields with ``seq_put_decimal_ull_width(.., 8)``
   (Private_Hugetlb with width 7), ``THPeligible`` from ``thp_vma_allowable_orders(vma,
   vm_flags, TVA_SMAPS, THP_ORDERS_ALL)``, and ``VmFlags`` with the mnemonics of
-  ``show_smap_vma_flags``; no ``ProtectionKey`` line (pkeys are not usable on the reference
-  CPU).  ``show_smaps_rollup`` sums every VMA and prints the ``[rollup]`` header.
+  ``show_smap_vma_flags``; before it ``ProtectionKey`` (``vma_pkey``: vm_flags' VM_PKEY bits)
+  when ``arch_pkeys_enabled()`` — x86: ``boot_cpu_has(X86_FEATURE_OSPKE)``, read from the
+  dump's ``boot_cpu_data`` (a snapshot without it, the simulator's, prints no such line).
+  ``show_smaps_rollup`` sums every VMA and prints the ``[rollup]`` header.
+
+A leaf counts as dirty by ``pte_dirty()`` / ``pmd_dirty()``: Dirty or SavedDirty
+(:func:`~mmintro.reader.helpers.pgtable.entry_dirty`).
 """
 
 from __future__ import annotations
@@ -39,10 +44,13 @@ from mmintro.reader.helpers.pgtable import (
     LEVEL_PTE,
     LEVEL_PUD,
     PageTableScan,
+    entry_dirty,
+    entry_young,
     page_columns,
     scan_mm,
 )
-from mmintro.reader.helpers.task import vma_is_anonymous
+from mmintro.arch.x86 import VM_PKEY_SHIFT, VMA_PKEY_MASK, X86_FEATURE_OSPKE
+from mmintro.reader.helpers.task import boot_cpu_has, vma_is_anonymous
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 from mmintro.views.maps import MapsRow, render_line, task_vmas
@@ -63,7 +71,8 @@ __all__ = [
 PAGE_SIZE = 4096
 PSS_SHIFT = 12  # fs/proc/task_mmu.c
 HPAGE_PMD_SIZE = 1 << 21
-# include/linux/mm.h (#defines), mnemonics from fs/proc/task_mmu.c show_smap_vma_flags()
+# include/linux/mm.h (#defines in 6.18: BTF has no VM_*_BIT enum), mnemonics from
+# fs/proc/task_mmu.c show_smap_vma_flags() for an x86-64 build: bit -> mnemonic
 VM_READ, VM_WRITE, VM_EXEC, VM_SHARED = 0x1, 0x2, 0x4, 0x8
 VM_LOCKED = 0x2000
 VM_HUGETLB = 0x400000
@@ -71,9 +80,13 @@ VM_HUGEPAGE, VM_NOHUGEPAGE = 0x20000000, 0x40000000
 VM_MNEMONICS: dict[int, str] = {
     0: "rd", 1: "wr", 2: "ex", 3: "sh", 4: "mr", 5: "mw", 6: "me", 7: "ms", 8: "gd", 9: "um", 10: "pf",
     12: "uw", 13: "lo", 14: "io", 15: "sr", 16: "rr", 17: "dc", 18: "de", 19: "lf", 20: "ac", 21: "nr",
-    22: "ht", 23: "sf", 24: "ar", 25: "wf", 26: "dd", 28: "mm", 29: "hg", 30: "nh", 31: "mg",
+    22: "ht", 23: "sf", 24: "ar", 25: "wf", 26: "dd",
+    27: "sd",  # VM_SOFTDIRTY (CONFIG_MEM_SOFT_DIRTY; the simulated kernel has it off and never sets it)
+    28: "mm", 29: "hg", 30: "nh", 31: "mg",
     # bits 32..35 are VM_PKEY_BIT0..3: printed as "" (they come out through ProtectionKey)
-    32: "", 33: "", 34: "", 35: "", 40: "dp", 41: "ui", 42: "sl",
+    32: "", 33: "", 34: "", 35: "",
+    37: "ss",  # VM_SHADOW_STACK = VM_HIGH_ARCH_5 (CONFIG_X86_USER_SHADOW_STACK)
+    40: "dp", 41: "ui", 42: "sl",
 }
 # include/linux/page-flags.h: folio->mapping low bits
 FOLIO_MAPPING_ANON = 0x1
@@ -156,10 +169,13 @@ class SmapsVma:
     stats: MemSizeStats
     thp_eligible: int
     vm_flags: int
+    protection_key: int | None = None
+    """``vma_pkey(vma)`` when arch_pkeys_enabled(), else None (no ProtectionKey line)."""
 
     def to_json(self) -> dict[str, Any]:
         d = self.maps._asdict() | {"kernel_page_size": self.kernel_page_size, "mmu_page_size": self.mmu_page_size,
                                    "thp_eligible": self.thp_eligible, "vm_flags": self.vm_flags,
+                                   "protection_key": self.protection_key,
                                    "VmFlags": vm_flags_string(self.vm_flags)}
         return d | {k: v for k, v in self.stats.fields_kb()} | {"stats": asdict(self.stats)}
 
@@ -356,7 +372,6 @@ def account_mm(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[
     pte &= (entry & special) == 0
     pte &= pfn != np.uint64(zero_pfn & 0xFFFFFFFFFFFFFFFF)
     pmd = normal & s.present & (s.level == LEVEL_PMD) & (pfn != np.uint64(huge_zero_pfn & 0xFFFFFFFFFFFFFFFF))
-    dirty_bit, young_bit = np.uint64(1 << 6), np.uint64(1 << 5)
     bit = {name: np.uint64(1 << T.const(name)) for name in
            ("PG_dirty", "PG_swapbacked", "PG_referenced", "PG_young")}
 
@@ -366,13 +381,13 @@ def account_mm(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[
         v = vi[pte][ok]
         e = entry[pte][ok]
         hf, hm = cols.head_flags[ok], cols.head_mapping[ok]
-        young = (e & young_bit) != 0
-        dirty = ((e & dirty_bit) != 0) | ((hf & bit["PG_dirty"]) != 0)
+        young = entry_young(e)
+        pte_dirty = entry_dirty(e)
+        dirty = pte_dirty | ((hf & bit["PG_dirty"]) != 0)
         anon = (hm & np.uint64(FOLIO_MAPPING_ANON)) != 0
         ksm = (hm & np.uint64(FOLIO_MAPPING_KSM)) == FOLIO_MAPPING_KSM
         swapbacked = (hf & bit["PG_swapbacked"]) != 0
         referenced = young | ((hf & bit["PG_young"]) != 0) | ((hf & bit["PG_referenced"]) != 0)
-        pte_dirty = (e & dirty_bit) != 0
         lazy = anon & ~swapbacked & ~pte_dirty & ((hf & bit["PG_dirty"]) == 0)
         mapcount = cols.mapcount[ok].astype(np.int64) + 1
         mapcount = np.where(mapcount - 1 < PAGE_MAPCOUNT_RESERVE, 0, mapcount)
@@ -415,8 +430,8 @@ def account_mm(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[
         private = ref1 | (mapcount < 2)
         full = np.int64(PAGE_SIZE << PSS_SHIFT)
         pss = np.where(private, full, full // np.maximum(mapcount, 1))
-        young = ((he & young_bit) != 0) | ((hf & bit["PG_young"]) != 0) | ((hf & bit["PG_referenced"]) != 0)
-        dirty = ((he & dirty_bit) != 0) | ((hf & bit["PG_dirty"]) != 0)
+        young = entry_young(he) | ((hf & bit["PG_young"]) != 0) | ((hf & bit["PG_referenced"]) != 0)
+        dirty = entry_dirty(he) | ((hf & bit["PG_dirty"]) != 0)
         lazy = is_anon & ~swapbacked & ~dirty
         ksm = (hm & np.uint64(FOLIO_MAPPING_KSM)) == FOLIO_MAPPING_KSM
         _accumulate(stats, hv[rep], n, np.full(len(rep), PAGE_SIZE, np.int64), pss, is_anon[rep], ksm[rep],
@@ -461,6 +476,7 @@ def smaps(prog: Program, pid: int) -> SmapsReport:
     scan = scan_mm(mm)
     stats, findings = account_mm(prog, vmas, scan)
     out = []
+    pkeys = bool(boot_cpu_has(prog, X86_FEATURE_OSPKE))  # arch_pkeys_enabled()
     vi = np.searchsorted(np.array([v.vm_start.value_() for v in vmas], dtype=np.uint64), scan.vaddr,
                          side="right").astype(np.int64) - 1 if vmas else np.zeros(0, np.int64)
     for k, ((row, v), st) in enumerate(zip(rows, stats)):
@@ -472,7 +488,7 @@ def smaps(prog: Program, pid: int) -> SmapsReport:
             elig = thp_eligible(v)
         except (FaultError, ValidationError, LookupError):
             elig = 0
-        out.append(SmapsVma(row, kps, kps, st, elig, f))
+        out.append(SmapsVma(row, kps, kps, st, elig, f, (f & VMA_PKEY_MASK) >> VM_PKEY_SHIFT if pkeys else None))
     return SmapsReport(pid, out, findings)
 
 
@@ -508,6 +524,8 @@ def render(rep: SmapsReport) -> str:
         lines.append(_kb_line("MMUPageSize", v.mmu_page_size >> 10))
         lines += render_stats(v.stats)
         lines.append(f"THPeligible:    {v.thp_eligible:>8}")
+        if v.protection_key is not None:
+            lines.append(f"ProtectionKey:  {v.protection_key:>8}")
         lines.append(f"VmFlags: {vm_flags_string(v.vm_flags)}")
     return "".join(s + "\n" for s in lines)
 

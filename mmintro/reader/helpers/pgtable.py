@@ -39,6 +39,8 @@ __all__ = [
     "PageColumns",
     "PageTableScan",
     "Translator",
+    "entry_dirty",
+    "entry_young",
     "mm_pgd_phys",
     "page_columns",
     "scan_mm",
@@ -54,10 +56,27 @@ _PSE = np.uint64(_x86._PAGE_PSE)
 # arch/x86/include/asm/pgtable.h.
 _PTE_PRESENT = np.uint64(_x86._PAGE_PRESENT | _x86._PAGE_GLOBAL)
 
+# pte_dirty() / pmd_dirty() test _PAGE_DIRTY_BITS (Dirty or SavedDirty), pte_young() /
+# pmd_young() _PAGE_ACCESSED: arch/x86/include/asm/pgtable.h.
+_DIRTY_BITS = np.uint64(_x86._PAGE_DIRTY_BITS)
+_ACCESSED = np.uint64(_x86._PAGE_ACCESSED)
+
+
+def entry_dirty(entry: np.ndarray) -> np.ndarray:
+    """bool: ``pte_dirty()`` / ``pmd_dirty()`` of present leaf entries (uint64): the hardware
+    Dirty bit or the SavedDirty software bit that ``pte_wrprotect()`` moves it to (x86-64,
+    since 6.6: a fork's CoW write-protection leaves the parent's and child's dirty PTEs with
+    SavedDirty only)."""
+    return (np.asarray(entry, dtype=np.uint64) & _DIRTY_BITS) != 0
+
+
+def entry_young(entry: np.ndarray) -> np.ndarray:
+    """bool: ``pte_young()`` / ``pmd_young()`` of present leaf entries (_PAGE_ACCESSED)."""
+    return (np.asarray(entry, dtype=np.uint64) & _ACCESSED) != 0
+
+
 LEVEL_PTE, LEVEL_PMD, LEVEL_PUD = 1, 2, 3
 LEAF_SIZE = {LEVEL_PTE: 1 << 12, LEVEL_PMD: 1 << 21, LEVEL_PUD: 1 << 30}
-_LEVEL_NAME = {4: "pgd", LEVEL_PUD: "pud", LEVEL_PMD: "pmd", LEVEL_PTE: "pte"}
-_SHIFT = {4: 39, LEVEL_PUD: 30, LEVEL_PMD: 21, LEVEL_PTE: 12}
 _IDX = np.arange(512, dtype=np.uint64)
 
 
@@ -105,10 +124,21 @@ class PageTableScan:
                              self.present[mask], self.findings, self.tables)
 
 
-def _canonical(v: np.ndarray) -> np.ndarray:
-    """Sign-extend bit 47 (4-level paging)."""
-    hi = (v >> np.uint64(47)) & np.uint64(1)
-    return np.where(hi == 1, v | np.uint64(0xFFFF000000000000), v)
+def _canonical(v: np.ndarray, top_bit: int = 47) -> np.ndarray:
+    """Sign-extend bit ``top_bit`` (47: 4-level paging, 56: 5-level)."""
+    hi = (v >> np.uint64(top_bit)) & np.uint64(1)
+    return np.where(hi == 1, v | np.uint64(((1 << 64) - 1) & ~((1 << (top_bit + 1)) - 1)), v)
+
+
+def _walk_levels(prog: Program) -> list[tuple[str, int, int | None]]:
+    """(name, shift, leaf level code or None) from the top table down: ``prog.levels`` (the
+    dump's paging mode: 5-level when vmcoreinfo says pgtable_l5_enabled, adding the P4D
+    below a PGD of shift 48), else 4-level."""
+    levels = getattr(prog, "levels", None)
+    codes = {"pud": LEVEL_PUD, "pmd": LEVEL_PMD, "pte": LEVEL_PTE}
+    if levels and len(levels) == 5:
+        return [(lv.name, lv.shift, codes.get(lv.name)) for lv in levels]
+    return [("pgd", 39, None), ("pud", 30, LEVEL_PUD), ("pmd", 21, LEVEL_PMD), ("pte", 12, LEVEL_PTE)]
 
 
 def _read_tables(prog: Program, phys: np.ndarray) -> np.ndarray:
@@ -124,7 +154,7 @@ def _read_tables(prog: Program, phys: np.ndarray) -> np.ndarray:
 
 def scan_page_tables(prog: Program, pgd_phys: int, first: int = 0, last: int = 255) -> PageTableScan:
     """Scan the page tables under the PGD at physical ``pgd_phys``, PGD slots ``first..last``
-    (0..255 is the user half of a 4-level PGD).
+    (0..255 is the user half of a 4- or 5-level PGD; the dump's paging mode decides the levels).
 
     :return: the leaves, with findings for tables outside RAM or reached twice
     """
@@ -140,14 +170,17 @@ def scan_page_tables(prog: Program, pgd_phys: int, first: int = 0, last: int = 2
     tab_phys = np.array([pgd_phys], dtype=np.uint64)
     tab_base = np.array([0], dtype=np.uint64)
     leaves: list[tuple[np.ndarray, ...]] = []
-    for lvl in (4, LEVEL_PUD, LEVEL_PMD, LEVEL_PTE):
+    walk_levels = _walk_levels(prog)
+    top_bit = walk_levels[0][1] + 8
+    for i, (name, shift_, lvl) in enumerate(walk_levels):
         if not len(tab_phys):
             break
+        lower = walk_levels[i + 1][0] if i + 1 < len(walk_levels) else ""
         ents = _read_tables(prog, tab_phys)
-        if lvl != 4:
-            tables_read[_LEVEL_NAME[lvl]] = len(tab_phys)
-        shift = np.uint64(_SHIFT[lvl])
-        if lvl == 4:
+        if i:
+            tables_read[name] = len(tab_phys)
+        shift = np.uint64(shift_)
+        if i == 0:
             ents = ents[:, first : last + 1]
             idx = _IDX[first : last + 1]
         else:
@@ -177,19 +210,19 @@ def scan_page_tables(prog: Program, pgd_phys: int, first: int = 0, last: int = 2
             break
         ok = _is_ram_many(prog, nxt, 4096)
         for p, v in zip(nxt[~ok].tolist(), base[~ok].tolist()):
-            findings.append(f"{_LEVEL_NAME[lvl]} entry for {int(_canonical(np.array([v], np.uint64))[0]):#x} "
-                            f"points to a {_LEVEL_NAME[lvl - 1]} table at physical {p:#x}, which is not RAM")
+            findings.append(f"{name} entry for {int(_canonical(np.array([v], np.uint64), top_bit)[0]):#x} "
+                            f"points to a {lower} table at physical {p:#x}, which is not RAM")
         nxt, base = nxt[ok], base[ok]
         # a table reached twice: a loop, or two entries sharing one table
         uniq, first_i, counts = np.unique(nxt, return_index=True, return_counts=True)
         keep = np.zeros(len(nxt), dtype=bool)
         keep[first_i] = True
         for p in uniq[counts > 1].tolist():
-            findings.append(f"{_LEVEL_NAME[lvl - 1]} table at physical {p:#x} is referenced "
-                            f"{int(counts[uniq == p][0])} times at the {_LEVEL_NAME[lvl]} level")
+            findings.append(f"{lower} table at physical {p:#x} is referenced "
+                            f"{int(counts[uniq == p][0])} times at the {name} level")
         again = np.isin(nxt, np.fromiter(seen, np.uint64, len(seen)))
         for p in nxt[again & keep].tolist():
-            findings.append(f"{_LEVEL_NAME[lvl - 1]} table at physical {p:#x} is also a higher-level "
+            findings.append(f"{lower} table at physical {p:#x} is also a higher-level "
                             f"table (page-table loop)")
         keep &= ~again
         tab_phys, tab_base = nxt[keep], base[keep]
@@ -198,7 +231,7 @@ def scan_page_tables(prog: Program, pgd_phys: int, first: int = 0, last: int = 2
         cols = [np.concatenate(c) for c in zip(*leaves)]
         order = np.argsort(cols[0], kind="stable")
         cols = [c[order] for c in cols]
-        cols[0] = _canonical(cols[0])
+        cols[0] = _canonical(cols[0], top_bit)
     else:
         z = np.zeros(0, dtype=np.uint64)
         cols = [z, z, z.astype(np.uint8), z, z.astype(bool)]
@@ -271,7 +304,7 @@ def vmemmap_translator(prog: Program) -> Translator:
         from mmintro.reader.helpers.mm import vmemmap
 
         base = vmemmap(prog).value_()
-        first = (base >> 39) & 511
+        first = (base >> _walk_levels(prog)[0][1]) & 511
         t = prog.cache["pgtable.vmemmap_translator"] = Translator(
             scan_page_tables(prog, prog.pgd_phys, first, min(511, first + 1)))
     return t

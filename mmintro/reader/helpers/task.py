@@ -15,6 +15,8 @@ from mmintro.reader.program import Program
 
 __all__ = [
     "TaskRss",
+    "boot_cpu_has",
+    "boot_cpu_has_bug",
     "d_path",
     "file_dev_ino",
     "find_task",
@@ -36,6 +38,38 @@ VM_PFNMAP, VM_IO, VM_DONTEXPAND = 0x400, 0x4000, 0x40000
 # include/linux/kdev_t.h: the kernel's dev_t is MAJOR << 20 | MINOR
 MINORBITS = 20
 _PATH_MAX_DEPTH = 256
+
+
+def _x86_capability(prog: Program) -> list[int] | None:
+    caps = prog.cache.get("task.x86_capability", False)
+    if caps is False:
+        try:
+            caps = [w.value_() for w in prog["boot_cpu_data"].x86_capability]
+        except (KeyError, LookupError, AttributeError, FaultError):
+            caps = None
+        prog.cache["task.x86_capability"] = caps
+    return caps  # type: ignore[return-value]
+
+
+def boot_cpu_has(prog: Program, bit: int) -> bool | None:
+    """``boot_cpu_has(bit)``: ``bit`` of ``boot_cpu_data.x86_capability`` (an X86_FEATURE_*
+    number of :mod:`mmintro.arch.x86`); None when the snapshot has no ``boot_cpu_data`` (the
+    simulator does not model the CPU's features)."""
+    caps = _x86_capability(prog)
+    if caps is None:
+        return None
+    return bool(caps[bit // 32] >> (bit % 32) & 1)
+
+
+def boot_cpu_has_bug(prog: Program, bug: int) -> bool | None:
+    """``boot_cpu_has_bug(X86_BUG(bug))``: the bug words follow the NCAPINTS feature words
+    (``NCAPINTS = len(x86_capability) - NBUGINTS``, arch/x86/include/asm/cpufeatures.h)."""
+    from mmintro.arch.x86 import NBUGINTS
+
+    caps = _x86_capability(prog)
+    if caps is None:
+        return None
+    return boot_cpu_has(prog, (len(caps) - NBUGINTS) * 32 + bug)
 
 
 def find_task(prog: Program, pid: int) -> Object | None:
