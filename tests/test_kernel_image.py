@@ -28,7 +28,6 @@ from mmintro.types.kernel_image import read_kernel_image
 from mmintro.types.typedata import DATA_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
-DEBIAN_VMLINUZ = Path("/root/.cache/mmintro/k/boot/vmlinuz-6.18.15+deb13-amd64")
 REFERENCE_BTF = ROOT.parent / "shared" / "reference" / "vmlinux-6.18.btf"
 
 # A sample of MM structs whose every member is compared with bpftool's dump.
@@ -41,10 +40,10 @@ task_struct vmap_area""".split()
 
 @pytest.fixture(scope="session")
 def debian_kernel() -> Path:
-    """Debian's vmlinuz-6.18.15+deb13-amd64 (to be replaced by the shared fixture)."""
-    if not DEBIAN_VMLINUZ.is_file():
-        pytest.skip(f"Debian kernel image not available: {DEBIAN_VMLINUZ}")
-    return DEBIAN_VMLINUZ
+    """Debian's vmlinuz-6.18.*+deb13-amd64, fetched (and cached) by the real-kernel harness."""
+    from mmintro.realkernel.debian import fetch_kernel
+
+    return fetch_kernel().vmlinuz
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +68,7 @@ def debian_db(debian_image, tmp_path_factory):
 def bpftool_types(debian_vmlinux) -> dict[int, dict]:
     """``bpftool btf dump file VMLINUX format raw``, parsed: id -> {kind, name, attrs, members}."""
     if shutil.which("bpftool") is None:
-        pytest.skip("bpftool not installed (apt-get install bpftool)")
+        pytest.fail("bpftool not installed (apt-get install bpftool; .ci/run installs it)")
     out = subprocess.run(["bpftool", "btf", "dump", "file", str(debian_vmlinux), "format", "raw"],
                          check=True, capture_output=True, text=True).stdout
     types: dict[int, dict] = {}
@@ -120,7 +119,7 @@ def _enumerator(types: dict, name: str) -> int:
 def _config(debian_kernel: Path, key: str) -> int:
     cfg = debian_kernel.with_name(debian_kernel.name.replace("vmlinuz", "config"))
     if not cfg.is_file():
-        pytest.skip(f"{cfg} not available")
+        pytest.fail(f"{cfg} not available")
     m = re.search(rf"^{key}=(\d+)$", cfg.read_text(), re.M)
     assert m, key
     return int(m.group(1))
@@ -128,13 +127,14 @@ def _config(debian_kernel: Path, key: str) -> int:
 
 # -- the image --------------------------------------------------------------------------------
 
-def test_debian_image(debian_image):
+def test_debian_image(debian_image, debian_kernel):
     ki = debian_image
     assert ki.compression == "zstd"
     assert ki.elf_bytes[:4] == b"\x7fELF"
     assert ki.btf[:2] == b"\x9f\xeb"
-    assert ki.osrelease == "6.18.15+deb13-amd64"
-    assert ki.banner.startswith("Linux version 6.18.15+deb13-amd64 (debian-kernel@lists.debian.org)")
+    release = debian_kernel.name.removeprefix("vmlinuz-")
+    assert ki.osrelease == release
+    assert ki.banner.startswith(f"Linux version {release} (debian-kernel@lists.debian.org)")
     assert ki.symbols == []  # Debian's vmlinuz is stripped
 
 
@@ -234,11 +234,11 @@ def test_cache_warm_and_corrupt(debian_image, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [f.name]  # no temp files left
 
 
-def test_cache_dir_follows_xdg(debian_image, tmp_path, monkeypatch):
+def test_cache_dir_follows_xdg(debian_image, tmp_path, monkeypatch, debian_kernel):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     db = debian_image.typedb()
     assert list((tmp_path / "mmintro" / "typedata").glob(f"{db.btf_sha256}-*.json.gz"))
-    assert db.doc["kernel"] == "6.18.15+deb13-amd64 x86_64"
+    assert db.doc["kernel"] == debian_kernel.name.removeprefix("vmlinuz-") + " x86_64"
 
 
 # -- the pinned data ----------------------------------------------------------------------------
@@ -258,7 +258,7 @@ def test_pinned_data_reproduces():
 @pytest.fixture(scope="session")
 def small_elf(debian_vmlinux, tmp_path_factory) -> bytes:
     if shutil.which("objcopy") is None:
-        pytest.skip("objcopy not installed")
+        pytest.fail("objcopy not installed (binutils; .ci/run installs it)")
     out = tmp_path_factory.mktemp("small") / "vmlinux"
     subprocess.run(["objcopy", "--only-section=.BTF", "--only-section=.notes", str(debian_vmlinux), str(out)],
                    check=True, capture_output=True)
@@ -298,7 +298,7 @@ def test_compressions(debian_kernel, debian_image, small_elf, tmp_path, kind):
     assert ki.compression == kind
     assert ki.elf_bytes == small_elf
     assert (ki.btf, ki.build_id) == (debian_image.btf, debian_image.build_id)
-    assert ki.osrelease == "6.18.15+deb13-amd64"  # from the setup header (no .rodata here)
+    assert ki.osrelease == debian_kernel.name.removeprefix("vmlinuz-")  # from the setup header (no .rodata here)
 
 
 # -- bad input: one-line SnapshotError ------------------------------------------------------------
@@ -322,7 +322,7 @@ def test_not_a_kernel(tmp_path):
 
 def test_elf_without_btf(debian_vmlinux, tmp_path):
     if shutil.which("objcopy") is None:
-        pytest.skip("objcopy not installed")
+        pytest.fail("objcopy not installed (binutils; .ci/run installs it)")
     out = tmp_path / "vmlinux-nobtf"
     subprocess.run(["objcopy", "--remove-section=.BTF", str(debian_vmlinux), str(out)], check=True,
                    capture_output=True)
