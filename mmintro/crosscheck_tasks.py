@@ -112,8 +112,10 @@ def c_crash_ps_p(p: Program, d: Any) -> tuple:
 # -- user address spaces: translation, RSS, crash vm / vtop -c, page cache, hugetlb -------------
 _PTE_PRESENT, _PTE_PSE = 0x1, 0x80
 _PFN_MASK = 0x000FFFFFFFFFF000
-# (shift, large leaf possible) of the four x86-64 levels under the pgd: pgd, pud, pmd, pte
+# (shift, large leaf possible) of the x86-64 levels from the pgd: pgd, pud, pmd, pte, and with
+# 5-level paging (NUMBER(pgtable_l5_enabled)=1 in VMCOREINFO) a p4d level under the pgd
 _LEVELS = ((39, False), (30, True), (21, True), (12, False))
+_LEVELS_5 = ((48, False), (39, False), (30, True), (21, True), (12, False))
 
 
 def _tasks_with_mm(p: Program) -> list[tuple[int, Any]]:
@@ -134,6 +136,7 @@ def present_user_leaves(p: Program, pgd_phys: int, limit: int = 4096) -> list[tu
     from mmintro.reader.errors import FaultError as MyFault
 
     out: list[tuple[int, int]] = []
+    levels = _LEVELS_5 if p.vmcoreinfo_number("NUMBER(pgtable_l5_enabled)", 0) else _LEVELS
 
     def table(pa: int) -> Any:
         try:
@@ -142,7 +145,7 @@ def present_user_leaves(p: Program, pgd_phys: int, limit: int = 4096) -> list[tu
             return None
 
     def walk(pa: int, level: int, base: int) -> None:
-        shift, large = _LEVELS[level]
+        shift, large = levels[level]
         t = table(pa)
         if t is None:
             return
@@ -152,7 +155,7 @@ def present_user_leaves(p: Program, pgd_phys: int, limit: int = 4096) -> list[tu
                 return
             e = int(t[i])
             va = base + (int(i) << shift)
-            if level == 3 or (large and e & _PTE_PSE):
+            if level == len(levels) - 1 or (large and e & _PTE_PSE):
                 out.append((va, 1 << shift))
             else:
                 walk(e & _PFN_MASK, level + 1, va)

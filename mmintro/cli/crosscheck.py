@@ -26,8 +26,14 @@ def command(snapshot: str | None, only: tuple[str, ...], as_json: bool) -> None:
         raise click.ClickException("crosscheck needs drgn: pip install 'mmintro[drgn]'") from None
     from mmintro.crosscheck import run_crosscheck
 
+    meta = click.get_current_context().meta
+    kernel, system_map = meta.get("mmintro.kernel"), meta.get("mmintro.system_map")
+    if kernel is None and system_map is not None:
+        raise click.UsageError("--system-map goes with --kernel (a real kernel's dump)")
+    if kernel is not None and not snapshot:
+        raise click.UsageError("--kernel needs the dump to read: mmintro crosscheck VMCORE --kernel VMLINUZ")
     path = snapshot or str(default_snapshot())
-    rows = run_crosscheck(path, list(only) or None)
+    rows = run_crosscheck(path, list(only) or None, kernel=kernel, system_map=system_map)
     if as_json:
         emit(data=[dataclasses.asdict(r) for r in rows], as_json=True)
     else:

@@ -19,7 +19,7 @@ from mmintro.cli.snapshot import kernel_options
 
 __all__ = ["cli", "main"]
 
-COMMAND_MODULES = ("simulate", "reports", "script", "faults", "qemu_dump")
+COMMAND_MODULES = ("simulate", "reports", "script", "faults", "qemu_dump", "debuginfo")
 OPTIONAL_COMMAND_MODULES = ("crosscheck",)
 
 

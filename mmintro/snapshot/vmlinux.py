@@ -6,7 +6,7 @@ The file carries no code or data bytes.  It describes the snapshot's kernel to d
   the :class:`~mmintro.types.TypeDB` (base, pointer, const/volatile/restrict, typedef, struct/union
   and declarations, bitfields, arrays, enums, function types), a ``DW_TAG_variable`` located with
   ``DW_OP_addr`` for every object symbol that has a type, and a ``DW_TAG_subprogram`` for every
-  function symbol (drgn detects SPARSEMEM_VMEMMAP from a subprogram named ``vmemmap_populate``).
+  function symbol, or those named in ``dwarf_functions`` (drgn detects SPARSEMEM_VMEMMAP from a subprogram named ``vmemmap_populate``).
 * ``.symtab``/``.strtab``: every symbol, so drgn and GDB can name the symbol containing an address.
 * ``.note.gnu.build-id`` (also covered by a ``PT_NOTE``): drgn reads the build ID of a file with
   section headers from its ``SHT_NOTE`` sections, and only falls back to ``PT_NOTE`` without them;
@@ -464,7 +464,8 @@ class _TypeWriter:
         return u if u is not None and u.size_ == t.size_ else None
 
 
-def _build_dwarf(types: TypeDB, symbols: list[Symbol], cu_name: str) -> tuple[bytes, bytes, bytes]:
+def _build_dwarf(types: TypeDB, symbols: list[Symbol], cu_name: str,
+                 dwarf_functions: "frozenset[str] | set[str] | None" = None) -> tuple[bytes, bytes, bytes]:
     dw = _Dwarf()
     tw = _TypeWriter(types, dw)
     tw.prepare()
@@ -486,7 +487,7 @@ def _build_dwarf(types: TypeDB, symbols: list[Symbol], cu_name: str) -> tuple[by
             a.append((DW_AT_external, DW_FORM_flag_present, None))
             a.append((DW_AT_location, DW_FORM_exprloc, bytes((DW_OP_addr,)) + struct.pack("<Q", s.address)))
             dw.die(DW_TAG_variable, False, a)
-        elif s.kind == "func":
+        elif s.kind == "func" and (dwarf_functions is None or s.name in dwarf_functions):
             a = [
                 (DW_AT_name, DW_FORM_strp, s.name),
                 (DW_AT_external, DW_FORM_flag_present, None),
@@ -548,8 +549,13 @@ def write_vmlinux(
     symbols: list[Symbol],
     build_id: bytes,
     sections: dict[str, bytes] | None = None,
+    dwarf_functions: "frozenset[str] | set[str] | None" = None,
 ) -> None:
-    """Write NAME.vmlinux: DWARF for ``types`` and ``symbols``, a symbol table and the build ID."""
+    """Write NAME.vmlinux: DWARF for ``types`` and ``symbols``, a symbol table and the build ID.
+
+    ``dwarf_functions``: the names of the functions that get a ``DW_TAG_subprogram`` (all of
+    them when None); the others are in ``.symtab`` only.  A real kernel has ~150k functions,
+    and ``llvm-dwarfdump --verify`` takes time quadratic in the subprograms of one unit."""
     if not build_id:
         raise ValueError("build_id must not be empty")
     for s in symbols:
@@ -559,7 +565,7 @@ def write_vmlinux(
             raise ValueError(f"symbol {s.name!r}: bad address or size")
     kernel = str(types.doc.get("kernel", "")) if isinstance(types.doc, dict) else ""
     cu_name = f"mmintro-linux-{kernel}" if kernel else "mmintro"
-    abbrev, info, strs = _build_dwarf(types, symbols, cu_name)
+    abbrev, info, strs = _build_dwarf(types, symbols, cu_name, dwarf_functions)
 
     # -- address sections: .text (functions), .data (kernel objects), .data..percpu (per-CPU offsets)
     # Symbols outside the kernel image mapping (other than per-CPU offsets) get SHN_ABS, so that no
