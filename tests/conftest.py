@@ -60,6 +60,13 @@ REAL_CONFIGS = {
 }
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """The second real-kernel configuration (one more QEMU boot and 2 GiB dump) is slow."""
+    for item in items:
+        if "numa2-l5" in item.nodeid or "numa2_l5" in item.nodeid:
+            item.add_marker(pytest.mark.slow)
+
+
 def _real_dump(name: str):
     from mmintro.realkernel.qemu import GuestConfig, cached_reference_dump
 

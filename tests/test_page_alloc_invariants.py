@@ -636,6 +636,7 @@ SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=
 
 
 # -- the tests ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @SETTINGS
 @given(cfg=st.sampled_from(CONFIGS), seq=st.lists(ops, min_size=3, max_size=40))
 def test_random_sequences_keep_every_invariant_and_free_back_to_boot(cfg: MachineConfig, seq) -> None:

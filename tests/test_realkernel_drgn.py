@@ -40,13 +40,7 @@ DUMPS = ["real_dump", "real_dump_numa2_l5"]
 
 # Crosscheck rows known to fail on a dump because of a bug in a view (mmintro/views, fixed
 # elsewhere): (dump fixture, row) -> the bug.  The test xfails while exactly these fail.
-KNOWN_VIEW_BUGS = {
-    ("real_dump_numa2_l5", "crash vtop -c PID ADDR = vtop --pid"):
-        "views/vm.py vtop_pid walks 4 levels (PGD/PUD/PMD/PTE) on a 5-level-paging dump",
-    ("real_dump_numa2_l5", "crash kmem ADDR = whatis on every kind"):
-        "views/whatis.py: an address in a module-area vmap area (0xffffffffc0000000..) is a plain "
-        "'page'; crash kmem (drgn) finds its vmap area",
-}
+KNOWN_VIEW_BUGS: dict[tuple[str, str], str] = {}  # (dump fixture, row) -> the view bug, while one is open
 
 
 @pytest.fixture(scope="module", params=DUMPS)

@@ -59,6 +59,7 @@ def _check_all(path: str, scenario: str = "") -> None:
     assert not fixed, f"rows now agree on {scenario}: remove them from SCENARIO_GAPS: {fixed}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_every_row_agrees_on_a_shipped_scenario(name: str, built) -> None:
     path, _run, took = built(name)

@@ -23,6 +23,7 @@ VMALLOC_SIZE_TB_L4 = 32
 VMALLOC_SIZE_TB_L5 = 12800  # 5-level paging (pgtable_64_types.h)
 VMEMMAP_BASE_L4 = 0xFFFFEA0000000000
 MODULES_VADDR = __START_KERNEL_map + KERNEL_IMAGE_SIZE
+MODULES_END = 0xFFFFFFFFFF000000  # arch/x86/include/asm/pgtable_64_types.h
 MAX_PHYSMEM_BITS = 46  # 4-level (arch/x86/include/asm/sparsemem.h)
 SECTION_SIZE_BITS = 27
 PTE_PFN_MASK = ((1 << 52) - 1) & ~(PAGE_SIZE - 1)

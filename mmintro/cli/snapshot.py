@@ -22,19 +22,13 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mmintro.cache import cache_dir
 from mmintro.reader import Program, open_snapshot
 
 __all__ = ["boot_and_save", "cache_dir", "default_snapshot", "kernel_options", "load", "snapshot_argument"]
 
 _SHAPING_PACKAGES = ("kernel", "snapshot", "types", "arch")
 
-
-def cache_dir() -> Path:
-    env = os.environ.get("MMINTRO_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "mmintro"
 
 
 def _version() -> str:

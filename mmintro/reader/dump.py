@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from mmintro.cache import cache_dir
 from mmintro.reader.core import CoreFile
 from mmintro.reader.elf import Symbol, SymbolTable
 from mmintro.reader.errors import FaultError, SnapshotError
@@ -37,13 +38,6 @@ def open_core(path: str) -> Any:
     return _open(path)
 
 
-def _cache_root() -> Path:
-    env = os.environ.get("MMINTRO_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "mmintro"
-
 
 def _kallsyms_cached(info: dict[str, str], read: Any, what: str) -> list[Symbol]:
     """read_kallsyms, with the decoded names cached: the key is BUILD-ID and the CRC of the
@@ -51,7 +45,7 @@ def _kallsyms_cached(info: dict[str, str], read: Any, what: str) -> list[Symbol]
     always read from the dump (they move with KASLR)."""
     blob = kallsyms_names_blob(info, read, what)
     key = f"{info.get('BUILD-ID', 'nobuildid')}-{zlib.crc32(blob):08x}-{len(blob)}"
-    path = _cache_root() / "kallsyms" / f"{key}.json.gz"
+    path = cache_dir() / "kallsyms" / f"{key}.json.gz"
     try:
         doc = json.loads(gzip.decompress(path.read_bytes()))
         names, letters = doc["names"], doc["letters"]

@@ -8,12 +8,13 @@ list (the machine's own archive URI, the backports suite) feeds ``apt-get downlo
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from mmintro.cache import cache_dir
 
 __all__ = ["HarnessError", "KernelPackage", "cache_dir", "fetch_kernel", "archive_source"]
 
@@ -25,14 +26,6 @@ _PKG_RE = re.compile(r"^linux-image-(6\.18\.\d+\+deb13)-amd64$")
 class HarnessError(Exception):
     """The harness cannot go on (one line saying why)."""
 
-
-def cache_dir() -> Path:
-    """Where fetched packages, kernels and dumps live: ``$MMINTRO_CACHE`` or ``~/.cache/mmintro``."""
-    env = os.environ.get("MMINTRO_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "mmintro"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mmintro.cache import cache_dir
 from mmintro.reader.errors import SnapshotError
 from mmintro.snapshot.vmlinux import START_KERNEL_MAP, Symbol, write_vmlinux
 from mmintro.types.typedata import TypeDB
@@ -114,13 +115,6 @@ def write_debuginfo_for_dump(path: str | os.PathLike, prog: Any) -> Path:
     return write_debuginfo(path, prog.types, prog.symbols.symbols, image.build_id, prog.kernel_offset)
 
 
-def _cache_root() -> Path:
-    env = os.environ.get("MMINTRO_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "mmintro"
-
 
 def cached_debuginfo(prog: Any) -> Path:
     """``~/.cache/mmintro/debuginfo/BUILDID-KERNELOFFSET.debug`` for an opened real dump, made
@@ -136,7 +130,7 @@ def cached_debuginfo(prog: Any) -> Path:
         h.update(f"{s.name} {s.address:x} {s.size:x} {s.kind} {s.binding}\n".encode())
     h.update(repr(sorted((n, t.id, pc) for n, (t, pc) in prog.types.variables.items())).encode())
     h.update(str(len(prog.types.types)).encode())
-    d = _cache_root() / "debuginfo"
+    d = cache_dir() / "debuginfo"
     path = d / f"{image.build_id.hex()}-{prog.kernel_offset:x}-{h.hexdigest()[:12]}.debug"
     if path.exists():
         return path

@@ -31,6 +31,8 @@ import re
 import tempfile
 from importlib import resources
 from pathlib import Path
+
+from mmintro.cache import cache_dir as _cache_dir
 from typing import Iterable, Mapping
 
 from mmintro.types.btf import BtfType, parse_btf
@@ -449,10 +451,8 @@ def build_typedoc(
 # -- real kernels: TypeDB from a build's own BTF, cached on disk ------------------------------------
 
 def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/mmintro/typedata`` (default ``~/.cache/mmintro/typedata``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "mmintro" / "typedata"
-
+    """``cache_dir()/typedata`` (see :mod:`mmintro.cache`)."""
+    return _cache_dir() / "typedata"
 
 def _recipe_key(globals_h: str, percpu_vars: list[str], roots: list[str], constants: Mapping[str, int]) -> str:
     recipe = json.dumps([CLOSURE_VERSION, THREAD_SIZE, globals_h, percpu_vars, roots,

@@ -148,7 +148,7 @@ def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
     phys = None
     size = PAGE_SIZE
     table = pgd
-    names = (("PGD", 39), ("PUD", 30), ("PMD", 21), ("PTE", 12))
+    names = tuple((lv.name.upper(), lv.shift) for lv in prog.levels)  # 4- or 5-level, as the dump ran
     leaf_entry = 0
     for i, (name, shift) in enumerate(names):
         slot = table + 8 * ((vaddr >> shift) & 511)
@@ -160,7 +160,7 @@ def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
                              f"is not RAM") from None
         levels.append({"level": name, "slot": slot, "entry": entry})
         leaf_entry = entry
-        present = entry & 1 if name in ("PGD", "PUD") else entry & (1 | _PROTNONE)
+        present = entry & 1 if name in ("PGD", "P4D", "PUD") else entry & (1 | _PROTNONE)
         if not present:
             break
         if name == "PTE" or (name in ("PUD", "PMD") and entry & _PSE):

@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmintro.reader.errors import FaultError, ValidationError
+from mmintro.arch.x86 import MODULES_END, MODULES_VADDR
 from mmintro.reader.helpers import vmalloc as vh
 from mmintro.reader.helpers.list import list_for_each_entry
 from mmintro.reader.helpers.mm import (
@@ -320,6 +321,11 @@ def _whatis(prog: Program, addr: int) -> dict[str, Any]:
             out["summary"] = (f"struct page of pfn {pfn:#x} +{addr - page:#x} ({'type ' + p['page_type'] if p['page_type'] else 'no page type'})")
             return out
     elif vh.is_vmalloc_addr(prog, addr):
+        _vmalloc(prog, addr, out)
+        return out
+    elif MODULES_VADDR <= addr < MODULES_END and vh.find_vmap_area(prog, addr).value_():
+        # The module area (execmem: module text, BPF programs) is not is_vmalloc_addr(), but
+        # its allocations are vmap areas in the same busy tree.
         _vmalloc(prog, addr, out)
         return out
     elif pob <= addr < pob + (max_pfn << 12) and _present(prog, (addr - pob) >> 12):
