@@ -880,7 +880,7 @@ def _set_core_dump(prog: Any, vmcore: str, flattened: bool, core: Any) -> None:
     if not flattened:
         prog.set_core_dump(vmcore)
         return
-    from mmintro.reader.dump import open_core
+    from mmintro.reader.diskdump import open_core
 
     mine = core if core is not None else open_core(vmcore)
     try:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mmintro.cache import cache_dir
 from mmintro.reader.diskdump import DiskDumpFile, open_core
 from mmintro.reader.errors import FaultError, SnapshotError
 
@@ -34,9 +35,7 @@ DUMPS_VERSION = "1"  # bump to regenerate the cached dumps
 
 
 def _cache_dir() -> Path:
-    env = os.environ.get("MMINTRO_CACHE")
-    base = Path(env) if env else Path.home() / ".cache" / "mmintro"
-    return base / "test-dumps" / f"qemu-6.18-v{DUMPS_VERSION}"
+    return cache_dir() / "test-dumps" / f"qemu-6.18-v{DUMPS_VERSION}"
 
 
 # -- a small kdump writer (test-only) ---------------------------------------------------------

@@ -20,7 +20,7 @@ from mmintro.arch.x86 import PAGE_OFFSET_BASE_L4, VMALLOC_BASE_L4
 from mmintro.reader.elf import ET_CORE, PHDR, PT_LOAD, PT_NOTE, iter_notes, map_file, parse_header
 from mmintro.reader.errors import FaultError, SnapshotError
 
-__all__ = ["Segment", "CoreFile", "parse_vmcoreinfo"]
+__all__ = ["Segment", "CoreFile", "merged_ranges", "parse_vmcoreinfo"]
 
 _BULK = 256 << 10  # copies at least this large use preadv instead of the mapping
 
@@ -202,10 +202,15 @@ class CoreFile:
     @property
     def ram_ranges(self) -> list[tuple[int, int]]:
         """Physical ranges covered by segments, adjacent segments merged."""
-        out: list[tuple[int, int]] = []
-        for s in self.segments:
-            if out and out[-1][1] == s.paddr:
-                out[-1] = (out[-1][0], s.end)
-            else:
-                out.append((s.paddr, s.end))
-        return out
+        return merged_ranges(self.segments)
+
+
+def merged_ranges(segments: list[Segment]) -> list[tuple[int, int]]:
+    """(start, end) of sorted segments, adjacent ones merged."""
+    out: list[tuple[int, int]] = []
+    for s in segments:
+        if out and out[-1][1] == s.paddr:
+            out[-1] = (out[-1][0], s.end)
+        else:
+            out.append((s.paddr, s.end))
+    return out

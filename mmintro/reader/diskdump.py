@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mmintro.reader.core import CoreFile, Segment, parse_vmcoreinfo
+from mmintro.reader.core import CoreFile, Segment, merged_ranges, parse_vmcoreinfo
 from mmintro.reader.elf import iter_notes, map_file
 from mmintro.reader.errors import FaultError, SnapshotError
 
@@ -705,13 +705,7 @@ class DiskDumpFile:
     @property
     def ram_ranges(self) -> list[tuple[int, int]]:
         """Physical ranges of RAM (the 1st bitmap), adjacent runs merged."""
-        out: list[tuple[int, int]] = []
-        for s in self.segments:
-            if out and out[-1][1] == s.paddr:
-                out[-1] = (out[-1][0], s.end)
-            else:
-                out.append((s.paddr, s.end))
-        return out
+        return merged_ranges(self.segments)
 
     @property
     def dumped_ranges(self) -> list[tuple[int, int]]:
@@ -726,19 +720,11 @@ def open_core(path: str | os.PathLike, **kwargs: Any) -> CoreFile | DiskDumpFile
     """Open a vmcore of either kind: an ELF core (:class:`CoreFile`) or a kdump-compressed
     file, plain or flattened (:class:`DiskDumpFile`; ``kwargs`` go to it)."""
     p = os.fspath(path)
-    try:
-        with open(p, "rb") as f:
-            head = f.read(16)
-    except FileNotFoundError:
-        raise SnapshotError(f"vmcore {p!r} does not exist") from None
-    except IsADirectoryError:
-        raise SnapshotError(f"vmcore {p!r} is a directory") from None
-    except PermissionError:
-        raise SnapshotError(f"vmcore {p!r} is not readable") from None
+    buf = map_file(p, "vmcore")  # one-line errors: missing, a directory, unreadable, empty
+    head = buf[:16]
+    buf.close()
     if head.startswith(ELF_MAGIC):
         return CoreFile(p)
     if head.startswith(KDUMP_SIGNATURE) or head.startswith(MDF_SIGNATURE) or head.startswith(DISKDUMP_SIGNATURE):
         return DiskDumpFile(p, **kwargs)
-    if not head:
-        raise SnapshotError(f"vmcore {p!r} is empty")
     raise SnapshotError(f"vmcore {p!r} is not an ELF core or a kdump-compressed file")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmintro.cache import cache_dir
-from mmintro.reader.core import CoreFile
+from mmintro.reader.diskdump import open_core
 from mmintro.reader.elf import Symbol, SymbolTable
 from mmintro.reader.errors import FaultError, SnapshotError
 from mmintro.reader.kallsyms import (decode_kallsyms_names, kallsyms_addresses, kallsyms_names_blob,
@@ -24,18 +24,9 @@ from mmintro.reader.kallsyms import (decode_kallsyms_names, kallsyms_addresses, 
 from mmintro.reader.program import Program
 from mmintro.reader.x86_pgtable import START_KERNEL_MAP
 
-__all__ = ["open_dump", "open_core"]
+__all__ = ["open_dump"]
 
 _KALLSYMS_CACHE_VERSION = 1
-
-
-def open_core(path: str) -> Any:
-    """An ELF core or a kdump-compressed (or flattened) file, whichever ``path`` is."""
-    try:
-        from mmintro.reader.diskdump import open_core as _open
-    except ImportError:  # pragma: no cover - diskdump is part of the package
-        return CoreFile(path)
-    return _open(path)
 
 
 
@@ -75,11 +66,7 @@ def open_dump(core_path: str | os.PathLike, kernel: str | os.PathLike,
     from mmintro.types.kernel_image import read_kernel_image
 
     core_path, kernel = os.fspath(core_path), os.fspath(kernel)
-    if not os.path.exists(core_path):
-        raise SnapshotError(f"vmcore {core_path!r} does not exist")
-    if not os.path.exists(kernel):
-        raise SnapshotError(f"kernel image {kernel!r} does not exist")
-    core = open_core(core_path)
+    core = open_core(core_path)  # missing, empty, unknown format: one-line SnapshotError
     try:
         what = f"vmcore {core_path!r}"
         info = core.vmcoreinfo

@@ -13,7 +13,7 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from mmintro.reader.errors import SnapshotError
 
@@ -231,19 +231,24 @@ class ElfFile:
         if link >= len(self.sections):
             raise SnapshotError(f"{self.what}: .symtab string table index {link} out of range")
         strs = self.sections[link]
-        strtab = bytes(self.buf[strs.offset : strs.offset + strs.size])
-        out = []
-        for off in range(symtab.offset, symtab.offset + symtab.size - SYM.size + 1, SYM.size):
-            st_name, info, _other, shndx, value, size = SYM.unpack_from(self.buf, off)
-            if not st_name or st_name >= len(strtab):
-                continue
-            kind = STT_NAMES.get(info & 0xF, str(info & 0xF))
-            if kind in ("section", "file"):
-                continue
-            name = strtab[st_name : strtab.find(b"\0", st_name)].decode("latin-1")
-            out.append(Symbol(name, value, size, kind, STB_NAMES.get(info >> 4, str(info >> 4))))
-        out.sort(key=lambda s: (s.address, -s.size))
-        return out
+        return parse_symtab(self.buf, symtab.offset, symtab.size, bytes(self.buf[strs.offset : strs.offset + strs.size]))
+
+
+def parse_symtab(buf: Any, offset: int, size: int, strtab: bytes) -> list[Symbol]:
+    """The symbols of a ``.symtab`` (``size`` bytes at ``offset`` in ``buf``, names in
+    ``strtab``), section and file symbols left out, sorted by address (larger first at a tie)."""
+    out = []
+    for off in range(offset, offset + size - SYM.size + 1, SYM.size):
+        st_name, info, _other, _shndx, value, ssize = SYM.unpack_from(buf, off)
+        if not st_name or st_name >= len(strtab):
+            continue
+        kind = STT_NAMES.get(info & 0xF, str(info & 0xF))
+        if kind in ("section", "file"):
+            continue
+        name = strtab[st_name : strtab.find(b"\0", st_name)].decode("latin-1")
+        out.append(Symbol(name, value, ssize, kind, STB_NAMES.get(info >> 4, str(info >> 4))))
+    out.sort(key=lambda s: (s.address, -s.size))
+    return out
 
 
 class SymbolTable:

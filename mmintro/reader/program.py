@@ -197,6 +197,18 @@ class Program:
 
     read_word = read_u64
 
+    def read_symbol_u32(self, name: str) -> int | None:
+        """The 4 bytes at symbol ``name``: a static the type data does not declare (a variable
+        of an anonymous enum, like ``vsyscall_mode``).  None when the kernel has no such symbol
+        or its memory is not in the dump."""
+        sym = self.symbols.by_name.get(name)
+        if sym is None:
+            return None
+        try:
+            return self.read_u32(sym.address)
+        except FaultError:
+            return None
+
     # -- symbols, types, objects ------------------------------------------------------------------
     def type(self, name: str | Type) -> Type:
         """A type by C name (``struct page``, ``struct page *``, ``unsigned long``)."""

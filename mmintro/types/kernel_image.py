@@ -32,13 +32,11 @@ from mmintro.reader.elf import (
     PHDR,
     PT_NOTE,
     SHDR,
-    SYM,
-    STB_NAMES,
-    STT_NAMES,
     Symbol,
     iter_notes,
     map_file,
     parse_header,
+    parse_symtab,
 )
 from mmintro.reader.errors import SnapshotError
 
@@ -269,16 +267,7 @@ def _from_elf(path: str, what: str, elf: bytes, compression: str, setup_release:
         link = raw[k][6]
         if link >= len(raw):
             raise SnapshotError(f"{ewhat}: .symtab string table index {link} out of range")
-        strs = elf[raw[link][4]:raw[link][4] + raw[link][5]]
-        off, end = raw[k][4], raw[k][4] + raw[k][5]
-        for st_name, info, _other, _shndx, value, ssize in SYM.iter_unpack(elf[off:end - (end - off) % SYM.size]):
-            if not st_name or st_name >= len(strs):
-                continue
-            kind = STT_NAMES.get(info & 0xF, str(info & 0xF))
-            if kind in ("section", "file"):
-                continue
-            sname = strs[st_name:strs.find(b"\0", st_name)].decode("latin-1")
-            symbols.append(Symbol(sname, value, ssize, kind, STB_NAMES.get(info >> 4, str(info >> 4))))
-        symbols.sort(key=lambda s: (s.address, -s.size))
+        strs = bytes(elf[raw[link][4]:raw[link][4] + raw[link][5]])
+        symbols = parse_symtab(elf, raw[k][4], raw[k][5], strs)
 
     return KernelImage(path, elf, btf, build_id, osrelease, banner, compression, symbols)

@@ -123,13 +123,7 @@ def vsyscall_mode(prog: Program) -> int | None:
     """``vsyscall_mode`` (arch/x86/entry/vsyscall/vsyscall_64.c: ``static enum { EMULATE,
     XONLY, NONE } vsyscall_mode``, 4 bytes, a kallsyms symbol of a real kernel), None when the
     snapshot has no such symbol."""
-    sym = prog.symbols.by_name.get("vsyscall_mode")
-    if sym is None:
-        return None
-    try:
-        return prog.read_u32(sym.address)
-    except FaultError:
-        return None
+    return prog.read_symbol_u32("vsyscall_mode")
 
 
 def get_gate_vma(prog: Program) -> Object | None:

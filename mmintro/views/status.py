@@ -302,16 +302,6 @@ def _cap_lines(task: Object) -> list[StatusLine]:
         return []
 
 
-def _global_u32(prog: Program, name: str) -> int | None:
-    sym = prog.symbols.by_name.get(name)
-    if sym is None:
-        return None
-    try:
-        return prog.read_u32(sym.address)
-    except FaultError:
-        return None
-
-
 def _spec_ctrl(task: Object) -> tuple[int, int] | None:
     """arch_prctl_spec_ctrl_get(task, PR_SPEC_STORE_BYPASS) and (.., PR_SPEC_INDIRECT_BRANCH)
     (arch/x86/kernel/cpu/bugs.c ssb_prctl_get, ib_prctl_get), from the mitigation globals and
@@ -319,9 +309,9 @@ def _spec_ctrl(task: Object) -> tuple[int, int] | None:
     prog = task.prog_
     if "arch_prctl_spec_ctrl_get" not in prog.symbols.by_name:
         return None
-    ssb_mode = _global_u32(prog, "ssb_mode")
-    ibpb = _global_u32(prog, "spectre_v2_user_ibpb")
-    stibp = _global_u32(prog, "spectre_v2_user_stibp")
+    ssb_mode = prog.read_symbol_u32("ssb_mode")
+    ibpb = prog.read_symbol_u32("spectre_v2_user_ibpb")
+    stibp = prog.read_symbol_u32("spectre_v2_user_stibp")
     bug_ssb = boot_cpu_has_bug(prog, X86_BUG_SPEC_STORE_BYPASS)
     bug_v2 = boot_cpu_has_bug(prog, X86_BUG_SPECTRE_V2)
     if None in (ssb_mode, ibpb, stibp, bug_ssb, bug_v2):
