@@ -32,22 +32,33 @@ _MAX_SYMS = 4_000_000  # far above any kernel's (Debian 6.18: ~200k); bounds a c
 _MAX_NAMES_BYTES = 64 << 20
 
 
-def _kind_binding(letter: str) -> tuple[str, str]:
-    low = letter.lower()
-    kind = "func" if low in "tw" else "object" if low in "dbrgsv" else "notype"
-    return kind, "local" if letter.islower() else "global"
+def _text_ranges(names: list[str], addresses: list[int]) -> list[tuple[int, int]]:
+    """[_stext, _etext) and [_sinittext, _einittext): where functions are."""
+    at = {n: a for n, a in zip(names, addresses) if n in ("_stext", "_etext", "_sinittext", "_einittext")}
+    return [(at[a], at[b]) for a, b in (("_stext", "_etext"), ("_sinittext", "_einittext"))
+            if a in at and b in at and at[a] < at[b]]
 
 
 def symbols_from_table(names: list[str], letters: list[str], addresses: list[int]) -> list[Symbol]:
-    """Symbols sorted by address, each sized up to the next distinct address."""
+    """Symbols sorted by address, each sized up to the next distinct address.
+
+    The type letter gives the binding (lower case: local).  It does not reliably give the
+    kind: kallsyms calls many data symbols text ('T' for init_mm, jiffies, slab_caches), so a
+    text-letter symbol is a function only inside the kernel's text ranges (anywhere when the
+    table lacks their bounds)."""
     order = sorted(range(len(names)), key=lambda i: addresses[i])
     out: list[Symbol] = []
     nexts = sorted(set(addresses))
     nxt = {a: b for a, b in zip(nexts, nexts[1:])}
+    text = _text_ranges(names, addresses)
     for i in order:
         a = addresses[i]
-        kind, binding = _kind_binding(letters[i])
-        out.append(Symbol(names[i], a, nxt.get(a, a) - a, kind, binding))
+        low = letters[i].lower()
+        if low in "tw":
+            kind = "func" if not text or any(lo <= a < hi for lo, hi in text) else "object"
+        else:
+            kind = "object" if low in "dbrgsv" else "notype"
+        out.append(Symbol(names[i], a, nxt.get(a, a) - a, kind, "local" if letters[i].islower() else "global"))
     return out
 
 

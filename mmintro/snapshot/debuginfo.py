@@ -12,7 +12,7 @@ turns the two into an ELF file of the same shape as a snapshot's NAME.vmlinux (t
   (``T.variables``, per-CPU ones included: since 6.15 x86-64 links them at ordinary kernel
   addresses, and ``per_cpu_ptr`` adds ``__per_cpu_offset[cpu]``), a ``DW_TAG_subprogram`` for
   the functions drgn looks up as objects (:data:`DWARF_FUNCTIONS`), and every symbol in
-  ``.symtab`` (functions as ``STT_FUNC`` inside ``_stext``..``_etext`` and the init text);
+  ``.symtab`` (functions as ``STT_FUNC``: the reader's kallsyms symbols in the text ranges);
 * the image's GNU build ID, which equals VMCOREINFO's ``BUILD-ID``.
 
 Addresses are **link-time** addresses: drgn adds VMCOREINFO's ``KERNELOFFSET`` to the addresses
@@ -49,15 +49,6 @@ _MASK = (1 << 64) - 1
 DWARF_FUNCTIONS = frozenset({"vmemmap_populate", "special_mapping_name"})
 
 
-def _text_ranges(symbols: Any) -> list[tuple[int, int]]:
-    """[_stext, _etext) and [_sinittext, _einittext): where functions are.  kallsyms' type
-    letters call many data symbols text ('T' for init_mm, jiffies, slab_caches), so a symbol
-    is a function only inside these ranges (all of them when the bounds are missing)."""
-    at = {s.name: s.address for s in symbols if s.name in ("_stext", "_etext", "_sinittext", "_einittext")}
-    return [(at[a], at[b]) for a, b in (("_stext", "_etext"), ("_sinittext", "_einittext"))
-            if a in at and b in at and at[a] < at[b]]
-
-
 def debuginfo_symbols(types: TypeDB, symbols: Any, kernel_offset: int = 0) -> list[Symbol]:
     """The writer's symbols: ``symbols`` (reader :class:`~mmintro.reader.elf.Symbol`\\ s with
     run-time addresses) moved to link-time addresses, the TypeDB's variables typed.
@@ -69,7 +60,6 @@ def debuginfo_symbols(types: TypeDB, symbols: Any, kernel_offset: int = 0) -> li
         prev = preferred.get(s.name)
         if prev is None or (prev.binding == "local" and s.binding != "local"):
             preferred[s.name] = s
-    text = _text_ranges(symbols)
     out: list[Symbol] = []
     for s in symbols:
         if s.address < START_KERNEL_MAP:
@@ -78,7 +68,7 @@ def debuginfo_symbols(types: TypeDB, symbols: Any, kernel_offset: int = 0) -> li
         var = types.variables.get(s.name) if preferred.get(s.name) is s else None
         if var is not None:
             out.append(Symbol(s.name, addr, s.size, "object", var[0]))
-        elif s.kind == "func" and (not text or any(lo <= s.address < hi for lo, hi in text)):
+        elif s.kind == "func":  # the reader's symbols: functions only in the text ranges
             out.append(Symbol(s.name, addr, s.size, "func"))
         else:
             out.append(Symbol(s.name, addr, s.size, "object"))
