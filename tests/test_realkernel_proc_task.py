@@ -75,7 +75,6 @@ def test_view_equals_the_guests_text(real_dump, real_prog, role: str, view: str)
     _check(real_dump, real_prog, role, view)
 
 
-@pytest.mark.xfail(strict=False, reason="one run saw smaps Referenced 8 kB vs the guest's 4 kB: MGLRU aging may set/clear young bits after the capture; to be made exact")
 @pytest.mark.parametrize("role", ROLES)
 def test_views_on_a_5_level_numa_dump(real_dump_numa2_l5, role: str) -> None:
     """The same on 2 nodes, 4 CPUs, KASLR off and 5-level paging (the page-table scan walks

@@ -166,7 +166,7 @@ def _parse_capture(raw: bytes, dest: Path) -> list[str]:
         if nl < 0:
             raise HarnessError("the /proc capture ended early (no END marker)")
         header = raw[pos:nl].decode(errors="replace")
-        if header == "==> BEGIN <==":
+        if header in ("==> BEGIN <==", "==> READ <=="):
             pos = nl + 1
             continue
         if header == "==> END <==":
@@ -182,6 +182,29 @@ def _parse_capture(raw: bytes, dest: Path) -> list[str]:
         f.write_bytes(body)
         names.append(rel)
         pos = nl + 1 + size + 1
+
+
+def _has_marker(cap: Path, marker: bytes) -> bool:
+    """Whether the capture stream has ``marker`` yet: READ comes right after BEGIN at its
+    start, END at its end (reads only the file's first and last 64 bytes)."""
+    try:
+        with open(cap, "rb") as f:
+            head = f.read(64)
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 64))
+            return marker in head or f.read().endswith(marker)
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(proc: subprocess.Popen, cap: Path, marker: bytes, deadline: float, out: Path, what: str) -> None:
+    """Poll the capture stream for ``marker`` (every 2 ms: the guest runs on until QMP stops it)."""
+    while not _has_marker(cap, marker):
+        if proc.poll() is not None:
+            tail = (out / "console.log").read_text(errors="replace").strip().splitlines()[-3:]
+            raise HarnessError(f"QEMU exited ({proc.returncode}) before {what}: {' | '.join(tail)}")
+        if time.monotonic() > deadline:
+            raise HarnessError(f"the guest did not finish {what} in time (see {out / 'console.log'})")
+        time.sleep(0.002)
 
 
 def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
@@ -207,16 +230,10 @@ def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
         qmp = _Qmp(qmp_path)
         cap = out / "capture.raw"
         deadline = time.monotonic() + cfg.timeout_s
-        while True:
-            if proc.poll() is not None:
-                tail = (out / "console.log").read_text(errors="replace").strip().splitlines()[-3:]
-                raise HarnessError(f"QEMU exited ({proc.returncode}) before the capture: {' | '.join(tail)}")
-            if cap.exists() and cap.stat().st_size and b"==> END <==\n" in cap.read_bytes()[-64:]:
-                break
-            if time.monotonic() > deadline:
-                raise HarnessError(f"the guest did not finish its /proc capture in {cfg.timeout_s:.0f} s "
-                                   f"(see {out / 'console.log'})")
-            time.sleep(0.05)
+        # The capture says READ once every file is in its memory, then waits a second before
+        # printing: the VM is stopped and dumped inside that second, and resumed afterwards to
+        # print what it read.
+        _wait_for(proc, cap, b"==> READ <==\n", deadline, out, "reading /proc")
         qmp.execute("stop")
         t_run = time.monotonic()
         say(f"captured /proc and stopped the VM after {t_run - t_prep:.1f} s")
@@ -231,6 +248,8 @@ def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
                         format=fmt)
             dumps[fmt] = name
         t_dump = time.monotonic()
+        qmp.execute("cont")
+        _wait_for(proc, cap, b"==> END <==\n", time.monotonic() + cfg.timeout_s, out, "printing the capture")
         qmp.execute("quit")
     finally:
         if qmp is not None:

@@ -6,7 +6,8 @@
  *
  *   capture OUT_DEVICE FILE...
  *
- * Output: "==> BEGIN <==\n", then for each file "==> PATH <== LENGTH\n" then LENGTH bytes then "\n"; at the end
+ * Output: "==> BEGIN <==\n", "==> READ <==\n" once every file is read (the harness stops and
+ * dumps the VM right then), then for each file "==> PATH <== LENGTH\n" then LENGTH bytes then "\n"; at the end
  * "==> END <==\n".  OUT_DEVICE is a serial port put in raw mode (no \n -> \r\n translation).
  * Then it sleeps until the dump: its own memory was counted by the files it read, so it must
  * still be there when the VM stops.
@@ -88,6 +89,12 @@ int main(int argc, char **argv)
 			lseek(fds[i], 0, SEEK_SET);
 	}
 	/*
+	 * Let RCU-deferred frees finish first: the page tables of the shell this process was
+	 * exec'd from go back through an RCU callback (tlb_remove_table), and a dump once showed
+	 * one page-table page fewer than the files read before it ran.
+	 */
+	usleep(500 * 1000);
+	/*
 	 * Fold every CPU's vmstat differentials into the zone and global counters now
 	 * (mm/vmstat.c vmstat_refresh), as the kernel otherwise does whenever a CPU goes idle
 	 * (quiet_vmstat) or every stat_interval: the counters the files print then already hold
@@ -113,6 +120,14 @@ int main(int argc, char **argv)
 		}
 		len[i] = used - off[i];
 	}
+	/*
+	 * Tell the harness everything is read: it stops the VM and dumps it now, while this
+	 * process sleeps, and resumes it afterwards; only then does the printing below run.
+	 */
+	static const char read_done[] = "==> READ <==\n";
+	write_all(port, read_done, sizeof(read_done) - 1);
+	tcdrain(port);
+	sleep(1);
 	size_t o = 0;
 	for (int i = 0; i < nfiles; i++) {
 		o += snprintf(out + o, sizeof(out) - o, "==> %s <== %zu\n", argv[i + 2], len[i]);
