@@ -20,7 +20,7 @@ from mmintro.arch.x86 import PAGE_OFFSET_BASE_L4, VMALLOC_BASE_L4
 from mmintro.reader.elf import ET_CORE, PHDR, PT_LOAD, PT_NOTE, iter_notes, map_file, parse_header
 from mmintro.reader.errors import FaultError, SnapshotError
 
-__all__ = ["Segment", "CoreFile", "merged_ranges", "parse_vmcoreinfo"]
+__all__ = ["Segment", "CoreFile", "find_segment", "merged_ranges", "parse_vmcoreinfo"]
 
 _BULK = 256 << 10  # copies at least this large use preadv instead of the mapping
 
@@ -116,12 +116,7 @@ class CoreFile:
 
     # -- physical reads -----------------------------------------------------------
     def segment_at(self, paddr: int) -> Segment:
-        i = bisect.bisect_right(self._starts, paddr) - 1
-        if i >= 0:
-            s = self.segments[i]
-            if paddr < s.end:
-                return s
-        raise FaultError(paddr, "physical address is not in the core (not RAM)")
+        return find_segment(self.segments, self._starts, paddr)
 
     def is_ram(self, paddr: int) -> bool:
         try:
@@ -203,6 +198,17 @@ class CoreFile:
     def ram_ranges(self) -> list[tuple[int, int]]:
         """Physical ranges covered by segments, adjacent segments merged."""
         return merged_ranges(self.segments)
+
+
+def find_segment(segments: list[Segment], starts: list[int], paddr: int) -> Segment:
+    """The segment holding ``paddr`` (``starts``: the sorted segments' start addresses);
+    FaultError outside them all."""
+    i = bisect.bisect_right(starts, paddr) - 1
+    if i >= 0:
+        s = segments[i]
+        if paddr < s.end:
+            return s
+    raise FaultError(paddr, "physical address is not in the core (not RAM)")
 
 
 def merged_ranges(segments: list[Segment]) -> list[tuple[int, int]]:

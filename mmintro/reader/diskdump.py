@@ -26,7 +26,6 @@ small) first, as ``makedumpfile -R`` would.
 
 from __future__ import annotations
 
-import bisect
 import mmap
 import os
 import struct
@@ -37,7 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mmintro.reader.core import CoreFile, Segment, merged_ranges, parse_vmcoreinfo
+from mmintro.reader.core import CoreFile, Segment, find_segment, merged_ranges, parse_vmcoreinfo
 from mmintro.reader.elf import iter_notes, map_file
 from mmintro.reader.errors import FaultError, SnapshotError
 
@@ -549,12 +548,7 @@ class DiskDumpFile:
 
     # -- physical reads (CoreFile's interface) -------------------------------------
     def segment_at(self, paddr: int) -> Segment:
-        i = bisect.bisect_right(self._starts, paddr) - 1
-        if i >= 0:
-            s = self.segments[i]
-            if paddr < s.end:
-                return s
-        raise FaultError(paddr, "physical address is not in the core (not RAM)")
+        return find_segment(self.segments, self._starts, paddr)
 
     def is_ram(self, paddr: int) -> bool:
         return paddr >= 0 and self._bit(self._bm1, paddr // self.page_size)
