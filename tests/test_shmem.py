@@ -38,7 +38,17 @@ def _books(k):
     stats = {n: sum(d.get(n, 0) for d in k.node_vm_stat)
              for n in ("NR_SHMEM", "NR_FILE_PAGES", "NR_FILE_MAPPED", "NR_INACTIVE_ANON", "NR_ACTIVE_ANON")}
     objs = {c: len(slub.live_objects(k, slub.find_cache(k, c))) for c in ("shmem_inode_cache", "filp", "dentry")}
-    return stats, objs, k.kmem.get(k.sym("vm_committed_as"), "percpu_counter", "count")
+    return stats, objs, _committed(k)
+
+
+def _committed(k):
+    """percpu_counter_sum(&vm_committed_as): the count plus every CPU's delta."""
+    fbc = k.sym("vm_committed_as")
+    total = k.kmem.get(fbc, "percpu_counter", "count")
+    ctr = k.kmem.get(fbc, "percpu_counter", "counters")
+    for cpu in range(k.config.cpus):
+        total += int.from_bytes(k.mem.read(k.pa(k.per_cpu_ptr(ctr, cpu)), 4), "little", signed=True)
+    return total
 
 
 def _open(k, path):

@@ -18,6 +18,7 @@ NR_PAGEBLOCK_BITS = 8
 PAGE_ALLOC_COSTLY_ORDER = 3
 THREAD_SIZE = 16384
 HZ = 250
+CPU_KHZ = 2_400_000  # the simulated machine's TSC: 2.4 GHz
 OSRELEASE = "6.18.0-mmintro"
 UTS_VERSION = "#1 SMP PREEMPT_DYNAMIC"
 # page->flags layout (include/linux/page-flags-layout.h): SECTIONS_WIDTH = 0 with VMEMMAP,

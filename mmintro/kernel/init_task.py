@@ -229,16 +229,3 @@ def fork_idle_stacks(k: "Kernel") -> None:
         k.kmem.set(t, "task_struct", "stack_refcount.refs.counter", 1)
         account_kernel_stack(k, t, 1)
         set_task_stack_end_magic(k, t)
-
-
-def prstatus_notes(k: "Kernel") -> list[bytes]:
-    """One NT_PRSTATUS descriptor per CPU (what kdump's crash_save_cpu() records): the pid of
-    the task that was running, which here is each CPU's idle task (pid 0)."""
-    size = k.T.sizeof("struct elf_prstatus")
-    off_pid = k.T.struct("elf_prstatus").offsetof("common.pr_pid")
-    out = []
-    for _cpu in range(k.config.cpus):
-        b = bytearray(size)
-        b[off_pid:off_pid + 4] = (0).to_bytes(4, "little")
-        out.append(bytes(b))
-    return out

@@ -219,6 +219,9 @@ class Kernel:
         with slub.boot_pagesets(self):  # x86 mem_init() right after memblock_free_all()
             init_64.mem_init(self)
         slub.kmem_cache_init(self)
+        from mmintro.kernel import mmap
+
+        mmap.mmap_init(self)  # mm_core_init(); mm_compute_batch_init() (core_initcall)
         step("vmalloc_init", 0.88)
         with slub.boot_pagesets(self):  # mm_core_init() runs before setup_per_cpu_pageset()
             vmalloc.vmalloc_init(self)
@@ -248,7 +251,9 @@ class Kernel:
     def boot_messages_setup_arch(self) -> None:
         """The first lines of a boot log: the banner and the firmware memory map
         (init/main.c linux_banner, arch/x86/kernel/e820.c e820__print_table)."""
-        self.printk(5, f"Linux version {kc.OSRELEASE} (mmintro@simulator) {kc.UTS_VERSION}")
+        from mmintro.kernel.version import linux_banner
+
+        self.printk(5, linux_banner().rstrip("\n"))
         lines = ["BIOS-provided physical RAM map:"]
         names = {1: "usable", 2: "reserved", 3: "ACPI data", 4: "ACPI NVS"}
         for e in self.e820:
@@ -313,7 +318,7 @@ class Kernel:
         img.var("init_thread_union", "data", x86.PAGE_SIZE * 4)
         for name in ("mem_section", "__highest_present_section_nr", "vm_zone_stat", "vm_node_stat",
                      "vm_numa_event", "totalreserve_pages", "totalcma_pages", "nr_kernel_pages", "nr_all_pages",
-                     "vm_committed_as", "vm_committed_as_batch", "page_group_by_mobility_disabled", "mem_map",
+                     "vm_committed_as", "vm_committed_as_batch", "page_group_by_mobility_disabled",
                      "direct_pages_count", "pcpu_nr_populated", "nr_threads", "total_forks"):
             img.var(name, "bss")
         for marker, section, at_end in (("_etext", "text", True), ("__start_rodata", "rodata", False),
@@ -347,9 +352,28 @@ class Kernel:
         for name in ("__cpu_online_mask", "__cpu_possible_mask", "__cpu_present_mask", "__cpu_active_mask"):
             self.kmem.write_u64(self.sym(name), (1 << self.config.cpus) - 1)
         k.init_list_head(self.sym("slab_caches"))
+        img.var("modules", "data")  # kernel/module/main.c LIST_HEAD(modules): no module is loaded
+        k.init_list_head(self.sym("modules"))
         from mmintro.kernel import printk
 
         printk.place_globals(self)
+        from mmintro.kernel import version
+
+        version.place_globals(self)
+        from mmintro.kernel import maple_tree
+
+        maple_tree.place_globals(self)
+        from mmintro.kernel import sched
+
+        sched.place_text(self)
+        from mmintro.kernel import kexec_core
+
+        kexec_core.place_text(self)
+        from mmintro.kernel import panic, timekeeping
+
+        panic.place_globals(self)
+        timekeeping.place_globals(self)
+        img.var("avenrun", "bss")  # kernel/sched/loadavg.c: no task runs, so the load is 0
         # fs/proc/array.c task_state_array[]: the state letters /proc/PID/status, ps and
         # drgn's task_state_to_char() read.
         img.var("task_state_array", "rodata")
@@ -402,23 +426,28 @@ class Kernel:
         self.kmem.set(self.sym("init_mm"), "mm_struct", "pgd", self.sym("swapper_pg_dir"))
 
     def setup_per_cpu_areas(self) -> None:
-        """pcpu_embed_first_chunk(): one unit per CPU from memblock, on the CPU's node;
-        __per_cpu_offset[cpu] = the unit's address (per-CPU symbols are linked at 0)."""
+        """pcpu_embed_first_chunk(): one unit per CPU from memblock, on the CPU's node.
+
+        Per-CPU symbols live in the image's .data..percpu at their link addresses (6.15+), so
+        ``__per_cpu_offset[cpu]`` = the unit's address - ``__per_cpu_start`` (setup_per_cpu_areas's
+        ``delta = pcpu_base_addr - __per_cpu_start``), and a ``__percpu`` pointer from the first
+        chunk is ``__per_cpu_start`` + its offset in the unit (``__addr_to_pcpu_ptr``)."""
         self.pcpu_static_size = self.T.doc.get("percpu_static_size", 0)
         self.pcpu_unit_size = 1 << 20
         self.pcpu_reserved = 8192
         self.pcpu_dyn_next = -(-(self.pcpu_static_size + self.pcpu_reserved) // 64) * 64
+        self.per_cpu_start = self.image.percpu_section(self.pcpu_static_size)
         self.per_cpu_offset = []
         nr = self.config.cpus
         base = self.memblock.alloc(self.pcpu_unit_size * nr, 2 << 20, nid=0)
         for cpu in range(nr):
-            off = self.phys_to_virt(base + cpu * self.pcpu_unit_size)
+            off = self.phys_to_virt(base + cpu * self.pcpu_unit_size) - self.per_cpu_start
             self.per_cpu_offset.append(off)
             self.kmem.write_u64(self.sym("__per_cpu_offset") + 8 * cpu, off)
+        offsets = {v["name"]: v["offset"] for v in self.T.doc["variables"] if v.get("percpu")}
         for name, (t, percpu) in self.T.variables.items():
             if percpu:
-                v = next(v for v in self.T.doc["variables"] if v["name"] == name)
-                self.image.add(name, v["offset"], t.size, "object", t, section="percpu")
+                self.image.add(name, self.per_cpu_start + offsets[name], t.size, "object", t, section="percpu")
         self.pcpu_base = base
         # pcpu_setup_first_chunk(): every page of the first chunk is populated, counted once
         # per unit; Percpu in /proc/meminfo is pcpu_nr_populated * pcpu_nr_units pages.
@@ -427,11 +456,11 @@ class Kernel:
 
     def alloc_percpu(self, size: int, align: int = 8) -> int:
         """pcpu_alloc() from the first chunk's dynamic area; returns the __percpu pointer."""
-        ptr = -(-self.pcpu_dyn_next // align) * align
-        if ptr + size > self.pcpu_unit_size:
+        off = -(-self.pcpu_dyn_next // align) * align
+        if off + size > self.pcpu_unit_size:
             raise MemoryError("per-CPU first chunk is full")
-        self.pcpu_dyn_next = ptr + size
-        return ptr
+        self.pcpu_dyn_next = off + size
+        return self.per_cpu_start + off
 
     def cpu_to_node(self, cpu: int) -> int:
         """CPUs are spread over nodes in blocks: cpu * nodes // cpus."""

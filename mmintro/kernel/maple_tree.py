@@ -116,6 +116,24 @@ mt_pivots = {t: n - 1 for t, n in mt_slots.items()}
 mt_min_slots = {maple_leaf_64: MAPLE_RANGE64_SLOTS // 2 - 2, maple_range_64: MAPLE_RANGE64_SLOTS // 2 - 2,
                 maple_arange_64: MAPLE_ARANGE64_SLOTS // 2 - 1}
 
+maple_dense = _T.const("maple_dense")
+
+
+def place_globals(k) -> None:
+    """lib/maple_tree.c's ``mt_slots[]``, ``mt_pivots[]`` and ``mt_min_slots[]`` in .rodata, with
+    their maple_dense entries (MAPLE_NODE_SLOTS, 0, MAPLE_NODE_SLOTS / 2): crash sizes its
+    maple-tree walk from them."""
+    tables = {
+        "mt_slots": {maple_dense: MAPLE_NODE_SLOTS, **mt_slots},
+        "mt_pivots": {maple_dense: 0, **mt_pivots},
+        "mt_min_slots": {maple_dense: MAPLE_NODE_SLOTS // 2, **mt_min_slots},
+    }
+    for name, table in tables.items():
+        addr = k.image.var(name, "rodata", align=1)
+        n = k.T.var_type(name).resolved().nelems
+        k.kmem.write_bytes(addr, bytes(table.get(i, 0) for i in range(n)))
+
+
 NODE_SIZE = _T.sizeof("struct maple_node")
 _R64_PIVOT = _T.offsetof("maple_range_64", "pivot")
 _R64_SLOT = _T.offsetof("maple_range_64", "slot")

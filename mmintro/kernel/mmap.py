@@ -611,3 +611,29 @@ def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_page
     if exe:  # the dynamic loader maps libc (top-down, below the vDSO)
         map_library(k, mm, LIBC_PATH, LIBC_SEGMENTS, LIBC_BSS_PAGES)
     return ExecLayout(start_code, end_code, start_data, end_data, start_brk, start_stack, base, vdso)
+
+
+# -- mm/mmap.c mmap_init(), mm/util.c mm_compute_batch() ---------------------------------------
+OVERCOMMIT_NEVER = 2  # include/uapi/linux/mman.h
+INT_MAX = (1 << 31) - 1
+
+
+def mmap_init(k: Kernel) -> None:
+    """``percpu_counter_init(&vm_committed_as, 0, GFP_KERNEL)``: the counter gets its per-CPU
+    deltas (so vm_acct_memory() batches like the kernel's), then mm_compute_batch_init()."""
+    km = k.kmem
+    fbc = k.sym("vm_committed_as")
+    km.set(fbc, "percpu_counter", "counters", k.alloc_percpu(4, 4))
+    if k.T.struct("percpu_counter").has_member("list"):  # CONFIG_HOTPLUG_CPU
+        km.init_list_head(km.addr(fbc, "percpu_counter", "list"))
+    mm_compute_batch(k, int.from_bytes(k.mem.read(k.pa(k.sym("sysctl_overcommit_memory")), 4), "little"))
+
+
+def mm_compute_batch(k: Kernel, overcommit_policy: int) -> None:
+    """vm_committed_as_batch: 0.4% (OVERCOMMIT_NEVER) or 25% of totalram per present CPU, at
+    least max(2 * nr, 32) and at most INT_MAX."""
+    nr = k.config.cpus  # num_present_cpus()
+    batch = max(nr * 2, 32)
+    ram_pages = k.kmem.mem.read_u64(k.pa(k.sym("_totalram_pages")))
+    memsized = min(ram_pages // nr // (256 if overcommit_policy == OVERCOMMIT_NEVER else 4), INT_MAX)
+    k.kmem.write_bytes(k.sym("vm_committed_as_batch"), max(memsized, batch).to_bytes(4, "little"))

@@ -56,6 +56,7 @@ from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE
 from mmintro.kernel import config as kc
 from mmintro.kernel import page_alloc as pa
 from mmintro.kernel import slub, swap
+from mmintro.kernel.timekeeping import jiffies, tick
 from mmintro.kernel.xarray import PAGECACHE_TAG_DIRTY, PAGECACHE_TAG_TOWRITE, PAGECACHE_TAG_WRITEBACK
 
 if TYPE_CHECKING:
@@ -80,8 +81,6 @@ __all__ = [
 ]
 
 HZ = kc.HZ
-INITIAL_JIFFIES = (-300 * HZ) & 0xFFFFFFFF  # include/linux/jiffies.h (unsigned int)(-300*HZ)
-BOOT_UPTIME_S = 60  # the simulated machine has been up a minute when the workload starts
 # include/linux/backing-dev-defs.h / backing-dev.h (#defines)
 BDI_CAP_WRITEBACK = 1 << 0
 BDI_CAP_WRITEBACK_ACCT = 1 << 1
@@ -142,18 +141,6 @@ class _TaskDirty:
     dirty_paused_when: int = 0
 
 
-# -- time -----------------------------------------------------------------------------------------
-def jiffies(k: Kernel) -> int:
-    """The simulated jiffies: INITIAL_JIFFIES + the machine's uptime in ticks."""
-    return (INITIAL_JIFFIES + k.__dict__.setdefault("uptime_jiffies", BOOT_UPTIME_S * HZ)) & ((1 << 64) - 1)
-
-
-def tick(k: Kernel, seconds: float) -> int:
-    """Let ``seconds`` of simulated time pass; returns jiffies."""
-    k.uptime_jiffies = k.__dict__.setdefault("uptime_jiffies", BOOT_UPTIME_S * HZ) + int(seconds * HZ)
-    return jiffies(k)
-
-
 # -- the disk's backing_dev_info ----------------------------------------------------------------
 def _write_int_global(k: Kernel, name: str, value: int) -> None:
     if name not in k.image.symbols:
@@ -184,9 +171,6 @@ def page_writeback_init(k: Kernel) -> None:
     k.bdp_ratelimits = [0] * k.config.cpus
     k.task_dirty = {}
     writeback_set_ratelimit(k)
-    if "jiffies" not in k.image.symbols:
-        k.image.var("jiffies", "data")
-    k.sync_hooks.append(lambda kk: kk.kmem.write_u64(kk.sym("jiffies"), jiffies(kk)))
     k.sync_hooks.append(_write_task_dirty)
 
 

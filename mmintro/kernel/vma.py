@@ -433,8 +433,8 @@ def update_hiwater_vm(k: Kernel, mm: int) -> None:
 
 def vm_acct_memory(k: Kernel, pages: int) -> None:
     """include/linux/mman.h vm_acct_memory(): percpu_counter_add_batch(&vm_committed_as, pages,
-    vm_committed_as_batch).  With no per-CPU storage allocated (the boot leaves ``counters``
-    NULL) the delta goes to ``count``, which is what percpu_counter_sum reads."""
+    vm_committed_as_batch): the delta stays in this CPU's counter until it reaches the batch.
+    Without per-CPU storage (a kernel before mmap_init()) it goes to ``count``."""
     km = k.kmem
     fbc = k.sym("vm_committed_as")
     ctr = km.get(fbc, "percpu_counter", "counters")
@@ -442,7 +442,7 @@ def vm_acct_memory(k: Kernel, pages: int) -> None:
         v = km.get(fbc, "percpu_counter", "count") + pages
         km.set(fbc, "percpu_counter", "count", v & ((1 << 64) - 1))
         return
-    batch = int.from_bytes(k.mem.read(k.pa(k.sym("vm_committed_as_batch")), 8), "little", signed=True)
+    batch = int.from_bytes(k.mem.read(k.pa(k.sym("vm_committed_as_batch")), 4), "little", signed=True)
     p = k.per_cpu_ptr(ctr, k.current_cpu)
     cur = int.from_bytes(k.mem.read(k.pa(p), 4), "little", signed=True) + pages
     if abs(cur) >= batch:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from mmintro.cache import cache_dir
 
-__all__ = ["HarnessError", "KernelPackage", "cache_dir", "fetch_kernel", "archive_source"]
+__all__ = ["HarnessError", "KernelPackage", "PrivateApt", "cache_dir", "fetch_kernel", "archive_source", "unpack_deb"]
 
 SUITE = "trixie-backports"
 FLAVOUR = "amd64"
@@ -89,16 +89,16 @@ def archive_source() -> tuple[str, str | None]:
     raise HarnessError("no Debian archive in this machine's apt sources (/etc/apt)")
 
 
-class _PrivateApt:
-    """apt-get/apt-cache over a private sources list naming only the backports suite."""
+class PrivateApt:
+    """apt-get/apt-cache over a private sources list naming one suite of the machine's archive."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, suite: str = SUITE) -> None:
         self.root = root
         for d in ("lists/partial", "cache/archives/partial"):
             (root / d).mkdir(parents=True, exist_ok=True)
         uri, signed_by = archive_source()
         opts = f"[signed-by={signed_by}] " if signed_by else ""
-        (root / "sources.list").write_text(f"deb {opts}{uri} {SUITE} main\n")
+        (root / "sources.list").write_text(f"deb {opts}{uri} {suite} main\n")
         self.opts = [
             f"-o=Dir::Etc::sourcelist={root / 'sources.list'}",
             "-o=Dir::Etc::sourceparts=-",
@@ -154,7 +154,7 @@ def fetch_kernel(release: str | None = None, *, refresh: bool = False) -> Kernel
         dest = kroot / f"{release}-{FLAVOUR}"
         if (dest / ".complete").exists():
             return KernelPackage(f"{release}-{FLAVOUR}", dest)
-    apt = _PrivateApt(root / "apt")
+    apt = PrivateApt(root / "apt")
     apt.update()
     available = apt.releases()
     if not available:
@@ -174,13 +174,19 @@ def fetch_kernel(release: str | None = None, *, refresh: bool = False) -> Kernel
     deb = next(debs.glob(f"{pkg}_*.deb"), None)
     if deb is None:
         raise HarnessError(f"apt-get download {pkg} left no .deb in {debs}")
+    unpack_deb([deb], dest)
+    return KernelPackage(f"{release}-{FLAVOUR}", dest)
+
+
+def unpack_deb(debs: list[Path], dest: Path) -> None:
+    """``dpkg-deb -x`` every package into ``dest``, made whole or not at all (``dest/.complete``)."""
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    p = subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], capture_output=True, text=True)
-    if p.returncode:
-        raise HarnessError(f"dpkg-deb -x {deb.name} failed: {p.stderr.strip()}")
-    (tmp / ".complete").write_text(deb.name + "\n")
+    for deb in debs:
+        p = subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], capture_output=True, text=True)
+        if p.returncode:
+            raise HarnessError(f"dpkg-deb -x {deb.name} failed: {p.stderr.strip()}")
+    (tmp / ".complete").write_text("".join(d.name + "\n" for d in debs))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    return KernelPackage(f"{release}-{FLAVOUR}", dest)

@@ -22,6 +22,9 @@ import numpy as np
 __all__ = ["write_vmcore", "read_vmcoreinfo", "nonzero_runs", "PAGE_SIZE", "MAX_SEGMENTS"]
 
 PAGE_SIZE = 4096
+# kexec-tools' crashdump-elf.c writes p_align 0 in the PT_LOADs of the ELF header /proc/vmcore
+# serves; crash tells a kdump (KDUMP_ELF64: panic task from crashing_cpu) from a netdump by it.
+KDUMP_P_ALIGN = 0
 MAX_SEGMENTS = 8192  # well below PN_XNUM (65535); raise the merge gap rather than exceed it
 MIN_MERGE_GAP = 16 * PAGE_SIZE  # gaps this small are cheaper as zeros than as a header
 
@@ -192,13 +195,13 @@ def write_vmcore(
     phdrs = [PHDR.pack(PT_NOTE, 0, note_off, 0, 0, len(notes), len(notes), 4)]
     for s, o in zip(segs, offsets):
         vaddr = direct_map + s.paddr if direct_map is not None else 0
-        phdrs.append(PHDR.pack(PT_LOAD, PF_R | PF_W | PF_X, o, vaddr, s.paddr, s.filesz, s.memsz, PAGE_SIZE))
+        phdrs.append(PHDR.pack(PT_LOAD, PF_R | PF_W | PF_X, o, vaddr, s.paddr, s.filesz, s.memsz, KDUMP_P_ALIGN))
     for vaddr, paddr, size, si in alias_pieces:
         s = segs[si]
         rel = paddr - s.paddr
         filesz = max(0, min(size, s.filesz - rel))
         aoff = offsets[si] + min(rel, s.filesz)  # a piece wholly in the zero tail stores nothing
-        phdrs.append(PHDR.pack(PT_LOAD, PF_R | PF_W | PF_X, aoff, vaddr, paddr, filesz, size, PAGE_SIZE))
+        phdrs.append(PHDR.pack(PT_LOAD, PF_R | PF_W | PF_X, aoff, vaddr, paddr, filesz, size, KDUMP_P_ALIGN))
     ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
     ehdr = EHDR.pack(ident, ET_CORE, EM_X86_64, EV_CURRENT, 0, EHDR.size, 0, 0, EHDR.size, PHDR.size, nph, 0, 0, 0)
 

@@ -27,6 +27,7 @@ The output is deterministic: the same inputs give the same bytes.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import json
 import struct
@@ -36,7 +37,7 @@ from typing import Union
 
 from mmintro.types.typedata import Type, TypeDB
 
-__all__ = ["Symbol", "write_vmlinux", "read_build_id", "dump_types_section", "SKIPPED_TYPEDEFS"]
+__all__ = ["Symbol", "ImageSection", "write_vmlinux", "read_build_id", "dump_types_section", "SKIPPED_TYPEDEFS"]
 
 #: Typedefs never written to the DWARF (drgn's slab helpers switch to SLAB mode on freelist_idx_t).
 SKIPPED_TYPEDEFS = frozenset({"freelist_idx_t"})
@@ -136,6 +137,29 @@ class Symbol:
     size: int
     kind: str  # "object" or "func"
     type: Type | None = None  # for objects: the variable's type (DW_TAG_variable); None → symtab only
+
+
+@dataclass
+class ImageSection:
+    """One section of the kernel image with its bytes, as a real vmlinux has them.
+
+    ``kind`` is ``text``, ``rodata``, ``data`` or ``bss`` (no file bytes); ``data`` holds the
+    section's contents (``len(data)`` = ``size``) for the others."""
+
+    name: str  # ".text", ".rodata", ".data", ".data..percpu", ".bss"
+    kind: str
+    address: int  # link (virtual) address
+    paddr: int  # load (physical) address
+    size: int
+    data: "bytes | memoryview | None" = None
+
+
+_IMAGE_KINDS = {
+    "text": (SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, PF_R | PF_X),
+    "rodata": (SHT_PROGBITS, SHF_ALLOC, PF_R),
+    "data": (SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, PF_R | PF_W),
+    "bss": (SHT_NOBITS, SHF_ALLOC | SHF_WRITE, PF_R | PF_W),
+}
 
 
 def dump_types_section(types: TypeDB) -> bytes:
@@ -550,12 +574,18 @@ def write_vmlinux(
     build_id: bytes,
     sections: dict[str, bytes] | None = None,
     dwarf_functions: "frozenset[str] | set[str] | None" = None,
+    image: "list[ImageSection] | None" = None,
 ) -> None:
     """Write NAME.vmlinux: DWARF for ``types`` and ``symbols``, a symbol table and the build ID.
 
     ``dwarf_functions``: the names of the functions that get a ``DW_TAG_subprogram`` (all of
     them when None); the others are in ``.symtab`` only.  A real kernel has ~150k functions,
-    and ``llvm-dwarfdump --verify`` takes time quadratic in the subprograms of one unit."""
+    and ``llvm-dwarfdump --verify`` takes time quadratic in the subprograms of one unit.
+
+    ``image``: the kernel image's sections with their bytes.  The file then is a kernel as crash
+    wants one (text and data contents, a ``PT_LOAD`` with file bytes per section, symbols in
+    their sections so their types read T/R/D/B); without it the address sections are NOBITS
+    spans over the symbols.  Runs of zero pages in the image are left as holes in the file."""
     if not build_id:
         raise ValueError("build_id must not be empty")
     for s in symbols:
@@ -570,6 +600,8 @@ def write_vmlinux(
     # -- address sections: .text (functions), .data (kernel objects), .data..percpu (per-CPU offsets)
     # Symbols outside the kernel image mapping (other than per-CPU offsets) get SHN_ABS, so that no
     # section or PT_LOAD spans e.g. the direct map.
+    if image is not None:
+        return _write_with_image(path, symbols, build_id, sections, abbrev, info, strs, image)
     funcs = [s for s in symbols if s.kind == "func" and s.address >= START_KERNEL_MAP]
     kobjs = [s for s in symbols if s.kind == "object" and s.address >= START_KERNEL_MAP]
     pobjs = [s for s in symbols if s.kind == "object" and s.address < KERNEL_SPACE]
@@ -666,6 +698,127 @@ def write_vmlinux(
                          s.offset, size, s.link, s.info, s.align, s.entsize)
     with open(path, "wb") as f:
         f.write(out)
+
+
+def _write_with_image(path, symbols: list[Symbol], build_id: bytes, sections: "dict[str, bytes] | None",
+                      abbrev: bytes, info: bytes, strs: bytes, image: "list[ImageSection]") -> None:
+    image = sorted(image, key=lambda s: s.address)
+    for a, b in zip(image, image[1:]):
+        if a.address + a.size > b.address:
+            raise ValueError(f"image sections {a.name} and {b.name} overlap")
+    for sec in image:
+        if sec.kind not in _IMAGE_KINDS:
+            raise ValueError(f"image section {sec.name}: kind must be one of {', '.join(_IMAGE_KINDS)}")
+        if sec.kind != "bss" and (sec.data is None or len(sec.data) != sec.size):
+            raise ValueError(f"image section {sec.name}: {sec.size:#x} bytes, data has "
+                             f"{0 if sec.data is None else len(sec.data):#x}")
+
+    secs: list[_Section] = [_Section("", 0)]
+    note = _note(b"GNU", NT_GNU_BUILD_ID, bytes(build_id))
+    secs.append(_Section(".note.gnu.build-id", SHT_NOTE, data=note, align=4))
+    note_idx = 1
+    first_image = len(secs)
+    for sec in image:
+        sh_type, flags, _ = _IMAGE_KINDS[sec.kind]
+        secs.append(_Section(sec.name, sh_type, flags, addr=sec.address,
+                             data=b"" if sec.kind == "bss" else sec.data, size=sec.size, align=PAGE))  # type: ignore[arg-type]
+    starts = [sec.address for sec in image]
+
+    def shndx(s: Symbol) -> int:
+        # the section holding the address; an end marker (_etext, __bss_stop) stays in its section
+        i = bisect.bisect_right(starts, s.address) - 1
+        if i >= 0 and s.address <= image[i].address + image[i].size:
+            return first_image + i
+        return SHN_ABS
+
+    for name in sorted(sections or {}):
+        if any(s.name == name for s in secs) or name in (".debug_abbrev", ".debug_info", ".debug_str"):
+            raise ValueError(f"extra section {name!r} clashes with a section the writer makes")
+        secs.append(_Section(name, SHT_PROGBITS, data=bytes(sections[name]), align=8))  # type: ignore[index]
+    secs.append(_Section(".debug_abbrev", SHT_PROGBITS, data=abbrev))
+    secs.append(_Section(".debug_info", SHT_PROGBITS, data=info))
+    secs.append(_Section(".debug_str", SHT_PROGBITS, 0x30, data=strs, entsize=1))
+    strtab = _StrTab()
+    symtab = bytearray(24)
+    for s in sorted(symbols, key=lambda s: (s.address, s.name)):
+        st_type = STT_FUNC if s.kind == "func" else STT_OBJECT
+        symtab += struct.pack("<IBBHQQ", strtab.add(s.name), (STB_GLOBAL << 4) | st_type, 0, shndx(s),
+                              s.address, s.size)
+    symtab_idx = len(secs)
+    secs.append(_Section(".symtab", SHT_SYMTAB, data=bytes(symtab), align=8, link=symtab_idx + 1, info=1,
+                         entsize=24))
+    secs.append(_Section(".strtab", SHT_STRTAB, data=bytes(strtab.data)))
+    shstr = _StrTab()
+    shstrtab_sec = _Section(".shstrtab", SHT_STRTAB)
+    secs.append(shstrtab_sec)
+    name_offs = [shstr.add(s.name) for s in secs]
+    shstrtab_sec.data = bytes(shstr.data)
+
+    phdrs: list[list[int]] = []
+    for i, sec in enumerate(image):
+        phdrs.append([PT_LOAD, _IMAGE_KINDS[sec.kind][2], 0, sec.address, sec.paddr,
+                      0 if sec.kind == "bss" else sec.size, sec.size, PAGE])
+    note_ph = [PT_NOTE, PF_R, 0, 0, 0, len(note), len(note), 4]
+    phdrs.append(note_ph)
+
+    # -- layout: the image sections first, page-aligned (file offset = address modulo the page)
+    off = 64 + 56 * len(phdrs)
+    for i, s in enumerate(secs[1:], 1):
+        align = PAGE if first_image <= i < first_image + len(image) else s.align
+        if s.type == SHT_NOBITS:
+            s.offset = (off + align - 1) & ~(align - 1)
+            continue
+        off = (off + align - 1) & ~(align - 1)
+        s.offset = off
+        off += len(s.data)
+    for i, sec in enumerate(image):
+        phdrs[i][2] = secs[first_image + i].offset
+    note_ph[2] = secs[note_idx].offset
+    note_ph[3] = 0
+    shoff = (off + 7) & ~7
+
+    head = bytearray(64 + 56 * len(phdrs))
+    ident = b"\x7fELF" + bytes((2, 1, 1, 0)) + bytes(8)
+    struct.pack_into("<16sHHIQQQIHHHHHH", head, 0, ident, ET_EXEC, EM_X86_64, 1, image[0].address if image else 0,
+                     64, shoff, 0, 64, 56, len(phdrs), 64, len(secs), len(secs) - 1)
+    for i, p in enumerate(phdrs):
+        struct.pack_into("<IIQQQQQQ", head, 64 + 56 * i, *p)
+    shdrs = bytearray(64 * len(secs))
+    for i, s in enumerate(secs):
+        if i == 0:
+            continue
+        size = s.size if s.type == SHT_NOBITS else len(s.data)
+        struct.pack_into("<IIQQQQIIQQ", shdrs, 64 * i, name_offs[i], s.type, s.flags, s.addr, s.offset, size,
+                         s.link, s.info, s.align, s.entsize)
+    with open(path, "wb") as f:
+        f.write(head)
+        for s in secs[1:]:
+            if s.type == SHT_NOBITS or not len(s.data):
+                continue
+            _write_sparse(f, s.offset, s.data)
+        f.seek(shoff)
+        f.write(shdrs)
+
+
+def _write_sparse(f, offset: int, data: "bytes | memoryview") -> None:
+    """Write ``data`` at ``offset``, seeking over whole zero pages (a hole reads as zeros)."""
+    mv = memoryview(data).cast("B")
+    if len(mv) < 4 * PAGE:
+        f.seek(offset)
+        f.write(mv)
+        return
+    zero = bytes(PAGE)
+    pos, n = 0, len(mv)
+    while pos < n:
+        end = pos
+        while end < n and mv[end : end + PAGE] != zero[: min(PAGE, n - end)]:
+            end += PAGE
+        if end > pos:
+            f.seek(offset + pos)
+            f.write(mv[pos : min(end, n)])
+        pos = end
+        while pos < n and mv[pos : pos + PAGE] == zero[: min(PAGE, n - pos)]:
+            pos += PAGE
 
 
 # --- build ID -----------------------------------------------------------------------------------------

@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmintro.kernel.init_task import prstatus_notes
+from mmintro.kernel.kexec_core import prstatus_notes
 from mmintro.kernel.vmcoreinfo import vmcoreinfo
 from mmintro.snapshot.vmcore import write_vmcore
-from mmintro.snapshot.vmlinux import Symbol, dump_types_section, write_vmlinux
+from mmintro.kernel import panic
+from mmintro.kernel.kimage import SECTIONS
+from mmintro.snapshot.vmlinux import ImageSection, Symbol, dump_types_section, write_vmlinux
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
@@ -22,6 +24,24 @@ def snapshot_paths(name: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".vmcore"), p.with_name(p.name + ".vmlinux")
 
 
+def image_sections(k: "Kernel") -> list[ImageSection]:
+    """The kernel image's sections with the bytes the image holds at the snapshot (a real
+    vmlinux holds the link-time bytes; the simulated image has no other)."""
+    out = []
+    extents = {name: SECTIONS[name[1:].replace(".", "_")] for name in _IMAGE}
+    if k.image.percpu is not None:
+        extents[".data..percpu"] = k.image.percpu
+    for name, (lo, hi) in extents.items():
+        kind = _IMAGE.get(name, "data")
+        data = None if kind == "bss" else k.mem.read(lo, hi - lo)
+        out.append(ImageSection(name, kind, k.image.virt(lo), lo, hi - lo, data))
+    return out
+
+
+#: vmlinux section -> kind (and its extent in kimage.SECTIONS)
+_IMAGE = {".text": "text", ".rodata": "rodata", ".data": "data", ".init.text": "text", ".bss": "bss"}
+
+
 def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False) -> tuple[Path, Path]:
     """Store ``k`` as NAME.vmcore and NAME.vmlinux; returns both paths.
 
@@ -32,11 +52,13 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False) -> tup
     """
     core_path, vmlinux_path = snapshot_paths(name)
     core_path.parent.mkdir(parents=True, exist_ok=True)
+    panic.sysrq_crash(k)
     k.sync()
     build_id = k.build_id()
     symbols = [Symbol(s.name, s.address, s.size, s.kind, s.type) for s in k.image.symbols.values()]
     symbols.sort(key=lambda s: (s.address, s.name))
-    write_vmlinux(vmlinux_path, k.T, symbols, build_id, sections={".mmintro.types": dump_types_section(k.T)})
+    write_vmlinux(vmlinux_path, k.T, symbols, build_id, sections={".mmintro.types": dump_types_section(k.T)},
+                  image=image_sections(k))
     ram: list[tuple[int, int]] = []  # memblock.memory, touching regions (node boundaries) merged
     for r in k.memblock.memory:
         if ram and ram[-1][1] == r.base:

@@ -85,6 +85,9 @@ printk_ringbuffer prb_desc printk_info dev_printk_info prb_data_blk_lpos
 deferred_split shmem_inode_info hugetlbfs_inode_info writeback_control file_system_type
 shared_policy sp_node vm_special_mapping huge_bootmem_page file_ra_state fown_struct
 anon_vma_name wb_completion wb_writeback_work
+taint_flag tk_data timekeeper uts_namespace new_utsname module module_memory net_device net sock sock_common inet_sock socket
+neighbour neigh_table neigh_hash_table in_device in_ifaddr inet6_dev inet6_ifaddr in6_addr
+user_regs_struct pt_regs
 """.split()
 
 # Per-CPU variables (their types and offsets come from the BTF's .data..percpu DATASEC).
@@ -270,6 +273,8 @@ def build_typedoc(
 
     def base_type(spec: str) -> int:
         spec = spec.strip()
+        if spec.startswith("const "):
+            return mk({"kind": "const", "type": base_type(spec[6:])})
         if spec == "void":
             return 0  # BTF type id 0 is void
         m = re.fullmatch(r"(struct|union|enum)\s+(\w+)", spec)

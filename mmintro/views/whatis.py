@@ -89,7 +89,8 @@ def _percpu_units(prog: Program) -> list[tuple[int, int, int]]:
     got = prog.cache.get("whatis.percpu")
     if got is None:
         cpus = list(for_each_online_cpu(prog))
-        offs = {cpu: prog["__per_cpu_offset"][cpu].value_() for cpu in cpus}
+        base = _per_cpu_start(prog)
+        offs = {cpu: (base + prog["__per_cpu_offset"][cpu].value_()) & 0xFFFF_FFFF_FFFF_FFFF for cpu in cpus}
         gaps = sorted({b - a for a, b in zip(sorted(offs.values()), sorted(offs.values())[1:]) if b > a})
         try:  # every page of the first chunk is populated, counted once per unit
             populated = prog["pcpu_nr_populated"].value_() << 12
@@ -101,14 +102,27 @@ def _percpu_units(prog: Program) -> list[tuple[int, int, int]]:
     return got
 
 
+def _per_cpu_start(prog: Program) -> int:
+    """``__per_cpu_start``: 0 where per-CPU symbols are linked at 0 (before 6.15), else the
+    template's address in the image; a unit's address is ``__per_cpu_offset[cpu]`` past it."""
+    sym = prog.symbols.by_name.get("__per_cpu_start")
+    return sym.address if sym is not None else 0
+
+
 def _percpu_symbol(prog: Program, off: int) -> str | None:
+    """The static per-CPU variable at ``off`` into a unit, or None in the dynamic area."""
+    start = _per_cpu_start(prog)
+    end = prog.symbols.by_name.get("__per_cpu_end")
+    addr = start + off
+    if end is not None and addr >= end.address:
+        return None
     try:
-        sym = prog.symbol(off)
+        sym = prog.symbol(addr)
     except LookupError:
         return None
-    if sym.address >= 1 << 32:  # only the per-CPU section is linked at 0
+    if sym.address < start or sym.name in ("__per_cpu_start", "__per_cpu_end"):
         return None
-    return f"{sym.name}+{off - sym.address:#x}/{sym.size:#x}"
+    return f"{sym.name}+{addr - sym.address:#x}/{sym.size:#x}"
 
 
 def _pcp_blocks(prog: Program) -> dict[int, tuple[int, int, str, int]]:

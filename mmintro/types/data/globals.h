@@ -55,7 +55,7 @@ int sysctl_overcommit_memory;
 int sysctl_overcommit_ratio;
 unsigned long sysctl_overcommit_kbytes;
 struct percpu_counter vm_committed_as;
-unsigned long vm_committed_as_batch;
+s32 vm_committed_as_batch;  /* mm/util.c */
 int page_group_by_mobility_disabled;
 unsigned int pageblock_order;
 unsigned long nr_kernel_pages;
@@ -125,7 +125,6 @@ char _edata[];
 char __bss_start[];
 char __bss_stop[];
 char _end[];
-struct page *mem_map;
 void *high_memory;
 unsigned long direct_pages_count[5]; /* source: [PG_LEVEL_NUM] = 6 in the 6.18 BTF; pinned data keeps 5 (entries 4K..1G are read) */
 int pcpu_nr_units;
@@ -182,3 +181,15 @@ atomic_long_t nr_memmap_pages;
 atomic_long_t nr_memmap_boot_pages;
 atomic_long_t num_poisoned_pages;
 atomic_long_t zswap_stored_pages;
+struct uts_namespace init_uts_ns;  /* init/version.c: uname, crash's sys and its start-up */
+const char linux_banner[];  /* init/version.c: "Linux version ...", which crash checks in memory and in vmlinux */
+const unsigned char mt_slots[4];  /* lib/maple_tree.c, one per enum maple_type (4 types); crash's maple walk reads it */
+const unsigned char mt_pivots[4];
+const unsigned char mt_min_slots[4];
+struct list_head modules;  /* kernel/module/main.c: the loaded modules (none in the simulated kernel) */
+unsigned long tainted_mask;  /* kernel/panic.c */
+const struct taint_flag taint_flags[20];  /* kernel/panic.c: taint_flags[TAINT_FLAGS_COUNT] (20 in 6.18) */
+u64 jiffies_64;  /* kernel/time/jiffies.c; jiffies is its alias (vmlinux.lds) */
+struct tk_data tk_core;  /* kernel/time/timekeeping.c (static): the timekeeper, crash's DATE */
+unsigned int cpu_khz;  /* arch/x86/kernel/tsc.c */
+unsigned long avenrun[3];  /* kernel/sched/loadavg.c */
