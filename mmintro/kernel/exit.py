@@ -43,7 +43,7 @@ from mmintro.kernel import vma as V
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-__all__ = ["do_exit", "exit_files", "exit_fs", "exit_mm", "exit_mmap", "mmdrop", "mmput", "release_task"]
+__all__ = ["do_exit", "exit_files", "exit_fs", "exit_task_namespaces", "exit_mm", "exit_mmap", "mmdrop", "mmput", "release_task"]
 
 ULONG_MAX = (1 << 64) - 1
 # include/linux/sched.h
@@ -166,6 +166,16 @@ def exit_files(k: Kernel, tsk: int) -> None:
             km.write_u64(fds + 8 * i, 0)
             V.fput(k, f)
     slub.kmem_cache_free(k, slub.find_cache(k, "files_cache"), files)
+
+
+def exit_task_namespaces(k: Kernel, tsk: int) -> None:
+    """kernel/nsproxy.c exit_task_namespaces() -> switch_task_namespaces(p, NULL): put_nsproxy
+    (init_nsproxy is static: its count never reaches 0)."""
+    km = k.kmem
+    nsp = km.get(tsk, "task_struct", "nsproxy")
+    if nsp:
+        km.set(tsk, "task_struct", "nsproxy", 0)
+        km.set(nsp, "nsproxy", "count.refs.counter", km.get(nsp, "nsproxy", "count.refs.counter") - 1)
 
 
 def exit_fs(k: Kernel, tsk: int) -> None:
@@ -338,6 +348,7 @@ def do_exit(k: Kernel, proc: fork.Process) -> None:
         exit_mm(k, tsk)
         exit_files(k, tsk)
         exit_fs(k, tsk)
+        exit_task_namespaces(k, tsk)
         forget_original_parent(k, tsk)
         km.set(tsk, "task_struct", "exit_state", EXIT_ZOMBIE)
         km.set(tsk, "task_struct", "__state", TASK_DEAD)

@@ -28,8 +28,8 @@ the parent's mm_struct, :func:`mm_init`, :func:`dup_mmap`: ``__mt_dup`` of the V
 the commitment charged, hiwater marks set).  Every copy_process counts ``nr_threads`` and
 ``total_forks``; pid 1 becomes ``init_pid_ns.child_reaper``.  Exit is :mod:`mmintro.kernel.exit`.
 
-Not modelled: threads (CLONE_VM/CLONE_THREAD), credentials, files, fs, sighand, namespaces
-(nsproxy), pgid/sid pids, cgroups; the pgd is not on ``pgd_list``.  ``init_pid_ns.pid_allocated``
+Every task shares init_nsproxy (copy_namespaces: get_nsproxy; no CLONE_NEW* namespaces).
+Not modelled: credentials, sighand, pgid/sid pids, cgroups; the pgd is not on ``pgd_list``.  ``init_pid_ns.pid_allocated``
 and ``idr_next`` are kept as alloc_pid and free_pid keep them.
 """
 
@@ -244,6 +244,7 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
     for f in ("prio", "static_prio", "normal_prio"):
         km.set(tsk, "task_struct", f, 120)
     km.set(tsk, "task_struct", "thread_info.cpu", cpu)  # task_cpu(): thread_info.cpu in 6.18
+    copy_namespaces(k, tsk)
     km.set(tsk, "task_struct", "wake_cpu", cpu)
     for lst in ("children", "sibling", "thread_node", "ptraced", "ptrace_entry", "tasks"):
         if T.struct("task_struct").has_member(lst):
@@ -395,6 +396,15 @@ def copy_fs_struct(k: Kernel, old: int) -> int:
         km.set(fs, "fs_struct", f"{p}.dentry", d)
         _dget(k, d)
     return fs
+
+
+def copy_namespaces(k: Kernel, tsk: int) -> None:
+    """kernel/nsproxy.c copy_namespaces() without CLONE_NEW*: get_nsproxy() of the parent's
+    (a task made from nothing descends from init_task: init_nsproxy)."""
+    km = k.kmem
+    nsp = km.get(tsk, "task_struct", "nsproxy") or k.sym("init_nsproxy")
+    km.set(tsk, "task_struct", "nsproxy", nsp)
+    km.set(nsp, "nsproxy", "count.refs.counter", km.get(nsp, "nsproxy", "count.refs.counter") + 1)
 
 
 def copy_files_and_fs(k: Kernel, tsk: int) -> None:

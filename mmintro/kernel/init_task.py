@@ -79,6 +79,7 @@ def init_tasks(k: "Kernel") -> None:
         km.write_u64(k.per_cpu_ptr(k.sym("current_task"), cpu), t)
         k.mem.write(k.pa(k.per_cpu_ptr(k.sym("cpu_number"), cpu)), cpu.to_bytes(4, "little"))
         km.write_u64(k.per_cpu_ptr(k.sym("this_cpu_off"), cpu), k.per_cpu_offset[cpu])
+    init_nsproxy(k, tasks)
     # init_task.stack is init_thread_union; the tasks list holds only init_task (idle
     # tasks of other CPUs are not on it, as in the kernel).
     km.set(init_task, "task_struct", "stack", k.sym("init_thread_union"))
@@ -229,3 +230,19 @@ def fork_idle_stacks(k: "Kernel") -> None:
         k.kmem.set(t, "task_struct", "stack_refcount.refs.counter", 1)
         account_kernel_stack(k, t, 1)
         set_task_stack_end_magic(k, t)
+
+
+def init_nsproxy(k: "Kernel", idle_tasks: list[int]) -> None:
+    """kernel/nsproxy.c ``init_nsproxy`` (count REFCOUNT_INIT(1), uts_ns = &init_uts_ns,
+    pid_ns_for_children = &init_pid_ns; mnt_ns set by init_mount_tree; the ipc/net/time/cgroup
+    namespaces are not modelled) and INIT_TASK's ``.nsproxy = &init_nsproxy``; each other idle
+    task is a fork of init_task (fork_idle: get_nsproxy)."""
+    km = k.kmem
+    if "init_nsproxy" not in k.image.symbols:
+        k.image.var("init_nsproxy", "data")
+    nsp = k.sym("init_nsproxy")
+    km.set(nsp, "nsproxy", "count.refs.counter", len(idle_tasks))
+    km.set(nsp, "nsproxy", "uts_ns", k.sym("init_uts_ns"))
+    km.set(nsp, "nsproxy", "pid_ns_for_children", k.sym("init_pid_ns"))
+    for t in idle_tasks:
+        km.set(t, "task_struct", "nsproxy", nsp)

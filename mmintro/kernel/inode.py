@@ -197,9 +197,7 @@ def vfs_root(k: Kernel) -> Vfs:
 def _init_mnt_ns(k: Kernel, mnt: int) -> None:
     """init_mount_tree(): the initial mount namespace (alloc_mnt_ns: kzalloc) holding the root
     mount in its ``mounts`` rbtree (mnt_add_to_ns: one black node, first = last = it),
-    ``root``, ``nr_mounts`` 1, inum MNT_NS_INIT_INO; init_nsproxy.mnt_ns points at it and
-    init_task.nsproxy at init_nsproxy (count 1, pid_ns_for_children = &init_pid_ns; the
-    uts/ipc/net/time/cgroup namespaces are not modelled)."""
+    ``root``, ``nr_mounts`` 1, inum MNT_NS_INIT_INO; init_nsproxy.mnt_ns points at it."""
     km = k.kmem
     ns = slub.kzalloc(k, k.T.sizeof("struct mnt_namespace"), "GFP_KERNEL", caller="alloc_mnt_ns")
     km.set(ns, "mnt_namespace", "ns.ns_type", CLONE_NEWNS)
@@ -215,15 +213,7 @@ def _init_mnt_ns(k: Kernel, mnt: int) -> None:
     km.set(ns, "mnt_namespace", "passive.refs.counter", 1)
     km.init_list_head(km.addr(ns, "mnt_namespace", "poll.head"))
     km.set(mnt, "mount", "mnt_ns", ns)
-    if "init_nsproxy" not in k.image.symbols:
-        k.image.var("init_nsproxy", "data")
-    nsp = k.sym("init_nsproxy")
-    if not km.get(nsp, "nsproxy", "count.refs.counter"):
-        km.set(nsp, "nsproxy", "count.refs.counter", 1)
-        km.set(nsp, "nsproxy", "pid_ns_for_children", k.sym("init_pid_ns"))
-    km.set(nsp, "nsproxy", "mnt_ns", ns)
-    if not km.get(k.sym("init_task"), "task_struct", "nsproxy"):
-        km.set(k.sym("init_task"), "task_struct", "nsproxy", nsp)
+    km.set(k.sym("init_nsproxy"), "nsproxy", "mnt_ns", ns)
 
 
 def _new_inode(k: Kernel, v: Vfs, mode: int, size: int, ino: int | None = None, nlink: int = 1) -> int:

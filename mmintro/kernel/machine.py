@@ -232,6 +232,9 @@ class Kernel:
 
         hugetlb.hugetlb_init(self)  # subsys_initcall(hugetlb_init), fs_initcall(init_hugetlbfs_fs)
         huge_memory.hugepage_init(self)  # subsys_initcall(hugepage_init)
+        from mmintro.kernel import inode
+
+        inode.vfs_root(self)  # kernel_init() -> prepare_namespace(): mount_root
         step("vmstat", 0.9)
         self.sync()
         step("booted", 1.0)
