@@ -37,6 +37,8 @@ class CheckResult:
     #: why the row compared nothing (both answers empty on a snapshot without what it needs,
     #: e.g. "no user processes"); such a row is reported as not applicable, not as passed
     skipped: str = ""
+    #: the tool the row compares with ("drgn", or "crash": then :attr:`drgn` holds crash's answer)
+    oracle: str = "drgn"
 
 
 def open_drgn(vmcore: str, vmlinux: str) -> Any:

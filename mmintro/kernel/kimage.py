@@ -113,6 +113,10 @@ class KernelImage:
         self._cursor[section] = addr + size
         return addr
 
+    def reserve(self, section: str, size: int, align: int = 8) -> int:
+        """Room for bytes with no type of their own (assembler data such as the IKCONFIG blob)."""
+        return self._place(section, size, align)
+
     def var(self, name: str, section: str = "data", align: int | None = None, size: int | None = None) -> int:
         """Place the global ``name`` (declared in the type data) and return its address.
 

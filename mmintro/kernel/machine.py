@@ -375,6 +375,9 @@ class Kernel:
         from mmintro.kernel import panic, timekeeping
 
         panic.place_globals(self)
+        from mmintro.kernel import configs
+
+        configs.place_globals(self)
         timekeeping.place_globals(self)
         img.var("avenrun", "bss")  # kernel/sched/loadavg.c: no task runs, so the load is 0
         # fs/proc/array.c task_state_array[]: the state letters /proc/PID/status, ps and

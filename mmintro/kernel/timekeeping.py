@@ -44,6 +44,11 @@ def uptime_ns(k: "Kernel") -> int:
     return k.__dict__.setdefault("uptime_jiffies", BOOT_UPTIME_S * HZ) * (NSEC_PER_SEC // HZ)
 
 
+def wall_seconds(k: "Kernel") -> int:
+    """ktime_get_real_seconds(): what kdump writes as VMCOREINFO's CRASHTIME."""
+    return BOOT_WALL_TIME + uptime_ns(k) // NSEC_PER_SEC
+
+
 def place_globals(k: "Kernel") -> None:
     """``jiffies_64``/``jiffies``, ``tk_core`` and ``cpu_khz``, kept current at every sync."""
     img = k.image
@@ -61,7 +66,7 @@ def write_clocks(k: "Kernel") -> None:
     tk = km.addr(k.sym("tk_core"), "tk_data", "timekeeper")
     now = uptime_ns(k)
     mono_sec = now // NSEC_PER_SEC
-    km.set(tk, "timekeeper", "xtime_sec", BOOT_WALL_TIME + mono_sec)
+    km.set(tk, "timekeeper", "xtime_sec", wall_seconds(k))
     km.set(tk, "timekeeper", "ktime_sec", mono_sec)
     km.set(tk, "timekeeper", "wall_to_monotonic.tv_sec", -BOOT_WALL_TIME & MASK64)
     km.set(tk, "timekeeper", "offs_real", BOOT_WALL_TIME * NSEC_PER_SEC)

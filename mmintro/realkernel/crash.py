@@ -148,8 +148,20 @@ def run_crash(
         run.returncode = proc.returncode
         run.stderr = err
         run.preamble = out
-        for i, cmd in enumerate(commands):
-            f = Path(tmp) / f"{i}.out"
-            if f.exists():
-                run.outputs[cmd] = f.read_text(errors="replace")
+        done = [i for i in range(len(commands)) if (Path(tmp) / f"{i}.out").exists()]
+        if done and (run.timed_out or run.returncode != 0):
+            done.pop()  # the command crash was running when it was killed or died: cut short
+        for i in done:
+            run.outputs[commands[i]] = (Path(tmp) / f"{i}.out").read_text(errors="replace")
         return run
+
+
+if __name__ == "__main__":  # python -m mmintro.realkernel.crash: fetch (or find cached) crash 9
+    import sys
+
+    try:
+        t = fetch_crash()
+        print(f"{t.version()}: {t.binary}")
+    except HarnessError as e:
+        print(f"mmintro: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mmintro.kernel.kexec_core import prstatus_notes
 from mmintro.kernel.vmcoreinfo import vmcoreinfo
 from mmintro.snapshot.vmcore import write_vmcore
-from mmintro.kernel import panic
+from mmintro.kernel import panic, timekeeping
 from mmintro.kernel.kimage import SECTIONS
 from mmintro.snapshot.vmlinux import ImageSection, Symbol, dump_types_section, write_vmlinux
 
@@ -70,6 +70,6 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False) -> tup
         aliases.append((k.image.virt(k.image.start), k.image.start, k.image.end - k.image.start))
         for nr, phys in k.section_memmap.items():
             aliases.append((k.pfn_to_page(nr << 15), phys, 2 << 20))
-    write_vmcore(core_path, k.mem.nonzero_runs(), vmcoreinfo(k, build_id), ram_ranges=ram, aliases=aliases,
+    write_vmcore(core_path, k.mem.nonzero_runs(), vmcoreinfo(k, build_id, crashtime=timekeeping.wall_seconds(k)), ram_ranges=ram, aliases=aliases,
                  prstatus=prstatus_notes(k), direct_map=k.page_offset_base)
     return core_path, vmlinux_path

@@ -69,11 +69,12 @@ def kmem_s(prog: Program) -> list[KmemCacheRow]:
     return rows
 
 
-_HEAD = f"{'CACHE':<16}  {'OBJSIZE':>7}  {'ALLOCATED':>9}  {'TOTAL':>8}  {'SLABS':>6}  {'SSIZE':>5}  NAME\n"
+# crash 9's kmem_cache_hdr and dump_kmem_cache_info(): "%016lx %8ld  %9ld  %8ld  %5ld  %4ldk  %s"
+_HEAD = "CACHE" + " " * 12 + " OBJSIZE  ALLOCATED     TOTAL  SLABS  SSIZE  NAME\n"
 
 
 def _row(r: KmemCacheRow) -> str:
-    return (f"{r.cache:016x}  {r.objsize:7}  {r.allocated:9}  {r.total:8}  {r.slabs:6}  {f'{r.ssize >> 10}k':>5}  "
+    return (f"{r.cache:016x} {r.objsize:8}  {r.allocated:9}  {r.total:8}  {r.slabs:5}  {r.ssize >> 10:4}k  "
             f"{r.name}\n")
 
 

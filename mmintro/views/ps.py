@@ -46,7 +46,7 @@ class PsRow(NamedTuple):
     state: str
     """crash's state: RU, IN, UN, ST, TR, ZO, DE, ID, ..."""
     pmem: float
-    """RSS as a percentage of totalram_pages."""
+    """RSS as a percentage of the page frames below high_memory (crash's %MEM)."""
     vsz: int
     """``mm->total_vm`` in KiB."""
     rss: int
@@ -128,7 +128,9 @@ def crash_task_rss(mm: Object) -> int:
 
 
 def ps(prog: Program) -> list[PsRow]:
-    total = prog["_totalram_pages"].counter.value_()
+    # crash's get_task_mem_usage(): %MEM = rss * 100 / vt->total_pages, the page frames below
+    # high_memory (vm_init: BTOP(VTOP(high_memory))), not totalram_pages
+    total = (prog["high_memory"].value_() - prog["page_offset_base"].value_()) // prog.page_size
     curr = {per_cpu_ptr(prog["runqueues"].address_of_(), c).curr.value_() for c in for_each_online_cpu(prog)}
     rows = []
     for t in for_each_task(prog):
@@ -144,8 +146,11 @@ def ps(prog: Program) -> list[PsRow]:
 
 
 def render(rows: list[PsRow]) -> str:
-    out = ["   PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"]
+    """crash 9's show_ps() and show_ps_data(): ``"%7ld %7ld %3s  %s %3s"``, the state padded to 5,
+    ``%.1f`` in 4 columns, ``"%8ld %8ld  "`` and the command."""
+    out = ["      PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"]
     for r in rows:
-        out.append(f"{'>' if r.active else ' '}{r.pid:>6}  {r.ppid:>6}  {r.cpu:>3}  {r.task:016x}  {r.state}  "
-                   f"{r.pmem:>4.1f}  {r.vsz:>7}  {r.rss:>7}  {r.comm}")
+        pad = " " if len(r.state) > 3 else "  "
+        out.append(f"{'> ' if r.active else '  '}{r.pid:7d} {r.ppid:7d} {r.cpu:>3}  {r.task:016x} {r.state:>3}{pad}"
+                   f"{f'{r.pmem:.1f}':>4} {r.vsz:8d} {r.rss:8d}  {r.comm}")
     return "\n".join(out) + "\n"

@@ -68,6 +68,48 @@ class VmRow(NamedTuple):
     file: str
 
 
+_PATH_MAX_DEPTH = 256
+
+
+def crash_pathname(file: Object) -> str:
+    """The FILE column of crash's ``vm``: its get_pathname() of the file's dentry and mount.
+
+    crash joins the dentry names up to the root of each file system, crossing mounts through
+    ``mnt_mountpoint``; unlike the kernel's d_path() it adds no `` (deleted)``, and a pseudo
+    dentry (its own parent, as shmem's "dev/zero" for a shared anonymous mapping) is printed by
+    its bare name."""
+    prog = file.prog_
+    dentry = file.f_path.dentry
+    mount = None
+    mnt = file.f_path.mnt
+    if mnt.value_():
+        mount = Object(prog, prog.type("struct mount *"), mnt.value_() - prog.types.struct("mount").offsetof("mnt"))
+    path = ""
+    d = dentry
+    first = True
+    for _ in range(_PATH_MAX_DEPTH):
+        if not d.value_() or not d.d_name.len.value_():
+            break
+        name = d.d_name.name.string_(limit=4096).decode(errors="replace")
+        if first:
+            path, first = name, False
+        elif (len(name) > 1 or name != "/") and not path.startswith("/"):
+            path = f"{name}/{path}"
+        else:
+            path = name + path
+        parent = d.d_parent
+        if parent.value_() == d.value_():
+            if mount is None or mount.mnt_parent.value_() == mount.value_():
+                break
+            if path.startswith("//"):
+                path = path[1:]
+            d = mount.mnt_mountpoint
+            mount = mount.mnt_parent
+            continue
+        d = parent
+    return path[1:] if path.startswith("//") else path
+
+
 def vm(prog: Program, pid: int) -> dict[str, Any]:
     """The data of crash's ``vm PID`` (LookupError if there is no such task)."""
     task = find_task(prog, pid)
@@ -92,7 +134,7 @@ def vm(prog: Program, pid: int) -> dict[str, Any]:
         name = ""
         if f.value_():
             try:
-                name = d_path(f)
+                name = crash_pathname(f)
             except (FaultError, LookupError):
                 name = "?"
         rows.append(VmRow(v.value_(), v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_(), name)._asdict())

@@ -1,0 +1,125 @@
+"""The real crash utility (crash 9.0.2, Debian forky, run through forky's own loader) opens the
+snapshots and its commands print what mmintro's reports print (mmintro.crosscheck_crash).
+
+crash is fetched with apt on first use and cached (~10 MB); a failure to fetch it is a failure,
+not a skip.  The scenarios and the 8 GiB two-node machine run in the slow pass."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from mmintro.crosscheck_crash import CRASH_CHECKS, run_crash_crosscheck
+from mmintro.kernel.config import MachineConfig
+from mmintro.kernel.machine import boot
+from mmintro.realkernel.crash import fetch_crash, run_crash
+from mmintro.snapshot.writer import save
+from mmintro.workload import load_scenario, run_scenario, shipped_scenarios
+
+SCENARIOS = [n for n in shipped_scenarios() if n != "boot"]
+
+
+@pytest.fixture(scope="session")
+def crash_tool():
+    return fetch_crash()
+
+
+def _agree(path: str) -> list:
+    """Every row agrees; the only rows allowed to compare nothing are the per-process ones on a
+    snapshot without processes."""
+    rows = run_crash_crosscheck(path)
+    assert len(rows) == len(CRASH_CHECKS)
+    bad = [f"{r.name}: {r.detail}" for r in rows if not r.ok]
+    assert not bad, "\n".join(bad)
+    assert all(r.skipped == "no user processes" for r in rows if r.skipped), [r.skipped for r in rows]
+    return rows
+
+
+def test_crash_is_crash_9(crash_tool) -> None:
+    assert crash_tool.version().startswith("crash 9.")
+
+
+def test_crash_opens_a_snapshot_quietly(crash_tool, any_snapshot: str) -> None:
+    """No start-up message at all (no WARNING, no "cannot ..."), every command answers."""
+    cmds = ["sys", "kmem -i", "ps", "log"]
+    r = run_crash(crash_tool, any_snapshot + ".vmlinux", any_snapshot + ".vmcore", cmds, timeout=120)
+    assert r.error() is None and r.returncode == 0, r.error()
+    assert r.preamble.strip() == "" and r.stderr.strip() == "", r.preamble + r.stderr
+    assert all(r[c].strip() for c in cmds)
+    sys_lines = dict(line.strip().split(": ", 1) for line in r["sys"].splitlines() if ": " in line)
+    assert sys_lines["PANIC"] == '"Kernel panic - not syncing: sysrq triggered crash"'
+    assert sys_lines["RELEASE"] == "6.18.0-mmintro" and sys_lines["UPTIME"] == "00:01:00"
+
+
+def test_crash_agrees_on_the_default_and_two_node_machines(any_snapshot: str) -> None:
+    _agree(any_snapshot)
+
+
+def test_crash_agrees_with_processes(tmp_path) -> None:
+    """A machine with processes: ps, vm, vm -p, vtop -c, files and mount have something to compare."""
+    run = run_scenario(load_scenario(shipped_scenarios()["shared-memory"]))
+    save(run.kernel, tmp_path / "shm")
+    rows = _agree(str(tmp_path / "shm"))
+    assert not any(r.skipped for r in rows), [r.name for r in rows if r.skipped]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_crash_agrees_on_every_scenario(tmp_path, name: str) -> None:
+    run = run_scenario(load_scenario(shipped_scenarios()[name]))
+    save(run.kernel, tmp_path / name)
+    _agree(str(tmp_path / name))
+
+
+@pytest.mark.slow
+def test_crash_agrees_on_an_8_gib_two_node_machine(tmp_path) -> None:
+    k = boot(MachineConfig(ram=8 << 30, nodes=2, cpus=4))
+    save(k, tmp_path / "big")
+    rows = _agree(str(tmp_path / "big"))
+    kmem_n = next(r for r in rows if "kmem -n" in r.name)
+    assert kmem_n.ok
+
+
+def test_vmlinux_without_contents_is_crash_own_error(tmp_path, default_snapshot: str) -> None:
+    """A vmlinux without the image's bytes (what snapshots were before crash could read them):
+    crash refuses it; every row reports crash's own line, and the CLI says it in one line."""
+    from mmintro.kernel.kimage import SECTIONS  # noqa: F401  (the writer's layout stays importable)
+    from mmintro.snapshot.vmlinux import read_build_id
+
+    core = tmp_path / "bare.vmcore"
+    shutil.copy(default_snapshot + ".vmcore", core)
+    _rewrite_without_image(default_snapshot + ".vmlinux", tmp_path / "bare.vmlinux")
+    assert read_build_id(tmp_path / "bare.vmlinux") == read_build_id(default_snapshot + ".vmlinux")
+    rows = run_crash_crosscheck(str(tmp_path / "bare"))
+    assert rows and all(not r.ok and "no text and data contents" in r.detail for r in rows), rows[0]
+    p = subprocess.run(["mmintro", "crosscheck", str(tmp_path / "bare"), "--crash"], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()] and "no text and data contents" in p.stderr
+
+
+def _rewrite_without_image(src: str, dst) -> None:
+    """The same types, symbols and build ID, without the image sections (NOBITS spans)."""
+    from elftools.elf.elffile import ELFFile
+
+    from mmintro.snapshot.vmlinux import Symbol, read_build_id, write_vmlinux
+    from mmintro.types import get_types
+
+    syms = []
+    with open(src, "rb") as f:
+        elf = ELFFile(f)
+        for s in elf.get_section_by_name(".symtab").iter_symbols():
+            if s.name:
+                syms.append(Symbol(s.name, s["st_value"], s["st_size"],
+                                   "func" if s["st_info"]["type"] == "STT_FUNC" else "object"))
+    write_vmlinux(dst, get_types(), syms, read_build_id(src))
+
+
+def test_a_crash_that_does_not_finish_is_reported_not_waited_on(default_snapshot: str) -> None:
+    t = time.monotonic()
+    rows = run_crash_crosscheck(default_snapshot, only=["kmem -p"], timeout=0.2)
+    assert time.monotonic() - t < 60
+    assert rows and not rows[0].ok and "did not finish" in rows[0].detail
