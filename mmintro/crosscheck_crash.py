@@ -65,16 +65,20 @@ def _context(prog: Program) -> _Ctx:
 
     pids = [r.pid for r in ps(prog) if r.pid]
     user_addr = None
-    if pids:
-        from mmintro.views.vm import vm, vtop_pid
+    from mmintro.views.vm import vm, vtop_pid
 
-        for r in vm(prog, pids[0])["vmas"]:
+    for pid in pids:  # the first process with a mapped page goes first (vm, vm -p, vtop -c)
+        for r in vm(prog, pid)["vmas"]:
             for a in range(r["start"], min(r["end"], r["start"] + (64 << 12)), PAGE_SIZE):
-                if vtop_pid(prog, pids[0], a)["phys"] is not None:
+                if vtop_pid(prog, pid, a)["phys"] is not None:
                     user_addr = a
                     break
             if user_addr is not None:
+                pids.remove(pid)
+                pids.insert(0, pid)
                 break
+        if user_addr is not None:
+            break
     rows = kmem_s(prog)
     sheaves = _sheaf_caches(prog)
     busiest = max((r for r in rows if r.name not in sheaves and r.allocated), key=lambda r: r.allocated, default=None)

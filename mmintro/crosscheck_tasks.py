@@ -246,7 +246,11 @@ def c_crash_ps(p: Program, d: Any) -> tuple:
     task_state_to_char's letter)."""
     from mmintro.crosscheck import crash
 
-    mine = [(r.pid, r.ppid, r.cpu, r.task, _STATE_CHAR.get(r.state, r.state), f"{r.pmem:.1f}", r.vsz, r.rss,
+    # drgn's %MEM divides by totalram_pages; real crash (and mmintro's ps) by the page frames
+    # below high_memory
+    total = p["_totalram_pages"].counter.value_()
+    mine = [(r.pid, r.ppid, r.cpu, r.task, _STATE_CHAR.get(r.state, r.state),
+             f"{(r.rss // (p.page_size >> 10)) * 100 / total if total else 0.0:.1f}", r.vsz, r.rss,
              r.comm) for r in ps_view.ps(p)]
     theirs = [(int(m[1]), int(m[2]), int(m[3]), int(m[4], 16), m[5], m[6], int(m[7]), int(m[8]), m[9])
               for m in (_PS_ROW.match(line) for line in crash(d, "ps").splitlines()[1:]) if m]
@@ -343,7 +347,10 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
     for pid, _t in _tasks_with_mm(p):
         v = vm_view.vm(p, pid)
         mine.append((pid, "mm", v["mm"], v["pgd"], v["rss_k"], v["total_vm_k"]))
-        mine += [(pid, hex(r["vma"]), r["start"], r["end"], r["flags"], r["file"]) for r in v["vmas"]]
+        # drgn's FILE is the kernel's d_path (" (deleted)" and all); real crash's get_pathname,
+        # which mmintro's vm prints, is checked against crash itself (mmintro.crosscheck_crash)
+        mine += [(pid, hex(r["vma"]), r["start"], r["end"], r["flags"], _kernel_path(p, r["vma"]) if r["file"] else "")
+                 for r in v["vmas"]]
         out = crash(d, f"vm {pid}").splitlines()
         head = next((i for i, line in enumerate(out) if line.split()[:4] == ["MM", "PGD", "RSS", "TOTAL_VM"]), None)
         if head is None:
@@ -359,6 +366,13 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
                     name = _d_dname_of_vma(d, int(f[0], 16))
                 theirs.append((pid, hex(int(f[0], 16)), int(f[1], 16), int(f[2], 16), int(f[3], 16), name))
     return mine, theirs
+
+
+def _kernel_path(p: Program, vma: int) -> str:
+    from mmintro.reader.helpers.task import d_path
+    from mmintro.reader.object import Object
+
+    return d_path(Object(p, p.type("struct vm_area_struct *"), vma).vm_file)
 
 
 def _d_dname_of_vma(d: Any, vma: int) -> str:
