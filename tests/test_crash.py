@@ -124,3 +124,33 @@ def test_a_crash_that_does_not_finish_is_reported_not_waited_on(default_snapshot
     rows = run_crash_crosscheck(default_snapshot, only=["kmem -p"], timeout=0.2)
     assert time.monotonic() - t < 60
     assert rows and not rows[0].ok and "did not finish" in rows[0].detail
+
+
+def test_vmlinux_carries_the_image_bytes(default_snapshot: str) -> None:
+    """Each image section's file bytes are the memory at its load address in the vmcore (pyelftools
+    vs mmintro's reader), PT_LOADs have file size = memory size except .bss, and llvm-dwarfdump
+    --verify is clean."""
+    from elftools.elf.elffile import ELFFile
+
+    from mmintro.reader import open_snapshot
+
+    prog = open_snapshot(default_snapshot)
+    with open(default_snapshot + ".vmlinux", "rb") as f:
+        elf = ELFFile(f)
+        names = [s.name for s in elf.iter_sections() if s["sh_flags"] & 2]  # SHF_ALLOC
+        assert {".text", ".rodata", ".data", ".init.text", ".data..percpu", ".bss"} <= set(names)
+        for name in (".rodata", ".data", ".data..percpu"):
+            sec = elf.get_section_by_name(name)
+            assert sec["sh_type"] == "SHT_PROGBITS" and sec.data_size == sec["sh_size"]
+            assert sec.data() == prog.read(sec["sh_addr"], sec["sh_size"]), name
+        loads = [seg for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD"]
+        assert all(seg["p_filesz"] in (seg["p_memsz"], 0) for seg in loads)
+        assert all(seg["p_offset"] % 4096 == seg["p_vaddr"] % 4096 for seg in loads)
+        banner = elf.get_section_by_name(".rodata")
+        sym = prog.symbol("linux_banner")
+        text = banner.data()[sym.address - banner["sh_addr"]:][:sym.size]
+        assert text.startswith(b"Linux version 6.18.0-mmintro ") and text.endswith(b"\n\0")
+    exe = shutil.which("llvm-dwarfdump")
+    assert exe, "llvm-dwarfdump is one of the project's oracles"
+    r = subprocess.run([exe, "--verify", default_snapshot + ".vmlinux"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "No errors." in r.stdout, r.stdout[-2000:]

@@ -660,6 +660,7 @@ movable_ops = st.one_of(
 )
 
 
+@pytest.mark.slow  # 40 boots: ~11 s
 @settings(SETTINGS, max_examples=40)
 @given(seq=st.lists(movable_ops, min_size=1, max_size=15))
 def test_movable_only_workloads_restore_boot_lists_per_migratetype(seq) -> None:

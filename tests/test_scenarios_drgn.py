@@ -68,6 +68,7 @@ def test_every_row_agrees_on_a_shipped_scenario(name: str, built) -> None:
     _check_all(path, name)
 
 
+@pytest.mark.slow  # a 4-node boot and workload, every row: ~9 s
 def test_every_row_agrees_on_a_four_node_machine(tmp_path) -> None:
     k = boot(MachineConfig(ram=4 << 30, nodes=4, cpus=4, seed=3))
     rng = random.Random(3)

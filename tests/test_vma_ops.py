@@ -733,7 +733,7 @@ def test_mprotect_over_several_vmas_merges_them_back() -> None:
     assert region()[0] == (0, 8 * PG, flags_rw)  # done up to the hole
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_random_vma_operations_keep_the_books_and_leave_nothing_behind(seed, tmp_path) -> None:
     """300 random steps over up to six processes on a THP-always machine: anonymous mmaps
     (small, and 4-6 MiB ones that get THPs), private and shared file mmaps at random offsets,
