@@ -61,10 +61,19 @@ def test_crash_agrees_on_the_default_and_two_node_machines(any_snapshot: str) ->
 
 def test_crash_agrees_with_processes(tmp_path) -> None:
     """A machine with processes: ps, vm, vm -p, vtop -c, files and mount have something to compare."""
+    from mmintro.kernel import inode
+
     run = run_scenario(load_scenario(shipped_scenarios()["shared-memory"]))
-    save(run.kernel, tmp_path / "shm")
+    k = run.kernel
+    first = min(k.processes, key=lambda p: p.pid)
+    for path in ("/var/log/app.log", "/srv/data/table.db"):  # open files in its fd table
+        inode.create_file(k, path, 3 * 4096, task=first.task)
+    save(k, tmp_path / "shm")
     rows = _agree(str(tmp_path / "shm"))
     assert not any(r.skipped for r in rows), [r.name for r in rows if r.skipped]
+    assert next(r for r in rows if "files PID" in r.name).mmintro.startswith(f"{{{first.pid}: [(0, ")
+    out = run_crash(fetch_crash(), tmp_path / "shm.vmlinux", tmp_path / "shm.vmcore", [f"files {first.pid}"])
+    assert "/var/log/app.log" in out[f"files {first.pid}"] and "/srv/data/table.db" in out[f"files {first.pid}"]
 
 
 @pytest.mark.slow

@@ -87,7 +87,7 @@ shared_policy sp_node vm_special_mapping huge_bootmem_page file_ra_state fown_st
 anon_vma_name wb_completion wb_writeback_work
 taint_flag tk_data timekeeper uts_namespace new_utsname module module_memory net_device net sock sock_common inet_sock socket
 neighbour neigh_table neigh_hash_table in_device in_ifaddr inet6_dev inet6_ifaddr in6_addr
-user_regs_struct pt_regs
+user_regs_struct pt_regs inactive_task_frame fork_frame
 """.split()
 
 # Per-CPU variables (their types and offsets come from the BTF's .data..percpu DATASEC).
