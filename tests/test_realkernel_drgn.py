@@ -264,6 +264,7 @@ def test_crosscheck_real_dump(ref, vmcore):
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
+@pytest.mark.slow  # ~7 s: BTF of a second kernel image
 def test_debuginfo_bad_kernel(vmcore, tmp_path):
     """Not a kernel image (the vmcore itself, a text file): one line, exit 1, no file."""
     text = tmp_path / "notes.txt"

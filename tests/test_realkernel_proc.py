@@ -122,6 +122,7 @@ def filtered_dump(real_dump, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # ~8 s: makedumpfile over the whole dump
 def test_filtered_dump_reads_kernel_data_and_refuses_free_pages(real_dump, filtered_dump) -> None:
     """Kernel data survives makedumpfile -d 16 (the reports print as the kernel did); a free page
     it filtered out is a clear 'filtered' error, never zeros."""
