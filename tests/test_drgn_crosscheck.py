@@ -79,6 +79,7 @@ def test_crosscheck_detects_a_wrong_answer(default_snapshot: str, progs, monkeyp
     assert mine != theirs
 
 
+@pytest.mark.slow  # every row again in one run (~8 s); each row is also its own test below
 def test_run_crosscheck_reports_every_row(numa2_snapshot: str) -> None:
     rows = xc.run_crosscheck(numa2_snapshot)
     assert [r.name for r in rows] == [n for n, _ in xc.CHECKS]
