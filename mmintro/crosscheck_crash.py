@@ -144,8 +144,8 @@ def sys_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     p = c.prog
     f = dict(re.findall(r"^\s*([A-Z ]+): (.*)$", out["sys"], re.M))
     uts = p["init_uts_ns"].name
-    hz = 250
-    jif = p["jiffies_64"].value_() - ((-300 * hz) & 0xFFFFFFFF)
+    hz = _config_hz(p)
+    jif = p["jiffies_64"].value_() - ((-300 * hz) & 0xFFFFFFFF)  # INITIAL_JIFFIES
     secs = jif // hz
     uptime = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
     panic = next((t for t in reversed(_dmesg(p)) if "Kernel panic - " in t), "")
@@ -155,6 +155,19 @@ def sys_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
             "MACHINE": f"{uts.machine.string_().decode()}  ({p['cpu_khz'].value_() // 1000} Mhz)",
             "PANIC": f'"{panic}"'}
     return ours, {k: f.get(k, "").strip() for k in ours}
+
+
+def _config_hz(p: Program) -> int:
+    """CONFIG_HZ from the kernel's own IKCONFIG blob (kernel_config_data), as crash reads it."""
+    import gzip
+
+    start = p.symbol("kernel_config_data")
+    end = p.symbol("kernel_config_data_end")
+    text = gzip.decompress(p.read(start.address, end.address - start.address)).decode()
+    m = re.search(r"^CONFIG_HZ=(\d+)$", text, re.M)
+    if not m:
+        raise ValueError("the IKCONFIG blob has no CONFIG_HZ")
+    return int(m.group(1))
 
 
 def _dmesg(p: Program) -> list[str]:
@@ -173,11 +186,9 @@ def kmem_i_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     theirs = {m.group(1): int(m.group(2)) for m in
               re.finditer(r"^\s*(TOTAL MEM|FREE|USED|BUFFERS|CACHED|SLAB|TOTAL HUGE|HUGE FREE|COMMIT LIMIT|COMMITTED)"
                           r"\s+(\d+)", out["kmem -i"], re.M)}
-    per_huge = _pages(p, kb.get("Hugepagesize", 0))
     total, free = _pages(p, kb["MemTotal"]), _pages(p, kb["MemFree"])
-    hp_total = sum(h.nr_huge_pages.value_() << h.order.value_() for h in _hstates(p))
+    hp_total = sum(h.nr_huge_pages.value_() << h.order.value_() for h in _hstates(p))  # in base pages
     hp_free = sum(h.free_huge_pages.value_() << h.order.value_() for h in _hstates(p))
-    del per_huge
     ours = {"TOTAL MEM": total, "FREE": free, "USED": total - free, "BUFFERS": _pages(p, kb["Buffers"]),
             "CACHED": _pages(p, kb["Cached"]), "SLAB": _pages(p, kb["Slab"]), "TOTAL HUGE": hp_total,
             "HUGE FREE": hp_free, "COMMIT LIMIT": _pages(p, kb["CommitLimit"]),

@@ -14,6 +14,7 @@ spins is killed and reported, never waited on.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -61,11 +62,21 @@ class CrashTool:
 
 
 def fetch_crash(*, refresh: bool = False) -> CrashTool:
-    """crash 9 and its forky libraries, unpacked in the cache (downloaded the first time)."""
+    """crash 9 and its forky libraries, unpacked in the cache (downloaded the first time; one
+    process fetches while the others wait on a lock)."""
     root = cache_dir()
     dest = root / "crash" / CRASH_SUITE
     if (dest / ".complete").exists() and not refresh:
         return CrashTool(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (dest / ".complete").exists() and not refresh:
+            return CrashTool(dest)
+        return _fetch(root, dest)
+
+
+def _fetch(root: Path, dest: Path) -> CrashTool:
     apt = PrivateApt(root / "apt-crash", CRASH_SUITE)
     apt.update()
     debs = root / "debs" / CRASH_SUITE
