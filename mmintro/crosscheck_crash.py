@@ -54,19 +54,20 @@ class _Ctx:
     pids: list[int]
     user_addr: int | None  # a mapped user address of pids[0]
     caches: list[str]  # caches for kmem -S: kmalloc-64 and the fullest cache without sheaves
-    page_addr: int  # a struct page (the first page of DMA32 or of the first populated zone)
+    page_addr: int  # a struct page: the 257th page of the first populated zone
     slab_obj: int | None  # an allocated slab object
 
 
 def _context(prog: Program) -> _Ctx:
     from mmintro.reader.helpers.mm import pfn_to_page
+    from mmintro.reader.helpers.mmzone import for_each_zone
+    from mmintro.reader.helpers.slab import find_slab_cache, slab_census
     from mmintro.views.kmem_s import kmem_s
     from mmintro.views.ps import ps
+    from mmintro.views.vm import vm, vtop_pid
 
     pids = [r.pid for r in ps(prog) if r.pid]
     user_addr = None
-    from mmintro.views.vm import vm, vtop_pid
-
     for pid in pids:  # the first process with a mapped page goes first (vm, vm -p, vtop -c)
         for r in vm(prog, pid)["vmas"]:
             for a in range(r["start"], min(r["end"], r["start"] + (64 << 12)), PAGE_SIZE):
@@ -83,12 +84,8 @@ def _context(prog: Program) -> _Ctx:
     sheaves = _sheaf_caches(prog)
     busiest = max((r for r in rows if r.name not in sheaves and r.allocated), key=lambda r: r.allocated, default=None)
     caches = ["kmalloc-64"] + ([busiest.name] if busiest is not None and busiest.name != "kmalloc-64" else [])
-    from mmintro.reader.helpers.mmzone import for_each_zone
-
     start = next(z.zone_start_pfn.value_() for z in for_each_zone(prog) if z.present_pages.value_())
     page_addr = pfn_to_page(prog, start + 0x100).value_()
-    from mmintro.reader.helpers.slab import find_slab_cache, slab_census
-
     s = find_slab_cache(prog, "kmalloc-64").value_()
     census = slab_census(prog, [s])[s]
     allocated = census.objects[census.allocated]
