@@ -104,9 +104,14 @@ def _scenario_help() -> str:
 @click.option("--cpus", default=None, type=int, help="CPUs  [default: the scenario's, else 2]")
 @click.option("--seed", default=None, type=int, help="seed of the simulation's randomness  [default: the scenario's, else 0]")
 @click.option("--gdb-aliases", is_flag=True, help="add virtual-address PT_LOADs so GDB can read globals")
+@click.option("--e820", "e820_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="the machine's memory map: dmesg's 'BIOS-e820:' lines or /sys/firmware/memmap's 'START END TYPE'")
+@click.option("--like", "like", default=None, metavar="DUMP", type=click.Path(dir_okay=False),
+              help="the machine of a real kernel's dump (its e820 table, CPUs and nodes); needs --kernel")
+@click.option("--kernel", "like_kernel", default=None, metavar="VMLINUZ", help="with --like: the dump's kernel image")
 def command(
     scenario: str, output: str, ram: str | None, nodes: int | None, cpus: int | None, seed: int | None,
-    gdb_aliases: bool
+    gdb_aliases: bool, e820_file: str | None, like: str | None, like_kernel: str | None
 ) -> None:
     """Run SCENARIO (default: boot) on a simulated machine and save the snapshot.
 
@@ -127,7 +132,9 @@ def command(
         ram_bytes = parse_size(ram) if ram is not None else None
     except ValueError:
         raise click.BadParameter(f"{ram!r} is not a size (e.g. 512M, 4G)", param_hint="--ram") from None
-    overrides = {"ram": ram_bytes, "nodes": nodes, "cpus": cpus, "seed": seed}
+    overrides = {"ram": ram_bytes, "nodes": nodes, "cpus": cpus, "seed": seed, **_machine(e820_file, like, like_kernel)}
+    if (e820_file or like) and ram is not None:
+        raise click.UsageError("--ram goes without --e820/--like: the memory map says how much RAM there is")
     if path is None:  # a Python scenario
         from mmintro.kernel.config import MachineConfig
 
@@ -163,6 +170,36 @@ def command(
         click.echo(f"{wsc.name}: {rep.index:>2} {rep.text}", err=True)
     click.echo(f"{core}\n{vml}")
     _write_trace(kernels, output)
+
+
+def _machine(e820_file: str | None, like: str | None, like_kernel: str | None) -> dict[str, Any]:
+    """MachineConfig fields from --e820 FILE or --like DUMP --kernel VMLINUZ (one line on error)."""
+    from mmintro.kernel.e820 import E820Error, machine_of_dump, parse_e820
+
+    if e820_file and like:
+        raise click.UsageError("--e820 and --like both give the memory map: use one")
+    if like_kernel and not like:
+        raise click.UsageError("--kernel goes with --like DUMP")
+    if e820_file:
+        try:
+            text = Path(e820_file).read_text(errors="replace")
+        except OSError as e:
+            raise click.BadParameter(f"{e820_file}: {e.strerror}", param_hint="--e820") from None
+        try:
+            return {"e820": tuple(parse_e820(text, e820_file))}
+        except E820Error as e:
+            raise click.ClickException(str(e)) from None
+    if like:
+        if not like_kernel:
+            raise click.UsageError("--like DUMP needs --kernel VMLINUZ (the dump's kernel image, for its types)")
+        from mmintro.reader.dump import open_dump
+
+        try:
+            found = machine_of_dump(open_dump(like, like_kernel))
+        except E820Error as e:
+            raise click.ClickException(f"{like}: {e}") from None
+        return {k: v for k, v in found.items() if v is not None}
+    return {}
 
 
 def _write_trace(kernels: list[Any], output: str) -> None:

@@ -63,13 +63,29 @@ class MachineConfig:
     thp: str = "madvise"
     hugepages_2m: int = 0
     hugepages_1g: int = 0
+    # A machine's own firmware map (mmintro.kernel.e820.parse_e820, or a real dump's e820_table)
+    # instead of the generic PC's for ``ram``; and its nodes' physical ranges [start, end) instead
+    # of RAM split evenly on section boundaries.
+    e820: tuple | None = None
+    node_ranges: tuple | None = None
+
+    def usable_ram(self) -> int:
+        if self.e820 is None:
+            return self.ram
+        from mmintro.kernel.e820 import E820_TYPE_RAM
+
+        return sum(e.size for e in self.e820 if e.type == E820_TYPE_RAM)
 
     def validate(self) -> None:
-        if self.ram % (128 << 20) or not (256 << 20) <= self.ram <= (64 << 30):
+        if self.e820 is None and (self.ram % (128 << 20) or not (256 << 20) <= self.ram <= (64 << 30)):
             raise ValueError("ram must be a multiple of 128M between 256M and 64G")
+        if self.e820 is not None and self.usable_ram() > (64 << 30):
+            raise ValueError("the e820 map has more than 64G of usable RAM (the simulator's limit for now)")
         if not 1 <= self.nodes <= 4:
             raise ValueError("nodes must be 1..4")
-        if self.ram // self.nodes < (256 << 20):
+        if self.node_ranges is not None and len(self.node_ranges) != self.nodes:
+            raise ValueError(f"{len(self.node_ranges)} node ranges for {self.nodes} nodes")
+        if self.node_ranges is None and self.usable_ram() // self.nodes < (256 << 20):
             raise ValueError("each node needs at least 256M of RAM")
         if not 1 <= self.cpus <= 64:
             raise ValueError("cpus must be 1..64")

@@ -23,6 +23,7 @@ E820_NAMES = {
     E820_TYPE_RESERVED: "Reserved",
     E820_TYPE_ACPI: "ACPI Tables",
     E820_TYPE_NVS: "ACPI Non-volatile Storage",
+    5: "Unusable memory",
 }
 
 LOWMEM_TOP = 3 * GiB  # where the 32-bit PCI hole starts on this simulated chipset
@@ -63,3 +64,128 @@ def build_e820(ram: int) -> list[E820Entry]:
 
 def ram_ranges(e820: list[E820Entry]) -> list[tuple[int, int]]:
     return [(e.addr, e.end) for e in e820 if e.type == E820_TYPE_RAM]
+
+
+# -- a machine's own map ------------------------------------------------------------------------
+E820_TYPE_UNUSABLE = 5
+E820_TYPE_PMEM = 7  # "Persistent Memory (legacy)"
+E820_TYPE_PRAM = 12  # "persistent (type 12)"
+E820_TYPE_SOFT_RESERVED = 0xEFFFFFFF
+
+# e820_print_type() (the dmesg "BIOS-e820:" lines) and e820_type_to_string() (/sys/firmware/memmap)
+_TYPE_NAMES = {
+    "usable": E820_TYPE_RAM, "reserved": E820_TYPE_RESERVED, "ACPI data": E820_TYPE_ACPI,
+    "ACPI NVS": E820_TYPE_NVS, "unusable": E820_TYPE_UNUSABLE, "persistent (type 12)": E820_TYPE_PRAM,
+    "soft reserved": E820_TYPE_SOFT_RESERVED,
+    "System RAM": E820_TYPE_RAM, "Reserved": E820_TYPE_RESERVED, "ACPI Tables": E820_TYPE_ACPI,
+    "ACPI Non-volatile Storage": E820_TYPE_NVS, "Unusable memory": E820_TYPE_UNUSABLE,
+    "Persistent Memory (legacy)": E820_TYPE_PMEM, "Persistent Memory": E820_TYPE_PRAM,
+    "Soft Reserved": E820_TYPE_SOFT_RESERVED,
+}
+_MODELLED = {E820_TYPE_RAM, E820_TYPE_RESERVED, E820_TYPE_ACPI, E820_TYPE_NVS, E820_TYPE_UNUSABLE}
+MAX_PHYS = 1 << 46  # MAX_PHYSMEM_BITS with 4-level paging
+BIOS_BEGIN, BIOS_END = 0xA0000, 0x100000
+
+
+class E820Error(ValueError):
+    """A memory map that cannot be booted (one line naming the line at fault)."""
+
+
+def parse_e820(text: str, source: str = "e820") -> list[E820Entry]:
+    """A machine's firmware memory map, as the kernel prints it at boot (dmesg's
+    ``BIOS-e820: [mem 0xSTART-0xEND] TYPE`` lines, other lines ignored) or as
+    /sys/firmware/memmap lists it (``START END TYPE`` per line, e.g. from
+    ``for d in /sys/firmware/memmap/*; do echo $(cat $d/start $d/end $d/type); done``).
+
+    :raises E820Error: a line that is neither, an unknown or unmodelled type, overlapping
+        entries, no usable RAM, or memory beyond the 46-bit physical address space
+    """
+    import re
+
+    dmesg = re.compile(r"BIOS-e820: \[mem (0x[0-9a-fA-F]+)-(0x[0-9a-fA-F]+)\] (.+?)\s*$")
+    sysfs = re.compile(r"^\s*(0x[0-9a-fA-F]+)\s+(0x[0-9a-fA-F]+)\s+(\S.*?)\s*$")
+    found: list[tuple[int, E820Entry]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = dmesg.search(line) or (sysfs.match(line) if "BIOS-e820" not in line else None)
+        if m is None:
+            if "e820" in line or re.match(r"^\s*0x", line):
+                raise E820Error(f"{source}:{n}: not an e820 entry: {line.strip()!r}")
+            continue  # other dmesg lines
+        start, end, name = int(m.group(1), 16), int(m.group(2), 16), m.group(3)
+        t = _TYPE_NAMES.get(name)
+        if t is None and (tm := re.fullmatch(r"type (\d+)", name)):
+            t = int(tm.group(1))
+        if t is None:
+            raise E820Error(f"{source}:{n}: unknown e820 type {name!r}")
+        if t not in _MODELLED:
+            raise E820Error(f"{source}:{n}: e820 type {name!r} ({t}) is not modelled (persistent and soft-reserved "
+                            "memory are not simulated yet)")
+        if end < start:
+            raise E820Error(f"{source}:{n}: the range ends before it starts")
+        if end >= MAX_PHYS:
+            raise E820Error(f"{source}:{n}: memory beyond the 46-bit physical address space (4-level paging)")
+        found.append((n, E820Entry(start, end + 1 - start, t)))
+    if not found:
+        raise E820Error(f"{source}: no e820 entry (dmesg 'BIOS-e820:' lines or /sys/firmware/memmap 'START END TYPE')")
+    found.sort(key=lambda x: x[1].addr)
+    for (na, a), (nb, b) in zip(found, found[1:]):
+        if b.addr < a.end:
+            raise E820Error(f"{source}:{nb}: overlaps line {na} ({a.addr:#x}-{a.end - 1:#x})")
+    return trim_bios_range([e for _n, e in found], source)
+
+
+def trim_bios_range(entries: list[E820Entry], source: str = "e820") -> list[E820Entry]:
+    """arch/x86/kernel/e820.c e820__memory_setup() -> trim_bios_range(): the first page is
+    reserved (the BIOS data area's page) and no RAM is left in the legacy BIOS region
+    0xa0000-0x100000; then there must be usable RAM."""
+    out: list[E820Entry] = []
+    for e in entries:
+        pieces = [(e.addr, e.end)]
+        if e.type == E820_TYPE_RAM:
+            cut = []
+            for a, b in pieces:
+                for lo, hi in ((0, 0x1000), (BIOS_BEGIN, BIOS_END)):
+                    if a < hi and lo < b:
+                        if a < lo:
+                            cut.append((a, lo))
+                        a = max(a, hi)
+                if a < b:
+                    cut.append((a, b))
+            if e.addr < 0x1000:
+                out.append(E820Entry(e.addr, min(e.end, 0x1000) - e.addr, E820_TYPE_RESERVED))
+            pieces = cut
+        out += [E820Entry(a, b - a, e.type) for a, b in pieces if b > a]
+    out.sort(key=lambda e: e.addr)
+    if not any(e.type == E820_TYPE_RAM and e.size >= (1 << 20) for e in out):
+        raise E820Error(f"{source}: no usable RAM (at least 1 MiB of 'usable' above the BIOS area)")
+    return out
+
+
+def machine_of_dump(prog) -> dict:
+    """What ``mmintro simulate --like DUMP`` takes from a real kernel's dump (a reader Program):
+    the e820 table the kernel kept (``e820_table``, already through e820__memory_setup), the
+    online CPUs, and each online node's physical range (node_start_pfn, node_spanned_pages).
+
+    :raises E820Error: the dump's table is empty or out of range
+    """
+    t = prog["e820_table"]
+    n = t.nr_entries.value_()
+    cap = len(t.entries)
+    if not 0 < n <= cap:
+        raise E820Error(f"the dump's e820_table has {n} entries (0 < n <= {cap} expected)")
+    lines = []
+    for i in range(n):
+        e = t.entries[i]
+        typ = e.type.value_()
+        name = next((k for k, v in _TYPE_NAMES.items() if v == typ), f"type {typ}")
+        lines.append(f"{e.addr.value_():#x} {e.addr.value_() + e.size.value_() - 1:#x} {name}")
+    entries = parse_e820("\n".join(lines), "the dump's e820_table")
+    from mmintro.reader.helpers.mmzone import for_each_online_pgdat
+    from mmintro.views.percpu import for_each_online_cpu
+
+    nodes = [(pg.node_start_pfn.value_() << 12, (pg.node_start_pfn.value_() + pg.node_spanned_pages.value_()) << 12)
+             for pg in for_each_online_pgdat(prog)]
+    return {"e820": tuple(entries), "cpus": len(list(for_each_online_cpu(prog))), "nodes": len(nodes),
+            "node_ranges": tuple(nodes) if len(nodes) > 1 else None}

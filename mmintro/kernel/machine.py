@@ -258,7 +258,7 @@ class Kernel:
 
         self.printk(5, linux_banner().rstrip("\n"))
         lines = ["BIOS-provided physical RAM map:"]
-        names = {1: "usable", 2: "reserved", 3: "ACPI data", 4: "ACPI NVS"}
+        names = {1: "usable", 2: "reserved", 3: "ACPI data", 4: "ACPI NVS", 5: "unusable"}
         for e in self.e820:
             lines.append(f"BIOS-e820: [mem {e.addr:#018x}-{e.end - 1:#018x}] {names.get(e.type, 'type ' + str(e.type))}")
         self.printk(6, "\n".join(lines))
@@ -274,9 +274,17 @@ class Kernel:
 
     def setup_arch(self) -> None:
         cfg = self.config
-        self.e820 = build_e820(cfg.ram)
-        # NUMA: RAM split evenly between nodes on section (128 MiB) boundaries.
+        self.e820 = list(cfg.e820) if cfg.e820 is not None else build_e820(cfg.ram)
         ram = [(e.addr, e.end) for e in self.e820 if e.type == E820_TYPE_RAM]
+        if cfg.node_ranges is not None:  # the machine's own nodes (SRAT): RAM cut at their bounds
+            for a, b in ram:
+                for nid, (ns, ne) in enumerate(cfg.node_ranges):
+                    lo, hi = max(a, ns), min(b, ne)
+                    if lo < hi:
+                        self.memblock.add(lo, hi - lo, nid)
+            self.reserve_early()
+            return
+        # NUMA: RAM split evenly between nodes on section (128 MiB) boundaries.
         total = sum(b - a for a, b in ram)
         per_node = total // cfg.nodes
         bounds = []
@@ -293,6 +301,9 @@ class Kernel:
                 nxt = min(b, -(-nxt // (128 << 20)) * (128 << 20)) if nxt < b else b
                 self.memblock.add(cut, nxt - cut, nid)
                 cut = nxt
+        self.reserve_early()
+
+    def reserve_early(self) -> None:
         # Early reservations (arch/x86/kernel/setup.c): the first 1 MiB (BIOS, trampoline),
         # then the kernel image itself.
         self.memblock.reserve(0, 1 << 20)
