@@ -764,7 +764,10 @@ def _whatis_samples(p: Program, d: Any) -> list[int]:
                 break
     pcp = sorted(wv._pcp_blocks(p))
     out += [pob + (pfn << 12) + 64 for pfn in pcp[:2]]
-    areas = [(va.va_start.value_(), va.va_end.value_()) for va in vh.for_each_vmap_area(p)]
+    # not ioremapped areas: drgn 0.3.0's ``crash kmem ADDR`` then prints the struct page of the
+    # mapped pfn, which is not RAM and has no struct page (FaultError in _print_pages_default_members)
+    areas = [(va.va_start.value_(), va.va_end.value_()) for va in vh.for_each_vmap_area(p)
+             if not (va.vm.value_() and va.vm.flags.value_() & vh.VM_IOREMAP)]
     for a, b in areas[:: max(1, len(areas) // 4)]:
         out += [a + 0x10, b - 8]
     types = page_array(p, {"page_type": "page_type"})["page_type"] >> np.uint32(24)

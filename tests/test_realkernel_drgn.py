@@ -40,11 +40,7 @@ DUMPS = ["real_dump", "real_dump_numa2_l5"]
 
 # Crosscheck rows known to fail on a dump because of a bug in a view (mmintro/views, fixed
 # elsewhere): (dump fixture, row) -> the bug.  The test xfails while exactly these fail.
-KNOWN_VIEW_BUGS: dict[tuple[str, str], str] = {  # (dump fixture, row) -> the view bug, while one is open
-    ("real_dump_numa2_l5", "crash kmem ADDR = whatis on every kind"):
-        "views/whatis.py on a 5-level dump: a vmemmap address (0xffd4...) raises FaultError "
-        "'address is not mapped' instead of naming the struct page",
-}
+KNOWN_VIEW_BUGS: dict[tuple[str, str], str] = {}  # (dump fixture, row) -> the view bug, while one is open
 
 
 @pytest.fixture(scope="module", params=DUMPS)
