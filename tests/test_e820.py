@@ -105,3 +105,37 @@ def test_like_a_real_machine_gives_its_zones(request, which: str) -> None:
     ours = {(nid, z.name): (z.start_pfn, z.spanned, z.present) for nid, zs in enumerate(k.zones) for z in zs
             if z.spanned}
     assert ours == real
+
+
+def _pagesets(text: str) -> dict:
+    """(node, zone) -> (high_min, batch, stat threshold) of CPU 0's pageset in /proc/zoneinfo."""
+    out = {}
+    for block in re.split(r"^Node ", text, flags=re.M)[1:]:
+        m = re.match(r"(\d+), zone\s+(\w+)", block)
+        hm, b = re.search(r"high_min: (\d+)", block), re.search(r"batch: +(\d+)", block)
+        th = re.search(r"vm stats threshold: (\d+)", block)
+        if m and hm:
+            out[(int(m.group(1)), m.group(2))] = (int(hm.group(1)), int(b.group(1)), int(th.group(1)))
+    return out
+
+
+@pytest.mark.parametrize("which", ["real_dump", pytest.param("real_dump_numa2_l5", marks=pytest.mark.slow)])
+def test_like_a_real_machine_gives_its_pagesets(request, which: str, tmp_path) -> None:
+    """The pagesets as 6.18 leaves them after THP raised min_free_kbytes (setup_per_zone_wmarks ->
+    zone_pcp_update): batch and stat thresholds equal the real kernel's, high_min (the low watermark
+    over the node's CPUs) within 0.3% (the managed pages differ by that much)."""
+    from mmintro.reader import open_snapshot
+    from mmintro.reader.dump import open_dump
+    from mmintro.snapshot.writer import save
+    from mmintro.views.zoneinfo import render, zoneinfo
+
+    ref = request.getfixturevalue(which)
+    found = machine_of_dump(open_dump(str(ref.path("elf")), ref.vmlinuz))
+    k = boot(MachineConfig(**{key: v for key, v in found.items() if v is not None}))
+    save(k, tmp_path / "like")
+    ours = _pagesets(render(zoneinfo(open_snapshot(str(tmp_path / "like")))))
+    real = _pagesets(ref.proc("zoneinfo"))
+    assert ours.keys() == real.keys()
+    for key, (hmin, batch, threshold) in real.items():
+        assert (ours[key][1], ours[key][2]) == (batch, threshold), key
+        assert abs(ours[key][0] - hmin) <= max(1, hmin * 3 // 1000), (key, ours[key][0], hmin)

@@ -192,7 +192,7 @@ class PerCpuPages:
         self.cpu = cpu
         self.addr = addr
         self.count = 0
-        self.high = high_min
+        self.high = 0  # per_cpu_pages_init(): 0 until the first allocation or free clamps it
         self.high_min = high_min
         self.high_max = high_max
         self.batch = batch
@@ -1398,6 +1398,32 @@ def setup_per_zone_wmarks(k: "Kernel") -> None:
         for i, v in enumerate(z.watermark):
             k.kmem.set(z.addr, "zone", f"_watermark[{i}]", v)
         z.watermark_boost = 0
+    # "The watermark size have changed so update the pcpu batch and high limits"
+    for z in zones:
+        zone_pcp_update(k, z)
+
+
+def zone_pcp_update(k: "Kernel", z: ZoneState) -> None:
+    """zone_pcp_update(zone, 0) -> zone_set_pageset_high_and_batch(): batch, high_min (the low
+    watermark split over the node's CPUs) and high_max (managed / 8 split likewise) recomputed;
+    if any changed, every CPU's pageset gets them (pageset_update: not ``high`` itself).  A zone
+    whose pagesets do not exist yet (before setup_per_cpu_pageset) is left alone."""
+    if not getattr(z, "pcp", None):
+        return
+    batch = max(1, zone_batchsize(z))
+    high_min = zone_highsize(k, z, batch, 0)
+    high_max = zone_highsize(k, z, batch, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+    if (z.pcp_high_min, z.pcp_high_max, z.pcp_batch) == (high_min, high_max, batch):
+        return
+    z.pcp_high_min, z.pcp_high_max, z.pcp_batch = high_min, high_max, batch
+    k.kmem.set(z.addr, "zone", "pageset_batch", batch)
+    k.kmem.set(z.addr, "zone", "pageset_high_min", high_min)
+    k.kmem.set(z.addr, "zone", "pageset_high_max", high_max)
+    for pcp in z.pcp:
+        pcp.high_min, pcp.high_max, pcp.batch = high_min, high_max, batch
+
+
+MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8  # mm/page_alloc.c
 
 
 def setup_per_zone_lowmem_reserve(k: "Kernel") -> None:
@@ -1466,7 +1492,7 @@ def setup_zone_pagesets(k: "Kernel") -> None:
             z.zonestats = k.alloc_percpu(zst_size, 64)
             z.pcp_batch = max(1, zone_batchsize(z))  # zone_set_pageset_high_and_batch()
             z.pcp_high_min = zone_highsize(k, z, z.pcp_batch, 0)
-            z.pcp_high_max = zone_highsize(k, z, z.pcp_batch, 8)  # MIN_PERCPU_PAGELIST_HIGH_FRACTION
+            z.pcp_high_max = zone_highsize(k, z, z.pcp_batch, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
             z.stat_threshold = calculate_normal_threshold(k, z)
             node_threshold = max(node_threshold, z.stat_threshold)
             k.kmem.set(z.addr, "zone", "per_cpu_pageset", z.pageset)
