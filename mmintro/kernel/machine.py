@@ -269,8 +269,15 @@ class Kernel:
         self.printk(6, f"Built {self.config.nodes} zonelists, mobility grouping on.  Total pages: {total}")
         free = sum(z.free_pages for zs in self.zones for z in zs)
         kb = lambda pages: pages << (PAGE_SHIFT - 10)  # noqa: E731
-        self.printk(6, f"Memory: {kb(free)}K/{kb(total)}K available ({(self.image.end - self.image.start) >> 10}K "
-                       f"kernel image, {kb(total - free)}K reserved, 0K cma-reserved)")
+        # mm/mm_init.c mem_init_print_info(): the image's section sizes from the linker symbols
+        # (no section is embedded in another here, so adj_init_size() changes nothing), and
+        # "reserved" = physpages - totalram_pages - totalcma_pages
+        sym = lambda a, b: (self.sym(b) - self.sym(a)) >> 10  # noqa: E731
+        totalram = sum(z.managed for zs in self.zones for z in zs)
+        self.printk(6, f"Memory: {kb(free)}K/{kb(total)}K available ({sym('_stext', '_etext')}K kernel code, "
+                       f"{sym('_sdata', '_edata')}K rwdata, {sym('__start_rodata', '__end_rodata')}K rodata, "
+                       f"{sym('__init_begin', '__init_end')}K init, {sym('__bss_start', '__bss_stop')}K bss, "
+                       f"{kb(total - totalram)}K reserved, 0K cma-reserved)")
 
     def setup_arch(self) -> None:
         cfg = self.config
