@@ -166,8 +166,10 @@ def kernel_physical_mapping_init(pt: PageTables, page_offset: int, start: int, e
                                  mapped_4k: Callable[[int], bool], nid: int) -> None:
     """Map [start, end) of physical memory at page_offset with pages up to ``level``.
 
-    ``mapped_4k(paddr)`` implements phys_pte_init's e820 check: 4 KiB pages that overlap no
-    RAM/ACPI e820 entry are left unmapped during boot.
+    Every 4 KiB page inside the range is mapped and counted, holes included (phys_pte_init:
+    "the ISA range is always mapped regardless of memory holes"); ``mapped_4k(paddr)`` is
+    phys_pte_init's e820 check, which only decides whether the entries of the same table
+    *past* the range are cleared, so it does not change what is mapped here.
     """
     p = start
     while p < end:
@@ -180,9 +182,8 @@ def kernel_physical_mapping_init(pt: PageTables, page_offset: int, start: int, e
             pt.direct_pages_count[PG_LEVEL_2M] += 1
             p += PMD_SIZE
         else:
-            if mapped_4k(p):
-                pt.map(page_offset + p, p, PG_LEVEL_4K, __PAGE_KERNEL, nid)
-                pt.direct_pages_count[PG_LEVEL_4K] += 1
+            pt.map(page_offset + p, p, PG_LEVEL_4K, __PAGE_KERNEL, nid)
+            pt.direct_pages_count[PG_LEVEL_4K] += 1
             p += PAGE_SIZE
 
 
