@@ -157,3 +157,10 @@ def test_like_a_real_machine_maps_as_much_directly(request, which: str) -> None:
     ours = (count.get(PG_LEVEL_4K, 0) << 12) + (count.get(PG_LEVEL_2M, 0) << 21) + (count.get(PG_LEVEL_1G, 0) << 30)
     real = sum(int(m.group(1)) << 10 for m in re.finditer(r"^DirectMap\w+:\s+(\d+) kB", ref.proc("meminfo"), re.M))
     assert ours == real
+
+
+def test_a_node_without_a_cpu_is_refused_in_one_line(tmp_path) -> None:
+    p = subprocess.run(["mmintro", "simulate", "--nodes", "2", "--cpus", "1", "--output", str(tmp_path / "x")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == ["mmintro: error: 2 nodes need at least 2 CPUs (each node has a CPU), not 1"]

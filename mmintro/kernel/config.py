@@ -83,6 +83,10 @@ class MachineConfig:
             raise ValueError("the e820 map has more than 64G of usable RAM (the simulator's limit for now)")
         if not 1 <= self.nodes <= 4:
             raise ValueError("nodes must be 1..4")
+        if self.cpus < self.nodes:
+            # CPUs are spread over the nodes in blocks (cpu * nodes // cpus): fewer CPUs than
+            # nodes would leave a node without one
+            raise ValueError(f"{self.nodes} nodes need at least {self.nodes} CPUs (each node has a CPU), not {self.cpus}")
         if self.node_ranges is not None and len(self.node_ranges) != self.nodes:
             raise ValueError(f"{len(self.node_ranges)} node ranges for {self.nodes} nodes")
         if self.node_ranges is None and self.usable_ram() // self.nodes < (256 << 20):
