@@ -101,7 +101,6 @@ def test_crash_agrees_on_an_8_gib_two_node_machine(tmp_path) -> None:
 def test_vmlinux_without_contents_is_crash_own_error(tmp_path, default_snapshot: str) -> None:
     """A vmlinux without the image's bytes (what snapshots were before crash could read them):
     crash refuses it; every row reports crash's own line, and the CLI says it in one line."""
-    from mmintro.kernel.kimage import SECTIONS  # noqa: F401  (the writer's layout stays importable)
     from mmintro.snapshot.vmlinux import read_build_id
 
     core = tmp_path / "bare.vmcore"
