@@ -237,6 +237,7 @@ class Kernel:
         inode.vfs_root(self)  # kernel_init() -> prepare_namespace(): mount_root
         step("vmstat", 0.9)
         self.sync()
+        self.booted = True
         step("booted", 1.0)
         return self
 

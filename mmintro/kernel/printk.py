@@ -52,7 +52,15 @@ def desc0_id() -> int:
 
 
 def printk(k: "Kernel", level: int, text: str) -> None:
-    """printk(KERN_<level> "text\\n") at the simulated time; one record per line."""
+    """printk(KERN_<level> "text\\n") at the simulated time; one record per line.
+
+    The boot's messages come at the local clock, advanced a microsecond a record; once the
+    machine has booted, no record is older than its uptime (the workload runs from
+    timekeeping.BOOT_UPTIME_S on, and the final sysrq crash at the snapshot's uptime)."""
+    if k.__dict__.get("booted"):
+        from mmintro.kernel.timekeeping import uptime_ns
+
+        k.clock_ns = max(k.clock_ns, uptime_ns(k))
     for line in text.splitlines() or [""]:
         k.printk_records.append(Record(k.clock_ns, level, line, k.current_pid()))
         k.clock_ns += 1000
