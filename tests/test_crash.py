@@ -167,3 +167,15 @@ def test_vmlinux_carries_the_image_bytes(default_snapshot: str) -> None:
     assert exe, "llvm-dwarfdump is one of the project's oracles"
     r = subprocess.run([exe, "--verify", default_snapshot + ".vmlinux"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "No errors." in r.stdout, r.stdout[-2000:]
+
+
+def test_crosscheck_crash_takes_a_relative_path(tmp_path, default_snapshot: str) -> None:
+    """``mmintro crosscheck out/NAME --crash`` from the directory holding out/ (crash itself runs
+    elsewhere)."""
+    (tmp_path / "out").mkdir()
+    for suffix in (".vmcore", ".vmlinux"):
+        shutil.copy(default_snapshot + suffix, tmp_path / "out" / ("m" + suffix))
+    p = subprocess.run(["mmintro", "crosscheck", "out/m", "--crash", "--only", "kmem -i"], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr
+    assert "crosscheck: 1 passed, 0 failed" in p.stdout

@@ -144,7 +144,9 @@ def run_crash(
         script.write_text("\n".join(lines) + "\n")
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "TERM": "dumb", "LC_ALL": "C",
                "TZ": "UTC"}
-        argv = tool.argv("-s", "--no_crashrc", *args, str(vmlinux), str(vmcore), "-i", str(script))
+        # crash runs in the temporary directory: the dump's paths must not be relative to ours
+        argv = tool.argv("-s", "--no_crashrc", *args, str(Path(vmlinux).resolve()), str(Path(vmcore).resolve()),
+                         "-i", str(script))
         proc = subprocess.Popen(
             argv, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True,
