@@ -169,6 +169,7 @@ def test_vmlinux_carries_the_image_bytes(default_snapshot: str) -> None:
     assert r.returncode == 0 and "No errors." in r.stdout, r.stdout[-2000:]
 
 
+@pytest.mark.slow
 def test_crosscheck_crash_takes_a_relative_path(tmp_path, default_snapshot: str) -> None:
     """``mmintro crosscheck out/NAME --crash`` from the directory holding out/ (crash itself runs
     elsewhere)."""
