@@ -155,6 +155,7 @@ def test_page_cache_read_write_and_mmap_share_one_set_of_folios(built) -> None:
             assert _pss(run.workload, proc) == rollup.pss >> 12 >> 10, proc
 
 
+@pytest.mark.slow  # a scenario run and drgn over it (~5 s)
 def test_dirty_throttle_leaves_dirty_and_writeback_folios(built) -> None:
     """drgn: of the log's 6144 cached folios, at most bg_thresh (2048) are still dirty after the
     background flush and some are under writeback (half the flusher's I/O in flight); the
@@ -220,6 +221,7 @@ def test_thp_and_hugetlb_pages_as_drgn_sees_them(built) -> None:
             assert _pss(run.workload, proc) == rollup.pss >> 12 >> 10, proc
 
 
+@pytest.mark.slow  # a scenario run and drgn over it (~5 s)
 def test_fork_cow_rss_pss_and_shared_pages(built) -> None:
     """drgn: the workers' untouched heap pages are the parent's (the same struct page, mapped
     three times: _mapcount 2), their written pages are private copies (_mapcount 0); every

@@ -911,6 +911,7 @@ def test_fork_copies_the_fd_table_and_fs_and_exit_puts_them(tmp_path) -> None:
     assert k.kmem.get(root, "dentry", "d_lockref.count") == droot
 
 
+@pytest.mark.slow  # ~6 s
 def test_threads_share_the_mm_and_exit_group(tmp_path) -> None:
     """clone(CLONE_VM|CLONE_THREAD...): a thread has its own pid, stack and task_struct but the
     leader's tgid, signal_struct (on its thread_head), mm (mm_users up), files and fs; drgn's
