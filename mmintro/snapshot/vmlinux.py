@@ -543,7 +543,7 @@ class _StrTab:
 @dataclass
 class _Section:
     name: str
-    type: int
+    type: int = 0
     flags: int = 0
     addr: int = 0
     data: bytes = b""
@@ -553,6 +553,7 @@ class _Section:
     info: int = 0
     entsize: int = 0
     offset: int = 0
+    page_aligned: bool = False  # an image section: its file offset is congruent to its address
 
 
 def _page_range(lo: int, hi: int) -> tuple[int, int]:
@@ -597,11 +598,20 @@ def write_vmlinux(
     cu_name = f"mmintro-linux-{kernel}" if kernel else "mmintro"
     abbrev, info, strs = _build_dwarf(types, symbols, cu_name, dwarf_functions)
 
-    # -- address sections: .text (functions), .data (kernel objects), .data..percpu (per-CPU offsets)
-    # Symbols outside the kernel image mapping (other than per-CPU offsets) get SHN_ABS, so that no
-    # section or PT_LOAD spans e.g. the direct map.
+    note = _note(b"GNU", NT_GNU_BUILD_ID, bytes(build_id))
+    secs: list[_Section] = [_Section(""), _Section(".note.gnu.build-id", SHT_NOTE, data=note, align=4)]
     if image is not None:
-        return _write_with_image(path, symbols, build_id, sections, abbrev, info, strs, image)
+        loads, shndx, entry = _image_sections(secs, image)
+    else:
+        loads, shndx, entry = _symbol_spans(secs, symbols)
+    _finish(path, secs, symbols, shndx, sections, abbrev, info, strs, loads, entry)
+
+
+def _symbol_spans(secs: "list[_Section]", symbols: list[Symbol]) -> tuple:
+    """Address sections without bytes: NOBITS .text (functions), .data (kernel objects) and
+    .data..percpu (per-CPU offsets) spanning their symbols, and PT_LOADs (no file bytes) over
+    .text/.data.  Symbols outside the kernel image mapping (other than per-CPU offsets) get
+    SHN_ABS, so that no section or PT_LOAD spans e.g. the direct map."""
     funcs = [s for s in symbols if s.kind == "func" and s.address >= START_KERNEL_MAP]
     kobjs = [s for s in symbols if s.kind == "object" and s.address >= START_KERNEL_MAP]
     pobjs = [s for s in symbols if s.kind == "object" and s.address < KERNEL_SPACE]
@@ -622,86 +632,23 @@ def write_vmlinux(
     if pobjs:
         hi = max(s.address + s.size for s in pobjs)
         ranges.append([".data..percpu", SHF_ALLOC | SHF_WRITE, 0, max(hi, 1), pobjs])  # type: ignore
-
-    secs: list[_Section] = [_Section("", 0)]
-    note = _note(b"GNU", NT_GNU_BUILD_ID, bytes(build_id))
-    secs.append(_Section(".note.gnu.build-id", SHT_NOTE, data=note, align=4))
-    note_idx = 1
     sym_shndx: dict[int, int] = {}
+    index = {}
     for name, flags, lo, hi, syms in ranges:
         sym_shndx.update({id(s): len(secs) for s in syms})
+        index[name] = len(secs)
         secs.append(_Section(name, SHT_NOBITS, flags, addr=lo, size=hi - lo, align=PAGE))
-    for name in sorted(sections or {}):
-        if any(s.name == name for s in secs) or name in (".debug_abbrev", ".debug_info", ".debug_str"):
-            raise ValueError(f"extra section {name!r} clashes with a section the writer makes")
-        secs.append(_Section(name, SHT_PROGBITS, data=bytes(sections[name]), align=8))  # type: ignore[index]
-    secs.append(_Section(".debug_abbrev", SHT_PROGBITS, data=abbrev))
-    secs.append(_Section(".debug_info", SHT_PROGBITS, data=info))
-    secs.append(_Section(".debug_str", SHT_PROGBITS, 0x30, data=strs, entsize=1))  # SHF_MERGE|SHF_STRINGS
-
-    strtab = _StrTab()
-    symtab = bytearray(24)
-    for s in sorted(symbols, key=lambda s: (s.address, s.name)):
-        st_type = STT_FUNC if s.kind == "func" else STT_OBJECT
-        shndx = sym_shndx.get(id(s), SHN_ABS)
-        symtab += struct.pack("<IBBHQQ", strtab.add(s.name), (STB_GLOBAL << 4) | st_type, 0, shndx,
-                              s.address, s.size)
-    symtab_idx = len(secs)
-    secs.append(_Section(".symtab", SHT_SYMTAB, data=bytes(symtab), align=8, link=symtab_idx + 1, info=1,
-                         entsize=24))
-    secs.append(_Section(".strtab", SHT_STRTAB, data=bytes(strtab.data)))
-    shstr = _StrTab()
-    shstrtab_sec = _Section(".shstrtab", SHT_STRTAB)
-    secs.append(shstrtab_sec)
-    name_offs = [shstr.add(s.name) for s in secs]
-    shstrtab_sec.data = bytes(shstr.data)
-
-    # -- program headers: PT_LOADs (no file bytes) over .text/.data, PT_NOTE over the build ID
-    phdrs: list[tuple] = []
+    loads = []
     for name, flags, lo, hi, _ in load_ranges:
         pf = PF_R | (PF_X if flags & SHF_EXECINSTR else 0) | (PF_W if flags & SHF_WRITE else 0)
         paddr = lo - START_KERNEL_MAP if lo >= START_KERNEL_MAP else lo
-        phdrs.append([PT_LOAD, pf, 0, lo, paddr, 0, hi - lo, PAGE])
-    note_ph = [PT_NOTE, PF_R, 0, 0, 0, len(note), len(note), 4]
-    phdrs.append(note_ph)
-
-    # -- layout
-    off = 64 + 56 * len(phdrs)
-    for s in secs[1:]:
-        if s.type == SHT_NOBITS:
-            s.offset = off
-            continue
-        off = (off + s.align - 1) & ~(s.align - 1)
-        s.offset = off
-        off += len(s.data)
-    note_ph[2] = secs[note_idx].offset
-    shoff = (off + 7) & ~7
-
-    out = bytearray(shoff + 64 * len(secs))
-    ident = b"\x7fELF" + bytes((2, 1, 1, 0)) + bytes(8)
-    struct.pack_into(
-        "<16sHHIQQQIHHHHHH", out, 0, ident, ET_EXEC, EM_X86_64, 1, 0, 64 if phdrs else 0, shoff, 0,
-        64, 56, len(phdrs), 64, len(secs), len(secs) - 1,
-    )
-    for i, p in enumerate(phdrs):
-        p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align = p
-        struct.pack_into("<IIQQQQQQ", out, 64 + 56 * i, p_type, p_flags, p_offset, p_vaddr, p_paddr,
-                         p_filesz, p_memsz, p_align)
-    for s in secs[1:]:
-        if s.type != SHT_NOBITS:
-            out[s.offset : s.offset + len(s.data)] = s.data
-    for i, s in enumerate(secs):
-        if i == 0:
-            continue
-        size = s.size if s.type == SHT_NOBITS else len(s.data)
-        struct.pack_into("<IIQQQQIIQQ", out, shoff + 64 * i, name_offs[i], s.type, s.flags, s.addr,
-                         s.offset, size, s.link, s.info, s.align, s.entsize)
-    with open(path, "wb") as f:
-        f.write(out)
+        loads.append(([PT_LOAD, pf, 0, lo, paddr, 0, hi - lo, PAGE], None))  # no file bytes: offset 0
+    return loads, (lambda s: sym_shndx.get(id(s), SHN_ABS)), 0
 
 
-def _write_with_image(path, symbols: list[Symbol], build_id: bytes, sections: "dict[str, bytes] | None",
-                      abbrev: bytes, info: bytes, strs: bytes, image: "list[ImageSection]") -> None:
+def _image_sections(secs: "list[_Section]", image: "list[ImageSection]") -> tuple:
+    """The image's sections with their bytes, a PT_LOAD with file bytes for each (its file offset
+    congruent to its address modulo the page), and each symbol in the section holding it."""
     image = sorted(image, key=lambda s: s.address)
     for a, b in zip(image, image[1:]):
         if a.address + a.size > b.address:
@@ -712,32 +659,42 @@ def _write_with_image(path, symbols: list[Symbol], build_id: bytes, sections: "d
         if sec.kind != "bss" and (sec.data is None or len(sec.data) != sec.size):
             raise ValueError(f"image section {sec.name}: {sec.size:#x} bytes, data has "
                              f"{0 if sec.data is None else len(sec.data):#x}")
-
-    secs: list[_Section] = [_Section("", 0)]
-    note = _note(b"GNU", NT_GNU_BUILD_ID, bytes(build_id))
-    secs.append(_Section(".note.gnu.build-id", SHT_NOTE, data=note, align=4))
-    note_idx = 1
-    first_image = len(secs)
-    for sec in image:
-        sh_type, flags, _ = _IMAGE_KINDS[sec.kind]
+    first = len(secs)
+    loads = []
+    for i, sec in enumerate(image):
+        sh_type, flags, pf = _IMAGE_KINDS[sec.kind]
         secs.append(_Section(sec.name, sh_type, flags, addr=sec.address,
-                             data=b"" if sec.kind == "bss" else sec.data, size=sec.size, align=PAGE))  # type: ignore[arg-type]
+                             data=b"" if sec.kind == "bss" else sec.data, size=sec.size, align=PAGE,  # type: ignore[arg-type]
+                             page_aligned=True))
+        loads.append(([PT_LOAD, pf, 0, sec.address, sec.paddr, 0 if sec.kind == "bss" else sec.size, sec.size,
+                       PAGE], first + i))
     starts = [sec.address for sec in image]
 
     def shndx(s: Symbol) -> int:
         # the section holding the address; an end marker (_etext, __bss_stop) stays in its section
         i = bisect.bisect_right(starts, s.address) - 1
         if i >= 0 and s.address <= image[i].address + image[i].size:
-            return first_image + i
+            return first + i
         return SHN_ABS
 
+    return loads, shndx, image[0].address if image else 0
+
+
+def _finish(path, secs: "list[_Section]", symbols: list[Symbol], shndx, sections: "dict[str, bytes] | None",
+            abbrev: bytes, info: bytes, strs: bytes, loads: list, entry: int) -> None:
+    """The sections every vmlinux has after its address sections (the caller's extra ones, the
+    DWARF, the symbol table, the section names), the program headers (``loads``: a PT_LOAD and
+    the index of the section whose file offset it takes, or None; then the PT_NOTE over the
+    build ID, section 1), the layout, and the file.  Sections' bytes are written with
+    :func:`_write_sparse`: whole zero pages are holes."""
     for name in sorted(sections or {}):
         if any(s.name == name for s in secs) or name in (".debug_abbrev", ".debug_info", ".debug_str"):
             raise ValueError(f"extra section {name!r} clashes with a section the writer makes")
         secs.append(_Section(name, SHT_PROGBITS, data=bytes(sections[name]), align=8))  # type: ignore[index]
     secs.append(_Section(".debug_abbrev", SHT_PROGBITS, data=abbrev))
     secs.append(_Section(".debug_info", SHT_PROGBITS, data=info))
-    secs.append(_Section(".debug_str", SHT_PROGBITS, 0x30, data=strs, entsize=1))
+    secs.append(_Section(".debug_str", SHT_PROGBITS, 0x30, data=strs, entsize=1))  # SHF_MERGE|SHF_STRINGS
+
     strtab = _StrTab()
     symtab = bytearray(24)
     for s in sorted(symbols, key=lambda s: (s.address, s.name)):
@@ -754,33 +711,29 @@ def _write_with_image(path, symbols: list[Symbol], build_id: bytes, sections: "d
     name_offs = [shstr.add(s.name) for s in secs]
     shstrtab_sec.data = bytes(shstr.data)
 
-    phdrs: list[list[int]] = []
-    for i, sec in enumerate(image):
-        phdrs.append([PT_LOAD, _IMAGE_KINDS[sec.kind][2], 0, sec.address, sec.paddr,
-                      0 if sec.kind == "bss" else sec.size, sec.size, PAGE])
-    note_ph = [PT_NOTE, PF_R, 0, 0, 0, len(note), len(note), 4]
-    phdrs.append(note_ph)
+    note = secs[1]
+    phdrs = [ph for ph, _ in loads] + [[PT_NOTE, PF_R, 0, 0, 0, len(note.data), len(note.data), 4]]
 
-    # -- layout: the image sections first, page-aligned (file offset = address modulo the page)
+    # -- layout: image sections page-aligned (file offset = address modulo the page)
     off = 64 + 56 * len(phdrs)
-    for i, s in enumerate(secs[1:], 1):
-        align = PAGE if first_image <= i < first_image + len(image) else s.align
+    for s in secs[1:]:
+        align = PAGE if s.page_aligned else s.align
         if s.type == SHT_NOBITS:
-            s.offset = (off + align - 1) & ~(align - 1)
+            s.offset = (off + align - 1) & ~(align - 1) if s.page_aligned else off
             continue
         off = (off + align - 1) & ~(align - 1)
         s.offset = off
         off += len(s.data)
-    for i, sec in enumerate(image):
-        phdrs[i][2] = secs[first_image + i].offset
-    note_ph[2] = secs[note_idx].offset
-    note_ph[3] = 0
+    for ph, (_, idx) in zip(phdrs, loads):
+        if idx is not None:
+            ph[2] = secs[idx].offset
+    phdrs[-1][2] = note.offset
     shoff = (off + 7) & ~7
 
     head = bytearray(64 + 56 * len(phdrs))
     ident = b"\x7fELF" + bytes((2, 1, 1, 0)) + bytes(8)
-    struct.pack_into("<16sHHIQQQIHHHHHH", head, 0, ident, ET_EXEC, EM_X86_64, 1, image[0].address if image else 0,
-                     64, shoff, 0, 64, 56, len(phdrs), 64, len(secs), len(secs) - 1)
+    struct.pack_into("<16sHHIQQQIHHHHHH", head, 0, ident, ET_EXEC, EM_X86_64, 1, entry, 64, shoff, 0,
+                     64, 56, len(phdrs), 64, len(secs), len(secs) - 1)
     for i, p in enumerate(phdrs):
         struct.pack_into("<IIQQQQQQ", head, 64 + 56 * i, *p)
     shdrs = bytearray(64 * len(secs))
@@ -793,9 +746,8 @@ def _write_with_image(path, symbols: list[Symbol], build_id: bytes, sections: "d
     with open(path, "wb") as f:
         f.write(head)
         for s in secs[1:]:
-            if s.type == SHT_NOBITS or not len(s.data):
-                continue
-            _write_sparse(f, s.offset, s.data)
+            if s.type != SHT_NOBITS and len(s.data):
+                _write_sparse(f, s.offset, s.data)
         f.seek(shoff)
         f.write(shdrs)
 
