@@ -127,23 +127,10 @@ def main() -> None:
         # drgn's slab_cache_for_each_allocated_object() scans every struct page once per cache;
         # as in mmintro.crosscheck.c_slab_objects, one for_each_page census of the slab pages
         # is shared and its per-slab walk (freelists, per-CPU freelists, sheaves) runs per cache
-        from drgn import cast
-        from drgn.helpers.linux.slab import _get_slab_cache_helper
+        from mmintro.crosscheck import d_allocated_objects
 
-        from mmintro.crosscheck import _d_slab_pages
-
-        dprog.cache.pop("mmintro.slab_pages", None)
-        pages = _d_slab_pages(dprog)
-        ptr = dprog.pointer_type(dprog.type("void"))
-        out = {}
-        for c in for_each_slab_cache(dprog):
-            h = _get_slab_cache_helper(c)
-            h._cache_free_objects = h._sheaves_full_objects() | h._per_cpu_info().free_objects
-            got: set[int] = set()
-            for page in pages.get(c.value_(), []):
-                got.update(o.value_() for o in h._page_objects(page, cast("struct slab *", page), ptr))
-            out[c.name.string_().decode()] = got
-        return out
+        dprog.cache.pop("mmintro.slab_pages", None)  # timed from scratch each run
+        return {c.name.string_().decode(): got for c, got in d_allocated_objects(dprog)}
 
     def drgn_usage():
         return {c.name.string_().decode(): tuple(slab_cache_usage(c)) for c in for_each_slab_cache(dprog)}

@@ -561,26 +561,37 @@ def c_slab_objects(p: Program, d: Any) -> tuple:
     cache (~1 s per GiB each); here its for_each_page census runs once and its per-slab object
     walk (``_page_objects``: freelist decoding, per-CPU freelists, sheaves) runs on each cache's
     slabs, exactly as the helper does.  Each side is (name, count, first objects only it has)."""
-    from drgn import cast
-    from drgn.helpers.linux.slab import _get_slab_cache_helper, for_each_slab_cache
-
     from mmintro.reader.helpers.slab import slab_census
 
     census = slab_census(p)
+    mine, theirs = [], []
+    for c, got in d_allocated_objects(d):
+        co = census[c.value_()]
+        have = set(co.objects[co.allocated].tolist())
+        mine.append((co.name, len(have), sorted(have - got)[:3]))
+        theirs.append((c.name.string_().decode(), len(got), sorted(got - have)[:3]))
+    return mine, theirs
+
+
+def d_allocated_objects(d: Any) -> list[tuple[Any, set[int]]]:
+    """(cache, its allocated object addresses) for every cache, by drgn:
+    slab_cache_for_each_allocated_object()'s per-slab walk (``_page_objects``: freelist decoding,
+    per-CPU freelists, sheaves) on the slabs of one shared for_each_page census
+    (:func:`_d_slab_pages`) instead of a struct-page scan per cache."""
+    from drgn import cast
+    from drgn.helpers.linux.slab import _get_slab_cache_helper, for_each_slab_cache
+
     pages = _d_slab_pages(d)
     ptr = d.pointer_type(d.type("void"))
-    mine, theirs = [], []
+    out = []
     for c in for_each_slab_cache(d):
         h = _get_slab_cache_helper(c)
         h._cache_free_objects = h._sheaves_full_objects() | h._per_cpu_info().free_objects
         got: set[int] = set()
         for page in pages.get(c.value_(), []):
             got.update(o.value_() for o in h._page_objects(page, cast("struct slab *", page), ptr))
-        co = census[c.value_()]
-        have = set(co.objects[co.allocated].tolist())
-        mine.append((co.name, len(have), sorted(have - got)[:3]))
-        theirs.append((c.name.string_().decode(), len(got), sorted(got - have)[:3]))
-    return mine, theirs
+        out.append((c, got))
+    return out
 
 
 def _slab_samples(p: Program, n: int = 40) -> list[int]:
