@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mmintro.kernel import config as kc
 from mmintro.kernel import sched
 
 if TYPE_CHECKING:
@@ -43,20 +42,16 @@ def place_text(k: "Kernel") -> None:
              (("panic", 0x2A0), ("__crash_kexec", 0x120), ("pv_native_safe_halt", 0x10))}
     crash_kexec = sched.PUSH_RBP + sched.MOV_RBP_RSP + NOP * 8 + sched.POP_RBP + sched.RET
     panic = (sched.PUSH_RBP + sched.MOV_RBP_RSP
-             + sched._rel32(b"\xe8", funcs["panic"] + 4, funcs["__crash_kexec"]) + sched.POP_RBP + sched.RET)
+             + sched.rel32(b"\xe8", funcs["panic"] + 4, funcs["__crash_kexec"]) + sched.POP_RBP + sched.RET)
     code = {"panic": panic, "__crash_kexec": crash_kexec, "pv_native_safe_halt": STI_HLT + sched.RET}
     for name, body in code.items():
         k.kmem.write_bytes(funcs[name], body + sched.INT3 * (img.symbols[name].size - len(body)))
 
 
-def stack_top(k: "Kernel", task: int) -> int:
-    return k.kmem.get(task, "task_struct", "stack") + kc.THREAD_SIZE
-
-
 def cpu_regs(k: "Kernel", cpu: int) -> dict[str, int]:
     """The registers CPU ``cpu`` saved, by ``user_regs_struct`` member name."""
     task = k.idle_tasks[cpu]
-    sp = stack_top(k, task) - FRAME_DEPTH
+    sp = sched.stack_top(k, task) - FRAME_DEPTH
     if cpu == 0:  # crash_setup_regs() in __crash_kexec, interrupts off since panic()
         ip = k.sym("__crash_kexec") + len(sched.PUSH_RBP + sched.MOV_RBP_RSP)
         flags = X86_EFLAGS_FIXED

@@ -14,6 +14,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
+from mmintro.kernel import config as kc
+
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
@@ -24,9 +26,14 @@ RET = b"\xc3"
 INT3 = b"\xcc"
 
 
-def _rel32(opcode: bytes, at: int, target: int) -> bytes:
+def rel32(opcode: bytes, at: int, target: int) -> bytes:
     """A call (e8) or jmp (e9) at ``at`` to ``target``."""
     return opcode + struct.pack("<i", target - (at + 5))
+
+
+def stack_top(k: "Kernel", task: int) -> int:
+    """The top of ``task``'s kernel stack (``task->stack + THREAD_SIZE``)."""
+    return k.kmem.get(task, "task_struct", "stack") + kc.THREAD_SIZE
 
 
 def place_text(k: "Kernel") -> None:
@@ -37,14 +44,14 @@ def place_text(k: "Kernel") -> None:
              (("__switch_to", 0x2E0), ("__switch_to_asm", 0x60), ("__schedule", 0xCF0), ("schedule", 0xD0))}
     code = {
         "__switch_to": PUSH_RBP + MOV_RBP_RSP + POP_RBP + RET,
-        "__switch_to_asm": _rel32(b"\xe9", funcs["__switch_to_asm"], funcs["__switch_to"]),
-        "schedule": PUSH_RBP + MOV_RBP_RSP + _rel32(b"\xe8", funcs["schedule"] + 4, funcs["__schedule"])
+        "__switch_to_asm": rel32(b"\xe9", funcs["__switch_to_asm"], funcs["__switch_to"]),
+        "schedule": PUSH_RBP + MOV_RBP_RSP + rel32(b"\xe8", funcs["schedule"] + 4, funcs["__schedule"])
         + POP_RBP + RET,
     }
     sched = funcs["__schedule"]
     # __schedule: context_switch() -> switch_to() -> call __switch_to_asm; a task switched
     # out resumes at the next instruction (crash's thread_return).
-    code["__schedule"] = (PUSH_RBP + MOV_RBP_RSP + _rel32(b"\xe8", sched + 4, funcs["__switch_to_asm"])
+    code["__schedule"] = (PUSH_RBP + MOV_RBP_RSP + rel32(b"\xe8", sched + 4, funcs["__switch_to_asm"])
                           + POP_RBP + RET)
     for name, body in code.items():
         size = img.symbols[name].size
@@ -68,6 +75,7 @@ def switch_frames(k: "Kernel") -> None:
     ``bt PID`` starts there.  Tasks running on a CPU (the idle tasks) keep their NT_PRSTATUS
     registers instead.  Written at each sync (a sync hook), for the processes alive."""
     from mmintro.kernel import vmalloc
+    from mmintro.kernel.init_task import TASK_RUNNING
 
     T, km = k.T, k.kmem
     regs = T.sizeof("struct pt_regs")
@@ -76,10 +84,9 @@ def switch_frames(k: "Kernel") -> None:
     for proc in k.__dict__.get("processes", []):
         tsk = proc.task
         stack = km.get(tsk, "task_struct", "stack")
-        if not stack or km.get(tsk, "task_struct", "__state") == TASK_RUNNING_STATE:
+        if not stack or km.get(tsk, "task_struct", "__state") == TASK_RUNNING:
             continue
-        top = stack + k.T.sizeof("union thread_union")
-        sched_frame = top - regs - 16  # schedule(): saved rbp (the end of the chain), return address 0
+        sched_frame = stack_top(k, tsk) - regs - 16  # schedule(): saved rbp (the end of the chain), return address 0
         inner = sched_frame - 16  # __schedule(): saved rbp -> schedule's frame, return into schedule
         frame = inner - frame_t.size
         body = bytearray(frame_t.size)
@@ -94,7 +101,6 @@ def switch_frames(k: "Kernel") -> None:
         km.set(tsk, "task_struct", "thread.sp", frame)
 
 
-TASK_RUNNING_STATE = 0
 # arch/x86/include/asm/segment.h: __USER_CS = GDT_ENTRY_DEFAULT_USER_CS (6) * 8 + 3, __USER_DS 5 * 8 + 3
 __USER_CS = 6 * 8 + 3
 __USER_DS = 5 * 8 + 3
