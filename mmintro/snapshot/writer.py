@@ -10,7 +10,6 @@ from mmintro.kernel.kexec_core import prstatus_notes
 from mmintro.kernel.vmcoreinfo import vmcoreinfo
 from mmintro.snapshot.vmcore import write_vmcore
 from mmintro.kernel import panic, timekeeping
-from mmintro.kernel.kimage import SECTIONS
 from mmintro.snapshot.vmlinux import ImageSection, Symbol, dump_types_section, write_vmlinux
 
 if TYPE_CHECKING:
@@ -28,7 +27,7 @@ def image_sections(k: "Kernel") -> list[ImageSection]:
     """The kernel image's sections with the bytes the image holds at the snapshot (a real
     vmlinux holds the link-time bytes; the simulated image has no other)."""
     out = []
-    extents = {name: SECTIONS[name[1:].replace(".", "_")] for name in _IMAGE}
+    extents = {name: k.image.sections[name[1:].replace(".", "_")] for name in _IMAGE}
     if k.image.percpu is not None:
         extents[".data..percpu"] = k.image.percpu
     for name, (lo, hi) in extents.items():
@@ -38,7 +37,7 @@ def image_sections(k: "Kernel") -> list[ImageSection]:
     return out
 
 
-#: vmlinux section -> kind (and its extent in kimage.SECTIONS)
+#: vmlinux section -> kind (and its extent in KernelImage.sections)
 _IMAGE = {".text": "text", ".rodata": "rodata", ".data": "data", ".init.text": "text", ".bss": "bss"}
 
 
