@@ -15,6 +15,7 @@ import struct
 from typing import Any, Iterator
 
 from mmintro.reader.core import CoreFile
+from mmintro.reader.diskdump import KDUMP_SIGNATURE, MDF_SIGNATURE, DiskDumpFile
 from mmintro.reader.elf import ElfFile, Symbol, SymbolTable
 from mmintro.reader.errors import FaultError, SnapshotError
 from mmintro.reader.object import Object
@@ -44,7 +45,7 @@ def _load_types_section(blob: bytes | None, what: str) -> TypeDB:
 class Program:
     """A kernel snapshot: memory, symbols and types (drgn's ``Program`` for mmintro)."""
 
-    def __init__(self, core: CoreFile, vmlinux: ElfFile | None, types: TypeDB,
+    def __init__(self, core: CoreFile | DiskDumpFile, vmlinux: ElfFile | None, types: TypeDB,
                  symbols: SymbolTable | None = None, kernel_image: Any = None) -> None:
         self.core = core
         self.vmlinux = vmlinux
@@ -301,6 +302,19 @@ def _paths(path: Any, vmlinux: Any) -> tuple[str, str]:
     return p + ".vmcore", p + ".vmlinux"
 
 
+def _open_core(path: str) -> CoreFile | DiskDumpFile:
+    """NAME.vmcore: a kdump-compressed file (``mmintro simulate --format kdump``, plain or
+    flattened) by its signature, else an ELF core (whose errors say what is wrong with it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        head = b""  # CoreFile names the problem
+    if head.startswith(KDUMP_SIGNATURE) or head.startswith(MDF_SIGNATURE):
+        return DiskDumpFile(path)
+    return CoreFile(path)
+
+
 def open_snapshot(path: Any, vmlinux: Any = None) -> Program:
     """Open ``NAME`` / ``NAME.vmcore`` (with ``NAME.vmlinux`` beside it) or ``(vmcore, vmlinux)``.
 
@@ -313,7 +327,7 @@ def open_snapshot(path: Any, vmlinux: Any = None) -> Program:
         raise SnapshotError(f"vmcore {core_path!r} does not exist")
     if not os.path.exists(vml_path):
         raise SnapshotError(f"vmcore {core_path!r} has no vmlinux: {vml_path!r} does not exist")
-    core = CoreFile(core_path)
+    core = _open_core(core_path)
     try:
         elf = ElfFile(vml_path)
         want = core.vmcoreinfo.get("BUILD-ID")

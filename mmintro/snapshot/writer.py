@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from mmintro.kernel.kexec_core import prstatus_notes
 from mmintro.kernel.vmcoreinfo import vmcoreinfo
+from mmintro.snapshot.kdump import write_kdump
 from mmintro.snapshot.vmcore import write_vmcore
 from mmintro.kernel import panic, timekeeping
 from mmintro.snapshot.vmlinux import ImageSection, Symbol, dump_types_section, write_vmlinux
@@ -41,14 +42,27 @@ def image_sections(k: "Kernel") -> list[ImageSection]:
 _IMAGE = {".text": "text", ".rodata": "rodata", ".data": "data", ".init.text": "text", ".bss": "bss"}
 
 
-def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False) -> tuple[Path, Path]:
+#: NAME.vmcore's formats: an ELF core (what /proc/vmcore is) or makedumpfile's kdump-compressed file
+CORE_FORMATS = ("elf", "kdump")
+
+
+def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False, core_format: str = "elf",
+         threads: int = 1) -> tuple[Path, Path]:
     """Store ``k`` as NAME.vmcore and NAME.vmlinux; returns both paths.
 
-    RAM segments carry their direct-map address in ``p_vaddr``, as kdump's do.
-    ``gdb_aliases`` adds PT_LOADs with virtual addresses for the kernel image and the
-    vmemmap, so that GDB (which cannot walk page tables) can print globals; drgn then uses
-    those instead of the page tables, so they are off by default.
+    ``core_format`` "elf": an ELF core whose RAM segments carry their direct-map address in
+    ``p_vaddr``, as kdump's do.  ``gdb_aliases`` adds PT_LOADs with virtual addresses for the
+    kernel image and the vmemmap, so that GDB (which cannot walk page tables) can print
+    globals; drgn then uses those instead of the page tables, so they are off by default.
+
+    ``core_format`` "kdump": makedumpfile's kdump-compressed format (zlib; zero pages share
+    one page), with the same notes and VMCOREINFO; crash and drgn read it, GDB does not.
+    ``threads`` compress pages in parallel.
     """
+    if core_format not in CORE_FORMATS:
+        raise ValueError(f"unknown vmcore format {core_format!r} (known: {', '.join(CORE_FORMATS)})")
+    if gdb_aliases and core_format != "elf":
+        raise ValueError("GDB alias segments need the ELF format: GDB cannot read a kdump-compressed vmcore")
     core_path, vmlinux_path = snapshot_paths(name)
     core_path.parent.mkdir(parents=True, exist_ok=True)
     panic.sysrq_crash(k)
@@ -64,11 +78,25 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False) -> tup
             ram[-1] = (ram[-1][0], r.end)
         else:
             ram.append((r.base, r.end))
+    crashtime = timekeeping.wall_seconds(k)
+    info = vmcoreinfo(k, build_id, crashtime=crashtime)
+    if core_format == "kdump":
+        write_kdump(core_path, k.mem.nonzero_runs(), info, ram_ranges=ram, prstatus=prstatus_notes(k),
+                    utsname=utsname(k), timestamp=crashtime, nr_cpus=k.config.cpus, phys_base=k.phys_base,
+                    threads=threads)
+        return core_path, vmlinux_path
     aliases = []
     if gdb_aliases:
         aliases.append((k.image.virt(k.image.start), k.image.start, k.image.end - k.image.start))
         for nr, phys in k.section_memmap.items():
             aliases.append((k.pfn_to_page(nr << 15), phys, 2 << 20))
-    write_vmcore(core_path, k.mem.nonzero_runs(), vmcoreinfo(k, build_id, crashtime=timekeeping.wall_seconds(k)), ram_ranges=ram, aliases=aliases,
+    write_vmcore(core_path, k.mem.nonzero_runs(), info, ram_ranges=ram, aliases=aliases,
                  prstatus=prstatus_notes(k), direct_map=k.page_offset_base)
     return core_path, vmlinux_path
+
+
+def utsname(k: "Kernel") -> bytes:
+    """``init_uts_ns.name`` (struct new_utsname) as the snapshot's memory holds it: the bytes
+    makedumpfile copies into the kdump header."""
+    name = k.kmem.addr(k.sym("init_uts_ns"), "uts_namespace", "name")
+    return k.mem.read(k.pa(name), k.T.sizeof("struct new_utsname"))
