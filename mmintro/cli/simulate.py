@@ -104,6 +104,8 @@ def _scenario_help() -> str:
 @click.option("--cpus", default=None, type=int, help="CPUs  [default: the scenario's, else 2]")
 @click.option("--seed", default=None, type=int, help="seed of the simulation's randomness  [default: the scenario's, else 0]")
 @click.option("--gdb-aliases", is_flag=True, help="add virtual-address PT_LOADs so GDB can read globals")
+@click.option("--format", "core_format", type=click.Choice(["elf", "kdump"]), default="elf", show_default=True,
+              help="NAME.vmcore as an ELF core or makedumpfile's kdump-compressed file (zlib; crash and drgn read both)")
 @click.option("--e820", "e820_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
               help="the machine's memory map: dmesg's 'BIOS-e820:' lines or /sys/firmware/memmap's 'START END TYPE'")
 @click.option("--like", "like", default=None, metavar="DUMP", type=click.Path(dir_okay=False),
@@ -111,7 +113,7 @@ def _scenario_help() -> str:
 @click.option("--kernel", "like_kernel", default=None, metavar="VMLINUZ", help="with --like: the dump's kernel image")
 def command(
     scenario: str, output: str, ram: str | None, nodes: int | None, cpus: int | None, seed: int | None,
-    gdb_aliases: bool, e820_file: str | None, like: str | None, like_kernel: str | None
+    gdb_aliases: bool, core_format: str, e820_file: str | None, like: str | None, like_kernel: str | None
 ) -> None:
     """Run SCENARIO (default: boot) on a simulated machine and save the snapshot.
 
@@ -121,6 +123,8 @@ def command(
     beside the snapshot as NAME.faults.tsv (read it with ``mmintro faults NAME``)."""
     from mmintro.kernel.config import parse_size
 
+    if gdb_aliases and core_format != "elf":
+        raise click.UsageError("--gdb-aliases needs --format elf: GDB cannot read a kdump-compressed vmcore")
     sc = SCENARIOS.get(scenario)
     path = sc.path if sc is not None else None
     if sc is None:
@@ -146,7 +150,8 @@ def command(
             kernels.append(sc.run(cfg, progress))
             return kernels[-1]
 
-        core, vml = boot_and_save(config, output, scenario=run_py, gdb_aliases=gdb_aliases, console=_console())
+        core, vml = boot_and_save(config, output, scenario=run_py, gdb_aliases=gdb_aliases,
+                                 core_format=core_format, console=_console())
         click.echo(f"{core}\n{vml}")
         _write_trace(kernels, output)
         return
@@ -165,7 +170,8 @@ def command(
         kernels.append(r.kernel)
         return r.kernel
 
-    core, vml = boot_and_save(config, output, scenario=run, gdb_aliases=gdb_aliases, console=_console())
+    core, vml = boot_and_save(config, output, scenario=run, gdb_aliases=gdb_aliases,
+                              core_format=core_format, console=_console())
     for rep in reports:
         click.echo(f"{wsc.name}: {rep.index:>2} {rep.text}", err=True)
     click.echo(f"{core}\n{vml}")

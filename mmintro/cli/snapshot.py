@@ -52,7 +52,8 @@ def _cache_key(config: Any) -> str:
 
 
 def boot_and_save(config: Any, name: str | os.PathLike, scenario: Callable[..., Any] | None = None,
-                  gdb_aliases: bool = False, console: Console | None = None) -> tuple[Path, Path]:
+                  gdb_aliases: bool = False, console: Console | None = None,
+                  core_format: str = "elf") -> tuple[Path, Path]:
     """Boot (or run ``scenario(config, progress)``) with a progress bar on stderr and save the
     snapshot as NAME.vmcore + NAME.vmlinux."""
     from mmintro.kernel.machine import boot
@@ -69,7 +70,7 @@ def boot_and_save(config: Any, name: str | os.PathLike, scenario: Callable[..., 
 
         kernel = run(config, progress)
         bar.update(task, description=f"save {os.fspath(name)}.vmcore/.vmlinux", completed=0.8)
-        paths = save(kernel, name, gdb_aliases=gdb_aliases)
+        paths = save(kernel, name, gdb_aliases=gdb_aliases, core_format=core_format)
         bar.update(task, completed=1.0)
     return paths
 
