@@ -57,13 +57,17 @@ REAL_CONFIGS = {
     # 2 GiB over 2 nodes, 4 CPUs, KASLR off, 5-level paging; ELF and kdump-compressed (zlib:
     # Debian's QEMU 7.2 is built without lzo and snappy).
     "real-numa2-l5": dict(mem_mib=2048, cpus=4, nodes=2, kaslr=False, paging_levels=5),
+    # The same-machine comparison's other two machines (issue 12): 2 GiB over 2 nodes with 3
+    # CPUs (node 0 has two, node 1 one) and 4 GiB, 1 node, 4 CPUs; KASLR on, 4-level paging.
+    "real-numa2-3cpu": dict(mem_mib=2048, cpus=3, nodes=2, formats=("elf",)),
+    "real-4g": dict(mem_mib=4096, cpus=4, formats=("elf",)),
 }
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     """The second real-kernel configuration (one more QEMU boot and 2 GiB dump) is slow."""
     for item in items:
-        if "numa2-l5" in item.nodeid or "numa2_l5" in item.nodeid:
+        if any(n in item.nodeid for n in ("numa2-l5", "numa2_l5", "numa2_3cpu", "real_4g")):
             item.add_marker(pytest.mark.slow)
 
 
@@ -83,6 +87,18 @@ def real_dump():
 def real_dump_numa2_l5():
     """A 2-node, 4-CPU, 5-level-paging, KASLR-off real-kernel dump."""
     return _real_dump("real-numa2-l5")
+
+
+@pytest.fixture(scope="session")
+def real_dump_numa2_3cpu():
+    """2 GiB over 2 nodes, 3 CPUs (two on node 0), KASLR on, 4-level paging; ELF only."""
+    return _real_dump("real-numa2-3cpu")
+
+
+@pytest.fixture(scope="session")
+def real_dump_4g():
+    """4 GiB, 1 node, 4 CPUs, KASLR on, 4-level paging; ELF only."""
+    return _real_dump("real-4g")
 
 
 @pytest.fixture(scope="session", params=sorted(REAL_CONFIGS))

@@ -68,6 +68,15 @@ class MachineConfig:
     # of RAM split evenly on section boundaries.
     e820: tuple | None = None
     node_ranges: tuple | None = None
+    # The rest of a real machine's boot (``--like``): the node of each CPU (else CPUs in blocks,
+    # cpu * nodes // cpus), the kernel build's image layout (kimage.ImageLayout, else the
+    # reference build's) and the physical address it was loaded at (KASLR; else 16 MiB), and
+    # the initrd the boot loader put in memory, (start, size): reserved by setup_arch, freed by
+    # populate_rootfs.
+    cpu_nodes: tuple | None = None
+    kernel_layout: object | None = None
+    kernel_phys: int | None = None
+    initrd: tuple | None = None
 
     def usable_ram(self) -> int:
         if self.e820 is None:
@@ -93,6 +102,14 @@ class MachineConfig:
             raise ValueError("each node needs at least 256M of RAM")
         if not 1 <= self.cpus <= 64:
             raise ValueError("cpus must be 1..64")
+        if self.cpu_nodes is not None and (len(self.cpu_nodes) != self.cpus or
+                                           sorted(set(self.cpu_nodes)) != list(range(self.nodes))):
+            raise ValueError(f"cpu_nodes {self.cpu_nodes} must give each of the {self.cpus} CPUs a node, "
+                             f"every node 0..{self.nodes - 1} a CPU")
+        if self.kernel_phys is not None and (self.kernel_phys % (2 << 20) or self.kernel_phys < (16 << 20)):
+            raise ValueError(f"kernel_phys {self.kernel_phys:#x} must be 2 MiB aligned and at least 16 MiB")
+        if self.initrd is not None and (self.initrd[0] % 4096 or self.initrd[1] <= 0):
+            raise ValueError(f"initrd {self.initrd} must be a page-aligned (start, size)")
         if self.thp not in ("always", "madvise", "never"):
             raise ValueError("thp must be always, madvise or never")
         if self.hugepages_2m < 0 or self.hugepages_1g < 0:

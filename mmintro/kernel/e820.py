@@ -7,6 +7,8 @@ below 1 MiB, ACPI tables at the top of low RAM, the 32-bit PCI/MMIO hole below 4
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 GiB = 1 << 30
@@ -187,5 +189,48 @@ def machine_of_dump(prog) -> dict:
 
     nodes = [(pg.node_start_pfn.value_() << 12, (pg.node_start_pfn.value_() + pg.node_spanned_pages.value_()) << 12)
              for pg in for_each_online_pgdat(prog)]
-    return {"e820": tuple(entries), "cpus": len(list(for_each_online_cpu(prog))), "nodes": len(nodes),
-            "node_ranges": tuple(nodes) if len(nodes) > 1 else None}
+    cpus = list(for_each_online_cpu(prog))
+    from mmintro.kernel.kimage import layout_of_dump
+
+    layout, load = layout_of_dump(prog)
+    return {"e820": tuple(entries), "cpus": len(cpus), "nodes": len(nodes),
+            "node_ranges": tuple(nodes) if len(nodes) > 1 else None,
+            "cpu_nodes": _cpu_nodes(prog, cpus, len(nodes)), "kernel_layout": layout, "kernel_phys": load,
+            "initrd": _initrd_of_dump(prog)}
+
+
+def _cpu_nodes(prog, cpus: list[int], nodes: int) -> tuple | None:
+    """Each online CPU's node: the per-CPU ``numa_node`` (x86 set_cpu_numa_node()), read
+    through ``__per_cpu_offset``; None on one node."""
+    if nodes < 2:
+        return None
+    addr = prog.symbols.by_name["numa_node"].address
+    out = []
+    for cpu in cpus:
+        off = prog["__per_cpu_offset"][cpu].value_()
+        nid = int.from_bytes(prog.read((addr + off) & 0xFFFFFFFFFFFFFFFF, 4), "little", signed=True)
+        if not 0 <= nid < nodes:
+            raise E820Error(f"CPU {cpu}'s numa_node is {nid}, not one of the {nodes} online nodes")
+        out.append(nid)
+    return tuple(out)
+
+
+_RAMDISK = re.compile(r"^RAMDISK: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]")
+
+
+def _initrd_of_dump(prog) -> tuple | None:
+    """The initrd's physical range as setup_arch() -> early_reserve_initrd() logged it
+    ("RAMDISK: [mem START-END]"), if the dump's log still has the line."""
+    from mmintro.reader.errors import FaultError, ValidationError
+    from mmintro.reader.helpers.printk import dmesg_records
+
+    try:
+        records = list(dmesg_records(prog))
+    except (FaultError, ValidationError, KeyError):  # a log the reader cannot walk leaves the initrd out
+        return None
+    for r in records:
+        m = _RAMDISK.match(r.text)
+        if m:
+            start, end = int(m.group(1), 16), int(m.group(2), 16) + 1
+            return (start & ~0xFFF, (-(-end // 4096) * 4096) - (start & ~0xFFF))
+    return None

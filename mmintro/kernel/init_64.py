@@ -193,9 +193,9 @@ def map_kernel_image(pt: PageTables, level3_kernel_pgt: int, level2_kernel_pgt: 
     entries map the image; cleanup_highmap() leaves only [_text, _end) mapped."""
     pt.set_entry(pt.pgd, _idx(start_kernel_map, 0), level3_kernel_pgt | _PAGE_TABLE)
     pt.set_entry(level3_kernel_pgt, _idx(start_kernel_map, 1), level2_kernel_pgt | _KERNPG_TABLE)
-    for p in range(image_start // PMD_SIZE * PMD_SIZE, image_end, PMD_SIZE):
+    for p in range(image_start // PMD_SIZE * PMD_SIZE, image_end, PMD_SIZE):  # physical
         v = start_kernel_map + p - phys_base
-        pt.set_entry(level2_kernel_pgt, _idx(v, 2), (p + phys_base) | __PAGE_KERNEL_LARGE_EXEC)
+        pt.set_entry(level2_kernel_pgt, _idx(v, 2), p | __PAGE_KERNEL_LARGE_EXEC)
 
 
 # -- init_mm's page tables after boot -----------------------------------------------------
@@ -266,3 +266,55 @@ def pagetable_dtor_free(k: "Kernel", phys: int) -> None:
     k.mod_node_page_state(flags >> kc.NODES_PGOFF, "NR_PAGETABLE", -1)
     km.set(page, "page", "flags", flags & ~(1 << PT_KERNEL))
     k.free_pages(pfn, 0)
+
+
+# -- freeing what the boot no longer needs --------------------------------------------------------
+def free_init_pages(k: "Kernel", what: str, begin: int, end: int) -> int:
+    """arch/x86/mm/init.c free_init_pages() on the image's physical range [begin, end): the
+    high mapping is made RW and NX (set_memory_nx/rw, whose page-attribute changes the
+    simulator does not model), then free_reserved_area() with POISON_FREE_INITMEM."""
+    from mmintro.kernel.page_alloc import POISON_FREE_INITMEM, free_reserved_area
+
+    if begin >= end:
+        return 0
+    return free_reserved_area(k, begin, end, POISON_FREE_INITMEM, what)
+
+
+def alternative_instructions(k: "Kernel") -> None:
+    """arch/x86/kernel/alternative.c alternative_instructions() (from arch_cpu_finalize_init):
+    a kernel booted SMP never needs its UP lock-prefix patch sites again, so .smp_locks is
+    freed ("Freeing SMP alternatives memory").  Only that freeing is modelled."""
+    r = k.image.layout.smp_locks
+    if r is not None and k.config.cpus > 1:
+        free_init_pages(k, "SMP alternatives", k.image.start + r[0], k.image.start + r[1])
+
+
+def free_initmem(k: "Kernel") -> None:
+    """arch/x86/mm/init.c free_initmem() (kernel_init, after every initcall):
+    mem_encrypt_free_decrypted_mem() frees the unused part of .bss..decrypted, then
+    free_kernel_image_pages() frees __init_begin..__init_end (.init.text, .init.data and the
+    per-CPU template, which setup_per_cpu_areas copied into every CPU's unit)."""
+    r = k.image.layout.bss_decrypted_unused
+    if r is not None:
+        free_init_pages(k, "unused decrypted", k.image.start + r[0], k.image.start + r[1])
+    free_init_pages(k, "unused kernel image (initmem)", k.pa(k.sym("__init_begin")), k.image.init_end)
+
+
+def mark_rodata_ro(k: "Kernel") -> None:
+    """arch/x86/mm/init_64.c mark_rodata_ro() (kernel_init -> mark_readonly): _text up to
+    __end_rodata_hpage_align is write-protected, then the gaps the linker left between
+    .text and .rodata and between .rodata and .data are freed."""
+    lay, start = k.image.layout, k.image.start
+    k.printk(6, f"Write protecting the kernel read-only data: {lay.end_rodata_hpage_align >> 10}k")
+    text_end = start + -(-lay.etext // PAGE_SIZE) * PAGE_SIZE  # PFN_ALIGN(_etext)
+    rodata_end = start + -(-lay.end_rodata // PAGE_SIZE) * PAGE_SIZE
+    free_init_pages(k, "unused kernel image (text/rodata gap)", text_end, start + lay.start_rodata)
+    free_init_pages(k, "unused kernel image (rodata/data gap)", rodata_end, start + lay.sdata)
+
+
+def free_initrd_mem(k: "Kernel") -> None:
+    """init/initramfs.c populate_rootfs() (rootfs_initcall) unpacks the initrd, then x86's
+    free_initrd_mem() frees it: free_init_pages("initrd", start, PAGE_ALIGN(end))."""
+    if k.config.initrd is not None:
+        start, size = k.config.initrd
+        free_init_pages(k, "initrd", start, start + -(-size // PAGE_SIZE) * PAGE_SIZE)

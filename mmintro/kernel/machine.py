@@ -32,7 +32,7 @@ from mmintro.kernel.init_64 import (
     PG_LEVEL_4K, PageTables, adjust_range_page_size, kernel_physical_mapping_init, map_kernel_image,
     pagetable_alloc_kernel, split_mem_range,
 )
-from mmintro.kernel.kimage import KernelImage
+from mmintro.kernel.kimage import LOAD_PHYSICAL_ADDR, KernelImage
 from mmintro.kernel.kobj import KMem
 from mmintro.kernel.memblock import Memblock
 from mmintro.kernel.physmem import PhysMem
@@ -59,11 +59,13 @@ class Kernel:
         self.T = types or get_types()
         self.mem = PhysMem()
         self.memblock = Memblock()
-        self.phys_base = 0
+        # Where the image was loaded (a relocated kernel's phys_base: _text's physical address
+        # minus the link-time one); the build's section layout.
+        self.phys_base = (config.kernel_phys - LOAD_PHYSICAL_ADDR) if config.kernel_phys is not None else 0
         self.page_offset_base = x86.PAGE_OFFSET_BASE_L4
         self.vmalloc_base = x86.VMALLOC_BASE_L4
         self.vmemmap_base = x86.VMEMMAP_BASE_L4
-        self.image = KernelImage(self.T, self.phys_base)
+        self.image = KernelImage(self.T, self.phys_base, config.kernel_layout)
         self.kmem = KMem(self.T, self.mem, self.pa)
         self.struct_page_size = self.T.sizeof("struct page")
         self.pageblock_nr_pages = 1 << kc.PAGEBLOCK_ORDER
@@ -187,9 +189,7 @@ class Kernel:
         self.boot_messages_setup_arch()
         step("init_mem_mapping: direct map", 0.1)
         self.init_mem_mapping()
-        step("setup_per_cpu_areas", 0.15)
-        self.setup_per_cpu_areas()
-        step("alloc_node_data", 0.2)
+        step("initmem_init: node data", 0.15)
         self.alloc_node_data()
         from mmintro.kernel import hugetlb
 
@@ -198,24 +198,32 @@ class Kernel:
 
         vsyscall.map_vsyscall(self)  # setup_arch(): the gate VMA ([vsyscall], vsyscall=xonly)
         step("sparse_init: mem_section and the vmemmap", 0.25)
-        sparse.sparse_init(self)
+        sparse.sparse_init(self)  # paging_init()
         step("free_area_init: zones and struct pages", 0.35)
         mm_init.free_area_init(self)
+        mm_init.calc_nr_kernel_pages(self)
+        # start_kernel() after setup_arch(): the per-CPU areas, then the early hash tables.
+        step("setup_per_cpu_areas", 0.45)
+        self.setup_per_cpu_areas()
+        mm_init.vfs_caches_init_early(self)
         step("init_task and the idle tasks", 0.5)
         from mmintro.kernel import init_task
 
         init_task.init_tasks(self)
         step("e820__reserve_resources: /proc/iomem", 0.55)
         resource.e820_reserve_resources(self)
+        from mmintro.kernel import init_64, slub, swiotlb, vmalloc
+
+        swiotlb.swiotlb_init(self)  # mm_core_init() -> arch_mm_preinit() -> pci_iommu_alloc()
         step("mem_init: memblock_free_all to the buddy allocator", 0.6)
         page_alloc.memblock_free_all(self)
         self.boot_messages_mem_init()
         step("watermarks, lowmem_reserve, pagesets", 0.8)
         page_alloc.init_per_zone_wmark_min(self)
         page_alloc.setup_zone_pagesets(self)
+        with slub.boot_pagesets(self):  # start_kernel() -> arch_cpu_finalize_init()
+            init_64.alternative_instructions(self)
         step("kmem_cache_init: SLUB and the kmalloc caches", 0.85)
-        from mmintro.kernel import init_64, slub, vmalloc
-
         with slub.boot_pagesets(self):  # x86 mem_init() right after memblock_free_all()
             init_64.mem_init(self)
         slub.kmem_cache_init(self)
@@ -232,9 +240,14 @@ class Kernel:
 
         hugetlb.hugetlb_init(self)  # subsys_initcall(hugetlb_init), fs_initcall(init_hugetlbfs_fs)
         huge_memory.hugepage_init(self)  # subsys_initcall(hugepage_init)
+        swiotlb.swiotlb_print_info(self)  # rootfs_initcall(pci_iommu_init)
+        init_64.free_initrd_mem(self)  # rootfs_initcall(populate_rootfs)
         from mmintro.kernel import inode
 
         inode.vfs_root(self)  # kernel_init() -> prepare_namespace(): mount_root
+        step("free_initmem, mark_rodata_ro", 0.89)
+        init_64.free_initmem(self)  # kernel_init(), after the initcalls
+        init_64.mark_rodata_ro(self)
         step("vmstat", 0.9)
         self.sync()
         self.booted = True
@@ -313,11 +326,18 @@ class Kernel:
 
     def reserve_early(self) -> None:
         # Early reservations (arch/x86/kernel/setup.c): the first 1 MiB (BIOS, trampoline),
-        # then the kernel image itself.
+        # the kernel image (_text to __end_of_kernel_reserve, then reserve_brk()'s used .brk),
+        # and early_reserve_initrd()'s initrd.
         self.memblock.reserve(0, 1 << 20)
         self.memblock.reserve(self.image.start, self.image.end - self.image.start)
+        if self.config.initrd is not None:
+            start, size = self.config.initrd
+            if not self.memblock.is_memory(start, start + size):
+                raise ValueError(f"the initrd [{start:#x}-{start + size - 1:#x}] is not in RAM")
+            self.memblock.reserve(start, size)
         self.max_pfn = max(r.end for r in self.memblock.memory) >> PAGE_SHIFT
         self.place_globals()
+        self.place_percpu_section()
 
     def place_globals(self) -> None:
         img = self.image
@@ -450,46 +470,63 @@ class Kernel:
         # init_mm uses swapper_pg_dir.
         self.kmem.set(self.sym("init_mm"), "mm_struct", "pgd", self.sym("swapper_pg_dir"))
 
+    def place_percpu_section(self) -> None:
+        """The image's .data..percpu (link time): the per-CPU template and its symbols."""
+        self.pcpu_static_size = self.T.doc.get("percpu_static_size", 0)
+        self.per_cpu_start = self.image.percpu_section(self.pcpu_static_size)
+        offsets = {v["name"]: v["offset"] for v in self.T.doc["variables"] if v.get("percpu")}
+        for name, (t, is_percpu) in self.T.variables.items():
+            if is_percpu:
+                self.image.add(name, self.per_cpu_start + offsets[name], t.size, "object", t, section="percpu")
+
     def setup_per_cpu_areas(self) -> None:
-        """pcpu_embed_first_chunk(): one unit per CPU from memblock, on the CPU's node.
+        """x86-64 setup_per_cpu_areas(): pcpu_embed_first_chunk() (:mod:`mmintro.kernel.percpu`),
+        each CPU's unit in the direct map on its node, ``size_sum`` bytes of it kept.
 
         Per-CPU symbols live in the image's .data..percpu at their link addresses (6.15+), so
         ``__per_cpu_offset[cpu]`` = the unit's address - ``__per_cpu_start`` (setup_per_cpu_areas's
         ``delta = pcpu_base_addr - __per_cpu_start``), and a ``__percpu`` pointer from the first
         chunk is ``__per_cpu_start`` + its offset in the unit (``__addr_to_pcpu_ptr``)."""
-        self.pcpu_static_size = self.T.doc.get("percpu_static_size", 0)
-        self.pcpu_unit_size = 1 << 20
-        self.pcpu_reserved = 8192
+        from mmintro.kernel import percpu
+
+        ai, unit_of, base = percpu.pcpu_embed_first_chunk(self, self.pcpu_static_size)
+        percpu.pcpu_dump_alloc_info(self, ai)
+        self.pcpu_alloc_info = ai
+        self.pcpu_unit_size = ai.size_sum  # what alloc_percpu() may use of a unit (the first chunk)
+        self.pcpu_reserved = ai.reserved_size
         self.pcpu_dyn_next = -(-(self.pcpu_static_size + self.pcpu_reserved) // 64) * 64
-        self.per_cpu_start = self.image.percpu_section(self.pcpu_static_size)
         self.per_cpu_offset = []
-        nr = self.config.cpus
-        base = self.memblock.alloc(self.pcpu_unit_size * nr, 2 << 20, nid=0)
-        for cpu in range(nr):
-            off = self.phys_to_virt(base + cpu * self.pcpu_unit_size) - self.per_cpu_start
+        for cpu in range(self.config.cpus):
+            off = self.phys_to_virt(unit_of[cpu]) - self.per_cpu_start
             self.per_cpu_offset.append(off)
             self.kmem.write_u64(self.sym("__per_cpu_offset") + 8 * cpu, off)
-        offsets = {v["name"]: v["offset"] for v in self.T.doc["variables"] if v.get("percpu")}
-        for name, (t, percpu) in self.T.variables.items():
-            if percpu:
-                self.image.add(name, self.per_cpu_start + offsets[name], t.size, "object", t, section="percpu")
         self.pcpu_base = base
         # pcpu_setup_first_chunk(): every page of the first chunk is populated, counted once
         # per unit; Percpu in /proc/meminfo is pcpu_nr_populated * pcpu_nr_units pages.
-        self.write_int("pcpu_nr_units", nr)
-        self.kmem.write_u64(self.sym("pcpu_nr_populated"), self.pcpu_unit_size >> PAGE_SHIFT)
+        self.write_int("pcpu_nr_units", sum(len(g) for g in ai.groups))
+        self.kmem.write_u64(self.sym("pcpu_nr_populated"), ai.size_sum >> PAGE_SHIFT)
 
     def alloc_percpu(self, size: int, align: int = 8) -> int:
-        """pcpu_alloc() from the first chunk's dynamic area; returns the __percpu pointer."""
+        """pcpu_alloc() from the first chunk's dynamic area; returns the __percpu pointer.
+        (The kernel then creates more chunks in vmalloc space; the simulator does not, and
+        says so.)"""
         off = -(-self.pcpu_dyn_next // align) * align
         if off + size > self.pcpu_unit_size:
-            raise MemoryError("per-CPU first chunk is full")
+            raise MemoryError(f"per-CPU first chunk is full ({self.pcpu_unit_size - self.pcpu_dyn_next} bytes left, "
+                              f"{size} asked; further chunks are not simulated)")
         self.pcpu_dyn_next = off + size
         return self.per_cpu_start + off
 
     def cpu_to_node(self, cpu: int) -> int:
-        """CPUs are spread over nodes in blocks: cpu * nodes // cpus."""
+        """The machine's own CPU-to-node map (``--like``), else CPUs spread over the nodes in
+        blocks: cpu * nodes // cpus."""
+        if self.config.cpu_nodes is not None:
+            return self.config.cpu_nodes[cpu]
         return cpu * self.config.nodes // self.config.cpus
+
+    def numa_distance_of(self, a: int, b: int) -> int:
+        """node_distance(a, b) of a SLIT-less machine: LOCAL_DISTANCE 10, else REMOTE_DISTANCE 20."""
+        return 10 if a == b else 20
 
     def per_cpu_ptr(self, ptr: int, cpu: int) -> int:
         return ptr + self.per_cpu_offset[cpu]
@@ -515,7 +552,7 @@ class Kernel:
         # numa_alloc_distance()/numa_set_distance(): a SLIT-less machine has LOCAL_DISTANCE 10
         # to itself and REMOTE_DISTANCE 20 elsewhere; a single node keeps no table.
         n = self.config.nodes
-        self.numa_distance = [[10 if a == b else 20 for b in range(n)] for a in range(n)]
+        self.numa_distance = [[self.numa_distance_of(a, b) for b in range(n)] for a in range(n)]
         if n > 1:
             table = self.phys_to_virt(self.memblock.alloc(n * n, PAGE_SIZE))
             self.kmem.write_bytes(table, bytes(d for row in self.numa_distance for d in row))

@@ -48,6 +48,20 @@ class Memblock:
                 merged.append(Region(r.base, r.size))
         self.reserved = merged
 
+    def free(self, base: int, size: int) -> None:
+        """memblock_phys_free(): give [base, base+size) back (remove it from ``reserved``)."""
+        end = base + size
+        out: list[Region] = []
+        for r in self.reserved:
+            if r.end <= base or r.base >= end:
+                out.append(r)
+                continue
+            if r.base < base:
+                out.append(Region(r.base, base - r.base))
+            if r.end > end:
+                out.append(Region(end, r.end - end))
+        self.reserved = out
+
     def free_ranges(self, nid: int | None = None) -> list[tuple[int, int, int]]:
         """(start, end, nid) of memory not reserved: for_each_free_mem_range."""
         out = []
@@ -65,17 +79,18 @@ class Memblock:
                 out.append((start, m.end, m.nid))
         return out
 
-    def alloc(self, size: int, align: int = 4096, nid: int | None = None, limit: int | None = None) -> int:
-        """memblock_alloc_try_nid: the highest free, aligned range below the limit."""
+    def alloc(self, size: int, align: int = 4096, nid: int | None = None, limit: int | None = None,
+              min_addr: int = 0) -> int:
+        """memblock_alloc_try_nid: the highest free, aligned range in [min_addr, limit)."""
         top = min(self.current_limit, limit or self.current_limit)
         for start, end, _ in reversed(self.free_ranges(nid)):
             end = min(end, top)
             base = (end - size) // align * align
-            if base >= start:
+            if base >= max(start, min_addr):
                 self.reserve(base, size)
                 return base
         if nid is not None:
-            return self.alloc(size, align, None, limit)
+            return self.alloc(size, align, None, limit, min_addr)
         raise MemblockError(f"memblock: cannot allocate {size} bytes")
 
     def node_of(self, paddr: int) -> int:

@@ -265,3 +265,66 @@ def memmap_init(k: "Kernel") -> None:
         nblocks = PAGES_PER_SECTION // k.pageblock_nr_pages
         first = base >> kc.PAGEBLOCK_ORDER
         k.pageblock_flags[first:first + nblocks] = bytes([T.const("MIGRATE_MOVABLE")]) * nblocks
+
+
+# -- large system hashes --------------------------------------------------------------------
+HASH_EARLY = 0x00000001  # allocating during early boot? (from memblock)
+HASH_ZERO = 0x00000002  # zero allocated hash table
+
+
+def calc_nr_kernel_pages(k: "Kernel") -> None:
+    """calc_nr_kernel_pages() (free_area_init): the pages memblock still has free, which size
+    the boot-time hash tables (no highmem on x86-64: nr_kernel_pages == nr_all_pages)."""
+    total = 0
+    for start, end, _nid in k.memblock.free_ranges():
+        s, e = -(-start >> PAGE_SHIFT), end >> PAGE_SHIFT
+        if s < e:
+            total += e - s
+    k.nr_kernel_pages = k.nr_all_pages = total
+    k.kmem.write_u64(k.sym("nr_kernel_pages"), total)
+    k.kmem.write_u64(k.sym("nr_all_pages"), total)
+
+
+def alloc_large_system_hash(k: "Kernel", tablename: str, bucketsize: int, numentries: int, scale: int, flags: int,
+                            low_limit: int = 0, high_limit: int = 0) -> tuple[int, int] | None:
+    """mm/mm_init.c alloc_large_system_hash(): size a hash table by the kernel's memory (one
+    bucket per 2^scale bytes, a power of two, capped at 1/16 of memory) and allocate it.
+
+    Only HASH_EARLY tables are allocated here (memblock_alloc, SMP_CACHE_BYTES aligned: the
+    dentry and inode hashes of a one-node machine).  Returns (physical address, size), or
+    None for a table the caller allocates later (hashdist: vmalloc, not modelled)."""
+    if not numentries:
+        numentries = k.nr_kernel_pages
+        numentries = -(-numentries // ((1 << 20) >> PAGE_SHIFT)) * ((1 << 20) >> PAGE_SHIFT)  # round to 1 MiB
+        numentries = numentries >> (scale - PAGE_SHIFT) if scale > PAGE_SHIFT else numentries << (PAGE_SHIFT - scale)
+        if numentries * bucketsize < (1 << PAGE_SHIFT):
+            numentries = (1 << PAGE_SHIFT) // bucketsize
+    numentries = 1 << (numentries - 1).bit_length()  # roundup_pow_of_two
+    max_ = high_limit or ((k.nr_all_pages << PAGE_SHIFT) >> 4) // bucketsize
+    max_ = min(max_, 0x80000000)
+    numentries = min(max(numentries, low_limit), max_)
+    log2qty = numentries.bit_length() - 1
+    size = bucketsize << log2qty
+    if not flags & HASH_EARLY:
+        return None
+    base = k.memblock.alloc(size, 64)
+    order = max(0, (size - 1).bit_length() - PAGE_SHIFT)  # get_order(size)
+    k.printk(6, f"{tablename} hash table entries: {1 << log2qty} (order: {order}, {size} bytes, linear)")
+    return base, size
+
+
+def vfs_caches_init_early(k: "Kernel") -> None:
+    """fs/dcache.c vfs_caches_init_early(): with one node of memory (fixup_hashdist() turned
+    hashdist off), dcache_init_early() and inode_init_early() take their hash tables from
+    memblock, zeroed.  With several nodes they are vmalloc'd later (dcache_init()), which the
+    simulator does not model."""
+    nodes_with_memory = {r.nid for r in k.memblock.memory}
+    if len(nodes_with_memory) > 1:
+        return
+    bl_head = k.T.sizeof("struct hlist_bl_head")
+    head = k.T.sizeof("struct hlist_head")
+    k.hash_tables = {}
+    for name, bucket, scale in (("Dentry cache", bl_head, 13), ("Inode-cache", head, 14)):
+        got = alloc_large_system_hash(k, name, bucket, 0, scale, HASH_EARLY | HASH_ZERO)
+        if got is not None:
+            k.hash_tables[name] = got

@@ -1427,6 +1427,7 @@ MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8  # mm/page_alloc.c
 
 
 def setup_per_zone_lowmem_reserve(k: "Kernel") -> None:
+    k.lowmem_reserve_ready = True
     for zs in k.zones:
         for i in range(len(zs) - 1):
             z = zs[i]
@@ -1512,3 +1513,42 @@ def setup_zone_pagesets(k: "Kernel") -> None:
         k.kmem.set(k.pgdat[nid], "pglist_data", "per_cpu_nodestats", ptr)
         for cpu in range(k.config.cpus):
             k.kmem.set(k.per_cpu_ptr(ptr, cpu), "per_cpu_nodestat", "stat_threshold", node_threshold)
+
+
+# -- giving boot memory back ------------------------------------------------------------------
+POISON_FREE_INITMEM = 0xCC  # include/linux/poison.h
+
+
+def adjust_managed_page_count(k: "Kernel", pfn: int, count: int) -> None:
+    """adjust_managed_page_count(): the zone's managed pages and totalram move together."""
+    page_zone(k, pfn).managed += count
+    k.totalram_pages += count
+    k.kmem.write_u64(k.sym("_totalram_pages"), k.totalram_pages)
+
+
+def free_reserved_area(k: "Kernel", start: int, end: int, poison: int, what: str | None) -> int:
+    """mm/page_alloc.c free_reserved_area() on the physical range [start, end) (page-rounded
+    inwards): each page is poisoned (``poison`` <= 0xff), then free_reserved_page():
+    PG_reserved cleared, the count set to 1 and __free_page() (the page goes through this
+    CPU's pageset), managed pages and totalram up by one.  Logs "Freeing WHAT memory: NK"."""
+    lo, hi = -(-start // PAGE_SIZE), end // PAGE_SIZE
+    pages = 0
+    for pfn in range(lo, hi):
+        if poison <= 0xFF:
+            k.mem.write(pfn << PAGE_SHIFT, bytes([poison]) * PAGE_SIZE)
+        mv64, mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
+        w = base + pfn * 8
+        mv64[w + W_FLAGS] &= ~np.uint64(1 << PG_reserved)
+        mv32[2 * w + D_REFCOUNT] = 1  # init_page_count()
+        __free_pages(k, pfn, 0)
+        adjust_managed_page_count(k, pfn, 1)
+        pages += 1
+    if pages and what:
+        k.printk(6, f"Freeing {what} memory: {pages << (PAGE_SHIFT - 10)}K")
+    if pages and getattr(k, "lowmem_reserve_ready", False):
+        # Every real 6.18 dump shows each zone's protection computed from its final managed
+        # pages (after the image's init memory went back), while the pagesets still show
+        # the managed pages of the last setup_per_zone_wmarks(): the lowmem reserves follow
+        # managed-page changes; they are recomputed here, once per freed range.
+        setup_per_zone_lowmem_reserve(k)
+    return pages

@@ -96,7 +96,11 @@ def _percpu_units(prog: Program) -> list[tuple[int, int, int]]:
             populated = prog["pcpu_nr_populated"].value_() << 12
         except KeyError:
             populated = 0
-        size = gaps[0] if gaps else populated
+        # A unit's pages past the first chunk were given back (pcpu_embed_first_chunk frees
+        # unit_size - size_sum of each), so a unit spans its populated pages, not the gap to
+        # the next one; later chunks' pages, which pcpu_nr_populated also counts, live in
+        # vmalloc space and can make the span a few pages too long on a real dump.
+        size = min(gaps[0], populated) if gaps and populated else (gaps[0] if gaps else populated)
         got = [(cpu, off, size) for cpu, off in offs.items() if size]
         prog.cache["whatis.percpu"] = got
     return got

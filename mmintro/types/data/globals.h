@@ -183,6 +183,8 @@ atomic_long_t num_poisoned_pages;
 atomic_long_t zswap_stored_pages;
 struct uts_namespace init_uts_ns;  /* init/version.c: uname, crash's sys and its start-up */
 const char linux_banner[];  /* init/version.c: "Linux version ...", which crash checks in memory and in vmlinux */
+char *saved_command_line;  /* init/main.c: the command line as booted (/proc/cmdline), __ro_after_init */
+unsigned int saved_command_line_len;  /* init/main.c: its strlen */
 const unsigned char mt_slots[4];  /* lib/maple_tree.c, one per enum maple_type (4 types); crash's maple walk reads it */
 const unsigned char mt_pivots[4];
 const unsigned char mt_min_slots[4];
