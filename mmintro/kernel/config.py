@@ -63,6 +63,20 @@ class MachineConfig:
     thp: str = "madvise"
     hugepages_2m: int = 0
     hugepages_1g: int = 0
+    # The kernel command line, verbatim (saved_command_line, the boot log's "Command line:"), and
+    # the options on it that the simulator models (mmintro.kernel.cmdline.parse_cmdline fills
+    # them from ``cmdline``; each may also be given directly, as the command line would set it):
+    # ``mem=``/``memmap=`` edits of the e820 map in order, ``kernelcore=``/``movablecore=``
+    # (ZONE_MOVABLE), the ``hugepagesz=``/``hugepages=``/``default_hugepagesz=`` sequence
+    # (instead of hugepages_2m/hugepages_1g), ``hugepage_alloc_threads=`` and the
+    # ``sysctl.vm.*`` writes, (name, value) pairs in order.
+    cmdline: str = ""
+    e820_params: tuple = ()
+    kernelcore: str | None = None
+    movablecore: str | None = None
+    hugetlb_params: tuple = ()
+    hugepage_alloc_threads: int = 0
+    sysctl: tuple = ()
     # A machine's own firmware map (mmintro.kernel.e820.parse_e820, or a real dump's e820_table)
     # instead of the generic PC's for ``ram``; and its nodes' physical ranges [start, end) instead
     # of RAM split evenly on section boundaries.
@@ -78,12 +92,56 @@ class MachineConfig:
     kernel_phys: int | None = None
     initrd: tuple | None = None
 
+    def __post_init__(self) -> None:
+        """The options ``cmdline`` sets become the fields above (a field given directly must
+        agree with the command line)."""
+        if not self.cmdline:
+            return
+        from dataclasses import fields
+
+        from mmintro.kernel.cmdline import config_fields
+
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, value in config_fields(self.cmdline).items():
+            current = getattr(self, name)
+            if current == defaults[name]:
+                object.__setattr__(self, name, value)
+            elif current != value:
+                raise ValueError(f"{name} is {current!r} but the kernel command line sets {value!r}")
+
+    def firmware_e820(self) -> list:
+        """The firmware's map: the machine's own, else the generic PC's for ``ram``."""
+        from mmintro.kernel.e820 import build_e820
+
+        return list(self.e820) if self.e820 is not None else build_e820(self.ram)
+
+    def user_e820(self) -> list:
+        """The map the kernel boots on: the firmware's after ``mem=``/``memmap=``."""
+        if not self.e820_params:
+            return self.firmware_e820()
+        from mmintro.kernel.cmdline import CmdlineError
+        from mmintro.kernel.e820 import E820Error, e820_user_map
+
+        try:
+            return e820_user_map(self.firmware_e820(), self.e820_params)[0]
+        except E820Error as e:
+            raise CmdlineError(f"kernel command line: mem=/memmap=: {e}") from None
+
+    def huge_params(self) -> tuple:
+        """The hugetlb boot parameters in order: ``hugetlb_params``, or hugepages_1g/hugepages_2m
+        as ``hugepagesz=1G hugepages=N hugepagesz=2M hugepages=M`` (the 1 GiB hstate first, 2 MiB
+        the default, as the simulator has always registered them)."""
+        if self.hugetlb_params or not (self.hugepages_1g or self.hugepages_2m):
+            return self.hugetlb_params
+        return (("hugepagesz", "1G"), ("hugepages", str(self.hugepages_1g)),
+                ("hugepagesz", "2M"), ("hugepages", str(self.hugepages_2m)))
+
     def usable_ram(self) -> int:
-        if self.e820 is None:
+        if self.e820 is None and not self.e820_params:
             return self.ram
         from mmintro.kernel.e820 import E820_TYPE_RAM
 
-        return sum(e.size for e in self.e820 if e.type == E820_TYPE_RAM)
+        return sum(e.size for e in self.user_e820() if e.type == E820_TYPE_RAM)
 
     def validate(self) -> None:
         if self.e820 is None and (self.ram % (128 << 20) or not (256 << 20) <= self.ram <= (64 << 30)):
@@ -114,3 +172,13 @@ class MachineConfig:
             raise ValueError("thp must be always, madvise or never")
         if self.hugepages_2m < 0 or self.hugepages_1g < 0:
             raise ValueError("hugepages counts must be >= 0")
+        self.validate_boot_params()
+
+    def validate_boot_params(self) -> None:
+        """The command-line options against this machine (one line naming the option)."""
+        from mmintro.kernel.cmdline import CmdlineError, check_config
+
+        if self.hugetlb_params and (self.hugepages_1g or self.hugepages_2m):
+            raise CmdlineError("huge pages are given both as hugepages_1g/hugepages_2m and as hugepagesz=/hugepages=: "
+                               "use one")
+        check_config(self)

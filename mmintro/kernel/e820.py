@@ -70,8 +70,8 @@ def ram_ranges(e820: list[E820Entry]) -> list[tuple[int, int]]:
 
 # -- a machine's own map ------------------------------------------------------------------------
 E820_TYPE_UNUSABLE = 5
-E820_TYPE_PMEM = 7  # "Persistent Memory (legacy)"
-E820_TYPE_PRAM = 12  # "persistent (type 12)"
+E820_TYPE_PMEM = 7  # "Persistent Memory" (e820_type_to_string)
+E820_TYPE_PRAM = 12  # "Persistent Memory (legacy)"; dmesg: "persistent (type 12)"
 E820_TYPE_SOFT_RESERVED = 0xEFFFFFFF
 
 # e820_print_type() (the dmesg "BIOS-e820:" lines) and e820_type_to_string() (/sys/firmware/memmap)
@@ -81,7 +81,7 @@ _TYPE_NAMES = {
     "soft reserved": E820_TYPE_SOFT_RESERVED,
     "System RAM": E820_TYPE_RAM, "Reserved": E820_TYPE_RESERVED, "ACPI Tables": E820_TYPE_ACPI,
     "ACPI Non-volatile Storage": E820_TYPE_NVS, "Unusable memory": E820_TYPE_UNUSABLE,
-    "Persistent Memory (legacy)": E820_TYPE_PMEM, "Persistent Memory": E820_TYPE_PRAM,
+    "Persistent Memory (legacy)": E820_TYPE_PRAM, "Persistent Memory": E820_TYPE_PMEM,
     "Soft Reserved": E820_TYPE_SOFT_RESERVED,
 }
 _MODELLED = {E820_TYPE_RAM, E820_TYPE_RESERVED, E820_TYPE_ACPI, E820_TYPE_NVS, E820_TYPE_UNUSABLE}
@@ -234,3 +234,248 @@ def _initrd_of_dump(prog) -> tuple | None:
             start, end = int(m.group(1), 16), int(m.group(2), 16) + 1
             return (start & ~0xFFF, (-(-end // 4096) * 4096) - (start & ~0xFFF))
     return None
+
+
+# -- the user-defined map: mem= and memmap= (arch/x86/kernel/e820.c) --------------------------
+def _max_entries() -> int:
+    """E820_MAX_ENTRIES: the capacity of struct e820_table's entries[] in the type data."""
+    from mmintro.types import get_types
+
+    return get_types().struct("e820_table").walk("entries")[2].resolved().nelems
+
+
+ULLONG_MAX = (1 << 64) - 1
+
+
+class E820Table:
+    """struct e820_table while boot parameters edit it: ``entries`` are [addr, size, type]
+    triples in table order (not sorted, possibly overlapping) until :meth:`update_table`
+    sanitizes them, as the kernel's array is; an entry e820__range_remove() covers entirely
+    is zeroed in place (memset), which update_table then drops."""
+
+    def __init__(self, entries: "list[E820Entry] | tuple") -> None:
+        self.entries: list[list[int]] = [[e.addr, e.size, e.type] for e in entries]
+        self.log: list[str] = []  # what the kernel prints while editing (pr_err)
+
+    def range_add(self, start: int, size: int, type_: int) -> None:
+        """__e820__range_add(): one more entry, unless the table is full."""
+        if len(self.entries) >= _max_entries():
+            self.log.append(f"too many entries; ignoring [mem {start:#010x}-{start + size - 1:#010x}]")
+            return
+        self.entries.append([start, size, type_])
+
+    def range_remove(self, start: int, size: int, old_type: int, check_type: bool) -> int:
+        """e820__range_remove(): cut [start, start + size) out of every entry (of ``old_type``
+        when ``check_type``); returns the bytes removed."""
+        size = min(size, ULLONG_MAX - start)
+        end = start + size
+        removed = 0
+        for entry in list(self.entries):  # range_add() appends to the array being walked
+            if check_type and entry[2] != old_type:
+                continue
+            e_start, e_end = entry[0], entry[0] + entry[1]
+            if e_start >= start and e_end <= end:  # completely covered
+                removed += entry[1]
+                entry[:] = [0, 0, 0]
+                continue
+            if e_start < start and e_end > end:  # the range is inside the entry
+                self.range_add(end, e_end - end, entry[2])
+                entry[1] = start - e_start
+                removed += size
+                continue
+            final_start, final_end = max(start, e_start), min(end, e_end)
+            if final_start >= final_end:
+                continue
+            removed += final_end - final_start
+            entry[1] -= final_end - final_start
+            if e_start < final_start:
+                continue
+            entry[0] = final_end
+        return removed
+
+    def range_update(self, start: int, size: int, old_type: int, new_type: int) -> int:
+        """__e820__range_update(): retype the ``old_type`` parts of [start, start + size)."""
+        if old_type == new_type:
+            raise E820Error(f"e820__range_update from type {old_type} to itself")  # the kernel's BUG_ON
+        size = min(size, ULLONG_MAX - start)
+        end = start + size
+        updated = 0
+        for entry in list(self.entries):
+            if entry[2] != old_type:
+                continue
+            e_start, e_end = entry[0], entry[0] + entry[1]
+            if e_start >= start and e_end <= end:
+                entry[2] = new_type
+                updated += entry[1]
+                continue
+            if e_start < start and e_end > end:
+                self.range_add(start, size, new_type)
+                self.range_add(end, e_end - end, entry[2])
+                entry[1] = start - e_start
+                updated += size
+                continue
+            final_start, final_end = max(start, e_start), min(end, e_end)
+            if final_start >= final_end:
+                continue
+            self.range_add(final_start, final_end - final_start, new_type)
+            updated += final_end - final_start
+            entry[1] -= final_end - final_start
+            if e_start < final_start:
+                continue
+            entry[0] = final_end
+        return updated
+
+    def update_table(self) -> bool:
+        """e820__update_table(): sort and merge, resolving overlaps in favour of the highest
+        type number (1 = usable loses to everything); adjacent entries of one type merge
+        except persistent (type 12) and soft-reserved ones (e820_nomerge).  False, the table
+        untouched, when it has fewer than two entries or one wraps around (the kernel's -1)."""
+        from mmintro.types import get_types
+
+        T = get_types()
+        nomerge = {T.const("E820_TYPE_PRAM"), T.const("E820_TYPE_SOFT_RESERVED")}
+        entries = self.entries
+        if len(entries) < 2:
+            return False
+        if any(a + s > ULLONG_MAX for a, s, _t in entries):
+            return False
+        # change points: (addr, is_end, index); cpcompare puts a region's start before
+        # another's end at the same address
+        points = []
+        for i, (a, s, _t) in enumerate(entries):
+            if s:
+                points += [(a, 0, i), (a + s, 1, i)]
+        points.sort(key=lambda p: (p[0], p[1]))
+        overlap: list[int] = []
+        new: list[list[int]] = []
+        last_type, last_addr = 0, 0
+        for addr, is_end, i in points:
+            if not is_end:
+                overlap.append(i)
+            else:
+                overlap.remove(i)
+            current = max((entries[j][2] for j in overlap), default=0)
+            if current != last_type or current in nomerge:
+                if last_type and addr - last_addr:
+                    new[-1][1] = addr - last_addr
+                elif last_type:
+                    new.pop()  # a zero-sized entry is overwritten by the next one
+                if current:
+                    new.append([addr, 0, current])
+                    last_addr = addr
+                last_type = current
+        if new and new[-1][1] == 0:
+            new.pop()
+        self.entries = new[:_max_entries()]
+        return True
+
+    def result(self) -> list[E820Entry]:
+        return [E820Entry(a, s, t) for a, s, t in self.entries if s]
+
+
+def e820_print_type(type_: int) -> str:
+    """e820_print_type(): the type as the boot log's "BIOS-e820:" and "user:" lines name it."""
+    from mmintro.types import get_types
+
+    T = get_types()
+    names = {E820_TYPE_RAM: "usable", E820_TYPE_RESERVED: "reserved", T.const("E820_TYPE_SOFT_RESERVED"):
+             "soft reserved", E820_TYPE_ACPI: "ACPI data", E820_TYPE_NVS: "ACPI NVS", E820_TYPE_UNUSABLE: "unusable"}
+    if type_ in (T.const("E820_TYPE_PMEM"), T.const("E820_TYPE_PRAM")):
+        return f"persistent (type {type_})"
+    return names.get(type_, f"type {type_}")
+
+
+def e820_print_table(entries: list[E820Entry], who: str) -> list[str]:
+    """e820__print_table(who): one line per entry."""
+    return [f"{who}: [mem {e.addr:#018x}-{e.end - 1:#018x}] {e820_print_type(e.type)}" for e in entries]
+
+
+def parse_memopt(table: E820Table, p: str | None) -> bool:
+    """parse_memopt() (``mem=``): drop the usable RAM at and above the size given; ``mem=nopentium``
+    is refused on 64-bit.  False where the kernel returns -EINVAL (no value, a zero size)."""
+    from mmintro.kernel.cmdline import memparse
+
+    if p is None:
+        return False
+    if p == "nopentium":
+        table.log.append("mem=nopentium ignored! (only supported on x86_32)")
+        return False
+    mem_size, _rest = memparse(p)
+    if mem_size == 0:  # "Don't remove all memory when getting "mem={invalid}" parameter"
+        return False
+    table.range_remove(mem_size, ULLONG_MAX - mem_size, E820_TYPE_RAM, True)
+    return True
+
+
+def parse_memmap_one(table: E820Table, p: str) -> bool:
+    """parse_memmap_one(), one comma-separated item of ``memmap=``: ``exactmap`` (forget the
+    firmware's map), ``nn@ss`` usable RAM, ``nn#ss`` ACPI data, ``nn$ss`` reserved, ``nn!ss``
+    persistent memory (type 12), ``nn%ss-old+new`` retype (or add/remove), bare ``nn`` as
+    ``mem=nn``.  False where the kernel returns -EINVAL (the item is then partly applied
+    or not at all, as in the kernel)."""
+    from mmintro.kernel.cmdline import memparse
+    from mmintro.types import get_types
+
+    T = get_types()
+    if p.startswith("exactmap"):
+        table.entries.clear()
+        return True
+    mem_size, rest = memparse(p)
+    if rest == p:
+        return False
+    kinds = {"@": E820_TYPE_RAM, "#": E820_TYPE_ACPI, "$": E820_TYPE_RESERVED, "!": T.const("E820_TYPE_PRAM")}
+    sep = rest[:1]
+    if sep in kinds:
+        start_at, rest = memparse(rest[1:])
+        table.range_add(start_at, mem_size, kinds[sep])
+    elif sep == "%":
+        from mmintro.kernel.cmdline import simple_strtoull
+
+        start_at, rest = memparse(rest[1:])
+        old = new = 0
+        if rest[:1] == "-":
+            old, rest = simple_strtoull(rest[1:], 0)
+        if rest[:1] == "+":
+            new, rest = simple_strtoull(rest[1:], 0)
+        if rest:
+            return False
+        if old and new:
+            table.range_update(start_at, mem_size, old, new)
+        elif new:
+            table.range_add(start_at, mem_size, new)
+        elif old:
+            table.range_remove(start_at, mem_size, old, True)
+        else:
+            table.range_remove(start_at, mem_size, 0, False)
+    else:
+        table.range_remove(mem_size, ULLONG_MAX - mem_size, E820_TYPE_RAM, True)
+    return rest == ""
+
+
+def e820_user_map(entries: "list[E820Entry] | tuple", params: tuple) -> tuple[list[E820Entry], list[str]]:
+    """The map after parse_early_param()'s ``mem=`` and ``memmap=`` edits (``params``: their
+    ``(name, value)`` pairs in command-line order) and e820__finish_early_params(): sanitized by
+    e820__update_table when any option touched it (``userdef``), with the boot log's
+    "user-defined physical RAM map:" lines; the map unchanged and no lines otherwise.
+
+    :raises E820Error: what the kernel panics on: "Invalid user supplied memory map" (an
+        ``exactmap`` leaving fewer than two entries), or no usable RAM left
+    """
+    table = E820Table(entries)
+    userdef = False
+    for name, value in params:
+        if name == "mem":
+            userdef |= parse_memopt(table, value)
+            continue
+        for item in value.split(","):  # parse_memmap_opt()
+            parse_memmap_one(table, item)
+            userdef = True  # memparse consumed something, or exactmap
+    if not userdef:
+        return list(entries), table.log
+    if not table.update_table():
+        raise E820Error("Invalid user supplied memory map (e820__finish_early_params: fewer than two entries "
+                        "after memmap=exactmap)")
+    out = table.result()
+    if not any(e.type == E820_TYPE_RAM for e in out):
+        raise E820Error("the user-defined memory map (mem=/memmap=) leaves no usable RAM")
+    return out, table.log + ["user-defined physical RAM map:"] + e820_print_table(out, "user")

@@ -220,27 +220,33 @@ def start_stop_khugepaged(k: Kernel) -> None:
     and calculate_totalreserve_pages()."""
     import math
 
+    from mmintro.kernel.cmdline import vm_sysctl
+
     normal = page_alloc.NR_ZONE_IDX["Normal"]
+    user_min_free_kbytes = vm_sysctl(k, "user_min_free_kbytes")  # -1 until vm.min_free_kbytes is written
     if hugepage_global_enabled(k):
         nr_zones = sum(1 for zs in k.zones for z in zs if z.populated and z.idx <= normal)
         pb = k.pageblock_nr_pages
         recommended = pb * nr_zones * 2 + pb * nr_zones * page_alloc.MIGRATE_PCPTYPES ** 2
         recommended = min(recommended, _nr_free_buffer_pages(k) // 20) << (PAGE_SHIFT - 10)
-        k.min_free_kbytes = max(k.min_free_kbytes, recommended)
+        if recommended > k.min_free_kbytes:  # a user's value is raised too; it only changes the log
+            if user_min_free_kbytes >= 0:
+                k.printk(6, f"raising min_free_kbytes from {k.min_free_kbytes} to {recommended} to help "
+                            "transparent hugepage allocations")
+            k.min_free_kbytes = recommended
     else:
-        # calculate_min_free_kbytes(): int_sqrt(lowmem_kbytes * 16) within [128, 262144]
+        # calculate_min_free_kbytes(): int_sqrt(lowmem_kbytes * 16) within [128, 262144], unless
+        # the user's vm.min_free_kbytes is at least that
         lowmem_kbytes = _nr_free_buffer_pages(k) * (PAGE_SIZE >> 10)
-        k.min_free_kbytes = max(128, min(262144, math.isqrt(lowmem_kbytes * 16)))
+        new_min = math.isqrt(lowmem_kbytes * 16)
+        if new_min > user_min_free_kbytes:
+            k.min_free_kbytes = max(128, min(262144, new_min))
+        else:
+            k.printk(4, f"min_free_kbytes is not updated to {new_min} because user defined value "
+                        f"{user_min_free_kbytes} is preferred")
     k.write_int("min_free_kbytes", k.min_free_kbytes)
     page_alloc.setup_per_zone_wmarks(k)
-    # calculate_totalreserve_pages() (__setup_per_zone_wmarks ends with it)
-    total = 0
-    for nid, zs in enumerate(k.zones):
-        node_total = sum(min(max(z.lowmem_reserve) + z.watermark[2], z.managed) for z in zs)
-        k.kmem.set(k.pgdat[nid], "pglist_data", "totalreserve_pages", node_total)
-        total += node_total
-    k.totalreserve_pages = total
-    k.kmem.write_u64(k.sym("totalreserve_pages"), total)
+    page_alloc.calculate_totalreserve_pages(k)  # __setup_per_zone_wmarks ends with it
 
 
 # -- eligibility ----------------------------------------------------------------------------------

@@ -70,6 +70,7 @@ __all__ = [
     "PUD_ORDER",
     "Hstate",
     "copy_hugetlb_page_range",
+    "default_hstate",
     "free_huge_folio",
     "gather_bootmem_prealloc",
     "hstate_for_size",
@@ -78,6 +79,7 @@ __all__ = [
     "hugetlb_fault",
     "hugetlb_init",
     "hugetlb_mmap",
+    "hugetlb_parse_params",
     "hugetlb_vm_op_close",
     "hugetlb_vm_op_open",
     "set_nr_hugepages",
@@ -128,6 +130,7 @@ class Hstate:
     nr_overcommit_huge_pages: int = 0
     next_nid_to_alloc: int = 0
     next_nid_to_free: int = 0
+    max_huge_pages_node: list[int] = field(default_factory=list)  # hugepages=NODE:N at boot
     nr_huge_pages_node: list[int] = field(default_factory=list)
     free_huge_pages_node: list[int] = field(default_factory=list)
     surplus_huge_pages_node: list[int] = field(default_factory=list)
@@ -136,6 +139,7 @@ class Hstate:
 
     def __post_init__(self) -> None:
         n = self.nodes
+        self.max_huge_pages_node = [0] * n
         self.nr_huge_pages_node = [0] * n
         self.free_huge_pages_node = [0] * n
         self.surplus_huge_pages_node = [0] * n
@@ -327,34 +331,233 @@ def hstate_next_node_to_alloc(h: Hstate, nodes: list[int], attr: str = "next_nid
     return nid
 
 
-# -- boot: gigantic pages from memblock -------------------------------------------------------
-def hugetlb_bootmem_alloc(k: Kernel) -> None:
-    """x86 setup_arch() -> hugetlb_bootmem_alloc() (after the NUMA nodes are known, before
-    paging_init/sparse_init): the 1 GiB hstate (``hugepagesz=1G``/gigantic_pages_init) and
-    ``hugepages=`` of it from memblock (hugetlb_hstate_alloc_pages -> hugetlb_gigantic_pages_alloc_boot
-    -> alloc_bootmem_huge_page, interleaved from h->next_nid_to_alloc)."""
-    h = hugetlb_add_hstate(k, PUD_ORDER)
-    want = k.config.hugepages_1g
-    h.max_huge_pages = want
-    boot = k.__dict__.setdefault("huge_boot_pages", {})  # nid -> [paddr of huge_bootmem_page, list head first]
-    nodes = list(range(k.config.nodes))
-    got = 0
+# -- boot: the command line's hstates, gigantic pages from memblock ------------------------------
+def default_hstate(k: Kernel) -> Hstate:
+    """``default_hstate``: hstates[default_hstate_idx]."""
+    return _state(k)[k.__dict__.get("default_hstate_idx", 0)]
+
+
+@dataclass
+class _HugetlbCmdline:
+    """mm/hugetlb.c's __initdata command-line state (parsed_hstate and friends)."""
+
+    nodes: int
+    parsed_hstate: Hstate | None = None
+    parsed_valid_hugepagesz: bool = True
+    parsed_default_hugepagesz: bool = False
+    default_hstate_max_huge_pages: int = 0
+    default_hugepages_in_node: list[int] = field(default_factory=list)
+    last_mhp: object = None  # hugepages_setup()'s static last_mhp
+
+    def __post_init__(self) -> None:
+        self.default_hugepages_in_node = [0] * self.nodes
+
+
+def _size_of(s: str) -> int:
+    from mmintro.kernel.cmdline import memparse
+
+    return memparse(s)[0]
+
+
+def _size_to_hstate(k: Kernel, size: int) -> Hstate | None:
+    return next((h for h in _state(k) if h.size == size), None)
+
+
+def _add_hstate(k: Kernel, st: _HugetlbCmdline, order: int) -> None:
+    """hugetlb_add_hstate(): a size already registered is left alone (parsed_hstate too)."""
+    if _size_to_hstate(k, PAGE_SIZE << order) is None:
+        st.parsed_hstate = hugetlb_add_hstate(k, order)
+
+
+def hugepages_setup(k: Kernel, st: _HugetlbCmdline, s: str) -> None:
+    """hugepages_setup(): ``hugepages=N`` (or ``NODE:N,...``) for the hstate of the last valid
+    ``hugepagesz=``/``default_hugepagesz=``, or, before any, for the default size."""
+    if not st.parsed_valid_hugepagesz:
+        k.printk(4, f"HugeTLB: hugepages={s} does not follow a valid hugepagesz, ignoring")
+        st.parsed_valid_hugepagesz = True
+        return
+    target = "default" if not _state(k) else st.parsed_hstate
+    if target is st.last_mhp:
+        k.printk(4, f"HugeTLB: hugepages= specified twice without interleaving hugepagesz=, ignoring hugepages={s}")
+        return
+    if ":" not in s:
+        n = int(s)
+        if target == "default":
+            st.default_hstate_max_huge_pages = n
+        else:
+            target.max_huge_pages = n  # type: ignore[union-attr]
+    else:
+        for item in s.split(","):  # node format (the nodes were checked online by MachineConfig)
+            node, n = (int(x) for x in item.split(":"))
+            if target == "default":
+                st.default_hugepages_in_node[node] = n
+                st.default_hstate_max_huge_pages += n
+            else:
+                target.max_huge_pages_node[node] = n  # type: ignore[union-attr]
+                target.max_huge_pages += n  # type: ignore[union-attr]
+    st.last_mhp = target
+
+
+def hugepagesz_setup(k: Kernel, st: _HugetlbCmdline, s: str) -> None:
+    """hugepagesz_setup(): register the size; a size registered before is refused unless it is
+    the default_hugepagesz= one with no count yet."""
+    size = _size_of(s)
+    st.parsed_valid_hugepagesz = False
+    h = _size_to_hstate(k, size)
+    if h is not None:
+        d = default_hstate(k)
+        if not st.parsed_default_hugepagesz or h is not d or d.max_huge_pages:
+            k.printk(4, f"HugeTLB: hugepagesz={s} specified twice, ignoring")
+            return
+        st.parsed_hstate = h
+        st.parsed_valid_hugepagesz = True
+        return
+    _add_hstate(k, st, size.bit_length() - 1 - PAGE_SHIFT)
+    st.parsed_valid_hugepagesz = True
+
+
+def default_hugepagesz_setup(k: Kernel, st: _HugetlbCmdline, s: str) -> None:
+    """default_hugepagesz_setup(): register the size and make it the default; a count given
+    before it by a bare ``hugepages=`` becomes the default hstate's."""
+    st.parsed_valid_hugepagesz = False
+    if st.parsed_default_hugepagesz:
+        k.printk(3, f"HugeTLB: default_hugepagesz previously specified, ignoring {s}")
+        return
+    size = _size_of(s)
+    _add_hstate(k, st, size.bit_length() - 1 - PAGE_SHIFT)
+    st.parsed_valid_hugepagesz = True
+    st.parsed_default_hugepagesz = True
+    _set_default_hstate_idx(k, _state(k).index(_size_to_hstate(k, size)))  # type: ignore[arg-type]
+    if st.default_hstate_max_huge_pages:
+        d = default_hstate(k)
+        d.max_huge_pages = st.default_hstate_max_huge_pages
+        for i, n in enumerate(st.default_hugepages_in_node):
+            if n:
+                d.max_huge_pages_node[i] = n
+        st.default_hstate_max_huge_pages = 0
+
+
+def _set_default_hstate_idx(k: Kernel, idx: int) -> None:
+    k.default_hstate_idx = idx
+    if "default_hstate_idx" in k.image.symbols:
+        k.write_int("default_hstate_idx", idx)
+
+
+def hugetlb_parse_params(k: Kernel) -> None:
+    """hugetlb_parse_params(): the stored ``hugepagesz=``/``hugepages=``/``default_hugepagesz=``
+    parameters (hugetlb_add_param) run in command-line order, now that the nodes are known."""
+    st = _HugetlbCmdline(k.config.nodes)
+    k.hugetlb_cmdline = st
+    setup = {"hugepages": hugepages_setup, "hugepagesz": hugepagesz_setup,
+             "default_hugepagesz": default_hugepagesz_setup}
+    for name, value in k.config.huge_params():
+        setup[name](k, st, value)
+
+
+def memblock_alloc_exact_nid_raw(k: Kernel, size: int, align: int, nid: int) -> int | None:
+    """memblock_alloc_exact_nid_raw(): the highest free aligned range on node ``nid`` only."""
+    top = k.memblock.current_limit
+    for start, end, _n in reversed(k.memblock.free_ranges(nid)):
+        base = (min(end, top) - size) // align * align
+        if base >= start:
+            k.memblock.reserve(base, size)
+            return base
+    return None
+
+
+def alloc_bootmem(k: Kernel, h: Hstate, nid: int, node_exact: bool) -> int | None:
+    """alloc_bootmem(): a gigantic page from memblock (exactly on ``nid``, or trying it first),
+    its huge_bootmem_page on the list of the node it came from."""
     from mmintro.kernel.memblock import MemblockError
 
-    for _ in range(want):
-        nid = hstate_next_node_to_alloc(h, nodes)
+    if node_exact:
+        m = memblock_alloc_exact_nid_raw(k, h.size, h.size, nid)
+    else:
         try:
-            # alloc_bootmem(): memblock_alloc_try_nid_raw(size, size, 0, ACCESSIBLE, nid)
-            m = k.memblock.alloc(h.size, h.size, nid=nid)
+            m = k.memblock.alloc(h.size, h.size, nid=nid)  # memblock_alloc_try_nid_raw
         except MemblockError:
-            break
-        listnode = k.memblock.node_of(m)
-        boot.setdefault(listnode, []).insert(0, (m, h.idx))  # list_add(&m->list, &huge_boot_pages[node])
-        got += 1
-    if got < want:
-        # hugetlb_hstate_alloc_pages_errcheck()
-        k.printk(4, f"HugeTLB: allocating {want} of page size 1.00 GiB failed.  Only allocated {got} hugepages.")
-        h.max_huge_pages = got
+            m = None
+    if m is None:
+        return None
+    boot = k.__dict__.setdefault("huge_boot_pages", {})  # nid -> [(paddr of huge_bootmem_page, hstate idx)]
+    boot.setdefault(k.memblock.node_of(m), []).insert(0, (m, h.idx))  # list_add(&m->list, &huge_boot_pages[node])
+    return m
+
+
+def hugetlb_hstate_alloc_pages_onenode(k: Kernel, h: Hstate, nid: int) -> None:
+    """hugetlb_hstate_alloc_pages_onenode(): ``hugepages=NODE:N`` -- gigantic pages exactly on the
+    node from memblock, others from the buddy with __GFP_THISNODE; a shortfall is logged and
+    taken off max_huge_pages."""
+    want = h.max_huge_pages_node[nid]
+    folios: list[int] = []
+    i = 0
+    while i < want:
+        if h.gigantic:
+            if alloc_bootmem(k, h, nid, True) is None:
+                break
+        else:
+            gfp = htlb_alloc_mask(h) | G.FLAGS["__GFP_THISNODE"]
+            pfn = only_alloc_fresh_hugetlb_folio(k, h, gfp, nid, frozenset(range(k.config.nodes)), None)
+            if pfn is None:
+                break
+            folios.insert(0, pfn)  # list_add(&folio->lru, &folio_list)
+        i += 1
+    if folios:
+        prep_and_add_allocated_folios(k, h, folios)
+    if i == want:
+        return
+    k.printk(4, f"HugeTLB: allocating {want} of page size {_string_get_size(h.size)} failed node{nid}.  "
+                f"Only allocated {i} hugepages.")
+    h.max_huge_pages -= want - i
+    h.max_huge_pages_node[nid] = i
+
+
+def hugetlb_hstate_alloc_pages_errcheck(k: Kernel, allocated: int, h: Hstate) -> None:
+    if allocated < h.max_huge_pages:
+        k.printk(4, f"HugeTLB: allocating {h.max_huge_pages} of page size {_string_get_size(h.size)} failed.  "
+                    f"Only allocated {allocated} hugepages.")
+        h.max_huge_pages = allocated
+
+
+def hugetlb_hstate_alloc_pages(k: Kernel, h: Hstate) -> None:
+    """hugetlb_hstate_alloc_pages(): the boot pool -- node-specific counts if any were given,
+    else interleaved over the nodes (gigantic: one memblock page after another from
+    h->next_nid_to_alloc, stopping at the first node that has none; others:
+    hugetlb_pages_alloc_boot)."""
+    if not h.max_huge_pages:
+        return
+    specific = False
+    for nid in range(k.config.nodes):  # hugetlb_hstate_alloc_pages_specific_nodes()
+        if h.max_huge_pages_node[nid] > 0:
+            hugetlb_hstate_alloc_pages_onenode(k, h, nid)
+            specific = True
+    if specific:
+        return
+    if h.gigantic:
+        allocated = 0
+        nodes = list(range(k.config.nodes))
+        for _ in range(h.max_huge_pages):  # hugetlb_gigantic_pages_alloc_boot()
+            nid = hstate_next_node_to_alloc(h, nodes)  # __alloc_bootmem_huge_page(h, NUMA_NO_NODE)
+            if alloc_bootmem(k, h, nid, False) is None:
+                break
+            allocated += 1
+    else:
+        allocated = hugetlb_pages_alloc_boot(k, h)
+    hugetlb_hstate_alloc_pages_errcheck(k, allocated, h)
+
+
+def hugetlb_bootmem_alloc(k: Kernel) -> None:
+    """x86 setup_arch() -> hugetlb_bootmem_alloc() (after the NUMA nodes are known, before
+    paging_init/sparse_init): hugetlb_parse_params() registers the command line's hstates in
+    order, then each gigantic one gets its ``hugepages=`` from memblock.  gigantic_pages_init()
+    (arch_initcall) registers the 1 GiB hstate afterwards when the command line did not."""
+    hugetlb_parse_params(k)
+    for h in _state(k):
+        h.next_nid_to_alloc = 0  # first_online_node
+        if h.gigantic:
+            hugetlb_hstate_alloc_pages(k, h)
+    if _size_to_hstate(k, PAGE_SIZE << PUD_ORDER) is None:
+        hugetlb_add_hstate(k, PUD_ORDER)  # gigantic_pages_init()
 
 
 def _write_bootmem_pages(k: Kernel) -> None:
@@ -520,14 +723,13 @@ def prep_and_add_allocated_folios(k: Kernel, h: Hstate, folios: list[int]) -> No
 
 def hugetlb_pages_alloc_boot(k: Kernel, h: Hstate) -> int:
     """hugetlb_pages_alloc_boot(): padata_do_multithreaded() over [0, max_huge_pages) with
-    hugepage_allocation_threads = max(num_online_cpus() / 4, 1) threads (no
-    ``hugepage_alloc_threads=``) and min_chunk = max_huge_pages / threads; each chunk runs
-    hugetlb_pages_alloc_boot_node() (its own next_node from the first online node, folios
+    hugepage_allocation_threads = ``hugepage_alloc_threads=``, else max(num_online_cpus() / 4, 1),
+    threads and min_chunk = max_huge_pages / threads; each chunk runs hugetlb_pages_alloc_boot_node() (its own next_node from the first online node, folios
     collected with list_move then added).  Chunks run here one after the other; the
     "allocation took" line reports 0 ms of simulated time."""
     size = h.max_huge_pages
     nodes = list(range(k.config.nodes))
-    threads = max(k.config.cpus // 4, 1)
+    threads = k.config.hugepage_alloc_threads or max(k.config.cpus // 4, 1)  # hugepage_alloc_threads=
     min_chunk = size // threads
     # padata_do_multithreaded(): nworks, then chunks of size / (nworks * load_balance_factor 4)
     nworks = min(max(size // max(min_chunk, 1), 1), threads)
@@ -577,24 +779,32 @@ def report_hugepages(k: Kernel) -> None:
 
 
 def hugetlb_init(k: Kernel) -> None:
-    """subsys_initcall(hugetlb_init): the 2 MiB hstate and default_hstate_idx,
-    hugetlb_init_hstates() (the 2 MiB boot pool, next-nid cursors, demote orders),
+    """subsys_initcall(hugetlb_init): the 2 MiB hstate and default_hstate_idx (a bare
+    ``hugepages=`` is the default size's count, overriding one given with its hugepagesz=),
+    hugetlb_init_hstates() (the non-gigantic boot pools, next-nid cursors, demote orders),
     gather_bootmem_prealloc(), report_hugepages(); then fs_initcall(init_hugetlbfs_fs)."""
     k.image.var("default_hstate_idx", "bss")  # an uninitialised global of mm/hugetlb.c
-    if not _state(k):
-        hugetlb_add_hstate(k, PUD_ORDER)  # gigantic_pages_init() (arch_initcall)
-    h2m = hugetlb_add_hstate(k, HUGETLB_PAGE_ORDER)
-    k.write_int("default_hstate_idx", h2m.idx)
-    h2m.max_huge_pages = k.config.hugepages_2m
+    st = k.__dict__.get("hugetlb_cmdline") or _HugetlbCmdline(k.config.nodes)
+    if _size_to_hstate(k, PAGE_SIZE << HUGETLB_PAGE_ORDER) is None:
+        hugetlb_add_hstate(k, HUGETLB_PAGE_ORDER)
+    if st.parsed_default_hugepagesz:
+        _set_default_hstate_idx(k, k.__dict__.get("default_hstate_idx", 0))
+    else:
+        _set_default_hstate_idx(k, _state(k).index(_size_to_hstate(k, PAGE_SIZE << HUGETLB_PAGE_ORDER)))
+        if st.default_hstate_max_huge_pages:
+            d = default_hstate(k)
+            if d.max_huge_pages:
+                k.printk(4, f"HugeTLB: Ignoring hugepages={d.max_huge_pages} associated with "
+                            f"{_string_get_size(d.size)} page size")
+                k.printk(4, f"HugeTLB: Using hugepages={st.default_hstate_max_huge_pages} for number of default "
+                            "huge pages")
+            d.max_huge_pages = st.default_hstate_max_huge_pages
+            d.max_huge_pages_node = list(st.default_hugepages_in_node)
     hs = _state(k)
     for h in hs:  # hugetlb_init_hstates()
         h.next_nid_to_alloc = h.next_nid_to_free = 0  # first_memory_node
-        if not h.gigantic and h.max_huge_pages:
-            got = hugetlb_pages_alloc_boot(k, h)
-            if got < h.max_huge_pages:
-                k.printk(4, f"HugeTLB: allocating {h.max_huge_pages} of page size {_string_get_size(h.size)} "
-                            f"failed.  Only allocated {got} hugepages.")
-                h.max_huge_pages = got
+        if not h.gigantic:
+            hugetlb_hstate_alloc_pages(k, h)
         for h2 in hs:
             if h2 is not h and h.demote_order < h2.order < h.order:
                 h.demote_order = h2.order
@@ -734,7 +944,7 @@ def write_hstates(k: Kernel) -> None:
         for nid in range(h.nodes):
             for f in ("nr_huge_pages_node", "free_huge_pages_node", "surplus_huge_pages_node"):
                 km.set(a, "hstate", f"{f}[{nid}]", getattr(h, f)[nid])
-            km.set(a, "hstate", f"max_huge_pages_node[{nid}]", 0)
+            km.set(a, "hstate", f"max_huge_pages_node[{nid}]", h.max_huge_pages_node[nid])
             km.write_list(km.addr(a, "hstate", "hugepage_freelists") + nid * lh,
                           [k.pfn_to_page(p) + _W.LRU_OFF for p in h.freelists[nid]])
         km.write_list(km.addr(a, "hstate", "hugepage_activelist"),

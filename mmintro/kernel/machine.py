@@ -204,7 +204,11 @@ class Kernel:
         mm_init.calc_nr_kernel_pages(self)
         # start_kernel() after setup_arch(): the per-CPU areas, then the early hash tables.
         step("setup_per_cpu_areas", 0.45)
+        from mmintro.kernel import cmdline
+
+        cmdline.setup_command_line(self)  # saved_command_line, from memblock
         self.setup_per_cpu_areas()
+        cmdline.print_command_line(self)  # "Kernel command line:", print_unknown_bootoptions()
         mm_init.vfs_caches_init_early(self)
         step("init_task and the idle tasks", 0.5)
         from mmintro.kernel import init_task
@@ -248,6 +252,7 @@ class Kernel:
         step("free_initmem, mark_rodata_ro", 0.89)
         init_64.free_initmem(self)  # kernel_init(), after the initcalls
         init_64.mark_rodata_ro(self)
+        cmdline.do_sysctl_args(self)  # kernel_init(): sysctl.vm.*= boot parameters
         step("vmstat", 0.9)
         self.sync()
         self.booted = True
@@ -266,16 +271,18 @@ class Kernel:
         vmstat.refresh(self)
 
     def boot_messages_setup_arch(self) -> None:
-        """The first lines of a boot log: the banner and the firmware memory map
-        (init/main.c linux_banner, arch/x86/kernel/e820.c e820__print_table)."""
+        """The first lines of a boot log: the banner, the command line, the firmware memory map
+        and the one mem=/memmap= made (init/main.c linux_banner, arch/x86/kernel/setup.c,
+        arch/x86/kernel/e820.c e820__print_table)."""
+        from mmintro.kernel.e820 import e820_print_table
         from mmintro.kernel.version import linux_banner
 
         self.printk(5, linux_banner().rstrip("\n"))
-        lines = ["BIOS-provided physical RAM map:"]
-        names = {1: "usable", 2: "reserved", 3: "ACPI data", 4: "ACPI NVS", 5: "unusable"}
-        for e in self.e820:
-            lines.append(f"BIOS-e820: [mem {e.addr:#018x}-{e.end - 1:#018x}] {names.get(e.type, 'type ' + str(e.type))}")
+        self.printk(6, f"Command line: {self.config.cmdline}")
+        lines = ["BIOS-provided physical RAM map:"] + e820_print_table(self.e820_firmware, "BIOS-e820")
         self.printk(6, "\n".join(lines))
+        if self.e820_user_lines:
+            self.printk(6, "\n".join(self.e820_user_lines))
 
     def boot_messages_mem_init(self) -> None:
         """build_all_zonelists()'s and mem_init_print_info()'s lines."""
@@ -296,6 +303,9 @@ class Kernel:
     def setup_arch(self) -> None:
         cfg = self.config
         self.e820 = list(cfg.e820) if cfg.e820 is not None else build_e820(cfg.ram)
+        from mmintro.kernel import cmdline
+
+        cmdline.parse_early_param(self)  # mem=, memmap=: the user-defined map
         ram = [(e.addr, e.end) for e in self.e820 if e.type == E820_TYPE_RAM]
         if cfg.node_ranges is not None:  # the machine's own nodes (SRAT): RAM cut at their bounds
             for a, b in ram:

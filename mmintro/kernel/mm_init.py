@@ -117,19 +117,19 @@ def free_area_init(k: "Kernel") -> None:
     build_memmap_index(k)
     zone_size = T.sizeof("struct zone")
     zones_off = T.struct("pglist_data").offsetof("node_zones")
-    limits = [(0, 16 << 20 >> PAGE_SHIFT), (16 << 20 >> PAGE_SHIFT, 4 << 30 >> PAGE_SHIFT),
-              (4 << 30 >> PAGE_SHIFT, k.max_pfn), (0, 0), (0, 0)]
+    low, high = arch_zone_limits(k)
+    zone_movable_pfn = find_zone_movable_pfns_for_nodes(k, low, high)
+    print_zone_ranges(k, low, high, zone_movable_pfn)
     pageset_boot = k.image.symbols["boot_pageset"].address
     zonestats_boot = k.image.symbols["boot_zonestats"].address
     km = k.kmem
     for nid in range(k.config.nodes):
-        regions = [r for r in k.memblock.memory if r.nid == nid]
-        node_start = min(r.base for r in regions) >> PAGE_SHIFT
-        node_end = max(r.end for r in regions) >> PAGE_SHIFT
+        node_start, node_end = get_pfn_range_for_nid(k, nid)
+        sizes = calculate_node_totalpages(k, nid, node_start, node_end, low, high, zone_movable_pfn)
         pg = k.pgdat[nid]
         zs_list = []
         nr_zones = 0
-        for idx, (lo, hi) in enumerate(limits):
+        for idx in range(len(ZONE_NAMES)):
             za = pg + zones_off + idx * zone_size
             z = ZoneState(nid, idx, za)
             z.nr_free = [0] * kc.NR_PAGE_ORDERS
@@ -138,11 +138,7 @@ def free_area_init(k: "Kernel") -> None:
                 for mt in range(T.const("MIGRATE_TYPES")):
                     h = -(1 + o * T.const("MIGRATE_TYPES") + mt)  # page_alloc.free_list_head
                     z.nxt[h] = z.prv[h] = h
-            if hi > lo:
-                s, e = min(max(node_start, lo), hi), min(max(node_end, lo), hi)
-                if e > s:
-                    z.start_pfn, z.spanned = s, e - s
-                    z.present = sum(max(0, min(e, r.end >> PAGE_SHIFT) - max(s, r.base >> PAGE_SHIFT)) for r in regions)
+            z.start_pfn, z.spanned, z.present = sizes[idx]
             if z.present:
                 nr_zones = idx + 1
             zs_list.append(z)
@@ -179,6 +175,197 @@ def free_area_init(k: "Kernel") -> None:
         km.set(pg, "pglist_data", "__lruvec.pgdat", pg)
     build_zonelists(k)
     memmap_init(k)
+
+
+# -- zone sizes (mm/mm_init.c free_area_init, calculate_node_totalpages) ------------------------
+MAX_ORDER_NR_PAGES = 1 << kc.MAX_PAGE_ORDER
+MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT
+MAX_DMA32_PFN = (4 << 30) >> PAGE_SHIFT
+
+
+def mem_pfn_ranges(k: "Kernel", nid: int | None = None) -> list[tuple[int, int, int]]:
+    """for_each_mem_pfn_range(): (PFN_UP(base), PFN_DOWN(end), nid) of each memblock.memory
+    region (of node ``nid``), in address order."""
+    out = []
+    for r in sorted(k.memblock.memory, key=lambda r: r.base):
+        if nid is None or r.nid == nid:
+            s, e = -(-r.base >> PAGE_SHIFT), r.end >> PAGE_SHIFT
+            if s < e:
+                out.append((s, e, r.nid))
+    return out
+
+
+def get_pfn_range_for_nid(k: "Kernel", nid: int) -> tuple[int, int]:
+    """get_pfn_range_for_nid(): the node's first and last-plus-one pfn (0, 0 when it has none)."""
+    ranges = mem_pfn_ranges(k, nid)
+    if not ranges:
+        return 0, 0
+    return min(s for s, _e, _n in ranges), max(e for _s, e, _n in ranges)
+
+
+def arch_zone_limits(k: "Kernel") -> tuple[list[int], list[int]]:
+    """free_area_init()'s arch_zone_lowest/highest_possible_pfn[] from x86 zone_sizes_init()'s
+    max_zone_pfns (DMA: MAX_DMA_PFN, DMA32: MAX_DMA32_PFN, Normal: max_low_pfn, which is
+    max_pfn on x86-64), each zone starting where the one below ended, the first at the start
+    of DRAM; ZONE_MOVABLE has no range of its own (0, 0) and ZONE_DEVICE's is empty."""
+    nzones = len(ZONE_NAMES)
+    movable = ZONE_NAMES.index("Movable")
+    max_zone_pfn = [min(MAX_DMA_PFN, k.max_pfn), min(MAX_DMA32_PFN, k.max_pfn), k.max_pfn, 0, 0]
+    low, high = [0] * nzones, [0] * nzones
+    start = min(r.base for r in k.memblock.memory) >> PAGE_SHIFT  # PHYS_PFN(memblock_start_of_DRAM())
+    for zone in range(nzones):
+        if zone == movable:
+            continue
+        end = max(max_zone_pfn[zone], start)
+        low[zone], high[zone] = start, end
+        start = end
+    return low, high
+
+
+def _parse_core(value: str | None) -> tuple[int, int]:
+    """cmdline_parse_core(): (pages, percent) of ``kernelcore=``/``movablecore=``."""
+    from mmintro.kernel.cmdline import memparse
+
+    if value is None or value == "mirror":
+        return 0, 0
+    if value.endswith("%"):
+        return 0, int(value[:-1])
+    return memparse(value)[0] >> PAGE_SHIFT, 0
+
+
+def find_zone_movable_pfns_for_nodes(k: "Kernel", low: list[int], high: list[int]) -> list[int]:
+    """find_zone_movable_pfns_for_nodes(): where ZONE_MOVABLE starts on each node (0: none).
+
+    ``movablecore=`` becomes the kernelcore it leaves (rounded up to MAX_ORDER_NR_PAGES, at most
+    all memory), ``kernelcore=`` wins when larger; percentages are of all memory.  Kernel
+    memory is then spread evenly over the nodes with memory: each node keeps ``kernelcore /
+    usable_nodes`` pages (counting, first, its memory below the zone ZONE_MOVABLE is carved
+    from -- the highest populated zone, ``movable_zone`` -- which is kernel memory anyway),
+    and a node too small for its share passes the rest to another round over the nodes with
+    one node fewer.  Each node's start is finally rounded up to MAX_ORDER_NR_PAGES, and
+    dropped when that is past the node's end.  ``kernelcore=mirror`` finds no mirrored memory
+    on the simulated machine and is ignored with the kernel's warning."""
+    nodes = k.config.nodes
+    zone_movable_pfn = [0] * nodes
+    movable = ZONE_NAMES.index("Movable")
+    # early_calculate_totalpages() and N_MEMORY
+    totalpages = sum(e - s for s, e, _n in mem_pfn_ranges(k))
+    memory_nodes = sorted({n for _s, _e, n in mem_pfn_ranges(k)})
+    usable_nodes = len(memory_nodes)
+    # find_usable_zone_for_movable()
+    k.movable_zone = next(z for z in reversed(range(len(ZONE_NAMES))) if z != movable and high[z] > low[z])
+    if k.config.kernelcore == "mirror":
+        k.printk(4, "The system has no mirror memory, ignore kernelcore=mirror.")
+        return zone_movable_pfn
+    required_kernelcore, kernelcore_percent = _parse_core(k.config.kernelcore)
+    required_movablecore, movablecore_percent = _parse_core(k.config.movablecore)
+    if kernelcore_percent:
+        required_kernelcore = (totalpages * 100 * kernelcore_percent) // 10000
+    if movablecore_percent:
+        required_movablecore = (totalpages * 100 * movablecore_percent) // 10000
+    if required_movablecore:
+        # round up so that ZONE_MOVABLE is at least as large as asked
+        required_movablecore = -(-required_movablecore // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
+        required_movablecore = min(totalpages, required_movablecore)
+        required_kernelcore = max(required_kernelcore, totalpages - required_movablecore)
+    if not required_kernelcore or required_kernelcore >= totalpages:
+        return zone_movable_pfn
+    usable_startpfn = low[k.movable_zone]
+    while True:  # restart:
+        kernelcore_node = required_kernelcore // usable_nodes
+        for nid in memory_nodes:
+            if required_kernelcore < kernelcore_node:
+                kernelcore_node = required_kernelcore // usable_nodes
+            kernelcore_remaining = kernelcore_node
+            for start_pfn, end_pfn, _n in mem_pfn_ranges(k, nid):
+                start_pfn = max(start_pfn, zone_movable_pfn[nid])
+                if start_pfn >= end_pfn:
+                    continue
+                if start_pfn < usable_startpfn:  # only usable for kernelcore
+                    kernel_pages = min(end_pfn, usable_startpfn) - start_pfn
+                    kernelcore_remaining -= min(kernel_pages, kernelcore_remaining)
+                    required_kernelcore -= min(kernel_pages, required_kernelcore)
+                    if end_pfn <= usable_startpfn:
+                        # push zone_movable_pfn to the end so a rebalancing round does not
+                        # count this range twice
+                        zone_movable_pfn[nid] = end_pfn
+                        continue
+                    start_pfn = usable_startpfn
+                size_pages = min(end_pfn - start_pfn, kernelcore_remaining)
+                zone_movable_pfn[nid] = start_pfn + size_pages
+                required_kernelcore -= min(required_kernelcore, size_pages)
+                kernelcore_remaining -= size_pages
+                if not kernelcore_remaining:
+                    break
+        usable_nodes -= 1
+        if not (usable_nodes and required_kernelcore > usable_nodes):
+            break
+    # out2: align the start of ZONE_MOVABLE on every node to MAX_ORDER_NR_PAGES
+    for nid in memory_nodes:
+        zone_movable_pfn[nid] = -(-zone_movable_pfn[nid] // MAX_ORDER_NR_PAGES) * MAX_ORDER_NR_PAGES
+        if zone_movable_pfn[nid] >= get_pfn_range_for_nid(k, nid)[1]:
+            zone_movable_pfn[nid] = 0
+    return zone_movable_pfn
+
+
+def zone_spanned_pages_in_node(k: "Kernel", nid: int, zone_type: int, node_start: int, node_end: int,
+                               low: list[int], high: list[int], zone_movable_pfn: list[int]) -> tuple[int, int]:
+    """zone_spanned_pages_in_node() with adjust_zone_range_for_zone_movable(): the zone's
+    [start, end) on the node (ZONE_MOVABLE from zone_movable_pfn[nid] to the end of the node's
+    part of movable_zone, which ends at zone_movable_pfn[nid])."""
+    zone_start = min(max(node_start, low[zone_type]), high[zone_type])
+    zone_end = min(max(node_end, low[zone_type]), high[zone_type])
+    zmp = zone_movable_pfn[nid]
+    if zmp:
+        if zone_type == ZONE_NAMES.index("Movable"):
+            zone_start, zone_end = zmp, min(node_end, high[k.movable_zone])
+        elif zone_start < zmp < zone_end:
+            zone_end = zmp
+        elif zone_start >= zmp:
+            zone_start = zone_end
+    if zone_end < node_start or zone_start > node_end:
+        return 0, 0
+    zone_end, zone_start = min(zone_end, node_end), max(zone_start, node_start)
+    return zone_start, zone_end
+
+
+def calculate_node_totalpages(k: "Kernel", nid: int, node_start: int, node_end: int, low: list[int],
+                              high: list[int], zone_movable_pfn: list[int]) -> list[tuple[int, int, int]]:
+    """calculate_node_totalpages(): (zone_start_pfn, spanned, present) of each zone of the node,
+    present = spanned - the holes (zone_absent_pages_in_node); a node without memory has none
+    (reset_memoryless_node_totalpages)."""
+    out = []
+    ranges = mem_pfn_ranges(k, nid)
+    for zone_type in range(len(ZONE_NAMES)):
+        if node_start == node_end:
+            out.append((0, 0, 0))
+            continue
+        s, e = zone_spanned_pages_in_node(k, nid, zone_type, node_start, node_end, low, high, zone_movable_pfn)
+        spanned = e - s
+        present = sum(max(0, min(e, re) - max(s, rs)) for rs, re, _n in ranges) if spanned else 0
+        out.append((s if spanned else 0, spanned, present))
+    return out
+
+
+def print_zone_ranges(k: "Kernel", low: list[int], high: list[int], zone_movable_pfn: list[int]) -> None:
+    """free_area_init()'s boot log: the zone ranges, where ZONE_MOVABLE starts on each node,
+    the early memory node ranges, and each node's "Initmem setup" line."""
+    lines = ["Zone ranges:"]
+    for i, name in enumerate(ZONE_NAMES):
+        if name == "Movable":
+            continue
+        span = "empty" if low[i] == high[i] else f"[mem {low[i] << PAGE_SHIFT:#018x}-{(high[i] << PAGE_SHIFT) - 1:#018x}]"
+        lines.append(f"  {name:<8} {span}")
+    lines.append("Movable zone start for each node")
+    lines += [f"  Node {nid}: {pfn << PAGE_SHIFT:#018x}" for nid, pfn in enumerate(zone_movable_pfn) if pfn]
+    lines.append("Early memory node ranges")
+    lines += [f"  node {nid:3d}: [mem {s << PAGE_SHIFT:#018x}-{(e << PAGE_SHIFT) - 1:#018x}]"
+              for s, e, nid in mem_pfn_ranges(k)]
+    for nid in range(k.config.nodes):
+        s, e = get_pfn_range_for_nid(k, nid)
+        lines.append(f"Initmem setup node {nid} [mem {s << PAGE_SHIFT:#018x}-{(e << PAGE_SHIFT) - 1 if e else 0:#018x}]"
+                     if s != e else f"Initmem setup node {nid} as memoryless")
+    k.printk(6, "\n".join(lines))
 
 
 def find_next_best_node(k: "Kernel", node: int, used: set[int], node_load: list[int]) -> int:

@@ -32,6 +32,7 @@ import numpy as np
 from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE
 from mmintro.kernel import config as kc
 from mmintro.kernel import gfp as G
+from mmintro.kernel.cmdline import vm_sysctl
 from mmintro.kernel.mm_init import ZoneState, section_pages
 from mmintro.kernel.sparse import PAGES_PER_SECTION, PFN_SECTION_SHIFT, pfn_to_section_nr
 from mmintro.types import get_types
@@ -438,12 +439,13 @@ def find_suitable_fallback(z: ZoneState, order: int, mt: int, claimable: bool) -
 
 
 def boost_watermark(k: "Kernel", z: ZoneState) -> bool:
-    if not kc.WATERMARK_BOOST_FACTOR:
+    boost_factor = vm_sysctl(k, "watermark_boost_factor")
+    if not boost_factor:
         return False
     if PAGEBLOCK_NR_PAGES * 4 > z.managed:
         return False
     high = z.watermark[ALLOC_WMARK_HIGH]
-    max_boost = high * kc.WATERMARK_BOOST_FACTOR // 10000  # mult_frac
+    max_boost = high * boost_factor // 10000  # mult_frac
     if not max_boost:
         return False
     max_boost = max(PAGEBLOCK_NR_PAGES, max_boost)
@@ -1393,7 +1395,7 @@ def setup_per_zone_wmarks(k: "Kernel") -> None:
             wmin = max(kc.SWAP_CLUSTER_MAX, min(z.managed // 1024, 128))
         else:
             wmin = tmp
-        tmp = max(tmp >> 2, z.managed * kc.WATERMARK_SCALE_FACTOR // 10000)
+        tmp = max(tmp >> 2, z.managed * vm_sysctl(k, "watermark_scale_factor") // 10000)
         z.watermark = [wmin, wmin + tmp, wmin + 2 * tmp, wmin + 3 * tmp]
         for i, v in enumerate(z.watermark):
             k.kmem.set(z.addr, "zone", f"_watermark[{i}]", v)
@@ -1411,8 +1413,7 @@ def zone_pcp_update(k: "Kernel", z: ZoneState) -> None:
     if not getattr(z, "pcp", None):
         return
     batch = max(1, zone_batchsize(z))
-    high_min = zone_highsize(k, z, batch, 0)
-    high_max = zone_highsize(k, z, batch, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+    high_min, high_max = pageset_high(k, z, batch)
     if (z.pcp_high_min, z.pcp_high_max, z.pcp_batch) == (high_min, high_max, batch):
         return
     z.pcp_high_min, z.pcp_high_max, z.pcp_batch = high_min, high_max, batch
@@ -1426,12 +1427,23 @@ def zone_pcp_update(k: "Kernel", z: ZoneState) -> None:
 MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8  # mm/page_alloc.c
 
 
+def pageset_high(k: "Kernel", z: ZoneState, batch: int) -> tuple[int, int]:
+    """zone_set_pageset_high_and_batch()'s (high_min, high_max): the low watermark and managed / 8
+    over the node's CPUs; with vm.percpu_pagelist_high_fraction set, managed / fraction for both
+    (auto-tuning off)."""
+    fraction = vm_sysctl(k, "percpu_pagelist_high_fraction")
+    if fraction:
+        high = zone_highsize(k, z, batch, fraction)
+        return high, high
+    return zone_highsize(k, z, batch, 0), zone_highsize(k, z, batch, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+
+
 def setup_per_zone_lowmem_reserve(k: "Kernel") -> None:
     k.lowmem_reserve_ready = True
     for zs in k.zones:
         for i in range(len(zs) - 1):
             z = zs[i]
-            ratio = kc.LOWMEM_RESERVE_RATIO[i]
+            ratio = vm_sysctl(k, "lowmem_reserve_ratio")[i]
             clear = not ratio or not z.managed
             managed = 0
             for j in range(i + 1, len(zs)):
@@ -1440,7 +1452,12 @@ def setup_per_zone_lowmem_reserve(k: "Kernel") -> None:
         for z in zs:
             for j, v in enumerate(z.lowmem_reserve):
                 k.kmem.set(z.addr, "zone", f"lowmem_reserve[{j}]", v)
-    # calculate_totalreserve_pages()
+    calculate_totalreserve_pages(k)
+
+
+def calculate_totalreserve_pages(k: "Kernel") -> None:
+    """calculate_totalreserve_pages(): per node and in all, each zone's largest lowmem_reserve
+    plus its high watermark, at most its managed pages."""
     total = 0
     for nid, zs in enumerate(k.zones):
         node_total = 0
@@ -1492,8 +1509,7 @@ def setup_zone_pagesets(k: "Kernel") -> None:
             z.pageset = k.alloc_percpu(pcp_size, 64)
             z.zonestats = k.alloc_percpu(zst_size, 64)
             z.pcp_batch = max(1, zone_batchsize(z))  # zone_set_pageset_high_and_batch()
-            z.pcp_high_min = zone_highsize(k, z, z.pcp_batch, 0)
-            z.pcp_high_max = zone_highsize(k, z, z.pcp_batch, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+            z.pcp_high_min, z.pcp_high_max = pageset_high(k, z, z.pcp_batch)
             z.stat_threshold = calculate_normal_threshold(k, z)
             node_threshold = max(node_threshold, z.stat_threshold)
             k.kmem.set(z.addr, "zone", "per_cpu_pageset", z.pageset)
