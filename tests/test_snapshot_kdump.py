@@ -189,6 +189,19 @@ def test_pages_that_do_not_shrink_are_stored_raw_and_equal_pages_share_data(tmp_
     assert stats.zero_pages == 8192 - 5003  # all but noise, text and the 5001 equal pages
 
 
+def test_threads_write_the_same_file(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    pages = (rng.integers(0, 4, (300, PS), dtype=np.uint8) * 60).tobytes()  # compressible, all different
+    out = []
+    for threads in (1, 3):
+        path = tmp_path / f"t{threads}"
+        write_kdump(path, [(PS, pages)], "X=1\n", [(0, 2 << 20)], threads=threads)
+        out.append(path.read_bytes())
+    assert out[0] == out[1]
+    with DiskDumpFile(tmp_path / "t3", require_vmcoreinfo=False) as dd:
+        assert dd.read_phys(PS, len(pages)) == pages
+
+
 def test_runs_must_lie_in_ram(tmp_path) -> None:
     with pytest.raises(ValueError, match="not inside a RAM range"):
         write_kdump(tmp_path / "t", [(0x3000, bytes(2 * PS))], "X=1\n", [(0, 0x4000)])
