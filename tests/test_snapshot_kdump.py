@@ -209,6 +209,7 @@ def test_runs_must_lie_in_ram(tmp_path) -> None:
         write_kdump(tmp_path / "t", [(0x100, bytes(PS))], "X=1\n", [(0, 0x4000)])
     with pytest.raises(ValueError, match="overlap"):
         write_kdump(tmp_path / "t", [], "X=1\n", [(0, 0x4000), (0x3000, 0x8000)])
+    assert not (tmp_path / "t").exists()  # nothing half-written is left behind
 
 
 def test_partial_pages_and_several_ranges(tmp_path) -> None:
