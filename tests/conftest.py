@@ -65,9 +65,9 @@ REAL_CONFIGS = {
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """The second real-kernel configuration (one more QEMU boot and 2 GiB dump) is slow."""
+    """Every real-kernel configuration but the default (one more QEMU boot and dump each) is slow."""
     for item in items:
-        if any(n in item.nodeid for n in ("numa2-l5", "numa2_l5", "numa2_3cpu", "real_4g")):
+        if any(n in item.nodeid for n in ("numa2-l5", "numa2_l5", "numa2-3cpu", "numa2_3cpu", "real-4g", "real_4g")):
             item.add_marker(pytest.mark.slow)
 
 

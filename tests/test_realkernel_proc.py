@@ -19,10 +19,11 @@ from cli_helpers import run
 
 SYSTEM_FILES = ["meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem"]
 # Lines whose numbers the running kernel may change between the capture and the stop: free
-# pages (the buddy lists, per-CPU lists drained back to them) and allocation events.
+# pages (the buddy lists, per-CPU lists drained back to them), a per-CPU list's current
+# ``high`` (which frees raise and vmstat's decay_pcp_high() lowers) and allocation events.
 VOLATILE = {
     "meminfo": {"MemFree:", "MemAvailable:"},
-    "zoneinfo": {"pages free", "nr_free_pages", "count:", "numa_hit", "numa_local", "numa_other",
+    "zoneinfo": {"pages free", "nr_free_pages", "count:", "high:", "numa_hit", "numa_local", "numa_other",
                  "numa_foreign", "numa_miss", "nr_free_pages_blocks"},
     "vmstat": {"nr_free_pages", "nr_free_pages_blocks", "nr_dirty_threshold", "nr_dirty_background_threshold",
                "numa_hit", "numa_local", "numa_other", "pgalloc_dma", "pgalloc_dma32", "pgalloc_normal",
