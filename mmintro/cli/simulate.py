@@ -111,9 +111,13 @@ def _scenario_help() -> str:
 @click.option("--like", "like", default=None, metavar="DUMP", type=click.Path(dir_okay=False),
               help="the machine of a real kernel's dump (its e820 table, CPUs and nodes); needs --kernel")
 @click.option("--kernel", "like_kernel", default=None, metavar="VMLINUZ", help="with --like: the dump's kernel image")
+@click.option("--cmdline", default=None, metavar="TEXT",
+              help="the kernel command line: mem=, memmap=, kernelcore=, movablecore=, hugepagesz=, hugepages=, "
+                   "default_hugepagesz=, transparent_hugepage=, sysctl.vm.X=  [default: with --like, the dump's]")
 def command(
     scenario: str, output: str, ram: str | None, nodes: int | None, cpus: int | None, seed: int | None,
-    gdb_aliases: bool, core_format: str, e820_file: str | None, like: str | None, like_kernel: str | None
+    gdb_aliases: bool, core_format: str, e820_file: str | None, like: str | None, like_kernel: str | None,
+    cmdline: str | None
 ) -> None:
     """Run SCENARIO (default: boot) on a simulated machine and save the snapshot.
 
@@ -137,6 +141,8 @@ def command(
     except ValueError:
         raise click.BadParameter(f"{ram!r} is not a size (e.g. 512M, 4G)", param_hint="--ram") from None
     overrides = {"ram": ram_bytes, "nodes": nodes, "cpus": cpus, "seed": seed, **_machine(e820_file, like, like_kernel)}
+    if cmdline is not None:
+        overrides["cmdline"] = cmdline
     if (e820_file or like) and ram is not None:
         raise click.UsageError("--ram goes without --e820/--like: the memory map says how much RAM there is")
     if path is None:  # a Python scenario
@@ -200,9 +206,12 @@ def _machine(e820_file: str | None, like: str | None, like_kernel: str | None) -
             raise click.UsageError("--like DUMP needs --kernel VMLINUZ (the dump's kernel image, for its types)")
         from mmintro.reader.dump import open_dump
 
+        from mmintro.kernel.cmdline import command_line_of_dump
+
         try:
-            found = machine_of_dump(open_dump(like, like_kernel))
-        except E820Error as e:
+            prog = open_dump(like, like_kernel)
+            found = {**machine_of_dump(prog), "cmdline": command_line_of_dump(prog)}
+        except (E820Error, ValueError) as e:
             raise click.ClickException(f"{like}: {e}") from None
         return {k: v for k, v in found.items() if v is not None}
     return {}

@@ -46,6 +46,7 @@ __all__ = [
     "BootParams",
     "CmdlineError",
     "check_config",
+    "command_line_of_dump",
     "config_fields",
     "do_sysctl_args",
     "memparse",
@@ -685,3 +686,19 @@ def do_sysctl_args(k: "Kernel") -> None:
             handler(k, checks[path](f"sysctl.{path}", val))
         elif name not in VM_SYSCTLS:
             k.printk(3, f"Failed to set sysctl parameter '{path}={val}': parameter not found")
+
+
+# -- a real kernel's command line ------------------------------------------------------------
+def command_line_of_dump(prog: Any) -> str:
+    """The command line a real kernel booted with, from its dump (a reader Program):
+    ``saved_command_line``, the string /proc/cmdline shows.
+
+    :raises CmdlineError: the dump has no readable saved_command_line
+    """
+    from mmintro.reader.errors import FaultError
+
+    try:
+        text = prog["saved_command_line"].string_(4096)
+    except (KeyError, LookupError, FaultError) as e:
+        raise CmdlineError(f"the dump's saved_command_line cannot be read ({e})") from None
+    return text.decode("utf-8", errors="replace")

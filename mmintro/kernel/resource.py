@@ -51,7 +51,9 @@ def build_tree(k: "Kernel") -> Res:
     for e in k.e820:
         flags = IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY if e.type == E820_TYPE_RAM else IORESOURCE_MEM | IORESOURCE_BUSY
         root.insert(Res(k.e820_name(e.type), e.addr, e.end - 1, flags, desc.get(e.type, 0)))
-    low_top = max(e.end for e in k.e820 if e.type != E820_TYPE_RAM and e.end <= 3 << 30)
+    # the host bridge's window is the chipset's, whatever mem=/memmap= made of the map
+    firmware = getattr(k, "e820_firmware", k.e820)
+    low_top = max(e.end for e in firmware if e.type != E820_TYPE_RAM and e.end <= 3 << 30)
     root.insert(Res("PCI Bus 0000:00", -(-low_top // (1 << 20)) * (1 << 20), 0xFEBFFFFF, IORESOURCE_MEM))
     root.insert(Res("IOAPIC 0", 0xFEC00000, 0xFEC003FF, IORESOURCE_MEM | IORESOURCE_BUSY))
     root.insert(Res("Local APIC", 0xFEE00000, 0xFEE00FFF, IORESOURCE_MEM | IORESOURCE_BUSY))
