@@ -91,6 +91,10 @@ class MachineConfig:
     kernel_layout: object | None = None
     kernel_phys: int | None = None
     initrd: tuple | None = None
+    # The machine's device resources in /proc/iomem, (name, start, end, flags, desc) each (PCI
+    # windows, ROMs, HPET, IOAPIC, ...; from a real dump's iomem_resource tree), instead of the
+    # reference machine's chipset.
+    platform_iomem: tuple | None = None
 
     def __post_init__(self) -> None:
         """The options ``cmdline`` sets become the fields above (a field given directly must

@@ -196,7 +196,40 @@ def machine_of_dump(prog) -> dict:
     return {"e820": tuple(entries), "cpus": len(cpus), "nodes": len(nodes),
             "node_ranges": tuple(nodes) if len(nodes) > 1 else None,
             "cpu_nodes": _cpu_nodes(prog, cpus, len(nodes)), "kernel_layout": layout, "kernel_phys": load,
-            "initrd": _initrd_of_dump(prog)}
+            "initrd": _initrd_of_dump(prog), "platform_iomem": _platform_iomem(prog, entries)}
+
+
+_KERNEL_RESOURCES = {"Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"}
+
+
+def _platform_iomem(prog, entries: list[E820Entry]) -> tuple:
+    """The dump's iomem resources that are neither its e820 entries (same range and type
+    name) nor the kernel image's: the machine's devices, at any depth (bounded walk), in the
+    tree's pre-order, each (name, start, end, flags, desc, under_e820): whether an e820
+    resource of the same range holds it (it was claimed after e820__reserve_resources_late())."""
+    e820 = {(e.addr, e.end - 1, name) for e in entries for name, t in _TYPE_NAMES.items() if t == e.type}
+    out = []
+    budget = 100_000
+
+    def walk(p, held: frozenset, depth: int) -> None:
+        nonlocal budget
+        if depth > 32:
+            raise E820Error("the dump's iomem_resource tree is more than 32 levels deep")
+        while p.value_():
+            budget -= 1
+            if budget < 0:
+                raise E820Error("the dump's iomem_resource tree does not end (more than 100000 resources)")
+            r = p[0]
+            start, end = r.start.value_(), r.end.value_()
+            name = r.name.string_().decode(errors="replace") if r.name.value_() else ""
+            ours = (start, end, name) in e820
+            if not ours and name not in _KERNEL_RESOURCES:
+                out.append((name, start, end, r.flags.value_(), r.desc.value_(), (start, end) in held))
+            walk(r.child, held | {(start, end)} if ours else held, depth + 1)
+            p = r.sibling
+
+    walk(prog["iomem_resource"].child, frozenset(), 0)
+    return tuple(out)
 
 
 def _cpu_nodes(prog, cpus: list[int], nodes: int) -> tuple | None:
@@ -255,12 +288,12 @@ class E820Table:
 
     def __init__(self, entries: "list[E820Entry] | tuple") -> None:
         self.entries: list[list[int]] = [[e.addr, e.size, e.type] for e in entries]
-        self.log: list[str] = []  # what the kernel prints while editing (pr_err)
+        self.log: list[tuple[int, str]] = []  # (printk level, text) the kernel prints while editing
 
     def range_add(self, start: int, size: int, type_: int) -> None:
         """__e820__range_add(): one more entry, unless the table is full."""
         if len(self.entries) >= _max_entries():
-            self.log.append(f"too many entries; ignoring [mem {start:#010x}-{start + size - 1:#010x}]")
+            self.log.append((3, f"too many entries; ignoring [mem {start:#010x}-{start + size - 1:#010x}]"))
             return
         self.entries.append([start, size, type_])
 
@@ -269,6 +302,8 @@ class E820Table:
         when ``check_type``); returns the bytes removed."""
         size = min(size, ULLONG_MAX - start)
         end = start + size
+        self.log.append((7, f"e820: remove [mem {start:#010x}-{end - 1:#010x}] "
+                            + (e820_print_type(old_type) if check_type else "")))
         removed = 0
         for entry in list(self.entries):  # range_add() appends to the array being walked
             if check_type and entry[2] != old_type:
@@ -299,6 +334,8 @@ class E820Table:
             raise E820Error(f"e820__range_update from type {old_type} to itself")  # the kernel's BUG_ON
         size = min(size, ULLONG_MAX - start)
         end = start + size
+        self.log.append((7, f"e820: update [mem {start:#010x}-{end - 1:#010x}] {e820_print_type(old_type)} ==> "
+                            f"{e820_print_type(new_type)}"))
         updated = 0
         for entry in list(self.entries):
             if entry[2] != old_type:
@@ -398,7 +435,7 @@ def parse_memopt(table: E820Table, p: str | None) -> bool:
     if p is None:
         return False
     if p == "nopentium":
-        table.log.append("mem=nopentium ignored! (only supported on x86_32)")
+        table.log.append((4, "mem=nopentium ignored! (only supported on x86_32)"))
         return False
     mem_size, _rest = memparse(p)
     if mem_size == 0:  # "Don't remove all memory when getting "mem={invalid}" parameter"
@@ -452,11 +489,12 @@ def parse_memmap_one(table: E820Table, p: str) -> bool:
     return rest == ""
 
 
-def e820_user_map(entries: "list[E820Entry] | tuple", params: tuple) -> tuple[list[E820Entry], list[str]]:
+def e820_user_map(entries: "list[E820Entry] | tuple", params: tuple) -> tuple[list[E820Entry], list[tuple[int, str]]]:
     """The map after parse_early_param()'s ``mem=`` and ``memmap=`` edits (``params``: their
     ``(name, value)`` pairs in command-line order) and e820__finish_early_params(): sanitized by
-    e820__update_table when any option touched it (``userdef``), with the boot log's
-    "user-defined physical RAM map:" lines; the map unchanged and no lines otherwise.
+    e820__update_table when any option touched it (``userdef``), with the boot log's lines as
+    (printk level, text): the KERN_DEBUG "e820: remove/update" ones and the "user-defined
+    physical RAM map:"; the map unchanged and no lines otherwise.
 
     :raises E820Error: what the kernel panics on: "Invalid user supplied memory map" (an
         ``exactmap`` leaving fewer than two entries), or no usable RAM left
@@ -478,4 +516,4 @@ def e820_user_map(entries: "list[E820Entry] | tuple", params: tuple) -> tuple[li
     out = table.result()
     if not any(e.type == E820_TYPE_RAM for e in out):
         raise E820Error("the user-defined memory map (mem=/memmap=) leaves no usable RAM")
-    return out, table.log + ["user-defined physical RAM map:"] + e820_print_table(out, "user")
+    return out, table.log + [(6, line) for line in ["user-defined physical RAM map:"] + e820_print_table(out, "user")]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mmintro.kernel.e820 import E820_TYPE_RAM
+from mmintro.kernel.e820 import (E820_TYPE_PMEM, E820_TYPE_PRAM, E820_TYPE_RAM, E820_TYPE_RESERVED,
+                                 E820_TYPE_SOFT_RESERVED)
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
@@ -36,32 +37,77 @@ class Res:
     desc: int = IORES_DESC_NONE
     children: list["Res"] = field(default_factory=list)
 
-    def insert(self, r: "Res") -> None:
-        for c in self.children:
-            if c.start <= r.start and r.end <= c.end:
-                c.insert(r)
+    def insert(self, r: "Res") -> "Res | None":
+        """kernel/resource.c __insert_resource(): ``r`` goes into the child that holds it (one
+        with exactly its range included), or takes the children it covers as its own.
+        Returns the resource it conflicts with (a partial overlap), None when inserted."""
+        parent = self
+        while True:
+            over = [c for c in parent.children if c.start <= r.end and r.start <= c.end]
+            if not over:
+                break
+            first = over[0]
+            if first.start <= r.start and r.end <= first.end:
+                parent = first  # the new one fits inside (or has the same range): descend
+                continue
+            if any(c.start < r.start or c.end > r.end for c in over):
+                return next(c for c in over if c.start < r.start or c.end > r.end)
+            r.children = sorted(r.children + over, key=lambda x: x.start)  # the new one takes them
+            parent.children = [c for c in parent.children if c not in over]
+            break
+        parent.children.append(r)
+        parent.children.sort(key=lambda x: x.start)
+        return None
+
+    def insert_expand_to_fit(self, r: "Res") -> None:
+        """insert_resource_expand_to_fit(): grow ``r`` over whatever it partly overlaps until
+        it can be inserted."""
+        while True:
+            conflict = self.insert(r)
+            if conflict is None:
                 return
-        self.children.append(r)
-        self.children.sort(key=lambda x: x.start)
+            r.start, r.end = min(r.start, conflict.start), max(r.end, conflict.end)
+
+
+# e820__reserve_resources() -> do_mark_busy(): what is inserted at boot; the rest (reserved,
+# soft-reserved and persistent memory above 1 MiB) waits for e820__reserve_resources_late()
+# (pcibios_resource_survey), so that PCI resources claimed in between can take it.
+_LATE_TYPES = {E820_TYPE_RESERVED, E820_TYPE_SOFT_RESERVED, E820_TYPE_PRAM, E820_TYPE_PMEM}
 
 
 def build_tree(k: "Kernel") -> Res:
     root = Res("PCI mem", 0, (1 << 46) - 1, IORESOURCE_MEM)
     desc = {1: IORES_DESC_NONE, 2: IORES_DESC_RESERVED, 3: IORES_DESC_ACPI_TABLES, 4: IORES_DESC_ACPI_NV_STORAGE}
+    late = []
     for e in k.e820:
+        if e.type in _LATE_TYPES and e.addr >= 1 << 20:
+            late.append(Res(k.e820_name(e.type), e.addr, e.end - 1, IORESOURCE_MEM, desc.get(e.type, 0)))
+            continue
         flags = IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY if e.type == E820_TYPE_RAM else IORESOURCE_MEM | IORESOURCE_BUSY
         root.insert(Res(k.e820_name(e.type), e.addr, e.end - 1, flags, desc.get(e.type, 0)))
-    # the host bridge's window is the chipset's, whatever mem=/memmap= made of the map
-    firmware = getattr(k, "e820_firmware", k.e820)
-    low_top = max(e.end for e in firmware if e.type != E820_TYPE_RAM and e.end <= 3 << 30)
-    root.insert(Res("PCI Bus 0000:00", -(-low_top // (1 << 20)) * (1 << 20), 0xFEBFFFFF, IORESOURCE_MEM))
-    root.insert(Res("IOAPIC 0", 0xFEC00000, 0xFEC003FF, IORESOURCE_MEM | IORESOURCE_BUSY))
-    root.insert(Res("Local APIC", 0xFEE00000, 0xFEE00FFF, IORESOURCE_MEM | IORESOURCE_BUSY))
-    root.insert(Res("System ROM", 0xF0000, 0xFFFFF, IORESOURCE_MEM | IORESOURCE_BUSY))
     img = k.image
     for name, (s, e) in (("Kernel code", ("_text", "_etext")), ("Kernel rodata", ("__start_rodata", "__end_rodata")),
                          ("Kernel data", ("_sdata", "_edata")), ("Kernel bss", ("__bss_start", "__bss_stop"))):
         root.insert(Res(name, img.pa(k.sym(s)), img.pa(k.sym(e)) - 1, IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY))
+    platform = k.config.platform_iomem
+    if platform is None:  # the reference machine's chipset
+        # the host bridge's window is the chipset's, whatever mem=/memmap= made of the map
+        firmware = getattr(k, "e820_firmware", k.e820)
+        low_top = max(e.end for e in firmware if e.type != E820_TYPE_RAM and e.end <= 3 << 30)
+        platform = (("PCI Bus 0000:00", -(-low_top // (1 << 20)) * (1 << 20), 0xFEBFFFFF, IORESOURCE_MEM, 0),
+                    ("IOAPIC 0", 0xFEC00000, 0xFEC003FF, IORESOURCE_MEM | IORESOURCE_BUSY, 0),
+                    ("Local APIC", 0xFEE00000, 0xFEE00FFF, IORESOURCE_MEM | IORESOURCE_BUSY, 0),
+                    ("System ROM", 0xF0000, 0xFFFFF, IORESOURCE_MEM | IORESOURCE_BUSY, 0))
+    # Devices (ACPI/PCI probing) before the late e820 ranges; those a late range holds
+    # (claimed by PNP system devices after pcibios_resource_survey) after them.
+    for d in platform:
+        if not (len(d) > 5 and d[5]):
+            root.insert(Res(*d[:5]))
+    for r in late:
+        root.insert_expand_to_fit(r)
+    for d in platform:
+        if len(d) > 5 and d[5]:
+            root.insert(Res(*d[:5]))
     return root
 
 
