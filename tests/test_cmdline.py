@@ -99,7 +99,9 @@ def test_mem_removes_the_usable_ram_above_it_and_only_ram() -> None:
     # e820__range_remove(mem_size, ULLONG_MAX - mem_size, E820_TYPE_RAM, 1): the ACPI tables and
     # the reserved ranges above 1 GiB stay
     assert [e for e in _table(out) if e[0] >= GiB] == [e for e in _table(fw) if e[0] >= GiB and e[2] != E820_TYPE_RAM]
-    assert log[0] == "user-defined physical RAM map:" and log[-1].startswith("user: [mem 0x00000000fffc0000-")
+    # parse_memopt's e820__range_remove(mem_size, ULLONG_MAX - mem_size, E820_TYPE_RAM, 1), KERN_DEBUG
+    assert log[0] == (7, "e820: remove [mem 0x40000000-0xfffffffffffffffe] usable")
+    assert log[1] == (6, "user-defined physical RAM map:") and log[-1][1].startswith("user: [mem 0x00000000fffc0000-")
 
 
 def test_memmap_adds_reserves_retypes_and_exactmap_starts_over() -> None:
@@ -347,3 +349,14 @@ def test_like_reads_the_real_kernels_command_line(real_dump) -> None:
     text = C.command_line_of_dump(open_dump(str(real_dump.path("elf")), real_dump.vmlinuz))
     assert text == real_dump.proc("cmdline").strip()
     assert C.parse_cmdline(text).unknown == ()  # console=, panic=, loglevel=, rdinit= are the kernel's
+
+
+def test_sysctl_writes_the_kernel_refuses_are_logged_as_it_logs_them() -> None:
+    # Debian's 6.18 booted with these options printed these two lines (KERN_ERR) and went on:
+    # hugetlb_overcommit_handler() refuses surplus gigantic pages; vm.bogus is no sysctl
+    k = boot(MachineConfig(ram=GiB, cmdline="hugepagesz=1G default_hugepagesz=1G "
+                                            "sysctl.vm.nr_overcommit_hugepages=3 sysctl.vm.bogus=1"))
+    errors = [r.text for r in k.printk_records if r.level == 3]
+    assert errors[-2:] == ["Failed to set sysctl parameter 'vm.nr_overcommit_hugepages=3': invalid value",
+                           "Failed to set sysctl parameter 'vm.bogus=1': parameter not found"]
+    assert k.hstates[k.default_hstate_idx].size == GiB

@@ -392,7 +392,8 @@ def parse_early_param(k: "Kernel") -> None:
     """setup_arch(): parse_early_param()'s ``mem=``/``memmap=`` edits of ``k.e820`` and
     e820__finish_early_params().  ``k.e820_firmware`` keeps the firmware's map (the
     "BIOS-e820:" lines, /sys/firmware/memmap: e820_table_firmware/_kexec); ``k.e820_user_lines``
-    are the "user-defined physical RAM map:" lines (none when no option touched the map)."""
+    are the (level, text) lines of the edits and the "user-defined physical RAM map:" (none
+    when no option touched the map)."""
     from mmintro.kernel.e820 import E820Error, e820_user_map
 
     k.e820_firmware = list(k.e820)
@@ -646,9 +647,14 @@ def _nr_hugepages(k: "Kernel", v: list[int]) -> None:
 
 
 def _nr_overcommit_hugepages(k: "Kernel", v: list[int]) -> None:
+    # hugetlb_overcommit_handler(): no surplus gigantic pages (-EINVAL, which do_sysctl_args logs)
     from mmintro.kernel import hugetlb
 
-    hugetlb.set_nr_overcommit_hugepages(k, hugetlb.default_hstate(k).size, v[0])
+    h = hugetlb.default_hstate(k)
+    if h.gigantic:
+        k.printk(3, f"Failed to set sysctl parameter 'vm.nr_overcommit_hugepages={v[0]}': invalid value")
+        return
+    hugetlb.set_nr_overcommit_hugepages(k, h.size, v[0])
 
 
 SYSCTL_HANDLERS: dict[str, Callable[["Kernel", list[int]], None]] = {

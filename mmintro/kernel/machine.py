@@ -281,8 +281,8 @@ class Kernel:
         self.printk(6, f"Command line: {self.config.cmdline}")
         lines = ["BIOS-provided physical RAM map:"] + e820_print_table(self.e820_firmware, "BIOS-e820")
         self.printk(6, "\n".join(lines))
-        if self.e820_user_lines:
-            self.printk(6, "\n".join(self.e820_user_lines))
+        for level, line in self.e820_user_lines:
+            self.printk(level, line)
 
     def boot_messages_mem_init(self) -> None:
         """build_all_zonelists()'s and mem_init_print_info()'s lines."""
