@@ -1,11 +1,15 @@
 """HugeTLB pages (mm/hugetlb.c, arch/x86/mm/hugetlbpage.c, fs/hugetlbfs/inode.c) of Linux 6.18.
 
 The hstates
-    x86's gigantic_pages_init() (arch_initcall, or ``hugepagesz=1G`` on the command line, both
-    before hugetlb_init) registers the 1 GiB hstate first; hugetlb_init() (subsys_initcall) adds
-    HUGETLB_PAGE_ORDER (2 MiB) and makes it the default.  So ``hstates[0]`` is
+    The command line's ``hugepagesz=``/``default_hugepagesz=`` register theirs first, in order
+    (hugetlb_parse_params() from setup_arch's hugetlb_bootmem_alloc, 6.15+); then x86's
+    gigantic_pages_init() (arch_initcall) registers the 1 GiB hstate if they did not, and
+    hugetlb_init() (subsys_initcall) adds HUGETLB_PAGE_ORDER (2 MiB) and makes it the default
+    unless ``default_hugepagesz=`` chose one.  Without options ``hstates[0]`` is
     ``hugepages-1048576kB``, ``hstates[1]`` is ``hugepages-2048kB``, ``hugetlb_max_hstate`` 2 and
     ``default_hstate_idx`` 1, as drgn's for_each_hstate() docstring shows on a real x86 kernel.
+    MachineConfig.hugepages_1g/hugepages_2m stand for ``hugepagesz=1G hugepages=N hugepagesz=2M
+    hugepages=M``, which keeps that order.
     hugetlb_add_hstate() initialises the resize mutex, order, mask, the per-node free lists and
     the active list, and the name; hugetlb_init_hstates() sets demote_order (1 GiB -> 2 MiB:
     gigantic pages can be demoted at run time with CONTIG_ALLOC).
