@@ -149,42 +149,183 @@ def split_mem_range(start: int, end: int) -> list[tuple[int, int, int]]:
     return [(a << 12, b << 12, lv) for a, b, lv in out]
 
 
-def adjust_range_page_size(ranges: list[tuple[int, int, int]], is_memory: Callable[[int, int], bool]) -> list[tuple[int, int, int]]:
-    """adjust_range_page_size_mask: a 4 KiB range whose surrounding 2 MiB (1 GiB) lies wholly in
-    one RAM region may be mapped with the larger page."""
+# -- init_mem_mapping(): the direct map as arch/x86/mm/init.c and init_64.c build it ------------
+ISA_END_ADDRESS = 0x100000
+PTRS = 512
+# (module-level names: inside a class body __PAGE_* would be name-mangled)
+PROT_4K, PROT_LARGE = __PAGE_KERNEL, __PAGE_KERNEL_LARGE
+
+
+def split_mem_range_masked(start: int, end: int, page_size_mask: int,
+                           is_memory: Callable[[int, int], bool]) -> list[tuple[int, int, int]]:
+    """split_mem_range(): [start, end) as (start, end, page_size_mask) ranges -- 4 KiB head,
+    2 MiB up to the first 1 GiB boundary, 1 GiB, 2 MiB, 4 KiB tail -- then
+    adjust_range_page_size_mask() (a range whose whole 2 MiB / 1 GiB is RAM may use the larger
+    page) and the merge of neighbours with the same mask."""
+    m2, m1g = 1 << PG_LEVEL_2M, 1 << PG_LEVEL_1G
     out = []
-    for s, e, lv in ranges:
-        if lv < PG_LEVEL_2M and is_memory(s // PMD_SIZE * PMD_SIZE, -(-e // PMD_SIZE) * PMD_SIZE):
-            lv = PG_LEVEL_2M
-        if lv < PG_LEVEL_1G and is_memory(s // PUD_SIZE * PUD_SIZE, -(-e // PUD_SIZE) * PUD_SIZE):
-            lv = PG_LEVEL_1G
-        out.append((s, e, lv))
-    return out
-
-
-def kernel_physical_mapping_init(pt: PageTables, page_offset: int, start: int, end: int, level: int,
-                                 mapped_4k: Callable[[int], bool], nid: int) -> None:
-    """Map [start, end) of physical memory at page_offset with pages up to ``level``.
-
-    Every 4 KiB page inside the range is mapped and counted, holes included (phys_pte_init:
-    "the ISA range is always mapped regardless of memory holes"); ``mapped_4k(paddr)`` is
-    phys_pte_init's e820 check, which only decides whether the entries of the same table
-    *past* the range are cleared, so it does not change what is mapped here.
-    """
-    p = start
-    while p < end:
-        if level >= PG_LEVEL_1G and p % PUD_SIZE == 0 and p + PUD_SIZE <= end:
-            pt.map(page_offset + p, p, PG_LEVEL_1G, __PAGE_KERNEL_LARGE, nid)
-            pt.direct_pages_count[PG_LEVEL_1G] += 1
-            p += PUD_SIZE
-        elif level >= PG_LEVEL_2M and p % PMD_SIZE == 0 and p + PMD_SIZE <= end:
-            pt.map(page_offset + p, p, PG_LEVEL_2M, __PAGE_KERNEL_LARGE, nid)
-            pt.direct_pages_count[PG_LEVEL_2M] += 1
-            p += PMD_SIZE
+    for s, e, lv in split_mem_range(start, end):
+        mask = {PG_LEVEL_4K: 0, PG_LEVEL_2M: page_size_mask & m2, PG_LEVEL_1G: page_size_mask & (m2 | m1g)}[lv]
+        out.append([s, e, mask])
+    for r in out:
+        if page_size_mask & m2 and not r[2] & m2:
+            if is_memory(r[0] // PMD_SIZE * PMD_SIZE, -(-r[1] // PMD_SIZE) * PMD_SIZE):
+                r[2] |= m2
+        if page_size_mask & m1g and not r[2] & m1g:
+            if is_memory(r[0] // PUD_SIZE * PUD_SIZE, -(-r[1] // PUD_SIZE) * PUD_SIZE):
+                r[2] |= m1g
+    merged: list[list[int]] = []
+    for r in out:
+        if merged and merged[-1][1] == r[0] and merged[-1][2] == r[2]:
+            merged[-1][1] = r[1]
         else:
-            pt.map(page_offset + p, p, PG_LEVEL_4K, __PAGE_KERNEL, nid)
-            pt.direct_pages_count[PG_LEVEL_4K] += 1
-            p += PAGE_SIZE
+            merged.append(r)
+    return [(a, b, c) for a, b, c in merged]
+
+
+class DirectMapper:
+    """kernel_physical_mapping_init() for the boot's direct map: phys_pud_init(),
+    phys_pmd_init() and phys_pte_init(), which map what is not mapped yet, clear the entries
+    of a table past the range where e820 has nothing, and -- before after_bootmem -- count an
+    entry that is already there again (``pages++`` on reuse), so the DirectMap counters can
+    exceed RAM, as real /proc/meminfo shows."""
+
+    def __init__(self, pt: PageTables, page_offset: int, e820_mapped_any: Callable[[int, int], bool],
+                 alloc_table: Callable[[], int]) -> None:
+        self.pt, self.page_offset, self.mapped_any, self.alloc_table = pt, page_offset, e820_mapped_any, alloc_table
+        self.count = pt.direct_pages_count
+
+    def _table(self, table: int, index: int) -> int:
+        """The next-level table under ``table[index]`` (allocated and linked when absent)."""
+        e = self.pt.entry(table, index)
+        if e & _PAGE_PRESENT:
+            return e & PTE_PFN_MASK
+        t = self.alloc_table()
+        self.pt.table_pages.append(t)
+        self.pt.set_entry(table, index, t | _KERNPG_TABLE)
+        return t
+
+    def kernel_physical_mapping_init(self, start: int, end: int, mask: int) -> None:
+        paddr = start
+        while paddr < end:  # phys_p4d_init: one PUD table per 512 GiB
+            vaddr = self.page_offset + paddr
+            pud = self._table(self.pt.pgd, _idx(vaddr, 0))
+            nxt = (paddr & ~((1 << PGDIR_SHIFT) - 1)) + (1 << PGDIR_SHIFT)
+            self.phys_pud_init(pud, paddr, min(end, nxt), mask)
+            paddr = nxt
+
+    def phys_pud_init(self, table: int, paddr: int, paddr_end: int, mask: int) -> None:
+        for i in range(_idx(self.page_offset + paddr, 1), PTRS):
+            nxt = (paddr & ~(PUD_SIZE - 1)) + PUD_SIZE
+            if paddr >= paddr_end:
+                if not self.mapped_any(paddr & ~(PUD_SIZE - 1), nxt):
+                    self.pt.set_entry(table, i, 0)
+                paddr = nxt
+                continue
+            e = self.pt.entry(table, i)
+            if e & _PAGE_PRESENT:
+                if not e & _PAGE_PSE:
+                    self.phys_pmd_init(e & PTE_PFN_MASK, paddr, paddr_end, mask)
+                    paddr = nxt
+                    continue
+                if mask & (1 << PG_LEVEL_1G):  # use the existing mapping, counted again
+                    self.count[PG_LEVEL_1G] += 1
+                    paddr = nxt
+                    continue
+                raise ValueError("splitting a 1 GiB direct-map page at boot is not modelled")
+            if mask & (1 << PG_LEVEL_1G):
+                self.count[PG_LEVEL_1G] += 1
+                self.pt.set_entry(table, i, (paddr & ~(PUD_SIZE - 1)) | PROT_LARGE)
+                paddr = nxt
+                continue
+            pmd = self.alloc_table()
+            self.pt.table_pages.append(pmd)
+            self.phys_pmd_init(pmd, paddr, paddr_end, mask)
+            self.pt.set_entry(table, i, pmd | _KERNPG_TABLE)
+            paddr = nxt
+
+    def phys_pmd_init(self, table: int, paddr: int, paddr_end: int, mask: int) -> None:
+        for i in range(_idx(self.page_offset + paddr, 2), PTRS):
+            nxt = (paddr & ~(PMD_SIZE - 1)) + PMD_SIZE
+            if paddr >= paddr_end:
+                if not self.mapped_any(paddr & ~(PMD_SIZE - 1), nxt):
+                    self.pt.set_entry(table, i, 0)
+                paddr = nxt
+                continue
+            e = self.pt.entry(table, i)
+            if e & _PAGE_PRESENT:
+                if not e & _PAGE_PSE:
+                    self.phys_pte_init(e & PTE_PFN_MASK, paddr, paddr_end)
+                    paddr = nxt
+                    continue
+                if mask & (1 << PG_LEVEL_2M):
+                    self.count[PG_LEVEL_2M] += 1
+                    paddr = nxt
+                    continue
+                raise ValueError("splitting a 2 MiB direct-map page at boot is not modelled")
+            if mask & (1 << PG_LEVEL_2M):
+                self.count[PG_LEVEL_2M] += 1
+                self.pt.set_entry(table, i, (paddr & ~(PMD_SIZE - 1)) | PROT_LARGE)
+                paddr = nxt
+                continue
+            pte = self.alloc_table()
+            self.pt.table_pages.append(pte)
+            self.phys_pte_init(pte, paddr, paddr_end)
+            self.pt.set_entry(table, i, pte | _KERNPG_TABLE)
+            paddr = nxt
+
+    def phys_pte_init(self, table: int, paddr: int, paddr_end: int) -> None:
+        for i in range(_idx(self.page_offset + paddr, 3), PTRS):
+            nxt = (paddr & ~(PAGE_SIZE - 1)) + PAGE_SIZE
+            if paddr >= paddr_end:
+                if not self.mapped_any(paddr & ~(PAGE_SIZE - 1), nxt):
+                    self.pt.set_entry(table, i, 0)
+                paddr = nxt
+                continue
+            if self.pt.entry(table, i):  # "We will re-use the existing mapping": counted again
+                self.count[PG_LEVEL_4K] += 1
+                paddr = nxt
+                continue
+            self.count[PG_LEVEL_4K] += 1
+            self.pt.set_entry(table, i, (paddr & ~(PAGE_SIZE - 1)) | PROT_4K)
+            paddr = nxt
+
+
+def init_direct_map(k: "Kernel", mapper: DirectMapper, page_size_mask: int) -> None:
+    """init_mem_mapping(): the ISA range always, then memory_map_top_down(ISA_END_ADDRESS,
+    max_pfn): from a free 2 MiB near the top of RAM downwards, in steps that grow by
+    2^(PMD_SHIFT - PAGE_SHIFT - 1) once as much RAM as a step is mapped, each step mapping
+    the memblock memory it meets (init_range_memory_mapping -> init_memory_mapping)."""
+    is_memory = k.memblock.is_memory
+
+    def init_memory_mapping(start: int, end: int) -> None:
+        for s, e, mask in split_mem_range_masked(start, end, page_size_mask, is_memory):
+            mapper.kernel_physical_mapping_init(s, e, mask)
+
+    def init_range_memory_mapping(r_start: int, r_end: int) -> int:
+        mapped = 0
+        for r in k.memblock.memory:  # for_each_mem_pfn_range
+            start = min(max(-(-r.base // PAGE_SIZE) * PAGE_SIZE, r_start), r_end)
+            end = min(max(r.end // PAGE_SIZE * PAGE_SIZE, r_start), r_end)
+            if start < end:
+                init_memory_mapping(start, end)
+                mapped += end - start
+        return mapped
+
+    init_memory_mapping(0, ISA_END_ADDRESS)
+    map_start, map_end = ISA_END_ADDRESS, k.max_pfn << PAGE_SHIFT
+    addr = k.memblock.alloc(PMD_SIZE, PMD_SIZE, limit=map_end, min_addr=map_start)  # memblock_phys_alloc_range
+    k.memblock.free(addr, PMD_SIZE)
+    real_end = addr + PMD_SIZE
+    step_size, last_start, mapped = PMD_SIZE, real_end, 0
+    while last_start > map_start:
+        start = max(map_start, (last_start - 1) // step_size * step_size) if last_start > step_size else map_start
+        mapped += init_range_memory_mapping(start, last_start)
+        last_start = start
+        if mapped >= step_size:
+            step_size <<= PMD_SHIFT - PAGE_SHIFT - 1  # get_new_step_size()
+    if real_end < map_end:
+        init_range_memory_mapping(real_end, map_end)
 
 
 def map_kernel_image(pt: PageTables, level3_kernel_pgt: int, level2_kernel_pgt: int, start_kernel_map: int,

@@ -29,8 +29,7 @@ from mmintro.kernel import page_alloc
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.e820 import E820_NAMES, E820_TYPE_ACPI, E820_TYPE_RAM, build_e820
 from mmintro.kernel.init_64 import (
-    PG_LEVEL_4K, PageTables, adjust_range_page_size, kernel_physical_mapping_init, map_kernel_image,
-    pagetable_alloc_kernel, split_mem_range,
+    PG_LEVEL_1G, PG_LEVEL_2M, DirectMapper, PageTables, init_direct_map, map_kernel_image, pagetable_alloc_kernel,
 )
 from mmintro.kernel.kimage import LOAD_PHYSICAL_ADDR, KernelImage
 from mmintro.kernel.kobj import KMem
@@ -464,16 +463,24 @@ class Kernel:
                          START_KERNEL_MAP, self.phys_base, self.image.start, self.image.end)
         e820_mapped = [(e.addr, e.end) for e in self.e820 if e.type in (E820_TYPE_RAM, E820_TYPE_ACPI)]
 
-        def mapped_4k(p: int) -> bool:
-            return any(a < p + PAGE_SIZE and p < b for a, b in e820_mapped)
+        def e820_mapped_any(start: int, end: int) -> bool:
+            return any(a < end and start < b for a, b in e820_mapped)
 
-        ranges = [(0, 1 << 20)] + [(max(r.base, 1 << 20), r.end) for r in self.memblock.memory if r.end > 1 << 20]
-        # init_memory_mapping(0, ISA_END_ADDRESS) first, with 4 KiB pages, then each RAM range.
-        kernel_physical_mapping_init(self.pt, self.page_offset_base, 0, 1 << 20, PG_LEVEL_4K, mapped_4k, 0)
-        for start, end in ranges[1:]:
-            nid = self.memblock.node_of(start)
-            for s, e, lv in adjust_range_page_size(split_mem_range(start, end), self.memblock.is_memory):
-                kernel_physical_mapping_init(self.pt, self.page_offset_base, s, e, lv, mapped_4k, nid)
+        # alloc_low_pages(): the brk's pgt_buf first (early_alloc_pgt_buf(): INIT_PGT_BUF_SIZE,
+        # 6 pages at __brk_base, where the build's layout has a used .brk), then memblock.
+        brk = self.image.sections["bss"][1]
+        pgt_buf = [brk + i * PAGE_SIZE for i in range(6)] if self.image.end - brk >= 6 * PAGE_SIZE else []
+        pgt_buf.reverse()
+
+        def alloc_low_page() -> int:
+            if pgt_buf:
+                t = pgt_buf.pop()
+                self.mem.write(t, bytes(PAGE_SIZE))
+                return t
+            return self.memblock.alloc(PAGE_SIZE, PAGE_SIZE)
+
+        mapper = DirectMapper(self.pt, self.page_offset_base, e820_mapped_any, alloc_low_page)
+        init_direct_map(self, mapper, (1 << PG_LEVEL_2M) | (1 << PG_LEVEL_1G))  # "Using GB pages for direct mapping"
         # arch_report_meminfo()'s DirectMap lines read direct_pages_count[PG_LEVEL_*].
         for level, n in self.pt.direct_pages_count.items():
             self.kmem.write_u64(self.sym("direct_pages_count") + 8 * level, n)

@@ -1387,6 +1387,8 @@ def init_per_zone_wmark_min(k: "Kernel") -> None:
 
 def setup_per_zone_wmarks(k: "Kernel") -> None:
     zones = [z for zs in k.zones for z in zs]
+    for z in zones:  # the managed pages the watermarks and pagesets are computed from
+        z.managed_at_wmarks = z.managed
     pages_min = k.min_free_kbytes >> (PAGE_SHIFT - 10)
     lowmem_pages = sum(z.managed for z in zones if z.idx != 3)  # !is_highmem && != ZONE_MOVABLE
     for z in zones:
