@@ -11,9 +11,7 @@ import subprocess
 
 import pytest
 
-from mmintro.kernel.config import MachineConfig
-from mmintro.kernel.e820 import E820Error, machine_of_dump, parse_e820
-from mmintro.kernel.machine import boot
+from mmintro.kernel.e820 import E820Error, parse_e820
 
 # QEMU q35's map as Debian's 6.18 printed it at boot (the real-kernel harness's 1 GiB guest)
 DMESG = """\
@@ -88,75 +86,6 @@ def _zones(text: str) -> dict:
         if m and spanned and int(spanned.group(1)):
             out[(int(m.group(1)), m.group(2))] = (int(start.group(1)), int(spanned.group(1)), int(present.group(1)))
     return out
-
-
-@pytest.mark.parametrize("which", ["real_dump", pytest.param("real_dump_numa2_l5", marks=pytest.mark.slow)])
-def test_like_a_real_machine_gives_its_zones(request, which: str) -> None:
-    """Booted like the real kernel's machine (its e820 table, CPUs, node ranges), the simulator's
-    zones start, span and hold exactly the pages the real kernel's do."""
-    from mmintro.reader.dump import open_dump
-
-    ref = request.getfixturevalue(which)
-    found = machine_of_dump(open_dump(str(ref.path("elf")), ref.vmlinuz))
-    cfg = MachineConfig(**{k: v for k, v in found.items() if v is not None})
-    cfg.validate()
-    k = boot(cfg)
-    real = _zones(ref.proc("zoneinfo"))
-    ours = {(nid, z.name): (z.start_pfn, z.spanned, z.present) for nid, zs in enumerate(k.zones) for z in zs
-            if z.spanned}
-    assert ours == real
-
-
-def _pagesets(text: str) -> dict:
-    """(node, zone) -> (high_min, batch, stat threshold) of CPU 0's pageset in /proc/zoneinfo."""
-    out = {}
-    for block in re.split(r"^Node ", text, flags=re.M)[1:]:
-        m = re.match(r"(\d+), zone\s+(\w+)", block)
-        hm, b = re.search(r"high_min: (\d+)", block), re.search(r"batch: +(\d+)", block)
-        th = re.search(r"vm stats threshold: (\d+)", block)
-        if m and hm:
-            out[(int(m.group(1)), m.group(2))] = (int(hm.group(1)), int(b.group(1)), int(th.group(1)))
-    return out
-
-
-@pytest.mark.parametrize("which", ["real_dump", pytest.param("real_dump_numa2_l5", marks=pytest.mark.slow)])
-def test_like_a_real_machine_gives_its_pagesets(request, which: str, tmp_path) -> None:
-    """The pagesets as 6.18 leaves them after THP raised min_free_kbytes (setup_per_zone_wmarks ->
-    zone_pcp_update): batch and stat thresholds equal the real kernel's, high_min (the low watermark
-    over the node's CPUs) within 0.3% (the managed pages differ by that much)."""
-    from mmintro.reader import open_snapshot
-    from mmintro.reader.dump import open_dump
-    from mmintro.snapshot.writer import save
-    from mmintro.views.zoneinfo import render, zoneinfo
-
-    ref = request.getfixturevalue(which)
-    found = machine_of_dump(open_dump(str(ref.path("elf")), ref.vmlinuz))
-    k = boot(MachineConfig(**{key: v for key, v in found.items() if v is not None}))
-    save(k, tmp_path / "like")
-    ours = _pagesets(render(zoneinfo(open_snapshot(str(tmp_path / "like")))))
-    real = _pagesets(ref.proc("zoneinfo"))
-    assert ours.keys() == real.keys()
-    for key, (hmin, batch, threshold) in real.items():
-        assert (ours[key][1], ours[key][2]) == (batch, threshold), key
-        assert abs(ours[key][0] - hmin) <= max(1, hmin * 3 // 1000), (key, ours[key][0], hmin)
-
-
-@pytest.mark.parametrize("which", ["real_dump", pytest.param("real_dump_numa2_l5", marks=pytest.mark.slow)])
-def test_like_a_real_machine_maps_as_much_directly(request, which: str) -> None:
-    """init_mem_mapping(): the ISA range's 256 pages and every RAM range map as the real kernel's
-    did, so DirectMap4k + 2M + 1G sum to the real total.  (After boot the real kernel splits
-    some 2 MiB pages of the image's direct-map alias into 4 KiB ones: mark_rodata_ro's and the
-    image-freeing set_memory_* calls, which the simulator does not make; so the split differs.)"""
-    from mmintro.kernel.init_64 import PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K
-    from mmintro.reader.dump import open_dump
-
-    ref = request.getfixturevalue(which)
-    found = machine_of_dump(open_dump(str(ref.path("elf")), ref.vmlinuz))
-    k = boot(MachineConfig(**{key: v for key, v in found.items() if v is not None}))
-    count = k.pt.direct_pages_count
-    ours = (count.get(PG_LEVEL_4K, 0) << 12) + (count.get(PG_LEVEL_2M, 0) << 21) + (count.get(PG_LEVEL_1G, 0) << 30)
-    real = sum(int(m.group(1)) << 10 for m in re.finditer(r"^DirectMap\w+:\s+(\d+) kB", ref.proc("meminfo"), re.M))
-    assert ours == real
 
 
 def test_a_node_without_a_cpu_is_refused_in_one_line(tmp_path) -> None:
