@@ -392,8 +392,8 @@ def test_the_real_kernel_booted_with_the_same_command_line(tmp_path, case: str) 
                         # where KASLR put the image (inside ZONE_MOVABLE on a/), and the build's layout
                         kernel_phys=m["kernel_phys"], kernel_layout=_layout(m["kernel_layout"]),
                         # QEMU's initrd, at the top of RAM: above mem= on a/, where the kernel copies
-                        # it lower (relocate_initrd, not simulated), so left out there
-                        initrd=tuple(m["initrd"]) if "mem=" not in (d / "cmdline").read_text() else None,
+                        # it lower (relocate_initrd)
+                        initrd=tuple(m["initrd"]),
                         cmdline=(d / "cmdline").read_text().strip())
     k, prog = _snapshot(tmp_path, cfg)
     ours, real = _zoneinfo(prog), _zoneinfo_text((d / "zoneinfo").read_text())
@@ -409,6 +409,10 @@ def test_the_real_kernel_booted_with_the_same_command_line(tmp_path, case: str) 
                 assert abs(o[f] - r[f]) <= max(2, r[f] * 3 // 1000), (key, f, o[f], r[f])
         assert all(abs(a - b) <= max(1, b * 3 // 1000) for a, b in zip(o["protection"], r["protection"])), \
             (key, o["protection"], r["protection"])
+    # reserve_initrd(): an initrd above mem= is moved to where the real kernel moved it
+    moved = lambda lines: [re.search(r"\[mem (0x[0-9a-f]+)", x).group(1) for x in lines  # noqa: E731
+                           if "Allocated new RAMDISK" in x]
+    assert moved(k.log) == moved(dmesg)
     ours_mi, real_mi = _meminfo(prog), _meminfo_text((d / "meminfo").read_text())
     for f in ("HugePages_Total", "Hugepagesize", "Hugetlb"):
         assert ours_mi[f] == real_mi[f], f

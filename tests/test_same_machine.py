@@ -228,7 +228,7 @@ def test_every_simulated_slab_cache_is_the_kernels(like) -> None:
 
 # The boot log lines whose numbers follow the machine and the kernel build's layout, which the
 # simulated boot must print as the real one did.
-_SAME_LINES = re.compile(r"^(Dentry cache hash table|Inode-cache hash table|Freeing |Write protecting|"
+_SAME_LINES = re.compile(r"^(RAMDISK: |Dentry cache hash table|Inode-cache hash table|Freeing |Write protecting|"
                          r"software IO TLB: mapped|pcpu-alloc: \[)")
 
 

@@ -456,6 +456,6 @@ def mark_rodata_ro(k: "Kernel") -> None:
 def free_initrd_mem(k: "Kernel") -> None:
     """init/initramfs.c populate_rootfs() (rootfs_initcall) unpacks the initrd, then x86's
     free_initrd_mem() frees it: free_init_pages("initrd", start, PAGE_ALIGN(end))."""
-    if k.config.initrd is not None:
-        start, size = k.config.initrd
+    if k.initrd_range is not None:
+        start, size = k.initrd_range
         free_init_pages(k, "initrd", start, start + -(-size // PAGE_SIZE) * PAGE_SIZE)

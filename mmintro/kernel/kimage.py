@@ -96,7 +96,7 @@ def layout_of_dump(prog) -> tuple[ImageLayout, int]:
                          sdata=off("_sdata"), edata=off("_edata"), init_begin=off("__init_begin"),
                          init_end=off("__init_end"), bss_start=off("__bss_start"), bss_stop=off("__bss_stop"),
                          brk_end=max(brk_end, off("__bss_stop")), smp_locks=smp, bss_decrypted_unused=dec)
-    load = text - START_KERNEL_MAP + u64("phys_base")
+    load = (text - START_KERNEL_MAP + u64("phys_base")) & 0xFFFFFFFFFFFFFFFF  # phys_base wraps below the link address
     return layout, load
 
 

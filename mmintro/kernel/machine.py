@@ -188,6 +188,7 @@ class Kernel:
         self.boot_messages_setup_arch()
         step("init_mem_mapping: direct map", 0.1)
         self.init_mem_mapping()
+        self.reserve_initrd()
         step("initmem_init: node data", 0.15)
         self.alloc_node_data()
         from mmintro.kernel import hugetlb
@@ -339,14 +340,31 @@ class Kernel:
         # and early_reserve_initrd()'s initrd.
         self.memblock.reserve(0, 1 << 20)
         self.memblock.reserve(self.image.start, self.image.end - self.image.start)
-        if self.config.initrd is not None:
-            start, size = self.config.initrd
-            if not self.memblock.is_memory(start, start + size):
-                raise ValueError(f"the initrd [{start:#x}-{start + size - 1:#x}] is not in RAM")
-            self.memblock.reserve(start, size)
+        self.initrd_range = self.config.initrd
+        if self.initrd_range is not None:
+            start, size = self.initrd_range
+            self.memblock.reserve(start, -(-size // PAGE_SIZE) * PAGE_SIZE)
         self.max_pfn = max(r.end for r in self.memblock.memory) >> PAGE_SHIFT
         self.place_globals()
         self.place_percpu_section()
+
+    def reserve_initrd(self) -> None:
+        """arch/x86/kernel/setup.c reserve_initrd() (after init_mem_mapping): an initrd outside
+        the direct map (mem=/memmap= took its memory) is moved into it -- relocate_initrd():
+        memblock_phys_alloc_range() below max_pfn_mapped -- and its old range given back."""
+        if self.initrd_range is None:
+            return
+        start, size = self.initrd_range
+        area = -(-size // PAGE_SIZE) * PAGE_SIZE
+        self.printk(6, f"RAMDISK: [mem {start:#010x}-{start + area - 1:#010x}]")
+        if self.memblock.is_memory(start, start + area):
+            return
+        new = self.memblock.alloc(area, PAGE_SIZE, limit=self.max_pfn << PAGE_SHIFT)
+        self.printk(6, f"Allocated new RAMDISK: [mem {new:#010x}-{new + size - 1:#010x}]")
+        self.printk(6, f"Move RAMDISK from [mem {start:#010x}-{start + size - 1:#010x}] to "
+                       f"[mem {new:#010x}-{new + size - 1:#010x}]")
+        self.memblock.free(start, area)
+        self.initrd_range = (new, size)
 
     def place_globals(self) -> None:
         img = self.image
