@@ -8,6 +8,7 @@ node_data, mem_section, the memory map) comes from here and stays reserved.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 
@@ -31,12 +32,23 @@ class Memblock:
     memory: list[Region] = field(default_factory=list)
     reserved: list[Region] = field(default_factory=list)
     current_limit: int = 1 << 64
+    # what memblock=debug would log: (base, size, caller) of every reservation and allocation,
+    # and (base, size, caller) of every range given back -- the boot's memory, item by item
+    log: list[tuple[str, int, int, str]] = field(default_factory=list)
+
+    @staticmethod
+    def _caller(depth: int = 2) -> str:
+        f = sys._getframe(depth)
+        while f is not None and f.f_code.co_filename.endswith("memblock.py"):
+            f = f.f_back
+        return f.f_code.co_name if f is not None else "?"
 
     def add(self, base: int, size: int, nid: int = 0) -> None:
         self.memory.append(Region(base, size, nid))
         self.memory.sort(key=lambda r: r.base)
 
     def reserve(self, base: int, size: int) -> None:
+        self.log.append(("reserve", base, size, self._caller()))
         self.reserved.append(Region(base, size))
         self.reserved.sort(key=lambda r: r.base)
         merged: list[Region] = []
@@ -50,6 +62,7 @@ class Memblock:
 
     def free(self, base: int, size: int) -> None:
         """memblock_phys_free(): give [base, base+size) back (remove it from ``reserved``)."""
+        self.log.append(("free", base, size, self._caller()))
         end = base + size
         out: list[Region] = []
         for r in self.reserved:
