@@ -259,6 +259,7 @@ def test_drgn_reads_the_same_machine(pair) -> None:
             prog.read(0xC0000000, 8, True)
 
 
+@pytest.mark.slow  # the whole crosscheck (several seconds): the slow pass
 def test_drgn_crosscheck_rows_agree_on_kdump(pair, shm_pair) -> None:
     """Every drgn crosscheck row (drgn's stock helpers and crash commands vs mmintro's reader)
     agrees on the kdump snapshots, as on the ELF ones."""
@@ -297,6 +298,7 @@ def test_crash_opens_kdump_quietly_and_agrees_with_elf(pair) -> None:
     assert '"Kernel panic - not syncing: sysrq triggered crash"' in kd["sys"]
 
 
+@pytest.mark.slow  # the whole crosscheck (several seconds): the slow pass
 def test_crash_crosscheck_rows_agree_on_kdump(shm_pair) -> None:
     from mmintro.crosscheck_crash import CRASH_CHECKS, run_crash_crosscheck
 
@@ -307,6 +309,7 @@ def test_crash_crosscheck_rows_agree_on_kdump(shm_pair) -> None:
     assert not [r.name for r in rows if r.skipped]
 
 
+@pytest.mark.slow
 def test_makedumpfile_reads_it_and_refilters_free_pages(pair, tmp_path) -> None:
     """makedumpfile 1.7.2 takes the kdump snapshot as its input (``-x NAME.vmlinux`` for the
     symbols) and writes it again without zero and free pages (``-d 17``); crash and mmintro
