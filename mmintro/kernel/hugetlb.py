@@ -62,8 +62,8 @@ from typing import TYPE_CHECKING
 from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE
 from mmintro.kernel import gfp as G
 from mmintro.kernel import page_alloc
-from mmintro.kernel.mm_init import section_pages
-from mmintro.kernel.sparse import PAGES_PER_SECTION, PFN_SECTION_SHIFT
+from mmintro.kernel.mm_init import memmap_update
+from mmintro.kernel.sparse import PFN_SECTION_SHIFT
 from mmintro.types import get_types
 
 if TYPE_CHECKING:
@@ -222,22 +222,11 @@ def prep_compound_gigantic(k: Kernel, pfn: int, order: int) -> None:
     mapping TAIL_MAPPING), refcounts 0, then prep_compound_head() on the head."""
     n = 1 << order
     head_addr = k.pfn_to_page(pfn)
-    reserved = ~(1 << _W.PG_reserved) & 0xFFFFFFFFFFFFFFFF
-    p = pfn
-    import numpy as np
-
-    while p < pfn + n:
-        nr = p >> PFN_SECTION_SHIFT
-        lo = p & (PAGES_PER_SECTION - 1)
-        hi = min(PAGES_PER_SECTION, lo + (pfn + n - p))
-        pages = section_pages(k, nr)[lo:hi]
-        pages["flags"] &= np.uint64(reserved)
-        pages["refcount"] = 0
-        t0 = 1 if p == pfn else 0
-        pages["mapping"][t0:] = _W.TAIL_MAPPING
-        pages["lru_next"][t0:] = head_addr | 1
-        pages["private"][t0:] = 0
-        p += hi - lo
+    memmap_update(k, pfn, n, "flags", "and", ~(1 << _W.PG_reserved))
+    memmap_update(k, pfn, n, "refcount", "set", 0)
+    memmap_update(k, pfn + 1, n - 1, "mapping", "set", _W.TAIL_MAPPING)
+    memmap_update(k, pfn + 1, n - 1, "lru_next", "set", head_addr | 1)  # compound_head
+    memmap_update(k, pfn + 1, n - 1, "private", "set", 0)
     mv64, mv32, w = _words(k, pfn)
     mv64[w + _W.W_FLAGS] |= 1 << _W.PG_head
     mv64[w + _W.FW_FLAGS_1] = (mv64[w + _W.FW_FLAGS_1] & ~0xFF) | order
@@ -257,25 +246,14 @@ def prep_compound_gigantic(k: Kernel, pfn: int, order: int) -> None:
 def destroy_compound_gigantic(k: Kernel, pfn: int, order: int) -> None:
     """What free_contig_range() needs of a dissolved gigantic folio: no compound head or
     tails, no type, refcount 1 on every page (each is then freed)."""
-    import numpy as np
-
     n = 1 << order
     mv64, mv32, w = _words(k, pfn)
     mv64[w + _W.FW_FLAGS_1] &= ~_W.PAGE_FLAGS_SECOND
     mv32[2 * w + _W.FD_NR_PAGES] = 0
-    p = pfn
-    while p < pfn + n:
-        nr = p >> PFN_SECTION_SHIFT
-        lo = p & (PAGES_PER_SECTION - 1)
-        hi = min(PAGES_PER_SECTION, lo + (pfn + n - p))
-        pages = section_pages(k, nr)[lo:hi]
-        pages["mapping"] = 0
-        pages["lru_next"] = 0
-        pages["lru_prev"] = 0
-        pages["private"] = 0
-        pages["flags"] &= np.uint64(~(1 << _W.PG_head) & 0xFFFFFFFFFFFFFFFF)
-        pages["page_type"] = _W.PAGE_TYPE_NONE
-        p += hi - lo
+    for name in ("mapping", "lru_next", "lru_prev", "private"):
+        memmap_update(k, pfn, n, name, "set", 0)
+    memmap_update(k, pfn, n, "flags", "and", ~(1 << _W.PG_head))
+    memmap_update(k, pfn, n, "page_type", "set", _W.PAGE_TYPE_NONE)
 
 
 # -- the hstates ------------------------------------------------------------------------------

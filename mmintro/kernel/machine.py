@@ -69,7 +69,12 @@ class Kernel:
         self.struct_page_size = self.T.sizeof("struct page")
         self.pageblock_nr_pages = 1 << kc.PAGEBLOCK_ORDER
         self.NR_PAGEBLOCK_BITS = kc.NR_PAGEBLOCK_BITS
-        self.memmap_buffers: list[tuple[int, list[int], np.ndarray]] = []
+        # The memory map, per present section (sparse.populate_section_memmap): its storage,
+        # runs of identical struct pages until written in bulk (compact_memmap; False: numpy
+        # arrays from the start, the same bytes), and its word views for the allocator.
+        self.compact_memmap = True
+        self.memmap_store: dict = {}  # section nr -> memmap_store.SectionMemmap
+        self.memmap_words: dict[int, tuple] = {}  # section nr -> (u64 words, u32 words, base, array)
         self.section_usage: dict[int, int] = {}
         self.present_sections: dict[int, int] = {}
         self.zones: list[list] = []  # [nid][zone_idx] -> ZoneState

@@ -1020,11 +1020,12 @@ def _table_view(k: Kernel, table_kva: int) -> np.ndarray:
 
 def _page_groups(k: Kernel, pfns: np.ndarray):
     """(positions, u64 words, u32 words, word index array) per memory section of ``pfns``."""
-    from mmintro.kernel.sparse import PFN_SECTION_SHIFT
+    from mmintro.kernel.sparse import PFN_SECTION_SHIFT, memmap_array
 
     secs = pfns >> np.uint64(PFN_SECTION_SHIFT)
     for sec in np.unique(secs):
         pos = np.flatnonzero(secs == sec)
+        memmap_array(k, int(sec))  # vectorised writes need the section as an array
         _mv64, _mv32, base, arr = k.memmap_words[int(sec)]
         cache = k.__dict__.setdefault("_memmap_np", {})
         views = cache.get(id(arr))

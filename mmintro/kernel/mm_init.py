@@ -15,7 +15,7 @@ import numpy as np
 
 from mmintro.arch.x86 import PAGE_SHIFT
 from mmintro.kernel import config as kc
-from mmintro.kernel.sparse import PAGES_PER_SECTION, section_nr_to_pfn
+from mmintro.kernel.sparse import PAGES_PER_SECTION, PFN_SECTION_SHIFT, memmap_array, section_nr_to_pfn
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
@@ -84,37 +84,36 @@ def page_dtype(k: "Kernel") -> np.dtype:
 
 
 def section_pages(k: "Kernel", nr: int) -> np.ndarray:
-    """The struct pages of one present section as a structured numpy view of memory."""
-    mv64, _mv32, base, arr = k.memmap_words[nr]
-    start = (base + section_nr_to_pfn(nr) * PAGE_WORDS) * 8
-    return arr[start:start + PAGES_PER_SECTION * k.struct_page_size].view(k.page_dtype)
+    """The struct pages of one present section as a structured numpy view of memory (the
+    section becomes an array if it was compact)."""
+    return memmap_array(k, nr).view(k.page_dtype)
 
 
-PAGE_WORDS = 8  # sizeof(struct page) / 8, checked against the type data in build_memmap_index
+def page_field(k: "Kernel", name: str) -> tuple[int, int | None]:
+    """(64-bit word, 32-bit half or None) of struct page member ``name`` of ``k.page_dtype``."""
+    dt, off = k.page_dtype.fields[name][:2]
+    if dt.itemsize == 8:
+        return off // 8, None
+    return off // 8, (off % 8) // 4
 
 
-def build_memmap_index(k: "Kernel") -> None:
-    """Word-level access to the memory map for the allocator's hot paths.
-
-    ``k.memmap_words[section] = (u64 view, u32 view, base, array)`` where the struct page of
-    pfn starts at 64-bit word ``base + pfn * 8`` of the view (its u32 words at twice that).
-    """
-    if k.struct_page_size != PAGE_WORDS * 8:
-        raise AssertionError(f"struct page is {k.struct_page_size} bytes, the word index assumes 64")
-    k.memmap_words = {}
-    map_size = PAGES_PER_SECTION * k.struct_page_size
-    for _buf, secs, arr in k.memmap_buffers:
-        mv64 = memoryview(arr).cast("Q")
-        mv32 = memoryview(arr).cast("I")
-        for i, nr in enumerate(secs):
-            base = (i * map_size) // 8 - section_nr_to_pfn(nr) * PAGE_WORDS
-            k.memmap_words[nr] = (mv64, mv32, base, arr)
+def memmap_update(k: "Kernel", pfn: int, n: int, name: str, op: str, value: int) -> None:
+    """Member ``name`` of the struct pages of pfns [pfn, pfn + n): ``op`` "set", "and" or
+    "or" with ``value`` -- ``section_pages(k, nr)[a:b][name] op= value`` without making
+    compact sections arrays.  Every section of the range must be present."""
+    j, lane = page_field(k, name)
+    end = pfn + n
+    while pfn < end:
+        nr = pfn >> PFN_SECTION_SHIFT
+        base = section_nr_to_pfn(nr)
+        hi = min(end, base + PAGES_PER_SECTION)
+        k.memmap_store[nr].update(pfn - base, hi - base, j, lane, op, value)
+        pfn = hi
 
 
 def free_area_init(k: "Kernel") -> None:
     T = k.T
     k.page_dtype = page_dtype(k)
-    build_memmap_index(k)
     zone_size = T.sizeof("struct zone")
     zones_off = T.struct("pglist_data").offsetof("node_zones")
     low, high = arch_zone_limits(k)
@@ -418,40 +417,86 @@ def build_zonelists(k: "Kernel") -> None:
 
 
 def memmap_init(k: "Kernel") -> None:
+    """memmap_init(): every struct page of every present section as __init_single_page()
+    leaves it (PG_reserved on pfns that are not RAM, which get the zone of memmap_init's hole
+    rule), and every pageblock MIGRATE_MOVABLE.  A compact section gets one run per
+    (zone, RAM or hole) stretch; an array section (``k.compact_memmap`` False) is written
+    page by page."""
     T = k.T
     k.pageblock_flags = bytearray((max(k.present_sections) + 1) * (PAGES_PER_SECTION >> kc.PAGEBLOCK_ORDER))
-    lru_off = T.struct("page").offsetof("lru")
-    reserved_bit = 1 << T.const("PG_reserved")
-    cpupid = ((1 << kc.LAST_CPUPID_SHIFT) - 1) << kc.LAST_CPUPID_PGOFF
     ram = [(r.base >> PAGE_SHIFT, r.end >> PAGE_SHIFT) for r in k.memblock.memory]
     for nr, nid in k.present_sections.items():
-        pages = section_pages(k, nr)
-        base = section_nr_to_pfn(nr)
-        pfn = np.arange(base, base + PAGES_PER_SECTION, dtype=np.uint64)
-        zs = [z for z in k.zones[nid] if z.spanned]
-        # memmap_init's hole rule: a pfn outside every zone gets the next zone, else the last.
-        zone_id = np.full(PAGES_PER_SECTION, zs[-1].idx, dtype=np.uint64)
-        for z in reversed(zs):
-            zone_id[pfn < z.end_pfn] = z.idx
-        is_ram = np.zeros(PAGES_PER_SECTION, dtype=bool)
-        for a, b in ram:
-            lo, hi = max(a, base), min(b, base + PAGES_PER_SECTION)
-            if lo < hi:
-                is_ram[lo - base:hi - base] = True
-        flags = (np.uint64(nid) << np.uint64(kc.NODES_PGOFF)) | (zone_id << np.uint64(kc.ZONES_PGOFF)) | np.uint64(cpupid)
-        flags[~is_ram] |= np.uint64(reserved_bit)
-        pages["flags"] = flags
-        lru = np.uint64(k.vmemmap_base) + pfn * np.uint64(k.struct_page_size) + np.uint64(lru_off)
-        pages["lru_next"] = lru
-        pages["lru_prev"] = lru
-        pages["page_type"] = 0xFFFFFFFF  # _mapcount -1
-        pages["refcount"] = 1
+        if k.memmap_store[nr].materialized is None:
+            _memmap_init_runs(k, nr, nid, ram)
+        else:
+            _memmap_init_pages(k, nr, nid, ram)
         # init_pageblock_migratetype(MIGRATE_MOVABLE) for every pageblock of the section; the
         # allocator keeps the pageblock bits in k.pageblock_flags (one byte a pageblock,
         # NR_PAGEBLOCK_BITS = 8) and writes them to mem_section_usage at sync.
         nblocks = PAGES_PER_SECTION // k.pageblock_nr_pages
-        first = base >> kc.PAGEBLOCK_ORDER
+        first = section_nr_to_pfn(nr) >> kc.PAGEBLOCK_ORDER
         k.pageblock_flags[first:first + nblocks] = bytes([T.const("MIGRATE_MOVABLE")]) * nblocks
+
+
+def _init_single_page_flags(k: "Kernel", nid: int, zone_idx: int) -> int:
+    """set_page_links() and page_cpupid_reset_last(): the flags word of a new struct page."""
+    cpupid = ((1 << kc.LAST_CPUPID_SHIFT) - 1) << kc.LAST_CPUPID_PGOFF
+    return (nid << kc.NODES_PGOFF) | (zone_idx << kc.ZONES_PGOFF) | cpupid
+
+
+def _memmap_init_runs(k: "Kernel", nr: int, nid: int, ram: list[tuple[int, int]]) -> None:
+    reserved_bit = 1 << k.T.const("PG_reserved")
+    lru_off = k.T.struct("page").offsetof("lru")
+    base = section_nr_to_pfn(nr)
+    end = base + PAGES_PER_SECTION
+    zs = [z for z in k.zones[nid] if z.spanned]
+    cuts = {base} | {z.end_pfn for z in zs if base < z.end_pfn < end}
+    cuts |= {p for a, b in ram for p in (a, b) if base < p < end}
+    fields = {name: page_field(k, name) for name in ("flags", "lru_next", "lru_prev", "page_type", "refcount")}
+    runs = []
+    for p in sorted(cuts):
+        # memmap_init's hole rule: a pfn outside every zone gets the next zone, else the last.
+        zone = next((z for z in zs if p < z.end_pfn), zs[-1])
+        flags = _init_single_page_flags(k, nid, zone.idx)
+        if not any(a <= p < b for a, b in ram):
+            flags |= reserved_bit
+        words = [0] * 8
+        selfs = 0
+        for name, value in (("flags", flags), ("lru_next", lru_off), ("lru_prev", lru_off),
+                            ("page_type", 0xFFFFFFFF), ("refcount", 1)):  # _mapcount -1, _refcount 1
+            j, lane = fields[name]
+            words[j] = words[j] | (value << (32 * lane)) if lane is not None else value
+        for name in ("lru_next", "lru_prev"):  # INIT_LIST_HEAD(&page->lru): the page's own lru
+            selfs |= 1 << fields[name][0]
+        runs.append((p - base, words, selfs))
+    k.memmap_store[nr].set_runs(runs)
+
+
+def _memmap_init_pages(k: "Kernel", nr: int, nid: int, ram: list[tuple[int, int]]) -> None:
+    lru_off = k.T.struct("page").offsetof("lru")
+    reserved_bit = 1 << k.T.const("PG_reserved")
+    pages = section_pages(k, nr)
+    base = section_nr_to_pfn(nr)
+    pfn = np.arange(base, base + PAGES_PER_SECTION, dtype=np.uint64)
+    zs = [z for z in k.zones[nid] if z.spanned]
+    # memmap_init's hole rule: a pfn outside every zone gets the next zone, else the last.
+    zone_id = np.full(PAGES_PER_SECTION, zs[-1].idx, dtype=np.uint64)
+    for z in reversed(zs):
+        zone_id[pfn < z.end_pfn] = z.idx
+    is_ram = np.zeros(PAGES_PER_SECTION, dtype=bool)
+    for a, b in ram:
+        lo, hi = max(a, base), min(b, base + PAGES_PER_SECTION)
+        if lo < hi:
+            is_ram[lo - base:hi - base] = True
+    flags = (np.uint64(nid) << np.uint64(kc.NODES_PGOFF)) | (zone_id << np.uint64(kc.ZONES_PGOFF)) | np.uint64(
+        _init_single_page_flags(k, 0, 0))
+    flags[~is_ram] |= np.uint64(reserved_bit)
+    pages["flags"] = flags
+    lru = np.uint64(k.vmemmap_base) + pfn * np.uint64(k.struct_page_size) + np.uint64(lru_off)
+    pages["lru_next"] = lru
+    pages["lru_prev"] = lru
+    pages["page_type"] = 0xFFFFFFFF  # _mapcount -1
+    pages["refcount"] = 1
 
 
 # -- large system hashes --------------------------------------------------------------------

@@ -33,7 +33,7 @@ from mmintro.arch.x86 import PAGE_SHIFT, PAGE_SIZE
 from mmintro.kernel import config as kc
 from mmintro.kernel import gfp as G
 from mmintro.kernel.cmdline import vm_sysctl
-from mmintro.kernel.mm_init import ZoneState, section_pages
+from mmintro.kernel.mm_init import ZoneState, memmap_update
 from mmintro.kernel.sparse import PAGES_PER_SECTION, PFN_SECTION_SHIFT, pfn_to_section_nr
 from mmintro.types import get_types
 
@@ -878,11 +878,9 @@ def prep_compound_page(k: "Kernel", pfn: int, order: int) -> None:
     mv64[w + W_FLAGS] |= 1 << PG_head
     n = 1 << order
     if n > 8:
-        tails = section_pages(k, pfn >> PFN_SECTION_SHIFT)[(pfn & (PAGES_PER_SECTION - 1)) + 1:
-                                                           (pfn & (PAGES_PER_SECTION - 1)) + n]
-        tails["mapping"] = TAIL_MAPPING
-        tails["lru_next"] = head_addr | 1
-        tails["private"] = 0
+        memmap_update(k, pfn + 1, n - 1, "mapping", "set", TAIL_MAPPING)
+        memmap_update(k, pfn + 1, n - 1, "lru_next", "set", head_addr | 1)  # compound_head
+        memmap_update(k, pfn + 1, n - 1, "private", "set", 0)
     else:
         for i in range(1, n):
             mv64[w + 8 * i + W_MAPPING] = TAIL_MAPPING
@@ -1107,12 +1105,10 @@ def free_pages_prepare(k: "Kernel", pfn: int, order: int) -> bool:
             mv32[2 * w + FD_NR_PAGES] = 0
         n = 1 << order
         if n > 8:
-            tails = section_pages(k, pfn >> PFN_SECTION_SHIFT)[(pfn & (PAGES_PER_SECTION - 1)) + 1:
-                                                               (pfn & (PAGES_PER_SECTION - 1)) + n]
             if compound:
-                tails["mapping"] = 0
-                tails["lru_next"] = 0
-            tails["flags"] &= np.uint64(~PAGE_FLAGS_CHECK_AT_PREP & 0xFFFFFFFFFFFFFFFF)
+                memmap_update(k, pfn + 1, n - 1, "mapping", "set", 0)
+                memmap_update(k, pfn + 1, n - 1, "lru_next", "set", 0)
+            memmap_update(k, pfn + 1, n - 1, "flags", "and", ~PAGE_FLAGS_CHECK_AT_PREP)
         else:
             for i in range(1, n):
                 if compound:
@@ -1275,15 +1271,14 @@ def _nodelist(nodes) -> str:
 def memblock_free_all(k: "Kernel") -> None:
     """mem_init() -> memblock_free_all(): reserve_bootmem_region() over every reserved range,
     then __free_pages_memory() over every free range, lowest address first."""
-    reserved_bit = np.uint64(1 << PG_reserved)
     for r in k.memblock.reserved:
         lo, hi = r.base >> PAGE_SHIFT, -(-r.end // PAGE_SIZE)
         for nr in range(pfn_to_section_nr(lo), pfn_to_section_nr(hi - 1) + 1):
             if nr not in k.present_sections:
                 continue
             base = nr << PFN_SECTION_SHIFT
-            a, b = max(lo, base) - base, min(hi, base + PAGES_PER_SECTION) - base
-            section_pages(k, nr)["flags"][a:b] |= reserved_bit
+            a, b = max(lo, base), min(hi, base + PAGES_PER_SECTION)
+            memmap_update(k, a, b - a, "flags", "or", 1 << PG_reserved)
     total = 0
     for start, end, _nid in k.memblock.free_ranges():
         s, e = -(-start // PAGE_SIZE), end >> PAGE_SHIFT
@@ -1301,11 +1296,8 @@ def memblock_free_all(k: "Kernel") -> None:
 def __free_pages_core(k: "Kernel", pfn: int, order: int) -> None:
     """Clear PG_reserved, drop every page's count to 0, account the zone's managed pages,
     then free the block (__free_pages_ok with FPI_TO_TAIL)."""
-    nr = pfn_to_section_nr(pfn)
-    base = nr << PFN_SECTION_SHIFT
-    pages = section_pages(k, nr)[pfn - base:pfn - base + (1 << order)]
-    pages["flags"] &= ~np.uint64(1 << PG_reserved)
-    pages["refcount"] = 0
+    memmap_update(k, pfn, 1 << order, "flags", "and", ~(1 << PG_reserved))
+    memmap_update(k, pfn, 1 << order, "refcount", "set", 0)
     z = page_zone(k, pfn)
     z.managed += 1 << order
     __free_pages_ok(k, pfn, order, FPI_TO_TAIL)

@@ -1,34 +1,54 @@
 """Simulated physical memory: sparse, zero by default, with contiguous numpy regions.
 
 Most of a simulated machine's RAM is never written, so storage is allocated lazily in
-64 KiB chunks.  Large structures the kernel allocates in one piece from memblock (a node's
-memory map, above all) are registered as *regions*: one contiguous numpy array that the
-simulator can view column-wise with a structured dtype.  Only non-zero 4 KiB pages reach a
-snapshot.
+64 KiB chunks.  Large structures the kernel allocates in one piece from memblock are
+registered as *regions*: one contiguous numpy array that the simulator can view column-wise
+with a structured dtype.  A region may also be *lazy* (a section's memory map,
+:class:`mmintro.kernel.memmap_store.SectionMemmap`): its bytes are generated on reading and
+it becomes an array when something writes to it or asks for a view.  Only non-zero 4 KiB
+pages reach a snapshot.
 """
 
 from __future__ import annotations
 
 import bisect
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 import numpy as np
 
 from mmintro.arch.x86 import PAGE_SIZE
 
+if TYPE_CHECKING:
+    from mmintro.kernel.memmap_store import LazyRun
+
 CHUNK_SHIFT = 16
 CHUNK = 1 << CHUNK_SHIFT
+
+
+class LazyRegion(Protocol):
+    """What a lazy region provides (mmintro.kernel.memmap_store.SectionMemmap)."""
+
+    nbytes: int
+    materialized: np.ndarray | None  # its array, once it has one
+
+    def array(self) -> np.ndarray: ...  # the region as a uint8 array, made on first call
+    def read(self, off: int, n: int) -> bytes: ...  # bytes, without making the array
+    def pages(self, p0: int, p1: int) -> np.ndarray: ...  # the uint8 bytes of pages [p0, p1)
+    def nonzero_pages(self) -> np.ndarray: ...  # bool per page: holds a non-zero byte
 
 
 class PhysMem:
     def __init__(self) -> None:
         self._chunks: dict[int, np.ndarray] = {}
         self._starts: list[int] = []  # sorted region starts
-        self._regions: list[tuple[int, int, np.ndarray]] = []
+        self._regions: list[tuple[int, int, np.ndarray | LazyRegion]] = []
 
     # -- regions -------------------------------------------------------------------
-    def region(self, start: int, size: int) -> np.ndarray:
-        """Back [start, start+size) with one contiguous zeroed array and return it."""
+    def region(self, start: int, size: int, lazy: LazyRegion | None = None) -> np.ndarray | LazyRegion:
+        """Back [start, start+size) with one contiguous zeroed array and return it; or, with
+        ``lazy``, with that lazy region (``lazy.nbytes == size``)."""
+        if lazy is not None and lazy.nbytes != size:
+            raise ValueError(f"lazy region of {lazy.nbytes} bytes for {size}")
         if start % PAGE_SIZE or size % PAGE_SIZE:
             raise ValueError("regions are page aligned")
         for c in range(start >> CHUNK_SHIFT, (start + size - 1 >> CHUNK_SHIFT) + 1):
@@ -37,12 +57,12 @@ class PhysMem:
         i = bisect.bisect(self._starts, start)
         if i and self._regions[i - 1][1] > start or i < len(self._regions) and self._regions[i][0] < start + size:
             raise ValueError("overlapping regions")
-        arr = np.zeros(size, dtype=np.uint8)
+        arr = np.zeros(size, dtype=np.uint8) if lazy is None else lazy
         self._starts.insert(i, start)
         self._regions.insert(i, (start, start + size, arr))
         return arr
 
-    def _find_region(self, paddr: int) -> tuple[int, int, np.ndarray] | None:
+    def _find_region(self, paddr: int) -> tuple[int, int, np.ndarray | LazyRegion] | None:
         i = bisect.bisect(self._starts, paddr) - 1
         if i >= 0:
             r = self._regions[i]
@@ -58,7 +78,8 @@ class PhysMem:
         if r is not None:
             if paddr + size > r[1]:
                 raise ValueError("view crosses the end of a region")
-            return r[2][paddr - r[0]:paddr - r[0] + size]
+            a = r[2] if isinstance(r[2], np.ndarray) else r[2].array()
+            return a[paddr - r[0]:paddr - r[0] + size]
         c = paddr >> CHUNK_SHIFT
         if (paddr + size - 1) >> CHUNK_SHIFT != c:
             raise ValueError("view crosses a chunk boundary")
@@ -95,6 +116,8 @@ class PhysMem:
             r = self._find_region(p)
             if r is None and (p >> CHUNK_SHIFT) not in self._chunks:
                 out += bytes(n)
+            elif r is not None and not isinstance(r[2], np.ndarray) and r[2].materialized is None:
+                out += r[2].read(p - r[0], n)
             else:
                 out += self.view(p, n).tobytes()
         return bytes(out)
@@ -112,15 +135,29 @@ class PhysMem:
         return int.from_bytes(self.read(paddr, 8), "little")
 
     # -- snapshot support --------------------------------------------------------------
-    def nonzero_runs(self) -> Iterator[tuple[int, np.ndarray]]:
-        """(phys, bytes) for every maximal run of non-zero pages, in address order."""
-        backing: list[tuple[int, np.ndarray]] = [(s, a) for (s, _e, a) in self._regions]
+    def nonzero_runs(self) -> Iterator[tuple[int, "np.ndarray | LazyRun"]]:
+        """(phys, bytes) for every run of non-zero pages, in address order: maximal runs of
+        stored memory as arrays; a lazy region's runs (which may touch others) as
+        :class:`~mmintro.kernel.memmap_store.LazyRun` objects, generated when read."""
+        from mmintro.kernel.memmap_store import LazyRun
+
+        backing: list[tuple[int, np.ndarray | LazyRegion]] = [(s, a) for (s, _e, a) in self._regions]
         backing += [(c << CHUNK_SHIFT, a) for c, a in self._chunks.items()]
         backing.sort(key=lambda x: x[0])
         run_start = -1
         run_parts: list[np.ndarray] = []
         run_end = -1
         for base, arr in backing:
+            if not isinstance(arr, np.ndarray):
+                if arr.materialized is None:
+                    nz = np.flatnonzero(arr.nonzero_pages())
+                    if len(nz) and run_parts:
+                        yield run_start, _cat(run_parts)
+                        run_parts, run_end = [], -1
+                    for grp in np.split(nz, np.flatnonzero(np.diff(nz) != 1) + 1) if len(nz) else ():
+                        yield base + int(grp[0]) * PAGE_SIZE, LazyRun(arr, int(grp[0]), int(grp[-1]) + 1)
+                    continue
+                arr = arr.materialized
             pages = arr.reshape(-1, PAGE_SIZE)
             nz = np.flatnonzero(pages.view(np.uint64).any(axis=1))
             if not len(nz):

@@ -206,6 +206,8 @@ def write_kdump(
 
     :param runs: ``(phys_addr, data)`` sorted, page-aligned runs of memory (pages of zeros
         inside them are allowed and cost nothing); every byte no run covers reads as zero.
+        ``data`` is a buffer or an object with ``len()`` and ``chunks()`` (its bytes piece by
+        piece: a memory map generated as it is written).
     :param vmcoreinfo: VMCOREINFO text (``KEY=VALUE`` lines).
     :param ram_ranges: ``[(start, end)]`` physical RAM (the 1st bitmap); default: the runs.
     :param prstatus: ``struct elf_prstatus`` descriptors, one NT_PRSTATUS note each, before
@@ -290,9 +292,12 @@ def write_kdump(
             index = int(first_index[r]) + pfn0 - pranges[r][0]
             w.zero_descs(index - next_index)
             next_index = index + n
-            for c0 in range(0, n, _CHUNK_PAGES):
-                chunk = data[c0 * PAGE_SIZE : min(n, c0 + _CHUNK_PAGES) * PAGE_SIZE]
-                last = _chunk(w, chunk, last, pool, threads, counts)
+            for piece in data.chunks() if hasattr(data, "chunks") else (data,):
+                piece = _as_bytes(piece)
+                m = len(piece) // PAGE_SIZE
+                for c0 in range(0, m, _CHUNK_PAGES):
+                    chunk = piece[c0 * PAGE_SIZE : min(m, c0 + _CHUNK_PAGES) * PAGE_SIZE]
+                    last = _chunk(w, chunk, last, pool, threads, counts)
         w.zero_descs(ram_pages - next_index)
         w.flush_desc()
         w.flush_data()

@@ -52,6 +52,10 @@ def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
 
 
 def _as_bytes(data) -> memoryview:
+    """A run's bytes as a memoryview; a run generated piece by piece (an object with
+    ``chunks()`` and ``len()``, mmintro.kernel.memmap_store.LazyRun) is kept as it is."""
+    if hasattr(data, "chunks"):
+        return data
     if isinstance(data, np.ndarray):
         return memoryview(np.ascontiguousarray(data).view(np.uint8).reshape(-1))
     return memoryview(data).cast("B")
@@ -140,7 +144,9 @@ def write_vmcore(
 ) -> int:
     """Write an ELF core of physical memory; returns the file size.
 
-    :param runs: ``(phys_addr, data)`` sorted, page-aligned runs of non-zero memory.
+    :param runs: ``(phys_addr, data)`` sorted, page-aligned runs of non-zero memory; ``data``
+        a buffer, or an object with ``len()`` and ``chunks()`` (the buffers of its pieces, in
+        order), which is read only while the file is written.
     :param vmcoreinfo: VMCOREINFO text (``KEY=VALUE`` lines).
     :param ram_ranges: ``[(start, end)]`` physical RAM; every byte of it gets a segment (zeros
         where no run covers it).  Default: the runs themselves are the RAM.
@@ -215,7 +221,8 @@ def write_vmcore(
             for paddr, data in s.pieces:
                 if paddr > pos:
                     f.seek(paddr - pos, os.SEEK_CUR)  # gap: a hole in the file reads as zeros
-                f.write(data)
+                for piece in data.chunks() if hasattr(data, "chunks") else (data,):
+                    f.write(piece)
                 pos = paddr + len(data)
         f.truncate(file_end)
     return file_end
