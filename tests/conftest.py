@@ -61,13 +61,18 @@ REAL_CONFIGS = {
     # CPUs (node 0 has two, node 1 one) and 4 GiB, 1 node, 4 CPUs; KASLR on, 4-level paging.
     "real-numa2-3cpu": dict(mem_mib=2048, cpus=3, nodes=2, formats=("elf",)),
     "real-4g": dict(mem_mib=4096, cpus=4, formats=("elf",)),
+    # Persistent memory: 256 MiB of RAM at 1 GiB made legacy pmem (memmap=nn!ss, e820 type 12),
+    # which nd_e820 and nd_pmem turn into /dev/pmem0 with memremap_pages(): ZONE_DEVICE pages.
+    "real-pmem": dict(mem_mib=2048, append=("memmap=256M!0x40000000",), modules=("nd_e820", "nd_pmem"),
+                      formats=("elf",)),
 }
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Every real-kernel configuration but the default (one more QEMU boot and dump each) is slow."""
     for item in items:
-        if any(n in item.nodeid for n in ("numa2-l5", "numa2_l5", "numa2-3cpu", "numa2_3cpu", "real-4g", "real_4g")):
+        if any(n in item.nodeid for n in ("numa2-l5", "numa2_l5", "numa2-3cpu", "numa2_3cpu", "real-4g", "real_4g",
+                                          "real-pmem", "real_pmem")):
             item.add_marker(pytest.mark.slow)
 
 
@@ -93,6 +98,12 @@ def real_dump_numa2_l5():
 def real_dump_numa2_3cpu():
     """2 GiB over 2 nodes, 3 CPUs (two on node 0), KASLR on, 4-level paging; ELF only."""
     return _real_dump("real-numa2-3cpu")
+
+
+@pytest.fixture(scope="session")
+def real_dump_pmem():
+    """2 GiB, 1 node, 2 CPUs, with 256 MiB of legacy persistent memory under nd_pmem; ELF only."""
+    return _real_dump("real-pmem")
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import lzma
 import os
+import re
 import shutil
 import subprocess
 from importlib import resources
@@ -36,7 +37,7 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /mnt/tmpfs
 mount -t tmpfs -o size=64m tmpfs /mnt/tmpfs
 insmod /lib/modules/qemu_fw_cfg.ko || echo "mmintro: insmod qemu_fw_cfg failed"
-echo "mmintro: starting workload"
+@MODULES@echo "mmintro: starting workload"
 /bin/workload /ready /mnt/tmpfs @ANON_MIB@ &
 i=0
 while [ ! -f /ready ] || [ "$(wc -l < /ready)" -lt 2 ]; do
@@ -113,8 +114,33 @@ class _Cpio:
         return out + b"\0" * (-len(out) % 512)
 
 
-def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16) -> Path:
-    """Write the guest's initramfs for ``kernel`` to ``dest``."""
+def _module_bytes(kernel: KernelPackage, name: str) -> bytes:
+    ko = kernel.module(name)
+    return lzma.decompress(ko.read_bytes()) if ko.suffix == ".xz" else ko.read_bytes()
+
+
+def _with_dependencies(kernel: KernelPackage, names: tuple[str, ...]) -> list[tuple[str, bytes]]:
+    """``names`` and what they need (each module's modinfo ``depends=``), dependencies first."""
+    out: dict[str, bytes] = {}
+
+    def add(name: str, chain: tuple[str, ...]) -> None:
+        if name in out:
+            return
+        if name in chain or len(chain) > 16:
+            raise HarnessError(f"module dependencies loop at {name}")
+        data = _module_bytes(kernel, name)
+        m = re.search(rb"(?:^|\0)depends=([^\0]*)", data)
+        for dep in (m.group(1).decode().split(",") if m and m.group(1) else []):
+            add(dep.strip(), chain + (name,))
+        out[name] = data
+
+    for n in names:
+        add(n, ())
+    return list(out.items())
+
+
+def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modules: tuple[str, ...] = ()) -> Path:
+    """Write the guest's initramfs for ``kernel`` to ``dest`` (with ``modules`` loaded by init)."""
     busybox = shutil.which("busybox")
     if busybox is None:
         raise HarnessError("busybox is not installed (Debian package busybox-static)")
@@ -123,7 +149,9 @@ def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16) -> Pa
         raise HarnessError(f"{busybox} is dynamically linked: install busybox-static")
     ko = kernel.module("qemu_fw_cfg")
     ko_bytes = lzma.decompress(ko.read_bytes()) if ko.suffix == ".xz" else ko.read_bytes()
-    init = (INIT_SCRIPT.replace("@ANON_MIB@", str(int(anon_mib)))
+    extra = _with_dependencies(kernel, tuple(modules))
+    loads = "".join(f'insmod /lib/modules/{n}.ko || echo "mmintro: insmod {n} failed"\n' for n, _b in extra)
+    init = (INIT_SCRIPT.replace("@ANON_MIB@", str(int(anon_mib))).replace("@MODULES@", loads)
             .replace("@PROC_FILES@", " ".join(f"/proc/{f}" for f in PROC_FILES))
             .replace("@PROCESS_FILES@", " ".join(PROCESS_FILES)))
     c = _Cpio()
@@ -134,6 +162,8 @@ def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16) -> Pa
     c.file("bin/workload", guest_program("workload").read_bytes())
     c.file("bin/capture", guest_program("capture").read_bytes())
     c.file("lib/modules/qemu_fw_cfg.ko", ko_bytes, 0o644)
+    for n, data in extra:
+        c.file(f"lib/modules/{n}.ko", data, 0o644)
     c.file("init", init.encode())
     dest.write_bytes(c.finish())
     return dest

@@ -48,6 +48,10 @@ class GuestConfig:
     formats: tuple[str, ...] = ("elf", "kdump-zlib")
     kernel_release: str | None = None  # 6.18.N+deb13; None = newest cached, else newest in the archive
     timeout_s: float = 600.0
+    # More of the kernel's command line (``memmap=256M!1G``), and modules the guest's init loads
+    # before the workload, in order (their dependencies first, from each module's modinfo)
+    append: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
 
     def check(self) -> None:
         if self.paging_levels not in (4, 5):
@@ -56,6 +60,12 @@ class GuestConfig:
             raise HarnessError("the harness boots 1-8 nodes and 1-16 CPUs")
         if self.mem_mib < 256 or self.mem_mib % (2 * self.nodes):
             raise HarnessError(f"memory must be at least 256 MiB and split evenly over {self.nodes} node(s)")
+        for a in self.append:
+            if not a or any(c in a for c in " \t\n\"'"):
+                raise HarnessError(f"kernel command-line option {a!r}: one option, no spaces or quotes")
+        for m in self.modules:
+            if not m.replace("_", "").replace("-", "").isalnum():
+                raise HarnessError(f"module name {m!r} is not a module name")
         bad = [f for f in self.formats if f not in DUMP_FORMATS]
         if bad:
             raise HarnessError(f"unknown dump format {bad[0]!r} (have {', '.join(DUMP_FORMATS)})")
@@ -91,6 +101,7 @@ def _qemu_command(cfg: GuestConfig, kernel: KernelPackage, initrd: Path, out: Pa
     append = ["console=ttyS0", "panic=-1", "loglevel=4", "rdinit=/init"]
     if not cfg.kaslr:
         append.append("nokaslr")
+    append += list(cfg.append)
     cpu = "max" if cfg.paging_levels == 5 else "max,la57=off"
     cmd = [
         qemu, "-machine", "q35", "-accel", "tcg", "-cpu", cpu, "-smp", str(cfg.cpus),
@@ -217,7 +228,7 @@ def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    initrd = build_initramfs(kernel, out / "initramfs.cpio", cfg.anon_mib)
+    initrd = build_initramfs(kernel, out / "initramfs.cpio", cfg.anon_mib, cfg.modules)
     t_prep = time.monotonic()
     qmp_path = Path(f"/tmp/mmintro-qmp-{os.getpid()}-{int(t0 * 1000) % 100000}.sock")
     cmd = _qemu_command(cfg, kernel, initrd, out, qmp_path)
@@ -344,7 +355,9 @@ def load_reference_dump(directory: Path) -> ReferenceDump:
     directory = Path(directory)
     try:
         m = json.loads((directory / "manifest.json").read_text())
-        cfg = GuestConfig(**{**m["config"], "formats": tuple(m["config"]["formats"])})
+        cfg = GuestConfig(**{**m["config"], "formats": tuple(m["config"]["formats"]),
+                             "append": tuple(m["config"].get("append", ())),
+                             "modules": tuple(m["config"].get("modules", ()))})
         return ReferenceDump(directory, cfg, m["kernel_release"], m["vmlinuz"], m["system_map"],
                              m["kernel_config"], m["pids"], m["dumps"], m["timings"])
     except (OSError, ValueError, KeyError, TypeError) as e:
