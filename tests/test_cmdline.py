@@ -55,7 +55,6 @@ def test_the_three_passes_sort_the_options() -> None:
 @pytest.mark.parametrize("text,named", [
     ("mem=12Q", "mem=12Q"), ("mem=0", "mem=0"), ("mem", "mem"), ("mem=nopentium", "mem=nopentium"),
     ("memmap=64M^0x1000", "memmap=64M^0x1000"), ("memmap=exactmapx", "memmap=exactmapx"),
-    ("memmap=64M!4G", "memmap=64M!4G"),  # persistent memory: not modelled yet (ZONE_DEVICE)
     ("kernelcore=150%", "kernelcore=150%"), ("movablecore=lots", "movablecore=lots"),
     ("hugepagesz=3M", "hugepagesz=3M"), ("default_hugepagesz=4k", "default_hugepagesz=4k"),
     ("hugepages=-1", "hugepages=-1"), ("hugepages=0:2,1", "hugepages=0:2,1"),

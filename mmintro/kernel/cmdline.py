@@ -233,9 +233,6 @@ def _check_memmap_item(val: str, item: str) -> None:
     if re.fullmatch(rf"{num}(?:[@#$!]{num})?", item):
         if memparse(item)[0] == 0:
             raise _bad("memmap", val, f"'{item}': a zero size")
-        if "!" in item:
-            raise _bad("memmap", val, f"'{item}': e820 type 'persistent (type 12)' (12) is not modelled "
-                                      "(persistent and soft-reserved memory are not simulated yet)")
         return
     m = re.fullmatch(rf"{num}%{num}(?:-([0-9]+))?(?:\+([0-9]+))?", item)
     if m:

@@ -192,3 +192,8 @@ class MachineConfig:
             raise CmdlineError("huge pages are given both as hugepages_1g/hugepages_2m and as hugepagesz=/hugepages=: "
                                "use one")
         check_config(self)
+        if self.e820 is not None or self.e820_params:  # persistent memory memremap_pages() can map
+            from mmintro.kernel.e820 import E820_TYPE_PRAM
+            from mmintro.kernel.memremap import check_pmem_ranges
+
+            check_pmem_ranges([(e.addr, e.end) for e in self.user_e820() if e.type == E820_TYPE_PRAM])

@@ -26,6 +26,9 @@ E820_NAMES = {
     E820_TYPE_ACPI: "ACPI Tables",
     E820_TYPE_NVS: "ACPI Non-volatile Storage",
     5: "Unusable memory",
+    7: "Persistent Memory",
+    12: "Persistent Memory (legacy)",
+    0xEFFFFFFF: "Soft Reserved",
 }
 
 LOWMEM_TOP = 3 * GiB  # where the 32-bit PCI hole starts on this simulated chipset
@@ -84,7 +87,8 @@ _TYPE_NAMES = {
     "Persistent Memory (legacy)": E820_TYPE_PRAM, "Persistent Memory": E820_TYPE_PMEM,
     "Soft Reserved": E820_TYPE_SOFT_RESERVED,
 }
-_MODELLED = {E820_TYPE_RAM, E820_TYPE_RESERVED, E820_TYPE_ACPI, E820_TYPE_NVS, E820_TYPE_UNUSABLE}
+# (type 12, legacy persistent memory, becomes ZONE_DEVICE memory: mmintro.kernel.memremap)
+_MODELLED = {E820_TYPE_RAM, E820_TYPE_RESERVED, E820_TYPE_ACPI, E820_TYPE_NVS, E820_TYPE_UNUSABLE, E820_TYPE_PRAM}
 MAX_PHYS = 1 << 46  # MAX_PHYSMEM_BITS with 4-level paging
 BIOS_BEGIN, BIOS_END = 0xA0000, 0x100000
 
@@ -123,7 +127,7 @@ def parse_e820(text: str, source: str = "e820") -> list[E820Entry]:
             raise E820Error(f"{source}:{n}: unknown e820 type {name!r}")
         if t not in _MODELLED:
             raise E820Error(f"{source}:{n}: e820 type {name!r} ({t}) is not modelled (persistent and soft-reserved "
-                            "memory are not simulated yet)")
+                            "memory other than legacy pmem, type 12, is not simulated)")
         if end < start:
             raise E820Error(f"{source}:{n}: the range ends before it starts")
         if end >= MAX_PHYS:
@@ -200,6 +204,7 @@ def machine_of_dump(prog) -> dict:
 
 
 _KERNEL_RESOURCES = {"Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"}
+_NAMESPACE = re.compile(r"namespace\d+\.\d+")
 
 
 def _platform_iomem(prog, entries: list[E820Entry]) -> tuple:
@@ -223,7 +228,8 @@ def _platform_iomem(prog, entries: list[E820Entry]) -> tuple:
             start, end = r.start.value_(), r.end.value_()
             name = r.name.string_().decode(errors="replace") if r.name.value_() else ""
             ours = (start, end, name) in e820
-            if not ours and name not in _KERNEL_RESOURCES:
+            # (nd_pmem's claims on persistent memory, "namespaceN.M", the simulated boot makes itself)
+            if not ours and name not in _KERNEL_RESOURCES and not _NAMESPACE.fullmatch(name):
                 out.append((name, start, end, r.flags.value_(), r.desc.value_(), (start, end) in held))
             walk(r.child, held | {(start, end)} if ours else held, depth + 1)
             p = r.sibling

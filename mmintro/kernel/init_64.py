@@ -191,8 +191,11 @@ class DirectMapper:
     exceed RAM, as real /proc/meminfo shows."""
 
     def __init__(self, pt: PageTables, page_offset: int, e820_mapped_any: Callable[[int, int], bool],
-                 alloc_table: Callable[[], int]) -> None:
+                 alloc_table: Callable[[], int], after_bootmem: bool = False) -> None:
         self.pt, self.page_offset, self.mapped_any, self.alloc_table = pt, page_offset, e820_mapped_any, alloc_table
+        # after mem_init() (memory hotplug, memremap_pages): nothing past the range is cleared
+        # and an entry already there is not counted again
+        self.after_bootmem = after_bootmem
         self.count = pt.direct_pages_count
 
     def _table(self, table: int, index: int) -> int:
@@ -218,7 +221,7 @@ class DirectMapper:
         for i in range(_idx(self.page_offset + paddr, 1), PTRS):
             nxt = (paddr & ~(PUD_SIZE - 1)) + PUD_SIZE
             if paddr >= paddr_end:
-                if not self.mapped_any(paddr & ~(PUD_SIZE - 1), nxt):
+                if not self.after_bootmem and not self.mapped_any(paddr & ~(PUD_SIZE - 1), nxt):
                     self.pt.set_entry(table, i, 0)
                 paddr = nxt
                 continue
@@ -228,8 +231,8 @@ class DirectMapper:
                     self.phys_pmd_init(e & PTE_PFN_MASK, paddr, paddr_end, mask)
                     paddr = nxt
                     continue
-                if mask & (1 << PG_LEVEL_1G):  # use the existing mapping, counted again
-                    self.count[PG_LEVEL_1G] += 1
+                if mask & (1 << PG_LEVEL_1G):  # use the existing mapping, counted again before boot ends
+                    self.count[PG_LEVEL_1G] += not self.after_bootmem
                     paddr = nxt
                     continue
                 raise ValueError("splitting a 1 GiB direct-map page at boot is not modelled")
@@ -248,7 +251,7 @@ class DirectMapper:
         for i in range(_idx(self.page_offset + paddr, 2), PTRS):
             nxt = (paddr & ~(PMD_SIZE - 1)) + PMD_SIZE
             if paddr >= paddr_end:
-                if not self.mapped_any(paddr & ~(PMD_SIZE - 1), nxt):
+                if not self.after_bootmem and not self.mapped_any(paddr & ~(PMD_SIZE - 1), nxt):
                     self.pt.set_entry(table, i, 0)
                 paddr = nxt
                 continue
@@ -259,7 +262,7 @@ class DirectMapper:
                     paddr = nxt
                     continue
                 if mask & (1 << PG_LEVEL_2M):
-                    self.count[PG_LEVEL_2M] += 1
+                    self.count[PG_LEVEL_2M] += not self.after_bootmem
                     paddr = nxt
                     continue
                 raise ValueError("splitting a 2 MiB direct-map page at boot is not modelled")
@@ -278,12 +281,12 @@ class DirectMapper:
         for i in range(_idx(self.page_offset + paddr, 3), PTRS):
             nxt = (paddr & ~(PAGE_SIZE - 1)) + PAGE_SIZE
             if paddr >= paddr_end:
-                if not self.mapped_any(paddr & ~(PAGE_SIZE - 1), nxt):
+                if not self.after_bootmem and not self.mapped_any(paddr & ~(PAGE_SIZE - 1), nxt):
                     self.pt.set_entry(table, i, 0)
                 paddr = nxt
                 continue
             if self.pt.entry(table, i):  # "We will re-use the existing mapping": counted again
-                self.count[PG_LEVEL_4K] += 1
+                self.count[PG_LEVEL_4K] += not self.after_bootmem
                 paddr = nxt
                 continue
             self.count[PG_LEVEL_4K] += 1

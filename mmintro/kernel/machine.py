@@ -251,6 +251,9 @@ class Kernel:
         huge_memory.hugepage_init(self)  # subsys_initcall(hugepage_init)
         swiotlb.swiotlb_print_info(self)  # rootfs_initcall(pci_iommu_init)
         init_64.free_initrd_mem(self)  # rootfs_initcall(populate_rootfs)
+        from mmintro.kernel import memremap
+
+        memremap.e820_pmem_probe(self)  # device_initcall(register_e820_pmem), nd_e820, nd_pmem
         from mmintro.kernel import inode
 
         inode.vfs_root(self)  # kernel_init() -> prepare_namespace(): mount_root
@@ -437,6 +440,9 @@ class Kernel:
         from mmintro.kernel import maple_tree
 
         maple_tree.place_globals(self)
+        from mmintro.kernel import memremap
+
+        memremap.place_text(self)
         from mmintro.kernel import sched
 
         sched.place_text(self)

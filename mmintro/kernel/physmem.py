@@ -128,6 +128,17 @@ class PhysMem:
                 continue
             self.view(p, n)[:] = byte
 
+    def discard(self, paddr: int, size: int) -> None:
+        """Zero [paddr, paddr+size) -- whole chunks outside any region -- by forgetting them:
+        they read as zeros again and may become a region (a __GFP_ZERO block that turns into
+        a memory map)."""
+        if paddr % CHUNK or size % CHUNK:
+            raise ValueError("discard works on whole 64 KiB chunks")
+        for c in range(paddr >> CHUNK_SHIFT, (paddr + size) >> CHUNK_SHIFT):
+            if self._find_region(c << CHUNK_SHIFT) is not None:
+                raise ValueError(f"discard: {c << CHUNK_SHIFT:#x} is in a region")
+            self._chunks.pop(c, None)
+
     def write_u64(self, paddr: int, value: int) -> None:
         self.write(paddr, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 

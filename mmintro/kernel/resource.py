@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from mmintro.kernel.e820 import (E820_TYPE_PMEM, E820_TYPE_PRAM, E820_TYPE_RAM, E820_TYPE_RESERVED,
                                  E820_TYPE_SOFT_RESERVED)
 
+from mmintro.types import get_types
+
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
@@ -21,11 +23,14 @@ IORESOURCE_MEM = 0x00000200
 IORESOURCE_SYSRAM = 0x01000000
 IORESOURCE_BUSY = 0x80000000
 IORESOURCE_SYSTEM_RAM = IORESOURCE_MEM | IORESOURCE_SYSRAM
-# enum { IORES_DESC_* } (include/linux/ioport.h)
-IORES_DESC_NONE = 0
-IORES_DESC_ACPI_TABLES = 3
-IORES_DESC_ACPI_NV_STORAGE = 4
-IORES_DESC_RESERVED = 7
+# enum { IORES_DESC_* } (include/linux/ioport.h), from the type data
+_T = get_types()
+IORES_DESC_NONE = _T.const("IORES_DESC_NONE")
+IORES_DESC_ACPI_TABLES = _T.const("IORES_DESC_ACPI_TABLES")
+IORES_DESC_ACPI_NV_STORAGE = _T.const("IORES_DESC_ACPI_NV_STORAGE")
+IORES_DESC_PERSISTENT_MEMORY = _T.const("IORES_DESC_PERSISTENT_MEMORY")
+IORES_DESC_PERSISTENT_MEMORY_LEGACY = _T.const("IORES_DESC_PERSISTENT_MEMORY_LEGACY")
+IORES_DESC_RESERVED = _T.const("IORES_DESC_RESERVED")
 
 
 @dataclass
@@ -77,7 +82,8 @@ _LATE_TYPES = {E820_TYPE_RESERVED, E820_TYPE_SOFT_RESERVED, E820_TYPE_PRAM, E820
 
 def build_tree(k: "Kernel") -> Res:
     root = Res("PCI mem", 0, (1 << 46) - 1, IORESOURCE_MEM)
-    desc = {1: IORES_DESC_NONE, 2: IORES_DESC_RESERVED, 3: IORES_DESC_ACPI_TABLES, 4: IORES_DESC_ACPI_NV_STORAGE}
+    desc = {1: IORES_DESC_NONE, 2: IORES_DESC_RESERVED, 3: IORES_DESC_ACPI_TABLES, 4: IORES_DESC_ACPI_NV_STORAGE,
+            E820_TYPE_PMEM: IORES_DESC_PERSISTENT_MEMORY, E820_TYPE_PRAM: IORES_DESC_PERSISTENT_MEMORY_LEGACY}
     late = []
     for e in k.e820:
         if e.type in _LATE_TYPES and e.addr >= 1 << 20:
@@ -113,7 +119,6 @@ def build_tree(k: "Kernel") -> Res:
 
 def e820_reserve_resources(k: "Kernel") -> None:
     root = build_tree(k)
-    km = k.kmem
     size = k.T.sizeof("struct resource")
     nodes: list[Res] = []
 
@@ -124,25 +129,48 @@ def e820_reserve_resources(k: "Kernel") -> None:
 
     collect(root)
     base = k.phys_to_virt(k.memblock.alloc(size * len(nodes), 64))
-    addr = {id(r): base + i * size for i, r in enumerate(nodes)}
-    addr[id(root)] = k.sym("iomem_resource")
-
-    def write(r: Res, parent: Res | None) -> None:
-        a = addr[id(r)]
-        km.set(a, "resource", "start", r.start)
-        km.set(a, "resource", "end", r.end)
-        km.set(a, "resource", "name", k.image.string(r.name))
-        km.set(a, "resource", "flags", r.flags)
-        km.set(a, "resource", "desc", r.desc)
-        km.set(a, "resource", "parent", addr[id(parent)] if parent else 0)
-        km.set(a, "resource", "child", addr[id(r.children[0])] if r.children else 0)
-        for i, c in enumerate(r.children):
-            km.set(addr[id(c)], "resource", "sibling", addr[id(r.children[i + 1])] if i + 1 < len(r.children) else 0)
-            write(c, r)
-
-    write(root, None)
+    k.iomem_addr = {id(r): base + i * size for i, r in enumerate(nodes)}
+    k.iomem_addr[id(root)] = k.sym("iomem_resource")
+    _write(k, root, None)
+    km = k.kmem
     io = k.sym("ioport_resource")
     km.set(io, "resource", "name", k.image.string("PCI IO"))
     km.set(io, "resource", "end", 0xFFFF)
     km.set(io, "resource", "flags", 0x100)  # IORESOURCE_IO
     k.iomem = root
+
+
+def _write(k: "Kernel", r: Res, parent: Res | None) -> None:
+    """Write ``r`` and its subtree (start, end, name, flags, desc and the parent/child/sibling
+    links) into its struct resources."""
+    km, addr = k.kmem, k.iomem_addr
+    a = addr[id(r)]
+    km.set(a, "resource", "start", r.start)
+    km.set(a, "resource", "end", r.end)
+    km.set(a, "resource", "name", k.image.string(r.name))
+    km.set(a, "resource", "flags", r.flags)
+    km.set(a, "resource", "desc", r.desc)
+    km.set(a, "resource", "parent", addr[id(parent)] if parent else 0)
+    km.set(a, "resource", "child", addr[id(r.children[0])] if r.children else 0)
+    for i, c in enumerate(r.children):
+        km.set(addr[id(c)], "resource", "sibling", addr[id(r.children[i + 1])] if i + 1 < len(r.children) else 0)
+        _write(k, c, r)
+
+
+def request_mem_region(k: "Kernel", start: int, end: int, name: str) -> None:
+    """__request_region() after boot (a driver claiming its range, e.g. nd_pmem's namespace):
+    a struct resource from kmalloc, IORESOURCE_MEM | IORESOURCE_BUSY, inserted under the
+    resource that holds it."""
+    from mmintro.kernel import slub
+
+    holder = k.iomem
+    while True:  # the innermost resource that holds the range: its desc is the new one's
+        inner = next((c for c in holder.children if c.start <= start and end <= c.end), None)
+        if inner is None:
+            break
+        holder = inner
+    r = Res(name, start, end, IORESOURCE_MEM | IORESOURCE_BUSY, holder.desc)
+    if k.iomem.insert(r) is not None:
+        raise ValueError(f"request_mem_region: [{start:#x}-{end:#x}] {name} conflicts with a resource")
+    k.iomem_addr[id(r)] = slub.kzalloc(k, k.T.sizeof("struct resource"), "GFP_KERNEL", caller="__request_region")
+    _write(k, k.iomem, None)
