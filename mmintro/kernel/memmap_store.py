@@ -146,21 +146,26 @@ class SectionMemmap:
         if lo >= hi:
             return
         if self.arr is None:
-            self._split(lo)
-            self._split(hi)
-            r0 = bisect_left(self.starts, lo)
-            r1 = bisect_left(self.starts, hi)
-            if any(self.selfs[r] >> j & 1 for r in range(r0, r1)) and (op != "set" or lane is not None):
+            starts, tmpls, selfs = self.starts, self.tmpls, self.selfs
+            r0 = bisect_right(starts, lo) - 1
+            r1 = bisect_left(starts, hi)  # runs r0 .. r1-1 meet [lo, hi)
+            if any(selfs[r] >> j & 1 for r in range(r0, r1)) and (op != "set" or lane is not None):
                 self.materialize()  # an address word changed bit by bit: no longer a run
             else:
-                for r in range(r0, r1):
-                    self.tmpls[r][j] = _apply(self.tmpls[r][j], lane, op, value)
-                    self.selfs[r] &= ~(1 << j)
+                if any(_apply(tmpls[r][j], lane, op, value) != tmpls[r][j] or selfs[r] >> j & 1
+                       for r in range(r0, r1)):
+                    self._split(lo)
+                    self._split(hi)
+                    r0 = bisect_left(self.starts, lo)
+                    r1 = bisect_left(self.starts, hi)
+                    for r in range(r0, r1):
+                        self.tmpls[r][j] = _apply(self.tmpls[r][j], lane, op, value)
+                        self.selfs[r] &= ~(1 << j)
+                    self._merge(r0, r1 + 1)
                 a, b = bisect_left(self.exc_idx, lo), bisect_left(self.exc_idx, hi)
                 for idx in self.exc_idx[a:b]:
                     e = self.exc[idx]
                     e[j] = _apply(e[j], lane, op, value)
-                self._merge()
                 if len(self.starts) > RUN_LIMIT:
                     self.materialize()
                 return
@@ -188,16 +193,16 @@ class SectionMemmap:
         self.tmpls.insert(r + 1, list(self.tmpls[r]))
         self.selfs.insert(r + 1, self.selfs[r])
 
-    def _merge(self) -> None:
-        """Join neighbouring runs of equal struct pages."""
-        starts, tmpls, selfs = [self.starts[0]], [self.tmpls[0]], [self.selfs[0]]
-        for s, t, sm in zip(self.starts[1:], self.tmpls[1:], self.selfs[1:]):
-            if t == tmpls[-1] and sm == selfs[-1]:
-                continue
-            starts.append(s)
-            tmpls.append(t)
-            selfs.append(sm)
-        self.starts, self.tmpls, self.selfs = starts, tmpls, selfs
+    def _merge(self, r0: int = 1, r1: int | None = None) -> None:
+        """Join runs r0 .. r1 (default: all) with the run before when their struct pages
+        are equal."""
+        starts, tmpls, selfs = self.starts, self.tmpls, self.selfs
+        r = min(len(starts) - 1, len(starts) if r1 is None else r1)
+        lo = max(1, r0)
+        while r >= lo:
+            if tmpls[r] == tmpls[r - 1] and selfs[r] == selfs[r - 1]:
+                del starts[r], tmpls[r], selfs[r]
+            r -= 1
 
     # -- bytes ------------------------------------------------------------------------------
     def generate(self, i0: int, i1: int) -> np.ndarray:

@@ -101,11 +101,12 @@ def memmap_update(k: "Kernel", pfn: int, n: int, name: str, op: str, value: int)
     """Member ``name`` of the struct pages of pfns [pfn, pfn + n): ``op`` "set", "and" or
     "or" with ``value`` -- ``section_pages(k, nr)[a:b][name] op= value`` without making
     compact sections arrays.  Every section of the range must be present."""
-    j, lane = page_field(k, name)
+    cache = k.__dict__.setdefault("_page_fields", {})
+    j, lane = cache.get(name) or cache.setdefault(name, page_field(k, name))
     end = pfn + n
     while pfn < end:
         nr = pfn >> PFN_SECTION_SHIFT
-        base = section_nr_to_pfn(nr)
+        base = nr << PFN_SECTION_SHIFT
         hi = min(end, base + PAGES_PER_SECTION)
         k.memmap_store[nr].update(pfn - base, hi - base, j, lane, op, value)
         pfn = hi
