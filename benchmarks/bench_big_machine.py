@@ -6,7 +6,8 @@
 
 Each machine runs in a fresh process, so its peak RSS (``ru_maxrss``) is the simulator's own:
 boot, then NAME.vmcore kdump-compressed (makedumpfile's format, zlib, ``--threads``
-compressing), then ELF (which stores every struct page: 64 bytes a page of RAM; deleted after
+compressing), the same without the free pages (``save(exclude_free=True)``, makedumpfile's
+``-d 17``; deleted after measuring), then ELF (which stores every struct page: 64 bytes a page of RAM; deleted after
 measuring).  Then another process opens the kdump snapshot with mmintro and real drgn and runs
 the crosscheck rows that read zones, counters, free lists and sample struct pages (the rows
 that walk every struct page or slab are left out: drgn needs ~2 us a page); its time and peak
@@ -59,6 +60,13 @@ def child_machine(gib: int, nodes: int, cpus: int, stem: str, threads: int, arra
     out["kdump_s"] = time.perf_counter() - t
     out["kdump_bytes"] = os.stat(core).st_size
     out["rss_kdump_mib"] = _rss_mib()
+    t = time.perf_counter()
+    core_nofree, vml = save(k, stem + "-nofree", core_format="kdump", threads=threads, exclude_free=True)
+    out["nofree_s"] = time.perf_counter() - t
+    out["nofree_bytes"] = os.stat(core_nofree).st_size
+    out["rss_nofree_mib"] = _rss_mib()
+    os.unlink(core_nofree)
+    os.unlink(vml)
     if elf:
         t = time.perf_counter()
         core_elf, vml = save(k, stem + "-elf")
@@ -120,6 +128,9 @@ def main() -> None:
             print(f"  kdump  write {m['kdump_s']:6.1f} s ({args.threads} thread{'s' if args.threads > 1 else ''}), "
                   f"{m['kdump_bytes'] / 1e9:7.3f} GB ({m['kdump_bytes'] / (gib << 18):.1f} B a page of RAM), "
                   f"peak RSS {m['rss_kdump_mib']:.0f} MiB")
+            print(f"  kdump without free pages (--exclude-free, makedumpfile -d 17) write {m['nofree_s']:6.1f} s, "
+                  f"{m['nofree_bytes'] / 1e9:7.3f} GB ({m['nofree_bytes'] / (gib << 18):.1f} B a page of RAM), "
+                  f"peak RSS {m['rss_nofree_mib']:.0f} MiB")
             if "elf_s" in m:
                 print(f"  ELF    write {m['elf_s']:6.1f} s, {m['elf_bytes'] / 1e9:7.3f} GB "
                       f"({m['elf_disk_bytes'] / 1e9:.3f} GB on disk), peak RSS {m['rss_elf_mib']:.0f} MiB")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
 import subprocess
 import sys
 
@@ -243,6 +244,62 @@ def test_drgn_reads_generated_struct_pages_as_the_simulator_wrote_them(compact_k
                 assert page.lru.next.value_() == drgn.cast("unsigned long", page.lru.address_of_()).value_()
             checked += 1
     assert checked >= 60
+
+
+def test_kdump_without_free_pages_is_read_as_the_same_machine(compact_kdump, tmp_path) -> None:
+    """``save(exclude_free=True)``: the free buddy blocks are out of the 2nd bitmap (dump level
+    17), the file is a fraction of the full one, reading a free page fails as filtered, and
+    drgn still reads the machine as mmintro does (zones, free lists, per-CPU lists, meminfo)."""
+    pytest.importorskip("drgn")
+    from mmintro.reader import open_snapshot
+    from mmintro.reader.diskdump import DiskDumpFile
+    from mmintro.reader.errors import FaultError
+    from mmintro.snapshot.writer import free_pfn_ranges
+
+    full, k = compact_kdump
+    stem = tmp_path / "nofree"
+    core, _ = save(k, stem, core_format="kdump", exclude_free=True)
+    free = free_pfn_ranges(k)
+    with DiskDumpFile(core) as dd, DiskDumpFile(full + ".vmcore") as whole:
+        assert dd.dump_level == 17
+        pages = lambda ranges: sum(b - a for a, b in ranges)  # noqa: E731
+        # the byte ranges of what is dumped, in pfns: RAM less the free blocks
+        assert pages([(a >> 12, b >> 12) for a, b in dd.dumped_ranges]) == (
+            pages([(a >> 12, b >> 12) for a, b in whole.dumped_ranges]) - pages(free))
+    assert os.path.getsize(core) < os.path.getsize(full + ".vmcore") / 3
+    prog = open_snapshot(str(stem))
+    with pytest.raises(FaultError, match="filtered"):
+        prog.core.read_phys((free[-1][0] + 1) << 12, 8)
+    prog.close()
+    _agree(str(stem), ("zones:", "totalram", "crash kmem -f", "crash kmem -z", "free_area lists", "per-CPU lists",
+                       "crash kmem -i"))
+
+
+def test_exclude_free_needs_the_kdump_format(tmp_path) -> None:
+    from cli_helpers import run
+
+    r = run("simulate", "-o", str(tmp_path / "x"), "--exclude-free", ok=False)
+    assert r.exit_code == 2 and "--exclude-free needs --format kdump" in r.stderr
+
+
+@pytest.mark.slow
+def test_makedumpfile_filters_the_free_pages_save_leaves_out(compact_kdump, tmp_path) -> None:
+    """makedumpfile 1.7.2 given the full kdump snapshot and ``-d 16`` (it finds free pages by
+    PageBuddy and the order in their struct pages) dumps exactly the pages that
+    ``save(exclude_free=True)`` dumps."""
+    import shutil
+
+    from mmintro.reader.diskdump import DiskDumpFile
+
+    assert shutil.which("makedumpfile"), "makedumpfile is not installed (.ci/run installs it)"
+    full, k = compact_kdump
+    ours, _ = save(k, tmp_path / "nofree", core_format="kdump", exclude_free=True)
+    theirs = tmp_path / "mdf.vmcore"
+    p = subprocess.run(["makedumpfile", "-c", "-d", "16", "-x", full + ".vmlinux", full + ".vmcore", str(theirs)],
+                       capture_output=True, text=True, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    with DiskDumpFile(ours) as a, DiskDumpFile(theirs) as b:
+        assert list(a.dumped_ranges) == list(b.dumped_ranges)
 
 
 def _measure_in_child(ram_gib: int, nodes: int, cpus: int, stem: str) -> dict:

@@ -106,6 +106,9 @@ def _scenario_help() -> str:
 @click.option("--gdb-aliases", is_flag=True, help="add virtual-address PT_LOADs so GDB can read globals")
 @click.option("--format", "core_format", type=click.Choice(["elf", "kdump"]), default="elf", show_default=True,
               help="NAME.vmcore as an ELF core or makedumpfile's kdump-compressed file (zlib; crash and drgn read both)")
+@click.option("--exclude-free", is_flag=True,
+              help="with --format kdump: leave the free pages out, as makedumpfile -d 17 does (a big machine's "
+                   "snapshot then no longer grows with free memory; reading a free page's contents fails)")
 @click.option("--e820", "e820_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
               help="the machine's memory map: dmesg's 'BIOS-e820:' lines or /sys/firmware/memmap's 'START END TYPE'")
 @click.option("--like", "like", default=None, metavar="DUMP", type=click.Path(dir_okay=False),
@@ -117,7 +120,7 @@ def _scenario_help() -> str:
 def command(
     scenario: str, output: str, ram: str | None, nodes: int | None, cpus: int | None, seed: int | None,
     gdb_aliases: bool, core_format: str, e820_file: str | None, like: str | None, like_kernel: str | None,
-    cmdline: str | None
+    cmdline: str | None, exclude_free: bool = False
 ) -> None:
     """Run SCENARIO (default: boot) on a simulated machine and save the snapshot.
 
@@ -129,6 +132,8 @@ def command(
 
     if gdb_aliases and core_format != "elf":
         raise click.UsageError("--gdb-aliases needs --format elf: GDB cannot read a kdump-compressed vmcore")
+    if exclude_free and core_format != "kdump":
+        raise click.UsageError("--exclude-free needs --format kdump: an ELF core cannot mark pages filtered")
     sc = SCENARIOS.get(scenario)
     path = sc.path if sc is not None else None
     if sc is None:
@@ -157,7 +162,7 @@ def command(
             return kernels[-1]
 
         core, vml = boot_and_save(config, output, scenario=run_py, gdb_aliases=gdb_aliases,
-                                 core_format=core_format, console=_console())
+                                 core_format=core_format, console=_console(), exclude_free=exclude_free)
         click.echo(f"{core}\n{vml}")
         _write_trace(kernels, output)
         return
@@ -177,7 +182,7 @@ def command(
         return r.kernel
 
     core, vml = boot_and_save(config, output, scenario=run, gdb_aliases=gdb_aliases,
-                              core_format=core_format, console=_console())
+                              core_format=core_format, console=_console(), exclude_free=exclude_free)
     for rep in reports:
         click.echo(f"{wsc.name}: {rep.index:>2} {rep.text}", err=True)
     click.echo(f"{core}\n{vml}")

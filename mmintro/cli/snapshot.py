@@ -53,9 +53,10 @@ def _cache_key(config: Any) -> str:
 
 def boot_and_save(config: Any, name: str | os.PathLike, scenario: Callable[..., Any] | None = None,
                   gdb_aliases: bool = False, console: Console | None = None,
-                  core_format: str = "elf") -> tuple[Path, Path]:
+                  core_format: str = "elf", exclude_free: bool = False) -> tuple[Path, Path]:
     """Boot (or run ``scenario(config, progress)``) with a progress bar on stderr and save the
-    snapshot as NAME.vmcore + NAME.vmlinux."""
+    snapshot as NAME.vmcore + NAME.vmlinux (``exclude_free``: a kdump file without the free
+    pages)."""
     from mmintro.kernel.machine import boot
     from mmintro.snapshot.writer import save
 
@@ -70,7 +71,7 @@ def boot_and_save(config: Any, name: str | os.PathLike, scenario: Callable[..., 
 
         kernel = run(config, progress)
         bar.update(task, description=f"save {os.fspath(name)}.vmcore/.vmlinux", completed=0.8)
-        paths = save(kernel, name, gdb_aliases=gdb_aliases, core_format=core_format)
+        paths = save(kernel, name, gdb_aliases=gdb_aliases, core_format=core_format, exclude_free=exclude_free)
         bar.update(task, completed=1.0)
     return paths
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, NamedTuple, Sequence
 
@@ -52,10 +53,11 @@ from mmintro.reader.diskdump import _SUB as KDUMP_SUB_HEADER
 from mmintro.reader.diskdump import DUMP_DH_COMPRESSED_ZLIB, KDUMP_SIGNATURE, PAGE_DESC
 from mmintro.snapshot.vmcore import NT_PRSTATUS, PAGE_SIZE, _as_bytes, _note
 
-__all__ = ["write_kdump", "KdumpStats", "HEADER_VERSION", "DUMP_LEVEL"]
+__all__ = ["write_kdump", "KdumpStats", "HEADER_VERSION", "DUMP_LEVEL", "DL_EXCLUDE_FREE"]
 
 HEADER_VERSION = 6  # makedumpfile 1.5.4 and later: 64-bit max_mapnr in the sub header
 DUMP_LEVEL = 1  # makedumpfile -d 1: zero pages share one page (nothing is excluded)
+DL_EXCLUDE_FREE = 16  # makedumpfile -d 16: free pages (PageBuddy blocks) are left out
 Z_BEST_SPEED = 1  # makedumpfile's compress2 level
 UTSNAME_SIZE = 390  # struct new_utsname: 6 x (__NEW_UTS_LEN + 1)
 
@@ -70,7 +72,7 @@ class KdumpStats(NamedTuple):
     size: int
     """File size in bytes."""
     ram_pages: int
-    """Pages in the bitmaps (= page descriptors)."""
+    """Pages in the 2nd bitmap (= page descriptors): RAM less the excluded pages."""
     zero_pages: int
     """Pages that point at the shared zero page."""
     compressed_pages: int
@@ -79,6 +81,8 @@ class KdumpStats(NamedTuple):
     """Pages stored uncompressed (zlib did not make them smaller)."""
     shared_pages: int
     """Pages equal to the page before them, sharing its data."""
+    excluded_pages: int = 0
+    """RAM pages left out of the 2nd bitmap (``exclude``): filtered, as makedumpfile -d 16 leaves free pages."""
 
 
 def _pfn_ranges(ram_ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -95,6 +99,26 @@ def _pfn_ranges(ram_ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
             out[-1] = (out[-1][0], max(out[-1][1], hi))
         else:
             out.append((lo, hi))
+    return out
+
+
+def _subtract(ranges: list[tuple[int, int]], holes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted pfn ranges less the (unsorted, possibly overlapping) ranges ``holes``."""
+    out: list[tuple[int, int]] = []
+    cuts = sorted((int(a), int(b)) for a, b in holes if int(b) > int(a))
+    i = 0
+    for lo, hi in ranges:
+        while i < len(cuts) and cuts[i][1] <= lo:
+            i += 1
+        j = i
+        pos = lo
+        while j < len(cuts) and cuts[j][0] < hi:
+            if cuts[j][0] > pos:
+                out.append((pos, cuts[j][0]))
+            pos = max(pos, cuts[j][1])
+            j += 1
+        if pos < hi:
+            out.append((pos, hi))
     return out
 
 
@@ -201,6 +225,8 @@ def write_kdump(
     nr_cpus: int = 1,
     phys_base: int = 0,
     threads: int = 1,
+    exclude: Sequence[tuple[int, int]] = (),
+    dump_level: int = DUMP_LEVEL,
 ) -> KdumpStats:
     """Write a kdump-compressed vmcore of physical memory.
 
@@ -218,6 +244,11 @@ def write_kdump(
     :param nr_cpus: the header's ``nr_cpus`` (crash warns when it is not positive).
     :param phys_base: the sub header's ``phys_base``.
     :param threads: compress on this many threads (zlib releases the GIL).
+    :param exclude: pfn ranges ``[lo, hi)`` of RAM to leave out of the 2nd bitmap: no
+        descriptor and no data, the pages read as filtered (crash: "excluded"; drgn and mmintro
+        refuse them), as makedumpfile's ``-d 16`` leaves out free pages.
+    :param dump_level: the sub header's ``dump_level`` (makedumpfile's ``-d``; 17 with free
+        pages excluded).
     """
     bs = PAGE_SIZE
     run_iter = ((int(p), _as_bytes(d)) for p, d in runs)
@@ -233,9 +264,12 @@ def write_kdump(
     if nr_cpus <= 0:
         raise ValueError(f"nr_cpus must be positive, not {nr_cpus}")
     max_mapnr = pranges[-1][1]
-    ram_pages = sum(hi - lo for lo, hi in pranges)
     starts = np.array([lo for lo, _ in pranges], dtype=np.int64)
-    first_index = np.concatenate(([0], np.cumsum([hi - lo for lo, hi in pranges])))  # descriptor index
+    dumped = _subtract(pranges, exclude) if exclude else pranges  # the 2nd bitmap
+    ram_pages = sum(hi - lo for lo, hi in dumped)  # descriptors
+    excluded = sum(hi - lo for lo, hi in pranges) - ram_pages
+    dstarts = [lo for lo, _ in dumped]
+    first_index = np.concatenate(([0], np.cumsum([hi - lo for lo, hi in dumped])))  # descriptor index
 
     # notes: as in the ELF snapshot's PT_NOTE (NT_PRSTATUS per CPU, then VMCOREINFO)
     text = (vmcoreinfo if vmcoreinfo.endswith("\n") else vmcoreinfo + "\n").encode()
@@ -256,9 +290,10 @@ def write_kdump(
         int(timestamp), 0, DUMP_DH_COMPRESSED_ZLIB, bs, sub_blocks, bitmap_blocks,
         min(max_mapnr, 0xFFFFFFFF), 0, 0, 0, 0, int(nr_cpus))
     sub = KDUMP_SUB_HEADER.pack(
-        int(phys_base), DUMP_LEVEL, 0, 0, 0, off_note + vmci_desc, len(text), off_note, len(notes),
+        int(phys_base), int(dump_level), 0, 0, 0, off_note + vmci_desc, len(text), off_note, len(notes),
         0, 0, 0, 0, max_mapnr)
     bitmap = _bitmap(pranges, half)
+    bitmap2 = _bitmap(dumped, half) if exclude else bitmap
 
     zero_desc = np.zeros(1, dtype=PAGE_DESC)
     zero_desc[0] = (zero_off, bs, 0, 0)
@@ -271,8 +306,8 @@ def write_kdump(
         w.pwrite(bytes(header), 0)
         w.pwrite(sub + notes, bs)
         w.pwrite(bitmap, (1 + sub_blocks) * bs)
-        w.pwrite(bitmap, (1 + sub_blocks) * bs + half)
-        del bitmap
+        w.pwrite(bitmap2, (1 + sub_blocks) * bs + half)
+        del bitmap, bitmap2
         w.pwrite(bytes(bs), zero_off)
         next_index = 0  # descriptors written so far
         prev_end = -1
@@ -289,15 +324,25 @@ def write_kdump(
             r = int(np.searchsorted(starts, pfn0, side="right")) - 1
             if r < 0 or prev_end > pranges[r][1]:
                 raise ValueError(f"run {paddr:#x}-{paddr + len(data):#x} is not inside a RAM range")
-            index = int(first_index[r]) + pfn0 - pranges[r][0]
-            w.zero_descs(index - next_index)
-            next_index = index + n
+            pfn = pfn0
             for piece in data.chunks() if hasattr(data, "chunks") else (data,):
                 piece = _as_bytes(piece)
                 m = len(piece) // PAGE_SIZE
-                for c0 in range(0, m, _CHUNK_PAGES):
-                    chunk = piece[c0 * PAGE_SIZE : min(m, c0 + _CHUNK_PAGES) * PAGE_SIZE]
-                    last = _chunk(w, chunk, last, pool, threads, counts)
+                # the parts of the piece in the 2nd bitmap, each at its descriptor index
+                d = bisect_right(dstarts, pfn) - 1
+                while m and d < len(dumped) and (d < 0 or dumped[d][0] < pfn + m):
+                    if d >= 0:
+                        a, b = max(pfn, dumped[d][0]), min(pfn + m, dumped[d][1])
+                        if a < b:
+                            index = int(first_index[d]) + a - dumped[d][0]
+                            w.zero_descs(index - next_index)
+                            next_index = index + b - a
+                            for c0 in range(a, b, _CHUNK_PAGES):
+                                c1 = min(b, c0 + _CHUNK_PAGES)
+                                chunk = piece[(c0 - pfn) * PAGE_SIZE : (c1 - pfn) * PAGE_SIZE]
+                                last = _chunk(w, chunk, last, pool, threads, counts)
+                    d += 1
+                pfn += m
         w.zero_descs(ram_pages - next_index)
         w.flush_desc()
         w.flush_data()
@@ -311,7 +356,7 @@ def write_kdump(
         if not done:  # no half-written vmcore
             os.unlink(path)
     return KdumpStats(size, ram_pages, counts["zero"] + ram_pages - _stored(counts), counts["compressed"],
-                      counts["raw"], counts["shared"])
+                      counts["raw"], counts["shared"], excluded)
 
 
 def _stored(counts: dict[str, int]) -> int:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from mmintro.kernel.kexec_core import prstatus_notes
 from mmintro.kernel.vmcoreinfo import vmcoreinfo
-from mmintro.snapshot.kdump import write_kdump
+from mmintro.snapshot.kdump import DL_EXCLUDE_FREE, DUMP_LEVEL, write_kdump
 from mmintro.snapshot.vmcore import write_vmcore
 from mmintro.kernel import panic, timekeeping
 from mmintro.snapshot.vmlinux import ImageSection, Symbol, dump_types_section, write_vmlinux
@@ -47,7 +47,7 @@ CORE_FORMATS = ("elf", "kdump")
 
 
 def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False, core_format: str = "elf",
-         threads: int = 1) -> tuple[Path, Path]:
+         threads: int = 1, exclude_free: bool = False) -> tuple[Path, Path]:
     """Store ``k`` as NAME.vmcore and NAME.vmlinux; returns both paths.
 
     ``core_format`` "elf": an ELF core whose RAM segments carry their direct-map address in
@@ -57,10 +57,14 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False, core_f
 
     ``core_format`` "kdump": makedumpfile's kdump-compressed format (zlib; zero pages share
     one page), with the same notes and VMCOREINFO; crash and drgn read it, GDB does not.
-    ``threads`` compress pages in parallel.
+    ``threads`` compress pages in parallel.  ``exclude_free`` leaves the free buddy blocks out
+    (makedumpfile ``-d 17``): the file no longer grows with free memory (except for its struct
+    pages and the bitmaps), and reading a free page's contents fails as filtered.
     """
     if core_format not in CORE_FORMATS:
         raise ValueError(f"unknown vmcore format {core_format!r} (known: {', '.join(CORE_FORMATS)})")
+    if exclude_free and core_format != "kdump":
+        raise ValueError("excluding free pages needs the kdump format: an ELF core has no filtered pages")
     if gdb_aliases and core_format != "elf":
         raise ValueError("GDB alias segments need the ELF format: GDB cannot read a kdump-compressed vmcore")
     core_path, vmlinux_path = snapshot_paths(name)
@@ -83,7 +87,8 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False, core_f
     if core_format == "kdump":
         write_kdump(core_path, k.mem.nonzero_runs(), info, ram_ranges=ram, prstatus=prstatus_notes(k),
                     utsname=utsname(k), timestamp=crashtime, nr_cpus=k.config.cpus, phys_base=k.phys_base,
-                    threads=threads)
+                    threads=threads, exclude=free_pfn_ranges(k) if exclude_free else (),
+                    dump_level=DUMP_LEVEL | (DL_EXCLUDE_FREE if exclude_free else 0))
         return core_path, vmlinux_path
     aliases = []
     if gdb_aliases:
@@ -93,6 +98,20 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False, core_f
     write_vmcore(core_path, k.mem.nonzero_runs(), info, ram_ranges=ram, aliases=aliases,
                  prstatus=prstatus_notes(k), direct_map=k.page_offset_base)
     return core_path, vmlinux_path
+
+
+def free_pfn_ranges(k: "Kernel") -> list[tuple[int, int]]:
+    """The pfn ranges of the free buddy blocks -- each PageBuddy head and the 2^order pages
+    after it, what makedumpfile's ``-d 16`` excludes (per-CPU list pages are not PageBuddy
+    and stay) -- merged, in address order."""
+    blocks = sorted((pfn, pfn + (1 << order)) for zones in k.zones for z in zones for pfn, order in z.free_order.items())
+    out: list[tuple[int, int]] = []
+    for a, b in blocks:
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
 
 
 def utsname(k: "Kernel") -> bytes:
