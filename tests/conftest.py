@@ -70,9 +70,11 @@ REAL_CONFIGS = {
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Every real-kernel configuration but the default (one more QEMU boot and dump each) is slow."""
+    slow_fixtures = {f"real_dump_{n[5:].replace('-', '_')}" for n in REAL_CONFIGS if n != "real-default"}
     for item in items:
-        if any(n in item.nodeid for n in ("numa2-l5", "numa2_l5", "numa2-3cpu", "numa2_3cpu", "real-4g", "real_4g",
-                                          "real-pmem", "real_pmem")):
+        if slow_fixtures & set(getattr(item, "fixturenames", ())) or any(
+                n in item.nodeid for n in ("numa2-l5", "numa2_l5", "numa2-3cpu", "numa2_3cpu", "real-4g", "real_4g",
+                                           "real-pmem", "real_pmem")):
             item.add_marker(pytest.mark.slow)
 
 
