@@ -177,7 +177,7 @@ def test_lru_of_each_struct_page_points_at_itself(booted: Kernel) -> None:
 
 
 def _boot_with_workload(compact: bool) -> Kernel:
-    k = Kernel(MachineConfig(ram=4 << 30, nodes=2, cpus=4, hugepages_1g=1, hugepages_2m=8))
+    k = Kernel(MachineConfig(ram=4 << 30, nodes=2, cpus=4, hugepages_1g=1, hugepages_2m=8, cmdline="movablecore=600M"))
     k.compact_memmap = compact
     k.boot()
     got = [k.alloc_pages("GFP_KERNEL", o) for o in (0, 3, 9, 10, 0, 2)]
@@ -189,8 +189,9 @@ def _boot_with_workload(compact: bool) -> Kernel:
 
 @pytest.mark.parametrize("core_format", ["elf", pytest.param("kdump", marks=pytest.mark.slow)])
 def test_compact_and_array_memory_maps_write_the_same_vmcore(tmp_path, core_format: str) -> None:
-    """A 4 GiB 2-node machine with hugetlb pools (a gigantic page) and a few allocations,
-    booted once with compact sections and once with arrays: byte-identical vmcores."""
+    """A 4 GiB 2-node machine with ZONE_MOVABLE (zone boundaries inside sections), hugetlb
+    pools (a gigantic page) and a few allocations, booted once with compact sections and once
+    with arrays: byte-identical vmcores."""
     paths = []
     for compact in (True, False):
         k = _boot_with_workload(compact)
