@@ -11,6 +11,7 @@ benchmarks/bench_big_machine.py.
 
 from __future__ import annotations
 
+import bisect
 import filecmp
 import json
 import os
@@ -130,9 +131,9 @@ def test_many_written_pages_make_a_section_an_array() -> None:
 
 @pytest.fixture(scope="module")
 def compact_kdump(tmp_path_factory) -> tuple[str, Kernel]:
-    """An 8 GiB 2-node machine booted with the compact memory map, saved kdump-compressed."""
-    k = Kernel(MachineConfig(ram=8 << 30, nodes=2, cpus=4)).boot()
-    stem = tmp_path_factory.mktemp("big") / "m8g"
+    """A 4 GiB 2-node machine booted with the compact memory map, saved kdump-compressed."""
+    k = Kernel(MachineConfig(ram=4 << 30, nodes=2, cpus=4)).boot()
+    stem = tmp_path_factory.mktemp("big") / "m4g"
     save(k, stem, core_format="kdump")
     return str(stem), k
 
@@ -143,18 +144,18 @@ def booted(compact_kdump) -> Kernel:
 
 
 def test_a_booted_machine_keeps_its_memory_map_compact(booted: Kernel) -> None:
-    """8 GiB: 64 sections, 16 MiB of struct pages; after boot and a snapshot (which reads
-    every struct page) only the sections the boot wrote page by page are arrays, the rest a
-    few runs each."""
+    """4 GiB over 2 nodes: 32 sections, 64 MiB of struct pages; after
+    boot and a snapshot (which reads every struct page) only the sections the boot wrote page
+    by page are arrays, the rest a few runs each."""
     k = booted
     arrays = [s for s in k.memmap_store.values() if s.materialized is not None]
-    assert len(k.memmap_store) == 64
+    assert len(k.memmap_store) == 32
     assert len(arrays) <= 4, [s.nr for s in arrays]
     compact = [s for s in k.memmap_store.values() if s.materialized is None]
     assert max(len(s.starts) for s in compact) <= 8
     # a section of free memory: one run of free pages, an exception per order-10 block head
     free = [s for s in compact if len(s.starts) == 1 and sorted(s.exc) == list(range(0, PAGES_PER_SECTION, 1024))]
-    assert len(free) > 0.9 * len(compact)
+    assert len(free) >= 0.8 * len(compact)
 
 
 def test_lru_of_each_struct_page_points_at_itself(booted: Kernel) -> None:
@@ -208,7 +209,7 @@ def _agree(stem: str, names: tuple[str, ...]) -> None:
 
 
 def test_drgn_reads_a_compacted_kdump_snapshot_as_mmintro_does(compact_kdump) -> None:
-    """A kdump snapshot of an 8 GiB 2-node machine whose memory map was compact: real drgn
+    """A kdump snapshot of a 4 GiB 2-node machine whose memory map was compact: real drgn
     agrees with mmintro on the zones (start, spanned, present, managed), totalram, the free
     lists and counts (crash kmem -f/-z), the per-CPU lists and pfn_to_page per section."""
     pytest.importorskip("drgn")
@@ -230,8 +231,15 @@ def test_drgn_reads_generated_struct_pages_as_the_simulator_wrote_them(compact_k
     d = xc.open_drgn(stem + ".vmcore", stem + ".vmlinux")
     size = k.struct_page_size
     buddy = k.T.const("PGTY_buddy")
-    checked = 0
-    for nr, s in list(k.memmap_store.items())[::4]:
+    blocks = sorted((h, h + (1 << o)) for zs in k.zones for z in zs for h, o in z.free_order.items())
+    heads = [h for h, _e in blocks]
+
+    def free_tail(pfn: int) -> bool:  # inside a free buddy block, not its head
+        i = bisect.bisect_right(heads, pfn) - 1
+        return i >= 0 and heads[i] < pfn < blocks[i][1]
+
+    checked = tails = 0
+    for nr, s in list(k.memmap_store.items())[::3]:
         if s.materialized is not None:
             continue
         for i in (0, 1, 513, 1024, 5000, PAGES_PER_SECTION - 1):
@@ -240,11 +248,12 @@ def test_drgn_reads_generated_struct_pages_as_the_simulator_wrote_them(compact_k
             assert d.read(page.value_(), size) == k.mem.read(k.pa(k.pfn_to_page(pfn)), size)
             if i % 1024 == 0 and page.page_type.value_() >> 24 == buddy:
                 assert page.private.value_() == 10
-            elif i % 1024:
-                assert page._refcount.counter.value_() in (0, 1)
+            elif free_tail(pfn):
+                assert page._refcount.counter.value_() == 0
                 assert page.lru.next.value_() == drgn.cast("unsigned long", page.lru.address_of_()).value_()
+                tails += 1
             checked += 1
-    assert checked >= 60
+    assert checked >= 40 and tails >= 20
 
 
 def test_kdump_without_free_pages_is_read_as_the_same_machine(compact_kdump, tmp_path) -> None:
