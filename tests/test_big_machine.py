@@ -312,6 +312,24 @@ def test_makedumpfile_filters_the_free_pages_save_leaves_out(compact_kdump, tmp_
         assert list(a.dumped_ranges) == list(b.dumped_ranges)
 
 
+@pytest.mark.slow
+def test_256_cpus_are_all_online_for_drgn(tmp_path) -> None:
+    """NR_CPUS CPUs (256, more than a 64-bit word of the cpumasks): drgn finds every one online
+    and possible, and the per-CPU rows (pagesets of every CPU, vm stats) agree with mmintro."""
+    pytest.importorskip("drgn")
+    from drgn.helpers.linux.cpumask import for_each_online_cpu, for_each_possible_cpu
+
+    from mmintro import crosscheck as xc
+    from mmintro.kernel.machine import boot
+
+    k = boot(MachineConfig(ram=2 << 30, nodes=2, cpus=256))
+    stem = str(tmp_path / "c256")
+    save(k, stem)
+    d = xc.open_drgn(stem + ".vmcore", stem + ".vmlinux")
+    assert len(list(for_each_online_cpu(d))) == len(list(for_each_possible_cpu(d))) == 256
+    _agree(stem, ("per-CPU lists", "nr_free_pages", "crash kmem -z", "crash kmem -i"))
+
+
 def _measure_in_child(ram_gib: int, nodes: int, cpus: int, stem: str) -> dict:
     """Boot and write a kdump snapshot in a fresh process: its peak RSS is the machine's."""
     code = f"""

@@ -426,8 +426,9 @@ class Kernel:
         ratio = self.sym("sysctl_lowmem_reserve_ratio")
         for i, r in enumerate(kc.LOWMEM_RESERVE_RATIO):
             self.mem.write(self.pa(ratio + 4 * i), r.to_bytes(4, "little"))
+        mask = ((1 << self.config.cpus) - 1).to_bytes(self.T.sizeof("struct cpumask"), "little")  # NR_CPUS bits
         for name in ("__cpu_online_mask", "__cpu_possible_mask", "__cpu_present_mask", "__cpu_active_mask"):
-            self.kmem.write_u64(self.sym(name), (1 << self.config.cpus) - 1)
+            self.kmem.write_bytes(self.sym(name), mask)
         k.init_list_head(self.sym("slab_caches"))
         img.var("modules", "data")  # kernel/module/main.c LIST_HEAD(modules): no module is loaded
         k.init_list_head(self.sym("modules"))
