@@ -195,6 +195,10 @@ CONFIG_DIFFERENCES = {
     "task_struct": ("task_struct", set(), {"scx", "uclamp", "ret_stack", "vtime", "mce_addr", "kretprobe_instances"},
                     "Debian's CONFIG_SCHED_CLASS_EXT, UCLAMP_TASK, FUNCTION_GRAPH_TRACER, VIRT_CPU_ACCOUNTING_GEN, "
                     "X86_MCE, KRETPROBES; and the task's FPU state follows the CPU's xstate size"),
+    "bdev_cache": ("device", {"driver_override", "flags"}, {"dma_ops", "em_pd", "pins"},
+                   "struct bdev_inode's block_device embeds a struct device: Debian's has dma_ops "
+                   "(CONFIG_DMA_OPS), em_pd (CONFIG_ENERGY_MODEL) and pins (CONFIG_PINCTRL); the reference "
+                   "build's driver_override and flags are newer fields"),
     "mm_struct": ("mm_struct", set(), set(), "the same struct; the cache adds cpumask_size() for the CPU bitmap and "
                   "mm_cid, which Debian's CPUMASK_OFFSTACK (NR_CPUS 8192) sizes by nr_cpu_ids and the reference "
                   "build (NR_CPUS 256) by NR_CPUS"),

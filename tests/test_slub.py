@@ -66,7 +66,7 @@ def _ours(s: slub.KmemCache) -> dict:
         "object_size": s.object_size, "slab_size": s.size, "order": s.oo_order, "objs_per_slab": s.oo_objects,
         "align": s.align, "cpu_partial": s.cpu_partial, "min_partial": s.min_partial,
         "sheaf_capacity": s.sheaf_capacity, "aliases": max(s.refcount, 1) - 1,
-        "ctor": f"{s.ctor}+0x0/{sc.CTORS[s.ctor][0]:#x}" if s.ctor else "-",
+        "ctor": f"{s.ctor.split('@')[0]}+0x0/{sc.CTORS[s.ctor][0]:#x}" if s.ctor else "-",  # %pS: the name
         "destroy_by_rcu": int(bool(s.flags & sc.SLAB_TYPESAFE_BY_RCU)),
         "reclaim_account": int(bool(s.flags & sc.SLAB_RECLAIM_ACCOUNT)),
         "hwcache_align": int(bool(s.flags & sc.SLAB_HWCACHE_ALIGN)),

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 def bdev_cache_init(k: "Kernel") -> None:
+    """block/bdev.c bdev_cache_init(): the bdev pseudo filesystem's super_block (its
+    "bdev_cache" is created with the other init-call caches, slab_common.INIT_CACHES)."""
     sb = slub.kzalloc(k, k.T.sizeof("struct super_block"), "GFP_KERNEL", caller="alloc_super")
     if not sb:
         raise MemoryError("bdev_cache_init: cannot allocate the bdev super_block")

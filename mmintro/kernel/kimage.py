@@ -198,11 +198,16 @@ class KernelImage:
         return self.pa(self.symbols["__init_end"].address)
 
     # -- placement ----------------------------------------------------------------------
-    def add(self, name: str, address: int, size: int, kind: str, type_: Type | None = None, section: str = "data") -> KSymbol:
-        if name in self.symbols:
-            raise ValueError(f"symbol {name} defined twice")
+    def add(self, name: str, address: int, size: int, kind: str, type_: Type | None = None, section: str = "data",
+            key: str | None = None) -> KSymbol:
+        """Define symbol ``name``.  ``key``: how the simulator names it when the image has
+        another of the same name (a file's static function, e.g. bdev.c's and inode.c's
+        init_once(), which kallsyms lists twice)."""
+        key = key or name
+        if key in self.symbols:
+            raise ValueError(f"symbol {key} defined twice")
         s = KSymbol(name, address, size, kind, type_, section)
-        self.symbols[name] = s
+        self.symbols[key] = s
         return s
 
     def _place(self, section: str, size: int, align: int) -> int:
@@ -239,9 +244,9 @@ class KernelImage:
         self.add(name, addr, 0, "object", t[0] if t else None, section)
         return addr
 
-    def func(self, name: str, size: int, section: str = "text") -> int:
+    def func(self, name: str, size: int, section: str = "text", key: str | None = None) -> int:
         addr = self._place(section, size, 16)
-        self.add(name, addr, size, "func", section=section)
+        self.add(name, addr, size, "func", section=section, key=key)
         return addr
 
     def string(self, s: str) -> int:

@@ -560,6 +560,7 @@ CTORS: dict[str, tuple[int, Callable[["Kernel", int], None]]] = {
     "sighand_ctor": (0x30, sighand_ctor),
     "init_once": (0x10, inode_init_once),
     "shmem_init_inode": (0x10, shmem_init_inode),
+    "init_once@block/bdev.c": (0x20, lambda k, obj: inode_init_once(k, obj + _T.offsetof("bdev_inode", "vfs_inode"))),
 }
 
 
@@ -641,6 +642,11 @@ INIT_CACHES: list[tuple[str, str, Callable[["Kernel"], "KmemCache"]]] = [
     # mnt_init() -> shmem_init() -> shmem_init_inodecache() (after kernfs_init, before
     # bdev_cache_init: the reference slabinfo has it between kernfs_node_cache and bdev_cache)
     ("shmem_inode_cachep", "shmem_init", lambda k: shmem_init(k)),
+    # vfs_caches_init() -> bdev_cache_init(): struct bdev_inode (a block_device and its inode),
+    # constructed by bdev.c's init_once() (inode_init_once() of the inode)
+    ("bdev_cachep", "bdev_cache_init", lambda k: kmem_cache_create(
+        k, "bdev_cache", _T.sizeof("struct bdev_inode"),
+        flags=SLAB_HWCACHE_ALIGN | SLAB_RECLAIM_ACCOUNT | SLAB_ACCOUNT | SLAB_PANIC, **_ctor("init_once@block/bdev.c"))),
     ("bh_cachep", "buffer_init", lambda k: KMEM_CACHE(k, "buffer_head", SLAB_RECLAIM_ACCOUNT | SLAB_PANIC)),
 ]
 

@@ -712,8 +712,10 @@ def do_kmem_cache_create(k: "Kernel", addr: int, name: str, name_addr: int, size
     s.ctor = args.ctor
     s.ctor_fn = args.ctor_fn
     if args.ctor:
+        # a CTORS key "name@file" is a static function whose name another file also uses
         sym = k.image.symbols.get(args.ctor)
-        s.ctor_addr = sym.address if sym else k.image.func(args.ctor, sc.CTORS.get(args.ctor, (0x40,))[0])
+        s.ctor_addr = sym.address if sym else k.image.func(args.ctor.split("@")[0], sc.CTORS.get(args.ctor, (0x40,))[0],
+                                                           key=args.ctor)
     s.useroffset = args.useroffset
     s.usersize = args.usersize
     if not calculate_sizes(k, args, s):
@@ -926,6 +928,12 @@ def _kmem_cache_init(k: "Kernel") -> None:
     assert sl.kmem_buckets_cache is not None
     k.kmem.write_u64(k.sym("kmem_buckets_cache"), sl.kmem_buckets_cache.addr)
     init_freelist_randomization(k)
+    # mm_core_init() -> vmalloc_init() creates vmap_area right after kmem_cache_init(), before
+    # the caches of later init calls (procfs/slabinfo: vmap_area just above kmalloc_buckets);
+    # vmalloc_init() itself runs later in the simulated boot and takes this cache.
+    from mmintro.kernel import vmalloc
+
+    vmalloc.create_vmap_area_cache(k)
     sc.create_init_caches(k)
 
 

@@ -1647,6 +1647,14 @@ def vmap_init_free_space(k: "Kernel") -> None:
     insert_vmap_area_augment(s, free, 0, s.free_root, s.free_list)
 
 
+def create_vmap_area_cache(k: "Kernel"):
+    """vmalloc_init(): ``vmap_area_cachep = KMEM_CACHE(vmap_area, SLAB_PANIC)``."""
+    from mmintro.kernel import slab_common
+
+    k.vmap_area_cachep = _slub().KMEM_CACHE(k, "vmap_area", slab_common.SLAB_PANIC)
+    return k.vmap_area_cachep
+
+
 def vmalloc_init(k: "Kernel") -> None:
     """mm_core_init() -> vmalloc_init(), followed by the boot's first vmalloc users
     (:func:`boot_vmalloc_users`).
@@ -1669,9 +1677,7 @@ def vmalloc_init(k: "Kernel") -> None:
     k.write_int("nr_vmap_nodes", 1)
     k.write_int("vmap_zone_size", 1)
     INIT_LIST_HEAD(s, s.free_list)
-    from mmintro.kernel import slab_common
-
-    s.cachep = _slub().KMEM_CACHE(k, "vmap_area", slab_common.SLAB_PANIC)
+    s.cachep = getattr(k, "vmap_area_cachep", None) or create_vmap_area_cache(k)
     k.kmem.write_u64(k.sym("vmap_area_cachep"), s.cachep.addr)
     for cpu in range(k.config.cpus):
         vbq = k.per_cpu_ptr(k.sym("vmap_block_queue"), cpu)

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 # Bump when the closure's output for the same inputs changes (invalidates the on-disk cache).
-CLOSURE_VERSION = 3
+CLOSURE_VERSION = 4
 
 
 class ClosureError(Exception):
@@ -89,7 +89,7 @@ taint_flag tk_data timekeeper uts_namespace new_utsname module module_memory net
 neighbour neigh_table neigh_hash_table in_device in_ifaddr inet6_dev inet6_ifaddr in6_addr
 user_regs_struct pt_regs inactive_task_frame fork_frame
 io_tlb_slot io_tlb_area io_tlb_mem hlist_bl_head pcpu_alloc_info pcpu_group_info
-dev_pagemap dev_pagemap_ops vmem_altmap range percpu_ref percpu_ref_data
+dev_pagemap dev_pagemap_ops vmem_altmap range percpu_ref percpu_ref_data bdev_inode
 """.split()
 
 # Per-CPU variables (their types and offsets come from the BTF's .data..percpu DATASEC).

@@ -147,6 +147,7 @@ unsigned long huge_zero_pfn;
 unsigned int default_hstate_idx;
 struct kmem_cache *hugetlbfs_inode_cachep;
 struct kmem_cache *shmem_inode_cachep;
+struct kmem_cache *bdev_cachep;  /* block/bdev.c bdev_cache_init(): struct bdev_inode */
 struct kmem_cache *policy_cache;
 struct kmem_cache *sn_cache;
 struct mempolicy default_policy;
