@@ -93,3 +93,30 @@ def test_a_node_without_a_cpu_is_refused_in_one_line(tmp_path) -> None:
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == ["mmintro: error: 2 nodes need at least 2 CPUs (each node has a CPU), not 1"]
+
+
+@pytest.mark.slow  # the whole drgn crosscheck (~5 s)
+def test_a_memoryless_node_boots_and_its_cpus_allocate_from_the_others(tmp_path) -> None:
+    """Uneven node ranges with a node that has CPUs but no memory: its pgdat exists (online,
+    a CPU node) but it is not in N_MEMORY; a CPU on it allocates from node 0 through the
+    zonelist fallback; real drgn agrees with mmintro on the snapshot."""
+    from mmintro.crosscheck import run_crosscheck
+    from mmintro.kernel.config import MachineConfig
+    from mmintro.kernel.machine import boot
+    from mmintro.reader import open_snapshot
+    from mmintro.snapshot.writer import save
+
+    e = parse_e820("0x0 0x9fbff System RAM\n0x100000 0x7ffdffff System RAM\n")
+    k = boot(MachineConfig(e820=tuple(e), nodes=2, cpus=2, node_ranges=((0, 1 << 31), (1 << 31, 1 << 31)),
+                           cpu_nodes=(0, 1)))
+    k.on_cpu(1)
+    pfn = k.alloc_pages("GFP_KERNEL", 0)
+    assert pfn is not None and k.memblock.node_of(pfn << 12) == 0
+    save(k, tmp_path / "ml")
+    prog = open_snapshot(str(tmp_path / "ml"))
+    states = prog["node_states"]
+    word = lambda name: states[prog.types.const(name)].bits[0].value_()  # noqa: E731
+    assert (word("N_ONLINE"), word("N_CPU"), word("N_MEMORY"), word("N_NORMAL_MEMORY")) == (3, 3, 1, 1)
+    assert prog["node_data"][1].node_present_pages.value_() == 0
+    results = run_crosscheck(str(tmp_path / "ml"))
+    assert len(results) > 30 and not [r.name for r in results if not r.ok]

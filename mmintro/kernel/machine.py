@@ -590,8 +590,15 @@ class Kernel:
             self.kmem.write_u64(node_data + 8 * nid, va)
             self.kmem.set(va, "pglist_data", "node_id", nid)
         mask = (1 << self.config.nodes) - 1
-        for st in ("N_POSSIBLE", "N_ONLINE", "N_NORMAL_MEMORY", "N_MEMORY"):
+        for st in ("N_POSSIBLE", "N_ONLINE"):
             self.kmem.write_u64(states + nm * self.T.const(st), mask)
+        # node_set_state(N_MEMORY) for nodes with memory (a memory-less node has CPUs only);
+        # without highmem N_NORMAL_MEMORY is the same set
+        with_memory = 0
+        for r in self.memblock.memory:
+            with_memory |= 1 << r.nid
+        for st in ("N_NORMAL_MEMORY", "N_MEMORY"):
+            self.kmem.write_u64(states + nm * self.T.const(st), with_memory)
         cpu_nodes = 0
         for cpu in range(self.config.cpus):
             cpu_nodes |= 1 << self.cpu_to_node(cpu)
