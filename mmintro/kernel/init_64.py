@@ -217,80 +217,49 @@ class DirectMapper:
             self.phys_pud_init(pud, paddr, min(end, nxt), mask)
             paddr = nxt
 
+    # phys_pud_init(), phys_pmd_init() and phys_pte_init() walk one table the same way; the
+    # level decides the page size, whether a leaf may be large and what lies below.
+    _LEVELS = {PG_LEVEL_1G: (1, PUD_SIZE), PG_LEVEL_2M: (2, PMD_SIZE), PG_LEVEL_4K: (3, PAGE_SIZE)}
+
     def phys_pud_init(self, table: int, paddr: int, paddr_end: int, mask: int) -> None:
-        for i in range(_idx(self.page_offset + paddr, 1), PTRS):
-            nxt = (paddr & ~(PUD_SIZE - 1)) + PUD_SIZE
-            if paddr >= paddr_end:
-                if not self.after_bootmem and not self.mapped_any(paddr & ~(PUD_SIZE - 1), nxt):
-                    self.pt.set_entry(table, i, 0)
-                paddr = nxt
-                continue
-            e = self.pt.entry(table, i)
-            if e & _PAGE_PRESENT:
-                if not e & _PAGE_PSE:
-                    self.phys_pmd_init(e & PTE_PFN_MASK, paddr, paddr_end, mask)
-                    paddr = nxt
-                    continue
-                if mask & (1 << PG_LEVEL_1G):  # use the existing mapping, counted again before boot ends
-                    self.count[PG_LEVEL_1G] += not self.after_bootmem
-                    paddr = nxt
-                    continue
-                raise ValueError("splitting a 1 GiB direct-map page at boot is not modelled")
-            if mask & (1 << PG_LEVEL_1G):
-                self.count[PG_LEVEL_1G] += 1
-                self.pt.set_entry(table, i, (paddr & ~(PUD_SIZE - 1)) | PROT_LARGE)
-                paddr = nxt
-                continue
-            pmd = self.alloc_table()
-            self.pt.table_pages.append(pmd)
-            self.phys_pmd_init(pmd, paddr, paddr_end, mask)
-            self.pt.set_entry(table, i, pmd | _KERNPG_TABLE)
-            paddr = nxt
+        self._phys_init(PG_LEVEL_1G, table, paddr, paddr_end, mask)
 
     def phys_pmd_init(self, table: int, paddr: int, paddr_end: int, mask: int) -> None:
-        for i in range(_idx(self.page_offset + paddr, 2), PTRS):
-            nxt = (paddr & ~(PMD_SIZE - 1)) + PMD_SIZE
-            if paddr >= paddr_end:
-                if not self.after_bootmem and not self.mapped_any(paddr & ~(PMD_SIZE - 1), nxt):
-                    self.pt.set_entry(table, i, 0)
-                paddr = nxt
-                continue
-            e = self.pt.entry(table, i)
-            if e & _PAGE_PRESENT:
-                if not e & _PAGE_PSE:
-                    self.phys_pte_init(e & PTE_PFN_MASK, paddr, paddr_end)
-                    paddr = nxt
-                    continue
-                if mask & (1 << PG_LEVEL_2M):
-                    self.count[PG_LEVEL_2M] += not self.after_bootmem
-                    paddr = nxt
-                    continue
-                raise ValueError("splitting a 2 MiB direct-map page at boot is not modelled")
-            if mask & (1 << PG_LEVEL_2M):
-                self.count[PG_LEVEL_2M] += 1
-                self.pt.set_entry(table, i, (paddr & ~(PMD_SIZE - 1)) | PROT_LARGE)
-                paddr = nxt
-                continue
-            pte = self.alloc_table()
-            self.pt.table_pages.append(pte)
-            self.phys_pte_init(pte, paddr, paddr_end)
-            self.pt.set_entry(table, i, pte | _KERNPG_TABLE)
-            paddr = nxt
+        self._phys_init(PG_LEVEL_2M, table, paddr, paddr_end, mask)
 
     def phys_pte_init(self, table: int, paddr: int, paddr_end: int) -> None:
-        for i in range(_idx(self.page_offset + paddr, 3), PTRS):
-            nxt = (paddr & ~(PAGE_SIZE - 1)) + PAGE_SIZE
-            if paddr >= paddr_end:
-                if not self.after_bootmem and not self.mapped_any(paddr & ~(PAGE_SIZE - 1), nxt):
+        self._phys_init(PG_LEVEL_4K, table, paddr, paddr_end, 0)
+
+    def _phys_init(self, level: int, table: int, paddr: int, paddr_end: int, mask: int) -> None:
+        depth, size = self._LEVELS[level]
+        for i in range(_idx(self.page_offset + paddr, depth), PTRS):
+            nxt = (paddr & ~(size - 1)) + size
+            if paddr >= paddr_end:  # past the range: cleared where e820 has nothing (at boot)
+                if not self.after_bootmem and not self.mapped_any(paddr & ~(size - 1), nxt):
                     self.pt.set_entry(table, i, 0)
-                paddr = nxt
-                continue
-            if self.pt.entry(table, i):  # "We will re-use the existing mapping": counted again
-                self.count[PG_LEVEL_4K] += not self.after_bootmem
-                paddr = nxt
-                continue
-            self.count[PG_LEVEL_4K] += 1
-            self.pt.set_entry(table, i, (paddr & ~(PAGE_SIZE - 1)) | PROT_4K)
+            elif level == PG_LEVEL_4K:
+                # "We will re-use the existing mapping": counted again before boot ends
+                if not self.pt.entry(table, i):
+                    self.pt.set_entry(table, i, (paddr & ~(size - 1)) | PROT_4K)
+                    self.count[level] += 1
+                else:
+                    self.count[level] += not self.after_bootmem
+            else:
+                e = self.pt.entry(table, i)
+                if e & _PAGE_PRESENT and not e & _PAGE_PSE:  # a table below: walk it
+                    self._phys_init(level - 1, e & PTE_PFN_MASK, paddr, paddr_end, mask)
+                elif e & _PAGE_PRESENT:
+                    if not mask & (1 << level):
+                        raise ValueError(f"splitting a {size >> 20} MiB direct-map page at boot is not modelled")
+                    self.count[level] += not self.after_bootmem  # the existing leaf, counted again
+                elif mask & (1 << level):
+                    self.count[level] += 1
+                    self.pt.set_entry(table, i, (paddr & ~(size - 1)) | PROT_LARGE)
+                else:
+                    below = self.alloc_table()
+                    self.pt.table_pages.append(below)
+                    self._phys_init(level - 1, below, paddr, paddr_end, mask)
+                    self.pt.set_entry(table, i, below | _KERNPG_TABLE)
             paddr = nxt
 
 
