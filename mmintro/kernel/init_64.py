@@ -382,14 +382,19 @@ def pagetable_dtor_free(k: "Kernel", phys: int) -> None:
 
 
 # -- freeing what the boot no longer needs --------------------------------------------------------
-def free_init_pages(k: "Kernel", what: str, begin: int, end: int) -> int:
-    """arch/x86/mm/init.c free_init_pages() on the image's physical range [begin, end): the
-    high mapping is made RW and NX (set_memory_nx/rw, whose page-attribute changes the
-    simulator does not model), then free_reserved_area() with POISON_FREE_INITMEM."""
+def free_init_pages(k: "Kernel", what: str, begin: int, end: int, image: bool = True) -> int:
+    """arch/x86/mm/init.c free_init_pages() on the physical range [begin, end), addressed
+    through the image's high mapping (``image``) or the direct map (the initrd): the range is
+    made NX and RW (set_memory_nx/rw, which may split large pages: set_memory.py), then
+    free_reserved_area() with POISON_FREE_INITMEM."""
+    from mmintro.kernel import set_memory
     from mmintro.kernel.page_alloc import POISON_FREE_INITMEM, free_reserved_area
 
     if begin >= end:
         return 0
+    va = k.image.virt(begin) if image else k.phys_to_virt(begin)
+    set_memory.set_memory_nx(k, va, va + end - begin)
+    set_memory.set_memory_rw(k, va, va + end - begin)
     return free_reserved_area(k, begin, end, POISON_FREE_INITMEM, what)
 
 
@@ -417,8 +422,15 @@ def mark_rodata_ro(k: "Kernel") -> None:
     """arch/x86/mm/init_64.c mark_rodata_ro() (kernel_init -> mark_readonly): _text up to
     __end_rodata_hpage_align is write-protected, then the gaps the linker left between
     .text and .rodata and between .rodata and .data are freed."""
+    from mmintro.kernel import set_memory
+
     lay, start = k.image.layout, k.image.start
     k.printk(6, f"Write protecting the kernel read-only data: {lay.end_rodata_hpage_align >> 10}k")
+    text = k.image.virt(start)
+    set_memory.set_memory_ro(k, text, text + lay.end_rodata_hpage_align)
+    # rodata, data, bss and brk not executable, up to the PMD the brk ends in
+    all_end = text + -(-lay.brk_end // (2 << 20)) * (2 << 20)
+    set_memory.set_memory_nx(k, text + -(-lay.etext // PAGE_SIZE) * PAGE_SIZE, all_end)
     text_end = start + -(-lay.etext // PAGE_SIZE) * PAGE_SIZE  # PFN_ALIGN(_etext)
     rodata_end = start + -(-lay.end_rodata // PAGE_SIZE) * PAGE_SIZE
     free_init_pages(k, "unused kernel image (text/rodata gap)", text_end, start + lay.start_rodata)
@@ -430,4 +442,4 @@ def free_initrd_mem(k: "Kernel") -> None:
     free_initrd_mem() frees it: free_init_pages("initrd", start, PAGE_ALIGN(end))."""
     if k.initrd_range is not None:
         start, size = k.initrd_range
-        free_init_pages(k, "initrd", start, start + -(-size // PAGE_SIZE) * PAGE_SIZE)
+        free_init_pages(k, "initrd", start, start + -(-size // PAGE_SIZE) * PAGE_SIZE, image=False)
