@@ -250,3 +250,56 @@ def test_boot_log_reserves_and_frees_what_the_kernel_did(like) -> None:
     # with more than one node the dentry and inode hashes are vmalloc'd later (not simulated)
     assert ours == [line for line in real if not line.endswith("vmalloc)") and "vmalloc hugepage" not in line]
     assert any(line.startswith("Freeing unused kernel image (initmem)") for line in ours)
+
+
+def _split_pages(prog, text_phys: int, text_virt: int, image_size: int, ram_end: int) -> tuple[set, set]:
+    """The 2 MiB pages mapped with 4 KiB entries: of the image's high mapping (offsets from
+    _text) and of the direct map (physical addresses), walking init_mm's tables."""
+    pob = prog["page_offset_base"].value_()
+    pb = prog["phys_base"].value_()
+    pgd = (prog["init_mm"].pgd.value_() - 0xFFFFFFFF80000000 + pb) & (2 ** 64 - 1)
+
+    def rd(p: int) -> int:
+        return int.from_bytes(prog.read(pob + p, 8), "little")
+
+    def split_at(va: int) -> bool:
+        e = rd(pgd + 8 * (va >> 39 & 511))
+        for shift in (30, 21):
+            if not e & 1:
+                return False
+            e = rd((e & 0xFFFFFFFFFF000) + 8 * (va >> shift & 511))
+            if e & 0x80:
+                return False
+        return bool(e & 1)
+
+    high = {off for off in range(0, image_size, 2 << 20) if split_at(text_virt + off)}
+    direct = {pa for pa in range(0, ram_end, 2 << 20) if split_at(pob + pa)}
+    return high, direct
+
+
+@pytest.mark.parametrize("like", MACHINES, indirect=True)
+def test_the_boots_attribute_splits_are_the_kernels(like) -> None:
+    """The large pages set_memory_*() splits at the end of boot are the ones the real kernel's
+    page tables show split: all of the image's high mapping, and in the direct map the image
+    alias's around the rodata gaps among the real ones (the rest of the real ones are the
+    later module and executable-memory changes)."""
+    from mmintro.reader.dump import open_dump
+
+    ref, k, prog = like
+    if ref.config.paging_levels != 4:
+        pytest.skip("the walk here is 4-level; the 5-level guest's tables have one more")
+    real = open_dump(str(ref.path("elf")), ref.vmlinuz)
+
+    def splits(p):
+        s = p.symbols.by_name
+        text = s["_text"].address
+        phys = (text - 0xFFFFFFFF80000000 + p["phys_base"].value_()) & (2 ** 64 - 1)
+        size = s["_end"].address - text
+        high, direct = _split_pages(p, phys, text, size, k.max_pfn << 12)
+        isa = {0}  # the ISA range is mapped with 4 KiB pages from the start
+        tail = {pa for pa in direct if not any(r.base <= pa and pa + (2 << 20) <= r.end for r in k.memblock.memory)}
+        return high, {pa - phys for pa in direct - isa - tail if phys <= pa < phys + size}
+
+    (oh, oa), (rh, ra) = splits(prog), splits(real)
+    assert oh == rh and len(oh) >= 4
+    assert oa <= ra and len(oa) == 2
