@@ -277,3 +277,23 @@ def test_debuginfo_needs_symbols(ref, tmp_path):
     r = run("debuginfo", "--kernel", ref.vmlinuz, "-o", str(tmp_path / "k.debug"), ok=False)
     assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1
     assert re.search(r"VMCORE or --system-map", r.stderr)
+
+
+def test_dmesg_is_drgns(prog, dprog):
+    """``mmintro dmesg``: the kernel's log with dmesg's timestamps, as drgn's get_dmesg() prints
+    it -- but for a record of several lines, whose later lines mmintro prefixes too, as the
+    kernel's own syslog output (record_print_text) does and drgn does not."""
+    from drgn.helpers.linux.printk import get_dmesg
+
+    from mmintro.views.dmesg import dmesg, render
+
+    records = dmesg(prog)
+    assert len(records) > 100
+    want, prefix = [], ""
+    for line in get_dmesg(dprog).decode(errors="replace").splitlines():
+        if line.startswith("["):
+            prefix = line[:line.index("] ") + 2]
+            want.append(line)
+        else:
+            want.append(prefix + line)
+    assert render(records).splitlines() == want

@@ -11,6 +11,7 @@ from mmintro.cli.output import emit, json_option
 from mmintro.cli.snapshot import load, snapshot_argument
 from mmintro.reader.errors import FaultError
 from mmintro.views import buddyinfo as buddyinfo_view
+from mmintro.views import dmesg as dmesg_view
 from mmintro.views import fragmentation as fragmentation_view
 from mmintro.views import iomem as iomem_view
 from mmintro.views import kmem_s as kmem_s_view
@@ -236,6 +237,20 @@ def whatis(args: tuple[str, ...], is_pfn: bool, as_json: bool) -> None:
 
 
 COMMANDS += [slabinfo, kmem_s, vmallocinfo, whatis]
+
+
+@click.command("dmesg")
+@snapshot_argument
+@json_option
+def dmesg(snapshot: str | None, as_json: bool) -> None:
+    """The kernel log (dmesg): every printk record in the ring, oldest first, each line after
+    its [seconds.microseconds] timestamp."""
+    with load(snapshot) as prog:
+        records = dmesg_view.dmesg(prog)
+        emit(dmesg_view.render(records), dmesg_view.to_json(records), as_json)
+
+
+COMMANDS += [dmesg]
 
 
 # -- processes (mmintro.views.ps, mmintro.views.maps) ---------------------------------------------
