@@ -714,6 +714,7 @@ def test_gfp_zero_clears_a_reused_dirty_block(order: int) -> None:
     check_invariants(r.k, r.live)
 
 
+@pytest.mark.slow  # ~9 s
 @settings(SETTINGS, max_examples=8)
 @given(seq=st.lists(ops, min_size=3, max_size=20))
 def test_random_sequences_with_a_normal_zone(seq) -> None:

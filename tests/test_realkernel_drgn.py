@@ -249,6 +249,7 @@ def test_workload_vmas(prog, dprog, ref, role):
 
 
 # -- mmintro crosscheck --------------------------------------------------------------------------------
+@pytest.mark.slow  # ~12 s: every drgn row on the real dump (the rows above check the core ones by default)
 def test_crosscheck_real_dump(ref, vmcore):
     rows = json.loads(run("crosscheck", vmcore, "--kernel", ref.vmlinuz, "--json", ok=False).stdout)
     failed = [(r["name"], r["detail"]) for r in rows if not r["ok"]]

@@ -609,6 +609,7 @@ def test_hiwater_marks_as_munmap_leaves_them(world) -> None:
     assert 0 < t.mm.hiwater_rss.value_() <= rss_now + hole
 
 
+@pytest.mark.slow  # ~4 s
 def test_everything_returns_after_the_last_exit(tmp_path) -> None:
     """A process with a THP, 4K anonymous pages, a hugetlb page and a mapped file forks a
     child that CoWs part of the THP; both exit.  Against the freshly booted machine (drgn on
@@ -733,7 +734,7 @@ def test_mprotect_over_several_vmas_merges_them_back() -> None:
     assert region()[0] == (0, 8 * PG, flags_rw)  # done up to the hole
 
 
-@pytest.mark.parametrize("seed", [1, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("seed", [pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
 def test_random_vma_operations_keep_the_books_and_leave_nothing_behind(seed, tmp_path) -> None:
     """300 random steps over up to six processes on a THP-always machine: anonymous mmaps
     (small, and 4-6 MiB ones that get THPs), private and shared file mmaps at random offsets,
