@@ -74,7 +74,8 @@ def progs(workload: Workload):
     return open_snapshot(workload.path), xc.open_drgn(str(core), str(vmlinux))
 
 
-@pytest.mark.parametrize("name,check", row_params(xc.CHECKS + xc.SLOW_CHECKS))
+@pytest.mark.parametrize("name,check", row_params(xc.CHECKS) + [
+    pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow], id=p.id) for p in row_params(xc.SLOW_CHECKS)])
 def test_crosscheck_row_agrees_after_a_workload(progs, name: str, check) -> None:
     prog, dprog = progs
     mine, theirs = check(prog, dprog)

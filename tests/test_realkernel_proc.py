@@ -75,8 +75,8 @@ def test_system_proc_file_equals_the_kernels_own(any_real_dump, name: str) -> No
     assert compare_proc(name, ref.proc(name), out) == []
 
 
-@pytest.mark.parametrize("name", ["meminfo"] + [pytest.param(n, marks=pytest.mark.slow)
-                                                 for n in ("buddyinfo", "slabinfo", "vmallocinfo")])
+@pytest.mark.slow  # ~5 s each; the kdump reader's own tests (test_diskdump) run by default
+@pytest.mark.parametrize("name", ["meminfo", "buddyinfo", "slabinfo", "vmallocinfo"])
 def test_kdump_compressed_dump_reads_as_the_elf_one(real_dump, name: str) -> None:
     """QEMU's kdump-compressed (flattened, zlib) dump of the same stopped VM prints the same."""
     elf = run(name, str(real_dump.path("elf")), "--kernel", real_dump.vmlinuz).stdout

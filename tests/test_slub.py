@@ -575,6 +575,7 @@ def test_drgn_slab_cache_usage_and_crash_kmem_s(snap) -> None:
                                 str(u.num_slabs), f"{(PAGE_SIZE << s.oo_order) // 1024}k"]
 
 
+@pytest.mark.slow  # ~5 s
 def test_drgn_finds_exactly_the_live_objects_of_every_cache(snap) -> None:
     """The crucial one.  drgn's slab_cache_for_each_allocated_object() is a for_each_page()
     census of PageSlab pages with a matching slab_cache, then per slab the objects on no

@@ -349,6 +349,7 @@ def _i_mmap_vmas(prog, mapping):
         "struct vm_area_struct", mapping.i_mmap.rb_root.address_of_(), "shared.rb"))
 
 
+@pytest.mark.slow  # ~4 s
 def test_file_vmas_i_mmap_and_exit_of_an_execd_process(tmp_path) -> None:
     """Exec maps /usr/bin/<comm>, ld.so and libc privately: every file VMA of every process
     is on its file's i_mmap tree (fork adds the child's, munmap of part of libc's text splits

@@ -399,7 +399,7 @@ def test_a_stray_mark_raises(built, progs, copy):
 # -- the model against a plain dict -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed,space", [(1, 70), (2, 1 << 14), (3, 1 << 36)])
+@pytest.mark.parametrize("seed,space", [(1, 70), (2, 1 << 14), pytest.param(3, 1 << 36, marks=pytest.mark.slow)])
 def test_random_stores_marks_and_erases_keep_contents_and_invariants(seed, space):
     """Reference: first index -> [order, entry, marks].  A multi-index store replaces what its
     range holds and inherits their marks (xas_squash_marks); a store of one index inside a
