@@ -20,7 +20,7 @@ from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.machine import boot
 from mmintro.reader import open_snapshot
 from mmintro.reader.columns import page_array, present_pfn_mask
-from mmintro.snapshot.writer import save, snapshot_paths
+from mmintro.snapshot.writer import save
 
 
 def page_types_counts(prog) -> dict:

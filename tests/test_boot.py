@@ -14,7 +14,7 @@ from mmintro.kernel.machine import boot
 from mmintro.reader import open_snapshot
 from mmintro.reader.columns import page_array
 from mmintro.reader.helpers import mmzone as mz
-from mmintro.snapshot.writer import save, snapshot_paths
+from mmintro.snapshot.writer import save
 
 
 def test_same_config_and_seed_give_identical_snapshots(tmp_path) -> None:

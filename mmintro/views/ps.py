@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from mmintro.reader.helpers.list import list_for_each_entry
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
