@@ -315,3 +315,16 @@ def test_two_nodes_per_node_stats_and_page_node(numa2_snapshot):
         assert pfns
         for pfn in pfns:
             assert run_json("page", numa2_snapshot, str(pfn))["node"] == nid
+
+
+def test_kmem_s_with_a_mistyped_snapshot_path_is_one_line_not_the_default_machine(tmp_path) -> None:
+    """``kmem-s out/fork-cwo`` (a typo) names a snapshot, not a cache (cache names have no '/'):
+    one line and exit 1 instead of reading the default machine and looking for a cache of that
+    name."""
+    import subprocess
+
+    p = subprocess.run(["mmintro", "kmem-s", str(tmp_path / "fork-cwo")], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.strip().splitlines() == [f"mmintro: error: vmcore '{tmp_path}/fork-cwo.vmcore' does not exist "
+                                             "(a cache name has no '/')"]

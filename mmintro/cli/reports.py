@@ -9,7 +9,7 @@ import click
 
 from mmintro.cli.output import emit, json_option
 from mmintro.cli.snapshot import load, snapshot_argument
-from mmintro.reader.errors import FaultError
+from mmintro.reader.errors import FaultError, SnapshotError
 from mmintro.views import buddyinfo as buddyinfo_view
 from mmintro.views import dmesg as dmesg_view
 from mmintro.views import fragmentation as fragmentation_view
@@ -195,6 +195,10 @@ def kmem_s(args: tuple[str, ...], as_json: bool) -> None:
     lists like kmem -S (ALLOCATED counts come from an exact census of every freelist)."""
     if len(args) > 2:
         raise click.UsageError(f"expected [SNAPSHOT] [CACHE], got {len(args)} arguments")
+    if len(args) == 1 and not _is_snapshot(args[0]) and (os.sep in args[0] or args[0].endswith((".vmcore", ".vmlinux"))):
+        # a cache name has no "/": this was meant as a snapshot (a typo must not read the default machine)
+        raise SnapshotError(f"vmcore '{args[0] if args[0].endswith('.vmcore') else args[0] + '.vmcore'}' does not "
+                            "exist (a cache name has no '/')")
     snapshot, cache = (args + (None, None))[:2] if len(args) != 1 else (
         (args[0], None) if _is_snapshot(args[0]) else (None, args[0]))
     with load(snapshot) as prog:
