@@ -74,6 +74,18 @@ def page_info(prog: Program, pfn: int) -> dict[str, Any]:
     if head & 1:
         info["compound_head"] = head - 1
         info["compound_head_pfn"] = (head - 1 - vmemmap(prog).value_()) // size
+        # A tail page's flags word is folio metadata (the first tail's low byte is the folio's
+        # order), not page flags: report the folio's flags, as /proc/kpageflags and dump_page do.
+        info["flag_names"] = []
+        info["folio_flags"] = None
+        hp = info["compound_head_pfn"]
+        if (head - 1 - vmemmap(prog).value_()) % size == 0 and 0 <= hp < (1 << 52):
+            try:
+                # (PG_head is the head page's own, as KPF_COMPOUND_HEAD/TAIL go)
+                info["folio_flags"] = get_page_flags(pfn_to_page(prog, hp)) & ~(1 << prog.types.const("PG_head"))
+                info["flag_names"] = flag_names(prog, info["folio_flags"])
+            except FaultError:
+                pass
     return info
 
 
@@ -87,7 +99,9 @@ def render(i: dict[str, Any]) -> str:
         f"PFN            {i['pfn']:#x} ({i['pfn']})",
         f"struct page    {i['page']:#x}",
         f"physical       {i['phys']:#x}",
-        f"flags          {i['flags']:#018x}  {'|'.join(i['flag_names']) or '0'}",
+        (f"flags          {i['flags']:#018x}  {'|'.join(i['flag_names']) or '0'}" if i["compound_head"] is None else
+         f"flags          {i['flags']:#018x}  (a tail page: its folio's flags are "
+         f"{'|'.join(i['flag_names']) or '0' if i.get('folio_flags') is not None else 'unreadable'})"),
         f"node           {i['node']}",
         f"zone           {zone}",
         f"refcount       {i['refcount']}",

@@ -2,8 +2,11 @@
 
 Reads every struct page with :func:`mmintro.reader.columns.page_array` and groups them with
 one ``np.unique`` over a combined key; no Python code runs per page.  The kernel tool reports
-``/proc/kpageflags`` bits (KPF_*); we report the ``PG_*`` bits of ``page->flags`` below
-``__NR_PAGEFLAGS`` plus the page type and whether the page is a compound tail.
+``/proc/kpageflags`` bits (KPF_*); we report the ``PG_*`` bits below ``__NR_PAGEFLAGS`` plus the
+page type and whether the page is a compound tail.  As stable_page_flags() does, a tail page
+reports its folio's flags and page type (the head page's, but PG_head): a tail's own flags word
+holds folio metadata (the first tail's low byte is the folio's order), not page flags.  A tail
+whose compound_head does not point at a struct page in the map reports no flags.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mmintro.reader.columns import page_array, present_pfn_mask
+from mmintro.reader.helpers.mm import vmemmap
 from mmintro.reader.program import Program
 from mmintro.views.pageflags import PAGE_TYPE_LIMIT, flag_names, flags_layout, page_type_name
 
@@ -54,11 +58,27 @@ def page_types(prog: Program) -> list[PageTypesRow]:
     lay = flags_layout(prog)
     arr = page_array(prog, {"flags": "flags", "compound_head": "compound_head", "page_type": "page_type"})
     present = present_pfn_mask(prog)
-    flags = arr["flags"][present].astype(np.uint64) & np.uint64(lay.flag_mask)
-    ptype = arr["page_type"][present].astype(np.uint32)
+    own = arr["flags"].astype(np.uint64) & np.uint64(lay.flag_mask)
+    ch = arr["compound_head"].astype(np.uint64)
+    is_tail = (ch & np.uint64(1)).astype(bool)
+    size = prog.types.struct("page").size
+    base = np.uint64(vmemmap(prog).value_())
+    # page_folio(): the head's pfn from compound_head - 1 (in range, on a struct page boundary)
+    off = ch - np.uint64(1) - base
+    head = off // np.uint64(size)
+    ok = is_tail & (ch - np.uint64(1) >= base) & (off % np.uint64(size) == 0) & (head < np.uint64(len(arr)))
+    folio_flags = np.where(is_tail, np.uint64(0), own)
+    hidx = head[ok].astype(np.int64)
+    # (PG_head is the head page's own: a tail is "tail", as KPF_COMPOUND_HEAD/TAIL go)
+    folio_flags[ok] = own[hidx] & ~np.uint64(1 << prog.types.const("PG_head"))
+    flags = folio_flags[present]
+    # the folio's page type too (a slab's or hugetlb folio's tails are slab / hugetlb pages)
+    all_types = arr["page_type"].astype(np.uint32)
+    all_types[ok] = all_types[hidx]
+    ptype = all_types[present]
     typed = ptype.view(np.int32) < PAGE_TYPE_LIMIT
     top = np.where(typed, ptype >> np.uint32(24), np.uint32(0)).astype(np.uint64)
-    tail = arr["compound_head"][present].astype(np.uint64) & np.uint64(1)
+    tail = is_tail[present].astype(np.uint64)
     key = flags | (top << np.uint64(_TYPE_SHIFT)) | (tail << np.uint64(_TAIL_BIT))
     keys, counts = np.unique(key, return_counts=True)
     rows = []
