@@ -328,3 +328,13 @@ def test_kmem_s_with_a_mistyped_snapshot_path_is_one_line_not_the_default_machin
     assert p.returncode == 1 and p.stdout == ""
     assert p.stderr.strip().splitlines() == [f"mmintro: error: vmcore '{tmp_path}/fork-cwo.vmcore' does not exist "
                                              "(a cache name has no '/')"]
+
+
+def test_whatis_pfn_without_a_struct_page_fails_like_page(tmp_path) -> None:
+    """``whatis --pfn`` of a pfn beyond the memory map is one line and exit 1, as ``page`` is; an
+    address wider than 64 bits is refused, not truncated."""
+    r = run("whatis", "--pfn", "0x99999999", ok=False)
+    assert r.exit_code == 1 and "out of range" in r.stderr and r.stdout == ""
+    assert run("page", "0x99999999", ok=False).exit_code == 1
+    r = run("whatis", "0x1ffffffffffffffff", ok=False)
+    assert r.exit_code == 2 and "is wider than 64 bits" in r.stderr

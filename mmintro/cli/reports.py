@@ -31,10 +31,13 @@ __all__ = ["COMMANDS"]
 
 def _int(text: str, what: str) -> int:
     try:
-        return int(text, 0)
+        v = int(text, 0)
     except ValueError:
         msg = f"{text!r} is not a number (decimal, or 0x... hex)"
         raise click.BadParameter(msg, param_hint=what) from None
+    if not 0 <= v < 1 << 64:  # not an address or pfn of a 64-bit kernel (never truncated)
+        raise click.BadParameter(f"{text!r} is wider than 64 bits", param_hint=what)
+    return v
 
 
 def _snapshot_and(args: tuple[str, ...], what: str) -> tuple[str | None, str]:
@@ -235,6 +238,7 @@ def whatis(args: tuple[str, ...], is_pfn: bool, as_json: bool) -> None:
         if is_pfn:
             from mmintro.reader.helpers.mm import pfn_to_page
 
+            page_view.check_pfn(prog, addr)  # a pfn with no struct page: one line, exit 1, as `page` does
             addr = pfn_to_page(prog, addr).value_()
         w = whatis_view.whatis(prog, addr)
         emit(whatis_view.render(w), w, as_json)
