@@ -338,3 +338,17 @@ def test_whatis_pfn_without_a_struct_page_fails_like_page(tmp_path) -> None:
     assert run("page", "0x99999999", ok=False).exit_code == 1
     r = run("whatis", "0x1ffffffffffffffff", ok=False)
     assert r.exit_code == 2 and "is wider than 64 bits" in r.stderr
+
+
+def test_pid_reports_of_pid_0_and_of_a_kernel_thread(real_dump) -> None:
+    """/proc has no 0 (the idle task is on no pid list): one line, exit 1.  A kernel thread has
+    no mm: its status has no Vm lines and its smaps_rollup fails as the kernel's does (ESRCH),
+    one line, exit 1 -- not a rollup of zeros."""
+    r = run("status", "0", ok=False)
+    assert r.exit_code == 1 and r.stderr.strip() == ("mmintro: error: no process 0: PID 0 is the idle task "
+                                                     "(swapper), which /proc does not list")
+    dump = str(real_dump.path("elf"))
+    status = run("status", dump, "2", "--kernel", real_dump.vmlinuz).stdout
+    assert status.startswith("Name:\tkthreadd\n") and "Kthread:\t1" in status and "VmRSS" not in status
+    r = run("smaps-rollup", dump, "2", "--kernel", real_dump.vmlinuz, ok=False)
+    assert r.exit_code == 1 and r.stdout == "" and "kernel thread" in r.stderr and "ESRCH" in r.stderr

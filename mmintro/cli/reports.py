@@ -7,6 +7,7 @@ import os
 
 import click
 
+from mmintro.cli.errors import MmintroError
 from mmintro.cli.output import emit, json_option
 from mmintro.cli.snapshot import load, snapshot_argument
 from mmintro.reader.errors import FaultError, SnapshotError
@@ -310,11 +311,13 @@ def _pid_command(name: str, doc: str):  # type: ignore[no-untyped-def]
         def cmd(args: tuple[str, ...], as_json: bool) -> None:
             snapshot, value = _snapshot_and(args, "PID")
             pid = _int(value, "PID")
+            if pid == 0:  # the idle task is on no pid list: /proc has no 0
+                raise MmintroError("no process 0: PID 0 is the idle task (swapper), which /proc does not list")
             with load(snapshot) as prog:
                 try:
                     text, data, findings = fn(prog, pid)
                 except LookupError as e:
-                    raise click.ClickException(str(e)) from None
+                    raise MmintroError(str(e)) from None
                 emit(text, data, as_json)
                 if findings:  # a corrupt page table: the report as far as it goes, one line, exit 1
                     click.echo(f"mmintro: error: pid {pid}: {'; '.join(findings)}", err=True)
@@ -334,6 +337,13 @@ def smaps(prog, pid):  # type: ignore[no-untyped-def]
 
 @_pid_command("smaps-rollup", "/proc/PID/smaps_rollup: the smaps fields summed over every VMA.")
 def smaps_rollup(prog, pid):  # type: ignore[no-untyped-def]
+    from mmintro.reader.helpers.task import find_task
+
+    task = find_task(prog, pid)
+    if task is not None and not task.mm.value_():  # show_smaps_rollup(): no mm, -ESRCH
+        comm = task.comm.string_().decode(errors="replace")
+        raise LookupError(f"pid {pid} ({comm}) is a kernel thread: it has no mm, and reading its "
+                          "smaps_rollup fails (ESRCH)")
     start, end, st, findings = smaps_view.smaps_rollup(prog, pid)
     data = {"start": start, "end": end} | {k: v for k, v in st.fields_kb(rollup=True)}
     return smaps_view.render_rollup(start, end, st), data, findings
