@@ -97,6 +97,8 @@ def test_faults_filters_and_text(traced) -> None:
     text = run("faults", traced, "--kind", "cow-copy").stdout.splitlines()
     assert text[0].split() == ["SEQ", "PID", "COMM", "ADDRESS", "PFN", "KIND"]
     assert text[-1] == "2 of 10 faults (cow-copy 2)"
+    bogus = run("faults", traced, "--kind", "bogus", ok=False)  # not "0 faults": a kind that cannot be
+    assert bogus.exit_code == 2 and "is not a fault kind" in bogus.stderr
 
 
 def _one_line_error(r, *words: str) -> None:

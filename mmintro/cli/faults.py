@@ -110,12 +110,17 @@ def render(rows: list[FaultLine], total: int) -> str:
 @click.command("faults")
 @click.argument("name", metavar="NAME")
 @click.option("--pid", type=int, default=None, help="only the faults of this pid")
-@click.option("--kind", default=None, help="only faults of this kind (anon, file, thp, cow-copy, ...)")
+@click.option("--kind", default=None, help="only faults of this kind (anon, anon-zero, cow-copy, cow-reuse, file, "
+                                           "file-shared, thp, hugetlb)")
 @json_option
 def command(name: str, pid: int | None, kind: str | None, as_json: bool) -> None:
     """The page faults a simulation took (NAME.faults.tsv, written by simulate beside the
     snapshot NAME): sequence, pid, comm, address, pfn and kind.  The simulator's trace, not
     part of the snapshot."""
+    from mmintro.kernel.memory import FAULT_KINDS  # (not at start-up: the simulator is a heavy import)
+
+    if kind is not None and kind not in FAULT_KINDS:
+        raise click.BadParameter(f"{kind!r} is not a fault kind ({', '.join(FAULT_KINDS)})", param_hint="--kind")
     rows = read_fault_trace(name)
     total = len(rows)
     rows = [r for r in rows if (pid is None or r.pid == pid) and (kind is None or r.kind == kind)]

@@ -81,7 +81,7 @@ if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
 __all__ = [
-    "Fault", "FaultRecord", "SegmentationFault", "access", "add_mm_counter", "copy_page_range", "do_anonymous_page",
+    "FAULT_KINDS", "Fault", "FaultRecord", "SegmentationFault", "access", "add_mm_counter", "copy_page_range", "do_anonymous_page",
     "do_wp_page", "finish_fault", "free_pgtables", "get_mm_counter", "get_mm_counter_sum", "handle_mm_fault",
     "mm_populate", "pgd_offset", "pmd_alloc", "pte_offset_alloc", "pud_alloc", "unmap_mapping_pages", "walk",
     "zap_page_range",
@@ -135,6 +135,10 @@ class Fault:
     kind: str
     pfn: int
     major: bool = False  # VM_FAULT_MAJOR: the page had to be read (task->maj_flt)
+
+
+# The kinds of fault the simulator logs (FaultRecord.kind; `mmintro faults --kind`).
+FAULT_KINDS = ("anon", "anon-zero", "cow-copy", "cow-reuse", "file", "file-shared", "thp", "hugetlb")
 
 
 @dataclass(slots=True)
@@ -403,6 +407,8 @@ def mm_counter(k: Kernel, pfn: int) -> str:
 
 # -- fault bookkeeping --------------------------------------------------------------------
 def _log(k: Kernel, mm: int, task: int | None, addr: int, pfn: int, kind: str) -> Fault:
+    if kind not in FAULT_KINDS:
+        raise AssertionError(f"fault kind {kind!r} is not one of FAULT_KINDS")
     task = task or k.kmem.get(mm, "mm_struct", "owner")
     pid = k.kmem.get(task, "task_struct", "pid") if task else 0
     comm = k.mem.read(k.pa(k.kmem.addr(task, "task_struct", "comm")), 16).split(b"\0")[0].decode() if task else ""
