@@ -352,3 +352,11 @@ def test_pid_reports_of_pid_0_and_of_a_kernel_thread(real_dump) -> None:
     assert status.startswith("Name:\tkthreadd\n") and "Kthread:\t1" in status and "VmRSS" not in status
     r = run("smaps-rollup", dump, "2", "--kernel", real_dump.vmlinuz, ok=False)
     assert r.exit_code == 1 and r.stdout == "" and "kernel thread" in r.stderr and "ESRCH" in r.stderr
+
+
+def test_simulate_into_an_existing_directory_is_refused(tmp_path) -> None:
+    """``-o DIR`` names files DIR.vmcore and DIR.vmlinux: beside an existing directory DIR they
+    would not be where the user looks, so it is refused (usage error) and nothing is written."""
+    r = run("simulate", "-o", str(tmp_path), ok=False)
+    assert r.exit_code == 2 and "is a directory" in r.stderr
+    assert not (tmp_path.parent / (tmp_path.name + ".vmcore")).exists()

@@ -134,6 +134,9 @@ def command(
         raise click.UsageError("--gdb-aliases needs --format elf: GDB cannot read a kdump-compressed vmcore")
     if exclude_free and core_format != "kdump":
         raise click.UsageError("--exclude-free needs --format kdump: an ELF core cannot mark pages filtered")
+    if os.path.isdir(output):  # NAME.vmcore would land beside the directory, not in it
+        raise click.BadParameter(f"{output!r} is a directory; NAME names the files NAME.vmcore and NAME.vmlinux "
+                                 f"(e.g. {os.path.join(output, 'snap')})", param_hint="--output")
     sc = SCENARIOS.get(scenario)
     path = sc.path if sc is not None else None
     if sc is None:
