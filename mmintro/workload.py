@@ -1764,9 +1764,10 @@ def _size(v: Any) -> int | None:
         return v
     if isinstance(v, str):
         try:
-            return parse_size(v)
+            n = parse_size(v)
         except ValueError:
             return None
+        return n if n >= 0 else None
     return None
 
 
@@ -1803,6 +1804,8 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
     for key in ("size", "start", "heap", "offset" if act == "mmap" else "", "page_size", "grow", "shrink"):
         if key and key in a and _size(a[key]) is None:
             fail(key, f"{key} = {a[key]!r} is not a size (bytes, or a string such as \"16M\")")
+    if act in MAPPING_ACTIONS and "size" in a and _size(a["size"]) == 0:
+        fail("size", "size = 0: an empty range (mmap(2), munmap(2) and mprotect(2) refuse a length of 0)")
     for key in ("size", "start", "offset" if act == "mmap" else ""):
         if act in MAPPING_ACTIONS and key and key in a and _size(a[key]) % PAGE_SIZE:  # type: ignore[operator]
             fail(key, f"{key} = {a[key]!r} is not a multiple of the page size (4K)")
