@@ -1202,6 +1202,9 @@ MPOL_MODES = {"default": "MPOL_DEFAULT", "preferred": "MPOL_PREFERRED", "bind": 
 SYSCTLS = ("vm.nr_hugepages", "hugepages-1048576kB", "vm.dirty_ratio", "vm.dirty_background_ratio",
            "vm.dirty_bytes", "vm.dirty_background_bytes", "transparent_hugepage")
 THP_MODES = ("always", "madvise", "never")
+# kernel/sysctl.c and mm/page-writeback.c: the ratio tunables are percentages
+# (proc_dointvec_minmax with extra2 = one_hundred); a write outside is EINVAL.
+SYSCTL_MAX = {"vm.dirty_ratio": 100, "vm.dirty_background_ratio": 100}
 
 
 class Mapping(NamedTuple):
@@ -1953,6 +1956,9 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
                 fail("value", f"transparent_hugepage is one of {', '.join(THP_MODES)}, not {v!r}")
         elif not (type(v) is int and v >= 0):
             fail("value", f"{a['sysctl']} takes a non-negative integer, not {v!r}")
+        elif v > SYSCTL_MAX.get(a["sysctl"], v):
+            fail("value", f"{a['sysctl']} is a percentage (0..{SYSCTL_MAX[a['sysctl']]}), not {v}: the kernel's "
+                          "write fails with EINVAL")
 
 
 def _proc_of(w: Workload, a: dict[str, Any]) -> str:
