@@ -609,6 +609,8 @@ class Workload:
         order starting at index ``offset``; or a random ``fraction`` / ``count`` of them (in a
         random order drawn from the kernel's seeded rng).  Returns the freed blocks."""
         blocks = self.blocks(tag)
+        if not blocks:  # everything of the tag went back already: another free is a double free
+            raise WorkloadError(f"tag {tag!r} has no live blocks: they were all freed already")
         if sum(x is not None for x in (every, fraction, count)) > 1:
             raise WorkloadError("free takes one of every, fraction, count")
         n = len(blocks)
@@ -694,6 +696,8 @@ class Workload:
         from mmintro.kernel import slub
 
         objs = self.object_list(tag)
+        if not objs:  # all freed already: another free is a double free
+            raise WorkloadError(f"tag {tag!r} has no live objects: they were all freed already")
         chosen = self._choose(len(objs), every, offset, fraction, count)
         with self._cpu(cpu):
             for i in chosen:
@@ -731,6 +735,8 @@ class Workload:
         from mmintro.kernel import vmalloc as vm
 
         objs = self.object_list(tag)
+        if not objs:  # all freed already: another free is a double free
+            raise WorkloadError(f"tag {tag!r} has no live objects: they were all freed already")
         chosen = self._choose(len(objs), every, offset, fraction, count)
         with self._cpu(cpu):
             for i in chosen:

@@ -347,3 +347,20 @@ def test_brk_grows_and_shrinks_the_heap() -> None:
     before = (8 << 20) // 4096 + 0x12A  # the heap touched: exec's initial heap + 8M
     assert _mm_counter(w, "db", "MM_ANONPAGES") == before - (4 << 20) // 4096
     assert "brk takes grow = SIZE or shrink = SIZE" in _err('[[step]]\nbrk = "db"\n')
+
+
+@pytest.mark.parametrize("alloc, free", [('alloc = "b"\norder = 0\ncount = 2', 'free = "b"'),
+                                          ('kmalloc = "o"\nsize = 64\ncount = 2', 'kfree = "o"')])
+def test_freeing_a_tag_twice_is_a_one_line_error(tmp_path, alloc: str, free: str) -> None:
+    """Once every block or object of a tag went back, freeing the tag again would be a double
+    free: the run stops at that step with one line, and writes no snapshot."""
+    import subprocess
+
+    toml = tmp_path / "twice.toml"
+    toml.write_text(f'[scenario]\nhelp = "x"\n[machine]\nram = "1G"\n[[step]]\n{alloc}\n[[step]]\n{free}\n'
+                    f'[[step]]\n{free}\n')
+    p = subprocess.run(["mmintro", "simulate", str(toml), "-o", str(tmp_path / "s")], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "were all freed already" in p.stderr
+    assert not (tmp_path / "s.vmcore").exists()
