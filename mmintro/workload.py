@@ -1792,6 +1792,8 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         v = a[key]
         if not isinstance(v, str) or not v:
             fail(key, f"{key} must be a non-empty string, not {v!r}")
+        if "\0" in v:  # a task's comm and a file's name are C strings
+            fail(key, f"{key} = {v!r} holds a NUL byte")
         return v
 
     def known_proc(key: str) -> str:

@@ -28,6 +28,7 @@ def _err(body: str) -> str:
     ('[[step]]\ntouch = "buf"\n', 9, "process 'db' has no mapping 'buf' (its mappings: heap, stack)"),
     ('[[step]]\nmmap = "buf"\nsize = "3K"\n', 10, "not a multiple of the page size"),
     ('[[step]]\nmmap = "buf"\nsize = "-8M"\n', 10, "size = '-8M' is not a size"),
+    ('[[step]]\nspawn = "a\\u0000b"\n', 9, "holds a NUL byte"),
     ('[[step]]\nmmap = "buf"\nsize = "0"\n', 10, "size = 0: an empty range"),
     ('[[step]]\nmunmap = "heap"\nsize = 0\n', 10, "size = 0: an empty range"),
     ('[[step]]\nmmap = "buf"\nsize = "4M"\nkind = "shared"\n', 8, "a shared mapping maps a file: file = TAG"),
