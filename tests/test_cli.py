@@ -261,9 +261,14 @@ def test_error_through_the_installed_entry_point(tmp_path):
     assert p.returncode == 1 and p.stderr.startswith("mmintro: error: ") and "Traceback" not in p.stderr
 
 
-def test_usage_errors_are_clicks(cli_snapshot):
-    r = run("page", cli_snapshot, "zzz", ok=False)
-    assert r.exit_code == 2 and "Usage:" in r.stderr
+def test_usage_errors_are_one_line_with_clicks_status(cli_snapshot):
+    """A bad argument or option is a usage error (exit status 2, as click gives it), reported
+    like every other failure: one line starting ``mmintro: error:``, pointing at --help."""
+    for args in (("page", cli_snapshot, "zzz"), ("nosuch",), ("simulate", "--ram", "3X", "-o", "x")):
+        r = run(*args, ok=False)
+        assert r.exit_code == 2, args
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mmintro: error: ") and lines[0].endswith("(see --help)")
 
 
 # -- simulate and the default machine -------------------------------------------------------------

@@ -14,8 +14,10 @@ from typing import Any
 
 import click
 
-from mmintro.cli.errors import EXPECTED_ERRORS, MmintroError, one_line
+from mmintro.cli.errors import EXPECTED_ERRORS, MmintroError, install_one_line_errors, one_line
 from mmintro.cli.snapshot import kernel_options
+
+install_one_line_errors()
 
 __all__ = ["cli", "main"]
 
