@@ -6,8 +6,6 @@ import dataclasses
 import sys
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from mmintro.cli.output import emit, json_option
 from mmintro.cli.snapshot import default_snapshot, snapshot_argument
@@ -60,6 +58,9 @@ def _report(rows: list, path: str, oracle: str, as_json: bool) -> None:
     if as_json:
         emit(data=[dataclasses.asdict(r) for r in rows], as_json=True)
     else:
+        from rich.console import Console
+        from rich.table import Table
+
         t = Table(title=f"mmintro vs {oracle} on {path}")
         for col in ("check", "mmintro", oracle, "agree"):
             t.add_column(col, overflow="fold")

@@ -11,21 +11,37 @@ from mmintro.cli.errors import MmintroError
 from mmintro.cli.output import emit, json_option
 from mmintro.cli.snapshot import load, snapshot_argument
 from mmintro.reader.errors import FaultError, SnapshotError
-from mmintro.views import buddyinfo as buddyinfo_view
-from mmintro.views import dmesg as dmesg_view
-from mmintro.views import fragmentation as fragmentation_view
-from mmintro.views import iomem as iomem_view
-from mmintro.views import kmem_s as kmem_s_view
-from mmintro.views import meminfo as meminfo_view
-from mmintro.views import page as page_view
-from mmintro.views import page_types as page_types_view
-from mmintro.views import pagetypeinfo as pagetypeinfo_view
-from mmintro.views import slabinfo as slabinfo_view
-from mmintro.views import vmallocinfo as vmallocinfo_view
-from mmintro.views import vmstat as vmstat_view
-from mmintro.views import vtop as vtop_view
-from mmintro.views import whatis as whatis_view
-from mmintro.views import zoneinfo as zoneinfo_view
+
+
+class _lazy:  # noqa: N801 -- stands for a module
+    """A view module imported when a command first uses it (start-up loads none of them)."""
+
+    def __init__(self, name: str) -> None:
+        self._name, self._mod = name, None
+
+    def __getattr__(self, attr: str):
+        if self._mod is None:
+            import importlib
+
+            self._mod = importlib.import_module(self._name)
+        return getattr(self._mod, attr)
+
+
+buddyinfo_view = _lazy("mmintro.views.buddyinfo")
+dmesg_view = _lazy("mmintro.views.dmesg")
+fragmentation_view = _lazy("mmintro.views.fragmentation")
+iomem_view = _lazy("mmintro.views.iomem")
+kmem_s_view = _lazy("mmintro.views.kmem_s")
+meminfo_view = _lazy("mmintro.views.meminfo")
+page_view = _lazy("mmintro.views.page")
+page_types_view = _lazy("mmintro.views.page_types")
+pagetypeinfo_view = _lazy("mmintro.views.pagetypeinfo")
+slabinfo_view = _lazy("mmintro.views.slabinfo")
+vmallocinfo_view = _lazy("mmintro.views.vmallocinfo")
+vmstat_view = _lazy("mmintro.views.vmstat")
+vtop_view = _lazy("mmintro.views.vtop")
+whatis_view = _lazy("mmintro.views.whatis")
+zoneinfo_view = _lazy("mmintro.views.zoneinfo")
 
 __all__ = ["COMMANDS"]
 
@@ -114,7 +130,7 @@ def vtop(args: tuple[str, ...], pid: str | None, as_json: bool) -> None:
     snapshot, value = _snapshot_and(args, "ADDR")
     addr = _int(value, "ADDR")
     if pid is not None and addr < 1 << 47:  # a user address (crash: below mm->task_size); kernel ones below
-        from mmintro.views import vm as vm_view
+        vm_view = _lazy("mmintro.views.vm")
 
         with load(snapshot) as prog:
             try:
@@ -263,8 +279,8 @@ COMMANDS += [dmesg]
 
 
 # -- processes (mmintro.views.ps, mmintro.views.maps) ---------------------------------------------
-from mmintro.views import maps as maps_view
-from mmintro.views import ps as ps_view
+maps_view = _lazy("mmintro.views.maps")
+ps_view = _lazy("mmintro.views.ps")
 
 
 @click.command("ps")
@@ -297,10 +313,10 @@ COMMANDS += [ps, maps]
 
 
 # -- per-process memory views (mmintro.views.smaps, status, numa_maps, vm) -------------------------
-from mmintro.views import numa_maps as numa_maps_view
-from mmintro.views import smaps as smaps_view
-from mmintro.views import status as status_view
-from mmintro.views import vm as vm_view
+numa_maps_view = _lazy("mmintro.views.numa_maps")
+smaps_view = _lazy("mmintro.views.smaps")
+status_view = _lazy("mmintro.views.status")
+vm_view = _lazy("mmintro.views.vm")
 
 
 def _pid_command(name: str, doc: str):  # type: ignore[no-untyped-def]

@@ -7,12 +7,13 @@ import code
 import os
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mmintro.cli.snapshot import load, snapshot_argument
-from mmintro.reader.program import Program
+if TYPE_CHECKING:
+    from mmintro.reader.program import Program
 
 __all__ = ["namespace", "run", "shell"]
 

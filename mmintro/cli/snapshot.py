@@ -14,16 +14,18 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mmintro.cache import cache_dir
-from mmintro.reader import Program, open_snapshot
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (imported when used: `mmintro --help` must not load numpy, rich and the reader)
+    from rich.console import Console
+
+    from mmintro.reader import Program
 
 __all__ = ["boot_and_save", "cache_dir", "default_snapshot", "kernel_options", "load", "snapshot_argument"]
 
@@ -33,6 +35,8 @@ _SHAPING_PACKAGES = ("kernel", "snapshot", "types", "arch")
 
 def _version() -> str:
     try:
+        from importlib import metadata
+
         return metadata.version("mmintro")
     except metadata.PackageNotFoundError:
         return "unknown"
@@ -61,6 +65,9 @@ def boot_and_save(config: Any, name: str | os.PathLike, scenario: Callable[..., 
     from mmintro.snapshot.writer import save
 
     run = scenario or (lambda cfg, progress: boot(cfg, progress=progress))
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = console or Console(stderr=True)
     with Progress(TextColumn("{task.description:<52}"), BarColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
@@ -112,6 +119,8 @@ def load(snapshot: str | None) -> Program:
     if kernel is None:
         if system_map is not None:
             raise click.UsageError("--system-map goes with --kernel (a real kernel's dump)")
+        from mmintro.reader import open_snapshot
+
         return open_snapshot(snapshot if snapshot else default_snapshot())
     if not snapshot:
         raise click.UsageError("--kernel needs the dump to read: mmintro COMMAND VMCORE --kernel VMLINUZ")
