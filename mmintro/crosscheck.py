@@ -755,7 +755,7 @@ def _whatis_samples(p: Program, d: Any) -> list[int]:
     from mmintro.reader.helpers import vmalloc as vh
     from mmintro.reader.helpers.slab import slab_census
     from mmintro.views import whatis as wv
-    from mmintro.views.percpu import for_each_online_cpu
+    from mmintro.reader.helpers.percpu import for_each_online_cpu
 
     rng = random.Random(3)
     pob = int(p["page_offset_base"].value_())

@@ -135,7 +135,7 @@ def sys_cmds(c: _Ctx) -> list[str]:
 def sys_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     """RELEASE, VERSION, NODENAME, CPUS, TASKS, UPTIME, MACHINE MHz and PANIC = the kernel's own
     (init_uts_ns, online CPUs, the task list, jiffies_64, cpu_khz, the log)."""
-    from mmintro.views.percpu import for_each_online_cpu
+    from mmintro.reader.helpers.percpu import for_each_online_cpu
     from mmintro.views.ps import ps
 
     p = c.prog

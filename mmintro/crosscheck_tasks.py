@@ -260,7 +260,7 @@ def c_crash_ps(p: Program, d: Any) -> tuple:
 def _rss_counters(mm: Any) -> tuple[int, int, int, int]:
     """(file, anon, shmem, swap) pages: percpu_counter_sum() of mm->rss_stat[] (count plus
     every possible CPU's delta), read with mmintro's reader."""
-    from mmintro.views.percpu import per_cpu_ptr
+    from mmintro.reader.helpers.percpu import per_cpu_ptr
 
     prog = mm.prog_
     nr = prog["nr_cpu_ids"].value_()

@@ -376,3 +376,14 @@ def test_start_up_imports_no_reader_numpy_or_rich() -> None:
             "'mmintro.types.typedata') or m.startswith('mmintro.views')))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"
+
+
+def test_reader_helpers_import_no_view() -> None:
+    """The reader's helpers are the layer below the views: none imports a view (issue 14)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "mmintro" / "reader"
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
+                 if re.search(r"^\s*(from|import) mmintro\.views", p.read_text(), re.M)]
+    assert offenders == []

@@ -189,7 +189,7 @@ def machine_of_dump(prog) -> dict:
         lines.append(f"{e.addr.value_():#x} {e.addr.value_() + e.size.value_() - 1:#x} {name}")
     entries = parse_e820("\n".join(lines), "the dump's e820_table")
     from mmintro.reader.helpers.mmzone import for_each_online_pgdat
-    from mmintro.views.percpu import for_each_online_cpu
+    from mmintro.reader.helpers.percpu import for_each_online_cpu
 
     nodes = [(pg.node_start_pfn.value_() << 12, (pg.node_start_pfn.value_() + pg.node_spanned_pages.value_()) << 12)
              for pg in for_each_online_pgdat(prog)]

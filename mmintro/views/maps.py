@@ -21,7 +21,7 @@ from mmintro.reader.helpers.maple_tree import mt_for_each
 from mmintro.reader.helpers.task import d_path, file_dev_ino
 from mmintro.reader.object import Object, cast
 from mmintro.reader.program import Program
-from mmintro.views.ps import for_each_task
+from mmintro.reader.helpers.task import for_each_task
 
 __all__ = ["MapsRow", "get_gate_vma", "maps", "render", "render_line", "task_vmas", "vma_name", "vsyscall_mode"]
 

@@ -22,7 +22,7 @@ from mmintro.reader.helpers.mmzone import for_each_zone
 from mmintro.reader.helpers.vmalloc import VMALLOC_END, VMALLOC_START
 from mmintro.reader.program import Program
 from mmintro.reader.x86_pgtable import LEVELS_4
-from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
+from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.views.vmstat import global_node_page_state_pages, global_zone_page_state
 
 __all__ = [

@@ -11,12 +11,12 @@ of ``mm->rss_stat[MM_FILEPAGES..MM_SHMEMPAGES]``, in KiB); kernel threads (no mm
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import NamedTuple
 
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
-from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
+from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
+from mmintro.reader.helpers.task import for_each_task
 
 __all__ = ["PsRow", "crash_task_rss", "for_each_task", "get_mm_rss", "ps", "render", "task_state"]
 
@@ -52,40 +52,6 @@ class PsRow(NamedTuple):
     """Resident pages in KiB."""
     comm: str
     """``task->comm``, in brackets for kernel threads."""
-
-
-def for_each_task(prog: Program, idle: bool = True) -> Iterator[Object]:
-    """Every task, as drgn's ``for_each_task`` orders them: the idle tasks (``rq->idle`` of
-    each online CPU, pid 0) or ``init_task``, then each pid of ``init_pid_ns.idr`` in
-    number order with its PIDTYPE_PID task (``pid_task``) — threads included, which
-    ``init_task.tasks`` (thread-group leaders only) would miss.
-
-    :return: Iterator of ``struct task_struct *``
-    """
-    init = prog["init_task"].address_of_()
-    if idle:
-        for cpu in for_each_online_cpu(prog):
-            yield per_cpu_ptr(prog["runqueues"].address_of_(), cpu).idle
-    else:
-        yield init
-    yield from _pid_tasks(prog)
-
-
-def _pid_tasks(prog: Program) -> Iterator[Object]:
-    """``idr_for_each(&init_pid_ns.idr)`` + ``pid_task(pid, PIDTYPE_PID)``."""
-    from mmintro.reader.helpers.xarray import xa_for_each
-    from mmintro.reader.object import cast
-
-    task_ptr = prog.type("struct task_struct *")
-
-    ns = prog["init_pid_ns"]
-    pidtype = prog.types.const("PIDTYPE_PID")
-    links = prog.types.offsetof("task_struct", f"pid_links[{pidtype}]")
-    for _nr, entry in xa_for_each(ns.idr.idr_rt.address_of_()):
-        pid = cast("struct pid *", entry)
-        first = pid.tasks[pidtype].first.value_()
-        if first:
-            yield Object(prog, task_ptr, first - links)
 
 
 def task_state(task: Object) -> str:

@@ -50,7 +50,7 @@ from mmintro.reader.helpers.slab import slab_address, slab_cache_name, slab_obje
 from mmintro.reader.helpers.task import vma_name
 from mmintro.reader.program import Program
 from mmintro.views.pageflags import flag_names, flags_layout, page_type_name
-from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
+from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 
 __all__ = ["KINDS", "render", "whatis"]
 

@@ -16,7 +16,7 @@ from mmintro.reader.helpers.mmzone import for_each_online_pgdat
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 from mmintro.reader.x86_pgtable import LEVELS_4
-from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
+from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.views.vmstat_names import THP_PRINTED_ITEMS, stat_names
 
 __all__ = ["PageSet", "ZoneInfo", "parse", "render", "to_json", "zoneinfo"]

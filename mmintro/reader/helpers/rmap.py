@@ -54,7 +54,7 @@ def mm_tasks(prog: Program) -> dict[int, list[tuple[int, str]]]:
     ``mm->owner`` needs CONFIG_MEMCG and names only one task)."""
     got = prog.cache.get("rmap.mm_tasks")
     if got is None:
-        from mmintro.views.ps import for_each_task
+        from mmintro.reader.helpers.task import for_each_task
 
         got = {}
         for t in for_each_task(prog, idle=False):

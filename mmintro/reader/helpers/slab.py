@@ -314,7 +314,7 @@ def slab_cache_cpu_info(cache: Object) -> list[CpuSlabInfo]:
     :param cache: ``struct kmem_cache *``
     :raises SlabCorruptionError: a corrupt freelist, partial chain or sheaf
     """
-    from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
+    from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 
     prog = cache.prog_
     key = ("slab_cpu", cache.value_())

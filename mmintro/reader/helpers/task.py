@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from mmintro.reader.errors import FaultError, ValidationError
 from mmintro.reader.helpers.maple_tree import mt_for_each
+from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.reader.object import Object, cast
 from mmintro.reader.program import Program
 
@@ -20,6 +21,7 @@ __all__ = [
     "d_path",
     "file_dev_ino",
     "find_task",
+    "for_each_task",
     "for_each_vma",
     "get_mm_counter",
     "get_mm_counter_sum",
@@ -77,8 +79,6 @@ def find_task(prog: Program, pid: int) -> Object | None:
 
     Like drgn's ``find_task`` but walking ``init_task.tasks`` (thread-group leaders).
     """
-    from mmintro.views.ps import for_each_task
-
     for t in for_each_task(prog, idle=False):
         if t.pid.value_() == pid:
             return t
@@ -118,7 +118,6 @@ def percpu_counter_sum(fbc: Object, positive: bool = False) -> int:
 
     :param fbc: ``struct percpu_counter *``
     """
-    from mmintro.views.percpu import for_each_online_cpu, per_cpu_ptr
 
     prog = fbc.prog_
     total = fbc.count.value_()
@@ -303,3 +302,37 @@ def get_task_policy(task: Object) -> Object:
         return prog["default_policy"].address_of_()
     except KeyError:
         return Object(prog, "struct mempolicy *", 0)
+
+
+def for_each_task(prog: Program, idle: bool = True) -> Iterator[Object]:
+    """Every task, as drgn's ``for_each_task`` orders them: the idle tasks (``rq->idle`` of
+    each online CPU, pid 0) or ``init_task``, then each pid of ``init_pid_ns.idr`` in
+    number order with its PIDTYPE_PID task (``pid_task``) — threads included, which
+    ``init_task.tasks`` (thread-group leaders only) would miss.
+
+    :return: Iterator of ``struct task_struct *``
+    """
+    init = prog["init_task"].address_of_()
+    if idle:
+        for cpu in for_each_online_cpu(prog):
+            yield per_cpu_ptr(prog["runqueues"].address_of_(), cpu).idle
+    else:
+        yield init
+    yield from _pid_tasks(prog)
+
+
+def _pid_tasks(prog: Program) -> Iterator[Object]:
+    """``idr_for_each(&init_pid_ns.idr)`` + ``pid_task(pid, PIDTYPE_PID)``."""
+    from mmintro.reader.helpers.xarray import xa_for_each
+    from mmintro.reader.object import cast
+
+    task_ptr = prog.type("struct task_struct *")
+
+    ns = prog["init_pid_ns"]
+    pidtype = prog.types.const("PIDTYPE_PID")
+    links = prog.types.offsetof("task_struct", f"pid_links[{pidtype}]")
+    for _nr, entry in xa_for_each(ns.idr.idr_rt.address_of_()):
+        pid = cast("struct pid *", entry)
+        first = pid.tasks[pidtype].first.value_()
+        if first:
+            yield Object(prog, task_ptr, first - links)
