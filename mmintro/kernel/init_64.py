@@ -190,11 +190,12 @@ class DirectMapper:
     entry that is already there again (``pages++`` on reuse), so the DirectMap counters can
     exceed RAM, as real /proc/meminfo shows."""
 
-    def __init__(self, pt: PageTables, page_offset: int, e820_mapped_any: Callable[[int, int], bool],
+    def __init__(self, pt: PageTables, page_offset: int, e820_mapped_any: Callable[[int, int], bool] | None,
                  alloc_table: Callable[[], int], after_bootmem: bool = False) -> None:
         self.pt, self.page_offset, self.mapped_any, self.alloc_table = pt, page_offset, e820_mapped_any, alloc_table
         # after mem_init() (memory hotplug, memremap_pages): nothing past the range is cleared
-        # and an entry already there is not counted again
+        # (``e820_mapped_any`` is not asked, may be None) and an entry already there is not
+        # counted again
         self.after_bootmem = after_bootmem
         self.count = pt.direct_pages_count
 
@@ -261,6 +262,13 @@ class DirectMapper:
                     self._phys_init(level - 1, below, paddr, paddr_end, mask)
                     self.pt.set_entry(table, i, below | _KERNPG_TABLE)
             paddr = nxt
+
+
+def write_direct_pages_count(k: "Kernel") -> None:
+    """direct_pages_count[] as arch_report_meminfo()'s DirectMap lines read it, from the page
+    tables' books (after the boot's mapping, a split, or memory added at run time)."""
+    for level, n in k.pt.direct_pages_count.items():
+        k.kmem.write_u64(k.sym("direct_pages_count") + 8 * level, n)
 
 
 def init_direct_map(k: "Kernel", mapper: DirectMapper, page_size_mask: int) -> None:

@@ -30,6 +30,7 @@ from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.e820 import E820_NAMES, E820_TYPE_ACPI, E820_TYPE_RAM, build_e820
 from mmintro.kernel.init_64 import (
     PG_LEVEL_1G, PG_LEVEL_2M, DirectMapper, PageTables, init_direct_map, map_kernel_image, pagetable_alloc_kernel,
+    write_direct_pages_count,
 )
 from mmintro.kernel.kimage import LOAD_PHYSICAL_ADDR, KernelImage
 from mmintro.kernel.kobj import KMem
@@ -512,8 +513,7 @@ class Kernel:
         mapper = DirectMapper(self.pt, self.page_offset_base, e820_mapped_any, alloc_low_page)
         init_direct_map(self, mapper, (1 << PG_LEVEL_2M) | (1 << PG_LEVEL_1G))  # "Using GB pages for direct mapping"
         # arch_report_meminfo()'s DirectMap lines read direct_pages_count[PG_LEVEL_*].
-        for level, n in self.pt.direct_pages_count.items():
-            self.kmem.write_u64(self.sym("direct_pages_count") + 8 * level, n)
+        write_direct_pages_count(self)
         # init_mm uses swapper_pg_dir.
         self.kmem.set(self.sym("init_mm"), "mm_struct", "pgd", self.sym("swapper_pg_dir"))
 

@@ -59,13 +59,12 @@ def place_text(k: "Kernel") -> None:
     (the pgmap reference's release), pmem_pagemap_memory_failure() and the driver's
     ``fsdax_pagemap_ops`` that points at it (nd_pmem built in)."""
     img = k.image
-    release = img.func("dev_pagemap_percpu_release", 0x20)
+    img.func("dev_pagemap_percpu_release", 0x20)
     failure = img.func("pmem_pagemap_memory_failure", 0x90)
     t = k.T.lookup("struct dev_pagemap_ops")
     ops = img.reserve("rodata", t.size, 8)
     img.add("fsdax_pagemap_ops", ops, t.size, "object", t, section="rodata")
     k.kmem.set(ops, "dev_pagemap_ops", "memory_failure", failure)
-    del release
 
 
 def pmem_ranges(k: "Kernel") -> list[tuple[int, int]]:
@@ -141,7 +140,9 @@ def memremap_pages(k: "Kernel", start: int, end: int, nid: int) -> int:
 def arch_add_memory(k: "Kernel", nid: int, start: int, end: int) -> None:
     """arch/x86/mm/init_64.c arch_add_memory(): init_memory_mapping() of the range, then
     add_pages() -> __add_pages() -> sparse_add_section() for each section it touches."""
-    from mmintro.kernel.init_64 import PG_LEVEL_1G, PG_LEVEL_2M, DirectMapper, split_mem_range_masked
+    from mmintro.kernel.init_64 import (
+        PG_LEVEL_1G, PG_LEVEL_2M, DirectMapper, split_mem_range_masked, write_direct_pages_count,
+    )
 
     def alloc_low_page() -> int:  # after_bootmem: __get_free_pages(GFP_ATOMIC | __GFP_ZERO, 0)
         pfn = k.alloc_pages(G.GFP_ATOMIC | G.__GFP_ZERO, 0)
@@ -149,16 +150,14 @@ def arch_add_memory(k: "Kernel", nid: int, start: int, end: int) -> None:
             raise MemoryError("arch_add_memory: no page for the direct map's tables")
         return pfn << PAGE_SHIFT
 
-    e820_mapped = [(e.addr, e.end) for e in k.e820]
-    mapper = DirectMapper(k.pt, k.page_offset_base, lambda a, b: any(s < b and a < t for s, t in e820_mapped),
-                          alloc_low_page, after_bootmem=True)
+    # (after boot nothing past the range is cleared, so no e820 check is asked)
+    mapper = DirectMapper(k.pt, k.page_offset_base, None, alloc_low_page, after_bootmem=True)
     mask = (1 << PG_LEVEL_2M) | (1 << PG_LEVEL_1G)
     # (after boot, split_mem_range() does not widen pages over RAM: adjust_range_page_size_mask
     # runs only before after_bootmem)
     for s, e, m in split_mem_range_masked(start, end, mask, lambda a, b: False):
         mapper.kernel_physical_mapping_init(s, e, m)
-    for level, n in k.pt.direct_pages_count.items():
-        k.kmem.write_u64(k.sym("direct_pages_count") + 8 * level, n)
+    write_direct_pages_count(k)
     pfn, end_pfn = start >> PAGE_SHIFT, end >> PAGE_SHIFT
     while pfn < end_pfn:
         nr = pfn >> PFN_SECTION_SHIFT
@@ -185,9 +184,7 @@ def sparse_add_section(k: "Kernel", nid: int, nr: int, pfn: int, end_pfn: int) -
             km.write_u64(slot, root)
         k.section_addr[nr] = root + (nr % per_root) * ms_size
     if nr not in k.section_usage:
-        bits_per_section = (PAGES_PER_SECTION // k.pageblock_nr_pages) * k.NR_PAGEBLOCK_BITS
-        usage_size = T.sizeof("struct mem_section_usage") + -(-bits_per_section // 64) * 8  # mem_section_usage_size()
-        k.section_usage[nr] = slub.kzalloc(k, usage_size, "GFP_KERNEL", caller="section_activate")
+        k.section_usage[nr] = slub.kzalloc(k, k.mem_section_usage_size, "GFP_KERNEL", caller="section_activate")
     usage = k.section_usage[nr]
     sub_addr = km.addr(usage, "mem_section_usage", "subsection_map")
     bits = k.kmem.mem.read_u64(k.pa(sub_addr))
@@ -195,37 +192,31 @@ def sparse_add_section(k: "Kernel", nid: int, nr: int, pfn: int, end_pfn: int) -
     for j in range((pfn - base) // PAGES_PER_SUBSECTION, -(-(end_pfn - base) // PAGES_PER_SUBSECTION)):
         bits |= 1 << j
     k.kmem.write_u64(sub_addr, bits)
-    new_map = nr not in k.memmap_store
-    if new_map:
+    sa = k.section_addr[nr]
+    if nr not in k.memmap_store:
         order = (2 << 20).bit_length() - 1 - PAGE_SHIFT  # get_order(PMD_SIZE)
         block = k.alloc_pages(G.GFP_KERNEL | G.__GFP_ZERO | G.__GFP_RETRY_MAYFAIL | G.__GFP_NOWARN, order, nid=nid)
         if block is None:
             raise MemoryError(f"vmemmap_populate: no 2 MiB block on node {nid} for section {nr}'s memory map")
         k.mem.discard(block << PAGE_SHIFT, 2 << 20)  # zeroed (__GFP_ZERO): reads as zeros again
         sparse.populate_section_memmap(k, nr, block << PAGE_SHIFT, nid)
-    sa = k.section_addr[nr]
-    if new_map:  # sparse_encode_mem_map(): the section's first struct page less its first pfn
+        # sparse_encode_mem_map(): the section's first struct page less its first pfn
         flags = (1 << T.const("SECTION_MARKED_PRESENT_BIT")) | (1 << T.const("SECTION_HAS_MEM_MAP_BIT"))
         km.set(sa, "mem_section", "section_mem_map", k.vmemmap_base | flags)
     km.set(sa, "mem_section", "usage", usage)
-    k.device_sections = getattr(k, "device_sections", set()) | {nr}
 
 
 def move_pfn_range_to_zone_device(k: "Kernel", nid: int, start_pfn: int, end_pfn: int) -> None:
     """mm/memory_hotplug.c move_pfn_range_to_zone(ZONE_DEVICE): init_currently_empty_zone()
     for the first range, resize_zone_range() and resize_pgdat_range(); memmap_init_range()
     leaves ZONE_DEVICE pages to memmap_init_zone_device()."""
-    T, km = k.T, k.kmem
+    from mmintro.kernel.mm_init import init_currently_empty_zone
+
+    km = k.kmem
     z = next(z for z in k.zones[nid] if z.name == ZONE_DEVICE_NAME)
     if not z.spanned:
         z.start_pfn, z.spanned = start_pfn, end_pfn - start_pfn
-        km.set(z.addr, "zone", "initialized", 1)
-        fa = T.struct("zone").offsetof("free_area")
-        fa_size = T.sizeof("struct free_area")
-        lh = T.sizeof("struct list_head")
-        for o in range(len(z.nr_free)):
-            for mt in range(T.const("MIGRATE_TYPES")):
-                km.init_list_head(z.addr + fa + o * fa_size + mt * lh)
+        init_currently_empty_zone(k, z.addr)
     else:
         new_start = min(z.start_pfn, start_pfn)
         z.spanned = max(z.start_pfn + z.spanned, end_pfn) - new_start

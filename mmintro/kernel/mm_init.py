@@ -112,6 +112,19 @@ def memmap_update(k: "Kernel", pfn: int, n: int, name: str, op: str, value: int)
         pfn = hi
 
 
+def init_currently_empty_zone(k: "Kernel", za: int) -> None:
+    """init_currently_empty_zone() -> zone_init_free_lists(): the zone at ``za`` is initialized
+    and every free list (order x migratetype) is empty."""
+    T, km = k.T, k.kmem
+    km.set(za, "zone", "initialized", 1)
+    fa = T.struct("zone").offsetof("free_area")
+    fa_size = T.sizeof("struct free_area")
+    lh = T.sizeof("struct list_head")
+    for o in range(kc.NR_PAGE_ORDERS):
+        for mt in range(T.const("MIGRATE_TYPES")):
+            km.init_list_head(za + fa + o * fa_size + mt * lh)
+
+
 def free_area_init(k: "Kernel") -> None:
     T = k.T
     k.page_dtype = page_dtype(k)
@@ -153,15 +166,8 @@ def free_area_init(k: "Kernel") -> None:
             km.set(za, "zone", "spanned_pages", z.spanned)
             km.set(za, "zone", "present_pages", z.present)
             km.set(za, "zone", "present_early_pages", z.present)
-            if z.spanned:
-                # init_currently_empty_zone(): the free lists exist only for spanned zones.
-                km.set(za, "zone", "initialized", 1)
-                fa = T.struct("zone").offsetof("free_area")
-                fa_size = T.sizeof("struct free_area")
-                lh = T.sizeof("struct list_head")
-                for o in range(kc.NR_PAGE_ORDERS):
-                    for mt in range(T.const("MIGRATE_TYPES")):
-                        km.init_list_head(za + fa + o * fa_size + mt * lh)
+            if z.spanned:  # the free lists exist only for spanned zones
+                init_currently_empty_zone(k, za)
         k.zones.append(zs_list)
         km.set(pg, "pglist_data", "nr_zones", nr_zones)
         km.set(pg, "pglist_data", "node_start_pfn", node_start)

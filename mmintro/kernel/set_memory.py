@@ -23,12 +23,12 @@ from mmintro.arch.x86 import (
     _KERNPG_TABLE, _PAGE_NX, _PAGE_PSE, _PAGE_RW, PAGE_SHIFT, PAGE_SIZE, PTE_PFN_MASK, START_KERNEL_MAP,
 )
 from mmintro.kernel import gfp as G
+from mmintro.kernel.init_64 import PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K, PMD_SIZE, PUD_SIZE, write_direct_pages_count
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-PG_LEVEL_4K, PG_LEVEL_2M, PG_LEVEL_1G = 1, 2, 3
-LEVEL_SIZE = {PG_LEVEL_4K: PAGE_SIZE, PG_LEVEL_2M: 2 << 20, PG_LEVEL_1G: 1 << 30}
+LEVEL_SIZE = {PG_LEVEL_4K: PAGE_SIZE, PG_LEVEL_2M: PMD_SIZE, PG_LEVEL_1G: PUD_SIZE}
 
 
 def set_memory_ro(k: "Kernel", start: int, end: int) -> None:
@@ -50,8 +50,7 @@ def change_page_attr(k: "Kernel", start: int, end: int, set_bits: int, clr_bits:
     if start >= START_KERNEL_MAP:  # cpa_process_alias()
         pa = k.image.pa(start)
         _cpa(k, k.phys_to_virt(pa), k.phys_to_virt(pa + end - start), set_bits & ~_PAGE_NX, clr_bits & ~_PAGE_NX)
-    for level, n in k.pt.direct_pages_count.items():
-        k.kmem.write_u64(k.sym("direct_pages_count") + 8 * level, n)
+    write_direct_pages_count(k)
 
 
 def _cpa(k: "Kernel", start: int, end: int, set_bits: int, clr_bits: int) -> None:

@@ -94,7 +94,7 @@ def sparse_init(k: "Kernel") -> None:
     pageblock_bits = k.pageblock_nr_pages and (PAGES_PER_SECTION // k.pageblock_nr_pages) * k.NR_PAGEBLOCK_BITS
     usemap_size = -(-pageblock_bits // 64) * 8
     k.usemap_offset = usage_size  # pageblock_flags[] is the flexible array at the end
-    mem_section_usage_size = usage_size + usemap_size
+    mem_section_usage_size = k.mem_section_usage_size = usage_size + usemap_size  # memory hotplug's too
 
     # memblocks_present(): the root pointer array, then a root page per used root.
     roots_phys = k.memblock.alloc(nr_roots * 8, 64)
