@@ -45,6 +45,17 @@ class _Seg(NamedTuple):
     filesz: int
 
 
+def merge_touching(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted [start, end) ranges with each run of touching ones merged into one."""
+    merged: list[tuple[int, int]] = []
+    for a, b in ranges:
+        if merged and merged[-1][1] == a:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged
+
+
 def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
     name = name + b"\0"
     pad = lambda b: b + b"\0" * (-len(b) % 4)  # noqa: E731
@@ -161,15 +172,7 @@ def write_vmcore(
             raise ValueError(f"run at {p:#x} ({len(d):#x} bytes) is not page-aligned")
     run_list = [r for r in run_list if len(r[1])]
     if ram_ranges is None:
-        ram_ranges = [(p, p + len(d)) for p, d in run_list]
-        # merge touching runs into one range
-        merged: list[tuple[int, int]] = []
-        for a, b in ram_ranges:
-            if merged and merged[-1][1] == a:
-                merged[-1] = (merged[-1][0], b)
-            else:
-                merged.append((a, b))
-        ram_ranges = merged
+        ram_ranges = merge_touching([(p, p + len(d)) for p, d in run_list])
     segs = _layout(run_list, ram_ranges, max_segments)
 
     text = vmcoreinfo if vmcoreinfo.endswith("\n") else vmcoreinfo + "\n"

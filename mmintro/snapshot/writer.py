@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from mmintro.kernel.kexec_core import prstatus_notes
 from mmintro.kernel.vmcoreinfo import vmcoreinfo
 from mmintro.snapshot.kdump import DL_EXCLUDE_FREE, DUMP_LEVEL, write_kdump
-from mmintro.snapshot.vmcore import write_vmcore
+from mmintro.snapshot.vmcore import merge_touching, write_vmcore
 from mmintro.kernel import panic, timekeeping
 from mmintro.snapshot.vmlinux import ImageSection, Symbol, dump_types_section, write_vmlinux
 
@@ -104,14 +104,8 @@ def free_pfn_ranges(k: "Kernel") -> list[tuple[int, int]]:
     """The pfn ranges of the free buddy blocks -- each PageBuddy head and the 2^order pages
     after it, what makedumpfile's ``-d 16`` excludes (per-CPU list pages are not PageBuddy
     and stay) -- merged, in address order."""
-    blocks = sorted((pfn, pfn + (1 << order)) for zones in k.zones for z in zones for pfn, order in z.free_order.items())
-    out: list[tuple[int, int]] = []
-    for a, b in blocks:
-        if out and out[-1][1] == a:
-            out[-1] = (out[-1][0], b)
-        else:
-            out.append((a, b))
-    return out
+    return merge_touching(sorted((pfn, pfn + (1 << order))
+                                 for zones in k.zones for z in zones for pfn, order in z.free_order.items()))
 
 
 def utsname(k: "Kernel") -> bytes:
