@@ -252,12 +252,11 @@ def test_boot_log_reserves_and_frees_what_the_kernel_did(like) -> None:
     assert any(line.startswith("Freeing unused kernel image (initmem)") for line in ours)
 
 
-def _split_pages(prog, text_phys: int, text_virt: int, image_size: int, ram_end: int) -> tuple[set, set]:
+def _split_pages(prog, text_virt: int, image_size: int, ram_end: int) -> tuple[set, set]:
     """The 2 MiB pages mapped with 4 KiB entries: of the image's high mapping (offsets from
     _text) and of the direct map (physical addresses), walking init_mm's tables."""
     pob = prog["page_offset_base"].value_()
-    pb = prog["phys_base"].value_()
-    pgd = (prog["init_mm"].pgd.value_() - 0xFFFFFFFF80000000 + pb) & (2 ** 64 - 1)
+    pgd = prog.pgd_phys  # init_mm's (swapper_pg_dir)
 
     def rd(p: int) -> int:
         return int.from_bytes(prog.read(pob + p, 8), "little")
@@ -296,7 +295,7 @@ def test_the_boots_attribute_splits_are_the_kernels(like) -> None:
         text = s["_text"].address
         phys = (text - 0xFFFFFFFF80000000 + p["phys_base"].value_()) & (2 ** 64 - 1)
         size = s["_end"].address - text
-        high, direct = _split_pages(p, phys, text, size, k.max_pfn << 12)
+        high, direct = _split_pages(p, text, size, k.max_pfn << 12)
         isa = {0}  # the ISA range is mapped with 4 KiB pages from the start
         tail = {pa for pa in direct if not any(r.base <= pa and pa + (2 << 20) <= r.end for r in k.memblock.memory)}
         return high, {pa - phys for pa in direct - isa - tail if phys <= pa < phys + size}
