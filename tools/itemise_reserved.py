@@ -50,15 +50,12 @@ def simulated(k) -> Counter:
     return out
 
 
-def real_items(prog, log: list[str]) -> dict:
-    items = {}
+def real_items(prog, log: list[str], initrd: tuple | None) -> dict:
+    items = {"initrd": initrd[1] // 1024} if initrd else {}  # machine_of_dump's, from "RAMDISK:"
     for line in log:
         m = re.match(r"Memory: (\d+)K/(\d+)K available .* (\d+)K reserved", line)
         if m:
             items["Memory: reserved"] = int(m.group(3))
-        m = re.match(r"RAMDISK: \[mem (0x[0-9a-f]+)-(0x[0-9a-f]+)\]", line)
-        if m:
-            items["initrd"] = (int(m.group(2), 16) + 1 - int(m.group(1), 16)) // 1024
         m = re.match(r"percpu: Embedded (\d+) pages/cpu", line)
         if m:
             items["per-CPU first chunk (per CPU)"] = int(m.group(1)) * 4
@@ -86,7 +83,7 @@ def main() -> None:
         k = boot(MachineConfig(**{key: v for key, v in found.items() if v is not None}))
         ours = simulated(k)
         log = [r.text for r in dmesg_records(prog)]
-        real = real_items(prog, log)
+        real = real_items(prog, log, found["initrd"])
         ours_line = next(x for x in k.log if x.startswith("Memory:"))
         ours_total = int(re.search(r"(\d+)K reserved", ours_line).group(1))
         print(f"\n## {d.name}: {m['config']['mem_mib']} MiB, {m['config']['nodes']} node(s), {m['config']['cpus']} CPUs")
