@@ -296,10 +296,12 @@ _FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
     # files and the node counters
     "file_pages": (1, False, lambda w, z, f: _file_pages(w, f)),
     "node_stat": (1, False, lambda w, z, item: _node_stat(w, item)),
+    "vm_event": (1, False, lambda w, z, item: _vm_event(w, item)),
+    "rss_swap": (1, False, lambda w, z, p: _mm_counter(w, p, "MM_SWAPENTS")),
 }
 # What a function's quoted argument names (default: a block or object tag).
-_ARG_KINDS = {"cache_objects": "cache", "node_stat": "item", "file_pages": "file",
-              **{f: "process" for f in ("rss", "rss_anon", "rss_file", "rss_shmem", "total_vm", "map_count",
+_ARG_KINDS = {"cache_objects": "cache", "node_stat": "item", "vm_event": "item", "file_pages": "file",
+              **{f: "process" for f in ("rss", "rss_anon", "rss_file", "rss_shmem", "rss_swap", "total_vm", "map_count",
                                         "pgtables_bytes", "faults", "pss")}}
 
 
@@ -330,6 +332,11 @@ _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     "hugepages_1g_total": lambda w: _hstate_value(w, "nr_huge_pages", 1 << 30),
     "hugepages_1g_free": lambda w: _hstate_value(w, "free_huge_pages", 1 << 30),
     "anon_thp": lambda w: _node_stat(w, "NR_ANON_THPS"),
+    # swap (pages): si_swapinfo's total and free, slots in use, the swap cache
+    "swap_total": lambda w: _swap(w)[0],
+    "swap_free": lambda w: _swap(w)[1],
+    "swap_used": lambda w: _swap(w)[0] - _swap(w)[1],
+    "nr_swapcache": lambda w: _node_stat(w, "NR_SWAPCACHE"),
 }
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
@@ -1036,6 +1043,15 @@ class Workload:
             if not 0 <= nid < len(self.k.zones):
                 raise WorkloadError(f"node {nid} does not exist (the machine has {len(self.k.zones)})")
 
+    def swapon(self, path: str, size: int, priority: int | None = None) -> Any:
+        """swapon(2) of a new swap file of ``size`` bytes at ``path`` (priority: the default
+        --least_priority unless given, -1 meaning the default as swapon(8) has it)."""
+        swapfile = _kmod("swapfile", "SWAP", "sys_swapon")
+        try:
+            return swapfile.sys_swapon(self.k, path, size, None if priority in (None, -1) else priority)
+        except ValueError as e:
+            raise WorkloadError(str(e)) from None
+
     def create_file(self, tag: str, path: str, size: int = 0) -> int:
         """A regular file ``path`` of ``size`` bytes (``inode.create_file``: inode, dentry,
         struct file; no page cached yet)."""
@@ -1091,6 +1107,8 @@ class Workload:
         if name in ("vm.nr_hugepages", "hugepages-1048576kB"):
             hugetlb = _kmod("hugetlb", "HUGE", "set_nr_hugepages")
             hugetlb.set_nr_hugepages(self.k, 2 << 20 if name == "vm.nr_hugepages" else 1 << 30, int(value))
+        elif name == "vm.swappiness":
+            self.k.write_int("vm_swappiness", int(value))  # proc_dointvec_minmax, 0..MAX_SWAPPINESS
         elif name == "transparent_hugepage":
             hm = _kmod("huge_memory", "HUGE")
             fn = getattr(hm, "set_thp_mode", None) or getattr(hm, "enabled_store", None)
@@ -1206,11 +1224,11 @@ MPOL_MODES = {"default": "MPOL_DEFAULT", "preferred": "MPOL_PREFERRED", "bind": 
               "interleave": "MPOL_INTERLEAVE", "local": "MPOL_LOCAL", "preferred_many": "MPOL_PREFERRED_MANY",
               "weighted_interleave": "MPOL_WEIGHTED_INTERLEAVE"}
 SYSCTLS = ("vm.nr_hugepages", "hugepages-1048576kB", "vm.dirty_ratio", "vm.dirty_background_ratio",
-           "vm.dirty_bytes", "vm.dirty_background_bytes", "transparent_hugepage")
+           "vm.dirty_bytes", "vm.dirty_background_bytes", "transparent_hugepage", "vm.swappiness")
 THP_MODES = ("always", "madvise", "never")
 # kernel/sysctl.c and mm/page-writeback.c: the ratio tunables are percentages
 # (proc_dointvec_minmax with extra2 = one_hundred); a write outside is EINVAL.
-SYSCTL_MAX = {"vm.dirty_ratio": 100, "vm.dirty_background_ratio": 100}
+SYSCTL_MAX = {"vm.dirty_ratio": 100, "vm.dirty_background_ratio": 100, "vm.swappiness": 200}
 
 
 class Mapping(NamedTuple):
@@ -1343,9 +1361,23 @@ def _pss(w: Workload, proc: str) -> int:
     return total >> PSS_SHIFT >> 10
 
 
+def _swap(w: Workload) -> tuple[int, int]:
+    from mmintro.kernel import swapfile
+
+    return swapfile.total_swap_pages(w.k), swapfile.get_nr_swap_pages(w.k)
+
+
+def _vm_event(w: Workload, item: str) -> int:
+    """The vm event ``item`` (enum vm_event_item, e.g. 'PSWPOUT') summed over CPUs."""
+    ev = w.k.T.enum("vm_event_item")
+    if item not in ev or item == "NR_VM_EVENT_ITEMS":
+        raise WorkloadError(f"vm_event({item!r}): the kernel has no vm_event_item {item} (e.g. 'PGSCAN_KSWAPD')")
+    return sum(c[ev[item]] for c in w.k.vm_events)
+
+
 def _node_stat(w: Workload, item: str) -> int:
     """global_node_page_state(item): the sum over nodes of the simulator's node counters."""
-    if not re.fullmatch(r"NR_[A-Z0-9_]+", item):
+    if not re.fullmatch(r"(NR|WORKINGSET|PG)[A-Z0-9_]+", item):
         raise WorkloadError(f"node_stat({item!r}): not a node_stat_item name (e.g. 'NR_FILE_DIRTY')")
     try:
         w.k.T.const(item)
@@ -1435,13 +1467,14 @@ ACTIONS: dict[str, set[str]] = {
     "mbind": {"process", "policy", "nodes", "start", "size", "note"},
     "set_mempolicy": {"policy", "nodes", "note"},
     "create_file": {"path", "size", "note"},
+    "swapon": {"size", "priority", "note"},
     "read": {"process", "start", "size", "note"},
     "write": {"process", "start", "size", "note"},
     "writeback": {"complete", "note"},
     "sysctl": {"value", "note"},
 }
 PROC_ACTIONS = ("spawn", "fork", "thread", "exit", "exec", "brk", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
-                "read", "write", "writeback", "sysctl")
+                "swapon", "read", "write", "writeback", "sysctl")
 MAPPING_ACTIONS = ("mmap", "touch", "munmap", "mprotect", "mbind")
 MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g")
 SECTIONS = ("scenario", "machine", "step")
@@ -1936,6 +1969,13 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
             fail(None, "mprotect needs prot (\"r\", \"rw\", ...)")
         if act == "munmap" and "start" not in a and "size" not in a:
             defined.procs[p].discard(tag)
+    elif act == "swapon":
+        if not (isinstance(a["swapon"], str) and a["swapon"].startswith("/")):
+            fail("swapon", "swapon = \"/swapfile\": the absolute path of the swap file to make")
+        if "size" not in a:
+            fail(None, "swapon needs the swap file's size (\"512M\")")
+        if "priority" in a and not (type(a["priority"]) is int and -1 <= a["priority"] <= 32767):
+            fail("priority", f"priority = {a['priority']!r}: swapon -p takes 0..32767 (or -1, the default)")
     elif act == "create_file":
         tag = name_of("create_file")
         if tag in defined.files:
@@ -2041,6 +2081,9 @@ def _run_proc_step(w: Workload, s: Step) -> str:
     if act == "set_mempolicy":
         w.set_mempolicy(a["set_mempolicy"], a["policy"], a.get("nodes", []))
         return f"set_mempolicy {a['set_mempolicy']}: {a['policy']} {a.get('nodes', [])}"
+    if act == "swapon":
+        d = w.swapon(a["swapon"], sz["size"], a.get("priority"))
+        return f"swapon {d.path}: {d.pages} pages, priority {d.prio}"
     if act == "create_file":
         w.create_file(a["create_file"], a["path"], sz.get("size", 0))
         return f"create_file {a['create_file']}: {a['path']} ({_human(sz.get('size', 0))})"

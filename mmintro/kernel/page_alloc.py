@@ -860,7 +860,10 @@ def rmqueue(k: "Kernel", preferred: ZoneState, z: ZoneState, order: int, gfp: in
     if pfn is None:
         pfn = rmqueue_buddy(k, preferred, z, order, alloc_flags, mt)
     if alloc_flags & ALLOC_KSWAPD and z.flags & ZONE_BOOSTED_WATERMARK:
-        z.flags &= ~ZONE_BOOSTED_WATERMARK  # wakeup_kswapd(): kswapd is not modelled
+        z.flags &= ~ZONE_BOOSTED_WATERMARK
+        from mmintro.kernel import vmscan
+
+        vmscan.wakeup_kswapd(k, z, 0, 0, z.idx)
     return pfn
 
 
@@ -1037,37 +1040,86 @@ def gfp_to_alloc_flags(gfp: int, order: int) -> int:
     return alloc_flags
 
 
+def wake_all_kswapds(k: "Kernel", order: int, gfp: int, ac: AllocContext) -> None:
+    """mm/page_alloc.c wake_all_kswapds(): each node of the zonelist once."""
+    from mmintro.kernel import vmscan
+
+    last_nid = None
+    for z in ac.zones:
+        if z.nid != last_nid:
+            vmscan.wakeup_kswapd(k, z, gfp, order, ac.highest_zoneidx)
+            last_nid = z.nid
+
+
+def __alloc_pages_direct_reclaim(k: "Kernel", gfp: int, order: int, alloc_flags: int,
+                                 ac: AllocContext) -> tuple[int | None, int]:
+    """mm/page_alloc.c __alloc_pages_direct_reclaim(): __perform_reclaim (try_to_free_pages)
+    and one retry, then another after unreserving highatomic blocks and draining the per-CPU
+    lists.  Returns (pfn, pages reclaimed)."""
+    from mmintro.kernel import vmscan
+
+    progress = vmscan.try_to_free_pages(k, ac.zones, order, gfp, ac.nodemask)
+    if not progress:
+        return None, 0
+    pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
+    if pfn is None:
+        unreserve_highatomic_pageblock(k, ac, False)
+        drain_all_pages(k)
+        pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
+    return pfn, progress
+
+
 def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) -> tuple[int | None, int, AllocContext]:
-    """The slow path with nothing to reclaim: retry at the min watermark with the caller's
-    reserves (gfp_to_alloc_flags), then with __GFP_MEMALLOC's no-watermark access.  For a
-    caller that may reclaim, direct reclaim makes no progress here (there is no page cache
-    or anonymous memory to reclaim yet), so __alloc_pages_direct_reclaim returns before its
-    drain; after MAX_RECLAIM_RETRIES such rounds should_reclaim_retry() unreserves the
-    highatomic pageblocks (force) and retries; then the kernel would run the OOM killer
-    (order <= PAGE_ALLOC_COSTLY_ORDER) or give up: here the request fails."""
+    """mm/page_alloc.c __alloc_pages_slowpath(): wake kswapd (which runs at once here, see
+    mmintro.kernel.vmscan), retry at the min watermark with the caller's reserves
+    (gfp_to_alloc_flags), with __GFP_MEMALLOC's no-watermark access; then, for a caller
+    that may reclaim, direct reclaim (__alloc_pages_direct_reclaim) and
+    should_reclaim_retry()'s loop (no_progress_loops up to MAX_RECLAIM_RETRIES, the
+    highatomic reserves unreserved before giving up).  __GFP_NORETRY tries once; costly
+    orders (> PAGE_ALLOC_COSTLY_ORDER) without __GFP_RETRY_MAYFAIL give up after one
+    round.  Compaction and the OOM killer are separate steps (mmintro.kernel.compaction,
+    oom_kill) where the build has them."""
+    from mmintro.kernel import vmscan
+
     alloc_flags = gfp_to_alloc_flags(gfp, order)
     if ac.preferred is None:
         return None, alloc_flags, ac
+    can_direct_reclaim = bool(gfp & G.__GFP_DIRECT_RECLAIM)
+    costly_order = order > PAGE_ALLOC_COSTLY_ORDER
+    if alloc_flags & ALLOC_KSWAPD:
+        wake_all_kswapds(k, order, gfp, ac)
     pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
     if pfn is not None:
         return pfn, alloc_flags, ac
-    # retry: __GFP_MEMALLOC may dip into every reserve (__gfp_pfmemalloc_flags) ...
-    reserve_flags = ALLOC_NO_WATERMARKS if gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC else 0
-    if reserve_flags:
-        alloc_flags = reserve_flags | (alloc_flags & ALLOC_KSWAPD)
-    # ... and high-priority requests that ignore cpusets also ignore the memory policy's
-    # nodemask ("these allocations are high priority and system rather than user oriented").
-    if not alloc_flags & ALLOC_CPUSET or reserve_flags:
-        ac = prepare_alloc_pages(k, gfp, ac.preferred_nid, None)
-    pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac) if ac.preferred is not None else None
-    if pfn is not None:
-        return pfn, alloc_flags, ac
-    if not gfp & G.__GFP_DIRECT_RECLAIM or gfp & G.__GFP_NORETRY:
-        return None, alloc_flags, ac
-    while unreserve_highatomic_pageblock(k, ac, True):
-        pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
+    no_progress_loops = 0
+    for _round in range(4 * vmscan.MAX_RECLAIM_RETRIES + 8):  # retry: (bounded)
+        if alloc_flags & ALLOC_KSWAPD:
+            wake_all_kswapds(k, order, gfp, ac)
+        # __GFP_MEMALLOC may dip into every reserve (__gfp_pfmemalloc_flags) ...
+        reserve_flags = ALLOC_NO_WATERMARKS if gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC else 0
+        if reserve_flags:
+            alloc_flags = reserve_flags | (alloc_flags & ALLOC_KSWAPD)
+        # ... and high-priority requests that ignore cpusets also ignore the memory policy's
+        # nodemask ("these allocations are high priority and system rather than user oriented").
+        if not alloc_flags & ALLOC_CPUSET or reserve_flags:
+            ac = prepare_alloc_pages(k, gfp, ac.preferred_nid, None)
+        pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac) if ac.preferred is not None else None
         if pfn is not None:
             return pfn, alloc_flags, ac
+        if not can_direct_reclaim:
+            return None, alloc_flags, ac
+        pfn, did_some_progress = __alloc_pages_direct_reclaim(k, gfp, order, alloc_flags, ac)
+        if pfn is not None:
+            return pfn, alloc_flags, ac
+        if gfp & G.__GFP_NORETRY:
+            return None, alloc_flags, ac
+        if costly_order and not gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]:
+            return None, alloc_flags, ac
+        retry, no_progress_loops = vmscan.should_reclaim_retry(k, gfp, order, ac, alloc_flags, did_some_progress,
+                                                               no_progress_loops)
+        if retry:
+            continue
+        return None, alloc_flags, ac
     return None, alloc_flags, ac
 
 

@@ -90,6 +90,7 @@ neighbour neigh_table neigh_hash_table in_device in_ifaddr inet6_dev inet6_ifadd
 user_regs_struct pt_regs inactive_task_frame fork_frame
 io_tlb_slot io_tlb_area io_tlb_mem hlist_bl_head pcpu_alloc_info pcpu_group_info
 dev_pagemap dev_pagemap_ops vmem_altmap range percpu_ref percpu_ref_data bdev_inode
+swap_sequential_cluster swap_table swap_extent plist_head plist_node percpu_swap_cluster scan_control
 """.split()
 
 # Per-CPU variables (their types and offsets come from the BTF's .data..percpu DATASEC).

@@ -104,6 +104,8 @@ struct swap_info_struct *swap_info[MAX_SWAPFILES]; /* upper bound: see closure.A
 unsigned int nr_swapfiles;
 long total_swap_pages;
 atomic_long_t nr_swap_pages;
+struct plist_head swap_active_head;
+int vm_swappiness;
 struct super_block *blockdev_superblock;
 struct vmap_node *vmap_nodes;
 unsigned int nr_vmap_nodes;
