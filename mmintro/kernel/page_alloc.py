@@ -11,8 +11,9 @@ ALLOC_NOFRAGMENT) / rmqueue (rmqueue_pcplist with nr_pcp_alloc, rmqueue_buddy) /
 prep_new_page (post_alloc_hook, prep_compound_page); a slow path with gfp_to_alloc_flags,
 the highatomic reserve and warn_alloc; and on free free_pages_prepare,
 free_frozen_page_commit (nr_pcp_high, nr_pcp_free, free_pcppages_bulk) and
-__free_one_page with buddy merging.  Reclaim, compaction, kswapd and the OOM killer are not
-modelled: where the kernel would reclaim, the simulator finds nothing to reclaim.
+__free_one_page with buddy merging.  Reclaim, compaction and kswapd are not modelled: where
+the kernel would reclaim, the simulator finds nothing to reclaim; the OOM killer is
+mmintro.kernel.oom_kill, called from the slow path.
 
 What the kernel writes into struct pages (page_type, private, _refcount, flags, compound
 heads, folio fields, poisoned list pointers) is written into simulated memory as it
@@ -1037,14 +1038,16 @@ def gfp_to_alloc_flags(gfp: int, order: int) -> int:
     return alloc_flags
 
 
-def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) -> tuple[int | None, int, AllocContext]:
+def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext,
+                           _oom_retries: int = 0) -> tuple[int | None, int, AllocContext]:
     """The slow path with nothing to reclaim: retry at the min watermark with the caller's
     reserves (gfp_to_alloc_flags), then with __GFP_MEMALLOC's no-watermark access.  For a
     caller that may reclaim, direct reclaim makes no progress here (there is no page cache
     or anonymous memory to reclaim yet), so __alloc_pages_direct_reclaim returns before its
     drain; after MAX_RECLAIM_RETRIES such rounds should_reclaim_retry() unreserves the
-    highatomic pageblocks (force) and retries; then the kernel would run the OOM killer
-    (order <= PAGE_ALLOC_COSTLY_ORDER) or give up: here the request fails."""
+    highatomic pageblocks (force) and retries; then __alloc_pages_may_oom (mmintro.kernel.oom_kill)
+    runs the OOM killer for order <= PAGE_ALLOC_COSTLY_ORDER and, while it makes progress, the
+    slow path starts again (an OOM victim with ALLOC_OOM's reserves)."""
     alloc_flags = gfp_to_alloc_flags(gfp, order)
     if ac.preferred is None:
         return None, alloc_flags, ac
@@ -1053,6 +1056,8 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
         return pfn, alloc_flags, ac
     # retry: __GFP_MEMALLOC may dip into every reserve (__gfp_pfmemalloc_flags) ...
     reserve_flags = ALLOC_NO_WATERMARKS if gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC else 0
+    if not reserve_flags and not gfp & G.__GFP_NOMEMALLOC and _oom_reserves_allowed(k):
+        reserve_flags = ALLOC_OOM  # an OOM victim (oom_reserves_allowed)
     if reserve_flags:
         alloc_flags = reserve_flags | (alloc_flags & ALLOC_KSWAPD)
     # ... and high-priority requests that ignore cpusets also ignore the memory policy's
@@ -1068,7 +1073,33 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
         pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
         if pfn is not None:
             return pfn, alloc_flags, ac
+    # -- Reclaim has failed us, start killing things (mmintro.kernel.oom_kill) ----------------
+    from mmintro.kernel import oom_kill
+
+    if order > PAGE_ALLOC_COSTLY_ORDER and not gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]:
+        return None, alloc_flags, ac  # costly orders give up before the OOM killer
+    pfn, did_some_progress = oom_kill.__alloc_pages_may_oom(k, gfp, order, ac)
+    if pfn is not None:
+        return pfn, alloc_flags, ac
+    # Avoid allocations with no watermarks from looping endlessly
+    if oom_kill.tsk_is_oom_victim(k, oom_kill.current(k)) and (alloc_flags & ALLOC_OOM or gfp & G.__GFP_NOMEMALLOC):
+        return None, alloc_flags, ac
+    # Retry as long as the OOM killer is making progress (bounded: the kernel would loop)
+    if did_some_progress and _oom_retries < MAX_OOM_RETRIES:
+        return __alloc_pages_slowpath(k, gfp, order, ac, _oom_retries + 1)
     return None, alloc_flags, ac
+
+
+MAX_OOM_RETRIES = 16  # mmintro: the kernel retries as long as out_of_memory() reports progress
+
+
+def _oom_reserves_allowed(k: "Kernel") -> bool:
+    """__gfp_pfmemalloc_flags()'s oom_reserves_allowed(current) (mmintro.kernel.oom_kill)."""
+    if not k.__dict__.get("oom"):
+        return False  # nobody was ever OOM-killed: no victim can be current
+    from mmintro.kernel import oom_kill
+
+    return oom_kill.oom_reserves_allowed(k)
 
 
 def __alloc_pages(k: "Kernel", gfp: int, order: int, preferred_nid: int | None = None,
