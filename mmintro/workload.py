@@ -66,9 +66,10 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 
 ===================  ================================================================
 ``spawn = NAME``     fork+exec a process: ``comm`` (NAME), ``parent`` (a process, else
-                     init), ``heap`` (brk growth), ``cpu``.  Mappings ``heap`` (the
-                     brk area: the exec'd program's initial heap + growth) and
-                     ``stack`` are tagged.
+                     init), ``heap`` (brk growth), ``cpu``, ``oom_score_adj``
+                     (-1000..1000, as written to /proc/PID/oom_score_adj).  Mappings
+                     ``heap`` (the brk area: the exec'd program's initial heap +
+                     growth) and ``stack`` are tagged.
 ``mmap = TAG``       ``size``, ``prot`` ("rw"), ``kind`` = "anon" | "private" |
                      "shared" (a ``file`` mapping, at ``offset``) | "hugetlb"
                      (``page_size`` "2M"/"1G", ``shared = true`` for MAP_SHARED) |
@@ -77,7 +78,10 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 ``touch = TAG``      page faults on the mapping: ``access`` = "read" | "write";
                      [``start``, ``start+size``) of it, all pages, ``every`` n-th
                      (+ ``offset``), or a seeded ``fraction`` / ``count``;
-                     ``populate = true``: the whole range by mm_populate.
+                     ``populate = true``: the whole range by mm_populate;
+                     ``until = "oom"``: page by page until the OOM killer kills the
+                     process (it fails if it is not killed).  A process the OOM
+                     killer kills is gone: a later step naming it is an error.
 ``fork = NAME``      ``parent`` forks; the child inherits the mapping tags.
 ``thread = NAME``    ``process`` (the thread group's leader) clones a thread
                      (pthread_create): it shares the leader's mm and mapping tags;
@@ -104,7 +108,9 @@ rss_file('p') rss_shmem('p') (the exact sum of the percpu rss counters), total_v
 pgtables_bytes('p') faults('p') (the fault log), pss('p') (kB, as smaps_rollup's Pss), file_pages('f') (mapping->nrpages),
 node_stat('NR_...') (summed over nodes), nr_dirty nr_writeback nr_file_pages dirty_thresh
 bg_thresh throttled flusher_wakeups hugepages_total hugepages_free hugepages_rsvd hugepages_surp
-hugepages_1g_total hugepages_1g_free anon_thp.
+hugepages_1g_total hugepages_1g_free anon_thp; the OOM killer: killed('p') (1 once the OOM killer
+killed p), oom_score('p') and oom_score_adj('p') (as /proc/PID/... print them), oom_kills (the
+vm event oom_kill).
 
 A zone is ``"Normal"`` (on the step's ``node``, else the current CPU's node) or
 ``"Node 1 Normal"``.  Watermarks read as /proc/zoneinfo prints them (boost included).
