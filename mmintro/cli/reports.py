@@ -386,4 +386,25 @@ def vm(prog, pid):  # type: ignore[no-untyped-def]
     return vm_view.render(v), v, []
 
 
-COMMANDS += [smaps, smaps_rollup, status, numa_maps, vm]
+oom_score_view = _lazy("mmintro.views.oom_score")
+
+
+@_pid_command("oom-score", "/proc/PID/oom_score and /proc/PID/oom_score_adj: proc_oom_score() from oom_badness() "
+              "(rss + swap entries + page tables, oom_score_adj * totalpages / 1000).")
+def oom_score(prog, pid):  # type: ignore[no-untyped-def]
+    row = oom_score_view.oom_score(prog, pid)
+    return oom_score_view.render(row), row._asdict(), []
+
+
+@click.command("oom-scores")
+@snapshot_argument
+@json_option
+def oom_scores(snapshot: str | None, as_json: bool) -> None:
+    """Every process's /proc/PID/oom_score and oom_score_adj, with its oom_badness() in pages
+    (- for a task the OOM killer may not choose: init, kernel threads, oom_score_adj -1000)."""
+    with load(snapshot) as prog:
+        rows = oom_score_view.oom_scores(prog)
+        emit(oom_score_view.render_table(rows), [r._asdict() for r in rows], as_json)
+
+
+COMMANDS += [smaps, smaps_rollup, status, numa_maps, vm, oom_score, oom_scores]

@@ -531,19 +531,37 @@ def handle_mm_fault(k: Kernel, mm: int, addr: int, write: bool, task: int | None
         raise SegmentationFault(f"{addr:#x}: {'write' if write else 'read'} not allowed by the VMA (SEGV_ACCERR)")
     task = task or k.kmem.get(mm, "mm_struct", "owner")
     k.vm_events[k.current_cpu][PGFAULT] += 1  # count_vm_event(PGFAULT)
-    if flags & VM_HUGETLB:
-        hugetlb = _optional("hugetlb")
-        if hugetlb is None:
-            raise NotImplementedError("hugetlb VMAs need mmintro.kernel.hugetlb")
-        pfn = hugetlb.hugetlb_fault(k, mm, vma, addr, write)
-        fault = _log(k, mm, task, addr, pfn, "hugetlb")
-    else:
-        fault = __handle_mm_fault(k, mm, vma, addr, write, task)
+    old_current = k.__dict__.get("current_task")
+    k.current_task = task  # the fault runs as current (the OOM killer's "current")
+    try:
+        try:
+            fault = _handle_mm_fault_once(k, mm, vma, addr, write, task, flags)
+        except MemoryError as e:
+            # VM_FAULT_OOM: do_user_addr_fault() -> pagefault_out_of_memory(): a task the OOM
+            # killer killed just dies; otherwise the fault is retried (once here: the kernel
+            # returns to user space and faults again for as long as it fails)
+            oom = _optional("oom_kill")
+            if oom is None or isinstance(e, oom.FatalSignalPending) or not task:
+                raise
+            oom.pagefault_out_of_memory(k)
+            fault = _handle_mm_fault_once(k, mm, vma, addr, write, task, flags)
+    finally:
+        k.current_task = old_current
     if task and fault.kind != "spurious":
         # mm_account_fault(): a minor fault unless the page had to be read (VM_FAULT_MAJOR)
         field = "maj_flt" if fault.major else "min_flt"
         k.kmem.set(task, "task_struct", field, k.kmem.get(task, "task_struct", field) + 1)
     return fault
+
+
+def _handle_mm_fault_once(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int, flags: int) -> Fault:
+    if flags & VM_HUGETLB:
+        hugetlb = _optional("hugetlb")
+        if hugetlb is None:
+            raise NotImplementedError("hugetlb VMAs need mmintro.kernel.hugetlb")
+        pfn = hugetlb.hugetlb_fault(k, mm, vma, addr, write)
+        return _log(k, mm, task, addr, pfn, "hugetlb")
+    return __handle_mm_fault(k, mm, vma, addr, write, task)
 
 
 def access(k: Kernel, mm: int, addr: int, write: bool, task: int | None = None) -> Fault | None:

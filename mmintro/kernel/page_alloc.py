@@ -11,8 +11,9 @@ ALLOC_NOFRAGMENT) / rmqueue (rmqueue_pcplist with nr_pcp_alloc, rmqueue_buddy) /
 prep_new_page (post_alloc_hook, prep_compound_page); a slow path with gfp_to_alloc_flags,
 the highatomic reserve and warn_alloc; and on free free_pages_prepare,
 free_frozen_page_commit (nr_pcp_high, nr_pcp_free, free_pcppages_bulk) and
-__free_one_page with buddy merging.  Reclaim, compaction, kswapd and the OOM killer are not
-modelled: where the kernel would reclaim, the simulator finds nothing to reclaim.
+__free_one_page with buddy merging.  Reclaim, compaction and kswapd are not modelled: where
+the kernel would reclaim, the simulator finds nothing to reclaim; the OOM killer is
+mmintro.kernel.oom_kill, called from the slow path.
 
 What the kernel writes into struct pages (page_type, private, _refcount, flags, compound
 heads, folio fields, poisoned list pointers) is written into simulated memory as it
@@ -1077,8 +1078,10 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
     should_reclaim_retry()'s loop (no_progress_loops up to MAX_RECLAIM_RETRIES, the
     highatomic reserves unreserved before giving up).  __GFP_NORETRY tries once; costly
     orders (> PAGE_ALLOC_COSTLY_ORDER) without __GFP_RETRY_MAYFAIL give up after one
-    round.  Compaction and the OOM killer are separate steps (mmintro.kernel.compaction,
-    oom_kill) where the build has them."""
+    round.  When reclaim has failed, __alloc_pages_may_oom (mmintro.kernel.oom_kill) runs
+    the OOM killer for order <= PAGE_ALLOC_COSTLY_ORDER and, while it makes progress, the
+    loop starts again (an OOM victim with ALLOC_OOM's reserves; bounded by MAX_OOM_RETRIES
+    where the kernel loops as long as out_of_memory() reports progress)."""
     from mmintro.kernel import vmscan
 
     alloc_flags = gfp_to_alloc_flags(gfp, order)
@@ -1092,11 +1095,15 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
     if pfn is not None:
         return pfn, alloc_flags, ac
     no_progress_loops = 0
-    for _round in range(4 * vmscan.MAX_RECLAIM_RETRIES + 8):  # retry: (bounded)
+    oom_retries = 0
+    for _round in range(4 * vmscan.MAX_RECLAIM_RETRIES + 4 * MAX_OOM_RETRIES + 8):  # retry: (bounded)
         if alloc_flags & ALLOC_KSWAPD:
             wake_all_kswapds(k, order, gfp, ac)
-        # __GFP_MEMALLOC may dip into every reserve (__gfp_pfmemalloc_flags) ...
+        # __GFP_MEMALLOC may dip into every reserve (__gfp_pfmemalloc_flags), an OOM victim
+        # into ALLOC_OOM's (oom_reserves_allowed) ...
         reserve_flags = ALLOC_NO_WATERMARKS if gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC else 0
+        if not reserve_flags and not gfp & G.__GFP_NOMEMALLOC and _oom_reserves_allowed(k):
+            reserve_flags = ALLOC_OOM
         if reserve_flags:
             alloc_flags = reserve_flags | (alloc_flags & ALLOC_KSWAPD)
         # ... and high-priority requests that ignore cpusets also ignore the memory policy's
@@ -1119,8 +1126,34 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
                                                                no_progress_loops)
         if retry:
             continue
+        # -- Reclaim has failed us, start killing things (mmintro.kernel.oom_kill) ------------
+        from mmintro.kernel import oom_kill
+
+        pfn, did_some_progress = oom_kill.__alloc_pages_may_oom(k, gfp, order, ac)
+        if pfn is not None:
+            return pfn, alloc_flags, ac
+        # Avoid allocations with no watermarks from looping endlessly
+        if oom_kill.tsk_is_oom_victim(k, oom_kill.current(k)) and (alloc_flags & ALLOC_OOM or gfp & G.__GFP_NOMEMALLOC):
+            return None, alloc_flags, ac
+        # Retry as long as the OOM killer is making progress (bounded: the kernel would loop)
+        if did_some_progress and oom_retries < MAX_OOM_RETRIES:
+            oom_retries += 1
+            no_progress_loops = 0
+            continue
         return None, alloc_flags, ac
     return None, alloc_flags, ac
+
+
+MAX_OOM_RETRIES = 16  # mmintro: the kernel retries as long as out_of_memory() reports progress
+
+
+def _oom_reserves_allowed(k: "Kernel") -> bool:
+    """__gfp_pfmemalloc_flags()'s oom_reserves_allowed(current) (mmintro.kernel.oom_kill)."""
+    if not k.__dict__.get("oom"):
+        return False  # nobody was ever OOM-killed: no victim can be current
+    from mmintro.kernel import oom_kill
+
+    return oom_kill.oom_reserves_allowed(k)
 
 
 def __alloc_pages(k: "Kernel", gfp: int, order: int, preferred_nid: int | None = None,

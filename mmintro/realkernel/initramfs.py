@@ -25,7 +25,7 @@ PROC_FILES = [
     "meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem",
     "version", "cmdline",
 ]
-PROCESS_FILES = ["maps", "smaps", "smaps_rollup", "status", "numa_maps"]
+PROCESS_FILES = ["maps", "smaps", "smaps_rollup", "status", "numa_maps", "oom_score", "oom_score_adj"]
 
 INIT_SCRIPT = r"""#!/bin/busybox sh
 # PID 1 of the mmintro reference guest: mount, load qemu_fw_cfg (VMCOREINFO for the dump),
@@ -46,6 +46,8 @@ while [ ! -f /ready ] || [ "$(wc -l < /ready)" -lt 2 ]; do
     sleep 0.1
 done
 sleep 1
+# The child gives itself up first to the OOM killer (a non-zero oom_score_adj, as /proc shows it).
+while read role pid; do [ "$role" = child ] && echo 300 > /proc/$pid/oom_score_adj; done < /ready
 files="@PROC_FILES@"
 for pid in $(cut -d' ' -f2 /ready); do
     for f in @PROCESS_FILES@; do files="$files /proc/$pid/$f"; done
