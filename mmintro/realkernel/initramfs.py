@@ -23,7 +23,7 @@ __all__ = ["build_initramfs", "guest_program", "INIT_SCRIPT", "PROC_FILES", "PRO
 # What the capture reads, in this order (the system files, then each workload process's).
 PROC_FILES = [
     "meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem",
-    "version", "cmdline",
+    "version", "cmdline", "pressure/memory", "pressure/cpu", "pressure/io",
 ]
 PROCESS_FILES = ["maps", "smaps", "smaps_rollup", "status", "numa_maps"]
 
@@ -51,7 +51,7 @@ for pid in $(cut -d' ' -f2 /ready); do
     for f in @PROCESS_FILES@; do files="$files /proc/$pid/$f"; done
 done
 echo "mmintro: workload ready: $(tr '\n' ' ' < /ready)"
-# Real addresses in %pK output (vmallocinfo's ranges) for root, as on a debugging box;
+@PRESSURE@# Real addresses in %pK output (vmallocinfo's ranges) for root, as on a debugging box;
 # with the default 0 they print hashed and could not be compared.
 echo 1 > /proc/sys/kernel/kptr_restrict
 exec /bin/capture /dev/ttyS1 $files
@@ -79,6 +79,18 @@ def guest_program(name: str) -> Path:
         raise HarnessError(f"cannot build the static guest program {name}: {first}")
     tmp.rename(out)
     return out
+
+
+def _pressure_step(nr: int) -> str:
+    """Memory pressure before the capture (GuestConfig.pressure_hugepages): ask for ``nr`` 2 MiB
+    hugetlb pages and give them back.  The order-9 allocations that no longer find free blocks
+    compact and reclaim in the slow path (__alloc_pages_direct_compact, __perform_reclaim) and
+    wake kswapd (balance_pgdat), all inside psi_memstall_enter/leave: the memory PSI books move."""
+    if not nr:
+        return ""
+    return (f"echo {int(nr)} > /proc/sys/vm/nr_hugepages\n"
+            f"echo \"mmintro: pressure: $(cat /proc/sys/vm/nr_hugepages) of {int(nr)} huge pages\"\n"
+            "echo 0 > /proc/sys/vm/nr_hugepages\n")
 
 
 class _Cpio:
@@ -139,8 +151,10 @@ def _with_dependencies(kernel: KernelPackage, names: tuple[str, ...]) -> list[tu
     return list(out.items())
 
 
-def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modules: tuple[str, ...] = ()) -> Path:
-    """Write the guest's initramfs for ``kernel`` to ``dest`` (with ``modules`` loaded by init)."""
+def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modules: tuple[str, ...] = (),
+                    pressure_hugepages: int = 0) -> Path:
+    """Write the guest's initramfs for ``kernel`` to ``dest`` (with ``modules`` loaded by init;
+    ``pressure_hugepages``: see GuestConfig)."""
     busybox = shutil.which("busybox")
     if busybox is None:
         raise HarnessError("busybox is not installed (Debian package busybox-static)")
@@ -152,6 +166,7 @@ def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modul
     extra = _with_dependencies(kernel, tuple(modules))
     loads = "".join(f'insmod /lib/modules/{n}.ko || echo "mmintro: insmod {n} failed"\n' for n, _b in extra)
     init = (INIT_SCRIPT.replace("@ANON_MIB@", str(int(anon_mib))).replace("@MODULES@", loads)
+            .replace("@PRESSURE@", _pressure_step(pressure_hugepages))
             .replace("@PROC_FILES@", " ".join(f"/proc/{f}" for f in PROC_FILES))
             .replace("@PROCESS_FILES@", " ".join(PROCESS_FILES)))
     c = _Cpio()
