@@ -451,10 +451,17 @@ def psi_memstall_enter(k: "Kernel", task: int) -> int:
 
 def psi_memstall_leave(k: "Kernel", task: int, flags: int) -> None:
     """psi_memstall_leave(&flags): the end of the stall section (nothing for a nested one); a
-    task that psi_memstall_enter woke goes back to sleep."""
+    task that psi_memstall_enter woke goes back to sleep, and a task that slept inside the
+    section (:func:`psi_task_sleep`: still TSK_MEMSTALL, no longer running) is woken to leave it
+    and sleeps again."""
     st = k.__dict__.get("psi")
     if st is None or not st.enabled or flags:
         return
+    if _task_pid(k, task) and not st.psi_flags.get(task, 0) & (1 << _c(k, "NR_RUNNING")):
+        # it slept inside the section (e.g. waiting for a refault's read): the kernel's caller
+        # is current, so it was woken first (psi_enqueue sets TSK_MEMSTALL_RUNNING again)
+        psi_task_wakeup(k, task)
+        st.woken_for_stall.add(task)
     st.in_memstall[task] = 0
     psi_task_change(k, task, (1 << _c(k, "NR_MEMSTALL")) | (1 << _c(k, "NR_MEMSTALL_RUNNING")), 0)
     if task in st.woken_for_stall:
