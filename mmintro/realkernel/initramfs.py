@@ -81,23 +81,25 @@ def guest_program(name: str) -> Path:
     return out
 
 
-PRESSURE_ROUNDS = 20
-
-
 def _pressure_step(nr: int) -> str:
-    """Memory pressure before the capture (GuestConfig.pressure_hugepages): PRESSURE_ROUNDS times,
-    ask for ``nr`` 2 MiB hugetlb pages and give them back.  The order-9 allocations that no
-    longer find free blocks compact and reclaim in the slow path (__alloc_pages_direct_compact,
-    __perform_reclaim) and wake kswapd (balance_pgdat), all inside psi_memstall_enter/leave: the
-    memory PSI books move.  (One round stalls only milliseconds on the 1 GiB guest: without swap
-    and with the root file system in tmpfs there is little to reclaim; psi's averages count a
-    period's stall only from 1% of it on, as calc_avgs() takes a whole percent.)"""
+    """Memory pressure before the capture (GuestConfig.pressure_hugepages = N): fill N MiB of a
+    tmpfs in 1 MiB files and delete every other one (the free memory is then in 1 MiB holes
+    between movable shmem pages), ask for N 2 MiB hugetlb pages (more than there is) and give
+    everything back.  The order-9 allocations compact -- migrating the shmem pages -- and reclaim
+    in the slow path (__alloc_pages_direct_compact, __perform_reclaim) and wake kswapd and
+    kcompactd, all inside psi_memstall_enter/leave: the memory PSI books move.  (Without the
+    holes there is little to do on the swapless guest: a stall of a millisecond or so, below the
+    1% of a 2 s period that psi's averages count, as calc_avgs() takes whole percents.)"""
     if not nr:
         return ""
-    return (f"i=0; while [ $i -lt {PRESSURE_ROUNDS} ]; do i=$((i + 1)); "
-            f"echo {int(nr)} > /proc/sys/vm/nr_hugepages; got=$(cat /proc/sys/vm/nr_hugepages); "
-            "echo 0 > /proc/sys/vm/nr_hugepages; done\n"
-            f"echo \"mmintro: pressure: {PRESSURE_ROUNDS} rounds, the last got $got of {int(nr)} huge pages\"\n")
+    n = int(nr)
+    return (f"mkdir -p /mnt/pressure && mount -t tmpfs -o size={n}m tmpfs /mnt/pressure\n"
+            f"i=0; while [ $i -lt {n} ]; do dd if=/dev/zero of=/mnt/pressure/f$i bs=1M count=1 2>/dev/null; "
+            "i=$((i + 1)); done\n"
+            f"i=0; while [ $i -lt {n} ]; do rm /mnt/pressure/f$i; i=$((i + 2)); done\n"
+            f"echo {n} > /proc/sys/vm/nr_hugepages; got=$(cat /proc/sys/vm/nr_hugepages)\n"
+            "echo 0 > /proc/sys/vm/nr_hugepages; rm -f /mnt/pressure/*; umount /mnt/pressure\n"
+            f"echo \"mmintro: pressure: got $got of {n} huge pages\"\n")
 
 
 class _Cpio:

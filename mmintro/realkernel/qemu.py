@@ -52,8 +52,10 @@ class GuestConfig:
     # before the workload, in order (their dependencies first, from each module's modinfo)
     append: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
-    # Memory pressure after the workload is ready and before the capture: init asks for this many
-    # 2 MiB hugetlb pages (vm.nr_hugepages) and gives them back (0: none; PSI's memory books move)
+    # Memory pressure after the workload is ready and before the capture (0: none): init fills N
+    # MiB of a tmpfs, frees every other MiB, asks for N 2 MiB hugetlb pages (vm.nr_hugepages)
+    # and gives everything back; compaction and reclaim move PSI's memory books
+    # (initramfs._pressure_step)
     pressure_hugepages: int = 0
 
     def check(self) -> None:
