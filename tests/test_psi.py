@@ -436,13 +436,26 @@ def _real(ref):
     return open_dump(ref.path("elf"), ref.vmlinuz)
 
 
-def test_real_kernel_pressure_matches_its_proc(real_dump):
+@pytest.fixture(scope="module")
+def real_default_prog(real_dump):
     with _real(real_dump) as prog:
-        got = check_against_capture(real_dump, prog)
+        yield prog
+
+
+def test_real_kernel_pressure_matches_its_proc(real_dump, real_default_prog):
+    got = check_against_capture(real_dump, real_default_prog)
     # the guest booted and ran its workload: the CPU was contended at some point
     assert got["captured"]["cpu"]["some"]["total"] > 0
+
+
+def test_mmintro_pressure_on_a_real_dump(real_dump, real_default_prog):
     r = run("pressure", str(real_dump.path("elf")), "--kernel", real_dump.vmlinuz, "--resource", "all")
-    assert pressure_view.parse(r.stdout) == got["now"]
+    assert pressure_view.parse(r.stdout) == pressure_view.to_json(
+        pressure_view.pressure(real_default_prog, pressure_view.RESOURCES))
+    from mmintro.reader.errors import SnapshotError
+
+    with pytest.raises(SnapshotError, match="no /proc/pressure/irq"):  # Debian: no CONFIG_IRQ_TIME_ACCOUNTING
+        pressure_view.pressure(real_default_prog, ("irq",))
 
 
 def _drgn_check(ref, tmp_path_factory):
