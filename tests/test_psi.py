@@ -176,6 +176,25 @@ def test_memstall_beside_a_running_task_is_some_not_full():
     assert c.tasks == [0, 0, 0, 0]
 
 
+def test_a_stall_inside_a_running_step_takes_current():
+    """``with psi.running(k, task)``: the step's task is current; a stall deep inside (given no
+    task, as an allocator's slow path would) is that task's; running 40 ms around a 10 ms
+    stall is 50 ms non-idle, 10 ms SOME and FULL; outside any step nothing is counted."""
+    k, a, _b = _machine()
+    c = k.psi.group.pcpu[k.current_cpu]
+    assert psi.current(k) is None and psi.psi_memstall_enter(k) == 0
+    psi.psi_memstall_leave(k)
+    with psi.running(k, a.task):
+        assert psi.current(k) == a.task and c.tasks == [0, 0, 1, 0]
+        psi.advance(k, 20 * MS)
+        with psi.memstall(k, ns=10 * MS):
+            assert c.tasks == [0, 1, 1, 1]
+        psi.advance(k, 20 * MS)
+    assert psi.current(k) is None and c.tasks == [0, 0, 0, 0] and not k.psi.psi_bug
+    some, full, nonidle = (k.T.const(n) for n in ("PSI_MEM_SOME", "PSI_MEM_FULL", "PSI_NONIDLE"))
+    assert (c.times[some], c.times[full], c.times[nonidle]) == (10 * MS, 10 * MS, 50 * MS)
+
+
 def test_totals_weight_cpus_by_nonidle_jiffies():
     """collect_percpu_times(): CPU 0 stalls 400 ms, CPU 1 runs 100 ms without stalling; the
     total is (400*400 + 0*100) / (400 + 100) ms of SOME (the non-idle weights in jiffies)."""

@@ -34,6 +34,8 @@ wakes it on the current CPU (psi_enqueue: ``TSK_RUNNING``; psi_task_switch from 
 (psi_task_switch with sleep: ``TSK_RUNNING | TSK_ONCPU`` cleared); so a stall on an otherwise
 idle CPU counts as SOME and FULL, as a lone reclaimer does in the kernel.  A caller that keeps a
 task running around a stall (a thrashing process that computes between refaults) uses
+:func:`running` (``with psi.running(k, proc.task):`` the task is on the CPU and is
+:func:`current`, which psi_memstall_enter/leave take when given no task) or
 :func:`psi_task_wakeup` / :func:`psi_task_sleep`.  The idle tasks (pid 0) are ignored, as
 psi_task_change ignores them, so a stall must name a task with a pid.
 
@@ -77,6 +79,8 @@ __all__ = [
     "psi_show",
     "psi_task_sleep",
     "psi_task_wakeup",
+    "current",
+    "running",
 ]
 
 # CONFIG_PSI_DEFAULT_DISABLED of the reference build: /work/shared/reference/semantics.md
@@ -430,13 +434,49 @@ def psi_task_sleep(k: "Kernel", task: int) -> None:
     st.woken_for_stall.discard(task)
 
 
-def psi_memstall_enter(k: "Kernel", task: int) -> int:
-    """psi_memstall_enter(&flags) by ``task`` (a ``struct task_struct *``): the start of a memory
-    stall (reclaim, compaction, a thrashing refault).  Returns the flags the matching
-    :func:`psi_memstall_leave` takes (the task's previous ``in_memstall``: sections nest).  A task
-    PSI sees asleep is woken on the current CPU first (see the module's "Tasks")."""
+def current(k: "Kernel") -> int | None:
+    """``current`` for PSI: the task :func:`running` put on the CPU, else None (the idle task)."""
+    return k.__dict__.get("psi_current", {}).get(k.current_cpu)
+
+
+@contextmanager
+def running(k: "Kernel", task: int, cpu: int | None = None) -> Iterator[None]:
+    """``with running(k, task):`` the task runs on ``cpu`` (default: the current CPU) for the body
+    and is ``current`` there (what :func:`psi_memstall_enter` without a task takes): woken
+    (:func:`psi_task_wakeup`) at the start, asleep again (:func:`psi_task_sleep`) at the end.  A
+    workload step done on behalf of a process is wrapped in it, so that the reclaim or compaction
+    deep inside an allocation stalls that process.  Time that passes in the body counts as the
+    task running (non-idle)."""
+    cpu = k.current_cpu if cpu is None else cpu
+    cur = k.__dict__.setdefault("psi_current", {})
+    prev = cur.get(cpu)
+    cur[cpu] = task
+    st = k.__dict__.get("psi")
+    woke = st is not None and st.enabled and not st.psi_flags.get(task, 0) & (1 << _c(k, "NR_RUNNING"))
+    if woke:
+        psi_task_wakeup(k, task, cpu)
+    try:
+        yield
+    finally:
+        if woke:
+            psi_task_sleep(k, task)
+        if prev is None:
+            cur.pop(cpu, None)
+        else:
+            cur[cpu] = prev
+
+
+def psi_memstall_enter(k: "Kernel", task: int | None = None) -> int:
+    """psi_memstall_enter(&flags) by ``task`` (a ``struct task_struct *``; None: :func:`current`,
+    and nothing is counted when that is the idle task): the start of a memory stall (reclaim,
+    compaction, a thrashing refault).  Returns the flags the matching :func:`psi_memstall_leave`
+    takes (the task's previous ``in_memstall``: sections nest).  A task PSI sees asleep is woken on
+    the current CPU first (see the module's "Tasks")."""
     st = k.__dict__.get("psi")
     if st is None or not st.enabled:  # static_branch_likely(&psi_disabled)
+        return 0
+    task = current(k) if task is None else task
+    if task is None:
         return 0
     flags = st.in_memstall.get(task, 0)
     if flags:
@@ -449,13 +489,16 @@ def psi_memstall_enter(k: "Kernel", task: int) -> int:
     return 0
 
 
-def psi_memstall_leave(k: "Kernel", task: int, flags: int) -> None:
+def psi_memstall_leave(k: "Kernel", task: int | None = None, flags: int = 0) -> None:
     """psi_memstall_leave(&flags): the end of the stall section (nothing for a nested one); a
     task that psi_memstall_enter woke goes back to sleep, and a task that slept inside the
     section (:func:`psi_task_sleep`: still TSK_MEMSTALL, no longer running) is woken to leave it
     and sleeps again."""
     st = k.__dict__.get("psi")
     if st is None or not st.enabled or flags:
+        return
+    task = current(k) if task is None else task
+    if task is None:
         return
     if _task_pid(k, task) and not st.psi_flags.get(task, 0) & (1 << _c(k, "NR_RUNNING")):
         # it slept inside the section (e.g. waiting for a refault's read): the kernel's caller
@@ -469,9 +512,10 @@ def psi_memstall_leave(k: "Kernel", task: int, flags: int) -> None:
 
 
 @contextmanager
-def memstall(k: "Kernel", task: int, ns: int = 0) -> Iterator[None]:
+def memstall(k: "Kernel", task: int | None = None, ns: int = 0) -> Iterator[None]:
     """``with memstall(k, task, ns):`` psi_memstall_enter, the body, ``ns`` more of simulated time
     (:func:`advance`: the modelled duration of the stalled work), psi_memstall_leave."""
+    task = current(k) if task is None else task
     flags = psi_memstall_enter(k, task)
     try:
         yield
