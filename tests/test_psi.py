@@ -7,7 +7,7 @@ real 6.18 kernel's /proc/pressure.
   as in the kernel), and the running averages against calc_load/calc_load_n/fixed_power_int
   re-implemented here from include/linux/sched/loadavg.h.
 * The reader (``mmintro pressure``) on a simulated snapshot: the text the simulator's own
-  psi_show prints, the JSON, and the raw books read by real drgn.
+  psi_show prints, the JSON, and the raw books read by real drgn and by crash.
 * A real Debian 6.18 guest: ``mmintro pressure`` on its dump against the /proc/pressure files the
   guest printed just before the dump, and against the same numbers computed here from drgn's
   reading of psi_system.  The rule (see :func:`check_against_capture`): the capture's read ran
@@ -349,6 +349,30 @@ def test_drgn_reads_the_simulators_books(stalled_snapshot):
         assert int(per_cpu_ptr(dprog["psi_seq"].address_of_(), cpu).sequence) == saved.seq[cpu] > 0
         assert len(mine.times) == nr
     del drgn
+
+
+def test_crash_reads_the_simulators_books(stalled_snapshot):
+    """crash 9.0.2's ``p`` of psi_system and of each CPU's system_group_pcpu: the saved books."""
+    import re
+
+    from mmintro.realkernel.crash import fetch_crash, run_crash
+
+    _k, path, saved = stalled_snapshot
+    cmds = ["p psi_system.total", "p psi_system.avg"] + [f"p -d system_group_pcpu:{c}" for c in range(2)]
+    r = run_crash(fetch_crash(), path + ".vmlinux", path + ".vmcore", cmds)
+    assert r.error() is None, r.error()
+
+    def ints(text: str, name: str) -> list[int]:
+        m = re.search(rf"{name} = \{{([^}}]*)\}}", text)
+        return [int(x) for x in m.group(1).split(",")]
+
+    assert ints(r[cmds[0]], r"\$\d+") == [v for row in saved.group.total for v in row]
+    assert ints(r[cmds[1]], r"\$\d+") == [v for row in saved.group.avg for v in row]
+    for cpu, mine in enumerate(saved.group.pcpu):
+        out = r[cmds[2 + cpu]]
+        assert ints(out, "tasks") == mine.tasks and ints(out, "times") == mine.times
+        assert ints(out, "times_prev") == [v for row in mine.times_prev for v in row]
+        assert re.search(rf"state_start = {mine.state_start}\b", out)
 
 
 def _flat(obj):
