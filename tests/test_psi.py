@@ -191,6 +191,9 @@ def test_a_stall_inside_a_running_step_takes_current():
             assert c.tasks == [0, 1, 1, 1]
         psi.advance(k, 20 * MS)
     assert psi.current(k) is None and c.tasks == [0, 0, 0, 0] and not k.psi.psi_bug
+    before = k.psi.group.total[0][:]
+    assert psi.pressure(k)["full"]["total"] == 10000  # read on a copy: the books stay as they were
+    assert k.psi.group.total[0] == before
     some, full, nonidle = (k.T.const(n) for n in ("PSI_MEM_SOME", "PSI_MEM_FULL", "PSI_NONIDLE"))
     assert (c.times[some], c.times[full], c.times[nonidle]) == (10 * MS, 10 * MS, 50 * MS)
 

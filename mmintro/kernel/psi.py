@@ -79,6 +79,7 @@ __all__ = [
     "psi_show",
     "psi_task_sleep",
     "psi_task_wakeup",
+    "pressure",
     "current",
     "running",
 ]
@@ -660,6 +661,27 @@ def psi_show(k: "Kernel", res: str = "PSI_MEM") -> str:
                    f"avg60={LOAD_INT(avg[1])}.{LOAD_FRAC(avg[1]):02d} "
                    f"avg300={LOAD_INT(avg[2])}.{LOAD_FRAC(avg[2]):02d} total={total}\n")
     return "".join(out)
+
+
+def pressure(k: "Kernel", resource: str = "memory") -> dict[str, dict[str, float | int]]:
+    """What reading /proc/pressure/RESOURCE now would print, as numbers, without touching the
+    books (psi_show on a copy): ``{"some": {"avg10", "avg60", "avg300" (percent as printed),
+    "total" (us)}, "full": {...}}``.  For a scenario's expectations (``full total > 0``)."""
+    import copy
+
+    res = {"io": "PSI_IO", "memory": "PSI_MEM", "cpu": "PSI_CPU"}[resource]
+    saved = _psi(k)
+    k.psi = copy.deepcopy(saved)
+    try:
+        text = psi_show(k, res)
+    finally:
+        k.psi = saved
+    out: dict[str, dict[str, float | int]] = {}
+    for line in text.splitlines():
+        kind, *fields = line.split()
+        vals = dict(f.split("=") for f in fields)
+        out[kind] = {n: float(vals[n]) for n in ("avg10", "avg60", "avg300")} | {"total": int(vals["total"])}
+    return out
 
 
 # -- boot and the snapshot ---------------------------------------------------------------------------
