@@ -15,14 +15,14 @@ real 6.18 kernel's /proc/pressure.
   second (the capture waits a second before printing, and the harness stops the VM inside it),
   so every total the dump gives (stored, or aggregated at the dump's clock) is at least the
   captured one and at most one second more; the averages are the captured ones unless
-  update_averages() ran after the capture -- which needs a full psi_period (2.004 s) since the
-  previous update, so the dump then shows avg_last_update within the last second before its
-  clock.
+  update_averages() ran after the capture's reads -- seen from the dump's avg_last_update
+  against a CPU-clock time the capture recorded just before them (its own /proc/self/sched).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
@@ -356,8 +356,6 @@ def test_drgn_reads_the_simulators_books(stalled_snapshot):
 
 def test_crash_reads_the_simulators_books(stalled_snapshot):
     """crash 9.0.2's ``p`` of psi_system and of each CPU's system_group_pcpu: the saved books."""
-    import re
-
     from mmintro.realkernel.crash import fetch_crash, run_crash
 
     _k, path, saved = stalled_snapshot
@@ -401,14 +399,23 @@ def test_pressure_on_a_snapshot_without_psi_is_one_line(tmp_path):
 
 # -- a real kernel -------------------------------------------------------------------------------------
 def check_against_capture(ref, prog) -> dict:
-    """The module's comparison rule, for every /proc/pressure file the guest printed."""
+    """The module's comparison rule, for every /proc/pressure file the guest printed.  Whether
+    update_averages() ran after the capture's reads: the capture read its own /proc/self/sched
+    just before the pressure files, and its ``se.exec_start`` (rq_clock_task: the CPU clock, this
+    build having no IRQ time accounting) is a time at or before those reads; a group whose
+    ``avg_last_update`` is not later than that has not updated since, and its averages must be
+    the printed ones.  (Otherwise the update may be the capture's own or a later one, and only
+    the totals are compared.)"""
     from mmintro.reader.helpers import psi as rpsi
 
     books = rpsi.psi_books(prog)
     stored = pressure_view.to_json(pressure_view.pressure(prog, pressure_view.RESOURCES, stored=True))
     now = pressure_view.to_json(pressure_view.pressure(prog, pressure_view.RESOURCES))
     captured = {r: pressure_view.parse(ref.proc(f"pressure/{r}"), r)[r] for r in pressure_view.RESOURCES}
-    updated_after = books.avg_last_update + rpsi.sched_clock_offset(prog) > books.now - 1_000_000_000
+    m = re.search(r"^se\.exec_start\s*:\s*(\d+)\.(\d{6})$", ref.proc("self/sched"), re.M)
+    before_reads = int(m.group(1)) * 1_000_000 + int(m.group(2))  # SPLIT_NS: ms.nnnnnn
+    assert before_reads <= books.now
+    updated_after = books.avg_last_update + rpsi.sched_clock_offset(prog) > before_reads
     for r in pressure_view.RESOURCES:
         for kind in ("some", "full"):
             c, s, a = captured[r][kind], stored[r][kind], now[r][kind]
@@ -416,7 +423,9 @@ def check_against_capture(ref, prog) -> dict:
             avgs = ("avg10", "avg60", "avg300")
             if not updated_after:
                 assert [s[x] for x in avgs] == [c[x] for x in avgs], (r, kind, c, s)
-    return {"captured": captured, "stored": stored, "now": now, "updated_after": updated_after}
+    return {"captured": captured, "stored": stored, "now": now, "updated_after": updated_after,
+            "before_reads": before_reads, "avg_last_update": books.avg_last_update + rpsi.sched_clock_offset(prog),
+            "now_ns": books.now}
 
 
 def drgn_psi_show(dprog, resource_index: int) -> list[tuple[list[int], int]]:

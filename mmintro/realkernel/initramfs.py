@@ -23,8 +23,10 @@ __all__ = ["build_initramfs", "guest_program", "INIT_SCRIPT", "PROC_FILES", "PRO
 # What the capture reads, in this order (the system files, then each workload process's).
 PROC_FILES = [
     "meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem",
-    "version", "cmdline", "pressure/memory", "pressure/cpu", "pressure/io",
+    "version", "cmdline", "self/sched", "pressure/memory", "pressure/cpu", "pressure/io",
 ]
+# (self/sched, the capture's own, just before the pressure files: its se.exec_start is a CPU-clock
+# time at or before their reads, which tells whether psi's averages moved after them.)
 PROCESS_FILES = ["maps", "smaps", "smaps_rollup", "status", "numa_maps"]
 
 INIT_SCRIPT = r"""#!/bin/busybox sh
