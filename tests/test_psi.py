@@ -387,6 +387,27 @@ def _flat(obj):
     return out
 
 
+def test_a_snapshot_taken_inside_a_stall(tmp_path):
+    """The machine stops while a task reclaims: its CPU's state is live (state_mask set since
+    state_start), and psi_show extrapolates it to the dump's clock (rq->clock)."""
+    from mmintro.reader import open_snapshot
+    from mmintro.reader.helpers.psi import psi_books
+
+    k, a, _b = _machine()
+    start = psi.local_clock(k)
+    flags = psi.psi_memstall_enter(k, a.task)
+    psi.advance(k, 300 * MS)
+    save(k, tmp_path / "inside")
+    with open_snapshot(str(tmp_path / "inside")) as prog:
+        stop = psi_books(prog).now  # rq->clock as the sync wrote it (a printk or two after the stall)
+    assert 0 <= stop - (start + 300 * MS) < MS
+    got = run_json("pressure", str(tmp_path / "inside"))["memory"]
+    stored = run_json("pressure", str(tmp_path / "inside"), "--stored")["memory"]
+    assert got["some"]["total"] == got["full"]["total"] == (stop - start) // 1000
+    assert stored["some"]["total"] == 0  # nothing was folded in before the stop
+    psi.psi_memstall_leave(k, a.task, flags)
+
+
 def test_pressure_on_a_snapshot_without_psi_is_one_line(tmp_path):
     k = boot(MachineConfig(ram=1 << 30))
     save(k, tmp_path / "nopsi")
