@@ -198,6 +198,28 @@ def test_a_stall_inside_a_running_step_takes_current():
     assert (c.times[some], c.times[full], c.times[nonidle]) == (10 * MS, 10 * MS, 50 * MS)
 
 
+def test_a_task_that_exits_running_leaves_no_counts():
+    """do_exit of a task PSI sees running (a step's task killed inside it): its CPU's counts
+    go back to zero; the survivor's psi_flags are in its task_struct at sync."""
+    from mmintro.kernel.exit import do_exit
+
+    k, _init, b = _machine()
+    victim = spawn_process(k, "victim")
+    with psi.running(k, victim.task):
+        psi.advance(k, 10 * MS)
+        with psi.memstall(k):
+            psi.advance(k, 5 * MS)
+            do_exit(k, victim)  # (the kernel's victim leaves the section first; psi closes it)
+    psi.psi_task_wakeup(k, b.task)
+    k.sync()
+    assert k.kmem.get(b.task, "task_struct", "psi_flags") == psi.psi_flags_of(k, b.task) == (
+        (1 << k.T.const("NR_RUNNING")) | (1 << k.T.const("NR_PSI_TASK_COUNTS")))
+    psi.psi_task_sleep(k, b.task)
+    k.sync()
+    assert k.kmem.get(b.task, "task_struct", "psi_flags") == 0
+    assert all(c.tasks == [0, 0, 0, 0] for c in k.psi.group.pcpu) and not k.psi.psi_bug
+
+
 def test_totals_weight_cpus_by_nonidle_jiffies():
     """collect_percpu_times(): CPU 0 stalls 400 ms, CPU 1 runs 100 ms without stalling; the
     total is (400*400 + 0*100) / (400 + 100) ms of SOME (the non-idle weights in jiffies)."""

@@ -44,7 +44,8 @@ Simplified, and said so: one group (no cgroups: every task is in the root cgroup
 own run (microseconds of a kworker) is not a task -- its CPU is re-armed when other tasks are
 there (the kernel's ``tasks[] > 1`` with the worker counted); no triggers (``rtpoll_*`` as
 group_init leaves them); ``avgs_work`` is written with its list head only (no function pointer,
-no timer).
+no timer); kthreads (kswapd, kcompactd) stall only if the caller gives them a task_struct.
+``task->psi_flags`` and ``task->in_memstall`` are written at sync for the processes PSI has seen.
 
 **The build.**  The reference build has CONFIG_PSI with PSI disabled by default
 (CONFIG_PSI_DEFAULT_DISABLED, :data:`PSI_DEFAULT_DISABLED`; its /proc/pressure exists because it
@@ -78,6 +79,8 @@ __all__ = [
     "psi_memstall_leave",
     "psi_show",
     "psi_task_sleep",
+    "psi_flags_of",
+    "psi_task_exit",
     "psi_task_wakeup",
     "pressure",
     "current",
@@ -499,7 +502,7 @@ def psi_memstall_leave(k: "Kernel", task: int | None = None, flags: int = 0) -> 
     if st is None or not st.enabled or flags:
         return
     task = current(k) if task is None else task
-    if task is None:
+    if task is None or task not in st.in_memstall:  # never entered, or exited since (psi_task_exit)
         return
     if _task_pid(k, task) and not st.psi_flags.get(task, 0) & (1 << _c(k, "NR_RUNNING")):
         # it slept inside the section (e.g. waiting for a refault's read): the kernel's caller
@@ -510,6 +513,35 @@ def psi_memstall_leave(k: "Kernel", task: int | None = None, flags: int = 0) -> 
     psi_task_change(k, task, (1 << _c(k, "NR_MEMSTALL")) | (1 << _c(k, "NR_MEMSTALL_RUNNING")), 0)
     if task in st.woken_for_stall:
         psi_task_sleep(k, task)
+
+
+def psi_flags_of(k: "Kernel", task: int) -> int:
+    """``task->psi_flags`` as PSI keeps it (TSK_* bits)."""
+    st = k.__dict__.get("psi")
+    return st.psi_flags.get(task, 0) if st is not None else 0
+
+
+def psi_task_exit(k: "Kernel", task: int) -> None:
+    """The task exits (do_exit's last __schedule: psi_sched_switch with sleep): if PSI sees it
+    running it leaves its CPU; PSI forgets it.  A stall section still open (a caller that did not
+    leave it; the kernel always does) is closed first, so the CPU's counts do not leak."""
+    st = k.__dict__.get("psi")
+    if st is None:
+        return
+    if st.enabled and _task_pid(k, task):
+        if st.in_memstall.get(task):
+            psi_memstall_leave(k, task, 0)
+        psi_task_sleep(k, task)
+    for d in (st.psi_flags, st.in_memstall, st.task_cpu):
+        d.pop(task, None)
+    st.woken_for_stall.discard(task)
+    for cpu, t in list(st.curr.items()):
+        if t == task:
+            del st.curr[cpu]
+    cur = k.__dict__.get("psi_current", {})
+    for cpu, t in list(cur.items()):
+        if t == task:
+            del cur[cpu]
 
 
 @contextmanager
@@ -770,6 +802,12 @@ def write_psi(k: "Kernel") -> None:
         km.set(k.per_cpu_ptr(k.sym("runqueues"), cpu), "rq", "clock", now)
     if not st.enabled:
         return
+    # the task fields psi.c owns, for the tasks alive (0 for one asleep outside any stall)
+    for proc in k.__dict__.get("processes", []):
+        t = proc.task
+        if t in st.psi_flags or t in st.in_memstall:
+            km.set(t, "task_struct", "psi_flags", st.psi_flags.get(t, 0))
+            km.set(t, "task_struct", "in_memstall", st.in_memstall.get(t, 0))
     km.set(g, "psi_group", "enabled", 1)
     km.set(g, "psi_group", "avg_last_update", group.avg_last_update)
     km.set(g, "psi_group", "avg_next_update", group.avg_next_update)
