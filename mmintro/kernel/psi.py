@@ -47,6 +47,17 @@ group_init leaves them); ``avgs_work`` is written with its list head only (no fu
 no timer); kthreads (kswapd, kcompactd) stall only if the caller gives them a task_struct.
 ``task->psi_flags`` and ``task->in_memstall`` are written at sync for the processes PSI has seen.
 
+**Callers** (direct reclaim's __perform_reclaim, kswapd's balance_pgdat, compaction's
+__alloc_pages_direct_compact and kcompactd, a workingset refault's folio wait)::
+
+    flags = psi.psi_memstall_enter(k, task)   # task: struct task_struct *; None: psi.current(k)
+    ...                                        # the work; psi.advance(k, ns) for its duration
+    psi.psi_memstall_leave(k, task, flags)
+
+    with psi.memstall(k, task, ns): ...        # the same, ns of time passing at the end
+    with psi.running(k, proc.task): ...        # a workload step on behalf of proc (it is current)
+    psi.pressure(k)["full"]["total"]           # what /proc/pressure/memory would say now (us)
+
 **The build.**  The reference build has CONFIG_PSI with PSI disabled by default
 (CONFIG_PSI_DEFAULT_DISABLED, :data:`PSI_DEFAULT_DISABLED`; its /proc/pressure exists because it
 booted with ``psi=1``): ``psi=`` on the command line (kstrtobool) decides, and when PSI is off
