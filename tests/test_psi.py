@@ -598,3 +598,20 @@ def test_real_kernel_memory_pressure(real_dump_pressure, tmp_path_factory):
     mem = got["captured"]["memory"]
     assert mem["some"]["total"] >= mem["full"]["total"] > 0
     _drgn_check(real_dump_pressure, tmp_path_factory)
+
+
+PSI_OFF_GUEST = dict(append=("psi=0",), formats=("elf",))
+
+
+@pytest.mark.slow
+def test_real_kernel_booted_with_psi_0():
+    """Debian's build has PSI on by default; booted with psi=0 it has no /proc/pressure (the
+    capture could not open the files) and ``mmintro pressure`` says so in one line."""
+    from mmintro.realkernel.qemu import GuestConfig, cached_reference_dump
+
+    ref = cached_reference_dump(GuestConfig(**PSI_OFF_GUEST), "real-psi-off")
+    assert "psi=0" in ref.proc("cmdline")
+    assert all(ref.proc(f"pressure/{r}") == "" for r in pressure_view.RESOURCES)
+    r = run("pressure", str(ref.path("elf")), "--kernel", ref.vmlinuz, ok=False)
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("mmintro: error: PSI is disabled on this kernel")
