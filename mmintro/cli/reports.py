@@ -36,6 +36,7 @@ meminfo_view = _lazy("mmintro.views.meminfo")
 page_view = _lazy("mmintro.views.page")
 page_types_view = _lazy("mmintro.views.page_types")
 pagetypeinfo_view = _lazy("mmintro.views.pagetypeinfo")
+pressure_view = _lazy("mmintro.views.pressure")
 slabinfo_view = _lazy("mmintro.views.slabinfo")
 vmallocinfo_view = _lazy("mmintro.views.vmallocinfo")
 vmstat_view = _lazy("mmintro.views.vmstat")
@@ -190,7 +191,24 @@ def fragmentation(snapshot: str | None, which: str | None, as_json: bool) -> Non
         emit(fragmentation_view.render(rows, name), fragmentation_view.to_json(rows, name), as_json)
 
 
-COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop, pagetypeinfo, vmstat, meminfo, fragmentation]
+@click.command("pressure")
+@snapshot_argument
+@click.option("--resource", "resource", type=click.Choice(["memory", "cpu", "io", "irq", "all"]), default="memory",
+              show_default=True, help="which /proc/pressure file (all: memory, cpu and io, each after a '# path' line)")
+@click.option("--stored", is_flag=True,
+              help="the averages and totals as the last aggregation left them (psi_show first folds in the "
+                   "per-CPU times at the dump's latest clock)")
+@json_option
+def pressure(snapshot: str | None, resource: str, stored: bool, as_json: bool) -> None:
+    """/proc/pressure/memory (or cpu, io): PSI stall averages and totals, as psi_show prints them."""
+    names = pressure_view.RESOURCES if resource == "all" else (resource,)
+    with load(snapshot) as prog:
+        lines = pressure_view.pressure(prog, names, stored)
+        emit(pressure_view.render(lines), pressure_view.to_json(lines), as_json)
+
+
+COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop, pagetypeinfo, vmstat, meminfo, fragmentation,
+            pressure]
 
 
 @click.command("slabinfo")

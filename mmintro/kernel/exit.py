@@ -359,6 +359,9 @@ def do_exit(k: Kernel, proc: fork.Process) -> None:
         forget_original_parent(k, tsk)
         km.set(tsk, "task_struct", "exit_state", EXIT_ZOMBIE)
         km.set(tsk, "task_struct", "__state", TASK_DEAD)
+        from mmintro.kernel import psi
+
+        psi.psi_task_exit(k, tsk)  # do_task_dead() -> __schedule(): psi_sched_switch(sleep)
         release_task(k, tsk)
     finally:
         k.on_cpu(old_cpu)

@@ -220,6 +220,9 @@ class Kernel:
         from mmintro.kernel import init_task
 
         init_task.init_tasks(self)
+        from mmintro.kernel import psi
+
+        psi.psi_init(self)  # sched_init() ends with psi_init()
         step("e820__reserve_resources: /proc/iomem", 0.55)
         resource.e820_reserve_resources(self)
         from mmintro.kernel import init_64, slub, swiotlb, vmalloc
@@ -460,6 +463,9 @@ class Kernel:
 
         configs.place_globals(self)
         timekeeping.place_globals(self)
+        from mmintro.kernel import psi
+
+        psi.place_globals(self)
         img.var("avenrun", "bss")  # kernel/sched/loadavg.c: no task runs, so the load is 0
         # fs/proc/array.c task_state_array[]: the state letters /proc/PID/status, ps and
         # drgn's task_state_to_char() read.

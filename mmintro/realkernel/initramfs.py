@@ -23,8 +23,10 @@ __all__ = ["build_initramfs", "guest_program", "INIT_SCRIPT", "PROC_FILES", "PRO
 # What the capture reads, in this order (the system files, then each workload process's).
 PROC_FILES = [
     "meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem",
-    "version", "cmdline",
+    "version", "cmdline", "self/sched", "pressure/memory", "pressure/cpu", "pressure/io",
 ]
+# (self/sched, the capture's own, just before the pressure files: its se.exec_start is a CPU-clock
+# time at or before their reads, which tells whether psi's averages moved after them.)
 PROCESS_FILES = ["maps", "smaps", "smaps_rollup", "status", "numa_maps", "oom_score", "oom_score_adj"]
 
 INIT_SCRIPT = r"""#!/bin/busybox sh
@@ -53,7 +55,7 @@ for pid in $(cut -d' ' -f2 /ready); do
     for f in @PROCESS_FILES@; do files="$files /proc/$pid/$f"; done
 done
 echo "mmintro: workload ready: $(tr '\n' ' ' < /ready)"
-# Real addresses in %pK output (vmallocinfo's ranges) for root, as on a debugging box;
+@PRESSURE@# Real addresses in %pK output (vmallocinfo's ranges) for root, as on a debugging box;
 # with the default 0 they print hashed and could not be compared.
 echo 1 > /proc/sys/kernel/kptr_restrict
 exec /bin/capture /dev/ttyS1 $files
@@ -81,6 +83,27 @@ def guest_program(name: str) -> Path:
         raise HarnessError(f"cannot build the static guest program {name}: {first}")
     tmp.rename(out)
     return out
+
+
+def _pressure_step(nr: int) -> str:
+    """Memory pressure before the capture (GuestConfig.pressure_hugepages = N): fill N MiB of a
+    tmpfs in 1 MiB files and delete every other one (the free memory is then in 1 MiB holes
+    between movable shmem pages), ask for N 2 MiB hugetlb pages (more than there is) and give
+    everything back.  The order-9 allocations compact -- migrating the shmem pages -- and reclaim
+    in the slow path (__alloc_pages_direct_compact, __perform_reclaim) and wake kswapd and
+    kcompactd, all inside psi_memstall_enter/leave: the memory PSI books move.  (Without the
+    holes there is little to do on the swapless guest: a stall of a millisecond or so, below the
+    1% of a 2 s period that psi's averages count, as calc_avgs() takes whole percents.)"""
+    if not nr:
+        return ""
+    n = int(nr)
+    return (f"mkdir -p /mnt/pressure && mount -t tmpfs -o size={n}m tmpfs /mnt/pressure\n"
+            f"i=0; while [ $i -lt {n} ]; do dd if=/dev/zero of=/mnt/pressure/f$i bs=1M count=1 2>/dev/null; "
+            "i=$((i + 1)); done\n"
+            f"i=0; while [ $i -lt {n} ]; do rm /mnt/pressure/f$i; i=$((i + 2)); done\n"
+            f"echo {n} > /proc/sys/vm/nr_hugepages; got=$(cat /proc/sys/vm/nr_hugepages)\n"
+            "echo 0 > /proc/sys/vm/nr_hugepages; rm -f /mnt/pressure/*; umount /mnt/pressure\n"
+            f"echo \"mmintro: pressure: got $got of {n} huge pages\"\n")
 
 
 class _Cpio:
@@ -141,8 +164,10 @@ def _with_dependencies(kernel: KernelPackage, names: tuple[str, ...]) -> list[tu
     return list(out.items())
 
 
-def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modules: tuple[str, ...] = ()) -> Path:
-    """Write the guest's initramfs for ``kernel`` to ``dest`` (with ``modules`` loaded by init)."""
+def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modules: tuple[str, ...] = (),
+                    pressure_hugepages: int = 0) -> Path:
+    """Write the guest's initramfs for ``kernel`` to ``dest`` (with ``modules`` loaded by init;
+    ``pressure_hugepages``: see GuestConfig)."""
     busybox = shutil.which("busybox")
     if busybox is None:
         raise HarnessError("busybox is not installed (Debian package busybox-static)")
@@ -154,6 +179,7 @@ def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modul
     extra = _with_dependencies(kernel, tuple(modules))
     loads = "".join(f'insmod /lib/modules/{n}.ko || echo "mmintro: insmod {n} failed"\n' for n, _b in extra)
     init = (INIT_SCRIPT.replace("@ANON_MIB@", str(int(anon_mib))).replace("@MODULES@", loads)
+            .replace("@PRESSURE@", _pressure_step(pressure_hugepages))
             .replace("@PROC_FILES@", " ".join(f"/proc/{f}" for f in PROC_FILES))
             .replace("@PROCESS_FILES@", " ".join(PROCESS_FILES)))
     c = _Cpio()

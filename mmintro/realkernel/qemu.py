@@ -52,12 +52,19 @@ class GuestConfig:
     # before the workload, in order (their dependencies first, from each module's modinfo)
     append: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    # Memory pressure after the workload is ready and before the capture (0: none): init fills N
+    # MiB of a tmpfs, frees every other MiB, asks for N 2 MiB hugetlb pages (vm.nr_hugepages)
+    # and gives everything back; compaction and reclaim move PSI's memory books
+    # (initramfs._pressure_step)
+    pressure_hugepages: int = 0
 
     def check(self) -> None:
         if self.paging_levels not in (4, 5):
             raise HarnessError(f"paging levels must be 4 or 5, not {self.paging_levels}")
         if not 1 <= self.nodes <= 8 or not 1 <= self.cpus <= 16:
             raise HarnessError("the harness boots 1-8 nodes and 1-16 CPUs")
+        if not 0 <= self.pressure_hugepages <= 1 << 20:
+            raise HarnessError(f"pressure_hugepages {self.pressure_hugepages}: 0 to 1048576 huge pages")
         if self.mem_mib < 256 or self.mem_mib % (2 * self.nodes):
             raise HarnessError(f"memory must be at least 256 MiB and split evenly over {self.nodes} node(s)")
         for a in self.append:
@@ -228,7 +235,7 @@ def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    initrd = build_initramfs(kernel, out / "initramfs.cpio", cfg.anon_mib, cfg.modules)
+    initrd = build_initramfs(kernel, out / "initramfs.cpio", cfg.anon_mib, cfg.modules, cfg.pressure_hugepages)
     t_prep = time.monotonic()
     qmp_path = Path(f"/tmp/mmintro-qmp-{os.getpid()}-{int(t0 * 1000) % 100000}.sock")
     cmd = _qemu_command(cfg, kernel, initrd, out, qmp_path)

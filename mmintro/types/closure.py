@@ -91,13 +91,14 @@ user_regs_struct pt_regs inactive_task_frame fork_frame
 io_tlb_slot io_tlb_area io_tlb_mem hlist_bl_head pcpu_alloc_info pcpu_group_info
 dev_pagemap dev_pagemap_ops vmem_altmap range percpu_ref percpu_ref_data bdev_inode
 swap_sequential_cluster swap_table swap_extent plist_head plist_node percpu_swap_cluster scan_control
+psi_group psi_group_cpu static_key_false delayed_work work_struct
 """.split()
 
 # Per-CPU variables (their types and offsets come from the BTF's .data..percpu DATASEC).
 PERCPU_VARS = """
 runqueues vm_event_states boot_pageset boot_zonestats boot_nodestats this_cpu_off
 current_task cpu_number irq_stack_backing_store hardirq_stack_ptr ne_fit_preload_node
-vmap_block_queue cached_stacks
+vmap_block_queue cached_stacks system_group_pcpu psi_seq
 """.split()
 
 # union thread_union is not in the BTF (no variable of that type is emitted), but drgn derives
