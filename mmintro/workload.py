@@ -350,6 +350,9 @@ _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     "swap_free": lambda w: _swap(w)[1],
     "swap_used": lambda w: _swap(w)[0] - _swap(w)[1],
     "nr_swapcache": lambda w: _node_stat(w, "NR_SWAPCACHE"),
+    # PSI: /proc/pressure/memory's totals (us), as psi_show computes them now
+    "psi_some": lambda w: _psi_total(w, "some"),
+    "psi_full": lambda w: _psi_total(w, "full"),
 }
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
@@ -1467,6 +1470,15 @@ def _pss(w: Workload, proc: str) -> int:
     return total >> PSS_SHIFT >> 10
 
 
+def _psi_total(w: Workload, line: str) -> int:
+    from mmintro.kernel import psi
+
+    st = w.k.__dict__.get("psi")
+    if st is None or not st.enabled:
+        raise WorkloadError("PSI is disabled on this machine (psi=1 on its command line enables it: [machine] cmdline)")
+    return int(psi.pressure(w.k)[line]["total"])
+
+
 def _swap(w: Workload) -> tuple[int, int]:
     from mmintro.kernel import swapfile
 
@@ -1583,7 +1595,7 @@ ACTIONS: dict[str, set[str]] = {
 PROC_ACTIONS = ("spawn", "fork", "thread", "exit", "exec", "brk", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
                 "swapon", "read", "write", "writeback", "sysctl")
 MAPPING_ACTIONS = ("mmap", "touch", "munmap", "mprotect", "mbind")
-MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g")
+MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g", "cmdline")
 SECTIONS = ("scenario", "machine", "step")
 
 
@@ -1733,13 +1745,15 @@ def parse_scenario(text: str, path: str | os.PathLike = "<scenario>", name: str 
                 machine[key] = parse_size(v) if type(v) in (str, int) else _raise(v)
             elif key == "thp":
                 machine[key] = v if v in THP_MODES else _raise(v)
+            elif key == "cmdline":
+                machine[key] = v if isinstance(v, str) else _raise(v)
             elif type(v) is not int:
                 _raise(v)
             else:
                 machine[key] = v
         except ValueError:
             raise ScenarioError(f"{at}: [machine]: {key} = {v!r} is not "
-                                f"{'a size (e.g. 4G)' if key == 'ram' else 'one of always, madvise, never' if key == 'thp' else 'an integer'}") from None
+                                f"{'a size (e.g. 4G)' if key == 'ram' else 'one of always, madvise, never' if key == 'thp' else 'a string (the kernel command line)' if key == 'cmdline' else 'an integer'}") from None
     try:
         MachineConfig(**machine).validate()
     except ValueError as e:
@@ -2262,10 +2276,31 @@ class ScenarioRun(NamedTuple):
     """One line per step, with what it measured."""
 
 
+def _running_as(w: Workload, s: Step) -> Any:
+    """The step's process is ``current`` while the step runs (psi.running): a memory stall
+    deep inside it (direct reclaim, a thrashing refault) stalls that process, as PSI sees it."""
+    import contextlib
+
+    a = s.args
+    name = a.get("process") if s.action in ("touch", "read", "write", "mmap", "munmap", "mprotect") else None
+    if name is None and s.action in ("touch", "mmap") and len(w.procs) == 1:
+        name = next(iter(w.procs))
+    p = w.procs.get(name) if name else None
+    psi = None
+    try:
+        from mmintro.kernel import psi
+    except ImportError:
+        pass
+    if p is None or psi is None or not getattr(p, "task", None):
+        return contextlib.nullcontext()
+    return psi.running(w.k, p.task)
+
+
 def _run_step(w: Workload, s: Step) -> str:
     a = s.args
     if s.action in PROC_ACTIONS:
-        return _run_proc_step(w, s)
+        with _running_as(w, s):
+            return _run_proc_step(w, s)
     flags = a.get("flags", "GFP_KERNEL")
     order = a.get("order", 0)
     common = {"node": a.get("node"), "nodemask": a.get("nodemask"), "interleave": a.get("interleave"),

@@ -235,9 +235,19 @@ def page_cache_ra_unbounded(k: Kernel, mapping: int, index: int, nr_to_read: int
     added = []
     with I.mapping_xa(k, mapping).batch():  # the xa_nodes' bytes written once
         _ra_alloc_range(k, mapping, index, nr_to_read, mark, gfp, added)
+    # read_pages(): a batch holding a workingset folio (one that refaulted while in the
+    # workingset) is thrashing, and its read a memory stall (psi_memstall_enter in the ractl)
+    ws = sum(1 for pfn, _idx in added if swap.folio_test(k, pfn, swap.PG_workingset))
+    if ws:
+        from mmintro.kernel import page_io, psi
+
+        flags = psi.psi_memstall_enter(k)
+        psi.advance(k, len(added) * page_io.READ_NS)
     for pfn, idx in added:
         _fill_from_disk(k, mapping, pfn, idx)
         _folio_put(k, pfn)  # readahead_folio(): the caller's reference goes
+    if ws:
+        psi.psi_memstall_leave(k, None, flags)
     return len(added)
 
 

@@ -19,7 +19,13 @@ from mmintro.kernel import swapfile as sf
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-__all__ = ["swap_read_folio", "swap_writeout"]
+__all__ = ["READ_NS", "SWAP_READ_NS", "SWAP_WRITE_NS", "swap_read_folio", "swap_writeout"]
+
+# The simulator's cost model for I/O time (what PSI counts while a task waits on it): a 4 KiB
+# read from the file or swap device 100 us, a swap write 50 us (a SATA SSD's order of magnitude).
+READ_NS = 100_000
+SWAP_READ_NS = 100_000
+SWAP_WRITE_NS = 50_000
 
 
 def _ev(k: Kernel, item: str, n: int) -> None:

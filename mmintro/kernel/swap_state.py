@@ -205,7 +205,14 @@ def read_swap_cache_async(k: Kernel, entry: int, gfp: int, vma: int, addr: int,
     if shadow:
         workingset.workingset_refault(k, new, shadow)
     swap.folio_add_lru(k, new)
-    page_io.swap_read_folio(k, new, entry)
+    if swap.folio_test(k, new, swap.PG_workingset):
+        # swap_read_folio(): reading a workingset folio back is thrashing -- a memory stall
+        from mmintro.kernel import psi
+
+        with psi.memstall(k, None, page_io.SWAP_READ_NS):
+            page_io.swap_read_folio(k, new, entry)
+    else:
+        page_io.swap_read_folio(k, new, entry)
     if readahead:
         swap.folio_set_flag(k, new, PG_readahead)
     return new, True

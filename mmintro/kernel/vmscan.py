@@ -79,6 +79,7 @@ __all__ = [
 _T = swap._T
 DEF_PRIORITY = 12  # mm/vmscan.c / include/linux/mmzone.h
 MAX_RECLAIM_RETRIES = 16  # mm/internal.h
+SCAN_NS = 1_000  # the simulator's cost model: direct reclaim spends 1 us per page it looks at
 SWAP_CLUSTER_MAX = kc.SWAP_CLUSTER_MAX
 SWAP_CLUSTER_MAX_SKIPPED = SWAP_CLUSTER_MAX << 10
 MAX_SWAPPINESS = 200
@@ -136,6 +137,8 @@ class ScanControl:
     kswapd: bool = False  # current_is_kswapd()
     nr_scanned: int = 0
     nr_reclaimed: int = 0
+    nr_scanned_total: int = 0  # the modelled cost of this invocation: pages looked at ...
+    nr_pageout_total: int = 0  # ... and written to swap
     # sc->nr: the counts shrink_node uses to decide on writeback waits
     nr_dirty: int = 0
     nr_unqueued_dirty: int = 0
@@ -465,6 +468,7 @@ def shrink_folio_list(k: Kernel, folios: list[int], nid: int, sc: ScanControl,
     for pfn in folios:
         nr_pages = swap.folio_nr_pages(k, pfn)
         sc.nr_scanned += nr_pages
+        sc.nr_scanned_total += nr_pages
         file = not swap.folio_test(k, pfn, PG_swapbacked)
         outcome = "keep"
         while True:  # one pass; break with outcome
@@ -527,6 +531,7 @@ def shrink_folio_list(k: Kernel, folios: list[int], nid: int, sc: ScanControl,
                     outcome = "activate"
                     break
                 stat.nr_pageout += nr_pages
+                sc.nr_pageout_total += nr_pages
                 if swap.folio_test(k, pfn, PG_writeback) or swap.folio_test(k, pfn, PG_dirty):
                     break
             if not __remove_mapping(k, pfn):
@@ -841,8 +846,17 @@ def try_to_free_pages(k: Kernel, zones: list[ZoneState], order: int, gfp: int,
     sc = ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, gfp_mask=gfp, order=order, priority=DEF_PRIORITY,
                      reclaim_idx=G.gfp_zone(gfp), nodemask=nodemask, may_writepage=True, may_unmap=True,
                      may_swap=True)
-    with _memstall(k):
+    # __perform_reclaim(): the allocating task stalls on memory for as long as the work takes
+    # (the simulator's cost model: SCAN_NS per page looked at, page_io.SWAP_WRITE_NS per
+    # page written to swap)
+    from mmintro.kernel import page_io, psi
+
+    flags = psi.psi_memstall_enter(k)
+    try:
         return do_try_to_free_pages(k, zones, sc)
+    finally:
+        psi.advance(k, sc.nr_scanned_total * SCAN_NS + sc.nr_pageout_total * page_io.SWAP_WRITE_NS)
+        psi.psi_memstall_leave(k, None, flags)
 
 
 # -- kswapd -----------------------------------------------------------------------------------------
@@ -908,7 +922,7 @@ def balance_pgdat(k: Kernel, nid: int, order: int, highest_zoneidx: int) -> int:
     zone_boosts = [z.watermark_boost if z.managed else 0 for z in k.zones[nid][:highest_zoneidx + 1]]
     nr_boost_reclaim = sum(zone_boosts)
     boosted = bool(nr_boost_reclaim)
-    with _memstall(k):
+    if True:  # kswapd's own memstall section: it has no task_struct here, so PSI sees nothing
         sc = ScanControl(gfp_mask=G.GFP_KERNEL, order=order, may_unmap=True, kswapd=True)
         while True:  # restart:
             sc.priority = DEF_PRIORITY
@@ -959,18 +973,6 @@ def balance_pgdat(k: Kernel, nid: int, order: int, highest_zoneidx: int) -> int:
         if compaction is not None and hasattr(compaction, "wakeup_kcompactd"):
             compaction.wakeup_kcompactd(k, nid, kc.PAGEBLOCK_ORDER, highest_zoneidx)
     return sc.order
-
-
-def _memstall(k: Kernel):
-    """psi_memstall_enter()/psi_memstall_leave() around reclaim work (kernel/sched/psi.c)."""
-    import contextlib
-
-    from mmintro.kernel import memory
-
-    psi = memory._optional("psi")
-    if psi is None or not hasattr(psi, "memstall"):
-        return contextlib.nullcontext()
-    return psi.memstall(k)
 
 
 def _optional_compaction():
