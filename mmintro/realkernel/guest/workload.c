@@ -10,7 +10,21 @@
  *            (copies), writes the shared buffers (no copies);
  *
  * then each process writes its pid to the ready file and sleeps.  Sizes come from argv so the
- * harness can scale the workload: workload READY_FILE TMPFS_DIR [ANON_MIB].
+ * harness can scale the workload: workload READY_FILE TMPFS_DIR [ANON_MIB [SWAP_MIB]].
+ *
+ * With SWAP_MIB (a swap device is on), the parent also maps a SWAP_MIB private anonymous region
+ * (MADV_NOHUGEPAGE: order-0 folios), writes every page and pushes all of it to swap with
+ * MADV_PAGEOUT (21) twice: the first pass writes the pages to swap but leaves them in the swap
+ * cache under writeback; once writeback is done they are read-faulted back (mapped again, clean)
+ * and the second pass unmaps and frees them, so that every page is swapped out and none cached.
+ * Then, of the region's pages numbered in eighths:
+ *   0-3/8, 6/8-1  left swapped out (swap PTEs); after the fork the child shares them (swap count 2),
+ *   4/8-5/8       read back by the parent (present PTEs, folios in the swap cache),
+ *   5/8-6/8       written by the parent (swap slots freed, plain anonymous pages again);
+ * the child reads 0-1/8 back (present in the child, in the swap cache; the parent's PTEs stay
+ * swap entries).  Each process prints its own /proc/self/pagemap view of the region's swapped
+ * pages on stdout as "mmintro: swapmap PID VADDR NPAGES TYPE OFFSET" runs (consecutive offsets),
+ * the real kernel's own word on which swap entry each address holds.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -60,6 +74,62 @@ static void ready(const char *role)
 	close(fd);
 }
 
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+
+/* Wait until /proc/meminfo says no page is under writeback (bounded: 60 s). */
+static void wait_writeback(void)
+{
+	char buf[4096];
+	for (int tries = 0; tries < 600; tries++) {
+		int fd = open("/proc/meminfo", O_RDONLY);
+		if (fd < 0)
+			die("open /proc/meminfo");
+		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			die("read /proc/meminfo");
+		buf[n] = 0;
+		char *w = strstr(buf, "\nWriteback:");
+		if (w && strtoul(w + 11, NULL, 10) == 0)
+			return;
+		usleep(100 * 1000);
+	}
+	fprintf(stderr, "mmintro: swap writeback never finished\n");
+}
+
+/* Print the swapped pages of [p, p + len) from /proc/self/pagemap as runs of consecutive swap
+ * offsets: bit 62 = swapped, bits 0-4 the swap type, bits 5-54 the offset. */
+static void print_swapmap(char *p, size_t len)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+	if (fd < 0)
+		die("open pagemap");
+	size_t n = len / 4096;
+	unsigned long long *e = malloc(n * 8);
+	if (!e || pread(fd, e, n * 8, (off_t)((unsigned long)p / 4096) * 8) != (ssize_t)(n * 8))
+		die("read pagemap");
+	close(fd);
+	for (size_t i = 0; i < n;) {
+		if (!(e[i] >> 62 & 1)) {
+			i++;
+			continue;
+		}
+		unsigned type = e[i] & 31;
+		unsigned long long off = (e[i] & ((1ULL << 55) - 1)) >> 5;
+		size_t j = i + 1;
+		while (j < n && (e[j] >> 62 & 1) && (e[j] & 31) == type
+		       && ((e[j] & ((1ULL << 55) - 1)) >> 5) == off + (j - i))
+			j++;
+		printf("mmintro: swapmap %d %lx %zu %u %llx\n", (int)getpid(), (unsigned long)p + i * 4096,
+		       j - i, type, off);
+		i = j;
+	}
+	fflush(stdout);
+	free(e);
+}
+
 static void *thread_main(void *arg)
 {
 	char *buf = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -79,6 +149,7 @@ int main(int argc, char **argv)
 	}
 	ready_file = argv[1];
 	size_t anon_len = (argc > 3 ? strtoul(argv[3], NULL, 0) : 16) * MIB;
+	size_t swap_len = (argc > 4 ? strtoul(argv[4], NULL, 0) : 0) * MIB;
 
 	char *anon = mmap(NULL, anon_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (anon == MAP_FAILED)
@@ -115,6 +186,30 @@ int main(int argc, char **argv)
 		if (pthread_create(&t[i], NULL, thread_main, (void *)(i + 5)))
 			die("pthread_create");
 
+	char *swp = NULL;
+	size_t eighth = swap_len / 8;
+	int sync_pipe[2];
+	if (swap_len) {
+		swp = mmap(NULL, swap_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (swp == MAP_FAILED)
+			die("mmap swap region");
+		madvise(swp, swap_len, MADV_NOHUGEPAGE);
+		for (size_t i = 0; i < swap_len; i += 4096)
+			swp[i] = (char)(i / 4096 * 7 + 1);
+		if (madvise(swp, swap_len, MADV_PAGEOUT))
+			die("madvise(MADV_PAGEOUT)");
+		wait_writeback();
+		(void)sum(swp, swap_len);
+		if (madvise(swp, swap_len, MADV_PAGEOUT))
+			die("madvise(MADV_PAGEOUT)");
+		(void)sum(swp + 4 * eighth, eighth);
+		touch(swp + 5 * eighth, eighth, 9);
+		printf("mmintro: swapregion %d %lx %zu\n", (int)getpid(), (unsigned long)swp, swap_len);
+		fflush(stdout);
+		if (pipe(sync_pipe))
+			die("pipe");
+	}
+
 	pid_t child = fork();
 	if (child < 0)
 		die("fork");
@@ -125,11 +220,23 @@ int main(int argc, char **argv)
 		touch(file, 4 * MIB, 7);
 		touch(shm, 2 * MIB, 8);
 		(void)s;
+		if (swap_len) {
+			(void)sum(swp, eighth);
+			print_swapmap(swp, swap_len);
+			if (write(sync_pipe[1], "x", 1) != 1)
+				die("write pipe");
+		}
 		ready("child");
 		for (;;)
 			pause();
 	}
 	sleep(1); /* let the threads fault their buffers in first */
+	if (swap_len) {
+		char c;
+		if (read(sync_pipe[0], &c, 1) != 1) /* the child has read its pages back */
+			die("read pipe");
+		print_swapmap(swp, swap_len);
+	}
 	ready("parent");
 	for (;;)
 		pause();
