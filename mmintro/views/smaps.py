@@ -7,8 +7,9 @@ then 6.18's accounting runs on numpy arrays, one reduction per VMA:
 
 * ``smaps_pte_entry``: a present PTE counts through ``vm_normal_page`` — special PTEs (the
   shared zero page, pfn maps) and pfns without a struct page are skipped; a non-present,
-  non-zero PTE whose swap type is below MAX_SWAPFILES adds a page to Swap and SwapPss (the swap
-  count is taken as 1: swap_map is not modelled).
+  non-zero PTE whose swap type is below MAX_SWAPFILES adds a page to Swap, and to SwapPss
+  the page divided by ``swp_swapcount()`` (the entry's swap_map count) when that is 2 or more
+  (:mod:`mmintro.reader.helpers.swap`).
 * ``smaps_pmd_entry``: a present PMD leaf counts its whole folio (``vm_normal_page_pmd`` skips
   the huge zero folio), AnonHugePages / ShmemPmdMapped / FilePmdMapped by folio kind.
 * ``smaps_account``: Anonymous / LazyFree / KSM / Rss / Referenced (PTE young or folio young or
@@ -91,11 +92,7 @@ VM_MNEMONICS: dict[int, str] = {
 # include/linux/page-flags.h: folio->mapping low bits
 FOLIO_MAPPING_ANON = 0x1
 FOLIO_MAPPING_KSM = 0x3
-# include/linux/swapops.h / swap.h for this config (MIGRATION=y, PTE_MARKER=y, DEVICE_PRIVATE and
-# MEMORY_FAILURE not set): MAX_SWAPFILES = (1 << MAX_SWAPFILES_SHIFT) - 3 - 1; x86-64 keeps the
-# type in the top SWP_TYPE_BITS of the pte (arch/x86/include/asm/pgtable_64.h).
-MAX_SWAPFILES = (1 << 5) - 3 - 1
-SWP_TYPE_SHIFT = 64 - 5
+# swap entries: mmintro.reader.helpers.swap (pte_to_swp_entry, MAX_SWAPFILES of the dumped build)
 # include/linux/page-flags.h: page_mapcount_is_type(mapcount) = page_type_has_type(mapcount - 1), i.e.
 # (int)(mapcount - 1) < PGTY_mapcount_underflow << 24: a page type, not a mapcount
 PAGE_MAPCOUNT_RESERVE = -(1 << 24)
@@ -354,17 +351,23 @@ def account_mm(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[
         # non-present hugetlb entries are "maybe shared" (folio of a migration entry): not modelled
     normal = ~hug
 
-    # -- swap entries: non-present PTEs --------------------------------------------------------
+    # -- swap entries: non-present PTEs: smaps_pte_entry's is_swap_pte branch ------------------
     swp = normal & ~s.present & (s.level == LEVEL_PTE)
     if swp.any():
-        typ = (entry[swp] >> np.uint64(SWP_TYPE_SHIFT)).astype(np.int64)
-        # x86 stores swap ptes inverted (L1TF): the type bits are stored as they are
-        real = typ < MAX_SWAPFILES
+        from mmintro.reader.helpers.swap import max_swapfiles, swp_entries, swp_swapcounts
+
+        types, offsets = swp_entries(entry[swp])
+        real = types < max_swapfiles(prog)  # !non_swap_entry(): not migration, hwpoison, marker
         sv = vi[swp][real]
+        # SwapPss: (PAGE_SIZE << PSS_SHIFT) / swp_swapcount() when the entry is shared (>= 2)
+        count = swp_swapcounts(prog, types[real], offsets[real])
+        full = np.int64(PAGE_SIZE << PSS_SHIFT)
+        pss = np.where(count >= 2, full // np.maximum(count, 1), full)
         cnt = np.bincount(sv, minlength=n)
+        pss_sum = _reduce(sv, pss, n)
         for i in np.nonzero(cnt)[0].tolist():
             stats[i].swap += int(cnt[i]) * PAGE_SIZE
-            stats[i].swap_pss += (int(cnt[i]) * PAGE_SIZE) << PSS_SHIFT
+            stats[i].swap_pss += int(pss_sum[i])
 
     # -- present PTEs: smaps_pte_entry -> vm_normal_page -> smaps_account(compound=false) --------
     special = np.uint64(1 << 9)  # _PAGE_SPECIAL (_PAGE_BIT_SOFTW1)
