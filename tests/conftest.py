@@ -76,9 +76,10 @@ def pytest_collection_modifyitems(config, items) -> None:
     """Every real-kernel configuration but the default (one more QEMU boot and dump each) is slow."""
     others = [n for n in REAL_CONFIGS if n != "real-default"]
     slow_fixtures = {f"real_dump_{n[5:].replace('-', '_')}" for n in others}
-    # a test parametrised over configurations names one in its id ("[real-swap]", "real_swap",
-    # and the older tests' "numa2-l5" without the prefix)
-    slow_ids = {v for n in others for v in (n, n.replace("-", "_"))}
+    # a test parametrised over configurations names one in its id: by name ("[real-swap]"), by
+    # fixture name ("[real_dump_swap]", a fixture looked up by name), or the older tests'
+    # "numa2-l5" without the prefix
+    slow_ids = {v for n in others for v in (n, n.replace("-", "_"))} | slow_fixtures
     slow_ids |= {"numa2-l5", "numa2_l5", "numa2-3cpu", "numa2_3cpu"}
     for item in items:
         if slow_fixtures & set(getattr(item, "fixturenames", ())) or any(v in item.nodeid for v in slow_ids):
