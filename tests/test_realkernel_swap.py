@@ -1,7 +1,8 @@
 """Swap as the reader sees it, against a real Linux 6.18 kernel that has swapped (conftest's
 ``real-swap``: a 64 MiB virtio disk switched on as swap, the workload's 8 MiB region pushed out
-with MADV_PAGEOUT, part of it read or written back, part shared with the forked child; see
-mmintro/realkernel/guest/workload.c).
+with MADV_PAGEOUT, part of it read or written back, part shared with the forked child; and a
+helper's 4 swapped-out pages shared by 80 forked children, so their swap counts go on in
+swap_map's continuation pages; see mmintro/realkernel/guest/workload.c).
 
 The oracles, each independent of mmintro:
 
@@ -91,7 +92,7 @@ def test_cli_swaps(ref) -> None:
     assert out == ref.proc("swaps")
     crash_style = run("swaps", "--crash", "--kernel", ref.vmlinuz, str(ref.path("elf"))).stdout
     assert crash_style.splitlines()[0].split() == ["SWAP_INFO_STRUCT", "TYPE", "SIZE", "USED", "PCT", "PRI", "FILENAME"]
-    assert crash_style.splitlines()[1].split()[1:] == ["PARTITION", "65532k", "7168k", "10%", "-2", "/dev/vda"]
+    assert crash_style.splitlines()[1].split()[1:] == ["PARTITION", "65532k", "7184k", "10%", "-2", "/dev/vda"]
 
 
 def test_meminfo_swap_lines_equal_the_guests(ref, prog) -> None:
@@ -102,7 +103,7 @@ def test_meminfo_swap_lines_equal_the_guests(ref, prog) -> None:
            if ln.startswith(SWAP_LINES)}
     assert got == want
     total, free = (int(want[k].split()[1]) for k in ("SwapTotal:", "SwapFree:"))
-    assert total == 65532 and total - free == 7168
+    assert total == 65532 and total - free == 7184  # (2048 - 256 freed by the write + 4 shared) * 4 kB
     assert int(want["SwapCached:"].split()[1]) == 2048
 
 
@@ -197,6 +198,10 @@ def test_swap_counts_and_the_swap_cache(ref, prog, pagemap) -> None:
             refs[k] = refs.get(k, 0) + 1
     assert refs, "no swap PTE in any process"
     assert {k: S.swp_swapcount(prog, *k) for k in refs} == refs
+    # the helper's 4 entries: 81 PTEs each, beyond SWAP_MAP_MAX: read through COUNT_CONTINUED
+    shared = sorted(k for k, n in refs.items() if n > S.SWAP_MAP_MAX)
+    assert len(shared) == 4 and all(refs[k] == 81 for k in shared)
+    assert all(S.swap_map(next(S.for_each_swap_info(prog)))[off] & S.COUNT_CONTINUED for _t, off in shared)
     kernel = {}
     for pages in pagemap.values():
         for k in pages.values():

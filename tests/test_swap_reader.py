@@ -35,8 +35,9 @@ def test_swap_pte_decoding_inverts_the_kernels_encoding() -> None:
 
 
 def test_a_pte_the_real_kernel_wrote() -> None:
-    """0x7fffffffffffc02 is the PTE of the first page of the real-swap guest's swap region
-    (Debian 6.18, soft-dirty set); the guest's /proc/self/pagemap said type 0, offset 1."""
+    """0x7fffffffffffc02 was the PTE of the first page of a real-swap guest's swap region
+    (Debian's 6.18, soft-dirty set) and 0x7fffffffffdfc02 the child's first swapped page; the
+    guest's /proc/self/pagemap said type 0, offsets 1 and 257."""
     assert pte_to_swp_entry(0x7FFFFFFFFFFFC02) == (0, 1)
     assert pte_to_swp_entry(0x7FFFFFFFFFDFC02) == (0, 257)
 

@@ -14,9 +14,9 @@
  *
  * With SWAP_MIB (a swap device is on), the parent also maps a SWAP_MIB private anonymous region
  * (MADV_NOHUGEPAGE: order-0 folios), writes every page and pushes all of it to swap with
- * MADV_PAGEOUT (21) twice: the first pass writes the pages to swap but leaves them in the swap
- * cache under writeback; once writeback is done they are read-faulted back (mapped again, clean)
- * and the second pass unmaps and frees them, so that every page is swapped out and none cached.
+ * MADV_PAGEOUT (21) until mincore() finds no page resident (pageout_all: the first pass leaves
+ * the pages in the swap cache under writeback; read-faulted back once it is done, mapped again
+ * and clean, the next pass frees them), so that every page is swapped out and none cached.
  * Then, of the region's pages numbered in eighths:
  *   0-3/8, 6/8-1  left swapped out (swap PTEs); after the fork the child shares them (swap count 2),
  *   4/8-5/8       read back by the parent (present PTEs, folios in the swap cache),
@@ -24,7 +24,9 @@
  * the child reads 0-1/8 back (present in the child, in the swap cache; the parent's PTEs stay
  * swap entries).  Each process prints its own /proc/self/pagemap view of the region's swapped
  * pages on stdout as "mmintro: swapmap PID VADDR NPAGES TYPE OFFSET" runs (consecutive offsets),
- * the real kernel's own word on which swap entry each address holds.
+ * the real kernel's own word on which swap entry each address holds.  Before all that, a helper
+ * process swaps out 4 pages and forks 80 children that share them (swap counts above
+ * SWAP_MAP_MAX: continuation pages); it prints "mmintro: swapshare PID VADDR 4 80".
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -130,6 +132,94 @@ static void print_swapmap(char *p, size_t len)
 	free(e);
 }
 
+/*
+ * Swap out all of [p, p + len): MADV_PAGEOUT writes the pages to swap but leaves them in the
+ * swap cache while the write is in flight, and skips the folios still in another CPU's LRU
+ * batch (not yet on an LRU list).  So: page out, wait for writeback, and read-fault back every
+ * page mincore() still finds resident (a swap-cache folio is mapped again, clean); the next
+ * MADV_PAGEOUT unmaps and frees the clean ones at once and writes the rest.  Until mincore()
+ * finds none (bounded).
+ */
+static void pageout_all(char *p, size_t len)
+{
+	size_t n = len / 4096;
+	unsigned char *vec = malloc(n);
+	if (!vec)
+		die("malloc");
+	for (int tries = 0; tries < 8; tries++) {
+		if (madvise(p, len, MADV_PAGEOUT))
+			die("madvise(MADV_PAGEOUT)");
+		wait_writeback();
+		if (mincore(p, len, vec))
+			die("mincore");
+		size_t resident = 0;
+		for (size_t i = 0; i < n; i++)
+			if (vec[i] & 1) {
+				resident++;
+				(void)*(volatile char *)(p + i * 4096);
+			}
+		if (!resident) {
+			free(vec);
+			return;
+		}
+	}
+	fprintf(stderr, "mmintro: pages stay resident after MADV_PAGEOUT\n");
+	free(vec);
+}
+
+/* A private region of anonymous order-0 folios, each page written, then all swapped out. */
+static char *swapped_region(size_t len)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		die("mmap swapped region");
+	madvise(p, len, MADV_NOHUGEPAGE);
+	for (size_t i = 0; i < len; i += 4096)
+		p[i] = (char)(i / 4096 * 7 + 1);
+	pageout_all(p, len);
+	return p;
+}
+
+#define SHARERS 80
+
+/*
+ * A helper process whose 4 swapped-out pages are then shared by SHARERS forked children, so
+ * that each swap entry is referenced by SHARERS + 1 PTEs: more than swap_map's SWAP_MAP_MAX
+ * (0x3e), so the counts go on in a continuation page (COUNT_CONTINUED).  Returns once all
+ * children exist.
+ */
+static void share_swap(void)
+{
+	int done[2];
+	if (pipe(done))
+		die("pipe");
+	pid_t helper = fork();
+	if (helper < 0)
+		die("fork");
+	if (helper == 0) {
+		char *p = swapped_region(4 * 4096);
+		for (int i = 0; i < SHARERS; i++) {
+			pid_t c = fork();
+			if (c < 0)
+				die("fork sharer");
+			if (c == 0)
+				for (;;)
+					pause();
+		}
+		printf("mmintro: swapshare %d %lx 4 %d\n", (int)getpid(), (unsigned long)p, SHARERS);
+		fflush(stdout);
+		if (write(done[1], "x", 1) != 1)
+			die("write pipe");
+		for (;;)
+			pause();
+	}
+	char c;
+	if (read(done[0], &c, 1) != 1)
+		die("read pipe");
+	close(done[0]);
+	close(done[1]);
+}
+
 static void *thread_main(void *arg)
 {
 	char *buf = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -150,6 +240,8 @@ int main(int argc, char **argv)
 	ready_file = argv[1];
 	size_t anon_len = (argc > 3 ? strtoul(argv[3], NULL, 0) : 16) * MIB;
 	size_t swap_len = (argc > 4 ? strtoul(argv[4], NULL, 0) : 0) * MIB;
+	if (swap_len)
+		share_swap();
 
 	char *anon = mmap(NULL, anon_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (anon == MAP_FAILED)
@@ -190,18 +282,7 @@ int main(int argc, char **argv)
 	size_t eighth = swap_len / 8;
 	int sync_pipe[2];
 	if (swap_len) {
-		swp = mmap(NULL, swap_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (swp == MAP_FAILED)
-			die("mmap swap region");
-		madvise(swp, swap_len, MADV_NOHUGEPAGE);
-		for (size_t i = 0; i < swap_len; i += 4096)
-			swp[i] = (char)(i / 4096 * 7 + 1);
-		if (madvise(swp, swap_len, MADV_PAGEOUT))
-			die("madvise(MADV_PAGEOUT)");
-		wait_writeback();
-		(void)sum(swp, swap_len);
-		if (madvise(swp, swap_len, MADV_PAGEOUT))
-			die("madvise(MADV_PAGEOUT)");
+		swp = swapped_region(swap_len);
 		(void)sum(swp + 4 * eighth, eighth);
 		touch(swp + 5 * eighth, eighth, 9);
 		printf("mmintro: swapregion %d %lx %zu\n", (int)getpid(), (unsigned long)swp, swap_len);
