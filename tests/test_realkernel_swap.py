@@ -2,7 +2,9 @@
 ``real-swap``: a 64 MiB virtio disk switched on as swap, the workload's 8 MiB region pushed out
 with MADV_PAGEOUT, part of it read or written back, part shared with the forked child; and a
 helper's 4 swapped-out pages shared by 80 forked children, so their swap counts go on in
-swap_map's continuation pages; see mmintro/realkernel/guest/workload.c).
+swap_map's continuation pages; and shmem in swap -- a shared anonymous region and a tmpfs file
+mapped partially and privately -- which leaves no swap PTE; see
+mmintro/realkernel/guest/workload.c).
 
 The oracles, each independent of mmintro:
 
@@ -92,7 +94,9 @@ def test_cli_swaps(ref) -> None:
     assert out == ref.proc("swaps")
     crash_style = run("swaps", "--crash", "--kernel", ref.vmlinuz, str(ref.path("elf"))).stdout
     assert crash_style.splitlines()[0].split() == ["SWAP_INFO_STRUCT", "TYPE", "SIZE", "USED", "PCT", "PRI", "FILENAME"]
-    assert crash_style.splitlines()[1].split()[1:] == ["PARTITION", "65532k", "7184k", "10%", "-2", "/dev/vda"]
+    path, kind, size, used, prio = ref.proc("swaps").splitlines()[1].split()
+    assert crash_style.splitlines()[1].split()[1:] == [kind.upper(), f"{size}k", f"{used}k",
+                                                      f"{int(used) * 100 // int(size)}%", prio, path]
 
 
 def test_meminfo_swap_lines_equal_the_guests(ref, prog) -> None:
@@ -103,8 +107,11 @@ def test_meminfo_swap_lines_equal_the_guests(ref, prog) -> None:
            if ln.startswith(SWAP_LINES)}
     assert got == want
     total, free = (int(want[k].split()[1]) for k in ("SwapTotal:", "SwapFree:"))
-    assert total == 65532 and total - free == 7184  # (2048 - 256 freed by the write + 4 shared) * 4 kB
-    assert int(want["SwapCached:"].split()[1]) == 2048
+    # anonymous: 2048 - 256 freed by the write + 4 shared pages; shmem: 192 + 448 pages
+    assert total == 65532 and total - free == (2048 - 256 + 4 + 192 + 448) * 4
+    # 512 anonymous pages read back (the swap cache keeps them); the shmem pages whose write was
+    # still in flight when reclaim looked at them stay in the swap cache too (timing: 0-640)
+    assert 2048 <= int(want["SwapCached:"].split()[1]) <= 2048 + 640 * 4
 
 
 # -- per-process views ----------------------------------------------------------------------------
@@ -139,9 +146,29 @@ def test_the_guest_really_swapped(ref) -> None:
     parent, child = ref.pids["parent"], ref.pids["child"]
     rp, rc = ref.proc("smaps_rollup", parent), ref.proc("smaps_rollup", child)
     field = lambda text, name: int(re.search(rf"^{name}:\s+(\d+) kB", text, re.M)[1])  # noqa: E731
-    assert field(rp, "Swap") == 6144 and field(rp, "SwapPss") == 1024 + 5120 // 2
-    assert field(rc, "Swap") == 5120 and field(rc, "SwapPss") == 2560
+    shmem = 768 + 768 + 1792  # shared anonymous, the file's partial mapping, its private holes
+    assert field(rp, "Swap") == 6144 + shmem and field(rp, "SwapPss") == 1024 + 5120 // 2
+    assert field(rc, "Swap") == 5120 + shmem and field(rc, "SwapPss") == 2560  # shmem: no SwapPss
     assert "swapcache=256" in ref.proc("numa_maps", parent) and "swapcache=512" in ref.proc("numa_maps", child)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_shmem_swap_per_vma(ref, prog, role: str) -> None:
+    """The three shmem VMAs (no swap PTE in any): Swap through shmem_swap_usage -- the whole
+    object's ``info->swapped`` for the shared anonymous region, shmem_partial_swap_usage of the
+    file's indices [256, 512) for its middle mapping, and of every hole of the private one."""
+    m = re.search(r"mmintro: shmemswap (\d+) ([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+)", _console(ref))
+    assert m, "the workload printed no shmem regions"
+    starts = {int(m[2], 16): 768, int(m[3], 16): 768, int(m[4], 16): 1792}
+    rep = smaps_view.smaps(prog, ref.pids[role])
+    got = {v.maps.start: v.stats.swap >> 10 for v in rep.vmas if v.maps.start in starts}
+    text = ref.proc("smaps", ref.pids[role])
+    kernel = {}
+    for block in re.split(r"\n(?=[0-9a-f]+-[0-9a-f]+ )", text):
+        start = int(block.split("-", 1)[0], 16)
+        if start in starts:
+            kernel[start] = int(re.search(r"^Swap:\s+(\d+) kB", block, re.M)[1])
+    assert kernel == starts and got == starts
 
 
 # -- swap entries: the kernel's pagemap -----------------------------------------------------------
@@ -202,6 +229,31 @@ def test_swap_counts_and_the_swap_cache(ref, prog, pagemap) -> None:
     shared = sorted(k for k, n in refs.items() if n > S.SWAP_MAP_MAX)
     assert len(shared) == 4 and all(refs[k] == 81 for k in shared)
     assert all(S.swap_map(next(S.for_each_swap_info(prog)))[off] & S.COUNT_CONTINUED for _t, off in shared)
+    # ... and with the shmem objects' swap entries (xa_values in i_pages, swp_entry_t.val =
+    # type << 58 | offset) every slot in use is accounted for: swap_map's count of each slot =
+    # its PTEs + its shmem references
+    from mmintro.reader.helpers.shmem import shmem_mapping
+    from mmintro.reader.helpers.task import for_each_vma
+    from mmintro.reader.helpers.xarray import xa_for_each
+
+    users = dict(refs)
+    mappings = set()
+    for task in for_each_task(prog):
+        if task.mm.value_() and task.pid.value_() == task.tgid.value_():
+            for v in for_each_vma(task.mm):
+                f = v.vm_file
+                if f.value_() and shmem_mapping(f.f_mapping) and f.f_mapping.value_() not in mappings:
+                    mappings.add(f.f_mapping.value_())
+                    for _idx, e in xa_for_each(f.f_mapping.i_pages.address_of_()):
+                        if e.value_() & 1:
+                            val = e.value_() >> 1
+                            k = (val >> (63 - S.MAX_SWAPFILES_SHIFT), val & ((1 << (63 - S.MAX_SWAPFILES_SHIFT)) - 1))
+                            users[k] = users.get(k, 0) + 1
+    assert len(users) - len(refs) == 192 + 448  # the shmem pages in swap
+    m0 = S.swap_map(next(S.for_each_swap_info(prog)))
+    in_use = {(0, off): S.swp_swapcount(prog, 0, off) for off in np.nonzero(m0)[0].tolist()
+              if int(m0[off]) != S.SWAP_MAP_BAD and int(m0[off]) & ~S.SWAP_HAS_CACHE}
+    assert in_use == users
     kernel = {}
     for pages in pagemap.values():
         for k in pages.values():

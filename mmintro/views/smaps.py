@@ -304,6 +304,47 @@ def _reduce(vi: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 
 def account_mm(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[list[MemSizeStats], list[str]]:
+    """6.18's smaps accounting for every VMA of one mm, from one page-table scan, then the swap
+    of the shmem objects the VMAs map (:func:`_shmem_swap`).
+
+    :param vmas: the mm's ``struct vm_area_struct *`` in address order
+    :return: one :class:`MemSizeStats` per VMA, and findings (leaves outside every VMA)
+    """
+    stats, findings = _account_ptes(prog, vmas, scan)
+    _shmem_swap(prog, vmas, scan, stats)
+    return stats, findings
+
+
+def _shmem_swap(prog: Program, vmas: list[Object], scan: PageTableScan, stats: list[MemSizeStats]) -> None:
+    """smap_gather_stats()'s CONFIG_SHMEM part: a VMA of a shmem object with pages in swap adds
+    ``shmem_swap_usage(vma)`` to Swap when it is shared or not writable; a private writable one
+    is walked with smaps_shmem_walk_ops instead, whose pte_hole (smaps_pte_hole, also called for
+    every none PTE) adds ``shmem_partial_swap_usage`` of each page index without a PTE."""
+    from mmintro.reader.helpers.shmem import shmem_mapping, shmem_swap_indices, shmem_swap_usage
+
+    for i, v in enumerate(vmas):
+        f = v.vm_file
+        if not f.value_() or not shmem_mapping(f.f_mapping):
+            continue
+        swapped = shmem_swap_usage(v)
+        if not swapped:
+            continue
+        flags = v.vm_flags.value_()
+        if flags & VM_SHARED or not flags & VM_WRITE:
+            stats[i].swap += swapped
+            continue
+        start, end, pgoff = v.vm_start.value_(), v.vm_end.value_(), v.vm_pgoff.value_()
+        inside = (scan.vaddr >= np.uint64(start)) & (scan.vaddr < np.uint64(end))
+        covered = set()
+        for va, size in zip(scan.vaddr[inside].tolist(), scan.size[inside].tolist()):
+            covered.update(range((va - start) // PAGE_SIZE, (va - start + size) // PAGE_SIZE))
+        npages = (end - start) // PAGE_SIZE
+        holes = sum(1 for idx in shmem_swap_indices(f.f_mapping)
+                    if pgoff <= idx < pgoff + npages and idx - pgoff not in covered)
+        stats[i].swap += holes * PAGE_SIZE
+
+
+def _account_ptes(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[list[MemSizeStats], list[str]]:
     """6.18's smaps accounting for every VMA of one mm, from one page-table scan.
 
     :param vmas: the mm's ``struct vm_area_struct *`` in address order

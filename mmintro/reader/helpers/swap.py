@@ -37,7 +37,7 @@ from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 
 __all__ = [
-    "SWAP_HAS_CACHE", "COUNT_CONTINUED", "SWAP_MAP_MAX", "SWAP_MAP_BAD", "SWAP_CONT_MAX",
+    "SWAP_HAS_CACHE", "COUNT_CONTINUED", "SWAP_MAP_MAX", "SWAP_MAP_BAD", "SWAP_CONT_MAX", "SWAP_MAP_SHMEM",
     "SwapEntry", "for_each_swap_info", "swap_type_to_info", "swap_usage_in_pages", "swap_file_path",
     "swap_is_blkdev", "max_swapfiles", "pte_to_swp_entry", "swp_entries", "is_swap_pte", "swap_map",
     "swp_swapcount", "swp_swapcounts", "swapfile_cluster", "swap_cache_folios", "swap_entry_info",
@@ -49,6 +49,7 @@ COUNT_CONTINUED = 0x80  # the count goes on in a continuation page
 SWAP_MAP_MAX = 0x3E  # the largest count kept in swap_map itself
 SWAP_MAP_BAD = 0x3F  # a bad (or the header) slot
 SWAP_CONT_MAX = 0x7F  # the largest count in a continuation byte
+SWAP_MAP_SHMEM = 0xBF  # the slot belongs to a shmem object (one reference, its i_pages entry)
 MAX_SWAPFILES_SHIFT = 5
 # include/linux/swap.h (6.18): the swap types taken by special entries
 SWP_MIGRATION_NUM = 3  # CONFIG_MIGRATION (every x86-64 NUMA build, the reference and Debian's)
@@ -212,6 +213,9 @@ def _continued(si: Object, offset: int, count: int) -> int:
     prog = si.prog_
     addr = si.swap_map.value_() + offset
     page = phys_to_page(prog, prog.translate(addr))
+    if page.private.value_() != prog.types.const("SWP_CONTINUED"):  # the kernel's VM_BUG_ON
+        raise ValidationError(f"swap entry {si.type.value_()}:{offset:#x}: swap_map says COUNT_CONTINUED but "
+                              f"its page has no continuation list (page_private != SWP_CONTINUED)")
     in_page = addr & (prog.page_size - 1)
     head = page.lru.address_of_().value_()
     lru_off = prog.types.struct("page").offsetof("lru")
@@ -233,12 +237,15 @@ def _continued(si: Object, offset: int, count: int) -> int:
 
 
 def swp_swapcount(prog: Program, type_: int, offset: int) -> int:
-    """mm/swapfile.c ``swp_swapcount()``: how many references (PTEs, shmem) the swap entry
-    has, ``SWAP_HAS_CACHE`` not counted; 0 for an entry not in use."""
+    """mm/swapfile.c ``swp_swapcount()``: how many references (PTEs) the swap entry has,
+    ``SWAP_HAS_CACHE`` not counted; 0 for an entry not in use.  A shmem slot
+    (``SWAP_MAP_SHMEM``, which the kernel never passes here: it is in no PTE) counts 1."""
     si = _swap_info_get(prog, type_, offset)
     if si is None:
         return 0
     count = int(swap_map(si)[offset]) & ~SWAP_HAS_CACHE
+    if count == SWAP_MAP_SHMEM:
+        return 1
     if count & COUNT_CONTINUED:
         return _continued(si, offset, count)
     return count
@@ -259,6 +266,7 @@ def swp_swapcounts(prog: Program, types: np.ndarray, offsets: np.ndarray) -> np.
         ok = (off >= 0) & (off < lim)
         vals = np.zeros(len(sel), dtype=np.int64)
         vals[ok] = m[off[ok]].astype(np.int64) & ~SWAP_HAS_CACHE
+        vals[vals == SWAP_MAP_SHMEM] = 1
         for i in np.nonzero(vals & COUNT_CONTINUED)[0].tolist():
             vals[i] = _continued(si, int(off[i]), int(vals[i]))
         out[sel] = vals

@@ -180,6 +180,52 @@ static char *swapped_region(size_t len)
 	return p;
 }
 
+/*
+ * shmem in swap (no swap PTEs: the entries sit in the object's i_pages, counted by
+ * shmem_inode_info.swapped; smaps counts them through shmem_swap_usage):
+ *   a 1 MiB MAP_SHARED|MAP_ANONYMOUS region, written, paged out, its first quarter read back;
+ *   a 2 MiB tmpfs file, written through a shared mapping, paged out and unmapped, then mapped
+ *   again from its middle (1 MiB at offset 1 MiB, its first quarter read back: a partial
+ *   mapping of the object) and whole, private and writable, never touched (every index a hole).
+ * One MADV_PAGEOUT pass each: a shmem folio under writeback stays in the swap cache unmapped,
+ * where no later MADV_PAGEOUT reaches it, so SwapCached depends on how fast the writes were.
+ */
+static void swap_shmem(const char *dir)
+{
+	char *shm = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shm == MAP_FAILED)
+		die("mmap shmem swap");
+	touch(shm, MIB, 11);
+	if (madvise(shm, MIB, MADV_PAGEOUT))
+		die("madvise(MADV_PAGEOUT) shmem");
+	wait_writeback();
+	(void)sum(shm, MIB / 4);
+
+	char path[256];
+	snprintf(path, sizeof(path), "%s/swapped-file", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		die("open swapped-file");
+	if (ftruncate(fd, 2 * MIB))
+		die("ftruncate swapped-file");
+	char *all = mmap(NULL, 2 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (all == MAP_FAILED)
+		die("mmap swapped-file");
+	touch(all, 2 * MIB, 12);
+	if (madvise(all, 2 * MIB, MADV_PAGEOUT))
+		die("madvise(MADV_PAGEOUT) swapped-file");
+	wait_writeback();
+	munmap(all, 2 * MIB);
+	char *mid = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_SHARED, fd, MIB);
+	char *priv = mmap(NULL, 2 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	if (mid == MAP_FAILED || priv == MAP_FAILED)
+		die("mmap swapped-file again");
+	(void)sum(mid, MIB / 4);
+	printf("mmintro: shmemswap %d %lx %lx %lx\n", (int)getpid(), (unsigned long)shm, (unsigned long)mid,
+	       (unsigned long)priv);
+	fflush(stdout);
+}
+
 #define SHARERS 80
 
 /*
@@ -287,6 +333,7 @@ int main(int argc, char **argv)
 		touch(swp + 5 * eighth, eighth, 9);
 		printf("mmintro: swapregion %d %lx %zu\n", (int)getpid(), (unsigned long)swp, swap_len);
 		fflush(stdout);
+		swap_shmem(argv[2]);
 		if (pipe(sync_pipe))
 			die("pipe");
 	}
