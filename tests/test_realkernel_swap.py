@@ -19,8 +19,9 @@ The oracles, each independent of mmintro:
   swap_usage_in_pages, swap_total_usage, total_swapcache_pages), task_rss's swap count, its
   ``crash swap`` command, and follow_page failing on exactly the swapped-out addresses.
 
-crash 9.0.2 cannot open a dump of Debian's kernel with mmintro's debug file yet (see the
-README), so crash's ``swap`` is compared on mmintro's own snapshots (mmintro.crosscheck_crash).
+* crash 9.0.2 on the same dump (its namelist: the kernel image's text and data with the DWARF
+  and symbols ``mmintro debuginfo`` makes, mmintro.realkernel.crash.real_dump_namelist): its
+  ``swap`` table and ``vtop -c PID ADDR`` of swapped-out pages, text for text.
 """
 
 from __future__ import annotations
@@ -342,3 +343,39 @@ def test_drgn_follow_page_fails_on_exactly_the_swapped_pages(ref, dprog, pagemap
             except drgn.FaultError:
                 faulted.add(va)
         assert faulted == set(pagemap[pid])
+
+
+# -- crash 9.0.2 on the same dump -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def swapped_samples(pagemap) -> list[tuple[int, int]]:
+    """(pid, vaddr) of the first page of every pagemap run of swapped pages."""
+    return [(pid, va) for pid, pages in sorted(pagemap.items()) for va in sorted(pages) if va - 4096 not in pages]
+
+
+@pytest.fixture(scope="module")
+def crash_run(ref, swapped_samples, tmp_path_factory):  # type: ignore[no-untyped-def]
+    from mmintro.realkernel.crash import fetch_crash, real_dump_namelist, run_crash
+
+    namelist = real_dump_namelist(ref.path("elf"), ref.vmlinuz, tmp_path_factory.mktemp("crash") / "vmlinux")
+    cmds = ["swap"] + [f"vtop -c {pid} {va:x}" for pid, va in swapped_samples]
+    r = run_crash(fetch_crash(), namelist, ref.path("elf"), cmds, timeout=300)
+    assert r.error() is None, r.error()
+    return r
+
+
+def test_crash_swap_equals_mmintro(prog, crash_run) -> None:
+    """crash's ``swap`` (memory.c dump_swap_info) = ``mmintro swaps --crash``, character for
+    character."""
+    assert crash_run["swap"] == swaps_view.render_crash(swaps_view.swaps(prog))
+    assert "/dev/vda" in crash_run["swap"]
+
+
+def test_crash_vtop_of_swapped_pages_equals_mmintro(prog, crash_run, swapped_samples, pagemap) -> None:
+    """crash's ``vtop -c PID ADDR`` of a swapped-out page: the walk, the PTE / SWAP / OFFSET
+    table (x86_64_translate_pte) and do_vtop's "SWAP: /dev/vda  OFFSET: N" line = ``mmintro
+    vtop --pid``, character for character, and N is the offset of the guest's pagemap."""
+    assert len(swapped_samples) >= 4
+    for pid, va in swapped_samples:
+        theirs = crash_run[f"vtop -c {pid} {va:x}"]
+        assert vm_view.render_vtop(vm_view.vtop_pid(prog, pid, va)) == theirs
+        assert f"SWAP: /dev/vda  OFFSET: {pagemap[pid][va][1]}\n" in theirs

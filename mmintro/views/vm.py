@@ -301,6 +301,7 @@ def render_vtop(v: dict[str, Any]) -> str:
     if sw is not None:  # do_vtop(): swap_location() of the not-present PTE
         lines.append("")
         lines.append(f"SWAP: {_swap_dev(sw)}  OFFSET: {sw['offset']}")
+        lines.append("")  # do_vtop's closing newline
     p = v["page"]
     if p is not None:  # dump_mem_map() for the physical address (memory.c)
         plen = max(v.get("paddr_prlen", 8), 8)
