@@ -38,6 +38,7 @@ page_types_view = _lazy("mmintro.views.page_types")
 pagetypeinfo_view = _lazy("mmintro.views.pagetypeinfo")
 pressure_view = _lazy("mmintro.views.pressure")
 slabinfo_view = _lazy("mmintro.views.slabinfo")
+swaps_view = _lazy("mmintro.views.swaps")
 vmallocinfo_view = _lazy("mmintro.views.vmallocinfo")
 vmstat_view = _lazy("mmintro.views.vmstat")
 vtop_view = _lazy("mmintro.views.vtop")
@@ -294,6 +295,22 @@ def dmesg(snapshot: str | None, as_json: bool) -> None:
 
 
 COMMANDS += [dmesg]
+
+
+@click.command("swaps")
+@snapshot_argument
+@click.option("--crash", "crash_style", is_flag=True, help="crash's swap table (SWAP_INFO_STRUCT, TYPE, SIZE, USED, "
+              "PCT, PRI, FILENAME) instead of /proc/swaps")
+@json_option
+def swaps(snapshot: str | None, crash_style: bool, as_json: bool) -> None:
+    """/proc/swaps: each swap device or file switched on (path, type, size, used, priority)."""
+    with load(snapshot) as prog:
+        rows = swaps_view.swaps(prog)
+        text = swaps_view.render_crash(rows) if crash_style else swaps_view.render(rows)
+        emit(text, [r._asdict() for r in rows], as_json)
+
+
+COMMANDS += [swaps]
 
 
 # -- processes (mmintro.views.ps, mmintro.views.maps) ---------------------------------------------

@@ -23,7 +23,7 @@ __all__ = ["build_initramfs", "guest_program", "INIT_SCRIPT", "PROC_FILES", "PRO
 # What the capture reads, in this order (the system files, then each workload process's).
 PROC_FILES = [
     "meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem",
-    "version", "cmdline", "self/sched", "pressure/memory", "pressure/cpu", "pressure/io",
+    "version", "cmdline", "swaps", "self/sched", "pressure/memory", "pressure/cpu", "pressure/io",
 ]
 # (self/sched, the capture's own, just before the pressure files: its se.exec_start is a CPU-clock
 # time at or before their reads, which tells whether psi's averages moved after them.)
@@ -39,8 +39,8 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /mnt/tmpfs
 mount -t tmpfs -o size=64m tmpfs /mnt/tmpfs
 insmod /lib/modules/qemu_fw_cfg.ko || echo "mmintro: insmod qemu_fw_cfg failed"
-@MODULES@echo "mmintro: starting workload"
-/bin/workload /ready /mnt/tmpfs @ANON_MIB@ &
+@MODULES@@SWAP@echo "mmintro: starting workload"
+/bin/workload /ready /mnt/tmpfs @ANON_MIB@ @SWAP_MIB@ &
 i=0
 while [ ! -f /ready ] || [ "$(wc -l < /ready)" -lt 2 ]; do
     i=$((i + 1))
@@ -59,6 +59,16 @@ echo "mmintro: workload ready: $(tr '\n' ' ' < /ready)"
 # with the default 0 they print hashed and could not be compared.
 echo 1 > /proc/sys/kernel/kptr_restrict
 exec /bin/capture /dev/ttyS1 $files
+"""
+
+
+# With a swap device (GuestConfig.swap_mib): virtio_blk's disk made swap and switched on, and
+# swap readahead off (page-cluster 0: a swap-in fault reads only its own page), so that which
+# pages are in the swap cache depends only on what the workload touches.
+SWAP_SETUP = r"""i=0
+while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.1; done
+mkswap /dev/vda > /dev/null && swapon /dev/vda || echo "mmintro: swapon /dev/vda failed"
+echo 0 > /proc/sys/vm/page-cluster
 """
 
 
@@ -165,9 +175,10 @@ def _with_dependencies(kernel: KernelPackage, names: tuple[str, ...]) -> list[tu
 
 
 def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modules: tuple[str, ...] = (),
-                    pressure_hugepages: int = 0) -> Path:
+                    pressure_hugepages: int = 0, swap_mib: int = 0) -> Path:
     """Write the guest's initramfs for ``kernel`` to ``dest`` (with ``modules`` loaded by init;
-    ``pressure_hugepages``: see GuestConfig)."""
+    ``pressure_hugepages``: see GuestConfig; with ``swap_mib`` the swap device on /dev/vda
+    switched on and a swap region in the workload)."""
     busybox = shutil.which("busybox")
     if busybox is None:
         raise HarnessError("busybox is not installed (Debian package busybox-static)")
@@ -176,10 +187,14 @@ def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modul
         raise HarnessError(f"{busybox} is dynamically linked: install busybox-static")
     ko = kernel.module("qemu_fw_cfg")
     ko_bytes = lzma.decompress(ko.read_bytes()) if ko.suffix == ".xz" else ko.read_bytes()
+    if swap_mib and "virtio_blk" not in modules:
+        modules = tuple(modules) + ("virtio_blk",)
     extra = _with_dependencies(kernel, tuple(modules))
     loads = "".join(f'insmod /lib/modules/{n}.ko || echo "mmintro: insmod {n} failed"\n' for n, _b in extra)
+    swap_region = min(int(swap_mib) // 2, 8) if swap_mib else 0  # MiB the workload swaps out
     init = (INIT_SCRIPT.replace("@ANON_MIB@", str(int(anon_mib))).replace("@MODULES@", loads)
             .replace("@PRESSURE@", _pressure_step(pressure_hugepages))
+            .replace("@SWAP@", SWAP_SETUP if swap_mib else "").replace("@SWAP_MIB@", str(swap_region))
             .replace("@PROC_FILES@", " ".join(f"/proc/{f}" for f in PROC_FILES))
             .replace("@PROCESS_FILES@", " ".join(PROCESS_FILES)))
     c = _Cpio()
