@@ -175,7 +175,7 @@ def _dmesg(p: Program) -> list[str]:
 
 def kmem_i_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     """TOTAL MEM, FREE, USED, BUFFERS, CACHED, SLAB, TOTAL HUGE, HUGE FREE, COMMIT LIMIT (pages) =
-    /proc/meminfo; COMMITTED = vm_committed_as.count (what crash reads; meminfo sums the CPUs)."""
+    /proc/meminfo (COMMIT LIMIT without swap where crash cannot see it); COMMITTED = vm_committed_as.count (what crash reads; meminfo sums the CPUs)."""
     from mmintro.views.meminfo import meminfo
 
     p = c.prog
@@ -186,9 +186,19 @@ def kmem_i_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     total, free = _pages(p, kb["MemTotal"]), _pages(p, kb["MemFree"])
     hp_total = sum(h.nr_huge_pages.value_() << h.order.value_() for h in _hstates(p))  # in base pages
     hp_free = sum(h.free_huge_pages.value_() << h.order.value_() for h in _hstates(p))
+    # crash 9.0.2 adds swap to COMMIT LIMIT (and prints TOTAL SWAP) only when the kernel has
+    # swapper_space(s), which 6.18's swap tables replaced: on 6.18 its limit leaves swap out.
+    limit = _pages(p, kb["CommitLimit"])
+    try:
+        p.symbol("swapper_spaces")
+    except LookupError:
+        try:
+            p.symbol("swapper_space")
+        except LookupError:
+            limit -= p["total_swap_pages"].value_()
     ours = {"TOTAL MEM": total, "FREE": free, "USED": total - free, "BUFFERS": _pages(p, kb["Buffers"]),
             "CACHED": _pages(p, kb["Cached"]), "SLAB": _pages(p, kb["Slab"]), "TOTAL HUGE": hp_total,
-            "HUGE FREE": hp_free, "COMMIT LIMIT": _pages(p, kb["CommitLimit"]),
+            "HUGE FREE": hp_free, "COMMIT LIMIT": limit,
             "COMMITTED": max(p["vm_committed_as"].count.value_(), 0)}
     return ours, theirs
 
