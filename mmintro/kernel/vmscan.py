@@ -905,13 +905,32 @@ def kswapd(k: Kernel, nid: int) -> None:
         highest = MAX_NR_ZONES - 1
     _pgdat_set(k, nid, "kswapd_order", 0)
     _pgdat_set(k, nid, "kswapd_highest_zoneidx", MAX_NR_ZONES)
+    # kswapd_try_to_sleep()'s short nap (HZ/10) before this wakeup: woken again within it,
+    # the low watermark was hit quickly
+    from mmintro.kernel import timekeeping
+
+    now = timekeeping.jiffies(k)
+    naps = k.__dict__.setdefault("kswapd_nap", {})
+    if nid in naps and now - naps[nid] < kc.HZ // 10:
+        _ev(k, "KSWAPD_LOW_WMARK_HIT_QUICKLY")
     saved_cpu = k.current_cpu
     k.in_kswapd = True
     try:
-        balance_pgdat(k, nid, alloc_order, highest)
+        reclaim_order = balance_pgdat(k, nid, alloc_order, highest)
     finally:
         k.in_kswapd = False
         k.current_cpu = saved_cpu
+    # kswapd_try_to_sleep(): a node balanced for the order reclaimed lets kswapd nap and
+    # hands the high-order work to kcompactd; one that is not is left with the high
+    # watermark hit quickly, and kswapd sleeps until woken
+    if pgdat_balanced(k, nid, reclaim_order, highest):
+        naps[nid] = timekeeping.jiffies(k)
+        compaction = _optional_compaction()
+        if compaction is not None and hasattr(compaction, "wakeup_kcompactd"):
+            compaction.wakeup_kcompactd(k, nid, alloc_order, highest)
+    else:
+        naps.pop(nid, None)
+        _ev(k, "KSWAPD_HIGH_WMARK_HIT_QUICKLY")
 
 
 def balance_pgdat(k: Kernel, nid: int, order: int, highest_zoneidx: int) -> int:
