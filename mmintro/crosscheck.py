@@ -46,9 +46,15 @@ def open_drgn(vmcore: str, vmlinux: str) -> Any:
     import drgn
     import drgn.commands._crash  # noqa: F401  (registers the crash commands)
 
+    from mmintro.reader.errors import SnapshotError
+
     prog = drgn.Program()
-    prog.set_core_dump(vmcore)
-    prog.load_debug_info([vmlinux])
+    try:
+        prog.set_core_dump(vmcore)
+        prog.load_debug_info([vmlinux])
+    except Exception as e:  # damaged DWARF or core: drgn's BadDataError, MissingDebugInfoError, ...
+        raise SnapshotError(f"drgn {drgn.__version__} cannot read the snapshot ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())})") from None
     return prog
 
 

@@ -121,6 +121,19 @@ def _leaf_fields(t: Any, base: int = 0, prefix: str = "", depth: int = 0) -> Ite
             yield base, size, prefix, r.kind == "ptr"
 
 
+def _first(it: Iterator[Any], n: int) -> list[Any]:
+    """Up to ``n`` items of ``it`` (fewer if walking it fails)."""
+    out: list[Any] = []
+    try:
+        for x in it:
+            if len(out) >= n:
+                break
+            out.append(x)
+    except Exception:
+        pass
+    return out
+
+
 class Targets:
     """Where the kernel structures of one pristine snapshot are (found once, through the reader)."""
 
@@ -287,9 +300,7 @@ class Targets:
                 head = lists[i]
                 self.add("lru", head.address_, 8, f"node{nid} lruvec.lists[{i}].next", True)
                 self.add("lru", head.address_ + 8, 8, f"node{nid} lruvec.lists[{i}].prev", True)
-                for n, node in enumerate(list_for_each(head.address_of_(), limit=100000)):
-                    if n >= 3:
-                        break
+                for n, node in enumerate(_first(list_for_each(head.address_of_(), limit=100000), 3)):
                     self.add("lru", node.value_(), 8, f"node{nid} lru[{i}] entry {n}.next", True)
                     self.add("lru", node.value_() + 8, 8, f"node{nid} lru[{i}] entry {n}.prev", True)
                     self.add("lru", node.value_() - 8, 8, f"node{nid} lru[{i}] entry {n} page.flags")
@@ -306,9 +317,7 @@ class Targets:
                         self.add("freelist", head.address_, 8, f"zone{z}.free_area[{o}].free_list[{mt}].next", True)
                         self.add("freelist", head.address_ + 8, 8, f"zone{z}.free_area[{o}].free_list[{mt}].prev",
                                  True)
-                        for n, node in enumerate(list_for_each(head.address_of_(), limit=100000)):
-                            if n >= 2:
-                                break
+                        for n, node in enumerate(_first(list_for_each(head.address_of_(), limit=100000), 2)):
                             va = node.value_()
                             self.add("freelist", va, 8, f"zone{z} order {o} mt {mt} buddy {n} lru.next", True)
                             self.add("freelist", va + 8, 8, f"zone{z} order {o} mt {mt} buddy {n} lru.prev", True)
@@ -356,9 +365,7 @@ class Targets:
             self.add_struct("slab", c[0], f"kmem_cache {name}", limit=25, cache=name)
             for nid, n in for_each_kmem_cache_node(c):
                 self.add_struct("slab", n[0], f"kmem_cache_node {name}[{nid}]", cache=name)
-                for k, node in enumerate(list_for_each(n.partial.address_of_(), limit=100000)):
-                    if k >= 2:
-                        break
+                for k, node in enumerate(_first(list_for_each(n.partial.address_of_(), limit=100000), 2)):
                     s = node.value_() - slab_t.offsetof("slab_list")
                     for off, size, fname, ptr in _leaf_fields(slab_t):
                         self.add("slab", s + off, size, f"partial slab of {name}{fname}", ptr, cache=name, addr=s)
@@ -557,12 +564,20 @@ def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
     return struct.pack("<III", len(name), len(desc), ntype) + pad(name) + pad(desc)
 
 
+# the keys the reader reads (the others are for drgn, crash and makedumpfile)
+READER_KEYS = ("SIZE(mem_section)", "LENGTH(mem_section)", "NUMBER(SECTION_SIZE_BITS)", "KERNELOFFSET",
+               "NUMBER(phys_base)", "PAGESIZE", "NUMBER(pgtable_l5_enabled)", "LENGTH(node_data)",
+               "SYMBOL(swapper_pg_dir)", "BUILD-ID", "OSRELEASE", "SYMBOL(mem_section)", "NUMBER(MAX_PHYSMEM_BITS)")
+
+
 def _mut_vmcoreinfo(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
     info = tg.vmcoreinfo
     keys = sorted(info)
     prefer = [k for k in keys if k.startswith(("SIZE(", "OFFSET(", "LENGTH(", "NUMBER(SECTION_SIZE_BITS", "KERNELOFFSET",
                                                "SYMBOL(", "NUMBER(", "PAGESIZE"))]
-    key = rng.choice(prefer if rng.random() < 0.85 else keys)
+    used = [k for k in READER_KEYS if k in info]
+    r = rng.random()
+    key = rng.choice(used) if r < 0.5 and used else rng.choice(prefer if r < 0.9 else keys)
     old = info[key]
     hexy = key.startswith("SYMBOL(") or key == "KERNELOFFSET"
     candidates = ["0", "-1", "1", "64", "4096", str(1 << 63), str(1 << 64), str((1 << 70) + 3), "zz", "", "0x",

@@ -22,6 +22,7 @@ from mmintro.reader.errors import FaultError, SnapshotError
 
 __all__ = ["Segment", "CoreFile", "find_segment", "merged_ranges", "parse_vmcoreinfo"]
 
+MAX_PHYSADDR_BITS = 52  # x86-64's architectural limit on physical addresses
 _BULK = 256 << 10  # copies at least this large use preadv instead of the mapping
 
 
@@ -85,6 +86,9 @@ class CoreFile:
                 continue
             if filesz > memsz:
                 raise SnapshotError(f"{what}: program header {i} has p_filesz {filesz:#x} > p_memsz {memsz:#x}")
+            if p_type == PT_LOAD and paddr + memsz > 1 << MAX_PHYSADDR_BITS:
+                raise SnapshotError(f"{what}: program header {i} ends at physical {paddr + memsz:#x}, past "
+                                    f"x86-64's {MAX_PHYSADDR_BITS}-bit physical address space")
             if vaddr and vaddr != paddr and not _is_direct_map(vaddr):
                 self.aliases.append((vaddr, paddr, off, filesz, memsz))
             elif memsz:

@@ -12,7 +12,7 @@ Three kinds, kept apart because callers react differently:
 
 from __future__ import annotations
 
-__all__ = ["SnapshotError", "FaultError", "ValidationError"]
+__all__ = ["SnapshotError", "FaultError", "ValidationError", "SymbolNotFoundError"]
 
 
 class SnapshotError(Exception):
@@ -30,3 +30,12 @@ class FaultError(Exception):
 
 class ValidationError(Exception):
     """A kernel data structure read from the snapshot is inconsistent."""
+
+
+class SymbolNotFoundError(SnapshotError, KeyError):
+    """``prog[name]`` of a name that is neither a symbol of the snapshot nor a constant.  A
+    KeyError, as drgn raises (callers that probe for an optional global catch KeyError), and a
+    SnapshotError, so that a report needing the global says so in one line (a missing or
+    damaged ``.symtab``) instead of a traceback."""
+
+    __str__ = Exception.__str__

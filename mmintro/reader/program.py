@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import struct
+import zlib
 from typing import Any, Iterator
 
 from mmintro.reader.core import CoreFile
 from mmintro.reader.diskdump import KDUMP_SIGNATURE, MDF_SIGNATURE, DiskDumpFile
 from mmintro.reader.elf import ElfFile, Symbol, SymbolTable
-from mmintro.reader.errors import FaultError, SnapshotError
+from mmintro.reader.errors import FaultError, SnapshotError, SymbolNotFoundError
 from mmintro.reader.object import Object
 from mmintro.reader.x86_pgtable import LEVELS_4, LEVELS_5, START_KERNEL_MAP, PageWalk, walk
-from mmintro.types.typedata import Type, TypeDB, TypeError_, get_types, load_types
+from mmintro.types.typedata import Type, TypeDB, TypeError_, get_types
 
 __all__ = ["Program", "open_snapshot"]
 
@@ -35,11 +37,92 @@ def _load_types_section(blob: bytes | None, what: str) -> TypeDB:
     db = _TYPES_CACHE.get(key)
     if db is None:
         try:
-            db = load_types(blob)
-        except (OSError, EOFError, ValueError, KeyError, gzip.BadGzipFile) as e:
-            raise SnapshotError(f"{what}: corrupt .mmintro.types section ({e})") from None
+            doc = json.loads(gzip.decompress(blob))
+            check_types_doc(doc)
+            db = TypeDB(doc)
+        except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError,
+                zlib.error) as e:  # (a flipped bit, a bad index, a 5,000-deep array: never trusted)
+            msg = " ".join(str(e).split())[:200] or type(e).__name__
+            raise SnapshotError(f"{what}: corrupt .mmintro.types section ({msg})") from None
         _TYPES_CACHE[key] = db
     return db
+
+
+_KINDS = {"int", "float", "ptr", "array", "struct", "union", "enum", "typedef", "const", "volatile", "restrict",
+          "func_proto", "fwd", "void", "typedef_transparent"}
+
+
+def check_types_doc(doc: Any) -> None:
+    """Raise ValueError unless ``doc`` (a snapshot's ``.mmintro.types``, which the reader
+    must not trust) is well formed: every index in range, every size and offset a sane
+    integer, no type containing itself (through members, arrays, typedefs or qualifiers) and
+    no pointer or qualifier chain looping back (those would recurse or loop for ever)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("types"), list) or not isinstance(doc.get("variables"), list):
+        raise ValueError("not a type-data document")
+    types = doc["types"]
+    n = len(types)
+
+    def index(v: Any, what: str) -> int:
+        if type(v) is not int or not 0 <= v < n:
+            raise ValueError(f"{what}: type index {v!r} out of range")
+        return v
+
+    def count(v: Any, what: str) -> None:
+        if type(v) is not int or not 0 <= v < 1 << 48:
+            raise ValueError(f"{what}: {v!r} is not a size")
+
+    contains: list[list[int]] = [[] for _ in range(n)]  # a type's bytes include these types' bytes
+    spells: list[list[int]] = [[] for _ in range(n)]  # spelling a type spells these
+    for i, e in enumerate(types[1:], start=1):
+        if not isinstance(e, dict) or e.get("kind") not in _KINDS:
+            raise ValueError(f"type {i}: bad entry")
+        k = e["kind"]
+        for key in ("size", "nelems"):
+            if key in e:
+                count(e[key], f"type {i} {key}")
+        if "type" in e:
+            t = index(e["type"], f"type {i}")
+            if k in ("typedef", "const", "volatile", "restrict", "array", "typedef_transparent"):
+                contains[i].append(t)
+            if k in ("ptr", "const", "volatile", "restrict", "array", "func_proto", "typedef_transparent"):
+                spells[i].append(t)
+        elif k in ("ptr", "array", "typedef", "const", "volatile", "restrict"):
+            raise ValueError(f"type {i}: {k} without a target")
+        for m in e.get("members", ()):
+            if not isinstance(m, list) or len(m) != 4 or not isinstance(m[0], str):
+                raise ValueError(f"type {i}: bad member {m!r}")
+            contains[i].append(index(m[1], f"type {i} member {m[0]}"))
+            count(m[2], f"type {i} member {m[0]} offset")
+            count(m[3], f"type {i} member {m[0]} bit size")
+        for p in e.get("params", ()):
+            if not isinstance(p, list) or len(p) != 2:
+                raise ValueError(f"type {i}: bad parameter {p!r}")
+            spells[i].append(index(p[1], f"type {i} parameter"))
+        for v in e.get("values", ()):
+            if not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], str) or type(v[1]) is not int:
+                raise ValueError(f"type {i}: bad enumerator {v!r}")
+    for v in doc["variables"]:
+        if not isinstance(v, dict) or not isinstance(v.get("name"), str):
+            raise ValueError(f"bad variable {v!r}")
+        index(v.get("type"), f"variable {v['name']}")
+    for edges, what in ((contains, "contains itself"), (spells, "is its own pointer or qualifier")):
+        state = bytearray(n)  # 0 unseen, 1 on the path, 2 done
+        for root in range(n):
+            if state[root]:
+                continue
+            stack = [(root, iter(edges[root]))]
+            state[root] = 1
+            while stack:
+                node, it = stack[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    state[node] = 2
+                    stack.pop()
+                elif state[nxt] == 1:
+                    raise ValueError(f"type {nxt} {what}")
+                elif not state[nxt]:
+                    state[nxt] = 1
+                    stack.append((nxt, iter(edges[nxt])))
 
 
 class Program:
@@ -59,6 +142,11 @@ class Program:
             raise SnapshotError(f"{core.path!r}: PAGESIZE {self.page_size} is not supported (only 4096)")
         self.kernel_offset = int(info.get("KERNELOFFSET", "0"), 16)
         self.phys_base = self.vmcoreinfo_number("NUMBER(phys_base)", 0)
+        # x86-64's KASLR moves the kernel within its 1 GiB image space; phys_base is a physical address
+        for key, v, limit in (("KERNELOFFSET", self.kernel_offset, 1 << 32), ("NUMBER(phys_base)", self.phys_base,
+                                                                               1 << 52)):
+            if not 0 <= v < limit:
+                raise SnapshotError(f"{core.path!r}: VMCOREINFO {key} {v:#x} is impossible (not below {limit:#x})")
         if symbols is None:
             assert vmlinux is not None
             symbols = SymbolTable(vmlinux.symbols, self.kernel_offset)
@@ -277,7 +365,9 @@ class Program:
         try:
             return self.constant(name)
         except LookupError:
-            raise KeyError(name) from None
+            where = f"vmlinux {self.vmlinux.path!r}" if self.vmlinux is not None else "the dump"
+            hint = "" if self.symbols.by_name else " (it has no symbols: is .symtab missing?)"
+            raise SymbolNotFoundError(f"{where} has no symbol {name!r}{hint}") from None
 
     def __contains__(self, name: str) -> bool:
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from mmintro.reader.errors import SnapshotError
 from mmintro.reader.program import Program
 
 __all__ = ["PAGE_TYPE_LIMIT", "FlagsLayout", "flag_names", "flags_layout", "page_type_name"]
@@ -57,6 +58,8 @@ def flags_layout(prog: Program) -> FlagsLayout:
     types = prog.types
     zones_shift = (types.const("__MAX_NR_ZONES") - 1).bit_length()
     max_numnodes = prog.vmcoreinfo_number("LENGTH(node_data)", 1 << 10)
+    if not 1 <= max_numnodes <= 1 << 10:  # MAX_NUMNODES: NODES_SHIFT is at most 10 on x86-64
+        raise SnapshotError(f"impossible VMCOREINFO: LENGTH(node_data) {max_numnodes} (MAX_NUMNODES is 1 to 1024)")
     nodes_shift = max_numnodes.bit_length() - 1
     word_bits = 8 * types.sizeof("unsigned long")
     nodes_pgoff = word_bits - _SECTIONS_WIDTH - nodes_shift

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Iterator, NamedTuple
 
+from mmintro.reader.errors import SnapshotError
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 
@@ -69,11 +70,15 @@ def section_geometry(prog: Program) -> SectionGeometry:
     bits = prog.vmcoreinfo_number("NUMBER(SECTION_SIZE_BITS)", _DEFAULT_SECTION_SIZE_BITS)
     shift = bits - (prog.page_size.bit_length() - 1)
     ms_size = prog.vmcoreinfo_number("SIZE(mem_section)", prog.types.struct("mem_section").size)
+    if not prog.page_size.bit_length() - 1 <= bits <= 52 or not 0 < ms_size <= prog.page_size:
+        raise SnapshotError(f"impossible VMCOREINFO: SECTION_SIZE_BITS {bits}, SIZE(mem_section) {ms_size}")
     per_root = prog.page_size // ms_size
     try:
         roots = prog.vmcoreinfo_number("LENGTH(mem_section)")
     except KeyError:
         roots = (1 << (46 - bits)) // per_root  # NR_MEM_SECTIONS / SECTIONS_PER_ROOT
+    if not 0 < roots <= 1 << (52 - bits):
+        raise SnapshotError(f"impossible VMCOREINFO: LENGTH(mem_section) {roots} with SECTION_SIZE_BITS {bits}")
     flag = {}
     for name, default in _SECTION_BITS.items():
         try:
