@@ -364,6 +364,9 @@ _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
 }
 
 
+_MAX_EXPECT_DEPTH = 200
+
+
 class Condition:
     """An expect expression (``free_pages > managed / 4``, ``numa_miss == blocks("spill")``):
     comparisons, ``and``/``or``/``not``, arithmetic, ``nr_free[4]``, and the functions of
@@ -375,6 +378,16 @@ class Condition:
             self.tree = ast.parse(text.strip(), mode="eval").body
         except SyntaxError as e:
             raise WorkloadError(f"expect {text!r} is not an expression: {e.msg}") from None
+        except (RecursionError, MemoryError):
+            raise WorkloadError(f"expect {text[:60]!r}... is nested too deeply") from None
+        depth, todo = 0, [(self.tree, 1)]  # (checking and evaluating recurse: bound the nesting)
+        while todo:
+            node, d = todo.pop()
+            depth = max(depth, d)
+            todo.extend((c, d + 1) for c in ast.iter_child_nodes(node))
+        if depth > _MAX_EXPECT_DEPTH:
+            raise WorkloadError(f"expect {text[:60]!r}... is nested too deeply ({depth} levels, at most "
+                                f"{_MAX_EXPECT_DEPTH})")
         self.needs_zone = False
         self.tags: list[str] = []
         self.processes: list[str] = []
@@ -1721,6 +1734,8 @@ def parse_scenario(text: str, path: str | os.PathLike = "<scenario>", name: str 
     name = name or Path(path).stem
     try:
         doc = _tomllib().loads(text)
+    except RecursionError:
+        raise ScenarioError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     except ValueError as e:  # tomllib.TOMLDecodeError: "... (at line 3, column 5)"
         m = re.search(r"\(at line (\d+), column \d+\)", str(e))
         raise ScenarioError(f"{_at(path, int(m.group(1)) if m else None)}: not valid TOML: {e}") from None

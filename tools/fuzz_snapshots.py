@@ -252,7 +252,11 @@ class Targets:
             return out
 
         count = 0
-        for i, e in self.rng.sample(present(pgd, first, last), min(6, len(present(pgd, first, last)))):
+        top = present(pgd, first, last)
+        # entries over tables that map something first (the vmalloc area's PUDs are mostly empty)
+        full = [(i, e) for i, e in top if prog.core.is_ram(e & mask) and present(e & mask, 0, 512)]
+        top = self.rng.sample(full, min(4, len(full))) + self.rng.sample(top, min(2, len(top)))
+        for i, e in top:
             self.add("pgtable", 0, 8, f"{label} pgd[{i}]", True, pa=pgd + 8 * i, pid=pid or 1)
             pud = e & mask
             if not prog.core.is_ram(pud):
@@ -450,8 +454,9 @@ def _bad_values(rng: random.Random, old: int, size: int, t: Target, targets: Tar
             (0x8000000000000000 | rng.getrandbits(40), "non-canonical"),
             (old | 1, "odd pointer"),
         ]
-        if t.label.split()[1:2] and "pgd[" in t.label or "pud[" in t.label or "pmd[" in t.label or "pte[" in t.label:
+        if any(f"{lv}[" in t.label for lv in ("pgd", "pud", "pmd", "pte")):
             flags = old & 0xFFF
+            choices = [] if rng.random() < 0.6 else choices
             choices += [
                 (old ^ 0x80, "PSE bit flipped"),
                 (old ^ 1, "present bit flipped"),
@@ -475,15 +480,28 @@ def make_mutation(scenario: str, seed: int, targets: Targets, files: dict[str, b
     if cls in STRUCT_CLASSES:
         pool = targets.by_class.get(cls) or targets.by_class.get("global") or []
         t = rng.choice(pool)
-        core = files["core_segments"]
-        off = next(s.offset + t.pa - s.paddr for s in core if s.paddr <= t.pa < s.paddr + s.filesz)
-        old = int.from_bytes(files["read_core"](off, t.size), "little")
+        old = field_value(files, t)
         new, how = _bad_values(rng, old, t.size, t, targets, t.ptr)
-        m.patches.append(("vmcore", off, (new & ((1 << 8 * t.size) - 1)).to_bytes(t.size, "little")))
-        m.desc = f"{t.label}: {old:#x} -> {new & ((1 << 8 * t.size) - 1):#x} ({how})"
-        m.focus = dict(t.focus)
-        return m
+        return field_mutation(m, files, t, new, how)
     getattr(sys.modules[__name__], "_mut_" + cls.replace("-", "_"))(m, rng, files, targets)
+    return m
+
+
+def _file_offset(files: dict, t: Target) -> int:
+    return next(s.offset + t.pa - s.paddr for s in files["core_segments"] if s.paddr <= t.pa < s.paddr + s.filesz)
+
+
+def field_value(files: dict, t: Target) -> int:
+    """The pristine value of the field ``t``."""
+    return int.from_bytes(files["read_core"](_file_offset(files, t), t.size), "little")
+
+
+def field_mutation(m: Mutation, files: dict, t: Target, new: int, how: str = "") -> Mutation:
+    """The field ``t`` set to ``new`` in the core."""
+    new &= (1 << 8 * t.size) - 1
+    m.patches.append(("vmcore", _file_offset(files, t), new.to_bytes(t.size, "little")))
+    m.desc = f"{t.label}: {field_value(files, t):#x} -> {new:#x} ({how})"
+    m.focus = dict(t.focus)
     return m
 
 
@@ -596,7 +614,16 @@ def _mut_vmcoreinfo(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> No
         except ValueError:
             pass
     new = rng.choice(candidates + ["<deleted>"])
+    vmcoreinfo_mutation(m, f, key, new)
+    m.desc = f"VMCOREINFO {key}={old} -> {new[:40]}"
+
+
+def vmcoreinfo_mutation(m: Mutation, f: dict, key: str, new: str) -> None:
+    """VMCOREINFO's ``key`` set to ``new`` (deleted if ``<deleted>``; added if absent): the
+    notes rewritten at the end of the core, the PT_NOTE header pointing there."""
     lines = [ln for ln in f["vmcoreinfo_text"].splitlines()]
+    if not any(ln.partition("=")[0] == key for ln in lines):
+        lines.append(f"{key}=")
     out = []
     for ln in lines:
         k, sep, _ = ln.partition("=")
@@ -613,7 +640,6 @@ def _mut_vmcoreinfo(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> No
     p[2], p[5], p[6] = at, len(notes), len(notes)
     m.patches.append(("vmcore", at, notes))
     m.patches.append(("vmcore", f["phoff"] + f["note_index"] * PHDR.size, PHDR.pack(*p)))
-    m.desc = f"VMCOREINFO {key}={old} -> {new[:40]}"
 
 
 def _section_patch(m: Mutation, f: dict, name: str, data: bytes) -> None:
@@ -954,13 +980,14 @@ def prepare(pristine_stem: str) -> tuple[Targets, dict]:
 
 def fuzz_one(scenario: str, pristine: str, work: str, seed: int, crosscheck: bool, timeout: float = 10.0,
              cls: str | None = None, max_commands: int | None = None,
-             report: Any = None) -> tuple[Mutation, list[tuple[list[str], Outcome]]]:
+             report: Any = None, dwarf_crosscheck: bool = True) -> tuple[Mutation, list[tuple[list[str], Outcome]]]:
     """Mutation ``seed`` of the pair ``pristine`` applied to the private copy ``work``, every
-    command run on it; ``report(argv, outcome)`` is called after each run."""
+    command run on it (``crosscheck`` too when asked, and on damaged DWARF unless not
+    ``dwarf_crosscheck``); ``report(argv, outcome)`` is called after each run."""
     targets, info = prepare(pristine)
     m = make_mutation(scenario, seed, targets, info, cls)
     rng = random.Random(f"cmds:{scenario}:{seed}")
-    cmds = commands(work, m.focus, targets, rng, crosscheck or m.cls == "dwarf")
+    cmds = commands(work, m.focus, targets, rng, crosscheck or (dwarf_crosscheck and m.cls == "dwarf"))
     if max_commands is not None and len(cmds) > max_commands:
         keep = [c for c in cmds if c[0] == "crosscheck"]
         cmds = rng.sample([c for c in cmds if c[0] != "crosscheck"], max_commands - len(keep)) + keep

@@ -242,6 +242,9 @@ def _block_counts(prog: Program, nid: int, zid: int, zone: Object, secs: _Sectio
     start = zone.zone_start_pfn.value_()
     end = start + zone.spanned_pages.value_()
     pfns = np.arange(start, end, 1 << order, dtype=np.int64)
+    if not len(secs.online) and len(pfns):  # (nothing to index: a corrupt mem_section or its vmemmap)
+        raise ValidationError(f"node {nid} zone {zid} spans pfns {start:#x}-{end:#x} but no memory section "
+                              "could be read")
     sec = pfns >> g.pfn_section_shift
     ok = sec < len(secs.online)
     sec_c = np.where(ok, sec, 0)
