@@ -38,7 +38,8 @@ def _fuzz(scenario: str, pair: tuple[str, str], seeds: range, max_commands: int 
     table: dict[str, Counter] = {}
     bad: list[str] = []
     for seed in seeds:
-        dwarf = F.CLASSES[seed % len(F.CLASSES)] == "dwarf"
+        pool = F.KDUMP_CLASSES if "kdump" in scenario else F.CLASSES
+        dwarf = pool[seed % len(pool)] == "dwarf"
         m, results = F.fuzz_one(scenario, pair[0], pair[1], seed, crosscheck=seed % crosscheck_every == 0,
                                 timeout=20.0, max_commands=max_commands,
                                 dwarf_crosscheck=dwarf and (seed - seeds.start) < dwarf_crosschecks * len(F.CLASSES))
@@ -61,6 +62,25 @@ def test_fuzz_sample(fork_cow):
     # a truncated file can never be read: every run of the class is a one-line error
     assert set(table["elf-truncate"]) == {"error"}, table["elf-truncate"]
     assert sum(c["ok"] for c in table.values()) > 0  # (an alarm or a fixture that breaks every run)
+
+
+@pytest.fixture(scope="module")
+def fork_cow_kdump(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fuzz-kdump")
+    run("simulate", "fork-cow", "--format", "kdump", "-o", str(d / "kd"))
+    F.private_copy(str(d / "kd"), str(d / "work"))
+    return str(d / "kd"), str(d / "work")
+
+
+def test_fuzz_kdump_sample(fork_cow_kdump):
+    """A kdump-compressed NAME.vmcore: its headers, bitmaps, page descriptors and compressed
+    data damaged or truncated (and the vmlinux classes), three mutations of each class."""
+    n = len(F.KDUMP_CLASSES)
+    table, bad = _fuzz("fork-cow-kdump", fork_cow_kdump, range(3 * n), max_commands=3, crosscheck_every=10 ** 6,
+                       dwarf_crosschecks=0)
+    assert not bad, "\n".join(bad)
+    assert set(table) == set(F.KDUMP_CLASSES)
+    assert set(table["kdump-truncate"]) == {"error"}, table["kdump-truncate"]
 
 
 @pytest.mark.slow

@@ -66,6 +66,9 @@ STRUCT_CLASSES = ("pgtable", "page", "slab", "maple", "task", "zone", "freelist"
 FILE_CLASSES = ("elf-truncate", "elf-phdr", "elf-header", "elf-note", "vmcoreinfo", "types-bytes",
                 "types-json", "dwarf", "symtab", "vmlinux-shdr")
 CLASSES = STRUCT_CLASSES + FILE_CLASSES
+VMLINUX_CLASSES = ("types-bytes", "types-json", "dwarf", "symtab", "vmlinux-shdr")
+# a kdump-compressed NAME.vmcore (``simulate --format kdump``): its own file classes
+KDUMP_CLASSES = ("kdump-header", "kdump-bitmap", "kdump-desc", "kdump-data", "kdump-truncate") + VMLINUX_CLASSES
 
 _U64 = struct.Struct("<Q")
 PHDR = struct.Struct("<IIQQQQQQ")
@@ -475,7 +478,8 @@ def make_mutation(scenario: str, seed: int, targets: Targets, files: dict[str, b
     the seed; ``files`` gives the pristine pair's head bytes (see :func:`_file_info`)."""
     rng = random.Random(f"{scenario}:{seed}")
     if cls is None:
-        cls = CLASSES[seed % len(CLASSES)] if seed >= 0 else rng.choice(CLASSES)
+        pool = KDUMP_CLASSES if files.get("kdump") else CLASSES
+        cls = pool[seed % len(pool)] if seed >= 0 else rng.choice(pool)
     m = Mutation(scenario, seed, cls, "")
     if cls in STRUCT_CLASSES:
         pool = targets.by_class.get(cls) or targets.by_class.get("global") or []
@@ -782,12 +786,78 @@ def _mut_vmlinux_shdr(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> 
              f" {sh[k]:#x} -> {s[k]:#x}"
 
 
+# (offsets of mmintro.reader.diskdump's _DH "<8si390s6xqqIiiIIIIIIi")
+_DH_FIELDS = {"header_version": (8, 4), "status": (424, 4), "block_size": (428, 4), "sub_hdr_size": (432, 4),
+              "bitmap_blocks": (436, 4), "max_mapnr": (440, 4), "total_ram_blocks": (444, 4),
+              "nr_cpus": (460, 4), "signature": (0, 8)}
+_SUB_FIELDS = {"phys_base": (0, 8), "dump_level": (8, 4), "split": (12, 4), "start_pfn": (16, 8),
+               "end_pfn": (24, 8), "offset_vmcoreinfo": (32, 8), "size_vmcoreinfo": (40, 8), "offset_note": (48, 8),
+               "size_note": (56, 8), "offset_eraseinfo": (64, 8), "size_eraseinfo": (72, 8),
+               "start_pfn_64": (80, 8), "end_pfn_64": (88, 8), "max_mapnr_64": (96, 8)}
+
+
+def _word(m: Mutation, rng: random.Random, f: dict, off: int, size: int, label: str) -> None:
+    old = int.from_bytes(f["read_core"](off, size), "little")
+    bits = 8 * size
+    new = rng.choice([old ^ (1 << rng.randrange(bits)), 0, (1 << bits) - 1, 1 << (bits - 1), old + 1,
+                      old * 4096 + 1, f["core_size"] + 8, (1 << (bits - 1)) - 1]) & ((1 << bits) - 1)
+    m.patches.append(("vmcore", off, new.to_bytes(size, "little")))
+    m.desc = f"{label}: {old:#x} -> {new:#x}"
+
+
+def _mut_kdump_header(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
+    if rng.random() < 0.5:
+        name = rng.choice(sorted(_DH_FIELDS))
+        off, size = _DH_FIELDS[name]
+        _word(m, rng, f, off, size, f"disk_dump_header.{name}")
+    else:
+        name = rng.choice(sorted(_SUB_FIELDS))
+        off, size = _SUB_FIELDS[name]
+        _word(m, rng, f, f["block_size"] + off, size, f"kdump_sub_header.{name}")
+
+
+def _mut_kdump_bitmap(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
+    lo, hi = f["bitmap_area"]
+    which = rng.choice(["1st", "2nd"])
+    half = (hi - lo) // 2
+    base = lo if which == "1st" else lo + half
+    n = rng.choice([1, 1, 8])
+    for _ in range(n):
+        pos = base + rng.randrange(max(1, min(half, (tg.max_pfn + 7) // 8 + 16)))
+        b = f["read_core"](pos, 1)[0]
+        m.patches.append(("vmcore", pos, bytes([b ^ (1 << rng.randrange(8))])))
+    m.desc = f"{which} bitmap: {n} bit(s) flipped"
+
+
+def _mut_kdump_desc(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
+    k = rng.randrange(f["ndesc"])
+    field_, (off, size) = rng.choice([("offset", (0, 8)), ("size", (8, 4)), ("flags", (12, 4)),
+                                      ("page_flags", (16, 8))])
+    _word(m, rng, f, f["desc_off"] + 24 * k + off, size, f"page_desc[{k}].{field_}")
+
+
+def _mut_kdump_data(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
+    lo = f["data_off"]
+    n = rng.choice([1, 4, 64])
+    for _ in range(n):
+        pos = rng.randrange(lo, f["core_size"])
+        b = f["read_core"](pos, 1)[0]
+        m.patches.append(("vmcore", pos, bytes([b ^ (1 << rng.randrange(8))])))
+    m.desc = f"page data: {n} bit(s) flipped"
+
+
+def _mut_kdump_truncate(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
+    where = rng.choice(["header", "bitmaps", "descriptors", "data"])
+    lo, hi = {"header": (1, f["bitmap_area"][0]), "bitmaps": f["bitmap_area"],
+              "descriptors": (f["desc_off"], f["data_off"]), "data": (f["data_off"], f["core_size"])}[where]
+    cut = rng.randrange(lo, max(lo + 1, hi))
+    m.truncate = ("vmcore", cut)
+    m.desc = f"kdump vmcore truncated to {cut:#x} bytes ({where})"
+
+
 # -- files: pristine info, applying and undoing --------------------------------------------------
 def file_info(stem: str) -> dict:
     """What the mutators need from a pristine pair (headers, notes, sections)."""
-    from mmintro.reader.core import CoreFile
-    from mmintro.reader.elf import ElfFile, iter_notes
-
     core_path, vml_path = stem + ".vmcore", stem + ".vmlinux"
     f: dict[str, Any] = {}
     with open(core_path, "rb") as fh:
@@ -795,6 +865,44 @@ def file_info(stem: str) -> dict:
     f["head_vmcore"] = head
     f["core_size"] = os.path.getsize(core_path)
     f["vml_size"] = os.path.getsize(vml_path)
+    if head.startswith(b"KDUMP   "):
+        _kdump_info(f, core_path)
+    else:
+        _elf_core_info(f, core_path)
+    _vmlinux_info(f, vml_path)
+    return f
+
+
+def _kdump_info(f: dict, core_path: str) -> None:
+    from mmintro.reader.diskdump import DiskDumpFile
+
+    d = DiskDumpFile(core_path)
+    bs = d.block_size
+    sub_blocks, bitmap_blocks = struct.unpack_from("<iI", f["head_vmcore"], 432)
+    f["kdump"] = True
+    f["block_size"] = bs
+    f["bitmap_area"] = ((1 + sub_blocks) * bs, (1 + sub_blocks + bitmap_blocks) * bs)
+    f["desc_off"] = f["bitmap_area"][1]
+    f["ndesc"] = int(d._ndesc)
+    f["data_off"] = f["desc_off"] + 24 * f["ndesc"]
+    f["core_segments"] = []
+    d.close()
+    f["read_core"] = _reader(core_path)
+
+
+def _reader(path: str):
+    def read(off: int, n: int) -> bytes:
+        with open(path, "rb") as fh:
+            fh.seek(off)
+            return fh.read(n)
+    return read
+
+
+def _elf_core_info(f: dict, core_path: str) -> None:
+    from mmintro.reader.core import CoreFile
+    from mmintro.reader.elf import iter_notes
+
+    head = f["head_vmcore"]
     phoff, phnum = struct.unpack_from("<Q", head, 32)[0], struct.unpack_from("<H", head, 56)[0]
     f["phoff"] = phoff
     f["phdr_end"] = phoff + phnum * PHDR.size
@@ -813,6 +921,12 @@ def file_info(stem: str) -> dict:
     core = CoreFile(core_path)
     f["core_segments"] = list(core.segments)
     core.close()
+    f["read_core"] = _reader(core_path)
+
+
+def _vmlinux_info(f: dict, vml_path: str) -> None:
+    from mmintro.reader.elf import ElfFile
+
     elf = ElfFile(vml_path)
     f["head_vmlinux"] = bytes(elf.buf[:64])
     f["shoff"] = elf.header.e_shoff
@@ -822,18 +936,7 @@ def file_info(stem: str) -> dict:
             f["sections"][s.name] = (i, SHDR.unpack_from(elf.buf, elf.header.e_shoff + i * SHDR.size))
     f["types_json"] = gzip.decompress(elf.section(".mmintro.types"))
     elf.buf.close()
-
-    def reader(path: str):
-        def read(off: int, n: int) -> bytes:
-            with open(path, "rb") as fh:
-                fh.seek(off)
-                return fh.read(n)
-        return read
-
-    # the pristine bytes (the private copies may be mutated when these are called)
-    f["read_core"] = reader(core_path)
-    f["read_vml"] = reader(vml_path)
-    return f
+    f["read_vml"] = _reader(vml_path)  # (the pristine files: the private copies may be mutated)
 
 
 @contextlib.contextmanager
@@ -1073,7 +1176,7 @@ def long_fuzz(args: argparse.Namespace) -> int:
     workers = [Worker(n, args) for n in range(args.workers)]
     pending = list(jobs)
     started = time.monotonic()
-    done_mut = 0
+    done_mut = shown = 0
     # the class of a mutation is known when it is done: keep each run until then
     runs_of: dict[int, list[dict]] = defaultdict(list)
     while pending or any(w.job for w in workers):
@@ -1118,7 +1221,8 @@ def long_fuzz(args: argparse.Namespace) -> int:
                 w.job = None
                 done_mut += 1
                 w.start()
-        if args.progress and done_mut and done_mut % 50 == 0:
+        if args.progress and done_mut and done_mut % 50 == 0 and done_mut != shown:
+            shown = done_mut
             n = sum(sum(c.values()) for c in table.values())
             print(f"... {done_mut}/{len(jobs)} mutations, {n} runs, {time.monotonic() - started:.0f} s",
                   file=sys.stderr, flush=True)
