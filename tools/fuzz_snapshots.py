@@ -140,7 +140,7 @@ def _first(it: Iterator[Any], n: int) -> list[Any]:
 class Targets:
     """Where the kernel structures of one pristine snapshot are (found once, through the reader)."""
 
-    def __init__(self, stem: str, cap: int = 400) -> None:
+    def __init__(self, stem: str, cap: int = 400, read_words: Any = None) -> None:
         from mmintro.reader import open_snapshot
 
         self.stem = stem
@@ -160,6 +160,12 @@ class Targets:
                 except Exception as e:  # a scenario without that structure: no targets of its class
                     print(f"fuzz: {stem}: no {name} targets ({type(e).__name__}: {e})", file=sys.stderr)
             del self.prog
+        if read_words is not None and len(read_words):
+            # prefer the fields the reports read: 3 of 4 targets of each class are such fields
+            for cls, ts in self.by_class.items():
+                hit = [t for t in ts if _was_read(read_words, t.pa, t.size)]
+                miss = [t for t in ts if not _was_read(read_words, t.pa, t.size)]
+                self.by_class[cls] = hit * 3 + miss if hit else miss
 
     # helpers
     def _stored(self, pa: int, size: int) -> bool:
@@ -428,6 +434,62 @@ class Targets:
             for off, size, fname, ptr in self.rng.sample(fields, min(4, len(fields))):
                 self.add("global", v.address_ + off, size, f"{n}{fname}", ptr)
         self._find_pgtables(prog, prog["init_mm"].pgd.value_(), None)
+
+
+def _was_read(words: Any, pa: int, size: int) -> bool:
+    import numpy as np
+
+    w = pa & ~7
+    i = int(np.searchsorted(words, w))
+    return i < len(words) and int(words[i]) <= pa + size - 1
+
+
+def words_read(stem: str, pids: list[int], pfn: int) -> Any:
+    """The 8-byte-aligned physical words the report commands read on the pristine pair (a
+    sorted numpy array): the fields worth mutating."""
+    import numpy as np
+
+    from mmintro.reader.core import CoreFile
+
+    seen: list[Any] = []
+    small: set[int] = set()
+    orig = {n: getattr(CoreFile, n) for n in ("read_phys", "read_phys_into", "read_phys_array", "gather_u64")}
+
+    def span(paddr: int, size: int) -> None:
+        if size <= 1 << 16:
+            small.update(range(paddr & ~7, paddr + size, 8))
+
+    def read_phys(self, paddr, size):  # type: ignore[no-untyped-def]
+        span(paddr, size)
+        return orig["read_phys"](self, paddr, size)
+
+    def read_phys_into(self, out, paddr):  # type: ignore[no-untyped-def]
+        span(paddr, len(out))
+        return orig["read_phys_into"](self, out, paddr)
+
+    def read_phys_array(self, paddr, size):  # type: ignore[no-untyped-def]
+        span(paddr, size)
+        return orig["read_phys_array"](self, paddr, size)
+
+    def gather_u64(self, paddrs):  # type: ignore[no-untyped-def]
+        a = np.asarray(paddrs, dtype=np.uint64)
+        if len(a) <= 1 << 20:
+            seen.append(a & ~np.uint64(7))
+        return orig["gather_u64"](self, paddrs)
+
+    for n, f in (("read_phys", read_phys), ("read_phys_into", read_phys_into),
+                 ("read_phys_array", read_phys_array), ("gather_u64", gather_u64)):
+        setattr(CoreFile, n, f)
+    try:
+        pid = pids[0] if pids else 1
+        for argv in [[c, stem] for c in REPORTS] + [[c, stem, str(pid)] for c in PID_REPORTS] + \
+                [["page", stem, str(pfn)], ["kmem-s", stem, "kmalloc-64"]]:
+            run_cli(argv, 60.0)
+    finally:
+        for n, f in orig.items():
+            setattr(CoreFile, n, f)
+    arrays = seen + [np.fromiter(small, dtype=np.uint64, count=len(small))]
+    return np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, dtype=np.uint64)
 
 
 # -- choosing a mutation ---------------------------------------------------------------------------
@@ -1076,8 +1138,14 @@ _CACHE: dict[str, tuple[Targets, dict]] = {}
 
 
 def prepare(pristine_stem: str) -> tuple[Targets, dict]:
+    """The pristine pair's targets (biased to the words the reports read) and file info."""
     if pristine_stem not in _CACHE:
-        _CACHE[pristine_stem] = (Targets(pristine_stem), file_info(pristine_stem))
+        info = file_info(pristine_stem)
+        words = None
+        if not info.get("kdump"):
+            t = Targets(pristine_stem, cap=1)
+            words = words_read(pristine_stem, t.pids, t.max_pfn // 2)
+        _CACHE[pristine_stem] = (Targets(pristine_stem, read_words=words), info)
     return _CACHE[pristine_stem]
 
 
