@@ -43,27 +43,38 @@ class CheckResult:
 
 def open_drgn(vmcore: str, vmlinux: str) -> Any:
     """The snapshot in real drgn, with its crash commands loaded."""
+    import logging
+
     import drgn
     import drgn.commands._crash  # noqa: F401  (registers the crash commands)
 
     from mmintro.reader.errors import SnapshotError
 
     prog = drgn.Program()
+    log = logging.getLogger("drgn")
+    level = log.level
+    log.setLevel(logging.ERROR)  # (its warnings, e.g. "can't find kernel modules", are not our stderr's)
     try:
         prog.set_core_dump(vmcore)
         prog.load_debug_info([vmlinux])
     except Exception as e:  # damaged DWARF or core: drgn's BadDataError, MissingDebugInfoError, ...
         raise SnapshotError(f"drgn {drgn.__version__} cannot read the snapshot ({type(e).__name__}: "
                             f"{' '.join(str(e).split())})") from None
+    finally:
+        log.setLevel(level)
     return prog
 
 
 def crash(dprog: Any, cmd: str) -> str:
     from drgn.commands import run_command
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        run_command(dprog, f"crash {cmd}")
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run_command(dprog, f"crash {cmd}")
+    except SystemExit:  # the command's argparse gave up on what it read (a corrupt snapshot): a failed row
+        lines = err.getvalue().strip().splitlines()
+        raise RuntimeError(f"drgn's crash {cmd} failed: {lines[-1] if lines else 'exit'}") from None
     return out.getvalue()
 
 
