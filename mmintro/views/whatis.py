@@ -155,7 +155,8 @@ def _pcp_blocks(prog: Program) -> dict[int, tuple[int, int, str, int]]:
 
 def _free_buddy(prog: Program, pfn: int) -> tuple[int, int] | None:
     """mm/page_alloc.c is_free_buddy_page(): (head pfn, order) of the free block holding pfn."""
-    nr_orders = len(next(iter(for_each_populated_zone(prog))).free_area)
+    nr_orders = prog.types.struct("zone").walk("free_area")[2].resolved().nelems  # NR_PAGE_ORDERS (from the type:
+    # a corrupt node_data may leave no populated zone to look at)
     for order in range(nr_orders):
         head = pfn & ~((1 << order) - 1)
         if not _present(prog, head):

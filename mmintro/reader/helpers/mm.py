@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from mmintro.reader.errors import SnapshotError
 from mmintro.reader.object import Object, cast
 from mmintro.reader.program import Program
 from mmintro.reader.helpers.mmzone import for_each_present_section, section_geometry
@@ -66,7 +67,11 @@ def vmemmap(prog: Program) -> Object:
         try:
             base = prog["vmemmap_base"].value_()
         except KeyError:
-            base = next(for_each_present_section(prog)).mem_map
+            first = next(for_each_present_section(prog), None)
+            if first is None:
+                raise SnapshotError("no vmemmap_base symbol and no present memory section: cannot find the "
+                                    "struct pages") from None
+            base = first.mem_map
         v = prog.cache["vmemmap"] = Object(prog, _page_ptr_type(prog), base)
     return v
 
