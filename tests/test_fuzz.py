@@ -148,6 +148,21 @@ def test_kernel_page_table_entries_pointing_elsewhere(fork_cow):
                                 ("whatis", hex(t.focus.get("vaddr", 0xFFFF888000000000)))))
 
 
+@pytest.mark.parametrize("field", ["spanned_pages", "zone_start_pfn", "present_pages", "managed_pages"])
+def test_impossible_zone_spans(fork_cow, field):
+    """A zone whose span or page counts are 2^63-scale (pagetypeinfo once tried to allocate
+    215 PiB for its pageblocks): every zone report goes on or stops in one line."""
+    targets, info = F.prepare(fork_cow[0])
+    zone_fields = [t for t in targets.by_class["zone"] if t.label.endswith(f".{field}")
+                   or t.label.endswith(f".{field}.counter")]
+    assert zone_fields, field
+    for t in zone_fields[:3]:
+        for new in (0xD6FD1CBD9F542D78, 1 << 63, (1 << 64) - 1, 1 << 40):
+            m = F.field_mutation(F.Mutation("fork-cow", 0, "zone", ""), info, t, new)
+            _runs(fork_cow, m, (("pagetypeinfo",), ("zoneinfo",), ("buddyinfo",), ("page-types",), ("meminfo",),
+                                ("fragmentation",), ("page", "300"), ("whatis", "--pfn", "300")))
+
+
 def test_classify():
     """The classes themselves: what counts as a one-line error and what as a traceback."""
     assert F.classify(["meminfo"], 0, "").outcome == "ok"

@@ -63,7 +63,8 @@ OUTCOMES = ("ok", "error", "finding", "traceback", "timeout")
 # -- mutation classes --------------------------------------------------------------------------
 STRUCT_CLASSES = ("pgtable", "page", "slab", "maple", "task", "zone", "freelist", "lru", "swap", "vmalloc",
                   "global")
-FILE_CLASSES = ("elf-truncate", "elf-phdr", "elf-header", "elf-note", "vmcoreinfo", "types-bytes",
+# combo: two to five structure fields of any classes at once
+FILE_CLASSES = ("combo", "elf-truncate", "elf-phdr", "elf-header", "elf-note", "vmcoreinfo", "types-bytes",
                 "types-json", "dwarf", "symtab", "vmlinux-shdr")
 CLASSES = STRUCT_CLASSES + FILE_CLASSES
 VMLINUX_CLASSES = ("types-bytes", "types-json", "dwarf", "symtab", "vmlinux-shdr")
@@ -549,6 +550,16 @@ def make_mutation(scenario: str, seed: int, targets: Targets, files: dict[str, b
         old = field_value(files, t)
         new, how = _bad_values(rng, old, t.size, t, targets, t.ptr)
         return field_mutation(m, files, t, new, how)
+    if cls == "combo":
+        descs = []
+        for _ in range(rng.randint(2, 5)):
+            pool = targets.by_class.get(rng.choice(STRUCT_CLASSES)) or targets.by_class["global"]
+            t = rng.choice(pool)
+            new, how = _bad_values(rng, field_value(files, t), t.size, t, targets, t.ptr)
+            field_mutation(m, files, t, new, how)
+            descs.append(m.desc)
+        m.desc = "; ".join(descs)
+        return m
     getattr(sys.modules[__name__], "_mut_" + cls.replace("-", "_"))(m, rng, files, targets)
     return m
 

@@ -241,10 +241,13 @@ def _block_counts(prog: Program, nid: int, zid: int, zone: Object, secs: _Sectio
     order = pageblock_order(prog)
     start = zone.zone_start_pfn.value_()
     end = start + zone.spanned_pages.value_()
-    pfns = np.arange(start, end, 1 << order, dtype=np.int64)
-    if not len(secs.online) and len(pfns):  # (nothing to index: a corrupt mem_section or its vmemmap)
+    if not len(secs.online) and end > start:  # (nothing to index: a corrupt mem_section or its vmemmap)
         raise ValidationError(f"node {nid} zone {zid} spans pfns {start:#x}-{end:#x} but no memory section "
                               "could be read")
+    # pfns past the last present section are never online, never counted: a corrupt span (2^60
+    # pages) must not become an array of them
+    stop = min(end, len(secs.online) << g.pfn_section_shift)
+    pfns = np.arange(start, stop, 1 << order, dtype=np.int64) if start < stop else np.zeros(0, np.int64)
     sec = pfns >> g.pfn_section_shift
     ok = sec < len(secs.online)
     sec_c = np.where(ok, sec, 0)
