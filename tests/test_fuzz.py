@@ -97,7 +97,7 @@ def test_fuzz_every_report(fork_cow, tmp_path_factory):
     assert not bad, "\n".join(bad)
 
 
-def _runs(pair: tuple[str, str], m: "F.Mutation", cmds: tuple[tuple[str, ...], ...]) -> dict[str, "F.Outcome"]:
+def _runs(pair: tuple[str, str], m: F.Mutation, cmds: tuple[tuple[str, ...], ...]) -> dict[str, F.Outcome]:
     out = {}
     with F.applied(m, pair[1]):
         for c in cmds:

@@ -48,9 +48,10 @@ import sys
 import time
 import traceback
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -655,7 +656,9 @@ def _mut_elf_note(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None
 
 
 def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
-    pad = lambda b: b + b"\0" * (-len(b) % 4)  # noqa: E731
+    def pad(b: bytes) -> bytes:
+        return b + b"\0" * (-len(b) % 4)
+
     return struct.pack("<III", len(name), len(desc), ntype) + pad(name) + pad(desc)
 
 
