@@ -33,20 +33,35 @@ def fork_cow(tmp_path_factory):
     return _simulate(tmp_path_factory, "fork-cow")
 
 
-def _fuzz(scenario: str, pair: tuple[str, str], seeds: range, max_commands: int | None,
-          crosscheck_every: int, dwarf_crosschecks: int) -> tuple[dict[str, Counter], list[str]]:
+def _fuzz(
+    scenario: str,
+    pair: tuple[str, str],
+    seeds: range,
+    max_commands: int | None,
+    crosscheck_every: int,
+    dwarf_crosschecks: int,
+) -> tuple[dict[str, Counter], list[str]]:
     table: dict[str, Counter] = {}
     bad: list[str] = []
     for seed in seeds:
         pool = F.KDUMP_CLASSES if "kdump" in scenario else F.CLASSES
         dwarf = pool[seed % len(pool)] == "dwarf"
-        m, results = F.fuzz_one(scenario, pair[0], pair[1], seed, crosscheck=seed % crosscheck_every == 0,
-                                timeout=20.0, max_commands=max_commands,
-                                dwarf_crosscheck=dwarf and (seed - seeds.start) < dwarf_crosschecks * len(F.CLASSES))
+        m, results = F.fuzz_one(
+            scenario,
+            pair[0],
+            pair[1],
+            seed,
+            crosscheck=seed % crosscheck_every == 0,
+            timeout=20.0,
+            max_commands=max_commands,
+            dwarf_crosscheck=dwarf and (seed - seeds.start) < dwarf_crosschecks * len(F.CLASSES),
+        )
         for argv, o in results:
             table.setdefault(m.cls, Counter())[o.outcome] += 1
             if o.outcome in ("traceback", "timeout"):
-                bad.append(f"{scenario}:{seed} {m.cls} [{m.desc}] {' '.join(argv[:1] + argv[2:])}: {o.detail}")
+                bad.append(
+                    f"{scenario}:{seed} {m.cls} [{m.desc}] {' '.join(argv[:1] + argv[2:])}: {o.detail}"
+                )
     return table, bad
 
 
@@ -55,8 +70,9 @@ def test_fuzz_sample(fork_cow):
     the reports over the sample) and crosscheck on two (one with damaged DWARF): no traceback,
     no timeout."""
     n = len(F.CLASSES)
-    table, bad = _fuzz("fork-cow", fork_cow, range(10 * n), max_commands=3, crosscheck_every=7 * n,
-                       dwarf_crosschecks=1)
+    table, bad = _fuzz(
+        "fork-cow", fork_cow, range(10 * n), max_commands=3, crosscheck_every=7 * n, dwarf_crosschecks=1
+    )
     assert not bad, "\n".join(bad)
     assert set(table) == set(F.CLASSES)
     # a truncated file can never be read: every run of the class is a one-line error
@@ -76,8 +92,14 @@ def test_fuzz_kdump_sample(fork_cow_kdump):
     """A kdump-compressed NAME.vmcore: its headers, bitmaps, page descriptors and compressed
     data damaged or truncated (and the vmlinux classes), four mutations of each class."""
     n = len(F.KDUMP_CLASSES)
-    table, bad = _fuzz("fork-cow-kdump", fork_cow_kdump, range(4 * n), max_commands=3, crosscheck_every=10 ** 6,
-                       dwarf_crosschecks=0)
+    table, bad = _fuzz(
+        "fork-cow-kdump",
+        fork_cow_kdump,
+        range(4 * n),
+        max_commands=3,
+        crosscheck_every=10**6,
+        dwarf_crosschecks=0,
+    )
     assert not bad, "\n".join(bad)
     assert set(table) == set(F.KDUMP_CLASSES)
     assert set(table["kdump-truncate"]) == {"error"}, table["kdump-truncate"]
@@ -90,8 +112,14 @@ def test_fuzz_every_report(fork_cow, tmp_path_factory):
     n = len(F.CLASSES)
     bad = []
     for scenario, pair in (("fork-cow", fork_cow), ("slab-leak", _simulate(tmp_path_factory, "slab-leak"))):
-        table, b = _fuzz(scenario, pair, range(1000, 1000 + 5 * n), max_commands=None, crosscheck_every=4,
-                         dwarf_crosschecks=5)
+        table, b = _fuzz(
+            scenario,
+            pair,
+            range(1000, 1000 + 5 * n),
+            max_commands=None,
+            crosscheck_every=4,
+            dwarf_crosschecks=5,
+        )
         bad += b
         assert sum(sum(c.values()) for c in table.values()) > 5 * n * 25
     assert not bad, "\n".join(bad)
@@ -107,17 +135,38 @@ def _runs(pair: tuple[str, str], m: F.Mutation, cmds: tuple[tuple[str, ...], ...
     return out
 
 
-_EVERYWHERE = (("meminfo",), ("page-types",), ("pagetypeinfo",), ("buddyinfo",), ("page", "300"),
-               ("whatis", "--pfn", "300"), ("ps",), ("vtop", "0xffff888000100000"), ("slabinfo",))
+_EVERYWHERE = (
+    ("meminfo",),
+    ("page-types",),
+    ("pagetypeinfo",),
+    ("buddyinfo",),
+    ("page", "300"),
+    ("whatis", "--pfn", "300"),
+    ("ps",),
+    ("vtop", "0xffff888000100000"),
+    ("slabinfo",),
+)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("SIZE(mem_section)", "0"), ("NUMBER(SECTION_SIZE_BITS)", "64"), ("NUMBER(SECTION_SIZE_BITS)", "0"),
-    ("LENGTH(mem_section)", "0"), ("LENGTH(mem_section)", str(1 << 60)), ("LENGTH(node_data)", str(1 << 70)),
-    ("LENGTH(node_data)", "0"), ("KERNELOFFSET", "ffffffffffffffff"), ("NUMBER(phys_base)", str(1 << 64)),
-    ("PAGESIZE", "0"), ("SYMBOL(swapper_pg_dir)", "zz"), ("NUMBER(pgtable_l5_enabled)", "1"),
-    ("SIZE(mem_section)", "1" * 5000),
-], ids=lambda v: v[:24])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("SIZE(mem_section)", "0"),
+        ("NUMBER(SECTION_SIZE_BITS)", "64"),
+        ("NUMBER(SECTION_SIZE_BITS)", "0"),
+        ("LENGTH(mem_section)", "0"),
+        ("LENGTH(mem_section)", str(1 << 60)),
+        ("LENGTH(node_data)", str(1 << 70)),
+        ("LENGTH(node_data)", "0"),
+        ("KERNELOFFSET", "ffffffffffffffff"),
+        ("NUMBER(phys_base)", str(1 << 64)),
+        ("PAGESIZE", "0"),
+        ("SYMBOL(swapper_pg_dir)", "zz"),
+        ("NUMBER(pgtable_l5_enabled)", "1"),
+        ("SIZE(mem_section)", "1" * 5000),
+    ],
+    ids=lambda v: v[:24],
+)
 def test_impossible_vmcoreinfo(fork_cow, key, value):
     """The issue's VMCOREINFO values (SIZE(mem_section) 0: ZeroDivisionError; SECTION_SIZE_BITS
     64: exabytes; a huge LENGTH(node_data) or KERNELOFFSET: OverflowError) are one line, exit 1."""
@@ -138,14 +187,26 @@ def test_kernel_page_table_entries_pointing_elsewhere(fork_cow):
     entries = [t for t in targets.by_class["pgtable"] if t.label.startswith("swapper p")]
     tables = sorted({t.pa & ~0xFFF for t in targets.by_class["pgtable"]})
     assert len(entries) > 10 and len(tables) > 3
-    for i, t in enumerate(entries[::max(1, len(entries) // 12)]):
+    for i, t in enumerate(entries[:: max(1, len(entries) // 12)]):
         old = F.field_value(info, t)
-        for new, how in (((tables[i % len(tables)] | (old & 0xFFF)), "another table"),
-                         ((t.pa & ~0xFFF) | (old & 0xFFF), "its own table"), (old ^ 0x80, "PSE flipped"),
-                         ((1 << 45) | (old & 0xFFF), "outside RAM")):
+        for new, how in (
+            ((tables[i % len(tables)] | (old & 0xFFF)), "another table"),
+            ((t.pa & ~0xFFF) | (old & 0xFFF), "its own table"),
+            (old ^ 0x80, "PSE flipped"),
+            ((1 << 45) | (old & 0xFFF), "outside RAM"),
+        ):
             m = F.field_mutation(F.Mutation("fork-cow", i, "pgtable", ""), info, t, new, how)
-            _runs(fork_cow, m, (("pagetypeinfo",), ("page-types",), ("page", "4000"), ("meminfo",),
-                                ("whatis", hex(t.focus.get("vaddr", 0xFFFF888000000000)))))
+            _runs(
+                fork_cow,
+                m,
+                (
+                    ("pagetypeinfo",),
+                    ("page-types",),
+                    ("page", "4000"),
+                    ("meminfo",),
+                    ("whatis", hex(t.focus.get("vaddr", 0xFFFF888000000000))),
+                ),
+            )
 
 
 @pytest.mark.parametrize("field", ["spanned_pages", "zone_start_pfn", "present_pages", "managed_pages"])
@@ -153,14 +214,29 @@ def test_impossible_zone_spans(fork_cow, field):
     """A zone whose span or page counts are 2^63-scale (pagetypeinfo once tried to allocate
     215 PiB for its pageblocks): every zone report goes on or stops in one line."""
     targets, info = F.prepare(fork_cow[0])
-    zone_fields = [t for t in targets.by_class["zone"] if t.label.endswith(f".{field}")
-                   or t.label.endswith(f".{field}.counter")]
+    zone_fields = [
+        t
+        for t in targets.by_class["zone"]
+        if t.label.endswith(f".{field}") or t.label.endswith(f".{field}.counter")
+    ]
     assert zone_fields, field
     for t in zone_fields[:3]:
         for new in (0xD6FD1CBD9F542D78, 1 << 63, (1 << 64) - 1, 1 << 40):
             m = F.field_mutation(F.Mutation("fork-cow", 0, "zone", ""), info, t, new)
-            _runs(fork_cow, m, (("pagetypeinfo",), ("zoneinfo",), ("buddyinfo",), ("page-types",), ("meminfo",),
-                                ("fragmentation",), ("page", "300"), ("whatis", "--pfn", "300")))
+            _runs(
+                fork_cow,
+                m,
+                (
+                    ("pagetypeinfo",),
+                    ("zoneinfo",),
+                    ("buddyinfo",),
+                    ("page-types",),
+                    ("meminfo",),
+                    ("fragmentation",),
+                    ("page", "300"),
+                    ("whatis", "--pfn", "300"),
+                ),
+            )
 
 
 def test_classify():
@@ -199,15 +275,31 @@ def test_alarm_stops_a_hang():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
-@pytest.mark.parametrize("text, words", [  # (ids: the texts are long)
-    ("[scenario]\nhelp = 'x'\n[machine]\nx = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
-    ("[scenario]\nhelp = 'x'\n[machine]\nram = '256M'\n[[step]]\nexpect = \""
-     + " + ".join(["nr_free_pages"] * 20000) + " > 0\"\n", "nested too deeply"),
-    ("[scenario]\nhelp = 'x'\n[machine]\nram = '256M'\n[[step]]\nexpect = \"" + "(" * 150 + "1" + ")" * 150
-     + " > 0 and " + "-" * 300 + "1 < 0\"\n", "nested too deeply"),
-    ("[scenario\n", "not valid TOML"),
-    ("\x00\xff", "not valid TOML"),
-], ids=["deep-array", "long-expect", "deep-expect", "bad-toml", "binary"])
+@pytest.mark.parametrize(
+    "text, words",
+    [  # (ids: the texts are long)
+        ("[scenario]\nhelp = 'x'\n[machine]\nx = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        (
+            "[scenario]\nhelp = 'x'\n[machine]\nram = '256M'\n[[step]]\nexpect = \""
+            + " + ".join(["nr_free_pages"] * 20000)
+            + ' > 0"\n',
+            "nested too deeply",
+        ),
+        (
+            "[scenario]\nhelp = 'x'\n[machine]\nram = '256M'\n[[step]]\nexpect = \""
+            + "(" * 150
+            + "1"
+            + ")" * 150
+            + " > 0 and "
+            + "-" * 300
+            + '1 < 0"\n',
+            "nested too deeply",
+        ),
+        ("[scenario\n", "not valid TOML"),
+        ("\x00\xff", "not valid TOML"),
+    ],
+    ids=["deep-array", "long-expect", "deep-expect", "bad-toml", "binary"],
+)
 def test_scenario_files_that_would_recurse(tmp_path, text, words):
     """A 5,000-deep TOML array or a 20,000-term expect is one line, exit 1 (not RecursionError)."""
     path = tmp_path / "bad.toml"

@@ -57,20 +57,56 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SMALL_SCENARIOS = ("boot", "fork-cow", "page-cache", "slab-leak", "fragmented", "vmalloc-heavy",
-                   "shared-memory", "thp-vs-hugetlb")
+SMALL_SCENARIOS = (
+    "boot",
+    "fork-cow",
+    "page-cache",
+    "slab-leak",
+    "fragmented",
+    "vmalloc-heavy",
+    "shared-memory",
+    "thp-vs-hugetlb",
+)
 OUTCOMES = ("ok", "error", "finding", "traceback", "timeout")
 
 # -- mutation classes --------------------------------------------------------------------------
-STRUCT_CLASSES = ("pgtable", "page", "slab", "maple", "task", "zone", "freelist", "lru", "swap", "vmalloc",
-                  "global")
+STRUCT_CLASSES = (
+    "pgtable",
+    "page",
+    "slab",
+    "maple",
+    "task",
+    "zone",
+    "freelist",
+    "lru",
+    "swap",
+    "vmalloc",
+    "global",
+)
 # combo: two to five structure fields of any classes at once
-FILE_CLASSES = ("combo", "elf-truncate", "elf-phdr", "elf-header", "elf-note", "vmcoreinfo", "types-bytes",
-                "types-json", "dwarf", "symtab", "vmlinux-shdr")
+FILE_CLASSES = (
+    "combo",
+    "elf-truncate",
+    "elf-phdr",
+    "elf-header",
+    "elf-note",
+    "vmcoreinfo",
+    "types-bytes",
+    "types-json",
+    "dwarf",
+    "symtab",
+    "vmlinux-shdr",
+)
 CLASSES = STRUCT_CLASSES + FILE_CLASSES
 VMLINUX_CLASSES = ("types-bytes", "types-json", "dwarf", "symtab", "vmlinux-shdr")
 # a kdump-compressed NAME.vmcore (``simulate --format kdump``): its own file classes
-KDUMP_CLASSES = ("kdump-header", "kdump-bitmap", "kdump-desc", "kdump-data", "kdump-truncate") + VMLINUX_CLASSES
+KDUMP_CLASSES = (
+    "kdump-header",
+    "kdump-bitmap",
+    "kdump-desc",
+    "kdump-data",
+    "kdump-truncate",
+) + VMLINUX_CLASSES
 
 _U64 = struct.Struct("<Q")
 PHDR = struct.Struct("<IIQQQQQQ")
@@ -104,7 +140,9 @@ class Mutation:
 
 
 # -- the pristine snapshot's structures ----------------------------------------------------------
-def _leaf_fields(t: Any, base: int = 0, prefix: str = "", depth: int = 0) -> Iterator[tuple[int, int, str, bool]]:
+def _leaf_fields(
+    t: Any, base: int = 0, prefix: str = "", depth: int = 0
+) -> Iterator[tuple[int, int, str, bool]]:
     """(byte offset, size, name, is_pointer) of every scalar member of type ``t`` (arrays: their
     first two and last elements; bitfields: the bytes holding them)."""
     r = t.resolved()
@@ -112,8 +150,9 @@ def _leaf_fields(t: Any, base: int = 0, prefix: str = "", depth: int = 0) -> Ite
         return
     if r.kind in ("struct", "union"):
         for m in r.members:
-            yield from _leaf_fields(m.type, base + m.bit_offset // 8, f"{prefix}.{m.name}" if m.name else prefix,
-                                    depth + 1)
+            yield from _leaf_fields(
+                m.type, base + m.bit_offset // 8, f"{prefix}.{m.name}" if m.name else prefix, depth + 1
+            )
     elif r.kind == "array":
         if not r.nelems or r.target is None:
             return
@@ -176,8 +215,9 @@ class Targets:
                 return True
         return False
 
-    def add(self, cls: str, va: int, size: int, label: str, ptr: bool = False, pa: int | None = None,
-            **focus: Any) -> None:
+    def add(
+        self, cls: str, va: int, size: int, label: str, ptr: bool = False, pa: int | None = None, **focus: Any
+    ) -> None:
         if len(self.by_class[cls]) >= self.cap * 4:
             return
         if pa is None:
@@ -199,9 +239,32 @@ class Targets:
     def _find_tasks(self, prog: Any) -> None:
         from mmintro.reader.helpers.task import for_each_task
 
-        important = ("tasks", "mm", "active_mm", "pid", "tgid", "comm", "signal", "real_parent", "parent",
-                     "stack", "thread_pid", "pid_links", "flags", "__state", "cpus_ptr", "children", "sibling",
-                     "group_leader", "thread_node", "mempolicy", "oom_reaper_list", "se", "cred", "files")
+        important = (
+            "tasks",
+            "mm",
+            "active_mm",
+            "pid",
+            "tgid",
+            "comm",
+            "signal",
+            "real_parent",
+            "parent",
+            "stack",
+            "thread_pid",
+            "pid_links",
+            "flags",
+            "__state",
+            "cpus_ptr",
+            "children",
+            "sibling",
+            "group_leader",
+            "thread_node",
+            "mempolicy",
+            "oom_reaper_list",
+            "se",
+            "cred",
+            "files",
+        )
         for task in list(for_each_task(prog))[:40]:
             pid = task.pid.value_()
             t = task[0] if hasattr(task, "__getitem__") else task
@@ -234,7 +297,9 @@ class Targets:
             seen.add(node)
             mtype = (enode >> 3) & 0xF
             for i in range(32):
-                self.add("maple", node + 8 * i, 8, f"maple_node {node:#x} word {i} (type {mtype})", True, pid=pid)
+                self.add(
+                    "maple", node + 8 * i, 8, f"maple_node {node:#x} word {i} (type {mtype})", True, pid=pid
+                )
             if mtype in (2, 3):  # maple_range_64 / maple_arange_64: slots hold child nodes
                 n = prog.object("struct maple_node", address=node)
                 slots = n.ma64.slot if mtype == 3 else n.mr64.slot
@@ -280,18 +345,34 @@ class Targets:
                 if not prog.core.is_ram(pmd):
                     continue
                 for k, e3 in self.rng.sample(present(pmd, 0, 512), min(4, len(present(pmd, 0, 512)))):
-                    va = ((i << 39) | (j << 30) | (k << 21))
-                    self.add("pgtable", 0, 8, f"{label} pmd[{i}][{j}][{k}]", True, pa=pmd + 8 * k,
-                             pid=pid or 1, vaddr=va if pid is not None else va | 0xFFFF000000000000)
+                    va = (i << 39) | (j << 30) | (k << 21)
+                    self.add(
+                        "pgtable",
+                        0,
+                        8,
+                        f"{label} pmd[{i}][{j}][{k}]",
+                        True,
+                        pa=pmd + 8 * k,
+                        pid=pid or 1,
+                        vaddr=va if pid is not None else va | 0xFFFF000000000000,
+                    )
                     if e3 & 0x80:
                         continue
                     pte = e3 & mask
                     if not prog.core.is_ram(pte):
                         continue
                     for m, _ in self.rng.sample(present(pte, 0, 512), min(4, len(present(pte, 0, 512)))):
-                        va = ((i << 39) | (j << 30) | (k << 21) | (m << 12))
-                        self.add("pgtable", 0, 8, f"{label} pte[{i}][{j}][{k}][{m}]", True, pa=pte + 8 * m,
-                                 pid=pid or 1, vaddr=va if pid is not None else va | 0xFFFF000000000000)
+                        va = (i << 39) | (j << 30) | (k << 21) | (m << 12)
+                        self.add(
+                            "pgtable",
+                            0,
+                            8,
+                            f"{label} pte[{i}][{j}][{k}][{m}]",
+                            True,
+                            pa=pte + 8 * m,
+                            pid=pid or 1,
+                            vaddr=va if pid is not None else va | 0xFFFF000000000000,
+                        )
                         count += 1
                         if count > 60:
                             return
@@ -303,9 +384,19 @@ class Targets:
         for pgdat in for_each_online_pgdat(prog):
             nid = pgdat.node_id.value_()
             p = pgdat[0]
-            for name in ("node_start_pfn", "node_present_pages", "node_spanned_pages", "node_id", "nr_zones",
-                         "totalreserve_pages", "vm_stat", "kswapd_order", "kswapd_highest_zoneidx",
-                         "kswapd_failures", "flags"):
+            for name in (
+                "node_start_pfn",
+                "node_present_pages",
+                "node_spanned_pages",
+                "node_id",
+                "nr_zones",
+                "totalreserve_pages",
+                "vm_stat",
+                "kswapd_order",
+                "kswapd_highest_zoneidx",
+                "kswapd_failures",
+                "flags",
+            ):
                 if p.type_.resolved().has_member(name):
                     sub = getattr(p, name)
                     for off, size, fname, ptr in _leaf_fields(sub.type_):
@@ -329,13 +420,22 @@ class Targets:
                         head = fa.free_list[mt]
                         if head.next.value_() == head.address_:
                             continue
-                        self.add("freelist", head.address_, 8, f"zone{z}.free_area[{o}].free_list[{mt}].next", True)
-                        self.add("freelist", head.address_ + 8, 8, f"zone{z}.free_area[{o}].free_list[{mt}].prev",
-                                 True)
+                        self.add(
+                            "freelist", head.address_, 8, f"zone{z}.free_area[{o}].free_list[{mt}].next", True
+                        )
+                        self.add(
+                            "freelist",
+                            head.address_ + 8,
+                            8,
+                            f"zone{z}.free_area[{o}].free_list[{mt}].prev",
+                            True,
+                        )
                         for n, node in enumerate(_first(list_for_each(head.address_of_(), limit=100000), 2)):
                             va = node.value_()
                             self.add("freelist", va, 8, f"zone{z} order {o} mt {mt} buddy {n} lru.next", True)
-                            self.add("freelist", va + 8, 8, f"zone{z} order {o} mt {mt} buddy {n} lru.prev", True)
+                            self.add(
+                                "freelist", va + 8, 8, f"zone{z} order {o} mt {mt} buddy {n} lru.prev", True
+                            )
                             self.add("freelist", va + 32, 8, f"zone{z} order {o} mt {mt} buddy {n} private")
                             self.add("freelist", va + 40, 4, f"zone{z} order {o} mt {mt} buddy {n} page_type")
 
@@ -362,9 +462,18 @@ class Targets:
             if head and len(self.by_class["page"]) < self.cap * 4:  # a folio's first tail pages
                 for k in (1, 2):
                     for off, size, name, ptr in self.rng.sample(fields, 3):
-                        self.add("page", va + 64 * k + off, size, f"page[{pfn + k}] (tail){name}", ptr,
-                                 pfn=pfn + k, addr=va + 64 * k)
-            if ptype >> 24 == 0xF5 or (ptype >> 24) == (T.const("PGTY_slab") if "PGTY_slab" in T.enumerators else -1):
+                        self.add(
+                            "page",
+                            va + 64 * k + off,
+                            size,
+                            f"page[{pfn + k}] (tail){name}",
+                            ptr,
+                            pfn=pfn + k,
+                            addr=va + 64 * k,
+                        )
+            if ptype >> 24 == 0xF5 or (ptype >> 24) == (
+                T.const("PGTY_slab") if "PGTY_slab" in T.enumerators else -1
+            ):
                 for off, size, name, ptr in slab_fields:
                     self.add("slab", va + off, size, f"slab(pfn {pfn}){name}", ptr, pfn=pfn, addr=va)
 
@@ -383,12 +492,21 @@ class Targets:
                 for k, node in enumerate(_first(list_for_each(n.partial.address_of_(), limit=100000), 2)):
                     s = node.value_() - slab_t.offsetof("slab_list")
                     for off, size, fname, ptr in _leaf_fields(slab_t):
-                        self.add("slab", s + off, size, f"partial slab of {name}{fname}", ptr, cache=name, addr=s)
+                        self.add(
+                            "slab", s + off, size, f"partial slab of {name}{fname}", ptr, cache=name, addr=s
+                        )
                     fl = prog.read_u64(s + slab_t.offsetof("freelist"))
                     off = c.offset.value_()
                     if fl:
-                        self.add("slab", fl + off, 8, f"free pointer of a free {name} object", True, cache=name,
-                                 addr=fl)
+                        self.add(
+                            "slab",
+                            fl + off,
+                            8,
+                            f"free pointer of a free {name} object",
+                            True,
+                            cache=name,
+                            addr=fl,
+                        )
 
     def _find_vmalloc(self, prog: Any) -> None:
         from mmintro.reader.helpers.vmalloc import for_each_vmap_area
@@ -422,8 +540,9 @@ class Targets:
                     self.add("swap", m + off, 1, f"swap_info[{i}].swap_map[{off}]")
 
     def _find_globals(self, prog: Any) -> None:
-        names = sorted(n for n, (t, percpu) in prog.types.variables.items()
-                       if not percpu and n in prog.symbols.by_name)
+        names = sorted(
+            n for n, (t, percpu) in prog.types.variables.items() if not percpu and n in prog.symbols.by_name
+        )
         for n in self.rng.sample(names, min(80, len(names))):
             try:
                 v = prog[n]
@@ -479,13 +598,20 @@ def words_read(stem: str, pids: list[int], pfn: int) -> Any:
             seen.append(a & ~np.uint64(7))
         return orig["gather_u64"](self, paddrs)
 
-    for n, f in (("read_phys", read_phys), ("read_phys_into", read_phys_into),
-                 ("read_phys_array", read_phys_array), ("gather_u64", gather_u64)):
+    for n, f in (
+        ("read_phys", read_phys),
+        ("read_phys_into", read_phys_into),
+        ("read_phys_array", read_phys_array),
+        ("gather_u64", gather_u64),
+    ):
         setattr(CoreFile, n, f)
     try:
         pid = pids[0] if pids else 1
-        for argv in [[c, stem] for c in REPORTS] + [[c, stem, str(pid)] for c in PID_REPORTS] + \
-                [["page", stem, str(pfn)], ["kmem-s", stem, "kmalloc-64"]]:
+        for argv in (
+            [[c, stem] for c in REPORTS]
+            + [[c, stem, str(pid)] for c in PID_REPORTS]
+            + [["page", stem, str(pfn)], ["kmem-s", stem, "kmalloc-64"]]
+        ):
             run_cli(argv, 60.0)
     finally:
         for n, f in orig.items():
@@ -495,7 +621,9 @@ def words_read(stem: str, pids: list[int], pfn: int) -> Any:
 
 
 # -- choosing a mutation ---------------------------------------------------------------------------
-def _bad_values(rng: random.Random, old: int, size: int, t: Target, targets: Targets, ptr: bool) -> tuple[int, str]:
+def _bad_values(
+    rng: random.Random, old: int, size: int, t: Target, targets: Targets, ptr: bool
+) -> tuple[int, str]:
     bits = 8 * size
     mask = (1 << bits) - 1
     choices: list[tuple[int, str]] = [
@@ -505,8 +633,13 @@ def _bad_values(rng: random.Random, old: int, size: int, t: Target, targets: Tar
         (old ^ (rng.getrandbits(bits) & mask), "random bits"),
     ]
     if size >= 4:
-        choices += [(1 << (bits - 1), "top bit"), (0x7FFFFFFF, "2^31-1"), (1 << 31, "2^31"),
-                    ((old + 1) & mask, "off by one"), ((old * 1000 + 7) & mask, "huge")]
+        choices += [
+            (1 << (bits - 1), "top bit"),
+            (0x7FFFFFFF, "2^31-1"),
+            (1 << 31, "2^31"),
+            ((old + 1) & mask, "off by one"),
+            ((old * 1000 + 7) & mask, "huge"),
+        ]
     if ptr and size == 8:
         other = rng.choice(rng.choice([v for v in targets.by_class.values() if v]))
         end = targets.max_pfn << 12
@@ -537,7 +670,9 @@ def _bad_values(rng: random.Random, old: int, size: int, t: Target, targets: Tar
     return rng.choice(choices)
 
 
-def make_mutation(scenario: str, seed: int, targets: Targets, files: dict[str, bytes], cls: str | None = None) -> Mutation:
+def make_mutation(
+    scenario: str, seed: int, targets: Targets, files: dict[str, bytes], cls: str | None = None
+) -> Mutation:
     """The seeded mutation number ``seed`` of ``scenario``: its class is ``cls`` or chosen by
     the seed; ``files`` gives the pristine pair's head bytes (see :func:`_file_info`)."""
     rng = random.Random(f"{scenario}:{seed}")
@@ -566,7 +701,9 @@ def make_mutation(scenario: str, seed: int, targets: Targets, files: dict[str, b
 
 
 def _file_offset(files: dict, t: Target) -> int:
-    return next(s.offset + t.pa - s.paddr for s in files["core_segments"] if s.paddr <= t.pa < s.paddr + s.filesz)
+    return next(
+        s.offset + t.pa - s.paddr for s in files["core_segments"] if s.paddr <= t.pa < s.paddr + s.filesz
+    )
 
 
 def field_value(files: dict, t: Target) -> int:
@@ -586,9 +723,13 @@ def field_mutation(m: Mutation, files: dict, t: Target, new: int, how: str = "")
 def _mut_elf_truncate(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
     size = f["core_size"]
     where = rng.choice(["header", "phdrs", "notes", "data", "end"])
-    cut = {"header": rng.randrange(1, 64), "phdrs": rng.randrange(64, f["phdr_end"] + 1),
-           "notes": rng.randrange(f["note_off"], f["note_off"] + f["note_size"] + 1),
-           "data": rng.randrange(f["phdr_end"], size), "end": size - rng.randrange(1, 8192)}[where]
+    cut = {
+        "header": rng.randrange(1, 64),
+        "phdrs": rng.randrange(64, f["phdr_end"] + 1),
+        "notes": rng.randrange(f["note_off"], f["note_off"] + f["note_size"] + 1),
+        "data": rng.randrange(f["phdr_end"], size),
+        "end": size - rng.randrange(1, 8192),
+    }[where]
     which = "vmcore" if rng.random() < 0.8 else "vmlinux"
     if which == "vmlinux":
         cut = rng.randrange(1, f["vml_size"])
@@ -602,8 +743,17 @@ def _mut_elf_phdr(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None
     p = list(phdrs[i])
     names = ("p_type", "p_flags", "p_offset", "p_vaddr", "p_paddr", "p_filesz", "p_memsz", "p_align")
     loads = [j for j, q in enumerate(phdrs) if q[0] == 1]
-    how = rng.choice(["overlap", "end past 2^64", "offset past EOF", "field bit flip", "huge memsz",
-                      "filesz > memsz", "type"])
+    how = rng.choice(
+        [
+            "overlap",
+            "end past 2^64",
+            "offset past EOF",
+            "field bit flip",
+            "huge memsz",
+            "filesz > memsz",
+            "type",
+        ]
+    )
     if how == "overlap" and len(loads) > 1:
         i, j = rng.sample(loads, 2)
         p = list(phdrs[i])
@@ -635,12 +785,22 @@ def _mut_elf_phdr(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None
 
 def _mut_elf_header(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
     which = rng.choice(["vmcore", "vmlinux"])
-    fields = {"e_phoff": (32, 8), "e_shoff": (40, 8), "e_phentsize": (54, 2), "e_phnum": (56, 2),
-              "e_shentsize": (58, 2), "e_shnum": (60, 2), "e_shstrndx": (62, 2), "e_type": (16, 2),
-              "e_ehsize": (52, 2), "ei_class": (4, 1), "e_machine": (18, 2)}
+    fields = {
+        "e_phoff": (32, 8),
+        "e_shoff": (40, 8),
+        "e_phentsize": (54, 2),
+        "e_phnum": (56, 2),
+        "e_shentsize": (58, 2),
+        "e_shnum": (60, 2),
+        "e_shstrndx": (62, 2),
+        "e_type": (16, 2),
+        "e_ehsize": (52, 2),
+        "ei_class": (4, 1),
+        "e_machine": (18, 2),
+    }
     name = rng.choice(sorted(fields))
     off, size = fields[name]
-    old = int.from_bytes(f["head_" + which][off:off + size], "little")
+    old = int.from_bytes(f["head_" + which][off : off + size], "little")
     new = rng.choice([old ^ (1 << rng.randrange(8 * size)), 0, (1 << 8 * size) - 1, old + 1])
     new &= (1 << 8 * size) - 1
     m.patches.append((which, off, new.to_bytes(size, "little")))
@@ -663,24 +823,67 @@ def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
 
 
 # the keys the reader reads (the others are for drgn, crash and makedumpfile)
-READER_KEYS = ("SIZE(mem_section)", "LENGTH(mem_section)", "NUMBER(SECTION_SIZE_BITS)", "KERNELOFFSET",
-               "NUMBER(phys_base)", "PAGESIZE", "NUMBER(pgtable_l5_enabled)", "LENGTH(node_data)",
-               "SYMBOL(swapper_pg_dir)", "BUILD-ID", "OSRELEASE", "SYMBOL(mem_section)", "NUMBER(MAX_PHYSMEM_BITS)")
+READER_KEYS = (
+    "SIZE(mem_section)",
+    "LENGTH(mem_section)",
+    "NUMBER(SECTION_SIZE_BITS)",
+    "KERNELOFFSET",
+    "NUMBER(phys_base)",
+    "PAGESIZE",
+    "NUMBER(pgtable_l5_enabled)",
+    "LENGTH(node_data)",
+    "SYMBOL(swapper_pg_dir)",
+    "BUILD-ID",
+    "OSRELEASE",
+    "SYMBOL(mem_section)",
+    "NUMBER(MAX_PHYSMEM_BITS)",
+)
 
 
 def _mut_vmcoreinfo(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
     info = tg.vmcoreinfo
     keys = sorted(info)
-    prefer = [k for k in keys if k.startswith(("SIZE(", "OFFSET(", "LENGTH(", "NUMBER(SECTION_SIZE_BITS", "KERNELOFFSET",
-                                               "SYMBOL(", "NUMBER(", "PAGESIZE"))]
+    prefer = [
+        k
+        for k in keys
+        if k.startswith(
+            (
+                "SIZE(",
+                "OFFSET(",
+                "LENGTH(",
+                "NUMBER(SECTION_SIZE_BITS",
+                "KERNELOFFSET",
+                "SYMBOL(",
+                "NUMBER(",
+                "PAGESIZE",
+            )
+        )
+    ]
     used = [k for k in READER_KEYS if k in info]
     r = rng.random()
     key = rng.choice(used) if r < 0.5 and used else rng.choice(prefer if r < 0.9 else keys)
     old = info[key]
     hexy = key.startswith("SYMBOL(") or key == "KERNELOFFSET"
-    candidates = ["0", "-1", "1", "64", "4096", str(1 << 63), str(1 << 64), str((1 << 70) + 3), "zz", "", "0x",
-                  "-9223372036854775808", "99999999999999999999999999", "7fffffffffffffff", "ffffffffffffffff",
-                  "10000000000000000", "1e3", "1" * 5000]
+    candidates = [
+        "0",
+        "-1",
+        "1",
+        "64",
+        "4096",
+        str(1 << 63),
+        str(1 << 64),
+        str((1 << 70) + 3),
+        "zz",
+        "",
+        "0x",
+        "-9223372036854775808",
+        "99999999999999999999999999",
+        "7fffffffffffffff",
+        "ffffffffffffffff",
+        "10000000000000000",
+        "1e3",
+        "1" * 5000,
+    ]
     if hexy:
         try:
             v = int(old, 16)
@@ -713,7 +916,9 @@ def vmcoreinfo_mutation(m: Mutation, f: dict, key: str, new: str) -> None:
         else:
             out.append(ln)
     text = ("\n".join(out) + "\n").encode()
-    notes = b"".join(_note(n.encode() + b"\0", t, text if n == "VMCOREINFO" else d) for n, t, d in f["note_list"])
+    notes = b"".join(
+        _note(n.encode() + b"\0", t, text if n == "VMCOREINFO" else d) for n, t, d in f["note_list"]
+    )
     # the rewritten notes at the end of the file; the PT_NOTE header points there
     at = f["core_size"] + (-f["core_size"] % 8)
     p = list(f["phdrs"][f["note_index"]])
@@ -738,8 +943,11 @@ def _mut_types_bytes(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> N
     where = rng.choice(["header", "body", "trailer"])
     size = sh[5]
     for _ in range(n):
-        pos = {"header": rng.randrange(min(16, size)), "trailer": size - 1 - rng.randrange(min(8, size)),
-               "body": rng.randrange(size)}[where]
+        pos = {
+            "header": rng.randrange(min(16, size)),
+            "trailer": size - 1 - rng.randrange(min(8, size)),
+            "body": rng.randrange(size),
+        }[where]
         b = f["read_vml"](sh[4] + pos, 1)[0]
         m.patches.append(("vmlinux", sh[4] + pos, bytes([b ^ (1 << rng.randrange(8))])))
     m.desc = f".mmintro.types: {n} bit(s) flipped in the gzip {where}"
@@ -748,9 +956,22 @@ def _mut_types_bytes(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> N
 def _mut_types_json(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
     doc = json.loads(f["types_json"])
     types = doc["types"]
-    how = rng.choice(["bad type index", "bad member index", "negative size", "missing key", "bad kind",
-                      "deep nesting", "variable type", "string index", "huge nelems", "cycle", "not json",
-                      "truncated json"])
+    how = rng.choice(
+        [
+            "bad type index",
+            "bad member index",
+            "negative size",
+            "missing key",
+            "bad kind",
+            "deep nesting",
+            "variable type",
+            "string index",
+            "huge nelems",
+            "cycle",
+            "not json",
+            "truncated json",
+        ]
+    )
     i = rng.randrange(1, len(types))
     e = types[i]
     blob: bytes | None = None
@@ -763,7 +984,9 @@ def _mut_types_json(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> No
         i = rng.choice(cand)
         mem = types[i]["members"]
         j = rng.randrange(len(mem))
-        mem[j] = [mem[j][0], rng.choice([len(types) + 1, -1, "x", None]), mem[j][2], mem[j][3]][:rng.choice([4, 4, 2])]
+        mem[j] = [mem[j][0], rng.choice([len(types) + 1, -1, "x", None]), mem[j][2], mem[j][3]][
+            : rng.choice([4, 4, 2])
+        ]
     elif how == "negative size":
         cand = [k for k, t in enumerate(types) if isinstance(t, dict) and "size" in t]
         i = rng.choice(cand)
@@ -788,9 +1011,11 @@ def _mut_types_json(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> No
     elif how == "huge nelems":
         cand = [k for k, t in enumerate(types) if isinstance(t, dict) and t.get("kind") == "array"]
         i = rng.choice(cand)
-        types[i]["nelems"] = rng.choice([1 << 62, -1, 10 ** 30])
+        types[i]["nelems"] = rng.choice([1 << 62, -1, 10**30])
     elif how == "cycle":
-        cand = [k for k, t in enumerate(types) if isinstance(t, dict) and t.get("kind") in ("typedef", "const")]
+        cand = [
+            k for k, t in enumerate(types) if isinstance(t, dict) and t.get("kind") in ("typedef", "const")
+        ]
         i = rng.choice(cand)
         types[i]["type"] = i
     elif how == "not json":
@@ -855,28 +1080,59 @@ def _mut_vmlinux_shdr(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> 
     i, sh = f["sections"][name]
     s = list(sh)
     k = rng.choice([0, 1, 4, 5, 6])
-    s[k] = rng.choice([0, (1 << (32 if k in (0, 1, 6) else 64)) - 1, s[k] ^ (1 << rng.randrange(32)),
-                       f["vml_size"] + 1])
+    s[k] = rng.choice(
+        [0, (1 << (32 if k in (0, 1, 6) else 64)) - 1, s[k] ^ (1 << rng.randrange(32)), f["vml_size"] + 1]
+    )
     m.patches.append(("vmlinux", f["shoff"] + i * SHDR.size, SHDR.pack(*s)))
-    m.desc = f"section header {name!r}: field {('sh_name', 'sh_type', '', '', 'sh_offset', 'sh_size', 'sh_link')[k]}" \
-             f" {sh[k]:#x} -> {s[k]:#x}"
+    field_name = ("sh_name", "sh_type", "", "", "sh_offset", "sh_size", "sh_link")[k]
+    m.desc = f"section header {name!r}: field {field_name} {sh[k]:#x} -> {s[k]:#x}"
 
 
 # (offsets of mmintro.reader.diskdump's _DH "<8si390s6xqqIiiIIIIIIi")
-_DH_FIELDS = {"header_version": (8, 4), "status": (424, 4), "block_size": (428, 4), "sub_hdr_size": (432, 4),
-              "bitmap_blocks": (436, 4), "max_mapnr": (440, 4), "total_ram_blocks": (444, 4),
-              "nr_cpus": (460, 4), "signature": (0, 8)}
-_SUB_FIELDS = {"phys_base": (0, 8), "dump_level": (8, 4), "split": (12, 4), "start_pfn": (16, 8),
-               "end_pfn": (24, 8), "offset_vmcoreinfo": (32, 8), "size_vmcoreinfo": (40, 8), "offset_note": (48, 8),
-               "size_note": (56, 8), "offset_eraseinfo": (64, 8), "size_eraseinfo": (72, 8),
-               "start_pfn_64": (80, 8), "end_pfn_64": (88, 8), "max_mapnr_64": (96, 8)}
+_DH_FIELDS = {
+    "header_version": (8, 4),
+    "status": (424, 4),
+    "block_size": (428, 4),
+    "sub_hdr_size": (432, 4),
+    "bitmap_blocks": (436, 4),
+    "max_mapnr": (440, 4),
+    "total_ram_blocks": (444, 4),
+    "nr_cpus": (460, 4),
+    "signature": (0, 8),
+}
+_SUB_FIELDS = {
+    "phys_base": (0, 8),
+    "dump_level": (8, 4),
+    "split": (12, 4),
+    "start_pfn": (16, 8),
+    "end_pfn": (24, 8),
+    "offset_vmcoreinfo": (32, 8),
+    "size_vmcoreinfo": (40, 8),
+    "offset_note": (48, 8),
+    "size_note": (56, 8),
+    "offset_eraseinfo": (64, 8),
+    "size_eraseinfo": (72, 8),
+    "start_pfn_64": (80, 8),
+    "end_pfn_64": (88, 8),
+    "max_mapnr_64": (96, 8),
+}
 
 
 def _word(m: Mutation, rng: random.Random, f: dict, off: int, size: int, label: str) -> None:
     old = int.from_bytes(f["read_core"](off, size), "little")
     bits = 8 * size
-    new = rng.choice([old ^ (1 << rng.randrange(bits)), 0, (1 << bits) - 1, 1 << (bits - 1), old + 1,
-                      old * 4096 + 1, f["core_size"] + 8, (1 << (bits - 1)) - 1]) & ((1 << bits) - 1)
+    new = rng.choice(
+        [
+            old ^ (1 << rng.randrange(bits)),
+            0,
+            (1 << bits) - 1,
+            1 << (bits - 1),
+            old + 1,
+            old * 4096 + 1,
+            f["core_size"] + 8,
+            (1 << (bits - 1)) - 1,
+        ]
+    ) & ((1 << bits) - 1)
     m.patches.append(("vmcore", off, new.to_bytes(size, "little")))
     m.desc = f"{label}: {old:#x} -> {new:#x}"
 
@@ -907,8 +1163,9 @@ def _mut_kdump_bitmap(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> 
 
 def _mut_kdump_desc(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
     k = rng.randrange(f["ndesc"])
-    field_, (off, size) = rng.choice([("offset", (0, 8)), ("size", (8, 4)), ("flags", (12, 4)),
-                                      ("page_flags", (16, 8))])
+    field_, (off, size) = rng.choice(
+        [("offset", (0, 8)), ("size", (8, 4)), ("flags", (12, 4)), ("page_flags", (16, 8))]
+    )
     _word(m, rng, f, f["desc_off"] + 24 * k + off, size, f"page_desc[{k}].{field_}")
 
 
@@ -924,8 +1181,12 @@ def _mut_kdump_data(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> No
 
 def _mut_kdump_truncate(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> None:
     where = rng.choice(["header", "bitmaps", "descriptors", "data"])
-    lo, hi = {"header": (1, f["bitmap_area"][0]), "bitmaps": f["bitmap_area"],
-              "descriptors": (f["desc_off"], f["data_off"]), "data": (f["data_off"], f["core_size"])}[where]
+    lo, hi = {
+        "header": (1, f["bitmap_area"][0]),
+        "bitmaps": f["bitmap_area"],
+        "descriptors": (f["desc_off"], f["data_off"]),
+        "data": (f["data_off"], f["core_size"]),
+    }[where]
     cut = rng.randrange(lo, max(lo + 1, hi))
     m.truncate = ("vmcore", cut)
     m.desc = f"kdump vmcore truncated to {cut:#x} bytes ({where})"
@@ -971,6 +1232,7 @@ def _reader(path: str):
         with open(path, "rb") as fh:
             fh.seek(off)
             return fh.read(n)
+
     return read
 
 
@@ -1102,8 +1364,14 @@ def classify(argv: list[str], code: int | None, stderr: str, exc_info: Any = Non
         return Outcome("timeout", None, "no answer in time")
     if exc is not None and not isinstance(exc, SystemExit):
         tb = traceback.extract_tb(exc_info[2])
-        where = next((f"{Path(fr.filename).name}:{fr.lineno} in {fr.name}" for fr in reversed(tb)
-                      if "/mmintro/" in fr.filename), "")
+        where = next(
+            (
+                f"{Path(fr.filename).name}:{fr.lineno} in {fr.name}"
+                for fr in reversed(tb)
+                if "/mmintro/" in fr.filename
+            ),
+            "",
+        )
         text = " ".join(str(exc).split())[:160]
         return Outcome("traceback", code, f"{type(exc).__name__}: {text} [{where}]")
     if "Traceback (most recent call last)" in stderr:
@@ -1122,12 +1390,30 @@ def classify(argv: list[str], code: int | None, stderr: str, exc_info: Any = Non
     return Outcome("traceback", code, f"exit status {code}: {stderr.strip()[:200]}")
 
 
-REPORTS = ("meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "ps",
-           "page-types", "kmem-s", "swaps", "pressure", "dmesg", "oom-scores", "iomem", "fragmentation")
+REPORTS = (
+    "meminfo",
+    "zoneinfo",
+    "buddyinfo",
+    "pagetypeinfo",
+    "vmstat",
+    "slabinfo",
+    "vmallocinfo",
+    "ps",
+    "page-types",
+    "kmem-s",
+    "swaps",
+    "pressure",
+    "dmesg",
+    "oom-scores",
+    "iomem",
+    "fragmentation",
+)
 PID_REPORTS = ("status", "smaps", "smaps-rollup", "maps", "vm", "numa-maps", "oom-score")
 
 
-def commands(stem: str, focus: dict, targets: Targets, rng: random.Random, crosscheck: bool) -> list[list[str]]:
+def commands(
+    stem: str, focus: dict, targets: Targets, rng: random.Random, crosscheck: bool
+) -> list[list[str]]:
     """Every report command on the pair, pointed at what the mutation changed when it says."""
     pid = focus.get("pid") or (rng.choice(targets.pids) if targets.pids else 1)
     pfn = focus.get("pfn", rng.randrange(max(targets.max_pfn, 1)))
@@ -1135,8 +1421,14 @@ def commands(stem: str, focus: dict, targets: Targets, rng: random.Random, cross
     cache = focus.get("cache") or (rng.choice(targets.caches) if targets.caches else "kmalloc-64")
     cmds = [[c, stem] for c in REPORTS]
     cmds += [[c, stem, str(pid)] for c in PID_REPORTS]
-    cmds += [["page", stem, str(pfn)], ["whatis", stem, hex(addr)], ["whatis", stem, "--pfn", str(pfn)],
-             ["vtop", stem, hex(addr)], ["kmem-s", stem, cache], ["pressure", stem, "--resource", "all"]]
+    cmds += [
+        ["page", stem, str(pfn)],
+        ["whatis", stem, hex(addr)],
+        ["whatis", stem, "--pfn", str(pfn)],
+        ["vtop", stem, hex(addr)],
+        ["kmem-s", stem, cache],
+        ["pressure", stem, "--resource", "all"],
+    ]
     if "vaddr" in focus and focus["vaddr"] < 1 << 47:
         cmds.append(["vtop", stem, "--pid", str(pid), hex(focus["vaddr"])])
     for c in cmds:
@@ -1163,9 +1455,18 @@ def prepare(pristine_stem: str) -> tuple[Targets, dict]:
     return _CACHE[pristine_stem]
 
 
-def fuzz_one(scenario: str, pristine: str, work: str, seed: int, crosscheck: bool, timeout: float = 10.0,
-             cls: str | None = None, max_commands: int | None = None,
-             report: Any = None, dwarf_crosscheck: bool = True) -> tuple[Mutation, list[tuple[list[str], Outcome]]]:
+def fuzz_one(
+    scenario: str,
+    pristine: str,
+    work: str,
+    seed: int,
+    crosscheck: bool,
+    timeout: float = 10.0,
+    cls: str | None = None,
+    max_commands: int | None = None,
+    report: Any = None,
+    dwarf_crosscheck: bool = True,
+) -> tuple[Mutation, list[tuple[list[str], Outcome]]]:
     """Mutation ``seed`` of the pair ``pristine`` applied to the private copy ``work``, every
     command run on it (``crosscheck`` too when asked, and on damaged DWARF unless not
     ``dwarf_crosscheck``); ``report(argv, outcome)`` is called after each run."""
@@ -1199,16 +1500,34 @@ def worker_main(snapdir: str, workdir: str, timeout: float) -> None:
         private_copy(pristine, work)
 
         def report(argv: list[str], o: Outcome) -> None:
-            out.write(json.dumps({"argv": argv[:1] + argv[2:], "outcome": o.outcome, "exit": o.exit_code,
-                                  "detail": o.detail}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "argv": argv[:1] + argv[2:],
+                        "outcome": o.outcome,
+                        "exit": o.exit_code,
+                        "detail": o.detail,
+                    }
+                )
+                + "\n"
+            )
             out.flush()
 
         try:
             m, _ = fuzz_one(sc, pristine, work, job["seed"], job["crosscheck"], timeout, report=report)
             out.write(json.dumps({"done": True, "cls": m.cls, "desc": m.desc}) + "\n")
         except Exception as e:  # the fuzzer itself failed on this mutation: say so, go on
-            out.write(json.dumps({"done": True, "cls": "?", "desc": f"fuzzer error: {type(e).__name__}: {e}",
-                                  "fuzzer_error": traceback.format_exc()}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "done": True,
+                        "cls": "?",
+                        "desc": f"fuzzer error: {type(e).__name__}: {e}",
+                        "fuzzer_error": traceback.format_exc(),
+                    }
+                )
+                + "\n"
+            )
         out.flush()
 
 
@@ -1220,9 +1539,22 @@ class Worker:
     def start(self) -> None:
         a = self.args
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", "--snapshots", a.snapshots, "--workdir",
-             os.path.join(a.workdir, f"w{self.n}"), "--timeout", str(a.timeout)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--snapshots",
+                a.snapshots,
+                "--workdir",
+                os.path.join(a.workdir, f"w{self.n}"),
+                "--timeout",
+                str(a.timeout),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         os.set_blocking(self.proc.stdout.fileno(), False)
         self.buf = ""
         self.job: dict | None = None
@@ -1249,8 +1581,11 @@ def long_fuzz(args: argparse.Namespace) -> int:
     import select
 
     scenarios = args.scenarios or sorted({p.stem for p in Path(args.snapshots).glob("*.vmcore")})
-    jobs = [{"scenario": sc, "seed": seed, "crosscheck": seed % args.crosscheck_every == 0}
-            for seed in range(args.first_seed, args.first_seed + args.mutations) for sc in scenarios]
+    jobs = [
+        {"scenario": sc, "seed": seed, "crosscheck": seed % args.crosscheck_every == 0}
+        for seed in range(args.first_seed, args.first_seed + args.mutations)
+        for sc in scenarios
+    ]
     random.Random(0).shuffle(jobs)
     table: dict[str, Counter] = defaultdict(Counter)
     by_cmd: dict[str, Counter] = defaultdict(Counter)
@@ -1285,12 +1620,15 @@ def long_fuzz(args: argparse.Namespace) -> int:
                     table[cls][r["outcome"]] += 1
                     by_cmd[r["argv"][0]][r["outcome"]] += 1
                     if r["outcome"] in ("traceback", "timeout"):
-                        bad[r["detail"]].append(f"{w.job['scenario']}:{w.job['seed']} {cls} "
-                                                f"[{msg['desc']}] {' '.join(r['argv'])}")
+                        bad[r["detail"]].append(
+                            f"{w.job['scenario']}:{w.job['seed']} {cls} [{msg['desc']}] {' '.join(r['argv'])}"
+                        )
                 done_mut += 1
                 w.job = None
                 break
-            if w.job is not None and (w.proc.poll() is not None or time.monotonic() - w.last > args.hard_timeout):
+            if w.job is not None and (
+                w.proc.poll() is not None or time.monotonic() - w.last > args.hard_timeout
+            ):
                 # stuck where the alarm cannot reach (or died): the run in progress is a timeout
                 died = w.proc.poll() is not None
                 w.kill()
@@ -1306,8 +1644,11 @@ def long_fuzz(args: argparse.Namespace) -> int:
         if args.progress and done_mut and done_mut % 50 == 0 and done_mut != shown:
             shown = done_mut
             n = sum(sum(c.values()) for c in table.values())
-            print(f"... {done_mut}/{len(jobs)} mutations, {n} runs, {time.monotonic() - started:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"... {done_mut}/{len(jobs)} mutations, {n} runs, {time.monotonic() - started:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     for w in workers:
         w.proc.stdin.close()
         w.kill()
@@ -1315,16 +1656,29 @@ def long_fuzz(args: argparse.Namespace) -> int:
     return 1 if any(c["traceback"] or c["timeout"] for c in table.values()) else 0
 
 
-def print_table(table: dict[str, Counter], by_cmd: dict[str, Counter], bad: dict[str, list[str]], mutations: int,
-                seconds: float) -> None:
+def print_table(
+    table: dict[str, Counter],
+    by_cmd: dict[str, Counter],
+    bad: dict[str, list[str]],
+    mutations: int,
+    seconds: float,
+) -> None:
     def rows(title: str, t: dict[str, Counter]) -> None:
         print(f"| {title:<14} | " + " | ".join(f"{o:>9}" for o in OUTCOMES) + " |     runs |")
         print("|" + "-" * 16 + "|" + "|".join("-" * 11 for _ in OUTCOMES) + "|" + "-" * 10 + "|")
         total: Counter = Counter()
         for k in sorted(t):
             total.update(t[k])
-            print(f"| {k:<14} | " + " | ".join(f"{t[k][o]:>9}" for o in OUTCOMES) + f" | {sum(t[k].values()):>8} |")
-        print(f"| {'total':<14} | " + " | ".join(f"{total[o]:>9}" for o in OUTCOMES) + f" | {sum(total.values()):>8} |")
+            print(
+                f"| {k:<14} | "
+                + " | ".join(f"{t[k][o]:>9}" for o in OUTCOMES)
+                + f" | {sum(t[k].values()):>8} |"
+            )
+        print(
+            f"| {'total':<14} | "
+            + " | ".join(f"{total[o]:>9}" for o in OUTCOMES)
+            + f" | {sum(total.values()):>8} |"
+        )
 
     n = sum(sum(c.values()) for c in table.values())
     print(f"{mutations} mutations, {n} runs in {seconds:.0f} s")
@@ -1347,8 +1701,11 @@ def make_snapshots(snapdir: str, scenarios: tuple[str, ...]) -> None:
         stem = os.path.join(snapdir, sc)
         if not os.path.exists(stem + ".vmcore"):
             print(f"simulate {sc}", file=sys.stderr)
-            subprocess.run([sys.executable, "-m", "mmintro.cli.main", "simulate", sc, "-o", stem], check=True,
-                           env=os.environ | {"PYTHONPATH": str(ROOT)})
+            subprocess.run(
+                [sys.executable, "-m", "mmintro.cli.main", "simulate", sc, "-o", stem],
+                check=True,
+                env=os.environ | {"PYTHONPATH": str(ROOT)},
+            )
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -1366,18 +1723,26 @@ def replay(args: argparse.Namespace) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--snapshots", default="/tmp/mmintro-fuzz/snaps", help="directory of NAME.vmcore/.vmlinux pairs")
+    ap.add_argument(
+        "--snapshots", default="/tmp/mmintro-fuzz/snaps", help="directory of NAME.vmcore/.vmlinux pairs"
+    )
     ap.add_argument("--workdir", default=None, help="where workers keep their private copies")
     ap.add_argument("--make", action="store_true", help="simulate the small scenarios into --snapshots first")
     ap.add_argument("--scenarios", nargs="*", help="only these pairs of --snapshots")
     ap.add_argument("--mutations", type=int, default=50, help="mutations per scenario")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--timeout", type=float, default=10.0, help="seconds per run (crosscheck: six times that)")
-    ap.add_argument("--hard-timeout", type=float, default=120.0, help="seconds of silence before a worker is killed")
+    ap.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per run (crosscheck: six times that)"
+    )
+    ap.add_argument(
+        "--hard-timeout", type=float, default=120.0, help="seconds of silence before a worker is killed"
+    )
     ap.add_argument("--crosscheck-every", type=int, default=4, help="run crosscheck on every Nth mutation")
     ap.add_argument("--progress", action="store_true")
-    ap.add_argument("--replay", metavar="SCENARIO:SEED", help="run one mutation and print each command's outcome")
+    ap.add_argument(
+        "--replay", metavar="SCENARIO:SEED", help="run one mutation and print each command's outcome"
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.workdir = args.workdir or os.path.join(os.path.dirname(os.path.abspath(args.snapshots)), "work")
