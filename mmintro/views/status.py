@@ -439,6 +439,7 @@ def status(prog: Program, pid: int) -> list[StatusLine]:
     except KeyError:
         nr_cpu = 1
     cpus = [w.value_() for w in task.cpus_mask.bits]
+    nr_cpu = min(nr_cpu, 64 * len(cpus))  # (a corrupt nr_cpu_ids of 2^32 must not print four billion bits)
     lines.append(StatusLine("Cpus_allowed", bitmap_string(cpus, nr_cpu)))
     lines.append(StatusLine("Cpus_allowed_list", bitmap_list(cpus, nr_cpu)))
     mems = [w.value_() for w in task.mems_allowed.bits]

@@ -162,7 +162,7 @@ def for_each_node_state(prog: Program, state: str | int) -> Iterator[int]:
     mask = prog["node_states"][idx].bits
     nr_node_ids = prog["nr_node_ids"].value_()
     words = mask.value_()
-    for nid in range(nr_node_ids):
+    for nid in range(min(nr_node_ids, 64 * len(words))):  # (a corrupt count stays within the mask)
         if words[nid // 64] >> (nid % 64) & 1:
             yield nid
 

@@ -147,7 +147,7 @@ def for_each_kmem_cache_node(cache: Object) -> Iterator[tuple[int, Object]]:
     """mm/slab.h ``for_each_kmem_cache_node()``: (node id, ``struct kmem_cache_node *``) for
     every node id below ``nr_node_ids`` whose ``s->node[]`` is set."""
     prog = cache.prog_
-    for nid in range(prog["nr_node_ids"].value_()):
+    for nid in range(min(prog["nr_node_ids"].value_(), len(cache.node))):  # (s->node[MAX_NUMNODES])
         n = cache.node[nid]
         if n.value_():
             yield nid, n
