@@ -214,7 +214,7 @@ def _groups(task: Object) -> StatusLine | None:
         return None
     try:
         gi = cred.group_info
-        gids = [str(gi.gid[g].val.value_()) for g in range(gi.ngroups.value_())] if gi.value_() else []
+        gids = [str(gi.gid[g].val.value_()) for g in range(min(gi.ngroups.value_(), 1 << 16))]  # NGROUPS_MAX if gi.value_() else []
     except (AttributeError, LookupError, FaultError):
         return None
     return StatusLine("Groups", " ".join(gids) + " ")
@@ -242,7 +242,7 @@ def _ns_group_lines(task: Object) -> list[StatusLine]:
             p = task.signal.pids[prog.types.const(typ)]
             if not p.value_():  # no process group modelled (simulated tasks)
                 return []
-            nrs = [_pid_nr_ns(p, pid.numbers[g].ns) for g in range(pid.level.value_() + 1)]
+            nrs = [_pid_nr_ns(p, pid.numbers[g].ns) for g in range(min(pid.level.value_(), 32) + 1)]  # MAX_PID_NS_LEVEL
             out.append(StatusLine(name, "\t".join(map(str, nrs))))
         return out
     except (AttributeError, LookupError, FaultError):
