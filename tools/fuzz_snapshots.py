@@ -178,6 +178,30 @@ def _first(it: Iterator[Any], n: int) -> list[Any]:
     return out
 
 
+COUNT_GLOBALS = (
+    "nr_node_ids",
+    "nr_cpu_ids",
+    "max_pfn",
+    "min_low_pfn",
+    "max_low_pfn",
+    "nr_swapfiles",
+    "__highest_present_section_nr",
+    "nr_vmap_nodes",
+    "vmap_zone_size",
+    "hugetlb_max_hstate",
+    "_totalram_pages",
+    "totalreserve_pages",
+    "nr_online_nodes",
+    "page_offset_base",
+    "vmemmap_base",
+    "vmalloc_base",
+    "high_memory",
+    "__cpu_online_mask",
+    "node_states",
+    "__per_cpu_offset",
+)
+
+
 class Targets:
     """Where the kernel structures of one pristine snapshot are (found once, through the reader)."""
 
@@ -543,7 +567,9 @@ class Targets:
         names = sorted(
             n for n, (t, percpu) in prog.types.variables.items() if not percpu and n in prog.symbols.by_name
         )
-        for n in self.rng.sample(names, min(80, len(names))):
+        # the counts and bounds every walk relies on, always; then 80 others
+        counts = [n for n in COUNT_GLOBALS if n in names]
+        for n in counts + self.rng.sample(names, min(80, len(names))):
             try:
                 v = prog[n]
             except (KeyError, LookupError):
