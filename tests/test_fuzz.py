@@ -239,19 +239,39 @@ def test_impossible_zone_spans(fork_cow, field):
             )
 
 
-@pytest.mark.parametrize("name", ["nr_node_ids", "nr_cpu_ids"])
+@pytest.mark.parametrize(
+    "name", ["nr_node_ids", "nr_cpu_ids", "pageblock_order", "vmap_zone_size", "nr_vmap_nodes"]
+)
 def test_impossible_node_and_cpu_counts(fork_cow, name):
     """nr_node_ids 0x2001 (a flipped bit: IndexError past node_states' mask) or 2^32 (a walk of
-    four billion s->node[] slots): the counts stay within the masks and arrays they index."""
+    four billion s->node[] slots), nr_cpu_ids 2^32 (status printed four billion bits),
+    pageblock_order 2^31 (IndexError in pagetypeinfo), vmap_zone_size or nr_vmap_nodes 0
+    (ZeroDivisionError): one line or a report, never a traceback or a hang."""
     targets, info = F.prepare(fork_cow[0])
     with __import__("mmintro.reader", fromlist=["open_snapshot"]).open_snapshot(fork_cow[0]) as prog:
         v = prog[name]
         t = F.Target(prog.translate(v.address_), v.type_.size, name, va=v.address_)
-    for new in (0x2001, 1 << 31, (1 << 32) - 1):
+    for new in (0, 0x2001, 1 << 31, (1 << 8 * t.size) - 1):
         m = F.field_mutation(F.Mutation("fork-cow", 0, "global", ""), info, t, new)
-        _runs(fork_cow, m, (("meminfo",), ("zoneinfo",), ("buddyinfo",), ("slabinfo",), ("kmem-s", "kmalloc-64"),
-                            ("vmallocinfo",), ("ps",), ("pagetypeinfo",), ("vmstat",), ("whatis", "--pfn", "300"),
-                            ("status", "1"), ("pressure",), ("numa-maps", "1")))
+        _runs(
+            fork_cow,
+            m,
+            (
+                ("meminfo",),
+                ("zoneinfo",),
+                ("buddyinfo",),
+                ("slabinfo",),
+                ("kmem-s", "kmalloc-64"),
+                ("vmallocinfo",),
+                ("ps",),
+                ("pagetypeinfo",),
+                ("vmstat",),
+                ("whatis", "--pfn", "300"),
+                ("status", "1"),
+                ("pressure",),
+                ("numa-maps", "1"),
+            ),
+        )
 
 
 def test_classify():

@@ -110,7 +110,10 @@ def pageblock_order(prog: Program) -> int:
     """``pageblock_order``: the variable when the snapshot has one, else x86's
     ``HUGETLB_PAGE_ORDER`` (PMD_SHIFT - PAGE_SHIFT), which is what 6.18 uses."""
     if "pageblock_order" in prog.symbols.by_name:
-        return prog["pageblock_order"].value_()
+        order = prog["pageblock_order"].value_()
+        if not 0 <= order < prog.types.struct("zone").walk("free_area")[2].resolved().nelems:  # MAX_PAGE_ORDER
+            raise ValidationError(f"pageblock_order is {order}")
+        return order
     return LEVELS_4[-2].shift - LEVELS_4[-1].shift
 
 

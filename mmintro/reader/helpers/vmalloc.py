@@ -86,9 +86,12 @@ def is_vmalloc_addr(prog: Program, addr: int) -> bool:
 def nr_vmap_nodes(prog: Program) -> int:
     """``nr_vmap_nodes`` (1 before 6.9 or without the variable)."""
     try:
-        return prog["nr_vmap_nodes"].value_()
+        n = prog["nr_vmap_nodes"].value_()
     except KeyError:
         return 1
+    if not 1 <= n <= 8192:  # vmap_init_nodes(): at least one, at most one per possible CPU (NR_CPUS)
+        raise ValidationError(f"nr_vmap_nodes is {n}")
+    return n
 
 
 def vmap_node(prog: Program, i: int) -> Object:
@@ -108,6 +111,8 @@ def addr_to_node_id(prog: Program, addr: int) -> int:
         zone = prog["vmap_zone_size"].value_()
     except KeyError:
         zone = 1
+    if zone <= 0:
+        raise ValidationError(f"vmap_zone_size is {zone}")
     return (int(addr) // zone) % nr_vmap_nodes(prog)
 
 
