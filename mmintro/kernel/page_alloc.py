@@ -1051,6 +1051,16 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
     pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
     if pfn is not None:
         return pfn, alloc_flags, ac
+    # -- direct compaction (mmintro.kernel.compaction): costly and non-movable high orders
+    # try async compaction before the retry: label; a costly __GFP_NORETRY request whose
+    # compaction was skipped or deferred gives up here.
+    from mmintro.kernel import compaction
+
+    dc = compaction.DirectCompaction(k, gfp, order, ac)
+    pfn, nopage = dc.initial(alloc_flags)
+    if pfn is not None or nopage:
+        return pfn, alloc_flags, ac
+    # -- end of direct compaction (initial)
     # retry: __GFP_MEMALLOC may dip into every reserve (__gfp_pfmemalloc_flags) ...
     reserve_flags = ALLOC_NO_WATERMARKS if gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC else 0
     if reserve_flags:
@@ -1062,6 +1072,17 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
     pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac) if ac.preferred is not None else None
     if pfn is not None:
         return pfn, alloc_flags, ac
+    # -- direct compaction (mmintro.kernel.compaction): after direct reclaim, at
+    # compact_priority (DEF_COMPACT_PRIORITY unless the initial attempt lowered it); a costly
+    # order without __GFP_RETRY_MAYFAIL stops after it.  (should_compact_retry, dc.should_retry,
+    # needs reclaim progress, which this slow path never makes.)
+    if gfp & G.__GFP_DIRECT_RECLAIM and ac.preferred is not None:
+        pfn = dc.after_reclaim(alloc_flags, ac)
+        if pfn is not None:
+            return pfn, alloc_flags, ac
+        if dc.costly_order and (not dc.can_compact or not gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]):
+            return None, alloc_flags, ac
+    # -- end of direct compaction (after reclaim)
     if not gfp & G.__GFP_DIRECT_RECLAIM or gfp & G.__GFP_NORETRY:
         return None, alloc_flags, ac
     while unreserve_highatomic_pageblock(k, ac, True):
