@@ -1,0 +1,357 @@
+"""Compaction and page migration (mmintro/kernel/compaction.py, migrate.py).
+
+* migration of one anonymous and one page-cache folio on a small booted machine: the bytes,
+  the PTE, the rmap, the LRU, the i_pages entry and its dirty mark, the reference counts,
+  and the old frame back in the allocator; a folio with an extra reference is not migrated;
+* deferred compaction (defer_compaction / compaction_deferred / compaction_defer_reset) as
+  mm/compaction.c counts it, and the fragmentation index against the formula and against
+  the debugfs view a dump gives (mmintro.views.fragmentation);
+* the scanners: direct compaction of a fragmented zone makes an order-9 block where there
+  was none, moving only LRU folios (slab and page-table pages stay), and vm.compact_memory
+  compacts the whole zone; the invariants hold after it (every pfn in exactly one state,
+  free counts equal the free lists, no folio both free and on an LRU, contents preserved);
+* drgn on written snapshots: every mapping of a migrated folio points at the new pfn
+  (follow_phys over the process's mm), the old frame is free (on a buddy free list or a
+  pcp list, walked by drgn) or part of the block the allocation got, and the zone's
+  compaction fields read back from struct zone.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mmintro.kernel import compaction as C
+from mmintro.kernel import inode as I
+from mmintro.kernel import memory, migrate, rmap, swap
+from mmintro.kernel import page_alloc as pa
+from mmintro.kernel.config import MachineConfig
+from mmintro.kernel.machine import boot
+from mmintro.types import get_types
+from mmintro.workload import Workload, load_scenario, run_scenario, shipped_scenarios
+
+T = get_types()
+EV = T.enum("vm_event_item")
+PAGE = 4096
+
+
+def ev(k, name: str) -> int:
+    return sum(c[EV[name]] for c in k.vm_events)
+
+
+def pte_pfn(k, mm, addr) -> int:
+    level, _slot, e = memory.walk(k, mm, addr)
+    assert level == "PTE" and memory.pte_present(e)
+    return memory.pte_pfn(e)
+
+
+@pytest.fixture
+def small():
+    """A 256 MiB machine with one process: 16 anonymous pages written with distinct bytes and
+    8 pages of a privately mapped file, read."""
+    k = boot(MachineConfig(ram=256 << 20, cpus=2, seed=5))
+    w = Workload(k)
+    w.spawn("p")
+    w.mmap("p", "a", 16 * PAGE)
+    w.touch("p", "a", write=True)
+    w.create_file("f", "/data/f", 8 * PAGE)
+    w.mmap("p", "m", 8 * PAGE, prot="r", kind="private", file="f")
+    w.touch("p", "m")
+    mm = w.proc("p").mm
+    a = w.mapping("p", "a").start
+    for i in range(16):
+        k.mem.write(pte_pfn(k, mm, a + i * PAGE) << 12, bytes([0x40 + i]) * PAGE)
+    return k, w, mm
+
+
+def _alloc_target(k):
+    return lambda src: k.alloc_pages("GFP_HIGHUSER_MOVABLE", 0)
+
+
+def test_migrate_anon_folio_moves_bytes_pte_rmap_and_lru(small) -> None:
+    k, w, mm = small
+    addr = w.mapping("p", "a").start + 3 * PAGE
+    old = pte_pfn(k, mm, addr)
+    lru_before = swap.folio_lru_list(k, old)
+    anon_mapped = k.node_vm_stat[0].get("NR_ANON_MAPPED")
+    assert migrate.folio_isolate_lru(k, old)
+    assert k.node_vm_stat[0]["NR_ISOLATED_ANON"] == 1 and not swap.folio_test(k, old, swap.PG_lru)
+    todo = [old]
+    assert migrate.migrate_pages(k, todo, _alloc_target(k)) == 0 and todo == []
+    new = pte_pfn(k, mm, addr)
+    assert new != old
+    assert bytes(k.mem.read(new << 12, PAGE)) == bytes([0x43]) * PAGE
+    assert rmap.folio_ref_count(k, new) == 1 and rmap.folio_mapcount(k, new) == 1
+    assert rmap.folio_test(k, new, rmap.PG_anon_exclusive)
+    vma = rmap.rmap_walk(k, new)
+    assert [a for _v, a in vma] == [addr]
+    assert swap.folio_test(k, new, swap.PG_lru) and swap.folio_lru_list(k, new) == lru_before
+    assert new in swap.lru_pfns(k, 0, lru_before) and old not in swap.lru_pfns(k, 0, lru_before)
+    assert k.node_vm_stat[0]["NR_ISOLATED_ANON"] == 0
+    assert k.node_vm_stat[0]["NR_ANON_MAPPED"] == anon_mapped
+    # the old frame went back to the allocator (this CPU's pcp list, order 0)
+    assert rmap.folio_ref_count(k, old) == 0 and old not in k.allocations
+    assert ev(k, "PGMIGRATE_SUCCESS") == 1 and ev(k, "PGMIGRATE_FAIL") == 0
+    assert memory.check_mm(k, mm) == [] and memory.check_mapcounts(k, [mm]) == []
+
+
+def test_migrate_page_cache_folio_replaces_the_i_pages_entry(small) -> None:
+    k, w, mm = small
+    addr = w.mapping("p", "m").start + 2 * PAGE
+    old = pte_pfn(k, mm, addr)
+    mapping = k.kmem.get(k.pfn_to_page(old), "page", "mapping")
+    index = k.kmem.get(k.pfn_to_page(old), "page", "__folio_index")
+    xa = I.mapping_xa(k, mapping)
+    from mmintro.kernel import page_writeback as pw
+    from mmintro.kernel.xarray import PAGECACHE_TAG_DIRTY
+
+    pw.folio_mark_dirty(k, old)
+    assert xa.xa_get_mark(index, PAGECACHE_TAG_DIRTY)
+    refs = rmap.folio_ref_count(k, old)  # the cache's and the PTE's
+    assert migrate.folio_isolate_lru(k, old)
+    assert migrate.migrate_pages(k, [old], _alloc_target(k)) == 0
+    new = pte_pfn(k, mm, addr)
+    assert xa.xa_load(index) == k.pfn_to_page(new)
+    assert xa.xa_get_mark(index, PAGECACHE_TAG_DIRTY)  # the mark stays on the index
+    assert swap.folio_test(k, new, swap.PG_dirty) and not swap.folio_test(k, old, swap.PG_dirty)
+    assert rmap.folio_ref_count(k, new) == refs
+    assert k.kmem.get(k.pfn_to_page(new), "page", "mapping") == mapping
+    assert k.kmem.get(k.pfn_to_page(new), "page", "__folio_index") == index
+    assert bytes(k.mem.read(new << 12, PAGE)) == I.file_bytes("/data/f", index * PAGE, PAGE)
+    assert [a for _v, a in rmap.rmap_walk(k, new)] == [addr]
+    assert k.kmem.get(k.pfn_to_page(old), "page", "mapping") == 0
+
+
+def test_a_folio_with_an_extra_reference_is_not_migrated(small) -> None:
+    k, w, mm = small
+    addr = w.mapping("p", "a").start
+    old = pte_pfn(k, mm, addr)
+    rmap.folio_get(k, old)  # a GUP pin, say
+    assert migrate.folio_isolate_lru(k, old)
+    todo = [old]
+    assert migrate.migrate_pages(k, todo, _alloc_target(k)) == 1
+    assert todo == [old] and pte_pfn(k, mm, addr) == old
+    assert ev(k, "PGMIGRATE_FAIL") == 1 and ev(k, "PGMIGRATE_SUCCESS") == 0
+    migrate.putback_movable_pages(k, todo)
+    assert swap.folio_test(k, old, swap.PG_lru) and k.node_vm_stat[0]["NR_ISOLATED_ANON"] == 0
+    assert rmap.folio_mapcount(k, old) == 1 and rmap.folio_ref_count(k, old) == 2
+
+
+def test_deferred_compaction_counts_as_mm_compaction_c() -> None:
+    k = boot(MachineConfig(ram=256 << 20, cpus=1))
+    z = k.zones[0][1]
+    zc = C.zone_compact(k, z)
+    assert (zc.considered, zc.defer_shift, zc.order_failed) == (0, 0, 0)
+    C.defer_compaction(k, z, 9)  # order_failed stays 0: 9 is not below it
+    assert (zc.considered, zc.defer_shift, zc.order_failed) == (0, 1, 0)
+    C.compaction_defer_reset(k, z, 9, False)
+    assert zc.order_failed == 10
+    C.defer_compaction(k, z, 9)
+    assert zc.order_failed == 9 and zc.defer_shift == 2
+    assert not C.compaction_deferred(k, z, 8)  # below compact_order_failed: never deferred
+    assert [C.compaction_deferred(k, z, 9) for _ in range(5)] == [True, True, True, False, False]
+    assert zc.considered == 4
+    for _ in range(10):
+        C.defer_compaction(k, z, 9)
+    assert zc.defer_shift == C.COMPACT_MAX_DEFER_SHIFT
+    C.compaction_defer_reset(k, z, 9, True)
+    assert (zc.considered, zc.defer_shift, zc.order_failed) == (0, 0, 10)
+
+
+def test_fragmentation_index_follows_vmstat_c() -> None:
+    k = boot(MachineConfig(ram=256 << 20, cpus=1))
+    z = k.zones[0][1]
+    z_nr = list(z.nr_free)
+    # a block of the order is free: -1000; above MAX_PAGE_ORDER there is none
+    assert C.fragmentation_index(z, 3) == -1000
+    z.nr_free = [100, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0]  # 140 pages in 110 blocks
+    try:
+        assert C.fragmentation_index(z, 9) == 1000 - (1000 + 140 * 1000 // 512) // 110
+        assert C.extfrag_for_order(z, 9) == 100 and C.extfrag_for_order(z, 2) == 100 * 100 // 140
+        assert C.fragmentation_index(z, 2) == -1000
+    finally:
+        z.nr_free = z_nr
+
+
+@pytest.fixture(scope="module")
+def scenario_run(tmp_path_factory):
+    from mmintro.snapshot.writer import save
+
+    run = run_scenario(load_scenario(shipped_scenarios()["compaction"]))
+    d = tmp_path_factory.mktemp("compaction")
+    save(run.kernel, d / "compaction")
+    return run, str(d / "compaction")
+
+
+@pytest.mark.slow
+def test_direct_compaction_moves_only_lru_folios_and_makes_the_block(scenario_run) -> None:
+    run, _path = scenario_run
+    k, w = run.kernel, run.workload
+    thp = w.blocks("thp")[0]
+    moved = k.migrations
+    assert len(moved) >= 256
+    # the block the allocation got is the one compaction emptied: every old frame is in it
+    assert all(thp.pfn <= old < thp.pfn + 512 for old, _new in moved)
+    for _old, new in moved:
+        assert swap.folio_test(k, new, swap.PG_lru) and rmap.folio_mapcount(k, new) == 1
+    log = k.compaction_log
+    assert log == [(0, "DMA32", 9, C.MIGRATE_ASYNC, "COMPACT_SUCCESS", ev(k, "COMPACTMIGRATE_SCANNED"),
+                    ev(k, "COMPACTFREE_SCANNED"), len(moved), 0)]
+    z = w.zone("DMA32")
+    zc = C.zone_compact(k, z)
+    assert zc.order_failed == 10 and zc.defer_shift == 0  # compaction_defer_reset(zone, 9, true)
+
+
+@pytest.mark.slow
+def test_compact_memory_keeps_every_invariant(scenario_run) -> None:
+    """vm.compact_memory over the scenario's zone: only LRU folios move, and afterwards every
+    pfn is in exactly one state, the free counts equal the free lists, contents and mappings
+    are intact."""
+    run = run_scenario(load_scenario(shipped_scenarios()["compaction"]))
+    k, w = run.kernel, run.workload
+    mm = w.proc("app").mm
+    z = w.zone("DMA32")
+    table = w.mapping("app", "table")
+    unmovable_before = {pfn for pfn in k.allocations if not swap.folio_test(k, pfn, swap.PG_lru)}
+    before_frag = C.fragmentation_index(z, 9)
+    before_free = z.free_pages
+    w.sysctl("vm.compact_memory", 1)
+    assert z.nr_free[9] + z.nr_free[10] > 0 and C.fragmentation_index(z, 9) == -1000 < before_frag
+    assert len(k.migrations) > 20000
+    # unmovable pages (slab, page tables, the pinned buffers, the kernel's) did not move
+    assert unmovable_before <= set(k.allocations)
+    pa.drain_all_pages(k)
+    assert z.free_pages == before_free
+    # free counts = the free lists; no pfn both free and allocated; no free page on an LRU
+    free = set()
+    for pfn, order in z.free_order.items():
+        assert pa.list_pfns(z, pa.free_list_head(order, pa.get_pfnblock_migratetype(k, pfn))).count(pfn) == 1
+        free.update(range(pfn, pfn + (1 << order)))
+    assert sum(1 << o for o in z.free_order.values()) == z.free_pages == pa.zone_free_pages(z)
+    used = set()
+    for pfn, order in k.allocations.items():
+        span = set(range(pfn, pfn + (1 << order)))
+        assert not span & used and not span & free
+        used |= span
+    for lru in range(swap.NR_LRU_LISTS - 1):
+        for pfn in swap.lru_pfns(k, 0, lru):
+            assert pfn not in free and rmap.folio_ref_count(k, pfn) > 0
+    # contents: the file's pages hold the file's bytes at their index; mappings are intact
+    for i in range(0, table.length // PAGE, 97):
+        pfn = pte_pfn(k, mm, table.start + i * PAGE)
+        assert bytes(k.mem.read(pfn << 12, PAGE)) == I.file_bytes("/srv/data/table.db", i * PAGE, PAGE)
+    from mmintro.workload import _mapping_errors
+
+    errors, checked = _mapping_errors(w, "app")
+    assert errors == 0 and checked > 20000
+    assert memory.check_mm(k, mm) == []
+
+
+@pytest.mark.slow
+def test_drgn_sees_every_migrated_mapping_at_its_new_pfn(scenario_run) -> None:
+    pytest.importorskip("drgn")
+    from drgn.helpers.linux.mm import follow_phys, page_to_pfn, pfn_to_page
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+
+    run, path = scenario_run
+    k, w = run.kernel, run.workload
+    prog = open_drgn(path + ".vmcore", path + ".vmlinux")
+    task = find_task(prog, w.proc("app").pid)
+    mm = task.mm
+    new_of = dict(k.migrations)
+    news = set(new_of.values())
+    # every address of the process that maps a migrated folio, from the simulator's tables ...
+    from mmintro.workload import _user_ptes
+
+    where = {addr: pfn for addr, pfn in _user_ptes(w, "app").items() if pfn in news}
+    assert len(where) == len(news)
+    # ... is what drgn's page-table walk finds, and no address maps an old frame
+    for addr, pfn in where.items():
+        assert follow_phys(mm, addr).value_() >> 12 == pfn
+    olds = set(new_of)
+    assert not olds & {follow_phys(mm, a).value_() >> 12 for a in list(where)[::7]}
+    # the old frames: the order-9 block the allocation got (a compound page in drgn's eyes)
+    thp = w.blocks("thp")[0].pfn
+    vmemmap = prog["vmemmap_base"].value_()
+    size = prog.type("struct page").size
+    for old in list(olds)[::16]:
+        page = pfn_to_page(prog, old)
+        head = page.compound_head.value_()
+        head_pfn = (head - 1 - vmemmap) // size if head & 1 else old
+        assert head_pfn == thp
+        assert page_to_pfn(page).value_() == old
+    # the zone's compaction fields as struct zone holds them
+    zone = prog["node_data"][0].node_zones[1]
+    zc = C.zone_compact(k, w.zone("DMA32"))
+    assert zone.compact_order_failed.value_() == zc.order_failed == 10
+    assert zone.compact_defer_shift.value_() == 0
+    assert zone.compact_cached_free_pfn.value_() == zc.cached_free_pfn
+    assert [zone.compact_cached_migrate_pfn[i].value_() for i in range(2)] == zc.cached_migrate_pfn
+    # the vmstat events as /proc/vmstat prints them from the dump
+    from mmintro.reader import open_snapshot
+    from mmintro.views import vmstat as vmstat_view
+
+    with open_snapshot(path) as snap:
+        stats = vmstat_view.vmstat(snap)
+    assert (stats["compact_stall"], stats["compact_success"], stats["compact_fail"]) == (1, 1, 0)
+    assert stats["pgmigrate_success"] == len(news) and stats["compact_isolated"] == ev(k, "COMPACTISOLATED")
+    assert stats["compact_migrate_scanned"] == ev(k, "COMPACTMIGRATE_SCANNED") > 0
+
+
+@pytest.mark.slow
+def test_drgn_finds_the_old_frames_free_after_compact_memory(tmp_path) -> None:
+    """After vm.compact_memory (whole-zone sync compaction) every old frame is free: drgn
+    finds it in a block of a zone free list or on a pcp list."""
+    pytest.importorskip("drgn")
+    from drgn.helpers.linux.list import list_for_each_entry
+    from drgn.helpers.linux.mm import follow_phys
+    from drgn.helpers.linux.percpu import per_cpu_ptr
+    from drgn.helpers.linux.pid import find_task
+
+    from mmintro.crosscheck import open_drgn
+    from mmintro.snapshot.writer import save
+
+    k = boot(MachineConfig(ram=256 << 20, cpus=2, seed=9))
+    w = Workload(k)
+    w.alloc("fill", 3, "GFP_HIGHUSER_MOVABLE", count=4000)
+    w.free("fill", every=2)
+    w.drain()
+    w.spawn("p")
+    w.mmap("p", "a", 16 << 20)
+    w.touch("p", "a", write=True, populate=True)
+    mm_sim = w.proc("p").mm
+    a = w.mapping("p", "a").start
+    for i in range(0, 4096, 31):
+        k.mem.write(pte_pfn(k, mm_sim, a + i * PAGE) << 12, i.to_bytes(4, "little") * (PAGE // 4))
+    w.free("fill")
+    w.sysctl("vm.compact_memory", 1)
+    assert len(k.migrations) > 100
+    save(k, tmp_path / "cm")
+    prog = open_drgn(str(tmp_path / "cm.vmcore"), str(tmp_path / "cm.vmlinux"))
+    vmemmap = prog["vmemmap_base"].value_()
+    size = prog.type("struct page").size
+    free = set()
+    for zone in prog["node_data"][0].node_zones:
+        if not zone.present_pages.value_():
+            continue
+        for order in range(11):
+            for mt in range(len(zone.free_area[order].free_list)):
+                for page in list_for_each_entry("struct page", zone.free_area[order].free_list[mt].address_of_(),
+                                                "buddy_list"):
+                    pfn = (page.value_() - vmemmap) // size
+                    free.update(range(pfn, pfn + (1 << page.private.value_())))
+        for cpu in range(2):
+            pcp = per_cpu_ptr(zone.per_cpu_pageset, cpu)
+            for i in range(len(pcp.lists)):
+                for page in list_for_each_entry("struct page", pcp.lists[i].address_of_(), "pcp_list"):
+                    pfn = (page.value_() - vmemmap) // size
+                    free.update(range(pfn, pfn + (1 << (i // 3 if i < 12 else 9))))
+    moved = dict(k.migrations)
+    news = set(moved.values())
+    for old in moved:
+        assert old in free or old in news  # an old frame is free, unless a later move reused it
+    mm = find_task(prog, w.proc("p").pid).mm
+    for i in range(0, 4096, 31):
+        phys = follow_phys(mm, a + i * PAGE).value_()
+        assert prog.read(phys, 4, True) == i.to_bytes(4, "little")
