@@ -355,3 +355,112 @@ def test_drgn_finds_the_old_frames_free_after_compact_memory(tmp_path) -> None:
     for i in range(0, 4096, 31):
         phys = follow_phys(mm, a + i * PAGE).value_()
         assert prog.read(phys, 4, True) == i.to_bytes(4, "little")
+
+
+def fragmented_small(seed: int = 11):
+    """A 256 MiB machine whose DMA32 has free memory only in blocks below order 9: order-3
+    fill blocks, every other one freed, a process's anonymous pages in those holes, the rest
+    of the fill freed, and every free block of order >= 9 taken by a pinned buffer."""
+    k = boot(MachineConfig(ram=256 << 20, cpus=2, seed=seed))
+    w = Workload(k)
+    w.alloc("fill", 3, "GFP_HIGHUSER_MOVABLE", until="exhausted")
+    w.free("fill", every=2)
+    w.drain()
+    z = w.zone("DMA32")
+    w.spawn("p")
+    w.mmap("p", "a", ((z.free_pages - z.watermark[2] - 1500) * PAGE) & ~((1 << 20) - 1))
+    w.touch("p", "a", write=True, populate=True)
+    w.free("fill")
+    w.drain()
+    w.alloc("pinned", 9, "__GFP_MOVABLE|__GFP_HIGHMEM|__GFP_NOWARN", until="exhausted")
+    assert z.nr_free[9] == z.nr_free[10] == 0 and z.free_pages > z.managed // 4
+    return k, w, z
+
+
+def test_kcompactd_woken_for_order_9_compacts_and_resets_its_request() -> None:
+    k, w, z = fragmented_small()
+    assert C.fragmentation_index(z, 9) > 500
+    assert C.wakeup_kcompactd(k, 0, 9, z.idx)
+    assert ev(k, "KCOMPACTD_WAKE") == 1 and ev(k, "COMPACTSTALL") == 0
+    assert ev(k, "KCOMPACTD_MIGRATE_SCANNED") == ev(k, "COMPACTMIGRATE_SCANNED") > 0
+    assert ev(k, "KCOMPACTD_FREE_SCANNED") == ev(k, "COMPACTFREE_SCANNED") > 0
+    assert sum(z.nr_free[9:]) >= 1 and C.fragmentation_index(z, 9) == -1000
+    assert k.compaction_log[-1][2:5] == (9, C.MIGRATE_SYNC_LIGHT, "COMPACT_SUCCESS")
+    nc = C.node_compact(k, 0)
+    assert (nc.max_order, nc.highest_zoneidx) == (0, 1)  # nr_zones - 1: DMA32 is the last populated
+    # and what it wrote into pglist_data
+    k.sync()
+    assert k.kmem.get(k.pgdat[0], "pglist_data", "kcompactd_max_order") == 0
+    assert k.kmem.get(k.pgdat[0], "pglist_data", "kcompactd_highest_zoneidx") == 1
+    # nothing to do for order 0, and no second run when an order-9 block is free
+    assert not C.wakeup_kcompactd(k, 0, 0, z.idx)
+    assert not C.wakeup_kcompactd(k, 0, 9, z.idx) and ev(k, "KCOMPACTD_WAKE") == 1
+
+
+def test_direct_compaction_skipped_without_gfp_io_and_deferred_after_failure() -> None:
+    k, w, z = fragmented_small(seed=12)
+    # no __GFP_IO: gfp_compaction_allowed() is false, the request fails for fragmentation
+    f = w.expect_alloc(False, 9, "__GFP_DIRECT_RECLAIM|__GFP_MOVABLE|__GFP_NOWARN", reason="fragmentation",
+                       zone="DMA32")
+    assert f.order == 9 and ev(k, "COMPACTSTALL") == 0
+    # the process's pages pinned (an extra reference each): compaction scans, moves nothing,
+    # fails; the sync pass defers the zone
+    mm = w.proc("p").mm
+    a = w.mapping("p", "a")
+    pinned = [pte_pfn(k, mm, a.start + i * PAGE) for i in range(a.length // PAGE)]
+    for pfn in pinned:
+        rmap.folio_get(k, pfn)
+    assert k.alloc_pages("GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_NOWARN", 9) is None
+    assert ev(k, "COMPACTSTALL") == 2 and ev(k, "COMPACTFAIL") == 2 and ev(k, "PGMIGRATE_SUCCESS") == 0
+    zc = C.zone_compact(k, z)
+    assert zc.defer_shift >= 1 and zc.order_failed <= 9
+    assert zc.defer_shift == 1 and zc.considered == 0
+    # the next request: its async attempt finds DMA32 deferred (1 of 2 attempts skipped) --
+    # COMPACT_DEFERRED still counts a stall --, its sync-light attempt is the 2nd and runs
+    runs = [e for e in k.compaction_log if e[1] == "DMA32"]
+    assert [e[3] for e in runs] == [C.MIGRATE_ASYNC, C.MIGRATE_SYNC_LIGHT]
+    stalls = ev(k, "COMPACTSTALL")
+    assert k.alloc_pages("GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_NOWARN", 9) is None
+    assert ev(k, "COMPACTSTALL") == stalls + 2
+    runs = [e for e in k.compaction_log if e[1] == "DMA32"]
+    assert [e[3] for e in runs] == [C.MIGRATE_ASYNC, C.MIGRATE_SYNC_LIGHT, C.MIGRATE_SYNC_LIGHT]
+    assert zc.defer_shift == 2 and zc.considered == 0
+    for pfn in pinned:
+        rmap.folio_put(k, pfn)
+
+
+def test_extfrag_view_of_the_dump_before_and_after_compaction(tmp_path) -> None:
+    """The debugfs extfrag_index a dump gives (mmintro.views.fragmentation, from the zone's
+    free_area as written) equals the kernel-side fragmentation_index the compaction code
+    decided with, before and after kcompactd."""
+    from mmintro.reader import open_snapshot
+    from mmintro.snapshot.writer import save
+    from mmintro.views import fragmentation as frag_view
+
+    k, w, z = fragmented_small(seed=13)
+    rows = {}
+    for when in ("before", "after"):
+        if when == "after":
+            assert C.wakeup_kcompactd(k, 0, 9, z.idx)
+        want = [C.fragmentation_index(z, o) for o in range(11)]
+        save(k, tmp_path / when)
+        with open_snapshot(str(tmp_path / when)) as prog:
+            row = next(r for r in frag_view.fragmentation(prog) if r.zone == "DMA32")
+        assert row.extfrag_index == want
+        assert row.unusable_index[9] // 10 == C.extfrag_for_order(z, 9)  # thousandths vs percent
+        rows[when] = row
+    assert rows["before"].extfrag_index[9] > 500 and rows["after"].extfrag_index[9] == -1000
+    assert rows["after"].unusable_index[9] < rows["before"].unusable_index[9]
+
+
+@pytest.mark.slow
+def test_proactive_compaction_lowers_the_fragmentation_score() -> None:
+    k, w, z = fragmented_small(seed=14)
+    before = C.fragmentation_score_node(k, 0)
+    assert before > C.fragmentation_score_wmark(k, False)
+    w.sysctl("vm.compaction_proactiveness", 90)  # low mark 10, high mark 20
+    after = C.fragmentation_score_node(k, 0)
+    assert after < before
+    assert ev(k, "KCOMPACTD_MIGRATE_SCANNED") > 0 and ev(k, "PGMIGRATE_SUCCESS") > 0
+    assert all(e[3] == C.MIGRATE_SYNC_LIGHT and e[2] == -1 for e in k.compaction_log)
+    assert not C.node_compact(k, 0).proactive_compact_trigger
