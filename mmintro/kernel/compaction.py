@@ -31,8 +31,8 @@ vm.compact_memory is :func:`sysctl_compaction_handler` (compact_nodes).
 Simplified, and said where it matters: no capture_control (the page a compaction frees is
 found by the following get_page_from_freelist, not captured in __free_one_page);
 fast_find_migrateblock is not modelled (the migrate scanner is linear from its cached
-position); compound pages are skipped by both scanners (no mTHP migration, see
-mmintro.kernel.migrate); no lock contention, need_resched or fatal signals (cc->contended is
+position); a large folio below the target order is isolated as 6.18 does but its migration
+fails (mmintro.kernel.migrate migrates order-0 folios; the simulator makes no such folios); no lock contention, need_resched or fatal signals (cc->contended is
 never set); defrag_mode (vm.defrag_mode, default 0) is not modelled; mlocked folios are not
 isolated.  The fragmentation index (mm/vmstat.c fill_contig_page_info,
 __fragmentation_index, extfrag_for_order) is computed here from the zone's nr_free, as
@@ -800,6 +800,14 @@ def too_many_isolated(k: Kernel, cc: CompactControl) -> bool:
     return isolated > (inactive + active) // 2
 
 
+def skip_isolation_on_order(order: int, target_order: int) -> bool:
+    """skip_isolation_on_order(): a compound page at least as large as the target order (or,
+    for vm.compact_memory, of pageblock order or more) is not worth migrating."""
+    if not is_via_compact_memory(target_order) and order >= target_order:
+        return True
+    return order >= PAGEBLOCK_ORDER
+
+
 def isolate_migratepages_block(k: Kernel, cc: CompactControl, low_pfn: int, end_pfn: int, mode: int) -> int:
     """isolate_migratepages_block(): isolate the LRU folios of [low_pfn, end_pfn) onto
     cc->migratepages (at most COMPACT_CLUSTER_MAX at a time), skipping free blocks, compound
@@ -845,10 +853,11 @@ def isolate_migratepages_block(k: Kernel, cc: CompactControl, low_pfn: int, end_
         failed = False
         f = _flags(k, page)
         co = _compound_order(k, page)
-        if co is not None and not cc.alloc_contig:
-            # skip_isolation_on_order(): large folios are not migrated in this model
+        if co is not None and rmap.page_folio(k, page) != page:
+            failed = True  # a tail page: compound_order() 0, folio_get_nontail_page() fails
+        elif co is not None and not cc.alloc_contig and skip_isolation_on_order(co, cc.order):
             if co <= pa.MAX_PAGE_ORDER:
-                low_pfn = rmap.page_folio(k, page) + (1 << co) - 1
+                low_pfn += (1 << co) - 1
                 nr_scanned += (1 << co) - 1
             failed = True
         elif not f >> _PG_lru & 1:

@@ -18,8 +18,8 @@ migrate_folio_unmap, migrate_folio_move):
   ``mapping->i_pages`` entry replaced by the new folio (the xarray marks -- dirty, towrite --
   stay on the index), its page-cache references moved, PG_dirty moved (folio_clear_dirty /
   folio_set_dirty); then ``folio_migrate_copy`` (the 4 KiB of simulated memory) and
-  ``folio_migrate_flags`` (referenced, uptodate, active, workingset, checked,
-  mappedtodisk, readahead, young/idle; PG_active cleared on the source);
+  ``folio_migrate_flags`` (referenced, uptodate, active or unevictable -- cleared on the
+  source --, workingset, checked, mappedtodisk, dirty, readahead, young/idle);
 * ``remove_migration_ptes``: each PTE rewritten with the new pfn (the old entry's protection,
   write, Accessed and Dirty bits kept: x86-64 migration entries carry A/D), ``folio_get`` and
   ``folio_add_anon_rmap_pte`` (RMAP_EXCLUSIVE when it was exclusive) or
@@ -33,7 +33,9 @@ migrate_folio_unmap, migrate_folio_move):
   which :func:`migrate_folio` handles as the kernel does).
 
 Simplified: order-0 folios only (a large folio is refused with -EAGAIN, as a failed split
-would be; THP and mTHP migration are not modelled); no migration entries are left between
+would be).  Compaction never isolates a folio of pageblock order or more (6.18's
+skip_isolation_on_order), so PMD-mapped THPs stay put as in the kernel, and the simulator
+makes no smaller large folios (no mTHP, order-0 page cache); no migration entries are left between
 the two steps (nothing runs in between); the retry loop of migrate_pages_batch
 (NR_MAX_MIGRATE_PAGES_RETRY passes) is one pass, because nothing in the simulator changes
 a reference count between passes; movable non-LRU pages (balloon, zsmalloc's
@@ -262,8 +264,13 @@ def folio_migrate_flags(k: Kernel, dst: int, src: int) -> None:
     if f >> PG_active & 1:
         swap.folio_clear_flag(k, src, PG_active)  # folio_test_clear_active
         swap.folio_set_flag(k, dst, PG_active)
+    elif f >> PG_unevictable & 1:
+        swap.folio_clear_flag(k, src, PG_unevictable)  # folio_test_clear_unevictable
+        swap.folio_set_flag(k, dst, PG_unevictable)
     if not rmap.folio_test_anon(k, src) and f >> PG_anon_exclusive & 1:
         swap.folio_set_flag(k, dst, PG_anon_exclusive)  # PG_mappedtodisk of a file folio
+    if f >> PG_dirty & 1:
+        swap.folio_set_flag(k, dst, PG_dirty)  # "Move dirty on pages not done by folio_migrate_mapping()"
 
 
 def migrate_folio(k: Kernel, dst: int, src: int) -> int:
