@@ -996,7 +996,11 @@ def compact_gap(order: int) -> int:
 
 
 def __compaction_suitable(z: ZoneState, order: int, watermark: int, highest_zoneidx: int, free_pages: int) -> bool:
+    """Order-0 free pages above the caller's watermark + compact_gap(order) (+ low - min for
+    costly orders, "to increase its chances"), as migration targets."""
     watermark += compact_gap(order)
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        watermark += pa.wmark_pages(z, pa.ALLOC_WMARK_LOW) - pa.wmark_pages(z, pa.ALLOC_WMARK_MIN)
     return pa.__zone_watermark_ok(z, 0, watermark, highest_zoneidx, pa.ALLOC_CMA, free_pages)
 
 
@@ -1036,8 +1040,7 @@ def compaction_zonelist_suitable(k: Kernel, ac: pa.AllocContext, order: int, all
         reclaimable = sum(s.get(n, 0) for n in ("NR_ZONE_INACTIVE_FILE", "NR_ZONE_ACTIVE_FILE",
                                                 "NR_ZONE_INACTIVE_ANON", "NR_ZONE_ACTIVE_ANON"))
         available = reclaimable // order + z.free_pages
-        if __compaction_suitable(z, order, pa.wmark_pages(z, alloc_flags & pa.ALLOC_WMARK_MASK),
-                                 ac.highest_zoneidx, available):
+        if __compaction_suitable(z, order, pa.wmark_pages(z, pa.ALLOC_WMARK_MIN), ac.highest_zoneidx, available):
             return True
     return False
 
