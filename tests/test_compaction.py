@@ -464,3 +464,49 @@ def test_proactive_compaction_lowers_the_fragmentation_score() -> None:
     assert ev(k, "KCOMPACTD_MIGRATE_SCANNED") > 0 and ev(k, "PGMIGRATE_SUCCESS") > 0
     assert all(e[3] == C.MIGRATE_SYNC_LIGHT and e[2] == -1 for e in k.compaction_log)
     assert not C.node_compact(k, 0).proactive_compact_trigger
+
+
+@pytest.mark.slow
+def test_compaction_view_reads_the_books_back(scenario_run) -> None:
+    """`mmintro compaction` on the scenario's dump: each zone's fields, the skip hints counted
+    from the pageblock bitmaps, kcompactd's request and the events are what the simulator
+    kept."""
+    from mmintro.reader import open_snapshot
+    from mmintro.views import compaction as view
+
+    run, path = scenario_run
+    k = run.kernel
+    with open_snapshot(path) as prog:
+        nodes, zones, events = view.compaction(prog)
+    for row in zones:
+        z = next(zz for zz in k.zones[row.node] if zz.name == row.zone)
+        zc = C.zone_compact(k, z)
+        assert (list(row.cached_migrate_pfn), row.cached_free_pfn, row.considered, row.defer_shift,
+                row.order_failed, row.blockskip_flush) == \
+            (zc.cached_migrate_pfn, zc.cached_free_pfn, zc.considered, zc.defer_shift, zc.order_failed,
+             zc.blockskip_flush)
+        blocks = range(z.start_pfn >> 9, (z.end_pfn + 511) >> 9)
+        assert row.skip_blocks == sum(1 for b in blocks if k.pageblock_flags[b] & C.PB_COMPACT_SKIP)
+        assert row.score == C.fragmentation_score_zone(z)
+    assert any(r.skip_blocks for r in zones)
+    assert nodes[0].score == C.fragmentation_score_node(k, 0)
+    assert (nodes[0].kcompactd_max_order, nodes[0].kcompactd_highest_zoneidx, nodes[0].kcompactd) == (0, 1, None)
+    assert events["compact_stall"] == 1 and events["pgmigrate_success"] == len(k.migrations)
+
+
+def test_compaction_view_on_the_real_dump_matches_a_booted_twin(real_dump) -> None:
+    """A real 6.18 kernel that never compacted: zeroed books, kcompactd0 running with
+    kcompactd_highest_zoneidx = nr_zones - 1 -- as the simulator boots the same machine."""
+    from mmintro.reader.dump import open_dump
+    from mmintro.views import compaction as view
+
+    with open_dump(str(real_dump.path("elf")), real_dump.vmlinuz) as prog:
+        nodes, zones, events = view.compaction(prog)
+    assert nodes[0].kcompactd is not None and nodes[0].kcompactd.endswith("kcompactd0")
+    k = boot(MachineConfig(ram=1 << 30, cpus=2))
+    nc = C.node_compact(k, 0)
+    assert (nodes[0].kcompactd_max_order, nodes[0].kcompactd_highest_zoneidx) == (nc.max_order, nc.highest_zoneidx)
+    assert [r.zone for r in zones] == [z.name for z in k.zones[0] if z.populated]
+    for r in zones:
+        assert (r.considered, r.defer_shift, r.order_failed, r.blockskip_flush) == (0, 0, 0, False)
+    assert events["compact_stall"] == 0 and events["compact_daemon_wake"] == 0

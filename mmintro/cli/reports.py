@@ -28,6 +28,7 @@ class _lazy:  # noqa: N801 -- stands for a module
 
 
 buddyinfo_view = _lazy("mmintro.views.buddyinfo")
+compaction_view = _lazy("mmintro.views.compaction")
 dmesg_view = _lazy("mmintro.views.dmesg")
 fragmentation_view = _lazy("mmintro.views.fragmentation")
 iomem_view = _lazy("mmintro.views.iomem")
@@ -190,7 +191,19 @@ def fragmentation(snapshot: str | None, which: str | None, as_json: bool) -> Non
         emit(fragmentation_view.render(rows, name), fragmentation_view.to_json(rows, name), as_json)
 
 
-COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop, pagetypeinfo, vmstat, meminfo, fragmentation]
+@click.command("compaction")
+@snapshot_argument
+@json_option
+def compaction(snapshot: str | None, as_json: bool) -> None:
+    """Compaction state: each zone's cached scanner pfns, deferral and skip hints, kcompactd's
+    request per node, fragmentation scores, and the compact_* / pgmigrate_* events."""
+    with load(snapshot) as prog:
+        nodes, zones, events = compaction_view.compaction(prog)
+        emit(compaction_view.render(nodes, zones, events), compaction_view.to_json(nodes, zones, events), as_json)
+
+
+COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop, pagetypeinfo, vmstat, meminfo, fragmentation,
+            compaction]
 
 
 @click.command("slabinfo")

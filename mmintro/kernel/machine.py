@@ -250,6 +250,9 @@ class Kernel:
 
         hugetlb.hugetlb_init(self)  # subsys_initcall(hugetlb_init), fs_initcall(init_hugetlbfs_fs)
         huge_memory.hugepage_init(self)  # subsys_initcall(hugepage_init)
+        from mmintro.kernel import compaction
+
+        compaction.kcompactd_init(self)  # subsys_initcall(kcompactd_init)
         swiotlb.swiotlb_print_info(self)  # rootfs_initcall(pci_iommu_init)
         init_64.free_initrd_mem(self)  # rootfs_initcall(populate_rootfs)
         from mmintro.kernel import memremap
