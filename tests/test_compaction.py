@@ -510,3 +510,35 @@ def test_compaction_view_on_the_real_dump_matches_a_booted_twin(real_dump) -> No
     for r in zones:
         assert (r.considered, r.defer_shift, r.order_failed, r.blockskip_flush) == (0, 0, 0, False)
     assert events["compact_stall"] == 0 and events["compact_daemon_wake"] == 0
+
+
+@pytest.mark.slow
+def test_compact_memory_at_boot_leaves_the_books_a_real_kernel_leaves() -> None:
+    """sysctl.vm.compact_memory=1 on the command line (do_sysctl_args -> compact_nodes at
+    boot) on a real 6.18 guest and on the simulator's twin: every zone's scanners met and were
+    reset (compact_cached_migrate_pfn = zone start, compact_cached_free_pfn = the last
+    pageblock), no deferral, no blockskip flush, skip hints set, migrate-scanned pages
+    counted, no stall, and kcompactd never woken."""
+    from mmintro.reader.dump import open_dump
+    from mmintro.realkernel.qemu import GuestConfig, cached_reference_dump
+    from mmintro.views import compaction as view
+
+    ref = cached_reference_dump(GuestConfig(append=("sysctl.vm.compact_memory=1",), formats=("elf",)),
+                                "real-compact")
+    with open_dump(str(ref.path("elf")), ref.vmlinuz) as prog:
+        _nodes, real_zones, real_events = view.compaction(prog)
+    k = boot(MachineConfig(ram=1 << 30, cpus=2, cmdline="sysctl.vm.compact_memory=1"))
+    sim = {z.name: (z, C.zone_compact(k, z)) for z in k.zones[0] if z.populated}
+    assert [r.zone for r in real_zones] == list(sim)
+    for r in real_zones:
+        z, zc = sim[r.zone]
+        assert (r.start_pfn, r.end_pfn) == (z.start_pfn, z.end_pfn)
+        want = ((z.start_pfn, z.start_pfn), C.pageblock_start_pfn(z.end_pfn - 1))
+        assert (r.cached_migrate_pfn, r.cached_free_pfn) == want == (tuple(zc.cached_migrate_pfn), zc.cached_free_pfn)
+        assert (r.considered, r.defer_shift, r.order_failed, r.blockskip_flush) == \
+            (zc.considered, zc.defer_shift, zc.order_failed, zc.blockskip_flush) == (0, 0, 0, False)
+        blocks = range(z.start_pfn >> 9, (z.end_pfn + 511) >> 9)
+        assert r.skip_blocks > 0 and sum(1 for b in blocks if k.pageblock_flags[b] & C.PB_COMPACT_SKIP) > 0
+    assert real_events["compact_migrate_scanned"] > 0 and ev(k, "COMPACTMIGRATE_SCANNED") > 0
+    assert real_events["compact_stall"] == ev(k, "COMPACTSTALL") == 0
+    assert real_events["compact_daemon_wake"] == ev(k, "KCOMPACTD_WAKE") == 0
