@@ -193,9 +193,11 @@ def test_direct_compaction_moves_only_lru_folios_and_makes_the_block(scenario_ru
     assert all(thp.pfn <= old < thp.pfn + 512 for old, _new in moved)
     for _old, new in moved:
         assert swap.folio_test(k, new, swap.PG_lru) and rmap.folio_mapcount(k, new) == 1
-    log = k.compaction_log
-    assert log == [(0, "DMA32", 9, C.MIGRATE_ASYNC, "COMPACT_SUCCESS", ev(k, "COMPACTMIGRATE_SCANNED"),
-                    ev(k, "COMPACTFREE_SCANNED"), len(moved), 0)]
+    # the direct compaction: one async run of DMA32 for order 9 that succeeded (kcompactd, if
+    # something woke it earlier, would show as sync-light runs)
+    direct = [e for e in k.compaction_log if e[3] == C.MIGRATE_ASYNC]
+    assert direct == [(0, "DMA32", 9, C.MIGRATE_ASYNC, "COMPACT_SUCCESS", direct[0][5], direct[0][6], len(moved), 0)]
+    assert direct[0][5] <= ev(k, "COMPACTMIGRATE_SCANNED") and direct[0][6] <= ev(k, "COMPACTFREE_SCANNED")
     z = w.zone("DMA32")
     zc = C.zone_compact(k, z)
     assert zc.order_failed == 10 and zc.defer_shift == 0  # compaction_defer_reset(zone, 9, true)
