@@ -544,3 +544,120 @@ def test_compact_memory_at_boot_leaves_the_books_a_real_kernel_leaves() -> None:
     assert real_events["compact_migrate_scanned"] > 0 and ev(k, "COMPACTMIGRATE_SCANNED") > 0
     assert real_events["compact_stall"] == ev(k, "COMPACTSTALL") == 0
     assert real_events["compact_daemon_wake"] == ev(k, "KCOMPACTD_WAKE") == 0
+
+
+# -- seeded random runs mixing compaction with the other steps ------------------------------
+def check_compaction_invariants(k, w) -> None:
+    """Every pfn in at most one state (a free buddy block, a pcp list, an allocated block);
+    NR_FREE_PAGES = the buddy lists; nothing on an LRU is free; no folio left isolated; the
+    LRU counters equal the lists; every process's mappings consistent (rss and page-table
+    counts, map counts, no PTE onto a free page, migrated pages found by rmap where mapped)."""
+    from mmintro.workload import _mapping_errors
+
+    seen: dict[int, str] = {}
+
+    def claim(lo: int, n: int, what: str) -> None:
+        for p in range(lo, lo + n):
+            assert p not in seen, f"pfn {p:#x} is {seen[p]} and {what}"
+            seen[p] = what
+
+    for zs in k.zones:
+        for z in zs:
+            if not z.populated:
+                continue
+            for pfn, order in z.free_order.items():
+                claim(pfn, 1 << order, "buddy")
+            assert sum(1 << o for o in z.free_order.values()) == z.free_pages
+            assert [sum(1 for o in z.free_order.values() if o == i) for i in range(11)] == z.nr_free
+            for pcp in z.pcp:
+                for i, head in enumerate(pcp.heads):
+                    for pfn in pa.list_pfns(z, head):
+                        claim(pfn, 1 << pa.pindex_to_order(i), "pcp")
+    free = set(seen)
+    for pfn, order in k.allocations.items():
+        claim(pfn, 1 << order, "allocated")
+    for nid in range(k.config.nodes):
+        stat = k.node_vm_stat[nid]
+        assert stat.get("NR_ISOLATED_ANON", 0) == stat.get("NR_ISOLATED_FILE", 0) == 0
+        for lru in range(swap.NR_LRU_LISTS - 1):
+            pfns = swap.lru_pfns(k, nid, lru)
+            assert not free & set(pfns)
+            assert stat.get(swap.NODE_LRU_ITEM[lru], 0) == sum(swap.folio_nr_pages(k, p) for p in pfns)
+    mms = []
+    for name, p in w.procs.items():
+        if getattr(p, "exited", False) or not p.mm:
+            continue
+        mms.append(p.mm)
+        assert memory.check_mm(k, p.mm) == [], name
+        assert _mapping_errors(w, name)[0] == 0, name
+    assert memory.check_mapcounts(k, mms) == []
+
+
+def random_run(seed: int, steps: int = 30):
+    import random
+
+    rng = random.Random(seed)
+    k, w, _z = fragmented_small(seed)  # starts fragmented, with process "p" in the holes
+    w.create_file("f", "/data/f", 8 << 20)
+    live: list[str] = ["p"]
+    n = 0
+    skipped = []
+    for step in range(steps):
+        op = rng.choice(["spawn", "anon", "file", "fork", "munmap", "exit", "blocks", "free", "order9", "compact",
+                         "kcompactd"])
+        try:
+            if op == "spawn" or not live:
+                n += 1
+                w.spawn(f"p{n}")
+                live.append(f"p{n}")
+            elif op == "anon":
+                p = rng.choice(live)
+                tag = f"a{step}"
+                w.mmap(p, tag, rng.choice([1, 2, 4, 8]) << 20)
+                w.touch(p, tag, write=True, fraction=rng.choice([0.3, 1.0]))
+            elif op == "file":
+                p = rng.choice(live)
+                tag = f"m{step}"
+                w.mmap(p, tag, 4 << 20, prot="r", kind="private", file="f", offset=rng.randrange(4) << 20)
+                w.touch(p, tag, populate=True)
+            elif op == "fork":
+                n += 1
+                w.fork(f"p{n}", rng.choice(live))
+                live.append(f"p{n}")
+            elif op == "munmap":
+                p = rng.choice(live)
+                tags = [t for t, m in w.mappings[p].items() if t not in ("heap", "stack") and m.length > 1 << 20]
+                if tags:
+                    w.munmap(p, rng.choice(tags), start=1 << 20, size=1 << 19)
+            elif op == "exit" and len(live) > 1:
+                p = live.pop(rng.randrange(1, len(live)))  # not the first: it is init (pid 1)
+                w.exit(p)
+            elif op == "blocks":
+                w.alloc(f"b{step}", rng.choice([0, 3]), "GFP_HIGHUSER_MOVABLE", count=rng.choice([200, 1000]))
+            elif op == "free":
+                tags = [t for t, bl in w.tags.items() if bl and t.startswith("b")]
+                if tags:
+                    w.free(rng.choice(tags), every=2)
+            elif op == "order9":
+                w.try_alloc(9, "GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_NOWARN")
+            elif op == "compact":
+                w.sysctl("vm.compact_memory", 1)
+            elif op == "kcompactd":
+                C.wakeup_kcompactd(k, 0, rng.choice([3, 9]), 1)
+        except Exception as e:  # out of memory for a fault or a block: the kernel would OOM
+            if not any(w_ in str(e) for w_ in ("out of memory", "failed", "refused")):
+                raise
+            skipped.append((step, op, str(e)))
+        if step % 10 == 9:
+            check_compaction_invariants(k, w)
+    check_compaction_invariants(k, w)
+    k.__dict__["random_run_skipped"] = skipped
+    return k, w
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_seeded_random_runs_keep_the_invariants(seed: int) -> None:
+    k, w = random_run(seed)
+    assert ev(k, "COMPACTMIGRATE_SCANNED") > 0 and len(k.migrations) > 100
+    assert w.procs
