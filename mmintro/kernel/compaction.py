@@ -29,9 +29,7 @@ timeout branch (should_proactive_compact_node -> compact_node(pgdat, true)).  Wr
 vm.compact_memory is :func:`sysctl_compaction_handler` (compact_nodes).
 
 Simplified, and said where it matters: no capture_control (the page a compaction frees is
-found by the following get_page_from_freelist, not captured in __free_one_page);
-fast_find_migrateblock is not modelled (the migrate scanner is linear from its cached
-position); a large folio below the target order is isolated as 6.18 does but its migration
+found by the following get_page_from_freelist, not captured in __free_one_page); a large folio below the target order is isolated as 6.18 does but its migration
 fails (mmintro.kernel.migrate migrates order-0 folios; the simulator makes no such folios); no lock contention, need_resched or fatal signals (cc->contended is
 never set); defrag_mode (vm.defrag_mode, default 0) is not modelled; mlocked folios are not
 isolated.  The fragmentation index (mm/vmstat.c fill_contig_page_info,
@@ -927,20 +925,111 @@ def suitable_migration_source(k: Kernel, cc: CompactControl, pfn: int) -> bool:
     return block_mt == cc.migratetype
 
 
+ULONG_MAX = (1 << 64) - 1
+
+
+def _move_freelist_tail(z: ZoneState, head: int, pfn: int) -> None:
+    """move_freelist_tail(): the entries up to and including ``pfn`` go to the list's tail
+    (list_cut_position + list_splice_tail), so the next search starts after them."""
+    nxt, prv = z.nxt, z.prv
+    if prv[head] == pfn:
+        return  # list_is_last
+    first, last, after = nxt[head], prv[head], nxt[pfn]
+    nxt[head] = after
+    prv[after] = head
+    nxt[last] = first
+    prv[first] = last
+    nxt[pfn] = head
+    prv[head] = pfn
+
+
+def update_fast_start_pfn(cc: CompactControl, pfn: int) -> None:
+    if cc.fast_start_pfn == ULONG_MAX:
+        return
+    if not cc.fast_start_pfn:
+        cc.fast_start_pfn = pfn
+    cc.fast_start_pfn = min(cc.fast_start_pfn, pfn)
+
+
+def reinit_migrate_pfn(cc: CompactControl) -> int:
+    if not cc.fast_start_pfn or cc.fast_start_pfn == ULONG_MAX:
+        return cc.migrate_pfn
+    cc.migrate_pfn = cc.fast_start_pfn
+    cc.fast_start_pfn = ULONG_MAX
+    return cc.migrate_pfn
+
+
+def fast_find_migrateblock(k: Kernel, cc: CompactControl) -> int:
+    """fast_find_migrateblock(): for a costly order (kcompactd, or a direct compaction for a
+    movable request) starting a pageblock, pick a pageblock holding a free block of order
+    PAGE_ALLOC_COSTLY_ORDER..order-1 within the first half of the scan space (the first eighth
+    once the scanner has left the zone start) from the MOVABLE free lists, so compaction
+    empties a block that is already partly free; else the linear scanner's position."""
+    z = cc.zone
+    limit = freelist_scan_limit(cc)
+    nr_scanned = 0
+    pfn = cc.migrate_pfn
+    found_block = False
+    if cc.ignore_skip_hint or cc.finish_pageblock:
+        return pfn
+    if pfn != z.start_pfn and pfn != pageblock_start_pfn(pfn):
+        return pfn  # a continuation of a block restarted after COMPACT_CLUSTER_MAX
+    if cc.order <= PAGE_ALLOC_COSTLY_ORDER:
+        return pfn
+    if cc.direct_compaction and cc.migratetype != pa.MIGRATE_MOVABLE:
+        return pfn
+    distance = (cc.free_pfn - cc.migrate_pfn) >> 1
+    if cc.migrate_pfn != z.start_pfn:
+        distance >>= 2
+    high_pfn = pageblock_start_pfn(cc.migrate_pfn + distance)
+    order = cc.order - 1
+    while order >= PAGE_ALLOC_COSTLY_ORDER and not found_block and nr_scanned < limit:
+        if z.nr_free[order]:
+            head = pa.free_list_head(order, pa.MIGRATE_MOVABLE)
+            p = z.nxt[head]
+            while p != head:
+                nxt = z.nxt[p]
+                if nr_scanned >= limit:
+                    nr_scanned += 1
+                    _move_freelist_tail(z, head, p)
+                    break
+                nr_scanned += 1
+                if p < high_pfn:
+                    if get_pageblock_skip(k, p):
+                        p = nxt
+                        continue
+                    _move_freelist_tail(z, head, p)
+                    update_fast_start_pfn(cc, p)
+                    pfn = max(pageblock_start_pfn(p), z.start_pfn)
+                    cc.fast_search_fail = 0
+                    found_block = True
+                    break
+                p = nxt
+        order -= 1
+    cc.total_migrate_scanned += nr_scanned
+    if not found_block:
+        cc.fast_search_fail += 1
+        pfn = reinit_migrate_pfn(cc)
+    return pfn
+
+
 def isolate_migratepages(k: Kernel, cc: CompactControl) -> int:
-    """isolate_migratepages(): from cc->migrate_pfn, the first pageblock that is a suitable
-    source (not skip-marked, right migratetype for async direct compaction), isolated by
-    isolate_migratepages_block.  fast_find_migrateblock is not modelled."""
+    """isolate_migratepages(): from fast_find_migrateblock()'s pick (or cc->migrate_pfn), the
+    first pageblock that is a suitable source (not skip-marked unless the fast search chose
+    it, right migratetype for async direct compaction), isolated by
+    isolate_migratepages_block."""
     z = cc.zone
     isolate_mode = (ISOLATE_UNEVICTABLE if compaction_sysctl(k, "compact_unevictable_allowed") else 0) | \
         (ISOLATE_ASYNC_MIGRATE if cc.mode != MIGRATE_SYNC else 0)
-    low_pfn = cc.migrate_pfn
+    low_pfn = fast_find_migrateblock(k, cc)
     bstart = max(pageblock_start_pfn(low_pfn), z.start_pfn)
+    fast_find_block = low_pfn != cc.migrate_pfn and not cc.fast_search_fail
     bend = pageblock_end_pfn(low_pfn)
     while bend <= cc.free_pfn:
         page = pageblock_pfn_to_page(k, bstart, bend, z)
         if page is not None:
-            if (low_pfn % PAGEBLOCK_NR_PAGES == 0 or low_pfn == z.start_pfn) and not isolation_suitable(k, cc, page):
+            if (low_pfn % PAGEBLOCK_NR_PAGES == 0 or low_pfn == z.start_pfn) and not fast_find_block \
+                    and not isolation_suitable(k, cc, page):
                 pass
             elif not suitable_migration_source(k, cc, page):
                 update_cached_migrate(k, cc, bend)
@@ -948,6 +1037,7 @@ def isolate_migratepages(k: Kernel, cc: CompactControl) -> int:
                 if isolate_migratepages_block(k, cc, low_pfn, bend, isolate_mode):
                     return ISOLATE_ABORT
                 break
+        fast_find_block = False
         cc.migrate_pfn = low_pfn = bend
         bstart = bend
         bend += PAGEBLOCK_NR_PAGES
