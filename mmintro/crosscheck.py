@@ -996,3 +996,8 @@ def run_crosscheck(path: str, only: list[str] | None = None, kernel: str | None 
 from mmintro.crosscheck_tasks import TASK_CHECKS  # noqa: E402
 
 CHECKS += TASK_CHECKS
+
+# swap devices, totals, swapped-out addresses (mmintro.crosscheck_swap)
+from mmintro.crosscheck_swap import SWAP_CHECKS  # noqa: E402
+
+CHECKS += SWAP_CHECKS

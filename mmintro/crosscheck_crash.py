@@ -3,7 +3,7 @@
 Each row names the crash commands it needs; every command of every row runs in one crash session
 in batch mode (:func:`mmintro.realkernel.crash.run_crash`, under a timeout), and each row compares
 the numbers crash printed with mmintro's report of the same thing (meminfo, buddyinfo, zoneinfo,
-slabinfo, kmem-s, vmallocinfo, vmstat, ps, vm, vtop, whatis, page).  crash knows nothing of the
+slabinfo, kmem-s, vmallocinfo, vmstat, ps, vm, vtop, whatis, page, swaps).  crash knows nothing of the
 simulator: it reads the vmlinux and the vmcore as it reads a kernel's.
 
 Where crash 9.0.2 and the kernel's own /proc legitimately differ, the row compares what crash
@@ -175,7 +175,7 @@ def _dmesg(p: Program) -> list[str]:
 
 def kmem_i_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     """TOTAL MEM, FREE, USED, BUFFERS, CACHED, SLAB, TOTAL HUGE, HUGE FREE, COMMIT LIMIT (pages) =
-    /proc/meminfo; COMMITTED = vm_committed_as.count (what crash reads; meminfo sums the CPUs)."""
+    /proc/meminfo (COMMIT LIMIT without swap where crash cannot see it); COMMITTED = vm_committed_as.count (what crash reads; meminfo sums the CPUs)."""
     from mmintro.views.meminfo import meminfo
 
     p = c.prog
@@ -186,9 +186,19 @@ def kmem_i_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     total, free = _pages(p, kb["MemTotal"]), _pages(p, kb["MemFree"])
     hp_total = sum(h.nr_huge_pages.value_() << h.order.value_() for h in _hstates(p))  # in base pages
     hp_free = sum(h.free_huge_pages.value_() << h.order.value_() for h in _hstates(p))
+    # crash 9.0.2 adds swap to COMMIT LIMIT (and prints TOTAL SWAP) only when the kernel has
+    # swapper_space(s), which 6.18's swap tables replaced: on 6.18 its limit leaves swap out.
+    limit = _pages(p, kb["CommitLimit"])
+    try:
+        p.symbol("swapper_spaces")
+    except LookupError:
+        try:
+            p.symbol("swapper_space")
+        except LookupError:
+            limit -= p["total_swap_pages"].value_()
     ours = {"TOTAL MEM": total, "FREE": free, "USED": total - free, "BUFFERS": _pages(p, kb["Buffers"]),
             "CACHED": _pages(p, kb["Cached"]), "SLAB": _pages(p, kb["Slab"]), "TOTAL HUGE": hp_total,
-            "HUGE FREE": hp_free, "COMMIT LIMIT": _pages(p, kb["CommitLimit"]),
+            "HUGE FREE": hp_free, "COMMIT LIMIT": limit,
             "COMMITTED": max(p["vm_committed_as"].count.value_(), 0)}
     return ours, theirs
 
@@ -602,6 +612,16 @@ def rd_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     return ours, theirs
 
 
+def swap_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
+    """``swap``: every line of crash's table (swap_info_struct, PARTITION or FILE, size, used,
+    percent, priority, path; memory.c dump_swap_info) = ``mmintro swaps --crash``."""
+    from mmintro.views.swaps import render_crash, swaps
+
+    ours = [ln.rstrip() for ln in render_crash(swaps(c.prog)).splitlines() if ln.strip()]
+    theirs = [ln.rstrip() for ln in out["swap"].splitlines() if ln.strip()]
+    return ours, theirs
+
+
 def struct_page_cmds(c: _Ctx) -> list[str]:
     return [f"struct page {c.page_addr:x}"]
 
@@ -651,6 +671,7 @@ CRASH_CHECKS: list[CrashCheck] = [
     CrashCheck("crash log = dmesg", lambda c: ["log"], log_cmp),
     CrashCheck("crash rd linux_banner = memory", lambda c: ["rd linux_banner 8"], rd_cmp),
     CrashCheck("crash struct page ADDR = mmintro page", struct_page_cmds, struct_page_cmp),
+    CrashCheck("crash swap = mmintro swaps --crash", lambda c: ["swap"], swap_cmp),
     CrashCheck("crash p node_data = node_data[]", lambda c: ["p node_data"], node_data_cmp),
 ]
 

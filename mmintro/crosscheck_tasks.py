@@ -486,8 +486,10 @@ def c_page_cache_marks(p: Program, d: Any) -> tuple:
     mine = []
     for inode in _my_inodes(p):
         xa = inode.i_mapping.i_pages.address_of_()
+        # value entries (a workingset shadow, a shmem page's swap entry) are no folio: drgn's
+        # address_space_for_each_page skips them
         mine += [(int(inode.i_ino.value_()), int(i), xa_get_mark(xa, i, PAGECACHE_TAG_DIRTY),
-                  xa_get_mark(xa, i, PAGECACHE_TAG_WRITEBACK)) for i, _e in xa_for_each(xa)]
+                  xa_get_mark(xa, i, PAGECACHE_TAG_WRITEBACK)) for i, e in xa_for_each(xa) if not e.value_() & 1]
     theirs = []
     for inode in _d_inodes(d):
         untagged = inode.i_sb.s_magic.value_() in (HUGETLBFS_MAGIC, TMPFS_MAGIC)

@@ -66,9 +66,10 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 
 ===================  ================================================================
 ``spawn = NAME``     fork+exec a process: ``comm`` (NAME), ``parent`` (a process, else
-                     init), ``heap`` (brk growth), ``cpu``.  Mappings ``heap`` (the
-                     brk area: the exec'd program's initial heap + growth) and
-                     ``stack`` are tagged.
+                     init), ``heap`` (brk growth), ``cpu``, ``oom_score_adj``
+                     (-1000..1000, as written to /proc/PID/oom_score_adj).  Mappings
+                     ``heap`` (the brk area: the exec'd program's initial heap +
+                     growth) and ``stack`` are tagged.
 ``mmap = TAG``       ``size``, ``prot`` ("rw"), ``kind`` = "anon" | "private" |
                      "shared" (a ``file`` mapping, at ``offset``) | "hugetlb"
                      (``page_size`` "2M"/"1G", ``shared = true`` for MAP_SHARED) |
@@ -77,7 +78,10 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 ``touch = TAG``      page faults on the mapping: ``access`` = "read" | "write";
                      [``start``, ``start+size``) of it, all pages, ``every`` n-th
                      (+ ``offset``), or a seeded ``fraction`` / ``count``;
-                     ``populate = true``: the whole range by mm_populate.
+                     ``populate = true``: the whole range by mm_populate;
+                     ``until = "oom"``: page by page until the OOM killer kills the
+                     process (it fails if it is not killed).  A process the OOM
+                     killer kills is gone: a later step naming it is an error.
 ``fork = NAME``      ``parent`` forks; the child inherits the mapping tags.
 ``thread = NAME``    ``process`` (the thread group's leader) clones a thread
                      (pthread_create): it shares the leader's mm and mapping tags;
@@ -97,7 +101,7 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 ``sysctl = NAME``    ``value``: vm.nr_hugepages, hugepages-1048576kB, vm.dirty_ratio,
                      vm.dirty_background_ratio, vm.dirty_bytes,
                      vm.dirty_background_bytes, transparent_hugepage ("always" ...),
-                     vm.compact_memory (1: compact every zone), vm.compaction_proactiveness
+                     vm.swappiness, vm.compact_memory (1: compact every zone), vm.compaction_proactiveness
                      (0..100; non-zero runs kcompactd's proactive compaction),
                      vm.extfrag_threshold (0..1000).
 ===================  ================================================================
@@ -107,11 +111,13 @@ rss_file('p') rss_shmem('p') (the exact sum of the percpu rss counters), total_v
 pgtables_bytes('p') faults('p') (the fault log), pss('p') (kB, as smaps_rollup's Pss), file_pages('f') (mapping->nrpages),
 node_stat('NR_...') (summed over nodes), nr_dirty nr_writeback nr_file_pages dirty_thresh
 bg_thresh throttled flusher_wakeups hugepages_total hugepages_free hugepages_rsvd hugepages_surp
-hugepages_1g_total hugepages_1g_free anon_thp.  Compaction: vm_event('COMPACTSTALL') (any
-vm_event_item, summed over CPUs), fragindex(o) (a zone's fragmentation index, -1000..1000),
-migrated (folios compaction moved; migrated_anon: the anonymous ones), mapping_errors('p') (present PTEs of p onto free or
-unmapped pages, migrated pages rmap does not find where p maps them, or whose file bytes
-differ) and migrated_mapped('p') (how many of p's pages were migrated).
+hugepages_1g_total hugepages_1g_free anon_thp; the OOM killer: killed('p') (1 once the OOM killer
+killed p), oom_score('p') and oom_score_adj('p') (as /proc/PID/... print them), oom_kills (the
+vm event oom_kill).  Compaction: fragindex(o) (a zone's fragmentation index,
+-1000..1000), migrated (folios compaction moved; migrated_anon: the anonymous ones),
+mapping_errors('p') (present PTEs of p onto free or unmapped pages, migrated pages rmap does
+not find where p maps them, or whose file bytes differ) and migrated_mapped('p') (how many of
+p's pages were migrated).
 
 A zone is ``"Normal"`` (on the step's ``node``, else the current CPU's node) or
 ``"Node 1 Normal"``.  Watermarks read as /proc/zoneinfo prints them (boost included).
@@ -300,19 +306,27 @@ _FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
     "pgtables_bytes": (1, False, lambda w, z, p: w.k.kmem.get(w.proc(p).mm, "mm_struct", "pgtables_bytes.counter")),
     "faults": (1, False, lambda w, z, p: _faults(w, p)),
     "pss": (1, False, lambda w, z, p: _pss(w, p)),
+    # the OOM killer: killed('p') is 1 once the OOM killer killed p; oom_score /
+    # oom_score_adj as /proc/PID/oom_score and oom_score_adj print them
+    "killed": (1, False, lambda w, z, p: _killed(w, p)),
+    "oom_score": (1, False, lambda w, z, p: _oom_score(w, p)),
+    "oom_score_adj": (1, False, lambda w, z, p: _kmod("oom_kill", "OOM").oom_score_adj(w.k, w.proc(p).task)),
     # files and the node counters
     "file_pages": (1, False, lambda w, z, f: _file_pages(w, f)),
     "node_stat": (1, False, lambda w, z, item: _node_stat(w, item)),
-    # compaction and migration (mmintro.kernel.compaction / migrate)
     "vm_event": (1, False, lambda w, z, item: _vm_event(w, item)),
+    "rss_swap": (1, False, lambda w, z, p: _mm_counter(w, p, "MM_SWAPENTS")),
+    # compaction and migration (mmintro.kernel.compaction / migrate)
     "fragindex": (1, True, lambda w, z, order: _compaction_mod().fragmentation_index(z, order)),
     "mapping_errors": (1, False, lambda w, z, p: _mapping_errors(w, p)[0]),
     "migrated_mapped": (1, False, lambda w, z, p: _mapping_errors(w, p)[1]),
 }
 # What a function's quoted argument names (default: a block or object tag).
-_ARG_KINDS = {"cache_objects": "cache", "node_stat": "item", "file_pages": "file", "vm_event": "item",
-              **{f: "process" for f in ("rss", "rss_anon", "rss_file", "rss_shmem", "total_vm", "map_count",
-                                        "pgtables_bytes", "faults", "pss", "mapping_errors", "migrated_mapped")}}
+_ARG_KINDS = {"cache_objects": "cache", "node_stat": "item", "vm_event": "item", "file_pages": "file",
+              **{f: "process" for f in ("rss", "rss_anon", "rss_file", "rss_shmem", "rss_swap", "total_vm", "map_count",
+                                        "pgtables_bytes", "faults", "pss", "oom_score", "oom_score_adj",
+                                        "mapping_errors", "migrated_mapped")},
+              "killed": "any_process"}
 
 
 def _cache_objects(w: Workload, name: str) -> int:
@@ -326,6 +340,7 @@ def _cache_objects(w: Workload, name: str) -> int:
     return len(slub.live_objects(w.k, s))
 _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     "failures": lambda w: len(w.k.alloc_failures),
+    "oom_kills": lambda w: sum(c[w.k.T.const("OOM_KILL")] for c in w.k.vm_events),  # vm event oom_kill
     # the page cache and writeback (pages)
     "nr_dirty": lambda w: _node_stat(w, "NR_FILE_DIRTY"),
     "nr_writeback": lambda w: _node_stat(w, "NR_WRITEBACK"),
@@ -342,6 +357,14 @@ _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     "hugepages_1g_total": lambda w: _hstate_value(w, "nr_huge_pages", 1 << 30),
     "hugepages_1g_free": lambda w: _hstate_value(w, "free_huge_pages", 1 << 30),
     "anon_thp": lambda w: _node_stat(w, "NR_ANON_THPS"),
+    # swap (pages): si_swapinfo's total and free, slots in use, the swap cache
+    "swap_total": lambda w: _swap(w)[0],
+    "swap_free": lambda w: _swap(w)[1],
+    "swap_used": lambda w: _swap(w)[0] - _swap(w)[1],
+    "nr_swapcache": lambda w: _node_stat(w, "NR_SWAPCACHE"),
+    # PSI: /proc/pressure/memory's totals (us), as psi_show computes them now
+    "psi_some": lambda w: _psi_total(w, "some"),
+    "psi_full": lambda w: _psi_total(w, "full"),
     "migrated": lambda w: len(w.k.__dict__.get("migrations", ())),
     "migrated_anon": lambda w: _migrated_anon(w),
 }
@@ -369,6 +392,7 @@ class Condition:
         self.needs_zone = False
         self.tags: list[str] = []
         self.processes: list[str] = []
+        self.any_processes: list[str] = []  # live or killed (killed())
         self.files: list[str] = []
         self.names: list[str] = []
         self._check(self.tree)
@@ -401,7 +425,8 @@ class Condition:
                 raise WorkloadError(f"expect {self.text!r}: {name}() takes a tag in quotes")
             else:
                 kind = _ARG_KINDS.get(name, "tag")  # a slab cache or a node_stat_item is no tag
-                {"tag": self.tags, "process": self.processes, "file": self.files}.get(kind, []).append(arg.value)
+                {"tag": self.tags, "process": self.processes, "file": self.files,
+                 "any_process": self.any_processes}.get(kind, []).append(arg.value)
         elif isinstance(n, ast.Compare):
             for op in n.ops:
                 if type(op) not in _CMPOPS:
@@ -484,6 +509,7 @@ class Workload:
         self.mappings: dict[str, dict[str, Mapping]] = {}  # process name -> tag -> Mapping
         self.files: dict[str, int] = {}  # tag -> struct file *
         self.threads: dict[str, str] = {}  # thread name -> its leader's name
+        self.killed: dict[str, int] = {}  # process name -> pid, for the processes the OOM killer killed
 
     # -- where ---------------------------------------------------------------------------
     def zone(self, spec: str, node: int | None = None) -> ZoneState:
@@ -765,11 +791,36 @@ class Workload:
     # -- processes, mappings, files (mm/memory.c, kernel/fork.c, mm/filemap.c ...) ------------
     def proc(self, name: str) -> Any:
         """The live process the workload named ``name`` (a :class:`mmintro.kernel.fork.Process`)."""
+        self._sync_oom_kills()
+        if name in self.killed:
+            raise WorkloadError(f"process {name!r} (pid {self.killed[name]}) was killed by the OOM killer: "
+                                "no later step can use it")
         try:
             return self.procs[name]
         except KeyError:
             raise WorkloadError(f"unknown process {name!r} (processes so far: "
                                 f"{', '.join(self.procs) or 'none'})") from None
+
+    def _sync_oom_kills(self) -> None:
+        """Forget the processes the OOM killer killed (their exit ran inside the kernel): they
+        move from ``procs`` to ``killed``."""
+        st = self.k.__dict__.get("oom")
+        if st is None or not st.kills:
+            return
+        live = {id(p) for p in self.k.__dict__.get("processes", [])}
+        for name, p in list(self.procs.items()):
+            if id(p) not in live and any(kill.task == p.task for kill in st.kills):
+                self.killed[name] = p.pid
+                del self.procs[name]
+                self.mappings.pop(name, None)
+                self.threads.pop(name, None)
+
+    def set_oom_score_adj(self, proc: str, value: int) -> None:
+        """echo VALUE > /proc/PID/oom_score_adj (as root): the thread group's signal_struct."""
+        try:
+            _kmod("oom_kill", "OOM").set_oom_score_adj(self.k, self.proc(proc).task, value)
+        except ValueError as e:
+            raise WorkloadError(str(e)) from None
 
     def mapping(self, proc: str, tag: str) -> Mapping:
         """The mapping ``tag`` of process ``proc`` (its own or inherited through fork)."""
@@ -788,7 +839,7 @@ class Workload:
             raise WorkloadError(f"unknown file {tag!r} (files so far: {', '.join(self.files) or 'none'})") from None
 
     def spawn(self, name: str, comm: str | None = None, parent: str | None = None, heap: int = 0,
-              cpu: int | None = None) -> Any:
+              cpu: int | None = None, oom_score_adj: int | None = None) -> Any:
         """fork + exec of a program: a process ``name`` (``comm`` defaults to the name) with
         the exec'd layout, its heap grown by ``heap`` bytes (brk), child of ``parent`` (a
         workload process) or of init_task.  Its mappings ``heap`` (when grown) and ``stack``
@@ -806,6 +857,8 @@ class Workload:
                 raise ExpectationFailed(f"spawn {name}: {e}") from None
         self.procs[name] = p
         self.mappings[name] = self._exec_mappings(p)
+        if oom_score_adj is not None:
+            self.set_oom_score_adj(name, oom_score_adj)
         return p
 
     def _exec_mappings(self, p: Any) -> dict[str, Mapping]:
@@ -914,7 +967,7 @@ class Workload:
 
     def touch(self, proc: str, tag: str, write: bool = False, start: int = 0, size: int | None = None,
               every: int | None = None, offset: int = 0, fraction: float | None = None, count: int | None = None,
-              cpu: int | None = None, populate: bool = False) -> list[Any]:
+              cpu: int | None = None, populate: bool = False, until: str | None = None) -> list[Any]:
         """Access pages of a mapping as the process would: each chosen page of [start,
         start+size) — all, every n-th from ``offset``, or a seeded random ``fraction``/``count``
         — is read or written through ``memory.access``, as the MMU does: an access faults
@@ -924,7 +977,16 @@ class Workload:
         once per huge page.  ``populate``: the whole range through ``memory.mm_populate``
         (MAP_POPULATE / MADV_POPULATE_*: __get_user_pages faults where follow_page finds no
         suitable entry; anonymous VMAs take MEM's batched path).  Returns the faults taken
-        (the fault log's records for ``populate``)."""
+        (the fault log's records for ``populate``).
+
+        The OOM killer may run in any fault.  A process it kills (another one) dies there; if it
+        kills ``proc`` itself, the step fails -- unless ``until = "oom"``: then touching stops
+        at the fault after which ``proc`` was killed (the step fails if every page was touched
+        and it was not)."""
+        if until not in (None, "oom"):
+            raise WorkloadError(f"touch until {until!r}: the only condition is \"oom\"")
+        if until is not None and populate:
+            raise WorkloadError("touch until = \"oom\" faults page by page: not with populate")
         p = self.proc(proc)
         m, addr, size = self._range(proc, tag, start, size)
         memory = _kmod("memory", "MEM", "access")
@@ -945,7 +1007,9 @@ class Workload:
         step = m.page_size if m.kind == "hugetlb" else PAGE_SIZE
         n = size // step
         chosen = sorted(self._choose(n, every, offset, fraction, count))
-        faults = []
+        faults: list[Any] = []
+        oom = _optional_kmod("oom_kill")
+        killed = False
         with self._cpu(cpu):
             for i in chosen:
                 a = addr + i * step
@@ -957,12 +1021,33 @@ class Workload:
                     sig = "SIGSEGV" if isinstance(e, memory.SegmentationFault) else "SIGBUS"
                     raise ExpectationFailed(f"touch {tag} in {proc}: {sig} at {a:#x}: {e}") from None
                 except MemoryError as e:
-                    raise ExpectationFailed(f"touch {tag} in {proc}: out of memory at {a:#x}: {e}") from None
+                    if oom is None or not isinstance(e, oom.FatalSignalPending):
+                        raise ExpectationFailed(f"touch {tag} in {proc}: out of memory at {a:#x}: {e}") from None
+                    f = None  # VM_FAULT_OOM in a task the OOM killer killed: it dies on the way out
+                except RuntimeError as e:
+                    if oom is not None and isinstance(e, oom.OomPanic):
+                        raise ExpectationFailed(f"touch {tag} in {proc}: kernel panic at {a:#x}: {e}") from None
+                    raise
+                if oom is not None and self.k.__dict__.get("oom") is not None and self.k.oom.dying:
+                    # back to user mode: the OOM victims (this process too) take their SIGKILL
+                    killed = oom.fatal_signal_pending(self.k, p.task)
+                    oom.oom_victims_run(self.k, keep_current=False)
+                    self._sync_oom_kills()
+                    if killed:
+                        if f is not None and getattr(f, "pfn", 0) is not None:
+                            faults.append(f)
+                        break
                 if f is None:
                     continue
                 if getattr(f, "pfn", 0) is None:
                     raise ExpectationFailed(f"touch {tag} in {proc}: the fault at {a:#x} failed ({f})")
                 faults.append(f)
+        if killed and until != "oom":
+            raise ExpectationFailed(f"touch {tag} in {proc}: the OOM killer killed {proc} (pid {p.pid}) after "
+                                    f"{len(faults)} faults (until = \"oom\" lets a process grow until it is killed)")
+        if until == "oom" and not killed:
+            raise ExpectationFailed(f"touch {tag} in {proc} until oom: {len(faults)} faults and the OOM killer "
+                                    f"did not kill {proc}")
         return faults
 
     def fork(self, child: str, parent: str, cpu: int | None = None) -> Any:
@@ -1050,6 +1135,15 @@ class Workload:
             if not 0 <= nid < len(self.k.zones):
                 raise WorkloadError(f"node {nid} does not exist (the machine has {len(self.k.zones)})")
 
+    def swapon(self, path: str, size: int, priority: int | None = None) -> Any:
+        """swapon(2) of a new swap file of ``size`` bytes at ``path`` (priority: the default
+        --least_priority unless given, -1 meaning the default as swapon(8) has it)."""
+        swapfile = _kmod("swapfile", "SWAP", "sys_swapon")
+        try:
+            return swapfile.sys_swapon(self.k, path, size, None if priority in (None, -1) else priority)
+        except ValueError as e:
+            raise WorkloadError(str(e)) from None
+
     def create_file(self, tag: str, path: str, size: int = 0) -> int:
         """A regular file ``path`` of ``size`` bytes (``inode.create_file``: inode, dentry,
         struct file; no page cached yet)."""
@@ -1107,6 +1201,8 @@ class Workload:
             hugetlb.set_nr_hugepages(self.k, 2 << 20 if name == "vm.nr_hugepages" else 1 << 30, int(value))
         elif name in COMPACTION_SYSCTLS:
             _compaction_sysctl(self, name, int(value))
+        elif name == "vm.swappiness":
+            self.k.write_int("vm_swappiness", int(value))  # proc_dointvec_minmax, 0..MAX_SWAPPINESS
         elif name == "transparent_hugepage":
             hm = _kmod("huge_memory", "HUGE")
             fn = getattr(hm, "set_thp_mode", None) or getattr(hm, "enabled_store", None)
@@ -1222,12 +1318,13 @@ MPOL_MODES = {"default": "MPOL_DEFAULT", "preferred": "MPOL_PREFERRED", "bind": 
               "interleave": "MPOL_INTERLEAVE", "local": "MPOL_LOCAL", "preferred_many": "MPOL_PREFERRED_MANY",
               "weighted_interleave": "MPOL_WEIGHTED_INTERLEAVE"}
 SYSCTLS = ("vm.nr_hugepages", "hugepages-1048576kB", "vm.dirty_ratio", "vm.dirty_background_ratio",
-           "vm.dirty_bytes", "vm.dirty_background_bytes", "transparent_hugepage",
+           "vm.dirty_bytes", "vm.dirty_background_bytes", "transparent_hugepage", "vm.swappiness",
            "vm.compact_memory", "vm.compaction_proactiveness", "vm.extfrag_threshold")
 THP_MODES = ("always", "madvise", "never")
 # kernel/sysctl.c and mm/page-writeback.c: the ratio tunables are percentages
 # (proc_dointvec_minmax with extra2 = one_hundred); a write outside is EINVAL.
-SYSCTL_MAX = {"vm.dirty_ratio": 100, "vm.dirty_background_ratio": 100, "vm.compaction_proactiveness": 100}
+SYSCTL_MAX = {"vm.dirty_ratio": 100, "vm.dirty_background_ratio": 100, "vm.swappiness": 200,
+              "vm.compaction_proactiveness": 100}
 
 
 class Mapping(NamedTuple):
@@ -1279,6 +1376,37 @@ def _kmod(name: str, owner: str, func: str | None = None) -> Any:
     if func is not None and not hasattr(mod, func):
         raise WorkloadError(f"this step needs mmintro.kernel.{name}.{func}, which the simulator does not have yet")
     return mod
+
+
+def _optional_kmod(name: str) -> Any:
+    try:
+        import importlib
+
+        return importlib.import_module(f"mmintro.kernel.{name}")
+    except ImportError:
+        return None
+
+
+def _killed(w: Workload, proc: str) -> int:
+    """1 if the OOM killer killed the workload's process ``proc``, else 0 (a live process)."""
+    w._sync_oom_kills()
+    if proc in w.killed:
+        return 1
+    w.proc(proc)
+    return 0
+
+
+def _oom_score(w: Workload, proc: str) -> int:
+    """fs/proc/base.c proc_oom_score() for the process (the reader's formula, on the live
+    kernel's books)."""
+    oom = _kmod("oom_kill", "OOM")
+    k = w.k
+    totalpages = oom.totalram_pages(k) + oom.total_swap_pages(k)
+    badness = oom.oom_badness(k, w.proc(proc).task, totalpages)
+    if badness == oom.LONG_MIN:
+        return 0
+    q = abs(badness * 1000) // totalpages  # C division truncates toward zero
+    return (1000 + (q if badness >= 0 else -q)) * 2 // 3
 
 
 def _mm_counter(w: Workload, proc: str, member: str) -> int:
@@ -1360,9 +1488,32 @@ def _pss(w: Workload, proc: str) -> int:
     return total >> PSS_SHIFT >> 10
 
 
+def _psi_total(w: Workload, line: str) -> int:
+    from mmintro.kernel import psi
+
+    st = w.k.__dict__.get("psi")
+    if st is None or not st.enabled:
+        raise WorkloadError("PSI is disabled on this machine (psi=1 on its command line enables it: [machine] cmdline)")
+    return int(psi.pressure(w.k)[line]["total"])
+
+
+def _swap(w: Workload) -> tuple[int, int]:
+    from mmintro.kernel import swapfile
+
+    return swapfile.total_swap_pages(w.k), swapfile.get_nr_swap_pages(w.k)
+
+
+def _vm_event(w: Workload, item: str) -> int:
+    """The vm event ``item`` (enum vm_event_item, e.g. 'PSWPOUT') summed over CPUs."""
+    ev = w.k.T.enum("vm_event_item")
+    if item not in ev or item == "NR_VM_EVENT_ITEMS":
+        raise WorkloadError(f"vm_event({item!r}): the kernel has no vm_event_item {item} (e.g. 'PGSCAN_KSWAPD')")
+    return sum(c[ev[item]] for c in w.k.vm_events)
+
+
 def _node_stat(w: Workload, item: str) -> int:
     """global_node_page_state(item): the sum over nodes of the simulator's node counters."""
-    if not re.fullmatch(r"NR_[A-Z0-9_]+", item):
+    if not re.fullmatch(r"(NR|WORKINGSET|PG)[A-Z0-9_]+", item):
         raise WorkloadError(f"node_stat({item!r}): not a node_stat_item name (e.g. 'NR_FILE_DIRTY')")
     try:
         w.k.T.const(item)
@@ -1453,15 +1604,6 @@ def _migrated_anon(w: Workload) -> int:
     return sum(1 for _old, new in w.k.__dict__.get("migrations", ()) if rmap.folio_test_anon(w.k, new))
 
 
-def _vm_event(w: Workload, item: str) -> int:
-    """A vm event counter summed over CPUs (/proc/vmstat's value), by its enum vm_event_item
-    name: vm_event('COMPACTSTALL'), vm_event('PGMIGRATE_SUCCESS')."""
-    ev = w.k.T.enum("vm_event_item")
-    if item not in ev or item.startswith("NR_VM_"):
-        raise WorkloadError(f"vm_event({item!r}): the kernel has no vm_event_item {item}")
-    return sum(c[ev[item]] for c in w.k.vm_events)
-
-
 def _user_ptes(w: Workload, proc: str) -> dict[int, int]:
     """{user address: pfn} of every present 4 KiB PTE of the process (the page-table walk an
     MMU does, over simulated memory)."""
@@ -1549,28 +1691,30 @@ ACTIONS: dict[str, set[str]] = {
     "vmalloc": {"size", "count", "node", "zero", "caller"} | _COMMON,
     "vfree": {"every", "offset", "fraction", "count"} | _COMMON,
     # processes, mappings, files
-    "spawn": {"comm", "parent", "heap"} | _COMMON,
+    "spawn": {"comm", "parent", "heap", "oom_score_adj"} | _COMMON,
     "fork": {"parent"} | _COMMON,
     "thread": {"process"} | _COMMON,
     "exit": {"note"},
     "exec": {"comm", "heap", "note"},
     "brk": {"grow", "shrink", "note"},
     "mmap": {"process", "size", "prot", "kind", "file", "offset", "hugepage", "page_size", "shared", "note"},
-    "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count", "populate"} | _COMMON,
+    "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count", "populate",
+              "until"} | _COMMON,
     "munmap": {"process", "start", "size", "note"},
     "mprotect": {"process", "prot", "start", "size", "note"},
     "mbind": {"process", "policy", "nodes", "start", "size", "note"},
     "set_mempolicy": {"policy", "nodes", "note"},
     "create_file": {"path", "size", "note"},
+    "swapon": {"size", "priority", "note"},
     "read": {"process", "start", "size", "note"},
     "write": {"process", "start", "size", "note"},
     "writeback": {"complete", "note"},
     "sysctl": {"value", "note"},
 }
 PROC_ACTIONS = ("spawn", "fork", "thread", "exit", "exec", "brk", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
-                "read", "write", "writeback", "sysctl")
+                "swapon", "read", "write", "writeback", "sysctl")
 MAPPING_ACTIONS = ("mmap", "touch", "munmap", "mprotect", "mbind")
-MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g")
+MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g", "cmdline")
 SECTIONS = ("scenario", "machine", "step")
 
 
@@ -1720,13 +1864,15 @@ def parse_scenario(text: str, path: str | os.PathLike = "<scenario>", name: str 
                 machine[key] = parse_size(v) if type(v) in (str, int) else _raise(v)
             elif key == "thp":
                 machine[key] = v if v in THP_MODES else _raise(v)
+            elif key == "cmdline":
+                machine[key] = v if isinstance(v, str) else _raise(v)
             elif type(v) is not int:
                 _raise(v)
             else:
                 machine[key] = v
         except ValueError:
             raise ScenarioError(f"{at}: [machine]: {key} = {v!r} is not "
-                                f"{'a size (e.g. 4G)' if key == 'ram' else 'one of always, madvise, never' if key == 'thp' else 'an integer'}") from None
+                                f"{'a size (e.g. 4G)' if key == 'ram' else 'one of always, madvise, never' if key == 'thp' else 'a string (the kernel command line)' if key == 'cmdline' else 'an integer'}") from None
     try:
         MachineConfig(**machine).validate()
     except ValueError as e:
@@ -1873,6 +2019,11 @@ def _check_step(sc: Scenario, s: Step, defined: set[str]) -> Condition | None:
         procs = getattr(defined, "procs", {})
         for p in cond.processes:
             if p not in procs:
+                killed = getattr(defined, "killed", {})
+                why = f" (killed by the OOM killer at step {killed[p]})" if p in killed else ""
+                fail("expect", f"unknown process {p!r}{why} (processes at this step: {', '.join(procs) or 'none'})")
+        for p in cond.any_processes:
+            if p not in procs and p not in getattr(defined, "killed", {}):
                 fail("expect", f"unknown process {p!r} (processes at this step: {', '.join(procs) or 'none'})")
         files = getattr(defined, "files", set())
         for f in cond.files:
@@ -1892,6 +2043,7 @@ class _Defined(set):
         self.procs: dict[str, set[str]] = {}
         self.files: set[str] = set()
         self.threads: dict[str, str] = {}  # thread -> leader (they share one set of mapping tags)
+        self.killed: dict[str, int] = {}  # process -> the step (touch until "oom") that ended it
 
 
 def _size(v: Any) -> int | None:
@@ -1930,6 +2082,8 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
             fail(None, f"{act} needs process = NAME (processes so far: {', '.join(defined.procs) or 'none'})")
         p = name_of(key)
         if p not in defined.procs:
+            if p in defined.killed:
+                fail(key, f"process {p!r} was killed by the OOM killer at step {defined.killed[p]}")
             fail(key, f"unknown process {p!r} (processes so far: {', '.join(defined.procs) or 'none'})")
         return p
 
@@ -1981,6 +2135,11 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
             fail("populate", "populate faults in the whole range: no every, fraction or count with it")
         if "access" in a and a["access"] not in ("read", "write"):
             fail("access", f"access = {a['access']!r} is not \"read\" or \"write\"")
+        if "until" in a and a["until"] != "oom":
+            fail("until", f"until = {a['until']!r}: touch's only condition is \"oom\" (until the OOM killer kills "
+                          "the process)")
+        if "until" in a and a.get("populate"):
+            fail("until", "until = \"oom\" faults page by page: not with populate")
 
     if act == "spawn":
         p = name_of("spawn")
@@ -1990,7 +2149,10 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
             known_proc("parent")
         if "comm" in a and not (isinstance(a["comm"], str) and a["comm"]):
             fail("comm", "comm must be a non-empty string")
+        if "oom_score_adj" in a and not (type(a["oom_score_adj"]) is int and -1000 <= a["oom_score_adj"] <= 1000):
+            fail("oom_score_adj", f"oom_score_adj = {a['oom_score_adj']!r} is not an integer in -1000..1000")
         defined.procs[p] = {"stack", "heap"}  # the exec layout always has a brk area
+        defined.killed.pop(p, None)
     elif act == "fork":
         c = name_of("fork")
         if c in defined.procs:
@@ -2063,6 +2225,19 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
             fail(None, "mprotect needs prot (\"r\", \"rw\", ...)")
         if act == "munmap" and "start" not in a and "size" not in a:
             defined.procs[p].discard(tag)
+        if act == "touch" and a.get("until") == "oom":  # the process does not outlive this step
+            gone = [p] if p in defined.threads else [p, *(t for t, ld in defined.threads.items() if ld == p)]
+            for name in gone:
+                defined.procs.pop(name, None)
+                defined.threads.pop(name, None)
+                defined.killed[name] = s.index
+    elif act == "swapon":
+        if not (isinstance(a["swapon"], str) and a["swapon"].startswith("/")):
+            fail("swapon", "swapon = \"/swapfile\": the absolute path of the swap file to make")
+        if "size" not in a:
+            fail(None, "swapon needs the swap file's size (\"512M\")")
+        if "priority" in a and not (type(a["priority"]) is int and -1 <= a["priority"] <= 32767):
+            fail("priority", f"priority = {a['priority']!r}: swapon -p takes 0..32767 (or -1, the default)")
     elif act == "create_file":
         tag = name_of("create_file")
         if tag in defined.files:
@@ -2116,8 +2291,10 @@ def _run_proc_step(w: Workload, s: Step) -> str:
     act = s.action
     sz = {k: _size(a[k]) for k in ("size", "start", "heap", "offset", "page_size", "grow", "shrink") if k in a}
     if act == "spawn":
-        p = w.spawn(a["spawn"], comm=a.get("comm"), parent=a.get("parent"), heap=sz.get("heap", 0), cpu=a.get("cpu"))
-        return f"spawn {a['spawn']}: pid {p.pid} comm {p.comm!r}, heap {_human(sz.get('heap', 0))}"
+        p = w.spawn(a["spawn"], comm=a.get("comm"), parent=a.get("parent"), heap=sz.get("heap", 0), cpu=a.get("cpu"),
+                    oom_score_adj=a.get("oom_score_adj"))
+        adj = f", oom_score_adj {a['oom_score_adj']}" if "oom_score_adj" in a else ""
+        return f"spawn {a['spawn']}: pid {p.pid} comm {p.comm!r}, heap {_human(sz.get('heap', 0))}{adj}"
     if act == "fork":
         c = w.fork(a["fork"], a["parent"], cpu=a.get("cpu"))
         return f"fork {a['parent']} -> {a['fork']}: pid {c.pid}"
@@ -2146,13 +2323,14 @@ def _run_proc_step(w: Workload, s: Step) -> str:
         p = _proc_of(w, a)
         faults = w.touch(p, a["touch"], a.get("access") == "write", sz.get("start", 0), sz.get("size"), a.get("every"),
                          a.get("offset", 0), a.get("fraction"), a.get("count"), cpu=a.get("cpu"),
-                         populate=a.get("populate", False))
+                         populate=a.get("populate", False), until=a.get("until"))
         kinds: dict[str, int] = {}
         for f in faults:
             kind = str(getattr(f, "kind", "populate"))
             kinds[kind] = kinds.get(kind, 0) + 1
         how = ", ".join(f"{k} {n}" for k, n in kinds.items()) or "none"
-        return f"touch {a['touch']} in {p} ({a.get('access', 'read')}): {len(faults)} faults ({how})"
+        end = f"; killed by the OOM killer (pid {w.killed[p]})" if p in w.killed else ""
+        return f"touch {a['touch']} in {p} ({a.get('access', 'read')}): {len(faults)} faults ({how}){end}"
     if act == "munmap":
         p = _proc_of(w, a)
         w.munmap(p, a["munmap"], sz.get("start", 0), sz.get("size"))
@@ -2168,6 +2346,9 @@ def _run_proc_step(w: Workload, s: Step) -> str:
     if act == "set_mempolicy":
         w.set_mempolicy(a["set_mempolicy"], a["policy"], a.get("nodes", []))
         return f"set_mempolicy {a['set_mempolicy']}: {a['policy']} {a.get('nodes', [])}"
+    if act == "swapon":
+        d = w.swapon(a["swapon"], sz["size"], a.get("priority"))
+        return f"swapon {d.path}: {d.pages} pages, priority {d.prio}"
     if act == "create_file":
         w.create_file(a["create_file"], a["path"], sz.get("size", 0))
         return f"create_file {a['create_file']}: {a['path']} ({_human(sz.get('size', 0))})"
@@ -2214,10 +2395,31 @@ class ScenarioRun(NamedTuple):
     """One line per step, with what it measured."""
 
 
+def _running_as(w: Workload, s: Step) -> Any:
+    """The step's process is ``current`` while the step runs (psi.running): a memory stall
+    deep inside it (direct reclaim, a thrashing refault) stalls that process, as PSI sees it."""
+    import contextlib
+
+    a = s.args
+    name = a.get("process") if s.action in ("touch", "read", "write", "mmap", "munmap", "mprotect") else None
+    if name is None and s.action in ("touch", "mmap") and len(w.procs) == 1:
+        name = next(iter(w.procs))
+    p = w.procs.get(name) if name else None
+    psi = None
+    try:
+        from mmintro.kernel import psi
+    except ImportError:
+        pass
+    if p is None or psi is None or not getattr(p, "task", None):
+        return contextlib.nullcontext()
+    return psi.running(w.k, p.task)
+
+
 def _run_step(w: Workload, s: Step) -> str:
     a = s.args
     if s.action in PROC_ACTIONS:
-        return _run_proc_step(w, s)
+        with _running_as(w, s):
+            return _run_proc_step(w, s)
     flags = a.get("flags", "GFP_KERNEL")
     order = a.get("order", 0)
     common = {"node": a.get("node"), "nodemask": a.get("nodemask"), "interleave": a.get("interleave"),

@@ -65,16 +65,24 @@ REAL_CONFIGS = {
     # which nd_e820 and nd_pmem turn into /dev/pmem0 with memremap_pages(): ZONE_DEVICE pages.
     "real-pmem": dict(mem_mib=2048, append=("memmap=256M!0x40000000",), modules=("nd_e820", "nd_pmem"),
                       formats=("elf",)),
+    # Swap: 512 MiB, 1 node, 2 CPUs, a 64 MiB swap disk on virtio-blk (/dev/vda) switched on, and
+    # the workload's 8 MiB swap region pushed out with MADV_PAGEOUT (part read or written back,
+    # part shared with the child); ELF only.
+    "real-swap": dict(mem_mib=512, swap_mib=64, formats=("elf",)),
 }
 
 
 def pytest_collection_modifyitems(config, items) -> None:
     """Every real-kernel configuration but the default (one more QEMU boot and dump each) is slow."""
-    slow_fixtures = {f"real_dump_{n[5:].replace('-', '_')}" for n in REAL_CONFIGS if n != "real-default"}
+    others = [n for n in REAL_CONFIGS if n != "real-default"]
+    slow_fixtures = {f"real_dump_{n[5:].replace('-', '_')}" for n in others}
+    # a test parametrised over configurations names one in its id: by name ("[real-swap]"), by
+    # fixture name ("[real_dump_swap]", a fixture looked up by name), or the older tests'
+    # "numa2-l5" without the prefix
+    slow_ids = {v for n in others for v in (n, n.replace("-", "_"))} | slow_fixtures
+    slow_ids |= {"numa2-l5", "numa2_l5", "numa2-3cpu", "numa2_3cpu"}
     for item in items:
-        if slow_fixtures & set(getattr(item, "fixturenames", ())) or any(
-                n in item.nodeid for n in ("numa2-l5", "numa2_l5", "numa2-3cpu", "numa2_3cpu", "real-4g", "real_4g",
-                                           "real-pmem", "real_pmem")):
+        if slow_fixtures & set(getattr(item, "fixturenames", ())) or any(v in item.nodeid for v in slow_ids):
             item.add_marker(pytest.mark.slow)
 
 
@@ -112,6 +120,13 @@ def real_dump_pmem():
 def real_dump_4g():
     """4 GiB, 1 node, 4 CPUs, KASLR on, 4-level paging; ELF only."""
     return _real_dump("real-4g")
+
+
+@pytest.fixture(scope="session")
+def real_dump_swap():
+    """512 MiB, 1 node, 2 CPUs, a 64 MiB swap device (/dev/vda) with part of the workload
+    swapped out; ELF only."""
+    return _real_dump("real-swap")
 
 
 @pytest.fixture(scope="session", params=sorted(REAL_CONFIGS))

@@ -36,7 +36,7 @@ def _local_real_dump():
 
 # The dumps: conftest.py's shared fixtures (1 node, KASLR, 4-level paging; 2 nodes, no KASLR,
 # 5-level paging).  Without them the default one falls back to _local_real_dump.
-DUMPS = ["real_dump", "real_dump_numa2_l5"]
+DUMPS = ["real_dump", "real_dump_numa2_l5", "real_dump_swap"]
 
 # Crosscheck rows known to fail on a dump because of a bug in a view (mmintro/views, fixed
 # elsewhere): (dump fixture, row) -> the bug.  The test xfails while exactly these fail.

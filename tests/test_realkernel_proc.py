@@ -17,7 +17,8 @@ import pytest
 
 from cli_helpers import run
 
-SYSTEM_FILES = ["meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem"]
+SYSTEM_FILES = ["meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem",
+                "swaps"]
 # Lines whose numbers the running kernel may change between the capture and the stop: free
 # pages (the buddy lists, per-CPU lists drained back to them), a per-CPU list's current
 # ``high`` (which frees raise and vmstat's decay_pcp_high() lowers) and allocation events.

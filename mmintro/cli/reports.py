@@ -37,7 +37,9 @@ meminfo_view = _lazy("mmintro.views.meminfo")
 page_view = _lazy("mmintro.views.page")
 page_types_view = _lazy("mmintro.views.page_types")
 pagetypeinfo_view = _lazy("mmintro.views.pagetypeinfo")
+pressure_view = _lazy("mmintro.views.pressure")
 slabinfo_view = _lazy("mmintro.views.slabinfo")
+swaps_view = _lazy("mmintro.views.swaps")
 vmallocinfo_view = _lazy("mmintro.views.vmallocinfo")
 vmstat_view = _lazy("mmintro.views.vmstat")
 vtop_view = _lazy("mmintro.views.vtop")
@@ -191,6 +193,22 @@ def fragmentation(snapshot: str | None, which: str | None, as_json: bool) -> Non
         emit(fragmentation_view.render(rows, name), fragmentation_view.to_json(rows, name), as_json)
 
 
+@click.command("pressure")
+@snapshot_argument
+@click.option("--resource", "resource", type=click.Choice(["memory", "cpu", "io", "irq", "all"]), default="memory",
+              show_default=True, help="which /proc/pressure file (all: memory, cpu and io, each after a '# path' line)")
+@click.option("--stored", is_flag=True,
+              help="the averages and totals as the last aggregation left them (psi_show first folds in the "
+                   "per-CPU times at the dump's latest clock)")
+@json_option
+def pressure(snapshot: str | None, resource: str, stored: bool, as_json: bool) -> None:
+    """/proc/pressure/memory (or cpu, io): PSI stall averages and totals, as psi_show prints them."""
+    names = pressure_view.RESOURCES if resource == "all" else (resource,)
+    with load(snapshot) as prog:
+        lines = pressure_view.pressure(prog, names, stored)
+        emit(pressure_view.render(lines), pressure_view.to_json(lines), as_json)
+
+
 @click.command("compaction")
 @snapshot_argument
 @json_option
@@ -203,7 +221,7 @@ def compaction(snapshot: str | None, as_json: bool) -> None:
 
 
 COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop, pagetypeinfo, vmstat, meminfo, fragmentation,
-            compaction]
+            pressure, compaction]
 
 
 @click.command("slabinfo")
@@ -289,6 +307,22 @@ def dmesg(snapshot: str | None, as_json: bool) -> None:
 
 
 COMMANDS += [dmesg]
+
+
+@click.command("swaps")
+@snapshot_argument
+@click.option("--crash", "crash_style", is_flag=True, help="crash's swap table (SWAP_INFO_STRUCT, TYPE, SIZE, USED, "
+              "PCT, PRI, FILENAME) instead of /proc/swaps")
+@json_option
+def swaps(snapshot: str | None, crash_style: bool, as_json: bool) -> None:
+    """/proc/swaps: each swap device or file switched on (path, type, size, used, priority)."""
+    with load(snapshot) as prog:
+        rows = swaps_view.swaps(prog)
+        text = swaps_view.render_crash(rows) if crash_style else swaps_view.render(rows)
+        emit(text, [r._asdict() for r in rows], as_json)
+
+
+COMMANDS += [swaps]
 
 
 # -- processes (mmintro.views.ps, mmintro.views.maps) ---------------------------------------------
@@ -399,4 +433,25 @@ def vm(prog, pid):  # type: ignore[no-untyped-def]
     return vm_view.render(v), v, []
 
 
-COMMANDS += [smaps, smaps_rollup, status, numa_maps, vm]
+oom_score_view = _lazy("mmintro.views.oom_score")
+
+
+@_pid_command("oom-score", "/proc/PID/oom_score and /proc/PID/oom_score_adj: proc_oom_score() from oom_badness() "
+              "(rss + swap entries + page tables, oom_score_adj * totalpages / 1000).")
+def oom_score(prog, pid):  # type: ignore[no-untyped-def]
+    row = oom_score_view.oom_score(prog, pid)
+    return oom_score_view.render(row), row._asdict(), []
+
+
+@click.command("oom-scores")
+@snapshot_argument
+@json_option
+def oom_scores(snapshot: str | None, as_json: bool) -> None:
+    """Every process's /proc/PID/oom_score and oom_score_adj, with its oom_badness() in pages
+    (- for a task the OOM killer may not choose: init, kernel threads, oom_score_adj -1000)."""
+    with load(snapshot) as prog:
+        rows = oom_score_view.oom_scores(prog)
+        emit(oom_score_view.render_table(rows), [r._asdict() for r in rows], as_json)
+
+
+COMMANDS += [smaps, smaps_rollup, status, numa_maps, vm, oom_score, oom_scores]

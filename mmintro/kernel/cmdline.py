@@ -330,6 +330,14 @@ def parse_cmdline(text: str) -> BootParams:
             if val not in ("always", "madvise", "never"):
                 raise _bad(param, val, "transparent_hugepage= cannot parse (always, madvise or never)")
             thp = val
+        elif name == "psi":  # kernel/sched/psi.c __setup("psi=", setup_psi): read by psi.psi_init
+            if val is None:
+                unknown.append(param)
+                continue
+            from mmintro.kernel.psi import kstrtobool
+
+            if kstrtobool(val) is None:
+                raise _bad(param, val, "not a boolean (kstrtobool: 1/0, y/n, on/off)")
         elif param.startswith("sysctl") and param[6:7] in (".", "/") or param in SYSCTL_ALIASES:
             path = SYSCTL_ALIASES.get(param) or param[7:].replace("/", ".")
             if not val:

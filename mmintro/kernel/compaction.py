@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPACT_COMPLETE", "COMPACT_CONTINUE", "COMPACT_DEFERRED", "COMPACT_PARTIAL_SKIPPED", "COMPACT_SKIPPED",
     "COMPACT_SUCCESS", "CompactControl", "DirectCompaction", "compact_node", "compact_nodes", "compact_zone",
-    "compaction_defer_reset", "compaction_deferred", "compaction_suitable", "defer_compaction",
+    "compaction_defer_reset", "compaction_deferred", "compaction_ready", "compaction_suitable", "defer_compaction",
     "extfrag_for_order", "fragmentation_index", "fragmentation_score_node", "fragmentation_score_zone",
     "kcompactd_do_work", "kcompactd_init", "kcompactd_proactive", "sysctl_compaction_handler", "try_to_compact_pages",
     "wakeup_kcompactd", "zone_compact",
@@ -1125,14 +1125,24 @@ def compaction_suit_allocation_order(k: Kernel, z: ZoneState, order: int, highes
 def compaction_zonelist_suitable(k: Kernel, ac: pa.AllocContext, order: int, alloc_flags: int) -> bool:
     """compaction_zonelist_suitable(): would any zone pass __compaction_suitable if reclaim
     freed its reclaimable pages (zone_reclaimable_pages / order)?"""
+    from mmintro.kernel import vmscan
+
     for z in ac.zones:
-        s = z.vm_stat
-        reclaimable = sum(s.get(n, 0) for n in ("NR_ZONE_INACTIVE_FILE", "NR_ZONE_ACTIVE_FILE",
-                                                "NR_ZONE_INACTIVE_ANON", "NR_ZONE_ACTIVE_ANON"))
-        available = reclaimable // order + z.free_pages
+        available = vmscan.zone_reclaimable_pages(k, z) // order + z.free_pages
         if __compaction_suitable(z, order, pa.wmark_pages(z, pa.ALLOC_WMARK_MIN), ac.highest_zoneidx, available):
             return True
     return False
+
+
+def compaction_ready(k: Kernel, z: ZoneState, order: int, reclaim_idx: int, gfp: int) -> bool:
+    """mm/vmscan.c compaction_ready(): reclaim for a costly order can stop for this zone --
+    the allocation would succeed already, or compaction has enough free pages to work with
+    above the high watermark (shrink_zones sets sc->compaction_ready from it)."""
+    if not gfp_compaction_allowed(gfp):
+        return False
+    if pa.zone_watermark_ok(z, order, pa.wmark_pages(z, pa.ALLOC_WMARK_MIN), reclaim_idx, 0):
+        return True
+    return compaction_suitable(k, z, order, pa.wmark_pages(z, pa.ALLOC_WMARK_HIGH), reclaim_idx)
 
 
 # -- fragmentation (mm/vmstat.c) ----------------------------------------------------------------

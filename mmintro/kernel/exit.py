@@ -50,6 +50,7 @@ ULONG_MAX = (1 << 64) - 1
 EXIT_DEAD = 0x0010
 EXIT_ZOMBIE = 0x0020
 TASK_DEAD = 0x0080
+MMF_OOM_SKIP = 21  # include/linux/mm_types.h
 
 
 def exit_mmap(k: Kernel, mm: int) -> None:
@@ -60,6 +61,8 @@ def exit_mmap(k: Kernel, mm: int) -> None:
     nr_accounted = 0
     if vmas:
         V.unmap_vmas(k, vmas, 0, ULONG_MAX)
+        # Set MMF_OOM_SKIP to hide this task from the oom killer/reaper: the memory is freed
+        km.set(mm, "mm_struct", "flags.__mm_flags[0]", km.get(mm, "mm_struct", "flags.__mm_flags[0]") | 1 << MMF_OOM_SKIP)
         tree.mt_clear_in_rcu()
         V.free_pgtables(k, mm, vmas, V.FIRST_USER_ADDRESS, V.USER_PGTABLES_CEILING)
         for vma in vmas:
@@ -298,6 +301,10 @@ def release_task(k: Kernel, tsk: int) -> None:
     c = km.get(sig, "signal_struct", "sigcnt.refs.counter") - 1
     km.set(sig, "signal_struct", "sigcnt.refs.counter", c)
     if c <= 0:
+        oom_mm = km.get(sig, "signal_struct", "oom_mm")
+        if oom_mm:  # free_signal_struct(): an OOM victim's mm reference (mark_oom_victim's mmgrab)
+            km.set(sig, "signal_struct", "oom_mm", 0)
+            mmdrop(k, oom_mm)
         slub.kmem_cache_free(k, slub.find_cache(k, "signal_cache"), sig)  # free_signal_struct
     # put_task_stack -> release_task_stack
     if km.get(tsk, "task_struct", "stack"):
@@ -352,6 +359,9 @@ def do_exit(k: Kernel, proc: fork.Process) -> None:
         forget_original_parent(k, tsk)
         km.set(tsk, "task_struct", "exit_state", EXIT_ZOMBIE)
         km.set(tsk, "task_struct", "__state", TASK_DEAD)
+        from mmintro.kernel import psi
+
+        psi.psi_task_exit(k, tsk)  # do_task_dead() -> __schedule(): psi_sched_switch(sleep)
         release_task(k, tsk)
     finally:
         k.on_cpu(old_cpu)

@@ -47,6 +47,7 @@ from mmintro.kernel import inode as I
 from mmintro.kernel import page_alloc as pa
 from mmintro.kernel import page_writeback as pw
 from mmintro.kernel import swap
+from mmintro.kernel.xarray import xa_is_value
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
@@ -112,9 +113,9 @@ def _isize(k: Kernel, mapping: int) -> int:
 
 
 def _lookup(k: Kernel, mapping: int, index: int) -> int | None:
-    """xa_load on i_pages: the folio's pfn, or None (no shadow entries exist)."""
+    """xa_load on i_pages: the folio's pfn, or None (nothing, or a workingset shadow)."""
     e = I.mapping_xa(k, mapping).xa_load(index)
-    return _pfn(k, e) if e else None
+    return _pfn(k, e) if e and not xa_is_value(e) else None
 
 
 # -- adding folios --------------------------------------------------------------------------------
@@ -135,12 +136,44 @@ def filemap_add_folio(k: Kernel, mapping: int, pfn: int, index: int) -> None:
     k.kmem.set(page, "page", "mapping", mapping)
     k.kmem.set(page, "page", "__folio_index", index)
     xa = I.mapping_xa(k, mapping)
-    if xa.xa_load(index):
+    shadow = xa.xa_load(index)
+    if shadow and not xa_is_value(shadow):
         raise ValueError(f"filemap_add_folio: index {index} is already cached (-EEXIST)")
     xa.xa_store(index, page)
     k.kmem.set(mapping, "address_space", "nrpages", k.kmem.get(mapping, "address_space", "nrpages") + nr)
     k.mod_node_page_state(swap.folio_nid(k, pfn), "NR_FILE_PAGES", nr)  # __lruvec_stat_mod_folio
+    if shadow:
+        # workingset_refault(): a folio evicted recently enough goes straight to the active
+        # list, and a workingset one's read counts as a memory stall (thrashing)
+        from mmintro.kernel import workingset
+
+        workingset.workingset_refault(k, pfn, shadow)
     swap.folio_add_lru(k, pfn)
+
+
+def __filemap_remove_folio(k: Kernel, pfn: int, shadow: int = 0) -> None:
+    """mm/filemap.c __filemap_remove_folio() (page_cache_delete + filemap_unaccount_folio)
+    and the cache's references (folio_put_refs in __remove_mapping's caller): the
+    folio's index holds ``shadow`` (a workingset value entry) or nothing, ``nrpages`` and
+    NR_FILE_PAGES (NR_SHMEM) go down, ``folio->mapping`` is cleared."""
+    from mmintro.kernel import rmap
+
+    nr = swap.folio_nr_pages(k, pfn)
+    page = _page(k, pfn)
+    mapping = k.kmem.get(page, "page", "mapping")
+    index = k.kmem.get(page, "page", "__folio_index")
+    xa = I.mapping_xa(k, mapping)
+    if shadow:
+        xa.xa_store(index, shadow)
+    else:
+        xa.xa_erase(index)
+    k.kmem.set(mapping, "address_space", "nrpages", k.kmem.get(mapping, "address_space", "nrpages") - nr)
+    nid = swap.folio_nid(k, pfn)
+    k.mod_node_page_state(nid, "NR_FILE_PAGES", -nr)
+    if swap.folio_test(k, pfn, swap.PG_swapbacked):
+        k.mod_node_page_state(nid, "NR_SHMEM", -nr)
+    k.kmem.set(page, "page", "mapping", 0)
+    rmap.folio_put(k, pfn, nr)
 
 
 def _fill_from_disk(k: Kernel, mapping: int, pfn: int, index: int) -> None:
@@ -202,9 +235,19 @@ def page_cache_ra_unbounded(k: Kernel, mapping: int, index: int, nr_to_read: int
     added = []
     with I.mapping_xa(k, mapping).batch():  # the xa_nodes' bytes written once
         _ra_alloc_range(k, mapping, index, nr_to_read, mark, gfp, added)
+    # read_pages(): a batch holding a workingset folio (one that refaulted while in the
+    # workingset) is thrashing, and its read a memory stall (psi_memstall_enter in the ractl)
+    ws = sum(1 for pfn, _idx in added if swap.folio_test(k, pfn, swap.PG_workingset))
+    if ws:
+        from mmintro.kernel import page_io, psi
+
+        flags = psi.psi_memstall_enter(k)
+        psi.advance(k, len(added) * page_io.READ_NS)
     for pfn, idx in added:
         _fill_from_disk(k, mapping, pfn, idx)
         _folio_put(k, pfn)  # readahead_folio(): the caller's reference goes
+    if ws:
+        psi.psi_memstall_leave(k, None, flags)
     return len(added)
 
 

@@ -293,6 +293,10 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
     km.set(sig, "signal_struct", "sigcnt.refs.counter", 1)
     km.set(sig, "signal_struct", "live.counter", 1)
     km.write_list(km.addr(sig, "signal_struct", "thread_head"), [km.addr(tsk, "task_struct", "thread_node")])
+    psig = km.get(parent, "task_struct", "signal") if parent else 0
+    if psig:  # copy_signal(): oom_score_adj and oom_score_adj_min from the forking task
+        for f in ("oom_score_adj", "oom_score_adj_min"):
+            km.set(sig, "signal_struct", f, km.get(psig, "signal_struct", f))
     km.set(tsk, "task_struct", "signal", sig)
     return tsk, pid_struct, nr
 

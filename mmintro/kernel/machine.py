@@ -220,6 +220,9 @@ class Kernel:
         from mmintro.kernel import init_task
 
         init_task.init_tasks(self)
+        from mmintro.kernel import psi
+
+        psi.psi_init(self)  # sched_init() ends with psi_init()
         step("e820__reserve_resources: /proc/iomem", 0.55)
         resource.e820_reserve_resources(self)
         from mmintro.kernel import init_64, slub, swiotlb, vmalloc
@@ -391,7 +394,7 @@ class Kernel:
                      "sysctl_lowmem_reserve_ratio", "sysctl_overcommit_memory", "sysctl_overcommit_ratio",
                      "sysctl_overcommit_kbytes", "pageblock_order", "e820_table", "init_task", "panic_cpu",
                      "crashing_cpu", "hstates", "hugetlb_max_hstate", "swap_info", "nr_swapfiles",
-                     "total_swap_pages", "nr_swap_pages", "slab_caches", "vmap_nodes", "nr_vmap_nodes",
+                     "total_swap_pages", "nr_swap_pages", "swap_active_head", "vm_swappiness", "slab_caches", "vmap_nodes", "nr_vmap_nodes",
                      "vmap_zone_size", "init_pid_ns", "blockdev_superblock", "high_memory", "numa_distance",
                      "numa_distance_cnt", "vm_dirty_ratio", "dirty_background_ratio", "vm_dirty_bytes",
                      "dirty_background_bytes", "sysctl_stat_interval", "pcpu_nr_units"):
@@ -422,6 +425,8 @@ class Kernel:
         self.write_int("watermark_boost_factor", kc.WATERMARK_BOOST_FACTOR)
         self.write_int("sysctl_overcommit_ratio", kc.OVERCOMMIT_RATIO)
         self.write_int("vm_dirty_ratio", kc.DIRTY_RATIO)
+        self.write_int("vm_swappiness", 60)  # mm/vmscan.c: int vm_swappiness = 60
+        self.kmem.init_list_head(self.kmem.addr(self.sym("swap_active_head"), "plist_head", "node_list"))  # PLIST_HEAD_INIT
         self.write_int("dirty_background_ratio", kc.DIRTY_BACKGROUND_RATIO)
         self.write_int("sysctl_stat_interval", kc.HZ)  # vm.stat_interval = 1 s, in jiffies
         k.write_u64(self.sym("high_memory"), self.phys_to_virt(self.max_pfn << PAGE_SHIFT))
@@ -461,6 +466,9 @@ class Kernel:
 
         configs.place_globals(self)
         timekeeping.place_globals(self)
+        from mmintro.kernel import psi
+
+        psi.place_globals(self)
         img.var("avenrun", "bss")  # kernel/sched/loadavg.c: no task runs, so the load is 0
         # fs/proc/array.c task_state_array[]: the state letters /proc/PID/status, ps and
         # drgn's task_state_to_char() read.

@@ -107,6 +107,7 @@ FAULT_FLAG_WRITE = 1 << 0
 MM_COUNTERS = {m: _T.const(m) for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SWAPENTS", "MM_SHMEMPAGES")}
 _EV = _T.enum("vm_event_item")
 PGFAULT = _EV["PGFAULT"]
+_PG_SWAPCACHE = _T.enum("pageflags")["PG_swapcache"]
 PGREUSE = _EV["PGREUSE"]
 
 _PCPU_SIZE = _T.sizeof("struct percpu_counter")
@@ -138,7 +139,7 @@ class Fault:
 
 
 # The kinds of fault the simulator logs (FaultRecord.kind; `mmintro faults --kind`).
-FAULT_KINDS = ("anon", "anon-zero", "cow-copy", "cow-reuse", "file", "file-shared", "thp", "hugetlb")
+FAULT_KINDS = ("anon", "anon-zero", "cow-copy", "cow-reuse", "file", "file-shared", "thp", "hugetlb", "swap")
 
 
 @dataclass(slots=True)
@@ -169,6 +170,43 @@ def pte_pfns(vals: np.ndarray) -> np.ndarray:
     and not _PAGE_PRESENT (protnone_mask)."""
     inv = (vals != 0) & ((vals & _NP_PRESENT) == 0)
     return (np.where(inv, ~vals, vals) & _NP_PFN_MASK) >> np.uint64(PAGE_SHIFT)
+
+
+# -- swap entries in PTEs (arch/x86/include/asm/pgtable_64.h) --------------------------------
+# A non-present PTE holding a swap entry: the type in the top SWP_TYPE_BITS bits, the offset
+# inverted (L1TF mitigation) from bit SWP_OFFSET_FIRST_BIT (_PAGE_BIT_PROTNONE + 1) up;
+# _PAGE_SWP_EXCLUSIVE (= _PAGE_PSE) marks an exclusive anonymous page.
+SWP_TYPE_BITS = 5
+SWP_OFFSET_FIRST_BIT = _x86._PAGE_BIT_GLOBAL + 1
+SWP_OFFSET_SHIFT = SWP_OFFSET_FIRST_BIT + SWP_TYPE_BITS
+_PAGE_SWP_EXCLUSIVE = _PAGE_PSE
+_U64 = (1 << 64) - 1
+
+
+def swp_entry_to_pte(entry: int, exclusive: bool = False) -> int:
+    """swp_entry_to_pte(): the arch-independent swp_entry_t as an x86 swap PTE
+    (__swp_entry(swp_type, swp_offset)), with pte_swp_mkexclusive when ``exclusive``."""
+    from mmintro.kernel import swapfile as sf
+
+    type_, offset = sf.swp_type(entry), sf.swp_offset(entry)
+    e = ((~offset & _U64) << SWP_OFFSET_SHIFT & _U64) >> SWP_TYPE_BITS | (type_ << (64 - SWP_TYPE_BITS))
+    return e | (_PAGE_SWP_EXCLUSIVE if exclusive else 0)
+
+
+def pte_to_swp_entry(e: int) -> int:
+    """pte_to_swp_entry(): the swp_entry_t of a swap PTE (the exclusive bit dropped)."""
+    from mmintro.kernel import swapfile as sf
+
+    e &= ~_PAGE_SWP_EXCLUSIVE
+    type_ = e >> (64 - SWP_TYPE_BITS)
+    offset = (~e & _U64) << SWP_TYPE_BITS & _U64
+    offset >>= SWP_OFFSET_SHIFT
+    return sf.swp_entry(type_, offset)
+
+
+def is_swap_pte(e: int) -> bool:
+    """is_swap_pte(): not none and not present."""
+    return bool(e) and not pte_present(e)
 
 
 def leaf_pfn(level: str, e: int) -> int:
@@ -493,19 +531,37 @@ def handle_mm_fault(k: Kernel, mm: int, addr: int, write: bool, task: int | None
         raise SegmentationFault(f"{addr:#x}: {'write' if write else 'read'} not allowed by the VMA (SEGV_ACCERR)")
     task = task or k.kmem.get(mm, "mm_struct", "owner")
     k.vm_events[k.current_cpu][PGFAULT] += 1  # count_vm_event(PGFAULT)
-    if flags & VM_HUGETLB:
-        hugetlb = _optional("hugetlb")
-        if hugetlb is None:
-            raise NotImplementedError("hugetlb VMAs need mmintro.kernel.hugetlb")
-        pfn = hugetlb.hugetlb_fault(k, mm, vma, addr, write)
-        fault = _log(k, mm, task, addr, pfn, "hugetlb")
-    else:
-        fault = __handle_mm_fault(k, mm, vma, addr, write, task)
+    old_current = k.__dict__.get("current_task")
+    k.current_task = task  # the fault runs as current (the OOM killer's "current")
+    try:
+        try:
+            fault = _handle_mm_fault_once(k, mm, vma, addr, write, task, flags)
+        except MemoryError as e:
+            # VM_FAULT_OOM: do_user_addr_fault() -> pagefault_out_of_memory(): a task the OOM
+            # killer killed just dies; otherwise the fault is retried (once here: the kernel
+            # returns to user space and faults again for as long as it fails)
+            oom = _optional("oom_kill")
+            if oom is None or isinstance(e, oom.FatalSignalPending) or not task:
+                raise
+            oom.pagefault_out_of_memory(k)
+            fault = _handle_mm_fault_once(k, mm, vma, addr, write, task, flags)
+    finally:
+        k.current_task = old_current
     if task and fault.kind != "spurious":
         # mm_account_fault(): a minor fault unless the page had to be read (VM_FAULT_MAJOR)
         field = "maj_flt" if fault.major else "min_flt"
         k.kmem.set(task, "task_struct", field, k.kmem.get(task, "task_struct", field) + 1)
     return fault
+
+
+def _handle_mm_fault_once(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int, flags: int) -> Fault:
+    if flags & VM_HUGETLB:
+        hugetlb = _optional("hugetlb")
+        if hugetlb is None:
+            raise NotImplementedError("hugetlb VMAs need mmintro.kernel.hugetlb")
+        pfn = hugetlb.hugetlb_fault(k, mm, vma, addr, write)
+        return _log(k, mm, task, addr, pfn, "hugetlb")
+    return __handle_mm_fault(k, mm, vma, addr, write, task)
 
 
 def access(k: Kernel, mm: int, addr: int, write: bool, task: int | None = None) -> Fault | None:
@@ -575,7 +631,7 @@ def handle_pte_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task:
             raise NotImplementedError(f"{addr:#x}: faults in special mappings (vdso/vvar vm_ops) are not modelled")
         return do_fault(k, mm, vma, addr, write, task, pmd)
     if not pte_present(orig):
-        raise NotImplementedError(f"{addr:#x}: swap/migration entries are not modelled (do_swap_page)")
+        return do_swap_page(k, mm, vma, addr, write, task, pte, orig)
     if not orig & _PAGE_PRESENT:
         raise NotImplementedError(f"{addr:#x}: NUMA hinting faults (do_numa_page) are not modelled")
     if write:
@@ -586,7 +642,76 @@ def handle_pte_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task:
     return Fault("spurious", pte_pfn(orig))
 
 
+# -- swap-in -------------------------------------------------------------------------------------
+def do_swap_page(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None, pte: int,
+                 orig: int) -> Fault:
+    """mm/memory.c do_swap_page() for an order-0 swap entry: the folio from the swap cache
+    or read by swapin_readahead (VM_FAULT_MAJOR, PGMAJFAULT), mapped again (a new anon rmap
+    for a folio fresh from the device, else folio_add_anon_rmap_ptes), MM_SWAPENTS ->
+    MM_ANONPAGES, the slot's reference dropped (swap_free); a write fault maps it writable
+    and dirty, taking it out of the swap cache when that was its last reference
+    (should_try_to_free_swap), and on a read fault an exclusive entry maps writable
+    (RMAP_EXCLUSIVE) as the kernel does when it can reuse the page."""
+    from mmintro.kernel import swap, swap_state
+    from mmintro.kernel import swapfile as sf
+
+    entry = pte_to_swp_entry(orig)
+    exclusive = bool(orig & _PAGE_SWP_EXCLUSIVE)
+    VM_LOCKED = 0x00002000
+    if sf.swp_type(entry) >= len(sf.swap_info(k)):
+        raise NotImplementedError(f"{addr:#x}: non-swap entry {orig:#x} (migration/device entries are not modelled)")
+    folio = swap_state.swap_cache_get_folio(k, entry)
+    major = False
+    if folio is not None:
+        rmap.folio_get(k, folio)
+        if swap.folio_clear_flag(k, folio, swap_state.PG_readahead):
+            k.vm_events[k.current_cpu][_EV["SWAP_RA_HIT"]] += 1
+    else:
+        folio, major = swap_state.swapin_readahead(k, entry, G.GFP_HIGHUSER_MOVABLE, vma, addr & ~(PAGE_SIZE - 1))
+        if folio is None:
+            raise MemoryError(f"{addr:#x}: no page to swap in (VM_FAULT_OOM)")
+        if not major:
+            rmap.folio_get(k, folio)
+        k.vm_events[k.current_cpu][_EV["PGMAJFAULT"]] += 1 if major else 0
+    flags = _vma_get(k, vma, "vm_flags")
+    prot = _vma_get(k, vma, "vm_page_prot")
+    page = folio
+    sf.swap_free(k, entry)
+    # should_try_to_free_swap(): swap more than half full, an mlocked VMA, or a write fault
+    # by the only user (the lookup's reference and the swap cache's)
+    if swap_state.folio_test_swapcache(k, folio) and (
+            sf.vm_swap_full(k) or flags & VM_LOCKED
+            or (write and rmap.folio_ref_count(k, folio) == 1 + swap.folio_nr_pages(k, folio))):
+        sf.folio_free_swap(k, folio)
+    add_mm_counter(k, mm, "MM_ANONPAGES", 1)
+    add_mm_counter(k, mm, "MM_SWAPENTS", -1)
+    e = pfn_pte(page, prot)
+    if exclusive or rmap.folio_ref_count(k, folio) == 1:
+        # the same logic as do_wp_page(), for pages certainly not shared
+        if flags & mmap.VM_WRITE:
+            e |= _PAGE_RW
+            if write:
+                e |= _PAGE_DIRTY
+                write = False
+        exclusive = True
+    if not rmap.folio_test_anon(k, folio):
+        rmap.folio_add_new_anon_rmap(k, folio, vma, addr & ~(PAGE_SIZE - 1), exclusive=exclusive)
+    else:
+        rmap.folio_add_anon_rmap_ptes(k, folio, 1, vma, addr & ~(PAGE_SIZE - 1))
+    _write(k, pte, e | _PAGE_ACCESSED)
+    if write:  # a write to a page others may still map: do_wp_page() copies or reuses it
+        return do_wp_page(k, mm, vma, addr, task, pte, _read(k, pte))
+    fault = _log(k, mm, task, addr, page, "swap")
+    fault.major = major
+    return fault
+
+
 # -- anonymous memory -----------------------------------------------------------------------
+def flags_of(k: Kernel, pfn: int) -> int:
+    mv64, _mv32, w = pa.page_words(k, rmap.page_folio(k, pfn))
+    return int(mv64[w + pa.W_FLAGS])
+
+
 def _mk_anon_pte(pfn: int, prot: int, vm_flags: int) -> int:
     """do_anonymous_page's entry: folio_mk_pte(), pte_sw_mkyoung() (a no-op on x86, whose
     hardware sets Accessed; PAGE_* protections carry _PAGE_ACCESSED already) and for VM_WRITE
@@ -985,9 +1110,29 @@ def copy_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
             addr = nxt
             continue
         vals = sents[idx]
-        if not np.all(vals & np.uint64(_PAGE_PRESENT | _PAGE_PROTNONE)):
-            raise NotImplementedError(f"{addr:#x}: fork of swap entries is not modelled")
         base = addr & ~(PMD_SIZE - 1)
+        swp = (vals & np.uint64(_PAGE_PRESENT | _PAGE_PROTNONE)) == 0
+        if swp.any():
+            # copy_nonpresent_pte(): a swap entry gains a reference (swap_duplicate), the child
+            # counts it in MM_SWAPENTS, and neither side keeps it exclusive in a CoW mapping
+            from mmintro.kernel import swapfile
+
+            for j in np.flatnonzero(swp):
+                e = int(vals[j])
+                swapfile.swap_duplicate(k, pte_to_swp_entry(e))
+                rss["MM_SWAPENTS"] += 1
+                if cow and e & _PAGE_SWP_EXCLUSIVE:
+                    e &= ~_PAGE_SWP_EXCLUSIVE
+                    sents[idx[j]] = e
+                dents[idx[j]] = e
+            keep = ~swp
+            idx, vals = idx[keep], vals[keep]
+            if not len(idx):
+                for member, n in rss.items():
+                    add_mm_counter(k, dst_mm, member, n)
+                rss = dict.fromkeys(MM_COUNTERS, 0)
+                addr = nxt
+                continue
         # copy_present_ptes(): references and rmap for the normal pages -- small folios a
         # table at a time (folio_get + folio_try_dup_anon_rmap_pte / folio_dup_file_rmap_pte),
         # large folios one PTE at a time
@@ -1136,7 +1281,14 @@ def zap_page_range(k: Kernel, vma: int, start: int, end: int, even_cows: bool = 
             i, pte = int(idx[j]), int(vals[j])
             a = (addr & ~(PMD_SIZE - 1)) | (i << PAGE_SHIFT)
             if not pte_present(pte):
-                continue  # swap entries are not modelled
+                if even_cows and is_swap_pte(pte):
+                    # zap_nonpresent_ptes(): the slot loses a reference (and its swap-cache
+                    # folio, when nothing else maps it: free_swap_and_cache_nr)
+                    from mmintro.kernel import swapfile
+
+                    swapfile.free_swap_and_cache(k, pte_to_swp_entry(pte))
+                    rss["MM_SWAPENTS"] -= 1
+                continue
             page = vm_normal_page(k, vma, a, pte)
             if not even_cows:
                 if page is not None and rmap.folio_test_anon(k, page):
@@ -1153,6 +1305,14 @@ def zap_page_range(k: Kernel, vma: int, start: int, end: int, even_cows: bool = 
             else:
                 rss["MM_ANONPAGES"] -= 1
             rmap.folio_remove_rmap_ptes(k, page, 1, vma)
+            if flags_of(k, page) >> _PG_SWAPCACHE & 1:
+                # free_pages_and_swap_cache() -> free_swap_cache(): an unmapped swap-cache
+                # folio gives its slot back when no swap PTE needs it
+                from mmintro.kernel import swap_state, swapfile
+
+                f = rmap.page_folio(k, page)
+                if swap_state.folio_test_swapcache(k, f) and rmap.folio_mapcount(k, f) <= 0:
+                    swapfile.folio_free_swap(k, f)
             rmap.folio_put(k, page)  # tlb_flush_mmu -> free_pages_and_swap_cache
         # add_mm_rss_vec() at the end of each table (copy_pte_range / zap_pte_range)
         for member, n in rss.items():
@@ -1200,6 +1360,7 @@ def _zap_shared_small_anon(k: Kernel, vals: np.ndarray, rss: dict) -> list[int]:
         ok = ((flags >> np.uint64(PG_head)) & np.uint64(1)) == 0
         ok &= (mv64[w + pa.W_COMPOUND_HEAD] & np.uint64(1)) == 0
         ok &= (mv64[w + pa.W_MAPPING] & np.uint64(1)) == 1
+        ok &= ((flags >> np.uint64(_PG_SWAPCACHE)) & np.uint64(1)) == 0  # free_swap_cache() below
         ok &= mv32[2 * w + pa.D_REFCOUNT] > 1
         ws = w[ok]
         if not len(ws):

@@ -11,8 +11,9 @@ ALLOC_NOFRAGMENT) / rmqueue (rmqueue_pcplist with nr_pcp_alloc, rmqueue_buddy) /
 prep_new_page (post_alloc_hook, prep_compound_page); a slow path with gfp_to_alloc_flags,
 the highatomic reserve and warn_alloc; and on free free_pages_prepare,
 free_frozen_page_commit (nr_pcp_high, nr_pcp_free, free_pcppages_bulk) and
-__free_one_page with buddy merging.  Reclaim, compaction, kswapd and the OOM killer are not
-modelled: where the kernel would reclaim, the simulator finds nothing to reclaim.
+__free_one_page with buddy merging.  The slow path calls reclaim and kswapd
+(mmintro.kernel.vmscan), direct compaction (mmintro.kernel.compaction) and the OOM killer
+(mmintro.kernel.oom_kill).
 
 What the kernel writes into struct pages (page_type, private, _refcount, flags, compound
 heads, folio fields, poisoned list pointers) is written into simulated memory as it
@@ -860,7 +861,10 @@ def rmqueue(k: "Kernel", preferred: ZoneState, z: ZoneState, order: int, gfp: in
     if pfn is None:
         pfn = rmqueue_buddy(k, preferred, z, order, alloc_flags, mt)
     if alloc_flags & ALLOC_KSWAPD and z.flags & ZONE_BOOSTED_WATERMARK:
-        z.flags &= ~ZONE_BOOSTED_WATERMARK  # wakeup_kswapd(): kswapd is not modelled
+        z.flags &= ~ZONE_BOOSTED_WATERMARK
+        from mmintro.kernel import vmscan
+
+        vmscan.wakeup_kswapd(k, z, 0, 0, z.idx)
     return pfn
 
 
@@ -1037,59 +1041,134 @@ def gfp_to_alloc_flags(gfp: int, order: int) -> int:
     return alloc_flags
 
 
+def wake_all_kswapds(k: "Kernel", order: int, gfp: int, ac: AllocContext) -> None:
+    """mm/page_alloc.c wake_all_kswapds(): each node of the zonelist once."""
+    from mmintro.kernel import vmscan
+
+    last_nid = None
+    for z in ac.zones:
+        if z.nid != last_nid:
+            vmscan.wakeup_kswapd(k, z, gfp, order, ac.highest_zoneidx)
+            last_nid = z.nid
+
+
+def __alloc_pages_direct_reclaim(k: "Kernel", gfp: int, order: int, alloc_flags: int,
+                                 ac: AllocContext) -> tuple[int | None, int]:
+    """mm/page_alloc.c __alloc_pages_direct_reclaim(): __perform_reclaim (try_to_free_pages)
+    and one retry, then another after unreserving highatomic blocks and draining the per-CPU
+    lists.  Returns (pfn, pages reclaimed)."""
+    from mmintro.kernel import vmscan
+
+    progress = vmscan.try_to_free_pages(k, ac.zones, order, gfp, ac.nodemask)
+    if not progress:
+        return None, 0
+    pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
+    if pfn is None:
+        unreserve_highatomic_pageblock(k, ac, False)
+        drain_all_pages(k)
+        pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
+    return pfn, progress
+
+
 def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) -> tuple[int | None, int, AllocContext]:
-    """The slow path with nothing to reclaim: retry at the min watermark with the caller's
-    reserves (gfp_to_alloc_flags), then with __GFP_MEMALLOC's no-watermark access.  For a
-    caller that may reclaim, direct reclaim makes no progress here (there is no page cache
-    or anonymous memory to reclaim yet), so __alloc_pages_direct_reclaim returns before its
-    drain; after MAX_RECLAIM_RETRIES such rounds should_reclaim_retry() unreserves the
-    highatomic pageblocks (force) and retries; then the kernel would run the OOM killer
-    (order <= PAGE_ALLOC_COSTLY_ORDER) or give up: here the request fails."""
+    """mm/page_alloc.c __alloc_pages_slowpath(): wake kswapd (which runs at once here, see
+    mmintro.kernel.vmscan), retry at the min watermark with the caller's reserves
+    (gfp_to_alloc_flags), with __GFP_MEMALLOC's no-watermark access; then, for a caller
+    that may reclaim, direct reclaim (__alloc_pages_direct_reclaim) and
+    should_reclaim_retry()'s loop (no_progress_loops up to MAX_RECLAIM_RETRIES, the
+    highatomic reserves unreserved before giving up).  __GFP_NORETRY tries once; costly
+    orders (> PAGE_ALLOC_COSTLY_ORDER) without __GFP_RETRY_MAYFAIL give up after one
+    round.  When reclaim has failed, __alloc_pages_may_oom (mmintro.kernel.oom_kill) runs
+    the OOM killer for order <= PAGE_ALLOC_COSTLY_ORDER and, while it makes progress, the
+    loop starts again (an OOM victim with ALLOC_OOM's reserves; bounded by MAX_OOM_RETRIES
+    where the kernel loops as long as out_of_memory() reports progress).  Direct compaction
+    (mmintro.kernel.compaction) runs as 6.18 places it: an async attempt before the loop for
+    costly and non-movable high orders, one after each direct reclaim at compact_priority,
+    and should_compact_retry() after should_reclaim_retry()."""
+    from mmintro.kernel import compaction, vmscan
+
     alloc_flags = gfp_to_alloc_flags(gfp, order)
     if ac.preferred is None:
         return None, alloc_flags, ac
+    can_direct_reclaim = bool(gfp & G.__GFP_DIRECT_RECLAIM)
+    costly_order = order > PAGE_ALLOC_COSTLY_ORDER
+    if alloc_flags & ALLOC_KSWAPD:
+        wake_all_kswapds(k, order, gfp, ac)
     pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
     if pfn is not None:
         return pfn, alloc_flags, ac
-    # -- direct compaction (mmintro.kernel.compaction): costly and non-movable high orders
-    # try async compaction before the retry: label; a costly __GFP_NORETRY request whose
-    # compaction was skipped or deferred gives up here.
-    from mmintro.kernel import compaction
-
+    # -- direct compaction (mmintro.kernel.compaction): costly and non-movable high orders try
+    # async compaction first; a costly __GFP_NORETRY request whose compaction was skipped or
+    # deferred gives up here.
     dc = compaction.DirectCompaction(k, gfp, order, ac)
     pfn, nopage = dc.initial(alloc_flags)
     if pfn is not None or nopage:
         return pfn, alloc_flags, ac
-    # -- end of direct compaction (initial)
-    # retry: __GFP_MEMALLOC may dip into every reserve (__gfp_pfmemalloc_flags) ...
-    reserve_flags = ALLOC_NO_WATERMARKS if gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC else 0
-    if reserve_flags:
-        alloc_flags = reserve_flags | (alloc_flags & ALLOC_KSWAPD)
-    # ... and high-priority requests that ignore cpusets also ignore the memory policy's
-    # nodemask ("these allocations are high priority and system rather than user oriented").
-    if not alloc_flags & ALLOC_CPUSET or reserve_flags:
-        ac = prepare_alloc_pages(k, gfp, ac.preferred_nid, None)
-    pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac) if ac.preferred is not None else None
-    if pfn is not None:
-        return pfn, alloc_flags, ac
-    # -- direct compaction (mmintro.kernel.compaction): after direct reclaim, at
-    # compact_priority (DEF_COMPACT_PRIORITY unless the initial attempt lowered it); a costly
-    # order without __GFP_RETRY_MAYFAIL stops after it.  (should_compact_retry, dc.should_retry,
-    # needs reclaim progress, which this slow path never makes.)
-    if gfp & G.__GFP_DIRECT_RECLAIM and ac.preferred is not None:
-        pfn = dc.after_reclaim(alloc_flags, ac)
+    no_progress_loops = 0
+    oom_retries = 0
+    for _round in range(4 * vmscan.MAX_RECLAIM_RETRIES + 4 * MAX_OOM_RETRIES + 8):  # retry: (bounded)
+        if alloc_flags & ALLOC_KSWAPD:
+            wake_all_kswapds(k, order, gfp, ac)
+        # __GFP_MEMALLOC may dip into every reserve (__gfp_pfmemalloc_flags), an OOM victim
+        # into ALLOC_OOM's (oom_reserves_allowed) ...
+        reserve_flags = ALLOC_NO_WATERMARKS if gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC else 0
+        if not reserve_flags and not gfp & G.__GFP_NOMEMALLOC and _oom_reserves_allowed(k):
+            reserve_flags = ALLOC_OOM
+        if reserve_flags:
+            alloc_flags = reserve_flags | (alloc_flags & ALLOC_KSWAPD)
+        # ... and high-priority requests that ignore cpusets also ignore the memory policy's
+        # nodemask ("these allocations are high priority and system rather than user oriented").
+        if not alloc_flags & ALLOC_CPUSET or reserve_flags:
+            ac = prepare_alloc_pages(k, gfp, ac.preferred_nid, None)
+        pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac) if ac.preferred is not None else None
         if pfn is not None:
             return pfn, alloc_flags, ac
-        if dc.costly_order and (not dc.can_compact or not gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]):
+        if not can_direct_reclaim:
             return None, alloc_flags, ac
-    # -- end of direct compaction (after reclaim)
-    if not gfp & G.__GFP_DIRECT_RECLAIM or gfp & G.__GFP_NORETRY:
-        return None, alloc_flags, ac
-    while unreserve_highatomic_pageblock(k, ac, True):
-        pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
+        pfn, did_some_progress = __alloc_pages_direct_reclaim(k, gfp, order, alloc_flags, ac)
         if pfn is not None:
             return pfn, alloc_flags, ac
+        pfn = dc.after_reclaim(alloc_flags, ac)  # __alloc_pages_direct_compact at compact_priority
+        if pfn is not None:
+            return pfn, alloc_flags, ac
+        if gfp & G.__GFP_NORETRY:
+            return None, alloc_flags, ac
+        if costly_order and (not dc.can_compact or not gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]):
+            return None, alloc_flags, ac
+        retry, no_progress_loops = vmscan.should_reclaim_retry(k, gfp, order, ac, alloc_flags, did_some_progress,
+                                                               no_progress_loops)
+        if retry:
+            continue
+        if dc.should_retry(alloc_flags, did_some_progress > 0):  # should_compact_retry()
+            continue
+        # -- Reclaim has failed us, start killing things (mmintro.kernel.oom_kill) ------------
+        from mmintro.kernel import oom_kill
+
+        pfn, did_some_progress = oom_kill.__alloc_pages_may_oom(k, gfp, order, ac)
+        if pfn is not None:
+            return pfn, alloc_flags, ac
+        # Avoid allocations with no watermarks from looping endlessly
+        if oom_kill.tsk_is_oom_victim(k, oom_kill.current(k)) and (alloc_flags & ALLOC_OOM or gfp & G.__GFP_NOMEMALLOC):
+            return None, alloc_flags, ac
+        # Retry as long as the OOM killer is making progress (bounded: the kernel would loop)
+        if did_some_progress and oom_retries < MAX_OOM_RETRIES:
+            oom_retries += 1
+            no_progress_loops = 0
+            continue
+        return None, alloc_flags, ac
     return None, alloc_flags, ac
+
+
+MAX_OOM_RETRIES = 16  # mmintro: the kernel retries as long as out_of_memory() reports progress
+
+
+def _oom_reserves_allowed(k: "Kernel") -> bool:
+    """__gfp_pfmemalloc_flags()'s oom_reserves_allowed(current) (mmintro.kernel.oom_kill)."""
+    if not k.__dict__.get("oom"):
+        return False  # nobody was ever OOM-killed: no victim can be current
+    from mmintro.kernel import oom_kill
+
+    return oom_kill.oom_reserves_allowed(k)
 
 
 def __alloc_pages(k: "Kernel", gfp: int, order: int, preferred_nid: int | None = None,

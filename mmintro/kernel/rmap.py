@@ -46,12 +46,13 @@ __all__ = [
     "folio_add_file_rmap_pmd", "folio_add_file_rmap_ptes", "folio_add_new_anon_rmap", "folio_dup_file_rmap_ptes",
     "folio_get", "folio_mapcount", "folio_put", "folio_remove_rmap_pmd", "folio_remove_rmap_ptes",
     "folio_try_dup_anon_rmap_pmd", "folio_try_dup_anon_rmap_ptes", "page_folio", "page_mapcount",
-    "unlink_anon_vmas", "vma_interval_tree_insert", "vma_interval_tree_insert_after", "vma_interval_tree_remove",
+    "try_to_unmap", "unlink_anon_vmas", "vma_interval_tree_insert", "vma_interval_tree_insert_after", "vma_interval_tree_remove",
 ]
 
 _PF = _T.enum("pageflags")
 PG_anon_exclusive = _PF["PG_anon_exclusive"]
 PG_swapbacked = _PF["PG_swapbacked"]
+PG_dirty = _PF["PG_dirty"]
 PG_head = _PF["PG_head"]
 PG_uptodate = _PF["PG_uptodate"]
 PG_partially_mapped = _T.const("PG_partially_mapped")
@@ -1100,3 +1101,60 @@ def folio_mkclean(k: Kernel, pfn: int) -> int:
                     step = 1 << 21
             a += step
     return cleaned
+
+
+def try_to_unmap(k: Kernel, pfn: int) -> bool:
+    """mm/rmap.c try_to_unmap() -> try_to_unmap_one() for every mapping the rmap walk finds:
+    each PTE mapping a page of the folio is cleared (its Dirty bit moved to the folio); an
+    anonymous page's PTE becomes the folio's swap entry (``folio->swap``, which the caller
+    put it in the swap cache for: swap_duplicate, exclusive while PG_anon_exclusive,
+    MM_ANONPAGES -> MM_SWAPENTS), a file page's just goes (MM_FILEPAGES / MM_SHMEMPAGES
+    down); the rmap and the PTE's reference are dropped.  Returns False when an anonymous
+    folio has no swap entry to install (the walk stops, as try_to_unmap_one's "goto
+    walk_abort" does).  PMD mappings are not unmapped here (reclaim does not take THPs)."""
+    from mmintro.arch.x86 import _PAGE_DIRTY
+    from mmintro.kernel import memory, swap_state, swapfile
+
+    km = k.kmem
+    f = page_folio(k, pfn)
+    nr = folio_nr_pages(k, f)
+    anon = folio_test_anon(k, f)
+    entry = None
+    if anon:
+        if not swap_state.folio_test_swapcache(k, f):
+            return False
+        entry = swap_state.folio_swap_entry(k, f)
+    for vma, addr in rmap_walk(k, f):
+        mm = km.get(vma, "vm_area_struct", "vm_mm")
+        vend = km.get(vma, "vm_area_struct", "vm_end")
+        rss: dict[str, int] = {}
+        a = addr
+        while a < vend and a < addr + (nr << PAGE_SHIFT):
+            level, slot, e = memory.walk(k, mm, a)
+            a += 1 << PAGE_SHIFT
+            if level != "PTE" or not memory.pte_present(e):
+                continue
+            page = memory.leaf_pfn(level, e)
+            if not f <= page < f + nr:
+                continue
+            if e & _PAGE_DIRTY:
+                if anon:
+                    folio_set_flag(k, f, PG_dirty)
+                else:
+                    memory._mark_dirty(k, f)
+            if anon:
+                exclusive = folio_test(k, page, PG_anon_exclusive)
+                swapfile.swap_duplicate(k, entry)
+                folio_clear_flag(k, page, PG_anon_exclusive)
+                memory._write(k, slot, memory.swp_entry_to_pte(entry, exclusive))
+                rss["MM_ANONPAGES"] = rss.get("MM_ANONPAGES", 0) - 1
+                rss["MM_SWAPENTS"] = rss.get("MM_SWAPENTS", 0) + 1
+            else:
+                memory._write(k, slot, 0)  # ptep_clear_flush
+                member = memory.mm_counter_file(k, page)
+                rss[member] = rss.get(member, 0) - 1
+            folio_remove_rmap_ptes(k, page, 1, vma)
+            folio_put(k, page)
+        for member, n in rss.items():
+            memory.add_mm_counter(k, mm, member, n)
+    return True

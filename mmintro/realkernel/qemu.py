@@ -52,12 +52,23 @@ class GuestConfig:
     # before the workload, in order (their dependencies first, from each module's modinfo)
     append: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    # Memory pressure after the workload is ready and before the capture (0: none): init fills N
+    # MiB of a tmpfs, frees every other MiB, asks for N 2 MiB hugetlb pages (vm.nr_hugepages)
+    # and gives everything back; compaction and reclaim move PSI's memory books
+    # (initramfs._pressure_step)
+    pressure_hugepages: int = 0
+    # A swap device: a raw disk image of this many MiB on virtio-blk (/dev/vda, the virtio_blk
+    # module loaded by init), made swap with busybox mkswap and switched on with swapon; the
+    # workload then pushes a region of anonymous memory out to it with MADV_PAGEOUT.  0 = none.
+    swap_mib: int = 0
 
     def check(self) -> None:
         if self.paging_levels not in (4, 5):
             raise HarnessError(f"paging levels must be 4 or 5, not {self.paging_levels}")
         if not 1 <= self.nodes <= 8 or not 1 <= self.cpus <= 16:
             raise HarnessError("the harness boots 1-8 nodes and 1-16 CPUs")
+        if not 0 <= self.pressure_hugepages <= 1 << 20:
+            raise HarnessError(f"pressure_hugepages {self.pressure_hugepages}: 0 to 1048576 huge pages")
         if self.mem_mib < 256 or self.mem_mib % (2 * self.nodes):
             raise HarnessError(f"memory must be at least 256 MiB and split evenly over {self.nodes} node(s)")
         for a in self.append:
@@ -66,6 +77,8 @@ class GuestConfig:
         for m in self.modules:
             if not m.replace("_", "").replace("-", "").isalnum():
                 raise HarnessError(f"module name {m!r} is not a module name")
+        if self.swap_mib and not 1 <= self.swap_mib <= 4096:
+            raise HarnessError(f"the swap device must be 1-4096 MiB, not {self.swap_mib}")
         bad = [f for f in self.formats if f not in DUMP_FORMATS]
         if bad:
             raise HarnessError(f"unknown dump format {bad[0]!r} (have {', '.join(DUMP_FORMATS)})")
@@ -119,7 +132,17 @@ def _qemu_command(cfg: GuestConfig, kernel: KernelPackage, initrd: Path, out: Pa
         if cpus:
             spec += "".join(f",cpus={c}" for c in cpus)
         cmd += ["-numa", spec]
+    if cfg.swap_mib:
+        # A sparse raw image: only what the guest writes to it takes space.
+        with open(out / SWAP_IMAGE, "wb") as f:
+            f.truncate(cfg.swap_mib << 20)
+        cmd += ["-drive", f"file={out / SWAP_IMAGE},if=none,id=swap0,format=raw,cache=unsafe",
+                "-device", "virtio-blk-pci,drive=swap0"]
     return cmd
+
+
+# The swap device's disk image, deleted once the VM is dumped (its contents are not needed).
+SWAP_IMAGE = "swap.img"
 
 
 class _Qmp:
@@ -228,7 +251,8 @@ def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    initrd = build_initramfs(kernel, out / "initramfs.cpio", cfg.anon_mib, cfg.modules)
+    initrd = build_initramfs(kernel, out / "initramfs.cpio", cfg.anon_mib, cfg.modules, cfg.pressure_hugepages,
+                             cfg.swap_mib)
     t_prep = time.monotonic()
     qmp_path = Path(f"/tmp/mmintro-qmp-{os.getpid()}-{int(t0 * 1000) % 100000}.sock")
     cmd = _qemu_command(cfg, kernel, initrd, out, qmp_path)
@@ -271,6 +295,7 @@ def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
             proc.kill()
             proc.wait()
         qmp_path.unlink(missing_ok=True)
+        (out / SWAP_IMAGE).unlink(missing_ok=True)
     names = _parse_capture((out / "capture.raw").read_bytes(), out / "proc")
     pids = {}
     ready = (out / "console.log").read_text(errors="replace")

@@ -41,6 +41,7 @@ from mmintro.types.typedata import TypeDB
 __all__ = [
     "ClosureError",
     "ROOTS",
+    "REAL_KERNEL_ROOTS",
     "PERCPU_VARS",
     "ARCH_DEFAULTS",
     "THREAD_SIZE",
@@ -90,13 +91,24 @@ neighbour neigh_table neigh_hash_table in_device in_ifaddr inet6_dev inet6_ifadd
 user_regs_struct pt_regs inactive_task_frame fork_frame
 io_tlb_slot io_tlb_area io_tlb_mem hlist_bl_head pcpu_alloc_info pcpu_group_info
 dev_pagemap dev_pagemap_ops vmem_altmap range percpu_ref percpu_ref_data bdev_inode
+swap_sequential_cluster swap_table swap_extent plist_head plist_node percpu_swap_cluster scan_control
+psi_group psi_group_cpu static_key_false delayed_work work_struct
+""".split()
+
+# Kept whole in a *real* kernel's type data only (typedb_from_btf): what the crash utility needs
+# to start on a real dump besides what the reader uses -- x86_64_ist_init() reads the per-CPU
+# tss_struct's IST pointers and sizes the exception stacks from cea_exception_stacks (without it
+# it guesses and reads guard pages), and the module code checks kernel_symbol's layout.  Not in
+# the pinned data: the simulator has no cpu_tss_rw or exception stacks for crash to read.
+REAL_KERNEL_ROOTS = """
+tss_struct kernel_symbol cea_exception_stacks exception_stacks
 """.split()
 
 # Per-CPU variables (their types and offsets come from the BTF's .data..percpu DATASEC).
 PERCPU_VARS = """
 runqueues vm_event_states boot_pageset boot_zonestats boot_nodestats this_cpu_off
 current_task cpu_number irq_stack_backing_store hardirq_stack_ptr ne_fit_preload_node
-vmap_block_queue cached_stacks
+vmap_block_queue cached_stacks system_group_pcpu psi_seq
 """.split()
 
 # union thread_union is not in the BTF (no variable of that type is emitted), but drgn derives
@@ -535,7 +547,7 @@ def typedb_from_btf(
     path: Path | None = None
     if cache:
         d = cache_dir() if cache is True else Path(cache)
-        path = d / f"{sha}-{_recipe_key(gtext, PERCPU_VARS, ROOTS, consts)}.json.gz"
+        path = d / f"{sha}-{_recipe_key(gtext, PERCPU_VARS, ROOTS + REAL_KERNEL_ROOTS, consts)}.json.gz"
     with _gc_paused():
         db: TypeDB | None = None
         doc = _read_cache(path) if path is not None and path.exists() else None
@@ -547,7 +559,7 @@ def typedb_from_btf(
         from_cache = db is not None
         if db is None:
             btf = parse_btf(btf_bytes)
-            doc = build_typedoc(btf, gtext, PERCPU_VARS, ROOTS, consts,
+            doc = build_typedoc(btf, gtext, PERCPU_VARS, ROOTS + REAL_KERNEL_ROOTS, consts,
                                 kernel=kernel or "x86_64", source=source or f"BTF sha256:{sha[:16]}",
                                 strict=False)
             db = TypeDB(doc)

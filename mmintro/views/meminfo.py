@@ -20,6 +20,7 @@ from mmintro.reader.errors import ValidationError
 from mmintro.reader.helpers.list import list_for_each_entry
 from mmintro.reader.helpers.mmzone import for_each_zone
 from mmintro.reader.helpers.vmalloc import VMALLOC_END, VMALLOC_START
+from mmintro.reader.helpers.swap import swap_usage_in_pages
 from mmintro.reader.program import Program
 from mmintro.reader.x86_pgtable import LEVELS_4
 from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
@@ -178,11 +179,8 @@ def si_swapinfo(prog: Program) -> tuple[int, int]:
             si = prog["swap_info"][i]
             flags = si.flags.value_()
             if flags & used and not flags & writeok:
-                inuse = si.inuse_pages
-                try:  # 6.12+: atomic_long_t with SWAP_USAGE_OFFLIST_BIT in the top bit
-                    to_be_unused += inuse.counter.value_() & ((1 << 63) - 1)
-                except AttributeError:
-                    to_be_unused += inuse.value_()
+                # 6.12+: atomic_long_t carrying SWAP_USAGE_OFFLIST_BIT (bit 30), masked off
+                to_be_unused += swap_usage_in_pages(si)
     return (prog["total_swap_pages"].value_() + to_be_unused,
             prog["nr_swap_pages"].counter.value_() + to_be_unused)
 

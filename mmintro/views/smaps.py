@@ -7,8 +7,9 @@ then 6.18's accounting runs on numpy arrays, one reduction per VMA:
 
 * ``smaps_pte_entry``: a present PTE counts through ``vm_normal_page`` — special PTEs (the
   shared zero page, pfn maps) and pfns without a struct page are skipped; a non-present,
-  non-zero PTE whose swap type is below MAX_SWAPFILES adds a page to Swap and SwapPss (the swap
-  count is taken as 1: swap_map is not modelled).
+  non-zero PTE whose swap type is below MAX_SWAPFILES adds a page to Swap, and to SwapPss
+  the page divided by ``swp_swapcount()`` (the entry's swap_map count) when that is 2 or more
+  (:mod:`mmintro.reader.helpers.swap`).
 * ``smaps_pmd_entry``: a present PMD leaf counts its whole folio (``vm_normal_page_pmd`` skips
   the huge zero folio), AnonHugePages / ShmemPmdMapped / FilePmdMapped by folio kind.
 * ``smaps_account``: Anonymous / LazyFree / KSM / Rss / Referenced (PTE young or folio young or
@@ -91,11 +92,7 @@ VM_MNEMONICS: dict[int, str] = {
 # include/linux/page-flags.h: folio->mapping low bits
 FOLIO_MAPPING_ANON = 0x1
 FOLIO_MAPPING_KSM = 0x3
-# include/linux/swapops.h / swap.h for this config (MIGRATION=y, PTE_MARKER=y, DEVICE_PRIVATE and
-# MEMORY_FAILURE not set): MAX_SWAPFILES = (1 << MAX_SWAPFILES_SHIFT) - 3 - 1; x86-64 keeps the
-# type in the top SWP_TYPE_BITS of the pte (arch/x86/include/asm/pgtable_64.h).
-MAX_SWAPFILES = (1 << 5) - 3 - 1
-SWP_TYPE_SHIFT = 64 - 5
+# swap entries: mmintro.reader.helpers.swap (pte_to_swp_entry, MAX_SWAPFILES of the dumped build)
 # include/linux/page-flags.h: page_mapcount_is_type(mapcount) = page_type_has_type(mapcount - 1), i.e.
 # (int)(mapcount - 1) < PGTY_mapcount_underflow << 24: a page type, not a mapcount
 PAGE_MAPCOUNT_RESERVE = -(1 << 24)
@@ -307,6 +304,47 @@ def _reduce(vi: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
 
 
 def account_mm(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[list[MemSizeStats], list[str]]:
+    """6.18's smaps accounting for every VMA of one mm, from one page-table scan, then the swap
+    of the shmem objects the VMAs map (:func:`_shmem_swap`).
+
+    :param vmas: the mm's ``struct vm_area_struct *`` in address order
+    :return: one :class:`MemSizeStats` per VMA, and findings (leaves outside every VMA)
+    """
+    stats, findings = _account_ptes(prog, vmas, scan)
+    _shmem_swap(prog, vmas, scan, stats)
+    return stats, findings
+
+
+def _shmem_swap(prog: Program, vmas: list[Object], scan: PageTableScan, stats: list[MemSizeStats]) -> None:
+    """smap_gather_stats()'s CONFIG_SHMEM part: a VMA of a shmem object with pages in swap adds
+    ``shmem_swap_usage(vma)`` to Swap when it is shared or not writable; a private writable one
+    is walked with smaps_shmem_walk_ops instead, whose pte_hole (smaps_pte_hole, also called for
+    every none PTE) adds ``shmem_partial_swap_usage`` of each page index without a PTE."""
+    from mmintro.reader.helpers.shmem import shmem_mapping, shmem_swap_indices, shmem_swap_usage
+
+    for i, v in enumerate(vmas):
+        f = v.vm_file
+        if not f.value_() or not shmem_mapping(f.f_mapping):
+            continue
+        swapped = shmem_swap_usage(v)
+        if not swapped:
+            continue
+        flags = v.vm_flags.value_()
+        if flags & VM_SHARED or not flags & VM_WRITE:
+            stats[i].swap += swapped
+            continue
+        start, end, pgoff = v.vm_start.value_(), v.vm_end.value_(), v.vm_pgoff.value_()
+        inside = (scan.vaddr >= np.uint64(start)) & (scan.vaddr < np.uint64(end))
+        covered = set()
+        for va, size in zip(scan.vaddr[inside].tolist(), scan.size[inside].tolist()):
+            covered.update(range((va - start) // PAGE_SIZE, (va - start + size) // PAGE_SIZE))
+        npages = (end - start) // PAGE_SIZE
+        holes = sum(1 for idx in shmem_swap_indices(f.f_mapping)
+                    if pgoff <= idx < pgoff + npages and idx - pgoff not in covered)
+        stats[i].swap += holes * PAGE_SIZE
+
+
+def _account_ptes(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[list[MemSizeStats], list[str]]:
     """6.18's smaps accounting for every VMA of one mm, from one page-table scan.
 
     :param vmas: the mm's ``struct vm_area_struct *`` in address order
@@ -354,17 +392,23 @@ def account_mm(prog: Program, vmas: list[Object], scan: PageTableScan) -> tuple[
         # non-present hugetlb entries are "maybe shared" (folio of a migration entry): not modelled
     normal = ~hug
 
-    # -- swap entries: non-present PTEs --------------------------------------------------------
+    # -- swap entries: non-present PTEs: smaps_pte_entry's is_swap_pte branch ------------------
     swp = normal & ~s.present & (s.level == LEVEL_PTE)
     if swp.any():
-        typ = (entry[swp] >> np.uint64(SWP_TYPE_SHIFT)).astype(np.int64)
-        # x86 stores swap ptes inverted (L1TF): the type bits are stored as they are
-        real = typ < MAX_SWAPFILES
+        from mmintro.reader.helpers.swap import max_swapfiles, swp_entries, swp_swapcounts
+
+        types, offsets = swp_entries(entry[swp])
+        real = types < max_swapfiles(prog)  # !non_swap_entry(): not migration, hwpoison, marker
         sv = vi[swp][real]
+        # SwapPss: (PAGE_SIZE << PSS_SHIFT) / swp_swapcount() when the entry is shared (>= 2)
+        count = swp_swapcounts(prog, types[real], offsets[real])
+        full = np.int64(PAGE_SIZE << PSS_SHIFT)
+        pss = np.where(count >= 2, full // np.maximum(count, 1), full)
         cnt = np.bincount(sv, minlength=n)
+        pss_sum = _reduce(sv, pss, n)
         for i in np.nonzero(cnt)[0].tolist():
             stats[i].swap += int(cnt[i]) * PAGE_SIZE
-            stats[i].swap_pss += (int(cnt[i]) * PAGE_SIZE) << PSS_SHIFT
+            stats[i].swap_pss += int(pss_sum[i])
 
     # -- present PTEs: smaps_pte_entry -> vm_normal_page -> smaps_account(compound=false) --------
     special = np.uint64(1 << 9)  # _PAGE_SPECIAL (_PAGE_BIT_SOFTW1)

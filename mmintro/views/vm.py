@@ -17,6 +17,7 @@ the VMA holding the address, and the page line.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, NamedTuple
 
 from mmintro.reader.errors import FaultError
@@ -229,8 +230,14 @@ def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
         paddr_prlen = len(f"{prog['max_pfn'].value_() << 12:x}")
     except KeyError:
         paddr_prlen = 8
+    swap = None
+    if phys is None and levels and levels[-1]["level"] == "PTE" and leaf_entry:
+        # a swap PTE: pte_to_swp_entry() -- the device, offset, swap count and swap cache folio
+        from mmintro.reader.helpers.swap import swap_entry_info
+
+        swap = asdict(swap_entry_info(prog, leaf_entry))
     return {"pid": pid, "vaddr": vaddr, "phys": phys, "page_size": size, "levels": levels, "leaf_entry": leaf_entry,
-            "vma": vma, "page": page, "paddr_prlen": paddr_prlen}
+            "vma": vma, "page": page, "paddr_prlen": paddr_prlen, "swap": swap}
 
 
 def _pte_flags(pte: int) -> str:
@@ -244,6 +251,11 @@ def _pte_flags(pte: int) -> str:
     if pte & _NX:
         names.append("NX")
     return "(" + ("|".join(names) if pte & (1 | _PROTNONE) else "no mapping") + ")"
+
+
+def _swap_dev(sw: dict[str, Any]) -> str:
+    """crash's get_swapdev(): the device's path, or "(unknown swap location)"."""
+    return sw["path"] if sw["path"] is not None else "(unknown swap location)"
 
 
 def render_vtop(v: dict[str, Any]) -> str:
@@ -273,9 +285,23 @@ def render_vtop(v: dict[str, Any]) -> str:
         lines.append(mkstring("PTE", l1, center=True) + "  " + mkstring("PHYSICAL", l2, center=True) + "  FLAGS")
         lines.append(mkstring(ptebuf, l1, center=True, rjust=True) + "  "
                      + mkstring(physbuf, l2, center=True, rjust=True) + "  " + _pte_flags(pte))
+    sw = v.get("swap")
+    if sw is not None:  # x86_64_translate_pte() of a swap PTE: PTE, SWAP (device), OFFSET
+        dev, off = _swap_dev(sw), str(sw["offset"])
+        ptebuf = f"{v['leaf_entry']:x}"
+        l1, l2, l3 = max(len(ptebuf), 3), max(len(dev), 4), max(len(off), 6)
+        lines.append("")
+        lines.append(mkstring("PTE", l1, center=True) + "  " + mkstring("SWAP", l2, center=True) + "  "
+                     + mkstring("OFFSET", l3, center=True))
+        lines.append(mkstring(ptebuf, l1, center=True, rjust=True) + "  " + mkstring(dev, l2, center=True, rjust=True)
+                     + "  " + mkstring(off, l3, center=True, rjust=True))
     lines.append("")
     lines.append(_vma_header())
     lines.append(_vma_line(v["vma"]))
+    if sw is not None:  # do_vtop(): swap_location() of the not-present PTE
+        lines.append("")
+        lines.append(f"SWAP: {_swap_dev(sw)}  OFFSET: {sw['offset']}")
+        lines.append("")  # do_vtop's closing newline
     p = v["page"]
     if p is not None:  # dump_mem_map() for the physical address (memory.c)
         plen = max(v.get("paddr_prlen", 8), 8)

@@ -104,6 +104,8 @@ struct swap_info_struct *swap_info[MAX_SWAPFILES]; /* upper bound: see closure.A
 unsigned int nr_swapfiles;
 long total_swap_pages;
 atomic_long_t nr_swap_pages;
+struct plist_head swap_active_head;
+int vm_swappiness;
 struct super_block *blockdev_superblock;
 struct vmap_node *vmap_nodes;
 unsigned int nr_vmap_nodes;
@@ -196,3 +198,6 @@ u64 jiffies_64;  /* kernel/time/jiffies.c; jiffies is its alias (vmlinux.lds) */
 struct tk_data tk_core;  /* kernel/time/timekeeping.c (static): the timekeeper, crash's DATE */
 unsigned int cpu_khz;  /* arch/x86/kernel/tsc.c */
 unsigned long avenrun[3];  /* kernel/sched/loadavg.c */
+struct psi_group psi_system;  /* kernel/sched/psi.c: the system-wide pressure group, /proc/pressure/* */
+struct static_key_false psi_disabled;  /* kernel/sched/psi.c: enabled when psi_enable is false at psi_init */
+u64 psi_period;  /* kernel/sched/psi.c (static): jiffies_to_nsecs(PSI_FREQ), the averaging period */
