@@ -360,11 +360,11 @@ def test_drgn_finds_the_old_frames_free_after_compact_memory(tmp_path) -> None:
         assert prog.read(phys, 4, True) == i.to_bytes(4, "little")
 
 
-def fragmented_small(seed: int = 11):
+def fragmented_small(seed: int = 11, cmdline: str = ""):
     """A 256 MiB machine whose DMA32 has free memory only in blocks below order 9: order-3
     fill blocks, every other one freed, a process's anonymous pages in those holes, the rest
     of the fill freed, and every free block of order >= 9 taken by a pinned buffer."""
-    k = boot(MachineConfig(ram=256 << 20, cpus=2, seed=seed))
+    k = boot(MachineConfig(ram=256 << 20, cpus=2, seed=seed, cmdline=cmdline))
     w = Workload(k)
     w.alloc("fill", 3, "GFP_HIGHUSER_MOVABLE", until="exhausted")
     w.free("fill", every=2)
@@ -664,3 +664,25 @@ def test_seeded_random_runs_keep_the_invariants(seed: int) -> None:
     k, w = random_run(seed)
     assert ev(k, "COMPACTMIGRATE_SCANNED") > 0 and len(k.migrations) > 100
     assert w.procs
+
+
+def test_direct_compaction_is_a_memory_stall_of_the_allocating_task() -> None:
+    """__alloc_pages_direct_compact's psi_memstall_enter/leave: with psi=1, an order-9 request
+    that compacts, made by a process, adds to /proc/pressure/memory's some and full totals by
+    the modelled duration of the work (COMPACT_SCAN_NS per pfn scanned, MIGRATE_NS per page
+    migrated)."""
+    from mmintro.kernel import psi
+
+    k, w, z = fragmented_small(seed=15, cmdline="psi=1")
+    before = psi.pressure(k)
+    task = w.proc("p").task
+    with psi.running(k, task):
+        psi.advance(k, 20_000_000)  # the task runs 20 ms first: PSI weighs CPUs by non-idle jiffies
+        pfn = k.alloc_pages("GFP_HIGHUSER_MOVABLE|__GFP_COMP", 9)
+    assert pfn is not None and ev(k, "COMPACTSTALL") == 1
+    after = psi.pressure(k)
+    work_us = ((ev(k, "COMPACTMIGRATE_SCANNED") + ev(k, "COMPACTFREE_SCANNED")) * C.COMPACT_SCAN_NS
+               + ev(k, "PGMIGRATE_SUCCESS") * C.MIGRATE_NS) // 1000
+    assert work_us > 0
+    for kind in ("some", "full"):
+        assert after[kind]["total"] - before[kind]["total"] == pytest.approx(work_us, abs=2)

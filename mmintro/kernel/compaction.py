@@ -22,6 +22,10 @@ compact_free_scanned, compact_isolated, compact_stall, compact_fail, compact_suc
 compact_daemon_wake, compact_daemon_migrate_scanned, compact_daemon_free_scanned (and
 pgmigrate_success / pgmigrate_fail from migrate_pages).
 
+Direct compaction is a PSI memory stall of the allocating task (psi_memstall_enter/leave
+around try_to_compact_pages, lasting COMPACT_SCAN_NS per pfn scanned + MIGRATE_NS per page
+migrated of simulated time); kcompactd, which has no task here, stalls nobody.
+
 kcompactd has no thread in the simulator (``pgdat->kcompactd`` stays NULL): as with the
 rest of its deferred work, :func:`wakeup_kcompactd` runs :func:`kcompactd_do_work` at once
 when the kernel would wake the thread, and :func:`kcompactd_proactive` is the thread's
@@ -129,6 +133,15 @@ def set_compaction_sysctl(k: Kernel, name: str, value: int) -> None:
     k.__dict__.setdefault("vm_sysctl", {})[name] = int(value)
     if name == "compaction_proactiveness":
         compaction_proactiveness_sysctl_handler(k)
+
+
+COMPACT_SCAN_NS = 100  # the simulator's cost model: a scanner's look at one pfn ...
+MIGRATE_NS = 2_000  # ... and the migration of one page (unmap, 4 KiB copy, remap)
+
+
+def _sum_events(k: Kernel, item: str) -> int:
+    i = _EV[item]
+    return sum(c[i] for c in k.vm_events)
 
 
 def _count(k: Kernel, item: str, n: int = 1) -> None:
@@ -1349,9 +1362,23 @@ def __alloc_pages_direct_compact(k: Kernel, gfp: int, order: int, alloc_flags: i
     """mm/page_alloc.c __alloc_pages_direct_compact(): try_to_compact_pages, then (no capture)
     get_page_from_freelist; COMPACTSTALL unless every zone was skipped, then COMPACTSUCCESS
     (and the zone's deferral reset) or COMPACTFAIL.  Returns (pfn or None, compact_result)."""
+    from mmintro.kernel import psi
+
     if not order:
         return None, COMPACT_SKIPPED
-    result = try_to_compact_pages(k, gfp, order, alloc_flags, ac, prio)
+    # psi_memstall_enter/leave around try_to_compact_pages: the allocating task stalls on memory
+    # for as long as the work takes (the simulator's cost model: COMPACT_SCAN_NS per pfn the
+    # scanners looked at, MIGRATE_NS per page migrated)
+    work = (_sum_events(k, "COMPACTMIGRATE_SCANNED") + _sum_events(k, "COMPACTFREE_SCANNED"),
+            _sum_events(k, "PGMIGRATE_SUCCESS"))
+    flags = psi.psi_memstall_enter(k)
+    try:
+        result = try_to_compact_pages(k, gfp, order, alloc_flags, ac, prio)
+    finally:
+        scanned = _sum_events(k, "COMPACTMIGRATE_SCANNED") + _sum_events(k, "COMPACTFREE_SCANNED") - work[0]
+        migrated = _sum_events(k, "PGMIGRATE_SUCCESS") - work[1]
+        psi.advance(k, scanned * COMPACT_SCAN_NS + migrated * MIGRATE_NS)
+        psi.psi_memstall_leave(k, None, flags)
     if result == COMPACT_SKIPPED:
         return None, result
     _count(k, "COMPACTSTALL")
