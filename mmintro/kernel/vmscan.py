@@ -30,7 +30,9 @@ before the allocating task retries (as if on another CPU that finished first); i
 ``task_struct`` (the [kswapd0] kernel thread) is not modelled.  Swap I/O completes
 synchronously (like a zram or pmem swap device, SWP_SYNCHRONOUS_IO), so an anonymous folio is
 freed in the pass that wrote it.  Large folios are reclaimed whole only from the page cache;
-a large anonymous folio is activated (THP split for swap-out is not modelled).  No slab
+a large anonymous folio is activated (THP split for swap-out is not modelled), and so is a
+shmem/tmpfs folio (shmem_writeout, which swaps shmem out through its page cache, is not
+modelled).  No slab
 shrinkers are run (the simulator's dentry and inode caches keep what is in use), and there is
 no writeback throttling (``reclaim_throttle``) nor ``vmpressure``.
 """
@@ -495,6 +497,11 @@ def shrink_folio_list(k: Kernel, folios: list[int], nid: int, sc: ScanControl,
                 break
             if references == FOLIOREF_KEEP:
                 stat.nr_ref_keep += nr_pages
+                break
+            if not file and not rmap.folio_test_anon(k, pfn):
+                # shmem/tmpfs: the kernel writes it to swap with shmem_writeout(), replacing
+                # the page-cache entry with a swap entry -- not modelled: it stays resident
+                outcome = "activate"
                 break
             # Anonymous process memory has backing store? Try to allocate it swap space.
             if rmap.folio_test_anon(k, pfn) and swap.folio_test(k, pfn, PG_swapbacked):
