@@ -237,6 +237,24 @@ def test_exit_returns_swap_and_memory() -> None:
     assert abs(sum(z.free_pages for z in k.zones[0]) - free0) < 64
 
 
+def test_shmem_stays_resident_under_pressure() -> None:
+    """shmem_writeout is not modelled: reclaim keeps shmem folios (activates them) while it
+    swaps private anonymous memory out around them; the shmem data stays readable."""
+    w = _small()
+    k = w.k
+    swapfile.sys_swapon(k, "/swapfile", 64 << 20)
+    w.spawn("db")
+    w.mmap("db", "shm", 12 << 20, kind="shmem")
+    w.touch("db", "shm", write=True)
+    w.mmap("db", "buf", 40 << 20)
+    w.touch("db", "buf", write=True)
+    w.touch("db", "shm", write=False)
+    assert _events(k, "PSWPOUT") > 0
+    assert memory.get_mm_counter_sum(k, w.proc("db").mm, "MM_SHMEMPAGES") == (12 << 20) >> PAGE_SHIFT
+    _lru_books(k)
+    _swap_books(w)
+
+
 def test_no_swap_means_no_anon_scanning() -> None:
     w = _small()
     k = w.k

@@ -40,7 +40,7 @@ def _err(body: str) -> str:
     ('[[step]]\nexpect = "rss(\'nope\') == 0"\n', 9, "unknown process 'nope' (processes at this step: db)"),
     ('[[step]]\nexit = "db"\n[[step]]\nexpect = "rss(\'db\') == 0"\n', 11, "unknown process 'db'"),
     ('[[step]]\nsysctl = "vm.dirty_ratio"\nvalue = "x"\n', 10, "takes a non-negative integer"),
-    ('[[step]]\nsysctl = "vm.swappiness"\nvalue = 1\n', 9, "unknown tunable 'vm.swappiness'"),
+    ('[[step]]\nsysctl = "vm.vfs_cache_pressure"\nvalue = 1\n', 9, "unknown tunable 'vm.vfs_cache_pressure'"),
     ('[[step]]\nsysctl = "vm.dirty_ratio"\nvalue = 200\n', 10, "is a percentage (0..100), not 200"),
     ('[[step]]\nsysctl = "transparent_hugepage"\nvalue = "sometimes"\n', 10, "one of always, madvise, never"),
     ('[[step]]\ntouch = "heap"\nevery = 2\nfraction = 0.5\n', 8, "touch takes one of every, fraction, count"),

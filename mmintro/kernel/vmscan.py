@@ -30,7 +30,9 @@ before the allocating task retries (as if on another CPU that finished first); i
 ``task_struct`` (the [kswapd0] kernel thread) is not modelled.  Swap I/O completes
 synchronously (like a zram or pmem swap device, SWP_SYNCHRONOUS_IO), so an anonymous folio is
 freed in the pass that wrote it.  Large folios are reclaimed whole only from the page cache;
-a large anonymous folio is activated (THP split for swap-out is not modelled).  No slab
+a large anonymous folio is activated (THP split for swap-out is not modelled), and so is a
+shmem/tmpfs folio (shmem_writeout, which swaps shmem out through its page cache, is not
+modelled).  No slab
 shrinkers are run (the simulator's dentry and inode caches keep what is in use), and there is
 no writeback throttling (``reclaim_throttle``) nor ``vmpressure``.
 """
@@ -496,6 +498,11 @@ def shrink_folio_list(k: Kernel, folios: list[int], nid: int, sc: ScanControl,
             if references == FOLIOREF_KEEP:
                 stat.nr_ref_keep += nr_pages
                 break
+            if not file and not rmap.folio_test_anon(k, pfn):
+                # shmem/tmpfs: the kernel writes it to swap with shmem_writeout(), replacing
+                # the page-cache entry with a swap entry -- not modelled: it stays resident
+                outcome = "activate"
+                break
             # Anonymous process memory has backing store? Try to allocate it swap space.
             if rmap.folio_test_anon(k, pfn) and swap.folio_test(k, pfn, PG_swapbacked):
                 if not swap_state.folio_test_swapcache(k, pfn):
@@ -905,13 +912,32 @@ def kswapd(k: Kernel, nid: int) -> None:
         highest = MAX_NR_ZONES - 1
     _pgdat_set(k, nid, "kswapd_order", 0)
     _pgdat_set(k, nid, "kswapd_highest_zoneidx", MAX_NR_ZONES)
+    # kswapd_try_to_sleep()'s short nap (HZ/10) before this wakeup: woken again within it,
+    # the low watermark was hit quickly
+    from mmintro.kernel import timekeeping
+
+    now = timekeeping.jiffies(k)
+    naps = k.__dict__.setdefault("kswapd_nap", {})
+    if nid in naps and now - naps[nid] < kc.HZ // 10:
+        _ev(k, "KSWAPD_LOW_WMARK_HIT_QUICKLY")
     saved_cpu = k.current_cpu
     k.in_kswapd = True
     try:
-        balance_pgdat(k, nid, alloc_order, highest)
+        reclaim_order = balance_pgdat(k, nid, alloc_order, highest)
     finally:
         k.in_kswapd = False
         k.current_cpu = saved_cpu
+    # kswapd_try_to_sleep(): a node balanced for the order reclaimed lets kswapd nap and
+    # hands the high-order work to kcompactd; one that is not is left with the high
+    # watermark hit quickly, and kswapd sleeps until woken
+    if pgdat_balanced(k, nid, reclaim_order, highest):
+        naps[nid] = timekeeping.jiffies(k)
+        compaction = _optional_compaction()
+        if compaction is not None and hasattr(compaction, "wakeup_kcompactd"):
+            compaction.wakeup_kcompactd(k, nid, alloc_order, highest)
+    else:
+        naps.pop(nid, None)
+        _ev(k, "KSWAPD_HIGH_WMARK_HIT_QUICKLY")
 
 
 def balance_pgdat(k: Kernel, nid: int, order: int, highest_zoneidx: int) -> int:
