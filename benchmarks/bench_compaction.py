@@ -12,6 +12,12 @@ process's pages (the `compaction` scenario's layout, anonymous pages only):
                compaction: the allocation's wall time and the pages it migrated
   compact_all  vm.compact_memory over the whole zone (sync, both scanners end to end):
                pages migrated per second, pages scanned per second
+
+Measured (512M, the shared 2-core machine, Python 3.11): migrate 6,400 folios/s when the machine
+was quiet (2,900/s at load 5); direct 41 ms (62 ms loaded) for an order-9 allocation that migrated
+124-256 pages; compact_all 6,450 pages migrated/s and 31,000 pfns scanned/s quiet (3,400 and 16,500
+loaded).  Most of a migration's time is the rmap walk (anon_vma / i_mmap interval tree) and the
+PTE rewrite through simulated memory.
 """
 
 from __future__ import annotations
