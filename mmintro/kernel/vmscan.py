@@ -934,6 +934,7 @@ def kswapd(k: Kernel, nid: int) -> None:
         naps[nid] = timekeeping.jiffies(k)
         compaction = _optional_compaction()
         if compaction is not None and hasattr(compaction, "wakeup_kcompactd"):
+            compaction.reset_isolation_suitable(k, nid)  # skip hints cleared after a full compaction
             compaction.wakeup_kcompactd(k, nid, alloc_order, highest)
     else:
         naps.pop(nid, None)
