@@ -686,3 +686,35 @@ def test_direct_compaction_is_a_memory_stall_of_the_allocating_task() -> None:
     assert work_us > 0
     for kind in ("some", "full"):
         assert after[kind]["total"] - before[kind]["total"] == pytest.approx(work_us, abs=2)
+
+
+def test_reset_isolation_suitable_clears_the_hints_after_a_full_pass() -> None:
+    """A direct compaction whose scanners met sets compact_blockskip_flush; kswapd going to
+    sleep (reset_isolation_suitable) then clears the skip hint of every block that holds an
+    LRU page or a free page, once, and points the cached scanners at the first such blocks."""
+    k, w, z = fragmented_small(seed=17)
+    mm = w.proc("p").mm
+    a = w.mapping("p", "a")
+    pinned = [pte_pfn(k, mm, a.start + i * PAGE) for i in range(a.length // PAGE)]
+    for pfn in pinned:
+        rmap.folio_get(k, pfn)  # nothing can move: the pass completes without success
+    assert k.alloc_pages("GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_NOWARN", 9) is None
+    zc = C.zone_compact(k, z)
+    assert zc.blockskip_flush
+    blocks = range(z.start_pfn >> 9, (z.end_pfn + 511) >> 9)
+    skipped = [b for b in blocks if k.pageblock_flags[b] & C.PB_COMPACT_SKIP]
+    assert skipped
+    C.reset_isolation_suitable(k, 0)
+    assert not zc.blockskip_flush
+    left = [b for b in blocks if k.pageblock_flags[b] & C.PB_COMPACT_SKIP]
+    assert len(left) < len(skipped)
+    for b in set(skipped) - set(left):  # a cleared block holds an LRU page or a free block
+        lo = b << 9
+        assert any(swap.folio_test(k, p, swap.PG_lru) for p in range(lo, lo + 512) if p not in z.free_order
+                   and rmap.folio_ref_count(k, p) > 0) or any(lo <= p < lo + 512 for p in z.free_order)
+    assert zc.init_migrate_pfn == zc.cached_migrate_pfn[0] == zc.cached_migrate_pfn[1] >= z.start_pfn
+    left_again = list(left)
+    C.reset_isolation_suitable(k, 0)  # compact_blockskip_flush is clear now: nothing changes
+    assert [b for b in blocks if k.pageblock_flags[b] & C.PB_COMPACT_SKIP] == left_again
+    for pfn in pinned:
+        rmap.folio_put(k, pfn)
