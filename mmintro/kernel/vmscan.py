@@ -806,8 +806,15 @@ def wakeup_flusher_threads(k: Kernel) -> None:
 def shrink_zones(k: Kernel, zones: list[ZoneState], sc: ScanControl) -> None:
     """mm/vmscan.c shrink_zones(): each node once, for the zones the request may use."""
     last_nid = None
+    compaction = _optional_compaction()
     for z in zones:
         if z.idx > sc.reclaim_idx or (sc.nodemask is not None and z.nid not in sc.nodemask):
+            continue
+        # A costly-order request stops reclaiming a zone where compaction has what it needs
+        # (or the allocation would already succeed): compaction_ready()
+        if (compaction is not None and sc.order > PAGE_ALLOC_COSTLY_ORDER and not sc.kswapd
+                and compaction.compaction_ready(k, z, sc.order, sc.reclaim_idx, sc.gfp_mask)):
+            sc.compaction_ready = True
             continue
         if z.nid == last_nid:
             continue
