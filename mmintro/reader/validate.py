@@ -501,15 +501,15 @@ def _node_stat(prog: Program, pgdat: Object, item: int) -> int:
 def _uses_node_lruvec(prog: Program) -> bool:
     """The LRU pages are on ``pgdat->__lruvec`` only without memcg (mem_cgroup_disabled())
     and without the multi-gen LRU."""
-    if "root_mem_cgroup" in prog.symbols.by_name and prog["root_mem_cgroup"].value_():
-        return False
-    if "lru_gen_caps" in prog.symbols.by_name:
+    syms = prog.symbols.by_name
+    if "root_mem_cgroup" in syms:  # CONFIG_MEMCG: the lists are per memcg once it is set up
         try:
-            if prog["lru_gen_caps"][0].key.enabled.counter.value_():
+            if prog.read_u64(syms["root_mem_cgroup"].address):
                 return False
-        except (AttributeError, LookupError, FaultError):
+        except FaultError:
             return False
-    return True
+    # CONFIG_LRU_GEN: the folios may be on lrugen lists instead (lru_gen_caps' static keys)
+    return "lru_gen_caps" not in syms
 
 
 def check_lru(prog: Program) -> list[Finding]:
