@@ -20,8 +20,8 @@ snapshot (``mmintro verify``).  Every walk is bounded.  The rules are the kernel
 * per-CPU page lists: ``pcp->count`` is the pages on ``pcp->lists[*]``;
 * mms: ``total_vm`` (and hiwater_vm) at most TASK_SIZE_MAX >> PAGE_SHIFT pages, data_vm +
   exec_vm + stack_vm <= total_vm (vm_stat_account counts each VMA in at most one of them),
-  the RSS counters non-negative; in ``mmintro verify`` also total_vm = the pages of the VMAs and the
-  page tables walked without loops or tables outside RAM;
+  total_vm = the pages of the VMAs (walked), the RSS counters non-negative; in ``mmintro
+  verify`` also the page tables scanned without loops or tables outside RAM;
 * slab caches (mm/slub.c): nr_partial = the slabs on n->partial, nr_slabs and total_objects
   non-negative, nr_partial <= nr_slabs, total_objects <= nr_slabs * oo_objects(s->oo), each
   partial slab 0 <= inuse <= objects;
@@ -283,7 +283,8 @@ def _task_where(task: Object) -> str:
 
 def check_mm(task: Object) -> list[Finding]:
     """What ps, status and vm print of a task's ``struct mm_struct``: its VM page counts
-    within the user address space, and its RSS counters."""
+    within the user address space, total_vm against its VMAs (:func:`check_vmas`), and its
+    RSS counters."""
     from mmintro.reader.helpers.task import get_mm_counter_sum
 
     mm = task.mm
@@ -316,6 +317,8 @@ def check_mm(task: Object) -> list[Finding]:
     if rss > limit:
         out.append(Finding("mm", where, f"the RSS counters sum to {rss} pages, more than the {limit} pages below "
                            f"TASK_SIZE_MAX", "a page is counted once per mapping of a user address"))
+    if total_vm <= limit:
+        out += check_vmas(task)
     return out
 
 

