@@ -37,9 +37,9 @@ U64 = (1 << 64) - 1
 def snap(tmp_path_factory) -> str:
     w = Workload(boot(MachineConfig(ram=256 << 20, nodes=1, cpus=2, seed=3)))
     w.swapon("/swapfile", 16 << 20)
-    w.alloc("ballast", order=9, count=96)  # all but ~24M held: the touches below push anon pages to swap
+    w.alloc("ballast", order=9, count=100)  # all but ~16M held: the touch below pushes anon pages to swap
     w.spawn("app", heap=1 << 20)
-    w.mmap("app", "buf", 28 << 20)
+    w.mmap("app", "buf", 12 << 20)
     w.touch("app", "buf", write=True)
     w.create_file("log", "/var/log/app.log", 1 << 20)
     w.read("log")
