@@ -218,12 +218,23 @@ def test_total_vm_against_the_vmas(copy) -> None:
     _verify_finds(copy, "mm", "total_vm is 4294967295 pages")
 
 
+def test_oom_score_adj_out_of_range(copy) -> None:
+    with open_snapshot(copy) as prog:
+        t = _task(prog)
+        pid = str(t.pid.value_())
+        _poke(prog, copy, t.signal.oom_score_adj.address_, 5000, size=prog.types.sizeof("short"))
+    _finds(("oom-score", copy, pid), "signal->oom_score_adj is 5000", "OOM_SCORE_ADJ_MAX (1000)", check="mm")
+    _finds(("oom-scores", copy), "signal->oom_score_adj is 5000", check="mm")
+    _verify_finds(copy, "mm", "oom_score_adj is 5000")
+
+
 def test_page_table_loop(copy) -> None:
     """A PMD entry pointing at its own table: verify's bounded scan names it."""
     from mmintro.reader.helpers.pgtable import mm_pgd_phys
 
     with open_snapshot(copy) as prog:
         t = _task(prog)
+        pid = str(t.pid.value_())
         pgd = mm_pgd_phys(t.mm)
         va = next(start for start, end in _vmas(t) if end - start >= 4 << 20)  # the touched mapping
         pa_pmd = _pmd_entry_phys(prog, pgd, va)
@@ -233,6 +244,8 @@ def test_page_table_loop(copy) -> None:
             f.seek(seg.offset + pa_pmd - seg.paddr)
             f.write(struct.pack("<Q", (entry & 0xFFF) | (pa_pmd & ~0xFFF)))
     _verify_finds(copy, "page_tables")
+    r = run("smaps", copy, pid, ok=False)  # smaps goes on past the loop: the finding after the report
+    assert r.exit_code == 3 and "# finding: page_tables: pid " in r.stdout, (r.stdout[-500:], r.stderr)
 
 
 def _vmas(task) -> list[tuple[int, int]]:

@@ -50,6 +50,7 @@ __all__ = [
     "check_lru",
     "check_meminfo",
     "check_mm",
+    "check_oom_score_adj",
     "check_pcp",
     "check_slab_cache",
     "check_swap",
@@ -320,6 +321,20 @@ def check_mm(task: Object) -> list[Finding]:
     if total_vm <= limit:
         out += check_vmas(task)
     return out
+
+
+def check_oom_score_adj(task: Object) -> list[Finding]:
+    """``signal->oom_score_adj`` within OOM_SCORE_ADJ_MIN..OOM_SCORE_ADJ_MAX."""
+    sig = task.signal
+    if not sig.value_():
+        return []
+    adj = sig.oom_score_adj.value_()
+    lo, hi = -1000, 1000  # include/uapi/linux/oom.h OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_MAX
+    if lo <= adj <= hi:
+        return []
+    return [Finding("mm", _task_where(task), f"signal->oom_score_adj is {adj}",
+                    "fs/proc/base.c __set_oom_adj(): OOM_SCORE_ADJ_MIN (-1000) <= oom_score_adj <= "
+                    "OOM_SCORE_ADJ_MAX (1000)")]
 
 
 def check_vmas(task: Object) -> list[Finding]:

@@ -78,6 +78,7 @@ def _tasks(prog: Program) -> list[V.Finding]:
         seen.add(mm)
         where = _guard_where(t)
         out += _guard("mm", where, V.check_mm, t)  # with check_vmas
+        out += _guard("mm", where, V.check_oom_score_adj, t)
         out += _guard("page_tables", where, V.check_page_tables, t)
     return out
 
