@@ -49,6 +49,7 @@ __all__ = [
     "check_free_area",
     "check_lru",
     "check_meminfo",
+    "check_nr_free",
     "check_mm",
     "check_oom_score_adj",
     "check_pcp",
