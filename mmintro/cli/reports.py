@@ -381,10 +381,12 @@ def _pid_command(name: str, doc: str):  # type: ignore[no-untyped-def]
                     text, data, findings = fn(prog, pid)
                 except LookupError as e:
                     raise MmintroError(str(e)) from None
+                if findings:  # a corrupt page table: the report as far as it goes, then the findings (exit 3)
+                    from mmintro.reader.validate import Finding, note
+
+                    note(prog, [Finding("page_tables", f"pid {pid}", f, "arch/x86: each page table is a page of "
+                                        "RAM with one parent entry at the level above") for f in findings])
                 emit(text, data, as_json)
-                if findings:  # a corrupt page table: the report as far as it goes, one line, exit 1
-                    click.echo(f"mmintro: error: pid {pid}: {'; '.join(findings)}", err=True)
-                    raise click.exceptions.Exit(1)
 
         return cmd
 

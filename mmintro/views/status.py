@@ -395,6 +395,9 @@ def status(prog: Program, pid: int) -> list[StatusLine]:
     task = find_task(prog, pid)
     if task is None:
         raise LookupError(f"no task with pid {pid}")
+    from mmintro.reader.validate import check_mm, note
+
+    note(prog, check_mm(task))  # the Vm*/Rss* counts within the user address space
     comm = task.comm.string_().decode(errors="replace")
     tgid = task.tgid.value_()
     ppid = task.real_parent.tgid.value_() if task.real_parent.value_() else 0  # pid_alive -> real_parent's tgid
