@@ -409,8 +409,10 @@ def smaps_rollup(prog, pid):  # type: ignore[no-untyped-def]
     return smaps_view.render_rollup(start, end, st), data, findings
 
 
-@_pid_command("status", "/proc/PID/status: Name, State, ids, the Vm*/Rss* lines of task_mem(), HugetlbPages, "
-              "Threads, cpus and mems allowed (lines the snapshot does not model are left out).")
+@_pid_command("status", "/proc/PID/status as 6.18's proc_pid_status prints it: Name, Umask, State, ids, creds, "
+              "FDSize, Groups, NS*, the Vm*/Rss* lines of task_mem(), signals, capabilities, seccomp, "
+              "speculation, cpus and mems allowed, context switches (a line whose structure the snapshot lacks is "
+              "left out).")
 def status(prog, pid):  # type: ignore[no-untyped-def]
     lines = status_view.status(prog, pid)
     return status_view.render(lines), {ln.name: (ln.kb if ln.kb is not None else ln.value) for ln in lines}, []

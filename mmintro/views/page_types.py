@@ -61,6 +61,7 @@ _COPY = (("LOCKED", "PG_locked"), ("DIRTY", "PG_dirty"), ("UPTODATE", "PG_uptoda
          ("PRIVATE", "PG_private"), ("PRIVATE_2", "PG_private_2"), ("OWNER_PRIVATE", "PG_owner_priv_1"),
          ("ARCH", "PG_arch_1"), ("IDLE_PAGE", "PG_idle"))
 MAX_PAGE_ORDER = 10  # include/linux/mmzone.h (x86-64 default)
+_CHUNK = 8192  # struct pages per vectorised step (512 KiB: the passes after the first stay in L2)
 
 
 class PageTypesRow(NamedTuple):
@@ -274,26 +275,32 @@ def page_types(prog: Program, kpf: bool = False, raw: bool = False) -> list[Page
                                                          << np.uint64(_TYPE_SHIFT), np.uint64(0))
 
     # one pass per section, into buffers allocated once (fresh temporaries of this size would
-    # each be mmap'ed and page-faulted by malloc)
+    # each be mmap'ed and page-faulted by malloc); the key is built as two u32 halves: the
+    # flags (every PG_* bit is below bit 32) and the page type byte -- typed when
+    # (int)page_type < PAGE_TYPE_LIMIT, i.e. its top byte is 0x80 .. 0xfe
     n = g.pages_per_section
+    if fl.flag_mask >> 32 or lay.type_shift not in (0, 32):
+        raise ValueError("page flags above bit 31 or a misaligned page_type: not a 6.18 struct page")
     key = np.empty(n, dtype=np.uint64)
-    tmp64 = np.empty(n, dtype=np.uint64)
-    tmp32 = np.empty(n, dtype=np.uint32)
+    key32 = key.view(np.uint32).reshape(n, 2)
+    mask32 = np.uint32(fl.flag_mask)
+    top_rel = np.empty(n, dtype=np.uint8)
     typed = np.empty(n, dtype=bool)
     tail8 = np.empty(n, dtype=np.uint8)
-    pt_col = 2 * lay.w_type + lay.type_shift // 32  # page_type as a u32 column
+    flags_col = 2 * lay.w_flags  # the low u32 of page->flags
+    top_byte = 8 * lay.w_type + lay.type_shift // 8 + 3  # page_type's top byte (little-endian)
+    chunk = min(n, _CHUNK)
     for start_pfn, w in _section_words(prog, lay, False):
         assert w is not None
-        w32 = w.view(np.uint32)
-        np.bitwise_and(w[:, lay.w_flags], mask, out=key)
-        pt = w32[:, pt_col]
-        np.less(pt.view(np.int32), PAGE_TYPE_LIMIT, out=typed)
-        np.right_shift(pt, 24, out=tmp32)
-        np.multiply(tmp32, typed, out=tmp32)
-        tmp64[:] = tmp32
-        np.left_shift(tmp64, np.uint64(_TYPE_SHIFT), out=tmp64)
-        np.bitwise_or(key, tmp64, out=key)
-        np.bitwise_and(w.view(np.uint8)[:, 8 * lay.w_ch], 1, out=tail8)
+        for o in range(0, n, chunk):  # chunks small enough that the later passes hit the L2 cache
+            e = o + chunk
+            w8 = w[o:e].view(np.uint8)
+            np.bitwise_and(w[o:e].view(np.uint32)[:, flags_col], mask32, out=key32[o:e, 0])
+            top = w8[:, top_byte]
+            np.subtract(top, np.uint8(0x80), out=top_rel[o:e])
+            np.less(top_rel[o:e], np.uint8(0x7F), out=typed[o:e])
+            np.multiply(top, typed[o:e], out=key32[o:e, 1], casting="unsafe")
+            np.bitwise_and(w8[:, 8 * lay.w_ch], 1, out=tail8[o:e])
         if tail8.any():
             tail, hidx, ch = _heads(prog, lay, w, start_pfn, base)
             own = key.copy()
