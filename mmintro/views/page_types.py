@@ -142,6 +142,9 @@ def _section_words(prog: Program, lay: _Layout, kpf: bool) -> Iterator[tuple[int
     g = section_geometry(prog)
     n = g.pages_per_section
     span = n * lay.size
+    if span > 1 << 30:
+        raise ValueError(f"{n} struct pages per memory section (SECTION_SIZE_BITS {g.section_size_bits}): "
+                         "not a section size of x86-64")
     base = vmemmap(prog).value_()
     try:
         online = 1 << prog.types.const("SECTION_IS_ONLINE_BIT")
@@ -390,9 +393,13 @@ def _kpf_page_types(prog: Program, raw: bool) -> list[PageTypesRow]:
     present = {s.nr: True for s in sections}
     nr_pfns = (sections[-1].nr + 1) * g.pages_per_section if sections else 0
     max_pfn = _symbol_value(prog, "max_pfn") or nr_pfns
+    if max_pfn > nr_pfns:
+        raise ValueError(f"max_pfn {max_pfn:#x} is beyond the last present memory section (pfn {nr_pfns:#x})")
     max_dump_pfn = -(-max_pfn // g.pages_per_section) * g.pages_per_section  # get_max_dump_pfn()
     zero_pfn = _symbol_value(prog, "zero_pfn")
     huge_zero = _symbol_value(prog, "huge_zero_folio") or None
+    huge_zero_pfn = (huge_zero - base) // lay.size if huge_zero is not None and (huge_zero - base) % lay.size == 0 \
+        else None
     u64 = np.uint64
     counter = _Counter()
     cache: dict[int, np.ndarray | None] = {}
@@ -405,6 +412,100 @@ def _kpf_page_types(prog: Program, raw: bool) -> list[PageTypesRow]:
         pt = (words >> u64(lay.type_shift)).astype(np.uint32)
         return np.where(pt.view(np.int32) < PAGE_TYPE_LIMIT, pt >> np.uint32(24), np.uint32(0))
 
+    # kpf_copy_bit(k, KPF_x, PG_y) for every copied flag, as one table per byte of the flags word
+    copy_lut = np.zeros((max((pg for _, pg in copies), default=0) // 8 + 1, 256), dtype=np.uint64)
+    values = np.arange(256)
+    for kb, pg in copies:
+        copy_lut[pg // 8] |= ((values >> (pg % 8) & 1).astype(np.uint64) << np.uint64(kb))
+    chunk = min(g.pages_per_section, _CHUNK)
+    no_type = 0x100  # a page type byte no page has (for a PGTY_* the dump does not define)
+
+    def _kpf_chunk(w: np.ndarray, o: int, e: int, start_pfn: int, tail: np.ndarray, ti: np.ndarray,
+                   hidx: np.ndarray, remote: dict[int, np.ndarray | None]) -> np.ndarray:
+        """stable_page_flags() of the pages [o, e) of one section's struct pages ``w``."""
+        c_ = e - o
+        li = ti[hidx[ti] >= 0]
+        far = ti[hidx[ti] < 0]
+        hl = hidx[li]
+
+        def folio_col(word: int, nxt: bool = False) -> np.ndarray:
+            """A column of page_folio(page) (``nxt``: of its first tail, page[1] of the folio)."""
+            if nxt:
+                out = np.zeros(c_, dtype=np.uint64)
+                top_ = min(e + 1, len(w))
+                out[: top_ - o - 1] = w[o + 1 : top_, word]
+                if len(li):
+                    out[li - o] = w[np.minimum(hl + 1, len(w) - 1), word]
+            else:
+                out = w[o:e, word].copy()
+                if len(li):
+                    out[li - o] = w[hl, word]
+            for i in far.tolist():
+                hw = remote.get(i)
+                if hw is not None:
+                    out[i - o] = hw[1 if nxt else 0, word]
+            return out
+
+        k = folio_col(lay.w_flags)
+        mapping = folio_col(lay.w_mapping)
+        ftw = folio_col(lay.w_type)
+        f1_flags = folio_col(lay.w_flags_1, nxt=True)
+        f1_lm = folio_col(lay.w_large_mapcount, nxt=True)
+        ftop = top(ftw)
+        own_top = top(w[o:e, lay.w_type])
+        large = bit(k, c["PG_head"]).astype(bool)
+        u = np.zeros(c_, dtype=np.uint64)
+        # page_mapped(): folio_mapped -- _mapcount >= 0 of a small folio, _large_mapcount >= 0 of a large one
+        mc_small = (ftw >> u64(lay.type_shift)).astype(np.uint32).view(np.int32)
+        mc_large = (f1_lm >> u64(lay.large_mapcount_shift)).astype(np.uint32).view(np.int32)
+        mapped = np.where(large, mc_large >= 0, (mc_small >= 0) & (ftop == 0))
+        u |= mapped.astype(np.uint64) << u64(KPF["MMAP"])
+        u |= (mapping & u64(1)) << u64(KPF["ANONYMOUS"])
+        u |= ((mapping & u64(3)) == u64(3)).astype(np.uint64) << u64(KPF["KSM"])
+        u |= np.where(tail, u64(1 << KPF["COMPOUND_TAIL"]), bit(k, c["PG_head"]) << u64(KPF["COMPOUND_HEAD"]))
+        huge = ftop == np.uint32(c["PGTY_hugetlb"] or no_type)
+        thp = ~huge & large & bit(f1_flags, c["PG_large_rmappable"]).astype(bool)
+        u |= huge.astype(np.uint64) << u64(KPF["HUGE"])
+        u |= thp.astype(np.uint64) << u64(KPF["THP"])
+        lo_, hi_ = start_pfn + o, start_pfn + e
+        if (zero_pfn is not None and lo_ <= zero_pfn < hi_) or (huge_zero_pfn is not None and (
+                lo_ <= huge_zero_pfn < hi_ or len(li) or len(far))):
+            folio_pfn = np.arange(start_pfn + o, start_pfn + e, dtype=np.int64)
+            folio_pfn[li - o] = start_pfn + hl
+            folio_pfn[far - o] = -1
+            if huge_zero_pfn is not None:  # is_huge_zero_folio()
+                hz = ~huge & ~thp & (folio_pfn == huge_zero_pfn)
+                u |= hz.astype(np.uint64) * u64(1 << KPF["ZERO_PAGE"] | 1 << KPF["THP"])
+                thp |= hz
+            if zero_pfn is not None:  # is_zero_folio()
+                u |= (~huge & ~thp & (folio_pfn == zero_pfn)).astype(np.uint64) << u64(KPF["ZERO_PAGE"])
+        # PageBuddy(page), or a page inside a free block: page_count 0 and is_free_buddy_page()
+        buddy = own_top == np.uint32(c["PGTY_buddy"] or no_type)
+        heads = np.flatnonzero(buddy)
+        if len(heads):
+            in_block = np.zeros(c_ + 1, dtype=np.int32)
+            order = w[heads + o, lay.w_private]
+            ok = order <= u64(MAX_PAGE_ORDER)
+            hs = heads[ok]
+            np.add.at(in_block, hs, 1)
+            np.add.at(in_block, np.minimum(hs + (1 << order[ok].astype(np.int64)), c_), -1)
+            refcount = (ftw >> u64(lay.refcount_shift)).astype(np.uint32)
+            buddy |= (np.cumsum(in_block[:c_]) > 0) & (refcount == 0)
+        u |= buddy.astype(np.uint64) << u64(KPF["BUDDY"])
+        u |= (own_top == np.uint32(c["PGTY_offline"] or no_type)).astype(np.uint64) << u64(KPF["OFFLINE"])
+        u |= (own_top == np.uint32(c["PGTY_table"] or no_type)).astype(np.uint64) << u64(KPF["PGTABLE"])
+        u |= (ftop == np.uint32(c["PGTY_slab"] or no_type)).astype(np.uint64) << u64(KPF["SLAB"])
+        k8 = k.view(np.uint8).reshape(c_, 8)
+        for byte, table in enumerate(copy_lut):  # the kpf_copy_bit()s, one table lookup per flags byte
+            u |= table[k8[:, byte]]
+        if c["PG_swapcache"] is not None and c["PG_swapbacked"] is not None:
+            sc = u64(1 << c["PG_swapcache"] | 1 << c["PG_swapbacked"])
+            u |= ((k & sc) == sc).astype(np.uint64) << u64(KPF["SWAPCACHE"])
+        for i in far.tolist():
+            if remote.get(i) is None:  # stable_page_flags() of a folio it cannot find: the tail bit alone
+                u[i - o] = u64(1 << KPF["COMPOUND_TAIL"])
+        return u
+
     for start_pfn, w in _section_words(prog, lay, True):
         n = g.pages_per_section
         if start_pfn >= max_dump_pfn:
@@ -415,93 +516,16 @@ def _kpf_page_types(prog: Program, raw: bool) -> list[PageTypesRow]:
             counter.add_const(1 << KPF["NOPAGE"], min(n, max_dump_pfn - start_pfn))
             continue
         tail, hidx, ch = _heads(prog, lay, w, start_pfn, base)
-        # the folio of each page (page_folio): its own words, or its head's and the head's first
-        # tail's (folio->_flags_1, _large_mapcount); gathered for tail pages only
         ti = np.flatnonzero(tail)
-        li = ti[hidx[ti] >= 0]
-        far = ti[hidx[ti] < 0]
-        hl = hidx[li]
-        remote: list[tuple[int, np.ndarray]] = []
-        bad = np.zeros(n, dtype=bool)
-        if len(far):
-            _remote_heads(prog, lay, ch[far], base, nr_pfns, present, cache)
-            for i in far.tolist():
-                hw = cache.get(int(ch[i]) - 1)
-                if hw is None:  # no folio to read (a corrupt compound_head): only the tail bit
-                    bad[i] = True
-                else:
-                    remote.append((i, hw))
-
-        def folio_col(word: int, nxt: bool = False) -> np.ndarray:
-            col = w[:, word]
-            if nxt:
-                out = np.zeros(n, dtype=np.uint64)
-                out[:-1] = col[1:]
-            else:
-                out = col.copy()
-            if len(li):
-                out[li] = out[hl] if nxt else col[hl]
-            for i, hw in remote:
-                out[i] = hw[1 if nxt else 0, word]
-            return out
-
-        k = folio_col(lay.w_flags)
-        mapping = folio_col(lay.w_mapping)
-        ftw = folio_col(lay.w_type)
-        f1_flags = folio_col(lay.w_flags_1, nxt=True)
-        f1_lm = folio_col(lay.w_large_mapcount, nxt=True)
-        ftop = top(ftw)
-        own_top = top(w[:, lay.w_type])
-        large = bit(k, c["PG_head"]).astype(bool)
-        u = np.zeros(n, dtype=np.uint64)
-        # page_mapped(): folio_mapped -- _mapcount >= 0 of a small folio, _large_mapcount >= 0 of a large one
-        mc_small = (ftw >> u64(lay.type_shift)).astype(np.uint32).view(np.int32)
-        mc_large = (f1_lm >> u64(lay.large_mapcount_shift)).astype(np.uint32).view(np.int32)
-        mapped = np.where(large, mc_large >= 0, (mc_small >= 0) & (ftop == 0))
-        u |= mapped.astype(np.uint64) << u64(KPF["MMAP"])
-        anon = (mapping & u64(1)).astype(bool)
-        u |= anon.astype(np.uint64) << u64(KPF["ANONYMOUS"])
-        u |= ((mapping & u64(3)) == u64(3)).astype(np.uint64) << u64(KPF["KSM"])
-        u |= np.where(tail, u64(1 << KPF["COMPOUND_TAIL"]), bit(k, c["PG_head"]) << u64(KPF["COMPOUND_HEAD"]))
-        huge = ftop == np.uint32(c["PGTY_hugetlb"] or 0x100)
-        thp = ~huge & large & bit(f1_flags, c["PG_large_rmappable"]).astype(bool)
-        u |= huge.astype(np.uint64) << u64(KPF["HUGE"])
-        u |= thp.astype(np.uint64) << u64(KPF["THP"])
-        if huge_zero is not None or zero_pfn is not None:
-            folio_pfn = np.arange(start_pfn, start_pfn + n, dtype=np.int64)
-            folio_pfn[li] = start_pfn + hl
-            folio_pfn[far] = -1
-            if huge_zero is not None and (huge_zero - base) % lay.size == 0:  # is_huge_zero_folio()
-                hz = ~huge & ~thp & (folio_pfn == (huge_zero - base) // lay.size)
-                u |= hz.astype(np.uint64) * u64(1 << KPF["ZERO_PAGE"] | 1 << KPF["THP"])
-                thp |= hz
-            if zero_pfn is not None:  # is_zero_folio()
-                z = ~huge & ~thp & (folio_pfn == zero_pfn)
-                u |= z.astype(np.uint64) << u64(KPF["ZERO_PAGE"])
-        # PageBuddy(page), or a page inside a free block: page_count 0 and is_free_buddy_page()
-        buddy = own_top == np.uint32(c["PGTY_buddy"] or 0x100)
-        in_block = np.zeros(n + 1, dtype=np.int32)
-        heads = np.flatnonzero(buddy)
-        order = w[heads, lay.w_private]
-        ok = order <= u64(MAX_PAGE_ORDER)
-        hs, ends = heads[ok], np.minimum(heads[ok] + (1 << order[ok].astype(np.int64)), n)
-        np.add.at(in_block, hs, 1)
-        np.add.at(in_block, ends, -1)
-        refcount = (ftw >> u64(lay.refcount_shift)).astype(np.uint32)
-        buddy |= (np.cumsum(in_block[:n]) > 0) & (refcount == 0)
-        u |= buddy.astype(np.uint64) << u64(KPF["BUDDY"])
-        u |= (own_top == np.uint32(c["PGTY_offline"] or 0x100)).astype(np.uint64) << u64(KPF["OFFLINE"])
-        u |= (own_top == np.uint32(c["PGTY_table"] or 0x100)).astype(np.uint64) << u64(KPF["PGTABLE"])
-        u |= (ftop == np.uint32(c["PGTY_slab"] or 0x100)).astype(np.uint64) << u64(KPF["SLAB"])
-        for kb, pg in copies:
-            u |= bit(k, pg) << u64(kb)
-        if c["PG_swapcache"] is not None and c["PG_swapbacked"] is not None:
-            sc = u64(1 << c["PG_swapcache"] | 1 << c["PG_swapbacked"])
-            u |= ((k & sc) == sc).astype(np.uint64) << u64(KPF["SWAPCACHE"])
-        if bad.any():  # stable_page_flags() on a folio it cannot find: the tail bit alone
-            u[bad] = u64(1 << KPF["COMPOUND_TAIL"])
+        remote: dict[int, np.ndarray | None] = {}
+        far_all = ti[hidx[ti] < 0]
+        if len(far_all):
+            _remote_heads(prog, lay, ch[far_all], base, nr_pfns, present, cache)
+            remote = {i: cache.get(int(ch[i]) - 1) for i in far_all.tolist()}
         m = min(n, max_dump_pfn - start_pfn)
-        counter.add(u[:m])
+        for o in range(0, m, chunk):  # buddy blocks (<= MAX_PAGE_ORDER) never straddle a chunk
+            e = min(o + chunk, m)
+            counter.add(_kpf_chunk(w, o, e, start_pfn, tail[o:e], ti[(ti >= o) & (ti < e)], hidx, remote))
     counter.add_const(1 << KPF["NOPAGE"], max(0, max_dump_pfn - seen))
     totals: dict[int, int] = {}
     for flags, count in counter.result():
