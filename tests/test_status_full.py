@@ -74,7 +74,7 @@ def test_status_lines_come_from_the_bytes_drgn_reads(sim) -> None:  # type: igno
     """The credentials, signal handlers and limits are where drgn finds them: each process's
     real_cred is an object of the cred cache, copied from init_cred; a thread shares its leader's
     cred and sighand; a forked process has its own."""
-    drgn = pytest.importorskip("drgn")
+    pytest.importorskip("drgn")
     from drgn.helpers.linux.pid import find_task
     from drgn.helpers.linux.slab import slab_object_info
 
@@ -124,7 +124,7 @@ def test_exit_returns_creds_and_sighand(tmp_path) -> None:  # type: ignore[no-un
 def test_secondary_idle_tasks_are_task_struct_cache_objects(sim) -> None:  # type: ignore[no-untyped-def]
     """fork_idle: CPU 1's idle task is an object of the task_struct cache (drgn's
     slab_object_info), CPU 0's is init_task in .data; both are their runqueue's idle."""
-    drgn = pytest.importorskip("drgn")
+    pytest.importorskip("drgn")
     from drgn.helpers.linux.percpu import per_cpu
     from drgn.helpers.linux.slab import slab_object_info
 
