@@ -136,13 +136,14 @@ def _stable_page_flags_drgn(path: str) -> Counter:
 
     out: Counter = Counter()
     present = set()
+    from drgn import FaultError
+
     for pfn in range(0, max_dump_pfn, pages_per_section):
         try:
-            page = pfn_to_page(d, pfn)
-            page.flags.f.value_()
-            present.add(pfn // pages_per_section)
-        except Exception:  # noqa: BLE001 -- no memory map here: KPF_NOPAGE
-            pass
+            pfn_to_page(d, pfn).flags.f.value_()
+        except FaultError:  # no memory map here: KPF_NOPAGE
+            continue
+        present.add(pfn // pages_per_section)
     for pfn in range(max_dump_pfn):
         if pfn // pages_per_section not in present:
             out[1 << bit["NOPAGE"]] += 1
@@ -171,9 +172,7 @@ def _stable_page_flags_drgn(path: str) -> Counter:
             u |= 1 << bit["THP"]
         elif head.value_() == pfn_to_page(d, zero_pfn).value_():
             u |= 1 << bit["ZERO_PAGE"]
-        if ptype(page) == c["PGTY_buddy"]:
-            u |= 1 << bit["BUDDY"]
-        elif head._refcount.counter.value_() == 0 and is_free_buddy_page(page, pfn):
+        if ptype(page) == c["PGTY_buddy"] or head._refcount.counter.value_() == 0 and is_free_buddy_page(page, pfn):
             u |= 1 << bit["BUDDY"]
         if ptype(page) == c["PGTY_offline"]:
             u |= 1 << bit["OFFLINE"]

@@ -59,7 +59,7 @@ def _lines(text: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("role", ["parent", "child"])
 def test_simulated_status_has_the_guests_lines_and_values(sim, real_dump, role: str) -> None:  # type: ignore[no-untyped-def]
-    k, w, prog, _ = sim
+    _k, w, prog, _ = sim
     want = _lines(real_dump.proc("status", real_dump.pids[role]))
     pid = w.procs["workload" if role == "parent" else "child"].pid
     got = _lines(status_view.render(status_view.status(prog, pid)))
@@ -80,7 +80,7 @@ def test_status_lines_come_from_the_bytes_drgn_reads(sim) -> None:  # type: igno
 
     from mmintro.crosscheck import open_drgn
 
-    k, w, prog, path = sim
+    _k, w, _prog, path = sim
     d = open_drgn(f"{path}.vmcore", f"{path}.vmlinux")
     init_cred = d["init_cred"]
     assert init_cred.cap_effective.val.value_() == CAP_FULL_SET and init_cred.uid.val.value_() == 0

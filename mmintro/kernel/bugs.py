@@ -27,7 +27,7 @@ __all__ = ["cpu_select_mitigations", "setup_force_cpu_bug"]
 X86_BUG_SPECTRE_V1 = 15  # arch/x86/include/asm/cpufeatures.h: X86_BUG(15)
 
 
-def setup_force_cpu_bug(k: "Kernel", bug: int) -> None:
+def setup_force_cpu_bug(k: Kernel, bug: int) -> None:
     """Set X86_BUG(bug) in boot_cpu_data.x86_capability (the bug words follow the NCAPINTS
     feature words)."""
     caps = k.T.struct("cpuinfo_x86").walk("x86_capability")[2]
@@ -37,7 +37,7 @@ def setup_force_cpu_bug(k: "Kernel", bug: int) -> None:
     k.kmem.write_bytes(addr, word.to_bytes(4, "little"))
 
 
-def cpu_select_mitigations(k: "Kernel") -> None:
+def cpu_select_mitigations(k: Kernel) -> None:
     """The bug bits and the mitigation globals of the simulated CPU (see the module text), and
     the functions whose presence tells a reader that the kernel has them
     (arch_prctl_spec_ctrl_get, CONFIG_X86_USER_SHADOW_STACK's arch_proc_pid_thread_features)."""

@@ -38,7 +38,7 @@ CAP_FULL_SET = (1 << (CAP_LAST_CAP + 1)) - 1
 _IDS = ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")
 
 
-def init_cred(k: "Kernel") -> int:
+def init_cred(k: Kernel) -> int:
     """kernel/cred.c ``init_cred``, ``init_groups`` and kernel/ucount.c ``init_ucounts`` in
     .data; init_task's ``real_cred`` and ``cred`` point at init_cred (INIT_TASK)."""
     km = k.kmem
@@ -61,13 +61,13 @@ def init_cred(k: "Kernel") -> int:
     return cred
 
 
-def _add(k: "Kernel", addr: int, struct: str, path: str, delta: int) -> int:
+def _add(k: Kernel, addr: int, struct: str, path: str, delta: int) -> int:
     v = k.kmem.get(addr, struct, path) + delta
     k.kmem.set(addr, struct, path, v)
     return v
 
 
-def _ucount_nproc(k: "Kernel", tsk: int, delta: int) -> None:
+def _ucount_nproc(k: Kernel, tsk: int, delta: int) -> None:
     """inc_rlimit_ucounts / dec_rlimit_ucounts(task_ucounts(p), UCOUNT_RLIMIT_NPROC, delta)."""
     cred = k.kmem.get(tsk, "task_struct", "real_cred")
     uc = k.kmem.get(cred, "cred", "ucounts") if cred else 0
@@ -75,7 +75,7 @@ def _ucount_nproc(k: "Kernel", tsk: int, delta: int) -> None:
         _add(k, uc, "ucounts", f"rlimit[{k.T.const('UCOUNT_RLIMIT_NPROC')}].counter", delta)
 
 
-def prepare_creds(k: "Kernel", old: int) -> int:
+def prepare_creds(k: Kernel, old: int) -> int:
     """kernel/cred.c prepare_creds(): a copy of ``old`` from cred_jar with usage 1, taking
     references on its group_info and ucounts."""
     km = k.kmem
@@ -88,7 +88,7 @@ def prepare_creds(k: "Kernel", old: int) -> int:
     return new
 
 
-def copy_creds(k: "Kernel", tsk: int, clone_thread: bool = False) -> None:
+def copy_creds(k: Kernel, tsk: int, clone_thread: bool = False) -> None:
     """kernel/cred.c copy_creds() for ``tsk``, whose ``cred`` / ``real_cred`` were copied from
     its creator by dup_task_struct (a task made from nothing takes init_cred's)."""
     km = k.kmem
@@ -104,7 +104,7 @@ def copy_creds(k: "Kernel", tsk: int, clone_thread: bool = False) -> None:
     _ucount_nproc(k, tsk, 1)
 
 
-def exit_creds(k: "Kernel", tsk: int) -> None:
+def exit_creds(k: Kernel, tsk: int) -> None:
     """release_task()'s dec_rlimit_ucounts(UCOUNT_RLIMIT_NPROC) and __put_task_struct() ->
     exit_creds(): put_cred of real_cred and cred; the last put frees it (put_group_info)."""
     km = k.kmem

@@ -22,7 +22,8 @@ reading each such head once.  No Python code runs per page.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
