@@ -196,7 +196,7 @@ def test_whatis_prints_the_mappers(snap, forward):
     pob = d["page_offset_base"].value_()
     w = run_json("whatis", str(path), hex(pob + (pfn << 12)))  # its direct-map address
     assert w["kind"] == "page"
-    assert {(pid, m["address"]) for m in w["mappers"] for pid in m["pids"]} == want
+    assert {(pid, int(m["address"], 16)) for m in w["mappers"] for pid in m["pids"]} == want
     for pid, a in want:
         comm = next(t.comm.string_().decode() for t in for_each_task(d) if t.pid.value_() == pid)
         assert any(f"mapped by pid {pid} ({comm}) at {a:#x} in VMA" in ln for ln in lines), out

@@ -113,14 +113,23 @@ def page(args: tuple[str, ...], as_json: bool) -> None:
 
 @click.command("page-types")
 @snapshot_argument
+@click.option("--kpf", is_flag=True, help="the kernel tool's KPF_* bits, as /proc/kpageflags exports them "
+              "(stable_page_flags), and its table with long-symbolic-flags")
+@click.option("-r", "--raw", is_flag=True, help="with --kpf: page-types -r (the kernel-hacker bits, overloaded "
+              "flags expanded) instead of its well-known flags")
 @json_option
-def page_types(snapshot: str | None, as_json: bool) -> None:
+def page_types(snapshot: str | None, kpf: bool, raw: bool, as_json: bool) -> None:
     """Pages per combination of flags and page type (like tools/mm/page-types)."""
+    if raw and not kpf:
+        raise click.UsageError("--raw needs --kpf")
     with load(snapshot) as prog:
-        rows = page_types_view.page_types(prog)
-        data = [{col: getattr(r, field) for col, field in page_types_view.COLUMNS.items()} | {"tail": r.tail}
-                for r in rows]
-        emit(page_types_view.render(rows), data, as_json)
+        rows = page_types_view.page_types(prog, kpf=kpf, raw=raw)
+        if kpf:
+            data = [{col: getattr(r, field) for col, field in page_types_view.KPF_COLUMNS.items()} for r in rows]
+        else:
+            data = [{col: getattr(r, field) for col, field in page_types_view.COLUMNS.items()} | {"tail": r.tail}
+                    for r in rows]
+        emit(page_types_view.render(rows, kpf=kpf), data, as_json)
 
 
 @click.command("vtop")
@@ -414,8 +423,10 @@ def smaps_rollup(prog, pid):  # type: ignore[no-untyped-def]
     return smaps_view.render_rollup(start, end, st), data, findings
 
 
-@_pid_command("status", "/proc/PID/status: Name, State, ids, the Vm*/Rss* lines of task_mem(), HugetlbPages, "
-              "Threads, cpus and mems allowed (lines the snapshot does not model are left out).")
+@_pid_command("status", "/proc/PID/status as 6.18's proc_pid_status prints it: Name, Umask, State, ids, creds, "
+              "FDSize, Groups, NS*, the Vm*/Rss* lines of task_mem(), signals, capabilities, seccomp, "
+              "speculation, cpus and mems allowed, context switches (a line whose structure the snapshot lacks is "
+              "left out).")
 def status(prog, pid):  # type: ignore[no-untyped-def]
     lines = status_view.status(prog, pid)
     return status_view.render(lines), {ln.name: (ln.kb if ln.kb is not None else ln.value) for ln in lines}, []
