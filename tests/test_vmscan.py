@@ -175,6 +175,7 @@ def _swap_books(w: Workload) -> None:
     assert swapfile.get_nr_swap_pages(k) == k.kmem.get(k.sym("nr_swap_pages"), "atomic_long_t", "counter")
 
 
+@pytest.mark.slow  # a swap storm in miniature: ~5 s
 def test_swap_out_keeps_every_page_and_its_books() -> None:
     w = _small()
     k = w.k
@@ -211,6 +212,7 @@ def test_swap_out_keeps_every_page_and_its_books() -> None:
     _lru_books(k)
 
 
+@pytest.mark.slow  # a swap storm in miniature: ~5 s
 def test_exit_returns_swap_and_memory() -> None:
     # 88 blocks of ballast, not 90: a process's cred, sighand, files and fs (their slabs) take a few
     # pages more, and with 90 the swap tables (GFP_HIGH, no reclaim) find no page and the machine OOMs
@@ -239,6 +241,7 @@ def test_exit_returns_swap_and_memory() -> None:
     assert abs(sum(z.free_pages for z in k.zones[0]) - free0) < 64
 
 
+@pytest.mark.slow  # a swap storm in miniature: ~5 s
 def test_shmem_stays_resident_under_pressure() -> None:
     """shmem_writeout is not modelled: reclaim keeps shmem folios (activates them) while it
     swaps private anonymous memory out around them; the shmem data stays readable."""
