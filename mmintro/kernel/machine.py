@@ -240,6 +240,7 @@ class Kernel:
         with slub.boot_pagesets(self):  # x86 mem_init() right after memblock_free_all()
             init_64.mem_init(self)
         slub.kmem_cache_init(self)
+        init_task.fork_init_max_threads(self)  # start_kernel() -> fork_init()
         from mmintro.kernel import mmap
 
         mmap.mmap_init(self)  # mm_core_init(); mm_compute_batch_init() (core_initcall)

@@ -26,8 +26,9 @@ arch_proc_pid_thread_features()'s x86_Thread_features(_locked) (``thread.feature
 
 A line is printed when the snapshot holds what it is made of (a NULL ``real_cred``, ``sighand``
 or pgrp pid, no ``ssb_mode`` or ``arch_proc_pid_thread_features`` symbol, no ``thread.features``
-member: those lines are left out rather than invented).  The simulated kernel does not model
-creds, sighand, rlimits or the speculation globals yet, so its snapshots print the lines it has.
+member: those lines are left out rather than invented).  The simulated kernel models them all
+(mmintro.kernel.cred, init_task, fork, bugs) except x86_Thread_features: the pinned reference
+build has no CONFIG_X86_USER_SHADOW_STACK.
 """
 
 from __future__ import annotations
