@@ -100,7 +100,10 @@ names a mapping takes ``process = NAME`` unless only one process exists):
 ``writeback``        "all" | "background": the flusher writes dirty pages back.
 ``sysctl = NAME``    ``value``: vm.nr_hugepages, hugepages-1048576kB, vm.dirty_ratio,
                      vm.dirty_background_ratio, vm.dirty_bytes,
-                     vm.dirty_background_bytes, transparent_hugepage ("always" ...).
+                     vm.dirty_background_bytes, transparent_hugepage ("always" ...),
+                     vm.swappiness, vm.compact_memory (1: compact every zone), vm.compaction_proactiveness
+                     (0..100; non-zero runs kcompactd's proactive compaction),
+                     vm.extfrag_threshold (0..1000).
 ===================  ================================================================
 
 Expectations on processes and files (pages unless said): rss('p') rss_anon('p')
@@ -110,7 +113,11 @@ node_stat('NR_...') (summed over nodes), nr_dirty nr_writeback nr_file_pages dir
 bg_thresh throttled flusher_wakeups hugepages_total hugepages_free hugepages_rsvd hugepages_surp
 hugepages_1g_total hugepages_1g_free anon_thp; the OOM killer: killed('p') (1 once the OOM killer
 killed p), oom_score('p') and oom_score_adj('p') (as /proc/PID/... print them), oom_kills (the
-vm event oom_kill).
+vm event oom_kill).  Compaction: fragindex(o) (a zone's fragmentation index,
+-1000..1000), migrated (folios compaction moved; migrated_anon: the anonymous ones),
+mapping_errors('p') (present PTEs of p onto free or unmapped pages, migrated pages rmap does
+not find where p maps them, or whose file bytes differ) and migrated_mapped('p') (how many of
+p's pages were migrated).
 
 A zone is ``"Normal"`` (on the step's ``node``, else the current CPU's node) or
 ``"Node 1 Normal"``.  Watermarks read as /proc/zoneinfo prints them (boost included).
@@ -309,11 +316,16 @@ _FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
     "node_stat": (1, False, lambda w, z, item: _node_stat(w, item)),
     "vm_event": (1, False, lambda w, z, item: _vm_event(w, item)),
     "rss_swap": (1, False, lambda w, z, p: _mm_counter(w, p, "MM_SWAPENTS")),
+    # compaction and migration (mmintro.kernel.compaction / migrate)
+    "fragindex": (1, True, lambda w, z, order: _compaction_mod().fragmentation_index(z, order)),
+    "mapping_errors": (1, False, lambda w, z, p: _mapping_errors(w, p)[0]),
+    "migrated_mapped": (1, False, lambda w, z, p: _mapping_errors(w, p)[1]),
 }
 # What a function's quoted argument names (default: a block or object tag).
 _ARG_KINDS = {"cache_objects": "cache", "node_stat": "item", "vm_event": "item", "file_pages": "file",
               **{f: "process" for f in ("rss", "rss_anon", "rss_file", "rss_shmem", "rss_swap", "total_vm", "map_count",
-                                        "pgtables_bytes", "faults", "pss", "oom_score", "oom_score_adj")},
+                                        "pgtables_bytes", "faults", "pss", "oom_score", "oom_score_adj",
+                                        "mapping_errors", "migrated_mapped")},
               "killed": "any_process"}
 
 
@@ -353,6 +365,8 @@ _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     # PSI: /proc/pressure/memory's totals (us), as psi_show computes them now
     "psi_some": lambda w: _psi_total(w, "some"),
     "psi_full": lambda w: _psi_total(w, "full"),
+    "migrated": lambda w: len(w.k.__dict__.get("migrations", ())),
+    "migrated_anon": lambda w: _migrated_anon(w),
 }
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
@@ -417,9 +431,9 @@ class Condition:
                 raise WorkloadError(f"expect {self.text!r}: {name}() takes {nargs} argument")
             self.needs_zone |= needs_zone
             arg = n.args[0]
-            if name == "free_blocks":
+            if name in ("free_blocks", "fragindex"):
                 if not (isinstance(arg, ast.Constant) and type(arg.value) is int):
-                    raise WorkloadError(f"expect {self.text!r}: free_blocks() takes an order")
+                    raise WorkloadError(f"expect {self.text!r}: {name}() takes an order")
             elif not (isinstance(arg, ast.Constant) and type(arg.value) is str):
                 raise WorkloadError(f"expect {self.text!r}: {name}() takes a tag in quotes")
             else:
@@ -1198,6 +1212,8 @@ class Workload:
         if name in ("vm.nr_hugepages", "hugepages-1048576kB"):
             hugetlb = _kmod("hugetlb", "HUGE", "set_nr_hugepages")
             hugetlb.set_nr_hugepages(self.k, 2 << 20 if name == "vm.nr_hugepages" else 1 << 30, int(value))
+        elif name in COMPACTION_SYSCTLS:
+            _compaction_sysctl(self, name, int(value))
         elif name == "vm.swappiness":
             self.k.write_int("vm_swappiness", int(value))  # proc_dointvec_minmax, 0..MAX_SWAPPINESS
         elif name == "transparent_hugepage":
@@ -1315,11 +1331,13 @@ MPOL_MODES = {"default": "MPOL_DEFAULT", "preferred": "MPOL_PREFERRED", "bind": 
               "interleave": "MPOL_INTERLEAVE", "local": "MPOL_LOCAL", "preferred_many": "MPOL_PREFERRED_MANY",
               "weighted_interleave": "MPOL_WEIGHTED_INTERLEAVE"}
 SYSCTLS = ("vm.nr_hugepages", "hugepages-1048576kB", "vm.dirty_ratio", "vm.dirty_background_ratio",
-           "vm.dirty_bytes", "vm.dirty_background_bytes", "transparent_hugepage", "vm.swappiness")
+           "vm.dirty_bytes", "vm.dirty_background_bytes", "transparent_hugepage", "vm.swappiness",
+           "vm.compact_memory", "vm.compaction_proactiveness", "vm.extfrag_threshold")
 THP_MODES = ("always", "madvise", "never")
 # kernel/sysctl.c and mm/page-writeback.c: the ratio tunables are percentages
 # (proc_dointvec_minmax with extra2 = one_hundred); a write outside is EINVAL.
-SYSCTL_MAX = {"vm.dirty_ratio": 100, "vm.dirty_background_ratio": 100, "vm.swappiness": 200}
+SYSCTL_MAX = {"vm.dirty_ratio": 100, "vm.dirty_background_ratio": 100, "vm.swappiness": 200,
+              "vm.compaction_proactiveness": 100}
 
 
 class Mapping(NamedTuple):
@@ -1569,6 +1587,107 @@ def _throttled(w: Workload) -> int:
     if log is None:
         log = getattr(w.k, "throttle_log", [])
     return len(log)
+
+
+# -- compaction and migration (mmintro.kernel.compaction, migrate) ---------------------------
+COMPACTION_SYSCTLS = ("vm.compact_memory", "vm.compaction_proactiveness", "vm.extfrag_threshold")
+
+
+def _compaction_mod() -> Any:
+    return _kmod("compaction", "COMPACTION", "compact_zone")
+
+
+def _compaction_sysctl(w: Workload, name: str, value: int) -> None:
+    """vm.compact_memory (1: compact_nodes), vm.compaction_proactiveness (non-zero wakes each
+    node's kcompactd for proactive compaction), vm.extfrag_threshold (0..1000)."""
+    C = _compaction_mod()
+    try:
+        if name == "vm.compact_memory":
+            C.sysctl_compaction_handler(w.k, value)
+        else:
+            C.set_compaction_sysctl(w.k, name[3:], value)
+    except ValueError as e:
+        raise WorkloadError(str(e)) from None
+
+
+def _migrated_anon(w: Workload) -> int:
+    """How many of the folios compaction migrated are anonymous (the rest: page cache)."""
+    from mmintro.kernel import rmap
+
+    return sum(1 for _old, new in w.k.__dict__.get("migrations", ()) if rmap.folio_test_anon(w.k, new))
+
+
+def _user_ptes(w: Workload, proc: str) -> dict[int, int]:
+    """{user address: pfn} of every present 4 KiB PTE of the process (the page-table walk an
+    MMU does, over simulated memory)."""
+    import numpy as np
+
+    k = w.k
+    mm = w.proc(proc).mm
+    pfn_mask = np.uint64(0x000FFFFFFFFFF000)
+    out: dict[int, int] = {}
+
+    def table(e: int) -> Any:
+        return np.frombuffer(bytes(k.mem.read(int(e) & 0x000FFFFFFFFFF000, PAGE_SIZE)), dtype="<u8")
+
+    pgd = np.frombuffer(bytes(k.mem.read(k.pa(k.kmem.get(mm, "mm_struct", "pgd")), PAGE_SIZE)), dtype="<u8")
+    for i1 in np.nonzero(pgd[:256] & np.uint64(_PAGE_PRESENT))[0]:
+        pud = table(pgd[i1])
+        for i2 in np.nonzero(pud & np.uint64(_PAGE_PRESENT))[0]:
+            if pud[i2] & np.uint64(0x80):
+                continue
+            pmd = table(pud[i2])
+            for i3 in np.nonzero(pmd & np.uint64(_PAGE_PRESENT))[0]:
+                if pmd[i3] & np.uint64(0x80):
+                    continue
+                pte = table(pmd[i3])
+                idx = np.nonzero(pte & np.uint64(_PAGE_PRESENT))[0]
+                base = (int(i1) << 39) | (int(i2) << 30) | (int(i3) << 21)
+                for i4, pfn in zip(idx.tolist(), ((pte[idx] & pfn_mask) >> np.uint64(12)).tolist()):
+                    out[base | (i4 << 12)] = pfn
+    return out
+
+
+def _mapping_errors(w: Workload, proc: str) -> tuple[int, int]:
+    """(errors, migrated pages checked) over the process's mappings after migration: a
+    present PTE whose page is free (PageBuddy or _refcount 0) or unmapped (_mapcount < 0) is
+    an error (an old frame left mapped after its folio moved is one: it was freed); for every
+    page compaction migrated to (``k.migrations``) that the process maps, rmap_walk of the
+    new page must find the process's VMA at that address, and a page-cache page must hold
+    its file's bytes at its index."""
+    from mmintro.kernel import inode as I
+    from mmintro.kernel import rmap
+
+    k = w.k
+    km = k.kmem
+    ptes = _user_ptes(w, proc)
+    zero = getattr(k, "zero_pfn", None)
+    mapped = set(ptes.values())
+    errors = 0
+    for pfn in mapped:
+        if pfn == zero or pfn >= getattr(k, "max_pfn", 1 << 40):
+            continue
+        z = page_alloc.page_zone(k, pfn)
+        if pfn in z.free_order or rmap.folio_ref_count(k, rmap.page_folio(k, pfn)) <= 0 \
+                or rmap.page_mapcount(k, pfn) <= 0:
+            errors += 1
+    moved = dict(k.__dict__.get("migrations", ()))
+    new_pfns = set(moved.values())
+    by_pfn: dict[int, list[int]] = {}
+    for addr, pfn in ptes.items():
+        if pfn in new_pfns:
+            by_pfn.setdefault(pfn, []).append(addr)
+    mm = w.proc(proc).mm
+    for pfn, addrs in by_pfn.items():
+        found = {a for vma, a in rmap.rmap_walk(k, pfn) if km.get(vma, "vm_area_struct", "vm_mm") == mm}
+        errors += sum(1 for a in addrs if a not in found)
+        mapping = km.get(k.pfn_to_page(pfn), "page", "mapping")
+        if mapping and not mapping & 1:
+            path = I.vfs_root(k).paths.get(km.get(mapping, "address_space", "host"))
+            index = km.get(k.pfn_to_page(pfn), "page", "__folio_index")
+            if path is not None and bytes(k.mem.read(pfn << 12, PAGE_SIZE)) != I.file_bytes(path, index << 12, PAGE_SIZE):
+                errors += 1
+    return errors, sum(len(a) for a in by_pfn.values())
 
 
 # -- scenario files ------------------------------------------------------------------------

@@ -83,7 +83,8 @@ def test_every_traced_pfn_is_what_drgn_finds_mapped(traced) -> None:
 
     d = open_drgn(traced + ".vmcore", traced + ".vmlinux")
     rows = json.loads(run("faults", traced, "--json").stdout)
-    assert len(rows) == 10
+    assert len(rows) == 10 and all(r["addr"].startswith("0x") for r in rows)  # addresses: hex strings
+    rows = [r | {"addr": int(r["addr"], 16)} for r in rows]
     for r in rows:
         assert follow_pfn(find_task(d, r["pid"]).mm, r["addr"]).value_() == r["pfn"], r
     parent = {r["addr"]: r["pfn"] for r in rows if r["pid"] == 1}

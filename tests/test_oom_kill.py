@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+_PCPU_SLACK = 2 * 64  # percpu_counter_batch (max(32, 2 * nr_cpus)) times the CPUs: pages
+
 import pytest
 
 from mmintro.kernel import oom_kill
@@ -167,7 +169,11 @@ def test_report_lines_match_the_kernels_format_strings(oom_run) -> None:  # type
     kb = int(re.search(r"anon-rss:(\d+)kB", killed).group(1))
     leaky_row = rows[1].split()
     assert kb == int(leaky_row[5]) * 4  # rss_anon pages at the report = anon-rss kB at the kill
-    assert lines[-1] == "oom_reaper: reaped process 3 (leaky), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB"
+    # get_mm_counter() reads the percpu counters' count without the CPUs' deltas, as the kernel
+    # prints it: what the reaper unmapped may still sit in a CPU's delta (< batch pages a CPU)
+    m = re.fullmatch(r"oom_reaper: reaped process 3 \(leaky\), now anon-rss:(\d+)kB, file-rss:0kB, shmem-rss:0kB",
+                     lines[-1])
+    assert m and int(m.group(1)) < 4 * _PCPU_SLACK
 
 
 @pytest.mark.slow
@@ -247,7 +253,7 @@ def test_drgn_sees_the_victim_gone_and_the_report(oom_run, tmp_path) -> None:  #
     assert "db" in comms and "leaky" not in comms
     dmesg = get_dmesg(prog).decode()
     assert "Out of memory: Killed process 3 (leaky)" in dmesg
-    assert "oom_reaper: reaped process 3 (leaky), now anon-rss:0kB" in dmesg
+    assert re.search(r"oom_reaper: reaped process 3 \(leaky\), now anon-rss:\d+kB", dmesg)
     ev = prog["vm_event_states"]
     assert sum(per_cpu(ev, c).event[prog.constant("OOM_KILL")].value_() for c in for_each_online_cpu(prog)) == 1
     # the reader's oom_score of db from the snapshot equals the simulator's

@@ -516,7 +516,8 @@ def check_failure_is_justified(k: Kernel, gfp: int, order: int, preferred: int, 
     and its free pages minus the block and the highatomic reserve clear the min watermark
     (plus boost) and lowmem_reserve: the final attempt's mark is never higher than that.
     A caller that may reclaim fails only after should_reclaim_retry() has unreserved every
-    highatomic block it could use ("Before OOM, exhaust highatomic_reserve")."""
+    highatomic block it could use ("Before OOM, exhaust highatomic_reserve") -- unless its
+    order is costly and it may not retry (no __GFP_RETRY_MAYFAIL)."""
     highest = G.gfp_zone(gfp)
     if where and where[0] == "mask" and not any(z.present and z.idx <= highest for z in k.zones[preferred]):
         return  # the nodemask leaves no zone: the slow path gives up before it could drop it
@@ -525,7 +526,10 @@ def check_failure_is_justified(k: Kernel, gfp: int, order: int, preferred: int, 
         for z in zs:
             if not z.present or z.idx > highest or (only is not None and z.nid != only):
                 continue
-            if gfp & G.__GFP_DIRECT_RECLAIM and not gfp & G.__GFP_NORETRY:
+            # (a costly order without __GFP_RETRY_MAYFAIL gives up after direct compaction,
+            # before should_reclaim_retry: 6.18's "Do not retry costly high order allocations")
+            if gfp & G.__GFP_DIRECT_RECLAIM and not gfp & G.__GFP_NORETRY and \
+                    (order <= COSTLY_ORDER or gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]):
                 assert z.nr_free_highatomic == 0, (
                     f"{G.format_gfp(gfp)} order {order} failed with {z.nr_free_highatomic} free highatomic pages "
                     f"left in node {z.nid} {z.name}")

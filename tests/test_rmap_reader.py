@@ -171,13 +171,24 @@ def test_rmap_walk_equals_drgn_forward_scan(snap, forward):
 
 
 def test_mappers_equal_page_mapcount(snap, forward):
-    """6.18 page_mapcount() (CONFIG_PAGE_MAPCOUNT): _mapcount + 1, plus the folio's
-    _entire_mapcount + 1 for a page of a large folio -- read by drgn."""
+    """6.18 folio_precise_page_mapcount() (fs/proc/internal.h, CONFIG_PAGE_MAPCOUNT):
+    _mapcount + 1 -- 0 when that word holds a page type (page_mapcount_is_type: a hugetlb
+    folio's head page has PGTY_hugetlb there, not a mapcount) -- plus the folio's
+    _entire_mapcount + 1 for a page of a large folio; read by drgn.  The sample: every 7th
+    mapped pfn and every large folio's head page, so the page-type case is always checked
+    (not only when the sampling stride happens to land on a hugetlb head)."""
     p, d, _wl, _path = snap
+    # page_type_has_type(): (int)page_type < PGTY_mapcount_underflow << 24
+    reserve = (d.constant("PGTY_mapcount_underflow").value_() << 24) - (1 << 32)
     seen = Counter()
-    for pfn in sorted(forward)[::7]:
+    pfns = sorted(forward)
+    heads = [pf for pf in pfns if compound_order(pfn_to_page(d, pf)).value_()]  # 0 for a tail
+    assert len(heads) == 4  # the THP's and the three hugetlb folios' head pages
+    for pfn in sorted(set(pfns[::7]) | set(heads)):
         page = pfn_to_page(d, pfn)
         k = page._mapcount.counter.value_() + 1
+        if k - 1 < reserve:  # page_mapcount_is_type(k)
+            k = 0
         if compound_order(compound_head(page)):
             k += cast("struct folio *", compound_head(page))._entire_mapcount.counter.value_() + 1
         assert len(rmap_walk_pfn(p, pfn)) == k, hex(pfn)
@@ -196,7 +207,7 @@ def test_whatis_prints_the_mappers(snap, forward):
     pob = d["page_offset_base"].value_()
     w = run_json("whatis", str(path), hex(pob + (pfn << 12)))  # its direct-map address
     assert w["kind"] == "page"
-    assert {(pid, m["address"]) for m in w["mappers"] for pid in m["pids"]} == want
+    assert {(pid, int(m["address"], 16)) for m in w["mappers"] for pid in m["pids"]} == want
     for pid, a in want:
         comm = next(t.comm.string_().decode() for t in for_each_task(d) if t.pid.value_() == pid)
         assert any(f"mapped by pid {pid} ({comm}) at {a:#x} in VMA" in ln for ln in lines), out

@@ -66,6 +66,11 @@ def test_every_row_agrees_on_a_shipped_scenario(name: str, built) -> None:
     if name in PROCESS_SCENARIOS:
         assert took < 10, f"{name}: boot + run took {took:.1f} s"
     _check_all(path, name)
+    # and mmintro verify finds nothing the kernel would not allow (issue 14)
+    from cli_helpers import run
+
+    r = run("verify", path)
+    assert r.stdout.startswith("no findings"), r.stdout
 
 
 @pytest.mark.slow  # a 4-node boot and workload, every row: ~9 s

@@ -270,7 +270,9 @@ def test_drgn_crosscheck_rows_agree_on_kdump(pair, shm_pair) -> None:
         rows = run_crosscheck(stem)
         bad = [f"{r.name}: {r.detail}" for r in rows if not r.ok]
         assert len(rows) > 30 and not bad, "\n".join(bad)
-    assert not [r.name for r in rows if r.skipped]  # the scenario has something for every row
+    # the scenario has something for every row but swap's (a swap storm takes a minute: the
+    # swap-storm scenario runs those rows in test_scenarios_drgn)
+    assert not [r.name for r in rows if r.skipped and "swap" not in r.name]
 
 
 # -- real crash ---------------------------------------------------------------------------------

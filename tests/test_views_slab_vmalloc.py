@@ -157,7 +157,7 @@ def test_kmem_s_allocated_is_exact_and_totals_are_the_counters(snap: Snap) -> No
     assert [r["name"] for r in rows] == [s.name for s in reversed(k.slab.caches)]
     for r in rows:
         s = by_name[r["name"]]
-        assert r["cache"] == s.addr and r["objsize"] == s.object_size
+        assert r["cache"] == hex(s.addr) and r["objsize"] == s.object_size
         assert r["allocated"] == len(slub.live_objects(k, s)), r["name"]
         assert (r["total"], r["slabs"]) == (sum(n.total_objects for n in s.nodes), sum(n.nr_slabs for n in s.nodes))
         assert r["ssize"] == PAGE << s.oo_order
@@ -173,21 +173,21 @@ def test_kmem_S_shows_cpu_slabs_freelists_and_partial_lists(snap: Snap) -> None:
     d = json.loads(run("kmem-s", snap.path, s.name, "--json").stdout)
     assert d["census"]["allocated"] == len(slub.live_objects(k, s))
     for c, cpu in zip(s.cpus, d["cpus"]):
-        assert cpu["slab"]["slab"] == c.slab.page and cpu["slab"]["objects"] == c.slab.objects
+        assert cpu["slab"]["slab"] == hex(c.slab.page) and cpu["slab"]["objects"] == c.slab.objects
         fl, it = [], c.freelist
         while it:
             fl.append(it)
             it = slub.get_freepointer(k.slab.W, s, it)
-        assert cpu["freelist"] == fl
+        assert cpu["freelist"] == [hex(a) for a in fl]
         chain, p = [], c.partial
         while p is not None:
             chain.append(p.page)
             p = p.next
-        assert [r["slab"] for r in cpu["partial"]] == chain
+        assert [r["slab"] for r in cpu["partial"]] == [hex(a) for a in chain]
         for r in cpu["partial"]:  # census counts per slab = the simulator's live objects in it
             sl = k.slab.slab_of_pfn[r["pfn"]]
             assert r["allocated"] == sum(1 for j in range(sl.objects) if sl.base + j * s.size in k.slab.live)
-    assert [[r["slab"] for r in n["partial"]] for n in d["nodes"]] == [[sl.page for sl in n.partial]
+    assert [[r["slab"] for r in n["partial"]] for n in d["nodes"]] == [[hex(sl.page) for sl in n.partial]
                                                                        for n in s.nodes]
     assert "not tracked" in d["callers_note"]
     text = run("kmem-s", snap.path, s.name).stdout
@@ -334,13 +334,13 @@ def test_whatis_one_address_of_every_kind(snap: Snap) -> None:
 
     live, (cache, _who) = next((a, v) for a, v in k.slab.live.items() if v[0] is not None and v[0].object_size > 64)
     r = w(live + 40)
-    assert (r["kind"], r["cache_name"], r["object"], r["offset"], r["allocated"]) == ("slab", cache.name, live, 40,
+    assert (r["kind"], r["cache_name"], r["object"], r["offset"], r["allocated"]) == ("slab", cache.name, hex(live), 40,
                                                                                        True)
     sl = next(sl for sl in k.slab.slab_of_pfn.values() if sl.freelist and sl.cache.name == "leaky_obj")
     r = w(sl.freelist)
-    assert (r["kind"], r["object"], r["allocated"], r["slab"]) == ("slab", sl.freelist, False, sl.page)
+    assert (r["kind"], r["object"], r["allocated"], r["slab"]) == ("slab", hex(sl.freelist), False, hex(sl.page))
     big = next(a for a, (c, _w) in k.slab.live.items() if c is None)
-    assert w(big + 100)["kind"] == "large_kmalloc" and got["large_kmalloc"]["object"] == big
+    assert w(big + 100)["kind"] == "large_kmalloc" and got["large_kmalloc"]["object"] == hex(big)
     z = k.zones[0][-1] if k.zones[0][-1].present else k.zones[0][1]
     head, order = max(z.free_order.items(), key=lambda kv: kv[1])
     r = w(pob + ((head + (1 << order) - 1) << 12) + 5)
@@ -351,7 +351,7 @@ def test_whatis_one_address_of_every_kind(snap: Snap) -> None:
     assert (r["kind"], r["head_pfn"], r["cpu"]) == ("pcp", pcp[0], pcp[1])
     area = next(a for a in k.vmap.areas.values() if a.flags & V.VM_ALLOC and len(a.pfns) > 2)
     r = w(area.addr + 2 * PAGE + 7)
-    assert (r["kind"], r["start"], r["end"], r["pfn"], r["mapped"]) == ("vmalloc", area.addr, area.end, area.pfns[2],
+    assert (r["kind"], r["start"], r["end"], r["pfn"], r["mapped"]) == ("vmalloc", hex(area.addr), hex(area.end), area.pfns[2],
                                                                          True)
     assert r["caller"].startswith(p.symbol(area.caller).name + "+")
     assert w(area.end - 1)["mapped"] is False  # the guard page

@@ -316,9 +316,10 @@ def test_corrupt_page_tables_are_findings(snap, tmp_path, how) -> None:
         assert len(rep.findings) == 1 or how == "shared-table", rep.findings
         assert {"outside-ram": "not RAM", "own-table": "page-table loop",
                 "shared-table": "referenced 2 times"}[how] in rep.findings[0]
-    r = run("smaps", bad, str(pid), ok=False)  # the report as far as it goes, one line, exit 1
-    assert r.exit_code == 1 and r.stdout.count("VmFlags:") == len(rep.vmas) and "Traceback" not in r.stderr
-    assert r.stderr.startswith(f"mmintro: error: pid {pid}: ") and r.stderr.count("\n") == 1
+    r = run("smaps", bad, str(pid), ok=False)  # the report as far as it goes, then the findings, exit 3
+    assert r.exit_code == 3 and r.stdout.count("VmFlags:") == len(rep.vmas) and "Traceback" not in r.stderr
+    assert f"# finding: page_tables: pid {pid}: {rep.findings[0]} [" in r.stdout
+    assert r.stderr.startswith("mmintro: ") and r.stderr.count("\n") == 1
 
 
 # -- THP and hugetlb ---------------------------------------------------------------------------------

@@ -175,6 +175,7 @@ def _swap_books(w: Workload) -> None:
     assert swapfile.get_nr_swap_pages(k) == k.kmem.get(k.sym("nr_swap_pages"), "atomic_long_t", "counter")
 
 
+@pytest.mark.slow  # a swap storm in miniature: ~5 s
 def test_swap_out_keeps_every_page_and_its_books() -> None:
     w = _small()
     k = w.k
@@ -211,8 +212,11 @@ def test_swap_out_keeps_every_page_and_its_books() -> None:
     _lru_books(k)
 
 
+@pytest.mark.slow  # a swap storm in miniature: ~5 s
 def test_exit_returns_swap_and_memory() -> None:
-    w = _small()
+    # 88 blocks of ballast, not 90: a process's cred, sighand, files and fs (their slabs) take a few
+    # pages more, and with 90 the swap tables (GFP_HIGH, no reclaim) find no page and the machine OOMs
+    w = _small(ballast_blocks=88)
     k = w.k
     swapfile.sys_swapon(k, "/swapfile", 64 << 20)
     w.drain()
@@ -235,6 +239,25 @@ def test_exit_returns_swap_and_memory() -> None:
     # page tables, task structs and the like come and go; what is left is within a few pages
     w.drain()
     assert abs(sum(z.free_pages for z in k.zones[0]) - free0) < 64
+
+
+@pytest.mark.slow  # a swap storm in miniature: ~5 s
+def test_shmem_stays_resident_under_pressure() -> None:
+    """shmem_writeout is not modelled: reclaim keeps shmem folios (activates them) while it
+    swaps private anonymous memory out around them; the shmem data stays readable."""
+    w = _small()
+    k = w.k
+    swapfile.sys_swapon(k, "/swapfile", 64 << 20)
+    w.spawn("db")
+    w.mmap("db", "shm", 12 << 20, kind="shmem")
+    w.touch("db", "shm", write=True)
+    w.mmap("db", "buf", 40 << 20)
+    w.touch("db", "buf", write=True)
+    w.touch("db", "shm", write=False)
+    assert _events(k, "PSWPOUT") > 0
+    assert memory.get_mm_counter_sum(k, w.proc("db").mm, "MM_SHMEMPAGES") == (12 << 20) >> PAGE_SHIFT
+    _lru_books(k)
+    _swap_books(w)
 
 
 def test_no_swap_means_no_anon_scanning() -> None:

@@ -1,5 +1,6 @@
 """The ``mmintro`` command: a click group of subcommands, and :func:`main`, which turns
-expected errors into ``mmintro: error: <one line>`` and exit status 1.
+expected errors into ``mmintro: error: <one line>`` and exit status 1 (2: a usage error; 3: the
+report went on past findings, values the kernel does not allow -- mmintro.reader.validate).
 
 Commands are listed in :data:`COMMAND_MODULES`; a module listed in
 :data:`OPTIONAL_COMMAND_MODULES` (``mmintro/cli/crosscheck.py``) is added when it exists.  A
@@ -15,13 +16,14 @@ from typing import Any
 import click
 
 from mmintro.cli.errors import EXPECTED_ERRORS, MmintroError, install_one_line_errors, one_line
+from mmintro.cli.output import FINDINGS_META
 from mmintro.cli.snapshot import kernel_options
 
 install_one_line_errors()
 
 __all__ = ["cli", "main"]
 
-COMMAND_MODULES = ("simulate", "reports", "script", "faults", "qemu_dump", "debuginfo")
+COMMAND_MODULES = ("simulate", "reports", "script", "faults", "qemu_dump", "debuginfo", "verify")
 OPTIONAL_COMMAND_MODULES = ("crosscheck",)
 
 
@@ -30,9 +32,12 @@ class MmintroGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            rv = super().invoke(ctx)
         except EXPECTED_ERRORS as e:
             raise MmintroError(one_line(e)) from None
+        if ctx.meta.get(FINDINGS_META):  # the report went on past findings (mmintro.cli.output.emit)
+            ctx.exit(3)
+        return rv
 
 
 @click.group(cls=MmintroGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,7 +51,7 @@ def cli() -> None:
 
 
 # Commands that read a dump take --kernel/--system-map (a real kernel's dump).
-_READS_A_DUMP = ("reports", "script", "crosscheck")
+_READS_A_DUMP = ("reports", "script", "crosscheck", "verify")
 
 
 def _add(module: Any, name: str) -> None:

@@ -28,6 +28,7 @@ class _lazy:  # noqa: N801 -- stands for a module
 
 
 buddyinfo_view = _lazy("mmintro.views.buddyinfo")
+compaction_view = _lazy("mmintro.views.compaction")
 dmesg_view = _lazy("mmintro.views.dmesg")
 fragmentation_view = _lazy("mmintro.views.fragmentation")
 iomem_view = _lazy("mmintro.views.iomem")
@@ -112,14 +113,23 @@ def page(args: tuple[str, ...], as_json: bool) -> None:
 
 @click.command("page-types")
 @snapshot_argument
+@click.option("--kpf", is_flag=True, help="the kernel tool's KPF_* bits, as /proc/kpageflags exports them "
+              "(stable_page_flags), and its table with long-symbolic-flags")
+@click.option("-r", "--raw", is_flag=True, help="with --kpf: page-types -r (the kernel-hacker bits, overloaded "
+              "flags expanded) instead of its well-known flags")
 @json_option
-def page_types(snapshot: str | None, as_json: bool) -> None:
+def page_types(snapshot: str | None, kpf: bool, raw: bool, as_json: bool) -> None:
     """Pages per combination of flags and page type (like tools/mm/page-types)."""
+    if raw and not kpf:
+        raise click.UsageError("--raw needs --kpf")
     with load(snapshot) as prog:
-        rows = page_types_view.page_types(prog)
-        data = [{col: getattr(r, field) for col, field in page_types_view.COLUMNS.items()} | {"tail": r.tail}
-                for r in rows]
-        emit(page_types_view.render(rows), data, as_json)
+        rows = page_types_view.page_types(prog, kpf=kpf, raw=raw)
+        if kpf:
+            data = [{col: getattr(r, field) for col, field in page_types_view.KPF_COLUMNS.items()} for r in rows]
+        else:
+            data = [{col: getattr(r, field) for col, field in page_types_view.COLUMNS.items()} | {"tail": r.tail}
+                    for r in rows]
+        emit(page_types_view.render(rows, kpf=kpf), data, as_json)
 
 
 @click.command("vtop")
@@ -208,8 +218,19 @@ def pressure(snapshot: str | None, resource: str, stored: bool, as_json: bool) -
         emit(pressure_view.render(lines), pressure_view.to_json(lines), as_json)
 
 
+@click.command("compaction")
+@snapshot_argument
+@json_option
+def compaction(snapshot: str | None, as_json: bool) -> None:
+    """Compaction state: each zone's cached scanner pfns, deferral and skip hints, kcompactd's
+    request per node, fragmentation scores, and the compact_* / pgmigrate_* events."""
+    with load(snapshot) as prog:
+        nodes, zones, events = compaction_view.compaction(prog)
+        emit(compaction_view.render(nodes, zones, events), compaction_view.to_json(nodes, zones, events), as_json)
+
+
 COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop, pagetypeinfo, vmstat, meminfo, fragmentation,
-            pressure]
+            pressure, compaction]
 
 
 @click.command("slabinfo")
@@ -369,10 +390,12 @@ def _pid_command(name: str, doc: str):  # type: ignore[no-untyped-def]
                     text, data, findings = fn(prog, pid)
                 except LookupError as e:
                     raise MmintroError(str(e)) from None
+                if findings:  # a corrupt page table: the report as far as it goes, then the findings (exit 3)
+                    from mmintro.reader.validate import Finding, note
+
+                    note(prog, [Finding("page_tables", f"pid {pid}", f, "arch/x86: each page table is a page of "
+                                        "RAM with one parent entry at the level above") for f in findings])
                 emit(text, data, as_json)
-                if findings:  # a corrupt page table: the report as far as it goes, one line, exit 1
-                    click.echo(f"mmintro: error: pid {pid}: {'; '.join(findings)}", err=True)
-                    raise click.exceptions.Exit(1)
 
         return cmd
 
@@ -400,8 +423,10 @@ def smaps_rollup(prog, pid):  # type: ignore[no-untyped-def]
     return smaps_view.render_rollup(start, end, st), data, findings
 
 
-@_pid_command("status", "/proc/PID/status: Name, State, ids, the Vm*/Rss* lines of task_mem(), HugetlbPages, "
-              "Threads, cpus and mems allowed (lines the snapshot does not model are left out).")
+@_pid_command("status", "/proc/PID/status as 6.18's proc_pid_status prints it: Name, Umask, State, ids, creds, "
+              "FDSize, Groups, NS*, the Vm*/Rss* lines of task_mem(), signals, capabilities, seccomp, "
+              "speculation, cpus and mems allowed, context switches (a line whose structure the snapshot lacks is "
+              "left out).")
 def status(prog, pid):  # type: ignore[no-untyped-def]
     lines = status_view.status(prog, pid)
     return status_view.render(lines), {ln.name: (ln.kb if ln.kb is not None else ln.value) for ln in lines}, []

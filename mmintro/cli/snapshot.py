@@ -111,7 +111,18 @@ _SYSTEM_MAP_META = "mmintro.system_map"
 
 def load(snapshot: str | None) -> Program:
     """Open the named snapshot, or the default machine's; with ``--kernel`` (see
-    :func:`kernel_options`) SNAPSHOT is a real kernel's dump (ELF or kdump-compressed)."""
+    :func:`kernel_options`) SNAPSHOT is a real kernel's dump (ELF or kdump-compressed).
+    The program is remembered in ``ctx.meta`` so that the report's findings are printed."""
+    prog = _load(snapshot)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        from mmintro.cli.output import PROGRAMS_META
+
+        ctx.meta.setdefault(PROGRAMS_META, []).append(prog)
+    return prog
+
+
+def _load(snapshot: str | None) -> Program:
     ctx = click.get_current_context(silent=True)
     meta = ctx.meta if ctx is not None else {}
     kernel = meta.get(_KERNEL_META)

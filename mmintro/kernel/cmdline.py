@@ -499,6 +499,11 @@ def _checks() -> dict[str, Callable[[str, str], list[int]]]:
         "vm.stat_interval": one(0, INT_MAX // kc.HZ),
         "vm.nr_hugepages": one(0, ULONG_MAX, unsigned=True),
         "vm.nr_overcommit_hugepages": one(0, ULONG_MAX, unsigned=True),
+        # mm/compaction.c: compact_memory accepts only 1 (sysctl_compaction_handler's -EINVAL)
+        "vm.compact_memory": one(1, 1),
+        "vm.compaction_proactiveness": one(0, 100),
+        "vm.extfrag_threshold": one(0, 1000),
+        "vm.compact_unevictable_allowed": one(0, 1),
     }
 
 
@@ -680,7 +685,20 @@ SYSCTL_HANDLERS: dict[str, Callable[["Kernel", list[int]], None]] = {
     "stat_interval": _stat_interval,
     "nr_hugepages": _nr_hugepages,
     "nr_overcommit_hugepages": _nr_overcommit_hugepages,
+    # mm/compaction.c: vm.compact_memory runs compact_nodes(); the others are the
+    # compaction tunables (mmintro.kernel.compaction)
+    "compact_memory": lambda k, v: _compaction().sysctl_compaction_handler(k, v[0]),
+    "compaction_proactiveness": lambda k, v: _compaction().set_compaction_sysctl(k, "compaction_proactiveness", v[0]),
+    "extfrag_threshold": lambda k, v: _compaction().set_compaction_sysctl(k, "extfrag_threshold", v[0]),
+    "compact_unevictable_allowed": lambda k, v: _compaction().set_compaction_sysctl(k, "compact_unevictable_allowed",
+                                                                                     v[0]),
 }
+
+
+def _compaction():
+    from mmintro.kernel import compaction
+
+    return compaction
 
 
 def do_sysctl_args(k: "Kernel") -> None:

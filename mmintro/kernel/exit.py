@@ -288,6 +288,18 @@ def release_task(k: Kernel, tsk: int) -> None:
     fork._add_global(k, "nr_threads", -1, 4)
     pid = km.get(tsk, "task_struct", "thread_pid")
     pids = [detach_pid(k, tsk, pid, "PIDTYPE_PID"), detach_pid(k, tsk, pid, "PIDTYPE_TGID")]
+    if km.get(tsk, "task_struct", "group_leader") == tsk:  # its process group and session (not freed here)
+        for t in ("PIDTYPE_PGID", "PIDTYPE_SID"):
+            grp = km.get(sig, "signal_struct", f"pids[{k.T.const(t)}]")
+            if grp:
+                detach_pid(k, tsk, grp, t)
+    sh = km.get(tsk, "task_struct", "sighand")  # __exit_signal() -> __cleanup_sighand()
+    if sh:
+        km.set(tsk, "task_struct", "sighand", 0)
+        c = km.get(sh, "sighand_struct", "count.refs.counter") - 1
+        km.set(sh, "sighand_struct", "count.refs.counter", c)
+        if c <= 0 and sh != k.sym("init_sighand"):
+            slub.kmem_cache_free(k, slub.find_cache(k, "sighand_cache"), sh)
     k.kmem.list_del_rcu(km.addr(tsk, "task_struct", "tasks"))
     k.kmem.list_del_init(km.addr(tsk, "task_struct", "sibling"))
     k.kmem.list_del_rcu(km.addr(tsk, "task_struct", "thread_node"))
@@ -311,6 +323,9 @@ def release_task(k: Kernel, tsk: int) -> None:
         it.account_kernel_stack(k, tsk, -1)
         it.free_thread_stack(k, tsk)
         km.set(tsk, "task_struct", "stack_refcount.refs.counter", 0)
+    from mmintro.kernel import cred
+
+    cred.exit_creds(k, tsk)
     slub.kmem_cache_free(k, slub.find_cache(k, "task_struct"), tsk)  # free_task_struct
 
 

@@ -29,7 +29,8 @@ the commitment charged, hiwater marks set).  Every copy_process counts ``nr_thre
 ``total_forks``; pid 1 becomes ``init_pid_ns.child_reaper``.  Exit is :mod:`mmintro.kernel.exit`.
 
 Every task shares init_nsproxy (copy_namespaces: get_nsproxy; no CLONE_NEW* namespaces).
-Not modelled: credentials, sighand, pgid/sid pids, cgroups; the pgd is not on ``pgd_list``.  ``init_pid_ns.pid_allocated``
+Credentials (:mod:`mmintro.kernel.cred`), sighand (copy_sighand), the rlimits and the pgid/sid pids
+of copy_signal are modelled; not modelled: cgroups; the pgd is not on ``pgd_list``.  ``init_pid_ns.pid_allocated``
 and ``idr_next`` are kept as alloc_pid and free_pid keep them.
 """
 
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING
 from mmintro.arch.x86 import PAGE_SIZE, PTRS_PER_TABLE
 from mmintro.kernel import gfp as G
 from mmintro.kernel import init_task as it
-from mmintro.kernel import mmap, slub
+from mmintro.kernel import cred, mmap, slub
 from mmintro.kernel.init_64 import GFP_PGTABLE_KERNEL, PGTY_TABLE
 from mmintro.kernel.xarray import XA_FLAGS_ALLOC, XArray, radix_tree_node_xarray
 
@@ -280,6 +281,8 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
         km.set(sig, "signal_struct", "sigcnt.refs.counter", km.get(sig, "signal_struct", "sigcnt.refs.counter") + 1)
         k.kmem.list_add_tail(km.addr(tsk, "task_struct", "thread_node"), km.addr(sig, "signal_struct", "thread_head"))
         km.set(tsk, "task_struct", "signal", sig)
+        copy_sighand(k, tsk, leader, share=True)
+        cred.copy_creds(k, tsk, clone_thread=True)
         return tsk, pid_struct, nr
     km.set(tsk, "task_struct", "tgid", nr)
     km.set(tsk, "task_struct", "real_parent", parent)
@@ -297,8 +300,47 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
     if psig:  # copy_signal(): oom_score_adj and oom_score_adj_min from the forking task
         for f in ("oom_score_adj", "oom_score_adj_min"):
             km.set(sig, "signal_struct", f, km.get(psig, "signal_struct", f))
+    copy_signal_rlim_pids(k, sig, psig, pid_struct)
     km.set(tsk, "task_struct", "signal", sig)
+    copy_sighand(k, tsk, parent if src else 0)
+    cred.copy_creds(k, tsk)
     return tsk, pid_struct, nr
+
+
+def copy_signal_rlim_pids(k: Kernel, sig: int, psig: int, pid_struct: int) -> None:
+    """copy_signal(): ``memcpy(sig->rlim, current->signal->rlim)``; copy_process()'s
+    init_task_pid() for a group leader: pids[PIDTYPE_TGID] = its pid, pids[PIDTYPE_PGID] /
+    [PIDTYPE_SID] = the forking task's process group and session (task_pgrp / task_session:
+    init_struct_pid for every descendant of init_task that never called setsid)."""
+    km = k.kmem
+    T = k.T
+    src = psig or (k.sym("init_signals") if "init_signals" in k.image.symbols else 0)
+    if src:
+        off, size = T.struct("signal_struct").offsetof("rlim"), T.struct("signal_struct").walk("rlim")[2].size
+        km.write_bytes(sig + off, k.mem.read(k.pa(src + off), size))
+    km.set(sig, "signal_struct", f"pids[{T.const('PIDTYPE_TGID')}]", pid_struct)
+    for t in ("PIDTYPE_PGID", "PIDTYPE_SID"):
+        km.set(sig, "signal_struct", f"pids[{T.const(t)}]", km.get(src, "signal_struct", f"pids[{T.const(t)}]") if src else 0)
+
+
+def copy_sighand(k: Kernel, tsk: int, parent: int, share: bool = False) -> None:
+    """kernel/fork.c copy_sighand(): with CLONE_SIGHAND (threads) the creator's sighand_struct
+    with its count up; otherwise one from sighand_cache (constructed by sighand_ctor) with
+    count 1 and the parent's actions copied (a new program: exec's flush_signal_handlers()
+    leaves every handler SIG_DFL, as init_sighand has them)."""
+    km = k.kmem
+    if share:
+        sh = km.get(parent, "task_struct", "sighand")
+        if sh:
+            km.set(sh, "sighand_struct", "count.refs.counter", km.get(sh, "sighand_struct", "count.refs.counter") + 1)
+        return
+    sh = slub.kmem_cache_alloc(k, slub.find_cache(k, "sighand_cache"), "GFP_KERNEL", caller="copy_process")
+    km.set(sh, "sighand_struct", "count.refs.counter", 1)
+    off = k.T.struct("sighand_struct").offsetof("action")
+    size = k.T.struct("sighand_struct").walk("action")[2].size
+    old = km.get(parent, "task_struct", "sighand") if parent else 0
+    km.write_bytes(sh + off, k.mem.read(k.pa(old + off), size) if old else bytes(size))
+    km.set(tsk, "task_struct", "sighand", sh)
 
 
 def _link_task(k: Kernel, tsk: int, pid_struct: int, parent: int) -> None:
@@ -309,6 +351,11 @@ def _link_task(k: Kernel, tsk: int, pid_struct: int, parent: int) -> None:
     km.set(tsk, "task_struct", "thread_pid", pid_struct)
     attach_pid(k, tsk, pid_struct, "PIDTYPE_PID")
     attach_pid(k, tsk, pid_struct, "PIDTYPE_TGID")
+    sig = km.get(tsk, "task_struct", "signal")
+    for t in ("PIDTYPE_PGID", "PIDTYPE_SID"):  # the process group and session it joined
+        grp = km.get(sig, "signal_struct", f"pids[{k.T.const(t)}]")
+        if grp:
+            attach_pid(k, tsk, grp, t)
     k.kmem.list_add_tail(km.addr(tsk, "task_struct", "sibling"), km.addr(parent, "task_struct", "children"))
     k.kmem.list_add_tail(km.addr(tsk, "task_struct", "tasks"), km.addr(k.sym("init_task"), "task_struct", "tasks"))
     _add_global(k, "nr_threads", 1, 4)
@@ -341,6 +388,11 @@ def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | Non
     km.set(tsk, "task_struct", "mm", mm)
     km.set(tsk, "task_struct", "active_mm", mm)
     lay = mmap.setup_new_exec_layout(k, mm, comm=comm, **layout)
+    if k.__dict__.get("vfs") is not None:  # copy_fs() / copy_files() from init's (the root mount exists)
+        from mmintro.kernel import inode
+
+        inode.task_fs(k, tsk)
+        inode._files_struct(k, tsk)
     _link_task(k, tsk, pid_struct, parent)
     proc = Process(nr, comm[:15], tsk, mm, pid_struct, lay)
     k.__dict__.setdefault("processes", []).append(proc)

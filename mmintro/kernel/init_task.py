@@ -40,15 +40,13 @@ THREADINFO_GFP = G.GFP_KERNEL_ACCOUNT | G.__GFP_ZERO
 
 
 def init_tasks(k: "Kernel") -> None:
+    """INIT_TASK and sched_init()'s init_idle(current, 0): the boot CPU's idle task.  The other
+    CPUs' idle tasks come later, from the task_struct cache (:func:`fork_idle`)."""
     T = k.T
     km = k.kmem
     init_task = k.sym("init_task")
     init_mm = k.sym("init_mm")
-    tsize = T.sizeof("struct task_struct")
     tasks = [init_task]
-    for cpu in range(1, k.config.cpus):
-        # fork_idle(): a task_struct per secondary CPU (from memblock here: no slab yet).
-        tasks.append(k.phys_to_virt(k.memblock.alloc(-(-tsize // 64) * 64, 64)))
     tasks_off = T.struct("task_struct").offsetof("tasks")
     for cpu, t in enumerate(tasks):
         km.write_bytes(km.addr(t, "task_struct", "comm"), f"swapper/{cpu}".encode().ljust(16, b"\0"))
@@ -72,29 +70,106 @@ def init_tasks(k: "Kernel") -> None:
         for lst in ("children", "sibling", "thread_node", "ptraced", "ptrace_entry"):
             if T.struct("task_struct").has_member(lst):
                 km.init_list_head(km.addr(t, "task_struct", lst))
-        rq = k.per_cpu_ptr(k.sym("runqueues"), cpu)
-        km.set(rq, "rq", "curr", t)
-        km.set(rq, "rq", "idle", t)
-        km.set(rq, "rq", "cpu", cpu)
-        km.write_u64(k.per_cpu_ptr(k.sym("current_task"), cpu), t)
+        _init_idle_rq(k, t, cpu)
+    for cpu in range(1, k.config.cpus):  # the per-CPU bookkeeping start_kernel sets up for every CPU
         k.mem.write(k.pa(k.per_cpu_ptr(k.sym("cpu_number"), cpu)), cpu.to_bytes(4, "little"))
         km.write_u64(k.per_cpu_ptr(k.sym("this_cpu_off"), cpu), k.per_cpu_offset[cpu])
     init_nsproxy(k, tasks)
+    init_signals(k, init_task)
+    from mmintro.kernel import bugs, cred
+
+    cred.init_cred(k)
+    bugs.cpu_select_mitigations(k)
     # init_task.stack is init_thread_union; the tasks list holds only init_task (idle
     # tasks of other CPUs are not on it, as in the kernel).
     km.set(init_task, "task_struct", "stack", k.sym("init_thread_union"))
     km.set(init_task, "task_struct", "stack_refcount.refs.counter", 1)  # REFCOUNT_INIT(1)
     set_task_stack_end_magic(k, init_task)  # start_kernel()
     km.write_list(init_task + tasks_off, [])
-    for t in tasks[1:]:
-        km.set(t, "task_struct", "stack", 0)
-        km.init_list_head(t + tasks_off)
     # init_mm: the kernel's own mm.
     km.set(init_mm, "mm_struct", "pgd", k.sym("swapper_pg_dir"))
     km.set(init_mm, "mm_struct", "mm_users.counter", 2)
     km.set(init_mm, "mm_struct", "mm_count.counter", 1)
     km.set(init_mm, "mm_struct", "mm_mt.ma_flags", MM_MT_FLAGS)
     k.idle_tasks = tasks
+
+
+def _init_idle_rq(k: "Kernel", t: int, cpu: int) -> None:
+    """init_idle()'s runqueue half: rq->curr = rq->idle = the idle task; per-CPU current_task,
+    cpu_number and this_cpu_off."""
+    km = k.kmem
+    rq = k.per_cpu_ptr(k.sym("runqueues"), cpu)
+    km.set(rq, "rq", "curr", t)
+    km.set(rq, "rq", "idle", t)
+    km.set(rq, "rq", "cpu", cpu)
+    km.write_u64(k.per_cpu_ptr(k.sym("current_task"), cpu), t)
+    k.mem.write(k.pa(k.per_cpu_ptr(k.sym("cpu_number"), cpu)), cpu.to_bytes(4, "little"))
+    km.write_u64(k.per_cpu_ptr(k.sym("this_cpu_off"), cpu), k.per_cpu_offset[cpu])
+
+
+# include/uapi/asm-generic/resource.h (#defines) and include/asm-generic/resource.h INIT_RLIMITS
+RLIM_INFINITY = (1 << 64) - 1
+_STK_LIM = 8 << 20
+MLOCK_LIMIT = 8 << 20
+INR_OPEN_CUR, INR_OPEN_MAX = 1024, 4096
+MQ_BYTES_MAX = 819200
+INIT_RLIMITS = [  # RLIMIT_CPU ... RLIMIT_RTTIME
+    (RLIM_INFINITY, RLIM_INFINITY), (RLIM_INFINITY, RLIM_INFINITY), (RLIM_INFINITY, RLIM_INFINITY),
+    (_STK_LIM, RLIM_INFINITY), (0, RLIM_INFINITY), (RLIM_INFINITY, RLIM_INFINITY), (0, 0),
+    (INR_OPEN_CUR, INR_OPEN_MAX), (MLOCK_LIMIT, MLOCK_LIMIT), (RLIM_INFINITY, RLIM_INFINITY),
+    (RLIM_INFINITY, RLIM_INFINITY), (0, 0), (MQ_BYTES_MAX, MQ_BYTES_MAX), (0, 0), (0, 0),
+    (RLIM_INFINITY, RLIM_INFINITY)]
+
+
+def init_signals(k: "Kernel", init_task: int) -> None:
+    """init/init_task.c ``init_signals`` (nr_threads 1, live 1, sigcnt 1, thread_head holding
+    init_task, INIT_RLIMITS, every pids[] = &init_struct_pid) and ``init_sighand`` (count 1,
+    every action SIG_DFL); kernel/pid.c ``init_struct_pid`` (count 1, level 0, number 0 in
+    init_pid_ns); INIT_TASK's ``.signal``, ``.sighand`` and ``.thread_pid``."""
+    km = k.kmem
+    T = k.T
+    for name in ("init_signals", "init_sighand", "init_struct_pid"):
+        if name not in k.image.symbols:
+            k.image.var(name, "data")
+    sig, sighand, pid0 = k.sym("init_signals"), k.sym("init_sighand"), k.sym("init_struct_pid")
+    km.set(pid0, "pid", "count.refs.counter", 1)
+    km.set(pid0, "pid", "numbers[0].ns", k.sym("init_pid_ns"))
+    km.init_list_head(km.addr(pid0, "pid", "wait_pidfd.head"))
+    km.set(sig, "signal_struct", "nr_threads", 1)
+    km.set(sig, "signal_struct", "live.counter", 1)
+    km.set(sig, "signal_struct", "sigcnt.refs.counter", 1)
+    km.write_list(km.addr(sig, "signal_struct", "thread_head"), [km.addr(init_task, "task_struct", "thread_node")])
+    km.init_list_head(km.addr(sig, "signal_struct", "shared_pending.list"))
+    km.init_list_head(km.addr(sig, "signal_struct", "wait_chldexit.head"))
+    for i, (cur, mx) in enumerate(INIT_RLIMITS[:T.struct("signal_struct").walk("rlim")[2].nelems]):
+        km.set(sig, "signal_struct", f"rlim[{i}].rlim_cur", cur)
+        km.set(sig, "signal_struct", f"rlim[{i}].rlim_max", mx)
+    for t in ("PIDTYPE_PID", "PIDTYPE_TGID", "PIDTYPE_PGID", "PIDTYPE_SID"):
+        km.set(sig, "signal_struct", f"pids[{T.const(t)}]", pid0)
+    km.set(sighand, "sighand_struct", "count.refs.counter", 1)
+    km.init_list_head(km.addr(sighand, "sighand_struct", "signalfd_wqh.head"))
+    km.init_list_head(km.addr(init_task, "task_struct", "pending.list"))
+    km.set(init_task, "task_struct", "signal", sig)
+    km.set(init_task, "task_struct", "sighand", sighand)
+    km.set(init_task, "task_struct", "thread_pid", pid0)
+
+
+def fork_init_max_threads(k: "Kernel") -> None:
+    """kernel/fork.c fork_init(): set_max_threads(MAX_THREADS) -- memblock_estimated_nr_free_pages()
+    (memory minus reserved, in pages) * PAGE_SIZE / (THREAD_SIZE * 8), clamped to [MIN_THREADS,
+    MAX_THREADS] -- then init_task.signal->rlim[RLIMIT_NPROC] and [RLIMIT_SIGPENDING] = max_threads / 2."""
+    km = k.kmem
+    mb = k.memblock
+    nr_pages = (sum(r.size for r in mb.memory) - sum(r.size for r in mb.reserved)) >> 12
+    threads = nr_pages * PAGE_SIZE // (THREAD_SIZE * 8)
+    max_threads = max(20, min(threads, 0x3FFFFFFF))  # MIN_THREADS, FUTEX_TID_MASK
+    if "max_threads" not in k.image.symbols:
+        k.image.var("max_threads", "data")
+    k.kmem.write_bytes(k.sym("max_threads"), max_threads.to_bytes(4, "little"))
+    sig = k.sym("init_signals")
+    for r in (6, 11):  # RLIMIT_NPROC, RLIMIT_SIGPENDING (include/uapi/asm-generic/resource.h)
+        km.set(sig, "signal_struct", f"rlim[{r}].rlim_cur", max_threads // 2)
+        km.set(sig, "signal_struct", f"rlim[{r}].rlim_max", max_threads // 2)
 
 
 # -- CPU and memory-node affinity (kernel/sched/core.c, kernel/cgroup/cpuset.c, init/main.c) ------
@@ -219,17 +294,52 @@ def free_thread_stack(k: "Kernel", tsk: int) -> None:
     km.set(tsk, "task_struct", "stack_vm_area", 0)
 
 
+def fork_idle(k: "Kernel", cpu: int) -> int:
+    """kernel/fork.c fork_idle(cpu) -> copy_process(&init_struct_pid, ...): dup_task_struct()
+    takes a task_struct from the task_struct cache on cpu_to_node(cpu) (alloc_task_struct_node)
+    and copies the forking task, init_task, into it (arch_dup_task_struct); its stack on that
+    node (alloc_thread_stack_node, stack_refcount 1, account_kernel_stack, the end magic);
+    copy_creds (its own cred from cred_jar); get_nsproxy; then init_idle(task, cpu): swapper/N,
+    pid 0, PF_IDLE | PF_KTHREAD, TASK_RUNNING, the CPU's affinity and the runqueue's idle and
+    curr.  Not on init_task.tasks, as in the kernel.  Simplified: the copy keeps init_task's
+    signal_struct, sighand and fs pointers (copy_process gives an idle task its own copies)."""
+    from mmintro.kernel import cred, slub
+
+    km = k.kmem
+    T = k.T
+    init_task = k.sym("init_task")
+    t = slub.kmem_cache_alloc_node(k, slub.find_cache(k, "task_struct"), "GFP_KERNEL", k.cpu_to_node(cpu),
+                                   caller="dup_task_struct")
+    if not t:
+        raise MemoryError(f"fork_idle: no task_struct for CPU {cpu}")
+    km.write_bytes(t, k.mem.read(k.pa(init_task), T.sizeof("struct task_struct")))
+    km.set(t, "task_struct", "stack", 0)
+    km.set(t, "task_struct", "usage.refs.counter", 2)
+    km.write_bytes(km.addr(t, "task_struct", "comm"), f"swapper/{cpu}".encode().ljust(16, b"\0"))
+    km.set(t, "task_struct", "thread_info.cpu" if T.struct("task_struct").has_member("thread_info")
+           and not T.struct("task_struct").has_member("cpu") else "cpu", cpu)
+    init_idle_affinity(k, t, cpu)
+    km.set(t, "task_struct", "group_leader", t)
+    for lst in ("children", "sibling", "thread_node", "ptraced", "ptrace_entry", "tasks"):
+        if T.struct("task_struct").has_member(lst):
+            km.init_list_head(km.addr(t, "task_struct", lst))
+    cred.copy_creds(k, t)
+    nsp = km.get(t, "task_struct", "nsproxy")
+    km.set(nsp, "nsproxy", "count.refs.counter", km.get(nsp, "nsproxy", "count.refs.counter") + 1)
+    if alloc_thread_stack_node(k, t, k.cpu_to_node(cpu), "fork_idle"):
+        raise MemoryError(f"fork_idle: no stack for CPU {cpu}")
+    km.set(t, "task_struct", "stack_refcount.refs.counter", 1)
+    account_kernel_stack(k, t, 1)
+    set_task_stack_end_magic(k, t)
+    _init_idle_rq(k, t, cpu)
+    k.idle_tasks.append(t)
+    return t
+
+
 def fork_idle_stacks(k: "Kernel") -> None:
-    """idle_threads_init() -> fork_idle(cpu) for every CPU but the boot one: copy_process()
-    -> dup_task_struct() gives each idle task its stack on cpu_to_node(cpu)
-    (alloc_thread_stack_node, stack_refcount 1, account_kernel_stack, the end magic)."""
+    """idle_threads_init(): :func:`fork_idle` for every CPU but the boot one."""
     for cpu in range(1, k.config.cpus):
-        t = k.idle_tasks[cpu]
-        if alloc_thread_stack_node(k, t, k.cpu_to_node(cpu), "fork_idle"):
-            raise MemoryError(f"fork_idle: no stack for CPU {cpu}")
-        k.kmem.set(t, "task_struct", "stack_refcount.refs.counter", 1)
-        account_kernel_stack(k, t, 1)
-        set_task_stack_end_magic(k, t)
+        fork_idle(k, cpu)
 
 
 def init_nsproxy(k: "Kernel", idle_tasks: list[int]) -> None:

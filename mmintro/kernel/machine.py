@@ -240,6 +240,7 @@ class Kernel:
         with slub.boot_pagesets(self):  # x86 mem_init() right after memblock_free_all()
             init_64.mem_init(self)
         slub.kmem_cache_init(self)
+        init_task.fork_init_max_threads(self)  # start_kernel() -> fork_init()
         from mmintro.kernel import mmap
 
         mmap.mmap_init(self)  # mm_core_init(); mm_compute_batch_init() (core_initcall)
@@ -253,6 +254,9 @@ class Kernel:
 
         hugetlb.hugetlb_init(self)  # subsys_initcall(hugetlb_init), fs_initcall(init_hugetlbfs_fs)
         huge_memory.hugepage_init(self)  # subsys_initcall(hugepage_init)
+        from mmintro.kernel import compaction
+
+        compaction.kcompactd_init(self)  # subsys_initcall(kcompactd_init)
         swiotlb.swiotlb_print_info(self)  # rootfs_initcall(pci_iommu_init)
         init_64.free_initrd_mem(self)  # rootfs_initcall(populate_rootfs)
         from mmintro.kernel import memremap

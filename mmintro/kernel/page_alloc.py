@@ -11,9 +11,9 @@ ALLOC_NOFRAGMENT) / rmqueue (rmqueue_pcplist with nr_pcp_alloc, rmqueue_buddy) /
 prep_new_page (post_alloc_hook, prep_compound_page); a slow path with gfp_to_alloc_flags,
 the highatomic reserve and warn_alloc; and on free free_pages_prepare,
 free_frozen_page_commit (nr_pcp_high, nr_pcp_free, free_pcppages_bulk) and
-__free_one_page with buddy merging.  Reclaim, compaction and kswapd are not modelled: where
-the kernel would reclaim, the simulator finds nothing to reclaim; the OOM killer is
-mmintro.kernel.oom_kill, called from the slow path.
+__free_one_page with buddy merging.  The slow path calls reclaim and kswapd
+(mmintro.kernel.vmscan), direct compaction (mmintro.kernel.compaction) and the OOM killer
+(mmintro.kernel.oom_kill).
 
 What the kernel writes into struct pages (page_type, private, _refcount, flags, compound
 heads, folio fields, poisoned list pointers) is written into simulated memory as it
@@ -1081,8 +1081,11 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
     round.  When reclaim has failed, __alloc_pages_may_oom (mmintro.kernel.oom_kill) runs
     the OOM killer for order <= PAGE_ALLOC_COSTLY_ORDER and, while it makes progress, the
     loop starts again (an OOM victim with ALLOC_OOM's reserves; bounded by MAX_OOM_RETRIES
-    where the kernel loops as long as out_of_memory() reports progress)."""
-    from mmintro.kernel import vmscan
+    where the kernel loops as long as out_of_memory() reports progress).  Direct compaction
+    (mmintro.kernel.compaction) runs as 6.18 places it: an async attempt before the loop for
+    costly and non-movable high orders, one after each direct reclaim at compact_priority,
+    and should_compact_retry() after should_reclaim_retry()."""
+    from mmintro.kernel import compaction, vmscan
 
     alloc_flags = gfp_to_alloc_flags(gfp, order)
     if ac.preferred is None:
@@ -1093,6 +1096,13 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
         wake_all_kswapds(k, order, gfp, ac)
     pfn = get_page_from_freelist(k, gfp, order, alloc_flags, ac)
     if pfn is not None:
+        return pfn, alloc_flags, ac
+    # -- direct compaction (mmintro.kernel.compaction): costly and non-movable high orders try
+    # async compaction first; a costly __GFP_NORETRY request whose compaction was skipped or
+    # deferred gives up here.
+    dc = compaction.DirectCompaction(k, gfp, order, ac)
+    pfn, nopage = dc.initial(alloc_flags)
+    if pfn is not None or nopage:
         return pfn, alloc_flags, ac
     no_progress_loops = 0
     oom_retries = 0
@@ -1118,13 +1128,18 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
         pfn, did_some_progress = __alloc_pages_direct_reclaim(k, gfp, order, alloc_flags, ac)
         if pfn is not None:
             return pfn, alloc_flags, ac
+        pfn = dc.after_reclaim(alloc_flags, ac)  # __alloc_pages_direct_compact at compact_priority
+        if pfn is not None:
+            return pfn, alloc_flags, ac
         if gfp & G.__GFP_NORETRY:
             return None, alloc_flags, ac
-        if costly_order and not gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]:
+        if costly_order and (not dc.can_compact or not gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]):
             return None, alloc_flags, ac
         retry, no_progress_loops = vmscan.should_reclaim_retry(k, gfp, order, ac, alloc_flags, did_some_progress,
                                                                no_progress_loops)
         if retry:
+            continue
+        if dc.should_retry(alloc_flags, did_some_progress > 0):  # should_compact_retry()
             continue
         # -- Reclaim has failed us, start killing things (mmintro.kernel.oom_kill) ------------
         from mmintro.kernel import oom_kill

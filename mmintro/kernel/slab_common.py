@@ -606,6 +606,8 @@ INIT_CACHES: list[tuple[str, str, Callable[["Kernel"], "KmemCache"]]] = [
         k, "anon_vma", _T.sizeof("struct anon_vma"), flags=SLAB_TYPESAFE_BY_RCU | SLAB_PANIC | SLAB_ACCOUNT,
         **_ctor("anon_vma_ctor"))),
     ("anon_vma_chain_cachep", "anon_vma_init", lambda k: KMEM_CACHE(k, "anon_vma_chain", SLAB_PANIC | SLAB_ACCOUNT)),
+    # kernel/cred.c cred_init(), just before fork_init()
+    ("cred_jar", "cred_init", lambda k: KMEM_CACHE(k, "cred", SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT)),
     ("task_struct_cachep", "fork_init", lambda k: kmem_cache_create(
         k, "task_struct", arch_task_struct_size(), align=max(L1_CACHE_BYTES, 64), flags=SLAB_PANIC | SLAB_ACCOUNT,
         # task_struct_whitelist(): the XSAVE registers behind the task_struct are user-copyable

@@ -340,6 +340,13 @@ def folio_alloc_swap(k: Kernel, pfn: int) -> int | None:
         off = _alloc_offset(k, d)
         if off is None:
             continue
+        if off // SWAPFILE_CLUSTER not in d.tables:  # a free cluster: swap_cluster_alloc_table() first
+            from mmintro.kernel import swap_state
+
+            try:
+                swap_state.swap_table_alloc(k, d, off // SWAPFILE_CLUSTER)
+            except MemoryError:  # -ENOMEM (no reclaim under the cluster lock): no slot, the folio stays
+                return None
         _set_count(k, d, off, SWAP_HAS_CACHE)
         d.next_offset = off + 1
         _write_books(k)

@@ -30,7 +30,9 @@ before the allocating task retries (as if on another CPU that finished first); i
 ``task_struct`` (the [kswapd0] kernel thread) is not modelled.  Swap I/O completes
 synchronously (like a zram or pmem swap device, SWP_SYNCHRONOUS_IO), so an anonymous folio is
 freed in the pass that wrote it.  Large folios are reclaimed whole only from the page cache;
-a large anonymous folio is activated (THP split for swap-out is not modelled).  No slab
+a large anonymous folio is activated (THP split for swap-out is not modelled), and so is a
+shmem/tmpfs folio (shmem_writeout, which swaps shmem out through its page cache, is not
+modelled).  No slab
 shrinkers are run (the simulator's dentry and inode caches keep what is in use), and there is
 no writeback throttling (``reclaim_throttle``) nor ``vmpressure``.
 """
@@ -496,6 +498,11 @@ def shrink_folio_list(k: Kernel, folios: list[int], nid: int, sc: ScanControl,
             if references == FOLIOREF_KEEP:
                 stat.nr_ref_keep += nr_pages
                 break
+            if not file and not rmap.folio_test_anon(k, pfn):
+                # shmem/tmpfs: the kernel writes it to swap with shmem_writeout(), replacing
+                # the page-cache entry with a swap entry -- not modelled: it stays resident
+                outcome = "activate"
+                break
             # Anonymous process memory has backing store? Try to allocate it swap space.
             if rmap.folio_test_anon(k, pfn) and swap.folio_test(k, pfn, PG_swapbacked):
                 if not swap_state.folio_test_swapcache(k, pfn):
@@ -799,8 +806,15 @@ def wakeup_flusher_threads(k: Kernel) -> None:
 def shrink_zones(k: Kernel, zones: list[ZoneState], sc: ScanControl) -> None:
     """mm/vmscan.c shrink_zones(): each node once, for the zones the request may use."""
     last_nid = None
+    compaction = _optional_compaction()
     for z in zones:
         if z.idx > sc.reclaim_idx or (sc.nodemask is not None and z.nid not in sc.nodemask):
+            continue
+        # A costly-order request stops reclaiming a zone where compaction has what it needs
+        # (or the allocation would already succeed): compaction_ready()
+        if (compaction is not None and sc.order > PAGE_ALLOC_COSTLY_ORDER and not sc.kswapd
+                and compaction.compaction_ready(k, z, sc.order, sc.reclaim_idx, sc.gfp_mask)):
+            sc.compaction_ready = True
             continue
         if z.nid == last_nid:
             continue
@@ -927,6 +941,7 @@ def kswapd(k: Kernel, nid: int) -> None:
         naps[nid] = timekeeping.jiffies(k)
         compaction = _optional_compaction()
         if compaction is not None and hasattr(compaction, "wakeup_kcompactd"):
+            compaction.reset_isolation_suitable(k, nid)  # skip hints cleared after a full compaction
             compaction.wakeup_kcompactd(k, nid, alloc_order, highest)
     else:
         naps.pop(nid, None)

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from mmintro.reader.helpers.mmzone import for_each_online_pgdat
 from mmintro.reader.program import Program
+from mmintro.reader.validate import check_nr_free, note
 
 __all__ = ["BuddyInfoRow", "buddyinfo", "render"]
 
@@ -30,6 +31,7 @@ def buddyinfo(prog: Program) -> list[BuddyInfoRow]:
                 continue
             fa = z.free_area
             nr_free = [fa[o].nr_free.value_() for o in range(len(fa))]
+            note(prog, check_nr_free(z))  # nr_free against the free lists it counts
             rows.append(BuddyInfoRow(nid, z.name.string_().decode(), nr_free))
     return rows
 

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from mmintro.reader.helpers.mmzone import NODE_DATA, for_each_node_state
 from mmintro.reader.program import Program
+from mmintro.reader.validate import check_nr_free, note
 
 __all__ = [
     "INDEXES",
@@ -106,6 +107,7 @@ def fragmentation(prog: Program) -> list[FragRow]:
                 continue
             fa = zone.free_area
             nr_free = [fa[o].nr_free.value_() for o in range(len(fa))]
+            note(prog, check_nr_free(zone))  # nr_free against the free lists it counts
             infos = [fill_contig_page_info(nr_free, o) for o in range(len(nr_free))]
             rows.append(FragRow(nid, zone.name.string_().decode("utf-8", "replace"),
                                 [unusable_free_index(o, i) for o, i in enumerate(infos)],

@@ -35,6 +35,7 @@ from mmintro.reader.helpers.slab import (
 )
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
+from mmintro.reader.validate import check_slab_cache, note
 
 __all__ = ["KmemCacheRow", "SlabRow", "cache_detail", "kmem_s", "render", "render_detail"]
 
@@ -62,6 +63,7 @@ def kmem_s(prog: Program) -> list[KmemCacheRow]:
     census = slab_census(prog, [c.value_() for c in caches])
     rows = []
     for s in caches:
+        note(prog, check_slab_cache(s))  # node counters against the partial lists
         si = get_slabinfo(s)
         rows.append(KmemCacheRow(s.value_(), slab_cache_name(s), s.object_size.value_(),
                                  census[s.value_()].nr_allocated, si.num_objs, si.num_slabs,

@@ -324,6 +324,9 @@ def meminfo(prog: Program) -> list[MeminfoLine]:
     kbytes("DirectMap2M", count[types.const("PG_LEVEL_2M")] << (pmd - 10))
     if "direct_gbpages" not in prog.symbols.by_name or prog["direct_gbpages"].value_():
         kbytes("DirectMap1G", count[types.const("PG_LEVEL_1G")] << (pud - 10))
+    from mmintro.reader.validate import check_meminfo, note
+
+    note(prog, check_meminfo(prog, {ln.name: ln.value for ln in lines}))
     return lines
 
 

@@ -124,6 +124,9 @@ def oom_score(prog: Program, pid: int) -> OomScore:
 
 
 def _row(task: Object, total: int) -> OomScore:
+    from mmintro.reader.validate import check_mm, check_oom_score_adj, note
+
+    note(task.prog_, check_mm(task) + check_oom_score_adj(task))  # the counters and the adj it weighs
     b = oom_badness(task, total)
     sig = task.signal
     adj = sig.oom_score_adj.value_() if sig.value_() else 0

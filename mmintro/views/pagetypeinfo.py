@@ -159,6 +159,7 @@ class _Sections(NamedTuple):
     early: np.ndarray  # bool: SECTION_IS_EARLY (every subsection valid)
     subsections: np.ndarray  # bool [section, subsection]: usage->subsection_map
     migratetype: np.ndarray  # int16 [section, pageblock]: get_pageblock_migratetype(), -1 if unknown
+    skip: np.ndarray  # bool [section, pageblock]: PB_compact_skip (compaction's skip hint)
 
 
 def _section_bit(prog: Program, name: str) -> int:
@@ -200,6 +201,8 @@ def pageblock_migratetypes(prog: Program) -> _Sections:
     early = np.zeros(nsec, dtype=bool)
     subsections = np.zeros((nsec, n_sub), dtype=bool)
     mt = np.full((nsec, per_section), -1, dtype=np.int16)
+    skip = np.zeros((nsec, per_section), dtype=bool)
+    skip_bit = types.const("PB_compact_skip") if "PB_compact_skip" in types.enum("pageblock_bits") else None
     weights = (1 << np.arange(nbits, dtype=np.int64))
     for sec in sections:
         raw = prog.read(int(sec.section), ms_t.size)
@@ -217,7 +220,9 @@ def pageblock_migratetypes(prog: Program) -> _Sections:
         if isolate_bit is not None:
             vals = np.where(flags >> isolate_bit & 1, isolate, vals)
         mt[sec.nr] = vals
-    out = _Sections(online, early, subsections, mt)
+        if skip_bit is not None:
+            skip[sec.nr] = (flags >> skip_bit & 1).astype(bool)
+    out = _Sections(online, early, subsections, mt, skip)
     prog.cache["views.pageblock_migratetypes"] = out
     return out
 

@@ -17,6 +17,7 @@ from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.reader.helpers.task import for_each_task
+from mmintro.reader.validate import check_mm, note
 
 __all__ = ["PsRow", "crash_task_rss", "for_each_task", "get_mm_rss", "ps", "render", "task_state"]
 
@@ -105,6 +106,7 @@ def ps(prog: Program) -> list[PsRow]:
             comm, vsz, rss = f"[{comm}]", 0, 0
         else:
             vsz, rss = mm.total_vm.value_() * PAGE_SIZE // 1024, crash_task_rss(mm)
+            note(prog, check_mm(t))  # total_vm within the user address space, RSS counters
         rows.append(PsRow(t.value_() in curr, t.pid.value_(), t.parent.pid.value_(), t.thread_info.cpu.value_(), t.value_(),
                           task_state(t), rss * 100 / total if total else 0.0, vsz, rss * PAGE_SIZE // 1024, comm))
     return rows

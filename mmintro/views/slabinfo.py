@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from mmintro.reader.helpers.slab import for_each_slab_cache, get_slabinfo, slab_cache_name
 from mmintro.reader.program import Program
+from mmintro.reader.validate import check_slab_cache, note
 
 __all__ = ["HEADER", "SlabinfoRow", "parse", "render", "slabinfo"]
 
@@ -49,6 +50,7 @@ class SlabinfoRow(NamedTuple):
 def slabinfo(prog: Program) -> list[SlabinfoRow]:
     rows = []
     for s in for_each_slab_cache(prog):
+        note(prog, check_slab_cache(s))  # node counters against the partial lists
         si = get_slabinfo(s)
         rows.append(SlabinfoRow(slab_cache_name(s), si.active_objs, si.num_objs, s.size.value_(),
                                 si.objects_per_slab, 1 << si.cache_order, 0, 0, 0, si.active_slabs, si.num_slabs, 0,

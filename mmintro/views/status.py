@@ -24,11 +24,11 @@ of ``sighand->action``), task_cap()'s Cap* (``real_cred``), task_seccomp()'s NoN
 flags), Cpus_allowed(_list), Mems_allowed(_list), the context switch counts, and
 arch_proc_pid_thread_features()'s x86_Thread_features(_locked) (``thread.features``).
 
-A line is printed when the snapshot holds what it is made of: the simulated kernel models no
-credentials, signal handlers, process groups, CPU features or mitigations, so on its snapshots
-(NULL ``real_cred`` / ``sighand`` / pgrp pid, no ``boot_cpu_data``, ``ssb_mode`` or
-``arch_proc_pid_thread_features`` symbol, no ``thread.features`` member) those lines are left
-out rather than invented.
+A line is printed when the snapshot holds what it is made of (a NULL ``real_cred``, ``sighand``
+or pgrp pid, no ``ssb_mode`` or ``arch_proc_pid_thread_features`` symbol, no ``thread.features``
+member: those lines are left out rather than invented).  The simulated kernel models them all
+(mmintro.kernel.cred, init_task, fork, bugs) except x86_Thread_features: the pinned reference
+build has no CONFIG_X86_USER_SHADOW_STACK.
 """
 
 from __future__ import annotations
@@ -395,6 +395,9 @@ def status(prog: Program, pid: int) -> list[StatusLine]:
     task = find_task(prog, pid)
     if task is None:
         raise LookupError(f"no task with pid {pid}")
+    from mmintro.reader.validate import check_mm, note
+
+    note(prog, check_mm(task))  # the Vm*/Rss* counts within the user address space
     comm = task.comm.string_().decode(errors="replace")
     tgid = task.tgid.value_()
     ppid = task.real_parent.tgid.value_() if task.real_parent.value_() else 0  # pid_alive -> real_parent's tgid

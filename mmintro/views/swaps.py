@@ -61,6 +61,9 @@ def swaps(prog: Program) -> list[SwapRow]:
             raise ValidationError(f"swap_info[{t}] at {si.value_():#x} says it is type {si.type.value_()}")
         rows.append(SwapRow(si.value_(), t, swap_file_path(si), swap_is_blkdev(si), si.pages.value_() * kb,
                             swap_usage_in_pages(si) * kb, si.prio.value_(), si.flags.value_()))
+    from mmintro.reader.validate import check_swap, note
+
+    note(prog, check_swap(prog))  # inuse_pages against swap_map, nr_swap_pages
     return rows
 
 

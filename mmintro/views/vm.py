@@ -125,6 +125,9 @@ def vm(prog: Program, pid: int) -> dict[str, Any]:
 
     out["pgd"] = mm.pgd.value_()
     prog_ = mm.prog_
+    from mmintro.reader.validate import check_mm, note
+
+    note(prog_, check_mm(task))  # TOTAL_VM within the user address space, RSS counters
     rss = sum(percpu_counter_sum(mm.rss_stat[prog_.constant(m).value_()].address_of_(), positive=True)
               for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"))
     out["rss_k"] = rss * PAGE_SIZE // 1024

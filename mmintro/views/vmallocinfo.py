@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from mmintro.reader.helpers import vmalloc as vh
 from mmintro.reader.program import Program
+from mmintro.reader.validate import check_vmap_area, note
 
 __all__ = ["VmallocRow", "parse", "render", "vmallocinfo"]
 
@@ -64,6 +65,7 @@ def vmallocinfo(prog: Program) -> list[VmallocRow]:
     node_order = _high_memory_nodes(prog)
     rows = []
     for va in vh.for_each_vmap_area(prog):
+        note(prog, check_vmap_area(va))  # inside the vmalloc range, vm_struct inside its area
         start, end = va.va_start.value_(), va.va_end.value_()
         node = vh.addr_to_node_id(prog, start)
         vm = va.vm

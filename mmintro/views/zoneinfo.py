@@ -15,6 +15,7 @@ from typing import Any
 from mmintro.reader.helpers.mmzone import for_each_online_pgdat
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
+from mmintro.reader.validate import check_pcp, check_zone, note
 from mmintro.reader.x86_pgtable import LEVELS_4
 from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.views.vmstat_names import THP_PRINTED_ITEMS, stat_names
@@ -145,6 +146,7 @@ def zoneinfo(prog: Program) -> list[ZoneInfo]:
         first = next((i for i, z in enumerate(zones) if z.present_pages.value_()), None)
         for i, z in enumerate(zones):
             out.append(_zone(prog, pgdat, z, i == first, cpus))
+            note(prog, check_zone(z) + check_pcp(z))  # page counts, watermarks, pcp->count
     return out
 
 

@@ -490,8 +490,8 @@ def count_partial_free_approx(prog: Program, node: NodeSlabInfo) -> int:
         return sum(o - i for i, o in (_inuse_objects(prog, p) for p in node.partial))
     half = MAX_PARTIAL_TO_SCAN // 2
     scanned = node.partial[:half] + node.partial[::-1][: MAX_PARTIAL_TO_SCAN - half]
-    if not scanned:  # (a corrupt nr_partial over an empty list would divide by zero)
-        raise ValidationError(f"node partial list: nr_partial is {node.nr_partial} but the list is empty")
+    if not scanned:  # nr_partial above the cap but an empty list (corrupt; the kernel would divide by 0)
+        return 0
     x = sum(o - i for i, o in (_inuse_objects(prog, p) for p in scanned))
     return min(_mult_frac(x, node.nr_partial, len(scanned)), node.total_objects)
 

@@ -179,6 +179,14 @@ struct cpuinfo_x86 boot_cpu_data;  /* arch/x86/kernel/setup.c: x86_capability fo
 struct cred init_cred;  /* kernel/cred.c: brings struct cred (status: Uid, Gid, Groups, SigQ, Cap*) */
 struct group_info init_groups;  /* kernel/cred.c (static): brings struct group_info (status: Groups) */
 struct ucounts init_ucounts;  /* kernel/ucount.c: brings struct ucounts (status: SigQ) */
+struct kmem_cache *cred_jar;  /* kernel/cred.c (static): the cred cache, prepare_creds() */
+struct signal_struct init_signals;  /* init/init_task.c (static): init_task.signal */
+struct sighand_struct init_sighand;  /* init/init_task.c (static): init_task.sighand */
+struct pid init_struct_pid;  /* kernel/pid.c: pid 0, init_task's pids and every process group of its descendants */
+int max_threads;  /* kernel/fork.c: set_max_threads() (fork_init) */
+enum ssb_mitigation ssb_mode;  /* arch/x86/kernel/cpu/bugs.c (static, __ro_after_init) */
+enum spectre_v2_user_mitigation spectre_v2_user_ibpb;  /* arch/x86/kernel/cpu/bugs.c (static) */
+enum spectre_v2_user_mitigation spectre_v2_user_stibp;  /* arch/x86/kernel/cpu/bugs.c (static) */
 int direct_gbpages;
 atomic_long_t nr_memmap_pages;
 atomic_long_t nr_memmap_boot_pages;
