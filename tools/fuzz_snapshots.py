@@ -1433,6 +1433,8 @@ REPORTS = (
     "oom-scores",
     "iomem",
     "fragmentation",
+    "compaction",
+    "verify",
 )
 PID_REPORTS = ("status", "smaps", "smaps-rollup", "maps", "vm", "numa-maps", "oom-score")
 
@@ -1454,6 +1456,7 @@ def commands(
         ["vtop", stem, hex(addr)],
         ["kmem-s", stem, cache],
         ["pressure", stem, "--resource", "all"],
+        ["page-types", stem, "--kpf"],
     ]
     if "vaddr" in focus and focus["vaddr"] < 1 << 47:
         cmds.append(["vtop", stem, "--pid", str(pid), hex(focus["vaddr"])])

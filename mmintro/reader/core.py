@@ -113,7 +113,10 @@ class CoreFile:
     def close(self) -> None:
         self._u64 = None
         del self._np
-        self.buf.close()
+        try:
+            self.buf.close()
+        except BufferError:  # numpy views of the mapping still alive (an exception's traceback holds a
+            pass  # report's arrays): the mapping closes when they go, as DiskDumpFile.close does
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
