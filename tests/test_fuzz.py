@@ -233,6 +233,7 @@ def test_impossible_zone_spans(fork_cow, field):
                     ("page-types",),
                     ("meminfo",),
                     ("fragmentation",),
+                ("compaction",),
                     ("page", "300"),
                     ("whatis", "--pfn", "300"),
                 ),

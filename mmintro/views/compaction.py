@@ -89,7 +89,10 @@ def _skip_counts(prog: Program, start: int, end: int) -> tuple[int, int]:
     secs = pageblock_migratetypes(prog)
     g = section_geometry(prog)
     order = pageblock_order(prog)
-    pfns = np.arange(start & ~((1 << order) - 1), end, 1 << order, dtype=np.int64)
+    # pfns past the last present section are never online: a corrupt zone span (2^60 pages) must
+    # not become an array of them (as pagetypeinfo's walk)
+    first, stop = start & ~((1 << order) - 1), min(end, len(secs.online) << g.pfn_section_shift)
+    pfns = np.arange(first, stop, 1 << order, dtype=np.int64) if first < stop else np.zeros(0, np.int64)
     sec = pfns >> g.pfn_section_shift
     ok = sec < len(secs.online)
     sec_c = np.where(ok, sec, 0)
