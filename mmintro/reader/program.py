@@ -142,11 +142,14 @@ class Program:
             raise SnapshotError(f"{core.path!r}: PAGESIZE {self.page_size} is not supported (only 4096)")
         self.kernel_offset = int(info.get("KERNELOFFSET", "0"), 16)
         self.phys_base = self.vmcoreinfo_number("NUMBER(phys_base)", 0)
-        # x86-64's KASLR moves the kernel within its 1 GiB image space; phys_base is a physical address
-        for key, v, limit in (("KERNELOFFSET", self.kernel_offset, 1 << 32), ("NUMBER(phys_base)", self.phys_base,
-                                                                               1 << 52)):
-            if not 0 <= v < limit:
-                raise SnapshotError(f"{core.path!r}: VMCOREINFO {key} {v:#x} is impossible (not below {limit:#x})")
+        # x86-64's KASLR moves the kernel within its 1 GiB image space; phys_base is the signed
+        # difference between where the kernel was loaded and where it was linked to load (printed
+        # with %ld: negative when KASLR put it lower), within the 52-bit physical address space
+        for key, v, low, limit in (("KERNELOFFSET", self.kernel_offset, 0, 1 << 32),
+                                   ("NUMBER(phys_base)", self.phys_base, -(1 << 52), 1 << 52)):
+            if not low <= v < limit:
+                raise SnapshotError(f"{core.path!r}: VMCOREINFO {key} {v:#x} is impossible "
+                                    f"(not in {low:#x}..{limit:#x})")
         if symbols is None:
             assert vmlinux is not None
             symbols = SymbolTable(vmlinux.symbols, self.kernel_offset)
