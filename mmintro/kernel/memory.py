@@ -657,7 +657,6 @@ def do_swap_page(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int
 
     entry = pte_to_swp_entry(orig)
     exclusive = bool(orig & _PAGE_SWP_EXCLUSIVE)
-    VM_LOCKED = 0x00002000
     if sf.swp_type(entry) >= len(sf.swap_info(k)):
         raise NotImplementedError(f"{addr:#x}: non-swap entry {orig:#x} (migration/device entries are not modelled)")
     folio = swap_state.swap_cache_get_folio(k, entry)
@@ -680,7 +679,7 @@ def do_swap_page(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int
     # should_try_to_free_swap(): swap more than half full, an mlocked VMA, or a write fault
     # by the only user (the lookup's reference and the swap cache's)
     if swap_state.folio_test_swapcache(k, folio) and (
-            sf.vm_swap_full(k) or flags & VM_LOCKED
+            sf.vm_swap_full(k) or flags & mmap.VM_LOCKED
             or (write and rmap.folio_ref_count(k, folio) == 1 + swap.folio_nr_pages(k, folio))):
         sf.folio_free_swap(k, folio)
     add_mm_counter(k, mm, "MM_ANONPAGES", 1)

@@ -191,17 +191,7 @@ def read_swap_cache_async(k: Kernel, entry: int, gfp: int, vma: int, addr: int,
     swap.folio_set_flag(k, new, swap.PG_locked)
     swap.folio_set_flag(k, new, swap.PG_swapbacked)
     # swapcache_prepare() took SWAP_HAS_CACHE; the cache's claim is that one
-    nr = swap.folio_nr_pages(k, new)
-    from mmintro.kernel import rmap
-
-    rmap.folio_get(k, new, nr)
-    swap.folio_set_flag(k, new, PG_swapcache)
-    k.kmem.set(k.pfn_to_page(new), "page", "private", entry)
-    shadow = swap_cache_get_shadow(k, entry)
-    _tb_set(k, entry, k.pfn_to_page(new))
-    nid = swap.folio_nid(k, new)
-    k.mod_node_page_state(nid, "NR_FILE_PAGES", nr)
-    k.mod_node_page_state(nid, "NR_SWAPCACHE", nr)
+    shadow = __swap_cache_add_folio(k, new, entry)
     if shadow:
         workingset.workingset_refault(k, new, shadow)
     swap.folio_add_lru(k, new)

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING
 from mmintro.arch.x86 import _PAGE_ACCESSED, PAGE_SHIFT, PMD_SHIFT
 from mmintro.kernel import config as kc
 from mmintro.kernel import gfp as G
+from mmintro.kernel import mmap, rmap
 from mmintro.kernel import page_alloc as pa
 from mmintro.kernel import swap
 from mmintro.kernel.swap import (LRU_ACTIVE, LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON,
@@ -93,8 +94,8 @@ _PGDAT = _T.enum("pgdat_flags")
 PGDAT_DIRTY = _PGDAT["PGDAT_DIRTY"]
 PGDAT_WRITEBACK = _PGDAT["PGDAT_WRITEBACK"]
 MAX_NR_ZONES = _T.enum("zone_type")["__MAX_NR_ZONES"]
-VM_EXEC = 0x00000004
-VM_LOCKED = 0x00002000
+VM_EXEC = mmap.VM_EXEC
+VM_LOCKED = mmap.VM_LOCKED
 
 FOLIOREF_RECLAIM, FOLIOREF_RECLAIM_CLEAN, FOLIOREF_KEEP, FOLIOREF_ACTIVATE = range(4)
 PAGE_KEEP, PAGE_ACTIVATE, PAGE_SUCCESS, PAGE_CLEAN = range(4)
@@ -365,7 +366,7 @@ def isolate_lru_folios(k: Kernel, nid: int, nr_to_scan: int, sc: ScanControl, lr
             k.kmem.list_del(k.pfn_to_page(pfn) + swap.LRU_OFF)  # move_to = src: list_move to the head
             k.kmem.list_add(k.pfn_to_page(pfn) + swap.LRU_OFF, head)
             continue
-        _ref_add(k, pfn, 1)  # folio_try_get()
+        rmap.folio_get(k, pfn)  # folio_try_get()
         swap.folio_clear_flag(k, pfn, PG_lru)
         swap._lruvec_del_folio(k, pfn)
         taken.append(pfn)
@@ -374,18 +375,10 @@ def isolate_lru_folios(k: Kernel, nid: int, nr_to_scan: int, sc: ScanControl, lr
     for zidx, n in enumerate(nr_skipped):
         if n:
             _zone_ev(k, "PGSCAN_SKIP", zidx, n)
-    return taken, total_scan if skipped else scan
-
-
-def _ref_add(k: Kernel, pfn: int, n: int) -> None:
-    from mmintro.kernel import rmap
-
-    rmap._set32(k, pfn, pa.D_REFCOUNT, rmap._get32(k, pfn, pa.D_REFCOUNT) + n)
+    return taken, total_scan
 
 
 def _mapped(k: Kernel, pfn: int) -> bool:
-    from mmintro.kernel import rmap
-
     return rmap.folio_mapcount(k, pfn) > 0
 
 
@@ -406,8 +399,6 @@ def move_folios_to_lru(k: Kernel, nid: int, folios: list[int]) -> int:
     """mm/vmscan.c move_folios_to_lru(): put isolated folios back on the list their flags
     name (PG_lru set again) and drop the isolation reference; returns the pages that went to
     an active list."""
-    from mmintro.kernel import rmap
-
     nr_moved = 0
     for pfn in folios:
         if not swap.folio_evictable(k, pfn):
@@ -429,8 +420,6 @@ def shrink_active_list(k: Kernel, nid: int, nr_to_scan: int, sc: ScanControl, lr
     file = is_file_lru(lru)
     folios, nr_scanned = isolate_lru_folios(k, nid, nr_to_scan, sc, lru)
     _mod_isolated(k, nid, folios, 1)
-    if not sc.kswapd:
-        pass
     _ev(k, "PGREFILL", nr_scanned)
     l_active, l_inactive = [], []
     nr_rotated = 0
@@ -449,11 +438,10 @@ def shrink_active_list(k: Kernel, nid: int, nr_to_scan: int, sc: ScanControl, lr
         swap.folio_clear_flag(k, pfn, PG_active)  # we are de-activating
         swap.folio_set_flag(k, pfn, PG_workingset)
         l_inactive.append(pfn)
-    nr_activate = move_folios_to_lru(k, nid, l_active)
+    move_folios_to_lru(k, nid, l_active)
     nr_deactivate = sum(swap.folio_nr_pages(k, p) for p in l_inactive)
     move_folios_to_lru(k, nid, l_inactive)
     _ev(k, "PGDEACTIVATE", nr_deactivate)
-    del nr_activate
     _mod_isolated(k, nid, folios, -1)
     if nr_rotated:
         lru_note_cost(k, nid, file, 0, nr_rotated)
@@ -463,7 +451,7 @@ def shrink_folio_list(k: Kernel, folios: list[int], nid: int, sc: ScanControl,
                       stat: ReclaimStat) -> tuple[int, list[int]]:
     """mm/vmscan.c shrink_folio_list(): try to free each isolated folio.  Returns (pages
     reclaimed, the folios kept or to be activated, still isolated)."""
-    from mmintro.kernel import rmap, swap_state, swapfile
+    from mmintro.kernel import swap_state, swapfile
 
     nr_reclaimed = 0
     ret: list[int] = []
@@ -565,7 +553,7 @@ def pageout(k: Kernel, pfn: int) -> int:
     completes synchronously here); NR_VMSCAN_WRITE."""
     from mmintro.kernel import page_io
 
-    if swap.folio_test(k, pfn, PG_swapbacked) is False:
+    if not swap.folio_test(k, pfn, PG_swapbacked):
         return PAGE_ACTIVATE
     if not swap.folio_clear_flag(k, pfn, PG_dirty):
         return PAGE_CLEAN
@@ -598,8 +586,6 @@ def __remove_mapping(k: Kernel, pfn: int) -> bool:
 def _free_isolated(k: Kernel, pfn: int) -> None:
     """The reclaimed folio's last (isolation) reference goes: free_unref_folios().  The flags
     reclaim leaves are cleared as __folio_put's page_cache_release/free_pages_prepare do."""
-    from mmintro.kernel import rmap
-
     for bit in (PG_active, PG_referenced, PG_workingset, PG_reclaim, PG_swapbacked, swap.PG_uptodate,
                 swap.PG_locked):
         swap.folio_clear_flag(k, pfn, bit)
@@ -620,8 +606,6 @@ def shrink_inactive_list(k: Kernel, nid: int, nr_to_scan: int, sc: ScanControl, 
     nr_reclaimed, kept = shrink_folio_list(k, folios, nid, sc, stat)
     move_folios_to_lru(k, nid, kept)
     _mod_isolated(k, nid, kept, -1)
-    for pfn in folios:
-        pass
     # the reclaimed folios were isolated too
     freed = nr_taken - sum(swap.folio_nr_pages(k, p) for p in kept)
     k.mod_node_page_state(nid, "NR_ISOLATED_FILE" if file else "NR_ISOLATED_ANON", -freed)
@@ -771,7 +755,6 @@ def shrink_node(k: Kernel, nid: int, sc: ScanControl) -> None:
     kswapd flags on the node (PGDAT_WRITEBACK, PGDAT_DIRTY) and a flusher wakeup when every
     file folio taken was dirty and unqueued."""
     nr_reclaimed_before = sc.nr_reclaimed
-    nr_scanned_before = sc.nr_scanned
     sc.nr_dirty = sc.nr_unqueued_dirty = sc.nr_writeback = sc.nr_immediate = 0
     sc.nr_taken = sc.nr_file_taken = 0
     prepare_scan_control(k, nid, sc)
@@ -788,7 +771,6 @@ def shrink_node(k: Kernel, nid: int, sc: ScanControl) -> None:
         wakeup_flusher_threads(k)
     if reclaimable:
         _pgdat_set(k, nid, "kswapd_failures", 0)
-    del nr_scanned_before
 
 
 def wakeup_flusher_threads(k: Kernel) -> None:
