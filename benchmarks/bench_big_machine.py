@@ -30,9 +30,22 @@ import time
 MACHINES = {4: (1, 4), 64: (4, 16), 256: (8, 64), 1024: (8, 64)}  # GiB -> (nodes, CPUs)
 
 #: crosscheck rows run on the big snapshots (substrings of mmintro.crosscheck.CHECKS names)
-ROWS = ("for_each_online_pgdat", "zones:", "totalram", "pfn_to_page", "crash kmem -z", "crash kmem -f",
-        "crash kmem -n", "MIN/LOW/HIGH", "crash kmem -i", "nr_free_pages", "min/low/high_wmark",
-        "free_area lists", "per-CPU lists", "for_each_slab_cache")
+ROWS = (
+    "for_each_online_pgdat",
+    "zones:",
+    "totalram",
+    "pfn_to_page",
+    "crash kmem -z",
+    "crash kmem -f",
+    "crash kmem -n",
+    "MIN/LOW/HIGH",
+    "crash kmem -i",
+    "nr_free_pages",
+    "min/low/high_wmark",
+    "free_area lists",
+    "per-CPU lists",
+    "for_each_slab_cache",
+)
 
 
 def _rss_mib() -> float:
@@ -119,26 +132,47 @@ def main() -> None:
             nodes, cpus = MACHINES.get(gib, (8, 64))
             cpus = args.cpus or cpus
             stem = os.path.join(tmp, f"m{gib}g")
-            m = _run_child(["--child", "machine", str(gib), str(nodes), str(cpus), stem, str(args.threads),
-                            str(int(args.arrays)), str(int(not args.no_elf))])
+            m = _run_child(
+                [
+                    "--child",
+                    "machine",
+                    str(gib),
+                    str(nodes),
+                    str(cpus),
+                    stem,
+                    str(args.threads),
+                    str(int(args.arrays)),
+                    str(int(not args.no_elf)),
+                ]
+            )
             label = f"{gib} GiB / {nodes} node{'s' if nodes > 1 else ''} / {cpus} CPUs"
-            print(f"{label}: boot {m['boot_s']:.1f} s, peak RSS {m['rss_boot_mib']:.0f} MiB after boot; "
-                  f"{m['array_sections']} of {m['sections']} sections are arrays"
-                  f"{' (--arrays)' if args.arrays else ''}")
-            print(f"  kdump  write {m['kdump_s']:6.1f} s ({args.threads} thread{'s' if args.threads > 1 else ''}), "
-                  f"{m['kdump_bytes'] / 1e9:7.3f} GB ({m['kdump_bytes'] / (gib << 18):.1f} B a page of RAM), "
-                  f"peak RSS {m['rss_kdump_mib']:.0f} MiB")
-            print(f"  kdump without free pages (--exclude-free, makedumpfile -d 17) write {m['nofree_s']:6.1f} s, "
-                  f"{m['nofree_bytes'] / 1e9:7.3f} GB ({m['nofree_bytes'] / (gib << 18):.1f} B a page of RAM), "
-                  f"peak RSS {m['rss_nofree_mib']:.0f} MiB")
+            print(
+                f"{label}: boot {m['boot_s']:.1f} s, peak RSS {m['rss_boot_mib']:.0f} MiB after boot; "
+                f"{m['array_sections']} of {m['sections']} sections are arrays"
+                f"{' (--arrays)' if args.arrays else ''}"
+            )
+            print(
+                f"  kdump  write {m['kdump_s']:6.1f} s ({args.threads} thread{'s' if args.threads > 1 else ''}), "
+                f"{m['kdump_bytes'] / 1e9:7.3f} GB ({m['kdump_bytes'] / (gib << 18):.1f} B a page of RAM), "
+                f"peak RSS {m['rss_kdump_mib']:.0f} MiB"
+            )
+            print(
+                f"  kdump without free pages (--exclude-free, makedumpfile -d 17) write {m['nofree_s']:6.1f} s, "
+                f"{m['nofree_bytes'] / 1e9:7.3f} GB ({m['nofree_bytes'] / (gib << 18):.1f} B a page of RAM), "
+                f"peak RSS {m['rss_nofree_mib']:.0f} MiB"
+            )
             if "elf_s" in m:
-                print(f"  ELF    write {m['elf_s']:6.1f} s, {m['elf_bytes'] / 1e9:7.3f} GB "
-                      f"({m['elf_disk_bytes'] / 1e9:.3f} GB on disk), peak RSS {m['rss_elf_mib']:.0f} MiB")
+                print(
+                    f"  ELF    write {m['elf_s']:6.1f} s, {m['elf_bytes'] / 1e9:7.3f} GB "
+                    f"({m['elf_disk_bytes'] / 1e9:.3f} GB on disk), peak RSS {m['rss_elf_mib']:.0f} MiB"
+                )
             if not args.no_drgn:
                 r = _run_child(["--child", "read", stem])
                 verdict = "agree" if not r["disagree"] else "DISAGREE: " + "; ".join(r["disagree"])
-                print(f"  drgn vs mmintro: {r['rows']} crosscheck rows {verdict} ({r['read_s']:.1f} s, "
-                      f"peak RSS {r['rss_read_mib']:.0f} MiB)")
+                print(
+                    f"  drgn vs mmintro: {r['rows']} crosscheck rows {verdict} ({r['read_s']:.1f} s, "
+                    f"peak RSS {r['rss_read_mib']:.0f} MiB)"
+                )
             for suffix in (".vmcore", ".vmlinux"):
                 if os.path.exists(stem + suffix):
                     os.unlink(stem + suffix)

@@ -85,9 +85,11 @@ def main() -> None:
     pfn = k.alloc_pages("GFP_HIGHUSER_MOVABLE|__GFP_COMP", 9)
     dt = time.perf_counter() - t
     assert pfn is not None
-    print(f"direct       order-9 allocation with direct compaction: {dt * 1000:.1f} ms, "
-          f"{ev(k, 'PGMIGRATE_SUCCESS')} pages migrated, {ev(k, 'COMPACTMIGRATE_SCANNED')} migrate-scanned, "
-          f"{ev(k, 'COMPACTFREE_SCANNED')} free-scanned")
+    print(
+        f"direct       order-9 allocation with direct compaction: {dt * 1000:.1f} ms, "
+        f"{ev(k, 'PGMIGRATE_SUCCESS')} pages migrated, {ev(k, 'COMPACTMIGRATE_SCANNED')} migrate-scanned, "
+        f"{ev(k, 'COMPACTFREE_SCANNED')} free-scanned"
+    )
 
     k, w, z = fragmented(ram)
     t = time.perf_counter()
@@ -95,8 +97,10 @@ def main() -> None:
     dt = time.perf_counter() - t
     moved = ev(k, "PGMIGRATE_SUCCESS")
     scanned = ev(k, "COMPACTMIGRATE_SCANNED") + ev(k, "COMPACTFREE_SCANNED")
-    print(f"compact_all  vm.compact_memory: {moved} pages migrated in {dt:.2f} s: {moved / dt:,.0f} pages/s, "
-          f"{scanned / dt:,.0f} pfns scanned/s; free order>=9 blocks after: {sum(z.nr_free[9:])}")
+    print(
+        f"compact_all  vm.compact_memory: {moved} pages migrated in {dt:.2f} s: {moved / dt:,.0f} pages/s, "
+        f"{scanned / dt:,.0f} pfns scanned/s; free order>=9 blocks after: {sum(z.nr_free[9:])}"
+    )
 
 
 if __name__ == "__main__":

@@ -68,14 +68,18 @@ def measure(cfg: MachineConfig, label: str, tmp: str, with_drgn: bool) -> None:
     mine = page_types_counts(prog)
     t_pt = time.perf_counter() - t
     npages = sum(mine.values())
-    print(f"{label}: boot {t_boot:.2f} s, save {t_save:.2f} s, snapshot {size / 1e6:.1f} MB, "
-          f"open {t_open * 1000:.0f} ms, page-types {npages} pages in {t_pt:.3f} s "
-          f"({npages / t_pt / 1e6:.1f} M pages/s)")
+    print(
+        f"{label}: boot {t_boot:.2f} s, save {t_save:.2f} s, snapshot {size / 1e6:.1f} MB, "
+        f"open {t_open * 1000:.0f} ms, page-types {npages} pages in {t_pt:.3f} s "
+        f"({npages / t_pt / 1e6:.1f} M pages/s)"
+    )
     if with_drgn:
         theirs, t_drgn = drgn_count(str(core), str(vmlinux))
         assert theirs == mine, "drgn's census differs from mmintro's"
-        print(f"{label}: drgn for_each_page census {t_drgn:.2f} s ({npages / t_drgn / 1e6:.2f} M pages/s); "
-              f"mmintro is {t_drgn / t_pt:.0f}x faster, same counts")
+        print(
+            f"{label}: drgn for_each_page census {t_drgn:.2f} s ({npages / t_drgn / 1e6:.2f} M pages/s); "
+            f"mmintro is {t_drgn / t_pt:.0f}x faster, same counts"
+        )
 
 
 def main() -> None:

@@ -57,8 +57,16 @@ def main() -> None:
 
     k = boot(MachineConfig(ram=4 << 30, cpus=2))
     comp = G.GFP_KERNEL | G.__GFP_COMP
-    kinds = [(comp, 0), (G.GFP_HIGHUSER_MOVABLE, 0), (G.GFP_KERNEL | G.__GFP_RECLAIMABLE, 0), (comp, 1),
-             (G.GFP_HIGHUSER_MOVABLE, 2), (comp, 3), (comp, 4), (G.GFP_HIGHUSER_MOVABLE | G.__GFP_COMP, 9)]
+    kinds = [
+        (comp, 0),
+        (G.GFP_HIGHUSER_MOVABLE, 0),
+        (G.GFP_KERNEL | G.__GFP_RECLAIMABLE, 0),
+        (comp, 1),
+        (G.GFP_HIGHUSER_MOVABLE, 2),
+        (comp, 3),
+        (comp, 4),
+        (G.GFP_HIGHUSER_MOVABLE | G.__GFP_COMP, 9),
+    ]
     dt, ops = steady(k, kinds, 2000, args.steps // 2)
     print(f"mixed    orders 0..9      {ops / dt:>10,.0f} ops/s  ({ops // 2 / dt:,.0f} alloc+free pairs/s)")
     assert not k.alloc_failures, "the steady state must not run out of memory"
@@ -71,8 +79,10 @@ def main() -> None:
         k = boot(cfg)
         dt = time.perf_counter() - t
         blocks = sum(sum(z.nr_free) for zs in k.zones for z in zs)
-        print(f"boot {cfg.ram >> 30:>3} GiB, {cfg.nodes} node(s): {dt:6.2f} s  "
-              f"({blocks:,} free blocks on the lists, {k.totalram_pages:,} pages managed)")
+        print(
+            f"boot {cfg.ram >> 30:>3} GiB, {cfg.nodes} node(s): {dt:6.2f} s  "
+            f"({blocks:,} free blocks on the lists, {k.totalram_pages:,} pages managed)"
+        )
 
 
 if __name__ == "__main__":

@@ -100,8 +100,11 @@ def main() -> None:
         for gib in (int(x) for x in args.sizes.split(",")):
             path = make(gib, d)
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "from mmintro.cli.main import main; main()", "page-types", path],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-c", "from mmintro.cli.main import main; main()", "page-types", path],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             t_cli = time.perf_counter() - t
             prog = open_snapshot(path)
             times = []
@@ -118,8 +121,10 @@ def main() -> None:
             same = theirs == mine
             rows.append((gib, pages, t_cli, times[0], best, t_drgn, same))
             os.unlink(f"{path}.vmcore")
-    print(f"{'machine':>8} {'pages':>10} {'CLI s':>7} {'first s':>8} {'best s':>7} {'M pages/s':>9} "
-          f"{'drgn s':>8} {'drgn M/s':>8} {'ratio':>6}  same counts")
+    print(
+        f"{'machine':>8} {'pages':>10} {'CLI s':>7} {'first s':>8} {'best s':>7} {'M pages/s':>9} "
+        f"{'drgn s':>8} {'drgn M/s':>8} {'ratio':>6}  same counts"
+    )
     for gib, pages, t_cli, first, best, t_drgn, same in rows:
         drgn = f"{t_drgn:8.2f} {pages / t_drgn / 1e6:8.2f} {t_drgn / best:5.0f}x  {same}" if t_drgn else "       -"
         print(f"{gib:>6}G {pages:>10} {t_cli:>7.2f} {first:>8.3f} {best:>7.3f} {pages / best / 1e6:>9.1f} {drgn}")

@@ -63,12 +63,17 @@ def main() -> None:
     from mmintro.snapshot.debuginfo import cached_debuginfo
     from mmintro.views import smaps as S
 
-    ref = load_reference_dump(Path(args.dump_dir)) if args.dump_dir else \
-        cached_reference_dump(GuestConfig(), "real-default")
+    ref = (
+        load_reference_dump(Path(args.dump_dir))
+        if args.dump_dir
+        else cached_reference_dump(GuestConfig(), "real-default")
+    )
     vmcore, vmlinuz = str(ref.path("elf")), ref.vmlinuz
     pid = ref.pids["parent"]
-    print(f"dump {vmcore} ({ref.kernel_release}, {ref.config.mem_mib} MiB, {ref.config.cpus} CPUs); "
-          f"workload parent pid {pid}")
+    print(
+        f"dump {vmcore} ({ref.kernel_release}, {ref.config.mem_mib} MiB, {ref.config.cpus} CPUs); "
+        f"workload parent pid {pid}"
+    )
 
     # -- open ----------------------------------------------------------------------------------
     open_dump(vmcore, vmlinuz).close()  # warm: BTF closure and kallsyms caches, the file in the page cache
@@ -88,11 +93,13 @@ def main() -> None:
         arr = page_array(prog, {"flags": "flags", "page_type": "page_type", "compound_head": "compound_head"})
         present = present_pfn_mask(prog)
         flags = arr["flags"][present]
-        return {"pages": int(present.sum()),
-                "head": int(np.count_nonzero(flags & np.uint64(pg_head))),
-                "tail": int(np.count_nonzero(arr["compound_head"][present] & np.uint64(1))),
-                "lru": int(np.count_nonzero(flags & np.uint64(pg_lru))),
-                "buddy": int(np.count_nonzero((arr["page_type"][present] >> np.uint32(24)) == buddy))}
+        return {
+            "pages": int(present.sum()),
+            "head": int(np.count_nonzero(flags & np.uint64(pg_head))),
+            "tail": int(np.count_nonzero(arr["compound_head"][present] & np.uint64(1))),
+            "lru": int(np.count_nonzero(flags & np.uint64(pg_lru))),
+            "buddy": int(np.count_nonzero((arr["page_type"][present] >> np.uint32(24)) == buddy)),
+        }
 
     # 6.18: page->flags is memdesc_flags_t { unsigned long f; }
     wrapped = dprog.type("struct page").member("flags").type.unqualified().kind == drgn.TypeKind.TYPEDEF
@@ -143,8 +150,9 @@ def main() -> None:
     nobj = sum(len(v) for v in mine_s.values())
     print(f"slab census ({len(mine_s)} caches, {nobj:,} allocated objects)")
     print(f"  mmintro slab_census (every object)     {t_ms:8.3f} s")
-    print(f"  drgn page census + per-slab walk       {t_ds:8.3f} s  (slab_cache_usage of every cache alone: "
-          f"{t_du:.3f} s)")
+    print(
+        f"  drgn page census + per-slab walk       {t_ds:8.3f} s  (slab_cache_usage of every cache alone: {t_du:.3f} s)"
+    )
     print(f"  ratio {t_ds / t_ms:,.0f}x; identical allocated objects in every cache")
 
     # -- smaps of the workload parent --------------------------------------------------------

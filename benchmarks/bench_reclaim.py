@@ -43,8 +43,10 @@ def _measure(label: str, k, fn) -> None:
     d = {n: _ev(k, n) - before[n] for n in names}
     scanned = d["PGSCAN_KSWAPD"] + d["PGSCAN_DIRECT"]
     stolen = d["PGSTEAL_KSWAPD"] + d["PGSTEAL_DIRECT"]
-    print(f"{label:<24} {dt:7.2f} s  scanned {scanned:>7} ({scanned / dt:>8.0f}/s)  reclaimed {stolen:>7} "
-          f"({stolen / dt:>7.0f}/s)  pswpout {d['PSWPOUT']:>6}  pswpin {d['PSWPIN']:>6}")
+    print(
+        f"{label:<24} {dt:7.2f} s  scanned {scanned:>7} ({scanned / dt:>8.0f}/s)  reclaimed {stolen:>7} "
+        f"({stolen / dt:>7.0f}/s)  pswpout {d['PSWPOUT']:>6}  pswpin {d['PSWPIN']:>6}"
+    )
 
 
 def main() -> None:

@@ -88,8 +88,10 @@ def main() -> None:
 
         dprog = open_drgn(str(d / "leak.vmcore"), str(d / "leak.vmlinux"))
         t = time.perf_counter()
-        theirs = {c.value_(): {o.value_() for o in slab_cache_for_each_allocated_object(c, "void")}
-                  for c in for_each_slab_cache(dprog)}
+        theirs = {
+            c.value_(): {o.value_() for o in slab_cache_for_each_allocated_object(c, "void")}
+            for c in for_each_slab_cache(dprog)
+        }
         t_drgn = time.perf_counter() - t
 
     total = sum(len(v) for v in mine.values())
@@ -98,8 +100,10 @@ def main() -> None:
     diff = [census[a].name for a in mine if mine[a] != theirs[a]]
     assert not diff, f"the census and drgn disagree on {diff}"
     assert mine == want, "the census disagrees with the simulator's live objects"
-    print(f"snapshot: {args.ram} RAM, {len(census)} caches, {total:,} allocated objects "
-          f"({biggest.name}: {biggest.nr_allocated:,} of {len(biggest.objects):,})")
+    print(
+        f"snapshot: {args.ram} RAM, {len(census)} caches, {total:,} allocated objects "
+        f"({biggest.name}: {biggest.nr_allocated:,} of {len(biggest.objects):,})"
+    )
     print(f"mmintro slab_census (every cache)                       {t_census:8.3f} s")
     print(f"drgn slab_cache_for_each_allocated_object (every cache) {t_drgn:8.3f} s")
     print(f"census is {t_drgn / t_census:,.0f}x faster; identical allocated-object sets in every cache")

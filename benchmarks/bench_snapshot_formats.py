@@ -59,26 +59,47 @@ def measure(cfg: MachineConfig, label: str, tmp: str, threads: int) -> None:
         path = f"{stem}-{fmt}.vmcore"
         t = time.perf_counter()
         if fmt == "elf":
-            write_vmcore(path, k.mem.nonzero_runs(), info, ram_ranges=_ram(k), prstatus=prstatus_notes(k),
-                         direct_map=k.page_offset_base)
+            write_vmcore(
+                path,
+                k.mem.nonzero_runs(),
+                info,
+                ram_ranges=_ram(k),
+                prstatus=prstatus_notes(k),
+                direct_map=k.page_offset_base,
+            )
         else:
-            stats = write_kdump(path, k.mem.nonzero_runs(), info, _ram(k), prstatus=prstatus_notes(k),
-                                utsname=utsname(k), nr_cpus=cfg.cpus, phys_base=k.phys_base, threads=threads)
+            stats = write_kdump(
+                path,
+                k.mem.nonzero_runs(),
+                info,
+                _ram(k),
+                prstatus=prstatus_notes(k),
+                utsname=utsname(k),
+                nr_cpus=cfg.cpus,
+                phys_base=k.phys_base,
+                threads=threads,
+            )
         t_write = time.perf_counter() - t
         os.link(stem + ".vmlinux", f"{stem}-{fmt}.vmlinux")
         st = os.stat(path)
         t_mine, t_drgn = _read(f"{stem}-{fmt}")
         rows.append((fmt, t_write, st.st_size, st.st_blocks * 512, t_mine, t_drgn))
-    print(f"{label}: {stats.ram_pages} RAM pages, {stats.compressed_pages + stats.raw_pages} stored "
-          f"({stats.raw_pages} raw), {stats.shared_pages} shared with the page before, {stats.zero_pages} zero")
+    print(
+        f"{label}: {stats.ram_pages} RAM pages, {stats.compressed_pages + stats.raw_pages} stored "
+        f"({stats.raw_pages} raw), {stats.shared_pages} shared with the page before, {stats.zero_pages} zero"
+    )
     for fmt, t_write, size, alloc, t_mine, t_drgn in rows:
         extra = ""
         if fmt == "kdump":
             stored = stats.compressed_pages + stats.raw_pages
-            extra = (f", {stored / t_write / 1e3:.0f} k stored pages/s, {stats.ram_pages / t_write / 1e6:.1f} M "
-                     f"RAM pages/s ({threads} thread{'s' if threads > 1 else ''})")
-        print(f"  {fmt:5s} write {t_write:6.2f} s, {size / 1e6:8.1f} MB ({alloc / 1e6:8.1f} MB on disk), "
-              f"mmintro open+meminfo {t_mine:.2f} s, drgn open+kmem -i {t_drgn:.2f} s{extra}")
+            extra = (
+                f", {stored / t_write / 1e3:.0f} k stored pages/s, {stats.ram_pages / t_write / 1e6:.1f} M "
+                f"RAM pages/s ({threads} thread{'s' if threads > 1 else ''})"
+            )
+        print(
+            f"  {fmt:5s} write {t_write:6.2f} s, {size / 1e6:8.1f} MB ({alloc / 1e6:8.1f} MB on disk), "
+            f"mmintro open+meminfo {t_mine:.2f} s, drgn open+kmem -i {t_drgn:.2f} s{extra}"
+        )
 
 
 def main() -> None:

@@ -12,8 +12,9 @@ import contextlib
 import io
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +47,7 @@ def open_drgn(vmcore: str, vmlinux: str) -> Any:
     import logging
 
     import drgn
-    import drgn.commands._crash  # noqa: F401  (registers the crash commands)
+    import drgn.commands._crash
 
     from mmintro.reader.errors import SnapshotError
 
@@ -58,8 +59,9 @@ def open_drgn(vmcore: str, vmlinux: str) -> Any:
         prog.set_core_dump(vmcore)
         prog.load_debug_info([vmlinux])
     except Exception as e:  # damaged DWARF or core: drgn's BadDataError, MissingDebugInfoError, ...
-        raise SnapshotError(f"drgn {drgn.__version__} cannot read the snapshot ({type(e).__name__}: "
-                            f"{' '.join(str(e).split())})") from None
+        raise SnapshotError(
+            f"drgn {drgn.__version__} cannot read the snapshot ({type(e).__name__}: {' '.join(str(e).split())})"
+        ) from None
     finally:
         log.setLevel(level)
     return prog
@@ -97,8 +99,10 @@ def _diff(a: Any, b: Any) -> str:
 def c_pgdats(p: Program, d: Any) -> tuple:
     from drgn.helpers.linux.mmzone import for_each_online_pgdat
 
-    return ([int(pg.node_id.value_()) for pg in mz.for_each_online_pgdat(p)],
-            [pg.node_id.value_() for pg in for_each_online_pgdat(d)])
+    return (
+        [int(pg.node_id.value_()) for pg in mz.for_each_online_pgdat(p)],
+        [pg.node_id.value_() for pg in for_each_online_pgdat(d)],
+    )
 
 
 ZONE_FIELDS = ("zone_start_pfn", "spanned_pages", "present_pages")
@@ -110,15 +114,26 @@ def c_zones(p: Program, d: Any) -> tuple:
     mine = []
     for pg in mz.for_each_online_pgdat(p):
         for z in _zones(pg):
-            mine.append((int(pg.node_id.value_()), z.name.string_().decode(),
-                         *[int(z.member_(f).value_()) for f in ZONE_FIELDS],
-                         int(z.managed_pages.counter.value_())))
+            mine.append(
+                (
+                    int(pg.node_id.value_()),
+                    z.name.string_().decode(),
+                    *[int(z.member_(f).value_()) for f in ZONE_FIELDS],
+                    int(z.managed_pages.counter.value_()),
+                )
+            )
     theirs = []
     for pg in for_each_online_pgdat(d):
         for i in range(len(pg.node_zones)):
             z = pg.node_zones[i]
-            theirs.append((pg.node_id.value_(), z.name.string_().decode(),
-                           *[z.member_(f).value_() for f in ZONE_FIELDS], z.managed_pages.counter.value_()))
+            theirs.append(
+                (
+                    pg.node_id.value_(),
+                    z.name.string_().decode(),
+                    *[z.member_(f).value_() for f in ZONE_FIELDS],
+                    z.managed_pages.counter.value_(),
+                )
+            )
     return mine, theirs
 
 
@@ -151,8 +166,10 @@ def c_pfn_to_page(p: Program, d: Any) -> tuple:
     from drgn.helpers.linux.mm import page_to_pfn, pfn_to_page
 
     pfns = _sample_pfns(p)
-    mine = [(pfn, int(mmh.pfn_to_page(p, pfn).value_()), int(mmh.page_to_pfn(mmh.pfn_to_page(p, pfn)).value_()))
-            for pfn in pfns]
+    mine = [
+        (pfn, int(mmh.pfn_to_page(p, pfn).value_()), int(mmh.page_to_pfn(mmh.pfn_to_page(p, pfn)).value_()))
+        for pfn in pfns
+    ]
     theirs = [(pfn, pfn_to_page(d, pfn).value_(), page_to_pfn(pfn_to_page(d, pfn)).value_()) for pfn in pfns]
     return mine, theirs
 
@@ -166,7 +183,11 @@ def _sample_vaddrs(p: Program, n: int = 64) -> list[int]:
     for _ in range(n):
         a, b = ram[rng.randrange(len(ram))]
         pa = rng.randrange(a, b) & ~7
-        if pa >> 12 < len(mask) and mask[pa >> 12] and not (int(mmh.PageReserved(mmh.pfn_to_page(p, pa >> 12))) and pa < 1 << 20):
+        if (
+            pa >> 12 < len(mask)
+            and mask[pa >> 12]
+            and not (int(mmh.PageReserved(mmh.pfn_to_page(p, pa >> 12))) and pa < 1 << 20)
+        ):
             out.append(pob + pa)
     vm = int(mmh.vmemmap(p).value_())
     for s in list(mz.for_each_present_section(p))[:8]:
@@ -188,25 +209,36 @@ def c_follow_phys(p: Program, d: Any) -> tuple:
 
 def c_kmem_z(p: Program, d: Any) -> tuple:
     out = crash(d, "kmem -z")
-    theirs = [(int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4) or 0))
-              for m in re.finditer(r"NODE: (\d+)\s+ZONE: \d+\s+ADDR: \w+\s+NAME: \"(\w+)\"\s+SIZE: (\d+)(?:\s+PRESENT: (\d+))?", out)]
+    theirs = [
+        (int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4) or 0))
+        for m in re.finditer(
+            r"NODE: (\d+)\s+ZONE: \d+\s+ADDR: \w+\s+NAME: \"(\w+)\"\s+SIZE: (\d+)(?:\s+PRESENT: (\d+))?", out
+        )
+    ]
     mine = []
     for pg in mz.for_each_online_pgdat(p):
         for z in _zones(pg):
             if int(z.spanned_pages.value_()):
                 spanned, present = int(z.spanned_pages.value_()), int(z.present_pages.value_())
-                mine.append((int(pg.node_id.value_()), z.name.string_().decode(), spanned,
-                             present if present != spanned else 0))
+                mine.append(
+                    (int(pg.node_id.value_()), z.name.string_().decode(), spanned, present if present != spanned else 0)
+                )
     free_theirs = [int(x) for x in re.findall(r"^\s+NR_FREE_PAGES\s+(\d+)", out, re.M)]
-    free_mine = [int(z.vm_stat[0].counter.value_()) for pg in mz.for_each_online_pgdat(p) for z in _zones(pg)
-                 if int(z.spanned_pages.value_())]
+    free_mine = [
+        int(z.vm_stat[0].counter.value_())
+        for pg in mz.for_each_online_pgdat(p)
+        for z in _zones(pg)
+        if int(z.spanned_pages.value_())
+    ]
     return (mine, free_mine), (theirs, free_theirs)
 
 
 def c_kmem_n(p: Program, d: Any) -> tuple:
     out = crash(d, "kmem -n")
-    theirs = [(int(m.group(1)), int(m.group(2), 16), int(m.group(3)))
-              for m in re.finditer(r"^\s*(\d+)\s+[0-9a-f]+\s+[0-9a-f]+\s+([0-9a-f]+)\s+\w+\s+(\d+)\s*$", out, re.M)]
+    theirs = [
+        (int(m.group(1)), int(m.group(2), 16), int(m.group(3)))
+        for m in re.finditer(r"^\s*(\d+)\s+[0-9a-f]+\s+[0-9a-f]+\s+([0-9a-f]+)\s+\w+\s+(\d+)\s*$", out, re.M)
+    ]
     vm = int(mmh.vmemmap(p).value_())
     mine = [(int(s.nr), vm + (int(s.nr) << 15) * 64, int(s.nr) << 15) for s in mz.for_each_present_section(p)]
     return mine, theirs
@@ -296,7 +328,9 @@ def _kmem_z_zones(out: str) -> list[tuple]:
         h = re.match(r"NODE: (\d+)\s+ZONE: (\d+)\s+ADDR: \w+\s+NAME: \"(\w+)\"", block)
         w = re.search(r"MIN/LOW/HIGH: (\d+)/(\d+)/(\d+)", block)
         if h and w:
-            stats = {m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+([A-Z_]+)\s+(-?\d+)\s*$", block, re.MULTILINE)}
+            stats = {
+                m.group(1): int(m.group(2)) for m in re.finditer(r"^\s+([A-Z_]+)\s+(-?\d+)\s*$", block, re.MULTILINE)
+            }
             zones.append((int(h.group(1)), int(h.group(2)), h.group(3), tuple(int(x) for x in w.groups()), stats))
     return zones
 
@@ -312,8 +346,15 @@ def c_kmem_z_watermarks(p: Program, d: Any) -> tuple:
     mine = []
     zis = [zi for zi in zoneinfo(p) if zi.populated]
     for (nid, i, name, _z), zi in zip(_populated(p), zis):
-        mine.append((nid, i, name, (zi.pages["min"], zi.pages["low"], zi.pages["high"]),
-                     {e: zi.stats[names[v]] for e, v in items}))
+        mine.append(
+            (
+                nid,
+                i,
+                name,
+                (zi.pages["min"], zi.pages["low"], zi.pages["high"]),
+                {e: zi.stats[names[v]] for e, v in items},
+            )
+        )
     theirs = [z for z in _kmem_z_zones(crash(d, "kmem -z")) if (z[0], z[1]) in {(m[0], m[1]) for m in mine}]
     return mine, theirs
 
@@ -343,10 +384,16 @@ def c_vmstat_helpers(p: Program, d: Any) -> tuple:
     items = _zone_stat_items(p)
     names = {i: name for i, _e, name in stat_names(p.types, "zone_stat_item", "NR_VM_ZONE_STAT_ITEMS")}
     memfree = next(line.value for line in meminfo(p) if line.name == "MemFree") // (p.page_size >> 10)
-    mine = (memfree, {n: vs.global_zone_page_state(p, v) for n, v in items},
-            [(zi.node, zi.zone, {n: zi.stats[names[v]] for n, v in items}) for zi in zoneinfo(p) if zi.populated])
-    theirs = (nr_free_pages(d), {n: global_zone_page_state(d, v) for n, v in items},
-              [(nid, name, {n: zone_page_state(z, v) for n, v in items}) for nid, _i, name, z in _d_populated(d)])
+    mine = (
+        memfree,
+        {n: vs.global_zone_page_state(p, v) for n, v in items},
+        [(zi.node, zi.zone, {n: zi.stats[names[v]] for n, v in items}) for zi in zoneinfo(p) if zi.populated],
+    )
+    theirs = (
+        nr_free_pages(d),
+        {n: global_zone_page_state(d, v) for n, v in items},
+        [(nid, name, {n: zone_page_state(z, v) for n, v in items}) for nid, _i, name, z in _d_populated(d)],
+    )
     return mine, theirs
 
 
@@ -357,9 +404,12 @@ def c_wmark_helpers(p: Program, d: Any) -> tuple:
 
     from mmintro.views.zoneinfo import zoneinfo
 
-    mine = [(zi.node, zi.zone, zi.pages["min"], zi.pages["low"], zi.pages["high"]) for zi in zoneinfo(p) if zi.populated]
-    theirs = [(nid, name, min_wmark_pages(z), low_wmark_pages(z), high_wmark_pages(z))
-              for nid, _i, name, z in _d_populated(d)]
+    mine = [
+        (zi.node, zi.zone, zi.pages["min"], zi.pages["low"], zi.pages["high"]) for zi in zoneinfo(p) if zi.populated
+    ]
+    theirs = [
+        (nid, name, min_wmark_pages(z), low_wmark_pages(z), high_wmark_pages(z)) for nid, _i, name, z in _d_populated(d)
+    ]
     return mine, theirs
 
 
@@ -383,9 +433,17 @@ def c_free_lists(p: Program, d: Any) -> tuple:
             fl = z.free_area[o].free_list
             for mt in range(len(fl)):
                 for page in list_for_each_entry("struct page", fl[mt].address_of_(), "buddy_list"):
-                    mine.append((nid, i, o, mt, int(mmh.page_to_pfn(page).value_()),
-                                 "buddy" if mmh.PageBuddy(page) else hex(int(page.page_type.value_())),
-                                 int(page.private.value_())))
+                    mine.append(
+                        (
+                            nid,
+                            i,
+                            o,
+                            mt,
+                            int(mmh.page_to_pfn(page).value_()),
+                            "buddy" if mmh.PageBuddy(page) else hex(int(page.page_type.value_())),
+                            int(page.private.value_()),
+                        )
+                    )
     theirs, bad = [], []
     buddy = d.constant("PGTY_buddy").value_() if _has_constant(d, "PGTY_buddy") else 0xF0
     for nid, i, _name, z in _d_populated(d):
@@ -495,10 +553,12 @@ def c_page_census(p: Program, d: Any) -> tuple:
 
     head = 1 << p.types.const("PG_head")
     rows = page_types(p)
-    mine = {"pages": sum(r.page_count for r in rows),
-            "PageHead": sum(r.page_count for r in rows if r.flags & head),
-            "PageTail": sum(r.page_count for r in rows if r.tail),
-            "buddy": sum(r.page_count for r in rows if r.page_type == "buddy")}
+    mine = {
+        "pages": sum(r.page_count for r in rows),
+        "PageHead": sum(r.page_count for r in rows if r.flags & head),
+        "PageTail": sum(r.page_count for r in rows if r.tail),
+        "buddy": sum(r.page_count for r in rows if r.page_type == "buddy"),
+    }
     buddy = d.constant("PGTY_buddy").value_() if _has_constant(d, "PGTY_buddy") else 0xF0
     theirs = dict.fromkeys(mine, 0)
     for page in for_each_page(d):
@@ -516,8 +576,10 @@ def c_slab_caches(p: Program, d: Any) -> tuple:
 
     from mmintro.reader.helpers import slab as sh
 
-    return ([(int(c.value_()), sh.slab_cache_name(c)) for c in sh.for_each_slab_cache(p)],
-            [(c.value_(), c.name.string_().decode()) for c in for_each_slab_cache(d)])
+    return (
+        [(int(c.value_()), sh.slab_cache_name(c)) for c in sh.for_each_slab_cache(p)],
+        [(c.value_(), c.name.string_().decode()) for c in for_each_slab_cache(d)],
+    )
 
 
 def _d_slabinfo(d: Any, cache: Any) -> tuple:
@@ -553,7 +615,9 @@ def c_slab_usage(p: Program, d: Any) -> tuple:
     for c in sh.for_each_slab_cache(p):
         u, r = sh.slab_cache_usage(c), info[c.value_()]
         mine.append((r.name, tuple(u), (r.active_objs, r.num_objs, r.num_slabs, r.objperslab, r.pagesperslab)))
-    theirs = [(c.name.string_().decode(), tuple(slab_cache_usage(c)), _d_slabinfo(d, c)) for c in for_each_slab_cache(d)]
+    theirs = [
+        (c.name.string_().decode(), tuple(slab_cache_usage(c)), _d_slabinfo(d, c)) for c in for_each_slab_cache(d)
+    ]
     return mine, theirs
 
 
@@ -676,8 +740,16 @@ def c_vmap_areas(p: Program, d: Any) -> tuple:
         vm = va.vm
         if not vm.value_():
             return va.value_(), va.va_start.value_(), va.va_end.value_(), 0
-        return (va.value_(), va.va_start.value_(), va.va_end.value_(), vm.value_(), vm.size.value_(),
-                vm.flags.value_(), vm.nr_pages.value_(), caller(prog, vm.caller.value_()))
+        return (
+            va.value_(),
+            va.va_start.value_(),
+            va.va_end.value_(),
+            vm.value_(),
+            vm.size.value_(),
+            vm.flags.value_(),
+            vm.nr_pages.value_(),
+            caller(prog, vm.caller.value_()),
+        )
 
     return [row(p, va) for va in vh.for_each_vmap_area(p)], [row(d, va) for va in for_each_vmap_area(d)]
 
@@ -732,8 +804,17 @@ def c_kmem_s_slabinfo(p: Program, d: Any) -> tuple:
     mine = []
     for r in slabinfo(p):
         c = caches[r.cache]
-        mine.append((f"{r.cache:x}", str(c.object_size.value_()), str(sh.slab_cache_usage(c).active_objs),
-                     str(r.num_objs), str(r.num_slabs), f"{r.pagesperslab * p.page_size // 1024}k", r.name))
+        mine.append(
+            (
+                f"{r.cache:x}",
+                str(c.object_size.value_()),
+                str(sh.slab_cache_usage(c).active_objs),
+                str(r.num_objs),
+                str(r.num_slabs),
+                f"{r.pagesperslab * p.page_size // 1024}k",
+                r.name,
+            )
+        )
     theirs = [tuple(line.split()) for line in crash(d, "kmem -s").splitlines()[1:] if line.strip()]
     return mine, theirs
 
@@ -747,8 +828,17 @@ def c_kmem_v_vmallocinfo(p: Program, d: Any) -> tuple:
     from mmintro.views.vmallocinfo import vmallocinfo
 
     rows = [r for r in vmallocinfo(p) if r.words != ["unpurged vm_area"]]
-    mine = [(r.vmap_area, r.vm_struct, r.start, r.end, r.size,
-             r.caller.rsplit("/", 1)[0] if r.caller and "+" in r.caller else r.caller) for r in rows]
+    mine = [
+        (
+            r.vmap_area,
+            r.vm_struct,
+            r.start,
+            r.end,
+            r.size,
+            r.caller.rsplit("/", 1)[0] if r.caller and "+" in r.caller else r.caller,
+        )
+        for r in rows
+    ]
     theirs = []
     for line in crash(d, "kmem -v").splitlines()[1:]:
         f = line.split()
@@ -770,9 +860,9 @@ def _whatis_samples(p: Program, d: Any) -> list[int]:
     pages, struct pages, symbols, per-CPU variables, holes)."""
     from mmintro.reader.columns import page_array
     from mmintro.reader.helpers import vmalloc as vh
+    from mmintro.reader.helpers.percpu import for_each_online_cpu
     from mmintro.reader.helpers.slab import slab_census
     from mmintro.views import whatis as wv
-    from mmintro.reader.helpers.percpu import for_each_online_cpu
 
     rng = random.Random(3)
     pob = int(p["page_offset_base"].value_())
@@ -785,7 +875,11 @@ def _whatis_samples(p: Program, d: Any) -> list[int]:
     for _nid, _i, _name, z in _populated(p):
         for o in range(len(z.free_area) - 1, -1, -1):
             fl = z.free_area[o].free_list
-            heads = [int(fl[mt].next.value_()) for mt in range(len(fl)) if int(fl[mt].next.value_()) != int(fl[mt].address_of_().value_())]
+            heads = [
+                int(fl[mt].next.value_())
+                for mt in range(len(fl))
+                if int(fl[mt].next.value_()) != int(fl[mt].address_of_().value_())
+            ]
             if heads:
                 pfn = (heads[0] - int(mmh.vmemmap(p).value_())) // 64
                 out.append(pob + ((pfn + (1 << o) - 1) << 12) + 16)
@@ -794,8 +888,11 @@ def _whatis_samples(p: Program, d: Any) -> list[int]:
     out += [pob + (pfn << 12) + 64 for pfn in pcp[:2]]
     # not ioremapped areas: drgn 0.3.0's ``crash kmem ADDR`` then prints the struct page of the
     # mapped pfn, which is not RAM and has no struct page (FaultError in _print_pages_default_members)
-    areas = [(va.va_start.value_(), va.va_end.value_()) for va in vh.for_each_vmap_area(p)
-             if not (va.vm.value_() and va.vm.flags.value_() & vh.VM_IOREMAP)]
+    areas = [
+        (va.va_start.value_(), va.va_end.value_())
+        for va in vh.for_each_vmap_area(p)
+        if not (va.vm.value_() and va.vm.flags.value_() & vh.VM_IOREMAP)
+    ]
     for a, b in areas[:: max(1, len(areas) // 4)]:
         out += [a + 0x10, b - 8]
     types = page_array(p, {"page_type": "page_type"})["page_type"] >> np.uint32(24)
@@ -805,8 +902,10 @@ def _whatis_samples(p: Program, d: Any) -> list[int]:
     out += [int(p.symbol(n).address) + 8 for n in ("node_data", "init_mm", "slab_caches")]
     # per_cpu_ptr() wraps: since 6.15 x86-64 per-CPU symbols are kernel addresses and
     # __per_cpu_offset[cpu] is relative to __per_cpu_start
-    out += [(int(p["__per_cpu_offset"][cpu].value_()) + int(p.symbol("hardirq_stack_ptr").address))
-            & 0xFFFFFFFFFFFFFFFF for cpu in for_each_online_cpu(p)]
+    out += [
+        (int(p["__per_cpu_offset"][cpu].value_()) + int(p.symbol("hardirq_stack_ptr").address)) & 0xFFFFFFFFFFFFFFFF
+        for cpu in for_each_online_cpu(p)
+    ]
     out += [pob + 0x3000000, vh.VMALLOC_START(p) + (1 << 40), 0xFFFF800000000000]
     return out
 
@@ -939,7 +1038,7 @@ def open_drgn_real(vmcore: str, debug_file: str, core: Any = None) -> Any:
     import logging
 
     import drgn
-    import drgn.commands._crash  # noqa: F401  (registers the crash commands)
+    import drgn.commands._crash
 
     from mmintro.reader.errors import SnapshotError
 
@@ -953,8 +1052,10 @@ def open_drgn_real(vmcore: str, debug_file: str, core: Any = None) -> Any:
         raise
     except Exception as e:  # drgn raises plain Exception for libkdumpfile's errors
         kind = "kdump-compressed " if flattened or head[:8] == b"KDUMP   " else ""
-        raise SnapshotError(f"drgn {drgn.__version__} cannot open the {kind}dump {vmcore!r} "
-                            f"({' '.join(str(e).split())}); give drgn the ELF dump") from None
+        raise SnapshotError(
+            f"drgn {drgn.__version__} cannot open the {kind}dump {vmcore!r} "
+            f"({' '.join(str(e).split())}); give drgn the ELF dump"
+        ) from None
     log = logging.getLogger("drgn")
     level = log.level
     log.setLevel(logging.ERROR)  # "can't find loaded modules without kernel debug info"
@@ -975,8 +1076,9 @@ def open_drgn_real(vmcore: str, debug_file: str, core: Any = None) -> Any:
     return prog
 
 
-def run_crosscheck(path: str, only: list[str] | None = None, kernel: str | None = None,
-                   system_map: str | None = None) -> list[CheckResult]:
+def run_crosscheck(
+    path: str, only: list[str] | None = None, kernel: str | None = None, system_map: str | None = None
+) -> list[CheckResult]:
     """Run the checks on a snapshot, or with ``kernel`` on a real kernel's dump: its debug info
     for drgn is generated from the image's BTF and the dump's symbols
     (:func:`mmintro.snapshot.debuginfo.cached_debuginfo`)."""

@@ -23,8 +23,9 @@ computes and says so in its name:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from mmintro.crosscheck import CheckResult, _short
 from mmintro.crosscheck import _diff as _list_diff
@@ -42,8 +43,8 @@ class _NA(Exception):
 @dataclass
 class CrashCheck:
     name: str
-    commands: Callable[["_Ctx"], list[str]]
-    compare: Callable[["_Ctx", dict[str, str]], tuple]
+    commands: Callable[[_Ctx], list[str]]
+    compare: Callable[[_Ctx, dict[str, str]], tuple]
 
 
 @dataclass
@@ -146,11 +147,16 @@ def sys_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     secs = jif // hz
     uptime = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
     panic = next((t for t in reversed(_dmesg(p)) if "Kernel panic - " in t), "")
-    ours = {"RELEASE": uts.release.string_().decode(), "VERSION": uts.version.string_().decode(),
-            "NODENAME": uts.nodename.string_().decode(), "CPUS": str(len(list(for_each_online_cpu(p)))),
-            "TASKS": str(len(ps(p))), "UPTIME": uptime,
-            "MACHINE": f"{uts.machine.string_().decode()}  ({p['cpu_khz'].value_() // 1000} Mhz)",
-            "PANIC": f'"{panic}"'}
+    ours = {
+        "RELEASE": uts.release.string_().decode(),
+        "VERSION": uts.version.string_().decode(),
+        "NODENAME": uts.nodename.string_().decode(),
+        "CPUS": str(len(list(for_each_online_cpu(p)))),
+        "TASKS": str(len(ps(p))),
+        "UPTIME": uptime,
+        "MACHINE": f"{uts.machine.string_().decode()}  ({p['cpu_khz'].value_() // 1000} Mhz)",
+        "PANIC": f'"{panic}"',
+    }
     return ours, {k: f.get(k, "").strip() for k in ours}
 
 
@@ -180,9 +186,15 @@ def kmem_i_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
 
     p = c.prog
     kb = {line.name: line.value for line in meminfo(p)}
-    theirs = {m.group(1): int(m.group(2)) for m in
-              re.finditer(r"^\s*(TOTAL MEM|FREE|USED|BUFFERS|CACHED|SLAB|TOTAL HUGE|HUGE FREE|COMMIT LIMIT|COMMITTED)"
-                          r"\s+(\d+)", out["kmem -i"], re.M)}
+    theirs = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(
+            r"^\s*(TOTAL MEM|FREE|USED|BUFFERS|CACHED|SLAB|TOTAL HUGE|HUGE FREE|COMMIT LIMIT|COMMITTED)"
+            r"\s+(\d+)",
+            out["kmem -i"],
+            re.M,
+        )
+    }
     total, free = _pages(p, kb["MemTotal"]), _pages(p, kb["MemFree"])
     hp_total = sum(h.nr_huge_pages.value_() << h.order.value_() for h in _hstates(p))  # in base pages
     hp_free = sum(h.free_huge_pages.value_() << h.order.value_() for h in _hstates(p))
@@ -196,10 +208,18 @@ def kmem_i_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
             p.symbol("swapper_space")
         except LookupError:
             limit -= p["total_swap_pages"].value_()
-    ours = {"TOTAL MEM": total, "FREE": free, "USED": total - free, "BUFFERS": _pages(p, kb["Buffers"]),
-            "CACHED": _pages(p, kb["Cached"]), "SLAB": _pages(p, kb["Slab"]), "TOTAL HUGE": hp_total,
-            "HUGE FREE": hp_free, "COMMIT LIMIT": limit,
-            "COMMITTED": max(p["vm_committed_as"].count.value_(), 0)}
+    ours = {
+        "TOTAL MEM": total,
+        "FREE": free,
+        "USED": total - free,
+        "BUFFERS": _pages(p, kb["Buffers"]),
+        "CACHED": _pages(p, kb["Cached"]),
+        "SLAB": _pages(p, kb["Slab"]),
+        "TOTAL HUGE": hp_total,
+        "HUGE FREE": hp_free,
+        "COMMIT LIMIT": limit,
+        "COMMITTED": max(p["vm_committed_as"].count.value_(), 0),
+    }
     return ours, theirs
 
 
@@ -245,21 +265,31 @@ def kmem_z_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     for z in zoneinfo(c.prog):
         if z.populated:  # crash prints "[unpopulated]" for the others
             boost = z.pages["boost"]  # zoneinfo's min/low/high include watermark_boost; crash prints watermark[]
-            ours[(z.node, z.zone)] = (z.pages["spanned"], z.pages["present"], z.pages["min"] - boost,
-                                      z.pages["low"] - boost, z.pages["high"] - boost, z.stats.get("nr_free_pages"))
+            ours[(z.node, z.zone)] = (
+                z.pages["spanned"],
+                z.pages["present"],
+                z.pages["min"] - boost,
+                z.pages["low"] - boost,
+                z.pages["high"] - boost,
+                z.stats.get("nr_free_pages"),
+            )
     for block in out["kmem -z"].split("NODE: ")[1:]:
         m = re.match(r"(\d+)\s+ZONE: \d+\s+ADDR: \S+\s+NAME: \"(\w+)\"", block)
         if not m:
             continue
-        def g(pat: str) -> int | None:
+
+        def g(pat: str, block: str = block) -> int | None:
             found = re.search(pat, block)
             return int(found.group(1)) if found else None
 
         wm = re.search(r"MIN/LOW/HIGH: (\d+)/(\d+)/(\d+)", block)
         present = g(r"PRESENT: (\d+)")  # printed only where it differs from SIZE
         theirs[(int(m.group(1)), m.group(2))] = (
-            g(r"SIZE: (\d+)"), present if present is not None else g(r"SIZE: (\d+)"),
-            *((int(x) for x in wm.groups()) if wm else (0, 0, 0)), g(r"NR_FREE_PAGES: (\d+)"))
+            g(r"SIZE: (\d+)"),
+            present if present is not None else g(r"SIZE: (\d+)"),
+            *((int(x) for x in wm.groups()) if wm else (0, 0, 0)),
+            g(r"NR_FREE_PAGES: (\d+)"),
+        )
     return ours, {k: v for k, v in theirs.items() if k in ours}
 
 
@@ -275,15 +305,27 @@ def kmem_n_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
         for z in range(p.types.const("__MAX_NR_ZONES")):
             zone = pg.node_zones[z]
             if zone.spanned_pages.value_():
-                ours_zones.append((zone.name.string_().decode(), zone.spanned_pages.value_(),
-                                   zone.zone_start_pfn.value_() << 12, zone.zone_start_pfn.value_()))
+                ours_zones.append(
+                    (
+                        zone.name.string_().decode(),
+                        zone.spanned_pages.value_(),
+                        zone.zone_start_pfn.value_() << 12,
+                        zone.zone_start_pfn.value_(),
+                    )
+                )
     ours_secs = [(s.nr, s.mem_map + (s.nr << 15) * 64) for s in for_each_present_section(p)]
     text = out["kmem -n"]
-    theirs_nodes = {int(m.group(1)): int(m.group(2)) for m in re.finditer(r"^\s+(\d+)\s+(\d+)\s+[0-9a-f]{16}", text, re.M)}
-    theirs_zones = [(m.group(1), int(m.group(2)), int(m.group(3), 16), int(m.group(4))) for m in
-                    re.finditer(r"^\s+\d+\s+(\w+)\s+(\d+)\s+[0-9a-f]{16}\s+([0-9a-f]+)\s+(\d+)$", text, re.M)]
-    theirs_secs = [(int(m.group(1)), int(m.group(2), 16)) for m in
-                   re.finditer(r"^\s*(\d+)\s+[0-9a-f]{16}\s+[0-9a-f]{16}\s+([0-9a-f]{16})\s+P", text, re.M)]
+    theirs_nodes = {
+        int(m.group(1)): int(m.group(2)) for m in re.finditer(r"^\s+(\d+)\s+(\d+)\s+[0-9a-f]{16}", text, re.M)
+    }
+    theirs_zones = [
+        (m.group(1), int(m.group(2)), int(m.group(3), 16), int(m.group(4)))
+        for m in re.finditer(r"^\s+\d+\s+(\w+)\s+(\d+)\s+[0-9a-f]{16}\s+([0-9a-f]+)\s+(\d+)$", text, re.M)
+    ]
+    theirs_secs = [
+        (int(m.group(1)), int(m.group(2), 16))
+        for m in re.finditer(r"^\s*(\d+)\s+[0-9a-f]{16}\s+[0-9a-f]{16}\s+([0-9a-f]{16})\s+P", text, re.M)
+    ]
     return (ours_nodes, ours_zones, ours_secs), (theirs_nodes, theirs_zones, theirs_secs)
 
 
@@ -294,8 +336,9 @@ def _sheaf_held(p: Program) -> dict[str, int]:
     out = {}
     for name in _sheaf_caches(p):
         d = cache_detail(p, name)
-        out[name] = (sum(c["sheaf_main"] + c["sheaf_spare"] for c in d["cpus"])
-                     + sum(sum(n["barn_full_sheaves"]) for n in d["nodes"]))
+        out[name] = sum(c["sheaf_main"] + c["sheaf_spare"] for c in d["cpus"]) + sum(
+            sum(n["barn_full_sheaves"]) for n in d["nodes"]
+        )
     return out
 
 
@@ -331,18 +374,27 @@ def kmem_S_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
         census = slab_census(c.prog, [s])[s]
         # the slabs whose objects crash lists: the CPU and CPU-partial slabs (do_slab_slub VERBOSE);
         # node partial slabs get their summary line only
-        slabs = {int(m.group(1), 16) for m in re.finditer(
-            r"^\s+[0-9a-f]{16}\s+([0-9a-f]{16})\s+\d+\s+\d+\s+\d+\s+\d+\n\s+FREE / \[ALLOCATED\]$", text, re.M)}
+        slabs = {
+            int(m.group(1), 16)
+            for m in re.finditer(
+                r"^\s+[0-9a-f]{16}\s+([0-9a-f]{16})\s+\d+\s+\d+\s+\d+\s+\d+\n\s+FREE / \[ALLOCATED\]$", text, re.M
+            )
+        }
         pob = c.prog["page_offset_base"].value_()
-        listed = [int(a) for a, pfn in zip(census.objects[census.allocated], census.slab_pfn[census.allocated])
-                  if pob + (int(pfn) << 12) in slabs]
+        listed = [
+            int(a)
+            for a, pfn in zip(census.objects[census.allocated], census.slab_pfn[census.allocated])
+            if pob + (int(pfn) << 12) in slabs
+        ]
         head = re.search(r"^[0-9a-f]{16}\s+\d+\s+(\d+)\s+(\d+)\s+(\d+)", text, re.M)
         from mmintro.views.kmem_s import kmem_s
 
         row = next(r for r in kmem_s(c.prog) if r.name == name)
         ours[name] = ((row.allocated, row.total, row.slabs), sorted(listed))
-        theirs[name] = (tuple(int(x) for x in head.groups()) if head else None,
-                        sorted(int(x, 16) for x in re.findall(r"^\s+\[([0-9a-f]{16})\]$", text, re.M)))
+        theirs[name] = (
+            tuple(int(x) for x in head.groups()) if head else None,
+            sorted(int(x, 16) for x in re.findall(r"^\s+\[([0-9a-f]{16})\]$", text, re.M)),
+        )
     return ours, theirs
 
 
@@ -353,9 +405,12 @@ def kmem_v_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     # the busy areas (crash walks each vmap node's busy list); /proc/vmallocinfo also shows the
     # lazily freed ones ("unpurged vm_area", show_purge_info)
     ours = sorted((r.start, r.end, r.end - r.start) for r in vmallocinfo(c.prog) if "unpurged vm_area" not in r.words)
-    theirs = sorted((int(m.group(1), 16), int(m.group(2), 16), int(m.group(3))) for m in
-                    re.finditer(r"^[0-9a-f]{16}\s+[0-9a-f]{16}\s+([0-9a-f]{16}) - ([0-9a-f]{16})\s+(\d+)$",
-                                out["kmem -v"], re.M))
+    theirs = sorted(
+        (int(m.group(1), 16), int(m.group(2), 16), int(m.group(3)))
+        for m in re.finditer(
+            r"^[0-9a-f]{16}\s+[0-9a-f]{16}\s+([0-9a-f]{16}) - ([0-9a-f]{16})\s+(\d+)$", out["kmem -v"], re.M
+        )
+    )
     return ours, theirs
 
 
@@ -368,8 +423,11 @@ def kmem_V_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     theirs = {}
     for m in re.finditer(r"^\s*([A-Z][A-Z0-9_]+): (\d+)$", out["kmem -V"], re.M):
         name = m.group(1).lower()
-        name = {"nr_slab_reclaimable_b": "nr_slab_reclaimable", "nr_slab_unreclaimable_b": "nr_slab_unreclaimable",
-                "nr_free_cma_pages": "nr_free_cma"}.get(name, name)
+        name = {
+            "nr_slab_reclaimable_b": "nr_slab_reclaimable",
+            "nr_slab_unreclaimable_b": "nr_slab_unreclaimable",
+            "nr_free_cma_pages": "nr_free_cma",
+        }.get(name, name)
         theirs[name] = int(m.group(2))
     for name in ("pgpgin", "pgpgout"):  # counted in sectors; /proc/vmstat prints KiB (vmstat_start: / 2)
         if name in theirs:
@@ -387,10 +445,15 @@ def kmem_p_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
 
     p = c.prog
     lines = {}
-    for m in re.finditer(r"^([0-9a-f]{16})\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+(-?\d+)\s+([0-9a-f]+)",
-                         out["kmem -p"], re.M):
-        lines[int(m.group(2), 16) >> 12] = (int(m.group(3), 16), int(m.group(4), 16), int(m.group(5)),
-                                            int(m.group(6), 16))
+    for m in re.finditer(
+        r"^([0-9a-f]{16})\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+(-?\d+)\s+([0-9a-f]+)", out["kmem -p"], re.M
+    ):
+        lines[int(m.group(2), 16) >> 12] = (
+            int(m.group(3), 16),
+            int(m.group(4), 16),
+            int(m.group(5)),
+            int(m.group(6), 16),
+        )
     pfns = sorted(lines)
     sample = pfns[:: max(1, len(pfns) // 64)]
     ours = {}
@@ -405,8 +468,10 @@ def kmem_p_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
 def kmem_h_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     """Each hstate's FREE and TOTAL huge pages = the hstates (HugePages_* of each size)."""
     ours = {h.name.string_().decode(): (h.free_huge_pages.value_(), h.nr_huge_pages.value_()) for h in _hstates(c.prog)}
-    theirs = {m.group(3): (int(m.group(1)), int(m.group(2))) for m in
-              re.finditer(r"^[0-9a-f]{16}\s+\S+\s+(\d+)\s+(\d+)\s+(\S+)$", out["kmem -h"], re.M)}
+    theirs = {
+        m.group(3): (int(m.group(1)), int(m.group(2)))
+        for m in re.finditer(r"^[0-9a-f]{16}\s+\S+\s+(\d+)\s+(\d+)\s+(\S+)$", out["kmem -h"], re.M)
+    }
     return ours, theirs
 
 
@@ -430,8 +495,9 @@ def kmem_addr_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
         o = out[f"kmem {c.slab_obj:x}"]
         name = re.search(r"^[0-9a-f]{16}\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+k\s+(\S+)$", o, re.M)
         obj = re.search(r"^\s+(\[)?([0-9a-f]{16})\]?$", o, re.M)
-        theirs.append((name.group(1) if name else None, int(obj.group(2), 16) if obj else None,
-                       bool(obj and obj.group(1))))
+        theirs.append(
+            (name.group(1) if name else None, int(obj.group(2), 16) if obj else None, bool(obj and obj.group(1)))
+        )
     return ours, theirs
 
 
@@ -465,8 +531,10 @@ def vm_p_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     from mmintro.views.vm import vtop_pid
 
     pid = _need_pid(c)
-    theirs = {int(m.group(1), 16): int(m.group(2), 16) for m in
-              re.finditer(r"^([0-9a-f]+)\s+([0-9a-f]+)$", out[f"vm -p {pid}"], re.M)}
+    theirs = {
+        int(m.group(1), 16): int(m.group(2), 16)
+        for m in re.finditer(r"^([0-9a-f]+)\s+([0-9a-f]+)$", out[f"vm -p {pid}"], re.M)
+    }
     ours = {}
     for va in theirs:
         ours[va] = vtop_pid(c.prog, pid, va)["phys"]
@@ -487,8 +555,8 @@ def vtop_cmds(c: _Ctx) -> list[str]:
 def vtop_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     """``vtop`` of a kernel-image, a direct-map and a vmemmap address, and ``vtop -c PID`` of a
     user address: the PHYSICAL address and the page size = ``mmintro vtop``."""
-    from mmintro.views.vtop import vtop
     from mmintro.views.vm import vtop_pid
+    from mmintro.views.vtop import vtop
 
     ours, theirs = {}, {}
     for cmd in vtop_cmds(c):
@@ -525,9 +593,12 @@ def files_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
                 if f.value_():
                     rows.append((fd, f.value_(), f.f_path.dentry.value_(), f.f_inode.value_(), d_path(f)))
         ours[pid] = rows
-        theirs[pid] = [(int(m.group(1)), int(m.group(2), 16), int(m.group(3), 16), int(m.group(4), 16), m.group(5))
-                       for m in re.finditer(r"^\s*(\d+)\s+([0-9a-f]{16})\s+([0-9a-f]{16})\s+([0-9a-f]{16})\s+\S+\s+(.*)$",
-                                            out[f"files {pid}"], re.M)]
+        theirs[pid] = [
+            (int(m.group(1)), int(m.group(2), 16), int(m.group(3), 16), int(m.group(4), 16), m.group(5))
+            for m in re.finditer(
+                r"^\s*(\d+)\s+([0-9a-f]{16})\s+([0-9a-f]{16})\s+([0-9a-f]{16})\s+\S+\s+(.*)$", out[f"files {pid}"], re.M
+            )
+        ]
     return ours, theirs
 
 
@@ -551,11 +622,20 @@ def mount_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
             break
         mnt = Object(p, p.type("struct mount *"), node - off)
         sb = mnt.mnt.mnt_sb
-        ours.append((mnt.value_(), sb.value_(), sb.s_type.name.string_().decode(),
-                     mnt.mnt_devname.string_().decode(), _mount_dir(mnt)))
+        ours.append(
+            (
+                mnt.value_(),
+                sb.value_(),
+                sb.s_type.name.string_().decode(),
+                mnt.mnt_devname.string_().decode(),
+                _mount_dir(mnt),
+            )
+        )
         node = _rb_next(node, p)
-    theirs = [(int(m.group(1), 16), int(m.group(2), 16), m.group(3), m.group(4), m.group(5)) for m in
-              re.finditer(r"^([0-9a-f]{16}) ([0-9a-f]{16}) (\S+)\s+(\S+)\s+(\S+)\s*$", out["mount"], re.M)]
+    theirs = [
+        (int(m.group(1), 16), int(m.group(2), 16), m.group(3), m.group(4), m.group(5))
+        for m in re.finditer(r"^([0-9a-f]{16}) ([0-9a-f]{16}) (\S+)\s+(\S+)\s+(\S+)\s*$", out["mount"], re.M)
+    ]
     return ours, theirs
 
 
@@ -606,9 +686,13 @@ def rd_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
     p = c.prog
     a = p.symbol("linux_banner").address
     data = p.read(a, 64)
-    ours = [int.from_bytes(data[i:i + 8], "little") for i in range(0, 64, 8)]
-    theirs = [int(w, 16) for line in out["rd linux_banner 8"].splitlines()
-              for w in line.split(":", 1)[1].split()[:2] if ":" in line]
+    ours = [int.from_bytes(data[i : i + 8], "little") for i in range(0, 64, 8)]
+    theirs = [
+        int(w, 16)
+        for line in out["rd linux_banner 8"].splitlines()
+        for w in line.split(":", 1)[1].split()[:2]
+        if ":" in line
+    ]
     return ours, theirs
 
 
@@ -689,15 +773,16 @@ class CrashStartError(Exception):
     """crash did not get to run a command on the snapshot (its own first error line)."""
 
 
-def run_crash_crosscheck(path: str, only: list[str] | None = None, timeout: float = 300.0,
-                         raise_on_start: bool = False) -> list[CheckResult]:
+def run_crash_crosscheck(
+    path: str, only: list[str] | None = None, timeout: float = 300.0, raise_on_start: bool = False
+) -> list[CheckResult]:
     """Run every row on the snapshot at ``path`` in one crash 9 session.
 
     If crash cannot open the snapshot, every row fails with crash's own first error line (or,
     with ``raise_on_start``, :class:`CrashStartError` says it); if it does not finish within
     ``timeout`` seconds, the rows whose commands did not finish say so."""
-    from mmintro.realkernel.crash import fetch_crash, run_crash
     from mmintro.reader import open_snapshot
+    from mmintro.realkernel.crash import fetch_crash, run_crash
     from mmintro.snapshot.writer import snapshot_paths
 
     prog = open_snapshot(path)
@@ -716,14 +801,18 @@ def run_crash_crosscheck(path: str, only: list[str] | None = None, timeout: floa
             results.append(CheckResult(ch.name, "-", "error", False, err, oracle="crash"))
             continue
         if missing:
-            why = f"crash did not finish {missing[0]!r} within {timeout:g} s" if run.timed_out else \
-                f"crash printed nothing for {missing[0]!r} ({err or 'it exited'})"
+            why = (
+                f"crash did not finish {missing[0]!r} within {timeout:g} s"
+                if run.timed_out
+                else f"crash printed nothing for {missing[0]!r} ({err or 'it exited'})"
+            )
             results.append(CheckResult(ch.name, "-", "error", False, why, oracle="crash"))
             continue
         try:
             a, b = ch.compare(ctx, run.outputs)
-            results.append(CheckResult(ch.name, _short(a), _short(b), a == b, "" if a == b else _diff(a, b),
-                                       oracle="crash"))
+            results.append(
+                CheckResult(ch.name, _short(a), _short(b), a == b, "" if a == b else _diff(a, b), oracle="crash")
+            )
         except _NA as e:
             results.append(CheckResult(ch.name, "-", "-", True, "", str(e), oracle="crash"))
         except Exception as e:  # a row that cannot run is a failed row, not a crash of ours

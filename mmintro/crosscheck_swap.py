@@ -30,9 +30,18 @@ def c_swap_info(p: Program, d: Any) -> tuple:
 
     kb = p.page_size >> 10
     mine = [(r.si, r.path, r.partition, r.size_kb, r.used_kb, r.prio) for r in swaps(p)]
-    theirs = [(si.value_(), swap_file_path(si).decode(errors="replace"), not swap_is_file(si),
-               si.pages.value_() * kb, swap_usage_in_pages(si) * kb, si.prio.value_())
-              for si in for_each_swap_info(d) if si.swap_map.value_()]
+    theirs = [
+        (
+            si.value_(),
+            swap_file_path(si).decode(errors="replace"),
+            not swap_is_file(si),
+            si.pages.value_() * kb,
+            swap_usage_in_pages(si) * kb,
+            si.prio.value_(),
+        )
+        for si in for_each_swap_info(d)
+        if si.swap_map.value_()
+    ]
     return mine, theirs
 
 

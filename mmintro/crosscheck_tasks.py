@@ -37,8 +37,11 @@ __all__ = [
 
 
 def _my_tasks(p: Program) -> list[tuple[int, str, int]]:
-    return sorted((int(t.pid.value_()), t.comm.string_().decode(), int(t.value_()))
-                  for t in ps_view.for_each_task(p, idle=False) if int(t.pid.value_()))
+    return sorted(
+        (int(t.pid.value_()), t.comm.string_().decode(), int(t.value_()))
+        for t in ps_view.for_each_task(p, idle=False)
+        if int(t.pid.value_())
+    )
 
 
 def c_for_each_task(p: Program, d: Any) -> tuple:
@@ -46,8 +49,10 @@ def c_for_each_task(p: Program, d: Any) -> tuple:
     mmintro's idle tasks then init_task.tasks."""
     from drgn.helpers.linux.pid import for_each_task
 
-    return ([(int(t.pid.value_()), t.comm.string_().decode(), int(t.value_())) for t in ps_view.for_each_task(p)],
-            [(t.pid.value_(), t.comm.string_().decode(), t.value_()) for t in for_each_task(d, idle=True)])
+    return (
+        [(int(t.pid.value_()), t.comm.string_().decode(), int(t.value_())) for t in ps_view.for_each_task(p)],
+        [(t.pid.value_(), t.comm.string_().decode(), t.value_()) for t in for_each_task(d, idle=True)],
+    )
 
 
 def c_find_task(p: Program, d: Any) -> tuple:
@@ -68,13 +73,26 @@ def c_for_each_vma(p: Program, d: Any) -> tuple:
     theirs: list = [("init_mm", [v.value_() for v in for_each_vma(d["init_mm"].address_of_())])]
     for pid, _c, _t in _my_tasks(p):
         t = next(x for x in ps_view.for_each_task(p, idle=False) if int(x.pid.value_()) == pid)
-        mine.append((pid, [(int(v.vm_start.value_()), int(v.vm_end.value_()), int(v.vm_flags.value_()))
-                           for v in (cast("struct vm_area_struct *", e)
-                                     for _f, _l, e in mt_for_each(t.mm.mm_mt.address_of_()))]
-                     if t.mm.value_() else []))
+        mine.append(
+            (
+                pid,
+                [
+                    (int(v.vm_start.value_()), int(v.vm_end.value_()), int(v.vm_flags.value_()))
+                    for v in (cast("struct vm_area_struct *", e) for _f, _l, e in mt_for_each(t.mm.mm_mt.address_of_()))
+                ]
+                if t.mm.value_()
+                else [],
+            )
+        )
         dt = find_task(d, pid)
-        theirs.append((pid, [(v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_())
-                             for v in for_each_vma(dt.mm)] if dt.mm else []))
+        theirs.append(
+            (
+                pid,
+                [(v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_()) for v in for_each_vma(dt.mm)]
+                if dt.mm
+                else [],
+            )
+        )
     return mine, theirs
 
 
@@ -101,12 +119,15 @@ def c_crash_ps_p(p: Program, d: Any) -> tuple:
 
     # ps -p 0 gives one chain per idle task (init_task's, then init_task -> each other idle task)
     mine = [[t for r in rows if not r.pid for t in chain(r)]] + [chain(by_pid[pid]) for pid in sorted(by_pid)]
-    theirs = [[(int(m[1]), int(m[2], 16), int(m[3]), m[4])
-               for m in (_PS_P.search(line) for line in crash(d, f"ps -p {pid}").splitlines()) if m]
-              for pid in [0] + sorted(by_pid)]
+    theirs = [
+        [
+            (int(m[1]), int(m[2], 16), int(m[3]), m[4])
+            for m in (_PS_P.search(line) for line in crash(d, f"ps -p {pid}").splitlines())
+            if m
+        ]
+        for pid in [0] + sorted(by_pid)
+    ]
     return mine, theirs
-
-
 
 
 # -- user address spaces: translation, RSS, crash vm / vtop -c, page cache, hugetlb -------------
@@ -119,8 +140,14 @@ _LEVELS_5 = ((48, False), (39, False), (30, True), (21, True), (12, False))
 
 
 def _tasks_with_mm(p: Program) -> list[tuple[int, Any]]:
-    return sorted(((int(t.pid.value_()), t) for t in ps_view.for_each_task(p, idle=False)
-                   if int(t.pid.value_()) and t.mm.value_()), key=lambda x: x[0])
+    return sorted(
+        (
+            (int(t.pid.value_()), t)
+            for t in ps_view.for_each_task(p, idle=False)
+            if int(t.pid.value_()) and t.mm.value_()
+        ),
+        key=lambda x: x[0],
+    )
 
 
 def _pgd_phys(p: Program, mm: Any) -> int:
@@ -168,8 +195,10 @@ def _sample_user_addrs(p: Program, pid: int, mm: Any, n: int = 24) -> list[int]:
     """A seeded sample of user addresses of one mm: half inside present leaves (when there
     are any), half anywhere inside its VMAs (mapped or not), plus one below the first VMA."""
     rng = random.Random(pid)
-    vmas = [(int(v.vm_start.value_()), int(v.vm_end.value_()))
-            for v in (cast("struct vm_area_struct *", e) for _f, _l, e in mt_for_each(mm.mm_mt.address_of_()))]
+    vmas = [
+        (int(v.vm_start.value_()), int(v.vm_end.value_()))
+        for v in (cast("struct vm_area_struct *", e) for _f, _l, e in mt_for_each(mm.mm_mt.address_of_()))
+    ]
     leaves = present_user_leaves(p, _pgd_phys(p, mm))
     out = []
     for _ in range(n // 2 if leaves else 0):
@@ -200,8 +229,9 @@ def c_follow_user(p: Program, d: Any) -> tuple:
         dmm = find_task(d, pid).mm
         for a in _sample_user_addrs(p, pid, t.mm):
             try:
-                mine.append((pid, hex(a), int(mmh.follow_phys(t.mm, a).value_()),
-                             int(mmh.follow_page(t.mm, a).value_())))
+                mine.append(
+                    (pid, hex(a), int(mmh.follow_phys(t.mm, a).value_()), int(mmh.follow_page(t.mm, a).value_()))
+                )
             except MyFault:
                 mine.append((pid, hex(a), None, None))
             try:
@@ -249,11 +279,25 @@ def c_crash_ps(p: Program, d: Any) -> tuple:
     # drgn's %MEM divides by totalram_pages; real crash (and mmintro's ps) by the page frames
     # below high_memory
     total = p["_totalram_pages"].counter.value_()
-    mine = [(r.pid, r.ppid, r.cpu, r.task, _STATE_CHAR.get(r.state, r.state),
-             f"{(r.rss // (p.page_size >> 10)) * 100 / total if total else 0.0:.1f}", r.vsz, r.rss,
-             r.comm) for r in ps_view.ps(p)]
-    theirs = [(int(m[1]), int(m[2]), int(m[3]), int(m[4], 16), m[5], m[6], int(m[7]), int(m[8]), m[9])
-              for m in (_PS_ROW.match(line) for line in crash(d, "ps").splitlines()[1:]) if m]
+    mine = [
+        (
+            r.pid,
+            r.ppid,
+            r.cpu,
+            r.task,
+            _STATE_CHAR.get(r.state, r.state),
+            f"{(r.rss // (p.page_size >> 10)) * 100 / total if total else 0.0:.1f}",
+            r.vsz,
+            r.rss,
+            r.comm,
+        )
+        for r in ps_view.ps(p)
+    ]
+    theirs = [
+        (int(m[1]), int(m[2]), int(m[3]), int(m[4], 16), m[5], m[6], int(m[7]), int(m[8]), m[9])
+        for m in (_PS_ROW.match(line) for line in crash(d, "ps").splitlines()[1:])
+        if m
+    ]
     return mine, theirs
 
 
@@ -316,8 +360,20 @@ def c_status_vm(p: Program, d: Any) -> tuple:
             huge = mm.hugetlb_usage.counter.value_()
         except AttributeError:
             huge = 0
-        theirs.append((pid, mm.total_vm.value_() * 4, max(total, mm.hiwater_rss.value_()) * 4, total * 4, r.anon * 4,
-                       r.file * 4, r.shmem * 4, mm.pgtables_bytes.counter.value_() >> 10, r.swap * 4, huge * 4))
+        theirs.append(
+            (
+                pid,
+                mm.total_vm.value_() * 4,
+                max(total, mm.hiwater_rss.value_()) * 4,
+                total * 4,
+                r.anon * 4,
+                r.file * 4,
+                r.shmem * 4,
+                mm.pgtables_bytes.counter.value_() >> 10,
+                r.swap * 4,
+                huge * 4,
+            )
+        )
     return mine, theirs
 
 
@@ -349,8 +405,10 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
         mine.append((pid, "mm", v["mm"], v["pgd"], v["rss_k"], v["total_vm_k"]))
         # drgn's FILE is the kernel's d_path (" (deleted)" and all); real crash's get_pathname,
         # which mmintro's vm prints, is checked against crash itself (mmintro.crosscheck_crash)
-        mine += [(pid, hex(r["vma"]), r["start"], r["end"], r["flags"], _kernel_path(p, r["vma"]) if r["file"] else "")
-                 for r in v["vmas"]]
+        mine += [
+            (pid, hex(r["vma"]), r["start"], r["end"], r["flags"], _kernel_path(p, r["vma"]) if r["file"] else "")
+            for r in v["vmas"]
+        ]
         out = crash(d, f"vm {pid}").splitlines()
         head = next((i for i, line in enumerate(out) if line.split()[:4] == ["MM", "PGD", "RSS", "TOTAL_VM"]), None)
         if head is None:
@@ -358,7 +416,7 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
             continue
         h = out[head + 1].split()
         theirs.append((pid, "mm", int(h[0], 16), int(h[1], 16), int(h[2].rstrip("k")), int(h[3].rstrip("k"))))
-        for line in out[head + 3:]:
+        for line in out[head + 3 :]:
             f = line.split(None, 4)
             if len(f) >= 4:
                 name = f[4].strip() if len(f) > 4 else ""
@@ -423,8 +481,11 @@ def _my_inodes(p: Program) -> list[Any]:
 
     if "super_blocks" not in p.symbols.by_name:
         return []
-    return [i for sb in list_for_each_entry("struct super_block", p["super_blocks"].address_of_(), "s_list")
-            for i in list_for_each_entry("struct inode", sb.s_inodes.address_of_(), "i_sb_list")]
+    return [
+        i
+        for sb in list_for_each_entry("struct super_block", p["super_blocks"].address_of_(), "s_list")
+        for i in list_for_each_entry("struct inode", sb.s_inodes.address_of_(), "i_sb_list")
+    ]
 
 
 def _d_inodes(d: Any) -> list[Any]:
@@ -434,8 +495,11 @@ def _d_inodes(d: Any) -> list[Any]:
         head = d["super_blocks"].address_of_()
     except KeyError:
         return []
-    return [i for sb in list_for_each_entry("struct super_block", head, "s_list")
-            for i in list_for_each_entry("struct inode", sb.s_inodes.address_of_(), "i_sb_list")]
+    return [
+        i
+        for sb in list_for_each_entry("struct super_block", head, "s_list")
+        for i in list_for_each_entry("struct inode", sb.s_inodes.address_of_(), "i_sb_list")
+    ]
 
 
 def c_page_cache(p: Program, d: Any) -> tuple:
@@ -450,8 +514,14 @@ def c_page_cache(p: Program, d: Any) -> tuple:
     mine = []
     for inode in _my_inodes(p):
         m = inode.i_mapping
-        mine.append((int(inode.value_()), int(inode.i_ino.value_()), int(m.nrpages.value_()),
-                     [(int(i), int(e.value_())) for i, e in xa_for_each(m.i_pages.address_of_())]))
+        mine.append(
+            (
+                int(inode.value_()),
+                int(inode.i_ino.value_()),
+                int(m.nrpages.value_()),
+                [(int(i), int(e.value_())) for i, e in xa_for_each(m.i_pages.address_of_())],
+            )
+        )
     theirs = []
     for inode in _d_inodes(d):
         m = inode.i_mapping
@@ -488,13 +558,23 @@ def c_page_cache_marks(p: Program, d: Any) -> tuple:
         xa = inode.i_mapping.i_pages.address_of_()
         # value entries (a workingset shadow, a shmem page's swap entry) are no folio: drgn's
         # address_space_for_each_page skips them
-        mine += [(int(inode.i_ino.value_()), int(i), xa_get_mark(xa, i, PAGECACHE_TAG_DIRTY),
-                  xa_get_mark(xa, i, PAGECACHE_TAG_WRITEBACK)) for i, e in xa_for_each(xa) if not e.value_() & 1]
+        mine += [
+            (
+                int(inode.i_ino.value_()),
+                int(i),
+                xa_get_mark(xa, i, PAGECACHE_TAG_DIRTY),
+                xa_get_mark(xa, i, PAGECACHE_TAG_WRITEBACK),
+            )
+            for i, e in xa_for_each(xa)
+            if not e.value_() & 1
+        ]
     theirs = []
     for inode in _d_inodes(d):
         untagged = inode.i_sb.s_magic.value_() in (HUGETLBFS_MAGIC, TMPFS_MAGIC)
-        theirs += [(inode.i_ino.value_(), i, PageDirty(pg) and not untagged, PageWriteback(pg))
-                   for i, pg in address_space_for_each_page(inode.i_mapping)]
+        theirs += [
+            (inode.i_ino.value_(), i, PageDirty(pg) and not untagged, PageWriteback(pg))
+            for i, pg in address_space_for_each_page(inode.i_mapping)
+        ]
     return mine, theirs
 
 
@@ -537,7 +617,9 @@ def c_file_mappings(p: Program, d: Any) -> tuple:
                     dpage = compound_head(follow_page(dmm, va)).value_()
                 except FaultError:
                     dpage = None
-                theirs.append((pid, hex(va), dpage, d_xa_load(dv.vm_file.f_mapping.i_pages.address_of_(), index).value_()))
+                theirs.append(
+                    (pid, hex(va), dpage, d_xa_load(dv.vm_file.f_mapping.i_pages.address_of_(), index).value_())
+                )
     return mine, theirs
 
 

@@ -183,8 +183,11 @@ WATERMARKS = {"min": 0, "low": 1, "high": 2}
 UNTIL = ("exhausted", "miss", *WATERMARKS)
 REASONS = ("watermark", "fragmentation")
 NUMA_EVENTS = {
-    "numa_hit": page_alloc.NUMA_HIT, "numa_miss": page_alloc.NUMA_MISS, "numa_foreign": page_alloc.NUMA_FOREIGN,
-    "numa_interleave_hit": page_alloc.NUMA_INTERLEAVE_HIT, "numa_local": page_alloc.NUMA_LOCAL,
+    "numa_hit": page_alloc.NUMA_HIT,
+    "numa_miss": page_alloc.NUMA_MISS,
+    "numa_foreign": page_alloc.NUMA_FOREIGN,
+    "numa_interleave_hit": page_alloc.NUMA_INTERLEAVE_HIT,
+    "numa_local": page_alloc.NUMA_LOCAL,
     "numa_other": page_alloc.NUMA_OTHER,
 }
 
@@ -290,14 +293,20 @@ _FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
     "blocks": (1, False, lambda w, z, tag: len(w.blocks(tag))),
     "pages": (1, False, lambda w, z, tag: sum(1 << b.order for b in w.blocks(tag))),
     "blocks_here": (1, True, lambda w, z, tag: sum(1 for b in w.blocks(tag) if (b.nid, b.zone) == (z.nid, z.name))),
-    "pages_here": (1, True, lambda w, z, tag: sum(1 << b.order for b in w.blocks(tag)
-                                                  if (b.nid, b.zone) == (z.nid, z.name))),
+    "pages_here": (
+        1,
+        True,
+        lambda w, z, tag: sum(1 << b.order for b in w.blocks(tag) if (b.nid, b.zone) == (z.nid, z.name)),
+    ),
     "missed": (1, False, lambda w, z, tag: sum(1 for b in w.blocks(tag) if b.nid != b.preferred)),
     "objects": (1, False, lambda w, z, tag: len(w.object_list(tag))),
     "cache_objects": (1, False, lambda w, z, name: _cache_objects(w, name)),
     # processes (pages, from the mm's books: get_mm_counter, total_vm, map_count)
-    "rss": (1, False, lambda w, z, p: sum(_mm_counter(w, p, m) for m in ("MM_FILEPAGES", "MM_ANONPAGES",
-                                                                          "MM_SHMEMPAGES"))),
+    "rss": (
+        1,
+        False,
+        lambda w, z, p: sum(_mm_counter(w, p, m) for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES")),
+    ),
     "rss_anon": (1, False, lambda w, z, p: _mm_counter(w, p, "MM_ANONPAGES")),
     "rss_file": (1, False, lambda w, z, p: _mm_counter(w, p, "MM_FILEPAGES")),
     "rss_shmem": (1, False, lambda w, z, p: _mm_counter(w, p, "MM_SHMEMPAGES")),
@@ -322,11 +331,32 @@ _FUNCS: dict[str, tuple[int, bool, Callable[..., int]]] = {
     "migrated_mapped": (1, False, lambda w, z, p: _mapping_errors(w, p)[1]),
 }
 # What a function's quoted argument names (default: a block or object tag).
-_ARG_KINDS = {"cache_objects": "cache", "node_stat": "item", "vm_event": "item", "file_pages": "file",
-              **{f: "process" for f in ("rss", "rss_anon", "rss_file", "rss_shmem", "rss_swap", "total_vm", "map_count",
-                                        "pgtables_bytes", "faults", "pss", "oom_score", "oom_score_adj",
-                                        "mapping_errors", "migrated_mapped")},
-              "killed": "any_process"}
+_ARG_KINDS = {
+    "cache_objects": "cache",
+    "node_stat": "item",
+    "vm_event": "item",
+    "file_pages": "file",
+    **{
+        f: "process"
+        for f in (
+            "rss",
+            "rss_anon",
+            "rss_file",
+            "rss_shmem",
+            "rss_swap",
+            "total_vm",
+            "map_count",
+            "pgtables_bytes",
+            "faults",
+            "pss",
+            "oom_score",
+            "oom_score_adj",
+            "mapping_errors",
+            "migrated_mapped",
+        )
+    },
+    "killed": "any_process",
+}
 
 
 def _cache_objects(w: Workload, name: str) -> int:
@@ -338,6 +368,8 @@ def _cache_objects(w: Workload, name: str) -> int:
     except Exception:
         raise WorkloadError(f"no slab cache named {name!r}") from None
     return len(slub.live_objects(w.k, s))
+
+
 _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     "failures": lambda w: len(w.k.alloc_failures),
     "oom_kills": lambda w: sum(c[w.k.T.const("OOM_KILL")] for c in w.k.vm_events),  # vm event oom_kill
@@ -369,12 +401,20 @@ _GLOBAL_VALUES: dict[str, Callable[[Workload], Any]] = {
     "migrated_anon": lambda w: _migrated_anon(w),
 }
 _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b, ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b,
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.FloorDiv: lambda a, b: a // b,
+    ast.Mod: lambda a, b: a % b,
 }
 _CMPOPS: dict[type, Callable[[Any, Any], bool]] = {
-    ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
-    ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b,
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
 }
 
 
@@ -400,8 +440,9 @@ class Condition:
             depth = max(depth, d)
             todo.extend((c, d + 1) for c in ast.iter_child_nodes(node))
         if depth > _MAX_EXPECT_DEPTH:
-            raise WorkloadError(f"expect {text[:60]!r}... is nested too deeply ({depth} levels, at most "
-                                f"{_MAX_EXPECT_DEPTH})")
+            raise WorkloadError(
+                f"expect {text[:60]!r}... is nested too deeply ({depth} levels, at most {_MAX_EXPECT_DEPTH})"
+            )
         self.needs_zone = False
         self.tags: list[str] = []
         self.processes: list[str] = []
@@ -438,8 +479,12 @@ class Condition:
                 raise WorkloadError(f"expect {self.text!r}: {name}() takes a tag in quotes")
             else:
                 kind = _ARG_KINDS.get(name, "tag")  # a slab cache or a node_stat_item is no tag
-                {"tag": self.tags, "process": self.processes, "file": self.files,
-                 "any_process": self.any_processes}.get(kind, []).append(arg.value)
+                {
+                    "tag": self.tags,
+                    "process": self.processes,
+                    "file": self.files,
+                    "any_process": self.any_processes,
+                }.get(kind, []).append(arg.value)
         elif isinstance(n, ast.Compare):
             for op in n.ops:
                 if type(op) not in _CMPOPS:
@@ -534,8 +579,10 @@ class Workload:
             raise WorkloadError(f"zone {spec!r}: node {nid} does not exist (the machine has {len(self.k.zones)})")
         z = self.k.zones[nid][ZONE_NAMES.index(name)]
         if not z.populated:
-            raise WorkloadError(f"{zone_label(z)} has no memory on this machine "
-                                f"(ram {self.k.config.ram >> 20}M, {self.k.config.nodes} node(s))")
+            raise WorkloadError(
+                f"{zone_label(z)} has no memory on this machine "
+                f"(ram {self.k.config.ram >> 20}M, {self.k.config.nodes} node(s))"
+            )
         return z
 
     def blocks(self, tag: str) -> list[Block]:
@@ -569,9 +616,14 @@ class Workload:
         """drain_all_pages(NULL): every CPU's pcp pages back to the buddy lists."""
         page_alloc.drain_all_pages(self.k)
 
-    def try_alloc(self, order: int = 0, gfp: int | str = "GFP_KERNEL", node: int | None = None,
-                  nodemask: Sequence[int] | None = None,
-                  interleave: bool | Sequence[int] | None = None) -> tuple[Block | None, page_alloc.AllocFailure | None]:
+    def try_alloc(
+        self,
+        order: int = 0,
+        gfp: int | str = "GFP_KERNEL",
+        node: int | None = None,
+        nodemask: Sequence[int] | None = None,
+        interleave: bool | Sequence[int] | None = None,
+    ) -> tuple[Block | None, page_alloc.AllocFailure | None]:
         """One ``alloc_pages`` (or MPOL_INTERLEAVE ``alloc_pages_mpol``) request: the block, or
         None and the allocator's failure report."""
         k = self.k
@@ -597,10 +649,19 @@ class Workload:
         z = page_alloc.page_zone(k, pfn)
         return Block(pfn, order, z.nid, z.name, preferred), None
 
-    def alloc(self, tag: str, order: int = 0, gfp: int | str = "GFP_KERNEL", count: int | None = None,
-              until: str | None = None, zone: str | None = None, node: int | None = None,
-              nodemask: Sequence[int] | None = None, interleave: bool | Sequence[int] | None = None,
-              cpu: int | None = None) -> AllocResult:
+    def alloc(
+        self,
+        tag: str,
+        order: int = 0,
+        gfp: int | str = "GFP_KERNEL",
+        count: int | None = None,
+        until: str | None = None,
+        zone: str | None = None,
+        node: int | None = None,
+        nodemask: Sequence[int] | None = None,
+        interleave: bool | Sequence[int] | None = None,
+        cpu: int | None = None,
+    ) -> AllocResult:
         """Allocate blocks of ``order`` with ``gfp`` and keep them under ``tag``.
 
         Without ``until``: exactly ``count`` blocks (default 1); a refusal raises
@@ -625,10 +686,10 @@ class Workload:
         target = None
         if until in WATERMARKS:
             if zone is None:
-                raise WorkloadError(f"until {until!r} needs the zone whose watermark it means (zone = \"Normal\")")
+                raise WorkloadError(f'until {until!r} needs the zone whose watermark it means (zone = "Normal")')
             target = self.zone(zone, node)
         elif zone is not None:
-            raise WorkloadError("zone is only meaningful with until = \"min\", \"low\" or \"high\"")
+            raise WorkloadError('zone is only meaningful with until = "min", "low" or "high"')
         # No loop can allocate more blocks of this order than the machine manages.
         most = sum(z.managed for zs in self.k.zones for z in zs) >> order
         bound = count if count is not None else (1 if until is None else most + 1)
@@ -652,12 +713,21 @@ class Workload:
                     stop = "count"
         self.tags.setdefault(tag, []).extend(out)
         if until is None and stop == "failed":
-            raise ExpectationFailed(f"block {len(out) + 1} of {bound} (order {order}, {G.format_gfp(mask)}) "
-                                    f"was refused: {_reasons(failure)}")
+            raise ExpectationFailed(
+                f"block {len(out) + 1} of {bound} (order {order}, {G.format_gfp(mask)}) "
+                f"was refused: {_reasons(failure)}"
+            )
         return AllocResult(out, stop, failure)
 
-    def free(self, tag: str, every: int | None = None, offset: int = 0, fraction: float | None = None,
-             count: int | None = None, cpu: int | None = None) -> list[Block]:
+    def free(
+        self,
+        tag: str,
+        every: int | None = None,
+        offset: int = 0,
+        fraction: float | None = None,
+        count: int | None = None,
+        cpu: int | None = None,
+    ) -> list[Block]:
         """``__free_pages`` blocks of ``tag``: all of them; or ``every`` n-th in allocation
         order starting at index ``offset``; or a random ``fraction`` / ``count`` of them (in a
         random order drawn from the kernel's seeded rng).  Returns the freed blocks."""
@@ -708,11 +778,21 @@ class Workload:
         try:
             return self.objects[tag]
         except KeyError:
-            raise WorkloadError(f"unknown object tag {tag!r} (tags so far: {', '.join(self.objects) or 'none'})") from None
+            raise WorkloadError(
+                f"unknown object tag {tag!r} (tags so far: {', '.join(self.objects) or 'none'})"
+            ) from None
 
-    def kmalloc(self, tag: str, size: int | None = None, gfp: int | str = "GFP_KERNEL", count: int = 1,
-                cache: str | None = None, node: int | None = None, cpu: int | None = None,
-                caller: str = "mmintro_workload_kmalloc") -> list[int]:
+    def kmalloc(
+        self,
+        tag: str,
+        size: int | None = None,
+        gfp: int | str = "GFP_KERNEL",
+        count: int = 1,
+        cache: str | None = None,
+        node: int | None = None,
+        cpu: int | None = None,
+        caller: str = "mmintro_workload_kmalloc",
+    ) -> list[int]:
         """``count`` kmalloc(size, gfp) (or kmem_cache_alloc from the named ``cache``),
         from the call site ``caller`` (a function symbol in the snapshot)."""
         from mmintro.kernel import slub
@@ -730,11 +810,17 @@ class Workload:
         with self._cpu(cpu):
             for _ in range(count):
                 if s is not None:
-                    a = (slub.kmem_cache_alloc_node(self.k, s, mask, node, caller=caller) if node is not None
-                         else slub.kmem_cache_alloc(self.k, s, mask, caller=caller))
+                    a = (
+                        slub.kmem_cache_alloc_node(self.k, s, mask, node, caller=caller)
+                        if node is not None
+                        else slub.kmem_cache_alloc(self.k, s, mask, caller=caller)
+                    )
                 else:
-                    a = (slub.kmalloc_node(self.k, size, mask, node, caller=caller) if node is not None
-                         else slub.kmalloc(self.k, size, mask, caller=caller))
+                    a = (
+                        slub.kmalloc_node(self.k, size, mask, node, caller=caller)
+                        if node is not None
+                        else slub.kmalloc(self.k, size, mask, caller=caller)
+                    )
                 if not a:
                     raise ExpectationFailed(f"kmalloc {tag}: allocation {len(out) + 1} of {count} failed")
                 out.append(a)
@@ -742,8 +828,15 @@ class Workload:
         self.objects.setdefault(tag, []).extend((a, kind) for a in out)
         return out
 
-    def kfree(self, tag: str, every: int | None = None, offset: int = 0, fraction: float | None = None,
-              count: int | None = None, cpu: int | None = None) -> int:
+    def kfree(
+        self,
+        tag: str,
+        every: int | None = None,
+        offset: int = 0,
+        fraction: float | None = None,
+        count: int | None = None,
+        cpu: int | None = None,
+    ) -> int:
         """kfree()/kmem_cache_free() objects of ``tag`` (all, every n-th, or a seeded random
         fraction/count); returns how many."""
         from mmintro.kernel import slub
@@ -765,8 +858,16 @@ class Workload:
         self.objects[tag] = [o for i, o in enumerate(objs) if i not in gone]
         return len(chosen)
 
-    def vmalloc(self, tag: str, size: int, count: int = 1, node: int | None = None, zero: bool = False,
-                cpu: int | None = None, caller: str = "mmintro_workload_vmalloc") -> list[int]:
+    def vmalloc(
+        self,
+        tag: str,
+        size: int,
+        count: int = 1,
+        node: int | None = None,
+        zero: bool = False,
+        cpu: int | None = None,
+        caller: str = "mmintro_workload_vmalloc",
+    ) -> list[int]:
         """``count`` vmalloc(size) (vzalloc with ``zero``; _node variants with ``node``)."""
         from mmintro.kernel import vmalloc as vm
 
@@ -783,8 +884,15 @@ class Workload:
         self.objects.setdefault(tag, []).extend((a, "vmalloc") for a in out)
         return out
 
-    def vfree(self, tag: str, every: int | None = None, offset: int = 0, fraction: float | None = None,
-              count: int | None = None, cpu: int | None = None) -> int:
+    def vfree(
+        self,
+        tag: str,
+        every: int | None = None,
+        offset: int = 0,
+        fraction: float | None = None,
+        count: int | None = None,
+        cpu: int | None = None,
+    ) -> int:
         from mmintro.kernel import vmalloc as vm
 
         objs = self.object_list(tag)
@@ -806,13 +914,15 @@ class Workload:
         """The live process the workload named ``name`` (a :class:`mmintro.kernel.fork.Process`)."""
         self._sync_oom_kills()
         if name in self.killed:
-            raise WorkloadError(f"process {name!r} (pid {self.killed[name]}) was killed by the OOM killer: "
-                                "no later step can use it")
+            raise WorkloadError(
+                f"process {name!r} (pid {self.killed[name]}) was killed by the OOM killer: no later step can use it"
+            )
         try:
             return self.procs[name]
         except KeyError:
-            raise WorkloadError(f"unknown process {name!r} (processes so far: "
-                                f"{', '.join(self.procs) or 'none'})") from None
+            raise WorkloadError(
+                f"unknown process {name!r} (processes so far: {', '.join(self.procs) or 'none'})"
+            ) from None
 
     def _sync_oom_kills(self) -> None:
         """Forget the processes the OOM killer killed (their exit ran inside the kernel): they
@@ -841,8 +951,9 @@ class Workload:
         try:
             return self.mappings[proc][tag]
         except KeyError:
-            raise WorkloadError(f"process {proc!r} has no mapping {tag!r} (its mappings: "
-                                f"{', '.join(self.mappings[proc]) or 'none'})") from None
+            raise WorkloadError(
+                f"process {proc!r} has no mapping {tag!r} (its mappings: {', '.join(self.mappings[proc]) or 'none'})"
+            ) from None
 
     def file(self, tag: str) -> int:
         """The ``struct file *`` the workload created under ``tag``."""
@@ -851,8 +962,15 @@ class Workload:
         except KeyError:
             raise WorkloadError(f"unknown file {tag!r} (files so far: {', '.join(self.files) or 'none'})") from None
 
-    def spawn(self, name: str, comm: str | None = None, parent: str | None = None, heap: int = 0,
-              cpu: int | None = None, oom_score_adj: int | None = None) -> Any:
+    def spawn(
+        self,
+        name: str,
+        comm: str | None = None,
+        parent: str | None = None,
+        heap: int = 0,
+        cpu: int | None = None,
+        oom_score_adj: int | None = None,
+    ) -> Any:
         """fork + exec of a program: a process ``name`` (``comm`` defaults to the name) with
         the exec'd layout, its heap grown by ``heap`` bytes (brk), child of ``parent`` (a
         workload process) or of init_task.  Its mappings ``heap`` (when grown) and ``stack``
@@ -863,9 +981,13 @@ class Workload:
             raise WorkloadError(f"process {name!r} already exists")
         with self._cpu(cpu):
             try:
-                p = fork.spawn_process(self.k, comm or name, brk_grow=heap,
-                                       parent=self.proc(parent).task if parent else None,
-                                       cpu=self.k.current_cpu)
+                p = fork.spawn_process(
+                    self.k,
+                    comm or name,
+                    brk_grow=heap,
+                    parent=self.proc(parent).task if parent else None,
+                    cpu=self.k.current_cpu,
+                )
             except MemoryError as e:
                 raise ExpectationFailed(f"spawn {name}: {e}") from None
         self.procs[name] = p
@@ -931,8 +1053,19 @@ class Workload:
         self.mappings[proc] = self._exec_mappings(p)
         return p
 
-    def mmap(self, proc: str, tag: str, size: int, prot: str = "rw", kind: str = "anon", file: str | None = None,
-             offset: int = 0, hugepage: bool = False, page_size: int | None = None, shared: bool = False) -> int:
+    def mmap(
+        self,
+        proc: str,
+        tag: str,
+        size: int,
+        prot: str = "rw",
+        kind: str = "anon",
+        file: str | None = None,
+        offset: int = 0,
+        hugepage: bool = False,
+        page_size: int | None = None,
+        shared: bool = False,
+    ) -> int:
         """mmap(2) in process ``proc``, kept as mapping ``tag``: ``kind`` "anon" (MAP_PRIVATE |
         MAP_ANONYMOUS), "shared" (MAP_SHARED of ``file``; "private" maps it MAP_PRIVATE),
         "hugetlb" (MAP_HUGETLB from the ``page_size`` pool; MAP_SHARED with ``shared``, as a
@@ -967,20 +1100,36 @@ class Workload:
             raise ExpectationFailed(f"mmap {tag} of {size:#x} bytes in {proc} failed (-ENOMEM)")
         if hugepage:
             _kmod("huge_memory", "HUGE").madvise_hugepage(self.k, p.mm, addr, size)
-        self.mappings[proc][tag] = Mapping(addr, size, kind, file, page_size or (2 << 20 if kind == "hugetlb" else 4096))
+        self.mappings[proc][tag] = Mapping(
+            addr, size, kind, file, page_size or (2 << 20 if kind == "hugetlb" else 4096)
+        )
         return addr
 
     def _range(self, proc: str, tag: str, start: int, size: int | None) -> tuple[Mapping, int, int]:
         m = self.mapping(proc, tag)
         size = m.length - start if size is None else size
         if start % PAGE_SIZE or size % PAGE_SIZE or start < 0 or size <= 0 or start + size > m.length:
-            raise WorkloadError(f"range start={start:#x} size={size:#x} is not a page-aligned part of "
-                                f"{proc}'s {tag} ({m.length:#x} bytes)")
+            raise WorkloadError(
+                f"range start={start:#x} size={size:#x} is not a page-aligned part of "
+                f"{proc}'s {tag} ({m.length:#x} bytes)"
+            )
         return m, m.start + start, size
 
-    def touch(self, proc: str, tag: str, write: bool = False, start: int = 0, size: int | None = None,
-              every: int | None = None, offset: int = 0, fraction: float | None = None, count: int | None = None,
-              cpu: int | None = None, populate: bool = False, until: str | None = None) -> list[Any]:
+    def touch(
+        self,
+        proc: str,
+        tag: str,
+        write: bool = False,
+        start: int = 0,
+        size: int | None = None,
+        every: int | None = None,
+        offset: int = 0,
+        fraction: float | None = None,
+        count: int | None = None,
+        cpu: int | None = None,
+        populate: bool = False,
+        until: str | None = None,
+    ) -> list[Any]:
         """Access pages of a mapping as the process would: each chosen page of [start,
         start+size) — all, every n-th from ``offset``, or a seeded random ``fraction``/``count``
         — is read or written through ``memory.access``, as the MMU does: an access faults
@@ -997,9 +1146,9 @@ class Workload:
         at the fault after which ``proc`` was killed (the step fails if every page was touched
         and it was not)."""
         if until not in (None, "oom"):
-            raise WorkloadError(f"touch until {until!r}: the only condition is \"oom\"")
+            raise WorkloadError(f'touch until {until!r}: the only condition is "oom"')
         if until is not None and populate:
-            raise WorkloadError("touch until = \"oom\" faults page by page: not with populate")
+            raise WorkloadError('touch until = "oom" faults page by page: not with populate')
         p = self.proc(proc)
         m, addr, size = self._range(proc, tag, start, size)
         memory = _kmod("memory", "MEM", "access")
@@ -1056,11 +1205,14 @@ class Workload:
                     raise ExpectationFailed(f"touch {tag} in {proc}: the fault at {a:#x} failed ({f})")
                 faults.append(f)
         if killed and until != "oom":
-            raise ExpectationFailed(f"touch {tag} in {proc}: the OOM killer killed {proc} (pid {p.pid}) after "
-                                    f"{len(faults)} faults (until = \"oom\" lets a process grow until it is killed)")
+            raise ExpectationFailed(
+                f"touch {tag} in {proc}: the OOM killer killed {proc} (pid {p.pid}) after "
+                f'{len(faults)} faults (until = "oom" lets a process grow until it is killed)'
+            )
         if until == "oom" and not killed:
-            raise ExpectationFailed(f"touch {tag} in {proc} until oom: {len(faults)} faults and the OOM killer "
-                                    f"did not kill {proc}")
+            raise ExpectationFailed(
+                f"touch {tag} in {proc} until oom: {len(faults)} faults and the OOM killer did not kill {proc}"
+            )
         return faults
 
     def fork(self, child: str, parent: str, cpu: int | None = None) -> Any:
@@ -1128,8 +1280,9 @@ class Workload:
         if mprotect.do_mprotect(self.k, self.proc(proc).mm, addr, size, _prot(prot)):
             raise ExpectationFailed(f"mprotect of {proc}'s {tag} failed")
 
-    def mbind(self, proc: str, tag: str, policy: str, nodes: Sequence[int], start: int = 0,
-              size: int | None = None) -> None:
+    def mbind(
+        self, proc: str, tag: str, policy: str, nodes: Sequence[int], start: int = 0, size: int | None = None
+    ) -> None:
         """mbind(2): a VMA policy (``default``, ``bind``, ``preferred``, ``interleave``) on
         [start, start+size) of a mapping."""
         mempolicy = _kmod("mempolicy", "MEM", "do_mbind")
@@ -1228,20 +1381,31 @@ class Workload:
             # writeback_set_ratelimit() (for the foreground pair).
             pw = _kmod("page_writeback", "FILE", "writeback_set_ratelimit")
             pw.page_writeback_init(self.k)
-            glob, other = {"vm.dirty_ratio": ("vm_dirty_ratio", "vm_dirty_bytes"),
-                           "vm.dirty_bytes": ("vm_dirty_bytes", "vm_dirty_ratio"),
-                           "vm.dirty_background_ratio": ("dirty_background_ratio", "dirty_background_bytes"),
-                           "vm.dirty_background_bytes": ("dirty_background_bytes", "dirty_background_ratio")}[name]
+            glob, other = {
+                "vm.dirty_ratio": ("vm_dirty_ratio", "vm_dirty_bytes"),
+                "vm.dirty_bytes": ("vm_dirty_bytes", "vm_dirty_ratio"),
+                "vm.dirty_background_ratio": ("dirty_background_ratio", "dirty_background_bytes"),
+                "vm.dirty_background_bytes": ("dirty_background_bytes", "dirty_background_ratio"),
+            }[name]
             self.k.write_int(glob, int(value))
             self.k.write_int(other, 0)
             if glob in ("vm_dirty_ratio", "vm_dirty_bytes"):
                 pw.writeback_set_ratelimit(self.k)
 
     # -- expectations ----------------------------------------------------------------------
-    def expect_alloc(self, succeeds: bool, order: int = 0, gfp: int | str = "GFP_KERNEL", node: int | None = None,
-                     nodemask: Sequence[int] | None = None, interleave: bool | Sequence[int] | None = None,
-                     reason: str | None = None, zone: str | None = None, tag: str = "expect",
-                     cpu: int | None = None) -> Block | page_alloc.AllocFailure:
+    def expect_alloc(
+        self,
+        succeeds: bool,
+        order: int = 0,
+        gfp: int | str = "GFP_KERNEL",
+        node: int | None = None,
+        nodemask: Sequence[int] | None = None,
+        interleave: bool | Sequence[int] | None = None,
+        reason: str | None = None,
+        zone: str | None = None,
+        tag: str = "expect",
+        cpu: int | None = None,
+    ) -> Block | page_alloc.AllocFailure:
         """Make one request and check its outcome.  ``succeeds``: the block (kept under
         ``tag``) must come from ``zone`` if given.  Otherwise the request must fail, and if
         ``reason`` is given, ``zone`` (default: the first zone tried) must have refused for
@@ -1259,8 +1423,9 @@ class Workload:
         if b is not None:
             self.tags.setdefault(tag, []).append(b)
             if not succeeds:
-                raise ExpectationFailed(f"{what} succeeded (pfn {b.pfn:#x} from Node {b.nid} {b.zone}), "
-                                        f"expected it to fail")
+                raise ExpectationFailed(
+                    f"{what} succeeded (pfn {b.pfn:#x} from Node {b.nid} {b.zone}), expected it to fail"
+                )
             if want is not None and (b.nid, b.zone) != (want.nid, want.name):
                 raise ExpectationFailed(f"{what} came from Node {b.nid} {b.zone}, expected {zone_label(want)}")
             return b
@@ -1274,17 +1439,17 @@ class Workload:
             if label is None or label not in verdicts:
                 raise ExpectationFailed(f"{what} failed but {label or 'no zone'} was not tried ({_reasons(failure)})")
             if verdicts[label] != reason:
-                raise ExpectationFailed(f"{what} failed, but {label} refused for {verdicts[label]}, "
-                                        f"not {reason} ({_reasons(failure)})")
+                raise ExpectationFailed(
+                    f"{what} failed, but {label} refused for {verdicts[label]}, not {reason} ({_reasons(failure)})"
+                )
         return failure
 
-    def expect(self, condition: str | Condition, zone: str | None = None,
-               node: int | None = None) -> dict[str, Any]:
+    def expect(self, condition: str | Condition, zone: str | None = None, node: int | None = None) -> dict[str, Any]:
         """Check an expression on ``zone`` (see :class:`Condition`); returns the values it
         read, or raises :class:`ExpectationFailed` showing them."""
         cond = condition if isinstance(condition, Condition) else Condition(condition)
         if cond.needs_zone and zone is None:
-            raise WorkloadError(f"expect {cond.text!r} reads a zone: say which (zone = \"Normal\")")
+            raise WorkloadError(f'expect {cond.text!r} reads a zone: say which (zone = "Normal")')
         z = self.zone(zone, node) if zone is not None else None
         for t in cond.tags:
             if t not in self.objects:
@@ -1327,17 +1492,37 @@ def _show(seen: dict[str, Any]) -> str:
 PAGE_SIZE = 4096
 MAP_KINDS = ("anon", "private", "shared", "hugetlb", "shmem")
 # mempolicy modes a step may name (include/uapi/linux/mempolicy.h enum, values from the BTF)
-MPOL_MODES = {"default": "MPOL_DEFAULT", "preferred": "MPOL_PREFERRED", "bind": "MPOL_BIND",
-              "interleave": "MPOL_INTERLEAVE", "local": "MPOL_LOCAL", "preferred_many": "MPOL_PREFERRED_MANY",
-              "weighted_interleave": "MPOL_WEIGHTED_INTERLEAVE"}
-SYSCTLS = ("vm.nr_hugepages", "hugepages-1048576kB", "vm.dirty_ratio", "vm.dirty_background_ratio",
-           "vm.dirty_bytes", "vm.dirty_background_bytes", "transparent_hugepage", "vm.swappiness",
-           "vm.compact_memory", "vm.compaction_proactiveness", "vm.extfrag_threshold")
+MPOL_MODES = {
+    "default": "MPOL_DEFAULT",
+    "preferred": "MPOL_PREFERRED",
+    "bind": "MPOL_BIND",
+    "interleave": "MPOL_INTERLEAVE",
+    "local": "MPOL_LOCAL",
+    "preferred_many": "MPOL_PREFERRED_MANY",
+    "weighted_interleave": "MPOL_WEIGHTED_INTERLEAVE",
+}
+SYSCTLS = (
+    "vm.nr_hugepages",
+    "hugepages-1048576kB",
+    "vm.dirty_ratio",
+    "vm.dirty_background_ratio",
+    "vm.dirty_bytes",
+    "vm.dirty_background_bytes",
+    "transparent_hugepage",
+    "vm.swappiness",
+    "vm.compact_memory",
+    "vm.compaction_proactiveness",
+    "vm.extfrag_threshold",
+)
 THP_MODES = ("always", "madvise", "never")
 # kernel/sysctl.c and mm/page-writeback.c: the ratio tunables are percentages
 # (proc_dointvec_minmax with extra2 = one_hundred); a write outside is EINVAL.
-SYSCTL_MAX = {"vm.dirty_ratio": 100, "vm.dirty_background_ratio": 100, "vm.swappiness": 200,
-              "vm.compaction_proactiveness": 100}
+SYSCTL_MAX = {
+    "vm.dirty_ratio": 100,
+    "vm.dirty_background_ratio": 100,
+    "vm.swappiness": 200,
+    "vm.compaction_proactiveness": 100,
+}
 
 
 class Mapping(NamedTuple):
@@ -1365,7 +1550,7 @@ def _prot(prot: str) -> int:
     from mmintro.kernel import mmap as M
 
     if not isinstance(prot, str) or set(prot) - set("rwx") or len(set(prot)) != len(prot):
-        raise WorkloadError(f"prot {prot!r} is not made of the letters r, w, x (e.g. \"rw\")")
+        raise WorkloadError(f'prot {prot!r} is not made of the letters r, w, x (e.g. "rw")')
     return (M.VM_READ if "r" in prot else 0) | (M.VM_WRITE if "w" in prot else 0) | (M.VM_EXEC if "x" in prot else 0)
 
 
@@ -1668,8 +1853,11 @@ def _mapping_errors(w: Workload, proc: str) -> tuple[int, int]:
         if pfn == zero or pfn >= getattr(k, "max_pfn", 1 << 40):
             continue
         z = page_alloc.page_zone(k, pfn)
-        if pfn in z.free_order or rmap.folio_ref_count(k, rmap.page_folio(k, pfn)) <= 0 \
-                or rmap.page_mapcount(k, pfn) <= 0:
+        if (
+            pfn in z.free_order
+            or rmap.folio_ref_count(k, rmap.page_folio(k, pfn)) <= 0
+            or rmap.page_mapcount(k, pfn) <= 0
+        ):
             errors += 1
     moved = dict(k.__dict__.get("migrations", ()))
     new_pfns = set(moved.values())
@@ -1685,7 +1873,9 @@ def _mapping_errors(w: Workload, proc: str) -> tuple[int, int]:
         if mapping and not mapping & 1:
             path = I.vfs_root(k).paths.get(km.get(mapping, "address_space", "host"))
             index = km.get(k.pfn_to_page(pfn), "page", "__folio_index")
-            if path is not None and bytes(k.mem.read(pfn << 12, PAGE_SIZE)) != I.file_bytes(path, index << 12, PAGE_SIZE):
+            if path is not None and bytes(k.mem.read(pfn << 12, PAGE_SIZE)) != I.file_bytes(
+                path, index << 12, PAGE_SIZE
+            ):
                 errors += 1
     return errors, sum(len(a) for a in by_pfn.values())
 
@@ -1711,8 +1901,8 @@ ACTIONS: dict[str, set[str]] = {
     "exec": {"comm", "heap", "note"},
     "brk": {"grow", "shrink", "note"},
     "mmap": {"process", "size", "prot", "kind", "file", "offset", "hugepage", "page_size", "shared", "note"},
-    "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count", "populate",
-              "until"} | _COMMON,
+    "touch": {"process", "access", "start", "size", "every", "offset", "fraction", "count", "populate", "until"}
+    | _COMMON,
     "munmap": {"process", "start", "size", "note"},
     "mprotect": {"process", "prot", "start", "size", "note"},
     "mbind": {"process", "policy", "nodes", "start", "size", "note"},
@@ -1724,8 +1914,26 @@ ACTIONS: dict[str, set[str]] = {
     "writeback": {"complete", "note"},
     "sysctl": {"value", "note"},
 }
-PROC_ACTIONS = ("spawn", "fork", "thread", "exit", "exec", "brk", "mmap", "touch", "munmap", "mprotect", "mbind", "set_mempolicy", "create_file",
-                "swapon", "read", "write", "writeback", "sysctl")
+PROC_ACTIONS = (
+    "spawn",
+    "fork",
+    "thread",
+    "exit",
+    "exec",
+    "brk",
+    "mmap",
+    "touch",
+    "munmap",
+    "mprotect",
+    "mbind",
+    "set_mempolicy",
+    "create_file",
+    "swapon",
+    "read",
+    "write",
+    "writeback",
+    "sysctl",
+)
 MAPPING_ACTIONS = ("mmap", "touch", "munmap", "mprotect", "mbind")
 MACHINE_KEYS = ("ram", "nodes", "cpus", "seed", "thp", "hugepages_2m", "hugepages_1g", "cmdline")
 SECTIONS = ("scenario", "machine", "step")
@@ -1781,8 +1989,9 @@ class Scenario(NamedTuple):
             for cpu in cpus:
                 if not 0 <= cpu < config.cpus:
                     key = "on_cpu" if s.action == "on_cpu" else "cpu"
-                    raise ScenarioError(f"{self.where(s, key)}: cpu {cpu} is not online "
-                                        f"(the machine has {config.cpus} CPUs)")
+                    raise ScenarioError(
+                        f"{self.where(s, key)}: cpu {cpu} is not online (the machine has {config.cpus} CPUs)"
+                    )
             for key in ("node", "nodemask", "interleave", "zone", "nodes"):
                 if key not in a:
                     continue
@@ -1794,8 +2003,10 @@ class Scenario(NamedTuple):
                     nodes = [v] if type(v) is int else (list(v) if isinstance(v, list) else [])
                 for nid in nodes:
                     if not 0 <= nid < config.nodes:
-                        raise ScenarioError(f"{self.where(s, key)}: node {nid} does not exist "
-                                            f"(the machine has {config.nodes} node{'s' if config.nodes > 1 else ''})")
+                        raise ScenarioError(
+                            f"{self.where(s, key)}: node {nid} does not exist "
+                            f"(the machine has {config.nodes} node{'s' if config.nodes > 1 else ''})"
+                        )
 
 
 def _tomllib() -> Any:
@@ -1886,8 +2097,10 @@ def parse_scenario(text: str, path: str | os.PathLike = "<scenario>", name: str 
             else:
                 machine[key] = v
         except ValueError:
-            raise ScenarioError(f"{at}: [machine]: {key} = {v!r} is not "
-                                f"{'a size (e.g. 4G)' if key == 'ram' else 'one of always, madvise, never' if key == 'thp' else 'a string (the kernel command line)' if key == 'cmdline' else 'an integer'}") from None
+            raise ScenarioError(
+                f"{at}: [machine]: {key} = {v!r} is not "
+                f"{'a size (e.g. 4G)' if key == 'ram' else 'one of always, madvise, never' if key == 'thp' else 'a string (the kernel command line)' if key == 'cmdline' else 'an integer'}"
+            ) from None
     try:
         MachineConfig(**machine).validate()
     except ValueError as e:
@@ -1938,15 +2151,21 @@ def _check_step(sc: Scenario, s: Step, defined: set[str]) -> Condition | None:
     want("note", lambda v: isinstance(v, str), "a string")
     want("cpu", lambda v: is_int(v) and v >= 0, "a CPU number")
     want("node", lambda v: is_int(v) and v >= 0, "a node number")
-    want("nodemask", lambda v: isinstance(v, list) and v and all(is_int(n) and n >= 0 for n in v),
-         "a list of node numbers")
-    want("interleave", lambda v: v is True or (isinstance(v, list) and v and all(is_int(n) and n >= 0 for n in v)),
-         "true or a list of node numbers")
+    want(
+        "nodemask",
+        lambda v: isinstance(v, list) and v and all(is_int(n) and n >= 0 for n in v),
+        "a list of node numbers",
+    )
+    want(
+        "interleave",
+        lambda v: v is True or (isinstance(v, list) and v and all(is_int(n) and n >= 0 for n in v)),
+        "true or a list of node numbers",
+    )
     want("count", lambda v: is_int(v) and v >= 1, "a positive integer")
     want("order", is_int, "an integer")
     if "order" in a and not 0 <= a["order"] <= page_alloc.MAX_PAGE_ORDER:
         fail("order", f"order {a['order']} is outside 0..{page_alloc.MAX_PAGE_ORDER} (MAX_PAGE_ORDER)")
-    want("flags", lambda v: isinstance(v, str), "a string of GFP flags (\"GFP_KERNEL|__GFP_ZERO\")")
+    want("flags", lambda v: isinstance(v, str), 'a string of GFP flags ("GFP_KERNEL|__GFP_ZERO")')
     if "flags" in a:
         try:
             _gfp(a["flags"])
@@ -1981,41 +2200,52 @@ def _check_step(sc: Scenario, s: Step, defined: set[str]) -> Condition | None:
         defined.add(tag)
     elif s.action in ("kfree", "vfree"):
         if tag not in defined:
-            fail(s.action, f"unknown tag {tag!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})")
+            fail(
+                s.action,
+                f"unknown tag {tag!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})",
+            )
         if sum(k in a for k in ("every", "fraction", "count")) > 1:
             fail(None, f"{s.action} takes one of every, fraction, count (none frees every object)")
         want("every", lambda v: is_int(v) and v >= 1, "a positive integer")
-        want("fraction", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
-             "a fraction in (0, 1]")
+        want(
+            "fraction",
+            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+            "a fraction in (0, 1]",
+        )
 
     if s.action == "alloc":
         want("until", lambda v: v in UNTIL, f"one of {', '.join(map(repr, UNTIL))}")
         until = a.get("until")
         if until in WATERMARKS and "zone" not in a:
-            fail("until", f"until = {until!r} needs the zone whose watermark it means (zone = \"Normal\")")
+            fail("until", f'until = {until!r} needs the zone whose watermark it means (zone = "Normal")')
         if "zone" in a and until not in WATERMARKS:
-            fail("zone", "zone is only meaningful with until = \"min\", \"low\" or \"high\"")
+            fail("zone", 'zone is only meaningful with until = "min", "low" or "high"')
         defined.add(tag)
     elif s.action == "free":
         if tag not in defined:
-            fail("free", f"unknown tag {tag!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})")
+            fail(
+                "free", f"unknown tag {tag!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})"
+            )
         if sum(k in a for k in ("every", "fraction", "count")) > 1:
             fail(None, "free takes one of every, fraction, count (none frees every block)")
         want("every", lambda v: is_int(v) and v >= 1, "a positive integer")
         want("offset", lambda v: is_int(v) and 0 <= v < a.get("every", 1), "an index below every")
         if "offset" in a and "every" not in a:
             fail("offset", "offset goes with every")
-        want("fraction", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
-             "a fraction in (0, 1]")
+        want(
+            "fraction",
+            lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+            "a fraction in (0, 1]",
+        )
     elif s.action == "on_cpu":
         want("on_cpu", lambda v: is_int(v) and v >= 0, "a CPU number")
     elif s.action == "drain":
         want("drain", lambda v: v is True, "true")
     elif s.action == "expect_alloc":
-        want("expect_alloc", lambda v: v in ("fails", "succeeds"), "\"fails\" or \"succeeds\"")
+        want("expect_alloc", lambda v: v in ("fails", "succeeds"), '"fails" or "succeeds"')
         want("reason", lambda v: v in REASONS, f"one of {', '.join(map(repr, REASONS))}")
         if "reason" in a and a["expect_alloc"] != "fails":
-            fail("reason", "reason is only meaningful with expect_alloc = \"fails\"")
+            fail("reason", 'reason is only meaningful with expect_alloc = "fails"')
         if tag is not None:
             defined.add(tag)
         elif a["expect_alloc"] == "succeeds":
@@ -2027,10 +2257,13 @@ def _check_step(sc: Scenario, s: Step, defined: set[str]) -> Condition | None:
         except WorkloadError as e:
             fail("expect", str(e))
         if cond.needs_zone and "zone" not in a:
-            fail("expect", f"{a['expect']!r} reads a zone: say which (zone = \"Normal\")")
+            fail("expect", f'{a["expect"]!r} reads a zone: say which (zone = "Normal")')
         for t in cond.tags:
             if t not in defined:
-                fail("expect", f"unknown tag {t!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})")
+                fail(
+                    "expect",
+                    f"unknown tag {t!r} (tags allocated before this step: {', '.join(sorted(defined)) or 'none'})",
+                )
         procs = getattr(defined, "procs", {})
         for p in cond.processes:
             if p not in procs:
@@ -2110,7 +2343,7 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
 
     for key in ("size", "start", "heap", "offset" if act == "mmap" else "", "page_size", "grow", "shrink"):
         if key and key in a and _size(a[key]) is None:
-            fail(key, f"{key} = {a[key]!r} is not a size (bytes, or a string such as \"16M\")")
+            fail(key, f'{key} = {a[key]!r} is not a size (bytes, or a string such as "16M")')
     if act in MAPPING_ACTIONS and "size" in a and _size(a["size"]) == 0:
         fail("size", "size = 0: an empty range (mmap(2), munmap(2) and mprotect(2) refuse a length of 0)")
     for key in ("size", "start", "offset" if act == "mmap" else ""):
@@ -2141,20 +2374,23 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
                 fail(key, f"{key} = {a[key]!r} is not a positive integer")
         if "offset" in a and not (type(a["offset"]) is int and 0 <= a["offset"] < a.get("every", 1)):
             fail("offset", "offset goes with every and is an index below it")
-        if "fraction" in a and not (isinstance(a["fraction"], (int, float)) and not isinstance(a["fraction"], bool)
-                                    and 0 < a["fraction"] <= 1):
+        if "fraction" in a and not (
+            isinstance(a["fraction"], (int, float)) and not isinstance(a["fraction"], bool) and 0 < a["fraction"] <= 1
+        ):
             fail("fraction", f"fraction = {a['fraction']!r} is not a fraction in (0, 1]")
         if "populate" in a and not isinstance(a["populate"], bool):
             fail("populate", "populate is true or false")
         if a.get("populate") and any(k in a for k in ("every", "fraction", "count")):
             fail("populate", "populate faults in the whole range: no every, fraction or count with it")
         if "access" in a and a["access"] not in ("read", "write"):
-            fail("access", f"access = {a['access']!r} is not \"read\" or \"write\"")
+            fail("access", f'access = {a["access"]!r} is not "read" or "write"')
         if "until" in a and a["until"] != "oom":
-            fail("until", f"until = {a['until']!r}: touch's only condition is \"oom\" (until the OOM killer kills "
-                          "the process)")
+            fail(
+                "until",
+                f'until = {a["until"]!r}: touch\'s only condition is "oom" (until the OOM killer kills the process)',
+            )
         if "until" in a and a.get("populate"):
-            fail("until", "until = \"oom\" faults page by page: not with populate")
+            fail("until", 'until = "oom" faults page by page: not with populate')
 
     if act == "spawn":
         p = name_of("spawn")
@@ -2198,7 +2434,7 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         if p in defined.threads or p in defined.threads.values():
             fail("exec", f"{p!r} is in a thread group: exec there (de_thread) is not modelled")
         if not (isinstance(a.get("comm"), str) and a["comm"]):
-            fail("comm" if "comm" in a else None, "exec needs comm = \"program\" (the program it runs)")
+            fail("comm" if "comm" in a else None, 'exec needs comm = "program" (the program it runs)')
         defined.procs[p] = {"stack", "heap"}  # the exec layout always has a brk area
     elif act == "set_mempolicy":
         known_proc("set_mempolicy")
@@ -2217,15 +2453,18 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
                 fail(None, f"a {kind} mapping maps a file: file = TAG")
             known_file("file")
         elif "file" in a or "offset" in a:
-            fail("file" if "file" in a else "offset", "file and offset go with kind = \"private\" or \"shared\"")
+            fail("file" if "file" in a else "offset", 'file and offset go with kind = "private" or "shared"')
         if "page_size" in a:
             if kind != "hugetlb":
-                fail("page_size", "page_size goes with kind = \"hugetlb\"")
+                fail("page_size", 'page_size goes with kind = "hugetlb"')
             if _size(a["page_size"]) not in (2 << 20, 1 << 30):
-                fail("page_size", f"page_size = {a['page_size']!r} is not a huge page size (\"2M\" or \"1G\")")
+                fail("page_size", f'page_size = {a["page_size"]!r} is not a huge page size ("2M" or "1G")')
         if "shared" in a and (kind != "hugetlb" or not isinstance(a["shared"], bool)):
-            fail("shared", "shared = true goes with kind = \"hugetlb\" (MAP_SHARED|MAP_HUGETLB); a shared file "
-                           "mapping is kind = \"shared\"")
+            fail(
+                "shared",
+                'shared = true goes with kind = "hugetlb" (MAP_SHARED|MAP_HUGETLB); a shared file '
+                'mapping is kind = "shared"',
+            )
         if "hugepage" in a and not isinstance(a["hugepage"], bool):
             fail("hugepage", "hugepage is true or false (madvise(MADV_HUGEPAGE))")
         if kind == "hugetlb" and _size(a["size"]) % _size(a.get("page_size", "2M")):  # type: ignore[operator]
@@ -2237,7 +2476,7 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         if tag not in defined.procs[p]:
             fail(act, f"process {p!r} has no mapping {tag!r} (its mappings: {', '.join(sorted(defined.procs[p]))})")
         if act == "mprotect" and "prot" not in a:
-            fail(None, "mprotect needs prot (\"r\", \"rw\", ...)")
+            fail(None, 'mprotect needs prot ("r", "rw", ...)')
         if act == "munmap" and "start" not in a and "size" not in a:
             defined.procs[p].discard(tag)
         if act == "touch" and a.get("until") == "oom":  # the process does not outlive this step
@@ -2248,9 +2487,9 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
                 defined.killed[name] = s.index
     elif act == "swapon":
         if not (isinstance(a["swapon"], str) and a["swapon"].startswith("/")):
-            fail("swapon", "swapon = \"/swapfile\": the absolute path of the swap file to make")
+            fail("swapon", 'swapon = "/swapfile": the absolute path of the swap file to make')
         if "size" not in a:
-            fail(None, "swapon needs the swap file's size (\"512M\")")
+            fail(None, 'swapon needs the swap file\'s size ("512M")')
         if "priority" in a and not (type(a["priority"]) is int and -1 <= a["priority"] <= 32767):
             fail("priority", f"priority = {a['priority']!r}: swapon -p takes 0..32767 (or -1, the default)")
     elif act == "create_file":
@@ -2258,7 +2497,7 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         if tag in defined.files:
             fail("create_file", f"file {tag!r} already exists")
         if "path" not in a or not (isinstance(a["path"], str) and a["path"].startswith("/")):
-            fail("path" if "path" in a else None, "file needs an absolute path = \"/dir/name\"")
+            fail("path" if "path" in a else None, 'file needs an absolute path = "/dir/name"')
         defined.files.add(tag)
     elif act in ("read", "write"):
         known_file(act)
@@ -2266,9 +2505,10 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
             known_proc("process")
     elif act == "writeback":
         if a["writeback"] not in ("all", "background"):
-            fail("writeback", "writeback = \"all\" (every dirty page) or \"background\" (down to the background threshold)")
-        if "complete" in a and not (isinstance(a["complete"], (int, float)) and not isinstance(a["complete"], bool)
-                                    and 0 <= a["complete"] <= 1):
+            fail("writeback", 'writeback = "all" (every dirty page) or "background" (down to the background threshold)')
+        if "complete" in a and not (
+            isinstance(a["complete"], (int, float)) and not isinstance(a["complete"], bool) and 0 <= a["complete"] <= 1
+        ):
             fail("complete", f"complete = {a['complete']!r} is not a fraction in [0, 1] (of the I/O that completes)")
     elif act == "sysctl":
         if a["sysctl"] not in SYSCTLS:
@@ -2282,8 +2522,11 @@ def _check_proc_step(sc: Scenario, s: Step, defined: _Defined) -> None:
         elif not (type(v) is int and v >= 0):
             fail("value", f"{a['sysctl']} takes a non-negative integer, not {v!r}")
         elif v > SYSCTL_MAX.get(a["sysctl"], v):
-            fail("value", f"{a['sysctl']} is a percentage (0..{SYSCTL_MAX[a['sysctl']]}), not {v}: the kernel's "
-                          "write fails with EINVAL")
+            fail(
+                "value",
+                f"{a['sysctl']} is a percentage (0..{SYSCTL_MAX[a['sysctl']]}), not {v}: the kernel's "
+                "write fails with EINVAL",
+            )
 
 
 def _proc_of(w: Workload, a: dict[str, Any]) -> str:
@@ -2306,8 +2549,14 @@ def _run_proc_step(w: Workload, s: Step) -> str:
     act = s.action
     sz = {k: _size(a[k]) for k in ("size", "start", "heap", "offset", "page_size", "grow", "shrink") if k in a}
     if act == "spawn":
-        p = w.spawn(a["spawn"], comm=a.get("comm"), parent=a.get("parent"), heap=sz.get("heap", 0), cpu=a.get("cpu"),
-                    oom_score_adj=a.get("oom_score_adj"))
+        p = w.spawn(
+            a["spawn"],
+            comm=a.get("comm"),
+            parent=a.get("parent"),
+            heap=sz.get("heap", 0),
+            cpu=a.get("cpu"),
+            oom_score_adj=a.get("oom_score_adj"),
+        )
         adj = f", oom_score_adj {a['oom_score_adj']}" if "oom_score_adj" in a else ""
         return f"spawn {a['spawn']}: pid {p.pid} comm {p.comm!r}, heap {_human(sz.get('heap', 0))}{adj}"
     if act == "fork":
@@ -2330,15 +2579,36 @@ def _run_proc_step(w: Workload, s: Step) -> str:
         return f"exit {a['exit']} (pid {pid})"
     if act == "mmap":
         p = _proc_of(w, a)
-        addr = w.mmap(p, a["mmap"], sz["size"], a.get("prot", "rw"), a.get("kind", "anon"), a.get("file"),
-                      sz.get("offset", 0), a.get("hugepage", False), sz.get("page_size"), a.get("shared", False))
+        addr = w.mmap(
+            p,
+            a["mmap"],
+            sz["size"],
+            a.get("prot", "rw"),
+            a.get("kind", "anon"),
+            a.get("file"),
+            sz.get("offset", 0),
+            a.get("hugepage", False),
+            sz.get("page_size"),
+            a.get("shared", False),
+        )
         extra = " MADV_HUGEPAGE" if a.get("hugepage") else ""
         return f"mmap {a['mmap']} in {p}: {a.get('kind', 'anon')} {_human(sz['size'])} {a.get('prot', 'rw')} at {addr:#x}{extra}"
     if act == "touch":
         p = _proc_of(w, a)
-        faults = w.touch(p, a["touch"], a.get("access") == "write", sz.get("start", 0), sz.get("size"), a.get("every"),
-                         a.get("offset", 0), a.get("fraction"), a.get("count"), cpu=a.get("cpu"),
-                         populate=a.get("populate", False), until=a.get("until"))
+        faults = w.touch(
+            p,
+            a["touch"],
+            a.get("access") == "write",
+            sz.get("start", 0),
+            sz.get("size"),
+            a.get("every"),
+            a.get("offset", 0),
+            a.get("fraction"),
+            a.get("count"),
+            cpu=a.get("cpu"),
+            populate=a.get("populate", False),
+            until=a.get("until"),
+        )
         kinds: dict[str, int] = {}
         for f in faults:
             kind = str(getattr(f, "kind", "populate"))
@@ -2374,8 +2644,10 @@ def _run_proc_step(w: Workload, s: Step) -> str:
     if act == "writeback":
         before = _node_stat(w, "NR_FILE_DIRTY")
         n = w.writeback(a["writeback"] == "all", a.get("complete", 1.0))
-        return (f"writeback ({a['writeback']}): {n} pages written, nr_dirty {before} -> "
-                f"{_node_stat(w, 'NR_FILE_DIRTY')}, nr_writeback {_node_stat(w, 'NR_WRITEBACK')}")
+        return (
+            f"writeback ({a['writeback']}): {n} pages written, nr_dirty {before} -> "
+            f"{_node_stat(w, 'NR_FILE_DIRTY')}, nr_writeback {_node_stat(w, 'NR_WRITEBACK')}"
+        )
     if act == "sysctl":
         w.sysctl(a["sysctl"], a["value"])
         return f"sysctl {a['sysctl']} = {a['value']}"
@@ -2437,11 +2709,14 @@ def _run_step(w: Workload, s: Step) -> str:
             return _run_proc_step(w, s)
     flags = a.get("flags", "GFP_KERNEL")
     order = a.get("order", 0)
-    common = {"node": a.get("node"), "nodemask": a.get("nodemask"), "interleave": a.get("interleave"),
-              "cpu": a.get("cpu")}
+    common = {
+        "node": a.get("node"),
+        "nodemask": a.get("nodemask"),
+        "interleave": a.get("interleave"),
+        "cpu": a.get("cpu"),
+    }
     if s.action == "alloc":
-        r = w.alloc(a["alloc"], order, flags, count=a.get("count"), until=a.get("until"), zone=a.get("zone"),
-                    **common)
+        r = w.alloc(a["alloc"], order, flags, count=a.get("count"), until=a.get("until"), zone=a.get("zone"), **common)
         where: dict[str, int] = {}
         for b in r.blocks:
             key = f"Node {b.nid} {b.zone}"
@@ -2452,26 +2727,57 @@ def _run_step(w: Workload, s: Step) -> str:
             stop += f" ({_reasons(r.failure)})"
         if r.stop in WATERMARKS:
             z = w.zone(a["zone"], a.get("node"))
-            stop += f" ({zone_label(z)} free {z.free_pages} <= {r.stop} {page_alloc.wmark_pages(z, WATERMARKS[r.stop])})"
+            stop += (
+                f" ({zone_label(z)} free {z.free_pages} <= {r.stop} {page_alloc.wmark_pages(z, WATERMARKS[r.stop])})"
+            )
         return f"alloc {a['alloc']}: {len(r.blocks)} blocks of order {order} {flags} ({spread}){stop}"
     if s.action == "free":
-        freed = w.free(a["free"], every=a.get("every"), offset=a.get("offset", 0), fraction=a.get("fraction"),
-                       count=a.get("count"), cpu=a.get("cpu"))
-        return f"free {a['free']}: {len(freed)} blocks ({sum(1 << b.order for b in freed)} pages), " \
-               f"{len(w.tags[a['free']])} left"
+        freed = w.free(
+            a["free"],
+            every=a.get("every"),
+            offset=a.get("offset", 0),
+            fraction=a.get("fraction"),
+            count=a.get("count"),
+            cpu=a.get("cpu"),
+        )
+        return (
+            f"free {a['free']}: {len(freed)} blocks ({sum(1 << b.order for b in freed)} pages), "
+            f"{len(w.tags[a['free']])} left"
+        )
     if s.action == "kmalloc":
         what = f"kmem_cache_alloc({a['cache']})" if "cache" in a else f"kmalloc({a['size']})"
-        got = w.kmalloc(a["kmalloc"], size=a.get("size"), cache=a.get("cache"), gfp=flags, count=a.get("count", 1),
-                        node=a.get("node"), cpu=a.get("cpu"), caller=a.get("caller", "mmintro_workload_kmalloc"))
+        got = w.kmalloc(
+            a["kmalloc"],
+            size=a.get("size"),
+            cache=a.get("cache"),
+            gfp=flags,
+            count=a.get("count", 1),
+            node=a.get("node"),
+            cpu=a.get("cpu"),
+            caller=a.get("caller", "mmintro_workload_kmalloc"),
+        )
         return f"kmalloc {a['kmalloc']}: {len(got)} x {what} {flags}, {len(w.objects[a['kmalloc']])} live"
     if s.action == "vmalloc":
-        got = w.vmalloc(a["vmalloc"], a["size"], count=a.get("count", 1), node=a.get("node"), zero=a.get("zero", False),
-                        cpu=a.get("cpu"), caller=a.get("caller", "mmintro_workload_vmalloc"))
+        got = w.vmalloc(
+            a["vmalloc"],
+            a["size"],
+            count=a.get("count", 1),
+            node=a.get("node"),
+            zero=a.get("zero", False),
+            cpu=a.get("cpu"),
+            caller=a.get("caller", "mmintro_workload_vmalloc"),
+        )
         return f"vmalloc {a['vmalloc']}: {len(got)} areas of {a['size']} bytes, {len(w.objects[a['vmalloc']])} live"
     if s.action in ("kfree", "vfree"):
         fn = w.kfree if s.action == "kfree" else w.vfree
-        n = fn(a[s.action], every=a.get("every"), offset=a.get("offset", 0), fraction=a.get("fraction"),
-               count=a.get("count"), cpu=a.get("cpu"))
+        n = fn(
+            a[s.action],
+            every=a.get("every"),
+            offset=a.get("offset", 0),
+            fraction=a.get("fraction"),
+            count=a.get("count"),
+            cpu=a.get("cpu"),
+        )
         return f"{s.action} {a[s.action]}: {n} freed, {len(w.objects[a[s.action]])} left"
     if s.action == "on_cpu":
         w.on_cpu(a["on_cpu"])
@@ -2482,8 +2788,9 @@ def _run_step(w: Workload, s: Step) -> str:
         return f"drain: {before} pages from the pcp lists to the buddy lists"
     if s.action == "expect_alloc":
         succeeds = a["expect_alloc"] == "succeeds"
-        res = w.expect_alloc(succeeds, order, flags, reason=a.get("reason"), zone=a.get("zone"),
-                             tag=a.get("tag", "expect"), **common)
+        res = w.expect_alloc(
+            succeeds, order, flags, reason=a.get("reason"), zone=a.get("zone"), tag=a.get("tag", "expect"), **common
+        )
         if isinstance(res, Block):
             return f"expect order-{order} {flags} succeeds: pfn {res.pfn:#x} from Node {res.nid} {res.zone}: ok"
         return f"expect order-{order} {flags} fails: {_reasons(res)}: ok"
@@ -2494,8 +2801,9 @@ def _run_step(w: Workload, s: Step) -> str:
     raise AssertionError(s.action)
 
 
-def run_scenario(sc: Scenario, config: MachineConfig | None = None,
-                 progress: Callable[[str, float], None] | None = None) -> ScenarioRun:
+def run_scenario(
+    sc: Scenario, config: MachineConfig | None = None, progress: Callable[[str, float], None] | None = None
+) -> ScenarioRun:
     """Boot ``config`` (default: the scenario's machine) and run every step.  Raises
     :class:`ScenarioFailed` when an expectation does not hold, :class:`ScenarioError` when a
     step cannot run; both name the file, line and step."""

@@ -63,8 +63,9 @@ REAL_CONFIGS = {
     "real-4g": dict(mem_mib=4096, cpus=4, formats=("elf",)),
     # Persistent memory: 256 MiB of RAM at 1 GiB made legacy pmem (memmap=nn!ss, e820 type 12),
     # which nd_e820 and nd_pmem turn into /dev/pmem0 with memremap_pages(): ZONE_DEVICE pages.
-    "real-pmem": dict(mem_mib=2048, append=("memmap=256M!0x40000000",), modules=("nd_e820", "nd_pmem"),
-                      formats=("elf",)),
+    "real-pmem": dict(
+        mem_mib=2048, append=("memmap=256M!0x40000000",), modules=("nd_e820", "nd_pmem"), formats=("elf",)
+    ),
     # Swap: 512 MiB, 1 node, 2 CPUs, a 64 MiB swap disk on virtio-blk (/dev/vda) switched on, and
     # the workload's 8 MiB swap region pushed out with MADV_PAGEOUT (part read or written back,
     # part shared with the child); ELF only.

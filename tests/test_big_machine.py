@@ -35,10 +35,21 @@ M64 = (1 << 64) - 1
 
 def _fields() -> dict[str, tuple[int, int | None]]:
     """struct page members as (64-bit word, 32-bit half or None), from the type data."""
+
     class K:  # what page_field reads of a kernel
-        page_dtype = T.dtype("page", {"flags": "flags", "lru_next": "lru.next", "lru_prev": "lru.prev",
-                                      "mapping": "mapping", "private": "private", "page_type": "page_type",
-                                      "refcount": "_refcount"})
+        page_dtype = T.dtype(
+            "page",
+            {
+                "flags": "flags",
+                "lru_next": "lru.next",
+                "lru_prev": "lru.prev",
+                "mapping": "mapping",
+                "private": "private",
+                "page_type": "page_type",
+                "refcount": "_refcount",
+            },
+        )
+
     return {name: page_field(K, name) for name in K.page_dtype.names}
 
 
@@ -213,8 +224,10 @@ def test_drgn_reads_a_compacted_kdump_snapshot_as_mmintro_does(compact_kdump) ->
     agrees with mmintro on the zones (start, spanned, present, managed), totalram, the free
     lists and counts (crash kmem -f/-z), the per-CPU lists and pfn_to_page per section."""
     pytest.importorskip("drgn")
-    _agree(compact_kdump[0], ("zones:", "totalram", "crash kmem -f", "crash kmem -z", "free_area lists",
-                              "per-CPU lists", "pfn_to_page"))
+    _agree(
+        compact_kdump[0],
+        ("zones:", "totalram", "crash kmem -f", "crash kmem -z", "free_area lists", "per-CPU lists", "pfn_to_page"),
+    )
 
 
 def test_drgn_reads_generated_struct_pages_as_the_simulator_wrote_them(compact_kdump) -> None:
@@ -272,17 +285,20 @@ def test_kdump_without_free_pages_is_read_as_the_same_machine(compact_kdump, tmp
     free = free_pfn_ranges(k)
     with DiskDumpFile(core) as dd, DiskDumpFile(full + ".vmcore") as whole:
         assert dd.dump_level == 17
-        pages = lambda ranges: sum(b - a for a, b in ranges)  # noqa: E731
+        pages = lambda ranges: sum(b - a for a, b in ranges)
         # the byte ranges of what is dumped, in pfns: RAM less the free blocks
         assert pages([(a >> 12, b >> 12) for a, b in dd.dumped_ranges]) == (
-            pages([(a >> 12, b >> 12) for a, b in whole.dumped_ranges]) - pages(free))
+            pages([(a >> 12, b >> 12) for a, b in whole.dumped_ranges]) - pages(free)
+        )
     assert os.path.getsize(core) < os.path.getsize(full + ".vmcore") / 3
     prog = open_snapshot(str(stem))
     with pytest.raises(FaultError, match="filtered"):
         prog.core.read_phys((free[-1][0] + 1) << 12, 8)
     prog.close()
-    _agree(str(stem), ("zones:", "totalram", "crash kmem -f", "crash kmem -z", "free_area lists", "per-CPU lists",
-                       "crash kmem -i"))
+    _agree(
+        str(stem),
+        ("zones:", "totalram", "crash kmem -f", "crash kmem -z", "free_area lists", "per-CPU lists", "crash kmem -i"),
+    )
 
 
 def test_exclude_free_needs_the_kdump_format(tmp_path) -> None:
@@ -305,8 +321,12 @@ def test_makedumpfile_filters_the_free_pages_save_leaves_out(compact_kdump, tmp_
     full, k = compact_kdump
     ours, _ = save(k, tmp_path / "nofree", core_format="kdump", exclude_free=True)
     theirs = tmp_path / "mdf.vmcore"
-    p = subprocess.run(["makedumpfile", "-c", "-d", "16", "-x", full + ".vmlinux", full + ".vmcore", str(theirs)],
-                       capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        ["makedumpfile", "-c", "-d", "16", "-x", full + ".vmlinux", full + ".vmcore", str(theirs)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     with DiskDumpFile(ours) as a, DiskDumpFile(theirs) as b:
         assert list(a.dumped_ranges) == list(b.dumped_ranges)
@@ -359,6 +379,22 @@ def test_256g_8_nodes_boots_in_little_memory_and_drgn_agrees(tmp_path) -> None:
     m = _measure_in_child(256, 8, 64, stem)
     assert m["sections"] == 2048 and m["arrays"] < 32, m
     assert m["maxrss_kib"] < 1 << 20, m
-    _agree(stem, ("for_each_online_pgdat", "zones:", "totalram", "pfn_to_page", "crash kmem -z", "crash kmem -f",
-                  "crash kmem -n", "MIN/LOW/HIGH", "crash kmem -i", "nr_free_pages", "min/low/high_wmark",
-                  "free_area lists", "per-CPU lists", "for_each_slab_cache"))
+    _agree(
+        stem,
+        (
+            "for_each_online_pgdat",
+            "zones:",
+            "totalram",
+            "pfn_to_page",
+            "crash kmem -z",
+            "crash kmem -f",
+            "crash kmem -n",
+            "MIN/LOW/HIGH",
+            "crash kmem -i",
+            "nr_free_pages",
+            "min/low/high_wmark",
+            "free_area lists",
+            "per-CPU lists",
+            "for_each_slab_cache",
+        ),
+    )

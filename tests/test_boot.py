@@ -21,7 +21,9 @@ def test_same_config_and_seed_give_identical_snapshots(tmp_path) -> None:
     digests = []
     for i in range(2):
         core, vmlinux = save(boot(MachineConfig(ram=512 << 20)), tmp_path / f"s{i}")
-        digests.append((hashlib.sha256(core.read_bytes()).hexdigest(), hashlib.sha256(vmlinux.read_bytes()).hexdigest()))
+        digests.append(
+            (hashlib.sha256(core.read_bytes()).hexdigest(), hashlib.sha256(vmlinux.read_bytes()).hexdigest())
+        )
     assert digests[0] == digests[1]
 
 
@@ -131,14 +133,21 @@ def test_memory_line_has_the_format_and_numbers_of_6_18() -> None:
 
     k = boot(MachineConfig(ram=1 << 30))
     line = next(r.text for r in k.printk_records if r.text.startswith("Memory: "))
-    m = re.fullmatch(r"Memory: (\d+)K/(\d+)K available \((\d+)K kernel code, (\d+)K rwdata, (\d+)K rodata, "
-                     r"(\d+)K init, (\d+)K bss, (\d+)K reserved, 0K cma-reserved\)", line)
+    m = re.fullmatch(
+        r"Memory: (\d+)K/(\d+)K available \((\d+)K kernel code, (\d+)K rwdata, (\d+)K rodata, "
+        r"(\d+)K init, (\d+)K bss, (\d+)K reserved, 0K cma-reserved\)",
+        line,
+    )
     assert m, line
     free, total, code, rw, ro, init, bss, reserved = map(int, m.groups())
     present = sum(z.present for zs in k.zones for z in zs)
     assert total == present * 4 and 0 < free < total
-    size = lambda a, b: (k.sym(b) - k.sym(a)) >> 10  # noqa: E731
-    assert (code, rw, ro, init, bss) == (size("_stext", "_etext"), size("_sdata", "_edata"),
-                                         size("__start_rodata", "__end_rodata"), size("__init_begin", "__init_end"),
-                                         size("__bss_start", "__bss_stop"))
+    size = lambda a, b: (k.sym(b) - k.sym(a)) >> 10
+    assert (code, rw, ro, init, bss) == (
+        size("_stext", "_etext"),
+        size("_sdata", "_edata"),
+        size("__start_rodata", "__end_rodata"),
+        size("__init_begin", "__init_end"),
+        size("__bss_start", "__bss_stop"),
+    )
     assert reserved == total - free  # right after memblock_free_all every managed page is free

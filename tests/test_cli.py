@@ -29,10 +29,26 @@ from mmintro.views import zoneinfo as zoneinfo_view
 def test_zoneinfo_page_counts_equal_the_zone_objects(cli_snapshot):
     zones = run_json("zoneinfo", cli_snapshot)
     with open_snapshot(cli_snapshot) as prog:
-        want = [(z.name.string_().decode(), z.spanned_pages.value_(), z.present_pages.value_(),
-                 z.managed_pages.counter.value_(), z.zone_start_pfn.value_()) for z in for_each_zone(prog)]
-    got = [(z["zone"], z["pages"]["spanned"], z["pages"]["present"], z["pages"]["managed"],
-            z["start_pfn"] if z["populated"] else want[i][4]) for i, z in enumerate(zones)]
+        want = [
+            (
+                z.name.string_().decode(),
+                z.spanned_pages.value_(),
+                z.present_pages.value_(),
+                z.managed_pages.counter.value_(),
+                z.zone_start_pfn.value_(),
+            )
+            for z in for_each_zone(prog)
+        ]
+    got = [
+        (
+            z["zone"],
+            z["pages"]["spanned"],
+            z["pages"]["present"],
+            z["pages"]["managed"],
+            z["start_pfn"] if z["populated"] else want[i][4],
+        )
+        for i, z in enumerate(zones)
+    ]
     assert got == want
     # the text agrees with the JSON
     text = zoneinfo_view.parse(run("zoneinfo", cli_snapshot).stdout)
@@ -95,7 +111,7 @@ def test_iomem_looks_like_the_reference(cli_snapshot):
     assert lines[i].startswith("  ")
     parent = next(s for s in reversed(lines[:i]) if not s.startswith(" "))
     assert parent.endswith(": System RAM")
-    names = [s.split(" : ")[1] for s in lines[i:i + 4]]
+    names = [s.split(" : ")[1] for s in lines[i : i + 4]]
     assert names == ["Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"]
 
 
@@ -134,8 +150,9 @@ def test_page_types_counts_every_struct_page_and_every_free_block(cli_snapshot):
     with open_snapshot(cli_snapshot) as prog:
         g = section_geometry(prog)
         nr_pages = sum(g.pages_per_section for _ in for_each_present_section(prog))
-        nr_free_blocks = sum(z.free_area[o].nr_free.value_() for z in for_each_zone(prog)
-                             for o in range(len(z.free_area)))
+        nr_free_blocks = sum(
+            z.free_area[o].nr_free.value_() for z in for_each_zone(prog) for o in range(len(z.free_area))
+        )
     assert sum(r["page-count"] for r in rows) == nr_pages
     assert sum(r["page-count"] for r in rows if r["page-type"] == "buddy") == nr_free_blocks
     assert {"flags", "page-count", "MB", "symbolic-flags"} <= set(rows[0])
@@ -148,22 +165,29 @@ def test_buddyinfo_blocks_are_the_buddy_heads(cli_snapshot):
     zones = run_json("buddyinfo", cli_snapshot)
     rows = run_json("page-types", cli_snapshot)
     assert sum(map(sum, (z["nr_free"] for z in zones))) == sum(
-        r["page-count"] for r in rows if r["page-type"] == "buddy")
+        r["page-count"] for r in rows if r["page-type"] == "buddy"
+    )
     line = run("buddyinfo", cli_snapshot).stdout.splitlines()[0]
     assert re.fullmatch(r"Node 0, zone      DMA (?:[ \d]{6} ){11}", line)
 
 
 def test_page_decodes_zone_node_and_type(cli_snapshot):
     with open_snapshot(cli_snapshot) as prog:
-        zones = [(i, z.zone_start_pfn.value_(), z.spanned_pages.value_())
-                 for i, z in enumerate(for_each_zone(prog)) if z.present_pages.value_()]
+        zones = [
+            (i, z.zone_start_pfn.value_(), z.spanned_pages.value_())
+            for i, z in enumerate(for_each_zone(prog))
+            if z.present_pages.value_()
+        ]
         # a free block head in each populated zone: first entry of its highest non-empty order
         heads = []
         for z in for_each_populated_zone(prog):  # empty zones never get their free lists initialised
             for o in reversed(range(len(z.free_area))):
                 fl = z.free_area[o].free_list
-                pages = [p for m in range(len(fl))
-                         for p in list_for_each_entry("struct page", fl[m].address_of_(), "buddy_list")]
+                pages = [
+                    p
+                    for m in range(len(fl))
+                    for p in list_for_each_entry("struct page", fl[m].address_of_(), "buddy_list")
+                ]
                 if pages:
                     heads.append((page_to_pfn(pages[0]).value_(), o))
                     break
@@ -256,8 +280,12 @@ def test_error_out_of_range_and_absent_pfn(cli_snapshot):
 
 def test_error_through_the_installed_entry_point(tmp_path):
     """main() itself (not only the click group) gives one line and status 1."""
-    p = subprocess.run([sys.executable, "-c", "from mmintro.cli.main import main; main()", "iomem",
-                        str(tmp_path / "missing")], capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", "from mmintro.cli.main import main; main()", "iomem", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 1 and p.stderr.startswith("mmintro: error: ") and "Traceback" not in p.stderr
 
 
@@ -307,8 +335,10 @@ def test_shell_reads_python_from_stdin(cli_snapshot):
 def test_two_nodes_per_node_stats_and_page_node(numa2_snapshot):
     zones = run_json("zoneinfo", numa2_snapshot)
     with open_snapshot(numa2_snapshot) as prog:
-        spans = [(z.zone_pgdat.node_id.value_(), z.zone_start_pfn.value_(), z.spanned_pages.value_())
-                 for z in for_each_populated_zone(prog)]
+        spans = [
+            (z.zone_pgdat.node_id.value_(), z.zone_start_pfn.value_(), z.spanned_pages.value_())
+            for z in for_each_populated_zone(prog)
+        ]
         shift = section_geometry(prog).pfn_section_shift
         present = {s.nr for s in for_each_present_section(prog)}
     for nid in (0, 1):
@@ -328,11 +358,11 @@ def test_kmem_s_with_a_mistyped_snapshot_path_is_one_line_not_the_default_machin
     name."""
     import subprocess
 
-    p = subprocess.run(["mmintro", "kmem-s", str(tmp_path / "fork-cwo")], capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run(["mmintro", "kmem-s", str(tmp_path / "fork-cwo")], capture_output=True, text=True, timeout=120)
     assert p.returncode == 1 and p.stdout == ""
-    assert p.stderr.strip().splitlines() == [f"mmintro: error: vmcore '{tmp_path}/fork-cwo.vmcore' does not exist "
-                                             "(a cache name has no '/')"]
+    assert p.stderr.strip().splitlines() == [
+        f"mmintro: error: vmcore '{tmp_path}/fork-cwo.vmcore' does not exist (a cache name has no '/')"
+    ]
 
 
 def test_whatis_pfn_without_a_struct_page_fails_like_page(tmp_path) -> None:
@@ -350,8 +380,9 @@ def test_pid_reports_of_pid_0_and_of_a_kernel_thread(real_dump) -> None:
     no mm: its status has no Vm lines and its smaps_rollup fails as the kernel's does (ESRCH),
     one line, exit 1 -- not a rollup of zeros."""
     r = run("status", "0", ok=False)
-    assert r.exit_code == 1 and r.stderr.strip() == ("mmintro: error: no process 0: PID 0 is the idle task "
-                                                     "(swapper), which /proc does not list")
+    assert r.exit_code == 1 and r.stderr.strip() == (
+        "mmintro: error: no process 0: PID 0 is the idle task (swapper), which /proc does not list"
+    )
     dump = str(real_dump.path("elf"))
     status = run("status", dump, "2", "--kernel", real_dump.vmlinuz).stdout
     assert status.startswith("Name:\tkthreadd\n") and "Kthread:\t1" in status and "VmRSS" not in status
@@ -371,9 +402,11 @@ def test_start_up_imports_no_reader_numpy_or_rich() -> None:
     """The command line loads a command's machinery only when that command runs: importing it
     (what `mmintro --help` does) pulls in neither numpy, nor the reader and its type data, nor a
     view, nor rich (measured: `mmintro --help` 0.46 s before, 0.2 s after)."""
-    code = ("import sys, mmintro.cli.main; "
-            "print(sorted(m for m in sys.modules if m in ('numpy', 'rich', 'mmintro.reader.program', "
-            "'mmintro.types.typedata') or m.startswith('mmintro.views')))")
+    code = (
+        "import sys, mmintro.cli.main; "
+        "print(sorted(m for m in sys.modules if m in ('numpy', 'rich', 'mmintro.reader.program', "
+        "'mmintro.types.typedata') or m.startswith('mmintro.views')))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"
 
@@ -384,6 +417,9 @@ def test_reader_helpers_import_no_view() -> None:
     import re
 
     root = pathlib.Path(__file__).resolve().parent.parent / "mmintro" / "reader"
-    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py")
-                 if re.search(r"^\s*(from|import) mmintro\.views", p.read_text(), re.M)]
+    offenders = [
+        str(p.relative_to(root))
+        for p in root.rglob("*.py")
+        if re.search(r"^\s*(from|import) mmintro\.views", p.read_text(), re.M)
+    ]
     assert offenders == []

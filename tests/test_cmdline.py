@@ -22,55 +22,85 @@ MAX_ORDER_NR_PAGES = 1024
 
 
 # -- parsing ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("text,value,rest", [
-    ("512M", 512 << 20, ""), ("2g", 2 << 30, ""), ("64K", 64 << 10, ""), ("1T", 1 << 40, ""),
-    ("1P", 1 << 50, ""), ("1E", 1 << 60, ""), ("0x1000", 0x1000, ""), ("0x10G", 16 << 30, ""),
-    ("010k", 8 << 10, ""),  # a leading 0 is octal (simple_strtoull base 0)
-    ("0x1e", 0x1E, ""),  # hex digits, not the E suffix
-    ("64M@0x1000", 64 << 20, "@0x1000"), ("12Q", 12, "Q"),
-])
+@pytest.mark.parametrize(
+    "text,value,rest",
+    [
+        ("512M", 512 << 20, ""),
+        ("2g", 2 << 30, ""),
+        ("64K", 64 << 10, ""),
+        ("1T", 1 << 40, ""),
+        ("1P", 1 << 50, ""),
+        ("1E", 1 << 60, ""),
+        ("0x1000", 0x1000, ""),
+        ("0x10G", 16 << 30, ""),
+        ("010k", 8 << 10, ""),  # a leading 0 is octal (simple_strtoull base 0)
+        ("0x1e", 0x1E, ""),  # hex digits, not the E suffix
+        ("64M@0x1000", 64 << 20, "@0x1000"),
+        ("12Q", 12, "Q"),
+    ],
+)
 def test_memparse_reads_like_lib_cmdline(text: str, value: int, rest: str) -> None:
     assert C.memparse(text) == (value, rest)
 
 
 def test_the_three_passes_sort_the_options() -> None:
-    p = C.parse_cmdline('BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet splash mem=1G memmap=64M$0x10000000 '
-                        'hugepagesz=1G hugepages=2 hugepagesz=2M hugepages=0:10,1:5 default-hugepagesz=1G '
-                        'kernelcore=25% movablecore=1G movablecore=2G movable-core=3G transparent_hugepage=never '
-                        'sysctl.vm.min_free_kbytes=65536 sysctl/vm/watermark_scale_factor=200 '
-                        'sysctl.vm.lowmem_reserve_ratio="64 64 8 0 0" usbcore.autosuspend=-1 -- single')
+    p = C.parse_cmdline(
+        "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro quiet splash mem=1G memmap=64M$0x10000000 "
+        "hugepagesz=1G hugepages=2 hugepagesz=2M hugepages=0:10,1:5 default-hugepagesz=1G "
+        "kernelcore=25% movablecore=1G movablecore=2G movable-core=3G transparent_hugepage=never "
+        "sysctl.vm.min_free_kbytes=65536 sysctl/vm/watermark_scale_factor=200 "
+        'sysctl.vm.lowmem_reserve_ratio="64 64 8 0 0" usbcore.autosuspend=-1 -- single'
+    )
     assert p.e820_params == (("mem", "1G"), ("memmap", "64M$0x10000000"))
     # repeated hugepagesz=/hugepages= pairs stay in order; '-' and '_' are the same in names
-    assert p.hugetlb_params == (("hugepagesz", "1G"), ("hugepages", "2"), ("hugepagesz", "2M"),
-                                ("hugepages", "0:10,1:5"), ("default_hugepagesz", "1G"))
+    assert p.hugetlb_params == (
+        ("hugepagesz", "1G"),
+        ("hugepages", "2"),
+        ("hugepagesz", "2M"),
+        ("hugepages", "0:10,1:5"),
+        ("default_hugepagesz", "1G"),
+    )
     assert (p.kernelcore, p.movablecore, p.thp) == ("25%", "2G", "never")  # the last one wins
     # quotes keep the vector together; sysctl/vm/X is sysctl.vm.X
-    assert p.sysctl == (("vm.min_free_kbytes", "65536"), ("vm.watermark_scale_factor", "200"),
-                        ("vm.lowmem_reserve_ratio", "64 64 8 0 0"))
+    assert p.sysctl == (
+        ("vm.min_free_kbytes", "65536"),
+        ("vm.watermark_scale_factor", "200"),
+        ("vm.lowmem_reserve_ratio", "64 64 8 0 0"),
+    )
     # init gets what the kernel does not know (argv and envp; movable_core is not movablecore)
     # and what follows '--'; a dotted name is a module parameter, root/ro/quiet are the kernel's
     assert p.unknown == ("BOOT_IMAGE=/vmlinuz", "splash", "movable-core=3G", "single")
 
 
-@pytest.mark.parametrize("text,named", [
-    ("mem=12Q", "mem=12Q"), ("mem=0", "mem=0"), ("mem", "mem"), ("mem=nopentium", "mem=nopentium"),
-    ("memmap=64M^0x1000", "memmap=64M^0x1000"), ("memmap=exactmapx", "memmap=exactmapx"),
-    ("kernelcore=150%", "kernelcore=150%"), ("movablecore=lots", "movablecore=lots"),
-    ("hugepagesz=3M", "hugepagesz=3M"), ("default_hugepagesz=4k", "default_hugepagesz=4k"),
-    ("hugepages=-1", "hugepages=-1"), ("hugepages=0:2,1", "hugepages=0:2,1"),
-    ("transparent_hugepage=sometimes", "transparent_hugepage=sometimes"),
-    ("hugepage_alloc_threads=0", "hugepage_alloc_threads=0"),
-    ("sysctl.vm.min_free_kbytes=-1", "sysctl.vm.min_free_kbytes=-1"),
-    ("sysctl.vm.min_free_kbytes=lots", "sysctl.vm.min_free_kbytes=lots"),
-    ("sysctl.vm.watermark_scale_factor=3001", "sysctl.vm.watermark_scale_factor=3001"),
-    ("sysctl.vm.percpu_pagelist_high_fraction=4", "sysctl.vm.percpu_pagelist_high_fraction=4"),
-    ("sysctl.vm.overcommit_memory=3", "sysctl.vm.overcommit_memory=3"),
-    ("sysctl.vm.dirty_bytes=4096", "sysctl.vm.dirty_bytes=4096"),  # below 2 pages
-    ('sysctl.vm.lowmem_reserve_ratio="1 2 3 4 5 6"', "sysctl.vm.lowmem_reserve_ratio=1 2 3 4 5 6"),
-    ("sysctl.vm.swappiness", "sysctl.vm.swappiness"),
-    ("hugepages=2:4", "hugepages=2:4"),  # node 2 is not online on a 2-node machine
-    ("memmap=exactmap memmap=1G@0", "Invalid user supplied memory map"),  # one entry: the kernel panics
-])
+@pytest.mark.parametrize(
+    "text,named",
+    [
+        ("mem=12Q", "mem=12Q"),
+        ("mem=0", "mem=0"),
+        ("mem", "mem"),
+        ("mem=nopentium", "mem=nopentium"),
+        ("memmap=64M^0x1000", "memmap=64M^0x1000"),
+        ("memmap=exactmapx", "memmap=exactmapx"),
+        ("kernelcore=150%", "kernelcore=150%"),
+        ("movablecore=lots", "movablecore=lots"),
+        ("hugepagesz=3M", "hugepagesz=3M"),
+        ("default_hugepagesz=4k", "default_hugepagesz=4k"),
+        ("hugepages=-1", "hugepages=-1"),
+        ("hugepages=0:2,1", "hugepages=0:2,1"),
+        ("transparent_hugepage=sometimes", "transparent_hugepage=sometimes"),
+        ("hugepage_alloc_threads=0", "hugepage_alloc_threads=0"),
+        ("sysctl.vm.min_free_kbytes=-1", "sysctl.vm.min_free_kbytes=-1"),
+        ("sysctl.vm.min_free_kbytes=lots", "sysctl.vm.min_free_kbytes=lots"),
+        ("sysctl.vm.watermark_scale_factor=3001", "sysctl.vm.watermark_scale_factor=3001"),
+        ("sysctl.vm.percpu_pagelist_high_fraction=4", "sysctl.vm.percpu_pagelist_high_fraction=4"),
+        ("sysctl.vm.overcommit_memory=3", "sysctl.vm.overcommit_memory=3"),
+        ("sysctl.vm.dirty_bytes=4096", "sysctl.vm.dirty_bytes=4096"),  # below 2 pages
+        ('sysctl.vm.lowmem_reserve_ratio="1 2 3 4 5 6"', "sysctl.vm.lowmem_reserve_ratio=1 2 3 4 5 6"),
+        ("sysctl.vm.swappiness", "sysctl.vm.swappiness"),
+        ("hugepages=2:4", "hugepages=2:4"),  # node 2 is not online on a 2-node machine
+        ("memmap=exactmap memmap=1G@0", "Invalid user supplied memory map"),  # one entry: the kernel panics
+    ],
+)
 def test_a_malformed_value_is_one_line_naming_the_option(text: str, named: str) -> None:
     with pytest.raises(C.CmdlineError) as e:
         MachineConfig(ram=2 * GiB, nodes=2, cmdline=text).validate()
@@ -169,8 +199,11 @@ def test_mem_truncates_the_zones_and_memtotal(tmp_path) -> None:
     z = _zoneinfo(prog)
     # RAM is pfns [1, 0x9f) and [0x100, 0x40000): DMA 1..4096 holds 158 + 3840 pages, DMA32 the rest
     assert (z[0, "DMA"]["start_pfn"], z[0, "DMA"]["spanned"], z[0, "DMA"]["present"]) == (1, 4095, 158 + 3840)
-    assert (z[0, "DMA32"]["start_pfn"], z[0, "DMA32"]["spanned"], z[0, "DMA32"]["present"]) == (4096, 0x40000 - 4096,
-                                                                                                   0x40000 - 4096)
+    assert (z[0, "DMA32"]["start_pfn"], z[0, "DMA32"]["spanned"], z[0, "DMA32"]["present"]) == (
+        4096,
+        0x40000 - 4096,
+        0x40000 - 4096,
+    )
     assert _meminfo(prog)["MemTotal"] < 1 << 20  # kB
     assert "user-defined physical RAM map:" in _log(k)
     assert "user: [mem 0x0000000000100000-0x000000003fffffff] usable" in _log(k)
@@ -224,8 +257,9 @@ def test_kernelcore_is_spread_evenly_over_the_nodes() -> None:
     # ZONE_MOVABLE comes from on a machine without Normal) count first: 158 + (4096 - 256);
     # the remaining 61538 end at pfn 4096 + 61538 = 65634 -> rounded up to 66560.
     # Node 1: 0x40000 + 65536 = 327680, already aligned.
-    k = boot(MachineConfig(ram=2 * GiB, nodes=2, cpus=2, node_ranges=((0, GiB), (GiB, 2 * GiB)),
-                           cmdline="kernelcore=512M"))
+    k = boot(
+        MachineConfig(ram=2 * GiB, nodes=2, cpus=2, node_ranges=((0, GiB), (GiB, 2 * GiB)), cmdline="kernelcore=512M")
+    )
     mov = [k.zones[n][3] for n in (0, 1)]
     assert [m.start_pfn for m in mov] == [66560, 327680]
     assert [m.spanned for m in mov] == [0x40000 - 66560, 0x7FFE0 - 327680]
@@ -234,15 +268,17 @@ def test_kernelcore_is_spread_evenly_over_the_nodes() -> None:
 
 
 def test_a_user_min_free_kbytes_wins_over_thps_and_the_watermarks_follow(tmp_path) -> None:
-    cl = ("transparent_hugepage=always movablecore=256M sysctl.vm.min_free_kbytes=16384 "
-          "sysctl.vm.watermark_scale_factor=100")
+    cl = (
+        "transparent_hugepage=always movablecore=256M sysctl.vm.min_free_kbytes=16384 "
+        "sysctl.vm.watermark_scale_factor=100"
+    )
     k, prog = _snapshot(tmp_path, MachineConfig(ram=2 * GiB, cmdline=cl))
     assert (prog["min_free_kbytes"].value_(), prog["user_min_free_kbytes"].value_()) == (16384, 16384)
     assert prog["watermark_scale_factor"].value_() == 100
     z = _zoneinfo(prog)
     pages_min = 16384 >> 2
     lowmem = sum(v["managed"] for (n, name), v in z.items() if name != "Movable")
-    for (n, name), v in z.items():
+    for (_n, name), v in z.items():
         if not v.get("managed"):
             continue
         tmp = pages_min * v["managed"] // lowmem
@@ -263,8 +299,7 @@ def test_thp_raises_min_free_kbytes_without_a_user_value(tmp_path) -> None:
 
 
 def test_lowmem_reserve_ratio_and_percpu_pagelist_high_fraction(tmp_path) -> None:
-    cl = ('movablecore=256M sysctl.vm.lowmem_reserve_ratio="64 32 8 0 0" '
-          "sysctl.vm.percpu_pagelist_high_fraction=16")
+    cl = 'movablecore=256M sysctl.vm.lowmem_reserve_ratio="64 32 8 0 0" sysctl.vm.percpu_pagelist_high_fraction=16'
     k, prog = _snapshot(tmp_path, MachineConfig(ram=2 * GiB, cpus=2, cmdline=cl))
     z = _zoneinfo(prog)
     dma, dma32, mov = z[0, "DMA"]["managed"], z[0, "DMA32"]["managed"], z[0, "Movable"]["managed"]
@@ -319,8 +354,21 @@ def test_node_specific_hugepages_and_a_repeated_count(tmp_path) -> None:
 
 # -- the command line itself --------------------------------------------------------------------
 def test_cli_cmdline_is_saved_and_logged_and_a_bad_one_is_one_line(tmp_path) -> None:
-    p = subprocess.run(["mmintro", "simulate", "--ram", "1G", "--cmdline", "mem=768M quiet foo bar=1",
-                        "--output", str(tmp_path / "c")], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            "mmintro",
+            "simulate",
+            "--ram",
+            "1G",
+            "--cmdline",
+            "mem=768M quiet foo bar=1",
+            "--output",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     import drgn
 
@@ -336,12 +384,17 @@ def test_cli_cmdline_is_saved_and_logged_and_a_bad_one_is_one_line(tmp_path) -> 
     assert "Command line: mem=768M quiet foo bar=1" in log
     assert "Kernel command line: mem=768M quiet foo bar=1" in log
     assert 'Unknown kernel command line parameters "foo bar=1", will be passed to user space.' in log
-    p = subprocess.run(["mmintro", "simulate", "--ram", "1G", "--cmdline", "quiet movablecore=12Q",
-                        "--output", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        ["mmintro", "simulate", "--ram", "1G", "--cmdline", "quiet movablecore=12Q", "--output", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [
         "mmintro: error: kernel command line: movablecore=12Q: malformed early option 'movablecore': "
-        "not a size or a percentage (NUMBER[KMGTPE], e.g. 512M)"]
+        "not a size or a percentage (NUMBER[KMGTPE], e.g. 512M)"
+    ]
 
 
 def test_like_reads_the_real_kernels_command_line(real_dump) -> None:
@@ -357,11 +410,16 @@ def test_like_reads_the_real_kernels_command_line(real_dump) -> None:
 def test_sysctl_writes_the_kernel_refuses_are_logged_as_it_logs_them() -> None:
     # Debian's 6.18 booted with these options printed these two lines (KERN_ERR) and went on:
     # hugetlb_overcommit_handler() refuses surplus gigantic pages; vm.bogus is no sysctl
-    k = boot(MachineConfig(ram=GiB, cmdline="hugepagesz=1G default_hugepagesz=1G "
-                                            "sysctl.vm.nr_overcommit_hugepages=3 sysctl.vm.bogus=1"))
+    k = boot(
+        MachineConfig(
+            ram=GiB, cmdline="hugepagesz=1G default_hugepagesz=1G sysctl.vm.nr_overcommit_hugepages=3 sysctl.vm.bogus=1"
+        )
+    )
     errors = [r.text for r in k.printk_records if r.level == 3]
-    assert errors[-2:] == ["Failed to set sysctl parameter 'vm.nr_overcommit_hugepages=3': invalid value",
-                           "Failed to set sysctl parameter 'vm.bogus=1': parameter not found"]
+    assert errors[-2:] == [
+        "Failed to set sysctl parameter 'vm.nr_overcommit_hugepages=3': invalid value",
+        "Failed to set sysctl parameter 'vm.bogus=1': parameter not found",
+    ]
     assert k.hstates[k.default_hstate_idx].size == GiB
 
 
@@ -385,40 +443,50 @@ def test_the_real_kernel_booted_with_the_same_command_line(tmp_path, case: str) 
     m = json.loads((d / "machine.json").read_text())
     dmesg = (d / "dmesg").read_text().splitlines()
     bios = "\n".join(line for line in dmesg if "BIOS-e820:" in line)
-    cfg = MachineConfig(e820=tuple(parse_e820(bios)), cpus=m["cpus"], nodes=m["nodes"],
-                        node_ranges=tuple(map(tuple, m["node_ranges"])) if m["node_ranges"] else None,
-                        cpu_nodes=tuple(m["cpu_nodes"]) if m["cpu_nodes"] else None,
-                        # where KASLR put the image (inside ZONE_MOVABLE on a/), and the build's layout
-                        kernel_phys=m["kernel_phys"], kernel_layout=_layout(m["kernel_layout"]),
-                        # QEMU's initrd, at the top of RAM: above mem= on a/, where the kernel copies
-                        # it lower (relocate_initrd)
-                        initrd=tuple(m["initrd"]),
-                        cmdline=(d / "cmdline").read_text().strip())
+    cfg = MachineConfig(
+        e820=tuple(parse_e820(bios)),
+        cpus=m["cpus"],
+        nodes=m["nodes"],
+        node_ranges=tuple(map(tuple, m["node_ranges"])) if m["node_ranges"] else None,
+        cpu_nodes=tuple(m["cpu_nodes"]) if m["cpu_nodes"] else None,
+        # where KASLR put the image (inside ZONE_MOVABLE on a/), and the build's layout
+        kernel_phys=m["kernel_phys"],
+        kernel_layout=_layout(m["kernel_layout"]),
+        # QEMU's initrd, at the top of RAM: above mem= on a/, where the kernel copies
+        # it lower (relocate_initrd)
+        initrd=tuple(m["initrd"]),
+        cmdline=(d / "cmdline").read_text().strip(),
+    )
     k, prog = _snapshot(tmp_path, cfg)
     ours, real = _zoneinfo(prog), _zoneinfo_text((d / "zoneinfo").read_text())
     assert ours.keys() == real.keys()
     for key, r in real.items():
         o = ours[key]
-        assert [o.get(f) for f in ("start_pfn", "spanned", "present")] == [r.get(f) for f in
-                                                                           ("start_pfn", "spanned", "present")], key
+        assert [o.get(f) for f in ("start_pfn", "spanned", "present")] == [
+            r.get(f) for f in ("start_pfn", "spanned", "present")
+        ], key
         # (2 pages of slack for small values: b/'s watermarks date from THP's setup_per_zone_wmarks
         # at subsys_initcall time, when the two boots' reservations differed by a little more)
         for f in ("managed", "min", "low", "high", "high_min", "high_max", "batch"):
             if f in r:
                 assert abs(o[f] - r[f]) <= max(2, r[f] * 3 // 1000), (key, f, o[f], r[f])
-        assert all(abs(a - b) <= max(1, b * 3 // 1000) for a, b in zip(o["protection"], r["protection"])), \
-            (key, o["protection"], r["protection"])
+        assert all(abs(a - b) <= max(1, b * 3 // 1000) for a, b in zip(o["protection"], r["protection"])), (
+            key,
+            o["protection"],
+            r["protection"],
+        )
     # reserve_initrd(): an initrd above mem= is moved to where the real kernel moved it
-    moved = lambda lines: [re.search(r"\[mem (0x[0-9a-f]+)", x).group(1) for x in lines  # noqa: E731
-                           if "Allocated new RAMDISK" in x]
+    moved = lambda lines: [re.search(r"\[mem (0x[0-9a-f]+)", x).group(1) for x in lines if "Allocated new RAMDISK" in x]
     assert moved(k.log) == moved(dmesg)
     ours_mi, real_mi = _meminfo(prog), _meminfo_text((d / "meminfo").read_text())
     for f in ("HugePages_Total", "Hugepagesize", "Hugetlb"):
         assert ours_mi[f] == real_mi[f], f
-    wanted = re.compile(r"Movable zone start|^  Node \d+: 0x|^  node +\d+: \[mem|Zone ranges|^  (DMA|DMA32|Normal|Device) |"
-                        r"Kernel command line|Unknown kernel command line|Failed to set sysctl|HugeTLB: (registered|"
-                        r"allocating|\d+ KiB)|^Initmem setup|^Command line|mirror memory|"
-                        r"^e820: (update|remove) \[mem 0x(?!000)")  # (not trim_bios_range's, below 1 MiB)
+    wanted = re.compile(
+        r"Movable zone start|^  Node \d+: 0x|^  node +\d+: \[mem|Zone ranges|^  (DMA|DMA32|Normal|Device) |"
+        r"Kernel command line|Unknown kernel command line|Failed to set sysctl|HugeTLB: (registered|"
+        r"allocating|\d+ KiB)|^Initmem setup|^Command line|mirror memory|"
+        r"^e820: (update|remove) \[mem 0x(?!000)"
+    )  # (not trim_bios_range's, below 1 MiB)
     real_lines = [line.split(">", 1)[1] for line in dmesg if wanted.search(line.split(">", 1)[1])]
     assert [line for line in _log(k).splitlines() if wanted.search(line)] == real_lines
 

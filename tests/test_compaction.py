@@ -340,8 +340,9 @@ def test_drgn_finds_the_old_frames_free_after_compact_memory(tmp_path) -> None:
             continue
         for order in range(11):
             for mt in range(len(zone.free_area[order].free_list)):
-                for page in list_for_each_entry("struct page", zone.free_area[order].free_list[mt].address_of_(),
-                                                "buddy_list"):
+                for page in list_for_each_entry(
+                    "struct page", zone.free_area[order].free_list[mt].address_of_(), "buddy_list"
+                ):
                     pfn = (page.value_() - vmemmap) // size
                     free.update(range(pfn, pfn + (1 << page.private.value_())))
         for cpu in range(2):
@@ -403,8 +404,9 @@ def test_kcompactd_woken_for_order_9_compacts_and_resets_its_request() -> None:
 def test_direct_compaction_skipped_without_gfp_io_and_deferred_after_failure() -> None:
     k, w, z = fragmented_small(seed=12)
     # no __GFP_IO: gfp_compaction_allowed() is false, the request fails for fragmentation
-    f = w.expect_alloc(False, 9, "__GFP_DIRECT_RECLAIM|__GFP_MOVABLE|__GFP_NOWARN", reason="fragmentation",
-                       zone="DMA32")
+    f = w.expect_alloc(
+        False, 9, "__GFP_DIRECT_RECLAIM|__GFP_MOVABLE|__GFP_NOWARN", reason="fragmentation", zone="DMA32"
+    )
     assert f.order == 9 and ev(k, "COMPACTSTALL") == 0
     # the process's pages pinned (an extra reference each): compaction scans, moves nothing,
     # fails; the sync pass defers the zone
@@ -484,18 +486,32 @@ def test_compaction_view_reads_the_books_back(scenario_run) -> None:
     for row in zones:
         z = next(zz for zz in k.zones[row.node] if zz.name == row.zone)
         zc = C.zone_compact(k, z)
-        assert (list(row.cached_migrate_pfn), row.cached_free_pfn, row.considered, row.defer_shift,
-                row.order_failed, row.blockskip_flush) == \
-            (zc.cached_migrate_pfn, zc.cached_free_pfn, zc.considered, zc.defer_shift, zc.order_failed,
-             zc.blockskip_flush)
+        assert (
+            list(row.cached_migrate_pfn),
+            row.cached_free_pfn,
+            row.considered,
+            row.defer_shift,
+            row.order_failed,
+            row.blockskip_flush,
+        ) == (
+            zc.cached_migrate_pfn,
+            zc.cached_free_pfn,
+            zc.considered,
+            zc.defer_shift,
+            zc.order_failed,
+            zc.blockskip_flush,
+        )
         blocks = range(z.start_pfn >> 9, (z.end_pfn + 511) >> 9)
         assert row.skip_blocks == sum(1 for b in blocks if k.pageblock_flags[b] & C.PB_COMPACT_SKIP)
         assert row.score == C.fragmentation_score_zone(z)
     assert any(r.skip_blocks for r in zones)
     assert nodes[0].score == C.fragmentation_score_node(k, 0)
     nc = C.node_compact(k, 0)
-    assert (nodes[0].kcompactd_max_order, nodes[0].kcompactd_highest_zoneidx, nodes[0].kcompactd) == \
-        (nc.max_order, nc.highest_zoneidx, None)
+    assert (nodes[0].kcompactd_max_order, nodes[0].kcompactd_highest_zoneidx, nodes[0].kcompactd) == (
+        nc.max_order,
+        nc.highest_zoneidx,
+        None,
+    )
     assert events["compact_stall"] == 1 and events["pgmigrate_success"] == len(k.migrations)
 
 
@@ -528,8 +544,7 @@ def test_compact_memory_at_boot_leaves_the_books_a_real_kernel_leaves() -> None:
     from mmintro.realkernel.qemu import GuestConfig, cached_reference_dump
     from mmintro.views import compaction as view
 
-    ref = cached_reference_dump(GuestConfig(append=("sysctl.vm.compact_memory=1",), formats=("elf",)),
-                                "real-compact")
+    ref = cached_reference_dump(GuestConfig(append=("sysctl.vm.compact_memory=1",), formats=("elf",)), "real-compact")
     with open_dump(str(ref.path("elf")), ref.vmlinuz) as prog:
         _nodes, real_zones, real_events = view.compaction(prog)
     k = boot(MachineConfig(ram=1 << 30, cpus=2, cmdline="sysctl.vm.compact_memory=1"))
@@ -540,8 +555,11 @@ def test_compact_memory_at_boot_leaves_the_books_a_real_kernel_leaves() -> None:
         assert (r.start_pfn, r.end_pfn) == (z.start_pfn, z.end_pfn)
         want = ((z.start_pfn, z.start_pfn), C.pageblock_start_pfn(z.end_pfn - 1))
         assert (r.cached_migrate_pfn, r.cached_free_pfn) == want == (tuple(zc.cached_migrate_pfn), zc.cached_free_pfn)
-        assert (r.considered, r.defer_shift, r.order_failed, r.blockskip_flush) == \
-            (zc.considered, zc.defer_shift, zc.order_failed, zc.blockskip_flush) == (0, 0, 0, False)
+        assert (
+            (r.considered, r.defer_shift, r.order_failed, r.blockskip_flush)
+            == (zc.considered, zc.defer_shift, zc.order_failed, zc.blockskip_flush)
+            == (0, 0, 0, False)
+        )
         blocks = range(z.start_pfn >> 9, (z.end_pfn + 511) >> 9)
         assert r.skip_blocks > 0 and sum(1 for b in blocks if k.pageblock_flags[b] & C.PB_COMPACT_SKIP) > 0
     assert real_events["compact_migrate_scanned"] > 0 and ev(k, "COMPACTMIGRATE_SCANNED") > 0
@@ -606,8 +624,9 @@ def random_run(seed: int, steps: int = 30):
     n = 0
     skipped = []
     for step in range(steps):
-        op = rng.choice(["spawn", "anon", "file", "fork", "munmap", "exit", "blocks", "free", "order9", "compact",
-                         "kcompactd"])
+        op = rng.choice(
+            ["spawn", "anon", "file", "fork", "munmap", "exit", "blocks", "free", "order9", "compact", "kcompactd"]
+        )
         try:
             if op == "spawn" or not live:
                 n += 1
@@ -681,8 +700,10 @@ def test_direct_compaction_is_a_memory_stall_of_the_allocating_task() -> None:
         pfn = k.alloc_pages("GFP_HIGHUSER_MOVABLE|__GFP_COMP", 9)
     assert pfn is not None and ev(k, "COMPACTSTALL") == 1
     after = psi.pressure(k)
-    work_us = ((ev(k, "COMPACTMIGRATE_SCANNED") + ev(k, "COMPACTFREE_SCANNED")) * C.COMPACT_SCAN_NS
-               + ev(k, "PGMIGRATE_SUCCESS") * C.MIGRATE_NS) // 1000
+    work_us = (
+        (ev(k, "COMPACTMIGRATE_SCANNED") + ev(k, "COMPACTFREE_SCANNED")) * C.COMPACT_SCAN_NS
+        + ev(k, "PGMIGRATE_SUCCESS") * C.MIGRATE_NS
+    ) // 1000
     assert work_us > 0
     for kind in ("some", "full"):
         assert after[kind]["total"] - before[kind]["total"] == pytest.approx(work_us, abs=2)
@@ -710,8 +731,11 @@ def test_reset_isolation_suitable_clears_the_hints_after_a_full_pass() -> None:
     assert len(left) < len(skipped)
     for b in set(skipped) - set(left):  # a cleared block holds an LRU page or a free block
         lo = b << 9
-        assert any(swap.folio_test(k, p, swap.PG_lru) for p in range(lo, lo + 512) if p not in z.free_order
-                   and rmap.folio_ref_count(k, p) > 0) or any(lo <= p < lo + 512 for p in z.free_order)
+        assert any(
+            swap.folio_test(k, p, swap.PG_lru)
+            for p in range(lo, lo + 512)
+            if p not in z.free_order and rmap.folio_ref_count(k, p) > 0
+        ) or any(lo <= p < lo + 512 for p in z.free_order)
     assert zc.init_migrate_pfn == zc.cached_migrate_pfn[0] == zc.cached_migrate_pfn[1] >= z.start_pfn
     left_again = list(left)
     C.reset_isolation_suitable(k, 0)  # compact_blockskip_flush is clear now: nothing changes

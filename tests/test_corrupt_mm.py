@@ -84,6 +84,7 @@ def _poke_phys_in(prog, name: str, pa: int, value: int) -> None:
 @contextmanager
 def _deadline(seconds: int):
     """Fail (instead of hanging the suite) if the body takes longer than ``seconds``."""
+
     def boom(signum, frame):
         raise TimeoutError(f"no answer within {seconds} s: a walk does not terminate")
 

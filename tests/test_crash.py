@@ -34,8 +34,9 @@ def _agree(path: str) -> list:
     assert len(rows) == len(CRASH_CHECKS)
     bad = [f"{r.name}: {r.detail}" for r in rows if not r.ok]
     assert not bad, "\n".join(bad)
-    assert all(r.skipped in ("no user processes", "no mapped page") for r in rows if r.skipped), \
-        [r.skipped for r in rows]
+    assert all(r.skipped in ("no user processes", "no mapped page") for r in rows if r.skipped), [
+        r.skipped for r in rows
+    ]
     return rows
 
 
@@ -109,8 +110,9 @@ def test_vmlinux_without_contents_is_crash_own_error(tmp_path, default_snapshot:
     assert read_build_id(tmp_path / "bare.vmlinux") == read_build_id(default_snapshot + ".vmlinux")
     rows = run_crash_crosscheck(str(tmp_path / "bare"))
     assert rows and all(not r.ok and "no text and data contents" in r.detail for r in rows), rows[0]
-    p = subprocess.run(["mmintro", "crosscheck", str(tmp_path / "bare"), "--crash"], capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run(
+        ["mmintro", "crosscheck", str(tmp_path / "bare"), "--crash"], capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [p.stderr.strip()] and "no text and data contents" in p.stderr
 
@@ -127,8 +129,11 @@ def _rewrite_without_image(src: str, dst) -> None:
         elf = ELFFile(f)
         for s in elf.get_section_by_name(".symtab").iter_symbols():
             if s.name:
-                syms.append(Symbol(s.name, s["st_value"], s["st_size"],
-                                   "func" if s["st_info"]["type"] == "STT_FUNC" else "object"))
+                syms.append(
+                    Symbol(
+                        s.name, s["st_value"], s["st_size"], "func" if s["st_info"]["type"] == "STT_FUNC" else "object"
+                    )
+                )
     write_vmlinux(dst, get_types(), syms, read_build_id(src))
 
 
@@ -161,7 +166,7 @@ def test_vmlinux_carries_the_image_bytes(default_snapshot: str) -> None:
         assert all(seg["p_offset"] % 4096 == seg["p_vaddr"] % 4096 for seg in loads)
         banner = elf.get_section_by_name(".rodata")
         sym = prog.symbol("linux_banner")
-        text = banner.data()[sym.address - banner["sh_addr"]:][:sym.size]
+        text = banner.data()[sym.address - banner["sh_addr"] :][: sym.size]
         assert text.startswith(b"Linux version 6.18.0-mmintro ") and text.endswith(b"\n\0")
     exe = shutil.which("llvm-dwarfdump")
     assert exe, "llvm-dwarfdump is one of the project's oracles"
@@ -176,7 +181,12 @@ def test_crosscheck_crash_takes_a_relative_path(tmp_path, default_snapshot: str)
     (tmp_path / "out").mkdir()
     for suffix in (".vmcore", ".vmlinux"):
         shutil.copy(default_snapshot + suffix, tmp_path / "out" / ("m" + suffix))
-    p = subprocess.run(["mmintro", "crosscheck", "out/m", "--crash", "--only", "kmem -i"], capture_output=True,
-                       text=True, timeout=300, cwd=tmp_path)
+    p = subprocess.run(
+        ["mmintro", "crosscheck", "out/m", "--crash", "--only", "kmem -i"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr
     assert "crosscheck: 1 passed, 0 failed" in p.stdout

@@ -17,7 +17,7 @@ from mmintro.snapshot.writer import save
 from mmintro.views import ps as ps_view
 from mmintro.workload import parse_scenario, run_scenario
 
-WORKLOAD = '''
+WORKLOAD = """
 [machine]
 ram = "1G"
 hugepages_2m = 4
@@ -71,7 +71,7 @@ every = 2
 [[step]]
 writeback = "all"
 complete = 0.5
-'''
+"""
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ def _cache_dir() -> Path:
 
 # -- a small kdump writer (test-only) ---------------------------------------------------------
 
+
 def _compress(codec: str, page: bytes) -> tuple[bytes, int]:
     if codec == "none":
         return page, 0
@@ -62,9 +63,19 @@ def _compress(codec: str, page: bytes) -> tuple[bytes, int]:
     return (out, flag) if len(out) < len(page) else (page, 0)
 
 
-def write_kdump(path: Path, page_of, ram: np.ndarray, dumped: np.ndarray, codec: str = "zlib", *,
-                version: int = 6, vmcoreinfo: bytes = b"", notes: bytes = b"", block_size: int = PS,
-                flattened: bool = False) -> dict:
+def write_kdump(
+    path: Path,
+    page_of,
+    ram: np.ndarray,
+    dumped: np.ndarray,
+    codec: str = "zlib",
+    *,
+    version: int = 6,
+    vmcoreinfo: bytes = b"",
+    notes: bytes = b"",
+    block_size: int = PS,
+    flattened: bool = False,
+) -> dict:
     """A kdump-compressed file: ``ram`` / ``dumped`` are bool arrays indexed by pfn (the 1st and
     2nd bitmaps), ``page_of(pfn)`` the page bytes.  Returns {pfn: (data offset, size)}."""
     max_mapnr = len(ram)
@@ -77,15 +88,50 @@ def write_kdump(path: Path, page_of, ram: np.ndarray, dumped: np.ndarray, codec:
     off_vmci = extra_off + len(extra) if vmcoreinfo else 0
     extra += vmcoreinfo
     sub_blocks = -(-(len(sub) + len(extra)) // bs)
-    struct.pack_into("<QiiQQqQqQqQQQQ", sub, 0, 0, 0, 0, 0, 0, off_vmci, len(vmcoreinfo), off_note, len(notes),
-                     0, 0, 0, max_mapnr, max_mapnr)
+    struct.pack_into(
+        "<QiiQQqQqQqQQQQ",
+        sub,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        off_vmci,
+        len(vmcoreinfo),
+        off_note,
+        len(notes),
+        0,
+        0,
+        0,
+        max_mapnr,
+        max_mapnr,
+    )
     half = -(-max_mapnr // 8)
     half = -(-half // bs) * bs
     bitmap_blocks = 2 * half // bs
     hdr = bytearray(bs)
     uts = b"".join(x.ljust(65, b"\0") for x in (b"Linux", b"test", b"6.18.0", b"#1", b"x86_64", b"(none)"))
-    struct.pack_into("<8si390s6xqqIiiIIIIIIi", hdr, 0, b"KDUMP   ", version, uts, 0, 0, 0, bs, sub_blocks,
-                     bitmap_blocks, min(max_mapnr, 0xFFFFFFFF), 0, 0, 0, 0, 1)
+    struct.pack_into(
+        "<8si390s6xqqIiiIIIIIIi",
+        hdr,
+        0,
+        b"KDUMP   ",
+        version,
+        uts,
+        0,
+        0,
+        0,
+        bs,
+        sub_blocks,
+        bitmap_blocks,
+        min(max_mapnr, 0xFFFFFFFF),
+        0,
+        0,
+        0,
+        0,
+        1,
+    )
     bm = np.zeros(2 * half, dtype=np.uint8)
     bm[: (max_mapnr + 7) // 8] = np.packbits(ram.astype(np.uint8), bitorder="little")
     bm[half : half + (max_mapnr + 7) // 8] = np.packbits(dumped.astype(np.uint8), bitorder="little")
@@ -101,8 +147,13 @@ def write_kdump(path: Path, page_of, ram: np.ndarray, dumped: np.ndarray, codec:
         where[pfn] = (pos, len(data))
         chunks.append(data)
         pos += len(data)
-    parts = [(0, bytes(hdr)), (bs, bytes(sub) + bytes(extra)), ((1 + sub_blocks) * bs, bm.tobytes()),
-             (desc_off, bytes(descs)), (data_off, b"".join(chunks))]
+    parts = [
+        (0, bytes(hdr)),
+        (bs, bytes(sub) + bytes(extra)),
+        ((1 + sub_blocks) * bs, bm.tobytes()),
+        (desc_off, bytes(descs)),
+        (data_off, b"".join(chunks)),
+    ]
     with open(path, "wb") as f:
         if not flattened:
             for off, data in parts:
@@ -121,6 +172,7 @@ def write_kdump(path: Path, page_of, ram: np.ndarray, dumped: np.ndarray, codec:
 
 # -- the ELF dump, read independently of CoreFile ---------------------------------------------
 
+
 class ElfRam:
     """PT_LOAD segments of QEMU's ELF dump (p_vaddr == p_paddr with paging=false)."""
 
@@ -128,7 +180,7 @@ class ElfRam:
         self.f = open(path, "rb")
         self.m = mmap.mmap(self.f.fileno(), 0, access=mmap.ACCESS_READ)
         self.np = np.frombuffer(self.m, dtype=np.uint8)
-        phoff, = struct.unpack_from("<Q", self.m, 32)
+        (phoff,) = struct.unpack_from("<Q", self.m, 32)
         phentsize, phnum = struct.unpack_from("<HH", self.m, 54)
         self.segs = []
         for i in range(phnum):
@@ -168,6 +220,7 @@ class ElfRam:
 
 # -- generating the real dumps ----------------------------------------------------------------
 
+
 def _qmp(path: str):
     s = socket.socket(socket.AF_UNIX)
     s.connect(path)
@@ -192,10 +245,31 @@ def _boot_and_dump(out: Path, log: Path) -> list[str]:
 
     kernel = fetch_kernel().vmlinuz  # Debian's 6.18 (apt, cached), as the real-kernel harness uses
     proc = subprocess.Popen(
-        ["qemu-system-x86_64", "-m", "256", "-cpu", "max,la57=off", "-nographic", "-no-reboot",
-         "-kernel", str(kernel), "-append", "console=ttyS0 panic=0", "-qmp", f"unix:{qmp},server,nowait",
-         "-device", "vmcoreinfo", "-monitor", "none", "-serial", f"file:{log}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            "qemu-system-x86_64",
+            "-m",
+            "256",
+            "-cpu",
+            "max,la57=off",
+            "-nographic",
+            "-no-reboot",
+            "-kernel",
+            str(kernel),
+            "-append",
+            "console=ttyS0 panic=0",
+            "-qmp",
+            f"unix:{qmp},server,nowait",
+            "-device",
+            "vmcoreinfo",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{log}",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     made = []
     try:
         t0 = time.time()
@@ -228,7 +302,7 @@ def _makedumpfile_elf(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
     with open(dst, "r+b") as f:
         eh = bytearray(f.read(64))
-        phoff, = struct.unpack_from("<Q", eh, 32)
+        (phoff,) = struct.unpack_from("<Q", eh, 32)
         phentsize, phnum = struct.unpack_from("<HH", eh, 54)
         f.seek(phoff)
         ph = f.read(phentsize * phnum)
@@ -248,15 +322,16 @@ def _generate(d: Path) -> None:
     try:
         made = _boot_and_dump(work, work / "serial.log")
         assert "elf" in made and "kdump-zlib" in made, made
-        run = lambda *a, **kw: subprocess.run(a, check=True, capture_output=True, **kw)  # noqa: E731
+        run = lambda *a, **kw: subprocess.run(a, check=True, capture_output=True, **kw)
         with open(work / "qemu.kdump-zlib", "rb") as f:
             run("makedumpfile", "-R", str(work / "qemu-R.kdump-zlib"), stdin=f)
         fixed = work / "fixed.elf"
         _makedumpfile_elf(work / "qemu.elf", fixed)
         run("makedumpfile", "-l", "-d", "0", str(fixed), str(work / "mdf.kdump-lzo"))
         with open(work / "mdf-F.kdump-zlib", "wb") as f:
-            subprocess.run(["makedumpfile", "-F", "-c", "-d", "1", str(fixed)], check=True, stdout=f,
-                           stderr=subprocess.DEVNULL)
+            subprocess.run(
+                ["makedumpfile", "-F", "-c", "-d", "1", str(fixed)], check=True, stdout=f, stderr=subprocess.DEVNULL
+            )
         fixed.unlink()
         # the codecs no tool here writes: our writer, from the ELF's pages
         elf = ElfRam(work / "qemu.elf")
@@ -297,8 +372,14 @@ def elf(dumps: Path) -> ElfRam:
 
 # Debian's QEMU 7.2 writes only kdump-zlib (lzo and snappy are "not available"), makedumpfile
 # 1.7.2 lzo but not snappy or zstd: those two come from the test writer.
-KDUMP_NAMES = ["qemu.kdump-zlib", "qemu-R.kdump-zlib", "mdf.kdump-lzo", "mdf-F.kdump-zlib",
-               "writer.kdump-snappy", "writer.kdump-zstd"]
+KDUMP_NAMES = [
+    "qemu.kdump-zlib",
+    "qemu-R.kdump-zlib",
+    "mdf.kdump-lzo",
+    "mdf-F.kdump-zlib",
+    "writer.kdump-snappy",
+    "writer.kdump-zstd",
+]
 
 
 def _open(dumps: Path, name: str, **kw) -> DiskDumpFile:
@@ -309,6 +390,7 @@ def _open(dumps: Path, name: str, **kw) -> DiskDumpFile:
 
 
 # -- against the real dumps -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", KDUMP_NAMES)
 def test_sampled_pages_equal_elf(dumps: Path, elf: ElfRam, name: str) -> None:
@@ -425,12 +507,14 @@ def _page(pfn: int) -> bytes:
 @pytest.fixture
 def small(tmp_path: Path):
     """A 64-page kdump file: RAM pfns 0-39 and 44-59, pfn 5 filtered out, with vmcoreinfo."""
+
     def make(name: str = "small.kdump", codec: str = "zlib", **kw) -> tuple[Path, dict]:
         dumped = RAM.copy()
         dumped[FILTERED] = False
         kw.setdefault("vmcoreinfo", b"OSRELEASE=6.18.0\nPAGESIZE=4096\n")
         p = tmp_path / name
         return p, write_kdump(p, _page, RAM, dumped, codec, **kw)
+
     return make
 
 
@@ -458,7 +542,9 @@ def test_small_roundtrip_and_filtered(small) -> None:
             d.read_phys(NPFN * PS + 8, 8)
         assert d.is_ram(FILTERED * PS) and not d.is_dumped(FILTERED * PS)
         assert d.gather_u64(np.array([8 * PS, 50 * PS + 8], dtype=np.uint64)).tolist() == [
-            int.from_bytes(_page(8)[:8], "little"), int.from_bytes(_page(50)[8:16], "little")]
+            int.from_bytes(_page(8)[:8], "little"),
+            int.from_bytes(_page(50)[8:16], "little"),
+        ]
     finally:
         d.close()
 
@@ -509,12 +595,15 @@ def test_corrupt_compressed_page(small) -> None:
     off, n = where[pfn]
     with open(p, "r+b") as f:
         f.seek(off + n // 2)
-        f.write(b"\xAA" * 16)
+        f.write(b"\xaa" * 16)
     d = DiskDumpFile(p)
     try:
         assert d.read_phys(8 * PS, PS) == _page(8)
-        for read in (lambda: d.read_phys(pfn * PS, 8), lambda: d.read_phys_array(6 * PS, 14 * PS),
-                     lambda: d.gather_u64(np.array([pfn * PS], dtype=np.uint64))):
+        for read in (
+            lambda: d.read_phys(pfn * PS, 8),
+            lambda: d.read_phys_array(6 * PS, 14 * PS),
+            lambda: d.gather_u64(np.array([pfn * PS], dtype=np.uint64)),
+        ):
             with pytest.raises(SnapshotError, match=r"corrupt compressed page at pfn 0x7 \(7"):
                 read()
     finally:
@@ -566,18 +655,21 @@ def test_truncated(small, tmp_path: Path) -> None:
         assert "\n" not in str(ei.value) and str(t) in str(ei.value)
 
 
-@pytest.mark.parametrize("patch, msg", [
-    ((8, struct.pack("<i", 0)), "unsupported kdump header version 0"),
-    ((8, struct.pack("<i", 100000)), "unsupported kdump header version"),
-    ((428, struct.pack("<i", 8192)), "block_size is 8192"),
-    ((436, struct.pack("<I", 0)), "corrupt header"),
-    ((436, struct.pack("<I", 0x7FFFFFFE)), "truncated"),
-    ((432, struct.pack("<i", 0x7FFFFFFF)), "truncated"),
-    ((4096 + 96, struct.pack("<Q", 1 << 60)), "max_mapnr"),
-    ((4096 + 48, struct.pack("<qQ", 1 << 50, 100)), "truncated"),  # the note area
-    ((4096 + 32, struct.pack("<q", -5)), "truncated"),  # vmcoreinfo at a negative offset
-    ((0, b"DISKDUMP"), "old-style DISKDUMP"),
-])
+@pytest.mark.parametrize(
+    "patch, msg",
+    [
+        ((8, struct.pack("<i", 0)), "unsupported kdump header version 0"),
+        ((8, struct.pack("<i", 100000)), "unsupported kdump header version"),
+        ((428, struct.pack("<i", 8192)), "block_size is 8192"),
+        ((436, struct.pack("<I", 0)), "corrupt header"),
+        ((436, struct.pack("<I", 0x7FFFFFFE)), "truncated"),
+        ((432, struct.pack("<i", 0x7FFFFFFF)), "truncated"),
+        ((4096 + 96, struct.pack("<Q", 1 << 60)), "max_mapnr"),
+        ((4096 + 48, struct.pack("<qQ", 1 << 50, 100)), "truncated"),  # the note area
+        ((4096 + 32, struct.pack("<q", -5)), "truncated"),  # vmcoreinfo at a negative offset
+        ((0, b"DISKDUMP"), "old-style DISKDUMP"),
+    ],
+)
 def test_malformed_header(small, patch, msg: str) -> None:
     p, _ = small()
     off, data = patch

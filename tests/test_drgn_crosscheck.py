@@ -6,9 +6,9 @@ import pytest
 
 drgn = pytest.importorskip("drgn")
 
-from mmintro import crosscheck as xc  # noqa: E402
-from mmintro.reader import open_snapshot  # noqa: E402
-from mmintro.snapshot.writer import snapshot_paths  # noqa: E402
+from mmintro import crosscheck as xc
+from mmintro.reader import open_snapshot
+from mmintro.snapshot.writer import snapshot_paths
 
 # Rows that cannot pass on any mmintro snapshot yet, with the reason.  Their tests are
 # strict xfails: once the cause is fixed they fail until the entry is removed.
@@ -17,8 +17,12 @@ KNOWN_GAPS: dict[str, str] = {}
 
 def row_params(checks) -> list:
     """pytest params for crosscheck rows, the known gaps marked as strict xfails."""
-    return [pytest.param(n, f, id=n, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[n])] if n in KNOWN_GAPS
-                         else []) for n, f in checks]
+    return [
+        pytest.param(
+            n, f, id=n, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[n])] if n in KNOWN_GAPS else []
+        )
+        for n, f in checks
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,6 @@ def test_slow_checks_run_only_when_named(default_snapshot: str, monkeypatch) -> 
     assert [(r.name, r.ok) for r in rows] == [("slow census stand-in", True)]
 
 
-
 def test_rows_with_nothing_to_compare_are_not_counted_as_passed(numa2_snapshot: str) -> None:
     """On a boot snapshot (no user process, no cached file page) the process rows compare two
     empty answers: run_crosscheck marks them not applicable, saying what is missing, and the
@@ -108,4 +111,6 @@ def test_rows_with_nothing_to_compare_are_not_counted_as_passed(numa2_snapshot: 
     assert by["crash vm PID = mm, pgd, RSS, TOTAL_VM, VMAs"].skipped == "no user processes in the snapshot"
     assert not by["for_each_task: pids, comms, tasks"].skipped  # the idle tasks are something
     out = run("crosscheck", numa2_snapshot, "--only", "crash vm", "--only", "for_each_task").stdout
-    assert "n/a" in out and out.strip().endswith("crosscheck: 1 passed, 1 not applicable (nothing to compare), 0 failed")
+    assert "n/a" in out and out.strip().endswith(
+        "crosscheck: 1 passed, 1 not applicable (nothing to compare), 0 failed"
+    )

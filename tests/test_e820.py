@@ -46,14 +46,17 @@ def test_dmesg_and_sysfs_maps_read_the_same_and_the_bios_range_is_trimmed() -> N
     assert [(e.addr, e.end, e.type) for e in a[:3]] == [(0, 0x1000, 2), (0x1000, 0x9FC00, 1), (0x9FC00, 0xA0000, 2)]
 
 
-@pytest.mark.parametrize("text,message", [
-    ("0x0 0xfff System RAM\n0x800 0x1fffff System RAM\n", r"e820:2: overlaps line 1"),
-    ("0x0 0x9ffff Reserved\n", r"no usable RAM"),
-    ("0x0 0x3fffffff Mystery\n", r"e820:1: unknown e820 type 'Mystery'"),
-    ("0x0 0x3fffffff Persistent Memory\n", r"e820:1: .*not modelled"),
-    ("BIOS-e820: [mem 0x0-0x3fffffff usable\n", r"e820:1: not an e820 entry"),
-    ("nothing here\n", r"no e820 entry"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("0x0 0xfff System RAM\n0x800 0x1fffff System RAM\n", r"e820:2: overlaps line 1"),
+        ("0x0 0x9ffff Reserved\n", r"no usable RAM"),
+        ("0x0 0x3fffffff Mystery\n", r"e820:1: unknown e820 type 'Mystery'"),
+        ("0x0 0x3fffffff Persistent Memory\n", r"e820:1: .*not modelled"),
+        ("BIOS-e820: [mem 0x0-0x3fffffff usable\n", r"e820:1: not an e820 entry"),
+        ("nothing here\n", r"no e820 entry"),
+    ],
+)
 def test_a_malformed_map_is_one_line_naming_the_line(text: str, message: str) -> None:
     with pytest.raises(E820Error, match=message) as e:
         parse_e820(text)
@@ -64,13 +67,21 @@ def test_cli_e820_boots_the_map_and_refuses_a_bad_one(tmp_path) -> None:
     good, bad = tmp_path / "dmesg.txt", tmp_path / "bad.txt"
     good.write_text(DMESG)
     bad.write_text("0x0 0xfff System RAM\n0x800 0x1fffff System RAM\n")
-    p = subprocess.run(["mmintro", "simulate", "--e820", str(good), "--output", str(tmp_path / "m")],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        ["mmintro", "simulate", "--e820", str(good), "--output", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     z = subprocess.run(["mmintro", "zoneinfo", str(tmp_path / "m")], capture_output=True, text=True).stdout
     assert _zones(z) == {(0, "DMA"): (1, 4095, 3998), (0, "DMA32"): (4096, 258016, 258016)}
-    p = subprocess.run(["mmintro", "simulate", "--e820", str(bad), "--output", str(tmp_path / "x")],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        ["mmintro", "simulate", "--e820", str(bad), "--output", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "bad.txt:2: overlaps line 1" in p.stderr
 
@@ -89,10 +100,16 @@ def _zones(text: str) -> dict:
 
 
 def test_a_node_without_a_cpu_is_refused_in_one_line(tmp_path) -> None:
-    p = subprocess.run(["mmintro", "simulate", "--nodes", "2", "--cpus", "1", "--output", str(tmp_path / "x")],
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        ["mmintro", "simulate", "--nodes", "2", "--cpus", "1", "--output", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert p.stderr.strip().splitlines() == ["mmintro: error: 2 nodes need at least 2 CPUs (each node has a CPU), not 1"]
+    assert p.stderr.strip().splitlines() == [
+        "mmintro: error: 2 nodes need at least 2 CPUs (each node has a CPU), not 1"
+    ]
 
 
 @pytest.mark.slow  # the whole drgn crosscheck (~5 s)
@@ -107,15 +124,16 @@ def test_a_memoryless_node_boots_and_its_cpus_allocate_from_the_others(tmp_path)
     from mmintro.snapshot.writer import save
 
     e = parse_e820("0x0 0x9fbff System RAM\n0x100000 0x7ffdffff System RAM\n")
-    k = boot(MachineConfig(e820=tuple(e), nodes=2, cpus=2, node_ranges=((0, 1 << 31), (1 << 31, 1 << 31)),
-                           cpu_nodes=(0, 1)))
+    k = boot(
+        MachineConfig(e820=tuple(e), nodes=2, cpus=2, node_ranges=((0, 1 << 31), (1 << 31, 1 << 31)), cpu_nodes=(0, 1))
+    )
     k.on_cpu(1)
     pfn = k.alloc_pages("GFP_KERNEL", 0)
     assert pfn is not None and k.memblock.node_of(pfn << 12) == 0
     save(k, tmp_path / "ml")
     prog = open_snapshot(str(tmp_path / "ml"))
     states = prog["node_states"]
-    word = lambda name: states[prog.types.const(name)].bits[0].value_()  # noqa: E731
+    word = lambda name: states[prog.types.const(name)].bits[0].value_()
     assert (word("N_ONLINE"), word("N_CPU"), word("N_MEMORY"), word("N_NORMAL_MEMORY")) == (3, 3, 1, 1)
     assert prog["node_data"][1].node_present_pages.value_() == 0
     results = run_crosscheck(str(tmp_path / "ml"))

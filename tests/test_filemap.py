@@ -32,15 +32,17 @@ from drgn.helpers.linux.fs import (
 from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.xarray import xa_for_each, xa_load
 
-PATHS = {"log": "/var/log/app.log", "db": "/data/db/table-with-a-name-longer-than-forty-bytes-0001.ibd",
-         "small": "/etc/conf"}
+PATHS = {
+    "log": "/var/log/app.log",
+    "db": "/data/db/table-with-a-name-longer-than-forty-bytes-0001.ibd",
+    "small": "/etc/conf",
+}
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     k = boot(MachineConfig(ram=1 << 30, seed=7))
-    files = {tag: inode.create_file(k, p, size) for (tag, p), size in
-             zip(PATHS.items(), (1 << 20, 3 << 20, 5000))}
+    files = {tag: inode.create_file(k, p, size) for (tag, p), size in zip(PATHS.items(), (1 << 20, 3 << 20, 5000))}
     ra = {}
     filemap.filemap_read(k, files["log"], 0, 8192)
     ra["first"] = tuple(k.kmem.get(files["log"], "file", f"f_ra.{f}") for f in ("start", "size", "async_size"))
@@ -59,8 +61,15 @@ def cache(tmp_path_factory):
     cold_pfn = filemap.filemap_fault(k, vma, 63, False)  # not cached: a major fault + read-around
     d = tmp_path_factory.mktemp("filemap")
     save(k, d / "fm")
-    return {"k": k, "files": files, "ra": ra, "path": str(d / "fm"), "vma": vma, "addr": addr,
-            "fault": (fault_pfn, refs_before, cold_pfn)}
+    return {
+        "k": k,
+        "files": files,
+        "ra": ra,
+        "path": str(d / "fm"),
+        "vma": vma,
+        "addr": addr,
+        "fault": (fault_pfn, refs_before, cold_pfn),
+    }
 
 
 def _ref(k, pfn):
@@ -140,7 +149,7 @@ def test_pages_hold_the_file_bytes(cache, prog):
     assert data[300:400] == inode.file_bytes(PATHS["small"], 300, 100)
     pfn1 = filemap._lookup(k, k.kmem.get(cache["files"]["small"], "file", "f_mapping"), 1)
     tail = prog.read(prog["page_offset_base"].value_() + (pfn1 << 12), 4096)
-    assert tail[5000 - 4096:] == bytes(4096 - (5000 - 4096))  # zeroes after EOF
+    assert tail[5000 - 4096 :] == bytes(4096 - (5000 - 4096))  # zeroes after EOF
 
 
 def test_readahead_windows(cache):
@@ -172,8 +181,9 @@ def test_mmap_fault_references_and_major(cache, prog):
 
 def test_counters_and_file_lru(cache, prog):
     k = cache["k"]
-    total = sum(k.kmem.get(k.kmem.get(f, "file", "f_mapping"), "address_space", "nrpages")
-                for f in cache["files"].values())
+    total = sum(
+        k.kmem.get(k.kmem.get(f, "file", "f_mapping"), "address_space", "nrpages") for f in cache["files"].values()
+    )
     stat = prog["node_data"][0].vm_stat
     assert stat[prog.constant("NR_FILE_PAGES")].counter.value_() == total
     lru = set()
@@ -183,8 +193,10 @@ def test_counters_and_file_lru(cache, prog):
         lru |= {(f.value_() - vmemmap) // 64 for f in list_for_each_entry("struct folio", head, "lru")}
     cached = set()
     for f in cache["files"].values():
-        cached |= {(e - k.vmemmap_base) // 64 for _i, e in
-                   inode.mapping_xa(k, k.kmem.get(f, "file", "f_mapping")).xa_for_each()}
+        cached |= {
+            (e - k.vmemmap_base) // 64
+            for _i, e in inode.mapping_xa(k, k.kmem.get(f, "file", "f_mapping")).xa_for_each()
+        }
     assert lru == cached
     inactive = stat[prog.constant("NR_INACTIVE_FILE")].counter.value_()
     active = stat[prog.constant("NR_ACTIVE_FILE")].counter.value_()
@@ -192,8 +204,9 @@ def test_counters_and_file_lru(cache, prog):
     # the first folio of each read batch was marked accessed once: referenced, not active
     # (a second access would promote it); so no file folio is active yet
     assert active == 0
-    assert swap.folio_test(k, filemap._lookup(k, k.kmem.get(cache["files"]["log"], "file", "f_mapping"), 0),
-                           swap.PG_referenced)
+    assert swap.folio_test(
+        k, filemap._lookup(k, k.kmem.get(cache["files"]["log"], "file", "f_mapping"), 0), swap.PG_referenced
+    )
 
 
 def test_second_read_activates_every_folio_of_the_range():
@@ -205,12 +218,10 @@ def test_second_read_activates_every_folio_of_the_range():
     m = k.kmem.get(f, "file", "f_mapping")
     filemap.filemap_read(k, f, 0, 4 * 4096)
     pfns = [filemap._lookup(k, m, i) for i in range(4)]
-    assert all(swap.folio_test(k, p, swap.PG_referenced) and not swap.folio_test(k, p, swap.PG_active)
-               for p in pfns)
+    assert all(swap.folio_test(k, p, swap.PG_referenced) and not swap.folio_test(k, p, swap.PG_active) for p in pfns)
     before = sum(c[k.T.const("PGACTIVATE")] for c in k.vm_events)
     filemap.filemap_read(k, f, 0, 4 * 4096)
-    assert all(swap.folio_test(k, p, swap.PG_active) and not swap.folio_test(k, p, swap.PG_referenced)
-               for p in pfns)
+    assert all(swap.folio_test(k, p, swap.PG_active) and not swap.folio_test(k, p, swap.PG_referenced) for p in pfns)
     assert sum(c[k.T.const("PGACTIVATE")] for c in k.vm_events) - before == 4
     assert set(swap.lru_pfns(k, 0, swap.LRU_ACTIVE_FILE)) == set(pfns)
     assert k.node_vm_stat[0]["NR_ACTIVE_FILE"] == 4

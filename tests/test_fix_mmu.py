@@ -40,7 +40,7 @@ def _smaps_field(text: str, start: int, field: str) -> int:
     """``field`` (kB) of the VMA starting at ``start`` in smaps text."""
     lines = text.splitlines()
     i = next(n for n, ln in enumerate(lines) if ln.startswith(f"{start:08x}-"))
-    for ln in lines[i + 1:]:
+    for ln in lines[i + 1 :]:
         if ln.startswith(field + ":"):
             return int(ln.split()[1])
     raise AssertionError(field)
@@ -155,8 +155,16 @@ def writenotify(tmp_path_factory):
     d = tmp_path_factory.mktemp("fix_writenotify")
     save(w.k, d / "s")
     path = str(d / "s")
-    return (open_drgn(path + ".vmcore", path + ".vmlinux"), w.proc("p").pid, a, reads, after_read,
-            dirty_after_read, writes, w.files["f"])
+    return (
+        open_drgn(path + ".vmcore", path + ".vmlinux"),
+        w.proc("p").pid,
+        a,
+        reads,
+        after_read,
+        dirty_after_read,
+        writes,
+        w.files["f"],
+    )
 
 
 def test_a_shared_writable_file_vma_is_mapped_read_only_first(writenotify) -> None:
@@ -180,8 +188,9 @@ def test_the_first_write_faults_and_dirties_the_folio(writenotify) -> None:
 
     d, pid, a, _reads, _after_read, _dirty, writes, f = writenotify
     mm = find_task(d, pid).mm
-    assert [(w.kind, w.pfn) for w in writes] == [("file-shared", follow_pfn(mm, a + i * PAGE).value_())
-                                                 for i in range(4)]  # do_wp_page -> wp_page_shared
+    assert [(w.kind, w.pfn) for w in writes] == [
+        ("file-shared", follow_pfn(mm, a + i * PAGE).value_()) for i in range(4)
+    ]  # do_wp_page -> wp_page_shared
     xa = D.Object(d, "struct file *", f).f_mapping.i_pages
     pg_dirty = d.constant("PG_dirty").value_()
     for i in range(8):
@@ -292,7 +301,7 @@ def test_maps_and_smaps_end_with_the_reference_vsyscall_entry(gate) -> None:
     i = next(n for n, ln in enumerate(ref_smaps) if ln.endswith("[vsyscall]"))
     block = ref_smaps[i:]
     mine = run("smaps", path, str(pid)).stdout.splitlines()
-    assert mine[-len(block):] == block
+    assert mine[-len(block) :] == block
     # smaps_rollup covers the mm's own VMAs only (show_smaps_rollup stops before the gate)
     assert not run("smaps-rollup", path, str(pid)).stdout.splitlines()[0].startswith("00400000-ffffffffff601000")
 

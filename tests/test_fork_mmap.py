@@ -27,8 +27,10 @@ drgn = pytest.importorskip("drgn")
 REF_MAPS = Path(__file__).parent / "data" / "reference" / "procfs" / "pid" / "self_maps"
 R, W, X = M.VM_READ, M.VM_WRITE, M.VM_EXEC
 # fs/proc/task_mmu.c show_map_vma(): "%08lx-%08lx %c%c%c%c %08llx %02x:%02x %lu " then the name at column 74
-MAPS_LINE = re.compile(r"^([0-9a-f]{8,16})-([0-9a-f]{8,16}) ([r-][w-][x-][ps]) ([0-9a-f]{8,}) "
-                       r"([0-9a-f]{2}):([0-9a-f]{2}) (\d+) (?:$| {0,72}(\S.*)$)")
+MAPS_LINE = re.compile(
+    r"^([0-9a-f]{8,16})-([0-9a-f]{8,16}) ([r-][w-][x-][ps]) ([0-9a-f]{8,}) "
+    r"([0-9a-f]{2}):([0-9a-f]{2}) (\d+) (?:$| {0,72}(\S.*)$)"
+)
 
 
 def _nameless_or_col74(line: str) -> bool:
@@ -40,12 +42,20 @@ def _nameless_or_col74(line: str) -> bool:
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory):
     k = boot(MachineConfig(ram=1 << 30, cpus=2, seed=7))
-    procs = [fork.spawn_process(k, "systemd", mmaps=[(0x21000, R | W), (0x1000, R), (0x400000, R | W)], brk_grow=0x5000)]
+    procs = [
+        fork.spawn_process(k, "systemd", mmaps=[(0x21000, R | W), (0x1000, R), (0x400000, R | W)], brk_grow=0x5000)
+    ]
     procs.append(fork.spawn_process(k, "bash", parent=procs[0].task, mmaps=[(0x800000, R | W), (0x3000, R)]))
     # two equal anonymous mmaps in a row merge into one VMA (vma_merge_new_range)
-    procs.append(fork.spawn_process(k, "python3.11", parent=procs[1].task,
-                                    mmaps=[(0x400000, R | W), (0x400000, R | W), (0x100000, R | X)],
-                                    brk_grow=0x100000))
+    procs.append(
+        fork.spawn_process(
+            k,
+            "python3.11",
+            parent=procs[1].task,
+            mmaps=[(0x400000, R | W), (0x400000, R | W), (0x100000, R | X)],
+            brk_grow=0x100000,
+        )
+    )
     procs.append(fork.spawn_process(k, "a-very-long-command-name", parent=procs[1].task, cpu=1))
     procs.append(fork.spawn_process(k, "sleep", parent=procs[0].task, mmaps=[(0x2000, R)]))
     d = tmp_path_factory.mktemp("fork")
@@ -105,8 +115,11 @@ def test_top_down_mmaps_and_merge(machine) -> None:
     py = procs[2]
     vmas = _vmas(k, py.mm)
     vdso = km.get(py.mm, "mm_struct", "context.vdso")
-    below = [(s, e) for s, e, v in vmas if e <= vdso - 0x6000 and s >= 0x7F0000000000
-             and not km.get(v, "vm_area_struct", "vm_file")]
+    below = [
+        (s, e)
+        for s, e, v in vmas
+        if e <= vdso - 0x6000 and s >= 0x7F0000000000 and not km.get(v, "vm_area_struct", "vm_file")
+    ]
     # under the vDSO: libc (file VMAs, skipped) and its anonymous bss (0xd pages), then the
     # program's mmaps: the r-x mmap went in last, lowest; the two rw- mmaps merged into one
     # 8 MiB VMA above it
@@ -130,8 +143,9 @@ def test_drgn_for_each_task_and_find_task(machine, progs) -> None:
 
     _k, procs, _ = machine
     d, _p = progs
-    assert sorted((t.pid.value_(), t.comm.string_().decode(), t.value_()) for t in for_each_task(d)) == \
-        [(p.pid, p.comm, p.task) for p in procs]
+    assert sorted((t.pid.value_(), t.comm.string_().decode(), t.value_()) for t in for_each_task(d)) == [
+        (p.pid, p.comm, p.task) for p in procs
+    ]
     for p in procs:
         assert find_task(d, p.pid).value_() == p.task
         assert find_pid(d, p.pid).value_() == p.pid_struct
@@ -172,8 +186,10 @@ def test_maps_view_equals_the_vmas_and_parses_like_the_reference(machine, progs)
         full = {"a-very-long-com": "a-very-long-command-name"}.get(proc.comm, proc.comm)
         exe, libc, ld = f"/usr/bin/{full}", M.LIBC_PATH, M.INTERP_PATH
         # the program's four segments, libc's five (relro split off), ld.so's five
-        assert names == [exe] * 4 + ["[heap]"] + [libc] * 5 + ["[vvar]", "[vvar_vclock]", "[vdso]"] + \
-            [ld] * 5 + ["[stack]", "[vsyscall]"], names
+        assert names == [exe] * 4 + ["[heap]"] + [libc] * 5 + ["[vvar]", "[vvar_vclock]", "[vdso]"] + [ld] * 5 + [
+            "[stack]",
+            "[vsyscall]",
+        ], names
         heap = next(r for r in rows if r.name == "[heap]")
         assert heap.start >= k.kmem.get(proc.mm, "mm_struct", "start_brk")
         assert next(r for r in rows if r.name == "[vdso]").perms == "r-xp"

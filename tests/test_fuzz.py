@@ -17,7 +17,7 @@ import pytest
 from cli_helpers import run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import fuzz_snapshots as F  # noqa: E402
+import fuzz_snapshots as F
 
 
 def _simulate(tmp_path_factory: pytest.TempPathFactory, scenario: str) -> tuple[str, str]:
@@ -59,9 +59,7 @@ def _fuzz(
         for argv, o in results:
             table.setdefault(m.cls, Counter())[o.outcome] += 1
             if o.outcome in ("traceback", "timeout"):
-                bad.append(
-                    f"{scenario}:{seed} {m.cls} [{m.desc}] {' '.join(argv[:1] + argv[2:])}: {o.detail}"
-                )
+                bad.append(f"{scenario}:{seed} {m.cls} [{m.desc}] {' '.join(argv[:1] + argv[2:])}: {o.detail}")
     return table, bad
 
 
@@ -70,9 +68,7 @@ def test_fuzz_sample(fork_cow):
     the reports over the sample) and crosscheck on two (one with damaged DWARF): no traceback,
     no timeout."""
     n = len(F.CLASSES)
-    table, bad = _fuzz(
-        "fork-cow", fork_cow, range(10 * n), max_commands=3, crosscheck_every=7 * n, dwarf_crosschecks=1
-    )
+    table, bad = _fuzz("fork-cow", fork_cow, range(10 * n), max_commands=3, crosscheck_every=7 * n, dwarf_crosschecks=1)
     assert not bad, "\n".join(bad)
     assert set(table) == set(F.CLASSES)
     # a truncated file can never be read: every run of the class is a one-line error
@@ -215,9 +211,7 @@ def test_impossible_zone_spans(fork_cow, field):
     215 PiB for its pageblocks): every zone report goes on or stops in one line."""
     targets, info = F.prepare(fork_cow[0])
     zone_fields = [
-        t
-        for t in targets.by_class["zone"]
-        if t.label.endswith(f".{field}") or t.label.endswith(f".{field}.counter")
+        t for t in targets.by_class["zone"] if t.label.endswith(f".{field}") or t.label.endswith(f".{field}.counter")
     ]
     assert zone_fields, field
     for t in zone_fields[:3]:
@@ -233,16 +227,14 @@ def test_impossible_zone_spans(fork_cow, field):
                     ("page-types",),
                     ("meminfo",),
                     ("fragmentation",),
-                ("compaction",),
+                    ("compaction",),
                     ("page", "300"),
                     ("whatis", "--pfn", "300"),
                 ),
             )
 
 
-@pytest.mark.parametrize(
-    "name", ["nr_node_ids", "nr_cpu_ids", "pageblock_order", "vmap_zone_size", "nr_vmap_nodes"]
-)
+@pytest.mark.parametrize("name", ["nr_node_ids", "nr_cpu_ids", "pageblock_order", "vmap_zone_size", "nr_vmap_nodes"])
 def test_impossible_node_and_cpu_counts(fork_cow, name):
     """nr_node_ids 0x2001 (a flipped bit: IndexError past node_states' mask) or 2^32 (a walk of
     four billion s->node[] slots), nr_cpu_ids 2^32 (status printed four billion bits),

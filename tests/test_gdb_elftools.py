@@ -16,9 +16,20 @@ from mmintro.types import get_types
 def test_gdb_prints_node_zone_spanned_pages(gdb_snapshot: str) -> None:
     core, vmlinux = snapshot_paths(gdb_snapshot)
     out = subprocess.run(
-        ["gdb", "-batch", "-nx", "-ex", "print node_data[0]->node_zones[1].spanned_pages",
-         "-ex", "print _totalram_pages.counter", str(vmlinux), str(core)],
-        capture_output=True, text=True, timeout=120,
+        [
+            "gdb",
+            "-batch",
+            "-nx",
+            "-ex",
+            "print node_data[0]->node_zones[1].spanned_pages",
+            "-ex",
+            "print _totalram_pages.counter",
+            str(vmlinux),
+            str(core),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     ).stdout
     prog = open_snapshot(gdb_snapshot)
     spanned = prog["node_data"][0].node_zones[1].spanned_pages.value_()

@@ -67,8 +67,13 @@ def test_pool_counters_after_sysctl_and_faults(numa):
     _k, prog, *_ = numa
     h = prog["hstates"][1]
     # 7 pages; 3 reserved by the mmap, 2 of them consumed by faults; 2 in use
-    assert (h.nr_huge_pages.value_(), h.free_huge_pages.value_(), h.resv_huge_pages.value_(),
-            h.surplus_huge_pages.value_(), h.max_huge_pages.value_()) == (7, 5, 1, 0, 7)
+    assert (
+        h.nr_huge_pages.value_(),
+        h.free_huge_pages.value_(),
+        h.resv_huge_pages.value_(),
+        h.surplus_huge_pages.value_(),
+        h.max_huge_pages.value_(),
+    ) == (7, 5, 1, 0, 7)
     # alloc_pool_huge_folio interleaves from node 0 (0,1,0,1,...: 5+4), the shrink frees
     # from next_nid_to_free = 0 (node 0, then node 1): 4+3
     assert [h.nr_huge_pages_node[n].value_() for n in range(2)] == [4, 3]

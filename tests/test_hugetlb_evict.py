@@ -35,8 +35,12 @@ def _objects(k, mm, addr):
     vma = M.find_vma(k, mm, addr)
     f = km.get(vma, "vm_area_struct", "vm_file")
     inode = km.get(f, "file", "f_inode")
-    return {"file": f, "dentry": km.get(f, "file", "f_path.dentry"), "inode": inode,
-            "resv_map": km.get(km.get(inode, "inode", "i_mapping"), "address_space", "i_private_data")}
+    return {
+        "file": f,
+        "dentry": km.get(f, "file", "f_path.dentry"),
+        "inode": inode,
+        "resv_map": km.get(km.get(inode, "inode", "i_mapping"), "address_space", "i_private_data"),
+    }
 
 
 def _allocated(prog, objs):

@@ -21,7 +21,7 @@ from mmintro.cli.output import ADDRESS_FIELDS, hex_addresses
 from mmintro.snapshot.writer import save
 from mmintro.workload import parse_scenario, run_scenario
 
-SCENARIO = '''
+SCENARIO = """
 [machine]
 ram = "256M"
 cpus = 2
@@ -70,7 +70,7 @@ parent = "postgres"
 [[step]]
 thread = "walwriter"
 process = "postgres"
-'''
+"""
 
 HEX = re.compile(r"0x[0-9a-f]+")
 KERNEL_SPACE = 0xFFFF800000000000
@@ -84,18 +84,42 @@ def snap(tmp_path_factory):  # type: ignore[no-untyped-def]
     k = run.kernel
     slab_obj = next(a for a, (c, _w) in k.slab.live.items() if c is not None)
     vm_area = next(a for a in k.vmap.areas.values() if len(a.pfns) > 1)
-    return str(path), {"slab": slab_obj, "vmalloc": vm_area.addr + 4096, "page": k.vmemmap_base + 0x1234 * 64,
-                       "direct": k.page_offset_base + (0x1234 << 12)}
+    return str(path), {
+        "slab": slab_obj,
+        "vmalloc": vm_area.addr + 4096,
+        "page": k.vmemmap_base + 0x1234 * 64,
+        "direct": k.page_offset_base + (0x1234 << 12),
+    }
 
 
 def _reports(addrs: dict[str, int]) -> list[list[str]]:
     per_pid = ["maps", "smaps", "smaps-rollup", "status", "numa-maps", "vm", "oom-score"]
-    return ([["iomem"], ["zoneinfo"], ["buddyinfo"], ["page", "0x1234"], ["page-types"], ["pagetypeinfo"], ["vmstat"],
-             ["meminfo"], ["fragmentation"], ["slabinfo"], ["kmem-s"], ["kmem-s", "task_struct"], ["vmallocinfo"],
-             ["dmesg"], ["swaps"], ["ps"], ["oom-scores"], ["vtop", hex(addrs["direct"])],
-             ["vtop", "--pid", "1", "0x400000"], ["whatis", "--pfn", "0x1234"]]
-            + [["whatis", hex(a)] for a in addrs.values()]
-            + [[c, pid] for c in per_pid for pid in ("1", "2")])
+    return (
+        [
+            ["iomem"],
+            ["zoneinfo"],
+            ["buddyinfo"],
+            ["page", "0x1234"],
+            ["page-types"],
+            ["pagetypeinfo"],
+            ["vmstat"],
+            ["meminfo"],
+            ["fragmentation"],
+            ["slabinfo"],
+            ["kmem-s"],
+            ["kmem-s", "task_struct"],
+            ["vmallocinfo"],
+            ["dmesg"],
+            ["swaps"],
+            ["ps"],
+            ["oom-scores"],
+            ["vtop", hex(addrs["direct"])],
+            ["vtop", "--pid", "1", "0x400000"],
+            ["whatis", "--pfn", "0x1234"],
+        ]
+        + [["whatis", hex(a)] for a in addrs.values()]
+        + [[c, pid] for c in per_pid for pid in ("1", "2")]
+    )
 
 
 def _walk(o, key: str, where: str, bad: list[str]) -> None:  # type: ignore[no-untyped-def]
@@ -126,14 +150,42 @@ def test_every_reports_json_gives_addresses_as_hex_strings(snap) -> None:  # typ
         seen |= {m for m in re.findall(r'"([a-z_]+)": "0x', r.stdout)}
     assert bad == []
     # the rule was exercised: kernel, user and physical addresses of many kinds came out in hex
-    assert {"task", "mm", "pgd", "vma", "start", "end", "page", "phys", "cache", "slab", "object",
-            "address", "vm_struct", "entry"} <= seen
+    assert {
+        "task",
+        "mm",
+        "pgd",
+        "vma",
+        "start",
+        "end",
+        "page",
+        "phys",
+        "cache",
+        "slab",
+        "object",
+        "address",
+        "vm_struct",
+        "entry",
+    } <= seen
 
 
 def test_hex_addresses_keeps_counts_and_converts_addresses() -> None:
-    data = {"start": 4096, "end": None, "size": 8192, "pfn": 16, "vmas": [{"vma": 0xFFFF888000001000, "pages": 3}],
-            "freelist": [0xFFFF888000002000, 0], "flags": 0x8000, "nested": {"mm": 0, "ok": True}}
-    assert hex_addresses(data) == {"start": "0x1000", "end": None, "size": 8192, "pfn": 16,
-                                   "vmas": [{"vma": "0xffff888000001000", "pages": 3}],
-                                   "freelist": ["0xffff888000002000", "0x0"], "flags": 0x8000,
-                                   "nested": {"mm": "0x0", "ok": True}}
+    data = {
+        "start": 4096,
+        "end": None,
+        "size": 8192,
+        "pfn": 16,
+        "vmas": [{"vma": 0xFFFF888000001000, "pages": 3}],
+        "freelist": [0xFFFF888000002000, 0],
+        "flags": 0x8000,
+        "nested": {"mm": 0, "ok": True},
+    }
+    assert hex_addresses(data) == {
+        "start": "0x1000",
+        "end": None,
+        "size": 8192,
+        "pfn": 16,
+        "vmas": [{"vma": "0xffff888000001000", "pages": 3}],
+        "freelist": ["0xffff888000002000", "0x0"],
+        "flags": 0x8000,
+        "nested": {"mm": "0x0", "ok": True},
+    }

@@ -38,6 +38,7 @@ task_struct vmap_area""".split()
 
 # -- fixtures ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def debian_kernel() -> Path:
     """Debian's vmlinuz-6.18.*+deb13-amd64, fetched (and cached) by the real-kernel harness."""
@@ -69,8 +70,12 @@ def bpftool_types(debian_vmlinux) -> dict[int, dict]:
     """``bpftool btf dump file VMLINUX format raw``, parsed: id -> {kind, name, attrs, members}."""
     if shutil.which("bpftool") is None:
         pytest.fail("bpftool not installed (apt-get install bpftool; .ci/run installs it)")
-    out = subprocess.run(["bpftool", "btf", "dump", "file", str(debian_vmlinux), "format", "raw"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["bpftool", "btf", "dump", "file", str(debian_vmlinux), "format", "raw"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     types: dict[int, dict] = {}
     cur: dict | None = None
     rec = re.compile(r"\[(\d+)\] (\w+) '([^']*)'(.*)")
@@ -127,6 +132,7 @@ def _config(debian_kernel: Path, key: str) -> int:
 
 # -- the image --------------------------------------------------------------------------------
 
+
 def test_debian_image(debian_image, debian_kernel):
     ki = debian_image
     assert ki.compression == "zstd"
@@ -142,8 +148,13 @@ def test_build_id_matches_pyelftools_and_readelf(debian_image, debian_vmlinux):
     elftools = pytest.importorskip("elftools.elf.elffile")
     with open(debian_vmlinux, "rb") as f:
         elf = elftools.ELFFile(f)
-        ids = [n["n_desc"] for s in elf.iter_sections() if s["sh_type"] == "SHT_NOTE"
-               for n in s.iter_notes() if n["n_name"] == "GNU" and n["n_type"] == "NT_GNU_BUILD_ID"]
+        ids = [
+            n["n_desc"]
+            for s in elf.iter_sections()
+            if s["sh_type"] == "SHT_NOTE"
+            for n in s.iter_notes()
+            if n["n_name"] == "GNU" and n["n_type"] == "NT_GNU_BUILD_ID"
+        ]
     assert ids and debian_image.build_id.hex() == ids[0]
     if shutil.which("readelf"):
         out = subprocess.run(["readelf", "-n", str(debian_vmlinux)], capture_output=True, text=True).stdout
@@ -158,6 +169,7 @@ def test_vmlinux_elf_reads_the_same(debian_image, debian_vmlinux):
 
 # -- the types of the Debian build --------------------------------------------------------------
 
+
 def test_debian_layouts(debian_db):
     db = debian_db
     sizes = {"zone": 1600, "free_area": 88, "task_struct": 5888, "inode": 608, "page": 64}
@@ -169,13 +181,18 @@ def test_debian_layouts(debian_db):
 
 def test_debian_bounds_from_config_and_btf(debian_kernel, debian_db, bpftool_types):
     db, bt = debian_db, bpftool_types
-    n = lambda v: db.var_type(v).resolved().nelems  # noqa: E731
+    n = lambda v: db.var_type(v).resolved().nelems
     assert n("__per_cpu_offset") == _config(debian_kernel, "CONFIG_NR_CPUS")
     assert n("node_data") == 1 << _config(debian_kernel, "CONFIG_NODES_SHIFT")
     assert n("__log_buf") == 1 << _config(debian_kernel, "CONFIG_LOG_BUF_SHIFT")
-    for var, enumerator in [("vm_zone_stat", "NR_VM_ZONE_STAT_ITEMS"), ("vm_node_stat", "NR_VM_NODE_STAT_ITEMS"),
-                            ("vm_numa_event", "NR_VM_NUMA_EVENT_ITEMS"), ("kmalloc_caches", "NR_KMALLOC_TYPES"),
-                            ("node_states", "NR_NODE_STATES"), ("sysctl_lowmem_reserve_ratio", "__MAX_NR_ZONES")]:
+    for var, enumerator in [
+        ("vm_zone_stat", "NR_VM_ZONE_STAT_ITEMS"),
+        ("vm_node_stat", "NR_VM_NODE_STAT_ITEMS"),
+        ("vm_numa_event", "NR_VM_NUMA_EVENT_ITEMS"),
+        ("kmalloc_caches", "NR_KMALLOC_TYPES"),
+        ("node_states", "NR_NODE_STATES"),
+        ("sysctl_lowmem_reserve_ratio", "__MAX_NR_ZONES"),
+    ]:
         assert n(var) == _enumerator(bt, enumerator), var
     # differs from the reference build (11 zone stat items, 5 kmalloc types): really per build
     assert (n("vm_zone_stat"), n("kmalloc_caches")) == (12, 4)
@@ -220,6 +237,7 @@ def test_every_struct_size_equals_bpftool(debian_db, bpftool_types):
 
 # -- the cache ----------------------------------------------------------------------------------
 
+
 def test_cache_warm_and_corrupt(debian_image, tmp_path):
     cold = typedb_from_btf(debian_image.btf, cache=tmp_path)
     assert not cold.from_cache
@@ -243,6 +261,7 @@ def test_cache_dir_follows_xdg(debian_image, tmp_path, monkeypatch, debian_kerne
 
 # -- the pinned data ----------------------------------------------------------------------------
 
+
 def test_pinned_data_reproduces():
     """build_typedoc over the reference BTF gives exactly the shipped data (symbolic bounds)."""
     if not REFERENCE_BTF.is_file():
@@ -255,13 +274,17 @@ def test_pinned_data_reproduces():
 
 # -- other compressions (a small ELF with the same .BTF, wrapped in Debian's setup code) ------------
 
+
 @pytest.fixture(scope="session")
 def small_elf(debian_vmlinux, tmp_path_factory) -> bytes:
     if shutil.which("objcopy") is None:
         pytest.fail("objcopy not installed (binutils; .ci/run installs it)")
     out = tmp_path_factory.mktemp("small") / "vmlinux"
-    subprocess.run(["objcopy", "--only-section=.BTF", "--only-section=.notes", str(debian_vmlinux), str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["objcopy", "--only-section=.BTF", "--only-section=.notes", str(debian_vmlinux), str(out)],
+        check=True,
+        capture_output=True,
+    )
     return out.read_bytes()
 
 
@@ -303,6 +326,7 @@ def test_compressions(debian_kernel, debian_image, small_elf, tmp_path, kind):
 
 # -- bad input: one-line SnapshotError ------------------------------------------------------------
 
+
 def _error(path) -> str:
     with pytest.raises(SnapshotError) as ei:
         read_kernel_image(path)
@@ -324,8 +348,7 @@ def test_elf_without_btf(debian_vmlinux, tmp_path):
     if shutil.which("objcopy") is None:
         pytest.fail("objcopy not installed (binutils; .ci/run installs it)")
     out = tmp_path / "vmlinux-nobtf"
-    subprocess.run(["objcopy", "--remove-section=.BTF", str(debian_vmlinux), str(out)], check=True,
-                   capture_output=True)
+    subprocess.run(["objcopy", "--remove-section=.BTF", str(debian_vmlinux), str(out)], check=True, capture_output=True)
     msg = _error(out)
     assert msg == (f"kernel image {out} has no .BTF section (build the kernel with CONFIG_DEBUG_INFO_BTF)")
 
@@ -343,7 +366,7 @@ def test_corrupt_payloads(debian_kernel, small_elf, tmp_path):
     setup_sects = data[0x1F1] or 4
     off, length = struct.unpack_from("<II", data, 0x248)
     start = (setup_sects + 1) * 512 + off
-    data[start + length // 2: start + length // 2 + 64] = bytes(64)
+    data[start + length // 2 : start + length // 2 + 64] = bytes(64)
     p = tmp_path / "vmlinuz"
     p.write_bytes(data)
     assert "corrupt zstd payload" in _error(p)

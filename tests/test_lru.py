@@ -57,8 +57,10 @@ def test_drgn_walks_the_lru_lists(lru_snapshot):
     prog = open_drgn(path + ".vmcore", path + ".vmlinux")
     vmemmap = prog["vmemmap_base"].value_()
     size = prog.type("struct page").size
-    PG = {n: prog.constant(n).value_() for n in ("PG_lru", "PG_active", "PG_swapbacked", "PG_unevictable",
-                                                 "PG_referenced")}
+    PG = {
+        n: prog.constant(n).value_()
+        for n in ("PG_lru", "PG_active", "PG_swapbacked", "PG_unevictable", "PG_referenced")
+    }
     seen = {}
     for nid in (0, 1):
         lruvec = prog["node_data"][nid].__lruvec
@@ -80,8 +82,10 @@ def test_drgn_walks_the_lru_lists(lru_snapshot):
         for lru, name in enumerate(names):
             assert prog["node_data"][nid].vm_stat[prog.constant(name)].counter.value_() == counted[lru]
             # __update_lru_size: the zones' NR_ZONE_* twins sum to the node's
-            zsum = sum(z.vm_stat[prog.constant("NR_ZONE_" + name[3:])].counter.value_()
-                       for z in prog["node_data"][nid].node_zones)
+            zsum = sum(
+                z.vm_stat[prog.constant("NR_ZONE_" + name[3:])].counter.value_()
+                for z in prog["node_data"][nid].node_zones
+            )
             assert zsum == counted[lru]
     assert set(seen) == set(made)
     for pfn, (nid, anon, _order) in made.items():

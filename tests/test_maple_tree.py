@@ -159,8 +159,20 @@ def progs(built):
     return open_drgn(path + ".vmcore", path + ".vmlinux"), open_snapshot(path)
 
 
-TREES = ["self_maps", "empty", "one_at_0", "one_range", "few", "adjacent", "hundreds", "range64", "not_rcu",
-         "big", "mixed", "dup"]
+TREES = [
+    "self_maps",
+    "empty",
+    "one_at_0",
+    "one_range",
+    "few",
+    "adjacent",
+    "hundreds",
+    "range64",
+    "not_rcu",
+    "big",
+    "mixed",
+    "dup",
+]
 
 
 def _d(dprog, addr: int):
@@ -461,11 +473,14 @@ def _ref_store(ref: list, first: int, last: int, entry: int | None) -> list:
     return sorted(out)
 
 
-@pytest.mark.parametrize("seed,flags,space,maxlen", [
-    (1, M.MM_MT_FLAGS, 5000, 3),  # dense small indices: mab_calc_split's "range below a node" rule
-    (2, 0, 1 << 20, 50),  # range_64 internal nodes
-    (3, M.MT_FLAGS_ALLOC_RANGE, 1 << 40, 1 << 30),  # big spanning stores
-])
+@pytest.mark.parametrize(
+    "seed,flags,space,maxlen",
+    [
+        (1, M.MM_MT_FLAGS, 5000, 3),  # dense small indices: mab_calc_split's "range below a node" rule
+        (2, 0, 1 << 20, 50),  # range_64 internal nodes
+        (3, M.MT_FLAGS_ALLOC_RANGE, 1 << 40, 1 << 30),  # big spanning stores
+    ],
+)
 def test_random_stores_and_erases_keep_contents_and_invariants(seed, flags, space, maxlen):
     rnd = random.Random(seed)
     nxt = iter(range(0x100000, 1 << 40, 256))
@@ -489,9 +504,18 @@ def test_random_stores_and_erases_keep_contents_and_invariants(seed, flags, spac
 
 
 def test_reader_and_simulator_restate_the_same_defines():
-    for name in ("MAPLE_NODE_MASK", "MAPLE_NODE_TYPE_MASK", "MAPLE_NODE_TYPE_SHIFT", "MAPLE_HEIGHT_MAX",
-                 "MT_FLAGS_ALLOC_RANGE", "MT_FLAGS_HEIGHT_OFFSET", "MT_FLAGS_HEIGHT_MASK", "MA_ROOT_PARENT",
-                 "MAPLE_PARENT_SLOT_SHIFT", "MAPLE_PARENT_RANGE64"):
+    for name in (
+        "MAPLE_NODE_MASK",
+        "MAPLE_NODE_TYPE_MASK",
+        "MAPLE_NODE_TYPE_SHIFT",
+        "MAPLE_HEIGHT_MAX",
+        "MT_FLAGS_ALLOC_RANGE",
+        "MT_FLAGS_HEIGHT_OFFSET",
+        "MT_FLAGS_HEIGHT_MASK",
+        "MA_ROOT_PARENT",
+        "MAPLE_PARENT_SLOT_SHIFT",
+        "MAPLE_PARENT_RANGE64",
+    ):
         assert getattr(RM, name) == getattr(M, name), name
     # the header's slot counts are the type data's array sizes (asserted at import, restated here)
     assert T.struct("maple_range_64").walk("slot")[2].resolved().nelems == M.MAPLE_RANGE64_SLOTS

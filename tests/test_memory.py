@@ -495,8 +495,11 @@ def _check_avc_tree(k, av):
             return -1
         avc = node - off
         v = k.kmem.get(avc, "anon_vma_chain", "vma")
-        last = k.kmem.get(v, "vm_area_struct", "vm_pgoff") + ((k.kmem.get(v, "vm_area_struct", "vm_end")
-                                                                 - k.kmem.get(v, "vm_area_struct", "vm_start")) >> 12) - 1
+        last = (
+            k.kmem.get(v, "vm_area_struct", "vm_pgoff")
+            + ((k.kmem.get(v, "vm_area_struct", "vm_end") - k.kmem.get(v, "vm_area_struct", "vm_start")) >> 12)
+            - 1
+        )
         want = max(last, walk_(rd(node + rb.LEFT)), walk_(rd(node + rb.RIGHT)))
         assert k.kmem.get(avc, "anon_vma_chain", "rb_subtree_last") == want
         return want
@@ -524,8 +527,11 @@ def test_split_vmas_share_the_anon_vma_with_exact_interval_keys(k) -> None:
         v = mmap.find_vma(k, p.mm, a + i * 4096)
         idx = k.kmem.get(k.pfn_to_page(pfn), "folio", "index")
         vp = k.kmem.get(v, "vm_area_struct", "vm_pgoff")
-        assert vp <= idx < vp + ((k.kmem.get(v, "vm_area_struct", "vm_end") - k.kmem.get(v, "vm_area_struct",
-                                                                                       "vm_start")) >> 12)
+        assert (
+            vp
+            <= idx
+            < vp + ((k.kmem.get(v, "vm_area_struct", "vm_end") - k.kmem.get(v, "vm_area_struct", "vm_start")) >> 12)
+        )
 
 
 def test_rmap_walk_finds_exactly_the_mappings(k) -> None:
@@ -549,8 +555,9 @@ def test_rmap_walk_finds_exactly_the_mappings(k) -> None:
     y = filemap.mmap_file(k, c.mm, f, 8 * 4096, RW, True)
     pg = memory.handle_mm_fault(k, p.mm, x + 2 * 4096, False).pfn
     memory.handle_mm_fault(k, c.mm, y + 2 * 4096, False, task=c.task)
-    assert sorted(rmap.rmap_walk(k, pg)) == sorted([(mmap.find_vma(k, p.mm, x), x + 2 * 4096),
-                                                    (mmap.find_vma(k, c.mm, y), y + 2 * 4096)])
+    assert sorted(rmap.rmap_walk(k, pg)) == sorted(
+        [(mmap.find_vma(k, p.mm, x), x + 2 * 4096), (mmap.find_vma(k, c.mm, y), y + 2 * 4096)]
+    )
 
 
 def test_interval_tree_queries_match_brute_force(k) -> None:
@@ -560,6 +567,7 @@ def test_interval_tree_queries_match_brute_force(k) -> None:
     kids = [fork.do_fork(k, p) for _ in range(6)]
     try:
         from mmintro.kernel import mprotect
+
         for i, c in enumerate(kids):  # split the children's VMAs at different places
             mprotect.do_mprotect(k, c.mm, a + (4 + 7 * i) * 4096, 4096, mmap.VM_READ)
     except ImportError:
@@ -586,6 +594,7 @@ def test_check_mm_after_a_mixed_life() -> None:
     memory.handle_mm_fault(k, p.mm, a + 400 * 4096, False)
     try:
         from mmintro.kernel import filemap, hugetlb, inode
+
         f = inode.create_file(k, "/data/mix", 64 * 4096)
         x = filemap.mmap_file(k, p.mm, f, 64 * 4096, RW, False)
         memory.handle_mm_fault(k, p.mm, x, False)
@@ -604,7 +613,6 @@ def test_check_mm_after_a_mixed_life() -> None:
     memory.add_mm_counter(k, c.mm, "MM_ANONPAGES", 1)
     have = memory.get_mm_counter_sum(k, c.mm, "MM_ANONPAGES")
     assert memory.check_mm(k, c.mm) == [f"MM_ANONPAGES {have} != {have - 1} mapped"]
-
 
 
 def test_check_mapcounts_reports_a_skewed_mapcount(k) -> None:

@@ -35,8 +35,11 @@ def world(tmp_path_factory):
         pytest.skip("fork.do_fork (VMA helper) not available")
     k = boot(MachineConfig(ram=1 << 30, seed=11))
     p = fork.spawn_process(k, "parent", mmaps=[(LEN, RW)])
-    vma = next(v for _f, _l, v in mmap.mm_tree(k, p.mm).mt_for_each(0)
-               if k.kmem.get(v, "vm_area_struct", "vm_end") - k.kmem.get(v, "vm_area_struct", "vm_start") == LEN)
+    vma = next(
+        v
+        for _f, _l, v in mmap.mm_tree(k, p.mm).mt_for_each(0)
+        if k.kmem.get(v, "vm_area_struct", "vm_end") - k.kmem.get(v, "vm_area_struct", "vm_start") == LEN
+    )
     a = k.kmem.get(vma, "vm_area_struct", "vm_start")
     memory.mm_populate(k, p.mm, a, 300 * 4096, True)
     memory.mm_populate(k, p.mm, a + 300 * 4096, 20 * 4096, False)
@@ -109,8 +112,9 @@ def test_task_rss_and_pgtables_bytes(world) -> None:
         task = Object(prog, "struct task_struct *", proc.task)
         r = task_rss(prog, task)
         assert (r.file, r.anon, r.shmem, r.swap) == tuple(
-            memory.get_mm_counter_sum(k, proc.mm, m) for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES",
-                                                                "MM_SWAPENTS"))
+            memory.get_mm_counter_sum(k, proc.mm, m)
+            for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES", "MM_SWAPENTS")
+        )
         # an independent count: every table page below the user half of the PGD, walked by drgn
         mm = task.mm
         pgd = mm.pgd.value_()
@@ -180,8 +184,7 @@ def test_anon_mapped_counter_and_lru_in_drgn(world) -> None:
     stat = prog["vm_node_stat"][prog["NR_ANON_MAPPED"]].counter.value_()
     assert stat == len(anon)  # pages mapped at least once
     lru = prog["node_data"][0].__lruvec.lists[prog["LRU_INACTIVE_ANON"]]
-    on_lru = {page_to_pfn(pg).value_() for pg in
-              list_for_each_entry("struct page", lru.address_of_(), "lru")}
+    on_lru = {page_to_pfn(pg).value_() for pg in list_for_each_entry("struct page", lru.address_of_(), "lru")}
     assert anon <= on_lru
     _ = Object
 
@@ -196,8 +199,13 @@ def test_anon_vma_interval_tree_in_drgn(world) -> None:
     avcs = list(rbtree_inorder_for_each_entry("struct anon_vma_chain", av.rb_root.rb_root.address_of_(), "rb"))
     assert sorted(x.vma.value_() for x in avcs) == sorted([vma, cvma])
     assert av.rb_root.rb_leftmost == avcs[0].rb.address_of_()
-    validate_rbtree("struct anon_vma_chain", av.rb_root.rb_root.address_of_(), "rb",
-                    lambda x, y: (x.vma.vm_pgoff > y.vma.vm_pgoff) - (x.vma.vm_pgoff < y.vma.vm_pgoff), True)
+    validate_rbtree(
+        "struct anon_vma_chain",
+        av.rb_root.rb_root.address_of_(),
+        "rb",
+        lambda x, y: (x.vma.vm_pgoff > y.vma.vm_pgoff) - (x.vma.vm_pgoff < y.vma.vm_pgoff),
+        True,
+    )
 
     def last(x):
         v = x.vma
@@ -205,9 +213,18 @@ def test_anon_vma_interval_tree_in_drgn(world) -> None:
 
     for x in avcs:
         kids = [x.rb.rb_left, x.rb.rb_right]
-        want = max([last(x)] + [Object(prog, "struct anon_vma_chain *",
-                                       kid.value_() - prog.type("struct anon_vma_chain").member("rb").offset)
-                                .rb_subtree_last.value_() for kid in kids if kid])
+        want = max(
+            [last(x)]
+            + [
+                Object(
+                    prog,
+                    "struct anon_vma_chain *",
+                    kid.value_() - prog.type("struct anon_vma_chain").member("rb").offset,
+                ).rb_subtree_last.value_()
+                for kid in kids
+                if kid
+            ]
+        )
         assert x.rb_subtree_last.value_() == want
     assert rmap.anon_vma_interval_tree_vmas(k, av.value_())
 
@@ -226,8 +243,12 @@ def test_file_pages_and_i_mmap_in_drgn(world) -> None:
     file = Object(prog, "struct vm_area_struct *", pvma).vm_file
     mapping = file.f_mapping
     # i_mmap holds the parent's VMA and the child's copy (dup_mmap links it after the parent's)
-    vmas = [v.value_() for v in rbtree_inorder_for_each_entry(
-        "struct vm_area_struct", mapping.i_mmap.rb_root.address_of_(), "shared.rb")]
+    vmas = [
+        v.value_()
+        for v in rbtree_inorder_for_each_entry(
+            "struct vm_area_struct", mapping.i_mmap.rb_root.address_of_(), "shared.rb"
+        )
+    ]
     assert sorted(vmas) == sorted([pvma, cvma])
     # every file PTE of both processes maps the page-cache folio at its index (drgn's xa_load)
     counts: dict[int, int] = {}

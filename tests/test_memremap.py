@@ -17,7 +17,7 @@ PMEM = (0x40000000, 0x50000000)
 
 def _page_words(read, vmemmap: int, pfn: int, size: int) -> list[int]:
     b = read(vmemmap + pfn * size, size)
-    return [int.from_bytes(b[i:i + 8], "little") for i in range(0, size, 8)]
+    return [int.from_bytes(b[i : i + 8], "little") for i in range(0, size, 8)]
 
 
 def _section(prog, nr: int) -> tuple[int, int]:
@@ -49,18 +49,33 @@ def _device_state(prog) -> dict:
     pm = Object(prog, "struct dev_pagemap", address=pgmap)
     data = pm.ref.data[0]
     counter = pm.ref.percpu_count_ptr.value_()
-    gets = sum(int.from_bytes(prog.read((counter + prog["__per_cpu_offset"][c].value_()) & (2 ** 64 - 1), 8), "little")
-               for c in range(prog["nr_cpu_ids"].value_()))
+    gets = sum(
+        int.from_bytes(prog.read((counter + prog["__per_cpu_offset"][c].value_()) & (2**64 - 1), 8), "little")
+        for c in range(prog["nr_cpu_ids"].value_())
+    )
     return {
-        "zone": (z.zone_start_pfn.value_(), z.spanned_pages.value_(), z.present_pages.value_(),
-                 z.managed_pages.counter.value_()),
+        "zone": (
+            z.zone_start_pfn.value_(),
+            z.spanned_pages.value_(),
+            z.present_pages.value_(),
+            z.managed_pages.counter.value_(),
+        ),
         "node": (pg.node_start_pfn.value_(), pg.node_spanned_pages.value_(), pg.node_present_pages.value_()),
         # flags: node, zone and PG_reserved (the rest of the word is LAST_CPUPID, whose width is the build's)
         "page": [(w[0] & (1 << T.const("PG_reserved")) != 0, w[1] == pgmap, w[2:8]) for w in words],
-        "pgmap": (pm.type.value_(), pm.nr_range.value_(), pm.range.start.value_(), pm.range.end.value_(),
-                  pm.vmemmap_shift.value_(), pm.flags.value_()),
-        "ref": (data.count.counter.value_() if hasattr(data.count, "counter") else data.count.value_(),
-                data.ref.value_() == pgmap + T.struct("dev_pagemap").offsetof("ref"), gets),
+        "pgmap": (
+            pm.type.value_(),
+            pm.nr_range.value_(),
+            pm.range.start.value_(),
+            pm.range.end.value_(),
+            pm.vmemmap_shift.value_(),
+            pm.flags.value_(),
+        ),
+        "ref": (
+            data.count.counter.value_() if hasattr(data.count, "counter") else data.count.value_(),
+            data.ref.value_() == pgmap + T.struct("dev_pagemap").offsetof("ref"),
+            gets,
+        ),
         "sections": [_section(prog, nr) for nr in range(PMEM[0] >> 27, PMEM[1] >> 27)],
     }
 
@@ -120,7 +135,7 @@ def test_memmap_bang_gives_zone_device_pages_drgn_reads(tmp_path) -> None:
     dma32 = next(z for z in k.zones[0] if z.name == "DMA32")
     assert dma32.present == dma32.spanned - 0x8000 - (dma32.start_pfn + dma32.spanned - (0x3FFE0000 >> 12))
     out = subprocess.run(["mmintro", "zoneinfo", str(tmp_path / "m")], capture_output=True, text=True).stdout
-    block = out[out.index("zone   Device"):]
+    block = out[out.index("zone   Device") :]
     assert re.search(r"spanned\s+32768\n\s+present\s+0\n\s+managed\s+0", block)
 
 
@@ -133,8 +148,14 @@ def drgn_pgmap(prog, page):
 
 
 def test_unaligned_pmem_is_refused_in_one_line(tmp_path) -> None:
-    p = subprocess.run(["mmintro", "simulate", "--ram", "1G", "--cmdline", "memmap=1M!0x20000000",
-                        "-o", str(tmp_path / "x")], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        ["mmintro", "simulate", "--ram", "1G", "--cmdline", "memmap=1M!0x20000000", "-o", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert p.stderr.strip().splitlines() == ["mmintro: error: persistent memory [0x20000000-0x200fffff] is not 2 MiB "
-                                             "aligned (memremap_pages maps whole subsections)"]
+    assert p.stderr.strip().splitlines() == [
+        "mmintro: error: persistent memory [0x20000000-0x200fffff] is not 2 MiB "
+        "aligned (memremap_pages maps whole subsections)"
+    ]

@@ -21,12 +21,12 @@ FORMATS = {
     "header": "%s invoked oom-killer: gfp_mask=%#x(%pGg), order=%d, oom_score_adj=%hd",
     "tasks": "Tasks state (memory values in pages):",
     "tasks_head": "[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents "
-                  "oom_score_adj name",
+    "oom_score_adj name",
     "task": "[%7d] %5d %5d %8lu %8lu %8lu %8lu %9lu %8ld %8lu         %5hd %s",
     "victim": "oom-kill:constraint=%s,nodemask=%*pbl,cpuset=%s,mems_allowed=%*pbl,global_oom,task_memcg=%s,"
-              "task=%s,pid=%d,uid=%d",
+    "task=%s,pid=%d,uid=%d",
     "killed": "%s: Killed process %d (%s) total-vm:%lukB, anon-rss:%lukB, file-rss:%lukB, shmem-rss:%lukB, "
-              "UID:%u pgtables:%lukB oom_score_adj:%hd",
+    "UID:%u pgtables:%lukB oom_score_adj:%hd",
     "reaped": "oom_reaper: reaped process %d (%s), now anon-rss:%lukB, file-rss:%lukB, shmem-rss:%lukB",
     "meminfo": "Mem-Info:",
     "pagecache": "%lu total pagecache pages",
@@ -34,9 +34,9 @@ FORMATS = {
     "highmem": "%lu pages HighMem/MovableOnly",
     "reserved": "%lu pages reserved",
     "node": "Node %d active_anon:%lukB inactive_anon:%lukB active_file:%lukB inactive_file:%lukB "
-            "unevictable:%lukB isolated(anon):%lukB isolated(file):%lukB mapped:%lukB dirty:%lukB "
-            "writeback:%lukB shmem:%lukB shmem_thp:%lukB shmem_pmdmapped:%lukB anon_thp:%lukB "
-            "kernel_stack:%lukB pagetables:%lukB sec_pagetables:%lukB all_unreclaimable? %s Balloon:%lukB",
+    "unevictable:%lukB isolated(anon):%lukB isolated(file):%lukB mapped:%lukB dirty:%lukB "
+    "writeback:%lukB shmem:%lukB shmem_thp:%lukB shmem_pmdmapped:%lukB anon_thp:%lukB "
+    "kernel_stack:%lukB pagetables:%lukB sec_pagetables:%lukB all_unreclaimable? %s Balloon:%lukB",
 }
 
 
@@ -45,7 +45,7 @@ def _regex(fmt: str) -> re.Pattern[str]:
     out, i = "", 0
     spec = re.compile(r"%(\*?)(-?)(\d*)(hd|ld|lu|d|u|s|#x|pGg|pbl)")
     for m in spec.finditer(fmt):
-        out += re.escape(fmt[i:m.start()])
+        out += re.escape(fmt[i : m.start()])
         star, _minus, width, conv = m.groups()
         if conv in ("d", "hd", "ld"):
             body = r"-?\d+"
@@ -121,7 +121,7 @@ def test_no_killable_process_panics() -> None:
     w.spawn("init")
     _grow(w, "db", "8M", adj=-1000)
     with pytest.raises(oom_kill.OomPanic, match="no killable processes"):
-        oom_kill.out_of_memory(w.k, oom_kill.OomControl(nodemask=None, gfp_mask=0xcc0, order=0, zonelist=[]))
+        oom_kill.out_of_memory(w.k, oom_kill.OomControl(nodemask=None, gfp_mask=0xCC0, order=0, zonelist=[]))
     assert "Out of memory and no killable processes..." in w.k.log
 
 
@@ -146,14 +146,25 @@ def test_report_lines_match_the_kernels_format_strings(oom_run) -> None:  # type
     log = oom_run.kernel.log
     start = next(i for i, ln in enumerate(log) if "invoked oom-killer" in ln)
     end = next(i for i, ln in enumerate(log) if ln.startswith("oom_reaper: reaped"))
-    lines = log[start:end + 1]
+    lines = log[start : end + 1]
     regs = {n: _regex(f) for n, f in FORMATS.items()}
     assert regs["header"].match(lines[0]), lines[0]
-    assert lines[0].startswith("leaky invoked oom-killer: gfp_mask=0x100dca(GFP_HIGHUSER_MOVABLE|__GFP_ZERO), "
-                               "order=0, oom_score_adj=0")
+    assert lines[0].startswith(
+        "leaky invoked oom-killer: gfp_mask=0x100dca(GFP_HIGHUSER_MOVABLE|__GFP_ZERO), order=0, oom_score_adj=0"
+    )
     assert lines[1] == "Mem-Info:"
-    for name in ("tasks", "tasks_head", "victim", "killed", "reaped", "pagecache", "ram", "highmem", "reserved",
-                 "node"):
+    for name in (
+        "tasks",
+        "tasks_head",
+        "victim",
+        "killed",
+        "reaped",
+        "pagecache",
+        "ram",
+        "highmem",
+        "reserved",
+        "node",
+    ):
         assert any(regs[name].match(ln) for ln in lines), name
     rows = [ln for ln in lines if regs["task"].match(ln)]
     assert [r.split()[-1] for r in rows] == ["db", "leaky"]  # init (pid 1) is not listed
@@ -162,8 +173,10 @@ def test_report_lines_match_the_kernels_format_strings(oom_run) -> None:  # type
     db = rows[0].split()
     assert db[-2] == "-900"
     victim = next(ln for ln in lines if ln.startswith("oom-kill:"))
-    assert victim == ("oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,"
-                      "task_memcg=/,task=leaky,pid=3,uid=0")
+    assert victim == (
+        "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,"
+        "task_memcg=/,task=leaky,pid=3,uid=0"
+    )
     killed = next(ln for ln in lines if "Killed process" in ln)
     assert killed.startswith("Out of memory: Killed process 3 (leaky) total-vm:")
     kb = int(re.search(r"anon-rss:(\d+)kB", killed).group(1))
@@ -171,8 +184,9 @@ def test_report_lines_match_the_kernels_format_strings(oom_run) -> None:  # type
     assert kb == int(leaky_row[5]) * 4  # rss_anon pages at the report = anon-rss kB at the kill
     # get_mm_counter() reads the percpu counters' count without the CPUs' deltas, as the kernel
     # prints it: what the reaper unmapped may still sit in a CPU's delta (< batch pages a CPU)
-    m = re.fullmatch(r"oom_reaper: reaped process 3 \(leaky\), now anon-rss:(\d+)kB, file-rss:0kB, shmem-rss:0kB",
-                     lines[-1])
+    m = re.fullmatch(
+        r"oom_reaper: reaped process 3 \(leaky\), now anon-rss:(\d+)kB, file-rss:0kB, shmem-rss:0kB", lines[-1]
+    )
     assert m and int(m.group(1)) < 4 * _PCPU_SLACK
 
 
@@ -195,6 +209,7 @@ def test_the_reaper_unmaps_private_anonymous_memory_and_sets_oom_skip() -> None:
     _grow(w, "v", "8M")
     k = w.k
     p = w.proc("v")
+
     def free() -> int:  # buddy + per-CPU lists
         return sum(z.free_pages + sum(c.count for c in z.pcp) for zs in k.zones for z in zs)
 
@@ -217,8 +232,10 @@ def test_the_reaper_unmaps_private_anonymous_memory_and_sets_oom_skip() -> None:
 
 # -- the workload's steps ------------------------------------------------------------------
 def test_a_step_on_a_killed_process_fails_at_load_time() -> None:
-    text = ('[[step]]\nspawn = "init"\n[[step]]\nspawn = "p"\nheap = "1M"\n[[step]]\ntouch = "heap"\n'
-            'process = "p"\nuntil = "oom"\n[[step]]\ntouch = "heap"\nprocess = "p"\n')
+    text = (
+        '[[step]]\nspawn = "init"\n[[step]]\nspawn = "p"\nheap = "1M"\n[[step]]\ntouch = "heap"\n'
+        'process = "p"\nuntil = "oom"\n[[step]]\ntouch = "heap"\nprocess = "p"\n'
+    )
     with pytest.raises(ScenarioError, match=r"step 4 \(touch\): process 'p' was killed by the OOM killer at step 3"):
         parse_scenario(text, "bad.toml")
     with pytest.raises(ScenarioError, match="oom_score_adj = 2000 is not an integer in -1000..1000"):
@@ -228,8 +245,11 @@ def test_a_step_on_a_killed_process_fails_at_load_time() -> None:
 
 
 def test_touch_until_oom_fails_when_nobody_is_killed() -> None:
-    sc = parse_scenario('[machine]\nram = "256M"\n[[step]]\nspawn = "init"\n[[step]]\nspawn = "p"\nheap = "1M"\n'
-                        '[[step]]\ntouch = "heap"\nprocess = "p"\naccess = "write"\nuntil = "oom"\n', "x.toml")
+    sc = parse_scenario(
+        '[machine]\nram = "256M"\n[[step]]\nspawn = "init"\n[[step]]\nspawn = "p"\nheap = "1M"\n'
+        '[[step]]\ntouch = "heap"\nprocess = "p"\naccess = "write"\nuntil = "oom"\n',
+        "x.toml",
+    )
     with pytest.raises(ScenarioFailed, match="did not kill p"):
         run_scenario(sc)
 

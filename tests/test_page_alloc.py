@@ -94,7 +94,10 @@ def test_compound_page_encoding(k) -> None:
     k.free_pages(pfn, 4)
     assert not mv64[w + pa.W_FLAGS] & (1 << pa.PG_head)
     for i in range(1, 16):
-        assert mv64[w + 8 * i + pa.W_COMPOUND_HEAD] in (0, pa.LIST_POISON1) or mv64[w + 8 * i + pa.W_COMPOUND_HEAD] & 1 == 0
+        assert (
+            mv64[w + 8 * i + pa.W_COMPOUND_HEAD] in (0, pa.LIST_POISON1)
+            or mv64[w + 8 * i + pa.W_COMPOUND_HEAD] & 1 == 0
+        )
 
 
 def test_gfp_zero_really_zeroes(k) -> None:
@@ -133,8 +136,7 @@ def test_numa_hit_miss_foreign_local_other() -> None:
     delta = [a - b for a, b in zip(z.numa_events, before[id(z)])]
     assert delta[pa.NUMA_HIT] == 1 and delta[pa.NUMA_OTHER] == 1 and delta[pa.NUMA_LOCAL] == 0
     # __GFP_THISNODE on an exhausted-for-the-request zone list fails instead of spilling.
-    assert k.alloc_pages(GFP_KERNEL | G.__GFP_THISNODE | G.__GFP_NOWARN, 0, nid=1,
-                         nodemask=frozenset({0})) is None
+    assert k.alloc_pages(GFP_KERNEL | G.__GFP_THISNODE | G.__GFP_NOWARN, 0, nid=1, nodemask=frozenset({0})) is None
 
 
 def test_warn_alloc_report_for_an_impossible_request(k) -> None:
@@ -148,8 +150,9 @@ def test_warn_alloc_report_for_an_impossible_request(k) -> None:
     assert not any("page allocation failure" in line for line in k.log)  # __GFP_NOWARN
     assert k.alloc_pages(G.GFP_DMA, 10) is None
     text = k.alloc_failures[-1].text
-    assert text.splitlines()[0] == ("swapper/0: page allocation failure: order:10, mode:0x1(GFP_DMA), "
-                                    "nodemask=(null),cpuset=/,mems_allowed=0")
+    assert text.splitlines()[0] == (
+        "swapper/0: page allocation failure: order:10, mode:0x1(GFP_DMA), nodemask=(null),cpuset=/,mems_allowed=0"
+    )
     assert "Node 0 DMA: " in text and text in "\n".join(k.log)
     for p in got:
         k.free_pages(p, 10)

@@ -29,9 +29,17 @@ from mmintro.kernel.machine import Kernel, boot
 from mmintro.reader import open_snapshot
 from mmintro.snapshot.writer import save, snapshot_paths
 
-GFPS = ["GFP_KERNEL", "GFP_KERNEL|__GFP_COMP", "GFP_HIGHUSER_MOVABLE", "GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO",
-        "GFP_ATOMIC", "GFP_NOWAIT|__GFP_ZERO", "GFP_KERNEL|__GFP_RECLAIMABLE|__GFP_COMP", "GFP_KERNEL|GFP_DMA32",
-        "GFP_TRANSHUGE"]
+GFPS = [
+    "GFP_KERNEL",
+    "GFP_KERNEL|__GFP_COMP",
+    "GFP_HIGHUSER_MOVABLE",
+    "GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO",
+    "GFP_ATOMIC",
+    "GFP_NOWAIT|__GFP_ZERO",
+    "GFP_KERNEL|__GFP_RECLAIMABLE|__GFP_COMP",
+    "GFP_KERNEL|GFP_DMA32",
+    "GFP_TRANSHUGE",
+]
 
 
 @dataclass
@@ -74,8 +82,11 @@ def progs(workload: Workload):
     return open_snapshot(workload.path), xc.open_drgn(str(core), str(vmlinux))
 
 
-@pytest.mark.parametrize("name,check", row_params(xc.CHECKS) + [
-    pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow], id=p.id) for p in row_params(xc.SLOW_CHECKS)])
+@pytest.mark.parametrize(
+    "name,check",
+    row_params(xc.CHECKS)
+    + [pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow], id=p.id) for p in row_params(xc.SLOW_CHECKS)],
+)
 def test_crosscheck_row_agrees_after_a_workload(progs, name: str, check) -> None:
     prog, dprog = progs
     mine, theirs = check(prog, dprog)
@@ -93,8 +104,13 @@ def test_drgn_free_lists_are_the_simulators(workload: Workload, progs) -> None:
     prog, dprog = progs
     _mine, (entries, verdict) = xc.c_free_lists(prog, dprog)
     assert verdict == xc.FREE_LIST_OK
-    books = sorted((z.nid, z.idx, o, mt, pfn) for z in _zones(workload.k) for o in range(11) for mt in range(5)
-                   for pfn in page_alloc.list_pfns(z, page_alloc.free_list_head(o, mt)))
+    books = sorted(
+        (z.nid, z.idx, o, mt, pfn)
+        for z in _zones(workload.k)
+        for o in range(11)
+        for mt in range(5)
+        for pfn in page_alloc.list_pfns(z, page_alloc.free_list_head(o, mt))
+    )
     assert sorted(e[:5] for e in entries) == books
     assert len(books) > 100
     (_m, _v), (orders, kmem_verdict) = xc.c_kmem_f_orders(prog, dprog)
@@ -135,7 +151,8 @@ def test_drgn_counters_and_watermarks_are_the_simulators(workload: Workload, pro
         dz = d["node_data"][z.nid].node_zones[z.idx].address_of_()
         assert zone_page_state(dz, d["NR_FREE_PAGES"]) == z.free_pages
         assert [min_wmark_pages(dz), low_wmark_pages(dz), high_wmark_pages(dz)] == [
-            w + z.watermark_boost for w in z.watermark[:3]]
+            w + z.watermark_boost for w in z.watermark[:3]
+        ]
 
 
 def test_drgn_pcp_lists_are_the_simulators(workload: Workload, progs) -> None:
@@ -146,8 +163,9 @@ def test_drgn_pcp_lists_are_the_simulators(workload: Workload, progs) -> None:
     assert verdict == xc.PCP_OK
     zones = _zones(workload.k)
     assert counts == [(z.nid, z.idx, pc.cpu, pc.count) for z in zones for pc in z.pcp]
-    assert lists == [(z.nid, z.idx, pc.cpu, [len(page_alloc.list_pfns(z, h)) for h in pc.heads])
-                     for z in zones for pc in z.pcp]
+    assert lists == [
+        (z.nid, z.idx, pc.cpu, [len(page_alloc.list_pfns(z, h)) for h in pc.heads]) for z in zones for pc in z.pcp
+    ]
     assert any(n for _n, _i, _c, n in counts)
 
 
@@ -176,7 +194,7 @@ def _file_offset(core: str, paddr: int) -> int:
     """Where physical address ``paddr`` is stored in an ELF64 core file (its PT_LOAD)."""
     with open(core, "rb") as f:
         ehdr = f.read(64)
-        phoff, = struct.unpack_from("<Q", ehdr, 0x20)
+        (phoff,) = struct.unpack_from("<Q", ehdr, 0x20)
         phentsize, phnum = struct.unpack_from("<HH", ehdr, 0x36)
         f.seek(phoff)
         for _ in range(phnum):
@@ -208,7 +226,10 @@ def test_a_corrupt_free_list_head_fails_rows_not_the_run(workload: Workload, tmp
     rows = {r.name: r for r in xc.run_crosscheck(str(copy), ["kmem -f", "free_area", "totalram", "kmem -n"])}
     assert not rows["crash kmem -f"].ok and "found" in rows["crash kmem -f"].detail
     assert not rows["crash kmem -f per order = buddyinfo"].ok
-    assert "CORRUPTED" in rows["crash kmem -f per order = buddyinfo"].drgn + rows["crash kmem -f per order = buddyinfo"].detail
+    assert (
+        "CORRUPTED"
+        in rows["crash kmem -f per order = buddyinfo"].drgn + rows["crash kmem -f per order = buddyinfo"].detail
+    )
     lists = rows["free_area lists: entries, PageBuddy, order"]
     assert not lists.ok and "broken link" in lists.detail
     assert rows["totalram_pages"].ok and rows["crash kmem -n"].ok

@@ -129,8 +129,12 @@ def books(k: Kernel) -> Books:
         sentinels = NR_ORDERS * MIGRATE_TYPES + len(z.pcp) * NR_PCP_LISTS
         assert len(z.nxt) == len(z.prv) == sentinels + n_entries, f"node {z.nid} {z.name}: stray list links"
     alloc = sorted(k.allocations.items())
-    return Books(np.array(free, dtype=np.int64).reshape(-1, 4), np.array(pcp, dtype=np.int64).reshape(-1, 5),
-                 np.array(alloc, dtype=np.int64).reshape(-1, 2), zones)
+    return Books(
+        np.array(free, dtype=np.int64).reshape(-1, 4),
+        np.array(pcp, dtype=np.int64).reshape(-1, 5),
+        np.array(alloc, dtype=np.int64).reshape(-1, 2),
+        zones,
+    )
 
 
 def coverage(blocks: list[np.ndarray], npfn: int) -> np.ndarray:
@@ -149,7 +153,7 @@ def memmap_words(k: Kernel) -> np.ndarray:
     words = np.zeros(nsec * PAGES_PER_SECTION * SP // 8, dtype=np.uint64)
     for nr in k.present_sections:
         raw = section_pages(k, nr).view(np.uint8).view(np.uint64)
-        words[nr * PAGES_PER_SECTION * 8:(nr + 1) * PAGES_PER_SECTION * 8] = raw
+        words[nr * PAGES_PER_SECTION * 8 : (nr + 1) * PAGES_PER_SECTION * 8] = raw
     return words
 
 
@@ -182,15 +186,22 @@ def boot_state(cfg: MachineConfig) -> BootState:
         npfn = (max(k.present_sections) + 1) * PAGES_PER_SECTION
         present = np.zeros(npfn, dtype=bool)
         for nr in k.present_sections:
-            present[nr * PAGES_PER_SECTION:(nr + 1) * PAGES_PER_SECTION] = True
+            present[nr * PAGES_PER_SECTION : (nr + 1) * PAGES_PER_SECTION] = True
         cov = coverage([b.free[:, :2], b.pcp[:, :2], b.alloc], npfn)
         assert cov.max() <= 1, "boot left a pfn in two blocks"
         owned = coverage([b.alloc], npfn) == 1
         page_alloc.drain_all_pages(k)
         d = books(k)
-        _BOOTS[cfg] = BootState(cov == 1, present, dict(k.allocations), owned,
-                                {tuple(r) for r in d.free[:, [3, 0, 1, 2]].tolist()}, memmap_words(k),
-                                bytes(k.pageblock_flags), [z.free_pages for z in d.zones])
+        _BOOTS[cfg] = BootState(
+            cov == 1,
+            present,
+            dict(k.allocations),
+            owned,
+            {tuple(r) for r in d.free[:, [3, 0, 1, 2]].tolist()},
+            memmap_words(k),
+            bytes(k.pageblock_flags),
+            [z.free_pages for z in d.zones],
+        )
     return _BOOTS[cfg]
 
 
@@ -229,10 +240,11 @@ def check_invariants(k: Kernel, live: dict[int, tuple[int, bool]]) -> Books:
         assert z.nr_free_highatomic == int((1 << ha[:, 1]).sum()), f"node {z.nid} {z.name}: nr_free_highatomic"
         # nr_reserved_highatomic counts the zone's MIGRATE_HIGHATOMIC pageblocks (reserve and
         # unreserve move it by whole pageblocks).
-        blocks = pb[z.start_pfn >> PAGEBLOCK_ORDER:((z.end_pfn - 1) >> PAGEBLOCK_ORDER) + 1]
+        blocks = pb[z.start_pfn >> PAGEBLOCK_ORDER : ((z.end_pfn - 1) >> PAGEBLOCK_ORDER) + 1]
         assert z.nr_reserved_highatomic == int((blocks == MIGRATE_HIGHATOMIC).sum()) << PAGEBLOCK_ORDER, (
             f"node {z.nid} {z.name}: nr_reserved_highatomic {z.nr_reserved_highatomic}, "
-            f"{int((blocks == MIGRATE_HIGHATOMIC).sum())} highatomic pageblocks")
+            f"{int((blocks == MIGRATE_HIGHATOMIC).sum())} highatomic pageblocks"
+        )
     assert not (mt == MIGRATE_ISOLATE).any(), "nothing isolates pageblocks, yet a block is on an isolate list"
 
     # A free block is on the list of its pageblock's migratetype (6.10+); a block of order
@@ -242,15 +254,21 @@ def check_invariants(k: Kernel, live: dict[int, tuple[int, bool]]) -> Books:
     for extra in range(int(nblocks.max(initial=1))):
         sel = extra < nblocks
         bad = pb[first_pb[sel] + extra] != mt[sel]
-        assert not bad.any(), (f"free block {free[sel][bad][0].tolist()} (pfn, order, mt, zone) sits in pageblock "
-                               f"{first_pb[sel][bad][0] + extra} of migratetype {pb[first_pb[sel][bad][0] + extra]}")
+        assert not bad.any(), (
+            f"free block {free[sel][bad][0].tolist()} (pfn, order, mt, zone) sits in pageblock "
+            f"{first_pb[sel][bad][0] + extra} of migratetype {pb[first_pb[sel][bad][0] + extra]}"
+        )
 
     # Every managed pfn is in exactly one state; reserved pfns in none.
     cov = coverage([free[:, :2], pcp[:, :2], alloc], len(boot0.managed))
     if not np.array_equal(cov, boot0.managed.astype(np.int64)):
         p = int(np.flatnonzero(cov != boot0.managed)[0])
-        where = [(n, r.tolist()) for n, bl in (("free", free), ("pcp", pcp), ("alloc", alloc))
-                 for r in bl if r[0] <= p < r[0] + (1 << r[1])]
+        where = [
+            (n, r.tolist())
+            for n, bl in (("free", free), ("pcp", pcp), ("alloc", alloc))
+            for r in bl
+            if r[0] <= p < r[0] + (1 << r[1])
+        ]
         raise AssertionError(f"pfn {p:#x} (managed={bool(boot0.managed[p])}) is in {cov[p]} blocks: {where}")
 
     # Buddies are maximally merged: no two free buddies of the same order in one zone, except
@@ -264,7 +282,8 @@ def check_invariants(k: Kernel, live: dict[int, tuple[int, bool]]) -> Books:
         if bm is None:
             continue
         assert o >= PAGEBLOCK_ORDER and bm != m and max(m, bm) >= MIGRATE_PCPTYPES, (
-            f"free buddies {p:#x} and {p ^ (1 << o):#x} of order {o} (types {m}, {bm}) were not merged")
+            f"free buddies {p:#x} and {p ^ (1 << o):#x} of order {o} (types {m}, {bm}) were not merged"
+        )
 
     # The struct page bytes.
     k.sync()
@@ -287,7 +306,8 @@ def check_invariants(k: Kernel, live: dict[int, tuple[int, bool]]) -> Books:
     is_head = np.zeros(npfn, dtype=bool)
     is_head[pfn] = True
     assert np.array_equal(page_type[ours] == PGTY_BUDDY, is_head[ours]), (
-        "PGTY_buddy pages != free block heads: " + _first_diff(page_type == PGTY_BUDDY, is_head, ours))
+        "PGTY_buddy pages != free block heads: " + _first_diff(page_type == PGTY_BUDDY, is_head, ours)
+    )
     assert not is_head[boot0.boot_owned].any()
     assert (page_type[ours & ~is_head] == PAGE_TYPE_NONE).all(), "an untyped page has a page_type"
     assert np.array_equal(private[pfn], order.astype(np.uint64)), "buddy head's private != its order"
@@ -303,10 +323,13 @@ def check_invariants(k: Kernel, live: dict[int, tuple[int, bool]]) -> Books:
     is_alloc_head[alloc[:, 0]] = True
     want_ref = np.where(managed, is_alloc_head.astype(np.uint32), 1)
     checked = boot0.present & ~boot0.boot_owned
-    assert np.array_equal(refcount[checked], want_ref[checked]), "_refcount: " + _first_diff(refcount, want_ref, checked)
+    assert np.array_equal(refcount[checked], want_ref[checked]), "_refcount: " + _first_diff(
+        refcount, want_ref, checked
+    )
     reserved = (flags & PG_RESERVED) != 0
-    assert np.array_equal(reserved[boot0.present], ~managed[boot0.present]), (
-        "PG_reserved: " + _first_diff(reserved, ~managed, boot0.present))
+    assert np.array_equal(reserved[boot0.present], ~managed[boot0.present]), "PG_reserved: " + _first_diff(
+        reserved, ~managed, boot0.present
+    )
 
     # Compound pages: PG_head on exactly the compound heads, compound_head = head | 1 on
     # exactly their tails, folio order and _nr_pages on page 1.
@@ -315,7 +338,7 @@ def check_invariants(k: Kernel, live: dict[int, tuple[int, bool]]) -> Books:
     for p, (o, compound) in live.items():
         if compound and o:
             want_head[p] = True
-            want_tail[p + 1:p + (1 << o)] = np.uint64(k.vmemmap_base + p * SP + 1)
+            want_tail[p + 1 : p + (1 << o)] = np.uint64(k.vmemmap_base + p * SP + 1)
             assert words[p * 8 + FW_FLAGS_1] & 0xFF == o, f"folio {p:#x}: _flags_1 order"
             assert w32[p * 16 + FD_NR_PAGES] == 1 << o, f"folio {p:#x}: _nr_pages"
     has_head = (flags & PG_HEAD) != 0
@@ -325,12 +348,16 @@ def check_invariants(k: Kernel, live: dict[int, tuple[int, bool]]) -> Books:
 
     # The list links written at sync: every entry's lru points at its neighbours' lru (or the
     # list head in struct zone / struct per_cpu_pages), and so do the heads.
-    for zx, z in enumerate(b.zones):
-        heads = {page_alloc.free_list_head(o, m): z.addr + FREE_AREA_OFF + o * FREE_AREA_SIZE + 16 * m
-                 for o in range(NR_ORDERS) for m in range(MIGRATE_TYPES)}
+    for z in b.zones:
+        heads = {
+            page_alloc.free_list_head(o, m): z.addr + FREE_AREA_OFF + o * FREE_AREA_SIZE + 16 * m
+            for o in range(NR_ORDERS)
+            for m in range(MIGRATE_TYPES)
+        }
         for pc in z.pcp:
-            heads.update({page_alloc.pcp_list_head(pc.cpu, i): pc.addr + PCP_LISTS_OFF + 16 * i
-                          for i in range(NR_PCP_LISTS)})
+            heads.update(
+                {page_alloc.pcp_list_head(pc.cpu, i): pc.addr + PCP_LISTS_OFF + 16 * i for i in range(NR_PCP_LISTS)}
+            )
 
         def lru(key: int, heads: dict = heads) -> int:
             return heads[key] if key < 0 else k.vmemmap_base + key * SP + LRU_OFF
@@ -395,21 +422,32 @@ def check_back_to_boot(k: Kernel) -> None:
     assert not len(b.pcp) and all(pc.count == 0 for z in b.zones for pc in z.pcp)
     got = {tuple(r) for r in b.free[:, [3, 0, 1, 2]].tolist()}
     want = expected_after_free_all(k, boot0)
-    assert got == want, (f"{len(got - want)} blocks not as at boot, e.g. {sorted(got - want)[:3]}; "
-                         f"{len(want - got)} boot blocks missing, e.g. {sorted(want - got)[:3]}")
+    assert got == want, (
+        f"{len(got - want)} blocks not as at boot, e.g. {sorted(got - want)[:3]}; "
+        f"{len(want - got)} boot blocks missing, e.g. {sorted(want - got)[:3]}"
+    )
     assert [z.free_pages for z in b.zones] == boot0.free_pages
     if bytes(k.pageblock_flags) == boot0.pageblock_flags:
         assert got == boot0.free
     words = memmap_words(k)
     m = boot0.managed
-    for name, a, bb in (("flags", words[W_FLAGS::8], boot0.words[W_FLAGS::8]),
-                        ("_refcount", words.view(np.uint32)[D_REFCOUNT::16], boot0.words.view(np.uint32)[D_REFCOUNT::16])):
+    for name, a, bb in (
+        ("flags", words[W_FLAGS::8], boot0.words[W_FLAGS::8]),
+        ("_refcount", words.view(np.uint32)[D_REFCOUNT::16], boot0.words.view(np.uint32)[D_REFCOUNT::16]),
+    ):
         assert np.array_equal(a[m], bb[m]), f"{name} differs from boot: " + _first_diff(a, bb, m)
 
 
 # -- the workload -------------------------------------------------------------------------------
-GFP_BASES = ["GFP_KERNEL", "GFP_ATOMIC", "GFP_NOWAIT", "GFP_HIGHUSER_MOVABLE", "GFP_KERNEL|__GFP_RECLAIMABLE",
-             "GFP_DMA32", "GFP_KERNEL|GFP_DMA32"]
+GFP_BASES = [
+    "GFP_KERNEL",
+    "GFP_ATOMIC",
+    "GFP_NOWAIT",
+    "GFP_HIGHUSER_MOVABLE",
+    "GFP_KERNEL|__GFP_RECLAIMABLE",
+    "GFP_DMA32",
+    "GFP_KERNEL|GFP_DMA32",
+]
 GFP_MODIFIERS = ["__GFP_COMP", "__GFP_ZERO", "__GFP_THISNODE", "__GFP_RECLAIMABLE", "GFP_DMA32", "GFP_DMA"]
 DIRTY = 0xA5
 
@@ -423,8 +461,11 @@ def _valid(gfp: int) -> bool:
     return True
 
 
-gfps = st.builds(lambda base, mods: G.parse_gfp("|".join([base, *mods])), st.sampled_from(GFP_BASES),
-                 st.lists(st.sampled_from(GFP_MODIFIERS), max_size=3, unique=True)).filter(_valid)
+gfps = st.builds(
+    lambda base, mods: G.parse_gfp("|".join([base, *mods])),
+    st.sampled_from(GFP_BASES),
+    st.lists(st.sampled_from(GFP_MODIFIERS), max_size=3, unique=True),
+).filter(_valid)
 orders = st.one_of(st.integers(0, COSTLY_ORDER), st.integers(0, MAX_ORDER), st.just(PAGEBLOCK_ORDER))
 where = st.one_of(st.none(), st.tuples(st.sampled_from(["nid", "mask", "interleave"]), st.integers(0, 1)))
 
@@ -432,19 +473,27 @@ ops = st.one_of(
     st.tuples(st.just("alloc"), st.integers(0, 1), gfps, orders, where, st.integers(1, 8)),
     # Bursts of large blocks drive zones below their watermarks (fallbacks, highatomic
     # reserves, failures, the slow path's unreserve and drain).
-    st.tuples(st.just("burst"), st.integers(0, 1), gfps, st.integers(PAGEBLOCK_ORDER - 1, MAX_ORDER), where,
-              st.integers(20, 140)),
+    st.tuples(
+        st.just("burst"),
+        st.integers(0, 1),
+        gfps,
+        st.integers(PAGEBLOCK_ORDER - 1, MAX_ORDER),
+        where,
+        st.integers(20, 140),
+    ),
     st.tuples(st.just("free"), st.integers(0, 1), st.integers(0, 1 << 30), st.integers(1, 40)),
-    st.tuples(st.just("squeeze"), st.integers(0, 1), st.integers(0, 1), st.integers(1, COSTLY_ORDER),
-              st.integers(1, 30)),
+    st.tuples(
+        st.just("squeeze"), st.integers(0, 1), st.integers(0, 1), st.integers(1, COSTLY_ORDER), st.integers(1, 30)
+    ),
     st.tuples(st.just("drain")),
 )
 
 
 PGALLOC = {idx: T.enum("vm_event_item")[f"PGALLOC_{n}"] for idx, n in enumerate(["DMA", "DMA32", "NORMAL", "MOVABLE"])}
 PGFREE = T.enum("vm_event_item")["PGFREE"]
-NUMA = {n: T.const(n) for n in ("NUMA_HIT", "NUMA_MISS", "NUMA_FOREIGN", "NUMA_INTERLEAVE_HIT", "NUMA_LOCAL",
-                                "NUMA_OTHER")}
+NUMA = {
+    n: T.const(n) for n in ("NUMA_HIT", "NUMA_MISS", "NUMA_FOREIGN", "NUMA_INTERLEAVE_HIT", "NUMA_LOCAL", "NUMA_OTHER")
+}
 
 
 @dataclass
@@ -500,8 +549,12 @@ def ignores_nodemask(gfp: int) -> bool:
     """gfp_to_alloc_flags() drops ALLOC_CPUSET for __GFP_HIGH requests that cannot reclaim
     (GFP_ATOMIC), and __alloc_pages_slowpath() then retries with ``ac->nodemask = NULL``
     ("memory policies can be ignored"); __GFP_MEMALLOC's reserve_flags do the same."""
-    return bool(gfp & G.__GFP_HIGH and not gfp & G.__GFP_DIRECT_RECLAIM
-                or gfp & G.__GFP_MEMALLOC and not gfp & G.__GFP_NOMEMALLOC)
+    return bool(
+        gfp & G.__GFP_HIGH
+        and not gfp & G.__GFP_DIRECT_RECLAIM
+        or gfp & G.__GFP_MEMALLOC
+        and not gfp & G.__GFP_NOMEMALLOC
+    )
 
 
 def bound_to_node(gfp: int, where) -> bool:
@@ -528,17 +581,25 @@ def check_failure_is_justified(k: Kernel, gfp: int, order: int, preferred: int, 
                 continue
             # (a costly order without __GFP_RETRY_MAYFAIL gives up after direct compaction,
             # before should_reclaim_retry: 6.18's "Do not retry costly high order allocations")
-            if gfp & G.__GFP_DIRECT_RECLAIM and not gfp & G.__GFP_NORETRY and \
-                    (order <= COSTLY_ORDER or gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]):
+            if (
+                gfp & G.__GFP_DIRECT_RECLAIM
+                and not gfp & G.__GFP_NORETRY
+                and (order <= COSTLY_ORDER or gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"])
+            ):
                 assert z.nr_free_highatomic == 0, (
                     f"{G.format_gfp(gfp)} order {order} failed with {z.nr_free_highatomic} free highatomic pages "
-                    f"left in node {z.nid} {z.name}")
-            has_block = any(z.nxt[page_alloc.free_list_head(o, m)] != page_alloc.free_list_head(o, m)
-                            for o in range(order, NR_ORDERS) for m in range(MIGRATE_PCPTYPES))
+                    f"left in node {z.nid} {z.name}"
+                )
+            has_block = any(
+                z.nxt[page_alloc.free_list_head(o, m)] != page_alloc.free_list_head(o, m)
+                for o in range(order, NR_ORDERS)
+                for m in range(MIGRATE_PCPTYPES)
+            )
             room = z.free_pages - (1 << order) - z.nr_free_highatomic
             assert not (has_block and room > z.watermark[0] + z.watermark_boost + z.lowmem_reserve[highest]), (
                 f"{G.format_gfp(gfp)} order {order} for node {preferred} failed, but node {z.nid} {z.name} has "
-                f"{z.free_pages} free pages (min {z.watermark[0]}) and a block of order >= {order}")
+                f"{z.free_pages} free pages (min {z.watermark[0]}) and a block of order >= {order}"
+            )
 
 
 def alloc(r: Run, cpu: int, gfp: int, order: int, where, dirty: bool = True) -> int | None:
@@ -573,8 +634,9 @@ def alloc(r: Run, cpu: int, gfp: int, order: int, where, dirty: bool = True) -> 
     # zone_statistics() compares with the preferred *zone*: the first zone of the preferred
     # node's zonelist the request may use, which is on the other node when the preferred
     # node has no such zone (GFP_DMA on node 1).
-    pz_nid = next(n for n in (preferred, 1 - preferred)
-                  if any(zz.present and zz.idx <= G.gfp_zone(gfp) for zz in k.zones[n]))
+    pz_nid = next(
+        n for n in (preferred, 1 - preferred) if any(zz.present and zz.idx <= G.gfp_zone(gfp) for zz in k.zones[n])
+    )
     r.count(r.numa, (z.nid, z.idx, "NUMA_HIT" if z.nid == pz_nid else "NUMA_MISS"))
     r.count(r.numa, (z.nid, z.idx, "NUMA_LOCAL" if z.nid == local else "NUMA_OTHER"))
     if where and where[0] == "interleave" and z.nid == preferred:
@@ -619,8 +681,17 @@ def run_ops(r: Run, seq) -> None:
             # ask for high-order atomic blocks there: the slow path's ALLOC_HIGHATOMIC
             # reserves pageblocks (reserve_highatomic_pageblock).
             _, cpu, nid, order, n = op
-            while alloc(r, cpu, G.GFP_HIGHUSER_MOVABLE | G.__GFP_THISNODE | G.__GFP_COMP, PAGEBLOCK_ORDER,
-                        ("nid", nid), dirty=False) is not None:
+            while (
+                alloc(
+                    r,
+                    cpu,
+                    G.GFP_HIGHUSER_MOVABLE | G.__GFP_THISNODE | G.__GFP_COMP,
+                    PAGEBLOCK_ORDER,
+                    ("nid", nid),
+                    dirty=False,
+                )
+                is not None
+            ):
                 pass
             for _ in range(n):
                 alloc(r, cpu, G.GFP_ATOMIC | G.__GFP_THISNODE, order, ("nid", nid))
@@ -635,8 +706,14 @@ def free_all(r: Run) -> None:
 
 
 CONFIGS = [MachineConfig(ram=1 << 30, nodes=2, cpus=2), MachineConfig(ram=512 << 20, nodes=2, cpus=2)]
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None, print_blob=True,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 # -- the tests ----------------------------------------------------------------------------------
@@ -654,11 +731,22 @@ def test_random_sequences_keep_every_invariant_and_free_back_to_boot(cfg: Machin
 
 
 movable_ops = st.one_of(
-    st.tuples(st.just("alloc"), st.integers(0, 1),
-              st.sampled_from([G.GFP_HIGHUSER_MOVABLE, G.GFP_HIGHUSER_MOVABLE | G.__GFP_COMP | G.__GFP_ZERO]),
-              orders, where, st.integers(1, 8)),
-    st.tuples(st.just("burst"), st.integers(0, 1), st.just(G.GFP_HIGHUSER_MOVABLE | G.__GFP_COMP),
-              st.integers(PAGEBLOCK_ORDER - 1, MAX_ORDER), where, st.integers(20, 140)),
+    st.tuples(
+        st.just("alloc"),
+        st.integers(0, 1),
+        st.sampled_from([G.GFP_HIGHUSER_MOVABLE, G.GFP_HIGHUSER_MOVABLE | G.__GFP_COMP | G.__GFP_ZERO]),
+        orders,
+        where,
+        st.integers(1, 8),
+    ),
+    st.tuples(
+        st.just("burst"),
+        st.integers(0, 1),
+        st.just(G.GFP_HIGHUSER_MOVABLE | G.__GFP_COMP),
+        st.integers(PAGEBLOCK_ORDER - 1, MAX_ORDER),
+        where,
+        st.integers(20, 140),
+    ),
     st.tuples(st.just("free"), st.integers(0, 1), st.integers(0, 1 << 30), st.integers(1, 40)),
     st.tuples(st.just("drain")),
 )
@@ -698,7 +786,7 @@ def test_highatomic_reserve_survives_free_all_and_keeps_order10_split() -> None:
     p = blocks[0] << PAGEBLOCK_ORDER
     # Every page of the reserved pageblock that boot did not keep is free on the highatomic
     # lists, and no order-10 block spans the reserve and its buddy pageblock.
-    kept = int(boot_state(cfg).boot_owned[p:p + (1 << PAGEBLOCK_ORDER)].sum())
+    kept = int(boot_state(cfg).boot_owned[p : p + (1 << PAGEBLOCK_ORDER)].sum())
     assert z.nr_free_highatomic == (1 << PAGEBLOCK_ORDER) - kept
     assert z.free_order.get(p & ~((1 << MAX_ORDER) - 1)) != MAX_ORDER
     if not kept:

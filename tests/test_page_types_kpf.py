@@ -18,7 +18,7 @@ from mmintro.snapshot.writer import save
 from mmintro.views import page_types as V
 from mmintro.workload import parse_scenario, run_scenario
 
-SCENARIO = '''
+SCENARIO = """
 [machine]
 ram = "640M"  # THP needs 512M (hugepage_init)
 cpus = 2
@@ -80,7 +80,7 @@ access = "write"
 [[step]]
 fork = "child"
 parent = "java"
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -100,27 +100,95 @@ def _stable_page_flags_drgn(path: str) -> Counter:
     from mmintro.crosscheck import open_drgn
 
     d = open_drgn(f"{path}.vmcore", f"{path}.vmlinux")
-    c = {n: d[n].value_() for n in ("PG_head", "PG_locked", "PG_dirty", "PG_uptodate", "PG_writeback", "PG_lru",
-                                    "PG_referenced", "PG_active", "PG_reclaim", "PG_swapbacked", "PG_unevictable",
-                                    "PG_mlocked", "PG_reserved", "PG_owner_2", "PG_private", "PG_private_2",
-                                    "PG_owner_priv_1", "PG_arch_1", "PG_idle", "PG_large_rmappable",
-                                    "PG_swapcache", "PGTY_buddy", "PGTY_offline", "PGTY_table", "PGTY_hugetlb",
-                                    "PGTY_slab")}
+    c = {
+        n: d[n].value_()
+        for n in (
+            "PG_head",
+            "PG_locked",
+            "PG_dirty",
+            "PG_uptodate",
+            "PG_writeback",
+            "PG_lru",
+            "PG_referenced",
+            "PG_active",
+            "PG_reclaim",
+            "PG_swapbacked",
+            "PG_unevictable",
+            "PG_mlocked",
+            "PG_reserved",
+            "PG_owner_2",
+            "PG_private",
+            "PG_private_2",
+            "PG_owner_priv_1",
+            "PG_arch_1",
+            "PG_idle",
+            "PG_large_rmappable",
+            "PG_swapcache",
+            "PGTY_buddy",
+            "PGTY_offline",
+            "PGTY_table",
+            "PGTY_hugetlb",
+            "PGTY_slab",
+        )
+    }
     pages_per_section = 1 << (d["SECTION_SIZE_BITS"].value_() - 12) if "SECTION_SIZE_BITS" in d else 1 << 15
     max_pfn = d["max_pfn"].value_()
     max_dump_pfn = -(-max_pfn // pages_per_section) * pages_per_section
     zero_pfn = d["zero_pfn"].value_()
-    bit = {"LOCKED": 0, "REFERENCED": 2, "UPTODATE": 3, "DIRTY": 4, "LRU": 5, "ACTIVE": 6, "SLAB": 7,
-           "WRITEBACK": 8, "RECLAIM": 9, "BUDDY": 10, "MMAP": 11, "ANON": 12, "SWAPCACHE": 13, "SWAPBACKED": 14,
-           "COMPOUND_HEAD": 15, "COMPOUND_TAIL": 16, "HUGE": 17, "UNEVICTABLE": 18, "NOPAGE": 20, "KSM": 21,
-           "THP": 22, "OFFLINE": 23, "ZERO_PAGE": 24, "IDLE": 25, "PGTABLE": 26, "RESERVED": 32, "MLOCKED": 33,
-           "OWNER_2": 34, "PRIVATE": 35, "PRIVATE_2": 36, "OWNER_PRIVATE": 37, "ARCH": 38}
-    copies = [("LOCKED", "PG_locked"), ("DIRTY", "PG_dirty"), ("UPTODATE", "PG_uptodate"),
-              ("WRITEBACK", "PG_writeback"), ("LRU", "PG_lru"), ("REFERENCED", "PG_referenced"),
-              ("ACTIVE", "PG_active"), ("RECLAIM", "PG_reclaim"), ("SWAPBACKED", "PG_swapbacked"),
-              ("UNEVICTABLE", "PG_unevictable"), ("MLOCKED", "PG_mlocked"), ("RESERVED", "PG_reserved"),
-              ("OWNER_2", "PG_owner_2"), ("PRIVATE", "PG_private"), ("PRIVATE_2", "PG_private_2"),
-              ("OWNER_PRIVATE", "PG_owner_priv_1"), ("ARCH", "PG_arch_1"), ("IDLE", "PG_idle")]
+    bit = {
+        "LOCKED": 0,
+        "REFERENCED": 2,
+        "UPTODATE": 3,
+        "DIRTY": 4,
+        "LRU": 5,
+        "ACTIVE": 6,
+        "SLAB": 7,
+        "WRITEBACK": 8,
+        "RECLAIM": 9,
+        "BUDDY": 10,
+        "MMAP": 11,
+        "ANON": 12,
+        "SWAPCACHE": 13,
+        "SWAPBACKED": 14,
+        "COMPOUND_HEAD": 15,
+        "COMPOUND_TAIL": 16,
+        "HUGE": 17,
+        "UNEVICTABLE": 18,
+        "NOPAGE": 20,
+        "KSM": 21,
+        "THP": 22,
+        "OFFLINE": 23,
+        "ZERO_PAGE": 24,
+        "IDLE": 25,
+        "PGTABLE": 26,
+        "RESERVED": 32,
+        "MLOCKED": 33,
+        "OWNER_2": 34,
+        "PRIVATE": 35,
+        "PRIVATE_2": 36,
+        "OWNER_PRIVATE": 37,
+        "ARCH": 38,
+    }
+    copies = [
+        ("LOCKED", "PG_locked"),
+        ("DIRTY", "PG_dirty"),
+        ("UPTODATE", "PG_uptodate"),
+        ("WRITEBACK", "PG_writeback"),
+        ("LRU", "PG_lru"),
+        ("REFERENCED", "PG_referenced"),
+        ("ACTIVE", "PG_active"),
+        ("RECLAIM", "PG_reclaim"),
+        ("SWAPBACKED", "PG_swapbacked"),
+        ("UNEVICTABLE", "PG_unevictable"),
+        ("MLOCKED", "PG_mlocked"),
+        ("RESERVED", "PG_reserved"),
+        ("OWNER_2", "PG_owner_2"),
+        ("PRIVATE", "PG_private"),
+        ("PRIVATE_2", "PG_private_2"),
+        ("OWNER_PRIVATE", "PG_owner_priv_1"),
+        ("ARCH", "PG_arch_1"),
+        ("IDLE", "PG_idle"),
+    ]
     folio_t = d.type("struct folio *")
 
     def ptype(page) -> int:  # type: ignore[no-untyped-def]
@@ -155,8 +223,11 @@ def _stable_page_flags_drgn(path: str) -> Counter:
         mapping = folio.mapping.value_()
         u = 0
         large = bool(k >> c["PG_head"] & 1)
-        mapped = (folio._large_mapcount.counter.value_() >= 0) if large else \
-            (ptype(head) == 0 and head._mapcount.counter.value_() >= 0)
+        mapped = (
+            (folio._large_mapcount.counter.value_() >= 0)
+            if large
+            else (ptype(head) == 0 and head._mapcount.counter.value_() >= 0)
+        )
         u |= mapped << bit["MMAP"]
         if mapping & 1:
             u |= 1 << bit["ANON"]

@@ -43,7 +43,7 @@ def test_a_full_ring_keeps_the_newest_records(tmp_path) -> None:
     # id (printk_ringbuffer.c data_alloc/get_data).  drgn 0.3.0 reads such a block from the
     # ring start without skipping the id, so its text shows the 8-byte id first: a drgn
     # quirk (the kernel's get_data() returns &db->data[0]).  Our layout is the kernel's.
-    ours = k.log[-len(recs):]  # a contiguous run of the newest, in order
+    ours = k.log[-len(recs) :]  # a contiguous run of the newest, in order
     wrapped = 0
     for r, x in zip(recs, ours):
         t = r.text
@@ -52,6 +52,9 @@ def test_a_full_ring_keeps_the_newest_records(tmp_path) -> None:
             wrapped += 1
     assert wrapped == 1
     # the snapshot is taken by a sysrq crash: its two lines end the log (panic.sysrq_crash)
-    assert [r.text for r in recs[-2:]] == [b"sysrq: Trigger a crash", b"Kernel panic - not syncing: sysrq triggered crash"]
+    assert [r.text for r in recs[-2:]] == [
+        b"sysrq: Trigger a crash",
+        b"Kernel panic - not syncing: sysrq triggered crash",
+    ]
     assert recs[-3].text.startswith(b"line 05999") and len(recs) < 6000
     assert sum(len(x) + 8 for x in ours) <= printk.DATA_SIZE

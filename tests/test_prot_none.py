@@ -70,9 +70,20 @@ def world(tmp_path_factory):
     assert not memory.check_mapcounts(k, [p.mm, child.mm])
     assert not memory.check_mm(k, p.mm) and not memory.check_mm(k, child.mm)
     save(k, d / "pn")
-    world = {"k": k, "p": p, "child": child, "a": a, "thp": thp, "h": h, "ptes": ptes, "pmd": pmd, "hpmd": hpmd,
-             "dir": d, "drgn": open_drgn(str(d / "pn.vmcore"), str(d / "pn.vmlinux")),
-             "mine": open_snapshot(str(d / "pn"))}
+    world = {
+        "k": k,
+        "p": p,
+        "child": child,
+        "a": a,
+        "thp": thp,
+        "h": h,
+        "ptes": ptes,
+        "pmd": pmd,
+        "hpmd": hpmd,
+        "dir": d,
+        "drgn": open_drgn(str(d / "pn.vmcore"), str(d / "pn.vmlinux")),
+        "mine": open_snapshot(str(d / "pn")),
+    }
     return world
 
 
@@ -178,8 +189,10 @@ def test_back_to_read_write_restores_the_entries_and_exit_frees_everything(world
     save(k, d / "end")
     b, e = (open_drgn(str(d / f"{n}.vmcore"), str(d / f"{n}.vmlinux")) for n in ("boot", "end"))
     for item in ("NR_PAGETABLE", "NR_ANON_MAPPED", "NR_ANON_THPS"):
-        assert e["vm_node_stat"][e.constant(item).value_()].counter.value_() == \
-            b["vm_node_stat"][b.constant(item).value_()].counter.value_(), item
+        assert (
+            e["vm_node_stat"][e.constant(item).value_()].counter.value_()
+            == b["vm_node_stat"][b.constant(item).value_()].counter.value_()
+        ), item
     hs = e["hstates"][e["default_hstate_idx"]]
     assert (hs.free_huge_pages.value_(), hs.resv_huge_pages.value_()) == (4, 0)
 

@@ -25,8 +25,8 @@ import copy
 import re
 
 import pytest
-
 from cli_helpers import run, run_json
+
 from mmintro.kernel import psi, timekeeping
 from mmintro.kernel.cmdline import CmdlineError, parse_cmdline
 from mmintro.kernel.config import MachineConfig
@@ -97,8 +97,15 @@ def expected_states(tasks: list[int], oncpu: bool, curr_in_memstall: bool) -> se
 
 
 def states_of(k, mask: int) -> set[str]:
-    names = ("PSI_IO_SOME", "PSI_IO_FULL", "PSI_MEM_SOME", "PSI_MEM_FULL", "PSI_CPU_SOME", "PSI_CPU_FULL",
-             "PSI_NONIDLE")
+    names = (
+        "PSI_IO_SOME",
+        "PSI_IO_FULL",
+        "PSI_MEM_SOME",
+        "PSI_MEM_FULL",
+        "PSI_CPU_SOME",
+        "PSI_CPU_FULL",
+        "PSI_NONIDLE",
+    )
     return {n for n in names if mask & (1 << k.T.const(n))}
 
 
@@ -119,8 +126,18 @@ def test_psi_is_off_without_psi_1_and_hooks_do_nothing():
         psi.psi_show(k)
 
 
-@pytest.mark.parametrize("cmdline,on", [("psi=1", True), ("psi=0", False), ("psi=on", True), ("psi=off", False),
-                                        ("psi=y psi=n", False), ("", False), ("psi=0 psi=Yes", True)])
+@pytest.mark.parametrize(
+    "cmdline,on",
+    [
+        ("psi=1", True),
+        ("psi=0", False),
+        ("psi=on", True),
+        ("psi=off", False),
+        ("psi=y psi=n", False),
+        ("", False),
+        ("psi=0 psi=Yes", True),
+    ],
+)
 def test_psi_on_the_command_line(cmdline, on):
     assert psi.psi_enable_of(cmdline) is on
     assert not any(u.startswith("psi") for u in parse_cmdline(cmdline).unknown)
@@ -140,8 +157,11 @@ def test_memstall_on_an_idle_cpu_is_some_and_full():
     # TSK_RUNNING (woken), TSK_MEMSTALL, TSK_MEMSTALL_RUNNING; on the CPU (PSI_ONCPU)
     assert c.tasks == [0, 1, 1, 1]
     assert c.state_mask & (1 << k.T.const("NR_PSI_STATES"))
-    assert states_of(k, c.state_mask) == expected_states(c.tasks, True, True) == {
-        "PSI_MEM_SOME", "PSI_MEM_FULL", "PSI_NONIDLE"}
+    assert (
+        states_of(k, c.state_mask)
+        == expected_states(c.tasks, True, True)
+        == {"PSI_MEM_SOME", "PSI_MEM_FULL", "PSI_NONIDLE"}
+    )
     assert psi.psi_memstall_enter(k, a.task) == 1  # nested: the section is already open
     psi.advance(k, 100 * MS)
     psi.psi_memstall_leave(k, a.task, 1)  # the nested leave changes nothing
@@ -162,8 +182,11 @@ def test_memstall_beside_a_running_task_is_some_not_full():
     psi.psi_task_wakeup(k, b.task, 0)
     flags = psi.psi_memstall_enter(k, a.task)
     assert c.tasks == [0, 1, 2, 1]
-    assert states_of(k, c.state_mask) == expected_states(c.tasks, True, False) == {
-        "PSI_MEM_SOME", "PSI_CPU_SOME", "PSI_NONIDLE"}
+    assert (
+        states_of(k, c.state_mask)
+        == expected_states(c.tasks, True, False)
+        == {"PSI_MEM_SOME", "PSI_CPU_SOME", "PSI_NONIDLE"}
+    )
     psi.advance(k, 30 * MS)
     psi.psi_task_sleep(k, b.task)
     assert c.tasks == [0, 1, 1, 1]
@@ -212,8 +235,11 @@ def test_a_task_that_exits_running_leaves_no_counts():
             do_exit(k, victim)  # (the kernel's victim leaves the section first; psi closes it)
     psi.psi_task_wakeup(k, b.task)
     k.sync()
-    assert k.kmem.get(b.task, "task_struct", "psi_flags") == psi.psi_flags_of(k, b.task) == (
-        (1 << k.T.const("NR_RUNNING")) | (1 << k.T.const("NR_PSI_TASK_COUNTS")))
+    assert (
+        k.kmem.get(b.task, "task_struct", "psi_flags")
+        == psi.psi_flags_of(k, b.task)
+        == ((1 << k.T.const("NR_RUNNING")) | (1 << k.T.const("NR_PSI_TASK_COUNTS")))
+    )
     psi.psi_task_sleep(k, b.task)
     k.sync()
     assert k.kmem.get(b.task, "task_struct", "psi_flags") == 0
@@ -279,7 +305,9 @@ def test_averages_follow_the_kernel_formulas():
     missed2 = (t2 - expires) // PERIOD
     period2 = t2 - (t1 + missed2 * PERIOD)
     want2 = k_decay(want, missed2, 0, period2)
-    assert text.splitlines()[0] == f"some avg10={fmt(want2[0])} avg60={fmt(want2[1])} avg300={fmt(want2[2])} total=1000000"
+    assert (
+        text.splitlines()[0] == f"some avg10={fmt(want2[0])} avg60={fmt(want2[1])} avg300={fmt(want2[2])} total=1000000"
+    )
 
 
 def test_the_avgs_work_rearms_while_a_task_stalls():
@@ -466,9 +494,15 @@ def check_against_capture(ref, prog) -> dict:
             avgs = ("avg10", "avg60", "avg300")
             if not updated_after:
                 assert [s[x] for x in avgs] == [c[x] for x in avgs], (r, kind, c, s)
-    return {"captured": captured, "stored": stored, "now": now, "updated_after": updated_after,
-            "before_reads": before_reads, "avg_last_update": books.avg_last_update + rpsi.sched_clock_offset(prog),
-            "now_ns": books.now}
+    return {
+        "captured": captured,
+        "stored": stored,
+        "now": now,
+        "updated_after": updated_after,
+        "before_reads": before_reads,
+        "avg_last_update": books.avg_last_update + rpsi.sched_clock_offset(prog),
+        "now_ns": books.now,
+    }
 
 
 def drgn_psi_show(dprog, resource_index: int) -> list[tuple[list[int], int]]:
@@ -493,8 +527,11 @@ def drgn_psi_show(dprog, resource_index: int) -> list[tuple[list[int], int]]:
     except LookupError:
         pass
     pc = {cpu: per_cpu_ptr(g.pcpu, cpu) for cpu in cpus}
-    now = max([int(per_cpu(dprog["runqueues"], c).clock) for c in cpus] + [int(pc[c].state_start) for c in cpus]
-              + [int(g.avg_last_update) + offset])
+    now = max(
+        [int(per_cpu(dprog["runqueues"], c).clock) for c in cpus]
+        + [int(pc[c].state_start) for c in cpus]
+        + [int(g.avg_last_update) + offset]
+    )
     deltas, nonidle_total = [0] * (nr - 1), 0
     for cpu in cpus:
         c = pc[cpu]
@@ -517,14 +554,14 @@ def drgn_psi_show(dprog, resource_index: int) -> list[tuple[list[int], int]]:
         period = sched_now - (int(g.avg_last_update) + missed * PERIOD)
         for s in range(nr - 1):
             sample = min((total[s] - avg_total[s]) & 0xFFFFFFFF, period)
-            avg[s * 3:s * 3 + 3] = k_decay(avg[s * 3:s * 3 + 3], missed, sample, period)
+            avg[s * 3 : s * 3 + 3] = k_decay(avg[s * 3 : s * 3 + 3], missed, sample, period)
     out = []
     for full in range(2):
         s = resource_index * 2 + full
         if resource_index == 2 and full:
             out.append(([0, 0, 0], 0))
         else:
-            out.append((avg[s * 3:s * 3 + 3], total[s] // 1000))
+            out.append((avg[s * 3 : s * 3 + 3], total[s] // 1000))
     return out
 
 
@@ -549,7 +586,8 @@ def test_real_kernel_pressure_matches_its_proc(real_dump, real_default_prog):
 def test_mmintro_pressure_on_a_real_dump(real_dump, real_default_prog):
     r = run("pressure", str(real_dump.path("elf")), "--kernel", real_dump.vmlinuz, "--resource", "all")
     assert pressure_view.parse(r.stdout) == pressure_view.to_json(
-        pressure_view.pressure(real_default_prog, pressure_view.RESOURCES))
+        pressure_view.pressure(real_default_prog, pressure_view.RESOURCES)
+    )
     from mmintro.reader.errors import SnapshotError
 
     with pytest.raises(SnapshotError, match="no /proc/pressure/irq"):  # Debian: no CONFIG_IRQ_TIME_ACCOUNTING
@@ -569,8 +607,12 @@ def _drgn_check(ref, tmp_path_factory):
     for i, r in enumerate(("io", "memory", "cpu")):
         assert dprog.constant(f"PSI_{r.upper()[:3]}").value_() == i
         for kind, (avg, total) in zip(("some", "full"), drgn_psi_show(dprog, i)):
-            want = {"avg10": float(fmt(avg[0])), "avg60": float(fmt(avg[1])), "avg300": float(fmt(avg[2])),
-                    "total": total}
+            want = {
+                "avg10": float(fmt(avg[0])),
+                "avg60": float(fmt(avg[1])),
+                "avg300": float(fmt(avg[2])),
+                "total": total,
+            }
             assert mine[r][kind] == want, (r, kind)
     return mine
 

@@ -10,10 +10,10 @@ import pytest
 
 drgn = pytest.importorskip("drgn")
 
-from mmintro.reader import FaultError, open_snapshot  # noqa: E402
-from mmintro.reader.columns import page_array  # noqa: E402
-from mmintro.reader.helpers import mm, mmzone  # noqa: E402
-from mmintro.reader.synthetic import PAGE_OFFSET, VMEMMAP_START, build_synthetic  # noqa: E402
+from mmintro.reader import FaultError, open_snapshot
+from mmintro.reader.columns import page_array
+from mmintro.reader.helpers import mm, mmzone
+from mmintro.reader.synthetic import PAGE_OFFSET, VMEMMAP_START, build_synthetic
 
 
 def _drgn(vmcore: str, vmlinux: str):
@@ -33,12 +33,16 @@ def pair(tmp_path_factory):
 
 def test_drgn_reads_the_same_bytes_at_every_leaf_size(pair):
     syn, ours, theirs = pair
-    addrs = [PAGE_OFFSET + 0x2C00000, syn.symbols["init_mm"], VMEMMAP_START + 64 * 0x3000,
-             syn.virt["pte_range"] + 4096, syn.virt["vmalloc"] + 4090]
+    addrs = [
+        PAGE_OFFSET + 0x2C00000,
+        syn.symbols["init_mm"],
+        VMEMMAP_START + 64 * 0x3000,
+        syn.virt["pte_range"] + 4096,
+        syn.virt["vmalloc"] + 4090,
+    ]
     for a in addrs:
         assert ours.read(a, 16) == theirs.read(a, 16), hex(a)
-        assert ours.translate(a) == drgn.helpers.linux.mm.follow_phys(
-            theirs["init_mm"].address_of_(), a).value_()
+        assert ours.translate(a) == drgn.helpers.linux.mm.follow_phys(theirs["init_mm"].address_of_(), a).value_()
 
 
 def test_drgn_faults_where_we_fault(pair):

@@ -11,8 +11,11 @@ from mmintro.reader.errors import FaultError
 
 def test_gather_equals_scalar_reads(default_snapshot: str) -> None:
     prog = open_snapshot(default_snapshot)
-    pgd = prog.symbol("swapper_pg_dir").address - prog.symbol("_text").address + prog.kernel_image_phys(
-        prog.symbol("_text").address)
+    pgd = (
+        prog.symbol("swapper_pg_dir").address
+        - prog.symbol("_text").address
+        + prog.kernel_image_phys(prog.symbol("_text").address)
+    )
     addrs = np.arange(pgd, pgd + 4096, 8, dtype=np.uint64)
     got = prog.core.gather_u64(addrs)
     assert np.count_nonzero(got) > 0

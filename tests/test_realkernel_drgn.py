@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from cli_helpers import run
 
 drgn = pytest.importorskip("drgn")
@@ -87,8 +86,7 @@ def dprog(vmcore, debug_file):
 # -- the debug file ------------------------------------------------------------------------------
 @pytest.mark.skipif(shutil.which("llvm-dwarfdump") is None, reason="llvm-dwarfdump not installed")
 def test_debuginfo_verifies(debug_file):
-    r = subprocess.run(["llvm-dwarfdump", "--verify", debug_file], capture_output=True, text=True,
-                       timeout=600)
+    r = subprocess.run(["llvm-dwarfdump", "--verify", debug_file], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "No errors." in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
 
 
@@ -106,13 +104,15 @@ def test_debuginfo_build_id_and_link_time_addresses(prog, debug_file):
 
 def test_drgn_cli_opens_the_dump(vmcore, debug_file, tmp_path):
     script = tmp_path / "s.py"
-    script.write_text("from drgn.helpers.linux.mm import totalram_pages\n"
-                      "print(totalram_pages(prog), prog['init_mm'].pgd.value_())\n")
+    script.write_text(
+        "from drgn.helpers.linux.mm import totalram_pages\nprint(totalram_pages(prog), prog['init_mm'].pgd.value_())\n"
+    )
     exe = shutil.which("drgn")
     if exe is None:
         pytest.skip("the drgn command is not on PATH")
-    r = subprocess.run([exe, "-q", "-c", vmcore, "-s", debug_file, str(script)], capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [exe, "-q", "-c", vmcore, "-s", debug_file, str(script)], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     total, pgd = map(int, r.stdout.split()[-2:])
     assert total > 0 and pgd >= 0xFFFF800000000000
@@ -124,8 +124,7 @@ def test_globals(prog, dprog, ref):
     assert bool(prog.kernel_offset) == ref.config.kaslr
     assert dprog["init_mm"].pgd.value_() == prog["init_mm"].pgd.value_()
     assert dprog["init_mm"].address_of_().value_() == prog.symbol("init_mm").address
-    assert (dprog["node_data"][0].node_spanned_pages.value_()
-            == prog["node_data"][0].node_spanned_pages.value_())
+    assert dprog["node_data"][0].node_spanned_pages.value_() == prog["node_data"][0].node_spanned_pages.value_()
     assert dprog["_totalram_pages"].counter.value_() == prog["_totalram_pages"].counter.value_()
     from drgn.helpers.linux.percpu import per_cpu
 
@@ -227,8 +226,9 @@ def _drgn_maps(d, pid):
                 from mmintro.crosscheck_tasks import _d_dname_of_vma
 
                 path = _d_dname_of_vma(d, v.value_()) or path
-            out.append((v.vm_start.value_(), v.vm_end.value_(), perms, v.vm_pgoff.value_() << 12,
-                        inode.i_ino.value_(), path))
+            out.append(
+                (v.vm_start.value_(), v.vm_end.value_(), perms, v.vm_pgoff.value_() << 12, inode.i_ino.value_(), path)
+            )
         else:
             out.append((v.vm_start.value_(), v.vm_end.value_(), perms, 0, 0, None))
     return out
@@ -242,8 +242,7 @@ def test_workload_vmas(prog, dprog, ref, role):
 
     pid = ref.pids[role]
     theirs = _drgn_maps(dprog, pid)
-    mine = [(r.start, r.end, r.perms, r.offset, r.inode, r.name if r.inode else None)
-            for r in maps(prog, pid)]
+    mine = [(r.start, r.end, r.perms, r.offset, r.inode, r.name if r.inode else None) for r in maps(prog, pid)]
     assert mine == theirs
     assert len(mine) >= 5
 
@@ -293,7 +292,7 @@ def test_dmesg_is_drgns(prog, dprog):
     want, prefix = [], ""
     for line in get_dmesg(dprog).decode(errors="replace").splitlines():
         if line.startswith("["):
-            prefix = line[:line.index("] ") + 2]
+            prefix = line[: line.index("] ") + 2]
             want.append(line)
         else:
             want.append(prefix + line)

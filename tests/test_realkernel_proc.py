@@ -14,22 +14,55 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from cli_helpers import run
 
-SYSTEM_FILES = ["meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem",
-                "swaps"]
+SYSTEM_FILES = [
+    "meminfo",
+    "zoneinfo",
+    "buddyinfo",
+    "pagetypeinfo",
+    "vmstat",
+    "slabinfo",
+    "vmallocinfo",
+    "iomem",
+    "swaps",
+]
 # Lines whose numbers the running kernel may change between the capture and the stop: free
 # pages (the buddy lists, per-CPU lists drained back to them), a per-CPU list's current
 # ``high`` (which frees raise and vmstat's decay_pcp_high() lowers) and allocation events.
 VOLATILE = {
     "meminfo": {"MemFree:", "MemAvailable:"},
-    "zoneinfo": {"pages free", "nr_free_pages", "count:", "high:", "numa_hit", "numa_local", "numa_other",
-                 "numa_foreign", "numa_miss", "nr_free_pages_blocks"},
-    "vmstat": {"nr_free_pages", "nr_free_pages_blocks", "nr_dirty_threshold", "nr_dirty_background_threshold",
-               "numa_hit", "numa_local", "numa_other", "pgalloc_dma", "pgalloc_dma32", "pgalloc_normal",
-               "pgfree", "pgfault", "pglazyfree", "pgactivate", "pgdeactivate", "nr_foll_pin_acquired",
-               "nr_foll_pin_released"},
+    "zoneinfo": {
+        "pages free",
+        "nr_free_pages",
+        "count:",
+        "high:",
+        "numa_hit",
+        "numa_local",
+        "numa_other",
+        "numa_foreign",
+        "numa_miss",
+        "nr_free_pages_blocks",
+    },
+    "vmstat": {
+        "nr_free_pages",
+        "nr_free_pages_blocks",
+        "nr_dirty_threshold",
+        "nr_dirty_background_threshold",
+        "numa_hit",
+        "numa_local",
+        "numa_other",
+        "pgalloc_dma",
+        "pgalloc_dma32",
+        "pgalloc_normal",
+        "pgfree",
+        "pgfault",
+        "pglazyfree",
+        "pgactivate",
+        "pgdeactivate",
+        "nr_foll_pin_acquired",
+        "nr_foll_pin_released",
+    },
     "buddyinfo": {"Node"},  # free counts per order
     "pagetypeinfo": {"Node"},  # free counts per order and migratetype
 }
@@ -118,8 +151,7 @@ def filtered_dump(real_dump, tmp_path_factory):
         elf = work / "fixed.elf"
         _makedumpfile_elf(real_dump.path("elf"), elf)
         assert shutil.which("makedumpfile"), "makedumpfile is not installed (.ci/run installs it)"
-        subprocess.run(["makedumpfile", "-l", "-d", "16", str(elf), str(work / "d16")], check=True,
-                       capture_output=True)
+        subprocess.run(["makedumpfile", "-l", "-d", "16", str(elf), str(work / "d16")], check=True, capture_output=True)
         (work / "d16").replace(out)
         elf.unlink()
     return out

@@ -32,8 +32,8 @@ from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
-
 from cli_helpers import run
+
 from mmintro.reader.dump import open_dump
 from mmintro.reader.helpers import swap as S
 from mmintro.views import meminfo as meminfo_view
@@ -96,16 +96,25 @@ def test_cli_swaps(ref) -> None:
     crash_style = run("swaps", "--crash", "--kernel", ref.vmlinuz, str(ref.path("elf"))).stdout
     assert crash_style.splitlines()[0].split() == ["SWAP_INFO_STRUCT", "TYPE", "SIZE", "USED", "PCT", "PRI", "FILENAME"]
     path, kind, size, used, prio = ref.proc("swaps").splitlines()[1].split()
-    assert crash_style.splitlines()[1].split()[1:] == [kind.upper(), f"{size}k", f"{used}k",
-                                                      f"{int(used) * 100 // int(size)}%", prio, path]
+    assert crash_style.splitlines()[1].split()[1:] == [
+        kind.upper(),
+        f"{size}k",
+        f"{used}k",
+        f"{int(used) * 100 // int(size)}%",
+        prio,
+        path,
+    ]
 
 
 def test_meminfo_swap_lines_equal_the_guests(ref, prog) -> None:
     """SwapCached (NR_SWAPCACHE = total_swapcache_pages()), SwapTotal/SwapFree (si_swapinfo)
     and Zswap, exactly; and the swapped-out pages are really there (not a guest without swap)."""
     want = {ln.split()[0]: ln for ln in ref.proc("meminfo").splitlines() if ln.startswith(SWAP_LINES)}
-    got = {ln.split()[0]: ln for ln in meminfo_view.render(meminfo_view.meminfo(prog)).splitlines()
-           if ln.startswith(SWAP_LINES)}
+    got = {
+        ln.split()[0]: ln
+        for ln in meminfo_view.render(meminfo_view.meminfo(prog)).splitlines()
+        if ln.startswith(SWAP_LINES)
+    }
     assert got == want
     total, free = (int(want[k].split()[1]) for k in ("SwapTotal:", "SwapFree:"))
     # anonymous: 2048 - 256 freed by the write + 4 shared pages; shmem: 192 + 448 pages
@@ -146,7 +155,7 @@ def test_the_guest_really_swapped(ref) -> None:
     comparisons above compare swap, not zeros."""
     parent, child = ref.pids["parent"], ref.pids["child"]
     rp, rc = ref.proc("smaps_rollup", parent), ref.proc("smaps_rollup", child)
-    field = lambda text, name: int(re.search(rf"^{name}:\s+(\d+) kB", text, re.M)[1])  # noqa: E731
+    field = lambda text, name: int(re.search(rf"^{name}:\s+(\d+) kB", text, re.M)[1])
     shmem = 768 + 768 + 1792  # shared anonymous, the file's partial mapping, its private holes
     assert field(rp, "Swap") == 6144 + shmem and field(rp, "SwapPss") == 1024 + 5120 // 2
     assert field(rc, "Swap") == 5120 + shmem and field(rc, "SwapPss") == 2560  # shmem: no SwapPss
@@ -252,8 +261,11 @@ def test_swap_counts_and_the_swap_cache(ref, prog, pagemap) -> None:
                             users[k] = users.get(k, 0) + 1
     assert len(users) - len(refs) == 192 + 448  # the shmem pages in swap
     m0 = S.swap_map(next(S.for_each_swap_info(prog)))
-    in_use = {(0, off): S.swp_swapcount(prog, 0, off) for off in np.nonzero(m0)[0].tolist()
-              if int(m0[off]) != S.SWAP_MAP_BAD and int(m0[off]) & ~S.SWAP_HAS_CACHE}
+    in_use = {
+        (0, off): S.swp_swapcount(prog, 0, off)
+        for off in np.nonzero(m0)[0].tolist()
+        if int(m0[off]) != S.SWAP_MAP_BAD and int(m0[off]) & ~S.SWAP_HAS_CACHE
+    }
     assert in_use == users
     kernel = {}
     for pages in pagemap.values():
@@ -287,11 +299,26 @@ def dprog(ref, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def test_drgn_swap_helpers_agree(prog, dprog) -> None:
-    from drgn.helpers.linux.swap import (for_each_swap_info, swap_file_path, swap_is_file, swap_total_usage,
-                                         swap_usage_in_pages, total_swapcache_pages)
+    from drgn.helpers.linux.swap import (
+        for_each_swap_info,
+        swap_file_path,
+        swap_is_file,
+        swap_total_usage,
+        swap_usage_in_pages,
+        total_swapcache_pages,
+    )
 
-    theirs = [(si.value_(), swap_file_path(si).decode(), not swap_is_file(si), si.pages.value_() * 4,
-               swap_usage_in_pages(si) * 4, si.prio.value_()) for si in for_each_swap_info(dprog)]
+    theirs = [
+        (
+            si.value_(),
+            swap_file_path(si).decode(),
+            not swap_is_file(si),
+            si.pages.value_() * 4,
+            swap_usage_in_pages(si) * 4,
+            si.prio.value_(),
+        )
+        for si in for_each_swap_info(dprog)
+    ]
     ours = [(r.si, r.path, r.partition, r.size_kb, r.used_kb, r.prio) for r in swaps_view.swaps(prog)]
     assert ours == theirs and ours
     usage = swap_total_usage(dprog)

@@ -31,7 +31,7 @@ from mmintro.snapshot.writer import save
 from mmintro.workload import parse_scenario, run_scenario
 from tests.cli_helpers import run, run_json
 
-WORKLOAD = '''
+WORKLOAD = """
 [machine]
 ram = "1G"
 hugepages_2m = 4
@@ -107,7 +107,7 @@ every = 2
 touch = "view"
 process = "child"
 size = "64K"
-'''
+"""
 
 FOLIO_MAPPING_ANON = 0x1  # include/linux/page-flags.h
 
@@ -198,8 +198,11 @@ def test_mappers_equal_page_mapcount(snap, forward):
 
 def test_whatis_prints_the_mappers(snap, forward):
     _p, d, _wl, path = snap
-    pfn = next(pf for pf, s in sorted(forward.items()) if len(s) == 2
-               and not compound_head(pfn_to_page(d, pf)).mapping.value_() & FOLIO_MAPPING_ANON)
+    pfn = next(
+        pf
+        for pf, s in sorted(forward.items())
+        if len(s) == 2 and not compound_head(pfn_to_page(d, pf)).mapping.value_() & FOLIO_MAPPING_ANON
+    )
     out = run("whatis", str(path), "--pfn", str(pfn)).stdout
     lines = [ln for ln in out.splitlines() if "mapped by pid" in ln]
     assert len(lines) == 2 and all("/srv/data.bin" in ln for ln in lines), out
@@ -216,8 +219,11 @@ def test_whatis_prints_the_mappers(snap, forward):
 @pytest.mark.parametrize("how", ["unreadable", "cycle"])
 def test_corrupt_anon_vma_tree_is_a_finding(snap, forward, tmp_path, how):
     _p, d, wl, _path = snap
-    pfn = next(pf for pf, s in sorted(forward.items()) if len(s) == 2
-               and compound_head(pfn_to_page(d, pf)).mapping.value_() & FOLIO_MAPPING_ANON)
+    pfn = next(
+        pf
+        for pf, s in sorted(forward.items())
+        if len(s) == 2 and compound_head(pfn_to_page(d, pf)).mapping.value_() & FOLIO_MAPPING_ANON
+    )
     av = compound_head(pfn_to_page(d, pfn)).mapping.value_() & ~3
     km = wl.kernel.kmem
     root = km.get(av, "anon_vma", "rb_root.rb_root.rb_node")

@@ -17,9 +17,12 @@ from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.e820 import machine_of_dump
 from mmintro.kernel.machine import boot
 
-MACHINES = ["real_dump", pytest.param("real_dump_numa2_3cpu", marks=pytest.mark.slow),
-            pytest.param("real_dump_4g", marks=pytest.mark.slow),
-            pytest.param("real_dump_numa2_l5", marks=pytest.mark.slow)]  # 5-level paging in the guest
+MACHINES = [
+    "real_dump",
+    pytest.param("real_dump_numa2_3cpu", marks=pytest.mark.slow),
+    pytest.param("real_dump_4g", marks=pytest.mark.slow),
+    pytest.param("real_dump_numa2_l5", marks=pytest.mark.slow),
+]  # 5-level paging in the guest
 _BOOTED: dict = {}
 
 
@@ -78,8 +81,9 @@ def test_zones_start_span_and_hold_the_same_pages(like) -> None:
     ours, real = _ours(prog), _zoneinfo(ref.proc("zoneinfo"))
     assert ours.keys() == real.keys()
     for key in real:
-        assert [ours[key][f] for f in ("start_pfn", "spanned", "present")] == \
-               [real[key][f] for f in ("start_pfn", "spanned", "present")], key
+        assert [ours[key][f] for f in ("start_pfn", "spanned", "present")] == [
+            real[key][f] for f in ("start_pfn", "spanned", "present")
+        ], key
 
 
 @pytest.mark.parametrize("like", MACHINES, indirect=True)
@@ -89,8 +93,11 @@ def test_managed_pages_within_0_3_percent(like) -> None:
     ref, _k, prog = like
     ours, real = _ours(prog), _zoneinfo(ref.proc("zoneinfo"))
     for key, r in real.items():
-        assert abs(ours[key]["managed"] - r["managed"]) <= r["managed"] * 3 // 1000, (key, ours[key]["managed"],
-                                                                                       r["managed"])
+        assert abs(ours[key]["managed"] - r["managed"]) <= r["managed"] * 3 // 1000, (
+            key,
+            ours[key]["managed"],
+            r["managed"],
+        )
 
 
 @pytest.mark.parametrize("like", MACHINES, indirect=True)
@@ -144,7 +151,7 @@ def test_watermarks_reserves_and_pagesets_are_6_18s_formulas(like) -> None:
             want = [0] * len(got["protection"])
             for j in range(z.idx + 1, len(finals)):
                 if ratio[z.idx] and z.managed:
-                    want[j] = sum(finals[z.idx + 1:j + 1]) // ratio[z.idx]
+                    want[j] = sum(finals[z.idx + 1 : j + 1]) // ratio[z.idx]
             assert got["protection"] == tuple(want), (nid, z.name)
 
 
@@ -192,16 +199,29 @@ CONFIG_DIFFERENCES = {
     "shmem_inode_cache": ("inode", {"i_kept"}, set(), "struct inode, as inode_cache"),
     "hugetlbfs_inode_cache": ("inode", {"i_kept"}, set(), "struct inode, as inode_cache"),
     "numa_policy": ("mempolicy", {"rcu"}, set(), "a vendor field of the reference build"),
-    "task_struct": ("task_struct", set(), {"scx", "uclamp", "ret_stack", "vtime", "mce_addr", "kretprobe_instances"},
-                    "Debian's CONFIG_SCHED_CLASS_EXT, UCLAMP_TASK, FUNCTION_GRAPH_TRACER, VIRT_CPU_ACCOUNTING_GEN, "
-                    "X86_MCE, KRETPROBES; and the task's FPU state follows the CPU's xstate size"),
-    "bdev_cache": ("device", {"driver_override", "flags"}, {"dma_ops", "em_pd", "pins"},
-                   "struct bdev_inode's block_device embeds a struct device: Debian's has dma_ops "
-                   "(CONFIG_DMA_OPS), em_pd (CONFIG_ENERGY_MODEL) and pins (CONFIG_PINCTRL); the reference "
-                   "build's driver_override and flags are newer fields"),
-    "mm_struct": ("mm_struct", set(), set(), "the same struct; the cache adds cpumask_size() for the CPU bitmap and "
-                  "mm_cid, which Debian's CPUMASK_OFFSTACK (NR_CPUS 8192) sizes by nr_cpu_ids and the reference "
-                  "build (NR_CPUS 256) by NR_CPUS"),
+    "task_struct": (
+        "task_struct",
+        set(),
+        {"scx", "uclamp", "ret_stack", "vtime", "mce_addr", "kretprobe_instances"},
+        "Debian's CONFIG_SCHED_CLASS_EXT, UCLAMP_TASK, FUNCTION_GRAPH_TRACER, VIRT_CPU_ACCOUNTING_GEN, "
+        "X86_MCE, KRETPROBES; and the task's FPU state follows the CPU's xstate size",
+    ),
+    "bdev_cache": (
+        "device",
+        {"driver_override", "flags"},
+        {"dma_ops", "em_pd", "pins"},
+        "struct bdev_inode's block_device embeds a struct device: Debian's has dma_ops "
+        "(CONFIG_DMA_OPS), em_pd (CONFIG_ENERGY_MODEL) and pins (CONFIG_PINCTRL); the reference "
+        "build's driver_override and flags are newer fields",
+    ),
+    "mm_struct": (
+        "mm_struct",
+        set(),
+        set(),
+        "the same struct; the cache adds cpumask_size() for the CPU bitmap and "
+        "mm_cid, which Debian's CPUMASK_OFFSTACK (NR_CPUS 8192) sizes by nr_cpu_ids and the reference "
+        "build (NR_CPUS 256) by NR_CPUS",
+    ),
 }
 
 
@@ -232,8 +252,10 @@ def test_every_simulated_slab_cache_is_the_kernels(like) -> None:
 
 # The boot log lines whose numbers follow the machine and the kernel build's layout, which the
 # simulated boot must print as the real one did.
-_SAME_LINES = re.compile(r"^(RAMDISK: |Dentry cache hash table|Inode-cache hash table|Freeing |Write protecting|"
-                         r"software IO TLB: mapped|pcpu-alloc: \[)")
+_SAME_LINES = re.compile(
+    r"^(RAMDISK: |Dentry cache hash table|Inode-cache hash table|Freeing |Write protecting|"
+    r"software IO TLB: mapped|pcpu-alloc: \[)"
+)
 
 
 @pytest.mark.parametrize("like", MACHINES, indirect=True)
@@ -293,7 +315,7 @@ def test_the_boots_attribute_splits_are_the_kernels(like) -> None:
     def splits(p):
         s = p.symbols.by_name
         text = s["_text"].address
-        phys = (text - 0xFFFFFFFF80000000 + p["phys_base"].value_()) & (2 ** 64 - 1)
+        phys = (text - 0xFFFFFFFF80000000 + p["phys_base"].value_()) & (2**64 - 1)
         size = s["_end"].address - text
         high, direct = _split_pages(p, text, size, k.max_pfn << 12)
         isa = {0}  # the ISA range is mapped with 4 KiB pages from the start

@@ -78,9 +78,14 @@ def test_every_row_agrees_on_a_four_node_machine(tmp_path) -> None:
     k = boot(MachineConfig(ram=4 << 30, nodes=4, cpus=4, seed=3))
     rng = random.Random(3)
     live = []
-    gfps = [G.GFP_KERNEL, G.GFP_KERNEL | G.__GFP_COMP, G.GFP_HIGHUSER_MOVABLE, G.GFP_ATOMIC,
-            G.GFP_KERNEL | G.__GFP_RECLAIMABLE]
-    for i in range(3000):
+    gfps = [
+        G.GFP_KERNEL,
+        G.GFP_KERNEL | G.__GFP_COMP,
+        G.GFP_HIGHUSER_MOVABLE,
+        G.GFP_ATOMIC,
+        G.GFP_KERNEL | G.__GFP_RECLAIMABLE,
+    ]
+    for _i in range(3000):
         k.on_cpu(rng.randrange(4))
         if live and rng.random() < 0.35:
             pfn, order = live.pop(rng.randrange(len(live)))

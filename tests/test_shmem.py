@@ -35,8 +35,10 @@ def _books(k):
     """The node counters, live objects of the caches a shmem file uses, and Committed_AS."""
     from mmintro.kernel import slub
 
-    stats = {n: sum(d.get(n, 0) for d in k.node_vm_stat)
-             for n in ("NR_SHMEM", "NR_FILE_PAGES", "NR_FILE_MAPPED", "NR_INACTIVE_ANON", "NR_ACTIVE_ANON")}
+    stats = {
+        n: sum(d.get(n, 0) for d in k.node_vm_stat)
+        for n in ("NR_SHMEM", "NR_FILE_PAGES", "NR_FILE_MAPPED", "NR_INACTIVE_ANON", "NR_ACTIVE_ANON")
+    }
     objs = {c: len(slub.live_objects(k, slub.find_cache(k, c))) for c in ("shmem_inode_cache", "filp", "dentry")}
     return stats, objs, _committed(k)
 
@@ -79,8 +81,7 @@ def world(tmp_path_factory):
     cfaults = w.touch("child", "buf")
     path = tmp_path_factory.mktemp("shmem") / "shm"
     d = _open(k, path)
-    return {"k": k, "w": w, "addr": addr, "path": str(path), "d": d, "base": base,
-            "faults": faults, "cfaults": cfaults}
+    return {"k": k, "w": w, "addr": addr, "path": str(path), "d": d, "base": base, "faults": faults, "cfaults": cfaults}
 
 
 def _dvma(world, pid):
@@ -139,12 +140,21 @@ def test_maps_line_as_the_reference_capture(world) -> None:
     for name in ("app", "child"):
         out = run("maps", world["path"], str(world["w"].proc(name).pid)).stdout
         line = next(x for x in out.splitlines() if x.startswith(f"{a:012x}-"))
-        assert line.split(None, 5) == [f"{a:012x}-{a + (NPAGES << 12):012x}", "rw-s", "00000000", "00:01", str(ino),
-                                       "/dev/zero (deleted)"]
+        assert line.split(None, 5) == [
+            f"{a:012x}-{a + (NPAGES << 12):012x}",
+            "rw-s",
+            "00000000",
+            "00:01",
+            str(ino),
+            "/dev/zero (deleted)",
+        ]
     smaps = run("smaps", world["path"], str(world["w"].proc("app").pid)).stdout
     block = smaps.split(f"{a:012x}-")[1]
-    ref_flags = next(x for x in (REF / "self_smaps").read_text().split("/dev/zero (deleted)")[1].splitlines()
-                     if x.startswith("VmFlags"))
+    ref_flags = next(
+        x
+        for x in (REF / "self_smaps").read_text().split("/dev/zero (deleted)")[1].splitlines()
+        if x.startswith("VmFlags")
+    )
     assert next(x for x in block.splitlines() if x.startswith("VmFlags")).split() == ref_flags.split()
 
 
@@ -222,7 +232,11 @@ def test_status_meminfo_and_counters(world) -> None:
         pid = world["w"].proc(name).pid
         assert task_rss(find_task(d, pid)).shmem == NPAGES
         st = run("status", world["path"], str(pid)).stdout
-        assert next(x for x in st.splitlines() if x.startswith("RssShmem:")).split() == ["RssShmem:", str(NPAGES * 4), "kB"]
+        assert next(x for x in st.splitlines() if x.startswith("RssShmem:")).split() == [
+            "RssShmem:",
+            str(NPAGES * 4),
+            "kB",
+        ]
     mi = {x.split(":")[0]: int(x.split()[1]) for x in run("meminfo", world["path"]).stdout.splitlines()}
     assert mi["Shmem"] == _node_stat(d, "NR_SHMEM") * 4 == NPAGES * 4
     assert mi["Cached"] == _node_stat(d, "NR_FILE_PAGES") * 4 - mi["Buffers"] >= NPAGES * 4
@@ -233,15 +247,23 @@ def test_status_meminfo_and_counters(world) -> None:
     # the first mapping), on the inactive anon LRU; one inode, file and dentry; 256 pages
     # of Committed_AS
     (s0, o0, c0), (s1, o1, c1) = world["base"], _books(world["k"])
-    assert {n: s1[n] - s0[n] for n in s0} == {"NR_SHMEM": NPAGES, "NR_FILE_PAGES": NPAGES, "NR_FILE_MAPPED": NPAGES,
-                                              "NR_INACTIVE_ANON": NPAGES, "NR_ACTIVE_ANON": 0}
+    assert {n: s1[n] - s0[n] for n in s0} == {
+        "NR_SHMEM": NPAGES,
+        "NR_FILE_PAGES": NPAGES,
+        "NR_FILE_MAPPED": NPAGES,
+        "NR_INACTIVE_ANON": NPAGES,
+        "NR_ACTIVE_ANON": 0,
+    }
     assert {c: o1[c] - o0[c] for c in o0} == {"shmem_inode_cache": 1, "filp": 1, "dentry": 1}
     # Committed_AS: the file's size, plus what dup_mmap charged for the child's VM_ACCOUNT VMAs
     from drgn.helpers.linux.mm import for_each_vma
 
     child = find_task(d, world["w"].proc("child").pid)
-    forked = sum((v.vm_end.value_() - v.vm_start.value_()) >> 12 for v in for_each_vma(child.mm)
-                 if v.vm_flags.value_() & 0x00100000)  # VM_ACCOUNT
+    forked = sum(
+        (v.vm_end.value_() - v.vm_start.value_()) >> 12
+        for v in for_each_vma(child.mm)
+        if v.vm_flags.value_() & 0x00100000
+    )  # VM_ACCOUNT
     assert c1 - c0 == NPAGES + forked
 
 
@@ -316,7 +338,7 @@ def test_a_thread_shares_the_mapping(tmp_path) -> None:
     the file's pages."""
     from drgn.helpers.linux.pid import find_task
 
-    text = '''
+    text = """
 [machine]
 ram = "512M"
 
@@ -344,7 +366,7 @@ access = "write"
 
 [[step]]
 expect = "rss_shmem('db') == 64 and rss_shmem('worker') == 64 and node_stat('NR_SHMEM') == 64"
-'''
+"""
     r = run_scenario(parse_scenario(text, "thr.toml"))
     w, k = r.workload, r.kernel
     db, worker = w.proc("db"), w.proc("worker")
@@ -356,15 +378,20 @@ expect = "rss_shmem('db') == 64 and rss_shmem('worker') == 64 and node_stat('NR_
     assert sum(s.get("NR_SHMEM", 0) for s in k.node_vm_stat) == 0
 
 
-@pytest.mark.parametrize(("step", "msg"), [
-    ('thread = "t"', "thread needs process = NAME"),
-    ('thread = "a"\nprocess = "a"', "process 'a' already exists"),
-    ('mmap = "m"\nprocess = "a"\nkind = "shmem"\nsize = "1M"\nfile = "f"', "file and offset go with kind"),
-    ('mmap = "m"\nprocess = "a"\nkind = "shmem"\nsize = "1M"\nshared = true', "shared = true goes with kind"),
-    ('thread = "t"\nprocess = "a"\n\n[[step]]\nexec = "a"\ncomm = "x"', "exec there (de_thread) is not modelled"),
-    ('thread = "t"\nprocess = "a"\n\n[[step]]\nexit = "a"\n\n[[step]]\ntouch = "heap"\nprocess = "t"',
-     "unknown process 't'"),
-])
+@pytest.mark.parametrize(
+    ("step", "msg"),
+    [
+        ('thread = "t"', "thread needs process = NAME"),
+        ('thread = "a"\nprocess = "a"', "process 'a' already exists"),
+        ('mmap = "m"\nprocess = "a"\nkind = "shmem"\nsize = "1M"\nfile = "f"', "file and offset go with kind"),
+        ('mmap = "m"\nprocess = "a"\nkind = "shmem"\nsize = "1M"\nshared = true', "shared = true goes with kind"),
+        ('thread = "t"\nprocess = "a"\n\n[[step]]\nexec = "a"\ncomm = "x"', "exec there (de_thread) is not modelled"),
+        (
+            'thread = "t"\nprocess = "a"\n\n[[step]]\nexit = "a"\n\n[[step]]\ntouch = "heap"\nprocess = "t"',
+            "unknown process 't'",
+        ),
+    ],
+)
 def test_static_checks_are_one_line(step, msg) -> None:
     text = f'[[step]]\nspawn = "a"\n\n[[step]]\nspawn = "b"\n\n[[step]]\n{step}\n'
     with pytest.raises(ScenarioError) as e:
@@ -400,8 +427,10 @@ def test_partial_munmap_keeps_the_file_and_mbind_interleaves(tmp_path) -> None:
     ino = v.vm_file.f_inode.i_ino.value_()
     mapping = v.vm_file.f_mapping
     assert mapping.nrpages.value_() == 32
-    spans = [(n.node_start_pfn.value_(), n.node_start_pfn.value_() + n.node_spanned_pages.value_())
-             for n in (d["node_data"][nid] for nid in range(2))]
+    spans = [
+        (n.node_start_pfn.value_(), n.node_start_pfn.value_() + n.node_spanned_pages.value_())
+        for n in (d["node_data"][nid] for nid in range(2))
+    ]
 
     def nid_of(e):  # the node whose pfn span holds the page
         pfn = page_to_pfn(drgn.Object(d, "struct page *", e.value_())).value_()
@@ -421,7 +450,11 @@ def test_partial_munmap_keeps_the_file_and_mbind_interleaves(tmp_path) -> None:
     d = _open(k, tmp_path / "split")
     v = _dvma({"d": d, "addr": addr}, w.proc("a").pid)
     info = drgn.container_of(v.vm_file.f_inode, "struct shmem_inode_info", "vfs_inode")
-    assert _sp_nodes(d, info) == [(0, 20, "MPOL_INTERLEAVE", 1), (20, 24, "MPOL_BIND", 1), (24, 32, "MPOL_INTERLEAVE", 1)]
+    assert _sp_nodes(d, info) == [
+        (0, 20, "MPOL_INTERLEAVE", 1),
+        (20, 24, "MPOL_BIND", 1),
+        (24, 32, "MPOL_INTERLEAVE", 1),
+    ]
     w.exit("a")  # the last mapping: eviction frees the tree (mpol_free_shared_policy)
     assert len(slub.live_objects(k, slub.find_cache(k, "shared_policy_node"))) == sn - 3
     assert len(slub.live_objects(k, slub.find_cache(k, "numa_policy"))) == pols  # no policy leaked
@@ -432,8 +465,10 @@ def _sp_nodes(d, info):
     from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
 
     modes = {d.constant(n).value_(): n for n in ("MPOL_INTERLEAVE", "MPOL_BIND", "MPOL_PREFERRED")}
-    return [(n.start.value_(), n.end.value_(), modes.get(n.policy.mode.value_()), n.policy.flags.value_() & 1)
-            for n in rbtree_inorder_for_each_entry("struct sp_node", info.policy.root.address_of_(), "nd")]
+    return [
+        (n.start.value_(), n.end.value_(), modes.get(n.policy.mode.value_()), n.policy.flags.value_() & 1)
+        for n in rbtree_inorder_for_each_entry("struct sp_node", info.policy.root.address_of_(), "nd")
+    ]
 
 
 def test_boot_mounts_shm_mnt(tmp_path) -> None:
@@ -446,8 +481,11 @@ def test_boot_mounts_shm_mnt(tmp_path) -> None:
 
     k = boot(MachineConfig(ram=512 << 20, cpus=2, seed=1))
     d = _open(k, tmp_path / "boot")
-    sbs = [sb for sb in list_for_each_entry("struct super_block", d["super_blocks"].address_of_(), "s_list")
-           if sb.s_magic.value_() == TMPFS_MAGIC]
+    sbs = [
+        sb
+        for sb in list_for_each_entry("struct super_block", d["super_blocks"].address_of_(), "s_list")
+        if sb.s_magic.value_() == TMPFS_MAGIC
+    ]
     assert len(sbs) == 1
     sb = sbs[0]
     assert sb.s_dev.value_() == 1 and sb.s_flags.value_() & (1 << 22)  # SB_KERNMOUNT
@@ -482,8 +520,10 @@ def test_fork_copies_no_shared_pte(tmp_path) -> None:
     w.fork("c", "p")
     d = _open(k, tmp_path / "f")
     tc, tp = find_task(d, w.proc("c").pid), find_task(d, w.proc("p").pid)
-    assert _dvma({"d": d, "addr": addr}, w.proc("c").pid).vm_file.value_() == \
-        _dvma({"d": d, "addr": addr}, w.proc("p").pid).vm_file.value_()
+    assert (
+        _dvma({"d": d, "addr": addr}, w.proc("c").pid).vm_file.value_()
+        == _dvma({"d": d, "addr": addr}, w.proc("p").pid).vm_file.value_()
+    )
     for i in range(16):
         with pytest.raises(FaultError):
             follow_page(tc.mm, addr + (i << 12))

@@ -26,8 +26,21 @@ from mmintro.types import get_types
 
 T = get_types()
 REF = Path(__file__).parent / "data" / "reference" / "procfs"
-TSV_COLUMNS = ("object_size", "slab_size", "order", "objs_per_slab", "align", "cpu_partial", "min_partial",
-               "sheaf_capacity", "aliases", "ctor", "destroy_by_rcu", "reclaim_account", "hwcache_align")
+TSV_COLUMNS = (
+    "object_size",
+    "slab_size",
+    "order",
+    "objs_per_slab",
+    "align",
+    "cpu_partial",
+    "min_partial",
+    "sheaf_capacity",
+    "aliases",
+    "ctor",
+    "destroy_by_rcu",
+    "reclaim_account",
+    "hwcache_align",
+)
 
 
 def _tsv() -> dict[str, dict]:
@@ -63,9 +76,15 @@ def k():
 
 def _ours(s: slub.KmemCache) -> dict:
     return {
-        "object_size": s.object_size, "slab_size": s.size, "order": s.oo_order, "objs_per_slab": s.oo_objects,
-        "align": s.align, "cpu_partial": s.cpu_partial, "min_partial": s.min_partial,
-        "sheaf_capacity": s.sheaf_capacity, "aliases": max(s.refcount, 1) - 1,
+        "object_size": s.object_size,
+        "slab_size": s.size,
+        "order": s.oo_order,
+        "objs_per_slab": s.oo_objects,
+        "align": s.align,
+        "cpu_partial": s.cpu_partial,
+        "min_partial": s.min_partial,
+        "sheaf_capacity": s.sheaf_capacity,
+        "aliases": max(s.refcount, 1) - 1,
         "ctor": f"{s.ctor.split('@')[0]}+0x0/{sc.CTORS[s.ctor][0]:#x}" if s.ctor else "-",  # %pS: the name
         "destroy_by_rcu": int(bool(s.flags & sc.SLAB_TYPESAFE_BY_RCU)),
         "reclaim_account": int(bool(s.flags & sc.SLAB_RECLAIM_ACCOUNT)),
@@ -130,10 +149,13 @@ def test_merging_follows_find_mergeable(k) -> None:
     assert s is avc and avc.refcount == 3
     assert slub.kmem_cache_create(k1, "test_merge_rcl", 100, flags=sc.SLAB_RECLAIM_ACCOUNT).name == "buffer_head"
     # Constructors, RCU, usercopy regions and sheaves never merge.
-    assert not slub.kmem_cache_create(k1, "test_nomerge_rcu", 60, flags=sc.SLAB_ACCOUNT
-                                      | sc.SLAB_TYPESAFE_BY_RCU).aliases
-    assert slub.kmem_cache_create(k1, "test_nomerge_user", 64, flags=sc.SLAB_ACCOUNT, usersize=8).name == \
-        "test_nomerge_user"
+    assert not slub.kmem_cache_create(
+        k1, "test_nomerge_rcu", 60, flags=sc.SLAB_ACCOUNT | sc.SLAB_TYPESAFE_BY_RCU
+    ).aliases
+    assert (
+        slub.kmem_cache_create(k1, "test_nomerge_user", 64, flags=sc.SLAB_ACCOUNT, usersize=8).name
+        == "test_nomerge_user"
+    )
 
 
 def test_calculate_sizes_places_the_free_pointer_as_6_18(k1) -> None:
@@ -159,8 +181,12 @@ def test_calculate_sizes_places_the_free_pointer_as_6_18(k1) -> None:
 
 def test_kmalloc_table_is_6_18s(k1) -> None:
     t = k1.slab.kmalloc_caches
-    pre = {sc.KMALLOC_NORMAL: "kmalloc-", sc.KMALLOC_RECLAIM: "kmalloc-rcl-", sc.KMALLOC_DMA: "dma-kmalloc-",
-           sc.KMALLOC_CGROUP: "kmalloc-cg-"}
+    pre = {
+        sc.KMALLOC_NORMAL: "kmalloc-",
+        sc.KMALLOC_RECLAIM: "kmalloc-rcl-",
+        sc.KMALLOC_DMA: "dma-kmalloc-",
+        sc.KMALLOC_CGROUP: "kmalloc-cg-",
+    }
     short = ["", "96", "192", "8", "16", "32", "64", "128", "256", "512", "1k", "2k", "4k", "8k"]
     for type_, prefix in pre.items():
         assert t[type_][0] is None
@@ -172,9 +198,23 @@ def test_kmalloc_table_is_6_18s(k1) -> None:
         return slub.kmalloc_slab(k1, size, G.parse_gfp(gfp)).name
 
     assert [cache(n) for n in (1, 8, 9, 24, 64, 65, 72, 96, 97, 128, 129, 192, 193, 4096, 4097, 8192)] == [
-        "kmalloc-8", "kmalloc-8", "kmalloc-16", "kmalloc-32", "kmalloc-64", "kmalloc-96", "kmalloc-96",
-        "kmalloc-96", "kmalloc-128", "kmalloc-128", "kmalloc-192", "kmalloc-192", "kmalloc-256", "kmalloc-4k",
-        "kmalloc-8k", "kmalloc-8k"]
+        "kmalloc-8",
+        "kmalloc-8",
+        "kmalloc-16",
+        "kmalloc-32",
+        "kmalloc-64",
+        "kmalloc-96",
+        "kmalloc-96",
+        "kmalloc-96",
+        "kmalloc-128",
+        "kmalloc-128",
+        "kmalloc-192",
+        "kmalloc-192",
+        "kmalloc-256",
+        "kmalloc-4k",
+        "kmalloc-8k",
+        "kmalloc-8k",
+    ]
     assert cache(40, "GFP_KERNEL_ACCOUNT") == "kmalloc-cg-64"
     assert cache(40, "GFP_KERNEL|__GFP_RECLAIMABLE") == "kmalloc-rcl-64"
     assert cache(40, "GFP_KERNEL|__GFP_RECLAIMABLE|__GFP_ACCOUNT") == "kmalloc-rcl-64"
@@ -200,6 +240,7 @@ def test_cpu_partial_and_min_partial(k1) -> None:
 
 
 # -- the allocator in the simulator -------------------------------------------------------------
+
 
 def _slab_pages_bytes(k) -> dict[tuple[int, str], int]:
     out: dict[tuple[int, str], int] = {}
@@ -444,14 +485,32 @@ def test_deterministic_by_seed() -> None:
 # -- real drgn on a snapshot ---------------------------------------------------------------------------
 def _workload(k) -> dict:
     rng = np.random.default_rng(11)
-    custom = slub.kmem_cache_create(k, "mmintro_test_ctor", 200, flags=sc.SLAB_HWCACHE_ALIGN | sc.SLAB_ACCOUNT,
-                                    ctor="mmintro_test_ctor", ctor_fn=lambda k_, o: k_.kmem.write_u64(o, 0x5EED))
-    named = [slub.find_cache(k, n) for n in ("task_struct", "vm_area_struct", "maple_node", "anon_vma",
-                                             "radix_tree_node", "filp", "dentry", "inode_cache", "pid")]
+    custom = slub.kmem_cache_create(
+        k,
+        "mmintro_test_ctor",
+        200,
+        flags=sc.SLAB_HWCACHE_ALIGN | sc.SLAB_ACCOUNT,
+        ctor="mmintro_test_ctor",
+        ctor_fn=lambda k_, o: k_.kmem.write_u64(o, 0x5EED),
+    )
+    named = [
+        slub.find_cache(k, n)
+        for n in (
+            "task_struct",
+            "vm_area_struct",
+            "maple_node",
+            "anon_vma",
+            "radix_tree_node",
+            "filp",
+            "dentry",
+            "inode_cache",
+            "pid",
+        )
+    ]
     named.append(custom)
     gfps = ["GFP_KERNEL", "GFP_KERNEL_ACCOUNT", "GFP_KERNEL|__GFP_RECLAIMABLE", "GFP_ATOMIC", "GFP_KERNEL|__GFP_ZERO"]
     live: list[tuple[int, slub.KmemCache | None]] = []
-    for i in range(6000):
+    for _i in range(6000):
         k.on_cpu(int(rng.integers(2)))
         r = rng.random()
         if live and r < 0.42:
@@ -461,8 +520,11 @@ def _workload(k) -> dict:
             else:
                 slub.kmem_cache_free(k, s, a)
         elif r < 0.7:
-            size = int(rng.choice([8, 16, 24, 40, 64, 96, 100, 150, 192, 256, 300, 512, 700, 1024, 2000, 4096,
-                                   8000, 9000, 20000]))
+            size = int(
+                rng.choice(
+                    [8, 16, 24, 40, 64, 96, 100, 150, 192, 256, 300, 512, 700, 1024, 2000, 4096, 8000, 9000, 20000]
+                )
+            )
             live.append((slub.kmalloc(k, size, gfps[int(rng.integers(len(gfps)))], caller="test_kmalloc"), None))
         else:
             s = named[int(rng.integers(len(named)))]
@@ -512,15 +574,46 @@ def test_drgn_reads_our_kmem_cache_fields(snap) -> None:
     for s in k.slab.caches:
         c = caches[s.name]
         assert c.value_() == s.addr
-        got = [c.member_(f).value_() for f in ("size", "object_size", "offset", "inuse", "align", "refcount",
-                                               "flags", "random", "min_partial", "cpu_partial",
-                                               "cpu_partial_slabs", "sheaf_capacity", "red_left_pad")]
-        assert got == [s.size, s.object_size, s.offset, s.inuse, s.align, s.refcount, s.flags, s.random,
-                       s.min_partial, s.cpu_partial, s.cpu_partial_slabs, s.sheaf_capacity, 0], s.name
+        got = [
+            c.member_(f).value_()
+            for f in (
+                "size",
+                "object_size",
+                "offset",
+                "inuse",
+                "align",
+                "refcount",
+                "flags",
+                "random",
+                "min_partial",
+                "cpu_partial",
+                "cpu_partial_slabs",
+                "sheaf_capacity",
+                "red_left_pad",
+            )
+        ]
+        assert got == [
+            s.size,
+            s.object_size,
+            s.offset,
+            s.inuse,
+            s.align,
+            s.refcount,
+            s.flags,
+            s.random,
+            s.min_partial,
+            s.cpu_partial,
+            s.cpu_partial_slabs,
+            s.sheaf_capacity,
+            0,
+        ], s.name
         assert (c.oo.x.value_(), c.min.x.value_()) == (s.oo, (s.min_order << 16) + s.min_objects)
         n = c.node[0]
         assert (n.nr_partial.value_(), n.nr_slabs.counter.value_(), n.total_objects.counter.value_()) == (
-            s.nodes[0].nr_partial, s.nodes[0].nr_slabs, s.nodes[0].total_objects)
+            s.nodes[0].nr_partial,
+            s.nodes[0].nr_slabs,
+            s.nodes[0].total_objects,
+        )
         if s.random_seq:
             assert [c.random_seq[i].value_() for i in range(len(s.random_seq))] == s.random_seq
 
@@ -571,8 +664,14 @@ def test_drgn_slab_cache_usage_and_crash_kmem_s(snap) -> None:
         # freelist of a CPU slab): active = live objects + those.
         remote = sum(c.slab.objects - c.slab.inuse for c in s.cpus if c.slab is not None)
         assert u.active_objs == len(slub.live_objects(k, s)) + remote, s.name
-        assert rows[s.name] == [f"{s.addr:x}", str(s.object_size), str(u.active_objs), str(u.num_objs),
-                                str(u.num_slabs), f"{(PAGE_SIZE << s.oo_order) // 1024}k"]
+        assert rows[s.name] == [
+            f"{s.addr:x}",
+            str(s.object_size),
+            str(u.active_objs),
+            str(u.num_objs),
+            str(u.num_slabs),
+            f"{(PAGE_SIZE << s.oo_order) // 1024}k",
+        ]
 
 
 @pytest.mark.slow  # ~5 s
@@ -615,8 +714,10 @@ def test_drgn_finds_exactly_the_live_objects_of_every_cache(snap) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("MMINTRO_SLOW"), reason="~1 s of drgn per cache (a for_each_page pass over "
-                    "1 GiB each); MMINTRO_SLOW=1 runs it")
+@pytest.mark.skipif(
+    not os.environ.get("MMINTRO_SLOW"),
+    reason="~1 s of drgn per cache (a for_each_page pass over 1 GiB each); MMINTRO_SLOW=1 runs it",
+)
 def test_drgn_unmodified_helper_on_every_cache(snap) -> None:
     k, prog, *_ = snap
     from drgn.helpers.linux.slab import slab_cache_for_each_allocated_object
@@ -663,14 +764,13 @@ def test_drgn_slab_total_usage_is_the_slab_pages(snap) -> None:
     want = _slab_pages_bytes(k)
     u = slab_total_usage(prog)
     assert u.reclaimable_pages == sum(v for (_n, i), v in want.items() if i == "NR_SLAB_RECLAIMABLE_B") // PAGE_SIZE
-    assert u.unreclaimable_pages == sum(v for (_n, i), v in want.items()
-                                        if i == "NR_SLAB_UNRECLAIMABLE_B") // PAGE_SIZE
+    assert u.unreclaimable_pages == sum(v for (_n, i), v in want.items() if i == "NR_SLAB_UNRECLAIMABLE_B") // PAGE_SIZE
 
 
 def _file_offset(core: str, paddr: int) -> int:
     """Where physical address ``paddr`` is stored in an ELF core (PT_LOAD p_paddr)."""
-    data = Path(core).read_bytes()[:1 << 20]
-    phoff, = struct.unpack_from("<Q", data, 32)
+    data = Path(core).read_bytes()[: 1 << 20]
+    (phoff,) = struct.unpack_from("<Q", data, 32)
     phentsize, phnum = struct.unpack_from("<HH", data, 54)
     for i in range(phnum):
         p_type, _fl, off, _va, pa_, filesz, _memsz, _al = struct.unpack_from("<IIQQQQQQ", data, phoff + i * phentsize)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cli_helpers import run
+
 from mmintro.kernel.config import OSRELEASE, MachineConfig
 from mmintro.kernel.machine import boot
 from mmintro.reader import SnapshotError, open_snapshot
@@ -29,8 +29,17 @@ PS = 4096
 DH = struct.Struct("<8si65s65s65s65s65s65s6xqqIiiIIIIIIi")
 SUB = struct.Struct("<QiiQQqQqQqQQQQ")
 DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
-REPORTS = ["meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "slabinfo", "vmstat", "iomem", "vmallocinfo",
-           "page-types"]
+REPORTS = [
+    "meminfo",
+    "zoneinfo",
+    "buddyinfo",
+    "pagetypeinfo",
+    "slabinfo",
+    "vmstat",
+    "iomem",
+    "vmallocinfo",
+    "page-types",
+]
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +73,36 @@ class Parsed:
         f = DH.unpack_from(self.buf, 0)
         (self.sig, self.version, *uts) = f[:8]
         self.utsname = [u.rstrip(b"\0").decode() for u in uts]
-        (self.tv_sec, _usec, self.status, self.block_size, self.sub_hdr_size, self.bitmap_blocks,
-         self.max_mapnr32, _t, _d, _w, _c, self.nr_cpus) = f[8:]
-        (self.phys_base, self.dump_level, self.split, _s, _e, self.off_vmci, self.size_vmci, self.off_note,
-         self.size_note, _oe, _se, _s64, _e64, self.max_mapnr) = SUB.unpack_from(self.buf, self.block_size)
+        (
+            self.tv_sec,
+            _usec,
+            self.status,
+            self.block_size,
+            self.sub_hdr_size,
+            self.bitmap_blocks,
+            self.max_mapnr32,
+            _t,
+            _d,
+            _w,
+            _c,
+            self.nr_cpus,
+        ) = f[8:]
+        (
+            self.phys_base,
+            self.dump_level,
+            self.split,
+            _s,
+            _e,
+            self.off_vmci,
+            self.size_vmci,
+            self.off_note,
+            self.size_note,
+            _oe,
+            _se,
+            _s64,
+            _e64,
+            self.max_mapnr,
+        ) = SUB.unpack_from(self.buf, self.block_size)
         bs = self.block_size
         half = self.bitmap_blocks * bs // 2
         bm_off = (1 + self.sub_hdr_size) * bs
@@ -93,6 +128,7 @@ class Parsed:
 
 # -- the file itself ----------------------------------------------------------------------------
 
+
 def test_header_as_makedumpfile_writes_it(pair) -> None:
     elf, kd = pair
     p = Parsed(kd + ".vmcore")
@@ -108,8 +144,10 @@ def test_header_as_makedumpfile_writes_it(pair) -> None:
     assert p.off_note < p.off_vmci < p.off_vmci + p.size_vmci <= p.off_note + p.size_note
     core = CoreFile(elf + ".vmcore")
     notes = core.notes
-    assert p.buf[p.off_vmci : p.off_vmci + p.size_vmci].decode() == dict(
-        (n, d) for n, _t, d in notes)["VMCOREINFO"].decode()
+    assert (
+        p.buf[p.off_vmci : p.off_vmci + p.size_vmci].decode()
+        == dict((n, d) for n, _t, d in notes)["VMCOREINFO"].decode()
+    )
     with DiskDumpFile(kd + ".vmcore") as dd:
         assert dd.notes == notes  # NT_PRSTATUS per CPU, then VMCOREINFO: the ELF snapshot's notes
         assert [n for n, t, _ in dd.notes] == ["CORE", "CORE", "VMCOREINFO"]
@@ -176,8 +214,14 @@ def test_pages_that_do_not_shrink_are_stored_raw_and_equal_pages_share_data(tmp_
     run1 = noise + bytes(PS) + text
     run2 = same * 5001
     path = tmp_path / "t.kdump"
-    stats = write_kdump(path, [(16 * PS, run1), (20 * PS, run2)], "OSRELEASE=x\n", [(0, 32 << 20)],
-                        utsname=b"Linux".ljust(65, b"\0") * 6, nr_cpus=1)
+    stats = write_kdump(
+        path,
+        [(16 * PS, run1), (20 * PS, run2)],
+        "OSRELEASE=x\n",
+        [(0, 32 << 20)],
+        utsname=b"Linux".ljust(65, b"\0") * 6,
+        nr_cpus=1,
+    )
     p = Parsed(str(path))
     assert stats.size == len(p.buf) and stats.ram_pages == len(p.pfns) == 8192
     assert p.d(16)[1:3] == (PS, 0) and p.page(16) == noise
@@ -225,6 +269,7 @@ def test_partial_pages_and_several_ranges(tmp_path) -> None:
 
 
 # -- real drgn ----------------------------------------------------------------------------------
+
 
 def _drgn(stem: str):
     from mmintro import crosscheck as xc
@@ -277,6 +322,7 @@ def test_drgn_crosscheck_rows_agree_on_kdump(pair, shm_pair) -> None:
 
 # -- real crash ---------------------------------------------------------------------------------
 
+
 def test_crash_opens_kdump_quietly_and_agrees_with_elf(pair) -> None:
     from mmintro.realkernel.crash import fetch_crash, run_crash
 
@@ -323,8 +369,12 @@ def test_makedumpfile_reads_it_and_refilters_free_pages(pair, tmp_path) -> None:
     assert shutil.which("makedumpfile"), "makedumpfile is not installed (.ci/run installs it)"
     kd = pair[1]
     out = tmp_path / "refiltered"
-    p = subprocess.run(["makedumpfile", "-c", "-d", "17", "-x", kd + ".vmlinux", kd + ".vmcore",
-                        str(out) + ".vmcore"], capture_output=True, text=True, check=False)
+    p = subprocess.run(
+        ["makedumpfile", "-c", "-d", "17", "-x", kd + ".vmlinux", kd + ".vmcore", str(out) + ".vmcore"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     shutil.copy(kd + ".vmlinux", str(out) + ".vmlinux")
     with DiskDumpFile(str(out) + ".vmcore") as dd:
@@ -338,6 +388,7 @@ def test_makedumpfile_reads_it_and_refilters_free_pages(pair, tmp_path) -> None:
 
 
 # -- mmintro's reader ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("report", REPORTS)
 def test_reports_are_identical(pair, report: str) -> None:
@@ -363,6 +414,7 @@ def test_open_snapshot_reads_kdump(pair) -> None:
 
 # -- bad files: one line, no traceback ------------------------------------------------------------
 
+
 @pytest.fixture
 def kd_copy(pair, tmp_path) -> str:
     import shutil
@@ -374,16 +426,23 @@ def kd_copy(pair, tmp_path) -> str:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from mmintro.cli.main import main; main()", *args],
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", "from mmintro.cli.main import main; main()", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("keep,expect", [
-    (100, "the disk_dump_header needs"),
-    (PS + 50, "the header and bitmaps need"),
-    (0x60000, "page descriptors need bytes up to"),
-    (-1000, "points at bytes"),  # the last page's data cut short
-])
+@pytest.mark.parametrize(
+    "keep,expect",
+    [
+        (100, "the disk_dump_header needs"),
+        (PS + 50, "the header and bitmaps need"),
+        (0x60000, "page descriptors need bytes up to"),
+        (-1000, "points at bytes"),  # the last page's data cut short
+    ],
+)
 def test_truncated_kdump_is_one_line(kd_copy, keep: int, expect: str) -> None:
     path = kd_copy + ".vmcore"
     size = os.path.getsize(path)
@@ -409,6 +468,7 @@ def test_corrupt_page_data_is_one_line(kd_copy) -> None:
 
 
 # -- the command line -------------------------------------------------------------------------------
+
 
 def test_simulate_format_kdump(tmp_path) -> None:
     out = tmp_path / "small"

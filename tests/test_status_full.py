@@ -32,9 +32,36 @@ from mmintro.views import status as status_view
 from mmintro.workload import Workload
 
 # lines whose values depend on the program, its pids or the machine (see the module text)
-DRIFTS = {"Name", "Tgid", "Pid", "PPid", "NStgid", "NSpid", "VmPeak", "VmSize", "VmLck", "VmPin", "VmHWM", "VmRSS",
-          "RssAnon", "RssFile", "RssShmem", "VmData", "VmStk", "VmExe", "VmLib", "VmPTE", "VmSwap", "HugetlbPages",
-          "Threads", "SigIgn", "SigCgt", "SigQ", "voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"}
+DRIFTS = {
+    "Name",
+    "Tgid",
+    "Pid",
+    "PPid",
+    "NStgid",
+    "NSpid",
+    "VmPeak",
+    "VmSize",
+    "VmLck",
+    "VmPin",
+    "VmHWM",
+    "VmRSS",
+    "RssAnon",
+    "RssFile",
+    "RssShmem",
+    "VmData",
+    "VmStk",
+    "VmExe",
+    "VmLib",
+    "VmPTE",
+    "VmSwap",
+    "HugetlbPages",
+    "Threads",
+    "SigIgn",
+    "SigCgt",
+    "SigQ",
+    "voluntary_ctxt_switches",
+    "nonvoluntary_ctxt_switches",
+}
 CONFIG_ONLY_IN_GUEST = {"x86_Thread_features", "x86_Thread_features_locked"}
 
 
@@ -117,8 +144,7 @@ def test_exit_returns_creds_and_sighand(tmp_path) -> None:  # type: ignore[no-un
     w.exit("c")
     after = {n: len([a for a, (c, _) in k.slab.live.items() if c is s]) for n, s in caches.items()}
     assert after == before
-    assert k.kmem.get(k.sym("init_ucounts"), "ucounts",
-                      f"rlimit[{k.T.const('UCOUNT_RLIMIT_NPROC')}].counter") == nproc
+    assert k.kmem.get(k.sym("init_ucounts"), "ucounts", f"rlimit[{k.T.const('UCOUNT_RLIMIT_NPROC')}].counter") == nproc
 
 
 def test_secondary_idle_tasks_are_task_struct_cache_objects(sim) -> None:  # type: ignore[no-untyped-def]

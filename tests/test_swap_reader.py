@@ -5,8 +5,8 @@ printf), and a snapshot without swap.  The real-kernel oracles are in test_realk
 from __future__ import annotations
 
 import numpy as np
-
 from cli_helpers import run
+
 from mmintro.reader.helpers.swap import pte_to_swp_entry, swp_entries
 from mmintro.views.swaps import HEADER, SwapRow, mangle_path, render, render_crash
 
@@ -51,8 +51,11 @@ def test_proc_swaps_lines_follow_swap_show() -> None:
     ]
     assert render(rows) == (
         HEADER
-        + "/dev/vda" + " " * 32 + "partition\t65532\t\t7168\t\t-2\n"
-        + "/srv/a\\040swap\\040file\\040with\\040spaces\\040and\\040a\\040long\\040name" + " "
+        + "/dev/vda"
+        + " " * 32
+        + "partition\t65532\t\t7168\t\t-2\n"
+        + "/srv/a\\040swap\\040file\\040with\\040spaces\\040and\\040a\\040long\\040name"
+        + " "
         + "file\t\t16777212\t0\t\t5\n"
     )
     assert mangle_path("a\tb\nc\\d e") == "a\\011b\\012c\\134d\\040e"

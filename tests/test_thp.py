@@ -48,9 +48,15 @@ def thp(tmp_path_factory):
 
 def test_thp_flags_for_the_madvise_default(thp):
     _k, prog, *_ = thp
-    bits = sum(1 << prog.constant(n).value_() for n in (
-        "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG", "TRANSPARENT_HUGEPAGE_DEFRAG_REQ_MADV_FLAG",
-        "TRANSPARENT_HUGEPAGE_DEFRAG_KHUGEPAGED_FLAG", "TRANSPARENT_HUGEPAGE_USE_ZERO_PAGE_FLAG"))
+    bits = sum(
+        1 << prog.constant(n).value_()
+        for n in (
+            "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG",
+            "TRANSPARENT_HUGEPAGE_DEFRAG_REQ_MADV_FLAG",
+            "TRANSPARENT_HUGEPAGE_DEFRAG_KHUGEPAGED_FLAG",
+            "TRANSPARENT_HUGEPAGE_USE_ZERO_PAGE_FLAG",
+        )
+    )
     assert prog["transparent_hugepage_flags"].value_() == bits
     assert prog["huge_anon_orders_inherit"].value_() == 1 << 9
     assert prog["huge_anon_orders_always"].value_() == prog["huge_anon_orders_madvise"].value_() == 0
@@ -106,8 +112,10 @@ def test_counters_split_queue_and_deposits(thp):
     k, prog, p, base, t1, t2, *_ = thp
     assert int(global_node_page_state(prog, prog.constant("NR_ANON_THPS"))) == 2 * 512
     q = prog["node_data"][0].deferred_split_queue
-    pfns = [page_to_pfn(f.page.address_of_()).value_()
-            for f in list_for_each_entry("struct folio", q.split_queue.address_of_(), "_deferred_list")]
+    pfns = [
+        page_to_pfn(f.page.address_of_()).value_()
+        for f in list_for_each_entry("struct folio", q.split_queue.address_of_(), "_deferred_list")
+    ]
     assert pfns == [t1, t2]  # list_add_tail in fault order
     assert q.split_queue_len.value_() == 2
     # three PMD leaves (two THPs, one zero) in one PMD table: three deposited PTE tables
@@ -134,8 +142,10 @@ def test_madvise_mode_leaves_other_vmas_to_4k_pages(thp):
     assert level == "PTE"
 
 
-@pytest.mark.parametrize("mode,madvised,expect", [
-    ("always", False, True), ("madvise", False, False), ("madvise", True, True), ("never", True, False)])
+@pytest.mark.parametrize(
+    "mode,madvised,expect",
+    [("always", False, True), ("madvise", False, False), ("madvise", True, True), ("never", True, False)],
+)
 def test_thp_mode_decides_eligibility(mode, madvised, expect):
     k = boot(MachineConfig(ram=1 << 30, thp=mode))
     p = fork.spawn_process(k, "t")
@@ -171,8 +181,7 @@ def test_fork_shares_the_thp_write_protected_and_partial_unmap_splits():
     assert sum(c_[ev["THP_SPLIT_PMD"]] for c_ in k.vm_events) == before + 1
     level, _s, _e = memory.walk(k, p.mm, base)
     assert level == "PTE"  # split into the deposited table
-    assert huge_memory.HPAGE_PMD_NR - 256 == sum(
-        1 for i in range(512) if memory.walk(k, p.mm, base + i * 4096)[2] & 1)
+    assert huge_memory.HPAGE_PMD_NR - 256 == sum(1 for i in range(512) if memory.walk(k, p.mm, base + i * 4096)[2] & 1)
     # the child still maps it entirely, so it is not partially mapped yet (__folio_remove_rmap:
     # nr = 0 while _nr_pages_mapped >= ENTIRELY_MAPPED)
     pm = k.T.const("PG_partially_mapped")

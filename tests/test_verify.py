@@ -113,8 +113,17 @@ def test_pristine_snapshot_has_no_finding(snap) -> None:
     assert r.stdout.startswith("no findings ("), r.stdout
     data = json.loads(run("verify", snap, "--json").stdout)
     assert data["findings"] == [] and "lru" in data["groups"]
-    for cmd in ("buddyinfo", "zoneinfo", "fragmentation", "slabinfo", "vmallocinfo", "meminfo", "ps", "swaps",
-                "kmem-s"):
+    for cmd in (
+        "buddyinfo",
+        "zoneinfo",
+        "fragmentation",
+        "slabinfo",
+        "vmallocinfo",
+        "meminfo",
+        "ps",
+        "swaps",
+        "kmem-s",
+    ):
         r = run(cmd, snap)
         assert "# finding" not in r.stdout and not r.stderr, (cmd, r.stderr)
     with open_snapshot(snap) as prog:
@@ -136,8 +145,12 @@ def test_nr_free_against_the_free_lists(copy) -> None:
     with open_snapshot(copy) as prog:
         z = _zone(prog)
         _poke(prog, copy, z.free_area[3].nr_free.address_, U64)
-    out = _finds(("buddyinfo", copy), "free_area[3].nr_free is 18446744073709551615", "nr_free counts the blocks",
-                 check="free_area")
+    out = _finds(
+        ("buddyinfo", copy),
+        "free_area[3].nr_free is 18446744073709551615",
+        "nr_free counts the blocks",
+        check="free_area",
+    )
     assert "18446744073709551615" in out.splitlines()[1]  # the report itself is unchanged
     _finds(("fragmentation", copy), "free_area[3].nr_free", check="free_area")
     r = run("buddyinfo", copy, "--json", ok=False)
@@ -155,9 +168,12 @@ def test_nr_free_against_the_free_lists(copy) -> None:
 def test_broken_free_list(copy) -> None:
     with open_snapshot(copy) as prog:
         z = _zone(prog)
-        order, mt, head = next((o, m, z.free_area[o].free_list[m]) for o in range(10, -1, -1)
-                               for m in range(prog.types.const("MIGRATE_TYPES"))
-                               if z.free_area[o].free_list[m].next.value_() != z.free_area[o].free_list[m].address_)
+        order, mt, head = next(
+            (o, m, z.free_area[o].free_list[m])
+            for o in range(10, -1, -1)
+            for m in range(prog.types.const("MIGRATE_TYPES"))
+            if z.free_area[o].free_list[m].next.value_() != z.free_area[o].free_list[m].address_
+        )
         first = head.next.value_()
         _poke(prog, copy, first + prog.types.struct("list_head").offsetof("prev"), first)  # prev points at itself
     _finds(("buddyinfo", copy), f"free_area[{order}].free_list[{mt}] is broken", check="free_area")
@@ -177,11 +193,14 @@ def test_pcp_count(copy) -> None:
 
 
 # -- zones ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("field, value, words", [
-    ("managed_pages", -1, "managed_pages -1 is not in 0..present_pages"),
-    ("present_pages", 1 << 40, "> spanned_pages"),
-    ("spanned_pages", 1 << 40, "outside node pfns"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("managed_pages", -1, "managed_pages -1 is not in 0..present_pages"),
+        ("present_pages", 1 << 40, "> spanned_pages"),
+        ("spanned_pages", 1 << 40, "outside node pfns"),
+    ],
+)
 def test_zone_page_counts(copy, field, value, words) -> None:
     with open_snapshot(copy) as prog:
         z = _zone(prog)
@@ -198,8 +217,9 @@ def test_total_vm_beyond_the_user_address_space(copy) -> None:
         t = _task(prog)
         _poke(prog, copy, t.mm.total_vm.address_, 1 << 40)
         limit = TASK_SIZE_MAX(prog) // 4096
-    _finds(("ps", copy), f"mm->total_vm is {1 << 40} pages, more than the {limit} pages below TASK_SIZE_MAX",
-           check="mm")
+    _finds(
+        ("ps", copy), f"mm->total_vm is {1 << 40} pages, more than the {limit} pages below TASK_SIZE_MAX", check="mm"
+    )
     _verify_finds(copy, "mm", "below TASK_SIZE_MAX")
 
 
@@ -276,8 +296,7 @@ def test_slab_nr_partial_with_an_empty_list(copy) -> None:
     with open_snapshot(copy) as prog:
         _s, n = _kmalloc64_node(prog)
         _poke(prog, copy, n.nr_partial.address_, 1 << 31)
-    _finds(("slabinfo", copy), "slab cache kmalloc-64", "nr_partial is 2147483648 but n->partial holds",
-           check="slab")
+    _finds(("slabinfo", copy), "slab cache kmalloc-64", "nr_partial is 2147483648 but n->partial holds", check="slab")
     _finds(("kmem-s", copy), "nr_partial is 2147483648", check="slab")
     _verify_finds(copy, "slab", "nr_partial is 2147483648")
 

@@ -101,8 +101,9 @@ def patched_copy(snapshot: str, out: Path, edits: list[tuple[int, bytes]]) -> st
         out_runs += [(page, bytes(content)) for page, content in pages.items() if page not in covered]
         out_runs.sort()
         prstatus = [desc for name, ntype, desc in core.notes if name == "CORE" and ntype == 1]
-        write_vmcore(str(out) + ".vmcore", out_runs, core.vmcoreinfo_text, ram_ranges=core.ram_ranges,
-                     prstatus=prstatus)
+        write_vmcore(
+            str(out) + ".vmcore", out_runs, core.vmcoreinfo_text, ram_ranges=core.ram_ranges, prstatus=prstatus
+        )
     shutil.copy(snapshot + ".vmlinux", str(out) + ".vmlinux")
     return str(out)
 
@@ -118,7 +119,6 @@ def one_line_error(result, *words: str) -> None:
     assert "Traceback" not in result.stderr
     for w in words:
         assert w in result.stderr
-
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,8 @@ def test_pagetypeinfo_has_the_reference_layout(cli_snapshot):
         assert ours[key] == ref[key], key
     # same populated zones as the reference machine (DMA, DMA32, Normal on node 0)
     assert [(f["node"], f["zone"], f["type"]) for f in ours["free"]] == [
-        (f["node"], f["zone"], f["type"]) for f in ref["free"]]
+        (f["node"], f["zone"], f["type"]) for f in ref["free"]
+    ]
     assert [(b["node"], b["zone"]) for b in ours["blocks"]] == [(b["node"], b["zone"]) for b in ref["blocks"]]
     assert column_shapes(text) == column_shapes(reference("pagetypeinfo"))  # line by line, trailing spaces too
 
@@ -220,9 +221,9 @@ def test_pagetypeinfo_free_counts_equal_drgns_list_walks(which, request):
             for mt, name in enumerate(names):
                 want[(pgdat.node_id.value_(), zone.name.string_().decode(), name)] = [
                     sum(1 for _ in list_for_each(zone.free_area[o].free_list[mt].address_of_()))
-                    for o in range(len(zone.free_area))]
+                    for o in range(len(zone.free_area))
+                ]
     assert got == want
-
 
 
 @pytest.mark.parametrize("which", ["default", "numa2", "churned"])
@@ -243,6 +244,7 @@ def test_pagetypeinfo_free_pages_are_the_zone_counters(which, request):
             acc[1] += n << order if order >= pti["pageblock_order"] else 0
     for key, (free, in_blocks) in pages.items():
         assert (free, in_blocks) == (zones[key]["pages"]["free"], zones[key]["stats"]["nr_free_pages_blocks"]), key
+
 
 def _drgn_block_counts(path: str, nr_types: int) -> dict[tuple[int, str], list[int]]:
     """pagetypeinfo_showblockcount_print() written again over drgn objects, with the kernel's
@@ -304,8 +306,9 @@ def test_pagetypeinfo_reads_changed_pageblock_types(cli_snapshot, tmp_path):
         start = zone.zone_start_pfn.value_()
         edits = []
         # two pageblocks that boot left Movable (MIGRATE_MOVABLE = 1 in the low bits)
-        movable = [pfn for pfn in range(start + 512 * 3, start + 512 * 200, 512)
-                   if _pageblock_byte(prog, g, pfn) & 0x7 == 1][:2]
+        movable = [
+            pfn for pfn in range(start + 512 * 3, start + 512 * 200, 512) if _pageblock_byte(prog, g, pfn) & 0x7 == 1
+        ][:2]
         for pfn, value in zip(movable, (0x00, 0x11)):
             usage = nr_to_section(prog, pfn >> g.pfn_section_shift).usage.value_()
             where = usage + prog.types.offsetof("mem_section_usage", "pageblock_flags")
@@ -322,25 +325,28 @@ def test_pagetypeinfo_reads_changed_pageblock_types(cli_snapshot, tmp_path):
     assert {(0, z): c for z, c in after.items()} == _drgn_block_counts(bad, len(types))
 
 
-
 def test_pagetypeinfo_counts_only_the_zones_own_pageblocks_where_spans_overlap(numa2_snapshot, tmp_path):
     """Node 1's DMA32 made to start where node 0's does (interleaved nodes): the pageblocks of
     node 0 inside its span are skipped (page_zone(page) != zone), so its row stays the same."""
-    before = {(b["node"], b["zone"]): b["counts"] for nd in run_json("pagetypeinfo", numa2_snapshot)
-              for b in nd["blocks"]}
+    before = {
+        (b["node"], b["zone"]): b["counts"] for nd in run_json("pagetypeinfo", numa2_snapshot) for b in nd["blocks"]
+    }
     with open_snapshot(numa2_snapshot) as prog:
         dma32 = prog.types.const("ZONE_DMA32")
         zone0, zone1 = (prog["node_data"][n].node_zones[dma32] for n in (0, 1))
         start0 = zone0.zone_start_pfn.value_()
         end1 = zone1.zone_start_pfn.value_() + zone1.spanned_pages.value_()
         assert zone0.zone_start_pfn.value_() + zone0.spanned_pages.value_() <= zone1.zone_start_pfn.value_()
-        edits = [(int(zone1.zone_start_pfn.address_of_()), s64(start0)),
-                 (int(zone1.spanned_pages.address_of_()), s64(end1 - start0))]
+        edits = [
+            (int(zone1.zone_start_pfn.address_of_()), s64(start0)),
+            (int(zone1.spanned_pages.address_of_()), s64(end1 - start0)),
+        ]
     bad = patched_copy(numa2_snapshot, tmp_path / "overlap", edits)
     after = {(b["node"], b["zone"]): b["counts"] for nd in run_json("pagetypeinfo", bad) for b in nd["blocks"]}
     assert after == before
     # (the same walk without the page_zone() check would count node 0's pageblocks too)
     assert sum(_drgn_block_counts(bad, 5)[(1, "DMA32")]) == sum(before[(1, "DMA32")]) + sum(before[(0, "DMA32")])
+
 
 def test_pagetypeinfo_broken_free_list_is_a_one_line_error(cli_snapshot, tmp_path):
     with open_snapshot(cli_snapshot) as prog:
@@ -408,15 +414,19 @@ def _assert_vmstat_like_drgn(path: str, ours: dict[str, int]) -> None:
     nn = prog["NR_VM_NUMA_EVENT_ITEMS"].value_()
     nd = prog["NR_VM_NODE_STAT_ITEMS"].value_()
     ne = prog["NR_VM_EVENT_ITEMS"].value_()
-    thp = {prog[e].value_() for e in ("NR_ANON_THPS", "NR_FILE_THPS", "NR_SHMEM_THPS", "NR_SHMEM_PMDMAPPED",
-                                       "NR_FILE_PMDMAPPED")}
+    thp = {
+        prog[e].value_()
+        for e in ("NR_ANON_THPS", "NR_FILE_THPS", "NR_SHMEM_THPS", "NR_SHMEM_PMDMAPPED", "NR_FILE_PMDMAPPED")
+    }
     assert [ours[n] for n in names[:nz]] == [global_zone_page_state(prog, i) for i in range(nz)]
     assert [ours[n] for n in names[nz + nn : nz + nn + nd]] == [
-        global_node_page_state(prog, i) // (512 if i in thp else 1) for i in range(nd)]
+        global_node_page_state(prog, i) // (512 if i in thp else 1) for i in range(nd)
+    ]
     first_event = nz + nn + nd + prog["NR_VM_STAT_ITEMS"].value_()
     pgpg = {prog["PGPGIN"].value_(), prog["PGPGOUT"].value_()}
     assert [ours[n] for n in names[first_event : first_event + ne]] == [
-        global_vm_event_state(prog, i) // (2 if i in pgpg else 1) for i in range(ne)]
+        global_vm_event_state(prog, i) // (2 if i in pgpg else 1) for i in range(ne)
+    ]
     assert ours["nr_free_pages"] == nr_free_pages(prog)
 
 
@@ -428,10 +438,21 @@ def busy_snapshot(default_snapshot, tmp_path_factory):
     (read as 0), per-CPU vm events, a pending per-CPU NUMA event, committed memory, swap and a
     2 MiB hugetlb pool of 3 pages."""
     prog = open_drgn(default_snapshot)
-    node = {"NR_ACTIVE_FILE": 3000, "NR_INACTIVE_FILE": 5000, "NR_SLAB_RECLAIMABLE_B": 700,
-            "NR_SLAB_UNRECLAIMABLE_B": 300, "NR_KERNEL_MISC_RECLAIMABLE": 10, "NR_ANON_THPS": 1025,
-            "NR_FILE_PAGES": 9000, "NR_SWAPCACHE": 100, "NR_SHMEM": 50, "NR_KERNEL_STACK_KB": 1408,
-            "NR_PAGETABLE": 77, "NR_ACTIVE_ANON": -5, "NR_FILE_DIRTY": 12}
+    node = {
+        "NR_ACTIVE_FILE": 3000,
+        "NR_INACTIVE_FILE": 5000,
+        "NR_SLAB_RECLAIMABLE_B": 700,
+        "NR_SLAB_UNRECLAIMABLE_B": 300,
+        "NR_KERNEL_MISC_RECLAIMABLE": 10,
+        "NR_ANON_THPS": 1025,
+        "NR_FILE_PAGES": 9000,
+        "NR_SWAPCACHE": 100,
+        "NR_SHMEM": 50,
+        "NR_KERNEL_STACK_KB": 1408,
+        "NR_PAGETABLE": 77,
+        "NR_ACTIVE_ANON": -5,
+        "NR_FILE_DIRTY": 12,
+    }
     edits = [(prog["vm_node_stat"][prog[k]].address_, s64(v)) for k, v in node.items()]
     edits.append((prog["vm_zone_stat"][prog["NR_MLOCK"]].address_, s64(12)))
     hit = prog["NUMA_HIT"].value_()
@@ -446,8 +467,10 @@ def busy_snapshot(default_snapshot, tmp_path_factory):
     edits += [(prog["total_swap_pages"].address_, s64(1000)), (prog["nr_swap_pages"].address_, s64(400))]
     h = prog["hstates"][prog["default_hstate_idx"]]  # the 2 MiB hstate hugetlb_init made the default
     assert h.order.value_() == 9
-    edits += [(getattr(h, f).address_, s64(v)) for f, v in
-              (("nr_huge_pages", 3), ("free_huge_pages", 2), ("resv_huge_pages", 1), ("surplus_huge_pages", 0))]
+    edits += [
+        (getattr(h, f).address_, s64(v))
+        for f, v in (("nr_huge_pages", 3), ("free_huge_pages", 2), ("resv_huge_pages", 1), ("surplus_huge_pages", 0))
+    ]
     return patched_copy(default_snapshot, tmp_path_factory.mktemp("busy") / "busy", edits)
 
 
@@ -462,7 +485,8 @@ def test_busy_vmstat_equals_drgn_and_the_kernels_rules(busy_snapshot):
     assert next(z for z in zones if z["zone"] == "Normal")["stats"]["numa_hit"] == 1007
     prog = open_drgn(busy_snapshot)
     file_lru = global_node_page_state(prog, prog["NR_ACTIVE_FILE"]) + global_node_page_state(
-        prog, prog["NR_INACTIVE_FILE"])
+        prog, prog["NR_INACTIVE_FILE"]
+    )
     avail = nr_free_pages(prog) - min(nr_free_pages(prog), prog["totalreserve_pages"].value_()) + file_lru + 1
     assert ours["nr_dirty_threshold"] == avail * (20 * 4096 // 100) // 4096
     assert ours["nr_dirty_background_threshold"] == avail * (10 * 4096 // 100) // 4096
@@ -476,29 +500,55 @@ def test_busy_meminfo_equals_drgn(busy_snapshot):
         return global_node_page_state(prog, prog[name])
 
     free = nr_free_pages(prog)
-    wmark_low = sum(low_wmark_pages(z.address_of_()) for pgdat in for_each_online_pgdat(prog)
-                    for z in pgdat.node_zones)
+    wmark_low = sum(low_wmark_pages(z.address_of_()) for pgdat in for_each_online_pgdat(prog) for z in pgdat.node_zones)
     file_lru = node("NR_ACTIVE_FILE") + node("NR_INACTIVE_FILE")
     reclaimable = node("NR_SLAB_RECLAIMABLE_B") + node("NR_KERNEL_MISC_RECLAIMABLE")
-    available = (free - prog["totalreserve_pages"].value_() + file_lru - min(file_lru // 2, wmark_low)
-                 + reclaimable - min(reclaimable // 2, wmark_low))
+    available = (
+        free
+        - prog["totalreserve_pages"].value_()
+        + file_lru
+        - min(file_lru // 2, wmark_low)
+        + reclaimable
+        - min(reclaimable // 2, wmark_low)
+    )
     want = {
-        "MemTotal": totalram_pages(prog) * 4, "MemFree": free * 4, "MemAvailable": max(0, available) * 4,
-        "Buffers": 0, "Cached": (node("NR_FILE_PAGES") - node("NR_SWAPCACHE")) * 4,
-        "SwapCached": node("NR_SWAPCACHE") * 4, "Active": (node("NR_ACTIVE_ANON") + node("NR_ACTIVE_FILE")) * 4,
-        "Inactive(file)": node("NR_INACTIVE_FILE") * 4, "Mlocked": global_zone_page_state(prog, prog["NR_MLOCK"]) * 4,
-        "SwapTotal": 4000, "SwapFree": 1600, "Dirty": 48, "Shmem": 200,
-        "KReclaimable": reclaimable * 4, "Slab": (node("NR_SLAB_RECLAIMABLE_B") + node("NR_SLAB_UNRECLAIMABLE_B")) * 4,
-        "SReclaimable": 2800, "SUnreclaim": 1200, "KernelStack": 1408, "PageTables": 308,
-        "CommitLimit": vm_commit_limit(prog) * 4, "Committed_AS": vm_memory_committed(prog) * 4,
-        "VmallocTotal": 34359738367, "Percpu": prog["pcpu_nr_populated"].value_() * prog["pcpu_nr_units"].value_() * 4,
-        "AnonHugePages": 4100, "HugePages_Total": 3, "HugePages_Free": 2, "HugePages_Rsvd": 1, "HugePages_Surp": 0,
-        "Hugepagesize": 2048, "Hugetlb": 3 * 2048,
+        "MemTotal": totalram_pages(prog) * 4,
+        "MemFree": free * 4,
+        "MemAvailable": max(0, available) * 4,
+        "Buffers": 0,
+        "Cached": (node("NR_FILE_PAGES") - node("NR_SWAPCACHE")) * 4,
+        "SwapCached": node("NR_SWAPCACHE") * 4,
+        "Active": (node("NR_ACTIVE_ANON") + node("NR_ACTIVE_FILE")) * 4,
+        "Inactive(file)": node("NR_INACTIVE_FILE") * 4,
+        "Mlocked": global_zone_page_state(prog, prog["NR_MLOCK"]) * 4,
+        "SwapTotal": 4000,
+        "SwapFree": 1600,
+        "Dirty": 48,
+        "Shmem": 200,
+        "KReclaimable": reclaimable * 4,
+        "Slab": (node("NR_SLAB_RECLAIMABLE_B") + node("NR_SLAB_UNRECLAIMABLE_B")) * 4,
+        "SReclaimable": 2800,
+        "SUnreclaim": 1200,
+        "KernelStack": 1408,
+        "PageTables": 308,
+        "CommitLimit": vm_commit_limit(prog) * 4,
+        "Committed_AS": vm_memory_committed(prog) * 4,
+        "VmallocTotal": 34359738367,
+        "Percpu": prog["pcpu_nr_populated"].value_() * prog["pcpu_nr_units"].value_() * 4,
+        "AnonHugePages": 4100,
+        "HugePages_Total": 3,
+        "HugePages_Free": 2,
+        "HugePages_Rsvd": 1,
+        "HugePages_Surp": 0,
+        "Hugepagesize": 2048,
+        "Hugetlb": 3 * 2048,
     }
     count = prog["direct_pages_count"]
-    want |= {"DirectMap4k": count[prog["PG_LEVEL_4K"]].value_() << 2,
-             "DirectMap2M": count[prog["PG_LEVEL_2M"]].value_() << 11,
-             "DirectMap1G": count[prog["PG_LEVEL_1G"]].value_() << 20}
+    want |= {
+        "DirectMap4k": count[prog["PG_LEVEL_4K"]].value_() << 2,
+        "DirectMap2M": count[prog["PG_LEVEL_2M"]].value_() << 11,
+        "DirectMap1G": count[prog["PG_LEVEL_1G"]].value_() << 20,
+    }
     assert {k: ours[k] for k in want} == want
     assert want["Committed_AS"] == 777 * 4
     assert want["CommitLimit"] == ((totalram_pages(prog) - 3 * 512) * 50 // 100 + 1000) * 4
@@ -517,16 +567,19 @@ def test_meminfo_renders_the_reference_byte_for_byte():
     """Our renderer given the reference's values gives the reference file (alignment of every
     line, including the 11-digit VmallocTotal and the unit-less HugePages_* counts)."""
     ref = reference("meminfo")
-    lines = [meminfo_view.MeminfoLine(k, v, "" if k.startswith("HugePages_") else "kB")
-             for k, v in meminfo_view.parse(ref).items()]
+    lines = [
+        meminfo_view.MeminfoLine(k, v, "" if k.startswith("HugePages_") else "kB")
+        for k, v in meminfo_view.parse(ref).items()
+    ]
     assert meminfo_view.render(lines) == ref
 
 
 def test_mem_available_reproduces_the_reference_capture():
     """Reference: MemFree 24329212 kB, totalreserve 30765 pages, file LRU (81984 + 115316) kB,
     SReclaimable 58336 kB, Σ low watermarks 66 + 13571 + 7480 + 32 + 0 (zoneinfo) → 24348024 kB."""
-    pages = meminfo_view.si_mem_available(24329212 // 4, 30765, (81984 + 115316) // 4, 58336 // 4,
-                                          66 + 13571 + 7480 + 32 + 0)
+    pages = meminfo_view.si_mem_available(
+        24329212 // 4, 30765, (81984 + 115316) // 4, 58336 // 4, 66 + 13571 + 7480 + 32 + 0
+    )
     assert pages * 4 == 24348024
     assert meminfo_view.si_mem_available(10, 100, 0, 0, 0) == 0  # never negative
 
@@ -578,9 +631,16 @@ def test_fragmentation_of_the_reference_buddyinfo():
     rows = []
     for line in reference("buddyinfo").splitlines():
         m = re.match(r"Node (\d+), zone +(\S+)((?: +\d+)+) *$", line)
-        rows.append(frag_view.FragRow(int(m.group(1)), m.group(2), *[
-            [f(o, frag_view.fill_contig_page_info([int(v) for v in m.group(3).split()], o)) for o in range(11)]
-            for f in (frag_view.unusable_free_index, frag_view.fragmentation_index)]))
+        rows.append(
+            frag_view.FragRow(
+                int(m.group(1)),
+                m.group(2),
+                *[
+                    [f(o, frag_view.fill_contig_page_info([int(v) for v in m.group(3).split()], o)) for o in range(11)]
+                    for f in (frag_view.unusable_free_index, frag_view.fragmentation_index)
+                ],
+            )
+        )
     text = frag_view.render(rows, "unusable_index")
     assert text.splitlines()[0] == "Node 0, zone      DMA " + "0.000 " * 9 + "0.066 0.200 "
     assert frag_view.render(rows, "extfrag_index").splitlines()[2] == "Node 0, zone   Normal " + "-1.000 " * 11
@@ -590,12 +650,17 @@ def test_fragmentation_index_quirks_match_the_kernels_c():
     one_small = [1] + [0] * 10  # a single free page, an order-1 request fails
     info = frag_view.fill_contig_page_info(one_small, 1)
     assert frag_view.fragmentation_index(1, info) == -500  # unsigned math, returned as int
-    row = frag_view.FragRow(0, "DMA", [1000] * 11, [frag_view.fragmentation_index(o, frag_view.fill_contig_page_info(
-        one_small, o)) for o in range(11)])
+    row = frag_view.FragRow(
+        0,
+        "DMA",
+        [1000] * 11,
+        [frag_view.fragmentation_index(o, frag_view.fill_contig_page_info(one_small, o)) for o in range(11)],
+    )
     ext = frag_view.render([row], "extfrag_index")
     # 1000 - (1000 + 1000 / 2^order): -500, -250, ... printed "%2d.%03d" of (index / 1000, index % 1000)
-    assert ext == ("Node 0, zone      DMA -1.000  0.-500  0.-250  0.-125  0.-62  0.-31  0.-15  0.-07  0.-03 "
-                   " 0.-01  0.000 \n")
+    assert ext == (
+        "Node 0, zone      DMA -1.000  0.-500  0.-250  0.-125  0.-62  0.-31  0.-15  0.-07  0.-03  0.-01  0.000 \n"
+    )
     assert frag_view.parse(ext)[""][0]["index"] == row.extfrag_index
     empty = frag_view.fill_contig_page_info([0] * 11, 3)
     assert (frag_view.unusable_free_index(3, empty), frag_view.fragmentation_index(3, empty)) == (1000, 0)
@@ -618,25 +683,42 @@ def test_zoneinfo_values_equal_drgns(which, request):
     for pgdat in for_each_online_pgdat(prog):
         for z in pgdat.node_zones:
             zp = z.address_of_()
-            entry = {"node": pgdat.node_id.value_(), "zone": z.name.string_().decode(),
-                     "free": zone_page_state(zp, prog["NR_FREE_PAGES"]), "min": min_wmark_pages(zp),
-                     "low": low_wmark_pages(zp), "high": high_wmark_pages(zp),
-                     "protection": [v.value_() for v in z.lowmem_reserve]}
+            entry = {
+                "node": pgdat.node_id.value_(),
+                "zone": z.name.string_().decode(),
+                "free": zone_page_state(zp, prog["NR_FREE_PAGES"]),
+                "min": min_wmark_pages(zp),
+                "low": low_wmark_pages(zp),
+                "high": high_wmark_pages(zp),
+                "protection": [v.value_() for v in z.lowmem_reserve],
+            }
             if z.present_pages:
-                entry["pagesets"] = {cpu: (per_cpu_ptr(z.per_cpu_pageset, cpu).count.value_(),
-                                           per_cpu_ptr(z.per_cpu_pageset, cpu).high.value_(),
-                                           per_cpu_ptr(z.per_cpu_pageset, cpu).batch.value_(),
-                                           per_cpu_ptr(z.per_cpu_zonestats, cpu).stat_threshold.value_())
-                                     for cpu in for_each_online_cpu(prog)}
+                entry["pagesets"] = {
+                    cpu: (
+                        per_cpu_ptr(z.per_cpu_pageset, cpu).count.value_(),
+                        per_cpu_ptr(z.per_cpu_pageset, cpu).high.value_(),
+                        per_cpu_ptr(z.per_cpu_pageset, cpu).batch.value_(),
+                        per_cpu_ptr(z.per_cpu_zonestats, cpu).stat_threshold.value_(),
+                    )
+                    for cpu in for_each_online_cpu(prog)
+                }
                 entry["start_pfn"] = z.zone_start_pfn.value_()
             want.append(entry)
     got = []
     for z in zones:
-        entry = {"node": z["node"], "zone": z["zone"], "free": z["pages"]["free"], "min": z["pages"]["min"],
-                 "low": z["pages"]["low"], "high": z["pages"]["high"], "protection": z["protection"]}
+        entry = {
+            "node": z["node"],
+            "zone": z["zone"],
+            "free": z["pages"]["free"],
+            "min": z["pages"]["min"],
+            "low": z["pages"]["low"],
+            "high": z["pages"]["high"],
+            "protection": z["protection"],
+        }
         if "pagesets" in z:
-            entry["pagesets"] = {cpu: (p["count"], p["high"], p["batch"], p["vm stats threshold"])
-                                 for cpu, p in z["pagesets"].items()}
+            entry["pagesets"] = {
+                cpu: (p["count"], p["high"], p["batch"], p["vm stats threshold"]) for cpu, p in z["pagesets"].items()
+            }
             entry["start_pfn"] = z["start_pfn"]
         got.append(entry)
     assert got == want

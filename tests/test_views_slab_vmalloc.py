@@ -36,11 +36,17 @@ from mmintro import crosscheck as xc
 REFERENCE = Path(__file__).parent / "data" / "reference" / "procfs"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference /proc captures not available")
 PAGE = 4096
-SLAB_ROWS = ["for_each_slab_cache: caches in order", "slab_cache_usage and slabinfo numbers per cache",
-             "allocated objects of every cache: columnar walk = drgn", "slab_object_info/find_containing_slab_cache on samples",
-             "for_each_vmap_area: areas, vm_structs, callers", "find_vmap_area/vmalloc_to_page on samples",
-             "crash kmem -s = slabinfo", "crash kmem -v areas/callers = vmallocinfo",
-             "crash kmem ADDR = whatis on every kind"]
+SLAB_ROWS = [
+    "for_each_slab_cache: caches in order",
+    "slab_cache_usage and slabinfo numbers per cache",
+    "allocated objects of every cache: columnar walk = drgn",
+    "slab_object_info/find_containing_slab_cache on samples",
+    "for_each_vmap_area: areas, vm_structs, callers",
+    "find_vmap_area/vmalloc_to_page on samples",
+    "crash kmem -s = slabinfo",
+    "crash kmem -v areas/callers = vmallocinfo",
+    "crash kmem ADDR = whatis on every kind",
+]
 
 
 class Snap:
@@ -116,14 +122,28 @@ def test_slabinfo_is_get_slabinfo_of_every_cache_in_list_order(snap: Snap) -> No
     got = slabinfo_view.parse(text)
     want = slub.slabinfo(snap.k)  # the simulator's books: node counters, node partial lists
     assert [r["name"] for r in got] == [s.name for s in reversed(snap.k.slab.caches)]
-    assert [(r["name"], r["active_objs"], r["num_objs"], r["objsize"], r["objperslab"], r["pagesperslab"],
-             r["active_slabs"], r["num_slabs"]) for r in got] == [tuple(w) for w in want]
+    assert [
+        (
+            r["name"],
+            r["active_objs"],
+            r["num_objs"],
+            r["objsize"],
+            r["objperslab"],
+            r["pagesperslab"],
+            r["active_slabs"],
+            r["num_slabs"],
+        )
+        for r in got
+    ] == [tuple(w) for w in want]
     assert all((r["limit"], r["batchcount"], r["sharedfactor"], r["sharedavail"]) == (0, 0, 0, 0) for r in got)
     leaky = next(r for r in got if r["name"] == "leaky_obj")
     assert leaky["num_objs"] >= 20000 and leaky["objsize"] == 128
     # active_objs counts objects free on CPU freelists as active (only node partial lists are free)
-    assert any(r["active_objs"] > len(slub.live_objects(snap.k, slub.find_cache(snap.k, r["name"])))
-               for r in got if r["name"].startswith("kmalloc-"))
+    assert any(
+        r["active_objs"] > len(slub.live_objects(snap.k, slub.find_cache(snap.k, r["name"])))
+        for r in got
+        if r["name"].startswith("kmalloc-")
+    )
     js = json.loads(run("slabinfo", snap.path, "--json").stdout)
     assert [(j["name"], j["num_objs"]) for j in js] == [(r["name"], r["num_objs"]) for r in got]
 
@@ -168,8 +188,13 @@ def test_kmem_s_allocated_is_exact_and_totals_are_the_counters(snap: Snap) -> No
 
 def test_kmem_S_shows_cpu_slabs_freelists_and_partial_lists(snap: Snap) -> None:
     k = snap.k
-    s = next(s for s in reversed(k.slab.caches) if s.name.startswith("kmalloc-")
-             and all(c.slab is not None and c.freelist for c in s.cpus) and any(c.partial for c in s.cpus))
+    s = next(
+        s
+        for s in reversed(k.slab.caches)
+        if s.name.startswith("kmalloc-")
+        and all(c.slab is not None and c.freelist for c in s.cpus)
+        and any(c.partial for c in s.cpus)
+    )
     d = json.loads(run("kmem-s", snap.path, s.name, "--json").stdout)
     assert d["census"]["allocated"] == len(slub.live_objects(k, s))
     for c, cpu in zip(s.cpus, d["cpus"]):
@@ -187,8 +212,9 @@ def test_kmem_S_shows_cpu_slabs_freelists_and_partial_lists(snap: Snap) -> None:
         for r in cpu["partial"]:  # census counts per slab = the simulator's live objects in it
             sl = k.slab.slab_of_pfn[r["pfn"]]
             assert r["allocated"] == sum(1 for j in range(sl.objects) if sl.base + j * s.size in k.slab.live)
-    assert [[r["slab"] for r in n["partial"]] for n in d["nodes"]] == [[hex(sl.page) for sl in n.partial]
-                                                                       for n in s.nodes]
+    assert [[r["slab"] for r in n["partial"]] for n in d["nodes"]] == [
+        [hex(sl.page) for sl in n.partial] for n in s.nodes
+    ]
     assert "not tracked" in d["callers_note"]
     text = run("kmem-s", snap.path, s.name).stdout
     assert "CPU 0 SLAB:" in text and "FREELIST" in text and "CALLERS: not tracked" in text
@@ -210,8 +236,9 @@ def test_vmallocinfo_lists_the_simulator_s_areas_then_the_unpurged(snap: Snap) -
     rows = vmallocinfo_view.parse(text)
     busy = [r for r in rows if r["words"] != ["unpurged vm_area"]]
     order = sorted(k.vmap.areas, key=lambda a: (V.addr_to_node_id(k.vmap, a), a))
-    assert [(r["start"], r["end"], r["size"]) for r in busy] == [(a, k.vmap.areas[a].end, k.vmap.areas[a].size)
-                                                                 for a in order]
+    assert [(r["start"], r["end"], r["size"]) for r in busy] == [
+        (a, k.vmap.areas[a].end, k.vmap.areas[a].size) for a in order
+    ]
     for r in busy:
         a = k.vmap.areas[r["start"]]
         sym = snap.prog.symbol(a.caller)
@@ -233,8 +260,12 @@ def test_vmallocinfo_format_is_the_reference_capture_s(snap: Snap) -> None:
     gives the same bytes: every kind of line -- callers, pages=, phys=, the flag words, vpages,
     N0=, unpurged vm_area -- has the kernel's spacing."""
     ref = (REFERENCE / "vmallocinfo").read_text()
-    rows = [vmallocinfo_view.VmallocRow(r["start"], r["end"], r["size"], r["caller"], r["pages"], r["phys"],
-                                        r["words"], r["nodes"], 0, 0, 0) for r in vmallocinfo_view.parse(ref)]
+    rows = [
+        vmallocinfo_view.VmallocRow(
+            r["start"], r["end"], r["size"], r["caller"], r["pages"], r["phys"], r["words"], r["nodes"], 0, 0, 0
+        )
+        for r in vmallocinfo_view.parse(ref)
+    ]
     assert len(rows) > 2000 and vmallocinfo_view.render(rows) == ref
     stack = next(line for line in run("vmallocinfo", snap.path).stdout.splitlines() if "fork_idle" in line)
     ref_stack = next(line for line in ref.splitlines() if "kernel_clone" in line)
@@ -265,8 +296,7 @@ def test_meminfo_kernel_stack_page_tables_vmalloc_percpu(snap: Snap) -> None:
     tables = int(((types == snap.prog.types.const("PGTY_table")) & present_pfn_mask(snap.prog)).sum())
     assert m["PageTables"] == 4 * tables  # every kernel page-table page since mem_init is PGTY_table
     assert m["VmallocUsed"] == 4 * sum(r.nr_pages for r in k.vmap.areas.values() if r.flags & V.VM_ALLOC)
-    assert m["VmallocUsed"] == 4 * sum(r.pages for r in vmallocinfo_view.vmallocinfo(snap.prog)
-                                       if "vmalloc" in r.words)
+    assert m["VmallocUsed"] == 4 * sum(r.pages for r in vmallocinfo_view.vmallocinfo(snap.prog) if "vmalloc" in r.words)
     stacks = [r for r in k.vmap.areas.values() if snap.prog.symbol(r.caller).name in ("fork_idle", "kernel_clone")]
     assert m["KernelStack"] == 16 * len(stacks) > 0
     assert m["Percpu"] == 4 * snap.prog["pcpu_nr_populated"].value_() * k.config.cpus
@@ -275,10 +305,10 @@ def test_meminfo_kernel_stack_page_tables_vmalloc_percpu(snap: Snap) -> None:
 def test_meminfo_slab_lines_are_the_slab_pages(snap: Snap) -> None:
     m = _meminfo(snap)
     k = snap.k
-    recl = sum(PAGE << sl.order for sl in set(k.slab.slab_of_pfn.values())
-               if sl.cache.flags & sc.SLAB_RECLAIM_ACCOUNT)
-    unrecl = sum(PAGE << sl.order for sl in set(k.slab.slab_of_pfn.values())
-                 if not sl.cache.flags & sc.SLAB_RECLAIM_ACCOUNT)
+    recl = sum(PAGE << sl.order for sl in set(k.slab.slab_of_pfn.values()) if sl.cache.flags & sc.SLAB_RECLAIM_ACCOUNT)
+    unrecl = sum(
+        PAGE << sl.order for sl in set(k.slab.slab_of_pfn.values()) if not sl.cache.flags & sc.SLAB_RECLAIM_ACCOUNT
+    )
     unrecl += sum(PAGE << o for o in k.slab.large.values())
     assert (m["SReclaimable"], m["SUnreclaim"]) == (recl >> 10, unrecl >> 10)
     assert m["Slab"] == m["SReclaimable"] + m["SUnreclaim"]
@@ -296,8 +326,19 @@ def test_crosscheck_row_agrees_with_drgn_after_the_workload(snap: Snap, name: st
 def test_kmem_addr_row_samples_every_kind(snap: Snap) -> None:
     mine, _ = xc.c_kmem_addr_whatis(snap.prog, snap.d)
     kinds = {kind for _a, kind, _f in mine}
-    assert {"slab", "buddy", "pcp", "vmalloc", "pagetable", "struct_page", "symbol", "percpu", "page",
-            "vmalloc_hole", "unmapped"} <= kinds
+    assert {
+        "slab",
+        "buddy",
+        "pcp",
+        "vmalloc",
+        "pagetable",
+        "struct_page",
+        "symbol",
+        "percpu",
+        "page",
+        "vmalloc_hole",
+        "unmapped",
+    } <= kinds
 
 
 def test_max_low_pfn_is_max_pfn_on_a_machine_above_4g(tmp_path: Path) -> None:
@@ -315,7 +356,7 @@ def _first_pcp_pfn(k) -> tuple[int, int] | None:
     for zs in k.zones:
         for z in zs:
             for cpu, pcp in enumerate(z.pcp):
-                for i, head in enumerate(pcp.heads):
+                for _i, head in enumerate(pcp.heads):
                     pfn = z.nxt.get(head, head)
                     if pfn != head and pfn >= 0:
                         return pfn, cpu
@@ -334,8 +375,13 @@ def test_whatis_one_address_of_every_kind(snap: Snap) -> None:
 
     live, (cache, _who) = next((a, v) for a, v in k.slab.live.items() if v[0] is not None and v[0].object_size > 64)
     r = w(live + 40)
-    assert (r["kind"], r["cache_name"], r["object"], r["offset"], r["allocated"]) == ("slab", cache.name, hex(live), 40,
-                                                                                       True)
+    assert (r["kind"], r["cache_name"], r["object"], r["offset"], r["allocated"]) == (
+        "slab",
+        cache.name,
+        hex(live),
+        40,
+        True,
+    )
     sl = next(sl for sl in k.slab.slab_of_pfn.values() if sl.freelist and sl.cache.name == "leaky_obj")
     r = w(sl.freelist)
     assert (r["kind"], r["object"], r["allocated"], r["slab"]) == ("slab", hex(sl.freelist), False, hex(sl.page))
@@ -351,8 +397,13 @@ def test_whatis_one_address_of_every_kind(snap: Snap) -> None:
     assert (r["kind"], r["head_pfn"], r["cpu"]) == ("pcp", pcp[0], pcp[1])
     area = next(a for a in k.vmap.areas.values() if a.flags & V.VM_ALLOC and len(a.pfns) > 2)
     r = w(area.addr + 2 * PAGE + 7)
-    assert (r["kind"], r["start"], r["end"], r["pfn"], r["mapped"]) == ("vmalloc", hex(area.addr), hex(area.end), area.pfns[2],
-                                                                         True)
+    assert (r["kind"], r["start"], r["end"], r["pfn"], r["mapped"]) == (
+        "vmalloc",
+        hex(area.addr),
+        hex(area.end),
+        area.pfns[2],
+        True,
+    )
     assert r["caller"].startswith(p.symbol(area.caller).name + "+")
     assert w(area.end - 1)["mapped"] is False  # the guard page
     lazy = V.lazy_areas(k)[0]
@@ -372,8 +423,10 @@ def test_whatis_one_address_of_every_kind(snap: Snap) -> None:
     assert w(0xFFFF800000000000)["kind"] == "unmapped"
     assert set(got) == set(whatis_view.KINDS) - {"slab_padding"}
     text = run("whatis", snap.path, hex(live)).stdout
-    assert text.splitlines()[0] == f"{live:016x}: slab object {cache.name}+0x0: object {live:#x} (allocated) in " \
+    assert (
+        text.splitlines()[0] == f"{live:016x}: slab object {cache.name}+0x0: object {live:#x} (allocated) in "
         f"slab {k.slab.slab_of_pfn[(live - pob) >> 12].page:#x} (pfn {(live - pob) >> 12:#x})"
+    )
 
 
 # -- corruption ---------------------------------------------------------------------------------------------
@@ -391,12 +444,17 @@ def _copy_with(snap: Snap, tmp_path: Path, paddr: int, value: int) -> str:
 
 def test_a_corrupted_freelist_pointer_is_reported(snap: Snap, tmp_path: Path) -> None:
     k = snap.k
-    sl = next(sl for sl in sorted(k.slab.slab_of_pfn.values(), key=lambda s: s.pfn)
-              if sl.freelist and sl.cache.name == "leaky_obj" and sl is not sl.cache.cpus[0].slab)
+    sl = next(
+        sl
+        for sl in sorted(k.slab.slab_of_pfn.values(), key=lambda s: s.pfn)
+        if sl.freelist and sl.cache.name == "leaky_obj" and sl is not sl.cache.cpus[0].slab
+    )
     s = sl.cache
     ptr_addr = sl.freelist + s.offset
     bad_next = sl.freelist + 8  # inside the slab, but not an object start
-    copy = _copy_with(snap, tmp_path, k.pa(ptr_addr), bad_next ^ s.random ^ int.from_bytes(ptr_addr.to_bytes(8, "little"), "big"))
+    copy = _copy_with(
+        snap, tmp_path, k.pa(ptr_addr), bad_next ^ s.random ^ int.from_bytes(ptr_addr.to_bytes(8, "little"), "big")
+    )
     prog = open_snapshot(copy)
     with pytest.raises(sh.SlabCorruptionError) as e:
         sh.slab_census(prog)
@@ -421,7 +479,9 @@ def test_a_cpu_freelist_cycle_is_a_freelist_cycle_error(snap: Snap, tmp_path: Pa
     s = next(s for s in k.slab.caches if s.cpus[0].slab is not None and s.cpus[0].freelist)
     obj = s.cpus[0].freelist
     ptr_addr = obj + s.offset
-    copy = _copy_with(snap, tmp_path, k.pa(ptr_addr), obj ^ s.random ^ int.from_bytes(ptr_addr.to_bytes(8, "little"), "big"))
+    copy = _copy_with(
+        snap, tmp_path, k.pa(ptr_addr), obj ^ s.random ^ int.from_bytes(ptr_addr.to_bytes(8, "little"), "big")
+    )
     prog = open_snapshot(copy)
     with pytest.raises(sh.SlabFreelistCycleError, match=f"slab cache {s.name}: cpu 0 freelist contains a cycle"):
         sh.slab_cache_usage(sh.find_slab_cache(prog, s.name))

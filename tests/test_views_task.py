@@ -58,7 +58,7 @@ def snap(tmp_path_factory):
         w.mmap("p", "fm", 0x10000, kind="shared", file="f")
         w.touch("p", "fm", write=False)
         w.touch("p", "fm", write=True, size=0x4000)
-    except Exception as e:  # noqa: BLE001 - the page cache may not be there yet
+    except Exception as e:
         print(f"no file mapping: {e}")
     w.fork("c", "p")
     w.touch("c", "a", write=True, size=MB // 2)
@@ -165,8 +165,12 @@ def test_smaps_equals_6_18_rules_on_drgns_struct_pages(snap, progs, who) -> None
                 pss += (4096 << S.PSS_SHIFT) // mapcount
                 shared += 4096
             anon += 4096 if mapping & 1 else 0
-        assert (st.pss, st.shared_clean + st.shared_dirty, st.private_clean + st.private_dirty, st.anonymous) == \
-            (pss, shared, private, anon), hex(v.maps.start)
+        assert (st.pss, st.shared_clean + st.shared_dirty, st.private_clean + st.private_dirty, st.anonymous) == (
+            pss,
+            shared,
+            private,
+            anon,
+        ), hex(v.maps.start)
         total_rss += st.resident
     assert total_rss > 0
 
@@ -199,8 +203,12 @@ def test_status_equals_drgns_mm_fields_and_counters(snap, progs, who) -> None:
     assert lines["VmSize"].kb * 1024 == task_vsize(t)
     # 6.18 task_mem: get_mm_counter_sum (percpu_counter_sum_positive) = drgn's task_rss sums
     rss = task_rss(d, t)
-    assert (lines["RssAnon"].kb, lines["RssFile"].kb, lines["RssShmem"].kb, lines["VmSwap"].kb) == \
-        (4 * rss.anon, 4 * rss.file, 4 * rss.shmem, 4 * rss.swap)
+    assert (lines["RssAnon"].kb, lines["RssFile"].kb, lines["RssShmem"].kb, lines["VmSwap"].kb) == (
+        4 * rss.anon,
+        4 * rss.file,
+        4 * rss.shmem,
+        4 * rss.swap,
+    )
     assert lines["VmRSS"].kb == 4 * rss.total
     assert lines["VmPTE"].kb == t.mm.pgtables_bytes.counter.value_() >> 10 > 0
     assert lines["Pid"].value == str(pid) and lines["Name"].value == t.comm.string_().decode()
@@ -242,11 +250,16 @@ def test_vm_equals_drgns_crash_vm(snap, progs) -> None:
         out = crash(d, f"vm {pid}").splitlines()
         mine = V.vm(p, pid)
         mm, pgd, rss, total = out[2].split()
-        assert (int(mm, 16), int(pgd, 16), rss, total) == (mine["mm"], mine["pgd"], f"{mine['rss_k']}k",
-                                                           f"{mine['total_vm_k']}k")
+        assert (int(mm, 16), int(pgd, 16), rss, total) == (
+            mine["mm"],
+            mine["pgd"],
+            f"{mine['rss_k']}k",
+            f"{mine['total_vm_k']}k",
+        )
         rows = [ln.split() for ln in out[4:] if ln.strip()]
-        assert [(int(r[0], 16), int(r[1], 16), int(r[2], 16), int(r[3], 16)) for r in rows] == \
-            [(r["vma"], r["start"], r["end"], r["flags"]) for r in mine["vmas"]]
+        assert [(int(r[0], 16), int(r[1], 16), int(r[2], 16), int(r[3], 16)) for r in rows] == [
+            (r["vma"], r["start"], r["end"], r["flags"]) for r in mine["vmas"]
+        ]
         # FILE: crash prints the file's path (drgn's vma_name also names [heap] and [stack])
         files = [(r["file"], row[4] if len(row) > 4 else "") for r, row in zip(mine["vmas"], rows) if r["file"]]
         assert files and all(a == b for a, b in files), files
@@ -273,7 +286,9 @@ def test_cli_commands_print_the_6_18_formats(snap) -> None:
     path, pid, _c = snap
     sm = run("smaps", path, str(pid)).stdout
     assert sm.count("VmFlags: ") == sm.count("THPeligible:") == len(run("maps", path, str(pid)).stdout.splitlines())
-    assert re.search(r"^Pss_Dirty: +\d+ kB$", sm, re.MULTILINE) and re.search(r"^Private_Hugetlb: +\d+ kB$", sm, re.MULTILINE)
+    assert re.search(r"^Pss_Dirty: +\d+ kB$", sm, re.MULTILINE) and re.search(
+        r"^Private_Hugetlb: +\d+ kB$", sm, re.MULTILINE
+    )
     roll = run("smaps-rollup", path, str(pid)).stdout
     assert roll.splitlines()[0].endswith("[rollup]") and "Pss_Anon:" in roll
     st = run("status", path, str(pid)).stdout
@@ -314,8 +329,9 @@ def test_corrupt_page_tables_are_findings(snap, tmp_path, how) -> None:
         # (a shared table is descended once, from its first slot: when that is the poked one,
         # its leaves also fall outside every VMA, a second finding)
         assert len(rep.findings) == 1 or how == "shared-table", rep.findings
-        assert {"outside-ram": "not RAM", "own-table": "page-table loop",
-                "shared-table": "referenced 2 times"}[how] in rep.findings[0]
+        assert {"outside-ram": "not RAM", "own-table": "page-table loop", "shared-table": "referenced 2 times"}[
+            how
+        ] in rep.findings[0]
     r = run("smaps", bad, str(pid), ok=False)  # the report as far as it goes, then the findings, exit 3
     assert r.exit_code == 3 and r.stdout.count("VmFlags:") == len(rep.vmas) and "Traceback" not in r.stderr
     assert f"# finding: page_tables: pid {pid}: {rep.findings[0]} [" in r.stdout
@@ -339,7 +355,7 @@ def huge(tmp_path_factory):
         w.touch("p", "t", write=True)
         w.mmap("p", "h", 4 * MB, kind="hugetlb", page_size=2 * MB)
         w.touch("p", "h", write=True)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         pytest.skip(f"THP/hugetlb faults not available: {type(e).__name__}: {e}")
     d = tmp_path_factory.mktemp("views_huge")
     save(w.k, d / "h")
@@ -449,8 +465,11 @@ def _census(p):
             continue
         scan = pt.scan_mm(t.mm)
         s = scan.select(scan.present & (scan.level != pt.LEVEL_PUD))
-        huge_vmas = [(v.vm_start.value_(), v.vm_end.value_()) for v in my_for_each_vma(t.mm)
-                     if v.vm_flags.value_() & S.VM_HUGETLB]
+        huge_vmas = [
+            (v.vm_start.value_(), v.vm_end.value_())
+            for v in my_for_each_vma(t.mm)
+            if v.vm_flags.value_() & S.VM_HUGETLB
+        ]
         keep = np.array([not any(a <= va < b for a, b in huge_vmas) for va in s.vaddr.tolist()], dtype=bool)
         s = s.select(keep & (s.pfn != np.uint64(zero)))
         cols = pt.page_columns(p, s.pfn)
@@ -492,9 +511,12 @@ def test_page_columns_dense_and_gathered_agree_with_drgn(snap, progs, monkeypatc
         assert (getattr(dense, name) == getattr(gathered, name)).all(), name
     for i in range(0, len(pfns), 997):
         page = pfn_to_page(d, int(pfns[i]))
-        assert (int(dense.flags[i]), int(dense.refcount[i]), int(dense.mapcount[i]), int(dense.mapping[i])) == \
-            (page.flags.f.value_(), page._refcount.counter.value_(), page._mapcount.counter.value_(),
-             page.mapping.value_())
+        assert (int(dense.flags[i]), int(dense.refcount[i]), int(dense.mapcount[i]), int(dense.mapping[i])) == (
+            page.flags.f.value_(),
+            page._refcount.counter.value_(),
+            page._mapcount.counter.value_(),
+            page.mapping.value_(),
+        )
 
 
 def test_numa_maps_policies_and_nodes_on_two_nodes(tmp_path) -> None:
@@ -513,8 +535,11 @@ def test_numa_maps_policies_and_nodes_on_two_nodes(tmp_path) -> None:
     w = Workload(boot(MachineConfig(ram=2 << 30, cpus=2, nodes=2, seed=3)))
     w.spawn("p", heap=0x10000)
     want = {}
-    for tag, mode, nodes, text in (("a", "interleave", [0, 1], "interleave:0-1"), ("b", "bind", [1], "bind:1"),
-                                   ("c", "preferred", [0], "prefer:0")):
+    for tag, mode, nodes, text in (
+        ("a", "interleave", [0, 1], "interleave:0-1"),
+        ("b", "bind", [1], "bind:1"),
+        ("c", "preferred", [0], "prefer:0"),
+    ):
         w.mmap("p", tag, MB)
         w.mbind("p", tag, mode, nodes)
         w.touch("p", tag, write=True)
@@ -522,8 +547,10 @@ def test_numa_maps_policies_and_nodes_on_two_nodes(tmp_path) -> None:
     save(w.k, tmp_path / "n")
     d = open_drgn(str(tmp_path / "n.vmcore"), str(tmp_path / "n.vmlinux"))
     mm = find_task(d, 1).mm
-    spans = [(pg.node_id.value_(), pg.node_start_pfn.value_(), pg.node_start_pfn.value_() + pg.node_spanned_pages.value_())
-             for pg in for_each_online_pgdat(d)]
+    spans = [
+        (pg.node_id.value_(), pg.node_start_pfn.value_(), pg.node_start_pfn.value_() + pg.node_spanned_pages.value_())
+        for pg in for_each_online_pgdat(d)
+    ]
     with open_snapshot(tmp_path / "n") as p:
         rows = {r.start: r for r in N.numa_maps(p, 1)}
     for start, text in want.items():
@@ -569,7 +596,7 @@ def test_a_1gib_hugetlb_page_is_a_pud_leaf_everywhere(tmp_path) -> None:
         w.spawn("p", heap=0x10000)
         w.mmap("p", "g", 1 << 30, kind="hugetlb", page_size=1 << 30)
         w.touch("p", "g", write=True)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         pytest.skip(f"no 1 GiB hugetlb pages: {type(e).__name__}: {e}")
     start = w.mapping("p", "g").start
     save(w.k, tmp_path / "g")
@@ -577,8 +604,9 @@ def test_a_1gib_hugetlb_page_is_a_pud_leaf_everywhere(tmp_path) -> None:
     va = start + 0x12345678
     with open_snapshot(tmp_path / "g") as p:
         scan = pt.scan_mm(my_find_task(p, 1).mm)
-        assert [(int(v), int(lv)) for v, lv in zip(scan.vaddr, scan.level) if lv == pt.LEVEL_PUD] == \
-            [(start, pt.LEVEL_PUD)]
+        assert [(int(v), int(lv)) for v, lv in zip(scan.vaddr, scan.level) if lv == pt.LEVEL_PUD] == [
+            (start, pt.LEVEL_PUD)
+        ]
         v = next(v for v in S.smaps(p, 1).vmas if v.maps.start == start)
         row = next(r for r in N.numa_maps(p, 1) if r.start == start)
         vt = V.vtop_pid(p, 1, va)
@@ -613,7 +641,7 @@ def test_pss_of_thps_shared_by_fork_equals_drgns_folio_mapcounts(tmp_path) -> No
         w.touch("p", "t", write=True)
         w.fork("c", "p")
         w.touch("c", "t", write=True, size=0x1000)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         pytest.skip(f"THP fork not available: {type(e).__name__}: {e}")
     start = w.mapping("p", "t").start
     save(w.k, tmp_path / "f")

@@ -17,13 +17,32 @@ from mmintro.views.maps import MapsRow
 
 PID = REFERENCE / "pid"
 HEAD = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) ([0-9a-f]+) ([0-9a-f]{2}):([0-9a-f]{2}) (\d+) ?\s*(.*)$")
-_BYTES = {"Rss": "resident", "Shared_Clean": "shared_clean", "Shared_Dirty": "shared_dirty",
-          "Private_Clean": "private_clean", "Private_Dirty": "private_dirty", "Referenced": "referenced",
-          "Anonymous": "anonymous", "KSM": "ksm", "LazyFree": "lazyfree", "AnonHugePages": "anonymous_thp",
-          "ShmemPmdMapped": "shmem_thp", "FilePmdMapped": "file_thp", "Shared_Hugetlb": "shared_hugetlb",
-          "Private_Hugetlb": "private_hugetlb", "Swap": "swap"}
-_PSS = {"Pss": "pss", "Pss_Dirty": "pss_dirty", "Pss_Anon": "pss_anon", "Pss_File": "pss_file",
-        "Pss_Shmem": "pss_shmem", "SwapPss": "swap_pss", "Locked": "pss_locked"}
+_BYTES = {
+    "Rss": "resident",
+    "Shared_Clean": "shared_clean",
+    "Shared_Dirty": "shared_dirty",
+    "Private_Clean": "private_clean",
+    "Private_Dirty": "private_dirty",
+    "Referenced": "referenced",
+    "Anonymous": "anonymous",
+    "KSM": "ksm",
+    "LazyFree": "lazyfree",
+    "AnonHugePages": "anonymous_thp",
+    "ShmemPmdMapped": "shmem_thp",
+    "FilePmdMapped": "file_thp",
+    "Shared_Hugetlb": "shared_hugetlb",
+    "Private_Hugetlb": "private_hugetlb",
+    "Swap": "swap",
+}
+_PSS = {
+    "Pss": "pss",
+    "Pss_Dirty": "pss_dirty",
+    "Pss_Anon": "pss_anon",
+    "Pss_File": "pss_file",
+    "Pss_Shmem": "pss_shmem",
+    "SwapPss": "swap_pss",
+    "Locked": "pss_locked",
+}
 
 
 def _flags_from(mnemonics: str) -> int:
@@ -44,8 +63,7 @@ def _stats(fields: dict[str, int]) -> S.MemSizeStats:
 def _header(line: str) -> MapsRow:
     m = HEAD.match(line)
     assert m, line
-    return MapsRow(int(m[1], 16), int(m[2], 16), m[3], int(m[4], 16), int(m[5], 16), int(m[6], 16), int(m[7]),
-                   m[8], 0)
+    return MapsRow(int(m[1], 16), int(m[2], 16), m[3], int(m[4], 16), int(m[5], 16), int(m[6], 16), int(m[7]), m[8], 0)
 
 
 def _parse_smaps(text: str) -> list[S.SmapsVma]:
@@ -58,8 +76,16 @@ def _parse_smaps(text: str) -> list[S.SmapsVma]:
         if key == "THPeligible":
             fields["THPeligible"] = int(rest)
         elif key == "VmFlags":
-            out.append(S.SmapsVma(cur, fields["KernelPageSize"] << 10, fields["MMUPageSize"] << 10,
-                                  _stats(fields), fields["THPeligible"], _flags_from(rest)))
+            out.append(
+                S.SmapsVma(
+                    cur,
+                    fields["KernelPageSize"] << 10,
+                    fields["MMUPageSize"] << 10,
+                    _stats(fields),
+                    fields["THPeligible"],
+                    _flags_from(rest),
+                )
+            )
         else:
             fields[key] = int(rest.split()[0])
     return out
@@ -94,8 +120,24 @@ def test_smaps_rollup_round_trips() -> None:
 def test_status_memory_lines_round_trip() -> None:
     text = (PID / "self_status").read_text()
     ref = dict(re.findall(r"^(\w+):\t(.*)$", text, re.MULTILINE))
-    names = ["VmPeak", "VmSize", "VmLck", "VmPin", "VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem", "VmData",
-             "VmStk", "VmExe", "VmLib", "VmPTE", "VmSwap", "HugetlbPages"]
+    names = [
+        "VmPeak",
+        "VmSize",
+        "VmLck",
+        "VmPin",
+        "VmHWM",
+        "VmRSS",
+        "RssAnon",
+        "RssFile",
+        "RssShmem",
+        "VmData",
+        "VmStk",
+        "VmExe",
+        "VmLib",
+        "VmPTE",
+        "VmSwap",
+        "HugetlbPages",
+    ]
     lines = [ST.StatusLine(n, f"{int(ref[n].split()[0]):>8} kB") for n in names]
     block = ST.render(lines)
     assert block in text
@@ -128,20 +170,39 @@ def test_numa_maps_round_trip() -> None:
                 assert k in _NUMA_KEYS, line
                 kv[k] = int(v)
         pages = kv.get("mapped") or max(kv.get("anon", 0), kv.get("dirty", 0))
-        row = N.NumaMapsRow(start, policy, name, pages if kv else 0, kv.get("anon", 0), kv.get("dirty", 0),
-                            kv.get("mapmax", 1), kv.get("swapcache", 0), kv.get("active", pages),
-                            kv.get("writeback", 0), nodes, kv.get("kernelpagesize_kB", 4), huge)
+        row = N.NumaMapsRow(
+            start,
+            policy,
+            name,
+            pages if kv else 0,
+            kv.get("anon", 0),
+            kv.get("dirty", 0),
+            kv.get("mapmax", 1),
+            kv.get("swapcache", 0),
+            kv.get("active", pages),
+            kv.get("writeback", 0),
+            nodes,
+            kv.get("kernelpagesize_kB", 4),
+            huge,
+        )
         assert N.render_row(row) == line
 
 
 def test_crash_vm_layout_matches_a_real_crash_session() -> None:
     # crash 7.x on x86-64 (a published session): `vm 1106`
     head = V._vm_data(0xFFFF8BAC695BF700, 0xFFFF8BAC6CE42000, 9504, 309268)
-    assert head == ["       MM               PGD          RSS    TOTAL_VM",
-                    "ffff8bac695bf700  ffff8bac6ce42000  9504k   309268k "]
+    assert head == [
+        "       MM               PGD          RSS    TOTAL_VM",
+        "ffff8bac695bf700  ffff8bac6ce42000  9504k   309268k ",
+    ]
     assert V._vma_header() == "      VMA           START       END     FLAGS FILE"
-    row = {"vma": 0xFFFF8BAC71486A90, "start": 0x563C12926000, "end": 0x563C1292D000, "flags": 0x8000871,
-           "file": "/usr/sbin/lightdm"}
+    row = {
+        "vma": 0xFFFF8BAC71486A90,
+        "start": 0x563C12926000,
+        "end": 0x563C1292D000,
+        "flags": 0x8000871,
+        "file": "/usr/sbin/lightdm",
+    }
     assert V._vma_line(row) == "ffff8bac71486a90 563c12926000 563c1292d000 8000871 /usr/sbin/lightdm"
     small = {"vma": 0xFFFF880424ECF368, "start": 0x400000, "end": 0x401000, "flags": 0x8001875, "file": "/x"}
     assert V._vma_line(small) == "ffff880424ecf368     400000     401000 8001875 /x"

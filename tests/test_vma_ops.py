@@ -32,8 +32,16 @@ LEN = 0x40 * PG  # the anonymous mapping: 64 pages
 HOLE = (0x10 * PG, 0x18 * PG)  # munmap'd: pages 16..23
 HEAP_PAGES = 0x10
 COW_PAGES = 3
-CACHES = ("vm_area_struct", "mm_struct", "task_struct", "signal_cache", "pid", "maple_node", "anon_vma",
-          "anon_vma_chain")
+CACHES = (
+    "vm_area_struct",
+    "mm_struct",
+    "task_struct",
+    "signal_cache",
+    "pid",
+    "maple_node",
+    "anon_vma",
+    "anon_vma_chain",
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +54,11 @@ def world(tmp_path_factory):
     memory.mm_populate(k, par.mm, a, LEN, True)
     heap = k.kmem.get(par.mm, "mm_struct", "start_brk")
     memory.mm_populate(k, par.mm, heap, HEAP_PAGES * PG, True)
-    rc = [M.do_munmap(k, par.mm, a + HOLE[0], HOLE[1] - HOLE[0]),
-          P.do_mprotect(k, par.mm, a, 4 * PG, R),  # pages 0-3 read-only: a split
-          P.do_mprotect(k, par.mm, a, 2 * PG, R | W)]  # pages 0-1 writable again: split + merge left
+    rc = [
+        M.do_munmap(k, par.mm, a + HOLE[0], HOLE[1] - HOLE[0]),
+        P.do_mprotect(k, par.mm, a, 4 * PG, R),  # pages 0-3 read-only: a split
+        P.do_mprotect(k, par.mm, a, 2 * PG, R | W),
+    ]  # pages 0-1 writable again: split + merge left
     child = fork.do_fork(k, par)
     rc.append(P.do_mprotect(k, par.mm, a + 2 * PG, 2 * PG, R | W))  # merge prev and next: one VMA
     gchild = fork.do_fork(k, child)
@@ -61,8 +71,18 @@ def world(tmp_path_factory):
     save(k, d / "after")
     before = open_drgn(str(d / "before.vmcore"), str(d / "before.vmlinux"))
     after = open_drgn(str(d / "after.vmcore"), str(d / "after.vmlinux"))
-    return {"k": k, "par": par, "child": child, "gchild": gchild, "a": a, "heap": heap, "rc": rc, "before": before, "after": after,
-                "gchild_nodes": gchild_tree_nodes}
+    return {
+        "k": k,
+        "par": par,
+        "child": child,
+        "gchild": gchild,
+        "a": a,
+        "heap": heap,
+        "rc": rc,
+        "before": before,
+        "after": after,
+        "gchild_nodes": gchild_tree_nodes,
+    }
 
 
 def _model_nodes(t) -> int:
@@ -80,8 +100,10 @@ def _vmas(prog, pid):
     from drgn.helpers.linux.mm import for_each_vma
     from drgn.helpers.linux.pid import find_task
 
-    return [(v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_() & 0xF, v.vm_pgoff.value_(), v)
-            for v in for_each_vma(find_task(prog, pid).mm)]
+    return [
+        (v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_() & 0xF, v.vm_pgoff.value_(), v)
+        for v in for_each_vma(find_task(prog, pid).mm)
+    ]
 
 
 def _region(prog, pid, a):
@@ -110,8 +132,11 @@ def test_munmap_mprotect_split_and_merge_exact_vmas(world) -> None:
     assert _region(d, world["par"].pid, a) == [(0, HOLE[0], R | W, pg0), (HOLE[1], LEN, R | W, pg0 + 0x18)]
     # the child was forked between the two mprotects: the split state, pgoffs kept
     assert _region(d, world["child"].pid, a) == [
-        (0, 2 * PG, R | W, pg0), (2 * PG, 4 * PG, R, pg0 + 2), (4 * PG, HOLE[0], R | W, pg0 + 4),
-        (HOLE[1], LEN, R | W, pg0 + 0x18)]
+        (0, 2 * PG, R | W, pg0),
+        (2 * PG, 4 * PG, R, pg0 + 2),
+        (4 * PG, HOLE[0], R | W, pg0 + 4),
+        (HOLE[1], LEN, R | W, pg0 + 0x18),
+    ]
 
 
 def test_drgn_walks_every_mm_and_accounts_match(world) -> None:
@@ -121,8 +146,9 @@ def test_drgn_walks_every_mm_and_accounts_match(world) -> None:
     for prog, procs in ((world["before"], ("par", "child", "gchild")), (world["after"], ("par", "child"))):
         for name in procs:
             proc = world[name]
-            mine = [(f, l_ + 1, e) for f, l_, e in M.mm_tree(k, proc.mm).mt_for_each()] if prog is world["after"] \
-                else None
+            mine = (
+                [(f, l_ + 1, e) for f, l_, e in M.mm_tree(k, proc.mm).mt_for_each()] if prog is world["after"] else None
+            )
             vmas = _vmas(prog, proc.pid)
             mm = find_task(prog, proc.pid).mm
             if mine is not None:
@@ -192,8 +218,11 @@ def test_mprotect_restores_write_on_exclusive_pages(tmp_path) -> None:
     d = open_drgn(str(tmp_path / "mp.vmcore"), str(tmp_path / "mp.vmlinux"))
     mm = find_task(d, p.pid).mm
     assert [_pte(d, mm, a + i * PG) & 2 for i in range(8)] == [0, 0, 2, 2, 0, 0, 0, 0]
-    assert [(s - a, e - a, f) for s, e, f, _p, _v in _vmas(d, p.pid) if a <= s < a + 8 * PG] == \
-        [(0, 2 * PG, R), (2 * PG, 4 * PG, R | W), (4 * PG, 8 * PG, R)]
+    assert [(s - a, e - a, f) for s, e, f, _p, _v in _vmas(d, p.pid) if a <= s < a + 8 * PG] == [
+        (0, 2 * PG, R),
+        (2 * PG, 4 * PG, R | W),
+        (4 * PG, 8 * PG, R),
+    ]
 
 
 def test_fork_shares_pfns_drgn_follow_phys(world) -> None:
@@ -213,8 +242,9 @@ def test_fork_shares_pfns_drgn_follow_phys(world) -> None:
     # hiwater marks as dup_mm sets them: get_mm_rss(mm) of the new mm, which reads each
     # counter's fbc->count (per-CPU deltas below the batch are not in it); the child has not
     # faulted since, so its counts are still those
-    assert tc.mm.hiwater_rss.value_() == sum(tc.mm.rss_stat[i].count.value_() for i in range(4)
-                                             if i != d.constant("MM_SWAPENTS").value_())
+    assert tc.mm.hiwater_rss.value_() == sum(
+        tc.mm.rss_stat[i].count.value_() for i in range(4) if i != d.constant("MM_SWAPENTS").value_()
+    )
     assert tc.mm.hiwater_vm.value_() == tc.mm.total_vm.value_()
 
 
@@ -357,8 +387,12 @@ def test_committed_as_is_the_accounted_vmas(world) -> None:
 def _i_mmap_vmas(prog, mapping):
     from drgn.helpers.linux.rbtree import rbtree_inorder_for_each_entry
 
-    return sorted(v.value_() for v in rbtree_inorder_for_each_entry(
-        "struct vm_area_struct", mapping.i_mmap.rb_root.address_of_(), "shared.rb"))
+    return sorted(
+        v.value_()
+        for v in rbtree_inorder_for_each_entry(
+            "struct vm_area_struct", mapping.i_mmap.rb_root.address_of_(), "shared.rb"
+        )
+    )
 
 
 @pytest.mark.slow  # ~4 s
@@ -376,8 +410,11 @@ def test_file_vmas_i_mmap_and_exit_of_an_execd_process(tmp_path) -> None:
     a = fork.spawn_process(k, "svc")
     b = fork.spawn_process(k, "short")
     fork.do_fork(k, a)
-    libc = [(f, l_) for f, l_, v in M.mm_tree(k, a.mm).mt_for_each()
-            if k.kmem.get(v, "vm_area_struct", "vm_flags") & M.VM_EXEC and k.kmem.get(v, "vm_area_struct", "vm_file")]
+    libc = [
+        (f, l_)
+        for f, l_, v in M.mm_tree(k, a.mm).mt_for_each()
+        if k.kmem.get(v, "vm_area_struct", "vm_flags") & M.VM_EXEC and k.kmem.get(v, "vm_area_struct", "vm_file")
+    ]
     text = libc[1]  # the program's text, then libc's, then ld.so's
     assert M.do_munmap(k, a.mm, text[0] + 0x10 * PG, 0x10 * PG) == 0
     save(k, tmp_path / "b")
@@ -396,8 +433,13 @@ def test_file_vmas_i_mmap_and_exit_of_an_execd_process(tmp_path) -> None:
             assert _i_mmap_vmas(d, drgn.Object(d, "struct address_space", address=m)) == sorted(vmas)
         if name == "b":
             before = _usage(d, "filp")
-            short_files = {v.vm_file.value_() for t in for_each_task(d) if t.pid.value_() == b.pid
-                           for v in for_each_vma(t.mm) if v.vm_file}
+            short_files = {
+                v.vm_file.value_()
+                for t in for_each_task(d)
+                if t.pid.value_() == b.pid
+                for v in for_each_vma(t.mm)
+                if v.vm_file
+            }
     assert len(short_files) == 3
     assert before - _usage(d, "filp") == 3
 
@@ -424,11 +466,13 @@ def test_mprotect_of_half_a_thp_splits_the_pmd(tmp_path) -> None:
     ptes = [_pte(d, mm, base + i * PG) for i in range(512)]
     assert all(e & 1 and not e & 0x80 for e in ptes)  # 4 KiB entries now
     assert [bool(e & 2) for e in ptes] == [False] * 256 + [True] * 256
-    assert [follow_phys(mm, base + i * PG).value_() >> 12 for i in range(0, 512, 37)] == \
-        [t + i for i in range(0, 512, 37)]
+    assert [follow_phys(mm, base + i * PG).value_() >> 12 for i in range(0, 512, 37)] == [
+        t + i for i in range(0, 512, 37)
+    ]
     want = [(a, base, R | W), (base, base + (1 << 20), R), (base + (1 << 20), a + (8 << 20), R | W)]
-    assert [(s, e, f) for s, e, f, _p, _v in _vmas(d, p.pid) if a <= s < a + (8 << 20)] == \
-        [w for w in want if w[0] < w[1]]
+    assert [(s, e, f) for s, e, f, _p, _v in _vmas(d, p.pid) if a <= s < a + (8 << 20)] == [
+        w for w in want if w[0] < w[1]
+    ]
 
 
 def test_hugetlb_vma_splits_only_at_huge_page_boundaries() -> None:
@@ -464,8 +508,11 @@ def test_new_ranges_merge_unless_the_neighbour_is_a_fork_child() -> None:
     c = fork.do_fork(k, p)
 
     def region(proc):
-        return [(s - a, e - a) for s, e, _v in
-                ((f, l_ + 1, v) for f, l_, v in M.mm_tree(k, proc.mm).mt_for_each()) if a <= s < a + 16 * PG]
+        return [
+            (s - a, e - a)
+            for s, e, _v in ((f, l_ + 1, v) for f, l_, v in M.mm_tree(k, proc.mm).mt_for_each())
+            if a <= s < a + 16 * PG
+        ]
 
     assert region(p) == region(c) == [(0, 4 * PG), (8 * PG, 16 * PG)]
     n_p, n_c = (k.kmem.get(x.mm, "mm_struct", "map_count") for x in (p, c))
@@ -477,8 +524,14 @@ def test_new_ranges_merge_unless_the_neighbour_is_a_fork_child() -> None:
     assert k.kmem.get(c.mm, "mm_struct", "map_count") == n_c + 1
     for proc in (p, c):
         M.do_brk_flags(k, proc.mm, heap_end + 4 * PG)
-    heaps = [[(f, l_ + 1) for f, l_, _v in M.mm_tree(k, x.mm).mt_for_each()
-              if k.kmem.get(x.mm, "mm_struct", "start_brk") <= f < heap_end + 4 * PG] for x in (p, c)]
+    heaps = [
+        [
+            (f, l_ + 1)
+            for f, l_, _v in M.mm_tree(k, x.mm).mt_for_each()
+            if k.kmem.get(x.mm, "mm_struct", "start_brk") <= f < heap_end + 4 * PG
+        ]
+        for x in (p, c)
+    ]
     start = -(-heap_end // PG) * PG
     assert heaps[0] == [(k.kmem.get(p.mm, "mm_struct", "start_brk"), start + 4 * PG)]
     assert heaps[1] == [(k.kmem.get(c.mm, "mm_struct", "start_brk"), start), (start, start + 4 * PG)]
@@ -486,9 +539,11 @@ def test_new_ranges_merge_unless_the_neighbour_is_a_fork_child() -> None:
     for proc in (p, c):
         M.do_brk_flags(k, proc.mm, heap_end)
         assert k.kmem.get(proc.mm, "mm_struct", "brk") == heap_end
-    assert [(f, l_ + 1) for f, l_, _v in M.mm_tree(k, c.mm).mt_for_each()
-            if k.kmem.get(c.mm, "mm_struct", "start_brk") <= f < heap_end + 4 * PG] == \
-        [(k.kmem.get(c.mm, "mm_struct", "start_brk"), start)]
+    assert [
+        (f, l_ + 1)
+        for f, l_, _v in M.mm_tree(k, c.mm).mt_for_each()
+        if k.kmem.get(c.mm, "mm_struct", "start_brk") <= f < heap_end + 4 * PG
+    ] == [(k.kmem.get(c.mm, "mm_struct", "start_brk"), start)]
 
 
 def test_exit_reparents_children_to_init(tmp_path) -> None:
@@ -665,8 +720,16 @@ def test_everything_returns_after_the_last_exit(tmp_path) -> None:
     hs = e["hstates"][e["default_hstate_idx"]]
     assert hs.free_huge_pages.value_() == hs.nr_huge_pages.value_() == 4
     assert hs.resv_huge_pages.value_() == 0  # the unused reservation went back at vma_close
-    for cache in ("vm_area_struct", "mm_struct", "task_struct", "signal_cache", "pid", "anon_vma", "anon_vma_chain",
-                  "maple_node"):
+    for cache in (
+        "vm_area_struct",
+        "mm_struct",
+        "task_struct",
+        "signal_cache",
+        "pid",
+        "anon_vma",
+        "anon_vma_chain",
+        "maple_node",
+    ):
         assert _usage(e, cache) == _usage(b, cache), cache
 
 
@@ -732,8 +795,11 @@ def test_mprotect_over_several_vmas_merges_them_back() -> None:
     data = k.kmem.get(p.mm, "mm_struct", "data_vm")
 
     def region():
-        return [(f - a, l_ + 1 - a, k.kmem.get(v, "vm_area_struct", "vm_flags"))
-                for f, l_, v in M.mm_tree(k, p.mm).mt_for_each() if a <= f < a + 16 * PG]
+        return [
+            (f - a, l_ + 1 - a, k.kmem.get(v, "vm_area_struct", "vm_flags"))
+            for f, l_, v in M.mm_tree(k, p.mm).mt_for_each()
+            if a <= f < a + 16 * PG
+        ]
 
     flags_rw = region()[0][2]
     assert region() == [(0, 2 * PG, flags_rw), (2 * PG, 4 * PG, flags_rw & ~W), (4 * PG, 16 * PG, flags_rw)]
@@ -788,8 +854,15 @@ def test_random_vma_operations_keep_the_books_and_leave_nothing_behind(seed, tmp
                 regions.setdefault(p.pid, []).append((h, hn * 512))
         elif op < 0.2:
             n = rng.randint(1, 256)
-            addr = filemap.mmap_file(k, p.mm, rng.choice(files), n * PG, rng.choice([R, R | W]), rng.random() < 0.4,
-                                     offset=rng.randint(0, 700) * PG)
+            addr = filemap.mmap_file(
+                k,
+                p.mm,
+                rng.choice(files),
+                n * PG,
+                rng.choice([R, R | W]),
+                rng.random() < 0.4,
+                offset=rng.randint(0, 700) * PG,
+            )
             regions.setdefault(p.pid, []).append((addr, n))
         elif op < 0.35 and mine:
             try:
@@ -826,8 +899,10 @@ def test_random_vma_operations_keep_the_books_and_leave_nothing_behind(seed, tmp
             assert k.kmem.get(q.mm, "mm_struct", "map_count") == len(vmas), step
             assert k.kmem.get(q.mm, "mm_struct", "total_vm") == sum((l_ - f + 1) >> 12 for f, l_, _v in vmas), step
             for f, l_, v in vmas:
-                assert (k.kmem.get(v, "vm_area_struct", "vm_start"), k.kmem.get(v, "vm_area_struct", "vm_end")) == \
-                    (f, l_ + 1), step
+                assert (k.kmem.get(v, "vm_area_struct", "vm_start"), k.kmem.get(v, "vm_area_struct", "vm_end")) == (
+                    f,
+                    l_ + 1,
+                ), step
                 assert k.kmem.get(v, "vm_area_struct", "vm_refcnt.refs.counter") == 1, step
         if step % 40 == 39:
             errs = memory.check_mapcounts(k, [q.mm for q in procs])
@@ -839,8 +914,10 @@ def test_random_vma_operations_keep_the_books_and_leave_nothing_behind(seed, tmp
     save(k, tmp_path / "end")
     b, e = (open_drgn(str(tmp_path / f"{n}.vmcore"), str(tmp_path / f"{n}.vmlinux")) for n in ("boot", "end"))
     for item in ("NR_PAGETABLE", "NR_ANON_MAPPED", "NR_ANON_THPS", "NR_FILE_MAPPED", "NR_KERNEL_STACK_KB"):
-        assert e["vm_node_stat"][e.constant(item).value_()].counter.value_() == \
-            b["vm_node_stat"][b.constant(item).value_()].counter.value_(), item
+        assert (
+            e["vm_node_stat"][e.constant(item).value_()].counter.value_()
+            == b["vm_node_stat"][b.constant(item).value_()].counter.value_()
+        ), item
     assert vm_memory_committed(e) == 0
     for cache in ("vm_area_struct", "mm_struct", "task_struct", "anon_vma", "anon_vma_chain", "maple_node", "pid"):
         assert _usage(e, cache) == _usage(b, cache), cache
@@ -948,8 +1025,9 @@ def test_threads_share_the_mm_and_exit_group(tmp_path) -> None:
     d = open_drgn(str(tmp_path / "t.vmcore"), str(tmp_path / "t.vmlinux"))
     lead = find_task(d, app.pid)
     assert sorted(t.pid.value_() for t in for_each_task(d)) == [init.pid, app.pid] + [t.pid for t in threads]
-    assert [t.pid.value_() for t in for_each_task_in_group(lead, include_self=True)] == \
-        [app.pid] + [t.pid for t in threads]
+    assert [t.pid.value_() for t in for_each_task_in_group(lead, include_self=True)] == [app.pid] + [
+        t.pid for t in threads
+    ]
     for t in threads:
         tt = find_task(d, t.pid)
         assert tt.tgid.value_() == app.pid and tt.group_leader.value_() == lead.value_()

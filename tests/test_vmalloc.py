@@ -21,15 +21,21 @@ from mmintro.types import get_types
 
 drgn = pytest.importorskip("drgn")
 
-from drgn.helpers.linux.mm import find_vmap_area, for_each_vmap_area, page_to_pfn, vmalloc_to_page  # noqa: E402
+from drgn.helpers.linux.mm import find_vmap_area, for_each_vmap_area, page_to_pfn, vmalloc_to_page
 
-from mmintro import crosscheck as xc  # noqa: E402
+from mmintro import crosscheck as xc
 
 T = get_types()
 PAGE = x86.PAGE_SIZE
 SIZES = [1, 100, PAGE, PAGE + 1, 3 * PAGE, 20000, 64 << 10, 200 << 10, 1 << 20, 2 << 20, 3 << 20 | 5]
-CALLERS = ["n_tty_open", "htab_map_alloc", "bpf_prog_alloc_no_stats", "queue_stack_map_alloc",
-           "bpf_prog_pack_alloc", "arch_ftrace_update_trampoline"]
+CALLERS = [
+    "n_tty_open",
+    "htab_map_alloc",
+    "bpf_prog_alloc_no_stats",
+    "queue_stack_map_alloc",
+    "bpf_prog_pack_alloc",
+    "arch_ftrace_update_trampoline",
+]
 
 
 # -- the red-black tree on its own -----------------------------------------------------------------
@@ -259,11 +265,15 @@ def test_callers_resolve_to_their_symbols(run: Run) -> None:
     # drgn's identify_address() names the area and its caller (what `kmem ADDR` builds on).
     from drgn.helpers.common.memory import identify_address
 
-    r = next(r for r in run.k.vmap.areas.values() if r.flags & V.VM_ALLOC and r.size > 2 * PAGE
-             and run.d.symbol(r.caller).name in CALLERS)
+    r = next(
+        r
+        for r in run.k.vmap.areas.values()
+        if r.flags & V.VM_ALLOC and r.size > 2 * PAGE and run.d.symbol(r.caller).name in CALLERS
+    )
     sym = run.d.symbol(r.caller)
     assert identify_address(run.d, r.addr + PAGE + 8) == (
-        f"vmap: {r.addr:#x}-{r.end:#x} caller {sym.name}+{r.caller - sym.address:#x}")
+        f"vmap: {r.addr:#x}-{r.end:#x} caller {sym.name}+{r.caller - sym.address:#x}"
+    )
 
 
 def test_find_vmap_area_and_vmalloc_to_page_agree_with_the_simulator(run: Run) -> None:
@@ -322,8 +332,14 @@ def _vmallocinfo(d) -> list[str]:
         if v.phys_addr:
             line += f" phys={v.phys_addr.value_():#018x}"
         flags = v.flags.value_()
-        for bit, word in ((V.VM_IOREMAP, "ioremap"), (V.VM_SPARSE, "sparse"), (V.VM_ALLOC, "vmalloc"),
-                          (V.VM_MAP, "vmap"), (V.VM_USERMAP, "user"), (V.VM_DMA_COHERENT, "dma-coherent")):
+        for bit, word in (
+            (V.VM_IOREMAP, "ioremap"),
+            (V.VM_SPARSE, "sparse"),
+            (V.VM_ALLOC, "vmalloc"),
+            (V.VM_MAP, "vmap"),
+            (V.VM_USERMAP, "user"),
+            (V.VM_DMA_COHERENT, "dma-coherent"),
+        ):
             if flags & bit:
                 line += f" {word}"
         pages = v.pages.value_()
@@ -380,9 +396,12 @@ def test_busy_lazy_and_free_trees_are_valid_red_black_trees(run: Run) -> None:
     for i in range(d["nr_vmap_nodes"].value_()):
         vn = d["vmap_nodes"][i]
         busy = _tree(d, vn.busy.root.address_)
-        lst = [va.value_() + off for va in
-               __import__("drgn.helpers.linux.list", fromlist=["x"]).list_for_each_entry(
-                   "struct vmap_area", vn.busy.head.address_of_(), "list")]
+        lst = [
+            va.value_() + off
+            for va in __import__("drgn.helpers.linux.list", fromlist=["x"]).list_for_each_entry(
+                "struct vmap_area", vn.busy.head.address_of_(), "list"
+            )
+        ]
         assert busy == lst  # the list is the tree in order
         total += len(busy)
         _tree(d, vn.lazy.root.address_)

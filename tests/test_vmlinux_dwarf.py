@@ -30,8 +30,7 @@ def make_symbols(T: TypeDB) -> list[Symbol]:
         Symbol("swapper_pg_dir", SWAPPER_PG_DIR, 4096, "object", T.var_type("swapper_pg_dir")),
         Symbol("mem_section", MEM_SECTION, 8, "object", T.var_type("mem_section")),
         # a type built outside T.types (id -1) gets its own DIEs
-        Symbol("example_page_pp", MEM_SECTION + 8, 8, "object",
-               T.pointer_to(T.pointer_to(T.lookup("struct page")))),
+        Symbol("example_page_pp", MEM_SECTION + 8, 8, "object", T.pointer_to(T.pointer_to(T.lookup("struct page")))),
         Symbol("runqueues", RUNQUEUES, 4096, "object"),  # symtab only
         Symbol("vmemmap_populate", VMEMMAP_POPULATE, 0x200, "func"),
         Symbol("kmalloc_caller_example", KMALLOC_CALLER, 0x100, "func"),
@@ -65,8 +64,9 @@ def write_min_core(path, build_id: bytes) -> None:
     notes = _note(b"VMCOREINFO", 0, info)
     note_off = 64 + 2 * 56
     data_off = (note_off + len(notes) + 4095) & ~4095
-    hdr = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 4, 62, 1, 0, 64, 0, 0,
-                      64, 56, 2, 64, 0, 0)
+    hdr = struct.pack(
+        "<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 4, 62, 1, 0, 64, 0, 0, 64, 56, 2, 64, 0, 0
+    )
     ph = struct.pack("<IIQQQQQQ", 4, 0, note_off, 0, 0, len(notes), len(notes), 4)
     ph += struct.pack("<IIQQQQQQ", 1, 7, data_off, 0, 0, 4096, 4096, 4096)
     buf = bytearray(hdr + ph + notes)
@@ -95,9 +95,9 @@ TAGS = {
 def _written(T: TypeDB) -> list:
     """The types that get a DIE, in the writer's (id) order."""
     return [
-        t for t in T.types[1:]
-        if t.kind not in ("void", "typedef_transparent")
-        and not (t.kind == "typedef" and t.name == "freelist_idx_t")
+        t
+        for t in T.types[1:]
+        if t.kind not in ("void", "typedef_transparent") and not (t.kind == "typedef" and t.name == "freelist_idx_t")
     ]
 
 
@@ -128,7 +128,7 @@ def test_pyelftools_layouts_equal_type_data(T, vmlinux):
     written = _written(T)
     assert len(type_dies) >= len(written)
     # after the type data's own types come only the writer's extras (pointer_to() types)
-    assert {d.tag for d in type_dies[len(written):]} <= {"DW_TAG_pointer_type", "DW_TAG_base_type"}
+    assert {d.tag for d in type_dies[len(written) :]} <= {"DW_TAG_pointer_type", "DW_TAG_base_type"}
     by_offset = {}  # CU-relative DIE offset → Type
     for die, t in zip(type_dies, written):
         by_offset[die.offset - cu.cu_offset] = t
@@ -215,8 +215,12 @@ def test_pyelftools_layouts_equal_type_data(T, vmlinux):
     assert "freelist_idx_t" not in {_name(d) for d in type_dies if d.tag == "DW_TAG_typedef"}
 
     # variables and subprograms
-    for name, addr in (("node_data", NODE_DATA), ("init_mm", INIT_MM), ("swapper_pg_dir", SWAPPER_PG_DIR),
-                       ("mem_section", MEM_SECTION)):
+    for name, addr in (
+        ("node_data", NODE_DATA),
+        ("init_mm", INIT_MM),
+        ("swapper_pg_dir", SWAPPER_PG_DIR),
+        ("mem_section", MEM_SECTION),
+    ):
         v = variables[name]
         loc = v.attributes["DW_AT_location"].value
         assert loc == [0x03] + list(struct.pack("<Q", addr)), name
@@ -357,8 +361,16 @@ def test_drgn_types_and_layouts(T, prog):
     ]:
         full = T.struct(struct_name)
         assert drgn.offsetof(prog.type(f"{full.kind} {struct_name}"), path) == T.offsetof(struct_name, path)
-    for name in ("struct zone", "struct pglist_data", "struct mm_struct", "struct inode",
-                 "union thread_union", "struct task_struct", "struct kmem_cache", "struct slab"):
+    for name in (
+        "struct zone",
+        "struct pglist_data",
+        "struct mm_struct",
+        "struct inode",
+        "union thread_union",
+        "struct task_struct",
+        "struct kmem_cache",
+        "struct slab",
+    ):
         assert drgn.sizeof(prog.type(name)) == T.sizeof(name), name
     # packed enums keep their size (the reason DWARF is not produced by compiling C)
     packed = [t for t in T.types if t.kind == "enum" and t.name and t.size_ != 4][:3]
@@ -408,12 +420,20 @@ def test_freelist_idx_t_skipped_and_big_enum_values(T, tmp_path):
     n = len(doc["types"])
     doc["types"].append({"kind": "typedef", "name": "freelist_idx_t", "type": uint})
     doc["types"].append({"kind": "typedef_transparent", "type": uint})  # n + 1: a BTF type tag
-    doc["types"].append({"kind": "struct", "name": "mmintro_test_s", "size": 8,
-                         "members": [["idx", n, 0, 0], ["tagged", n + 1, 32, 0]]})
+    doc["types"].append(
+        {"kind": "struct", "name": "mmintro_test_s", "size": 8, "members": [["idx", n, 0, 0], ["tagged", n + 1, 32, 0]]}
+    )
     doc["types"].append({"kind": "func_proto", "type": uint, "params": [["a", ulong], ["", 0]]})  # variadic
     doc["types"].append({"kind": "typedef", "name": "mmintro_test_fn", "type": n + 3})
-    doc["types"].append({"kind": "enum", "name": "mmintro_test_big", "size": 8, "signed": False,
-                         "values": [["BIG_A", 1], ["BIG_B", 2**63 + 5], ["BIG_C", 2**64 - 1]]})
+    doc["types"].append(
+        {
+            "kind": "enum",
+            "name": "mmintro_test_big",
+            "size": 8,
+            "signed": False,
+            "values": [["BIG_A", 1], ["BIG_B", 2**63 + 5], ["BIG_C", 2**64 - 1]],
+        }
+    )
     T2 = TypeDB(doc)
     path = tmp_path / "edge.vmlinux"
     write_vmlinux(path, T2, [], b"\x01" * 20)

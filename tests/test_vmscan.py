@@ -190,7 +190,7 @@ def test_swap_out_keeps_every_page_and_its_books() -> None:
     for a in range(m.start, m.start + m.length, PAGE_SIZE * 61):
         level, _s, e = memory.walk(k, mm, a)
         if level == "PTE" and memory.pte_present(e):
-            data = (a.to_bytes(8, "little") * (PAGE_SIZE // 8))
+            data = a.to_bytes(8, "little") * (PAGE_SIZE // 8)
             k.mem.write(memory.pte_pfn(e) << PAGE_SHIFT, data)
             pattern[a] = data
     w.mmap("hog", "more", 16 << 20)
@@ -200,8 +200,10 @@ def test_swap_out_keeps_every_page_and_its_books() -> None:
     assert out, "nothing of the patterned pages went to swap"
     _swap_books(w)
     _lru_books(k)
-    assert memory.get_mm_counter_sum(k, mm, "MM_SWAPENTS") + memory.get_mm_counter_sum(k, mm, "MM_ANONPAGES") \
+    assert (
+        memory.get_mm_counter_sum(k, mm, "MM_SWAPENTS") + memory.get_mm_counter_sum(k, mm, "MM_ANONPAGES")
         == (40 << 20) >> PAGE_SHIFT
+    )
     w.touch("hog", "buf", write=False)  # everything back
     assert _events(k, "PSWPIN") > 0 and _events(k, "PGMAJFAULT") > 0
     for a, data in pattern.items():
@@ -358,8 +360,12 @@ def test_drgn_sees_swap_entries_and_shadows(tmp_path) -> None:
     w.touch("hog", "buf", write=True)
     m = w.mapping("hog", "buf")
     mm = w.proc("hog").mm
-    swapped = {a: memory.pte_to_swp_entry(e) for a in range(m.start, m.start + m.length, PAGE_SIZE)
-               for _l, _s, e in [memory.walk(k, mm, a)] if memory.is_swap_pte(e)}
+    swapped = {
+        a: memory.pte_to_swp_entry(e)
+        for a in range(m.start, m.start + m.length, PAGE_SIZE)
+        for _l, _s, e in [memory.walk(k, mm, a)]
+        if memory.is_swap_pte(e)
+    }
     assert swapped
     from mmintro.kernel.inode import mapping_xa
 
@@ -375,7 +381,10 @@ def test_drgn_sees_swap_entries_and_shadows(tmp_path) -> None:
         # the PTE drgn reads is the swap entry
         pte = prog.read_u64(_pte_addr(prog, mm, a))
         assert memory.pte_to_swp_entry(pte) == entry
-    theirs = {int(i): e.value_() for i, e in xa_for_each(drgn.Object(prog, "struct address_space *", mapping).i_pages.address_of_())}
+    theirs = {
+        int(i): e.value_()
+        for i, e in xa_for_each(drgn.Object(prog, "struct address_space *", mapping).i_pages.address_of_())
+    }
     assert theirs == ours and any(v & 1 for v in theirs.values())
 
 

@@ -157,21 +157,29 @@ def test_the_seed_chooses_which_blocks_a_fraction_frees():
 # -- malformed scenarios: one line naming file, line and step ---------------------------------
 BAD = {
     "order": ('[[step]]\nalloc = "a"\norder = 11\n', "bad.toml:3: step 1 (alloc): order 11 is outside 0..10"),
-    "flag": ('[[step]]\nalloc = "a"\nflags = "GFP_KERNEL|__GFP_NOPE"\n',
-             "bad.toml:3: step 1 (alloc): unknown GFP flag '__GFP_NOPE'"),
+    "flag": (
+        '[[step]]\nalloc = "a"\nflags = "GFP_KERNEL|__GFP_NOPE"\n',
+        "bad.toml:3: step 1 (alloc): unknown GFP flag '__GFP_NOPE'",
+    ),
     "tag": ('[[step]]\nalloc = "a"\n\n[[step]]\nfree = "b"\n', "bad.toml:5: step 2 (free): unknown tag 'b'"),
-    "tag-in-expect": ('[[step]]\nalloc = "a"\n[[step]]\nexpect = "blocks(\'zz\') == 1"\n',
-                      "bad.toml:4: step 2 (expect): unknown tag 'zz'"),
+    "tag-in-expect": (
+        '[[step]]\nalloc = "a"\n[[step]]\nexpect = "blocks(\'zz\') == 1"\n',
+        "bad.toml:4: step 2 (expect): unknown tag 'zz'",
+    ),
     "key": ('[[step]]\nalloc = "a"\nordre = 2\n', "bad.toml:3: step 1 (alloc): unknown key 'ordre' for alloc"),
     "machine-key": ('[machine]\nram = "1G"\nmemory = "2G"\n', "bad.toml:3: [machine]: unknown key 'memory'"),
-    "no-action": ('[[step]]\norder = 2\n', "bad.toml:1: step 1 (?): the step has no action"),
+    "no-action": ("[[step]]\norder = 2\n", "bad.toml:1: step 1 (?): the step has no action"),
     "until": ('[[step]]\nalloc = "a"\nuntil = "tired"\n', "bad.toml:3: step 1 (alloc): until = 'tired' is not one of"),
-    "reason": ('[[step]]\nexpect_alloc = "fails"\nreason = "bad luck"\n',
-               "bad.toml:3: step 1 (expect_alloc): reason = 'bad luck' is not one of"),
-    "expression": ('[[step]]\nexpect = "fre_pages > 0"\nzone = "DMA32"\n',
-                   "bad.toml:2: step 1 (expect): expect 'fre_pages > 0': unknown name 'fre_pages'"),
-    "no-eval": ('[[step]]\nexpect = "__import__(\'os\')"\n', "bad.toml:2: step 1 (expect): expect"),
-    "toml": ('[[step]]\nalloc = \n', "bad.toml:2: not valid TOML"),
+    "reason": (
+        '[[step]]\nexpect_alloc = "fails"\nreason = "bad luck"\n',
+        "bad.toml:3: step 1 (expect_alloc): reason = 'bad luck' is not one of",
+    ),
+    "expression": (
+        '[[step]]\nexpect = "fre_pages > 0"\nzone = "DMA32"\n',
+        "bad.toml:2: step 1 (expect): expect 'fre_pages > 0': unknown name 'fre_pages'",
+    ),
+    "no-eval": ("[[step]]\nexpect = \"__import__('os')\"\n", "bad.toml:2: step 1 (expect): expect"),
+    "toml": ("[[step]]\nalloc = \n", "bad.toml:2: not valid TOML"),
 }
 
 
@@ -184,11 +192,15 @@ def test_malformed_scenario_is_one_line_naming_file_line_and_step(text, message)
 
 
 BAD_FOR_MACHINE = {
-    "node": ('[machine]\nram = "1G"\n[[step]]\nalloc = "a"\nnode = 1\n',
-             "step 1 (alloc): node 1 does not exist (the machine has 1 node)"),
-    "cpu": ('[machine]\ncpus = 2\n[[step]]\non_cpu = 2\n', "step 1 (on_cpu): cpu 2 is not online"),
-    "interleave": ('[machine]\nnodes = 2\n[[step]]\nalloc = "a"\ninterleave = [0, 2]\n',
-                   "step 1 (alloc): node 2 does not exist"),
+    "node": (
+        '[machine]\nram = "1G"\n[[step]]\nalloc = "a"\nnode = 1\n',
+        "step 1 (alloc): node 1 does not exist (the machine has 1 node)",
+    ),
+    "cpu": ("[machine]\ncpus = 2\n[[step]]\non_cpu = 2\n", "step 1 (on_cpu): cpu 2 is not online"),
+    "interleave": (
+        '[machine]\nnodes = 2\n[[step]]\nalloc = "a"\ninterleave = [0, 2]\n',
+        "step 1 (alloc): node 2 does not exist",
+    ),
 }
 
 
@@ -231,18 +243,29 @@ def test_simulate_reports_a_missing_node_and_a_missing_file_in_one_line(tmp_path
 
 # -- expectations can fail ----------------------------------------------------------------------
 FALSE_CLAIMS = {
-    "expression": ('[[step]]\nalloc = "a"\ncount = 8\n[[step]]\nexpect = "blocks_here(\'a\') == 9"\nzone = "DMA32"\n',
-                   ("bad.toml:5: step 2 (expect): expect blocks_here('a') == 9 on Node 0 DMA32 does not hold: "
-                    "blocks_here('a')=8")),
-    "fails": ('[[step]]\nexpect_alloc = "fails"\norder = 3\n',
-              "bad.toml:2: step 1 (expect_alloc): order-3 GFP_KERNEL allocation succeeded"),
-    "succeeds": (('[[step]]\nalloc = "all"\norder = 10\nuntil = "exhausted"\n[[step]]\nexpect_alloc = "succeeds"\n'
-                  'order = 10\n'), "bad.toml:6: step 2 (expect_alloc): order-10 GFP_KERNEL allocation failed: Node 0 DMA32"),
-    "zone": ('[[step]]\nexpect_alloc = "succeeds"\nzone = "DMA"\n',
-             ("bad.toml:2: step 1 (expect_alloc): order-0 GFP_KERNEL allocation came from Node 0 DMA32, "
-              "expected Node 0 DMA")),
-    "count": ('[[step]]\nalloc = "a"\norder = 10\ncount = 1000\n',
-              "bad.toml:2: step 1 (alloc): block {n} of 1000 (order 10, GFP_KERNEL) was refused: Node 0 DMA32"),
+    "expression": (
+        '[[step]]\nalloc = "a"\ncount = 8\n[[step]]\nexpect = "blocks_here(\'a\') == 9"\nzone = "DMA32"\n',
+        ("bad.toml:5: step 2 (expect): expect blocks_here('a') == 9 on Node 0 DMA32 does not hold: blocks_here('a')=8"),
+    ),
+    "fails": (
+        '[[step]]\nexpect_alloc = "fails"\norder = 3\n',
+        "bad.toml:2: step 1 (expect_alloc): order-3 GFP_KERNEL allocation succeeded",
+    ),
+    "succeeds": (
+        ('[[step]]\nalloc = "all"\norder = 10\nuntil = "exhausted"\n[[step]]\nexpect_alloc = "succeeds"\norder = 10\n'),
+        "bad.toml:6: step 2 (expect_alloc): order-10 GFP_KERNEL allocation failed: Node 0 DMA32",
+    ),
+    "zone": (
+        '[[step]]\nexpect_alloc = "succeeds"\nzone = "DMA"\n',
+        (
+            "bad.toml:2: step 1 (expect_alloc): order-0 GFP_KERNEL allocation came from Node 0 DMA32, "
+            "expected Node 0 DMA"
+        ),
+    ),
+    "count": (
+        '[[step]]\nalloc = "a"\norder = 10\ncount = 1000\n',
+        "bad.toml:2: step 1 (alloc): block {n} of 1000 (order 10, GFP_KERNEL) was refused: Node 0 DMA32",
+    ),
 }
 
 
@@ -264,8 +287,11 @@ def test_fragmented_with_the_wrong_reason_fails_and_writes_no_snapshot(tmp_path)
     path = tmp_path / "fragmented-wrong.toml"
     path.write_text(text.replace('reason = "fragmentation"', 'reason = "watermark"'))
     r = CliRunner().invoke(cli, ["simulate", str(path), "-o", str(tmp_path / "x")])
-    _one_line_cli_error(r, "(expect_alloc): order-4 GFP_KERNEL allocation failed, but Node 0 Normal refused for "
-                           "fragmentation, not watermark")
+    _one_line_cli_error(
+        r,
+        "(expect_alloc): order-4 GFP_KERNEL allocation failed, but Node 0 Normal refused for "
+        "fragmentation, not watermark",
+    )
     assert not (tmp_path / "x.vmcore").exists()
 
 
@@ -329,12 +355,12 @@ def test_api_errors_name_what_is_wrong(small):
 
 def test_the_readme_scenario_examples_hold(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme[readme.index("## Scenarios"):]
-    toml = section[section.index("```toml\n") + 8:]
-    toml = toml[:toml.index("```")]
+    section = readme[readme.index("## Scenarios") :]
+    toml = section[section.index("```toml\n") + 8 :]
+    toml = toml[: toml.index("```")]
     run_scenario(parse_scenario(toml, "README.md"))
-    python = section[section.index("```python\n") + 10:]
-    python = python[:python.index("```")]
+    python = section[section.index("```python\n") + 10 :]
+    python = python[: python.index("```")]
     monkeypatch.chdir(tmp_path)
-    exec(compile(python, "README.md", "exec"), {})  # noqa: S102 -- the README's own example
+    exec(compile(python, "README.md", "exec"), {})
     assert (tmp_path / "out" / "mine.vmcore").exists()

@@ -12,20 +12,25 @@ def test_slab_leak_scenario_makes_kmalloc_192_dominate() -> None:
     from mmintro.kernel import slub
 
     k = run.kernel
-    counts = {name: len(slub.live_objects(k, slub.find_cache(k, name)))
-              for name in ("kmalloc-192", "kmalloc-64", "kmalloc-512", "dentry")}
+    counts = {
+        name: len(slub.live_objects(k, slub.find_cache(k, name)))
+        for name in ("kmalloc-192", "kmalloc-64", "kmalloc-512", "dentry")
+    }
     assert counts["kmalloc-192"] >= 100_000
     assert max(counts, key=counts.get) == "kmalloc-192"
     assert len(run.workload.objects["leak"]) == 100_000
 
 
-@pytest.mark.parametrize("text,msg", [
-    ('[[step]]\nkfree = "nothing"\n', "unknown tag 'nothing'"),
-    ('[[step]]\nkmalloc = "x"\nsize = 64\ncache = "dentry"\n', "kmalloc takes a size"),
-    ('[[step]]\nkmalloc = "x"\nsize = -1\n', "is not a size in bytes"),
-    ('[[step]]\nvmalloc = "x"\n', "vmalloc needs a size"),
-    ('[[step]]\nkmalloc = "x"\nsize = 64\ncaller = "not a name"\n', "is not a function name"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ('[[step]]\nkfree = "nothing"\n', "unknown tag 'nothing'"),
+        ('[[step]]\nkmalloc = "x"\nsize = 64\ncache = "dentry"\n', "kmalloc takes a size"),
+        ('[[step]]\nkmalloc = "x"\nsize = -1\n', "is not a size in bytes"),
+        ('[[step]]\nvmalloc = "x"\n', "vmalloc needs a size"),
+        ('[[step]]\nkmalloc = "x"\nsize = 64\ncaller = "not a name"\n', "is not a function name"),
+    ],
+)
 def test_malformed_object_steps_get_one_line_errors(text: str, msg: str) -> None:
     with pytest.raises(ScenarioError, match=msg) as e:
         parse_scenario(text, "bad.toml")

@@ -24,34 +24,41 @@ def _err(body: str) -> str:
     return msg
 
 
-@pytest.mark.parametrize("body, line, words", [
-    ('[[step]]\ntouch = "buf"\n', 9, "process 'db' has no mapping 'buf' (its mappings: heap, stack)"),
-    ('[[step]]\nmmap = "buf"\nsize = "3K"\n', 10, "not a multiple of the page size"),
-    ('[[step]]\nmmap = "buf"\nsize = "-8M"\n', 10, "size = '-8M' is not a size"),
-    ('[[step]]\nspawn = "a\\u0000b"\n', 9, "holds a NUL byte"),
-    ('[[step]]\nmmap = "buf"\nsize = "0"\n', 10, "size = 0: an empty range"),
-    ('[[step]]\nmunmap = "heap"\nsize = 0\n', 10, "size = 0: an empty range"),
-    ('[[step]]\nmmap = "buf"\nsize = "4M"\nkind = "shared"\n', 8, "a shared mapping maps a file: file = TAG"),
-    ('[[step]]\nmmap = "buf"\nsize = "4M"\nprot = "rq"\n', 11, "not made of the letters r, w, x"),
-    ('[[step]]\nmmap = "buf"\nsize = "3M"\nkind = "hugetlb"\n', 10, "multiple of its page size"),
-    ('[[step]]\nmmap = "buf"\nsize = "4M"\nkind = "hugetlb"\npage_size = "4M"\n', 12, "not a huge page size"),
-    ('[[step]]\nfork = "c"\n', 8, "fork needs parent = NAME"),
-    ('[[step]]\nfork = "db"\nparent = "db"\n', 9, "process 'db' already exists"),
-    ('[[step]]\nexpect = "rss(\'nope\') == 0"\n', 9, "unknown process 'nope' (processes at this step: db)"),
-    ('[[step]]\nexit = "db"\n[[step]]\nexpect = "rss(\'db\') == 0"\n', 11, "unknown process 'db'"),
-    ('[[step]]\nsysctl = "vm.dirty_ratio"\nvalue = "x"\n', 10, "takes a non-negative integer"),
-    ('[[step]]\nsysctl = "vm.vfs_cache_pressure"\nvalue = 1\n', 9, "unknown tunable 'vm.vfs_cache_pressure'"),
-    ('[[step]]\nsysctl = "vm.dirty_ratio"\nvalue = 200\n', 10, "is a percentage (0..100), not 200"),
-    ('[[step]]\nsysctl = "transparent_hugepage"\nvalue = "sometimes"\n', 10, "one of always, madvise, never"),
-    ('[[step]]\ntouch = "heap"\nevery = 2\nfraction = 0.5\n', 8, "touch takes one of every, fraction, count"),
-    ('[[step]]\ntouch = "heap"\naccess = "exec"\n', 10, "is not \"read\" or \"write\""),
-    ('[[step]]\nread = "f"\n', 9, "unknown file 'f' (files so far: none)"),
-    ('[[step]]\ncreate_file = "f"\npath = "log"\n', 10, "absolute path"),
-    ('[[step]]\nmbind = "heap"\npolicy = "bind"\n', 8, "policy 'bind' needs nodes"),
-    ('[[step]]\nmbind = "heap"\npolicy = "random"\n', 10, "policy 'random' is not one of default"),
-    ('[[step]]\nwriteback = true\n', 9, "writeback = \"all\""),
-    ('[[step]]\nspawn = "web"\n[[step]]\ntouch = "heap"\n', 10, "touch needs process = NAME (processes so far: db, web)"),
-])
+@pytest.mark.parametrize(
+    "body, line, words",
+    [
+        ('[[step]]\ntouch = "buf"\n', 9, "process 'db' has no mapping 'buf' (its mappings: heap, stack)"),
+        ('[[step]]\nmmap = "buf"\nsize = "3K"\n', 10, "not a multiple of the page size"),
+        ('[[step]]\nmmap = "buf"\nsize = "-8M"\n', 10, "size = '-8M' is not a size"),
+        ('[[step]]\nspawn = "a\\u0000b"\n', 9, "holds a NUL byte"),
+        ('[[step]]\nmmap = "buf"\nsize = "0"\n', 10, "size = 0: an empty range"),
+        ('[[step]]\nmunmap = "heap"\nsize = 0\n', 10, "size = 0: an empty range"),
+        ('[[step]]\nmmap = "buf"\nsize = "4M"\nkind = "shared"\n', 8, "a shared mapping maps a file: file = TAG"),
+        ('[[step]]\nmmap = "buf"\nsize = "4M"\nprot = "rq"\n', 11, "not made of the letters r, w, x"),
+        ('[[step]]\nmmap = "buf"\nsize = "3M"\nkind = "hugetlb"\n', 10, "multiple of its page size"),
+        ('[[step]]\nmmap = "buf"\nsize = "4M"\nkind = "hugetlb"\npage_size = "4M"\n', 12, "not a huge page size"),
+        ('[[step]]\nfork = "c"\n', 8, "fork needs parent = NAME"),
+        ('[[step]]\nfork = "db"\nparent = "db"\n', 9, "process 'db' already exists"),
+        ("[[step]]\nexpect = \"rss('nope') == 0\"\n", 9, "unknown process 'nope' (processes at this step: db)"),
+        ('[[step]]\nexit = "db"\n[[step]]\nexpect = "rss(\'db\') == 0"\n', 11, "unknown process 'db'"),
+        ('[[step]]\nsysctl = "vm.dirty_ratio"\nvalue = "x"\n', 10, "takes a non-negative integer"),
+        ('[[step]]\nsysctl = "vm.vfs_cache_pressure"\nvalue = 1\n', 9, "unknown tunable 'vm.vfs_cache_pressure'"),
+        ('[[step]]\nsysctl = "vm.dirty_ratio"\nvalue = 200\n', 10, "is a percentage (0..100), not 200"),
+        ('[[step]]\nsysctl = "transparent_hugepage"\nvalue = "sometimes"\n', 10, "one of always, madvise, never"),
+        ('[[step]]\ntouch = "heap"\nevery = 2\nfraction = 0.5\n', 8, "touch takes one of every, fraction, count"),
+        ('[[step]]\ntouch = "heap"\naccess = "exec"\n', 10, 'is not "read" or "write"'),
+        ('[[step]]\nread = "f"\n', 9, "unknown file 'f' (files so far: none)"),
+        ('[[step]]\ncreate_file = "f"\npath = "log"\n', 10, "absolute path"),
+        ('[[step]]\nmbind = "heap"\npolicy = "bind"\n', 8, "policy 'bind' needs nodes"),
+        ('[[step]]\nmbind = "heap"\npolicy = "random"\n', 10, "policy 'random' is not one of default"),
+        ("[[step]]\nwriteback = true\n", 9, 'writeback = "all"'),
+        (
+            '[[step]]\nspawn = "web"\n[[step]]\ntouch = "heap"\n',
+            10,
+            "touch needs process = NAME (processes so far: db, web)",
+        ),
+    ],
+)
 def test_bad_process_steps_are_one_line_errors_at_their_line(body: str, line: int, words: str) -> None:
     msg = _err(body)
     assert msg.startswith(f"x.toml:{line}: step "), msg
@@ -71,10 +78,12 @@ def test_touch_takes_the_only_process_without_naming_it() -> None:
 def test_spawn_and_expect_read_the_mm_books() -> None:
     """spawn's heap and mmap's VMA show in total_vm and map_count as mm/mmap.c accounts them:
     the expectation values are the mm_struct's fields, checked against the sizes asked for."""
-    sc = parse_scenario(BASE + '[[step]]\nspawn = "web"\nparent = "db"\ncomm = "nginx"\n\n'
-                        '[[step]]\nmmap = "buf"\nprocess = "web"\nsize = "4M"\n\n'
-                        '[[step]]\nexpect = "rss(\'db\') == 0 and total_vm(\'web\') - total_vm(\'db\') == 1024 - 2048"\n',
-                        "x.toml")
+    sc = parse_scenario(
+        BASE + '[[step]]\nspawn = "web"\nparent = "db"\ncomm = "nginx"\n\n'
+        '[[step]]\nmmap = "buf"\nprocess = "web"\nsize = "4M"\n\n'
+        "[[step]]\nexpect = \"rss('db') == 0 and total_vm('web') - total_vm('db') == 1024 - 2048\"\n",
+        "x.toml",
+    )
     run = run_scenario(sc)
     w = run.workload
     assert w.procs["web"].comm == "nginx"
@@ -105,7 +114,7 @@ def test_machine_table_takes_thp_and_hugetlb_pools() -> None:
 
 
 # -- every process step on a running kernel, checked with real drgn --------------------------
-EVERY_STEP = '''
+EVERY_STEP = """
 [machine]
 ram = "2G"
 nodes = 2
@@ -186,7 +195,7 @@ value = "never"
 
 [[step]]
 expect = "hugepages_total == 6 and hugepages_free == 6 and rss_anon('child') == rss_anon('app')"
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -221,12 +230,15 @@ def test_munmap_and_mprotect_steps_split_the_vma(every_step):
     run, d = every_step
     start = run.workload.mappings["app"]["buf"].start
     mb = 1 << 20
-    vmas = {(v.vm_start.value_(), v.vm_end.value_()): v.vm_flags.value_()
-            for v in for_each_vma(find_task(d, run.workload.procs["app"].pid).mm)}
+    vmas = {
+        (v.vm_start.value_(), v.vm_end.value_()): v.vm_flags.value_()
+        for v in for_each_vma(find_task(d, run.workload.procs["app"].pid).mm)
+    }
     local1 = run.workload.mappings["app"]["local1"]
     # the hole holds no part of buf (the next 1M mmap, top-down, may fill it)
-    assert all((s, e) == (local1.start, local1.start + local1.length) for s, e in vmas
-               if s < start + 2 * mb and e > start + mb)
+    assert all(
+        (s, e) == (local1.start, local1.start + local1.length) for s, e in vmas if s < start + 2 * mb and e > start + mb
+    )
 
     def at(a: int) -> tuple[int, int, int]:
         return next((s, e, f) for (s, e), f in vmas.items() if s <= a < e)
@@ -275,14 +287,19 @@ def test_exit_fork_and_sysctl_steps(every_step):
     pids = {t.pid.value_() for t in for_each_task(d)}
     assert run.workload.procs["app"].pid in pids and run.workload.procs["child"].pid in pids
     assert "victim" not in run.workload.procs and len(pids - {0}) == 2
-    parent = [(v.vm_start.value_(), v.vm_end.value_()) for v in for_each_vma(find_task(d, run.workload.procs["app"].pid).mm)]
-    child = [(v.vm_start.value_(), v.vm_end.value_()) for v in for_each_vma(find_task(d, run.workload.procs["child"].pid).mm)]
+    parent = [
+        (v.vm_start.value_(), v.vm_end.value_()) for v in for_each_vma(find_task(d, run.workload.procs["app"].pid).mm)
+    ]
+    child = [
+        (v.vm_start.value_(), v.vm_end.value_()) for v in for_each_vma(find_task(d, run.workload.procs["child"].pid).mm)
+    ]
     assert parent == child
     u = hugetlb_total_usage(d)
     assert (u.pages, u.free_pages) == (6 * 512, 6 * 512)
     flags = d["transparent_hugepage_flags"].value_()
-    always, madvise = (d.constant(c).value_() for c in ("TRANSPARENT_HUGEPAGE_FLAG",
-                                                          "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG"))
+    always, madvise = (
+        d.constant(c).value_() for c in ("TRANSPARENT_HUGEPAGE_FLAG", "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG")
+    )
     assert not flags >> always & 1 and not flags >> madvise & 1
 
 
@@ -291,8 +308,9 @@ def test_a_fault_the_kernel_refuses_is_a_failed_step() -> None:
     fails with one line naming the file, line and step, and the address."""
     from mmintro.workload import ScenarioFailed
 
-    sc = parse_scenario(BASE + '[[step]]\nmmap = "ro"\nsize = "64K"\nprot = "r"\n\n'
-                        '[[step]]\ntouch = "ro"\naccess = "write"\n', "x.toml")
+    sc = parse_scenario(
+        BASE + '[[step]]\nmmap = "ro"\nsize = "64K"\nprot = "r"\n\n[[step]]\ntouch = "ro"\naccess = "write"\n', "x.toml"
+    )
     with pytest.raises(ScenarioFailed) as e:
         run_scenario(sc)
     msg = str(e.value)
@@ -313,9 +331,12 @@ def test_exec_replaces_the_mm_and_the_tags(tmp_path) -> None:
     from mmintro.crosscheck import open_drgn
     from mmintro.snapshot.writer import save
 
-    sc = parse_scenario(BASE + '[[step]]\ntouch = "heap"\naccess = "write"\n\n'
-                        '[[step]]\nexec = "db"\ncomm = "postgres"\nheap = "1M"\n\n'
-                        '[[step]]\nexpect = "rss(\'db\') == 0"\n', "x.toml")
+    sc = parse_scenario(
+        BASE + '[[step]]\ntouch = "heap"\naccess = "write"\n\n'
+        '[[step]]\nexec = "db"\ncomm = "postgres"\nheap = "1M"\n\n'
+        "[[step]]\nexpect = \"rss('db') == 0\"\n",
+        "x.toml",
+    )
     run = run_scenario(sc)
     w = run.workload
     p = w.procs["db"]
@@ -334,9 +355,12 @@ def test_exec_needs_a_program() -> None:
 def test_brk_grows_and_shrinks_the_heap() -> None:
     """brk shrink unmaps the pages above the new break (their RSS goes), grow extends the
     VMA again; the heap tag follows the break."""
-    sc = parse_scenario(BASE + '[[step]]\ntouch = "heap"\naccess = "write"\n\n'
-                        '[[step]]\nbrk = "db"\nshrink = "4M"\n\n'
-                        '[[step]]\nbrk = "db"\ngrow = "1M"\n', "x.toml")
+    sc = parse_scenario(
+        BASE + '[[step]]\ntouch = "heap"\naccess = "write"\n\n'
+        '[[step]]\nbrk = "db"\nshrink = "4M"\n\n'
+        '[[step]]\nbrk = "db"\ngrow = "1M"\n',
+        "x.toml",
+    )
     run = run_scenario(sc)
     w = run.workload
     km = run.kernel.kmem
@@ -350,18 +374,22 @@ def test_brk_grows_and_shrinks_the_heap() -> None:
     assert "brk takes grow = SIZE or shrink = SIZE" in _err('[[step]]\nbrk = "db"\n')
 
 
-@pytest.mark.parametrize("alloc, free", [('alloc = "b"\norder = 0\ncount = 2', 'free = "b"'),
-                                          ('kmalloc = "o"\nsize = 64\ncount = 2', 'kfree = "o"')])
+@pytest.mark.parametrize(
+    "alloc, free",
+    [('alloc = "b"\norder = 0\ncount = 2', 'free = "b"'), ('kmalloc = "o"\nsize = 64\ncount = 2', 'kfree = "o"')],
+)
 def test_freeing_a_tag_twice_is_a_one_line_error(tmp_path, alloc: str, free: str) -> None:
     """Once every block or object of a tag went back, freeing the tag again would be a double
     free: the run stops at that step with one line, and writes no snapshot."""
     import subprocess
 
     toml = tmp_path / "twice.toml"
-    toml.write_text(f'[scenario]\nhelp = "x"\n[machine]\nram = "1G"\n[[step]]\n{alloc}\n[[step]]\n{free}\n'
-                    f'[[step]]\n{free}\n')
-    p = subprocess.run(["mmintro", "simulate", str(toml), "-o", str(tmp_path / "s")], capture_output=True, text=True,
-                       timeout=120)
+    toml.write_text(
+        f'[scenario]\nhelp = "x"\n[machine]\nram = "1G"\n[[step]]\n{alloc}\n[[step]]\n{free}\n[[step]]\n{free}\n'
+    )
+    p = subprocess.run(
+        ["mmintro", "simulate", str(toml), "-o", str(tmp_path / "s")], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "were all freed already" in p.stderr
     assert not (tmp_path / "s.vmcore").exists()

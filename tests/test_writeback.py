@@ -117,15 +117,18 @@ def test_marks_flags_and_counters_agree(ratio_snap):
     assert stat[prog.constant("NR_WRITEBACK")].counter.value_() == n_wb
     assert stat[prog.constant("NR_WRITTEN")].counter.value_() == 20 - n_wb
     assert stat[prog.constant("NR_DIRTIED")].counter.value_() == 51
-    pending = sum(z.vm_stat[prog.constant("NR_ZONE_WRITE_PENDING")].counter.value_()
-                  for z in prog["node_data"][0].node_zones)
+    pending = sum(
+        z.vm_stat[prog.constant("NR_ZONE_WRITE_PENDING")].counter.value_() for z in prog["node_data"][0].node_zones
+    )
     assert pending == n_dirty + n_wb
     # the bdi on bdi_list, its wb's counters and b_dirty list
     bdis = list(list_for_each_entry("struct backing_dev_info", prog["bdi_list"].address_of_(), "bdi_list"))
     assert len(bdis) == 1 and bdis[0].dev_name.string_() == b"253:0"
     wb = bdis[0].wb
-    stat_n = {n: wb.stat[prog.constant(n)].count.value_() for n in
-              ("WB_RECLAIMABLE", "WB_WRITEBACK", "WB_DIRTIED", "WB_WRITTEN")}
+    stat_n = {
+        n: wb.stat[prog.constant(n)].count.value_()
+        for n in ("WB_RECLAIMABLE", "WB_WRITEBACK", "WB_DIRTIED", "WB_WRITTEN")
+    }
     assert stat_n == {"WB_RECLAIMABLE": n_dirty, "WB_WRITEBACK": n_wb, "WB_DIRTIED": 51, "WB_WRITTEN": 20 - n_wb}
     # __wb_writeout_add: each completed folio counts in the wb's and the domain's completions
     # (the fprop fraction that gives the wb its share of the dirty threshold)
@@ -133,8 +136,10 @@ def test_marks_flags_and_counters_agree(ratio_snap):
     assert prog["global_wb_domain"].completions.events.count.value_() == 20 - n_wb
     # a is clean: off the io lists; b was queued (queue_io) and waits on b_io for the next work
     inode_of = {t: drgn.Object(prog, "struct file *", f).f_inode for t, f in files.items()}
-    io = {n: [i.value_() for i in list_for_each_entry("struct inode", getattr(wb, n).address_of_(), "i_io_list")]
-          for n in ("b_dirty", "b_io", "b_more_io")}
+    io = {
+        n: [i.value_() for i in list_for_each_entry("struct inode", getattr(wb, n).address_of_(), "i_io_list")]
+        for n in ("b_dirty", "b_io", "b_more_io")
+    }
     assert io == {"b_dirty": [], "b_io": [inode_of["b"].value_()], "b_more_io": []}
     assert inode_of["b"].i_state.value_() & prog.constant("I_DIRTY_PAGES").value_()
     assert not inode_of["a"].i_state.value_() & prog.constant("I_DIRTY_PAGES").value_()
@@ -224,8 +229,11 @@ def test_sync_writeback_tags_towrite_and_starts_every_dirty_folio(tmp_path):
     stat = prog["node_data"][0].vm_stat
     assert stat[prog.constant("NR_WRITEBACK")].counter.value_() == 40
     assert stat[prog.constant("NR_FILE_DIRTY")].counter.value_() == 0
-    sb_wb = list(list_for_each_entry("struct inode", drgn.Object(prog, "struct file *", f).f_inode.i_sb.s_inodes_wb
-                                     .address_of_(), "i_wb_list"))
+    sb_wb = list(
+        list_for_each_entry(
+            "struct inode", drgn.Object(prog, "struct file *", f).f_inode.i_sb.s_inodes_wb.address_of_(), "i_wb_list"
+        )
+    )
     assert [i.value_() for i in sb_wb] == [drgn.Object(prog, "struct file *", f).f_inode.value_()]
 
 

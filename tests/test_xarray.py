@@ -147,8 +147,20 @@ def progs(built):
     return open_drgn(path + ".vmcore", path + ".vmlinux"), open_snapshot(path)
 
 
-NAMES = ["empty", "zero_only", "one_at_5", "five_pages", "dense", "sparse", "values", "large_folios", "marked",
-         "churned", "shrunk", "alloc"]
+NAMES = [
+    "empty",
+    "zero_only",
+    "one_at_5",
+    "five_pages",
+    "dense",
+    "sparse",
+    "values",
+    "large_folios",
+    "marked",
+    "churned",
+    "shrunk",
+    "alloc",
+]
 
 
 def _d(dprog, xa: X.XArray):
@@ -234,7 +246,9 @@ def test_five_page_file_matches_the_live_sample(built, progs):
     assert prog.read_u64(node + xn.offsetof("array")) == xa.addr
     pl = node + xn.offsetof("private_list")
     assert prog.read_u64(pl) == pl  # INIT_LIST_HEAD by radix_tree_node_ctor
-    assert [prog.read_u64(node + xn.offsetof(f"slots[{i}]")) for i in range(6)] == [_folio(10 + i) for i in range(5)] + [0]
+    assert [prog.read_u64(node + xn.offsetof(f"slots[{i}]")) for i in range(6)] == [
+        _folio(10 + i) for i in range(5)
+    ] + [0]
     assert prog.read_u64(b.arrays["zero_only"].addr + T.offsetof("xarray", "xa_head")) == _folio(1)
 
 
@@ -255,7 +269,7 @@ def test_an_order_9_folio_is_an_entry_and_seven_siblings_at_shift_6(built, progs
     slots = [prog.read_u64(node + xn.offsetof(f"slots[{i}]")) for i in range(64)]
     k = (3 << 9) >> 6 & 63
     assert slots[k] == _folio(512 * 3)
-    assert slots[k + 1:k + 8] == [(k << 2) | 2] * 7  # xa_mk_sibling(k)
+    assert slots[k + 1 : k + 8] == [(k << 2) | 2] * 7  # xa_mk_sibling(k)
     count = prog.read_u8(node + xn.offsetof("count"))
     assert count == sum(1 for s in slots if s)
     # the order-2 folios: one entry and three siblings in a shift-0 node
@@ -294,8 +308,9 @@ def test_store_speed():
 
     k = boot(MachineConfig(ram=1 << 30))
     pool = NodePool(k, T.sizeof("struct xa_node"))
-    xa = X.xa_init_flags(k, k.phys_to_virt(k.alloc_pages("GFP_KERNEL|__GFP_ZERO", 0) << 12), PAGECACHE,
-                         pool.alloc, pool.release)
+    xa = X.xa_init_flags(
+        k, k.phys_to_virt(k.alloc_pages("GFP_KERNEL|__GFP_ZERO", 0) << 12), PAGECACHE, pool.alloc, pool.release
+    )
     t = time.perf_counter()
     with xa.batch():
         for i in range(50000):
@@ -455,8 +470,7 @@ def test_random_stores_marks_and_erases_keep_contents_and_invariants(seed, space
 
 
 def test_reader_and_simulator_restate_the_same_defines():
-    for name in ("XA_CHUNK_SHIFT", "XA_CHUNK_SIZE", "XA_CHUNK_MASK", "XA_MAX_MARKS", "XA_RETRY_ENTRY",
-                 "XA_ZERO_ENTRY"):
+    for name in ("XA_CHUNK_SHIFT", "XA_CHUNK_SIZE", "XA_CHUNK_MASK", "XA_MAX_MARKS", "XA_RETRY_ENTRY", "XA_ZERO_ENTRY"):
         assert getattr(RX, name) == getattr(X, name), name
     assert T.struct("xa_node").walk("slots")[2].resolved().nelems == X.XA_CHUNK_SIZE
     assert X.XA_FLAGS_MARK(0) == 1 << T.const("___GFP_LAST_BIT")

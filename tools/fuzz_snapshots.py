@@ -140,9 +140,7 @@ class Mutation:
 
 
 # -- the pristine snapshot's structures ----------------------------------------------------------
-def _leaf_fields(
-    t: Any, base: int = 0, prefix: str = "", depth: int = 0
-) -> Iterator[tuple[int, int, str, bool]]:
+def _leaf_fields(t: Any, base: int = 0, prefix: str = "", depth: int = 0) -> Iterator[tuple[int, int, str, bool]]:
     """(byte offset, size, name, is_pointer) of every scalar member of type ``t`` (arrays: their
     first two and last elements; bitfields: the bytes holding them)."""
     r = t.resolved()
@@ -210,7 +208,7 @@ class Targets:
 
         self.stem = stem
         self.by_class: dict[str, list[Target]] = defaultdict(list)
-        self.rng = random.Random(stem)
+        self.rng = random.Random(os.path.basename(stem))  # the same targets wherever the snapshot lies
         self.cap = cap
         self.pids: list[int] = []
         self.caches: list[str] = []
@@ -252,11 +250,16 @@ class Targets:
         if self._stored(pa, size):
             self.by_class[cls].append(Target(pa, size, label, ptr, va, focus))
 
-    def add_struct(self, cls: str, obj: Any, label: str, limit: int | None = None, **focus: Any) -> None:
-        """Every scalar field of the object ``obj`` (a reference), or ``limit`` of them at random."""
+    def add_struct(
+        self, cls: str, obj: Any, label: str, limit: int | None = None, keep: tuple = (), **focus: Any
+    ) -> None:
+        """Every scalar field of the object ``obj`` (a reference), or ``limit`` of them at random
+        and the fields named in ``keep`` (a member and its sub-fields) always."""
         fields = list(_leaf_fields(obj.type_))
         if limit is not None and len(fields) > limit:
-            fields = self.rng.sample(fields, limit)
+            kept = [f for f in fields if f[2].lstrip(".").split(".")[0].split("[")[0] in keep]
+            rest = [f for f in fields if f not in kept]
+            fields = kept + self.rng.sample(rest, min(limit, len(rest)))
         for off, size, name, ptr in fields:
             self.add(cls, obj.address_ + off, size, f"{label}{name}", ptr, **focus)
 
@@ -321,9 +324,7 @@ class Targets:
             seen.add(node)
             mtype = (enode >> 3) & 0xF
             for i in range(32):
-                self.add(
-                    "maple", node + 8 * i, 8, f"maple_node {node:#x} word {i} (type {mtype})", True, pid=pid
-                )
+                self.add("maple", node + 8 * i, 8, f"maple_node {node:#x} word {i} (type {mtype})", True, pid=pid)
             if mtype in (2, 3):  # maple_range_64 / maple_arange_64: slots hold child nodes
                 n = prog.object("struct maple_node", address=node)
                 slots = n.ma64.slot if mtype == 3 else n.mr64.slot
@@ -436,7 +437,13 @@ class Targets:
                     self.add("lru", node.value_() - 8, 8, f"node{nid} lru[{i}] entry {n} page.flags")
             for z in range(p.nr_zones.value_()):
                 zone = p.node_zones[z]
-                self.add_struct("zone", zone, f"node{nid}.zone{z}", limit=60)
+                self.add_struct(
+                    "zone",
+                    zone,
+                    f"node{nid}.zone{z}",
+                    limit=60,
+                    keep=("zone_start_pfn", "spanned_pages", "present_pages", "managed_pages"),
+                )
                 for o in (0, 1, 3, len(zone.free_area) - 1):
                     fa = zone.free_area[o]
                     self.add("freelist", fa.nr_free.address_, 8, f"node{nid}.zone{z}.free_area[{o}].nr_free")
@@ -444,9 +451,7 @@ class Targets:
                         head = fa.free_list[mt]
                         if head.next.value_() == head.address_:
                             continue
-                        self.add(
-                            "freelist", head.address_, 8, f"zone{z}.free_area[{o}].free_list[{mt}].next", True
-                        )
+                        self.add("freelist", head.address_, 8, f"zone{z}.free_area[{o}].free_list[{mt}].next", True)
                         self.add(
                             "freelist",
                             head.address_ + 8,
@@ -457,9 +462,7 @@ class Targets:
                         for n, node in enumerate(_first(list_for_each(head.address_of_(), limit=100000), 2)):
                             va = node.value_()
                             self.add("freelist", va, 8, f"zone{z} order {o} mt {mt} buddy {n} lru.next", True)
-                            self.add(
-                                "freelist", va + 8, 8, f"zone{z} order {o} mt {mt} buddy {n} lru.prev", True
-                            )
+                            self.add("freelist", va + 8, 8, f"zone{z} order {o} mt {mt} buddy {n} lru.prev", True)
                             self.add("freelist", va + 32, 8, f"zone{z} order {o} mt {mt} buddy {n} private")
                             self.add("freelist", va + 40, 4, f"zone{z} order {o} mt {mt} buddy {n} page_type")
 
@@ -495,9 +498,7 @@ class Targets:
                             pfn=pfn + k,
                             addr=va + 64 * k,
                         )
-            if ptype >> 24 == 0xF5 or (ptype >> 24) == (
-                T.const("PGTY_slab") if "PGTY_slab" in T.enumerators else -1
-            ):
+            if ptype >> 24 == 0xF5 or (ptype >> 24) == (T.const("PGTY_slab") if "PGTY_slab" in T.enumerators else -1):
                 for off, size, name, ptr in slab_fields:
                     self.add("slab", va + off, size, f"slab(pfn {pfn}){name}", ptr, pfn=pfn, addr=va)
 
@@ -513,12 +514,10 @@ class Targets:
             self.add_struct("slab", c[0], f"kmem_cache {name}", limit=25, cache=name)
             for nid, n in for_each_kmem_cache_node(c):
                 self.add_struct("slab", n[0], f"kmem_cache_node {name}[{nid}]", cache=name)
-                for k, node in enumerate(_first(list_for_each(n.partial.address_of_(), limit=100000), 2)):
+                for _k, node in enumerate(_first(list_for_each(n.partial.address_of_(), limit=100000), 2)):
                     s = node.value_() - slab_t.offsetof("slab_list")
                     for off, size, fname, ptr in _leaf_fields(slab_t):
-                        self.add(
-                            "slab", s + off, size, f"partial slab of {name}{fname}", ptr, cache=name, addr=s
-                        )
+                        self.add("slab", s + off, size, f"partial slab of {name}{fname}", ptr, cache=name, addr=s)
                     fl = prog.read_u64(s + slab_t.offsetof("freelist"))
                     off = c.offset.value_()
                     if fl:
@@ -564,9 +563,7 @@ class Targets:
                     self.add("swap", m + off, 1, f"swap_info[{i}].swap_map[{off}]")
 
     def _find_globals(self, prog: Any) -> None:
-        names = sorted(
-            n for n, (t, percpu) in prog.types.variables.items() if not percpu and n in prog.symbols.by_name
-        )
+        names = sorted(n for n, (t, percpu) in prog.types.variables.items() if not percpu and n in prog.symbols.by_name)
         # the counts and bounds every walk relies on, always; then 80 others
         counts = [n for n in COUNT_GLOBALS if n in names]
         for n in counts + self.rng.sample(names, min(80, len(names))):
@@ -647,9 +644,7 @@ def words_read(stem: str, pids: list[int], pfn: int) -> Any:
 
 
 # -- choosing a mutation ---------------------------------------------------------------------------
-def _bad_values(
-    rng: random.Random, old: int, size: int, t: Target, targets: Targets, ptr: bool
-) -> tuple[int, str]:
+def _bad_values(rng: random.Random, old: int, size: int, t: Target, targets: Targets, ptr: bool) -> tuple[int, str]:
     bits = 8 * size
     mask = (1 << bits) - 1
     choices: list[tuple[int, str]] = [
@@ -727,9 +722,7 @@ def make_mutation(
 
 
 def _file_offset(files: dict, t: Target) -> int:
-    return next(
-        s.offset + t.pa - s.paddr for s in files["core_segments"] if s.paddr <= t.pa < s.paddr + s.filesz
-    )
+    return next(s.offset + t.pa - s.paddr for s in files["core_segments"] if s.paddr <= t.pa < s.paddr + s.filesz)
 
 
 def field_value(files: dict, t: Target) -> int:
@@ -942,9 +935,7 @@ def vmcoreinfo_mutation(m: Mutation, f: dict, key: str, new: str) -> None:
         else:
             out.append(ln)
     text = ("\n".join(out) + "\n").encode()
-    notes = b"".join(
-        _note(n.encode() + b"\0", t, text if n == "VMCOREINFO" else d) for n, t, d in f["note_list"]
-    )
+    notes = b"".join(_note(n.encode() + b"\0", t, text if n == "VMCOREINFO" else d) for n, t, d in f["note_list"])
     # the rewritten notes at the end of the file; the PT_NOTE header points there
     at = f["core_size"] + (-f["core_size"] % 8)
     p = list(f["phdrs"][f["note_index"]])
@@ -1010,9 +1001,7 @@ def _mut_types_json(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> No
         i = rng.choice(cand)
         mem = types[i]["members"]
         j = rng.randrange(len(mem))
-        mem[j] = [mem[j][0], rng.choice([len(types) + 1, -1, "x", None]), mem[j][2], mem[j][3]][
-            : rng.choice([4, 4, 2])
-        ]
+        mem[j] = [mem[j][0], rng.choice([len(types) + 1, -1, "x", None]), mem[j][2], mem[j][3]][: rng.choice([4, 4, 2])]
     elif how == "negative size":
         cand = [k for k, t in enumerate(types) if isinstance(t, dict) and "size" in t]
         i = rng.choice(cand)
@@ -1039,9 +1028,7 @@ def _mut_types_json(m: Mutation, rng: random.Random, f: dict, tg: Targets) -> No
         i = rng.choice(cand)
         types[i]["nelems"] = rng.choice([1 << 62, -1, 10**30])
     elif how == "cycle":
-        cand = [
-            k for k, t in enumerate(types) if isinstance(t, dict) and t.get("kind") in ("typedef", "const")
-        ]
+        cand = [k for k, t in enumerate(types) if isinstance(t, dict) and t.get("kind") in ("typedef", "const")]
         i = rng.choice(cand)
         types[i]["type"] = i
     elif how == "not json":
@@ -1391,11 +1378,7 @@ def classify(argv: list[str], code: int | None, stderr: str, exc_info: Any = Non
     if exc is not None and not isinstance(exc, SystemExit):
         tb = traceback.extract_tb(exc_info[2])
         where = next(
-            (
-                f"{Path(fr.filename).name}:{fr.lineno} in {fr.name}"
-                for fr in reversed(tb)
-                if "/mmintro/" in fr.filename
-            ),
+            (f"{Path(fr.filename).name}:{fr.lineno} in {fr.name}" for fr in reversed(tb) if "/mmintro/" in fr.filename),
             "",
         )
         text = " ".join(str(exc).split())[:160]
@@ -1439,9 +1422,7 @@ REPORTS = (
 PID_REPORTS = ("status", "smaps", "smaps-rollup", "maps", "vm", "numa-maps", "oom-score")
 
 
-def commands(
-    stem: str, focus: dict, targets: Targets, rng: random.Random, crosscheck: bool
-) -> list[list[str]]:
+def commands(stem: str, focus: dict, targets: Targets, rng: random.Random, crosscheck: bool) -> list[list[str]]:
     """Every report command on the pair, pointed at what the mutation changed when it says."""
     pid = focus.get("pid") or (rng.choice(targets.pids) if targets.pids else 1)
     pfn = focus.get("pfn", rng.randrange(max(targets.max_pfn, 1)))
@@ -1655,9 +1636,7 @@ def long_fuzz(args: argparse.Namespace) -> int:
                 done_mut += 1
                 w.job = None
                 break
-            if w.job is not None and (
-                w.proc.poll() is not None or time.monotonic() - w.last > args.hard_timeout
-            ):
+            if w.job is not None and (w.proc.poll() is not None or time.monotonic() - w.last > args.hard_timeout):
                 # stuck where the alarm cannot reach (or died): the run in progress is a timeout
                 died = w.proc.poll() is not None
                 w.kill()
@@ -1698,16 +1677,8 @@ def print_table(
         total: Counter = Counter()
         for k in sorted(t):
             total.update(t[k])
-            print(
-                f"| {k:<14} | "
-                + " | ".join(f"{t[k][o]:>9}" for o in OUTCOMES)
-                + f" | {sum(t[k].values()):>8} |"
-            )
-        print(
-            f"| {'total':<14} | "
-            + " | ".join(f"{total[o]:>9}" for o in OUTCOMES)
-            + f" | {sum(total.values()):>8} |"
-        )
+            print(f"| {k:<14} | " + " | ".join(f"{t[k][o]:>9}" for o in OUTCOMES) + f" | {sum(t[k].values()):>8} |")
+        print(f"| {'total':<14} | " + " | ".join(f"{total[o]:>9}" for o in OUTCOMES) + f" | {sum(total.values()):>8} |")
 
     n = sum(sum(c.values()) for c in table.values())
     print(f"{mutations} mutations, {n} runs in {seconds:.0f} s")
@@ -1752,26 +1723,18 @@ def replay(args: argparse.Namespace) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--snapshots", default="/tmp/mmintro-fuzz/snaps", help="directory of NAME.vmcore/.vmlinux pairs"
-    )
+    ap.add_argument("--snapshots", default="/tmp/mmintro-fuzz/snaps", help="directory of NAME.vmcore/.vmlinux pairs")
     ap.add_argument("--workdir", default=None, help="where workers keep their private copies")
     ap.add_argument("--make", action="store_true", help="simulate the small scenarios into --snapshots first")
     ap.add_argument("--scenarios", nargs="*", help="only these pairs of --snapshots")
     ap.add_argument("--mutations", type=int, default=50, help="mutations per scenario")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds per run (crosscheck: six times that)"
-    )
-    ap.add_argument(
-        "--hard-timeout", type=float, default=120.0, help="seconds of silence before a worker is killed"
-    )
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds per run (crosscheck: six times that)")
+    ap.add_argument("--hard-timeout", type=float, default=120.0, help="seconds of silence before a worker is killed")
     ap.add_argument("--crosscheck-every", type=int, default=4, help="run crosscheck on every Nth mutation")
     ap.add_argument("--progress", action="store_true")
-    ap.add_argument(
-        "--replay", metavar="SCENARIO:SEED", help="run one mutation and print each command's outcome"
-    )
+    ap.add_argument("--replay", metavar="SCENARIO:SEED", help="run one mutation and print each command's outcome")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.workdir = args.workdir or os.path.join(os.path.dirname(os.path.abspath(args.snapshots)), "work")

@@ -37,12 +37,13 @@ def main() -> None:
     if "--out" in args:
         i = args.index("--out")
         out = Path(args[i + 1]).resolve()
-        del args[i:i + 2]
+        del args[i : i + 2]
     btf_path = Path(args[0]) if args else DEFAULT_BTF
     btf = parse_btf(btf_path.read_bytes())
     try:
-        doc = build_typedoc(btf, GLOBALS.read_text(), PERCPU_VARS, ROOTS,
-                            kernel="6.18 x86_64", source=btf_path.name, strict=True)
+        doc = build_typedoc(
+            btf, GLOBALS.read_text(), PERCPU_VARS, ROOTS, kernel="6.18 x86_64", source=btf_path.name, strict=True
+        )
     except ClosureError as e:
         raise SystemExit(str(e)) from None
     skipped = doc.pop("skipped", {})
@@ -60,8 +61,10 @@ def main() -> None:
         out.write_bytes(blob)
     nfull = sum(1 for t in types[1:] if t["kind"] in ("struct", "union") and not t.get("decl"))
     ndecl = sum(1 for t in types[1:] if t.get("decl"))
-    print(f"{out}: {len(types)-1} types ({nfull} structs/unions whole, "
-          f"{ndecl} declarations), {len(variables)} variables, {len(blob)} bytes")
+    print(
+        f"{out}: {len(types) - 1} types ({nfull} structs/unions whole, "
+        f"{ndecl} declarations), {len(variables)} variables, {len(blob)} bytes"
+    )
 
 
 if __name__ == "__main__":

@@ -86,9 +86,13 @@ def main() -> None:
         real = real_items(prog, log, found["initrd"])
         ours_line = next(x for x in k.log if x.startswith("Memory:"))
         ours_total = int(re.search(r"(\d+)K reserved", ours_line).group(1))
-        print(f"\n## {d.name}: {m['config']['mem_mib']} MiB, {m['config']['nodes']} node(s), {m['config']['cpus']} CPUs")
-        print(f"Memory: line reserved: simulated {ours_total}K, real {real.get('Memory: reserved')}K "
-              f"(difference {ours_total - real.get('Memory: reserved', 0):+d}K)")
+        print(
+            f"\n## {d.name}: {m['config']['mem_mib']} MiB, {m['config']['nodes']} node(s), {m['config']['cpus']} CPUs"
+        )
+        print(
+            f"Memory: line reserved: simulated {ours_total}K, real {real.get('Memory: reserved')}K "
+            f"(difference {ours_total - real.get('Memory: reserved', 0):+d}K)"
+        )
         print("| reserved by (simulated) | KiB |")
         print("|---|---|")
         for who, kib in ours.most_common():
@@ -105,8 +109,10 @@ def main() -> None:
                 zi[(int(z.group(1)), z.group(2))] = int(mg.group(1))
         for (nid, name), real_managed in zi.items():
             z = next(z for z in k.zones[nid] if z.name == name)
-            print(f"managed {nid}/{name}: simulated {z.managed}, real {real_managed}, "
-                  f"{z.managed - real_managed:+d} pages ({(z.managed - real_managed) / real_managed:+.3%})")
+            print(
+                f"managed {nid}/{name}: simulated {z.managed}, real {real_managed}, "
+                f"{z.managed - real_managed:+d} pages ({(z.managed - real_managed) / real_managed:+.3%})"
+            )
 
 
 if __name__ == "__main__":

@@ -117,11 +117,19 @@ def pfn_pmd(pfn: int, prot: int) -> int:
     """pfn_pmd(): as pfn_pte with PHYSICAL_PMD_PAGE_MASK."""
     return (((pfn << PAGE_SHIFT) ^ protnone_mask(prot)) & PHYSICAL_PMD_PAGE_MASK) | prot
 
+
 # Names of the entry bits as crash's vtop prints them, lowest bit first.
 PTE_BIT_NAMES = [
-    (_PAGE_PRESENT, "PRESENT"), (_PAGE_RW, "RW"), (_PAGE_USER, "USER"), (_PAGE_PWT, "PWT"),
-    (_PAGE_PCD, "PCD"), (_PAGE_ACCESSED, "ACCESSED"), (_PAGE_DIRTY, "DIRTY"), (_PAGE_PSE, "PSE"),
-    (_PAGE_GLOBAL, "GLOBAL"), (_PAGE_NX, "NX"),
+    (_PAGE_PRESENT, "PRESENT"),
+    (_PAGE_RW, "RW"),
+    (_PAGE_USER, "USER"),
+    (_PAGE_PWT, "PWT"),
+    (_PAGE_PCD, "PCD"),
+    (_PAGE_ACCESSED, "ACCESSED"),
+    (_PAGE_DIRTY, "DIRTY"),
+    (_PAGE_PSE, "PSE"),
+    (_PAGE_GLOBAL, "GLOBAL"),
+    (_PAGE_NX, "NX"),
 ]
 
 # Composite protections (pgtable_types.h): __PAGE_KERNEL and friends, as the direct map,

@@ -14,10 +14,15 @@ from mmintro.cli.snapshot import default_snapshot, snapshot_argument
 @click.command("crosscheck")
 @snapshot_argument
 @click.option("--only", multiple=True, help="run only checks whose name contains this text")
-@click.option("--crash", "use_crash", is_flag=True,
-              help="compare with the real crash utility (crash 9, fetched from Debian and cached) instead of drgn")
-@click.option("--timeout", type=float, default=300.0, show_default=True,
-              help="with --crash: seconds the crash session may run")
+@click.option(
+    "--crash",
+    "use_crash",
+    is_flag=True,
+    help="compare with the real crash utility (crash 9, fetched from Debian and cached) instead of drgn",
+)
+@click.option(
+    "--timeout", type=float, default=300.0, show_default=True, help="with --crash: seconds the crash session may run"
+)
 @json_option
 def command(snapshot: str | None, only: tuple[str, ...], use_crash: bool, timeout: float, as_json: bool) -> None:
     """Open SNAPSHOT in real drgn, run drgn's stock helpers and crash commands, and compare
@@ -32,8 +37,10 @@ def command(snapshot: str | None, only: tuple[str, ...], use_crash: bool, timeou
     path = snapshot or str(default_snapshot())
     if use_crash:
         if kernel is not None:
-            raise click.UsageError("--crash compares mmintro's snapshots (NAME.vmlinux + NAME.vmcore); "
-                                   "a real kernel's dump needs its debuginfo vmlinux")
+            raise click.UsageError(
+                "--crash compares mmintro's snapshots (NAME.vmlinux + NAME.vmcore); "
+                "a real kernel's dump needs its debuginfo vmlinux"
+            )
         from mmintro.crosscheck_crash import CrashStartError, run_crash_crosscheck
         from mmintro.realkernel.debian import HarnessError
 
@@ -65,8 +72,11 @@ def _report(rows: list, path: str, oracle: str, as_json: bool) -> None:
         for col in ("check", "mmintro", oracle, "agree"):
             t.add_column(col, overflow="fold")
         for r in rows:
-            verdict = (f"[yellow]n/a[/] ({r.skipped})" if r.skipped else "[green]yes[/]") if r.ok \
+            verdict = (
+                (f"[yellow]n/a[/] ({r.skipped})" if r.skipped else "[green]yes[/]")
+                if r.ok
                 else f"[red]NO[/] {r.detail}"
+            )
             t.add_row(r.name, r.mmintro, r.drgn, verdict)
         Console(width=160).print(t)
         n_na = sum(bool(r.skipped) for r in rows)

@@ -22,10 +22,16 @@ __all__ = ["command"]
 
 @click.command("debuginfo")
 @click.argument("vmcore", required=False, metavar="[VMCORE]")
-@click.option("--kernel", "kernel", required=True, metavar="VMLINUZ",
-              help="the dumped kernel's image (bzImage or vmlinux with .BTF)")
-@click.option("--system-map", "system_map", metavar="FILE",
-              help="symbols from this System.map instead of the dump's own kallsyms")
+@click.option(
+    "--kernel",
+    "kernel",
+    required=True,
+    metavar="VMLINUZ",
+    help="the dumped kernel's image (bzImage or vmlinux with .BTF)",
+)
+@click.option(
+    "--system-map", "system_map", metavar="FILE", help="symbols from this System.map instead of the dump's own kallsyms"
+)
 @click.option("-o", "--output", "output", required=True, metavar="FILE", help="the debug file to write")
 def command(vmcore: str | None, kernel: str, system_map: str | None, output: str) -> None:
     """Write FILE: DWARF types (from the kernel image's .BTF), variables and symbols (from
@@ -64,5 +70,4 @@ def command(vmcore: str | None, kernel: str, system_map: str | None, output: str
         types = image.typedb()
         path = write_debuginfo(output, types, syms, image.build_id or b"", 0)
         nsyms, nvars = len(syms), len(types.variables)
-    click.echo(f"wrote {path}: {nsyms} symbols, {nvars} typed globals; use: drgn -c VMCORE -s {path}",
-               err=True)
+    click.echo(f"wrote {path}: {nsyms} symbols, {nvars} typed globals; use: drgn -c VMCORE -s {path}", err=True)

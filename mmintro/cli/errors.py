@@ -12,7 +12,11 @@ __all__ = ["EXPECTED_ERRORS", "MmintroError", "install_one_line_errors", "one_li
 
 # Errors that describe the input (files, addresses, arguments), not a bug in mmintro.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    SnapshotError, FaultError, ValidationError, ValueError, OSError,
+    SnapshotError,
+    FaultError,
+    ValidationError,
+    ValueError,
+    OSError,
 )
 
 

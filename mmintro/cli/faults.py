@@ -77,14 +77,15 @@ def read_fault_trace(name: str | os.PathLike) -> list[FaultLine]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ValueError(f"no fault trace {os.fspath(path)!r} (mmintro simulate writes it beside "
-                         f"the snapshot when the scenario took page faults)") from None
+        raise ValueError(
+            f"no fault trace {os.fspath(path)!r} (mmintro simulate writes it beside "
+            f"the snapshot when the scenario took page faults)"
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ValueError(f"{os.fspath(path)}: cannot read the fault trace ({e})") from None
     lines = text.splitlines()
     if not lines or tuple(lines[0].split("\t")) != HEADER:
-        raise ValueError(f"{os.fspath(path)}:1: not a fault trace (expected the header "
-                         f"{' '.join(HEADER)!r})")
+        raise ValueError(f"{os.fspath(path)}:1: not a fault trace (expected the header {' '.join(HEADER)!r})")
     out = []
     for n, line in enumerate(lines[1:], 2):
         f = line.split("\t")
@@ -110,8 +111,11 @@ def render(rows: list[FaultLine], total: int) -> str:
 @click.command("faults")
 @click.argument("name", metavar="NAME")
 @click.option("--pid", type=int, default=None, help="only the faults of this pid")
-@click.option("--kind", default=None, help="only faults of this kind (anon, anon-zero, cow-copy, cow-reuse, file, "
-                                           "file-shared, thp, hugetlb)")
+@click.option(
+    "--kind",
+    default=None,
+    help="only faults of this kind (anon, anon-zero, cow-copy, cow-reuse, file, file-shared, thp, hugetlb)",
+)
 @json_option
 def command(name: str, pid: int | None, kind: str | None, as_json: bool) -> None:
     """The page faults a simulation took (NAME.faults.tsv, written by simulate beside the

@@ -18,19 +18,48 @@ import click
 __all__ = ["ADDRESS_FIELDS", "FINDINGS_META", "PROGRAMS_META", "emit", "hex_addresses", "json_option"]
 
 #: The names of JSON fields that hold addresses (or raw page-table entries), in any report.
-ADDRESS_FIELDS = frozenset({
-    # generic
-    "address", "addr", "vaddr", "paddr", "phys", "phys_addr", "start", "end", "object",
-    # struct pointers: tasks, mms, page tables, VMAs
-    "task", "mm", "pgd", "vma", "vm_start", "vm_end",
-    # pages and slabs
-    "page", "mapping", "compound_head", "slab", "memory", "cache", "kmem_cache_node", "freelist",
-    "sheaf_main", "sheaf_spare",
-    # page-table walks: the table, the entry's address and the entry itself
-    "table", "entry_addr", "entry", "leaf_entry", "slot",
-    # vmalloc areas, swap devices
-    "vm_struct", "vmap_area", "si",
-})
+ADDRESS_FIELDS = frozenset(
+    {
+        # generic
+        "address",
+        "addr",
+        "vaddr",
+        "paddr",
+        "phys",
+        "phys_addr",
+        "start",
+        "end",
+        "object",
+        # struct pointers: tasks, mms, page tables, VMAs
+        "task",
+        "mm",
+        "pgd",
+        "vma",
+        "vm_start",
+        "vm_end",
+        # pages and slabs
+        "page",
+        "mapping",
+        "compound_head",
+        "slab",
+        "memory",
+        "cache",
+        "kmem_cache_node",
+        "freelist",
+        "sheaf_main",
+        "sheaf_spare",
+        # page-table walks: the table, the entry's address and the entry itself
+        "table",
+        "entry_addr",
+        "entry",
+        "leaf_entry",
+        "slot",
+        # vmalloc areas, swap devices
+        "vm_struct",
+        "vmap_area",
+        "si",
+    }
+)
 
 
 def _hex(v: Any) -> Any:
@@ -61,6 +90,7 @@ def hex_addresses(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [hex_addresses(x) for x in data]
     return data
+
 
 PROGRAMS_META = "mmintro.programs"
 """``ctx.meta`` key: the programs :func:`mmintro.cli.snapshot.load` opened for this command."""
@@ -104,5 +134,8 @@ def emit(text: str | None = None, data: Any = None, as_json: bool = False) -> No
             click.echo(f"# finding: {f.check}: {f}")
     if found:
         n = len(found)
-        click.echo(f"mmintro: {n} finding{'s' if n > 1 else ''}: the snapshot holds values the kernel does not "
-                   "allow (exit status 3)", err=True)
+        click.echo(
+            f"mmintro: {n} finding{'s' if n > 1 else ''}: the snapshot holds values the kernel does not "
+            "allow (exit status 3)",
+            err=True,
+        )

@@ -33,18 +33,48 @@ def _mib(text: str) -> int:
 @click.option("--cpus", default=2, show_default=True, type=click.IntRange(1, 16))
 @click.option("--nodes", default=1, show_default=True, type=click.IntRange(1, 8), help="NUMA nodes (-numa)")
 @click.option("--kaslr/--no-kaslr", default=True, show_default=True)
-@click.option("--paging", "paging", type=click.Choice(["4", "5"]), default="4", show_default=True,
-              help="4-level (-cpu max,la57=off) or 5-level (-cpu max) paging")
-@click.option("--format", "formats", default="elf,kdump-zlib", show_default=True,
-              help=f"comma-separated dump formats: {', '.join(DUMP_FORMATS)}")
+@click.option(
+    "--paging",
+    "paging",
+    type=click.Choice(["4", "5"]),
+    default="4",
+    show_default=True,
+    help="4-level (-cpu max,la57=off) or 5-level (-cpu max) paging",
+)
+@click.option(
+    "--format",
+    "formats",
+    default="elf,kdump-zlib",
+    show_default=True,
+    help=f"comma-separated dump formats: {', '.join(DUMP_FORMATS)}",
+)
 @click.option("--anon", "anon_mib", default=16, show_default=True, help="MiB of anonymous memory the workload writes")
-@click.option("--swap", "swap", default="0", show_default=True,
-              help="a swap device of this size (a virtio disk, /dev/vda; e.g. 64M): the workload swaps out "
-                   "a region of anonymous memory with MADV_PAGEOUT")
-@click.option("--kernel-release", default=None, metavar="6.18.N+deb13",
-              help="which linux-image-6.18.*+deb13-amd64 (default: newest cached, else newest in the archive)")
-def command(outdir: Path, mem: str, cpus: int, nodes: int, kaslr: bool, paging: str, formats: str,
-            anon_mib: int, swap: str, kernel_release: str | None) -> None:
+@click.option(
+    "--swap",
+    "swap",
+    default="0",
+    show_default=True,
+    help="a swap device of this size (a virtio disk, /dev/vda; e.g. 64M): the workload swaps out "
+    "a region of anonymous memory with MADV_PAGEOUT",
+)
+@click.option(
+    "--kernel-release",
+    default=None,
+    metavar="6.18.N+deb13",
+    help="which linux-image-6.18.*+deb13-amd64 (default: newest cached, else newest in the archive)",
+)
+def command(
+    outdir: Path,
+    mem: str,
+    cpus: int,
+    nodes: int,
+    kaslr: bool,
+    paging: str,
+    formats: str,
+    anon_mib: int,
+    swap: str,
+    kernel_release: str | None,
+) -> None:
     """Boot Debian's Linux 6.18 under QEMU, run the workload, capture /proc and dump memory.
 
     OUTDIR gets the dump(s) (vmcore = ELF, vmcore.kdump-* = QEMU's kdump-compressed output),
@@ -56,9 +86,17 @@ def command(outdir: Path, mem: str, cpus: int, nodes: int, kaslr: bool, paging: 
       mmintro smaps OUTDIR/vmcore PID --kernel VMLINUZ
       mmintro debuginfo --kernel VMLINUZ -o OUTDIR/vmlinux.debug OUTDIR/vmcore
     """
-    cfg = GuestConfig(mem_mib=_mib(mem), cpus=cpus, nodes=nodes, kaslr=kaslr, paging_levels=int(paging),
-                      anon_mib=anon_mib, formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
-                      kernel_release=kernel_release, swap_mib=_mib(swap) if swap.strip() != "0" else 0)
+    cfg = GuestConfig(
+        mem_mib=_mib(mem),
+        cpus=cpus,
+        nodes=nodes,
+        kaslr=kaslr,
+        paging_levels=int(paging),
+        anon_mib=anon_mib,
+        formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+        kernel_release=kernel_release,
+        swap_mib=_mib(swap) if swap.strip() != "0" else 0,
+    )
     try:
         ref = make_reference_dump(cfg, outdir, log=lambda m: click.echo(f"mmintro: {m}", err=True))
     except HarnessError as e:

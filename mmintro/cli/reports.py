@@ -13,7 +13,7 @@ from mmintro.cli.snapshot import load, snapshot_argument
 from mmintro.reader.errors import FaultError, SnapshotError
 
 
-class _lazy:  # noqa: N801 -- stands for a module
+class _lazy:
     """A view module imported when a command first uses it (start-up loads none of them)."""
 
     def __init__(self, name: str) -> None:
@@ -113,10 +113,19 @@ def page(args: tuple[str, ...], as_json: bool) -> None:
 
 @click.command("page-types")
 @snapshot_argument
-@click.option("--kpf", is_flag=True, help="the kernel tool's KPF_* bits, as /proc/kpageflags exports them "
-              "(stable_page_flags), and its table with long-symbolic-flags")
-@click.option("-r", "--raw", is_flag=True, help="with --kpf: page-types -r (the kernel-hacker bits, overloaded "
-              "flags expanded) instead of its well-known flags")
+@click.option(
+    "--kpf",
+    is_flag=True,
+    help="the kernel tool's KPF_* bits, as /proc/kpageflags exports them "
+    "(stable_page_flags), and its table with long-symbolic-flags",
+)
+@click.option(
+    "-r",
+    "--raw",
+    is_flag=True,
+    help="with --kpf: page-types -r (the kernel-hacker bits, overloaded "
+    "flags expanded) instead of its well-known flags",
+)
 @json_option
 def page_types(snapshot: str | None, kpf: bool, raw: bool, as_json: bool) -> None:
     """Pages per combination of flags and page type (like tools/mm/page-types)."""
@@ -127,8 +136,10 @@ def page_types(snapshot: str | None, kpf: bool, raw: bool, as_json: bool) -> Non
         if kpf:
             data = [{col: getattr(r, field) for col, field in page_types_view.KPF_COLUMNS.items()} for r in rows]
         else:
-            data = [{col: getattr(r, field) for col, field in page_types_view.COLUMNS.items()} | {"tail": r.tail}
-                    for r in rows]
+            data = [
+                {col: getattr(r, field) for col, field in page_types_view.COLUMNS.items()} | {"tail": r.tail}
+                for r in rows
+            ]
         emit(page_types_view.render(rows, kpf=kpf), data, as_json)
 
 
@@ -191,8 +202,13 @@ def meminfo(snapshot: str | None, as_json: bool) -> None:
 
 @click.command("fragmentation")
 @snapshot_argument
-@click.option("--index", "which", type=click.Choice(["unusable", "extfrag"]), default=None,
-              help="print only this debugfs file (default: both, each after a '# path' line)")
+@click.option(
+    "--index",
+    "which",
+    type=click.Choice(["unusable", "extfrag"]),
+    default=None,
+    help="print only this debugfs file (default: both, each after a '# path' line)",
+)
 @json_option
 def fragmentation(snapshot: str | None, which: str | None, as_json: bool) -> None:
     """debugfs extfrag/unusable_index and extfrag/extfrag_index per zone and order."""
@@ -204,11 +220,20 @@ def fragmentation(snapshot: str | None, which: str | None, as_json: bool) -> Non
 
 @click.command("pressure")
 @snapshot_argument
-@click.option("--resource", "resource", type=click.Choice(["memory", "cpu", "io", "irq", "all"]), default="memory",
-              show_default=True, help="which /proc/pressure file (all: memory, cpu and io, each after a '# path' line)")
-@click.option("--stored", is_flag=True,
-              help="the averages and totals as the last aggregation left them (psi_show first folds in the "
-                   "per-CPU times at the dump's latest clock)")
+@click.option(
+    "--resource",
+    "resource",
+    type=click.Choice(["memory", "cpu", "io", "irq", "all"]),
+    default="memory",
+    show_default=True,
+    help="which /proc/pressure file (all: memory, cpu and io, each after a '# path' line)",
+)
+@click.option(
+    "--stored",
+    is_flag=True,
+    help="the averages and totals as the last aggregation left them (psi_show first folds in the "
+    "per-CPU times at the dump's latest clock)",
+)
 @json_option
 def pressure(snapshot: str | None, resource: str, stored: bool, as_json: bool) -> None:
     """/proc/pressure/memory (or cpu, io): PSI stall averages and totals, as psi_show prints them."""
@@ -229,8 +254,20 @@ def compaction(snapshot: str | None, as_json: bool) -> None:
         emit(compaction_view.render(nodes, zones, events), compaction_view.to_json(nodes, zones, events), as_json)
 
 
-COMMANDS = [iomem, zoneinfo, buddyinfo, page, page_types, vtop, pagetypeinfo, vmstat, meminfo, fragmentation,
-            pressure, compaction]
+COMMANDS = [
+    iomem,
+    zoneinfo,
+    buddyinfo,
+    page,
+    page_types,
+    vtop,
+    pagetypeinfo,
+    vmstat,
+    meminfo,
+    fragmentation,
+    pressure,
+    compaction,
+]
 
 
 @click.command("slabinfo")
@@ -255,12 +292,19 @@ def kmem_s(args: tuple[str, ...], as_json: bool) -> None:
     lists like kmem -S (ALLOCATED counts come from an exact census of every freelist)."""
     if len(args) > 2:
         raise click.UsageError(f"expected [SNAPSHOT] [CACHE], got {len(args)} arguments")
-    if len(args) == 1 and not _is_snapshot(args[0]) and (os.sep in args[0] or args[0].endswith((".vmcore", ".vmlinux"))):
+    if (
+        len(args) == 1
+        and not _is_snapshot(args[0])
+        and (os.sep in args[0] or args[0].endswith((".vmcore", ".vmlinux")))
+    ):
         # a cache name has no "/": this was meant as a snapshot (a typo must not read the default machine)
-        raise SnapshotError(f"vmcore '{args[0] if args[0].endswith('.vmcore') else args[0] + '.vmcore'}' does not "
-                            "exist (a cache name has no '/')")
-    snapshot, cache = (args + (None, None))[:2] if len(args) != 1 else (
-        (args[0], None) if _is_snapshot(args[0]) else (None, args[0]))
+        raise SnapshotError(
+            f"vmcore '{args[0] if args[0].endswith('.vmcore') else args[0] + '.vmcore'}' does not "
+            "exist (a cache name has no '/')"
+        )
+    snapshot, cache = (
+        (args + (None, None))[:2] if len(args) != 1 else ((args[0], None) if _is_snapshot(args[0]) else (None, args[0]))
+    )
     with load(snapshot) as prog:
         if cache is None:
             rows = kmem_s_view.kmem_s(prog)
@@ -320,8 +364,12 @@ COMMANDS += [dmesg]
 
 @click.command("swaps")
 @snapshot_argument
-@click.option("--crash", "crash_style", is_flag=True, help="crash's swap table (SWAP_INFO_STRUCT, TYPE, SIZE, USED, "
-              "PCT, PRI, FILENAME) instead of /proc/swaps")
+@click.option(
+    "--crash",
+    "crash_style",
+    is_flag=True,
+    help="crash's swap table (SWAP_INFO_STRUCT, TYPE, SIZE, USED, PCT, PRI, FILENAME) instead of /proc/swaps",
+)
 @json_option
 def swaps(snapshot: str | None, crash_style: bool, as_json: bool) -> None:
     """/proc/swaps: each swap device or file switched on (path, type, size, used, priority)."""
@@ -393,8 +441,18 @@ def _pid_command(name: str, doc: str):  # type: ignore[no-untyped-def]
                 if findings:  # a corrupt page table: the report as far as it goes, then the findings (exit 3)
                     from mmintro.reader.validate import Finding, note
 
-                    note(prog, [Finding("page_tables", f"pid {pid}", f, "arch/x86: each page table is a page of "
-                                        "RAM with one parent entry at the level above") for f in findings])
+                    note(
+                        prog,
+                        [
+                            Finding(
+                                "page_tables",
+                                f"pid {pid}",
+                                f,
+                                "arch/x86: each page table is a page of RAM with one parent entry at the level above",
+                            )
+                            for f in findings
+                        ],
+                    )
                 emit(text, data, as_json)
 
         return cmd
@@ -402,8 +460,9 @@ def _pid_command(name: str, doc: str):  # type: ignore[no-untyped-def]
     return deco
 
 
-@_pid_command("smaps", "/proc/PID/smaps (6.18 format): every VMA with Rss, Pss, ... VmFlags, from one columnar "
-              "page-table scan.")
+@_pid_command(
+    "smaps", "/proc/PID/smaps (6.18 format): every VMA with Rss, Pss, ... VmFlags, from one columnar page-table scan."
+)
 def smaps(prog, pid):  # type: ignore[no-untyped-def]
     rep = smaps_view.smaps(prog, pid)
     return smaps_view.render(rep), [v.to_json() for v in rep.vmas], rep.findings
@@ -416,31 +475,36 @@ def smaps_rollup(prog, pid):  # type: ignore[no-untyped-def]
     task = find_task(prog, pid)
     if task is not None and not task.mm.value_():  # show_smaps_rollup(): no mm, -ESRCH
         comm = task.comm.string_().decode(errors="replace")
-        raise LookupError(f"pid {pid} ({comm}) is a kernel thread: it has no mm, and reading its "
-                          "smaps_rollup fails (ESRCH)")
+        raise LookupError(
+            f"pid {pid} ({comm}) is a kernel thread: it has no mm, and reading its smaps_rollup fails (ESRCH)"
+        )
     start, end, st, findings = smaps_view.smaps_rollup(prog, pid)
     data = {"start": start, "end": end} | {k: v for k, v in st.fields_kb(rollup=True)}
     return smaps_view.render_rollup(start, end, st), data, findings
 
 
-@_pid_command("status", "/proc/PID/status as 6.18's proc_pid_status prints it: Name, Umask, State, ids, creds, "
-              "FDSize, Groups, NS*, the Vm*/Rss* lines of task_mem(), signals, capabilities, seccomp, "
-              "speculation, cpus and mems allowed, context switches (a line whose structure the snapshot lacks is "
-              "left out).")
+@_pid_command(
+    "status",
+    "/proc/PID/status as 6.18's proc_pid_status prints it: Name, Umask, State, ids, creds, "
+    "FDSize, Groups, NS*, the Vm*/Rss* lines of task_mem(), signals, capabilities, seccomp, "
+    "speculation, cpus and mems allowed, context switches (a line whose structure the snapshot lacks is "
+    "left out).",
+)
 def status(prog, pid):  # type: ignore[no-untyped-def]
     lines = status_view.status(prog, pid)
     return status_view.render(lines), {ln.name: (ln.kb if ln.kb is not None else ln.value) for ln in lines}, []
 
 
-@_pid_command("numa-maps", "/proc/PID/numa_maps: policy, file/heap/stack, anon/dirty/mapped/mapmax/active and "
-              "pages per node of every VMA.")
+@_pid_command(
+    "numa-maps",
+    "/proc/PID/numa_maps: policy, file/heap/stack, anon/dirty/mapped/mapmax/active and pages per node of every VMA.",
+)
 def numa_maps(prog, pid):  # type: ignore[no-untyped-def]
     rows = numa_maps_view.numa_maps(prog, pid)
     return numa_maps_view.render(rows), numa_maps_view.to_json(rows), []
 
 
-@_pid_command("vm", "crash's vm PID: the mm, pgd, RSS and TOTAL_VM, then every VMA (address, start, end, "
-              "flags, file).")
+@_pid_command("vm", "crash's vm PID: the mm, pgd, RSS and TOTAL_VM, then every VMA (address, start, end, flags, file).")
 def vm(prog, pid):  # type: ignore[no-untyped-def]
     v = vm_view.vm(prog, pid)
     return vm_view.render(v), v, []
@@ -449,8 +513,11 @@ def vm(prog, pid):  # type: ignore[no-untyped-def]
 oom_score_view = _lazy("mmintro.views.oom_score")
 
 
-@_pid_command("oom-score", "/proc/PID/oom_score and /proc/PID/oom_score_adj: proc_oom_score() from oom_badness() "
-              "(rss + swap entries + page tables, oom_score_adj * totalpages / 1000).")
+@_pid_command(
+    "oom-score",
+    "/proc/PID/oom_score and /proc/PID/oom_score_adj: proc_oom_score() from oom_badness() "
+    "(rss + swap entries + page tables, oom_score_adj * totalpages / 1000).",
+)
 def oom_score(prog, pid):  # type: ignore[no-untyped-def]
     row = oom_score_view.oom_score(prog, pid)
     return oom_score_view.render(row), row._asdict(), []

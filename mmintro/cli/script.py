@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mmintro.cli.snapshot import load, snapshot_argument
+
 if TYPE_CHECKING:
     from mmintro.reader.program import Program
 
@@ -49,10 +50,10 @@ def run(script: str, snapshot: str | None, script_args: tuple[str, ...]) -> None
         old_argv = sys.argv
         sys.argv = [script, *script_args]
         try:
-            exec(compile(source, script, "exec"), ns)  # noqa: S102 -- running the user's script is the point
+            exec(compile(source, script, "exec"), ns)
         except SystemExit:
             raise
-        except Exception:  # noqa: BLE001 -- the script's error: show its traceback
+        except Exception:
             etype, value, tb = sys.exc_info()
             tb = tb.tb_next if tb is not None else None  # drop this exec() frame
             traceback.print_exception(etype, value, tb)
@@ -69,4 +70,6 @@ def shell(snapshot: str | None) -> None:
         ns = namespace(prog)
         banner = f"mmintro shell: prog = {prog!r}\nhelpers: pfn_to_page, for_each_zone, page_array, ..."
         code.interact(banner=banner, local=ns, exitmsg="")
+
+
 COMMANDS = [run, shell]

@@ -97,30 +97,72 @@ def _scenario_help() -> str:
 
 @click.command("simulate")
 @click.argument("scenario", required=False, default="boot")
-@click.option("-o", "--output", required=True, metavar="NAME",
-              help="write NAME.vmcore and NAME.vmlinux (and NAME.faults.tsv, the fault trace, when faults happened)")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="NAME",
+    help="write NAME.vmcore and NAME.vmlinux (and NAME.faults.tsv, the fault trace, when faults happened)",
+)
 @click.option("--ram", default=None, help="RAM size (e.g. 512M, 4G)  [default: the scenario's, else 4G]")
 @click.option("--nodes", default=None, type=int, help="NUMA nodes  [default: the scenario's, else 1]")
 @click.option("--cpus", default=None, type=int, help="CPUs  [default: the scenario's, else 2]")
-@click.option("--seed", default=None, type=int, help="seed of the simulation's randomness  [default: the scenario's, else 0]")
+@click.option(
+    "--seed", default=None, type=int, help="seed of the simulation's randomness  [default: the scenario's, else 0]"
+)
 @click.option("--gdb-aliases", is_flag=True, help="add virtual-address PT_LOADs so GDB can read globals")
-@click.option("--format", "core_format", type=click.Choice(["elf", "kdump"]), default="elf", show_default=True,
-              help="NAME.vmcore as an ELF core or makedumpfile's kdump-compressed file (zlib; crash and drgn read both)")
-@click.option("--exclude-free", is_flag=True,
-              help="with --format kdump: leave the free pages out, as makedumpfile -d 17 does (a big machine's "
-                   "snapshot then no longer grows with free memory; reading a free page's contents fails)")
-@click.option("--e820", "e820_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
-              help="the machine's memory map: dmesg's 'BIOS-e820:' lines or /sys/firmware/memmap's 'START END TYPE'")
-@click.option("--like", "like", default=None, metavar="DUMP", type=click.Path(dir_okay=False),
-              help="the machine of a real kernel's dump (its e820 table, CPUs and nodes); needs --kernel")
+@click.option(
+    "--format",
+    "core_format",
+    type=click.Choice(["elf", "kdump"]),
+    default="elf",
+    show_default=True,
+    help="NAME.vmcore as an ELF core or makedumpfile's kdump-compressed file (zlib; crash and drgn read both)",
+)
+@click.option(
+    "--exclude-free",
+    is_flag=True,
+    help="with --format kdump: leave the free pages out, as makedumpfile -d 17 does (a big machine's "
+    "snapshot then no longer grows with free memory; reading a free page's contents fails)",
+)
+@click.option(
+    "--e820",
+    "e820_file",
+    default=None,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="the machine's memory map: dmesg's 'BIOS-e820:' lines or /sys/firmware/memmap's 'START END TYPE'",
+)
+@click.option(
+    "--like",
+    "like",
+    default=None,
+    metavar="DUMP",
+    type=click.Path(dir_okay=False),
+    help="the machine of a real kernel's dump (its e820 table, CPUs and nodes); needs --kernel",
+)
 @click.option("--kernel", "like_kernel", default=None, metavar="VMLINUZ", help="with --like: the dump's kernel image")
-@click.option("--cmdline", default=None, metavar="TEXT",
-              help="the kernel command line: mem=, memmap=, kernelcore=, movablecore=, hugepagesz=, hugepages=, "
-                   "default_hugepagesz=, transparent_hugepage=, sysctl.vm.X=  [default: with --like, the dump's]")
+@click.option(
+    "--cmdline",
+    default=None,
+    metavar="TEXT",
+    help="the kernel command line: mem=, memmap=, kernelcore=, movablecore=, hugepagesz=, hugepages=, "
+    "default_hugepagesz=, transparent_hugepage=, sysctl.vm.X=  [default: with --like, the dump's]",
+)
 def command(
-    scenario: str, output: str, ram: str | None, nodes: int | None, cpus: int | None, seed: int | None,
-    gdb_aliases: bool, core_format: str, e820_file: str | None, like: str | None, like_kernel: str | None,
-    cmdline: str | None, exclude_free: bool = False
+    scenario: str,
+    output: str,
+    ram: str | None,
+    nodes: int | None,
+    cpus: int | None,
+    seed: int | None,
+    gdb_aliases: bool,
+    core_format: str,
+    e820_file: str | None,
+    like: str | None,
+    like_kernel: str | None,
+    cmdline: str | None,
+    exclude_free: bool = False,
 ) -> None:
     """Run SCENARIO (default: boot) on a simulated machine and save the snapshot.
 
@@ -135,14 +177,18 @@ def command(
     if exclude_free and core_format != "kdump":
         raise click.UsageError("--exclude-free needs --format kdump: an ELF core cannot mark pages filtered")
     if os.path.isdir(output):  # NAME.vmcore would land beside the directory, not in it
-        raise click.BadParameter(f"{output!r} is a directory; NAME names the files NAME.vmcore and NAME.vmlinux "
-                                 f"(e.g. {os.path.join(output, 'snap')})", param_hint="--output")
+        raise click.BadParameter(
+            f"{output!r} is a directory; NAME names the files NAME.vmcore and NAME.vmlinux "
+            f"(e.g. {os.path.join(output, 'snap')})",
+            param_hint="--output",
+        )
     sc = SCENARIOS.get(scenario)
     path = sc.path if sc is not None else None
     if sc is None:
         if not (scenario.endswith(".toml") or os.sep in scenario or os.path.exists(scenario)):
-            raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(sorted(SCENARIOS))} "
-                             f"(or the path of a scenario file)")
+            raise ValueError(
+                f"unknown scenario {scenario!r}; known: {', '.join(sorted(SCENARIOS))} (or the path of a scenario file)"
+            )
         path = Path(scenario)
     try:
         ram_bytes = parse_size(ram) if ram is not None else None
@@ -164,8 +210,15 @@ def command(
             kernels.append(sc.run(cfg, progress))
             return kernels[-1]
 
-        core, vml = boot_and_save(config, output, scenario=run_py, gdb_aliases=gdb_aliases,
-                                 core_format=core_format, console=_console(), exclude_free=exclude_free)
+        core, vml = boot_and_save(
+            config,
+            output,
+            scenario=run_py,
+            gdb_aliases=gdb_aliases,
+            core_format=core_format,
+            console=_console(),
+            exclude_free=exclude_free,
+        )
         click.echo(f"{core}\n{vml}")
         _write_trace(kernels, output)
         return
@@ -184,8 +237,15 @@ def command(
         kernels.append(r.kernel)
         return r.kernel
 
-    core, vml = boot_and_save(config, output, scenario=run, gdb_aliases=gdb_aliases,
-                              core_format=core_format, console=_console(), exclude_free=exclude_free)
+    core, vml = boot_and_save(
+        config,
+        output,
+        scenario=run,
+        gdb_aliases=gdb_aliases,
+        core_format=core_format,
+        console=_console(),
+        exclude_free=exclude_free,
+    )
     for rep in reports:
         click.echo(f"{wsc.name}: {rep.index:>2} {rep.text}", err=True)
     click.echo(f"{core}\n{vml}")
@@ -212,9 +272,8 @@ def _machine(e820_file: str | None, like: str | None, like_kernel: str | None) -
     if like:
         if not like_kernel:
             raise click.UsageError("--like DUMP needs --kernel VMLINUZ (the dump's kernel image, for its types)")
-        from mmintro.reader.dump import open_dump
-
         from mmintro.kernel.cmdline import command_line_of_dump
+        from mmintro.reader.dump import open_dump
 
         try:
             prog = open_dump(like, like_kernel)

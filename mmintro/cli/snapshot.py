@@ -15,12 +15,11 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mmintro.cache import cache_dir
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # (imported when used: `mmintro --help` must not load numpy, rich and the reader)
     from rich.console import Console
@@ -30,7 +29,6 @@ if TYPE_CHECKING:  # (imported when used: `mmintro --help` must not load numpy, 
 __all__ = ["boot_and_save", "cache_dir", "default_snapshot", "kernel_options", "load", "snapshot_argument"]
 
 _SHAPING_PACKAGES = ("kernel", "snapshot", "types", "arch")
-
 
 
 def _version() -> str:
@@ -55,9 +53,15 @@ def _cache_key(config: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def boot_and_save(config: Any, name: str | os.PathLike, scenario: Callable[..., Any] | None = None,
-                  gdb_aliases: bool = False, console: Console | None = None,
-                  core_format: str = "elf", exclude_free: bool = False) -> tuple[Path, Path]:
+def boot_and_save(
+    config: Any,
+    name: str | os.PathLike,
+    scenario: Callable[..., Any] | None = None,
+    gdb_aliases: bool = False,
+    console: Console | None = None,
+    core_format: str = "elf",
+    exclude_free: bool = False,
+) -> tuple[Path, Path]:
     """Boot (or run ``scenario(config, progress)``) with a progress bar on stderr and save the
     snapshot as NAME.vmcore + NAME.vmlinux (``exclude_free``: a kdump file without the free
     pages)."""
@@ -69,8 +73,9 @@ def boot_and_save(config: Any, name: str | os.PathLike, scenario: Callable[..., 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = console or Console(stderr=True)
-    with Progress(TextColumn("{task.description:<52}"), BarColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description:<52}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as bar:
         task = bar.add_task("boot", total=1.0)
 
         def progress(msg: str, fraction: float) -> None:
@@ -152,13 +157,26 @@ def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
 def kernel_options(cmd: click.Command) -> click.Command:
     """Add ``--kernel VMLINUZ`` and ``--system-map FILE`` to a command that reads a dump: with
     them, its SNAPSHOT argument is a real kernel's vmcore, read with that kernel's types."""
-    cmd.params.append(click.Option(
-        ["--kernel"], metavar="VMLINUZ", expose_value=False, is_eager=True, callback=_remember(_KERNEL_META),
-        help="SNAPSHOT is a real kernel's dump; this is its kernel image (bzImage or vmlinux with .BTF)"))
-    cmd.params.append(click.Option(
-        ["--system-map"], metavar="FILE", expose_value=False, is_eager=True,
-        callback=_remember(_SYSTEM_MAP_META),
-        help="symbols from this System.map instead of the dump's own kallsyms"))
+    cmd.params.append(
+        click.Option(
+            ["--kernel"],
+            metavar="VMLINUZ",
+            expose_value=False,
+            is_eager=True,
+            callback=_remember(_KERNEL_META),
+            help="SNAPSHOT is a real kernel's dump; this is its kernel image (bzImage or vmlinux with .BTF)",
+        )
+    )
+    cmd.params.append(
+        click.Option(
+            ["--system-map"],
+            metavar="FILE",
+            expose_value=False,
+            is_eager=True,
+            callback=_remember(_SYSTEM_MAP_META),
+            help="symbols from this System.map instead of the dump's own kallsyms",
+        )
+    )
     return cmd
 
 

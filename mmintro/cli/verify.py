@@ -34,7 +34,8 @@ def command(snapshot: str, as_json: bool) -> None:
     else:
         click.echo(verify_view.render(findings), nl=False)
         n = len(findings)
-        click.echo(f"{n or 'no'} finding{'' if n == 1 else 's'} ({', '.join(verify_view.GROUPS)} checked in "
-                   f"{secs:.1f} s)")
+        click.echo(
+            f"{n or 'no'} finding{'' if n == 1 else 's'} ({', '.join(verify_view.GROUPS)} checked in {secs:.1f} s)"
+        )
     if findings:
         raise click.exceptions.Exit(3)

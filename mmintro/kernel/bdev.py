@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
 
-def bdev_cache_init(k: "Kernel") -> None:
+def bdev_cache_init(k: Kernel) -> None:
     """block/bdev.c bdev_cache_init(): the bdev pseudo filesystem's super_block (its
     "bdev_cache" is created with the other init-call caches, slab_common.INIT_CACHES)."""
     sb = slub.kzalloc(k, k.T.sizeof("struct super_block"), "GFP_KERNEL", caller="alloc_super")

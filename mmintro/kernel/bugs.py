@@ -46,8 +46,11 @@ def cpu_select_mitigations(k: Kernel) -> None:
             k.image.var(name, "data")
     for bug in (X86_BUG_SPECTRE_V1, X86_BUG_SPECTRE_V2):
         setup_force_cpu_bug(k, bug)
-    for name, value in (("ssb_mode", "SPEC_STORE_BYPASS_NONE"), ("spectre_v2_user_ibpb", "SPECTRE_V2_USER_NONE"),
-                        ("spectre_v2_user_stibp", "SPECTRE_V2_USER_NONE")):
+    for name, value in (
+        ("ssb_mode", "SPEC_STORE_BYPASS_NONE"),
+        ("spectre_v2_user_ibpb", "SPECTRE_V2_USER_NONE"),
+        ("spectre_v2_user_stibp", "SPECTRE_V2_USER_NONE"),
+    ):
         k.kmem.write_bytes(k.sym(name), k.T.const(value).to_bytes(4, "little"))
     for fn, size in (("arch_prctl_spec_ctrl_get", 0x60), ("arch_proc_pid_thread_features", 0x60)):
         if fn == "arch_proc_pid_thread_features" and not k.T.struct("thread_struct").has_member("features"):

@@ -34,8 +34,9 @@ between, a ``hugepagesz=`` repeated) is logged as the kernel logs it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from mmintro.kernel import config as kc
 
@@ -116,12 +117,12 @@ def next_arg(args: str) -> tuple[str, str | None, str]:
         if c == '"':
             in_quote = not in_quote
         i += 1
-    word, rest = args[:i], args[i + 1:] if i < len(args) else ""
+    word, rest = args[:i], args[i + 1 :] if i < len(args) else ""
     if quoted and word.endswith('"'):
         word = word[:-1]
     if equals < 0:
         return word, None, rest.lstrip()
-    param, val = word[:equals], word[equals + 1:]
+    param, val = word[:equals], word[equals + 1 :]
     if val.startswith('"'):
         val = val[1:]
         if val.endswith('"'):
@@ -149,7 +150,8 @@ def _args(text: str) -> tuple[list[tuple[str, str | None]], list[str]]:
 # -- the options ----------------------------------------------------------------------------
 # Parameters the 6.18 kernel handles itself that mmintro does not model: not passed to init, not
 # listed as unknown (a selection of the common ones; an unlisted one is reported as unknown).
-KNOWN_UNMODELLED = frozenset("""
+KNOWN_UNMODELLED = frozenset(
+    """
     acpi apic apparmor audit earlycon earlyprintk console consoleblank crashkernel debug
     ignore_loglevel init initrd iommu intel_iommu amd_iommu isolcpus irqaffinity kaslr nokaslr
     loglevel log_buf_len lsm maxcpus mitigations nohz nohz_full noapic nohugeiomap nosmp nosmt
@@ -161,7 +163,8 @@ KNOWN_UNMODELLED = frozenset("""
     movable_node memhp_default_state memory_hotplug.memmap_on_memory vsyscall vdso
     noexec nx_huge_pages efi noefi edd reboot printk.time clocksource hpet nmi_watchdog
     watchdog softlockup_panic hung_task_panic sysrq_always_enabled numa_zonelist_order
-""".split())
+""".split()
+)
 SYSCTL_ALIASES = {  # kernel/sysctl.c sysctl_aliases[]
     "hardlockup_all_cpu_backtrace": "kernel.hardlockup_all_cpu_backtrace",
     "hung_task_panic": "kernel.hung_task_panic",
@@ -169,7 +172,8 @@ SYSCTL_ALIASES = {  # kernel/sysctl.c sysctl_aliases[]
     "softlockup_all_cpu_backtrace": "kernel.softlockup_all_cpu_backtrace",
 }
 # /proc/sys/vm of 6.18 (mm/*.c, fs/*.c sysctl tables); the ones in SYSCTL_HANDLERS are modelled.
-VM_SYSCTLS = frozenset("""
+VM_SYSCTLS = frozenset(
+    """
     admin_reserve_kbytes compact_memory compact_unevictable_allowed compaction_proactiveness
     defrag_mode dirty_background_bytes dirty_background_ratio dirty_bytes dirty_expire_centisecs
     dirty_ratio dirty_writeback_centisecs dirtytime_expire_seconds drop_caches enable_soft_offline
@@ -182,7 +186,8 @@ VM_SYSCTLS = frozenset("""
     panic_on_oom percpu_pagelist_high_fraction stat_interval stat_refresh swappiness
     unprivileged_userfaultfd user_reserve_kbytes vfs_cache_pressure vfs_cache_pressure_denom
     watermark_boost_factor watermark_scale_factor zone_reclaim_mode
-""".split())
+""".split()
+)
 
 
 @dataclass(frozen=True)
@@ -348,8 +353,16 @@ def parse_cmdline(text: str) -> BootParams:
             continue  # a module parameter, or an option mmintro does not model
         else:
             unknown.append(param if val is None else f"{param}={val}")
-    return BootParams(tuple(e820), core.get("kernelcore"), core.get("movablecore"), tuple(hugetlb), threads, thp,
-                      tuple(sysctl), tuple(unknown + after_dashes))
+    return BootParams(
+        tuple(e820),
+        core.get("kernelcore"),
+        core.get("movablecore"),
+        tuple(hugetlb),
+        threads,
+        thp,
+        tuple(sysctl),
+        tuple(unknown + after_dashes),
+    )
 
 
 def check_config(cfg: Any) -> None:
@@ -369,8 +382,12 @@ def check_config(cfg: Any) -> None:
             _hugepages(val)
             for node in re.findall(r"([0-9]+):", val):
                 if int(node) >= cfg.nodes:  # hugepages_setup(): !node_online(tmp)
-                    raise _bad(name, val, f"HugeTLB: Invalid hugepages parameter: node {node} is not online "
-                                          f"(the machine has {cfg.nodes})")
+                    raise _bad(
+                        name,
+                        val,
+                        f"HugeTLB: Invalid hugepages parameter: node {node} is not online "
+                        f"(the machine has {cfg.nodes})",
+                    )
         elif name in ("hugepagesz", "default_hugepagesz"):
             _hugepagesz(name, val)
         else:
@@ -386,14 +403,20 @@ def config_fields(text: str) -> dict[str, Any]:
     """The :class:`~mmintro.kernel.config.MachineConfig` fields a command line sets (those it
     does not mention are left out)."""
     p = parse_cmdline(text)
-    out: dict[str, Any] = {"e820_params": p.e820_params, "kernelcore": p.kernelcore, "movablecore": p.movablecore,
-                           "hugetlb_params": p.hugetlb_params, "hugepage_alloc_threads": p.hugepage_alloc_threads,
-                           "sysctl": p.sysctl, "thp": p.thp}
+    out: dict[str, Any] = {
+        "e820_params": p.e820_params,
+        "kernelcore": p.kernelcore,
+        "movablecore": p.movablecore,
+        "hugetlb_params": p.hugetlb_params,
+        "hugepage_alloc_threads": p.hugepage_alloc_threads,
+        "sysctl": p.sysctl,
+        "thp": p.thp,
+    }
     return {k: v for k, v in out.items() if v not in (None, (), 0)}
 
 
 # -- parse_early_param(): the e820 edits ---------------------------------------------------------
-def parse_early_param(k: "Kernel") -> None:
+def parse_early_param(k: Kernel) -> None:
     """setup_arch(): parse_early_param()'s ``mem=``/``memmap=`` edits of ``k.e820`` and
     e820__finish_early_params().  ``k.e820_firmware`` keeps the firmware's map (the
     "BIOS-e820:" lines, /sys/firmware/memmap: e820_table_firmware/_kexec); ``k.e820_user_lines``
@@ -412,11 +435,11 @@ def parse_early_param(k: "Kernel") -> None:
 
 
 # -- start_kernel(): saved_command_line and the unknown options -------------------------------
-def saved_command_line(k: "Kernel") -> str:
+def saved_command_line(k: Kernel) -> str:
     return k.config.cmdline
 
 
-def setup_command_line(k: "Kernel") -> None:
+def setup_command_line(k: Kernel) -> None:
     """start_kernel() -> setup_command_line(): ``saved_command_line`` (kept; /proc/cmdline) and
     ``static_command_line`` (__initdata, what parse_args() cuts up) copied from
     boot_command_line into memblock, SMP_CACHE_BYTES-aligned, before setup_per_cpu_areas();
@@ -431,7 +454,7 @@ def setup_command_line(k: "Kernel") -> None:
     k.write_int("saved_command_line_len", len(data) - 1)
 
 
-def print_command_line(k: "Kernel") -> None:
+def print_command_line(k: Kernel) -> None:
     """start_kernel(): ``Kernel command line:`` and print_unknown_bootoptions()'s list of what
     parse_args() passes to init."""
     text = saved_command_line(k)
@@ -447,8 +470,12 @@ def _ints(param: str, val: str, count: int, lo: int | None, hi: int | None, unsi
     numbers (base 0, ``-`` allowed unless unsigned), each within [lo, hi]."""
     words = val.split()
     if not words or len(words) > count:
-        raise _bad(param, val, f"Failed to set sysctl parameter: invalid value (expected "
-                               f"{'a number' if count == 1 else f'up to {count} numbers'})")
+        raise _bad(
+            param,
+            val,
+            f"Failed to set sysctl parameter: invalid value (expected "
+            f"{'a number' if count == 1 else f'up to {count} numbers'})",
+        )
     out = []
     for w in words:
         neg = w.startswith("-") and not unsigned
@@ -479,8 +506,11 @@ def _checks() -> dict[str, Callable[[str, str], list[int]]]:
     def fraction(p: str, v: str) -> list[int]:
         out = _ints(p, v, 1, 0, INT_MAX)
         if out[0] and out[0] < MIN_PERCPU_PAGELIST_HIGH_FRACTION:  # the handler's "pcp imbalance" check
-            raise _bad(p, v, f"Failed to set sysctl parameter: invalid value (0, or at least "
-                             f"{MIN_PERCPU_PAGELIST_HIGH_FRACTION})")
+            raise _bad(
+                p,
+                v,
+                f"Failed to set sysctl parameter: invalid value (0, or at least {MIN_PERCPU_PAGELIST_HIGH_FRACTION})",
+            )
         return out
 
     return {
@@ -533,21 +563,21 @@ VM_SYSCTL_DEFAULTS: dict[str, Any] = {
 }
 
 
-def vm_sysctl(k: "Kernel", name: str) -> Any:
+def vm_sysctl(k: Kernel, name: str) -> Any:
     """The current value of /proc/sys/vm/``name`` for the formulas that read it (the built-in
     default until a ``sysctl.vm.`` boot parameter wrote it)."""
     return k.__dict__.get("vm_sysctl", {}).get(name, VM_SYSCTL_DEFAULTS[name])
 
 
-def _set(k: "Kernel", name: str, value: Any) -> None:
+def _set(k: Kernel, name: str, value: Any) -> None:
     k.__dict__.setdefault("vm_sysctl", {})[name] = value
 
 
-def _zones(k: "Kernel") -> list:
+def _zones(k: Kernel) -> list:
     return [z for zs in k.zones for z in zs]
 
 
-def _wmarks(k: "Kernel") -> None:
+def _wmarks(k: Kernel) -> None:
     """setup_per_zone_wmarks(): the watermarks, the pagesets (zone_pcp_update) and
     calculate_totalreserve_pages()."""
     from mmintro.kernel import page_alloc
@@ -556,7 +586,7 @@ def _wmarks(k: "Kernel") -> None:
     page_alloc.calculate_totalreserve_pages(k)
 
 
-def _min_free_kbytes(k: "Kernel", v: list[int]) -> None:
+def _min_free_kbytes(k: Kernel, v: list[int]) -> None:
     # min_free_kbytes_sysctl_handler(): user_min_free_kbytes = min_free_kbytes; setup_per_zone_wmarks()
     k.min_free_kbytes = v[0]
     _set(k, "user_min_free_kbytes", v[0])
@@ -565,24 +595,24 @@ def _min_free_kbytes(k: "Kernel", v: list[int]) -> None:
     _wmarks(k)
 
 
-def _watermark_scale_factor(k: "Kernel", v: list[int]) -> None:
+def _watermark_scale_factor(k: Kernel, v: list[int]) -> None:
     _set(k, "watermark_scale_factor", v[0])  # watermark_scale_factor_sysctl_handler
     k.write_int("watermark_scale_factor", v[0])
     _wmarks(k)
 
 
-def _watermark_boost_factor(k: "Kernel", v: list[int]) -> None:
+def _watermark_boost_factor(k: Kernel, v: list[int]) -> None:
     _set(k, "watermark_boost_factor", v[0])  # proc_dointvec_minmax, no handler
     k.write_int("watermark_boost_factor", v[0])
 
 
-def _lowmem_reserve_ratio(k: "Kernel", v: list[int]) -> None:
+def _lowmem_reserve_ratio(k: Kernel, v: list[int]) -> None:
     # lowmem_reserve_ratio_sysctl_handler(): the values written (the rest keep theirs), < 1 -> 0,
     # setup_per_zone_lowmem_reserve()
     from mmintro.kernel import page_alloc
 
     ratio = list(vm_sysctl(k, "lowmem_reserve_ratio"))
-    ratio[:len(v)] = v
+    ratio[: len(v)] = v
     ratio = [r if r >= 1 else 0 for r in ratio]
     _set(k, "lowmem_reserve_ratio", tuple(ratio))
     base = k.sym("sysctl_lowmem_reserve_ratio")
@@ -591,7 +621,7 @@ def _lowmem_reserve_ratio(k: "Kernel", v: list[int]) -> None:
     page_alloc.setup_per_zone_lowmem_reserve(k)
 
 
-def _percpu_pagelist_high_fraction(k: "Kernel", v: list[int]) -> None:
+def _percpu_pagelist_high_fraction(k: Kernel, v: list[int]) -> None:
     # percpu_pagelist_high_fraction_sysctl_handler(): on a change, every populated zone's
     # zone_set_pageset_high_and_batch(zone, 0)
     from mmintro.kernel import page_alloc
@@ -604,7 +634,7 @@ def _percpu_pagelist_high_fraction(k: "Kernel", v: list[int]) -> None:
             page_alloc.zone_pcp_update(k, z)
 
 
-def _overcommit_memory(k: "Kernel", v: list[int]) -> None:
+def _overcommit_memory(k: Kernel, v: list[int]) -> None:
     # overcommit_policy_handler(): mm_compute_batch(new_policy), then the policy
     from mmintro.kernel import mmap
 
@@ -613,28 +643,32 @@ def _overcommit_memory(k: "Kernel", v: list[int]) -> None:
     k.write_int("sysctl_overcommit_memory", v[0])
 
 
-def _overcommit_ratio(k: "Kernel", v: list[int]) -> None:
+def _overcommit_ratio(k: Kernel, v: list[int]) -> None:
     _set(k, "overcommit_ratio", v[0])  # overcommit_ratio_handler: overcommit_kbytes = 0
     _set(k, "overcommit_kbytes", 0)
     k.write_int("sysctl_overcommit_ratio", v[0])
     k.write_int("sysctl_overcommit_kbytes", 0)
 
 
-def _overcommit_kbytes(k: "Kernel", v: list[int]) -> None:
+def _overcommit_kbytes(k: Kernel, v: list[int]) -> None:
     _set(k, "overcommit_kbytes", v[0])  # overcommit_kbytes_handler: overcommit_ratio = 0
     _set(k, "overcommit_ratio", 0)
     k.write_int("sysctl_overcommit_kbytes", v[0])
     k.write_int("sysctl_overcommit_ratio", 0)
 
 
-def _dirty(ratio_name: str, ratio_var: str, bytes_name: str, bytes_var: str, set_ratio: bool,
-           only_on_change: bool) -> Callable[["Kernel", list[int]], None]:
+def _dirty(
+    ratio_name: str, ratio_var: str, bytes_name: str, bytes_var: str, set_ratio: bool, only_on_change: bool
+) -> Callable[[Kernel, list[int]], None]:
     """dirty_ratio_handler / dirty_bytes_handler (the ratio and the bytes exclude each other,
     cleared only when the value changed) and dirty_background_*_handler (cleared on any write)."""
 
-    def handler(k: "Kernel", v: list[int]) -> None:
-        name, var, other, other_var = ((ratio_name, ratio_var, bytes_name, bytes_var) if set_ratio
-                                       else (bytes_name, bytes_var, ratio_name, ratio_var))
+    def handler(k: Kernel, v: list[int]) -> None:
+        name, var, other, other_var = (
+            (ratio_name, ratio_var, bytes_name, bytes_var)
+            if set_ratio
+            else (bytes_name, bytes_var, ratio_name, ratio_var)
+        )
         changed = v[0] != vm_sysctl(k, name)
         _set(k, name, v[0])
         k.write_int(var, v[0])
@@ -645,18 +679,18 @@ def _dirty(ratio_name: str, ratio_var: str, bytes_name: str, bytes_var: str, set
     return handler
 
 
-def _stat_interval(k: "Kernel", v: list[int]) -> None:
+def _stat_interval(k: Kernel, v: list[int]) -> None:
     k.write_int("sysctl_stat_interval", v[0] * kc.HZ)  # proc_dointvec_jiffies: seconds in, jiffies kept
 
 
-def _nr_hugepages(k: "Kernel", v: list[int]) -> None:
+def _nr_hugepages(k: Kernel, v: list[int]) -> None:
     # hugetlb_sysctl_handler() -> __nr_hugepages_store_common(false, &default_hstate, NUMA_NO_NODE)
     from mmintro.kernel import hugetlb
 
     hugetlb.set_nr_hugepages(k, hugetlb.default_hstate(k).size, v[0])
 
 
-def _nr_overcommit_hugepages(k: "Kernel", v: list[int]) -> None:
+def _nr_overcommit_hugepages(k: Kernel, v: list[int]) -> None:
     # hugetlb_overcommit_handler(): no surplus gigantic pages (-EINVAL, which do_sysctl_args logs)
     from mmintro.kernel import hugetlb
 
@@ -667,7 +701,7 @@ def _nr_overcommit_hugepages(k: "Kernel", v: list[int]) -> None:
     hugetlb.set_nr_overcommit_hugepages(k, h.size, v[0])
 
 
-SYSCTL_HANDLERS: dict[str, Callable[["Kernel", list[int]], None]] = {
+SYSCTL_HANDLERS: dict[str, Callable[[Kernel, list[int]], None]] = {
     "min_free_kbytes": _min_free_kbytes,
     "watermark_scale_factor": _watermark_scale_factor,
     "watermark_boost_factor": _watermark_boost_factor,
@@ -678,10 +712,22 @@ SYSCTL_HANDLERS: dict[str, Callable[["Kernel", list[int]], None]] = {
     "overcommit_kbytes": _overcommit_kbytes,
     "dirty_ratio": _dirty("dirty_ratio", "vm_dirty_ratio", "dirty_bytes", "vm_dirty_bytes", True, True),
     "dirty_bytes": _dirty("dirty_ratio", "vm_dirty_ratio", "dirty_bytes", "vm_dirty_bytes", False, True),
-    "dirty_background_ratio": _dirty("dirty_background_ratio", "dirty_background_ratio", "dirty_background_bytes",
-                                     "dirty_background_bytes", True, False),
-    "dirty_background_bytes": _dirty("dirty_background_ratio", "dirty_background_ratio", "dirty_background_bytes",
-                                     "dirty_background_bytes", False, False),
+    "dirty_background_ratio": _dirty(
+        "dirty_background_ratio",
+        "dirty_background_ratio",
+        "dirty_background_bytes",
+        "dirty_background_bytes",
+        True,
+        False,
+    ),
+    "dirty_background_bytes": _dirty(
+        "dirty_background_ratio",
+        "dirty_background_ratio",
+        "dirty_background_bytes",
+        "dirty_background_bytes",
+        False,
+        False,
+    ),
     "stat_interval": _stat_interval,
     "nr_hugepages": _nr_hugepages,
     "nr_overcommit_hugepages": _nr_overcommit_hugepages,
@@ -690,8 +736,9 @@ SYSCTL_HANDLERS: dict[str, Callable[["Kernel", list[int]], None]] = {
     "compact_memory": lambda k, v: _compaction().sysctl_compaction_handler(k, v[0]),
     "compaction_proactiveness": lambda k, v: _compaction().set_compaction_sysctl(k, "compaction_proactiveness", v[0]),
     "extfrag_threshold": lambda k, v: _compaction().set_compaction_sysctl(k, "extfrag_threshold", v[0]),
-    "compact_unevictable_allowed": lambda k, v: _compaction().set_compaction_sysctl(k, "compact_unevictable_allowed",
-                                                                                     v[0]),
+    "compact_unevictable_allowed": lambda k, v: _compaction().set_compaction_sysctl(
+        k, "compact_unevictable_allowed", v[0]
+    ),
 }
 
 
@@ -701,7 +748,7 @@ def _compaction():
     return compaction
 
 
-def do_sysctl_args(k: "Kernel") -> None:
+def do_sysctl_args(k: Kernel) -> None:
     """kernel_init() -> do_sysctl_args(): each ``sysctl.`` parameter, in order, written to its
     /proc/sys file.  The modelled vm sysctls run their handlers; a vm name 6.18 does not have is
     the kernel's "parameter not found" error in the log; other sysctls are not modelled."""

@@ -47,9 +47,8 @@ from typing import TYPE_CHECKING, Any
 
 from mmintro.kernel import config as kc
 from mmintro.kernel import gfp as G
-from mmintro.kernel import migrate
+from mmintro.kernel import migrate, swap
 from mmintro.kernel import page_alloc as pa
-from mmintro.kernel import swap
 from mmintro.kernel.sparse import PFN_SECTION_SHIFT
 from mmintro.types import get_types
 
@@ -58,12 +57,33 @@ if TYPE_CHECKING:
     from mmintro.kernel.mm_init import ZoneState
 
 __all__ = [
-    "COMPACT_COMPLETE", "COMPACT_CONTINUE", "COMPACT_DEFERRED", "COMPACT_PARTIAL_SKIPPED", "COMPACT_SKIPPED",
-    "COMPACT_SUCCESS", "CompactControl", "DirectCompaction", "compact_node", "compact_nodes", "compact_zone",
-    "compaction_defer_reset", "compaction_deferred", "compaction_ready", "compaction_suitable", "defer_compaction",
-    "extfrag_for_order", "fragmentation_index", "fragmentation_score_node", "fragmentation_score_zone",
-    "kcompactd_do_work", "kcompactd_init", "kcompactd_proactive", "sysctl_compaction_handler", "try_to_compact_pages",
-    "wakeup_kcompactd", "zone_compact",
+    "COMPACT_COMPLETE",
+    "COMPACT_CONTINUE",
+    "COMPACT_DEFERRED",
+    "COMPACT_PARTIAL_SKIPPED",
+    "COMPACT_SKIPPED",
+    "COMPACT_SUCCESS",
+    "CompactControl",
+    "DirectCompaction",
+    "compact_node",
+    "compact_nodes",
+    "compact_zone",
+    "compaction_defer_reset",
+    "compaction_deferred",
+    "compaction_ready",
+    "compaction_suitable",
+    "defer_compaction",
+    "extfrag_for_order",
+    "fragmentation_index",
+    "fragmentation_score_node",
+    "fragmentation_score_zone",
+    "kcompactd_do_work",
+    "kcompactd_init",
+    "kcompactd_proactive",
+    "sysctl_compaction_handler",
+    "try_to_compact_pages",
+    "wakeup_kcompactd",
+    "zone_compact",
 ]
 
 _T = get_types()
@@ -126,8 +146,11 @@ def compaction_sysctl(k: Kernel, name: str) -> int:
 def set_compaction_sysctl(k: Kernel, name: str, value: int) -> None:
     if name not in SYSCTL_DEFAULTS:
         raise ValueError(f"unknown compaction sysctl {name!r}")
-    lo, hi = {"compaction_proactiveness": (0, 100), "extfrag_threshold": (0, 1000),
-              "compact_unevictable_allowed": (0, 1)}[name]
+    lo, hi = {
+        "compaction_proactiveness": (0, 100),
+        "extfrag_threshold": (0, 1000),
+        "compact_unevictable_allowed": (0, 1),
+    }[name]
     if not lo <= int(value) <= hi:
         raise ValueError(f"vm.{name} = {value} is outside {lo}..{hi} (EINVAL)")
     k.__dict__.setdefault("vm_sysctl", {})[name] = int(value)
@@ -153,8 +176,16 @@ def _count(k: Kernel, item: str, n: int = 1) -> None:
 class ZoneCompact:
     """The compaction fields of one struct zone (zeroed at boot, as the kernel's are)."""
 
-    __slots__ = ("cached_free_pfn", "cached_migrate_pfn", "init_migrate_pfn", "init_free_pfn", "considered",
-                 "defer_shift", "order_failed", "blockskip_flush")
+    __slots__ = (
+        "cached_free_pfn",
+        "cached_migrate_pfn",
+        "init_migrate_pfn",
+        "init_free_pfn",
+        "considered",
+        "defer_shift",
+        "order_failed",
+        "blockskip_flush",
+    )
 
     def __init__(self) -> None:
         self.cached_free_pfn = 0
@@ -356,10 +387,20 @@ def pageblock_skip_persistent(k: Kernel, pfn: int) -> bool:
 class CompactControl:
     """struct compact_control (mm/internal.h): one compaction run's parameters and lists."""
 
-    def __init__(self, z: ZoneState | None = None, order: int = -1, gfp_mask: int = G.GFP_KERNEL,
-                 mode: int = MIGRATE_ASYNC, alloc_flags: int = 0, highest_zoneidx: int = 0,
-                 direct_compaction: bool = False, proactive_compaction: bool = False, whole_zone: bool = False,
-                 ignore_skip_hint: bool = False, ignore_block_suitable: bool = False) -> None:
+    def __init__(
+        self,
+        z: ZoneState | None = None,
+        order: int = -1,
+        gfp_mask: int = G.GFP_KERNEL,
+        mode: int = MIGRATE_ASYNC,
+        alloc_flags: int = 0,
+        highest_zoneidx: int = 0,
+        direct_compaction: bool = False,
+        proactive_compaction: bool = False,
+        whole_zone: bool = False,
+        ignore_skip_hint: bool = False,
+        ignore_block_suitable: bool = False,
+    ) -> None:
         self.zone = z
         self.order = order
         self.search_order = order
@@ -520,8 +561,9 @@ def _add_freepage(cc: CompactControl, pfn: int, order: int) -> None:
     cc.freepages[order].append(pfn)  # list_add_tail(&page->lru, &freelist[order])
 
 
-def isolate_freepages_block(k: Kernel, cc: CompactControl, start_pfn: int, end_pfn: int, stride: int,
-                            strict: bool) -> tuple[int, int]:
+def isolate_freepages_block(
+    k: Kernel, cc: CompactControl, start_pfn: int, end_pfn: int, stride: int, strict: bool
+) -> tuple[int, int]:
     """isolate_freepages_block(): (pages isolated, where the scan stopped)."""
     z = cc.zone
     nr_scanned = total_isolated = 0
@@ -1032,8 +1074,9 @@ def isolate_migratepages(k: Kernel, cc: CompactControl) -> int:
     it, right migratetype for async direct compaction), isolated by
     isolate_migratepages_block."""
     z = cc.zone
-    isolate_mode = (ISOLATE_UNEVICTABLE if compaction_sysctl(k, "compact_unevictable_allowed") else 0) | \
-        (ISOLATE_ASYNC_MIGRATE if cc.mode != MIGRATE_SYNC else 0)
+    isolate_mode = (ISOLATE_UNEVICTABLE if compaction_sysctl(k, "compact_unevictable_allowed") else 0) | (
+        ISOLATE_ASYNC_MIGRATE if cc.mode != MIGRATE_SYNC else 0
+    )
     low_pfn = fast_find_migrateblock(k, cc)
     bstart = max(pageblock_start_pfn(low_pfn), z.start_pfn)
     fast_find_block = low_pfn != cc.migrate_pfn and not cc.fast_search_fail
@@ -1041,8 +1084,11 @@ def isolate_migratepages(k: Kernel, cc: CompactControl) -> int:
     while bend <= cc.free_pfn:
         page = pageblock_pfn_to_page(k, bstart, bend, z)
         if page is not None:
-            if (low_pfn % PAGEBLOCK_NR_PAGES == 0 or low_pfn == z.start_pfn) and not fast_find_block \
-                    and not isolation_suitable(k, cc, page):
+            if (
+                (low_pfn % PAGEBLOCK_NR_PAGES == 0 or low_pfn == z.start_pfn)
+                and not fast_find_block
+                and not isolation_suitable(k, cc, page)
+            ):
                 pass
             elif not suitable_migration_source(k, cc, page):
                 update_cached_migrate(k, cc, bend)
@@ -1119,8 +1165,9 @@ def compaction_suitable(k: Kernel, z: ZoneState, order: int, watermark: int, hig
     return suitable
 
 
-def compaction_suit_allocation_order(k: Kernel, z: ZoneState, order: int, highest_zoneidx: int, alloc_flags: int,
-                                     is_async: bool, kcompactd: bool) -> int:
+def compaction_suit_allocation_order(
+    k: Kernel, z: ZoneState, order: int, highest_zoneidx: int, alloc_flags: int, is_async: bool, kcompactd: bool
+) -> int:
     """compaction_suit_allocation_order(): COMPACT_SUCCESS if the allocation would succeed
     already, COMPACT_SKIPPED if compaction cannot help, else COMPACT_CONTINUE."""
     free_pages = z.free_pages
@@ -1232,8 +1279,9 @@ def compact_zone(k: Kernel, cc: CompactControl) -> int:
     cc.freepages = [[] for _ in range(NR_PAGE_ORDERS)]
     cc.migratetype = G.gfp_migratetype(cc.gfp_mask)
     if not is_via_compact_memory(cc.order):
-        ret = compaction_suit_allocation_order(k, z, cc.order, cc.highest_zoneidx, cc.alloc_flags,
-                                               cc.mode == MIGRATE_ASYNC, not cc.direct_compaction)
+        ret = compaction_suit_allocation_order(
+            k, z, cc.order, cc.highest_zoneidx, cc.alloc_flags, cc.mode == MIGRATE_ASYNC, not cc.direct_compaction
+        )
         if ret != COMPACT_CONTINUE:
             return ret
     if compaction_restarting(k, z, cc.order):
@@ -1280,8 +1328,14 @@ def compact_zone(k: Kernel, cc: CompactControl) -> int:
             update_cached = False
             last_migrated_pfn = max(z.start_pfn, pageblock_start_pfn(cc.migrate_pfn - 1))
             stats = migrate.MigrateStats()
-            err = migrate.migrate_pages(k, cc.migratepages, lambda src: compaction_alloc(k, cc, src),
-                                        lambda dst: compaction_free(k, cc, dst), migrate.MR_COMPACTION, stats)
+            err = migrate.migrate_pages(
+                k,
+                cc.migratepages,
+                lambda src: compaction_alloc(k, cc, src),
+                lambda dst: compaction_free(k, cc, dst),
+                migrate.MR_COMPACTION,
+                stats,
+            )
             cc.nr_migrated += stats.nr_succeeded
             cc.nr_migrate_failed += stats.nr_failed_pages
             cc.nr_migratepages = 0
@@ -1291,8 +1345,12 @@ def compact_zone(k: Kernel, cc: CompactControl) -> int:
                     ret = COMPACT_CONTENDED
                     stop = True
                     break
-                if cc.migrate_pfn % PAGEBLOCK_NR_PAGES and not cc.ignore_skip_hint and not cc.finish_pageblock \
-                        and cc.mode < MIGRATE_SYNC:
+                if (
+                    cc.migrate_pfn % PAGEBLOCK_NR_PAGES
+                    and not cc.ignore_skip_hint
+                    and not cc.finish_pageblock
+                    and cc.mode < MIGRATE_SYNC
+                ):
                     cc.finish_pageblock = True
                     if cc.order == COMPACTION_HPAGE_ORDER:
                         last_migrated_pfn = 0
@@ -1314,18 +1372,38 @@ def compact_zone(k: Kernel, cc: CompactControl) -> int:
     _count(k, "COMPACTMIGRATE_SCANNED", cc.total_migrate_scanned)
     _count(k, "COMPACTFREE_SCANNED", cc.total_free_scanned)
     log = k.__dict__.setdefault("compaction_log", [])
-    log.append((z.nid, z.name, cc.order, cc.mode, RESULT_NAMES[ret], cc.total_migrate_scanned,
-                cc.total_free_scanned, cc.nr_migrated, cc.nr_migrate_failed))
+    log.append(
+        (
+            z.nid,
+            z.name,
+            cc.order,
+            cc.mode,
+            RESULT_NAMES[ret],
+            cc.total_migrate_scanned,
+            cc.total_free_scanned,
+            cc.nr_migrated,
+            cc.nr_migrate_failed,
+        )
+    )
     return ret
 
 
-def compact_zone_order(k: Kernel, z: ZoneState, order: int, gfp_mask: int, prio: int, alloc_flags: int,
-                       highest_zoneidx: int) -> int:
+def compact_zone_order(
+    k: Kernel, z: ZoneState, order: int, gfp_mask: int, prio: int, alloc_flags: int, highest_zoneidx: int
+) -> int:
     """compact_zone_order(): one zone's direct compaction at priority ``prio``."""
-    cc = CompactControl(z, order, gfp_mask, MIGRATE_ASYNC if prio == COMPACT_PRIO_ASYNC else MIGRATE_SYNC_LIGHT,
-                        alloc_flags, highest_zoneidx, direct_compaction=True,
-                        whole_zone=prio == MIN_COMPACT_PRIORITY, ignore_skip_hint=prio == MIN_COMPACT_PRIORITY,
-                        ignore_block_suitable=prio == MIN_COMPACT_PRIORITY)
+    cc = CompactControl(
+        z,
+        order,
+        gfp_mask,
+        MIGRATE_ASYNC if prio == COMPACT_PRIO_ASYNC else MIGRATE_SYNC_LIGHT,
+        alloc_flags,
+        highest_zoneidx,
+        direct_compaction=True,
+        whole_zone=prio == MIN_COMPACT_PRIORITY,
+        ignore_skip_hint=prio == MIN_COMPACT_PRIORITY,
+        ignore_block_suitable=prio == MIN_COMPACT_PRIORITY,
+    )
     return compact_zone(k, cc)
 
 
@@ -1334,8 +1412,7 @@ def gfp_compaction_allowed(gfp: int) -> bool:
     return bool(gfp & G.FLAGS["__GFP_IO"])
 
 
-def try_to_compact_pages(k: Kernel, gfp_mask: int, order: int, alloc_flags: int, ac: pa.AllocContext,
-                         prio: int) -> int:
+def try_to_compact_pages(k: Kernel, gfp_mask: int, order: int, alloc_flags: int, ac: pa.AllocContext, prio: int) -> int:
     """try_to_compact_pages(): direct compaction of each zone of the zonelist until one says
     the allocation should now succeed; deferred zones are skipped above MIN priority, and a
     sync run that completes without success defers the zone."""
@@ -1357,8 +1434,9 @@ def try_to_compact_pages(k: Kernel, gfp_mask: int, order: int, alloc_flags: int,
 
 
 # -- the allocator's slow path (mm/page_alloc.c) ------------------------------------------------
-def __alloc_pages_direct_compact(k: Kernel, gfp: int, order: int, alloc_flags: int, ac: pa.AllocContext,
-                                 prio: int) -> tuple[int | None, int]:
+def __alloc_pages_direct_compact(
+    k: Kernel, gfp: int, order: int, alloc_flags: int, ac: pa.AllocContext, prio: int
+) -> tuple[int | None, int]:
     """mm/page_alloc.c __alloc_pages_direct_compact(): try_to_compact_pages, then (no capture)
     get_page_from_freelist; COMPACTSTALL unless every zone was skipped, then COMPACTSUCCESS
     (and the zone's deferral reset) or COMPACTFAIL.  Returns (pfn or None, compact_result)."""
@@ -1369,8 +1447,10 @@ def __alloc_pages_direct_compact(k: Kernel, gfp: int, order: int, alloc_flags: i
     # psi_memstall_enter/leave around try_to_compact_pages: the allocating task stalls on memory
     # for as long as the work takes (the simulator's cost model: COMPACT_SCAN_NS per pfn the
     # scanners looked at, MIGRATE_NS per page migrated)
-    work = (_sum_events(k, "COMPACTMIGRATE_SCANNED") + _sum_events(k, "COMPACTFREE_SCANNED"),
-            _sum_events(k, "PGMIGRATE_SUCCESS"))
+    work = (
+        _sum_events(k, "COMPACTMIGRATE_SCANNED") + _sum_events(k, "COMPACTFREE_SCANNED"),
+        _sum_events(k, "PGMIGRATE_SUCCESS"),
+    )
     flags = psi.psi_memstall_enter(k)
     try:
         result = try_to_compact_pages(k, gfp, order, alloc_flags, ac, prio)
@@ -1396,8 +1476,9 @@ def __alloc_pages_direct_compact(k: Kernel, gfp: int, order: int, alloc_flags: i
 alloc_pages_direct_compact = __alloc_pages_direct_compact  # callable from a class body (no name mangling)
 
 
-def should_compact_retry(k: Kernel, ac: pa.AllocContext, order: int, alloc_flags: int, compact_result: int,
-                         state: DirectCompaction) -> bool:
+def should_compact_retry(
+    k: Kernel, ac: pa.AllocContext, order: int, alloc_flags: int, compact_result: int, state: DirectCompaction
+) -> bool:
     """mm/page_alloc.c should_compact_retry(): retry after a skipped compaction if reclaim
     could help, a few times after a success that lost the race, and otherwise with a raised
     priority down to MIN_COMPACT_(COSTLY_)PRIORITY."""
@@ -1439,11 +1520,16 @@ class DirectCompaction:
         gfp = self.gfp
         can_direct_reclaim = bool(gfp & G.FLAGS["__GFP_DIRECT_RECLAIM"])
         pfmemalloc = bool(gfp & G.FLAGS["__GFP_MEMALLOC"] and not gfp & G.FLAGS["__GFP_NOMEMALLOC"])
-        if not (can_direct_reclaim and self.can_compact and not pfmemalloc
-                and (self.costly_order or (self.order > 0 and self.ac.migratetype != pa.MIGRATE_MOVABLE))):
+        if not (
+            can_direct_reclaim
+            and self.can_compact
+            and not pfmemalloc
+            and (self.costly_order or (self.order > 0 and self.ac.migratetype != pa.MIGRATE_MOVABLE))
+        ):
             return None, False
-        pfn, self.compact_result = alloc_pages_direct_compact(self.k, gfp, self.order, alloc_flags, self.ac,
-                                                              INIT_COMPACT_PRIORITY)
+        pfn, self.compact_result = alloc_pages_direct_compact(
+            self.k, gfp, self.order, alloc_flags, self.ac, INIT_COMPACT_PRIORITY
+        )
         if pfn is not None:
             return pfn, False
         if self.costly_order and gfp & G.FLAGS["__GFP_NORETRY"]:
@@ -1456,14 +1542,18 @@ class DirectCompaction:
         """``page = __alloc_pages_direct_compact(..., compact_priority, &compact_result)``."""
         if ac is not None:
             self.ac = ac
-        pfn, self.compact_result = alloc_pages_direct_compact(self.k, self.gfp, self.order, alloc_flags, self.ac,
-                                                              self.compact_priority)
+        pfn, self.compact_result = alloc_pages_direct_compact(
+            self.k, self.gfp, self.order, alloc_flags, self.ac, self.compact_priority
+        )
         return pfn
 
     def should_retry(self, alloc_flags: int, did_some_progress: bool) -> bool:
         """``did_some_progress > 0 && can_compact && should_compact_retry(...)``."""
-        return did_some_progress and self.can_compact and \
-            should_compact_retry(self.k, self.ac, self.order, alloc_flags, self.compact_result, self)
+        return (
+            did_some_progress
+            and self.can_compact
+            and should_compact_retry(self.k, self.ac, self.order, alloc_flags, self.compact_result, self)
+        )
 
 
 # -- kcompactd and /proc/sys/vm/compact_memory ------------------------------------------------
@@ -1478,11 +1568,13 @@ def kcompactd_init(k: Kernel) -> None:
 
 def kcompactd_node_suitable(k: Kernel, nid: int) -> bool:
     nc = node_compact(k, nid)
-    for z in k.zones[nid][:nc.highest_zoneidx + 1]:
+    for z in k.zones[nid][: nc.highest_zoneidx + 1]:
         if not z.populated:
             continue
-        if compaction_suit_allocation_order(k, z, nc.max_order, nc.highest_zoneidx, pa.ALLOC_WMARK_MIN,
-                                            False, True) == COMPACT_CONTINUE:
+        if (
+            compaction_suit_allocation_order(k, z, nc.max_order, nc.highest_zoneidx, pa.ALLOC_WMARK_MIN, False, True)
+            == COMPACT_CONTINUE
+        ):
             return True
     return False
 
@@ -1559,8 +1651,15 @@ def compact_node(k: Kernel, nid: int, proactive: bool) -> None:
     for z in k.zones[nid]:
         if not z.populated:
             continue
-        cc = CompactControl(z, -1, G.GFP_KERNEL, MIGRATE_SYNC_LIGHT if proactive else MIGRATE_SYNC,
-                            ignore_skip_hint=True, whole_zone=True, proactive_compaction=proactive)
+        cc = CompactControl(
+            z,
+            -1,
+            G.GFP_KERNEL,
+            MIGRATE_SYNC_LIGHT if proactive else MIGRATE_SYNC,
+            ignore_skip_hint=True,
+            whole_zone=True,
+            proactive_compaction=proactive,
+        )
         compact_zone(k, cc)
         if proactive:
             _count(k, "KCOMPACTD_MIGRATE_SCANNED", cc.total_migrate_scanned)

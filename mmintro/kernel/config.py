@@ -143,8 +143,12 @@ class MachineConfig:
         the default, as the simulator has always registered them)."""
         if self.hugetlb_params or not (self.hugepages_1g or self.hugepages_2m):
             return self.hugetlb_params
-        return (("hugepagesz", "1G"), ("hugepages", str(self.hugepages_1g)),
-                ("hugepagesz", "2M"), ("hugepages", str(self.hugepages_2m)))
+        return (
+            ("hugepagesz", "1G"),
+            ("hugepages", str(self.hugepages_1g)),
+            ("hugepagesz", "2M"),
+            ("hugepages", str(self.hugepages_2m)),
+        )
 
     def usable_ram(self) -> int:
         if self.e820 is None and not self.e820_params:
@@ -163,17 +167,22 @@ class MachineConfig:
         if self.cpus < self.nodes:
             # CPUs are spread over the nodes in blocks (cpu * nodes // cpus): fewer CPUs than
             # nodes would leave a node without one
-            raise ValueError(f"{self.nodes} nodes need at least {self.nodes} CPUs (each node has a CPU), not {self.cpus}")
+            raise ValueError(
+                f"{self.nodes} nodes need at least {self.nodes} CPUs (each node has a CPU), not {self.cpus}"
+            )
         if self.node_ranges is not None and len(self.node_ranges) != self.nodes:
             raise ValueError(f"{len(self.node_ranges)} node ranges for {self.nodes} nodes")
         if self.node_ranges is None and self.usable_ram() // self.nodes < (256 << 20):
             raise ValueError("each node needs at least 256M of RAM")
         if not 1 <= self.cpus <= NR_CPUS:
             raise ValueError(f"cpus must be 1..{NR_CPUS}")
-        if self.cpu_nodes is not None and (len(self.cpu_nodes) != self.cpus or
-                                           sorted(set(self.cpu_nodes)) != list(range(self.nodes))):
-            raise ValueError(f"cpu_nodes {self.cpu_nodes} must give each of the {self.cpus} CPUs a node, "
-                             f"every node 0..{self.nodes - 1} a CPU")
+        if self.cpu_nodes is not None and (
+            len(self.cpu_nodes) != self.cpus or sorted(set(self.cpu_nodes)) != list(range(self.nodes))
+        ):
+            raise ValueError(
+                f"cpu_nodes {self.cpu_nodes} must give each of the {self.cpus} CPUs a node, "
+                f"every node 0..{self.nodes - 1} a CPU"
+            )
         if self.kernel_phys is not None and (self.kernel_phys % (2 << 20) or self.kernel_phys < (16 << 20)):
             raise ValueError(f"kernel_phys {self.kernel_phys:#x} must be 2 MiB aligned and at least 16 MiB")
         if self.initrd is not None and (self.initrd[0] % 4096 or self.initrd[1] <= 0):
@@ -189,8 +198,9 @@ class MachineConfig:
         from mmintro.kernel.cmdline import CmdlineError, check_config
 
         if self.hugetlb_params and (self.hugepages_1g or self.hugepages_2m):
-            raise CmdlineError("huge pages are given both as hugepages_1g/hugepages_2m and as hugepagesz=/hugepages=: "
-                               "use one")
+            raise CmdlineError(
+                "huge pages are given both as hugepages_1g/hugepages_2m and as hugepagesz=/hugepages=: use one"
+            )
         check_config(self)
         if self.e820 is not None or self.e820_params:  # persistent memory memremap_pages() can map
             from mmintro.kernel.e820 import E820_TYPE_PRAM

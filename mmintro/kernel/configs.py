@@ -24,36 +24,51 @@ MAGIC_START = b"IKCFG_ST"
 MAGIC_END = b"IKCFG_ED"
 
 
-def config_text(k: "Kernel") -> str:
+def config_text(k: Kernel) -> str:
     """The .config of the simulated kernel (the options it models)."""
     nr_cpus = k.T.sizeof("struct cpumask") * 8
     options = [
-        ("CONFIG_64BIT", "y"), ("CONFIG_X86_64", "y"), ("CONFIG_X86", "y"),
+        ("CONFIG_64BIT", "y"),
+        ("CONFIG_X86_64", "y"),
+        ("CONFIG_X86", "y"),
         ("CONFIG_LOCALVERSION", f'"{kc.OSRELEASE.split("-", 1)[1] if "-" in kc.OSRELEASE else ""}"'),
         ("CONFIG_LOG_BUF_SHIFT", str(printk.LOG_BUF_SHIFT)),
-        ("CONFIG_IKCONFIG", "y"), ("CONFIG_IKCONFIG_PROC", "y"),
-        ("CONFIG_SMP", "y"), ("CONFIG_NR_CPUS", str(nr_cpus)),
-        ("CONFIG_NUMA", "y"), ("CONFIG_NODES_SHIFT", str(kc.NODES_SHIFT)),
-        (f"CONFIG_HZ_{kc.HZ}", "y"), ("CONFIG_HZ", str(kc.HZ)),
+        ("CONFIG_IKCONFIG", "y"),
+        ("CONFIG_IKCONFIG_PROC", "y"),
+        ("CONFIG_SMP", "y"),
+        ("CONFIG_NR_CPUS", str(nr_cpus)),
+        ("CONFIG_NUMA", "y"),
+        ("CONFIG_NODES_SHIFT", str(kc.NODES_SHIFT)),
+        (f"CONFIG_HZ_{kc.HZ}", "y"),
+        ("CONFIG_HZ", str(kc.HZ)),
         ("CONFIG_PREEMPT_DYNAMIC", "y"),
         ("CONFIG_PHYSICAL_START", "0x1000000"),
         ("CONFIG_PGTABLE_LEVELS", "5"),
-        ("CONFIG_KEXEC_CORE", "y"), ("CONFIG_CRASH_DUMP", "y"),
+        ("CONFIG_KEXEC_CORE", "y"),
+        ("CONFIG_CRASH_DUMP", "y"),
         ("CONFIG_VMAP_STACK", "y"),
-        ("CONFIG_SPARSEMEM", "y"), ("CONFIG_SPARSEMEM_EXTREME", "y"), ("CONFIG_SPARSEMEM_VMEMMAP", "y"),
+        ("CONFIG_SPARSEMEM", "y"),
+        ("CONFIG_SPARSEMEM_EXTREME", "y"),
+        ("CONFIG_SPARSEMEM_VMEMMAP", "y"),
         ("CONFIG_SLUB", "y"),
-        ("CONFIG_TRANSPARENT_HUGEPAGE", "y"), ("CONFIG_HUGETLBFS", "y"), ("CONFIG_HUGETLB_PAGE", "y"),
-        ("CONFIG_SHMEM", "y"), ("CONFIG_TMPFS", "y"),
-        ("CONFIG_PRINTK", "y"), ("CONFIG_KALLSYMS", "y"),
+        ("CONFIG_TRANSPARENT_HUGEPAGE", "y"),
+        ("CONFIG_HUGETLBFS", "y"),
+        ("CONFIG_HUGETLB_PAGE", "y"),
+        ("CONFIG_SHMEM", "y"),
+        ("CONFIG_TMPFS", "y"),
+        ("CONFIG_PRINTK", "y"),
+        ("CONFIG_KALLSYMS", "y"),
         ("CONFIG_DEBUG_INFO_BTF", "y"),
     ]
-    head = ("#\n# Automatically generated file; DO NOT EDIT.\n"
-            f"# Linux/x86 {kc.OSRELEASE.split('-')[0]} Kernel Configuration\n#\n")
+    head = (
+        "#\n# Automatically generated file; DO NOT EDIT.\n"
+        f"# Linux/x86 {kc.OSRELEASE.split('-')[0]} Kernel Configuration\n#\n"
+    )
     return head + "".join(f"{name}={value}\n" for name, value in options)
 
 
-def place_globals(k: "Kernel") -> None:
-    """"IKCFG_ST", kernel_config_data (the gzipped .config), kernel_config_data_end, "IKCFG_ED"
+def place_globals(k: Kernel) -> None:
+    """ "IKCFG_ST", kernel_config_data (the gzipped .config), kernel_config_data_end, "IKCFG_ED"
     in .rodata."""
     img = k.image
     data = gzip.compress(config_text(k).encode(), mtime=0)

@@ -8,7 +8,6 @@ below 1 MiB, ACPI tables at the top of low RAM, the 32-bit PCI/MMIO hole below 4
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 
 GiB = 1 << 30
@@ -79,12 +78,20 @@ E820_TYPE_SOFT_RESERVED = 0xEFFFFFFF
 
 # e820_print_type() (the dmesg "BIOS-e820:" lines) and e820_type_to_string() (/sys/firmware/memmap)
 _TYPE_NAMES = {
-    "usable": E820_TYPE_RAM, "reserved": E820_TYPE_RESERVED, "ACPI data": E820_TYPE_ACPI,
-    "ACPI NVS": E820_TYPE_NVS, "unusable": E820_TYPE_UNUSABLE, "persistent (type 12)": E820_TYPE_PRAM,
+    "usable": E820_TYPE_RAM,
+    "reserved": E820_TYPE_RESERVED,
+    "ACPI data": E820_TYPE_ACPI,
+    "ACPI NVS": E820_TYPE_NVS,
+    "unusable": E820_TYPE_UNUSABLE,
+    "persistent (type 12)": E820_TYPE_PRAM,
     "soft reserved": E820_TYPE_SOFT_RESERVED,
-    "System RAM": E820_TYPE_RAM, "Reserved": E820_TYPE_RESERVED, "ACPI Tables": E820_TYPE_ACPI,
-    "ACPI Non-volatile Storage": E820_TYPE_NVS, "Unusable memory": E820_TYPE_UNUSABLE,
-    "Persistent Memory (legacy)": E820_TYPE_PRAM, "Persistent Memory": E820_TYPE_PMEM,
+    "System RAM": E820_TYPE_RAM,
+    "Reserved": E820_TYPE_RESERVED,
+    "ACPI Tables": E820_TYPE_ACPI,
+    "ACPI Non-volatile Storage": E820_TYPE_NVS,
+    "Unusable memory": E820_TYPE_UNUSABLE,
+    "Persistent Memory (legacy)": E820_TYPE_PRAM,
+    "Persistent Memory": E820_TYPE_PMEM,
     "Soft Reserved": E820_TYPE_SOFT_RESERVED,
 }
 # (type 12, legacy persistent memory, becomes ZONE_DEVICE memory: mmintro.kernel.memremap)
@@ -126,8 +133,10 @@ def parse_e820(text: str, source: str = "e820") -> list[E820Entry]:
         if t is None:
             raise E820Error(f"{source}:{n}: unknown e820 type {name!r}")
         if t not in _MODELLED:
-            raise E820Error(f"{source}:{n}: e820 type {name!r} ({t}) is not modelled (persistent and soft-reserved "
-                            "memory other than legacy pmem, type 12, is not simulated)")
+            raise E820Error(
+                f"{source}:{n}: e820 type {name!r} ({t}) is not modelled (persistent and soft-reserved "
+                "memory other than legacy pmem, type 12, is not simulated)"
+            )
         if end < start:
             raise E820Error(f"{source}:{n}: the range ends before it starts")
         if end >= MAX_PHYS:
@@ -191,16 +200,25 @@ def machine_of_dump(prog) -> dict:
     from mmintro.reader.helpers.mmzone import for_each_online_pgdat
     from mmintro.reader.helpers.percpu import for_each_online_cpu
 
-    nodes = [(pg.node_start_pfn.value_() << 12, (pg.node_start_pfn.value_() + pg.node_spanned_pages.value_()) << 12)
-             for pg in for_each_online_pgdat(prog)]
+    nodes = [
+        (pg.node_start_pfn.value_() << 12, (pg.node_start_pfn.value_() + pg.node_spanned_pages.value_()) << 12)
+        for pg in for_each_online_pgdat(prog)
+    ]
     cpus = list(for_each_online_cpu(prog))
     from mmintro.kernel.kimage import layout_of_dump
 
     layout, load = layout_of_dump(prog)
-    return {"e820": tuple(entries), "cpus": len(cpus), "nodes": len(nodes),
-            "node_ranges": tuple(nodes) if len(nodes) > 1 else None,
-            "cpu_nodes": _cpu_nodes(prog, cpus, len(nodes)), "kernel_layout": layout, "kernel_phys": load,
-            "initrd": _initrd_of_dump(prog), "platform_iomem": _platform_iomem(prog, entries)}
+    return {
+        "e820": tuple(entries),
+        "cpus": len(cpus),
+        "nodes": len(nodes),
+        "node_ranges": tuple(nodes) if len(nodes) > 1 else None,
+        "cpu_nodes": _cpu_nodes(prog, cpus, len(nodes)),
+        "kernel_layout": layout,
+        "kernel_phys": load,
+        "initrd": _initrd_of_dump(prog),
+        "platform_iomem": _platform_iomem(prog, entries),
+    }
 
 
 _KERNEL_RESOURCES = {"Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"}
@@ -292,7 +310,7 @@ class E820Table:
     sanitizes them, as the kernel's array is; an entry e820__range_remove() covers entirely
     is zeroed in place (memset), which update_table then drops."""
 
-    def __init__(self, entries: "list[E820Entry] | tuple") -> None:
+    def __init__(self, entries: list[E820Entry] | tuple) -> None:
         self.entries: list[list[int]] = [[e.addr, e.size, e.type] for e in entries]
         self.log: list[tuple[int, str]] = []  # (printk level, text) the kernel prints while editing
 
@@ -308,8 +326,13 @@ class E820Table:
         when ``check_type``); returns the bytes removed."""
         size = min(size, ULLONG_MAX - start)
         end = start + size
-        self.log.append((7, f"e820: remove [mem {start:#010x}-{end - 1:#010x}] "
-                            + (e820_print_type(old_type) if check_type else "")))
+        self.log.append(
+            (
+                7,
+                f"e820: remove [mem {start:#010x}-{end - 1:#010x}] "
+                + (e820_print_type(old_type) if check_type else ""),
+            )
+        )
         removed = 0
         for entry in list(self.entries):  # range_add() appends to the array being walked
             if check_type and entry[2] != old_type:
@@ -340,8 +363,13 @@ class E820Table:
             raise E820Error(f"e820__range_update from type {old_type} to itself")  # the kernel's BUG_ON
         size = min(size, ULLONG_MAX - start)
         end = start + size
-        self.log.append((7, f"e820: update [mem {start:#010x}-{end - 1:#010x}] {e820_print_type(old_type)} ==> "
-                            f"{e820_print_type(new_type)}"))
+        self.log.append(
+            (
+                7,
+                f"e820: update [mem {start:#010x}-{end - 1:#010x}] {e820_print_type(old_type)} ==> "
+                f"{e820_print_type(new_type)}",
+            )
+        )
         updated = 0
         for entry in list(self.entries):
             if entry[2] != old_type:
@@ -409,7 +437,7 @@ class E820Table:
                 last_type = current
         if new and new[-1][1] == 0:
             new.pop()
-        self.entries = new[:_max_entries()]
+        self.entries = new[: _max_entries()]
         return True
 
     def result(self) -> list[E820Entry]:
@@ -421,8 +449,14 @@ def e820_print_type(type_: int) -> str:
     from mmintro.types import get_types
 
     T = get_types()
-    names = {E820_TYPE_RAM: "usable", E820_TYPE_RESERVED: "reserved", T.const("E820_TYPE_SOFT_RESERVED"):
-             "soft reserved", E820_TYPE_ACPI: "ACPI data", E820_TYPE_NVS: "ACPI NVS", E820_TYPE_UNUSABLE: "unusable"}
+    names = {
+        E820_TYPE_RAM: "usable",
+        E820_TYPE_RESERVED: "reserved",
+        T.const("E820_TYPE_SOFT_RESERVED"): "soft reserved",
+        E820_TYPE_ACPI: "ACPI data",
+        E820_TYPE_NVS: "ACPI NVS",
+        E820_TYPE_UNUSABLE: "unusable",
+    }
     if type_ in (T.const("E820_TYPE_PMEM"), T.const("E820_TYPE_PRAM")):
         return f"persistent (type {type_})"
     return names.get(type_, f"type {type_}")
@@ -495,7 +529,7 @@ def parse_memmap_one(table: E820Table, p: str) -> bool:
     return rest == ""
 
 
-def e820_user_map(entries: "list[E820Entry] | tuple", params: tuple) -> tuple[list[E820Entry], list[tuple[int, str]]]:
+def e820_user_map(entries: list[E820Entry] | tuple, params: tuple) -> tuple[list[E820Entry], list[tuple[int, str]]]:
     """The map after parse_early_param()'s ``mem=`` and ``memmap=`` edits (``params``: their
     ``(name, value)`` pairs in command-line order) and e820__finish_early_params(): sanitized by
     e820__update_table when any option touched it (``userdef``), with the boot log's lines as
@@ -517,8 +551,9 @@ def e820_user_map(entries: "list[E820Entry] | tuple", params: tuple) -> tuple[li
     if not userdef:
         return list(entries), table.log
     if not table.update_table():
-        raise E820Error("Invalid user supplied memory map (e820__finish_early_params: fewer than two entries "
-                        "after memmap=exactmap)")
+        raise E820Error(
+            "Invalid user supplied memory map (e820__finish_early_params: fewer than two entries after memmap=exactmap)"
+        )
     out = table.result()
     if not any(e.type == E820_TYPE_RAM for e in out):
         raise E820Error("the user-defined memory map (mem=/memmap=) leaves no usable RAM")

@@ -43,7 +43,17 @@ from mmintro.kernel import vma as V
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-__all__ = ["do_exit", "exit_files", "exit_fs", "exit_task_namespaces", "exit_mm", "exit_mmap", "mmdrop", "mmput", "release_task"]
+__all__ = [
+    "do_exit",
+    "exit_files",
+    "exit_fs",
+    "exit_task_namespaces",
+    "exit_mm",
+    "exit_mmap",
+    "mmdrop",
+    "mmput",
+    "release_task",
+]
 
 ULONG_MAX = (1 << 64) - 1
 # include/linux/sched.h
@@ -62,7 +72,9 @@ def exit_mmap(k: Kernel, mm: int) -> None:
     if vmas:
         V.unmap_vmas(k, vmas, 0, ULONG_MAX)
         # Set MMF_OOM_SKIP to hide this task from the oom killer/reaper: the memory is freed
-        km.set(mm, "mm_struct", "flags.__mm_flags[0]", km.get(mm, "mm_struct", "flags.__mm_flags[0]") | 1 << MMF_OOM_SKIP)
+        km.set(
+            mm, "mm_struct", "flags.__mm_flags[0]", km.get(mm, "mm_struct", "flags.__mm_flags[0]") | 1 << MMF_OOM_SKIP
+        )
         tree.mt_clear_in_rcu()
         V.free_pgtables(k, mm, vmas, V.FIRST_USER_ADDRESS, V.USER_PGTABLES_CEILING)
         for vma in vmas:
@@ -352,14 +364,18 @@ def do_exit(k: Kernel, proc: fork.Process) -> None:
     tsk = proc.task
     procs = k.__dict__.get("processes", [])
     tgid = km.get(tsk, "task_struct", "tgid")
-    if tgid == 1 and km.get(tsk, "task_struct", "group_leader") == tsk and \
-            any(km.get(p.task, "task_struct", "tgid") != 1 for p in procs):
+    if (
+        tgid == 1
+        and km.get(tsk, "task_struct", "group_leader") == tsk
+        and any(km.get(p.task, "task_struct", "tgid") != 1 for p in procs)
+    ):
         raise ValueError("do_exit: init (pid 1) exiting with other processes alive would panic")
     if km.get(tsk, "task_struct", "group_leader") == tsk:
         for t in _thread_group(k, tsk):
             if t != tsk:
-                other = next((p for p in procs if p.task == t), None) or \
-                    fork.Process(km.get(t, "task_struct", "pid"), proc.comm, t, proc.mm, 0, proc.layout)
+                other = next((p for p in procs if p.task == t), None) or fork.Process(
+                    km.get(t, "task_struct", "pid"), proc.comm, t, proc.mm, 0, proc.layout
+                )
                 do_exit(k, other)
     cpu = km.get(tsk, "task_struct", "thread_info.cpu")
     old_cpu = k.current_cpu

@@ -251,8 +251,9 @@ def page_cache_ra_unbounded(k: Kernel, mapping: int, index: int, nr_to_read: int
     return len(added)
 
 
-def _ra_alloc_range(k: Kernel, mapping: int, index: int, nr_to_read: int, mark: int, gfp: int,
-                    added: list[tuple[int, int]]) -> None:
+def _ra_alloc_range(
+    k: Kernel, mapping: int, index: int, nr_to_read: int, mark: int, gfp: int, added: list[tuple[int, int]]
+) -> None:
     for i in range(nr_to_read):
         if _lookup(k, mapping, index + i) is not None:
             continue  # already cached: read_pages() what we have, skip it
@@ -281,8 +282,9 @@ def do_page_cache_ra(k: Kernel, mapping: int, index: int, nr_to_read: int, looka
 def page_cache_ra_order(k: Kernel, file: int) -> int:
     """mm/readahead.c page_cache_ra_order() without large-folio support: the fallback."""
     _ra_set(k, file, "order", 0)
-    return do_page_cache_ra(k, _mapping(k, file), _ra_get(k, file, "start"), _ra_get(k, file, "size"),
-                            _ra_get(k, file, "async_size"))
+    return do_page_cache_ra(
+        k, _mapping(k, file), _ra_get(k, file, "start"), _ra_get(k, file, "size"), _ra_get(k, file, "async_size")
+    )
 
 
 def page_cache_prev_miss(k: Kernel, mapping: int, index: int, max_scan: int) -> int:
@@ -496,8 +498,9 @@ def _generic_perform_write(k: Kernel, file: int, pos: int, length: int) -> int:
         # write_begin: __filemap_get_folio(FGP_WRITEBEGIN) -- FGP_LOCK|FGP_WRITE|FGP_CREAT|FGP_STABLE
         pfn = _lookup(k, mapping, index)
         if pfn is None:
-            pfn = filemap_alloc_folio(k, mapping, k.kmem.get(mapping, "address_space", "gfp_mask")
-                                      | G.parse_gfp("__GFP_WRITE"))
+            pfn = filemap_alloc_folio(
+                k, mapping, k.kmem.get(mapping, "address_space", "gfp_mask") | G.parse_gfp("__GFP_WRITE")
+            )
             if pfn is None:
                 break
             filemap_add_folio(k, mapping, pfn, index)  # locked; our reference is the allocation's
@@ -657,8 +660,9 @@ def vma_set_page_prot(k: Kernel, vma: int) -> None:
     km.set(vma, "vm_area_struct", "vm_page_prot", prot)
 
 
-def mmap_file(k: Kernel, mm: int, file: int, length: int, prot: int, shared: bool, offset: int = 0,
-              addr: int = 0) -> int:
+def mmap_file(
+    k: Kernel, mm: int, file: int, length: int, prot: int, shared: bool, offset: int = 0, addr: int = 0
+) -> int:
     """do_mmap() of ``file`` (MAP_SHARED when ``shared``, else MAP_PRIVATE) over ``length``
     bytes from ``offset``; ``prot`` the VM_READ/WRITE/EXEC bits.  Returns the address (0 on
     -ENOMEM)."""
@@ -682,8 +686,12 @@ def mmap_file(k: Kernel, mm: int, file: int, length: int, prot: int, shared: boo
     vma_set_page_prot(k, vma)  # __mmap_new_vma -> vma_set_page_prot (vm_file set first)
     mapping = _mapping(k, file)
     if flags & M.VM_SHARED and flags & M.VM_MAYWRITE:  # mapping_map_writable()
-        km.set(mapping, "address_space", "i_mmap_writable.counter",
-               km.get(mapping, "address_space", "i_mmap_writable.counter") + 1)
+        km.set(
+            mapping,
+            "address_space",
+            "i_mmap_writable.counter",
+            km.get(mapping, "address_space", "i_mmap_writable.counter") + 1,
+        )
     try:
         from mmintro.kernel import rmap
     except ImportError:

@@ -40,17 +40,30 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mmintro.arch.x86 import PAGE_SIZE, PTRS_PER_TABLE
+from mmintro.kernel import cred, mmap, slub
 from mmintro.kernel import gfp as G
 from mmintro.kernel import init_task as it
-from mmintro.kernel import cred, mmap, slub
 from mmintro.kernel.init_64 import GFP_PGTABLE_KERNEL, PGTY_TABLE
 from mmintro.kernel.xarray import XA_FLAGS_ALLOC, XArray, radix_tree_node_xarray
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
-__all__ = ["PIDNS_ADDING", "Process", "alloc_pid", "copy_process", "do_clone_thread", "do_execve", "do_fork", "dup_mm", "dup_mmap",
-           "mm_alloc", "mm_init", "pgd_alloc", "spawn_process"]
+__all__ = [
+    "PIDNS_ADDING",
+    "Process",
+    "alloc_pid",
+    "copy_process",
+    "do_clone_thread",
+    "do_execve",
+    "do_fork",
+    "dup_mm",
+    "dup_mmap",
+    "mm_alloc",
+    "mm_init",
+    "pgd_alloc",
+    "spawn_process",
+]
 
 # include/linux/pid_namespace.h (#define)
 PIDNS_ADDING = 1 << 31
@@ -170,8 +183,14 @@ def mm_init(k: Kernel, mm: int, owner: int) -> int:
     # mm->flags: mmf_init_legacy_flags(current->mm's) when dup_mm copied them, else the
     # default_dump_filter (a fresh exec'd mm: begin_new_exec then sets SUID_DUMP_USER)
     f = km.get(mm, "mm_struct", "flags.__mm_flags[0]")
-    km.set(mm, "mm_struct", "flags.__mm_flags[0]", f & mmap.MMF_INIT_LEGACY_MASK if f else
-           mmap.MMF_DUMP_FILTER_DEFAULT << mmap.MMF_DUMP_FILTER_SHIFT | mmap.SUID_DUMP_USER)
+    km.set(
+        mm,
+        "mm_struct",
+        "flags.__mm_flags[0]",
+        f & mmap.MMF_INIT_LEGACY_MASK
+        if f
+        else mmap.MMF_DUMP_FILTER_DEFAULT << mmap.MMF_DUMP_FILTER_SHIFT | mmap.SUID_DUMP_USER,
+    )
     km.set(mm, "mm_struct", "mm_mt.ma_root", 0)
     km.set(mm, "mm_struct", "mm_mt.ma_flags", it.MM_MT_FLAGS)  # mt_init_flags(&mm->mm_mt, MM_MT_FLAGS)
     km.set(mm, "mm_struct", "mm_users.counter", 1)
@@ -213,8 +232,9 @@ def mm_alloc(k: Kernel, owner: int) -> int:
     return mm
 
 
-def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: int, state: int,
-                     src: int = 0, leader: int = 0) -> tuple[int, int, int]:
+def _dup_task_struct(
+    k: Kernel, comm: str, parent: int, pid: int | None, cpu: int, state: int, src: int = 0, leader: int = 0
+) -> tuple[int, int, int]:
     """The task half of copy_process(): dup_task_struct() (a task_struct from its cache, a copy
     of ``src`` when given — arch_dup_task_struct's memcpy — and a vmapped kernel stack on the
     CPU's node), comm, state, flags, prio, alloc_pid, parent links and copy_signal.  Returns
@@ -237,9 +257,13 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
     km.write_bytes(km.addr(tsk, "task_struct", "comm"), comm.encode()[:15].ljust(16, b"\0"))  # __set_task_comm
     km.set(tsk, "task_struct", "__state", state)
     if src:  # copy_process(): p->flags &= ~(PF_SUPERPRIV | PF_WQ_WORKER | PF_IDLE | PF_NO_SETAFFINITY)
-        km.set(tsk, "task_struct", "flags",
-               (km.get(src, "task_struct", "flags") & ~(PF_SUPERPRIV | PF_WQ_WORKER | PF_IDLE | PF_NO_SETAFFINITY))
-               | PF_FORKNOEXEC)
+        km.set(
+            tsk,
+            "task_struct",
+            "flags",
+            (km.get(src, "task_struct", "flags") & ~(PF_SUPERPRIV | PF_WQ_WORKER | PF_IDLE | PF_NO_SETAFFINITY))
+            | PF_FORKNOEXEC,
+        )
     else:
         km.set(tsk, "task_struct", "flags", PF_RANDOMIZE)  # exec cleared PF_FORKNOEXEC
     for f in ("prio", "static_prio", "normal_prio"):
@@ -255,8 +279,17 @@ def _dup_task_struct(k: Kernel, comm: str, parent: int, pid: int | None, cpu: in
         km.set(node, "hlist_node", "next", 0)
         km.set(node, "hlist_node", "pprev", 0)
     if src:  # copy_mm(): tsk->min_flt = tsk->maj_flt = 0, tsk->nvcsw = tsk->nivcsw = 0; utime/stime/gtime 0
-        for f in ("min_flt", "maj_flt", "nvcsw", "nivcsw", "utime", "stime", "gtime", "nr_dirtied",
-                  "dirty_paused_when"):
+        for f in (
+            "min_flt",
+            "maj_flt",
+            "nvcsw",
+            "nivcsw",
+            "utime",
+            "stime",
+            "gtime",
+            "nr_dirtied",
+            "dirty_paused_when",
+        ):
             km.set(tsk, "task_struct", f, 0)
     km.set(tsk, "task_struct", "nr_dirtied_pause", 128 >> (12 - 10))  # copy_process(): 128 KiB in pages
     if src and T.struct("task_struct").has_member("mempolicy") and km.get(tsk, "task_struct", "mempolicy"):
@@ -320,7 +353,12 @@ def copy_signal_rlim_pids(k: Kernel, sig: int, psig: int, pid_struct: int) -> No
         km.write_bytes(sig + off, k.mem.read(k.pa(src + off), size))
     km.set(sig, "signal_struct", f"pids[{T.const('PIDTYPE_TGID')}]", pid_struct)
     for t in ("PIDTYPE_PGID", "PIDTYPE_SID"):
-        km.set(sig, "signal_struct", f"pids[{T.const(t)}]", km.get(src, "signal_struct", f"pids[{T.const(t)}]") if src else 0)
+        km.set(
+            sig,
+            "signal_struct",
+            f"pids[{T.const(t)}]",
+            km.get(src, "signal_struct", f"pids[{T.const(t)}]") if src else 0,
+        )
 
 
 def copy_sighand(k: Kernel, tsk: int, parent: int, share: bool = False) -> None:
@@ -376,8 +414,15 @@ def _add_global(k: Kernel, name: str, delta: int, size: int) -> None:
     k.kmem.write_bytes(addr, (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little"))
 
 
-def copy_process(k: Kernel, comm: str, parent: int | None = None, pid: int | None = None,
-                 cpu: int = 0, state: int = TASK_INTERRUPTIBLE, **layout: int) -> Process:
+def copy_process(
+    k: Kernel,
+    comm: str,
+    parent: int | None = None,
+    pid: int | None = None,
+    cpu: int = 0,
+    state: int = TASK_INTERRUPTIBLE,
+    **layout: int,
+) -> Process:
     """A new user process (fork + exec of a program called ``comm``), child of ``parent``
     (default init_task).  ``layout`` is passed to setup_new_exec_layout."""
     km = k.kmem
@@ -424,8 +469,11 @@ def dup_fd(k: Kernel, oldf: int) -> int:
     km.set(fdt, "fdtable", "max_fds", NR_OPEN_DEFAULT)
     km.set(fdt, "fdtable", "fd", km.addr(newf, "files_struct", "fd_array"))
     old_fdt = km.get(oldf, "files_struct", "fdt")
-    for field, init in (("close_on_exec", "close_on_exec_init"), ("open_fds", "open_fds_init"),
-                        ("full_fds_bits", "full_fds_bits_init")):
+    for field, init in (
+        ("close_on_exec", "close_on_exec_init"),
+        ("open_fds", "open_fds_init"),
+        ("full_fds_bits", "full_fds_bits_init"),
+    ):
         dst = km.addr(newf, "files_struct", init)
         km.set(fdt, "fdtable", field, dst)
         km.write_u64(dst, k.mem.read_u64(k.pa(km.get(old_fdt, "fdtable", field))))  # copy_fd_bitmaps
@@ -502,8 +550,9 @@ def dup_mmap(k: Kernel, mm: int, oldmm: int) -> int:
     for f in ("total_vm", "data_vm", "exec_vm", "stack_vm"):
         km.set(mm, "mm_struct", f, km.get(oldmm, "mm_struct", f))
     src = mmap.mm_tree(k, oldmm)
-    tree = MT.__mt_dup(src, km.addr(mm, "mm_struct", "mm_mt"), lambda: mmap._node_alloc(k),
-                       lambda a: mmap._node_free(k, a))
+    tree = MT.__mt_dup(
+        src, km.addr(mm, "mm_struct", "mm_mt"), lambda: mmap._node_alloc(k), lambda a: mmap._node_free(k, a)
+    )
     k.__dict__.setdefault("mm_trees", {})[mm] = tree
     anon_vma_fork = V._opt("rmap", "anon_vma_fork")
     insert_after = V._opt("rmap", "vma_interval_tree_insert_after")
@@ -593,8 +642,9 @@ def do_clone_thread(k: Kernel, leader: Process, cpu: int | None = None, state: i
     lt = leader.task
     if cpu is None:
         cpu = km.get(lt, "task_struct", "thread_info.cpu")
-    tsk, pid_struct, nr = _dup_task_struct(k, leader.comm, km.get(lt, "task_struct", "real_parent"), None, cpu,
-                                           state, src=lt, leader=lt)
+    tsk, pid_struct, nr = _dup_task_struct(
+        k, leader.comm, km.get(lt, "task_struct", "real_parent"), None, cpu, state, src=lt, leader=lt
+    )
     for field, count in (("files", "files_struct.count.counter"), ("fs", "fs_struct.users")):
         obj = km.get(tsk, "task_struct", field) if k.T.struct("task_struct").has_member(field) else 0
         if obj:
@@ -628,8 +678,9 @@ def do_execve(k: Kernel, proc: Process, comm: str, **layout: int) -> Process:
         raise NotImplementedError("execve by a non-leader thread (de_thread taking over the leader's pid)")
     for t in E._thread_group(k, tsk):  # de_thread(): the other threads are killed and reaped first
         if t != tsk:
-            other = next((p for p in k.__dict__.get("processes", []) if p.task == t), None) or \
-                Process(km.get(t, "task_struct", "pid"), proc.comm, t, proc.mm, 0, proc.layout)
+            other = next((p for p in k.__dict__.get("processes", []) if p.task == t), None) or Process(
+                km.get(t, "task_struct", "pid"), proc.comm, t, proc.mm, 0, proc.layout
+            )
             E.do_exit(k, other)
     old = km.get(tsk, "task_struct", "mm")
     mm = mm_alloc(k, tsk)
@@ -644,8 +695,14 @@ def do_execve(k: Kernel, proc: Process, comm: str, **layout: int) -> Process:
     return proc
 
 
-def spawn_process(k: Kernel, comm: str, mmaps: list[tuple[int, int]] | None = None,
-                  brk_grow: int = 0, parent: int | None = None, **kw: int) -> Process:
+def spawn_process(
+    k: Kernel,
+    comm: str,
+    mmaps: list[tuple[int, int]] | None = None,
+    brk_grow: int = 0,
+    parent: int | None = None,
+    **kw: int,
+) -> Process:
     """The workload hook: fork+exec ``comm``, then its anonymous mmaps ``(length, VM_READ|...)``
     top-down and a heap grown by ``brk_grow`` bytes.  No pages are touched (RSS stays 0)."""
     p = copy_process(k, comm, parent=parent, **kw)

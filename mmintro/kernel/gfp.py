@@ -16,9 +16,32 @@ _T = get_types()
 
 def _bits() -> dict[str, int]:
     out = {}
-    for name in ("DMA", "HIGHMEM", "DMA32", "MOVABLE", "RECLAIMABLE", "HIGH", "IO", "FS", "ZERO",
-                 "DIRECT_RECLAIM", "KSWAPD_RECLAIM", "WRITE", "NOWARN", "RETRY_MAYFAIL", "NOFAIL", "NORETRY",
-                 "MEMALLOC", "COMP", "NOMEMALLOC", "HARDWALL", "THISNODE", "ACCOUNT", "ZEROTAGS", "NO_OBJ_EXT"):
+    for name in (
+        "DMA",
+        "HIGHMEM",
+        "DMA32",
+        "MOVABLE",
+        "RECLAIMABLE",
+        "HIGH",
+        "IO",
+        "FS",
+        "ZERO",
+        "DIRECT_RECLAIM",
+        "KSWAPD_RECLAIM",
+        "WRITE",
+        "NOWARN",
+        "RETRY_MAYFAIL",
+        "NOFAIL",
+        "NORETRY",
+        "MEMALLOC",
+        "COMP",
+        "NOMEMALLOC",
+        "HARDWALL",
+        "THISNODE",
+        "ACCOUNT",
+        "ZEROTAGS",
+        "NO_OBJ_EXT",
+    ):
         out[f"__GFP_{name}"] = 1 << _T.const(f"___GFP_{name}_BIT")
     return out
 
@@ -41,30 +64,70 @@ GFP_DMA = FLAGS["__GFP_DMA"]
 GFP_DMA32 = FLAGS["__GFP_DMA32"]
 GFP_HIGHUSER = GFP_USER | FLAGS["__GFP_HIGHMEM"]
 GFP_HIGHUSER_MOVABLE = GFP_HIGHUSER | FLAGS["__GFP_MOVABLE"]  # | __GFP_SKIP_KASAN, 0 without KASAN_HW_TAGS
-GFP_TRANSHUGE_LIGHT = (GFP_HIGHUSER_MOVABLE | FLAGS["__GFP_COMP"] | FLAGS["__GFP_NOMEMALLOC"]
-                       | FLAGS["__GFP_NOWARN"]) & ~__GFP_RECLAIM
+GFP_TRANSHUGE_LIGHT = (
+    GFP_HIGHUSER_MOVABLE | FLAGS["__GFP_COMP"] | FLAGS["__GFP_NOMEMALLOC"] | FLAGS["__GFP_NOWARN"]
+) & ~__GFP_RECLAIM
 GFP_TRANSHUGE = GFP_TRANSHUGE_LIGHT | FLAGS["__GFP_DIRECT_RECLAIM"]
 GFP_MOVABLE_MASK = FLAGS["__GFP_RECLAIMABLE"] | FLAGS["__GFP_MOVABLE"]
 GFP_MOVABLE_SHIFT = _T.const("___GFP_MOVABLE_BIT")
 GFP_ZONEMASK = FLAGS["__GFP_DMA"] | FLAGS["__GFP_HIGHMEM"] | FLAGS["__GFP_DMA32"] | FLAGS["__GFP_MOVABLE"]
 
 COMPOSITES: dict[str, int] = {
-    "__GFP_RECLAIM": __GFP_RECLAIM, "GFP_ATOMIC": GFP_ATOMIC, "GFP_KERNEL": GFP_KERNEL,
-    "GFP_KERNEL_ACCOUNT": GFP_KERNEL_ACCOUNT, "GFP_NOWAIT": GFP_NOWAIT, "GFP_NOIO": GFP_NOIO, "GFP_NOFS": GFP_NOFS,
-    "GFP_USER": GFP_USER, "GFP_DMA": GFP_DMA, "GFP_DMA32": GFP_DMA32, "GFP_HIGHUSER": GFP_HIGHUSER,
-    "GFP_HIGHUSER_MOVABLE": GFP_HIGHUSER_MOVABLE, "GFP_TRANSHUGE_LIGHT": GFP_TRANSHUGE_LIGHT,
+    "__GFP_RECLAIM": __GFP_RECLAIM,
+    "GFP_ATOMIC": GFP_ATOMIC,
+    "GFP_KERNEL": GFP_KERNEL,
+    "GFP_KERNEL_ACCOUNT": GFP_KERNEL_ACCOUNT,
+    "GFP_NOWAIT": GFP_NOWAIT,
+    "GFP_NOIO": GFP_NOIO,
+    "GFP_NOFS": GFP_NOFS,
+    "GFP_USER": GFP_USER,
+    "GFP_DMA": GFP_DMA,
+    "GFP_DMA32": GFP_DMA32,
+    "GFP_HIGHUSER": GFP_HIGHUSER,
+    "GFP_HIGHUSER_MOVABLE": GFP_HIGHUSER_MOVABLE,
+    "GFP_TRANSHUGE_LIGHT": GFP_TRANSHUGE_LIGHT,
     "GFP_TRANSHUGE": GFP_TRANSHUGE,
 }
 NAMES: dict[str, int] = {**FLAGS, **COMPOSITES}
 
 # include/trace/events/mmflags.h __def_gfpflag_names: the order %pGg tries names in.
 _PRINT_ORDER = [
-    "GFP_TRANSHUGE", "GFP_TRANSHUGE_LIGHT", "GFP_HIGHUSER_MOVABLE", "GFP_HIGHUSER", "GFP_USER",
-    "GFP_KERNEL_ACCOUNT", "GFP_KERNEL", "GFP_NOFS", "GFP_ATOMIC", "GFP_NOIO", "GFP_NOWAIT", "GFP_DMA",
-    "__GFP_HIGHMEM", "GFP_DMA32", "__GFP_HIGH", "__GFP_IO", "__GFP_FS", "__GFP_NOWARN", "__GFP_RETRY_MAYFAIL",
-    "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_COMP", "__GFP_ZERO", "__GFP_NOMEMALLOC", "__GFP_MEMALLOC",
-    "__GFP_HARDWALL", "__GFP_THISNODE", "__GFP_RECLAIMABLE", "__GFP_MOVABLE", "__GFP_ACCOUNT", "__GFP_WRITE",
-    "__GFP_RECLAIM", "__GFP_DIRECT_RECLAIM", "__GFP_KSWAPD_RECLAIM", "__GFP_ZEROTAGS", "__GFP_NO_OBJ_EXT",
+    "GFP_TRANSHUGE",
+    "GFP_TRANSHUGE_LIGHT",
+    "GFP_HIGHUSER_MOVABLE",
+    "GFP_HIGHUSER",
+    "GFP_USER",
+    "GFP_KERNEL_ACCOUNT",
+    "GFP_KERNEL",
+    "GFP_NOFS",
+    "GFP_ATOMIC",
+    "GFP_NOIO",
+    "GFP_NOWAIT",
+    "GFP_DMA",
+    "__GFP_HIGHMEM",
+    "GFP_DMA32",
+    "__GFP_HIGH",
+    "__GFP_IO",
+    "__GFP_FS",
+    "__GFP_NOWARN",
+    "__GFP_RETRY_MAYFAIL",
+    "__GFP_NOFAIL",
+    "__GFP_NORETRY",
+    "__GFP_COMP",
+    "__GFP_ZERO",
+    "__GFP_NOMEMALLOC",
+    "__GFP_MEMALLOC",
+    "__GFP_HARDWALL",
+    "__GFP_THISNODE",
+    "__GFP_RECLAIMABLE",
+    "__GFP_MOVABLE",
+    "__GFP_ACCOUNT",
+    "__GFP_WRITE",
+    "__GFP_RECLAIM",
+    "__GFP_DIRECT_RECLAIM",
+    "__GFP_KSWAPD_RECLAIM",
+    "__GFP_ZEROTAGS",
+    "__GFP_NO_OBJ_EXT",
 ]
 
 
@@ -109,13 +172,27 @@ def gfp_zone(gfp: int) -> int:
     """include/linux/gfp.h gfp_zone() for x86-64 (no highmem: OPT_ZONE_HIGHMEM = ZONE_NORMAL).
     Returns the highest zone index the request may use."""
     zb = gfp & GFP_ZONEMASK
-    dma, highmem, dma32, movable = (FLAGS["__GFP_DMA"], FLAGS["__GFP_HIGHMEM"], FLAGS["__GFP_DMA32"],
-                                    FLAGS["__GFP_MOVABLE"])
-    zone_dma, zone_dma32, zone_normal, zone_movable = (_T.const("ZONE_DMA"), _T.const("ZONE_DMA32"),
-                                                       _T.const("ZONE_NORMAL"), _T.const("ZONE_MOVABLE"))
+    dma, highmem, dma32, movable = (
+        FLAGS["__GFP_DMA"],
+        FLAGS["__GFP_HIGHMEM"],
+        FLAGS["__GFP_DMA32"],
+        FLAGS["__GFP_MOVABLE"],
+    )
+    zone_dma, zone_dma32, zone_normal, zone_movable = (
+        _T.const("ZONE_DMA"),
+        _T.const("ZONE_DMA32"),
+        _T.const("ZONE_NORMAL"),
+        _T.const("ZONE_MOVABLE"),
+    )
     table = {
-        0: zone_normal, dma: zone_dma, highmem: zone_normal, dma32: zone_dma32, movable: zone_normal,
-        movable | dma: zone_dma, movable | highmem: zone_movable, movable | dma32: zone_dma32,
+        0: zone_normal,
+        dma: zone_dma,
+        highmem: zone_normal,
+        dma32: zone_dma32,
+        movable: zone_normal,
+        movable | dma: zone_dma,
+        movable | highmem: zone_movable,
+        movable | dma32: zone_dma32,
     }
     if zb not in table:  # GFP_ZONE_BAD: the kernel BUGs
         raise GfpError(f"invalid zone modifier combination {format_gfp(zb)}")

@@ -100,11 +100,20 @@ HPAGE_PMD_SIZE = PAGE_SIZE << HPAGE_PMD_ORDER
 HPAGE_PMD_MASK = ~(HPAGE_PMD_SIZE - 1) & 0xFFFFFFFFFFFFFFFF
 
 # enum transparent_hugepage_flag (include/linux/huge_mm.h), from the type data.
-_F = {n: _T.const(n) for n in (
-    "TRANSPARENT_HUGEPAGE_UNSUPPORTED", "TRANSPARENT_HUGEPAGE_FLAG", "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG",
-    "TRANSPARENT_HUGEPAGE_DEFRAG_DIRECT_FLAG", "TRANSPARENT_HUGEPAGE_DEFRAG_KSWAPD_FLAG",
-    "TRANSPARENT_HUGEPAGE_DEFRAG_KSWAPD_OR_MADV_FLAG", "TRANSPARENT_HUGEPAGE_DEFRAG_REQ_MADV_FLAG",
-    "TRANSPARENT_HUGEPAGE_DEFRAG_KHUGEPAGED_FLAG", "TRANSPARENT_HUGEPAGE_USE_ZERO_PAGE_FLAG")}
+_F = {
+    n: _T.const(n)
+    for n in (
+        "TRANSPARENT_HUGEPAGE_UNSUPPORTED",
+        "TRANSPARENT_HUGEPAGE_FLAG",
+        "TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG",
+        "TRANSPARENT_HUGEPAGE_DEFRAG_DIRECT_FLAG",
+        "TRANSPARENT_HUGEPAGE_DEFRAG_KSWAPD_FLAG",
+        "TRANSPARENT_HUGEPAGE_DEFRAG_KSWAPD_OR_MADV_FLAG",
+        "TRANSPARENT_HUGEPAGE_DEFRAG_REQ_MADV_FLAG",
+        "TRANSPARENT_HUGEPAGE_DEFRAG_KHUGEPAGED_FLAG",
+        "TRANSPARENT_HUGEPAGE_USE_ZERO_PAGE_FLAG",
+    )
+}
 _EV = _T.enum("vm_event_item")
 THP_FAULT_ALLOC = _EV["THP_FAULT_ALLOC"]
 THP_FAULT_FALLBACK = _EV["THP_FAULT_FALLBACK"]
@@ -176,12 +185,23 @@ enabled_store = set_thp_mode
 def hugepage_init(k: Kernel) -> None:
     """The statically initialised globals, ``transparent_hugepage=`` and subsys_initcall(hugepage_init)."""
     img = k.image
-    for name in ("transparent_hugepage_flags", "huge_anon_orders_always", "huge_anon_orders_madvise",
-                 "huge_anon_orders_inherit", "huge_zero_folio", "huge_zero_pfn"):
+    for name in (
+        "transparent_hugepage_flags",
+        "huge_anon_orders_always",
+        "huge_anon_orders_madvise",
+        "huge_anon_orders_inherit",
+        "huge_zero_folio",
+        "huge_zero_pfn",
+    ):
         img.var(name, "data")
     # CONFIG_TRANSPARENT_HUGEPAGE_MADVISE's static value
-    _set_flags(k, _bit("TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG") | _bit("TRANSPARENT_HUGEPAGE_DEFRAG_REQ_MADV_FLAG")
-               | _bit("TRANSPARENT_HUGEPAGE_DEFRAG_KHUGEPAGED_FLAG") | _bit("TRANSPARENT_HUGEPAGE_USE_ZERO_PAGE_FLAG"))
+    _set_flags(
+        k,
+        _bit("TRANSPARENT_HUGEPAGE_REQ_MADV_FLAG")
+        | _bit("TRANSPARENT_HUGEPAGE_DEFRAG_REQ_MADV_FLAG")
+        | _bit("TRANSPARENT_HUGEPAGE_DEFRAG_KHUGEPAGED_FLAG")
+        | _bit("TRANSPARENT_HUGEPAGE_USE_ZERO_PAGE_FLAG"),
+    )
     k.kmem.write_u64(k.sym("huge_zero_pfn"), 0xFFFFFFFFFFFFFFFF)  # huge_zero_pfn = ~0UL
     k.huge_zero_pfn = None
     if k.config.thp != "madvise":
@@ -227,12 +247,15 @@ def start_stop_khugepaged(k: Kernel) -> None:
     if hugepage_global_enabled(k):
         nr_zones = sum(1 for zs in k.zones for z in zs if z.populated and z.idx <= normal)
         pb = k.pageblock_nr_pages
-        recommended = pb * nr_zones * 2 + pb * nr_zones * page_alloc.MIGRATE_PCPTYPES ** 2
+        recommended = pb * nr_zones * 2 + pb * nr_zones * page_alloc.MIGRATE_PCPTYPES**2
         recommended = min(recommended, _nr_free_buffer_pages(k) // 20) << (PAGE_SHIFT - 10)
         if recommended > k.min_free_kbytes:  # a user's value is raised too; it only changes the log
             if user_min_free_kbytes >= 0:
-                k.printk(6, f"raising min_free_kbytes from {k.min_free_kbytes} to {recommended} to help "
-                            "transparent hugepage allocations")
+                k.printk(
+                    6,
+                    f"raising min_free_kbytes from {k.min_free_kbytes} to {recommended} to help "
+                    "transparent hugepage allocations",
+                )
             k.min_free_kbytes = recommended
     else:
         # calculate_min_free_kbytes(): int_sqrt(lowmem_kbytes * 16) within [128, 262144], unless
@@ -242,8 +265,11 @@ def start_stop_khugepaged(k: Kernel) -> None:
         if new_min > user_min_free_kbytes:
             k.min_free_kbytes = max(128, min(262144, new_min))
         else:
-            k.printk(4, f"min_free_kbytes is not updated to {new_min} because user defined value "
-                        f"{user_min_free_kbytes} is preferred")
+            k.printk(
+                4,
+                f"min_free_kbytes is not updated to {new_min} because user defined value "
+                f"{user_min_free_kbytes} is preferred",
+            )
     k.write_int("min_free_kbytes", k.min_free_kbytes)
     page_alloc.setup_per_zone_wmarks(k)
     page_alloc.calculate_totalreserve_pages(k)  # __setup_per_zone_wmarks ends with it
@@ -303,7 +329,9 @@ def vma_thp_gfp_mask(k: Kernel, vma: int) -> int:
     if f & _bit("TRANSPARENT_HUGEPAGE_DEFRAG_KSWAPD_FLAG"):
         return G.GFP_TRANSHUGE_LIGHT | G.FLAGS["__GFP_KSWAPD_RECLAIM"]
     if f & _bit("TRANSPARENT_HUGEPAGE_DEFRAG_KSWAPD_OR_MADV_FLAG"):
-        return G.GFP_TRANSHUGE_LIGHT | (G.FLAGS["__GFP_DIRECT_RECLAIM"] if madvised else G.FLAGS["__GFP_KSWAPD_RECLAIM"])
+        return G.GFP_TRANSHUGE_LIGHT | (
+            G.FLAGS["__GFP_DIRECT_RECLAIM"] if madvised else G.FLAGS["__GFP_KSWAPD_RECLAIM"]
+        )
     if f & _bit("TRANSPARENT_HUGEPAGE_DEFRAG_REQ_MADV_FLAG"):
         return G.GFP_TRANSHUGE_LIGHT | (G.FLAGS["__GFP_DIRECT_RECLAIM"] if madvised else 0)
     return G.GFP_TRANSHUGE_LIGHT
@@ -452,8 +480,12 @@ def _pte_alloc_one(k: Kernel) -> int:
 
 def _mm_inc_nr_ptes(k: Kernel, mm: int, n: int = 1) -> None:
     km = k.kmem
-    km.set(mm, "mm_struct", "pgtables_bytes.counter",
-           km.get(mm, "mm_struct", "pgtables_bytes.counter") + n * PTRS_PER_PTE * 8)
+    km.set(
+        mm,
+        "mm_struct",
+        "pgtables_bytes.counter",
+        km.get(mm, "mm_struct", "pgtables_bytes.counter") + n * PTRS_PER_PTE * 8,
+    )
 
 
 def folio_mk_pmd(pfn: int, prot: int) -> int:
@@ -836,8 +868,12 @@ def change_huge_pmd(k: Kernel, vma: int, pmd: int, addr: int, newprot: int, try_
     entry = pmd_modify(e, newprot)
     # can_change_pmd_writable(): VM_WRITE, not pmd_protnone, then shared: dirty; private:
     # an anonymous exclusive page
-    if try_writable and not entry & _PAGE_RW and _vget(k, vma, "vm_flags") & VM_WRITE \
-            and entry & (_PAGE_PROTNONE | _PAGE_PRESENT) != _PAGE_PROTNONE:
+    if (
+        try_writable
+        and not entry & _PAGE_RW
+        and _vget(k, vma, "vm_flags") & VM_WRITE
+        and entry & (_PAGE_PROTNONE | _PAGE_PRESENT) != _PAGE_PROTNONE
+    ):
         if _vget(k, vma, "vm_flags") & VM_SHARED:
             ok = bool(entry & _PAGE_DIRTY)
         else:

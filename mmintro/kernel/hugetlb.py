@@ -430,8 +430,11 @@ def hugetlb_parse_params(k: Kernel) -> None:
     parameters (hugetlb_add_param) run in command-line order, now that the nodes are known."""
     st = _HugetlbCmdline(k.config.nodes)
     k.hugetlb_cmdline = st
-    setup = {"hugepages": hugepages_setup, "hugepagesz": hugepagesz_setup,
-             "default_hugepagesz": default_hugepagesz_setup}
+    setup = {
+        "hugepages": hugepages_setup,
+        "hugepagesz": hugepagesz_setup,
+        "default_hugepagesz": default_hugepagesz_setup,
+    }
     for name, value in k.config.huge_params():
         setup[name](k, st, value)
 
@@ -488,16 +491,22 @@ def hugetlb_hstate_alloc_pages_onenode(k: Kernel, h: Hstate, nid: int) -> None:
         prep_and_add_allocated_folios(k, h, folios)
     if i == want:
         return
-    k.printk(4, f"HugeTLB: allocating {want} of page size {_string_get_size(h.size)} failed node{nid}.  "
-                f"Only allocated {i} hugepages.")
+    k.printk(
+        4,
+        f"HugeTLB: allocating {want} of page size {_string_get_size(h.size)} failed node{nid}.  "
+        f"Only allocated {i} hugepages.",
+    )
     h.max_huge_pages -= want - i
     h.max_huge_pages_node[nid] = i
 
 
 def hugetlb_hstate_alloc_pages_errcheck(k: Kernel, allocated: int, h: Hstate) -> None:
     if allocated < h.max_huge_pages:
-        k.printk(4, f"HugeTLB: allocating {h.max_huge_pages} of page size {_string_get_size(h.size)} failed.  "
-                    f"Only allocated {allocated} hugepages.")
+        k.printk(
+            4,
+            f"HugeTLB: allocating {h.max_huge_pages} of page size {_string_get_size(h.size)} failed.  "
+            f"Only allocated {allocated} hugepages.",
+        )
         h.max_huge_pages = allocated
 
 
@@ -612,8 +621,9 @@ def dequeue_hugetlb_folio_node_exact(k: Kernel, h: Hstate, nid: int) -> int | No
     return pfn
 
 
-def alloc_buddy_hugetlb_folio(k: Kernel, order: int, gfp: int, nid: int, nodemask,
-                              noretry: set[int] | None) -> int | None:
+def alloc_buddy_hugetlb_folio(
+    k: Kernel, order: int, gfp: int, nid: int, nodemask, noretry: set[int] | None
+) -> int | None:
     """alloc_buddy_hugetlb_folio(): __GFP_RETRY_MAYFAIL unless the node already failed,
     __alloc_frozen_pages(), HTLB_BUDDY_PGALLOC(_FAIL)."""
     try_hard = not (noretry is not None and nid in noretry)
@@ -664,8 +674,9 @@ def alloc_contig_pages(k: Kernel, order: int, nid: int) -> int | None:
     return None
 
 
-def only_alloc_fresh_hugetlb_folio(k: Kernel, h: Hstate, gfp: int, nid: int, nodemask,
-                                   noretry: set[int] | None) -> int | None:
+def only_alloc_fresh_hugetlb_folio(
+    k: Kernel, h: Hstate, gfp: int, nid: int, nodemask, noretry: set[int] | None
+) -> int | None:
     if h.gigantic:
         pfn = alloc_contig_pages(k, h.order, nid)
         if pfn is not None:
@@ -677,8 +688,9 @@ def only_alloc_fresh_hugetlb_folio(k: Kernel, h: Hstate, gfp: int, nid: int, nod
     return pfn
 
 
-def alloc_pool_huge_folio(k: Kernel, h: Hstate, nodes: list[int], noretry: set[int] | None,
-                          cursor: dict | None = None) -> int | None:
+def alloc_pool_huge_folio(
+    k: Kernel, h: Hstate, nodes: list[int], noretry: set[int] | None, cursor: dict | None = None
+) -> int | None:
     """alloc_pool_huge_folio(): for_each_node_mask_to_alloc over ``nodes`` from the cursor
     (h->next_nid_to_alloc, or the boot thread's own next_node), gfp htlb_alloc_mask(h) |
     __GFP_THISNODE."""
@@ -757,7 +769,9 @@ def report_hugepages(k: Kernel) -> None:
     for h in _state(k):
         buf = _string_get_size(h.size)
         k.printk(6, f"HugeTLB: registered {buf} page size, pre-allocated {h.free_huge_pages} pages")
-        k.printk(6, f"HugeTLB: {hugetlb_vmemmap_optimizable_size(k, h) >> 10} KiB vmemmap can be freed for a {buf} page")
+        k.printk(
+            6, f"HugeTLB: {hugetlb_vmemmap_optimizable_size(k, h) >> 10} KiB vmemmap can be freed for a {buf} page"
+        )
 
 
 def hugetlb_init(k: Kernel) -> None:
@@ -776,10 +790,14 @@ def hugetlb_init(k: Kernel) -> None:
         if st.default_hstate_max_huge_pages:
             d = default_hstate(k)
             if d.max_huge_pages:
-                k.printk(4, f"HugeTLB: Ignoring hugepages={d.max_huge_pages} associated with "
-                            f"{_string_get_size(d.size)} page size")
-                k.printk(4, f"HugeTLB: Using hugepages={st.default_hstate_max_huge_pages} for number of default "
-                            "huge pages")
+                k.printk(
+                    4,
+                    f"HugeTLB: Ignoring hugepages={d.max_huge_pages} associated with "
+                    f"{_string_get_size(d.size)} page size",
+                )
+                k.printk(
+                    4, f"HugeTLB: Using hugepages={st.default_hstate_max_huge_pages} for number of default huge pages"
+                )
             d.max_huge_pages = st.default_hstate_max_huge_pages
             d.max_huge_pages_node = list(st.default_hugepages_in_node)
     hs = _state(k)
@@ -920,17 +938,29 @@ def write_hstates(k: Kernel) -> None:
     lh = k.T.sizeof("struct list_head")
     for h in _state(k):
         a = h.addr
-        for f in ("next_nid_to_alloc", "next_nid_to_free", "demote_order", "max_huge_pages", "nr_huge_pages",
-                  "free_huge_pages", "resv_huge_pages", "surplus_huge_pages", "nr_overcommit_huge_pages"):
+        for f in (
+            "next_nid_to_alloc",
+            "next_nid_to_free",
+            "demote_order",
+            "max_huge_pages",
+            "nr_huge_pages",
+            "free_huge_pages",
+            "resv_huge_pages",
+            "surplus_huge_pages",
+            "nr_overcommit_huge_pages",
+        ):
             km.set(a, "hstate", f, getattr(h, f))
         for nid in range(h.nodes):
             for f in ("nr_huge_pages_node", "free_huge_pages_node", "surplus_huge_pages_node"):
                 km.set(a, "hstate", f"{f}[{nid}]", getattr(h, f)[nid])
             km.set(a, "hstate", f"max_huge_pages_node[{nid}]", h.max_huge_pages_node[nid])
-            km.write_list(km.addr(a, "hstate", "hugepage_freelists") + nid * lh,
-                          [k.pfn_to_page(p) + _W.LRU_OFF for p in h.freelists[nid]])
-        km.write_list(km.addr(a, "hstate", "hugepage_activelist"),
-                      [k.pfn_to_page(p) + _W.LRU_OFF for p in h.activelist])
+            km.write_list(
+                km.addr(a, "hstate", "hugepage_freelists") + nid * lh,
+                [k.pfn_to_page(p) + _W.LRU_OFF for p in h.freelists[nid]],
+            )
+        km.write_list(
+            km.addr(a, "hstate", "hugepage_activelist"), [k.pfn_to_page(p) + _W.LRU_OFF for p in h.activelist]
+        )
 
 
 # -- hugetlbfs (fs/hugetlbfs/inode.c) -----------------------------------------------------------
@@ -1122,10 +1152,20 @@ def init_hugetlbfs_fs(k: Kernel) -> None:
     from mmintro.kernel import slab_common as sc
 
     km = k.kmem
-    cache = sc.kmem_cache_create(k, "hugetlbfs_inode_cache", k.T.sizeof("struct hugetlbfs_inode_info"),
-                                 flags=sc.SLAB_ACCOUNT, ctor="init_once", ctor_fn=sc.inode_init_once)
-    km.write_u64(k.image.var("hugetlbfs_inode_cachep", "bss") if "hugetlbfs_inode_cachep" not in k.image.symbols
-                 else k.sym("hugetlbfs_inode_cachep"), cache.addr)
+    cache = sc.kmem_cache_create(
+        k,
+        "hugetlbfs_inode_cache",
+        k.T.sizeof("struct hugetlbfs_inode_info"),
+        flags=sc.SLAB_ACCOUNT,
+        ctor="init_once",
+        ctor_fn=sc.inode_init_once,
+    )
+    km.write_u64(
+        k.image.var("hugetlbfs_inode_cachep", "bss")
+        if "hugetlbfs_inode_cachep" not in k.image.symbols
+        else k.sym("hugetlbfs_inode_cachep"),
+        cache.addr,
+    )
     fst = _kzalloc(k, k.T.sizeof("struct file_system_type"), "register_filesystem")
     km.set(fst, "file_system_type", "name", k.image.string("hugetlbfs"))
     k.image.string("none")
@@ -1459,8 +1499,9 @@ def hugetlb_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool) -> int:
     # hugetlb_no_page()
     f = km.get(vma, "vm_area_struct", "vm_file")
     size = km.get(km.get(f, "file", "f_inode"), "inode", "i_size") >> (h.order + PAGE_SHIFT)
-    pgoff = ((haddr - km.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)) + \
-        (km.get(vma, "vm_area_struct", "vm_pgoff") >> h.order)
+    pgoff = ((haddr - km.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)) + (
+        km.get(vma, "vm_area_struct", "vm_pgoff") >> h.order
+    )
     if pgoff >= size:
         from mmintro.kernel.memory import BusError
 
@@ -1549,8 +1590,9 @@ def unmap_hugepage_range(k: Kernel, vma: int, start: int, end: int) -> None:
 def vma_hugecache_offset(k: Kernel, h: Hstate, vma: int, addr: int) -> int:
     """vma_hugecache_offset(): the huge-page index of ``addr`` in the file."""
     km = k.kmem
-    return ((addr - km.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)) + \
-        (km.get(vma, "vm_area_struct", "vm_pgoff") >> h.order)
+    return ((addr - km.get(vma, "vm_area_struct", "vm_start")) >> (h.order + PAGE_SHIFT)) + (
+        km.get(vma, "vm_area_struct", "vm_pgoff") >> h.order
+    )
 
 
 def _private_resv(k: Kernel, vma: int) -> dict | None:
@@ -1594,8 +1636,9 @@ def hugetlb_vm_op_open(k: Kernel, vma: int) -> None:
     resv_map (kref_get)."""
     if _private_resv(k, vma) is not None:
         rm = k.kmem.get(vma, "vm_area_struct", "vm_private_data") & ~HPAGE_RESV_OWNER
-        k.kmem.set(rm, "resv_map", "refs.refcount.refs.counter",
-                   k.kmem.get(rm, "resv_map", "refs.refcount.refs.counter") + 1)
+        k.kmem.set(
+            rm, "resv_map", "refs.refcount.refs.counter", k.kmem.get(rm, "resv_map", "refs.refcount.refs.counter") + 1
+        )
 
 
 def copy_hugetlb_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:

@@ -21,8 +21,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mmintro.arch.x86 import (
-    __PAGE_KERNEL, __PAGE_KERNEL_LARGE, __PAGE_KERNEL_LARGE_EXEC, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE, _PAGE_TABLE,
-    PAGE_SHIFT, PAGE_SIZE, PGDIR_SHIFT, PMD_SHIFT, PTE_PFN_MASK, PUD_SHIFT, VMALLOC_SIZE_TB_L4,
+    __PAGE_KERNEL,
+    __PAGE_KERNEL_LARGE,
+    __PAGE_KERNEL_LARGE_EXEC,
+    _KERNPG_TABLE,
+    _PAGE_PRESENT,
+    _PAGE_PSE,
+    _PAGE_TABLE,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PGDIR_SHIFT,
+    PMD_SHIFT,
+    PTE_PFN_MASK,
+    PUD_SHIFT,
+    VMALLOC_SIZE_TB_L4,
 )
 from mmintro.kernel import config as kc
 from mmintro.kernel import gfp as G
@@ -124,8 +136,8 @@ def split_mem_range(start: int, end: int) -> list[tuple[int, int, int]]:
     """arch/x86/mm/init.c: split [start, end) into (start, end, largest page level) ranges."""
     pmd_pfns, pud_pfns = PMD_SIZE >> 12, PUD_SIZE >> 12
     start_pfn, limit_pfn = start >> 12, end >> 12
-    rup = lambda x, a: -(-x // a) * a  # noqa: E731
-    rdown = lambda x, a: x // a * a  # noqa: E731
+    rup = lambda x, a: -(-x // a) * a
+    rdown = lambda x, a: x // a * a
     out: list[tuple[int, int, int]] = []
     pfn = start_pfn
     e = min(rup(pfn, pmd_pfns), limit_pfn)
@@ -156,8 +168,9 @@ PTRS = 512
 PROT_4K, PROT_LARGE = __PAGE_KERNEL, __PAGE_KERNEL_LARGE
 
 
-def split_mem_range_masked(start: int, end: int, page_size_mask: int,
-                           is_memory: Callable[[int, int], bool]) -> list[tuple[int, int, int]]:
+def split_mem_range_masked(
+    start: int, end: int, page_size_mask: int, is_memory: Callable[[int, int], bool]
+) -> list[tuple[int, int, int]]:
     """split_mem_range(): [start, end) as (start, end, page_size_mask) ranges -- 4 KiB head,
     2 MiB up to the first 1 GiB boundary, 1 GiB, 2 MiB, 4 KiB tail -- then
     adjust_range_page_size_mask() (a range whose whole 2 MiB / 1 GiB is RAM may use the larger
@@ -190,8 +203,14 @@ class DirectMapper:
     entry that is already there again (``pages++`` on reuse), so the DirectMap counters can
     exceed RAM, as real /proc/meminfo shows."""
 
-    def __init__(self, pt: PageTables, page_offset: int, e820_mapped_any: Callable[[int, int], bool] | None,
-                 alloc_table: Callable[[], int], after_bootmem: bool = False) -> None:
+    def __init__(
+        self,
+        pt: PageTables,
+        page_offset: int,
+        e820_mapped_any: Callable[[int, int], bool] | None,
+        alloc_table: Callable[[], int],
+        after_bootmem: bool = False,
+    ) -> None:
         self.pt, self.page_offset, self.mapped_any, self.alloc_table = pt, page_offset, e820_mapped_any, alloc_table
         # after mem_init() (memory hotplug, memremap_pages): nothing past the range is cleared
         # (``e820_mapped_any`` is not asked, may be None) and an entry already there is not
@@ -264,14 +283,14 @@ class DirectMapper:
             paddr = nxt
 
 
-def write_direct_pages_count(k: "Kernel") -> None:
+def write_direct_pages_count(k: Kernel) -> None:
     """direct_pages_count[] as arch_report_meminfo()'s DirectMap lines read it, from the page
     tables' books (after the boot's mapping, a split, or memory added at run time)."""
     for level, n in k.pt.direct_pages_count.items():
         k.kmem.write_u64(k.sym("direct_pages_count") + 8 * level, n)
 
 
-def init_direct_map(k: "Kernel", mapper: DirectMapper, page_size_mask: int) -> None:
+def init_direct_map(k: Kernel, mapper: DirectMapper, page_size_mask: int) -> None:
     """init_mem_mapping(): the ISA range always, then memory_map_top_down(ISA_END_ADDRESS,
     max_pfn): from a free 2 MiB near the top of RAM downwards, in steps that grow by
     2^(PMD_SHIFT - PAGE_SHIFT - 1) once as much RAM as a step is mapped, each step mapping
@@ -308,8 +327,15 @@ def init_direct_map(k: "Kernel", mapper: DirectMapper, page_size_mask: int) -> N
         init_range_memory_mapping(real_end, map_end)
 
 
-def map_kernel_image(pt: PageTables, level3_kernel_pgt: int, level2_kernel_pgt: int, start_kernel_map: int,
-                     phys_base: int, image_start: int, image_end: int) -> None:
+def map_kernel_image(
+    pt: PageTables,
+    level3_kernel_pgt: int,
+    level2_kernel_pgt: int,
+    start_kernel_map: int,
+    phys_base: int,
+    image_start: int,
+    image_end: int,
+) -> None:
     """head_64.S: init_top_pgt[511] -> level3_kernel_pgt[510] -> level2_kernel_pgt, whose 2 MiB
     entries map the image; cleanup_highmap() leaves only [_text, _end) mapped."""
     pt.set_entry(pt.pgd, _idx(start_kernel_map, 0), level3_kernel_pgt | _PAGE_TABLE)
@@ -324,7 +350,7 @@ class PgtableAllocError(MemoryError):
     """pagetable_alloc() found no page: the caller's -ENOMEM."""
 
 
-def pagetable_alloc_kernel(k: "Kernel") -> int:
+def pagetable_alloc_kernel(k: Kernel) -> int:
     """__pte/__pmd/__pud_alloc_one() for init_mm: pagetable_alloc(GFP_PGTABLE_KERNEL &
     ~__GFP_HIGHMEM, 0), __pagetable_ctor() and ptdesc_set_kernel(); returns the page's
     physical address."""
@@ -343,7 +369,7 @@ def pagetable_alloc_kernel(k: "Kernel") -> int:
     return pfn << PAGE_SHIFT
 
 
-def mm_inc_nr_tables(k: "Kernel") -> None:
+def mm_inc_nr_tables(k: Kernel) -> None:
     """mm_inc_nr_puds()/mm_inc_nr_pmds() on init_mm: pgtables_bytes += PTRS_PER_P?D * 8, as
     __pud_alloc()/__pmd_alloc() do when they populate a new table (__pte_alloc_kernel() does
     not count)."""
@@ -351,7 +377,7 @@ def mm_inc_nr_tables(k: "Kernel") -> None:
     k.kmem.set(mm, "mm_struct", "pgtables_bytes", k.kmem.get(mm, "mm_struct", "pgtables_bytes") + PTRS_PER_TABLE * 8)
 
 
-def preallocate_vmalloc_pages(k: "Kernel") -> int:
+def preallocate_vmalloc_pages(k: Kernel) -> int:
     """arch/x86/mm/init_64.c: for every PGD slot of [VMALLOC_START, VMEMORY_END] (= VMALLOC_END
     without KMSAN), p4d_alloc() (folded on 4-level) then pud_alloc(), so the top hardware
     level never changes again.  Returns the number of PUD pages allocated."""
@@ -367,14 +393,14 @@ def preallocate_vmalloc_pages(k: "Kernel") -> int:
     return n
 
 
-def mem_init(k: "Kernel") -> None:
+def mem_init(k: Kernel) -> None:
     """arch/x86/mm/init_64.c mem_init() after memblock_free_all(): after_bootmem = 1 (page
     tables now come from the page allocator), then preallocate_vmalloc_pages()."""
     k.after_bootmem = True
     preallocate_vmalloc_pages(k)
 
 
-def pagetable_dtor_free(k: "Kernel", phys: int) -> None:
+def pagetable_dtor_free(k: Kernel, phys: int) -> None:
     """pagetable_dtor_free() of an init_mm table: pagetable_dtor() (__ClearPageTable,
     NR_PAGETABLE - 1; kernel tables have no split lock) and pagetable_free(), which clears
     PT_kernel and frees the page (the kernel may defer that to a work item; here it is
@@ -390,7 +416,7 @@ def pagetable_dtor_free(k: "Kernel", phys: int) -> None:
 
 
 # -- freeing what the boot no longer needs --------------------------------------------------------
-def free_init_pages(k: "Kernel", what: str, begin: int, end: int, image: bool = True) -> int:
+def free_init_pages(k: Kernel, what: str, begin: int, end: int, image: bool = True) -> int:
     """arch/x86/mm/init.c free_init_pages() on the physical range [begin, end), addressed
     through the image's high mapping (``image``) or the direct map (the initrd): the range is
     made NX and RW (set_memory_nx/rw, which may split large pages: set_memory.py), then
@@ -406,7 +432,7 @@ def free_init_pages(k: "Kernel", what: str, begin: int, end: int, image: bool = 
     return free_reserved_area(k, begin, end, POISON_FREE_INITMEM, what)
 
 
-def alternative_instructions(k: "Kernel") -> None:
+def alternative_instructions(k: Kernel) -> None:
     """arch/x86/kernel/alternative.c alternative_instructions() (from arch_cpu_finalize_init):
     a kernel booted SMP never needs its UP lock-prefix patch sites again, so .smp_locks is
     freed ("Freeing SMP alternatives memory").  Only that freeing is modelled."""
@@ -415,7 +441,7 @@ def alternative_instructions(k: "Kernel") -> None:
         free_init_pages(k, "SMP alternatives", k.image.start + r[0], k.image.start + r[1])
 
 
-def free_initmem(k: "Kernel") -> None:
+def free_initmem(k: Kernel) -> None:
     """arch/x86/mm/init.c free_initmem() (kernel_init, after every initcall):
     mem_encrypt_free_decrypted_mem() frees the unused part of .bss..decrypted, then
     free_kernel_image_pages() frees __init_begin..__init_end (.init.text, .init.data and the
@@ -426,7 +452,7 @@ def free_initmem(k: "Kernel") -> None:
     free_init_pages(k, "unused kernel image (initmem)", k.pa(k.sym("__init_begin")), k.image.init_end)
 
 
-def mark_rodata_ro(k: "Kernel") -> None:
+def mark_rodata_ro(k: Kernel) -> None:
     """arch/x86/mm/init_64.c mark_rodata_ro() (kernel_init -> mark_readonly): _text up to
     __end_rodata_hpage_align is write-protected, then the gaps the linker left between
     .text and .rodata and between .rodata and .data are freed."""
@@ -445,7 +471,7 @@ def mark_rodata_ro(k: "Kernel") -> None:
     free_init_pages(k, "unused kernel image (rodata/data gap)", rodata_end, start + lay.sdata)
 
 
-def free_initrd_mem(k: "Kernel") -> None:
+def free_initrd_mem(k: Kernel) -> None:
     """init/initramfs.c populate_rootfs() (rootfs_initcall) unpacks the initrd, then x86's
     free_initrd_mem() frees it: free_init_pages("initrd", start, PAGE_ALIGN(end))."""
     if k.initrd_range is not None:

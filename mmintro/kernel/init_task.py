@@ -39,7 +39,7 @@ THREAD_ALIGN = THREAD_SIZE
 THREADINFO_GFP = G.GFP_KERNEL_ACCOUNT | G.__GFP_ZERO
 
 
-def init_tasks(k: "Kernel") -> None:
+def init_tasks(k: Kernel) -> None:
     """INIT_TASK and sched_init()'s init_idle(current, 0): the boot CPU's idle task.  The other
     CPUs' idle tasks come later, from the task_struct cache (:func:`fork_idle`)."""
     T = k.T
@@ -61,8 +61,14 @@ def init_tasks(k: "Kernel") -> None:
         km.set(t, "task_struct", "static_prio", 120)
         km.set(t, "task_struct", "normal_prio", 120)
         # task_cpu(): x86 has THREAD_INFO_IN_TASK, so 6.18 keeps the CPU in thread_info.cpu.
-        km.set(t, "task_struct", "thread_info.cpu" if T.struct("task_struct").has_member("thread_info")
-               and not T.struct("task_struct").has_member("cpu") else "cpu", cpu)
+        km.set(
+            t,
+            "task_struct",
+            "thread_info.cpu"
+            if T.struct("task_struct").has_member("thread_info") and not T.struct("task_struct").has_member("cpu")
+            else "cpu",
+            cpu,
+        )
         km.set(t, "task_struct", "real_parent", init_task)
         km.set(t, "task_struct", "parent", init_task)
         init_idle_affinity(k, t, cpu)
@@ -94,7 +100,7 @@ def init_tasks(k: "Kernel") -> None:
     k.idle_tasks = tasks
 
 
-def _init_idle_rq(k: "Kernel", t: int, cpu: int) -> None:
+def _init_idle_rq(k: Kernel, t: int, cpu: int) -> None:
     """init_idle()'s runqueue half: rq->curr = rq->idle = the idle task; per-CPU current_task,
     cpu_number and this_cpu_off."""
     km = k.kmem
@@ -114,14 +120,26 @@ MLOCK_LIMIT = 8 << 20
 INR_OPEN_CUR, INR_OPEN_MAX = 1024, 4096
 MQ_BYTES_MAX = 819200
 INIT_RLIMITS = [  # RLIMIT_CPU ... RLIMIT_RTTIME
-    (RLIM_INFINITY, RLIM_INFINITY), (RLIM_INFINITY, RLIM_INFINITY), (RLIM_INFINITY, RLIM_INFINITY),
-    (_STK_LIM, RLIM_INFINITY), (0, RLIM_INFINITY), (RLIM_INFINITY, RLIM_INFINITY), (0, 0),
-    (INR_OPEN_CUR, INR_OPEN_MAX), (MLOCK_LIMIT, MLOCK_LIMIT), (RLIM_INFINITY, RLIM_INFINITY),
-    (RLIM_INFINITY, RLIM_INFINITY), (0, 0), (MQ_BYTES_MAX, MQ_BYTES_MAX), (0, 0), (0, 0),
-    (RLIM_INFINITY, RLIM_INFINITY)]
+    (RLIM_INFINITY, RLIM_INFINITY),
+    (RLIM_INFINITY, RLIM_INFINITY),
+    (RLIM_INFINITY, RLIM_INFINITY),
+    (_STK_LIM, RLIM_INFINITY),
+    (0, RLIM_INFINITY),
+    (RLIM_INFINITY, RLIM_INFINITY),
+    (0, 0),
+    (INR_OPEN_CUR, INR_OPEN_MAX),
+    (MLOCK_LIMIT, MLOCK_LIMIT),
+    (RLIM_INFINITY, RLIM_INFINITY),
+    (RLIM_INFINITY, RLIM_INFINITY),
+    (0, 0),
+    (MQ_BYTES_MAX, MQ_BYTES_MAX),
+    (0, 0),
+    (0, 0),
+    (RLIM_INFINITY, RLIM_INFINITY),
+]
 
 
-def init_signals(k: "Kernel", init_task: int) -> None:
+def init_signals(k: Kernel, init_task: int) -> None:
     """init/init_task.c ``init_signals`` (nr_threads 1, live 1, sigcnt 1, thread_head holding
     init_task, INIT_RLIMITS, every pids[] = &init_struct_pid) and ``init_sighand`` (count 1,
     every action SIG_DFL); kernel/pid.c ``init_struct_pid`` (count 1, level 0, number 0 in
@@ -141,7 +159,7 @@ def init_signals(k: "Kernel", init_task: int) -> None:
     km.write_list(km.addr(sig, "signal_struct", "thread_head"), [km.addr(init_task, "task_struct", "thread_node")])
     km.init_list_head(km.addr(sig, "signal_struct", "shared_pending.list"))
     km.init_list_head(km.addr(sig, "signal_struct", "wait_chldexit.head"))
-    for i, (cur, mx) in enumerate(INIT_RLIMITS[:T.struct("signal_struct").walk("rlim")[2].nelems]):
+    for i, (cur, mx) in enumerate(INIT_RLIMITS[: T.struct("signal_struct").walk("rlim")[2].nelems]):
         km.set(sig, "signal_struct", f"rlim[{i}].rlim_cur", cur)
         km.set(sig, "signal_struct", f"rlim[{i}].rlim_max", mx)
     for t in ("PIDTYPE_PID", "PIDTYPE_TGID", "PIDTYPE_PGID", "PIDTYPE_SID"):
@@ -154,7 +172,7 @@ def init_signals(k: "Kernel", init_task: int) -> None:
     km.set(init_task, "task_struct", "thread_pid", pid0)
 
 
-def fork_init_max_threads(k: "Kernel") -> None:
+def fork_init_max_threads(k: Kernel) -> None:
     """kernel/fork.c fork_init(): set_max_threads(MAX_THREADS) -- memblock_estimated_nr_free_pages()
     (memory minus reserved, in pages) * PAGE_SIZE / (THREAD_SIZE * 8), clamped to [MIN_THREADS,
     MAX_THREADS] -- then init_task.signal->rlim[RLIMIT_NPROC] and [RLIMIT_SIGPENDING] = max_threads / 2."""
@@ -173,11 +191,11 @@ def fork_init_max_threads(k: "Kernel") -> None:
 
 
 # -- CPU and memory-node affinity (kernel/sched/core.c, kernel/cgroup/cpuset.c, init/main.c) ------
-def _mask_words(k: "Kernel", typ: str) -> int:
+def _mask_words(k: Kernel, typ: str) -> int:
     return k.T.sizeof(typ) // 8
 
 
-def _set_cpus_allowed_common(k: "Kernel", tsk: int, words: list[int]) -> None:
+def _set_cpus_allowed_common(k: Kernel, tsk: int, words: list[int]) -> None:
     """kernel/sched/core.c set_cpus_allowed_common(): cpus_mask = new_mask, nr_cpus_allowed =
     its weight (and cpus_ptr = &cpus_mask: no migrate_disable in flight)."""
     km = k.kmem
@@ -189,7 +207,7 @@ def _set_cpus_allowed_common(k: "Kernel", tsk: int, words: list[int]) -> None:
     km.set(tsk, "task_struct", "nr_cpus_allowed", sum(w.bit_count() for w in words))
 
 
-def init_idle_affinity(k: "Kernel", tsk: int, cpu: int) -> None:
+def init_idle_affinity(k: Kernel, tsk: int, cpu: int) -> None:
     """The idle task of ``cpu``: mems_allowed all set (build_all_zonelists_init ->
     cpuset_init_current_mems_allowed: nodes_setall(init_task.mems_allowed); fork_idle copies
     init_task), and init_idle()'s set_cpus_allowed_common(idle, cpumask_of(cpu))."""
@@ -201,7 +219,7 @@ def init_idle_affinity(k: "Kernel", tsk: int, cpu: int) -> None:
     _set_cpus_allowed_common(k, tsk, words)
 
 
-def user_task_affinity(k: "Kernel", tsk: int) -> None:
+def user_task_affinity(k: Kernel, tsk: int) -> None:
     """What every user task inherits from init (pid 1, kernel_init): sched_init_smp()'s
     set_cpus_allowed_ptr(current, housekeeping_cpumask(HK_TYPE_DOMAIN)) (no isolcpus: the
     possible CPUs) and kernel_init_freeable()'s set_mems_allowed(node_states[N_MEMORY]).
@@ -217,7 +235,7 @@ def user_task_affinity(k: "Kernel", tsk: int) -> None:
         km.set(tsk, "task_struct", f"mems_allowed.bits[{i}]", km.get(mem, "nodemask_t", f"bits[{i}]"))
 
 
-def dup_task_cpus_ptr(k: "Kernel", tsk: int, orig: int) -> None:
+def dup_task_cpus_ptr(k: Kernel, tsk: int, orig: int) -> None:
     """kernel/fork.c dup_task_struct(): after the memcpy, ``if (orig->cpus_ptr ==
     &orig->cpus_mask) tsk->cpus_ptr = &tsk->cpus_mask``."""
     km = k.kmem
@@ -225,7 +243,7 @@ def dup_task_cpus_ptr(k: "Kernel", tsk: int, orig: int) -> None:
         km.set(tsk, "task_struct", "cpus_ptr", km.addr(tsk, "task_struct", "cpus_mask"))
 
 
-def set_task_stack_end_magic(k: "Kernel", tsk: int) -> None:
+def set_task_stack_end_magic(k: Kernel, tsk: int) -> None:
     """STACK_END_MAGIC in the lowest word of the stack (end_of_stack(): the stack grows down)."""
     from mmintro.kernel import vmalloc
 
@@ -237,7 +255,7 @@ def set_task_stack_end_magic(k: "Kernel", tsk: int) -> None:
         k.kmem.write_bytes(stack, magic)
 
 
-def account_kernel_stack(k: "Kernel", tsk: int, account: int) -> None:
+def account_kernel_stack(k: Kernel, tsk: int, account: int) -> None:
     """NR_KERNEL_STACK_KB += account * PAGE_SIZE / 1024 for each page of a vmapped stack, on
     the page's node."""
     from mmintro.kernel import vmalloc
@@ -249,7 +267,7 @@ def account_kernel_stack(k: "Kernel", tsk: int, account: int) -> None:
         k.mod_node_page_state(nid, "NR_KERNEL_STACK_KB", account * (PAGE_SIZE // 1024))
 
 
-def alloc_thread_stack_node(k: "Kernel", tsk: int, node: int, caller: "str | int") -> int:
+def alloc_thread_stack_node(k: Kernel, tsk: int, node: int, caller: str | int) -> int:
     """kernel/fork.c (CONFIG_VMAP_STACK): reuse one of this CPU's cached stacks (zeroed), else
     __vmalloc_node(THREAD_SIZE, THREAD_ALIGN, THREADINFO_GFP & ~__GFP_ACCOUNT, node); sets
     ``tsk->stack_vm_area`` and ``tsk->stack``.  ``caller`` is the function copy_process() was
@@ -276,7 +294,7 @@ def alloc_thread_stack_node(k: "Kernel", tsk: int, node: int, caller: "str | int
     return 0
 
 
-def free_thread_stack(k: "Kernel", tsk: int) -> None:
+def free_thread_stack(k: Kernel, tsk: int) -> None:
     """Keep the stack in a free slot of this CPU's cached_stacks, else vfree it (the kernel
     defers that vfree past an RCU grace period)."""
     from mmintro.kernel import vmalloc
@@ -294,7 +312,7 @@ def free_thread_stack(k: "Kernel", tsk: int) -> None:
     km.set(tsk, "task_struct", "stack_vm_area", 0)
 
 
-def fork_idle(k: "Kernel", cpu: int) -> int:
+def fork_idle(k: Kernel, cpu: int) -> int:
     """kernel/fork.c fork_idle(cpu) -> copy_process(&init_struct_pid, ...): dup_task_struct()
     takes a task_struct from the task_struct cache on cpu_to_node(cpu) (alloc_task_struct_node)
     and copies the forking task, init_task, into it (arch_dup_task_struct); its stack on that
@@ -308,16 +326,23 @@ def fork_idle(k: "Kernel", cpu: int) -> int:
     km = k.kmem
     T = k.T
     init_task = k.sym("init_task")
-    t = slub.kmem_cache_alloc_node(k, slub.find_cache(k, "task_struct"), "GFP_KERNEL", k.cpu_to_node(cpu),
-                                   caller="dup_task_struct")
+    t = slub.kmem_cache_alloc_node(
+        k, slub.find_cache(k, "task_struct"), "GFP_KERNEL", k.cpu_to_node(cpu), caller="dup_task_struct"
+    )
     if not t:
         raise MemoryError(f"fork_idle: no task_struct for CPU {cpu}")
     km.write_bytes(t, k.mem.read(k.pa(init_task), T.sizeof("struct task_struct")))
     km.set(t, "task_struct", "stack", 0)
     km.set(t, "task_struct", "usage.refs.counter", 2)
     km.write_bytes(km.addr(t, "task_struct", "comm"), f"swapper/{cpu}".encode().ljust(16, b"\0"))
-    km.set(t, "task_struct", "thread_info.cpu" if T.struct("task_struct").has_member("thread_info")
-           and not T.struct("task_struct").has_member("cpu") else "cpu", cpu)
+    km.set(
+        t,
+        "task_struct",
+        "thread_info.cpu"
+        if T.struct("task_struct").has_member("thread_info") and not T.struct("task_struct").has_member("cpu")
+        else "cpu",
+        cpu,
+    )
     init_idle_affinity(k, t, cpu)
     km.set(t, "task_struct", "group_leader", t)
     for lst in ("children", "sibling", "thread_node", "ptraced", "ptrace_entry", "tasks"):
@@ -336,13 +361,13 @@ def fork_idle(k: "Kernel", cpu: int) -> int:
     return t
 
 
-def fork_idle_stacks(k: "Kernel") -> None:
+def fork_idle_stacks(k: Kernel) -> None:
     """idle_threads_init(): :func:`fork_idle` for every CPU but the boot one."""
     for cpu in range(1, k.config.cpus):
         fork_idle(k, cpu)
 
 
-def init_nsproxy(k: "Kernel", idle_tasks: list[int]) -> None:
+def init_nsproxy(k: Kernel, idle_tasks: list[int]) -> None:
     """kernel/nsproxy.c ``init_nsproxy`` (count REFCOUNT_INIT(1), uts_ns = &init_uts_ns,
     pid_ns_for_children = &init_pid_ns; mnt_ns set by init_mount_tree; the ipc/net/time/cgroup
     namespaces are not modelled) and INIT_TASK's ``.nsproxy = &init_nsproxy``; each other idle

@@ -241,8 +241,9 @@ def _new_inode(k: Kernel, v: Vfs, mode: int, size: int, ino: int | None = None, 
     return inode
 
 
-def vfs_create_mount(k: Kernel, sb: int, root: int, devname: str, flags: int = 0,
-                     mnt_id: int | None = None, ns: int | None = None) -> int:
+def vfs_create_mount(
+    k: Kernel, sb: int, root: int, devname: str, flags: int = 0, mnt_id: int | None = None, ns: int | None = None
+) -> int:
     """fs/namespace.c alloc_vfsmnt() (mnt_cache: here kzalloc) + vfs_create_mount(): a
     ``struct mount`` of ``sb`` rooted at ``root`` (its own parent and mountpoint, empty lists),
     on ``sb->s_mounts`` (6.18: a singly linked list through mnt_next_for_sb /
@@ -295,8 +296,7 @@ def _d_alloc(k: Kernel, v: Vfs, parent: int, name: str) -> int:
         nm = km.addr(d, "dentry", "d_shortname.string")
     else:
         # struct external_name (kmalloc'd, count 1): the name after its count and rcu_head
-        ext = slub.kmalloc(k, k.T.offsetof("external_name", "name") + len(raw) + 1, "GFP_KERNEL",
-                           caller="__d_alloc")
+        ext = slub.kmalloc(k, k.T.offsetof("external_name", "name") + len(raw) + 1, "GFP_KERNEL", caller="__d_alloc")
         km.set(ext, "external_name", "count.counter", 1)
         nm = km.addr(ext, "external_name", "name")
     km.write_bytes(nm, raw + b"\0")
@@ -332,8 +332,7 @@ def _lookup_create(k: Kernel, v: Vfs, path: str, mode: int, size: int) -> tuple[
         d = v.dentries.get(cur)
         if d is None:
             m = mode if last else S_IFDIR
-            inode = _new_inode(k, v, m | (0o644 if last else 0o755), size if last else 4096,
-                               nlink=1 if last else 2)
+            inode = _new_inode(k, v, m | (0o644 if last else 0o755), size if last else 4096, nlink=1 if last else 2)
             d = _d_alloc(k, v, parent, name)
             _d_instantiate(k, d, inode, m)
             v.dentries[cur] = d
@@ -388,8 +387,11 @@ def dput(k: Kernel, dentry: int) -> None:
     if cnt > 0:
         return
     sb = km.get(dentry, "dentry", "d_sb")
-    unhashed = _is_root(k, dentry) and dentry != km.get(sb, "super_block", "s_root") \
+    unhashed = (
+        _is_root(k, dentry)
+        and dentry != km.get(sb, "super_block", "s_root")
         and not km.get(dentry, "dentry", "d_hash.pprev")
+    )
     if unhashed:  # retain_dentry(): d_unhashed -> false
         __dentry_kill(k, dentry)
 
@@ -402,8 +404,9 @@ def __dentry_kill(k: Kernel, dentry: int) -> None:
     km = k.kmem
     inode = km.get(dentry, "dentry", "d_inode")
     if inode:
-        km.set(dentry, "dentry", "d_flags",
-               km.get(dentry, "dentry", "d_flags") & ~k.T.const("DCACHE_ENTRY_TYPE"))  # __d_clear_type_and_inode
+        km.set(
+            dentry, "dentry", "d_flags", km.get(dentry, "dentry", "d_flags") & ~k.T.const("DCACHE_ENTRY_TYPE")
+        )  # __d_clear_type_and_inode
         km.set(dentry, "dentry", "d_inode", 0)
         alias = km.addr(dentry, "dentry", "d_u.d_alias")  # hlist_del_init
         nxt, pprev = km.get(alias, "hlist_node", "next"), km.get(alias, "hlist_node", "pprev")
@@ -458,8 +461,19 @@ def open_dentry(k: Kernel, dentry: int) -> int:
     km.write_bytes(f, bytes(k.T.sizeof("struct file")))
     km.set(f, "file", "f_ref.refcnt.counter", 0)  # file_ref_init(&f->f_ref, 1): one reference = 0
     km.set(f, "file", "f_flags", O_RDWR | O_LARGEFILE)
-    km.set(f, "file", "f_mode", FMODE_READ | FMODE_WRITE | FMODE_LSEEK | FMODE_PREAD | FMODE_PWRITE
-           | FMODE_CAN_READ | FMODE_CAN_WRITE | FMODE_OPENED)
+    km.set(
+        f,
+        "file",
+        "f_mode",
+        FMODE_READ
+        | FMODE_WRITE
+        | FMODE_LSEEK
+        | FMODE_PREAD
+        | FMODE_PWRITE
+        | FMODE_CAN_READ
+        | FMODE_CAN_WRITE
+        | FMODE_OPENED,
+    )
     km.set(f, "file", "f_path.mnt", km.addr(v.mount, "mount", "mnt"))
     km.set(f, "file", "f_path.dentry", dentry)
     _d_get(k, dentry)
@@ -587,4 +601,4 @@ def file_bytes(path: str, pos: int, length: int) -> bytes:
             fill = hashlib.blake2b(f"{path}:{page}".encode(), digest_size=32).hexdigest().encode()
         head = f"{path} @{off:#x} ".encode()[:48]
         out += (head + fill)[:63] + b"\n"
-    return bytes(out[pos - start:pos - start + length])
+    return bytes(out[pos - start : pos - start + length])

@@ -35,20 +35,27 @@ STI_HLT = b"\xfb\xf4"
 NOP = b"\x90"
 
 
-def place_text(k: "Kernel") -> None:
+def place_text(k: Kernel) -> None:
     """``panic``, ``__crash_kexec`` and ``pv_native_safe_halt`` in .text, with code."""
     img = k.image
-    funcs = {name: img.func(name, size) for name, size in
-             (("panic", 0x2A0), ("__crash_kexec", 0x120), ("pv_native_safe_halt", 0x10))}
+    funcs = {
+        name: img.func(name, size)
+        for name, size in (("panic", 0x2A0), ("__crash_kexec", 0x120), ("pv_native_safe_halt", 0x10))
+    }
     crash_kexec = sched.PUSH_RBP + sched.MOV_RBP_RSP + NOP * 8 + sched.POP_RBP + sched.RET
-    panic = (sched.PUSH_RBP + sched.MOV_RBP_RSP
-             + sched.rel32(b"\xe8", funcs["panic"] + 4, funcs["__crash_kexec"]) + sched.POP_RBP + sched.RET)
+    panic = (
+        sched.PUSH_RBP
+        + sched.MOV_RBP_RSP
+        + sched.rel32(b"\xe8", funcs["panic"] + 4, funcs["__crash_kexec"])
+        + sched.POP_RBP
+        + sched.RET
+    )
     code = {"panic": panic, "__crash_kexec": crash_kexec, "pv_native_safe_halt": STI_HLT + sched.RET}
     for name, body in code.items():
         k.kmem.write_bytes(funcs[name], body + sched.INT3 * (img.symbols[name].size - len(body)))
 
 
-def cpu_regs(k: "Kernel", cpu: int) -> dict[str, int]:
+def cpu_regs(k: Kernel, cpu: int) -> dict[str, int]:
     """The registers CPU ``cpu`` saved, by ``user_regs_struct`` member name."""
     task = k.idle_tasks[cpu]
     sp = sched.stack_top(k, task) - FRAME_DEPTH
@@ -61,7 +68,7 @@ def cpu_regs(k: "Kernel", cpu: int) -> dict[str, int]:
     return {"ip": ip, "cs": __KERNEL_CS, "flags": flags, "sp": sp, "ss": __KERNEL_DS, "bp": sp + 0x10}
 
 
-def prstatus_notes(k: "Kernel") -> list[bytes]:
+def prstatus_notes(k: Kernel) -> list[bytes]:
     """One NT_PRSTATUS descriptor (``struct elf_prstatus``) per CPU, as crash_save_cpu() fills it."""
     T = k.T
     st = T.struct("elf_prstatus")
@@ -73,9 +80,9 @@ def prstatus_notes(k: "Kernel") -> list[bytes]:
     for cpu in range(k.config.cpus):
         b = bytearray(size)
         pid = k.kmem.get(k.idle_tasks[cpu], "task_struct", "pid")
-        b[off_pid:off_pid + 4] = pid.to_bytes(4, "little")
+        b[off_pid : off_pid + 4] = pid.to_bytes(4, "little")
         for name, value in cpu_regs(k, cpu).items():
             o = off_reg + regs_t.offsetof(name)
-            b[o:o + 8] = value.to_bytes(8, "little")
+            b[o : o + 8] = value.to_bytes(8, "little")
         out.append(bytes(b))
     return out

@@ -55,10 +55,18 @@ class ImageLayout:
     bss_decrypted_unused: tuple[int, int] | None = None
 
     def check(self) -> None:
-        order = [("_etext", self.etext), ("__start_rodata", self.start_rodata), ("__end_rodata", self.end_rodata),
-                 ("_sdata", self.sdata), ("_edata", self.edata), ("__init_begin", self.init_begin),
-                 ("__init_end", self.init_end if self.init_end is not None else self.init_begin),
-                 ("__bss_start", self.bss_start), ("__bss_stop", self.bss_stop), ("_brk_end", self.brk_end)]
+        order = [
+            ("_etext", self.etext),
+            ("__start_rodata", self.start_rodata),
+            ("__end_rodata", self.end_rodata),
+            ("_sdata", self.sdata),
+            ("_edata", self.edata),
+            ("__init_begin", self.init_begin),
+            ("__init_end", self.init_end if self.init_end is not None else self.init_begin),
+            ("__bss_start", self.bss_start),
+            ("__bss_stop", self.bss_stop),
+            ("_brk_end", self.brk_end),
+        ]
         for (na, a), (nb, b) in zip(order, order[1:]):
             if not 0 < a <= b:
                 raise ValueError(f"kernel image layout: {nb} ({b:#x}) is not after {na} ({a:#x})")
@@ -89,13 +97,26 @@ def layout_of_dump(prog) -> tuple[ImageLayout, int]:
 
     text = by_name["_text"].address
     smp = (off("__smp_locks"), off("__smp_locks_end")) if "__smp_locks" in by_name else None
-    dec = ((off("__start_bss_decrypted_unused"), off("__end_bss_decrypted"))
-           if "__start_bss_decrypted_unused" in by_name else None)
+    dec = (
+        (off("__start_bss_decrypted_unused"), off("__end_bss_decrypted"))
+        if "__start_bss_decrypted_unused" in by_name
+        else None
+    )
     brk_end = u64("_brk_end") - text if "_brk_end" in by_name else off("__bss_stop")
-    layout = ImageLayout(etext=off("_etext"), start_rodata=off("__start_rodata"), end_rodata=off("__end_rodata"),
-                         sdata=off("_sdata"), edata=off("_edata"), init_begin=off("__init_begin"),
-                         init_end=off("__init_end"), bss_start=off("__bss_start"), bss_stop=off("__bss_stop"),
-                         brk_end=max(brk_end, off("__bss_stop")), smp_locks=smp, bss_decrypted_unused=dec)
+    layout = ImageLayout(
+        etext=off("_etext"),
+        start_rodata=off("__start_rodata"),
+        end_rodata=off("__end_rodata"),
+        sdata=off("_sdata"),
+        edata=off("_edata"),
+        init_begin=off("__init_begin"),
+        init_end=off("__init_end"),
+        bss_start=off("__bss_start"),
+        bss_stop=off("__bss_stop"),
+        brk_end=max(brk_end, off("__bss_stop")),
+        smp_locks=smp,
+        bss_decrypted_unused=dec,
+    )
     load = (text - START_KERNEL_MAP + u64("phys_base")) & 0xFFFFFFFFFFFFFFFF  # phys_base wraps below the link address
     return layout, load
 
@@ -105,8 +126,13 @@ def layout_of_dump(prog) -> tuple[ImageLayout, int]:
 # are in .init.text, as the kernel links them.
 FUNCTIONS = [("vmemmap_populate", 0x1A0), ("kernel_clone", 0x3E0)]
 INIT_FUNCTIONS = [
-    ("start_kernel", 0x6C0), ("setup_arch", 0x1200), ("memblock_alloc_try_nid", 0xE0),
-    ("sparse_init", 0x3A0), ("free_area_init", 0x5C0), ("memblock_free_all", 0x140), ("mem_init", 0x80),
+    ("start_kernel", 0x6C0),
+    ("setup_arch", 0x1200),
+    ("memblock_alloc_try_nid", 0xE0),
+    ("sparse_init", 0x3A0),
+    ("free_area_init", 0x5C0),
+    ("memblock_free_all", 0x140),
+    ("mem_init", 0x80),
 ]
 
 
@@ -198,8 +224,16 @@ class KernelImage:
         return self.pa(self.symbols["__init_end"].address)
 
     # -- placement ----------------------------------------------------------------------
-    def add(self, name: str, address: int, size: int, kind: str, type_: Type | None = None, section: str = "data",
-            key: str | None = None) -> KSymbol:
+    def add(
+        self,
+        name: str,
+        address: int,
+        size: int,
+        kind: str,
+        type_: Type | None = None,
+        section: str = "data",
+        key: str | None = None,
+    ) -> KSymbol:
         """Define symbol ``name``.  ``key``: how the simulator names it when the image has
         another of the same name (a file's static function, e.g. bdev.c's and inode.c's
         init_once(), which kallsyms lists twice)."""

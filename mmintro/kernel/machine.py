@@ -17,7 +17,7 @@ and leaves a :class:`Kernel` whose memory a snapshot writer can store.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,7 +29,13 @@ from mmintro.kernel import page_alloc
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.e820 import E820_NAMES, E820_TYPE_ACPI, E820_TYPE_RAM, build_e820
 from mmintro.kernel.init_64 import (
-    PG_LEVEL_1G, PG_LEVEL_2M, DirectMapper, PageTables, init_direct_map, map_kernel_image, pagetable_alloc_kernel,
+    PG_LEVEL_1G,
+    PG_LEVEL_2M,
+    DirectMapper,
+    PageTables,
+    init_direct_map,
+    map_kernel_image,
+    pagetable_alloc_kernel,
     write_direct_pages_count,
 )
 from mmintro.kernel.kimage import LOAD_PHYSICAL_ADDR, KernelImage
@@ -93,7 +99,7 @@ class Kernel:
         self.allocations: dict[int, int] = {}  # first pfn -> order of every block handed out
         self.alloc_failures: list = []  # page_alloc.AllocFailure, in order
         self.alloc_context_cache: dict = {}
-        self.sync_hooks: list[Callable[["Kernel"], None]] = []  # subsystems' book writers, run by sync()
+        self.sync_hooks: list[Callable[[Kernel], None]] = []  # subsystems' book writers, run by sync()
         self.il_prev: dict[int, int] = {}  # mempolicy interleave position, per CPU's task
         self.extfrag_events = 0  # fallbacks into another migratetype's block (mm_page_alloc_extfrag)
         self.rng = np.random.default_rng(config.seed)
@@ -159,8 +165,9 @@ class Kernel:
             raise ValueError(f"cpu {cpu} is not online (the machine has {self.config.cpus})")
         self.current_cpu = cpu
 
-    def alloc_pages(self, gfp: int | str, order: int = 0, nid: int | None = None,
-                    nodemask: "frozenset[int] | None" = None) -> int | None:
+    def alloc_pages(
+        self, gfp: int | str, order: int = 0, nid: int | None = None, nodemask: frozenset[int] | None = None
+    ) -> int | None:
         """__alloc_pages(gfp, order, nid or numa_node_id(), nodemask): the first pfn, or
         None after a warn_alloc report in ``self.alloc_failures`` (and the log)."""
         mask = gfp if type(gfp) is int else G.parse_gfp(gfp)
@@ -170,7 +177,9 @@ class Kernel:
             raise ValueError(f"node {nid} does not exist (the machine has {self.config.nodes})")
         return _ALLOC_PAGES(self, mask, order, nid, nodemask)
 
-    def alloc_pages_interleave(self, gfp: int | str, order: int = 0, nodes: "tuple[int, ...] | None" = None) -> int | None:
+    def alloc_pages_interleave(
+        self, gfp: int | str, order: int = 0, nodes: tuple[int, ...] | None = None
+    ) -> int | None:
         """alloc_pages_mpol() under MPOL_INTERLEAVE over ``nodes`` (default: every node)."""
         from mmintro.kernel import mempolicy
 
@@ -185,7 +194,7 @@ class Kernel:
         _FREE_PAGES(self, pfn, order)
 
     # -- boot ------------------------------------------------------------------------------
-    def boot(self, progress: Progress | None = None) -> "Kernel":
+    def boot(self, progress: Progress | None = None) -> Kernel:
         from mmintro.kernel import mm_init, page_alloc, resource, sparse
 
         step = progress or (lambda _msg, _frac: None)
@@ -305,16 +314,19 @@ class Kernel:
         total = sum(z.present for zs in self.zones for z in zs)
         self.printk(6, f"Built {self.config.nodes} zonelists, mobility grouping on.  Total pages: {total}")
         free = sum(z.free_pages for zs in self.zones for z in zs)
-        kb = lambda pages: pages << (PAGE_SHIFT - 10)  # noqa: E731
+        kb = lambda pages: pages << (PAGE_SHIFT - 10)
         # mm/mm_init.c mem_init_print_info(): the image's section sizes from the linker symbols
         # (no section is embedded in another here, so adj_init_size() changes nothing), and
         # "reserved" = physpages - totalram_pages - totalcma_pages
-        sym = lambda a, b: (self.sym(b) - self.sym(a)) >> 10  # noqa: E731
+        sym = lambda a, b: (self.sym(b) - self.sym(a)) >> 10
         totalram = sum(z.managed for zs in self.zones for z in zs)
-        self.printk(6, f"Memory: {kb(free)}K/{kb(total)}K available ({sym('_stext', '_etext')}K kernel code, "
-                       f"{sym('_sdata', '_edata')}K rwdata, {sym('__start_rodata', '__end_rodata')}K rodata, "
-                       f"{sym('__init_begin', '__init_end')}K init, {sym('__bss_start', '__bss_stop')}K bss, "
-                       f"{kb(total - totalram)}K reserved, 0K cma-reserved)")
+        self.printk(
+            6,
+            f"Memory: {kb(free)}K/{kb(total)}K available ({sym('_stext', '_etext')}K kernel code, "
+            f"{sym('_sdata', '_edata')}K rwdata, {sym('__start_rodata', '__end_rodata')}K rodata, "
+            f"{sym('__init_begin', '__init_end')}K init, {sym('__bss_start', '__bss_stop')}K bss, "
+            f"{kb(total - totalram)}K reserved, 0K cma-reserved)",
+        )
 
     def setup_arch(self) -> None:
         cfg = self.config
@@ -377,8 +389,11 @@ class Kernel:
             return
         new = self.memblock.alloc(area, PAGE_SIZE, limit=self.max_pfn << PAGE_SHIFT)
         self.printk(6, f"Allocated new RAMDISK: [mem {new:#010x}-{new + size - 1:#010x}]")
-        self.printk(6, f"Move RAMDISK from [mem {start:#010x}-{start + size - 1:#010x}] to "
-                       f"[mem {new:#010x}-{new + size - 1:#010x}]")
+        self.printk(
+            6,
+            f"Move RAMDISK from [mem {start:#010x}-{start + size - 1:#010x}] to "
+            f"[mem {new:#010x}-{new + size - 1:#010x}]",
+        )
         self.memblock.free(start, area)
         self.initrd_range = (new, size)
 
@@ -387,29 +402,95 @@ class Kernel:
         for name in ("swapper_pg_dir", "level3_kernel_pgt", "level2_kernel_pgt"):
             img.var(name, "data", PAGE_SIZE)
         img.add("init_top_pgt", img.symbols["swapper_pg_dir"].address, PAGE_SIZE, "object", section="data")
-        for name in ("page_offset_base", "vmalloc_base", "vmemmap_base", "phys_base", "max_pfn", "max_low_pfn",
-                     "min_low_pfn", "_totalram_pages", "node_data", "node_states", "nr_node_ids", "nr_cpu_ids",
-                     "__cpu_online_mask", "__cpu_possible_mask", "__cpu_present_mask", "__cpu_active_mask",
-                     "__per_cpu_offset", "init_mm", "iomem_resource", "ioport_resource", "min_free_kbytes",
-                     "user_min_free_kbytes", "watermark_scale_factor", "watermark_boost_factor",
-                     "sysctl_lowmem_reserve_ratio", "sysctl_overcommit_memory", "sysctl_overcommit_ratio",
-                     "sysctl_overcommit_kbytes", "pageblock_order", "e820_table", "init_task", "panic_cpu",
-                     "crashing_cpu", "hstates", "hugetlb_max_hstate", "swap_info", "nr_swapfiles",
-                     "total_swap_pages", "nr_swap_pages", "swap_active_head", "vm_swappiness", "slab_caches", "vmap_nodes", "nr_vmap_nodes",
-                     "vmap_zone_size", "init_pid_ns", "blockdev_superblock", "high_memory", "numa_distance",
-                     "numa_distance_cnt", "vm_dirty_ratio", "dirty_background_ratio", "vm_dirty_bytes",
-                     "dirty_background_bytes", "sysctl_stat_interval", "pcpu_nr_units"):
+        for name in (
+            "page_offset_base",
+            "vmalloc_base",
+            "vmemmap_base",
+            "phys_base",
+            "max_pfn",
+            "max_low_pfn",
+            "min_low_pfn",
+            "_totalram_pages",
+            "node_data",
+            "node_states",
+            "nr_node_ids",
+            "nr_cpu_ids",
+            "__cpu_online_mask",
+            "__cpu_possible_mask",
+            "__cpu_present_mask",
+            "__cpu_active_mask",
+            "__per_cpu_offset",
+            "init_mm",
+            "iomem_resource",
+            "ioport_resource",
+            "min_free_kbytes",
+            "user_min_free_kbytes",
+            "watermark_scale_factor",
+            "watermark_boost_factor",
+            "sysctl_lowmem_reserve_ratio",
+            "sysctl_overcommit_memory",
+            "sysctl_overcommit_ratio",
+            "sysctl_overcommit_kbytes",
+            "pageblock_order",
+            "e820_table",
+            "init_task",
+            "panic_cpu",
+            "crashing_cpu",
+            "hstates",
+            "hugetlb_max_hstate",
+            "swap_info",
+            "nr_swapfiles",
+            "total_swap_pages",
+            "nr_swap_pages",
+            "swap_active_head",
+            "vm_swappiness",
+            "slab_caches",
+            "vmap_nodes",
+            "nr_vmap_nodes",
+            "vmap_zone_size",
+            "init_pid_ns",
+            "blockdev_superblock",
+            "high_memory",
+            "numa_distance",
+            "numa_distance_cnt",
+            "vm_dirty_ratio",
+            "dirty_background_ratio",
+            "vm_dirty_bytes",
+            "dirty_background_bytes",
+            "sysctl_stat_interval",
+            "pcpu_nr_units",
+        ):
             img.var(name, "data")
         img.var("init_thread_union", "data", x86.PAGE_SIZE * 4)
-        for name in ("mem_section", "__highest_present_section_nr", "vm_zone_stat", "vm_node_stat",
-                     "vm_numa_event", "totalreserve_pages", "totalcma_pages", "nr_kernel_pages", "nr_all_pages",
-                     "vm_committed_as", "vm_committed_as_batch", "page_group_by_mobility_disabled",
-                     "direct_pages_count", "pcpu_nr_populated", "nr_threads", "total_forks"):
+        for name in (
+            "mem_section",
+            "__highest_present_section_nr",
+            "vm_zone_stat",
+            "vm_node_stat",
+            "vm_numa_event",
+            "totalreserve_pages",
+            "totalcma_pages",
+            "nr_kernel_pages",
+            "nr_all_pages",
+            "vm_committed_as",
+            "vm_committed_as_batch",
+            "page_group_by_mobility_disabled",
+            "direct_pages_count",
+            "pcpu_nr_populated",
+            "nr_threads",
+            "total_forks",
+        ):
             img.var(name, "bss")
-        for marker, section, at_end in (("_etext", "text", True), ("__start_rodata", "rodata", False),
-                                        ("__end_rodata", "rodata", True), ("_sdata", "data", False),
-                                        ("_edata", "data", True), ("__bss_start", "bss", False),
-                                        ("__bss_stop", "bss", True), ("_end", "bss", True)):
+        for marker, section, at_end in (
+            ("_etext", "text", True),
+            ("__start_rodata", "rodata", False),
+            ("__end_rodata", "rodata", True),
+            ("_sdata", "data", False),
+            ("_edata", "data", True),
+            ("__bss_start", "bss", False),
+            ("__bss_stop", "bss", True),
+            ("_end", "bss", True),
+        ):
             img.marker(marker, section, at_end)
         k = self.kmem
         k.write_u64(self.sym("page_offset_base"), self.page_offset_base)
@@ -427,7 +508,9 @@ class Kernel:
         self.write_int("sysctl_overcommit_ratio", kc.OVERCOMMIT_RATIO)
         self.write_int("vm_dirty_ratio", kc.DIRTY_RATIO)
         self.write_int("vm_swappiness", 60)  # mm/vmscan.c: int vm_swappiness = 60
-        self.kmem.init_list_head(self.kmem.addr(self.sym("swap_active_head"), "plist_head", "node_list"))  # PLIST_HEAD_INIT
+        self.kmem.init_list_head(
+            self.kmem.addr(self.sym("swap_active_head"), "plist_head", "node_list")
+        )  # PLIST_HEAD_INIT
         self.write_int("dirty_background_ratio", kc.DIRTY_BACKGROUND_RATIO)
         self.write_int("sysctl_stat_interval", kc.HZ)  # vm.stat_interval = 1 s, in jiffies
         k.write_u64(self.sym("high_memory"), self.phys_to_virt(self.max_pfn << PAGE_SHIFT))
@@ -474,8 +557,19 @@ class Kernel:
         # fs/proc/array.c task_state_array[]: the state letters /proc/PID/status, ps and
         # drgn's task_state_to_char() read.
         img.var("task_state_array", "rodata")
-        for i, name in enumerate(("R (running)", "S (sleeping)", "D (disk sleep)", "T (stopped)", "t (tracing stop)",
-                                  "X (dead)", "Z (zombie)", "P (parked)", "I (idle)")):
+        for i, name in enumerate(
+            (
+                "R (running)",
+                "S (sleeping)",
+                "D (disk sleep)",
+                "T (stopped)",
+                "t (tracing stop)",
+                "X (dead)",
+                "Z (zombie)",
+                "P (parked)",
+                "I (idle)",
+            )
+        ):
             k.write_u64(self.sym("task_state_array") + 8 * i, img.string(name))
         # head_64.S: empty_zero_page in .bss..page_aligned; mm/memory.c init_zero_pfn():
         # zero_pfn = page_to_pfn(ZERO_PAGE(0)), the pfn read faults map (do_anonymous_page).
@@ -502,8 +596,15 @@ class Kernel:
             return self.memblock.alloc(PAGE_SIZE, PAGE_SIZE, nid=nid)
 
         self.pt = PageTables(self.mem, pgd, alloc_table)
-        map_kernel_image(self.pt, self.pa(self.sym("level3_kernel_pgt")), self.pa(self.sym("level2_kernel_pgt")),
-                         START_KERNEL_MAP, self.phys_base, self.image.start, self.image.end)
+        map_kernel_image(
+            self.pt,
+            self.pa(self.sym("level3_kernel_pgt")),
+            self.pa(self.sym("level2_kernel_pgt")),
+            START_KERNEL_MAP,
+            self.phys_base,
+            self.image.start,
+            self.image.end,
+        )
         e820_mapped = [(e.addr, e.end) for e in self.e820 if e.type in (E820_TYPE_RAM, E820_TYPE_ACPI)]
 
         def e820_mapped_any(start: int, end: int) -> bool:
@@ -571,8 +672,10 @@ class Kernel:
         says so.)"""
         off = -(-self.pcpu_dyn_next // align) * align
         if off + size > self.pcpu_unit_size:
-            raise MemoryError(f"per-CPU first chunk is full ({self.pcpu_unit_size - self.pcpu_dyn_next} bytes left, "
-                              f"{size} asked; further chunks are not simulated)")
+            raise MemoryError(
+                f"per-CPU first chunk is full ({self.pcpu_unit_size - self.pcpu_dyn_next} bytes left, "
+                f"{size} asked; further chunks are not simulated)"
+            )
         self.pcpu_dyn_next = off + size
         return self.per_cpu_start + off
 

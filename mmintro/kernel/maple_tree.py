@@ -110,11 +110,17 @@ assert _nelems("maple_node", "slot") == MAPLE_NODE_SLOTS
 assert _T.sizeof("struct maple_node") == MAPLE_NODE_MASK + 1
 
 # lib/maple_tree.c: mt_slots[], mt_pivots[], mt_min_slots[]
-mt_slots = {maple_leaf_64: MAPLE_RANGE64_SLOTS, maple_range_64: MAPLE_RANGE64_SLOTS,
-            maple_arange_64: MAPLE_ARANGE64_SLOTS}
+mt_slots = {
+    maple_leaf_64: MAPLE_RANGE64_SLOTS,
+    maple_range_64: MAPLE_RANGE64_SLOTS,
+    maple_arange_64: MAPLE_ARANGE64_SLOTS,
+}
 mt_pivots = {t: n - 1 for t, n in mt_slots.items()}
-mt_min_slots = {maple_leaf_64: MAPLE_RANGE64_SLOTS // 2 - 2, maple_range_64: MAPLE_RANGE64_SLOTS // 2 - 2,
-                maple_arange_64: MAPLE_ARANGE64_SLOTS // 2 - 1}
+mt_min_slots = {
+    maple_leaf_64: MAPLE_RANGE64_SLOTS // 2 - 2,
+    maple_range_64: MAPLE_RANGE64_SLOTS // 2 - 2,
+    maple_arange_64: MAPLE_ARANGE64_SLOTS // 2 - 1,
+}
 
 maple_dense = _T.const("maple_dense")
 
@@ -193,8 +199,9 @@ class _Big:
 
     __slots__ = ("gap", "piv", "slot", "type")
 
-    def __init__(self, type_: int, piv: list[int] | None = None, slot: list | None = None,
-                 gap: list[int] | None = None) -> None:
+    def __init__(
+        self, type_: int, piv: list[int] | None = None, slot: list | None = None, gap: list[int] | None = None
+    ) -> None:
         self.type = type_
         self.piv = piv if piv is not None else []
         self.slot = slot if slot is not None else []
@@ -230,8 +237,14 @@ class MapleTree:
     a ``struct maple_node`` (the maple_node slab cache); ``free_node(addr)`` takes one back.
     """
 
-    def __init__(self, k: Kernel, addr: int, alloc_node: Callable[[], int],
-                 free_node: Callable[[int], None] | None = None, flags: int | None = None) -> None:
+    def __init__(
+        self,
+        k: Kernel,
+        addr: int,
+        alloc_node: Callable[[], int],
+        free_node: Callable[[int], None] | None = None,
+        flags: int | None = None,
+    ) -> None:
         self.k = k
         self.addr = addr
         self.alloc_node = alloc_node
@@ -456,8 +469,9 @@ class MapleTree:
                 return False
         return True
 
-    def _mas_store_b_node(self, lv: _Lv, content: int | None, offset: int, offset_end: int, index: int,
-                          last: int, entry: int | None) -> _Big:
+    def _mas_store_b_node(
+        self, lv: _Lv, content: int | None, offset: int, offset_end: int, index: int, last: int, entry: int | None
+    ) -> _Big:
         """mas_store_b_node(): the leaf's data with [index, last] = entry."""
         node = lv.node
         bn = _Big(node.type, node.piv[:offset], node.slot[:offset])
@@ -473,8 +487,8 @@ class MapleTree:
         if piv > last:  # the old range ends after the new one
             bn.slot.append(content if offset_end == offset else node.slot[offset_end])
             bn.piv.append(piv)
-        bn.piv += node.piv[offset_end + 1:]
-        bn.slot += node.slot[offset_end + 1:]
+        bn.piv += node.piv[offset_end + 1 :]
+        bn.slot += node.slot[offset_end + 1 :]
         return bn
 
     # -- root stores -----------------------------------------------------------------------------------
@@ -594,8 +608,8 @@ class MapleTree:
     def _mk(self, bn: _Big, lo: int, hi: int, type_: int | None = None) -> MapleNode:
         """mab_mas_cp(): a new node with big-node entries [lo, hi]."""
         t = bn.type if type_ is None else type_
-        gap = bn.gap[lo:hi + 1] if (not ma_is_leaf(t) and self.mt_is_alloc()) else None
-        node = MapleNode(t, bn.piv[lo:hi + 1], bn.slot[lo:hi + 1], gap)
+        gap = bn.gap[lo : hi + 1] if (not ma_is_leaf(t) and self.mt_is_alloc()) else None
+        node = MapleNode(t, bn.piv[lo : hi + 1], bn.slot[lo : hi + 1], gap)
         self._touch(node)
         self._adopt(node)
         return node
@@ -607,8 +621,8 @@ class MapleTree:
     def _big_of(self, node: MapleNode, lo: int = 0, hi: int | None = None) -> _Big:
         """mas_mab_cp(): entries [lo, hi] of ``node`` as a big node."""
         hi = node.end if hi is None else hi
-        gap = node.gap[lo:hi + 1] if node.gap is not None else None
-        return _Big(node.type, node.piv[lo:hi + 1], node.slot[lo:hi + 1], gap)
+        gap = node.gap[lo : hi + 1] if node.gap is not None else None
+        return _Big(node.type, node.piv[lo : hi + 1], node.slot[lo : hi + 1], gap)
 
     def _internal_type(self) -> int:
         return maple_arange_64 if self.mt_is_alloc() else maple_range_64
@@ -636,8 +650,11 @@ class MapleTree:
         else:
             slot_min = mt_min_slots[bn.type]
             mid_split = 0
-            while (split < slot_count - 1 and (bn.piv[split] - mn) & ULONG_MAX < slot_count - 1
-                   and b_end - split > slot_min):
+            while (
+                split < slot_count - 1
+                and (bn.piv[split] - mn) & ULONG_MAX < slot_count - 1
+                and b_end - split > slot_min
+            ):
                 split += 1
         split = self._mab_no_null_split(bn, split, slot_count)
         if mid_split:
@@ -661,11 +678,12 @@ class MapleTree:
                     return
                 new = self._mk(bn, 0, bn.b_end)
                 self._replace_node(path, level, new)
-                self._mas_update_gap(path[:level + 1])
+                self._mas_update_gap(path[: level + 1])
                 return
             lv = path[level]
-            if level > 0 and (self._mas_push_data(path, level, bn, True) or
-                              self._mas_push_data(path, level, bn, False)):
+            if level > 0 and (
+                self._mas_push_data(path, level, bn, True) or self._mas_push_data(path, level, bn, False)
+            ):
                 return
             split, _mid = self._mab_calc_split(bn, prev_l_min)
             left = self._mk(bn, 0, split)
@@ -676,8 +694,17 @@ class MapleTree:
             self._free(lv.node)
             level -= 1
 
-    def _fill_parent(self, path: list[_Lv], level: int, l_min: int, left: MapleNode, l_max: int,
-                     right: MapleNode, r_max: int, skip: int) -> _Big:
+    def _fill_parent(
+        self,
+        path: list[_Lv],
+        level: int,
+        l_min: int,
+        left: MapleNode,
+        l_max: int,
+        right: MapleNode,
+        r_max: int,
+        skip: int,
+    ) -> _Big:
         """mast_fill_bnode(): the level above, with ``left`` and ``right`` in place of the
         ``skip`` nodes starting at offset ``path[level - 1].off - (skip - 1)`` (for a push left)
         or ``path[level - 1].off`` (a split or a push right)."""
@@ -732,15 +759,13 @@ class MapleTree:
             return False
         sb = self._big_of(sib)
         if left:
-            comb = _Big(bn.type, sb.piv + bn.piv, sb.slot + bn.slot,
-                        (sb.gap + bn.gap) if bn.gap is not None else None)
+            comb = _Big(bn.type, sb.piv + bn.piv, sb.slot + bn.slot, (sb.gap + bn.gap) if bn.gap is not None else None)
             split = mt_slots[bn.type] - 2
             split = self._mab_no_null_split(comb, split, mt_slots[bn.type], slot_total + 1)
             l_min, r_max = sib_min, lv.max
             p.off = sib_off
         else:
-            comb = _Big(bn.type, bn.piv + sb.piv, bn.slot + sb.slot,
-                        (bn.gap + sb.gap) if bn.gap is not None else None)
+            comb = _Big(bn.type, bn.piv + sb.piv, bn.slot + sb.slot, (bn.gap + sb.gap) if bn.gap is not None else None)
             split = slot_total - (mt_slots[bn.type] - 2)
             split = self._mab_no_null_split(comb, split, mt_slots[bn.type], slot_total + 2)
             l_min, r_max = lv.min, sib_max
@@ -862,7 +887,7 @@ class MapleTree:
             level -= 1
         if level < 0:
             return None
-        out = [_Lv(x.node, x.min, x.max, x.off) for x in path[:level + 1]]
+        out = [_Lv(x.node, x.min, x.max, x.off) for x in path[: level + 1]]
         out[level].off += 1
         while len(out) <= depth:
             up = out[-1]
@@ -878,7 +903,7 @@ class MapleTree:
             level -= 1
         if level < 0:
             return None
-        out = [_Lv(x.node, x.min, x.max, x.off) for x in path[:level + 1]]
+        out = [_Lv(x.node, x.min, x.max, x.off) for x in path[: level + 1]]
         out[level].off -= 1
         while len(out) <= depth:
             up = out[-1]
@@ -886,8 +911,9 @@ class MapleTree:
             out.append(_Lv(child, _slot_min(up, up.off), up.node.piv[up.off], child.end))
         return out
 
-    def _mast_spanning_rebalance(self, bn: _Big, lpath: list[_Lv], rpath: list[_Lv],
-                                 olds: list[MapleNode]) -> tuple[list[_Lv], list[_Lv]]:
+    def _mast_spanning_rebalance(
+        self, bn: _Big, lpath: list[_Lv], rpath: list[_Lv], olds: list[MapleNode]
+    ) -> tuple[list[_Lv], list[_Lv]]:
         """Pull the nearest neighbour of the level into ``bn``: checking upwards one level at
         a time, the node to the right first, then the one to the left."""
         depth = len(rpath) - 1
@@ -962,8 +988,11 @@ class MapleTree:
             pl, pr = lpath[-2], rpath[-2]
             olds = _dedup_parents(olds)
             lpath, rpath = lpath[:-1], rpath[:-1]
-            nb = self._big_of(pl.node, 0, pl.off - 1) if pl.off else _Big(pl.node.type, [], [],
-                                                                          [] if pl.node.gap is not None else None)
+            nb = (
+                self._big_of(pl.node, 0, pl.off - 1)
+                if pl.off
+                else _Big(pl.node.type, [], [], [] if pl.node.gap is not None else None)
+            )
             nb.type = pl.node.type
             for node, mn, mx in new:
                 piv, s, g = self._entry_of(node, mn, mx)
@@ -1156,16 +1185,18 @@ def _dedup_parents(nodes: list[MapleNode]) -> list[MapleNode]:
     return out
 
 
-def mt_init_flags(k: Kernel, addr: int, flags: int, alloc_node: Callable[[], int],
-                  free_node: Callable[[int], None] | None = None) -> MapleTree:
+def mt_init_flags(
+    k: Kernel, addr: int, flags: int, alloc_node: Callable[[], int], free_node: Callable[[int], None] | None = None
+) -> MapleTree:
     """An empty tree at ``addr`` (``ma_root`` NULL, ``ma_flags`` = ``flags``)."""
     mt = MapleTree(k, addr, alloc_node, free_node, flags)
     mt.flush()
     return mt
 
 
-def __mt_dup(src: MapleTree, addr: int, alloc_node: Callable[[], int],
-             free_node: Callable[[int], None] | None = None) -> MapleTree:
+def __mt_dup(
+    src: MapleTree, addr: int, alloc_node: Callable[[], int], free_node: Callable[[int], None] | None = None
+) -> MapleTree:
     """A copy of ``src`` at ``addr``, node for node (``mas_dup_build``: each node copied whole,
     child pointers and parents redone; the new tree takes ``src``'s ``ma_flags``).  This is how
     dup_mmap() gives a child its parent's VMA tree at fork, before it stores each new VMA over
@@ -1176,8 +1207,12 @@ def __mt_dup(src: MapleTree, addr: int, alloc_node: Callable[[], int],
 
     def copy(n: MapleNode) -> MapleNode:
         leaf = ma_is_leaf(n.type)
-        c = MapleNode(n.type, list(n.piv), list(n.slot) if leaf else [copy(x) for x in n.slot],
-                      list(n.gap) if n.gap is not None else None)
+        c = MapleNode(
+            n.type,
+            list(n.piv),
+            list(n.slot) if leaf else [copy(x) for x in n.slot],
+            list(n.gap) if n.gap is not None else None,
+        )
         new._touch(c)
         new._adopt(c)
         return c
@@ -1188,9 +1223,14 @@ def __mt_dup(src: MapleTree, addr: int, alloc_node: Callable[[], int],
     return new
 
 
-def mt_build(k: Kernel, addr: int, ranges: list[tuple[int, int, int]] | Iterator[tuple[int, int, int]],
-             alloc_node: Callable[[], int], free_node: Callable[[int], None] | None = None,
-             flags: int = MM_MT_FLAGS) -> MapleTree:
+def mt_build(
+    k: Kernel,
+    addr: int,
+    ranges: list[tuple[int, int, int]] | Iterator[tuple[int, int, int]],
+    alloc_node: Callable[[], int],
+    free_node: Callable[[int], None] | None = None,
+    flags: int = MM_MT_FLAGS,
+) -> MapleTree:
     """A tree at ``addr`` holding ``ranges`` — (first, last, entry), sorted, not overlapping —
     stored in ascending order through the 6.18 write path, then written once."""
     mt = MapleTree(k, addr, alloc_node, free_node, flags)

@@ -92,8 +92,9 @@ class Memblock:
                 out.append((start, m.end, m.nid))
         return out
 
-    def alloc(self, size: int, align: int = 4096, nid: int | None = None, limit: int | None = None,
-              min_addr: int = 0) -> int:
+    def alloc(
+        self, size: int, align: int = 4096, nid: int | None = None, limit: int | None = None, min_addr: int = 0
+    ) -> int:
         """memblock_alloc_try_nid: the highest free, aligned range in [min_addr, limit)."""
         top = min(self.current_limit, limit or self.current_limit)
         for start, end, _ in reversed(self.free_ranges(nid)):

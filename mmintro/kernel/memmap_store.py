@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import operator
 from bisect import bisect_left, bisect_right, insort
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from mmintro.arch.x86 import PAGE_SIZE
 
-__all__ = ["SectionMemmap", "CompactWords64", "CompactWords32", "LazyRun", "PAGE_WORDS",
-           "EXCEPTION_LIMIT", "RUN_LIMIT"]
+__all__ = ["SectionMemmap", "CompactWords64", "CompactWords32", "LazyRun", "PAGE_WORDS", "EXCEPTION_LIMIT", "RUN_LIMIT"]
 
 PAGE_WORDS = 8  # sizeof(struct page) / 8 (checked against the type data by sparse.sparse_init)
 M64 = (1 << 64) - 1
@@ -67,11 +66,24 @@ class SectionMemmap:
     """The struct pages of one memory section (``npages`` of them at vmemmap address
     ``addr0`` onwards): runs and exceptions, or a numpy array once materialized."""
 
-    __slots__ = ("nr", "npages", "addr0", "starts", "tmpls", "selfs", "exc", "exc_idx", "arr", "mv64", "mv32",
-                 "on_materialize")
+    __slots__ = (
+        "nr",
+        "npages",
+        "addr0",
+        "starts",
+        "tmpls",
+        "selfs",
+        "exc",
+        "exc_idx",
+        "arr",
+        "mv64",
+        "mv32",
+        "on_materialize",
+    )
 
-    def __init__(self, nr: int, npages: int, addr0: int,
-                 on_materialize: Callable[["SectionMemmap"], None] | None = None) -> None:
+    def __init__(
+        self, nr: int, npages: int, addr0: int, on_materialize: Callable[[SectionMemmap], None] | None = None
+    ) -> None:
         self.nr = nr
         self.npages = npages
         self.addr0 = addr0  # the address of the first struct page
@@ -152,8 +164,7 @@ class SectionMemmap:
             if any(selfs[r] >> j & 1 for r in range(r0, r1)) and (op != "set" or lane is not None):
                 self.materialize()  # an address word changed bit by bit: no longer a run
             else:
-                if any(_apply(tmpls[r][j], lane, op, value) != tmpls[r][j] or selfs[r] >> j & 1
-                       for r in range(r0, r1)):
+                if any(_apply(tmpls[r][j], lane, op, value) != tmpls[r][j] or selfs[r] >> j & 1 for r in range(r0, r1)):
                     self._split(lo)
                     self._split(hi)
                     r0 = bisect_left(self.starts, lo)
@@ -215,13 +226,13 @@ class SectionMemmap:
         while r < len(starts) and starts[r] < i1:
             a = max(starts[r], i0)
             b = min(starts[r + 1] if r + 1 < len(starts) else self.npages, i1)
-            out[a - i0:b - i0] = np.array(self.tmpls[r], dtype=np.uint64)
+            out[a - i0 : b - i0] = np.array(self.tmpls[r], dtype=np.uint64)
             sm = self.selfs[r]
             if sm:
                 addrs = np.uint64(self.addr0) + np.arange(a, b, dtype=np.uint64) * np.uint64(64)
                 for j in range(PAGE_WORDS):
                     if sm >> j & 1:
-                        out[a - i0:b - i0, j] += addrs
+                        out[a - i0 : b - i0, j] += addrs
             r += 1
         a, b = bisect_left(self.exc_idx, i0), bisect_left(self.exc_idx, i1)
         if a < b:
@@ -256,7 +267,7 @@ class SectionMemmap:
     def read(self, off: int, n: int) -> bytes:
         i0, i1 = off // 64, -(-(off + n) // 64)
         b = self.generate(i0, i1).view(np.uint8).reshape(-1)
-        return b[off - i0 * 64:off - i0 * 64 + n].tobytes()
+        return b[off - i0 * 64 : off - i0 * 64 + n].tobytes()
 
     def pages(self, p0: int, p1: int) -> np.ndarray:
         """The bytes of 4 KiB pages [p0, p1) of the region (uint8)."""
@@ -273,7 +284,7 @@ class SectionMemmap:
         for r, s in enumerate(self.starts):
             if self.selfs[r] or any(self.tmpls[r]):
                 e = self.starts[r + 1] if r + 1 < len(self.starts) else self.npages
-                nz[s // per:-(-e // per)] = True
+                nz[s // per : -(-e // per)] = True
         for idx, e in self.exc.items():
             if any(e):
                 nz[idx // per] = True

@@ -81,9 +81,27 @@ if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
 __all__ = [
-    "FAULT_KINDS", "Fault", "FaultRecord", "SegmentationFault", "access", "add_mm_counter", "copy_page_range", "do_anonymous_page",
-    "do_wp_page", "finish_fault", "free_pgtables", "get_mm_counter", "get_mm_counter_sum", "handle_mm_fault",
-    "mm_populate", "pgd_offset", "pmd_alloc", "pte_offset_alloc", "pud_alloc", "unmap_mapping_pages", "walk",
+    "FAULT_KINDS",
+    "Fault",
+    "FaultRecord",
+    "SegmentationFault",
+    "access",
+    "add_mm_counter",
+    "copy_page_range",
+    "do_anonymous_page",
+    "do_wp_page",
+    "finish_fault",
+    "free_pgtables",
+    "get_mm_counter",
+    "get_mm_counter_sum",
+    "handle_mm_fault",
+    "mm_populate",
+    "pgd_offset",
+    "pmd_alloc",
+    "pte_offset_alloc",
+    "pud_alloc",
+    "unmap_mapping_pages",
+    "walk",
     "zap_page_range",
 ]
 
@@ -247,7 +265,7 @@ def _read(k: Kernel, kva: int) -> int:
     p = kva - k.page_offset_base
     chunk = k.mem._chunks.get(p >> 16)  # PhysMem's lazily backed 64 KiB chunks (never in a region)
     if chunk is not None:
-        return int(chunk[p & 0xFFF8:(p & 0xFFF8) + 8].view(np.uint64)[0])
+        return int(chunk[p & 0xFFF8 : (p & 0xFFF8) + 8].view(np.uint64)[0])
     return k.mem.read_u64(p)
 
 
@@ -255,7 +273,7 @@ def _write(k: Kernel, kva: int, v: int) -> None:
     p = kva - k.page_offset_base
     chunk = k.mem._chunks.get(p >> 16)
     if chunk is not None:
-        chunk[p & 0xFFF8:(p & 0xFFF8) + 8].view(np.uint64)[0] = v
+        chunk[p & 0xFFF8 : (p & 0xFFF8) + 8].view(np.uint64)[0] = v
         return
     k.mem.write_u64(p, v)
 
@@ -352,7 +370,7 @@ def walk(k: Kernel, mm: int, addr: int) -> tuple[str, int, int]:
     """(level, slot kvaddr, entry) of the leaf mapping ``addr`` or of the first non-present
     entry on the way down ("PGD", "PUD", "PMD" or "PTE")."""
     slot = pgd_offset(k, mm, addr)
-    for name, shift in (("PGD", None), ("PUD", PUD_SHIFT), ("PMD", PMD_SHIFT), ("PTE", PAGE_SHIFT)):
+    for name, _shift in (("PGD", None), ("PUD", PUD_SHIFT), ("PMD", PMD_SHIFT), ("PTE", PAGE_SHIFT)):
         e = _read(k, slot)
         if not e & _PAGE_PRESENT or name == "PTE" or (name in ("PUD", "PMD") and e & _PAGE_PSE):
             return name, slot, e
@@ -464,7 +482,7 @@ def _fast_get(k: Kernel, addr: int, struct: str, field: str) -> int:
             chunk = k.mem._chunks.get(p >> 16)
             if chunk is not None:
                 o = p & 0xFFFF
-                return int(chunk[o:o + 8].view(np.uint64)[0])
+                return int(chunk[o : o + 8].view(np.uint64)[0])
     return k.kmem.get(addr, struct, field)
 
 
@@ -643,8 +661,7 @@ def handle_pte_fault(k: Kernel, mm: int, vma: int, addr: int, write: bool, task:
 
 
 # -- swap-in -------------------------------------------------------------------------------------
-def do_swap_page(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None, pte: int,
-                 orig: int) -> Fault:
+def do_swap_page(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None, pte: int, orig: int) -> Fault:
     """mm/memory.c do_swap_page() for an order-0 swap entry: the folio from the swap cache
     or read by swapin_readahead (VM_FAULT_MAJOR, PGMAJFAULT), mapped again (a new anon rmap
     for a folio fresh from the device, else folio_add_anon_rmap_ptes), MM_SWAPENTS ->
@@ -679,8 +696,10 @@ def do_swap_page(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int
     # should_try_to_free_swap(): swap more than half full, an mlocked VMA, or a write fault
     # by the only user (the lookup's reference and the swap cache's)
     if swap_state.folio_test_swapcache(k, folio) and (
-            sf.vm_swap_full(k) or flags & mmap.VM_LOCKED
-            or (write and rmap.folio_ref_count(k, folio) == 1 + swap.folio_nr_pages(k, folio))):
+        sf.vm_swap_full(k)
+        or flags & mmap.VM_LOCKED
+        or (write and rmap.folio_ref_count(k, folio) == 1 + swap.folio_nr_pages(k, folio))
+    ):
         sf.folio_free_swap(k, folio)
     add_mm_counter(k, mm, "MM_ANONPAGES", 1)
     add_mm_counter(k, mm, "MM_SWAPENTS", -1)
@@ -739,8 +758,7 @@ def _lru_add_vma(k: Kernel, pfn: int, vma: int) -> None:
         swap.folio_add_lru_vma(k, pfn, vma)
 
 
-def do_anonymous_page(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None,
-                      pmd: int) -> Fault:
+def do_anonymous_page(k: Kernel, mm: int, vma: int, addr: int, write: bool, task: int | None, pmd: int) -> Fault:
     """mm/memory.c do_anonymous_page() for an order-0 folio (alloc_anon_folio falls back to
     order 0 unless mTHP orders are enabled): the zero page for reads, else
     vmf_anon_prepare (anon_vma_prepare), a zeroed folio from vma_alloc_folio,
@@ -874,8 +892,14 @@ def do_fault_around(k: Kernel, mm: int, vma: int, addr: int, pmd: int) -> int | 
     pte_off = (addr >> PAGE_SHIFT) & 511
     vma_off = pgoff - vm_pgoff
     from_pte = max(pte_off & ~(FAULT_AROUND_PAGES - 1), pte_off - min(pte_off, vma_off))
-    to_pte = min(from_pte + FAULT_AROUND_PAGES, PTRS_PER_TABLE,
-                 pte_off + ((_vma_get(k, vma, "vm_end") - _vma_get(k, vma, "vm_start")) >> PAGE_SHIFT) - vma_off) - 1
+    to_pte = (
+        min(
+            from_pte + FAULT_AROUND_PAGES,
+            PTRS_PER_TABLE,
+            pte_off + ((_vma_get(k, vma, "vm_end") - _vma_get(k, vma, "vm_start")) >> PAGE_SHIFT) - vma_off,
+        )
+        - 1
+    )
     start_pgoff = pgoff + from_pte - pte_off
     end_pgoff = pgoff + to_pte - pte_off
     max_idx = -(-km.get(km.get(mapping, "address_space", "host"), "inode", "i_size") // PAGE_SIZE)
@@ -900,7 +924,7 @@ def do_fault_around(k: Kernel, mm: int, vma: int, addr: int, pmd: int) -> int | 
         if not flags >> _PF_ALL["PG_workingset"] & 1:
             mmap_miss += 1
         a = base | ((pte_off + idx - pgoff) << PAGE_SHIFT)
-        slot = table + 8 * (((a >> PAGE_SHIFT)) & 511)
+        slot = table + 8 * ((a >> PAGE_SHIFT) & 511)
         if _read(k, slot):
             continue
         if a == addr & ~(PAGE_SIZE - 1):
@@ -1010,8 +1034,9 @@ def do_wp_page(k: Kernel, mm: int, vma: int, addr: int, task: int | None, pte: i
     return wp_page_copy(k, mm, vma, addr, task, pte, orig, page)
 
 
-def wp_page_copy(k: Kernel, mm: int, vma: int, addr: int, task: int | None, pte: int, orig: int,
-                 old: int | None) -> Fault:
+def wp_page_copy(
+    k: Kernel, mm: int, vma: int, addr: int, task: int | None, pte: int, orig: int, old: int | None
+) -> Fault:
     """mm/memory.c wp_page_copy(): a new anonymous page (zeroed for the zero page, else a
     copy of the old one), rss moved from file to anon for a file page, the new PTE
     (folio_mk_pte + maybe_mkwrite(pte_mkdirty)), folio_add_new_anon_rmap +
@@ -1135,7 +1160,7 @@ def copy_page_range(k: Kernel, dst_vma: int, src_vma: int) -> int:
         # copy_present_ptes(): references and rmap for the normal pages -- small folios a
         # table at a time (folio_get + folio_try_dup_anon_rmap_pte / folio_dup_file_rmap_pte),
         # large folios one PTE at a time
-        for i, pfn, is_anon, swapbacked in _dup_small_folios(k, vals, idx, flags, rss):
+        for i, _pfn, _is_anon, _swapbacked in _dup_small_folios(k, vals, idx, flags, rss):
             a = base | (int(i) << PAGE_SHIFT)
             page = vm_normal_page(k, src_vma, a, int(sents[i]))
             if page is None:
@@ -1376,8 +1401,9 @@ def _zap_shared_small_anon(k: Kernel, vals: np.ndarray, rss: dict) -> list[int]:
     return [int(j) for j in np.flatnonzero(~fast)]
 
 
-def free_pgtables(k: Kernel, mm: int, start: int, end: int, floor: int | None = None,
-                  ceiling: int | None = None) -> None:
+def free_pgtables(
+    k: Kernel, mm: int, start: int, end: int, floor: int | None = None, ceiling: int | None = None
+) -> None:
     """mm/memory.c free_pgd_range(tlb, start, end, floor, ceiling): free the PTE, PMD and
     PUD tables that map only [start, end) within [floor, ceiling) (ceiling 0 = the top),
     clearing their entries, pagetable_dtor_free and mm_dec_nr_ptes/pmds/puds.  Without
@@ -1478,9 +1504,11 @@ def mm_populate(k: Kernel, mm: int, start: int, length: int, write: bool, task: 
 
 def _populate_vma(k: Kernel, mm: int, vma: int, start: int, end: int, write: bool, task: int | None) -> int:
     flags = _vma_get(k, vma, "vm_flags")
-    if (vma_is_anonymous(k, vma)
-            and not flags & (mmap.VM_SHARED | VM_HUGETLB | mmap.VM_LOCKED | mmap.VM_PFNMAP | mmap.VM_IO)
-            and not _access_error(flags, write)):
+    if (
+        vma_is_anonymous(k, vma)
+        and not flags & (mmap.VM_SHARED | VM_HUGETLB | mmap.VM_LOCKED | mmap.VM_PFNMAP | mmap.VM_IO)
+        and not _access_error(flags, write)
+    ):
         huge = _optional("huge_memory")
         if huge is None or not huge.thp_vma_allowable(k, vma):
             return _populate_anon(k, mm, vma, start, end, write, task)
@@ -1665,7 +1693,9 @@ class _AnonBatch:
             _rss_add_ones(k, mm, "MM_ANONPAGES", got)
             _lru_add_inactive_anon(k, pfns)
             extra = _PAGE_DIRTY | _PAGE_RW if self.flags & mmap.VM_WRITE else 0
-            ents[missing[:got]] = (np.array(pfns, dtype=np.uint64) << np.uint64(PAGE_SHIFT)) | np.uint64(self.prot | extra)
+            ents[missing[:got]] = (np.array(pfns, dtype=np.uint64) << np.uint64(PAGE_SHIFT)) | np.uint64(
+                self.prot | extra
+            )
             log.extend(FaultRecord(pid, comm, base | (run[j] << PAGE_SHIFT), pfns[j], "anon") for j in range(got))
             if got < nm:
                 k.vm_events[k.current_cpu][PGFAULT] += got + 1
@@ -1808,7 +1838,9 @@ def check_mapcounts(k: Kernel, mms: list[int]) -> list[str]:
             total += n
             n_mapped += n > 0
             if rmap.page_mapcount(k, f + i) != n:
-                problems.append(f"pfn {f + i:#x} (folio {f:#x}): _mapcount + 1 = {rmap.page_mapcount(k, f + i)}, {n} PTEs")
+                problems.append(
+                    f"pfn {f + i:#x} (folio {f:#x}): _mapcount + 1 = {rmap.page_mapcount(k, f + i)}, {n} PTEs"
+                )
         entire = rmap._get32(k, f, rmap.FD_ENTIRE) + 1
         if entire != pmds.get(f, 0):
             problems.append(f"folio {f:#x}: _entire_mapcount + 1 = {entire}, {pmds.get(f, 0)} PMDs")

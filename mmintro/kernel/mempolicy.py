@@ -267,8 +267,9 @@ def get_vma_policy(k: Kernel, vma: int, addr: int, order: int) -> tuple[int, int
         pol = km.get(task, "task_struct", "mempolicy") if task else 0
     ilx = NO_INTERLEAVE_INDEX
     if pol and km.get(pol, "mempolicy", "mode") in (MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE):
-        ilx = (km.get(vma, "vm_area_struct", "vm_pgoff") >> order) + \
-              ((addr - km.get(vma, "vm_area_struct", "vm_start")) >> (PAGE_SHIFT + order))
+        ilx = (km.get(vma, "vm_area_struct", "vm_pgoff") >> order) + (
+            (addr - km.get(vma, "vm_area_struct", "vm_start")) >> (PAGE_SHIFT + order)
+        )
     return pol, ilx
 
 
@@ -291,8 +292,7 @@ def alloc_pages_task(k: Kernel, task: int, gfp: int, order: int = 0) -> int | No
     return alloc_pages_mpol(k, gfp, order, pol, NO_INTERLEAVE_INDEX, k.numa_node_id(), task=task)
 
 
-def alloc_pages_mpol(k: Kernel, gfp: int, order: int, pol: int, ilx: int, nid: int,
-                     task: int = 0) -> int | None:
+def alloc_pages_mpol(k: Kernel, gfp: int, order: int, pol: int, ilx: int, nid: int, task: int = 0) -> int | None:
     """mm/mempolicy.c alloc_pages_mpol() with policy_nodemask()."""
     mode, nodes = policy_info(k, pol)
     nodemask = None
@@ -341,6 +341,7 @@ def vma_folio_allocator(k: Kernel, vma: int, gfp: int):
     pgoff = km.get(vma, "vm_area_struct", "vm_pgoff")
     vstart = km.get(vma, "vm_area_struct", "vm_start")
     if mode in (MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE):
+
         def alloc(addr: int) -> int | None:
             nid = interleave_nid(nodes, pgoff + ((addr - vstart) >> PAGE_SHIFT), local)
             pfn = _alloc(k, gfp, 0, nid, None)
@@ -349,6 +350,7 @@ def vma_folio_allocator(k: Kernel, vma: int, gfp: int):
                 if z.nid == nid:
                     z.numa_events[page_alloc.NUMA_INTERLEAVE_HIT] += 1
             return pfn
+
         return alloc
     if mode == MPOL_PREFERRED_MANY:
         return lambda addr: alloc_pages_mpol(k, gfp, 0, pol, NO_INTERLEAVE_INDEX, local)

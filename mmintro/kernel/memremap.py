@@ -54,7 +54,7 @@ class MemremapError(ValueError):
     """A persistent-memory range the kernel would not map (one line)."""
 
 
-def place_text(k: "Kernel") -> None:
+def place_text(k: Kernel) -> None:
     """What the pmem driver and mm/memremap.c link into the image: dev_pagemap_percpu_release()
     (the pgmap reference's release), pmem_pagemap_memory_failure() and the driver's
     ``fsdax_pagemap_ops`` that points at it (nd_pmem built in)."""
@@ -67,7 +67,7 @@ def place_text(k: "Kernel") -> None:
     k.kmem.set(ops, "dev_pagemap_ops", "memory_failure", failure)
 
 
-def pmem_ranges(k: "Kernel") -> list[tuple[int, int]]:
+def pmem_ranges(k: Kernel) -> list[tuple[int, int]]:
     """The e820 table's legacy persistent memory, [start, end) each, in address order."""
     return sorted((e.addr, e.end) for e in k.e820 if e.type == E820_TYPE_PRAM)
 
@@ -77,11 +77,13 @@ def check_pmem_ranges(ranges: list[tuple[int, int]]) -> None:
     is refused (the kernel fails the namespace's probe)."""
     for start, end in ranges:
         if start % SUBSECTION_SIZE or end % SUBSECTION_SIZE:
-            raise MemremapError(f"persistent memory [{start:#x}-{end - 1:#x}] is not 2 MiB aligned "
-                                "(memremap_pages maps whole subsections)")
+            raise MemremapError(
+                f"persistent memory [{start:#x}-{end - 1:#x}] is not 2 MiB aligned "
+                "(memremap_pages maps whole subsections)"
+            )
 
 
-def target_node(k: "Kernel", paddr: int) -> int:
+def target_node(k: Kernel, paddr: int) -> int:
     """phys_to_target_node(): the node whose range holds ``paddr`` (the machine's own node
     ranges, else the node of the nearest RAM below, else 0)."""
     if k.config.node_ranges is not None:
@@ -92,7 +94,7 @@ def target_node(k: "Kernel", paddr: int) -> int:
     return max(below, key=lambda r: r.base).nid if below else 0
 
 
-def e820_pmem_probe(k: "Kernel") -> list[int]:
+def e820_pmem_probe(k: Kernel) -> list[int]:
     """register_e820_pmem() + nd_e820 + nd_pmem: every legacy pmem range gets a namespace
     resource and ZONE_DEVICE struct pages.  Returns the dev_pagemaps' addresses."""
     from mmintro.kernel import resource
@@ -106,7 +108,7 @@ def e820_pmem_probe(k: "Kernel") -> list[int]:
     return k.dev_pagemaps
 
 
-def memremap_pages(k: "Kernel", start: int, end: int, nid: int) -> int:
+def memremap_pages(k: Kernel, start: int, end: int, nid: int) -> int:
     """devm_memremap_pages() of type MEMORY_DEVICE_FS_DAX for [start, end); returns the
     dev_pagemap's address."""
     from mmintro.kernel import slub
@@ -137,11 +139,15 @@ def memremap_pages(k: "Kernel", start: int, end: int, nid: int) -> int:
     return pgmap
 
 
-def arch_add_memory(k: "Kernel", nid: int, start: int, end: int) -> None:
+def arch_add_memory(k: Kernel, nid: int, start: int, end: int) -> None:
     """arch/x86/mm/init_64.c arch_add_memory(): init_memory_mapping() of the range, then
     add_pages() -> __add_pages() -> sparse_add_section() for each section it touches."""
     from mmintro.kernel.init_64 import (
-        PG_LEVEL_1G, PG_LEVEL_2M, DirectMapper, split_mem_range_masked, write_direct_pages_count,
+        PG_LEVEL_1G,
+        PG_LEVEL_2M,
+        DirectMapper,
+        split_mem_range_masked,
+        write_direct_pages_count,
     )
 
     def alloc_low_page() -> int:  # after_bootmem: __get_free_pages(GFP_ATOMIC | __GFP_ZERO, 0)
@@ -166,7 +172,7 @@ def arch_add_memory(k: "Kernel", nid: int, start: int, end: int) -> None:
         pfn = hi
 
 
-def sparse_add_section(k: "Kernel", nid: int, nr: int, pfn: int, end_pfn: int) -> None:
+def sparse_add_section(k: Kernel, nid: int, nr: int, pfn: int, end_pfn: int) -> None:
     """mm/sparse.c sparse_add_section() -> section_activate(): the section's usage map
     (kzalloc'd when it has none), its subsection bits, a memory map when it has none
     (populate_section_memmap: vmemmap_populate's 2 MiB from the buddy allocator), then
@@ -206,7 +212,7 @@ def sparse_add_section(k: "Kernel", nid: int, nr: int, pfn: int, end_pfn: int) -
     km.set(sa, "mem_section", "usage", usage)
 
 
-def move_pfn_range_to_zone_device(k: "Kernel", nid: int, start_pfn: int, end_pfn: int) -> None:
+def move_pfn_range_to_zone_device(k: Kernel, nid: int, start_pfn: int, end_pfn: int) -> None:
     """mm/memory_hotplug.c move_pfn_range_to_zone(ZONE_DEVICE): init_currently_empty_zone()
     for the first range, resize_zone_range() and resize_pgdat_range(); memmap_init_range()
     leaves ZONE_DEVICE pages to memmap_init_zone_device()."""
@@ -232,7 +238,7 @@ def move_pfn_range_to_zone_device(k: "Kernel", nid: int, start_pfn: int, end_pfn
         km.set(pg, "pglist_data", "node_spanned_pages", node_end - node_start)
 
 
-def memmap_init_zone_device(k: "Kernel", nid: int, start_pfn: int, end_pfn: int, pgmap: int) -> None:
+def memmap_init_zone_device(k: Kernel, nid: int, start_pfn: int, end_pfn: int, pgmap: int) -> None:
     """mm/mm_init.c memmap_init_zone_device() -> __init_zone_device_page() for each pfn."""
     from mmintro.kernel.mm_init import _init_single_page_flags, memmap_update
 
@@ -240,8 +246,13 @@ def memmap_init_zone_device(k: "Kernel", nid: int, start_pfn: int, end_pfn: int,
     z = next(z for z in k.zones[nid] if z.name == ZONE_DEVICE_NAME)
     n = end_pfn - start_pfn
     flags = _init_single_page_flags(k, nid, z.idx) | (1 << T.const("PG_reserved"))
-    for name, value in (("flags", flags), ("lru_next", pgmap), ("lru_prev", 0), ("page_type", 0xFFFFFFFF),
-                        ("refcount", 0)):
+    for name, value in (
+        ("flags", flags),
+        ("lru_next", pgmap),
+        ("lru_prev", 0),
+        ("page_type", 0xFFFFFFFF),
+        ("refcount", 0),
+    ):
         memmap_update(k, start_pfn, n, name, "set", value)
     movable = T.const("MIGRATE_MOVABLE")
     order = kc.PAGEBLOCK_ORDER

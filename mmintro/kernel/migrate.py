@@ -50,8 +50,7 @@ from typing import TYPE_CHECKING
 
 from mmintro.arch.x86 import PAGE_SHIFT, PTE_PFN_MASK
 from mmintro.kernel import page_alloc as pa
-from mmintro.kernel import rmap
-from mmintro.kernel import swap
+from mmintro.kernel import rmap, swap
 from mmintro.types import get_types
 
 if TYPE_CHECKING:
@@ -83,8 +82,10 @@ PG_private = _PF["PG_private"]
 PG_swapcache = _PF["PG_swapcache"]
 # folio_migrate_flags(): the flags that follow the data (PG_active and PG_unevictable
 # by their own rules; PG_dirty in the mapping step; PG_anon_exclusive through the PTEs)
-_MIGRATE_FLAGS = [_PF[n] for n in ("PG_referenced", "PG_uptodate", "PG_workingset", "PG_checked", "PG_readahead",
-                                   "PG_young", "PG_idle")]
+_MIGRATE_FLAGS = [
+    _PF[n]
+    for n in ("PG_referenced", "PG_uptodate", "PG_workingset", "PG_checked", "PG_readahead", "PG_young", "PG_idle")
+]
 
 MIGRATEPAGE_SUCCESS = 0
 EAGAIN = -11
@@ -286,8 +287,9 @@ def migrate_folio(k: Kernel, dst: int, src: int) -> int:
     return MIGRATEPAGE_SUCCESS
 
 
-def _migrate_one(k: Kernel, src: int, get_new_folio: Callable[[int], int | None],
-                 put_new_folio: Callable[[int], None] | None) -> tuple[int, int | None]:
+def _migrate_one(
+    k: Kernel, src: int, get_new_folio: Callable[[int], int | None], put_new_folio: Callable[[int], None] | None
+) -> tuple[int, int | None]:
     """migrate_folio_unmap + migrate_folio_move for one isolated order-0 folio; returns
     (MIGRATEPAGE_SUCCESS, -EAGAIN or -ENOMEM; the new pfn or None)."""
     if swap.folio_nr_pages(k, src) != 1:
@@ -320,9 +322,14 @@ def _migrate_one(k: Kernel, src: int, get_new_folio: Callable[[int], int | None]
     return MIGRATEPAGE_SUCCESS, dst
 
 
-def migrate_pages(k: Kernel, pfns: list[int], get_new_folio: Callable[[int], int | None],
-                  put_new_folio: Callable[[int], None] | None = None, reason: int = MR_COMPACTION,
-                  stats: MigrateStats | None = None) -> int:
+def migrate_pages(
+    k: Kernel,
+    pfns: list[int],
+    get_new_folio: Callable[[int], int | None],
+    put_new_folio: Callable[[int], None] | None = None,
+    reason: int = MR_COMPACTION,
+    stats: MigrateStats | None = None,
+) -> int:
     """mm/migrate.c migrate_pages(): migrate every isolated folio of ``pfns`` (consumed);
     the ones that fail stay in ``pfns`` for the caller's putback_movable_pages.  Returns the
     number of folios not migrated (0 = all), or -ENOMEM when no destination could be had
@@ -346,7 +353,7 @@ def migrate_pages(k: Kernel, pfns: list[int], get_new_folio: Callable[[int], int
             continue
         if rc == ENOMEM:
             failed.append(src)
-            failed.extend(todo[i + 1:])
+            failed.extend(todo[i + 1 :])
             rc_all = ENOMEM
             break
         failed.append(src)

@@ -75,21 +75,30 @@ class ZoneState:
         return self.present > 0
 
 
-def page_dtype(k: "Kernel") -> np.dtype:
-    return k.T.dtype("page", {
-        "flags": "flags.f", "lru_next": "lru.next", "lru_prev": "lru.prev", "mapping": "mapping",
-        "index": "__folio_index", "private": "private", "page_type": "page_type",
-        "refcount": "_refcount", "memcg_data": "memcg_data",
-    })
+def page_dtype(k: Kernel) -> np.dtype:
+    return k.T.dtype(
+        "page",
+        {
+            "flags": "flags.f",
+            "lru_next": "lru.next",
+            "lru_prev": "lru.prev",
+            "mapping": "mapping",
+            "index": "__folio_index",
+            "private": "private",
+            "page_type": "page_type",
+            "refcount": "_refcount",
+            "memcg_data": "memcg_data",
+        },
+    )
 
 
-def section_pages(k: "Kernel", nr: int) -> np.ndarray:
+def section_pages(k: Kernel, nr: int) -> np.ndarray:
     """The struct pages of one present section as a structured numpy view of memory (the
     section becomes an array if it was compact)."""
     return memmap_array(k, nr).view(k.page_dtype)
 
 
-def page_field(k: "Kernel", name: str) -> tuple[int, int | None]:
+def page_field(k: Kernel, name: str) -> tuple[int, int | None]:
     """(64-bit word, 32-bit half or None) of struct page member ``name`` of ``k.page_dtype``."""
     dt, off = k.page_dtype.fields[name][:2]
     if dt.itemsize == 8:
@@ -97,7 +106,7 @@ def page_field(k: "Kernel", name: str) -> tuple[int, int | None]:
     return off // 8, (off % 8) // 4
 
 
-def memmap_update(k: "Kernel", pfn: int, n: int, name: str, op: str, value: int) -> None:
+def memmap_update(k: Kernel, pfn: int, n: int, name: str, op: str, value: int) -> None:
     """Member ``name`` of the struct pages of pfns [pfn, pfn + n): ``op`` "set", "and" or
     "or" with ``value`` -- ``section_pages(k, nr)[a:b][name] op= value`` without making
     compact sections arrays.  Every section of the range must be present."""
@@ -112,7 +121,7 @@ def memmap_update(k: "Kernel", pfn: int, n: int, name: str, op: str, value: int)
         pfn = hi
 
 
-def init_currently_empty_zone(k: "Kernel", za: int) -> None:
+def init_currently_empty_zone(k: Kernel, za: int) -> None:
     """init_currently_empty_zone() -> zone_init_free_lists(): the zone at ``za`` is initialized
     and every free list (order x migratetype) is empty."""
     T, km = k.T, k.kmem
@@ -125,7 +134,7 @@ def init_currently_empty_zone(k: "Kernel", za: int) -> None:
             km.init_list_head(za + fa + o * fa_size + mt * lh)
 
 
-def free_area_init(k: "Kernel") -> None:
+def free_area_init(k: Kernel) -> None:
     T = k.T
     k.page_dtype = page_dtype(k)
     zone_size = T.sizeof("struct zone")
@@ -189,7 +198,7 @@ MAX_DMA_PFN = (16 << 20) >> PAGE_SHIFT
 MAX_DMA32_PFN = (4 << 30) >> PAGE_SHIFT
 
 
-def mem_pfn_ranges(k: "Kernel", nid: int | None = None) -> list[tuple[int, int, int]]:
+def mem_pfn_ranges(k: Kernel, nid: int | None = None) -> list[tuple[int, int, int]]:
     """for_each_mem_pfn_range(): (PFN_UP(base), PFN_DOWN(end), nid) of each memblock.memory
     region (of node ``nid``), in address order."""
     out = []
@@ -201,7 +210,7 @@ def mem_pfn_ranges(k: "Kernel", nid: int | None = None) -> list[tuple[int, int, 
     return out
 
 
-def get_pfn_range_for_nid(k: "Kernel", nid: int) -> tuple[int, int]:
+def get_pfn_range_for_nid(k: Kernel, nid: int) -> tuple[int, int]:
     """get_pfn_range_for_nid(): the node's first and last-plus-one pfn (0, 0 when it has none)."""
     ranges = mem_pfn_ranges(k, nid)
     if not ranges:
@@ -209,7 +218,7 @@ def get_pfn_range_for_nid(k: "Kernel", nid: int) -> tuple[int, int]:
     return min(s for s, _e, _n in ranges), max(e for _s, e, _n in ranges)
 
 
-def arch_zone_limits(k: "Kernel") -> tuple[list[int], list[int]]:
+def arch_zone_limits(k: Kernel) -> tuple[list[int], list[int]]:
     """free_area_init()'s arch_zone_lowest/highest_possible_pfn[] from x86 zone_sizes_init()'s
     max_zone_pfns (DMA: MAX_DMA_PFN, DMA32: MAX_DMA32_PFN, Normal: max_low_pfn, which is
     max_pfn on x86-64), each zone starting where the one below ended, the first at the start
@@ -239,7 +248,7 @@ def _parse_core(value: str | None) -> tuple[int, int]:
     return memparse(value)[0] >> PAGE_SHIFT, 0
 
 
-def find_zone_movable_pfns_for_nodes(k: "Kernel", low: list[int], high: list[int]) -> list[int]:
+def find_zone_movable_pfns_for_nodes(k: Kernel, low: list[int], high: list[int]) -> list[int]:
     """find_zone_movable_pfns_for_nodes(): where ZONE_MOVABLE starts on each node (0: none).
 
     ``movablecore=`` becomes the kernelcore it leaves (rounded up to MAX_ORDER_NR_PAGES, at most
@@ -314,8 +323,16 @@ def find_zone_movable_pfns_for_nodes(k: "Kernel", low: list[int], high: list[int
     return zone_movable_pfn
 
 
-def zone_spanned_pages_in_node(k: "Kernel", nid: int, zone_type: int, node_start: int, node_end: int,
-                               low: list[int], high: list[int], zone_movable_pfn: list[int]) -> tuple[int, int]:
+def zone_spanned_pages_in_node(
+    k: Kernel,
+    nid: int,
+    zone_type: int,
+    node_start: int,
+    node_end: int,
+    low: list[int],
+    high: list[int],
+    zone_movable_pfn: list[int],
+) -> tuple[int, int]:
     """zone_spanned_pages_in_node() with adjust_zone_range_for_zone_movable(): the zone's
     [start, end) on the node (ZONE_MOVABLE from zone_movable_pfn[nid] to the end of the node's
     part of movable_zone, which ends at zone_movable_pfn[nid])."""
@@ -335,8 +352,9 @@ def zone_spanned_pages_in_node(k: "Kernel", nid: int, zone_type: int, node_start
     return zone_start, zone_end
 
 
-def calculate_node_totalpages(k: "Kernel", nid: int, node_start: int, node_end: int, low: list[int],
-                              high: list[int], zone_movable_pfn: list[int]) -> list[tuple[int, int, int]]:
+def calculate_node_totalpages(
+    k: Kernel, nid: int, node_start: int, node_end: int, low: list[int], high: list[int], zone_movable_pfn: list[int]
+) -> list[tuple[int, int, int]]:
     """calculate_node_totalpages(): (zone_start_pfn, spanned, present) of each zone of the node,
     present = spanned - the holes (zone_absent_pages_in_node); a node without memory has none
     (reset_memoryless_node_totalpages)."""
@@ -353,28 +371,35 @@ def calculate_node_totalpages(k: "Kernel", nid: int, node_start: int, node_end: 
     return out
 
 
-def print_zone_ranges(k: "Kernel", low: list[int], high: list[int], zone_movable_pfn: list[int]) -> None:
+def print_zone_ranges(k: Kernel, low: list[int], high: list[int], zone_movable_pfn: list[int]) -> None:
     """free_area_init()'s boot log: the zone ranges, where ZONE_MOVABLE starts on each node,
     the early memory node ranges, and each node's "Initmem setup" line."""
     lines = ["Zone ranges:"]
     for i, name in enumerate(ZONE_NAMES):
         if name == "Movable":
             continue
-        span = "empty" if low[i] == high[i] else f"[mem {low[i] << PAGE_SHIFT:#018x}-{(high[i] << PAGE_SHIFT) - 1:#018x}]"
+        span = (
+            "empty" if low[i] == high[i] else f"[mem {low[i] << PAGE_SHIFT:#018x}-{(high[i] << PAGE_SHIFT) - 1:#018x}]"
+        )
         lines.append(f"  {name:<8} {span}")
     lines.append("Movable zone start for each node")
     lines += [f"  Node {nid}: {pfn << PAGE_SHIFT:#018x}" for nid, pfn in enumerate(zone_movable_pfn) if pfn]
     lines.append("Early memory node ranges")
-    lines += [f"  node {nid:3d}: [mem {s << PAGE_SHIFT:#018x}-{(e << PAGE_SHIFT) - 1:#018x}]"
-              for s, e, nid in mem_pfn_ranges(k)]
+    lines += [
+        f"  node {nid:3d}: [mem {s << PAGE_SHIFT:#018x}-{(e << PAGE_SHIFT) - 1:#018x}]"
+        for s, e, nid in mem_pfn_ranges(k)
+    ]
     for nid in range(k.config.nodes):
         s, e = get_pfn_range_for_nid(k, nid)
-        lines.append(f"Initmem setup node {nid} [mem {s << PAGE_SHIFT:#018x}-{(e << PAGE_SHIFT) - 1 if e else 0:#018x}]"
-                     if s != e else f"Initmem setup node {nid} as memoryless")
+        lines.append(
+            f"Initmem setup node {nid} [mem {s << PAGE_SHIFT:#018x}-{(e << PAGE_SHIFT) - 1 if e else 0:#018x}]"
+            if s != e
+            else f"Initmem setup node {nid} as memoryless"
+        )
     k.printk(6, "\n".join(lines))
 
 
-def find_next_best_node(k: "Kernel", node: int, used: set[int], node_load: list[int]) -> int:
+def find_next_best_node(k: Kernel, node: int, used: set[int], node_load: list[int]) -> int:
     """mm/page_alloc.c find_next_best_node(): the local node first, then the nearest by
     node_distance, nodes below ``node`` and nodes with CPUs slightly penalised, ties broken
     by node_load and then by the lowest node id."""
@@ -392,7 +417,7 @@ def find_next_best_node(k: "Kernel", node: int, used: set[int], node_load: list[
     return best
 
 
-def build_zonelists(k: "Kernel") -> None:
+def build_zonelists(k: Kernel) -> None:
     """__build_all_zonelists(): per node, the fallback list orders nodes as
     find_next_best_node picks them and, within a node, zones from highest to lowest; the
     no-fallback list (__GFP_THISNODE) holds only the local node's zones."""
@@ -413,8 +438,10 @@ def build_zonelists(k: "Kernel") -> None:
             order.append(n)
             prev = n
         k.node_order[nid] = order
-        k.zonelist[nid] = [[z for n in order for z in reversed(k.zones[n]) if z.populated],
-                           [z for z in reversed(k.zones[nid]) if z.populated]]
+        k.zonelist[nid] = [
+            [z for n in order for z in reversed(k.zones[n]) if z.populated],
+            [z for z in reversed(k.zones[nid]) if z.populated],
+        ]
         for li, zl in enumerate(k.zonelist[nid]):
             base = pg + zl_off + li * zl_size
             for i, z in enumerate(zl):
@@ -423,7 +450,7 @@ def build_zonelists(k: "Kernel") -> None:
             # terminator: zone NULL, zone_idx 0
 
 
-def memmap_init(k: "Kernel") -> None:
+def memmap_init(k: Kernel) -> None:
     """memmap_init(): every struct page of every present section as __init_single_page()
     leaves it (PG_reserved on pfns that are not RAM, which get the zone of memmap_init's hole
     rule), and every pageblock MIGRATE_MOVABLE.  A compact section gets one run per
@@ -442,16 +469,16 @@ def memmap_init(k: "Kernel") -> None:
         # NR_PAGEBLOCK_BITS = 8) and writes them to mem_section_usage at sync.
         nblocks = PAGES_PER_SECTION // k.pageblock_nr_pages
         first = section_nr_to_pfn(nr) >> kc.PAGEBLOCK_ORDER
-        k.pageblock_flags[first:first + nblocks] = bytes([T.const("MIGRATE_MOVABLE")]) * nblocks
+        k.pageblock_flags[first : first + nblocks] = bytes([T.const("MIGRATE_MOVABLE")]) * nblocks
 
 
-def _init_single_page_flags(k: "Kernel", nid: int, zone_idx: int) -> int:
+def _init_single_page_flags(k: Kernel, nid: int, zone_idx: int) -> int:
     """set_page_links() and page_cpupid_reset_last(): the flags word of a new struct page."""
     cpupid = ((1 << kc.LAST_CPUPID_SHIFT) - 1) << kc.LAST_CPUPID_PGOFF
     return (nid << kc.NODES_PGOFF) | (zone_idx << kc.ZONES_PGOFF) | cpupid
 
 
-def _memmap_init_runs(k: "Kernel", nr: int, nid: int, ram: list[tuple[int, int]]) -> None:
+def _memmap_init_runs(k: Kernel, nr: int, nid: int, ram: list[tuple[int, int]]) -> None:
     reserved_bit = 1 << k.T.const("PG_reserved")
     lru_off = k.T.struct("page").offsetof("lru")
     base = section_nr_to_pfn(nr)
@@ -469,8 +496,13 @@ def _memmap_init_runs(k: "Kernel", nr: int, nid: int, ram: list[tuple[int, int]]
             flags |= reserved_bit
         words = [0] * 8
         selfs = 0
-        for name, value in (("flags", flags), ("lru_next", lru_off), ("lru_prev", lru_off),
-                            ("page_type", 0xFFFFFFFF), ("refcount", 1)):  # _mapcount -1, _refcount 1
+        for name, value in (
+            ("flags", flags),
+            ("lru_next", lru_off),
+            ("lru_prev", lru_off),
+            ("page_type", 0xFFFFFFFF),
+            ("refcount", 1),
+        ):  # _mapcount -1, _refcount 1
             j, lane = fields[name]
             words[j] = words[j] | (value << (32 * lane)) if lane is not None else value
         for name in ("lru_next", "lru_prev"):  # INIT_LIST_HEAD(&page->lru): the page's own lru
@@ -479,7 +511,7 @@ def _memmap_init_runs(k: "Kernel", nr: int, nid: int, ram: list[tuple[int, int]]
     k.memmap_store[nr].set_runs(runs)
 
 
-def _memmap_init_pages(k: "Kernel", nr: int, nid: int, ram: list[tuple[int, int]]) -> None:
+def _memmap_init_pages(k: Kernel, nr: int, nid: int, ram: list[tuple[int, int]]) -> None:
     lru_off = k.T.struct("page").offsetof("lru")
     reserved_bit = 1 << k.T.const("PG_reserved")
     pages = section_pages(k, nr)
@@ -494,9 +526,12 @@ def _memmap_init_pages(k: "Kernel", nr: int, nid: int, ram: list[tuple[int, int]
     for a, b in ram:
         lo, hi = max(a, base), min(b, base + PAGES_PER_SECTION)
         if lo < hi:
-            is_ram[lo - base:hi - base] = True
-    flags = (np.uint64(nid) << np.uint64(kc.NODES_PGOFF)) | (zone_id << np.uint64(kc.ZONES_PGOFF)) | np.uint64(
-        _init_single_page_flags(k, 0, 0))
+            is_ram[lo - base : hi - base] = True
+    flags = (
+        (np.uint64(nid) << np.uint64(kc.NODES_PGOFF))
+        | (zone_id << np.uint64(kc.ZONES_PGOFF))
+        | np.uint64(_init_single_page_flags(k, 0, 0))
+    )
     flags[~is_ram] |= np.uint64(reserved_bit)
     pages["flags"] = flags
     lru = np.uint64(k.vmemmap_base) + pfn * np.uint64(k.struct_page_size) + np.uint64(lru_off)
@@ -511,7 +546,7 @@ HASH_EARLY = 0x00000001  # allocating during early boot? (from memblock)
 HASH_ZERO = 0x00000002  # zero allocated hash table
 
 
-def calc_nr_kernel_pages(k: "Kernel") -> None:
+def calc_nr_kernel_pages(k: Kernel) -> None:
     """calc_nr_kernel_pages() (free_area_init): the pages memblock still has free, which size
     the boot-time hash tables (no highmem on x86-64: nr_kernel_pages == nr_all_pages)."""
     total = 0
@@ -524,8 +559,16 @@ def calc_nr_kernel_pages(k: "Kernel") -> None:
     k.kmem.write_u64(k.sym("nr_all_pages"), total)
 
 
-def alloc_large_system_hash(k: "Kernel", tablename: str, bucketsize: int, numentries: int, scale: int, flags: int,
-                            low_limit: int = 0, high_limit: int = 0) -> tuple[int, int] | None:
+def alloc_large_system_hash(
+    k: Kernel,
+    tablename: str,
+    bucketsize: int,
+    numentries: int,
+    scale: int,
+    flags: int,
+    low_limit: int = 0,
+    high_limit: int = 0,
+) -> tuple[int, int] | None:
     """mm/mm_init.c alloc_large_system_hash(): size a hash table by the kernel's memory (one
     bucket per 2^scale bytes, a power of two, capped at 1/16 of memory) and allocate it.
 
@@ -552,7 +595,7 @@ def alloc_large_system_hash(k: "Kernel", tablename: str, bucketsize: int, nument
     return base, size
 
 
-def vfs_caches_init_early(k: "Kernel") -> None:
+def vfs_caches_init_early(k: Kernel) -> None:
     """fs/dcache.c vfs_caches_init_early(): with one node of memory (fixup_hashdist() turned
     hashdist off), dcache_init_early() and inode_init_early() take their hash tables from
     memblock, zeroed.  With several nodes they are vmalloc'd later (dcache_init()), which the

@@ -123,9 +123,22 @@ PAGE_READONLY_EXEC = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED
 
 # arch/x86/mm/pgprot.c protection_map[16], indexed by VM_READ|VM_WRITE|VM_EXEC|VM_SHARED
 protection_map = (
-    PAGE_NONE, PAGE_READONLY, PAGE_COPY, PAGE_COPY, PAGE_READONLY_EXEC, PAGE_READONLY_EXEC, PAGE_COPY_EXEC,
-    PAGE_COPY_EXEC, PAGE_NONE, PAGE_READONLY, PAGE_SHARED, PAGE_SHARED, PAGE_READONLY_EXEC, PAGE_READONLY_EXEC,
-    PAGE_SHARED_EXEC, PAGE_SHARED_EXEC,
+    PAGE_NONE,
+    PAGE_READONLY,
+    PAGE_COPY,
+    PAGE_COPY,
+    PAGE_READONLY_EXEC,
+    PAGE_READONLY_EXEC,
+    PAGE_COPY_EXEC,
+    PAGE_COPY_EXEC,
+    PAGE_NONE,
+    PAGE_READONLY,
+    PAGE_SHARED,
+    PAGE_SHARED,
+    PAGE_READONLY_EXEC,
+    PAGE_READONLY_EXEC,
+    PAGE_SHARED_EXEC,
+    PAGE_SHARED_EXEC,
 )
 
 # arch/x86/include/asm/page_64_types.h / processor.h (4-level paging)
@@ -202,8 +215,7 @@ def vm_stat_account(k: Kernel, mm: int, flags: int, npages: int) -> None:
         _mm_add(k, mm, "data_vm", npages)
 
 
-def vma_store(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int | None = None,
-              file: int = 0) -> int:
+def vma_store(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int | None = None, file: int = 0) -> int:
     """A new VMA over [start, end) in ``mm`` (vm_area_alloc + vma_iter_store_new + vma_link's
     map_count), accounted with vm_stat_account and, for VM_ACCOUNT, vm_acct_memory (what
     security_vm_enough_memory_mm charged).  ``pgoff`` defaults to the anonymous
@@ -264,8 +276,17 @@ def unmapped_area_topdown(k: Kernel, mm: int, length: int, low_limit: int, high_
     return 0
 
 
-def _merge_new(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int, file: int = 0,
-               just_expand: bool = False, prev: int | None = None) -> int:
+def _merge_new(
+    k: Kernel,
+    mm: int,
+    start: int,
+    end: int,
+    flags: int,
+    pgoff: int,
+    file: int = 0,
+    just_expand: bool = False,
+    prev: int | None = None,
+) -> int:
     """vma_merge_new_range() for a new range [start, end) (VMG_MMAP_STATE / VMG_STATE: no
     anon_vma, no policy), with prev/next the VMAs around the gap; the merged VMA or 0."""
     from mmintro.kernel import vma as V
@@ -273,8 +294,9 @@ def _merge_new(k: Kernel, mm: int, start: int, end: int, flags: int, pgoff: int,
     if prev is None:
         prev = find_vma(k, mm, start - 1) if start else 0
     nxt = 0 if just_expand else _vma_at_or_after(k, mm, end)
-    vmg = V.VmaMergeStruct(mm=mm, start=start, end=end, pgoff=pgoff, flags=flags, prev=prev, next=nxt,
-                           file=file, just_expand=just_expand)
+    vmg = V.VmaMergeStruct(
+        mm=mm, start=start, end=end, pgoff=pgoff, flags=flags, prev=prev, next=nxt, file=file, just_expand=just_expand
+    )
     return V.vma_merge_new_range(k, vmg)
 
 
@@ -384,8 +406,11 @@ def do_brk_flags(k: Kernel, mm: int, newbrk: int) -> int:
     prev = find_vma(k, mm, start - 1)
     if prev and km.get(prev, "vm_area_struct", "vm_start") < km.get(mm, "mm_struct", "start_brk"):
         prev = 0  # vma_prev_limit(&vmi, mm->start_brk)
-    if prev and _vma_range(k, prev)[1] == start and \
-            _merge_new(k, mm, start, end, flags, start >> PAGE_SHIFT, just_expand=True, prev=prev):
+    if (
+        prev
+        and _vma_range(k, prev)[1] == start
+        and _merge_new(k, mm, start, end, flags, start >> PAGE_SHIFT, just_expand=True, prev=prev)
+    ):
         vm_stat_account(k, mm, flags, (end - start) >> PAGE_SHIFT)
         V.vm_acct_memory(k, (end - start) >> PAGE_SHIFT)
     else:
@@ -437,11 +462,21 @@ def arch_pick_mmap_layout(k: Kernel, mm: int) -> int:
 # read-only by ld.so's _dl_protect_relro, which splits the VMA and keeps VM_ACCOUNT).
 EXEC_FILES = True  # exec maps /usr/bin/<comm>, the interpreter and libc when FILE's inode.py exists
 INTERP_PATH = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
-INTERP_SEGMENTS = ((0x1, VM_READ, False), (0x26, VM_READ | VM_EXEC, False), (0xA, VM_READ, False),
-                   (0x2, VM_READ | VM_WRITE, True), (0x2, VM_READ | VM_WRITE, False))
+INTERP_SEGMENTS = (
+    (0x1, VM_READ, False),
+    (0x26, VM_READ | VM_EXEC, False),
+    (0xA, VM_READ, False),
+    (0x2, VM_READ | VM_WRITE, True),
+    (0x2, VM_READ | VM_WRITE, False),
+)
 LIBC_PATH = "/usr/lib/x86_64-linux-gnu/libc.so.6"
-LIBC_SEGMENTS = ((0x26, VM_READ, False), (0x156, VM_READ | VM_EXEC, False), (0x53, VM_READ, False),
-                 (0x4, VM_READ | VM_WRITE, True), (0x2, VM_READ | VM_WRITE, False))
+LIBC_SEGMENTS = (
+    (0x26, VM_READ, False),
+    (0x156, VM_READ | VM_EXEC, False),
+    (0x53, VM_READ, False),
+    (0x4, VM_READ | VM_WRITE, True),
+    (0x2, VM_READ | VM_WRITE, False),
+)
 LIBC_BSS_PAGES = 0xD
 
 
@@ -514,9 +549,13 @@ def map_library(k: Kernel, mm: int, path: str, segments, bss_pages: int = 0, bas
 # and the functions the ops point at (drgn's vma_name compares vm_ops->name with
 # special_mapping_name and then reads the vm_special_mapping's name).
 SPECIAL_MAPPINGS = {"vdso_vvar_mapping": "[vvar]", "vvar_vclock_mapping": "[vvar_vclock]", "vdso_mapping": "[vdso]"}
-_SPECIAL_OPS = (("close", "special_mapping_close"), ("fault", "special_mapping_fault"),
-                ("mremap", "special_mapping_mremap"), ("name", "special_mapping_name"),
-                ("may_split", "special_mapping_split"))
+_SPECIAL_OPS = (
+    ("close", "special_mapping_close"),
+    ("fault", "special_mapping_fault"),
+    ("mremap", "special_mapping_mremap"),
+    ("name", "special_mapping_name"),
+    ("may_split", "special_mapping_split"),
+)
 
 
 def _special_mapping_object(k: Kernel, var: str) -> int:
@@ -543,9 +582,16 @@ def install_special_mapping(k: Kernel, mm: int, addr: int, length: int, flags: i
     return vma
 
 
-def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_pages: int = 0x140,
-                          bss_pages: int = 0x45, heap_pages: int = 0x12A,
-                          stack_pages: int = 0x21, comm: str = "") -> ExecLayout:
+def setup_new_exec_layout(
+    k: Kernel,
+    mm: int,
+    text_pages: int = 0x2B3,
+    data_pages: int = 0x140,
+    bss_pages: int = 0x45,
+    heap_pages: int = 0x12A,
+    stack_pages: int = 0x21,
+    comm: str = "",
+) -> ExecLayout:
     """The address space exec leaves: a non-PIE program at 0x400000 as four segments (r--,
     r-x, r--, rw-) mapped MAP_PRIVATE from ``/usr/bin/<comm>`` at their file offsets
     (mm->exe_file = that file), the interpreter ld-linux-x86-64.so.2 top-down below
@@ -568,9 +614,18 @@ def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_page
     exe = _open_file(k, f"/usr/bin/{comm}", end_data - a) if EXEC_FILES and comm else 0
     if exe:
         # load_elf_binary(): elf_map() of each PT_LOAD from bprm->file; set_mm_exe_file()
-        map_elf_segments(k, mm, exe, a, ((hdr >> PAGE_SHIFT, VM_READ, False),
-                                          (text_pages, VM_READ | VM_EXEC, False), (0x73, VM_READ, False),
-                                          (data_pages, VM_READ | VM_WRITE, False)))
+        map_elf_segments(
+            k,
+            mm,
+            exe,
+            a,
+            (
+                (hdr >> PAGE_SHIFT, VM_READ, False),
+                (text_pages, VM_READ | VM_EXEC, False),
+                (0x73, VM_READ, False),
+                (data_pages, VM_READ | VM_WRITE, False),
+            ),
+        )
         km.set(mm, "mm_struct", "exe_file", exe)  # get_file + free_bprm's fput of bprm->file
     else:
         vma_store(k, mm, a, a + hdr, VM_READ | mayx)
@@ -605,8 +660,12 @@ def setup_new_exec_layout(k: Kernel, mm: int, text_pages: int = 0x2B3, data_page
     vdso = vv + (6 << PAGE_SHIFT)
     install_special_mapping(k, mm, vdso, 2 << PAGE_SHIFT, VM_READ | VM_EXEC | mayx | VM_DONTEXPAND, "vdso_mapping")
     km.set(mm, "mm_struct", "context.vdso", vdso)
-    for f, v in (("start_code", start_code), ("end_code", end_code), ("start_data", start_data),
-                 ("end_data", end_data)):
+    for f, v in (
+        ("start_code", start_code),
+        ("end_code", end_code),
+        ("start_data", start_data),
+        ("end_data", end_data),
+    ):
         km.set(mm, "mm_struct", f, v)
     if exe:  # the dynamic loader maps libc (top-down, below the vDSO)
         map_library(k, mm, LIBC_PATH, LIBC_SEGMENTS, LIBC_BSS_PAGES)

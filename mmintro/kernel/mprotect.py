@@ -57,8 +57,16 @@ PMD_SIZE = 1 << 21
 # _PAGE_CC 0 (no memory encryption); _PAGE_CHG_MASK / _HPAGE_CHG_MASK
 _PAGE_UFFD_WP = 1 << _PAGE_BIT_SOFTW2
 _PAGE_SAVED_DIRTY = 1 << _PAGE_BIT_SOFTW5
-_PAGE_CHG_MASK = PTE_PFN_MASK | _PAGE_PCD | _PAGE_PWT | _PAGE_SPECIAL | _PAGE_ACCESSED | _PAGE_DIRTY \
-    | _PAGE_SAVED_DIRTY | _PAGE_UFFD_WP
+_PAGE_CHG_MASK = (
+    PTE_PFN_MASK
+    | _PAGE_PCD
+    | _PAGE_PWT
+    | _PAGE_SPECIAL
+    | _PAGE_ACCESSED
+    | _PAGE_DIRTY
+    | _PAGE_SAVED_DIRTY
+    | _PAGE_UFFD_WP
+)
 _HPAGE_CHG_MASK = _PAGE_CHG_MASK | _PAGE_PSE
 # _PAGE_PROTNONE = _PAGE_GLOBAL
 _PAGE_PROTNONE = 1 << 8
@@ -176,8 +184,7 @@ def vma_wants_manual_pte_write_upgrade(k: Kernel, vma: int) -> bool:
 _SPAN = {"PGD": 1 << 39, "P4D": 1 << 39, "PUD": 1 << 30, "PMD": 1 << 21, "PTE": 1 << 12}
 
 
-def _change_pte_table(k: Kernel, vma: int, table: int, start: int, end: int, newprot: int,
-                      try_writable: bool) -> int:
+def _change_pte_table(k: Kernel, vma: int, table: int, start: int, end: int, newprot: int, try_writable: bool) -> int:
     """change_pte_range() over [start, end) of one PTE table (kvaddr ``table``), all entries at
     once: every present (or PROT_NONE) entry becomes pte_modify(entry, newprot); with
     MM_CP_TRY_CHANGE_WRITABLE the ones can_change_pte_writable allows get _PAGE_RW.  Returns
@@ -238,8 +245,9 @@ def change_protection(k: Kernel, vma: int, start: int, end: int, try_writable: b
         span = _SPAN.get(level, PAGE_SIZE)
         nxt = min((addr & ~(span - 1)) + span, end)
         if level == "PTE":  # change_pte_range() over this PTE table's part of the range
-            pages += _change_pte_table(k, vma, slot & ~(PAGE_SIZE - 1), addr, min((addr | (PMD_SIZE - 1)) + 1, end),
-                                       newprot, try_writable)
+            pages += _change_pte_table(
+                k, vma, slot & ~(PAGE_SIZE - 1), addr, min((addr | (PMD_SIZE - 1)) + 1, end), newprot, try_writable
+            )
             addr = min((addr | (PMD_SIZE - 1)) + 1, end)
             continue
         if not entry & _PAGE_PRESENT and not entry & _PAGE_PROTNONE:
@@ -282,8 +290,12 @@ def mprotect_fixup(k: Kernel, vma: int, prev: int, start: int, end: int, newflag
             charged = nrpages
             V.vm_acct_memory(k, charged)  # security_vm_enough_memory_mm (overcommit not refused)
             newflags |= M.VM_ACCOUNT
-    elif oldflags & M.VM_ACCOUNT and not km.get(vma, "vm_area_struct", "vm_file") and \
-            not km.get(vma, "vm_area_struct", "vm_ops") and not km.get(vma, "vm_area_struct", "anon_vma"):
+    elif (
+        oldflags & M.VM_ACCOUNT
+        and not km.get(vma, "vm_area_struct", "vm_file")
+        and not km.get(vma, "vm_area_struct", "vm_ops")
+        and not km.get(vma, "vm_area_struct", "anon_vma")
+    ):
         newflags &= ~M.VM_ACCOUNT  # vma_is_anonymous(vma) && !vma->anon_vma
     res, newflags = V.vma_modify_flags(k, prev, vma, start, end, newflags)
     if res <= 0:

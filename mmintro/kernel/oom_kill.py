@@ -60,11 +60,30 @@ if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
 __all__ = [
-    "CONSTRAINT_MEMORY_POLICY", "CONSTRAINT_NONE", "FatalSignalPending", "OOM_SCORE_ADJ_MAX", "OOM_SCORE_ADJ_MIN",
-    "OomControl", "OomKill", "OomPanic", "__alloc_pages_may_oom", "__oom_reap_task_mm", "constrained_alloc",
-    "fatal_signal_pending", "for_each_process", "mark_oom_victim", "oom_badness", "oom_kill_process",
-    "oom_reap_task", "oom_reserves_allowed", "oom_victims_run", "out_of_memory", "pagefault_out_of_memory",
-    "select_bad_process", "set_oom_score_adj", "tsk_is_oom_victim",
+    "CONSTRAINT_MEMORY_POLICY",
+    "CONSTRAINT_NONE",
+    "FatalSignalPending",
+    "OOM_SCORE_ADJ_MAX",
+    "OOM_SCORE_ADJ_MIN",
+    "OomControl",
+    "OomKill",
+    "OomPanic",
+    "__alloc_pages_may_oom",
+    "__oom_reap_task_mm",
+    "constrained_alloc",
+    "fatal_signal_pending",
+    "for_each_process",
+    "mark_oom_victim",
+    "oom_badness",
+    "oom_kill_process",
+    "oom_reap_task",
+    "oom_reserves_allowed",
+    "oom_victims_run",
+    "out_of_memory",
+    "pagefault_out_of_memory",
+    "select_bad_process",
+    "set_oom_score_adj",
+    "tsk_is_oom_victim",
 ]
 
 # include/uapi/linux/oom.h
@@ -145,20 +164,20 @@ class _OomState:
     dying: list[int] = field(default_factory=list)  # tasks with a pending SIGKILL, not yet exited
 
 
-def _state(k: "Kernel") -> _OomState:
+def _state(k: Kernel) -> _OomState:
     st = k.__dict__.get("oom")
     if st is None:
         st = k.__dict__["oom"] = _OomState()
     return st
 
 
-def kills(k: "Kernel") -> list[OomKill]:
+def kills(k: Kernel) -> list[OomKill]:
     """Every OOM kill so far, oldest first."""
     return list(_state(k).kills)
 
 
 # -- tasks, as the kernel reaches them ----------------------------------------------------------
-def current(k: "Kernel") -> int:
+def current(k: Kernel) -> int:
     """``current``: the task a workload runs as (k.current_task), else the idle task of the
     current CPU (per-CPU current_task)."""
     t = k.__dict__.get("current_task")
@@ -167,16 +186,16 @@ def current(k: "Kernel") -> int:
     return k.kmem.mem.read_u64(k.pa(k.per_cpu_ptr(k.sym("current_task"), k.current_cpu)))
 
 
-def task_comm(k: "Kernel", tsk: int) -> str:
+def task_comm(k: Kernel, tsk: int) -> str:
     raw = k.mem.read(k.pa(k.kmem.addr(tsk, "task_struct", "comm")), 16)
     return raw.split(b"\0")[0].decode(errors="replace")
 
 
-def _tget(k: "Kernel", tsk: int, f: str) -> int:
+def _tget(k: Kernel, tsk: int, f: str) -> int:
     return k.kmem.get(tsk, "task_struct", f)
 
 
-def for_each_process(k: "Kernel") -> list[int]:
+def for_each_process(k: Kernel) -> list[int]:
     """for_each_process(): the thread group leaders on init_task.tasks, in list order."""
     km = k.kmem
     head = km.addr(k.sym("init_task"), "task_struct", "tasks")
@@ -188,13 +207,13 @@ def for_each_process(k: "Kernel") -> list[int]:
     return out
 
 
-def for_each_thread(k: "Kernel", p: int) -> list[int]:
+def for_each_thread(k: Kernel, p: int) -> list[int]:
     from mmintro.kernel import exit as E
 
     return E._thread_group(k, p) or [p]
 
 
-def find_lock_task_mm(k: "Kernel", p: int) -> int | None:
+def find_lock_task_mm(k: Kernel, p: int) -> int | None:
     """find_lock_task_mm(): p or a thread of its group that still has an mm."""
     for t in for_each_thread(k, p):
         if _tget(k, t, "mm"):
@@ -202,26 +221,26 @@ def find_lock_task_mm(k: "Kernel", p: int) -> int | None:
     return None
 
 
-def is_global_init(k: "Kernel", p: int) -> bool:
+def is_global_init(k: Kernel, p: int) -> bool:
     return _tget(k, p, "tgid") == 1
 
 
-def oom_unkillable_task(k: "Kernel", p: int) -> bool:
+def oom_unkillable_task(k: Kernel, p: int) -> bool:
     return is_global_init(k, p) or bool(_tget(k, p, "flags") & PF_KTHREAD)
 
 
-def _signal(k: "Kernel", p: int) -> int:
+def _signal(k: Kernel, p: int) -> int:
     return _tget(k, p, "signal")
 
 
-def oom_score_adj(k: "Kernel", p: int) -> int:
+def oom_score_adj(k: Kernel, p: int) -> int:
     """task->signal->oom_score_adj (short; 0 for the simulator's idle tasks, which have no
     signal_struct of their own)."""
     sig = _signal(k, p)
     return k.kmem.get(sig, "signal_struct", "oom_score_adj") if sig else 0
 
 
-def set_oom_score_adj(k: "Kernel", p: int, value: int) -> None:
+def set_oom_score_adj(k: Kernel, p: int, value: int) -> None:
     """fs/proc/base.c __set_oom_adj() for a write to /proc/PID/oom_score_adj by root: the
     value (-1000..1000) into the signal_struct of p's thread group (and of every other process
     sharing its mm, as __set_oom_adj does for CLONE_VM users)."""
@@ -231,46 +250,51 @@ def set_oom_score_adj(k: "Kernel", p: int, value: int) -> None:
     mm = _tget(k, p, "mm")
     targets = [p]
     if mm and km.get(mm, "mm_struct", "mm_users.counter") > 1:
-        targets += [q for q in for_each_process(k) if q != p and _signal(k, q) != _signal(k, p)
-                    and any(_tget(k, t, "mm") == mm for t in for_each_thread(k, q))
-                    and not oom_unkillable_task(k, q)]
+        targets += [
+            q
+            for q in for_each_process(k)
+            if q != p
+            and _signal(k, q) != _signal(k, p)
+            and any(_tget(k, t, "mm") == mm for t in for_each_thread(k, q))
+            and not oom_unkillable_task(k, q)
+        ]
     for t in targets:
         km.set(_signal(k, t), "signal_struct", "oom_score_adj", value & 0xFFFF)
 
 
-def _mm_flags(k: "Kernel", mm: int) -> int:
+def _mm_flags(k: Kernel, mm: int) -> int:
     return k.kmem.get(mm, "mm_struct", "flags.__mm_flags[0]")
 
 
-def mm_flags_test(k: "Kernel", bit: int, mm: int) -> bool:
+def mm_flags_test(k: Kernel, bit: int, mm: int) -> bool:
     return bool(_mm_flags(k, mm) >> bit & 1)
 
 
-def mm_flags_set(k: "Kernel", bit: int, mm: int) -> bool:
+def mm_flags_set(k: Kernel, bit: int, mm: int) -> bool:
     """mm_flags_test_and_set(): sets ``bit``, returns whether it was set before."""
     f = _mm_flags(k, mm)
     k.kmem.set(mm, "mm_struct", "flags.__mm_flags[0]", f | 1 << bit)
     return bool(f >> bit & 1)
 
 
-def tsk_is_oom_victim(k: "Kernel", tsk: int) -> bool:
+def tsk_is_oom_victim(k: Kernel, tsk: int) -> bool:
     """tsk->signal->oom_mm != NULL."""
     sig = _signal(k, tsk)
     return bool(sig and k.kmem.get(sig, "signal_struct", "oom_mm"))
 
 
-def oom_reserves_allowed(k: "Kernel", tsk: int | None = None) -> bool:
+def oom_reserves_allowed(k: Kernel, tsk: int | None = None) -> bool:
     """page_alloc.c oom_reserves_allowed(): an OOM victim may use the ALLOC_OOM reserves."""
     return tsk_is_oom_victim(k, current(k) if tsk is None else tsk)
 
 
-def fatal_signal_pending(k: "Kernel", tsk: int) -> bool:
+def fatal_signal_pending(k: Kernel, tsk: int) -> bool:
     """__fatal_signal_pending(): SIGKILL in the task's own pending set."""
     a = k.kmem.addr(tsk, "task_struct", "pending.signal.sig[0]")
     return bool(k.kmem.mem.read_u64(k.pa(a)) >> (SIGKILL - 1) & 1)
 
 
-def do_send_sig_info_sigkill(k: "Kernel", p: int) -> None:
+def do_send_sig_info_sigkill(k: Kernel, p: int) -> None:
     """kernel/signal.c do_send_sig_info(SIGKILL, SEND_SIG_PRIV, p, PIDTYPE_TGID): SIGKILL
     into signal->shared_pending (no sigqueue for SIGKILL), then complete_signal()'s group
     exit -- signal->flags = SIGNAL_GROUP_EXIT, group_exit_code = SIGKILL, group_stop_count 0,
@@ -278,8 +302,10 @@ def do_send_sig_info_sigkill(k: "Kernel", p: int) -> None:
     km = k.kmem
     sig = _signal(k, p)
     bit = 1 << (SIGKILL - 1)
-    for a in [km.addr(sig, "signal_struct", "shared_pending.signal.sig[0]"),
-              *(km.addr(t, "task_struct", "pending.signal.sig[0]") for t in for_each_thread(k, p))]:
+    for a in [
+        km.addr(sig, "signal_struct", "shared_pending.signal.sig[0]"),
+        *(km.addr(t, "task_struct", "pending.signal.sig[0]") for t in for_each_thread(k, p)),
+    ]:
         km.mem.write_u64(k.pa(a), km.mem.read_u64(k.pa(a)) | bit)
     km.set(sig, "signal_struct", "flags", SIGNAL_GROUP_EXIT)
     km.set(sig, "signal_struct", "group_exit_code", SIGKILL)
@@ -296,28 +322,28 @@ def _mem():
     return memory
 
 
-def get_mm_counter(k: "Kernel", mm: int, member: str) -> int:
+def get_mm_counter(k: Kernel, mm: int, member: str) -> int:
     return _mem().get_mm_counter(k, mm, member)
 
 
-def mm_pgtables_bytes(k: "Kernel", mm: int) -> int:
+def mm_pgtables_bytes(k: Kernel, mm: int) -> int:
     return k.kmem.get(mm, "mm_struct", "pgtables_bytes.counter")
 
 
-def totalram_pages(k: "Kernel") -> int:
+def totalram_pages(k: Kernel) -> int:
     return k.kmem.mem.read_u64(k.pa(k.sym("_totalram_pages")))
 
 
-def total_swap_pages(k: "Kernel") -> int:
+def total_swap_pages(k: Kernel) -> int:
     return int.from_bytes(k.mem.read(k.pa(k.sym("total_swap_pages")), 8), "little", signed=True)
 
 
-def count_vm_event(k: "Kernel", item: str) -> None:
+def count_vm_event(k: Kernel, item: str) -> None:
     k.vm_events[k.current_cpu][k.T.const(item)] += 1
 
 
 # -- choosing --------------------------------------------------------------------------------
-def oom_badness(k: "Kernel", p: int, totalpages: int) -> int:
+def oom_badness(k: Kernel, p: int, totalpages: int) -> int:
     """mm/oom_kill.c oom_badness(): LONG_MIN for a task that must not be chosen, else its
     rss + swap entries + page tables (pages), plus oom_score_adj * (totalpages / 1000)."""
     if oom_unkillable_task(k, p):
@@ -329,13 +355,12 @@ def oom_badness(k: "Kernel", p: int, totalpages: int) -> int:
     mm = _tget(k, t, "mm")
     if adj == OOM_SCORE_ADJ_MIN or mm_flags_test(k, MMF_OOM_SKIP, mm):  # in_vfork(p): no vfork here
         return LONG_MIN
-    points = (_mem().get_mm_rss(k, mm) + get_mm_counter(k, mm, "MM_SWAPENTS")
-              + mm_pgtables_bytes(k, mm) // PAGE_SIZE)
+    points = _mem().get_mm_rss(k, mm) + get_mm_counter(k, mm, "MM_SWAPENTS") + mm_pgtables_bytes(k, mm) // PAGE_SIZE
     adj *= totalpages // 1000  # Normalize to oom_score_adj units
     return points + adj
 
 
-def constrained_alloc(k: "Kernel", oc: OomControl) -> int:
+def constrained_alloc(k: Kernel, oc: OomControl) -> int:
     """mm/oom_kill.c constrained_alloc() (no memcg, no cpusets): totalpages and the type of
     limit on the request."""
     oc.totalpages = totalram_pages(k) + total_swap_pages(k)
@@ -353,7 +378,7 @@ def constrained_alloc(k: "Kernel", oc: OomControl) -> int:
     return CONSTRAINT_NONE  # cpuset_zone_allowed() allows every zone: no cpusets
 
 
-def _mempolicy_in_oom_domain(k: "Kernel", tsk: int, mask: frozenset[int]) -> bool:
+def _mempolicy_in_oom_domain(k: Kernel, tsk: int, mask: frozenset[int]) -> bool:
     """mempolicy_in_oom_domain(): a task without an MPOL_BIND policy, or whose bind nodes
     intersect ``mask``."""
     try:
@@ -371,7 +396,7 @@ def _mempolicy_in_oom_domain(k: "Kernel", tsk: int, mask: frozenset[int]) -> boo
     return any(bits >> n & 1 for n in mask)
 
 
-def oom_cpuset_eligible(k: "Kernel", start: int, oc: OomControl) -> bool:
+def oom_cpuset_eligible(k: Kernel, start: int, oc: OomControl) -> bool:
     """oom_cpuset_eligible(): with a mempolicy nodemask, a thread whose policy can use those
     nodes; otherwise cpuset_mems_allowed_intersects (always true without cpusets)."""
     for t in for_each_thread(k, start):
@@ -383,7 +408,7 @@ def oom_cpuset_eligible(k: "Kernel", start: int, oc: OomControl) -> bool:
     return False
 
 
-def oom_evaluate_task(k: "Kernel", task: int, oc: OomControl) -> bool:
+def oom_evaluate_task(k: Kernel, task: int, oc: OomControl) -> bool:
     """mm/oom_kill.c oom_evaluate_task(); True stops the scan (abort)."""
     if oom_unkillable_task(k, task):
         return False
@@ -406,7 +431,7 @@ def oom_evaluate_task(k: "Kernel", task: int, oc: OomControl) -> bool:
     return False
 
 
-def select_bad_process(k: "Kernel", oc: OomControl) -> None:
+def select_bad_process(k: Kernel, oc: OomControl) -> None:
     """mm/oom_kill.c select_bad_process(): the highest oom_badness over for_each_process
     (a later task wins a tie)."""
     oc.chosen_points = LONG_MIN
@@ -422,11 +447,13 @@ def _nodelist(nodes) -> str:
     return nl(nodes)
 
 
-def dump_task_lines(k: "Kernel", oc: OomControl) -> list[str]:
+def dump_task_lines(k: Kernel, oc: OomControl) -> list[str]:
     """dump_tasks(): the header and one line per eligible process that has an mm."""
-    lines = ["Tasks state (memory values in pages):",
-             "[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents "
-             "oom_score_adj name"]
+    lines = [
+        "Tasks state (memory values in pages):",
+        "[  pid  ]   uid  tgid total_vm      rss rss_anon rss_file rss_shmem pgtables_bytes swapents "
+        "oom_score_adj name",
+    ]
     for p in for_each_process(k):
         if oom_unkillable_task(k, p) or not oom_cpuset_eligible(k, p, oc):
             continue
@@ -440,41 +467,59 @@ def dump_task_lines(k: "Kernel", oc: OomControl) -> list[str]:
             f"{k.kmem.get(mm, 'mm_struct', 'total_vm'):8d} {_mem().get_mm_rss(k, mm):8d} "
             f"{c['MM_ANONPAGES']:8d} {c['MM_FILEPAGES']:8d} {c['MM_SHMEMPAGES']:9d} "
             f"{mm_pgtables_bytes(k, mm):8d} {c['MM_SWAPENTS']:8d}         {oom_score_adj(k, t):5d} "
-            f"{task_comm(k, t)}")
+            f"{task_comm(k, t)}"
+        )
     return lines
 
 
-def should_dump_unreclaim_slab(k: "Kernel") -> bool:
+def should_dump_unreclaim_slab(k: Kernel) -> bool:
     """should_dump_unreclaim_slab(): unreclaimable slab larger than every LRU page together."""
-    g = lambda item: sum(d.get(item, 0) for d in k.node_vm_stat)  # noqa: E731
-    nr_lru = sum(g(i) for i in ("NR_ACTIVE_ANON", "NR_INACTIVE_ANON", "NR_ACTIVE_FILE", "NR_INACTIVE_FILE",
-                                "NR_ISOLATED_ANON", "NR_ISOLATED_FILE", "NR_UNEVICTABLE"))
+    g = lambda item: sum(d.get(item, 0) for d in k.node_vm_stat)
+    nr_lru = sum(
+        g(i)
+        for i in (
+            "NR_ACTIVE_ANON",
+            "NR_INACTIVE_ANON",
+            "NR_ACTIVE_FILE",
+            "NR_INACTIVE_FILE",
+            "NR_ISOLATED_ANON",
+            "NR_ISOLATED_FILE",
+            "NR_UNEVICTABLE",
+        )
+    )
     return g("NR_SLAB_UNRECLAIMABLE_B") // PAGE_SIZE > nr_lru
 
 
-def dump_header_lines(k: "Kernel", oc: OomControl) -> list[tuple[int, str]]:
+def dump_header_lines(k: Kernel, oc: OomControl) -> list[tuple[int, str]]:
     """mm/oom_kill.c dump_header() as (level, line) pairs; dump_stack() is left out."""
     from mmintro.kernel import show_mem
 
     cur = current(k)
-    out = [(KERN_WARNING, f"{task_comm(k, cur)} invoked oom-killer: gfp_mask={oc.gfp_mask:#x}"
-                          f"({G.format_gfp(oc.gfp_mask)}), order={oc.order}, oom_score_adj={oom_score_adj(k, cur)}")]
+    out = [
+        (
+            KERN_WARNING,
+            f"{task_comm(k, cur)} invoked oom-killer: gfp_mask={oc.gfp_mask:#x}"
+            f"({G.format_gfp(oc.gfp_mask)}), order={oc.order}, oom_score_adj={oom_score_adj(k, cur)}",
+        )
+    ]
     out += show_mem.show_mem_lines(k, show_mem.SHOW_MEM_FILTER_NODES, oc.nodemask, G.gfp_zone(oc.gfp_mask))
     out += [(KERN_INFO, line) for line in dump_task_lines(k, oc)]  # sysctl_oom_dump_tasks = 1
     return out
 
 
-def dump_oom_victim_line(k: "Kernel", oc: OomControl, victim: int) -> str:
+def dump_oom_victim_line(k: Kernel, oc: OomControl, victim: int) -> str:
     """dump_oom_victim(): the one-line summary (cpuset_print_current_mems_allowed and
     mem_cgroup_print_oom_context for a global OOM)."""
     nodemask = "(null)" if oc.nodemask is None else _nodelist(oc.nodemask)
     mems = _nodelist(nid for nid, zs in enumerate(k.zones) if any(z.present for z in zs))
-    return (f"oom-kill:constraint={OOM_CONSTRAINT_TEXT[oc.constraint]},nodemask={nodemask},cpuset=/,"
-            f"mems_allowed={mems},global_oom,task_memcg=/,task={task_comm(k, victim)},"
-            f"pid={_tget(k, victim, 'pid')},uid=0")
+    return (
+        f"oom-kill:constraint={OOM_CONSTRAINT_TEXT[oc.constraint]},nodemask={nodemask},cpuset=/,"
+        f"mems_allowed={mems},global_oom,task_memcg=/,task={task_comm(k, victim)},"
+        f"pid={_tget(k, victim, 'pid')},uid=0"
+    )
 
 
-def _ratelimit(k: "Kernel") -> bool:
+def _ratelimit(k: Kernel) -> bool:
     """__ratelimit(&oom_rs): at most RATELIMIT_BURST reports per RATELIMIT_INTERVAL."""
     st = _state(k)
     now = max(k.clock_ns, _uptime_ns(k))
@@ -485,19 +530,19 @@ def _ratelimit(k: "Kernel") -> bool:
     return True
 
 
-def _uptime_ns(k: "Kernel") -> int:
+def _uptime_ns(k: Kernel) -> int:
     from mmintro.kernel.timekeeping import uptime_ns
 
     return uptime_ns(k) if k.__dict__.get("booted") else 0
 
 
-def _printk_lines(k: "Kernel", lines: list[tuple[int, str]]) -> None:
+def _printk_lines(k: Kernel, lines: list[tuple[int, str]]) -> None:
     for level, line in lines:
         k.printk(level, line)
 
 
 # -- killing -------------------------------------------------------------------------------
-def mark_oom_victim(k: "Kernel", tsk: int) -> None:
+def mark_oom_victim(k: Kernel, tsk: int) -> None:
     """mm/oom_kill.c mark_oom_victim(): TIF_MEMDIE (kept as oom_victims' list), signal->oom_mm
     = the task's mm with an mm_count reference (mmgrab), oom_victims + 1."""
     st = _state(k)
@@ -512,7 +557,7 @@ def mark_oom_victim(k: "Kernel", tsk: int) -> None:
     st.victims.append(tsk)
 
 
-def queue_oom_reaper(k: "Kernel", tsk: int) -> None:
+def queue_oom_reaper(k: Kernel, tsk: int) -> None:
     """queue_oom_reaper(): once per mm (MMF_OOM_REAP_QUEUED); the timer fires after
     OOM_REAPER_DELAY."""
     oom_mm = k.kmem.get(_signal(k, tsk), "signal_struct", "oom_mm")
@@ -521,7 +566,7 @@ def queue_oom_reaper(k: "Kernel", tsk: int) -> None:
     _state(k).reaper_queue.append(tsk)
 
 
-def __task_will_free_mem(k: "Kernel", task: int) -> bool:
+def __task_will_free_mem(k: Kernel, task: int) -> bool:
     km = k.kmem
     sig = _signal(k, task)
     if km.get(sig, "signal_struct", "core_state"):
@@ -531,7 +576,7 @@ def __task_will_free_mem(k: "Kernel", task: int) -> bool:
     return len(for_each_thread(k, task)) <= 1 and bool(_tget(k, task, "flags") & PF_EXITING)
 
 
-def task_will_free_mem(k: "Kernel", task: int) -> bool:
+def task_will_free_mem(k: Kernel, task: int) -> bool:
     """task_will_free_mem(): the task is dying and so is every other user of its mm."""
     mm = _tget(k, task, "mm")
     if not mm or not __task_will_free_mem(k, task) or mm_flags_test(k, MMF_OOM_SKIP, mm):
@@ -546,13 +591,16 @@ def task_will_free_mem(k: "Kernel", task: int) -> bool:
     return True
 
 
-def __oom_kill_process(k: "Kernel", victim: int, message: str, oc: OomControl) -> None:
+def __oom_kill_process(k: Kernel, victim: int, message: str, oc: OomControl) -> None:
     """mm/oom_kill.c __oom_kill_process()."""
     km = k.kmem
     p = find_lock_task_mm(k, victim)
     if p is None:
-        k.printk(KERN_INFO, f"{message}: OOM victim {_tget(k, victim, 'pid')} ({task_comm(k, victim)}) "
-                            "is already exiting. Skip killing the task")
+        k.printk(
+            KERN_INFO,
+            f"{message}: OOM victim {_tget(k, victim, 'pid')} ({task_comm(k, victim)}) "
+            "is already exiting. Skip killing the task",
+        )
         return
     victim = p
     mm = _tget(k, victim, "mm")
@@ -560,13 +608,15 @@ def __oom_kill_process(k: "Kernel", victim: int, message: str, oc: OomControl) -
     do_send_sig_info_sigkill(k, victim)
     mark_oom_victim(k, victim)
     K = PAGE_SIZE >> 10
-    k.printk(KERN_ERR,
-             f"{message}: Killed process {_tget(k, victim, 'pid')} ({task_comm(k, victim)}) "
-             f"total-vm:{km.get(mm, 'mm_struct', 'total_vm') * K}kB, "
-             f"anon-rss:{get_mm_counter(k, mm, 'MM_ANONPAGES') * K}kB, "
-             f"file-rss:{get_mm_counter(k, mm, 'MM_FILEPAGES') * K}kB, "
-             f"shmem-rss:{get_mm_counter(k, mm, 'MM_SHMEMPAGES') * K}kB, UID:0 "
-             f"pgtables:{mm_pgtables_bytes(k, mm) >> 10}kB oom_score_adj:{oom_score_adj(k, victim)}")
+    k.printk(
+        KERN_ERR,
+        f"{message}: Killed process {_tget(k, victim, 'pid')} ({task_comm(k, victim)}) "
+        f"total-vm:{km.get(mm, 'mm_struct', 'total_vm') * K}kB, "
+        f"anon-rss:{get_mm_counter(k, mm, 'MM_ANONPAGES') * K}kB, "
+        f"file-rss:{get_mm_counter(k, mm, 'MM_FILEPAGES') * K}kB, "
+        f"shmem-rss:{get_mm_counter(k, mm, 'MM_SHMEMPAGES') * K}kB, UID:0 "
+        f"pgtables:{mm_pgtables_bytes(k, mm) >> 10}kB oom_score_adj:{oom_score_adj(k, victim)}",
+    )
     can_oom_reap = True
     # Kill all user processes sharing victim->mm in other thread groups
     for q in for_each_process(k):
@@ -575,20 +625,34 @@ def __oom_kill_process(k: "Kernel", victim: int, message: str, oc: OomControl) -
         if is_global_init(k, q):
             can_oom_reap = False
             mm_flags_set(k, MMF_OOM_SKIP, mm)
-            k.printk(KERN_INFO, f"oom killer {_tget(k, victim, 'pid')} ({task_comm(k, victim)}) has mm pinned by "
-                                f"{_tget(k, q, 'pid')} ({task_comm(k, q)})")
+            k.printk(
+                KERN_INFO,
+                f"oom killer {_tget(k, victim, 'pid')} ({task_comm(k, victim)}) has mm pinned by "
+                f"{_tget(k, q, 'pid')} ({task_comm(k, q)})",
+            )
             continue
         if _tget(k, q, "flags") & PF_KTHREAD:
             continue
         do_send_sig_info_sigkill(k, q)
     if can_oom_reap:
         queue_oom_reaper(k, victim)
-    _state(k).kills.append(OomKill(_tget(k, victim, "pid"), task_comm(k, victim), victim, mm, oc.chosen_points,
-                                   oc.totalpages, OOM_CONSTRAINT_TEXT[oc.constraint], task_comm(k, current(k)),
-                                   oc.gfp_mask, oc.order))
+    _state(k).kills.append(
+        OomKill(
+            _tget(k, victim, "pid"),
+            task_comm(k, victim),
+            victim,
+            mm,
+            oc.chosen_points,
+            oc.totalpages,
+            OOM_CONSTRAINT_TEXT[oc.constraint],
+            task_comm(k, current(k)),
+            oc.gfp_mask,
+            oc.order,
+        )
+    )
 
 
-def oom_kill_process(k: "Kernel", oc: OomControl, message: str) -> None:
+def oom_kill_process(k: Kernel, oc: OomControl, message: str) -> None:
     """mm/oom_kill.c oom_kill_process(): a victim already dying only gets the reserves and
     the reaper; otherwise the report (ratelimited) and __oom_kill_process."""
     victim = oc.chosen
@@ -603,7 +667,7 @@ def oom_kill_process(k: "Kernel", oc: OomControl, message: str) -> None:
     __oom_kill_process(k, victim, message, oc)
 
 
-def out_of_memory(k: "Kernel", oc: OomControl) -> bool:
+def out_of_memory(k: Kernel, oc: OomControl) -> bool:
     """mm/oom_kill.c out_of_memory(): True when the caller should retry (something was
     killed, a victim is on its way out, or a !__GFP_FS request that the OOM killer does not
     serve)."""
@@ -630,7 +694,7 @@ def out_of_memory(k: "Kernel", oc: OomControl) -> bool:
 
 
 # -- the oom_reaper and the victims' exit -----------------------------------------------------
-def __oom_reap_task_mm(k: "Kernel", mm: int) -> bool:
+def __oom_reap_task_mm(k: Kernel, mm: int) -> bool:
     """mm/oom_kill.c __oom_reap_task_mm(): MMF_UNSTABLE, then from the top of the address space
     down every VMA that is anonymous or private (not hugetlb, not PFN-mapped) unmapped
     (unmap_page_range with no zap_details: anonymous pages and private file pages go)."""
@@ -645,12 +709,13 @@ def __oom_reap_task_mm(k: "Kernel", mm: int) -> bool:
         if flags & (memory.VM_HUGETLB | M.VM_PFNMAP):
             continue
         if memory.vma_is_anonymous(k, vma) or not flags & M.VM_SHARED:
-            memory.zap_page_range(k, vma, km.get(vma, "vm_area_struct", "vm_start"),
-                                  km.get(vma, "vm_area_struct", "vm_end"))
+            memory.zap_page_range(
+                k, vma, km.get(vma, "vm_area_struct", "vm_start"), km.get(vma, "vm_area_struct", "vm_end")
+            )
     return True
 
 
-def oom_reap_task_mm(k: "Kernel", tsk: int, mm: int) -> bool:
+def oom_reap_task_mm(k: Kernel, tsk: int, mm: int) -> bool:
     """oom_reap_task_mm(): nothing to do once MMF_OOM_SKIP is set (exit_mmap has run), else
     reap and report.  (mmap_read_trylock always succeeds: no lock is ever held here.)"""
     if mm_flags_test(k, MMF_OOM_SKIP, mm):
@@ -658,17 +723,20 @@ def oom_reap_task_mm(k: "Kernel", tsk: int, mm: int) -> bool:
     ret = __oom_reap_task_mm(k, mm)
     if ret:
         K = PAGE_SIZE >> 10
-        k.printk(KERN_INFO, f"oom_reaper: reaped process {_tget(k, tsk, 'pid')} ({task_comm(k, tsk)}), now "
-                            f"anon-rss:{get_mm_counter(k, mm, 'MM_ANONPAGES') * K}kB, "
-                            f"file-rss:{get_mm_counter(k, mm, 'MM_FILEPAGES') * K}kB, "
-                            f"shmem-rss:{get_mm_counter(k, mm, 'MM_SHMEMPAGES') * K}kB")
+        k.printk(
+            KERN_INFO,
+            f"oom_reaper: reaped process {_tget(k, tsk, 'pid')} ({task_comm(k, tsk)}), now "
+            f"anon-rss:{get_mm_counter(k, mm, 'MM_ANONPAGES') * K}kB, "
+            f"file-rss:{get_mm_counter(k, mm, 'MM_FILEPAGES') * K}kB, "
+            f"shmem-rss:{get_mm_counter(k, mm, 'MM_SHMEMPAGES') * K}kB",
+        )
         for kill in _state(k).kills:
             if kill.task == tsk and kill.mm == mm:
                 kill.reaped = True
     return ret
 
 
-def oom_reap_task(k: "Kernel", tsk: int) -> None:
+def oom_reap_task(k: Kernel, tsk: int) -> None:
     """mm/oom_kill.c oom_reap_task(): reap (first attempt succeeds), then MMF_OOM_SKIP hides
     the mm from the OOM killer."""
     mm = k.kmem.get(_signal(k, tsk), "signal_struct", "oom_mm")
@@ -678,7 +746,7 @@ def oom_reap_task(k: "Kernel", tsk: int) -> None:
     mm_flags_set(k, MMF_OOM_SKIP, mm)
 
 
-def oom_reaper(k: "Kernel") -> int:
+def oom_reaper(k: Kernel) -> int:
     """The oom_reaper kthread after OOM_REAPER_DELAY: every queued victim whose mm is not
     MMF_OOM_SKIP yet (wake_oom_reaper) is reaped, oldest first.  Returns how many."""
     st = _state(k)
@@ -697,14 +765,14 @@ def oom_reaper(k: "Kernel") -> int:
     return n
 
 
-def exit_oom_victim(k: "Kernel", tsk: int) -> None:
+def exit_oom_victim(k: Kernel, tsk: int) -> None:
     """exit_oom_victim(): TIF_MEMDIE cleared, oom_victims - 1 (exit_mm of a victim)."""
     st = _state(k)
     if tsk in st.victims:
         st.victims.remove(tsk)
 
 
-def oom_victims_run(k: "Kernel", keep_current: bool = True) -> list[int]:
+def oom_victims_run(k: Kernel, keep_current: bool = True) -> list[int]:
     """Let the OOM victims run (see the module's "Time"): the oom_reaper first, then every
     task with a pending SIGKILL except ``current`` (when ``keep_current``) takes it
     (get_signal -> do_group_exit -> do_exit).  Returns the pids that exited."""
@@ -738,15 +806,24 @@ def oom_victims_run(k: "Kernel", keep_current: bool = True) -> list[int]:
 
 
 # -- the page allocator's side ------------------------------------------------------------------
-def __alloc_pages_may_oom(k: "Kernel", gfp: int, order: int, ac) -> tuple[int | None, bool]:
+def __alloc_pages_may_oom(k: Kernel, gfp: int, order: int, ac) -> tuple[int | None, bool]:
     """mm/page_alloc.c __alloc_pages_may_oom(): (pfn or None, did_some_progress)."""
     from mmintro.kernel import page_alloc as PA
 
     did_some_progress = False
     # mutex_trylock(&oom_lock) always succeeds: nothing runs concurrently.
     # One more attempt at the high watermark catches a parallel OOM kill's memory.
-    pfn = PA.get_page_from_freelist(k, (gfp | G.FLAGS["__GFP_HARDWALL"]) & ~G.__GFP_DIRECT_RECLAIM, order,
-                                    PA.ALLOC_WMARK_HIGH | PA.ALLOC_CPUSET, ac) if ac.preferred is not None else None
+    pfn = (
+        PA.get_page_from_freelist(
+            k,
+            (gfp | G.FLAGS["__GFP_HARDWALL"]) & ~G.__GFP_DIRECT_RECLAIM,
+            order,
+            PA.ALLOC_WMARK_HIGH | PA.ALLOC_CPUSET,
+            ac,
+        )
+        if ac.preferred is not None
+        else None
+    )
     if pfn is not None:
         return pfn, False
     cur = current(k)
@@ -777,13 +854,14 @@ def __alloc_pages_may_oom(k: "Kernel", gfp: int, order: int, ac) -> tuple[int | 
     return pfn, did_some_progress
 
 
-def pagefault_out_of_memory(k: "Kernel") -> bool:
+def pagefault_out_of_memory(k: Kernel) -> bool:
     """mm/oom_kill.c pagefault_out_of_memory() for a fault that returned VM_FAULT_OOM: a task
     with a fatal signal pending just dies (:class:`FatalSignalPending`); otherwise the
     "Huh VM_FAULT_OOM leaked out" warning and the fault is retried (returns True)."""
     cur = current(k)
     if fatal_signal_pending(k, cur):
-        raise FatalSignalPending(f"{task_comm(k, cur)} (pid {_tget(k, cur, 'pid')}) was killed by the OOM killer "
-                                 "during the fault")
+        raise FatalSignalPending(
+            f"{task_comm(k, cur)} (pid {_tget(k, cur, 'pid')}) was killed by the OOM killer during the fault"
+        )
     k.printk(KERN_WARNING, "Huh VM_FAULT_OOM leaked out to the #PF handler. Retrying PF")
     return True

@@ -156,7 +156,8 @@ _EV = {name: i for name, i in _T.enum("vm_event_item").items()}
 PGALLOC_BASE = _EV["PGALLOC_DMA"]
 PGFREE = _EV["PGFREE"]
 NUMA_HIT, NUMA_MISS, NUMA_FOREIGN, NUMA_INTERLEAVE_HIT, NUMA_LOCAL, NUMA_OTHER = (
-    _T.const(n) for n in ("NUMA_HIT", "NUMA_MISS", "NUMA_FOREIGN", "NUMA_INTERLEAVE_HIT", "NUMA_LOCAL", "NUMA_OTHER"))
+    _T.const(n) for n in ("NUMA_HIT", "NUMA_MISS", "NUMA_FOREIGN", "NUMA_INTERLEAVE_HIT", "NUMA_LOCAL", "NUMA_OTHER")
+)
 
 
 # -- list heads ----------------------------------------------------------------------------
@@ -187,8 +188,19 @@ def pcp_allowed_order(order: int) -> bool:
 class PerCpuPages:
     """One CPU's ``struct per_cpu_pages`` for one zone (its lists live in the zone's dicts)."""
 
-    __slots__ = ("cpu", "addr", "count", "high", "high_min", "high_max", "batch", "flags", "alloc_factor",
-                 "free_count", "heads")
+    __slots__ = (
+        "cpu",
+        "addr",
+        "count",
+        "high",
+        "high_min",
+        "high_max",
+        "batch",
+        "flags",
+        "alloc_factor",
+        "free_count",
+        "heads",
+    )
 
     def __init__(self, cpu: int, addr: int, high_min: int, high_max: int, batch: int) -> None:
         self.cpu = cpu
@@ -219,19 +231,19 @@ class AllocFailure:
 
 
 # -- struct page words ---------------------------------------------------------------------
-def page_words(k: "Kernel", pfn: int):
+def page_words(k: Kernel, pfn: int):
     """(u64 view, u32 view, word index) of pfn's struct page."""
     mv64, mv32, base, _arr = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
     return mv64, mv32, base + pfn * 8
 
 
-def page_zone(k: "Kernel", pfn: int) -> ZoneState:
+def page_zone(k: Kernel, pfn: int) -> ZoneState:
     mv64, _mv32, w = page_words(k, pfn)
     f = mv64[w + W_FLAGS]
     return k.zones[f >> kc.NODES_PGOFF][(f >> kc.ZONES_PGOFF) & ZONES_MASK]
 
 
-def zone_of_pfn(k: "Kernel", pfn: int) -> ZoneState:
+def zone_of_pfn(k: Kernel, pfn: int) -> ZoneState:
     for zones in k.zones:
         for z in zones:
             if z.spanned and z.start_pfn <= pfn < z.end_pfn:
@@ -239,19 +251,19 @@ def zone_of_pfn(k: "Kernel", pfn: int) -> ZoneState:
     raise KeyError(pfn)
 
 
-def get_pfnblock_migratetype(k: "Kernel", pfn: int) -> int:
+def get_pfnblock_migratetype(k: Kernel, pfn: int) -> int:
     return k.pageblock_flags[pfn >> PAGEBLOCK_ORDER] & MIGRATETYPE_MASK
 
 
 get_pageblock_migratetype = get_pfnblock_migratetype
 
 
-def set_pageblock_migratetype(k: "Kernel", pfn: int, mt: int) -> None:
+def set_pageblock_migratetype(k: Kernel, pfn: int, mt: int) -> None:
     i = pfn >> PAGEBLOCK_ORDER
     k.pageblock_flags[i] = (k.pageblock_flags[i] & ~MIGRATETYPE_MASK) | mt
 
 
-def change_pageblock_range(k: "Kernel", pfn: int, start_order: int, mt: int) -> None:
+def change_pageblock_range(k: Kernel, pfn: int, start_order: int, mt: int) -> None:
     for i in range(1 << (start_order - PAGEBLOCK_ORDER)):
         set_pageblock_migratetype(k, pfn + i * PAGEBLOCK_NR_PAGES, mt)
 
@@ -265,7 +277,7 @@ def account_freepages(z: ZoneState, nr_pages: int, mt: int) -> None:
         z.nr_free_highatomic += nr_pages
 
 
-def _add_to_free_list(k: "Kernel", z: ZoneState, pfn: int, order: int, mt: int, tail: bool) -> None:
+def _add_to_free_list(k: Kernel, z: ZoneState, pfn: int, order: int, mt: int, tail: bool) -> None:
     """__add_to_free_list() plus set_buddy_order(): link the block, mark its head PageBuddy."""
     head = -(1 + order * MIGRATE_TYPES + mt)
     nxt, prv = z.nxt, z.prv
@@ -289,7 +301,7 @@ def _add_to_free_list(k: "Kernel", z: ZoneState, pfn: int, order: int, mt: int, 
     mv32[2 * w + D_PAGE_TYPE] = PGTY_BUDDY
 
 
-def _list_del(k: "Kernel", z: ZoneState, pfn: int) -> None:
+def _list_del(k: Kernel, z: ZoneState, pfn: int) -> None:
     """list_del(): unlink and poison the page's lru."""
     nxt, prv = z.nxt, z.prv
     n = nxt.pop(pfn)
@@ -302,7 +314,7 @@ def _list_del(k: "Kernel", z: ZoneState, pfn: int) -> None:
     mv64[w + W_LRU_PREV] = LIST_POISON2
 
 
-def _del_page_from_free_list(k: "Kernel", z: ZoneState, pfn: int, order: int) -> None:
+def _del_page_from_free_list(k: Kernel, z: ZoneState, pfn: int, order: int) -> None:
     """__del_page_from_free_list(): unlink, __ClearPageBuddy, private = 0."""
     _list_del(k, z, pfn)
     del z.free_order[pfn]
@@ -334,7 +346,7 @@ def list_pfns(z: ZoneState, head: int) -> list[int]:
     return out
 
 
-def move_to_free_list(k: "Kernel", z: ZoneState, pfn: int, order: int, old_mt: int, new_mt: int) -> None:
+def move_to_free_list(k: Kernel, z: ZoneState, pfn: int, order: int, old_mt: int, new_mt: int) -> None:
     """list_move_tail() to the new migratetype's list, moving the accounting with it."""
     nxt, prv = z.nxt, z.prv
     n = nxt.pop(pfn)
@@ -351,12 +363,12 @@ def move_to_free_list(k: "Kernel", z: ZoneState, pfn: int, order: int, old_mt: i
     account_freepages(z, 1 << order, new_mt)
 
 
-def _is_buddy(k: "Kernel", z: ZoneState, pfn: int, buddy: int, order: int) -> bool:
+def _is_buddy(k: Kernel, z: ZoneState, pfn: int, buddy: int, order: int) -> bool:
     """page_is_buddy(): the buddy is a PageBuddy head of this order in the same zone."""
     return z.free_order.get(buddy) == order and z.start_pfn <= buddy < z.start_pfn + z.spanned
 
 
-def __free_one_page(k: "Kernel", z: ZoneState, pfn: int, order: int, migratetype: int, fpi: int) -> None:
+def __free_one_page(k: Kernel, z: ZoneState, pfn: int, order: int, migratetype: int, fpi: int) -> None:
     account_freepages(z, 1 << order, migratetype)
     buddy_pfn = pfn
     while order < MAX_PAGE_ORDER:
@@ -382,7 +394,7 @@ def __free_one_page(k: "Kernel", z: ZoneState, pfn: int, order: int, migratetype
     _add_to_free_list(k, z, pfn, order, migratetype, to_tail)
 
 
-def buddy_merge_likely(k: "Kernel", z: ZoneState, pfn: int, buddy_pfn: int, order: int) -> bool:
+def buddy_merge_likely(k: Kernel, z: ZoneState, pfn: int, buddy_pfn: int, order: int) -> bool:
     """If the next-larger block's buddy is free, a merge is likely soon: queue at the tail
     so the block is less likely to be allocated first."""
     if order >= MAX_PAGE_ORDER - 1:
@@ -391,7 +403,7 @@ def buddy_merge_likely(k: "Kernel", z: ZoneState, pfn: int, buddy_pfn: int, orde
     return _is_buddy(k, z, higher, higher ^ (1 << (order + 1)), order + 1)
 
 
-def expand(k: "Kernel", z: ZoneState, pfn: int, low: int, high: int, mt: int) -> int:
+def expand(k: Kernel, z: ZoneState, pfn: int, low: int, high: int, mt: int) -> int:
     """Split a block of order ``high`` down to ``low``, queueing the upper halves."""
     size = 1 << high
     nr_added = 0
@@ -403,14 +415,14 @@ def expand(k: "Kernel", z: ZoneState, pfn: int, low: int, high: int, mt: int) ->
     return nr_added
 
 
-def page_del_and_expand(k: "Kernel", z: ZoneState, pfn: int, low: int, high: int, mt: int) -> None:
+def page_del_and_expand(k: Kernel, z: ZoneState, pfn: int, low: int, high: int, mt: int) -> None:
     nr_pages = 1 << high
     _del_page_from_free_list(k, z, pfn, high)
     nr_pages -= expand(k, z, pfn, low, high, mt)
     account_freepages(z, -nr_pages, mt)
 
 
-def __rmqueue_smallest(k: "Kernel", z: ZoneState, order: int, mt: int) -> int | None:
+def __rmqueue_smallest(k: Kernel, z: ZoneState, order: int, mt: int) -> int | None:
     nxt = z.nxt
     for current in range(order, NR_PAGE_ORDERS):
         head = -(1 + current * MIGRATE_TYPES + mt)
@@ -439,7 +451,7 @@ def find_suitable_fallback(z: ZoneState, order: int, mt: int, claimable: bool) -
     return -1
 
 
-def boost_watermark(k: "Kernel", z: ZoneState) -> bool:
+def boost_watermark(k: Kernel, z: ZoneState) -> bool:
     boost_factor = vm_sysctl(k, "watermark_boost_factor")
     if not boost_factor:
         return False
@@ -454,7 +466,7 @@ def boost_watermark(k: "Kernel", z: ZoneState) -> bool:
     return True
 
 
-def prep_move_freepages_block(k: "Kernel", z: ZoneState, pfn: int, count: bool):
+def prep_move_freepages_block(k: Kernel, z: ZoneState, pfn: int, count: bool):
     """The pageblock of pfn, if it lies inside the zone: (start, free pages, movable pages)."""
     start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
     end = start + PAGEBLOCK_NR_PAGES
@@ -477,7 +489,7 @@ def prep_move_freepages_block(k: "Kernel", z: ZoneState, pfn: int, count: bool):
     return start, free, movable
 
 
-def __move_freepages_block(k: "Kernel", z: ZoneState, start: int, old_mt: int, new_mt: int) -> int:
+def __move_freepages_block(k: Kernel, z: ZoneState, start: int, old_mt: int, new_mt: int) -> int:
     moved = 0
     p = start
     end = start + PAGEBLOCK_NR_PAGES
@@ -493,7 +505,7 @@ def __move_freepages_block(k: "Kernel", z: ZoneState, start: int, old_mt: int, n
     return moved
 
 
-def move_freepages_block(k: "Kernel", z: ZoneState, pfn: int, old_mt: int, new_mt: int) -> int:
+def move_freepages_block(k: Kernel, z: ZoneState, pfn: int, old_mt: int, new_mt: int) -> int:
     r = prep_move_freepages_block(k, z, pfn, False)
     if r is None:
         return -1
@@ -502,8 +514,16 @@ def move_freepages_block(k: "Kernel", z: ZoneState, pfn: int, old_mt: int, new_m
     return res
 
 
-def try_to_claim_block(k: "Kernel", z: ZoneState, pfn: int, current_order: int, order: int, start_type: int,
-                       block_type: int, alloc_flags: int) -> int | None:
+def try_to_claim_block(
+    k: Kernel,
+    z: ZoneState,
+    pfn: int,
+    current_order: int,
+    order: int,
+    start_type: int,
+    block_type: int,
+    alloc_flags: int,
+) -> int | None:
     if current_order >= PAGEBLOCK_ORDER:
         _del_page_from_free_list(k, z, pfn, current_order)
         account_freepages(z, -(1 << current_order), block_type)
@@ -530,7 +550,7 @@ def try_to_claim_block(k: "Kernel", z: ZoneState, pfn: int, current_order: int, 
     return None
 
 
-def __rmqueue_claim(k: "Kernel", z: ZoneState, order: int, start_mt: int, alloc_flags: int) -> int | None:
+def __rmqueue_claim(k: Kernel, z: ZoneState, order: int, start_mt: int, alloc_flags: int) -> int | None:
     min_order = order
     if order < PAGEBLOCK_ORDER and alloc_flags & ALLOC_NOFRAGMENT:
         min_order = PAGEBLOCK_ORDER
@@ -548,7 +568,7 @@ def __rmqueue_claim(k: "Kernel", z: ZoneState, order: int, start_mt: int, alloc_
     return None
 
 
-def __rmqueue_steal(k: "Kernel", z: ZoneState, order: int, start_mt: int) -> int | None:
+def __rmqueue_steal(k: Kernel, z: ZoneState, order: int, start_mt: int) -> int | None:
     for current in range(order, NR_PAGE_ORDERS):
         fallback_mt = find_suitable_fallback(z, current, start_mt, False)
         if fallback_mt == -1:
@@ -563,7 +583,7 @@ def __rmqueue_steal(k: "Kernel", z: ZoneState, order: int, start_mt: int) -> int
 RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = range(4)
 
 
-def __rmqueue(k: "Kernel", z: ZoneState, order: int, mt: int, alloc_flags: int, mode: list[int]) -> int | None:
+def __rmqueue(k: Kernel, z: ZoneState, order: int, mt: int, alloc_flags: int, mode: list[int]) -> int | None:
     """First the requested migratetype's lists, then claiming a foreign block, then stealing
     from one; ``mode`` remembers where the last call found pages (rmqueue_bulk's loop)."""
     m = mode[0]
@@ -597,8 +617,9 @@ def __zone_watermark_unusable_free(z: ZoneState, order: int, alloc_flags: int) -
     return unusable
 
 
-def __zone_watermark_ok(z: ZoneState, order: int, mark: int, highest_zoneidx: int, alloc_flags: int,
-                        free_pages: int) -> bool:
+def __zone_watermark_ok(
+    z: ZoneState, order: int, mark: int, highest_zoneidx: int, alloc_flags: int, free_pages: int
+) -> bool:
     mn = mark
     free_pages -= __zone_watermark_unusable_free(z, order, alloc_flags)
     if alloc_flags & ALLOC_RESERVES:
@@ -637,8 +658,12 @@ def zone_watermark_fast(z: ZoneState, order: int, mark: int, highest_zoneidx: in
             return True
     if __zone_watermark_ok(z, order, mark, highest_zoneidx, alloc_flags, free_pages):
         return True
-    if not order and alloc_flags & ALLOC_MIN_RESERVE and z.watermark_boost and \
-            (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN:
+    if (
+        not order
+        and alloc_flags & ALLOC_MIN_RESERVE
+        and z.watermark_boost
+        and (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN
+    ):
         return __zone_watermark_ok(z, order, z.watermark[ALLOC_WMARK_MIN], highest_zoneidx, alloc_flags, free_pages)
     return False
 
@@ -662,7 +687,7 @@ def nr_pcp_alloc(pcp: PerCpuPages, z: ZoneState, order: int) -> int:
     return batch
 
 
-def rmqueue_bulk(k: "Kernel", z: ZoneState, order: int, count: int, head: int, mt: int, alloc_flags: int) -> int:
+def rmqueue_bulk(k: Kernel, z: ZoneState, order: int, count: int, head: int, mt: int, alloc_flags: int) -> int:
     mode = [RMQUEUE_NORMAL]
     nxt, prv = z.nxt, z.prv
     i = 0
@@ -680,8 +705,9 @@ def rmqueue_bulk(k: "Kernel", z: ZoneState, order: int, count: int, head: int, m
     return i
 
 
-def __rmqueue_pcplist(k: "Kernel", z: ZoneState, order: int, mt: int, alloc_flags: int, pcp: PerCpuPages,
-                      head: int) -> int | None:
+def __rmqueue_pcplist(
+    k: Kernel, z: ZoneState, order: int, mt: int, alloc_flags: int, pcp: PerCpuPages, head: int
+) -> int | None:
     nxt = z.nxt
     if nxt[head] == head:
         batch = nr_pcp_alloc(pcp, z, order)
@@ -695,7 +721,7 @@ def __rmqueue_pcplist(k: "Kernel", z: ZoneState, order: int, mt: int, alloc_flag
     return pfn
 
 
-def free_pcppages_bulk(k: "Kernel", z: ZoneState, count: int, pcp: PerCpuPages, pindex: int) -> None:
+def free_pcppages_bulk(k: Kernel, z: ZoneState, count: int, pcp: PerCpuPages, pindex: int) -> None:
     count = min(pcp.count, count)
     pindex -= 1
     nxt, prv = z.nxt, z.prv
@@ -721,13 +747,13 @@ def free_pcppages_bulk(k: "Kernel", z: ZoneState, count: int, pcp: PerCpuPages, 
                 break
 
 
-def drain_pages_zone(k: "Kernel", cpu: int, z: ZoneState) -> None:
+def drain_pages_zone(k: Kernel, cpu: int, z: ZoneState) -> None:
     pcp = z.pcp[cpu]
     while pcp.count:
         free_pcppages_bulk(k, z, min(pcp.count, pcp.batch << PCP_BATCH_SCALE_MAX), pcp, 0)
 
 
-def drain_all_pages(k: "Kernel", zone: ZoneState | None = None) -> None:
+def drain_all_pages(k: Kernel, zone: ZoneState | None = None) -> None:
     """Return every CPU's pcp pages (of one zone, or all) to the buddy lists."""
     for zs in k.zones:
         for z in zs:
@@ -769,7 +795,7 @@ def nr_pcp_free(pcp: PerCpuPages, batch: int, high: int, free_high: bool) -> int
     return min(max(pcp.free_count, batch), high - batch)
 
 
-def free_frozen_page_commit(k: "Kernel", z: ZoneState, pcp: PerCpuPages, pfn: int, mt: int, order: int) -> None:
+def free_frozen_page_commit(k: Kernel, z: ZoneState, pcp: PerCpuPages, pfn: int, mt: int, order: int) -> None:
     pcp.alloc_factor >>= 1
     k.vm_events[pcp.cpu][PGFREE] += 1 << order
     pindex = order_to_pindex(mt, order)
@@ -784,8 +810,11 @@ def free_frozen_page_commit(k: "Kernel", z: ZoneState, pcp: PerCpuPages, pfn: in
     batch = pcp.batch
     free_high = False
     if order and order <= PAGE_ALLOC_COSTLY_ORDER:
-        free_high = (pcp.free_count >= batch + pcp.high_min // 2 and bool(pcp.flags & PCPF_PREV_FREE_HIGH_ORDER)
-                     and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
+        free_high = (
+            pcp.free_count >= batch + pcp.high_min // 2
+            and bool(pcp.flags & PCPF_PREV_FREE_HIGH_ORDER)
+            and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch)
+        )
         pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
     elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
         pcp.flags &= ~PCPF_PREV_FREE_HIGH_ORDER
@@ -799,7 +828,7 @@ def free_frozen_page_commit(k: "Kernel", z: ZoneState, pcp: PerCpuPages, pfn: in
 
 
 # -- allocation ----------------------------------------------------------------------------
-def zone_statistics(k: "Kernel", preferred: ZoneState, z: ZoneState, nr: int) -> None:
+def zone_statistics(k: Kernel, preferred: ZoneState, z: ZoneState, nr: int) -> None:
     local = NUMA_LOCAL if z.nid == k.numa_node_id() else NUMA_OTHER
     if z.nid == preferred.nid:
         z.numa_events[NUMA_HIT] += nr
@@ -809,8 +838,7 @@ def zone_statistics(k: "Kernel", preferred: ZoneState, z: ZoneState, nr: int) ->
     z.numa_events[local] += nr
 
 
-def rmqueue_pcplist(k: "Kernel", preferred: ZoneState, z: ZoneState, order: int, mt: int,
-                    alloc_flags: int) -> int | None:
+def rmqueue_pcplist(k: Kernel, preferred: ZoneState, z: ZoneState, order: int, mt: int, alloc_flags: int) -> int | None:
     pcp = z.pcp[k.current_cpu]
     pcp.free_count >>= 1
     pindex = MIGRATE_PCPTYPES * order + mt if order <= PAGE_ALLOC_COSTLY_ORDER else order_to_pindex(mt, order)
@@ -837,8 +865,7 @@ def rmqueue_pcplist(k: "Kernel", preferred: ZoneState, z: ZoneState, order: int,
     return pfn
 
 
-def rmqueue_buddy(k: "Kernel", preferred: ZoneState, z: ZoneState, order: int, alloc_flags: int,
-                  mt: int) -> int | None:
+def rmqueue_buddy(k: Kernel, preferred: ZoneState, z: ZoneState, order: int, alloc_flags: int, mt: int) -> int | None:
     pfn = None
     if alloc_flags & ALLOC_HIGHATOMIC:
         pfn = __rmqueue_smallest(k, z, order, MIGRATE_HIGHATOMIC)
@@ -853,8 +880,9 @@ def rmqueue_buddy(k: "Kernel", preferred: ZoneState, z: ZoneState, order: int, a
     return pfn
 
 
-def rmqueue(k: "Kernel", preferred: ZoneState, z: ZoneState, order: int, gfp: int, alloc_flags: int,
-            mt: int) -> int | None:
+def rmqueue(
+    k: Kernel, preferred: ZoneState, z: ZoneState, order: int, gfp: int, alloc_flags: int, mt: int
+) -> int | None:
     pfn = None
     if order <= PAGE_ALLOC_COSTLY_ORDER or order == HPAGE_PMD_ORDER:
         pfn = rmqueue_pcplist(k, preferred, z, order, mt, alloc_flags)
@@ -868,14 +896,14 @@ def rmqueue(k: "Kernel", preferred: ZoneState, z: ZoneState, order: int, gfp: in
     return pfn
 
 
-def post_alloc_hook(k: "Kernel", pfn: int, order: int, gfp: int) -> None:
+def post_alloc_hook(k: Kernel, pfn: int, order: int, gfp: int) -> None:
     mv64, mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
     mv64[base + pfn * 8 + W_PRIVATE] = 0
     if gfp & G.__GFP_ZERO:  # want_init_on_alloc(): init_on_alloc is off in this config
         k.mem.fill(pfn << PAGE_SHIFT, PAGE_SIZE << order, 0)
 
 
-def prep_compound_page(k: "Kernel", pfn: int, order: int) -> None:
+def prep_compound_page(k: Kernel, pfn: int, order: int) -> None:
     mv64, mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
     w = base + pfn * 8
     head_addr = k.vmemmap_base + pfn * k.struct_page_size
@@ -906,7 +934,7 @@ def prep_compound_page(k: "Kernel", pfn: int, order: int) -> None:
         mv64[w + FW_DEFERRED_LIST + 1] = dl
 
 
-def prep_new_page(k: "Kernel", pfn: int, order: int, gfp: int, alloc_flags: int) -> None:
+def prep_new_page(k: Kernel, pfn: int, order: int, gfp: int, alloc_flags: int) -> None:
     if gfp & G.__GFP_ZERO or order:
         post_alloc_hook(k, pfn, order, gfp)
         if order and gfp & G.__GFP_COMP:
@@ -918,7 +946,7 @@ def prep_new_page(k: "Kernel", pfn: int, order: int, gfp: int, alloc_flags: int)
     mv64[w + W_LRU_NEXT] = 2 if alloc_flags & ALLOC_NO_WATERMARKS else 0
 
 
-def reserve_highatomic_pageblock(k: "Kernel", pfn: int, order: int, z: ZoneState) -> None:
+def reserve_highatomic_pageblock(k: Kernel, pfn: int, order: int, z: ZoneState) -> None:
     if z.managed // 100 < PAGEBLOCK_NR_PAGES:
         return
     max_managed = -(-(z.managed // 100) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
@@ -936,7 +964,7 @@ def reserve_highatomic_pageblock(k: "Kernel", pfn: int, order: int, z: ZoneState
         z.nr_reserved_highatomic += 1 << order
 
 
-def unreserve_highatomic_pageblock(k: "Kernel", ac: "AllocContext", force: bool) -> bool:
+def unreserve_highatomic_pageblock(k: Kernel, ac: AllocContext, force: bool) -> bool:
     for z in ac.zones:
         if not force and z.nr_reserved_highatomic <= PAGEBLOCK_NR_PAGES:
             continue
@@ -971,7 +999,7 @@ class AllocContext:
         self.preferred_nid = preferred_nid
 
 
-def prepare_alloc_pages(k: "Kernel", gfp: int, preferred_nid: int, nodemask: frozenset[int] | None) -> AllocContext:
+def prepare_alloc_pages(k: Kernel, gfp: int, preferred_nid: int, nodemask: frozenset[int] | None) -> AllocContext:
     key = (gfp & (G.GFP_ZONEMASK | G.GFP_MOVABLE_MASK | G.__GFP_THISNODE), preferred_nid, nodemask)
     ac = k.alloc_context_cache.get(key)
     if ac is None:
@@ -983,7 +1011,7 @@ def prepare_alloc_pages(k: "Kernel", gfp: int, preferred_nid: int, nodemask: fro
     return ac
 
 
-def alloc_flags_nofragment(k: "Kernel", z: ZoneState | None, gfp: int) -> int:
+def alloc_flags_nofragment(k: Kernel, z: ZoneState | None, gfp: int) -> int:
     alloc_flags = gfp & G.__GFP_KSWAPD_RECLAIM
     if z is None or z.idx != NR_ZONE_IDX["Normal"]:
         return alloc_flags
@@ -992,7 +1020,7 @@ def alloc_flags_nofragment(k: "Kernel", z: ZoneState | None, gfp: int) -> int:
     return alloc_flags | ALLOC_NOFRAGMENT
 
 
-def get_page_from_freelist(k: "Kernel", gfp: int, order: int, alloc_flags: int, ac: AllocContext) -> int | None:
+def get_page_from_freelist(k: Kernel, gfp: int, order: int, alloc_flags: int, ac: AllocContext) -> int | None:
     preferred = ac.preferred
     highest = ac.highest_zoneidx
     while True:
@@ -1041,7 +1069,7 @@ def gfp_to_alloc_flags(gfp: int, order: int) -> int:
     return alloc_flags
 
 
-def wake_all_kswapds(k: "Kernel", order: int, gfp: int, ac: AllocContext) -> None:
+def wake_all_kswapds(k: Kernel, order: int, gfp: int, ac: AllocContext) -> None:
     """mm/page_alloc.c wake_all_kswapds(): each node of the zonelist once."""
     from mmintro.kernel import vmscan
 
@@ -1052,8 +1080,9 @@ def wake_all_kswapds(k: "Kernel", order: int, gfp: int, ac: AllocContext) -> Non
             last_nid = z.nid
 
 
-def __alloc_pages_direct_reclaim(k: "Kernel", gfp: int, order: int, alloc_flags: int,
-                                 ac: AllocContext) -> tuple[int | None, int]:
+def __alloc_pages_direct_reclaim(
+    k: Kernel, gfp: int, order: int, alloc_flags: int, ac: AllocContext
+) -> tuple[int | None, int]:
     """mm/page_alloc.c __alloc_pages_direct_reclaim(): __perform_reclaim (try_to_free_pages)
     and one retry, then another after unreserving highatomic blocks and draining the per-CPU
     lists.  Returns (pfn, pages reclaimed)."""
@@ -1070,7 +1099,7 @@ def __alloc_pages_direct_reclaim(k: "Kernel", gfp: int, order: int, alloc_flags:
     return pfn, progress
 
 
-def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) -> tuple[int | None, int, AllocContext]:
+def __alloc_pages_slowpath(k: Kernel, gfp: int, order: int, ac: AllocContext) -> tuple[int | None, int, AllocContext]:
     """mm/page_alloc.c __alloc_pages_slowpath(): wake kswapd (which runs at once here, see
     mmintro.kernel.vmscan), retry at the min watermark with the caller's reserves
     (gfp_to_alloc_flags), with __GFP_MEMALLOC's no-watermark access; then, for a caller
@@ -1135,8 +1164,9 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
             return None, alloc_flags, ac
         if costly_order and (not dc.can_compact or not gfp & G.FLAGS["__GFP_RETRY_MAYFAIL"]):
             return None, alloc_flags, ac
-        retry, no_progress_loops = vmscan.should_reclaim_retry(k, gfp, order, ac, alloc_flags, did_some_progress,
-                                                               no_progress_loops)
+        retry, no_progress_loops = vmscan.should_reclaim_retry(
+            k, gfp, order, ac, alloc_flags, did_some_progress, no_progress_loops
+        )
         if retry:
             continue
         if dc.should_retry(alloc_flags, did_some_progress > 0):  # should_compact_retry()
@@ -1162,7 +1192,7 @@ def __alloc_pages_slowpath(k: "Kernel", gfp: int, order: int, ac: AllocContext) 
 MAX_OOM_RETRIES = 16  # mmintro: the kernel retries as long as out_of_memory() reports progress
 
 
-def _oom_reserves_allowed(k: "Kernel") -> bool:
+def _oom_reserves_allowed(k: Kernel) -> bool:
     """__gfp_pfmemalloc_flags()'s oom_reserves_allowed(current) (mmintro.kernel.oom_kill)."""
     if not k.__dict__.get("oom"):
         return False  # nobody was ever OOM-killed: no victim can be current
@@ -1171,8 +1201,9 @@ def _oom_reserves_allowed(k: "Kernel") -> bool:
     return oom_kill.oom_reserves_allowed(k)
 
 
-def __alloc_pages(k: "Kernel", gfp: int, order: int, preferred_nid: int | None = None,
-                  nodemask: frozenset[int] | None = None) -> int | None:
+def __alloc_pages(
+    k: Kernel, gfp: int, order: int, preferred_nid: int | None = None, nodemask: frozenset[int] | None = None
+) -> int | None:
     """Allocate 2^order pages; returns the first pfn or None (after a warn_alloc report)."""
     if order > MAX_PAGE_ORDER:
         return None  # WARN_ON_ONCE_GFP
@@ -1194,7 +1225,7 @@ def __alloc_pages(k: "Kernel", gfp: int, order: int, preferred_nid: int | None =
 
 
 # -- freeing -------------------------------------------------------------------------------
-def free_pages_prepare(k: "Kernel", pfn: int, order: int) -> bool:
+def free_pages_prepare(k: Kernel, pfn: int, order: int) -> bool:
     mv64, mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
     w = base + pfn * 8
     flags = mv64[w + W_FLAGS]
@@ -1225,7 +1256,7 @@ def free_pages_prepare(k: "Kernel", pfn: int, order: int) -> bool:
     return True
 
 
-def split_large_buddy(k: "Kernel", z: ZoneState, pfn: int, order: int, fpi: int) -> None:
+def split_large_buddy(k: Kernel, z: ZoneState, pfn: int, order: int, fpi: int) -> None:
     end = pfn + (1 << order)
     order = min(order, PAGEBLOCK_ORDER)
     while pfn < end:
@@ -1234,18 +1265,18 @@ def split_large_buddy(k: "Kernel", z: ZoneState, pfn: int, order: int, fpi: int)
         pfn += 1 << order
 
 
-def free_one_page(k: "Kernel", z: ZoneState, pfn: int, order: int, fpi: int) -> None:
+def free_one_page(k: Kernel, z: ZoneState, pfn: int, order: int, fpi: int) -> None:
     split_large_buddy(k, z, pfn, order, fpi)
     k.vm_events[k.current_cpu][PGFREE] += 1 << order
 
 
-def __free_pages_ok(k: "Kernel", pfn: int, order: int, fpi: int) -> None:
+def __free_pages_ok(k: Kernel, pfn: int, order: int, fpi: int) -> None:
     z = page_zone(k, pfn)
     if free_pages_prepare(k, pfn, order):
         free_one_page(k, z, pfn, order, fpi)
 
 
-def __free_frozen_pages(k: "Kernel", pfn: int, order: int, fpi: int = FPI_NONE) -> None:
+def __free_frozen_pages(k: Kernel, pfn: int, order: int, fpi: int = FPI_NONE) -> None:
     if not (order <= PAGE_ALLOC_COSTLY_ORDER or order == HPAGE_PMD_ORDER):
         __free_pages_ok(k, pfn, order, fpi)
         return
@@ -1262,7 +1293,7 @@ def __free_frozen_pages(k: "Kernel", pfn: int, order: int, fpi: int = FPI_NONE) 
     free_frozen_page_commit(k, z, z.pcp[k.current_cpu], pfn, mt, order)
 
 
-def __free_pages(k: "Kernel", pfn: int, order: int) -> None:
+def __free_pages(k: Kernel, pfn: int, order: int) -> None:
     """___free_pages(): drop the caller's reference; free the block when it was the last."""
     mv64, mv32, base, _a = k.memmap_words[pfn >> PFN_SECTION_SHIFT]
     w = base + pfn * 8
@@ -1282,8 +1313,13 @@ def __free_pages(k: "Kernel", pfn: int, order: int) -> None:
 
 
 # -- warn_alloc ----------------------------------------------------------------------------
-_MT_LETTERS = {MIGRATE_UNMOVABLE: "U", MIGRATE_MOVABLE: "M", MIGRATE_RECLAIMABLE: "E", MIGRATE_HIGHATOMIC: "H",
-               MIGRATE_ISOLATE: "I"}
+_MT_LETTERS = {
+    MIGRATE_UNMOVABLE: "U",
+    MIGRATE_MOVABLE: "M",
+    MIGRATE_RECLAIMABLE: "E",
+    MIGRATE_HIGHATOMIC: "H",
+    MIGRATE_ISOLATE: "I",
+}
 
 
 def why_refused(z: ZoneState, order: int, alloc_flags: int, highest: int) -> str:
@@ -1294,13 +1330,12 @@ def why_refused(z: ZoneState, order: int, alloc_flags: int, highest: int) -> str
     if alloc_flags & ALLOC_NO_WATERMARKS:
         return "fragmentation"
     mark = wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK)
-    if not __zone_watermark_ok(z, 0, mark, highest, alloc_flags,
-                               z.free_pages - ((1 << order) - 1)):
+    if not __zone_watermark_ok(z, 0, mark, highest, alloc_flags, z.free_pages - ((1 << order) - 1)):
         return "watermark"
     return "fragmentation"
 
 
-def show_free_areas(k: "Kernel", zones: list[ZoneState]) -> list[str]:
+def show_free_areas(k: Kernel, zones: list[ZoneState]) -> list[str]:
     """The per-zone part of show_free_areas() (lib/show_mem.c / mm/show_mem.c)."""
     K = PAGE_SIZE >> 10
     lines = []
@@ -1313,7 +1348,8 @@ def show_free_areas(k: "Kernel", zones: list[ZoneState]) -> list[str]:
             f"reserved_highatomic:{z.nr_reserved_highatomic * K}KB free_highatomic:{z.nr_free_highatomic * K}KB "
             f"active_anon:0kB inactive_anon:0kB active_file:0kB inactive_file:0kB unevictable:0kB writepending:0kB "
             f"zspages:0kB present:{z.present * K}kB managed:{z.managed * K}kB mlocked:0kB bounce:0kB "
-            f"free_pcp:{free_pcp * K}kB local_pcp:{local_pcp * K}kB free_cma:0kB")
+            f"free_pcp:{free_pcp * K}kB local_pcp:{local_pcp * K}kB free_cma:0kB"
+        )
         lines.append("lowmem_reserve[]: " + " ".join(str(v) for v in z.lowmem_reserve))
     for z in zones:
         parts = []
@@ -1330,24 +1366,35 @@ def show_free_areas(k: "Kernel", zones: list[ZoneState]) -> list[str]:
     return lines
 
 
-def warn_alloc(k: "Kernel", gfp: int, order: int, ac: AllocContext, alloc_flags: int) -> None:
+def warn_alloc(k: Kernel, gfp: int, order: int, ac: AllocContext, alloc_flags: int) -> None:
     zones = ac.zones
     verdicts = [(z, why_refused(z, order, alloc_flags, ac.highest_zoneidx)) for z in zones]
     nodemask = "(null)" if ac.nodemask is None else _nodelist(ac.nodemask)
     mems = _nodelist(range(k.config.nodes))
-    lines = [f"{k.current_comm()}: page allocation failure: order:{order}, mode:{gfp:#x}({G.format_gfp(gfp)}), "
-             f"nodemask={nodemask},cpuset=/,mems_allowed={mems}"]
+    lines = [
+        f"{k.current_comm()}: page allocation failure: order:{order}, mode:{gfp:#x}({G.format_gfp(gfp)}), "
+        f"nodemask={nodemask},cpuset=/,mems_allowed={mems}"
+    ]
     lines.append("Mem-Info:")
     lines += show_free_areas(k, [z for zs in k.zones for z in zs if z.populated])
     for z, why in verdicts:
-        lines.append(f"mmintro: Node {z.nid} {z.name} refused order-{order}: {why} "
-                     f"(free {z.free_pages} pages, watermark {wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK)}"
-                     f" + lowmem_reserve {z.lowmem_reserve[ac.highest_zoneidx]})")
+        lines.append(
+            f"mmintro: Node {z.nid} {z.name} refused order-{order}: {why} "
+            f"(free {z.free_pages} pages, watermark {wmark_pages(z, alloc_flags & ALLOC_WMARK_MASK)}"
+            f" + lowmem_reserve {z.lowmem_reserve[ac.highest_zoneidx]})"
+        )
     if not zones:
         lines.append("mmintro: no zone is eligible for this request (zone modifiers, nodemask or __GFP_THISNODE)")
     text = "\n".join(lines)
-    failure = AllocFailure(order, gfp, ac.preferred_nid, ac.nodemask, k.current_cpu,
-                           [(f"Node {z.nid} {z.name}", why) for z, why in verdicts], text)
+    failure = AllocFailure(
+        order,
+        gfp,
+        ac.preferred_nid,
+        ac.nodemask,
+        k.current_cpu,
+        [(f"Node {z.nid} {z.name}", why) for z, why in verdicts],
+        text,
+    )
     k.alloc_failures.append(failure)
     if not gfp & G.__GFP_NOWARN:
         k.printk(4, "\n".join(lines))  # pr_warn
@@ -1368,7 +1415,7 @@ def _nodelist(nodes) -> str:
 
 
 # -- boot ----------------------------------------------------------------------------------
-def memblock_free_all(k: "Kernel") -> None:
+def memblock_free_all(k: Kernel) -> None:
     """mem_init() -> memblock_free_all(): reserve_bootmem_region() over every reserved range,
     then __free_pages_memory() over every free range, lowest address first."""
     for r in k.memblock.reserved:
@@ -1393,7 +1440,7 @@ def memblock_free_all(k: "Kernel") -> None:
     k.kmem.write_u64(k.sym("_totalram_pages"), total)
 
 
-def __free_pages_core(k: "Kernel", pfn: int, order: int) -> None:
+def __free_pages_core(k: Kernel, pfn: int, order: int) -> None:
     """Clear PG_reserved, drop every page's count to 0, account the zone's managed pages,
     then free the block (__free_pages_ok with FPI_TO_TAIL)."""
     memmap_update(k, pfn, 1 << order, "flags", "and", ~(1 << PG_reserved))
@@ -1407,7 +1454,7 @@ def zone_free_pages(z: ZoneState) -> int:
     return sum(n << o for o, n in enumerate(z.nr_free))
 
 
-def write_free_lists(k: "Kernel") -> None:
+def write_free_lists(k: Kernel) -> None:
     """Write every free list and per-CPU list into memory: the list heads in struct zone and
     struct per_cpu_pages, ``lru`` in the pages; nr_free; the pagesets' counters; the
     pageblock bits into each section's mem_section_usage."""
@@ -1434,7 +1481,7 @@ def write_free_lists(k: "Kernel") -> None:
                     k.kmem.set(pcp.addr, "per_cpu_pages", name, getattr(pcp, name))
             nxt, prv = z.nxt, z.prv
 
-            def addr(key: int) -> int:
+            def addr(key: int, heads: dict = heads) -> int:
                 return heads[key] if key < 0 else vm + key * sp
 
             for h, ha in heads.items():
@@ -1450,18 +1497,20 @@ def write_free_lists(k: "Kernel") -> None:
                     guard -= 1
                     if guard < 0:
                         raise AssertionError(f"free list of zone {z.name} is not circular")
-            for name, v in (("nr_reserved_highatomic", z.nr_reserved_highatomic),
-                            ("nr_free_highatomic", z.nr_free_highatomic), ("watermark_boost", z.watermark_boost),
-                            ("flags", z.flags)):
+            for name, v in (
+                ("nr_reserved_highatomic", z.nr_reserved_highatomic),
+                ("nr_free_highatomic", z.nr_free_highatomic),
+                ("watermark_boost", z.watermark_boost),
+                ("flags", z.flags),
+            ):
                 k.kmem.set(z.addr, "zone", name, v)
     per = PAGES_PER_SECTION >> PAGEBLOCK_ORDER
     for nr in k.present_sections:
-        k.kmem.write_bytes(k.section_usage[nr] + k.usemap_offset,
-                           bytes(k.pageblock_flags[nr * per:(nr + 1) * per]))
+        k.kmem.write_bytes(k.section_usage[nr] + k.usemap_offset, bytes(k.pageblock_flags[nr * per : (nr + 1) * per]))
 
 
 # -- watermarks and reserves ---------------------------------------------------------------
-def init_per_zone_wmark_min(k: "Kernel") -> None:
+def init_per_zone_wmark_min(k: Kernel) -> None:
     """postcore_initcall(init_per_zone_wmark_min): calculate_min_free_kbytes(), then
     setup_per_zone_wmarks() and setup_per_zone_lowmem_reserve().  khugepaged's raise
     (set_recommended_min_free_kbytes) comes later, from hugepage_init's
@@ -1477,7 +1526,7 @@ def init_per_zone_wmark_min(k: "Kernel") -> None:
     setup_per_zone_lowmem_reserve(k)
 
 
-def setup_per_zone_wmarks(k: "Kernel") -> None:
+def setup_per_zone_wmarks(k: Kernel) -> None:
     zones = [z for zs in k.zones for z in zs]
     for z in zones:  # the managed pages the watermarks and pagesets are computed from
         z.managed_at_wmarks = z.managed
@@ -1499,7 +1548,7 @@ def setup_per_zone_wmarks(k: "Kernel") -> None:
         zone_pcp_update(k, z)
 
 
-def zone_pcp_update(k: "Kernel", z: ZoneState) -> None:
+def zone_pcp_update(k: Kernel, z: ZoneState) -> None:
     """zone_pcp_update(zone, 0) -> zone_set_pageset_high_and_batch(): batch, high_min (the low
     watermark split over the node's CPUs) and high_max (managed / 8 split likewise) recomputed;
     if any changed, every CPU's pageset gets them (pageset_update: not ``high`` itself).  A zone
@@ -1521,7 +1570,7 @@ def zone_pcp_update(k: "Kernel", z: ZoneState) -> None:
 MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8  # mm/page_alloc.c
 
 
-def pageset_high(k: "Kernel", z: ZoneState, batch: int) -> tuple[int, int]:
+def pageset_high(k: Kernel, z: ZoneState, batch: int) -> tuple[int, int]:
     """zone_set_pageset_high_and_batch()'s (high_min, high_max): the low watermark and managed / 8
     over the node's CPUs; with vm.percpu_pagelist_high_fraction set, managed / fraction for both
     (auto-tuning off)."""
@@ -1532,7 +1581,7 @@ def pageset_high(k: "Kernel", z: ZoneState, batch: int) -> tuple[int, int]:
     return zone_highsize(k, z, batch, 0), zone_highsize(k, z, batch, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
 
 
-def setup_per_zone_lowmem_reserve(k: "Kernel") -> None:
+def setup_per_zone_lowmem_reserve(k: Kernel) -> None:
     k.lowmem_reserve_ready = True
     for zs in k.zones:
         for i in range(len(zs) - 1):
@@ -1549,7 +1598,7 @@ def setup_per_zone_lowmem_reserve(k: "Kernel") -> None:
     calculate_totalreserve_pages(k)
 
 
-def calculate_totalreserve_pages(k: "Kernel") -> None:
+def calculate_totalreserve_pages(k: Kernel) -> None:
     """calculate_totalreserve_pages(): per node and in all, each zone's largest lowmem_reserve
     plus its high watermark, at most its managed pages."""
     total = 0
@@ -1572,23 +1621,23 @@ def zone_batchsize(z: ZoneState) -> int:
     return (1 << (x.bit_length() - 1)) - 1
 
 
-def zone_highsize(k: "Kernel", z: ZoneState, batch: int, high_fraction: int) -> int:
+def zone_highsize(k: Kernel, z: ZoneState, batch: int, high_fraction: int) -> int:
     total = z.watermark[1] if not high_fraction else z.managed // high_fraction
     nr_split_cpus = sum(1 for cpu in range(k.config.cpus) if k.cpu_to_node(cpu) == z.nid) or k.config.cpus
     return max(total // nr_split_cpus, batch << 2)
 
 
-def cpu_to_node(k: "Kernel", cpu: int) -> int:
+def cpu_to_node(k: Kernel, cpu: int) -> int:
     return k.cpu_to_node(cpu)
 
 
-def calculate_normal_threshold(k: "Kernel", z: ZoneState) -> int:
+def calculate_normal_threshold(k: Kernel, z: ZoneState) -> int:
     mem = z.managed >> (27 - PAGE_SHIFT)
-    fls = lambda x: x.bit_length()  # noqa: E731
+    fls = lambda x: x.bit_length()
     return min(125, 2 * fls(k.config.cpus) * (1 + fls(mem)))
 
 
-def setup_zone_pagesets(k: "Kernel") -> None:
+def setup_zone_pagesets(k: Kernel) -> None:
     """setup_per_cpu_pageset(): per-CPU pagesets and zonestats for every populated zone,
     nodestats for every node; high/batch as zone_set_pageset_high_and_batch() sets them."""
     T = k.T
@@ -1629,14 +1678,14 @@ def setup_zone_pagesets(k: "Kernel") -> None:
 POISON_FREE_INITMEM = 0xCC  # include/linux/poison.h
 
 
-def adjust_managed_page_count(k: "Kernel", pfn: int, count: int) -> None:
+def adjust_managed_page_count(k: Kernel, pfn: int, count: int) -> None:
     """adjust_managed_page_count(): the zone's managed pages and totalram move together."""
     page_zone(k, pfn).managed += count
     k.totalram_pages += count
     k.kmem.write_u64(k.sym("_totalram_pages"), k.totalram_pages)
 
 
-def free_reserved_area(k: "Kernel", start: int, end: int, poison: int, what: str | None) -> int:
+def free_reserved_area(k: Kernel, start: int, end: int, poison: int, what: str | None) -> int:
     """mm/page_alloc.c free_reserved_area() on the physical range [start, end) (page-rounded
     inwards): each page is poisoned (``poison`` <= 0xff), then free_reserved_page():
     PG_reserved cleared, the count set to 1 and __free_page() (the page goes through this

@@ -110,7 +110,7 @@ I_DIRTY_DATASYNC = _T.const("I_DIRTY_DATASYNC")
 I_DIRTY_PAGES = _T.const("I_DIRTY_PAGES")
 I_DIRTY_INODE = I_DIRTY_SYNC | I_DIRTY_DATASYNC
 I_DIRTY = I_DIRTY_INODE | I_DIRTY_PAGES
-WB_REASONS = {n[len("WB_REASON_"):].lower(): v for n, v in _T.enum("wb_reason").items() if n != "WB_REASON_MAX"}
+WB_REASONS = {n[len("WB_REASON_") :].lower(): v for n, v in _T.enum("wb_reason").items() if n != "WB_REASON_MAX"}
 PCPU_COUNTER_SIZE = 4  # s32 per CPU
 
 
@@ -297,8 +297,12 @@ def folio_account_dirtied(k: Kernel, pfn: int, mapping: int) -> None:
     _task(k).nr_dirtied += nr
     task = current_task(k)
     if task:  # task_io_account_write()
-        k.kmem.set(task, "task_struct", "ioac.write_bytes",
-                   k.kmem.get(task, "task_struct", "ioac.write_bytes") + nr * PAGE_SIZE)
+        k.kmem.set(
+            task,
+            "task_struct",
+            "ioac.write_bytes",
+            k.kmem.get(task, "task_struct", "ioac.write_bytes") + nr * PAGE_SIZE,
+        )
     k.bdp_ratelimits[k.current_cpu] += nr
 
 
@@ -322,9 +326,13 @@ def __mark_inode_dirty(k: Kernel, inode: int, flags: int) -> None:
         if not st & (1 << WB_has_dirty_io):
             km.set(wb, "bdi_writeback", "state", st | 1 << WB_has_dirty_io)
             bdi = km.get(wb, "bdi_writeback", "bdi")
-            km.set(bdi, "backing_dev_info", "tot_write_bandwidth.counter",
-                   km.get(bdi, "backing_dev_info", "tot_write_bandwidth.counter")
-                   + km.get(wb, "bdi_writeback", "avg_write_bandwidth"))
+            km.set(
+                bdi,
+                "backing_dev_info",
+                "tot_write_bandwidth.counter",
+                km.get(bdi, "backing_dev_info", "tot_write_bandwidth.counter")
+                + km.get(wb, "bdi_writeback", "avg_write_bandwidth"),
+            )
             _wb_wakeup(k, "wb_wakeup_delayed")
 
 
@@ -448,8 +456,9 @@ def fprop_fraction(k: Kernel, wb: int) -> tuple[int, int]:
     """lib/flex_proportions.c fprop_fraction_percpu() of wb->completions in
     global_wb_domain.completions (period decay aside: with one wb both decay alike)."""
     num = k.kmem.get(k.kmem.addr(wb, "bdi_writeback", "completions.events"), "percpu_counter", "count")
-    den = k.kmem.get(k.kmem.addr(k.sym("global_wb_domain"), "wb_domain", "completions.events"),
-                     "percpu_counter", "count")
+    den = k.kmem.get(
+        k.kmem.addr(k.sym("global_wb_domain"), "wb_domain", "completions.events"), "percpu_counter", "count"
+    )
     if den <= num:
         den = num if num else 1
     return num, den
@@ -480,8 +489,9 @@ def pos_ratio_polynom(setpoint: int, dirty: int, limit: int) -> int:
     return min(max(pos, 0), 2 << RATELIMIT_CALC_SHIFT)
 
 
-def wb_position_ratio(thresh: int, bg_thresh: int, dirty: int, limit: int, wb_thresh: int, wb_dirty: int,
-                      write_bw: int) -> tuple[int, int]:
+def wb_position_ratio(
+    thresh: int, bg_thresh: int, dirty: int, limit: int, wb_thresh: int, wb_dirty: int, write_bw: int
+) -> tuple[int, int]:
     """mm/page-writeback.c wb_position_ratio() (no strictlimit): (pos_ratio, setpoint)."""
     freerun = dirty_freerun_ceiling(thresh, bg_thresh)
     if dirty >= limit:
@@ -560,8 +570,20 @@ def balance_dirty_pages(k: Kernel, wb: int, pages_dirtied: int) -> DirtyThrottle
     km.set(wb, "bdi_writeback", "dirty_exceeded", 1 if wb_dirty > wb_thresh and dirty > thresh else 0)
 
     def record(period: int, pause: int) -> DirtyThrottle:  # trace_balance_dirty_pages
-        ev = DirtyThrottle(*task_pid_comm(k, current_task(k)), now, dirty, thresh, bg_thresh, limit, setpoint,
-                           pos_ratio, task_ratelimit, pages_dirtied, period, pause)
+        ev = DirtyThrottle(
+            *task_pid_comm(k, current_task(k)),
+            now,
+            dirty,
+            thresh,
+            bg_thresh,
+            limit,
+            setpoint,
+            pos_ratio,
+            task_ratelimit,
+            pages_dirtied,
+            period,
+            pause,
+        )
         k.dirty_throttle_log.append(ev)
         return ev
 
@@ -681,7 +703,9 @@ def folio_start_writeback(k: Kernel, pfn: int, mapping: int, wb: int, keep_write
     xa.xa_set_mark(idx, PAGECACHE_TAG_WRITEBACK)
     _wb_stat_mod(k, wb, WB_WRITEBACK, nr)
     if not on_wblist:
-        km.set(wb, "bdi_writeback", "writeback_inodes.counter", km.get(wb, "bdi_writeback", "writeback_inodes.counter") + 1)
+        km.set(
+            wb, "bdi_writeback", "writeback_inodes.counter", km.get(wb, "bdi_writeback", "writeback_inodes.counter") + 1
+        )
         wbl = km.addr(inode, "inode", "i_wb_list")
         if k.kmem.list_empty(wbl):  # sb_mark_inode_writeback()
             k.kmem.list_add_tail(wbl, km.addr(km.get(inode, "inode", "i_sb"), "super_block", "s_inodes_wb"))
@@ -710,11 +734,15 @@ def folio_end_writeback(k: Kernel, pfn: int) -> None:
     xa.xa_clear_mark(_folio_index(k, pfn), PAGECACHE_TAG_WRITEBACK)
     _wb_stat_mod(k, wb, WB_WRITEBACK, -nr)
     _wb_stat_mod(k, wb, WB_WRITTEN, nr)  # __wb_writeout_add(): WB_WRITTEN, then the completions
-    for c in (km.addr(wb, "bdi_writeback", "completions.events"),
-              km.addr(k.sym("global_wb_domain"), "wb_domain", "completions.events")):
+    for c in (
+        km.addr(wb, "bdi_writeback", "completions.events"),
+        km.addr(k.sym("global_wb_domain"), "wb_domain", "completions.events"),
+    ):
         km.set(c, "percpu_counter", "count", km.get(c, "percpu_counter", "count") + nr)
     if not xa.xa_marked(PAGECACHE_TAG_WRITEBACK):
-        km.set(wb, "bdi_writeback", "writeback_inodes.counter", km.get(wb, "bdi_writeback", "writeback_inodes.counter") - 1)
+        km.set(
+            wb, "bdi_writeback", "writeback_inodes.counter", km.get(wb, "bdi_writeback", "writeback_inodes.counter") - 1
+        )
         wbl = km.addr(inode, "inode", "i_wb_list")
         if not k.kmem.list_empty(wbl):  # sb_clear_inode_writeback()
             k.kmem.list_del_init(wbl)
@@ -757,8 +785,10 @@ def writeback_chunk_size(k: Kernel, wb: int, sync_all: bool, nr_pages: int) -> i
     """fs/fs-writeback.c writeback_chunk_size(): the pages one inode may write per turn."""
     if sync_all:
         return LONG_MAX
-    pages = min(k.kmem.get(wb, "bdi_writeback", "avg_write_bandwidth") // 2,
-                k.kmem.get(k.sym("global_wb_domain"), "wb_domain", "dirty_limit") // DIRTY_SCOPE)
+    pages = min(
+        k.kmem.get(wb, "bdi_writeback", "avg_write_bandwidth") // 2,
+        k.kmem.get(k.sym("global_wb_domain"), "wb_domain", "dirty_limit") // DIRTY_SCOPE,
+    )
     pages = min(pages, nr_pages)
     return (pages + MIN_WRITEBACK_PAGES) // MIN_WRITEBACK_PAGES * MIN_WRITEBACK_PAGES
 
@@ -848,8 +878,13 @@ def _complete_io(k: Kernel, started: list[int], complete: bool | float) -> None:
             k.__dict__.setdefault("under_writeback", set()).add(pfn)
 
 
-def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = None,
-                 complete: bool | float = True, wb: int | None = None) -> int:
+def wb_writeback(
+    k: Kernel,
+    reason: str = "background",
+    nr_pages: int | None = None,
+    complete: bool | float = True,
+    wb: int | None = None,
+) -> int:
     """fs/fs-writeback.c wb_writeback() for one work item on the disk's wb.  ``reason``:
     "background" (for_background: while wb_over_bg_thresh, every dirty inode), "periodic"
     (for_kupdate: inodes dirtied more than dirty_expire_interval ago), "sync"
@@ -917,9 +952,13 @@ def wb_writeback(k: Kernel, reason: str = "background", nr_pages: int | None = N
         if st & (1 << WB_has_dirty_io):  # wb_io_lists_depopulated()
             km.set(wb, "bdi_writeback", "state", st & ~(1 << WB_has_dirty_io))
             bdi = km.get(wb, "bdi_writeback", "bdi")
-            km.set(bdi, "backing_dev_info", "tot_write_bandwidth.counter",
-                   km.get(bdi, "backing_dev_info", "tot_write_bandwidth.counter")
-                   - km.get(wb, "bdi_writeback", "avg_write_bandwidth"))
+            km.set(
+                bdi,
+                "backing_dev_info",
+                "tot_write_bandwidth.counter",
+                km.get(bdi, "backing_dev_info", "tot_write_bandwidth.counter")
+                - km.get(wb, "bdi_writeback", "avg_write_bandwidth"),
+            )
     km.set(wb, "bdi_writeback", "state", km.get(wb, "bdi_writeback", "state") & ~(1 << WB_writeback_running))
     return sum(swap.folio_nr_pages(k, p) for p in started)
 

@@ -19,19 +19,31 @@ if TYPE_CHECKING:
 
 # kernel/panic.c: taint_flags[TAINT_FLAGS_COUNT], in TAINT_* bit order (include/linux/panic.h)
 TAINT_FLAGS = [
-    ("PROPRIETARY_MODULE", "P", "G", True), ("FORCED_MODULE", "F", " ", True),
-    ("CPU_OUT_OF_SPEC", "S", " ", False), ("FORCED_RMMOD", "R", " ", False),
-    ("MACHINE_CHECK", "M", " ", False), ("BAD_PAGE", "B", " ", False), ("USER", "U", " ", False),
-    ("DIE", "D", " ", False), ("OVERRIDDEN_ACPI_TABLE", "A", " ", False), ("WARN", "W", " ", False),
-    ("CRAP", "C", " ", True), ("FIRMWARE_WORKAROUND", "I", " ", False), ("OOT_MODULE", "O", " ", True),
-    ("UNSIGNED_MODULE", "E", " ", True), ("SOFTLOCKUP", "L", " ", False), ("LIVEPATCH", "K", " ", True),
-    ("AUX", "X", " ", True), ("RANDSTRUCT", "T", " ", True), ("TEST", "N", " ", True),
+    ("PROPRIETARY_MODULE", "P", "G", True),
+    ("FORCED_MODULE", "F", " ", True),
+    ("CPU_OUT_OF_SPEC", "S", " ", False),
+    ("FORCED_RMMOD", "R", " ", False),
+    ("MACHINE_CHECK", "M", " ", False),
+    ("BAD_PAGE", "B", " ", False),
+    ("USER", "U", " ", False),
+    ("DIE", "D", " ", False),
+    ("OVERRIDDEN_ACPI_TABLE", "A", " ", False),
+    ("WARN", "W", " ", False),
+    ("CRAP", "C", " ", True),
+    ("FIRMWARE_WORKAROUND", "I", " ", False),
+    ("OOT_MODULE", "O", " ", True),
+    ("UNSIGNED_MODULE", "E", " ", True),
+    ("SOFTLOCKUP", "L", " ", False),
+    ("LIVEPATCH", "K", " ", True),
+    ("AUX", "X", " ", True),
+    ("RANDSTRUCT", "T", " ", True),
+    ("TEST", "N", " ", True),
     ("FWCTL", "J", " ", True),
 ]
 KERN_EMERG, KERN_INFO = 0, 6
 
 
-def place_globals(k: "Kernel") -> None:
+def place_globals(k: Kernel) -> None:
     img, km = k.image, k.kmem
     img.var("tainted_mask", "bss")
     table = img.var("taint_flags", "rodata")
@@ -47,7 +59,7 @@ def place_globals(k: "Kernel") -> None:
         km.set(e, "taint_flag", "desc", img.string(name))
 
 
-def sysrq_crash(k: "Kernel") -> None:
+def sysrq_crash(k: Kernel) -> None:
     """``echo c > /proc/sysrq-trigger``: __handle_sysrq's message, then sysrq_handle_crash()'s
     panic("sysrq triggered crash\\n").  Once: a machine panics only once."""
     if k.__dict__.get("panicked"):

@@ -51,8 +51,9 @@ class AllocInfo:
         return self.static_size + self.reserved_size + self.dyn_size
 
 
-def pcpu_build_alloc_info(static_size: int, reserved_size: int, dyn_size: int, atom_size: int,
-                          distance) -> tuple[AllocInfo, int]:
+def pcpu_build_alloc_info(
+    static_size: int, reserved_size: int, dyn_size: int, atom_size: int, distance
+) -> tuple[AllocInfo, int]:
     """pcpu_build_alloc_info(): the first chunk's geometry for CPUs 0..n-1, grouped by
     ``distance(a, b) == LOCAL_DISTANCE`` (``distance``: a list of CPU distance rows).
     Returns the info and units per allocation (upa)."""
@@ -95,7 +96,7 @@ def pcpu_build_alloc_info(static_size: int, reserved_size: int, dyn_size: int, a
     return ai, best_upa
 
 
-def pcpu_embed_first_chunk(k: "Kernel", static_size: int) -> tuple[AllocInfo, dict[int, int], int]:
+def pcpu_embed_first_chunk(k: Kernel, static_size: int) -> tuple[AllocInfo, dict[int, int], int]:
     """pcpu_embed_first_chunk(PERCPU_FIRST_CHUNK_RESERVE, PERCPU_DYNAMIC_RESERVE, PMD_SIZE,
     pcpu_cpu_distance, pcpu_cpu_to_node): each group's units from memblock on the node of its
     first CPU, then the unused parts freed.  Returns the info, each CPU's unit (physical
@@ -107,8 +108,9 @@ def pcpu_embed_first_chunk(k: "Kernel", static_size: int) -> tuple[AllocInfo, di
     areas = []
     for units in ai.groups:
         first = next(c for c in units if c is not None)
-        areas.append(k.memblock.alloc(len(units) * ai.unit_size, ai.atom_size, nid=nodes[first],
-                                      min_addr=MAX_DMA_ADDRESS))
+        areas.append(
+            k.memblock.alloc(len(units) * ai.unit_size, ai.atom_size, nid=nodes[first], min_addr=MAX_DMA_ADDRESS)
+        )
     unit_of: dict[int, int] = {}
     for units, area in zip(ai.groups, areas):
         for i, cpu in enumerate(units):
@@ -121,26 +123,31 @@ def pcpu_embed_first_chunk(k: "Kernel", static_size: int) -> tuple[AllocInfo, di
     return ai, unit_of, min(areas)
 
 
-def pcpu_dump_alloc_info(k: "Kernel", ai: AllocInfo) -> None:
+def pcpu_dump_alloc_info(k: Kernel, ai: AllocInfo) -> None:
     """The boot log's lines: pcpu_embed_first_chunk()'s "percpu: Embedded ..." and
     pcpu_dump_alloc_info()'s (groups and their units, ``-`` for an unused one; one line for
     up to 60 columns' worth of allocations)."""
-    k.printk(6, f"percpu: Embedded {ai.size_sum >> 12} pages/cpu s{ai.static_size} r{ai.reserved_size} "
-                f"d{ai.dyn_size} u{ai.unit_size}")
+    k.printk(
+        6,
+        f"percpu: Embedded {ai.size_sum >> 12} pages/cpu s{ai.static_size} r{ai.reserved_size} "
+        f"d{ai.dyn_size} u{ai.unit_size}",
+    )
     upa = ai.alloc_size // ai.unit_size
     cpu_width = len(str(k.config.cpus))
     group_width = len(str(len(ai.groups)))
     width = upa * (cpu_width + 1) + group_width + 3
     apl = 1 << (max(60 // width, 1).bit_length() - 1)  # rounddown_pow_of_two
-    lines = [f"pcpu-alloc: s{ai.static_size} r{ai.reserved_size} d{ai.dyn_size} u{ai.unit_size} "
-             f"alloc={ai.alloc_size // ai.atom_size}*{ai.atom_size}"]
+    lines = [
+        f"pcpu-alloc: s{ai.static_size} r{ai.reserved_size} d{ai.dyn_size} u{ai.unit_size} "
+        f"alloc={ai.alloc_size // ai.atom_size}*{ai.atom_size}"
+    ]
     alloc = 0
     for g, units in enumerate(ai.groups):
         for start in range(0, len(units), upa):
             if alloc % apl == 0:
                 lines.append("pcpu-alloc: ")
             lines[-1] += f"[{g:0{group_width}}] "
-            for c in units[start:start + upa]:
+            for c in units[start : start + upa]:
                 lines[-1] += ("-" * cpu_width if c is None else f"{c:0{cpu_width}}") + " "
             alloc += 1
     k.printk(6, "\n".join(lines))

@@ -12,7 +12,8 @@ pages reach a snapshot.
 from __future__ import annotations
 
 import bisect
-from typing import TYPE_CHECKING, Iterator, Protocol
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -79,7 +80,7 @@ class PhysMem:
             if paddr + size > r[1]:
                 raise ValueError("view crosses the end of a region")
             a = r[2] if isinstance(r[2], np.ndarray) else r[2].array()
-            return a[paddr - r[0]:paddr - r[0] + size]
+            return a[paddr - r[0] : paddr - r[0] + size]
         c = paddr >> CHUNK_SHIFT
         if (paddr + size - 1) >> CHUNK_SHIFT != c:
             raise ValueError("view crosses a chunk boundary")
@@ -87,7 +88,7 @@ class PhysMem:
         if arr is None:
             arr = self._chunks[c] = np.zeros(CHUNK, dtype=np.uint8)
         off = paddr & (CHUNK - 1)
-        return arr[off:off + size]
+        return arr[off : off + size]
 
     def _pieces(self, paddr: int, size: int) -> Iterator[tuple[int, int]]:
         end = paddr + size
@@ -104,10 +105,14 @@ class PhysMem:
             paddr += n
 
     def write(self, paddr: int, data: bytes | bytearray | memoryview | np.ndarray) -> None:
-        buf = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
+        buf = (
+            np.frombuffer(bytes(data), dtype=np.uint8)
+            if not isinstance(data, np.ndarray)
+            else data.view(np.uint8).ravel()
+        )
         pos = 0
         for p, n in self._pieces(paddr, len(buf)):
-            self.view(p, n)[:] = buf[pos:pos + n]
+            self.view(p, n)[:] = buf[pos : pos + n]
             pos += n
 
     def read(self, paddr: int, size: int) -> bytes:
@@ -146,7 +151,7 @@ class PhysMem:
         return int.from_bytes(self.read(paddr, 8), "little")
 
     # -- snapshot support --------------------------------------------------------------
-    def nonzero_runs(self) -> Iterator[tuple[int, "np.ndarray | LazyRun"]]:
+    def nonzero_runs(self) -> Iterator[tuple[int, np.ndarray | LazyRun]]:
         """(phys, bytes) for every run of non-zero pages, in address order: maximal runs of
         stored memory as arrays; a lazy region's runs (which may touch others) as
         :class:`~mmintro.kernel.memmap_store.LazyRun` objects, generated when read."""
@@ -179,13 +184,13 @@ class PhysMem:
                 g0, g1 = int(grp[0]), int(grp[-1]) + 1
                 start = base + g0 * PAGE_SIZE
                 if start == run_end:
-                    run_parts.append(arr[g0 * PAGE_SIZE:g1 * PAGE_SIZE])
+                    run_parts.append(arr[g0 * PAGE_SIZE : g1 * PAGE_SIZE])
                     run_end = base + g1 * PAGE_SIZE
                 else:
                     if run_parts:
                         yield run_start, _cat(run_parts)
                     run_start, run_end = start, base + g1 * PAGE_SIZE
-                    run_parts = [arr[g0 * PAGE_SIZE:g1 * PAGE_SIZE]]
+                    run_parts = [arr[g0 * PAGE_SIZE : g1 * PAGE_SIZE]]
         if run_parts:
             yield run_start, _cat(run_parts)
 

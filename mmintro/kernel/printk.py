@@ -51,7 +51,7 @@ def desc0_id() -> int:
     return (-(DESCS_COUNT + 1)) & DESC_ID_MASK
 
 
-def printk(k: "Kernel", level: int, text: str) -> None:
+def printk(k: Kernel, level: int, text: str) -> None:
     """printk(KERN_<level> "text\\n") at the simulated time; one record per line.
 
     The boot's messages come at the local clock, advanced a microsecond a record; once the
@@ -66,7 +66,7 @@ def printk(k: "Kernel", level: int, text: str) -> None:
         k.clock_ns += 1000
 
 
-def place_globals(k: "Kernel") -> None:
+def place_globals(k: Kernel) -> None:
     img = k.image
     img.var("__log_buf", "bss", 8)
     img.var("_printk_rb_static_descs", "data", 8)
@@ -77,7 +77,7 @@ def place_globals(k: "Kernel") -> None:
     k.sync_hooks.append(write_log)
 
 
-def write_log(k: "Kernel") -> None:
+def write_log(k: Kernel) -> None:
     T = k.T
     km = k.kmem
     rb = k.sym("printk_rb_static")
@@ -108,8 +108,9 @@ def write_log(k: "Kernel") -> None:
         lpos = nxt
     keep = len(blocks)
     first = 0
-    while keep - first > DESCS_COUNT - 1 or (keep > first and
-                                             (blocks[keep - 1][1] - blocks[first][0]) & MASK64 > DATA_SIZE):
+    while keep - first > DESCS_COUNT - 1 or (
+        keep > first and (blocks[keep - 1][1] - blocks[first][0]) & MASK64 > DATA_SIZE
+    ):
         first += 1
     # Clear the rings, then write the initial reusable descriptor and the kept records.
     km.write_bytes(descs, bytes(dsize * DESCS_COUNT))
@@ -156,5 +157,9 @@ def write_log(k: "Kernel") -> None:
     km.set(rb, "printk_ringbuffer", "text_data_ring.size_bits", LOG_BUF_SHIFT)
     km.set(rb, "printk_ringbuffer", "text_data_ring.data", data)
     km.set(rb, "printk_ringbuffer", "text_data_ring.head_lpos", lpos & MASK64)
-    km.set(rb, "printk_ringbuffer", "text_data_ring.tail_lpos",
-           blocks[first][0] if first < len(blocks) and first else (-DATA_SIZE) & MASK64)
+    km.set(
+        rb,
+        "printk_ringbuffer",
+        "text_data_ring.tail_lpos",
+        blocks[first][0] if first < len(blocks) and first else (-DATA_SIZE) & MASK64,
+    )

@@ -67,9 +67,10 @@ psi_init enables the ``psi_disabled`` static key, leaves the group as its static
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from mmintro.kernel import config as kc
 
@@ -120,7 +121,7 @@ U64 = (1 << 64) - 1
 ULONG = U64
 
 
-def _c(k: "Kernel", name: str) -> int:
+def _c(k: Kernel, name: str) -> int:
     return k.T.const(name)
 
 
@@ -153,11 +154,11 @@ def calc_load_n(load: int, exp: int, active: int, n: int) -> int:
     return calc_load(load, fixed_power_int(exp, FSHIFT, n), active)
 
 
-def LOAD_INT(x: int) -> int:  # noqa: N802 -- the kernel's macro
+def LOAD_INT(x: int) -> int:
     return x >> FSHIFT
 
 
-def LOAD_FRAC(x: int) -> int:  # noqa: N802
+def LOAD_FRAC(x: int) -> int:
     return LOAD_INT((x & (FIXED_1 - 1)) * 100)
 
 
@@ -209,7 +210,7 @@ class PsiState:
     psi_bug: bool = False
 
 
-def _psi(k: "Kernel") -> PsiState:
+def _psi(k: Kernel) -> PsiState:
     st = k.__dict__.get("psi")
     if st is None:
         raise RuntimeError("psi_init() has not run")
@@ -217,7 +218,7 @@ def _psi(k: "Kernel") -> PsiState:
 
 
 # -- the clock -------------------------------------------------------------------------------
-def local_clock(k: "Kernel") -> int:
+def local_clock(k: Kernel) -> int:
     """local_clock() / cpu_clock(cpu) / sched_clock() of the simulated machine, in ns: the printk
     clock, never behind the uptime (timekeeping.tick moves the uptime)."""
     from mmintro.kernel.timekeeping import uptime_ns
@@ -227,7 +228,7 @@ def local_clock(k: "Kernel") -> int:
     return k.clock_ns
 
 
-def advance(k: "Kernel", ns: int) -> int:
+def advance(k: Kernel, ns: int) -> int:
     """Let ``ns`` nanoseconds of simulated time pass (the modelled duration of work such as a
     reclaim pass); jiffies (the uptime) follow the CPU clock.  Runs the psi_avgs_work that fell
     due.  Returns the new local_clock."""
@@ -248,11 +249,12 @@ def advance(k: "Kernel", ns: int) -> int:
 
 
 # -- psi_group_change and friends ----------------------------------------------------------------
-def test_states(k: "Kernel", tasks: list[int], state_mask: int) -> int:
+def test_states(k: Kernel, tasks: list[int], state_mask: int) -> int:
     """test_states(): the states the task counts put this CPU in (``state_mask`` carries PSI_ONCPU)."""
     oncpu = bool(state_mask & (1 << _c(k, "NR_PSI_STATES")))
     NR_IOWAIT, NR_MEMSTALL, NR_RUNNING, NR_MEMSTALL_RUNNING = (
-        _c(k, n) for n in ("NR_IOWAIT", "NR_MEMSTALL", "NR_RUNNING", "NR_MEMSTALL_RUNNING"))
+        _c(k, n) for n in ("NR_IOWAIT", "NR_MEMSTALL", "NR_RUNNING", "NR_MEMSTALL_RUNNING")
+    )
     if tasks[NR_IOWAIT]:
         state_mask |= 1 << _c(k, "PSI_IO_SOME")
         if not tasks[NR_RUNNING]:
@@ -270,14 +272,17 @@ def test_states(k: "Kernel", tasks: list[int], state_mask: int) -> int:
     return state_mask
 
 
-def record_times(k: "Kernel", groupc: PsiGroupCpu, now: int) -> None:
+def record_times(k: Kernel, groupc: PsiGroupCpu, now: int) -> None:
     """record_times(): charge the time since ``state_start`` to the states in ``state_mask``
     (u32 deltas and buckets, as the kernel keeps them)."""
     delta = (now - groupc.state_start) & U32
     groupc.state_start = now
     m = groupc.state_mask
-    for some, full in (("PSI_IO_SOME", "PSI_IO_FULL"), ("PSI_MEM_SOME", "PSI_MEM_FULL"),
-                       ("PSI_CPU_SOME", "PSI_CPU_FULL")):
+    for some, full in (
+        ("PSI_IO_SOME", "PSI_IO_FULL"),
+        ("PSI_MEM_SOME", "PSI_MEM_FULL"),
+        ("PSI_CPU_SOME", "PSI_CPU_FULL"),
+    ):
         s, f = _c(k, some), _c(k, full)
         if m & (1 << s):
             groupc.times[s] = (groupc.times[s] + delta) & U32
@@ -288,7 +293,7 @@ def record_times(k: "Kernel", groupc: PsiGroupCpu, now: int) -> None:
         groupc.times[ni] = (groupc.times[ni] + delta) & U32
 
 
-def psi_group_change(k: "Kernel", cpu: int, clear: int, set_: int, now: int, wake_clock: bool) -> None:
+def psi_group_change(k: Kernel, cpu: int, clear: int, set_: int, now: int, wake_clock: bool) -> None:
     """psi_group_change() on psi_system: task counts, then the CPU's new state mask."""
     st = _psi(k)
     group = st.group
@@ -309,8 +314,11 @@ def psi_group_change(k: "Kernel", cpu: int, clear: int, set_: int, now: int, wak
             if groupc.tasks[t]:
                 groupc.tasks[t] -= 1
             elif not st.psi_bug:
-                k.printk(3, f"psi: task underflow! cpu={cpu} t={t} tasks=[{' '.join(map(str, groupc.tasks))}] "
-                            f"clear={clear:x} set={set_:x}")
+                k.printk(
+                    3,
+                    f"psi: task underflow! cpu={cpu} t={t} tasks=[{' '.join(map(str, groupc.tasks))}] "
+                    f"clear={clear:x} set={set_:x}",
+                )
                 st.psi_bug = True
     for t in range(TSK_ONCPU.bit_length()):
         if set_ & (1 << t):
@@ -332,31 +340,34 @@ def psi_group_change(k: "Kernel", cpu: int, clear: int, set_: int, now: int, wak
         group.work_cpu = cpu
 
 
-def _task_pid(k: "Kernel", task: int) -> int:
+def _task_pid(k: Kernel, task: int) -> int:
     return k.kmem.get(task, "task_struct", "pid")
 
 
-def psi_flags_change(k: "Kernel", task: int, clear: int, set_: int) -> None:
+def psi_flags_change(k: Kernel, task: int, clear: int, set_: int) -> None:
     st = _psi(k)
     flags = st.psi_flags.get(task, 0)
     if ((flags & set_) or (flags & clear) != clear) and not st.psi_bug:
         comm_at = k.pa(k.kmem.addr(task, "task_struct", "comm"))
         comm = k.mem.read(comm_at, 16).split(b"\0")[0].decode(errors="replace")
-        k.printk(3, f"psi: inconsistent task state! task={_task_pid(k, task)}:{comm} cpu={st.task_cpu.get(task, 0)} "
-                    f"psi_flags={flags:x} clear={clear:x} set={set_:x}")
+        k.printk(
+            3,
+            f"psi: inconsistent task state! task={_task_pid(k, task)}:{comm} cpu={st.task_cpu.get(task, 0)} "
+            f"psi_flags={flags:x} clear={clear:x} set={set_:x}",
+        )
         st.psi_bug = True
     st.psi_flags[task] = (flags & ~clear) | set_
 
 
-def _write_begin(k: "Kernel", cpu: int) -> None:
+def _write_begin(k: Kernel, cpu: int) -> None:
     _psi(k).seq[cpu] += 1
 
 
-def _write_end(k: "Kernel", cpu: int) -> None:
+def _write_end(k: Kernel, cpu: int) -> None:
     _psi(k).seq[cpu] += 1
 
 
-def psi_task_change(k: "Kernel", task: int, clear: int, set_: int) -> None:
+def psi_task_change(k: Kernel, task: int, clear: int, set_: int) -> None:
     """psi_task_change(): the task's flags, then its CPU's group counts, at cpu_clock(cpu)."""
     st = _psi(k)
     if not _task_pid(k, task):
@@ -370,7 +381,7 @@ def psi_task_change(k: "Kernel", task: int, clear: int, set_: int) -> None:
     _write_end(k, cpu)
 
 
-def psi_task_switch(k: "Kernel", prev: int | None, next_: int | None, cpu: int, sleep: bool) -> None:
+def psi_task_switch(k: Kernel, prev: int | None, next_: int | None, cpu: int, sleep: bool) -> None:
     """psi_task_switch(): ``prev`` leaves ``cpu`` (going to sleep if ``sleep``), ``next_`` gets
     it; None is the CPU's idle task (pid 0, which PSI ignores)."""
     st = _psi(k)
@@ -408,7 +419,7 @@ def psi_task_switch(k: "Kernel", prev: int | None, next_: int | None, cpu: int, 
     _write_end(k, cpu)
 
 
-def psi_task_wakeup(k: "Kernel", task: int, cpu: int | None = None) -> None:
+def psi_task_wakeup(k: Kernel, task: int, cpu: int | None = None) -> None:
     """The task wakes on ``cpu`` (default: the current CPU) and runs there: psi_enqueue()
     (``TSK_RUNNING``, and ``TSK_MEMSTALL_RUNNING`` if it sleeps inside a stall section), then,
     if the CPU is idle, psi_task_switch() from the idle task (``TSK_ONCPU``)."""
@@ -428,7 +439,7 @@ def psi_task_wakeup(k: "Kernel", task: int, cpu: int | None = None) -> None:
         psi_task_switch(k, None, task, cpu, False)
 
 
-def psi_task_sleep(k: "Kernel", task: int) -> None:
+def psi_task_sleep(k: Kernel, task: int) -> None:
     """The task goes to sleep: psi_task_switch(task, idle, sleep=true) if it is on its CPU (the
     deferred dequeue clears ``TSK_RUNNING``/``TSK_ONCPU``), else psi_dequeue's
     psi_task_change."""
@@ -449,13 +460,13 @@ def psi_task_sleep(k: "Kernel", task: int) -> None:
     st.woken_for_stall.discard(task)
 
 
-def current(k: "Kernel") -> int | None:
+def current(k: Kernel) -> int | None:
     """``current`` for PSI: the task :func:`running` put on the CPU, else None (the idle task)."""
     return k.__dict__.get("psi_current", {}).get(k.current_cpu)
 
 
 @contextmanager
-def running(k: "Kernel", task: int, cpu: int | None = None) -> Iterator[None]:
+def running(k: Kernel, task: int, cpu: int | None = None) -> Iterator[None]:
     """``with running(k, task):`` the task runs on ``cpu`` (default: the current CPU) for the body
     and is ``current`` there (what :func:`psi_memstall_enter` without a task takes): woken
     (:func:`psi_task_wakeup`) at the start, asleep again (:func:`psi_task_sleep`) at the end.  A
@@ -481,7 +492,7 @@ def running(k: "Kernel", task: int, cpu: int | None = None) -> Iterator[None]:
             cur[cpu] = prev
 
 
-def psi_memstall_enter(k: "Kernel", task: int | None = None) -> int:
+def psi_memstall_enter(k: Kernel, task: int | None = None) -> int:
     """psi_memstall_enter(&flags) by ``task`` (a ``struct task_struct *``; None: :func:`current`,
     and nothing is counted when that is the idle task): the start of a memory stall (reclaim,
     compaction, a thrashing refault).  Returns the flags the matching :func:`psi_memstall_leave`
@@ -504,7 +515,7 @@ def psi_memstall_enter(k: "Kernel", task: int | None = None) -> int:
     return 0
 
 
-def psi_memstall_leave(k: "Kernel", task: int | None = None, flags: int = 0) -> None:
+def psi_memstall_leave(k: Kernel, task: int | None = None, flags: int = 0) -> None:
     """psi_memstall_leave(&flags): the end of the stall section (nothing for a nested one); a
     task that psi_memstall_enter woke goes back to sleep, and a task that slept inside the
     section (:func:`psi_task_sleep`: still TSK_MEMSTALL, no longer running) is woken to leave it
@@ -526,13 +537,13 @@ def psi_memstall_leave(k: "Kernel", task: int | None = None, flags: int = 0) -> 
         psi_task_sleep(k, task)
 
 
-def psi_flags_of(k: "Kernel", task: int) -> int:
+def psi_flags_of(k: Kernel, task: int) -> int:
     """``task->psi_flags`` as PSI keeps it (TSK_* bits)."""
     st = k.__dict__.get("psi")
     return st.psi_flags.get(task, 0) if st is not None else 0
 
 
-def psi_task_exit(k: "Kernel", task: int) -> None:
+def psi_task_exit(k: Kernel, task: int) -> None:
     """The task exits (do_exit's last __schedule: psi_sched_switch with sleep): if PSI sees it
     running it leaves its CPU; PSI forgets it.  A stall section still open (a caller that did not
     leave it; the kernel always does) is closed first, so the CPU's counts do not leak."""
@@ -556,7 +567,7 @@ def psi_task_exit(k: "Kernel", task: int) -> None:
 
 
 @contextmanager
-def memstall(k: "Kernel", task: int | None = None, ns: int = 0) -> Iterator[None]:
+def memstall(k: Kernel, task: int | None = None, ns: int = 0) -> Iterator[None]:
     """``with memstall(k, task, ns):`` psi_memstall_enter, the body, ``ns`` more of simulated time
     (:func:`advance`: the modelled duration of the stalled work), psi_memstall_leave."""
     task = current(k) if task is None else task
@@ -570,8 +581,9 @@ def memstall(k: "Kernel", task: int | None = None, ns: int = 0) -> Iterator[None
 
 
 # -- aggregation and averages ----------------------------------------------------------------------
-def get_recent_times(k: "Kernel", cpu: int, aggregator: int, now: int, current_cpu: int,
-                     in_avgs_work: bool) -> tuple[list[int], int]:
+def get_recent_times(
+    k: Kernel, cpu: int, aggregator: int, now: int, current_cpu: int, in_avgs_work: bool
+) -> tuple[list[int], int]:
     """get_recent_times(): the CPU's state times since this aggregator's last look (the live
     state extrapolated to ``now``), and the states that changed (PSI_STATE_RESCHEDULE for the
     avgs work when the CPU has other tasks)."""
@@ -600,8 +612,7 @@ def get_recent_times(k: "Kernel", cpu: int, aggregator: int, now: int, current_c
     return times, changed
 
 
-def collect_percpu_times(k: "Kernel", aggregator: int, now: int, current_cpu: int = 0,
-                         in_avgs_work: bool = False) -> int:
+def collect_percpu_times(k: Kernel, aggregator: int, now: int, current_cpu: int = 0, in_avgs_work: bool = False) -> int:
     """collect_percpu_times(): each CPU's deltas weighted by its non-idle jiffies, folded into
     ``total[aggregator]``.  Returns the changed states."""
     group = _psi(k).group
@@ -634,7 +645,7 @@ def calc_avgs(avg: list[int], missed_periods: int, time: int, period: int) -> No
     avg[2] = calc_load(avg[2], EXP_300s, pct)
 
 
-def update_averages(k: "Kernel", now: int) -> int:
+def update_averages(k: Kernel, now: int) -> int:
     """update_averages(): the averages over the periods since the last update; returns the
     next update's time."""
     st = _psi(k)
@@ -656,7 +667,7 @@ def update_averages(k: "Kernel", now: int) -> int:
     return avg_next_update
 
 
-def psi_avgs_work(k: "Kernel", now: int) -> None:
+def psi_avgs_work(k: Kernel, now: int) -> None:
     """psi_avgs_work() at ``now`` (its timer's expiry) on the CPU it was queued on."""
     group = _psi(k).group
     changed = collect_percpu_times(k, _c(k, "PSI_AVGS"), now, group.work_cpu, True)
@@ -666,7 +677,7 @@ def psi_avgs_work(k: "Kernel", now: int) -> None:
         group.work_due = (now // TICK_NSEC + nsecs_to_jiffies(group.avg_next_update - now) + 1) * TICK_NSEC
 
 
-def _run_due_work(k: "Kernel", now: int) -> None:
+def _run_due_work(k: Kernel, now: int) -> None:
     """Run, at their due times, the psi_avgs_work instances that fell due by ``now``."""
     st = k.__dict__.get("psi")
     if st is None or not st.enabled:
@@ -681,7 +692,7 @@ def _run_due_work(k: "Kernel", now: int) -> None:
     raise RuntimeError("psi: the avgs work did not catch up")
 
 
-def psi_show(k: "Kernel", res: str = "PSI_MEM") -> str:
+def psi_show(k: Kernel, res: str = "PSI_MEM") -> str:
     """psi_show(): the text of /proc/pressure/<res> read now (it aggregates first, as the
     kernel's does; so reading changes the books, as in the kernel)."""
     st = _psi(k)
@@ -700,13 +711,15 @@ def psi_show(k: "Kernel", res: str = "PSI_MEM") -> str:
         if not (res == "PSI_CPU" and full):
             avg = group.avg[r * 2 + full]
             total = group.total[_c(k, "PSI_AVGS")][r * 2 + full] // NSEC_PER_USEC
-        out.append(f"{'full' if full else 'some'} avg10={LOAD_INT(avg[0])}.{LOAD_FRAC(avg[0]):02d} "
-                   f"avg60={LOAD_INT(avg[1])}.{LOAD_FRAC(avg[1]):02d} "
-                   f"avg300={LOAD_INT(avg[2])}.{LOAD_FRAC(avg[2]):02d} total={total}\n")
+        out.append(
+            f"{'full' if full else 'some'} avg10={LOAD_INT(avg[0])}.{LOAD_FRAC(avg[0]):02d} "
+            f"avg60={LOAD_INT(avg[1])}.{LOAD_FRAC(avg[1]):02d} "
+            f"avg300={LOAD_INT(avg[2])}.{LOAD_FRAC(avg[2]):02d} total={total}\n"
+        )
     return "".join(out)
 
 
-def pressure(k: "Kernel", resource: str = "memory") -> dict[str, dict[str, float | int]]:
+def pressure(k: Kernel, resource: str = "memory") -> dict[str, dict[str, float | int]]:
     """What reading /proc/pressure/RESOURCE now would print, as numbers, without touching the
     books (psi_show on a copy): ``{"some": {"avg10", "avg60", "avg300" (percent as printed),
     "total" (us)}, "full": {...}}``.  For a scenario's expectations (``full total > 0``)."""
@@ -758,7 +771,7 @@ def kstrtobool(s: str) -> bool | None:
     return None
 
 
-def place_globals(k: "Kernel") -> None:
+def place_globals(k: Kernel) -> None:
     """``psi_system`` (with its static ``.pcpu = &system_group_pcpu``), ``psi_disabled``,
     ``psi_period``; the books are written at every sync."""
     img = k.image
@@ -768,7 +781,7 @@ def place_globals(k: "Kernel") -> None:
     k.sync_hooks.append(write_psi)
 
 
-def psi_init(k: "Kernel") -> None:
+def psi_init(k: Kernel) -> None:
     """psi_init() (from sched_init()): with PSI enabled, psi_period = jiffies_to_nsecs(PSI_FREQ)
     and group_init(&psi_system) (avg_last_update = sched_clock(), avg_next_update one period on);
     else the psi_disabled static key."""
@@ -776,9 +789,12 @@ def psi_init(k: "Kernel") -> None:
     naggr = _c(k, "NR_PSI_AGGREGATORS")
     ncounts = _c(k, "NR_PSI_TASK_COUNTS")
     cpus = k.config.cpus
-    group = PsiGroup(pcpu=[PsiGroupCpu([0] * ncounts, [0] * nr, [[0] * nr for _ in range(naggr)]) for _ in range(cpus)],
-                     avg_total=[0] * (nr - 1), total=[[0] * (nr - 1) for _ in range(naggr)],
-                     avg=[[0, 0, 0] for _ in range(nr - 1)])
+    group = PsiGroup(
+        pcpu=[PsiGroupCpu([0] * ncounts, [0] * nr, [[0] * nr for _ in range(naggr)]) for _ in range(cpus)],
+        avg_total=[0] * (nr - 1),
+        total=[[0] * (nr - 1) for _ in range(naggr)],
+        avg=[[0, 0, 0] for _ in range(nr - 1)],
+    )
     st = PsiState(enabled=psi_enable_of(k.config.cmdline), group=group, seq=[0] * cpus)
     k.psi = st
     if not st.enabled:
@@ -789,7 +805,7 @@ def psi_init(k: "Kernel") -> None:
     group.avg_next_update = group.avg_last_update + st.psi_period
 
 
-def write_psi(k: "Kernel") -> None:
+def write_psi(k: Kernel) -> None:
     """The sync hook: catch the avgs work up to now, then write psi_system, system_group_pcpu and
     psi_seq of every CPU, psi_period and psi_disabled; and each CPU's ``rq->clock`` (what
     update_rq_clock() last read: the snapshot's now), which a reader of the dump takes as the
@@ -806,8 +822,14 @@ def write_psi(k: "Kernel") -> None:
     km.set(k.sym("psi_disabled"), "static_key_false", "key.enabled.counter", 0 if st.enabled else 1)
     km.write_u64(k.sym("psi_period"), st.psi_period)
     km.set(g, "psi_group", "pcpu", k.sym("system_group_pcpu"))
-    for path in ("avg_triggers", "rtpoll_triggers", "avgs_lock.wait_list", "rtpoll_trigger_lock.wait_list",
-                 "rtpoll_wait.head", "avgs_work.work.entry"):
+    for path in (
+        "avg_triggers",
+        "rtpoll_triggers",
+        "avgs_lock.wait_list",
+        "rtpoll_trigger_lock.wait_list",
+        "rtpoll_wait.head",
+        "avgs_work.work.entry",
+    ):
         km.init_list_head(km.addr(g, "psi_group", path))
     for cpu in range(k.config.cpus):
         km.set(k.per_cpu_ptr(k.sym("runqueues"), cpu), "rq", "clock", now)

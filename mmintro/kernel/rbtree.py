@@ -23,9 +23,26 @@ from typing import Protocol
 from mmintro.types import get_types
 
 __all__ = [
-    "RB_BLACK", "RB_CLEAR_NODE", "RB_EMPTY_NODE", "RB_EMPTY_ROOT", "RB_RED", "RbAugment", "RbMem",
-    "rb_color", "rb_erase", "rb_erase_augmented", "rb_first", "rb_inorder", "rb_insert_augmented",
-    "rb_insert_color", "rb_is_black", "rb_is_red", "rb_last", "rb_link_node", "rb_next", "rb_parent",
+    "RB_BLACK",
+    "RB_CLEAR_NODE",
+    "RB_EMPTY_NODE",
+    "RB_EMPTY_ROOT",
+    "RB_RED",
+    "RbAugment",
+    "RbMem",
+    "rb_color",
+    "rb_erase",
+    "rb_erase_augmented",
+    "rb_first",
+    "rb_inorder",
+    "rb_insert_augmented",
+    "rb_insert_color",
+    "rb_is_black",
+    "rb_is_red",
+    "rb_last",
+    "rb_link_node",
+    "rb_next",
+    "rb_parent",
     "rb_prev",
 ]
 
@@ -309,7 +326,7 @@ def ____rb_erase_color(m: RbMem, parent: int, root: int, augment_rotate: Callabl
 
 
 # -- erase (include/linux/rbtree_augmented.h __rb_erase_augmented) --------------------------
-def __rb_erase_augmented(m: RbMem, node: int, root: int, augment: "RbAugment | None") -> int:
+def __rb_erase_augmented(m: RbMem, node: int, root: int, augment: RbAugment | None) -> int:
     child = _right(m, node)
     tmp = _left(m, node)
     if not tmp:

@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mmintro.kernel.e820 import (E820_TYPE_PMEM, E820_TYPE_PRAM, E820_TYPE_RAM, E820_TYPE_RESERVED,
-                                 E820_TYPE_SOFT_RESERVED)
-
+from mmintro.kernel.e820 import (
+    E820_TYPE_PMEM,
+    E820_TYPE_PRAM,
+    E820_TYPE_RAM,
+    E820_TYPE_RESERVED,
+    E820_TYPE_SOFT_RESERVED,
+)
 from mmintro.types import get_types
 
 if TYPE_CHECKING:
@@ -40,9 +44,9 @@ class Res:
     end: int  # inclusive
     flags: int
     desc: int = IORES_DESC_NONE
-    children: list["Res"] = field(default_factory=list)
+    children: list[Res] = field(default_factory=list)
 
-    def insert(self, r: "Res") -> "Res | None":
+    def insert(self, r: Res) -> Res | None:
         """kernel/resource.c __insert_resource(): ``r`` goes into the child that holds it (one
         with exactly its range included), or takes the children it covers as its own.
         Returns the resource it conflicts with (a partial overlap), None when inserted."""
@@ -64,7 +68,7 @@ class Res:
         parent.children.sort(key=lambda x: x.start)
         return None
 
-    def insert_expand_to_fit(self, r: "Res") -> None:
+    def insert_expand_to_fit(self, r: Res) -> None:
         """insert_resource_expand_to_fit(): grow ``r`` over whatever it partly overlaps until
         it can be inserted."""
         while True:
@@ -80,10 +84,16 @@ class Res:
 _LATE_TYPES = {E820_TYPE_RESERVED, E820_TYPE_SOFT_RESERVED, E820_TYPE_PRAM, E820_TYPE_PMEM}
 
 
-def build_tree(k: "Kernel") -> Res:
+def build_tree(k: Kernel) -> Res:
     root = Res("PCI mem", 0, (1 << 46) - 1, IORESOURCE_MEM)
-    desc = {1: IORES_DESC_NONE, 2: IORES_DESC_RESERVED, 3: IORES_DESC_ACPI_TABLES, 4: IORES_DESC_ACPI_NV_STORAGE,
-            E820_TYPE_PMEM: IORES_DESC_PERSISTENT_MEMORY, E820_TYPE_PRAM: IORES_DESC_PERSISTENT_MEMORY_LEGACY}
+    desc = {
+        1: IORES_DESC_NONE,
+        2: IORES_DESC_RESERVED,
+        3: IORES_DESC_ACPI_TABLES,
+        4: IORES_DESC_ACPI_NV_STORAGE,
+        E820_TYPE_PMEM: IORES_DESC_PERSISTENT_MEMORY,
+        E820_TYPE_PRAM: IORES_DESC_PERSISTENT_MEMORY_LEGACY,
+    }
     late = []
     for e in k.e820:
         if e.type in _LATE_TYPES and e.addr >= 1 << 20:
@@ -92,18 +102,24 @@ def build_tree(k: "Kernel") -> Res:
         flags = IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY if e.type == E820_TYPE_RAM else IORESOURCE_MEM | IORESOURCE_BUSY
         root.insert(Res(k.e820_name(e.type), e.addr, e.end - 1, flags, desc.get(e.type, 0)))
     img = k.image
-    for name, (s, e) in (("Kernel code", ("_text", "_etext")), ("Kernel rodata", ("__start_rodata", "__end_rodata")),
-                         ("Kernel data", ("_sdata", "_edata")), ("Kernel bss", ("__bss_start", "__bss_stop"))):
+    for name, (s, e) in (
+        ("Kernel code", ("_text", "_etext")),
+        ("Kernel rodata", ("__start_rodata", "__end_rodata")),
+        ("Kernel data", ("_sdata", "_edata")),
+        ("Kernel bss", ("__bss_start", "__bss_stop")),
+    ):
         root.insert(Res(name, img.pa(k.sym(s)), img.pa(k.sym(e)) - 1, IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY))
     platform = k.config.platform_iomem
     if platform is None:  # the reference machine's chipset
         # the host bridge's window is the chipset's, whatever mem=/memmap= made of the map
         firmware = getattr(k, "e820_firmware", k.e820)
         low_top = max(e.end for e in firmware if e.type != E820_TYPE_RAM and e.end <= 3 << 30)
-        platform = (("PCI Bus 0000:00", -(-low_top // (1 << 20)) * (1 << 20), 0xFEBFFFFF, IORESOURCE_MEM, 0),
-                    ("IOAPIC 0", 0xFEC00000, 0xFEC003FF, IORESOURCE_MEM | IORESOURCE_BUSY, 0),
-                    ("Local APIC", 0xFEE00000, 0xFEE00FFF, IORESOURCE_MEM | IORESOURCE_BUSY, 0),
-                    ("System ROM", 0xF0000, 0xFFFFF, IORESOURCE_MEM | IORESOURCE_BUSY, 0))
+        platform = (
+            ("PCI Bus 0000:00", -(-low_top // (1 << 20)) * (1 << 20), 0xFEBFFFFF, IORESOURCE_MEM, 0),
+            ("IOAPIC 0", 0xFEC00000, 0xFEC003FF, IORESOURCE_MEM | IORESOURCE_BUSY, 0),
+            ("Local APIC", 0xFEE00000, 0xFEE00FFF, IORESOURCE_MEM | IORESOURCE_BUSY, 0),
+            ("System ROM", 0xF0000, 0xFFFFF, IORESOURCE_MEM | IORESOURCE_BUSY, 0),
+        )
     # Devices (ACPI/PCI probing) before the late e820 ranges; those a late range holds
     # (claimed by PNP system devices after pcibios_resource_survey) after them.
     for d in platform:
@@ -117,7 +133,7 @@ def build_tree(k: "Kernel") -> Res:
     return root
 
 
-def e820_reserve_resources(k: "Kernel") -> None:
+def e820_reserve_resources(k: Kernel) -> None:
     root = build_tree(k)
     size = k.T.sizeof("struct resource")
     nodes: list[Res] = []
@@ -140,7 +156,7 @@ def e820_reserve_resources(k: "Kernel") -> None:
     k.iomem = root
 
 
-def _write(k: "Kernel", r: Res, parent: Res | None) -> None:
+def _write(k: Kernel, r: Res, parent: Res | None) -> None:
     """Write ``r`` and its subtree (start, end, name, flags, desc and the parent/child/sibling
     links) into its struct resources."""
     km, addr = k.kmem, k.iomem_addr
@@ -157,7 +173,7 @@ def _write(k: "Kernel", r: Res, parent: Res | None) -> None:
         _write(k, c, r)
 
 
-def request_mem_region(k: "Kernel", start: int, end: int, name: str) -> None:
+def request_mem_region(k: Kernel, start: int, end: int, name: str) -> None:
     """__request_region() after boot (a driver claiming its range, e.g. nd_pmem's namespace):
     a struct resource from kmalloc, IORESOURCE_MEM | IORESOURCE_BUSY, inserted under the
     resource that holds it."""

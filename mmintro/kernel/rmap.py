@@ -42,11 +42,29 @@ if TYPE_CHECKING:
 _T = get_types()
 
 __all__ = [
-    "anon_vma_clone", "anon_vma_fork", "anon_vma_prepare", "folio_add_anon_rmap_pmd", "folio_add_anon_rmap_ptes",
-    "folio_add_file_rmap_pmd", "folio_add_file_rmap_ptes", "folio_add_new_anon_rmap", "folio_dup_file_rmap_ptes",
-    "folio_get", "folio_mapcount", "folio_put", "folio_remove_rmap_pmd", "folio_remove_rmap_ptes",
-    "folio_try_dup_anon_rmap_pmd", "folio_try_dup_anon_rmap_ptes", "page_folio", "page_mapcount",
-    "try_to_unmap", "unlink_anon_vmas", "vma_interval_tree_insert", "vma_interval_tree_insert_after", "vma_interval_tree_remove",
+    "anon_vma_clone",
+    "anon_vma_fork",
+    "anon_vma_prepare",
+    "folio_add_anon_rmap_pmd",
+    "folio_add_anon_rmap_ptes",
+    "folio_add_file_rmap_pmd",
+    "folio_add_file_rmap_ptes",
+    "folio_add_new_anon_rmap",
+    "folio_dup_file_rmap_ptes",
+    "folio_get",
+    "folio_mapcount",
+    "folio_put",
+    "folio_remove_rmap_pmd",
+    "folio_remove_rmap_ptes",
+    "folio_try_dup_anon_rmap_pmd",
+    "folio_try_dup_anon_rmap_ptes",
+    "page_folio",
+    "page_mapcount",
+    "try_to_unmap",
+    "unlink_anon_vmas",
+    "vma_interval_tree_insert",
+    "vma_interval_tree_insert_after",
+    "vma_interval_tree_remove",
 ]
 
 _PF = _T.enum("pageflags")
@@ -338,14 +356,17 @@ def __folio_mod_stat(k: Kernel, f: int, nr: int, nr_pmdmapped: int) -> None:
         if anon:
             k.mod_node_page_state(nid, "NR_ANON_THPS", nr_pmdmapped)
         else:
-            k.mod_node_page_state(nid, "NR_SHMEM_PMDMAPPED" if folio_test(k, f, PG_swapbacked)
-                                  else "NR_FILE_PMDMAPPED", nr_pmdmapped)
+            k.mod_node_page_state(
+                nid, "NR_SHMEM_PMDMAPPED" if folio_test(k, f, PG_swapbacked) else "NR_FILE_PMDMAPPED", nr_pmdmapped
+            )
 
 
 # -- adding and removing mappings ------------------------------------------------------------
 def linear_page_index(k: Kernel, vma: int, addr: int) -> int:
     km = k.kmem
-    return ((addr - km.get(vma, "vm_area_struct", "vm_start")) >> PAGE_SHIFT) + km.get(vma, "vm_area_struct", "vm_pgoff")
+    return ((addr - km.get(vma, "vm_area_struct", "vm_start")) >> PAGE_SHIFT) + km.get(
+        vma, "vm_area_struct", "vm_pgoff"
+    )
 
 
 def __folio_set_anon(k: Kernel, f: int, vma: int, addr: int, exclusive: bool) -> None:
@@ -359,8 +380,9 @@ def __folio_set_anon(k: Kernel, f: int, vma: int, addr: int, exclusive: bool) ->
     _set64(k, f, W_INDEX, linear_page_index(k, vma, addr))
 
 
-def folio_add_new_anon_rmap(k: Kernel, pfn: int, vma: int, addr: int, level: str = "pte",
-                            exclusive: bool = True) -> None:
+def folio_add_new_anon_rmap(
+    k: Kernel, pfn: int, vma: int, addr: int, level: str = "pte", exclusive: bool = True
+) -> None:
     """mm/rmap.c folio_add_new_anon_rmap(folio, vma, address, RMAP_EXCLUSIVE): a brand-new
     anonymous folio mapped once, entirely: a PMD-mappable folio by one PMD, a smaller large
     folio by PTEs (as 6.18, the branch follows the folio's size; ``level`` is informative)."""
@@ -429,8 +451,7 @@ def __folio_add_rmap(k: Kernel, pfn: int, nr_pages: int, vma: int, level: str) -
     return nr, nr_pmdmapped
 
 
-def _add_anon_rmap(k: Kernel, pfn: int, nr_pages: int, vma: int, addr: int | None, level: str,
-                   exclusive: bool) -> None:
+def _add_anon_rmap(k: Kernel, pfn: int, nr_pages: int, vma: int, addr: int | None, level: str, exclusive: bool) -> None:
     """mm/rmap.c __folio_add_anon_rmap()."""
     f = page_folio(k, pfn)
     nr, nr_pmdmapped = __folio_add_rmap(k, pfn, nr_pages, vma, level)
@@ -440,14 +461,14 @@ def _add_anon_rmap(k: Kernel, pfn: int, nr_pages: int, vma: int, addr: int | Non
             folio_set_flag(k, pfn + i, PG_anon_exclusive)
 
 
-def folio_add_anon_rmap_ptes(k: Kernel, pfn: int, nr: int, vma: int, addr: int | None = None,
-                             exclusive: bool = False) -> None:
+def folio_add_anon_rmap_ptes(
+    k: Kernel, pfn: int, nr: int, vma: int, addr: int | None = None, exclusive: bool = False
+) -> None:
     """folio_add_anon_rmap_ptes(folio, page, nr_pages, vma, address, flags)."""
     _add_anon_rmap(k, pfn, nr, vma, addr, "pte", exclusive)
 
 
-def folio_add_anon_rmap_pmd(k: Kernel, pfn: int, vma: int, addr: int | None = None,
-                            exclusive: bool = False) -> None:
+def folio_add_anon_rmap_pmd(k: Kernel, pfn: int, vma: int, addr: int | None = None, exclusive: bool = False) -> None:
     _add_anon_rmap(k, pfn, folio_nr_pages(k, pfn), vma, addr, "pmd", exclusive)
 
 
@@ -741,9 +762,14 @@ def _i_mmap_tree(k: Kernel) -> IntervalTree:
     t = k.__dict__.get("_vma_itree")
     if t is None:
         km = k.kmem
-        t = IntervalTree(k, "vm_area_struct", "shared.rb", "shared.rb_subtree_last",
-                         lambda v: km.get(v, "vm_area_struct", "vm_pgoff"),
-                         lambda v: km.get(v, "vm_area_struct", "vm_pgoff") + _vma_pages(k, v) - 1)
+        t = IntervalTree(
+            k,
+            "vm_area_struct",
+            "shared.rb",
+            "shared.rb_subtree_last",
+            lambda v: km.get(v, "vm_area_struct", "vm_pgoff"),
+            lambda v: km.get(v, "vm_area_struct", "vm_pgoff") + _vma_pages(k, v) - 1,
+        )
         k._vma_itree = t
     return t
 
@@ -789,8 +815,7 @@ def vma_interval_tree_vmas(k: Kernel, mapping: int) -> list[int]:
 
 def anon_vma_interval_tree_vmas(k: Kernel, anon_vma: int) -> list[int]:
     km = k.kmem
-    return [km.get(a, "anon_vma_chain", "vma")
-            for a in _avc_tree(k).objects(km.addr(anon_vma, "anon_vma", "rb_root"))]
+    return [km.get(a, "anon_vma_chain", "vma") for a in _avc_tree(k).objects(km.addr(anon_vma, "anon_vma", "rb_root"))]
 
 
 # -- anon_vma ----------------------------------------------------------------------------------
@@ -852,10 +877,13 @@ def _anon_vma_compatible(k: Kernel, a: int, b: int) -> bool:
     pgoff, equal policies."""
     km = k.kmem
     g = lambda v, f: km.get(v, "vm_area_struct", f)
-    return (g(a, "vm_end") == g(b, "vm_start") and g(a, "vm_policy") == g(b, "vm_policy")
-            and not ((g(a, "vm_flags") ^ g(b, "vm_flags")) & ~(VM_ACCESS_FLAGS | VM_SOFTDIRTY))
-            and g(b, "vm_pgoff") == g(a, "vm_pgoff") + _vma_pages(k, a)
-            and g(a, "vm_file") == g(b, "vm_file"))
+    return (
+        g(a, "vm_end") == g(b, "vm_start")
+        and g(a, "vm_policy") == g(b, "vm_policy")
+        and not ((g(a, "vm_flags") ^ g(b, "vm_flags")) & ~(VM_ACCESS_FLAGS | VM_SOFTDIRTY))
+        and g(b, "vm_pgoff") == g(a, "vm_pgoff") + _vma_pages(k, a)
+        and g(a, "vm_file") == g(b, "vm_file")
+    )
 
 
 def _reusable_anon_vma(k: Kernel, old: int, a: int, b: int) -> int:
@@ -911,8 +939,12 @@ def anon_vma_clone(k: Kernel, dst: int, src: int) -> int:
         avc = anon_vma_chain_alloc(k)
         av = km.get(pavc, "anon_vma_chain", "anon_vma")
         anon_vma_chain_link(k, dst, avc, av)
-        if (not km.get(dst, "vm_area_struct", "anon_vma") and km.get(src, "vm_area_struct", "anon_vma")
-                and km.get(av, "anon_vma", "num_children") < 2 and km.get(av, "anon_vma", "num_active_vmas") == 0):
+        if (
+            not km.get(dst, "vm_area_struct", "anon_vma")
+            and km.get(src, "vm_area_struct", "anon_vma")
+            and km.get(av, "anon_vma", "num_children") < 2
+            and km.get(av, "anon_vma", "num_active_vmas") == 0
+        ):
             km.set(dst, "vm_area_struct", "anon_vma", av)
     dav = km.get(dst, "vm_area_struct", "anon_vma")
     if dav:
@@ -1044,8 +1076,10 @@ def rmap_walk(k: Kernel, pfn: int) -> list[tuple[int, int]]:
         if mapping & FOLIO_MAPPING_KSM == FOLIO_MAPPING_KSM:
             return []  # KSM stable nodes are not modelled
         av = mapping & ~FOLIO_MAPPING_KSM
-        vmas = [km.get(a, "anon_vma_chain", "vma")
-                for a in _avc_tree(k).foreach(km.addr(av, "anon_vma", "rb_root"), start, last)]
+        vmas = [
+            km.get(a, "anon_vma_chain", "vma")
+            for a in _avc_tree(k).foreach(km.addr(av, "anon_vma", "rb_root"), start, last)
+        ]
     else:
         vmas = _i_mmap_tree(k).foreach(_i_mmap(k, mapping), start, last)
     out = []
@@ -1059,8 +1093,7 @@ def rmap_walk(k: Kernel, pfn: int) -> list[tuple[int, int]]:
         a = addr
         while a < vend and a < addr + (nr << PAGE_SHIFT):
             level, _slot, e = memory.walk(k, mm, a)
-            if memory.pte_present(e) and f <= memory.leaf_pfn(level, e) < f + nr \
-                    and level in ("PTE", "PMD", "PUD"):
+            if memory.pte_present(e) and f <= memory.leaf_pfn(level, e) < f + nr and level in ("PTE", "PMD", "PUD"):
                 out.append((vma, addr))
                 break
             a += 1 << PAGE_SHIFT
@@ -1093,8 +1126,12 @@ def folio_mkclean(k: Kernel, pfn: int) -> int:
         while a < vend and a < addr + (nr << PAGE_SHIFT):
             level, slot, e = memory.walk(k, mm, a)
             step = 1 << PAGE_SHIFT
-            if level in ("PTE", "PMD") and memory.pte_present(e) and \
-                    f <= memory.leaf_pfn(level, e) < f + nr and e & (_PAGE_DIRTY | _PAGE_RW):
+            if (
+                level in ("PTE", "PMD")
+                and memory.pte_present(e)
+                and f <= memory.leaf_pfn(level, e) < f + nr
+                and e & (_PAGE_DIRTY | _PAGE_RW)
+            ):
                 memory._write(k, slot, e & ~(_PAGE_DIRTY | _PAGE_RW))
                 cleaned += 1
                 if level == "PMD":

@@ -31,39 +31,39 @@ def rel32(opcode: bytes, at: int, target: int) -> bytes:
     return opcode + struct.pack("<i", target - (at + 5))
 
 
-def stack_top(k: "Kernel", task: int) -> int:
+def stack_top(k: Kernel, task: int) -> int:
     """The top of ``task``'s kernel stack (``task->stack + THREAD_SIZE``)."""
     return k.kmem.get(task, "task_struct", "stack") + kc.THREAD_SIZE
 
 
-def place_text(k: "Kernel") -> None:
+def place_text(k: Kernel) -> None:
     """The four functions with their code; the switch frames of sleeping tasks at every sync."""
     k.sync_hooks.append(switch_frames)
     img = k.image
-    funcs = {name: img.func(name, size) for name, size in
-             (("__switch_to", 0x2E0), ("__switch_to_asm", 0x60), ("__schedule", 0xCF0), ("schedule", 0xD0))}
+    funcs = {
+        name: img.func(name, size)
+        for name, size in (("__switch_to", 0x2E0), ("__switch_to_asm", 0x60), ("__schedule", 0xCF0), ("schedule", 0xD0))
+    }
     code = {
         "__switch_to": PUSH_RBP + MOV_RBP_RSP + POP_RBP + RET,
         "__switch_to_asm": rel32(b"\xe9", funcs["__switch_to_asm"], funcs["__switch_to"]),
-        "schedule": PUSH_RBP + MOV_RBP_RSP + rel32(b"\xe8", funcs["schedule"] + 4, funcs["__schedule"])
-        + POP_RBP + RET,
+        "schedule": PUSH_RBP + MOV_RBP_RSP + rel32(b"\xe8", funcs["schedule"] + 4, funcs["__schedule"]) + POP_RBP + RET,
     }
     sched = funcs["__schedule"]
     # __schedule: context_switch() -> switch_to() -> call __switch_to_asm; a task switched
     # out resumes at the next instruction (crash's thread_return).
-    code["__schedule"] = (PUSH_RBP + MOV_RBP_RSP + rel32(b"\xe8", sched + 4, funcs["__switch_to_asm"])
-                          + POP_RBP + RET)
+    code["__schedule"] = PUSH_RBP + MOV_RBP_RSP + rel32(b"\xe8", sched + 4, funcs["__switch_to_asm"]) + POP_RBP + RET
     for name, body in code.items():
         size = img.symbols[name].size
         k.kmem.write_bytes(funcs[name], body + INT3 * (size - len(body)))
 
 
-def thread_return(k: "Kernel") -> int:
+def thread_return(k: Kernel) -> int:
     """The address a switched-out task resumes at: after __schedule's call of __switch_to_asm."""
     return k.sym("__schedule") + len(PUSH_RBP + MOV_RBP_RSP) + 5
 
 
-def switch_frames(k: "Kernel") -> None:
+def switch_frames(k: Kernel) -> None:
     """The kernel stack of every task that is not running, as __switch_to_asm left it.
 
     A task switched out sleeps in ``__schedule`` (called from ``schedule``): below the user
@@ -90,10 +90,15 @@ def switch_frames(k: "Kernel") -> None:
         inner = sched_frame - 16  # __schedule(): saved rbp -> schedule's frame, return into schedule
         frame = inner - frame_t.size
         body = bytearray(frame_t.size)
-        body[frame_t.offsetof("bp"):frame_t.offsetof("bp") + 8] = inner.to_bytes(8, "little")
-        body[frame_t.offsetof("ret_addr"):frame_t.offsetof("ret_addr") + 8] = thread_return(k).to_bytes(8, "little")
-        data = (bytes(body) + sched_frame.to_bytes(8, "little") + schedule_ret.to_bytes(8, "little") + bytes(16)
-                + _user_regs(k, tsk))
+        body[frame_t.offsetof("bp") : frame_t.offsetof("bp") + 8] = inner.to_bytes(8, "little")
+        body[frame_t.offsetof("ret_addr") : frame_t.offsetof("ret_addr") + 8] = thread_return(k).to_bytes(8, "little")
+        data = (
+            bytes(body)
+            + sched_frame.to_bytes(8, "little")
+            + schedule_ret.to_bytes(8, "little")
+            + bytes(16)
+            + _user_regs(k, tsk)
+        )
         if vmalloc.is_vmalloc_addr(k, stack):
             vmalloc.vmalloc_write(k, frame, data)
         else:
@@ -109,7 +114,7 @@ __NR_pause = 34  # arch/x86/entry/syscalls/syscall_64.tbl
 ENOSYS = 38
 
 
-def _user_regs(k: "Kernel", tsk: int) -> bytes:
+def _user_regs(k: Kernel, tsk: int) -> bytes:
     """The ``struct pt_regs`` the syscall entry saved at the top of the stack: the process waits
     in pause(2), entered from its own code (``mm->start_code``) on its stack (``mm->start_stack``).
     A task without an mm gets zeros."""
@@ -118,9 +123,15 @@ def _user_regs(k: "Kernel", tsk: int) -> bytes:
     b = bytearray(st.size)
     mm = km.get(tsk, "task_struct", "mm")
     if mm:
-        for name, value in (("ip", km.get(mm, "mm_struct", "start_code")), ("cs", __USER_CS),
-                            ("flags", X86_EFLAGS_USER), ("sp", km.get(mm, "mm_struct", "start_stack")),
-                            ("ss", __USER_DS), ("orig_ax", __NR_pause), ("ax", -ENOSYS & ((1 << 64) - 1))):
+        for name, value in (
+            ("ip", km.get(mm, "mm_struct", "start_code")),
+            ("cs", __USER_CS),
+            ("flags", X86_EFLAGS_USER),
+            ("sp", km.get(mm, "mm_struct", "start_stack")),
+            ("ss", __USER_DS),
+            ("orig_ax", __NR_pause),
+            ("ax", -ENOSYS & ((1 << 64) - 1)),
+        ):
             o = st.offsetof(name)
-            b[o:o + 8] = value.to_bytes(8, "little")
+            b[o : o + 8] = value.to_bytes(8, "little")
     return bytes(b)

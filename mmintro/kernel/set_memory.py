@@ -20,7 +20,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mmintro.arch.x86 import (
-    _KERNPG_TABLE, _PAGE_NX, _PAGE_PSE, _PAGE_RW, PAGE_SHIFT, PAGE_SIZE, PTE_PFN_MASK, START_KERNEL_MAP,
+    _KERNPG_TABLE,
+    _PAGE_NX,
+    _PAGE_PSE,
+    _PAGE_RW,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PTE_PFN_MASK,
+    START_KERNEL_MAP,
 )
 from mmintro.kernel import gfp as G
 from mmintro.kernel.init_64 import PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K, PMD_SIZE, PUD_SIZE, write_direct_pages_count
@@ -31,19 +38,19 @@ if TYPE_CHECKING:
 LEVEL_SIZE = {PG_LEVEL_4K: PAGE_SIZE, PG_LEVEL_2M: PMD_SIZE, PG_LEVEL_1G: PUD_SIZE}
 
 
-def set_memory_ro(k: "Kernel", start: int, end: int) -> None:
+def set_memory_ro(k: Kernel, start: int, end: int) -> None:
     change_page_attr(k, start, end, 0, _PAGE_RW)
 
 
-def set_memory_rw(k: "Kernel", start: int, end: int) -> None:
+def set_memory_rw(k: Kernel, start: int, end: int) -> None:
     change_page_attr(k, start, end, _PAGE_RW, 0)
 
 
-def set_memory_nx(k: "Kernel", start: int, end: int) -> None:
+def set_memory_nx(k: Kernel, start: int, end: int) -> None:
     change_page_attr(k, start, end, _PAGE_NX, 0)
 
 
-def change_page_attr(k: "Kernel", start: int, end: int, set_bits: int, clr_bits: int) -> None:
+def change_page_attr(k: Kernel, start: int, end: int, set_bits: int, clr_bits: int) -> None:
     """change_page_attr_set_clr() on the kernel virtual range [start, end) and, for the image's
     high mapping, on its direct-map alias (without NX)."""
     _cpa(k, start, end, set_bits, clr_bits)
@@ -53,7 +60,7 @@ def change_page_attr(k: "Kernel", start: int, end: int, set_bits: int, clr_bits:
     write_direct_pages_count(k)
 
 
-def _cpa(k: "Kernel", start: int, end: int, set_bits: int, clr_bits: int) -> None:
+def _cpa(k: Kernel, start: int, end: int, set_bits: int, clr_bits: int) -> None:
     addr = start
     while addr < end:
         hit = k.pt.lookup_address(addr)
@@ -74,7 +81,7 @@ def _cpa(k: "Kernel", start: int, end: int, set_bits: int, clr_bits: int) -> Non
         split_large_page(k, at, e, level)  # then the loop sees the smaller pages
 
 
-def split_large_page(k: "Kernel", at: int, e: int, level: int) -> None:
+def split_large_page(k: Kernel, at: int, e: int, level: int) -> None:
     """__split_large_page(): a page-table page from the page allocator (alloc_pages
     (GFP_KERNEL, 0)) whose 512 entries map what the large entry mapped with its protection,
     then the large entry points at it; split_page_count(level)."""

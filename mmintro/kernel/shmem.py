@@ -126,14 +126,23 @@ def _ops(k: Kernel) -> tuple[int, int]:
     img, km = k.image, k.kmem
     if "shmem_aops" not in img.symbols:
         aops = img.var("shmem_aops", "rodata")
-        for f, fn in (("writepages", "shmem_writepages"), ("dirty_folio", "noop_dirty_folio"),
-                      ("write_begin", "shmem_write_begin"), ("write_end", "shmem_write_end"),
-                      ("migrate_folio", "migrate_folio"), ("error_remove_folio", "shmem_error_remove_folio")):
+        for f, fn in (
+            ("writepages", "shmem_writepages"),
+            ("dirty_folio", "noop_dirty_folio"),
+            ("write_begin", "shmem_write_begin"),
+            ("write_end", "shmem_write_end"),
+            ("migrate_folio", "migrate_folio"),
+            ("error_remove_folio", "shmem_error_remove_folio"),
+        ):
             km.set(aops, "address_space_operations", f, _func(k, fn))
     if "shmem_anon_vm_ops" not in img.symbols:
         ops = img.var("shmem_anon_vm_ops", "rodata")
-        for f, fn in (("fault", "shmem_fault"), ("map_pages", "filemap_map_pages"),
-                      ("set_policy", "shmem_set_policy"), ("get_policy", "shmem_get_policy")):
+        for f, fn in (
+            ("fault", "shmem_fault"),
+            ("map_pages", "filemap_map_pages"),
+            ("set_policy", "shmem_set_policy"),
+            ("get_policy", "shmem_get_policy"),
+        ):
             km.set(ops, "vm_operations_struct", f, _func(k, fn))
     return k.sym("shmem_aops"), k.sym("shmem_anon_vm_ops")
 
@@ -213,8 +222,7 @@ def shmem_get_inode(k: Kernel, m: ShmMount, mode: int, vm_flags: int) -> int:
     regular file ``a_ops = &shmem_aops``."""
 
     km = k.kmem
-    info = slub.kmem_cache_alloc(k, slub.find_cache(k, "shmem_inode_cache"), "GFP_KERNEL",
-                                 caller="shmem_alloc_inode")
+    info = slub.kmem_cache_alloc(k, slub.find_cache(k, "shmem_inode_cache"), "GFP_KERNEL", caller="shmem_alloc_inode")
     if not info:
         raise MemoryError("shmem_alloc_inode: out of memory")
     inode = info + k.T.offsetof("shmem_inode_info", "vfs_inode")
@@ -311,8 +319,12 @@ def shmem_mmap(k: Kernel, mm: int, length: int, prot: int, addr: int = 0) -> int
     f = shmem_zero_setup(k, vma)
     mapping = km.get(f, "file", "f_mapping")
     if flags & M.VM_MAYWRITE:  # vma_link_file -> mapping_allow_writable()
-        km.set(mapping, "address_space", "i_mmap_writable.counter",
-               km.get(mapping, "address_space", "i_mmap_writable.counter") + 1)
+        km.set(
+            mapping,
+            "address_space",
+            "i_mmap_writable.counter",
+            km.get(mapping, "address_space", "i_mmap_writable.counter") + 1,
+        )
     rmap.vma_interval_tree_insert(k, vma, mapping)
     filemap.vma_set_page_prot(k, vma)
     return addr
@@ -320,14 +332,18 @@ def shmem_mmap(k: Kernel, mm: int, length: int, prot: int, addr: int = 0) -> int
 
 def shmem_mapping(k: Kernel, mapping: int) -> bool:
     """include/linux/shmem_fs.h shmem_mapping(): ``mapping->a_ops == &shmem_aops``."""
-    return bool(mapping) and "shmem_aops" in k.image.symbols and \
-        k.kmem.get(mapping, "address_space", "a_ops") == k.sym("shmem_aops")
+    return (
+        bool(mapping)
+        and "shmem_aops" in k.image.symbols
+        and k.kmem.get(mapping, "address_space", "a_ops") == k.sym("shmem_aops")
+    )
 
 
 def is_shmem_vma(k: Kernel, vma: int) -> bool:
     """A VMA whose faults go to shmem_fault: ``vm_ops == &shmem_anon_vm_ops``."""
-    return "shmem_anon_vm_ops" in k.image.symbols and \
-        k.kmem.get(vma, "vm_area_struct", "vm_ops") == k.sym("shmem_anon_vm_ops")
+    return "shmem_anon_vm_ops" in k.image.symbols and k.kmem.get(vma, "vm_area_struct", "vm_ops") == k.sym(
+        "shmem_anon_vm_ops"
+    )
 
 
 # -- the shared policy (mm/mempolicy.c, the shmem side of mbind) ----------------------------------

@@ -60,8 +60,16 @@ SLAB_FAILSLAB = _flag("FAILSLAB") if "_SLAB_FAILSLAB" in _T.enum("_slab_flag_bit
 # mm/slab.h
 SLAB_DEBUG_FLAGS = SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER | SLAB_TRACE | SLAB_CONSISTENCY_CHECKS
 # mm/slab_common.c
-SLAB_NEVER_MERGE = (SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER | SLAB_TRACE | SLAB_TYPESAFE_BY_RCU
-                    | SLAB_NOLEAKTRACE | SLAB_FAILSLAB | SLAB_NO_MERGE)
+SLAB_NEVER_MERGE = (
+    SLAB_RED_ZONE
+    | SLAB_POISON
+    | SLAB_STORE_USER
+    | SLAB_TRACE
+    | SLAB_TYPESAFE_BY_RCU
+    | SLAB_NOLEAKTRACE
+    | SLAB_FAILSLAB
+    | SLAB_NO_MERGE
+)
 SLAB_MERGE_SAME = SLAB_RECLAIM_ACCOUNT | SLAB_CACHE_DMA | SLAB_CACHE_DMA32 | SLAB_ACCOUNT
 # mm/slub.c
 SLAB_NO_CMPXCHG = SLAB_CONSISTENCY_CHECKS | SLAB_STORE_USER | SLAB_TRACE
@@ -118,9 +126,14 @@ for _i in range(KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH + 1):
     _sz = 1 << _i
     _SHORT[_i] = f"{_sz >> 10}k" if _sz >= 1024 else str(_sz)
 KMALLOC_INFO: list[tuple[int, str | None]] = [(0, None), (96, "96"), (192, "192")] + [
-    (1 << i, _SHORT[i]) for i in range(KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH + 1)]
-_NAME_PREFIX = {KMALLOC_NORMAL: "kmalloc-", KMALLOC_RECLAIM: "kmalloc-rcl-", KMALLOC_DMA: "dma-kmalloc-",
-                KMALLOC_CGROUP: "kmalloc-cg-"}
+    (1 << i, _SHORT[i]) for i in range(KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH + 1)
+]
+_NAME_PREFIX = {
+    KMALLOC_NORMAL: "kmalloc-",
+    KMALLOC_RECLAIM: "kmalloc-rcl-",
+    KMALLOC_DMA: "dma-kmalloc-",
+    KMALLOC_CGROUP: "kmalloc-cg-",
+}
 
 
 def kmalloc_info_name(idx: int, type_: int) -> str:
@@ -177,7 +190,7 @@ def calculate_alignment(flags: int, align: int, size: int) -> int:
     return ALIGN(align, 8)
 
 
-def slab_unmergeable(s: "KmemCache") -> bool:
+def slab_unmergeable(s: KmemCache) -> bool:
     """mm/slab_common.c slab_unmergeable()."""
     if s.flags & SLAB_NEVER_MERGE:
         return True
@@ -192,8 +205,7 @@ def slab_unmergeable(s: "KmemCache") -> bool:
     return False
 
 
-def find_mergeable(k: "Kernel", size: int, align: int, flags: int, name: str,
-                   ctor: str | None) -> "KmemCache | None":
+def find_mergeable(k: Kernel, size: int, align: int, flags: int, name: str, ctor: str | None) -> KmemCache | None:
     """mm/slab_common.c find_mergeable(): the oldest cache (slab_caches walked in reverse)
     whose slots can hold the object with the same MERGE_SAME flags and compatible alignment,
     wasting less than a word."""
@@ -219,7 +231,7 @@ def find_mergeable(k: "Kernel", size: int, align: int, flags: int, name: str,
     return None
 
 
-def create_unique_id(s: "KmemCache") -> str:
+def create_unique_id(s: KmemCache) -> str:
     """mm/slub.c create_unique_id(): the /sys/kernel/slab name of a mergeable cache."""
     p = ":"
     if s.flags & SLAB_CACHE_DMA:
@@ -237,7 +249,7 @@ def create_unique_id(s: "KmemCache") -> str:
     return p + f"{s.size:07d}"
 
 
-def sysfs_name(s: "KmemCache") -> str:
+def sysfs_name(s: KmemCache) -> str:
     """The cache's directory in /sys/kernel/slab (sysfs_slab_add): its name when it can never
     be merged, else its unique id (its name is then a symlink)."""
     return s.name if slab_unmergeable(s) else create_unique_id(s)
@@ -286,11 +298,11 @@ class KmemCacheArgs:
     freeptr_offset: int = 0
     use_freeptr_offset: bool = False
     ctor: str | None = None  # the constructor's symbol name
-    ctor_fn: Callable[["Kernel", int], None] | None = None  # what it does to an object
+    ctor_fn: Callable[[Kernel, int], None] | None = None  # what it does to an object
     sheaf_capacity: int = 0
 
 
-def kstrdup_const(k: "Kernel", name: str, name_addr: int | None) -> int:
+def kstrdup_const(k: Kernel, name: str, name_addr: int | None) -> int:
     """mm/util.c kstrdup_const(): a string in .rodata is kept, anything else is copied with
     kmalloc (kstrdup)."""
     from mmintro.kernel import slub
@@ -305,8 +317,9 @@ def kstrdup_const(k: "Kernel", name: str, name_addr: int | None) -> int:
     return addr
 
 
-def __kmem_cache_create_args(k: "Kernel", name: str, object_size: int, args: KmemCacheArgs, flags: int,
-                             name_addr: int | None = None) -> "KmemCache":
+def __kmem_cache_create_args(
+    k: Kernel, name: str, object_size: int, args: KmemCacheArgs, flags: int, name_addr: int | None = None
+) -> KmemCache:
     """mm/slab_common.c __kmem_cache_create_args(): an alias of a mergeable cache, or a new
     cache (create_cache).  ``name_addr`` is where the caller's name string lives (None: a
     string in .rodata, as the kernel's literal names are)."""
@@ -332,14 +345,14 @@ def __kmem_cache_create_args(k: "Kernel", name: str, object_size: int, args: Kme
     return create_cache(k, name, name_addr, object_size, args, flags)
 
 
-def create_cache(k: "Kernel", name: str, name_addr: int, object_size: int, args: KmemCacheArgs,
-                 flags: int) -> "KmemCache":
+def create_cache(k: Kernel, name: str, name_addr: int, object_size: int, args: KmemCacheArgs, flags: int) -> KmemCache:
     """mm/slab_common.c create_cache(): a zeroed struct kmem_cache from the kmem_cache cache,
     do_kmem_cache_create(), refcount 1, and list_add() at the head of slab_caches."""
     from mmintro.kernel import slub
 
-    if args.use_freeptr_offset and (args.freeptr_offset >= object_size or not flags & SLAB_TYPESAFE_BY_RCU
-                                    or args.freeptr_offset % 8):
+    if args.use_freeptr_offset and (
+        args.freeptr_offset >= object_size or not flags & SLAB_TYPESAFE_BY_RCU or args.freeptr_offset % 8
+    ):
         raise ValueError(f"kmem_cache_create({name}): bad freeptr_offset {args.freeptr_offset}")
     sl = k.slab
     addr = slub.kmem_cache_zalloc(k, sl.kmem_cache, G.GFP_KERNEL, caller="__kmem_cache_create_args")
@@ -352,31 +365,50 @@ def create_cache(k: "Kernel", name: str, name_addr: int, object_size: int, args:
     return s
 
 
-def kmem_cache_create(k: "Kernel", name: str, size: int, *, align: int = 0, flags: int = 0,
-                      ctor: str | None = None, ctor_fn: Callable[["Kernel", int], None] | None = None,
-                      useroffset: int = 0, usersize: int = 0, freeptr_offset: int | None = None,
-                      sheaf_capacity: int = 0, name_addr: int | None = None) -> "KmemCache":
+def kmem_cache_create(
+    k: Kernel,
+    name: str,
+    size: int,
+    *,
+    align: int = 0,
+    flags: int = 0,
+    ctor: str | None = None,
+    ctor_fn: Callable[[Kernel, int], None] | None = None,
+    useroffset: int = 0,
+    usersize: int = 0,
+    freeptr_offset: int | None = None,
+    sheaf_capacity: int = 0,
+    name_addr: int | None = None,
+) -> KmemCache:
     """kmem_cache_create() / kmem_cache_create_usercopy() of include/linux/slab.h.
 
     ``ctor`` names the constructor (a function symbol placed in the image) and ``ctor_fn``
     does its work on a new object; ``freeptr_offset`` asks for a free pointer inside the
     object of a SLAB_TYPESAFE_BY_RCU cache; ``sheaf_capacity`` turns on 6.18's per-CPU
     sheaves.  Returns the cache (an existing one when merged)."""
-    args = KmemCacheArgs(align=align, useroffset=useroffset, usersize=usersize, ctor=ctor, ctor_fn=ctor_fn,
-                         freeptr_offset=freeptr_offset or 0, use_freeptr_offset=freeptr_offset is not None,
-                         sheaf_capacity=sheaf_capacity)
+    args = KmemCacheArgs(
+        align=align,
+        useroffset=useroffset,
+        usersize=usersize,
+        ctor=ctor,
+        ctor_fn=ctor_fn,
+        freeptr_offset=freeptr_offset or 0,
+        use_freeptr_offset=freeptr_offset is not None,
+        sheaf_capacity=sheaf_capacity,
+    )
     return __kmem_cache_create_args(k, name, size, args, flags, name_addr)
 
 
-def KMEM_CACHE(k: "Kernel", struct: str, flags: int, **kw) -> "KmemCache":
+def KMEM_CACHE(k: Kernel, struct: str, flags: int, **kw) -> KmemCache:
     """include/linux/slab.h KMEM_CACHE(): a cache named after ``struct``, sized and aligned
     like it."""
     t = _T.struct(struct)
     return kmem_cache_create(k, struct, t.size, align=alignof(t), flags=flags, **kw)
 
 
-def create_boot_cache(k: "Kernel", s: "KmemCache", name: str, size: int, flags: int, useroffset: int,
-                      usersize: int) -> None:
+def create_boot_cache(
+    k: Kernel, s: KmemCache, name: str, size: int, flags: int, useroffset: int, usersize: int
+) -> None:
     """mm/slab_common.c create_boot_cache(): kmalloc caches are aligned to the largest power
     of two dividing their size; refcount -1 exempts the cache from merging for now."""
     from mmintro.kernel import slub
@@ -391,7 +423,7 @@ def create_boot_cache(k: "Kernel", s: "KmemCache", name: str, size: int, flags: 
     s.refcount = -1
 
 
-def create_kmalloc_cache(k: "Kernel", name: str, size: int, flags: int) -> "KmemCache":
+def create_kmalloc_cache(k: Kernel, name: str, size: int, flags: int) -> KmemCache:
     """mm/slab_common.c create_kmalloc_cache()."""
     from mmintro.kernel import slub
 
@@ -407,7 +439,7 @@ def create_kmalloc_cache(k: "Kernel", name: str, size: int, flags: int) -> "Kmem
     return s
 
 
-def new_kmalloc_cache(k: "Kernel", idx: int, type_: int) -> None:
+def new_kmalloc_cache(k: Kernel, idx: int, type_: int) -> None:
     """mm/slab_common.c new_kmalloc_cache() (CONFIG_MEMCG=y, ZONE_DMA=y; __kmalloc_minalign()
     is ARCH_KMALLOC_MINALIGN, so no index is folded into a larger one)."""
     table = k.slab.kmalloc_caches
@@ -427,7 +459,7 @@ def new_kmalloc_cache(k: "Kernel", idx: int, type_: int) -> None:
         table[type_][idx] = create_kmalloc_cache(k, kmalloc_info_name(idx, type_), KMALLOC_INFO[idx][0], flags)
 
 
-def create_kmalloc_caches(k: "Kernel") -> None:
+def create_kmalloc_caches(k: Kernel) -> None:
     """mm/slab_common.c create_kmalloc_caches(): per type, the 96 and 192 byte caches, then
     the powers of two 8 .. 8k; then slab_state = UP and the kmalloc_buckets cache."""
     from mmintro.kernel import slub
@@ -439,12 +471,11 @@ def create_kmalloc_caches(k: "Kernel") -> None:
             if k.slab.kmalloc_caches[type_][i] is None:
                 new_kmalloc_cache(k, i, type_)
     k.slab.state = UP
-    k.slab.kmem_buckets_cache = kmem_cache_create(k, "kmalloc_buckets", _T.sizeof("kmem_buckets"),
-                                                   flags=SLAB_NO_MERGE)
+    k.slab.kmem_buckets_cache = kmem_cache_create(k, "kmalloc_buckets", _T.sizeof("kmem_buckets"), flags=SLAB_NO_MERGE)
     slub.write_kmalloc_caches(k)
 
 
-def kmem_buckets_create(k: "Kernel", name: str, flags: int, useroffset: int, usersize: int) -> int:
+def kmem_buckets_create(k: Kernel, name: str, flags: int, useroffset: int, usersize: int) -> int:
     """mm/slab_common.c kmem_buckets_create(): a kmem_buckets array (from kmalloc_buckets)
     of SLAB_NO_MERGE caches "<name>-<size>" shadowing the normal kmalloc caches.  Returns
     the array's address."""
@@ -461,7 +492,7 @@ def kmem_buckets_create(k: "Kernel", name: str, flags: int, useroffset: int, use
         if base is None or not base.object_size:
             continue
         size = base.object_size
-        short = base.name[base.name.index("-") + 1:]
+        short = base.name[base.name.index("-") + 1 :]
         if useroffset >= size:
             cuo, cus = 0, 0
         else:
@@ -471,8 +502,9 @@ def kmem_buckets_create(k: "Kernel", name: str, flags: int, useroffset: int, use
             cache_name = f"{name}-{short}"
             tmp = slub.kmalloc(k, len(cache_name) + 1, G.GFP_KERNEL, caller="kvasprintf")  # kasprintf
             k.kmem.write_bytes(tmp, cache_name.encode() + b"\0")
-            caches[aligned_idx] = kmem_cache_create(k, cache_name, size, flags=flags, useroffset=cuo,
-                                                    usersize=cus, name_addr=tmp)
+            caches[aligned_idx] = kmem_cache_create(
+                k, cache_name, size, flags=flags, useroffset=cuo, usersize=cus, name_addr=tmp
+            )
             slub.kfree(k, tmp)
         if idx != aligned_idx:
             caches[idx] = caches[aligned_idx]
@@ -483,17 +515,17 @@ def kmem_buckets_create(k: "Kernel", name: str, flags: int, useroffset: int, use
 
 
 # -- the caches start_kernel's init calls create ------------------------------------------------
-def _set_list_head(k: "Kernel", obj: int, struct: str, path: str) -> None:
+def _set_list_head(k: Kernel, obj: int, struct: str, path: str) -> None:
     k.kmem.init_list_head(obj + _T.struct(struct).offsetof(path))
 
 
-def radix_tree_node_ctor(k: "Kernel", obj: int) -> None:
+def radix_tree_node_ctor(k: Kernel, obj: int) -> None:
     """lib/radix-tree.c radix_tree_node_ctor(): zero the node, INIT_LIST_HEAD(private_list)."""
     k.mem.fill(k.pa(obj), _T.sizeof("struct xa_node"), 0)
     _set_list_head(k, obj, "xa_node", "private_list")
 
 
-def anon_vma_ctor(k: "Kernel", obj: int) -> None:
+def anon_vma_ctor(k: Kernel, obj: int) -> None:
     """mm/rmap.c anon_vma_ctor(): init_rwsem(&anon_vma->rwsem), refcount 0, empty rb_root."""
     _set_list_head(k, obj, "anon_vma", "rwsem.wait_list")
     k.kmem.set(obj, "anon_vma", "refcount.counter", 0)
@@ -501,41 +533,53 @@ def anon_vma_ctor(k: "Kernel", obj: int) -> None:
     k.kmem.set(obj, "anon_vma", "rb_root.rb_leftmost", 0)
 
 
-def sighand_ctor(k: "Kernel", obj: int) -> None:
+def sighand_ctor(k: Kernel, obj: int) -> None:
     """kernel/fork.c sighand_ctor(): spin_lock_init(siglock), init_waitqueue_head(signalfd_wqh)."""
     k.kmem.set(obj, "sighand_struct", "siglock.rlock.raw_lock.val.counter", 0)
     _set_list_head(k, obj, "sighand_struct", "signalfd_wqh.head")
 
 
-def inode_init_once(k: "Kernel", obj: int) -> None:
+def inode_init_once(k: Kernel, obj: int) -> None:
     """fs/inode.c init_once() -> inode_init_once(): a zeroed inode with its lists empty and
     its i_data address_space initialised (__address_space_init_once)."""
     t = _T.struct("inode")
     k.mem.fill(k.pa(obj), t.size, 0)
-    for path in ("i_devices", "i_io_list", "i_wb_list", "i_lru", "i_sb_list", "i_data.i_private_list",
-                 "i_data.i_mmap_rwsem.wait_list"):
+    for path in (
+        "i_devices",
+        "i_io_list",
+        "i_wb_list",
+        "i_lru",
+        "i_sb_list",
+        "i_data.i_private_list",
+        "i_data.i_mmap_rwsem.wait_list",
+    ):
         if _has_path(t, path):
             _set_list_head(k, obj, "inode", path)
     # xa_init_flags(&mapping->i_pages, XA_FLAGS_LOCK_IRQ | XA_FLAGS_ACCOUNT)
     k.kmem.set(obj, "inode", "i_data.i_pages.xa_flags", XA_FLAGS_LOCK_IRQ | XA_FLAGS_ACCOUNT)
 
 
-def shmem_init_inode(k: "Kernel", obj: int) -> None:
+def shmem_init_inode(k: Kernel, obj: int) -> None:
     """mm/shmem.c shmem_init_inode(): inode_init_once(&info->vfs_inode) of a
     shmem_inode_info (the bytes before vfs_inode are set by __shmem_get_inode)."""
     k.mem.fill(k.pa(obj), _T.offsetof("shmem_inode_info", "vfs_inode"), 0)
     inode_init_once(k, obj + _T.offsetof("shmem_inode_info", "vfs_inode"))
 
 
-def shmem_init(k: "Kernel") -> "KmemCache":
+def shmem_init(k: Kernel) -> KmemCache:
     """mm/shmem.c shmem_init(): shmem_init_inodecache() -- kmem_cache_create
     ("shmem_inode_cache", sizeof(struct shmem_inode_info), 0, SLAB_PANIC | SLAB_ACCOUNT,
     shmem_init_inode) -- then register_filesystem and shm_mnt = kern_mount(&shmem_fs_type)
     (:func:`mmintro.kernel.shmem.shm_mount`)."""
     from mmintro.kernel import shmem
 
-    s = kmem_cache_create(k, "shmem_inode_cache", _T.sizeof("struct shmem_inode_info"),
-                          flags=SLAB_PANIC | SLAB_ACCOUNT, **_ctor("shmem_init_inode"))
+    s = kmem_cache_create(
+        k,
+        "shmem_inode_cache",
+        _T.sizeof("struct shmem_inode_info"),
+        flags=SLAB_PANIC | SLAB_ACCOUNT,
+        **_ctor("shmem_init_inode"),
+    )
     shmem.shm_mount(k)
     return s
 
@@ -554,7 +598,7 @@ def _has_path(t: Type, path: str) -> bool:
 
 
 # Constructor symbols and sizes as the reference reports them (sys_kernel_slab.tsv "ctor").
-CTORS: dict[str, tuple[int, Callable[["Kernel", int], None]]] = {
+CTORS: dict[str, tuple[int, Callable[[Kernel, int], None]]] = {
     "radix_tree_node_ctor": (0x50, radix_tree_node_ctor),
     "anon_vma_ctor": (0x50, anon_vma_ctor),
     "sighand_ctor": (0x30, sighand_ctor),
@@ -571,8 +615,12 @@ def _ctor(name: str) -> dict:
 def arch_task_struct_size() -> int:
     """arch/x86/kernel/fpu/init.c fpu__init_task_struct_size(): the FPU state follows the
     task_struct, sized for the CPU's XSAVE features."""
-    return (_T.sizeof("struct task_struct") + _T.sizeof("struct fpu") - _T.sizeof("union fpregs_state")
-            + FPU_KERNEL_DEFAULT_SIZE)
+    return (
+        _T.sizeof("struct task_struct")
+        + _T.sizeof("struct fpu")
+        - _T.sizeof("union fpregs_state")
+        + FPU_KERNEL_DEFAULT_SIZE
+    )
 
 
 def cpumask_size() -> int:
@@ -583,77 +631,208 @@ def cpumask_size() -> int:
 # (global variable, kernel function that creates it, creator) in the order of the reference
 # 6.18 boot (procfs/slabinfo lists caches newest first).  vmap_area belongs to vmalloc_init()
 # (mmintro.kernel.vmalloc), which the boot runs after kmem_cache_init().
-INIT_CACHES: list[tuple[str, str, Callable[["Kernel"], "KmemCache"]]] = [
-    ("mm_cachep", "mm_cache_init", lambda k: kmem_cache_create(
-        k, "mm_struct", _T.sizeof("struct mm_struct") + 3 * cpumask_size(),  # + mm_cid_size() = 2 masks
-        flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT,
-        useroffset=_T.offsetof("mm_struct", "saved_auxv"), usersize=_T.struct("mm_struct").walk("saved_auxv")[2].size)),
-    ("maple_node_cache", "maple_tree_init", lambda k: kmem_cache_create(
-        k, "maple_node", _T.sizeof("struct maple_node"), align=_T.sizeof("struct maple_node"), flags=SLAB_PANIC,
-        sheaf_capacity=32)),
-    ("radix_tree_node_cachep", "radix_tree_init", lambda k: kmem_cache_create(
-        k, "radix_tree_node", _T.sizeof("struct xa_node"), flags=SLAB_PANIC | SLAB_RECLAIM_ACCOUNT,
-        **_ctor("radix_tree_node_ctor"))),
+INIT_CACHES: list[tuple[str, str, Callable[[Kernel], KmemCache]]] = [
+    (
+        "mm_cachep",
+        "mm_cache_init",
+        lambda k: kmem_cache_create(
+            k,
+            "mm_struct",
+            _T.sizeof("struct mm_struct") + 3 * cpumask_size(),  # + mm_cid_size() = 2 masks
+            flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT,
+            useroffset=_T.offsetof("mm_struct", "saved_auxv"),
+            usersize=_T.struct("mm_struct").walk("saved_auxv")[2].size,
+        ),
+    ),
+    (
+        "maple_node_cache",
+        "maple_tree_init",
+        lambda k: kmem_cache_create(
+            k,
+            "maple_node",
+            _T.sizeof("struct maple_node"),
+            align=_T.sizeof("struct maple_node"),
+            flags=SLAB_PANIC,
+            sheaf_capacity=32,
+        ),
+    ),
+    (
+        "radix_tree_node_cachep",
+        "radix_tree_init",
+        lambda k: kmem_cache_create(
+            k,
+            "radix_tree_node",
+            _T.sizeof("struct xa_node"),
+            flags=SLAB_PANIC | SLAB_RECLAIM_ACCOUNT,
+            **_ctor("radix_tree_node_ctor"),
+        ),
+    ),
     # mm/mempolicy.c numa_policy_init(): kmem_cache_create(name, size, 0, SLAB_PANIC, NULL)
-    ("policy_cache", "numa_policy_init", lambda k: kmem_cache_create(
-        k, "numa_policy", _T.sizeof("struct mempolicy"), flags=SLAB_PANIC)),
-    ("sn_cache", "numa_policy_init", lambda k: kmem_cache_create(
-        k, "shared_policy_node", _T.sizeof("struct sp_node"), flags=SLAB_PANIC)),
-    ("pid_cachep", "pid_idr_init", lambda k: kmem_cache_create(
-        k, "pid", _T.sizeof("struct pid") + _T.sizeof("struct upid"), align=alignof(_T.struct("pid")),
-        flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT)),
-    ("anon_vma_cachep", "anon_vma_init", lambda k: kmem_cache_create(
-        k, "anon_vma", _T.sizeof("struct anon_vma"), flags=SLAB_TYPESAFE_BY_RCU | SLAB_PANIC | SLAB_ACCOUNT,
-        **_ctor("anon_vma_ctor"))),
+    (
+        "policy_cache",
+        "numa_policy_init",
+        lambda k: kmem_cache_create(k, "numa_policy", _T.sizeof("struct mempolicy"), flags=SLAB_PANIC),
+    ),
+    (
+        "sn_cache",
+        "numa_policy_init",
+        lambda k: kmem_cache_create(k, "shared_policy_node", _T.sizeof("struct sp_node"), flags=SLAB_PANIC),
+    ),
+    (
+        "pid_cachep",
+        "pid_idr_init",
+        lambda k: kmem_cache_create(
+            k,
+            "pid",
+            _T.sizeof("struct pid") + _T.sizeof("struct upid"),
+            align=alignof(_T.struct("pid")),
+            flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT,
+        ),
+    ),
+    (
+        "anon_vma_cachep",
+        "anon_vma_init",
+        lambda k: kmem_cache_create(
+            k,
+            "anon_vma",
+            _T.sizeof("struct anon_vma"),
+            flags=SLAB_TYPESAFE_BY_RCU | SLAB_PANIC | SLAB_ACCOUNT,
+            **_ctor("anon_vma_ctor"),
+        ),
+    ),
     ("anon_vma_chain_cachep", "anon_vma_init", lambda k: KMEM_CACHE(k, "anon_vma_chain", SLAB_PANIC | SLAB_ACCOUNT)),
     # kernel/cred.c cred_init(), just before fork_init()
     ("cred_jar", "cred_init", lambda k: KMEM_CACHE(k, "cred", SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT)),
-    ("task_struct_cachep", "fork_init", lambda k: kmem_cache_create(
-        k, "task_struct", arch_task_struct_size(), align=max(L1_CACHE_BYTES, 64), flags=SLAB_PANIC | SLAB_ACCOUNT,
-        # task_struct_whitelist(): the XSAVE registers behind the task_struct are user-copyable
-        useroffset=_T.sizeof("struct task_struct") + _T.offsetof("fpu", "__fpstate.regs"),
-        usersize=FPU_KERNEL_DEFAULT_SIZE)),
-    ("sighand_cachep", "proc_caches_init", lambda k: kmem_cache_create(
-        k, "sighand_cache", _T.sizeof("struct sighand_struct"),
-        flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_ACCOUNT, **_ctor("sighand_ctor"))),
-    ("signal_cachep", "proc_caches_init", lambda k: kmem_cache_create(
-        k, "signal_cache", _T.sizeof("struct signal_struct"), flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT)),
-    ("files_cachep", "proc_caches_init", lambda k: kmem_cache_create(
-        k, "files_cache", _T.sizeof("struct files_struct"), flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT)),
-    ("fs_cachep", "proc_caches_init", lambda k: kmem_cache_create(
-        k, "fs_cache", _T.sizeof("struct fs_struct"), flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT)),
-    ("vm_area_cachep", "vma_state_init", lambda k: kmem_cache_create(
-        k, "vm_area_struct", _T.sizeof("struct vm_area_struct"),
-        flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_ACCOUNT,
-        freeptr_offset=_T.offsetof("vm_area_struct", "vm_freeptr"), sheaf_capacity=32)),
-    ("names_cachep", "vfs_caches_init", lambda k: kmem_cache_create(
-        k, "names_cache", PATH_MAX, flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC, useroffset=0, usersize=PATH_MAX)),
-    ("dentry_cache", "dcache_init", lambda k: KMEM_CACHE(
-        k, "dentry", SLAB_RECLAIM_ACCOUNT | SLAB_PANIC | SLAB_ACCOUNT,
-        useroffset=_T.offsetof("dentry", "d_shortname.string"),
-        usersize=_T.struct("dentry").walk("d_shortname.string")[2].size)),
-    ("inode_cachep", "inode_init", lambda k: kmem_cache_create(
-        k, "inode_cache", _T.sizeof("struct inode"), flags=SLAB_RECLAIM_ACCOUNT | SLAB_PANIC | SLAB_ACCOUNT,
-        **_ctor("init_once"))),
-    ("filp_cachep", "files_init", lambda k: kmem_cache_create(
-        k, "filp", _T.sizeof("struct file"), flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT
-        | SLAB_TYPESAFE_BY_RCU, freeptr_offset=_T.offsetof("file", "f_freeptr"))),
-    ("bfilp_cachep", "files_init", lambda k: kmem_cache_create(
-        k, "bfilp", _T.sizeof("struct backing_file"), flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT
-        | SLAB_TYPESAFE_BY_RCU, freeptr_offset=_T.offsetof("backing_file", "bf_freeptr"))),
+    (
+        "task_struct_cachep",
+        "fork_init",
+        lambda k: kmem_cache_create(
+            k,
+            "task_struct",
+            arch_task_struct_size(),
+            align=max(L1_CACHE_BYTES, 64),
+            flags=SLAB_PANIC | SLAB_ACCOUNT,
+            # task_struct_whitelist(): the XSAVE registers behind the task_struct are user-copyable
+            useroffset=_T.sizeof("struct task_struct") + _T.offsetof("fpu", "__fpstate.regs"),
+            usersize=FPU_KERNEL_DEFAULT_SIZE,
+        ),
+    ),
+    (
+        "sighand_cachep",
+        "proc_caches_init",
+        lambda k: kmem_cache_create(
+            k,
+            "sighand_cache",
+            _T.sizeof("struct sighand_struct"),
+            flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_ACCOUNT,
+            **_ctor("sighand_ctor"),
+        ),
+    ),
+    (
+        "signal_cachep",
+        "proc_caches_init",
+        lambda k: kmem_cache_create(
+            k, "signal_cache", _T.sizeof("struct signal_struct"), flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT
+        ),
+    ),
+    (
+        "files_cachep",
+        "proc_caches_init",
+        lambda k: kmem_cache_create(
+            k, "files_cache", _T.sizeof("struct files_struct"), flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT
+        ),
+    ),
+    (
+        "fs_cachep",
+        "proc_caches_init",
+        lambda k: kmem_cache_create(
+            k, "fs_cache", _T.sizeof("struct fs_struct"), flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT
+        ),
+    ),
+    (
+        "vm_area_cachep",
+        "vma_state_init",
+        lambda k: kmem_cache_create(
+            k,
+            "vm_area_struct",
+            _T.sizeof("struct vm_area_struct"),
+            flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_TYPESAFE_BY_RCU | SLAB_ACCOUNT,
+            freeptr_offset=_T.offsetof("vm_area_struct", "vm_freeptr"),
+            sheaf_capacity=32,
+        ),
+    ),
+    (
+        "names_cachep",
+        "vfs_caches_init",
+        lambda k: kmem_cache_create(
+            k, "names_cache", PATH_MAX, flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC, useroffset=0, usersize=PATH_MAX
+        ),
+    ),
+    (
+        "dentry_cache",
+        "dcache_init",
+        lambda k: KMEM_CACHE(
+            k,
+            "dentry",
+            SLAB_RECLAIM_ACCOUNT | SLAB_PANIC | SLAB_ACCOUNT,
+            useroffset=_T.offsetof("dentry", "d_shortname.string"),
+            usersize=_T.struct("dentry").walk("d_shortname.string")[2].size,
+        ),
+    ),
+    (
+        "inode_cachep",
+        "inode_init",
+        lambda k: kmem_cache_create(
+            k,
+            "inode_cache",
+            _T.sizeof("struct inode"),
+            flags=SLAB_RECLAIM_ACCOUNT | SLAB_PANIC | SLAB_ACCOUNT,
+            **_ctor("init_once"),
+        ),
+    ),
+    (
+        "filp_cachep",
+        "files_init",
+        lambda k: kmem_cache_create(
+            k,
+            "filp",
+            _T.sizeof("struct file"),
+            flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT | SLAB_TYPESAFE_BY_RCU,
+            freeptr_offset=_T.offsetof("file", "f_freeptr"),
+        ),
+    ),
+    (
+        "bfilp_cachep",
+        "files_init",
+        lambda k: kmem_cache_create(
+            k,
+            "bfilp",
+            _T.sizeof("struct backing_file"),
+            flags=SLAB_HWCACHE_ALIGN | SLAB_PANIC | SLAB_ACCOUNT | SLAB_TYPESAFE_BY_RCU,
+            freeptr_offset=_T.offsetof("backing_file", "bf_freeptr"),
+        ),
+    ),
     # mnt_init() -> shmem_init() -> shmem_init_inodecache() (after kernfs_init, before
     # bdev_cache_init: the reference slabinfo has it between kernfs_node_cache and bdev_cache)
     ("shmem_inode_cachep", "shmem_init", lambda k: shmem_init(k)),
     # vfs_caches_init() -> bdev_cache_init(): struct bdev_inode (a block_device and its inode),
     # constructed by bdev.c's init_once() (inode_init_once() of the inode)
-    ("bdev_cachep", "bdev_cache_init", lambda k: kmem_cache_create(
-        k, "bdev_cache", _T.sizeof("struct bdev_inode"),
-        flags=SLAB_HWCACHE_ALIGN | SLAB_RECLAIM_ACCOUNT | SLAB_ACCOUNT | SLAB_PANIC, **_ctor("init_once@block/bdev.c"))),
+    (
+        "bdev_cachep",
+        "bdev_cache_init",
+        lambda k: kmem_cache_create(
+            k,
+            "bdev_cache",
+            _T.sizeof("struct bdev_inode"),
+            flags=SLAB_HWCACHE_ALIGN | SLAB_RECLAIM_ACCOUNT | SLAB_ACCOUNT | SLAB_PANIC,
+            **_ctor("init_once@block/bdev.c"),
+        ),
+    ),
     ("bh_cachep", "buffer_init", lambda k: KMEM_CACHE(k, "buffer_head", SLAB_RECLAIM_ACCOUNT | SLAB_PANIC)),
 ]
 
 
-def create_init_caches(k: "Kernel") -> None:
+def create_init_caches(k: Kernel) -> None:
     """The named caches of start_kernel's later init calls (the table above), then the
     kmalloc buckets of memdup_user_init() and msg_init(), each stored in its global."""
     for var, _fn, create in INIT_CACHES:

@@ -81,9 +81,18 @@ MAX_EMPTY_SHEAVES = 10
 PCS_BATCH_MAX = 32
 # mm/internal.h
 _F = G.FLAGS
-GFP_RECLAIM_MASK = (G.__GFP_RECLAIM | _F["__GFP_HIGH"] | _F["__GFP_IO"] | _F["__GFP_FS"] | _F["__GFP_NOWARN"]
-                    | _F["__GFP_RETRY_MAYFAIL"] | _F["__GFP_NOFAIL"] | _F["__GFP_NORETRY"] | _F["__GFP_MEMALLOC"]
-                    | _F["__GFP_NOMEMALLOC"])  # | __GFP_NOLOCKDEP (0 without LOCKDEP)
+GFP_RECLAIM_MASK = (
+    G.__GFP_RECLAIM
+    | _F["__GFP_HIGH"]
+    | _F["__GFP_IO"]
+    | _F["__GFP_FS"]
+    | _F["__GFP_NOWARN"]
+    | _F["__GFP_RETRY_MAYFAIL"]
+    | _F["__GFP_NOFAIL"]
+    | _F["__GFP_NORETRY"]
+    | _F["__GFP_MEMALLOC"]
+    | _F["__GFP_NOMEMALLOC"]
+)  # | __GFP_NOLOCKDEP (0 without LOCKDEP)
 GFP_CONSTRAINT_MASK = _F["__GFP_HARDWALL"] | _F["__GFP_THISNODE"]
 __GFP_ZERO = _F["__GFP_ZERO"]
 __GFP_COMP = _F["__GFP_COMP"]
@@ -170,7 +179,7 @@ class _Words:
 
     __slots__ = ("chunks", "k", "pob", "vmb")
 
-    def __init__(self, k: "Kernel") -> None:
+    def __init__(self, k: Kernel) -> None:
         self.k = k
         self.chunks: dict[int, memoryview | None] = {}
         self.pob = k.page_offset_base
@@ -312,7 +321,7 @@ class Slab:
         "w",
     )
 
-    def __init__(self, k: "Kernel", pfn: int, order: int, nid: int) -> None:
+    def __init__(self, k: Kernel, pfn: int, order: int, nid: int) -> None:
         self.pfn = pfn
         self.page = k.vmemmap_base + pfn * k.struct_page_size
         self.base = k.page_offset_base + (pfn << PAGE_SHIFT)
@@ -333,8 +342,9 @@ class Slab:
     def write(self) -> None:
         """slab->freelist and slab->counters."""
         self.mv64[self.w + W_SLAB_FREELIST] = self.freelist
-        self.mv32[2 * self.w + D_COUNTERS] = (self.inuse << SH_INUSE) | (self.objects << SH_OBJECTS) | (
-            self.frozen << SH_FROZEN)
+        self.mv32[2 * self.w + D_COUNTERS] = (
+            (self.inuse << SH_INUSE) | (self.objects << SH_OBJECTS) | (self.frozen << SH_FROZEN)
+        )
 
     def write_next(self) -> None:
         """slab->next and slab->slabs (the CPU partial chain)."""
@@ -349,8 +359,7 @@ class Slab:
 
     def __repr__(self) -> str:
         name = self.cache.name if self.cache else "?"
-        return (f"<slab {self.page:#x} {name} pfn={self.pfn:#x} inuse={self.inuse}/{self.objects} "
-                f"frozen={self.frozen}>")
+        return f"<slab {self.page:#x} {name} pfn={self.pfn:#x} inuse={self.inuse}/{self.objects} frozen={self.frozen}>"
 
 
 class CpuSlab:
@@ -467,7 +476,7 @@ class KmemCache:
         self.red_left_pad = 0
         self.flags = 0
         self.ctor: str | None = None
-        self.ctor_fn: Callable[["Kernel", int], None] | None = None
+        self.ctor_fn: Callable[[Kernel, int], None] | None = None
         self.ctor_addr = 0
         self.oo_order = self.oo_objects = 0
         self.min_order = self.min_objects = 0
@@ -501,7 +510,7 @@ class KmemCache:
 class SlubState:
     """SLUB's books for one simulated kernel (``k.slab``)."""
 
-    def __init__(self, k: "Kernel") -> None:
+    def __init__(self, k: Kernel) -> None:
         self.k = k
         self.W = _Words(k)
         self.state = sc.DOWN
@@ -511,7 +520,8 @@ class SlubState:
         self.kmem_cache_node: KmemCache | None = None
         self.kmem_buckets_cache: KmemCache | None = None
         self.kmalloc_caches: list[list[KmemCache | None]] = [
-            [None] * (sc.KMALLOC_SHIFT_HIGH + 1) for _ in range(sc.NR_KMALLOC_TYPES)]
+            [None] * (sc.KMALLOC_SHIFT_HIGH + 1) for _ in range(sc.NR_KMALLOC_TYPES)
+        ]
         self.buckets: dict[int, list[KmemCache | None]] = {}  # kmem_buckets address -> caches
         self.cachep: dict[str, KmemCache] = {}  # kernel global (task_struct_cachep ...) -> cache
         self.names: dict[str, KmemCache] = {}  # every name asked for (aliases too) -> cache
@@ -532,14 +542,21 @@ class SlubState:
 # -- call sites ---------------------------------------------------------------------------------------
 # Sizes of the kernel functions the simulator names as call sites (what %pS prints after '/').
 CALLER_SIZES = {
-    "__kmem_cache_create_args": 0x2f0, "create_kmalloc_cache": 0xa0, "bootstrap": 0x120,
-    "init_kmem_cache_nodes": 0x1a0, "early_kmem_cache_node_alloc": 0x150, "cache_random_seq_create": 0xd0,
-    "kstrdup": 0x60, "kvasprintf": 0xc0, "alloc_empty_sheaf": 0x70, "kmem_buckets_create": 0x260,
+    "__kmem_cache_create_args": 0x2F0,
+    "create_kmalloc_cache": 0xA0,
+    "bootstrap": 0x120,
+    "init_kmem_cache_nodes": 0x1A0,
+    "early_kmem_cache_node_alloc": 0x150,
+    "cache_random_seq_create": 0xD0,
+    "kstrdup": 0x60,
+    "kvasprintf": 0xC0,
+    "alloc_empty_sheaf": 0x70,
+    "kmem_buckets_create": 0x260,
 }
 DEFAULT_CALLER_SIZE = 0x200
 
 
-def callsite(k: "Kernel", caller: str) -> int:
+def callsite(k: Kernel, caller: str) -> int:
     """The address of the call in ``caller`` (registered once as a function symbol)."""
     sl = k.slab
     a = sl.callers.get(caller)
@@ -571,7 +588,7 @@ def calc_slab_order(size: int, min_order: int, max_order: int, fract_leftover: i
     return order
 
 
-def calculate_order(k: "Kernel", size: int) -> int:
+def calculate_order(k: Kernel, size: int) -> int:
     """mm/slub.c calculate_order(): at least 4 * (fls(nr_cpus) + 1) objects per slab when
     slub_max_order allows, and the smallest order wasting at most 1/16 (then 1/8, 1/4)."""
     min_objects = SLUB_MIN_OBJECTS
@@ -602,7 +619,7 @@ def reciprocal_value(d: int) -> tuple[int, int, int]:
     return m & 0xFFFFFFFF, min(l_, 1), max(l_ - 1, 0)
 
 
-def calculate_sizes(k: "Kernel", args: "sc.KmemCacheArgs", s: KmemCache) -> bool:
+def calculate_sizes(k: Kernel, args: sc.KmemCacheArgs, s: KmemCache) -> bool:
     """mm/slub.c calculate_sizes(): where the free pointer goes (mid-object, after the object
     for ctor / RCU / poisoned caches, or at the RCU cache's freeptr_offset), the slot size,
     the slab order and objects per slab (oo, min) and the page allocator flags."""
@@ -615,8 +632,12 @@ def calculate_sizes(k: "Kernel", args: "sc.KmemCacheArgs", s: KmemCache) -> bool
     if flags & sc.SLAB_RED_ZONE and size == s.object_size:
         size += 8
     s.inuse = size
-    if ((flags & sc.SLAB_TYPESAFE_BY_RCU and not args.use_freeptr_offset) or flags & sc.SLAB_POISON or s.ctor
-            or (flags & sc.SLAB_RED_ZONE and s.object_size < 8)):
+    if (
+        (flags & sc.SLAB_TYPESAFE_BY_RCU and not args.use_freeptr_offset)
+        or flags & sc.SLAB_POISON
+        or s.ctor
+        or (flags & sc.SLAB_RED_ZONE and s.object_size < 8)
+    ):
         # The object's contents must survive being free: the pointer goes after it.
         s.offset = size
         size += 8
@@ -667,7 +688,7 @@ def set_cpu_partial(s: KmemCache) -> None:
     s.cpu_partial_slabs = -(-(nr_objects * 2) // s.oo_objects)
 
 
-def init_cache_random_seq(k: "Kernel", s: KmemCache) -> None:
+def init_cache_random_seq(k: Kernel, s: KmemCache) -> None:
     """mm/slub.c init_cache_random_seq() with slab_common's cache_random_seq_create() and
     freelist_randomize(): a Fisher-Yates shuffle of the object indices, kcalloc'd, then
     scaled to byte offsets."""
@@ -690,7 +711,7 @@ def init_cache_random_seq(k: "Kernel", s: KmemCache) -> None:
         k.kmem.set(s.addr, "kmem_cache", "random_seq", addr)
 
 
-def init_freelist_randomization(k: "Kernel") -> None:
+def init_freelist_randomization(k: Kernel) -> None:
     """mm/slub.c init_freelist_randomization(): every cache created before slab_state UP,
     walking slab_caches from its head (newest first)."""
     for s in reversed(k.slab.caches):
@@ -698,8 +719,16 @@ def init_freelist_randomization(k: "Kernel") -> None:
 
 
 # -- cache creation --------------------------------------------------------------------------------
-def do_kmem_cache_create(k: "Kernel", addr: int, name: str, name_addr: int, size: int, args: "sc.KmemCacheArgs",
-                         flags: int, into: KmemCache | None = None) -> KmemCache:
+def do_kmem_cache_create(
+    k: Kernel,
+    addr: int,
+    name: str,
+    name_addr: int,
+    size: int,
+    args: sc.KmemCacheArgs,
+    flags: int,
+    into: KmemCache | None = None,
+) -> KmemCache:
     """mm/slub.c do_kmem_cache_create()."""
     sl = k.slab
     s = into if into is not None else KmemCache(addr)
@@ -714,8 +743,11 @@ def do_kmem_cache_create(k: "Kernel", addr: int, name: str, name_addr: int, size
     if args.ctor:
         # a CTORS key "name@file" is a static function whose name another file also uses
         sym = k.image.symbols.get(args.ctor)
-        s.ctor_addr = sym.address if sym else k.image.func(args.ctor.split("@")[0], sc.CTORS.get(args.ctor, (0x40,))[0],
-                                                           key=args.ctor)
+        s.ctor_addr = (
+            sym.address
+            if sym
+            else k.image.func(args.ctor.split("@")[0], sc.CTORS.get(args.ctor, (0x40,))[0], key=args.ctor)
+        )
     s.useroffset = args.useroffset
     s.usersize = args.usersize
     if not calculate_sizes(k, args, s):
@@ -740,7 +772,7 @@ def do_kmem_cache_create(k: "Kernel", addr: int, name: str, name_addr: int, size
 SLAB_NO_CMPXCHG = sc.SLAB_NO_CMPXCHG
 
 
-def init_kmem_cache_nodes(k: "Kernel", s: KmemCache) -> None:
+def init_kmem_cache_nodes(k: Kernel, s: KmemCache) -> None:
     """mm/slub.c init_kmem_cache_nodes(): a kmem_cache_node per node (from the early slab
     while slab_state is DOWN), with a kmalloc'd barn for caches with sheaves."""
     sl = k.slab
@@ -761,7 +793,7 @@ def init_kmem_cache_nodes(k: "Kernel", s: KmemCache) -> None:
         s.nodes[nid] = KmemCacheNode(sl.W, n, nid, barn)
 
 
-def early_kmem_cache_node_alloc(k: "Kernel", nid: int) -> None:
+def early_kmem_cache_node_alloc(k: Kernel, nid: int) -> None:
     """mm/slub.c early_kmem_cache_node_alloc(): the first kmem_cache_node object comes from
     a slab taken by hand, which then goes on that node's partial list."""
     sl = k.slab
@@ -784,7 +816,7 @@ def early_kmem_cache_node_alloc(k: "Kernel", nid: int) -> None:
     callsite(k, "early_kmem_cache_node_alloc")
 
 
-def alloc_kmem_cache_cpus(k: "Kernel", s: KmemCache) -> None:
+def alloc_kmem_cache_cpus(k: Kernel, s: KmemCache) -> None:
     """mm/slub.c alloc_kmem_cache_cpus() / init_kmem_cache_cpus(): tid = init_tid(cpu)."""
     s.cpu_slab = k.alloc_percpu(_T.sizeof("struct kmem_cache_cpu"), 16)
     s.cpus = []
@@ -794,7 +826,7 @@ def alloc_kmem_cache_cpus(k: "Kernel", s: KmemCache) -> None:
         s.cpus.append(c)
 
 
-def init_percpu_sheaves(k: "Kernel", s: KmemCache) -> None:
+def init_percpu_sheaves(k: Kernel, s: KmemCache) -> None:
     """mm/slub.c init_percpu_sheaves(): an empty main sheaf per CPU."""
     s.pcs = []
     for cpu in range(k.config.cpus):
@@ -806,19 +838,37 @@ def init_percpu_sheaves(k: "Kernel", s: KmemCache) -> None:
         s.pcs.append(pcs)
 
 
-def write_kmem_cache(k: "Kernel", s: KmemCache) -> None:
+def write_kmem_cache(k: Kernel, s: KmemCache) -> None:
     """Store ``struct kmem_cache`` (its node[] only up to nr_node_ids: the object is sized so)."""
     km = k.kmem
     fields = {
-        "cpu_slab": s.cpu_slab, "cpu_sheaves": s.cpu_sheaves, "flags": s.flags, "min_partial": s.min_partial,
-        "size": s.size, "object_size": s.object_size, "reciprocal_size.m": s.reciprocal[0],
-        "reciprocal_size.sh1": s.reciprocal[1], "reciprocal_size.sh2": s.reciprocal[2], "offset": s.offset,
-        "cpu_partial": s.cpu_partial, "cpu_partial_slabs": s.cpu_partial_slabs,
-        "sheaf_capacity": s.sheaf_capacity, "oo.x": s.oo, "min.x": (s.min_order << OO_SHIFT) + s.min_objects,
-        "allocflags": s.allocflags, "refcount": s.refcount, "ctor": s.ctor_addr, "inuse": s.inuse,
-        "align": s.align, "red_left_pad": s.red_left_pad, "name": s.name_addr, "random": s.random,
-        "remote_node_defrag_ratio": s.remote_node_defrag_ratio, "random_seq": s.random_seq_addr,
-        "useroffset": s.useroffset, "usersize": s.usersize,
+        "cpu_slab": s.cpu_slab,
+        "cpu_sheaves": s.cpu_sheaves,
+        "flags": s.flags,
+        "min_partial": s.min_partial,
+        "size": s.size,
+        "object_size": s.object_size,
+        "reciprocal_size.m": s.reciprocal[0],
+        "reciprocal_size.sh1": s.reciprocal[1],
+        "reciprocal_size.sh2": s.reciprocal[2],
+        "offset": s.offset,
+        "cpu_partial": s.cpu_partial,
+        "cpu_partial_slabs": s.cpu_partial_slabs,
+        "sheaf_capacity": s.sheaf_capacity,
+        "oo.x": s.oo,
+        "min.x": (s.min_order << OO_SHIFT) + s.min_objects,
+        "allocflags": s.allocflags,
+        "refcount": s.refcount,
+        "ctor": s.ctor_addr,
+        "inuse": s.inuse,
+        "align": s.align,
+        "red_left_pad": s.red_left_pad,
+        "name": s.name_addr,
+        "random": s.random,
+        "remote_node_defrag_ratio": s.remote_node_defrag_ratio,
+        "random_seq": s.random_seq_addr,
+        "useroffset": s.useroffset,
+        "usersize": s.usersize,
     }
     for path, v in fields.items():
         km.set(s.addr, "kmem_cache", path, v)
@@ -826,7 +876,7 @@ def write_kmem_cache(k: "Kernel", s: KmemCache) -> None:
         km.write_u64(s.addr + KMEM_CACHE_NODE_OFF + 8 * nid, n.addr if n else 0)
 
 
-def write_kmalloc_caches(k: "Kernel") -> None:
+def write_kmalloc_caches(k: Kernel) -> None:
     base = k.sym("kmalloc_caches")
     row = sc.KMALLOC_SHIFT_HIGH + 1
     for t, caches in enumerate(k.slab.kmalloc_caches):
@@ -834,8 +884,7 @@ def write_kmalloc_caches(k: "Kernel") -> None:
             k.kmem.write_u64(base + 8 * (t * row + i), s.addr if s is not None else 0)
 
 
-def __kmem_cache_alias(k: "Kernel", name: str, size: int, align: int, flags: int,
-                       ctor: str | None) -> KmemCache | None:
+def __kmem_cache_alias(k: Kernel, name: str, size: int, align: int, flags: int, ctor: str | None) -> KmemCache | None:
     """mm/slub.c __kmem_cache_alias(): reuse a mergeable cache, growing its object_size and
     inuse so that kzalloc clears the larger object."""
     s = sc.find_mergeable(k, size, align, flags, name, ctor)
@@ -851,7 +900,7 @@ def __kmem_cache_alias(k: "Kernel", name: str, size: int, align: int, flags: int
     return s
 
 
-def bootstrap(k: "Kernel", static_cache: KmemCache) -> KmemCache:
+def bootstrap(k: Kernel, static_cache: KmemCache) -> KmemCache:
     """mm/slub.c bootstrap(): copy a static boot cache into an object of the kmem_cache
     cache, flush its CPU slab and point its slabs at the copy."""
     sl = k.slab
@@ -872,7 +921,7 @@ def bootstrap(k: "Kernel", static_cache: KmemCache) -> KmemCache:
 
 
 @contextlib.contextmanager
-def boot_pagesets(k: "Kernel") -> Iterator[None]:
+def boot_pagesets(k: Kernel) -> Iterator[None]:
     """Run with every zone on its ``boot_pageset`` (mm/page_alloc.c: high 0, batch 1), as
     mm_core_init() -> kmem_cache_init() runs before start_kernel's setup_per_cpu_pageset():
     order-0 pages are taken from the buddy lists one at a time and freed straight back, so
@@ -884,8 +933,12 @@ def boot_pagesets(k: "Kernel") -> Iterator[None]:
             for pcp in z.pcp:
                 if pcp.count:
                     raise SlubError(f"boot_pagesets: CPU {pcp.cpu}'s pageset of {z.name} is not empty")
-                saved.append((pcp, (pcp.high, pcp.high_min, pcp.high_max, pcp.batch, pcp.alloc_factor,
-                                    pcp.free_count, pcp.flags)))
+                saved.append(
+                    (
+                        pcp,
+                        (pcp.high, pcp.high_min, pcp.high_max, pcp.batch, pcp.alloc_factor, pcp.free_count, pcp.flags),
+                    )
+                )
                 pcp.high = pcp.high_min = pcp.high_max = 0  # BOOT_PAGESET_HIGH
                 pcp.batch = 1  # BOOT_PAGESET_BATCH
                 pcp.alloc_factor = pcp.free_count = pcp.flags = 0
@@ -897,7 +950,7 @@ def boot_pagesets(k: "Kernel") -> Iterator[None]:
             pcp.high, pcp.high_min, pcp.high_max, pcp.batch, pcp.alloc_factor, pcp.free_count, pcp.flags = v
 
 
-def kmem_cache_init(k: "Kernel") -> None:
+def kmem_cache_init(k: Kernel) -> None:
     """mm/slub.c kmem_cache_init() (mm_core_init): the boot caches, the kmalloc caches and
     random freelists, then the caches of the later init calls (slab_common.INIT_CACHES),
     all on the boot pagesets (see boot_pagesets())."""
@@ -905,7 +958,7 @@ def kmem_cache_init(k: "Kernel") -> None:
         _kmem_cache_init(k)
 
 
-def _kmem_cache_init(k: "Kernel") -> None:
+def _kmem_cache_init(k: Kernel) -> None:
     img = k.image
     for name in ("kmalloc_caches", "kmalloc_size_index", "kmem_cache", "kmem_cache_node", "kmem_buckets_cache"):
         img.var(name, "data")
@@ -915,11 +968,25 @@ def _kmem_cache_init(k: "Kernel") -> None:
     boot_kmem_cache = KmemCache(0)
     sl.kmem_cache_node = boot_kmem_cache_node
     sl.kmem_cache = boot_kmem_cache
-    sc.create_boot_cache(k, boot_kmem_cache_node, "kmem_cache_node", _T.sizeof("struct kmem_cache_node"),
-                         sc.SLAB_HWCACHE_ALIGN | sc.SLAB_NO_OBJ_EXT, 0, 0)
+    sc.create_boot_cache(
+        k,
+        boot_kmem_cache_node,
+        "kmem_cache_node",
+        _T.sizeof("struct kmem_cache_node"),
+        sc.SLAB_HWCACHE_ALIGN | sc.SLAB_NO_OBJ_EXT,
+        0,
+        0,
+    )
     sl.state = sc.PARTIAL
-    sc.create_boot_cache(k, boot_kmem_cache, "kmem_cache", KMEM_CACHE_NODE_OFF + 8 * k.config.nodes,
-                         sc.SLAB_HWCACHE_ALIGN | sc.SLAB_NO_OBJ_EXT, 0, 0)
+    sc.create_boot_cache(
+        k,
+        boot_kmem_cache,
+        "kmem_cache",
+        KMEM_CACHE_NODE_OFF + 8 * k.config.nodes,
+        sc.SLAB_HWCACHE_ALIGN | sc.SLAB_NO_OBJ_EXT,
+        0,
+        0,
+    )
     sl.kmem_cache = bootstrap(k, boot_kmem_cache)
     sl.kmem_cache_node = bootstrap(k, boot_kmem_cache_node)
     k.kmem.write_u64(k.sym("kmem_cache"), sl.kmem_cache.addr)
@@ -938,7 +1005,7 @@ def _kmem_cache_init(k: "Kernel") -> None:
 
 
 # -- slab pages --------------------------------------------------------------------------------------
-def alloc_slab_page(k: "Kernel", gfp: int, node: int | None, order: int) -> tuple[int, bool] | None:
+def alloc_slab_page(k: Kernel, gfp: int, node: int | None, order: int) -> tuple[int, bool] | None:
     """mm/slub.c alloc_slab_page(): frozen pages (no refcount), __SetPageSlab on the head;
     pfmemalloc pages (page->lru.next & BIT(1)) make a pfmemalloc slab."""
     pfn = k.alloc_pages(gfp, order, node)
@@ -951,19 +1018,19 @@ def alloc_slab_page(k: "Kernel", gfp: int, node: int | None, order: int) -> tupl
     return pfn, pfmemalloc
 
 
-def account_slab(k: "Kernel", slab: Slab, order: int, s: KmemCache, sign: int = 1) -> None:
+def account_slab(k: Kernel, slab: Slab, order: int, s: KmemCache, sign: int = 1) -> None:
     """mm/slub.c account_slab() / unaccount_slab(): the node's slab bytes (memcg obj_exts
     are not modelled)."""
     item = NR_SLAB_RECLAIMABLE_B if s.flags & sc.SLAB_RECLAIM_ACCOUNT else NR_SLAB_UNRECLAIMABLE_B
     k.mod_node_page_state(slab.nid, item, sign * (PAGE_SIZE << order))
 
 
-def setup_object(k: "Kernel", s: KmemCache, obj: int) -> None:
+def setup_object(k: Kernel, s: KmemCache, obj: int) -> None:
     if s.ctor_fn is not None:
         s.ctor_fn(k, obj)
 
 
-def _build_freelist(k: "Kernel", s: KmemCache, slab: Slab, order: list[int]) -> None:
+def _build_freelist(k: Kernel, s: KmemCache, slab: Slab, order: list[int]) -> None:
     """Link the objects at byte offsets ``order`` into slab->freelist, in that order."""
     W = k.slab.W
     base = slab.base
@@ -985,7 +1052,7 @@ def _build_freelist(k: "Kernel", s: KmemCache, slab: Slab, order: list[int]) -> 
     slab.freelist = base + order[0]
 
 
-def shuffle_freelist(k: "Kernel", s: KmemCache, slab: Slab) -> bool:
+def shuffle_freelist(k: Kernel, s: KmemCache, slab: Slab) -> bool:
     """mm/slub.c shuffle_freelist(): walk random_seq from a random position, wrapping, and
     skip entries beyond a smaller (fallback order) slab."""
     seq = s.random_seq
@@ -1006,7 +1073,7 @@ def shuffle_freelist(k: "Kernel", s: KmemCache, slab: Slab) -> bool:
     return True
 
 
-def allocate_slab(k: "Kernel", s: KmemCache, flags: int, node: int | None) -> Slab | None:
+def allocate_slab(k: Kernel, s: KmemCache, flags: int, node: int | None) -> Slab | None:
     """mm/slub.c allocate_slab(): the cache's order without reclaim or warnings first, then
     the minimum order; a shuffled (or, before random sequences exist, sequential) freelist."""
     flags |= s.allocflags
@@ -1039,12 +1106,12 @@ def allocate_slab(k: "Kernel", s: KmemCache, flags: int, node: int | None) -> Sl
     return slab
 
 
-def new_slab(k: "Kernel", s: KmemCache, flags: int, node: int | None) -> Slab | None:
+def new_slab(k: Kernel, s: KmemCache, flags: int, node: int | None) -> Slab | None:
     """mm/slub.c new_slab()."""
     return allocate_slab(k, s, flags & (GFP_RECLAIM_MASK | GFP_CONSTRAINT_MASK), node)
 
 
-def __free_slab(k: "Kernel", s: KmemCache, slab: Slab) -> None:
+def __free_slab(k: Kernel, s: KmemCache, slab: Slab) -> None:
     """mm/slub.c __free_slab(): clear pfmemalloc, page->mapping and PageSlab, unaccount, and
     free the frozen pages."""
     if slab.pfmemalloc:
@@ -1060,14 +1127,14 @@ def __free_slab(k: "Kernel", s: KmemCache, slab: Slab) -> None:
     _free_frozen_pages(k, slab.pfn, slab.order)
 
 
-def discard_slab(k: "Kernel", s: KmemCache, slab: Slab) -> None:
+def discard_slab(k: Kernel, s: KmemCache, slab: Slab) -> None:
     """mm/slub.c discard_slab(): SLAB_TYPESAFE_BY_RCU slabs wait for a grace period in the
     kernel; the simulator's snapshots are quiescent, so the grace period has passed."""
     dec_slabs_node(k, s, slab.nid, slab.objects)
     __free_slab(k, s, slab)
 
 
-def inc_slabs_node(k: "Kernel", s: KmemCache, nid: int, objects: int) -> None:
+def inc_slabs_node(k: Kernel, s: KmemCache, nid: int, objects: int) -> None:
     n = s.nodes[nid]
     assert n is not None
     n.nr_slabs += 1
@@ -1077,7 +1144,7 @@ def inc_slabs_node(k: "Kernel", s: KmemCache, nid: int, objects: int) -> None:
     W.w(n.addr + N_TOTAL_OBJECTS, n.total_objects)
 
 
-def dec_slabs_node(k: "Kernel", s: KmemCache, nid: int, objects: int) -> None:
+def dec_slabs_node(k: Kernel, s: KmemCache, nid: int, objects: int) -> None:
     n = s.nodes[nid]
     assert n is not None
     n.nr_slabs -= 1
@@ -1103,7 +1170,7 @@ def set_freepointer(W: _Words, s: KmemCache, obj: int, fp: int) -> None:
 
 
 # -- node partial lists -----------------------------------------------------------------------------
-def __add_partial(k: "Kernel", n: KmemCacheNode, slab: Slab, tail: bool) -> None:
+def __add_partial(k: Kernel, n: KmemCacheNode, slab: Slab, tail: bool) -> None:
     lh = slab.page + SLAB_LIST
     if tail:
         n.partial.add_tail(lh, slab)
@@ -1117,7 +1184,7 @@ def __add_partial(k: "Kernel", n: KmemCacheNode, slab: Slab, tail: bool) -> None
 add_partial = __add_partial
 
 
-def remove_partial(k: "Kernel", n: KmemCacheNode, slab: Slab) -> None:
+def remove_partial(k: Kernel, n: KmemCacheNode, slab: Slab) -> None:
     n.partial.delete(slab.page + SLAB_LIST)
     slab.node_partial = False
     slab.set_flag(SL_PARTIAL, False)
@@ -1130,7 +1197,7 @@ def pfmemalloc_match(slab: Slab, gfp: int) -> bool:
     return True
 
 
-def get_partial_node(k: "Kernel", s: KmemCache, n: KmemCacheNode | None, pc_flags: int) -> Slab | None:
+def get_partial_node(k: Kernel, s: KmemCache, n: KmemCacheNode | None, pc_flags: int) -> Slab | None:
     """mm/slub.c get_partial_node(): the first slab for the CPU, more (up to half of
     cpu_partial_slabs) onto its CPU partial list."""
     if n is None or not len(n.partial):
@@ -1153,7 +1220,7 @@ def get_partial_node(k: "Kernel", s: KmemCache, n: KmemCacheNode | None, pc_flag
     return partial
 
 
-def get_any_partial(k: "Kernel", s: KmemCache, pc_flags: int) -> Slab | None:
+def get_any_partial(k: Kernel, s: KmemCache, pc_flags: int) -> Slab | None:
     """mm/slub.c get_any_partial(): other nodes' partial slabs, when they hold more than
     min_partial and get_cycles() % 1024 <= remote_node_defrag_ratio."""
     if k.config.nodes == 1:
@@ -1172,7 +1239,7 @@ def get_any_partial(k: "Kernel", s: KmemCache, pc_flags: int) -> Slab | None:
     return None
 
 
-def get_partial(k: "Kernel", s: KmemCache, node: int | None, pc_flags: int) -> Slab | None:
+def get_partial(k: Kernel, s: KmemCache, node: int | None, pc_flags: int) -> Slab | None:
     searchnode = node if node is not None else k.numa_node_id()
     slab = get_partial_node(k, s, s.nodes[searchnode], pc_flags)
     if slab is not None or (node is not None and pc_flags & __GFP_THISNODE):
@@ -1181,7 +1248,7 @@ def get_partial(k: "Kernel", s: KmemCache, node: int | None, pc_flags: int) -> S
 
 
 # -- CPU slabs and CPU partial lists ----------------------------------------------------------------
-def put_cpu_partial(k: "Kernel", s: KmemCache, slab: Slab, drain: bool) -> None:
+def put_cpu_partial(k: Kernel, s: KmemCache, slab: Slab, drain: bool) -> None:
     """mm/slub.c put_cpu_partial(): push onto this CPU's partial chain; a free into a full
     chain first drains the chain to the node lists."""
     c = s.cpus[k.current_cpu]
@@ -1204,7 +1271,7 @@ def put_cpu_partial(k: "Kernel", s: KmemCache, slab: Slab, drain: bool) -> None:
         __put_partials(k, s, slab_to_put)
 
 
-def __put_partials(k: "Kernel", s: KmemCache, partial_slab: Slab | None) -> None:
+def __put_partials(k: Kernel, s: KmemCache, partial_slab: Slab | None) -> None:
     """mm/slub.c __put_partials(): unfreeze a CPU partial chain onto the node partial lists,
     discarding empty slabs beyond min_partial."""
     to_discard: list[Slab] = []
@@ -1221,7 +1288,7 @@ def __put_partials(k: "Kernel", s: KmemCache, partial_slab: Slab | None) -> None
         discard_slab(k, s, slab)
 
 
-def put_partials_cpu(k: "Kernel", s: KmemCache, c: CpuSlab) -> None:
+def put_partials_cpu(k: Kernel, s: KmemCache, c: CpuSlab) -> None:
     partial = c.partial
     c.partial = None
     k.slab.W.w(c.addr + CPU_PARTIAL, 0)
@@ -1229,7 +1296,7 @@ def put_partials_cpu(k: "Kernel", s: KmemCache, c: CpuSlab) -> None:
         __put_partials(k, s, partial)
 
 
-def deactivate_slab(k: "Kernel", s: KmemCache, slab: Slab, freelist: int) -> None:
+def deactivate_slab(k: Kernel, s: KmemCache, slab: Slab, freelist: int) -> None:
     """mm/slub.c deactivate_slab(): splice the CPU freelist in front of the slab's own,
     unfreeze, and file the slab by its new state (discard / node partial / full)."""
     W = k.slab.W
@@ -1259,7 +1326,7 @@ def deactivate_slab(k: "Kernel", s: KmemCache, slab: Slab, freelist: int) -> Non
         __add_partial(k, n, slab, tail)
 
 
-def __flush_cpu_slab(k: "Kernel", s: KmemCache, cpu: int) -> None:
+def __flush_cpu_slab(k: Kernel, s: KmemCache, cpu: int) -> None:
     c = s.cpus[cpu]
     freelist = c.freelist
     slab = c.slab
@@ -1272,13 +1339,13 @@ def __flush_cpu_slab(k: "Kernel", s: KmemCache, cpu: int) -> None:
     put_partials_cpu(k, s, c)
 
 
-def flush_all(k: "Kernel", s: KmemCache) -> None:
+def flush_all(k: Kernel, s: KmemCache) -> None:
     """flush_all(): every CPU's slab and partial chain back to the node lists."""
     for cpu in range(k.config.cpus):
         __flush_cpu_slab(k, s, cpu)
 
 
-def get_freelist(k: "Kernel", s: KmemCache, slab: Slab) -> int:
+def get_freelist(k: Kernel, s: KmemCache, slab: Slab) -> int:
     """mm/slub.c get_freelist(): take the slab's freelist for the CPU; frozen iff non-empty."""
     freelist = slab.freelist
     slab.freelist = 0
@@ -1288,7 +1355,7 @@ def get_freelist(k: "Kernel", s: KmemCache, slab: Slab) -> int:
     return freelist
 
 
-def freeze_slab(k: "Kernel", s: KmemCache, slab: Slab) -> int:
+def freeze_slab(k: Kernel, s: KmemCache, slab: Slab) -> int:
     assert not slab.frozen
     freelist = slab.freelist
     slab.freelist = 0
@@ -1298,15 +1365,17 @@ def freeze_slab(k: "Kernel", s: KmemCache, slab: Slab) -> int:
     return freelist
 
 
-def slab_out_of_memory(k: "Kernel", s: KmemCache, gfp: int, nid: int | None) -> None:
-    msg = (f"SLUB: Unable to allocate memory on node {-1 if nid is None else nid}, gfp={gfp:#x}"
-           f"({G.format_gfp(gfp)})\n  cache: {s.name}, object size: {s.object_size}, buffer size: {s.size}, "
-           f"default order: {s.oo_order}, min order: {s.min_order}")
+def slab_out_of_memory(k: Kernel, s: KmemCache, gfp: int, nid: int | None) -> None:
+    msg = (
+        f"SLUB: Unable to allocate memory on node {-1 if nid is None else nid}, gfp={gfp:#x}"
+        f"({G.format_gfp(gfp)})\n  cache: {s.name}, object size: {s.object_size}, buffer size: {s.size}, "
+        f"default order: {s.oo_order}, min order: {s.min_order}"
+    )
     k.slab.oom.append(msg)
     k.log.append(msg)
 
 
-def ___slab_alloc(k: "Kernel", s: KmemCache, gfp: int, node: int | None, orig_size: int) -> int:
+def ___slab_alloc(k: Kernel, s: KmemCache, gfp: int, node: int | None, orig_size: int) -> int:
     """mm/slub.c ___slab_alloc(): the slow path.  Returns the object or 0."""
     W = k.slab.W
     c = s.cpus[k.current_cpu]
@@ -1404,7 +1473,7 @@ def ___slab_alloc(k: "Kernel", s: KmemCache, gfp: int, node: int | None, orig_si
 
 
 # -- sheaves (6.18: caches created with sheaf_capacity) ----------------------------------------------
-def alloc_empty_sheaf(k: "Kernel", s: KmemCache, gfp: int) -> Sheaf | None:
+def alloc_empty_sheaf(k: Kernel, s: KmemCache, gfp: int) -> Sheaf | None:
     size = _T.sizeof("struct slab_sheaf") + 8 * s.sheaf_capacity  # struct_size(sheaf, objects, cap)
     addr = kmalloc(k, size, gfp | __GFP_ZERO, caller="alloc_empty_sheaf")
     if not addr:
@@ -1413,11 +1482,11 @@ def alloc_empty_sheaf(k: "Kernel", s: KmemCache, gfp: int) -> Sheaf | None:
     return Sheaf(addr)
 
 
-def free_empty_sheaf(k: "Kernel", s: KmemCache, sheaf: Sheaf) -> None:
+def free_empty_sheaf(k: Kernel, s: KmemCache, sheaf: Sheaf) -> None:
     kfree(k, sheaf.addr)
 
 
-def refill_sheaf(k: "Kernel", s: KmemCache, sheaf: Sheaf, gfp: int) -> bool:
+def refill_sheaf(k: Kernel, s: KmemCache, sheaf: Sheaf, gfp: int) -> bool:
     """mm/slub.c refill_sheaf(): fill to capacity with __kmem_cache_alloc_bulk(); False when
     short (-ENOMEM)."""
     to_fill = s.sheaf_capacity - sheaf.size
@@ -1432,7 +1501,7 @@ def refill_sheaf(k: "Kernel", s: KmemCache, sheaf: Sheaf, gfp: int) -> bool:
     return len(objs) == to_fill
 
 
-def alloc_full_sheaf(k: "Kernel", s: KmemCache, gfp: int) -> Sheaf | None:
+def alloc_full_sheaf(k: Kernel, s: KmemCache, gfp: int) -> Sheaf | None:
     sheaf = alloc_empty_sheaf(k, s, gfp)
     if sheaf is None:
         return None
@@ -1443,30 +1512,30 @@ def alloc_full_sheaf(k: "Kernel", s: KmemCache, gfp: int) -> Sheaf | None:
     return sheaf
 
 
-def sheaf_flush_unused(k: "Kernel", s: KmemCache, sheaf: Sheaf) -> None:
+def sheaf_flush_unused(k: Kernel, s: KmemCache, sheaf: Sheaf) -> None:
     objs = sheaf.objs
     sheaf.objs = []
     __kmem_cache_free_bulk(k, s, objs)
     sheaf.write_size(k.slab.W)
 
 
-def get_barn(k: "Kernel", s: KmemCache) -> Barn:
+def get_barn(k: Kernel, s: KmemCache) -> Barn:
     n = s.nodes[k.numa_node_id()]
     assert n is not None and n.barn is not None
     return n.barn
 
 
-def barn_put_empty_sheaf(k: "Kernel", barn: Barn, sheaf: Sheaf) -> None:
+def barn_put_empty_sheaf(k: Kernel, barn: Barn, sheaf: Sheaf) -> None:
     barn.empty.add(sheaf.addr + SHEAF_LIST, sheaf)
     barn.write_counts(k.slab.W)
 
 
-def barn_put_full_sheaf(k: "Kernel", barn: Barn, sheaf: Sheaf) -> None:
+def barn_put_full_sheaf(k: Kernel, barn: Barn, sheaf: Sheaf) -> None:
     barn.full.add(sheaf.addr + SHEAF_LIST, sheaf)
     barn.write_counts(k.slab.W)
 
 
-def barn_get_empty_sheaf(k: "Kernel", barn: Barn) -> Sheaf | None:
+def barn_get_empty_sheaf(k: Kernel, barn: Barn) -> Sheaf | None:
     sheaf = barn.empty.first()
     if sheaf is None:
         return None
@@ -1476,7 +1545,7 @@ def barn_get_empty_sheaf(k: "Kernel", barn: Barn) -> Sheaf | None:
     return sheaf
 
 
-def barn_replace_empty_sheaf(k: "Kernel", barn: Barn, empty: Sheaf) -> Sheaf | None:
+def barn_replace_empty_sheaf(k: Kernel, barn: Barn, empty: Sheaf) -> Sheaf | None:
     """A full sheaf for an empty one, if the barn has one."""
     full = barn.full.first()
     if full is None:
@@ -1488,7 +1557,7 @@ def barn_replace_empty_sheaf(k: "Kernel", barn: Barn, empty: Sheaf) -> Sheaf | N
     return full
 
 
-def barn_replace_full_sheaf(k: "Kernel", barn: Barn, full: Sheaf) -> Sheaf | str:
+def barn_replace_full_sheaf(k: Kernel, barn: Barn, full: Sheaf) -> Sheaf | str:
     """An empty sheaf for a full one: "E2BIG" when the barn has MAX_FULL_SHEAVES full ones,
     "ENOMEM" when it has no empty one."""
     if len(barn.full) >= MAX_FULL_SHEAVES:
@@ -1503,7 +1572,7 @@ def barn_replace_full_sheaf(k: "Kernel", barn: Barn, full: Sheaf) -> Sheaf | str
     return empty
 
 
-def __pcs_replace_empty_main(k: "Kernel", s: KmemCache, pcs: PerCpuSheaves, gfp: int) -> bool:
+def __pcs_replace_empty_main(k: Kernel, s: KmemCache, pcs: PerCpuSheaves, gfp: int) -> bool:
     """mm/slub.c __pcs_replace_empty_main(): the spare if full, a full sheaf from the barn,
     or (when the allocation may block) a sheaf refilled from the slabs."""
     W = k.slab.W
@@ -1551,7 +1620,7 @@ def __pcs_replace_empty_main(k: "Kernel", s: KmemCache, pcs: PerCpuSheaves, gfp:
     return True
 
 
-def alloc_from_pcs(k: "Kernel", s: KmemCache, gfp: int, node: int | None) -> int:
+def alloc_from_pcs(k: Kernel, s: KmemCache, gfp: int, node: int | None) -> int:
     """mm/slub.c alloc_from_pcs(): pop from this CPU's main sheaf (local objects only)."""
     if node is not None and node != k.numa_node_id():
         return 0
@@ -1570,7 +1639,7 @@ def alloc_from_pcs(k: "Kernel", s: KmemCache, gfp: int, node: int | None) -> int
     return obj
 
 
-def __pcs_install_empty_sheaf(k: "Kernel", s: KmemCache, pcs: PerCpuSheaves, empty: Sheaf) -> None:
+def __pcs_install_empty_sheaf(k: Kernel, s: KmemCache, pcs: PerCpuSheaves, empty: Sheaf) -> None:
     assert pcs.main is not None
     if pcs.spare is None:
         pcs.spare = pcs.main
@@ -1588,7 +1657,7 @@ def __pcs_install_empty_sheaf(k: "Kernel", s: KmemCache, pcs: PerCpuSheaves, emp
     pcs.write(k.slab.W)
 
 
-def sheaf_flush_main(k: "Kernel", s: KmemCache) -> bool:
+def sheaf_flush_main(k: Kernel, s: KmemCache) -> bool:
     pcs = s.pcs[k.current_cpu]
     assert pcs.main is not None
     ret = False
@@ -1602,7 +1671,7 @@ def sheaf_flush_main(k: "Kernel", s: KmemCache) -> bool:
     return ret
 
 
-def __pcs_replace_full_main(k: "Kernel", s: KmemCache, pcs: PerCpuSheaves) -> bool:
+def __pcs_replace_full_main(k: Kernel, s: KmemCache, pcs: PerCpuSheaves) -> bool:
     """mm/slub.c __pcs_replace_full_main(): an empty sheaf from the barn (trading in the
     full main), the non-full spare, a new empty sheaf (GFP_NOWAIT), or flush."""
     W = k.slab.W
@@ -1645,7 +1714,7 @@ def __pcs_replace_full_main(k: "Kernel", s: KmemCache, pcs: PerCpuSheaves) -> bo
         return True
 
 
-def free_to_pcs(k: "Kernel", s: KmemCache, obj: int) -> bool:
+def free_to_pcs(k: Kernel, s: KmemCache, obj: int) -> bool:
     """mm/slub.c free_to_pcs(): push onto this CPU's main sheaf."""
     pcs = s.pcs[k.current_cpu]
     assert pcs.main is not None
@@ -1656,7 +1725,7 @@ def free_to_pcs(k: "Kernel", s: KmemCache, obj: int) -> bool:
 
 
 # -- bulk ------------------------------------------------------------------------------------------
-def __kmem_cache_alloc_bulk(k: "Kernel", s: KmemCache, gfp: int, size: int) -> list[int]:
+def __kmem_cache_alloc_bulk(k: Kernel, s: KmemCache, gfp: int, size: int) -> list[int]:
     """mm/slub.c __kmem_cache_alloc_bulk(): drain the CPU freelist, refilling through
     ___slab_alloc(); all or nothing."""
     W = k.slab.W
@@ -1681,7 +1750,7 @@ def __kmem_cache_alloc_bulk(k: "Kernel", s: KmemCache, gfp: int, size: int) -> l
     return out
 
 
-def __kmem_cache_free_bulk(k: "Kernel", s: KmemCache, p: list[int]) -> None:
+def __kmem_cache_free_bulk(k: Kernel, s: KmemCache, p: list[int]) -> None:
     """mm/slub.c __kmem_cache_free_bulk() with build_detached_freelist(): from the end of the
     array, gather objects of the same slab (looking past at most 3 others) into one detached
     freelist and free it with one do_slab_free()."""
@@ -1730,8 +1799,7 @@ def _gfp(gfp: int | str) -> int:
     return v
 
 
-def slab_alloc_node(k: "Kernel", s: KmemCache, gfp: int, node: int | None, caller: str | None,
-                    orig_size: int) -> int:
+def slab_alloc_node(k: Kernel, s: KmemCache, gfp: int, node: int | None, caller: str | None, orig_size: int) -> int:
     """mm/slub.c slab_alloc_node(): sheaves, then the CPU freelist fast path, then
     ___slab_alloc(); slab_post_alloc_hook() zeroes for __GFP_ZERO."""
     obj = 0
@@ -1763,21 +1831,20 @@ def slab_alloc_node(k: "Kernel", s: KmemCache, gfp: int, node: int | None, calle
     return obj
 
 
-def kmem_cache_alloc(k: "Kernel", s: KmemCache, gfp: int | str = "GFP_KERNEL", caller: str | None = None) -> int:
+def kmem_cache_alloc(k: Kernel, s: KmemCache, gfp: int | str = "GFP_KERNEL", caller: str | None = None) -> int:
     """kmem_cache_alloc(s, gfp): an object's kernel virtual address, or 0 (NULL)."""
     return slab_alloc_node(k, s, _gfp(gfp), None, caller, s.object_size)
 
 
-def kmem_cache_alloc_node(k: "Kernel", s: KmemCache, gfp: int | str, node: int | None,
-                          caller: str | None = None) -> int:
+def kmem_cache_alloc_node(k: Kernel, s: KmemCache, gfp: int | str, node: int | None, caller: str | None = None) -> int:
     return slab_alloc_node(k, s, _gfp(gfp), node, caller, s.object_size)
 
 
-def kmem_cache_zalloc(k: "Kernel", s: KmemCache, gfp: int | str = "GFP_KERNEL", caller: str | None = None) -> int:
+def kmem_cache_zalloc(k: Kernel, s: KmemCache, gfp: int | str = "GFP_KERNEL", caller: str | None = None) -> int:
     return slab_alloc_node(k, s, _gfp(gfp) | __GFP_ZERO, None, caller, s.object_size)
 
 
-def do_slab_free(k: "Kernel", s: KmemCache, slab: Slab, head: int, tail: int, cnt: int) -> None:
+def do_slab_free(k: Kernel, s: KmemCache, slab: Slab, head: int, tail: int, cnt: int) -> None:
     """mm/slub.c do_slab_free(): onto this CPU's freelist when the object is from its CPU
     slab, else __slab_free()."""
     c = s.cpus[k.current_cpu]
@@ -1792,7 +1859,7 @@ def do_slab_free(k: "Kernel", s: KmemCache, slab: Slab, head: int, tail: int, cn
     W.w(c.addr + CPU_TID, c.tid)
 
 
-def __slab_free(k: "Kernel", s: KmemCache, slab: Slab, head: int, tail: int, cnt: int) -> None:
+def __slab_free(k: Kernel, s: KmemCache, slab: Slab, head: int, tail: int, cnt: int) -> None:
     """mm/slub.c __slab_free(): onto the slab's own freelist; a full slab goes to the CPU
     partial list, an empty one on the node list beyond min_partial is discarded."""
     W = k.slab.W
@@ -1819,7 +1886,7 @@ def __slab_free(k: "Kernel", s: KmemCache, slab: Slab, head: int, tail: int, cnt
         discard_slab(k, s, slab)
 
 
-def slab_free(k: "Kernel", s: KmemCache, slab: Slab, obj: int) -> None:
+def slab_free(k: Kernel, s: KmemCache, slab: Slab, obj: int) -> None:
     """mm/slub.c slab_free(): local objects of sheaf caches go to the main sheaf."""
     if s.cpu_sheaves and slab.nid == k.numa_node_id():
         if free_to_pcs(k, s, obj):
@@ -1827,18 +1894,18 @@ def slab_free(k: "Kernel", s: KmemCache, slab: Slab, obj: int) -> None:
     do_slab_free(k, s, slab, obj, obj, 1)
 
 
-def virt_to_slab(k: "Kernel", addr: int) -> Slab | None:
+def virt_to_slab(k: Kernel, addr: int) -> Slab | None:
     return k.slab.slab_of_pfn.get((addr - k.page_offset_base) >> PAGE_SHIFT)
 
 
-def _untrack(k: "Kernel", addr: int, who: str) -> None:
+def _untrack(k: Kernel, addr: int, who: str) -> None:
     if k.slab.live.pop(addr, None) is None:
         slab = virt_to_slab(k, addr)
         where = f"an object of {slab.cache.name}" if slab and slab.cache else "not a live allocation"
         raise SlubError(f"{who}({addr:#x}): double free or invalid pointer ({where})")
 
 
-def kmem_cache_free(k: "Kernel", s: KmemCache, addr: int) -> None:
+def kmem_cache_free(k: Kernel, s: KmemCache, addr: int) -> None:
     """kmem_cache_free(s, x), with the hardened cache_from_obj() check."""
     slab = virt_to_slab(k, addr)
     if slab is None or slab.cache is not s:
@@ -1848,15 +1915,16 @@ def kmem_cache_free(k: "Kernel", s: KmemCache, addr: int) -> None:
     slab_free(k, s, slab, addr)
 
 
-def kmalloc_slab(k: "Kernel", size: int, gfp: int) -> KmemCache:
+def kmalloc_slab(k: Kernel, size: int, gfp: int) -> KmemCache:
     """mm/slab.h kmalloc_slab()."""
     s = k.slab.kmalloc_caches[sc.kmalloc_type(gfp)][sc.kmalloc_index(size)]
     assert s is not None
     return s
 
 
-def kmalloc_node(k: "Kernel", size: int, gfp: int | str = "GFP_KERNEL", node: int | None = None,
-                 caller: str | None = None) -> int:
+def kmalloc_node(
+    k: Kernel, size: int, gfp: int | str = "GFP_KERNEL", node: int | None = None, caller: str | None = None
+) -> int:
     """__kmalloc_node(): a kmalloc cache, or kmalloc_large above KMALLOC_MAX_CACHE_SIZE;
     kmalloc(0) is ZERO_SIZE_PTR."""
     g = _gfp(gfp)
@@ -1869,16 +1937,16 @@ def kmalloc_node(k: "Kernel", size: int, gfp: int | str = "GFP_KERNEL", node: in
     return slab_alloc_node(k, s, g, node, caller, size)
 
 
-def kmalloc(k: "Kernel", size: int, gfp: int | str = "GFP_KERNEL", caller: str | None = None) -> int:
+def kmalloc(k: Kernel, size: int, gfp: int | str = "GFP_KERNEL", caller: str | None = None) -> int:
     """kmalloc(size, gfp): a kernel virtual address, or 0 (NULL)."""
     return kmalloc_node(k, size, gfp, None, caller)
 
 
-def kzalloc(k: "Kernel", size: int, gfp: int | str = "GFP_KERNEL", caller: str | None = None) -> int:
+def kzalloc(k: Kernel, size: int, gfp: int | str = "GFP_KERNEL", caller: str | None = None) -> int:
     return kmalloc_node(k, size, _gfp(gfp) | __GFP_ZERO, None, caller)
 
 
-def kmalloc_large_node(k: "Kernel", size: int, gfp: int, node: int | None, caller: str | None) -> int:
+def kmalloc_large_node(k: Kernel, size: int, gfp: int, node: int | None, caller: str | None) -> int:
     """mm/slub.c ___kmalloc_large_node(): a compound frozen folio marked PGTY_large_kmalloc,
     counted in NR_SLAB_UNRECLAIMABLE_B."""
     order = sc.get_order(size)
@@ -1897,7 +1965,7 @@ def kmalloc_large_node(k: "Kernel", size: int, gfp: int, node: int | None, calle
     return addr
 
 
-def free_large_kmalloc(k: "Kernel", pfn: int, addr: int) -> None:
+def free_large_kmalloc(k: Kernel, pfn: int, addr: int) -> None:
     order = k.slab.large.pop(pfn)
     _untrack(k, addr, "kfree")
     _mv64, mv32, w = page_alloc.page_words(k, pfn)
@@ -1907,7 +1975,7 @@ def free_large_kmalloc(k: "Kernel", pfn: int, addr: int) -> None:
     _free_frozen_pages(k, pfn, order)
 
 
-def kfree(k: "Kernel", addr: int) -> None:
+def kfree(k: Kernel, addr: int) -> None:
     """kfree(x): NULL and ZERO_SIZE_PTR are ignored; large kmallocs go back to the page
     allocator."""
     if addr <= sc.ZERO_SIZE_PTR:
@@ -1925,7 +1993,7 @@ def kfree(k: "Kernel", addr: int) -> None:
     slab_free(k, s, slab, addr)
 
 
-def ksize(k: "Kernel", addr: int) -> int:
+def ksize(k: Kernel, addr: int) -> int:
     """__ksize(): the usable size (slab_ksize: the slot, or inuse for RCU caches)."""
     slab = virt_to_slab(k, addr)
     if slab is None:
@@ -1947,7 +2015,7 @@ KMEM_CACHE = sc.KMEM_CACHE
 
 
 # -- queries --------------------------------------------------------------------------------------------
-def find_cache(k: "Kernel", name: str) -> KmemCache:
+def find_cache(k: Kernel, name: str) -> KmemCache:
     """The cache a kmem_cache_create(name, ...) call got (its own, or the one it merged into)."""
     try:
         return k.slab.names[name]
@@ -1955,12 +2023,12 @@ def find_cache(k: "Kernel", name: str) -> KmemCache:
         raise KeyError(f"no slab cache {name!r}") from None
 
 
-def cache_of(k: "Kernel", addr: int) -> KmemCache | None:
+def cache_of(k: Kernel, addr: int) -> KmemCache | None:
     slab = virt_to_slab(k, addr)
     return slab.cache if slab is not None else None
 
 
-def live_objects(k: "Kernel", s: KmemCache | None = None) -> dict[int, str | None]:
+def live_objects(k: Kernel, s: KmemCache | None = None) -> dict[int, str | None]:
     """Object address -> caller, of every object handed out and not freed (``s``: one
     cache's; None: every cache's and the large kmallocs)."""
     return {a: c for a, (cache, c) in k.slab.live.items() if s is None or cache is s}
@@ -1979,7 +2047,7 @@ class SlabInfo(NamedTuple):
     num_slabs: int
 
 
-def slabinfo(k: "Kernel") -> list[SlabInfo]:
+def slabinfo(k: Kernel) -> list[SlabInfo]:
     """/proc/slabinfo rows, newest cache first (the order of slab_caches)."""
     rows = []
     for s in reversed(k.slab.caches):
@@ -1990,6 +2058,7 @@ def slabinfo(k: "Kernel") -> list[SlabInfo]:
             nr_slabs += n.nr_slabs
             nr_objs += n.total_objects
             nr_free += sum(sl.objects - sl.inuse for sl in n.partial)
-        rows.append(SlabInfo(s.name, nr_objs - nr_free, nr_objs, s.size, s.oo_objects, 1 << s.oo_order,
-                             nr_slabs, nr_slabs))
+        rows.append(
+            SlabInfo(s.name, nr_objs - nr_free, nr_objs, s.size, s.oo_objects, 1 << s.oo_order, nr_slabs, nr_slabs)
+        )
     return rows

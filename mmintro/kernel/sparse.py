@@ -41,7 +41,7 @@ def section_nr_to_pfn(nr: int) -> int:
     return nr << PFN_SECTION_SHIFT
 
 
-def populate_section_memmap(k: "Kernel", nr: int, phys: int, nid: int = 0) -> SectionMemmap:
+def populate_section_memmap(k: Kernel, nr: int, phys: int, nid: int = 0) -> SectionMemmap:
     """Give section ``nr`` a memory map backed by the physical memory at ``phys``
     (PAGES_PER_SECTION struct pages, 2 MiB, PMD-aligned): __populate_section_memmap() and
     vmemmap_populate(), the section's struct pages mapped at ``vmemmap + pfn * sizeof(struct
@@ -74,17 +74,17 @@ def populate_section_memmap(k: "Kernel", nr: int, phys: int, nid: int = 0) -> Se
     return store
 
 
-def _materialized(k: "Kernel", store: SectionMemmap) -> None:
+def _materialized(k: Kernel, store: SectionMemmap) -> None:
     """A section became an array: its words are memoryviews from now on."""
     k.memmap_words[store.nr] = (store.mv64, store.mv32, -section_nr_to_pfn(store.nr) * PAGE_WORDS, store.arr)
 
 
-def memmap_array(k: "Kernel", nr: int):
+def memmap_array(k: Kernel, nr: int):
     """Section ``nr``'s struct pages as a uint8 numpy array (made from its runs if needed)."""
     return k.memmap_store[nr].materialize()
 
 
-def sparse_init(k: "Kernel") -> None:
+def sparse_init(k: Kernel) -> None:
     T = k.T
     ms_size = T.sizeof("struct mem_section")
     sections_per_root = PAGE_SIZE // ms_size
@@ -112,8 +112,9 @@ def sparse_init(k: "Kernel") -> None:
         if root not in root_pages:
             root_pages[root] = k.phys_to_virt(k.memblock.alloc(PAGE_SIZE, 64, nid=nid))
             k.kmem.write_u64(k.mem_section_roots + 8 * root, root_pages[root])
-    k.section_addr = {nr: root_pages[nr // sections_per_root] + (nr % sections_per_root) * ms_size
-                      for nr in k.present_sections}
+    k.section_addr = {
+        nr: root_pages[nr // sections_per_root] + (nr % sections_per_root) * ms_size for nr in k.present_sections
+    }
 
     # sparse_init_nid(): usage maps and the memory map buffer, per node.
     bits = {n: 1 << T.const(f"SECTION_{n}_BIT") for n in ("MARKED_PRESENT", "HAS_MEM_MAP", "IS_ONLINE", "IS_EARLY")}

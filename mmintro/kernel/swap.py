@@ -96,12 +96,23 @@ LRU_FILE = LRU_INACTIVE_FILE - LRU_INACTIVE_ANON  # LRU_FILE = 2
 # enum node_stat_item NR_LRU_BASE + lru / enum zone_stat_item NR_ZONE_LRU_BASE + lru, by name
 _NS = _T.enum("node_stat_item")
 _ZS = _T.enum("zone_stat_item")
-NODE_LRU_ITEM = {v - _NS["NR_LRU_BASE"]: n for n, v in _NS.items()
-                 if n in ("NR_INACTIVE_ANON", "NR_ACTIVE_ANON", "NR_INACTIVE_FILE", "NR_ACTIVE_FILE",
-                          "NR_UNEVICTABLE")}
-ZONE_LRU_ITEM = {v - _ZS["NR_ZONE_LRU_BASE"]: n for n, v in _ZS.items()
-                 if n in ("NR_ZONE_INACTIVE_ANON", "NR_ZONE_ACTIVE_ANON", "NR_ZONE_INACTIVE_FILE",
-                          "NR_ZONE_ACTIVE_FILE", "NR_ZONE_UNEVICTABLE")}
+NODE_LRU_ITEM = {
+    v - _NS["NR_LRU_BASE"]: n
+    for n, v in _NS.items()
+    if n in ("NR_INACTIVE_ANON", "NR_ACTIVE_ANON", "NR_INACTIVE_FILE", "NR_ACTIVE_FILE", "NR_UNEVICTABLE")
+}
+ZONE_LRU_ITEM = {
+    v - _ZS["NR_ZONE_LRU_BASE"]: n
+    for n, v in _ZS.items()
+    if n
+    in (
+        "NR_ZONE_INACTIVE_ANON",
+        "NR_ZONE_ACTIVE_ANON",
+        "NR_ZONE_INACTIVE_FILE",
+        "NR_ZONE_ACTIVE_FILE",
+        "NR_ZONE_UNEVICTABLE",
+    )
+}
 assert sorted(NODE_LRU_ITEM) == sorted(ZONE_LRU_ITEM) == list(range(NR_LRU_LISTS))
 
 _EV = _T.enum("vm_event_item")

@@ -168,8 +168,9 @@ def add_to_swap(k: Kernel, pfn: int) -> bool:
     return True
 
 
-def read_swap_cache_async(k: Kernel, entry: int, gfp: int, vma: int, addr: int,
-                          readahead: bool = False) -> tuple[int | None, bool]:
+def read_swap_cache_async(
+    k: Kernel, entry: int, gfp: int, vma: int, addr: int, readahead: bool = False
+) -> tuple[int | None, bool]:
     """__read_swap_cache_async() + swap_read_folio(): (the folio, whether it was read now).
     A folio already in the swap cache is returned as is."""
     from mmintro.kernel import mempolicy, page_io, workingset

@@ -162,8 +162,11 @@ def _cluster_move(k: Kernel, d: SwapDevice, ci: int, flag: int) -> None:
         return
     if d.ci_flags[ci]:
         km.list_del(km.addr(addr, "swap_cluster_info", "list"))
-    head = {CLUSTER_FLAG_FREE: "free_clusters", CLUSTER_FLAG_NONFULL: "nonfull_clusters[0]",
-            CLUSTER_FLAG_FULL: "full_clusters"}[flag]
+    head = {
+        CLUSTER_FLAG_FREE: "free_clusters",
+        CLUSTER_FLAG_NONFULL: "nonfull_clusters[0]",
+        CLUSTER_FLAG_FULL: "full_clusters",
+    }[flag]
     km.list_add_tail(km.addr(addr, "swap_cluster_info", "list"), km.addr(d.si, "swap_info_struct", head))
     d.ci_flags[ci] = flag
     km.set(addr, "swap_cluster_info", "flags", flag)
@@ -225,8 +228,11 @@ def sys_swapon(k: Kernel, path: str, size: int, prio: int | None = None) -> Swap
     swap_map = vmalloc.vzalloc(k, maxpages, caller="sys_swapon")
     nr_clusters = -(-maxpages // SWAPFILE_CLUSTER)
     ci_size = _T.sizeof("struct swap_cluster_info")
-    cluster_info = (slub.kzalloc(k, nr_clusters * ci_size, "GFP_KERNEL", caller="setup_clusters")
-                    if nr_clusters * ci_size <= 8192 else vmalloc.vzalloc(k, nr_clusters * ci_size, caller="setup_clusters"))
+    cluster_info = (
+        slub.kzalloc(k, nr_clusters * ci_size, "GFP_KERNEL", caller="setup_clusters")
+        if nr_clusters * ci_size <= 8192
+        else vmalloc.vzalloc(k, nr_clusters * ci_size, caller="setup_clusters")
+    )
     if not swap_map or not cluster_info:
         raise MemoryError("swapon: no memory for the swap map (-ENOMEM)")
     least = k.__dict__.get("least_priority", -1)
@@ -234,9 +240,20 @@ def sys_swapon(k: Kernel, path: str, size: int, prio: int | None = None) -> Swap
         least -= 1
         prio = least
         k.least_priority = least
-    d = SwapDevice(type=nr, si=si, path=path, file=file, max=maxpages, pages=maxpages - 1, prio=prio,
-                   swap_map=swap_map, cluster_info=cluster_info, counts=bytearray(nr_clusters * SWAPFILE_CLUSTER),
-                   ci_count=[0] * nr_clusters, ci_flags=[0] * nr_clusters)
+    d = SwapDevice(
+        type=nr,
+        si=si,
+        path=path,
+        file=file,
+        max=maxpages,
+        pages=maxpages - 1,
+        prio=prio,
+        swap_map=swap_map,
+        cluster_info=cluster_info,
+        counts=bytearray(nr_clusters * SWAPFILE_CLUSTER),
+        ci_count=[0] * nr_clusters,
+        ci_flags=[0] * nr_clusters,
+    )
     devs.append(d)
     for name in ("free_clusters", "full_clusters", "frag_clusters[0]", "discard_clusters"):
         km.init_list_head(km.addr(si, "swap_info_struct", name))
@@ -295,8 +312,11 @@ def sys_swapon(k: Kernel, path: str, size: int, prio: int | None = None) -> Swap
     _write_books(k)
     if _sync_hook not in k.sync_hooks:
         k.sync_hooks.append(_sync_hook)
-    k.printk(6, f"Adding {d.pages << (PAGE_SHIFT - 10)}k swap on {path}.  Priority:{prio} extents:1 "
-                f"across:{d.pages << (PAGE_SHIFT - 10)}k ")
+    k.printk(
+        6,
+        f"Adding {d.pages << (PAGE_SHIFT - 10)}k swap on {path}.  Priority:{prio} extents:1 "
+        f"across:{d.pages << (PAGE_SHIFT - 10)}k ",
+    )
     return d
 
 

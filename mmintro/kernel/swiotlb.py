@@ -23,7 +23,7 @@ MAX_DMA32_PFN = 1 << (32 - PAGE_SHIFT)
 ARCH_LOW_ADDRESS_LIMIT = 1 << 32  # memblock_alloc_low(): below 4 GiB
 
 
-def swiotlb_init(k: "Kernel") -> None:
+def swiotlb_init(k: Kernel) -> None:
     if k.max_pfn <= MAX_DMA32_PFN:
         return
     nslabs = IO_TLB_DEFAULT_SIZE >> IO_TLB_SHIFT
@@ -37,7 +37,7 @@ def swiotlb_init(k: "Kernel") -> None:
     k.swiotlb = (tlb, IO_TLB_DEFAULT_SIZE)
 
 
-def swiotlb_print_info(k: "Kernel") -> None:
+def swiotlb_print_info(k: Kernel) -> None:
     """swiotlb_print_info() (pci_iommu_init, a rootfs initcall)."""
     if getattr(k, "swiotlb", None):
         start, size = k.swiotlb

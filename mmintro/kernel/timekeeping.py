@@ -29,27 +29,27 @@ NSEC_PER_SEC = 1_000_000_000
 MASK64 = (1 << 64) - 1
 
 
-def jiffies(k: "Kernel") -> int:
+def jiffies(k: Kernel) -> int:
     """The simulated jiffies: INITIAL_JIFFIES + the machine's uptime in ticks."""
     return (INITIAL_JIFFIES + k.__dict__.setdefault("uptime_jiffies", BOOT_UPTIME_S * HZ)) & MASK64
 
 
-def tick(k: "Kernel", seconds: float) -> int:
+def tick(k: Kernel, seconds: float) -> int:
     """Let ``seconds`` of simulated time pass; returns jiffies."""
     k.uptime_jiffies = k.__dict__.setdefault("uptime_jiffies", BOOT_UPTIME_S * HZ) + int(seconds * HZ)
     return jiffies(k)
 
 
-def uptime_ns(k: "Kernel") -> int:
+def uptime_ns(k: Kernel) -> int:
     return k.__dict__.setdefault("uptime_jiffies", BOOT_UPTIME_S * HZ) * (NSEC_PER_SEC // HZ)
 
 
-def wall_seconds(k: "Kernel") -> int:
+def wall_seconds(k: Kernel) -> int:
     """ktime_get_real_seconds(): what kdump writes as VMCOREINFO's CRASHTIME."""
     return BOOT_WALL_TIME + uptime_ns(k) // NSEC_PER_SEC
 
 
-def place_globals(k: "Kernel") -> None:
+def place_globals(k: Kernel) -> None:
     """``jiffies_64``/``jiffies``, ``tk_core`` and ``cpu_khz``, kept current at every sync."""
     img = k.image
     addr = img.var("jiffies_64", "data")
@@ -60,7 +60,7 @@ def place_globals(k: "Kernel") -> None:
     k.sync_hooks.append(write_clocks)
 
 
-def write_clocks(k: "Kernel") -> None:
+def write_clocks(k: Kernel) -> None:
     km = k.kmem
     km.write_u64(k.sym("jiffies_64"), jiffies(k))
     tk = km.addr(k.sym("tk_core"), "tk_data", "timekeeper")

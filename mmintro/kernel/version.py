@@ -30,11 +30,12 @@ PROC_UTS_INIT_INO = 0xEFFFFFFE
 def linux_banner() -> str:
     """init/version.c: ``"Linux version " UTS_RELEASE " (" LINUX_COMPILE_BY "@" LINUX_COMPILE_HOST
     ") (" LINUX_COMPILER ") " UTS_VERSION "\\n"``."""
-    return (f"Linux version {kc.OSRELEASE} ({LINUX_COMPILE_BY}@{LINUX_COMPILE_HOST}) ({LINUX_COMPILER}) "
-            f"{kc.UTS_VERSION}\n")
+    return (
+        f"Linux version {kc.OSRELEASE} ({LINUX_COMPILE_BY}@{LINUX_COMPILE_HOST}) ({LINUX_COMPILER}) {kc.UTS_VERSION}\n"
+    )
 
 
-def place_globals(k: "Kernel") -> None:
+def place_globals(k: Kernel) -> None:
     """``init_uts_ns`` in .data and ``linux_banner`` in .rodata, with their values."""
     img, km = k.image, k.kmem
     banner = linux_banner().encode() + b"\0"
@@ -42,8 +43,14 @@ def place_globals(k: "Kernel") -> None:
     km.write_bytes(k.sym("linux_banner"), banner)
     ns = img.var("init_uts_ns", "data")
     name = km.addr(ns, "uts_namespace", "name")
-    for field, text in (("sysname", UTS_SYSNAME), ("nodename", UTS_NODENAME), ("release", kc.OSRELEASE),
-                        ("version", kc.UTS_VERSION), ("machine", UTS_MACHINE), ("domainname", UTS_DOMAINNAME)):
+    for field, text in (
+        ("sysname", UTS_SYSNAME),
+        ("nodename", UTS_NODENAME),
+        ("release", kc.OSRELEASE),
+        ("version", kc.UTS_VERSION),
+        ("machine", UTS_MACHINE),
+        ("domainname", UTS_DOMAINNAME),
+    ):
         km.write_bytes(km.addr(name, "new_utsname", field), text.encode() + b"\0")
     ns_common = k.T.struct("ns_common")
     if ns_common.has_member("inum"):

@@ -210,8 +210,12 @@ def _i_mmap_writable(k: Kernel, vma: int, delta: int) -> None:
     """mapping_allow_writable / mapping_unmap_writable for a shared writable VMA."""
     if _shared_maywrite(k, vma):
         m = _f_mapping(k, _g(k, vma, "vm_file"))
-        k.kmem.set(m, "address_space", "i_mmap_writable.counter",
-                   k.kmem.get(m, "address_space", "i_mmap_writable.counter") + delta)
+        k.kmem.set(
+            m,
+            "address_space",
+            "i_mmap_writable.counter",
+            k.kmem.get(m, "address_space", "i_mmap_writable.counter") + delta,
+        )
 
 
 def _i_mmap_insert(k: Kernel, vma: int, link: bool = False) -> None:
@@ -246,8 +250,7 @@ def _avc_retree(k: Kernel, vma: int, insert: bool) -> None:
     rmap trees)."""
     if not _g(k, vma, "anon_vma"):
         return
-    fn = _opt("rmap", "anon_vma_interval_tree_post_update_vma" if insert else
-              "anon_vma_interval_tree_pre_update_vma")
+    fn = _opt("rmap", "anon_vma_interval_tree_post_update_vma" if insert else "anon_vma_interval_tree_pre_update_vma")
     if fn is not None:
         fn(k, vma)
         return
@@ -324,8 +327,9 @@ def mpol_equal(k: Kernel, a: int, b: int) -> bool:
     if not a or not b:
         return False
     km = k.kmem
-    if km.get(a, "mempolicy", "mode") != km.get(b, "mempolicy", "mode") or \
-            km.get(a, "mempolicy", "flags") != km.get(b, "mempolicy", "flags"):
+    if km.get(a, "mempolicy", "mode") != km.get(b, "mempolicy", "mode") or km.get(a, "mempolicy", "flags") != km.get(
+        b, "mempolicy", "flags"
+    ):
         return False
     off = km.offsetof("mempolicy", "nodes")
     size = k.T.sizeof("nodemask_t")
@@ -347,8 +351,20 @@ def vm_area_dup(k: Kernel, orig: int) -> int:
     km = k.kmem
     new = slub.kmem_cache_alloc(k, slub.find_cache(k, _V), "GFP_KERNEL", caller="vm_area_dup")
     km.write_bytes(new, bytes(k.T.sizeof("struct vm_area_struct")))
-    for f in ("vm_mm", "vm_ops", "vm_start", "vm_end", "anon_vma", "vm_pgoff", "vm_file", "vm_private_data",
-              "vm_flags", "vm_page_prot.pgprot", "vm_policy", "swap_readahead_info.counter"):
+    for f in (
+        "vm_mm",
+        "vm_ops",
+        "vm_start",
+        "vm_end",
+        "anon_vma",
+        "vm_pgoff",
+        "vm_file",
+        "vm_private_data",
+        "vm_flags",
+        "vm_page_prot.pgprot",
+        "vm_policy",
+        "swap_readahead_info.counter",
+    ):
         _s(k, new, f, _g(k, orig, f))
     shared = km.offsetof(_V, "shared")
     km.write_bytes(new + shared, k.mem.read(k.pa(orig + shared), _member_size(k, "shared")))
@@ -597,13 +613,19 @@ def is_mergeable_anon_vma(k: Kernel, vmg: VmaMergeStruct, merge_next: bool) -> b
 
 def can_vma_merge_before(k: Kernel, vmg: VmaMergeStruct) -> bool:
     pglen = (vmg.end - vmg.start) >> PAGE_SHIFT
-    return (is_mergeable_vma(k, vmg, True) and is_mergeable_anon_vma(k, vmg, True)
-            and _g(k, vmg.next, "vm_pgoff") == vmg.pgoff + pglen)
+    return (
+        is_mergeable_vma(k, vmg, True)
+        and is_mergeable_anon_vma(k, vmg, True)
+        and _g(k, vmg.next, "vm_pgoff") == vmg.pgoff + pglen
+    )
 
 
 def can_vma_merge_after(k: Kernel, vmg: VmaMergeStruct) -> bool:
-    return (is_mergeable_vma(k, vmg, False) and is_mergeable_anon_vma(k, vmg, False)
-            and _g(k, vmg.prev, "vm_pgoff") + vma_pages(k, vmg.prev) == vmg.pgoff)
+    return (
+        is_mergeable_vma(k, vmg, False)
+        and is_mergeable_anon_vma(k, vmg, False)
+        and _g(k, vmg.prev, "vm_pgoff") + vma_pages(k, vmg.prev) == vmg.pgoff
+    )
 
 
 def can_vma_merge_left(k: Kernel, vmg: VmaMergeStruct) -> bool:
@@ -667,12 +689,14 @@ def commit_merge(k: Kernel, vmg: VmaMergeStruct) -> int:
     # vmg_adjust_set_range()
     if vmg.adjust_middle_start:
         a = vmg.middle
-        _vma_set_range(k, a, vmg.end, _g(k, a, "vm_end"),
-                       _g(k, a, "vm_pgoff") + ((vmg.end - _g(k, a, "vm_start")) >> PAGE_SHIFT))
+        _vma_set_range(
+            k, a, vmg.end, _g(k, a, "vm_end"), _g(k, a, "vm_pgoff") + ((vmg.end - _g(k, a, "vm_start")) >> PAGE_SHIFT)
+        )
     elif vmg.adjust_next_start:
         a = vmg.next
-        _vma_set_range(k, a, vmg.end, _g(k, a, "vm_end"),
-                       _g(k, a, "vm_pgoff") - ((_g(k, a, "vm_start") - vmg.end) >> PAGE_SHIFT))
+        _vma_set_range(
+            k, a, vmg.end, _g(k, a, "vm_end"), _g(k, a, "vm_pgoff") - ((_g(k, a, "vm_start") - vmg.end) >> PAGE_SHIFT)
+        )
     _store(k, mm, it_start, it_end, vmg.target)
     # vma_complete()
     if file:
@@ -819,10 +843,18 @@ def vma_modify(k: Kernel, vmg: VmaMergeStruct) -> int:
 
 def _vmg_vma_state(k: Kernel, prev: int, vma: int, start: int, end: int) -> VmaMergeStruct:
     """VMG_VMA_STATE(): the existing VMA's file, anon_vma, policy and pgoff at start."""
-    return VmaMergeStruct(mm=_g(k, vma, "vm_mm"), start=start, end=end,
-                          pgoff=_g(k, vma, "vm_pgoff") + ((start - _g(k, vma, "vm_start")) >> PAGE_SHIFT),
-                          flags=_g(k, vma, "vm_flags"), prev=prev, middle=vma, file=_g(k, vma, "vm_file"),
-                          anon_vma=_g(k, vma, "anon_vma"), policy=_g(k, vma, "vm_policy"))
+    return VmaMergeStruct(
+        mm=_g(k, vma, "vm_mm"),
+        start=start,
+        end=end,
+        pgoff=_g(k, vma, "vm_pgoff") + ((start - _g(k, vma, "vm_start")) >> PAGE_SHIFT),
+        flags=_g(k, vma, "vm_flags"),
+        prev=prev,
+        middle=vma,
+        file=_g(k, vma, "vm_file"),
+        anon_vma=_g(k, vma, "anon_vma"),
+        policy=_g(k, vma, "vm_policy"),
+    )
 
 
 def vma_modify_flags(k: Kernel, prev: int, vma: int, start: int, end: int, new_flags: int) -> tuple[int, int]:
@@ -891,8 +923,9 @@ def free_pgtables(k: Kernel, mm: int, vmas: list[int], floor: int, ceiling: int)
             _call_free_pgtables(fpt, k, mm, addr, _g(k, vma, "vm_end"), floor, nxt_start)
 
 
-def _call_free_pgtables(fpt: Callable[..., Any], k: Kernel, mm: int, addr: int, end: int, floor: int,
-                        ceiling: int) -> None:
+def _call_free_pgtables(
+    fpt: Callable[..., Any], k: Kernel, mm: int, addr: int, end: int, floor: int, ceiling: int
+) -> None:
     """MEM's free_pgtables: (k, mm, addr, end, floor, ceiling) when it takes them (free_pgd_range
     semantics), else (k, mm, start, end) with start/end the page-aligned range whose tables
     are wholly free (the floor/ceiling clamp done here, at PMD granularity)."""

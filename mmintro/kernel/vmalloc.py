@@ -58,7 +58,15 @@ from typing import TYPE_CHECKING
 
 from mmintro.arch import x86
 from mmintro.arch.x86 import (
-    _PAGE_PRESENT, _PAGE_PSE, PAGE_SHIFT, PAGE_SIZE, PGDIR_SHIFT, PMD_SHIFT, PTE_PFN_MASK, PUD_SHIFT, VMALLOC_SIZE_TB_L4,
+    _PAGE_PRESENT,
+    _PAGE_PSE,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PGDIR_SHIFT,
+    PMD_SHIFT,
+    PTE_PFN_MASK,
+    PUD_SHIFT,
+    VMALLOC_SIZE_TB_L4,
 )
 from mmintro.kernel import gfp as G
 from mmintro.kernel import rbtree as rb
@@ -71,12 +79,41 @@ if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
 __all__ = [
-    "NUMA_NO_NODE", "VM_ALLOC", "VM_IOREMAP", "VM_MAP", "VM_NO_GUARD", "VM_UNINITIALIZED", "VM_USERMAP",
-    "VmArea", "__vmalloc_node", "__vmalloc_node_range", "acpi_os_map_iomem", "busy_areas",
-    "caller_address", "find_vm_area", "find_vmap_area", "ioremap", "ioremap_cache", "iounmap",
-    "irq_init_percpu_irqstack", "lazy_areas", "lazy_max_pages", "purge_vmap_area_lazy", "vfree",
-    "vm_unmap_aliases", "vmalloc", "vmalloc_init", "vmalloc_node", "vmalloc_nr_pages", "vmalloc_read",
-    "vmalloc_to_pfn", "vmalloc_write", "vmap", "vunmap", "vzalloc", "vzalloc_node",
+    "NUMA_NO_NODE",
+    "VM_ALLOC",
+    "VM_IOREMAP",
+    "VM_MAP",
+    "VM_NO_GUARD",
+    "VM_UNINITIALIZED",
+    "VM_USERMAP",
+    "VmArea",
+    "__vmalloc_node",
+    "__vmalloc_node_range",
+    "acpi_os_map_iomem",
+    "busy_areas",
+    "caller_address",
+    "find_vm_area",
+    "find_vmap_area",
+    "ioremap",
+    "ioremap_cache",
+    "iounmap",
+    "irq_init_percpu_irqstack",
+    "lazy_areas",
+    "lazy_max_pages",
+    "purge_vmap_area_lazy",
+    "vfree",
+    "vm_unmap_aliases",
+    "vmalloc",
+    "vmalloc_init",
+    "vmalloc_node",
+    "vmalloc_nr_pages",
+    "vmalloc_read",
+    "vmalloc_to_pfn",
+    "vmalloc_write",
+    "vmap",
+    "vunmap",
+    "vzalloc",
+    "vzalloc_node",
 ]
 
 _T = get_types()
@@ -107,9 +144,18 @@ IOREMAP_MAX_ORDER = PUD_SHIFT
 # mm/vmalloc.c: ioremap_max_page_shift = BITS_PER_LONG - 1 with CONFIG_HAVE_ARCH_HUGE_VMAP.
 IOREMAP_MAX_PAGE_SHIFT = 63
 # mm/internal.h GFP_RECLAIM_MASK (__GFP_NOLOCKDEP is 0 without LOCKDEP).
-GFP_RECLAIM_MASK = (G.__GFP_RECLAIM | G.__GFP_HIGH | G.__GFP_IO | G.__GFP_FS | G.__GFP_NOWARN
-                    | G.__GFP_RETRY_MAYFAIL | G.__GFP_NOFAIL | G.__GFP_NORETRY | G.__GFP_MEMALLOC
-                    | G.__GFP_NOMEMALLOC)
+GFP_RECLAIM_MASK = (
+    G.__GFP_RECLAIM
+    | G.__GFP_HIGH
+    | G.__GFP_IO
+    | G.__GFP_FS
+    | G.__GFP_NOWARN
+    | G.__GFP_RETRY_MAYFAIL
+    | G.__GFP_NOFAIL
+    | G.__GFP_NORETRY
+    | G.__GFP_MEMALLOC
+    | G.__GFP_NOMEMALLOC
+)
 PMD_SIZE = 1 << PMD_SHIFT
 PUD_SIZE = 1 << PUD_SHIFT
 
@@ -150,8 +196,7 @@ _PAT = ["WB", "WC", "UC_MINUS", "UC", "WB", "WP", "UC_MINUS", "WT"]
 
 
 def _cm_idx2pte(i: int) -> int:
-    return (((i & 4) << (x86._PAGE_BIT_PAT - 2)) | ((i & 2) << (x86._PAGE_BIT_PCD - 1))
-            | ((i & 1) << x86._PAGE_BIT_PWT))
+    return ((i & 4) << (x86._PAGE_BIT_PAT - 2)) | ((i & 2) << (x86._PAGE_BIT_PCD - 1)) | ((i & 1) << x86._PAGE_BIT_PWT)
 
 
 CACHEMODE2PTE = {}
@@ -166,12 +211,21 @@ PAGE_KERNEL_IO = x86.PAGE_KERNEL
 # Call sites the reference kernel's /proc/vmallocinfo shows ("caller+off/size", %pS):
 # the return addresses a vm_struct records.
 KNOWN_CALLERS = {
-    "kernel_clone": (0x94, 0x3E0), "fork_idle": (0x74, 0x120), "irq_init_percpu_irqstack": (0xCA, 0x100),
-    "acpi_os_map_iomem": (0x1BC, 0x1E0), "bpf_prog_alloc_no_stats": (0x39, 0x230),
-    "vp_modern_map_capability": (0x12D, 0x1C0), "htab_map_alloc": (0x2E4, 0x5A0),
-    "__pci_enable_msix_range": (0x305, 0x520), "bpf_prog_realloc": (0x62, 0xF0),
-    "queue_stack_map_alloc": (0x34, 0xA0), "pcpu_create_chunk": (0x56, 0x230), "pci_mmcfg_arch_map": (0x2B, 0x60),
-    "n_tty_open": (0x14, 0xA0), "memremap": (0x123, 0x210), "bpf_prog_pack_alloc": (0x28B, 0x3A0),
+    "kernel_clone": (0x94, 0x3E0),
+    "fork_idle": (0x74, 0x120),
+    "irq_init_percpu_irqstack": (0xCA, 0x100),
+    "acpi_os_map_iomem": (0x1BC, 0x1E0),
+    "bpf_prog_alloc_no_stats": (0x39, 0x230),
+    "vp_modern_map_capability": (0x12D, 0x1C0),
+    "htab_map_alloc": (0x2E4, 0x5A0),
+    "__pci_enable_msix_range": (0x305, 0x520),
+    "bpf_prog_realloc": (0x62, 0xF0),
+    "queue_stack_map_alloc": (0x34, 0xA0),
+    "pcpu_create_chunk": (0x56, 0x230),
+    "pci_mmcfg_arch_map": (0x2B, 0x60),
+    "n_tty_open": (0x14, 0xA0),
+    "memremap": (0x123, 0x210),
+    "bpf_prog_pack_alloc": (0x28B, 0x3A0),
     "arch_ftrace_update_trampoline": (0x160, 0x350),
 }
 
@@ -214,7 +268,7 @@ class VmArea:
 class VmapState:
     """mm/vmalloc.c's globals for one kernel, and the simulator's mirror of live areas."""
 
-    def __init__(self, k: "Kernel") -> None:
+    def __init__(self, k: Kernel) -> None:
         self.k = k
         self.scratch: dict[int, int] = {}
         self.scratch_next = 0x1000
@@ -263,20 +317,20 @@ class VmapState:
         return a
 
 
-def _s(k: "Kernel") -> VmapState:
+def _s(k: Kernel) -> VmapState:
     return k.vmap  # type: ignore[attr-defined]
 
 
-def VMALLOC_START(k: "Kernel") -> int:
+def VMALLOC_START(k: Kernel) -> int:
     return k.vmalloc_base
 
 
-def VMALLOC_END(k: "Kernel") -> int:
+def VMALLOC_END(k: Kernel) -> int:
     """arch/x86/include/asm/pgtable_64_types.h: VMALLOC_START + (VMALLOC_SIZE_TB << 40) - 1."""
     return k.vmalloc_base + (VMALLOC_SIZE_TB_L4 << 40) - 1
 
 
-def is_vmalloc_addr(k: "Kernel", addr: int) -> bool:
+def is_vmalloc_addr(k: Kernel, addr: int) -> bool:
     return VMALLOC_START(k) <= addr < VMALLOC_END(k)
 
 
@@ -433,21 +487,21 @@ def _node(node: int) -> int | None:
     return None if node == NUMA_NO_NODE else node
 
 
-def kmem_cache_alloc_node(k: "Kernel", gfp: int, node: int, caller: str) -> int:
+def kmem_cache_alloc_node(k: Kernel, gfp: int, node: int, caller: str) -> int:
     """kmem_cache_alloc_node(vmap_area_cachep, gfp, node) from ``caller`` (the function the
     call is compiled into: the static helpers of alloc_vmap_area() are inlined there)."""
     return _slub().kmem_cache_alloc_node(k, _s(k).cachep, gfp, _node(node), caller) or 0
 
 
-def kmem_cache_free(k: "Kernel", va: int) -> None:
+def kmem_cache_free(k: Kernel, va: int) -> None:
     _slub().kmem_cache_free(k, _s(k).cachep, va)
 
 
-def kmalloc_node(k: "Kernel", size: int, gfp: int, node: int, caller: str) -> int:
+def kmalloc_node(k: Kernel, size: int, gfp: int, node: int, caller: str) -> int:
     return _slub().kmalloc_node(k, size, gfp, _node(node), caller) or 0
 
 
-def kfree(k: "Kernel", addr: int) -> None:
+def kfree(k: Kernel, addr: int) -> None:
     _slub().kfree(k, addr)
 
 
@@ -483,8 +537,9 @@ def find_va_links(s: VmapState, va: int, root: int, frm: int) -> tuple[int, int]
         elif start >= va_end(s, tmp):
             link = cur + rb.RIGHT
         else:
-            s.k.log.append(f"WARNING: vmalloc bug: {start:#x}-{end:#x} overlaps with "
-                           f"{va_start(s, tmp):#x}-{va_end(s, tmp):#x}")
+            s.k.log.append(
+                f"WARNING: vmalloc bug: {start:#x}-{end:#x} overlaps with {va_start(s, tmp):#x}-{va_end(s, tmp):#x}"
+            )
             return None
         parent = cur
         cur = s.r(link)
@@ -593,8 +648,9 @@ def is_within_this_va(s: VmapState, va: int, size: int, align: int, vstart: int)
     return nva + size <= va_end(s, va)
 
 
-def find_vmap_lowest_match(s: VmapState, root: int, size: int, align: int, vstart: int,
-                           adjust_search_size: bool) -> int:
+def find_vmap_lowest_match(
+    s: VmapState, root: int, size: int, align: int, vstart: int, adjust_search_size: bool
+) -> int:
     """The free area with the lowest address that fits (size, align) at or above vstart."""
     node = s.r(root)
     length = size + align - 1 if adjust_search_size else size
@@ -747,8 +803,9 @@ def node_alloc(s: VmapState, size: int, align: int, vstart: int, vend: int) -> t
     return va, encode_vn_id(s, vn_id)
 
 
-def alloc_vmap_area(k: "Kernel", size: int, align: int, vstart: int, vend: int, node: int, gfp: int,
-                    va_flags: int, vm: int) -> int:
+def alloc_vmap_area(
+    k: Kernel, size: int, align: int, vstart: int, vend: int, node: int, gfp: int, va_flags: int, vm: int
+) -> int:
     """A busy vmap_area of ``size`` bytes aligned to ``align`` in [vstart, vend), bound to
     ``vm`` when given; 0 on failure."""
     s = _s(k)
@@ -776,8 +833,9 @@ def alloc_vmap_area(k: "Kernel", size: int, align: int, vstart: int, vend: int, 
             purged = True
             continue
         if not gfp & G.__GFP_NOWARN:
-            k.log.append(f"vmalloc_node_range for size {size} failed: Address range restricted to "
-                         f"{vstart:#x} - {vend:#x}")
+            k.log.append(
+                f"vmalloc_node_range for size {size} failed: Address range restricted to {vstart:#x} - {vend:#x}"
+            )
         kmem_cache_free(k, va)
         return 0
     s.w(va + VA_START, addr)
@@ -794,7 +852,7 @@ def alloc_vmap_area(k: "Kernel", size: int, align: int, vstart: int, vend: int, 
 
 
 # -- lazy freeing and the purge ---------------------------------------------------------------
-def lazy_max_pages(k: "Kernel") -> int:
+def lazy_max_pages(k: Kernel) -> int:
     """fls(num_online_cpus()) * 32 MiB worth of pages of freed but unflushed address space."""
     return _fls(k.config.cpus) * ((32 << 20) // PAGE_SIZE)
 
@@ -860,7 +918,7 @@ def purge_vmap_node(s: VmapState, vn: int) -> int:
     return nr_purged
 
 
-def __purge_vmap_area_lazy(k: "Kernel", start: int, end: int, full_pool_decay: bool) -> bool:
+def __purge_vmap_area_lazy(k: Kernel, start: int, end: int, full_pool_decay: bool) -> bool:
     """Move every node's lazy areas to its purge_list, flush (nothing to flush here), then
     purge_vmap_node() each; the per-node work items run inline, in node order."""
     s = _s(k)
@@ -888,15 +946,15 @@ def __purge_vmap_area_lazy(k: "Kernel", start: int, end: int, full_pool_decay: b
     return nr_purged_areas > 0
 
 
-def reclaim_and_purge_vmap_areas(k: "Kernel") -> None:
+def reclaim_and_purge_vmap_areas(k: Kernel) -> None:
     __purge_vmap_area_lazy(k, ULONG_MAX, 0, True)
 
 
-def drain_vmap_area_work(k: "Kernel") -> None:
+def drain_vmap_area_work(k: Kernel) -> None:
     __purge_vmap_area_lazy(k, ULONG_MAX, 0, False)
 
 
-def vm_unmap_aliases(k: "Kernel") -> None:
+def vm_unmap_aliases(k: Kernel) -> None:
     """Flush every lazily freed area now (there are no vmap blocks to purge)."""
     __purge_vmap_area_lazy(k, ULONG_MAX, 0, False)
 
@@ -904,7 +962,7 @@ def vm_unmap_aliases(k: "Kernel") -> None:
 purge_vmap_area_lazy = vm_unmap_aliases
 
 
-def free_vmap_area_noflush(k: "Kernel", va: int) -> None:
+def free_vmap_area_noflush(k: Kernel, va: int) -> None:
     s = _s(k)
     nr_lazy_max = lazy_max_pages(k)
     vn_id = decode_vn_id(s, s.r(va + VA_FLAGS))
@@ -919,7 +977,7 @@ def free_vmap_area_noflush(k: "Kernel", va: int) -> None:
         s.drain_pending = True  # schedule_work(&drain_vmap_work)
 
 
-def _run_scheduled_work(k: "Kernel") -> None:
+def _run_scheduled_work(k: Kernel) -> None:
     """The system workqueue runs drain_vmap_work once the freeing call has returned."""
     s = _s(k)
     if s.drain_pending and not s.depth:
@@ -927,13 +985,13 @@ def _run_scheduled_work(k: "Kernel") -> None:
         drain_vmap_area_work(k)
 
 
-def free_unmap_vmap_area(k: "Kernel", va: int) -> None:
+def free_unmap_vmap_area(k: Kernel, va: int) -> None:
     s = _s(k)
     vunmap_range_noflush(k, va_start(s, va), va_end(s, va))
     free_vmap_area_noflush(k, va)
 
 
-def find_vmap_area(k: "Kernel", addr: int) -> int:
+def find_vmap_area(k: Kernel, addr: int) -> int:
     """The busy ``struct vmap_area`` containing ``addr`` (0 if none)."""
     s = _s(k)
     if not s.initialized:
@@ -949,7 +1007,7 @@ def find_vmap_area(k: "Kernel", addr: int) -> int:
             return 0
 
 
-def find_unlink_vmap_area(k: "Kernel", addr: int) -> int:
+def find_unlink_vmap_area(k: Kernel, addr: int) -> int:
     s = _s(k)
     i = j = addr_to_node_id(s, addr)
     while True:
@@ -974,7 +1032,7 @@ def _end_of(addr: int, shift: int, end: int) -> int:
     return b if b - 1 < end - 1 else end
 
 
-def _pud_pmd_tables(k: "Kernel", addr: int) -> tuple[int, int]:
+def _pud_pmd_tables(k: Kernel, addr: int) -> tuple[int, int]:
     """pud_alloc() (p4d folded) then pmd_alloc() for ``addr``; __pud_alloc()/__pmd_alloc()
     count their new tables in init_mm.pgtables_bytes."""
     pt = k.pt
@@ -988,7 +1046,7 @@ def _pud_pmd_tables(k: "Kernel", addr: int) -> tuple[int, int]:
     return pud, pmd
 
 
-def vmap_small_pages_range_noflush(k: "Kernel", addr: int, end: int, prot: int, pfns: list[int]) -> int:
+def vmap_small_pages_range_noflush(k: Kernel, addr: int, end: int, prot: int, pfns: list[int]) -> int:
     """Map pfns[] with 4 KiB PTEs (mk_pte(page, prot)); 0 or -errno."""
     pt = k.pt
     nr = 0
@@ -1004,13 +1062,13 @@ def vmap_small_pages_range_noflush(k: "Kernel", addr: int, end: int, prot: int, 
         if any(k.mem.read(at, 8 * n)):
             k.log.append(f"WARNING: vmap_pages_pte_range: {addr:#x} is already mapped")
             return -16  # -EBUSY
-        k.mem.write(at, b"".join(((p << PAGE_SHIFT) | prot).to_bytes(8, "little") for p in pfns[nr:nr + n]))
+        k.mem.write(at, b"".join(((p << PAGE_SHIFT) | prot).to_bytes(8, "little") for p in pfns[nr : nr + n]))
         nr += n
         addr = nxt
     return 0
 
 
-def vmap_pages_range(k: "Kernel", addr: int, end: int, prot: int, pfns: list[int], page_shift: int = PAGE_SHIFT) -> int:
+def vmap_pages_range(k: Kernel, addr: int, end: int, prot: int, pfns: list[int], page_shift: int = PAGE_SHIFT) -> int:
     # __vmap_pages_range_noflush(): huge mappings only for page_shift > PAGE_SHIFT
     # (VM_ALLOW_HUGE_VMAP), which no caller here asks for.
     if page_shift != PAGE_SHIFT:
@@ -1024,7 +1082,7 @@ def protval_4k_2_large(prot: int) -> int:
     return (prot & ~pat) | ((prot & pat) << (x86._PAGE_BIT_PAT_LARGE - x86._PAGE_BIT_PAT))
 
 
-def vmap_range_noflush(k: "Kernel", addr: int, end: int, phys: int, prot: int, max_page_shift: int) -> int:
+def vmap_range_noflush(k: Kernel, addr: int, end: int, phys: int, prot: int, max_page_shift: int) -> int:
     """Map the physically contiguous [phys, ...) at [addr, end), with PUD/PMD leaves where a
     1 GiB / 2 MiB step is aligned on both sides (vmap_try_huge_pud/pmd; x86 supports both:
     X86_FEATURE_GBPAGES, X86_FEATURE_PSE; no MTRRs, so every range is uniform)."""
@@ -1039,8 +1097,12 @@ def vmap_range_noflush(k: "Kernel", addr: int, end: int, phys: int, prot: int, m
             while addr != pgd_next:
                 nxt = _end_of(addr, PUD_SHIFT, pgd_next)
                 e_at = pud + 8 * _idx(addr, PUD_SHIFT)
-                if (max_page_shift >= PUD_SHIFT and nxt - addr == PUD_SIZE and not addr % PUD_SIZE
-                        and not phys % PUD_SIZE):
+                if (
+                    max_page_shift >= PUD_SHIFT
+                    and nxt - addr == PUD_SIZE
+                    and not addr % PUD_SIZE
+                    and not phys % PUD_SIZE
+                ):
                     if k.mem.read_u64(e_at) & _PAGE_PRESENT:
                         pud_free_pmd_page(k, e_at)
                     k.mem.write_u64(e_at, phys | protval_4k_2_large(prot) | _PAGE_PSE)
@@ -1062,8 +1124,13 @@ def vmap_range_noflush(k: "Kernel", addr: int, end: int, phys: int, prot: int, m
                             at = pte + 8 * _idx(a, PAGE_SHIFT)
                             if any(k.mem.read(at, 8 * cnt)):
                                 raise AssertionError(f"vmap_pte_range: remapping already mapped {a:#x}")  # BUG()
-                            k.mem.write(at, b"".join((((p >> PAGE_SHIFT) + i) << PAGE_SHIFT | prot).to_bytes(8, "little")
-                                                     for i in range(cnt)))
+                            k.mem.write(
+                                at,
+                                b"".join(
+                                    (((p >> PAGE_SHIFT) + i) << PAGE_SHIFT | prot).to_bytes(8, "little")
+                                    for i in range(cnt)
+                                ),
+                            )
                         p += n2 - a
                         a = n2
                 phys += nxt - addr
@@ -1073,14 +1140,14 @@ def vmap_range_noflush(k: "Kernel", addr: int, end: int, phys: int, prot: int, m
     return 0
 
 
-def pmd_free_pte_page(k: "Kernel", pmd_entry: int) -> None:
+def pmd_free_pte_page(k: Kernel, pmd_entry: int) -> None:
     """arch/x86/mm/pgtable.c: clear the PMD and free the PTE table under it."""
     e = k.mem.read_u64(pmd_entry)
     k.mem.write_u64(pmd_entry, 0)
     pagetable_dtor_free(k, e & PTE_PFN_MASK)
 
 
-def pud_free_pmd_page(k: "Kernel", pud_entry: int) -> None:
+def pud_free_pmd_page(k: Kernel, pud_entry: int) -> None:
     """arch/x86/mm/pgtable.c: save and clear the PMD table in a scratch page, clear the PUD,
     free every PTE table and the PMD table."""
     pmd = k.mem.read_u64(pud_entry) & PTE_PFN_MASK
@@ -1092,14 +1159,14 @@ def pud_free_pmd_page(k: "Kernel", pud_entry: int) -> None:
     k.mem.fill(pmd, PAGE_SIZE, 0)
     k.mem.write_u64(pud_entry, 0)
     for i in range(512):
-        e = int.from_bytes(saved[8 * i:8 * i + 8], "little")
+        e = int.from_bytes(saved[8 * i : 8 * i + 8], "little")
         if e:
             pagetable_dtor_free(k, e & PTE_PFN_MASK)
     k.free_pages(sv, 0)
     pagetable_dtor_free(k, pmd)
 
 
-def vunmap_range_noflush(k: "Kernel", start: int, end: int) -> None:
+def vunmap_range_noflush(k: Kernel, start: int, end: int) -> None:
     """Clear every leaf mapping [start, end) (tables stay, as in the kernel)."""
     pt = k.pt
     addr = start
@@ -1129,7 +1196,7 @@ def vunmap_range_noflush(k: "Kernel", start: int, end: int) -> None:
         addr = nxt
 
 
-def vmalloc_to_pfn(k: "Kernel", addr: int) -> int | None:
+def vmalloc_to_pfn(k: Kernel, addr: int) -> int | None:
     """vmalloc_to_page() as a pfn: the page-table walk of init_mm (huge leaves give the
     base page at the offset)."""
     hit = k.pt.lookup_address(addr)
@@ -1139,7 +1206,7 @@ def vmalloc_to_pfn(k: "Kernel", addr: int) -> int | None:
 
 
 # -- vm_struct and the public API -------------------------------------------------------------
-def caller_address(k: "Kernel", caller: "str | int") -> int:
+def caller_address(k: Kernel, caller: str | int) -> int:
     """The return address a vm_struct records for ``caller``: an address, a function name
     (offset and size from the reference kernel's vmallocinfo when known), or the %pS form
     ``"name+0xoff/0xsize"``.  Unknown functions are added to the image's .text."""
@@ -1164,13 +1231,14 @@ def caller_address(k: "Kernel", caller: "str | int") -> int:
     return sym.address + off
 
 
-def get_vm_area_size(k: "Kernel", vm: int) -> int:
+def get_vm_area_size(k: Kernel, vm: int) -> int:
     size = k.kmem.get(vm, "vm_struct", "size")
     return size if k.kmem.get(vm, "vm_struct", "flags") & VM_NO_GUARD else size - PAGE_SIZE
 
 
-def __get_vm_area_node(k: "Kernel", size: int, align: int, shift: int, flags: int, start: int, end: int,
-                       node: int, gfp: int, caller: int) -> int:
+def __get_vm_area_node(
+    k: Kernel, size: int, align: int, shift: int, flags: int, start: int, end: int, node: int, gfp: int, caller: int
+) -> int:
     """Reserve address space (no mapping): a kzalloc'd vm_struct bound to a busy vmap_area."""
     requested_size = size
     size = ALIGN(size, 1 << shift)
@@ -1195,17 +1263,18 @@ def __get_vm_area_node(k: "Kernel", size: int, align: int, shift: int, flags: in
     return area
 
 
-def get_vm_area_caller(k: "Kernel", size: int, flags: int, caller: int) -> int:
-    return __get_vm_area_node(k, size, 1, PAGE_SHIFT, flags, VMALLOC_START(k), VMALLOC_END(k), NUMA_NO_NODE,
-                              G.GFP_KERNEL, caller)
+def get_vm_area_caller(k: Kernel, size: int, flags: int, caller: int) -> int:
+    return __get_vm_area_node(
+        k, size, 1, PAGE_SHIFT, flags, VMALLOC_START(k), VMALLOC_END(k), NUMA_NO_NODE, G.GFP_KERNEL, caller
+    )
 
 
-def find_vm_area(k: "Kernel", addr: int) -> int:
+def find_vm_area(k: Kernel, addr: int) -> int:
     va = find_vmap_area(k, addr)
     return _s(k).r(va + VA_VM) if va else 0
 
 
-def remove_vm_area(k: "Kernel", addr: int) -> int:
+def remove_vm_area(k: Kernel, addr: int) -> int:
     """Unlink the area from the busy tree, unmap it and free its range lazily; returns the
     vm_struct (still allocated) or 0."""
     if addr % PAGE_SIZE:
@@ -1221,14 +1290,13 @@ def remove_vm_area(k: "Kernel", addr: int) -> int:
     return vm
 
 
-def _read_pfns(k: "Kernel", pages: int, n: int) -> list[int]:
+def _read_pfns(k: Kernel, pages: int, n: int) -> list[int]:
     """The pfns of the struct page pointers in a vm_struct's pages array."""
     raw = vmalloc_read(k, pages, 8 * n) if is_vmalloc_addr(k, pages) else k.mem.read(k.pa(pages), 8 * n)
-    return [(int.from_bytes(raw[8 * i:8 * i + 8], "little") - k.vmemmap_base) // k.struct_page_size
-            for i in range(n)]
+    return [(int.from_bytes(raw[8 * i : 8 * i + 8], "little") - k.vmemmap_base) // k.struct_page_size for i in range(n)]
 
 
-def _write_pages_array(k: "Kernel", pages: int, pfns: list[int]) -> None:
+def _write_pages_array(k: Kernel, pages: int, pfns: list[int]) -> None:
     data = b"".join(k.pfn_to_page(p).to_bytes(8, "little") for p in pfns)
     if is_vmalloc_addr(k, pages):
         vmalloc_write(k, pages, data)
@@ -1241,7 +1309,7 @@ def _set_nr_vmalloc_pages(s: VmapState, v: int) -> None:
     s.k.kmem.set(s.k.sym("nr_vmalloc_pages"), "atomic_long_t", "counter", v)
 
 
-def vfree(k: "Kernel", addr: int) -> None:
+def vfree(k: Kernel, addr: int) -> None:
     """Unmap and lazily free the area at ``addr``; its pages go back to the page allocator at once."""
     if not addr:
         return
@@ -1272,7 +1340,7 @@ def vfree(k: "Kernel", addr: int) -> None:
     _run_scheduled_work(k)
 
 
-def vunmap(k: "Kernel", addr: int) -> None:
+def vunmap(k: Kernel, addr: int) -> None:
     """Release a vmap()/ioremap mapping; the pages stay the caller's."""
     if not addr:
         return
@@ -1285,18 +1353,26 @@ def vunmap(k: "Kernel", addr: int) -> None:
     _run_scheduled_work(k)
 
 
-def _record(k: "Kernel", vm: int, pfns: list[int], prot: int) -> VmArea:
+def _record(k: Kernel, vm: int, pfns: list[int], prot: int) -> VmArea:
     km = k.kmem
     addr = km.get(vm, "vm_struct", "addr")
-    a = VmArea(addr=addr, size=km.get(vm, "vm_struct", "size"), flags=km.get(vm, "vm_struct", "flags"),
-               caller=km.get(vm, "vm_struct", "caller"), vm=vm, va=find_vmap_area(k, addr), pfns=list(pfns),
-               phys_addr=km.get(vm, "vm_struct", "phys_addr"), pages_array=km.get(vm, "vm_struct", "pages"),
-               prot=prot)
+    a = VmArea(
+        addr=addr,
+        size=km.get(vm, "vm_struct", "size"),
+        flags=km.get(vm, "vm_struct", "flags"),
+        caller=km.get(vm, "vm_struct", "caller"),
+        vm=vm,
+        va=find_vmap_area(k, addr),
+        pfns=list(pfns),
+        phys_addr=km.get(vm, "vm_struct", "phys_addr"),
+        pages_array=km.get(vm, "vm_struct", "pages"),
+        prot=prot,
+    )
     _s(k).areas[addr] = a
     return a
 
 
-def vmap(k: "Kernel", pfns: list[int], flags: int, prot: int, caller: "str | int") -> int:
+def vmap(k: Kernel, pfns: list[int], flags: int, prot: int, caller: str | int) -> int:
     """Map existing pages (pfns) at a new virtually contiguous address; 0 on failure."""
     if flags & VM_FLUSH_RESET_PERMS:
         return 0
@@ -1319,7 +1395,7 @@ def vmap(k: "Kernel", pfns: list[int], flags: int, prot: int, caller: "str | int
     return addr
 
 
-def vm_area_alloc_pages(k: "Kernel", gfp: int, nid: int, order: int, nr_pages: int) -> list[int]:
+def vm_area_alloc_pages(k: Kernel, gfp: int, nid: int, order: int, nr_pages: int) -> list[int]:
     """The pages of a vmalloc area: alloc_pages_bulk() in batches of up to 100 order-0 pages
     (mempolicy or node), then single pages for what the bulk allocator did not give."""
     if order:
@@ -1345,12 +1421,12 @@ def vm_area_alloc_pages(k: "Kernel", gfp: int, nid: int, order: int, nr_pages: i
     return pfns
 
 
-def _warn_alloc(k: "Kernel", gfp: int, msg: str) -> None:
+def _warn_alloc(k: Kernel, gfp: int, msg: str) -> None:
     if not gfp & G.__GFP_NOWARN:
         k.log.append(f"{k.current_comm()}: {msg}, mode:{gfp:#x}({G.format_gfp(gfp)}), nodemask=(null)")
 
 
-def __vmalloc_area_node(k: "Kernel", area: int, gfp: int, prot: int, page_shift: int, node: int) -> int:
+def __vmalloc_area_node(k: Kernel, area: int, gfp: int, prot: int, page_shift: int, node: int) -> int:
     """Allocate the pages array and the pages of ``area``, then map them; 0 on failure (the
     area is freed)."""
     s = _s(k)
@@ -1368,8 +1444,11 @@ def __vmalloc_area_node(k: "Kernel", area: int, gfp: int, prot: int, page_shift:
     else:
         pages = kmalloc_node(k, array_size, nested_gfp, node, "__vmalloc_node_range_noprof")
     if not pages:
-        _warn_alloc(k, gfp, f"vmalloc error: size {nr_small_pages * PAGE_SIZE}, failed to allocated page array "
-                            f"size {array_size}")
+        _warn_alloc(
+            k,
+            gfp,
+            f"vmalloc error: size {nr_small_pages * PAGE_SIZE}, failed to allocated page array size {array_size}",
+        )
         vfree(k, addr)
         return 0
     km.set(area, "vm_struct", "pages", pages)
@@ -1391,8 +1470,18 @@ def __vmalloc_area_node(k: "Kernel", area: int, gfp: int, prot: int, page_shift:
     return addr
 
 
-def __vmalloc_node_range(k: "Kernel", size: int, align: int, start: int, end: int, gfp: int, prot: int,
-                         vm_flags: int, node: int, caller: "str | int") -> int:
+def __vmalloc_node_range(
+    k: Kernel,
+    size: int,
+    align: int,
+    start: int,
+    end: int,
+    gfp: int,
+    prot: int,
+    vm_flags: int,
+    node: int,
+    caller: str | int,
+) -> int:
     """Allocate ``size`` bytes of virtually contiguous memory in [start, end); 0 on failure."""
     if isinstance(gfp, str):
         gfp = G.parse_gfp(gfp)
@@ -1406,12 +1495,17 @@ def __vmalloc_node_range(k: "Kernel", size: int, align: int, start: int, end: in
         raise NotImplementedError("VM_ALLOW_HUGE_VMAP (vmalloc_huge) is not modelled")
     shift = PAGE_SHIFT
     while True:
-        area = __get_vm_area_node(k, size, align, shift, VM_ALLOC | VM_UNINITIALIZED | vm_flags, start, end, node,
-                                  gfp, caller)
+        area = __get_vm_area_node(
+            k, size, align, shift, VM_ALLOC | VM_UNINITIALIZED | vm_flags, start, end, node, gfp, caller
+        )
         if area:
             break
-        _warn_alloc(k, gfp, f"vmalloc error: size {size}, vm_struct allocation failed"
-                            + (". Retrying." if gfp & G.__GFP_NOFAIL else ""))
+        _warn_alloc(
+            k,
+            gfp,
+            f"vmalloc error: size {size}, vm_struct allocation failed"
+            + (". Retrying." if gfp & G.__GFP_NOFAIL else ""),
+        )
         if not gfp & G.__GFP_NOFAIL:
             return 0
     ret = __vmalloc_area_node(k, area, gfp, prot, shift, node)
@@ -1424,43 +1518,43 @@ def __vmalloc_node_range(k: "Kernel", size: int, align: int, start: int, end: in
     return ret
 
 
-def __vmalloc_node(k: "Kernel", size: int, align: int, gfp: int, node: int, caller: "str | int") -> int:
+def __vmalloc_node(k: Kernel, size: int, align: int, gfp: int, node: int, caller: str | int) -> int:
     return __vmalloc_node_range(k, size, align, VMALLOC_START(k), VMALLOC_END(k), gfp, PAGE_KERNEL, 0, node, caller)
 
 
-def vmalloc(k: "Kernel", size: int, caller: "str | int") -> int:
+def vmalloc(k: Kernel, size: int, caller: str | int) -> int:
     """vmalloc(size) called from ``caller``: GFP_KERNEL pages from any node; the address or 0."""
     return __vmalloc_node(k, size, 1, G.GFP_KERNEL, NUMA_NO_NODE, caller)
 
 
-def vzalloc(k: "Kernel", size: int, caller: "str | int") -> int:
+def vzalloc(k: Kernel, size: int, caller: str | int) -> int:
     return __vmalloc_node(k, size, 1, G.GFP_KERNEL | G.__GFP_ZERO, NUMA_NO_NODE, caller)
 
 
-def vmalloc_node(k: "Kernel", size: int, node: int, caller: "str | int") -> int:
+def vmalloc_node(k: Kernel, size: int, node: int, caller: str | int) -> int:
     return __vmalloc_node(k, size, 1, G.GFP_KERNEL, node, caller)
 
 
-def vzalloc_node(k: "Kernel", size: int, node: int, caller: "str | int") -> int:
+def vzalloc_node(k: Kernel, size: int, node: int, caller: str | int) -> int:
     return __vmalloc_node(k, size, 1, G.GFP_KERNEL | G.__GFP_ZERO, node, caller)
 
 
-def vmalloc_nr_pages(k: "Kernel") -> int:
+def vmalloc_nr_pages(k: Kernel) -> int:
     """atomic_long_read(&nr_vmalloc_pages): meminfo's VmallocUsed, in pages."""
     return _s(k).nr_vmalloc_pages
 
 
 # -- reading and writing vmalloc memory (the simulator's, through the page tables) -----------
-def vmalloc_write(k: "Kernel", addr: int, data: bytes) -> None:
+def vmalloc_write(k: Kernel, addr: int, data: bytes) -> None:
     """Store ``data`` at a mapped vmalloc address (page by page through init_mm's tables)."""
     pos = 0
     while pos < len(data):
         n = min(len(data) - pos, PAGE_SIZE - ((addr + pos) & (PAGE_SIZE - 1)))
-        k.mem.write(k.pt.virt_to_phys(addr + pos), data[pos:pos + n])
+        k.mem.write(k.pt.virt_to_phys(addr + pos), data[pos : pos + n])
         pos += n
 
 
-def vmalloc_read(k: "Kernel", addr: int, size: int) -> bytes:
+def vmalloc_read(k: Kernel, addr: int, size: int) -> bytes:
     out = bytearray()
     while len(out) < size:
         n = min(size - len(out), PAGE_SIZE - ((addr + len(out)) & (PAGE_SIZE - 1)))
@@ -1469,21 +1563,23 @@ def vmalloc_read(k: "Kernel", addr: int, size: int) -> bytes:
 
 
 # -- x86 ioremap (arch/x86/mm/ioremap.c) --------------------------------------------------------
-def _e820_overlap(k: "Kernel", start: int, end: int, types: tuple[int, ...]) -> bool:
+def _e820_overlap(k: Kernel, start: int, end: int, types: tuple[int, ...]) -> bool:
     return any(e.type in types and e.addr < end and start < e.end for e in k.e820)
 
 
-def _is_range_ram(k: "Kernel", start: int, end: int) -> int:
+def _is_range_ram(k: Kernel, start: int, end: int) -> int:
     """pat_pagerange_is_ram(): 1 if every pfn is System RAM, 0 if none, -1 if mixed."""
     ram_pfns = set()
     for e in k.e820:
         if e.type == E820_TYPE_RAM:
-            ram_pfns.update(range(max(-(-e.addr // PAGE_SIZE), start >> PAGE_SHIFT), min(e.end >> PAGE_SHIFT, end >> PAGE_SHIFT)))
+            ram_pfns.update(
+                range(max(-(-e.addr // PAGE_SIZE), start >> PAGE_SHIFT), min(e.end >> PAGE_SHIFT, end >> PAGE_SHIFT))
+            )
     n = (end - start) >> PAGE_SHIFT
     return 1 if len(ram_pfns) == n else 0 if not ram_pfns else -1
 
 
-def __ioremap_check_ram(k: "Kernel", start: int, end: int) -> bool:
+def __ioremap_check_ram(k: Kernel, start: int, end: int) -> bool:
     """True when the range holds System RAM pages that are not PageReserved (refused)."""
     pg_reserved = 1 << k.T.const("PG_reserved")
     for e in k.e820:
@@ -1496,7 +1592,7 @@ def __ioremap_check_ram(k: "Kernel", start: int, end: int) -> bool:
     return False
 
 
-def __ioremap_caller(k: "Kernel", phys_addr: int, size: int, pcm: int, caller: "str | int") -> int:
+def __ioremap_caller(k: Kernel, phys_addr: int, size: int, pcm: int, caller: str | int) -> int:
     """Map device/firmware memory [phys_addr, +size) with cache mode ``pcm``; the address
     (with phys_addr's page offset) or 0."""
     caller = caller_address(k, caller)
@@ -1518,8 +1614,11 @@ def __ioremap_caller(k: "Kernel", phys_addr: int, size: int, pcm: int, caller: "
     if is_ram < 0:
         k.log.append("ioremap memtype_reserve failed -22")
         return 0
-    if pcm == PCM_WB and not is_ram and not _e820_overlap(k, phys_addr, phys_addr + size,
-                                                          (E820_TYPE_RAM, E820_TYPE_ACPI, E820_TYPE_NVS)):
+    if (
+        pcm == PCM_WB
+        and not is_ram
+        and not _e820_overlap(k, phys_addr, phys_addr + size, (E820_TYPE_RAM, E820_TYPE_ACPI, E820_TYPE_NVS))
+    ):
         pcm = PCM_UC_MINUS
     prot = PAGE_KERNEL_IO | CACHEMODE2PTE[pcm]
     area = get_vm_area_caller(k, size, VM_IOREMAP, caller)
@@ -1534,7 +1633,7 @@ def __ioremap_caller(k: "Kernel", phys_addr: int, size: int, pcm: int, caller: "
     return vaddr + offset
 
 
-def ioremap_page_range(k: "Kernel", addr: int, end: int, phys_addr: int, prot: int) -> int:
+def ioremap_page_range(k: Kernel, addr: int, end: int, phys_addr: int, prot: int) -> int:
     area = find_vm_area(k, addr)
     if not area or not k.kmem.get(area, "vm_struct", "flags") & VM_IOREMAP:
         k.log.append(f"WARNING: vm_area at addr {addr:#x} is not marked as VM_IOREMAP")
@@ -1545,17 +1644,17 @@ def ioremap_page_range(k: "Kernel", addr: int, end: int, phys_addr: int, prot: i
     return vmap_range_noflush(k, addr, end, phys_addr, prot | x86._PAGE_NX, IOREMAP_MAX_PAGE_SHIFT)
 
 
-def ioremap(k: "Kernel", phys_addr: int, size: int, caller: "str | int") -> int:
+def ioremap(k: Kernel, phys_addr: int, size: int, caller: str | int) -> int:
     """ioremap(): uncached (_PAGE_CACHE_MODE_UC_MINUS), as every ioremap() is on x86."""
     return __ioremap_caller(k, phys_addr, size, PCM_UC_MINUS, caller)
 
 
-def ioremap_cache(k: "Kernel", phys_addr: int, size: int, caller: "str | int") -> int:
+def ioremap_cache(k: Kernel, phys_addr: int, size: int, caller: str | int) -> int:
     """ioremap_cache(): write-back where the memory is cacheable."""
     return __ioremap_caller(k, phys_addr, size, PCM_WB, caller)
 
 
-def iounmap(k: "Kernel", addr: int) -> None:
+def iounmap(k: Kernel, addr: int) -> None:
     addr &= ~(PAGE_SIZE - 1)
     vm = find_vm_area(k, addr)
     if not vm:
@@ -1570,7 +1669,7 @@ def iounmap(k: "Kernel", addr: int) -> None:
 
 
 # -- boot-time users ---------------------------------------------------------------------------
-def irq_init_percpu_irqstack(k: "Kernel", cpu: int) -> int:
+def irq_init_percpu_irqstack(k: Kernel, cpu: int) -> int:
     """arch/x86/kernel/irq_64.c map_irq_stack(): vmap() the CPU's per-CPU
     irq_stack_backing_store (so it has a guard page) and point hardirq_stack_ptr at its top."""
     ptr = k.per_cpu_ptr(k.sym("hardirq_stack_ptr"), cpu)
@@ -1586,13 +1685,13 @@ def irq_init_percpu_irqstack(k: "Kernel", cpu: int) -> int:
     return 0
 
 
-def acpi_os_map_iomem(k: "Kernel", phys: int, size: int) -> int:
+def acpi_os_map_iomem(k: Kernel, phys: int, size: int) -> int:
     """drivers/acpi/osl.c: acpi_map() -> acpi_os_ioremap() -> ioremap_cache() for memory that
     is not System RAM (page_is_ram() RAM is kmap'ed instead)."""
     return ioremap_cache(k, phys, size, "acpi_os_map_iomem")
 
 
-def boot_vmalloc_users(k: "Kernel") -> None:
+def boot_vmalloc_users(k: Kernel) -> None:
     """The boot's vmalloc users after mm_core_init(), in start_kernel()'s order: init_IRQ()
     maps CPU 0's IRQ stack; ACPI maps its tables (the ACPI Tables e820 range) and the FACS
     (first page of ACPI NVS); smp_init() forks the idle tasks of the other CPUs
@@ -1613,7 +1712,7 @@ def boot_vmalloc_users(k: "Kernel") -> None:
 
 
 # -- vmalloc_init ------------------------------------------------------------------------------
-def vmap_init_nodes(k: "Kernel") -> None:
+def vmap_init_nodes(k: Kernel) -> None:
     s = _s(k)
     n = min(max(k.config.cpus, 1), 128)  # clamp(num_possible_cpus(), 1, 128)
     if n > 1:
@@ -1638,7 +1737,7 @@ def vmap_init_nodes(k: "Kernel") -> None:
             s.w(vn + VN_POOL + p * VP_SIZE + VP_LEN, 0)
 
 
-def vmap_init_free_space(k: "Kernel") -> None:
+def vmap_init_free_space(k: Kernel) -> None:
     """No early vm areas on x86 (vmlist is empty): the free space is one area [1, ULONG_MAX)."""
     s = _s(k)
     free = kmem_cache_alloc_node(k, G.GFP_NOWAIT | G.__GFP_ZERO, NUMA_NO_NODE, "vmalloc_init")
@@ -1647,7 +1746,7 @@ def vmap_init_free_space(k: "Kernel") -> None:
     insert_vmap_area_augment(s, free, 0, s.free_root, s.free_list)
 
 
-def create_vmap_area_cache(k: "Kernel"):
+def create_vmap_area_cache(k: Kernel):
     """vmalloc_init(): ``vmap_area_cachep = KMEM_CACHE(vmap_area, SLAB_PANIC)``."""
     from mmintro.kernel import slab_common
 
@@ -1655,7 +1754,7 @@ def create_vmap_area_cache(k: "Kernel"):
     return k.vmap_area_cachep
 
 
-def vmalloc_init(k: "Kernel") -> None:
+def vmalloc_init(k: Kernel) -> None:
     """mm_core_init() -> vmalloc_init(), followed by the boot's first vmalloc users
     (:func:`boot_vmalloc_users`).
 
@@ -1665,8 +1764,15 @@ def vmalloc_init(k: "Kernel") -> None:
     """
     from mmintro.kernel import init_64
 
-    for name in ("single", "free_vmap_area_root", "free_vmap_area_list", "vmap_area_cachep", "vmap_initialized",
-                 "vmap_lazy_nr", "nr_vmalloc_pages"):
+    for name in (
+        "single",
+        "free_vmap_area_root",
+        "free_vmap_area_list",
+        "vmap_area_cachep",
+        "vmap_initialized",
+        "vmap_lazy_nr",
+        "nr_vmalloc_pages",
+    ):
         k.image.var(name, "bss")
     if not getattr(k, "after_bootmem", False):
         init_64.mem_init(k)
@@ -1690,7 +1796,7 @@ def vmalloc_init(k: "Kernel") -> None:
 
 
 # -- reports for checks -------------------------------------------------------------------------
-def busy_areas(k: "Kernel") -> list[tuple[int, int, int]]:
+def busy_areas(k: Kernel) -> list[tuple[int, int, int]]:
     """(va address, va_start, va_end) of every busy area, in for_each_vmap_area() order (node
     by node, each node's list by address), read from simulated memory."""
     s = _s(k)
@@ -1702,7 +1808,7 @@ def busy_areas(k: "Kernel") -> list[tuple[int, int, int]]:
     return out
 
 
-def lazy_areas(k: "Kernel") -> list[tuple[int, int]]:
+def lazy_areas(k: Kernel) -> list[tuple[int, int]]:
     """(va_start, va_end) of every lazily freed, not yet purged area (vmallocinfo's
     "unpurged vm_area" lines)."""
     s = _s(k)

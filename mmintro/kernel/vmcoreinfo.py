@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
 
-def vmcoreinfo(k: "Kernel", build_id: bytes, crashtime: int = 0) -> str:
+def vmcoreinfo(k: Kernel, build_id: bytes, crashtime: int = 0) -> str:
     T = k.T
     lines: list[str] = []
     add = lines.append

@@ -45,12 +45,25 @@ from typing import TYPE_CHECKING
 from mmintro.arch.x86 import _PAGE_ACCESSED, PAGE_SHIFT, PMD_SHIFT
 from mmintro.kernel import config as kc
 from mmintro.kernel import gfp as G
-from mmintro.kernel import mmap, rmap
+from mmintro.kernel import mmap, rmap, swap
 from mmintro.kernel import page_alloc as pa
-from mmintro.kernel import swap
-from mmintro.kernel.swap import (LRU_ACTIVE, LRU_ACTIVE_ANON, LRU_ACTIVE_FILE, LRU_INACTIVE_ANON,
-                                 LRU_INACTIVE_FILE, PG_active, PG_dirty, PG_lru, PG_mlocked, PG_reclaim,
-                                 PG_referenced, PG_swapbacked, PG_unevictable, PG_workingset, PG_writeback)
+from mmintro.kernel.swap import (
+    LRU_ACTIVE,
+    LRU_ACTIVE_ANON,
+    LRU_ACTIVE_FILE,
+    LRU_INACTIVE_ANON,
+    LRU_INACTIVE_FILE,
+    PG_active,
+    PG_dirty,
+    PG_lru,
+    PG_mlocked,
+    PG_reclaim,
+    PG_referenced,
+    PG_swapbacked,
+    PG_unevictable,
+    PG_workingset,
+    PG_writeback,
+)
 
 if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
@@ -193,7 +206,7 @@ def _pgdat_set(k: Kernel, nid: int, member: str, v: int) -> None:
 
 
 def _managed_zones(k: Kernel, nid: int, highest: int):
-    return [z for z in k.zones[nid][:highest + 1] if z.managed]
+    return [z for z in k.zones[nid][: highest + 1] if z.managed]
 
 
 def is_file_lru(lru: int) -> bool:
@@ -207,7 +220,7 @@ def is_active_lru(lru: int) -> bool:
 def lruvec_lru_size(k: Kernel, nid: int, lru: int, zone_idx: int) -> int:
     """lruvec_lru_size(): the list's pages in zones 0..zone_idx of the node."""
     item = swap.ZONE_LRU_ITEM[lru]
-    return sum(_zone_state(z, item) for z in k.zones[nid][:zone_idx + 1])
+    return sum(_zone_state(z, item) for z in k.zones[nid][: zone_idx + 1])
 
 
 def can_reclaim_anon_pages(k: Kernel, nid: int) -> bool:
@@ -265,8 +278,7 @@ def lru_note_cost(k: Kernel, nid: int, file: bool, nr_io: int, nr_rotated: int) 
 
 def lru_note_cost_refault(k: Kernel, pfn: int) -> None:
     """mm/swap.c lru_note_cost_refault(): a restored workingset folio costs one I/O."""
-    lru_note_cost(k, swap.folio_nid(k, pfn), not swap.folio_test(k, pfn, PG_swapbacked),
-                  swap.folio_nr_pages(k, pfn), 0)
+    lru_note_cost(k, swap.folio_nid(k, pfn), not swap.folio_test(k, pfn, PG_swapbacked), swap.folio_nr_pages(k, pfn), 0)
 
 
 # -- the rmap side ---------------------------------------------------------------------------
@@ -447,8 +459,9 @@ def shrink_active_list(k: Kernel, nid: int, nr_to_scan: int, sc: ScanControl, lr
         lru_note_cost(k, nid, file, 0, nr_rotated)
 
 
-def shrink_folio_list(k: Kernel, folios: list[int], nid: int, sc: ScanControl,
-                      stat: ReclaimStat) -> tuple[int, list[int]]:
+def shrink_folio_list(
+    k: Kernel, folios: list[int], nid: int, sc: ScanControl, stat: ReclaimStat
+) -> tuple[int, list[int]]:
     """mm/vmscan.c shrink_folio_list(): try to free each isolated folio.  Returns (pages
     reclaimed, the folios kept or to be activated, still isolated)."""
     from mmintro.kernel import swap_state, swapfile
@@ -538,7 +551,9 @@ def shrink_folio_list(k: Kernel, folios: list[int], nid: int, sc: ScanControl,
             _free_isolated(k, pfn)
             continue
         if outcome == "activate":
-            if swap_state.folio_test_swapcache(k, pfn) and (swapfile.vm_swap_full(k) or swap.folio_test(k, pfn, PG_mlocked)):
+            if swap_state.folio_test_swapcache(k, pfn) and (
+                swapfile.vm_swap_full(k) or swap.folio_test(k, pfn, PG_mlocked)
+            ):
                 swapfile.folio_free_swap(k, pfn)
             if not swap.folio_test(k, pfn, PG_mlocked):
                 swap.folio_set_flag(k, pfn, PG_active)
@@ -586,8 +601,7 @@ def __remove_mapping(k: Kernel, pfn: int) -> bool:
 def _free_isolated(k: Kernel, pfn: int) -> None:
     """The reclaimed folio's last (isolation) reference goes: free_unref_folios().  The flags
     reclaim leaves are cleared as __folio_put's page_cache_release/free_pages_prepare do."""
-    for bit in (PG_active, PG_referenced, PG_workingset, PG_reclaim, PG_swapbacked, swap.PG_uptodate,
-                swap.PG_locked):
+    for bit in (PG_active, PG_referenced, PG_workingset, PG_reclaim, PG_swapbacked, swap.PG_uptodate, swap.PG_locked):
         swap.folio_clear_flag(k, pfn, bit)
     rmap.folio_put(k, pfn)
 
@@ -724,8 +738,10 @@ def prepare_scan_control(k: Kernel, nid: int, sc: ScanControl) -> None:
     refaults_off = k.T.struct("lruvec").offsetof("refaults")
     sc.anon_cost = _lruvec_get(k, nid, "anon_cost")
     sc.file_cost = _lruvec_get(k, nid, "file_cost")
-    for bit, kind, inactive_lru, idx in ((DEACTIVATE_ANON, "ANON", LRU_INACTIVE_ANON, 0),
-                                          (DEACTIVATE_FILE, "FILE", LRU_INACTIVE_FILE, 1)):
+    for bit, kind, inactive_lru, idx in (
+        (DEACTIVATE_ANON, "ANON", LRU_INACTIVE_ANON, 0),
+        (DEACTIVATE_FILE, "FILE", LRU_INACTIVE_FILE, 1),
+    ):
         refaults = _node_state(k, nid, f"WORKINGSET_ACTIVATE_{kind}")
         seen = k.mem.read_u64(k.pa(lv + refaults_off + 8 * idx))
         if sc.force_deactivate or refaults != seen or inactive_is_low(k, nid, inactive_lru):
@@ -738,8 +754,9 @@ def prepare_scan_control(k: Kernel, nid: int, sc: ScanControl) -> None:
     free = sum(z.free_pages for z in k.zones[nid])
     file = _node_state(k, nid, "NR_ACTIVE_FILE") + _node_state(k, nid, "NR_INACTIVE_FILE")
     anon = _node_state(k, nid, "NR_INACTIVE_ANON")
-    sc.file_is_tiny = bool(file + free <= total_high_wmark and not sc.may_deactivate & DEACTIVATE_ANON
-                           and anon >> sc.priority)
+    sc.file_is_tiny = bool(
+        file + free <= total_high_wmark and not sc.may_deactivate & DEACTIVATE_ANON and anon >> sc.priority
+    )
 
 
 def snapshot_refaults(k: Kernel, nid: int) -> None:
@@ -794,8 +811,12 @@ def shrink_zones(k: Kernel, zones: list[ZoneState], sc: ScanControl) -> None:
             continue
         # A costly-order request stops reclaiming a zone where compaction has what it needs
         # (or the allocation would already succeed): compaction_ready()
-        if (compaction is not None and sc.order > PAGE_ALLOC_COSTLY_ORDER and not sc.kswapd
-                and compaction.compaction_ready(k, z, sc.order, sc.reclaim_idx, sc.gfp_mask)):
+        if (
+            compaction is not None
+            and sc.order > PAGE_ALLOC_COSTLY_ORDER
+            and not sc.kswapd
+            and compaction.compaction_ready(k, z, sc.order, sc.reclaim_idx, sc.gfp_mask)
+        ):
             sc.compaction_ready = True
             continue
         if z.nid == last_nid:
@@ -835,13 +856,20 @@ def do_try_to_free_pages(k: Kernel, zones: list[ZoneState], sc: ScanControl) -> 
         return 0
 
 
-def try_to_free_pages(k: Kernel, zones: list[ZoneState], order: int, gfp: int,
-                      nodemask: frozenset[int] | None) -> int:
+def try_to_free_pages(k: Kernel, zones: list[ZoneState], order: int, gfp: int, nodemask: frozenset[int] | None) -> int:
     """mm/vmscan.c try_to_free_pages(): direct reclaim of SWAP_CLUSTER_MAX pages for an
     allocation of ``order`` in ``zones`` (the allocation's zonelist)."""
-    sc = ScanControl(nr_to_reclaim=SWAP_CLUSTER_MAX, gfp_mask=gfp, order=order, priority=DEF_PRIORITY,
-                     reclaim_idx=G.gfp_zone(gfp), nodemask=nodemask, may_writepage=True, may_unmap=True,
-                     may_swap=True)
+    sc = ScanControl(
+        nr_to_reclaim=SWAP_CLUSTER_MAX,
+        gfp_mask=gfp,
+        order=order,
+        priority=DEF_PRIORITY,
+        reclaim_idx=G.gfp_zone(gfp),
+        nodemask=nodemask,
+        may_writepage=True,
+        may_unmap=True,
+        may_swap=True,
+    )
     # __perform_reclaim(): the allocating task stalls on memory for as long as the work takes
     # (the simulator's cost model: SCAN_NS per page looked at, page_io.SWAP_WRITE_NS per
     # page written to swap)
@@ -860,7 +888,7 @@ def pgdat_balanced(k: Kernel, nid: int, order: int, highest_zoneidx: int) -> boo
     """mm/vmscan.c pgdat_balanced(): any managed zone up to highest_zoneidx meets its high
     watermark for ``order``."""
     any_managed = False
-    for z in k.zones[nid][:highest_zoneidx + 1]:
+    for z in k.zones[nid][: highest_zoneidx + 1]:
         if not z.managed:
             continue
         any_managed = True
@@ -870,7 +898,7 @@ def pgdat_balanced(k: Kernel, nid: int, order: int, highest_zoneidx: int) -> boo
 
 
 def pgdat_watermark_boosted(k: Kernel, nid: int, highest_zoneidx: int) -> bool:
-    return any(z.watermark_boost for z in k.zones[nid][:highest_zoneidx + 1])
+    return any(z.watermark_boost for z in k.zones[nid][: highest_zoneidx + 1])
 
 
 def wakeup_kswapd(k: Kernel, z: ZoneState, gfp: int, order: int, highest_zoneidx: int) -> None:
@@ -887,7 +915,8 @@ def wakeup_kswapd(k: Kernel, z: ZoneState, gfp: int, order: int, highest_zoneidx
     if k.__dict__.get("in_kswapd"):
         return  # kswapd is running: not waiting on kswapd_wait
     if _pgdat_get(k, nid, "kswapd_failures") >= MAX_RECLAIM_RETRIES or (
-            pgdat_balanced(k, nid, order, highest_zoneidx) and not pgdat_watermark_boosted(k, nid, highest_zoneidx)):
+        pgdat_balanced(k, nid, order, highest_zoneidx) and not pgdat_watermark_boosted(k, nid, highest_zoneidx)
+    ):
         return
     kswapd(k, nid)
 
@@ -935,7 +964,7 @@ def balance_pgdat(k: Kernel, nid: int, order: int, highest_zoneidx: int) -> int:
     (and boosted watermarks are paid back); PAGEOUTRUN; kswapd_failures when nothing could be
     reclaimed."""
     _ev(k, "PAGEOUTRUN")
-    zone_boosts = [z.watermark_boost if z.managed else 0 for z in k.zones[nid][:highest_zoneidx + 1]]
+    zone_boosts = [z.watermark_boost if z.managed else 0 for z in k.zones[nid][: highest_zoneidx + 1]]
     nr_boost_reclaim = sum(zone_boosts)
     boosted = bool(nr_boost_reclaim)
     if True:  # kswapd's own memstall section: it has no task_struct here, so PSI sees nothing
@@ -1000,8 +1029,9 @@ def _optional_compaction():
 def kswapd_shrink_node(k: Kernel, nid: int, sc: ScanControl) -> bool:
     """mm/vmscan.c kswapd_shrink_node(): reclaim the node's high watermarks' worth; a
     high-order request falls back to order 0 once enough is free for compaction."""
-    sc.nr_to_reclaim = sum(max(pa.wmark_pages(z, 2), SWAP_CLUSTER_MAX)
-                           for z in k.zones[nid][:sc.reclaim_idx + 1] if z.managed)
+    sc.nr_to_reclaim = sum(
+        max(pa.wmark_pages(z, 2), SWAP_CLUSTER_MAX) for z in k.zones[nid][: sc.reclaim_idx + 1] if z.managed
+    )
     shrink_node(k, nid, sc)
     if sc.order and sc.nr_reclaimed >= 2 << sc.order:  # compact_gap()
         sc.order = 0
@@ -1009,8 +1039,9 @@ def kswapd_shrink_node(k: Kernel, nid: int, sc: ScanControl) -> bool:
 
 
 # -- the allocator's side ---------------------------------------------------------------------------
-def should_reclaim_retry(k: Kernel, gfp: int, order: int, ac, alloc_flags: int, did_some_progress: int,
-                         no_progress_loops: int) -> tuple[bool, int]:
+def should_reclaim_retry(
+    k: Kernel, gfp: int, order: int, ac, alloc_flags: int, did_some_progress: int, no_progress_loops: int
+) -> tuple[bool, int]:
     """mm/page_alloc.c should_reclaim_retry(): (retry, no_progress_loops).  Retry while some
     zone could meet its min watermark if everything reclaimable were reclaimed; after
     MAX_RECLAIM_RETRIES rounds without progress, exhaust the highatomic reserves first."""
@@ -1030,9 +1061,25 @@ def should_reclaim_retry(k: Kernel, gfp: int, order: int, ac, alloc_flags: int, 
 def reclaim_stats(k: Kernel) -> dict[str, int]:
     """The reclaim counters summed over CPUs (tests, expectations)."""
     ev = swap._EV
-    names = ("PGSCAN_KSWAPD", "PGSCAN_DIRECT", "PGSTEAL_KSWAPD", "PGSTEAL_DIRECT", "PGSCAN_ANON", "PGSCAN_FILE",
-             "PGSTEAL_ANON", "PGSTEAL_FILE", "PGREFILL", "PGACTIVATE", "PGDEACTIVATE", "PAGEOUTRUN", "PSWPIN",
-             "PSWPOUT", "ALLOCSTALL_NORMAL", "ALLOCSTALL_DMA32", "ALLOCSTALL_MOVABLE")
+    names = (
+        "PGSCAN_KSWAPD",
+        "PGSCAN_DIRECT",
+        "PGSTEAL_KSWAPD",
+        "PGSTEAL_DIRECT",
+        "PGSCAN_ANON",
+        "PGSCAN_FILE",
+        "PGSTEAL_ANON",
+        "PGSTEAL_FILE",
+        "PGREFILL",
+        "PGACTIVATE",
+        "PGDEACTIVATE",
+        "PAGEOUTRUN",
+        "PSWPIN",
+        "PSWPOUT",
+        "ALLOCSTALL_NORMAL",
+        "ALLOCSTALL_DMA32",
+        "ALLOCSTALL_MOVABLE",
+    )
     return {n: sum(c[ev[n]] for c in k.vm_events) for n in names}
 
 

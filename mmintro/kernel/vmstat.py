@@ -17,14 +17,14 @@ if TYPE_CHECKING:
     from mmintro.kernel.machine import Kernel
 
 
-def zone_counters(k: "Kernel", z) -> dict[str, int]:
+def zone_counters(k: Kernel, z) -> dict[str, int]:
     blocks = sum(n << o for o, n in enumerate(z.nr_free) if o >= kc.PAGEBLOCK_ORDER)
     c = {"NR_FREE_PAGES": z.free_pages, "NR_FREE_PAGES_BLOCKS": blocks}
     c.update(z.vm_stat)
     return c
 
 
-def refresh(k: "Kernel") -> None:
+def refresh(k: Kernel) -> None:
     T = k.T
     zone_items = T.enum("zone_stat_item")
     node_items = T.enum("node_stat_item")

@@ -163,8 +163,10 @@ assert _T.struct("xa_node").walk("slots")[2].resolved().nelems == XA_CHUNK_SIZE
 assert _T.struct("xa_node").walk("marks")[2].resolved().nelems == XA_MAX_MARKS
 assert _T.struct("xa_node").walk("marks[0]")[2].resolved().size * 8 == XA_CHUNK_SIZE  # XA_MARK_LONGS = 1
 NODE_SIZE = _T.sizeof("struct xa_node")
-_OFF = {m: _T.offsetof("xa_node", m) for m in ("shift", "offset", "count", "nr_values", "parent", "array",
-                                                 "private_list", "slots", "marks")}
+_OFF = {
+    m: _T.offsetof("xa_node", m)
+    for m in ("shift", "offset", "count", "nr_values", "parent", "array", "private_list", "slots", "marks")
+}
 _XA_HEAD = _T.offsetof("xarray", "xa_head")
 
 # include/linux/xarray.h: XAS_BOUNDS (1), XAS_RESTART (3) and XA_ERROR(-ENOMEM) as states.
@@ -238,8 +240,14 @@ class XArray:
     radix_tree_node slab cache); ``free_node(addr)`` takes one back.
     """
 
-    def __init__(self, k: Kernel, addr: int, alloc_node: Callable[[], int],
-                 free_node: Callable[[int], None] | None = None, flags: int = 0) -> None:
+    def __init__(
+        self,
+        k: Kernel,
+        addr: int,
+        alloc_node: Callable[[], int],
+        free_node: Callable[[int], None] | None = None,
+        flags: int = 0,
+    ) -> None:
         self.k = k
         self.addr = addr
         self.alloc_node = alloc_node
@@ -728,12 +736,14 @@ class XArray:
         buf[_OFF["offset"]] = n.offset
         buf[_OFF["count"]] = n.count
         buf[_OFF["nr_values"]] = n.nr_values
-        struct.pack_into("<QQ", buf, _OFF["parent"], n.parent.addr if n.parent else 0,
-                         self.addr if array is None else array)
+        struct.pack_into(
+            "<QQ", buf, _OFF["parent"], n.parent.addr if n.parent else 0, self.addr if array is None else array
+        )
         pl = n.addr + _OFF["private_list"]  # INIT_LIST_HEAD(&node->private_list)
         struct.pack_into("<QQ", buf, _OFF["private_list"], pl, pl)
-        struct.pack_into(f"<{XA_CHUNK_SIZE}Q", buf, _OFF["slots"],
-                         *((e.addr | 2) if xa_is_node(e) else e for e in n.slots))
+        struct.pack_into(
+            f"<{XA_CHUNK_SIZE}Q", buf, _OFF["slots"], *((e.addr | 2) if xa_is_node(e) else e for e in n.slots)
+        )
         struct.pack_into(f"<{XA_MAX_MARKS}Q", buf, _OFF["marks"], *n.marks)
         return bytes(buf)
 
@@ -786,8 +796,9 @@ class XArray:
                 assert self.xa_marked(m) == top[m], ("xa_flags mark", m)
 
 
-def xa_init_flags(k: Kernel, addr: int, flags: int, alloc_node: Callable[[], int],
-                  free_node: Callable[[int], None] | None = None) -> XArray:
+def xa_init_flags(
+    k: Kernel, addr: int, flags: int, alloc_node: Callable[[], int], free_node: Callable[[int], None] | None = None
+) -> XArray:
     """An empty array at ``addr`` (``xa_head`` NULL, ``xa_flags`` = ``flags``; XA_FLAGS_ALLOC
     arrays start with XA_FREE_MARK set, as xa_init_flags() does)."""
     xa = XArray(k, addr, alloc_node, free_node, flags)

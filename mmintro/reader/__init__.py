@@ -9,8 +9,15 @@ from mmintro.reader.errors import FaultError, SnapshotError, ValidationError
 
 # The rest is loaded when first used (PEP 562): importing the package for its errors (the
 # command line does, at start-up) must not import numpy and the type data.
-_LAZY = {"NULL": "object", "Object": "object", "cast": "object", "container_of": "object",
-         "reinterpret": "object", "Program": "program", "open_snapshot": "program"}
+_LAZY = {
+    "NULL": "object",
+    "Object": "object",
+    "cast": "object",
+    "container_of": "object",
+    "reinterpret": "object",
+    "Program": "program",
+    "open_snapshot": "program",
+}
 
 
 def __getattr__(name: str):
@@ -21,6 +28,7 @@ def __getattr__(name: str):
         globals()[name] = value
         return value
     raise AttributeError(f"module 'mmintro.reader' has no attribute {name!r}")
+
 
 __all__ = [
     "FaultError",

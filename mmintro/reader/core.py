@@ -87,8 +87,10 @@ class CoreFile:
             if filesz > memsz:
                 raise SnapshotError(f"{what}: program header {i} has p_filesz {filesz:#x} > p_memsz {memsz:#x}")
             if p_type == PT_LOAD and paddr + memsz > 1 << MAX_PHYSADDR_BITS:
-                raise SnapshotError(f"{what}: program header {i} ends at physical {paddr + memsz:#x}, past "
-                                    f"x86-64's {MAX_PHYSADDR_BITS}-bit physical address space")
+                raise SnapshotError(
+                    f"{what}: program header {i} ends at physical {paddr + memsz:#x}, past "
+                    f"x86-64's {MAX_PHYSADDR_BITS}-bit physical address space"
+                )
             if vaddr and vaddr != paddr and not _is_direct_map(vaddr):
                 self.aliases.append((vaddr, paddr, off, filesz, memsz))
             elif memsz:
@@ -97,8 +99,7 @@ class CoreFile:
         for a, b in zip(segs, segs[1:]):
             if b.paddr < a.end:
                 raise SnapshotError(
-                    f"{what}: segments overlap in physical memory ({a.paddr:#x}-{a.end:#x} and "
-                    f"{b.paddr:#x}-{b.end:#x})"
+                    f"{what}: segments overlap in physical memory ({a.paddr:#x}-{a.end:#x} and {b.paddr:#x}-{b.end:#x})"
                 )
         self.segments = segs
         self._starts = [s.paddr for s in segs]
@@ -178,10 +179,12 @@ class CoreFile:
         if not len(paddrs):
             return np.zeros(0, dtype=np.uint64)
         if self._seg_arrays is None:
-            self._seg_arrays = (np.array([s.paddr for s in self.segments], dtype=np.uint64),
-                                np.array([s.end for s in self.segments], dtype=np.uint64),
-                                np.array([s.offset for s in self.segments], dtype=np.uint64),
-                                np.array([s.filesz for s in self.segments], dtype=np.uint64))
+            self._seg_arrays = (
+                np.array([s.paddr for s in self.segments], dtype=np.uint64),
+                np.array([s.end for s in self.segments], dtype=np.uint64),
+                np.array([s.offset for s in self.segments], dtype=np.uint64),
+                np.array([s.filesz for s in self.segments], dtype=np.uint64),
+            )
         starts, ends, offs, fsz = self._seg_arrays
         i = np.searchsorted(starts, paddrs, side="right").astype(np.int64) - 1
         bad = (i < 0) | (paddrs + np.uint64(8) > ends[np.maximum(i, 0)])

@@ -32,7 +32,8 @@ import struct
 import tempfile
 import zlib
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -179,8 +180,9 @@ def _reassemble_flattened(buf: Any, size: int, path: str, what: str) -> tuple[An
 
     Returns (buffer, fd): an mmap of an unlinked temporary file (and its fd) or a bytearray."""
     if size < MDF_HEADER_SIZE:
-        raise SnapshotError(f"{what} is truncated: a flattened file has a {MDF_HEADER_SIZE}-byte header, "
-                            f"the file has {size} bytes")
+        raise SnapshotError(
+            f"{what} is truncated: a flattened file has a {MDF_HEADER_SIZE}-byte header, the file has {size} bytes"
+        )
     _sig, ftype, version = _FLAT_HDR.unpack_from(buf, 0)
     if ftype != 1:
         raise SnapshotError(f"{what}: unsupported flattened-format type {ftype} (expected 1)")
@@ -191,18 +193,24 @@ def _reassemble_flattened(buf: Any, size: int, path: str, what: str) -> tuple[An
     pos, out_size = MDF_HEADER_SIZE, 0
     while True:
         if pos + _FLAT_REC.size > size:
-            raise SnapshotError(f"{what} is truncated: flattened record header at {pos:#x} is past the end "
-                                f"of the file ({size:#x} bytes; no end marker)")
+            raise SnapshotError(
+                f"{what} is truncated: flattened record header at {pos:#x} is past the end "
+                f"of the file ({size:#x} bytes; no end marker)"
+            )
         off, n = _FLAT_REC.unpack_from(buf, pos)
         if off == -1:
             break
         if off < 0 or n <= 0 or off + n > limit:
-            raise SnapshotError(f"{what}: flattened record at {pos:#x} has an absurd offset {off:#x} / "
-                                f"size {n:#x} for a {size:#x}-byte file")
+            raise SnapshotError(
+                f"{what}: flattened record at {pos:#x} has an absurd offset {off:#x} / "
+                f"size {n:#x} for a {size:#x}-byte file"
+            )
         pos += _FLAT_REC.size
         if pos + n > size:
-            raise SnapshotError(f"{what} is truncated: flattened record at {pos - 16:#x} needs bytes up to "
-                                f"{pos + n:#x}, the file has {size:#x}")
+            raise SnapshotError(
+                f"{what} is truncated: flattened record at {pos - 16:#x} needs bytes up to "
+                f"{pos + n:#x}, the file has {size:#x}"
+            )
         records.append((off, pos, n))
         out_size = max(out_size, off + n)
         pos += n
@@ -244,8 +252,7 @@ class DiskDumpFile:
     pages live in an LRU cache of ``cache_pages`` pages.
     """
 
-    def __init__(self, path: str | os.PathLike, *, require_vmcoreinfo: bool = True,
-                 cache_pages: int = 4096) -> None:
+    def __init__(self, path: str | os.PathLike, *, require_vmcoreinfo: bool = True, cache_pages: int = 4096) -> None:
         self.path = os.fspath(path)
         what = self._what = f"vmcore {self.path!r}"
         self.aliases: list[tuple[int, int, int, int, int]] = []
@@ -284,10 +291,26 @@ class DiskDumpFile:
         if sig != KDUMP_SIGNATURE:
             raise SnapshotError(f"{what} is not a kdump-compressed file (signature {sig!r}, expected 'KDUMP   ')")
         if size < _DH.size:
-            raise SnapshotError(f"{what} is truncated: the disk_dump_header needs {_DH.size} bytes, "
-                                f"the file has {size}")
-        (_sig, version, uts, _tv_sec, _tv_usec, self.status, bs, sub_blocks, bitmap_blocks, max_mapnr32,
-         _total, _device, _written, _cpu, self.nr_cpus) = _DH.unpack_from(buf, 0)
+            raise SnapshotError(
+                f"{what} is truncated: the disk_dump_header needs {_DH.size} bytes, the file has {size}"
+            )
+        (
+            _sig,
+            version,
+            uts,
+            _tv_sec,
+            _tv_usec,
+            self.status,
+            bs,
+            sub_blocks,
+            bitmap_blocks,
+            max_mapnr32,
+            _total,
+            _device,
+            _written,
+            _cpu,
+            self.nr_cpus,
+        ) = _DH.unpack_from(buf, 0)
         if not 1 <= version <= 255:
             raise SnapshotError(f"{what}: unsupported kdump header version {version} (expected 1 to 6)")
         self.header_version = version
@@ -297,20 +320,34 @@ class DiskDumpFile:
             raise SnapshotError(f"{what}: block_size is {bs}, only 4096 (64-bit x86 dumps) is supported")
         self.page_size = self.block_size = bs
         if sub_blocks < 0 or bitmap_blocks <= 0 or bitmap_blocks % 2:
-            raise SnapshotError(f"{what}: corrupt header (sub_hdr_size {sub_blocks}, bitmap_blocks "
-                                f"{bitmap_blocks})")
+            raise SnapshotError(f"{what}: corrupt header (sub_hdr_size {sub_blocks}, bitmap_blocks {bitmap_blocks})")
         sub_off = bs
         bitmap_off = (1 + sub_blocks) * bs
         desc_off = bitmap_off + bitmap_blocks * bs
         if bitmap_off > size or desc_off > size:
-            raise SnapshotError(f"{what} is truncated: the header and bitmaps need {desc_off:#x} bytes, "
-                                f"the file has {size:#x}")
+            raise SnapshotError(
+                f"{what} is truncated: the header and bitmaps need {desc_off:#x} bytes, the file has {size:#x}"
+            )
         # the sub header: fields past those of this header version read as 0
         sub = bytearray(_SUB.size)
         have = min(_SUB.size, sub_blocks * bs)
         sub[:have] = buf[sub_off : sub_off + have]
-        (phys_base, dump_level, split, start_pfn, end_pfn, off_vmci, size_vmci, off_note, size_note,
-         off_erase, size_erase, start_pfn64, end_pfn64, max_mapnr64) = _SUB.unpack(sub)
+        (
+            phys_base,
+            dump_level,
+            split,
+            start_pfn,
+            end_pfn,
+            off_vmci,
+            size_vmci,
+            off_note,
+            size_note,
+            off_erase,
+            size_erase,
+            start_pfn64,
+            end_pfn64,
+            max_mapnr64,
+        ) = _SUB.unpack(sub)
         if version < 1:
             dump_level = 0
         if version < 2:
@@ -333,8 +370,9 @@ class DiskDumpFile:
         if not split:
             start_pfn, end_pfn = 0, nbits
         elif not (0 <= start_pfn <= end_pfn <= nbits):
-            raise SnapshotError(f"{what}: split dump pfn range {start_pfn:#x}-{end_pfn:#x} is outside "
-                                f"max_mapnr {nbits:#x}")
+            raise SnapshotError(
+                f"{what}: split dump pfn range {start_pfn:#x}-{end_pfn:#x} is outside max_mapnr {nbits:#x}"
+            )
         self.split = (int(start_pfn), int(end_pfn)) if split else None
         self._start_pfn, self._end_pfn = int(start_pfn), int(end_pfn)
 
@@ -360,8 +398,10 @@ class DiskDumpFile:
         self.incomplete = bool(self.status & DUMP_DH_COMPRESSED_INCOMPLETE)
         if desc_off + ndesc * PAGE_DESC.itemsize > size:
             if not self.incomplete:
-                raise SnapshotError(f"{what} is truncated: {ndesc} page descriptors need bytes up to "
-                                    f"{desc_off + ndesc * PAGE_DESC.itemsize:#x}, the file has {size:#x}")
+                raise SnapshotError(
+                    f"{what} is truncated: {ndesc} page descriptors need bytes up to "
+                    f"{desc_off + ndesc * PAGE_DESC.itemsize:#x}, the file has {size:#x}"
+                )
             ndesc = (size - desc_off) // PAGE_DESC.itemsize
         self._ndesc = ndesc
         self._desc = np.frombuffer(buf, dtype=PAGE_DESC, count=ndesc, offset=desc_off)
@@ -377,7 +417,8 @@ class DiskDumpFile:
                 j = int(np.argmax(bad))
                 raise SnapshotError(
                     f"{what} is truncated: the page descriptor for pfn {self._desc_pfn(i + j):#x} points "
-                    f"at bytes {int(d['offset'][j]):#x}-{int(end[j]):#x}, the file has {size:#x}")
+                    f"at bytes {int(d['offset'][j]):#x}-{int(end[j]):#x}, the file has {size:#x}"
+                )
 
         # segments: runs of RAM pages (1st bitmap)
         segs = [Segment(lo * bs, -1, (hi - lo) * bs, (hi - lo) * bs) for lo, hi in _bit_runs(self._bm1, nbits)]
@@ -408,8 +449,10 @@ class DiskDumpFile:
 
     def _check_area(self, off: int, n: int, name: str) -> None:
         if off < 0 or n < 0 or off + n > self._size:
-            raise SnapshotError(f"{self._what} is truncated: the {name} ({off:#x}+{n:#x}) is past the end "
-                                f"of the file ({self._size:#x} bytes)")
+            raise SnapshotError(
+                f"{self._what} is truncated: the {name} ({off:#x}+{n:#x}) is past the end "
+                f"of the file ({self._size:#x} bytes)"
+            )
 
     def _rank2(self, pfn: int) -> int:
         """Set bits of the 2nd bitmap below ``pfn``."""
@@ -455,7 +498,7 @@ class DiskDumpFile:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "DiskDumpFile":
+    def __enter__(self) -> DiskDumpFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -479,8 +522,7 @@ class DiskDumpFile:
         if slot is not None:
             self._lru.move_to_end(pfn)
             return slot
-        if not (self._bit(self._bm1, pfn) and self._bit(self._bm2, pfn)
-                and self._start_pfn <= pfn < self._end_pfn):
+        if not (self._bit(self._bm1, pfn) and self._bit(self._bm2, pfn) and self._start_pfn <= pfn < self._end_pfn):
             raise self._fault(pfn, paddr)
         idx = self._rank2(pfn) - self._desc_base
         if idx >= self._ndesc:
@@ -504,13 +546,14 @@ class DiskDumpFile:
         if self.incomplete and off == 0:
             raise FaultError(paddr, "page was not written (the dump is incomplete)")
         if off < 0 or n > ps or n == 0 or off + n > self._size:
-            raise SnapshotError(f"{self._what}: corrupt page descriptor at pfn {pfn:#x} "
-                                f"(offset {off:#x}, size {n:#x})")
+            raise SnapshotError(f"{self._what}: corrupt page descriptor at pfn {pfn:#x} (offset {off:#x}, size {n:#x})")
         codec_flags = flags & _CODEC_FLAGS
         if not codec_flags:
             if n != ps:
-                raise SnapshotError(f"{self._what}: corrupt page at pfn {pfn:#x}: stored uncompressed "
-                                    f"with size {n:#x}, not the page size")
+                raise SnapshotError(
+                    f"{self._what}: corrupt page at pfn {pfn:#x}: stored uncompressed "
+                    f"with size {n:#x}, not the page size"
+                )
             dst[:] = np.frombuffer(self.buf, dtype=np.uint8, count=ps, offset=off)
         else:
             data = bytes(self.buf[off : off + n])
@@ -522,11 +565,15 @@ class DiskDumpFile:
         if codec_flags == DUMP_DH_COMPRESSED_ZLIB:
             codec, dec = "zlib", _zlib_decode
         else:
-            codec = {DUMP_DH_COMPRESSED_LZO: "lzo", DUMP_DH_COMPRESSED_SNAPPY: "snappy",
-                     DUMP_DH_COMPRESSED_ZSTD: "zstd"}.get(codec_flags, "")
+            codec = {
+                DUMP_DH_COMPRESSED_LZO: "lzo",
+                DUMP_DH_COMPRESSED_SNAPPY: "snappy",
+                DUMP_DH_COMPRESSED_ZSTD: "zstd",
+            }.get(codec_flags, "")
             if not codec:
-                raise SnapshotError(f"{self._what}: corrupt page descriptor at pfn {pfn:#x} "
-                                    f"(compression flags {codec_flags:#x})")
+                raise SnapshotError(
+                    f"{self._what}: corrupt page descriptor at pfn {pfn:#x} (compression flags {codec_flags:#x})"
+                )
             if codec not in self._decoders:
                 self._decoders[codec] = _load_decoder(codec)
             dec = self._decoders[codec]
@@ -534,13 +581,16 @@ class DiskDumpFile:
                 raise _codec_error(self._what, pfn, codec)
         try:
             out = dec(data, ps)
-        except Exception as e:  # noqa: BLE001 - every codec has its own exception types
+        except Exception as e:
             msg = str(e).splitlines()[0][:80] if str(e) else type(e).__name__
-            raise SnapshotError(f"{self._what}: corrupt compressed page at pfn {pfn:#x} "
-                                f"({pfn}; {codec}: {msg})") from None
+            raise SnapshotError(
+                f"{self._what}: corrupt compressed page at pfn {pfn:#x} ({pfn}; {codec}: {msg})"
+            ) from None
         if len(out) != ps:
-            raise SnapshotError(f"{self._what}: corrupt compressed page at pfn {pfn:#x} ({pfn}; {codec} "
-                                f"yields {len(out)} bytes, not {ps})")
+            raise SnapshotError(
+                f"{self._what}: corrupt compressed page at pfn {pfn:#x} ({pfn}; {codec} "
+                f"yields {len(out)} bytes, not {ps})"
+            )
         return out
 
     def _page(self, pfn: int, paddr: int) -> np.ndarray:
@@ -556,8 +606,7 @@ class DiskDumpFile:
     def is_dumped(self, paddr: int) -> bool:
         """RAM whose page is in this file (not filtered out, not in another split part)."""
         pfn = paddr // self.page_size
-        return (self._bit(self._bm1, pfn) and self._bit(self._bm2, pfn)
-                and self._start_pfn <= pfn < self._end_pfn)
+        return self._bit(self._bm1, pfn) and self._bit(self._bm2, pfn) and self._start_pfn <= pfn < self._end_pfn
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         """``size`` bytes of physical memory at ``paddr``; FaultError outside RAM or for
@@ -705,9 +754,11 @@ class DiskDumpFile:
     def dumped_ranges(self) -> list[tuple[int, int]]:
         """Physical ranges whose pages are in this file (2nd bitmap, split range)."""
         ps = self.page_size
-        return [(max(lo, self._start_pfn) * ps, min(hi, self._end_pfn) * ps)
-                for lo, hi in _bit_runs(self._bm1 & self._bm2, self.max_mapnr)
-                if min(hi, self._end_pfn) > max(lo, self._start_pfn)]
+        return [
+            (max(lo, self._start_pfn) * ps, min(hi, self._end_pfn) * ps)
+            for lo, hi in _bit_runs(self._bm1 & self._bm2, self.max_mapnr)
+            if min(hi, self._end_pfn) > max(lo, self._start_pfn)
+        ]
 
 
 def open_core(path: str | os.PathLike, **kwargs: Any) -> CoreFile | DiskDumpFile:

@@ -19,15 +19,19 @@ from mmintro.cache import cache_dir
 from mmintro.reader.diskdump import open_core
 from mmintro.reader.elf import Symbol, SymbolTable
 from mmintro.reader.errors import FaultError, SnapshotError
-from mmintro.reader.kallsyms import (decode_kallsyms_names, kallsyms_addresses, kallsyms_names_blob,
-                                     parse_system_map, symbols_from_table)
+from mmintro.reader.kallsyms import (
+    decode_kallsyms_names,
+    kallsyms_addresses,
+    kallsyms_names_blob,
+    parse_system_map,
+    symbols_from_table,
+)
 from mmintro.reader.program import Program
 from mmintro.reader.x86_pgtable import START_KERNEL_MAP
 
 __all__ = ["open_dump"]
 
 _KALLSYMS_CACHE_VERSION = 1
-
 
 
 def _kallsyms_cached(info: dict[str, str], read: Any, what: str) -> list[Symbol]:
@@ -47,16 +51,20 @@ def _kallsyms_cached(info: dict[str, str], read: Any, what: str) -> list[Symbol]
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}")
-            tmp.write_bytes(gzip.compress(json.dumps(
-                {"version": _KALLSYMS_CACHE_VERSION, "names": names, "letters": letters}).encode(), 1))
+            tmp.write_bytes(
+                gzip.compress(
+                    json.dumps({"version": _KALLSYMS_CACHE_VERSION, "names": names, "letters": letters}).encode(), 1
+                )
+            )
             os.replace(tmp, path)
         except OSError:
             pass
     return symbols_from_table(names, list(letters), kallsyms_addresses(info, read, len(names)))
 
 
-def open_dump(core_path: str | os.PathLike, kernel: str | os.PathLike,
-              system_map: str | os.PathLike | None = None) -> Program:
+def open_dump(
+    core_path: str | os.PathLike, kernel: str | os.PathLike, system_map: str | os.PathLike | None = None
+) -> Program:
     """Open a real kernel's dump with its kernel image (a bzImage or a vmlinux ELF with .BTF).
 
     :raises SnapshotError: one line naming what is wrong (missing files, a dump of another
@@ -97,8 +105,9 @@ def open_dump(core_path: str | os.PathLike, kernel: str | os.PathLike,
                 text = Path(system_map).read_text(errors="replace")
             except OSError as e:
                 raise SnapshotError(f"System.map {os.fspath(system_map)!r}: {e.strerror}") from None
-            syms = parse_system_map(text, int(info.get("KERNELOFFSET", "0"), 16),
-                                    f"System.map {os.fspath(system_map)!r}")
+            syms = parse_system_map(
+                text, int(info.get("KERNELOFFSET", "0"), 16), f"System.map {os.fspath(system_map)!r}"
+            )
         else:
             syms = _kallsyms_cached(info, read_image, what)
         # VMCOREINFO names a few symbols kallsyms does not have (swapper_pg_dir is a #define

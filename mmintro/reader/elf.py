@@ -12,8 +12,9 @@ import bisect
 import mmap
 import os
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple
 
 from mmintro.reader.errors import SnapshotError
 
@@ -81,8 +82,22 @@ def parse_header(buf: mmap.mmap | bytes, what: str, types: tuple[int, ...]) -> E
     size = len(buf)
     if size < EHDR.size:
         raise SnapshotError(f"{what} is truncated: {size} bytes, shorter than an ELF header")
-    (ident, e_type, e_machine, e_version, _entry, phoff, shoff, _flags, ehsize, phentsize, phnum,
-     shentsize, shnum, shstrndx) = EHDR.unpack_from(buf, 0)
+    (
+        ident,
+        e_type,
+        e_machine,
+        e_version,
+        _entry,
+        phoff,
+        shoff,
+        _flags,
+        ehsize,
+        phentsize,
+        phnum,
+        shentsize,
+        shnum,
+        shstrndx,
+    ) = EHDR.unpack_from(buf, 0)
     if ident[:4] != b"\x7fELF":
         raise SnapshotError(f"{what} is not an ELF file (bad magic {ident[:4]!r})")
     if ident[4] != 2:
@@ -111,17 +126,13 @@ def parse_header(buf: mmap.mmap | bytes, what: str, types: tuple[int, ...]) -> E
         raise SnapshotError(f"{what}: PN_XNUM program header count without section header 0")
     if shnum or phnum == PN_XNUM:
         if shoff + SHDR.size > size:
-            raise SnapshotError(
-                f"{what} is truncated: section headers at {shoff:#x} lie beyond the end ({size:#x})"
-            )
+            raise SnapshotError(f"{what} is truncated: section headers at {shoff:#x} lie beyond the end ({size:#x})")
         if phnum == PN_XNUM:  # the real count is in section 0's sh_info
             phnum = SHDR.unpack_from(buf, shoff)[7]
         if shnum == 0:
             shnum = SHDR.unpack_from(buf, shoff)[5]
         if shoff + shnum * SHDR.size > size:
-            raise SnapshotError(
-                f"{what} is truncated: {shnum} section headers at {shoff:#x} end beyond {size:#x}"
-            )
+            raise SnapshotError(f"{what} is truncated: {shnum} section headers at {shoff:#x} end beyond {size:#x}")
     if phoff + phnum * PHDR.size > size:
         raise SnapshotError(
             f"{what} is truncated: {phnum} program headers at {phoff:#x} end beyond the file ({size:#x} bytes)"
@@ -231,7 +242,9 @@ class ElfFile:
         if link >= len(self.sections):
             raise SnapshotError(f"{self.what}: .symtab string table index {link} out of range")
         strs = self.sections[link]
-        return parse_symtab(self.buf, symtab.offset, symtab.size, bytes(self.buf[strs.offset : strs.offset + strs.size]))
+        return parse_symtab(
+            self.buf, symtab.offset, symtab.size, bytes(self.buf[strs.offset : strs.offset + strs.size])
+        )
 
 
 def parse_symtab(buf: Any, offset: int, size: int, strtab: bytes) -> list[Symbol]:

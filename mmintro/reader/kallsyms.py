@@ -16,18 +16,31 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from mmintro.reader.elf import Symbol
 from mmintro.reader.errors import SnapshotError
 
-__all__ = ["KALLSYMS_KEYS", "read_kallsyms", "kallsyms_names_blob", "decode_kallsyms_names",
-           "kallsyms_addresses", "parse_system_map", "symbols_from_table"]
+__all__ = [
+    "KALLSYMS_KEYS",
+    "read_kallsyms",
+    "kallsyms_names_blob",
+    "decode_kallsyms_names",
+    "kallsyms_addresses",
+    "parse_system_map",
+    "symbols_from_table",
+]
 
-KALLSYMS_KEYS = ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table", "kallsyms_token_index",
-                 "kallsyms_offsets", "kallsyms_relative_base")
+KALLSYMS_KEYS = (
+    "kallsyms_names",
+    "kallsyms_num_syms",
+    "kallsyms_token_table",
+    "kallsyms_token_index",
+    "kallsyms_offsets",
+    "kallsyms_relative_base",
+)
 _MAX_SYMS = 4_000_000  # far above any kernel's (Debian 6.18: ~200k); bounds a corrupt count
 _MAX_NAMES_BYTES = 64 << 20
 
@@ -35,8 +48,11 @@ _MAX_NAMES_BYTES = 64 << 20
 def _text_ranges(names: list[str], addresses: list[int]) -> list[tuple[int, int]]:
     """[_stext, _etext) and [_sinittext, _einittext): where functions are."""
     at = {n: a for n, a in zip(names, addresses) if n in ("_stext", "_etext", "_sinittext", "_einittext")}
-    return [(at[a], at[b]) for a, b in (("_stext", "_etext"), ("_sinittext", "_einittext"))
-            if a in at and b in at and at[a] < at[b]]
+    return [
+        (at[a], at[b])
+        for a, b in (("_stext", "_etext"), ("_sinittext", "_einittext"))
+        if a in at and b in at and at[a] < at[b]
+    ]
 
 
 def symbols_from_table(names: list[str], letters: list[str], addresses: list[int]) -> list[Symbol]:
@@ -75,16 +91,19 @@ def kallsyms_names_blob(vmcoreinfo: dict[str, str], read: Callable[[int, int], b
     for key in KALLSYMS_KEYS:
         v = vmcoreinfo.get(f"SYMBOL({key})")
         if v is None:
-            raise SnapshotError(f"{what}: VMCOREINFO has no SYMBOL({key}) (a kernel before 6.0, or one "
-                                f"without CONFIG_KALLSYMS): give --system-map")
+            raise SnapshotError(
+                f"{what}: VMCOREINFO has no SYMBOL({key}) (a kernel before 6.0, or one "
+                f"without CONFIG_KALLSYMS): give --system-map"
+            )
         addr[key] = int(v, 16)
     after = [a for a in addr.values() if a > addr["kallsyms_names"]]
     span = min(after) - addr["kallsyms_names"] if after else 4 << 20
     return read(addr["kallsyms_names"], max(1, min(span, _MAX_NAMES_BYTES)))
 
 
-def decode_kallsyms_names(vmcoreinfo: dict[str, str], read: Callable[[int, int], bytes], blob: bytes,
-                          what: str) -> tuple[list[str], str]:
+def decode_kallsyms_names(
+    vmcoreinfo: dict[str, str], read: Callable[[int, int], bytes], blob: bytes, what: str
+) -> tuple[list[str], str]:
     """(names, type letters) of every kallsyms entry, in table order."""
     num = struct.unpack("<I", read(int(vmcoreinfo["SYMBOL(kallsyms_num_syms)"], 16), 4))[0]
     if not 0 < num <= _MAX_SYMS:
@@ -115,7 +134,7 @@ def decode_kallsyms_names(vmcoreinfo: dict[str, str], read: Callable[[int, int],
             pos += 1
         if ln == 0 or pos + ln > n:
             raise SnapshotError(f"{what}: kallsyms_names entry {i} is corrupt (length {ln})")
-        s = join([tokens[b] for b in blob[pos:pos + ln]])
+        s = join([tokens[b] for b in blob[pos : pos + ln]])
         pos += ln
         letters.append(s[0])
         names.append(s[1:])
@@ -152,6 +171,8 @@ def parse_system_map(text: str, kernel_offset: int, what: str) -> list[Symbol]:
         letters.append(m.group(2))
         addrs.append((a + kernel_offset) & 0xFFFFFFFFFFFFFFFF if a >= 0xFFFFFFFF80000000 else a)
     if len(names) < 100:
-        raise SnapshotError(f"{what} is not a System.map (found {len(names)} symbols; Debian's package "
-                            f"ships a placeholder, the real one is in the -dbg package)")
+        raise SnapshotError(
+            f"{what} is not a System.map (found {len(names)} symbols; Debian's package "
+            f"ships a placeholder, the real one is in the -dbg package)"
+        )
     return symbols_from_table(names, letters, addrs)

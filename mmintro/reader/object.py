@@ -11,7 +11,8 @@ follows drgn's: ``member_``/attribute access, indexing, ``value_()``, ``read_()`
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from mmintro.types.typedata import Type, TypeError_
 
@@ -52,7 +53,7 @@ class Object:
 
     def __init__(
         self,
-        prog: "Program",
+        prog: Program,
         type: Type | str,
         value: Any = None,
         *,
@@ -138,7 +139,7 @@ class Object:
             return bool(v)
         return v
 
-    def read_(self) -> "Object":
+    def read_(self) -> Object:
         """A value copy of a reference (reads memory once); values return themselves."""
         if self.address_ is None:
             return self
@@ -153,7 +154,7 @@ class Object:
         return self._bytes()
 
     # -- members and elements --------------------------------------------------------------
-    def member_(self, name: str) -> "Object":
+    def member_(self, name: str) -> Object:
         """A member by name (or a designator like ``node_zones[1].spanned_pages``).
         Pointers to structs are dereferenced first, like drgn's ``ptr.member``."""
         base = self
@@ -168,10 +169,13 @@ class Object:
             bit, bsize, mt = r.member(name)
         return base._sub(bit, bsize, mt)
 
-    def _sub(self, bit: int, bsize: int, mt: Type) -> "Object":
+    def _sub(self, bit: int, bsize: int, mt: Type) -> Object:
         if self.address_ is not None:
             return Object(
-                self.prog_, mt, address=self.address_ + bit // 8, bit_offset=bit % 8 if bsize else 0,
+                self.prog_,
+                mt,
+                address=self.address_ + bit // 8,
+                bit_offset=bit % 8 if bsize else 0,
                 bit_field_size=bsize,
             )
         buf: bytes = self._value
@@ -188,7 +192,7 @@ class Object:
             return Object(self.prog_, mt, struct.unpack(_FLOAT[mr.size], sub)[0])
         return Object(self.prog_, mt, sub)
 
-    def __getattr__(self, name: str) -> "Object":
+    def __getattr__(self, name: str) -> Object:
         if name.startswith("__") and name.endswith("__"):
             raise AttributeError(name)
         try:
@@ -203,7 +207,7 @@ class Object:
         extra = _member_names(r) if r.kind in ("struct", "union") else []
         return sorted(set(super().__dir__()) | set(extra))
 
-    def __getitem__(self, i: int) -> "Object":
+    def __getitem__(self, i: int) -> Object:
         r = self._r
         i = int(i)
         if r.kind == "array":
@@ -214,7 +218,7 @@ class Object:
             return Object(self.prog_, r.target, address=self.value_() + i * _pointee_size(r))
         raise TypeError(f"{self.type_.spelling()} is not an array or pointer")
 
-    def deref_(self) -> "Object":
+    def deref_(self) -> Object:
         """``*ptr``: a reference to the pointed-to object."""
         if self._r.kind != "ptr":
             raise TypeError(f"cannot dereference {self.type_.spelling()}")
@@ -223,7 +227,7 @@ class Object:
 
     deref = deref_
 
-    def address_of_(self) -> "Object":
+    def address_of_(self) -> Object:
         """``&obj`` as a pointer object."""
         if self.address_ is None:
             raise ValueError("cannot take the address of a value")
@@ -231,7 +235,7 @@ class Object:
             raise ValueError("cannot take the address of a bit field")
         return Object(self.prog_, self.prog_.types.pointer_to(self.type_), self.address_)
 
-    def __iter__(self) -> Iterator["Object"]:
+    def __iter__(self) -> Iterator[Object]:
         if self._r.kind != "array":
             raise TypeError(f"{self.type_.spelling()} is not iterable")
         return (self[i] for i in range(self._r.nelems))
@@ -314,7 +318,7 @@ class Object:
             a = self.prog_.type("int")
         return a
 
-    def _arith(self, other: Any, op: str, reflected: bool = False) -> "Object":
+    def _arith(self, other: Any, op: str, reflected: bool = False) -> Object:
         r = self._r
         ov = other.value_() if isinstance(other, Object) else other
         if not isinstance(ov, int):
@@ -337,34 +341,72 @@ class Object:
         if reflected:
             a, b = b, a
         v = {
-            "+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "//": lambda: int(a / b),
-            "%": lambda: a - int(a / b) * b, "&": lambda: a & b, "|": lambda: a | b, "^": lambda: a ^ b,
-            "<<": lambda: a << b, ">>": lambda: a >> b,
+            "+": lambda: a + b,
+            "-": lambda: a - b,
+            "*": lambda: a * b,
+            "//": lambda: int(a / b),
+            "%": lambda: a - int(a / b) * b,
+            "&": lambda: a & b,
+            "|": lambda: a | b,
+            "^": lambda: a ^ b,
+            "<<": lambda: a << b,
+            ">>": lambda: a >> b,
         }[op]()
         t = self.type_ if r.kind == "ptr" else self._result_type(other)
         return Object(self.prog_, t, v)
 
-    def __add__(self, o: Any) -> "Object": return self._arith(o, "+")
-    def __radd__(self, o: Any) -> "Object": return self._arith(o, "+", True)
-    def __sub__(self, o: Any) -> "Object": return self._arith(o, "-")
-    def __rsub__(self, o: Any) -> "Object": return self._arith(o, "-", True)
-    def __mul__(self, o: Any) -> "Object": return self._arith(o, "*")
-    def __rmul__(self, o: Any) -> "Object": return self._arith(o, "*", True)
-    def __floordiv__(self, o: Any) -> "Object": return self._arith(o, "//")
-    def __truediv__(self, o: Any) -> "Object": return self._arith(o, "//")
-    def __mod__(self, o: Any) -> "Object": return self._arith(o, "%")
-    def __and__(self, o: Any) -> "Object": return self._arith(o, "&")
-    def __rand__(self, o: Any) -> "Object": return self._arith(o, "&", True)
-    def __or__(self, o: Any) -> "Object": return self._arith(o, "|")
-    def __ror__(self, o: Any) -> "Object": return self._arith(o, "|", True)
-    def __xor__(self, o: Any) -> "Object": return self._arith(o, "^")
-    def __lshift__(self, o: Any) -> "Object": return self._arith(o, "<<")
-    def __rshift__(self, o: Any) -> "Object": return self._arith(o, ">>")
+    def __add__(self, o: Any) -> Object:
+        return self._arith(o, "+")
 
-    def __neg__(self) -> "Object":
+    def __radd__(self, o: Any) -> Object:
+        return self._arith(o, "+", True)
+
+    def __sub__(self, o: Any) -> Object:
+        return self._arith(o, "-")
+
+    def __rsub__(self, o: Any) -> Object:
+        return self._arith(o, "-", True)
+
+    def __mul__(self, o: Any) -> Object:
+        return self._arith(o, "*")
+
+    def __rmul__(self, o: Any) -> Object:
+        return self._arith(o, "*", True)
+
+    def __floordiv__(self, o: Any) -> Object:
+        return self._arith(o, "//")
+
+    def __truediv__(self, o: Any) -> Object:
+        return self._arith(o, "//")
+
+    def __mod__(self, o: Any) -> Object:
+        return self._arith(o, "%")
+
+    def __and__(self, o: Any) -> Object:
+        return self._arith(o, "&")
+
+    def __rand__(self, o: Any) -> Object:
+        return self._arith(o, "&", True)
+
+    def __or__(self, o: Any) -> Object:
+        return self._arith(o, "|")
+
+    def __ror__(self, o: Any) -> Object:
+        return self._arith(o, "|", True)
+
+    def __xor__(self, o: Any) -> Object:
+        return self._arith(o, "^")
+
+    def __lshift__(self, o: Any) -> Object:
+        return self._arith(o, "<<")
+
+    def __rshift__(self, o: Any) -> Object:
+        return self._arith(o, ">>")
+
+    def __neg__(self) -> Object:
         return Object(self.prog_, self._result_type(None), -self.value_())
 
-    def __invert__(self) -> "Object":
+    def __invert__(self) -> Object:
         return Object(self.prog_, self._result_type(None), ~self.value_())
 
     # -- display -------------------------------------------------------------------------------
@@ -475,8 +517,14 @@ def reinterpret(type: Type | str, obj: Object) -> Object:
     if obj.address_ is not None:
         return Object(prog, t, address=obj.address_)
     buf = obj._bytes()
-    return Object(prog, t, address=None, value=buf[: t.size] if t.resolved().kind in ("struct", "union", "array")
-                  else int.from_bytes(buf[: t.size], "little"))
+    return Object(
+        prog,
+        t,
+        address=None,
+        value=buf[: t.size]
+        if t.resolved().kind in ("struct", "union", "array")
+        else int.from_bytes(buf[: t.size], "little"),
+    )
 
 
 def container_of(ptr: Object, type: Type | str, member: str) -> Object:
@@ -487,6 +535,6 @@ def container_of(ptr: Object, type: Type | str, member: str) -> Object:
     return Object(prog, prog.types.pointer_to(t), int(ptr) - off)
 
 
-def NULL(prog: "Program", type: Type | str) -> Object:
+def NULL(prog: Program, type: Type | str) -> Object:
     """A null pointer of the given type."""
     return Object(prog, type, 0)

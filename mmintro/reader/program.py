@@ -14,7 +14,8 @@ import json
 import os
 import struct
 import zlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from mmintro.reader.core import CoreFile
 from mmintro.reader.diskdump import KDUMP_SIGNATURE, MDF_SIGNATURE, DiskDumpFile
@@ -40,16 +41,40 @@ def _load_types_section(blob: bytes | None, what: str) -> TypeDB:
             doc = json.loads(gzip.decompress(blob))
             check_types_doc(doc)
             db = TypeDB(doc)
-        except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError,
-                zlib.error) as e:  # (a flipped bit, a bad index, a 5,000-deep array: never trusted)
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            AttributeError,
+            RecursionError,
+            zlib.error,
+        ) as e:  # (a flipped bit, a bad index, a 5,000-deep array: never trusted)
             msg = " ".join(str(e).split())[:200] or type(e).__name__
             raise SnapshotError(f"{what}: corrupt .mmintro.types section ({msg})") from None
         _TYPES_CACHE[key] = db
     return db
 
 
-_KINDS = {"int", "float", "ptr", "array", "struct", "union", "enum", "typedef", "const", "volatile", "restrict",
-          "func_proto", "fwd", "void", "typedef_transparent"}
+_KINDS = {
+    "int",
+    "float",
+    "ptr",
+    "array",
+    "struct",
+    "union",
+    "enum",
+    "typedef",
+    "const",
+    "volatile",
+    "restrict",
+    "func_proto",
+    "fwd",
+    "void",
+    "typedef_transparent",
+}
 
 
 def check_types_doc(doc: Any) -> None:
@@ -57,7 +82,11 @@ def check_types_doc(doc: Any) -> None:
     must not trust) is well formed: every index in range, every size and offset a sane
     integer, no type containing itself (through members, arrays, typedefs or qualifiers) and
     no pointer or qualifier chain looping back (those would recurse or loop for ever)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("types"), list) or not isinstance(doc.get("variables"), list):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("types"), list)
+        or not isinstance(doc.get("variables"), list)
+    ):
         raise ValueError("not a type-data document")
     types = doc["types"]
     n = len(types)
@@ -128,8 +157,14 @@ def check_types_doc(doc: Any) -> None:
 class Program:
     """A kernel snapshot: memory, symbols and types (drgn's ``Program`` for mmintro)."""
 
-    def __init__(self, core: CoreFile | DiskDumpFile, vmlinux: ElfFile | None, types: TypeDB,
-                 symbols: SymbolTable | None = None, kernel_image: Any = None) -> None:
+    def __init__(
+        self,
+        core: CoreFile | DiskDumpFile,
+        vmlinux: ElfFile | None,
+        types: TypeDB,
+        symbols: SymbolTable | None = None,
+        kernel_image: Any = None,
+    ) -> None:
         self.core = core
         self.vmlinux = vmlinux
         self.kernel_image = kernel_image  # a real dump's KernelImage (None for snapshots)
@@ -145,11 +180,14 @@ class Program:
         # x86-64's KASLR moves the kernel within its 1 GiB image space; phys_base is the signed
         # difference between where the kernel was loaded and where it was linked to load (printed
         # with %ld: negative when KASLR put it lower), within the 52-bit physical address space
-        for key, v, low, limit in (("KERNELOFFSET", self.kernel_offset, 0, 1 << 32),
-                                   ("NUMBER(phys_base)", self.phys_base, -(1 << 52), 1 << 52)):
+        for key, v, low, limit in (
+            ("KERNELOFFSET", self.kernel_offset, 0, 1 << 32),
+            ("NUMBER(phys_base)", self.phys_base, -(1 << 52), 1 << 52),
+        ):
             if not low <= v < limit:
-                raise SnapshotError(f"{core.path!r}: VMCOREINFO {key} {v:#x} is impossible "
-                                    f"(not in {low:#x}..{limit:#x})")
+                raise SnapshotError(
+                    f"{core.path!r}: VMCOREINFO {key} {v:#x} is impossible (not in {low:#x}..{limit:#x})"
+                )
         if symbols is None:
             assert vmlinux is not None
             symbols = SymbolTable(vmlinux.symbols, self.kernel_offset)
@@ -170,7 +208,7 @@ class Program:
     def close(self) -> None:
         self.core.close()
 
-    def __enter__(self) -> "Program":
+    def __enter__(self) -> Program:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -259,9 +297,7 @@ class Program:
                 return self.core.read_phys(phys, size)
             except FaultError as e:
                 raise FaultError(vaddr, f"{e.message} (physical {phys:#x})") from None
-        return b"".join(
-            self.core.read_phys(p, n) for _, p, n in self.translate_range(vaddr, size, pgd_phys)
-        )
+        return b"".join(self.core.read_phys(p, n) for _, p, n in self.translate_range(vaddr, size, pgd_phys))
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         return self.core.read_phys(paddr, size)

@@ -156,12 +156,25 @@ def build_synthetic(directory: str | os.PathLike, name: str = "synthetic", list_
     cursor[0] = 0x2000
     pgd_virt, pgd = glob("swapper_pg_dir", 4096)
     cursor[0] = 0x3000
-    for var in ("page_offset_base", "vmalloc_base", "vmemmap_base", "phys_base", "max_pfn", "min_low_pfn",
-                "mem_section", "__highest_present_section_nr", "nr_node_ids", "_totalram_pages",
-                "node_states", "node_data", "init_mm", "slab_caches"):
+    for var in (
+        "page_offset_base",
+        "vmalloc_base",
+        "vmemmap_base",
+        "phys_base",
+        "max_pfn",
+        "min_low_pfn",
+        "mem_section",
+        "__highest_present_section_nr",
+        "nr_node_ids",
+        "_totalram_pages",
+        "node_states",
+        "node_data",
+        "init_mm",
+        "slab_caches",
+    ):
         glob(var)
     sym = syn.symbols
-    ph = lambda v: v - START_KERNEL_MAP  # noqa: E731  image virt -> phys (phys_base 0)
+    ph = lambda v: v - START_KERNEL_MAP
 
     def g(var: str, path: str, value: int) -> None:
         t = T.var_type(var)
@@ -223,8 +236,16 @@ def build_synthetic(directory: str | os.PathLike, name: str = "synthetic", list_
     # -- struct pages of RAM pfns
     page_t = T.struct("page")
     psz = page_t.size
-    dt = T.dtype("page", {"flags": "flags", "page_type": "page_type", "refcount": "_refcount",
-                          "private": "private", "compound_head": "compound_head"})
+    dt = T.dtype(
+        "page",
+        {
+            "flags": "flags",
+            "page_type": "page_type",
+            "refcount": "_refcount",
+            "private": "private",
+            "compound_head": "compound_head",
+        },
+    )
     pages = m.buf[VMEMMAP_PHYS : VMEMMAP_PHYS + 32768 * psz].view(dt)
     ram_pfn = np.zeros(32768, dtype=bool)
     for s, e in RAM:
@@ -232,7 +253,7 @@ def build_synthetic(directory: str | os.PathLike, name: str = "synthetic", list_
     pages["page_type"][ram_pfn] = 0xFFFFFFFF  # _mapcount -1: untyped
     pages["refcount"][ram_pfn] = 1
     reserved = 1 << T.const("PG_reserved")
-    pages["flags"][: 0x100] |= reserved
+    pages["flags"][:0x100] |= reserved
     pages["flags"][IMAGE_PHYS >> 12 : (IMAGE_PHYS >> 12) + 0x400] |= reserved
     buddy = 0x2800
     pages["page_type"][buddy] = T.const("PGTY_buddy") << 24
@@ -275,7 +296,7 @@ def build_synthetic(directory: str | os.PathLike, name: str = "synthetic", list_
     head_phys = ph(sym["slab_caches"])
     caches = [m.alloc(kc.size, 64) for _ in range(list_len)]
     nodes = [head_phys] + [c + list_off for c in caches]
-    virt = lambda p: (sym["slab_caches"] if p == head_phys else PAGE_OFFSET + p)  # noqa: E731
+    virt = lambda p: sym["slab_caches"] if p == head_phys else PAGE_OFFSET + p
     for i, node in enumerate(nodes):
         nxt, prv = nodes[(i + 1) % len(nodes)], nodes[i - 1]
         m.set(node, "list_head", "next", virt(nxt))
@@ -294,34 +315,39 @@ def build_synthetic(directory: str | os.PathLike, name: str = "synthetic", list_
 
     # -- VMCOREINFO and files
     syn.symbols["vmemmap_populate"] = IMAGE_VIRT + 0x100
-    info = "\n".join([
-        "OSRELEASE=6.18.0-mmintro-synthetic",
-        f"BUILD-ID={syn.build_id.hex()}",
-        "PAGESIZE=4096",
-        f"SYMBOL(swapper_pg_dir)={sym['swapper_pg_dir']:x}",
-        f"SYMBOL(init_mm)={sym['init_mm']:x}",
-        f"SYMBOL(mem_section)={sym['mem_section']:x}",
-        "LENGTH(mem_section)=2048",
-        f"SIZE(mem_section)={ms.size}",
-        f"OFFSET(mem_section.section_mem_map)={ms.offsetof('section_mem_map')}",
-        f"SIZE(page)={psz}",
-        "NUMBER(SECTION_SIZE_BITS)=27",
-        "NUMBER(MAX_PHYSMEM_BITS)=46",
-        # vmcore_info.c: PAGE_SLAB_MAPCOUNT_VALUE = PGTY_slab << 24, an int, printed with %ld
-        f"NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)={(T.const('PGTY_slab') << 24) - (1 << 32)}",
-        "NUMBER(phys_base)=0",
-        "KERNELOFFSET=0",
-        "",
-    ])
+    info = "\n".join(
+        [
+            "OSRELEASE=6.18.0-mmintro-synthetic",
+            f"BUILD-ID={syn.build_id.hex()}",
+            "PAGESIZE=4096",
+            f"SYMBOL(swapper_pg_dir)={sym['swapper_pg_dir']:x}",
+            f"SYMBOL(init_mm)={sym['init_mm']:x}",
+            f"SYMBOL(mem_section)={sym['mem_section']:x}",
+            "LENGTH(mem_section)=2048",
+            f"SIZE(mem_section)={ms.size}",
+            f"OFFSET(mem_section.section_mem_map)={ms.offsetof('section_mem_map')}",
+            f"SIZE(page)={psz}",
+            "NUMBER(SECTION_SIZE_BITS)=27",
+            "NUMBER(MAX_PHYSMEM_BITS)=46",
+            # vmcore_info.c: PAGE_SLAB_MAPCOUNT_VALUE = PGTY_slab << 24, an int, printed with %ld
+            f"NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)={(T.const('PGTY_slab') << 24) - (1 << 32)}",
+            "NUMBER(phys_base)=0",
+            "KERNELOFFSET=0",
+            "",
+        ]
+    )
     syn.values["vmcoreinfo"] = info
     runs = nonzero_runs(m.buf)
     # GDB alias for the kernel image (the reader must ignore it)
-    write_vmcore(path + ".vmcore", runs, info, ram_ranges=RAM,
-                 aliases=[(IMAGE_VIRT, IMAGE_PHYS, 4 * MiB)])
+    write_vmcore(path + ".vmcore", runs, info, ram_ranges=RAM, aliases=[(IMAGE_VIRT, IMAGE_PHYS, 4 * MiB)])
     symbols = [
-        Symbol(n, a, T.var_type(n).size if n != "vmemmap_populate" else 16,
-               "func" if n == "vmemmap_populate" else "object",
-               None if n == "vmemmap_populate" else T.var_type(n))
+        Symbol(
+            n,
+            a,
+            T.var_type(n).size if n != "vmemmap_populate" else 16,
+            "func" if n == "vmemmap_populate" else "object",
+            None if n == "vmemmap_populate" else T.var_type(n),
+        )
         for n, a in syn.symbols.items()
     ]
     write_vmlinux(path + ".vmlinux", T, symbols, syn.build_id, sections={".mmintro.types": dump_types_section(T)})

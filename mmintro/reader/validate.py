@@ -37,7 +37,8 @@ snapshot (``mmintro verify``).  Every walk is bounded.  The rules are the kernel
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from mmintro.reader.errors import FaultError, ValidationError
 from mmintro.reader.object import Object
@@ -129,29 +130,57 @@ def check_zone(zone: Object) -> list[Finding]:
     managed = _atomic(zone.managed_pages)
     start = zone.zone_start_pfn.value_()
     if present > spanned:
-        out.append(Finding("zone", where, f"present_pages {present} > spanned_pages {spanned}",
-                           "mm/mm_init.c calculate_node_totalpages(): present = spanned - holes"))
+        out.append(
+            Finding(
+                "zone",
+                where,
+                f"present_pages {present} > spanned_pages {spanned}",
+                "mm/mm_init.c calculate_node_totalpages(): present = spanned - holes",
+            )
+        )
     if managed < 0 or managed > present:
-        out.append(Finding("zone", where, f"managed_pages {managed} is not in 0..present_pages {present}",
-                           "mm/page_alloc.c: managed pages are present pages given to the buddy allocator "
-                           "(adjust_managed_page_count)"))
+        out.append(
+            Finding(
+                "zone",
+                where,
+                f"managed_pages {managed} is not in 0..present_pages {present}",
+                "mm/page_alloc.c: managed pages are present pages given to the buddy allocator "
+                "(adjust_managed_page_count)",
+            )
+        )
     if spanned:
         pgdat = zone.zone_pgdat
         nstart, nspan = pgdat.node_start_pfn.value_(), pgdat.node_spanned_pages.value_()
         if start < nstart or start + spanned > nstart + nspan:
-            out.append(Finding("zone", where, f"pfns {start:#x}-{start + spanned:#x} outside node pfns "
-                               f"{nstart:#x}-{nstart + nspan:#x}",
-                               "mm/mm_init.c free_area_init_core(): a zone lies inside its node's span"))
+            out.append(
+                Finding(
+                    "zone",
+                    where,
+                    f"pfns {start:#x}-{start + spanned:#x} outside node pfns {nstart:#x}-{nstart + nspan:#x}",
+                    "mm/mm_init.c free_area_init_core(): a zone lies inside its node's span",
+                )
+            )
     wm = prog.types.enum("zone_watermarks")
     marks = [zone._watermark[wm[w]].value_() for w in ("WMARK_MIN", "WMARK_LOW", "WMARK_HIGH", "WMARK_PROMO")]
     if marks != sorted(marks):
-        out.append(Finding("zone", where, "watermarks min/low/high/promo " + "/".join(map(str, marks))
-                           + " are not increasing", "mm/page_alloc.c __setup_per_zone_wmarks(): low = min + tmp, "
-                           "high = low + tmp, promo = high + tmp"))
+        out.append(
+            Finding(
+                "zone",
+                where,
+                "watermarks min/low/high/promo " + "/".join(map(str, marks)) + " are not increasing",
+                "mm/page_alloc.c __setup_per_zone_wmarks(): low = min + tmp, high = low + tmp, promo = high + tmp",
+            )
+        )
     free = _atomic(zone.vm_stat[prog.types.const("NR_FREE_PAGES")])
     if present and managed >= 0 and free > managed:
-        out.append(Finding("zone", where, f"NR_FREE_PAGES {free} > managed_pages {managed}",
-                           "free pages are managed pages (mm/page_alloc.c __mod_zone_freepage_state)"))
+        out.append(
+            Finding(
+                "zone",
+                where,
+                f"NR_FREE_PAGES {free} > managed_pages {managed}",
+                "free pages are managed pages (mm/page_alloc.c __mod_zone_freepage_state)",
+            )
+        )
     return out
 
 
@@ -207,18 +236,35 @@ def check_free_area(zone: Object) -> list[Finding]:
             total += n
             if err:
                 broken = True
-                out.append(Finding("free_area", where, f"free_area[{order}].free_list[{mt}] is broken after {n} "
-                                   f"blocks: {err}", "include/linux/list.h: every next->prev points back "
-                                   "(a buddy free list is a list_head ring)"))
+                out.append(
+                    Finding(
+                        "free_area",
+                        where,
+                        f"free_area[{order}].free_list[{mt}] is broken after {n} blocks: {err}",
+                        "include/linux/list.h: every next->prev points back (a buddy free list is a list_head ring)",
+                    )
+                )
         if not broken and total != nr_free:
-            out.append(Finding("free_area", where, f"free_area[{order}].nr_free is {nr_free} but its free lists "
-                               f"hold {total} blocks", "mm/page_alloc.c __add_to_free_list()/"
-                               "__del_page_from_free_list(): nr_free counts the blocks on free_list[*]"))
+            out.append(
+                Finding(
+                    "free_area",
+                    where,
+                    f"free_area[{order}].nr_free is {nr_free} but its free lists hold {total} blocks",
+                    "mm/page_alloc.c __add_to_free_list()/"
+                    "__del_page_from_free_list(): nr_free counts the blocks on free_list[*]",
+                )
+            )
         pages += min(nr_free, total) << order
     managed = _atomic(zone.managed_pages)
     if 0 <= managed < pages:
-        out.append(Finding("free_area", where, f"the free lists hold {pages} pages, more than managed_pages "
-                           f"{managed}", "free blocks are managed pages"))
+        out.append(
+            Finding(
+                "free_area",
+                where,
+                f"the free lists hold {pages} pages, more than managed_pages {managed}",
+                "free blocks are managed pages",
+            )
+        )
     return out
 
 
@@ -254,12 +300,24 @@ def check_pcp(zone: Object) -> list[Finding]:
             pages += n << orders[i]
             if err:
                 broken = True
-                out.append(Finding("pcp", where, f"cpu {cpu} pcp->lists[{i}] is broken after {n} pages: {err}",
-                                   "include/linux/list.h: every next->prev points back"))
+                out.append(
+                    Finding(
+                        "pcp",
+                        where,
+                        f"cpu {cpu} pcp->lists[{i}] is broken after {n} pages: {err}",
+                        "include/linux/list.h: every next->prev points back",
+                    )
+                )
         if not broken and pages != count:
-            out.append(Finding("pcp", where, f"cpu {cpu} pcp->count is {count} but its lists hold {pages} pages",
-                               "mm/page_alloc.c free_frozen_page_commit()/rmqueue_pcplist(): pcp->count moves "
-                               "with every page added to or taken from pcp->lists"))
+            out.append(
+                Finding(
+                    "pcp",
+                    where,
+                    f"cpu {cpu} pcp->count is {count} but its lists hold {pages} pages",
+                    "mm/page_alloc.c free_frozen_page_commit()/rmqueue_pcplist(): pcp->count moves "
+                    "with every page added to or taken from pcp->lists",
+                )
+            )
     return out
 
 
@@ -300,25 +358,48 @@ def check_mm(task: Object) -> list[Finding]:
     for field in ("total_vm", "hiwater_vm", "locked_vm", "data_vm", "exec_vm", "stack_vm"):
         v = getattr(mm, field).value_()
         if v > limit:
-            out.append(Finding("mm", where, f"mm->{field} is {v} pages, more than the {limit} pages below "
-                               f"TASK_SIZE_MAX", "mm/mmap.c vm_stat_account(): the counts are pages of the "
-                               "mm's VMAs, all below TASK_SIZE_MAX"))
+            out.append(
+                Finding(
+                    "mm",
+                    where,
+                    f"mm->{field} is {v} pages, more than the {limit} pages below TASK_SIZE_MAX",
+                    "mm/mmap.c vm_stat_account(): the counts are pages of the mm's VMAs, all below TASK_SIZE_MAX",
+                )
+            )
     parts = sum(getattr(mm, f).value_() for f in ("data_vm", "exec_vm", "stack_vm"))
     if total_vm <= limit and parts > total_vm:
-        out.append(Finding("mm", where, f"data_vm + exec_vm + stack_vm = {parts} pages > total_vm {total_vm}",
-                           "mm/mmap.c vm_stat_account(): a VMA counts in total_vm and in at most one of "
-                           "exec_vm, stack_vm, data_vm"))
+        out.append(
+            Finding(
+                "mm",
+                where,
+                f"data_vm + exec_vm + stack_vm = {parts} pages > total_vm {total_vm}",
+                "mm/mmap.c vm_stat_account(): a VMA counts in total_vm and in at most one of "
+                "exec_vm, stack_vm, data_vm",
+            )
+        )
     rss = 0
     for member in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES", "MM_SWAPENTS"):
         v = get_mm_counter_sum(mm, member)
         if v < 0:
-            out.append(Finding("mm", where, f"rss_stat[{member}] sums to {v}",
-                               "include/linux/mm.h: the per-mm page counters count pages, never fewer than 0"))
+            out.append(
+                Finding(
+                    "mm",
+                    where,
+                    f"rss_stat[{member}] sums to {v}",
+                    "include/linux/mm.h: the per-mm page counters count pages, never fewer than 0",
+                )
+            )
         elif member != "MM_SWAPENTS":
             rss += v
     if rss > limit:
-        out.append(Finding("mm", where, f"the RSS counters sum to {rss} pages, more than the {limit} pages below "
-                           f"TASK_SIZE_MAX", "a page is counted once per mapping of a user address"))
+        out.append(
+            Finding(
+                "mm",
+                where,
+                f"the RSS counters sum to {rss} pages, more than the {limit} pages below TASK_SIZE_MAX",
+                "a page is counted once per mapping of a user address",
+            )
+        )
     if total_vm <= limit:
         out += check_vmas(task)
     return out
@@ -333,9 +414,14 @@ def check_oom_score_adj(task: Object) -> list[Finding]:
     lo, hi = -1000, 1000  # include/uapi/linux/oom.h OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_MAX
     if lo <= adj <= hi:
         return []
-    return [Finding("mm", _task_where(task), f"signal->oom_score_adj is {adj}",
-                    "fs/proc/base.c __set_oom_adj(): OOM_SCORE_ADJ_MIN (-1000) <= oom_score_adj <= "
-                    "OOM_SCORE_ADJ_MAX (1000)")]
+    return [
+        Finding(
+            "mm",
+            _task_where(task),
+            f"signal->oom_score_adj is {adj}",
+            "fs/proc/base.c __set_oom_adj(): OOM_SCORE_ADJ_MIN (-1000) <= oom_score_adj <= OOM_SCORE_ADJ_MAX (1000)",
+        )
+    ]
 
 
 def check_vmas(task: Object) -> list[Finding]:
@@ -351,16 +437,31 @@ def check_vmas(task: Object) -> list[Finding]:
         for v in for_each_vma(mm):
             start, end = v.vm_start.value_(), v.vm_end.value_()
             if end <= start or end > TASK_SIZE_MAX(task.prog_) + task.prog_.page_size:
-                return [Finding("mm", where, f"VMA {v.value_():#x} spans {start:#x}-{end:#x}",
-                                "mm/vma.c: vm_start < vm_end <= TASK_SIZE")]
+                return [
+                    Finding(
+                        "mm",
+                        where,
+                        f"VMA {v.value_():#x} spans {start:#x}-{end:#x}",
+                        "mm/vma.c: vm_start < vm_end <= TASK_SIZE",
+                    )
+                ]
             pages += (end - start) // task.prog_.page_size
     except (ValidationError, FaultError) as e:
-        return [Finding("mm", where, f"its VMA tree cannot be walked: {e}",
-                        "lib/maple_tree.c: mm->mm_mt is a valid maple tree")]
+        return [
+            Finding(
+                "mm", where, f"its VMA tree cannot be walked: {e}", "lib/maple_tree.c: mm->mm_mt is a valid maple tree"
+            )
+        ]
     total_vm = mm.total_vm.value_()
     if total_vm != pages:
-        return [Finding("mm", where, f"total_vm is {total_vm} pages but its VMAs span {pages}",
-                        "mm/mmap.c vm_stat_account(): total_vm is the pages of every VMA")]
+        return [
+            Finding(
+                "mm",
+                where,
+                f"total_vm is {total_vm} pages but its VMAs span {pages}",
+                "mm/mmap.c vm_stat_account(): total_vm is the pages of every VMA",
+            )
+        ]
     return []
 
 
@@ -375,10 +476,24 @@ def check_page_tables(task: Object) -> list[Finding]:
     try:
         scan = scan_mm(mm)
     except (ValidationError, FaultError) as e:
-        return [Finding("page_tables", _task_where(task), f"cannot be walked: {e}",
-                        "arch/x86: every table entry points at a page-table page in RAM")]
-    return [Finding("page_tables", _task_where(task), f, "arch/x86: each page table is a page of RAM with one "
-                    "parent entry at the level above (pmd_populate/pud_populate)") for f in scan.findings]
+        return [
+            Finding(
+                "page_tables",
+                _task_where(task),
+                f"cannot be walked: {e}",
+                "arch/x86: every table entry points at a page-table page in RAM",
+            )
+        ]
+    return [
+        Finding(
+            "page_tables",
+            _task_where(task),
+            f,
+            "arch/x86: each page table is a page of RAM with one "
+            "parent entry at the level above (pmd_populate/pud_populate)",
+        )
+        for f in scan.findings
+    ]
 
 
 # -- slab caches ------------------------------------------------------------------------------------
@@ -402,34 +517,68 @@ def check_slab_cache(cache: Object) -> list[Finding]:
         nr_partial = n.nr_partial.value_()
         nr_slabs, total = _atomic(n.nr_slabs), _atomic(n.total_objects)
         if nr_slabs < 0 or total < 0:
-            out.append(Finding("slab", where, f"{nw}: nr_slabs {nr_slabs}, total_objects {total}",
-                               "mm/slub.c inc_slabs_node()/dec_slabs_node(): counts of existing slabs and their "
-                               "objects, never below 0"))
+            out.append(
+                Finding(
+                    "slab",
+                    where,
+                    f"{nw}: nr_slabs {nr_slabs}, total_objects {total}",
+                    "mm/slub.c inc_slabs_node()/dec_slabs_node(): counts of existing slabs and their "
+                    "objects, never below 0",
+                )
+            )
         elif total > nr_slabs * max_objs:
-            out.append(Finding("slab", where, f"{nw}: total_objects {total} > nr_slabs {nr_slabs} * "
-                               f"oo_objects(s->oo) {max_objs}", "mm/slub.c inc_slabs_node(): each slab adds its "
-                               "objects, at most oo_objects(s->oo)"))
+            out.append(
+                Finding(
+                    "slab",
+                    where,
+                    f"{nw}: total_objects {total} > nr_slabs {nr_slabs} * oo_objects(s->oo) {max_objs}",
+                    "mm/slub.c inc_slabs_node(): each slab adds its objects, at most oo_objects(s->oo)",
+                )
+            )
         if nr_partial > max(nr_slabs, 0):
-            out.append(Finding("slab", where, f"{nw}: nr_partial {nr_partial} > nr_slabs {nr_slabs}",
-                               "mm/slub.c: a partial slab is one of the node's slabs"))
+            out.append(
+                Finding(
+                    "slab",
+                    where,
+                    f"{nw}: nr_partial {nr_partial} > nr_slabs {nr_slabs}",
+                    "mm/slub.c: a partial slab is one of the node's slabs",
+                )
+            )
         count = 0
         try:
-            for sl in list_for_each_entry("struct slab", n.partial.address_of_(), "slab_list",
-                                          name=f"{nw} partial list", limit=_MAX_WALK):
+            for sl in list_for_each_entry(
+                "struct slab", n.partial.address_of_(), "slab_list", name=f"{nw} partial list", limit=_MAX_WALK
+            ):
                 count += 1
                 inuse, objects = sl.inuse.value_(), sl.objects.value_()
                 if inuse > objects or (max_objs and objects > max_objs):
-                    out.append(Finding("slab", where, f"{nw}: partial slab {sl.value_():#x} has inuse {inuse} of "
-                                       f"{objects} objects", "mm/slub.c: 0 <= slab->inuse <= slab->objects <= "
-                                       "oo_objects(s->oo)"))
+                    out.append(
+                        Finding(
+                            "slab",
+                            where,
+                            f"{nw}: partial slab {sl.value_():#x} has inuse {inuse} of {objects} objects",
+                            "mm/slub.c: 0 <= slab->inuse <= slab->objects <= oo_objects(s->oo)",
+                        )
+                    )
         except (ValidationError, FaultError) as e:
-            out.append(Finding("slab", where, f"{nw}: the partial list cannot be walked: {e}",
-                               "include/linux/list.h: every next->prev points back"))
+            out.append(
+                Finding(
+                    "slab",
+                    where,
+                    f"{nw}: the partial list cannot be walked: {e}",
+                    "include/linux/list.h: every next->prev points back",
+                )
+            )
             continue
         if count != nr_partial:
-            out.append(Finding("slab", where, f"{nw}: nr_partial is {nr_partial} but n->partial holds {count} "
-                               "slabs", "mm/slub.c __add_partial()/remove_partial(): nr_partial counts the "
-                               "slabs on n->partial"))
+            out.append(
+                Finding(
+                    "slab",
+                    where,
+                    f"{nw}: nr_partial is {nr_partial} but n->partial holds {count} slabs",
+                    "mm/slub.c __add_partial()/remove_partial(): nr_partial counts the slabs on n->partial",
+                )
+            )
     del prog
     return out
 
@@ -448,22 +597,37 @@ def check_vmap_area(va: Object) -> list[Finding]:
     in_vmalloc = lo <= start and end <= hi
     in_modules = start >= START_KERNEL_MAP and end >= start  # execmem/modules: __START_KERNEL_map + image .. top
     if end <= start or not (in_vmalloc or in_modules):
-        out.append(Finding("vmalloc", where, f"spans {start:#x}-{end:#x}, not inside VMALLOC_START {lo:#x}.."
-                           f"VMALLOC_END {hi:#x} or the module area", "mm/vmalloc.c alloc_vmap_area(): "
-                           "vstart <= va_start < va_end <= vend of the range it was given"))
+        out.append(
+            Finding(
+                "vmalloc",
+                where,
+                f"spans {start:#x}-{end:#x}, not inside VMALLOC_START {lo:#x}..VMALLOC_END {hi:#x} or the module area",
+                "mm/vmalloc.c alloc_vmap_area(): vstart <= va_start < va_end <= vend of the range it was given",
+            )
+        )
     vm = va.vm.value_()
     if vm:
         v = va.vm
         addr, size = v.addr.value_(), v.size.value_()
         if addr != start or addr + size > end or size > _MASK64 - addr:
-            out.append(Finding("vmalloc", where, f"vm_struct {vm:#x}: addr {addr:#x} size {size:#x} "
-                               f"(end {addr + size:#x}) does not fit the area {start:#x}-{end:#x}",
-                               "mm/vmalloc.c setup_vmalloc_vm(): vm->addr = va->va_start, "
-                               "vm->size = va->va_end - va->va_start"))
+            out.append(
+                Finding(
+                    "vmalloc",
+                    where,
+                    f"vm_struct {vm:#x}: addr {addr:#x} size {size:#x} "
+                    f"(end {addr + size:#x}) does not fit the area {start:#x}-{end:#x}",
+                    "mm/vmalloc.c setup_vmalloc_vm(): vm->addr = va->va_start, vm->size = va->va_end - va->va_start",
+                )
+            )
         elif (v.nr_pages.value_() << 12) > size:
-            out.append(Finding("vmalloc", where, f"vm_struct {vm:#x}: nr_pages {v.nr_pages.value_()} do not fit "
-                               f"its size {size:#x}", "mm/vmalloc.c __vmalloc_area_node(): nr_pages <= the area's "
-                               "pages"))
+            out.append(
+                Finding(
+                    "vmalloc",
+                    where,
+                    f"vm_struct {vm:#x}: nr_pages {v.nr_pages.value_()} do not fit its size {size:#x}",
+                    "mm/vmalloc.c __vmalloc_area_node(): nr_pages <= the area's pages",
+                )
+            )
     return out
 
 
@@ -471,9 +635,9 @@ def check_vmap_area(va: Object) -> list[Finding]:
 def check_swap(prog: Program) -> list[Finding]:
     """Each swap device's ``inuse_pages`` against its ``swap_map``, and ``nr_swap_pages``
     against the devices' free slots."""
-    from mmintro.reader.helpers.swap import SWAP_MAP_BAD, for_each_swap_info, swap_map, swap_usage_in_pages
-
     import numpy as np
+
+    from mmintro.reader.helpers.swap import SWAP_MAP_BAD, for_each_swap_info, swap_map, swap_usage_in_pages
 
     out = []
     writeok = prog.types.const("SWP_WRITEOK")
@@ -489,20 +653,38 @@ def check_swap(prog: Program) -> list[Finding]:
         pages = si.pages.value_()
         used = int(np.count_nonzero((m != 0) & (m != SWAP_MAP_BAD)))
         if inuse != used:
-            out.append(Finding("swap", where, f"inuse_pages is {inuse} but swap_map has {used} slots in use",
-                               "mm/swapfile.c swap_range_alloc()/swap_range_free(): inuse_pages counts the "
-                               "slots taken in swap_map"))
+            out.append(
+                Finding(
+                    "swap",
+                    where,
+                    f"inuse_pages is {inuse} but swap_map has {used} slots in use",
+                    "mm/swapfile.c swap_range_alloc()/swap_range_free(): inuse_pages counts the "
+                    "slots taken in swap_map",
+                )
+            )
         if inuse > pages:
-            out.append(Finding("swap", where, f"inuse_pages {inuse} > pages {pages}",
-                               "mm/swapfile.c: a device has pages usable slots"))
+            out.append(
+                Finding(
+                    "swap",
+                    where,
+                    f"inuse_pages {inuse} > pages {pages}",
+                    "mm/swapfile.c: a device has pages usable slots",
+                )
+            )
         if si.flags.value_() & writeok:
             free += pages - inuse
     if "nr_swap_pages" in prog.symbols.by_name:
         nr = _atomic(prog["nr_swap_pages"])
         if nr != free:
-            out.append(Finding("swap", "nr_swap_pages", f"is {nr} but the writable swap devices have {free} "
-                               "free slots", "mm/swapfile.c swap_range_alloc()/swap_range_free()/"
-                               "_enable_swap_info(): nr_swap_pages is the free slots of the SWP_WRITEOK devices"))
+            out.append(
+                Finding(
+                    "swap",
+                    "nr_swap_pages",
+                    f"is {nr} but the writable swap devices have {free} free slots",
+                    "mm/swapfile.c swap_range_alloc()/swap_range_free()/"
+                    "_enable_swap_info(): nr_swap_pages is the free slots of the SWP_WRITEOK devices",
+                )
+            )
     return out
 
 
@@ -539,8 +721,9 @@ def check_lru(prog: Program) -> list[Finding]:
     if not _uses_node_lruvec(prog):
         return []
     types = prog.types
-    lru_names = [e for e, _v in sorted(types.enum("lru_list").items(), key=lambda kv: kv[1])
-                 if e != "NR_LRU_LISTS"][: types.const("NR_LRU_LISTS")]
+    lru_names = [e for e, _v in sorted(types.enum("lru_list").items(), key=lambda kv: kv[1]) if e != "NR_LRU_LISTS"][
+        : types.const("NR_LRU_LISTS")
+    ]
     base = types.const("NR_LRU_BASE")
     page_t = types.struct("page")
     off_lru = page_t.offsetof("lru")
@@ -574,28 +757,62 @@ def check_lru(prog: Program) -> list[Finding]:
                     seen.add(nxt)
                     page = nxt - off_lru
                     # folio_nr_pages(): 1, or 1 << folio_order() kept in the first tail page
-                    pages += 1 << (read(page + page_t.size + off_flags) & 0xFF) if read(page + off_flags) & head_bit \
-                        else 1
+                    pages += (
+                        1 << (read(page + page_t.size + off_flags) & 0xFF) if read(page + off_flags) & head_bit else 1
+                    )
                     pos = nxt
             except FaultError as e:
                 err = f"a link points to unreadable memory ({e})"
             if err:
-                out.append(Finding("lru", f"node {nid}", f"lruvec.lists[{name}] is broken: {err}",
-                                   "include/linux/list.h: every next->prev points back"))
+                out.append(
+                    Finding(
+                        "lru",
+                        f"node {nid}",
+                        f"lruvec.lists[{name}] is broken: {err}",
+                        "include/linux/list.h: every next->prev points back",
+                    )
+                )
                 continue
             want = _node_stat(prog, pgdat, base + i)
             if pages != want:
-                out.append(Finding("lru", f"node {nid}", f"lruvec.lists[{name}] holds {pages} pages but the node "
-                                   f"counter NR_{name.removeprefix('LRU_')} is {want}",
-                                   "include/linux/mm_inline.h update_lru_size(): the counter moves with every "
-                                   "folio added to or deleted from the list"))
+                out.append(
+                    Finding(
+                        "lru",
+                        f"node {nid}",
+                        f"lruvec.lists[{name}] holds {pages} pages but the node "
+                        f"counter NR_{name.removeprefix('LRU_')} is {want}",
+                        "include/linux/mm_inline.h update_lru_size(): the counter moves with every "
+                        "folio added to or deleted from the list",
+                    )
+                )
     return out
 
 
 # -- /proc/meminfo --------------------------------------------------------------------------------
-_LE_MEMTOTAL = ("MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached", "Active", "Inactive", "Unevictable",
-                "Mlocked", "Dirty", "Writeback", "AnonPages", "Mapped", "Shmem", "KReclaimable", "Slab",
-                "PageTables", "AnonHugePages", "ShmemHugePages", "FileHugePages", "VmallocUsed", "Percpu")
+_LE_MEMTOTAL = (
+    "MemFree",
+    "MemAvailable",
+    "Buffers",
+    "Cached",
+    "SwapCached",
+    "Active",
+    "Inactive",
+    "Unevictable",
+    "Mlocked",
+    "Dirty",
+    "Writeback",
+    "AnonPages",
+    "Mapped",
+    "Shmem",
+    "KReclaimable",
+    "Slab",
+    "PageTables",
+    "AnonHugePages",
+    "ShmemHugePages",
+    "FileHugePages",
+    "VmallocUsed",
+    "Percpu",
+)
 
 
 def check_meminfo(prog: Program, values: dict[str, int]) -> list[Finding]:
@@ -607,24 +824,52 @@ def check_meminfo(prog: Program, values: dict[str, int]) -> list[Finding]:
     for name in _LE_MEMTOTAL:
         v = values.get(name)
         if v is not None and v > total:
-            out.append(Finding("meminfo", name, f"{v} kB > MemTotal {total} kB",
-                               "fs/proc/meminfo.c: each counts pages of RAM the buddy allocator manages"))
+            out.append(
+                Finding(
+                    "meminfo",
+                    name,
+                    f"{v} kB > MemTotal {total} kB",
+                    "fs/proc/meminfo.c: each counts pages of RAM the buddy allocator manages",
+                )
+            )
     managed = sum(max(0, _atomic(z.managed_pages)) for z in for_each_zone(prog)) * prog.page_size // 1024
     if total != managed:
-        out.append(Finding("meminfo", "MemTotal", f"{total} kB but the zones manage {managed} kB",
-                           "mm/page_alloc.c adjust_managed_page_count(): _totalram_pages moves with the zones' "
-                           "managed_pages"))
+        out.append(
+            Finding(
+                "meminfo",
+                "MemTotal",
+                f"{total} kB but the zones manage {managed} kB",
+                "mm/page_alloc.c adjust_managed_page_count(): _totalram_pages moves with the zones' managed_pages",
+            )
+        )
     if values.get("SwapFree", 0) > values.get("SwapTotal", 0):
-        out.append(Finding("meminfo", "SwapFree", f"{values['SwapFree']} kB > SwapTotal {values.get('SwapTotal')} "
-                           "kB", "mm/swapfile.c si_swapinfo(): free slots are slots of the devices"))
+        out.append(
+            Finding(
+                "meminfo",
+                "SwapFree",
+                f"{values['SwapFree']} kB > SwapTotal {values.get('SwapTotal')} kB",
+                "mm/swapfile.c si_swapinfo(): free slots are slots of the devices",
+            )
+        )
     ht = values.get("HugePages_Total")
     if ht is not None:
         for name in ("HugePages_Free", "HugePages_Surp"):
             if values.get(name, 0) > ht:
-                out.append(Finding("meminfo", name, f"{values[name]} > HugePages_Total {ht}",
-                                   "mm/hugetlb.c: free and surplus huge pages are among nr_huge_pages"))
+                out.append(
+                    Finding(
+                        "meminfo",
+                        name,
+                        f"{values[name]} > HugePages_Total {ht}",
+                        "mm/hugetlb.c: free and surplus huge pages are among nr_huge_pages",
+                    )
+                )
         if values.get("HugePages_Rsvd", 0) > values.get("HugePages_Free", 0):
-            out.append(Finding("meminfo", "HugePages_Rsvd", f"{values['HugePages_Rsvd']} > HugePages_Free "
-                               f"{values.get('HugePages_Free')}", "mm/hugetlb.c hugetlb_acct_memory(): "
-                               "resv_huge_pages <= free_huge_pages"))
+            out.append(
+                Finding(
+                    "meminfo",
+                    "HugePages_Rsvd",
+                    f"{values['HugePages_Rsvd']} > HugePages_Free {values.get('HugePages_Free')}",
+                    "mm/hugetlb.c hugetlb_acct_memory(): resv_huge_pages <= free_huge_pages",
+                )
+            )
     return out

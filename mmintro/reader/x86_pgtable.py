@@ -9,8 +9,9 @@ not new code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from mmintro.reader.errors import FaultError
 
@@ -30,7 +31,7 @@ __all__ = [
 # The #defines of arch/x86/include/asm/page*_types.h and pgtable_types.h live once, in
 # mmintro.arch.x86 (shared by the simulator and the reader); here they become the table
 # of entry bits, with the names crash prints.
-from mmintro.arch import x86 as _x86  # noqa: E402
+from mmintro.arch import x86 as _x86
 
 START_KERNEL_MAP = _x86.START_KERNEL_MAP
 PHYSICAL_MASK = (1 << 52) - 1

@@ -32,14 +32,33 @@ from pathlib import Path
 from mmintro.cache import cache_dir
 from mmintro.realkernel.debian import HarnessError, PrivateApt, unpack_deb
 
-__all__ = ["CrashTool", "CrashRun", "fetch_crash", "run_crash", "real_kernel_namelist", "real_dump_namelist",
-           "CRASH_SUITE", "CRASH_PACKAGES"]
+__all__ = [
+    "CrashTool",
+    "CrashRun",
+    "fetch_crash",
+    "run_crash",
+    "real_kernel_namelist",
+    "real_dump_namelist",
+    "CRASH_SUITE",
+    "CRASH_PACKAGES",
+]
 
 CRASH_SUITE = "forky"
 #: crash and the libraries its forky build links (``apt-cache depends crash``), plus libc's loader.
 CRASH_PACKAGES = (
-    "crash", "libc6", "libstdc++6", "libgcc-s1", "libgmp10", "libmpfr6", "libncursesw6",
-    "libtinfo6", "libzstd1", "libsnappy1v5", "liblzo2-2", "zlib1g", "liblzma5",
+    "crash",
+    "libc6",
+    "libstdc++6",
+    "libgcc-s1",
+    "libgmp10",
+    "libmpfr6",
+    "libncursesw6",
+    "libtinfo6",
+    "libzstd1",
+    "libsnappy1v5",
+    "liblzo2-2",
+    "zlib1g",
+    "liblzma5",
 )
 
 
@@ -150,14 +169,21 @@ def run_crash(
             lines.append(f"{cmd} > {tmp}/{i}.out")
         lines.append("exit")
         script.write_text("\n".join(lines) + "\n")
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "TERM": "dumb", "LC_ALL": "C",
-               "TZ": "UTC"}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "TERM": "dumb", "LC_ALL": "C", "TZ": "UTC"}
         # crash runs in the temporary directory: the dump's paths must not be relative to ours
-        argv = tool.argv("-s", "--no_crashrc", *args, str(Path(vmlinux).resolve()), str(Path(vmcore).resolve()),
-                         "-i", str(script))
+        argv = tool.argv(
+            "-s", "--no_crashrc", *args, str(Path(vmlinux).resolve()), str(Path(vmcore).resolve()), "-i", str(script)
+        )
         proc = subprocess.Popen(
-            argv, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True,
+            argv,
+            cwd=tmp,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
         )
         run = CrashRun()
         try:
@@ -192,13 +218,15 @@ def real_kernel_namelist(image: bytes, debug_file: str | os.PathLike, out: str |
     dbg = Path(debug_file).read_bytes()
 
     def sections(buf: bytes) -> list[tuple]:
-        shoff, = struct.unpack_from("<Q", buf, 0x28)
+        (shoff,) = struct.unpack_from("<Q", buf, 0x28)
         shentsize, shnum, shstrndx = struct.unpack_from("<HHH", buf, 0x3A)
         rows = [struct.unpack_from("<IIQQQQIIQQ", buf, shoff + i * shentsize) for i in range(shnum)]
         names = rows[shstrndx]
+
         def name(off: int) -> str:
             start = names[4] + off
-            return buf[start:buf.index(b"\0", start)].decode()
+            return buf[start : buf.index(b"\0", start)].decode()
+
         return [(name(r[0]),) + r for r in rows]
 
     if image[:4] != b"\x7fELF" or dbg[:4] != b"\x7fELF":
@@ -208,7 +236,7 @@ def real_kernel_namelist(image: bytes, debug_file: str | os.PathLike, out: str |
     add = {r[0]: r for r in dsecs if r[0] in (".debug_abbrev", ".debug_info", ".debug_str", ".symtab", ".strtab")}
     if ".symtab" not in add or ".debug_info" not in add:
         raise HarnessError(f"{debug_file} has no .symtab or .debug_info")
-    body = bytearray(image[:max(r[5] + (r[6] if r[2] != 8 else 0) for r in keep)])  # up to the last contents
+    body = bytearray(image[: max(r[5] + (r[6] if r[2] != 8 else 0) for r in keep)])  # up to the last contents
     new_rows = [list(r[1:]) for r in keep]
     names = bytearray(b"\0")
 
@@ -222,10 +250,21 @@ def real_kernel_namelist(image: bytes, debug_file: str | os.PathLike, out: str |
     index = {}
     for n in (".debug_abbrev", ".debug_info", ".debug_str", ".strtab", ".symtab"):
         r = add[n]
-        data = bytearray(dbg[r[5]:r[5] + r[6]])
+        data = bytearray(dbg[r[5] : r[5] + r[6]])
         if n == ".symtab":
-            syms = np.frombuffer(bytes(data), dtype=np.dtype([("name", "<u4"), ("info", "u1"), ("other", "u1"),
-                                                              ("shndx", "<u2"), ("value", "<u8"), ("size", "<u8")])).copy()
+            syms = np.frombuffer(
+                bytes(data),
+                dtype=np.dtype(
+                    [
+                        ("name", "<u4"),
+                        ("info", "u1"),
+                        ("other", "u1"),
+                        ("shndx", "<u2"),
+                        ("value", "<u8"),
+                        ("size", "<u8"),
+                    ]
+                ),
+            ).copy()
             alloc = [(i, r2[4], r2[4] + r2[6]) for i, r2 in enumerate(keep) if r2[3] & 2 and r2[4]]  # SHF_ALLOC
             shndx = np.full(len(syms), 0xFFF1, dtype=np.uint16)  # SHN_ABS
             for i, lo, hi in alloc:

@@ -27,7 +27,6 @@ class HarnessError(Exception):
     """The harness cannot go on (one line saying why)."""
 
 
-
 @dataclass(frozen=True)
 class KernelPackage:
     """An unpacked ``linux-image-6.18.*+deb13-amd64``."""
@@ -73,9 +72,13 @@ def archive_source() -> tuple[str, str | None]:
                 fields[k.strip().lower()] = v.strip()
             uris = fields.get("uris", "").split()
             suites = fields.get("suites", "").split()
-            if uris and suites and fields.get("types", "deb").split()[0] == "deb" and not any(
-                "security" in s for s in suites
-            ) and "debian" in uris[0]:
+            if (
+                uris
+                and suites
+                and fields.get("types", "deb").split()[0] == "deb"
+                and not any("security" in s for s in suites)
+                and "debian" in uris[0]
+            ):
                 return uris[0], fields.get("signed-by")
     lists = [etc / "sources.list"] + sorted((etc / "sources.list.d").glob("*.list"))
     for f in lists:

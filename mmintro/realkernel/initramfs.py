@@ -22,8 +22,21 @@ __all__ = ["build_initramfs", "guest_program", "INIT_SCRIPT", "PROC_FILES", "PRO
 
 # What the capture reads, in this order (the system files, then each workload process's).
 PROC_FILES = [
-    "meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "vmstat", "slabinfo", "vmallocinfo", "iomem",
-    "version", "cmdline", "swaps", "self/sched", "pressure/memory", "pressure/cpu", "pressure/io",
+    "meminfo",
+    "zoneinfo",
+    "buddyinfo",
+    "pagetypeinfo",
+    "vmstat",
+    "slabinfo",
+    "vmallocinfo",
+    "iomem",
+    "version",
+    "cmdline",
+    "swaps",
+    "self/sched",
+    "pressure/memory",
+    "pressure/cpu",
+    "pressure/io",
 ]
 # (self/sched, the capture's own, just before the pressure files: its se.exec_start is a CPU-clock
 # time at or before their reads, which tells whether psi's averages moved after them.)
@@ -86,8 +99,9 @@ def guest_program(name: str) -> Path:
     srcfile = out.with_suffix(".c")
     srcfile.write_bytes(src)
     tmp = out.with_name(out.name + ".tmp")
-    p = subprocess.run([cc, "-static", "-O2", "-Wall", "-pthread", "-o", str(tmp), str(srcfile)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [cc, "-static", "-O2", "-Wall", "-pthread", "-o", str(tmp), str(srcfile)], capture_output=True, text=True
+    )
     if p.returncode:
         first = (p.stderr.strip().splitlines() or ["?"])[0]
         raise HarnessError(f"cannot build the static guest program {name}: {first}")
@@ -107,13 +121,15 @@ def _pressure_step(nr: int) -> str:
     if not nr:
         return ""
     n = int(nr)
-    return (f"mkdir -p /mnt/pressure && mount -t tmpfs -o size={n}m tmpfs /mnt/pressure\n"
-            f"i=0; while [ $i -lt {n} ]; do dd if=/dev/zero of=/mnt/pressure/f$i bs=1M count=1 2>/dev/null; "
-            "i=$((i + 1)); done\n"
-            f"i=0; while [ $i -lt {n} ]; do rm /mnt/pressure/f$i; i=$((i + 2)); done\n"
-            f"echo {n} > /proc/sys/vm/nr_hugepages; got=$(cat /proc/sys/vm/nr_hugepages)\n"
-            "echo 0 > /proc/sys/vm/nr_hugepages; rm -f /mnt/pressure/*; umount /mnt/pressure\n"
-            f"echo \"mmintro: pressure: got $got of {n} huge pages\"\n")
+    return (
+        f"mkdir -p /mnt/pressure && mount -t tmpfs -o size={n}m tmpfs /mnt/pressure\n"
+        f"i=0; while [ $i -lt {n} ]; do dd if=/dev/zero of=/mnt/pressure/f$i bs=1M count=1 2>/dev/null; "
+        "i=$((i + 1)); done\n"
+        f"i=0; while [ $i -lt {n} ]; do rm /mnt/pressure/f$i; i=$((i + 2)); done\n"
+        f"echo {n} > /proc/sys/vm/nr_hugepages; got=$(cat /proc/sys/vm/nr_hugepages)\n"
+        "echo 0 > /proc/sys/vm/nr_hugepages; rm -f /mnt/pressure/*; umount /mnt/pressure\n"
+        f'echo "mmintro: pressure: got $got of {n} huge pages"\n'
+    )
 
 
 class _Cpio:
@@ -165,7 +181,7 @@ def _with_dependencies(kernel: KernelPackage, names: tuple[str, ...]) -> list[tu
             raise HarnessError(f"module dependencies loop at {name}")
         data = _module_bytes(kernel, name)
         m = re.search(rb"(?:^|\0)depends=([^\0]*)", data)
-        for dep in (m.group(1).decode().split(",") if m and m.group(1) else []):
+        for dep in m.group(1).decode().split(",") if m and m.group(1) else []:
             add(dep.strip(), chain + (name,))
         out[name] = data
 
@@ -174,8 +190,14 @@ def _with_dependencies(kernel: KernelPackage, names: tuple[str, ...]) -> list[tu
     return list(out.items())
 
 
-def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modules: tuple[str, ...] = (),
-                    pressure_hugepages: int = 0, swap_mib: int = 0) -> Path:
+def build_initramfs(
+    kernel: KernelPackage,
+    dest: Path,
+    anon_mib: int = 16,
+    modules: tuple[str, ...] = (),
+    pressure_hugepages: int = 0,
+    swap_mib: int = 0,
+) -> Path:
     """Write the guest's initramfs for ``kernel`` to ``dest`` (with ``modules`` loaded by init;
     ``pressure_hugepages``: see GuestConfig; with ``swap_mib`` the swap device on /dev/vda
     switched on and a swap region in the workload)."""
@@ -192,11 +214,15 @@ def build_initramfs(kernel: KernelPackage, dest: Path, anon_mib: int = 16, modul
     extra = _with_dependencies(kernel, tuple(modules))
     loads = "".join(f'insmod /lib/modules/{n}.ko || echo "mmintro: insmod {n} failed"\n' for n, _b in extra)
     swap_region = min(int(swap_mib) // 2, 8) if swap_mib else 0  # MiB the workload swaps out
-    init = (INIT_SCRIPT.replace("@ANON_MIB@", str(int(anon_mib))).replace("@MODULES@", loads)
-            .replace("@PRESSURE@", _pressure_step(pressure_hugepages))
-            .replace("@SWAP@", SWAP_SETUP if swap_mib else "").replace("@SWAP_MIB@", str(swap_region))
-            .replace("@PROC_FILES@", " ".join(f"/proc/{f}" for f in PROC_FILES))
-            .replace("@PROCESS_FILES@", " ".join(PROCESS_FILES)))
+    init = (
+        INIT_SCRIPT.replace("@ANON_MIB@", str(int(anon_mib)))
+        .replace("@MODULES@", loads)
+        .replace("@PRESSURE@", _pressure_step(pressure_hugepages))
+        .replace("@SWAP@", SWAP_SETUP if swap_mib else "")
+        .replace("@SWAP_MIB@", str(swap_region))
+        .replace("@PROC_FILES@", " ".join(f"/proc/{f}" for f in PROC_FILES))
+        .replace("@PROCESS_FILES@", " ".join(PROCESS_FILES))
+    )
     c = _Cpio()
     for d in ("bin", "dev", "proc", "sys", "mnt", "lib", "lib/modules", "tmp"):
         c.dir(d)

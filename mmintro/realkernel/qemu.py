@@ -23,8 +23,15 @@ from pathlib import Path
 from mmintro.realkernel.debian import HarnessError, KernelPackage, cache_dir, fetch_kernel
 from mmintro.realkernel.initramfs import PROC_FILES, PROCESS_FILES, build_initramfs
 
-__all__ = ["GuestConfig", "ReferenceDump", "make_reference_dump", "load_reference_dump", "cached_reference_dump",
-           "harness_key", "DUMP_FORMATS"]
+__all__ = [
+    "GuestConfig",
+    "ReferenceDump",
+    "make_reference_dump",
+    "load_reference_dump",
+    "cached_reference_dump",
+    "harness_key",
+    "DUMP_FORMATS",
+]
 
 # dump-guest-memory formats QEMU 7.2 offers, and the file each one is written to.
 DUMP_FORMATS = {
@@ -117,12 +124,40 @@ def _qemu_command(cfg: GuestConfig, kernel: KernelPackage, initrd: Path, out: Pa
     append += list(cfg.append)
     cpu = "max" if cfg.paging_levels == 5 else "max,la57=off"
     cmd = [
-        qemu, "-machine", "q35", "-accel", "tcg", "-cpu", cpu, "-smp", str(cfg.cpus),
-        "-m", f"{cfg.mem_mib}M", "-nographic", "-no-reboot", "-nodefaults",
-        "-kernel", str(kernel.vmlinuz), "-initrd", str(initrd), "-append", " ".join(append),
-        "-chardev", f"file,id=con,path={out / 'console.log'}", "-serial", "chardev:con",
-        "-chardev", f"file,id=cap,path={out / 'capture.raw'}", "-serial", "chardev:cap",
-        "-device", "vmcoreinfo", "-qmp", f"unix:{qmp},server=on,wait=off", "-monitor", "none",
+        qemu,
+        "-machine",
+        "q35",
+        "-accel",
+        "tcg",
+        "-cpu",
+        cpu,
+        "-smp",
+        str(cfg.cpus),
+        "-m",
+        f"{cfg.mem_mib}M",
+        "-nographic",
+        "-no-reboot",
+        "-nodefaults",
+        "-kernel",
+        str(kernel.vmlinuz),
+        "-initrd",
+        str(initrd),
+        "-append",
+        " ".join(append),
+        "-chardev",
+        f"file,id=con,path={out / 'console.log'}",
+        "-serial",
+        "chardev:con",
+        "-chardev",
+        f"file,id=cap,path={out / 'capture.raw'}",
+        "-serial",
+        "chardev:cap",
+        "-device",
+        "vmcoreinfo",
+        "-qmp",
+        f"unix:{qmp},server=on,wait=off",
+        "-monitor",
+        "none",
     ]
     per_node = cfg.mem_mib // cfg.nodes
     for n in range(cfg.nodes):
@@ -136,8 +171,12 @@ def _qemu_command(cfg: GuestConfig, kernel: KernelPackage, initrd: Path, out: Pa
         # A sparse raw image: only what the guest writes to it takes space.
         with open(out / SWAP_IMAGE, "wb") as f:
             f.truncate(cfg.swap_mib << 20)
-        cmd += ["-drive", f"file={out / SWAP_IMAGE},if=none,id=swap0,format=raw,cache=unsafe",
-                "-device", "virtio-blk-pci,drive=swap0"]
+        cmd += [
+            "-drive",
+            f"file={out / SWAP_IMAGE},if=none,id=swap0,format=raw,cache=unsafe",
+            "-device",
+            "virtio-blk-pci,drive=swap0",
+        ]
     return cmd
 
 
@@ -251,14 +290,17 @@ def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    initrd = build_initramfs(kernel, out / "initramfs.cpio", cfg.anon_mib, cfg.modules, cfg.pressure_hugepages,
-                             cfg.swap_mib)
+    initrd = build_initramfs(
+        kernel, out / "initramfs.cpio", cfg.anon_mib, cfg.modules, cfg.pressure_hugepages, cfg.swap_mib
+    )
     t_prep = time.monotonic()
     qmp_path = Path(f"/tmp/mmintro-qmp-{os.getpid()}-{int(t0 * 1000) % 100000}.sock")
     cmd = _qemu_command(cfg, kernel, initrd, out, qmp_path)
     (out / "qemu-command.txt").write_text(" ".join(cmd) + "\n")
-    say(f"booting {kernel.release}: {cfg.mem_mib} MiB, {cfg.cpus} CPU(s), {cfg.nodes} node(s), "
-        f"{cfg.paging_levels}-level paging, KASLR {'on' if cfg.kaslr else 'off'}")
+    say(
+        f"booting {kernel.release}: {cfg.mem_mib} MiB, {cfg.cpus} CPU(s), {cfg.nodes} node(s), "
+        f"{cfg.paging_levels}-level paging, KASLR {'on' if cfg.kaslr else 'off'}"
+    )
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     qmp = None
     try:
@@ -279,8 +321,7 @@ def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
         dumps = {}
         for fmt in cfg.formats:
             name = DUMP_FORMATS[fmt]
-            qmp.execute("dump-guest-memory", timeout=600, paging=False, protocol=f"file:{out / name}",
-                        format=fmt)
+            qmp.execute("dump-guest-memory", timeout=600, paging=False, protocol=f"file:{out / name}", format=fmt)
             dumps[fmt] = name
         t_dump = time.monotonic()
         qmp.execute("cont")
@@ -309,10 +350,17 @@ def make_reference_dump(cfg: GuestConfig, out: Path, log=None) -> ReferenceDump:
     missing += [f"{p}/{f}" for p in pids.values() for f in PROCESS_FILES if f"{p}/{f}" not in names]
     if missing:
         raise HarnessError(f"the capture lacks {', '.join(missing)}")
-    ref = ReferenceDump(out, cfg, kernel.release, str(kernel.vmlinuz), str(kernel.system_map),
-                        str(kernel.config), pids, dumps,
-                        {"prepare": round(t_prep - t0, 2), "boot_and_run": round(t_run - t_prep, 2),
-                         "dump": round(t_dump - t_run, 2)})
+    ref = ReferenceDump(
+        out,
+        cfg,
+        kernel.release,
+        str(kernel.vmlinuz),
+        str(kernel.system_map),
+        str(kernel.config),
+        pids,
+        dumps,
+        {"prepare": round(t_prep - t0, 2), "boot_and_run": round(t_run - t_prep, 2), "dump": round(t_dump - t_run, 2)},
+    )
     (out / "manifest.json").write_text(json.dumps(_manifest(ref), indent=2) + "\n")
     (out / "capture.raw").unlink()
     return ref
@@ -380,10 +428,24 @@ def load_reference_dump(directory: Path) -> ReferenceDump:
     directory = Path(directory)
     try:
         m = json.loads((directory / "manifest.json").read_text())
-        cfg = GuestConfig(**{**m["config"], "formats": tuple(m["config"]["formats"]),
-                             "append": tuple(m["config"].get("append", ())),
-                             "modules": tuple(m["config"].get("modules", ()))})
-        return ReferenceDump(directory, cfg, m["kernel_release"], m["vmlinuz"], m["system_map"],
-                             m["kernel_config"], m["pids"], m["dumps"], m["timings"])
+        cfg = GuestConfig(
+            **{
+                **m["config"],
+                "formats": tuple(m["config"]["formats"]),
+                "append": tuple(m["config"].get("append", ())),
+                "modules": tuple(m["config"].get("modules", ())),
+            }
+        )
+        return ReferenceDump(
+            directory,
+            cfg,
+            m["kernel_release"],
+            m["vmlinuz"],
+            m["system_map"],
+            m["kernel_config"],
+            m["pids"],
+            m["dumps"],
+            m["timings"],
+        )
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise HarnessError(f"{directory} is not a reference dump directory ({e})") from None

@@ -33,8 +33,14 @@ from mmintro.reader.errors import SnapshotError
 from mmintro.snapshot.vmlinux import START_KERNEL_MAP, Symbol, write_vmlinux
 from mmintro.types.typedata import TypeDB
 
-__all__ = ["debuginfo_symbols", "write_debuginfo", "write_debuginfo_for_dump", "cached_debuginfo",
-           "DEBUGINFO_VERSION", "DWARF_FUNCTIONS"]
+__all__ = [
+    "debuginfo_symbols",
+    "write_debuginfo",
+    "write_debuginfo_for_dump",
+    "cached_debuginfo",
+    "DEBUGINFO_VERSION",
+    "DWARF_FUNCTIONS",
+]
 
 #: Bumped when the output for the same inputs changes (the cache key includes it).
 DEBUGINFO_VERSION = 3
@@ -75,12 +81,12 @@ def debuginfo_symbols(types: TypeDB, symbols: Any, kernel_offset: int = 0) -> li
     return out
 
 
-def write_debuginfo(path: str | os.PathLike, types: TypeDB, symbols: Any, build_id: bytes,
-                    kernel_offset: int = 0) -> Path:
+def write_debuginfo(
+    path: str | os.PathLike, types: TypeDB, symbols: Any, build_id: bytes, kernel_offset: int = 0
+) -> Path:
     """Write the debug file to ``path`` (atomically: a temporary file beside it, then renamed)."""
     if not build_id:
-        raise SnapshotError("the kernel image has no build ID note: drgn could not pair debug info "
-                            "with a dump")
+        raise SnapshotError("the kernel image has no build ID note: drgn could not pair debug info with a dump")
     syms = debuginfo_symbols(types, symbols, kernel_offset)
     if not syms:
         raise SnapshotError("no kernel symbols to write (give the dump or a System.map)")
@@ -103,7 +109,6 @@ def write_debuginfo_for_dump(path: str | os.PathLike, prog: Any) -> Path:
     if image is None:
         raise SnapshotError("not a real kernel's dump (a snapshot has its own NAME.vmlinux)")
     return write_debuginfo(path, prog.types, prog.symbols.symbols, image.build_id, prog.kernel_offset)
-
 
 
 def cached_debuginfo(prog: Any) -> Path:

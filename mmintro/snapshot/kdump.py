@@ -34,8 +34,9 @@ from __future__ import annotations
 import os
 import zlib
 from bisect import bisect_right
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -145,8 +146,9 @@ def _compress_all(pages: list[memoryview], pool: ThreadPoolExecutor | None, thre
     if pool is None or len(pages) < 64:
         return [zlib.compress(p, Z_BEST_SPEED) for p in pages]
     step = -(-len(pages) // threads)
-    parts = pool.map(lambda s: [zlib.compress(p, Z_BEST_SPEED) for p in pages[s : s + step]],
-                     range(0, len(pages), step))
+    parts = pool.map(
+        lambda s: [zlib.compress(p, Z_BEST_SPEED) for p in pages[s : s + step]], range(0, len(pages), step)
+    )
     return [c for part in parts for c in part]
 
 
@@ -286,12 +288,40 @@ def write_kdump(
 
     header = bytearray(bs)
     DISK_DUMP_HEADER.pack_into(
-        header, 0, KDUMP_SIGNATURE, HEADER_VERSION, bytes(utsname).ljust(UTSNAME_SIZE, b"\0"),
-        int(timestamp), 0, DUMP_DH_COMPRESSED_ZLIB, bs, sub_blocks, bitmap_blocks,
-        min(max_mapnr, 0xFFFFFFFF), 0, 0, 0, 0, int(nr_cpus))
+        header,
+        0,
+        KDUMP_SIGNATURE,
+        HEADER_VERSION,
+        bytes(utsname).ljust(UTSNAME_SIZE, b"\0"),
+        int(timestamp),
+        0,
+        DUMP_DH_COMPRESSED_ZLIB,
+        bs,
+        sub_blocks,
+        bitmap_blocks,
+        min(max_mapnr, 0xFFFFFFFF),
+        0,
+        0,
+        0,
+        0,
+        int(nr_cpus),
+    )
     sub = KDUMP_SUB_HEADER.pack(
-        int(phys_base), int(dump_level), 0, 0, 0, off_note + vmci_desc, len(text), off_note, len(notes),
-        0, 0, 0, 0, max_mapnr)
+        int(phys_base),
+        int(dump_level),
+        0,
+        0,
+        0,
+        off_note + vmci_desc,
+        len(text),
+        off_note,
+        len(notes),
+        0,
+        0,
+        0,
+        0,
+        max_mapnr,
+    )
     bitmap = _bitmap(pranges, half)
     bitmap2 = _bitmap(dumped, half) if exclude else bitmap
 
@@ -355,16 +385,29 @@ def write_kdump(
             pool.shutdown()
         if not done:  # no half-written vmcore
             os.unlink(path)
-    return KdumpStats(size, ram_pages, counts["zero"] + ram_pages - _stored(counts), counts["compressed"],
-                      counts["raw"], counts["shared"], excluded)
+    return KdumpStats(
+        size,
+        ram_pages,
+        counts["zero"] + ram_pages - _stored(counts),
+        counts["compressed"],
+        counts["raw"],
+        counts["shared"],
+        excluded,
+    )
 
 
 def _stored(counts: dict[str, int]) -> int:
     return counts["zero"] + counts["compressed"] + counts["raw"] + counts["shared"]
 
 
-def _chunk(w: _Writer, chunk: memoryview, last: tuple[bytes, int, int, int] | None,
-           pool: ThreadPoolExecutor | None, threads: int, counts: dict[str, int]) -> tuple[bytes, int, int, int] | None:
+def _chunk(
+    w: _Writer,
+    chunk: memoryview,
+    last: tuple[bytes, int, int, int] | None,
+    pool: ThreadPoolExecutor | None,
+    threads: int,
+    counts: dict[str, int],
+) -> tuple[bytes, int, int, int] | None:
     """Descriptors and data of the pages of ``chunk``; ``last`` is the page before it (its
     bytes and descriptor), returned updated."""
     n = len(chunk) // PAGE_SIZE

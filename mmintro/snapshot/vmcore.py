@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,7 +59,7 @@ def merge_touching(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
     name = name + b"\0"
-    pad = lambda b: b + b"\0" * (-len(b) % 4)  # noqa: E731
+    pad = lambda b: b + b"\0" * (-len(b) % 4)
     return struct.pack("<III", len(name), len(desc), ntype) + pad(name) + pad(desc)
 
 
@@ -90,12 +91,10 @@ def nonzero_runs(mem, base: int = 0, page_size: int = PAGE_SIZE) -> list[tuple[i
     ]
 
 
-def _layout(
-    runs: list[tuple[int, memoryview]], ram_ranges: Sequence[tuple[int, int]], max_segments: int
-) -> list[_Seg]:
+def _layout(runs: list[tuple[int, memoryview]], ram_ranges: Sequence[tuple[int, int]], max_segments: int) -> list[_Seg]:
     # Group runs by RAM range; a run may not leave its range.
     ranges = sorted((int(a), int(b)) for a, b in ram_ranges)
-    for (a0, b0), (a1, _) in zip(ranges, ranges[1:]):
+    for (_a0, b0), (a1, _) in zip(ranges, ranges[1:]):
         if a1 < b0:
             raise ValueError(f"RAM ranges overlap at {a1:#x}")
     per_range: list[list[tuple[int, memoryview]]] = [[] for _ in ranges]
@@ -111,9 +110,7 @@ def _layout(
             raise ValueError(f"run {paddr:#x}-{prev_end:#x} is not inside a RAM range")
         per_range[ri].append((paddr, data))
     # Choose the merge gap so that the segment count stays under max_segments.
-    gaps = sorted(
-        (b[0] - (a[0] + len(a[1])) for rr in per_range for a, b in zip(rr, rr[1:])), reverse=True
-    )
+    gaps = sorted((b[0] - (a[0] + len(a[1])) for rr in per_range for a, b in zip(rr, rr[1:])), reverse=True)
     budget = max_segments - 2 * len(ranges)  # each range may need a leading empty segment
     if budget < 1:
         raise ValueError(f"{len(ranges)} RAM ranges need more than {max_segments} segments")

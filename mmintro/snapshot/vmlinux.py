@@ -33,7 +33,6 @@ import json
 import struct
 from dataclasses import dataclass
 from os import PathLike
-from typing import Union
 
 from mmintro.types.typedata import Type, TypeDB
 
@@ -151,7 +150,7 @@ class ImageSection:
     address: int  # link (virtual) address
     paddr: int  # load (physical) address
     size: int
-    data: "bytes | memoryview | None" = None
+    data: bytes | memoryview | None = None
 
 
 _IMAGE_KINDS = {
@@ -385,8 +384,7 @@ class _TypeWriter:
             dw.die(DW_TAG_pointer_type, False, a, key)
         elif k in ("const", "volatile", "restrict"):
             self.type_attr(a, t.target)
-            tag = {"const": DW_TAG_const_type, "volatile": DW_TAG_volatile_type,
-                   "restrict": DW_TAG_restrict_type}[k]
+            tag = {"const": DW_TAG_const_type, "volatile": DW_TAG_volatile_type, "restrict": DW_TAG_restrict_type}[k]
             dw.die(tag, False, a, key)
         elif k == "typedef":
             if t.name in SKIPPED_TYPEDEFS:
@@ -448,8 +446,7 @@ class _TypeWriter:
                         form = DW_FORM_sdata
                     else:
                         form = DW_FORM_udata
-                    dw.die(DW_TAG_enumerator, False,
-                           [(DW_AT_name, DW_FORM_strp, n), (DW_AT_const_value, form, v)])
+                    dw.die(DW_TAG_enumerator, False, [(DW_AT_name, DW_FORM_strp, n), (DW_AT_const_value, form, v)])
                 dw.end_children()
         elif k == "func_proto":
             a.append((DW_AT_prototyped, DW_FORM_flag_present, None))
@@ -488,8 +485,9 @@ class _TypeWriter:
         return u if u is not None and u.size_ == t.size_ else None
 
 
-def _build_dwarf(types: TypeDB, symbols: list[Symbol], cu_name: str,
-                 dwarf_functions: "frozenset[str] | set[str] | None" = None) -> tuple[bytes, bytes, bytes]:
+def _build_dwarf(
+    types: TypeDB, symbols: list[Symbol], cu_name: str, dwarf_functions: frozenset[str] | set[str] | None = None
+) -> tuple[bytes, bytes, bytes]:
     dw = _Dwarf()
     tw = _TypeWriter(types, dw)
     tw.prepare()
@@ -564,18 +562,18 @@ def _page_range(lo: int, hi: int) -> tuple[int, int]:
 
 def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
     n = name + b"\0"
-    pad = lambda b: b + b"\0" * (-len(b) % 4)  # noqa: E731
+    pad = lambda b: b + b"\0" * (-len(b) % 4)
     return struct.pack("<III", len(n), len(desc), ntype) + pad(n) + pad(desc)
 
 
 def write_vmlinux(
-    path: Union[str, "PathLike[str]"],
+    path: str | PathLike[str],
     types: TypeDB,
     symbols: list[Symbol],
     build_id: bytes,
     sections: dict[str, bytes] | None = None,
-    dwarf_functions: "frozenset[str] | set[str] | None" = None,
-    image: "list[ImageSection] | None" = None,
+    dwarf_functions: frozenset[str] | set[str] | None = None,
+    image: list[ImageSection] | None = None,
 ) -> None:
     """Write NAME.vmlinux: DWARF for ``types`` and ``symbols``, a symbol table and the build ID.
 
@@ -607,7 +605,7 @@ def write_vmlinux(
     _finish(path, secs, symbols, shndx, sections, abbrev, info, strs, loads, entry)
 
 
-def _symbol_spans(secs: "list[_Section]", symbols: list[Symbol]) -> tuple:
+def _symbol_spans(secs: list[_Section], symbols: list[Symbol]) -> tuple:
     """Address sections without bytes: NOBITS .text (functions), .data (kernel objects) and
     .data..percpu (per-CPU offsets) spanning their symbols, and PT_LOADs (no file bytes) over
     .text/.data.  Symbols outside the kernel image mapping (other than per-CPU offsets) get
@@ -639,14 +637,14 @@ def _symbol_spans(secs: "list[_Section]", symbols: list[Symbol]) -> tuple:
         index[name] = len(secs)
         secs.append(_Section(name, SHT_NOBITS, flags, addr=lo, size=hi - lo, align=PAGE))
     loads = []
-    for name, flags, lo, hi, _ in load_ranges:
+    for _name, flags, lo, hi, _ in load_ranges:
         pf = PF_R | (PF_X if flags & SHF_EXECINSTR else 0) | (PF_W if flags & SHF_WRITE else 0)
         paddr = lo - START_KERNEL_MAP if lo >= START_KERNEL_MAP else lo
         loads.append(([PT_LOAD, pf, 0, lo, paddr, 0, hi - lo, PAGE], None))  # no file bytes: offset 0
     return loads, (lambda s: sym_shndx.get(id(s), SHN_ABS)), 0
 
 
-def _image_sections(secs: "list[_Section]", image: "list[ImageSection]") -> tuple:
+def _image_sections(secs: list[_Section], image: list[ImageSection]) -> tuple:
     """The image's sections with their bytes, a PT_LOAD with file bytes for each (its file offset
     congruent to its address modulo the page), and each symbol in the section holding it."""
     image = sorted(image, key=lambda s: s.address)
@@ -657,17 +655,28 @@ def _image_sections(secs: "list[_Section]", image: "list[ImageSection]") -> tupl
         if sec.kind not in _IMAGE_KINDS:
             raise ValueError(f"image section {sec.name}: kind must be one of {', '.join(_IMAGE_KINDS)}")
         if sec.kind != "bss" and (sec.data is None or len(sec.data) != sec.size):
-            raise ValueError(f"image section {sec.name}: {sec.size:#x} bytes, data has "
-                             f"{0 if sec.data is None else len(sec.data):#x}")
+            raise ValueError(
+                f"image section {sec.name}: {sec.size:#x} bytes, data has {0 if sec.data is None else len(sec.data):#x}"
+            )
     first = len(secs)
     loads = []
     for i, sec in enumerate(image):
         sh_type, flags, pf = _IMAGE_KINDS[sec.kind]
-        secs.append(_Section(sec.name, sh_type, flags, addr=sec.address,
-                             data=b"" if sec.kind == "bss" else sec.data, size=sec.size, align=PAGE,  # type: ignore[arg-type]
-                             page_aligned=True))
-        loads.append(([PT_LOAD, pf, 0, sec.address, sec.paddr, 0 if sec.kind == "bss" else sec.size, sec.size,
-                       PAGE], first + i))
+        secs.append(
+            _Section(
+                sec.name,
+                sh_type,
+                flags,
+                addr=sec.address,
+                data=b"" if sec.kind == "bss" else sec.data,
+                size=sec.size,
+                align=PAGE,  # type: ignore[arg-type]
+                page_aligned=True,
+            )
+        )
+        loads.append(
+            ([PT_LOAD, pf, 0, sec.address, sec.paddr, 0 if sec.kind == "bss" else sec.size, sec.size, PAGE], first + i)
+        )
     starts = [sec.address for sec in image]
 
     def shndx(s: Symbol) -> int:
@@ -680,8 +689,18 @@ def _image_sections(secs: "list[_Section]", image: "list[ImageSection]") -> tupl
     return loads, shndx, image[0].address if image else 0
 
 
-def _finish(path, secs: "list[_Section]", symbols: list[Symbol], shndx, sections: "dict[str, bytes] | None",
-            abbrev: bytes, info: bytes, strs: bytes, loads: list, entry: int) -> None:
+def _finish(
+    path,
+    secs: list[_Section],
+    symbols: list[Symbol],
+    shndx,
+    sections: dict[str, bytes] | None,
+    abbrev: bytes,
+    info: bytes,
+    strs: bytes,
+    loads: list,
+    entry: int,
+) -> None:
     """The sections every vmlinux has after its address sections (the caller's extra ones, the
     DWARF, the symbol table, the section names), the program headers (``loads``: a PT_LOAD and
     the index of the section whose file offset it takes, or None; then the PT_NOTE over the
@@ -699,11 +718,11 @@ def _finish(path, secs: "list[_Section]", symbols: list[Symbol], shndx, sections
     symtab = bytearray(24)
     for s in sorted(symbols, key=lambda s: (s.address, s.name)):
         st_type = STT_FUNC if s.kind == "func" else STT_OBJECT
-        symtab += struct.pack("<IBBHQQ", strtab.add(s.name), (STB_GLOBAL << 4) | st_type, 0, shndx(s),
-                              s.address, s.size)
+        symtab += struct.pack(
+            "<IBBHQQ", strtab.add(s.name), (STB_GLOBAL << 4) | st_type, 0, shndx(s), s.address, s.size
+        )
     symtab_idx = len(secs)
-    secs.append(_Section(".symtab", SHT_SYMTAB, data=bytes(symtab), align=8, link=symtab_idx + 1, info=1,
-                         entsize=24))
+    secs.append(_Section(".symtab", SHT_SYMTAB, data=bytes(symtab), align=8, link=symtab_idx + 1, info=1, entsize=24))
     secs.append(_Section(".strtab", SHT_STRTAB, data=bytes(strtab.data)))
     shstr = _StrTab()
     shstrtab_sec = _Section(".shstrtab", SHT_STRTAB)
@@ -732,8 +751,25 @@ def _finish(path, secs: "list[_Section]", symbols: list[Symbol], shndx, sections
 
     head = bytearray(64 + 56 * len(phdrs))
     ident = b"\x7fELF" + bytes((2, 1, 1, 0)) + bytes(8)
-    struct.pack_into("<16sHHIQQQIHHHHHH", head, 0, ident, ET_EXEC, EM_X86_64, 1, entry, 64, shoff, 0,
-                     64, 56, len(phdrs), 64, len(secs), len(secs) - 1)
+    struct.pack_into(
+        "<16sHHIQQQIHHHHHH",
+        head,
+        0,
+        ident,
+        ET_EXEC,
+        EM_X86_64,
+        1,
+        entry,
+        64,
+        shoff,
+        0,
+        64,
+        56,
+        len(phdrs),
+        64,
+        len(secs),
+        len(secs) - 1,
+    )
     for i, p in enumerate(phdrs):
         struct.pack_into("<IIQQQQQQ", head, 64 + 56 * i, *p)
     shdrs = bytearray(64 * len(secs))
@@ -741,8 +777,21 @@ def _finish(path, secs: "list[_Section]", symbols: list[Symbol], shndx, sections
         if i == 0:
             continue
         size = s.size if s.type == SHT_NOBITS else len(s.data)
-        struct.pack_into("<IIQQQQIIQQ", shdrs, 64 * i, name_offs[i], s.type, s.flags, s.addr, s.offset, size,
-                         s.link, s.info, s.align, s.entsize)
+        struct.pack_into(
+            "<IIQQQQIIQQ",
+            shdrs,
+            64 * i,
+            name_offs[i],
+            s.type,
+            s.flags,
+            s.addr,
+            s.offset,
+            size,
+            s.link,
+            s.info,
+            s.align,
+            s.entsize,
+        )
     with open(path, "wb") as f:
         f.write(head)
         for s in secs[1:]:
@@ -752,7 +801,7 @@ def _finish(path, secs: "list[_Section]", symbols: list[Symbol], shndx, sections
         f.write(shdrs)
 
 
-def _write_sparse(f, offset: int, data: "bytes | memoryview") -> None:
+def _write_sparse(f, offset: int, data: bytes | memoryview) -> None:
     """Write ``data`` at ``offset``, seeking over whole zero pages (a hole reads as zeros)."""
     mv = memoryview(data).cast("B")
     if len(mv) < 4 * PAGE:
@@ -789,7 +838,7 @@ def _notes_build_id(buf: bytes, start: int, size: int, align: int) -> bytes | No
     return None
 
 
-def read_build_id(path: Union[str, "PathLike[str]"]) -> bytes:
+def read_build_id(path: str | PathLike[str]) -> bytes:
     """The NT_GNU_BUILD_ID of an ELF64 little-endian file (SHT_NOTE sections first, then PT_NOTE)."""
     with open(path, "rb") as f:
         buf = f.read()

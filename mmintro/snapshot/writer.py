@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmintro.kernel import panic, timekeeping
 from mmintro.kernel.kexec_core import prstatus_notes
 from mmintro.kernel.vmcoreinfo import vmcoreinfo
 from mmintro.snapshot.kdump import DL_EXCLUDE_FREE, DUMP_LEVEL, write_kdump
 from mmintro.snapshot.vmcore import merge_touching, write_vmcore
-from mmintro.kernel import panic, timekeeping
 from mmintro.snapshot.vmlinux import ImageSection, Symbol, dump_types_section, write_vmlinux
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ def snapshot_paths(name: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".vmcore"), p.with_name(p.name + ".vmlinux")
 
 
-def image_sections(k: "Kernel") -> list[ImageSection]:
+def image_sections(k: Kernel) -> list[ImageSection]:
     """The kernel image's sections with the bytes the image holds at the snapshot (a real
     vmlinux holds the link-time bytes; the simulated image has no other)."""
     out = []
@@ -46,8 +46,14 @@ _IMAGE = {".text": "text", ".rodata": "rodata", ".data": "data", ".init.text": "
 CORE_FORMATS = ("elf", "kdump")
 
 
-def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False, core_format: str = "elf",
-         threads: int = 1, exclude_free: bool = False) -> tuple[Path, Path]:
+def save(
+    k: Kernel,
+    name: str | os.PathLike,
+    gdb_aliases: bool = False,
+    core_format: str = "elf",
+    threads: int = 1,
+    exclude_free: bool = False,
+) -> tuple[Path, Path]:
     """Store ``k`` as NAME.vmcore and NAME.vmlinux; returns both paths.
 
     ``core_format`` "elf": an ELF core whose RAM segments carry their direct-map address in
@@ -74,8 +80,14 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False, core_f
     build_id = k.build_id()
     symbols = [Symbol(s.name, s.address, s.size, s.kind, s.type) for s in k.image.symbols.values()]
     symbols.sort(key=lambda s: (s.address, s.name))
-    write_vmlinux(vmlinux_path, k.T, symbols, build_id, sections={".mmintro.types": dump_types_section(k.T)},
-                  image=image_sections(k))
+    write_vmlinux(
+        vmlinux_path,
+        k.T,
+        symbols,
+        build_id,
+        sections={".mmintro.types": dump_types_section(k.T)},
+        image=image_sections(k),
+    )
     ram: list[tuple[int, int]] = []  # memblock.memory, touching regions (node boundaries) merged
     for r in k.memblock.memory:
         if ram and ram[-1][1] == r.base:
@@ -85,30 +97,48 @@ def save(k: "Kernel", name: str | os.PathLike, gdb_aliases: bool = False, core_f
     crashtime = timekeeping.wall_seconds(k)
     info = vmcoreinfo(k, build_id, crashtime=crashtime)
     if core_format == "kdump":
-        write_kdump(core_path, k.mem.nonzero_runs(), info, ram_ranges=ram, prstatus=prstatus_notes(k),
-                    utsname=utsname(k), timestamp=crashtime, nr_cpus=k.config.cpus, phys_base=k.phys_base,
-                    threads=threads, exclude=free_pfn_ranges(k) if exclude_free else (),
-                    dump_level=DUMP_LEVEL | (DL_EXCLUDE_FREE if exclude_free else 0))
+        write_kdump(
+            core_path,
+            k.mem.nonzero_runs(),
+            info,
+            ram_ranges=ram,
+            prstatus=prstatus_notes(k),
+            utsname=utsname(k),
+            timestamp=crashtime,
+            nr_cpus=k.config.cpus,
+            phys_base=k.phys_base,
+            threads=threads,
+            exclude=free_pfn_ranges(k) if exclude_free else (),
+            dump_level=DUMP_LEVEL | (DL_EXCLUDE_FREE if exclude_free else 0),
+        )
         return core_path, vmlinux_path
     aliases = []
     if gdb_aliases:
         aliases.append((k.image.virt(k.image.start), k.image.start, k.image.end - k.image.start))
         for nr, phys in k.section_memmap.items():
             aliases.append((k.pfn_to_page(nr << 15), phys, 2 << 20))
-    write_vmcore(core_path, k.mem.nonzero_runs(), info, ram_ranges=ram, aliases=aliases,
-                 prstatus=prstatus_notes(k), direct_map=k.page_offset_base)
+    write_vmcore(
+        core_path,
+        k.mem.nonzero_runs(),
+        info,
+        ram_ranges=ram,
+        aliases=aliases,
+        prstatus=prstatus_notes(k),
+        direct_map=k.page_offset_base,
+    )
     return core_path, vmlinux_path
 
 
-def free_pfn_ranges(k: "Kernel") -> list[tuple[int, int]]:
+def free_pfn_ranges(k: Kernel) -> list[tuple[int, int]]:
     """The pfn ranges of the free buddy blocks -- each PageBuddy head and the 2^order pages
     after it, what makedumpfile's ``-d 16`` excludes (per-CPU list pages are not PageBuddy
     and stay) -- merged, in address order."""
-    return merge_touching(sorted((pfn, pfn + (1 << order))
-                                 for zones in k.zones for z in zones for pfn, order in z.free_order.items()))
+    return merge_touching(
+        sorted((pfn, pfn + (1 << order)) for zones in k.zones for z in zones for pfn, order in z.free_order.items())
+    )
 
 
-def utsname(k: "Kernel") -> bytes:
+def utsname(k: Kernel) -> bytes:
     """``init_uts_ns.name`` (struct new_utsname) as the snapshot's memory holds it: the bytes
     makedumpfile copies into the kdump header."""
     name = k.kmem.addr(k.sym("init_uts_ns"), "uts_namespace", "name")

@@ -17,10 +17,25 @@ __all__ = ["BtfError", "BtfType", "parse_btf", "KIND_NAMES"]
 BTF_MAGIC = 0xEB9F
 
 KIND_NAMES = {
-    1: "int", 2: "ptr", 3: "array", 4: "struct", 5: "union", 6: "enum", 7: "fwd",
-    8: "typedef", 9: "volatile", 10: "const", 11: "restrict", 12: "func",
-    13: "func_proto", 14: "var", 15: "datasec", 16: "float", 17: "decl_tag",
-    18: "type_tag", 19: "enum64",
+    1: "int",
+    2: "ptr",
+    3: "array",
+    4: "struct",
+    5: "union",
+    6: "enum",
+    7: "fwd",
+    8: "typedef",
+    9: "volatile",
+    10: "const",
+    11: "restrict",
+    12: "func",
+    13: "func_proto",
+    14: "var",
+    15: "datasec",
+    16: "float",
+    17: "decl_tag",
+    18: "type_tag",
+    19: "enum64",
 }
 
 
@@ -33,11 +48,11 @@ class BtfType:
     id: int
     kind: str
     name: str
-    size: int = 0          # struct/union/enum/int/float/datasec size in bytes
-    type: int = 0          # referenced type id (ptr, typedef, cv, func, var, array elem)
+    size: int = 0  # struct/union/enum/int/float/datasec size in bytes
+    type: int = 0  # referenced type id (ptr, typedef, cv, func, var, array elem)
     kind_flag: bool = False
     # int
-    encoding: int = 0      # BTF_INT_SIGNED=1, CHAR=2, BOOL=4
+    encoding: int = 0  # BTF_INT_SIGNED=1, CHAR=2, BOOL=4
     bits: int = 0
     # array
     nelems: int = 0
@@ -73,7 +88,7 @@ def _parse_btf(data: bytes) -> list[BtfType | None]:
     type_off, type_len, str_off, str_len = struct.unpack_from("<4I", data, 8)
     types_base = hdr_len + type_off
     strs_base = hdr_len + str_off
-    strtab = data[strs_base:strs_base + str_len]
+    strtab = data[strs_base : strs_base + str_len]
     if types_base + type_len > len(data) or len(strtab) != str_len:
         raise BtfError("BTF sections out of range")
 

@@ -29,12 +29,11 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 
 from mmintro.cache import cache_dir as _cache_dir
-from typing import Iterable, Mapping
-
 from mmintro.types.btf import BtfType, parse_btf
 from mmintro.types.typedata import TypeDB
 
@@ -137,8 +136,12 @@ ARCH_DEFAULTS: dict[str, int] = {
 }
 
 C_ALIASES = {
-    "unsigned long": "long unsigned int", "unsigned int": "unsigned int", "long": "long int",
-    "unsigned char": "unsigned char", "char": "char", "int": "int",
+    "unsigned long": "long unsigned int",
+    "unsigned int": "unsigned int",
+    "long": "long int",
+    "unsigned char": "unsigned char",
+    "char": "char",
+    "int": "int",
 }
 
 _DECL = re.compile(r"(.+?)\s*(\**)\s*(\w+)((?:\[\w*\])*);")
@@ -307,9 +310,14 @@ def build_typedoc(
     if ("struct", "task_struct") in by_name and ("int", "long unsigned int") in by_name:
         ulong = by_name[("int", "long unsigned int")]
         stack = mk({"kind": "array", "type": ulong, "nelems": thread_size // 8})
-        thread_union = mk({"kind": "union", "name": "thread_union", "size": thread_size,
-                           "members": [["task", by_name[("struct", "task_struct")], 0, 0],
-                                       ["stack", stack, 0, 0]]})
+        thread_union = mk(
+            {
+                "kind": "union",
+                "name": "thread_union",
+                "size": thread_size,
+                "members": [["task", by_name[("struct", "task_struct")], 0, 0], ["stack", stack, 0, 0]],
+            }
+        )
         by_name[("union", "thread_union")] = thread_union
         root_ids.add(thread_union)
     elif strict:
@@ -469,13 +477,16 @@ def build_typedoc(
 
 # -- real kernels: TypeDB from a build's own BTF, cached on disk ------------------------------------
 
+
 def cache_dir() -> Path:
     """``cache_dir()/typedata`` (see :mod:`mmintro.cache`)."""
     return _cache_dir() / "typedata"
 
+
 def _recipe_key(globals_h: str, percpu_vars: list[str], roots: list[str], constants: Mapping[str, int]) -> str:
-    recipe = json.dumps([CLOSURE_VERSION, THREAD_SIZE, globals_h, percpu_vars, roots,
-                         sorted(constants.items())], separators=(",", ":"))
+    recipe = json.dumps(
+        [CLOSURE_VERSION, THREAD_SIZE, globals_h, percpu_vars, roots, sorted(constants.items())], separators=(",", ":")
+    )
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
@@ -484,7 +495,11 @@ def _read_cache(path: Path) -> dict | None:
         doc = json.loads(gzip.decompress(path.read_bytes()))
     except (OSError, EOFError, ValueError, gzip.BadGzipFile):
         return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("types"), list) or not isinstance(doc.get("variables"), list):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get("types"), list)
+        or not isinstance(doc.get("variables"), list)
+    ):
         return None
     return doc
 
@@ -559,9 +574,16 @@ def typedb_from_btf(
         from_cache = db is not None
         if db is None:
             btf = parse_btf(btf_bytes)
-            doc = build_typedoc(btf, gtext, PERCPU_VARS, ROOTS + REAL_KERNEL_ROOTS, consts,
-                                kernel=kernel or "x86_64", source=source or f"BTF sha256:{sha[:16]}",
-                                strict=False)
+            doc = build_typedoc(
+                btf,
+                gtext,
+                PERCPU_VARS,
+                ROOTS + REAL_KERNEL_ROOTS,
+                consts,
+                kernel=kernel or "x86_64",
+                source=source or f"BTF sha256:{sha[:16]}",
+                strict=False,
+            )
             db = TypeDB(doc)
             if path is not None:
                 _write_cache(path, doc)

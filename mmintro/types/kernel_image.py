@@ -66,8 +66,10 @@ class KernelImage:
 
     def __repr__(self) -> str:
         bid = self.build_id.hex() if self.build_id else None
-        return (f"<KernelImage {self.path!r} {self.osrelease} build-id {bid} "
-                f"({len(self.elf_bytes)} bytes ELF, {len(self.btf)} bytes BTF, {len(self.symbols)} symbols)>")
+        return (
+            f"<KernelImage {self.path!r} {self.osrelease} build-id {bid} "
+            f"({len(self.elf_bytes)} bytes ELF, {len(self.btf)} bytes BTF, {len(self.symbols)} symbols)>"
+        )
 
     def typedb(self, cache=True):  # -> TypeDB
         """The :class:`TypeDB` of this build, from its ``.BTF`` (cached on disk, see
@@ -119,9 +121,7 @@ def decompress_bzimage(buf, what: str) -> tuple[bytes, str, str | None]:
     # syssize: the protected-mode code's size in 16-byte units (a signed image has more after it).
     syssize = struct.unpack_from("<I", buf, 0x1F4)[0] * 16
     if pm_start + syssize > size:
-        raise SnapshotError(
-            f"{what} is truncated: {size:#x} bytes, its boot header says {pm_start + syssize:#x}"
-        )
+        raise SnapshotError(f"{what} is truncated: {size:#x} bytes, its boot header says {pm_start + syssize:#x}")
     payload_offset, payload_length = struct.unpack_from("<II", buf, 0x248)
     start = pm_start + payload_offset
     end = start + payload_length
@@ -151,9 +151,7 @@ def decompress_bzimage(buf, what: str) -> tuple[bytes, str, str | None]:
     else:
         raise SnapshotError(f"{what}: unknown payload compression (magic {magic[:4].hex()})")
     if comp != "zstd" and len(elf) != usize:
-        raise SnapshotError(
-            f"{what}: corrupt {comp} payload (decompressed {len(elf)} bytes, the image says {usize})"
-        )
+        raise SnapshotError(f"{what}: corrupt {comp} payload (decompressed {len(elf)} bytes, the image says {usize})")
     if elf[:4] != b"\x7fELF":
         raise SnapshotError(f"{what}: the decompressed {comp} payload is not an ELF vmlinux")
     return elf, comp, release
@@ -165,7 +163,7 @@ def _setup_release(buf) -> str | None:
     if not ptr:
         return None
     off = ptr + 0x200
-    raw = bytes(buf[off:off + 256])
+    raw = bytes(buf[off : off + 256])
     s = raw.split(b"\0", 1)[0].split(b" ", 1)[0]
     try:
         return s.decode("ascii") or None
@@ -209,6 +207,7 @@ def _one_line(e: BaseException) -> str:
 
 # -- the ELF -------------------------------------------------------------------------------------
 
+
 def _from_elf(path: str, what: str, elf: bytes, compression: str, setup_release: str | None) -> KernelImage:
     ewhat = what if compression == "none" else f"{what} (decompressed vmlinux)"
     h = parse_header(elf, ewhat, (ET_EXEC, ET_DYN))
@@ -224,17 +223,17 @@ def _from_elf(path: str, what: str, elf: bytes, compression: str, setup_release:
         if h.e_shstrndx >= len(raw):
             raise SnapshotError(f"{ewhat}: section name table index {h.e_shstrndx} out of range")
         st = raw[h.e_shstrndx]
-        strtab = elf[st[4]:st[4] + st[5]]
+        strtab = elf[st[4] : st[4] + st[5]]
         for s in raw:
             if s[0] >= len(strtab) and s[0]:
                 raise SnapshotError(f"{ewhat}: section name offset {s[0]:#x} out of range")
-            names.append(strtab[s[0]:strtab.find(b"\0", s[0])].decode("latin-1"))
+            names.append(strtab[s[0] : strtab.find(b"\0", s[0])].decode("latin-1"))
     by_name = {n: i for i, n in reversed(list(enumerate(names)))}
 
     i = by_name.get(".BTF")
     if i is None or raw[i][1] == SHT_NOBITS or raw[i][5] == 0:
         raise SnapshotError(f"{what} has no .BTF section (build the kernel with CONFIG_DEBUG_INFO_BTF)")
-    btf = elf[raw[i][4]:raw[i][4] + raw[i][5]]
+    btf = elf[raw[i][4] : raw[i][4] + raw[i][5]]
     if len(btf) < 24 or btf[:2] != b"\x9f\xeb":
         raise SnapshotError(f"{what}: its .BTF section is not BTF (magic {btf[:2].hex()})")
 
@@ -267,7 +266,7 @@ def _from_elf(path: str, what: str, elf: bytes, compression: str, setup_release:
         link = raw[k][6]
         if link >= len(raw):
             raise SnapshotError(f"{ewhat}: .symtab string table index {link} out of range")
-        strs = bytes(elf[raw[link][4]:raw[link][4] + raw[link][5]])
+        strs = bytes(elf[raw[link][4] : raw[link][4] + raw[link][5]])
         symbols = parse_symtab(elf, raw[k][4], raw[k][5], strs)
 
     return KernelImage(path, elf, btf, build_id, osrelease, banner, compression, symbols)

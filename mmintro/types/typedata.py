@@ -10,10 +10,10 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
-from typing import Iterator
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class TypeError_(LookupError):
 @dataclass(eq=False)
 class Member:
     name: str
-    type: "Type"
+    type: Type
     bit_offset: int
     bit_size: int = 0  # 0: not a bitfield
 
@@ -57,11 +57,11 @@ class Type:
     kind: str  # int float ptr array struct union enum typedef const volatile restrict func_proto void
     name: str = ""
     size_: int = 0
-    target: "Type | None" = None
+    target: Type | None = None
     nelems: int = 0
     members: list[Member] = field(default_factory=list)
     values: list[tuple[str, int]] = field(default_factory=list)
-    params: list[tuple[str, "Type"]] = field(default_factory=list)
+    params: list[tuple[str, Type]] = field(default_factory=list)
     signed: bool = False
     encoding: int = 0
     is_decl: bool = False
@@ -112,14 +112,14 @@ class Type:
             raise TypeError_(f"{self.spelling()} is an incomplete type")
         return self.size_
 
-    def unqualified(self) -> "Type":
+    def unqualified(self) -> Type:
         t = self
         while t.kind in ("const", "volatile", "restrict", "typedef_transparent"):
             assert t.target is not None
             t = t.target
         return t
 
-    def resolved(self) -> "Type":
+    def resolved(self) -> Type:
         """Strip typedefs and qualifiers."""
         t = self
         while t.kind in ("typedef", "const", "volatile", "restrict", "typedef_transparent"):
@@ -127,7 +127,7 @@ class Type:
             t = t.target
         return t
 
-    def member(self, name: str) -> tuple[int, int, "Type"]:
+    def member(self, name: str) -> tuple[int, int, Type]:
         """(bit offset, bit size, type) of a direct member, looking into anonymous members."""
         t = self.resolved()
         if t.kind not in ("struct", "union"):
@@ -156,7 +156,7 @@ class Type:
         except TypeError_:
             return False
 
-    def walk(self, path: str) -> tuple[int, int, "Type"]:
+    def walk(self, path: str) -> tuple[int, int, Type]:
         """Resolve a member designator like ``node_zones[1].spanned_pages``.
 
         Returns (bit offset, bit size, type).
@@ -359,7 +359,7 @@ def scalar_dtype(t: Type) -> str:
     raise TypeError_(f"{t.spelling()} is not a scalar")
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_types() -> TypeDB:
     """The pinned type data shipped with the package."""
     blob = resources.files("mmintro.types").joinpath("data", DATA_FILE).read_bytes()

@@ -37,6 +37,4 @@ def buddyinfo(prog: Program) -> list[BuddyInfoRow]:
 
 
 def render(rows: list[BuddyInfoRow]) -> str:
-    return "".join(
-        f"Node {r.node}, zone {r.zone:>8} " + "".join(f"{n:6} " for n in r.nr_free) + "\n" for r in rows
-    )
+    return "".join(f"Node {r.node}, zone {r.zone:>8} " + "".join(f"{n:6} " for n in r.nr_free) + "\n" for r in rows)

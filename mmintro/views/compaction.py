@@ -134,16 +134,37 @@ def compaction(prog: Program) -> tuple[list[NodeCompaction], list[ZoneCompaction
             considered = z.compact_considered.value_()
             shift = z.compact_defer_shift.value_()
             skip, blocks = _skip_counts(prog, start, end)
-            zones.append(ZoneCompaction(
-                nid, z.name.string_().decode("utf-8", "replace"), start, end,
-                (z.compact_cached_migrate_pfn[0].value_(), z.compact_cached_migrate_pfn[1].value_()),
-                z.compact_cached_free_pfn.value_(), z.compact_init_migrate_pfn.value_(),
-                z.compact_init_free_pfn.value_(), considered, shift, z.compact_order_failed.value_(),
-                max(0, (1 << shift) - considered - 1), bool(z.compact_blockskip_flush.value_()), skip, blocks,
-                score, weighted))
-        nodes.append(NodeCompaction(
-            nid, pgdat.kcompactd_max_order.value_(), pgdat.kcompactd_highest_zoneidx.value_(),
-            bool(pgdat.proactive_compact_trigger.value_()), _task(pgdat.kcompactd), node_score))
+            zones.append(
+                ZoneCompaction(
+                    nid,
+                    z.name.string_().decode("utf-8", "replace"),
+                    start,
+                    end,
+                    (z.compact_cached_migrate_pfn[0].value_(), z.compact_cached_migrate_pfn[1].value_()),
+                    z.compact_cached_free_pfn.value_(),
+                    z.compact_init_migrate_pfn.value_(),
+                    z.compact_init_free_pfn.value_(),
+                    considered,
+                    shift,
+                    z.compact_order_failed.value_(),
+                    max(0, (1 << shift) - considered - 1),
+                    bool(z.compact_blockskip_flush.value_()),
+                    skip,
+                    blocks,
+                    score,
+                    weighted,
+                )
+            )
+        nodes.append(
+            NodeCompaction(
+                nid,
+                pgdat.kcompactd_max_order.value_(),
+                pgdat.kcompactd_highest_zoneidx.value_(),
+                bool(pgdat.proactive_compact_trigger.value_()),
+                _task(pgdat.kcompactd),
+                node_score,
+            )
+        )
     stats = vmstat_view.vmstat(prog)
     events = {k: v for k, v in stats.items() if k.startswith(EVENT_PREFIXES)}
     return nodes, zones, events
@@ -152,20 +173,26 @@ def compaction(prog: Program) -> tuple[list[NodeCompaction], list[ZoneCompaction
 def render(nodes: list[NodeCompaction], zones: list[ZoneCompaction], events: dict[str, int]) -> str:
     """A table per zone, a line per node, then the vm events."""
     out = []
-    hdr = (f"{'ZONE':<16} {'MIGRATE_PFN async/sync':>23} {'FREE_PFN':>10} {'CONSIDERED':>10} {'SHIFT':>5} "
-           f"{'ORDER_FAILED':>12} {'DEFERRED':>8} {'FLUSH':>5} {'SKIP/BLOCKS':>12} {'SCORE':>5}")
+    hdr = (
+        f"{'ZONE':<16} {'MIGRATE_PFN async/sync':>23} {'FREE_PFN':>10} {'CONSIDERED':>10} {'SHIFT':>5} "
+        f"{'ORDER_FAILED':>12} {'DEFERRED':>8} {'FLUSH':>5} {'SKIP/BLOCKS':>12} {'SCORE':>5}"
+    )
     out.append(hdr)
     for z in zones:
         mig = f"{z.cached_migrate_pfn[0]:#x}/{z.cached_migrate_pfn[1]:#x}"
-        out.append(f"{f'Node {z.node} {z.zone}':<16} {mig:>23} {z.cached_free_pfn:>#10x} {z.considered:>10} "
-                   f"{z.defer_shift:>5} {z.order_failed:>12} {z.deferred_attempts:>8} {int(z.blockskip_flush):>5} "
-                   f"{f'{z.skip_blocks}/{z.pageblocks}':>12} {z.score:>5}")
+        out.append(
+            f"{f'Node {z.node} {z.zone}':<16} {mig:>23} {z.cached_free_pfn:>#10x} {z.considered:>10} "
+            f"{z.defer_shift:>5} {z.order_failed:>12} {z.deferred_attempts:>8} {int(z.blockskip_flush):>5} "
+            f"{f'{z.skip_blocks}/{z.pageblocks}':>12} {z.score:>5}"
+        )
     out.append("")
     for n in nodes:
         task = n.kcompactd or "(no kcompactd thread)"
-        out.append(f"Node {n.node}: kcompactd {task}: max_order {n.kcompactd_max_order} highest_zoneidx "
-                   f"{n.kcompactd_highest_zoneidx} proactive_trigger {int(n.proactive_compact_trigger)}; "
-                   f"fragmentation score {n.score}")
+        out.append(
+            f"Node {n.node}: kcompactd {task}: max_order {n.kcompactd_max_order} highest_zoneidx "
+            f"{n.kcompactd_highest_zoneidx} proactive_trigger {int(n.proactive_compact_trigger)}; "
+            f"fragmentation score {n.score}"
+        )
     out.append("")
     out += [f"{k} {v}" for k, v in events.items()]
     return "\n".join(out) + "\n"

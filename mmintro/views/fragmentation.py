@@ -109,9 +109,14 @@ def fragmentation(prog: Program) -> list[FragRow]:
             nr_free = [fa[o].nr_free.value_() for o in range(len(fa))]
             note(prog, check_nr_free(zone))  # nr_free against the free lists it counts
             infos = [fill_contig_page_info(nr_free, o) for o in range(len(nr_free))]
-            rows.append(FragRow(nid, zone.name.string_().decode("utf-8", "replace"),
-                                [unusable_free_index(o, i) for o, i in enumerate(infos)],
-                                [fragmentation_index(o, i) for o, i in enumerate(infos)]))
+            rows.append(
+                FragRow(
+                    nid,
+                    zone.name.string_().decode("utf-8", "replace"),
+                    [unusable_free_index(o, i) for o, i in enumerate(infos)],
+                    [fragmentation_index(o, i) for o, i in enumerate(infos)],
+                )
+            )
     return rows
 
 
@@ -129,8 +134,9 @@ def _fmt(index: int, width: int) -> str:
 def render_index(rows: list[FragRow], which: str) -> str:
     """One debugfs file: ``unusable_index`` ("%d.%03d ") or ``extfrag_index`` ("%2d.%03d ")."""
     width = {"unusable_index": 0, "extfrag_index": 2}[which]
-    return "".join(f"Node {r.node}, zone {r.zone:>8} " + "".join(_fmt(v, width) for v in getattr(r, which)) + "\n"
-                   for r in rows)
+    return "".join(
+        f"Node {r.node}, zone {r.zone:>8} " + "".join(_fmt(v, width) for v in getattr(r, which)) + "\n" for r in rows
+    )
 
 
 def render(rows: list[FragRow], which: str | None = None) -> str:

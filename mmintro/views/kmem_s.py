@@ -65,9 +65,17 @@ def kmem_s(prog: Program) -> list[KmemCacheRow]:
     for s in caches:
         note(prog, check_slab_cache(s))  # node counters against the partial lists
         si = get_slabinfo(s)
-        rows.append(KmemCacheRow(s.value_(), slab_cache_name(s), s.object_size.value_(),
-                                 census[s.value_()].nr_allocated, si.num_objs, si.num_slabs,
-                                 prog.page_size << si.cache_order))
+        rows.append(
+            KmemCacheRow(
+                s.value_(),
+                slab_cache_name(s),
+                s.object_size.value_(),
+                census[s.value_()].nr_allocated,
+                si.num_objs,
+                si.num_slabs,
+                prog.page_size << si.cache_order,
+            )
+        )
     return rows
 
 
@@ -76,8 +84,7 @@ _HEAD = "CACHE" + " " * 12 + " OBJSIZE  ALLOCATED     TOTAL  SLABS  SSIZE  NAME\
 
 
 def _row(r: KmemCacheRow) -> str:
-    return (f"{r.cache:016x} {r.objsize:8}  {r.allocated:9}  {r.total:8}  {r.slabs:5}  {r.ssize >> 10:4}k  "
-            f"{r.name}\n")
+    return f"{r.cache:016x} {r.objsize:8}  {r.allocated:9}  {r.total:8}  {r.slabs:5}  {r.ssize >> 10:4}k  {r.name}\n"
 
 
 def render(rows: list[KmemCacheRow]) -> str:
@@ -104,13 +111,15 @@ class SlabRow(NamedTuple):
     """Free objects (census)."""
 
 
-def _slab_row(prog: Program, census: CacheObjects, per_slab: dict[int, tuple[int, int]], slab_addr: int,
-              nid_of: Any) -> SlabRow:
+def _slab_row(
+    prog: Program, census: CacheObjects, per_slab: dict[int, tuple[int, int]], slab_addr: int, nid_of: Any
+) -> SlabRow:
     sl = Object(prog, prog.type("struct slab *"), slab_addr)
     pfn = slab_pfn(sl)
     alloc, total = per_slab.get(pfn, (0, 0))
-    return SlabRow(slab_addr, pfn, slab_address(sl), nid_of(sl), sl.inuse.value_(), sl.objects.value_(), alloc,
-                   total - alloc)
+    return SlabRow(
+        slab_addr, pfn, slab_address(sl), nid_of(sl), sl.inuse.value_(), sl.objects.value_(), alloc, total - alloc
+    )
 
 
 def cache_detail(prog: Program, name: str) -> dict[str, Any]:
@@ -136,30 +145,41 @@ def cache_detail(prog: Program, name: str) -> dict[str, Any]:
         pfns, starts, counts = np.unique(census.slab_pfn, return_index=True, return_counts=True)
         alloc = np.add.reduceat(census.allocated.astype(np.int64), starts) if len(starts) else []
         per_slab = {int(p): (int(a), int(c)) for p, a, c in zip(pfns, alloc, counts)}
-    summary = KmemCacheRow(s.value_(), slab_cache_name(s), s.object_size.value_(), census.nr_allocated,
-                           si.num_objs, si.num_slabs, prog.page_size << si.cache_order)
+    summary = KmemCacheRow(
+        s.value_(),
+        slab_cache_name(s),
+        s.object_size.value_(),
+        census.nr_allocated,
+        si.num_objs,
+        si.num_slabs,
+        prog.page_size << si.cache_order,
+    )
     cpus = []
     for c in slab_cache_cpu_info(s):
-        cpus.append({
-            "cpu": c.cpu,
-            "slab": _slab_row(prog, census, per_slab, c.slab, nid_of)._asdict() if c.slab else None,
-            "freelist": c.freelist,
-            "partial": [_slab_row(prog, census, per_slab, p, nid_of)._asdict() for p in c.partial],
-            "sheaf_main": len(c.sheaf_main),
-            "sheaf_spare": len(c.sheaf_spare),
-        })
+        cpus.append(
+            {
+                "cpu": c.cpu,
+                "slab": _slab_row(prog, census, per_slab, c.slab, nid_of)._asdict() if c.slab else None,
+                "freelist": c.freelist,
+                "partial": [_slab_row(prog, census, per_slab, p, nid_of)._asdict() for p in c.partial],
+                "sheaf_main": len(c.sheaf_main),
+                "sheaf_spare": len(c.sheaf_spare),
+            }
+        )
     nodes = []
     for n in slab_cache_node_info(s):
-        nodes.append({
-            "node": n.nid,
-            "kmem_cache_node": s.node[n.nid].value_(),
-            "nr_slabs": n.nr_slabs,
-            "total_objects": n.total_objects,
-            "nr_partial": n.nr_partial,
-            "partial": [_slab_row(prog, census, per_slab, p, nid_of)._asdict() for p in n.partial],
-            "barn_full_sheaves": [len(sh) for sh in n.barn_full],
-            "barn_empty_sheaves": n.barn_empty,
-        })
+        nodes.append(
+            {
+                "node": n.nid,
+                "kmem_cache_node": s.node[n.nid].value_(),
+                "nr_slabs": n.nr_slabs,
+                "total_objects": n.total_objects,
+                "nr_partial": n.nr_partial,
+                "partial": [_slab_row(prog, census, per_slab, p, nid_of)._asdict() for p in n.partial],
+                "barn_full_sheaves": [len(sh) for sh in n.barn_full],
+                "barn_empty_sheaves": n.barn_empty,
+            }
+        )
     store_user = bool(s.flags.value_() >> prog.types.const("_SLAB_STORE_USER") & 1)
     return {
         "summary": summary._asdict(),
@@ -167,14 +187,21 @@ def cache_detail(prog: Program, name: str) -> dict[str, Any]:
         "offset": s.offset.value_(),
         "objects_per_slab": si.objects_per_slab,
         "order": si.cache_order,
-        "census": {"slabs": len(census.slabs), "objects": len(census.objects), "allocated": census.nr_allocated,
-                   "free": census.nr_free, "free_in_cpu_structures": census.cpu_free},
+        "census": {
+            "slabs": len(census.slabs),
+            "objects": len(census.objects),
+            "allocated": census.nr_allocated,
+            "free": census.nr_free,
+            "free_in_cpu_structures": census.cpu_free,
+        },
         "cpus": cpus,
         "nodes": nodes,
         "callers": None,
-        "callers_note": ("SLAB_STORE_USER is set, but mmintro does not decode struct track" if store_user else
-                         "not tracked: SLAB_STORE_USER (slub_debug=U) is off, so the kernel keeps no allocation "
-                         "call sites"),
+        "callers_note": (
+            "SLAB_STORE_USER is set, but mmintro does not decode struct track"
+            if store_user
+            else "not tracked: SLAB_STORE_USER (slub_debug=U) is off, so the kernel keeps no allocation call sites"
+        ),
     }
 
 
@@ -182,17 +209,23 @@ _SLAB_HEAD = f"    {'SLAB':<16}  {'MEMORY':<16}  {'PFN':>8}  NODE  {'TOTAL':>5} 
 
 
 def _slab_line(r: dict[str, Any]) -> str:
-    return (f"    {r['slab']:016x}  {r['memory']:016x}  {r['pfn']:8x}  {r['node']:4}  {r['objects']:5}  "
-            f"{r['allocated']:9}  {r['free']:5}  {r['inuse']}\n")
+    return (
+        f"    {r['slab']:016x}  {r['memory']:016x}  {r['pfn']:8x}  {r['node']:4}  {r['objects']:5}  "
+        f"{r['allocated']:9}  {r['free']:5}  {r['inuse']}\n"
+    )
 
 
 def render_detail(d: dict[str, Any]) -> str:
     out = [_HEAD, _row(KmemCacheRow(**d["summary"]))]
     c = d["census"]
-    out.append(f"  object slot {d['size']} bytes, free pointer at +{d['offset']}, {d['objects_per_slab']} objects per "
-               f"order-{d['order']} slab\n")
-    out.append(f"  census: {c['slabs']} slabs, {c['objects']} objects: {c['allocated']} allocated, {c['free']} free "
-               f"({c['free_in_cpu_structures']} in CPU freelists and sheaves)\n")
+    out.append(
+        f"  object slot {d['size']} bytes, free pointer at +{d['offset']}, {d['objects_per_slab']} objects per "
+        f"order-{d['order']} slab\n"
+    )
+    out.append(
+        f"  census: {c['slabs']} slabs, {c['objects']} objects: {c['allocated']} allocated, {c['free']} free "
+        f"({c['free_in_cpu_structures']} in CPU freelists and sheaves)\n"
+    )
     for cpu in d["cpus"]:
         out.append(f"  CPU {cpu['cpu']} SLAB:\n")
         if cpu["slab"]:
@@ -200,7 +233,7 @@ def render_detail(d: dict[str, Any]) -> str:
             fl = cpu["freelist"]
             out.append(f"    FREELIST ({len(fl)}):" + ("" if fl else " (empty)") + "\n")
             for i in range(0, len(fl), 4):
-                out.append("      " + "  ".join(f"{a:016x}" for a in fl[i:i + 4]) + "\n")
+                out.append("      " + "  ".join(f"{a:016x}" for a in fl[i : i + 4]) + "\n")
         else:
             out.append("    (empty)\n")
         out.append(f"  CPU {cpu['cpu']} PARTIAL:\n")
@@ -209,14 +242,18 @@ def render_detail(d: dict[str, Any]) -> str:
             out.append(f"  CPU {cpu['cpu']} SHEAVES: main {cpu['sheaf_main']} objects, spare {cpu['sheaf_spare']}\n")
     out.append(f"  {'KMEM_CACHE_NODE':<16}  NODE  {'SLABS':>6}  {'OBJECTS':>8}  {'PARTIAL':>7}\n")
     for n in d["nodes"]:
-        out.append(f"  {n['kmem_cache_node']:016x}  {n['node']:4}  {n['nr_slabs']:6}  {n['total_objects']:8}  "
-                   f"{n['nr_partial']:7}\n")
+        out.append(
+            f"  {n['kmem_cache_node']:016x}  {n['node']:4}  {n['nr_slabs']:6}  {n['total_objects']:8}  "
+            f"{n['nr_partial']:7}\n"
+        )
     for n in d["nodes"]:
         out.append(f"  NODE {n['node']} PARTIAL:\n")
         out.append(_SLAB_HEAD + "".join(_slab_line(r) for r in n["partial"]) if n["partial"] else "    (empty)\n")
         if n["barn_full_sheaves"] or n["barn_empty_sheaves"]:
-            out.append(f"  NODE {n['node']} BARN: {len(n['barn_full_sheaves'])} full sheaves "
-                       f"({sum(n['barn_full_sheaves'])} objects), {n['barn_empty_sheaves']} empty\n")
+            out.append(
+                f"  NODE {n['node']} BARN: {len(n['barn_full_sheaves'])} full sheaves "
+                f"({sum(n['barn_full_sheaves'])} objects), {n['barn_empty_sheaves']} empty\n"
+            )
         out.append(f"  NODE {n['node']} FULL:\n    (not tracked: SLUB lists full slabs only with SLUB_DEBUG)\n")
     out.append(f"  CALLERS: {d['callers_note']}\n")
     return "".join(out)

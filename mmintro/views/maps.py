@@ -18,10 +18,9 @@ from typing import NamedTuple
 
 from mmintro.reader.errors import FaultError, ValidationError
 from mmintro.reader.helpers.maple_tree import mt_for_each
-from mmintro.reader.helpers.task import d_path, file_dev_ino
+from mmintro.reader.helpers.task import d_path, file_dev_ino, for_each_task
 from mmintro.reader.object import Object, cast
 from mmintro.reader.program import Program
-from mmintro.reader.helpers.task import for_each_task
 
 __all__ = ["MapsRow", "get_gate_vma", "maps", "render", "render_line", "task_vmas", "vma_name", "vsyscall_mode"]
 
@@ -97,8 +96,12 @@ def task_vmas(prog: Program, pid: int) -> tuple[Object, Object | None, list[tupl
     rows = []
     for v in vmas:
         f = v.vm_flags.value_()
-        perms = ("r" if f & VM_READ else "-") + ("w" if f & VM_WRITE else "-") + ("x" if f & VM_EXEC else "-") + \
-            ("s" if f & VM_MAYSHARE else "p")
+        perms = (
+            ("r" if f & VM_READ else "-")
+            + ("w" if f & VM_WRITE else "-")
+            + ("x" if f & VM_EXEC else "-")
+            + ("s" if f & VM_MAYSHARE else "p")
+        )
         has_file = bool(v.vm_file.value_())
         major = minor = ino = 0
         if has_file:
@@ -106,16 +109,37 @@ def task_vmas(prog: Program, pid: int) -> tuple[Object, Object | None, list[tupl
                 major, minor, ino = file_dev_ino(v.vm_file)
             except (FaultError, LookupError, AttributeError):
                 pass
-        rows.append((MapsRow(v.vm_start.value_(), v.vm_end.value_(), perms,
-                             v.vm_pgoff.value_() << PAGE_SHIFT if has_file else 0, major, minor, ino,
-                             vma_name(v, mm, special), v.value_()), v))
+        rows.append(
+            (
+                MapsRow(
+                    v.vm_start.value_(),
+                    v.vm_end.value_(),
+                    perms,
+                    v.vm_pgoff.value_() << PAGE_SHIFT if has_file else 0,
+                    major,
+                    minor,
+                    ino,
+                    vma_name(v, mm, special),
+                    v.value_(),
+                ),
+                v,
+            )
+        )
     gate = get_gate_vma(prog)
     if gate is not None:
         f = gate.vm_flags.value_()
-        perms = ("r" if f & VM_READ else "-") + ("w" if f & VM_WRITE else "-") + ("x" if f & VM_EXEC else "-") + \
-            ("s" if f & VM_MAYSHARE else "p")
-        rows.append((MapsRow(gate.vm_start.value_(), gate.vm_end.value_(), perms, 0, 0, 0, 0, "[vsyscall]",
-                             gate.value_()), gate))
+        perms = (
+            ("r" if f & VM_READ else "-")
+            + ("w" if f & VM_WRITE else "-")
+            + ("x" if f & VM_EXEC else "-")
+            + ("s" if f & VM_MAYSHARE else "p")
+        )
+        rows.append(
+            (
+                MapsRow(gate.vm_start.value_(), gate.vm_end.value_(), perms, 0, 0, 0, 0, "[vsyscall]", gate.value_()),
+                gate,
+            )
+        )
     return task, mm, rows
 
 

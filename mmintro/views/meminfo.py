@@ -19,11 +19,11 @@ from typing import NamedTuple
 from mmintro.reader.errors import ValidationError
 from mmintro.reader.helpers.list import list_for_each_entry
 from mmintro.reader.helpers.mmzone import for_each_zone
-from mmintro.reader.helpers.vmalloc import VMALLOC_END, VMALLOC_START
+from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.reader.helpers.swap import swap_usage_in_pages
+from mmintro.reader.helpers.vmalloc import VMALLOC_END, VMALLOC_START
 from mmintro.reader.program import Program
 from mmintro.reader.x86_pgtable import LEVELS_4
-from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.views.vmstat import global_node_page_state_pages, global_zone_page_state
 
 __all__ = [
@@ -163,9 +163,16 @@ def nr_blockdev_pages(prog: Program) -> int:
     sb = prog["blockdev_superblock"]
     if not sb.value_():
         return 0
-    return sum(inode.i_mapping.nrpages.value_()
-               for inode in list_for_each_entry("struct inode", sb.s_inodes.address_of_(), "i_sb_list",
-                                                name="blockdev_superblock->s_inodes", limit=_MAX_BDEV_INODES))
+    return sum(
+        inode.i_mapping.nrpages.value_()
+        for inode in list_for_each_entry(
+            "struct inode",
+            sb.s_inodes.address_of_(),
+            "i_sb_list",
+            name="blockdev_superblock->s_inodes",
+            limit=_MAX_BDEV_INODES,
+        )
+    )
 
 
 def si_swapinfo(prog: Program) -> tuple[int, int]:
@@ -181,8 +188,7 @@ def si_swapinfo(prog: Program) -> tuple[int, int]:
             if flags & used and not flags & writeok:
                 # 6.12+: atomic_long_t carrying SWAP_USAGE_OFFLIST_BIT (bit 30), masked off
                 to_be_unused += swap_usage_in_pages(si)
-    return (prog["total_swap_pages"].value_() + to_be_unused,
-            prog["nr_swap_pages"].counter.value_() + to_be_unused)
+    return (prog["total_swap_pages"].value_() + to_be_unused, prog["nr_swap_pages"].counter.value_() + to_be_unused)
 
 
 def _default_hstate(prog: Program, hstates: list) -> tuple[int, int, int, int, int]:
@@ -205,8 +211,13 @@ def _default_hstate(prog: Program, hstates: list) -> tuple[int, int, int, int, i
         h = arr[idx]
     else:  # the hstate hugetlb_init() would have made the default
         h = hstates[next((i for i, h in enumerate(hstates) if h.order.value_() == pmd_order), 0)]
-    return (h.nr_huge_pages.value_(), h.free_huge_pages.value_(), h.resv_huge_pages.value_(),
-            h.surplus_huge_pages.value_(), h.order.value_())
+    return (
+        h.nr_huge_pages.value_(),
+        h.free_huge_pages.value_(),
+        h.resv_huge_pages.value_(),
+        h.surplus_huge_pages.value_(),
+        h.order.value_(),
+    )
 
 
 def _vmalloc_total_kb(prog: Program) -> int:
@@ -239,14 +250,20 @@ def meminfo(prog: Program) -> list[MeminfoLine]:
     bufferram = nr_blockdev_pages(prog)
     swapcache = node("NR_SWAPCACHE")  # total_swapcache_pages()
     totalswap, freeswap = si_swapinfo(prog)
-    lru = {e: node(e) for e in ("NR_INACTIVE_ANON", "NR_ACTIVE_ANON", "NR_INACTIVE_FILE", "NR_ACTIVE_FILE",
-                                "NR_UNEVICTABLE")}
+    lru = {
+        e: node(e)
+        for e in ("NR_INACTIVE_ANON", "NR_ACTIVE_ANON", "NR_INACTIVE_FILE", "NR_ACTIVE_FILE", "NR_UNEVICTABLE")
+    }
     sreclaimable = node("NR_SLAB_RECLAIMABLE_B")  # kept in pages, see global_node_page_state_pages
     sunreclaim = node("NR_SLAB_UNRECLAIMABLE_B")
     misc_reclaimable = node("NR_KERNEL_MISC_RECLAIMABLE")
-    available = si_mem_available(freeram, prog["totalreserve_pages"].value_(),
-                                 lru["NR_ACTIVE_FILE"] + lru["NR_INACTIVE_FILE"],
-                                 sreclaimable + misc_reclaimable, _wmark_low(prog))
+    available = si_mem_available(
+        freeram,
+        prog["totalreserve_pages"].value_(),
+        lru["NR_ACTIVE_FILE"] + lru["NR_INACTIVE_FILE"],
+        sreclaimable + misc_reclaimable,
+        _wmark_low(prog),
+    )
 
     pages("MemTotal", totalram)
     pages("MemFree", freeram)
@@ -313,8 +330,9 @@ def meminfo(prog: Program) -> list[MeminfoLine]:
         lines.append(MeminfoLine("HugePages_Rsvd", resv, ""))
         lines.append(MeminfoLine("HugePages_Surp", surplus, ""))
         kbytes("Hugepagesize", (prog.page_size << order) // SZ_1K)
-        kbytes("Hugetlb", sum(h.nr_huge_pages.value_() * (prog.page_size << h.order.value_()) for h in hstates)
-               // SZ_1K)
+        kbytes(
+            "Hugetlb", sum(h.nr_huge_pages.value_() * (prog.page_size << h.order.value_()) for h in hstates) // SZ_1K
+        )
     # arch/x86/mm/pat/set_memory.c arch_report_meminfo(): direct-map pages per mapping size.
     # Each count is shifted by (mapping size shift - 10): << 2, << 11, << 20.  DirectMap1G is
     # printed when direct_gbpages is on (the reference has it; a snapshot without the symbol too).

@@ -42,9 +42,15 @@ MPOL_F_RELATIVE_NODES = 1 << 14
 MPOL_F_NUMA_BALANCING = 1 << 13
 MPOL_MODE_FLAGS = MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES | MPOL_F_NUMA_BALANCING
 # mm/mempolicy.c policy_modes[]
-POLICY_MODES = {"MPOL_DEFAULT": "default", "MPOL_PREFERRED": "prefer", "MPOL_BIND": "bind",
-                "MPOL_INTERLEAVE": "interleave", "MPOL_WEIGHTED_INTERLEAVE": "weighted interleave",
-                "MPOL_LOCAL": "local", "MPOL_PREFERRED_MANY": "prefer (many)"}
+POLICY_MODES = {
+    "MPOL_DEFAULT": "default",
+    "MPOL_PREFERRED": "prefer",
+    "MPOL_BIND": "bind",
+    "MPOL_INTERLEAVE": "interleave",
+    "MPOL_WEIGHTED_INTERLEAVE": "weighted interleave",
+    "MPOL_LOCAL": "local",
+    "MPOL_PREFERRED_MANY": "prefer (many)",
+}
 
 
 class NumaMapsRow(NamedTuple):
@@ -108,20 +114,37 @@ def numa_maps(prog: Program, pid: int) -> list[NumaMapsRow]:
     scan = scan_mm(mm)
     starts = np.array([v.vm_start.value_() for v in vmas], dtype=np.uint64)
     ends = np.array([v.vm_end.value_() for v in vmas], dtype=np.uint64)
-    vi = np.searchsorted(starts, scan.vaddr, side="right").astype(np.int64) - 1 if len(vmas) else \
-        np.zeros(len(scan), np.int64)
-    inside = (vi >= 0) & (scan.vaddr < ends[np.maximum(vi, 0)]) & scan.present if len(vmas) else \
-        np.zeros(len(scan), bool)
+    vi = (
+        np.searchsorted(starts, scan.vaddr, side="right").astype(np.int64) - 1
+        if len(vmas)
+        else np.zeros(len(scan), np.int64)
+    )
+    inside = (
+        (vi >= 0) & (scan.vaddr < ends[np.maximum(vi, 0)]) & scan.present if len(vmas) else np.zeros(len(scan), bool)
+    )
     s = scan.select(inside)
     vi = vi[inside]
     T = prog.types
     zero_pfn, huge_zero_pfn = _special_pfns(prog)
     lay = flags_layout(prog)
-    bit = {n: np.uint64(1 << T.const(n)) for n in
-           ("PG_dirty", "PG_active", "PG_unevictable", "PG_writeback", "PG_reserved", "PG_swapcache", "PG_swapbacked")}
+    bit = {
+        n: np.uint64(1 << T.const(n))
+        for n in (
+            "PG_dirty",
+            "PG_active",
+            "PG_unevictable",
+            "PG_writeback",
+            "PG_reserved",
+            "PG_swapcache",
+            "PG_swapbacked",
+        )
+    }
     pfn = s.pfn
-    keep = ((s.entry & np.uint64(1 << 9)) == 0) & (pfn != np.uint64(zero_pfn & (2**64 - 1))) & \
-        (pfn != np.uint64(huge_zero_pfn & (2**64 - 1)))
+    keep = (
+        ((s.entry & np.uint64(1 << 9)) == 0)
+        & (pfn != np.uint64(zero_pfn & (2**64 - 1)))
+        & (pfn != np.uint64(huge_zero_pfn & (2**64 - 1)))
+    )
     s, vi, pfn = s.select(keep), vi[keep], pfn[keep]
     cols = page_columns(prog, pfn)
     ok = cols.valid & ((cols.head_flags & bit["PG_reserved"]) == 0)
@@ -144,8 +167,11 @@ def numa_maps(prog: Program, pid: int) -> list[NumaMapsRow]:
     n = len(vmas)
 
     def per_vma(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(vi, weights=np.where(mask, nr, 0), minlength=n).astype(np.int64) if len(vi) else \
-            np.zeros(n, np.int64)
+        return (
+            np.bincount(vi, weights=np.where(mask, nr, 0), minlength=n).astype(np.int64)
+            if len(vi)
+            else np.zeros(n, np.int64)
+        )
 
     pages = per_vma(np.ones(len(vi), bool))
     c_anon, c_dirty, c_swc = per_vma(anon), per_vma(dirty), per_vma(swapcache)
@@ -166,7 +192,9 @@ def numa_maps(prog: Program, pid: int) -> list[NumaMapsRow]:
                 tpol = mpol_to_str(get_task_policy(task))
             policy = tpol
         if v.vm_file.value_():
-            name = " file=" + row.name.replace(" ", "\\040").replace("\n", "\\012").replace("\t", "\\011").replace("=", "\\075")
+            name = " file=" + row.name.replace(" ", "\\040").replace("\n", "\\012").replace("\t", "\\011").replace(
+                "=", "\\075"
+            )
         elif row.name == "[heap]":
             name = " heap"
         elif row.name == "[stack]":
@@ -180,8 +208,23 @@ def numa_maps(prog: Program, pid: int) -> list[NumaMapsRow]:
             for node in np.unique(nid[sel]).tolist():
                 nodes[node] = int(nr[sel & (nid == node)].sum())
         kps = _hugetlb_page_size(v, s.level[vi == k]) if hug else 4096
-        out.append(NumaMapsRow(row.start, policy, name, int(pages[k]), int(c_anon[k]), int(c_dirty[k]),
-                               int(mapmax[k]), int(c_swc[k]), int(c_act[k]), int(c_wb[k]), nodes, kps >> 10, hug))
+        out.append(
+            NumaMapsRow(
+                row.start,
+                policy,
+                name,
+                int(pages[k]),
+                int(c_anon[k]),
+                int(c_dirty[k]),
+                int(mapmax[k]),
+                int(c_swc[k]),
+                int(c_act[k]),
+                int(c_wb[k]),
+                nodes,
+                kps >> 10,
+                hug,
+            )
+        )
     return out
 
 

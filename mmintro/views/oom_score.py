@@ -101,8 +101,11 @@ def oom_badness(task: Object, total: int) -> int:
     mm = t.mm
     if adj == OOM_SCORE_ADJ_MIN or _mm_flags(mm) >> MMF_OOM_SKIP & 1 or _in_vfork(t):
         return LONG_MIN
-    points = (sum(get_mm_counter(mm, m) for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"))
-              + get_mm_counter(mm, "MM_SWAPENTS") + mm.pgtables_bytes.counter.value_() // PAGE_SIZE)
+    points = (
+        sum(get_mm_counter(mm, m) for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"))
+        + get_mm_counter(mm, "MM_SWAPENTS")
+        + mm.pgtables_bytes.counter.value_() // PAGE_SIZE
+    )
     return points + adj * (total // 1000)
 
 
@@ -130,8 +133,14 @@ def _row(task: Object, total: int) -> OomScore:
     b = oom_badness(task, total)
     sig = task.signal
     adj = sig.oom_score_adj.value_() if sig.value_() else 0
-    return OomScore(task.pid.value_(), task.comm.string_().decode(errors="replace"), proc_oom_score(b, total),
-                    adj, None if b == LONG_MIN else b, total)
+    return OomScore(
+        task.pid.value_(),
+        task.comm.string_().decode(errors="replace"),
+        proc_oom_score(b, total),
+        adj,
+        None if b == LONG_MIN else b,
+        total,
+    )
 
 
 def oom_scores(prog: Program) -> list[OomScore]:

@@ -99,9 +99,12 @@ def render(i: dict[str, Any]) -> str:
         f"PFN            {i['pfn']:#x} ({i['pfn']})",
         f"struct page    {i['page']:#x}",
         f"physical       {i['phys']:#x}",
-        (f"flags          {i['flags']:#018x}  {'|'.join(i['flag_names']) or '0'}" if i["compound_head"] is None else
-         f"flags          {i['flags']:#018x}  (a tail page: its folio's flags are "
-         f"{'|'.join(i['flag_names']) or '0' if i.get('folio_flags') is not None else 'unreadable'})"),
+        (
+            f"flags          {i['flags']:#018x}  {'|'.join(i['flag_names']) or '0'}"
+            if i["compound_head"] is None
+            else f"flags          {i['flags']:#018x}  (a tail page: its folio's flags are "
+            f"{'|'.join(i['flag_names']) or '0' if i.get('folio_flags') is not None else 'unreadable'})"
+        ),
         f"node           {i['node']}",
         f"zone           {zone}",
         f"refcount       {i['refcount']}",

@@ -41,26 +41,76 @@ _TAIL_BIT = 40  # key bit 40: compound tail
 # include/uapi/linux/kernel-page-flags.h (KPF_* bits 0-26), include/linux/kernel-page-flags.h
 # (32-42), tools/mm/page-types.c (47-63, the tool's own) and its page_flag_names[] table.
 KPF_NAMES: dict[int, str] = {
-    0: "L:locked", 1: "E:error", 2: "R:referenced", 3: "U:uptodate", 4: "D:dirty", 5: "l:lru", 6: "A:active",
-    7: "S:slab", 8: "W:writeback", 9: "I:reclaim", 10: "B:buddy", 11: "M:mmap", 12: "a:anonymous",
-    13: "s:swapcache", 14: "b:swapbacked", 15: "H:compound_head", 16: "T:compound_tail", 17: "G:huge",
-    18: "u:unevictable", 19: "X:hwpoison", 20: "n:nopage", 21: "x:ksm", 22: "t:thp", 23: "o:offline",
-    24: "z:zero_page", 25: "i:idle_page", 26: "g:pgtable",
-    32: "r:reserved", 33: "m:mlocked", 34: "d:owner_2", 35: "P:private", 36: "p:private_2",
-    37: "O:owner_private", 38: "h:arch", 39: "c:uncached", 40: "f:softdirty", 41: "H:arch_2",
-    47: "d:anon_exclusive", 48: "I:readahead", 50: "A:slub_frozen", 51: "E:slub_debug",
-    61: "F:file", 62: "w:swap", 63: "1:mmap_exclusive",
+    0: "L:locked",
+    1: "E:error",
+    2: "R:referenced",
+    3: "U:uptodate",
+    4: "D:dirty",
+    5: "l:lru",
+    6: "A:active",
+    7: "S:slab",
+    8: "W:writeback",
+    9: "I:reclaim",
+    10: "B:buddy",
+    11: "M:mmap",
+    12: "a:anonymous",
+    13: "s:swapcache",
+    14: "b:swapbacked",
+    15: "H:compound_head",
+    16: "T:compound_tail",
+    17: "G:huge",
+    18: "u:unevictable",
+    19: "X:hwpoison",
+    20: "n:nopage",
+    21: "x:ksm",
+    22: "t:thp",
+    23: "o:offline",
+    24: "z:zero_page",
+    25: "i:idle_page",
+    26: "g:pgtable",
+    32: "r:reserved",
+    33: "m:mlocked",
+    34: "d:owner_2",
+    35: "P:private",
+    36: "p:private_2",
+    37: "O:owner_private",
+    38: "h:arch",
+    39: "c:uncached",
+    40: "f:softdirty",
+    41: "H:arch_2",
+    47: "d:anon_exclusive",
+    48: "I:readahead",
+    50: "A:slub_frozen",
+    51: "E:slub_debug",
+    61: "F:file",
+    62: "w:swap",
+    63: "1:mmap_exclusive",
 }
 KPF = {v.split(":")[1].upper(): k for k, v in KPF_NAMES.items()}
 KPF_HACKERS_BITS = 0xFFFF << 32
 BITS_COMPOUND = 1 << KPF["COMPOUND_HEAD"] | 1 << KPF["COMPOUND_TAIL"]
 # stable_page_flags(): kpf_copy_bit(k, KPF_x, PG_y) for these (PG names from the dump's enum)
-_COPY = (("LOCKED", "PG_locked"), ("DIRTY", "PG_dirty"), ("UPTODATE", "PG_uptodate"), ("WRITEBACK", "PG_writeback"),
-         ("LRU", "PG_lru"), ("REFERENCED", "PG_referenced"), ("ACTIVE", "PG_active"), ("RECLAIM", "PG_reclaim"),
-         ("SWAPBACKED", "PG_swapbacked"), ("UNEVICTABLE", "PG_unevictable"), ("MLOCKED", "PG_mlocked"),
-         ("UNCACHED", "PG_uncached"), ("RESERVED", "PG_reserved"), ("OWNER_2", "PG_owner_2"),
-         ("PRIVATE", "PG_private"), ("PRIVATE_2", "PG_private_2"), ("OWNER_PRIVATE", "PG_owner_priv_1"),
-         ("ARCH", "PG_arch_1"), ("IDLE_PAGE", "PG_idle"))
+_COPY = (
+    ("LOCKED", "PG_locked"),
+    ("DIRTY", "PG_dirty"),
+    ("UPTODATE", "PG_uptodate"),
+    ("WRITEBACK", "PG_writeback"),
+    ("LRU", "PG_lru"),
+    ("REFERENCED", "PG_referenced"),
+    ("ACTIVE", "PG_active"),
+    ("RECLAIM", "PG_reclaim"),
+    ("SWAPBACKED", "PG_swapbacked"),
+    ("UNEVICTABLE", "PG_unevictable"),
+    ("MLOCKED", "PG_mlocked"),
+    ("UNCACHED", "PG_uncached"),
+    ("RESERVED", "PG_reserved"),
+    ("OWNER_2", "PG_owner_2"),
+    ("PRIVATE", "PG_private"),
+    ("PRIVATE_2", "PG_private_2"),
+    ("OWNER_PRIVATE", "PG_owner_priv_1"),
+    ("ARCH", "PG_arch_1"),
+    ("IDLE_PAGE", "PG_idle"),
+)
 MAX_PAGE_ORDER = 10  # include/linux/mmzone.h (x86-64 default)
 _CHUNK = 8192  # struct pages per vectorised step (512 KiB: the passes after the first stay in L2)
 
@@ -130,9 +180,20 @@ def _layout(prog: Program) -> _Layout:
         f1 = T.offsetof("folio", "_flags_1")
     except (LookupError, AttributeError):
         lm, f1 = size + t_off, size
-    return _Layout(size, size // 8, T.offsetof("page", "flags") // 8, T.offsetof("page", "compound_head") // 8,
-                   T.offsetof("page", "mapping") // 8, T.offsetof("page", "private") // 8, t_off // 8,
-                   8 * (t_off % 8), 8 * (r_off % 8), (lm - size) // 8, 8 * (lm % 8), (f1 - size) // 8)
+    return _Layout(
+        size,
+        size // 8,
+        T.offsetof("page", "flags") // 8,
+        T.offsetof("page", "compound_head") // 8,
+        T.offsetof("page", "mapping") // 8,
+        T.offsetof("page", "private") // 8,
+        t_off // 8,
+        8 * (t_off % 8),
+        8 * (r_off % 8),
+        (lm - size) // 8,
+        8 * (lm % 8),
+        (f1 - size) // 8,
+    )
 
 
 def _section_words(prog: Program, lay: _Layout, kpf: bool) -> Iterator[tuple[int, np.ndarray | None]]:
@@ -144,8 +205,10 @@ def _section_words(prog: Program, lay: _Layout, kpf: bool) -> Iterator[tuple[int
     n = g.pages_per_section
     span = n * lay.size
     if span > 1 << 30:
-        raise ValueError(f"{n} struct pages per memory section (SECTION_SIZE_BITS {g.section_size_bits}): "
-                         "not a section size of x86-64")
+        raise ValueError(
+            f"{n} struct pages per memory section (SECTION_SIZE_BITS {g.section_size_bits}): "
+            "not a section size of x86-64"
+        )
     base = vmemmap(prog).value_()
     try:
         online = 1 << prog.types.const("SECTION_IS_ONLINE_BIT")
@@ -215,8 +278,9 @@ class _Counter:
         return [(k, int(c)) for k, c in zip(keys.tolist(), counts.tolist())]
 
 
-def _heads(prog: Program, lay: _Layout, w: np.ndarray, start_pfn: int, base: int) -> tuple[np.ndarray, np.ndarray,
-                                                                                          np.ndarray]:
+def _heads(
+    prog: Program, lay: _Layout, w: np.ndarray, start_pfn: int, base: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each page of the section: is it a tail, and its head's index in this section (-1
     when the head is elsewhere or not a struct page), plus the compound_head words."""
     ch = w[:, lay.w_ch]
@@ -230,8 +294,15 @@ def _heads(prog: Program, lay: _Layout, w: np.ndarray, start_pfn: int, base: int
     return tail, hidx, ch
 
 
-def _remote_heads(prog: Program, lay: _Layout, ch: np.ndarray, base: int, nr_pfns: int,
-                  present: dict[int, bool], cache: dict[int, np.ndarray | None]) -> dict[int, np.ndarray | None]:
+def _remote_heads(
+    prog: Program,
+    lay: _Layout,
+    ch: np.ndarray,
+    base: int,
+    nr_pfns: int,
+    present: dict[int, bool],
+    cache: dict[int, np.ndarray | None],
+) -> dict[int, np.ndarray | None]:
     """The two struct pages (head and first tail) of each head outside the section, read once:
     None when ``compound_head - 1`` is not a struct page of a present section."""
     g = section_geometry(prog)
@@ -275,8 +346,9 @@ def page_types(prog: Program, kpf: bool = False, raw: bool = False) -> list[Page
     def key_of(words: np.ndarray) -> np.ndarray:  # for a few struct pages (remote heads)
         pt = (words[:, lay.w_type] >> np.uint64(lay.type_shift)).astype(np.uint32)
         typed = pt.view(np.int32) < PAGE_TYPE_LIMIT
-        return (words[:, lay.w_flags] & mask) | np.where(typed, (pt >> np.uint32(24)).astype(np.uint64)
-                                                         << np.uint64(_TYPE_SHIFT), np.uint64(0))
+        return (words[:, lay.w_flags] & mask) | np.where(
+            typed, (pt >> np.uint32(24)).astype(np.uint64) << np.uint64(_TYPE_SHIFT), np.uint64(0)
+        )
 
     # one pass per section, into buffers allocated once (fresh temporaries of this size would
     # each be mmap'ed and page-faulted by malloc); the key is built as two u32 halves: the
@@ -387,8 +459,20 @@ def _kpf_page_types(prog: Program, raw: bool) -> list[PageTypesRow]:
     lay = _layout(prog)
     g = section_geometry(prog)
     base = vmemmap(prog).value_()
-    c = {n: _const(prog, n) for n in ("PG_head", "PG_swapcache", "PG_swapbacked", "PG_large_rmappable",
-                                      "PGTY_buddy", "PGTY_offline", "PGTY_table", "PGTY_hugetlb", "PGTY_slab")}
+    c = {
+        n: _const(prog, n)
+        for n in (
+            "PG_head",
+            "PG_swapcache",
+            "PG_swapbacked",
+            "PG_large_rmappable",
+            "PGTY_buddy",
+            "PGTY_offline",
+            "PGTY_table",
+            "PGTY_hugetlb",
+            "PGTY_slab",
+        )
+    }
     copies = [(KPF[u], pg) for u, name in _COPY if (pg := _const(prog, name)) is not None]
     sections = list(for_each_present_section(prog))
     present = {s.nr: True for s in sections}
@@ -399,8 +483,9 @@ def _kpf_page_types(prog: Program, raw: bool) -> list[PageTypesRow]:
     max_dump_pfn = -(-max_pfn // g.pages_per_section) * g.pages_per_section  # get_max_dump_pfn()
     zero_pfn = _symbol_value(prog, "zero_pfn")
     huge_zero = _symbol_value(prog, "huge_zero_folio") or None
-    huge_zero_pfn = (huge_zero - base) // lay.size if huge_zero is not None and (huge_zero - base) % lay.size == 0 \
-        else None
+    huge_zero_pfn = (
+        (huge_zero - base) // lay.size if huge_zero is not None and (huge_zero - base) % lay.size == 0 else None
+    )
     u64 = np.uint64
     counter = _Counter()
     cache: dict[int, np.ndarray | None] = {}
@@ -417,12 +502,20 @@ def _kpf_page_types(prog: Program, raw: bool) -> list[PageTypesRow]:
     copy_lut = np.zeros((max((pg for _, pg in copies), default=0) // 8 + 1, 256), dtype=np.uint64)
     values = np.arange(256)
     for kb, pg in copies:
-        copy_lut[pg // 8] |= ((values >> (pg % 8) & 1).astype(np.uint64) << np.uint64(kb))
+        copy_lut[pg // 8] |= (values >> (pg % 8) & 1).astype(np.uint64) << np.uint64(kb)
     chunk = min(g.pages_per_section, _CHUNK)
     no_type = 0x100  # a page type byte no page has (for a PGTY_* the dump does not define)
 
-    def _kpf_chunk(w: np.ndarray, o: int, e: int, start_pfn: int, tail: np.ndarray, ti: np.ndarray,
-                   hidx: np.ndarray, remote: dict[int, np.ndarray | None]) -> np.ndarray:
+    def _kpf_chunk(
+        w: np.ndarray,
+        o: int,
+        e: int,
+        start_pfn: int,
+        tail: np.ndarray,
+        ti: np.ndarray,
+        hidx: np.ndarray,
+        remote: dict[int, np.ndarray | None],
+    ) -> np.ndarray:
         """stable_page_flags() of the pages [o, e) of one section's struct pages ``w``."""
         c_ = e - o
         li = ti[hidx[ti] >= 0]
@@ -469,8 +562,9 @@ def _kpf_page_types(prog: Program, raw: bool) -> list[PageTypesRow]:
         u |= huge.astype(np.uint64) << u64(KPF["HUGE"])
         u |= thp.astype(np.uint64) << u64(KPF["THP"])
         lo_, hi_ = start_pfn + o, start_pfn + e
-        if (zero_pfn is not None and lo_ <= zero_pfn < hi_) or (huge_zero_pfn is not None and (
-                lo_ <= huge_zero_pfn < hi_ or len(li) or len(far))):
+        if (zero_pfn is not None and lo_ <= zero_pfn < hi_) or (
+            huge_zero_pfn is not None and (lo_ <= huge_zero_pfn < hi_ or len(li) or len(far))
+        ):
             folio_pfn = np.arange(start_pfn + o, start_pfn + e, dtype=np.int64)
             folio_pfn[li - o] = start_pfn + hl
             folio_pfn[far - o] = -1
@@ -535,8 +629,9 @@ def _kpf_page_types(prog: Program, raw: bool) -> list[PageTypesRow]:
     rows = []
     for f, count in sorted(totals.items()):
         short, long = kpf_symbolic(f)
-        rows.append(PageTypesRow(f, "", bool(f >> KPF["COMPOUND_TAIL"] & 1), count, count * prog.page_size >> 20,
-                                 short, long))
+        rows.append(
+            PageTypesRow(f, "", bool(f >> KPF["COMPOUND_TAIL"] & 1), count, count * prog.page_size >> 20, short, long)
+        )
     return rows
 
 
@@ -545,8 +640,9 @@ def render(rows: list[PageTypesRow], kpf: bool = False) -> str:
     ``long-symbolic-flags``, as show_summary() prints them) and a total line."""
     if kpf:
         out = [f"{'flags':>18}\t{'page-count':>10} {'MB':>8}  symbolic-flags\t\t\tlong-symbolic-flags"]
-        out += [f"{r.flags:#018x}\t{r.page_count:>10} {r.mb:>8}  {r.symbolic_flags}\t{r.long_symbolic_flags}"
-                for r in rows]
+        out += [
+            f"{r.flags:#018x}\t{r.page_count:>10} {r.mb:>8}  {r.symbolic_flags}\t{r.long_symbolic_flags}" for r in rows
+        ]
     else:
         out = [f"{'flags':>18}\t{'page-count':>10} {'MB':>8}  symbolic-flags"]
         out += [f"{r.flags:#018x}\t{r.page_count:>10} {r.mb:>8}  {r.symbolic_flags or '-'}" for r in rows]

@@ -63,8 +63,7 @@ def flags_layout(prog: Program) -> FlagsLayout:
     nodes_shift = max_numnodes.bit_length() - 1
     word_bits = 8 * types.sizeof("unsigned long")
     nodes_pgoff = word_bits - _SECTIONS_WIDTH - nodes_shift
-    lay = FlagsLayout(types.const("__NR_PAGEFLAGS"), nodes_pgoff - zones_shift, zones_shift, nodes_pgoff,
-                      nodes_shift)
+    lay = FlagsLayout(types.const("__NR_PAGEFLAGS"), nodes_pgoff - zones_shift, zones_shift, nodes_pgoff, nodes_shift)
     prog.cache["views.flags_layout"] = lay
     return lay
 

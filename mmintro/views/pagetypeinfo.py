@@ -203,7 +203,7 @@ def pageblock_migratetypes(prog: Program) -> _Sections:
     mt = np.full((nsec, per_section), -1, dtype=np.int16)
     skip = np.zeros((nsec, per_section), dtype=bool)
     skip_bit = types.const("PB_compact_skip") if "PB_compact_skip" in types.enum("pageblock_bits") else None
-    weights = (1 << np.arange(nbits, dtype=np.int64))
+    weights = 1 << np.arange(nbits, dtype=np.int64)
     for sec in sections:
         raw = prog.read(int(sec.section), ms_t.size)
         smm = int.from_bytes(raw[off_smm : off_smm + 8], "little")
@@ -240,8 +240,15 @@ def _zone_spans(prog: Program) -> list[tuple[int, int, int, int]]:
     return spans
 
 
-def _block_counts(prog: Program, nid: int, zid: int, zone: Object, secs: _Sections, nr_types: int,
-                  spans: list[tuple[int, int, int, int]]) -> list[int]:
+def _block_counts(
+    prog: Program,
+    nid: int,
+    zid: int,
+    zone: Object,
+    secs: _Sections,
+    nr_types: int,
+    spans: list[tuple[int, int, int, int]],
+) -> list[int]:
     """pagetypeinfo_showblockcount_print(): for pfn = start, start + pageblock_nr_pages, ... below
     the zone's end, count get_pageblock_migratetype() of the pages pfn_to_online_page() finds
     and page_zone() puts in this zone."""
@@ -250,8 +257,9 @@ def _block_counts(prog: Program, nid: int, zid: int, zone: Object, secs: _Sectio
     start = zone.zone_start_pfn.value_()
     end = start + zone.spanned_pages.value_()
     if not len(secs.online) and end > start:  # (nothing to index: a corrupt mem_section or its vmemmap)
-        raise ValidationError(f"node {nid} zone {zid} spans pfns {start:#x}-{end:#x} but no memory section "
-                              "could be read")
+        raise ValidationError(
+            f"node {nid} zone {zid} spans pfns {start:#x}-{end:#x} but no memory section could be read"
+        )
     # pfns past the last present section are never online, never counted: a corrupt span (2^60
     # pages) must not become an array of them
     stop = min(end, len(secs.online) << g.pfn_section_shift)
@@ -302,8 +310,9 @@ def pagetypeinfo(prog: Program) -> list[NodePageTypes]:
                 counts, over = [], []
                 for o in range(len(fa)):
                     head = int(fa[o].free_list[mtype].address_of_())
-                    n, cut = count_free_list(prog, head, name=f"node {nid} zone {zname} "
-                                                             f"free_area[{o}].free_list[{tname}]")
+                    n, cut = count_free_list(
+                        prog, head, name=f"node {nid} zone {zname} free_area[{o}].free_list[{tname}]"
+                    )
                     counts.append(n)
                     over.append(cut)
                 free.append(FreeCounts(nid, zname, tname, counts, over))
@@ -322,8 +331,11 @@ def render(nodes: list[NodePageTypes]) -> str:
         w(f"Pages per block:  {nd.pages_per_block}\n\n")
         w(f"{'Free pages count per migrate type at order':<43} " + "".join(f"{o:6} " for o in range(norders)) + "\n")
         for f in nd.free:
-            w(f"Node {f.node:4}, zone {f.zone:>8}, type {f.type:>12} "
-              + "".join(f"{'>' if cut else ''}{n:6} " for n, cut in zip(f.counts, f.overflow)) + "\n")
+            w(
+                f"Node {f.node:4}, zone {f.zone:>8}, type {f.type:>12} "
+                + "".join(f"{'>' if cut else ''}{n:6} " for n, cut in zip(f.counts, f.overflow))
+                + "\n"
+            )
         w(f"\n{'Number of blocks type ':<23}" + "".join(f"{t:>12} " for t in nd.types) + "\n")
         for b in nd.blocks:
             w(f"Node {b.node}, zone {b.zone:>8} " + "".join(f"{n:12} " for n in b.counts) + "\n")
@@ -331,9 +343,17 @@ def render(nodes: list[NodePageTypes]) -> str:
 
 
 def to_json(nodes: list[NodePageTypes]) -> list[dict[str, Any]]:
-    return [{"node": nd.node, "pageblock_order": nd.pageblock_order, "pages_per_block": nd.pages_per_block,
-             "types": nd.types, "free": [f._asdict() for f in nd.free], "blocks": [b._asdict() for b in nd.blocks]}
-            for nd in nodes]
+    return [
+        {
+            "node": nd.node,
+            "pageblock_order": nd.pageblock_order,
+            "pages_per_block": nd.pages_per_block,
+            "types": nd.types,
+            "free": [f._asdict() for f in nd.free],
+            "blocks": [b._asdict() for b in nd.blocks],
+        }
+        for nd in nodes
+    ]
 
 
 _FREE = re.compile(r"^Node +(\d+), zone +(\S+), type +(\S+) ((?:>?\s*\d+ )+)$")
@@ -358,12 +378,19 @@ def parse(text: str) -> dict[str, Any]:
             out["types"] = line[23:].split()
         elif m := _FREE.match(line):
             words = m.group(4).replace("> ", ">").split()
-            out["free"].append({"node": int(m.group(1)), "zone": m.group(2), "type": m.group(3),
-                                "counts": [int(v.lstrip(">")) for v in words],
-                                "overflow": [v.startswith(">") for v in words]})
+            out["free"].append(
+                {
+                    "node": int(m.group(1)),
+                    "zone": m.group(2),
+                    "type": m.group(3),
+                    "counts": [int(v.lstrip(">")) for v in words],
+                    "overflow": [v.startswith(">") for v in words],
+                }
+            )
         elif m := _BLOCKS.match(line):
-            out["blocks"].append({"node": int(m.group(1)), "zone": m.group(2),
-                                  "counts": [int(v) for v in m.group(3).split()]})
+            out["blocks"].append(
+                {"node": int(m.group(1)), "zone": m.group(2), "counts": [int(v) for v in m.group(3).split()]}
+            )
         else:
             raise ValueError(f"pagetypeinfo: unexpected line {n}: {line!r}")
     return out

@@ -41,8 +41,10 @@ def pressure(prog: Program, resources: tuple[str, ...] = ("memory",), stored: bo
 
 
 def _line(ln: PressureLine) -> str:
-    return (f"{ln.kind} avg10={load_text(ln.avg10)} avg60={load_text(ln.avg60)} "
-            f"avg300={load_text(ln.avg300)} total={ln.total_us}\n")
+    return (
+        f"{ln.kind} avg10={load_text(ln.avg10)} avg60={load_text(ln.avg60)} "
+        f"avg300={load_text(ln.avg300)} total={ln.total_us}\n"
+    )
 
 
 def render(lines: list[PressureLine]) -> str:
@@ -50,8 +52,7 @@ def render(lines: list[PressureLine]) -> str:
     names = list(dict.fromkeys(ln.resource for ln in lines))
     if len(names) == 1:
         return "".join(_line(ln) for ln in lines)
-    return "".join(f"# /proc/pressure/{n}\n" + "".join(_line(ln) for ln in lines if ln.resource == n)
-                   for n in names)
+    return "".join(f"# /proc/pressure/{n}\n" + "".join(_line(ln) for ln in lines if ln.resource == n) for n in names)
 
 
 def to_json(lines: list[PressureLine]) -> dict[str, dict[str, dict[str, Any]]]:
@@ -59,8 +60,11 @@ def to_json(lines: list[PressureLine]) -> dict[str, dict[str, dict[str, Any]]]:
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for ln in lines:
         out.setdefault(ln.resource, {})[ln.kind] = {
-            "avg10": float(load_text(ln.avg10)), "avg60": float(load_text(ln.avg60)),
-            "avg300": float(load_text(ln.avg300)), "total": ln.total_us}
+            "avg10": float(load_text(ln.avg10)),
+            "avg60": float(load_text(ln.avg60)),
+            "avg300": float(load_text(ln.avg300)),
+            "total": ln.total_us,
+        }
     return out
 
 
@@ -83,6 +87,10 @@ def parse(text: str, resource: str = "") -> dict[str, dict[str, dict[str, Any]]]
         m = _LINE.match(raw)
         if m is None:
             raise ValueError(f"not a /proc/pressure line: {raw!r}")
-        out.setdefault(resource, {})[m.group(1)] = {"avg10": float(m.group(2)), "avg60": float(m.group(3)),
-                                                    "avg300": float(m.group(4)), "total": int(m.group(5))}
+        out.setdefault(resource, {})[m.group(1)] = {
+            "avg10": float(m.group(2)),
+            "avg60": float(m.group(3)),
+            "avg300": float(m.group(4)),
+            "total": int(m.group(5)),
+        }
     return out

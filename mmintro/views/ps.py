@@ -13,18 +13,27 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from mmintro.reader.object import Object
-from mmintro.reader.program import Program
 from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.reader.helpers.task import for_each_task
+from mmintro.reader.object import Object
+from mmintro.reader.program import Program
 from mmintro.reader.validate import check_mm, note
 
 __all__ = ["PsRow", "crash_task_rss", "for_each_task", "get_mm_rss", "ps", "render", "task_state"]
 
 PAGE_SIZE = 4096
 # include/linux/sched.h (#defines): the state bits crash's task_state_string() decodes
-_STATES = ((0x0001, "IN"), (0x0002, "UN"), (0x0004, "ST"), (0x0008, "TR"), (0x0040, "DE"), (0x0080, "WA"),
-           (0x0100, "WA"), (0x0200, "PA"), (0x0400, "NE"))
+_STATES = (
+    (0x0001, "IN"),
+    (0x0002, "UN"),
+    (0x0004, "ST"),
+    (0x0008, "TR"),
+    (0x0040, "DE"),
+    (0x0080, "WA"),
+    (0x0100, "WA"),
+    (0x0200, "PA"),
+    (0x0400, "NE"),
+)
 EXIT_DEAD = 0x0010
 EXIT_ZOMBIE = 0x0020
 TASK_NOLOAD = 0x0400
@@ -89,8 +98,10 @@ def crash_task_rss(mm: Object) -> int:
     from mmintro.reader.helpers.task import percpu_counter_sum
 
     prog = mm.prog_
-    return sum(percpu_counter_sum(mm.rss_stat[prog.constant(m).value_()].address_of_(), positive=True)
-               for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"))
+    return sum(
+        percpu_counter_sum(mm.rss_stat[prog.constant(m).value_()].address_of_(), positive=True)
+        for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES")
+    )
 
 
 def ps(prog: Program) -> list[PsRow]:
@@ -107,8 +118,20 @@ def ps(prog: Program) -> list[PsRow]:
         else:
             vsz, rss = mm.total_vm.value_() * PAGE_SIZE // 1024, crash_task_rss(mm)
             note(prog, check_mm(t))  # total_vm within the user address space, RSS counters
-        rows.append(PsRow(t.value_() in curr, t.pid.value_(), t.parent.pid.value_(), t.thread_info.cpu.value_(), t.value_(),
-                          task_state(t), rss * 100 / total if total else 0.0, vsz, rss * PAGE_SIZE // 1024, comm))
+        rows.append(
+            PsRow(
+                t.value_() in curr,
+                t.pid.value_(),
+                t.parent.pid.value_(),
+                t.thread_info.cpu.value_(),
+                t.value_(),
+                task_state(t),
+                rss * 100 / total if total else 0.0,
+                vsz,
+                rss * PAGE_SIZE // 1024,
+                comm,
+            )
+        )
     return rows
 
 
@@ -118,6 +141,8 @@ def render(rows: list[PsRow]) -> str:
     out = ["      PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"]
     for r in rows:
         pad = " " if len(r.state) > 3 else "  "
-        out.append(f"{'> ' if r.active else '  '}{r.pid:7d} {r.ppid:7d} {r.cpu:>3}  {r.task:016x} {r.state:>3}{pad}"
-                   f"{f'{r.pmem:.1f}':>4} {r.vsz:8d} {r.rss:8d}  {r.comm}")
+        out.append(
+            f"{'> ' if r.active else '  '}{r.pid:7d} {r.ppid:7d} {r.cpu:>3}  {r.task:016x} {r.state:>3}{pad}"
+            f"{f'{r.pmem:.1f}':>4} {r.vsz:8d} {r.rss:8d}  {r.comm}"
+        )
     return "\n".join(out) + "\n"

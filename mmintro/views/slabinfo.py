@@ -52,9 +52,23 @@ def slabinfo(prog: Program) -> list[SlabinfoRow]:
     for s in for_each_slab_cache(prog):
         note(prog, check_slab_cache(s))  # node counters against the partial lists
         si = get_slabinfo(s)
-        rows.append(SlabinfoRow(slab_cache_name(s), si.active_objs, si.num_objs, s.size.value_(),
-                                si.objects_per_slab, 1 << si.cache_order, 0, 0, 0, si.active_slabs, si.num_slabs, 0,
-                                s.value_()))
+        rows.append(
+            SlabinfoRow(
+                slab_cache_name(s),
+                si.active_objs,
+                si.num_objs,
+                s.size.value_(),
+                si.objects_per_slab,
+                1 << si.cache_order,
+                0,
+                0,
+                0,
+                si.active_slabs,
+                si.num_slabs,
+                0,
+                s.value_(),
+            )
+        )
     return rows
 
 
@@ -62,9 +76,11 @@ def render(rows: list[SlabinfoRow]) -> str:
     """The /proc/slabinfo text (cache_show's format strings)."""
     out = [HEADER]
     for r in rows:
-        out.append(f"{r.name:<17} {r.active_objs:6} {r.num_objs:6} {r.objsize:6} {r.objperslab:4} {r.pagesperslab:4}"
-                   f" : tunables {r.limit:4} {r.batchcount:4} {r.sharedfactor:4}"
-                   f" : slabdata {r.active_slabs:6} {r.num_slabs:6} {r.sharedavail:6}\n")
+        out.append(
+            f"{r.name:<17} {r.active_objs:6} {r.num_objs:6} {r.objsize:6} {r.objperslab:4} {r.pagesperslab:4}"
+            f" : tunables {r.limit:4} {r.batchcount:4} {r.sharedfactor:4}"
+            f" : slabdata {r.active_slabs:6} {r.num_slabs:6} {r.sharedavail:6}\n"
+        )
     return "".join(out)
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from mmintro.arch.x86 import VM_PKEY_SHIFT, VMA_PKEY_MASK, X86_FEATURE_OSPKE
 from mmintro.reader.errors import FaultError, ValidationError
 from mmintro.reader.helpers.pgtable import (
     LEVEL_PMD,
@@ -50,7 +51,6 @@ from mmintro.reader.helpers.pgtable import (
     page_columns,
     scan_mm,
 )
-from mmintro.arch.x86 import VM_PKEY_SHIFT, VMA_PKEY_MASK, X86_FEATURE_OSPKE
 from mmintro.reader.helpers.task import boot_cpu_has, vma_is_anonymous
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
@@ -79,15 +79,46 @@ VM_LOCKED = 0x2000
 VM_HUGETLB = 0x400000
 VM_HUGEPAGE, VM_NOHUGEPAGE = 0x20000000, 0x40000000
 VM_MNEMONICS: dict[int, str] = {
-    0: "rd", 1: "wr", 2: "ex", 3: "sh", 4: "mr", 5: "mw", 6: "me", 7: "ms", 8: "gd", 9: "um", 10: "pf",
-    12: "uw", 13: "lo", 14: "io", 15: "sr", 16: "rr", 17: "dc", 18: "de", 19: "lf", 20: "ac", 21: "nr",
-    22: "ht", 23: "sf", 24: "ar", 25: "wf", 26: "dd",
+    0: "rd",
+    1: "wr",
+    2: "ex",
+    3: "sh",
+    4: "mr",
+    5: "mw",
+    6: "me",
+    7: "ms",
+    8: "gd",
+    9: "um",
+    10: "pf",
+    12: "uw",
+    13: "lo",
+    14: "io",
+    15: "sr",
+    16: "rr",
+    17: "dc",
+    18: "de",
+    19: "lf",
+    20: "ac",
+    21: "nr",
+    22: "ht",
+    23: "sf",
+    24: "ar",
+    25: "wf",
+    26: "dd",
     27: "sd",  # VM_SOFTDIRTY (CONFIG_MEM_SOFT_DIRTY; the simulated kernel has it off and never sets it)
-    28: "mm", 29: "hg", 30: "nh", 31: "mg",
+    28: "mm",
+    29: "hg",
+    30: "nh",
+    31: "mg",
     # bits 32..35 are VM_PKEY_BIT0..3: printed as "" (they come out through ProtectionKey)
-    32: "", 33: "", 34: "", 35: "",
+    32: "",
+    33: "",
+    34: "",
+    35: "",
     37: "ss",  # VM_SHADOW_STACK = VM_HIGH_ARCH_5 (CONFIG_X86_USER_SHADOW_STACK)
-    40: "dp", 41: "ui", 42: "sl",
+    40: "dp",
+    41: "ui",
+    42: "sl",
 }
 # include/linux/page-flags.h: folio->mapping low bits
 FOLIO_MAPPING_ANON = 0x1
@@ -102,9 +133,30 @@ THP_ORDERS_ALL_ANON = ((1 << (PMD_ORDER + 1)) - 1) & ~0b11
 # include/linux/mm_types.h: mm->flags bit that disables THP for the whole mm (prctl)
 MMF_DISABLE_THP = 24
 
-_FIELDS = ("resident", "shared_clean", "shared_dirty", "private_clean", "private_dirty", "referenced", "anonymous",
-           "ksm", "lazyfree", "anonymous_thp", "shmem_thp", "file_thp", "swap", "shared_hugetlb", "private_hugetlb",
-           "pss", "pss_dirty", "pss_anon", "pss_file", "pss_shmem", "pss_locked", "swap_pss")
+_FIELDS = (
+    "resident",
+    "shared_clean",
+    "shared_dirty",
+    "private_clean",
+    "private_dirty",
+    "referenced",
+    "anonymous",
+    "ksm",
+    "lazyfree",
+    "anonymous_thp",
+    "shmem_thp",
+    "file_thp",
+    "swap",
+    "shared_hugetlb",
+    "private_hugetlb",
+    "pss",
+    "pss_dirty",
+    "pss_anon",
+    "pss_file",
+    "pss_shmem",
+    "pss_locked",
+    "swap_pss",
+)
 
 
 @dataclass
@@ -140,19 +192,35 @@ class MemSizeStats:
 
     def fields_kb(self, rollup: bool = False) -> list[tuple[str, int]]:
         """(label, kB) in ``__show_smap`` order."""
-        out = [("Rss", self.resident >> 10), ("Pss", self.pss >> PSS_SHIFT >> 10),
-               ("Pss_Dirty", self.pss_dirty >> PSS_SHIFT >> 10)]
+        out = [
+            ("Rss", self.resident >> 10),
+            ("Pss", self.pss >> PSS_SHIFT >> 10),
+            ("Pss_Dirty", self.pss_dirty >> PSS_SHIFT >> 10),
+        ]
         if rollup:
-            out += [("Pss_Anon", self.pss_anon >> PSS_SHIFT >> 10), ("Pss_File", self.pss_file >> PSS_SHIFT >> 10),
-                    ("Pss_Shmem", self.pss_shmem >> PSS_SHIFT >> 10)]
-        out += [("Shared_Clean", self.shared_clean >> 10), ("Shared_Dirty", self.shared_dirty >> 10),
-                ("Private_Clean", self.private_clean >> 10), ("Private_Dirty", self.private_dirty >> 10),
-                ("Referenced", self.referenced >> 10), ("Anonymous", self.anonymous >> 10), ("KSM", self.ksm >> 10),
-                ("LazyFree", self.lazyfree >> 10), ("AnonHugePages", self.anonymous_thp >> 10),
-                ("ShmemPmdMapped", self.shmem_thp >> 10), ("FilePmdMapped", self.file_thp >> 10),
-                ("Shared_Hugetlb", self.shared_hugetlb >> 10), ("Private_Hugetlb", self.private_hugetlb >> 10),
-                ("Swap", self.swap >> 10), ("SwapPss", self.swap_pss >> PSS_SHIFT >> 10),
-                ("Locked", self.pss_locked >> PSS_SHIFT >> 10)]
+            out += [
+                ("Pss_Anon", self.pss_anon >> PSS_SHIFT >> 10),
+                ("Pss_File", self.pss_file >> PSS_SHIFT >> 10),
+                ("Pss_Shmem", self.pss_shmem >> PSS_SHIFT >> 10),
+            ]
+        out += [
+            ("Shared_Clean", self.shared_clean >> 10),
+            ("Shared_Dirty", self.shared_dirty >> 10),
+            ("Private_Clean", self.private_clean >> 10),
+            ("Private_Dirty", self.private_dirty >> 10),
+            ("Referenced", self.referenced >> 10),
+            ("Anonymous", self.anonymous >> 10),
+            ("KSM", self.ksm >> 10),
+            ("LazyFree", self.lazyfree >> 10),
+            ("AnonHugePages", self.anonymous_thp >> 10),
+            ("ShmemPmdMapped", self.shmem_thp >> 10),
+            ("FilePmdMapped", self.file_thp >> 10),
+            ("Shared_Hugetlb", self.shared_hugetlb >> 10),
+            ("Private_Hugetlb", self.private_hugetlb >> 10),
+            ("Swap", self.swap >> 10),
+            ("SwapPss", self.swap_pss >> PSS_SHIFT >> 10),
+            ("Locked", self.pss_locked >> PSS_SHIFT >> 10),
+        ]
         return out
 
 
@@ -170,10 +238,14 @@ class SmapsVma:
     """``vma_pkey(vma)`` when arch_pkeys_enabled(), else None (no ProtectionKey line)."""
 
     def to_json(self) -> dict[str, Any]:
-        d = self.maps._asdict() | {"kernel_page_size": self.kernel_page_size, "mmu_page_size": self.mmu_page_size,
-                                   "thp_eligible": self.thp_eligible, "vm_flags": self.vm_flags,
-                                   "protection_key": self.protection_key,
-                                   "VmFlags": vm_flags_string(self.vm_flags)}
+        d = self.maps._asdict() | {
+            "kernel_page_size": self.kernel_page_size,
+            "mmu_page_size": self.mmu_page_size,
+            "thp_eligible": self.thp_eligible,
+            "vm_flags": self.vm_flags,
+            "protection_key": self.protection_key,
+            "VmFlags": vm_flags_string(self.vm_flags),
+        }
         return d | {k: v for k, v in self.stats.fields_kb()} | {"stats": asdict(self.stats)}
 
 
@@ -203,8 +275,12 @@ def _thp_globals(prog: Program) -> tuple[int, int, int, int]:
     g = prog.cache.get("smaps.thp_globals")
     if g is None:
         vals = []
-        for name in ("transparent_hugepage_flags", "huge_anon_orders_always", "huge_anon_orders_madvise",
-                     "huge_anon_orders_inherit"):
+        for name in (
+            "transparent_hugepage_flags",
+            "huge_anon_orders_always",
+            "huge_anon_orders_madvise",
+            "huge_anon_orders_inherit",
+        ):
             try:
                 vals.append(prog[name].value_())
             except (KeyError, FaultError):
@@ -339,8 +415,9 @@ def _shmem_swap(prog: Program, vmas: list[Object], scan: PageTableScan, stats: l
         for va, size in zip(scan.vaddr[inside].tolist(), scan.size[inside].tolist()):
             covered.update(range((va - start) // PAGE_SIZE, (va - start + size) // PAGE_SIZE))
         npages = (end - start) // PAGE_SIZE
-        holes = sum(1 for idx in shmem_swap_indices(f.f_mapping)
-                    if pgoff <= idx < pgoff + npages and idx - pgoff not in covered)
+        holes = sum(
+            1 for idx in shmem_swap_indices(f.f_mapping) if pgoff <= idx < pgoff + npages and idx - pgoff not in covered
+        )
         stats[i].swap += holes * PAGE_SIZE
 
 
@@ -380,8 +457,9 @@ def _account_ptes(prog: Program, vmas: list[Object], scan: PageTableScan) -> tup
         hsel = hug & s.present & (s.level != LEVEL_PTE)
         if hsel.any():
             cols = page_columns(prog, pfn[hsel])
-            mapc = np.where(cols.order > 0, cols.entire_mapcount.astype(np.int64) + 1,
-                            cols.mapcount.astype(np.int64) + 1)
+            mapc = np.where(
+                cols.order > 0, cols.entire_mapcount.astype(np.int64) + 1, cols.mapcount.astype(np.int64) + 1
+            )
             shared = mapc > 1
             for i, sh, lvl in zip(vi[hsel].tolist(), shared.tolist(), s.level[hsel].tolist()):
                 size = _hugetlb_page_size(vmas[i], np.array([lvl]))
@@ -416,8 +494,7 @@ def _account_ptes(prog: Program, vmas: list[Object], scan: PageTableScan) -> tup
     pte &= (entry & special) == 0
     pte &= pfn != np.uint64(zero_pfn & 0xFFFFFFFFFFFFFFFF)
     pmd = normal & s.present & (s.level == LEVEL_PMD) & (pfn != np.uint64(huge_zero_pfn & 0xFFFFFFFFFFFFFFFF))
-    bit = {name: np.uint64(1 << T.const(name)) for name in
-           ("PG_dirty", "PG_swapbacked", "PG_referenced", "PG_young")}
+    bit = {name: np.uint64(1 << T.const(name)) for name in ("PG_dirty", "PG_swapbacked", "PG_referenced", "PG_young")}
 
     if pte.any():
         cols = page_columns(prog, pfn[pte])
@@ -441,8 +518,21 @@ def _account_ptes(prog: Program, vmas: list[Object], scan: PageTableScan) -> tup
         private = ref1 | (mapcount < 2)
         full = np.int64(PAGE_SIZE << PSS_SHIFT)
         pss = np.where(private, full, full // np.maximum(mapcount, 1))
-        _accumulate(stats, v, n, np.full(len(v), PAGE_SIZE, np.int64), pss, anon, ksm, lazy, referenced, dirty,
-                    private, swapbacked, locked_v[v])
+        _accumulate(
+            stats,
+            v,
+            n,
+            np.full(len(v), PAGE_SIZE, np.int64),
+            pss,
+            anon,
+            ksm,
+            lazy,
+            referenced,
+            dirty,
+            private,
+            swapbacked,
+            locked_v[v],
+        )
 
     # -- PMD leaves: smaps_pmd_entry -> smaps_account(compound=true) ----------------------------
     # every subpage of every PMD-mapped folio is expanded into one row (the folio's values
@@ -458,8 +548,11 @@ def _account_ptes(prog: Program, vmas: list[Object], scan: PageTableScan) -> tup
         is_anon = (hm & np.uint64(FOLIO_MAPPING_ANON)) != 0
         swapbacked = (hf & bit["PG_swapbacked"]) != 0
         thp = np.int64(HPAGE_PMD_SIZE)
-        for name, sel in (("anonymous_thp", is_anon), ("shmem_thp", ~is_anon & swapbacked),
-                          ("file_thp", ~is_anon & ~swapbacked)):
+        for name, sel in (
+            ("anonymous_thp", is_anon),
+            ("shmem_thp", ~is_anon & swapbacked),
+            ("file_thp", ~is_anon & ~swapbacked),
+        ):
             tot = _reduce(hv, np.where(sel, thp, 0), n)
             for i in np.nonzero(tot)[0].tolist():
                 setattr(stats[i], name, getattr(stats[i], name) + int(tot[i]))
@@ -478,14 +571,39 @@ def _account_ptes(prog: Program, vmas: list[Object], scan: PageTableScan) -> tup
         dirty = entry_dirty(he) | ((hf & bit["PG_dirty"]) != 0)
         lazy = is_anon & ~swapbacked & ~dirty
         ksm = (hm & np.uint64(FOLIO_MAPPING_KSM)) == FOLIO_MAPPING_KSM
-        _accumulate(stats, hv[rep], n, np.full(len(rep), PAGE_SIZE, np.int64), pss, is_anon[rep], ksm[rep],
-                    lazy[rep], young[rep], dirty[rep], private, swapbacked[rep], locked_v[hv][rep])
+        _accumulate(
+            stats,
+            hv[rep],
+            n,
+            np.full(len(rep), PAGE_SIZE, np.int64),
+            pss,
+            is_anon[rep],
+            ksm[rep],
+            lazy[rep],
+            young[rep],
+            dirty[rep],
+            private,
+            swapbacked[rep],
+            locked_v[hv][rep],
+        )
     return stats, findings
 
 
-def _accumulate(stats: list[MemSizeStats], v: np.ndarray, n: int, size: np.ndarray, pss: np.ndarray,
-                anon: np.ndarray, ksm: np.ndarray, lazy: np.ndarray, referenced: np.ndarray, dirty: np.ndarray,
-                private: np.ndarray, swapbacked: np.ndarray, locked: np.ndarray) -> None:
+def _accumulate(
+    stats: list[MemSizeStats],
+    v: np.ndarray,
+    n: int,
+    size: np.ndarray,
+    pss: np.ndarray,
+    anon: np.ndarray,
+    ksm: np.ndarray,
+    lazy: np.ndarray,
+    referenced: np.ndarray,
+    dirty: np.ndarray,
+    private: np.ndarray,
+    swapbacked: np.ndarray,
+    locked: np.ndarray,
+) -> None:
     """``smaps_account`` + ``smaps_page_accumulate`` for many pages at once, summed per VMA."""
     sums = {
         "resident": size,
@@ -521,8 +639,14 @@ def smaps(prog: Program, pid: int) -> SmapsReport:
     stats, findings = account_mm(prog, vmas, scan)
     out = []
     pkeys = bool(boot_cpu_has(prog, X86_FEATURE_OSPKE))  # arch_pkeys_enabled()
-    vi = np.searchsorted(np.array([v.vm_start.value_() for v in vmas], dtype=np.uint64), scan.vaddr,
-                         side="right").astype(np.int64) - 1 if vmas else np.zeros(0, np.int64)
+    vi = (
+        np.searchsorted(
+            np.array([v.vm_start.value_() for v in vmas], dtype=np.uint64), scan.vaddr, side="right"
+        ).astype(np.int64)
+        - 1
+        if vmas
+        else np.zeros(0, np.int64)
+    )
     for k, ((row, v), st) in enumerate(zip(rows, stats)):
         f = v.vm_flags.value_()
         kps = PAGE_SIZE

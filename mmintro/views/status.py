@@ -35,8 +35,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from mmintro.reader.errors import FaultError
 from mmintro.arch.x86 import ARCH_SHSTK_SHSTK, ARCH_SHSTK_WRSS, X86_BUG_SPEC_STORE_BYPASS, X86_BUG_SPECTRE_V2
+from mmintro.reader.errors import FaultError
 from mmintro.reader.helpers.task import boot_cpu_has_bug, find_task, get_mm_counter_sum
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
@@ -73,15 +73,33 @@ _NSIG = 64
 SIG_DFL, SIG_IGN = 0, 1
 # fs/proc/array.c task_seccomp(): the texts of arch_prctl_spec_ctrl_get(PR_SPEC_STORE_BYPASS)
 # and (PR_SPEC_INDIRECT_BRANCH); anything else is "vulnerable" / "unknown"
-SSB_TEXT = {PR_SPEC_NOT_AFFECTED: "not vulnerable", PR_SPEC_PRCTL | PR_SPEC_FORCE_DISABLE: "thread force mitigated",
-            PR_SPEC_PRCTL | PR_SPEC_DISABLE: "thread mitigated", PR_SPEC_PRCTL | PR_SPEC_ENABLE: "thread vulnerable",
-            PR_SPEC_DISABLE: "globally mitigated"}
-IB_TEXT = {PR_SPEC_NOT_AFFECTED: "not affected", PR_SPEC_PRCTL | PR_SPEC_FORCE_DISABLE: "conditional force disabled",
-           PR_SPEC_PRCTL | PR_SPEC_DISABLE: "conditional disabled", PR_SPEC_PRCTL | PR_SPEC_ENABLE: "conditional enabled",
-           PR_SPEC_ENABLE: "always enabled", PR_SPEC_DISABLE: "always disabled"}
+SSB_TEXT = {
+    PR_SPEC_NOT_AFFECTED: "not vulnerable",
+    PR_SPEC_PRCTL | PR_SPEC_FORCE_DISABLE: "thread force mitigated",
+    PR_SPEC_PRCTL | PR_SPEC_DISABLE: "thread mitigated",
+    PR_SPEC_PRCTL | PR_SPEC_ENABLE: "thread vulnerable",
+    PR_SPEC_DISABLE: "globally mitigated",
+}
+IB_TEXT = {
+    PR_SPEC_NOT_AFFECTED: "not affected",
+    PR_SPEC_PRCTL | PR_SPEC_FORCE_DISABLE: "conditional force disabled",
+    PR_SPEC_PRCTL | PR_SPEC_DISABLE: "conditional disabled",
+    PR_SPEC_PRCTL | PR_SPEC_ENABLE: "conditional enabled",
+    PR_SPEC_ENABLE: "always enabled",
+    PR_SPEC_DISABLE: "always disabled",
+}
 # fs/proc/array.c task_state_array (used when the snapshot has no .rodata copy)
-TASK_STATE_ARRAY = ("R (running)", "S (sleeping)", "D (disk sleep)", "T (stopped)", "t (tracing stop)",
-                    "X (dead)", "Z (zombie)", "P (parked)", "I (idle)")
+TASK_STATE_ARRAY = (
+    "R (running)",
+    "S (sleeping)",
+    "D (disk sleep)",
+    "T (stopped)",
+    "t (tracing stop)",
+    "X (dead)",
+    "Z (zombie)",
+    "P (parked)",
+    "I (idle)",
+)
 
 
 class StatusLine(NamedTuple):
@@ -112,11 +130,20 @@ def task_mem(mm: Object) -> list[StatusLine]:
     swap = get_mm_counter_sum(mm, "MM_SWAPENTS")
     k = PAGE_SHIFT - 10
     lines = [
-        _kb("VmPeak", hiwater_vm << k), _kb("VmSize", total_vm << k), _kb("VmLck", mm.locked_vm.value_() << k),
-        _kb("VmPin", mm.pinned_vm.counter.value_() << k), _kb("VmHWM", hiwater_rss << k), _kb("VmRSS", total_rss << k),
-        _kb("RssAnon", anon << k), _kb("RssFile", file << k), _kb("RssShmem", shmem << k),
-        _kb("VmData", mm.data_vm.value_() << k), _kb("VmStk", mm.stack_vm.value_() << k),
-        _kb("VmExe", text >> 10), _kb("VmLib", lib >> 10), _kb("VmPTE", mm.pgtables_bytes.counter.value_() >> 10),
+        _kb("VmPeak", hiwater_vm << k),
+        _kb("VmSize", total_vm << k),
+        _kb("VmLck", mm.locked_vm.value_() << k),
+        _kb("VmPin", mm.pinned_vm.counter.value_() << k),
+        _kb("VmHWM", hiwater_rss << k),
+        _kb("VmRSS", total_rss << k),
+        _kb("RssAnon", anon << k),
+        _kb("RssFile", file << k),
+        _kb("RssShmem", shmem << k),
+        _kb("VmData", mm.data_vm.value_() << k),
+        _kb("VmStk", mm.stack_vm.value_() << k),
+        _kb("VmExe", text >> 10),
+        _kb("VmLib", lib >> 10),
+        _kb("VmPTE", mm.pgtables_bytes.counter.value_() >> 10),
         _kb("VmSwap", swap << k),
     ]
     try:
@@ -214,7 +241,9 @@ def _groups(task: Object) -> StatusLine | None:
         return None
     try:
         gi = cred.group_info
-        gids = [str(gi.gid[g].val.value_()) for g in range(min(gi.ngroups.value_(), 1 << 16))]  # NGROUPS_MAX if gi.value_() else []
+        gids = [
+            str(gi.gid[g].val.value_()) for g in range(min(gi.ngroups.value_(), 1 << 16))
+        ]  # NGROUPS_MAX if gi.value_() else []
     except (AttributeError, LookupError, FaultError):
         return None
     return StatusLine("Groups", " ".join(gids) + " ")
@@ -269,8 +298,9 @@ def _sig_lines(task: Object) -> list[StatusLine]:
         cred = _ptr(task.real_cred)
         if cred is not None:
             ucounts = cred.ucounts
-            qsize = ucounts.rlimit[prog.types.const("UCOUNT_RLIMIT_SIGPENDING")].counter.value_() \
-                if ucounts.value_() else 0
+            qsize = (
+                ucounts.rlimit[prog.types.const("UCOUNT_RLIMIT_SIGPENDING")].counter.value_() if ucounts.value_() else 0
+            )
             qlim = task.signal.rlim[RLIMIT_SIGPENDING].rlim_cur.value_()
             out.append(StatusLine("SigQ", f"{qsize & (2**64 - 1)}/{qlim}"))
         ign = cgt = 0
@@ -280,10 +310,13 @@ def _sig_lines(task: Object) -> list[StatusLine]:
                 ign |= 1 << i
             elif h != SIG_DFL:
                 cgt |= 1 << i
-        out += [StatusLine("SigPnd", _sigset(task.pending.signal)),
-                StatusLine("ShdPnd", _sigset(task.signal.shared_pending.signal)),
-                StatusLine("SigBlk", _sigset(task.blocked)),
-                StatusLine("SigIgn", f"{ign:0{_NSIG // 4}x}"), StatusLine("SigCgt", f"{cgt:0{_NSIG // 4}x}")]
+        out += [
+            StatusLine("SigPnd", _sigset(task.pending.signal)),
+            StatusLine("ShdPnd", _sigset(task.signal.shared_pending.signal)),
+            StatusLine("SigBlk", _sigset(task.blocked)),
+            StatusLine("SigIgn", f"{ign:0{_NSIG // 4}x}"),
+            StatusLine("SigCgt", f"{cgt:0{_NSIG // 4}x}"),
+        ]
     except (AttributeError, LookupError, FaultError):
         return []
     return out
@@ -295,9 +328,16 @@ def _cap_lines(task: Object) -> list[StatusLine]:
     if cred is None:
         return []
     try:
-        return [StatusLine(name, f"{cred.member_(f).val.value_():016x}") for name, f in
-                (("CapInh", "cap_inheritable"), ("CapPrm", "cap_permitted"), ("CapEff", "cap_effective"),
-                 ("CapBnd", "cap_bset"), ("CapAmb", "cap_ambient"))]
+        return [
+            StatusLine(name, f"{cred.member_(f).val.value_():016x}")
+            for name, f in (
+                ("CapInh", "cap_inheritable"),
+                ("CapPrm", "cap_permitted"),
+                ("CapEff", "cap_effective"),
+                ("CapBnd", "cap_bset"),
+                ("CapAmb", "cap_ambient"),
+            )
+        ]
     except (AttributeError, LookupError, FaultError):
         return []
 
@@ -386,8 +426,7 @@ def _thread_features(task: Object) -> list[StatusLine]:
     def words(f: int) -> str:
         return ("shstk " if f & ARCH_SHSTK_SHSTK else "") + ("wrss " if f & ARCH_SHSTK_WRSS else "")
 
-    return [StatusLine("x86_Thread_features", words(vals[0])),
-            StatusLine("x86_Thread_features_locked", words(vals[1]))]
+    return [StatusLine("x86_Thread_features", words(vals[0])), StatusLine("x86_Thread_features_locked", words(vals[1]))]
 
 
 def status(prog: Program, pid: int) -> list[StatusLine]:
@@ -407,9 +446,14 @@ def status(prog: Program, pid: int) -> list[StatusLine]:
             lines.append(StatusLine("Umask", f"{task.fs.umask.value_():#05o}".replace("0o", "0")))
     except AttributeError:
         pass
-    lines += [StatusLine("State", _state(task)), StatusLine("Tgid", str(tgid)),
-             StatusLine("Ngid", "0"), StatusLine("Pid", str(task.pid.value_())), StatusLine("PPid", str(ppid)),
-             StatusLine("TracerPid", "0")]
+    lines += [
+        StatusLine("State", _state(task)),
+        StatusLine("Tgid", str(tgid)),
+        StatusLine("Ngid", "0"),
+        StatusLine("Pid", str(task.pid.value_())),
+        StatusLine("PPid", str(ppid)),
+        StatusLine("TracerPid", "0"),
+    ]
     lines += _cred_lines(task)
     lines += [ln for ln in (_fdsize(task), _groups(task)) if ln is not None]
     lines += [StatusLine("NStgid", str(tgid)), StatusLine("NSpid", str(task.pid.value_()))]

@@ -18,8 +18,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from mmintro.reader.errors import ValidationError
-from mmintro.reader.helpers.swap import (max_swapfiles, swap_file_path, swap_is_blkdev, swap_usage_in_pages,
-                                         swap_type_to_info)
+from mmintro.reader.helpers.swap import (
+    max_swapfiles,
+    swap_file_path,
+    swap_is_blkdev,
+    swap_type_to_info,
+    swap_usage_in_pages,
+)
 from mmintro.reader.program import Program
 
 __all__ = ["SwapRow", "swaps", "render", "render_crash", "mangle_path"]
@@ -59,8 +64,18 @@ def swaps(prog: Program) -> list[SwapRow]:
             continue
         if si.type.value_() != t:
             raise ValidationError(f"swap_info[{t}] at {si.value_():#x} says it is type {si.type.value_()}")
-        rows.append(SwapRow(si.value_(), t, swap_file_path(si), swap_is_blkdev(si), si.pages.value_() * kb,
-                            swap_usage_in_pages(si) * kb, si.prio.value_(), si.flags.value_()))
+        rows.append(
+            SwapRow(
+                si.value_(),
+                t,
+                swap_file_path(si),
+                swap_is_blkdev(si),
+                si.pages.value_() * kb,
+                swap_usage_in_pages(si) * kb,
+                si.prio.value_(),
+                si.flags.value_(),
+            )
+        )
     from mmintro.reader.validate import check_swap, note
 
     note(prog, check_swap(prog))  # inuse_pages against swap_map, nr_swap_pages
@@ -73,9 +88,11 @@ def render(rows: list[SwapRow]) -> str:
     for r in rows:
         path = mangle_path(r.path)
         pad = 40 - len(path) if len(path) < 40 else 1
-        out.append(f"{path}{' ' * pad}{'partition' if r.partition else 'file' + chr(9)}\t{r.size_kb}\t"
-                   f"{chr(9) if r.size_kb < 10000000 else ''}{r.used_kb}\t"
-                   f"{chr(9) if r.used_kb < 10000000 else ''}{r.prio}\n")
+        out.append(
+            f"{path}{' ' * pad}{'partition' if r.partition else 'file' + chr(9)}\t{r.size_kb}\t"
+            f"{chr(9) if r.size_kb < 10000000 else ''}{r.used_kb}\t"
+            f"{chr(9) if r.used_kb < 10000000 else ''}{r.prio}\n"
+        )
     return "".join(out)
 
 
@@ -93,10 +110,12 @@ def render_crash(rows: list[SwapRow]) -> str:
     out = ["SWAP_INFO_STRUCT    TYPE       SIZE       USED     PCT  PRI  FILENAME"]
     for r in rows:
         pct = r.used_kb * 100 // r.size_kb if r.size_kb else 0
-        out.append(f"{mkstring(f'{r.si:x}', max(VADDR_PRLEN, 16), center=True)}  "
-                   f"{'PARTITION' if r.partition else '  FILE   '} "
-                   f"{mkstring(f'{r.size_kb}k', 10, center=True, rjust=True)} "
-                   f"{mkstring(f'{r.used_kb}k', 10, center=True, rjust=True)} "
-                   f"{mkstring(f'{pct:2d}%', 4, center=True, rjust=True)} "
-                   f"{mkstring(str(r.prio), 4, rjust=True)}  {r.path}")
+        out.append(
+            f"{mkstring(f'{r.si:x}', max(VADDR_PRLEN, 16), center=True)}  "
+            f"{'PARTITION' if r.partition else '  FILE   '} "
+            f"{mkstring(f'{r.size_kb}k', 10, center=True, rjust=True)} "
+            f"{mkstring(f'{r.used_kb}k', 10, center=True, rjust=True)} "
+            f"{mkstring(f'{pct:2d}%', 4, center=True, rjust=True)} "
+            f"{mkstring(str(r.prio), 4, rjust=True)}  {r.path}"
+        )
     return "\n".join(out) + "\n"

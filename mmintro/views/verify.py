@@ -10,7 +10,8 @@ cannot read is itself a finding; every walk is bounded.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mmintro.reader import validate as V
 from mmintro.reader.errors import FaultError, ValidationError

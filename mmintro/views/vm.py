@@ -33,8 +33,15 @@ PAGE_SIZE = 4096
 VADDR_PRLEN = 16
 UVADDR_PRLEN = 10  # crash defs.h, X86_64
 # arch/x86/include/asm/pgtable_types.h (#defines), in crash's x86_64_translate_pte order
-_FLAG_BITS = ((0x1, "PRESENT"), (0x2, "RW"), (0x4, "USER"), (0x8, "PWT"), (0x10, "PCD"), (0x20, "ACCESSED"),
-              (0x40, "DIRTY"))
+_FLAG_BITS = (
+    (0x1, "PRESENT"),
+    (0x2, "RW"),
+    (0x4, "USER"),
+    (0x8, "PWT"),
+    (0x10, "PCD"),
+    (0x20, "ACCESSED"),
+    (0x40, "DIRTY"),
+)
 _PSE, _PROTNONE, _GLOBAL, _NX = 0x80, 0x100, 0x100, 1 << 63
 PTE_PFN_MASK = ((1 << 52) - 1) & ~0xFFF
 
@@ -57,8 +64,10 @@ def mkstring(s: str, size: int, center: bool = False, rjust: bool = False) -> st
 def crash_task_header(task: Object) -> str:
     """crash's print_task_header() (task.c): ``PID: %-7ld  TASK: %s  CPU: %-3s  COMMAND: "%s"``
     with the task address left-justified in 16 columns."""
-    return (f"PID: {task.pid.value_():<7}  TASK: {task.value_():<16x}  CPU: {task.thread_info.cpu.value_():<3}  "
-            f"COMMAND: \"{task.comm.string_().decode(errors='replace')}\"")
+    return (
+        f"PID: {task.pid.value_():<7}  TASK: {task.value_():<16x}  CPU: {task.thread_info.cpu.value_():<3}  "
+        f'COMMAND: "{task.comm.string_().decode(errors="replace")}"'
+    )
 
 
 class VmRow(NamedTuple):
@@ -117,8 +126,16 @@ def vm(prog: Program, pid: int) -> dict[str, Any]:
     if task is None:
         raise LookupError(f"no task with pid {pid}")
     mm = task.mm
-    out: dict[str, Any] = {"header": crash_task_header(task), "pid": pid, "task": task.value_(), "mm": mm.value_(),
-                           "pgd": 0, "rss_k": 0, "total_vm_k": 0, "vmas": []}
+    out: dict[str, Any] = {
+        "header": crash_task_header(task),
+        "pid": pid,
+        "task": task.value_(),
+        "mm": mm.value_(),
+        "pgd": 0,
+        "rss_k": 0,
+        "total_vm_k": 0,
+        "vmas": [],
+    }
     if not mm.value_():
         return out
     from mmintro.reader.helpers.task import for_each_vma
@@ -128,8 +145,10 @@ def vm(prog: Program, pid: int) -> dict[str, Any]:
     from mmintro.reader.validate import check_mm, note
 
     note(prog_, check_mm(task))  # TOTAL_VM within the user address space, RSS counters
-    rss = sum(percpu_counter_sum(mm.rss_stat[prog_.constant(m).value_()].address_of_(), positive=True)
-              for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"))
+    rss = sum(
+        percpu_counter_sum(mm.rss_stat[prog_.constant(m).value_()].address_of_(), positive=True)
+        for m in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES")
+    )
     out["rss_k"] = rss * PAGE_SIZE // 1024
     out["total_vm_k"] = mm.total_vm.value_() * PAGE_SIZE // 1024
     rows = []
@@ -147,22 +166,48 @@ def vm(prog: Program, pid: int) -> dict[str, Any]:
 
 
 def _vm_data(mm: int, pgd: int, rss_k: int, total_k: int) -> list[str]:
-    head = (mkstring("MM", VADDR_PRLEN, center=True) + "  " + mkstring("PGD", VADDR_PRLEN, center=True) + "  "
-            + mkstring("RSS", 6, center=True) + "  " + mkstring("TOTAL_VM", 8, center=True))
-    vals = (mkstring(f"{mm:x}", VADDR_PRLEN, center=True) + "  " + mkstring(f"{pgd:x}", VADDR_PRLEN, center=True)
-            + "  " + mkstring(f"{rss_k}k", 6, center=True) + "  " + mkstring(f"{total_k}k", 8, center=True))
+    head = (
+        mkstring("MM", VADDR_PRLEN, center=True)
+        + "  "
+        + mkstring("PGD", VADDR_PRLEN, center=True)
+        + "  "
+        + mkstring("RSS", 6, center=True)
+        + "  "
+        + mkstring("TOTAL_VM", 8, center=True)
+    )
+    vals = (
+        mkstring(f"{mm:x}", VADDR_PRLEN, center=True)
+        + "  "
+        + mkstring(f"{pgd:x}", VADDR_PRLEN, center=True)
+        + "  "
+        + mkstring(f"{rss_k}k", 6, center=True)
+        + "  "
+        + mkstring(f"{total_k}k", 8, center=True)
+    )
     return [head, vals]
 
 
 def _vma_header() -> str:
-    return (mkstring("VMA", VADDR_PRLEN, center=True) + " " + mkstring("START", UVADDR_PRLEN, center=True, rjust=True)
-            + " " + mkstring("END", UVADDR_PRLEN, center=True, rjust=True) + " " + " FLAGS FILE")
+    return (
+        mkstring("VMA", VADDR_PRLEN, center=True)
+        + " "
+        + mkstring("START", UVADDR_PRLEN, center=True, rjust=True)
+        + " "
+        + mkstring("END", UVADDR_PRLEN, center=True, rjust=True)
+        + " "
+        + " FLAGS FILE"
+    )
 
 
 def _vma_line(r: dict[str, Any]) -> str:
-    return (mkstring(f"{r['vma']:x}", VADDR_PRLEN, center=True) + " "
-            + mkstring(f"{r['start']:x}", UVADDR_PRLEN, rjust=True) + " "
-            + mkstring(f"{r['end']:x}", UVADDR_PRLEN, rjust=True) + f" {r['flags']:6x} {r['file']}")
+    return (
+        mkstring(f"{r['vma']:x}", VADDR_PRLEN, center=True)
+        + " "
+        + mkstring(f"{r['start']:x}", UVADDR_PRLEN, rjust=True)
+        + " "
+        + mkstring(f"{r['end']:x}", UVADDR_PRLEN, rjust=True)
+        + f" {r['flags']:6x} {r['file']}"
+    )
 
 
 def render(v: dict[str, Any]) -> str:
@@ -196,14 +241,15 @@ def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
     table = pgd
     names = tuple((lv.name.upper(), lv.shift) for lv in prog.levels)  # 4- or 5-level, as the dump ran
     leaf_entry = 0
-    for i, (name, shift) in enumerate(names):
+    for _i, (name, shift) in enumerate(names):
         slot = table + 8 * ((vaddr >> shift) & 511)
         try:
             entry = int.from_bytes(prog.read_phys(slot, 8), "little")
         except FaultError:
             above = levels[-1]["level"] if levels else "mm->pgd"
-            raise FaultError(vaddr, f"pid {pid}: the {name} table at physical {table:#x} (from the {above} entry) "
-                             f"is not RAM") from None
+            raise FaultError(
+                vaddr, f"pid {pid}: the {name} table at physical {table:#x} (from the {above} entry) is not RAM"
+            ) from None
         levels.append({"level": name, "slot": slot, "entry": entry})
         leaf_entry = entry
         present = entry & 1 if name in ("PGD", "P4D", "PUD") else entry & (1 | _PROTNONE)
@@ -220,8 +266,9 @@ def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
     for v in for_each_vma(mm):
         if v.vm_start.value_() <= vaddr < v.vm_end.value_():
             f = v.vm_file
-            vma = VmRow(v.value_(), v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_(),
-                        d_path(f) if f.value_() else "")._asdict()
+            vma = VmRow(
+                v.value_(), v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_(), d_path(f) if f.value_() else ""
+            )._asdict()
             break
     page = None
     if phys is not None:
@@ -239,8 +286,18 @@ def vtop_pid(prog: Program, pid: int, vaddr: int) -> dict[str, Any]:
         from mmintro.reader.helpers.swap import swap_entry_info
 
         swap = asdict(swap_entry_info(prog, leaf_entry))
-    return {"pid": pid, "vaddr": vaddr, "phys": phys, "page_size": size, "levels": levels, "leaf_entry": leaf_entry,
-            "vma": vma, "page": page, "paddr_prlen": paddr_prlen, "swap": swap}
+    return {
+        "pid": pid,
+        "vaddr": vaddr,
+        "phys": phys,
+        "page_size": size,
+        "levels": levels,
+        "leaf_entry": leaf_entry,
+        "vma": vma,
+        "page": page,
+        "paddr_prlen": paddr_prlen,
+        "swap": swap,
+    }
 
 
 def _pte_flags(pte: int) -> str:
@@ -286,18 +343,33 @@ def render_vtop(v: dict[str, Any]) -> str:
         ptebuf, physbuf = f"{pte:x}", f"{pte & PTE_PFN_MASK & ~(size - 1):x}"
         l1, l2 = max(len(ptebuf), 3), max(len(physbuf), 8)
         lines.append(mkstring("PTE", l1, center=True) + "  " + mkstring("PHYSICAL", l2, center=True) + "  FLAGS")
-        lines.append(mkstring(ptebuf, l1, center=True, rjust=True) + "  "
-                     + mkstring(physbuf, l2, center=True, rjust=True) + "  " + _pte_flags(pte))
+        lines.append(
+            mkstring(ptebuf, l1, center=True, rjust=True)
+            + "  "
+            + mkstring(physbuf, l2, center=True, rjust=True)
+            + "  "
+            + _pte_flags(pte)
+        )
     sw = v.get("swap")
     if sw is not None:  # x86_64_translate_pte() of a swap PTE: PTE, SWAP (device), OFFSET
         dev, off = _swap_dev(sw), str(sw["offset"])
         ptebuf = f"{v['leaf_entry']:x}"
         l1, l2, l3 = max(len(ptebuf), 3), max(len(dev), 4), max(len(off), 6)
         lines.append("")
-        lines.append(mkstring("PTE", l1, center=True) + "  " + mkstring("SWAP", l2, center=True) + "  "
-                     + mkstring("OFFSET", l3, center=True))
-        lines.append(mkstring(ptebuf, l1, center=True, rjust=True) + "  " + mkstring(dev, l2, center=True, rjust=True)
-                     + "  " + mkstring(off, l3, center=True, rjust=True))
+        lines.append(
+            mkstring("PTE", l1, center=True)
+            + "  "
+            + mkstring("SWAP", l2, center=True)
+            + "  "
+            + mkstring("OFFSET", l3, center=True)
+        )
+        lines.append(
+            mkstring(ptebuf, l1, center=True, rjust=True)
+            + "  "
+            + mkstring(dev, l2, center=True, rjust=True)
+            + "  "
+            + mkstring(off, l3, center=True, rjust=True)
+        )
     lines.append("")
     lines.append(_vma_header())
     lines.append(_vma_line(v["vma"]))
@@ -309,10 +381,19 @@ def render_vtop(v: dict[str, Any]) -> str:
     if p is not None:  # dump_mem_map() for the physical address (memory.c)
         plen = max(v.get("paddr_prlen", 8), 8)
         lines.append("")
-        lines.append(mkstring("PAGE", VADDR_PRLEN, center=True) + " " + mkstring("PHYSICAL", plen, rjust=True) + " "
-                     + mkstring("MAPPING", VADDR_PRLEN, center=True, rjust=True) + " "
-                     + mkstring("INDEX", 8, center=True, rjust=True) + "CNT FLAGS")
+        lines.append(
+            mkstring("PAGE", VADDR_PRLEN, center=True)
+            + " "
+            + mkstring("PHYSICAL", plen, rjust=True)
+            + " "
+            + mkstring("MAPPING", VADDR_PRLEN, center=True, rjust=True)
+            + " "
+            + mkstring("INDEX", 8, center=True, rjust=True)
+            + "CNT FLAGS"
+        )
         names = ",".join(n.removeprefix("PG_") for n in p.get("flag_names", []))  # translate_page_flags
-        lines.append(f"{p['page']:<16x} {p['phys']:>{plen}x} {p['mapping']:<16x} {p['index']:>8x} {p['refcount']:>2} "
-                     f"{p['flags']:x}" + (f" {names}" if names else ""))
+        lines.append(
+            f"{p['page']:<16x} {p['phys']:>{plen}x} {p['mapping']:<16x} {p['index']:>8x} {p['refcount']:>2} "
+            f"{p['flags']:x}" + (f" {names}" if names else "")
+        )
     return "\n".join(lines) + "\n"

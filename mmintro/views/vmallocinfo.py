@@ -45,8 +45,14 @@ class VmallocRow(NamedTuple):
     """vmap node whose busy (or lazy) list holds the area."""
 
 
-_WORDS = ((vh.VM_IOREMAP, "ioremap"), (vh.VM_SPARSE, "sparse"), (vh.VM_ALLOC, "vmalloc"), (vh.VM_MAP, "vmap"),
-          (vh.VM_USERMAP, "user"), (vh.VM_DMA_COHERENT, "dma-coherent"))
+_WORDS = (
+    (vh.VM_IOREMAP, "ioremap"),
+    (vh.VM_SPARSE, "sparse"),
+    (vh.VM_ALLOC, "vmalloc"),
+    (vh.VM_MAP, "vmap"),
+    (vh.VM_USERMAP, "user"),
+    (vh.VM_DMA_COHERENT, "dma-coherent"),
+)
 
 
 def _high_memory_nodes(prog: Program) -> list[int]:
@@ -85,12 +91,38 @@ def vmallocinfo(prog: Program) -> list[VmallocRow]:
             words.append("vpages")
         counts = vh.vm_area_page_nids(prog, vm, lay.nodes_pgoff, lay.nodes_shift)
         nodes = {n: counts[n] for n in node_order if counts.get(n)}
-        rows.append(VmallocRow(addr, addr + size, size, caller, v.nr_pages.value_(), v.phys_addr.value_(), words,
-                               nodes, va.value_(), vm.value_(), node))
+        rows.append(
+            VmallocRow(
+                addr,
+                addr + size,
+                size,
+                caller,
+                v.nr_pages.value_(),
+                v.phys_addr.value_(),
+                words,
+                nodes,
+                va.value_(),
+                vm.value_(),
+                node,
+            )
+        )
     for va in vh.for_each_lazy_vmap_area(prog):
         start, end = va.va_start.value_(), va.va_end.value_()
-        rows.append(VmallocRow(start, end, end - start, None, 0, 0, ["unpurged vm_area"], {}, va.value_(), 0,
-                               vh.addr_to_node_id(prog, start)))
+        rows.append(
+            VmallocRow(
+                start,
+                end,
+                end - start,
+                None,
+                0,
+                0,
+                ["unpurged vm_area"],
+                {},
+                va.value_(),
+                0,
+                vh.addr_to_node_id(prog, start),
+            )
+        )
     return rows
 
 
@@ -132,8 +164,16 @@ def parse(text: str) -> list[dict[str, Any]]:
         if len(f) < 2 or "-" not in f[0] or not f[1].isdigit():
             raise ValueError(f"vmallocinfo: line {n} is not 'START-END SIZE ...': {line!r}")
         a, _, b = f[0].partition("-")
-        d: dict[str, Any] = {"start": int(a, 16), "end": int(b, 16), "size": int(f[1]), "caller": None, "pages": 0,
-                             "phys": 0, "words": [], "nodes": {}}
+        d: dict[str, Any] = {
+            "start": int(a, 16),
+            "end": int(b, 16),
+            "size": int(f[1]),
+            "caller": None,
+            "pages": 0,
+            "phys": 0,
+            "words": [],
+            "nodes": {},
+        }
         rest = f[2:]
         if rest == ["unpurged", "vm_area"] or rest == ["vm_map_ram"]:
             d["words"] = [" ".join(rest)]

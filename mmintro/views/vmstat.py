@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from mmintro.reader.helpers.mmzone import for_each_populated_zone
+from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 from mmintro.reader.x86_pgtable import LEVELS_4
-from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.views.vmstat_names import THP_PRINTED_ITEMS, stat_names
 
 __all__ = [
@@ -125,8 +125,9 @@ def global_dirtyable_memory(free: int, totalreserve: int, file_lru: int) -> int:
     return x + file_lru + 1
 
 
-def domain_dirty_limits(avail: int, dirty_ratio: int, background_ratio: int, dirty_bytes: int,
-                        background_bytes: int, page_size: int = 4096) -> DirtyLimits:
+def domain_dirty_limits(
+    avail: int, dirty_ratio: int, background_ratio: int, dirty_bytes: int, background_bytes: int, page_size: int = 4096
+) -> DirtyLimits:
     """mm/page-writeback.c ``domain_dirty_limits()`` for the global domain.
 
     The ratios are turned into parts per PAGE_SIZE first ("for higher precision"), which is why
@@ -147,13 +148,20 @@ def global_dirty_limits(prog: Program) -> DirtyLimits:
     """``global_dirty_limits()`` from the snapshot's counters and the vm.dirty_* sysctls
     (``vm_dirty_ratio``, ``dirty_background_ratio``, ``vm_dirty_bytes``,
     ``dirty_background_bytes``)."""
-    file_lru = (global_node_page_state_pages(prog, "NR_INACTIVE_FILE")
-                + global_node_page_state_pages(prog, "NR_ACTIVE_FILE"))
-    avail = global_dirtyable_memory(global_zone_page_state(prog, "NR_FREE_PAGES"),
-                                    prog["totalreserve_pages"].value_(), file_lru)
-    return domain_dirty_limits(avail, prog["vm_dirty_ratio"].value_(), prog["dirty_background_ratio"].value_(),
-                               prog["vm_dirty_bytes"].value_(), prog["dirty_background_bytes"].value_(),
-                               prog.page_size)
+    file_lru = global_node_page_state_pages(prog, "NR_INACTIVE_FILE") + global_node_page_state_pages(
+        prog, "NR_ACTIVE_FILE"
+    )
+    avail = global_dirtyable_memory(
+        global_zone_page_state(prog, "NR_FREE_PAGES"), prog["totalreserve_pages"].value_(), file_lru
+    )
+    return domain_dirty_limits(
+        avail,
+        prog["vm_dirty_ratio"].value_(),
+        prog["dirty_background_ratio"].value_(),
+        prog["vm_dirty_bytes"].value_(),
+        prog["dirty_background_bytes"].value_(),
+        prog.page_size,
+    )
 
 
 def _global_only(prog: Program, name: str) -> int:

@@ -25,8 +25,14 @@ def vtop(prog: Program, vaddr: int, pgd_phys: int | None = None) -> dict[str, An
     """
     w = prog.walk(vaddr, pgd_phys)
     levels = [
-        {"level": s.level, "table": s.table, "index": s.index, "entry_addr": s.table + 8 * s.index,
-         "entry": s.entry, "flags": list(s.flags)}
+        {
+            "level": s.level,
+            "table": s.table,
+            "index": s.index,
+            "entry_addr": s.table + 8 * s.index,
+            "entry": s.entry,
+            "flags": list(s.flags),
+        }
         for s in w.steps
     ]
     try:
@@ -41,8 +47,10 @@ def render(v: dict[str, Any]) -> str:
     lines = [f"{'VIRTUAL':<18}{'PHYSICAL'}", f"{v['vaddr']:<18x}{v['phys']:x}", ""]
     lines.append(f"{'LEVEL':<6}{'TABLE':>18}{'INDEX':>6}  {'ENTRY ADDR':<16}    {'ENTRY':<16}  FLAGS")
     for lv in v["levels"]:
-        lines.append(f"{lv['level'].upper():<6}{lv['table']:>18x}{lv['index']:>6}  "
-                     f"{lv['entry_addr']:016x} => {lv['entry']:016x}  ({'|'.join(lv['flags'])})")
+        lines.append(
+            f"{lv['level'].upper():<6}{lv['table']:>18x}{lv['index']:>6}  "
+            f"{lv['entry_addr']:016x} => {lv['entry']:016x}  ({'|'.join(lv['flags'])})"
+        )
     lines.append(f"{'PAGE':<6}{v['phys'] & ~(v['page_size'] - 1):>18x}  ({size})")
     lines.append("")
     p = v["page"]
@@ -52,6 +60,8 @@ def render(v: dict[str, Any]) -> str:
         cnt = p["refcount"]
         flags = "|".join(p["flag_names"]) + (f" {p['page_type_name']}" if p["page_type_name"] else "")
         lines.append(f"{'PAGE':>16}  {'PHYSICAL':>12}  {'MAPPING':>16}  {'INDEX':>8} {'CNT':>3}  FLAGS")
-        lines.append(f"{p['page']:016x}  {p['phys']:>12x}  {p['mapping']:>16x}  {p['index']:>8x} {cnt:>3}  "
-                     f"{p['flags']:x} {flags}")
+        lines.append(
+            f"{p['page']:016x}  {p['phys']:>12x}  {p['mapping']:>16x}  {p['index']:>8x} {cnt:>3}  "
+            f"{p['flags']:x} {flags}"
+        )
     return "\n".join(lines) + "\n"

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmintro.reader.errors import FaultError, ValidationError
 from mmintro.arch.x86 import MODULES_END, MODULES_VADDR
+from mmintro.reader.errors import FaultError, ValidationError
 from mmintro.reader.helpers import vmalloc as vh
 from mmintro.reader.helpers.list import list_for_each_entry
 from mmintro.reader.helpers.mm import (
@@ -45,17 +45,31 @@ from mmintro.reader.helpers.mm import (
     vmemmap,
 )
 from mmintro.reader.helpers.mmzone import for_each_populated_zone, section_geometry
+from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.reader.helpers.rmap import rmap_walk
 from mmintro.reader.helpers.slab import slab_address, slab_cache_name, slab_object_info
 from mmintro.reader.helpers.task import vma_name
 from mmintro.reader.program import Program
 from mmintro.views.pageflags import flag_names, flags_layout, page_type_name
-from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 
 __all__ = ["KINDS", "render", "whatis"]
 
-KINDS = ("symbol", "struct_page", "vmalloc", "vmalloc_lazy", "vmalloc_hole", "percpu", "slab", "slab_padding",
-         "large_kmalloc", "buddy", "pcp", "pagetable", "page", "unmapped")
+KINDS = (
+    "symbol",
+    "struct_page",
+    "vmalloc",
+    "vmalloc_lazy",
+    "vmalloc_hole",
+    "percpu",
+    "slab",
+    "slab_padding",
+    "large_kmalloc",
+    "buddy",
+    "pcp",
+    "pagetable",
+    "page",
+    "unmapped",
+)
 
 _M64 = (1 << 64) - 1
 
@@ -74,9 +88,15 @@ def _page_summary(prog: Program, pfn: int) -> dict[str, Any]:
     page = pfn_to_page(prog, pfn)
     flags = get_page_flags(page)
     word = page.page_type.value_()
-    return {"pfn": pfn, "page": page.value_(), "phys": pfn << 12, "node": flags_layout(prog).node(flags),
-            "flags": flag_names(prog, flags), "page_type": page_type_name(prog, word),
-            "refcount": page._refcount.counter.value_()}
+    return {
+        "pfn": pfn,
+        "page": page.value_(),
+        "phys": pfn << 12,
+        "node": flags_layout(prog).node(flags),
+        "flags": flag_names(prog, flags),
+        "page_type": page_type_name(prog, word),
+        "refcount": page._refcount.counter.value_(),
+    }
 
 
 def _image_range(prog: Program) -> tuple[int, int]:
@@ -146,8 +166,13 @@ def _pcp_blocks(prog: Program) -> dict[int, tuple[int, int, str, int]]:
         for cpu in for_each_online_cpu(prog):
             pcp = per_cpu_ptr(z.per_cpu_pageset, cpu)
             for i in range(nr):
-                for page in list_for_each_entry("struct page", pcp.lists[i].address_of_(), "pcp_list",
-                                                name=f"{zname} cpu {cpu} pcp list {i}", limit=1 << 22):
+                for page in list_for_each_entry(
+                    "struct page",
+                    pcp.lists[i].address_of_(),
+                    "pcp_list",
+                    name=f"{zname} cpu {cpu} pcp list {i}",
+                    limit=1 << 22,
+                ):
                     got[page_to_pfn(page).value_()] = (orders[i], cpu, zname, lay.node(get_page_flags(page)))
     prog.cache["whatis.pcp"] = got
     return got
@@ -194,16 +219,24 @@ def _direct_map(prog: Program, addr: int, out: dict[str, Any]) -> None:
         name = slab_cache_name(info.slab_cache)
         size = info.slab_cache.size.value_()
         first = slab_address(slab) + info.slab_cache.red_left_pad.value_()
-        common = {"cache": info.slab_cache.value_(), "cache_name": name, "slab": slab.value_(), "slab_pfn": head_pfn,
-                  "object_size": info.slab_cache.object_size.value_(), "slot_size": size}
+        common = {
+            "cache": info.slab_cache.value_(),
+            "cache_name": name,
+            "slab": slab.value_(),
+            "slab_pfn": head_pfn,
+            "object_size": info.slab_cache.object_size.value_(),
+            "slot_size": size,
+        }
         if (info.address - first) // size >= nobj:
             out.update(kind="slab_padding", **common)
             out["summary"] = f"in slab {slab.value_():#x} of {name} past its {nobj} objects (padding)"
             return
         state = {True: "allocated", False: "free", None: "state unknown (corrupt freelist)"}[info.allocated]
         out.update(kind="slab", object=info.address, offset=addr - info.address, allocated=info.allocated, **common)
-        out["summary"] = (f"{'' if info.allocated else 'free '}slab object {name}+{addr - info.address:#x}: object "
-                          f"{info.address:#x} ({state}) in slab {slab.value_():#x} (pfn {head_pfn:#x})")
+        out["summary"] = (
+            f"{'' if info.allocated else 'free '}slab object {name}+{addr - info.address:#x}: object "
+            f"{info.address:#x} ({state}) in slab {slab.value_():#x} (pfn {head_pfn:#x})"
+        )
         return
     if pt == "large_kmalloc":
         order = compound_order(head)
@@ -245,9 +278,10 @@ def _vmalloc(prog: Program, addr: int, out: dict[str, Any]) -> None:
     if not va.value_():
         for lz in vh.for_each_lazy_vmap_area(prog):
             if lz.va_start.value_() <= addr < lz.va_end.value_():
-                out.update(kind="vmalloc_lazy", vmap_area=lz.value_(), start=lz.va_start.value_(),
-                           end=lz.va_end.value_())
-                out["summary"] = (f"lazily freed vmap area {out['start']:#x}-{out['end']:#x} (unpurged, unmapped)")
+                out.update(
+                    kind="vmalloc_lazy", vmap_area=lz.value_(), start=lz.va_start.value_(), end=lz.va_end.value_()
+                )
+                out["summary"] = f"lazily freed vmap area {out['start']:#x}-{out['end']:#x} (unpurged, unmapped)"
                 return
         out.update(kind="vmalloc_hole")
         out["summary"] = "vmalloc range, in no vmap area (unmapped)"
@@ -260,8 +294,17 @@ def _vmalloc(prog: Program, addr: int, out: dict[str, Any]) -> None:
         flags = v.flags.value_()
         caller = v.caller.value_()
         out["caller"] = prog.symbols.describe(caller) if caller else None
-        out["vm_flags"] = [w for bit, w in ((vh.VM_IOREMAP, "ioremap"), (vh.VM_ALLOC, "vmalloc"), (vh.VM_MAP, "vmap"),
-                                            (vh.VM_USERMAP, "user"), (vh.VM_SPARSE, "sparse")) if flags & bit]
+        out["vm_flags"] = [
+            w
+            for bit, w in (
+                (vh.VM_IOREMAP, "ioremap"),
+                (vh.VM_ALLOC, "vmalloc"),
+                (vh.VM_MAP, "vmap"),
+                (vh.VM_USERMAP, "user"),
+                (vh.VM_SPARSE, "sparse"),
+            )
+            if flags & bit
+        ]
         out["nr_pages"] = v.nr_pages.value_()
         out["phys_addr"] = v.phys_addr.value_()
     what = f"vmap area {start:#x}-{end:#x} ({end - start} bytes)"
@@ -279,8 +322,11 @@ def _vmalloc(prog: Program, addr: int, out: dict[str, Any]) -> None:
     out.update(mapped=True, phys=phys, pfn=pfn, index=(addr - start) >> 12)
     if _present(prog, pfn):
         out["page"] = pfn_to_page(prog, pfn).value_()
-    out["summary"] = what + f", page {(addr - start) >> 12}: pfn {pfn:#x}" + (
-        f" (struct page {out['page']:#x})" if "page" in out else " (not RAM)")
+    out["summary"] = (
+        what
+        + f", page {(addr - start) >> 12}: pfn {pfn:#x}"
+        + (f" (struct page {out['page']:#x})" if "page" in out else " (not RAM)")
+    )
 
 
 def _mappers(prog: Program, out: dict[str, Any]) -> None:
@@ -294,9 +340,18 @@ def _mappers(prog: Program, out: dict[str, Any]) -> None:
     rows = []
     for h in rmap_walk(page):
         v = h.vma
-        rows.append({"pids": list(h.pids), "comms": list(h.comms), "mm": h.mm.value_(), "vma": v.value_(),
-                     "address": h.address, "vm_start": v.vm_start.value_(), "vm_end": v.vm_end.value_(),
-                     "name": vma_name(v)})
+        rows.append(
+            {
+                "pids": list(h.pids),
+                "comms": list(h.comms),
+                "mm": h.mm.value_(),
+                "vma": v.value_(),
+                "address": h.address,
+                "vm_start": v.vm_start.value_(),
+                "vm_end": v.vm_end.value_(),
+                "name": vma_name(v),
+            }
+        )
     out["mappers"] = rows
 
 
@@ -337,7 +392,9 @@ def _whatis(prog: Program, addr: int) -> dict[str, Any]:
         if _present(prog, pfn):
             p = _page_summary(prog, pfn)
             out.update(kind="struct_page", pfn=pfn, page=page, offset=addr - page, page_info=p)
-            out["summary"] = (f"struct page of pfn {pfn:#x} +{addr - page:#x} ({'type ' + p['page_type'] if p['page_type'] else 'no page type'})")
+            out["summary"] = (
+                f"struct page of pfn {pfn:#x} +{addr - page:#x} ({'type ' + p['page_type'] if p['page_type'] else 'no page type'})"
+            )
             return out
     elif vh.is_vmalloc_addr(prog, addr):
         _vmalloc(prog, addr, out)
@@ -371,8 +428,11 @@ def render(w: dict[str, Any]) -> str:
     skip = {"address", "summary", "kind", "page_info", "mappers"}
     details = [(k, v) for k, v in w.items() if k not in skip]
     for k, v in details:
-        if isinstance(v, int) and not isinstance(v, bool) and k not in ("order", "cpu", "offset", "nr_pages", "index",
-                                                                       "object_size", "slot_size", "size", "node"):
+        if (
+            isinstance(v, int)
+            and not isinstance(v, bool)
+            and k not in ("order", "cpu", "offset", "nr_pages", "index", "object_size", "slot_size", "size", "node")
+        ):
             v = f"{v:#x}"
         lines.append(f"  {k:<12} {v}")
     p = w.get("page_info")
@@ -389,6 +449,7 @@ def render(w: dict[str, Any]) -> str:
             comm = ",".join(dict.fromkeys(m["comms"]))
             name = f" {m['name']}" if m["name"] else ""  # vma_name() brackets [heap] etc. itself
             comm = f" ({comm})" if comm else ""
-            lines.append(f"  mapped by pid {who}{comm} at {m['address']:#x} in VMA "
-                         f"{m['vm_start']:#x}-{m['vm_end']:#x}{name}")
+            lines.append(
+                f"  mapped by pid {who}{comm} at {m['address']:#x} in VMA {m['vm_start']:#x}-{m['vm_end']:#x}{name}"
+            )
     return "\n".join(lines) + "\n"

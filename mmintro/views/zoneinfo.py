@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmintro.reader.helpers.mmzone import for_each_online_pgdat
+from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 from mmintro.reader.validate import check_pcp, check_zone, note
 from mmintro.reader.x86_pgtable import LEVELS_4
-from mmintro.reader.helpers.percpu import for_each_online_cpu, per_cpu_ptr
 from mmintro.views.vmstat_names import THP_PRINTED_ITEMS, stat_names
 
 __all__ = ["PageSet", "ZoneInfo", "parse", "render", "to_json", "zoneinfo"]
@@ -128,8 +128,15 @@ def _zone(prog: Program, pgdat: Object, zone: Object, first_populated: bool, cpu
     for cpu, pzstats in zip(cpus, zonestats):
         pcp = per_cpu_ptr(zone.per_cpu_pageset, cpu)
         info.pagesets.append(
-            PageSet(cpu, pcp.count.value_(), pcp.high.value_(), pcp.batch.value_(), pcp.high_min.value_(),
-                    pcp.high_max.value_(), pzstats.stat_threshold.value_())
+            PageSet(
+                cpu,
+                pcp.count.value_(),
+                pcp.high.value_(),
+                pcp.batch.value_(),
+                pcp.high_min.value_(),
+                pcp.high_max.value_(),
+                pzstats.stat_threshold.value_(),
+            )
         )
     info.node_unreclaimable = int(_atomic(pgdat.kswapd_failures) >= MAX_RECLAIM_RETRIES)
     info.start_pfn = zone.zone_start_pfn.value_()
@@ -172,15 +179,16 @@ def render(zones: list[ZoneInfo]) -> str:
             w(f"\n      {name:<12} {v}")
         w("\n  pagesets")
         for ps in z.pagesets:
-            w(f"\n    cpu: {ps.cpu}"
-              f"\n              count:    {ps.count}"
-              f"\n              high:     {ps.high}"
-              f"\n              batch:    {ps.batch}"
-              f"\n              high_min: {ps.high_min}"
-              f"\n              high_max: {ps.high_max}")
+            w(
+                f"\n    cpu: {ps.cpu}"
+                f"\n              count:    {ps.count}"
+                f"\n              high:     {ps.high}"
+                f"\n              batch:    {ps.batch}"
+                f"\n              high_min: {ps.high_min}"
+                f"\n              high_max: {ps.high_max}"
+            )
             w(f"\n  vm stats threshold: {ps.vm_stats_threshold}")
-        w(f"\n  node_unreclaimable:  {z.node_unreclaimable}"
-          f"\n  start_pfn:           {z.start_pfn}\n")
+        w(f"\n  node_unreclaimable:  {z.node_unreclaimable}\n  start_pfn:           {z.start_pfn}\n")
     return "".join(parts)
 
 

@@ -8,7 +8,7 @@ seen twice (a cycle that does not return to the head) is an error.  Both raise
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from mmintro.reader.errors import ValidationError
 from mmintro.reader.object import Object, container_of

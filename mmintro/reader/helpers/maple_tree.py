@@ -80,12 +80,23 @@ def _layout(prog: Program) -> _Layout:
         T = prog.types
         r64, a64 = T.struct("maple_range_64"), T.struct("maple_arange_64")
         lay = _Layout(
-            T.const("maple_leaf_64"), T.const("maple_range_64"), T.const("maple_arange_64"),
-            r64.offsetof("pivot"), r64.offsetof("slot"), r64.offsetof("meta"),
-            a64.offsetof("pivot"), a64.offsetof("slot"), a64.offsetof("gap"), a64.offsetof("meta"),
-            r64.walk("slot")[2].resolved().nelems, a64.walk("slot")[2].resolved().nelems,
-            T.offsetof("maple_metadata", "end"), T.offsetof("maple_metadata", "gap"),
-            T.sizeof("struct maple_node"), T.offsetof("maple_tree", "ma_flags"), T.offsetof("maple_tree", "ma_root"),
+            T.const("maple_leaf_64"),
+            T.const("maple_range_64"),
+            T.const("maple_arange_64"),
+            r64.offsetof("pivot"),
+            r64.offsetof("slot"),
+            r64.offsetof("meta"),
+            a64.offsetof("pivot"),
+            a64.offsetof("slot"),
+            a64.offsetof("gap"),
+            a64.offsetof("meta"),
+            r64.walk("slot")[2].resolved().nelems,
+            a64.walk("slot")[2].resolved().nelems,
+            T.offsetof("maple_metadata", "end"),
+            T.offsetof("maple_metadata", "gap"),
+            T.sizeof("struct maple_node"),
+            T.offsetof("maple_tree", "ma_flags"),
+            T.offsetof("maple_tree", "ma_root"),
         )
         prog.cache["maple_tree_layout"] = lay
     return lay
@@ -131,8 +142,9 @@ class _Walker:
         if depth > MAPLE_HEIGHT_MAX:
             raise self.error(addr, mn, mx, f"deeper than MAPLE_HEIGHT_MAX ({MAPLE_HEIGHT_MAX})")
         if type_ not in (lay.leaf, lay.range64, lay.arange64):
-            raise self.error(addr, mn, mx, f"encoded pointer {enode:#x} ({holder}) has type bits {type_}, "
-                                           "not a 64-bit node type")
+            raise self.error(
+                addr, mn, mx, f"encoded pointer {enode:#x} ({holder}) has type bits {type_}, not a 64-bit node type"
+            )
         if addr in self.seen:
             raise self.error(addr, mn, mx, f"reached a second time (from {holder}): a cycle or a shared node")
         self.seen.add(addr)
@@ -169,23 +181,29 @@ class _Walker:
         piv = list(pivots[:end])
         if end < len(pivots):
             if pivots[end] != mx:
-                raise self.error(addr, mn, mx, f"pivot {end} (the data end) is {pivots[end]:#x}, "
-                                               f"not the node's maximum")
+                raise self.error(
+                    addr, mn, mx, f"pivot {end} (the data end) is {pivots[end]:#x}, not the node's maximum"
+                )
         piv.append(mx)
         lo = mn
         for i, p in enumerate(piv):
             if p < lo or p > mx:
-                raise self.error(addr, mn, mx, f"pivot {i} = {p:#x} is outside [{lo:#x}, {mx:#x}] "
-                                               "(pivots must increase inside the node's range)")
+                raise self.error(
+                    addr,
+                    mn,
+                    mx,
+                    f"pivot {i} = {p:#x} is outside [{lo:#x}, {mx:#x}] (pivots must increase inside the node's range)",
+                )
             lo = p + 1
-        return _Node(addr, type_, parent, tuple(piv), slots[:end + 1], gaps[:end + 1] if gaps else None)
+        return _Node(addr, type_, parent, tuple(piv), slots[: end + 1], gaps[: end + 1] if gaps else None)
 
     def root_node(self) -> int | None:
         """The encoded root node, or None for a tree that is empty or holds one entry."""
         if xa_is_node(self.root):
             if self.height == 0 or self.height > MAPLE_HEIGHT_MAX:
-                raise MapleTreeError(f"{self.name}: ma_flags {self.flags:#x} gives height {self.height} "
-                                     f"for a tree with a root node")
+                raise MapleTreeError(
+                    f"{self.name}: ma_flags {self.flags:#x} gives height {self.height} for a tree with a root node"
+                )
             return self.root & ~2  # mte_safe_root()
         return None
 
@@ -202,8 +220,7 @@ class _Walker:
     def child_parent_word(self, node: _Node, off: int) -> int:
         return node.addr | (off << MAPLE_PARENT_SLOT_SHIFT) | MAPLE_PARENT_RANGE64
 
-    def walk(self, enode: int, mn: int, mx: int, depth: int, parent_word: int, holder: str,
-             entries: list) -> int:
+    def walk(self, enode: int, mn: int, mx: int, depth: int, parent_word: int, holder: str, entries: list) -> int:
         """Depth-first: append (first, last, entry) of every slot, return the node's max gap."""
         node = self.read(enode, mn, mx, depth, parent_word, holder)
         self.check_level(node, depth, mn, mx)
@@ -220,11 +237,11 @@ class _Walker:
             return best
         best = 0
         for i, (p, s) in enumerate(zip(node.piv, node.slot)):
-            g = self.walk(s, lo, p, depth + 1, self.child_parent_word(node, i),
-                          f"slot {i} of {node.addr:#x}", entries)
+            g = self.walk(s, lo, p, depth + 1, self.child_parent_word(node, i), f"slot {i} of {node.addr:#x}", entries)
             if node.gap is not None and node.gap[i] != g:
-                raise self.error(node.addr, mn, mx, f"gap {i} is {node.gap[i]:#x}, the largest NULL range "
-                                                    f"below it is {g:#x}")
+                raise self.error(
+                    node.addr, mn, mx, f"gap {i} is {node.gap[i]:#x}, the largest NULL range below it is {g:#x}"
+                )
             best = max(best, g)
             lo = p + 1
         return best

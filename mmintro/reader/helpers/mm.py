@@ -9,12 +9,12 @@ walks page tables.  Page flag bit numbers come from ``enum pageflags`` and page 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from mmintro.reader.errors import SnapshotError
+from mmintro.reader.helpers.mmzone import for_each_present_section, section_geometry
 from mmintro.reader.object import Object, cast
 from mmintro.reader.program import Program
-from mmintro.reader.helpers.mmzone import for_each_present_section, section_geometry
 
 __all__ = [
     "PFN_PHYS",
@@ -69,8 +69,9 @@ def vmemmap(prog: Program) -> Object:
         except KeyError:
             first = next(for_each_present_section(prog), None)
             if first is None:
-                raise SnapshotError("no vmemmap_base symbol and no present memory section: cannot find the "
-                                    "struct pages") from None
+                raise SnapshotError(
+                    "no vmemmap_base symbol and no present memory section: cannot find the struct pages"
+                ) from None
             base = first.mem_map
         v = prog.cache["vmemmap"] = Object(prog, _page_ptr_type(prog), base)
     return v
@@ -334,5 +335,3 @@ def decode_page_flags(page: Object) -> str:
     if flags & ~known:
         parts.append(hex(flags & ~known))
     return "|".join(parts) or "0"
-
-

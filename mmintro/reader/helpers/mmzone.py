@@ -8,7 +8,8 @@ the 6.18 values as fallback.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from mmintro.reader.errors import SnapshotError
 from mmintro.reader.object import Object
@@ -85,8 +86,9 @@ def section_geometry(prog: Program) -> SectionGeometry:
             flag[name] = 1 << prog.types.const(f"SECTION_{name}_BIT")
         except LookupError:
             flag[name] = 1 << default
-    g = SectionGeometry(bits, shift, 1 << shift, per_root, roots, flag["MARKED_PRESENT"],
-                        flag["HAS_MEM_MAP"], _SECTION_MAP_MASK)
+    g = SectionGeometry(
+        bits, shift, 1 << shift, per_root, roots, flag["MARKED_PRESENT"], flag["HAS_MEM_MAP"], _SECTION_MAP_MASK
+    )
     prog.cache["section_geometry"] = g
     return g
 
@@ -147,8 +149,9 @@ def for_each_present_section(prog: Program) -> Iterator[SectionInfo]:
             smm = int.from_bytes(page[i * ms_size + off_map : i * ms_size + off_map + 8], "little")
             if smm & g.present:
                 nr = first + i
-                yield SectionInfo(nr, Object(prog, ms_ptr, root + i * ms_size), smm & g.map_mask,
-                                  nr << g.pfn_section_shift)
+                yield SectionInfo(
+                    nr, Object(prog, ms_ptr, root + i * ms_size), smm & g.map_mask, nr << g.pfn_section_shift
+                )
 
 
 def present_section_nr(prog: Program) -> list[int]:

@@ -120,8 +120,15 @@ class PageTableScan:
         return np.array([0, 1 << 12, 1 << 21, 1 << 30], dtype=np.uint64)[self.level]
 
     def select(self, mask: np.ndarray) -> PageTableScan:
-        return PageTableScan(self.vaddr[mask], self.entry[mask], self.level[mask], self.slot[mask],
-                             self.present[mask], self.findings, self.tables)
+        return PageTableScan(
+            self.vaddr[mask],
+            self.entry[mask],
+            self.level[mask],
+            self.slot[mask],
+            self.present[mask],
+            self.findings,
+            self.tables,
+        )
 
 
 def _canonical(v: np.ndarray, top_bit: int = 47) -> np.ndarray:
@@ -199,31 +206,40 @@ def scan_page_tables(prog: Program, pgd_phys: int, first: int = 0, last: int = 2
             # a non-present entry with PSE at the PMD level is a THP migration/swap entry
             leafish = big | ((e & _PSE) != 0)
             if leafish.any():
-                leaves.append((vaddr[leafish], e[leafish], np.full(int(leafish.sum()), lvl, np.uint8),
-                               slot[leafish], big[leafish]))
+                leaves.append(
+                    (
+                        vaddr[leafish],
+                        e[leafish],
+                        np.full(int(leafish.sum()), lvl, np.uint8),
+                        slot[leafish],
+                        big[leafish],
+                    )
+                )
             present &= ~leafish
         # non-present table-level entries other than those are not leaves the kernel maps
-        nxt = (e[present] & PTE_PFN_MASK)
+        nxt = e[present] & PTE_PFN_MASK
         base = vaddr[present]
         if not len(nxt):
             tab_phys = nxt
             break
         ok = _is_ram_many(prog, nxt, 4096)
         for p, v in zip(nxt[~ok].tolist(), base[~ok].tolist()):
-            findings.append(f"{name} entry for {int(_canonical(np.array([v], np.uint64), top_bit)[0]):#x} "
-                            f"points to a {lower} table at physical {p:#x}, which is not RAM")
+            findings.append(
+                f"{name} entry for {int(_canonical(np.array([v], np.uint64), top_bit)[0]):#x} "
+                f"points to a {lower} table at physical {p:#x}, which is not RAM"
+            )
         nxt, base = nxt[ok], base[ok]
         # a table reached twice: a loop, or two entries sharing one table
         uniq, first_i, counts = np.unique(nxt, return_index=True, return_counts=True)
         keep = np.zeros(len(nxt), dtype=bool)
         keep[first_i] = True
         for p in uniq[counts > 1].tolist():
-            findings.append(f"{lower} table at physical {p:#x} is referenced "
-                            f"{int(counts[uniq == p][0])} times at the {name} level")
+            findings.append(
+                f"{lower} table at physical {p:#x} is referenced {int(counts[uniq == p][0])} times at the {name} level"
+            )
         again = np.isin(nxt, np.fromiter(seen, np.uint64, len(seen)))
         for p in nxt[again & keep].tolist():
-            findings.append(f"{lower} table at physical {p:#x} is also a higher-level "
-                            f"table (page-table loop)")
+            findings.append(f"{lower} table at physical {p:#x} is also a higher-level table (page-table loop)")
         keep &= ~again
         tab_phys, tab_base = nxt[keep], base[keep]
         seen.update(tab_phys.tolist())
@@ -271,8 +287,15 @@ def scan_mm(mm: Object) -> PageTableScan:
         pgd = mm_pgd_phys(mm)
     except FaultError as e:
         z = np.zeros(0, dtype=np.uint64)
-        return PageTableScan(z, z, z.astype(np.uint8), z, z.astype(bool),
-                             [f"mm {mm.value_():#x}: pgd {mm.pgd.value_():#x} is not mapped ({e.message})"], {})
+        return PageTableScan(
+            z,
+            z,
+            z.astype(np.uint8),
+            z,
+            z.astype(bool),
+            [f"mm {mm.value_():#x}: pgd {mm.pgd.value_():#x} is not mapped ({e.message})"],
+            {},
+        )
     return scan_page_tables(mm.prog_, pgd, 0, 255)
 
 
@@ -306,7 +329,8 @@ def vmemmap_translator(prog: Program) -> Translator:
         base = vmemmap(prog).value_()
         first = (base >> _walk_levels(prog)[0][1]) & 511
         t = prog.cache["pgtable.vmemmap_translator"] = Translator(
-            scan_page_tables(prog, prog.pgd_phys, first, min(511, first + 1)))
+            scan_page_tables(prog, prog.pgd_phys, first, min(511, first + 1))
+        )
     return t
 
 
@@ -352,8 +376,9 @@ def _gather_words(prog: Program, phys: np.ndarray, chunk: int = 1 << 20) -> np.n
 _DENSE_MIN = 1 << 15
 
 
-def _dense_rows(prog: Program, pfns: np.ndarray, base: np.uint64,
-                size: np.uint64) -> tuple[np.ndarray, np.ndarray] | None:
+def _dense_rows(
+    prog: Program, pfns: np.ndarray, base: np.uint64, size: np.uint64
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(rows, index): the struct pages of ``pfns`` as ``rows[index]`` ((span, size/8) u64 and the
     row of each pfn), read as one stretch of the vmemmap — a
     sequential copy per vmemmap leaf (2 MiB each), holes (sections without a memmap) left
@@ -466,5 +491,20 @@ def page_columns(prog: Program, pfns: np.ndarray) -> PageColumns:
         large = np.where(is_large, s32(wl, off_l), -1).astype(np.int32)
         wp = we if (off_p & ~7) == (off_e & ~7) else hword(off_p)
         pin = np.where(is_large, s32(wp, off_p), 0).astype(np.int32)
-    return PageColumns(pfns, ok, flags, mapcount, refcount, mapping, index, head, head_flags, head_ref,
-                       head_mapping, order, entire, large, pin)
+    return PageColumns(
+        pfns,
+        ok,
+        flags,
+        mapcount,
+        refcount,
+        mapping,
+        index,
+        head,
+        head_flags,
+        head_ref,
+        head_mapping,
+        order,
+        entire,
+        large,
+        pin,
+    )

@@ -65,7 +65,7 @@ def dmesg_records(prog: Program) -> list[PrintkRecord]:
     ibytes = prog.read(infos, info_t.size * ndescs)
 
     def u(buf: bytes, off: int, n: int) -> int:
-        return int.from_bytes(buf[off:off + n], "little")
+        return int.from_bytes(buf[off : off + n], "little")
 
     tail = dr.tail_id.counter.value_() & DESC_ID_MASK
     head = dr.head_id.counter.value_() & DESC_ID_MASK
@@ -85,11 +85,18 @@ def dmesg_records(prog: Program) -> list[PrintkRecord]:
                 b, n = begin % size, nxt % size
                 if n <= b:  # wrapped: the block is at the start of the ring
                     b = 0
-                blk = data[b + 8:b + 8 + text_len] if b + 8 <= size else b""
+                blk = data[b + 8 : b + 8 + text_len] if b + 8 <= size else b""
                 text = blk
             level = (u(ibytes, info + level_bit // 8, 1) >> (level_bit % 8)) & ((1 << level_bits) - 1)
-            out.append(PrintkRecord(u(ibytes, info + off_seq, 8), u(ibytes, info + off_ts, 8), level,
-                                    u(ibytes, info + off_caller, 4), text.decode(errors="replace")))
+            out.append(
+                PrintkRecord(
+                    u(ibytes, info + off_seq, 8),
+                    u(ibytes, info + off_ts, 8),
+                    level,
+                    u(ibytes, info + off_caller, 4),
+                    text.decode(errors="replace"),
+                )
+            )
         if rid == head:
             break
         rid = (rid + 1) & DESC_ID_MASK

@@ -26,8 +26,18 @@ from mmintro.reader.errors import SnapshotError
 from mmintro.reader.helpers.percpu import per_cpu_ptr
 from mmintro.reader.program import Program
 
-__all__ = ["PsiBooks", "PressureLine", "aggregate", "calc_load", "calc_load_n", "dump_clock", "fixed_power_int",
-           "for_each_possible_cpu", "psi_books", "psi_show"]
+__all__ = [
+    "PsiBooks",
+    "PressureLine",
+    "aggregate",
+    "calc_load",
+    "calc_load_n",
+    "dump_clock",
+    "fixed_power_int",
+    "for_each_possible_cpu",
+    "psi_books",
+    "psi_show",
+]
 
 # include/linux/sched/loadavg.h; kernel/sched/psi.c
 FSHIFT = 11
@@ -115,8 +125,10 @@ def _check_psi(prog: Program) -> None:
     except (KeyError, LookupError, AttributeError):
         disabled = 0
     if disabled or not prog["psi_system"].enabled.value_():
-        raise SnapshotError("PSI is disabled on this kernel (CONFIG_PSI_DEFAULT_DISABLED without psi=1 on the "
-                            "command line, or psi=0): /proc/pressure does not exist")
+        raise SnapshotError(
+            "PSI is disabled on this kernel (CONFIG_PSI_DEFAULT_DISABLED without psi=1 on the "
+            "command line, or psi=0): /proc/pressure does not exist"
+        )
 
 
 def sched_clock_offset(prog: Program) -> int:
@@ -132,8 +144,7 @@ def sched_clock_offset(prog: Program) -> int:
         return 0
 
 
-def dump_clock(prog: Program, books_pcpu: dict[int, dict[str, Any]] | None = None,
-               avg_last_update: int = 0) -> int:
+def dump_clock(prog: Program, books_pcpu: dict[int, dict[str, Any]] | None = None, avg_last_update: int = 0) -> int:
     """The latest ``cpu_clock()`` reading (ns) the dump holds: max of each possible CPU's
     ``rq->clock``, the ``state_start`` of its PSI books and the group's ``avg_last_update``
     (a sched_clock() reading, moved to cpu_clock by :func:`sched_clock_offset`)."""
@@ -152,7 +163,7 @@ def _rows(values: list, width: int) -> list[list[int]]:
     flat: list[int] = []
     for v in values:
         flat.extend(v if isinstance(v, list) else [v])
-    return [flat[i:i + width] for i in range(0, len(flat), width)]
+    return [flat[i : i + width] for i in range(0, len(flat), width)]
 
 
 def psi_books(prog: Program) -> PsiBooks:
@@ -176,10 +187,17 @@ def psi_books(prog: Program) -> PsiBooks:
     if not period:
         raise SnapshotError("psi_period is 0: psi_init() never ran on this kernel")
     last = gv.avg_last_update.value_()
-    return PsiBooks(total=_rows(gv.total.value_(), nr - 1), avg=_rows(gv.avg.value_(), 3),
-                    avg_total=list(gv.avg_total.value_()), avg_last_update=last,
-                    avg_next_update=gv.avg_next_update.value_(), pcpu=pcpu, psi_period=period, nr_states=nr,
-                    now=dump_clock(prog, pcpu, last))
+    return PsiBooks(
+        total=_rows(gv.total.value_(), nr - 1),
+        avg=_rows(gv.avg.value_(), 3),
+        avg_total=list(gv.avg_total.value_()),
+        avg_last_update=last,
+        avg_next_update=gv.avg_next_update.value_(),
+        pcpu=pcpu,
+        psi_period=period,
+        nr_states=nr,
+        now=dump_clock(prog, pcpu, last),
+    )
 
 
 # -- psi_show(), on the copy --------------------------------------------------------------------
@@ -199,7 +217,7 @@ def collect_percpu_times(prog: Program, b: PsiBooks, aggregator: int, now: int) 
     nr = b.nr_states
     deltas = [0] * (nr - 1)
     nonidle_total = 0
-    for cpu, c in b.pcpu.items():
+    for _cpu, c in b.pcpu.items():
         times = list(c["times"])
         for s in range(nr):
             if c["state_mask"] & (1 << s):
@@ -248,8 +266,9 @@ def aggregate(prog: Program, b: PsiBooks) -> PsiBooks:
     return b
 
 
-def psi_show(prog: Program, resource: str = "memory", stored: bool = False,
-             books: PsiBooks | None = None) -> list[PressureLine]:
+def psi_show(
+    prog: Program, resource: str = "memory", stored: bool = False, books: PsiBooks | None = None
+) -> list[PressureLine]:
     """The lines of /proc/pressure/RESOURCE as psi_show() prints them for ``psi_system``.
 
     :param resource: ``io``, ``memory``, ``cpu`` (``irq`` where the build has PSI_IRQ)
@@ -269,8 +288,9 @@ def psi_show(prog: Program, resource: str = "memory", stored: bool = False,
     try:
         res = prog.constant(RESOURCES[resource]).value_()
     except LookupError:
-        raise SnapshotError(f"this kernel has no /proc/pressure/{resource} "
-                            f"({RESOURCES[resource]} is not in its enum psi_res)") from None
+        raise SnapshotError(
+            f"this kernel has no /proc/pressure/{resource} ({RESOURCES[resource]} is not in its enum psi_res)"
+        ) from None
     avgs = prog.constant("PSI_AVGS").value_()
     only_full = resource == "irq"
     out = []

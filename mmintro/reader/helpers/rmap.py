@@ -209,15 +209,24 @@ def rmap_walk(page: Object) -> list[RmapHit]:
         def avc_range(avc: int) -> tuple[int, int]:
             return _vma_pgoff_range(prog, prog.read_u64(avc + avc_vma))
 
-        tree = _IntervalTree(prog, av + t.offsetof("anon_vma", "rb_root"), t.offsetof("anon_vma_chain", "rb"),
-                             t.offsetof("anon_vma_chain", "rb_subtree_last"), avc_range,
-                             f"anon_vma {av:#x} (pfn {pfn:#x})")
+        tree = _IntervalTree(
+            prog,
+            av + t.offsetof("anon_vma", "rb_root"),
+            t.offsetof("anon_vma_chain", "rb"),
+            t.offsetof("anon_vma_chain", "rb_subtree_last"),
+            avc_range,
+            f"anon_vma {av:#x} (pfn {pfn:#x})",
+        )
         vmas = [tree._read(a + avc_vma, f"anon_vma_chain {a:#x}") for a in tree.foreach(pgoff, pgoff)]
     else:
-        tree = _IntervalTree(prog, mapping + t.offsetof("address_space", "i_mmap"),
-                             t.offsetof("vm_area_struct", "shared.rb"),
-                             t.offsetof("vm_area_struct", "shared.rb_subtree_last"),
-                             lambda v: _vma_pgoff_range(prog, v), f"address_space {mapping:#x} i_mmap (pfn {pfn:#x})")
+        tree = _IntervalTree(
+            prog,
+            mapping + t.offsetof("address_space", "i_mmap"),
+            t.offsetof("vm_area_struct", "shared.rb"),
+            t.offsetof("vm_area_struct", "shared.rb_subtree_last"),
+            lambda v: _vma_pgoff_range(prog, v),
+            f"address_space {mapping:#x} i_mmap (pfn {pfn:#x})",
+        )
         vmas = tree.foreach(pgoff, pgoff)
     owners = mm_tasks(prog)
     out = []
@@ -234,8 +243,9 @@ def rmap_walk(page: Object) -> list[RmapHit]:
             except FaultError:
                 continue
         except FaultError as e:
-            raise ValidationError(f"vm_area_struct {va:#x} on the rmap of pfn {pfn:#x} is unreadable "
-                                  f"({e.message})") from None
+            raise ValidationError(
+                f"vm_area_struct {va:#x} on the rmap of pfn {pfn:#x} is unreadable ({e.message})"
+            ) from None
         tasks = owners.get(mm.value_(), [])
         out.append(RmapHit(tuple(p for p, _c in tasks), tuple(c for _p, c in tasks), mm, vma, addr))
     return out

@@ -32,7 +32,7 @@ def shmem_mapping(mapping: Object) -> bool:
     return mapping.a_ops.value_() == sym.address
 
 
-def SHMEM_I(inode: Object) -> Object:  # noqa: N802 -- the kernel's name
+def SHMEM_I(inode: Object) -> Object:
     """``container_of(inode, struct shmem_inode_info, vfs_inode)``."""
     prog = inode.prog_
     off = prog.types.struct("shmem_inode_info").offsetof("vfs_inode")

@@ -205,9 +205,19 @@ def _geom(prog: Program, addr: int) -> _Geom:
 
     oo = s.oo.x.value_()
     mn = s.min.x.value_()
-    g = _Geom(addr, slab_cache_name(sp), s.size.value_(), s.object_size.value_(), s.offset.value_(), opt("random"),
-              opt("red_left_pad"), max(oo & _OO_MASK, mn & _OO_MASK), oo >> _OO_SHIFT, opt("sheaf_capacity"),
-              s.flags.value_())
+    g = _Geom(
+        addr,
+        slab_cache_name(sp),
+        s.size.value_(),
+        s.object_size.value_(),
+        s.offset.value_(),
+        opt("random"),
+        opt("red_left_pad"),
+        max(oo & _OO_MASK, mn & _OO_MASK),
+        oo >> _OO_SHIFT,
+        opt("sheaf_capacity"),
+        s.flags.value_(),
+    )
     cache[addr] = g
     return g
 
@@ -235,17 +245,21 @@ def _walk_freelist(prog: Program, g: _Geom, head: int, base: int, nobj: int, wha
     while ptr:
         if not (base <= ptr < end) or (ptr - base) % g.size:
             prev = f"after {out[-1]:#x}" if out else "at its head"
-            raise SlabCorruptionError(f"slab cache {g.name}: {what} freelist has {ptr:#x} {prev}, which is not an "
-                                      f"object of the slab ({base:#x}-{end:#x}, {g.size}-byte objects)")
+            raise SlabCorruptionError(
+                f"slab cache {g.name}: {what} freelist has {ptr:#x} {prev}, which is not an "
+                f"object of the slab ({base:#x}-{end:#x}, {g.size}-byte objects)"
+            )
         if len(out) >= nobj:
-            raise SlabFreelistCycleError(f"slab cache {g.name}: {what} freelist contains a cycle (more than {nobj} "
-                                         f"entries, the slab's objects)")
+            raise SlabFreelistCycleError(
+                f"slab cache {g.name}: {what} freelist contains a cycle (more than {nobj} entries, the slab's objects)"
+            )
         out.append(ptr)
         try:
             ptr = _next_free(prog, g, ptr)
         except FaultError as e:
-            raise SlabCorruptionError(f"slab cache {g.name}: {what} freelist object {ptr:#x} cannot be read: "
-                                      f"{e.message}") from None
+            raise SlabCorruptionError(
+                f"slab cache {g.name}: {what} freelist object {ptr:#x} cannot be read: {e.message}"
+            ) from None
     return out
 
 
@@ -299,8 +313,9 @@ def _sheaf_objects(prog: Program, g: _Geom, sheaf_addr: int, what: str) -> list[
     n = sheaf.size.value_()
     cap = g.sheaf_capacity or n
     if n > cap:
-        raise SlabCorruptionError(f"slab cache {g.name}: {what} sheaf {sheaf_addr:#x} holds {n} objects, more than "
-                                  f"its capacity {cap}")
+        raise SlabCorruptionError(
+            f"slab cache {g.name}: {what} sheaf {sheaf_addr:#x} holds {n} objects, more than its capacity {cap}"
+        )
     if not n:
         return []
     words = prog.read(sheaf.objects.address_, 8 * n)
@@ -336,10 +351,12 @@ def slab_cache_cpu_info(cache: Object) -> list[CpuSlabInfo]:
         if slab:
             sl = _slab_of(prog, slab)
             if sl.slab_cache.value_() != g.addr:
-                raise SlabCorruptionError(f"slab cache {g.name}: cpu {cpu} slab {slab:#x} belongs to cache "
-                                          f"{sl.slab_cache.value_():#x}")
-            freelist = _walk_freelist(prog, g, c.freelist.value_(), _slab_base(prog, g, slab), sl.objects.value_(),
-                                      f"cpu {cpu}")
+                raise SlabCorruptionError(
+                    f"slab cache {g.name}: cpu {cpu} slab {slab:#x} belongs to cache {sl.slab_cache.value_():#x}"
+                )
+            freelist = _walk_freelist(
+                prog, g, c.freelist.value_(), _slab_base(prog, g, slab), sl.objects.value_(), f"cpu {cpu}"
+            )
         partial = []
         p = c.partial.value_()
         prev_slabs = None
@@ -348,12 +365,14 @@ def slab_cache_cpu_info(cache: Object) -> list[CpuSlabInfo]:
             if p in partial or len(partial) >= _MAX_LIST:
                 raise SlabPartialListError(f"slab cache {g.name}: cpu {cpu} partial slabs contain a cycle at {p:#x}")
             if sl.slab_cache.value_() != g.addr:
-                raise SlabPartialListError(f"slab cache {g.name}: cpu {cpu} partial slab {p:#x} belongs to cache "
-                                           f"{sl.slab_cache.value_():#x}")
+                raise SlabPartialListError(
+                    f"slab cache {g.name}: cpu {cpu} partial slab {p:#x} belongs to cache {sl.slab_cache.value_():#x}"
+                )
             n = sl.slabs.value_()
             if prev_slabs is not None and n >= prev_slabs:
-                raise SlabPartialListError(f"slab cache {g.name}: cpu {cpu} partial slabs count not decreasing at "
-                                           f"{p:#x}")
+                raise SlabPartialListError(
+                    f"slab cache {g.name}: cpu {cpu} partial slabs count not decreasing at {p:#x}"
+                )
             prev_slabs = n
             partial.append(p)
             p = sl.next.value_()
@@ -385,9 +404,16 @@ def slab_cache_node_info(cache: Object) -> list[NodeSlabInfo]:
     out = []
     for nid, n in for_each_kmem_cache_node(cache):
         try:
-            partial = [sl.value_() for sl in list_for_each_entry(
-                "struct slab", n.partial.address_of_(), "slab_list", name=f"slab cache {g.name}: node {nid} partial "
-                "list", limit=_MAX_LIST)]
+            partial = [
+                sl.value_()
+                for sl in list_for_each_entry(
+                    "struct slab",
+                    n.partial.address_of_(),
+                    "slab_list",
+                    name=f"slab cache {g.name}: node {nid} partial list",
+                    limit=_MAX_LIST,
+                )
+            ]
         except ValidationError as e:
             raise SlabPartialListError(str(e)) from None
         full: list[list[int]] = []
@@ -398,17 +424,37 @@ def slab_cache_node_info(cache: Object) -> list[NodeSlabInfo]:
             barn = None
         if barn is not None and barn.value_():
             try:
-                for sh in list_for_each_entry("struct slab_sheaf", barn.sheaves_full.address_of_(), "barn_list",
-                                              name=f"slab cache {g.name}: node {nid} barn full sheaves",
-                                              limit=_MAX_LIST):
+                for sh in list_for_each_entry(
+                    "struct slab_sheaf",
+                    barn.sheaves_full.address_of_(),
+                    "barn_list",
+                    name=f"slab cache {g.name}: node {nid} barn full sheaves",
+                    limit=_MAX_LIST,
+                ):
                     full.append(_sheaf_objects(prog, g, sh.value_(), f"node {nid} barn"))
-                empty = sum(1 for _ in list_for_each_entry(
-                    "struct slab_sheaf", barn.sheaves_empty.address_of_(), "barn_list",
-                    name=f"slab cache {g.name}: node {nid} barn empty sheaves", limit=_MAX_LIST))
+                empty = sum(
+                    1
+                    for _ in list_for_each_entry(
+                        "struct slab_sheaf",
+                        barn.sheaves_empty.address_of_(),
+                        "barn_list",
+                        name=f"slab cache {g.name}: node {nid} barn empty sheaves",
+                        limit=_MAX_LIST,
+                    )
+                )
             except ValidationError as e:
                 raise SlabCorruptionError(str(e)) from None
-        out.append(NodeSlabInfo(nid, n.nr_partial.value_(), partial, n.nr_slabs.counter.value_(),
-                                n.total_objects.counter.value_(), full, empty))
+        out.append(
+            NodeSlabInfo(
+                nid,
+                n.nr_partial.value_(),
+                partial,
+                n.nr_slabs.counter.value_(),
+                n.total_objects.counter.value_(),
+                full,
+                empty,
+            )
+        )
     prog.cache[key] = out
     return out
 
@@ -528,8 +574,10 @@ def slab_total_usage(prog: Program) -> SlabTotalUsage:
     """Reclaimable and unreclaimable slab pages: ``global_node_page_state()`` of the ``_B``
     items, which the kernel keeps in pages (``__mod_node_page_state`` shifts byte deltas)."""
     stat = prog["vm_node_stat"]
-    return SlabTotalUsage(stat[prog.types.const("NR_SLAB_RECLAIMABLE_B")].counter.value_(),
-                          stat[prog.types.const("NR_SLAB_UNRECLAIMABLE_B")].counter.value_())
+    return SlabTotalUsage(
+        stat[prog.types.const("NR_SLAB_RECLAIMABLE_B")].counter.value_(),
+        stat[prog.types.const("NR_SLAB_UNRECLAIMABLE_B")].counter.value_(),
+    )
 
 
 # -- the columnar census ------------------------------------------------------------------------------
@@ -579,19 +627,26 @@ def _slab_pages(prog: Program) -> _SlabPages:
         return got
     st = prog.types.struct("slab")
     pg = prog.types.struct("page")
-    cols = {"page_type": "page_type", "slab_cache": "compound_head", "freelist": "__folio_index",
-            "counters": "private"}
+    cols = {"page_type": "page_type", "slab_cache": "compound_head", "freelist": "__folio_index", "counters": "private"}
     # struct slab overlays struct page (mm/slab.h SLAB_MATCH): read slab fields through page's.
-    for col, slab_path in (("slab_cache", "slab_cache"), ("freelist", "freelist"), ("counters", "counters"),
-                           ("page_type", "__page_type")):
+    for col, slab_path in (
+        ("slab_cache", "slab_cache"),
+        ("freelist", "freelist"),
+        ("counters", "counters"),
+        ("page_type", "__page_type"),
+    ):
         if st.offsetof(slab_path) != pg.offsetof(cols[col]):
             raise ValidationError(f"struct slab.{slab_path} does not overlay struct page.{cols[col]}")
     pages = page_array(prog, cols)
     present = present_pfn_mask(prog)
     is_slab = present & ((pages["page_type"] >> np.uint32(24)) == prog.types.const("PGTY_slab"))
     pfns = np.flatnonzero(is_slab)
-    out = _SlabPages(pfns.astype(np.int64), pages["slab_cache"][pfns].astype(np.uint64),
-                     pages["freelist"][pfns].astype(np.uint64), pages["counters"][pfns].astype(np.uint64))
+    out = _SlabPages(
+        pfns.astype(np.int64),
+        pages["slab_cache"][pfns].astype(np.uint64),
+        pages["freelist"][pfns].astype(np.uint64),
+        pages["counters"][pfns].astype(np.uint64),
+    )
     prog.cache["slab_pages"] = out
     return out
 
@@ -621,8 +676,10 @@ def slab_census(prog: Program, caches: list[int] | None = None, strict: bool = T
     out: dict[int, CacheObjects] = {}
     for caddr in wanted:
         g = _geom(prog, caddr)
-        lo, hi = np.searchsorted(sorted_cache, np.uint64(caddr), "left"), np.searchsorted(sorted_cache,
-                                                                                           np.uint64(caddr), "right")
+        lo, hi = (
+            np.searchsorted(sorted_cache, np.uint64(caddr), "left"),
+            np.searchsorted(sorted_cache, np.uint64(caddr), "right"),
+        )
         idx = np.sort(order[lo:hi])
         pfns = sp.pfns[idx]
         nobj = ((sp.counters[idx] >> np.uint64(obj_shift)) & np.uint64((1 << obj_w) - 1)).astype(np.int64)
@@ -630,8 +687,10 @@ def slab_census(prog: Program, caches: list[int] | None = None, strict: bool = T
         over = nobj > g.objects
         if over.any():
             j = int(np.argmax(over))
-            msg = (f"slab cache {g.name}: slab {_slab_addr(prog, int(pfns[j])):#x} (pfn {int(pfns[j]):#x}) claims "
-                   f"{int(nobj[j])} objects, more than the cache's {g.objects}")
+            msg = (
+                f"slab cache {g.name}: slab {_slab_addr(prog, int(pfns[j])):#x} (pfn {int(pfns[j]):#x}) claims "
+                f"{int(nobj[j])} objects, more than the cache's {g.objects}"
+            )
             if strict:
                 raise SlabCorruptionError(msg)
             errors.append(msg)
@@ -661,8 +720,18 @@ def slab_census(prog: Program, caches: list[int] | None = None, strict: bool = T
             errors.append(msg)
         free_all = np.union1d(free, np.array(cpu_free, dtype=np.uint64))
         allocated = ~np.isin(objs, free_all)
-        out[caddr] = CacheObjects(caddr, g.name, g.size, g.object_size, objs, allocated,
-                                  pfns[slab_idx].astype(np.int64), pfns.astype(np.int64), len(cpu_free), errors)
+        out[caddr] = CacheObjects(
+            caddr,
+            g.name,
+            g.size,
+            g.object_size,
+            objs,
+            allocated,
+            pfns[slab_idx].astype(np.int64),
+            pfns.astype(np.int64),
+            len(cpu_free),
+            errors,
+        )
     return out
 
 
@@ -672,8 +741,17 @@ def _slab_addr(prog: Program, pfn: int) -> int:
     return vmemmap(prog).value_() + pfn * _page_size(prog)
 
 
-def _walk_freelists(prog: Program, g: _Geom, pfns: np.ndarray, base: np.ndarray, nobj: np.ndarray,
-                    heads: np.ndarray, page_offset: int, strict: bool, errors: list[str]) -> np.ndarray:
+def _walk_freelists(
+    prog: Program,
+    g: _Geom,
+    pfns: np.ndarray,
+    base: np.ndarray,
+    nobj: np.ndarray,
+    heads: np.ndarray,
+    page_offset: int,
+    strict: bool,
+    errors: list[str],
+) -> np.ndarray:
     """Every slab's own freelist at once: one vectorised step (a gather of the next pointers)
     per freelist position."""
     cur = heads.copy()
@@ -693,12 +771,16 @@ def _walk_freelists(prog: Program, g: _Geom, pfns: np.ndarray, base: np.ndarray,
             j = int(active[np.argmax(bad | cycle)])
             what = f"slab {_slab_addr(prog, int(pfns[j])):#x} (pfn {int(pfns[j]):#x})"
             if bad[np.argmax(bad | cycle)]:
-                msg = (f"slab cache {g.name}: {what} freelist has {int(cur[j]):#x}, which is not an object of the slab "
-                       f"({int(base[j]):#x}-{int(end[j]):#x}, {g.size}-byte objects)")
+                msg = (
+                    f"slab cache {g.name}: {what} freelist has {int(cur[j]):#x}, which is not an object of the slab "
+                    f"({int(base[j]):#x}-{int(end[j]):#x}, {g.size}-byte objects)"
+                )
                 err: type[SlabCorruptionError] = SlabCorruptionError
             else:
-                msg = (f"slab cache {g.name}: {what} freelist contains a cycle (more than {int(nobj[j])} entries, "
-                       "the slab's objects)")
+                msg = (
+                    f"slab cache {g.name}: {what} freelist contains a cycle (more than {int(nobj[j])} entries, "
+                    "the slab's objects)"
+                )
                 err = SlabFreelistCycleError
             if strict:
                 raise err(msg)
@@ -814,8 +896,9 @@ def slab_object_info(prog: Program, addr: int) -> SlabObjectInfo | None:
         allocated = False
     else:
         try:
-            free = _walk_freelist(prog, g, slab.freelist.value_(), first, slab.objects.value_(),
-                                  f"slab {slab.value_():#x}")
+            free = _walk_freelist(
+                prog, g, slab.freelist.value_(), first, slab.objects.value_(), f"slab {slab.value_():#x}"
+            )
         except (SlabCorruptionError, FaultError):
             allocated = None
         else:

@@ -37,10 +37,28 @@ from mmintro.reader.object import Object
 from mmintro.reader.program import Program
 
 __all__ = [
-    "SWAP_HAS_CACHE", "COUNT_CONTINUED", "SWAP_MAP_MAX", "SWAP_MAP_BAD", "SWAP_CONT_MAX", "SWAP_MAP_SHMEM",
-    "SwapEntry", "for_each_swap_info", "swap_type_to_info", "swap_usage_in_pages", "swap_file_path",
-    "swap_is_blkdev", "max_swapfiles", "pte_to_swp_entry", "swp_entries", "is_swap_pte", "swap_map",
-    "swp_swapcount", "swp_swapcounts", "swapfile_cluster", "swap_cache_folios", "swap_entry_info",
+    "SWAP_HAS_CACHE",
+    "COUNT_CONTINUED",
+    "SWAP_MAP_MAX",
+    "SWAP_MAP_BAD",
+    "SWAP_CONT_MAX",
+    "SWAP_MAP_SHMEM",
+    "SwapEntry",
+    "for_each_swap_info",
+    "swap_type_to_info",
+    "swap_usage_in_pages",
+    "swap_file_path",
+    "swap_is_blkdev",
+    "max_swapfiles",
+    "pte_to_swp_entry",
+    "swp_entries",
+    "is_swap_pte",
+    "swap_map",
+    "swp_swapcount",
+    "swp_swapcounts",
+    "swapfile_cluster",
+    "swap_cache_folios",
+    "swap_entry_info",
 ]
 
 # include/linux/swap.h: the swap_map byte
@@ -144,8 +162,9 @@ def max_swapfiles(prog: Program) -> int:
     if v is None:
         hwpoison = SWP_HWPOISON_NUM if "PG_hwpoison" in prog.types.enumerators else 0
         device = SWP_DEVICE_NUM if "make_device_exclusive" in prog.symbols.by_name else 0
-        v = prog.cache["swap.max_swapfiles"] = ((1 << MAX_SWAPFILES_SHIFT) - device - SWP_MIGRATION_NUM
-                                                 - hwpoison - SWP_PTE_MARKER_NUM)
+        v = prog.cache["swap.max_swapfiles"] = (
+            (1 << MAX_SWAPFILES_SHIFT) - device - SWP_MIGRATION_NUM - hwpoison - SWP_PTE_MARKER_NUM
+        )
     return v
 
 
@@ -186,8 +205,9 @@ def swap_map(si: Object) -> np.ndarray:
             try:
                 m = np.frombuffer(prog.read(addr, n), dtype=np.uint8)
             except FaultError as e:
-                raise ValidationError(f"swap_info_struct {si.value_():#x}: swap_map at {addr:#x} "
-                                      f"is not in the dump ({e})") from None
+                raise ValidationError(
+                    f"swap_info_struct {si.value_():#x}: swap_map at {addr:#x} is not in the dump ({e})"
+                ) from None
         prog.cache[key] = m
     return m
 
@@ -214,8 +234,10 @@ def _continued(si: Object, offset: int, count: int) -> int:
     addr = si.swap_map.value_() + offset
     page = phys_to_page(prog, prog.translate(addr))
     if page.private.value_() != prog.types.const("SWP_CONTINUED"):  # the kernel's VM_BUG_ON
-        raise ValidationError(f"swap entry {si.type.value_()}:{offset:#x}: swap_map says COUNT_CONTINUED but "
-                              f"its page has no continuation list (page_private != SWP_CONTINUED)")
+        raise ValidationError(
+            f"swap entry {si.type.value_()}:{offset:#x}: swap_map says COUNT_CONTINUED but "
+            f"its page has no continuation list (page_private != SWP_CONTINUED)"
+        )
     in_page = addr & (prog.page_size - 1)
     head = page.lru.address_of_().value_()
     lru_off = prog.types.struct("page").offsetof("lru")
@@ -232,8 +254,10 @@ def _continued(si: Object, offset: int, count: int) -> int:
         if not tmp & COUNT_CONTINUED:
             return count
         node = cont.lru.next.value_()
-    raise ValidationError(f"swap entry {si.type.value_()}:{offset:#x}: swap count continuation list "
-                          f"longer than {_MAX_CONTINUATIONS} pages or broken")
+    raise ValidationError(
+        f"swap entry {si.type.value_()}:{offset:#x}: swap count continuation list "
+        f"longer than {_MAX_CONTINUATIONS} pages or broken"
+    )
 
 
 def swp_swapcount(prog: Program, type_: int, offset: int) -> int:
@@ -304,15 +328,18 @@ def swap_cache_folios(si: Object) -> dict[int, int]:
         try:
             raw = np.frombuffer(prog.read(ci, nr * size), dtype=np.uint8).reshape(nr, size)
         except FaultError as e:
-            raise ValidationError(f"swap_info_struct {si.value_():#x}: cluster_info at {ci:#x} "
-                                  f"is not in the dump ({e})") from None
-        tables = raw[:, toff:toff + 8].copy().view("<u8").ravel()
+            raise ValidationError(
+                f"swap_info_struct {si.value_():#x}: cluster_info at {ci:#x} is not in the dump ({e})"
+            ) from None
+        tables = raw[:, toff : toff + 8].copy().view("<u8").ravel()
         for c in np.nonzero(tables)[0].tolist():
             try:
                 tb = np.frombuffer(prog.read(int(tables[c]), per * 8), dtype="<u8")
             except FaultError as e:
-                raise ValidationError(f"swap cluster {c} of {swap_file_path(si)}: its swap table at "
-                                      f"{int(tables[c]):#x} is not in the dump ({e})") from None
+                raise ValidationError(
+                    f"swap cluster {c} of {swap_file_path(si)}: its swap table at "
+                    f"{int(tables[c]):#x} is not in the dump ({e})"
+                ) from None
             folio = (tb != 0) & ((tb & np.uint64(1)) == 0)  # swp_tb_is_folio: not null, not xa_value
             for i in np.nonzero(folio)[0].tolist():
                 out[c * per + i] = int(tb[i])
@@ -329,5 +356,6 @@ def swap_entry_info(prog: Program, pte: int) -> SwapEntry:
         return SwapEntry(t, off)
     m = swap_map(si)
     has_cache = bool(off < len(m) and m[off] & SWAP_HAS_CACHE)
-    return SwapEntry(t, off, swap_file_path(si), swp_swapcount(prog, t, off), has_cache,
-                     swap_cache_folios(si).get(off, 0))
+    return SwapEntry(
+        t, off, swap_file_path(si), swp_swapcount(prog, t, off), has_cache, swap_cache_folios(si).get(off, 0)
+    )

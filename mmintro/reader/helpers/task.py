@@ -154,8 +154,12 @@ def task_rss(task: Object) -> TaskRss:
     mm = task.mm
     if not mm.value_():
         return TaskRss(0, 0, 0, 0)
-    return TaskRss(get_mm_counter(mm, "MM_FILEPAGES"), get_mm_counter(mm, "MM_ANONPAGES"),
-                   get_mm_counter(mm, "MM_SHMEMPAGES"), get_mm_counter(mm, "MM_SWAPENTS"))
+    return TaskRss(
+        get_mm_counter(mm, "MM_FILEPAGES"),
+        get_mm_counter(mm, "MM_ANONPAGES"),
+        get_mm_counter(mm, "MM_SHMEMPAGES"),
+        get_mm_counter(mm, "MM_SWAPENTS"),
+    )
 
 
 def task_vsize(task: Object) -> int:
@@ -201,8 +205,12 @@ def _d_dname(dentry: Object, mnt: Object | None) -> str | None:
     fn = d_op.d_dname.value_()
     if not fn:
         return None
-    if dentry.d_parent.value_() == dentry.value_() and mnt is not None and mnt.value_() and \
-            dentry.value_() == mnt.mnt_root.value_():
+    if (
+        dentry.d_parent.value_() == dentry.value_()
+        and mnt is not None
+        and mnt.value_()
+        and dentry.value_() == mnt.mnt_root.value_()
+    ):
         return None
     try:
         name = dentry.prog_.symbol(fn).name
@@ -218,8 +226,9 @@ def d_path(file_or_dentry: Object) -> str:
     root of its file system, then up through the mounts (``real_mount(mnt)->mnt_mountpoint``),
     with `` (deleted)`` when :func:`_d_unlinked`, as ``d_path()`` prints it.  Bounded depth."""
     prog = file_or_dentry.prog_
-    name = file_or_dentry.type_.resolved().target.resolved().name if file_or_dentry.type_.resolved().kind == "ptr" \
-        else ""
+    name = (
+        file_or_dentry.type_.resolved().target.resolved().name if file_or_dentry.type_.resolved().kind == "ptr" else ""
+    )
     if name == "file":
         dentry = file_or_dentry.f_path.dentry
         mnt = file_or_dentry.f_path.mnt

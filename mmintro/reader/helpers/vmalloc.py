@@ -139,8 +139,10 @@ def _checked_areas(head: Object, name: str) -> Iterator[Object]:
     for va in _entries(head, name):
         start, end = va.va_start.value_(), va.va_end.value_()
         if end <= start or start < prev_end:
-            raise ValidationError(f"{name}: vmap_area {va.value_():#x} ({start:#x}-{end:#x}) is out of address order "
-                                  f"or empty (previous area ends at {prev_end:#x})")
+            raise ValidationError(
+                f"{name}: vmap_area {va.value_():#x} ({start:#x}-{end:#x}) is out of address order "
+                f"or empty (previous area ends at {prev_end:#x})"
+            )
         prev_end = end
         yield va
 
@@ -184,8 +186,10 @@ def _rb_find(prog: Program, root: Object, addr: int, name: str) -> Object:
         except FaultError as e:
             raise ValidationError(f"{name}: rb-tree node {n:#x} is unreadable ({e.message})") from None
         if not lo <= start < end <= hi:
-            raise ValidationError(f"{name}: vmap_area {n - off:#x} ({start:#x}-{end:#x}) is out of order in the "
-                                  f"rb-tree (its subtree spans {lo:#x}-{hi:#x})")
+            raise ValidationError(
+                f"{name}: vmap_area {n - off:#x} ({start:#x}-{end:#x}) is out of order in the "
+                f"rb-tree (its subtree spans {lo:#x}-{hi:#x})"
+            )
         if addr < start:
             n, hi = va.rb_node.rb_left.value_(), start
         elif addr >= end:

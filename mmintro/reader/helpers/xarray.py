@@ -28,8 +28,16 @@ from mmintro.reader.object import Object, cast
 from mmintro.reader.program import Program
 
 __all__ = [
-    "XArrayError", "xa_for_each", "xa_for_each_marked", "xa_get_mark", "xa_is_internal", "xa_is_sibling",
-    "xa_is_value", "xa_is_zero", "xa_load", "xa_to_value",
+    "XArrayError",
+    "xa_for_each",
+    "xa_for_each_marked",
+    "xa_get_mark",
+    "xa_is_internal",
+    "xa_is_sibling",
+    "xa_is_value",
+    "xa_is_zero",
+    "xa_load",
+    "xa_to_value",
 ]
 
 # include/linux/xarray.h (#defines; restated for the reader, which does not import the simulator)
@@ -76,12 +84,16 @@ def _layout(prog: Program) -> _Layout:
         T = prog.types
         n = T.struct("xa_node")
         if n.walk("slots")[2].resolved().nelems != XA_CHUNK_SIZE:
-            raise XArrayError(f"struct xa_node has {n.walk('slots')[2].resolved().nelems} slots, "
-                              f"not XA_CHUNK_SIZE {XA_CHUNK_SIZE}")
-        lay = _Layout(*(n.offsetof(m) for m in ("shift", "offset", "count", "nr_values", "parent", "array",
-                                                 "slots", "marks")),
-                      T.sizeof("struct xa_node"), T.offsetof("xarray", "xa_flags"), T.offsetof("xarray", "xa_head"),
-                      T.const("___GFP_LAST_BIT"))  # __GFP_BITS_SHIFT, below XA_FLAGS_MARK()
+            raise XArrayError(
+                f"struct xa_node has {n.walk('slots')[2].resolved().nelems} slots, not XA_CHUNK_SIZE {XA_CHUNK_SIZE}"
+            )
+        lay = _Layout(
+            *(n.offsetof(m) for m in ("shift", "offset", "count", "nr_values", "parent", "array", "slots", "marks")),
+            T.sizeof("struct xa_node"),
+            T.offsetof("xarray", "xa_flags"),
+            T.offsetof("xarray", "xa_head"),
+            T.const("___GFP_LAST_BIT"),
+        )  # __GFP_BITS_SHIFT, below XA_FLAGS_MARK()
         prog.cache["xarray_layout"] = lay
     return lay
 
@@ -126,8 +138,9 @@ class _Walker:
         shift, n_off, count = buf[lay.shift], buf[lay.offset], buf[lay.count]
         n_parent, n_array = struct.unpack_from("<QQ", buf, lay.parent)
         if shift % XA_CHUNK_SHIFT or shift >= BITS_PER_LONG:
-            raise self.error(addr, first, shift_hint, f"shift {shift} is not a multiple of {XA_CHUNK_SHIFT} "
-                                                      f"below {BITS_PER_LONG}")
+            raise self.error(
+                addr, first, shift_hint, f"shift {shift} is not a multiple of {XA_CHUNK_SHIFT} below {BITS_PER_LONG}"
+            )
         if want_shift is not None and shift != want_shift:
             raise self.error(addr, first, shift, f"shift {shift}, but its parent's is {want_shift + XA_CHUNK_SHIFT}")
         if n_array != self.xa_addr:
@@ -146,8 +159,9 @@ class _Walker:
             if _is_sibling(s):
                 to = s >> 2
                 if to >= i or _is_sibling(slots[to]) or not slots[to]:
-                    raise self.error(addr, first, shift, f"slot {i} is a sibling of slot {to}, which is not "
-                                                         "an entry before it")
+                    raise self.error(
+                        addr, first, shift, f"slot {i} is a sibling of slot {to}, which is not an entry before it"
+                    )
         return _Node(addr, shift, slots, marks)
 
     def top(self) -> tuple[int, int] | None:
@@ -156,8 +170,17 @@ class _Walker:
             return self.head, -1
         return None
 
-    def walk(self, entry: int, parent: int, offset: int, want_shift: int | None, first: int, holder: str,
-             out: list[tuple[int, int, int]] | None, check_marks: bool) -> list[bool]:
+    def walk(
+        self,
+        entry: int,
+        parent: int,
+        offset: int,
+        want_shift: int | None,
+        first: int,
+        holder: str,
+        out: list[tuple[int, int, int]] | None,
+        check_marks: bool,
+    ) -> list[bool]:
         """Depth-first: append (index, entry, marks bitmask) of every entry; return which
         marks some entry below has."""
         node = self.read(entry, parent, offset, want_shift, first, holder)
@@ -168,8 +191,9 @@ class _Walker:
                 stray = node.marks[k] & ~used
                 if stray and not (k == 0 and self.flags & 4):
                     i = (stray & -stray).bit_length() - 1
-                    raise self.error(node.addr, first, node.shift,
-                                     f"mark {k} is set on slot {i}, which holds no entry of its own")
+                    raise self.error(
+                        node.addr, first, node.shift, f"mark {k} is set on slot {i}, which holds no entry of its own"
+                    )
         for i, s in enumerate(node.slots):
             if not s or _is_sibling(s):
                 continue
@@ -178,14 +202,18 @@ class _Walker:
             if _is_node(s):
                 if node.shift == 0:
                     raise self.error(node.addr, first, 0, f"slot {i} holds a node pointer {s:#x} at shift 0")
-                sub = self.walk(s, node.addr, i, node.shift - XA_CHUNK_SHIFT, idx,
-                                f"slot {i} of {node.addr:#x}", out, check_marks)
+                sub = self.walk(
+                    s, node.addr, i, node.shift - XA_CHUNK_SHIFT, idx, f"slot {i} of {node.addr:#x}", out, check_marks
+                )
                 if check_marks:
                     for k in range(XA_MAX_MARKS):
                         if m[k] != sub[k] and not (k == 0 and self.flags & 4):  # XA_FLAGS_TRACK_FREE
-                            raise self.error(node.addr, first, node.shift,
-                                             f"mark {k} of slot {i} is {int(m[k])}, the entries below say "
-                                             f"{int(sub[k])}")
+                            raise self.error(
+                                node.addr,
+                                first,
+                                node.shift,
+                                f"mark {k} of slot {i} is {int(m[k])}, the entries below say {int(sub[k])}",
+                            )
                 m = sub
             elif out is not None:
                 out.append((idx, s, sum(1 << k for k in range(XA_MAX_MARKS) if m[k])))
@@ -204,8 +232,10 @@ def _entries(xa: Object, check_marks: bool = True) -> tuple[_Walker, list[tuple[
                 if k == 0 and w.flags & 4:
                     continue
                 if below[k] != w.xa_marked(k):
-                    raise XArrayError(f"{w.name}: xa_flags says mark {k} is {'set' if w.xa_marked(k) else 'clear'}"
-                                      f", the entries say {'set' if below[k] else 'clear'}")
+                    raise XArrayError(
+                        f"{w.name}: xa_flags says mark {k} is {'set' if w.xa_marked(k) else 'clear'}"
+                        f", the entries say {'set' if below[k] else 'clear'}"
+                    )
     elif w.head:
         out.append((0, w.head, sum(1 << k for k in range(XA_MAX_MARKS) if w.xa_marked(k))))
     return w, out
