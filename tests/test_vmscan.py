@@ -113,6 +113,40 @@ def test_kswapd_drops_clean_page_cache_and_leaves_shadows() -> None:
     assert vmscan.pgdat_balanced(k, 0, 0, 1)  # kswapd stopped where the node was balanced
 
 
+@pytest.mark.slow  # ~4 s
+def test_reclaim_wakes_the_flusher_for_unqueued_dirty_page_cache() -> None:
+    """A file written past free memory with the dirty limits out of the way: reclaim meets only
+    dirty, unqueued file folios (shrink_node: nr_unqueued_dirty == nr_file_taken), marks them
+    PG_reclaim and activates them (NR_VMSCAN_IMMEDIATE), and wakes the flusher
+    (wakeup_flusher_threads(WB_REASON_VMSCAN) -> wb_check_start_all), whose writeback lets the
+    next pass drop them.  Without the wakeup the write runs the machine out of memory."""
+    from mmintro.kernel import page_writeback as pw
+    from mmintro.kernel.inode import vfs_root
+
+    w = _small(ballast_blocks=100)
+    k = w.k
+    w.sysctl("vm.dirty_background_ratio", 90)
+    w.sysctl("vm.dirty_ratio", 95)
+    w.create_file("db", "/var/lib/db", 24 << 20)
+    w.write("db")
+    assert [why for _t, why in k.flusher_wakeups].count("vmscan") >= 1
+    stat = k.node_vm_stat[0]
+    assert stat.get("NR_VMSCAN_IMMEDIATE", 0) > 0
+    written = stat.get("NR_WRITTEN", 0)
+    assert written > 0 and stat.get("NR_WRITEBACK", 0) == 0
+    # the written pages were what reclaim could then take: file pages only, as no swap is on
+    assert _events(k, "PGSTEAL_FILE") > 0 and _events(k, "PGSTEAL_ANON") == 0
+    assert _events(k, "PGSTEAL_FILE") <= written
+    # the page cache holds what the dirty counter and the written pages account for
+    pages = 24 << 20 >> PAGE_SHIFT
+    assert stat["NR_FILE_PAGES"] + _events(k, "PGSTEAL_FILE") == pages
+    wb = k.kmem.addr(vfs_root(k).bdi, "backing_dev_info", "wb")
+    state = k.kmem.get(wb, "bdi_writeback", "state")
+    assert not state >> pw.WB_start_all & 1  # wb_check_start_all cleared it
+    assert k.kmem.get(wb, "bdi_writeback", "start_all_reason") == pw.WB_REASONS["vmscan"]
+    _lru_books(k)
+
+
 def test_refault_of_a_file_page_checks_its_shadow() -> None:
     w = _small()
     k = w.k

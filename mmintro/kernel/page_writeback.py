@@ -105,6 +105,7 @@ WB_WRITTEN = _T.const("WB_WRITTEN")
 WB_registered = _T.const("WB_registered")
 WB_writeback_running = _T.const("WB_writeback_running")
 WB_has_dirty_io = _T.const("WB_has_dirty_io")
+WB_start_all = _T.const("WB_start_all")
 I_DIRTY_SYNC = _T.const("I_DIRTY_SYNC")
 I_DIRTY_DATASYNC = _T.const("I_DIRTY_DATASYNC")
 I_DIRTY_PAGES = _T.const("I_DIRTY_PAGES")
@@ -974,12 +975,19 @@ def wb_workfn(k: Kernel, complete: bool | float = True) -> int:
     interval = _read_global(k, "dirty_writeback_interval")
     last = k.kmem.get(wb, "bdi_writeback", "last_old_flush")
     if interval and not _time_before(jiffies(k), last + msecs_to_jiffies(interval * 10)):
-        # wb_check_old_data_flush(): get_nr_dirty_pages() = NR_FILE_DIRTY + the inodes in use
-        nr = _global_node(k, "NR_FILE_DIRTY") + len(vfs_root(k).inodes)
+        nr = get_nr_dirty_pages(k)  # wb_check_old_data_flush()
         k.kmem.set(wb, "bdi_writeback", "last_old_flush", jiffies(k))
         if nr:
             n += wb_writeback(k, "periodic", nr, complete, wb)
     return n
+
+
+def get_nr_dirty_pages(k: Kernel) -> int:
+    """fs/fs-writeback.c get_nr_dirty_pages(): NR_FILE_DIRTY + get_nr_dirty_inodes() (the
+    inodes in use)."""
+    from mmintro.kernel.inode import vfs_root
+
+    return _global_node(k, "NR_FILE_DIRTY") + len(vfs_root(k).inodes)
 
 
 def msecs_to_jiffies(m: int) -> int:

@@ -790,16 +790,33 @@ def shrink_node(k: Kernel, nid: int, sc: ScanControl) -> None:
         _pgdat_set(k, nid, "kswapd_failures", 0)
 
 
-def wakeup_flusher_threads(k: Kernel) -> None:
-    """wakeup_flusher_threads(WB_REASON_VMSCAN): the flusher writes the dirty pages (its
-    work runs at once, like the simulator's other deferred work)."""
-    from mmintro.kernel import page_writeback
+def wakeup_flusher_threads(k: Kernel, reason: str = "vmscan") -> int:
+    """fs/fs-writeback.c wakeup_flusher_threads(WB_REASON_VMSCAN): every bdi with dirty I/O
+    (__wakeup_flusher_threads_bdi) gets wb_start_writeback(): WB_start_all set (a wakeup while
+    it is set adds nothing), start_all_reason recorded, the flusher woken.  The flusher's work
+    runs at once, like the simulator's other deferred work: wb_workfn -> wb_check_start_all()
+    writes get_nr_dirty_pages() pages (WB_SYNC_NONE, range_cyclic), the I/O completes, and
+    WB_start_all is cleared.  Returns the pages written."""
+    from mmintro.kernel import page_writeback as pw
 
-    if getattr(k, "bdis", None) or hasattr(k, "wb"):
-        try:
-            page_writeback.wb_writeback(k, reason="vmscan")
-        except (AttributeError, KeyError, TypeError):
-            pass
+    vfs = k.__dict__.get("vfs")  # no filesystem mounted: no bdi has dirty I/O
+    if vfs is None:
+        return 0
+    km = k.kmem
+    wb = km.addr(vfs.bdi, "backing_dev_info", "wb")
+    state = km.get(wb, "bdi_writeback", "state")
+    if not state >> pw.WB_has_dirty_io & 1 or state >> pw.WB_start_all & 1:  # wb_has_dirty_io(); already started
+        return 0
+    km.set(wb, "bdi_writeback", "state", state | 1 << pw.WB_start_all)
+    km.set(wb, "bdi_writeback", "start_all_reason", pw.WB_REASONS[reason])
+    k.__dict__.setdefault("flusher_wakeups", []).append((pw.jiffies(k), reason))
+    # wb_workfn -> wb_do_writeback -> wb_check_start_all()
+    written = 0
+    nr_pages = pw.get_nr_dirty_pages(k)
+    if nr_pages:
+        written = pw.wb_writeback(k, reason, nr_pages, True, wb)
+    km.set(wb, "bdi_writeback", "state", km.get(wb, "bdi_writeback", "state") & ~(1 << pw.WB_start_all))
+    return written
 
 
 def shrink_zones(k: Kernel, zones: list[ZoneState], sc: ScanControl) -> None:
