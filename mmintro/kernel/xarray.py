@@ -817,6 +817,8 @@ def radix_tree_node_xarray(k: Kernel, addr: int, flags: int) -> XArray:
 
     def alloc() -> int:
         a = slub.kmem_cache_alloc(k, cache, "GFP_KERNEL", caller="xas_alloc")
+        if not a:  # xas_nomem() found nothing either: the caller's -ENOMEM
+            raise MemoryError("xas_alloc: no radix_tree_node (-ENOMEM)")
         k.kmem.write_bytes(a, bytes(size))
         return a
 
