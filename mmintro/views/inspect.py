@@ -46,7 +46,7 @@ __all__ = [
 
 ADDRESS_HELP = (
     "An address is hex with or without 0x (ffffffff83007280, 0xffffffff83007280), decimal "
-    "only with 0d (0d4096), a symbol (init_mm), or a symbol plus or minus an offset "
+    "only with 0d (0d4096; so hex that starts 0d needs 0x), a symbol (init_mm), or a symbol plus or minus an offset "
     "(init_mm+0x40, init_mm+0d64; a bare offset is hex, as crash reads it); a per-CPU "
     "symbol takes :CPU (vm_event_states:1)."
 )
@@ -60,8 +60,8 @@ class AddressError(ValueError):
 
 
 # -- addresses ------------------------------------------------------------------------------------
-_NUM = re.compile(r"(?:0x[0-9a-f]+|0d[0-9]+|[0-9a-f]+)\Z", re.I)
-_ADDR = re.compile(r"([A-Za-z_.$][\w.$]*)(?::(\d+))?(?:([+-])(0x[0-9a-f]+|0d[0-9]+|[0-9a-f]+))?\Z", re.I)
+_NUM = re.compile(r"(?:0x[0-9a-f]+|0d[0-9]+|(?!0d)[0-9a-f]+)\Z", re.I)
+_ADDR = re.compile(r"([A-Za-z_.$][\w.$]*)(?::(\d+))?(?:([+-])(0x[0-9a-f]+|0d[0-9]+|(?!0d)[0-9a-f]+))?\Z", re.I)
 
 
 def _number(text: str) -> int:
@@ -778,7 +778,7 @@ def rd(
             cells = []
             for v in vals:
                 s = _rd_symbol(prog, v)
-                cells.append(s if s else f"{v:0{fmtw}x}")
+                cells.append(f"{s:<16}" if s else f"{v:0{fmtw}x}")
             lines.append(head + " ".join(cells) + " ")
             continue
         cells = " ".join(f"{v:0{fmtw}x}" for v in vals)
@@ -812,7 +812,9 @@ def _in_symbol_range(prog: Program, v: int) -> bool:
 
 
 def _value_search(prog: Program, v: int) -> Any:
-    """The symbol at or before ``v`` (crash's value_search: sizes ignored)."""
+    """The symbol at or before ``v`` (crash's value_search: sizes ignored).  Of several symbols
+    at one address, an exact match is the first and an address inside is the last, in crash's
+    order, where linker markers (no size: _sdata) sort before the object they start."""
     import bisect
 
     syms = prog.symbols.symbols
@@ -820,9 +822,11 @@ def _value_search(prog: Program, v: int) -> Any:
     if i < 0:
         return None
     a = syms[i].address
-    while i > 0 and syms[i - 1].address == a:  # the first of equals, as crash sorts them
-        i -= 1
-    return syms[i]
+    j = i
+    while j > 0 and syms[j - 1].address == a and i - j < 64:
+        j -= 1
+    same = sorted(syms[j : i + 1], key=lambda s: s.size)
+    return same[0] if a == v else same[-1]
 
 
 def _section_flags(prog: Program) -> list[tuple[int, int, int, int]]:
