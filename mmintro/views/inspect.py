@@ -317,6 +317,8 @@ def symbolize(prog: Program, v: int) -> str:
     s = sized[0] if sized else same[0]
     if v - a >= max(s.size, 1):
         return ""
+    if a != v and prog.vmlinux is None and s.kind != "func":
+        return ""  # kallsyms sizes are the gaps to the next symbol: only code is trusted inside one
     return f" <{s.name}>" if a == v else f" <{s.name}+{v - a}>"
 
 
