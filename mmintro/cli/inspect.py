@@ -91,7 +91,7 @@ def struct(args: tuple[str, ...], offsets: bool, hex_output: bool) -> None:
         click.echo(v.struct_value(prog, spec, addr, offsets=offsets, hex_output=hex_output, count=count), nl=False)
 
 
-struct.help = (struct.help or "") + _ADDR_HELP
+struct.help = (struct.help or "").rstrip() + "  " + _ADDR_HELP
 
 
 @click.command("p")
@@ -139,7 +139,7 @@ def rd(args: tuple[str, ...], size: int, physical: bool, symbols: bool) -> None:
         click.echo(v.rd(prog, addr, count, int(size), physical=physical, symbols=symbols), nl=False)
 
 
-rd.help = (rd.help or "") + _ADDR_HELP
+rd.help = (rd.help or "").rstrip() + "  " + _ADDR_HELP
 
 
 @click.command("sym")
