@@ -60,6 +60,24 @@ def _int(text: str, what: str) -> int:
     return v
 
 
+def _check_address(text: str, what: str = "ADDR") -> None:
+    """An address argument's form (mmintro.views.inspect.parse_address), before the snapshot
+    is opened: a usage error (exit 2) when it is none."""
+    from mmintro.views.inspect import check_address
+
+    try:
+        check_address(text)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint=what) from None
+
+
+def _address(prog, text: str) -> int:  # type: ignore[no-untyped-def]
+    """ADDR as crash reads it: hex with or without 0x, 0dNNN, a symbol or symbol+offset."""
+    from mmintro.views.inspect import parse_address
+
+    return parse_address(prog, text)
+
+
 def _snapshot_and(args: tuple[str, ...], what: str) -> tuple[str | None, str]:
     """``[SNAPSHOT] VALUE`` for commands whose last argument is required."""
     if len(args) == 1:
@@ -149,20 +167,21 @@ def page_types(snapshot: str | None, kpf: bool, raw: bool, as_json: bool) -> Non
 @json_option
 def vtop(args: tuple[str, ...], pid: str | None, as_json: bool) -> None:
     """Translate the virtual address ADDR level by level (like crash's vtop); with --pid, a
-    user address through that task's pgd (PUD and PMD leaves included)."""
+    user address through that task's pgd (PUD and PMD leaves included).  ADDR is hex with or
+    without 0x, decimal as 0dNNN, a symbol or symbol+offset."""
     snapshot, value = _snapshot_and(args, "ADDR")
-    addr = _int(value, "ADDR")
-    if pid is not None and addr < 1 << 47:  # a user address (crash: below mm->task_size); kernel ones below
-        vm_view = _lazy("mmintro.views.vm")
-
-        with load(snapshot) as prog:
+    _check_address(value)
+    pid_n = None if pid is None else _int(pid, "--pid")
+    with load(snapshot) as prog:
+        addr = _address(prog, value)
+        if pid_n is not None and addr < 1 << 47:  # a user address (crash: below mm->task_size); kernel ones below
+            vm_view = _lazy("mmintro.views.vm")
             try:
-                v = vm_view.vtop_pid(prog, _int(pid, "--pid"), addr)
+                v = vm_view.vtop_pid(prog, pid_n, addr)
             except LookupError as e:
                 raise click.ClickException(str(e)) from None
             emit(vm_view.render_vtop(v), v, as_json)
-        return
-    with load(snapshot) as prog:
+            return
         try:
             v = vtop_view.vtop(prog, addr)
         except FaultError as e:
@@ -332,10 +351,16 @@ def whatis(args: tuple[str, ...], is_pfn: bool, as_json: bool) -> None:
     """What the kernel address ADDR is, like crash's kmem ADDR: a slab object, a free or
     per-CPU-list page, a vmalloc area, a direct-map page, a struct page, a page table, a
     symbol, a per-CPU variable, or unmapped.  For a user page (its direct-map address, its
-    struct page, or --pfn) also who maps it: the rmap walk (anon_vma / i_mmap trees)."""
+    struct page, or --pfn) also who maps it: the rmap walk (anon_vma / i_mmap trees).  ADDR is
+    hex with or without 0x, decimal as 0dNNN, a symbol or symbol+offset; PFN is decimal or 0x hex."""
     snapshot, value = _snapshot_and(args, "PFN" if is_pfn else "ADDR")
-    addr = _int(value, "PFN" if is_pfn else "ADDR")
+    if is_pfn:
+        addr = _int(value, "PFN")
+    else:
+        _check_address(value)
     with load(snapshot) as prog:
+        if not is_pfn:
+            addr = _address(prog, value)
         if is_pfn:
             from mmintro.reader.helpers.mm import pfn_to_page
 
