@@ -1,5 +1,5 @@
 """The real crash utility (crash 9.0.2, Debian forky, run through forky's own loader) opens the
-snapshots and its commands print what mmintro's reports print (mmintro.crosscheck_crash).
+snapshots and its commands print what mmintro's reports print (mmintro.crosscheck.crash_utility).
 
 crash is fetched with apt on first use and cached (~10 MB); a failure to fetch it is a failure,
 not a skip.  The scenarios and the 8 GiB two-node machine run in the slow pass."""
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mmintro.crosscheck_crash import CRASH_CHECKS, run_crash_crosscheck
+from mmintro.crosscheck.crash_utility import CRASH_CHECKS, run_crash_crosscheck
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.machine import boot
 from mmintro.realkernel.crash import fetch_crash, run_crash

@@ -41,7 +41,7 @@ def command(snapshot: str | None, only: tuple[str, ...], use_crash: bool, timeou
                 "--crash compares mmintro's snapshots (NAME.vmlinux + NAME.vmcore); "
                 "a real kernel's dump needs its debuginfo vmlinux"
             )
-        from mmintro.crosscheck_crash import CrashStartError, run_crash_crosscheck
+        from mmintro.crosscheck.crash_utility import CrashStartError, run_crash_crosscheck
         from mmintro.realkernel.debian import HarnessError
 
         try:

@@ -1,6 +1,6 @@
 """Crosscheck rows for processes (kernel/fork.c, mm/mmap.c): mmintro's reader and views
-against real drgn's stock helpers and crash commands.  :mod:`mmintro.crosscheck` appends
-:data:`TASK_CHECKS` to its CHECKS."""
+against real drgn's stock helpers and crash commands.  :mod:`mmintro.crosscheck` puts
+:data:`TASK_CHECKS` in its CHECKS."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from mmintro.crosscheck.drgn import crash
 from mmintro.reader.helpers.maple_tree import mt_for_each
 from mmintro.reader.object import cast
 from mmintro.reader.program import Program
@@ -103,7 +104,6 @@ def c_crash_ps_p(p: Program, d: Any) -> tuple:
     """``crash ps -p PID`` (the parent chain down from swapper/0) = the chain mmintro's ps
     rows give by following PPID, for every process.  (Plain ``crash ps`` needs
     ``task_state_array``, which the image does not have yet.)"""
-    from mmintro.crosscheck import crash
 
     rows = ps_view.ps(p)
     boot = rows[0]  # swapper/0, init_task
@@ -274,7 +274,6 @@ def c_crash_ps(p: Program, d: Any) -> tuple:
     """``crash ps`` (drgn's: every task with PID, PPID, CPU, TASK, state letter, %MEM, VSZ and
     RSS in kB, COMM) = mmintro's ps view, row by row (crash's two-letter state mapped to
     task_state_to_char's letter)."""
-    from mmintro.crosscheck import crash
 
     # drgn's %MEM divides by totalram_pages; real crash (and mmintro's ps) by the page frames
     # below high_memory
@@ -396,7 +395,6 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
     column also names anonymous VMAs ([heap], [stack], [vdso]); real crash prints only file
     paths there, as mmintro does, so drgn's bracketed names are compared as empty, except a
     pseudo file's "[hugetlbfs]", which is the kernel's simple_dname (:func:`_d_dname_of_vma`)."""
-    from mmintro.crosscheck import crash
     from mmintro.views import vm as vm_view
 
     mine, theirs = [], []
@@ -404,7 +402,7 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
         v = vm_view.vm(p, pid)
         mine.append((pid, "mm", v["mm"], v["pgd"], v["rss_k"], v["total_vm_k"]))
         # drgn's FILE is the kernel's d_path (" (deleted)" and all); real crash's get_pathname,
-        # which mmintro's vm prints, is checked against crash itself (mmintro.crosscheck_crash)
+        # which mmintro's vm prints, is checked against crash itself (mmintro.crosscheck.crash_utility)
         mine += [
             (pid, hex(r["vma"]), r["start"], r["end"], r["flags"], _kernel_path(p, r["vma"]) if r["file"] else "")
             for r in v["vmas"]
@@ -457,7 +455,6 @@ def _d_dname_of_vma(d: Any, vma: int) -> str:
 def c_crash_vtop_c(p: Program, d: Any) -> tuple:
     """``crash vtop -c PID ADDR`` (drgn's follow_phys through the task's mm) = mmintro's
     ``vtop --pid PID ADDR`` view, on a few sampled addresses per process."""
-    from mmintro.crosscheck import crash
     from mmintro.views import vm as vm_view
 
     mine, theirs = [], []
