@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from mmintro.crosscheck.answers import Addr, as_addr
 from mmintro.crosscheck.crash_context import _Ctx, _pages, _sheaf_caches
 from mmintro.reader import Program
 from mmintro.reader.columns import present_pfn_mask
@@ -141,7 +142,7 @@ def kmem_n_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
                     (
                         zone.name.string_().decode(),
                         zone.spanned_pages.value_(),
-                        zone.zone_start_pfn.value_() << 12,
+                        Addr(zone.zone_start_pfn.value_() << 12),
                         zone.zone_start_pfn.value_(),
                     )
                 )
@@ -151,7 +152,7 @@ def kmem_n_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
         int(m.group(1)): int(m.group(2)) for m in re.finditer(r"^\s+(\d+)\s+(\d+)\s+[0-9a-f]{16}", text, re.M)
     }
     theirs_zones = [
-        (m.group(1), int(m.group(2)), int(m.group(3), 16), int(m.group(4)))
+        (m.group(1), int(m.group(2)), Addr(int(m.group(3), 16)), int(m.group(4)))
         for m in re.finditer(r"^\s+\d+\s+(\w+)\s+(\d+)\s+[0-9a-f]{16}\s+([0-9a-f]+)\s+(\d+)$", text, re.M)
     ]
     theirs_secs = [
@@ -353,11 +354,11 @@ def vtop_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
         addr = int(f[-1], 16)
         if f[1] == "-c":
             v = vtop_pid(c.prog, int(f[2]), addr)
-            ours[cmd] = v["phys"]
+            ours[cmd] = as_addr(v["phys"])
         else:
-            ours[cmd] = vtop(c.prog, addr)["phys"]
+            ours[cmd] = as_addr(vtop(c.prog, addr)["phys"])
         m = re.search(rf"^{f[-1]}\s+([0-9a-f]+)\s*$", out[cmd], re.M)
-        theirs[cmd] = int(m.group(1), 16) if m else None
+        theirs[cmd] = Addr(int(m.group(1), 16)) if m else None
     return ours, theirs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from mmintro.crosscheck.answers import Addr, as_addr
 from mmintro.crosscheck.crash_context import _NA, _Ctx
 from mmintro.reader import Object, Program
 
@@ -40,12 +41,12 @@ def vm_p_cmp(c: _Ctx, out: dict[str, str]) -> tuple:
 
     pid = _need_pid(c)
     theirs = {
-        int(m.group(1), 16): int(m.group(2), 16)
+        Addr(int(m.group(1), 16)): Addr(int(m.group(2), 16))
         for m in re.finditer(r"^([0-9a-f]+)\s+([0-9a-f]+)$", out[f"vm -p {pid}"], re.M)
     }
     ours = {}
     for va in theirs:
-        ours[va] = vtop_pid(c.prog, pid, va)["phys"]
+        ours[va] = as_addr(vtop_pid(c.prog, pid, va)["phys"])
     if not theirs:
         raise _NA("no mapped page")
     return ours, theirs

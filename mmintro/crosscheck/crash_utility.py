@@ -22,8 +22,11 @@ computes and says so in its name:
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
+from mmintro.crosscheck.answers import answer_text
 from mmintro.crosscheck.crash_context import _NA, CrashCheck, _context, _Ctx
 from mmintro.crosscheck.crash_mm import (
     kmem_addr_cmds,
@@ -57,11 +60,18 @@ from mmintro.crosscheck.crash_tasks import (
     vm_cmp,
     vm_p_cmp,
 )
-from mmintro.crosscheck.drgn import CheckResult, _short
+from mmintro.crosscheck.drgn import CheckResult, Progress
 from mmintro.crosscheck.drgn import _diff as _list_diff
 from mmintro.reader import open_snapshot
 
-__all__ = ["CRASH_CHECKS", "CrashCheck", "CrashStartError", "crash_commands", "run_crash_crosscheck"]
+__all__ = [
+    "CRASH_CHECKS",
+    "CrashCheck",
+    "CrashStartError",
+    "crash_commands",
+    "run_crash_crosscheck",
+    "select_crash_checks",
+]
 
 
 def _diff(a: Any, b: Any) -> str:
@@ -69,11 +79,11 @@ def _diff(a: Any, b: Any) -> str:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(a) + [k for k in b if k not in a]:
             if key not in b:
-                return f"{key!r}: only in mmintro ({a[key]!r})"
+                return f"{answer_text(key)}: only in mmintro ({answer_text(a[key])})"
             if key not in a:
-                return f"{key!r}: only in crash ({b[key]!r})"
+                return f"{answer_text(key)}: only in crash ({answer_text(b[key])})"
             if a[key] != b[key]:
-                return f"{key!r}: {_short(a[key])} != {_short(b[key])}"
+                return f"{answer_text(key)}: " + _diff(a[key], b[key])
     if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
         for i, (x, y) in enumerate(zip(a, b)):
             if x != y:
@@ -122,46 +132,67 @@ class CrashStartError(Exception):
 
 
 def run_crash_crosscheck(
-    path: str, only: list[str] | None = None, timeout: float = 300.0, raise_on_start: bool = False
+    path: str,
+    only: list[str] | None = None,
+    timeout: float = 300.0,
+    raise_on_start: bool = False,
+    progress: Progress | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> list[CheckResult]:
-    """Run every row on the snapshot at ``path`` in one crash 9 session.
+    """Run every row (or with ``only`` those whose name contains one of its texts) on the
+    snapshot at ``path`` in one crash 9 session.
 
     If crash cannot open the snapshot, every row fails with crash's own first error line (or,
     with ``raise_on_start``, :class:`CrashStartError` says it); if it does not finish within
-    ``timeout`` seconds, the rows whose commands did not finish say so."""
+    ``timeout`` seconds, the rows whose commands did not finish say so.  ``note`` is told how the
+    crash session went, ``progress`` is called after each row's comparison."""
     from mmintro.realkernel.crash import fetch_crash, run_crash
     from mmintro.snapshot.writer import snapshot_paths
 
     prog = open_snapshot(path)
     core, vmlinux = snapshot_paths(path)
     ctx = _context(prog)
-    checks = [c for c in CRASH_CHECKS if not only or any(o in c.name for o in only)]
-    run = run_crash(fetch_crash(), vmlinux, core, crash_commands(ctx, checks), timeout=timeout)
+    checks = select_crash_checks(only)
+    cmds = crash_commands(ctx, checks)
+    t0 = time.monotonic()
+    run = run_crash(fetch_crash(), vmlinux, core, cmds, timeout=timeout)
+    if note is not None:
+        n = len(cmds)
+        note(f"crash 9: {n} command{'s' if n != 1 else ''} in one session ({time.monotonic() - t0:.1f} s)")
     err = run.error()
     if err and not run.outputs and raise_on_start and not run.timed_out:
         raise CrashStartError(f"crash 9 cannot open {path}: {err}")
     results = []
     for ch in checks:
-        cmds = ch.commands(ctx)
-        missing = [c for c in cmds if c not in run.outputs]
-        if err and not run.outputs:
-            results.append(CheckResult(ch.name, "-", "error", False, err, oracle="crash"))
-            continue
-        if missing:
-            why = (
-                f"crash did not finish {missing[0]!r} within {timeout:g} s"
-                if run.timed_out
-                else f"crash printed nothing for {missing[0]!r} ({err or 'it exited'})"
-            )
-            results.append(CheckResult(ch.name, "-", "error", False, why, oracle="crash"))
-            continue
-        try:
-            a, b = ch.compare(ctx, run.outputs)
-            results.append(
-                CheckResult(ch.name, _short(a), _short(b), a == b, "" if a == b else _diff(a, b), oracle="crash")
-            )
-        except _NA as e:
-            results.append(CheckResult(ch.name, "-", "-", True, "", str(e), oracle="crash"))
-        except Exception as e:  # a row that cannot run is a failed row, not a crash of ours
-            results.append(CheckResult(ch.name, "error", "error", False, f"{type(e).__name__}: {e}", oracle="crash"))
+        results.append(_run_row(ch, ctx, run, err, timeout))
+        if progress is not None:
+            progress(len(results), len(checks), results[-1])
     return results
+
+
+def select_crash_checks(only: list[str] | None = None) -> list[CrashCheck]:
+    """The rows :func:`run_crash_crosscheck` runs: all, or those whose name contains a text of ``only``."""
+    return [c for c in CRASH_CHECKS if not only or any(o in c.name for o in only)]
+
+
+def _run_row(ch: CrashCheck, ctx: _Ctx, run: Any, err: str | None, timeout: float) -> CheckResult:
+    missing = [c for c in ch.commands(ctx) if c not in run.outputs]
+    if err and not run.outputs:
+        return CheckResult(ch.name, None, None, False, err, oracle="crash", error=True)
+    if missing:
+        why = (
+            f"crash did not finish {missing[0]!r} within {timeout:g} s"
+            if run.timed_out
+            else f"crash printed nothing for {missing[0]!r} ({err or 'it exited'})"
+        )
+        return CheckResult(ch.name, None, None, False, why, oracle="crash", error=True)
+    t0 = time.monotonic()
+    try:
+        a, b = ch.compare(ctx, run.outputs)
+        r = CheckResult(ch.name, a, b, a == b, "" if a == b else _diff(a, b), oracle="crash")
+    except _NA as e:
+        r = CheckResult(ch.name, None, None, True, "", str(e), oracle="crash")
+    except Exception as e:  # a row that cannot run is a failed row, not a crash of ours
+        r = CheckResult(ch.name, None, None, False, f"{type(e).__name__}: {e}", oracle="crash", error=True)
+    r.seconds = time.monotonic() - t0
+    return r

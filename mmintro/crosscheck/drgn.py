@@ -6,12 +6,24 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mmintro.reader import open_snapshot
+from mmintro.crosscheck.answers import answer_text
+from mmintro.reader import Program, open_snapshot
 
-__all__ = ["CheckResult", "NotApplicable", "crash", "open_drgn", "open_drgn_real", "run_crosscheck"]
+__all__ = [
+    "CheckResult",
+    "NotApplicable",
+    "Progress",
+    "crash",
+    "open_drgn",
+    "open_drgn_real",
+    "run_crosscheck",
+    "select_checks",
+]
 
 
 @dataclass
@@ -19,15 +31,31 @@ class CheckResult:
     """One row of ``mmintro crosscheck``."""
 
     name: str  #: what is compared
-    mmintro: str  #: mmintro's answer (abbreviated)
-    drgn: str  #: drgn's answer (abbreviated)
+    #: mmintro's answer, in full (None where the row compared nothing or could not run)
+    mmintro: Any
+    drgn: Any  #: the oracle's answer, in full (crash's where :attr:`oracle` is "crash")
     ok: bool  #: whether they agree
-    detail: str = ""  #: the first difference, if any
+    detail: str = ""  #: the first difference, if any, or why the row could not run
     #: why the row compared nothing (both answers empty on a snapshot without what it needs,
     #: e.g. "no user processes"); such a row is reported as not applicable, not as passed
     skipped: str = ""
     #: the tool the row compares with ("drgn", or "crash": then :attr:`drgn` holds crash's answer)
     oracle: str = "drgn"
+    error: bool = False  #: the row could not run (:attr:`detail` says why); it counts as disagreeing
+    seconds: float = 0.0  #: how long the row took
+
+    @property
+    def status(self) -> str:
+        """ "agree", "disagree", "n/a" (compared nothing) or "error" (could not run)."""
+        if self.skipped:
+            return "n/a"
+        if self.ok:
+            return "agree"
+        return "error" if self.error else "disagree"
+
+
+#: Called after each row: (rows done, rows in all, the row's result).
+Progress = Callable[[int, int, CheckResult], None]
 
 
 class NotApplicable(Exception):
@@ -72,19 +100,15 @@ def crash(dprog: Any, cmd: str) -> str:
     return out.getvalue()
 
 
-def _short(v: Any) -> str:
-    s = str(v)
-    return s if len(s) <= 60 else s[:57] + "..."
-
-
 def _diff(a: Any, b: Any) -> str:
+    """The first difference of two answers, in full (addresses in hex)."""
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         if len(a) != len(b):
             return f"lengths {len(a)} != {len(b)}"
         for i, (x, y) in enumerate(zip(a, b)):
             if x != y:
-                return f"[{i}]: {x!r} != {y!r}"
-    return f"{a!r} != {b!r}"
+                return f"[{i}]: {answer_text(x)} != {answer_text(y)}"
+    return f"{answer_text(a)} != {answer_text(b)}"
 
 
 def _set_core_dump(prog: Any, vmcore: str, flattened: bool, core: Any) -> None:
@@ -158,11 +182,16 @@ def open_drgn_real(vmcore: str, debug_file: str, core: Any = None) -> Any:
 
 
 def run_crosscheck(
-    path: str, only: list[str] | None = None, kernel: str | None = None, system_map: str | None = None
+    path: str,
+    only: list[str] | None = None,
+    kernel: str | None = None,
+    system_map: str | None = None,
+    progress: Progress | None = None,
 ) -> list[CheckResult]:
     """Run the checks on a snapshot, or with ``kernel`` on a real kernel's dump: its debug info
     for drgn is generated from the image's BTF and the dump's symbols
-    (:func:`mmintro.snapshot.debuginfo.cached_debuginfo`)."""
+    (:func:`mmintro.snapshot.debuginfo.cached_debuginfo`).  ``only``: the rows whose name
+    contains one of these texts (the slow rows run only so); ``progress`` is called after each row."""
     if kernel is not None:
         from mmintro.reader.dump import open_dump
         from mmintro.snapshot.debuginfo import cached_debuginfo
@@ -175,20 +204,35 @@ def run_crosscheck(
         prog = open_snapshot(path)
         core, vmlinux = snapshot_paths(path)
         dprog = open_drgn(str(core), str(vmlinux))
+    results = []
+    checks = select_checks(only)
+    for name, fn in checks:
+        results.append(_run_row(name, fn, prog, dprog))
+        if progress is not None:
+            progress(len(results), len(checks), results[-1])
+    return results
+
+
+def select_checks(only: list[str] | None = None) -> list[tuple[str, Callable[[Program, Any], tuple]]]:
+    """The rows :func:`run_crosscheck` runs: every row of CHECKS, or with ``only`` those whose
+    name contains one of its texts, and then the SLOW_CHECKS ``only`` names."""
     from mmintro.crosscheck import CHECKS, SLOW_CHECKS  # the package's (tests may replace them)
 
-    results = []
     checks = [c for c in CHECKS if not only or any(o in c[0] for o in only)]
-    checks += [c for c in SLOW_CHECKS if only and any(o in c[0] for o in only)]
-    for name, fn in checks:
-        try:
-            a, b = fn(prog, dprog)
-            ok = a == b
-            needs = getattr(fn, "needs", None)
-            skipped = f"no {needs} in the snapshot" if ok and needs and a in ([], ()) else ""
-            results.append(CheckResult(name, _short(a), _short(b), ok, "" if ok else _diff(a, b), skipped))
-        except NotApplicable as e:
-            results.append(CheckResult(name, "-", "-", True, "", str(e)))
-        except Exception as e:  # a check that cannot run is a failed check, not a crash
-            results.append(CheckResult(name, "error", "error", False, f"{type(e).__name__}: {e}"))
-    return results
+    return checks + [c for c in SLOW_CHECKS if only and any(o in c[0] for o in only)]
+
+
+def _run_row(name: str, fn: Callable[[Program, Any], tuple], prog: Program, dprog: Any) -> CheckResult:
+    t0 = time.monotonic()
+    try:
+        a, b = fn(prog, dprog)
+        ok = a == b
+        needs = getattr(fn, "needs", None)
+        skipped = f"no {needs} in the snapshot" if ok and needs and a in ([], ()) else ""
+        r = CheckResult(name, a, b, ok, "" if ok else _diff(a, b), skipped)
+    except NotApplicable as e:
+        r = CheckResult(name, None, None, True, "", str(e))
+    except Exception as e:  # a check that cannot run is a failed check, not a crash
+        r = CheckResult(name, None, None, False, f"{type(e).__name__}: {e}", error=True)
+    r.seconds = time.monotonic() - t0
+    return r

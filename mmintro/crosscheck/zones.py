@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from mmintro.crosscheck.answers import Addr
 from mmintro.crosscheck.drgn import crash
 from mmintro.reader import Program
 from mmintro.reader.columns import present_pfn_mask
@@ -122,9 +123,9 @@ def c_follow_phys(p: Program, d: Any) -> tuple:
     from drgn.helpers.linux.mm import follow_phys
 
     addrs = _sample_vaddrs(p)
-    mine = [(hex(a), int(mmh.follow_phys(p, a).value_())) for a in addrs]
+    mine = [(hex(a), Addr(mmh.follow_phys(p, a).value_())) for a in addrs]
     init_mm = d["init_mm"].address_of_()
-    theirs = [(hex(a), follow_phys(init_mm, a).value_()) for a in addrs]
+    theirs = [(hex(a), Addr(follow_phys(init_mm, a).value_())) for a in addrs]
     return mine, theirs
 
 
