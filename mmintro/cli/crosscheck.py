@@ -156,13 +156,13 @@ def _report(rows: list, path: str, oracle: str, as_json: bool, failed_only: bool
         from rich.markup import escape
         from rich.table import Table
 
-        from mmintro.crosscheck.answers import TEXT_WIDTH, abbreviate, answer_text
+        from mmintro.crosscheck.answers import TEXT_WIDTH, abbreviate
 
         cut = False
 
-        def cell(v, width: int = TEXT_WIDTH) -> str:
+        def cell(v, width: int = TEXT_WIDTH, is_text: bool = False) -> str:
             nonlocal cut
-            text, was_cut = abbreviate(answer_text(v) if not isinstance(v, str) else v, width)
+            text, was_cut = abbreviate(v, width, is_text)
             cut |= was_cut
             return escape(text)
 
@@ -175,9 +175,9 @@ def _report(rows: list, path: str, oracle: str, as_json: bool, failed_only: bool
                 if r.status == "n/a":
                     t.add_row(escape(r.name), "-", "-", f"[yellow]n/a[/] ({escape(r.skipped)})")
                 elif r.status == "error":
-                    t.add_row(escape(r.name), "-", "-", f"[red]ERROR[/] {cell(r.detail, 2 * TEXT_WIDTH)}")
+                    t.add_row(escape(r.name), "-", "-", f"[red]ERROR[/] {cell(r.detail, 2 * TEXT_WIDTH, is_text=True)}")
                 else:
-                    verdict = "[green]yes[/]" if r.ok else f"[red]NO[/] {cell(r.detail, 2 * TEXT_WIDTH)}"
+                    verdict = "[green]yes[/]" if r.ok else f"[red]NO[/] {cell(r.detail, 2 * TEXT_WIDTH, is_text=True)}"
                     t.add_row(escape(r.name), cell(r.mmintro), cell(r.drgn), verdict)
             Console(width=160).print(t)
         if cut:

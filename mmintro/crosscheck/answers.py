@@ -16,6 +16,7 @@ when it is an address:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from mmintro.cli.output import ADDRESS_FIELDS
@@ -90,29 +91,44 @@ def _key(k: Any) -> str:
 
 def answer_text(v: Any, address: bool = False) -> str:
     """``v`` as Python-like text, in full, addresses in hex."""
-    if v is None or isinstance(v, (bool, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return repr(v)
-    if _is_int(v):
-        return _hex(v) if address or is_address(v) else str(int(v))
-    if isinstance(v, dict):
-        items = (
-            f"{answer_text(k)}: {answer_text(x, isinstance(k, str) and k in ADDRESS_FIELDS)}" for k, x in v.items()
-        )
-        return "{" + ", ".join(items) + "}"
-    if isinstance(v, (set, frozenset)):
-        return "{" + ", ".join(answer_text(x, address) for x in sorted(v, key=repr)) + "}" if v else "set()"
-    if isinstance(v, tuple):
-        inner = ", ".join(answer_text(x, address) for x in v)
-        return f"({inner},)" if len(v) == 1 else f"({inner})"
-    if isinstance(v, list):
-        return "[" + ", ".join(answer_text(x, address) for x in v) + "]"
-    return repr(v)
+    return "".join(_text_parts(v, address))
 
 
-def abbreviate(text: str, width: int = TEXT_WIDTH) -> tuple[str, bool]:
-    """``text`` cut to ``width`` characters (ending in "..."), and whether it was cut."""
-    if len(text) <= width:
-        return text, False
-    return text[: width - 3] + "...", True
+def _text_parts(v: Any, address: bool = False) -> Iterator[str]:
+    if v is None or isinstance(v, (bool, float, str)):
+        yield repr(v)
+    elif _is_int(v):
+        yield _hex(v) if address or is_address(v) else str(int(v))
+    elif isinstance(v, dict):
+        yield "{"
+        for i, (k, x) in enumerate(v.items()):
+            yield ", " if i else ""
+            yield from _text_parts(k)
+            yield ": "
+            yield from _text_parts(x, isinstance(k, str) and k in ADDRESS_FIELDS)
+        yield "}"
+    elif isinstance(v, (list, tuple, set, frozenset)):
+        if isinstance(v, (set, frozenset)) and not v:
+            yield "set()"
+            return
+        opening, closing = "[]" if isinstance(v, list) else "()" if isinstance(v, tuple) else "{}"
+        yield opening
+        for i, x in enumerate(sorted(v, key=repr) if isinstance(v, (set, frozenset)) else v):
+            yield ", " if i else ""
+            yield from _text_parts(x, address)
+        yield "," + closing if isinstance(v, tuple) and len(v) == 1 else closing
+    else:
+        yield repr(v)
+
+
+def abbreviate(v: Any, width: int = TEXT_WIDTH, is_text: bool = False) -> tuple[str, bool]:
+    """An answer (or with ``is_text`` a text, as it is) cut to ``width`` characters (ending in
+    "..."), and whether it was cut; a long answer is rendered only as far as the cut."""
+    parts = [v] if is_text else _text_parts(v)
+    out, n = [], 0
+    for s in parts:
+        out.append(s)
+        n += len(s)
+        if n > width:
+            return "".join(out)[: width - 3] + "...", True
+    return "".join(out), False
