@@ -191,7 +191,7 @@ def test_task_mm_pointing_outside_ram(copy):
 def _user_leaf(prog):
     """(address, [(level, entry address)]) of the first present user page of the process, or
     skip when the simulator has no page faults yet."""
-    from mmintro.crosscheck_tasks import present_user_leaves
+    from mmintro.crosscheck.tasks import present_user_leaves
 
     mm = _task(prog).mm
     pgd = prog.translate(mm.pgd.value_())

@@ -1,5 +1,5 @@
 """The real crash utility (crash 9.0.2, Debian forky, run through forky's own loader) opens the
-snapshots and its commands print what mmintro's reports print (mmintro.crosscheck_crash).
+snapshots and its commands print what mmintro's reports print (mmintro.crosscheck.crash_utility).
 
 crash is fetched with apt on first use and cached (~10 MB); a failure to fetch it is a failure,
 not a skip.  The scenarios and the 8 GiB two-node machine run in the slow pass."""
@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mmintro.crosscheck_crash import CRASH_CHECKS, run_crash_crosscheck
+from mmintro.crosscheck.crash_utility import CRASH_CHECKS, run_crash_crosscheck
 from mmintro.kernel.config import MachineConfig
 from mmintro.kernel.machine import boot
 from mmintro.realkernel.crash import fetch_crash, run_crash
@@ -77,7 +77,9 @@ def test_crash_agrees_with_processes(tmp_path) -> None:
     save(k, tmp_path / "shm")
     rows = _agree(str(tmp_path / "shm"))
     assert not any(r.skipped for r in rows), [r.name for r in rows if r.skipped]
-    assert next(r for r in rows if "files PID" in r.name).mmintro.startswith(f"{{{first.pid}: [(0, ")
+    files = next(r for r in rows if "files PID" in r.name).mmintro  # {pid: [(fd, file, dentry, inode, path)]}
+    assert list(files)[0] == first.pid and files[first.pid][0][0] == 0
+    assert {"/var/log/app.log", "/srv/data/table.db"} <= {f[4] for f in files[first.pid]}
     out = run_crash(fetch_crash(), tmp_path / "shm.vmlinux", tmp_path / "shm.vmcore", [f"files {first.pid}"])
     assert "/var/log/app.log" in out[f"files {first.pid}"] and "/srv/data/table.db" in out[f"files {first.pid}"]
 
@@ -189,4 +191,4 @@ def test_crosscheck_crash_takes_a_relative_path(tmp_path, default_snapshot: str)
         cwd=tmp_path,
     )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr
-    assert "crosscheck: 1 passed, 0 failed" in p.stdout
+    assert p.stdout.strip().splitlines()[-1] == "1 row: 1 agree, 0 disagree, 0 n/a"

@@ -1,4 +1,4 @@
-"""The process crosscheck rows (mmintro/crosscheck_tasks.py) compare something and can fail:
+"""The process crosscheck rows (mmintro/crosscheck/tasks.py) compare something and can fail:
 on a small workload with anonymous, file-backed, CoW-shared and hugetlb memory, each row has
 real material on both sides (mapped pages, cached folios, dirty and writeback marks, file
 paths, RSS), and a row whose mmintro side is made wrong by one page or one flag disagrees
@@ -10,8 +10,8 @@ import pytest
 
 drgn = pytest.importorskip("drgn")
 
-from mmintro import crosscheck_tasks as ct
 from mmintro.crosscheck import open_drgn
+from mmintro.crosscheck import tasks as ct
 from mmintro.reader import open_snapshot
 from mmintro.snapshot.writer import save
 from mmintro.views import ps as ps_view

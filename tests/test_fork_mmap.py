@@ -200,7 +200,7 @@ def test_maps_view_equals_the_vmas_and_parses_like_the_reference(machine, progs)
 
 
 def test_ps_view_and_crash_ps_p(machine, progs) -> None:
-    from mmintro.crosscheck_tasks import TASK_CHECKS
+    from mmintro.crosscheck.tasks import TASK_CHECKS
 
     k, procs, _ = machine
     d, p = progs

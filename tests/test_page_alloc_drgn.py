@@ -22,6 +22,7 @@ drgn = pytest.importorskip("drgn")
 from test_drgn_crosscheck import row_params  # the rows' known gaps live there
 
 from mmintro import crosscheck as xc
+from mmintro.crosscheck.answers import answer_text
 from mmintro.kernel import gfp as G
 from mmintro.kernel import page_alloc
 from mmintro.kernel.config import MachineConfig
@@ -226,10 +227,8 @@ def test_a_corrupt_free_list_head_fails_rows_not_the_run(workload: Workload, tmp
     rows = {r.name: r for r in xc.run_crosscheck(str(copy), ["kmem -f", "free_area", "totalram", "kmem -n"])}
     assert not rows["crash kmem -f"].ok and "found" in rows["crash kmem -f"].detail
     assert not rows["crash kmem -f per order = buddyinfo"].ok
-    assert (
-        "CORRUPTED"
-        in rows["crash kmem -f per order = buddyinfo"].drgn + rows["crash kmem -f per order = buddyinfo"].detail
-    )
+    per_order = rows["crash kmem -f per order = buddyinfo"]
+    assert "CORRUPTED" in answer_text(per_order.drgn) + per_order.detail
     lists = rows["free_area lists: entries, PageBuddy, order"]
     assert not lists.ok and "broken link" in lists.detail
     assert rows["totalram_pages"].ok and rows["crash kmem -n"].ok

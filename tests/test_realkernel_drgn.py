@@ -223,7 +223,7 @@ def _drgn_maps(d, pid):
             if path.startswith("["):
                 # drgn's d_path names a d_dname dentry "[<fs type>]"; the kernel calls d_dname
                 # (simple_dname for shmem_zero_setup's "dev/zero": "/dev/zero (deleted)")
-                from mmintro.crosscheck_tasks import _d_dname_of_vma
+                from mmintro.crosscheck.tasks import _d_dname_of_vma
 
                 path = _d_dname_of_vma(d, v.value_()) or path
             out.append(

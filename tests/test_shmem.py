@@ -268,7 +268,7 @@ def test_status_meminfo_and_counters(world) -> None:
 
 
 def test_every_process_crosscheck_row_agrees(world) -> None:
-    from mmintro.crosscheck_tasks import TASK_CHECKS
+    from mmintro.crosscheck.tasks import TASK_CHECKS
     from mmintro.reader.program import open_snapshot
 
     p = open_snapshot(world["path"])

@@ -348,7 +348,7 @@ def test_crash_opens_kdump_quietly_and_agrees_with_elf(pair) -> None:
 
 @pytest.mark.slow  # the whole crosscheck (several seconds): the slow pass
 def test_crash_crosscheck_rows_agree_on_kdump(shm_pair) -> None:
-    from mmintro.crosscheck_crash import CRASH_CHECKS, run_crash_crosscheck
+    from mmintro.crosscheck.crash_utility import CRASH_CHECKS, run_crash_crosscheck
 
     rows = run_crash_crosscheck(shm_pair[1], raise_on_start=True)
     assert len(rows) == len(CRASH_CHECKS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmintro.crosscheck.answers import Addr
 from mmintro.reader.program import Program
 
 __all__ = ["SWAP_CHECKS"]
@@ -79,13 +80,13 @@ def c_follow_swapped(p: Program, d: Any) -> tuple:
         sel = ~scan.present & (scan.level == LEVEL_PTE)
         types, _ = swp_entries(scan.entry[sel])
         vaddrs = scan.vaddr[sel][types < limit][:_SAMPLE].tolist()
-        mine += [(pid, va) for va in vaddrs]
+        mine += [(pid, Addr(va)) for va in vaddrs]
         dmm = d_find_task(d, pid).mm
         for va in vaddrs:
             try:
                 follow_phys(dmm, va)
             except drgn.FaultError:
-                theirs.append((pid, va))
+                theirs.append((pid, Addr(va)))
     return mine, theirs
 
 

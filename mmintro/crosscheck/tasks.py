@@ -1,6 +1,6 @@
 """Crosscheck rows for processes (kernel/fork.c, mm/mmap.c): mmintro's reader and views
-against real drgn's stock helpers and crash commands.  :mod:`mmintro.crosscheck` appends
-:data:`TASK_CHECKS` to its CHECKS."""
+against real drgn's stock helpers and crash commands.  :mod:`mmintro.crosscheck` puts
+:data:`TASK_CHECKS` in its CHECKS."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from mmintro.crosscheck.answers import Addr, as_addr
+from mmintro.crosscheck.drgn import crash
 from mmintro.reader.helpers.maple_tree import mt_for_each
 from mmintro.reader.object import cast
 from mmintro.reader.program import Program
@@ -77,7 +79,7 @@ def c_for_each_vma(p: Program, d: Any) -> tuple:
             (
                 pid,
                 [
-                    (int(v.vm_start.value_()), int(v.vm_end.value_()), int(v.vm_flags.value_()))
+                    (Addr(v.vm_start.value_()), Addr(v.vm_end.value_()), int(v.vm_flags.value_()))
                     for v in (cast("struct vm_area_struct *", e) for _f, _l, e in mt_for_each(t.mm.mm_mt.address_of_()))
                 ]
                 if t.mm.value_()
@@ -88,7 +90,7 @@ def c_for_each_vma(p: Program, d: Any) -> tuple:
         theirs.append(
             (
                 pid,
-                [(v.vm_start.value_(), v.vm_end.value_(), v.vm_flags.value_()) for v in for_each_vma(dt.mm)]
+                [(Addr(v.vm_start.value_()), Addr(v.vm_end.value_()), v.vm_flags.value_()) for v in for_each_vma(dt.mm)]
                 if dt.mm
                 else [],
             )
@@ -103,7 +105,6 @@ def c_crash_ps_p(p: Program, d: Any) -> tuple:
     """``crash ps -p PID`` (the parent chain down from swapper/0) = the chain mmintro's ps
     rows give by following PPID, for every process.  (Plain ``crash ps`` needs
     ``task_state_array``, which the image does not have yet.)"""
-    from mmintro.crosscheck import crash
 
     rows = ps_view.ps(p)
     boot = rows[0]  # swapper/0, init_task
@@ -230,12 +231,12 @@ def c_follow_user(p: Program, d: Any) -> tuple:
         for a in _sample_user_addrs(p, pid, t.mm):
             try:
                 mine.append(
-                    (pid, hex(a), int(mmh.follow_phys(t.mm, a).value_()), int(mmh.follow_page(t.mm, a).value_()))
+                    (pid, hex(a), Addr(mmh.follow_phys(t.mm, a).value_()), int(mmh.follow_page(t.mm, a).value_()))
                 )
             except MyFault:
                 mine.append((pid, hex(a), None, None))
             try:
-                theirs.append((pid, hex(a), follow_phys(dmm, a).value_(), follow_page(dmm, a).value_()))
+                theirs.append((pid, hex(a), Addr(follow_phys(dmm, a).value_()), follow_page(dmm, a).value_()))
             except FaultError:
                 theirs.append((pid, hex(a), None, None))
     return mine, theirs
@@ -274,7 +275,6 @@ def c_crash_ps(p: Program, d: Any) -> tuple:
     """``crash ps`` (drgn's: every task with PID, PPID, CPU, TASK, state letter, %MEM, VSZ and
     RSS in kB, COMM) = mmintro's ps view, row by row (crash's two-letter state mapped to
     task_state_to_char's letter)."""
-    from mmintro.crosscheck import crash
 
     # drgn's %MEM divides by totalram_pages; real crash (and mmintro's ps) by the page frames
     # below high_memory
@@ -396,7 +396,6 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
     column also names anonymous VMAs ([heap], [stack], [vdso]); real crash prints only file
     paths there, as mmintro does, so drgn's bracketed names are compared as empty, except a
     pseudo file's "[hugetlbfs]", which is the kernel's simple_dname (:func:`_d_dname_of_vma`)."""
-    from mmintro.crosscheck import crash
     from mmintro.views import vm as vm_view
 
     mine, theirs = [], []
@@ -404,9 +403,16 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
         v = vm_view.vm(p, pid)
         mine.append((pid, "mm", v["mm"], v["pgd"], v["rss_k"], v["total_vm_k"]))
         # drgn's FILE is the kernel's d_path (" (deleted)" and all); real crash's get_pathname,
-        # which mmintro's vm prints, is checked against crash itself (mmintro.crosscheck_crash)
+        # which mmintro's vm prints, is checked against crash itself (mmintro.crosscheck.crash_utility)
         mine += [
-            (pid, hex(r["vma"]), r["start"], r["end"], r["flags"], _kernel_path(p, r["vma"]) if r["file"] else "")
+            (
+                pid,
+                hex(r["vma"]),
+                Addr(r["start"]),
+                Addr(r["end"]),
+                r["flags"],
+                _kernel_path(p, r["vma"]) if r["file"] else "",
+            )
             for r in v["vmas"]
         ]
         out = crash(d, f"vm {pid}").splitlines()
@@ -422,7 +428,7 @@ def c_crash_vm(p: Program, d: Any) -> tuple:
                 name = f[4].strip() if len(f) > 4 else ""
                 if name.startswith("["):
                     name = _d_dname_of_vma(d, int(f[0], 16))
-                theirs.append((pid, hex(int(f[0], 16)), int(f[1], 16), int(f[2], 16), int(f[3], 16), name))
+                theirs.append((pid, hex(int(f[0], 16)), Addr(int(f[1], 16)), Addr(int(f[2], 16)), int(f[3], 16), name))
     return mine, theirs
 
 
@@ -457,16 +463,15 @@ def _d_dname_of_vma(d: Any, vma: int) -> str:
 def c_crash_vtop_c(p: Program, d: Any) -> tuple:
     """``crash vtop -c PID ADDR`` (drgn's follow_phys through the task's mm) = mmintro's
     ``vtop --pid PID ADDR`` view, on a few sampled addresses per process."""
-    from mmintro.crosscheck import crash
     from mmintro.views import vm as vm_view
 
     mine, theirs = [], []
     for pid, t in _tasks_with_mm(p):
         addrs = _sample_user_addrs(p, pid, t.mm, n=6)
-        mine += [(pid, a, vm_view.vtop_pid(p, pid, a)["phys"]) for a in addrs]
+        mine += [(pid, Addr(a), as_addr(vm_view.vtop_pid(p, pid, a)["phys"])) for a in addrs]
         out = crash(d, f"vtop -c {pid} " + " ".join(f"{a:x}" for a in addrs))
         got = re.findall(r"^([0-9a-f]+)\s+(\(not accessible\)|[0-9a-f]+)\s*$", out, re.MULTILINE)
-        theirs += [(pid, int(v, 16), None if ph.startswith("(") else int(ph, 16)) for v, ph in got]
+        theirs += [(pid, Addr(int(v, 16)), None if ph.startswith("(") else Addr(int(ph, 16))) for v, ph in got]
     return mine, theirs
 
 
