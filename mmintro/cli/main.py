@@ -23,7 +23,7 @@ install_one_line_errors()
 
 __all__ = ["cli", "main"]
 
-COMMAND_MODULES = ("simulate", "reports", "script", "faults", "qemu_dump", "debuginfo", "verify")
+COMMAND_MODULES = ("simulate", "reports", "script", "faults", "qemu_dump", "debuginfo", "verify", "picture", "diff")
 OPTIONAL_COMMAND_MODULES = ("crosscheck",)
 
 
@@ -51,7 +51,7 @@ def cli() -> None:
 
 
 # Commands that read a dump take --kernel/--system-map (a real kernel's dump).
-_READS_A_DUMP = ("reports", "script", "crosscheck", "verify")
+_READS_A_DUMP = ("reports", "script", "crosscheck", "verify", "picture", "diff")
 
 
 def _add(module: Any, name: str) -> None:
