@@ -152,7 +152,6 @@ def _address_space(plt: Any, a: AddressSpace) -> Any:
     ax.set_xlabel("kB (log)")
     ax.set_title(f"pid {a.pid} ({a.comm}): {n} VMAs, size and Rss of each (from /proc/PID/smaps)", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
     return fig
 
 
