@@ -85,6 +85,15 @@ def test_memory_picture_paints_the_free_blocks_drgn_counts(default_snapshot, tmp
     assert m.free_blocks == _drgn_free_areas(dprog)
     nr_free = dprog["vm_zone_stat"][dprog.constant("NR_FREE_PAGES").value_()].counter.value_()
     assert m.pages()["free (buddy)"] == nr_free
+    from drgn.helpers.linux.cpumask import for_each_online_cpu
+    from drgn.helpers.linux.percpu import per_cpu_ptr
+
+    pcp = 0
+    for zones in (dprog["node_data"][nid].node_zones for nid in range(dprog["nr_node_ids"].value_())):
+        for i in range(len(zones)):
+            if zones[i].present_pages:
+                pcp += sum(per_cpu_ptr(zones[i].per_cpu_pageset, c).count.value_() for c in for_each_online_cpu(dprog))
+    assert m.pages()["free (per-cpu list)"] == pcp
     # every page of each free block is painted with the block's order
     painted = np.bincount(m.codes[m.codes >= picture.FREE_BASE] - picture.FREE_BASE, minlength=m.max_order + 1)
     total = np.sum([b for b in m.free_blocks.values()], axis=0)

@@ -6,7 +6,7 @@ Four kinds, each computed through the reader from the dump alone:
   section at a time (:func:`mmintro.views.page_types._section_words`, the same bulk pass as
   page-types): a hole (no memory section), PG_reserved, free in the buddy allocator (a
   PageBuddy block of ``page->private`` order covers 2^order pages), free on a per-CPU list
-  (refcount 0, no type), page tables (PGTY_table), slab (the folio's PGTY_slab), hugetlb,
+  (each zone's ``per_cpu_pageset`` lists, walked as ``mmintro whatis`` does), page tables (PGTY_table), slab (the folio's PGTY_slab), hugetlb,
   anonymous (``folio->mapping`` & PAGE_MAPPING_ANON), shmem (a file folio with
   PG_swapbacked), page cache (any other file folio), or other kernel memory.  A tail page
   takes its folio's use, as page-types does; node and zone come from ``page->flags``
@@ -62,7 +62,7 @@ CATEGORIES: list[tuple[str, str, str]] = [
     ("anon", "a", "#ff7f0e"),
     ("shmem", "m", "#e377c2"),
     ("page cache", "f", "#1f77b4"),
-    ("kernel (other)", "k", "#bcbd22"),
+    ("kernel (other)", "k", "#17becf"),
 ]
 HOLE, RESERVED, PCP, TABLE, SLAB, HUGETLB, ANON, SHMEM, FILE, KERNEL = range(len(CATEGORIES))
 FREE_BASE = len(CATEGORIES)
@@ -173,10 +173,8 @@ def memory_map(prog: Program) -> MemoryMap:
                 else:
                     fflags[i], fmapping[i], ftype[i] = hw[0, lay.w_flags], hw[0, lay.w_mapping], hw[0, lay.w_type]
         ftop = _typed_top(ftype, lay.type_shift)
-        refcount = (ftype >> u64(lay.refcount_shift) & u64(0xFFFFFFFF)).astype(np.uint32)
         low = fmapping & u64(3)
         c = np.full(n, KERNEL, dtype=np.uint8)
-        c[refcount == 0] = PCP
         c[(fmapping != 0) & (low == 0)] = FILE
         if pg_swapbacked >= 0:
             c[(fmapping != 0) & (low == 0) & (fflags >> u64(pg_swapbacked) & u64(1)).astype(bool)] = SHMEM
@@ -207,6 +205,11 @@ def memory_map(prog: Program) -> MemoryMap:
                 counts = np.bincount(orders[sel], minlength=max_order + 1)
                 heads_by_zone[key] = heads_by_zone.get(key, 0) + counts
         codes[sl] = c
+    from mmintro.views.whatis import _pcp_blocks
+
+    for head, (order, _cpu, _zone, _node) in _pcp_blocks(prog).items():  # the per-CPU lists' blocks
+        if 0 <= head < npfn:
+            codes[head : head + (1 << order)] = PCP
     zones = zone_spans(prog)
     free_blocks = {}
     for z in zones:

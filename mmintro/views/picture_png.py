@@ -61,12 +61,17 @@ def _memory(plt: Any, m: MemoryMap) -> Any:
     cells = downsample(m.codes, per_cell, len(table))
     fig, ax, rows = _map_image(plt, cells, table, _WIDTH)
     pages_per_row = per_cell * _WIDTH
-    ticks, labels = [], []
+    ticks: list[float] = []
+    labels: list[str] = []
     for z in m.zones:
         y = z.start_pfn / pages_per_row - 0.5
         ax.axhline(y, color="white", linewidth=0.8)
-        ticks.append(max(y, 0))
-        labels.append(f"N{z.node} {z.name} {z.start_pfn:#x}")
+        label = f"N{z.node} {z.name} {z.start_pfn:#x}"
+        if ticks and y - ticks[-1] < rows / 40:  # zones too close to label apart (DMA, DMA32)
+            labels[-1] += f"\n{label}"
+        else:
+            ticks.append(max(y, 0))
+            labels.append(label)
     ax.set_yticks(ticks, labels, fontsize=7)
     ax.set_xticks([])
     ax.set_title(
