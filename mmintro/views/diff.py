@@ -6,9 +6,9 @@
 * slab caches (slabinfo): caches added and removed, and for each cache in both the
   active_objs / num_objs / active_slabs / num_slabs that changed (caches are matched by name;
   a name several caches share is matched in list order);
-* processes (every task but the idle tasks, by pid): new and exited ones, and for each
-  thread-group leader in both with an mm, its RSS (get_mm_rss) delta and its VMAs added,
-  removed and changed (matched by vm_start; end, permissions, name or Rss differ), from
+* processes (every task but the idle tasks, matched by pid: an exec shows as a changed comm):
+  new and exited ones, and for each thread-group leader in both with an mm, its RSS
+  (get_mm_rss) delta and its VMAs added, removed and changed (matched by vm_start; end, permissions, name or Rss differ), from
   /proc/PID/smaps's columnar scan.
 """
 
@@ -85,13 +85,10 @@ def _vmas(prog: Program, pid: int) -> dict[int, dict[str, Any]]:
 
 def _process_diff(a: Program, b: Program) -> dict[str, Any]:
     pa, pb = _processes(a), _processes(b)
-    new = [
-        pb[p] for p in sorted(pb) if p not in pa or pa[p]["comm"] != pb[p]["comm"] and pa[p]["task"] != pb[p]["task"]
-    ]
-    new_pids = {p["pid"] for p in new}
-    exited = [pa[p] for p in sorted(pa) if p not in pb or p in new_pids]
+    new = [pb[p] for p in sorted(pb) if p not in pa]
+    exited = [pa[p] for p in sorted(pa) if p not in pb]
     changed = []
-    for pid in sorted(set(pa) & set(pb) - new_pids):
+    for pid in sorted(set(pa) & set(pb)):
         x, y = pa[pid], pb[pid]
         if x["tgid"] != pid or not x["mm"] or not y["mm"]:
             continue  # threads share their leader's mm; kernel threads have none

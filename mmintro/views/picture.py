@@ -100,8 +100,6 @@ class MemoryMap:
     """Every pfn's code (see :data:`CATEGORIES`; FREE_BASE + order inside a free buddy block)."""
 
     codes: np.ndarray  # uint8 per pfn
-    node: np.ndarray  # int16 per pfn (-1 in a hole)
-    zone: np.ndarray  # int8 per pfn (-1 in a hole)
     zones: list[ZoneSpan]
     max_order: int
     free_blocks: dict[tuple[int, str], list[int]] = field(default_factory=dict)
@@ -140,8 +138,6 @@ def memory_map(prog: Program) -> MemoryMap:
     n = g.pages_per_section
     npfn = (sections[-1].nr + 1) * n if sections else 0
     codes = np.zeros(npfn, dtype=np.uint8)
-    node = np.full(npfn, -1, dtype=np.int16)
-    zone = np.full(npfn, -1, dtype=np.int8)
     u64 = np.uint64
     pg_reserved = _const(prog, "PG_reserved")
     pg_swapbacked = _const(prog, "PG_swapbacked")
@@ -154,8 +150,8 @@ def memory_map(prog: Program) -> MemoryMap:
         assert w is not None
         sl = slice(start_pfn, start_pfn + n)
         flags = w[:, lay.w_flags]
-        node[sl] = (flags >> u64(fl.nodes_pgoff) & u64(nmask)).astype(np.int16)
-        zone[sl] = (flags >> u64(fl.zones_pgoff) & u64(zmask)).astype(np.int8)
+        node = (flags >> u64(fl.nodes_pgoff) & u64(nmask)).astype(np.int16)  # page_to_nid()
+        zone = (flags >> u64(fl.zones_pgoff) & u64(zmask)).astype(np.int8)  # page_zonenum()
         own_top = _typed_top(w[:, lay.w_type], lay.type_shift)
         # the folio's words: a tail's head in this section, or read once from another section
         tail, hidx, ch = _pt._heads(prog, lay, w, start_pfn, base)
@@ -199,7 +195,7 @@ def memory_map(prog: Program) -> MemoryMap:
             np.add.at(blk_order, np.minimum(heads + (1 << orders), n), -orders)
             inside = np.cumsum(in_block[:n]) > 0
             c[inside] = (FREE_BASE + np.cumsum(blk_order[:n])[inside]).astype(np.uint8)
-            hn, hz = node[sl][heads], zone[sl][heads]
+            hn, hz = node[heads], zone[heads]
             for key in set(zip(hn.tolist(), hz.tolist())):
                 sel = (hn == key[0]) & (hz == key[1])
                 counts = np.bincount(orders[sel], minlength=max_order + 1)
@@ -215,7 +211,7 @@ def memory_map(prog: Program) -> MemoryMap:
     for z in zones:
         counts = heads_by_zone.get((z.node, z.zone))
         free_blocks[(z.node, z.name)] = counts.tolist() if counts is not None else [0] * (max_order + 1)
-    return MemoryMap(codes, node, zone, zones, max_order, free_blocks)
+    return MemoryMap(codes, zones, max_order, free_blocks)
 
 
 def zone_spans(prog: Program) -> list[ZoneSpan]:
@@ -235,20 +231,19 @@ def zone_spans(prog: Program) -> list[ZoneSpan]:
 
 def downsample(codes: np.ndarray, per_cell: int, ncodes: int) -> np.ndarray:
     """The most frequent code of each run of ``per_cell`` entries (the last run padded with
-    code 0, a hole)."""
+    code 0, a hole); a few million entries at a time."""
+    ncell = -(-len(codes) // per_cell)
     if per_cell <= 1:
         return codes.astype(np.int64)
-    ncell = -(-len(codes) // per_cell)
-    padded = np.zeros(ncell * per_cell, dtype=np.int64)
-    padded[: len(codes)] = codes
-    cells = padded.reshape(ncell, per_cell)
     out = np.empty(ncell, dtype=np.int64)
     step = max(1, (1 << 22) // (per_cell + ncodes))
     for i in range(0, ncell, step):
-        blk = cells[i : i + step]
-        idx = np.arange(len(blk))[:, None] * ncodes + blk
-        hist = np.bincount(idx.ravel(), minlength=len(blk) * ncodes).reshape(len(blk), ncodes)
-        out[i : i + step] = hist.argmax(axis=1)
+        part = codes[i * per_cell : (i + step) * per_cell]
+        cells = -(-len(part) // per_cell)
+        blk = np.zeros(cells * per_cell, dtype=np.int64)
+        blk[: len(part)] = part
+        idx = (np.arange(cells)[:, None] * ncodes + blk.reshape(cells, per_cell)).ravel()
+        out[i : i + cells] = np.bincount(idx, minlength=cells * ncodes).reshape(cells, ncodes).argmax(axis=1)
     return out
 
 

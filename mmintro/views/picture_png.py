@@ -141,7 +141,14 @@ def _fragmentation(plt: Any, rows: list[Any]) -> Any:
     return fig
 
 
+MAX_VMAS = 100  # rows of an address-space picture: the VMAs with the most Rss beyond that
+
+
 def _address_space(plt: Any, a: AddressSpace) -> Any:
+    total = len(a.vmas)
+    if total > MAX_VMAS:
+        keep = sorted(sorted(range(total), key=lambda i: -a.vmas[i]["rss_kb"])[:MAX_VMAS])
+        a = AddressSpace(a.pid, a.comm, [a.vmas[i] for i in keep])
     n = len(a.vmas)
     fig, ax = plt.subplots(figsize=(12, 0.28 * n + 1.6), dpi=100)
     y = np.arange(n)
@@ -155,7 +162,8 @@ def _address_space(plt: Any, a: AddressSpace) -> Any:
     ax.set_yticks(y, [f"{v['start']:012x} {v['perms']} {v['name'] or '(anon)'}"[:60] for v in a.vmas], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("kB (log)")
-    ax.set_title(f"pid {a.pid} ({a.comm}): {n} VMAs, size and Rss of each (from /proc/PID/smaps)", fontsize=10)
+    shown = f"{n} VMAs" if n == total else f"the {n} of {total} VMAs with the most Rss"
+    ax.set_title(f"pid {a.pid} ({a.comm}): {shown}, size and Rss of each (from /proc/PID/smaps)", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     return fig
 
