@@ -23,7 +23,18 @@ install_one_line_errors()
 
 __all__ = ["cli", "main"]
 
-COMMAND_MODULES = ("simulate", "reports", "script", "faults", "qemu_dump", "debuginfo", "verify", "inspect")
+COMMAND_MODULES = (
+    "simulate",
+    "reports",
+    "script",
+    "faults",
+    "qemu_dump",
+    "debuginfo",
+    "verify",
+    "inspect",
+    "picture",
+    "diff",
+)
 OPTIONAL_COMMAND_MODULES = ("crosscheck",)
 
 
@@ -51,7 +62,7 @@ def cli() -> None:
 
 
 # Commands that read a dump take --kernel/--system-map (a real kernel's dump).
-_READS_A_DUMP = ("reports", "script", "crosscheck", "verify", "inspect")
+_READS_A_DUMP = ("reports", "script", "crosscheck", "verify", "inspect", "picture", "diff")
 
 
 def _add(module: Any, name: str) -> None:
