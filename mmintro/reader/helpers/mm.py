@@ -128,9 +128,9 @@ def phys_to_virt(prog: Program, addr: int) -> Object:
 def virt_to_phys(prog: Program, addr: int) -> Object:
     """Physical address of a direct-map address (no page-table walk; see :func:`follow_phys`).
 
-    :return: ``phys_addr_t``
+    :return: ``unsigned long`` (as drgn's)
     """
-    return Object(prog, "phys_addr_t", int(addr) - _page_offset(prog))
+    return Object(prog, "unsigned long", int(addr) - _page_offset(prog))
 
 
 def pfn_to_virt(prog: Program, pfn: int) -> Object:

@@ -878,6 +878,7 @@ def slab_object_info(prog: Program, addr: int) -> SlabObjectInfo | None:
     The address's own slab freelist is walked, and the cache's per-CPU freelists and sheaves
     (cached per snapshot), as drgn's slab_object_info() does.
     """
+    addr = int(addr)  # an int or an Object (a pointer), as drgn takes
     slab = _containing_slab(prog, addr)
     if slab is None:
         return None
