@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,11 +98,15 @@ class Helper:
 
     @property
     def doc(self) -> str:
-        """The first sentence of the docstring, on one line."""
+        """The first sentence of the docstring on one line (at most 100 characters), its
+        reST markup (````x````, ``:func:`x```) left out."""
         text = " ".join((inspect.getdoc(self.function) or "").split())
-        for cut in (". ", ": :param", " :param", " :return"):
-            if cut in text:
-                text = text[: text.index(cut) + (1 if cut == ". " else 0)]
+        text = re.sub(r":\w+:`~?([^`]*)`", r"\1", text).replace("``", "")
+        m = re.search(r"(?<!i\.e)(?<!e\.g)\.(\s+[A-Z(:]|$)|\s:param|\s:return", text)
+        if m:
+            text = text[: m.start() + (1 if text[m.start()] == "." else 0)]
+        if len(text) > 100:
+            text = text[: text.rfind(" ", 0, 97)] + " ..."
         return text
 
     @property
@@ -467,3 +472,7 @@ def format_helpers(topic: str | None = None, *, markdown: bool = False) -> str:
                     lines.append(f"      {h.doc}")
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # python -m mmintro.reader.helpers.registry: the list for the documentation
+    print(format_helpers(markdown=True), end="")

@@ -103,7 +103,9 @@ def for_each_slab_cache(prog: Program) -> Iterator[Object]:
 
 
 def slab_cache_name(cache: Object) -> str:
-    """:param cache: ``struct kmem_cache *``"""
+    """The name of a slab cache (``s->name``).
+
+    :param cache: ``struct kmem_cache *``"""
     try:
         return cache.name.string_(limit=256).decode(errors="replace")
     except FaultError:
