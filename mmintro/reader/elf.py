@@ -308,7 +308,7 @@ class SymbolTable:
         search by address): of the symbols containing it, the closest start, then the smallest
         size, then global before weak before local; failing that, the closest size-0 symbol
         before it, if no symbol starting before it ends past that one and it lies in the same
-        section.  None when there is none."""
+        ELF section (so never without sections).  None when there is none."""
         if self._max_end is None:
             ends, m = [], 0
             for s in self.symbols:
@@ -339,13 +339,10 @@ class SymbolTable:
             return best
         if sizeless is None or sizeless.address < self._max_end[i - 1]:
             return None
-        if self.sections is not None:
-            if not 0 < sizeless.shndx < len(self.sections):
-                return None
-            start, size = self.sections[sizeless.shndx]
-            if not start <= addr < start + size:
-                return None
-        return sizeless
+        if self.sections is None or not 0 < sizeless.shndx < len(self.sections):
+            return None  # (no sections, e.g. kallsyms: a size-0 symbol has nothing to bound it)
+        start, size = self.sections[sizeless.shndx]
+        return sizeless if start <= addr < start + size else None
 
     def describe(self, addr: int) -> str:
         """``name+0xoff/0xsize`` like the kernel's %pS, or the bare hex address."""
