@@ -164,6 +164,7 @@ class Symbol:
     size: int
     kind: str  # object, func, notype, ...
     binding: str  # local, global, weak
+    shndx: int = -1  # the ELF section index (-1: not known, e.g. from kallsyms)
 
     def contains(self, addr: int) -> bool:
         return self.address <= addr < self.address + max(self.size, 1)
@@ -252,14 +253,14 @@ def parse_symtab(buf: Any, offset: int, size: int, strtab: bytes) -> list[Symbol
     ``strtab``), section and file symbols left out, sorted by address (larger first at a tie)."""
     out = []
     for off in range(offset, offset + size - SYM.size + 1, SYM.size):
-        st_name, info, _other, _shndx, value, ssize = SYM.unpack_from(buf, off)
+        st_name, info, _other, shndx, value, ssize = SYM.unpack_from(buf, off)
         if not st_name or st_name >= len(strtab):
             continue
         kind = STT_NAMES.get(info & 0xF, str(info & 0xF))
         if kind in ("section", "file"):
             continue
         name = strtab[st_name : strtab.find(b"\0", st_name)].decode("latin-1")
-        out.append(Symbol(name, value, ssize, kind, STB_NAMES.get(info >> 4, str(info >> 4))))
+        out.append(Symbol(name, value, ssize, kind, STB_NAMES.get(info >> 4, str(info >> 4)), shndx))
     out.sort(key=lambda s: (s.address, -s.size))
     return out
 
@@ -267,10 +268,13 @@ def parse_symtab(buf: Any, offset: int, size: int, strtab: bytes) -> list[Symbol
 class SymbolTable:
     """Symbols by name and by address (``symbol_at``), shifted by a KASLR offset."""
 
-    def __init__(self, symbols: list[Symbol], offset: int = 0) -> None:
+    def __init__(self, symbols: list[Symbol], offset: int = 0, sections: list[tuple[int, int]] | None = None) -> None:
         if offset:
-            symbols = [Symbol(s.name, s.address + offset, s.size, s.kind, s.binding) for s in symbols]
+            symbols = [Symbol(s.name, s.address + offset, s.size, s.kind, s.binding, s.shndx) for s in symbols]
         self.symbols = symbols
+        #: (address, size) of each ELF section by index, shifted like the symbols (None: unknown)
+        self.sections = None if sections is None else [(a + offset if a else 0, n) for a, n in sections]
+        self._max_end: list[int] | None = None
         self.addresses = [s.address for s in symbols]
         self.by_name: dict[str, Symbol] = {}
         for s in symbols:  # prefer global definitions over local ones of the same name
@@ -298,6 +302,47 @@ class SymbolTable:
                 return s
             j -= 1
         raise LookupError(f"could not find symbol containing {addr:#x}")
+
+    def symbolize(self, addr: int) -> Symbol | None:
+        """The symbol drgn names for ``addr`` when it formats a pointer (libdrgn/elf_symtab.c's
+        search by address): of the symbols containing it, the closest start, then the smallest
+        size, then global before weak before local; failing that, the closest size-0 symbol
+        before it, if no symbol starting before it ends past that one and it lies in the same
+        ELF section (so never without sections).  None when there is none."""
+        if self._max_end is None:
+            ends, m = [], 0
+            for s in self.symbols:
+                m = max(m, s.address + s.size)
+                ends.append(m)
+            self._max_end = ends
+        i = bisect.bisect_right(self.addresses, addr)
+        if i == 0:
+            return None
+        prec = {"global": 3, "unique": 3, "weak": 2}
+        best: Symbol | None = None
+        sizeless: Symbol | None = None
+        j = i - 1
+        while j >= 0 and (self._max_end[j] > addr or (sizeless is None and j >= i - 4096)):
+            s = self.symbols[j]
+            if s.size == 0:
+                if sizeless is None or (
+                    s.address == sizeless.address and prec.get(s.binding, 1) >= prec.get(sizeless.binding, 1)
+                ):
+                    sizeless = s
+            elif addr - s.address < s.size:
+                key = (s.address, -s.size, prec.get(s.binding, 1))
+                # walking back, >= lets the earlier symbol in the table win a tie, as in drgn
+                if best is None or key >= (best.address, -best.size, prec.get(best.binding, 1)):
+                    best = s
+            j -= 1
+        if best is not None:
+            return best
+        if sizeless is None or sizeless.address < self._max_end[i - 1]:
+            return None
+        if self.sections is None or not 0 < sizeless.shndx < len(self.sections):
+            return None  # (no sections, e.g. kallsyms: a size-0 symbol has nothing to bound it)
+        start, size = self.sections[sizeless.shndx]
+        return sizeless if start <= addr < start + size else None
 
     def describe(self, addr: int) -> str:
         """``name+0xoff/0xsize`` like the kernel's %pS, or the bare hex address."""

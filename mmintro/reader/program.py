@@ -190,7 +190,9 @@ class Program:
                 )
         if symbols is None:
             assert vmlinux is not None
-            symbols = SymbolTable(vmlinux.symbols, self.kernel_offset)
+            symbols = SymbolTable(
+                vmlinux.symbols, self.kernel_offset, [(sec.addr, sec.size) for sec in vmlinux.sections]
+            )
         self.symbols = symbols
         if "SYMBOL(swapper_pg_dir)" in info:
             pgd = int(info["SYMBOL(swapper_pg_dir)"], 16)

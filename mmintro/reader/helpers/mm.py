@@ -101,18 +101,24 @@ def PHYS_PFN(prog: Program, addr: int) -> Object:
 
 
 def pfn_to_page(prog: Program, pfn: int) -> Object:
-    """:return: ``struct page *``"""
+    """The page descriptor (``struct page``) of a page frame number.
+
+    :return: ``struct page *``"""
     return vmemmap(prog) + int(pfn)
 
 
 def page_to_pfn(page: Object) -> Object:
-    """:param page: ``struct page *``
+    """The page frame number of a page.
+
+    :param page: ``struct page *``
     :return: ``unsigned long``"""
     return Object(page.prog_, "unsigned long", (page - vmemmap(page.prog_)).value_())
 
 
 def page_to_phys(page: Object) -> Object:
-    """:param page: ``struct page *``
+    """The physical address of a page.
+
+    :param page: ``struct page *``
     :return: ``phys_addr_t``"""
     return PFN_PHYS(page.prog_, page_to_pfn(page).value_())
 
@@ -128,13 +134,15 @@ def phys_to_virt(prog: Program, addr: int) -> Object:
 def virt_to_phys(prog: Program, addr: int) -> Object:
     """Physical address of a direct-map address (no page-table walk; see :func:`follow_phys`).
 
-    :return: ``phys_addr_t``
+    :return: ``unsigned long`` (as drgn's)
     """
-    return Object(prog, "phys_addr_t", int(addr) - _page_offset(prog))
+    return Object(prog, "unsigned long", int(addr) - _page_offset(prog))
 
 
 def pfn_to_virt(prog: Program, pfn: int) -> Object:
-    """:return: ``void *``"""
+    """The direct-map address of a page frame number.
+
+    :return: ``void *``"""
     return phys_to_virt(prog, int(pfn) << 12)
 
 
@@ -148,7 +156,9 @@ def page_to_virt(page: Object) -> Object:
 
 
 def virt_to_pfn(prog: Program, addr: int) -> Object:
-    """:return: ``unsigned long``"""
+    """The page frame number of a direct-map address.
+
+    :return: ``unsigned long``"""
     return PHYS_PFN(prog, virt_to_phys(prog, addr).value_())
 
 
@@ -161,7 +171,9 @@ def virt_to_page(prog: Program, addr: int) -> Object:
 
 
 def phys_to_page(prog: Program, addr: int) -> Object:
-    """:return: ``struct page *``"""
+    """The page of a physical address.
+
+    :return: ``struct page *``"""
     return pfn_to_page(prog, int(addr) >> 12)
 
 
@@ -187,13 +199,17 @@ def follow_phys(prog_or_mm: Program | Object, addr: int) -> Object:
 
 
 def follow_pfn(prog_or_mm: Program | Object, addr: int) -> Object:
-    """:return: ``unsigned long``"""
+    """The page frame number that ``addr`` maps to in an address space (``mm->pgd`` walked).
+
+    :return: ``unsigned long``"""
     obj = follow_phys(prog_or_mm, addr)
     return Object(obj.prog_, "unsigned long", obj.value_() >> 12)
 
 
 def follow_page(prog_or_mm: Program | Object, addr: int) -> Object:
-    """:return: ``struct page *``"""
+    """The page that ``addr`` maps to in an address space (``mm->pgd`` walked).
+
+    :return: ``struct page *``"""
     obj = follow_phys(prog_or_mm, addr)
     return phys_to_page(obj.prog_, obj.value_())
 
@@ -236,12 +252,16 @@ def _flag(page: Object, name: str) -> bool:
 
 
 def PageLRU(page: Object) -> bool:
-    """``PG_lru``. :param page: ``struct page *``"""
+    """Whether the page is on an LRU list (``PG_lru``).
+
+    :param page: ``struct page *``"""
     return _flag(page, "PG_lru")
 
 
 def PageReserved(page: Object) -> bool:
-    """``PG_reserved``. :param page: ``struct page *``"""
+    """Whether the page is reserved (``PG_reserved``).
+
+    :param page: ``struct page *``"""
     return _flag(page, "PG_reserved")
 
 

@@ -83,6 +83,7 @@ class PsiBooks(NamedTuple):
 
 # -- fixed point (include/linux/sched/loadavg.h, include/linux/math.h, kernel/sched/loadavg.c) ---
 def calc_load(load: int, exp: int, active: int) -> int:
+    """include/linux/sched/loadavg.h ``calc_load()``: one step of a fixed-point exponential average."""
     newload = load * exp + active * (FIXED_1 - exp)
     if active >= load:
         newload += FIXED_1 - 1
@@ -90,6 +91,7 @@ def calc_load(load: int, exp: int, active: int) -> int:
 
 
 def fixed_power_int(x: int, frac_bits: int, n: int) -> int:
+    """kernel/sched/loadavg.c ``fixed_power_int()``: ``x ** n`` in fixed point with ``frac_bits``."""
     result = 1 << frac_bits
     while n:
         if n & 1:
@@ -101,6 +103,7 @@ def fixed_power_int(x: int, frac_bits: int, n: int) -> int:
 
 
 def calc_load_n(load: int, exp: int, active: int, n: int) -> int:
+    """kernel/sched/loadavg.c ``calc_load_n()``: ``n`` steps of :func:`calc_load` at once."""
     return calc_load(load, fixed_power_int(exp, FSHIFT, n), active)
 
 

@@ -103,7 +103,9 @@ def for_each_slab_cache(prog: Program) -> Iterator[Object]:
 
 
 def slab_cache_name(cache: Object) -> str:
-    """:param cache: ``struct kmem_cache *``"""
+    """The name of a slab cache (``s->name``).
+
+    :param cache: ``struct kmem_cache *``"""
     try:
         return cache.name.string_(limit=256).decode(errors="replace")
     except FaultError:
@@ -878,6 +880,7 @@ def slab_object_info(prog: Program, addr: int) -> SlabObjectInfo | None:
     The address's own slab freelist is walked, and the cache's per-CPU freelists and sheaves
     (cached per snapshot), as drgn's slab_object_info() does.
     """
+    addr = int(addr)  # an int or an Object (a pointer), as drgn takes
     slab = _containing_slab(prog, addr)
     if slab is None:
         return None

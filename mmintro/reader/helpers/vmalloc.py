@@ -239,7 +239,9 @@ def vmalloc_to_page(prog: Program, addr: int) -> Object:
 
 
 def vmalloc_to_pfn(prog: Program, addr: int) -> Object:
-    """:return: ``unsigned long``"""
+    """The page frame number mapped at a vmalloc/vmap address (init_mm's page tables).
+
+    :return: ``unsigned long``"""
     return page_to_pfn(vmalloc_to_page(prog, addr))
 
 
