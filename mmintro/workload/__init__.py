@@ -59,6 +59,10 @@ Step reference (every step may also have ``note = "..."``, shown in the run's lo
                    (free blocks of order >= o), blocks('tag') pages('tag')
                    blocks_here('tag') pages_here('tag') missed('tag') (blocks off
                    their preferred node).
+``snapshot``       ``= NAME``: write the machine as it is at this step, a crash dump a
+                   before/after pair can compare (``mmintro simulate ... -o OUT``: OUT-
+                   NAME.vmcore + .vmlinux in the final snapshot's format); the run goes
+                   on unchanged.  NAME: 1..64 letters, digits, ``-``, ``_``; unique.
 =================  ==================================================================
 
 Processes, mappings and files (sizes are bytes or strings such as ``"16M"``; a step that

@@ -3,7 +3,8 @@ each."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mmintro.kernel import page_alloc
@@ -194,8 +195,29 @@ def _running_as(w: Workload, s: Step) -> Any:
     return psi.running(w.k, p.task)
 
 
-def _run_step(w: Workload, s: Step) -> str:
+#: ``(name, kernel) -> the files written``: what a ``snapshot = NAME`` step calls to write the
+#: kernel as it is at that step (``mmintro simulate`` writes OUTPUT-NAME.vmcore/.vmlinux with
+#: :func:`mmintro.snapshot.writer.save_unchanged`); it must leave the kernel as it was.
+SnapshotWriter = Callable[[str, "Kernel"], Sequence["str | os.PathLike[str]"]]
+
+
+def _snapshot_step(w: Workload, s: Step, write: SnapshotWriter | None) -> str:
+    """A part-way snapshot: the caller's writer, else nothing written (said in the report)."""
+    name = s.args["snapshot"]
+    if write is None:
+        return f"snapshot {name}: not written (this run has no snapshot writer: no output)"
+    try:
+        paths = write(name, w.k)
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        raise WorkloadError(f"writing snapshot {name!r}: {e.strerror or e}{where}") from None
+    return f"snapshot {name}: {', '.join(os.fspath(p) for p in paths)}"
+
+
+def _run_step(w: Workload, s: Step, snapshot: SnapshotWriter | None = None) -> str:
     a = s.args
+    if s.action == "snapshot":
+        return _snapshot_step(w, s, snapshot)
     if s.action in PROC_ACTIONS:
         with _running_as(w, s):
             return _run_proc_step(w, s)
@@ -294,11 +316,16 @@ def _run_step(w: Workload, s: Step) -> str:
 
 
 def run_scenario(
-    sc: Scenario, config: MachineConfig | None = None, progress: Callable[[str, float], None] | None = None
+    sc: Scenario,
+    config: MachineConfig | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    snapshot: SnapshotWriter | None = None,
 ) -> ScenarioRun:
     """Boot ``config`` (default: the scenario's machine) and run every step.  Raises
     :class:`ScenarioFailed` when an expectation does not hold, :class:`ScenarioError` when a
-    step cannot run; both name the file, line and step."""
+    step cannot run; both name the file, line and step.  A ``snapshot = NAME`` step calls
+    ``snapshot(NAME, kernel)``, which writes the snapshot and returns the files; without it the
+    step writes nothing and its report says so."""
     from mmintro.kernel.machine import boot
 
     step_progress = progress or (lambda _m, _f: None)
@@ -312,7 +339,7 @@ def run_scenario(
     for s in sc.steps:
         step_progress(f"{sc.name}: step {s.index}/{len(sc.steps)} {s.action}", 0.5 + 0.5 * (s.index - 1) / n)
         try:
-            text = _run_step(w, s)
+            text = _run_step(w, s, snapshot)
             if s.args.get("note"):
                 text += f"  -- {s.args['note']}"
         except ExpectationFailed as e:

@@ -55,7 +55,11 @@ ACTIONS: dict[str, set[str]] = {
     "write": {"process", "start", "size", "note"},
     "writeback": {"complete", "note"},
     "sysctl": {"value", "note"},
+    "snapshot": {"note"},
 }
+# A part-way snapshot's name: the NAME of OUTPUT-NAME.vmcore (no path, no dot: it cannot name
+# another directory, a hidden file or a suffix the reader strips)
+SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 PROC_ACTIONS = (
     "spawn",
     "fork",
@@ -324,6 +328,19 @@ def _check_step(sc: Scenario, s: Step, defined: set[str]) -> Condition | None:
     if s.action in PROC_ACTIONS:
         _check_proc_step(sc, s, defined)  # type: ignore[arg-type]
         return None
+    if s.action == "snapshot":
+        name = a["snapshot"]
+        if not isinstance(name, str) or not SNAPSHOT_NAME.fullmatch(name):
+            fail(
+                "snapshot",
+                f"snapshot = {name!r} is not a file-name part (1 to 64 letters, digits, '-' and '_', starting "
+                "with a letter or digit): the step writes OUTPUT-NAME.vmcore and OUTPUT-NAME.vmlinux",
+            )
+        taken = getattr(defined, "snapshots", {})
+        if name in taken:
+            fail("snapshot", f"snapshot {name!r} is already written by step {taken[name]}: each needs its own name")
+        taken[name] = s.index
+        return None
     tagged = ("alloc", "free", "kmalloc", "kfree", "vmalloc", "vfree")
     tag = a[s.action] if s.action in tagged else a.get("tag")
     if (s.action in tagged or "tag" in a) and (not isinstance(tag, str) or not tag):
@@ -434,6 +451,7 @@ class _Defined(set):
         self.files: set[str] = set()
         self.threads: dict[str, str] = {}  # thread -> leader (they share one set of mapping tags)
         self.killed: dict[str, int] = {}  # process -> the step (touch until "oom") that ended it
+        self.snapshots: dict[str, int] = {}  # snapshot name -> the step that writes it
 
 
 def _size(v: Any) -> int | None:
