@@ -1,4 +1,4 @@
-"""Workload steps for processes, mappings and files (mmintro/workload.py): the TOML schema is
+"""Workload steps for processes, mappings and files (mmintro/workload/): the TOML schema is
 checked before anything runs (one line naming FILE:LINE and the step), the steps drive the
 simulator's own entry points, and the expectations read the kernel's books (mm_struct,
 rss_stat) — checked here against real drgn on the saved snapshot where it matters."""

@@ -102,7 +102,8 @@ def _scenario_help() -> str:
     "--output",
     required=True,
     metavar="NAME",
-    help="write NAME.vmcore and NAME.vmlinux (and NAME.faults.tsv, the fault trace, when faults happened)",
+    help="write NAME.vmcore and NAME.vmlinux (and NAME.faults.tsv, the fault trace, when faults happened; "
+    "NAME-STEP.vmcore/.vmlinux for each snapshot = STEP step of the scenario)",
 )
 @click.option("--ram", default=None, help="RAM size (e.g. 512M, 4G)  [default: the scenario's, else 4G]")
 @click.option("--nodes", default=None, type=int, help="NUMA nodes  [default: the scenario's, else 1]")
@@ -168,8 +169,9 @@ def command(
 
     SCENARIO is a name below or the path of a scenario file (TOML, see mmintro/scenarios/).
     A scenario whose expectation does not hold exits 1 with one line naming the step, and
-    writes no snapshot.  When the run took page faults, the simulator's fault log is written
-    beside the snapshot as NAME.faults.tsv (read it with ``mmintro faults NAME``)."""
+    writes no snapshot (nor the NAME-STEP pairs of its ``snapshot = STEP`` steps: they are
+    removed).  When the run took page faults, the simulator's fault log is written beside the
+    snapshot as NAME.faults.tsv (read it with ``mmintro faults NAME``)."""
     from mmintro.kernel.config import parse_size
 
     if gdb_aliases and core_format != "elf":
@@ -230,24 +232,48 @@ def command(
     wsc.check(config)
     reports = []
     kernels = []
+    partway: list[Path] = []
+
+    def snapshot(name: str, kernel: Any) -> tuple[Path, Path]:
+        """A ``snapshot = NAME`` step: OUTPUT-NAME.vmcore/.vmlinux, written as the final pair
+        is, from a copy of the machine (the run goes on from the state before the crash)."""
+        from mmintro.snapshot.writer import save_unchanged, snapshot_paths
+
+        stem = snapshot_paths(output)[0].with_suffix("")
+        paths = save_unchanged(
+            kernel,
+            stem.with_name(f"{stem.name}-{name}"),
+            gdb_aliases=gdb_aliases,
+            core_format=core_format,
+            exclude_free=exclude_free,
+        )
+        partway.extend(paths)
+        return paths
 
     def run(cfg: Any, progress: Callable[[str, float], None]) -> Any:
-        r = run_scenario(wsc, cfg, progress)
+        r = run_scenario(wsc, cfg, progress, snapshot=snapshot)
         reports.extend(r.reports)
         kernels.append(r.kernel)
         return r.kernel
 
-    core, vml = boot_and_save(
-        config,
-        output,
-        scenario=run,
-        gdb_aliases=gdb_aliases,
-        core_format=core_format,
-        console=_console(),
-        exclude_free=exclude_free,
-    )
+    try:
+        core, vml = boot_and_save(
+            config,
+            output,
+            scenario=run,
+            gdb_aliases=gdb_aliases,
+            core_format=core_format,
+            console=_console(),
+            exclude_free=exclude_free,
+        )
+    except BaseException:  # a failed run leaves no snapshot, not even the part-way ones
+        for p in partway:
+            p.unlink(missing_ok=True)
+        raise
     for rep in reports:
         click.echo(f"{wsc.name}: {rep.index:>2} {rep.text}", err=True)
+    for p in partway:  # the part-way snapshots (snapshot = NAME steps), in the order written
+        click.echo(str(p))
     click.echo(f"{core}\n{vml}")
     _write_trace(kernels, output)
 

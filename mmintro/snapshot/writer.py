@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmintro.kernel import panic, timekeeping
 from mmintro.kernel.kexec_core import prstatus_notes
@@ -127,6 +128,49 @@ def save(
         direct_map=k.page_offset_base,
     )
     return core_path, vmlinux_path
+
+
+def save_unchanged(k: Kernel, name: str | os.PathLike, **options: Any) -> tuple[Path, Path]:
+    """:func:`save` of ``k`` as it is now, leaving ``k`` exactly as it was, so that a scenario can
+    write a snapshot part-way and go on.  Saving changes the machine -- it crashes it (sysrq's
+    panic, with its log lines) and syncs the allocator's books into memory -- so the save runs
+    in a forked copy of this process (the copy-on-write fork(2) the simulator models): the
+    snapshot is the crash dump the machine would leave at this point, and ``k`` never saw the
+    crash.  ``options`` are :func:`save`'s; an exception in the copy is raised here."""
+    if not hasattr(os, "fork"):
+        raise OSError("writing a snapshot part-way needs fork(2), which this platform does not have")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the copy: save, report, and leave without running the parent's exit handlers
+        code = 0
+        try:
+            os.close(rfd)
+            save(k, name, **options)
+            report = b""
+        except BaseException as e:  # every failure goes back to the parent
+            code = 1
+            try:
+                report = pickle.dumps(e)
+            except Exception:
+                report = pickle.dumps(RuntimeError(f"{type(e).__name__}: {e}"))
+        try:
+            with os.fdopen(wfd, "wb") as f:
+                f.write(report)
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        report = f.read()
+    _pid, status = os.waitpid(pid, 0)
+    if report:
+        try:
+            e = pickle.loads(report)
+        except Exception:
+            e = RuntimeError(f"saving {os.fspath(name)} failed (an exception that cannot be passed back)")
+        raise e
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"saving {os.fspath(name)} failed: the writer exited with status {status:#x}")
+    return snapshot_paths(name)
 
 
 def free_pfn_ranges(k: Kernel) -> list[tuple[int, int]]:
