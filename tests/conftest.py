@@ -29,10 +29,13 @@ def default_machine(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The CLI's built-in default machine: the default scenario (mmintro/scenarios/default.toml)
     on MachineConfig(), what `mmintro simulate --output NAME` writes and reports read without a
     SNAPSHOT (path without suffix)."""
+    from mmintro.cli.faults import write_fault_trace
     from mmintro.cli.snapshot import run_default
 
     d = tmp_path_factory.mktemp("default-machine")
-    save(run_default(MachineConfig()), d / "default")
+    kernel = run_default(MachineConfig())
+    save(kernel, d / "default")
+    write_fault_trace(kernel, d / "default")  # NAME.faults.tsv, as simulate writes it
     return str(d / "default")
 
 

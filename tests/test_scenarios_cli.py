@@ -132,7 +132,9 @@ def test_scenarios_lists_every_scenario_with_its_summary() -> None:
 def test_scenarios_show_prints_the_header_and_runnable_commands() -> None:
     out = run("scenarios", "show", "fork-cow").stdout
     h = read_header(SHIPPED["fork-cow"])
-    assert out.startswith(f"{SHIPPED['fork-cow']}\n\n{h.text}\n\nRun it:\n  mmintro simulate fork-cow --output out/fork-cow\n")
+    assert out.startswith(
+        f"{SHIPPED['fork-cow']}\n\n{h.text}\n\nRun it:\n  mmintro simulate fork-cow --output out/fork-cow\n"
+    )
     listed = out.split("\nLook at:\n", 1)[1].splitlines()
     commands = [e for e in h.look_at if e.command]
     for line, e in zip(listed, commands):
