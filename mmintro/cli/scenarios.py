@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import textwrap
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +38,8 @@ from mmintro.cli.simulate import SCENARIOS
 __all__ = ["Header", "LookAt", "command", "read_header", "parse_header"]
 
 SNAP = "SNAP"
+_WIDTH = 100  # `show` wraps what to notice at this width ...
+_COMMAND_COLUMN = 44  # ... in a column after commands up to this long
 
 
 class LookAt(NamedTuple):
@@ -185,10 +188,16 @@ def show(name: str, output: str | None) -> None:
         click.echo("\n(the header has no 'Look at:' list)")
         return
     click.echo("\nLook at:")
-    commands = [(" ".join(["mmintro", *map(shlex.quote, e.argv(snap))]), e.notice) for e in header.look_at if e.command]
-    width = max((len(c) for c, _ in commands), default=0) + 2
+    commands = [(shlex.join(["mmintro", *e.argv(snap)]), e.notice) for e in header.look_at if e.command]
+    width = max((len(c) for c, _ in commands if len(c) <= _COMMAND_COLUMN), default=0) + 2
     for c, notice in commands:
-        click.echo(f"  {c:<{width}}{notice}".rstrip())
+        lines = textwrap.wrap(notice, _WIDTH - 2 - width) or [""]
+        if len(c) > width - 2:  # a long command: what to notice goes under it
+            click.echo(f"  {c}")
+            lines = [f"  {' ' * width}{line}" for line in lines]
+        else:
+            lines = [f"  {c:<{width}}{lines[0]}"] + [f"  {' ' * width}{line}" for line in lines[1:]]
+        click.echo("\n".join(line.rstrip() for line in lines))
     for e in header.look_at:
         if e.command is None:
-            click.echo(f"  {e.notice}")
+            click.echo("\n".join(textwrap.wrap(e.notice, _WIDTH, initial_indent="  ", subsequent_indent="        ")))
