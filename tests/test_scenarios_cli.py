@@ -179,3 +179,15 @@ def test_the_default_machines_commands_run(default_machine) -> None:
 def test_every_scenarios_commands_run(name: str, tmp_path: Path) -> None:
     run("simulate", name, "--output", str(tmp_path / name))
     _run_look_at(name, str(tmp_path / name))
+
+
+@pytest.mark.slow  # two runs of the default scenario on other machines (~3 s each)
+def test_the_default_scenario_runs_on_the_machine_the_options_describe(tmp_path) -> None:
+    """--nodes/--cpus/--ram and --cmdline change the machine the default scenario runs on; its
+    expectations (swapped-out pages, a pool of 4 hugetlb pages -- vm.nr_hugepages = 4 overrides
+    the command line's hugepages=8 -- 2 of them used, dirty page cache) hold on each."""
+    run("simulate", "-o", str(tmp_path / "n2"), "--nodes", "2", "--cpus", "2", "--ram", "1G")
+    assert run("zoneinfo", str(tmp_path / "n2")).stdout.count("Node 1, zone") == 5
+    run("simulate", "-o", str(tmp_path / "h8"), "--cmdline", "hugepages=8")
+    meminfo = run("meminfo", str(tmp_path / "h8")).stdout
+    assert "HugePages_Total:       4\n" in meminfo and "HugePages_Free:        2\n" in meminfo
