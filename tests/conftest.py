@@ -18,8 +18,25 @@ def _make(tmp_path_factory: pytest.TempPathFactory, name: str, cfg: MachineConfi
 
 @pytest.fixture(scope="session")
 def default_snapshot(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The built-in default machine: 4 GiB, 1 node, 2 CPUs, seed 0 (path without suffix)."""
+    """A bare boot of the default machine: 4 GiB, 1 node, 2 CPUs, seed 0, no user activity (the
+    ``boot`` scenario; path without suffix).  The CLI's default machine runs the default
+    scenario on it: :func:`default_machine`."""
     return _make(tmp_path_factory, "default", MachineConfig())
+
+
+@pytest.fixture(scope="session")
+def default_machine(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The CLI's built-in default machine: the default scenario (mmintro/scenarios/default.toml)
+    on MachineConfig(), what `mmintro simulate --output NAME` writes and reports read without a
+    SNAPSHOT (path without suffix)."""
+    from mmintro.cli.faults import write_fault_trace
+    from mmintro.cli.snapshot import run_default
+
+    d = tmp_path_factory.mktemp("default-machine")
+    kernel = run_default(MachineConfig())
+    save(kernel, d / "default")
+    write_fault_trace(kernel, d / "default")  # NAME.faults.tsv, as simulate writes it
+    return str(d / "default")
 
 
 @pytest.fixture(scope="session")

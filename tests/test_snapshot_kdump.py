@@ -473,7 +473,8 @@ def test_corrupt_page_data_is_one_line(kd_copy) -> None:
 def test_simulate_format_kdump(tmp_path) -> None:
     out = tmp_path / "small"
     r = run("simulate", "-o", str(out), "--ram", "512M", "--format", "kdump")
-    assert r.stdout.split() == [f"{out}.vmcore", f"{out}.vmlinux"]
+    # the default machine's processes took page faults: their trace is written beside the snapshot
+    assert r.stdout.split() == [f"{out}.vmcore", f"{out}.vmlinux", f"{out}.faults.tsv"]
     assert (tmp_path / "small.vmcore").read_bytes()[:8] == b"KDUMP   "
     assert "MemTotal:" in run("meminfo", str(out)).stdout
     r = run("simulate", "-o", str(out), "--format", "kdump", "--gdb-aliases", ok=False)

@@ -25,6 +25,7 @@ __all__ = ["cli", "main"]
 
 COMMAND_MODULES = (
     "simulate",
+    "scenarios",
     "reports",
     "script",
     "faults",
@@ -51,13 +52,29 @@ class MmintroGroup(click.Group):
         return rv
 
 
-@click.group(cls=MmintroGroup, context_settings={"help_option_names": ["-h", "--help"]})
+EXAMPLES = """\b
+Examples:
+  mmintro simulate --output out/default     the default machine (a few processes, page cache, swap ...)
+  mmintro crosscheck out/default            the same snapshot read by real drgn: every row agrees
+  mmintro meminfo out/default               /proc/meminfo of the snapshot
+  mmintro ps                                the processes of the default machine (simulated once, cached)
+  mmintro scenarios                         the shipped scenarios; `scenarios show NAME` says what each shows
+  mmintro simulate fork-cow -o out/fork-cow && mmintro smaps-rollup out/fork-cow 2
+  drgn -c out/default.vmcore -s out/default.vmlinux   the snapshot in drgn itself
+
+\b
+docs/tour.md (in the repository) walks the memory manager topic by topic with these commands.
+"""
+
+
+@click.group(cls=MmintroGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXAMPLES)
 @click.version_option(package_name="mmintro", prog_name="mmintro")
 def cli() -> None:
     """mmintro: a simulated Linux 6.18 x86-64 memory manager and its crash-dump snapshots.
 
     Report commands read SNAPSHOT (NAME, NAME.vmcore or NAME.vmlinux); without it they read
-    the built-in default machine (4 GiB, 1 node, 2 CPUs), booted once and cached.
+    the built-in default machine (4 GiB, 1 node, 2 CPUs, running the default scenario: a few
+    processes, page cache, slab, huge pages and swap), simulated once and cached.
     """
 
 

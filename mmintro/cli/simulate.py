@@ -96,7 +96,7 @@ def _scenario_help() -> str:
 
 
 @click.command("simulate")
-@click.argument("scenario", required=False, default="boot")
+@click.argument("scenario", required=False, default="default")
 @click.option(
     "-o",
     "--output",
@@ -165,9 +165,11 @@ def command(
     cmdline: str | None,
     exclude_free: bool = False,
 ) -> None:
-    """Run SCENARIO (default: boot) on a simulated machine and save the snapshot.
+    """Run SCENARIO (default: default, the built-in default machine) on a simulated machine and
+    save the snapshot.
 
-    SCENARIO is a name below or the path of a scenario file (TOML, see mmintro/scenarios/).
+    SCENARIO is a name below or the path of a scenario file (TOML, see mmintro/scenarios/);
+    ``mmintro scenarios`` lists them and ``mmintro scenarios show NAME`` says what each shows.
     A scenario whose expectation does not hold exits 1 with one line naming the step, and
     writes no snapshot (nor the NAME-STEP pairs of its ``snapshot = STEP`` steps: they are
     removed).  When the run took page faults, the simulator's fault log is written beside the

@@ -1,10 +1,14 @@
 """Finding the snapshot a report reads: the one named on the command line, or the built-in
 default machine, booted once and cached on disk.
 
-The cache lives in ``$MMINTRO_CACHE`` (else ``$XDG_CACHE_HOME/mmintro``, else
-``~/.cache/mmintro``) as ``default-<key>.vmcore``/``.vmlinux``, where the key hashes the
-package version, the default MachineConfig and the source of everything that shapes the
-snapshot's bytes (simulator, snapshot writer, type data), so a changed simulator boots anew.
+The default machine is the ``default`` scenario (``mmintro/scenarios/default.toml``: a 4 GiB
+machine with a few processes, page cache, slab, vmalloc, huge pages and swap), what
+``mmintro simulate --output NAME`` writes without a SCENARIO.  The cache lives in
+``$MMINTRO_CACHE`` (else ``$XDG_CACHE_HOME/mmintro``, else ``~/.cache/mmintro``) as
+``default-<key>.vmcore``/``.vmlinux``, where the key hashes the package version, the default
+MachineConfig, the scenario file and the source of everything that shapes the snapshot's
+bytes (simulator, workload driver, snapshot writer, type data), so a changed simulator or
+scenario boots anew.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ if TYPE_CHECKING:  # (imported when used: `mmintro --help` must not load numpy, 
 
 __all__ = ["boot_and_save", "cache_dir", "default_snapshot", "kernel_options", "load", "snapshot_argument"]
 
-_SHAPING_PACKAGES = ("kernel", "snapshot", "types", "arch")
+_SHAPING_PACKAGES = ("kernel", "snapshot", "types", "arch", "workload")  # a package or a module
+
+# The default machine's scenario (mmintro.workload.SCENARIO_DIR, without importing it).
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.toml"
 
 
 def _version() -> str:
@@ -46,10 +53,13 @@ def _cache_key(config: Any) -> str:
     h.update(repr(config).encode())
     root = Path(__file__).resolve().parent.parent
     for pkg in _SHAPING_PACKAGES:
-        for f in sorted((root / pkg).rglob("*")):
+        module = root / f"{pkg}.py"
+        files = [module] if module.is_file() else []
+        for f in files + sorted((root / pkg).rglob("*")):
             if f.is_file() and f.suffix in (".py", ".gz", ".h", ".json"):
                 h.update(str(f.relative_to(root)).encode())
                 h.update(f.read_bytes())
+    h.update(DEFAULT_SCENARIO.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -88,8 +98,16 @@ def boot_and_save(
     return paths
 
 
+def run_default(config: Any, progress: Callable[[str, float], None] | None = None) -> Any:
+    """Run the default scenario on ``config``; returns the kernel."""
+    from mmintro.workload import load_scenario, run_scenario
+
+    return run_scenario(load_scenario(DEFAULT_SCENARIO), config, progress).kernel
+
+
 def default_snapshot() -> Path:
-    """The default machine's snapshot stem (boots and saves it on first use)."""
+    """The default machine's snapshot stem (runs the default scenario and saves it on first
+    use)."""
     from mmintro.kernel.config import MachineConfig
 
     config = MachineConfig()
@@ -102,7 +120,7 @@ def default_snapshot() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="tmp-", dir=d))
     try:
         click.echo(f"mmintro: booting the default machine into {stem} (once)", err=True)
-        tcore, tvml = boot_and_save(config, tmp / "default")
+        tcore, tvml = boot_and_save(config, tmp / "default", scenario=run_default)
         os.replace(tvml, vml)  # vmlinux first: a vmcore is never visible without its partner
         os.replace(tcore, core)
     finally:
