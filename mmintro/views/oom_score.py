@@ -83,8 +83,15 @@ def _in_vfork(task: Object) -> bool:
 
 
 def totalpages(prog: Program) -> int:
-    """totalram_pages() + total_swap_pages."""
-    return prog["_totalram_pages"].counter.value_() + prog["total_swap_pages"].value_()
+    """totalram_pages() + total_swap_pages (ValidationError if that is not a positive count of
+    pages a machine can have: the kernel divides by it)."""
+    from mmintro.reader.errors import ValidationError
+
+    ram = prog["_totalram_pages"].counter.value_()
+    swap = prog["total_swap_pages"].value_()
+    if not 0 < ram <= 1 << 52 or not 0 <= swap <= 1 << 52:
+        raise ValidationError(f"_totalram_pages {ram} and total_swap_pages {swap}: not counts of pages")
+    return ram + swap
 
 
 def oom_badness(task: Object, total: int) -> int:
