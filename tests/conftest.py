@@ -40,6 +40,37 @@ def default_machine(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
+def scenario_snapshot(tmp_path_factory: pytest.TempPathFactory):
+    """NAME -> (stem, stdout) of ``mmintro simulate NAME --output STEM``: each shipped scenario
+    simulated once per test run however many tests read it, shared by the xdist workers (they
+    have one base directory above their own; a lock file per scenario makes the others wait
+    while one builds).  The part-way snapshots of its ``snapshot`` steps lie beside it."""
+    import fcntl
+    import os
+
+    from cli_helpers import run
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    root = root / "scenario-snapshots"
+    root.mkdir(exist_ok=True)
+
+    def get(name: str) -> tuple[str, str]:
+        d = root / name
+        with open(root / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = d / "stdout"
+            if not done.exists():
+                d.mkdir(exist_ok=True)
+                r = run("simulate", name, "--output", str(d / name))
+                done.write_text(r.stdout)
+            return str(d / name), done.read_text()
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def numa2_snapshot(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-node machine: 4 GiB split over nodes 0 and 1."""
     return _make(tmp_path_factory, "numa2", MachineConfig(ram=4 << 30, nodes=2, cpus=4))

@@ -86,10 +86,8 @@ def test_crash_agrees_with_processes(tmp_path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_crash_agrees_on_every_scenario(tmp_path, name: str) -> None:
-    run = run_scenario(load_scenario(shipped_scenarios()[name]))
-    save(run.kernel, tmp_path / name)
-    _agree(str(tmp_path / name))
+def test_crash_agrees_on_every_scenario(scenario_snapshot, name: str) -> None:
+    _agree(scenario_snapshot(name)[0])
 
 
 @pytest.mark.slow

@@ -293,16 +293,14 @@ def _shipped() -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _shipped())
-def test_every_picture_of_every_shipped_scenario(name, tmp_path):
+def test_every_picture_of_every_shipped_scenario(name, tmp_path, scenario_snapshot):
     from mmintro.views.buddyinfo import buddyinfo
     from mmintro.views.pagetypeinfo import pagetypeinfo
     from mmintro.views.picture_png import write_png
     from mmintro.views.ps import ps
-    from mmintro.workload import load_scenario, run_scenario, shipped_scenarios
 
-    r = run_scenario(load_scenario(shipped_scenarios()[name]))
-    save(r.kernel, tmp_path / name)
-    with open_snapshot(str(tmp_path / name)) as prog:
+    stem = scenario_snapshot(name)[0]
+    with open_snapshot(stem) as prog:
         m = picture.memory_map(prog)
         assert m.free_blocks == {(b.node, b.zone): b.nr_free for b in buddyinfo(prog)}
         mt = picture.migratetype_map(prog)

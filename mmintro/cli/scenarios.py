@@ -51,10 +51,14 @@ class LookAt(NamedTuple):
     """What to notice in the command's output (or the whole hint)."""
 
     def argv(self, snapshot: str) -> list[str]:
-        """The command's arguments after ``mmintro``, ``SNAP`` replaced by ``snapshot``."""
+        """The command's arguments after ``mmintro``, ``SNAP`` replaced by ``snapshot`` (also
+        in ``SNAP-NAME``, the part-way snapshot a ``snapshot = "NAME"`` step writes)."""
         if self.command is None:
             raise ValueError(f"{self.notice!r} is a hint, not a command")
-        return [snapshot if w == SNAP else w for w in shlex.split(self.command)[1:]]
+        return [
+            snapshot + w[len(SNAP) :] if w == SNAP or w.startswith(SNAP + "-") else w
+            for w in shlex.split(self.command)[1:]
+        ]
 
 
 class Header(NamedTuple):
