@@ -56,8 +56,15 @@ def test_crash_opens_a_snapshot_quietly(crash_tool, any_snapshot: str) -> None:
     assert sys_lines["RELEASE"] == "6.18.0-mmintro" and sys_lines["UPTIME"] == "00:01:00"
 
 
+@pytest.mark.slow  # the bare boot (the default machine with processes runs in the default pass)
 def test_crash_agrees_on_the_default_machine(default_snapshot: str) -> None:
     _agree(default_snapshot)
+
+
+def test_crash_agrees_on_the_default_machines_processes(default_machine: str) -> None:
+    """The CLI's default machine: every row, the per-process ones too, compares something."""
+    rows = _agree(default_machine)
+    assert not any(r.skipped for r in rows), [r.name for r in rows if r.skipped]
 
 
 @pytest.mark.slow
@@ -65,6 +72,7 @@ def test_crash_agrees_on_a_two_node_machine(numa2_snapshot: str) -> None:
     _agree(numa2_snapshot)
 
 
+@pytest.mark.slow  # a scenario and a crash session: ~6 s (the default machine's processes: below)
 def test_crash_agrees_with_processes(tmp_path) -> None:
     """A machine with processes: ps, vm, vm -p, vtop -c, files and mount have something to compare."""
     from mmintro.kernel import inode

@@ -38,9 +38,18 @@ def progs(request: pytest.FixtureRequest):
     return get
 
 
+# the default machine (processes, page cache, swap: every row has something to compare) and, in
+# the slow pass, a bare 2-node boot
+SNAPSHOTS = [
+    pytest.param("default_machine", id="default"),
+    pytest.param("numa2_snapshot", id="numa2", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("snapshot", SNAPSHOTS)
 @pytest.mark.parametrize("name,check", row_params(xc.CHECKS))
-def test_crosscheck_row_agrees_with_drgn(any_snapshot: str, progs, name: str, check) -> None:
-    prog, dprog = progs(any_snapshot)
+def test_crosscheck_row_agrees_with_drgn(request, snapshot: str, progs, name: str, check) -> None:
+    prog, dprog = progs(request.getfixturevalue(snapshot))
     mine, theirs = check(prog, dprog)
     assert mine == theirs, xc._diff(mine, theirs)
     if mine in ([], ()) and getattr(check, "needs", None):

@@ -147,6 +147,7 @@ def test_reclaim_wakes_the_flusher_for_unqueued_dirty_page_cache() -> None:
     _lru_books(k)
 
 
+@pytest.mark.slow  # ~5 s
 def test_refault_of_a_file_page_checks_its_shadow() -> None:
     w = _small()
     k = w.k
@@ -158,6 +159,7 @@ def test_refault_of_a_file_page_checks_its_shadow() -> None:
     _lru_books(k)
 
 
+@pytest.mark.slow  # ~5 s
 def test_hot_file_survives_a_stream() -> None:
     """Two reads activate a file; a stream through the inactive list does not evict it."""
     w = _small()
@@ -296,6 +298,7 @@ def test_shmem_stays_resident_under_pressure() -> None:
     _swap_books(w)
 
 
+@pytest.mark.slow  # ~5 s
 def test_no_swap_means_no_anon_scanning() -> None:
     w = _small()
     k = w.k

@@ -131,6 +131,7 @@ def _simulate(tmp_path: Path, name: str, *args: str) -> tuple[bytes, bytes]:
     return core.read_bytes(), vml.read_bytes()
 
 
+@pytest.mark.slow  # three boots and saves: ~5 s
 def test_same_seed_same_snapshot_bytes_other_seed_differs(tmp_path):
     a = _simulate(tmp_path, "a", "--seed", "7")
     assert _simulate(tmp_path, "b", "--seed", "7") == a
