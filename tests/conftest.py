@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
+# This machine's environment sets PYTHONDONTWRITEBYTECODE: every test run (each xdist worker, each
+# CLI subprocess) would then compile the package and rewrite every test module's asserts again,
+# ~7 s per worker.  The suite keeps its bytecode (in the git-ignored __pycache__ directories).
+sys.dont_write_bytecode = False
+
 import pytest
 
 from mmintro.kernel.config import MachineConfig
