@@ -353,6 +353,7 @@ def test_node_specific_hugepages_and_a_repeated_count(tmp_path) -> None:
 
 
 # -- the command line itself --------------------------------------------------------------------
+@pytest.mark.slow  # four CLI boots: ~3.5 s
 def test_cli_cmdline_is_saved_and_logged_and_a_bad_one_is_one_line(tmp_path) -> None:
     p = subprocess.run(
         [

@@ -64,11 +64,11 @@ def _fuzz(
 
 
 def test_fuzz_sample(fork_cow):
-    """Five mutations of every class of the fork-cow snapshot (155), three commands each (all
+    """Three mutations of every class of the fork-cow snapshot (93), three commands each (all
     the reports over the sample) and crosscheck on two and on one with damaged DWARF: no
     traceback, no timeout (the slow pass runs thousands: test_fuzz_every_report)."""
     n = len(F.CLASSES)
-    table, bad = _fuzz("fork-cow", fork_cow, range(5 * n), max_commands=3, crosscheck_every=4 * n, dwarf_crosschecks=1)
+    table, bad = _fuzz("fork-cow", fork_cow, range(3 * n), max_commands=3, crosscheck_every=2 * n, dwarf_crosschecks=1)
     assert not bad, "\n".join(bad)
     assert set(table) == set(F.CLASSES)
     # a truncated file can never be read: every run of the class is a one-line error

@@ -238,6 +238,7 @@ def test_every_struct_size_equals_bpftool(debian_db, bpftool_types):
 # -- the cache ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # ~2 s
 def test_cache_warm_and_corrupt(debian_image, tmp_path):
     cold = typedb_from_btf(debian_image.btf, cache=tmp_path)
     assert not cold.from_cache

@@ -173,6 +173,7 @@ def test_every_ram_page_has_a_descriptor_and_zero_pages_share_one(pair) -> None:
     assert len(p.buf) < 40 << 20  # vs 67 MB of ELF: the vmemmap compresses ~10x
 
 
+@pytest.mark.slow  # ~2 s
 def test_every_ram_byte_equals_the_elf_snapshot(pair) -> None:
     """The pages stored in the kdump file (decoded here, without mmintro's reader) are exactly
     the ELF snapshot's non-zero pages, with the same bytes; all other RAM is the zero page."""

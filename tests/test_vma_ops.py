@@ -302,6 +302,7 @@ def _usage(prog, name):
     return counts.get(name, 0)
 
 
+@pytest.mark.slow  # ~3 s
 def test_exit_frees_everything_back(world) -> None:
     from drgn.helpers.linux.mm import for_each_vma
     from drgn.helpers.linux.pid import find_pid, find_task, for_each_task

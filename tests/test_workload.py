@@ -354,6 +354,7 @@ def test_api_errors_name_what_is_wrong(small):
         w.expect("free_pages < 0", zone="DMA32")
 
 
+@pytest.mark.slow  # ~2 s
 def test_the_readme_scenario_examples_hold(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme[readme.index("## Scenarios") :]

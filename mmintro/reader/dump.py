@@ -15,6 +15,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mmintro.cache import cache_dir
 from mmintro.reader.diskdump import open_core
 from mmintro.reader.elf import Symbol, SymbolTable
@@ -59,7 +61,44 @@ def _kallsyms_cached(info: dict[str, str], read: Any, what: str) -> list[Symbol]
             os.replace(tmp, path)
         except OSError:
             pass
-    return symbols_from_table(names, list(letters), kallsyms_addresses(info, read, len(names)))
+    addresses = kallsyms_addresses(info, read, len(names))
+    # the same table as the last one read (by content: names, letters and every address)
+    memo = (key, zlib.crc32(np.asarray(addresses, dtype=np.uint64).tobytes()), len(addresses), letters)
+    got = _LAST_SYMBOLS.get(memo)
+    if got is None:
+        got = symbols_from_table(names, list(letters), addresses)
+        _LAST_SYMBOLS.clear()
+        _LAST_SYMBOLS[memo] = got
+    return list(got)
+
+
+# The last kernel image read (by the file's identity) and the last kallsyms table built (by its
+# content): a process that opens the same dump again (a script, ``mmintro diff`` of two dumps of
+# one kernel, a test suite) does not decompress the image, parse its BTF and rebuild 200k
+# symbols every time.
+_LAST_IMAGE: dict[tuple, tuple[Any, Any]] = {}
+_LAST_SYMBOLS: dict[tuple, list[Symbol]] = {}
+
+
+def _identity(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _image_and_types(kernel: str) -> tuple[Any, Any]:
+    from mmintro.types.kernel_image import read_kernel_image
+
+    key = _identity(kernel)
+    got = _LAST_IMAGE.get(key) if key is not None else None
+    if got is None:
+        got = (read_kernel_image(kernel), None)
+        if key is not None:
+            _LAST_IMAGE.clear()
+            _LAST_IMAGE[key] = got
+    return got
 
 
 def open_dump(
@@ -71,14 +110,13 @@ def open_dump(
         kernel, an image without .BTF, a corrupt or truncated dump)
     """
     from mmintro.types.closure import typedb_from_btf
-    from mmintro.types.kernel_image import read_kernel_image
 
     core_path, kernel = os.fspath(core_path), os.fspath(kernel)
     core = open_core(core_path)  # missing, empty, unknown format: one-line SnapshotError
     try:
         what = f"vmcore {core_path!r}"
         info = core.vmcoreinfo
-        image = read_kernel_image(kernel)
+        image, types = _image_and_types(kernel)
         want = info.get("BUILD-ID")
         if want is None:
             raise SnapshotError(f"{what}: VMCOREINFO has no BUILD-ID, so the kernel image cannot be matched")
@@ -91,7 +129,11 @@ def open_dump(
                 f"kernel image {kernel!r}{mine} is not the dumped kernel ({rel}): build ID "
                 f"{image.build_id.hex()} != the dump's {want.lower()}"
             )
-        types = typedb_from_btf(image.btf)
+        if types is None:
+            types = typedb_from_btf(image.btf)
+            key = _identity(kernel)
+            if key in _LAST_IMAGE:
+                _LAST_IMAGE[key] = (image, types)
         phys_base = int(info.get("NUMBER(phys_base)", "0"), 0)
 
         def read_image(vaddr: int, size: int) -> bytes:
