@@ -55,7 +55,7 @@ def test_the_default_machine_has_something_to_see(default_machine) -> None:
     THP and hugetlb memory, CoW, page cache (dirty too), slab, vmalloc, and swapped-out pages."""
     meminfo = dict(line.split(":", 1) for line in run("meminfo", default_machine).stdout.splitlines())
     kb = {k: int(v.split()[0]) for k, v in meminfo.items()}
-    assert kb["AnonHugePages"] == 2048 and kb["HugePages_Total"] == 4 and kb["HugePages_Free"] == 2
+    assert kb["AnonHugePages"] == 4096 and kb["HugePages_Total"] == 4 and kb["HugePages_Free"] == 2
     assert kb["SwapTotal"] - kb["SwapFree"] > 0 and kb["SwapCached"] > 0
     assert kb["Shmem"] == 1024 and kb["Dirty"] == 256 and kb["Cached"] > kb["Shmem"] and kb["Mapped"] > 0
     assert kb["AnonPages"] > 0 and kb["VmallocUsed"] > 0 and kb["SUnreclaim"] > 0

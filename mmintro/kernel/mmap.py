@@ -315,7 +315,15 @@ def do_mmap(k: Kernel, mm: int, length: int, prot_flags: int, addr: int = 0) -> 
     if flags & VM_WRITE:
         flags |= VM_ACCOUNT
     if not addr:
-        addr = unmapped_area_topdown(k, mm, length, PAGE_SIZE, km.get(mm, "mm_struct", "mmap_base"))
+        # __get_unmapped_area(): THP is built in, so an anonymous mapping with no hint whose
+        # length is a multiple of PMD_SIZE is placed PMD-aligned (thp_get_unmapped_area_vmflags);
+        # when the padded search fails, the plain one
+        from mmintro.kernel import huge_memory
+
+        if length % huge_memory.HPAGE_PMD_SIZE == 0:
+            addr = huge_memory.thp_get_unmapped_area(k, mm, length)
+        if not addr:
+            addr = unmapped_area_topdown(k, mm, length, PAGE_SIZE, km.get(mm, "mm_struct", "mmap_base"))
         if not addr:
             return 0
     elif V.vma_find(k, mm, addr, addr + length) and do_munmap(k, mm, addr, length):
