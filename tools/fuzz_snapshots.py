@@ -1422,6 +1422,12 @@ REPORTS = (
 PID_REPORTS = ("status", "smaps", "smaps-rollup", "maps", "vm", "numa-maps", "oom-score")
 
 
+def _takes_json(command: str) -> bool:
+    from mmintro.cli.main import cli
+
+    return any(p.name == "as_json" for p in cli.commands[command].params)
+
+
 def commands(stem: str, focus: dict, targets: Targets, rng: random.Random, crosscheck: bool) -> list[list[str]]:
     """Every report command on the pair, pointed at what the mutation changed when it says."""
     pid = focus.get("pid") or (rng.choice(targets.pids) if targets.pids else 1)
@@ -1438,11 +1444,21 @@ def commands(stem: str, focus: dict, targets: Targets, rng: random.Random, cross
         ["kmem-s", stem, cache],
         ["pressure", stem, "--resource", "all"],
         ["page-types", stem, "--kpf"],
+        # crash-style inspection, the pictures and diff
+        ["struct", stem, "mm_struct", "init_mm"],
+        ["p", stem, "init_task.comm"],
+        ["rd", stem, hex(addr), "4"],
+        ["sym", stem, "jiffies"],
+        ["picture", stem, "memory"],
+        ["picture", stem, "migratetype"],
+        ["picture", stem, "fragmentation"],
+        ["picture", stem, "address-space", "--pid", str(pid)],
+        ["diff", stem, stem],
     ]
     if "vaddr" in focus and focus["vaddr"] < 1 << 47:
         cmds.append(["vtop", stem, "--pid", str(pid), hex(focus["vaddr"])])
     for c in cmds:
-        if rng.random() < 0.3:
+        if rng.random() < 0.3 and _takes_json(c[0]):
             c.append("--json")
     if crosscheck:
         cmds.append(["crosscheck", stem])
