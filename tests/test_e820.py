@@ -63,6 +63,7 @@ def test_a_malformed_map_is_one_line_naming_the_line(text: str, message: str) ->
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow  # four CLI boots: ~3 s
 def test_cli_e820_boots_the_map_and_refuses_a_bad_one(tmp_path) -> None:
     good, bad = tmp_path / "dmesg.txt", tmp_path / "bad.txt"
     good.write_text(DMESG)

@@ -86,6 +86,7 @@ def _lru_books(k) -> None:
         assert k.node_vm_stat[0].get(name, 0) == 0
 
 
+@pytest.mark.slow  # ~4 s
 def test_kswapd_drops_clean_page_cache_and_leaves_shadows() -> None:
     w = _small()
     k = w.k
