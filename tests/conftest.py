@@ -46,6 +46,14 @@ def default_machine(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(d / "default")
 
 
+def on_scenario(names) -> list:
+    """Parameters NAME for tests that read ``scenario_snapshot(NAME)``, each in the xdist group of
+    its scenario: with ``--dist loadgroup`` (the slow pass) one worker simulates a scenario and
+    runs every test of it while the other goes on with the rest, instead of waiting for the
+    build on the scenario's lock."""
+    return [pytest.param(n, marks=pytest.mark.xdist_group(f"scenario-{n}")) for n in names]
+
+
 @pytest.fixture(scope="session")
 def scenario_snapshot(tmp_path_factory: pytest.TempPathFactory):
     """NAME -> (stem, stdout) of ``mmintro simulate NAME --output STEM``: each shipped scenario

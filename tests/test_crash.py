@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import on_scenario
 
 from mmintro.crosscheck.crash_utility import CRASH_CHECKS, run_crash_crosscheck
 from mmintro.kernel.config import MachineConfig
@@ -97,7 +98,7 @@ def test_crash_agrees_with_processes(tmp_path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CRASH_SCENARIOS)
+@pytest.mark.parametrize("name", on_scenario(CRASH_SCENARIOS))
 def test_crash_agrees_on_every_scenario(scenario_snapshot, name: str) -> None:
     _agree(scenario_snapshot(name)[0])
 

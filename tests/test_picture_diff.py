@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import on_scenario
 
 from mmintro.cli.main import cli
 from mmintro.kernel.config import MachineConfig
@@ -318,7 +319,7 @@ def _shipped() -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", _shipped())
+@pytest.mark.parametrize("name", on_scenario(_shipped()))
 def test_every_picture_of_every_shipped_scenario(name, tmp_path, scenario_snapshot):
     from mmintro.views.buddyinfo import buddyinfo
     from mmintro.views.pagetypeinfo import pagetypeinfo

@@ -9,6 +9,7 @@ import shlex
 
 import pytest
 from cli_helpers import run
+from conftest import on_scenario
 
 from mmintro.cli.main import cli
 from mmintro.cli.scenarios import parse_header, read_header
@@ -175,7 +176,7 @@ def test_the_default_machines_commands_run(default_machine) -> None:
 
 
 @pytest.mark.slow  # each builds its scenario (3-55 s) and runs its commands
-@pytest.mark.parametrize("name", sorted(n for n in SHIPPED if n not in FAST))
+@pytest.mark.parametrize("name", on_scenario(sorted(n for n in SHIPPED if n not in FAST)))
 def test_every_scenarios_commands_run(name: str, scenario_snapshot) -> None:
     _run_look_at(name, scenario_snapshot(name)[0])
 

@@ -10,6 +10,7 @@ import random
 import time
 
 import pytest
+from conftest import on_scenario
 
 drgn = pytest.importorskip("drgn")
 
@@ -59,7 +60,7 @@ def _check_all(path: str, scenario: str = "") -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", on_scenario(SCENARIOS))
 def test_every_row_agrees_on_a_shipped_scenario(name: str, scenario_snapshot) -> None:
     path = scenario_snapshot(name)[0]  # simulated once for every slow per-scenario test
     _check_all(path, name)

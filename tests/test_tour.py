@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run
+from conftest import on_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 TOUR = ROOT / "docs" / "tour.md"
@@ -142,7 +143,7 @@ def test_the_default_machines_commands(default_machine) -> None:
 
 
 @pytest.mark.slow  # each builds its scenario with the tour's simulate line (3-55 s)
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "default"])
+@pytest.mark.parametrize("name", on_scenario([n for n in NAMES if n != "default"]))
 def test_a_scenarios_commands(name: str, scenario_snapshot) -> None:
     sim = SIMULATED[name]
     assert sim.argv == ["simulate", name, "--output", f"out/{name}"], "the shared snapshot is made so"
