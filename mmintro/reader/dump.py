@@ -76,7 +76,7 @@ def _kallsyms_cached(info: dict[str, str], read: Any, what: str) -> list[Symbol]
 # content): a process that opens the same dump again (a script, ``mmintro diff`` of two dumps of
 # one kernel, a test suite) does not decompress the image, parse its BTF and rebuild 200k
 # symbols every time.
-_LAST_IMAGE: dict[tuple, tuple[Any, Any]] = {}
+_LAST_IMAGE: dict[tuple, list[Any]] = {}  # identity -> [image, its types (built on first use)]
 _LAST_SYMBOLS: dict[tuple, list[Symbol]] = {}
 
 
@@ -88,17 +88,18 @@ def _identity(path: str) -> tuple | None:
     return (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _image_and_types(kernel: str) -> tuple[Any, Any]:
+def _kernel_image(kernel: str) -> list[Any]:
+    """[image, types or None] of the kernel image file: the last one read when it is the same file."""
     from mmintro.types.kernel_image import read_kernel_image
 
     key = _identity(kernel)
-    got = _LAST_IMAGE.get(key) if key is not None else None
-    if got is None:
-        got = (read_kernel_image(kernel), None)
+    entry = _LAST_IMAGE.get(key) if key is not None else None
+    if entry is None:
+        entry = [read_kernel_image(kernel), None]
         if key is not None:
             _LAST_IMAGE.clear()
-            _LAST_IMAGE[key] = got
-    return got
+            _LAST_IMAGE[key] = entry
+    return entry
 
 
 def open_dump(
@@ -116,7 +117,8 @@ def open_dump(
     try:
         what = f"vmcore {core_path!r}"
         info = core.vmcoreinfo
-        image, types = _image_and_types(kernel)
+        entry = _kernel_image(kernel)
+        image = entry[0]
         want = info.get("BUILD-ID")
         if want is None:
             raise SnapshotError(f"{what}: VMCOREINFO has no BUILD-ID, so the kernel image cannot be matched")
@@ -129,11 +131,9 @@ def open_dump(
                 f"kernel image {kernel!r}{mine} is not the dumped kernel ({rel}): build ID "
                 f"{image.build_id.hex()} != the dump's {want.lower()}"
             )
-        if types is None:
-            types = typedb_from_btf(image.btf)
-            key = _identity(kernel)
-            if key in _LAST_IMAGE:
-                _LAST_IMAGE[key] = (image, types)
+        if entry[1] is None:  # after the build ID check: a wrong image's BTF is never parsed
+            entry[1] = typedb_from_btf(image.btf)
+        types = entry[1]
         phys_base = int(info.get("NUMBER(phys_base)", "0"), 0)
 
         def read_image(vaddr: int, size: int) -> bytes:
