@@ -76,6 +76,7 @@ def symbols_from_table(names: list[str], letters: list[str], addresses: list[int
     in_text = np.zeros(n, dtype=bool) if text else np.ones(n, dtype=bool)
     for lo, hi in text:
         in_text |= (addr >= np.uint64(lo)) & (addr < np.uint64(hi))
+    in_text = in_text.tolist()  # (a Python loop over a list, not numpy scalars)
     kinds = []
     for i in range(n):
         low = letters[i].lower()
