@@ -120,13 +120,6 @@ def _typed_top(words: np.ndarray, shift: int) -> np.ndarray:
     return np.where(typed, pt >> np.uint32(24), np.uint32(0))
 
 
-def _const(prog: Program, name: str) -> int:
-    try:
-        return prog.types.const(name)
-    except LookupError:
-        return -1
-
-
 def memory_map(prog: Program) -> MemoryMap:
     """The use of every pfn below the end of the last present memory section."""
     fl = flags_layout(prog)
@@ -139,9 +132,9 @@ def memory_map(prog: Program) -> MemoryMap:
     npfn = (sections[-1].nr + 1) * n if sections else 0
     codes = np.zeros(npfn, dtype=np.uint8)
     u64 = np.uint64
-    pg_reserved = _const(prog, "PG_reserved")
-    pg_swapbacked = _const(prog, "PG_swapbacked")
-    ty = {t: _const(prog, f"PGTY_{t}") for t in ("buddy", "slab", "table", "hugetlb")}
+    pg_reserved = _pt._const(prog, "PG_reserved")  # None: not in this build
+    pg_swapbacked = _pt._const(prog, "PG_swapbacked")
+    ty = {t: _pt._const(prog, f"PGTY_{t}") for t in ("buddy", "slab", "table", "hugetlb")}
     max_order = prog.types.struct("zone").walk("free_area")[2].resolved().nelems - 1  # NR_PAGE_ORDERS - 1
     zmask, nmask = (1 << fl.zones_shift) - 1, (1 << fl.nodes_shift) - 1
     heads_by_zone: dict[tuple[int, int], np.ndarray] = {}
@@ -172,17 +165,17 @@ def memory_map(prog: Program) -> MemoryMap:
         low = fmapping & u64(3)
         c = np.full(n, KERNEL, dtype=np.uint8)
         c[(fmapping != 0) & (low == 0)] = FILE
-        if pg_swapbacked >= 0:
+        if pg_swapbacked is not None:
             c[(fmapping != 0) & (low == 0) & (fflags >> u64(pg_swapbacked) & u64(1)).astype(bool)] = SHMEM
         c[(low == 1) | (low == 3)] = ANON  # PAGE_MAPPING_ANON (KSM: both bits)
         for t, code in (("hugetlb", HUGETLB), ("slab", SLAB)):
-            if ty[t] >= 0:
+            if ty[t] is not None:
                 c[ftop == ty[t]] = code
-        if ty["table"] >= 0:
+        if ty["table"] is not None:
             c[own_top == ty["table"]] = TABLE
-        if pg_reserved >= 0:
+        if pg_reserved is not None:
             c[(flags >> u64(pg_reserved) & u64(1)).astype(bool)] = RESERVED
-        if ty["buddy"] >= 0:  # PageBuddy heads: 2^page->private pages from each
+        if ty["buddy"] is not None:  # PageBuddy heads: 2^page->private pages from each
             heads = np.flatnonzero(own_top == ty["buddy"])
             orders = w[heads, lay.w_private]
             ok = orders <= u64(max_order)
