@@ -6,13 +6,13 @@ Like the reports, each takes the snapshot first and optional: ``mmintro struct [
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
 
 from mmintro.cli.errors import MmintroError
+from mmintro.cli.reports import _check_address, _is_snapshot
 from mmintro.cli.snapshot import load
 
 __all__ = ["COMMANDS"]
@@ -26,10 +26,6 @@ def _view():  # type: ignore[no-untyped-def]
     from mmintro.views import inspect
 
     return inspect
-
-
-def _is_snapshot(arg: str) -> bool:
-    return not os.path.isdir(arg) and any(os.path.exists(arg + ext) for ext in ("", ".vmcore"))
 
 
 def _split(args: tuple[str, ...], least: int, most: int, usage: str) -> tuple[str | None, list[str]]:
@@ -52,13 +48,6 @@ def _errors() -> Iterator[None]:
         raise MmintroError(msg) from None
 
 
-def _check(text: str, what: str) -> None:
-    try:
-        _view().check_address(text)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint=what) from None
-
-
 @click.command("struct")
 @click.argument("args", nargs=-1, metavar="[SNAPSHOT] TYPE[.MEMBER[,MEMBER]] [ADDR] [COUNT]")
 @click.option("-o", "offsets", is_flag=True, help="member offsets (with ADDR: each member's address), like struct -o")
@@ -71,7 +60,7 @@ def struct(args: tuple[str, ...], offsets: bool, hex_output: bool) -> None:
     spec, addr_text, count_text = (rest + [None, None])[:3]
     assert spec is not None
     if addr_text is not None:
-        _check(addr_text, "ADDR")
+        _check_address(addr_text, "ADDR")
     count = 1
     if count_text is not None:
         try:
@@ -124,7 +113,7 @@ def rd(args: tuple[str, ...], size: int, physical: bool, symbols: bool) -> None:
     """crash's rd: COUNT (default 1) values from ADDR, hex with their ASCII."""
     snapshot, rest = _split(args, 1, 2, "[SNAPSHOT] ADDR [COUNT]")
     addr_text = rest[0]
-    _check(addr_text, "ADDR")
+    _check_address(addr_text, "ADDR")
     count = 1
     if len(rest) > 1:
         try:
